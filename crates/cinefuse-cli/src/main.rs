@@ -1,1 +1,77 @@
-fn main() {}
+//! `cinefuse`: the whole pipeline in one tool.
+
+mod cmd_data;
+mod cmd_train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cinefuse",
+    version,
+    about = "Multimodal deep learning on movies: posters, plots and metadata → genres and rating"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the synthetic demo dataset (deterministic: same seed, same bytes).
+    Synth(cmd_data::SynthArgs),
+    /// Validate, split and preprocess a dataset (fitted on train only).
+    Prepare(cmd_data::PrepareArgs),
+    /// Train a model from a TOML config.
+    Train(cmd_train::TrainArgs),
+    /// Evaluate a trained run.
+    Eval(cmd_train::EvalArgs),
+    /// Export a trained run as a self-contained model directory.
+    Export(cmd_train::ExportArgs),
+    /// Predict genres and rating for new movies with an exported model.
+    Predict(cmd_train::PredictArgs),
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        action: cmd_train::ConfigAction,
+    },
+    /// Generate the demo data if absent, prepare, train, evaluate and export, in one go.
+    Quickstart {
+        #[arg(long, default_value = "configs/quickstart.toml")]
+        config: PathBuf,
+        /// Backend override: auto, flex, wgpu, lavapipe, cuda.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Config overrides, e.g. --set train.epochs=2
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(a) => cmd_data::synth(a),
+        Command::Prepare(a) => cmd_data::prepare(a),
+        Command::Train(a) => cmd_train::train(a).map(|_| ()),
+        Command::Eval(a) => cmd_train::eval(a),
+        Command::Export(a) => cmd_train::export(a),
+        Command::Predict(a) => cmd_train::predict(a),
+        Command::Config { action } => cmd_train::config(action),
+        Command::Quickstart {
+            config,
+            backend,
+            set,
+        } => cmd_train::quickstart(config, backend, set),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

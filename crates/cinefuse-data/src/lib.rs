@@ -1,1 +1,24 @@
+//! Data layer of cinefuse: the on-disk dataset format, the synthetic demo generator,
+//! preprocessing fitted on the training split, the poster cache and Burn batching.
 
+pub mod atomic;
+pub mod batch;
+pub mod dataset;
+pub mod error;
+pub mod features;
+pub mod movie;
+pub mod poster_cache;
+pub mod prepare;
+pub mod prepared;
+pub mod split;
+pub mod synth;
+pub mod text;
+pub mod validate;
+pub mod vocab;
+
+pub use batch::{MovieBatch, MovieBatcher};
+pub use dataset::{MovieDataset, MovieItem};
+pub use error::DataError;
+pub use movie::Movie;
+pub use prepare::{PrepareConfig, prepare_dataset};
+pub use prepared::Prepared;

@@ -1,1 +1,21 @@
+//! Models of cinefuse, written against Burn 0.22 (no backend type parameter: the device is
+//! chosen at run time). Each modality has an encoder and its own head, so it trains and
+//! evaluates alone; a fusion module combines the modalities into the final genre and rating
+//! outputs.
 
+pub mod config;
+pub mod encoder;
+pub mod fusion;
+pub mod head;
+pub mod loss;
+pub mod meta;
+pub mod model;
+pub mod poster;
+pub mod text;
+pub mod text_bag;
+pub mod text_cnn;
+pub mod text_transformer;
+
+pub use config::{Modality, ModelConfig, ModelShapes};
+pub use loss::{LossConfig, LossParts, RatingLoss};
+pub use model::{CinefuseModel, ModelOutput};

@@ -1,1 +1,16 @@
+//! Config-driven training, evaluation, export and prediction for cinefuse.
 
+pub mod backend;
+pub mod config;
+pub mod data_setup;
+pub mod evaluate;
+pub mod export;
+pub mod inference;
+pub mod metrics;
+pub mod predict;
+pub mod run_dir;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use trainer::{RunSummary, TrainOptions, train};

@@ -1,0 +1,70 @@
+//! `synth` and `prepare`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use cinefuse_data::PrepareConfig;
+use clap::Args;
+
+#[derive(Args)]
+pub struct SynthArgs {
+    #[arg(long, default_value = "datasets/demo")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    n: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub fn synth(a: SynthArgs) -> Result<()> {
+    let n = cinefuse_data::synth::write_synthetic(&a.out, a.n, a.seed)?;
+    println!("wrote {n} movies to {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PrepareArgs {
+    /// Dataset directory (movies.jsonl + posters/).
+    #[arg(long)]
+    data: PathBuf,
+    /// Output directory for the prepared data.
+    #[arg(long)]
+    out: PathBuf,
+    /// A training config (its [data.preprocess] section is used) or a file with only
+    /// preprocessing keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Skip bad records (listed in bad_records.json) instead of aborting.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
+/// Reads preprocessing settings from a full training config or a bare preprocessing table.
+fn load_prepare_config(path: &PathBuf) -> Result<PrepareConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    if table.contains_key("name") {
+        let full =
+            cinefuse_train::TrainConfig::from_toml_str(&text, &path.display().to_string(), &[])?;
+        return Ok(full.data.preprocess);
+    }
+    let c: PrepareConfig =
+        toml::Table::try_into(table).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(c)
+}
+
+pub fn prepare(a: PrepareArgs) -> Result<()> {
+    let mut config = match &a.config {
+        Some(p) => load_prepare_config(p)?,
+        None => PrepareConfig::default(),
+    };
+    config.skip_bad |= a.skip_bad;
+    let summary = cinefuse_data::prepare_dataset(&a.data, &a.out, &config)?;
+    println!("{summary}");
+    println!("prepared data written to {}", a.out.display());
+    Ok(())
+}

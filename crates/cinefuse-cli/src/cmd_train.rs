@@ -1,0 +1,275 @@
+//! `train`, `eval`, `export`, `predict`, `config check` and `quickstart`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cinefuse_data::split::Split;
+use cinefuse_train::backend::parse_backend;
+use cinefuse_train::config::BackendKind;
+use cinefuse_train::predict::{Predictor, movie_from_json, movies_from_jsonl};
+use cinefuse_train::{TrainConfig, TrainOptions};
+use clap::{Args, Subcommand};
+
+fn backend(b: &Option<String>) -> Result<Option<BackendKind>> {
+    b.as_deref().map(parse_backend).transpose()
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Train on another dataset directory (prepared on the fly or reused).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run directory (default: runs/<config name>-<timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Config overrides with dotted keys, e.g. --set optim.lr=3e-4
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// auto, flex, wgpu, lavapipe or cuda.
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn train(a: TrainArgs) -> Result<PathBuf> {
+    let config = match (&a.config, &a.resume) {
+        (Some(p), _) => TrainConfig::load(p, &a.set)?,
+        (None, Some(r)) => {
+            if !a.set.is_empty() {
+                bail!(
+                    "--set cannot change a resumed run; its config is {}",
+                    r.join("config.toml").display()
+                );
+            }
+            TrainConfig::load(&r.join("config.toml"), &[])?
+        }
+        (None, None) => bail!("--config or --resume is required"),
+    };
+    let summary = cinefuse_train::train(
+        &config,
+        &TrainOptions {
+            data_override: a.data,
+            out: a.out,
+            resume: a.resume,
+            backend: backend(&a.backend)?,
+            stop_after_steps: None,
+        },
+    )?;
+    if let Some(v) = summary.best_value {
+        println!(
+            "best {} = {v:.4} at epoch {}",
+            config.train.monitor.key(),
+            summary.best_epoch
+        );
+    }
+    println!("run: {}", summary.run_dir.display());
+    Ok(summary.run_dir)
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// train, val or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Evaluate on every movie of another dataset with the run's preprocessing.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let split = Split::parse(&a.split)
+        .with_context(|| format!("--split {:?}: expected train, val or test", a.split))?;
+    let report =
+        cinefuse_train::evaluate::evaluate(&a.run, split, a.data.as_deref(), backend(&a.backend)?)?;
+    print!("{report}");
+    println!("wrote {}", a.run.join("eval.json").display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn export(a: ExportArgs) -> Result<()> {
+    let dir = cinefuse_train::export::export(&a.run, &a.out, backend(&a.backend)?)?;
+    println!("exported model to {}", dir.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// An exported model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// The movie as JSON text (dataset format), or @FILE to read it from a file.
+    #[arg(long, conflicts_with = "jsonl")]
+    movie: Option<String>,
+    /// A JSONL file of movies; poster paths are resolved relative to it.
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
+    /// A poster image for --movie.
+    #[arg(long)]
+    poster: Option<PathBuf>,
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long)]
+    plot: Option<String>,
+    #[arg(long)]
+    year: Option<i32>,
+    #[arg(long)]
+    runtime: Option<f32>,
+    /// Print one JSON object per movie instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn predict(a: PredictArgs) -> Result<()> {
+    let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
+    let (movies, base) = match (&a.jsonl, &a.movie) {
+        (Some(path), _) => (
+            movies_from_jsonl(path)?,
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        (None, Some(m)) => {
+            let (text, origin) = match m.strip_prefix('@') {
+                Some(file) => (
+                    std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?,
+                    file.to_string(),
+                ),
+                None => (m.clone(), "--movie".to_string()),
+            };
+            (vec![movie_from_json(&text, &origin)?], PathBuf::from("."))
+        }
+        (None, None) => {
+            let mut m = cinefuse_data::Movie::new("input");
+            m.title = a.title.clone();
+            m.plot = a.plot.clone();
+            m.year = a.year;
+            m.runtime_min = a.runtime;
+            (vec![m], PathBuf::from("."))
+        }
+    };
+    let items = movies
+        .iter()
+        .map(|m| {
+            predictor.item(
+                m,
+                if a.jsonl.is_none() {
+                    a.poster.as_deref()
+                } else {
+                    None
+                },
+                &base,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for p in predictor.predict(&items) {
+        if a.json {
+            println!("{}", serde_json::to_string(&p)?);
+            continue;
+        }
+        println!("{}", p.id);
+        println!(
+            "  rating {:.2}  ({:.0} % interval {:.2}–{:.2})",
+            p.rating,
+            predictor.manifest.interval_coverage * 100.0,
+            p.rating_interval[0],
+            p.rating_interval[1]
+        );
+        let shown: Vec<String> = p
+            .genres
+            .iter()
+            .take(5)
+            .map(|g| {
+                format!(
+                    "{}{} {:.2}",
+                    g.genre,
+                    if g.predicted { "*" } else { "" },
+                    g.probability
+                )
+            })
+            .collect();
+        println!("  genres {}  (* = predicted)", shown.join(", "));
+        let contrib: Vec<String> = p
+            .contributions
+            .iter()
+            .map(|c| format!("{} {:.0} %", c.modality.name(), c.share * 100.0))
+            .collect();
+        println!(
+            "  contributions ({}): {}",
+            p.contribution_method,
+            contrib.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Validate a config without training.
+    Check {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the resolved config.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+pub fn config(action: ConfigAction) -> Result<()> {
+    match action {
+        ConfigAction::Check { file, set, print } => {
+            let c = TrainConfig::load(&file, &set)?;
+            if print {
+                print!("{}", c.to_toml());
+            }
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+    }
+}
+
+pub fn quickstart(config: PathBuf, backend_name: Option<String>, set: Vec<String>) -> Result<()> {
+    let run_dir = train(TrainArgs {
+        config: Some(config),
+        data: None,
+        out: None,
+        resume: None,
+        set,
+        backend: backend_name.clone(),
+    })?;
+    eval(EvalArgs {
+        run: run_dir.clone(),
+        split: "test".into(),
+        data: None,
+        backend: backend_name.clone(),
+    })?;
+    let model_dir = PathBuf::from("models").join(run_dir.file_name().unwrap_or_default());
+    export(ExportArgs {
+        run: run_dir,
+        out: model_dir.clone(),
+        backend: backend_name,
+    })?;
+    println!(
+        "next: cinefuse predict --model {} --plot \"A robot falls in love\"",
+        model_dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Atomic file writes: write to a temporary sibling, fsync, then rename over the target,
+//! so a crash or Ctrl-C never leaves a half-written file behind.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::DataError;
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` atomically, creating parent directories.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
+    let tmp = temp_sibling(path);
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(DataError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Serializes `value` as pretty JSON and writes it atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), DataError> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| DataError::file(path, format!("cannot serialize: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads and parses a JSON file, naming the file in the error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
+    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| DataError::file(path, format!("line {}: {}", e.line(), e)))
+}
+
+/// A directory that is built under a temporary name and renamed into place when complete.
+/// Dropping it without `commit` removes the partial directory.
+pub struct StagingDir {
+    tmp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl StagingDir {
+    pub fn new(target: &Path) -> Result<Self, DataError> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let tmp = target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        Ok(Self {
+            tmp,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Replaces the target with the staged directory.
+    pub fn commit(mut self) -> Result<(), DataError> {
+        if self.target.exists() {
+            fs::remove_dir_all(&self.target).map_err(|e| DataError::io(&self.target, e))?;
+        }
+        fs::rename(&self.tmp, &self.target).map_err(|e| DataError::io(&self.target, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}

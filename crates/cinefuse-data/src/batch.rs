@@ -1,0 +1,161 @@
+//! Batching: many `MovieItem`s → one `MovieBatch` of tensors with presence masks.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::prelude::*;
+
+use crate::dataset::MovieItem;
+use crate::text::PAD_ID;
+
+/// Per-channel statistics used to normalize poster pixels (roughly those of movie posters).
+pub const POSTER_MEAN: [f32; 3] = [0.45, 0.42, 0.40];
+pub const POSTER_STD: [f32; 3] = [0.27, 0.26, 0.26];
+
+/// Everything the model and the loss need for one batch. Masks are `1.0` for present.
+#[derive(Debug, Clone)]
+pub struct MovieBatch {
+    pub ids: Vec<String>,
+    /// `[B, 3, H, W]`, normalized; zeros where the poster is missing.
+    pub posters: Tensor<4>,
+    /// `[B]`
+    pub poster_present: Tensor<1>,
+    /// `[B, L]` token ids, `PAD_ID` after the end of each plot.
+    pub tokens: Tensor<2, Int>,
+    /// `[B, L]` `1.0` on real tokens (the attention mask).
+    pub token_mask: Tensor<2>,
+    /// `[B, L]` `true` on padding (Burn's transformer `mask_pad`).
+    pub token_pad: Tensor<2, Bool>,
+    /// `[B]`
+    pub plot_present: Tensor<1>,
+    /// `[B, N]` scaled numeric features and `[B, N]` missing indicators.
+    pub numeric: Tensor<2>,
+    pub numeric_missing: Tensor<2>,
+    /// `[B, C]` categorical ids.
+    pub categorical: Tensor<2, Int>,
+    /// `[B, G]` multi-hot targets and `[B]` presence of a genre label.
+    pub genres: Tensor<2>,
+    pub genres_present: Tensor<1>,
+    /// `[B]` rating targets (0 where missing) and `[B]` presence.
+    pub rating: Tensor<1>,
+    pub rating_present: Tensor<1>,
+}
+
+impl MovieBatch {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Builds `MovieBatch`es; knows the poster size and the token length cap.
+#[derive(Debug, Clone)]
+pub struct MovieBatcher {
+    pub image_height: usize,
+    pub image_width: usize,
+    pub max_tokens: usize,
+}
+
+impl MovieBatcher {
+    pub fn new(image_height: usize, image_width: usize, max_tokens: usize) -> Self {
+        Self {
+            image_height,
+            image_width,
+            max_tokens,
+        }
+    }
+}
+
+fn ones_where(flags: impl Iterator<Item = bool>) -> Vec<f32> {
+    flags.map(|b| if b { 1.0 } else { 0.0 }).collect()
+}
+
+impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
+    fn batch(&self, items: Vec<MovieItem>, device: &Device) -> MovieBatch {
+        let b = items.len();
+        let (h, w) = (self.image_height, self.image_width);
+        let plane = h * w;
+
+        // Posters: u8 CHW → normalized f32, built in one host buffer (one upload).
+        let mut pixels = vec![0f32; b * 3 * plane];
+        for (i, item) in items.iter().enumerate() {
+            if let Some(p) = &item.poster {
+                assert_eq!(
+                    p.len(),
+                    3 * plane,
+                    "poster of {} has the wrong size",
+                    item.id
+                );
+                let dst = &mut pixels[i * 3 * plane..(i + 1) * 3 * plane];
+                for c in 0..3 {
+                    let (m, s) = (POSTER_MEAN[c], POSTER_STD[c]);
+                    for (d, v) in dst[c * plane..(c + 1) * plane]
+                        .iter_mut()
+                        .zip(&p[c * plane..(c + 1) * plane])
+                    {
+                        *d = (f32::from(*v) / 255.0 - m) / s;
+                    }
+                }
+            }
+        }
+
+        // Tokens padded to the longest plot in the batch (at least 1).
+        let len = items
+            .iter()
+            .map(|it| it.tokens.len().min(self.max_tokens))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut tokens = vec![PAD_ID as i64; b * len];
+        let mut mask = vec![0f32; b * len];
+        for (i, item) in items.iter().enumerate() {
+            for (j, t) in item.tokens.iter().take(len).enumerate() {
+                tokens[i * len + j] = i64::from(*t);
+                mask[i * len + j] = 1.0;
+            }
+        }
+        let n_num = items.first().map_or(0, |it| it.numeric.len());
+        let n_cat = items.first().map_or(0, |it| it.categorical.len());
+        let n_gen = items.first().map_or(0, |it| it.genres.len());
+        let flat = |f: &dyn Fn(&MovieItem) -> &[f32]| -> Vec<f32> {
+            items.iter().flat_map(|it| f(it).iter().copied()).collect()
+        };
+        let numeric = flat(&|it| &it.numeric);
+        let numeric_missing = flat(&|it| &it.numeric_missing);
+        let genres = flat(&|it| &it.genres);
+        let categorical: Vec<i64> = items
+            .iter()
+            .flat_map(|it| it.categorical.iter().map(|c| i64::from(*c)))
+            .collect();
+
+        let f1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), device);
+        let f2 = |v: Vec<f32>, cols: usize| {
+            Tensor::<2>::from_data(TensorData::new(v, [b, cols]), device)
+        };
+        let i2 = |v: Vec<i64>, cols: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(v, [b, cols]), device)
+        };
+        let token_mask = f2(mask, len);
+        MovieBatch {
+            ids: items.iter().map(|it| it.id.clone()).collect(),
+            posters: Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, h, w]), device),
+            poster_present: f1(ones_where(items.iter().map(|it| it.poster.is_some()))),
+            tokens: i2(tokens, len),
+            token_pad: token_mask.clone().equal_elem(0.0),
+            token_mask,
+            plot_present: f1(ones_where(
+                items
+                    .iter()
+                    .map(|it| it.plot_present && !it.tokens.is_empty()),
+            )),
+            numeric: f2(numeric, n_num),
+            numeric_missing: f2(numeric_missing, n_num),
+            categorical: i2(categorical, n_cat),
+            genres: f2(genres, n_gen),
+            genres_present: f1(ones_where(items.iter().map(|it| it.genres_present))),
+            rating: f1(items.iter().map(|it| it.rating.unwrap_or(0.0)).collect()),
+            rating_present: f1(ones_where(items.iter().map(|it| it.rating.is_some()))),
+        }
+    }
+}

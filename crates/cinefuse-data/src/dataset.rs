@@ -1,0 +1,94 @@
+//! A Burn `Dataset` over prepared samples; poster pixels come straight from the memory-mapped cache.
+
+use std::sync::Arc;
+
+use burn::data::dataset::Dataset;
+
+use crate::poster_cache::PosterCache;
+use crate::prepared::EncodedSample;
+
+/// One model-ready movie.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovieItem {
+    pub id: String,
+    /// CHW `u8` poster, or `None` when the movie has no (usable) poster.
+    pub poster: Option<Vec<u8>>,
+    pub tokens: Vec<u32>,
+    pub plot_present: bool,
+    pub numeric: Vec<f32>,
+    pub numeric_missing: Vec<f32>,
+    pub categorical: Vec<u32>,
+    pub genres: Vec<f32>,
+    pub genres_present: bool,
+    pub rating: Option<f32>,
+}
+
+impl MovieItem {
+    pub fn from_sample(sample: &EncodedSample, poster: Option<Vec<u8>>) -> Self {
+        MovieItem {
+            id: sample.id.clone(),
+            poster,
+            tokens: sample.tokens.clone(),
+            plot_present: sample.plot_present,
+            numeric: sample.numeric.clone(),
+            numeric_missing: sample.numeric_missing.clone(),
+            categorical: sample.categorical.clone(),
+            genres: sample.genres.clone(),
+            genres_present: sample.genres_present,
+            rating: sample.rating,
+        }
+    }
+}
+
+/// The samples of one split (a list of indices into the shared sample table).
+#[derive(Clone)]
+pub struct MovieDataset {
+    samples: Arc<Vec<EncodedSample>>,
+    posters: Arc<PosterCache>,
+    indices: Vec<usize>,
+}
+
+impl MovieDataset {
+    pub fn new(
+        samples: Arc<Vec<EncodedSample>>,
+        posters: Arc<PosterCache>,
+        indices: Vec<usize>,
+    ) -> Self {
+        Self {
+            samples,
+            posters,
+            indices,
+        }
+    }
+
+    /// A view of this dataset in another order (or a subset): `order` indexes into `self`.
+    pub fn reordered(&self, order: &[usize]) -> Self {
+        Self {
+            samples: self.samples.clone(),
+            posters: self.posters.clone(),
+            indices: order.iter().map(|i| self.indices[*i]).collect(),
+        }
+    }
+
+    pub fn sample(&self, index: usize) -> &EncodedSample {
+        &self.samples[self.indices[index]]
+    }
+
+    pub fn item(&self, index: usize) -> MovieItem {
+        let s = self.sample(index);
+        let poster = s
+            .poster_slot
+            .map(|slot| self.posters.get(slot as usize).to_vec());
+        MovieItem::from_sample(s, poster)
+    }
+}
+
+impl Dataset<MovieItem> for MovieDataset {
+    fn get(&self, index: usize) -> Result<MovieItem, burn::data::dataset::DatasetError> {
+        Ok(self.item(index))
+    }
+
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+}

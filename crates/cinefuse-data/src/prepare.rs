@@ -1,0 +1,485 @@
+//! `cinefuse prepare`: validate a dataset, split it, fit the preprocessing on train only,
+//! encode every movie and cache the posters. The output directory appears only when complete.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::DataError;
+use crate::atomic::{StagingDir, write_atomic, write_json_atomic};
+use crate::movie::{
+    BadRecord, FIELDS, MOVIES_FILE, Movie, SPLIT_FILE, parse_movies_file, poster_path,
+};
+use crate::poster_cache::PosterCacheWriter;
+use crate::prepared::{
+    BAD_RECORDS_FILE, POSTERS_FILE, Preprocessor, SAMPLES_FILE, SUMMARY_FILE, fit_state,
+};
+use crate::split::{Split, hash_split, read_predefined_split};
+use crate::text::{TokenizerKind, train_tokenizer};
+use crate::validate::validate_records;
+
+/// How splits are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitMode {
+    /// `split.json` when the dataset has one, otherwise by hash.
+    Auto,
+    Hash,
+    Predefined,
+}
+
+/// The `[data]` section of a config: preprocessing parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrepareConfig {
+    /// Seed of the hash split.
+    pub seed: u64,
+    pub split: SplitMode,
+    pub val_ratio: f64,
+    pub test_ratio: f64,
+    /// Poster size fed to the model (pixels).
+    pub image_width: u32,
+    pub image_height: u32,
+    pub max_poster_bytes: u64,
+    pub max_poster_pixels: u64,
+    pub tokenizer: TokenizerKind,
+    pub vocab_size: usize,
+    pub min_token_freq: u64,
+    /// Maximum plot length in tokens, `[CLS]` included.
+    pub max_tokens: usize,
+    /// Genres with fewer training movies are dropped from the label set.
+    pub min_genre_count: usize,
+    /// Categorical values seen fewer times in train map to the OOV id.
+    pub min_category_freq: usize,
+    /// Skip bad records (with a written report) instead of aborting.
+    pub skip_bad: bool,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            split: SplitMode::Auto,
+            val_ratio: 0.1,
+            test_ratio: 0.1,
+            image_width: 64,
+            image_height: 96,
+            max_poster_bytes: 20 * 1024 * 1024,
+            max_poster_pixels: 40_000_000,
+            tokenizer: TokenizerKind::Wordpiece,
+            vocab_size: 4000,
+            min_token_freq: 2,
+            max_tokens: 64,
+            min_genre_count: 5,
+            min_category_freq: 3,
+            skip_bad: false,
+        }
+    }
+}
+
+impl PrepareConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let r = |name: &str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("data.{name} = {v}: expected a ratio in [0, 1)"))
+            }
+        };
+        r("val_ratio", self.val_ratio)?;
+        r("test_ratio", self.test_ratio)?;
+        if self.val_ratio + self.test_ratio >= 0.9 {
+            return Err(format!(
+                "data.val_ratio + data.test_ratio = {}: leaves too little for training (must be < 0.9)",
+                self.val_ratio + self.test_ratio
+            ));
+        }
+        if !(8..=1024).contains(&self.image_width) || !(8..=1024).contains(&self.image_height) {
+            return Err(format!(
+                "data.image_width/image_height = {}x{}: expected 8..=1024 pixels each",
+                self.image_width, self.image_height
+            ));
+        }
+        if self.max_tokens < 2 {
+            return Err(format!(
+                "data.max_tokens = {}: expected at least 2",
+                self.max_tokens
+            ));
+        }
+        if self.vocab_size < 16 {
+            return Err(format!(
+                "data.vocab_size = {}: expected at least 16",
+                self.vocab_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `prepare` reports at the end (also saved as `summary.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareSummary {
+    pub records_read: usize,
+    pub records_kept: usize,
+    pub records_skipped: usize,
+    pub posters_dropped: usize,
+    pub missing_per_field: BTreeMap<String, usize>,
+    pub split_sizes: BTreeMap<String, usize>,
+    pub split_source: String,
+    pub genres: Vec<String>,
+    pub genres_dropped: BTreeMap<String, usize>,
+    pub posters_cached: usize,
+    pub poster_seconds: f64,
+    pub posters_per_second: f64,
+    pub tokenizer_vocab_size: usize,
+}
+
+impl std::fmt::Display for PrepareSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "records: {} read, {} kept, {} skipped; {} posters dropped",
+            self.records_read, self.records_kept, self.records_skipped, self.posters_dropped
+        )?;
+        writeln!(
+            f,
+            "splits ({}): {}",
+            self.split_source,
+            self.split_sizes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
+        writeln!(f, "missing per field:")?;
+        for (k, v) in &self.missing_per_field {
+            if *v > 0 {
+                writeln!(f, "  {k:<12} {v}")?;
+            }
+        }
+        writeln!(
+            f,
+            "genres ({}): {}",
+            self.genres.len(),
+            self.genres.join(", ")
+        )?;
+        if !self.genres_dropped.is_empty() {
+            writeln!(f, "genres dropped as rare: {:?}", self.genres_dropped)?;
+        }
+        write!(
+            f,
+            "posters cached: {} ({:.0}/s); tokenizer vocabulary: {}",
+            self.posters_cached, self.posters_per_second, self.tokenizer_vocab_size
+        )
+    }
+}
+
+fn bar(len: u64, msg: &'static str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg);
+    pb
+}
+
+fn record_error(path: &Path, bad: &BadRecord) -> DataError {
+    DataError::Record {
+        path: path.to_path_buf(),
+        line: bad.line,
+        message: match &bad.field {
+            Some(f) => format!("field `{f}`: {}", bad.reason),
+            None => bad.reason.clone(),
+        },
+    }
+}
+
+/// Runs the whole preparation of `data_dir` into `out_dir`.
+pub fn prepare_dataset(
+    data_dir: &Path,
+    out_dir: &Path,
+    config: &PrepareConfig,
+) -> Result<PrepareSummary, DataError> {
+    config.validate().map_err(DataError::Invalid)?;
+    let movies_path = data_dir.join(MOVIES_FILE);
+    let raw = std::fs::read(&movies_path).map_err(|e| DataError::io(&movies_path, e))?;
+    let dataset_hash = format!("{:x}", Sha256::digest(&raw));
+
+    // 1. Parse and validate.
+    let parsed = parse_movies_file(&movies_path)?;
+    let records_read = parsed.movies.len() + parsed.bad.len();
+    let (movies, mut bad) = validate_records(parsed.movies);
+    bad.extend(parsed.bad);
+    bad.sort_by_key(|b| b.line);
+    if let Some(first) = bad.first().filter(|_| !config.skip_bad) {
+        return Err(record_error(&movies_path, first));
+    }
+
+    // 2. Split.
+    let split_file = data_dir.join(SPLIT_FILE);
+    let use_predefined = match config.split {
+        SplitMode::Predefined => true,
+        SplitMode::Hash => false,
+        SplitMode::Auto => split_file.exists(),
+    };
+    let mut assigned: Vec<(usize, Movie, Split)> = Vec::with_capacity(movies.len());
+    let mut unlisted = 0;
+    if use_predefined {
+        let table = read_predefined_split(&split_file)?;
+        for (line, m) in movies {
+            match table.get(&m.id) {
+                Some(s) => assigned.push((line, m, *s)),
+                None => unlisted += 1,
+            }
+        }
+        if unlisted > 0 {
+            eprintln!(
+                "note: {unlisted} movies are not listed in {} and are left out",
+                split_file.display()
+            );
+        }
+    } else {
+        for (line, m) in movies {
+            let s = hash_split(config.seed, &m.id, config.val_ratio, config.test_ratio);
+            assigned.push((line, m, s));
+        }
+    }
+    let train: Vec<&Movie> = assigned
+        .iter()
+        .filter(|(_, _, s)| *s == Split::Train)
+        .map(|(_, m, _)| m)
+        .collect();
+    if train.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{}: no movies in the training split",
+            movies_path.display()
+        )));
+    }
+
+    // 3. Fit on train only: tokenizer, scalers, vocabularies, genres.
+    let plots: Vec<&str> = train
+        .iter()
+        .filter_map(|m| m.plot.as_deref())
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    let plots = if plots.is_empty() { vec![""] } else { plots };
+    let tokenizer = train_tokenizer(
+        config.tokenizer,
+        &plots,
+        config.vocab_size,
+        config.min_token_freq,
+    )?;
+    let tok_vocab = tokenizer.get_vocab_size(true);
+    let state = fit_state(
+        &train,
+        config,
+        dataset_hash,
+        data_dir.display().to_string(),
+        tok_vocab,
+    );
+    if state.genres.is_empty() {
+        eprintln!(
+            "warning: no genre reaches data.min_genre_count = {}",
+            config.min_genre_count
+        );
+    }
+    let pre = Preprocessor { state, tokenizer };
+
+    // 4. Encode and cache posters, into a staging directory.
+    let staging = staging_for(out_dir)?;
+    let written = write_encoded(
+        &staging,
+        data_dir,
+        &movies_path,
+        &pre,
+        &assigned,
+        config.skip_bad,
+        &mut bad,
+    )?;
+    let (samples, posters_dropped, poster_seconds, posters_cached) = (
+        written.samples,
+        written.posters_dropped,
+        written.poster_seconds,
+        written.posters_cached,
+    );
+
+    let mut missing_per_field = BTreeMap::new();
+    for f in FIELDS {
+        let n = assigned.iter().filter(|(_, m, _)| !m.has(f)).count();
+        missing_per_field.insert(f.to_string(), n);
+    }
+    let mut split_sizes = BTreeMap::new();
+    for s in Split::ALL {
+        split_sizes.insert(
+            s.name().to_string(),
+            samples.iter().filter(|x| x.split == s).count(),
+        );
+    }
+    let summary = PrepareSummary {
+        records_read,
+        records_kept: samples.len(),
+        records_skipped: records_read - samples.len() - unlisted,
+        posters_dropped,
+        missing_per_field,
+        split_sizes,
+        split_source: if use_predefined {
+            "split.json".into()
+        } else {
+            format!("hash, seed {}", config.seed)
+        },
+        genres: pre.state.genres.genres.clone(),
+        genres_dropped: pre.state.genres.dropped.clone(),
+        posters_cached,
+        poster_seconds,
+        posters_per_second: posters_cached as f64 / poster_seconds.max(1e-9),
+        tokenizer_vocab_size: tok_vocab,
+    };
+    write_json_atomic(&staging.path().join(SUMMARY_FILE), &summary)?;
+    if !bad.is_empty() {
+        write_json_atomic(&staging.path().join(BAD_RECORDS_FILE), &bad)?;
+    }
+    staging.commit()?;
+    Ok(summary)
+}
+
+fn staging_for(out_dir: &Path) -> Result<StagingDir, DataError> {
+    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
+    StagingDir::new(out_dir)
+}
+
+struct Written {
+    samples: Vec<crate::prepared::EncodedSample>,
+    posters_dropped: usize,
+    poster_seconds: f64,
+    posters_cached: usize,
+}
+
+/// Encodes every movie with `pre`, caches the posters (decoded in parallel, written in order
+/// so slots are deterministic) and writes the samples and the preprocessing state.
+fn write_encoded(
+    staging: &StagingDir,
+    data_dir: &Path,
+    movies_path: &Path,
+    pre: &Preprocessor,
+    assigned: &[(usize, Movie, Split)],
+    skip_bad: bool,
+    bad: &mut Vec<BadRecord>,
+) -> Result<Written, DataError> {
+    let config = &pre.state.config;
+    let mut cache = PosterCacheWriter::create(
+        &staging.path().join(POSTERS_FILE),
+        config.image_height,
+        config.image_width,
+    )?;
+    let mut samples = Vec::with_capacity(assigned.len());
+    let mut posters_dropped = 0;
+    let started = Instant::now();
+    let pb = bar(assigned.len() as u64, "posters");
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    for chunk in assigned.chunks(64) {
+        let decoded: Vec<Option<Result<Vec<u8>, DataError>>> = std::thread::scope(|s| {
+            let per = chunk.len().div_ceil(threads);
+            let handles: Vec<_> = chunk
+                .chunks(per.max(1))
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|(_, m, _)| {
+                                poster_path(data_dir, m).map(|p| pre.poster_from_file(&p))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("decoder thread"))
+                .collect()
+        });
+        for ((line, movie, split), poster) in chunk.iter().zip(decoded) {
+            let mut sample = pre.encode(movie, *split)?;
+            match poster {
+                Some(Ok(chw)) => sample.poster_slot = Some(cache.push(&chw)?),
+                Some(Err(e)) => {
+                    let problem = BadRecord {
+                        line: *line,
+                        id: Some(movie.id.clone()),
+                        field: Some("poster".into()),
+                        reason: e.to_string(),
+                    };
+                    if !skip_bad {
+                        return Err(record_error(movies_path, &problem));
+                    }
+                    bad.push(problem);
+                    posters_dropped += 1;
+                }
+                None => {}
+            }
+            samples.push(sample);
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    let poster_seconds = started.elapsed().as_secs_f64();
+    let posters_cached = cache.finish()? as usize;
+    let mut jsonl = String::new();
+    for s in &samples {
+        jsonl.push_str(&serde_json::to_string(s).expect("sample serializes"));
+        jsonl.push('\n');
+    }
+    write_atomic(&staging.path().join(SAMPLES_FILE), jsonl.as_bytes())?;
+    pre.save(staging.path())?;
+    Ok(Written {
+        samples,
+        posters_dropped,
+        poster_seconds,
+        posters_cached,
+    })
+}
+
+/// Encodes a whole dataset with an already fitted preprocessor (nothing is refitted); every
+/// movie lands in the `test` split. Used to evaluate or predict on another dataset.
+pub fn apply_preprocessor(
+    data_dir: &Path,
+    out_dir: &Path,
+    pre: &Preprocessor,
+    skip_bad: bool,
+) -> Result<crate::Prepared, DataError> {
+    let movies_path = data_dir.join(MOVIES_FILE);
+    let parsed = parse_movies_file(&movies_path)?;
+    let (movies, mut bad) = validate_records(parsed.movies);
+    bad.extend(parsed.bad);
+    bad.sort_by_key(|b| b.line);
+    if let Some(first) = bad.first().filter(|_| !skip_bad) {
+        return Err(record_error(&movies_path, first));
+    }
+    let assigned: Vec<(usize, Movie, Split)> = movies
+        .into_iter()
+        .map(|(l, m)| (l, m, Split::Test))
+        .collect();
+    let staging = staging_for(out_dir)?;
+    write_encoded(
+        &staging,
+        data_dir,
+        &movies_path,
+        pre,
+        &assigned,
+        skip_bad,
+        &mut bad,
+    )?;
+    if !bad.is_empty() {
+        write_json_atomic(&staging.path().join(BAD_RECORDS_FILE), &bad)?;
+    }
+    staging.commit()?;
+    crate::Prepared::open(out_dir)
+}

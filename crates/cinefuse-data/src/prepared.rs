@@ -1,0 +1,303 @@
+//! The fitted preprocessing state and a prepared dataset directory.
+//!
+//! `prepared/NAME/` holds `preprocess.json` (scalers, vocabularies, genres, rating stats),
+//! `tokenizer.json`, `samples.jsonl` (every movie encoded, with its split), `posters.bin`
+//! (the poster cache) and `summary.json`. Export and predict reuse exactly these transforms.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::DataError;
+use crate::dataset::MovieDataset;
+use crate::features::{
+    CATEGORICAL_FEATURES, NUMERIC_FEATURES, NumericScaler, raw_categorical, raw_numeric,
+};
+use crate::movie::Movie;
+use crate::poster_cache::{PosterCache, fit_poster, to_chw};
+use crate::prepare::PrepareConfig;
+use crate::split::Split;
+use crate::text::{encode_plot, load_tokenizer};
+use crate::validate::{PosterLimits, load_poster};
+use crate::vocab::{GenreVocab, Vocab};
+
+pub const PREPROCESS_FILE: &str = "preprocess.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const SAMPLES_FILE: &str = "samples.jsonl";
+pub const POSTERS_FILE: &str = "posters.bin";
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const BAD_RECORDS_FILE: &str = "bad_records.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything fitted on the training split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreprocessState {
+    pub format_version: u32,
+    pub config: PrepareConfig,
+    pub numeric: Vec<NumericScaler>,
+    pub categorical: Vec<Vocab>,
+    pub genres: GenreVocab,
+    pub rating_mean: f64,
+    pub rating_std: f64,
+    pub tokenizer_vocab_size: usize,
+    /// SHA-256 of the source `movies.jsonl`.
+    pub dataset_hash: String,
+    pub source: String,
+}
+
+/// One movie after preprocessing (poster pixels live in the cache, by slot).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EncodedSample {
+    pub id: String,
+    pub split: Split,
+    pub tokens: Vec<u32>,
+    pub plot_present: bool,
+    pub numeric: Vec<f32>,
+    pub numeric_missing: Vec<f32>,
+    pub categorical: Vec<u32>,
+    pub genres: Vec<f32>,
+    pub genres_present: bool,
+    pub rating: Option<f32>,
+    pub poster_slot: Option<u32>,
+}
+
+/// The fitted transforms plus the tokenizer: turns any movie into model inputs.
+#[derive(Clone)]
+pub struct Preprocessor {
+    pub state: PreprocessState,
+    pub tokenizer: Tokenizer,
+}
+
+impl Preprocessor {
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        let mut state: PreprocessState = crate::atomic::read_json(&dir.join(PREPROCESS_FILE))?;
+        if state.format_version != FORMAT_VERSION {
+            return Err(DataError::file(
+                dir.join(PREPROCESS_FILE),
+                format!(
+                    "format version {} is not supported (expected {FORMAT_VERSION}); run prepare again",
+                    state.format_version
+                ),
+            ));
+        }
+        for v in &mut state.categorical {
+            v.rebuild_index();
+        }
+        let tokenizer = load_tokenizer(&dir.join(TOKENIZER_FILE))?;
+        Ok(Self { state, tokenizer })
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), DataError> {
+        crate::atomic::write_json_atomic(&dir.join(PREPROCESS_FILE), &self.state)?;
+        crate::text::save_tokenizer(&self.tokenizer, &dir.join(TOKENIZER_FILE))
+    }
+
+    pub fn n_numeric(&self) -> usize {
+        self.state.numeric.len()
+    }
+
+    pub fn categorical_sizes(&self) -> Vec<usize> {
+        self.state.categorical.iter().map(Vocab::size).collect()
+    }
+
+    pub fn genre_names(&self) -> &[String] {
+        &self.state.genres.genres
+    }
+
+    /// Encodes the non-image parts of a movie. `poster_slot` is filled by the caller.
+    pub fn encode(&self, movie: &Movie, split: Split) -> Result<EncodedSample, DataError> {
+        let mut numeric = Vec::with_capacity(NUMERIC_FEATURES.len());
+        let mut numeric_missing = Vec::with_capacity(NUMERIC_FEATURES.len());
+        for scaler in &self.state.numeric {
+            let (v, m) = scaler.apply(raw_numeric(movie, &scaler.name));
+            numeric.push(v);
+            numeric_missing.push(m);
+        }
+        let categorical = self
+            .state
+            .categorical
+            .iter()
+            .map(|v| v.id(raw_categorical(movie, &v.name)))
+            .collect();
+        let plot = movie.plot.as_deref().filter(|p| !p.trim().is_empty());
+        let tokens = match plot {
+            Some(p) => encode_plot(&self.tokenizer, p, self.state.config.max_tokens)?,
+            None => Vec::new(),
+        };
+        let genre_list = movie.genres.clone().unwrap_or_default();
+        Ok(EncodedSample {
+            id: movie.id.clone(),
+            split,
+            plot_present: !tokens.is_empty(),
+            tokens,
+            numeric,
+            numeric_missing,
+            categorical,
+            genres: self.state.genres.multi_hot(&genre_list),
+            genres_present: !genre_list.is_empty(),
+            rating: movie.rating,
+            poster_slot: None,
+        })
+    }
+
+    /// Decodes a poster file and fits it to the configured size, as CHW bytes.
+    pub fn poster_from_file(&self, path: &Path) -> Result<Vec<u8>, DataError> {
+        let c = &self.state.config;
+        let img = load_poster(
+            path,
+            PosterLimits {
+                max_bytes: c.max_poster_bytes,
+                max_pixels: c.max_poster_pixels,
+            },
+        )
+        .map_err(|m| DataError::file(path, m))?;
+        Ok(to_chw(&fit_poster(&img, c.image_width, c.image_height)))
+    }
+}
+
+/// Fits the numeric scalers, vocabularies, genre vocabulary and rating statistics on `train`.
+pub fn fit_state(
+    train: &[&Movie],
+    config: &PrepareConfig,
+    dataset_hash: String,
+    source: String,
+    tokenizer_vocab_size: usize,
+) -> PreprocessState {
+    let numeric = NUMERIC_FEATURES
+        .iter()
+        .map(|(name, t)| {
+            NumericScaler::fit(name, *t, train.iter().filter_map(|m| raw_numeric(m, name)))
+        })
+        .collect();
+    let categorical = CATEGORICAL_FEATURES
+        .iter()
+        .map(|name| {
+            Vocab::fit(
+                name,
+                train.iter().filter_map(|m| raw_categorical(m, name)),
+                config.min_category_freq,
+            )
+        })
+        .collect();
+    let genres = GenreVocab::fit(
+        train.iter().filter_map(|m| m.genres.as_deref()),
+        config.min_genre_count,
+    );
+    let ratings: Vec<f64> = train
+        .iter()
+        .filter_map(|m| m.rating.map(f64::from))
+        .collect();
+    let rating_mean = if ratings.is_empty() {
+        5.0
+    } else {
+        ratings.iter().sum::<f64>() / ratings.len() as f64
+    };
+    let rating_std = if ratings.len() < 2 {
+        1.0
+    } else {
+        (ratings
+            .iter()
+            .map(|r| (r - rating_mean).powi(2))
+            .sum::<f64>()
+            / (ratings.len() - 1) as f64)
+            .sqrt()
+            .max(1e-3)
+    };
+    PreprocessState {
+        format_version: FORMAT_VERSION,
+        config: config.clone(),
+        numeric,
+        categorical,
+        genres,
+        rating_mean,
+        rating_std,
+        tokenizer_vocab_size,
+        dataset_hash,
+        source,
+    }
+}
+
+/// An opened prepared-dataset directory.
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub preprocessor: Preprocessor,
+    pub samples: Arc<Vec<EncodedSample>>,
+    pub posters: Arc<PosterCache>,
+}
+
+impl Prepared {
+    pub fn open(dir: &Path) -> Result<Self, DataError> {
+        if !dir.join(PREPROCESS_FILE).exists() {
+            return Err(DataError::file(
+                dir,
+                "not a prepared dataset (no preprocess.json); run `cinefuse prepare` first",
+            ));
+        }
+        let preprocessor = Preprocessor::load(dir)?;
+        let samples = read_samples(&dir.join(SAMPLES_FILE))?;
+        let posters = PosterCache::open(&dir.join(POSTERS_FILE))?;
+        for s in &samples {
+            if let Some(slot) = s.poster_slot {
+                if slot as usize >= posters.count {
+                    return Err(DataError::file(
+                        dir.join(SAMPLES_FILE),
+                        format!(
+                            "sample {} points at poster slot {slot} beyond the cache",
+                            s.id
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            preprocessor,
+            samples: Arc::new(samples),
+            posters: Arc::new(posters),
+        })
+    }
+
+    pub fn indices(&self, split: Split) -> Vec<usize> {
+        (0..self.samples.len())
+            .filter(|i| self.samples[*i].split == split)
+            .collect()
+    }
+
+    /// A Burn dataset over one split.
+    pub fn dataset(&self, split: Split) -> MovieDataset {
+        MovieDataset::new(
+            self.samples.clone(),
+            self.posters.clone(),
+            self.indices(split),
+        )
+    }
+
+    /// A Burn dataset over every movie regardless of split.
+    pub fn dataset_all(&self) -> MovieDataset {
+        MovieDataset::new(
+            self.samples.clone(),
+            self.posters.clone(),
+            (0..self.samples.len()).collect(),
+        )
+    }
+}
+
+pub fn read_samples(path: &Path) -> Result<Vec<EncodedSample>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| DataError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(&line).map_err(|e| DataError::Record {
+            path: path.into(),
+            line: i + 1,
+            message: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,179 @@
+//! Plot tokenization: a subword tokenizer trained on the training plots with the `tokenizers`
+//! crate and saved as `tokenizer.json`, plus truncation and the `[CLS]` prefix used for pooling.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tokenizers::models::bpe::{BPE, BpeTrainer};
+use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::{ModelWrapper, TrainerWrapper};
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::DataError;
+
+pub const PAD: &str = "[PAD]";
+pub const UNK: &str = "[UNK]";
+pub const CLS: &str = "[CLS]";
+/// Special tokens get the first ids in this order, so `[PAD]` is always 0.
+pub const SPECIAL_TOKENS: [&str; 3] = [PAD, UNK, CLS];
+pub const PAD_ID: u32 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenizerKind {
+    /// WordPiece subwords (BERT-style).
+    Wordpiece,
+    /// Byte-pair encoding subwords.
+    Bpe,
+    /// Whole words only. Its training is fully deterministic, unlike WordPiece/BPE in the
+    /// `tokenizers` crate (which break frequency ties in hash-map order).
+    Wordlevel,
+}
+
+/// Trains a tokenizer on the given texts.
+pub fn train_tokenizer(
+    kind: TokenizerKind,
+    texts: &[&str],
+    vocab_size: usize,
+    min_frequency: u64,
+) -> Result<Tokenizer, DataError> {
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| {
+        DataError::Invalid(format!("tokenizer training failed: {e}"))
+    };
+    let (model, mut trainer): (ModelWrapper, TrainerWrapper) = match kind {
+        TokenizerKind::Wordpiece => (
+            WordPiece::builder()
+                .unk_token(UNK.into())
+                .build()
+                .map_err(err)?
+                .into(),
+            WordPieceTrainer::builder()
+                .vocab_size(vocab_size)
+                .min_frequency(min_frequency)
+                .special_tokens(specials)
+                .show_progress(false)
+                .build()
+                .into(),
+        ),
+        TokenizerKind::Bpe => (
+            BPE::builder()
+                .unk_token(UNK.into())
+                .build()
+                .map_err(err)?
+                .into(),
+            BpeTrainer::builder()
+                .vocab_size(vocab_size)
+                .min_frequency(min_frequency)
+                .special_tokens(specials)
+                .show_progress(false)
+                .build()
+                .into(),
+        ),
+        TokenizerKind::Wordlevel => (
+            WordLevel::builder()
+                .unk_token(UNK.into())
+                .build()
+                .map_err(err)?
+                .into(),
+            WordLevelTrainer::builder()
+                .vocab_size(vocab_size)
+                .min_frequency(min_frequency)
+                .special_tokens(specials)
+                .show_progress(false)
+                .build()
+                .map_err(|e| DataError::Invalid(format!("tokenizer trainer: {e}")))?
+                .into(),
+        ),
+    };
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_normalizer(Some(BertNormalizer::new(true, false, Some(true), true)));
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.train(&mut trainer, texts.iter()).map_err(err)?;
+    for (expected, tok) in SPECIAL_TOKENS.iter().enumerate() {
+        if tokenizer.token_to_id(tok) != Some(expected as u32) {
+            return Err(DataError::Invalid(format!(
+                "tokenizer did not place {tok} at id {expected}"
+            )));
+        }
+    }
+    Ok(tokenizer)
+}
+
+pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<(), DataError> {
+    let json = tokenizer
+        .to_string(true)
+        .map_err(|e| DataError::file(path, format!("cannot serialize tokenizer: {e}")))?;
+    crate::atomic::write_atomic(path, json.as_bytes())
+}
+
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, DataError> {
+    Tokenizer::from_file(path)
+        .map_err(|e| DataError::file(path, format!("cannot load tokenizer: {e}")))
+}
+
+/// Encodes a plot as `[CLS] tokens…`, truncated to `max_len` ids in total.
+pub fn encode_plot(
+    tokenizer: &Tokenizer,
+    text: &str,
+    max_len: usize,
+) -> Result<Vec<u32>, DataError> {
+    let enc = tokenizer
+        .encode(text, false)
+        .map_err(|e| DataError::Invalid(format!("cannot tokenize plot: {e}")))?;
+    let cls = tokenizer.token_to_id(CLS).unwrap_or(2);
+    let mut ids = Vec::with_capacity(max_len);
+    ids.push(cls);
+    ids.extend(enc.get_ids().iter().take(max_len.saturating_sub(1)));
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> Vec<&'static str> {
+        vec![
+            "A lonely robot explores a distant planet.",
+            "Two lovers meet in Paris and fall in love.",
+            "A detective hunts a killer through the rainy city.",
+            "The robot and the detective meet on the planet.",
+        ]
+    }
+
+    #[test]
+    fn every_kind_trains_saves_loads_and_encodes() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [
+            TokenizerKind::Wordpiece,
+            TokenizerKind::Bpe,
+            TokenizerKind::Wordlevel,
+        ] {
+            let tok = train_tokenizer(kind, &corpus(), 200, 1).unwrap();
+            let path = dir.path().join(format!("{kind:?}.json"));
+            save_tokenizer(&tok, &path).unwrap();
+            let back = load_tokenizer(&path).unwrap();
+            let a = encode_plot(&tok, "The robot meets a detective.", 16).unwrap();
+            let b = encode_plot(&back, "The robot meets a detective.", 16).unwrap();
+            assert_eq!(a, b, "{kind:?} round trip");
+            assert_eq!(a[0], back.token_to_id(CLS).unwrap());
+            assert!(a.len() > 3 && a.len() <= 16);
+            assert!(a.iter().all(|id| *id != PAD_ID), "no padding inside a plot");
+            let short = encode_plot(&tok, "robot robot robot robot robot", 3).unwrap();
+            assert_eq!(short.len(), 3, "truncation");
+        }
+    }
+
+    #[test]
+    fn wordlevel_training_is_deterministic() {
+        let a = train_tokenizer(TokenizerKind::Wordlevel, &corpus(), 200, 1).unwrap();
+        let b = train_tokenizer(TokenizerKind::Wordlevel, &corpus(), 200, 1).unwrap();
+        assert_eq!(a.to_string(false).unwrap(), b.to_string(false).unwrap());
+    }
+}

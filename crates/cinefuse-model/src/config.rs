@@ -1,0 +1,103 @@
+//! Model configuration (the `[model]` section) and the data-dependent shapes it is built with.
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::fusion::FusionConfig;
+use crate::meta::MetaEncoderConfig;
+use crate::poster::PosterEncoderConfig;
+use crate::text::TextEncoderConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Poster,
+    Text,
+    Meta,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 3] = [Modality::Poster, Modality::Text, Modality::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Poster => "poster",
+            Modality::Text => "text",
+            Modality::Meta => "meta",
+        }
+    }
+}
+
+/// The `[model]` section.
+#[derive(Config, Debug)]
+pub struct ModelConfig {
+    /// Which modalities the model uses; a single one trains a per-modality model.
+    #[config(default = "vec![Modality::Poster, Modality::Text, Modality::Meta]")]
+    pub modalities: Vec<Modality>,
+    /// Size of every modality embedding.
+    #[config(default = 64)]
+    pub embed_dim: usize,
+    /// Probability of dropping a whole (present) modality per sample during training.
+    #[config(default = 0.0)]
+    pub modality_dropout: f64,
+    /// Weight of the per-modality heads' auxiliary losses in fused models.
+    #[config(default = 0.3)]
+    pub aux_loss_weight: f64,
+    #[config(default = "PosterEncoderConfig::new()")]
+    pub poster: PosterEncoderConfig,
+    #[config(default = "TextEncoderConfig::new()")]
+    pub text: TextEncoderConfig,
+    #[config(default = "MetaEncoderConfig::new()")]
+    pub meta: MetaEncoderConfig,
+    #[config(default = "FusionConfig::new()")]
+    pub fusion: FusionConfig,
+}
+
+/// Sizes that come from the prepared data, not from the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelShapes {
+    pub n_genres: usize,
+    pub vocab_size: usize,
+    pub max_tokens: usize,
+    pub n_numeric: usize,
+    pub categorical_sizes: Vec<usize>,
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.modalities.is_empty() {
+            return Err(
+                "model.modalities: expected at least one of \"poster\", \"text\", \"meta\"".into(),
+            );
+        }
+        let mut seen = self.modalities.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.modalities.len() {
+            return Err(format!(
+                "model.modalities = {:?}: a modality is listed twice",
+                self.modalities
+            ));
+        }
+        if self.embed_dim == 0 {
+            return Err("model.embed_dim = 0: expected a positive size".into());
+        }
+        if !(0.0..1.0).contains(&self.modality_dropout) {
+            return Err(format!(
+                "model.modality_dropout = {}: expected a probability in [0, 1)",
+                self.modality_dropout
+            ));
+        }
+        if self.aux_loss_weight < 0.0 {
+            return Err(format!(
+                "model.aux_loss_weight = {}: expected >= 0",
+                self.aux_loss_weight
+            ));
+        }
+        self.poster.validate()?;
+        self.text.validate()?;
+        self.meta.validate()?;
+        self.fusion.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! Output heads: genre logits (multi-label) and a standardized rating.
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+
+/// Maps an embedding to genre logits `[B, G]` and a standardized rating `[B]`
+/// (the rating on the 0–10 scale is `mean + std * value`, see `RatingScale`).
+#[derive(Module, Debug)]
+pub struct OutputHead {
+    dropout: Dropout,
+    genre: Linear,
+    rating: Linear,
+}
+
+impl OutputHead {
+    pub fn new(embed_dim: usize, n_genres: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            dropout: DropoutConfig::new(dropout).init(),
+            genre: LinearConfig::new(embed_dim, n_genres.max(1)).init(device),
+            rating: LinearConfig::new(embed_dim, 1).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+        let x = self.dropout.forward(x);
+        let genre = self.genre.forward(x.clone());
+        let rating = self.rating.forward(x).squeeze_dim(1);
+        (genre, rating)
+    }
+}
+
+/// Maps standardized ratings back to the 0–10 scale.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RatingScale {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl RatingScale {
+    pub fn to_rating(&self, standardized: f32) -> f32 {
+        ((f64::from(standardized) * self.std + self.mean).clamp(0.0, 10.0)) as f32
+    }
+
+    pub fn standardize(&self, rating: Tensor<1>) -> Tensor<1> {
+        (rating - self.mean) / self.std
+    }
+}

@@ -1,0 +1,142 @@
+//! Training loss: BCE-with-logits for genres (optional per-genre `pos_weight`) and Huber or
+//! MSE for the standardized rating, each masked by label presence and weighted from config.
+
+use burn::config::Config;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatingLoss {
+    Huber,
+    Mse,
+}
+
+#[derive(Config, Debug)]
+pub struct LossConfig {
+    #[config(default = 1.0)]
+    pub genre_weight: f64,
+    #[config(default = 1.0)]
+    pub rating_weight: f64,
+    #[config(default = "RatingLoss::Huber")]
+    pub rating_loss: RatingLoss,
+    /// Huber transition point, in standard deviations of the rating.
+    #[config(default = 1.0)]
+    pub huber_delta: f64,
+    /// Weight positives of genre g by `neg_g / pos_g` (from the training counts), capped.
+    #[config(default = false)]
+    pub pos_weight: bool,
+    #[config(default = 10.0)]
+    pub pos_weight_max: f64,
+}
+
+impl LossConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.genre_weight < 0.0
+            || self.rating_weight < 0.0
+            || self.genre_weight + self.rating_weight == 0.0
+        {
+            return Err(format!(
+                "loss.genre_weight = {}, loss.rating_weight = {}: expected non-negative weights, not both zero",
+                self.genre_weight, self.rating_weight
+            ));
+        }
+        if self.huber_delta <= 0.0 {
+            return Err(format!(
+                "loss.huber_delta = {}: expected > 0",
+                self.huber_delta
+            ));
+        }
+        if self.pos_weight_max < 1.0 {
+            return Err(format!(
+                "loss.pos_weight_max = {}: expected >= 1",
+                self.pos_weight_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// Per-genre positive weights from training counts, or `None` when disabled.
+    pub fn pos_weights(&self, train_counts: &[usize], n_train: usize) -> Option<Vec<f32>> {
+        self.pos_weight.then(|| {
+            train_counts
+                .iter()
+                .map(|&p| {
+                    let neg = n_train.saturating_sub(p) as f64;
+                    (neg / p.max(1) as f64).clamp(1.0, self.pos_weight_max) as f32
+                })
+                .collect()
+        })
+    }
+}
+
+/// The loss and its two components (already weighted into `total`).
+#[derive(Debug, Clone)]
+pub struct LossParts {
+    pub total: Tensor<1>,
+    pub genre: Tensor<1>,
+    pub rating: Tensor<1>,
+}
+
+/// Numerically stable BCE with logits, per element: `[B, G]`.
+pub fn bce_with_logits(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    pos_weight: Option<Tensor<1>>,
+) -> Tensor<2> {
+    // log(1 + e^{-x}) computed as softplus(-x) = max(-x, 0) + log(1 + e^{-|x|})
+    let log_sig_neg =
+        (logits.clone().neg().clamp_min(0.0)) + (logits.clone().abs().neg().exp() + 1.0).log();
+    let coef = match pos_weight {
+        Some(pw) => {
+            let pw = pw.unsqueeze_dim::<2>(0);
+            (targets.clone() * (pw - 1.0)) + 1.0
+        }
+        None => targets.ones_like(),
+    };
+    (targets.ones_like() - targets) * logits + coef * log_sig_neg
+}
+
+/// Mean of `values [B]` over rows where `mask [B]` is 1 (0 when no row counts).
+pub fn masked_mean_rows(values: Tensor<1>, mask: Tensor<1>) -> Tensor<1> {
+    let n = mask.clone().sum().clamp_min(1.0);
+    (values * mask).sum() / n
+}
+
+impl LossConfig {
+    pub fn compute(
+        &self,
+        genre_logits: Tensor<2>,
+        rating_std_pred: Tensor<1>,
+        genres: Tensor<2>,
+        genres_present: Tensor<1>,
+        rating_std_target: Tensor<1>,
+        rating_present: Tensor<1>,
+        pos_weight: Option<Tensor<1>>,
+    ) -> LossParts {
+        let [_, g] = genre_logits.dims();
+        let per_row = bce_with_logits(genre_logits, genres, pos_weight)
+            .sum_dim(1)
+            .squeeze_dim::<1>(1)
+            / g.max(1) as f64;
+        let genre = masked_mean_rows(per_row, genres_present);
+        let diff = rating_std_pred - rating_std_target;
+        let per_row = match self.rating_loss {
+            RatingLoss::Mse => diff.powf_scalar(2.0),
+            RatingLoss::Huber => {
+                let d = self.huber_delta;
+                let a = diff.abs();
+                let quad = a.clone().clamp_max(d);
+                let lin = a - quad.clone();
+                quad.powf_scalar(2.0) * 0.5 + lin * d
+            }
+        };
+        let rating = masked_mean_rows(per_row, rating_present);
+        let total = genre.clone() * self.genre_weight + rating.clone() * self.rating_weight;
+        LossParts {
+            total,
+            genre,
+            rating,
+        }
+    }
+}

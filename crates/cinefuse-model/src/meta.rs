@@ -1,0 +1,114 @@
+//! Metadata encoder: scaled numeric features with their missing indicators, plus one
+//! embedding per categorical field (certificate, director, …) → MLP.
+
+use burn::config::Config;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+use cinefuse_data::MovieBatch;
+
+use crate::encoder::ModalityEncoder;
+
+#[derive(Config, Debug)]
+pub struct MetaEncoderConfig {
+    #[config(default = 128)]
+    pub hidden: usize,
+    /// Size of each categorical embedding.
+    #[config(default = 8)]
+    pub cat_dim: usize,
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl MetaEncoderConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.hidden == 0 || self.cat_dim == 0 {
+            return Err(format!(
+                "model.meta.hidden = {}, model.meta.cat_dim = {}: expected positive sizes",
+                self.hidden, self.cat_dim
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "model.meta.dropout = {}: expected [0, 1)",
+                self.dropout
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn init(
+        &self,
+        n_numeric: usize,
+        categorical_sizes: &[usize],
+        embed_dim: usize,
+        device: &Device,
+    ) -> MetaEncoder {
+        let d_in = 2 * n_numeric + self.cat_dim * categorical_sizes.len();
+        MetaEncoder {
+            embeddings: categorical_sizes
+                .iter()
+                .map(|n| EmbeddingConfig::new((*n).max(1), self.cat_dim).init(device))
+                .collect(),
+            fc1: LinearConfig::new(d_in.max(1), self.hidden).init(device),
+            norm: LayerNormConfig::new(self.hidden).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            fc2: LinearConfig::new(self.hidden, embed_dim).init(device),
+            embed_dim,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MetaEncoder {
+    embeddings: Vec<Embedding>,
+    fc1: Linear,
+    norm: LayerNorm,
+    dropout: Dropout,
+    fc2: Linear,
+    #[module(skip)]
+    embed_dim: usize,
+}
+
+impl MetaEncoder {
+    pub fn forward(
+        &self,
+        numeric: Tensor<2>,
+        missing: Tensor<2>,
+        categorical: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        let [b, _] = numeric.dims();
+        let mut parts = vec![numeric, missing];
+        for (i, emb) in self.embeddings.iter().enumerate() {
+            let ids = categorical.clone().slice([0..b, i..i + 1]);
+            parts.push(emb.forward(ids).squeeze_dim::<2>(1));
+        }
+        let x = Tensor::cat(parts, 1);
+        let h = self
+            .dropout
+            .forward(gelu(self.norm.forward(self.fc1.forward(x))));
+        gelu(self.fc2.forward(h))
+    }
+}
+
+impl ModalityEncoder for MetaEncoder {
+    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+        self.forward(
+            batch.numeric.clone(),
+            batch.numeric_missing.clone(),
+            batch.categorical.clone(),
+        )
+    }
+
+    /// Metadata is always present: missing fields are encoded by the indicators.
+    fn present(&self, batch: &MovieBatch) -> Tensor<1> {
+        batch.poster_present.ones_like()
+    }
+
+    fn embed_dim(&self) -> usize {
+        self.embed_dim
+    }
+}

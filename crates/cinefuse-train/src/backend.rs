@@ -1,0 +1,116 @@
+//! Backend and device selection: `auto` picks wgpu on a real GPU and the pure-Rust `flex`
+//! backend otherwise; `lavapipe` forces wgpu onto the CPU adapter to test the GPU code path.
+
+use anyhow::{Result, bail};
+use burn::prelude::*;
+
+use crate::config::{BackendConfig, BackendKind};
+
+/// The chosen device and a human-readable description for the log.
+pub struct Selected {
+    pub device: Device,
+    pub kind: BackendKind,
+    pub description: String,
+}
+
+/// Parses a backend name from the command line.
+pub fn parse_backend(name: &str) -> Result<BackendKind> {
+    Ok(match name {
+        "auto" => BackendKind::Auto,
+        "flex" | "cpu" => BackendKind::Flex,
+        "wgpu" => BackendKind::Wgpu,
+        "lavapipe" => BackendKind::Lavapipe,
+        "cuda" => BackendKind::Cuda,
+        other => bail!("--backend {other:?}: expected auto, flex, wgpu, lavapipe or cuda"),
+    })
+}
+
+/// Whether the machine exposes a GPU device node at all (cheap check before touching wgpu).
+fn gpu_device_node_present() -> bool {
+    let nvidia = std::path::Path::new("/dev/nvidia0").exists();
+    let dri = std::fs::read_dir("/dev/dri")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+        })
+        .unwrap_or(false);
+    nvidia || dri || cfg!(target_os = "macos") || cfg!(target_os = "windows")
+}
+
+#[cfg(feature = "wgpu")]
+fn real_gpu(index: usize) -> Option<Selected> {
+    use burn::tensor::DeviceType;
+    if !gpu_device_node_present() {
+        return None;
+    }
+    let cards: Vec<Device> = Device::enumerate(DeviceType::Wgpu)
+        .into_iter()
+        .filter(|d| d.identity().is_some_and(|id| id.physical.is_some()))
+        .collect();
+    let device = cards.into_iter().nth(index)?;
+    let name = device.identity().map(|i| i.name).unwrap_or_default();
+    Some(Selected {
+        device,
+        kind: BackendKind::Wgpu,
+        description: format!("wgpu on {name}"),
+    })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn real_gpu(_index: usize) -> Option<Selected> {
+    let _ = gpu_device_node_present;
+    None
+}
+
+fn flex() -> Selected {
+    Selected {
+        device: Device::flex(),
+        kind: BackendKind::Flex,
+        description: "flex (pure-Rust CPU backend)".into(),
+    }
+}
+
+pub fn select_device(cfg: &BackendConfig) -> Result<Selected> {
+    match cfg.kind {
+        BackendKind::Auto => Ok(real_gpu(cfg.device_index).unwrap_or_else(flex)),
+        BackendKind::Flex => Ok(flex()),
+        BackendKind::Wgpu => {
+            wgpu_device(burn::tensor::DeviceKind::DefaultDevice, BackendKind::Wgpu)
+        }
+        BackendKind::Lavapipe => wgpu_device(burn::tensor::DeviceKind::Cpu, BackendKind::Lavapipe),
+        BackendKind::Cuda => cuda_device(cfg.device_index),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_device(kind: burn::tensor::DeviceKind, backend: BackendKind) -> Result<Selected> {
+    let device = Device::wgpu(kind);
+    let name = device
+        .identity()
+        .map(|i| i.name)
+        .unwrap_or_else(|| "unknown adapter".into());
+    Ok(Selected {
+        device,
+        kind: backend,
+        description: format!("wgpu on {name}"),
+    })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_device(_kind: burn::tensor::DeviceKind, _backend: BackendKind) -> Result<Selected> {
+    bail!("this build of cinefuse has no wgpu backend; rebuild with `--features wgpu`")
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(index: usize) -> Result<Selected> {
+    Ok(Selected {
+        device: Device::cuda(index),
+        kind: BackendKind::Cuda,
+        description: format!("cuda device {index}"),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_index: usize) -> Result<Selected> {
+    bail!("this build of cinefuse has no CUDA backend; rebuild with `--features cuda`")
+}

@@ -1,0 +1,542 @@
+//! The training configuration file (TOML): loading, `--set` overrides, unknown-key detection
+//! and validation. Every error names the key, the value and what is allowed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use cinefuse_data::PrepareConfig;
+use cinefuse_model::{LossConfig, ModelConfig};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Name of the run (default run directory: `runs/<name>-<timestamp>`).
+    pub name: String,
+    /// Seed of the model initialization, shuffling and dropout.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default = "ModelConfig::new")]
+    pub model: ModelConfig,
+    #[serde(default = "LossConfig::new")]
+    pub loss: LossConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub train: LoopConfig,
+    #[serde(default)]
+    pub backend: BackendConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+fn default_seed() -> u64 {
+    7
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Dataset directory (`movies.jsonl` + `posters/`).
+    pub dataset: PathBuf,
+    /// Where the prepared data goes (default: `prepared/<dataset dir name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<PathBuf>,
+    /// When the dataset is absent, generate a synthetic one with this many movies (0 = never).
+    pub synth_if_missing: usize,
+    pub synth_seed: u64,
+    pub preprocess: PrepareConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: PathBuf::from("datasets/demo"),
+            prepared: None,
+            synth_if_missing: 0,
+            synth_seed: 7,
+            preprocess: PrepareConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    /// Clip the global gradient norm to this value (0 disables).
+    pub grad_clip_norm: f32,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            weight_decay: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            grad_clip_norm: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Constant,
+    Cosine,
+    Step,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    pub kind: ScheduleKind,
+    /// Linear warmup from 0 over this many optimizer steps.
+    pub warmup_steps: usize,
+    /// Cosine: final lr as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Step decay: multiply by `gamma` every `step_epochs` epochs.
+    pub step_epochs: usize,
+    pub gamma: f64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::Cosine,
+            warmup_steps: 50,
+            min_lr_ratio: 0.05,
+            step_epochs: 5,
+            gamma: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    ValLoss,
+    ValMicroF1,
+    ValMacroF1,
+    ValTop1,
+    ValMae,
+}
+
+impl Monitor {
+    pub fn higher_is_better(self) -> bool {
+        matches!(
+            self,
+            Monitor::ValMicroF1 | Monitor::ValMacroF1 | Monitor::ValTop1
+        )
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Monitor::ValLoss => "val_loss",
+            Monitor::ValMicroF1 => "val_micro_f1",
+            Monitor::ValMacroF1 => "val_macro_f1",
+            Monitor::ValTop1 => "val_top1",
+            Monitor::ValMae => "val_mae",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    /// Data-loading worker threads (0 = load on the training thread).
+    pub num_workers: usize,
+    /// Stop after this many epochs without improvement of `monitor` (0 disables).
+    pub early_stopping_patience: usize,
+    pub monitor: Monitor,
+    /// Write a resumable checkpoint every N epochs (the best model is always kept).
+    pub checkpoint_every: usize,
+    /// Number of periodic checkpoints kept on disk.
+    pub keep_checkpoints: usize,
+    /// Cap on optimizer steps per epoch (0 = the whole training split); for smoke tests.
+    pub max_steps_per_epoch: usize,
+    /// Epochs of per-modality pre-training (only the modality heads' losses) before fusion
+    /// fine-tuning. Fused models only.
+    pub pretrain_epochs: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            eval_batch_size: 128,
+            num_workers: 1,
+            early_stopping_patience: 5,
+            monitor: Monitor::ValLoss,
+            checkpoint_every: 1,
+            keep_checkpoints: 2,
+            max_steps_per_epoch: 0,
+            pretrain_epochs: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// wgpu on a real GPU when one is present, otherwise flex.
+    Auto,
+    /// Burn's pure-Rust CPU backend.
+    Flex,
+    /// wgpu on the best adapter (a real GPU, or lavapipe when there is none).
+    Wgpu,
+    /// wgpu forced onto the CPU adapter (Mesa's lavapipe); for testing the GPU code path.
+    Lavapipe,
+    /// CUDA (build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+    /// Index of the GPU to use (wgpu discrete GPUs, CUDA devices).
+    pub device_index: usize,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::Auto,
+            device_index: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Parent directory of run directories.
+    pub runs_dir: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            runs_dir: PathBuf::from("runs"),
+        }
+    }
+}
+
+/// Parses a `--set` value: TOML syntax when it parses (numbers, booleans, arrays, quoted
+/// strings), otherwise the raw text as a string.
+fn parse_override_value(raw: &str) -> Value {
+    match toml::from_str::<Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.into())),
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
+/// Applies `a.b.c=value` to a TOML table, creating intermediate tables.
+pub fn apply_override(root: &mut Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {assignment:?}: expected KEY=VALUE, e.g. train.epochs=3"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {assignment:?}: the key {key:?} has an empty part");
+    }
+    let mut table = root;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = table
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            anyhow!(
+                "--set {assignment:?}: `{}` is a value, not a section",
+                parts[..=i].join(".")
+            )
+        })?;
+    }
+    table.insert(
+        parts[parts.len() - 1].to_string(),
+        parse_override_value(raw.trim()),
+    );
+    Ok(())
+}
+
+fn collect_keys(prefix: &str, table: &Table, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Table(t) => collect_keys(&path, t, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+fn lookup<'a>(table: &'a Table, path: &str) -> Option<&'a Value> {
+    let mut cur: Option<&Value> = None;
+    let mut t = table;
+    for part in path.split('.') {
+        cur = t.get(part);
+        match cur {
+            Some(Value::Table(inner)) => t = inner,
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    cur
+}
+
+/// Recursively lays `over` on top of `base` (tables merge, other values replace).
+fn merge(base: &mut Table, over: &Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Every setting at its default.
+    pub fn defaults(name: &str) -> Self {
+        TrainConfig {
+            name: name.to_string(),
+            seed: default_seed(),
+            data: DataConfig::default(),
+            model: ModelConfig::new(),
+            loss: LossConfig::new(),
+            optim: OptimConfig::default(),
+            schedule: ScheduleConfig::default(),
+            train: LoopConfig::default(),
+            backend: BackendConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+
+    /// Parses TOML text with overrides. Unknown keys anywhere are errors.
+    pub fn from_toml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: Table =
+            toml::from_str(text).with_context(|| format!("{origin}: invalid TOML"))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        // Burn `Config` types require every field when deserialized: start from the defaults.
+        let mut full = Table::try_from(Self::defaults("default")).context("defaults serialize")?;
+        full.remove("name");
+        merge(&mut full, &table);
+        let config: TrainConfig = Table::try_into(full).map_err(|e| anyhow!("{origin}: {e}"))?;
+        // Burn `Config` types accept unknown fields; a round trip finds keys that were ignored.
+        let back = Table::try_from(&config).context("config does not serialize")?;
+        let mut keys = Vec::new();
+        collect_keys("", &table, &mut keys);
+        for key in keys {
+            if lookup(&back, &key).is_none() {
+                let section = key
+                    .rsplit_once('.')
+                    .map(|(s, _)| s.to_string())
+                    .unwrap_or_default();
+                let allowed = if section.is_empty() {
+                    Some(&back)
+                } else {
+                    lookup(&back, &section).and_then(Value::as_table)
+                };
+                let allowed = allowed
+                    .map(|t| t.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                bail!(
+                    "{origin}: unknown key `{key}`{}",
+                    if allowed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (allowed here: {allowed})")
+                    }
+                );
+            }
+        }
+        config.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::from_toml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.name.contains('/') {
+            return Err(format!(
+                "name = {:?}: expected a non-empty name without '/'",
+                self.name
+            ));
+        }
+        self.data.preprocess.validate()?;
+        self.model.validate()?;
+        self.loss.validate()?;
+        let o = &self.optim;
+        if !(o.lr > 0.0 && o.lr < 1.0) {
+            return Err(format!("optim.lr = {}: expected 0 < lr < 1", o.lr));
+        }
+        if o.weight_decay < 0.0 || o.grad_clip_norm < 0.0 {
+            return Err("optim.weight_decay and optim.grad_clip_norm must be >= 0".into());
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return Err(format!(
+                "optim.beta1 = {}, optim.beta2 = {}: expected [0, 1)",
+                o.beta1, o.beta2
+            ));
+        }
+        let s = &self.schedule;
+        if !(0.0..=1.0).contains(&s.min_lr_ratio) {
+            return Err(format!(
+                "schedule.min_lr_ratio = {}: expected [0, 1]",
+                s.min_lr_ratio
+            ));
+        }
+        if s.kind == ScheduleKind::Step && (s.step_epochs == 0 || !(0.0..=1.0).contains(&s.gamma)) {
+            return Err(
+                "schedule.step_epochs must be >= 1 and schedule.gamma in [0, 1] for step decay"
+                    .into(),
+            );
+        }
+        let t = &self.train;
+        if t.epochs == 0 {
+            return Err("train.epochs = 0: expected at least 1".into());
+        }
+        if t.batch_size == 0 || t.eval_batch_size == 0 {
+            return Err("train.batch_size and train.eval_batch_size must be >= 1".into());
+        }
+        if t.checkpoint_every == 0 {
+            return Err("train.checkpoint_every = 0: expected at least 1".into());
+        }
+        if t.pretrain_epochs >= t.epochs && t.pretrain_epochs > 0 {
+            return Err(format!(
+                "train.pretrain_epochs = {} must be smaller than train.epochs = {}",
+                t.pretrain_epochs, t.epochs
+            ));
+        }
+        Ok(())
+    }
+
+    /// The prepared-data directory for this config's dataset.
+    pub fn prepared_dir(&self) -> PathBuf {
+        self.data.prepared.clone().unwrap_or_else(|| {
+            let name = self
+                .data
+                .dataset
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into());
+            PathBuf::from("prepared").join(name)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name = \"t\"\n";
+
+    #[test]
+    fn defaults_fill_missing_sections() {
+        let c = TrainConfig::from_toml_str(MINIMAL, "test", &[]).unwrap();
+        assert_eq!(c.train.epochs, 10);
+        assert_eq!(c.model.embed_dim, 64);
+        assert_eq!(c.prepared_dir(), PathBuf::from("prepared/demo"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_plain_and_burn_sections() {
+        let e = TrainConfig::from_toml_str(
+            "name = \"t\"\n[train]\nepochs = 2\nepocs = 3\n",
+            "c.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("epocs"), "{e}");
+        let e = TrainConfig::from_toml_str(
+            "name = \"t\"\n[model.poster]\nwidht = [8]\n",
+            "c.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown key `model.poster.widht`"), "{e}");
+        assert!(e.contains("widths"), "lists allowed keys: {e}");
+    }
+
+    #[test]
+    fn overrides_set_dotted_keys_and_are_validated() {
+        let c = TrainConfig::from_toml_str(
+            MINIMAL,
+            "test",
+            &[
+                "train.epochs=3".into(),
+                "model.fusion.kind=concat".into(),
+                "model.poster.widths=[8, 16]".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.train.epochs, 3);
+        assert_eq!(
+            c.model.fusion.kind,
+            cinefuse_model::fusion::FusionKind::Concat
+        );
+        assert_eq!(c.model.poster.widths, vec![8, 16]);
+        let e = TrainConfig::from_toml_str(MINIMAL, "test", &["optim.lr=5".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("optim.lr = 5"), "{e}");
+        let e = TrainConfig::from_toml_str(MINIMAL, "test", &["train.nope=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = TrainConfig::from_toml_str(MINIMAL, "test", &["epochs".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_value() {
+        let e =
+            TrainConfig::from_toml_str("name = \"t\"\n[train]\nepochs = \"ten\"\n", "c.toml", &[])
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("c.toml") && e.contains("ten"), "{e}");
+        let e = TrainConfig::from_toml_str(
+            "name = \"t\"\n[model.fusion]\nkind = \"sum\"\n",
+            "c.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sum"), "{e}");
+    }
+}

@@ -1,0 +1,291 @@
+//! `cinefuse eval`: metrics of a trained run on a split or on another dataset, with decision
+//! thresholds tuned on the validation split and baselines printed beside them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use burn::prelude::*;
+use cinefuse_data::split::Split;
+use cinefuse_data::{Prepared, prepare::apply_preprocessor};
+use cinefuse_model::CinefuseModel;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::select_device;
+use crate::config::{BackendKind, TrainConfig};
+use crate::inference::{Predictions, Scorer, predict_dataset};
+use crate::metrics::{
+    GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics, tune_thresholds,
+};
+use crate::run_dir::*;
+use crate::trainer::batcher_of;
+
+/// A trained run loaded for inference.
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub info: RunInfo,
+    pub prepared: Prepared,
+    pub model: CinefuseModel,
+    pub device: Device,
+    pub best_epoch: usize,
+}
+
+impl LoadedRun {
+    pub fn open(run_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
+        let config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
+            .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
+        let info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+        let prepared = Prepared::open(&info.prepared_dir).with_context(|| {
+            format!(
+                "the run's prepared data {} is gone",
+                info.prepared_dir.display()
+            )
+        })?;
+        let mut b = config.backend.clone();
+        if let Some(k) = backend {
+            b.kind = k;
+        }
+        let device = select_device(&b)?.device;
+        let best = best_dir(run_dir).ok_or_else(|| {
+            anyhow!(
+                "{}: no best model yet (train for at least one epoch)",
+                run_dir.display()
+            )
+        })?;
+        let state: TrainState = read_json(&best.join(STATE_FILE))?;
+        let model = config
+            .model
+            .init(&info.shapes, &device)
+            .try_load_file(best.join(MODEL_FILE))
+            .map_err(|e| anyhow!("{}: {e}", best.display()))?;
+        Ok(Self {
+            dir: run_dir.to_path_buf(),
+            config,
+            info,
+            prepared,
+            model,
+            device,
+            best_epoch: state.best_epoch,
+        })
+    }
+
+    pub fn scorer(&self) -> Scorer<'_> {
+        Scorer {
+            loss: &self.config.loss,
+            scale: self.info.rating_scale,
+            pos_weight: None,
+        }
+    }
+
+    pub fn predict(&self, prepared: &Prepared, split: Option<Split>) -> Predictions {
+        let ds = match split {
+            Some(s) => prepared.dataset(s),
+            None => prepared.dataset_all(),
+        };
+        predict_dataset(
+            &self.model,
+            ds,
+            &batcher_of(&self.prepared),
+            self.config.train.eval_batch_size,
+            &self.device,
+            &self.scorer(),
+            &[],
+        )
+    }
+
+    /// Per-genre thresholds tuned on the validation split.
+    pub fn tuned_thresholds(&self) -> (Vec<f32>, Predictions) {
+        let val = self.predict(&self.prepared, Some(Split::Val));
+        (tune_thresholds(&val.labelled_genres()), val)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Baselines {
+    /// Always the most frequent training genre(s): every genre with prevalence ≥ 50 %, at least one.
+    pub majority_genres: Vec<String>,
+    pub majority: GenreMetrics,
+    /// Always the training mean rating.
+    pub mean_rating: f64,
+    pub mean: RatingMetrics,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub run: PathBuf,
+    pub target: String,
+    pub movies: usize,
+    pub best_epoch: usize,
+    pub loss: f64,
+    pub genres: GenreMetrics,
+    pub genres_at_0_5: GenreMetrics,
+    pub rating: RatingMetrics,
+    pub baselines: Baselines,
+}
+
+pub fn baselines(run: &LoadedRun, preds: &Predictions) -> Baselines {
+    let state = &run.prepared.preprocessor.state;
+    let g = preds.n_genres;
+    let n_train = state.genres.train_movies_with_genres.max(1) as f64;
+    let prevalence: Vec<f64> = state
+        .genres
+        .train_counts
+        .iter()
+        .map(|c| *c as f64 / n_train)
+        .collect();
+    let mut chosen: Vec<usize> = (0..g).filter(|k| prevalence[*k] >= 0.5).collect();
+    if chosen.is_empty() && g > 0 {
+        chosen.push(0); // genres are sorted by training frequency
+    }
+    let labelled = preds.labelled_genres();
+    let rows = labelled.rows();
+    let mut probs = vec![0.0f32; rows * g];
+    for i in 0..rows {
+        for k in 0..g {
+            // Prevalence as the score keeps the majority genre on top for top-1 and mAP.
+            probs[i * g + k] = if chosen.contains(&k) {
+                0.5 + prevalence[k] as f32 / 2.0
+            } else {
+                prevalence[k] as f32 / 2.0
+            };
+        }
+    }
+    let majority = genre_metrics(
+        &GenrePredictions {
+            n_genres: g,
+            probs,
+            targets: labelled.targets.clone(),
+        },
+        &vec![0.5; g],
+        &state.genres.genres,
+    );
+    let (_, truth) = preds.labelled_ratings();
+    let mean = vec![state.rating_mean as f32; truth.len()];
+    Baselines {
+        majority_genres: chosen
+            .iter()
+            .map(|k| state.genres.genres[*k].clone())
+            .collect(),
+        majority,
+        mean_rating: state.rating_mean,
+        mean: rating_metrics(&mean, &truth),
+    }
+}
+
+/// Evaluates `run_dir` on `split` of its prepared data, or on every movie of `data`.
+pub fn evaluate(
+    run_dir: &Path,
+    split: Split,
+    data: Option<&Path>,
+    backend: Option<BackendKind>,
+) -> Result<EvalReport> {
+    let run = LoadedRun::open(run_dir, backend)?;
+    let (thresholds, _) = run.tuned_thresholds();
+    let (preds, target) = match data {
+        Some(dir) => {
+            let out = run_dir.join("eval-data").join(
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "data".into()),
+            );
+            let foreign = apply_preprocessor(dir, &out, &run.prepared.preprocessor, true)?;
+            (run.predict(&foreign, None), dir.display().to_string())
+        }
+        None => (
+            run.predict(&run.prepared, Some(split)),
+            format!("{split} split"),
+        ),
+    };
+    let names = run.prepared.preprocessor.genre_names().to_vec();
+    let report = EvalReport {
+        run: run_dir.to_path_buf(),
+        target,
+        movies: preds.ids.len(),
+        best_epoch: run.best_epoch,
+        loss: preds.loss,
+        genres: preds.genre_metrics(&thresholds, &names),
+        genres_at_0_5: preds.genre_metrics(&vec![0.5; names.len()], &names),
+        rating: preds.rating_metrics(),
+        baselines: baselines(&run, &preds),
+    };
+    write_json(&run_dir.join("eval.json"), &report)?;
+    Ok(report)
+}
+
+impl std::fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (g, b) = (&self.genres, &self.baselines);
+        writeln!(
+            f,
+            "evaluation of {} on {} ({} movies, best epoch {})",
+            self.run.display(),
+            self.target,
+            self.movies,
+            self.best_epoch
+        )?;
+        writeln!(
+            f,
+            "{:<22}{:>12}{:>12}{:>12}",
+            "metric", "model", "@0.5", "baseline"
+        )?;
+        let row =
+            |f: &mut std::fmt::Formatter<'_>, name: &str, m: f64, h: Option<f64>, base: f64| {
+                writeln!(
+                    f,
+                    "{name:<22}{m:>12.4}{:>12}{base:>12.4}",
+                    h.map(|v| format!("{v:.4}")).unwrap_or_default()
+                )
+            };
+        row(
+            f,
+            "genre micro-F1",
+            g.micro_f1,
+            Some(self.genres_at_0_5.micro_f1),
+            b.majority.micro_f1,
+        )?;
+        row(
+            f,
+            "genre macro-F1",
+            g.macro_f1,
+            Some(self.genres_at_0_5.macro_f1),
+            b.majority.macro_f1,
+        )?;
+        row(
+            f,
+            "genre samples-F1",
+            g.samples_f1,
+            Some(self.genres_at_0_5.samples_f1),
+            b.majority.samples_f1,
+        )?;
+        row(f, "genre mAP", g.map, None, b.majority.map)?;
+        row(f, "genre top-1 accuracy", g.top1, None, b.majority.top1)?;
+        row(f, "rating MAE", self.rating.mae, None, b.mean.mae)?;
+        row(f, "rating RMSE", self.rating.rmse, None, b.mean.rmse)?;
+        row(f, "rating R²", self.rating.r2, None, b.mean.r2)?;
+        row(
+            f,
+            "rating within 10 %",
+            self.rating.within_10pct,
+            None,
+            b.mean.within_10pct,
+        )?;
+        writeln!(
+            f,
+            "baselines: genres {:?} always; rating {:.2} always",
+            b.majority_genres, b.mean_rating
+        )?;
+        writeln!(
+            f,
+            "{:<16}{:>8}{:>8}{:>8}{:>8}{:>8}",
+            "genre", "thresh", "prec", "recall", "F1", "support"
+        )?;
+        for p in &g.per_genre {
+            writeln!(
+                f,
+                "{:<16}{:>8.2}{:>8.3}{:>8.3}{:>8.3}{:>8}",
+                p.genre, p.threshold, p.precision, p.recall, p.f1, p.support
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,213 @@
+//! Running a model over a dataset and gathering host-side predictions and losses.
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use cinefuse_data::{MovieBatch, MovieBatcher, MovieDataset, MovieItem};
+use cinefuse_model::head::RatingScale;
+use cinefuse_model::{CinefuseModel, LossConfig, Modality};
+
+use crate::metrics::{
+    GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics,
+};
+
+/// Predictions for every movie of a dataset, in dataset order.
+#[derive(Debug, Clone, Default)]
+pub struct Predictions {
+    pub ids: Vec<String>,
+    pub n_genres: usize,
+    pub probs: Vec<f32>,
+    pub targets: Vec<f32>,
+    pub genres_present: Vec<bool>,
+    /// Ratings on the 0–10 scale.
+    pub rating: Vec<f32>,
+    pub rating_true: Vec<f32>,
+    pub rating_present: Vec<bool>,
+    /// `[N, M]` modality weights where the fusion has them.
+    pub weights: Option<Vec<f32>>,
+    pub loss: f64,
+    pub genre_loss: f64,
+    pub rating_loss: f64,
+}
+
+impl Predictions {
+    /// Genre predictions restricted to movies that have genre labels.
+    pub fn labelled_genres(&self) -> GenrePredictions {
+        let g = self.n_genres;
+        let mut probs = Vec::new();
+        let mut targets = Vec::new();
+        for i in 0..self.ids.len() {
+            if self.genres_present[i] {
+                probs.extend_from_slice(&self.probs[i * g..(i + 1) * g]);
+                targets.extend_from_slice(&self.targets[i * g..(i + 1) * g]);
+            }
+        }
+        GenrePredictions {
+            n_genres: g,
+            probs,
+            targets,
+        }
+    }
+
+    /// (predicted, true) ratings of movies that have a rating.
+    pub fn labelled_ratings(&self) -> (Vec<f32>, Vec<f32>) {
+        (0..self.ids.len())
+            .filter(|i| self.rating_present[*i])
+            .map(|i| (self.rating[i], self.rating_true[i]))
+            .unzip()
+    }
+
+    pub fn genre_metrics(&self, thresholds: &[f32], names: &[String]) -> GenreMetrics {
+        genre_metrics(&self.labelled_genres(), thresholds, names)
+    }
+
+    pub fn rating_metrics(&self) -> RatingMetrics {
+        let (p, t) = self.labelled_ratings();
+        rating_metrics(&p, &t)
+    }
+}
+
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+fn to_vec1(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+/// Everything needed to score a batch.
+pub struct Scorer<'a> {
+    pub loss: &'a LossConfig,
+    pub scale: RatingScale,
+    pub pos_weight: Option<Vec<f32>>,
+}
+
+impl Scorer<'_> {
+    /// The main loss (fused output) plus `aux_weight` × the mean per-modality loss.
+    pub fn loss(
+        &self,
+        out: &cinefuse_model::ModelOutput,
+        batch: &MovieBatch,
+        main_weight: f64,
+        aux_weight: f64,
+    ) -> cinefuse_model::LossParts {
+        let device = batch.rating.device();
+        let pw = self
+            .pos_weight
+            .as_ref()
+            .map(|w| Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &device));
+        let target = self.scale.standardize(batch.rating.clone());
+        let score = |g: Tensor<2>, r: Tensor<1>| {
+            self.loss.compute(
+                g,
+                r,
+                batch.genres.clone(),
+                batch.genres_present.clone(),
+                target.clone(),
+                batch.rating_present.clone(),
+                pw.clone(),
+            )
+        };
+        let mut parts = score(out.genre_logits.clone(), out.rating.clone());
+        parts.total = parts.total * main_weight;
+        if aux_weight > 0.0 && out.per_modality.len() > 1 {
+            let k = out.per_modality.len() as f64;
+            for m in &out.per_modality {
+                let aux = score(m.genre_logits.clone(), m.rating.clone());
+                parts.total = parts.total + aux.total * (aux_weight / k);
+            }
+        }
+        parts
+    }
+}
+
+/// Runs `model` (already in inference mode) over `dataset`.
+pub fn predict_dataset(
+    model: &CinefuseModel,
+    dataset: MovieDataset,
+    batcher: &MovieBatcher,
+    batch_size: usize,
+    device: &Device,
+    scorer: &Scorer,
+    drop: &[Modality],
+) -> Predictions {
+    let loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(batch_size)
+        .set_device(device.clone())
+        .build(dataset);
+    let mut p = Predictions::default();
+    let (mut n_batches, mut seen) = (0usize, 0usize);
+    for batch in loader.iter() {
+        let batch = batch.expect("dataset items are in memory");
+        let b = batch.len();
+        let out = model.forward_masked(&batch, drop);
+        let parts = scorer.loss(&out, &batch, 1.0, 0.0);
+        p.loss += f64::from(parts.total.into_scalar::<f32>()) * b as f64;
+        p.genre_loss += f64::from(parts.genre.into_scalar::<f32>()) * b as f64;
+        p.rating_loss += f64::from(parts.rating.into_scalar::<f32>()) * b as f64;
+        collect(&mut p, &batch, out, scorer.scale);
+        n_batches += 1;
+        seen += b;
+    }
+    let _ = n_batches;
+    if seen > 0 {
+        p.loss /= seen as f64;
+        p.genre_loss /= seen as f64;
+        p.rating_loss /= seen as f64;
+    }
+    p
+}
+
+fn collect(
+    p: &mut Predictions,
+    batch: &MovieBatch,
+    out: cinefuse_model::ModelOutput,
+    scale: RatingScale,
+) {
+    let [_, g] = out.genre_logits.dims();
+    p.n_genres = g;
+    p.ids.extend(batch.ids.iter().cloned());
+    p.probs.extend(to_vec(sigmoid(out.genre_logits)));
+    p.targets.extend(to_vec(batch.genres.clone()));
+    p.genres_present.extend(
+        to_vec1(batch.genres_present.clone())
+            .into_iter()
+            .map(|x| x > 0.5),
+    );
+    p.rating
+        .extend(to_vec1(out.rating).into_iter().map(|r| scale.to_rating(r)));
+    p.rating_true.extend(to_vec1(batch.rating.clone()));
+    p.rating_present.extend(
+        to_vec1(batch.rating_present.clone())
+            .into_iter()
+            .map(|x| x > 0.5),
+    );
+    if let Some(w) = out.weights {
+        p.weights.get_or_insert_with(Vec::new).extend(to_vec(w));
+    }
+}
+
+/// Predicts a handful of in-memory items (used by `predict`).
+pub fn predict_items(
+    model: &CinefuseModel,
+    items: Vec<MovieItem>,
+    batcher: &MovieBatcher,
+    device: &Device,
+    scale: RatingScale,
+    drop: &[Modality],
+) -> Predictions {
+    let mut p = Predictions::default();
+    for chunk in items.chunks(64) {
+        let batch = batcher.batch(chunk.to_vec(), device);
+        let out = model.forward_masked(&batch, drop);
+        collect(&mut p, &batch, out, scale);
+    }
+    p
+}

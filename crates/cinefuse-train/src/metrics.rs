@@ -1,0 +1,312 @@
+//! Evaluation metrics on host vectors. Genres: micro/macro/samples F1, mAP, top-1 accuracy,
+//! per-genre precision/recall/F1 and per-genre threshold tuning. Rating: MAE, RMSE, R² and the
+//! share of predictions within 10 % of the true rating.
+
+use serde::{Deserialize, Serialize};
+
+/// Row-major `[N, G]` probabilities and targets; rows without genre labels are excluded
+/// by the caller.
+#[derive(Debug, Clone)]
+pub struct GenrePredictions {
+    pub n_genres: usize,
+    pub probs: Vec<f32>,
+    pub targets: Vec<f32>,
+}
+
+impl GenrePredictions {
+    pub fn rows(&self) -> usize {
+        if self.n_genres == 0 {
+            0
+        } else {
+            self.probs.len() / self.n_genres
+        }
+    }
+    fn p(&self, i: usize, g: usize) -> f32 {
+        self.probs[i * self.n_genres + g]
+    }
+    fn t(&self, i: usize, g: usize) -> bool {
+        self.targets[i * self.n_genres + g] > 0.5
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PerGenre {
+    pub genre: String,
+    pub threshold: f32,
+    pub support: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub average_precision: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GenreMetrics {
+    pub micro_f1: f64,
+    pub macro_f1: f64,
+    pub samples_f1: f64,
+    pub map: f64,
+    pub top1: f64,
+    pub per_genre: Vec<PerGenre>,
+}
+
+fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
+    let d = 2 * tp + fp + fn_;
+    if d == 0 {
+        0.0
+    } else {
+        2.0 * tp as f64 / d as f64
+    }
+}
+
+/// Average precision of one genre (area under the precision–recall step curve).
+pub fn average_precision(scores: &[f32], labels: &[bool]) -> f64 {
+    let positives = labels.iter().filter(|l| **l).count();
+    if positives == 0 {
+        return 0.0;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
+    let (mut tp, mut sum) = (0usize, 0.0);
+    for (rank, &i) in order.iter().enumerate() {
+        if labels[i] {
+            tp += 1;
+            sum += tp as f64 / (rank + 1) as f64;
+        }
+    }
+    sum / positives as f64
+}
+
+/// Computes every genre metric with one decision threshold per genre.
+pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String]) -> GenreMetrics {
+    let (n, g) = (p.rows(), p.n_genres);
+    let mut tp = vec![0usize; g];
+    let mut fp = vec![0usize; g];
+    let mut fn_ = vec![0usize; g];
+    let mut samples_f1 = 0.0;
+    let mut top1_hits = 0usize;
+    for i in 0..n {
+        let (mut rtp, mut rfp, mut rfn) = (0, 0, 0);
+        let mut best = 0;
+        for k in 0..g {
+            let pred = p.p(i, k) >= thresholds[k];
+            let truth = p.t(i, k);
+            match (pred, truth) {
+                (true, true) => {
+                    tp[k] += 1;
+                    rtp += 1
+                }
+                (true, false) => {
+                    fp[k] += 1;
+                    rfp += 1
+                }
+                (false, true) => {
+                    fn_[k] += 1;
+                    rfn += 1
+                }
+                _ => {}
+            }
+            if p.p(i, k) > p.p(i, best) {
+                best = k;
+            }
+        }
+        samples_f1 += f1(rtp, rfp, rfn);
+        if g > 0 && p.t(i, best) {
+            top1_hits += 1;
+        }
+    }
+    let per_genre: Vec<PerGenre> = (0..g)
+        .map(|k| {
+            let scores: Vec<f32> = (0..n).map(|i| p.p(i, k)).collect();
+            let labels: Vec<bool> = (0..n).map(|i| p.t(i, k)).collect();
+            PerGenre {
+                genre: names.get(k).cloned().unwrap_or_else(|| format!("genre{k}")),
+                threshold: thresholds[k],
+                support: tp[k] + fn_[k],
+                precision: if tp[k] + fp[k] == 0 {
+                    0.0
+                } else {
+                    tp[k] as f64 / (tp[k] + fp[k]) as f64
+                },
+                recall: if tp[k] + fn_[k] == 0 {
+                    0.0
+                } else {
+                    tp[k] as f64 / (tp[k] + fn_[k]) as f64
+                },
+                f1: f1(tp[k], fp[k], fn_[k]),
+                average_precision: average_precision(&scores, &labels),
+            }
+        })
+        .collect();
+    // Macro averages over genres that occur in this split (absent genres have undefined F1/AP).
+    let occurring: Vec<&PerGenre> = per_genre.iter().filter(|x| x.support > 0).collect();
+    let mean = |f: &dyn Fn(&PerGenre) -> f64| {
+        if occurring.is_empty() {
+            0.0
+        } else {
+            occurring.iter().map(|x| f(x)).sum::<f64>() / occurring.len() as f64
+        }
+    };
+    GenreMetrics {
+        micro_f1: f1(tp.iter().sum(), fp.iter().sum(), fn_.iter().sum()),
+        macro_f1: mean(&|x| x.f1),
+        samples_f1: if n == 0 { 0.0 } else { samples_f1 / n as f64 },
+        map: mean(&|x| x.average_precision),
+        top1: if n == 0 {
+            0.0
+        } else {
+            top1_hits as f64 / n as f64
+        },
+        per_genre,
+    }
+}
+
+/// For each genre, the threshold in {0.05, 0.10, …, 0.95} with the best F1 (ties → closest to 0.5).
+pub fn tune_thresholds(p: &GenrePredictions) -> Vec<f32> {
+    let (n, g) = (p.rows(), p.n_genres);
+    (0..g)
+        .map(|k| {
+            let mut best = (f64::MIN, 0.5f32);
+            for step in 1..20 {
+                let t = step as f32 * 0.05;
+                let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+                for i in 0..n {
+                    match (p.p(i, k) >= t, p.t(i, k)) {
+                        (true, true) => tp += 1,
+                        (true, false) => fp += 1,
+                        (false, true) => fn_ += 1,
+                        _ => {}
+                    }
+                }
+                let score = f1(tp, fp, fn_);
+                let closer = (t - 0.5).abs() < (best.1 - 0.5).abs();
+                if score > best.0 + 1e-12 || ((score - best.0).abs() <= 1e-12 && closer) {
+                    best = (score, t);
+                }
+            }
+            best.1
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RatingMetrics {
+    pub mae: f64,
+    pub rmse: f64,
+    pub r2: f64,
+    /// Share of predictions within 10 % of the true rating.
+    pub within_10pct: f64,
+    pub count: usize,
+}
+
+pub fn rating_metrics(pred: &[f32], truth: &[f32]) -> RatingMetrics {
+    let n = pred.len().min(truth.len());
+    if n == 0 {
+        return RatingMetrics::default();
+    }
+    let mean_t = truth.iter().map(|t| f64::from(*t)).sum::<f64>() / n as f64;
+    let (mut abs, mut sq, mut tot, mut within) = (0.0, 0.0, 0.0, 0usize);
+    for (p, t) in pred.iter().zip(truth) {
+        let (p, t) = (f64::from(*p), f64::from(*t));
+        abs += (p - t).abs();
+        sq += (p - t).powi(2);
+        tot += (t - mean_t).powi(2);
+        if (p - t).abs() <= 0.1 * t.abs() + 1e-9 {
+            within += 1;
+        }
+    }
+    RatingMetrics {
+        mae: abs / n as f64,
+        rmse: (sq / n as f64).sqrt(),
+        r2: if tot > 0.0 { 1.0 - sq / tot } else { 0.0 },
+        within_10pct: within as f64 / n as f64,
+        count: n,
+    }
+}
+
+/// Split-conformal half-width: the ⌈(n+1)(1−α)⌉-th smallest absolute residual.
+pub fn conformal_quantile(residuals: &[f32], coverage: f64) -> f32 {
+    if residuals.is_empty() {
+        return f32::INFINITY;
+    }
+    let mut r: Vec<f32> = residuals.iter().map(|x| x.abs()).collect();
+    r.sort_by(f32::total_cmp);
+    let n = r.len();
+    let k = (((n + 1) as f64) * coverage).ceil() as usize;
+    if k > n {
+        f32::INFINITY
+    } else {
+        r[k.max(1) - 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preds() -> GenrePredictions {
+        // 3 movies × 2 genres
+        GenrePredictions {
+            n_genres: 2,
+            probs: vec![0.9, 0.2, 0.6, 0.7, 0.1, 0.4],
+            targets: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        }
+    }
+
+    #[test]
+    fn genre_metrics_match_hand_computation() {
+        let names = vec!["A".to_string(), "B".to_string()];
+        let m = genre_metrics(&preds(), &[0.5, 0.5], &names);
+        // Predictions at 0.5: row0 {A}, row1 {A,B}, row2 {}.
+        // A: tp1 fp1 fn1 → F1 0.5; B: tp1 fp0 fn1 → F1 2/3.
+        assert!((m.per_genre[0].f1 - 0.5).abs() < 1e-12);
+        assert!((m.per_genre[1].f1 - 2.0 / 3.0).abs() < 1e-12);
+        assert!((m.macro_f1 - (0.5 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        // micro: tp2 fp1 fn2 → 4/7
+        assert!((m.micro_f1 - 4.0 / 7.0).abs() < 1e-12);
+        // samples: row0 F1=1, row1 tp1 fp1 → 2/3, row2 tp0 fn2 → 0
+        assert!((m.samples_f1 - (1.0 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
+        // top-1: row0 A ✓, row1 B ✓, row2 B ✓
+        assert!((m.top1 - 1.0).abs() < 1e-12);
+        // AP of A: scores .9(+) .6(-) .1(+) → (1/1 + 2/3)/2
+        assert!((m.per_genre[0].average_precision - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        // AP of B: .7(+) .4(+) .2(-) → 1
+        assert!((m.per_genre[1].average_precision - 1.0).abs() < 1e-12);
+        assert_eq!(m.per_genre[0].support, 2);
+        assert!((m.per_genre[0].precision - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tuned_thresholds_improve_f1() {
+        let p = preds();
+        let t = tune_thresholds(&p);
+        let tuned = genre_metrics(&p, &t, &[]);
+        let base = genre_metrics(&p, &[0.5, 0.5], &[]);
+        assert!(tuned.macro_f1 >= base.macro_f1);
+        // Genre B: any threshold in (0.2, 0.4] captures both positives without the negative.
+        assert!(t[1] > 0.2 && t[1] <= 0.4, "{t:?}");
+        assert!((tuned.per_genre[1].f1 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rating_metrics_match_hand_computation() {
+        let m = rating_metrics(&[5.0, 7.0, 9.0], &[5.5, 7.0, 6.0]);
+        assert!((m.mae - (0.5 + 0.0 + 3.0) / 3.0).abs() < 1e-9);
+        assert!((m.rmse - ((0.25 + 9.0) / 3.0f64).sqrt()).abs() < 1e-9);
+        // within 10 %: |5-5.5| = .5 <= .55 ✓, 0 ✓, 3 > .6 ✗
+        assert!((m.within_10pct - 2.0 / 3.0).abs() < 1e-9);
+        let mean = (5.5 + 7.0 + 6.0) / 3.0;
+        let tot: f64 = [5.5f64, 7.0, 6.0].iter().map(|t| (t - mean).powi(2)).sum();
+        assert!((m.r2 - (1.0 - 9.25 / tot)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn conformal_quantile_is_the_right_order_statistic() {
+        let r: Vec<f32> = (1..=9).map(|x| x as f32).collect();
+        // n = 9, 90 %: ceil(10 * 0.9) = 9 → the largest
+        assert_eq!(conformal_quantile(&r, 0.9), 9.0);
+        // 50 %: ceil(5) = 5 → 5
+        assert_eq!(conformal_quantile(&r, 0.5), 5.0);
+        assert!(conformal_quantile(&r[..3], 0.9).is_infinite());
+    }
+}

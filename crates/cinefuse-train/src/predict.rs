@@ -1,0 +1,218 @@
+//! Loading an exported model and predicting genres, a rating with a calibrated interval, and
+//! how much each modality contributed, for new movies.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::prelude::*;
+use cinefuse_data::MovieBatcher;
+use cinefuse_data::dataset::MovieItem;
+use cinefuse_data::movie::{Movie, movie_from_value};
+use cinefuse_data::prepared::Preprocessor;
+use cinefuse_data::split::Split;
+use cinefuse_model::{CinefuseModel, Modality};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::select_device;
+use crate::config::{BackendConfig, BackendKind, TrainConfig};
+use crate::export::{MANIFEST_FILE, Manifest};
+use crate::inference::{Predictions, predict_items};
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, read_json};
+
+/// An exported model, ready to predict.
+pub struct Predictor {
+    pub manifest: Manifest,
+    pub config: TrainConfig,
+    pub preprocessor: Preprocessor,
+    pub model: CinefuseModel,
+    pub device: Device,
+    batcher: MovieBatcher,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenreScore {
+    pub genre: String,
+    pub probability: f32,
+    pub predicted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Contribution {
+    pub modality: Modality,
+    pub share: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MoviePrediction {
+    pub id: String,
+    /// Every genre, most probable first.
+    pub genres: Vec<GenreScore>,
+    pub rating: f32,
+    /// Split-conformal interval with the manifest's coverage, clipped to 0–10.
+    pub rating_interval: [f32; 2],
+    pub contributions: Vec<Contribution>,
+    /// "gate" (fusion weights) or "leave-one-out".
+    pub contribution_method: String,
+}
+
+impl Predictor {
+    pub fn load(model_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
+        let manifest: Manifest = read_json(&model_dir.join(MANIFEST_FILE))
+            .with_context(|| format!("{}: not an exported cinefuse model", model_dir.display()))?;
+        let config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
+        let preprocessor = Preprocessor::load(model_dir)?;
+        let mut b: BackendConfig = config.backend.clone();
+        if let Some(k) = backend {
+            b.kind = k;
+        }
+        let device = select_device(&b)?.device;
+        let model = config
+            .model
+            .init(&manifest.shapes, &device)
+            .try_load_file(model_dir.join(MODEL_FILE))
+            .map_err(|e| anyhow!("{}: {e}", model_dir.join(MODEL_FILE).display()))?;
+        let c = &preprocessor.state.config;
+        let batcher = MovieBatcher::new(
+            c.image_height as usize,
+            c.image_width as usize,
+            c.max_tokens,
+        );
+        Ok(Self {
+            manifest,
+            config,
+            preprocessor,
+            model,
+            device,
+            batcher,
+        })
+    }
+
+    /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
+    pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<MovieItem> {
+        let sample = self.preprocessor.encode(movie, Split::Test)?;
+        let path: Option<PathBuf> = poster
+            .map(Path::to_path_buf)
+            .or_else(|| cinefuse_data::movie::poster_path(base, movie));
+        let pixels = match path {
+            Some(p) => Some(self.preprocessor.poster_from_file(&p)?),
+            None => None,
+        };
+        Ok(MovieItem::from_sample(&sample, pixels))
+    }
+
+    fn run(&self, items: &[MovieItem], drop: &[Modality]) -> Predictions {
+        predict_items(
+            &self.model,
+            items.to_vec(),
+            &self.batcher,
+            &self.device,
+            self.manifest.rating_scale,
+            drop,
+        )
+    }
+
+    pub fn predict(&self, items: &[MovieItem]) -> Vec<MoviePrediction> {
+        let full = self.run(items, &[]);
+        let modalities = self.model.modalities().to_vec();
+        let g = full.n_genres;
+        let m = modalities.len();
+        // Leave-one-out only when the fusion has no gates (and there is something to leave out).
+        let loo: Vec<Predictions> = if full.weights.is_none() && m > 1 {
+            modalities
+                .iter()
+                .map(|md| self.run(items, &[*md]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let hw = self.manifest.interval_half_width;
+        (0..full.ids.len())
+            .map(|i| {
+                let probs = &full.probs[i * g..(i + 1) * g];
+                let mut genres: Vec<GenreScore> = probs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| GenreScore {
+                        genre: self.manifest.genres[k].clone(),
+                        probability: *p,
+                        predicted: *p >= self.manifest.thresholds[k],
+                    })
+                    .collect();
+                genres.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+                let rating = full.rating[i];
+                let (shares, method) = if let Some(w) = &full.weights {
+                    (w[i * m..(i + 1) * m].to_vec(), "gate")
+                } else if m == 1 {
+                    (vec![1.0], "single modality")
+                } else {
+                    let deltas: Vec<f32> = loo
+                        .iter()
+                        .map(|p| {
+                            let dp: f32 = (0..g)
+                                .map(|k| (p.probs[i * g + k] - probs[k]).abs())
+                                .sum::<f32>()
+                                / g.max(1) as f32;
+                            dp + (p.rating[i] - rating).abs() / 10.0
+                        })
+                        .collect();
+                    let total: f32 = deltas.iter().sum();
+                    let shares = if total > 0.0 {
+                        deltas.iter().map(|d| d / total).collect()
+                    } else {
+                        vec![1.0 / m as f32; m]
+                    };
+                    (shares, "leave-one-out")
+                };
+                MoviePrediction {
+                    id: full.ids[i].clone(),
+                    genres,
+                    rating,
+                    rating_interval: [(rating - hw).max(0.0), (rating + hw).min(10.0)],
+                    contributions: modalities
+                        .iter()
+                        .zip(shares)
+                        .map(|(md, s)| Contribution {
+                            modality: *md,
+                            share: s,
+                        })
+                        .collect(),
+                    contribution_method: method.into(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Parses a movie given as JSON text (the dataset format; `id` may be omitted).
+pub fn movie_from_json(text: &str, origin: &str) -> Result<Movie> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| anyhow!("{origin}: malformed JSON: {e}"))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("id")
+            .or_insert_with(|| serde_json::Value::String("input".into()));
+    }
+    movie_from_value(&value).map_err(|(field, msg)| match field {
+        Some(f) => anyhow!("{origin}: field `{f}`: {msg}"),
+        None => anyhow!("{origin}: {msg}"),
+    })
+}
+
+/// Reads a JSONL file of movies for batch prediction (line numbers in errors).
+pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(movie_from_json(
+            line,
+            &format!("{}:{}", path.display(), i + 1),
+        )?);
+    }
+    if out.is_empty() {
+        bail!("{}: no movies", path.display());
+    }
+    Ok(out)
+}

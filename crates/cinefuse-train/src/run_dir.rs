@@ -1,0 +1,267 @@
+//! The run directory: resolved config, run facts, metrics log, checkpoints and the best model.
+//! Multi-file checkpoints are staged in a hidden directory and renamed into place, so a crash
+//! at any moment leaves either the previous or the new checkpoint, never half of one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cinefuse_model::ModelShapes;
+use cinefuse_model::head::RatingScale;
+use serde::{Deserialize, Serialize};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const RUN_FILE: &str = "run.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const MODEL_FILE: &str = "model.bpk";
+pub const OPTIM_FILE: &str = "optim.bpk";
+pub const STATE_FILE: &str = "state.json";
+pub const BEST_DIR: &str = "best";
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+
+/// Facts about a run that eval/export need besides the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub name: String,
+    pub dataset_dir: PathBuf,
+    pub prepared_dir: PathBuf,
+    pub backend: String,
+    pub shapes: ModelShapes,
+    pub rating_scale: RatingScale,
+    pub genres: Vec<String>,
+    pub param_counts: Vec<(String, usize)>,
+    pub started_unix: u64,
+}
+
+/// Where training stands; saved with every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Epochs fully completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Batches of the epoch in progress already taken (after an interruption).
+    pub batches_into_epoch: usize,
+    /// Running loss sums of the epoch in progress: (total, genre, rating, samples).
+    pub partial_sums: (f64, f64, f64, usize),
+    pub best_value: Option<f64>,
+    pub best_epoch: usize,
+    pub epochs_without_improvement: usize,
+}
+
+/// UTC `YYYYmmdd-HHMMSS` without a date-time dependency.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    cinefuse_data::atomic::write_json_atomic(path, value).map_err(Into::into)
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    cinefuse_data::atomic::read_json(path).map_err(Into::into)
+}
+
+/// Appends one JSON line to `metrics.jsonl` (flushed and synced: a line is whole or absent).
+pub fn append_metrics(run_dir: &Path, line: &serde_json::Value) -> Result<()> {
+    let path = run_dir.join(METRICS_FILE);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(f, "{line}")?;
+    f.sync_data()?;
+    Ok(())
+}
+
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<serde_json::Value>> {
+    let path = run_dir.join(METRICS_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = fs::read_to_string(&path)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: bad JSON", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Drops metric lines of epochs after `epoch` (written after the checkpoint a run resumes from).
+pub fn truncate_metrics(run_dir: &Path, epoch: usize) -> Result<()> {
+    let kept: Vec<String> = read_metrics(run_dir)?
+        .into_iter()
+        .filter(|v| v["epoch"].as_u64().is_some_and(|e| e as usize <= epoch))
+        .map(|v| v.to_string() + "\n")
+        .collect();
+    cinefuse_data::atomic::write_atomic(&run_dir.join(METRICS_FILE), kept.concat().as_bytes())?;
+    Ok(())
+}
+
+/// Stages a checkpoint directory; `commit` renames it into place.
+pub struct CheckpointWriter {
+    pub staging: PathBuf,
+    target: PathBuf,
+}
+
+impl CheckpointWriter {
+    pub fn new(target: &Path) -> Result<Self> {
+        let name = target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let staging = target.with_file_name(format!(".{name}.partial"));
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        fs::create_dir_all(&staging)?;
+        Ok(Self {
+            staging,
+            target: target.to_path_buf(),
+        })
+    }
+
+    pub fn commit(self) -> Result<()> {
+        let old = self.target.with_file_name(format!(
+            ".{}.old",
+            self.target
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ));
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        if self.target.exists() {
+            fs::rename(&self.target, &old)?;
+        }
+        fs::rename(&self.staging, &self.target)?;
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    }
+}
+
+/// The best-model directory, falling back to the previous one if a swap was interrupted.
+pub fn best_dir(run_dir: &Path) -> Option<PathBuf> {
+    let best = run_dir.join(BEST_DIR);
+    if best.join(MODEL_FILE).exists() {
+        return Some(best);
+    }
+    let old = run_dir.join(format!(".{BEST_DIR}.old"));
+    old.join(MODEL_FILE).exists().then_some(old)
+}
+
+/// The newest complete periodic checkpoint.
+pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    let dir = run_dir.join(CHECKPOINTS_DIR);
+    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))
+                && p.join(STATE_FILE).exists()
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Removes all but the newest `keep` periodic checkpoints.
+pub fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<()> {
+    let dir = run_dir.join(CHECKPOINTS_DIR);
+    let mut found: Vec<PathBuf> = fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))
+        })
+        .collect();
+    found.sort();
+    let excess = found.len().saturating_sub(keep.max(1));
+    for p in found.into_iter().take(excess) {
+        fs::remove_dir_all(&p)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_the_expected_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert_eq!(&t[8..9], "-");
+        assert!(t[..4].parse::<u32>().unwrap() >= 2024);
+    }
+
+    #[test]
+    fn checkpoint_swap_and_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        for e in 1..=3 {
+            let w = CheckpointWriter::new(
+                &dir.path()
+                    .join(CHECKPOINTS_DIR)
+                    .join(format!("epoch-{e:04}")),
+            )
+            .unwrap();
+            fs::write(w.staging.join(STATE_FILE), "{}").unwrap();
+            w.commit().unwrap();
+        }
+        // A half-written checkpoint (no state.json) is ignored.
+        fs::create_dir_all(dir.path().join(CHECKPOINTS_DIR).join("epoch-0009")).unwrap();
+        assert!(
+            latest_checkpoint(dir.path())
+                .unwrap()
+                .ends_with("epoch-0003")
+        );
+        prune_checkpoints(dir.path(), 2).unwrap();
+        assert!(!dir.path().join(CHECKPOINTS_DIR).join("epoch-0001").exists());
+        assert!(dir.path().join(CHECKPOINTS_DIR).join("epoch-0002").exists());
+    }
+
+    #[test]
+    fn metrics_truncation_drops_later_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        for e in 1..=3 {
+            append_metrics(dir.path(), &serde_json::json!({"epoch": e})).unwrap();
+        }
+        truncate_metrics(dir.path(), 2).unwrap();
+        let m = read_metrics(dir.path()).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1]["epoch"], 2);
+    }
+}

@@ -1,0 +1,512 @@
+//! The training loop: AdamW with warmup + decay, gradient clipping, per-epoch validation,
+//! early stopping, atomic checkpoints, exact resume and a checkpoint on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use cinefuse_data::split::Split;
+use cinefuse_data::{MovieBatcher, Prepared};
+use cinefuse_model::head::RatingScale;
+use cinefuse_model::{CinefuseModel, ModelShapes};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::json;
+
+use crate::backend::select_device;
+use crate::config::{BackendKind, TrainConfig};
+use crate::data_setup::ensure_prepared;
+use crate::inference::{Scorer, predict_dataset};
+use crate::run_dir::*;
+use crate::schedule::learning_rate;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HANDLER: Once = Once::new();
+
+/// Installs the Ctrl-C / SIGTERM handler once per process.
+pub fn install_interrupt_handler() {
+    HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: writing a checkpoint, then stopping (Ctrl-C again to abort)");
+        });
+    });
+}
+
+/// Requests a stop as if Ctrl-C had been pressed (used by tests).
+pub fn request_interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn clear_interrupt() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    pub data_override: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub backend: Option<BackendKind>,
+    /// Stop (as if interrupted) after this many optimizer steps in this invocation.
+    pub stop_after_steps: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub epochs_completed: usize,
+    pub best_epoch: usize,
+    pub best_value: Option<f64>,
+    pub stopped_early: bool,
+    pub interrupted: bool,
+    pub history: Vec<serde_json::Value>,
+}
+
+pub fn shapes_of(prepared: &Prepared) -> ModelShapes {
+    let pre = &prepared.preprocessor;
+    ModelShapes {
+        n_genres: pre.state.genres.len(),
+        vocab_size: pre.state.tokenizer_vocab_size.max(3),
+        max_tokens: pre.state.config.max_tokens,
+        n_numeric: pre.n_numeric(),
+        categorical_sizes: pre.categorical_sizes(),
+    }
+}
+
+pub fn batcher_of(prepared: &Prepared) -> MovieBatcher {
+    let c = &prepared.preprocessor.state.config;
+    MovieBatcher::new(
+        c.image_height as usize,
+        c.image_width as usize,
+        c.max_tokens,
+    )
+}
+
+pub fn rating_scale_of(prepared: &Prepared) -> RatingScale {
+    RatingScale {
+        mean: prepared.preprocessor.state.rating_mean,
+        std: prepared.preprocessor.state.rating_std,
+    }
+}
+
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+fn progress(len: u64) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
+    model
+        .clone()
+        .save_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", path.display()))
+}
+
+/// Trains according to `config` (or resumes the run in `opts.resume`).
+pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
+    install_interrupt_handler();
+    let (config, run_dir, resuming) = match &opts.resume {
+        Some(dir) => {
+            let cfg = TrainConfig::load(&dir.join(CONFIG_FILE), &[])
+                .with_context(|| format!("{}: not a resumable run directory", dir.display()))?;
+            (cfg, dir.clone(), true)
+        }
+        None => {
+            let dir = opts.out.clone().unwrap_or_else(|| {
+                config
+                    .output
+                    .runs_dir
+                    .join(format!("{}-{}", config.name, timestamp()))
+            });
+            if dir.join(METRICS_FILE).exists() || dir.join(CHECKPOINTS_DIR).exists() {
+                bail!(
+                    "{}: already holds a run; use --resume {} to continue it or choose another --out",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            (config.clone(), dir, false)
+        }
+    };
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+
+    let info_path = run_dir.join(RUN_FILE);
+    let data_override = if resuming {
+        let info: RunInfo = read_json(&info_path)?;
+        Some(info.dataset_dir)
+    } else {
+        opts.data_override.clone()
+    };
+    let (dataset_dir, prepared) = ensure_prepared(&config, data_override.as_deref())?;
+
+    let mut backend_cfg = config.backend.clone();
+    if let Some(k) = opts.backend {
+        backend_cfg.kind = k;
+    }
+    let selected = select_device(&backend_cfg)?;
+    let device = selected.device.clone();
+    println!("backend: {} ({:?})", selected.description, device);
+
+    let shapes = shapes_of(&prepared);
+    if shapes.n_genres == 0 {
+        bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
+    }
+    let scale = rating_scale_of(&prepared);
+    let batcher = batcher_of(&prepared);
+    let train_ds = prepared.dataset(Split::Train);
+    let val_ds = prepared.dataset(Split::Val);
+    if train_ds.len() == 0 || val_ds.len() == 0 {
+        bail!(
+            "need movies in both train ({}) and val ({}) splits",
+            train_ds.len(),
+            val_ds.len()
+        );
+    }
+
+    device.seed(config.seed);
+    let train_device = device.clone().autodiff();
+    let mut model = config.model.init(&shapes, &train_device);
+    let param_counts: Vec<(String, usize)> = model
+        .param_counts()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    println!("parameters:");
+    for (name, n) in &param_counts {
+        println!("  {name:<16} {n:>10}");
+    }
+    println!("  {:<16} {:>10}", "total", model.num_params());
+
+    let mut adamw = AdamWConfig::new()
+        .with_beta_1(config.optim.beta1)
+        .with_beta_2(config.optim.beta2)
+        .with_epsilon(config.optim.epsilon)
+        .with_weight_decay(config.optim.weight_decay);
+    if config.optim.grad_clip_norm > 0.0 {
+        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(
+            config.optim.grad_clip_norm,
+        )));
+    }
+    let mut optim = adamw.init();
+
+    let mut state = TrainState::default();
+    if resuming {
+        let ckpt = latest_checkpoint(&run_dir).with_context(|| {
+            format!(
+                "{}: no complete checkpoint to resume from",
+                run_dir.display()
+            )
+        })?;
+        model = model
+            .try_load_file(ckpt.join(MODEL_FILE))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt.display()))?;
+        optim = optim
+            .load(ckpt.join(OPTIM_FILE))
+            .map_err(|e| anyhow::anyhow!("{}: cannot load optimizer state: {e}", ckpt.display()))?;
+        state = read_json(&ckpt.join(STATE_FILE))?;
+        truncate_metrics(&run_dir, state.epoch)?;
+        println!(
+            "resuming {} from {} (epoch {} done, {} batches into the next, step {})",
+            run_dir.display(),
+            ckpt.file_name().unwrap_or_default().to_string_lossy(),
+            state.epoch,
+            state.batches_into_epoch,
+            state.step
+        );
+    } else {
+        std::fs::write(run_dir.join(CONFIG_FILE), config.to_toml())?;
+        write_json(
+            &info_path,
+            &RunInfo {
+                name: config.name.clone(),
+                dataset_dir: dataset_dir.clone(),
+                prepared_dir: prepared.dir.clone(),
+                backend: selected.description.clone(),
+                shapes: shapes.clone(),
+                rating_scale: scale,
+                genres: prepared.preprocessor.genre_names().to_vec(),
+                param_counts: param_counts.clone(),
+                started_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            },
+        )?;
+    }
+    println!("run directory: {}", run_dir.display());
+
+    let t = &config.train;
+    let full_steps = train_ds.len().div_ceil(t.batch_size);
+    let steps_per_epoch = if t.max_steps_per_epoch > 0 {
+        full_steps.min(t.max_steps_per_epoch)
+    } else {
+        full_steps
+    };
+    let total_steps = steps_per_epoch * t.epochs;
+    let pos_weight = config.loss.pos_weights(
+        &prepared.preprocessor.state.genres.train_counts,
+        train_ds.len(),
+    );
+    let scorer = Scorer {
+        loss: &config.loss,
+        scale,
+        pos_weight,
+    };
+    let fused = model.is_fused();
+    let mut interrupted = false;
+    let mut stopped_early = false;
+    let mut steps_this_call = 0usize;
+
+    while state.epoch < t.epochs && !interrupted && !stopped_early {
+        let epoch = state.epoch + 1;
+        let started = Instant::now();
+        let pretraining = fused && epoch <= t.pretrain_epochs;
+        let (main_w, aux_w) = if pretraining {
+            (0.0, 1.0)
+        } else {
+            (1.0, config.model.aux_loss_weight)
+        };
+        // Same seed and epoch → same order and same dropout masks, also after a resume.
+        let mut order: Vec<usize> = (0..train_ds.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(config.seed, epoch)));
+        order.truncate(steps_per_epoch * t.batch_size);
+        let skip = state.batches_into_epoch * t.batch_size;
+        let epoch_ds = train_ds.reordered(&order[skip.min(order.len())..]);
+        device.seed(epoch_seed(config.seed, epoch) ^ state.batches_into_epoch as u64);
+        let loader = DataLoaderBuilder::new(batcher.clone())
+            .batch_size(t.batch_size)
+            .num_workers(t.num_workers)
+            .set_device(device.clone())
+            .build(epoch_ds);
+        let pb = progress(steps_per_epoch as u64);
+        pb.set_prefix(format!(
+            "epoch {epoch}/{}{}",
+            t.epochs,
+            if pretraining { " (pretrain)" } else { "" }
+        ));
+        pb.set_position(state.batches_into_epoch as u64);
+        let (mut sum_total, mut sum_genre, mut sum_rating, mut seen) = state.partial_sums;
+        let mut lr = 0.0;
+        for batch in loader.iter() {
+            let batch = batch.map_err(|e| anyhow::anyhow!("data loading failed: {e}"))?;
+            let b = batch.len();
+            lr = learning_rate(
+                &config.schedule,
+                config.optim.lr,
+                state.step,
+                total_steps,
+                steps_per_epoch,
+            );
+            let out = model.forward_with(&batch, true);
+            let parts = scorer.loss(&out, &batch, main_w, aux_w);
+            let total: f32 = parts.total.clone().into_scalar();
+            if !total.is_finite() {
+                bail!(
+                    "loss became {total} at step {}; lower optim.lr or check the data",
+                    state.step
+                );
+            }
+            sum_total += f64::from(total) * b as f64;
+            sum_genre += f64::from(parts.genre.clone().into_scalar::<f32>()) * b as f64;
+            sum_rating += f64::from(parts.rating.clone().into_scalar::<f32>()) * b as f64;
+            seen += b;
+            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+            state.batches_into_epoch += 1;
+            steps_this_call += 1;
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "loss {:.4} lr {lr:.2e} {:.0} samples/s",
+                sum_total / seen as f64,
+                seen as f64 / elapsed
+            ));
+            pb.inc(1);
+            if opts.stop_after_steps.is_some_and(|n| steps_this_call >= n) {
+                request_interrupt();
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+        }
+        pb.finish_and_clear();
+        if interrupted && state.batches_into_epoch < steps_per_epoch {
+            state.partial_sums = (sum_total, sum_genre, sum_rating, seen);
+            save_checkpoint(
+                &run_dir,
+                &model,
+                &optim,
+                &state,
+                &format!("epoch-{:04}-step-{:07}", state.epoch, state.step),
+            )?;
+            println!(
+                "checkpoint written at step {}; resume with: cinefuse train --resume {}",
+                state.step,
+                run_dir.display()
+            );
+            break;
+        }
+
+        // End of epoch: validate.
+        let valid_model = model.valid();
+        let val = predict_dataset(
+            &valid_model,
+            val_ds.clone(),
+            &batcher,
+            t.eval_batch_size,
+            &device,
+            &scorer,
+            &[],
+        );
+        let gm = val.genre_metrics(
+            &vec![0.5; shapes.n_genres],
+            prepared.preprocessor.genre_names(),
+        );
+        let rm = val.rating_metrics();
+        let secs = started.elapsed().as_secs_f64();
+        let n = seen.max(1) as f64;
+        let line = json!({
+            "epoch": epoch,
+            "step": state.step,
+            "lr": lr,
+            "phase": if pretraining { "pretrain" } else { "train" },
+            "train_loss": sum_total / n,
+            "train_genre_loss": sum_genre / n,
+            "train_rating_loss": sum_rating / n,
+            "val_loss": val.loss,
+            "val_genre_loss": val.genre_loss,
+            "val_rating_loss": val.rating_loss,
+            "val_micro_f1": gm.micro_f1,
+            "val_macro_f1": gm.macro_f1,
+            "val_samples_f1": gm.samples_f1,
+            "val_map": gm.map,
+            "val_top1": gm.top1,
+            "val_mae": rm.mae,
+            "val_rmse": rm.rmse,
+            "val_r2": rm.r2,
+            "val_within_10pct": rm.within_10pct,
+            "epoch_seconds": secs,
+            "samples_per_sec": n / secs.max(1e-9),
+        });
+        append_metrics(&run_dir, &line)?;
+        println!(
+            "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {:.1}s  {:.0} samples/s",
+            t.epochs,
+            sum_total / n,
+            val.loss,
+            val.genre_loss,
+            val.rating_loss,
+            gm.micro_f1,
+            gm.top1,
+            rm.mae,
+            secs,
+            n / secs.max(1e-9)
+        );
+        state.epoch = epoch;
+        state.batches_into_epoch = 0;
+        state.partial_sums = (0.0, 0.0, 0.0, 0);
+
+        // Early stopping and the best model (not during per-modality pre-training).
+        if !pretraining {
+            let value = line[t.monitor.key()].as_f64().unwrap_or(f64::NAN);
+            let better = match state.best_value {
+                None => true,
+                Some(b) if t.monitor.higher_is_better() => value > b + 1e-6,
+                Some(b) => value < b - 1e-6,
+            };
+            if better {
+                state.best_value = Some(value);
+                state.best_epoch = epoch;
+                state.epochs_without_improvement = 0;
+                let w = CheckpointWriter::new(&run_dir.join(BEST_DIR))?;
+                save_model(&model, &w.staging.join(MODEL_FILE))?;
+                write_json(&w.staging.join(STATE_FILE), &state)?;
+                w.commit()?;
+            } else {
+                state.epochs_without_improvement += 1;
+                if t.early_stopping_patience > 0
+                    && state.epochs_without_improvement >= t.early_stopping_patience
+                {
+                    println!(
+                        "early stopping: {} did not improve for {} epochs (best {:.4} at epoch {})",
+                        t.monitor.key(),
+                        state.epochs_without_improvement,
+                        state.best_value.unwrap_or(f64::NAN),
+                        state.best_epoch
+                    );
+                    stopped_early = true;
+                }
+            }
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            interrupted = true;
+        }
+        if epoch % t.checkpoint_every == 0 || epoch == t.epochs || stopped_early || interrupted {
+            save_checkpoint(
+                &run_dir,
+                &model,
+                &optim,
+                &state,
+                &format!("epoch-{epoch:04}"),
+            )?;
+            prune_checkpoints(&run_dir, t.keep_checkpoints)?;
+        }
+        if interrupted {
+            println!(
+                "stopped after epoch {epoch}; resume with: cinefuse train --resume {}",
+                run_dir.display()
+            );
+        }
+    }
+    if opts.stop_after_steps.is_some() {
+        clear_interrupt();
+    }
+    Ok(RunSummary {
+        run_dir: run_dir.clone(),
+        epochs_completed: state.epoch,
+        best_epoch: state.best_epoch,
+        best_value: state.best_value,
+        stopped_early,
+        interrupted,
+        history: read_metrics(&run_dir)?,
+    })
+}
+
+fn save_checkpoint(
+    run_dir: &Path,
+    model: &CinefuseModel,
+    optim: &burn::optim::ModuleOptimizer,
+    state: &TrainState,
+    name: &str,
+) -> Result<()> {
+    let w = CheckpointWriter::new(&run_dir.join(CHECKPOINTS_DIR).join(name))?;
+    save_model(model, &w.staging.join(MODEL_FILE))?;
+    optim
+        .save(w.staging.join(OPTIM_FILE))
+        .map_err(|e| anyhow::anyhow!("cannot save optimizer state: {e}"))?;
+    write_json(&w.staging.join(STATE_FILE), state)?;
+    w.commit()
+}
