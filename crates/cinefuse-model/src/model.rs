@@ -15,13 +15,13 @@ use crate::text::TextEncoder;
 
 #[derive(Module, Debug)]
 pub struct CinefuseModel {
-    poster: Option<PosterEncoder>,
-    text: Option<TextEncoder>,
-    meta: Option<MetaEncoder>,
+    pub poster: Option<PosterEncoder>,
+    pub text: Option<TextEncoder>,
+    pub meta: Option<MetaEncoder>,
     poster_head: Option<OutputHead>,
     text_head: Option<OutputHead>,
     meta_head: Option<OutputHead>,
-    fusion: Option<Fusion>,
+    pub fusion: Option<Fusion>,
     #[module(skip)]
     modalities: Vec<Modality>,
     #[module(skip)]

@@ -1,0 +1,414 @@
+//! Model tests: shapes for every fusion × modality subset, masking of missing modalities,
+//! gradient flow into every encoder, overfitting a tiny batch, and a wgpu pass.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::Gradients;
+use cinefuse_data::{MovieBatch, MovieBatcher, MovieItem};
+use cinefuse_model::fusion::FusionKind;
+use cinefuse_model::head::RatingScale;
+use cinefuse_model::text::TextEncoderKind;
+use cinefuse_model::{LossConfig, Modality, ModelConfig, ModelShapes};
+
+const H: usize = 24;
+const W: usize = 16;
+const G: usize = 4;
+
+fn shapes() -> ModelShapes {
+    ModelShapes {
+        n_genres: G,
+        vocab_size: 50,
+        max_tokens: 12,
+        n_numeric: 3,
+        categorical_sizes: vec![5, 7],
+    }
+}
+
+fn tiny_config(
+    modalities: Vec<Modality>,
+    fusion: FusionKind,
+    text: TextEncoderKind,
+) -> ModelConfig {
+    let mut c = ModelConfig::new()
+        .with_modalities(modalities)
+        .with_embed_dim(16);
+    c.poster.widths = vec![4, 8];
+    c.text.kind = text;
+    c.text.d_model = 16;
+    c.text.n_heads = 2;
+    c.text.d_ff = 32;
+    c.text.n_layers = 1;
+    c.text.dropout = 0.0;
+    c.meta.hidden = 16;
+    c.fusion.kind = fusion;
+    c.fusion.hidden = 16;
+    c.fusion.n_heads = 2;
+    c.fusion.dropout = 0.0;
+    c.meta.dropout = 0.0;
+    c
+}
+
+/// Items with a learnable pattern: genre k ↔ token k+3 and the poster's brightness.
+fn items(n: usize) -> Vec<MovieItem> {
+    (0..n)
+        .map(|i| {
+            let k = i % G;
+            let mut genres = vec![0.0; G];
+            genres[k] = 1.0;
+            MovieItem {
+                id: format!("m{i}"),
+                poster: (i % 5 != 4).then(|| vec![(k * 60) as u8; 3 * H * W]),
+                tokens: if i % 7 == 6 {
+                    vec![]
+                } else {
+                    vec![2, (k + 3) as u32, 10 + (i % 3) as u32, (k + 3) as u32]
+                },
+                plot_present: i % 7 != 6,
+                numeric: vec![k as f32 - 1.5, 0.3, -0.2],
+                numeric_missing: vec![0.0, 0.0, if i % 3 == 0 { 1.0 } else { 0.0 }],
+                categorical: vec![(k + 1) as u32, (i % 7) as u32],
+                genres,
+                genres_present: true,
+                rating: Some(3.0 + k as f32),
+            }
+        })
+        .collect()
+}
+
+fn batch(items: Vec<MovieItem>, device: &Device) -> MovieBatch {
+    MovieBatcher::new(H, W, 12).batch(items, device)
+}
+
+fn subsets() -> Vec<Vec<Modality>> {
+    use Modality::*;
+    vec![
+        vec![Poster],
+        vec![Text],
+        vec![Meta],
+        vec![Poster, Text],
+        vec![Poster, Meta],
+        vec![Text, Meta],
+        vec![Poster, Text, Meta],
+    ]
+}
+
+const FUSIONS: [FusionKind; 4] = [
+    FusionKind::Late,
+    FusionKind::Concat,
+    FusionKind::Gmu,
+    FusionKind::Attention,
+];
+
+#[test]
+fn output_shapes_for_every_fusion_and_modality_subset() {
+    let device = Device::flex();
+    let b = batch(items(6), &device);
+    for fusion in FUSIONS {
+        for mods in subsets() {
+            let model = tiny_config(mods.clone(), fusion, TextEncoderKind::Transformer)
+                .init(&shapes(), &device);
+            let out = model.forward(&b);
+            assert_eq!(out.genre_logits.dims(), [6, G], "{fusion:?} {mods:?}");
+            assert_eq!(out.rating.dims(), [6], "{fusion:?} {mods:?}");
+            assert_eq!(out.per_modality.len(), mods.len());
+            let has_weights =
+                mods.len() > 1 && matches!(fusion, FusionKind::Late | FusionKind::Gmu);
+            assert_eq!(out.weights.is_some(), has_weights, "{fusion:?} {mods:?}");
+            if let Some(w) = out.weights {
+                assert_eq!(w.dims(), [6, mods.len()]);
+                let rows = w
+                    .sum_dim(1)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                assert!(
+                    rows.iter().all(|r| (r - 1.0).abs() < 1e-4),
+                    "weights sum to 1: {rows:?}"
+                );
+            }
+            let v = out
+                .genre_logits
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert!(v.iter().all(|x| x.is_finite()), "{fusion:?} {mods:?}");
+        }
+    }
+    for text in [TextEncoderKind::Bag, TextEncoderKind::Cnn] {
+        let model =
+            tiny_config(vec![Modality::Text], FusionKind::Gmu, text).init(&shapes(), &device);
+        assert_eq!(model.forward(&b).genre_logits.dims(), [6, G]);
+    }
+}
+
+fn outputs(model: &cinefuse_model::CinefuseModel, b: &MovieBatch) -> Vec<f32> {
+    let out = model.forward(b);
+    let mut v = out
+        .genre_logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    v.extend(
+        out.rating
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap(),
+    );
+    v
+}
+
+#[test]
+fn masked_modalities_do_not_change_the_outputs() {
+    let device = Device::flex();
+    let base = items(10);
+    for fusion in FUSIONS {
+        for text in [
+            TextEncoderKind::Transformer,
+            TextEncoderKind::Bag,
+            TextEncoderKind::Cnn,
+        ] {
+            let model = tiny_config(Modality::ALL.to_vec(), fusion, text).init(&shapes(), &device);
+            let reference = outputs(&model, &batch(base.clone(), &device));
+            // Item 4 has no poster and item 6 no plot; give them garbage that must be ignored.
+            let mut changed = base.clone();
+            changed[4].poster = Some(vec![255; 3 * H * W]);
+            let mut b = batch(changed, &device);
+            let present = b
+                .poster_present
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert_eq!(present[4], 1.0);
+            b.poster_present = b.poster_present.slice_fill([4..5], 0.0);
+            b.tokens = b.tokens.slice_fill([6..7, 0..4], 33);
+            let after = outputs(&model, &b);
+            for (x, y) in reference.iter().zip(&after) {
+                assert!((x - y).abs() < 1e-5, "{fusion:?}/{text:?}: {x} vs {y}");
+            }
+            // Sanity: unmasking the garbage poster does change the outputs.
+            b.poster_present = b.poster_present.slice_fill([4..5], 1.0);
+            let leaked = outputs(&model, &b);
+            assert!(
+                reference
+                    .iter()
+                    .zip(&leaked)
+                    .any(|(x, y)| (x - y).abs() > 1e-5),
+                "{fusion:?}"
+            );
+        }
+    }
+}
+
+struct GradCheck<'a> {
+    grads: &'a Gradients,
+    total: usize,
+    missing: usize,
+}
+
+impl ModuleVisitor for GradCheck<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        // Batch-norm running statistics are state, not trainable parameters.
+        if !param.val().is_require_grad() {
+            return;
+        }
+        self.total += 1;
+        match param.val().grad(self.grads) {
+            Some(g) if g.clone().abs().sum().into_scalar::<f32>() > 0.0 => {}
+            _ => self.missing += 1,
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_every_encoder() {
+    let device = Device::flex().autodiff();
+    let b = batch(items(12), &Device::flex());
+    for fusion in FUSIONS {
+        let model = tiny_config(Modality::ALL.to_vec(), fusion, TextEncoderKind::Transformer)
+            .init(&shapes(), &device);
+        let out = model.forward(&b);
+        let scale = RatingScale {
+            mean: 5.0,
+            std: 2.0,
+        };
+        let loss = LossConfig::new().compute(
+            out.genre_logits,
+            out.rating,
+            b.genres.clone(),
+            b.genres_present.clone(),
+            scale.standardize(b.rating.clone()),
+            b.rating_present.clone(),
+            None,
+        );
+        let grads = loss.total.backward();
+        for (name, check) in [
+            (
+                "poster",
+                model.poster.as_ref().map(|m| {
+                    let mut v = GradCheck {
+                        grads: &grads,
+                        total: 0,
+                        missing: 0,
+                    };
+                    m.visit(&mut v);
+                    (v.total, v.missing)
+                }),
+            ),
+            (
+                "text",
+                model.text.as_ref().map(|m| {
+                    let mut v = GradCheck {
+                        grads: &grads,
+                        total: 0,
+                        missing: 0,
+                    };
+                    m.visit(&mut v);
+                    (v.total, v.missing)
+                }),
+            ),
+            (
+                "meta",
+                model.meta.as_ref().map(|m| {
+                    let mut v = GradCheck {
+                        grads: &grads,
+                        total: 0,
+                        missing: 0,
+                    };
+                    m.visit(&mut v);
+                    (v.total, v.missing)
+                }),
+            ),
+        ] {
+            let (total, missing) = check.unwrap();
+            assert!(total > 0);
+            assert_eq!(
+                missing, 0,
+                "{fusion:?}: {missing} of {total} {name} parameters got no gradient"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tiny_model_overfits_a_tiny_batch() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let b = batch(items(16), &Device::flex());
+    let config = tiny_config(
+        Modality::ALL.to_vec(),
+        FusionKind::Gmu,
+        TextEncoderKind::Transformer,
+    );
+    let mut model = config.init(&shapes(), &device);
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    let scale = RatingScale {
+        mean: 4.5,
+        std: 1.2,
+    };
+    let loss_cfg = LossConfig::new();
+    let mut losses = Vec::new();
+    for _ in 0..150 {
+        let out = model.forward(&b);
+        let parts = loss_cfg.compute(
+            out.genre_logits,
+            out.rating,
+            b.genres.clone(),
+            b.genres_present.clone(),
+            scale.standardize(b.rating.clone()),
+            b.rating_present.clone(),
+            None,
+        );
+        losses.push(parts.total.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+        model = optim.step(5e-3, model, grads);
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(
+        last < first / 10.0,
+        "loss should fall by >10×: {first} → {last}"
+    );
+}
+
+#[test]
+fn loss_components_match_hand_computation() {
+    let device = Device::flex();
+    let logits = Tensor::<2>::from_data([[0.0f32, 2.0]], &device);
+    let targets = Tensor::<2>::from_data([[1.0f32, 0.0]], &device);
+    let rating_pred = Tensor::<1>::from_data([0.5f32], &device);
+    let rating_true = Tensor::<1>::from_data([3.0f32], &device);
+    let ones = Tensor::<1>::ones([1], &device);
+    let c = LossConfig::new().with_huber_delta(1.0);
+    let parts = c.compute(
+        logits.clone(),
+        rating_pred.clone(),
+        targets.clone(),
+        ones.clone(),
+        rating_true.clone(),
+        ones.clone(),
+        None,
+    );
+    // BCE: [-ln σ(0), -ln(1-σ(2))] = [ln 2, ln(1+e²)], mean over genres.
+    let expected = ((2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
+    assert!((parts.genre.into_scalar::<f32>() - expected).abs() < 1e-5);
+    // Huber(2.5, δ=1) = 0.5 + 1.5 = 2.0
+    assert!((parts.rating.into_scalar::<f32>() - 2.0).abs() < 1e-5);
+    // pos_weight 3 on genre 0 triples its term.
+    let pw = Tensor::<1>::from_data([3.0f32, 1.0], &device);
+    let weighted = c.compute(
+        logits,
+        rating_pred,
+        targets,
+        ones.clone(),
+        rating_true,
+        ones,
+        Some(pw),
+    );
+    let expected = (3.0 * (2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
+    assert!((weighted.genre.into_scalar::<f32>() - expected).abs() < 1e-5);
+}
+
+/// Runs on lavapipe (software Vulkan) where there is no GPU.
+#[cfg(feature = "wgpu")]
+#[test]
+fn forward_and_backward_on_wgpu() {
+    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let ad = device.clone().autodiff();
+    let b = batch(items(4), &device);
+    let model = tiny_config(
+        Modality::ALL.to_vec(),
+        FusionKind::Attention,
+        TextEncoderKind::Transformer,
+    )
+    .init(&shapes(), &ad);
+    let mut optim = AdamWConfig::new().init();
+    let out = model.forward(&b);
+    let loss = LossConfig::new().compute(
+        out.genre_logits,
+        out.rating,
+        b.genres.clone(),
+        b.genres_present.clone(),
+        b.rating.clone() / 5.0,
+        b.rating_present.clone(),
+        None,
+    );
+    let before = loss.total.clone().into_scalar::<f32>();
+    assert!(before.is_finite());
+    let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+    let model = optim.step(1e-3, model, grads);
+    let after = model
+        .forward(&b)
+        .rating
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(after.iter().all(|x| x.is_finite()));
+}
