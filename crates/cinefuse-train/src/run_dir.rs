@@ -180,11 +180,12 @@ pub fn best_dir(run_dir: &Path) -> Option<PathBuf> {
     old.join(MODEL_FILE).exists().then_some(old)
 }
 
-/// The newest complete periodic checkpoint.
-pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
-    let dir = run_dir.join(CHECKPOINTS_DIR);
-    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
-        .ok()?
+/// Complete periodic checkpoints (those with a state file), oldest first.
+fn complete_checkpoints(run_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(run_dir.join(CHECKPOINTS_DIR)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -194,21 +195,17 @@ pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
         })
         .collect();
     found.sort();
-    found.pop()
+    found
 }
 
-/// Removes all but the newest `keep` periodic checkpoints.
+/// The newest complete periodic checkpoint.
+pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    complete_checkpoints(run_dir).pop()
+}
+
+/// Removes all but the newest `keep` complete periodic checkpoints.
 pub fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<()> {
-    let dir = run_dir.join(CHECKPOINTS_DIR);
-    let mut found: Vec<PathBuf> = fs::read_dir(&dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))
-        })
-        .collect();
-    found.sort();
+    let found = complete_checkpoints(run_dir);
     let excess = found.len().saturating_sub(keep.max(1));
     for p in found.into_iter().take(excess) {
         fs::remove_dir_all(&p)?;

@@ -45,22 +45,14 @@ pub fn install_interrupt_handler() {
     });
 }
 
-/// Requests a stop as if Ctrl-C had been pressed (used by tests).
-pub fn request_interrupt() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-pub fn clear_interrupt() {
-    INTERRUPTED.store(false, Ordering::SeqCst);
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     pub data_override: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub resume: Option<PathBuf>,
     pub backend: Option<BackendKind>,
-    /// Stop (as if interrupted) after this many optimizer steps in this invocation.
+    /// Stop (as if interrupted, with a checkpoint) after this many optimizer steps in this
+    /// invocation.
     pub stop_after_steps: Option<usize>,
 }
 
@@ -344,10 +336,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 seen as f64 / elapsed
             ));
             pb.inc(1);
-            if opts.stop_after_steps.is_some_and(|n| steps_this_call >= n) {
-                request_interrupt();
-            }
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            let step_budget_spent = opts.stop_after_steps.is_some_and(|n| steps_this_call >= n);
+            if step_budget_spent || INTERRUPTED.load(Ordering::SeqCst) {
                 interrupted = true;
                 break;
             }
@@ -480,9 +470,6 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 run_dir.display()
             );
         }
-    }
-    if opts.stop_after_steps.is_some() {
-        clear_interrupt();
     }
     Ok(RunSummary {
         run_dir: run_dir.clone(),

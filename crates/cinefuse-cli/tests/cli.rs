@@ -1,0 +1,242 @@
+//! End-to-end tests of the `cinefuse` binary on tiny generated data.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cinefuse(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cinefuse"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = cinefuse(dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "cinefuse {args:?} failed:\n{text}");
+    text
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = cinefuse(dir, args);
+    assert!(!out.status.success(), "cinefuse {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const TINY: &str = r#"
+name = "tiny"
+seed = 1
+[data]
+dataset = "demo"
+prepared = "prepared/demo"
+[data.preprocess]
+image_width = 16
+image_height = 24
+tokenizer = "wordlevel"
+vocab_size = 300
+max_tokens = 16
+min_genre_count = 2
+val_ratio = 0.2
+test_ratio = 0.2
+[model]
+embed_dim = 16
+[model.poster]
+widths = [4, 8]
+[model.text]
+kind = "transformer"
+d_model = 16
+n_heads = 2
+d_ff = 32
+n_layers = 1
+[model.meta]
+hidden = 16
+[model.fusion]
+kind = "attention"
+hidden = 16
+n_heads = 2
+[optim]
+lr = 3e-3
+[schedule]
+warmup_steps = 3
+[train]
+epochs = 3
+batch_size = 16
+early_stopping_patience = 0
+[backend]
+kind = "flex"
+"#;
+
+#[test]
+fn synth_prepare_train_eval_export_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "150", "--seed", "4"]);
+    assert!(d.join("demo/movies.jsonl").exists());
+    let text = ok(
+        d,
+        &[
+            "prepare",
+            "--data",
+            "demo",
+            "--out",
+            "prepared/demo",
+            "--config",
+            "tiny.toml",
+        ],
+    );
+    assert!(
+        text.contains("splits") && text.contains("posters cached"),
+        "{text}"
+    );
+    ok(d, &["config", "check", "tiny.toml"]);
+
+    let text = ok(d, &["train", "--config", "tiny.toml", "--out", "runs/t"]);
+    assert!(
+        text.contains("reusing prepared data"),
+        "prepared data is reused: {text}"
+    );
+    assert!(text.contains("backend: flex"), "{text}");
+    assert!(
+        text.contains("parameters:") && text.contains("poster encoder"),
+        "{text}"
+    );
+    let run = d.join("runs/t");
+    for f in [
+        "config.toml",
+        "run.json",
+        "metrics.jsonl",
+        "best/model.bpk",
+        "checkpoints/epoch-0003/model.bpk",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let loss = |i: usize| lines[i]["train_loss"].as_f64().unwrap();
+    assert!(
+        loss(2) < loss(0),
+        "training loss falls: {} → {}",
+        loss(0),
+        loss(2)
+    );
+
+    let text = ok(d, &["eval", "--run", "runs/t"]);
+    assert!(
+        text.contains("genre micro-F1") && text.contains("rating within 10 %"),
+        "{text}"
+    );
+    let eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    assert!(eval["genres"]["micro_f1"].as_f64().is_some());
+
+    ok(d, &["export", "--run", "runs/t", "--out", "model"]);
+    let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","genres":["Drama"],"poster":"demo/posters/syn000001.png"}"#;
+    let text = ok(
+        d,
+        &["predict", "--model", "model", "--movie", movie, "--json"],
+    );
+    let p: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let rating = p["rating"].as_f64().unwrap();
+    assert!((0.0..=10.0).contains(&rating));
+    assert_eq!(p["contribution_method"], "leave-one-out");
+    assert_eq!(p["contributions"].as_array().unwrap().len(), 3);
+    let text = ok(
+        d,
+        &[
+            "predict",
+            "--model",
+            "model",
+            "--jsonl",
+            "demo/movies.jsonl",
+        ],
+    );
+    assert!(
+        text.matches("rating").count() >= 150,
+        "one prediction per movie"
+    );
+
+    // Resuming a finished run is a no-op that still succeeds.
+    ok(d, &["train", "--resume", "runs/t"]);
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_allowed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("bad.toml"), "name = \"x\"\n[train]\nepohcs = 3\n").unwrap();
+    let e = fails(d, &["config", "check", "bad.toml"]);
+    assert!(e.contains("bad.toml") && e.contains("epohcs"), "{e}");
+    std::fs::write(d.join("ok.toml"), "name = \"x\"\n").unwrap();
+    let e = fails(
+        d,
+        &[
+            "config",
+            "check",
+            "ok.toml",
+            "--set",
+            "model.fusion.kind=sum",
+        ],
+    );
+    assert!(e.contains("sum") && e.contains("gmu"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "config",
+            "check",
+            "ok.toml",
+            "--set",
+            "model.text.n_heads=3",
+        ],
+    );
+    assert!(e.contains("model.text.n_heads = 3"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "ok.toml",
+            "--set",
+            "data.dataset=nowhere",
+        ],
+    );
+    assert!(e.contains("nowhere") && e.contains("movies.jsonl"), "{e}");
+}
+
+/// The wgpu code path end to end (lavapipe on machines without a GPU).
+#[cfg(feature = "wgpu")]
+#[test]
+fn trains_a_few_steps_on_wgpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "60", "--seed", "2"]);
+    let text = ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--backend",
+            "wgpu",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.max_steps_per_epoch=2",
+            "--out",
+            "runs/w",
+        ],
+    );
+    assert!(text.contains("backend: wgpu"), "{text}");
+    assert!(d.join("runs/w/best/model.bpk").exists());
+}

@@ -1,0 +1,285 @@
+//! Training-loop tests on tiny generated data: resume equivalence, interruption and resume,
+//! early stopping, and export/predict agreeing with the in-process model.
+
+use std::path::Path;
+
+use cinefuse_data::split::Split;
+use cinefuse_train::config::BackendKind;
+use cinefuse_train::evaluate::{LoadedRun, evaluate};
+use cinefuse_train::predict::Predictor;
+use cinefuse_train::run_dir::{CHECKPOINTS_DIR, latest_checkpoint, read_metrics};
+use cinefuse_train::{TrainConfig, TrainOptions, train};
+
+/// Burn seeds one global RNG per backend: tests that compare runs must not interleave.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tiny_config(root: &Path, extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+name = "tiny"
+seed = 3
+[data]
+dataset = "{root}/demo"
+prepared = "{root}/prepared"
+synth_if_missing = 120
+synth_seed = 5
+[data.preprocess]
+image_width = 16
+image_height = 24
+tokenizer = "wordlevel"
+vocab_size = 300
+max_tokens = 16
+min_genre_count = 2
+val_ratio = 0.25
+test_ratio = 0.2
+[model]
+embed_dim = 16
+[model.poster]
+widths = [4, 8]
+[model.text]
+kind = "bag"
+d_model = 16
+d_ff = 32
+[model.meta]
+hidden = 16
+[model.fusion]
+kind = "gmu"
+hidden = 16
+[optim]
+lr = 3e-3
+[schedule]
+warmup_steps = 2
+[train]
+epochs = 2
+batch_size = 16
+num_workers = 0
+early_stopping_patience = 0
+[backend]
+kind = "flex"
+[output]
+runs_dir = "{root}/runs"
+{extra}
+"#,
+        root = root.display()
+    );
+    TrainConfig::from_toml_str(&text, "tiny.toml", &[]).unwrap()
+}
+
+fn last(history: &[serde_json::Value], key: &str) -> f64 {
+    history.last().unwrap()[key].as_f64().unwrap()
+}
+
+#[test]
+fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let full = train(
+        &config,
+        &TrainOptions {
+            out: Some(dir.path().join("full")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(full.epochs_completed, 2);
+
+    let one = TrainConfig {
+        train: cinefuse_train::config::LoopConfig {
+            epochs: 2,
+            ..config.train.clone()
+        },
+        ..config.clone()
+    };
+    let steps_per_epoch = full.history[0]["step"].as_u64().unwrap() as usize;
+    let part = train(
+        &one,
+        &TrainOptions {
+            out: Some(dir.path().join("split")),
+            stop_after_steps: Some(steps_per_epoch),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(part.interrupted);
+    assert_eq!(part.epochs_completed, 1);
+    let resumed = train(
+        &one,
+        &TrainOptions {
+            resume: Some(dir.path().join("split")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(resumed.epochs_completed, 2);
+    assert_eq!(
+        resumed.history.len(),
+        2,
+        "metrics.jsonl has one line per epoch"
+    );
+    let (a, b) = (
+        last(&full.history, "val_loss"),
+        last(&resumed.history, "val_loss"),
+    );
+    assert!((a - b).abs() < 1e-4, "uninterrupted {a} vs resumed {b}");
+    let (a, b) = (
+        last(&full.history, "train_loss"),
+        last(&resumed.history, "train_loss"),
+    );
+    assert!((a - b).abs() < 1e-4, "uninterrupted {a} vs resumed {b}");
+}
+
+#[test]
+fn an_interrupt_mid_epoch_writes_a_checkpoint_that_resumes() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let run = dir.path().join("run");
+    let part = train(
+        &config,
+        &TrainOptions {
+            out: Some(run.clone()),
+            stop_after_steps: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(part.interrupted);
+    assert_eq!(part.epochs_completed, 0);
+    let ckpt = latest_checkpoint(&run).expect("checkpoint written on interrupt");
+    assert!(ckpt.join("model.bpk").exists() && ckpt.join("optim.bpk").exists());
+    let done = train(
+        &config,
+        &TrainOptions {
+            resume: Some(run.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(done.epochs_completed, 2);
+    assert!(run.join("best/model.bpk").exists());
+    assert!(
+        !run.join(CHECKPOINTS_DIR)
+            .join(".epoch-0002.partial")
+            .exists()
+    );
+    // A second fresh run into the same directory is refused instead of overwriting it.
+    let err = train(
+        &config,
+        &TrainOptions {
+            out: Some(run.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn training_reduces_loss_and_early_stopping_stops() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let mut c = config.clone();
+    c.train.epochs = 4;
+    let r = train(
+        &c,
+        &TrainOptions {
+            out: Some(dir.path().join("a")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let h = read_metrics(&r.run_dir).unwrap();
+    assert_eq!(h.len(), 4);
+    assert!(h[3]["train_loss"].as_f64().unwrap() < h[0]["train_loss"].as_f64().unwrap());
+    // With a negligible learning rate top-1 accuracy cannot improve: stop after `patience`.
+    let mut c = config.clone();
+    c.train.epochs = 6;
+    c.train.early_stopping_patience = 1;
+    c.train.monitor = cinefuse_train::config::Monitor::ValTop1;
+    c.optim.lr = 1e-9;
+    c.schedule.warmup_steps = 0;
+    let r = train(
+        &c,
+        &TrainOptions {
+            out: Some(dir.path().join("b")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(r.stopped_early, "{:?}", r.history);
+    assert!(r.epochs_completed < 6);
+}
+
+#[test]
+fn predictions_from_the_export_match_the_in_process_model() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let r = train(
+        &config,
+        &TrainOptions {
+            out: Some(dir.path().join("run")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let report = evaluate(&r.run_dir, Split::Test, None, None).unwrap();
+    assert!(report.movies > 0);
+    assert!(r.run_dir.join("eval.json").exists());
+    let model_dir = dir.path().join("model");
+    cinefuse_train::export::export(&r.run_dir, &model_dir, None).unwrap();
+    for f in [
+        "model.bpk",
+        "config.toml",
+        "preprocess.json",
+        "tokenizer.json",
+        "manifest.json",
+    ] {
+        assert!(model_dir.join(f).exists(), "{f}");
+    }
+
+    let run = LoadedRun::open(&r.run_dir, Some(BackendKind::Flex)).unwrap();
+    let reference = run.predict(&run.prepared, Some(Split::Test));
+    let predictor = Predictor::load(&model_dir, Some(BackendKind::Flex)).unwrap();
+    let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
+    let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
+    let items: Vec<_> = reference
+        .ids
+        .iter()
+        .map(|id| {
+            predictor
+                .item(by_id[id], None, &dir.path().join("demo"))
+                .unwrap()
+        })
+        .collect();
+    let preds = predictor.predict(&items);
+    let g = reference.n_genres;
+    for (i, p) in preds.iter().enumerate() {
+        assert_eq!(p.id, reference.ids[i]);
+        assert!(
+            (p.rating - reference.rating[i]).abs() < 1e-4,
+            "{} vs {}",
+            p.rating,
+            reference.rating[i]
+        );
+        for gs in &p.genres {
+            let k = predictor
+                .manifest
+                .genres
+                .iter()
+                .position(|n| *n == gs.genre)
+                .unwrap();
+            assert!((gs.probability - reference.probs[i * g + k]).abs() < 1e-4);
+        }
+        assert!(p.rating_interval[0] <= p.rating && p.rating <= p.rating_interval[1]);
+        let total: f32 = p.contributions.iter().map(|c| c.share).sum();
+        assert!((total - 1.0).abs() < 1e-3, "contributions sum to 1");
+        assert_eq!(p.contribution_method, "gate");
+    }
+}
