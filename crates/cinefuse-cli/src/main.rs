@@ -1,6 +1,7 @@
 //! `cinefuse`: the whole pipeline in one tool.
 
 mod cmd_data;
+mod cmd_scrape;
 mod cmd_train;
 
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Generate the synthetic demo dataset (deterministic: same seed, same bytes).
     Synth(cmd_data::SynthArgs),
+    /// Collect movie pages and posters from IMDb's HTML (polite, resumable).
+    Scrape(cmd_scrape::ScrapeArgs),
     /// Validate, split and preprocess a dataset (fitted on train only).
     Prepare(cmd_data::PrepareArgs),
     /// Train a model from a TOML config.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(a) => cmd_data::synth(a),
+        Command::Scrape(a) => cmd_scrape::run(a),
         Command::Prepare(a) => cmd_data::prepare(a),
         Command::Train(a) => cmd_train::train(a).map(|_| ()),
         Command::Eval(a) => cmd_train::eval(a),

@@ -240,3 +240,97 @@ fn trains_a_few_steps_on_wgpu() {
     assert!(text.contains("backend: wgpu"), "{text}");
     assert!(d.join("runs/w/best/model.bpk").exists());
 }
+
+/// Kill `cinefuse scrape` mid-run, run it again: nothing is fetched twice, nothing is lost.
+#[test]
+fn scrape_survives_a_kill_and_resumes() {
+    use std::sync::{Arc, Mutex};
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let hits: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    let (srv, h) = (server.clone(), hits.clone());
+    std::thread::spawn(move || {
+        for req in srv.incoming_requests() {
+            let url = req.url().to_string();
+            *h.lock().unwrap().entry(url.clone()).or_default() += 1;
+            let body = match url
+                .strip_prefix("/title/")
+                .and_then(|r| r.strip_suffix('/'))
+            {
+                Some(id) => format!(
+                    r#"<html><head><script type="application/ld+json">{{"@type":"Movie","name":"Movie {id}","genre":["Drama"],"aggregateRating":{{"ratingValue":6.5,"ratingCount":"1,234"}},"duration":"PT1H30M"}}</script></head></html>"#
+                ),
+                None => String::new(),
+            };
+            let code = if url == "/robots.txt" || url.starts_with("/title/") {
+                200
+            } else {
+                404
+            };
+            let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(code));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ids: Vec<String> = (1..=12).map(|i| format!("tt{i:07}")).collect();
+    std::fs::write(d.join("ids.txt"), ids.join("\n")).unwrap();
+    let args = [
+        "scrape",
+        "--ids",
+        "ids.txt",
+        "--out",
+        "ds",
+        "--base-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--rate",
+        "6",
+        "--concurrency",
+        "2",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cinefuse"))
+        .args(args)
+        .current_dir(d)
+        .spawn()
+        .unwrap();
+    // Let a few pages arrive, then kill it hard (no chance to clean up).
+    let records = d.join("ds/.scrape/records");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&records).map(|r| r.count()).unwrap_or(0) < 3
+        && started.elapsed().as_secs() < 20
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = std::fs::read_dir(&records).unwrap().count();
+    assert!(
+        done_before >= 3 && done_before < 12,
+        "killed mid-run with {done_before} records"
+    );
+    let text = ok(d, &args);
+    assert!(text.contains("already done"), "{text}");
+    let movies = std::fs::read_to_string(d.join("ds/movies.jsonl")).unwrap();
+    let lines: Vec<&str> = movies.lines().collect();
+    assert_eq!(lines.len(), 12, "every title exactly once");
+    for id in &ids {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains(&format!("\"{id}\"")))
+                .count(),
+            1
+        );
+        let n = hits
+            .lock()
+            .unwrap()
+            .get(&format!("/title/{id}/"))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(n, 1, "{id} fetched {n} times");
+    }
+    let no_temp = std::fs::read_dir(d.join("ds/.scrape/records"))
+        .unwrap()
+        .flatten()
+        .all(|e| e.file_name().to_string_lossy().ends_with(".json"));
+    assert!(no_temp, "no temporary files among the records");
+}

@@ -1,0 +1,100 @@
+//! `scrape`: IMDb title pages → a cinefuse dataset.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use cinefuse_scrape::{ScrapeConfig, harvest_list, scrape};
+use clap::Args;
+
+#[derive(Args)]
+pub struct ScrapeArgs {
+    /// A file with one title id per line (blank lines and # comments ignored).
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// One title id (repeatable).
+    #[arg(long = "id")]
+    id: Vec<String>,
+    /// A list, chart or search page to harvest title ids from (follows "next" links).
+    #[arg(long)]
+    list: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    max_pages: usize,
+    /// Dataset directory to write (resumable: run the same command again to continue).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "https://www.imdb.com")]
+    base_url: String,
+    /// Parallel requests in flight.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Requests per second, over all workers.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    timeout: f64,
+    #[arg(long, default_value_t = 4)]
+    retries: u32,
+    /// Skip poster downloads.
+    #[arg(long)]
+    no_posters: bool,
+}
+
+pub fn run(a: ScrapeArgs) -> Result<()> {
+    if a.rate <= 0.0 || a.rate > 50.0 {
+        bail!(
+            "--rate {}: expected 0 < rate <= 50 requests per second",
+            a.rate
+        );
+    }
+    let cfg = ScrapeConfig {
+        base_url: a.base_url.clone(),
+        concurrency: a.concurrency.clamp(1, 16),
+        rate: a.rate,
+        timeout: Duration::from_secs_f64(a.timeout),
+        retries: a.retries,
+        download_posters: !a.no_posters,
+        ..ScrapeConfig::default()
+    };
+    let mut ids: Vec<String> = a.id.clone();
+    if let Some(path) = &a.ids {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        ids.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                .filter(|l| !l.is_empty()),
+        );
+    }
+    if let Some(list) = &a.list {
+        let found = harvest_list(list, &cfg, a.max_pages)?;
+        println!("{list}: {} title ids", found.len());
+        ids.extend(found);
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    if ids.is_empty() {
+        bail!("no title ids: pass --ids FILE, --id tt… or --list URL");
+    }
+    let r = scrape(&ids, &a.out, &cfg)?;
+    println!(
+        "{} requested: {} scraped now, {} already done, {} pages from cache, {} fetched, {} posters, {} failures ({} HTTP requests)",
+        r.requested,
+        r.done,
+        r.already_done,
+        r.from_cache,
+        r.fetched,
+        r.posters,
+        r.failed.len(),
+        r.http_requests
+    );
+    for f in r.failed.iter().take(10) {
+        println!("  failed {} ({}): {}", f.id, f.url, f.reason);
+    }
+    println!(
+        "dataset: {} (failures in scrape_failures.json)",
+        a.out.display()
+    );
+    Ok(())
+}
