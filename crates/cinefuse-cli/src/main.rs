@@ -1,6 +1,7 @@
 //! `cinefuse`: the whole pipeline in one tool.
 
 mod cmd_data;
+mod cmd_report;
 mod cmd_scrape;
 mod cmd_train;
 
@@ -28,6 +29,10 @@ enum Command {
     Scrape(cmd_scrape::ScrapeArgs),
     /// Validate, split and preprocess a dataset (fitted on train only).
     Prepare(cmd_data::PrepareArgs),
+    /// Exploratory data analysis: an HTML report with charts of a dataset.
+    Eda(cmd_report::EdaArgs),
+    /// Training report of a run: learning curves, per-genre F1, rating scatter, confusion.
+    Report(cmd_report::ReportArgs),
     /// Train a model from a TOML config.
     Train(cmd_train::TrainArgs),
     /// Evaluate a trained run.
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd_data::synth(a),
         Command::Scrape(a) => cmd_scrape::run(a),
         Command::Prepare(a) => cmd_data::prepare(a),
+        Command::Eda(a) => cmd_report::eda(a),
+        Command::Report(a) => cmd_report::report(a),
         Command::Train(a) => cmd_train::train(a).map(|_| ()),
         Command::Eval(a) => cmd_train::eval(a),
         Command::Export(a) => cmd_train::export(a),

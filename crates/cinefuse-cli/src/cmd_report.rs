@@ -1,0 +1,101 @@
+//! `eda` and `report`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use cinefuse_data::split::Split;
+use cinefuse_report::run_report::GenreConfusion;
+use cinefuse_report::{RunReportData, write_eda, write_run_report};
+use cinefuse_train::evaluate::LoadedRun;
+use cinefuse_train::run_dir::read_metrics;
+use clap::Args;
+
+#[derive(Args)]
+pub struct EdaArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn eda(a: EdaArgs) -> Result<()> {
+    let summary = write_eda(&a.data, &a.out)?;
+    println!("{summary}");
+    println!("report: {}", a.out.join("index.html").display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// Split for the genre and rating views.
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn report(a: ReportArgs) -> Result<()> {
+    let split = Split::parse(&a.split)
+        .with_context(|| format!("--split {:?}: expected train, val or test", a.split))?;
+    let backend = a
+        .backend
+        .as_deref()
+        .map(cinefuse_train::backend::parse_backend)
+        .transpose()?;
+    let run = LoadedRun::open(&a.run, backend)?;
+    let (thresholds, _) = run.tuned_thresholds();
+    let preds = run.predict(&run.prepared, Some(split));
+    let labelled = preds.labelled_genres();
+    let g = labelled.n_genres;
+    let genres = run
+        .prepared
+        .preprocessor
+        .genre_names()
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let mut c = GenreConfusion {
+                genre: name.clone(),
+                threshold: thresholds[k],
+                tp: 0,
+                fp: 0,
+                fn_: 0,
+                tn: 0,
+            };
+            for i in 0..labelled.rows() {
+                let (p, t) = (
+                    labelled.probs[i * g + k] >= thresholds[k],
+                    labelled.targets[i * g + k] > 0.5,
+                );
+                match (p, t) {
+                    (true, true) => c.tp += 1,
+                    (true, false) => c.fp += 1,
+                    (false, true) => c.fn_ += 1,
+                    (false, false) => c.tn += 1,
+                }
+            }
+            c
+        })
+        .collect();
+    let (pred, truth) = preds.labelled_ratings();
+    let data = RunReportData {
+        run_name: run.info.name.clone(),
+        split: split.to_string(),
+        history: read_metrics(&a.run)?,
+        genres,
+        ratings: truth
+            .iter()
+            .zip(&pred)
+            .map(|(t, p)| (f64::from(*t), f64::from(*p)))
+            .collect(),
+    };
+    let images = write_run_report(&a.run, &data)?;
+    println!(
+        "wrote {} charts and {}",
+        images.len(),
+        a.run.join("report.html").display()
+    );
+    Ok(())
+}

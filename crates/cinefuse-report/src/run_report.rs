@@ -1,0 +1,205 @@
+//! `cinefuse report --run RUN`: learning curves, per-genre F1, predicted-vs-actual ratings with
+//! the ±10 % band and a per-genre confusion view, as PNG files and `report.html` in the run.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::charts;
+use crate::html::Page;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenreConfusion {
+    pub genre: String,
+    pub threshold: f32,
+    pub tp: usize,
+    pub fp: usize,
+    pub fn_: usize,
+    pub tn: usize,
+}
+
+impl GenreConfusion {
+    pub fn f1(&self) -> f64 {
+        let d = 2 * self.tp + self.fp + self.fn_;
+        if d == 0 {
+            0.0
+        } else {
+            2.0 * self.tp as f64 / d as f64
+        }
+    }
+}
+
+/// What the run report shows; gathered by the caller from the run directory and the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReportData {
+    pub run_name: String,
+    pub split: String,
+    /// The lines of `metrics.jsonl`.
+    pub history: Vec<serde_json::Value>,
+    pub genres: Vec<GenreConfusion>,
+    /// (actual, predicted) ratings.
+    pub ratings: Vec<(f64, f64)>,
+}
+
+fn series(history: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter_map(|h| Some((h["epoch"].as_f64()?, h[key].as_f64()?)))
+        .collect()
+}
+
+/// Writes the report files into `run_dir` and returns the image names.
+pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<String>> {
+    let out = run_dir.join("report");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut page = Page::new(&format!("cinefuse run report — {}", data.run_name));
+    let mut images = Vec::new();
+
+    page.section(
+        "curves",
+        "Learning curves",
+        "Per epoch, from metrics.jsonl.",
+    );
+    charts::lines(
+        &out.join("loss.png"),
+        "Loss",
+        "epoch",
+        "loss",
+        &[
+            ("train".into(), series(&data.history, "train_loss")),
+            ("validation".into(), series(&data.history, "val_loss")),
+        ],
+    )?;
+    page.image("report/loss.png", "Training and validation loss");
+    charts::lines(
+        &out.join("genre_metrics.png"),
+        "Validation genre metrics",
+        "epoch",
+        "score",
+        &[
+            ("micro-F1".into(), series(&data.history, "val_micro_f1")),
+            ("macro-F1".into(), series(&data.history, "val_macro_f1")),
+            ("top-1 accuracy".into(), series(&data.history, "val_top1")),
+        ],
+    )?;
+    page.image(
+        "report/genre_metrics.png",
+        "Validation micro-F1, macro-F1 and top-1 accuracy",
+    );
+    charts::lines(
+        &out.join("rating_metrics.png"),
+        "Validation rating metrics",
+        "epoch",
+        "value",
+        &[
+            ("MAE".into(), series(&data.history, "val_mae")),
+            (
+                "within 10 %".into(),
+                series(&data.history, "val_within_10pct"),
+            ),
+        ],
+    )?;
+    page.image(
+        "report/rating_metrics.png",
+        "Validation MAE and share within 10 %",
+    );
+    images.extend(["loss.png", "genre_metrics.png", "rating_metrics.png"].map(String::from));
+    page.end_section();
+
+    page.section(
+        "genres",
+        &format!("Genres on the {} split", data.split),
+        "Thresholds tuned on the validation split.",
+    );
+    let names: Vec<String> = data.genres.iter().map(|g| g.genre.clone()).collect();
+    charts::bar_chart(
+        &out.join("genre_f1.png"),
+        "F1 per genre",
+        "F1",
+        &names,
+        &data
+            .genres
+            .iter()
+            .map(GenreConfusion::f1)
+            .collect::<Vec<_>>(),
+    )?;
+    page.image("report/genre_f1.png", "F1 per genre");
+    let cols: Vec<String> = [
+        "true positive",
+        "false negative",
+        "false positive",
+        "true negative",
+    ]
+    .map(String::from)
+    .to_vec();
+    // Rates per row keep rare and common genres comparable.
+    let rates: Vec<Vec<f64>> = data
+        .genres
+        .iter()
+        .map(|g| {
+            let pos = (g.tp + g.fn_).max(1) as f64;
+            let neg = (g.fp + g.tn).max(1) as f64;
+            vec![
+                g.tp as f64 / pos,
+                g.fn_ as f64 / pos,
+                g.fp as f64 / neg,
+                g.tn as f64 / neg,
+            ]
+        })
+        .collect();
+    charts::heatmap(
+        &out.join("genre_confusion.png"),
+        "Per-genre confusion (rates within positives / negatives)",
+        &names,
+        &cols,
+        &rates,
+        None,
+        2,
+    )?;
+    page.image("report/genre_confusion.png", "Per-genre confusion rates");
+    page.table(
+        &["genre", "threshold", "TP", "FN", "FP", "TN", "F1"],
+        &data
+            .genres
+            .iter()
+            .map(|g| {
+                vec![
+                    g.genre.clone(),
+                    format!("{:.2}", g.threshold),
+                    g.tp.to_string(),
+                    g.fn_.to_string(),
+                    g.fp.to_string(),
+                    g.tn.to_string(),
+                    format!("{:.3}", g.f1()),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    images.extend(["genre_f1.png", "genre_confusion.png"].map(String::from));
+    page.end_section();
+
+    page.section(
+        "rating",
+        "Predicted vs actual rating",
+        "Points inside the green lines are within 10 % of the actual rating.",
+    );
+    charts::scatter_with_band(
+        &out.join("rating_scatter.png"),
+        "Predicted vs actual rating",
+        "actual rating",
+        "predicted rating",
+        &data.ratings,
+        0.10,
+        (0.0, 10.0),
+    )?;
+    page.image(
+        "report/rating_scatter.png",
+        "Predicted vs actual rating with the ±10 % band",
+    );
+    images.push("rating_scatter.png".into());
+    page.end_section();
+
+    std::fs::write(run_dir.join("report.html"), page.render()).context("writing report.html")?;
+    Ok(images)
+}

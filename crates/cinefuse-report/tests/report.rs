@@ -1,0 +1,95 @@
+//! Report tests: every section is present and every chart decodes as an image.
+
+use cinefuse_report::run_report::GenreConfusion;
+use cinefuse_report::{RunReportData, write_eda, write_run_report};
+
+#[test]
+fn eda_report_has_every_section_and_decodable_images() {
+    let dir = tempfile::tempdir().unwrap();
+    cinefuse_data::synth::write_synthetic(&dir.path().join("demo"), 120, 9).unwrap();
+    let out = dir.path().join("report");
+    let summary = write_eda(&dir.path().join("demo"), &out).unwrap();
+    assert_eq!(summary.movies, 120);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for section in [
+        "missing",
+        "rating",
+        "genres",
+        "correlations",
+        "years",
+        "posters",
+        "people",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{section}\">")),
+            "section {section}"
+        );
+        assert!(summary.sections.contains(&section.to_string()));
+    }
+    for h in [
+        "Rating distribution",
+        "Correlations of numeric features",
+        "Posters by genre",
+        "Top directors and certificates",
+    ] {
+        assert!(html.contains(h), "{h}");
+    }
+    assert!(summary.images.len() >= 12, "{:?}", summary.images);
+    for img in &summary.images {
+        assert!(
+            html.contains(&format!("src=\"{img}\"")),
+            "{img} linked from the page"
+        );
+        let decoded = image::open(out.join(img)).unwrap_or_else(|e| panic!("{img}: {e}"));
+        assert!(decoded.width() >= 100 && decoded.height() >= 60, "{img}");
+    }
+    // Charts are not blank: the correlation heatmap has many colours.
+    let corr = image::open(out.join("correlations.png")).unwrap().to_rgb8();
+    let mut colours: Vec<[u8; 3]> = corr.pixels().map(|p| p.0).collect();
+    colours.sort();
+    colours.dedup();
+    assert!(colours.len() > 20);
+    assert!(summary.to_string().contains("120 movies"));
+}
+
+#[test]
+fn run_report_writes_curves_genres_and_the_rating_scatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let history: Vec<serde_json::Value> = (1..=4)
+        .map(|e| serde_json::json!({"epoch": e, "train_loss": 1.0 / e as f64, "val_loss": 1.2 / e as f64, "val_micro_f1": 0.1 * e as f64,
+            "val_macro_f1": 0.08 * e as f64, "val_top1": 0.15 * e as f64, "val_mae": 1.0 - 0.1 * e as f64, "val_within_10pct": 0.1 * e as f64}))
+        .collect();
+    let data = RunReportData {
+        run_name: "t".into(),
+        split: "test".into(),
+        history,
+        genres: vec![
+            GenreConfusion {
+                genre: "Drama".into(),
+                threshold: 0.4,
+                tp: 8,
+                fp: 2,
+                fn_: 2,
+                tn: 8,
+            },
+            GenreConfusion {
+                genre: "Comedy".into(),
+                threshold: 0.5,
+                tp: 1,
+                fp: 0,
+                fn_: 3,
+                tn: 16,
+            },
+        ],
+        ratings: vec![(6.0, 6.2), (7.5, 6.0), (3.0, 4.0)],
+    };
+    assert!((data.genres[0].f1() - 0.8).abs() < 1e-12);
+    let images = write_run_report(dir.path(), &data).unwrap();
+    assert_eq!(images.len(), 6);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for img in &images {
+        assert!(html.contains(&format!("report/{img}")));
+        image::open(dir.path().join("report").join(img)).unwrap();
+    }
+    assert!(html.contains("Learning curves") && html.contains("Predicted vs actual rating"));
+}
