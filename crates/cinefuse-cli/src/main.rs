@@ -1,6 +1,7 @@
 //! `cinefuse`: the whole pipeline in one tool.
 
 mod cmd_data;
+mod cmd_import;
 mod cmd_report;
 mod cmd_scrape;
 mod cmd_train;
@@ -27,6 +28,13 @@ enum Command {
     Synth(cmd_data::SynthArgs),
     /// Collect movie pages and posters from IMDb's HTML (polite, resumable).
     Scrape(cmd_scrape::ScrapeArgs),
+    /// Import MM-IMDb, a JSONL/CSV table or IMDb's TSV tables into the dataset format.
+    Import {
+        #[command(subcommand)]
+        kind: cmd_import::ImportKind,
+    },
+    /// Train every combination of a grid of config overrides and compare them.
+    Sweep(cmd_import::SweepArgs),
     /// Validate, split and preprocess a dataset (fitted on train only).
     Prepare(cmd_data::PrepareArgs),
     /// Exploratory data analysis: an HTML report with charts of a dataset.
@@ -65,6 +73,8 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd_data::synth(a),
         Command::Scrape(a) => cmd_scrape::run(a),
         Command::Prepare(a) => cmd_data::prepare(a),
+        Command::Import { kind } => cmd_import::import(kind),
+        Command::Sweep(a) => cmd_import::run_sweep(a),
         Command::Eda(a) => cmd_report::eda(a),
         Command::Report(a) => cmd_report::report(a),
         Command::Train(a) => cmd_train::train(a).map(|_| ()),

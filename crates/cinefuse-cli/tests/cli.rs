@@ -334,3 +334,36 @@ fn scrape_survives_a_kill_and_resumes() {
         .all(|e| e.file_name().to_string_lossy().ends_with(".json"));
     assert!(no_temp, "no temporary files among the records");
 }
+
+#[test]
+fn sweep_over_two_tiny_configurations_writes_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "100", "--seed", "8"]);
+    let text = ok(
+        d,
+        &[
+            "sweep",
+            "--config",
+            "tiny.toml",
+            "--grid",
+            "model.fusion.kind=late,concat",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.max_steps_per_epoch=2",
+            "--out",
+            "sw",
+        ],
+    );
+    assert!(text.contains("2 runs"), "{text}");
+    let md = std::fs::read_to_string(d.join("sw/results.md")).unwrap();
+    assert!(
+        md.contains("| kind=late |") && md.contains("| kind=concat |"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(d.join("sw/results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header + 2 rows");
+    assert!(d.join("sw/kind=late/best/model.bpk").exists());
+}

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod dataset;
 pub mod error;
 pub mod features;
+pub mod import;
 pub mod movie;
 pub mod poster_cache;
 pub mod prepare;

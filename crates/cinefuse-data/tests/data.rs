@@ -1,4 +1,8 @@
-//! Integration tests of the data layer: format, validation, splits, fitting, batching, synth.
+//! Integration tests of the data layer: format, validation, splits, fitting, batching, synth,
+//! and (in `data/import.rs`) the importers. One test binary for the crate.
+
+#[path = "data/import.rs"]
+mod import;
 
 use std::collections::BTreeMap;
 use std::fs;

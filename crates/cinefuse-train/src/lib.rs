@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod predict;
 pub mod run_dir;
 pub mod schedule;
+pub mod sweep;
 pub mod trainer;
 
 pub use config::TrainConfig;

@@ -1,0 +1,166 @@
+//! `import mmimdb | table | imdb-tsv` and `sweep`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cinefuse_data::import::imdb_tsv::{TsvSources, import_imdb_tsv};
+use cinefuse_data::import::mmimdb::import_mmimdb;
+use cinefuse_data::import::run_import;
+use cinefuse_data::import::table::{import_table, parse_mapping};
+use cinefuse_train::sweep::{SweepSpec, parse_grid, sweep};
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum ImportKind {
+    /// The MM-IMDb layout: DIR/dataset/<id>.json + <id>.jpeg, and split.json.
+    Mmimdb {
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// Any JSONL or CSV table of movies, with --map TARGET=SOURCE for renamed columns.
+    Table {
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// e.g. --map id=imdb_id --map rating=imdb_rating (repeatable)
+        #[arg(long = "map", value_name = "TARGET=SOURCE")]
+        map: Vec<String>,
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// IMDb's non-commercial TSV tables (.tsv or .tsv.gz), joined on the title id.
+    ImdbTsv {
+        #[arg(long)]
+        basics: PathBuf,
+        #[arg(long)]
+        ratings: PathBuf,
+        #[arg(long)]
+        crew: Option<PathBuf>,
+        /// name.basics to turn director ids into names.
+        #[arg(long)]
+        names: Option<PathBuf>,
+        /// Title types to keep (comma-separated; empty keeps all).
+        #[arg(long, default_value = "movie")]
+        types: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        skip_bad: bool,
+    },
+}
+
+pub fn import(kind: ImportKind) -> Result<()> {
+    let (report, out) = match kind {
+        ImportKind::Mmimdb { src, out, skip_bad } => (
+            run_import(&out, |staging| import_mmimdb(&src, staging, skip_bad))?,
+            out,
+        ),
+        ImportKind::Table {
+            src,
+            out,
+            map,
+            skip_bad,
+        } => {
+            let mapping = parse_mapping(&map)?;
+            (
+                run_import(&out, |staging| {
+                    import_table(&src, staging, &mapping, skip_bad)
+                })?,
+                out,
+            )
+        }
+        ImportKind::ImdbTsv {
+            basics,
+            ratings,
+            crew,
+            names,
+            types,
+            out,
+            skip_bad,
+        } => {
+            let sources = TsvSources {
+                basics: &basics,
+                ratings: &ratings,
+                crew: crew.as_deref(),
+                names: names.as_deref(),
+                types: types
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+            };
+            (
+                run_import(&out, |_| import_imdb_tsv(&sources, skip_bad))?,
+                out,
+            )
+        }
+    };
+    println!("{report}");
+    if !report.skipped.is_empty() {
+        println!(
+            "skipped rows are listed in {}",
+            out.join("import_skipped.json").display()
+        );
+    }
+    println!("dataset: {}", out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// KEY=V1,V2,… (repeatable; the sweep runs every combination).
+    #[arg(long = "grid", value_name = "KEY=V1,V2")]
+    grid: Vec<String>,
+    /// Overrides applied to every run.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Directory for the runs and the results table (default runs/sweep-<config>-<timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn run_sweep(a: SweepArgs) -> Result<()> {
+    let grid = a
+        .grid
+        .iter()
+        .map(|g| parse_grid(g))
+        .collect::<Result<Vec<_>>>()?;
+    let stem = a
+        .config
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "sweep-{stem}-{}",
+            cinefuse_train::run_dir::timestamp()
+        ))
+    });
+    let rows = sweep(&SweepSpec {
+        config: &a.config,
+        base_overrides: a.set,
+        grid,
+        out: out.clone(),
+        data: a.data,
+        backend: a
+            .backend
+            .as_deref()
+            .map(cinefuse_train::backend::parse_backend)
+            .transpose()?,
+    })?;
+    print!("{}", std::fs::read_to_string(out.join("results.md"))?);
+    println!("{} runs; tables in {}", rows.len(), out.display());
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `cinefuse import table`: any JSONL or CSV table of movies → the dataset format, with
+//! `--map TARGET=SOURCE` naming which source column fills which field.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::values::{as_list, as_number, as_text, decode_text};
+use super::{ImportReport, copy_poster};
+use crate::DataError;
+use crate::movie::{BadRecord, FIELDS, Movie};
+use crate::validate::check_movie;
+
+/// Parses `TARGET=SOURCE` pairs, checking that every target is a dataset field.
+pub fn parse_mapping(pairs: &[String]) -> Result<BTreeMap<String, String>, DataError> {
+    let mut map = BTreeMap::new();
+    for p in pairs {
+        let (t, s) = p.split_once('=').ok_or_else(|| {
+            DataError::Invalid(format!(
+                "--map {p:?}: expected TARGET=SOURCE, e.g. rating=imdb_rating"
+            ))
+        })?;
+        if !FIELDS.contains(&t.trim()) {
+            return Err(DataError::Invalid(format!(
+                "--map {p:?}: unknown target field {t:?}; fields are {}",
+                FIELDS.join(", ")
+            )));
+        }
+        map.insert(t.trim().to_string(), s.trim().to_string());
+    }
+    Ok(map)
+}
+
+fn rows(src: &Path) -> Result<Vec<(usize, Result<Map<String, Value>, String>)>, DataError> {
+    let bytes = std::fs::read(src).map_err(|e| DataError::io(src, e))?;
+    let text = decode_text(&bytes);
+    let is_csv = src
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("tsv"));
+    if !is_csv {
+        return Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                let row = serde_json::from_str::<Value>(l)
+                    .map_err(|e| format!("malformed JSON: {e}"))
+                    .and_then(|v| match v {
+                        Value::Object(o) => Ok(o),
+                        _ => Err("expected a JSON object".to_string()),
+                    });
+                (i + 1, row)
+            })
+            .collect());
+    }
+    let delimiter = if src
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+    {
+        b'\t'
+    } else {
+        b','
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| DataError::file(src, format!("cannot read the header row: {e}")))?
+        .clone();
+    let mut out = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let line = rec
+            .as_ref()
+            .ok()
+            .and_then(|r| r.position())
+            .map_or(i + 2, |p| p.line() as usize);
+        out.push((
+            line,
+            rec.map_err(|e| format!("malformed CSV row: {e}")).map(|r| {
+                headers
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
+                    .collect()
+            }),
+        ));
+    }
+    Ok(out)
+}
+
+/// Imports `src` into `out` (see module docs). Bad rows are errors unless `skip_bad`.
+pub fn import_table(
+    src: &Path,
+    out: &Path,
+    mapping: &BTreeMap<String, String>,
+    skip_bad: bool,
+) -> Result<(Vec<Movie>, ImportReport), DataError> {
+    let base = src.parent().unwrap_or(Path::new("."));
+    let mut report = ImportReport::default();
+    let mut movies = Vec::new();
+    let mut seen = HashSet::new();
+    let source_of = |field: &str| {
+        mapping
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| field.to_string())
+    };
+    for (line, row) in rows(src)? {
+        let result = row.map_err(|m| (None, m)).and_then(|row| {
+            let get = |field: &str| row.get(&source_of(field)).unwrap_or(&Value::Null);
+            let num = |field: &str| {
+                as_number(get(field)).map_err(|m| {
+                    (
+                        Some(field.to_string()),
+                        format!("column `{}`: {m}", source_of(field)),
+                    )
+                })
+            };
+            let id = as_text(get("id")).ok_or((
+                Some("id".to_string()),
+                format!("column `{}` is empty or missing", source_of("id")),
+            ))?;
+            let movie = Movie {
+                title: as_text(get("title")),
+                year: num("year")?.map(|y| y as i32),
+                runtime_min: num("runtime_min")?.map(|v| v as f32),
+                genres: as_list(get("genres")),
+                rating: num("rating")?.map(|v| v as f32),
+                votes: num("votes")?.map(|v| v.max(0.0) as u64),
+                certificate: as_text(get("certificate")),
+                languages: as_list(get("languages")),
+                countries: as_list(get("countries")),
+                directors: as_list(get("directors")),
+                cast: as_list(get("cast")),
+                plot: as_text(get("plot")),
+                poster: as_text(get("poster")),
+                budget: num("budget")?,
+                gross: num("gross")?,
+                id,
+            };
+            check_movie(&movie).map_err(|(f, m)| (Some(f), m))?;
+            if !seen.insert(movie.id.clone()) {
+                return Err((Some("id".into()), format!("duplicate id {:?}", movie.id)));
+            }
+            Ok(movie)
+        });
+        match result {
+            Ok(mut movie) => {
+                if let Some(p) = movie.poster.take() {
+                    let path = base.join(&p);
+                    if path.exists() {
+                        movie.poster = Some(copy_poster(&path, out, &movie.id)?);
+                        report.posters_copied += 1;
+                    } else {
+                        report.posters_missing += 1;
+                    }
+                }
+                movies.push(movie);
+            }
+            Err((field, reason)) => {
+                let bad = BadRecord {
+                    line,
+                    id: None,
+                    field,
+                    reason,
+                };
+                if !skip_bad {
+                    return Err(DataError::Record {
+                        path: src.into(),
+                        line,
+                        message: match &bad.field {
+                            Some(f) => format!("field `{f}`: {}", bad.reason),
+                            None => bad.reason,
+                        },
+                    });
+                }
+                report.skipped.push(bad);
+            }
+        }
+    }
+    report.imported = movies.len();
+    Ok((movies, report))
+}
