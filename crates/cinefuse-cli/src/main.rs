@@ -1,5 +1,6 @@
 //! `cinefuse`: the whole pipeline in one tool.
 
+mod cmd_bench;
 mod cmd_data;
 mod cmd_import;
 mod cmd_report;
@@ -49,6 +50,8 @@ enum Command {
     Export(cmd_train::ExportArgs),
     /// Predict genres and rating for new movies with an exported model.
     Predict(cmd_train::PredictArgs),
+    /// Throughput benchmarks: training samples/s per backend, batching, prepare, page parsing.
+    Bench(cmd_bench::BenchArgs),
     /// Config file tools.
     Config {
         #[command(subcommand)]
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd_train::eval(a),
         Command::Export(a) => cmd_train::export(a),
         Command::Predict(a) => cmd_train::predict(a),
+        Command::Bench(a) => cmd_bench::run(a),
         Command::Config { action } => cmd_train::config(action),
         Command::Quickstart {
             config,

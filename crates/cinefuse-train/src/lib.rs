@@ -1,6 +1,7 @@
 //! Config-driven training, evaluation, export and prediction for cinefuse.
 
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod data_setup;
 pub mod evaluate;

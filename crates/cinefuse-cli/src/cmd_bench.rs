@@ -1,0 +1,119 @@
+//! `bench`: throughput numbers for BENCHMARKS.md (never run as timed tests).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use cinefuse_train::TrainConfig;
+use cinefuse_train::bench::{Throughput, bench_batching, bench_train};
+use cinefuse_train::data_setup::ensure_prepared;
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "configs/quickstart.toml")]
+    config: PathBuf,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Backends to time, comma-separated (flex, wgpu, lavapipe, cuda).
+    #[arg(long, default_value = "flex")]
+    backends: String,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Also time `prepare` (posters/s) by preparing the dataset again into a temporary directory.
+    #[arg(long)]
+    prepare: bool,
+    /// A directory of cached HTML title pages to time parsing on.
+    #[arg(long)]
+    pages: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_pages(dir: &PathBuf, reps: usize) -> Result<Throughput> {
+    let mut pages = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "html") {
+            pages.push(std::fs::read_to_string(e.path())?);
+        }
+    }
+    anyhow::ensure!(!pages.is_empty(), "{}: no .html pages", dir.display());
+    let mut values = Vec::new();
+    for _ in 0..reps.max(1) {
+        let started = Instant::now();
+        let mut n = 0;
+        while started.elapsed().as_secs_f64() < 1.0 {
+            for p in &pages {
+                std::hint::black_box(cinefuse_scrape::parse_title_page(p, "tt0000000").ok());
+                n += 1;
+            }
+        }
+        values.push(n as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(Throughput {
+        what: format!("parsing cached title pages ({} distinct)", pages.len()),
+        unit: "pages/s".into(),
+        values,
+    })
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let config = TrainConfig::load(&a.config, &a.set)?;
+    let (dataset, prepared) = ensure_prepared(&config, None)?;
+    let mut results: Vec<Throughput> = Vec::new();
+    for b in a
+        .backends
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        let kind = cinefuse_train::backend::parse_backend(b)?;
+        let r = bench_train(&config, &prepared, kind, a.steps, a.warmup, a.reps)?;
+        println!(
+            "{r}  (batch {}, {} steps after {} warm-up)",
+            config.train.batch_size, a.steps, a.warmup
+        );
+        results.push(r);
+    }
+    let r = bench_batching(&prepared, config.train.batch_size, a.reps)?;
+    println!("{r}");
+    results.push(r);
+    if a.prepare {
+        let mut values = Vec::new();
+        for _ in 0..a.reps.max(1) {
+            let tmp =
+                std::env::temp_dir().join(format!("cinefuse-bench-prepare-{}", std::process::id()));
+            let s = cinefuse_data::prepare_dataset(&dataset, &tmp, &config.data.preprocess)?;
+            values.push(s.posters_per_second);
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        let r = Throughput {
+            what: "prepare: poster decode + resize + cache".into(),
+            unit: "posters/s".into(),
+            values,
+        };
+        println!("{r}");
+        results.push(r);
+    }
+    if let Some(dir) = &a.pages {
+        let r = parse_pages(dir, a.reps)?;
+        println!("{r}");
+        results.push(r);
+    }
+    if let Some(path) = &a.json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| serde_json::json!({"what": r.what, "unit": r.unit, "values": r.values, "median": r.median()}))
+            .collect();
+        std::fs::write(path, serde_json::to_vec_pretty(&rows)?)?;
+    }
+    Ok(())
+}

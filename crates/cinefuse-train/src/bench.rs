@@ -1,0 +1,164 @@
+//! Benchmarks (not tests): training-step throughput of a config on a backend, and batching
+//! throughput from the poster cache. Warm-up steps are excluded; several repetitions give a
+//! median and a spread.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use cinefuse_data::split::Split;
+use cinefuse_data::{MovieBatch, Prepared};
+use serde::Serialize;
+
+use crate::config::{BackendKind, TrainConfig};
+use crate::inference::Scorer;
+use crate::trainer::{batcher_of, rating_scale_of, shapes_of};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub what: String,
+    pub unit: String,
+    /// One value per repetition.
+    pub values: Vec<f64>,
+}
+
+impl Throughput {
+    pub fn median(&self) -> f64 {
+        let mut v = self.values.clone();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let m = v.len() / 2;
+        if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            (v[m - 1] + v[m]) / 2.0
+        }
+    }
+
+    pub fn spread(&self) -> (f64, f64) {
+        let min = self.values.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = self
+            .values
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max);
+        (min, max)
+    }
+}
+
+impl std::fmt::Display for Throughput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lo, hi) = self.spread();
+        write!(
+            f,
+            "{}: median {:.1} {} (min {:.1}, max {:.1}, {} reps)",
+            self.what,
+            self.median(),
+            self.unit,
+            lo,
+            hi,
+            self.values.len()
+        )
+    }
+}
+
+fn sync(device: &Device) {
+    let _ = device.sync();
+}
+
+/// Optimizer steps per second × batch size, on batches already on the device.
+pub fn bench_train(
+    config: &TrainConfig,
+    prepared: &Prepared,
+    backend: BackendKind,
+    steps: usize,
+    warmup: usize,
+    reps: usize,
+) -> Result<Throughput> {
+    let mut b = config.backend.clone();
+    b.kind = backend;
+    let selected = crate::backend::select_device(&b)?;
+    let device = selected.device.clone();
+    let ds = prepared.dataset(Split::Train);
+    let bs = config.train.batch_size;
+    if ds.len() < bs {
+        bail!("the training split has fewer than {bs} movies");
+    }
+    let batcher = batcher_of(prepared);
+    let n_batches = (ds.len() / bs).min(steps.max(1));
+    let batches: Vec<MovieBatch> = (0..n_batches)
+        .map(|k| {
+            batcher.batch(
+                (k * bs..(k + 1) * bs)
+                    .map(|i| ds.get(i).expect("in memory"))
+                    .collect(),
+                &device,
+            )
+        })
+        .collect();
+    let shapes = shapes_of(prepared);
+    let scorer = Scorer {
+        loss: &config.loss,
+        scale: rating_scale_of(prepared),
+        pos_weight: None,
+    };
+    let mut values = Vec::new();
+    for _ in 0..reps.max(1) {
+        device.seed(config.seed);
+        let mut model = config.model.init(&shapes, &device.clone().autodiff());
+        let mut optim = AdamWConfig::new()
+            .with_weight_decay(config.optim.weight_decay)
+            .init();
+        let mut started = Instant::now();
+        for s in 0..warmup + steps {
+            if s == warmup {
+                sync(&device);
+                started = Instant::now();
+            }
+            let batch = &batches[s % batches.len()];
+            let out = model.forward_with(batch, true);
+            let parts = scorer.loss(&out, batch, 1.0, config.model.aux_loss_weight);
+            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+            model = optim.step(config.optim.lr, model, grads);
+        }
+        sync(&device);
+        values.push((steps * bs) as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(Throughput {
+        what: format!("training {} on {}", config.name, selected.description),
+        unit: "samples/s".into(),
+        values,
+    })
+}
+
+/// Items fetched from the memory-mapped cache and batched into tensors per second.
+pub fn bench_batching(prepared: &Prepared, batch_size: usize, reps: usize) -> Result<Throughput> {
+    let device = Device::flex();
+    let ds = prepared.dataset_all();
+    let batcher = batcher_of(prepared);
+    let mut values = Vec::new();
+    for _ in 0..reps.max(1) {
+        let started = Instant::now();
+        let mut n = 0;
+        for chunk in (0..ds.len()).collect::<Vec<_>>().chunks(batch_size) {
+            let items = chunk
+                .iter()
+                .map(|i| ds.get(*i).expect("in memory"))
+                .collect::<Vec<_>>();
+            n += items.len();
+            let batch = batcher.batch(items, &device);
+            std::hint::black_box(&batch);
+        }
+        values.push(n as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(Throughput {
+        what: "batching from the poster cache (flex tensors)".into(),
+        unit: "samples/s".into(),
+        values,
+    })
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Classical baselines on a cinefuse dataset, on exactly the split cinefuse prepared.
+
+  TF-IDF + logistic regression on plots  -> genres (thresholds tuned per genre on val)
+  gradient boosting on metadata           -> rating
+  majority genres / mean rating           -> the trivial baselines
+
+Usage: scripts/.venv/bin/python scripts/baselines_sklearn.py DATASET_DIR PREPARED_DIR [--json OUT]
+"""
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+
+def load(dataset, prepared):
+    movies = {}
+    with open(f"{dataset}/movies.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                m = json.loads(line)
+                movies[m["id"]] = m
+    split = {}
+    with open(f"{prepared}/samples.jsonl", encoding="utf-8") as f:
+        for line in f:
+            s = json.loads(line)
+            split[s["id"]] = s["split"]
+    state = json.load(open(f"{prepared}/preprocess.json", encoding="utf-8"))
+    return movies, split, state["genres"]["genres"]
+
+
+def multi_hot(movies, ids, genres):
+    y = np.zeros((len(ids), len(genres)), dtype=np.int64)
+    for i, mid in enumerate(ids):
+        for g in movies[mid].get("genres") or []:
+            if g in genres:
+                y[i, genres.index(g)] = 1
+    return y
+
+
+def tune_thresholds(p, y):
+    out = []
+    for k in range(y.shape[1]):
+        best = (-1.0, 0.5)
+        for t in np.arange(0.05, 0.96, 0.05):
+            f = f1_score(y[:, k], p[:, k] >= t, zero_division=0)
+            if f > best[0] + 1e-12 or (abs(f - best[0]) <= 1e-12 and abs(t - 0.5) < abs(best[1] - 0.5)):
+                best = (f, t)
+        out.append(best[1])
+    return np.array(out)
+
+
+def genre_metrics(p, y, thr):
+    pred = (p >= thr).astype(int)
+    top = p.argmax(1)
+    present = y.sum(0) > 0
+    return {
+        "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
+        "macro_f1": f1_score(y[:, present], pred[:, present], average="macro", zero_division=0),
+        "samples_f1": f1_score(y, pred, average="samples", zero_division=0),
+        "top1": float(np.mean(y[np.arange(len(y)), top] == 1)),
+    }
+
+
+def rating_metrics(pred, true):
+    pred, true = np.asarray(pred), np.asarray(true)
+    err = pred - true
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(math.sqrt(np.mean(err ** 2))),
+        "within_10pct": float(np.mean(np.abs(err) <= 0.1 * np.abs(true) + 1e-9)),
+    }
+
+
+def meta_features(m, vocabs):
+    def log(x):
+        return math.log1p(x) if x is not None and x >= 0 else np.nan
+
+    def first(key):
+        v = m.get(key)
+        return v[0].lower() if isinstance(v, list) and v else None
+
+    cats = [(m.get("certificate") or "").lower() or None, first("directors"), first("languages"), first("countries"), first("cast")]
+    row = [
+        m.get("year", np.nan) if m.get("year") is not None else np.nan,
+        m.get("runtime_min") if m.get("runtime_min") is not None else np.nan,
+        log(m.get("votes")),
+        log(m.get("budget")),
+        log(m.get("gross")),
+    ]
+    for i, c in enumerate(cats):
+        row.append(vocabs[i].get(c, -1) if c is not None else np.nan)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset")
+    ap.add_argument("prepared")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    movies, split, genres = load(a.dataset, a.prepared)
+    ids = {s: [i for i in split if split[i] == s] for s in ("train", "val", "test")}
+    out = {}
+
+    # Genres from plots.
+    labelled = {s: [i for i in ids[s] if movies[i].get("genres")] for s in ids}
+    text = {s: [movies[i].get("plot") or "" for i in labelled[s]] for s in ids}
+    y = {s: multi_hot(movies, labelled[s], genres) for s in ids}
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+    xtr = vec.fit_transform(text["train"])
+    probs = {}
+    for s in ("val", "test"):
+        probs[s] = np.zeros((len(labelled[s]), len(genres)))
+    for k in range(len(genres)):
+        if y["train"][:, k].sum() == 0:
+            continue
+        clf = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced")
+        clf.fit(xtr, y["train"][:, k])
+        for s in ("val", "test"):
+            probs[s][:, k] = clf.predict_proba(vec.transform(text[s]))[:, 1]
+    thr = tune_thresholds(probs["val"], y["val"])
+    out["tfidf_logreg_genres"] = genre_metrics(probs["test"], y["test"], thr)
+    prevalence = y["train"].mean(0)
+    maj = np.tile(prevalence, (len(labelled["test"]), 1))
+    out["majority_genres"] = genre_metrics(maj, y["test"], np.where(prevalence >= 0.5, 0.0, 1.1) if (prevalence >= 0.5).any() else np.where(np.arange(len(genres)) == prevalence.argmax(), 0.0, 1.1))
+
+    # Rating from metadata.
+    rated = {s: [i for i in ids[s] if movies[i].get("rating") is not None] for s in ids}
+    vocabs = []
+    for key in ("certificate", "directors", "languages", "countries", "cast"):
+        vals = {}
+        for i in rated["train"]:
+            v = movies[i].get(key)
+            v = (v[0] if isinstance(v, list) and v else v) if v else None
+            if v:
+                vals.setdefault(v.lower(), len(vals))
+        vocabs.append(vals)
+    X = {s: np.array([meta_features(movies[i], vocabs) for i in rated[s]], dtype=float) for s in ids}
+    t = {s: np.array([movies[i]["rating"] for i in rated[s]], dtype=float) for s in ids}
+    gbm = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
+                                        categorical_features=[5, 6, 7, 8, 9], random_state=0)
+    X_cat = {s: np.where(np.isnan(X[s]), np.nan, X[s]) for s in X}
+    for s in X_cat:
+        X_cat[s][:, 5:] = np.where(X_cat[s][:, 5:] < 0, np.nan, X_cat[s][:, 5:])
+        X_cat[s][:, 5:] = np.where(X_cat[s][:, 5:] > 250, np.nan, X_cat[s][:, 5:])  # rare categories as missing
+    keep = [c for c in range(X_cat["train"].shape[1]) if not np.isnan(X_cat["train"][:, c]).all()]
+    X_cat = {s: X_cat[s][:, keep] for s in X_cat}
+    gbm.set_params(categorical_features=[i for i, c in enumerate(keep) if c >= 5])
+    gbm.fit(X_cat["train"], t["train"])
+    out["gbm_metadata_rating"] = rating_metrics(gbm.predict(X_cat["test"]), t["test"])
+    out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
+    out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    if a.json:
+        json.dump(out, open(a.json, "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""PyTorch reference of a cinefuse model and training step, for speed comparisons only.
+
+Builds the same architecture as a cinefuse config (poster ResNet, transformer / bag plot encoder,
+metadata MLP, GMU fusion, per-modality heads, BCE + Huber loss with auxiliary heads, AdamW) and
+times optimizer steps on batches from the same prepared directory (posters.bin, samples.jsonl).
+
+Usage: scripts/.venv/bin/python scripts/torch_reference.py CONFIG.toml PREPARED_DIR
+           [--steps 20] [--warmup 3] [--reps 3] [--device cpu|cuda] [--threads N]
+"""
+import argparse
+import json
+import statistics
+import struct
+import time
+import tomllib
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def load_prepared(path, n):
+    raw = open(f"{path}/posters.bin", "rb").read()
+    count, ch, h, w = struct.unpack("<4I", raw[8:24])
+    posters = np.frombuffer(raw, dtype=np.uint8, offset=24).reshape(count, ch, h, w)
+    samples = [json.loads(l) for l in open(f"{path}/samples.jsonl", encoding="utf-8")]
+    samples = [s for s in samples if s["split"] == "train"][:n]
+    return samples, posters, (h, w)
+
+
+MEAN = torch.tensor([0.45, 0.42, 0.40]).view(1, 3, 1, 1)
+STD = torch.tensor([0.27, 0.26, 0.26]).view(1, 3, 1, 1)
+
+
+def make_batch(samples, posters, hw, device):
+    b = len(samples)
+    h, w = hw
+    px = torch.zeros(b, 3, h, w)
+    present = torch.zeros(b)
+    for i, s in enumerate(samples):
+        if s["poster_slot"] is not None:
+            px[i] = (torch.from_numpy(posters[s["poster_slot"]].astype(np.float32)) / 255.0 - MEAN[0]) / STD[0]
+            present[i] = 1
+    L = max(1, max(len(s["tokens"]) for s in samples))
+    tokens = torch.zeros(b, L, dtype=torch.long)
+    mask = torch.zeros(b, L)
+    for i, s in enumerate(samples):
+        t = s["tokens"][:L]
+        tokens[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+        mask[i, : len(t)] = 1
+    f = lambda k: torch.tensor([s[k] for s in samples], dtype=torch.float32)
+    batch = dict(
+        posters=px, poster_present=present, tokens=tokens, token_mask=mask,
+        plot_present=torch.tensor([1.0 if s["plot_present"] else 0.0 for s in samples]),
+        numeric=f("numeric"), numeric_missing=f("numeric_missing"),
+        categorical=torch.tensor([s["categorical"] for s in samples], dtype=torch.long),
+        genres=f("genres"), genres_present=torch.tensor([1.0 if s["genres_present"] else 0.0 for s in samples]),
+        rating=torch.tensor([s["rating"] or 0.0 for s in samples]),
+        rating_present=torch.tensor([0.0 if s["rating"] is None else 1.0 for s in samples]),
+    )
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.n1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.n2 = nn.BatchNorm2d(cout)
+        self.short = None
+        if cin != cout or stride != 1:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.n2(self.c2(F.relu(self.n1(self.c1(x)))))
+        return F.relu(y + (self.short(x) if self.short is not None else x))
+
+
+class Poster(nn.Module):
+    def __init__(self, c, d):
+        super().__init__()
+        w = c["widths"]
+        self.stem = nn.Conv2d(3, w[0], 3, c["stem_stride"], 1, bias=False)
+        self.norm = nn.BatchNorm2d(w[0])
+        blocks, cin = [], w[0]
+        for i, cout in enumerate(w):
+            for k in range(c["blocks_per_stage"]):
+                blocks.append(Block(cin, cout, 2 if i > 0 and k == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.proj = nn.Linear(cin, d)
+
+    def forward(self, b):
+        x = self.blocks(F.relu(self.norm(self.stem(b["posters"]))))
+        return F.relu(self.proj(x.mean((2, 3))))
+
+
+def masked_mean(x, m):
+    m = m.unsqueeze(2)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+class Text(nn.Module):
+    def __init__(self, c, vocab, max_len, d):
+        super().__init__()
+        self.kind = c["kind"]
+        self.tok = nn.Embedding(vocab, c["d_model"])
+        if self.kind == "transformer":
+            self.pos = nn.Embedding(max_len, c["d_model"])
+            layer = nn.TransformerEncoderLayer(c["d_model"], c["n_heads"], c["d_ff"], c["dropout"], activation="gelu", batch_first=True, norm_first=True)
+            self.enc = nn.TransformerEncoder(layer, c["n_layers"], enable_nested_tensor=False)
+            self.proj = nn.Linear(c["d_model"], d)
+        else:
+            self.hidden = nn.Linear(c["d_model"], c["d_ff"])
+            self.drop = nn.Dropout(c["dropout"])
+            self.proj = nn.Linear(c["d_ff"], d)
+
+    def forward(self, b):
+        mask = b["token_mask"].clone()
+        mask[:, 0] = 1
+        if self.kind == "transformer":
+            L = b["tokens"].shape[1]
+            pos = torch.arange(L, device=mask.device).unsqueeze(0)
+            x = self.tok(b["tokens"]) * 0.5 + self.pos(pos) * 0.5
+            h = self.enc(x, src_key_padding_mask=mask == 0)
+            return F.gelu(self.proj(masked_mean(h, mask)))
+        h = self.drop(F.gelu(self.hidden(masked_mean(self.tok(b["tokens"]), mask))))
+        return F.gelu(self.proj(h))
+
+
+class Meta(nn.Module):
+    def __init__(self, c, n_num, cat_sizes, d):
+        super().__init__()
+        self.emb = nn.ModuleList([nn.Embedding(n, c["cat_dim"]) for n in cat_sizes])
+        self.fc1 = nn.Linear(2 * n_num + c["cat_dim"] * len(cat_sizes), c["hidden"])
+        self.norm = nn.LayerNorm(c["hidden"])
+        self.drop = nn.Dropout(c["dropout"])
+        self.fc2 = nn.Linear(c["hidden"], d)
+
+    def forward(self, b):
+        parts = [b["numeric"], b["numeric_missing"]] + [e(b["categorical"][:, i]) for i, e in enumerate(self.emb)]
+        return F.gelu(self.fc2(self.drop(F.gelu(self.norm(self.fc1(torch.cat(parts, 1)))))))
+
+
+class Head(nn.Module):
+    def __init__(self, d, g, p):
+        super().__init__()
+        self.drop = nn.Dropout(p)
+        self.genre = nn.Linear(d, g)
+        self.rating = nn.Linear(d, 1)
+
+    def forward(self, x):
+        x = self.drop(x)
+        return self.genre(x), self.rating(x).squeeze(1)
+
+
+class Model(nn.Module):
+    def __init__(self, cfg, shapes):
+        super().__init__()
+        m = cfg["model"]
+        d = m["embed_dim"]
+        self.mods = [x for x in ("poster", "text", "meta") if x in m["modalities"]]
+        enc = {"poster": lambda: Poster(m["poster"], d), "text": lambda: Text(m["text"], shapes["vocab"], shapes["max_tokens"], d),
+               "meta": lambda: Meta(m["meta"], shapes["n_num"], shapes["cat_sizes"], d)}
+        self.enc = nn.ModuleDict({k: enc[k]() for k in self.mods})
+        fh = m["fusion"]["hidden"]
+        self.heads = nn.ModuleDict({k: Head(d, shapes["g"], m["fusion"]["dropout"]) for k in self.mods})
+        self.proj = nn.ModuleList([nn.Linear(d, fh) for _ in self.mods])
+        self.gate = nn.Linear(len(self.mods) * (d + 1), len(self.mods))
+        self.head = Head(fh, shapes["g"], m["fusion"]["dropout"])
+
+    def forward(self, b):
+        present = {"poster": b["poster_present"], "text": b["plot_present"], "meta": torch.ones_like(b["poster_present"])}
+        embs, pres, aux = [], [], []
+        for k in self.mods:
+            p = present[k]
+            e = self.enc[k](b) * p.unsqueeze(1)
+            aux.append(self.heads[k](e))
+            embs.append(e)
+            pres.append(p)
+        pm = torch.stack(pres, 1)
+        z = self.gate(torch.cat(embs + [pm], 1)).masked_fill(pm == 0, -1e9).softmax(1) * pm
+        h = sum(torch.tanh(p(e)) * z[:, i : i + 1] for i, (p, e) in enumerate(zip(self.proj, embs)))
+        return self.head(h), aux
+
+
+def loss_fn(out, b, scale, delta=1.0):
+    (g, r) = out
+    bce = F.binary_cross_entropy_with_logits(g, b["genres"], reduction="none").mean(1)
+    genre = (bce * b["genres_present"]).sum() / b["genres_present"].sum().clamp_min(1)
+    diff = r - (b["rating"] - scale[0]) / scale[1]
+    rating = (F.huber_loss(diff, torch.zeros_like(diff), reduction="none", delta=delta) * b["rating_present"]).sum() / b["rating_present"].sum().clamp_min(1)
+    return genre + rating
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("config")
+    ap.add_argument("prepared")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = tomllib.load(open(a.config, "rb"))
+    state = json.load(open(f"{a.prepared}/preprocess.json"))
+    bs = cfg["train"]["batch_size"]
+    samples, posters, hw = load_prepared(a.prepared, bs * a.steps)
+    shapes = dict(vocab=state["tokenizer_vocab_size"], max_tokens=state["config"]["max_tokens"], n_num=len(state["numeric"]),
+                  cat_sizes=[len(v["values"]) + 2 for v in state["categorical"]], g=len(state["genres"]["genres"]))
+    scale = (state["rating_mean"], state["rating_std"])
+    dev = torch.device(a.device)
+    batches = [make_batch(samples[i : i + bs], posters, hw, dev) for i in range(0, len(samples) - bs + 1, bs)]
+    aux_w = cfg["model"].get("aux_loss_weight", 0.3)
+    results = []
+    for rep in range(a.reps):
+        torch.manual_seed(cfg.get("seed", 7))
+        model = Model(cfg, shapes).to(dev).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"].get("weight_decay", 0.01))
+        for s in range(a.warmup + a.steps):
+            if s == a.warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            b = batches[s % len(batches)]
+            out, aux = model(b)
+            loss = loss_fn(out, b, scale) + aux_w * sum(loss_fn(x, b, scale) for x in aux) / len(aux)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        results.append(a.steps * bs / (time.perf_counter() - start))
+    print(json.dumps({"framework": f"pytorch {torch.__version__}", "device": a.device, "threads": torch.get_num_threads(),
+                      "params": sum(p.numel() for p in model.parameters()), "samples_per_sec": results,
+                      "median": statistics.median(results)}))
+
+
+if __name__ == "__main__":
+    main()
