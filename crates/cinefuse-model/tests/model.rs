@@ -81,6 +81,23 @@ fn batch(items: Vec<MovieItem>, device: &Device) -> MovieBatch {
     MovieBatcher::new(H, W, 12).batch(items, device)
 }
 
+/// The default loss of a forward pass on `b`.
+fn loss_of(
+    out: cinefuse_model::ModelOutput,
+    b: &MovieBatch,
+    scale: RatingScale,
+) -> cinefuse_model::LossParts {
+    LossConfig::new().compute(
+        out.genre_logits,
+        out.rating,
+        b.genres.clone(),
+        b.genres_present.clone(),
+        scale.standardize(b.rating.clone()),
+        b.rating_present.clone(),
+        None,
+    )
+}
+
 fn subsets() -> Vec<Vec<Modality>> {
     use Modality::*;
     vec![
@@ -239,15 +256,7 @@ fn gradients_reach_every_encoder() {
             mean: 5.0,
             std: 2.0,
         };
-        let loss = LossConfig::new().compute(
-            out.genre_logits,
-            out.rating,
-            b.genres.clone(),
-            b.genres_present.clone(),
-            scale.standardize(b.rating.clone()),
-            b.rating_present.clone(),
-            None,
-        );
+        let loss = loss_of(out, &b, scale);
         let grads = loss.total.backward();
         for (name, check) in [
             (
@@ -313,19 +322,10 @@ fn a_tiny_model_overfits_a_tiny_batch() {
         mean: 4.5,
         std: 1.2,
     };
-    let loss_cfg = LossConfig::new();
     let mut losses = Vec::new();
     for _ in 0..150 {
         let out = model.forward(&b);
-        let parts = loss_cfg.compute(
-            out.genre_logits,
-            out.rating,
-            b.genres.clone(),
-            b.genres_present.clone(),
-            scale.standardize(b.rating.clone()),
-            b.rating_present.clone(),
-            None,
-        );
+        let parts = loss_of(out, &b, scale);
         losses.push(parts.total.clone().into_scalar::<f32>());
         let grads = GradientsParams::from_grads(parts.total.backward(), &model);
         model = optim.step(5e-3, model, grads);
@@ -390,14 +390,13 @@ fn forward_and_backward_on_wgpu() {
     .init(&shapes(), &ad);
     let mut optim = AdamWConfig::new().init();
     let out = model.forward(&b);
-    let loss = LossConfig::new().compute(
-        out.genre_logits,
-        out.rating,
-        b.genres.clone(),
-        b.genres_present.clone(),
-        b.rating.clone() / 5.0,
-        b.rating_present.clone(),
-        None,
+    let loss = loss_of(
+        out,
+        &b,
+        RatingScale {
+            mean: 0.0,
+            std: 5.0,
+        },
     );
     let before = loss.total.clone().into_scalar::<f32>();
     assert!(before.is_finite());

@@ -283,3 +283,30 @@ fn predictions_from_the_export_match_the_in_process_model() {
         assert_eq!(p.contribution_method, "gate");
     }
 }
+
+#[test]
+fn per_modality_pretraining_then_fusion_fine_tuning() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(dir.path(), "");
+    config.train.epochs = 3;
+    config.train.pretrain_epochs = 1;
+    let r = train(
+        &config,
+        &TrainOptions {
+            out: Some(dir.path().join("run")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let phases: Vec<&str> = r
+        .history
+        .iter()
+        .map(|h| h["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, vec!["pretrain", "train", "train"]);
+    assert!(
+        r.best_epoch >= 2,
+        "the best model is chosen after pre-training"
+    );
+}
