@@ -139,6 +139,11 @@ fn synth_prepare_train_eval_export_predict() {
         serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
     assert!(eval["genres"]["micro_f1"].as_f64().is_some());
 
+    // Another dataset, encoded with the run's fitted preprocessing (nothing refitted).
+    ok(d, &["synth", "--out", "other", "--n", "40", "--seed", "77"]);
+    let text = ok(d, &["eval", "--run", "runs/t", "--data", "other"]);
+    assert!(text.contains("on other (40 movies"), "{text}");
+
     ok(d, &["export", "--run", "runs/t", "--out", "model"]);
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","genres":["Drama"],"poster":"demo/posters/syn000001.png"}"#;
     let text = ok(
