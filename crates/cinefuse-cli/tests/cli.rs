@@ -309,7 +309,7 @@ fn scrape_survives_a_kill_and_resumes() {
     child.wait().unwrap();
     let done_before = std::fs::read_dir(&records).unwrap().count();
     assert!(
-        done_before >= 3 && done_before < 12,
+        (3..12).contains(&done_before),
         "killed mid-run with {done_before} records"
     );
     let text = ok(d, &args);

@@ -240,16 +240,16 @@ impl Prepared {
         let samples = read_samples(&dir.join(SAMPLES_FILE))?;
         let posters = PosterCache::open(&dir.join(POSTERS_FILE))?;
         for s in &samples {
-            if let Some(slot) = s.poster_slot {
-                if slot as usize >= posters.count {
-                    return Err(DataError::file(
-                        dir.join(SAMPLES_FILE),
-                        format!(
-                            "sample {} points at poster slot {slot} beyond the cache",
-                            s.id
-                        ),
-                    ));
-                }
+            if let Some(slot) = s.poster_slot
+                && slot as usize >= posters.count
+            {
+                return Err(DataError::file(
+                    dir.join(SAMPLES_FILE),
+                    format!(
+                        "sample {} points at poster slot {slot} beyond the cache",
+                        s.id
+                    ),
+                ));
             }
         }
         Ok(Self {

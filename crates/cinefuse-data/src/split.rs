@@ -81,13 +81,13 @@ pub fn read_predefined_split(path: &Path) -> Result<HashMap<String, Split>, Data
             )
         })?;
         for id in ids {
-            if let Some(prev) = out.insert(id.clone(), split) {
-                if prev != split {
-                    return Err(DataError::file(
-                        path,
-                        format!("id {id:?} is listed in both {prev} and {split}"),
-                    ));
-                }
+            if let Some(prev) = out.insert(id.clone(), split)
+                && prev != split
+            {
+                return Err(DataError::file(
+                    path,
+                    format!("id {id:?} is listed in both {prev} and {split}"),
+                ));
             }
         }
     }

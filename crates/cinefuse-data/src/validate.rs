@@ -10,23 +10,23 @@ use crate::movie::{BadRecord, Movie};
 
 /// Checks value ranges that the type system cannot express.
 pub fn check_movie(movie: &Movie) -> Result<(), (String, String)> {
-    if let Some(r) = movie.rating {
-        if !(0.0..=10.0).contains(&r) || !r.is_finite() {
-            return Err(("rating".into(), format!("must be within 0–10, got {r}")));
-        }
+    if let Some(r) = movie.rating
+        && (!(0.0..=10.0).contains(&r) || !r.is_finite())
+    {
+        return Err(("rating".into(), format!("must be within 0–10, got {r}")));
     }
-    if let Some(y) = movie.year {
-        if !(1870..=2100).contains(&y) {
-            return Err(("year".into(), format!("must be within 1870–2100, got {y}")));
-        }
+    if let Some(y) = movie.year
+        && !(1870..=2100).contains(&y)
+    {
+        return Err(("year".into(), format!("must be within 1870–2100, got {y}")));
     }
-    if let Some(rt) = movie.runtime_min {
-        if !(rt > 0.0 && rt < 2000.0) {
-            return Err((
-                "runtime_min".into(),
-                format!("must be within (0, 2000) minutes, got {rt}"),
-            ));
-        }
+    if let Some(rt) = movie.runtime_min
+        && !(rt > 0.0 && rt < 2000.0)
+    {
+        return Err((
+            "runtime_min".into(),
+            format!("must be within (0, 2000) minutes, got {rt}"),
+        ));
     }
     for (name, v) in [("budget", movie.budget), ("gross", movie.gross)] {
         if let Some(v) = v.filter(|v| *v < 0.0) {

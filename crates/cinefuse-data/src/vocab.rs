@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn genre_vocab_drops_rare_and_builds_multi_hot() {
-        let lists = vec![
+        let lists = [
             vec!["Drama".to_string(), "Comedy".to_string()],
             vec!["Drama".to_string()],
             vec!["Western".to_string(), "Drama".to_string()],

@@ -104,6 +104,8 @@ pub fn masked_mean_rows(values: Tensor<1>, mask: Tensor<1>) -> Tensor<1> {
 }
 
 impl LossConfig {
+    /// One argument per tensor of the batch that the loss reads; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn compute(
         &self,
         genre_logits: Tensor<2>,

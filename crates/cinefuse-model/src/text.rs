@@ -55,7 +55,7 @@ impl TextEncoderConfig {
             return Err("model.text.d_model = 0: expected a positive size".into());
         }
         if self.kind == TextEncoderKind::Transformer {
-            if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
                 return Err(format!(
                     "model.text.n_heads = {}: must divide model.text.d_model = {}",
                     self.n_heads, self.d_model
@@ -65,7 +65,7 @@ impl TextEncoderConfig {
                 return Err("model.text.n_layers = 0: expected at least 1".into());
             }
         }
-        if self.kind == TextEncoderKind::Cnn && self.kernel_size % 2 == 0 {
+        if self.kind == TextEncoderKind::Cnn && self.kernel_size.is_multiple_of(2) {
             return Err(format!(
                 "model.text.kernel_size = {}: expected an odd size",
                 self.kernel_size

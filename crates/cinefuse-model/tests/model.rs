@@ -204,14 +204,14 @@ fn masked_modalities_do_not_change_the_outputs() {
                 .try_to_vec::<f32>()
                 .unwrap();
             assert_eq!(present[4], 1.0);
-            b.poster_present = b.poster_present.slice_fill([4..5], 0.0);
+            b.poster_present = b.poster_present.slice_fill(4..5, 0.0);
             b.tokens = b.tokens.slice_fill([6..7, 0..4], 33);
             let after = outputs(&model, &b);
             for (x, y) in reference.iter().zip(&after) {
                 assert!((x - y).abs() < 1e-5, "{fusion:?}/{text:?}: {x} vs {y}");
             }
             // Sanity: unmasking the garbage poster does change the outputs.
-            b.poster_present = b.poster_present.slice_fill([4..5], 1.0);
+            b.poster_present = b.poster_present.slice_fill(4..5, 1.0);
             let leaked = outputs(&model, &b);
             assert!(
                 reference

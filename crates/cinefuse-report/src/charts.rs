@@ -230,7 +230,7 @@ pub fn heatmap(
 ) -> Result<()> {
     crate::font::ensure_font()?;
     let (nr, nc) = (rows.len().max(1), cols.len().max(1));
-    let cell = (((SIZE.0 - 200) / nc as u32).min(70)).max(28);
+    let cell = ((SIZE.0 - 200) / nc as u32).clamp(28, 70);
     let w = label_width(rows) + cell * nc as u32 + 60;
     let h = 150 + cell * nr as u32;
     let root = BitMapBackend::new(path, (w.max(660), h)).into_drawing_area();

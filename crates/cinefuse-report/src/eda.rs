@@ -379,8 +379,8 @@ pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
             };
             k += 1;
             for p in t.pixels() {
-                for c in 0..3 {
-                    sum[c] += f64::from(p.0[c]);
+                for (s, v) in sum.iter_mut().zip(p.0) {
+                    *s += f64::from(v);
                 }
             }
             if placed < 8 {

@@ -10,7 +10,9 @@ pub struct Robots {
 impl Robots {
     pub fn parse(text: &str, user_agent: &str) -> Self {
         let agent = user_agent.to_lowercase();
-        let mut groups: Vec<(Vec<String>, Vec<(bool, String)>, Option<f64>)> = Vec::new();
+        // (user agents, rules, crawl delay) per group.
+        type Group = (Vec<String>, Vec<(bool, String)>, Option<f64>);
+        let mut groups: Vec<Group> = Vec::new();
         let mut last_was_agent = false;
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();

@@ -361,10 +361,10 @@ pub fn harvest_list(url: &str, cfg: &ScrapeConfig, max_pages: usize) -> Result<V
         if seen_pages.contains(&u) || seen_pages.len() >= max_pages.max(1) {
             break;
         }
-        if let Some(path) = u.strip_prefix(base(cfg)) {
-            if !robots.allowed(path) {
-                bail!("{u}: disallowed by robots.txt");
-            }
+        if let Some(path) = u.strip_prefix(base(cfg))
+            && !robots.allowed(path)
+        {
+            bail!("{u}: disallowed by robots.txt");
         }
         let html = String::from_utf8_lossy(&fetcher.get(&u)?).into_owned();
         for id in title_ids(&html) {

@@ -15,11 +15,7 @@ pub struct GenrePredictions {
 
 impl GenrePredictions {
     pub fn rows(&self) -> usize {
-        if self.n_genres == 0 {
-            0
-        } else {
-            self.probs.len() / self.n_genres
-        }
+        self.probs.len().checked_div(self.n_genres).unwrap_or(0)
     }
     fn p(&self, i: usize, g: usize) -> f32 {
         self.probs[i * self.n_genres + g]

@@ -25,11 +25,11 @@ fn cell(v: &str) -> Option<&str> {
     (v != "\\N" && !v.is_empty()).then_some(v)
 }
 
+/// A table row with its line number.
+type Row = (usize, HashMap<String, String>);
+
 /// Reads a TSV table as (line, header→value) rows, checking the required columns.
-fn read_table(
-    path: &Path,
-    required: &[&str],
-) -> Result<Vec<(usize, HashMap<String, String>)>, DataError> {
+fn read_table(path: &Path, required: &[&str]) -> Result<Vec<Row>, DataError> {
     let mut lines = open(path)?.lines();
     let header: Vec<String> = match lines.next() {
         Some(h) => h

@@ -32,7 +32,10 @@ pub fn parse_mapping(pairs: &[String]) -> Result<BTreeMap<String, String>, DataE
     Ok(map)
 }
 
-fn rows(src: &Path) -> Result<Vec<(usize, Result<Map<String, Value>, String>)>, DataError> {
+/// A source row with its line number, or why it could not be read.
+type SourceRow = (usize, Result<Map<String, Value>, String>);
+
+fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
     let bytes = std::fs::read(src).map_err(|e| DataError::io(src, e))?;
     let text = decode_text(&bytes);
     let is_csv = src

@@ -30,7 +30,7 @@ impl AttentionFusion {
         device: &Device,
     ) -> Self {
         let mut heads = c.n_heads.max(1);
-        while c.hidden % heads != 0 {
+        while !c.hidden.is_multiple_of(heads) {
             heads -= 1;
         }
         Self {
