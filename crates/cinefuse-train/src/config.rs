@@ -445,13 +445,7 @@ impl TrainConfig {
     /// The prepared-data directory for this config's dataset.
     pub fn prepared_dir(&self) -> PathBuf {
         self.data.prepared.clone().unwrap_or_else(|| {
-            let name = self
-                .data
-                .dataset
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "dataset".into());
-            PathBuf::from("prepared").join(name)
+            crate::data_setup::prepared_dir_for(&self.data.dataset, &self.data.preprocess)
         })
     }
 }
@@ -467,7 +461,19 @@ mod tests {
         let c = TrainConfig::from_toml_str(MINIMAL, "test", &[]).unwrap();
         assert_eq!(c.train.epochs, 10);
         assert_eq!(c.model.embed_dim, 64);
-        assert_eq!(c.prepared_dir(), PathBuf::from("prepared/demo"));
+        let p = c.prepared_dir().display().to_string();
+        assert!(
+            p.starts_with("prepared/demo-") && p.len() == "prepared/demo-".len() + 8,
+            "{p}"
+        );
+        let other =
+            TrainConfig::from_toml_str(MINIMAL, "test", &["data.preprocess.max_tokens=9".into()])
+                .unwrap();
+        assert_ne!(
+            other.prepared_dir(),
+            c.prepared_dir(),
+            "other preprocessing, other directory"
+        );
     }
 
     #[test]

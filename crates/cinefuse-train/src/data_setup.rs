@@ -24,23 +24,52 @@ pub fn is_up_to_date(dataset: &Path, prepared_dir: &Path, config: &PrepareConfig
     state.config == *config && state.dataset_hash == format!("{:x}", Sha256::digest(&bytes))
 }
 
+/// Where `--data DIR` puts its prepared copy: `prepared/<dir name>-<hash of the preprocessing
+/// config>`, so two configs never overwrite each other's prepared data.
+pub fn prepared_dir_for(dataset: &Path, config: &PrepareConfig) -> PathBuf {
+    let name = dataset
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    let digest = Sha256::digest(serde_json::to_vec(config).expect("config serializes"));
+    PathBuf::from("prepared").join(format!("{name}-{:x}", &digest)[..name.len() + 9].to_string())
+}
+
+/// SHA-256 over the fitted state and the tokenizer: identifies exactly what a model was trained on.
+pub fn prepared_fingerprint(prepared_dir: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    for f in [PREPROCESS_FILE, cinefuse_data::prepared::TOKENIZER_FILE] {
+        let path = prepared_dir.join(f);
+        h.update(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
 /// Resolves the dataset (optionally `--data`), generates or prepares it as needed, and opens it.
 pub fn ensure_prepared(
     config: &TrainConfig,
     data_override: Option<&Path>,
 ) -> Result<(PathBuf, Prepared)> {
     let (dataset, prepared_dir) = match data_override {
-        Some(d) => {
-            let name = d
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "dataset".into());
-            (d.to_path_buf(), PathBuf::from("prepared").join(name))
-        }
+        Some(d) => (
+            d.to_path_buf(),
+            prepared_dir_for(d, &config.data.preprocess),
+        ),
         None => (config.data.dataset.clone(), config.prepared_dir()),
     };
+    ensure_prepared_in(config, &dataset, &prepared_dir, data_override.is_none())
+}
+
+/// Like `ensure_prepared` with explicit directories (a resumed run reuses its own).
+pub fn ensure_prepared_in(
+    config: &TrainConfig,
+    dataset: &Path,
+    prepared_dir: &Path,
+    may_synthesize: bool,
+) -> Result<(PathBuf, Prepared)> {
+    let (dataset, prepared_dir) = (dataset.to_path_buf(), prepared_dir.to_path_buf());
     if !dataset.join(MOVIES_FILE).exists() {
-        if config.data.synth_if_missing > 0 && data_override.is_none() {
+        if config.data.synth_if_missing > 0 && may_synthesize {
             eprintln!(
                 "generating the synthetic demo dataset: {} movies into {} (seed {})",
                 config.data.synth_if_missing,

@@ -35,6 +35,8 @@ impl LoadedRun {
         let config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
         let info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+        crate::trainer::check_fingerprint(&info, &info.prepared_dir)
+            .with_context(|| format!("{}: cannot evaluate this run", run_dir.display()))?;
         let prepared = Prepared::open(&info.prepared_dir).with_context(|| {
             format!(
                 "the run's prepared data {} is gone",

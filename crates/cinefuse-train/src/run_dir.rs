@@ -32,6 +32,9 @@ pub struct RunInfo {
     pub genres: Vec<String>,
     pub param_counts: Vec<(String, usize)>,
     pub started_unix: u64,
+    /// `data_setup::prepared_fingerprint` of the prepared data the run trained on.
+    #[serde(default)]
+    pub prepared_fingerprint: String,
 }
 
 /// Where training stands; saved with every checkpoint.

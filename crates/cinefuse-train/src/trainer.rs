@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
-use crate::data_setup::ensure_prepared;
+use crate::data_setup::{ensure_prepared, ensure_prepared_in, prepared_fingerprint};
 use crate::inference::{Scorer, predict_dataset};
 use crate::run_dir::*;
 use crate::schedule::learning_rate;
@@ -145,13 +145,15 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
 
     let info_path = run_dir.join(RUN_FILE);
-    let data_override = if resuming {
+    let (dataset_dir, prepared) = if resuming {
+        // The run's own prepared data, never a re-prepared copy (token ids must not change).
         let info: RunInfo = read_json(&info_path)?;
-        Some(info.dataset_dir)
+        let opened = ensure_prepared_in(&config, &info.dataset_dir, &info.prepared_dir, false)?;
+        check_fingerprint(&info, &opened.1.dir)?;
+        opened
     } else {
-        opts.data_override.clone()
+        ensure_prepared(&config, opts.data_override.as_deref())?
     };
-    let (dataset_dir, prepared) = ensure_prepared(&config, data_override.as_deref())?;
 
     let mut backend_cfg = config.backend.clone();
     if let Some(k) = opts.backend {
@@ -240,6 +242,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 rating_scale: scale,
                 genres: prepared.preprocessor.genre_names().to_vec(),
                 param_counts: param_counts.clone(),
+                prepared_fingerprint: prepared_fingerprint(&prepared.dir)?,
                 started_unix: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -480,6 +483,19 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         interrupted,
         history: read_metrics(&run_dir)?,
     })
+}
+
+/// Refuses to use prepared data that changed since the run trained on it.
+pub fn check_fingerprint(info: &RunInfo, prepared_dir: &Path) -> Result<()> {
+    let now = prepared_fingerprint(prepared_dir)?;
+    if !info.prepared_fingerprint.is_empty() && info.prepared_fingerprint != now {
+        bail!(
+            "{} was prepared again since this run trained on it (different preprocessing or tokenizer); \
+             export runs to keep them self-contained, or retrain",
+            prepared_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn save_checkpoint(

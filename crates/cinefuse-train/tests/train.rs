@@ -310,3 +310,30 @@ fn per_modality_pretraining_then_fusion_fine_tuning() {
         "the best model is chosen after pre-training"
     );
 }
+
+#[test]
+fn a_run_refuses_prepared_data_that_changed_under_it() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(dir.path(), "");
+    config.train.epochs = 1;
+    let r = train(
+        &config,
+        &TrainOptions {
+            out: Some(dir.path().join("run")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(evaluate(&r.run_dir, Split::Test, None, None).is_ok());
+    let mut other = config.data.preprocess.clone();
+    other.max_tokens = 8;
+    cinefuse_data::prepare_dataset(
+        &dir.path().join("demo"),
+        &dir.path().join("prepared"),
+        &other,
+    )
+    .unwrap();
+    let err = evaluate(&r.run_dir, Split::Test, None, None).err().unwrap();
+    assert!(format!("{err:#}").contains("prepared again"), "{err:#}");
+}
