@@ -244,6 +244,17 @@ impl ModuleVisitor for GradCheck<'_> {
     }
 }
 
+/// (trainable parameters, those without a non-zero gradient) of one module.
+fn grad_counts<M: burn::module::Module>(module: &M, grads: &Gradients) -> (usize, usize) {
+    let mut v = GradCheck {
+        grads,
+        total: 0,
+        missing: 0,
+    };
+    module.visit(&mut v);
+    (v.total, v.missing)
+}
+
 #[test]
 fn gradients_reach_every_encoder() {
     let device = Device::flex().autodiff();
@@ -261,40 +272,10 @@ fn gradients_reach_every_encoder() {
         for (name, check) in [
             (
                 "poster",
-                model.poster.as_ref().map(|m| {
-                    let mut v = GradCheck {
-                        grads: &grads,
-                        total: 0,
-                        missing: 0,
-                    };
-                    m.visit(&mut v);
-                    (v.total, v.missing)
-                }),
+                model.poster.as_ref().map(|m| grad_counts(m, &grads)),
             ),
-            (
-                "text",
-                model.text.as_ref().map(|m| {
-                    let mut v = GradCheck {
-                        grads: &grads,
-                        total: 0,
-                        missing: 0,
-                    };
-                    m.visit(&mut v);
-                    (v.total, v.missing)
-                }),
-            ),
-            (
-                "meta",
-                model.meta.as_ref().map(|m| {
-                    let mut v = GradCheck {
-                        grads: &grads,
-                        total: 0,
-                        missing: 0,
-                    };
-                    m.visit(&mut v);
-                    (v.total, v.missing)
-                }),
-            ),
+            ("text", model.text.as_ref().map(|m| grad_counts(m, &grads))),
+            ("meta", model.meta.as_ref().map(|m| grad_counts(m, &grads))),
         ] {
             let (total, missing) = check.unwrap();
             assert!(total > 0);

@@ -32,7 +32,8 @@ pub fn prepared_dir_for(dataset: &Path, config: &PrepareConfig) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dataset".into());
     let digest = Sha256::digest(serde_json::to_vec(config).expect("config serializes"));
-    PathBuf::from("prepared").join(format!("{name}-{:x}", &digest)[..name.len() + 9].to_string())
+    let hex = format!("{digest:x}");
+    PathBuf::from("prepared").join(format!("{name}-{}", &hex[..8]))
 }
 
 /// SHA-256 over the fitted state and the tokenizer: identifies exactly what a model was trained on.

@@ -69,6 +69,17 @@ runs_dir = "{root}/runs"
     TrainConfig::from_toml_str(&text, "tiny.toml", &[]).unwrap()
 }
 
+/// Trains `config` into a fresh run directory.
+fn train_into(config: &TrainConfig, run: &Path) -> anyhow::Result<cinefuse_train::RunSummary> {
+    train(
+        config,
+        &TrainOptions {
+            out: Some(run.to_path_buf()),
+            ..Default::default()
+        },
+    )
+}
+
 fn last(history: &[serde_json::Value], key: &str) -> f64 {
     history.last().unwrap()[key].as_f64().unwrap()
 }
@@ -78,14 +89,7 @@ fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
-    let full = train(
-        &config,
-        &TrainOptions {
-            out: Some(dir.path().join("full")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let full = train_into(&config, &dir.path().join("full")).unwrap();
     assert_eq!(full.epochs_completed, 2);
 
     let one = TrainConfig {
@@ -186,14 +190,7 @@ fn training_reduces_loss_and_early_stopping_stops() {
     let config = tiny_config(dir.path(), "");
     let mut c = config.clone();
     c.train.epochs = 4;
-    let r = train(
-        &c,
-        &TrainOptions {
-            out: Some(dir.path().join("a")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = train_into(&c, &dir.path().join("a")).unwrap();
     let h = read_metrics(&r.run_dir).unwrap();
     assert_eq!(h.len(), 4);
     assert!(h[3]["train_loss"].as_f64().unwrap() < h[0]["train_loss"].as_f64().unwrap());
@@ -204,14 +201,7 @@ fn training_reduces_loss_and_early_stopping_stops() {
     c.train.monitor = cinefuse_train::config::Monitor::ValTop1;
     c.optim.lr = 1e-9;
     c.schedule.warmup_steps = 0;
-    let r = train(
-        &c,
-        &TrainOptions {
-            out: Some(dir.path().join("b")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = train_into(&c, &dir.path().join("b")).unwrap();
     assert!(r.stopped_early, "{:?}", r.history);
     assert!(r.epochs_completed < 6);
 }
@@ -221,14 +211,7 @@ fn predictions_from_the_export_match_the_in_process_model() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), "");
-    let r = train(
-        &config,
-        &TrainOptions {
-            out: Some(dir.path().join("run")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = train_into(&config, &dir.path().join("run")).unwrap();
     let report = evaluate(&r.run_dir, Split::Test, None, None).unwrap();
     assert!(report.movies > 0);
     assert!(r.run_dir.join("eval.json").exists());
@@ -291,14 +274,7 @@ fn per_modality_pretraining_then_fusion_fine_tuning() {
     let mut config = tiny_config(dir.path(), "");
     config.train.epochs = 3;
     config.train.pretrain_epochs = 1;
-    let r = train(
-        &config,
-        &TrainOptions {
-            out: Some(dir.path().join("run")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = train_into(&config, &dir.path().join("run")).unwrap();
     let phases: Vec<&str> = r
         .history
         .iter()
@@ -317,14 +293,7 @@ fn a_run_refuses_prepared_data_that_changed_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = tiny_config(dir.path(), "");
     config.train.epochs = 1;
-    let r = train(
-        &config,
-        &TrainOptions {
-            out: Some(dir.path().join("run")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = train_into(&config, &dir.path().join("run")).unwrap();
     assert!(evaluate(&r.run_dir, Split::Test, None, None).is_ok());
     let mut other = config.data.preprocess.clone();
     other.max_tokens = 8;
