@@ -51,6 +51,10 @@ pub struct ModelConfig {
     pub meta: MetaEncoderConfig,
     #[config(default = "FusionConfig::new()")]
     pub fusion: FusionConfig,
+    /// Take the fused model's rating from this modality's own head instead of the fusion head
+    /// (per-task routing: on small data the rating is best predicted from metadata alone).
+    #[config(default = "None")]
+    pub rating_modality: Option<Modality>,
 }
 
 /// Sizes that come from the prepared data, not from the config.
@@ -93,6 +97,15 @@ impl ModelConfig {
                 "model.aux_loss_weight = {}: expected >= 0",
                 self.aux_loss_weight
             ));
+        }
+        if let Some(m) = self.rating_modality {
+            if !self.modalities.contains(&m) {
+                return Err(format!(
+                    "model.rating_modality = {:?}: not one of model.modalities {:?}",
+                    m.name(),
+                    self.modalities.iter().map(|m| m.name()).collect::<Vec<_>>()
+                ));
+            }
         }
         self.poster.validate()?;
         self.text.validate()?;

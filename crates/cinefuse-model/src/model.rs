@@ -26,6 +26,8 @@ pub struct CinefuseModel {
     modalities: Vec<Modality>,
     #[module(skip)]
     modality_dropout: f64,
+    #[module(skip)]
+    rating_modality: Option<Modality>,
 }
 
 /// What one modality alone predicts.
@@ -77,6 +79,7 @@ impl ModelConfig {
             }),
             modalities: Modality::ALL.into_iter().filter(|m| has(*m)).collect(),
             modality_dropout: self.modality_dropout,
+            rating_modality: self.rating_modality,
         }
     }
 }
@@ -185,9 +188,13 @@ impl CinefuseModel {
                         .collect(),
                     ratings: per_modality.iter().map(|o| o.rating.clone()).collect(),
                 });
+                let routed = self
+                    .rating_modality
+                    .and_then(|m| per_modality.iter().find(|o| o.modality == m))
+                    .map(|o| o.rating.clone());
                 ModelOutput {
                     genre_logits: out.genre_logits,
-                    rating: out.rating,
+                    rating: routed.unwrap_or(out.rating),
                     weights: out.weights,
                     per_modality,
                 }

@@ -392,3 +392,48 @@ fn forward_and_backward_on_wgpu() {
         .unwrap();
     assert!(after.iter().all(|x| x.is_finite()));
 }
+
+#[test]
+fn the_rating_can_be_routed_to_one_modality() {
+    let device = Device::flex();
+    let b = batch(items(6), &device);
+    let mut config = tiny_config(
+        Modality::ALL.to_vec(),
+        FusionKind::Gmu,
+        TextEncoderKind::Bag,
+    );
+    config.rating_modality = Some(Modality::Meta);
+    assert!(config.validate().is_ok());
+    let model = config.init(&shapes(), &device);
+    let out = model.forward(&b);
+    let meta = out
+        .per_modality
+        .iter()
+        .find(|o| o.modality == Modality::Meta)
+        .unwrap();
+    let (a, m) = (
+        out.rating
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        meta.rating
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap(),
+    );
+    assert_eq!(a, m);
+    let mut bad = tiny_config(
+        vec![Modality::Poster, Modality::Text],
+        FusionKind::Gmu,
+        TextEncoderKind::Bag,
+    );
+    bad.rating_modality = Some(Modality::Meta);
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .contains("model.rating_modality")
+    );
+}
