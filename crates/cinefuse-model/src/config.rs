@@ -98,14 +98,15 @@ impl ModelConfig {
                 self.aux_loss_weight
             ));
         }
-        if let Some(m) = self.rating_modality {
-            if !self.modalities.contains(&m) {
-                return Err(format!(
-                    "model.rating_modality = {:?}: not one of model.modalities {:?}",
-                    m.name(),
-                    self.modalities.iter().map(|m| m.name()).collect::<Vec<_>>()
-                ));
-            }
+        if let Some(m) = self
+            .rating_modality
+            .filter(|m| !self.modalities.contains(m))
+        {
+            return Err(format!(
+                "model.rating_modality = {:?}: not one of model.modalities {:?}",
+                m.name(),
+                self.modalities.iter().map(|m| m.name()).collect::<Vec<_>>()
+            ));
         }
         self.poster.validate()?;
         self.text.validate()?;
