@@ -143,7 +143,7 @@ pub fn predict_dataset(
         .set_device(device.clone())
         .build(dataset);
     let mut p = Predictions::default();
-    let (mut n_batches, mut seen) = (0usize, 0usize);
+    let mut seen = 0usize;
     for batch in loader.iter() {
         let batch = batch.expect("dataset items are in memory");
         let b = batch.len();
@@ -153,10 +153,8 @@ pub fn predict_dataset(
         p.genre_loss += f64::from(parts.genre.into_scalar::<f32>()) * b as f64;
         p.rating_loss += f64::from(parts.rating.into_scalar::<f32>()) * b as f64;
         collect(&mut p, &batch, out, scorer.scale);
-        n_batches += 1;
         seen += b;
     }
-    let _ = n_batches;
     if seen > 0 {
         p.loss /= seen as f64;
         p.genre_loss /= seen as f64;
