@@ -47,36 +47,18 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let run = LoadedRun::open(&a.run, backend)?;
     let (thresholds, _) = run.tuned_thresholds();
     let preds = run.predict(&run.prepared, Some(split));
-    let labelled = preds.labelled_genres();
-    let g = labelled.n_genres;
-    let genres = run
-        .prepared
-        .preprocessor
-        .genre_names()
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            let mut c = GenreConfusion {
-                genre: name.clone(),
-                threshold: thresholds[k],
-                tp: 0,
-                fp: 0,
-                fn_: 0,
-                tn: 0,
-            };
-            for i in 0..labelled.rows() {
-                let (p, t) = (
-                    labelled.probs[i * g + k] >= thresholds[k],
-                    labelled.targets[i * g + k] > 0.5,
-                );
-                match (p, t) {
-                    (true, true) => c.tp += 1,
-                    (true, false) => c.fp += 1,
-                    (false, true) => c.fn_ += 1,
-                    (false, false) => c.tn += 1,
-                }
-            }
-            c
+    let names = run.prepared.preprocessor.genre_names().to_vec();
+    let genres = preds
+        .genre_metrics(&thresholds, &names)
+        .per_genre
+        .into_iter()
+        .map(|p| GenreConfusion {
+            genre: p.genre,
+            threshold: p.threshold,
+            tp: p.tp,
+            fp: p.fp,
+            fn_: p.fn_,
+            tn: p.tn,
         })
         .collect();
     let (pred, truth) = preds.labelled_ratings();

@@ -338,7 +338,13 @@ fn loss_components_match_hand_computation() {
     );
     // BCE: [-ln σ(0), -ln(1-σ(2))] = [ln 2, ln(1+e²)], mean over genres.
     let expected = ((2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
+    let [total, genre, rating] = parts.values();
     assert!((parts.genre.into_scalar::<f32>() - expected).abs() < 1e-5);
+    assert!((genre - expected).abs() < 1e-5 && (rating - 2.0).abs() < 1e-5);
+    assert!(
+        (total - (genre + rating)).abs() < 1e-5,
+        "default weights are 1 and 1"
+    );
     // Huber(2.5, δ=1) = 0.5 + 1.5 = 2.0
     assert!((parts.rating.into_scalar::<f32>() - 2.0).abs() < 1e-5);
     // pos_weight 3 on genre 0 triples its term.

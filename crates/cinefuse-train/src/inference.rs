@@ -149,9 +149,10 @@ pub fn predict_dataset(
         let b = batch.len();
         let out = model.forward_masked(&batch, drop);
         let parts = scorer.loss(&out, &batch, 1.0, 0.0);
-        p.loss += f64::from(parts.total.into_scalar::<f32>()) * b as f64;
-        p.genre_loss += f64::from(parts.genre.into_scalar::<f32>()) * b as f64;
-        p.rating_loss += f64::from(parts.rating.into_scalar::<f32>()) * b as f64;
+        let [total, genre, rating] = parts.values();
+        p.loss += f64::from(total) * b as f64;
+        p.genre_loss += f64::from(genre) * b as f64;
+        p.rating_loss += f64::from(rating) * b as f64;
         collect(&mut p, &batch, out, scorer.scale);
         seen += b;
     }

@@ -30,6 +30,11 @@ pub struct PerGenre {
     pub genre: String,
     pub threshold: f32,
     pub support: usize,
+    /// Confusion counts at `threshold`.
+    pub tp: usize,
+    pub fp: usize,
+    pub fn_: usize,
+    pub tn: usize,
     pub precision: f64,
     pub recall: f64,
     pub f1: f64,
@@ -119,6 +124,10 @@ pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String])
                 genre: names.get(k).cloned().unwrap_or_else(|| format!("genre{k}")),
                 threshold: thresholds[k],
                 support: tp[k] + fn_[k],
+                tp: tp[k],
+                fp: fp[k],
+                fn_: fn_[k],
+                tn: n - tp[k] - fp[k] - fn_[k],
                 precision: if tp[k] + fp[k] == 0 {
                     0.0
                 } else {
@@ -269,6 +278,8 @@ mod tests {
         // AP of B: .7(+) .4(+) .2(-) → 1
         assert!((m.per_genre[1].average_precision - 1.0).abs() < 1e-12);
         assert_eq!(m.per_genre[0].support, 2);
+        let b = &m.per_genre[1];
+        assert_eq!((b.tp, b.fp, b.fn_, b.tn), (1, 0, 1, 1));
         assert!((m.per_genre[0].precision - 0.5).abs() < 1e-12);
     }
 

@@ -316,7 +316,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
             );
             let out = model.forward_with(&batch, true);
             let parts = scorer.loss(&out, &batch, main_w, aux_w);
-            let total: f32 = parts.total.clone().into_scalar();
+            let [total, genre, rating] = parts.values();
             if !total.is_finite() {
                 bail!(
                     "loss became {total} at step {}; lower optim.lr or check the data",
@@ -324,8 +324,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 );
             }
             sum_total += f64::from(total) * b as f64;
-            sum_genre += f64::from(parts.genre.clone().into_scalar::<f32>()) * b as f64;
-            sum_rating += f64::from(parts.rating.clone().into_scalar::<f32>()) * b as f64;
+            sum_genre += f64::from(genre) * b as f64;
+            sum_rating += f64::from(rating) * b as f64;
             seen += b;
             let grads = GradientsParams::from_grads(parts.total.backward(), &model);
             model = optim.step(lr, model, grads);
