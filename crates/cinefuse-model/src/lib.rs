@@ -4,6 +4,7 @@
 //! outputs.
 
 pub mod config;
+pub mod cpu_kernels;
 pub mod encoder;
 pub mod fusion;
 pub mod head;

@@ -1,5 +1,6 @@
 //! Poster encoder: a ResNet-style CNN trained from scratch (residual blocks with batch norm,
-//! configurable widths and depth, global average pooling).
+//! configurable widths and depth, global average pooling). On the flex backend its convolutions
+//! and batch norms run on `cinefuse-kernels` (see `cpu_kernels`).
 
 use burn::config::Config;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -9,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use cinefuse_data::MovieBatch;
 
+use crate::cpu_kernels::{batch_norm, conv2d};
 use crate::encoder::ModalityEncoder;
 
 #[derive(Config, Debug)]
@@ -108,10 +110,10 @@ impl ResidualBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu(self.norm1.forward(self.conv1.forward(x.clone())));
-        let y = self.norm2.forward(self.conv2.forward(y));
+        let y = relu(batch_norm(&self.norm1, conv2d(&self.conv1, x.clone())));
+        let y = batch_norm(&self.norm2, conv2d(&self.conv2, y));
         let skip = match &self.shortcut {
-            Some((conv, norm)) => norm.forward(conv.forward(x)),
+            Some((conv, norm)) => batch_norm(norm, conv2d(conv, x)),
             None => x,
         };
         relu(y + skip)
@@ -132,7 +134,7 @@ pub struct PosterEncoder {
 impl PosterEncoder {
     /// `[B, 3, H, W]` → `[B, embed_dim]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_norm.forward(self.stem.forward(images)));
+        let mut x = relu(batch_norm(&self.stem_norm, conv2d(&self.stem, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

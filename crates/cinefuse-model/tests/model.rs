@@ -443,3 +443,121 @@ fn the_rating_can_be_routed_to_one_modality() {
             .contains("model.rating_modality")
     );
 }
+
+/// Max |a − b| relative to the largest |b|.
+fn max_rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    let (a, b) = (
+        a.into_data().try_to_vec::<f32>().unwrap(),
+        b.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+#[test]
+fn cpu_kernel_convolutions_match_burn_values_and_gradients() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+    use cinefuse_model::cpu_kernels;
+
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    // (c_in, c_out, kernel, stride, padding, height, width)
+    for (c_in, c_out, k, stride, pad, h, w) in [
+        (3, 8, 3, 2, 1, 14, 10),
+        (8, 8, 3, 1, 1, 7, 5),
+        (8, 16, 1, 2, 0, 7, 5),
+    ] {
+        let conv = Conv2dConfig::new([c_in, c_out], [k, k])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_bias(false)
+            .init(&device);
+        let x = Tensor::<4>::random([3, c_in, h, w], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let target = Tensor::<4>::random(
+            conv.forward(x.clone()).dims(),
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let run = |fast: bool| {
+            let y = if fast {
+                cpu_kernels::conv2d(&conv, x.clone())
+            } else {
+                conv.forward(x.clone())
+            };
+            let grads = (y.clone() * target.clone()).sum().backward();
+            let dx = x.grad(&grads).unwrap();
+            let dw = conv.weight.grad(&grads).unwrap();
+            (y.inner(), dx, dw)
+        };
+        let (y_fast, dx_fast, dw_fast) = run(true);
+        let (y_burn, dx_burn, dw_burn) = run(false);
+        let what = format!("conv {c_in}->{c_out} k{k} s{stride}");
+        assert!(max_rel_diff(y_fast, y_burn) < 1e-5, "{what}: output");
+        assert!(
+            max_rel_diff(dx_fast, dx_burn) < 1e-5,
+            "{what}: input gradient"
+        );
+        assert!(
+            max_rel_diff(dw_fast, dw_burn) < 1e-5,
+            "{what}: weight gradient"
+        );
+    }
+}
+
+#[test]
+fn cpu_kernel_batch_norm_matches_burn_values_gradients_and_running_stats() {
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::Distribution;
+    use cinefuse_model::cpu_kernels;
+
+    let device = Device::flex().autodiff();
+    device.seed(12);
+    let x =
+        Tensor::<4>::random([4, 6, 5, 7], Distribution::Normal(2.0, 3.0), &device).require_grad();
+    let target = Tensor::<4>::random([4, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+    let run = |fast: bool| {
+        // A fresh layer per run: clones of a layer share their running statistics. Non-trivial
+        // affine parameters, so the gamma/beta paths are exercised.
+        let norm = burn::nn::BatchNorm {
+            gamma: Param::from_tensor(Tensor::from_floats(
+                [1.5, -0.3, 0.8, 2.0, 1.0, 0.1],
+                &device,
+            )),
+            beta: Param::from_tensor(Tensor::from_floats(
+                [0.4, 0.0, -1.0, 0.2, 3.0, -0.5],
+                &device,
+            )),
+            ..BatchNormConfig::new(6).init(&device)
+        };
+        let y = if fast {
+            cpu_kernels::batch_norm(&norm, x.clone())
+        } else {
+            norm.forward(x.clone())
+        };
+        let grads = (y.clone() * target.clone()).sum().backward();
+        (
+            y.inner(),
+            x.grad(&grads).unwrap(),
+            norm.gamma.grad(&grads).unwrap(),
+            norm.beta.grad(&grads).unwrap(),
+            norm.running_mean.value(),
+            norm.running_var.value(),
+        )
+    };
+    let fast = run(true);
+    let burn = run(false);
+    assert!(max_rel_diff(fast.0, burn.0) < 1e-5, "output");
+    assert!(max_rel_diff(fast.1, burn.1) < 1e-4, "input gradient");
+    assert!(max_rel_diff(fast.2, burn.2) < 1e-4, "gamma gradient");
+    assert!(max_rel_diff(fast.3, burn.3) < 1e-5, "beta gradient");
+    assert!(max_rel_diff(fast.4, burn.4) < 1e-5, "running mean");
+    assert!(max_rel_diff(fast.5, burn.5) < 1e-5, "running variance");
+}

@@ -1,0 +1,128 @@
+//! Batch normalization over NCHW `f32` data in training mode (batch statistics), forward and
+//! backward, each in one or two passes over the data instead of the dozen element-wise tensor
+//! operations (each with its own allocation) that a composed implementation costs.
+
+use rayon::prelude::*;
+
+/// Batch statistics saved by the forward pass for the backward pass and the running averages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    pub mean: Vec<f32>,
+    /// Biased variance (divided by the count), the one used to normalize.
+    pub var: Vec<f32>,
+    pub inv_std: Vec<f32>,
+}
+
+/// Per-channel sums over every `[h, w]` plane of channel `c`: `f(plane)` summed over the batch.
+fn per_channel<F>(x_len: usize, channels: usize, plane: usize, f: F) -> Vec<f64>
+where
+    F: Fn(usize, usize) -> f64 + Sync,
+{
+    let batch = x_len / (channels * plane);
+    (0..channels)
+        .into_par_iter()
+        .map(|c| (0..batch).map(|b| f(b, c)).sum())
+        .collect()
+}
+
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta` with the batch's per-channel mean and
+/// biased variance. `x` is `[batch, channels, plane]`.
+pub fn batch_norm_forward(
+    x: &[f32],
+    channels: usize,
+    plane: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+) -> BatchStats {
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "batch norm: input and output lengths differ"
+    );
+    assert!(channels > 0 && plane > 0 && x.len().is_multiple_of(channels * plane));
+    assert_eq!(gamma.len(), channels, "batch norm: gamma length");
+    assert_eq!(beta.len(), channels, "batch norm: beta length");
+    let count = (x.len() / channels) as f64;
+    let at = |b: usize, c: usize| &x[(b * channels + c) * plane..][..plane];
+    let sums = per_channel(x.len(), channels, plane, |b, c| {
+        at(b, c).iter().map(|&v| v as f64).sum()
+    });
+    let mean: Vec<f32> = sums.iter().map(|s| (s / count) as f32).collect();
+    // Second pass around the mean: no cancellation from E[x²] − E[x]².
+    let sq = per_channel(x.len(), channels, plane, |b, c| {
+        let m = mean[c];
+        at(b, c).iter().map(|&v| ((v - m) as f64).powi(2)).sum()
+    });
+    let var: Vec<f32> = sq.iter().map(|s| (s / count) as f32).collect();
+    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    y.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane))
+        .enumerate()
+        .for_each(|(i, (y_p, x_p))| {
+            let c = i % channels;
+            let scale = gamma[c] * inv_std[c];
+            let shift = beta[c] - mean[c] * scale;
+            y_p.iter_mut()
+                .zip(x_p)
+                .for_each(|(o, &v)| *o = v * scale + shift);
+        });
+    BatchStats { mean, var, inv_std }
+}
+
+/// Gradients of [`batch_norm_forward`]: writes `dx`, returns `(dgamma, dbeta)`.
+pub fn batch_norm_backward(
+    x: &[f32],
+    dy: &[f32],
+    channels: usize,
+    plane: usize,
+    gamma: &[f32],
+    stats: &BatchStats,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(
+        x.len(),
+        dy.len(),
+        "batch norm backward: input and gradient lengths differ"
+    );
+    assert_eq!(
+        x.len(),
+        dx.len(),
+        "batch norm backward: input gradient length"
+    );
+    assert!(channels > 0 && plane > 0 && x.len().is_multiple_of(channels * plane));
+    let count = (x.len() / channels) as f32;
+    let range = |b: usize, c: usize| (b * channels + c) * plane..(b * channels + c + 1) * plane;
+    let dbeta: Vec<f32> = per_channel(x.len(), channels, plane, |b, c| {
+        dy[range(b, c)].iter().map(|&v| v as f64).sum()
+    })
+    .into_iter()
+    .map(|v| v as f32)
+    .collect();
+    let dgamma: Vec<f32> = per_channel(x.len(), channels, plane, |b, c| {
+        let (m, s) = (stats.mean[c], stats.inv_std[c]);
+        x[range(b, c)]
+            .iter()
+            .zip(&dy[range(b, c)])
+            .map(|(&v, &g)| ((v - m) * s * g) as f64)
+            .sum()
+    })
+    .into_iter()
+    .map(|v| v as f32)
+    .collect();
+    dx.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))
+        .enumerate()
+        .for_each(|(i, (dx_p, (x_p, dy_p)))| {
+            let c = i % channels;
+            let (m, s) = (stats.mean[c], stats.inv_std[c]);
+            let k = gamma[c] * s;
+            let (mean_dy, mean_dy_xhat) = (dbeta[c] / count, dgamma[c] / count);
+            for ((d, &v), &g) in dx_p.iter_mut().zip(x_p).zip(dy_p) {
+                let xhat = (v - m) * s;
+                *d = k * (g - mean_dy - xhat * mean_dy_xhat);
+            }
+        });
+    (dgamma, dbeta)
+}
