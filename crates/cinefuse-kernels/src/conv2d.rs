@@ -248,20 +248,23 @@ pub fn conv2d_backward_weight(s: &Conv2dShape, x: &[f32], dout: &[f32], dw: &mut
         .into_par_iter()
         .map(|chunk| {
             let mut col = vec![0.0f32; k * p];
-            let mut acc = vec![0.0f32; s.c_out * k];
+            // Accumulates dwᵀ = col · doutᵀ ([k, c_out]): the long `p` axis is then contiguous
+            // in both operands, which gemm packs faster than the transposed-col formulation.
+            let mut acc_t = vec![0.0f32; k * s.c_out];
             let samples = chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(s.batch);
             for (i, b) in samples.enumerate() {
                 im2col(s, &x[b * in_len..(b + 1) * in_len], &mut col);
                 let dout_b = &dout[b * out_len..(b + 1) * out_len];
-                // colᵀ is [p, k]: the row-major [k, p] col with swapped strides.
-                matmul(s.c_out, k, p, &mut acc, i > 0, dout_b, [p, 1], &col, [1, p]);
+                matmul(k, s.c_out, p, &mut acc_t, i > 0, &col, [p, 1], dout_b, [1, p]);
             }
-            acc
+            acc_t
         })
         .collect();
     dw.fill(0.0);
     for partial in &partials {
-        dw.iter_mut().zip(partial).for_each(|(d, v)| *d += v);
+        for (o, row) in dw.chunks_exact_mut(k).enumerate() {
+            row.iter_mut().enumerate().for_each(|(j, d)| *d += partial[j * s.c_out + o]);
+        }
     }
 }
 
