@@ -255,7 +255,17 @@ pub fn conv2d_backward_weight(s: &Conv2dShape, x: &[f32], dout: &[f32], dw: &mut
             for (i, b) in samples.enumerate() {
                 im2col(s, &x[b * in_len..(b + 1) * in_len], &mut col);
                 let dout_b = &dout[b * out_len..(b + 1) * out_len];
-                matmul(k, s.c_out, p, &mut acc_t, i > 0, &col, [p, 1], dout_b, [1, p]);
+                matmul(
+                    k,
+                    s.c_out,
+                    p,
+                    &mut acc_t,
+                    i > 0,
+                    &col,
+                    [p, 1],
+                    dout_b,
+                    [1, p],
+                );
             }
             acc_t
         })
@@ -263,7 +273,9 @@ pub fn conv2d_backward_weight(s: &Conv2dShape, x: &[f32], dout: &[f32], dw: &mut
     dw.fill(0.0);
     for partial in &partials {
         for (o, row) in dw.chunks_exact_mut(k).enumerate() {
-            row.iter_mut().enumerate().for_each(|(j, d)| *d += partial[j * s.c_out + o]);
+            row.iter_mut()
+                .enumerate()
+                .for_each(|(j, d)| *d += partial[j * s.c_out + o]);
         }
     }
 }

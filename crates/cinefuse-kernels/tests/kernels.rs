@@ -260,3 +260,24 @@ fn batch_norm_backward_matches_finite_differences() {
         );
     }
 }
+
+#[test]
+fn dropout_masks_keep_the_right_fraction_and_are_reproducible() {
+    let mut a = vec![0.0; 100_003];
+    dropout_mask(&mut a, 0.9, 42);
+    let kept = a.iter().filter(|&&v| v > 0.0).count() as f64 / a.len() as f64;
+    assert!((kept - 0.9).abs() < 0.005, "kept {kept}");
+    assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
+    let mut b = vec![0.0; 100_003];
+    dropout_mask(&mut b, 0.9, 42);
+    assert_eq!(a, b, "same seed, same mask");
+    dropout_mask(&mut b, 0.9, 43);
+    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64;
+    // Two independent masks agree on 0.9² + 0.1² = 82 % of the elements.
+    assert!(
+        (same - 0.82).abs() < 0.01,
+        "masks of different seeds agree on {same}"
+    );
+    // No short period: the two halves of one mask are not the same pattern.
+    assert_ne!(a[..50_000], a[50_000..100_000]);
+}

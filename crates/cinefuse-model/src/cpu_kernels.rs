@@ -15,9 +15,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::nn::{BatchNorm, Dropout, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
+use burn::tensor::{DType, Distribution, TensorData};
 use cinefuse_kernels::{BatchStats, Conv2dShape};
 
 /// Stride and symmetric zero padding of a convolution.
@@ -43,6 +43,10 @@ pub trait CpuKernels: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// A dropout mask shaped like `like`: `1 / keep` with probability `keep`, else 0. Never
+    /// differentiated (a constant factor of the product it scales).
+    fn cinefuse_dropout_mask(like: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self>;
 }
 
 /// The f32 values of a flex tensor in row-major order (copied only when the layout is strided).
@@ -105,6 +109,17 @@ impl CpuKernels for Flex {
             flex_tensor(stats.var, [channels]),
         )
     }
+
+    fn cinefuse_dropout_mask(like: FlexTensor, keep: f64, seed: u64) -> FlexTensor {
+        dropout_mask(&like, keep, seed)
+    }
+}
+
+fn dropout_mask(like: &FlexTensor, keep: f64, seed: u64) -> FlexTensor {
+    let shape = like.layout().shape().clone();
+    let mut mask = vec![0.0; shape.num_elements()];
+    cinefuse_kernels::dropout_mask(&mut mask, keep as f32, seed);
+    FlexTensor::from_data(TensorData::new(mask, shape))
 }
 
 fn batch_norm_forward(
@@ -236,6 +251,10 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         };
         (output, mean, var)
     }
+
+    fn cinefuse_dropout_mask(like: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self> {
+        Self::from_inner(dropout_mask(like.primitive(), keep, seed))
+    }
 }
 
 /// Whether a tensor can take the kernel path: f32 on the flex backend (with or without autodiff).
@@ -306,4 +325,33 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     norm.running_var
         .update(update(norm.running_var.value_sync(), var));
     Tensor::from_dispatch(output)
+}
+
+/// `layer.forward(x)`: in training, each element kept with probability `1 − prob` and scaled by
+/// `1 / (1 − prob)`. On flex the mask comes from the parallel counter-based generator, seeded
+/// from the device's RNG, so a seeded run stays reproducible.
+pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !layer.training.is_enabled() || !device.is_autodiff() || layer.prob == 0.0 {
+        return x;
+    }
+    if !on_flex_f32(&x) {
+        return layer.forward(x);
+    }
+    let mask = <Dispatch as CpuKernels>::cinefuse_dropout_mask(
+        x.clone().detach().into_dispatch(),
+        1.0 - layer.prob,
+        draw_seed(&device),
+    );
+    x * Tensor::from_dispatch(mask)
+}
+
+/// 48 random bits from the device's (seedable) generator.
+fn draw_seed(device: &Device) -> u64 {
+    let bits = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), device)
+        .into_data()
+        .iter::<f32>()
+        .map(|v| (v * (1u32 << 24) as f32) as u64)
+        .fold(0u64, |acc, v| (acc << 24) | v);
+    bits
 }

@@ -1,5 +1,6 @@
 //! Output heads: genre logits (multi-label) and a standardized rating.
 
+use crate::cpu_kernels::dropout;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
@@ -22,7 +23,7 @@ impl OutputHead {
     }
 
     pub fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
-        let x = self.dropout.forward(x);
+        let x = dropout(&self.dropout, x);
         let genre = self.genre.forward(x.clone());
         let rating = self.rating.forward(x).squeeze_dim(1);
         (genre, rating)

@@ -16,6 +16,7 @@ pub mod text;
 pub mod text_bag;
 pub mod text_cnn;
 pub mod text_transformer;
+pub mod transformer_layer;
 
 pub use config::{Modality, ModelConfig, ModelShapes};
 pub use loss::{LossConfig, LossParts, RatingLoss};

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use cinefuse_data::MovieBatch;
 
+use crate::cpu_kernels::dropout;
 use crate::encoder::ModalityEncoder;
 
 #[derive(Config, Debug)]
@@ -87,9 +88,7 @@ impl MetaEncoder {
             parts.push(emb.forward(ids).squeeze_dim::<2>(1));
         }
         let x = Tensor::cat(parts, 1);
-        let h = self
-            .dropout
-            .forward(gelu(self.norm.forward(self.fc1.forward(x))));
+        let h = dropout(&self.dropout, gelu(self.norm.forward(self.fc1.forward(x))));
         gelu(self.fc2.forward(h))
     }
 }

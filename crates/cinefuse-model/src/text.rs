@@ -13,7 +13,7 @@ use crate::text_transformer::TransformerTextEncoder;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TextEncoderKind {
-    /// Token + positional embeddings through Burn's transformer encoder.
+    /// Token + positional embeddings through pre-norm transformer encoder layers.
     Transformer,
     /// Embedding bag: masked mean of token embeddings → MLP.
     Bag,

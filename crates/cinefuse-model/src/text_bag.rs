@@ -5,6 +5,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
+use crate::cpu_kernels::dropout;
 use crate::text::{TextEncoderConfig, masked_mean};
 
 #[derive(Module, Debug)]
@@ -32,7 +33,7 @@ impl BagTextEncoder {
 
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let pooled = masked_mean(self.tokens.forward(tokens), mask);
-        let h = self.dropout.forward(gelu(self.hidden.forward(pooled)));
+        let h = dropout(&self.dropout, gelu(self.hidden.forward(pooled)));
         gelu(self.proj.forward(h))
     }
 }

@@ -8,6 +8,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu};
 
+use crate::cpu_kernels::dropout;
 use crate::text::TextEncoderConfig;
 
 #[derive(Module, Debug)]
@@ -42,6 +43,6 @@ impl CnnTextEncoder {
         // Padding positions are zeroed; since activations are >= 0, max pooling ignores them.
         let h = h * mask.unsqueeze_dim::<3>(1);
         let pooled = h.max_dim(2).squeeze_dim::<2>(2);
-        gelu(self.proj.forward(self.dropout.forward(pooled)))
+        gelu(self.proj.forward(dropout(&self.dropout, pooled)))
     }
 }

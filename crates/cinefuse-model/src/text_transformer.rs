@@ -1,20 +1,18 @@
-//! Transformer plot encoder: token + learned positional embeddings → Burn's transformer
-//! encoder with the padding mask → mean or `[CLS]` pooling → projection.
+//! Transformer plot encoder: token + learned positional embeddings → pre-norm transformer
+//! encoder layers with the padding mask → mean or `[CLS]` pooling → projection.
 
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
 use crate::text::{Pooling, TextEncoderConfig, masked_mean};
+use crate::transformer_layer::EncoderLayer;
 
 #[derive(Module, Debug)]
 pub struct TransformerTextEncoder {
     tokens: Embedding,
     positions: Embedding,
-    encoder: TransformerEncoder,
+    layers: Vec<EncoderLayer>,
     proj: Linear,
     #[module(skip)]
     cls_pooling: bool,
@@ -33,10 +31,9 @@ impl TransformerTextEncoder {
         Self {
             tokens: EmbeddingConfig::new(vocab_size, c.d_model).init(device),
             positions: EmbeddingConfig::new(max_tokens.max(1), c.d_model).init(device),
-            encoder: TransformerEncoderConfig::new(c.d_model, c.d_ff, c.n_heads, c.n_layers)
-                .with_dropout(c.dropout)
-                .with_norm_first(true)
-                .init(device),
+            layers: (0..c.n_layers)
+                .map(|_| EncoderLayer::new(c.d_model, c.d_ff, c.n_heads, c.dropout, device))
+                .collect(),
             proj: LinearConfig::new(c.d_model, embed_dim).init(device),
             cls_pooling: c.pooling == Pooling::Cls,
             max_tokens: max_tokens.max(1),
@@ -57,8 +54,9 @@ impl TransformerTextEncoder {
         let x = self.tokens.forward(tokens) * 0.5 + self.positions.forward(pos) * 0.5;
         let pad = mask.clone().equal_elem(0.0);
         let h = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(pad));
+            .layers
+            .iter()
+            .fold(x, |h, layer| layer.forward(h, pad.clone()));
         let pooled = if self.cls_pooling {
             h.slice([0..b, 0..1]).squeeze_dim::<2>(1)
         } else {

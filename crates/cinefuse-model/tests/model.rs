@@ -561,3 +561,69 @@ fn cpu_kernel_batch_norm_matches_burn_values_gradients_and_running_stats() {
     assert!(max_rel_diff(fast.4, burn.4) < 1e-5, "running mean");
     assert!(max_rel_diff(fast.5, burn.5) < 1e-5, "running variance");
 }
+
+#[test]
+fn cpu_kernel_dropout_drops_the_right_fraction_and_only_in_training() {
+    use burn::nn::DropoutConfig;
+    use cinefuse_model::cpu_kernels;
+
+    // Mask reproducibility for a given seed is tested on the kernel (cinefuse-kernels); here
+    // the seed comes from flex's process-wide RNG, which tests running in parallel share.
+    let layer = DropoutConfig::new(0.25).init();
+    let train = Device::flex().autodiff();
+    let x = Tensor::<2>::ones([200, 300], &train).require_grad();
+    let y = cpu_kernels::dropout(&layer, x.clone());
+    let grad = x.grad(&y.clone().sum().backward()).unwrap();
+    let (y, grad) = (
+        y.into_data().try_to_vec::<f32>().unwrap(),
+        grad.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+    assert!((dropped - 0.25).abs() < 0.01, "dropped {dropped}");
+    assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    assert!(
+        grad == y,
+        "the gradient of a dropped-out ones tensor is its mask"
+    );
+    let again = cpu_kernels::dropout(&layer, x.clone().detach());
+    assert!(
+        again.into_data().try_to_vec::<f32>().unwrap() != y,
+        "each call draws a new mask"
+    );
+
+    let eval = Device::flex();
+    let x = Tensor::<2>::ones([4, 5], &eval);
+    let y = cpu_kernels::dropout(&layer, x.clone());
+    assert_eq!(
+        y.into_data(),
+        x.into_data(),
+        "dropout is the identity outside training"
+    );
+}
+
+#[test]
+fn encoder_layer_ignores_padding_tokens() {
+    use burn::tensor::Distribution;
+    use cinefuse_model::transformer_layer::EncoderLayer;
+
+    let device = Device::flex();
+    device.seed(3);
+    let layer = EncoderLayer::new(16, 32, 4, 0.1, &device);
+    let x = Tensor::<3>::random([2, 6, 16], Distribution::Normal(0.0, 1.0), &device);
+    // Sample 0 has 4 real tokens, sample 1 has 6.
+    let padding = Tensor::<2, Bool>::from_data(
+        TensorData::from([[false, false, false, false, true, true], [false; 6]]),
+        &device,
+    );
+    let noise = Tensor::<3>::random([1, 2, 16], Distribution::Normal(0.0, 5.0), &device);
+    let changed = x.clone().slice_assign([0..1, 4..6, 0..16], noise);
+    let a = layer.forward(x, padding.clone());
+    let b = layer.forward(changed, padding);
+    let real = |t: Tensor<3>| t.slice([0..1, 0..4, 0..16]);
+    assert!(
+        max_rel_diff(real(a.clone()), real(b.clone())) < 1e-5,
+        "padding tokens changed real positions"
+    );
+    // Sample 1 is untouched; its outputs are exactly the same.
+    assert!(max_rel_diff(a.slice([1..2, 0..6, 0..16]), b.slice([1..2, 0..6, 0..16])) < 1e-6);
+}

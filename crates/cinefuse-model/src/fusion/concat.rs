@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
 use super::{FusionConfig, FusionInput, FusionOutput, stack_present};
+use crate::cpu_kernels::dropout;
 use crate::head::OutputHead;
 
 #[derive(Module, Debug)]
@@ -38,9 +39,7 @@ impl ConcatFusion {
             .map(|(e, p)| e * p.clone().unsqueeze_dim::<2>(1))
             .collect();
         parts.push(present);
-        let h = self
-            .dropout
-            .forward(gelu(self.fc.forward(Tensor::cat(parts, 1))));
+        let h = dropout(&self.dropout, gelu(self.fc.forward(Tensor::cat(parts, 1))));
         let (genre_logits, rating) = self.head.forward(h);
         FusionOutput {
             genre_logits,
