@@ -348,10 +348,9 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
 
 /// 48 random bits from the device's (seedable) generator.
 fn draw_seed(device: &Device) -> u64 {
-    let bits = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), device)
+    Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), device)
         .into_data()
         .iter::<f32>()
         .map(|v| (v * (1u32 << 24) as f32) as u64)
-        .fold(0u64, |acc, v| (acc << 24) | v);
-    bits
+        .fold(0u64, |acc, v| (acc << 24) | v)
 }

@@ -30,7 +30,7 @@ pub struct EncoderLayer {
 impl EncoderLayer {
     pub fn new(d_model: usize, d_ff: usize, n_heads: usize, dropout: f64, device: &Device) -> Self {
         assert!(
-            n_heads > 0 && d_model % n_heads == 0,
+            n_heads > 0 && d_model.is_multiple_of(n_heads),
             "d_model {d_model} is not a multiple of n_heads {n_heads}"
         );
         Self {
