@@ -79,11 +79,18 @@ fn valid_outputs(size: usize, out: usize, stride: usize, k: usize, pad: usize) -
 
 /// Fills `col` (`[col_rows, out_pixels]`, row-major) from one sample's `[c_in, h, w]` input.
 fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
+    im2col_strided(s, x, col, s.out_pixels());
+}
+
+/// [`im2col`] into rows `row_stride` apart, so several samples can sit side by side in one
+/// `[col_rows, samples · out_pixels]` matrix (`col` starts at this sample's first column).
+fn im2col_strided(s: &Conv2dShape, x: &[f32], col: &mut [f32], row_stride: usize) {
     let (oh, ow) = (s.out_height(), s.out_width());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
     let [ph, pw] = s.padding;
-    for (row, col_row) in col.chunks_exact_mut(oh * ow).enumerate() {
+    for row in 0..s.col_rows() {
+        let col_row = &mut col[row * row_stride..row * row_stride + oh * ow];
         let c = row / (kh * kw);
         let (ki, kj) = ((row / kw) % kh, row % kw);
         let plane = &x[c * s.in_pixels()..(c + 1) * s.in_pixels()];
@@ -199,19 +206,47 @@ pub fn conv2d_forward(
     s.check("weight", weight.len(), s.weight_len());
     s.check("output", out.len(), s.output_len());
     let (k, p) = (s.col_rows(), s.out_pixels());
-    let in_len = s.c_in * s.in_pixels();
-    out.par_chunks_mut(s.c_out * p).enumerate().for_each_init(
-        || vec![0.0f32; k * p],
-        |col, (b, out_b)| {
-            im2col(s, &x[b * in_len..(b + 1) * in_len], col);
-            matmul(s.c_out, p, k, out_b, false, weight, [k, 1], col, [p, 1]);
-            if let Some(bias) = bias {
-                for (plane, &v) in out_b.chunks_exact_mut(p).zip(bias) {
-                    plane.iter_mut().for_each(|o| *o += v);
+    let (in_len, out_len) = (s.c_in * s.in_pixels(), s.c_out * p);
+    let group = samples_per_gemm(p);
+    out.par_chunks_mut(group * out_len)
+        .enumerate()
+        .for_each_init(
+            || (vec![0.0f32; k * group * p], vec![0.0f32; out_len * group]),
+            |(col, wide), (g, out_g)| {
+                let n = out_g.len() / out_len;
+                let first = g * group;
+                if n == 1 {
+                    im2col(s, &x[first * in_len..(first + 1) * in_len], col);
+                    matmul(s.c_out, p, k, out_g, false, weight, [k, 1], col, [p, 1]);
+                } else {
+                    // Samples side by side: one [c_out, n·p] product, then back to NCHW.
+                    let ld = n * p;
+                    for i in 0..n {
+                        let b = first + i;
+                        im2col_strided(s, &x[b * in_len..(b + 1) * in_len], &mut col[i * p..], ld);
+                    }
+                    matmul(s.c_out, ld, k, wide, false, weight, [k, 1], col, [ld, 1]);
+                    for (i, out_b) in out_g.chunks_exact_mut(out_len).enumerate() {
+                        for (o, plane) in out_b.chunks_exact_mut(p).enumerate() {
+                            plane.copy_from_slice(&wide[o * ld + i * p..o * ld + (i + 1) * p]);
+                        }
+                    }
                 }
-            }
-        },
-    );
+                if let Some(bias) = bias {
+                    for (plane, &v) in out_g.chunks_exact_mut(p).zip(bias.iter().cycle()) {
+                        plane.iter_mut().for_each(|o| *o += v);
+                    }
+                }
+            },
+        );
+}
+
+/// Samples whose pixels go into one gemm: small feature maps make a narrow product that
+/// gemm runs far below its peak, so several samples are put side by side to reach
+/// about `MIN_GEMM_COLUMNS` columns.
+fn samples_per_gemm(out_pixels: usize) -> usize {
+    const MIN_GEMM_COLUMNS: usize = 256;
+    MIN_GEMM_COLUMNS.div_ceil(out_pixels.max(1)).max(1)
 }
 
 /// Gradient with respect to the input: `dx[b] = col2im(weightᵀ · dout[b])`.
@@ -219,6 +254,9 @@ pub fn conv2d_backward_input(s: &Conv2dShape, weight: &[f32], dout: &[f32], dx: 
     s.check("weight", weight.len(), s.weight_len());
     s.check("output gradient", dout.len(), s.output_len());
     s.check("input gradient", dx.len(), s.input_len());
+    if let Some((transposed, flipped)) = as_forward_convolution(s, weight) {
+        return conv2d_forward(&transposed, dout, &flipped, None, dx);
+    }
     let (k, p) = (s.col_rows(), s.out_pixels());
     let out_len = s.c_out * p;
     dx.par_chunks_mut(s.c_in * s.in_pixels())
@@ -233,6 +271,39 @@ pub fn conv2d_backward_input(s: &Conv2dShape, weight: &[f32], dout: &[f32], dx: 
                 col2im(s, col, dx_b);
             },
         );
+}
+
+/// For stride 1, the input gradient is itself a convolution: of the output gradient with the
+/// weight flipped in space and transposed in channels, padded by `kernel − 1 − padding`. That
+/// runs the forward path (a gemm with `c_out · kh · kw` as its inner dimension, no scatter-add)
+/// instead of a gemm over only `c_out` followed by col2im.
+fn as_forward_convolution(s: &Conv2dShape, weight: &[f32]) -> Option<(Conv2dShape, Vec<f32>)> {
+    let [kh, kw] = s.kernel;
+    if s.stride != [1, 1] || s.padding[0] >= kh || s.padding[1] >= kw {
+        return None;
+    }
+    let transposed = Conv2dShape {
+        batch: s.batch,
+        c_in: s.c_out,
+        height: s.out_height(),
+        width: s.out_width(),
+        c_out: s.c_in,
+        kernel: s.kernel,
+        stride: [1, 1],
+        padding: [kh - 1 - s.padding[0], kw - 1 - s.padding[1]],
+    };
+    let mut flipped = vec![0.0; weight.len()];
+    for o in 0..s.c_out {
+        for c in 0..s.c_in {
+            for i in 0..kh {
+                for j in 0..kw {
+                    flipped[((c * s.c_out + o) * kh + kh - 1 - i) * kw + kw - 1 - j] =
+                        weight[((o * s.c_in + c) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    Some((transposed, flipped))
 }
 
 /// Gradient with respect to the weight: `dw = Σ_b dout[b] · im2col(x[b])ᵀ`.
