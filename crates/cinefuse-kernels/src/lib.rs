@@ -3,10 +3,12 @@
 //! the batch with rayon, so they can be tested against naive references without Burn; the Burn
 //! glue that makes them differentiable lives in `cinefuse-model`.
 
+pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dropout;
 
+pub use activation::{gelu_backward, gelu_forward, softmax_backward, softmax_forward};
 pub use batch_norm::{BatchStats, batch_norm_backward, batch_norm_forward};
 pub use conv2d::{
     Conv2dShape, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,

@@ -281,3 +281,96 @@ fn dropout_masks_keep_the_right_fraction_and_are_reproducible() {
     // No short period: the two halves of one mask are not the same pattern.
     assert_ne!(a[..50_000], a[50_000..100_000]);
 }
+
+#[test]
+fn softmax_rows_sum_to_one_and_backward_matches_finite_differences() {
+    let row = 7;
+    let mut x = values(row * 5, 21);
+    x[3] = -1.0e4; // a masked score: weight ~0, no NaN
+    let mut y = vec![0.0; x.len()];
+    softmax_forward(&x, row, &mut y);
+    for r in y.chunks(row) {
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+    assert!(y[3] < 1e-30);
+    let want: Vec<f32> = x
+        .chunks(row)
+        .flat_map(|r| {
+            let m = r.iter().cloned().fold(f32::MIN, f32::max);
+            let e: Vec<f64> = r.iter().map(|&v| ((v - m) as f64).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(move |v| (v / s) as f32)
+        })
+        .collect();
+    assert_close("softmax", &y, &want, 1e-6);
+
+    let g = values(x.len(), 22);
+    let mut dx = vec![0.0; x.len()];
+    softmax_backward(&y, &g, row, &mut dx);
+    let loss = |x: &[f32]| {
+        let mut y = vec![0.0; x.len()];
+        softmax_forward(x, row, &mut y);
+        y.iter()
+            .zip(&g)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum::<f64>()
+    };
+    for i in 0..x.len() {
+        if i == 3 {
+            continue;
+        }
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[i] += 1e-2;
+        down[i] -= 1e-2;
+        let numeric = ((loss(&up) - loss(&down)) / 2e-2) as f32;
+        assert!(
+            (numeric - dx[i]).abs() < 1e-3,
+            "dx[{i}]: {} vs {numeric}",
+            dx[i]
+        );
+    }
+}
+
+#[test]
+fn gelu_matches_its_definition_and_its_derivative() {
+    let x: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.02).collect();
+    let mut y = vec![0.0; x.len()];
+    gelu_forward(&x, &mut y);
+    // Reference: x·Φ(x) with Φ from erf's f64 Maclaurin series, accurate for |x| ≤ 4; beyond,
+    // GELU is within 2e-4 of ReLU.
+    let phi = |v: f64| {
+        let z = v / std::f64::consts::SQRT_2;
+        let (mut term, mut sum, mut n) = (z, z, 0.0);
+        while term.abs() > 1e-18 {
+            n += 1.0;
+            term *= -z * z / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        0.5 * (1.0 + sum * 2.0 / std::f64::consts::PI.sqrt())
+    };
+    for (&v, &got) in x.iter().zip(&y) {
+        if v.abs() > 4.0 {
+            assert!((got - v.max(0.0)).abs() < 2e-4, "gelu({v}) = {got}");
+            continue;
+        }
+        let want = v as f64 * phi(v as f64);
+        assert!(
+            (got as f64 - want).abs() < 2e-6 * (1.0 + want.abs()),
+            "gelu({v}): {got} vs {want}"
+        );
+    }
+    let ones = vec![1.0; x.len()];
+    let mut dx = vec![0.0; x.len()];
+    gelu_backward(&x, &ones, &mut dx);
+    for (i, &v) in x.iter().enumerate().step_by(7) {
+        let (mut a, mut b) = ([0.0f32], [0.0f32]);
+        gelu_forward(&[v + 1e-2], &mut a);
+        gelu_forward(&[v - 1e-2], &mut b);
+        let numeric = (a[0] - b[0]) / 2e-2;
+        assert!(
+            (numeric - dx[i]).abs() < 2e-3,
+            "gelu'({v}): {} vs {numeric}",
+            dx[i]
+        );
+    }
+}

@@ -47,6 +47,12 @@ pub trait CpuKernels: Backend {
     /// A dropout mask shaped like `like`: `1 / keep` with probability `keep`, else 0. Never
     /// differentiated (a constant factor of the product it scales).
     fn cinefuse_dropout_mask(like: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self>;
+
+    /// Softmax over the last axis.
+    fn cinefuse_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The exact (erf) GELU.
+    fn cinefuse_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// The f32 values of a flex tensor in row-major order (copied only when the layout is strided).
@@ -112,6 +118,23 @@ impl CpuKernels for Flex {
 
     fn cinefuse_dropout_mask(like: FlexTensor, keep: f64, seed: u64) -> FlexTensor {
         dropout_mask(&like, keep, seed)
+    }
+
+    fn cinefuse_softmax_last(x: FlexTensor) -> FlexTensor {
+        let x = values(&x);
+        let shape = x.layout().shape().clone();
+        let row = *shape.last().expect("softmax of a scalar");
+        let mut y = vec![0.0; shape.num_elements()];
+        cinefuse_kernels::softmax_forward(slice(&x), row, &mut y);
+        FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn cinefuse_gelu(x: FlexTensor) -> FlexTensor {
+        let x = values(&x);
+        let shape = x.layout().shape().clone();
+        let mut y = vec![0.0; shape.num_elements()];
+        cinefuse_kernels::gelu_forward(slice(&x), &mut y);
+        FlexTensor::from_data(TensorData::new(y, shape))
     }
 }
 
@@ -206,6 +229,46 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    /// The softmax output: its gradient needs nothing else.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = values(&grads.consume::<Flex>(&ops.node));
+        let y = ops.state;
+        if let Some(node) = node_x {
+            let shape = y.layout().shape().clone();
+            let row = *shape.last().expect("softmax of a scalar");
+            let mut dx = vec![0.0; shape.num_elements()];
+            cinefuse_kernels::softmax_backward(slice(&y), slice(&dy), row, &mut dx);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = values(&grads.consume::<Flex>(&ops.node));
+        let x = ops.state;
+        if let Some(node) = node_x {
+            let shape = x.layout().shape().clone();
+            let mut dx = vec![0.0; shape.num_elements()];
+            cinefuse_kernels::gelu_backward(slice(&x), slice(&dy), &mut dx);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     fn cinefuse_conv2d(
         x: FloatTensor<Self>,
@@ -254,6 +317,37 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
 
     fn cinefuse_dropout_mask(like: FloatTensor<Self>, keep: f64, seed: u64) -> FloatTensor<Self> {
         Self::from_inner(dropout_mask(like.primitive(), keep, seed))
+    }
+
+    fn cinefuse_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = Flex::cinefuse_softmax_last(x.into_primitive());
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::cinefuse_softmax_last(x.into_primitive()))
+            }
+        }
+    }
+
+    fn cinefuse_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = values(x.primitive());
+                let y = Flex::cinefuse_gelu(x.clone());
+                prep.finish(x, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::cinefuse_gelu(x.into_primitive())),
+        }
     }
 }
 
@@ -353,4 +447,24 @@ fn draw_seed(device: &Device) -> u64 {
         .iter::<f32>()
         .map(|v| (v * (1u32 << 24) as f32) as u64)
         .fold(0u64, |acc, v| (acc << 24) | v)
+}
+
+/// `softmax(x, dim)`; on flex, over the last axis, one fused pass with a vectorized `exp`.
+pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    if dim + 1 == D && on_flex_f32(&x) {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::cinefuse_softmax_last(
+            x.into_dispatch(),
+        ))
+    } else {
+        burn::tensor::activation::softmax(x, dim)
+    }
+}
+
+/// The exact GELU, `x · Φ(x)`; on flex, one fused pass with a vectorized `erf`.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if on_flex_f32(&x) {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::cinefuse_gelu(x.into_dispatch()))
+    } else {
+        burn::tensor::activation::gelu(x)
+    }
 }

@@ -7,10 +7,9 @@ use burn::nn::{
     LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use cinefuse_data::MovieBatch;
 
-use crate::cpu_kernels::dropout;
+use crate::cpu_kernels::{dropout, gelu};
 use crate::encoder::ModalityEncoder;
 
 #[derive(Config, Debug)]

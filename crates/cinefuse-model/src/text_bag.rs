@@ -3,9 +3,8 @@
 
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
-use crate::cpu_kernels::dropout;
+use crate::cpu_kernels::{dropout, gelu};
 use crate::text::{TextEncoderConfig, masked_mean};
 
 #[derive(Module, Debug)]

@@ -6,9 +6,9 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, relu};
+use burn::tensor::activation::relu;
 
-use crate::cpu_kernels::dropout;
+use crate::cpu_kernels::{dropout, gelu};
 use crate::text::TextEncoderConfig;
 
 #[derive(Module, Debug)]

@@ -3,8 +3,8 @@
 
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
+use crate::cpu_kernels::gelu;
 use crate::text::{Pooling, TextEncoderConfig, masked_mean};
 use crate::transformer_layer::EncoderLayer;
 

@@ -5,9 +5,8 @@
 
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
 
-use crate::cpu_kernels::dropout;
+use crate::cpu_kernels::{dropout, gelu, softmax};
 
 /// Added to the attention scores of padding keys: small enough that `exp` underflows to zero,
 /// far from f32's limits (the value Burn's attention uses by default).

@@ -627,3 +627,33 @@ fn encoder_layer_ignores_padding_tokens() {
     // Sample 1 is untouched; its outputs are exactly the same.
     assert!(max_rel_diff(a.slice([1..2, 0..6, 0..16]), b.slice([1..2, 0..6, 0..16])) < 1e-6);
 }
+
+#[test]
+fn cpu_kernel_softmax_and_gelu_match_burn_values_and_gradients() {
+    use burn::tensor::Distribution;
+    use burn::tensor::activation;
+    use cinefuse_model::cpu_kernels;
+
+    let device = Device::flex().autodiff();
+    let x = Tensor::<3>::random([3, 5, 9], Distribution::Normal(0.0, 3.0), &device).require_grad();
+    let target = Tensor::<3>::random([3, 5, 9], Distribution::Normal(0.0, 1.0), &device);
+    type Op = fn(Tensor<3>) -> Tensor<3>;
+    let cases: [(&str, Op, Op); 2] = [
+        ("softmax", |t| cpu_kernels::softmax(t, 2), |t| activation::softmax(t, 2)),
+        ("gelu", cpu_kernels::gelu, activation::gelu),
+    ];
+    for (name, fast, reference) in cases {
+        let run = |f: Op| {
+            let y = f(x.clone());
+            let dx = x.grad(&(y.clone() * target.clone()).sum().backward()).unwrap();
+            (y.inner(), dx)
+        };
+        let (y_fast, dx_fast) = run(fast);
+        let (y_ref, dx_ref) = run(reference);
+        assert!(max_rel_diff(y_fast, y_ref) < 2e-6, "{name}: output");
+        assert!(max_rel_diff(dx_fast, dx_ref) < 2e-5, "{name}: gradient");
+    }
+    // A softmax over another axis takes Burn's path and still agrees.
+    let a = cpu_kernels::softmax(x.clone().inner(), 1);
+    assert!(max_rel_diff(a, activation::softmax(x.inner(), 1)) < 1e-6);
+}

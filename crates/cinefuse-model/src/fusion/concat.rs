@@ -2,10 +2,9 @@
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use super::{FusionConfig, FusionInput, FusionOutput, stack_present};
-use crate::cpu_kernels::dropout;
+use crate::cpu_kernels::{dropout, gelu};
 use crate::head::OutputHead;
 
 #[derive(Module, Debug)]
