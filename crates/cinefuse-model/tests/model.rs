@@ -639,13 +639,19 @@ fn cpu_kernel_softmax_and_gelu_match_burn_values_and_gradients() {
     let target = Tensor::<3>::random([3, 5, 9], Distribution::Normal(0.0, 1.0), &device);
     type Op = fn(Tensor<3>) -> Tensor<3>;
     let cases: [(&str, Op, Op); 2] = [
-        ("softmax", |t| cpu_kernels::softmax(t, 2), |t| activation::softmax(t, 2)),
+        (
+            "softmax",
+            |t| cpu_kernels::softmax(t, 2),
+            |t| activation::softmax(t, 2),
+        ),
         ("gelu", cpu_kernels::gelu, activation::gelu),
     ];
     for (name, fast, reference) in cases {
         let run = |f: Op| {
             let y = f(x.clone());
-            let dx = x.grad(&(y.clone() * target.clone()).sum().backward()).unwrap();
+            let dx = x
+                .grad(&(y.clone() * target.clone()).sum().backward())
+                .unwrap();
             (y.inner(), dx)
         };
         let (y_fast, dx_fast) = run(fast);
