@@ -14,7 +14,10 @@ const PER_TASK: usize = 1 << 14;
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // x = n·ln2 + r with |r| ≤ ln2/2; e^x = 2^n · e^r.
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Round to nearest by the 1.5·2²³ trick: `f32::round` is a libm call on baseline x86-64,
+    // which would keep the loop from vectorizing.
+    const ROUNDER: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     // Degree-6 Taylor polynomial of e^r on [-0.35, 0.35] (Horner form).
     let p = 1.0
