@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::simd::best_simd;
+
 /// Rows (or elements) per parallel task: enough work to amortize scheduling.
 const PER_TASK: usize = 1 << 14;
 
@@ -14,17 +16,20 @@ const PER_TASK: usize = 1 << 14;
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // x = n·ln2 + r with |r| ≤ ln2/2; e^x = 2^n · e^r.
-    // Round to nearest by the 1.5·2²³ trick: `f32::round` is a libm call on baseline x86-64,
-    // which would keep the loop from vectorizing.
+    // Round to nearest by the 1.5·2²³ trick: after adding it, the low mantissa bits of `t`
+    // hold n as an integer. (`f32::round` is a libm call on baseline x86-64 and a float→int
+    // `as` cast saturates with branches; either keeps the loop scalar.)
     const ROUNDER: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
+    let t = x * std::f32::consts::LOG2_E + ROUNDER;
+    let n = t - ROUNDER;
+    let n_int = (t.to_bits() as i32).wrapping_sub(ROUNDER.to_bits() as i32);
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     // Degree-6 Taylor polynomial of e^r on [-0.35, 0.35] (Horner form).
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     p * scale
 }
 
@@ -52,15 +57,20 @@ pub fn softmax_forward(x: &[f32], row: usize, y: &mut [f32]) {
     let per_task = (PER_TASK / row).max(1) * row;
     y.par_chunks_mut(per_task)
         .zip(x.par_chunks(per_task))
-        .for_each(|(y, x)| {
-            for (y, x) in y.chunks_exact_mut(row).zip(x.chunks_exact(row)) {
-                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                y.iter_mut().zip(x).for_each(|(o, &v)| *o = exp(v - max));
-                let inv = 1.0 / y.iter().sum::<f32>();
-                y.iter_mut().for_each(|o| *o *= inv);
-            }
-        });
+        .for_each(|(y, x)| softmax_rows(x, row, y));
 }
+
+#[inline(always)]
+fn softmax_rows_body(x: &[f32], row: usize, y: &mut [f32]) {
+    for (y, x) in y.chunks_exact_mut(row).zip(x.chunks_exact(row)) {
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        y.iter_mut().zip(x).for_each(|(o, &v)| *o = exp(v - max));
+        let inv = 1.0 / y.iter().sum::<f32>();
+        y.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+best_simd!(fn softmax_rows(x: &[f32], row: usize, y: &mut [f32]) => softmax_rows_body);
 
 /// `dx = y ⊙ (dy − Σ dy ⊙ y)` per row, from the softmax output `y`.
 pub fn softmax_backward(y: &[f32], dy: &[f32], row: usize, dx: &mut [f32]) {
@@ -72,19 +82,24 @@ pub fn softmax_backward(y: &[f32], dy: &[f32], row: usize, dx: &mut [f32]) {
     let per_task = (PER_TASK / row).max(1) * row;
     dx.par_chunks_mut(per_task)
         .zip(y.par_chunks(per_task).zip(dy.par_chunks(per_task)))
-        .for_each(|(dx, (y, dy))| {
-            for ((dx, y), dy) in dx
-                .chunks_exact_mut(row)
-                .zip(y.chunks_exact(row))
-                .zip(dy.chunks_exact(row))
-            {
-                let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-                for ((d, &a), &g) in dx.iter_mut().zip(y).zip(dy) {
-                    *d = a * (g - dot);
-                }
-            }
-        });
+        .for_each(|(dx, (y, dy))| softmax_backward_rows(y, dy, row, dx));
 }
+
+#[inline(always)]
+fn softmax_backward_rows_body(y: &[f32], dy: &[f32], row: usize, dx: &mut [f32]) {
+    for ((dx, y), dy) in dx
+        .chunks_exact_mut(row)
+        .zip(y.chunks_exact(row))
+        .zip(dy.chunks_exact(row))
+    {
+        let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+        for ((d, &a), &g) in dx.iter_mut().zip(y).zip(dy) {
+            *d = a * (g - dot);
+        }
+    }
+}
+
+best_simd!(fn softmax_backward_rows(y: &[f32], dy: &[f32], row: usize, dx: &mut [f32]) => softmax_backward_rows_body);
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π)
@@ -95,12 +110,17 @@ pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "gelu: input and output lengths differ");
     y.par_chunks_mut(PER_TASK)
         .zip(x.par_chunks(PER_TASK))
-        .for_each(|(y, x)| {
-            y.iter_mut()
-                .zip(x)
-                .for_each(|(o, &v)| *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2)));
-        });
+        .for_each(|(y, x)| gelu_slice(x, y));
 }
+
+#[inline(always)]
+fn gelu_slice_body(x: &[f32], y: &mut [f32]) {
+    y.iter_mut()
+        .zip(x)
+        .for_each(|(o, &v)| *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2)));
+}
+
+best_simd!(fn gelu_slice(x: &[f32], y: &mut [f32]) => gelu_slice_body);
 
 /// `dx = dy · (Φ(x) + x · φ(x))`.
 pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
@@ -110,14 +130,19 @@ pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
     );
     dx.par_chunks_mut(PER_TASK)
         .zip(x.par_chunks(PER_TASK).zip(dy.par_chunks(PER_TASK)))
-        .for_each(|(dx, (x, dy))| {
-            for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
-                *d = g * (cdf + v * pdf);
-            }
-        });
+        .for_each(|(dx, (x, dy))| gelu_backward_slice(x, dy, dx));
 }
+
+#[inline(always)]
+fn gelu_backward_slice_body(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+        let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+        let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
+        *d = g * (cdf + v * pdf);
+    }
+}
+
+best_simd!(fn gelu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_backward_slice_body);
 
 #[cfg(test)]
 mod tests {

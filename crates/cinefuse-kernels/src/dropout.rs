@@ -5,8 +5,24 @@
 
 use rayon::prelude::*;
 
-/// SplitMix64's output function: a bijective mix with good avalanche, enough for dropout.
-fn mix(mut z: u64) -> u64 {
+use crate::simd::best_simd;
+
+/// Elements per parallel task.
+const PER_TASK: usize = 1 << 14;
+
+/// MurmurHash3's 32-bit finalizer: a bijection with full avalanche, and only 32-bit
+/// multiplies, so the mask loop vectorizes.
+#[inline(always)]
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// SplitMix64's output function, to spread the user's seed over both 32-bit halves.
+fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -19,18 +35,28 @@ pub fn dropout_mask(mask: &mut [f32], keep: f32, seed: u64) {
         keep > 0.0 && keep <= 1.0,
         "dropout keep probability {keep} is not in (0, 1]"
     );
-    // Compare 24-bit uniforms against the threshold: exact in f32 arithmetic.
-    let threshold = (keep as f64 * (1u64 << 24) as f64) as u64;
-    let scale = 1.0 / keep;
-    let base = mix(seed);
-    mask.par_chunks_mut(4096)
+    assert!(
+        mask.len() <= u32::MAX as usize,
+        "dropout mask of {} elements: at most 2³² are distinct",
+        mask.len()
+    );
+    let key = mix64(seed);
+    mask.par_chunks_mut(PER_TASK)
         .enumerate()
-        .for_each(|(c, chunk)| {
-            let start = (c * 4096) as u64;
-            for (j, m) in chunk.iter_mut().enumerate() {
-                let r =
-                    mix(base.wrapping_add((start + j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-                *m = if (r >> 40) < threshold { scale } else { 0.0 };
-            }
-        });
+        .for_each(|(c, chunk)| fill(chunk, (c * PER_TASK) as u32, key, keep));
 }
+
+#[inline(always)]
+fn fill_body(chunk: &mut [f32], start: u32, key: u64, keep: f32) {
+    // Compare 24-bit uniforms against the threshold: exact in f32 arithmetic.
+    let threshold = (keep as f64 * (1u64 << 24) as f64) as u32;
+    let scale = 1.0 / keep;
+    let (lo, hi) = (key as u32, (key >> 32) as u32);
+    for (j, m) in chunk.iter_mut().enumerate() {
+        let i = start.wrapping_add(j as u32);
+        let r = fmix32(fmix32(i.wrapping_mul(0x9e37_79b9) ^ lo).wrapping_add(hi));
+        *m = if (r >> 8) < threshold { scale } else { 0.0 };
+    }
+}
+
+best_simd!(fn fill(chunk: &mut [f32], start: u32, key: u64, keep: f32) => fill_body);

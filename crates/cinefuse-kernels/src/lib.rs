@@ -7,6 +7,7 @@ pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dropout;
+mod simd;
 
 pub use activation::{gelu_backward, gelu_forward, softmax_backward, softmax_forward};
 pub use batch_norm::{BatchStats, batch_norm_backward, batch_norm_forward};
