@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use crate::simd::best_simd;
+
 /// Batch statistics saved by the forward pass for the backward pass and the running averages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchStats {
@@ -28,6 +30,7 @@ where
 /// `Σ f(a[i], b[i])` over one plane in 16 independent f32 lanes (which LLVM vectorizes), the
 /// lanes then added in f64. A plane is at most a few thousand values, so f32 lanes lose nothing
 /// that matters; a single f64 chain would be scalar and serial.
+#[inline(always)]
 fn plane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     const LANES: usize = 16;
     let mut acc = [0.0f32; LANES];
@@ -45,6 +48,44 @@ fn plane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     }
     acc.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
+
+#[inline(always)]
+fn sum_body(a: &[f32]) -> f64 {
+    plane_sum(a, a, |v, _| v)
+}
+
+#[inline(always)]
+fn centered_squares_body(a: &[f32], mean: f32) -> f64 {
+    plane_sum(a, a, |v, _| (v - mean) * (v - mean))
+}
+
+#[inline(always)]
+fn centered_dot_body(a: &[f32], b: &[f32], mean: f32) -> f64 {
+    plane_sum(a, b, |v, g| (v - mean) * g)
+}
+
+#[inline(always)]
+fn affine_body(x: &[f32], y: &mut [f32], scale: f32, shift: f32) {
+    y.iter_mut()
+        .zip(x)
+        .for_each(|(o, &v)| *o = v * scale + shift);
+}
+
+/// `dx = k · (dy − mean_dy − x̂ · mean_dy_x̂)` with `x̂ = (x − mean) · inv_std`.
+#[inline(always)]
+fn input_gradient_body(x: &[f32], dy: &[f32], dx: &mut [f32], stats: [f32; 5]) {
+    let [mean, inv_std, k, mean_dy, mean_dy_xhat] = stats;
+    for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+        let xhat = (v - mean) * inv_std;
+        *d = k * (g - mean_dy - xhat * mean_dy_xhat);
+    }
+}
+
+best_simd!(fn sum(a: &[f32]) -> f64 => sum_body);
+best_simd!(fn centered_squares(a: &[f32], mean: f32) -> f64 => centered_squares_body);
+best_simd!(fn centered_dot(a: &[f32], b: &[f32], mean: f32) -> f64 => centered_dot_body);
+best_simd!(fn affine(x: &[f32], y: &mut [f32], scale: f32, shift: f32) => affine_body);
+best_simd!(fn input_gradient(x: &[f32], dy: &[f32], dx: &mut [f32], stats: [f32; 5]) => input_gradient_body);
 
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta` with the batch's per-channel mean and
 /// biased variance. `x` is `[batch, channels, plane]`.
@@ -67,14 +108,11 @@ pub fn batch_norm_forward(
     assert_eq!(beta.len(), channels, "batch norm: beta length");
     let count = (x.len() / channels) as f64;
     let at = |b: usize, c: usize| &x[(b * channels + c) * plane..][..plane];
-    let sums = per_channel(x.len(), channels, plane, |b, c| {
-        plane_sum(at(b, c), at(b, c), |v, _| v)
-    });
+    let sums = per_channel(x.len(), channels, plane, |b, c| sum(at(b, c)));
     let mean: Vec<f32> = sums.iter().map(|s| (s / count) as f32).collect();
     // Second pass around the mean: no cancellation from E[x²] − E[x]².
     let sq = per_channel(x.len(), channels, plane, |b, c| {
-        let m = mean[c];
-        plane_sum(at(b, c), at(b, c), |v, _| (v - m) * (v - m))
+        centered_squares(at(b, c), mean[c])
     });
     let var: Vec<f32> = sq.iter().map(|s| (s / count) as f32).collect();
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
@@ -85,9 +123,7 @@ pub fn batch_norm_forward(
             let c = i % channels;
             let scale = gamma[c] * inv_std[c];
             let shift = beta[c] - mean[c] * scale;
-            y_p.iter_mut()
-                .zip(x_p)
-                .for_each(|(o, &v)| *o = v * scale + shift);
+            affine(x_p, y_p, scale, shift);
         });
     BatchStats { mean, var, inv_std }
 }
@@ -115,15 +151,12 @@ pub fn batch_norm_backward(
     assert!(channels > 0 && plane > 0 && x.len().is_multiple_of(channels * plane));
     let count = (x.len() / channels) as f32;
     let range = |b: usize, c: usize| (b * channels + c) * plane..(b * channels + c + 1) * plane;
-    let dbeta: Vec<f32> = per_channel(x.len(), channels, plane, |b, c| {
-        plane_sum(&dy[range(b, c)], &dy[range(b, c)], |g, _| g)
-    })
-    .into_iter()
-    .map(|v| v as f32)
-    .collect();
+    let dbeta: Vec<f32> = per_channel(x.len(), channels, plane, |b, c| sum(&dy[range(b, c)]))
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
     let dgamma: Vec<f32> = per_channel(x.len(), channels, plane, |b, c| {
-        let (m, s) = (stats.mean[c], stats.inv_std[c]);
-        plane_sum(&x[range(b, c)], &dy[range(b, c)], |v, g| (v - m) * s * g)
+        centered_dot(&x[range(b, c)], &dy[range(b, c)], stats.mean[c]) * stats.inv_std[c] as f64
     })
     .into_iter()
     .map(|v| v as f32)
@@ -136,10 +169,7 @@ pub fn batch_norm_backward(
             let (m, s) = (stats.mean[c], stats.inv_std[c]);
             let k = gamma[c] * s;
             let (mean_dy, mean_dy_xhat) = (dbeta[c] / count, dgamma[c] / count);
-            for ((d, &v), &g) in dx_p.iter_mut().zip(x_p).zip(dy_p) {
-                let xhat = (v - m) * s;
-                *d = k * (g - mean_dy - xhat * mean_dy_xhat);
-            }
+            input_gradient(x_p, dy_p, dx_p, [m, s, k, mean_dy, mean_dy_xhat]);
         });
     (dgamma, dbeta)
 }
