@@ -108,8 +108,9 @@ fn im2col_strided(s: &Conv2dShape, x: &[f32], col: &mut [f32], row_stride: usize
                 let ix0 = x0 + kj - pw;
                 dst[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
             } else {
-                for (ox, d) in dst[x0..x1].iter_mut().enumerate() {
-                    *d = src[(x0 + ox) * sw + kj - pw];
+                let ix0 = x0 * sw + kj - pw;
+                for (d, v) in dst[x0..x1].iter_mut().zip(src[ix0..].iter().step_by(sw)) {
+                    *d = *v;
                 }
             }
         }
@@ -139,8 +140,9 @@ fn col2im(s: &Conv2dShape, col: &[f32], dx: &mut [f32]) {
                     *d += v;
                 }
             } else {
-                for (ox, v) in src.iter().enumerate() {
-                    dst[(x0 + ox) * sw + kj - pw] += v;
+                let ix0 = x0 * sw + kj - pw;
+                for (d, v) in dst[ix0..].iter_mut().step_by(sw).zip(src) {
+                    *d += v;
                 }
             }
         }
