@@ -1,8 +1,25 @@
-use cinefuse_kernels::*;
+//! Per-layer timings of the kernels at the quickstart poster CNN's shapes (batch 32), for
+//! working on the kernels themselves. The end-to-end numbers are `cinefuse bench`'s.
+//!
+//!     cargo run -p cinefuse-kernels --example kernel_speed
+
 use std::time::Instant;
+
+use cinefuse_kernels::*;
+
+/// Milliseconds per call of `f`, averaged over `reps` calls after one warm-up call.
+fn millis(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e3 / reps as f64
+}
+
 fn main() {
-    let b = 32;
-    let shapes = [
+    // (c_in, c_out, height, width, kernel, stride): the stem, the three stages and a shortcut.
+    let layers = [
         (3, 16, 72, 48, 3, 2),
         (16, 16, 36, 24, 3, 1),
         (16, 32, 36, 24, 3, 2),
@@ -11,65 +28,41 @@ fn main() {
         (32, 64, 18, 12, 3, 2),
         (64, 64, 9, 6, 3, 1),
     ];
-    for (ci, co, h, w, k, st) in shapes {
-        let p = if k == 3 { 1 } else { 0 };
+    let reps = 20;
+    for (c_in, c_out, height, width, k, stride) in layers {
+        let pad = k / 2;
         let s = Conv2dShape {
-            batch: b,
-            c_in: ci,
-            height: h,
-            width: w,
-            c_out: co,
+            batch: 32,
+            c_in,
+            height,
+            width,
+            c_out,
             kernel: [k, k],
-            stride: [st, st],
-            padding: [p, p],
+            stride: [stride, stride],
+            padding: [pad, pad],
         };
-        let x = vec![0.5f32; s.input_len()];
-        let wt = vec![0.1f32; s.weight_len()];
-        let mut out = vec![0.0; s.output_len()];
-        let mut dx = vec![0.0; s.input_len()];
-        let mut dw = vec![0.0; s.weight_len()];
-        let reps = 20;
-        let t = Instant::now();
-        for _ in 0..reps {
-            conv2d_forward(&s, &x, &wt, None, &mut out);
-        }
-        let f = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
-        let t = Instant::now();
-        for _ in 0..reps {
-            conv2d_backward_input(&s, &wt, &out, &mut dx);
-        }
-        let bi = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
-        let t = Instant::now();
-        for _ in 0..reps {
-            conv2d_backward_weight(&s, &x, &out, &mut dw);
-        }
-        let bw = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
-        let mut y = vec![0.0; s.output_len()];
-        let g = vec![1.0; co];
-        let t = Instant::now();
-        for _ in 0..reps {
-            let st = batch_norm_forward(
-                &out,
-                co,
-                s.out_height() * s.out_width(),
-                &g,
-                &g,
-                1e-5,
-                &mut y,
-            );
-            batch_norm_backward(
-                &out,
-                &y,
-                co,
-                s.out_height() * s.out_width(),
-                &g,
-                &st,
-                &mut vec![0.0; s.output_len()],
-            );
-        }
-        let bn = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let x: Vec<f32> = (0..s.input_len()).map(|i| (i % 17) as f32 * 0.1).collect();
+        let weight: Vec<f32> = (0..s.weight_len()).map(|i| (i % 7) as f32 * 0.01).collect();
+        let (mut out, mut dx, mut dw) = (
+            vec![0.0; s.output_len()],
+            vec![0.0; s.input_len()],
+            vec![0.0; s.weight_len()],
+        );
+        let forward = millis(reps, || conv2d_forward(&s, &x, &weight, None, &mut out));
+        let input_grad = millis(reps, || conv2d_backward_input(&s, &weight, &out, &mut dx));
+        let weight_grad = millis(reps, || conv2d_backward_weight(&s, &x, &out, &mut dw));
+
+        let plane = s.out_height() * s.out_width();
+        let ones = vec![1.0; c_out];
+        let (mut y, mut dy) = (vec![0.0; s.output_len()], vec![0.0; s.output_len()]);
+        let norm = millis(reps, || {
+            let stats = batch_norm_forward(&out, c_out, plane, &ones, &ones, 1e-5, &mut y);
+            batch_norm_backward(&out, &y, c_out, plane, &ones, &stats, &mut dy);
+        });
         println!(
-            "conv {ci}->{co} {h}x{w} k{k} s{st}: fwd {f:.3} bwd_x {bi:.3} bwd_w {bw:.3} ms | bn {co} fwd+bwd {bn:.3} ms"
+            "conv {c_in:>2}->{c_out:<2} {height}x{width} k{k} s{stride}: forward {forward:.3} ms, \
+             input grad {input_grad:.3} ms, weight grad {weight_grad:.3} ms | batch norm {c_out} \
+             forward+backward {norm:.3} ms"
         );
     }
 }
