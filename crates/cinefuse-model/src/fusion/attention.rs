@@ -3,21 +3,19 @@
 //! missing modalities; the `[FUSE]` token's output feeds the head.
 
 use burn::module::Param;
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::{FusionConfig, FusionInput, FusionOutput, stack_present};
 use crate::head::OutputHead;
+use crate::transformer_layer::EncoderLayer;
 
 #[derive(Module, Debug)]
 pub struct AttentionFusion {
     input: Linear,
     fuse_token: Param<Tensor<1>>,
     modality_type: Param<Tensor<2>>,
-    encoder: TransformerEncoder,
+    layers: Vec<EncoderLayer>,
     head: OutputHead,
 }
 
@@ -45,10 +43,9 @@ impl AttentionFusion {
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
             )),
-            encoder: TransformerEncoderConfig::new(c.hidden, 2 * c.hidden, heads, c.n_layers)
-                .with_dropout(c.dropout)
-                .with_norm_first(true)
-                .init(device),
+            layers: (0..c.n_layers)
+                .map(|_| EncoderLayer::new(c.hidden, 2 * c.hidden, heads, c.dropout, device))
+                .collect(),
             head,
         }
     }
@@ -71,9 +68,11 @@ impl AttentionFusion {
         let x: Tensor<3> = Tensor::stack(tokens, 1); // [B, 1+M, H]
         let device = x.device();
         let keep = Tensor::cat(vec![Tensor::<2>::ones([b, 1], &device), present], 1);
+        let padding = keep.equal_elem(0.0);
         let h = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(keep.equal_elem(0.0)));
+            .layers
+            .iter()
+            .fold(x, |h, layer| layer.forward(h, padding.clone()));
         let fused = h.slice([0..b, 0..1, 0..hidden]).squeeze_dim::<2>(1);
         let (genre_logits, rating) = self.head.forward(fused);
         FusionOutput {
