@@ -1,7 +1,7 @@
-//! Routes the poster CNN's convolutions and training-mode batch norms to `cinefuse-kernels` when
-//! the tensors live on the flex (CPU) backend, and to Burn's own ops everywhere else (wgpu, CUDA,
-//! or shapes the kernels do not cover). Both paths compute the same function; the tests compare
-//! them value by value, gradients included.
+//! Routes convolutions, training-mode batch norms, softmax, GELU and dropout masks to
+//! `cinefuse-kernels` when the tensors are f32 on the flex (CPU) backend, and to Burn's own ops
+//! everywhere else (wgpu, CUDA, or shapes the kernels do not cover). Both paths compute the same
+//! function; the tests compare them value by value, gradients included.
 //!
 //! The kernels are plugged in as a Burn backend extension: a trait implemented for `Flex`
 //! (forward) and for `Autodiff<Flex>` (forward plus a hand-written backward step).
@@ -55,11 +55,12 @@ pub trait CpuKernels: Backend {
     fn cinefuse_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// The f32 values of a flex tensor in row-major order (copied only when the layout is strided).
+/// A flex tensor in contiguous row-major layout (copied only when the layout is strided).
 fn values(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
+/// The f32 values of a tensor returned by [`values`].
 fn slice(t: &FlexTensor) -> &[f32] {
     let (start, end) = t
         .layout()
