@@ -98,6 +98,10 @@ fn im2col_strided(s: &Conv2dShape, x: &[f32], col: &mut [f32], row_stride: usize
         let (x0, x1) = valid_outputs(s.width, ow, sw, kj, pw);
         col_row[..y0 * ow].fill(0.0);
         col_row[y1 * ow..].fill(0.0);
+        if sw == 1 && sh == 1 && ow == s.width {
+            same_size_rows(col_row, plane, s.width, [y0, y1], [x0, x1], ki + y0, kj, [ph, pw]);
+            continue;
+        }
         for oy in y0..y1 {
             let iy = oy * sh + ki - ph;
             let dst = &mut col_row[oy * ow..(oy + 1) * ow];
@@ -114,6 +118,43 @@ fn im2col_strided(s: &Conv2dShape, x: &[f32], col: &mut [f32], row_stride: usize
                 }
             }
         }
+    }
+}
+
+/// One im2col row of a stride-1 convolution whose output is as wide as its input (the usual
+/// "same" padding): output rows `y0..y1` are then one contiguous run of the input plane, shifted
+/// by `kj − pw`, so they are copied in one go and only the `x ∉ x0..x1` edge values (which the
+/// shift wrapped in from the neighbouring row) are zeroed after. The general path makes one
+/// short copy per output row, and those calls cost more than the data they move.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn same_size_rows(
+    col_row: &mut [f32],
+    plane: &[f32],
+    width: usize,
+    [y0, y1]: [usize; 2],
+    [x0, x1]: [usize; 2],
+    first_input_row_plus_pad: usize,
+    kj: usize,
+    [ph, pw]: [usize; 2],
+) {
+    if y0 >= y1 {
+        return;
+    }
+    let block = &mut col_row[y0 * width..y1 * width];
+    // Input index of the block's first element; may be one or more before the plane's start
+    // (left padding on the first row) or run past its end (right padding on the last row).
+    let start = ((first_input_row_plus_pad - ph) * width + kj) as isize - pw as isize;
+    let end = start + block.len() as isize;
+    let (from, to) = (start.max(0), end.min(plane.len() as isize));
+    let lead = (from - start) as usize;
+    block[..lead].fill(0.0);
+    let copied = (to - from) as usize;
+    block[lead..lead + copied].copy_from_slice(&plane[from as usize..to as usize]);
+    block[lead + copied..].fill(0.0);
+    for row in block.chunks_exact_mut(width) {
+        row[..x0].fill(0.0);
+        row[x1..].fill(0.0);
     }
 }
 

@@ -77,6 +77,9 @@ fn shapes() -> Vec<Conv2dShape> {
         shape(2, 4, 7, 6, 5, [1, 1], [2, 2], [0, 0]),
         shape(9, 3, 8, 9, 2, [3, 2], [1, 2], [2, 0]),
         shape(1, 1, 5, 5, 1, [5, 5], [1, 1], [0, 0]),
+        // "Same"-size stride-1 convolutions (im2col's one-copy path), wider padding than 1.
+        shape(2, 2, 6, 8, 3, [5, 5], [1, 1], [2, 2]),
+        shape(3, 2, 4, 9, 2, [3, 5], [1, 1], [1, 2]),
     ]
 }
 
