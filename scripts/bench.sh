@@ -5,9 +5,10 @@
 # epoch and peak RSS are printed as a Markdown table. Then the data-pipeline numbers (batching,
 # prepare, page parsing).
 #
-#   scripts/bench.sh                          # the four CPU configs below, flex, 5 repetitions
-#   CONFIGS="configs/quickstart.toml" BACKEND=lavapipe STEPS=4 REPS=2 scripts/bench.sh
-#   BACKEND=wgpu TORCH_DEVICE=cuda scripts/bench.sh   # on a GPU machine
+#   scripts/bench.sh                          # the four CPU configs below, flex, 5 repetitions,
+#                                             # + the quickstart on wgpu/lavapipe (LAVAPIPE_STEPS=0 skips)
+#   CONFIGS="configs/quickstart.toml" REPS=7 scripts/bench.sh
+#   BACKEND=wgpu TORCH_DEVICE=cuda LAVAPIPE_STEPS=0 scripts/bench.sh   # on a GPU machine
 #
 # Needs scripts/setup_python.sh --torch for the PyTorch side (skipped with a note without it).
 set -euo pipefail
@@ -17,6 +18,7 @@ backend="${BACKEND:-flex}"
 steps="${STEPS:-30}"
 reps="${REPS:-5}"
 torch_device="${TORCH_DEVICE:-cpu}"
+lavapipe_steps="${LAVAPIPE_STEPS:-4}"
 out="${OUT:-target/bench}"
 mkdir -p "$out"
 cargo build --quiet -p cinefuse-cli
@@ -77,6 +79,23 @@ for config in dict.fromkeys(r["config"] for r in runs):
     else:
         print(f"| {config} | {mc} | – | – | {n / m:.1f} s / – | {rss:.0f} MB / – |")
 PY
+
+if [ "$lavapipe_steps" -gt 0 ]; then
+  # wgpu on Mesa's software Vulkan: the GPU code path on a CPU, ~40x slower than flex, so
+  # a few steps only. Compared with the PyTorch CPU median of the quickstart row above.
+  "$bin" bench --config configs/quickstart.toml --backends lavapipe --steps "$lavapipe_steps" \
+    --warmup 2 --reps 2 --json "$out/lavapipe.json" > /dev/null
+  python3 - "$out" <<'PY'
+import json, statistics, sys
+out = sys.argv[1]
+r = [x for x in json.load(open(f"{out}/lavapipe.json")) if x["what"].startswith("training")][0]
+torch = [json.loads(l) for l in open(f"{out}/runs.jsonl")]
+torch = [t["rate"] for t in torch if t["config"].endswith("quickstart.toml") and t["who"] != "cinefuse"]
+m = statistics.median(r["values"])
+ratio = f"{m / statistics.median(torch):.3f}" if torch else "–"
+print(f"| configs/quickstart.toml, wgpu on lavapipe | {m:,.1f} ({min(r['values']):,.1f}–{max(r['values']):,.1f}) | (PyTorch CPU above) | {ratio} | | |")
+PY
+fi
 
 echo
 echo "data pipeline:"

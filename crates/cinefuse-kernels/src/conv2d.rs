@@ -254,7 +254,11 @@ pub fn conv2d_forward(
     out.par_chunks_mut(group * out_len)
         .enumerate()
         .for_each_init(
-            || (vec![0.0f32; k * group * p], vec![0.0f32; out_len * group]),
+            // The side-by-side product buffer is only needed when samples are grouped.
+            || {
+                let wide = if group > 1 { out_len * group } else { 0 };
+                (vec![0.0f32; k * group * p], vec![0.0f32; wide])
+            },
             |(col, wide), (g, out_g)| {
                 let n = out_g.len() / out_len;
                 let first = g * group;
