@@ -99,7 +99,16 @@ fn im2col_strided(s: &Conv2dShape, x: &[f32], col: &mut [f32], row_stride: usize
         col_row[..y0 * ow].fill(0.0);
         col_row[y1 * ow..].fill(0.0);
         if sw == 1 && sh == 1 && ow == s.width {
-            same_size_rows(col_row, plane, s.width, [y0, y1], [x0, x1], ki + y0, kj, [ph, pw]);
+            same_size_rows(
+                col_row,
+                plane,
+                s.width,
+                [y0, y1],
+                [x0, x1],
+                ki + y0,
+                kj,
+                [ph, pw],
+            );
             continue;
         }
         for oy in y0..y1 {

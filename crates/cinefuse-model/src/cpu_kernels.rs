@@ -230,6 +230,23 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
+/// The shared body of the one-input backward steps whose state is a tensor shaped like the
+/// input: `dx = f(state, dy)`.
+fn unary_backward(
+    ops: Ops<FlexTensor, 1>,
+    grads: &mut Gradients,
+    f: impl FnOnce(&[f32], &[f32], &mut [f32]),
+) {
+    let [node_x] = ops.parents;
+    let dy = values(&grads.consume::<Flex>(&ops.node));
+    if let Some(node) = node_x {
+        let shape = ops.state.layout().shape().clone();
+        let mut dx = vec![0.0; shape.num_elements()];
+        f(slice(&ops.state), slice(&dy), &mut dx);
+        grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+    }
+}
+
 #[derive(Debug)]
 struct SoftmaxBackward;
 
@@ -238,16 +255,15 @@ impl Backward<Flex, 1> for SoftmaxBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x] = ops.parents;
-        let dy = values(&grads.consume::<Flex>(&ops.node));
-        let y = ops.state;
-        if let Some(node) = node_x {
-            let shape = y.layout().shape().clone();
-            let row = *shape.last().expect("softmax of a scalar");
-            let mut dx = vec![0.0; shape.num_elements()];
-            cinefuse_kernels::softmax_backward(slice(&y), slice(&dy), row, &mut dx);
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
-        }
+        let row = *ops
+            .state
+            .layout()
+            .shape()
+            .last()
+            .expect("softmax of a scalar");
+        unary_backward(ops, grads, |y, dy, dx| {
+            cinefuse_kernels::softmax_backward(y, dy, row, dx)
+        });
     }
 }
 
@@ -255,18 +271,11 @@ impl Backward<Flex, 1> for SoftmaxBackward {
 struct GeluBackward;
 
 impl Backward<Flex, 1> for GeluBackward {
+    /// The input.
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x] = ops.parents;
-        let dy = values(&grads.consume::<Flex>(&ops.node));
-        let x = ops.state;
-        if let Some(node) = node_x {
-            let shape = x.layout().shape().clone();
-            let mut dx = vec![0.0; shape.num_elements()];
-            cinefuse_kernels::gelu_backward(slice(&x), slice(&dy), &mut dx);
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
-        }
+        unary_backward(ops, grads, cinefuse_kernels::gelu_backward);
     }
 }
 
