@@ -21,6 +21,8 @@ torch_device="${TORCH_DEVICE:-cpu}"
 lavapipe_steps="${LAVAPIPE_STEPS:-4}"
 out="${OUT:-target/bench}"
 mkdir -p "$out"
+# Mesa's software Vulkan complains on every start without a runtime directory.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo build --quiet -p cinefuse-cli
 bin=target/debug/cinefuse
 python=scripts/.venv/bin/python
