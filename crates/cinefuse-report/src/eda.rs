@@ -72,6 +72,18 @@ fn counts<'a>(items: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
     v
 }
 
+/// A bar chart of movies per name from [`counts`]: its first `limit` rows.
+fn counts_chart(path: &Path, title: &str, counts: &[(String, usize)], limit: usize) -> Result<()> {
+    let top = &counts[..counts.len().min(limit)];
+    charts::bar_chart(
+        path,
+        title,
+        "movies",
+        &top.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+        &top.iter().map(|c| c.1 as f64).collect::<Vec<_>>(),
+    )
+}
+
 const THUMB: (u32, u32) = (60, 90);
 
 fn thumbnail(dataset: &Path, m: &Movie) -> Option<RgbImage> {
@@ -171,12 +183,11 @@ pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
         "Genres",
         "Frequencies, rating by genre and how genres co-occur.",
     );
-    charts::bar_chart(
+    counts_chart(
         &out.join("genre_counts.png"),
         "Movies per genre",
-        "movies",
-        &genre_counts.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
-        &genre_counts.iter().map(|g| g.1 as f64).collect::<Vec<_>>(),
+        &genre_counts,
+        usize::MAX,
     )?;
     img(&mut page, "genre_counts.png", "Number of movies per genre");
     let groups: Vec<(String, Vec<f64>)> = top_genres
@@ -457,13 +468,11 @@ pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
             .iter()
             .flat_map(|m| m.directors.iter().flatten().take(1).map(String::as_str)),
     );
-    let top: Vec<&(String, usize)> = directors.iter().take(15).collect();
-    charts::bar_chart(
+    counts_chart(
         &out.join("top_directors.png"),
         "Directors with the most movies",
-        "movies",
-        &top.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
-        &top.iter().map(|d| d.1 as f64).collect::<Vec<_>>(),
+        &directors,
+        15,
     )?;
     img(
         &mut page,
@@ -471,14 +480,7 @@ pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
         "The 15 most frequent directors",
     );
     let certs = counts(movies.iter().filter_map(|m| m.certificate.as_deref()));
-    let top: Vec<&(String, usize)> = certs.iter().take(15).collect();
-    charts::bar_chart(
-        &out.join("certificates.png"),
-        "Certificates",
-        "movies",
-        &top.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
-        &top.iter().map(|d| d.1 as f64).collect::<Vec<_>>(),
-    )?;
+    counts_chart(&out.join("certificates.png"), "Certificates", &certs, 15)?;
     img(&mut page, "certificates.png", "Movies per certificate");
     page.end_section();
 
