@@ -122,21 +122,22 @@ impl CpuKernels for Flex {
     }
 
     fn cinefuse_softmax_last(x: FlexTensor) -> FlexTensor {
-        let x = values(&x);
-        let shape = x.layout().shape().clone();
-        let row = *shape.last().expect("softmax of a scalar");
-        let mut y = vec![0.0; shape.num_elements()];
-        cinefuse_kernels::softmax_forward(slice(&x), row, &mut y);
-        FlexTensor::from_data(TensorData::new(y, shape))
+        let row = *x.layout().shape().last().expect("softmax of a scalar");
+        unary_forward(&x, |x, y| cinefuse_kernels::softmax_forward(x, row, y))
     }
 
     fn cinefuse_gelu(x: FlexTensor) -> FlexTensor {
-        let x = values(&x);
-        let shape = x.layout().shape().clone();
-        let mut y = vec![0.0; shape.num_elements()];
-        cinefuse_kernels::gelu_forward(slice(&x), &mut y);
-        FlexTensor::from_data(TensorData::new(y, shape))
+        unary_forward(&x, cinefuse_kernels::gelu_forward)
     }
+}
+
+/// The shared body of the one-input kernels whose output is shaped like their input.
+fn unary_forward(x: &FlexTensor, f: impl FnOnce(&[f32], &mut [f32])) -> FlexTensor {
+    let x = values(x);
+    let shape = x.layout().shape().clone();
+    let mut y = vec![0.0; shape.num_elements()];
+    f(slice(&x), &mut y);
+    FlexTensor::from_data(TensorData::new(y, shape))
 }
 
 fn dropout_mask(like: &FlexTensor, keep: f64, seed: u64) -> FlexTensor {

@@ -6,13 +6,13 @@ use burn::prelude::*;
 
 use crate::cpu_kernels::gelu;
 use crate::text::{Pooling, TextEncoderConfig, masked_mean};
-use crate::transformer_layer::EncoderLayer;
+use crate::transformer_layer::EncoderStack;
 
 #[derive(Module, Debug)]
 pub struct TransformerTextEncoder {
     tokens: Embedding,
     positions: Embedding,
-    layers: Vec<EncoderLayer>,
+    encoder: EncoderStack,
     proj: Linear,
     #[module(skip)]
     cls_pooling: bool,
@@ -31,9 +31,7 @@ impl TransformerTextEncoder {
         Self {
             tokens: EmbeddingConfig::new(vocab_size, c.d_model).init(device),
             positions: EmbeddingConfig::new(max_tokens.max(1), c.d_model).init(device),
-            layers: (0..c.n_layers)
-                .map(|_| EncoderLayer::new(c.d_model, c.d_ff, c.n_heads, c.dropout, device))
-                .collect(),
+            encoder: EncoderStack::new(c.n_layers, c.d_model, c.d_ff, c.n_heads, c.dropout, device),
             proj: LinearConfig::new(c.d_model, embed_dim).init(device),
             cls_pooling: c.pooling == Pooling::Cls,
             max_tokens: max_tokens.max(1),
@@ -53,10 +51,7 @@ impl TransformerTextEncoder {
         // Scaled token embeddings keep the positional signal from dominating at init.
         let x = self.tokens.forward(tokens) * 0.5 + self.positions.forward(pos) * 0.5;
         let pad = mask.clone().equal_elem(0.0);
-        let h = self
-            .layers
-            .iter()
-            .fold(x, |h, layer| layer.forward(h, pad.clone()));
+        let h = self.encoder.forward(x, pad);
         let pooled = if self.cls_pooling {
             h.slice([0..b, 0..1]).squeeze_dim::<2>(1)
         } else {

@@ -8,8 +8,9 @@ use burn::prelude::*;
 
 use crate::cpu_kernels::{dropout, gelu, softmax};
 
-/// Added to the attention scores of padding keys: small enough that `exp` underflows to zero,
-/// far from f32's limits (the value Burn's attention uses by default).
+/// Given to the attention scores of padding keys (the value Burn's attention uses by default),
+/// far from f32's limits: their softmax weight is 0 on Burn's path and at most e⁻⁸⁷ of the
+/// largest weight with the flex kernel, whose `exp` clamps there instead of underflowing.
 const MASKED_SCORE: f32 = -1.0e4;
 
 #[derive(Module, Debug)]
@@ -70,5 +71,36 @@ impl EncoderLayer {
         let weights = dropout(&self.dropout, softmax(scores, 3));
         let context = weights.matmul(v).swap_dims(1, 2).reshape([b, l, d]);
         self.attention_out.forward(context)
+    }
+}
+
+/// `n` encoder layers applied in turn with the same padding mask: the encoder of the
+/// transformer plot encoder and of attention fusion.
+#[derive(Module, Debug)]
+pub struct EncoderStack {
+    layers: Vec<EncoderLayer>,
+}
+
+impl EncoderStack {
+    pub fn new(
+        n_layers: usize,
+        d_model: usize,
+        d_ff: usize,
+        n_heads: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            layers: (0..n_layers)
+                .map(|_| EncoderLayer::new(d_model, d_ff, n_heads, dropout, device))
+                .collect(),
+        }
+    }
+
+    /// See [`EncoderLayer::forward`].
+    pub fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
+        self.layers
+            .iter()
+            .fold(x, |h, layer| layer.forward(h, padding.clone()))
     }
 }

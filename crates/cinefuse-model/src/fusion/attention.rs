@@ -8,14 +8,14 @@ use burn::prelude::*;
 
 use super::{FusionConfig, FusionInput, FusionOutput, stack_present};
 use crate::head::OutputHead;
-use crate::transformer_layer::EncoderLayer;
+use crate::transformer_layer::EncoderStack;
 
 #[derive(Module, Debug)]
 pub struct AttentionFusion {
     input: Linear,
     fuse_token: Param<Tensor<1>>,
     modality_type: Param<Tensor<2>>,
-    layers: Vec<EncoderLayer>,
+    encoder: EncoderStack,
     head: OutputHead,
 }
 
@@ -43,9 +43,14 @@ impl AttentionFusion {
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
             )),
-            layers: (0..c.n_layers)
-                .map(|_| EncoderLayer::new(c.hidden, 2 * c.hidden, heads, c.dropout, device))
-                .collect(),
+            encoder: EncoderStack::new(
+                c.n_layers,
+                c.hidden,
+                2 * c.hidden,
+                heads,
+                c.dropout,
+                device,
+            ),
             head,
         }
     }
@@ -68,11 +73,7 @@ impl AttentionFusion {
         let x: Tensor<3> = Tensor::stack(tokens, 1); // [B, 1+M, H]
         let device = x.device();
         let keep = Tensor::cat(vec![Tensor::<2>::ones([b, 1], &device), present], 1);
-        let padding = keep.equal_elem(0.0);
-        let h = self
-            .layers
-            .iter()
-            .fold(x, |h, layer| layer.forward(h, padding.clone()));
+        let h = self.encoder.forward(x, keep.equal_elem(0.0));
         let fused = h.slice([0..b, 0..1, 0..hidden]).squeeze_dim::<2>(1);
         let (genre_logits, rating) = self.head.forward(fused);
         FusionOutput {
