@@ -5,6 +5,15 @@
   gradient boosting on metadata           -> rating
   majority genres / mean rating           -> the trivial baselines
 
+With pretrained features cached by cinefuse in PREPARED_DIR/features/ (a run of a config with
+frozen pretrained encoders made them), also the strongest linear peers on the same inputs:
+  logistic regression on [MiniLM plot embedding, EfficientNet poster features, metadata]
+  stacking: per-modality logistic regressions (plot embedding, poster features, metadata,
+            TF-IDF) whose out-of-fold probabilities feed a second logistic regression per genre
+  TF-IDF + metadata stacking (no pretrained features)
+Metadata here is cinefuse's own encoding from samples.jsonl (scalers and vocabularies fitted on
+the training split). Regularization strength is chosen on the validation split.
+
 Usage: scripts/.venv/bin/python scripts/baselines_sklearn.py DATASET_DIR PREPARED_DIR [--json OUT]
 """
 import argparse
@@ -12,7 +21,13 @@ import json
 import math
 import sys
 
+import glob
+import os
+import struct
+
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -78,6 +93,135 @@ def rating_metrics(pred, true):
     }
 
 
+def load_samples(prepared):
+    out = {}
+    with open(f"{prepared}/samples.jsonl", encoding="utf-8") as f:
+        for row, line in enumerate(f):
+            s = json.loads(line)
+            s["row"] = row
+            out[s["id"]] = s
+    return out
+
+
+def load_feature_cache(prepared, modality):
+    """The newest PREPARED/features/MODALITY-*.bin table written by cinefuse, or None."""
+    files = sorted(glob.glob(f"{prepared}/features/{modality}-*.bin"), key=os.path.getmtime)
+    if not files:
+        return None
+    raw = open(files[-1], "rb").read()
+    assert raw[:8] == b"CFFEAT01", files[-1]
+    rows, dim = struct.unpack("<II", raw[8:16])
+    return np.frombuffer(raw, dtype="<f4", offset=8 + 8 + 64).reshape(rows, dim)
+
+
+def cinefuse_meta(samples, ids, n_cat_values):
+    """Scaled numeric features, missing indicators and one-hot categories, as cinefuse encodes them."""
+    rows = []
+    for i in ids:
+        s = samples[i]
+        onehot = []
+        for c, n in zip(s["categorical"], n_cat_values):
+            v = np.zeros(n)
+            v[c] = 1.0
+            onehot.append(v)
+        rows.append(np.concatenate([s["numeric"], s["numeric_missing"], *onehot]))
+    return np.array(rows)
+
+
+def per_genre_logreg(xtr, ytr, xs, c, balanced=True):
+    """One logistic regression per genre; probabilities for each matrix in xs."""
+    out = [np.zeros((x.shape[0], ytr.shape[1])) for x in xs]
+    for k in range(ytr.shape[1]):
+        if ytr[:, k].sum() == 0 or ytr[:, k].sum() == len(ytr):
+            continue
+        clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None)
+        clf.fit(xtr, ytr[:, k])
+        for o, x in zip(out, xs):
+            o[:, k] = clf.predict_proba(x)[:, 1]
+    return out
+
+
+def pick_c(xtr, ytr, xval, yval, grid):
+    """The C with the best validation micro-F1 (thresholds tuned on validation too)."""
+    best = None
+    for c in grid:
+        (pv,) = per_genre_logreg(xtr, ytr, [xval], c)
+        f = genre_metrics(pv, yval, tune_thresholds(pv, yval))["micro_f1"]
+        if best is None or f > best[0]:
+            best = (f, c)
+    return best[1]
+
+
+def out_of_fold(xtr, ytr, xs, c, folds=5):
+    """Out-of-fold train probabilities (for stacking) and full-fit probabilities for xs."""
+    oof = np.zeros(ytr.shape)
+    strat = ytr.argmax(1)
+    for a, b in StratifiedKFold(folds, shuffle=True, random_state=0).split(xtr, strat):
+        (p,) = per_genre_logreg(xtr[a], ytr[a], [xtr[b]], c)
+        oof[b] = p
+    return oof, per_genre_logreg(xtr, ytr, xs, c)
+
+
+def logit(p):
+    p = np.clip(p, 1e-5, 1 - 1e-5)
+    return np.log(p / (1 - p))
+
+
+def stacked(blocks, y):
+    """blocks: name -> (xtr, xval, xtest, C). Stacks per-modality out-of-fold probabilities."""
+    tr, va, te = [], [], []
+    for name, (xtr, xval, xte, c) in blocks.items():
+        oof, (pv, pt) = out_of_fold(xtr, y["train"], [xval, xte], c)
+        tr.append(logit(oof)); va.append(logit(pv)); te.append(logit(pt))
+    tr, va, te = np.hstack(tr), np.hstack(va), np.hstack(te)
+    c = pick_c(tr, y["train"], va, y["val"], [0.01, 0.1, 1.0])
+    pv, pt = per_genre_logreg(tr, y["train"], [va, te], c)
+    return genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
+
+
+def pretrained_peers(a, movies, labelled, y, text, out):
+    """Linear peers on cinefuse's cached pretrained features (when present) and metadata."""
+    samples = load_samples(a.prepared)
+    state = json.load(open(f"{a.prepared}/preprocess.json", encoding="utf-8"))
+    n_cat = [len(v["values"]) + 2 for v in state["categorical"]]
+    meta = {s: cinefuse_meta(samples, labelled[s], n_cat) for s in labelled}
+    scaler = StandardScaler().fit(meta["train"])
+    meta = {s: scaler.transform(meta[s]) for s in meta}
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+    tfidf = {"train": vec.fit_transform(text["train"])}
+    for s in ("val", "test"):
+        tfidf[s] = vec.transform(text[s])
+    grid = [0.01, 0.03, 0.1, 0.3, 1.0]
+    c_meta = pick_c(meta["train"], y["train"], meta["val"], y["val"], grid)
+    blocks = {"tfidf": (tfidf["train"], tfidf["val"], tfidf["test"], 4.0),
+              "meta": (meta["train"], meta["val"], meta["test"], c_meta)}
+    out["tfidf_meta_stacked_genres"] = stacked(blocks, y)
+
+    feats = {}
+    for modality in ("plot", "poster"):
+        table = load_feature_cache(a.prepared, modality)
+        if table is None:
+            continue
+        f = {s: table[[samples[i]["row"] for i in labelled[s]]] for s in labelled}
+        sc = StandardScaler().fit(f["train"])
+        feats[modality] = {s: sc.transform(f[s]) for s in f}
+    if not feats:
+        print("no cached pretrained features in", a.prepared, "- skipping the embedding peers", file=sys.stderr)
+        return
+    names = sorted(feats)
+    joined = {s: np.hstack([feats[m][s] for m in names] + [meta[s]]) for s in labelled}
+    c = pick_c(joined["train"], y["train"], joined["val"], y["val"], [0.001, 0.003, 0.01, 0.03])
+    pv, pt = per_genre_logreg(joined["train"], y["train"], [joined["val"], joined["test"]], c)
+    out["embeddings_meta_logreg_genres"] = genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
+    out["embeddings_meta_logreg_genres"]["features"] = names + ["meta"]
+    for m in names:
+        cm = pick_c(feats[m]["train"], y["train"], feats[m]["val"], y["val"], [0.001, 0.003, 0.01, 0.03])
+        pv, pt = per_genre_logreg(feats[m]["train"], y["train"], [feats[m]["val"], feats[m]["test"]], cm)
+        out[f"{m}_embedding_logreg_genres"] = genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
+        blocks[m] = (feats[m]["train"], feats[m]["val"], feats[m]["test"], cm)
+    out["embeddings_tfidf_meta_stacked_genres"] = stacked(blocks, y)
+
+
 def meta_features(m, vocabs):
     def log(x):
         return math.log1p(x) if x is not None and x >= 0 else np.nan
@@ -129,6 +273,7 @@ def main():
     out["tfidf_logreg_genres"] = genre_metrics(probs["test"], y["test"], thr)
     prevalence = y["train"].mean(0)
     maj = np.tile(prevalence, (len(labelled["test"]), 1))
+    pretrained_peers(a, movies, labelled, y, text, out)
     out["majority_genres"] = genre_metrics(maj, y["test"], np.where(prevalence >= 0.5, 0.0, 1.1) if (prevalence >= 0.5).any() else np.where(np.arange(len(genres)) == prevalence.argmax(), 0.0, 1.1))
 
     # Rating from metadata.

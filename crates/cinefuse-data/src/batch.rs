@@ -37,6 +37,9 @@ pub struct MovieBatch {
     /// `[B]` rating targets (0 where missing) and `[B]` presence.
     pub rating: Tensor<1>,
     pub rating_present: Tensor<1>,
+    /// `[B, D]` cached backbone features (frozen pretrained encoders), when every item has them.
+    pub poster_features: Option<Tensor<2>>,
+    pub plot_features: Option<Tensor<2>>,
 }
 
 impl MovieBatch {
@@ -156,6 +159,26 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
             genres_present: f1(ones_where(items.iter().map(|it| it.genres_present))),
             rating: f1(items.iter().map(|it| it.rating.unwrap_or(0.0)).collect()),
             rating_present: f1(ones_where(items.iter().map(|it| it.rating.is_some()))),
+            poster_features: stack_features(&items, |it| it.poster_features.as_deref(), device),
+            plot_features: stack_features(&items, |it| it.plot_features.as_deref(), device),
         }
     }
+}
+
+/// `[B, D]` from per-item feature vectors; `None` unless every item has one of the same size.
+fn stack_features(
+    items: &[MovieItem],
+    get: impl Fn(&MovieItem) -> Option<&[f32]>,
+    device: &Device,
+) -> Option<Tensor<2>> {
+    let dim = get(items.first()?)?.len();
+    let mut values = Vec::with_capacity(items.len() * dim);
+    for item in items {
+        let f = get(item).filter(|f| f.len() == dim)?;
+        values.extend_from_slice(f);
+    }
+    Some(Tensor::from_data(
+        TensorData::new(values, [items.len(), dim]),
+        device,
+    ))
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use burn::data::dataset::Dataset;
 
+use crate::feature_cache::CachedFeatures;
 use crate::poster_cache::PosterCache;
 use crate::prepared::EncodedSample;
 
@@ -21,6 +22,9 @@ pub struct MovieItem {
     pub genres: Vec<f32>,
     pub genres_present: bool,
     pub rating: Option<f32>,
+    /// Cached backbone features of a frozen pretrained poster / plot encoder, when in use.
+    pub poster_features: Option<Vec<f32>>,
+    pub plot_features: Option<Vec<f32>>,
 }
 
 impl MovieItem {
@@ -36,6 +40,8 @@ impl MovieItem {
             genres: sample.genres.clone(),
             genres_present: sample.genres_present,
             rating: sample.rating,
+            poster_features: None,
+            plot_features: None,
         }
     }
 }
@@ -46,6 +52,7 @@ pub struct MovieDataset {
     samples: Arc<Vec<EncodedSample>>,
     posters: Arc<PosterCache>,
     indices: Vec<usize>,
+    features: Option<Arc<CachedFeatures>>,
 }
 
 impl MovieDataset {
@@ -58,7 +65,14 @@ impl MovieDataset {
             samples,
             posters,
             indices,
+            features: None,
         }
+    }
+
+    /// Items of this dataset carry the cached features (rows indexed like the sample table).
+    pub fn with_features(mut self, features: Option<Arc<CachedFeatures>>) -> Self {
+        self.features = features;
+        self
     }
 
     /// A view of this dataset in another order (or a subset): `order` indexes into `self`.
@@ -67,6 +81,7 @@ impl MovieDataset {
             samples: self.samples.clone(),
             posters: self.posters.clone(),
             indices: order.iter().map(|i| self.indices[*i]).collect(),
+            features: self.features.clone(),
         }
     }
 
@@ -79,7 +94,13 @@ impl MovieDataset {
         let poster = s
             .poster_slot
             .map(|slot| self.posters.get(slot as usize).to_vec());
-        MovieItem::from_sample(s, poster)
+        let mut item = MovieItem::from_sample(s, poster);
+        if let Some(f) = &self.features {
+            let row = self.indices[index];
+            item.poster_features = f.poster.as_ref().map(|t| t.row(row).to_vec());
+            item.plot_features = f.plot.as_ref().map(|t| t.row(row).to_vec());
+        }
+        item
     }
 }
 

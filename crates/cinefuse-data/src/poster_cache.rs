@@ -18,6 +18,46 @@ const MAGIC: &[u8; 8] = b"CFPOSTR1";
 const HEADER: usize = 8 + 4 * 4;
 pub const CHANNELS: usize = 3;
 
+/// How a poster's aspect ratio is reconciled with the cache's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosterFit {
+    /// Cover the target keeping the aspect ratio, then centre-crop (loses the edges).
+    #[default]
+    Crop,
+    /// Resize to the target exactly (distorts the aspect ratio).
+    Squash,
+    /// Fit inside the target keeping the aspect ratio, then pad with mid grey (keeps everything).
+    Pad,
+}
+
+impl PosterFit {
+    pub fn is_crop(&self) -> bool {
+        *self == PosterFit::Crop
+    }
+}
+
+/// Fits a poster to `width`×`height` as `mode` says.
+pub fn fit_poster_with(img: &DynamicImage, width: u32, height: u32, mode: PosterFit) -> RgbImage {
+    match mode {
+        PosterFit::Crop => fit_poster(img, width, height),
+        PosterFit::Squash => {
+            image::imageops::resize(&img.to_rgb8(), width, height, FilterType::Triangle)
+        }
+        PosterFit::Pad => {
+            let rgb = img.to_rgb8();
+            let (w, h) = rgb.dimensions();
+            let scale = f64::min(width as f64 / w as f64, height as f64 / h as f64);
+            let nw = ((w as f64 * scale).round() as u32).clamp(1, width);
+            let nh = ((h as f64 * scale).round() as u32).clamp(1, height);
+            let resized = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
+            let mut out = RgbImage::from_pixel(width, height, image::Rgb([127, 127, 127]));
+            image::imageops::replace(&mut out, &resized, ((width - nw) / 2).into(), ((height - nh) / 2).into());
+            out
+        }
+    }
+}
+
 /// Resizes to cover `width`×`height` keeping the aspect ratio, then centre-crops.
 pub fn fit_poster(img: &DynamicImage, width: u32, height: u32) -> RgbImage {
     let rgb = img.to_rgb8();

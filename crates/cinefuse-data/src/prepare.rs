@@ -2,7 +2,7 @@
 //! encode every movie and cache the posters. The output directory appears only when complete.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,7 +19,8 @@ use crate::prepared::{
     BAD_RECORDS_FILE, POSTERS_FILE, Preprocessor, SAMPLES_FILE, SUMMARY_FILE, fit_state,
 };
 use crate::split::{Split, hash_split, read_predefined_split};
-use crate::text::{TokenizerKind, train_tokenizer};
+use crate::poster_cache::PosterFit;
+use crate::text::{TokenizerKind, pretrained_tokenizer, train_tokenizer};
 use crate::validate::validate_records;
 
 /// How splits are assigned.
@@ -57,6 +58,22 @@ pub struct PrepareConfig {
     pub min_category_freq: usize,
     /// Skip bad records (with a written report) instead of aborting.
     pub skip_bad: bool,
+    /// With `tokenizer = "pretrained"`: the checkpoint folder (or `tokenizer.json`) whose
+    /// tokenizer encodes the plots, as the pretrained text encoder was trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer_path: Option<PathBuf>,
+    /// Encode "Title. Plot" instead of the plot alone.
+    #[serde(skip_serializing_if = "is_false")]
+    pub title_in_text: bool,
+    /// How a poster is fitted to `image_width`×`image_height`.
+    #[serde(skip_serializing_if = "PosterFit::is_crop")]
+    pub poster_fit: PosterFit,
+}
+
+// The `skip_serializing_if`s keep the serialized form (and so the prepared-folder hash) of
+// configs that predate these keys unchanged.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for PrepareConfig {
@@ -77,6 +94,9 @@ impl Default for PrepareConfig {
             min_genre_count: 5,
             min_category_freq: 3,
             skip_bad: false,
+            tokenizer_path: None,
+            title_in_text: false,
+            poster_fit: PosterFit::Crop,
         }
     }
 }
@@ -109,6 +129,20 @@ impl PrepareConfig {
                 "data.max_tokens = {}: expected at least 2",
                 self.max_tokens
             ));
+        }
+        match (self.tokenizer, &self.tokenizer_path) {
+            (TokenizerKind::Pretrained, None) => {
+                return Err("data.preprocess.tokenizer = \"pretrained\" needs \
+                            data.preprocess.tokenizer_path (a checkpoint folder or tokenizer.json)"
+                    .into());
+            }
+            (k, Some(p)) if k != TokenizerKind::Pretrained => {
+                return Err(format!(
+                    "data.preprocess.tokenizer_path = {:?} is only used with tokenizer = \"pretrained\"",
+                    p.display().to_string()
+                ));
+            }
+            _ => {}
         }
         if self.vocab_size < 16 {
             return Err(format!(
@@ -269,12 +303,17 @@ pub fn prepare_dataset(
         .filter(|p| !p.trim().is_empty())
         .collect();
     let plots = if plots.is_empty() { vec![""] } else { plots };
-    let tokenizer = train_tokenizer(
-        config.tokenizer,
-        &plots,
-        config.vocab_size,
-        config.min_token_freq,
-    )?;
+    let tokenizer = match &config.tokenizer_path {
+        Some(path) if config.tokenizer == TokenizerKind::Pretrained => {
+            pretrained_tokenizer(path, config.max_tokens)?
+        }
+        _ => train_tokenizer(
+            config.tokenizer,
+            &plots,
+            config.vocab_size,
+            config.min_token_freq,
+        )?,
+    };
     let tok_vocab = tokenizer.get_vocab_size(true);
     let state = fit_state(
         &train,

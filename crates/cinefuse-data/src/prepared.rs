@@ -17,7 +17,8 @@ use crate::features::{
     CATEGORICAL_FEATURES, NUMERIC_FEATURES, NumericScaler, raw_categorical, raw_numeric,
 };
 use crate::movie::Movie;
-use crate::poster_cache::{PosterCache, fit_poster, to_chw};
+use crate::feature_cache::CachedFeatures;
+use crate::poster_cache::{PosterCache, fit_poster_with, to_chw};
 use crate::prepare::PrepareConfig;
 use crate::split::Split;
 use crate::text::{encode_plot, load_tokenizer};
@@ -124,7 +125,15 @@ impl Preprocessor {
             .collect();
         let plot = movie.plot.as_deref().filter(|p| !p.trim().is_empty());
         let tokens = match plot {
-            Some(p) => encode_plot(&self.tokenizer, p, self.state.config.max_tokens)?,
+            Some(p) => {
+                let text = match movie.title.as_deref() {
+                    Some(t) if self.state.config.title_in_text && !t.trim().is_empty() => {
+                        format!("{}. {p}", t.trim())
+                    }
+                    _ => p.to_string(),
+                };
+                encode_plot(&self.tokenizer, &text, self.state.config.max_tokens)?
+            }
             None => Vec::new(),
         };
         let genre_list = movie.genres.clone().unwrap_or_default();
@@ -154,7 +163,12 @@ impl Preprocessor {
             },
         )
         .map_err(|m| DataError::file(path, m))?;
-        Ok(to_chw(&fit_poster(&img, c.image_width, c.image_height)))
+        Ok(to_chw(&fit_poster_with(
+            &img,
+            c.image_width,
+            c.image_height,
+            c.poster_fit,
+        )))
     }
 }
 
@@ -226,6 +240,8 @@ pub struct Prepared {
     pub preprocessor: Preprocessor,
     pub samples: Arc<Vec<EncodedSample>>,
     pub posters: Arc<PosterCache>,
+    /// Cached features of frozen pretrained encoders, handed to every dataset made here.
+    pub features: Option<Arc<CachedFeatures>>,
 }
 
 impl Prepared {
@@ -257,6 +273,7 @@ impl Prepared {
             preprocessor,
             samples: Arc::new(samples),
             posters: Arc::new(posters),
+            features: None,
         })
     }
 
@@ -273,6 +290,7 @@ impl Prepared {
             self.posters.clone(),
             self.indices(split),
         )
+        .with_features(self.features.clone())
     }
 
     /// A Burn dataset over every movie regardless of split.
@@ -282,6 +300,7 @@ impl Prepared {
             self.posters.clone(),
             (0..self.samples.len()).collect(),
         )
+        .with_features(self.features.clone())
     }
 }
 

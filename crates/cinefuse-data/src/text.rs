@@ -31,6 +31,8 @@ pub enum TokenizerKind {
     /// Whole words only. Its training is fully deterministic, unlike WordPiece/BPE in the
     /// `tokenizers` crate (which break frequency ties in hash-map order).
     Wordlevel,
+    /// A pretrained checkpoint's own `tokenizer.json` (`data.preprocess.tokenizer_path`).
+    Pretrained,
 }
 
 /// Trains a tokenizer on the given texts.
@@ -76,6 +78,11 @@ pub fn train_tokenizer(
                 .build()
                 .into(),
         ),
+        TokenizerKind::Pretrained => {
+            return Err(DataError::Invalid(
+                "a pretrained tokenizer is loaded, not trained (pretrained_tokenizer)".into(),
+            ));
+        }
         TokenizerKind::Wordlevel => (
             WordLevel::builder()
                 .unk_token(UNK.into())
@@ -118,12 +125,45 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, DataError> {
         .map_err(|e| DataError::file(path, format!("cannot load tokenizer: {e}")))
 }
 
-/// Encodes a plot as `[CLS] tokens…`, truncated to `max_len` ids in total.
+/// Loads a checkpoint's tokenizer (a folder with `tokenizer.json`, or the file itself) for
+/// plots: its own special tokens and template (`[CLS] … [SEP]`), truncated to `max_len` ids,
+/// no padding (batches pad). Its `[PAD]` must be id 0, as cinefuse pads with 0.
+pub fn pretrained_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer, DataError> {
+    let file = if path.is_dir() {
+        path.join("tokenizer.json")
+    } else {
+        path.to_path_buf()
+    };
+    let mut tokenizer = load_tokenizer(&file)?;
+    if tokenizer.token_to_id(PAD) != Some(PAD_ID) {
+        return Err(DataError::file(
+            &file,
+            format!("the tokenizer's {PAD} is not id {PAD_ID}; cinefuse pads with id {PAD_ID}"),
+        ));
+    }
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| DataError::file(&file, format!("cannot set truncation: {e}")))?;
+    Ok(tokenizer)
+}
+
+/// Encodes a plot: with a pretrained tokenizer (one with a post-processor), as it was trained,
+/// e.g. `[CLS] tokens… [SEP]`; otherwise `[CLS] tokens…`. At most `max_len` ids in total.
 pub fn encode_plot(
     tokenizer: &Tokenizer,
     text: &str,
     max_len: usize,
 ) -> Result<Vec<u32>, DataError> {
+    if tokenizer.get_post_processor().is_some() {
+        let enc = tokenizer
+            .encode(text, true)
+            .map_err(|e| DataError::Invalid(format!("cannot tokenize plot: {e}")))?;
+        return Ok(enc.get_ids().iter().copied().take(max_len).collect());
+    }
     let enc = tokenizer
         .encode(text, false)
         .map_err(|e| DataError::Invalid(format!("cannot tokenize plot: {e}")))?;

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::fusion::FusionConfig;
 use crate::meta::MetaEncoderConfig;
 use crate::poster::PosterEncoderConfig;
-use crate::text::TextEncoderConfig;
+use crate::pretrained::BertConfig;
+use crate::text::{Pooling, TextEncoderConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -65,6 +66,17 @@ pub struct ModelShapes {
     pub max_tokens: usize,
     pub n_numeric: usize,
     pub categorical_sizes: Vec<usize>,
+    /// The architecture of a pretrained plot encoder (`model.text.kind = "bert"`), read from
+    /// its checkpoint when training starts and kept with the run, so that checkpoints and
+    /// exports rebuild it without the checkpoint folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_backbone: Option<TextBackbone>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextBackbone {
+    pub config: BertConfig,
+    pub pooling: Pooling,
 }
 
 impl ModelConfig {

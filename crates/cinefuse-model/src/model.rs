@@ -10,8 +10,11 @@ use crate::encoder::ModalityEncoder;
 use crate::fusion::{Fusion, FusionInput};
 use crate::head::OutputHead;
 use crate::meta::MetaEncoder;
-use crate::poster::PosterEncoder;
-use crate::text::TextEncoder;
+use crate::poster::{PosterEncoder, PosterEncoderKind};
+use crate::poster_efficientnet::EfficientNetPosterEncoder;
+use crate::pretrained::{Bert, EfficientNetLite, PretrainedError};
+use crate::text_bert::BertTextEncoder;
+use crate::text::{TextEncoder, TextEncoderKind};
 
 #[derive(Module, Debug)]
 pub struct CinefuseModel {
@@ -22,6 +25,9 @@ pub struct CinefuseModel {
     text_head: Option<OutputHead>,
     meta_head: Option<OutputHead>,
     pub fusion: Option<Fusion>,
+    /// Pretrained encoders, in place of `poster` / `text` when configured.
+    pub poster_pretrained: Option<EfficientNetPosterEncoder>,
+    pub text_pretrained: Option<BertTextEncoder>,
     #[module(skip)]
     modalities: Vec<Modality>,
     #[module(skip)]
@@ -55,11 +61,36 @@ impl ModelConfig {
         let has = |m| self.modalities.contains(&m);
         let head_dropout = self.fusion.dropout;
         let head = || OutputHead::new(d, shapes.n_genres, head_dropout, device);
+        let poster_pretrained = self.poster.kind == PosterEncoderKind::EfficientnetLite0;
+        let text_pretrained = self.text.kind == TextEncoderKind::Bert;
         CinefuseModel {
-            poster: has(Modality::Poster).then(|| self.poster.init(d, device)),
-            text: has(Modality::Text).then(|| {
+            poster: (has(Modality::Poster) && !poster_pretrained)
+                .then(|| self.poster.init(d, device)),
+            text: (has(Modality::Text) && !text_pretrained).then(|| {
                 self.text
                     .init(shapes.vocab_size, shapes.max_tokens, d, device)
+            }),
+            poster_pretrained: (has(Modality::Poster) && poster_pretrained).then(|| {
+                EfficientNetPosterEncoder::new(
+                    EfficientNetLite::lite0(device),
+                    d,
+                    self.poster.feature_dropout,
+                    &self.poster.tuning(),
+                    device,
+                )
+            }),
+            text_pretrained: (has(Modality::Text) && text_pretrained).then(|| {
+                let arch = shapes
+                    .text_backbone
+                    .as_ref()
+                    .expect("ModelShapes::text_backbone is set for model.text.kind = \"bert\"");
+                BertTextEncoder::new(
+                    Bert::new(&arch.config, arch.pooling, device),
+                    d,
+                    self.text.feature_dropout,
+                    &self.text.tuning(),
+                    device,
+                )
             }),
             meta: has(Modality::Meta).then(|| {
                 self.meta
@@ -81,6 +112,39 @@ impl ModelConfig {
             modality_dropout: self.modality_dropout,
             rating_modality: self.rating_modality,
         }
+    }
+}
+
+impl ModelConfig {
+    /// `init`, then the pretrained backbones' weights from their checkpoint folders (a new
+    /// run; checkpoints and exports carry the weights themselves).
+    pub fn init_pretrained(
+        &self,
+        shapes: &ModelShapes,
+        device: &Device,
+    ) -> Result<CinefuseModel, PretrainedError> {
+        let mut model = self.init(shapes, device);
+        if let (Some(enc), Some(dir)) = (&mut model.poster_pretrained, &self.poster.pretrained) {
+            let net = EfficientNetLite::from_dir(dir, device)?;
+            *enc = EfficientNetPosterEncoder::new(
+                net,
+                self.embed_dim,
+                self.poster.feature_dropout,
+                &self.poster.tuning(),
+                device,
+            );
+        }
+        if let (Some(enc), Some(dir)) = (&mut model.text_pretrained, &self.text.pretrained) {
+            let bert = Bert::from_dir(dir, device)?;
+            *enc = BertTextEncoder::new(
+                bert,
+                self.embed_dim,
+                self.text.feature_dropout,
+                &self.text.tuning(),
+                device,
+            );
+        }
+        Ok(model)
     }
 }
 
@@ -106,7 +170,15 @@ impl CinefuseModel {
             "poster encoder",
             self.poster.as_ref().map(|m| m.num_params()),
         );
+        add(
+            "poster (pretrained)",
+            self.poster_pretrained.as_ref().map(|m| m.num_params()),
+        );
         add("text encoder", self.text.as_ref().map(|m| m.num_params()));
+        add(
+            "text (pretrained)",
+            self.text_pretrained.as_ref().map(|m| m.num_params()),
+        );
         add("meta encoder", self.meta.as_ref().map(|m| m.num_params()));
         let heads = [&self.poster_head, &self.text_head, &self.meta_head]
             .iter()
@@ -128,8 +200,20 @@ impl CinefuseModel {
             )
         }
         match m {
-            Modality::Poster => pick(self.poster.as_ref().map(|e| e as _), &self.poster_head),
-            Modality::Text => pick(self.text.as_ref().map(|e| e as _), &self.text_head),
+            Modality::Poster => pick(
+                self.poster
+                    .as_ref()
+                    .map(|e| e as _)
+                    .or(self.poster_pretrained.as_ref().map(|e| e as _)),
+                &self.poster_head,
+            ),
+            Modality::Text => pick(
+                self.text
+                    .as_ref()
+                    .map(|e| e as _)
+                    .or(self.text_pretrained.as_ref().map(|e| e as _)),
+                &self.text_head,
+            ),
             Modality::Meta => pick(self.meta.as_ref().map(|e| e as _), &self.meta_head),
         }
     }

@@ -12,9 +12,39 @@ use cinefuse_data::MovieBatch;
 
 use crate::cpu_kernels::{batch_norm, conv2d};
 use crate::encoder::ModalityEncoder;
+use crate::pretrained_config::{Tuning, validate_tuning};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PosterEncoderKind {
+    /// The ResNet-style CNN below, trained from scratch.
+    #[serde(rename = "resnet")]
+    Resnet,
+    /// Pretrained EfficientNet-Lite0 (ImageNet) from `pretrained = "DIR"`.
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientnetLite0,
+}
 
 #[derive(Config, Debug)]
 pub struct PosterEncoderConfig {
+    #[config(default = "PosterEncoderKind::Resnet")]
+    pub kind: PosterEncoderKind,
+    /// Checkpoint folder of a pretrained kind (`model.pth` or `model.safetensors`).
+    #[config(default = "None")]
+    pub pretrained: Option<PathBuf>,
+    /// Pretrained kinds: keep the backbone frozen (features computed once and cached).
+    #[config(default = true)]
+    pub freeze: bool,
+    /// Pretrained kinds, fine-tuning: backbone learning rate relative to the head's.
+    #[config(default = 0.1)]
+    pub lr_scale: f64,
+    /// Pretrained kinds, fine-tuning: train only the last N blocks (all when unset).
+    #[config(default = "None")]
+    pub trainable_layers: Option<usize>,
+    /// Pretrained kinds: dropout on the backbone features before the adapter.
+    #[config(default = 0.1)]
+    pub feature_dropout: f64,
     /// Channels of each stage; every stage after the first halves the resolution.
     #[config(default = "vec![16, 32, 64]")]
     pub widths: Vec<usize>,
@@ -27,7 +57,23 @@ pub struct PosterEncoderConfig {
 }
 
 impl PosterEncoderConfig {
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            freeze: self.freeze,
+            lr_scale: self.lr_scale,
+            trainable_layers: self.trainable_layers,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.kind != PosterEncoderKind::Resnet {
+            return validate_tuning(
+                "poster",
+                self.pretrained.as_deref(),
+                &self.tuning(),
+                self.feature_dropout,
+            );
+        }
         if self.widths.is_empty() || self.widths.contains(&0) {
             return Err(format!(
                 "model.poster.widths = {:?}: expected a non-empty list of positive channel counts",

@@ -6,8 +6,11 @@ use cinefuse_data::MovieBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::ModalityEncoder;
+use crate::pretrained_config::{Tuning, validate_tuning};
+use std::path::PathBuf;
 use crate::text_bag::BagTextEncoder;
 use crate::text_cnn::CnnTextEncoder;
+use crate::text_ngram::NgramTextEncoder;
 use crate::text_transformer::TransformerTextEncoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +22,10 @@ pub enum TextEncoderKind {
     Bag,
     /// 1-D convolution over token embeddings → masked max pooling.
     Cnn,
+    /// Hashed word + bigram embeddings, averaged (fastText-style).
+    Ngram,
+    /// A pretrained BERT-family checkpoint (`pretrained = "DIR"`, Hugging Face layout).
+    Bert,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +54,51 @@ pub struct TextEncoderConfig {
     /// Width of the CNN encoder's kernel.
     #[config(default = 3)]
     pub kernel_size: usize,
+    /// `kind = "ngram"`: rows of the hashed bigram table.
+    #[config(default = 65536)]
+    pub ngram_buckets: usize,
+    /// Checkpoint folder of `kind = "bert"` (config.json, model.safetensors, tokenizer.json).
+    #[config(default = "None")]
+    pub pretrained: Option<PathBuf>,
+    /// `kind = "bert"`: keep the backbone frozen (features computed once and cached).
+    #[config(default = true)]
+    pub freeze: bool,
+    /// `kind = "bert"`, fine-tuning: backbone learning rate relative to the head's.
+    #[config(default = 0.1)]
+    pub lr_scale: f64,
+    /// `kind = "bert"`, fine-tuning: train only the last N layers (all when unset).
+    #[config(default = "None")]
+    pub trainable_layers: Option<usize>,
+    /// `kind = "bert"`: dropout on the pooled embedding before the adapter.
+    #[config(default = 0.1)]
+    pub feature_dropout: f64,
 }
 
 impl TextEncoderConfig {
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            freeze: self.freeze,
+            lr_scale: self.lr_scale,
+            trainable_layers: self.trainable_layers,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.kind == TextEncoderKind::Bert {
+            return validate_tuning(
+                "text",
+                self.pretrained.as_deref(),
+                &self.tuning(),
+                self.feature_dropout,
+            );
+        }
+        if self.pretrained.is_some() {
+            return Err(format!(
+                "model.text.pretrained is set but model.text.kind = {:?} trains from scratch; \
+                 use kind = \"bert\"",
+                self.kind
+            ));
+        }
         if self.d_model == 0 {
             return Err("model.text.d_model = 0: expected a positive size".into());
         }
@@ -64,6 +112,12 @@ impl TextEncoderConfig {
             if self.n_layers == 0 {
                 return Err("model.text.n_layers = 0: expected at least 1".into());
             }
+        }
+        if self.kind == TextEncoderKind::Ngram && !(1..=1 << 24).contains(&self.ngram_buckets) {
+            return Err(format!(
+                "model.text.ngram_buckets = {}: expected 1..=16777216",
+                self.ngram_buckets
+            ));
         }
         if self.kind == TextEncoderKind::Cnn && self.kernel_size.is_multiple_of(2) {
             return Err(format!(
@@ -91,6 +145,7 @@ impl TextEncoderConfig {
             transformer: None,
             bag: None,
             cnn: None,
+            ngram: None,
             embed_dim,
         };
         match self.kind {
@@ -105,6 +160,10 @@ impl TextEncoderConfig {
             TextEncoderKind::Cnn => {
                 enc.cnn = Some(CnnTextEncoder::new(self, vocab_size, embed_dim, device))
             }
+            TextEncoderKind::Ngram => {
+                enc.ngram = Some(NgramTextEncoder::new(self, vocab_size, embed_dim, device))
+            }
+            TextEncoderKind::Bert => unreachable!("BERT plots use BertTextEncoder"),
         }
         enc
     }
@@ -116,6 +175,7 @@ pub struct TextEncoder {
     transformer: Option<TransformerTextEncoder>,
     bag: Option<BagTextEncoder>,
     cnn: Option<CnnTextEncoder>,
+    ngram: Option<NgramTextEncoder>,
     #[module(skip)]
     embed_dim: usize,
 }
@@ -144,6 +204,8 @@ impl TextEncoder {
             b.forward(tokens, mask)
         } else if let Some(c) = &self.cnn {
             c.forward(tokens, mask)
+        } else if let Some(n) = &self.ngram {
+            n.forward(tokens, mask)
         } else {
             unreachable!("TextEncoder is built with one variant")
         }

@@ -12,6 +12,9 @@ use cinefuse_model::head::RatingScale;
 use cinefuse_model::text::TextEncoderKind;
 use cinefuse_model::{LossConfig, Modality, ModelConfig, ModelShapes};
 
+#[path = "model/pretrained.rs"]
+mod pretrained;
+
 const H: usize = 24;
 const W: usize = 16;
 const G: usize = 4;
@@ -23,6 +26,7 @@ fn shapes() -> ModelShapes {
         max_tokens: 12,
         n_numeric: 3,
         categorical_sizes: vec![5, 7],
+        text_backbone: None,
     }
 }
 
@@ -72,6 +76,8 @@ fn items(n: usize) -> Vec<MovieItem> {
                 genres,
                 genres_present: true,
                 rating: Some(3.0 + k as f32),
+                poster_features: None,
+                plot_features: None,
             }
         })
         .collect()

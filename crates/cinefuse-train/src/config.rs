@@ -396,6 +396,7 @@ impl TrainConfig {
         }
         self.data.preprocess.validate()?;
         self.model.validate()?;
+        self.check_pretrained_text()?;
         self.loss.validate()?;
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr < 1.0) {
@@ -437,6 +438,40 @@ impl TrainConfig {
             return Err(format!(
                 "train.pretrain_epochs = {} must be smaller than train.epochs = {}",
                 t.pretrain_epochs, t.epochs
+            ));
+        }
+        Ok(())
+    }
+
+    /// A BERT plot encoder reads the token ids of its own tokenizer: the data section must
+    /// prepare plots with exactly that tokenizer, and no longer than its position table.
+    fn check_pretrained_text(&self) -> Result<(), String> {
+        use cinefuse_data::text::TokenizerKind;
+        use cinefuse_model::text::TextEncoderKind;
+        let text = &self.model.text;
+        if text.kind != TextEncoderKind::Bert
+            || !self.model.modalities.contains(&cinefuse_model::Modality::Text)
+        {
+            return Ok(());
+        }
+        let p = &self.data.preprocess;
+        let dir = text.pretrained.as_deref().unwrap_or(std::path::Path::new(""));
+        let same = p.tokenizer == TokenizerKind::Pretrained
+            && p.tokenizer_path.as_deref().is_some_and(|t| {
+                t == dir || t == dir.join("tokenizer.json")
+            });
+        if !same {
+            return Err(format!(
+                "model.text.kind = \"bert\" reads token ids of its checkpoint's tokenizer: set \
+                 data.preprocess.tokenizer = \"pretrained\" and data.preprocess.tokenizer_path = \
+                 {:?} (the same folder as model.text.pretrained)",
+                dir.display().to_string()
+            ));
+        }
+        if p.max_tokens > 512 {
+            return Err(format!(
+                "data.preprocess.max_tokens = {}: BERT checkpoints have at most 512 positions",
+                p.max_tokens
             ));
         }
         Ok(())

@@ -37,7 +37,7 @@ impl LoadedRun {
         let info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
         crate::trainer::check_fingerprint(&info, &info.prepared_dir)
             .with_context(|| format!("{}: cannot evaluate this run", run_dir.display()))?;
-        let prepared = Prepared::open(&info.prepared_dir).with_context(|| {
+        let mut prepared = Prepared::open(&info.prepared_dir).with_context(|| {
             format!(
                 "the run's prepared data {} is gone",
                 info.prepared_dir.display()
@@ -48,6 +48,13 @@ impl LoadedRun {
             b.kind = k;
         }
         let device = select_device(&b)?.device;
+        // Frozen pretrained encoders: the cached features when their checkpoint is still
+        // there; otherwise the model runs its own copy of the backbone (slower, same result).
+        if let Err(e) =
+            crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)
+        {
+            eprintln!("warning: no cached features ({e:#}); running the backbones instead");
+        }
         let best = best_dir(run_dir).ok_or_else(|| {
             anyhow!(
                 "{}: no best model yet (train for at least one epoch)",
@@ -122,7 +129,48 @@ pub struct EvalReport {
     pub genres: GenreMetrics,
     pub genres_at_0_5: GenreMetrics,
     pub rating: RatingMetrics,
+    /// The split-conformal rating interval calibrated on validation, measured here.
+    #[serde(default)]
+    pub interval: Option<IntervalMetrics>,
     pub baselines: Baselines,
+}
+
+/// How a constant-width conformal rating interval (`prediction ± half_width`, clipped to
+/// 0–10) does on the evaluated movies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntervalMetrics {
+    pub nominal: f64,
+    pub half_width: f64,
+    /// Share of rated movies whose rating falls inside.
+    pub coverage: f64,
+    /// Mean width after clipping to 0–10.
+    pub mean_width: f64,
+}
+
+pub fn interval_metrics(val: &Predictions, target: &Predictions, nominal: f64) -> Option<IntervalMetrics> {
+    let (vp, vt) = val.labelled_ratings();
+    let residuals: Vec<f32> = vp.iter().zip(&vt).map(|(p, t)| p - t).collect();
+    let hw = f64::from(crate::metrics::conformal_quantile(&residuals, nominal));
+    let (p, t) = target.labelled_ratings();
+    if !hw.is_finite() || p.is_empty() {
+        return None;
+    }
+    let n = p.len() as f64;
+    let inside = p
+        .iter()
+        .zip(&t)
+        .filter(|(p, t)| (f64::from(**p) - f64::from(**t)).abs() <= hw)
+        .count();
+    let width: f64 = p
+        .iter()
+        .map(|&p| (f64::from(p) + hw).min(10.0) - (f64::from(p) - hw).max(0.0))
+        .sum();
+    Some(IntervalMetrics {
+        nominal,
+        half_width: hw,
+        coverage: inside as f64 / n,
+        mean_width: width / n,
+    })
 }
 
 pub fn baselines(run: &LoadedRun, preds: &Predictions) -> Baselines {
@@ -182,7 +230,7 @@ pub fn evaluate(
     backend: Option<BackendKind>,
 ) -> Result<EvalReport> {
     let run = LoadedRun::open(run_dir, backend)?;
-    let (thresholds, _) = run.tuned_thresholds();
+    let (thresholds, val) = run.tuned_thresholds();
     let (preds, target) = match data {
         Some(dir) => {
             let out = run_dir.join("eval-data").join(
@@ -208,6 +256,7 @@ pub fn evaluate(
         genres: preds.genre_metrics(&thresholds, &names),
         genres_at_0_5: preds.genre_metrics(&vec![0.5; names.len()], &names),
         rating: preds.rating_metrics(),
+        interval: interval_metrics(&val, &preds, crate::export::INTERVAL_COVERAGE),
         baselines: baselines(&run, &preds),
     };
     write_json(&run_dir.join("eval.json"), &report)?;
@@ -271,6 +320,16 @@ impl std::fmt::Display for EvalReport {
             None,
             b.mean.within_10pct,
         )?;
+        if let Some(i) = &self.interval {
+            writeln!(
+                f,
+                "rating interval: ±{:.2} (calibrated on validation for {:.0} %): covers {:.1} %, mean width {:.2}",
+                i.half_width,
+                i.nominal * 100.0,
+                i.coverage * 100.0,
+                i.mean_width
+            )?;
+        }
         writeln!(
             f,
             "baselines: genres {:?} always; rating {:.2} always",

@@ -6,6 +6,7 @@ pub mod config;
 pub mod data_setup;
 pub mod evaluate;
 pub mod export;
+pub mod feature_cache;
 pub mod inference;
 pub mod metrics;
 pub mod predict;

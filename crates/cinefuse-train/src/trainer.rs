@@ -75,6 +75,7 @@ pub fn shapes_of(prepared: &Prepared) -> ModelShapes {
         max_tokens: pre.state.config.max_tokens,
         n_numeric: pre.n_numeric(),
         categorical_sizes: pre.categorical_sizes(),
+        text_backbone: None,
     }
 }
 
@@ -145,7 +146,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
 
     let info_path = run_dir.join(RUN_FILE);
-    let (dataset_dir, prepared) = if resuming {
+    let (dataset_dir, mut prepared) = if resuming {
         // The run's own prepared data, never a re-prepared copy (token ids must not change).
         let info: RunInfo = read_json(&info_path)?;
         let opened = ensure_prepared_in(&config, &info.dataset_dir, &info.prepared_dir, false)?;
@@ -163,7 +164,13 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     let device = selected.device.clone();
     println!("backend: {} ({:?})", selected.description, device);
 
-    let shapes = shapes_of(&prepared);
+    crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
+    let mut shapes = shapes_of(&prepared);
+    shapes.text_backbone = if resuming {
+        read_json::<RunInfo>(&info_path)?.shapes.text_backbone
+    } else {
+        crate::feature_cache::text_backbone_of(&config.model)?
+    };
     if shapes.n_genres == 0 {
         bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
     }
@@ -181,7 +188,11 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
 
     device.seed(config.seed);
     let train_device = device.clone().autodiff();
-    let mut model = config.model.init(&shapes, &train_device);
+    let mut model = if resuming {
+        config.model.init(&shapes, &train_device)
+    } else {
+        config.model.init_pretrained(&shapes, &train_device)?
+    };
     let param_counts: Vec<(String, usize)> = model
         .param_counts()
         .into_iter()
@@ -327,8 +338,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
             sum_genre += f64::from(genre) * b as f64;
             sum_rating += f64::from(rating) * b as f64;
             seen += b;
-            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = step_with_lr_scales(&mut optim, model, parts.total.backward(), lr, &config);
             state.step += 1;
             state.batches_into_epoch += 1;
             steps_this_call += 1;
@@ -483,6 +493,37 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         interrupted,
         history: read_metrics(&run_dir)?,
     })
+}
+
+/// One optimizer step; fine-tuned pretrained backbones step with their own learning rate
+/// (`lr × lr_scale`), the rest of the model with `lr`. AdamW keeps its moments per parameter,
+/// so stepping disjoint parameter sets separately is the same as one step with two rates.
+fn step_with_lr_scales(
+    optim: &mut burn::optim::ModuleOptimizer,
+    model: CinefuseModel,
+    mut grads: burn::tensor::Gradients,
+    lr: f64,
+    config: &TrainConfig,
+) -> CinefuseModel {
+    let text = model
+        .text_pretrained
+        .as_ref()
+        .filter(|_| !config.model.text.freeze)
+        .map(|e| GradientsParams::from_module(&mut grads, &e.bert));
+    let poster = model
+        .poster_pretrained
+        .as_ref()
+        .filter(|_| !config.model.poster.freeze)
+        .map(|e| GradientsParams::from_module(&mut grads, &e.net));
+    let rest = GradientsParams::from_grads(grads, &model);
+    let mut model = optim.step(lr, model, rest);
+    if let Some(g) = text {
+        model = optim.step(lr * config.model.text.lr_scale, model, g);
+    }
+    if let Some(g) = poster {
+        model = optim.step(lr * config.model.poster.lr_scale, model, g);
+    }
+    model
 }
 
 /// Refuses to use prepared data that changed since the run trained on it.

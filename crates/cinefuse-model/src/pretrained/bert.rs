@@ -1,0 +1,295 @@
+//! A BERT-family text encoder built from a Hugging Face checkpoint folder (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, optionally `1_Pooling/config.json`): token, position
+//! and segment embeddings, post-norm encoder layers with exact GELU, then masked mean (or
+//! `[CLS]`) pooling as the checkpoint's pooling config says. all-MiniLM-L6-v2, MiniLM-L12,
+//! bge-small and BERT-base all have this layout.
+
+use std::path::Path;
+
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::prelude::*;
+use serde::Deserialize;
+
+use crate::cpu_kernels::{dropout, gelu, softmax};
+use crate::pretrained::load::{PretrainedError, load_safetensors, read_json};
+use crate::text::{Pooling, masked_mean};
+
+/// The fields of a Hugging Face `config.json` that define a BERT encoder.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "one")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolingFile {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+impl BertConfig {
+    /// Reads and checks `DIR/config.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self, PretrainedError> {
+        let path = dir.join("config.json");
+        let config: BertConfig = read_json(&path)?;
+        let bad = |msg: String| PretrainedError::Config {
+            path: path.clone(),
+            message: msg,
+        };
+        if config.hidden_act != "gelu" {
+            return Err(bad(format!(
+                "hidden_act = {:?}: only the exact \"gelu\" is supported",
+                config.hidden_act
+            )));
+        }
+        let heads = config.num_attention_heads;
+        if heads == 0 || !config.hidden_size.is_multiple_of(heads) {
+            return Err(bad(format!(
+                "num_attention_heads = {heads} does not divide hidden_size = {}",
+                config.hidden_size
+            )));
+        }
+        if config.num_hidden_layers == 0 || config.vocab_size == 0 {
+            return Err(bad("num_hidden_layers and vocab_size must be positive".into()));
+        }
+        Ok(config)
+    }
+}
+
+/// The pooling of `DIR/1_Pooling/config.json` (sentence-transformers); mean when absent.
+pub fn pooling_from_dir(dir: &Path) -> Result<Pooling, PretrainedError> {
+    let path = dir.join("1_Pooling").join("config.json");
+    if !path.exists() {
+        return Ok(Pooling::Mean);
+    }
+    let p: PoolingFile = read_json(&path)?;
+    match (p.pooling_mode_mean_tokens, p.pooling_mode_cls_token) {
+        (true, false) => Ok(Pooling::Mean),
+        (false, true) => Ok(Pooling::Cls),
+        _ => Err(PretrainedError::Config {
+            path,
+            message: "expected exactly one of pooling_mode_mean_tokens and \
+                      pooling_mode_cls_token (other poolings are not supported)"
+                .into(),
+        }),
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+}
+
+/// One post-norm layer: `x = norm(x + attention(x))`, `x = norm(x + ffn(x))`.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    dropout: Dropout,
+    #[module(skip)]
+    n_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Bert {
+    pub embeddings: BertEmbeddings,
+    pub layers: Vec<BertLayer>,
+    #[module(skip)]
+    pooling: Pooling,
+    #[module(skip)]
+    hidden: usize,
+}
+
+/// Hugging Face names → the field paths above (applied to the checkpoint's keys). A leading
+/// `bert.` (task-head checkpoints) is dropped.
+pub const BERT_KEY_MAP: &[(&str, &str)] = &[
+    (r"^bert\.", ""),
+    (r"^embeddings\.word_embeddings\.", "embeddings.word."),
+    (r"^embeddings\.position_embeddings\.", "embeddings.position."),
+    (r"^embeddings\.token_type_embeddings\.", "embeddings.token_type."),
+    (r"^embeddings\.LayerNorm\.", "embeddings.norm."),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
+        "layers.$1.$2.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.",
+        "layers.$1.attention_out.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
+        "layers.$1.attention_norm.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.intermediate\.dense\.",
+        "layers.$1.intermediate.",
+    ),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", "layers.$1.output."),
+    (
+        r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.",
+        "layers.$1.output_norm.",
+    ),
+];
+
+/// Checkpoint tensors a sentence encoder does not use.
+pub const BERT_IGNORED: &[&str] = &[r"^(bert\.)?pooler\.", r"position_ids$", r"^cls\."];
+
+impl Bert {
+    /// A randomly initialized encoder of the checkpoint's architecture.
+    pub fn new(config: &BertConfig, pooling: Pooling, device: &Device) -> Self {
+        let d = config.hidden_size;
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| BertLayer {
+                query: linear(d, d),
+                key: linear(d, d),
+                value: linear(d, d),
+                attention_out: linear(d, d),
+                attention_norm: norm(),
+                intermediate: linear(d, config.intermediate_size),
+                output: linear(config.intermediate_size, d),
+                output_norm: norm(),
+                dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+                n_heads: config.num_attention_heads,
+            })
+            .collect();
+        Bert {
+            embeddings: BertEmbeddings {
+                word: EmbeddingConfig::new(config.vocab_size, d).init(device),
+                position: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
+                token_type: EmbeddingConfig::new(config.type_vocab_size.max(1), d).init(device),
+                norm: norm(),
+            },
+            layers,
+            pooling,
+            hidden: d,
+        }
+    }
+
+    /// Builds the encoder from a checkpoint folder and loads its weights.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, PretrainedError> {
+        let config = BertConfig::from_dir(dir)?;
+        let pooling = pooling_from_dir(dir)?;
+        let bert = Bert::new(&config, pooling, device);
+        load_safetensors(
+            bert,
+            &dir.join("model.safetensors"),
+            BERT_KEY_MAP,
+            BERT_IGNORED,
+        )
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.embeddings.position.weight.dims()[0]
+    }
+
+    /// Token states `[B, L, hidden]`. `mask` is `[B, L]`, 1.0 on real tokens.
+    pub fn hidden_states(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, l] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
+            .unsqueeze::<2>()
+            .expand([b, l]);
+        let e = &self.embeddings;
+        let x = e.word.forward(tokens.clone())
+            + e.position.forward(positions)
+            + e.token_type.forward(tokens.zeros_like());
+        let x = e.norm.forward(x);
+        let padding = mask.equal_elem(0.0);
+        self.layers
+            .iter()
+            .fold(x, |h, layer| layer.forward(h, padding.clone()))
+    }
+
+    /// Pooled sentence embedding `[B, hidden]`, as the checkpoint's pooling config says.
+    pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let states = self.hidden_states(tokens, mask.clone());
+        match self.pooling {
+            Pooling::Mean => masked_mean(states, mask),
+            Pooling::Cls => {
+                let [b, _, d] = states.dims();
+                states.slice([0..b, 0..1, 0..d]).reshape([b, d])
+            }
+        }
+    }
+}
+
+/// Hugging Face's additive mask value for padding keys (`finfo(float32).min` there; any value
+/// this negative gives them zero weight after softmax).
+const MASKED_SCORE: f32 = -1.0e4;
+
+impl BertLayer {
+    fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
+        let attended = dropout(&self.dropout, self.attention(x.clone(), padding));
+        let x = self.attention_norm.forward(x + attended);
+        let h = gelu(self.intermediate.forward(x.clone()));
+        let h = dropout(&self.dropout, self.output.forward(h));
+        self.output_norm.forward(x + h)
+    }
+
+    fn attention(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        let (h, dk) = (self.n_heads, d / self.n_heads);
+        let heads = |t: Tensor<3>| t.reshape([b, l, h, dk]).swap_dims(1, 2);
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q.matmul(k.transpose()).div_scalar((dk as f32).sqrt());
+        let scores = scores.mask_fill(padding.reshape([b, 1, 1, l]), MASKED_SCORE);
+        let weights = dropout(&self.dropout, softmax(scores, 3));
+        let context = weights.matmul(v).swap_dims(1, 2).reshape([b, l, d]);
+        self.attention_out.forward(context)
+    }
+}

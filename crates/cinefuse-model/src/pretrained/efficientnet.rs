@@ -1,0 +1,221 @@
+//! EfficientNet-Lite0 (ImageNet) as a poster encoder: a 3×3 stem, sixteen inverted-residual
+//! blocks (1×1 expansion, depthwise k×k, 1×1 projection, no squeeze-excite, ReLU6), a 1×1 head
+//! to 1280 channels and global average pooling. Convolutions pad like TensorFlow's "SAME"
+//! (asymmetric on stride 2), as the checkpoint was trained. Tensor names follow the common
+//! `efficientnet_pytorch` port: `_conv_stem`, `_bn0`, `_blocks.N._expand_conv`, …, `_fc`.
+
+use std::path::Path;
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu6;
+use burn::tensor::ops::PadMode;
+
+use crate::cpu_kernels::{batch_norm, conv2d};
+use crate::pretrained::load::{PretrainedError, load_pytorch, load_safetensors};
+
+/// (kernel, first stride, output channels, blocks, expansion) of each stage of Lite0.
+const LITE0_STAGES: [(usize, usize, usize, usize, usize); 7] = [
+    (3, 1, 16, 1, 1),
+    (3, 2, 24, 2, 6),
+    (5, 2, 40, 2, 6),
+    (3, 2, 80, 3, 6),
+    (5, 1, 112, 3, 6),
+    (5, 2, 192, 4, 6),
+    (3, 1, 320, 1, 6),
+];
+const STEM_CHANNELS: usize = 32;
+pub const HEAD_CHANNELS: usize = 1280;
+/// BatchNorm epsilon of the TensorFlow original.
+const BN_EPS: f64 = 1e-3;
+/// The checkpoint's input scaling: `(pixel − 127) / 128` on 0–255 values.
+pub const INPUT_MEAN: f32 = 127.0;
+pub const INPUT_STD: f32 = 128.0;
+
+/// Checkpoint names → field paths.
+pub const EFFICIENTNET_KEY_MAP: &[(&str, &str)] = &[
+    (r"^_conv_stem\.", "stem.conv."),
+    (r"^_bn0\.", "stem_norm."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", "blocks.$1.expand.conv."),
+    (r"^_blocks\.(\d+)\._bn0\.", "blocks.$1.expand_norm."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", "blocks.$1.depthwise.conv."),
+    (r"^_blocks\.(\d+)\._bn1\.", "blocks.$1.depthwise_norm."),
+    (r"^_blocks\.(\d+)\._project_conv\.", "blocks.$1.project.conv."),
+    (r"^_blocks\.(\d+)\._bn2\.", "blocks.$1.project_norm."),
+    (r"^_conv_head\.", "head.conv."),
+    (r"^_bn1\.", "head_norm."),
+];
+
+/// The ImageNet classifier and BatchNorm's step counters are not used.
+pub const EFFICIENTNET_IGNORED: &[&str] = &[r"^_fc\.", r"num_batches_tracked$"];
+
+/// A convolution without bias; stride-2 ones pad "SAME" at run time (it depends on the size).
+#[derive(Module, Debug)]
+pub struct SameConv {
+    conv: Conv2d,
+    #[module(skip)]
+    kernel: usize,
+    #[module(skip)]
+    stride: usize,
+}
+
+impl SameConv {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Self {
+        // Stride 1 with an odd kernel: "SAME" is symmetric, so the convolution pads itself.
+        let padding = if stride == 1 {
+            let p = (kernel - 1) / 2;
+            PaddingConfig2d::Explicit(p, p, p, p)
+        } else {
+            PaddingConfig2d::Valid
+        };
+        let conv = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_groups(groups)
+            .with_padding(padding)
+            .with_bias(false)
+            .init(device);
+        Self { conv, kernel, stride }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.stride == 1 {
+            return conv2d(&self.conv, x);
+        }
+        let [_, _, h, w] = x.dims();
+        let (top, bottom) = same_padding(h, self.kernel, self.stride);
+        let (left, right) = same_padding(w, self.kernel, self.stride);
+        let x = x.pad((left, right, top, bottom), PadMode::Constant(0.0));
+        conv2d(&self.conv, x)
+    }
+}
+
+/// TensorFlow's "SAME" padding of one axis: the output has `ceil(size / stride)` positions;
+/// the extra row or column, when the total is odd, goes after.
+pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+fn bn(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels)
+        .with_epsilon(BN_EPS)
+        .init(device)
+}
+
+#[derive(Module, Debug)]
+pub struct InvertedResidual {
+    expand: Option<SameConv>,
+    expand_norm: Option<BatchNorm>,
+    depthwise: SameConv,
+    depthwise_norm: BatchNorm,
+    project: SameConv,
+    project_norm: BatchNorm,
+    #[module(skip)]
+    residual: bool,
+}
+
+impl InvertedResidual {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, expansion: usize, device: &Device) -> Self {
+        let mid = c_in * expansion;
+        let expands = expansion != 1;
+        Self {
+            expand: expands.then(|| SameConv::new(c_in, mid, 1, 1, 1, device)),
+            expand_norm: expands.then(|| bn(mid, device)),
+            depthwise: SameConv::new(mid, mid, kernel, stride, mid, device),
+            depthwise_norm: bn(mid, device),
+            project: SameConv::new(mid, c_out, 1, 1, 1, device),
+            project_norm: bn(c_out, device),
+            residual: stride == 1 && c_in == c_out,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x.clone();
+        if let (Some(conv), Some(norm)) = (&self.expand, &self.expand_norm) {
+            h = relu6(batch_norm(norm, conv.forward(h)));
+        }
+        h = relu6(batch_norm(&self.depthwise_norm, self.depthwise.forward(h)));
+        h = batch_norm(&self.project_norm, self.project.forward(h));
+        if self.residual { h + x } else { h }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct EfficientNetLite {
+    stem: SameConv,
+    stem_norm: BatchNorm,
+    pub blocks: Vec<InvertedResidual>,
+    head: SameConv,
+    head_norm: BatchNorm,
+    pool: AdaptiveAvgPool2d,
+}
+
+impl EfficientNetLite {
+    /// EfficientNet-Lite0 with random weights.
+    pub fn lite0(device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        let mut c_in = STEM_CHANNELS;
+        for (kernel, stride, c_out, n, expansion) in LITE0_STAGES {
+            for i in 0..n {
+                let s = if i == 0 { stride } else { 1 };
+                blocks.push(InvertedResidual::new(c_in, c_out, kernel, s, expansion, device));
+                c_in = c_out;
+            }
+        }
+        Self {
+            stem: SameConv::new(3, STEM_CHANNELS, 3, 2, 1, device),
+            stem_norm: bn(STEM_CHANNELS, device),
+            blocks,
+            head: SameConv::new(c_in, HEAD_CHANNELS, 1, 1, 1, device),
+            head_norm: bn(HEAD_CHANNELS, device),
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+        }
+    }
+
+    /// Lite0 with the weights of `DIR/model.pth` (PyTorch state dict) or, when that is
+    /// absent, `DIR/model.safetensors` (same tensor names).
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, PretrainedError> {
+        let model = Self::lite0(device);
+        let pth = dir.join("model.pth");
+        if pth.exists() {
+            load_pytorch(model, &pth, EFFICIENTNET_KEY_MAP, EFFICIENTNET_IGNORED)
+        } else {
+            load_safetensors(
+                model,
+                &dir.join("model.safetensors"),
+                EFFICIENTNET_KEY_MAP,
+                EFFICIENTNET_IGNORED,
+            )
+        }
+    }
+
+    /// `[B, 3, H, W]` images already scaled as `(pixel − 127) / 128` → pooled `[B, 1280]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut h = relu6(batch_norm(&self.stem_norm, self.stem.forward(x)));
+        for block in &self.blocks {
+            h = block.forward(h);
+        }
+        h = relu6(batch_norm(&self.head_norm, self.head.forward(h)));
+        let [b, c, _, _] = h.dims();
+        self.pool.forward(h).reshape([b, c])
+    }
+}
+
+impl EfficientNetLite {
+    /// Freezes the stem and all but the last `n` blocks (the 1×1 head stays trainable).
+    pub fn freeze_all_but_last_blocks(mut self, n: usize) -> Self {
+        let total = self.blocks.len();
+        self.stem = self.stem.no_grad();
+        self.stem_norm = self.stem_norm.no_grad();
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| if i + n < total { b.no_grad() } else { b })
+            .collect();
+        self
+    }
+}

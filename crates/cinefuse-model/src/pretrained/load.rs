@@ -1,0 +1,193 @@
+//! Loading foreign checkpoints into cinefuse's encoders with Burn's store: safetensors and
+//! PyTorch `.pth` files, checkpoint names mapped onto our field paths, PyTorch's `[out, in]`
+//! Linear weights transposed and `weight`/`bias` of norms read as `gamma`/`beta` by burn-store's
+//! PyTorch adapter. Every tensor must be accounted for: a missing one, one the model does not
+//! know (unless listed as ignored) or a shape mismatch is an error naming the tensor.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{
+    ApplyError, ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
+};
+use regex::Regex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainedError {
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+    #[error("{}: tensor `{tensor}` has shape {found:?} in the checkpoint, the model expects {expected:?}", path.display())]
+    Shape {
+        path: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{}: the checkpoint has no tensor for {}", path.display(), missing.join(", "))]
+    Missing { path: PathBuf, missing: Vec<String> },
+    #[error("{}: tensors the model does not expect: {}", path.display(), unexpected.join(", "))]
+    Unexpected {
+        path: PathBuf,
+        unexpected: Vec<String>,
+    },
+    #[error("{}: cannot load tensor `{tensor}`: {message}", path.display())]
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PretrainedError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PretrainedError::Io {
+        path: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| PretrainedError::Config {
+        path: path.to_path_buf(),
+        message: format!("invalid JSON: {e}"),
+    })
+}
+
+fn must_exist(path: &Path) -> Result<(), PretrainedError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(PretrainedError::Io {
+            path: path.to_path_buf(),
+            message: "no such file (run scripts/fetch_pretrained.sh, or point the config at a \
+                      checkpoint folder)"
+                .into(),
+        })
+    }
+}
+
+/// Loads a safetensors checkpoint into `module`; `key_map` rewrites checkpoint names into
+/// the module's paths (regex, replacement), `ignored` lists checkpoint tensors to skip.
+pub fn load_safetensors<M: ModuleSnapshot>(
+    mut module: M,
+    path: &Path,
+    key_map: &[(&str, &str)],
+    ignored: &[&str],
+) -> Result<M, PretrainedError> {
+    must_exist(path)?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true)
+        .validate(false);
+    for (from, to) in key_map {
+        store = store.with_key_remapping(*from, *to);
+    }
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| PretrainedError::Io {
+            path: path.to_path_buf(),
+            message: format!("cannot read the safetensors file: {e}"),
+        })?;
+    check(result, path, ignored)?;
+    Ok(module)
+}
+
+/// Loads a PyTorch state dict (`.pth`, zip or legacy pickle) into `module`, as above.
+pub fn load_pytorch<M: ModuleSnapshot>(
+    mut module: M,
+    path: &Path,
+    key_map: &[(&str, &str)],
+    ignored: &[&str],
+) -> Result<M, PretrainedError> {
+    must_exist(path)?;
+    let mut store = PytorchStore::from_file(path)
+        .map_indices_contiguous(false)
+        .allow_partial(true)
+        .validate(false);
+    for (from, to) in key_map {
+        store = store.with_key_remapping(*from, *to);
+    }
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| PretrainedError::Io {
+            path: path.to_path_buf(),
+            message: format!("cannot read the PyTorch file: {e}"),
+        })?;
+    check(result, path, ignored)?;
+    Ok(module)
+}
+
+/// Turns burn-store's report into an error unless every model tensor was loaded, every
+/// checkpoint tensor was used or ignored, and no tensor failed.
+fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), PretrainedError> {
+    if let Some(e) = result.errors.first() {
+        return Err(match e {
+            ApplyError::ShapeMismatch {
+                path: tensor,
+                expected,
+                found,
+            } => PretrainedError::Shape {
+                path: path.to_path_buf(),
+                tensor: tensor.clone(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            },
+            other => PretrainedError::Tensor {
+                path: path.to_path_buf(),
+                tensor: match other {
+                    ApplyError::DTypeMismatch { path, .. }
+                    | ApplyError::AdapterError { path, .. }
+                    | ApplyError::LoadError { path, .. }
+                    | ApplyError::ShapeMismatch { path, .. } => path.clone(),
+                },
+                message: other.to_string(),
+            },
+        });
+    }
+    if !result.missing.is_empty() {
+        let mut missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
+        missing.sort();
+        return Err(PretrainedError::Missing {
+            path: path.to_path_buf(),
+            missing,
+        });
+    }
+    let ignored: Vec<Regex> = ignored
+        .iter()
+        .map(|p| Regex::new(p).expect("ignore patterns are valid regexes"))
+        .collect();
+    let mut unexpected: Vec<String> = result
+        .unused
+        .into_iter()
+        .filter(|name| !ignored.iter().any(|r| r.is_match(name)))
+        .collect();
+    if !unexpected.is_empty() {
+        unexpected.sort();
+        return Err(PretrainedError::Unexpected {
+            path: path.to_path_buf(),
+            unexpected,
+        });
+    }
+    Ok(())
+}
+
+/// SHA-256 of a file's bytes (the weights' part of an embedding-cache fingerprint).
+pub fn file_sha256(path: &Path) -> Result<String, PretrainedError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| PretrainedError::Io {
+        path: path.to_path_buf(),
+        message: format!("cannot open: {e}"),
+    })?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| PretrainedError::Io {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}

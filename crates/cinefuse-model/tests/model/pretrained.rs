@@ -1,0 +1,366 @@
+//! Pretrained encoders: the real checkpoints against PyTorch reference outputs (when
+//! `models/pretrained` holds them), and tiny checkpoints written here for loading, errors and
+//! freezing.
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use cinefuse_data::MovieBatch;
+use cinefuse_model::encoder::ModalityEncoder;
+use cinefuse_model::pretrained::efficientnet::same_padding;
+use cinefuse_model::pretrained::testing::{
+    TinyBert, Tensors, efficientnet_port_name, module_values, write_safetensors,
+};
+use cinefuse_model::pretrained::{Bert, EfficientNetLite, PretrainedError};
+use cinefuse_model::pretrained_config::Tuning;
+use cinefuse_model::text_bert::BertTextEncoder;
+
+use super::{batch, items};
+
+const TINY: TinyBert = TinyBert {
+    vocab: 40,
+    hidden: 8,
+    intermediate: 16,
+    positions: 16,
+    layers: 2,
+    heads: 2,
+};
+const FF: usize = 16;
+
+fn tiny_bert_tensors() -> Tensors {
+    TINY.tensors(1)
+}
+
+fn write_tiny_bert(dir: &Path, tensors: &Tensors) {
+    TINY.write(dir, tensors).unwrap();
+}
+
+fn transpose(shape: &[usize], v: &[f32]) -> Vec<f32> {
+    let (r, c) = (shape[0], shape[1]);
+    let mut out = vec![0.0; v.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = v[i * c + j];
+        }
+    }
+    out
+}
+
+#[test]
+fn a_tiny_bert_checkpoint_loads_every_tensor_into_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = tiny_bert_tensors();
+    write_tiny_bert(dir.path(), &written);
+    let bert = Bert::from_dir(dir.path(), &Device::flex()).unwrap();
+    let loaded = module_values(&bert);
+    // Where each checkpoint tensor must land, and whether it is a (transposed) Linear weight.
+    let expect = |hf: &str| -> (String, bool) {
+        let linear = hf.ends_with(".weight") && !hf.contains("LayerNorm") && !hf.contains("embeddings");
+        let name = hf
+            .replace("embeddings.word_embeddings", "embeddings.word")
+            .replace("embeddings.position_embeddings", "embeddings.position")
+            .replace("embeddings.token_type_embeddings", "embeddings.token_type")
+            .replace("embeddings.LayerNorm", "embeddings.norm")
+            .replace("encoder.layer.", "layers.")
+            .replace(".attention.self.", ".")
+            .replace(".attention.output.dense", ".attention_out")
+            .replace(".attention.output.LayerNorm", ".attention_norm")
+            .replace(".intermediate.dense", ".intermediate")
+            .replace(".output.dense", ".output")
+            .replace(".output.LayerNorm", ".output_norm")
+            .replace("norm.weight", "norm.gamma")
+            .replace("norm.bias", "norm.beta");
+        (name, linear)
+    };
+    let mut checked = 0;
+    for (hf, (shape, v)) in &written {
+        if hf.starts_with("pooler") {
+            continue;
+        }
+        let (name, linear) = expect(hf);
+        let (_, got) = loaded
+            .get(&name)
+            .unwrap_or_else(|| panic!("{hf} → {name} not in the module: {:?}", loaded.keys()));
+        let want = if linear { transpose(shape, v) } else { v.clone() };
+        assert_eq!(got, &want, "{hf} → {name}");
+        checked += 1;
+    }
+    assert_eq!(checked, loaded.len(), "every module tensor comes from the checkpoint");
+}
+
+fn load_error(tensors: &Tensors) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path(), tensors);
+    match Bert::from_dir(dir.path(), &Device::flex()) {
+        Ok(_) => panic!("loading should fail"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn loading_errors_name_the_tensor_and_both_shapes() {
+    let mut missing = tiny_bert_tensors();
+    missing.remove("encoder.layer.1.attention.self.key.bias");
+    let e = load_error(&missing);
+    assert!(e.contains("layers.1.key.bias") && e.contains("model.safetensors"), "{e}");
+
+    let mut extra = tiny_bert_tensors();
+    extra.insert("encoder.layer.9.surprise.weight".into(), (vec![2], vec![0.0, 1.0]));
+    let e = load_error(&extra);
+    assert!(e.contains("does not expect") && e.contains("encoder.layer.9.surprise.weight"), "{e}");
+
+    let mut wrong = tiny_bert_tensors();
+    wrong.insert(
+        "encoder.layer.0.intermediate.dense.bias".into(),
+        (vec![FF + 1], vec![0.0; FF + 1]),
+    );
+    let e = load_error(&wrong);
+    assert!(e.contains("layers.0.intermediate.bias"), "{e}");
+    assert!(e.contains(&format!("[{}]", FF + 1)) && e.contains(&format!("[{FF}]")), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let e = Bert::from_dir(dir.path(), &Device::flex()).unwrap_err();
+    assert!(matches!(e, PretrainedError::Io { .. }), "{e}");
+    assert!(e.to_string().contains("config.json"), "{e}");
+}
+
+/// Parameters with a gradient, and those without, of a module.
+fn grads_of<M: burn::module::Module>(module: &M, grads: &burn::tensor::Gradients) -> (usize, usize) {
+    struct V<'a> {
+        grads: &'a burn::tensor::Gradients,
+        with: usize,
+        without: usize,
+    }
+    impl burn::module::ModuleVisitor for V<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            match param.val().grad(self.grads) {
+                Some(_) => self.with += 1,
+                None => self.without += 1,
+            }
+        }
+    }
+    let mut v = V {
+        grads,
+        with: 0,
+        without: 0,
+    };
+    module.visit(&mut v);
+    (v.with, v.without)
+}
+
+fn tiny_text_encoder(tuning: Tuning, device: &Device) -> (tempfile::TempDir, BertTextEncoder) {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path(), &tiny_bert_tensors());
+    let enc = BertTextEncoder::from_dir(dir.path(), 6, 0.0, &tuning, device).unwrap();
+    (dir, enc)
+}
+
+fn text_batch() -> MovieBatch {
+    batch(items(6), &Device::flex())
+}
+
+#[test]
+fn a_frozen_backbone_gets_no_gradient_and_keeps_its_weights() {
+    let device = Device::flex().autodiff();
+    let frozen = Tuning {
+        freeze: true,
+        lr_scale: 1.0,
+        trainable_layers: None,
+    };
+    let (_dir, enc) = tiny_text_encoder(frozen, &device);
+    let before = module_values(&enc.bert);
+    let b = text_batch();
+    let loss = enc.embed(&b).powf_scalar(2.0).sum();
+    let grads = loss.backward();
+    let (with, without) = grads_of(&enc.bert, &grads);
+    assert_eq!(with, 0, "no frozen parameter gets a gradient");
+    assert!(without > 0);
+    let params = GradientsParams::from_grads(grads, &enc);
+    assert!(!params.is_empty(), "the adapter trains");
+    let mut optim = AdamWConfig::new().init();
+    let enc = optim.step(1e-2, enc, params);
+    assert_eq!(module_values(&enc.bert), before, "backbone unchanged by a step");
+}
+
+#[test]
+fn fine_tuning_the_last_layers_leaves_the_others_frozen() {
+    let device = Device::flex().autodiff();
+    let tuning = Tuning {
+        freeze: false,
+        lr_scale: 0.1,
+        trainable_layers: Some(1),
+    };
+    let (_dir, enc) = tiny_text_encoder(tuning, &device);
+    let loss = enc.embed(&text_batch()).powf_scalar(2.0).sum();
+    let grads = loss.backward();
+    assert_eq!(grads_of(&enc.bert.embeddings, &grads).0, 0, "embeddings frozen");
+    assert_eq!(grads_of(&enc.bert.layers[0], &grads).0, 0, "first layer frozen");
+    let (with, without) = grads_of(&enc.bert.layers[1], &grads);
+    assert!(with > 0 && without == 0, "last layer trains: {with} with, {without} without");
+}
+
+#[test]
+fn cached_features_replace_the_backbone() {
+    let device = Device::flex();
+    let frozen = Tuning {
+        freeze: true,
+        lr_scale: 1.0,
+        trainable_layers: None,
+    };
+    let (_dir, enc) = tiny_text_encoder(frozen, &device);
+    let mut b = text_batch();
+    let direct = enc.embed(&b);
+    b.plot_features = Some(enc.backbone_features(&b));
+    let cached = enc.embed(&b);
+    direct.into_data().assert_approx_eq::<f32>(&cached.into_data(), Default::default());
+    // And the features really are used: other features, other embeddings.
+    b.plot_features = Some(b.plot_features.clone().unwrap().zeros_like());
+    let zeroed = enc.embed(&b);
+    let changed: f32 = (zeroed - enc.embed(&text_batch())).abs().sum().into_scalar();
+    assert!(changed > 1e-4);
+}
+
+#[test]
+fn same_padding_matches_tensorflow() {
+    assert_eq!(same_padding(224, 3, 2), (0, 1));
+    assert_eq!(same_padding(112, 5, 2), (1, 2));
+    assert_eq!(same_padding(56, 3, 1), (1, 1));
+    assert_eq!(same_padding(7, 3, 2), (1, 1));
+}
+
+#[test]
+fn efficientnet_loads_from_the_pytorch_port_names() {
+    let device = Device::flex();
+    device.seed(5);
+    let source = EfficientNetLite::lite0(&device);
+    let tensors: Tensors = module_values(&source)
+        .into_iter()
+        .map(|(k, v)| (efficientnet_port_name(&k), v))
+        .collect();
+    assert!(tensors.contains_key("_blocks.15._project_conv.weight"));
+    assert!(!tensors.contains_key("_blocks.0._expand_conv.weight"), "block 0 does not expand");
+    let dir = tempfile::tempdir().unwrap();
+    let mut with_fc = tensors.clone();
+    with_fc.insert("_fc.weight".into(), (vec![2, 1280], vec![0.0; 2560]));
+    write_safetensors(&dir.path().join("model.safetensors"), &with_fc).unwrap();
+    let loaded = EfficientNetLite::from_dir(dir.path(), &device).unwrap();
+    let x = Tensor::<4>::random([2, 3, 40, 33], burn::tensor::Distribution::Default, &device);
+    let a = source.forward(x.clone());
+    assert_eq!(a.dims(), [2, 1280]);
+    a.into_data()
+        .assert_approx_eq::<f32>(&loaded.forward(x).into_data(), Default::default());
+
+    let mut missing = tensors;
+    missing.remove("_conv_head.weight");
+    write_safetensors(&dir.path().join("model.safetensors"), &missing).unwrap();
+    let e = EfficientNetLite::from_dir(dir.path(), &device).unwrap_err().to_string();
+    assert!(e.contains("head.conv.weight"), "{e}");
+}
+
+/// `models/pretrained` of the workspace (or `CINEFUSE_PRETRAINED`), when the weights are there.
+fn real_checkpoints() -> Option<PathBuf> {
+    let dir = std::env::var_os("CINEFUSE_PRETRAINED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/pretrained"));
+    let ok = dir.join("minilm-l6/model.safetensors").exists()
+        && dir.join("efficientnet-lite0/model.pth").exists();
+    if !ok {
+        eprintln!(
+            "SKIPPED: no pretrained weights in {} (run scripts/fetch_pretrained.sh)",
+            dir.display()
+        );
+    }
+    ok.then_some(dir)
+}
+
+fn reference() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Max |difference| at the fixture's positions, and the difference of the L2 norms.
+fn compare(got: &[f32], want: &serde_json::Value) -> (f64, f64) {
+    let idx: Vec<usize> = serde_json::from_value(want["index"].clone()).unwrap();
+    let vals: Vec<f64> = serde_json::from_value(want["values"].clone()).unwrap();
+    assert_eq!(got.len(), want["dim"].as_u64().unwrap() as usize);
+    let max = idx
+        .iter()
+        .zip(&vals)
+        .map(|(&i, &v)| (f64::from(got[i]) - v).abs())
+        .fold(0.0, f64::max);
+    let norm = got.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+    (max, (norm - want["norm"].as_f64().unwrap()).abs())
+}
+
+#[test]
+fn real_minilm_matches_pytorch() {
+    let Some(dir) = real_checkpoints() else { return };
+    let r = reference();
+    let device = Device::flex();
+    let max_tokens = r["max_tokens"].as_u64().unwrap() as usize;
+    let tok = cinefuse_data::text::pretrained_tokenizer(&dir.join("minilm-l6"), max_tokens).unwrap();
+    let bert = Bert::from_dir(&dir.join("minilm-l6"), &device).unwrap();
+    for case in r["minilm"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids = cinefuse_data::text::encode_plot(&tok, text, max_tokens).unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(ids, want, "token ids of {text:?}");
+        let l = ids.len();
+        let t = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), [1, l]),
+            &device,
+        );
+        let pooled = bert.forward(t, Tensor::ones([1, l], &device));
+        let got: Vec<f32> = pooled.into_data().try_to_vec::<f32>().unwrap();
+        let (max, norm) = compare(&got, &case["embedding"]);
+        assert!(max <= 1e-4 && norm <= 1e-4, "{text:?}: max diff {max:e}, norm diff {norm:e}");
+    }
+}
+
+/// The fixture's generated image `k`, scaled as the checkpoint expects, `[1, 3, 224, 224]`.
+fn reference_image(k: usize, device: &Device) -> Tensor<4> {
+    let mut v = vec![0f32; 3 * 224 * 224];
+    for c in 0..3 {
+        for y in 0..224 {
+            for x in 0..224 {
+                let p = (x * (3 + k) + y * (5 + 2 * k) + c * 70 + 40 * k) % 256;
+                v[c * 224 * 224 + y * 224 + x] = (p as f32 - 127.0) / 128.0;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [1, 3, 224, 224]), device)
+}
+
+#[test]
+fn real_efficientnet_lite0_matches_pytorch() {
+    let Some(dir) = real_checkpoints() else { return };
+    let r = reference();
+    let device = Device::flex();
+    let net = EfficientNetLite::from_dir(&dir.join("efficientnet-lite0"), &device).unwrap();
+    for case in r["efficientnet_lite0"].as_array().unwrap() {
+        let k = case["image"].as_u64().unwrap() as usize;
+        let got: Vec<f32> = net.forward(reference_image(k, &device)).into_data().try_to_vec::<f32>().unwrap();
+        let (max, norm) = compare(&got, &case["features"]);
+        assert!(max <= 1e-4 && norm <= 1e-3, "image {k}: max diff {max:e}, norm diff {norm:e}");
+    }
+}
+
+/// Runs on lavapipe (software Vulkan) where there is no GPU.
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_tiny_bert_runs_on_wgpu_like_on_flex() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path(), &tiny_bert_tensors());
+    let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let flex = Device::flex();
+    let on = |device: &Device| {
+        let bert = Bert::from_dir(dir.path(), device).unwrap();
+        let b = batch(items(4), device);
+        let out: Vec<f32> = bert.forward(b.tokens, b.token_mask).into_data().try_to_vec::<f32>().unwrap();
+        out
+    };
+    let (a, b) = (on(&flex), on(&wgpu));
+    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(max < 1e-4, "flex vs wgpu: max diff {max}");
+}

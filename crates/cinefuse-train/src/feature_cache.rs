@@ -1,0 +1,200 @@
+//! The embedding cache of frozen pretrained encoders: each movie's poster and plot features
+//! are computed once, in batches, and stored in `PREPARED/features/`, keyed by a fingerprint
+//! of the backbone's weights, the architecture and the prepared inputs (tokens and poster
+//! pixels). Later runs and sweeps on the same prepared data reuse them; any change makes a new
+//! file. Training a head on cached features never runs the backbone.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use burn::data::dataloader::batcher::Batcher;
+use cinefuse_data::MovieBatch;
+use cinefuse_data::Prepared;
+use cinefuse_data::feature_cache::{CachedFeatures, FeatureTable, cache_path};
+use cinefuse_data::prepared::{POSTERS_FILE, SAMPLES_FILE};
+use cinefuse_model::ModelConfig;
+use cinefuse_model::poster::PosterEncoderKind;
+use cinefuse_model::poster_efficientnet::EfficientNetPosterEncoder;
+use cinefuse_model::pretrained::load::file_sha256;
+use cinefuse_model::pretrained::{Bert, EfficientNetLite};
+use cinefuse_model::text::TextEncoderKind;
+use cinefuse_model::text_bert::BertTextEncoder;
+use cinefuse_model::{Modality, TextBackbone};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::trainer::batcher_of;
+
+/// Movies per backbone forward pass while filling the cache.
+const CACHE_BATCH: usize = 32;
+
+/// Builds (or reuses) the caches of every frozen pretrained encoder of `model` and hands them
+/// to `prepared`, whose datasets then carry the features. Does nothing for other encoders.
+pub fn attach_cached_features(
+    model: &ModelConfig,
+    prepared: &mut Prepared,
+    device: &Device,
+) -> Result<()> {
+    let uses = |m| model.modalities.contains(&m);
+    let mut features = CachedFeatures::default();
+    if uses(Modality::Poster)
+        && model.poster.kind == PosterEncoderKind::EfficientnetLite0
+        && model.poster.freeze
+    {
+        let dir = model.poster.pretrained.as_deref().context("model.poster.pretrained")?;
+        features.poster = Some(Arc::new(poster_features(dir, prepared, device)?));
+    }
+    if uses(Modality::Text) && model.text.kind == TextEncoderKind::Bert && model.text.freeze {
+        let dir = model.text.pretrained.as_deref().context("model.text.pretrained")?;
+        features.plot = Some(Arc::new(plot_features(dir, prepared, device)?));
+    }
+    if features.poster.is_some() || features.plot.is_some() {
+        prepared.features = Some(Arc::new(features));
+    }
+    Ok(())
+}
+
+/// The text backbone's architecture for `ModelShapes` (`None` unless `kind = "bert"`).
+pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
+    if model.text.kind != TextEncoderKind::Bert || !model.modalities.contains(&Modality::Text) {
+        return Ok(None);
+    }
+    let dir = model.text.pretrained.as_deref().context("model.text.pretrained")?;
+    Ok(Some(TextBackbone {
+        config: cinefuse_model::pretrained::BertConfig::from_dir(dir)?,
+        pooling: cinefuse_model::pretrained::bert::pooling_from_dir(dir)?,
+    }))
+}
+
+fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
+    let weights = file_sha256(&dir.join("model.safetensors"))?;
+    let config = read(&dir.join("config.json"))?;
+    let samples = read(&prepared.dir.join(SAMPLES_FILE))?;
+    let key = fingerprint(&[b"bert-v1", weights.as_bytes(), &config, &samples]);
+    let path = cache_path(&prepared.dir, "plot", &key);
+    if let Some(t) = FeatureTable::load_if(&path, &key)? {
+        println!("plot features: cached ({})", path.display());
+        return Ok(t);
+    }
+    let tuning = cinefuse_model::pretrained_config::Tuning {
+        freeze: true,
+        lr_scale: 1.0,
+        trainable_layers: None,
+    };
+    let enc = BertTextEncoder::new(Bert::from_dir(dir, device)?, 1, 0.0, &tuning, device);
+    let table = compute(prepared, device, "plot", enc.feature_dim(), key, |b| {
+        enc.backbone_features(b)
+    })?;
+    table.save(&path)?;
+    Ok(table)
+}
+
+fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
+    let weights_file = if dir.join("model.pth").exists() {
+        dir.join("model.pth")
+    } else {
+        dir.join("model.safetensors")
+    };
+    let weights = file_sha256(&weights_file)?;
+    let posters = cinefuse_model::pretrained::load::file_sha256(&prepared.dir.join(POSTERS_FILE))?;
+    let samples = read(&prepared.dir.join(SAMPLES_FILE))?;
+    let key = fingerprint(&[
+        b"efficientnet-lite0-v1",
+        weights.as_bytes(),
+        posters.as_bytes(),
+        &samples,
+    ]);
+    let path = cache_path(&prepared.dir, "poster", &key);
+    if let Some(t) = FeatureTable::load_if(&path, &key)? {
+        println!("poster features: cached ({})", path.display());
+        return Ok(t);
+    }
+    let tuning = cinefuse_model::pretrained_config::Tuning {
+        freeze: true,
+        lr_scale: 1.0,
+        trainable_layers: None,
+    };
+    let net = EfficientNetLite::from_dir(dir, device)?;
+    let enc = EfficientNetPosterEncoder::new(net, 1, 0.0, &tuning, device);
+    let dim = cinefuse_model::pretrained::efficientnet::HEAD_CHANNELS;
+    let table = compute(prepared, device, "poster", dim, key, |b| {
+        enc.backbone_features(b)
+    })?;
+    table.save(&path)?;
+    Ok(table)
+}
+
+/// Runs `features` over every prepared movie in batches; rows of movies without this
+/// modality are left at zero (the model masks them out).
+fn compute(
+    prepared: &Prepared,
+    device: &Device,
+    what: &str,
+    dim: usize,
+    key: String,
+    features: impl Fn(&MovieBatch) -> Tensor<2>,
+) -> Result<FeatureTable> {
+    let all = prepared.dataset_all();
+    let n = all.len();
+    let batcher = batcher_of(prepared);
+    let mut values = vec![0f32; n * dim];
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(format!("{what} features"));
+    let started = Instant::now();
+    let mut computed = 0usize;
+    for start in (0..n).step_by(CACHE_BATCH) {
+        let (rows, items): (Vec<usize>, Vec<_>) = (start..(start + CACHE_BATCH).min(n))
+            .map(|i| (i, all.item(i)))
+            .filter(|(_, item)| has_modality(item, what))
+            .unzip();
+        if !rows.is_empty() {
+            let batch = batcher.batch(items, device);
+            let out: Vec<f32> = features(&batch)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            for (k, &row) in rows.iter().enumerate() {
+                values[row * dim..(row + 1) * dim].copy_from_slice(&out[k * dim..(k + 1) * dim]);
+            }
+            computed += rows.len();
+        }
+        pb.set_position((start + CACHE_BATCH).min(n) as u64);
+    }
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{what} features: computed for {computed} movies in {secs:.1}s ({:.1}/s)",
+        computed as f64 / secs.max(1e-9)
+    );
+    Ok(FeatureTable::new(dim, key, values))
+}
+
+fn has_modality(item: &cinefuse_data::MovieItem, what: &str) -> bool {
+    match what {
+        "poster" => item.poster.is_some(),
+        _ => item.plot_present && !item.tokens.is_empty(),
+    }
+}
