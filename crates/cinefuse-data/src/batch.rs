@@ -77,10 +77,16 @@ fn ones_where(flags: impl Iterator<Item = bool>) -> Vec<f32> {
 impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
     fn batch(&self, items: Vec<MovieItem>, device: &Device) -> MovieBatch {
         let b = items.len();
-        let (h, w) = (self.image_height, self.image_width);
-        let plane = h * w;
 
-        // Posters: u8 CHW → normalized f32, built in one host buffer (one upload).
+        // Posters: u8 CHW → normalized f32, built in one host buffer (one upload). A batch
+        // without any pixels (cached poster features) gets a 1×1 placeholder, not B×3×H×W zeros.
+        let any_pixels = items.iter().any(|it| it.poster.is_some());
+        let (h, w) = if any_pixels {
+            (self.image_height, self.image_width)
+        } else {
+            (1, 1)
+        };
+        let plane = h * w;
         let mut pixels = vec![0f32; b * 3 * plane];
         for (i, item) in items.iter().enumerate() {
             if let Some(p) = &item.poster {
@@ -143,7 +149,11 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
         MovieBatch {
             ids: items.iter().map(|it| it.id.clone()).collect(),
             posters: Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, h, w]), device),
-            poster_present: f1(ones_where(items.iter().map(|it| it.poster.is_some()))),
+            poster_present: f1(ones_where(
+                items
+                    .iter()
+                    .map(|it| it.poster.is_some() || it.poster_features.is_some()),
+            )),
             tokens: i2(tokens, len),
             token_pad: token_mask.clone().equal_elem(0.0),
             token_mask,
@@ -165,17 +175,20 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
     }
 }
 
-/// `[B, D]` from per-item feature vectors; `None` unless every item has one of the same size.
+/// `[B, D]` from per-item feature vectors, zeros for items without (movies missing that
+/// modality, masked out by the model); `None` when no item has any.
 fn stack_features(
     items: &[MovieItem],
     get: impl Fn(&MovieItem) -> Option<&[f32]>,
     device: &Device,
 ) -> Option<Tensor<2>> {
-    let dim = get(items.first()?)?.len();
-    let mut values = Vec::with_capacity(items.len() * dim);
-    for item in items {
-        let f = get(item).filter(|f| f.len() == dim)?;
-        values.extend_from_slice(f);
+    let dim = items.iter().find_map(|it| get(it))?.len();
+    let mut values = vec![0f32; items.len() * dim];
+    for (i, item) in items.iter().enumerate() {
+        if let Some(f) = get(item) {
+            assert_eq!(f.len(), dim, "cached features of {} have another size", item.id);
+            values[i * dim..(i + 1) * dim].copy_from_slice(f);
+        }
     }
     Some(Tensor::from_data(
         TensorData::new(values, [items.len(), dim]),

@@ -91,14 +91,19 @@ impl MovieDataset {
 
     pub fn item(&self, index: usize) -> MovieItem {
         let s = self.sample(index);
+        let cached_posters = self.features.as_ref().is_some_and(|f| f.poster.is_some());
         let poster = s
             .poster_slot
+            .filter(|_| !cached_posters)
             .map(|slot| self.posters.get(slot as usize).to_vec());
+        let row = self.indices[index];
+        let cached = self.features.as_deref().cloned().unwrap_or_default();
         let mut item = MovieItem::from_sample(s, poster);
-        if let Some(f) = &self.features {
-            let row = self.indices[index];
-            item.poster_features = f.poster.as_ref().map(|t| t.row(row).to_vec());
-            item.plot_features = f.plot.as_ref().map(|t| t.row(row).to_vec());
+        if s.poster_slot.is_some() {
+            item.poster_features = cached.poster.as_ref().map(|t| t.row(row).to_vec());
+        }
+        if item.plot_present {
+            item.plot_features = cached.plot.as_ref().map(|t| t.row(row).to_vec());
         }
         item
     }

@@ -31,12 +31,6 @@ pub enum PosterFit {
     Pad,
 }
 
-impl PosterFit {
-    pub fn is_crop(&self) -> bool {
-        *self == PosterFit::Crop
-    }
-}
-
 /// Fits a poster to `width`×`height` as `mode` says.
 pub fn fit_poster_with(img: &DynamicImage, width: u32, height: u32, mode: PosterFit) -> RgbImage {
     match mode {

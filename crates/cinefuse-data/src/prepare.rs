@@ -60,21 +60,13 @@ pub struct PrepareConfig {
     pub skip_bad: bool,
     /// With `tokenizer = "pretrained"`: the checkpoint folder (or `tokenizer.json`) whose
     /// tokenizer encodes the plots, as the pretrained text encoder was trained.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer_path: Option<PathBuf>,
     /// Encode "Title. Plot" instead of the plot alone.
-    #[serde(skip_serializing_if = "is_false")]
     pub title_in_text: bool,
     /// How a poster is fitted to `image_width`×`image_height`.
-    #[serde(skip_serializing_if = "PosterFit::is_crop")]
     pub poster_fit: PosterFit,
 }
 
-// The `skip_serializing_if`s keep the serialized form (and so the prepared-folder hash) of
-// configs that predate these keys unchanged.
-fn is_false(b: &bool) -> bool {
-    !*b
-}
 
 impl Default for PrepareConfig {
     fn default() -> Self {
