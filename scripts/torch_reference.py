@@ -7,6 +7,8 @@ times optimizer steps on batches from the same prepared directory (posters.bin, 
 
 Usage: scripts/.venv/bin/python scripts/torch_reference.py CONFIG.toml PREPARED_DIR
            [--steps 20] [--warmup 3] [--reps 3] [--device cpu|cuda] [--threads N]
+       ... CONFIG.toml PREPARED_DIR --backbones 3     forward passes of the pretrained backbones
+                                                      (needs transformers, efficientnet_lite_pytorch)
 """
 import argparse
 import json
@@ -196,6 +198,71 @@ def loss_fn(out, b, scale, delta=1.0):
     return genre + rating
 
 
+def bench_backbones(cfg, prepared, n_batches, reps, dev):
+    """Forward throughput of the config's pretrained backbones (transformers' BertModel with
+    mean pooling; the efficientnet_lite_pytorch port, pooled features) on the batches
+    `cinefuse bench --backbones` uses: the first n_batches x 32 training movies with a plot /
+    with a poster, in sample order, from the same prepared directory."""
+    from transformers import BertModel
+    from efficientnet_lite_pytorch import EfficientNet
+
+    raw = open(f"{prepared}/posters.bin", "rb").read()
+    count, ch, h, w = struct.unpack("<4I", raw[8:24])
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=24).reshape(count, ch, h, w)
+    samples = [json.loads(l) for l in open(f"{prepared}/samples.jsonl", encoding="utf-8")]
+    train = [s for s in samples if s["split"] == "train"]
+    n, bs = n_batches * 32, 32
+    out = []
+
+    def timed(what, unit, batches, forward):
+        with torch.no_grad():
+            forward(batches[0])
+            rates = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                for b in batches:
+                    forward(b)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                rates.append(sum(len(b[0]) for b in batches) / (time.perf_counter() - start))
+        out.append({"what": what, "unit": unit, "values": rates})
+
+    text_dir = cfg["model"].get("text", {}).get("pretrained")
+    if text_dir:
+        bert = BertModel.from_pretrained(text_dir).eval().to(dev)
+        plots = [s["tokens"] for s in train if s["plot_present"] and s["tokens"]][:n]
+        batches = []
+        for i in range(0, len(plots), bs):
+            chunk = plots[i : i + bs]
+            L = max(len(t) for t in chunk)
+            ids = torch.zeros(len(chunk), L, dtype=torch.long)
+            mask = torch.zeros(len(chunk), L)
+            for j, t in enumerate(chunk):
+                ids[j, : len(t)] = torch.tensor(t)
+                mask[j, : len(t)] = 1
+            batches.append((ids.to(dev), mask.to(dev)))
+
+        def plot_forward(b):
+            states = bert(input_ids=b[0], attention_mask=b[1]).last_hidden_state
+            m = b[1].unsqueeze(-1)
+            return (states * m).sum(1) / m.sum(1)
+
+        timed(f"plot backbone {text_dir} forward, batch 32", "plots/s", batches, plot_forward)
+    poster_dir = cfg["model"].get("poster", {}).get("pretrained")
+    if poster_dir:
+        net = EfficientNet.from_name("efficientnet-lite0")
+        net.load_state_dict(torch.load(f"{poster_dir}/model.pth", map_location="cpu"))
+        net = net.eval().to(dev)
+        slots = [s["poster_slot"] for s in train if s["poster_slot"] is not None][:n]
+        batches = []
+        for i in range(0, len(slots), bs):
+            x = torch.from_numpy(pixels[slots[i : i + bs]].astype(np.float32))
+            batches.append(((x - 127.0) / 128.0).to(dev),)
+        timed(f"poster backbone {poster_dir} forward, batch 32, {h}x{w}", "posters/s", batches,
+              lambda b: net.extract_features(b[0]).mean(dim=(2, 3)))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
@@ -205,10 +272,15 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--backbones", type=int, default=0, metavar="BATCHES",
+                    help="time the pretrained backbones' forward passes instead of training")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = tomllib.load(open(a.config, "rb"))
+    if a.backbones:
+        print(json.dumps(bench_backbones(cfg, a.prepared, a.backbones, a.reps, torch.device(a.device)), indent=1))
+        return
     state = json.load(open(f"{a.prepared}/preprocess.json"))
     bs = cfg["train"]["batch_size"]
     samples, posters, hw = load_prepared(a.prepared, bs * a.steps)

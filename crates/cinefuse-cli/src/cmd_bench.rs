@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use cinefuse_train::TrainConfig;
 use cinefuse_train::bench::{Throughput, bench_batching, bench_train};
+use cinefuse_train::bench_backbones::bench_backbones;
 use cinefuse_train::data_setup::ensure_prepared;
 use clap::Args;
 
@@ -30,6 +31,10 @@ pub struct BenchArgs {
     /// A directory of cached HTML title pages to time parsing on.
     #[arg(long)]
     pages: Option<PathBuf>,
+    /// Also time the forward passes of the config's pretrained backbones (batches of 32
+    /// training movies; this many batches).
+    #[arg(long, value_name = "BATCHES")]
+    backbones: Option<usize>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -67,8 +72,18 @@ fn parse_pages(dir: &PathBuf, reps: usize) -> Result<Throughput> {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let config = TrainConfig::load(&a.config, &a.set)?;
-    let (dataset, prepared) = ensure_prepared(&config, None)?;
+    let (dataset, mut prepared) = ensure_prepared(&config, None)?;
     let mut results: Vec<Throughput> = Vec::new();
+    if let Some(n) = a.backbones {
+        let device = cinefuse_train::backend::select_device(&config.backend)?.device;
+        for r in bench_backbones(&config, &prepared, &device, n, a.reps)? {
+            println!("{r}");
+            results.push(r);
+        }
+    }
+    // Frozen pretrained encoders train on cached features, as `train` does.
+    let device = cinefuse_train::backend::select_device(&config.backend)?.device;
+    cinefuse_train::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
     for b in a
         .backends
         .split(',')

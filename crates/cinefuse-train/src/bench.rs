@@ -101,7 +101,8 @@ pub fn bench_train(
             )
         })
         .collect();
-    let shapes = shapes_of(prepared);
+    let mut shapes = shapes_of(prepared);
+    shapes.text_backbone = crate::feature_cache::text_backbone_of(&config.model)?;
     let scorer = Scorer {
         loss: &config.loss,
         scale: rating_scale_of(prepared),

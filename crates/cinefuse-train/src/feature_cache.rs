@@ -21,6 +21,7 @@ use cinefuse_model::poster::PosterEncoderKind;
 use cinefuse_model::poster_efficientnet::EfficientNetPosterEncoder;
 use cinefuse_model::pretrained::load::file_sha256;
 use cinefuse_model::pretrained::{Bert, EfficientNetLite};
+use cinefuse_model::pretrained_config::Tuning;
 use cinefuse_model::text::TextEncoderKind;
 use cinefuse_model::text_bert::BertTextEncoder;
 use cinefuse_model::{Modality, TextBackbone};
@@ -70,6 +71,23 @@ pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
     }))
 }
 
+const FROZEN: Tuning = Tuning {
+    freeze: true,
+    lr_scale: 1.0,
+    trainable_layers: None,
+};
+
+/// The plot encoder of a checkpoint folder, frozen (only its backbone is used).
+pub fn frozen_text_backbone(dir: &Path, device: &Device) -> Result<BertTextEncoder> {
+    Ok(BertTextEncoder::new(Bert::from_dir(dir, device)?, 1, 0.0, &FROZEN, device))
+}
+
+/// The poster encoder of a checkpoint folder, frozen (only its backbone is used).
+pub fn frozen_poster_backbone(dir: &Path, device: &Device) -> Result<EfficientNetPosterEncoder> {
+    let net = EfficientNetLite::from_dir(dir, device)?;
+    Ok(EfficientNetPosterEncoder::new(net, 1, 0.0, &FROZEN, device))
+}
+
 fn fingerprint(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -93,12 +111,7 @@ fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<Fea
         println!("plot features: cached ({})", path.display());
         return Ok(t);
     }
-    let tuning = cinefuse_model::pretrained_config::Tuning {
-        freeze: true,
-        lr_scale: 1.0,
-        trainable_layers: None,
-    };
-    let enc = BertTextEncoder::new(Bert::from_dir(dir, device)?, 1, 0.0, &tuning, device);
+    let enc = frozen_text_backbone(dir, device)?;
     let table = compute(prepared, device, "plot", enc.feature_dim(), key, |b| {
         enc.backbone_features(b)
     })?;
@@ -126,13 +139,7 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
         println!("poster features: cached ({})", path.display());
         return Ok(t);
     }
-    let tuning = cinefuse_model::pretrained_config::Tuning {
-        freeze: true,
-        lr_scale: 1.0,
-        trainable_layers: None,
-    };
-    let net = EfficientNetLite::from_dir(dir, device)?;
-    let enc = EfficientNetPosterEncoder::new(net, 1, 0.0, &tuning, device);
+    let enc = frozen_poster_backbone(dir, device)?;
     let dim = cinefuse_model::pretrained::efficientnet::HEAD_CHANNELS;
     let table = compute(prepared, device, "poster", dim, key, |b| {
         enc.backbone_features(b)
@@ -143,7 +150,7 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
 
 /// Runs `features` over every prepared movie in batches; rows of movies without this
 /// modality are left at zero (the model masks them out).
-fn compute(
+pub(crate) fn compute(
     prepared: &Prepared,
     device: &Device,
     what: &str,

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bench_backbones;
 pub mod config;
 pub mod data_setup;
 pub mod evaluate;
