@@ -388,7 +388,10 @@ fn pretrained_config() -> String {
         "[model.text]\nkind = \"transformer\"",
         "[model.text]\nkind = \"bert\"\npretrained = \"ckpt/bert\"",
     )
-    .replace("prepared = \"prepared/demo\"", "prepared = \"prepared/demo-pretrained\"")
+    .replace(
+        "prepared = \"prepared/demo\"",
+        "prepared = \"prepared/demo-pretrained\"",
+    )
     .replace("epochs = 3", "epochs = 2")
 }
 
@@ -412,9 +415,24 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     std::fs::write(d.join("tiny.toml"), TINY).unwrap();
     ok(d, &["synth", "--out", "demo", "--n", "120", "--seed", "5"]);
     // The tiny BERT's tokenizer: a word-level one trained on the demo plots by `prepare`.
-    ok(d, &["prepare", "--data", "demo", "--out", "prepared/wl", "--config", "tiny.toml"]);
+    ok(
+        d,
+        &[
+            "prepare",
+            "--data",
+            "demo",
+            "--out",
+            "prepared/wl",
+            "--config",
+            "tiny.toml",
+        ],
+    );
     std::fs::create_dir_all(d.join("ckpt/bert")).unwrap();
-    std::fs::copy(d.join("prepared/wl/tokenizer.json"), d.join("ckpt/bert/tokenizer.json")).unwrap();
+    std::fs::copy(
+        d.join("prepared/wl/tokenizer.json"),
+        d.join("ckpt/bert/tokenizer.json"),
+    )
+    .unwrap();
     write_tiny_bert(&d.join("ckpt/bert"), 1);
     cinefuse_model::pretrained::testing::write_random_efficientnet(&d.join("ckpt/effnet")).unwrap();
     std::fs::write(d.join("p.toml"), pretrained_config()).unwrap();
@@ -422,17 +440,31 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(d, &["train", "--config", "p.toml", "--out", "runs/a"]);
     assert!(text.contains("plot features: computed"), "{text}");
     assert!(text.contains("poster features: computed"), "{text}");
-    assert!(text.contains("text (pretrained)") && text.contains("poster (pretrained)"), "{text}");
+    assert!(
+        text.contains("text (pretrained)") && text.contains("poster (pretrained)"),
+        "{text}"
+    );
     let text = ok(d, &["train", "--config", "p.toml", "--out", "runs/b"]);
-    assert!(text.contains("plot features: cached"), "a second run reuses them: {text}");
+    assert!(
+        text.contains("plot features: cached"),
+        "a second run reuses them: {text}"
+    );
     assert!(text.contains("poster features: cached"), "{text}");
     let metrics = |run: &str| std::fs::read_to_string(d.join(run).join("metrics.jsonl")).unwrap();
     let val_loss = |m: String| -> Vec<f64> {
         m.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"]
+                    .as_f64()
+                    .unwrap()
+            })
             .collect()
     };
-    assert_eq!(val_loss(metrics("runs/a")), val_loss(metrics("runs/b")), "same seed, same run");
+    assert_eq!(
+        val_loss(metrics("runs/a")),
+        val_loss(metrics("runs/b")),
+        "same seed, same run"
+    );
 
     // Other weights: the plot cache misses, the poster cache still hits.
     write_tiny_bert(&d.join("ckpt/bert"), 2);
@@ -446,9 +478,15 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     // The export holds the backbones: it predicts with the checkpoint folders gone.
     std::fs::remove_dir_all(d.join("ckpt")).unwrap();
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;
-    let text = ok(d, &["predict", "--model", "model", "--movie", movie, "--json"]);
+    let text = ok(
+        d,
+        &["predict", "--model", "model", "--movie", movie, "--json"],
+    );
     let p: serde_json::Value =
         serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
-    assert!((0.0..=10.0).contains(&p["rating"].as_f64().unwrap()), "{text}");
+    assert!(
+        (0.0..=10.0).contains(&p["rating"].as_f64().unwrap()),
+        "{text}"
+    );
     assert_eq!(p["contributions"].as_array().unwrap().len(), 3, "{text}");
 }

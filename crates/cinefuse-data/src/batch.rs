@@ -182,11 +182,16 @@ fn stack_features(
     get: impl Fn(&MovieItem) -> Option<&[f32]>,
     device: &Device,
 ) -> Option<Tensor<2>> {
-    let dim = items.iter().find_map(|it| get(it))?.len();
+    let dim = items.iter().find_map(&get)?.len();
     let mut values = vec![0f32; items.len() * dim];
     for (i, item) in items.iter().enumerate() {
         if let Some(f) = get(item) {
-            assert_eq!(f.len(), dim, "cached features of {} have another size", item.id);
+            assert_eq!(
+                f.len(),
+                dim,
+                "cached features of {} have another size",
+                item.id
+            );
             values[i * dim..(i + 1) * dim].copy_from_slice(f);
         }
     }

@@ -25,7 +25,10 @@ pub struct FeatureTable {
 
 impl FeatureTable {
     pub fn new(dim: usize, fingerprint: String, values: Vec<f32>) -> Self {
-        assert!(dim > 0 && values.len().is_multiple_of(dim), "rows of {dim} values");
+        assert!(
+            dim > 0 && values.len().is_multiple_of(dim),
+            "rows of {dim} values"
+        );
         Self {
             dim,
             fingerprint,
@@ -71,7 +74,9 @@ impl FeatureTable {
         }
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap()) as usize;
         let (rows, dim) = (u32_at(8), u32_at(12));
-        let stored = String::from_utf8_lossy(&bytes[16..HEADER]).trim_end().to_string();
+        let stored = String::from_utf8_lossy(&bytes[16..HEADER])
+            .trim_end()
+            .to_string();
         if stored != fingerprint {
             return Ok(None);
         }
@@ -99,9 +104,10 @@ pub struct CachedFeatures {
 
 /// Where a modality's cache lives inside a prepared directory.
 pub fn cache_path(prepared_dir: &Path, modality: &str, fingerprint: &str) -> PathBuf {
-    prepared_dir
-        .join("features")
-        .join(format!("{modality}-{}.bin", &fingerprint[..16.min(fingerprint.len())]))
+    prepared_dir.join("features").join(format!(
+        "{modality}-{}.bin",
+        &fingerprint[..16.min(fingerprint.len())]
+    ))
 }
 
 #[cfg(test)]
@@ -119,7 +125,11 @@ mod tests {
         assert_eq!(back.rows(), 2);
         assert_eq!(back.row(1), &[-4.0, 5.5, 6.25]);
         assert!(FeatureTable::load_if(&path, "abd").unwrap().is_none());
-        assert!(FeatureTable::load_if(&dir.path().join("no"), "abc").unwrap().is_none());
+        assert!(
+            FeatureTable::load_if(&dir.path().join("no"), "abc")
+                .unwrap()
+                .is_none()
+        );
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.truncate(bytes.len() - 2);
         std::fs::write(&path, bytes).unwrap();

@@ -46,7 +46,12 @@ pub fn fit_poster_with(img: &DynamicImage, width: u32, height: u32, mode: Poster
             let nh = ((h as f64 * scale).round() as u32).clamp(1, height);
             let resized = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
             let mut out = RgbImage::from_pixel(width, height, image::Rgb([127, 127, 127]));
-            image::imageops::replace(&mut out, &resized, ((width - nw) / 2).into(), ((height - nh) / 2).into());
+            image::imageops::replace(
+                &mut out,
+                &resized,
+                ((width - nw) / 2).into(),
+                ((height - nh) / 2).into(),
+            );
             out
         }
     }

@@ -15,11 +15,11 @@ use crate::movie::{
     BadRecord, FIELDS, MOVIES_FILE, Movie, SPLIT_FILE, parse_movies_file, poster_path,
 };
 use crate::poster_cache::PosterCacheWriter;
+use crate::poster_cache::PosterFit;
 use crate::prepared::{
     BAD_RECORDS_FILE, POSTERS_FILE, Preprocessor, SAMPLES_FILE, SUMMARY_FILE, fit_state,
 };
 use crate::split::{Split, hash_split, read_predefined_split};
-use crate::poster_cache::PosterFit;
 use crate::text::{TokenizerKind, pretrained_tokenizer, train_tokenizer};
 use crate::validate::validate_records;
 
@@ -66,7 +66,6 @@ pub struct PrepareConfig {
     /// How a poster is fitted to `image_width`×`image_height`.
     pub poster_fit: PosterFit,
 }
-
 
 impl Default for PrepareConfig {
     fn default() -> Self {

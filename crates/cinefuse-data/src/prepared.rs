@@ -13,11 +13,11 @@ use tokenizers::Tokenizer;
 
 use crate::DataError;
 use crate::dataset::MovieDataset;
+use crate::feature_cache::CachedFeatures;
 use crate::features::{
     CATEGORICAL_FEATURES, NUMERIC_FEATURES, NumericScaler, raw_categorical, raw_numeric,
 };
 use crate::movie::Movie;
-use crate::feature_cache::CachedFeatures;
 use crate::poster_cache::{PosterCache, fit_poster_with, to_chw};
 use crate::prepare::PrepareConfig;
 use crate::split::Split;

@@ -13,8 +13,8 @@ use crate::meta::MetaEncoder;
 use crate::poster::{PosterEncoder, PosterEncoderKind};
 use crate::poster_efficientnet::EfficientNetPosterEncoder;
 use crate::pretrained::{Bert, EfficientNetLite, PretrainedError};
-use crate::text_bert::BertTextEncoder;
 use crate::text::{TextEncoder, TextEncoderKind};
+use crate::text_bert::BertTextEncoder;
 
 #[derive(Module, Debug)]
 pub struct CinefuseModel {

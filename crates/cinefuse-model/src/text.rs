@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::ModalityEncoder;
 use crate::pretrained_config::{Tuning, validate_tuning};
-use std::path::PathBuf;
 use crate::text_bag::BagTextEncoder;
 use crate::text_cnn::CnnTextEncoder;
 use crate::text_ngram::NgramTextEncoder;
 use crate::text_transformer::TransformerTextEncoder;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

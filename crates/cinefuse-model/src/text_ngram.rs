@@ -51,8 +51,7 @@ impl NgramTextEncoder {
         let words = masked_mean(self.unigrams.forward(tokens.clone()), mask.clone());
         let pooled = if l > 1 {
             // A pair counts when both of its tokens are real.
-            let pair_mask =
-                mask.clone().slice([0..b, 0..l - 1]) * mask.slice([0..b, 1..l]);
+            let pair_mask = mask.clone().slice([0..b, 0..l - 1]) * mask.slice([0..b, 1..l]);
             words + masked_mean(self.bigrams.forward(self.bigram_ids(tokens)), pair_mask)
         } else {
             words

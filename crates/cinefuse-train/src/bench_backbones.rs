@@ -77,7 +77,10 @@ pub fn bench_backbones(
             .with_context(|| format!("model.text.pretrained = {}", dir.display()))?;
         let batches = make(first_items(prepared, n, |it| it.plot_present));
         anyhow::ensure!(!batches.is_empty(), "no training movie has a plot");
-        let tokens: usize = batches.iter().map(|b| b.token_mask.clone().sum().into_scalar::<f32>() as usize).sum();
+        let tokens: usize = batches
+            .iter()
+            .map(|b| b.token_mask.clone().sum().into_scalar::<f32>() as usize)
+            .sum();
         out.push(time_batches(
             format!(
                 "plot backbone {} forward, batch {BACKBONE_BATCH} ({} plots, {tokens} tokens)",
@@ -97,7 +100,10 @@ pub fn bench_backbones(
         anyhow::ensure!(!batches.is_empty(), "no training movie has a poster");
         let [_, _, h, w] = batches[0].posters.dims();
         out.push(time_batches(
-            format!("poster backbone {} forward, batch {BACKBONE_BATCH}, {h}x{w}", dir.display()),
+            format!(
+                "poster backbone {} forward, batch {BACKBONE_BATCH}, {h}x{w}",
+                dir.display()
+            ),
             "posters/s",
             &batches,
             reps,

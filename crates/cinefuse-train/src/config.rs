@@ -450,16 +450,22 @@ impl TrainConfig {
         use cinefuse_model::text::TextEncoderKind;
         let text = &self.model.text;
         if text.kind != TextEncoderKind::Bert
-            || !self.model.modalities.contains(&cinefuse_model::Modality::Text)
+            || !self
+                .model
+                .modalities
+                .contains(&cinefuse_model::Modality::Text)
         {
             return Ok(());
         }
         let p = &self.data.preprocess;
-        let dir = text.pretrained.as_deref().unwrap_or(std::path::Path::new(""));
+        let dir = text
+            .pretrained
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
         let same = p.tokenizer == TokenizerKind::Pretrained
-            && p.tokenizer_path.as_deref().is_some_and(|t| {
-                t == dir || t == dir.join("tokenizer.json")
-            });
+            && p.tokenizer_path
+                .as_deref()
+                .is_some_and(|t| t == dir || t == dir.join("tokenizer.json"));
         if !same {
             return Err(format!(
                 "model.text.kind = \"bert\" reads token ids of its checkpoint's tokenizer: set \

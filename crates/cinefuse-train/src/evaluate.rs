@@ -147,7 +147,11 @@ pub struct IntervalMetrics {
     pub mean_width: f64,
 }
 
-pub fn interval_metrics(val: &Predictions, target: &Predictions, nominal: f64) -> Option<IntervalMetrics> {
+pub fn interval_metrics(
+    val: &Predictions,
+    target: &Predictions,
+    nominal: f64,
+) -> Option<IntervalMetrics> {
     let (vp, vt) = val.labelled_ratings();
     let residuals: Vec<f32> = vp.iter().zip(&vt).map(|(p, t)| p - t).collect();
     let hw = f64::from(crate::metrics::conformal_quantile(&residuals, nominal));

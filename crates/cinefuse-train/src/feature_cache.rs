@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use burn::data::dataloader::batcher::Batcher;
 use cinefuse_data::MovieBatch;
 use cinefuse_data::Prepared;
 use cinefuse_data::feature_cache::{CachedFeatures, FeatureTable, cache_path};
@@ -46,11 +46,19 @@ pub fn attach_cached_features(
         && model.poster.kind == PosterEncoderKind::EfficientnetLite0
         && model.poster.freeze
     {
-        let dir = model.poster.pretrained.as_deref().context("model.poster.pretrained")?;
+        let dir = model
+            .poster
+            .pretrained
+            .as_deref()
+            .context("model.poster.pretrained")?;
         features.poster = Some(Arc::new(poster_features(dir, prepared, device)?));
     }
     if uses(Modality::Text) && model.text.kind == TextEncoderKind::Bert && model.text.freeze {
-        let dir = model.text.pretrained.as_deref().context("model.text.pretrained")?;
+        let dir = model
+            .text
+            .pretrained
+            .as_deref()
+            .context("model.text.pretrained")?;
         features.plot = Some(Arc::new(plot_features(dir, prepared, device)?));
     }
     if features.poster.is_some() || features.plot.is_some() {
@@ -64,7 +72,11 @@ pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
     if model.text.kind != TextEncoderKind::Bert || !model.modalities.contains(&Modality::Text) {
         return Ok(None);
     }
-    let dir = model.text.pretrained.as_deref().context("model.text.pretrained")?;
+    let dir = model
+        .text
+        .pretrained
+        .as_deref()
+        .context("model.text.pretrained")?;
     Ok(Some(TextBackbone {
         config: cinefuse_model::pretrained::BertConfig::from_dir(dir)?,
         pooling: cinefuse_model::pretrained::bert::pooling_from_dir(dir)?,
@@ -79,7 +91,13 @@ const FROZEN: Tuning = Tuning {
 
 /// The plot encoder of a checkpoint folder, frozen (only its backbone is used).
 pub fn frozen_text_backbone(dir: &Path, device: &Device) -> Result<BertTextEncoder> {
-    Ok(BertTextEncoder::new(Bert::from_dir(dir, device)?, 1, 0.0, &FROZEN, device))
+    Ok(BertTextEncoder::new(
+        Bert::from_dir(dir, device)?,
+        1,
+        0.0,
+        &FROZEN,
+        device,
+    ))
 }
 
 /// The poster encoder of a checkpoint folder, frozen (only its backbone is used).

@@ -80,7 +80,9 @@ impl BertConfig {
             )));
         }
         if config.num_hidden_layers == 0 || config.vocab_size == 0 {
-            return Err(bad("num_hidden_layers and vocab_size must be positive".into()));
+            return Err(bad(
+                "num_hidden_layers and vocab_size must be positive".into()
+            ));
         }
         Ok(config)
     }
@@ -144,8 +146,14 @@ pub struct Bert {
 pub const BERT_KEY_MAP: &[(&str, &str)] = &[
     (r"^bert\.", ""),
     (r"^embeddings\.word_embeddings\.", "embeddings.word."),
-    (r"^embeddings\.position_embeddings\.", "embeddings.position."),
-    (r"^embeddings\.token_type_embeddings\.", "embeddings.token_type."),
+    (
+        r"^embeddings\.position_embeddings\.",
+        "embeddings.position.",
+    ),
+    (
+        r"^embeddings\.token_type_embeddings\.",
+        "embeddings.token_type.",
+    ),
     (r"^embeddings\.LayerNorm\.", "embeddings.norm."),
     (
         r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
@@ -163,7 +171,10 @@ pub const BERT_KEY_MAP: &[(&str, &str)] = &[
         r"^encoder\.layer\.(\d+)\.intermediate\.dense\.",
         "layers.$1.intermediate.",
     ),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", "layers.$1.output."),
+    (
+        r"^encoder\.layer\.(\d+)\.output\.dense\.",
+        "layers.$1.output.",
+    ),
     (
         r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.",
         "layers.$1.output_norm.",

@@ -40,9 +40,15 @@ pub const EFFICIENTNET_KEY_MAP: &[(&str, &str)] = &[
     (r"^_bn0\.", "stem_norm."),
     (r"^_blocks\.(\d+)\._expand_conv\.", "blocks.$1.expand.conv."),
     (r"^_blocks\.(\d+)\._bn0\.", "blocks.$1.expand_norm."),
-    (r"^_blocks\.(\d+)\._depthwise_conv\.", "blocks.$1.depthwise.conv."),
+    (
+        r"^_blocks\.(\d+)\._depthwise_conv\.",
+        "blocks.$1.depthwise.conv.",
+    ),
     (r"^_blocks\.(\d+)\._bn1\.", "blocks.$1.depthwise_norm."),
-    (r"^_blocks\.(\d+)\._project_conv\.", "blocks.$1.project.conv."),
+    (
+        r"^_blocks\.(\d+)\._project_conv\.",
+        "blocks.$1.project.conv.",
+    ),
     (r"^_blocks\.(\d+)\._bn2\.", "blocks.$1.project_norm."),
     (r"^_conv_head\.", "head.conv."),
     (r"^_bn1\.", "head_norm."),
@@ -62,7 +68,14 @@ pub struct SameConv {
 }
 
 impl SameConv {
-    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Self {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        device: &Device,
+    ) -> Self {
         // Stride 1 with an odd kernel: "SAME" is symmetric, so the convolution pads itself.
         let padding = if stride == 1 {
             let p = (kernel - 1) / 2;
@@ -76,7 +89,11 @@ impl SameConv {
             .with_padding(padding)
             .with_bias(false)
             .init(device);
-        Self { conv, kernel, stride }
+        Self {
+            conv,
+            kernel,
+            stride,
+        }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -118,7 +135,14 @@ pub struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, expansion: usize, device: &Device) -> Self {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        expansion: usize,
+        device: &Device,
+    ) -> Self {
         let mid = c_in * expansion;
         let expands = expansion != 1;
         Self {
@@ -161,7 +185,9 @@ impl EfficientNetLite {
         for (kernel, stride, c_out, n, expansion) in LITE0_STAGES {
             for i in 0..n {
                 let s = if i == 0 { stride } else { 1 };
-                blocks.push(InvertedResidual::new(c_in, c_out, kernel, s, expansion, device));
+                blocks.push(InvertedResidual::new(
+                    c_in, c_out, kernel, s, expansion, device,
+                ));
                 c_in = c_out;
             }
         }

@@ -69,8 +69,14 @@ impl TinyBert {
             let n = shape.iter().product();
             t.insert(name, (shape, random_values(n, seed)));
         };
-        add("embeddings.word_embeddings.weight".into(), vec![self.vocab, h]);
-        add("embeddings.position_embeddings.weight".into(), vec![self.positions, h]);
+        add(
+            "embeddings.word_embeddings.weight".into(),
+            vec![self.vocab, h],
+        );
+        add(
+            "embeddings.position_embeddings.weight".into(),
+            vec![self.positions, h],
+        );
         add("embeddings.token_type_embeddings.weight".into(), vec![2, h]);
         add("embeddings.LayerNorm.weight".into(), vec![h]);
         add("embeddings.LayerNorm.bias".into(), vec![h]);

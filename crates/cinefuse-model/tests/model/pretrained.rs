@@ -10,7 +10,7 @@ use cinefuse_data::MovieBatch;
 use cinefuse_model::encoder::ModalityEncoder;
 use cinefuse_model::pretrained::efficientnet::same_padding;
 use cinefuse_model::pretrained::testing::{
-    TinyBert, Tensors, efficientnet_port_name, module_values, write_safetensors,
+    Tensors, TinyBert, efficientnet_port_name, module_values, write_safetensors,
 };
 use cinefuse_model::pretrained::{Bert, EfficientNetLite, PretrainedError};
 use cinefuse_model::pretrained_config::Tuning;
@@ -56,7 +56,8 @@ fn a_tiny_bert_checkpoint_loads_every_tensor_into_its_place() {
     let loaded = module_values(&bert);
     // Where each checkpoint tensor must land, and whether it is a (transposed) Linear weight.
     let expect = |hf: &str| -> (String, bool) {
-        let linear = hf.ends_with(".weight") && !hf.contains("LayerNorm") && !hf.contains("embeddings");
+        let linear =
+            hf.ends_with(".weight") && !hf.contains("LayerNorm") && !hf.contains("embeddings");
         let name = hf
             .replace("embeddings.word_embeddings", "embeddings.word")
             .replace("embeddings.position_embeddings", "embeddings.position")
@@ -82,11 +83,19 @@ fn a_tiny_bert_checkpoint_loads_every_tensor_into_its_place() {
         let (_, got) = loaded
             .get(&name)
             .unwrap_or_else(|| panic!("{hf} → {name} not in the module: {:?}", loaded.keys()));
-        let want = if linear { transpose(shape, v) } else { v.clone() };
+        let want = if linear {
+            transpose(shape, v)
+        } else {
+            v.clone()
+        };
         assert_eq!(got, &want, "{hf} → {name}");
         checked += 1;
     }
-    assert_eq!(checked, loaded.len(), "every module tensor comes from the checkpoint");
+    assert_eq!(
+        checked,
+        loaded.len(),
+        "every module tensor comes from the checkpoint"
+    );
 }
 
 fn load_error(tensors: &Tensors) -> String {
@@ -103,12 +112,21 @@ fn loading_errors_name_the_tensor_and_both_shapes() {
     let mut missing = tiny_bert_tensors();
     missing.remove("encoder.layer.1.attention.self.key.bias");
     let e = load_error(&missing);
-    assert!(e.contains("layers.1.key.bias") && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains("layers.1.key.bias") && e.contains("model.safetensors"),
+        "{e}"
+    );
 
     let mut extra = tiny_bert_tensors();
-    extra.insert("encoder.layer.9.surprise.weight".into(), (vec![2], vec![0.0, 1.0]));
+    extra.insert(
+        "encoder.layer.9.surprise.weight".into(),
+        (vec![2], vec![0.0, 1.0]),
+    );
     let e = load_error(&extra);
-    assert!(e.contains("does not expect") && e.contains("encoder.layer.9.surprise.weight"), "{e}");
+    assert!(
+        e.contains("does not expect") && e.contains("encoder.layer.9.surprise.weight"),
+        "{e}"
+    );
 
     let mut wrong = tiny_bert_tensors();
     wrong.insert(
@@ -117,7 +135,10 @@ fn loading_errors_name_the_tensor_and_both_shapes() {
     );
     let e = load_error(&wrong);
     assert!(e.contains("layers.0.intermediate.bias"), "{e}");
-    assert!(e.contains(&format!("[{}]", FF + 1)) && e.contains(&format!("[{FF}]")), "{e}");
+    assert!(
+        e.contains(&format!("[{}]", FF + 1)) && e.contains(&format!("[{FF}]")),
+        "{e}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let e = Bert::from_dir(dir.path(), &Device::flex()).unwrap_err();
@@ -126,7 +147,10 @@ fn loading_errors_name_the_tensor_and_both_shapes() {
 }
 
 /// Parameters with a gradient, and those without, of a module.
-fn grads_of<M: burn::module::Module>(module: &M, grads: &burn::tensor::Gradients) -> (usize, usize) {
+fn grads_of<M: burn::module::Module>(
+    module: &M,
+    grads: &burn::tensor::Gradients,
+) -> (usize, usize) {
     struct V<'a> {
         grads: &'a burn::tensor::Gradients,
         with: usize,
@@ -180,7 +204,11 @@ fn a_frozen_backbone_gets_no_gradient_and_keeps_its_weights() {
     assert!(!params.is_empty(), "the adapter trains");
     let mut optim = AdamWConfig::new().init();
     let enc = optim.step(1e-2, enc, params);
-    assert_eq!(module_values(&enc.bert), before, "backbone unchanged by a step");
+    assert_eq!(
+        module_values(&enc.bert),
+        before,
+        "backbone unchanged by a step"
+    );
 }
 
 #[test]
@@ -194,10 +222,21 @@ fn fine_tuning_the_last_layers_leaves_the_others_frozen() {
     let (_dir, enc) = tiny_text_encoder(tuning, &device);
     let loss = enc.embed(&text_batch()).powf_scalar(2.0).sum();
     let grads = loss.backward();
-    assert_eq!(grads_of(&enc.bert.embeddings, &grads).0, 0, "embeddings frozen");
-    assert_eq!(grads_of(&enc.bert.layers[0], &grads).0, 0, "first layer frozen");
+    assert_eq!(
+        grads_of(&enc.bert.embeddings, &grads).0,
+        0,
+        "embeddings frozen"
+    );
+    assert_eq!(
+        grads_of(&enc.bert.layers[0], &grads).0,
+        0,
+        "first layer frozen"
+    );
     let (with, without) = grads_of(&enc.bert.layers[1], &grads);
-    assert!(with > 0 && without == 0, "last layer trains: {with} with, {without} without");
+    assert!(
+        with > 0 && without == 0,
+        "last layer trains: {with} with, {without} without"
+    );
 }
 
 #[test]
@@ -213,11 +252,16 @@ fn cached_features_replace_the_backbone() {
     let direct = enc.embed(&b);
     b.plot_features = Some(enc.backbone_features(&b));
     let cached = enc.embed(&b);
-    direct.into_data().assert_approx_eq::<f32>(&cached.into_data(), Default::default());
+    direct
+        .into_data()
+        .assert_approx_eq::<f32>(&cached.into_data(), Default::default());
     // And the features really are used: other features, other embeddings.
     b.plot_features = Some(b.plot_features.clone().unwrap().zeros_like());
     let zeroed = enc.embed(&b);
-    let changed: f32 = (zeroed - enc.embed(&text_batch())).abs().sum().into_scalar();
+    let changed: f32 = (zeroed - enc.embed(&text_batch()))
+        .abs()
+        .sum()
+        .into_scalar();
     assert!(changed > 1e-4);
 }
 
@@ -239,7 +283,10 @@ fn efficientnet_loads_from_the_pytorch_port_names() {
         .map(|(k, v)| (efficientnet_port_name(&k), v))
         .collect();
     assert!(tensors.contains_key("_blocks.15._project_conv.weight"));
-    assert!(!tensors.contains_key("_blocks.0._expand_conv.weight"), "block 0 does not expand");
+    assert!(
+        !tensors.contains_key("_blocks.0._expand_conv.weight"),
+        "block 0 does not expand"
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut with_fc = tensors.clone();
     with_fc.insert("_fc.weight".into(), (vec![2, 1280], vec![0.0; 2560]));
@@ -254,7 +301,9 @@ fn efficientnet_loads_from_the_pytorch_port_names() {
     let mut missing = tensors;
     missing.remove("_conv_head.weight");
     write_safetensors(&dir.path().join("model.safetensors"), &missing).unwrap();
-    let e = EfficientNetLite::from_dir(dir.path(), &device).unwrap_err().to_string();
+    let e = EfficientNetLite::from_dir(dir.path(), &device)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("head.conv.weight"), "{e}");
 }
 
@@ -275,7 +324,8 @@ fn real_checkpoints() -> Option<PathBuf> {
 }
 
 fn reference() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained_reference.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -289,17 +339,24 @@ fn compare(got: &[f32], want: &serde_json::Value) -> (f64, f64) {
         .zip(&vals)
         .map(|(&i, &v)| (f64::from(got[i]) - v).abs())
         .fold(0.0, f64::max);
-    let norm = got.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+    let norm = got
+        .iter()
+        .map(|v| f64::from(*v).powi(2))
+        .sum::<f64>()
+        .sqrt();
     (max, (norm - want["norm"].as_f64().unwrap()).abs())
 }
 
 #[test]
 fn real_minilm_matches_pytorch() {
-    let Some(dir) = real_checkpoints() else { return };
+    let Some(dir) = real_checkpoints() else {
+        return;
+    };
     let r = reference();
     let device = Device::flex();
     let max_tokens = r["max_tokens"].as_u64().unwrap() as usize;
-    let tok = cinefuse_data::text::pretrained_tokenizer(&dir.join("minilm-l6"), max_tokens).unwrap();
+    let tok =
+        cinefuse_data::text::pretrained_tokenizer(&dir.join("minilm-l6"), max_tokens).unwrap();
     let bert = Bert::from_dir(&dir.join("minilm-l6"), &device).unwrap();
     for case in r["minilm"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
@@ -314,7 +371,10 @@ fn real_minilm_matches_pytorch() {
         let pooled = bert.forward(t, Tensor::ones([1, l], &device));
         let got: Vec<f32> = pooled.into_data().try_to_vec::<f32>().unwrap();
         let (max, norm) = compare(&got, &case["embedding"]);
-        assert!(max <= 1e-4 && norm <= 1e-4, "{text:?}: max diff {max:e}, norm diff {norm:e}");
+        assert!(
+            max <= 1e-4 && norm <= 1e-4,
+            "{text:?}: max diff {max:e}, norm diff {norm:e}"
+        );
     }
 }
 
@@ -334,15 +394,24 @@ fn reference_image(k: usize, device: &Device) -> Tensor<4> {
 
 #[test]
 fn real_efficientnet_lite0_matches_pytorch() {
-    let Some(dir) = real_checkpoints() else { return };
+    let Some(dir) = real_checkpoints() else {
+        return;
+    };
     let r = reference();
     let device = Device::flex();
     let net = EfficientNetLite::from_dir(&dir.join("efficientnet-lite0"), &device).unwrap();
     for case in r["efficientnet_lite0"].as_array().unwrap() {
         let k = case["image"].as_u64().unwrap() as usize;
-        let got: Vec<f32> = net.forward(reference_image(k, &device)).into_data().try_to_vec::<f32>().unwrap();
+        let got: Vec<f32> = net
+            .forward(reference_image(k, &device))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let (max, norm) = compare(&got, &case["features"]);
-        assert!(max <= 1e-4 && norm <= 1e-3, "image {k}: max diff {max:e}, norm diff {norm:e}");
+        assert!(
+            max <= 1e-4 && norm <= 1e-3,
+            "image {k}: max diff {max:e}, norm diff {norm:e}"
+        );
     }
 }
 
@@ -357,10 +426,18 @@ fn a_tiny_bert_runs_on_wgpu_like_on_flex() {
     let on = |device: &Device| {
         let bert = Bert::from_dir(dir.path(), device).unwrap();
         let b = batch(items(4), device);
-        let out: Vec<f32> = bert.forward(b.tokens, b.token_mask).into_data().try_to_vec::<f32>().unwrap();
+        let out: Vec<f32> = bert
+            .forward(b.tokens, b.token_mask)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         out
     };
     let (a, b) = (on(&flex), on(&wgpu));
-    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     assert!(max < 1e-4, "flex vs wgpu: max diff {max}");
 }
