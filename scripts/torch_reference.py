@@ -257,7 +257,7 @@ def bench_backbones(cfg, prepared, n_batches, reps, dev):
         batches = []
         for i in range(0, len(slots), bs):
             x = torch.from_numpy(pixels[slots[i : i + bs]].astype(np.float32))
-            batches.append(((x - 127.0) / 128.0).to(dev),)
+            batches.append((((x - 127.0) / 128.0).to(dev),))
         timed(f"poster backbone {poster_dir} forward, batch 32, {h}x{w}", "posters/s", batches,
               lambda b: net.extract_features(b[0]).mean(dim=(2, 3)))
     return out

@@ -9,8 +9,9 @@ use burn::prelude::*;
 use crate::cpu_kernels::{dropout, gelu};
 use crate::text::{TextEncoderConfig, masked_mean};
 
-/// Multiplier of the bigram hash `(a · P + b) mod buckets` (a prime above any vocabulary).
-const BIGRAM_PRIME: i64 = 1_000_003;
+/// Bigram key `(a mod P) · P + (b mod P)`, then `mod buckets`: exact pair ids for vocabularies
+/// up to P, and below 2³¹ so that it cannot overflow where integer tensors are 32-bit.
+const PAIR_BASE: i64 = 46_337;
 
 #[derive(Module, Debug)]
 pub struct NgramTextEncoder {
@@ -43,7 +44,9 @@ impl NgramTextEncoder {
         let [b, l] = tokens.dims();
         let first = tokens.clone().slice([0..b, 0..l - 1]);
         let second = tokens.slice([0..b, 1..l]);
-        (first.mul_scalar(BIGRAM_PRIME) + second).remainder_scalar(self.buckets as i64)
+        let key = first.remainder_scalar(PAIR_BASE).mul_scalar(PAIR_BASE)
+            + second.remainder_scalar(PAIR_BASE);
+        key.remainder_scalar(self.buckets as i64)
     }
 
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {

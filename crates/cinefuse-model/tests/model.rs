@@ -161,7 +161,11 @@ fn output_shapes_for_every_fusion_and_modality_subset() {
             assert!(v.iter().all(|x| x.is_finite()), "{fusion:?} {mods:?}");
         }
     }
-    for text in [TextEncoderKind::Bag, TextEncoderKind::Cnn] {
+    for text in [
+        TextEncoderKind::Bag,
+        TextEncoderKind::Cnn,
+        TextEncoderKind::Ngram,
+    ] {
         let model =
             tiny_config(vec![Modality::Text], FusionKind::Gmu, text).init(&shapes(), &device);
         assert_eq!(model.forward(&b).genre_logits.dims(), [6, G]);
@@ -195,6 +199,7 @@ fn masked_modalities_do_not_change_the_outputs() {
             TextEncoderKind::Transformer,
             TextEncoderKind::Bag,
             TextEncoderKind::Cnn,
+            TextEncoderKind::Ngram,
         ] {
             let model = tiny_config(Modality::ALL.to_vec(), fusion, text).init(&shapes(), &device);
             let reference = outputs(&model, &batch(base.clone(), &device));
@@ -668,4 +673,41 @@ fn cpu_kernel_softmax_and_gelu_match_burn_values_and_gradients() {
     // A softmax over another axis takes Burn's path and still agrees.
     let a = cpu_kernels::softmax(x.clone().inner(), 1);
     assert!(max_rel_diff(a, activation::softmax(x.inner(), 1)) < 1e-6);
+}
+
+#[test]
+fn ngram_encoder_hashes_adjacent_pairs_and_ignores_padding() {
+    use cinefuse_model::text::TextEncoderConfig;
+    use cinefuse_model::text_ngram::NgramTextEncoder;
+    let device = Device::flex();
+    let mut c = TextEncoderConfig::new();
+    c.d_model = 8;
+    c.ngram_buckets = 97;
+    c.dropout = 0.0;
+    let enc = NgramTextEncoder::new(&c, 50, 4, &device);
+    let ids =
+        |v: Vec<i64>, l: usize| Tensor::<2, Int>::from_data(TensorData::new(v, [1, l]), &device);
+    let pairs: Vec<i64> = enc
+        .bigram_ids(ids(vec![2, 7, 11, 7], 4))
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    let hash = |a: i64, b: i64| (a * 46_337 + b) % 97;
+    assert_eq!(pairs, vec![hash(2, 7), hash(7, 11), hash(11, 7)]);
+    // Padding (and the pairs it forms) never changes the embedding.
+    let mask = Tensor::<2>::from_data(
+        TensorData::new(vec![1.0f32, 1.0, 1.0, 0.0, 0.0], [1, 5]),
+        &device,
+    );
+    let a = enc.forward(ids(vec![2, 7, 11, 0, 0], 5), mask.clone());
+    let b = enc.forward(ids(vec![2, 7, 11, 33, 4], 5), mask);
+    a.clone()
+        .into_data()
+        .assert_approx_eq::<f32>(&b.into_data(), Default::default());
+    // Word order matters through the bigrams (a bag of words alone would not see it).
+    let ones = Tensor::<2>::ones([1, 3], &device);
+    let swapped = enc.forward(ids(vec![2, 11, 7], 3), ones);
+    let diff: f32 = (swapped - a).abs().sum().into_scalar();
+    assert!(diff > 1e-5, "order-sensitive: {diff}");
 }
