@@ -338,7 +338,13 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
             sum_genre += f64::from(genre) * b as f64;
             sum_rating += f64::from(rating) * b as f64;
             seen += b;
-            model = step_with_lr_scales(&mut optim, model, parts.total.backward(), lr, &config);
+            model = step_with_lr_scales(
+                &mut optim,
+                model,
+                parts.total.backward(),
+                lr,
+                BackboneScales::of(&config),
+            );
             state.step += 1;
             state.batches_into_epoch += 1;
             steps_this_call += 1;
@@ -495,33 +501,45 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     })
 }
 
+/// Learning-rate factors of the fine-tuned pretrained backbones (`None`: frozen or absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BackboneScales {
+    pub text: Option<f64>,
+    pub poster: Option<f64>,
+}
+
+impl BackboneScales {
+    pub(crate) fn of(config: &TrainConfig) -> Self {
+        let m = &config.model;
+        Self {
+            text: (!m.text.freeze).then_some(m.text.lr_scale),
+            poster: (!m.poster.freeze).then_some(m.poster.lr_scale),
+        }
+    }
+}
+
 /// One optimizer step; fine-tuned pretrained backbones step with their own learning rate
 /// (`lr × lr_scale`), the rest of the model with `lr`. AdamW keeps its moments per parameter,
 /// so stepping disjoint parameter sets separately is the same as one step with two rates.
-fn step_with_lr_scales(
+pub(crate) fn step_with_lr_scales(
     optim: &mut burn::optim::ModuleOptimizer,
     model: CinefuseModel,
     mut grads: burn::tensor::Gradients,
     lr: f64,
-    config: &TrainConfig,
+    scales: BackboneScales,
 ) -> CinefuseModel {
-    let text = model
-        .text_pretrained
-        .as_ref()
-        .filter(|_| !config.model.text.freeze)
-        .map(|e| GradientsParams::from_module(&mut grads, &e.bert));
-    let poster = model
-        .poster_pretrained
-        .as_ref()
-        .filter(|_| !config.model.poster.freeze)
-        .map(|e| GradientsParams::from_module(&mut grads, &e.net));
+    let text = match (&model.text_pretrained, scales.text) {
+        (Some(e), Some(scale)) => Some((GradientsParams::from_module(&mut grads, &e.bert), scale)),
+        _ => None,
+    };
+    let poster = match (&model.poster_pretrained, scales.poster) {
+        (Some(e), Some(scale)) => Some((GradientsParams::from_module(&mut grads, &e.net), scale)),
+        _ => None,
+    };
     let rest = GradientsParams::from_grads(grads, &model);
     let mut model = optim.step(lr, model, rest);
-    if let Some(g) = text {
-        model = optim.step(lr * config.model.text.lr_scale, model, g);
-    }
-    if let Some(g) = poster {
-        model = optim.step(lr * config.model.poster.lr_scale, model, g);
+    for (g, scale) in [text, poster].into_iter().flatten() {
+        model = optim.step(lr * scale, model, g);
     }
     model
 }
@@ -553,4 +571,102 @@ fn save_checkpoint(
         .map_err(|e| anyhow::anyhow!("cannot save optimizer state: {e}"))?;
     write_json(&w.staging.join(STATE_FILE), state)?;
     w.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::store::ModuleSnapshot;
+    use cinefuse_data::MovieItem;
+    use cinefuse_model::pretrained::testing::{TinyBert, module_values};
+    use cinefuse_model::text::TextEncoderKind;
+    use cinefuse_model::{Modality, ModelConfig};
+
+    /// Largest |change| of any value between two snapshots of a module.
+    fn max_change<M: ModuleSnapshot>(before: &M, after: &M) -> f32 {
+        let (a, b) = (module_values(before), module_values(after));
+        a.iter()
+            .flat_map(|(k, (_, v))| v.iter().zip(&b[k].1).map(|(x, y)| (x - y).abs()))
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn a_fine_tuned_backbone_steps_with_the_scaled_learning_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = TinyBert {
+            vocab: 30,
+            hidden: 8,
+            intermediate: 16,
+            positions: 16,
+            layers: 1,
+            heads: 2,
+        };
+        tiny.write(dir.path(), &tiny.tensors(3)).unwrap();
+        let mut config = ModelConfig::new()
+            .with_modalities(vec![Modality::Text])
+            .with_embed_dim(8);
+        config.text.kind = TextEncoderKind::Bert;
+        config.text.pretrained = Some(dir.path().to_path_buf());
+        config.text.freeze = false;
+        config.text.feature_dropout = 0.0;
+        config.fusion.dropout = 0.0;
+        let shapes = ModelShapes {
+            n_genres: 3,
+            vocab_size: 30,
+            max_tokens: 8,
+            n_numeric: 1,
+            categorical_sizes: vec![],
+            text_backbone: Some(cinefuse_model::TextBackbone {
+                config: cinefuse_model::pretrained::BertConfig::from_dir(dir.path()).unwrap(),
+                pooling: cinefuse_model::text::Pooling::Mean,
+            }),
+        };
+        let device = Device::flex().autodiff();
+        let model = config.init_pretrained(&shapes, &device).unwrap();
+        let items: Vec<MovieItem> = (0..4u32)
+            .map(|i| MovieItem {
+                id: format!("m{i}"),
+                poster: None,
+                tokens: vec![2, 5 + i, 9, 11 + i],
+                plot_present: true,
+                numeric: vec![0.0],
+                numeric_missing: vec![0.0],
+                categorical: vec![],
+                genres: vec![1.0, 0.0, (i % 2) as f32],
+                genres_present: true,
+                rating: Some(5.0),
+                poster_features: None,
+                plot_features: None,
+            })
+            .collect();
+        let batch = MovieBatcher::new(2, 2, 8).batch(items, &Device::flex());
+        let (lr, scale) = (1e-2, 0.01);
+        let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+        let before = model.clone();
+        let loss = model.forward(&batch).genre_logits.sum();
+        let after = step_with_lr_scales(
+            &mut optim,
+            model,
+            loss.backward(),
+            lr,
+            BackboneScales {
+                text: Some(scale),
+                poster: None,
+            },
+        );
+        let (b, a) = (
+            before.text_pretrained.as_ref().unwrap(),
+            after.text_pretrained.as_ref().unwrap(),
+        );
+        // Adam's first step moves each parameter by about lr (its update is ~sign(gradient)).
+        let backbone = max_change(&b.bert, &a.bert);
+        let head = max_change(&before, &after);
+        assert!(backbone > 0.0, "the backbone trains");
+        assert!(
+            backbone <= 1.01 * (lr * scale) as f32,
+            "backbone moved {backbone}"
+        );
+        assert!(head > 0.5 * lr as f32, "the rest moves by about lr: {head}");
+    }
 }
