@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    ApplyError, ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
 };
 use regex::Regex;
 
@@ -63,52 +64,60 @@ fn must_exist(path: &Path) -> Result<(), PretrainedError> {
     }
 }
 
+/// The key remapping of a checkpoint: regexes applied in order to each tensor name.
+fn remapper(key_map: &[(&str, &str)]) -> KeyRemapper {
+    KeyRemapper::from_patterns(key_map.to_vec()).expect("key maps are valid regexes")
+}
+
 /// Loads a safetensors checkpoint into `module`; `key_map` rewrites checkpoint names into
 /// the module's paths (regex, replacement), `ignored` lists checkpoint tensors to skip.
 pub fn load_safetensors<M: ModuleSnapshot>(
-    mut module: M,
+    module: M,
     path: &Path,
     key_map: &[(&str, &str)],
     ignored: &[&str],
 ) -> Result<M, PretrainedError> {
     must_exist(path)?;
-    let mut store = SafetensorsStore::from_file(path)
+    let store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(remapper(key_map))
         .allow_partial(true)
         .validate(false);
-    for (from, to) in key_map {
-        store = store.with_key_remapping(*from, *to);
-    }
-    let result = module
-        .load_from(&mut store)
-        .map_err(|e| PretrainedError::Io {
-            path: path.to_path_buf(),
-            message: format!("cannot read the safetensors file: {e}"),
-        })?;
-    check(result, path, ignored)?;
-    Ok(module)
+    apply_checked(module, store, path, ignored, "safetensors")
 }
 
 /// Loads a PyTorch state dict (`.pth`, zip or legacy pickle) into `module`, as above.
 pub fn load_pytorch<M: ModuleSnapshot>(
-    mut module: M,
+    module: M,
     path: &Path,
     key_map: &[(&str, &str)],
     ignored: &[&str],
 ) -> Result<M, PretrainedError> {
     must_exist(path)?;
-    let mut store = PytorchStore::from_file(path)
+    let store = PytorchStore::from_file(path)
+        .remap(remapper(key_map))
         .map_indices_contiguous(false)
         .allow_partial(true)
         .validate(false);
-    for (from, to) in key_map {
-        store = store.with_key_remapping(*from, *to);
-    }
+    apply_checked(module, store, path, ignored, "PyTorch")
+}
+
+/// Applies a configured store to `module` and checks burn-store's report.
+fn apply_checked<M: ModuleSnapshot, S: ModuleStore>(
+    mut module: M,
+    mut store: S,
+    path: &Path,
+    ignored: &[&str],
+    format: &str,
+) -> Result<M, PretrainedError>
+where
+    S::Error: std::fmt::Display,
+{
     let result = module
         .load_from(&mut store)
         .map_err(|e| PretrainedError::Io {
             path: path.to_path_buf(),
-            message: format!("cannot read the PyTorch file: {e}"),
+            message: format!("cannot read the {format} file: {e}"),
         })?;
     check(result, path, ignored)?;
     Ok(module)
