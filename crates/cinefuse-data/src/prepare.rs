@@ -14,8 +14,7 @@ use crate::atomic::{StagingDir, write_atomic, write_json_atomic};
 use crate::movie::{
     BadRecord, FIELDS, MOVIES_FILE, Movie, SPLIT_FILE, parse_movies_file, poster_path,
 };
-use crate::poster_cache::PosterCacheWriter;
-use crate::poster_cache::PosterFit;
+use crate::poster_cache::{PosterCacheWriter, PosterFit};
 use crate::prepared::{
     BAD_RECORDS_FILE, POSTERS_FILE, Preprocessor, SAMPLES_FILE, SUMMARY_FILE, fit_state,
 };

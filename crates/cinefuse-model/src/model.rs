@@ -70,27 +70,14 @@ impl ModelConfig {
                 self.text
                     .init(shapes.vocab_size, shapes.max_tokens, d, device)
             }),
-            poster_pretrained: (has(Modality::Poster) && poster_pretrained).then(|| {
-                EfficientNetPosterEncoder::new(
-                    EfficientNetLite::lite0(device),
-                    d,
-                    self.poster.feature_dropout,
-                    &self.poster.tuning(),
-                    device,
-                )
-            }),
+            poster_pretrained: (has(Modality::Poster) && poster_pretrained)
+                .then(|| self.poster_encoder_on(EfficientNetLite::lite0(device), device)),
             text_pretrained: (has(Modality::Text) && text_pretrained).then(|| {
                 let arch = shapes
                     .text_backbone
                     .as_ref()
                     .expect("ModelShapes::text_backbone is set for model.text.kind = \"bert\"");
-                BertTextEncoder::new(
-                    Bert::new(&arch.config, arch.pooling, device),
-                    d,
-                    self.text.feature_dropout,
-                    &self.text.tuning(),
-                    device,
-                )
+                self.text_encoder_on(Bert::new(&arch.config, arch.pooling, device), device)
             }),
             meta: has(Modality::Meta).then(|| {
                 self.meta
@@ -113,9 +100,7 @@ impl ModelConfig {
             rating_modality: self.rating_modality,
         }
     }
-}
 
-impl ModelConfig {
     /// `init`, then the pretrained backbones' weights from their checkpoint folders (a new
     /// run; checkpoints and exports carry the weights themselves).
     pub fn init_pretrained(
@@ -125,26 +110,28 @@ impl ModelConfig {
     ) -> Result<CinefuseModel, PretrainedError> {
         let mut model = self.init(shapes, device);
         if let (Some(enc), Some(dir)) = (&mut model.poster_pretrained, &self.poster.pretrained) {
-            let net = EfficientNetLite::from_dir(dir, device)?;
-            *enc = EfficientNetPosterEncoder::new(
-                net,
-                self.embed_dim,
-                self.poster.feature_dropout,
-                &self.poster.tuning(),
-                device,
-            );
+            *enc = self.poster_encoder_on(EfficientNetLite::from_dir(dir, device)?, device);
         }
         if let (Some(enc), Some(dir)) = (&mut model.text_pretrained, &self.text.pretrained) {
-            let bert = Bert::from_dir(dir, device)?;
-            *enc = BertTextEncoder::new(
-                bert,
-                self.embed_dim,
-                self.text.feature_dropout,
-                &self.text.tuning(),
-                device,
-            );
+            *enc = self.text_encoder_on(Bert::from_dir(dir, device)?, device);
         }
         Ok(model)
+    }
+
+    /// The configured pretrained poster encoder (adapter, tuning) on top of `net`.
+    fn poster_encoder_on(
+        &self,
+        net: EfficientNetLite,
+        device: &Device,
+    ) -> EfficientNetPosterEncoder {
+        let p = &self.poster;
+        EfficientNetPosterEncoder::new(net, self.embed_dim, p.feature_dropout, &p.tuning(), device)
+    }
+
+    /// The configured pretrained plot encoder (adapter, tuning) on top of `bert`.
+    fn text_encoder_on(&self, bert: Bert, device: &Device) -> BertTextEncoder {
+        let t = &self.text;
+        BertTextEncoder::new(bert, self.embed_dim, t.feature_dropout, &t.tuning(), device)
     }
 }
 

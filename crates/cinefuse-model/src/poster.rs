@@ -74,6 +74,13 @@ impl PosterEncoderConfig {
                 self.feature_dropout,
             );
         }
+        if self.pretrained.is_some() {
+            return Err(
+                "model.poster.pretrained is set but model.poster.kind = \"resnet\" trains from \
+                 scratch; use kind = \"efficientnet-lite0\""
+                    .into(),
+            );
+        }
         if self.widths.is_empty() || self.widths.contains(&0) {
             return Err(format!(
                 "model.poster.widths = {:?}: expected a non-empty list of positive channel counts",

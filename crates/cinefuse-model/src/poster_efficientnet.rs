@@ -2,16 +2,14 @@
 //! precomputed (frozen backbone, features from the embedding cache in the batch) or computed
 //! here, then the trainable `FeatureAdapter`.
 
-use std::path::Path;
-
 use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
 
 use crate::adapter::FeatureAdapter;
 use crate::encoder::ModalityEncoder;
+use crate::pretrained::EfficientNetLite;
 use crate::pretrained::efficientnet::{HEAD_CHANNELS, INPUT_MEAN, INPUT_STD};
-use crate::pretrained::{EfficientNetLite, PretrainedError};
 use crate::pretrained_config::Tuning;
 
 #[derive(Module, Debug)]
@@ -23,17 +21,6 @@ pub struct EfficientNetPosterEncoder {
 }
 
 impl EfficientNetPosterEncoder {
-    pub fn from_dir(
-        dir: &Path,
-        embed_dim: usize,
-        feature_dropout: f64,
-        tuning: &Tuning,
-        device: &Device,
-    ) -> Result<Self, PretrainedError> {
-        let net = EfficientNetLite::from_dir(dir, device)?;
-        Ok(Self::new(net, embed_dim, feature_dropout, tuning, device))
-    }
-
     pub fn new(
         net: EfficientNetLite,
         embed_dim: usize,
@@ -73,10 +60,10 @@ fn set_trainable(net: EfficientNetLite, tuning: &Tuning) -> EfficientNetLite {
     if tuning.freeze {
         return net.no_grad();
     }
-    let Some(n) = tuning.trainable_layers else {
-        return net;
-    };
-    net.freeze_all_but_last_blocks(n)
+    match tuning.trainable_layers {
+        Some(n) => net.freeze_all_but_last_blocks(n),
+        None => net,
+    }
 }
 
 impl ModalityEncoder for EfficientNetPosterEncoder {

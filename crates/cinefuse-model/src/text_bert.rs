@@ -2,14 +2,12 @@
 //! precomputed (frozen backbone, features from the embedding cache in the batch) or computed
 //! here (prediction, or fine-tuning), then the trainable `FeatureAdapter`.
 
-use std::path::Path;
-
 use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 
 use crate::adapter::FeatureAdapter;
 use crate::encoder::ModalityEncoder;
-use crate::pretrained::{Bert, PretrainedError};
+use crate::pretrained::Bert;
 use crate::pretrained_config::Tuning;
 use crate::text::keep_first;
 
@@ -22,17 +20,6 @@ pub struct BertTextEncoder {
 }
 
 impl BertTextEncoder {
-    pub fn from_dir(
-        dir: &Path,
-        embed_dim: usize,
-        feature_dropout: f64,
-        tuning: &Tuning,
-        device: &Device,
-    ) -> Result<Self, PretrainedError> {
-        let bert = Bert::from_dir(dir, device)?;
-        Ok(Self::new(bert, embed_dim, feature_dropout, tuning, device))
-    }
-
     pub fn new(
         bert: Bert,
         embed_dim: usize,
@@ -65,19 +52,10 @@ fn set_trainable(bert: Bert, tuning: &Tuning) -> Bert {
     if tuning.freeze {
         return bert.no_grad();
     }
-    let Some(n) = tuning.trainable_layers else {
-        return bert;
-    };
-    let total = bert.n_layers();
-    let mut bert = bert;
-    bert.embeddings = bert.embeddings.no_grad();
-    bert.layers = bert
-        .layers
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| if i + n < total { l.no_grad() } else { l })
-        .collect();
-    bert
+    match tuning.trainable_layers {
+        Some(n) => bert.freeze_all_but_last_layers(n),
+        None => bert,
+    }
 }
 
 impl ModalityEncoder for BertTextEncoder {

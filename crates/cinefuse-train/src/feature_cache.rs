@@ -12,10 +12,9 @@ use anyhow::{Context, Result};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use cinefuse_data::MovieBatch;
-use cinefuse_data::Prepared;
 use cinefuse_data::feature_cache::{CachedFeatures, FeatureTable, cache_path};
 use cinefuse_data::prepared::{POSTERS_FILE, SAMPLES_FILE};
+use cinefuse_data::{MovieBatch, MovieItem, Prepared};
 use cinefuse_model::ModelConfig;
 use cinefuse_model::poster::PosterEncoderKind;
 use cinefuse_model::poster_efficientnet::EfficientNetPosterEncoder;
@@ -120,7 +119,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
-    let weights = file_sha256(&dir.join("model.safetensors"))?;
+    let weights = file_sha256(&Bert::weights_file(dir))?;
     let config = read(&dir.join("config.json"))?;
     let samples = read(&prepared.dir.join(SAMPLES_FILE))?;
     let key = fingerprint(&[b"bert-v1", weights.as_bytes(), &config, &samples]);
@@ -130,21 +129,23 @@ fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<Fea
         return Ok(t);
     }
     let enc = frozen_text_backbone(dir, device)?;
-    let table = compute(prepared, device, "plot", enc.feature_dim(), key, |b| {
-        enc.backbone_features(b)
-    })?;
+    let has_plot = |it: &MovieItem| it.plot_present && !it.tokens.is_empty();
+    let table = compute(
+        prepared,
+        device,
+        "plot",
+        enc.feature_dim(),
+        key,
+        has_plot,
+        |b| enc.backbone_features(b),
+    )?;
     table.save(&path)?;
     Ok(table)
 }
 
 fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
-    let weights_file = if dir.join("model.pth").exists() {
-        dir.join("model.pth")
-    } else {
-        dir.join("model.safetensors")
-    };
-    let weights = file_sha256(&weights_file)?;
-    let posters = cinefuse_model::pretrained::load::file_sha256(&prepared.dir.join(POSTERS_FILE))?;
+    let weights = file_sha256(&EfficientNetLite::weights_file(dir))?;
+    let posters = file_sha256(&prepared.dir.join(POSTERS_FILE))?;
     let samples = read(&prepared.dir.join(SAMPLES_FILE))?;
     let key = fingerprint(&[
         b"efficientnet-lite0-v1",
@@ -159,21 +160,23 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
     }
     let enc = frozen_poster_backbone(dir, device)?;
     let dim = cinefuse_model::pretrained::efficientnet::HEAD_CHANNELS;
-    let table = compute(prepared, device, "poster", dim, key, |b| {
+    let has_poster = |it: &MovieItem| it.poster.is_some();
+    let table = compute(prepared, device, "poster", dim, key, has_poster, |b| {
         enc.backbone_features(b)
     })?;
     table.save(&path)?;
     Ok(table)
 }
 
-/// Runs `features` over every prepared movie in batches; rows of movies without this
-/// modality are left at zero (the model masks them out).
-pub(crate) fn compute(
+/// Runs `features` over every prepared movie that `has` the modality, in batches; rows of the
+/// others are left at zero (the model masks them out).
+fn compute(
     prepared: &Prepared,
     device: &Device,
     what: &str,
     dim: usize,
     key: String,
+    has: impl Fn(&MovieItem) -> bool,
     features: impl Fn(&MovieBatch) -> Tensor<2>,
 ) -> Result<FeatureTable> {
     let all = prepared.dataset_all();
@@ -192,7 +195,7 @@ pub(crate) fn compute(
     for start in (0..n).step_by(CACHE_BATCH) {
         let (rows, items): (Vec<usize>, Vec<_>) = (start..(start + CACHE_BATCH).min(n))
             .map(|i| (i, all.item(i)))
-            .filter(|(_, item)| has_modality(item, what))
+            .filter(|(_, item)| has(item))
             .unzip();
         if !rows.is_empty() {
             let batch = batcher.batch(items, device);
@@ -215,11 +218,4 @@ pub(crate) fn compute(
         computed as f64 / secs.max(1e-9)
     );
     Ok(FeatureTable::new(dim, key, values))
-}
-
-fn has_modality(item: &cinefuse_data::MovieItem, what: &str) -> bool {
-    match what {
-        "poster" => item.poster.is_some(),
-        _ => item.plot_present && !item.tokens.is_empty(),
-    }
 }

@@ -281,6 +281,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         pos_weight,
     };
     let fused = model.is_fused();
+    let backbone_scales = BackboneScales::of(&config);
     let mut interrupted = false;
     let mut stopped_early = false;
     let mut steps_this_call = 0usize;
@@ -343,7 +344,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 model,
                 parts.total.backward(),
                 lr,
-                BackboneScales::of(&config),
+                backbone_scales,
             );
             state.step += 1;
             state.batches_into_epoch += 1;

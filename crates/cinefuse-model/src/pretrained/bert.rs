@@ -4,7 +4,7 @@
 //! `[CLS]`) pooling as the checkpoint's pooling config says. all-MiniLM-L6-v2, MiniLM-L12,
 //! bge-small and BERT-base all have this layout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
@@ -226,12 +226,25 @@ impl Bert {
         let config = BertConfig::from_dir(dir)?;
         let pooling = pooling_from_dir(dir)?;
         let bert = Bert::new(&config, pooling, device);
-        load_safetensors(
-            bert,
-            &dir.join("model.safetensors"),
-            BERT_KEY_MAP,
-            BERT_IGNORED,
-        )
+        load_safetensors(bert, &Self::weights_file(dir), BERT_KEY_MAP, BERT_IGNORED)
+    }
+
+    /// Freezes the embeddings and all but the last `n` layers.
+    pub fn freeze_all_but_last_layers(mut self, n: usize) -> Self {
+        let total = self.layers.len();
+        self.embeddings = self.embeddings.no_grad();
+        self.layers = self
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| if i + n < total { l.no_grad() } else { l })
+            .collect();
+        self
+    }
+
+    /// The weights file of a checkpoint folder.
+    pub fn weights_file(dir: &Path) -> PathBuf {
+        dir.join("model.safetensors")
     }
 
     pub fn hidden_size(&self) -> usize {

@@ -4,7 +4,7 @@
 //! (asymmetric on stride 2), as the checkpoint was trained. Tensor names follow the common
 //! `efficientnet_pytorch` port: `_conv_stem`, `_bn0`, `_blocks.N._expand_conv`, …, `_fc`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
@@ -205,16 +205,21 @@ impl EfficientNetLite {
     /// absent, `DIR/model.safetensors` (same tensor names).
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, PretrainedError> {
         let model = Self::lite0(device);
+        let file = Self::weights_file(dir);
+        if file.extension().is_some_and(|e| e == "pth") {
+            load_pytorch(model, &file, EFFICIENTNET_KEY_MAP, EFFICIENTNET_IGNORED)
+        } else {
+            load_safetensors(model, &file, EFFICIENTNET_KEY_MAP, EFFICIENTNET_IGNORED)
+        }
+    }
+
+    /// The weights file of a checkpoint folder: `model.pth` when present, else `model.safetensors`.
+    pub fn weights_file(dir: &Path) -> PathBuf {
         let pth = dir.join("model.pth");
         if pth.exists() {
-            load_pytorch(model, &pth, EFFICIENTNET_KEY_MAP, EFFICIENTNET_IGNORED)
+            pth
         } else {
-            load_safetensors(
-                model,
-                &dir.join("model.safetensors"),
-                EFFICIENTNET_KEY_MAP,
-                EFFICIENTNET_IGNORED,
-            )
+            dir.join("model.safetensors")
         }
     }
 

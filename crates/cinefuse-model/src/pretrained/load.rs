@@ -138,15 +138,12 @@ fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), Pretr
                 expected: expected.to_vec(),
                 found: found.to_vec(),
             },
-            other => PretrainedError::Tensor {
+            ApplyError::DTypeMismatch { path: tensor, .. }
+            | ApplyError::AdapterError { path: tensor, .. }
+            | ApplyError::LoadError { path: tensor, .. } => PretrainedError::Tensor {
                 path: path.to_path_buf(),
-                tensor: match other {
-                    ApplyError::DTypeMismatch { path, .. }
-                    | ApplyError::AdapterError { path, .. }
-                    | ApplyError::LoadError { path, .. }
-                    | ApplyError::ShapeMismatch { path, .. } => path.clone(),
-                },
-                message: other.to_string(),
+                tensor: tensor.clone(),
+                message: e.to_string(),
             },
         });
     }

@@ -176,7 +176,8 @@ fn grads_of<M: burn::module::Module>(
 fn tiny_text_encoder(tuning: Tuning, device: &Device) -> (tempfile::TempDir, BertTextEncoder) {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_bert(dir.path(), &tiny_bert_tensors());
-    let enc = BertTextEncoder::from_dir(dir.path(), 6, 0.0, &tuning, device).unwrap();
+    let bert = Bert::from_dir(dir.path(), device).unwrap();
+    let enc = BertTextEncoder::new(bert, 6, 0.0, &tuning, device);
     (dir, enc)
 }
 
