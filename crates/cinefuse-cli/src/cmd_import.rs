@@ -1,6 +1,6 @@
 //! `import mmimdb | table | imdb-tsv` and `sweep`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use cinefuse_data::import::imdb_tsv::{TsvSources, import_imdb_tsv};
@@ -57,7 +57,9 @@ pub enum ImportKind {
 pub fn import(kind: ImportKind) -> Result<()> {
     let (report, out) = match kind {
         ImportKind::Mmimdb { src, out, skip_bad } => (
-            run_import(&out, |staging| import_mmimdb(&src, staging, skip_bad))?,
+            run_import(&out, &[&src], |staging| {
+                import_mmimdb(&src, staging, skip_bad)
+            })?,
             out,
         ),
         ImportKind::Table {
@@ -68,7 +70,7 @@ pub fn import(kind: ImportKind) -> Result<()> {
         } => {
             let mapping = parse_mapping(&map)?;
             (
-                run_import(&out, |staging| {
+                run_import(&out, &[&src], |staging| {
                     import_table(&src, staging, &mapping, skip_bad)
                 })?,
                 out,
@@ -94,8 +96,13 @@ pub fn import(kind: ImportKind) -> Result<()> {
                     .filter(|t| !t.is_empty())
                     .collect(),
             };
+            let inputs: Vec<&Path> = [Some(basics.as_path()), Some(ratings.as_path())]
+                .into_iter()
+                .chain([crew.as_deref(), names.as_deref()])
+                .flatten()
+                .collect();
             (
-                run_import(&out, |_| import_imdb_tsv(&sources, skip_bad))?,
+                run_import(&out, &inputs, |_| import_imdb_tsv(&sources, skip_bad))?,
                 out,
             )
         }

@@ -25,32 +25,48 @@ pub struct ScrapeArgs {
     out: PathBuf,
     #[arg(long, default_value = "https://www.imdb.com")]
     base_url: String,
-    /// Parallel requests in flight.
-    #[arg(long, default_value_t = 2)]
-    concurrency: usize,
-    /// Requests per second, over all workers.
-    #[arg(long, default_value_t = 1.0)]
+    /// Parallel requests in flight (1 to 16).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    concurrency: u16,
+    /// Requests per second, over all workers (0.001 to 50).
+    #[arg(long, default_value_t = 1.0, value_parser = rate_per_second)]
     rate: f64,
-    /// Per-request timeout in seconds.
-    #[arg(long, default_value_t = 20.0)]
+    /// Per-request timeout in seconds (0.1 to 600).
+    #[arg(long, default_value_t = 20.0, value_parser = timeout_seconds)]
     timeout: f64,
-    #[arg(long, default_value_t = 4)]
+    /// Retries per request (0 to 20).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20))]
     retries: u32,
     /// Skip poster downloads.
     #[arg(long)]
     no_posters: bool,
 }
 
-pub fn run(a: ScrapeArgs) -> Result<()> {
-    if a.rate <= 0.0 || a.rate > 50.0 {
-        bail!(
-            "--rate {}: expected 0 < rate <= 50 requests per second",
-            a.rate
-        );
+/// A finite number within `[lo, hi]`; NaN and infinities never get through.
+fn bounded(raw: &str, lo: f64, hi: f64, unit: &str) -> Result<f64, String> {
+    let v: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number"))?;
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("expected {lo} to {hi} {unit}, got {raw}"))
     }
+}
+
+fn rate_per_second(raw: &str) -> Result<f64, String> {
+    bounded(raw, 0.001, 50.0, "requests per second")
+}
+
+fn timeout_seconds(raw: &str) -> Result<f64, String> {
+    bounded(raw, 0.1, 600.0, "seconds")
+}
+
+pub fn run(a: ScrapeArgs) -> Result<()> {
     let cfg = ScrapeConfig {
         base_url: a.base_url.clone(),
-        concurrency: a.concurrency.clamp(1, 16),
+        concurrency: usize::from(a.concurrency),
         rate: a.rate,
         timeout: Duration::from_secs_f64(a.timeout),
         retries: a.retries,

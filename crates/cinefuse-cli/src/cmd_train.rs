@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
-use cinefuse_train::predict::{Predictor, movie_from_json, movies_from_jsonl};
+use cinefuse_train::predict::{
+    Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
+};
 use cinefuse_train::{TrainConfig, TrainOptions};
 use clap::{Args, Subcommand};
 
@@ -157,14 +159,33 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             (vec![movie_from_json(&text, &origin)?], PathBuf::from("."))
         }
         (None, None) => {
+            let nothing = a.title.is_none()
+                && a.plot.is_none()
+                && a.year.is_none()
+                && a.runtime.is_none()
+                && a.poster.is_none();
+            if nothing {
+                bail!(
+                    "nothing to predict: pass --movie JSON, --jsonl FILE, or at least one of \
+                     --title, --plot, --year, --runtime, --poster"
+                );
+            }
             let mut m = cinefuse_data::Movie::new("input");
             m.title = a.title.clone();
             m.plot = a.plot.clone();
             m.year = a.year;
             m.runtime_min = a.runtime;
+            check_input(&m, "command line").map_err(|e| {
+                anyhow::anyhow!("{e} (--year and --runtime set `year` and `runtime_min`)")
+            })?;
             (vec![m], PathBuf::from("."))
         }
     };
+    for m in &movies {
+        for warning in extrapolation_warnings(&predictor.preprocessor, m) {
+            eprintln!("warning: {warning}");
+        }
+    }
     let items = movies
         .iter()
         .map(|m| {

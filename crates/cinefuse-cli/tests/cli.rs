@@ -1,5 +1,8 @@
 //! End-to-end tests of the `cinefuse` binary on tiny generated data.
 
+#[path = "cli/safety.rs"]
+mod safety;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -9,6 +9,8 @@ pub mod feature_cache;
 pub mod features;
 pub mod import;
 pub mod movie;
+pub mod output_dir;
+pub mod paths;
 pub mod poster_cache;
 pub mod prepare;
 pub mod prepared;

@@ -253,22 +253,39 @@ pub struct ParsedMovies {
     pub bad: Vec<BadRecord>,
 }
 
-/// Reads a JSONL file of movies. Malformed lines are collected (not fatal) so that the
-/// caller decides between aborting and skipping; blank lines are ignored.
+/// Reads a JSONL file of movies. Malformed lines (bad JSON, invalid UTF-8) are collected, not
+/// fatal, so that the caller decides between aborting and skipping; blank lines are ignored
+/// and a UTF-8 byte-order mark at the start is dropped.
 pub fn parse_movies_file(path: &Path) -> Result<ParsedMovies, DataError> {
     let file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut out = ParsedMovies::default();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    for (i, bytes) in BufReader::new(file).split(b'\n').enumerate() {
         let line_no = i + 1;
-        let line = line.map_err(|e| DataError::Record {
+        let bytes = bytes.map_err(|e| DataError::Record {
             path: path.into(),
             line: line_no,
             message: format!("cannot read line: {e}"),
         })?;
+        let bytes = match line_no {
+            1 => bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes),
+            _ => &bytes[..],
+        };
+        let line = match std::str::from_utf8(bytes) {
+            Ok(l) => l,
+            Err(e) => {
+                out.bad.push(BadRecord {
+                    line: line_no,
+                    id: None,
+                    field: None,
+                    reason: format!("invalid UTF-8 at byte {}", e.valid_up_to() + 1),
+                });
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = match serde_json::from_str(&line) {
+        let value: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
                 out.bad.push(BadRecord {
@@ -338,11 +355,15 @@ pub fn write_movies(dataset_dir: &Path, movies: &[Movie]) -> Result<(), DataErro
     )
 }
 
-/// Resolves a movie's poster path against the dataset directory.
-pub fn poster_path(dataset_dir: &Path, movie: &Movie) -> Option<PathBuf> {
+/// Resolves a movie's poster path inside the dataset directory: `None` when the movie has no
+/// poster, an error when the path would leave the folder (see `paths::resolve_inside`).
+pub fn poster_path(dataset_dir: &Path, movie: &Movie) -> Option<Result<PathBuf, DataError>> {
     movie
         .poster
         .as_deref()
         .filter(|p| !p.trim().is_empty())
-        .map(|p| dataset_dir.join(p))
+        .map(|p| {
+            crate::paths::resolve_inside(dataset_dir, p)
+                .map_err(|e| DataError::Invalid(format!("poster {e}")))
+        })
 }

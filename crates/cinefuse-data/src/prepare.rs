@@ -14,6 +14,7 @@ use crate::atomic::{StagingDir, write_atomic, write_json_atomic};
 use crate::movie::{
     BadRecord, FIELDS, MOVIES_FILE, Movie, SPLIT_FILE, parse_movies_file, poster_path,
 };
+use crate::output_dir::{OutputKind, check_output};
 use crate::poster_cache::{PosterCacheWriter, PosterFit};
 use crate::prepared::{
     BAD_RECORDS_FILE, POSTERS_FILE, Preprocessor, SAMPLES_FILE, SUMMARY_FILE, fit_state,
@@ -231,6 +232,8 @@ pub fn prepare_dataset(
     config: &PrepareConfig,
 ) -> Result<PrepareSummary, DataError> {
     config.validate().map_err(DataError::Invalid)?;
+    // Refuse a bad --out before the slow work, not after it.
+    check_output(out_dir, OutputKind::Prepared, &[data_dir])?;
     let movies_path = data_dir.join(MOVIES_FILE);
     let raw = std::fs::read(&movies_path).map_err(|e| DataError::io(&movies_path, e))?;
     let dataset_hash = format!("{:x}", Sha256::digest(&raw));
@@ -279,11 +282,27 @@ pub fn prepare_dataset(
         .filter(|(_, _, s)| *s == Split::Train)
         .map(|(_, m, _)| m)
         .collect();
+    if records_read == 0 {
+        return Err(DataError::file(
+            &movies_path,
+            "holds no movies (the file is empty)",
+        ));
+    }
+    if assigned.is_empty() {
+        return Err(DataError::file(
+            &movies_path,
+            format!("none of its {records_read} records is usable (see the skipped records)"),
+        ));
+    }
     if train.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "{}: no movies in the training split",
-            movies_path.display()
-        )));
+        return Err(DataError::file(
+            &movies_path,
+            format!(
+                "none of its {} usable movies fell in the training split (check the split \
+                 ratios or split.json)",
+                assigned.len()
+            ),
+        ));
     }
 
     // 3. Fit on train only: tokenizer, scalers, vocabularies, genres.
@@ -321,7 +340,7 @@ pub fn prepare_dataset(
     let pre = Preprocessor { state, tokenizer };
 
     // 4. Encode and cache posters, into a staging directory.
-    let staging = staging_for(out_dir)?;
+    let staging = staging_for(out_dir, data_dir)?;
     let written = write_encoded(
         &staging,
         data_dir,
@@ -377,11 +396,9 @@ pub fn prepare_dataset(
     Ok(summary)
 }
 
-fn staging_for(out_dir: &Path) -> Result<StagingDir, DataError> {
-    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    StagingDir::new(out_dir)
+/// Stages prepared data for `out_dir`, which must not be (or contain) the dataset it reads.
+fn staging_for(out_dir: &Path, data_dir: &Path) -> Result<StagingDir, DataError> {
+    StagingDir::new(out_dir, OutputKind::Prepared, &[data_dir])
 }
 
 struct Written {
@@ -424,7 +441,8 @@ fn write_encoded(
                     s.spawn(move || {
                         part.iter()
                             .map(|(_, m, _)| {
-                                poster_path(data_dir, m).map(|p| pre.poster_from_file(&p))
+                                poster_path(data_dir, m)
+                                    .map(|p| p.and_then(|p| pre.poster_from_file(&p)))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -496,7 +514,7 @@ pub fn apply_preprocessor(
         .into_iter()
         .map(|(l, m)| (l, m, Split::Test))
         .collect();
-    let staging = staging_for(out_dir)?;
+    let staging = staging_for(out_dir, data_dir)?;
     write_encoded(
         &staging,
         data_dir,

@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use crate::DataError;
 use crate::atomic::{StagingDir, write_atomic};
 use crate::movie::{MOVIES_FILE, Movie, POSTERS_DIR, movies_to_jsonl};
+use crate::output_dir::OutputKind;
 
 pub const POSTER_WIDTH: u32 = 96;
 pub const POSTER_HEIGHT: u32 = 144;
@@ -542,10 +543,7 @@ pub fn generate(n: usize, seed: u64) -> Vec<(Movie, Option<RgbImage>)> {
 
 /// Writes a generated dataset to `out_dir` (replacing it atomically when complete).
 pub fn write_synthetic(out_dir: &Path, n: usize, seed: u64) -> Result<usize, DataError> {
-    if let Some(parent) = out_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    let staging = StagingDir::new(out_dir)?;
+    let staging = StagingDir::new(out_dir, OutputKind::Dataset, &[])?;
     let posters = staging.path().join(POSTERS_DIR);
     std::fs::create_dir_all(&posters).map_err(|e| DataError::io(&posters, e))?;
     let items = generate(n, seed);

@@ -80,11 +80,13 @@ pub fn load_poster(path: &Path, limits: PosterLimits) -> Result<image::DynamicIm
             limits.max_bytes
         ));
     }
-    let reader = ImageReader::open(path)
-        .map_err(|e| format!("unreadable: {e}"))?
-        .with_guessed_format()
-        .map_err(|e| format!("unreadable: {e}"))?;
-    let (w, h) = reader
+    let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
+    let reader = || {
+        ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .map_err(|e| format!("unreadable: {e}"))
+    };
+    let (w, h) = reader()?
         .into_dimensions()
         .map_err(|e| format!("corrupt or not an image: {e}"))?;
     if u64::from(w) * u64::from(h) > limits.max_pixels {
@@ -93,8 +95,19 @@ pub fn load_poster(path: &Path, limits: PosterLimits) -> Result<image::DynamicIm
             limits.max_pixels
         ));
     }
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| format!("unreadable: {e}"))?;
+    let reader = reader()?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !ends_with_jpeg_eoi(&bytes) {
+        // The JPEG decoder fills a cut-off scan with grey instead of failing.
+        return Err("truncated JPEG (no end-of-image marker)".into());
+    }
     reader.decode().map_err(|e| format!("corrupt image: {e}"))
+}
+
+/// Whether a JPEG file ends with its end-of-image marker (some writers pad after it).
+fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, 0 | b'\n' | b'\r' | b' '))
+        .map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xFF, 0xD9])
 }

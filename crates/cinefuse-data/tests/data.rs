@@ -3,6 +3,8 @@
 
 #[path = "data/import.rs"]
 mod import;
+#[path = "data/safety.rs"]
+mod safety;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use cinefuse_data::Movie;
+use cinefuse_data::atomic::StagingDir;
 use cinefuse_data::movie::{FIELDS, poster_path, read_movies};
+use cinefuse_data::output_dir::OutputKind;
 use image::{Rgb, RgbImage};
 use serde::Serialize;
 
@@ -87,16 +89,19 @@ fn counts_chart(path: &Path, title: &str, counts: &[(String, usize)], limit: usi
 const THUMB: (u32, u32) = (60, 90);
 
 fn thumbnail(dataset: &Path, m: &Movie) -> Option<RgbImage> {
-    let img = image::open(poster_path(dataset, m)?).ok()?;
+    let img = image::open(poster_path(dataset, m)?.ok()?).ok()?;
     Some(cinefuse_data::poster_cache::fit_poster(
         &img, THUMB.0, THUMB.1,
     ))
 }
 
-/// Writes the report into `out` (`index.html` + PNG charts) and returns the summary.
-pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
+/// Writes the report into `out` (`index.html` + PNG charts) and returns the summary. The
+/// folder is built aside and moved into place when complete; `out` must be new, empty or an
+/// earlier EDA report, and never the dataset or a folder that contains it.
+pub fn write_eda(dataset: &Path, out_dir: &Path) -> Result<EdaSummary> {
+    let staging = StagingDir::new(out_dir, OutputKind::Eda, &[dataset])?;
     let movies = read_movies(dataset)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = staging.path();
     let n = movies.len();
     let mut page = Page::new(&format!("cinefuse EDA — {}", dataset.display()));
     let mut images = Vec::new();
@@ -409,7 +414,7 @@ pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
     }
     readable += movies
         .iter()
-        .filter(|m| poster_path(dataset, m).is_some_and(|p| p.exists()))
+        .filter(|m| poster_path(dataset, m).is_some_and(|p| p.is_ok_and(|p| p.exists())))
         .count();
     grid.save(out.join("poster_grid.png"))
         .context("writing poster_grid.png")?;
@@ -501,5 +506,6 @@ pub fn write_eda(dataset: &Path, out: &Path) -> Result<EdaSummary> {
         out.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,
     )?;
+    staging.commit()?;
     Ok(summary)
 }

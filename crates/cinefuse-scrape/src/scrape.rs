@@ -258,8 +258,8 @@ impl Shared<'_> {
     }
 }
 
-/// Rebuilds `movies.jsonl` from every finished record (sorted by id: stable across runs).
-pub fn rebuild_dataset(out: &Path) -> Result<usize> {
+/// Every finished record, by id.
+fn finished_records(out: &Path) -> Result<BTreeMap<String, Movie>> {
     let dir = out.join(STATE_DIR).join("records");
     let mut records: BTreeMap<String, Movie> = BTreeMap::new();
     if dir.exists() {
@@ -271,9 +271,54 @@ pub fn rebuild_dataset(out: &Path) -> Result<usize> {
             }
         }
     }
-    let movies: Vec<Movie> = records.into_values().collect();
+    Ok(records)
+}
+
+/// Rebuilds `movies.jsonl` from every finished record (sorted by id: stable across runs). A
+/// movie already in the file without a record (its record was deleted to re-parse it, say)
+/// is kept: a scrape extends a dataset, it never drops movies from it.
+pub fn rebuild_dataset(out: &Path) -> Result<usize> {
+    let mut movies: BTreeMap<String, Movie> = existing_movies(out)?
+        .into_iter()
+        .map(|m| (m.id.clone(), m))
+        .collect();
+    movies.extend(finished_records(out)?);
+    let movies: Vec<Movie> = movies.into_values().collect();
     write_movies(out, &movies)?;
     Ok(movies.len())
+}
+
+/// The movies of `out/movies.jsonl`; every line must be readable, or the rebuild would lose it.
+fn existing_movies(out: &Path) -> Result<Vec<Movie>> {
+    let path = out.join(cinefuse_data::movie::MOVIES_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let parsed = cinefuse_data::movie::parse_movies_file(&path)?;
+    if let Some(bad) = parsed.bad.first() {
+        bail!(
+            "{}:{}: {} — a scrape rewrites this file and would lose the line; fix it or \
+             scrape into a new folder",
+            path.display(),
+            bad.line,
+            bad.reason
+        );
+    }
+    Ok(parsed.movies.into_iter().map(|(_, m)| m).collect())
+}
+
+/// A scrape writes into a new or empty folder, or resumes one it wrote itself, whose
+/// `movies.jsonl` it can read whole.
+fn check_scrape_out(out: &Path) -> Result<()> {
+    let non_empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if non_empty && !out.join(STATE_DIR).is_dir() {
+        bail!(
+            "{}: exists, is not empty and is not an earlier scrape (no {STATE_DIR}/); scrape into \
+             a new folder",
+            out.display()
+        );
+    }
+    existing_movies(out).map(|_| ())
 }
 
 /// Removes temporary files left by a run that was killed between write and rename.
@@ -292,6 +337,7 @@ fn remove_stale_temp_files(out: &Path) {
 
 /// Scrapes `ids` into `out`.
 pub fn scrape(ids: &[String], out: &Path, cfg: &ScrapeConfig) -> Result<ScrapeReport> {
+    check_scrape_out(out)?;
     std::fs::create_dir_all(out.join(STATE_DIR))
         .with_context(|| format!("cannot create {}", out.display()))?;
     remove_stale_temp_files(out);

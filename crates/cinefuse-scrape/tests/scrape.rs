@@ -340,6 +340,38 @@ fn scraping_handles_every_failure_mode_and_resumes_without_refetching() {
     assert_eq!(reparsed.from_cache, 3);
     assert_eq!(reparsed.fetched, 0);
     assert_eq!(server.count("/title/tt0000001/"), 1);
+    assert_eq!(
+        cinefuse_data::movie::read_movies(&out).unwrap().len(),
+        5,
+        "movies without a record are kept, never dropped"
+    );
+
+    // A line the scrape cannot read is refused before anything is rewritten.
+    let movies_file = out.join("movies.jsonl");
+    let mut text = std::fs::read_to_string(&movies_file).unwrap();
+    text.push_str("{broken\n");
+    std::fs::write(&movies_file, &text).unwrap();
+    let e = scrape(&ids[..1], &out, &config(&server.base))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("movies.jsonl:6") && e.contains("new folder"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&movies_file).unwrap(), text);
+
+    // Neither is a dataset the scrape did not write.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("movies.jsonl"), "{\"id\":\"x\"}\n").unwrap();
+    let e = scrape(&ids[..1], &other, &config(&server.base))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not an earlier scrape"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("movies.jsonl")).unwrap(),
+        "{\"id\":\"x\"}\n"
+    );
 }
 
 #[test]

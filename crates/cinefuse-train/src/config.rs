@@ -304,6 +304,59 @@ fn lookup<'a>(table: &'a Table, path: &str) -> Option<&'a Value> {
     cur
 }
 
+/// The first user-set key whose value alone makes the config fail to deserialize.
+fn blame_key(table: &Table) -> Option<String> {
+    let mut keys = Vec::new();
+    collect_keys("", table, &mut keys);
+    keys.into_iter().find(|key| {
+        let mut only = Table::new();
+        if let Some(v) = lookup(table, key) {
+            let _ = apply_value(&mut only, key, v.clone());
+        }
+        let mut full = match Table::try_from(TrainConfig::defaults("default")) {
+            Ok(t) => t,
+            Err(_) => return false,
+        };
+        merge(&mut full, &only);
+        Table::try_into::<TrainConfig>(full).is_err()
+    })
+}
+
+/// Sets `a.b.c` in `root` to `value`, creating intermediate tables.
+fn apply_value(root: &mut Table, key: &str, value: Value) -> Option<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut table = root;
+    for part in &parts[..parts.len() - 1] {
+        table = table
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()?;
+    }
+    table.insert(parts[parts.len() - 1].to_string(), value);
+    Some(())
+}
+
+/// The first key holding NaN or an infinity (TOML can spell both; no setting wants them).
+fn non_finite_number(table: &Table, prefix: &str) -> Option<String> {
+    table.iter().find_map(|(k, v)| {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Float(x) if !x.is_finite() => Some(path),
+            Value::Table(t) => non_finite_number(t, &path),
+            Value::Array(items) => items.iter().find_map(|item| match item {
+                Value::Float(x) if !x.is_finite() => Some(path.clone()),
+                Value::Table(t) => non_finite_number(t, &path),
+                _ => None,
+            }),
+            _ => None,
+        }
+    })
+}
+
 /// Recursively lays `over` on top of `base` (tables merge, other values replace).
 fn merge(base: &mut Table, over: &Table) {
     for (k, v) in over {
@@ -344,7 +397,16 @@ impl TrainConfig {
         let mut full = Table::try_from(Self::defaults("default")).context("defaults serialize")?;
         full.remove("name");
         merge(&mut full, &table);
-        let config: TrainConfig = Table::try_into(full).map_err(|e| anyhow!("{origin}: {e}"))?;
+        let config: TrainConfig = Table::try_into(full).map_err(|e| match blame_key(&table) {
+            Some(key) => {
+                let from = overrides
+                    .iter()
+                    .find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+                    .map_or(origin.to_string(), |o| format!("--set {o}"));
+                anyhow!("{from}: key `{key}`: {}", e.message().trim())
+            }
+            None => anyhow!("{origin}: {e}"),
+        })?;
         // Burn `Config` types accept unknown fields; a round trip finds keys that were ignored.
         let back = Table::try_from(&config).context("config does not serialize")?;
         let mut keys = Vec::new();
@@ -372,6 +434,9 @@ impl TrainConfig {
                     }
                 );
             }
+        }
+        if let Some(key) = non_finite_number(&back, "") {
+            bail!("{origin}: key `{key}`: expected a finite number, not NaN or infinity");
         }
         config.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
         Ok(config)

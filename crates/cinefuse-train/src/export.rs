@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use cinefuse_data::output_dir::OutputKind;
 use cinefuse_data::split::Split;
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{Modality, ModelShapes};
@@ -50,6 +51,8 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Result<PathBuf> {
+    // Refuse a bad --out before loading and predicting, not after.
+    cinefuse_data::output_dir::check_output(out, OutputKind::Export, &[run_dir])?;
     let run = LoadedRun::open(run_dir, backend)?;
     let (thresholds, val) = run.tuned_thresholds();
     let (vp, vt) = val.labelled_ratings();
@@ -66,7 +69,7 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         })
     };
     let (validation, test) = (summary(&val), summary(&test));
-    let staging = cinefuse_data::atomic::StagingDir::new(out)?;
+    let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
     let best = best_dir(run_dir).context("no best model")?;
     copy(&best.join(MODEL_FILE), &dir.join(MODEL_FILE))?;

@@ -7,9 +7,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::prelude::*;
 use cinefuse_data::MovieBatcher;
 use cinefuse_data::dataset::MovieItem;
-use cinefuse_data::movie::{Movie, movie_from_value};
+use cinefuse_data::features::raw_numeric;
+use cinefuse_data::movie::{FIELDS, Movie, movie_from_value};
 use cinefuse_data::prepared::Preprocessor;
 use cinefuse_data::split::Split;
+use cinefuse_data::validate::check_movie;
 use cinefuse_model::{CinefuseModel, Modality};
 use serde::{Deserialize, Serialize};
 
@@ -90,9 +92,11 @@ impl Predictor {
     /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
     pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<MovieItem> {
         let sample = self.preprocessor.encode(movie, Split::Test)?;
-        let path: Option<PathBuf> = poster
-            .map(Path::to_path_buf)
-            .or_else(|| cinefuse_data::movie::poster_path(base, movie));
+        // An explicit --poster may be anywhere; a movie's own poster stays inside `base`.
+        let path: Option<PathBuf> = match poster {
+            Some(p) => Some(p.to_path_buf()),
+            None => cinefuse_data::movie::poster_path(base, movie).transpose()?,
+        };
         let pixels = match path {
             Some(p) => Some(self.preprocessor.poster_from_file(&p)?),
             None => None,
@@ -183,18 +187,57 @@ impl Predictor {
     }
 }
 
-/// Parses a movie given as JSON text (the dataset format; `id` may be omitted).
+/// Checks a movie to predict for exactly as `prepare` checks a dataset record.
+pub fn check_input(movie: &Movie, origin: &str) -> Result<()> {
+    check_movie(movie).map_err(|(f, m)| anyhow!("{origin}: field `{f}`: {m}"))
+}
+
+/// Parses a movie given as JSON text (the dataset format; `id` may be omitted). A field the
+/// format does not have is an error: a misspelt `ratng` must not be silently ignored.
 pub fn movie_from_json(text: &str, origin: &str) -> Result<Movie> {
     let mut value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| anyhow!("{origin}: malformed JSON: {e}"))?;
     if let Some(obj) = value.as_object_mut() {
+        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            bail!(
+                "{origin}: unknown field `{unknown}` (the fields are {})",
+                FIELDS.join(", ")
+            );
+        }
         obj.entry("id")
             .or_insert_with(|| serde_json::Value::String("input".into()));
     }
-    movie_from_value(&value).map_err(|(field, msg)| match field {
+    let movie = movie_from_value(&value).map_err(|(field, msg)| match field {
         Some(f) => anyhow!("{origin}: field `{f}`: {msg}"),
         None => anyhow!("{origin}: {msg}"),
-    })
+    })?;
+    check_input(&movie, origin)?;
+    Ok(movie)
+}
+
+/// How many training standard deviations from the training mean a value may lie before
+/// `predict` warns that the model is extrapolating.
+const FAR_FROM_TRAINING_SD: f64 = 6.0;
+
+/// Warnings for numeric values far outside what the model saw in training.
+pub fn extrapolation_warnings(pre: &Preprocessor, movie: &Movie) -> Vec<String> {
+    pre.state
+        .numeric
+        .iter()
+        .filter_map(|scaler| {
+            let x = raw_numeric(movie, &scaler.name)?;
+            let z = f64::from(scaler.apply(Some(x)).0);
+            (z.abs() > FAR_FROM_TRAINING_SD).then(|| {
+                format!(
+                    "{}: {} = {x} is {:.1} standard deviations from the training data; the \
+                     prediction is an extrapolation",
+                    movie.id,
+                    scaler.name,
+                    z.abs()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Reads a JSONL file of movies for batch prediction (line numbers in errors).

@@ -19,6 +19,47 @@ pub const OPTIM_FILE: &str = "optim.bpk";
 pub const STATE_FILE: &str = "state.json";
 pub const BEST_DIR: &str = "best";
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const LOCK_FILE: &str = ".lock";
+
+/// An OS lock on a run directory, held while a process trains in it. The OS releases it when
+/// the process ends, however it ends, so a crash never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock on `run_dir`, or says which process holds it.
+    pub fn acquire(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "{}: another process is training in this run folder ({}); wait for it to \
+                     finish or choose another --out",
+                    run_dir.display(),
+                    holder.trim()
+                );
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        writeln!(file, "pid {} since {}", std::process::id(), timestamp())?;
+        file.sync_data()?;
+        Ok(Self { _file: file })
+    }
+}
 
 /// Facts about a run that eval/export need besides the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +260,17 @@ pub fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_lock_on_a_run_names_the_holder_and_a_released_lock_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path()).unwrap();
+        let e = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("another process is training"), "{e}");
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(first);
+        RunLock::acquire(dir.path()).unwrap();
+    }
 
     #[test]
     fn timestamp_has_the_expected_shape() {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use cinefuse_data::output_dir::{OutputKind, check_output, write_marker};
 use cinefuse_data::split::Split;
 use serde::Serialize;
 
@@ -117,7 +118,11 @@ pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
             )
         })
         .collect::<Result<_>>()?;
+    let mut inputs = vec![spec.config];
+    inputs.extend(spec.data.as_deref());
+    check_output(&spec.out, OutputKind::Sweep, &inputs)?;
     std::fs::create_dir_all(&spec.out)?;
+    write_marker(&spec.out, OutputKind::Sweep)?;
     let mut rows = Vec::new();
     for (overrides, config) in combos.iter().zip(configs) {
         let label = if overrides.is_empty() {

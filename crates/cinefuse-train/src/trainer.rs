@@ -12,6 +12,7 @@ use burn::data::dataset::Dataset;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
+use cinefuse_data::output_dir::{OutputKind, check_output, marked_kind, write_marker};
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieBatcher, Prepared};
 use cinefuse_model::head::RatingScale;
@@ -117,13 +118,44 @@ fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
 }
 
 /// Trains according to `config` (or resumes the run in `opts.resume`).
+/// A new run goes into a new or empty folder, never one that holds a run or any of the data
+/// it reads.
+fn check_new_run_dir(dir: &Path, config: &TrainConfig, opts: &TrainOptions) -> Result<()> {
+    let holds_run = marked_kind(dir).as_deref() == Some(OutputKind::Run.name())
+        || dir.join(METRICS_FILE).exists()
+        || dir.join(CHECKPOINTS_DIR).exists();
+    if holds_run {
+        bail!(
+            "{}: already holds a run; use --resume {} to continue it or choose another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let dataset = opts
+        .data_override
+        .as_deref()
+        .unwrap_or(&config.data.dataset);
+    let mut inputs = vec![dataset];
+    inputs.extend(config.data.prepared.as_deref());
+    check_output(dir, OutputKind::Run, &inputs)?;
+    Ok(())
+}
+
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
-    let (config, run_dir, resuming) = match &opts.resume {
+    // The lock is taken before anything in the run folder is read or written.
+    let (config, run_dir, resuming, _lock) = match &opts.resume {
         Some(dir) => {
+            if !dir.join(CONFIG_FILE).is_file() {
+                bail!(
+                    "{}: not a resumable run directory (no {CONFIG_FILE})",
+                    dir.display()
+                );
+            }
+            let lock = RunLock::acquire(dir)?;
             let cfg = TrainConfig::load(&dir.join(CONFIG_FILE), &[])
                 .with_context(|| format!("{}: not a resumable run directory", dir.display()))?;
-            (cfg, dir.clone(), true)
+            (cfg, dir.clone(), true, lock)
         }
         None => {
             let dir = opts.out.clone().unwrap_or_else(|| {
@@ -132,18 +164,14 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                     .runs_dir
                     .join(format!("{}-{}", config.name, timestamp()))
             });
-            if dir.join(METRICS_FILE).exists() || dir.join(CHECKPOINTS_DIR).exists() {
-                bail!(
-                    "{}: already holds a run; use --resume {} to continue it or choose another --out",
-                    dir.display(),
-                    dir.display()
-                );
-            }
-            (config.clone(), dir, false)
+            check_new_run_dir(&dir, config, opts)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let lock = RunLock::acquire(&dir)?;
+            write_marker(&dir, OutputKind::Run)?;
+            (config.clone(), dir, false, lock)
         }
     };
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
 
     let info_path = run_dir.join(RUN_FILE);
     let (dataset_dir, mut prepared) = if resuming {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::values::{as_list, as_number, as_text, decode_text};
+use super::values::{NumberFormat, as_count, as_list, as_number, as_text, decode_text};
 use super::{ImportReport, copy_poster};
 use crate::DataError;
 use crate::movie::{BadRecord, Movie, SPLIT_FILE};
@@ -56,9 +56,8 @@ fn certificate(v: &Value) -> Option<String> {
 }
 
 pub fn movie_from_mmimdb(id: &str, v: &Value) -> Result<Movie, (Option<String>, String)> {
-    let num = |key: &str| {
-        as_number(v.get(key).unwrap_or(&Value::Null)).map_err(|m| (Some(key.to_string()), m))
-    };
+    let value = |key: &str| v.get(key).unwrap_or(&Value::Null);
+    let count = |key: &str| as_count(value(key)).map_err(|m| (Some(key.to_string()), m));
     let runtime = v
         .get("runtimes")
         .and_then(as_list)
@@ -70,11 +69,13 @@ pub fn movie_from_mmimdb(id: &str, v: &Value) -> Result<Movie, (Option<String>, 
         });
     let movie = Movie {
         title: v.get("title").and_then(as_text),
-        year: num("year")?.map(|y| y as i32),
+        year: count("year")?.map(|y| y.min(i32::MAX as u64) as i32),
         runtime_min: runtime,
         genres: v.get("genres").and_then(as_list),
-        rating: num("rating")?.map(|r| r as f32),
-        votes: num("votes")?.map(|x| x.max(0.0) as u64),
+        rating: as_number(value("rating"), NumberFormat::Plain)
+            .map_err(|m| (Some("rating".to_string()), m))?
+            .map(|r| r as f32),
+        votes: count("votes")?,
         certificate: v.get("certificates").and_then(certificate),
         languages: v.get("languages").and_then(as_list),
         countries: v.get("countries").and_then(as_list),
@@ -147,8 +148,10 @@ pub fn import_mmimdb(
             Ok(mut movie) => {
                 let poster = ["jpeg", "jpg", "png"]
                     .iter()
-                    .map(|e| path.with_extension(e))
-                    .find(|p| p.exists());
+                    .map(|e| crate::paths::resolve_inside(&dir, &format!("{id}.{e}")))
+                    .find(|p| !matches!(p, Ok(p) if !p.exists()))
+                    .transpose()
+                    .map_err(|e| DataError::file(&path, format!("poster {e}")))?;
                 match poster {
                     Some(p) => {
                         movie.poster = Some(copy_poster(&p, out, &id)?);

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::DataError;
 use crate::atomic::write_json_atomic;
 use crate::movie::{BadRecord, Movie, write_movies};
+use crate::output_dir::OutputKind;
 
 /// The result of an import.
 #[derive(Debug, Default, Serialize)]
@@ -36,15 +37,14 @@ impl std::fmt::Display for ImportReport {
 }
 
 /// Runs an importer into a staging directory and moves it to `out` only when it succeeded,
-/// with `movies.jsonl` and, when rows were skipped, `import_skipped.json`.
+/// with `movies.jsonl` and, when rows were skipped, `import_skipped.json`. The `sources`
+/// (files or folders imported) can never be `out` or inside it.
 pub fn run_import(
     out: &Path,
+    sources: &[&Path],
     importer: impl FnOnce(&Path) -> Result<(Vec<Movie>, ImportReport), DataError>,
 ) -> Result<ImportReport, DataError> {
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    let staging = crate::atomic::StagingDir::new(out)?;
+    let staging = crate::atomic::StagingDir::new(out, OutputKind::Dataset, sources)?;
     let (movies, report) = importer(staging.path())?;
     write_movies(staging.path(), &movies)?;
     if !report.skipped.is_empty() {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::values::{as_list, as_number, as_text, decode_text};
+use super::values::{NumberFormat, as_count, as_list, as_number, as_text, decode_text};
 use super::{ImportReport, copy_poster};
 use crate::DataError;
 use crate::movie::{BadRecord, FIELDS, Movie};
@@ -94,6 +94,34 @@ fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
     Ok(out)
 }
 
+/// A `--map` naming a column the table does not have is a mistake, not a missing value.
+fn check_mapped_columns_exist(
+    src: &Path,
+    mapping: &BTreeMap<String, String>,
+    rows: &[SourceRow],
+) -> Result<(), DataError> {
+    let columns: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flat_map(|r| r.keys().map(String::as_str))
+        .collect();
+    if columns.is_empty() {
+        return Ok(());
+    }
+    for (target, source) in mapping {
+        if !columns.contains(source.as_str()) {
+            return Err(DataError::file(
+                src,
+                format!(
+                    "--map {target}={source}: no column `{source}`; the columns are {}",
+                    columns.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Imports `src` into `out` (see module docs). Bad rows are errors unless `skip_bad`.
 pub fn import_table(
     src: &Path,
@@ -111,11 +139,19 @@ pub fn import_table(
             .cloned()
             .unwrap_or_else(|| field.to_string())
     };
-    for (line, row) in rows(src)? {
+    let rows = rows(src)?;
+    check_mapped_columns_exist(src, mapping, &rows)?;
+    for (line, row) in rows {
         let result = row.map_err(|m| (None, m)).and_then(|row| {
             let get = |field: &str| row.get(&source_of(field)).unwrap_or(&Value::Null);
+            let in_column = |field: &str, m: String| {
+                (
+                    Some(field.to_string()),
+                    format!("column `{}`: {m}", source_of(field)),
+                )
+            };
             let num = |field: &str| {
-                as_number(get(field)).map_err(|m| {
+                as_number(get(field), NumberFormat::of_field(field)).map_err(|m| {
                     (
                         Some(field.to_string()),
                         format!("column `{}`: {m}", source_of(field)),
@@ -128,11 +164,13 @@ pub fn import_table(
             ))?;
             let movie = Movie {
                 title: as_text(get("title")),
-                year: num("year")?.map(|y| y as i32),
+                year: as_count(get("year"))
+                    .map_err(|m| in_column("year", m))?
+                    .map(|y| y.min(i32::MAX as u64) as i32),
                 runtime_min: num("runtime_min")?.map(|v| v as f32),
                 genres: as_list(get("genres")),
                 rating: num("rating")?.map(|v| v as f32),
-                votes: num("votes")?.map(|v| v.max(0.0) as u64),
+                votes: as_count(get("votes")).map_err(|m| in_column("votes", m))?,
                 certificate: as_text(get("certificate")),
                 languages: as_list(get("languages")),
                 countries: as_list(get("countries")),
@@ -153,7 +191,12 @@ pub fn import_table(
         match result {
             Ok(mut movie) => {
                 if let Some(p) = movie.poster.take() {
-                    let path = base.join(&p);
+                    let path =
+                        crate::paths::resolve_inside(base, &p).map_err(|e| DataError::Record {
+                            path: src.into(),
+                            line,
+                            message: format!("field `poster`: {e}"),
+                        })?;
                     if path.exists() {
                         movie.poster = Some(copy_poster(&path, out, &movie.id)?);
                         report.posters_copied += 1;

@@ -1,4 +1,5 @@
-//! Lenient conversion of foreign values (strings, numbers, lists) into dataset fields.
+//! Conversion of foreign values (strings, numbers, lists) into dataset fields: lenient about
+//! shape (a list or a comma-separated string), strict about numbers.
 
 use serde_json::Value;
 
@@ -20,35 +21,133 @@ pub fn as_text(v: &Value) -> Option<String> {
     }
 }
 
-/// A number from a number or a string such as "1,234", "142 min", "$63,000,000".
-pub fn as_number(v: &Value) -> Result<Option<f64>, String> {
+/// Which spellings of a number a field accepts. Parsing is strict: a string that is not one
+/// of these spellings is an error, never a number made of whatever digits it contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberFormat {
+    /// `7.5`, `-3`, `1e3`, `1,234,567` (commas only between groups of three digits).
+    Plain,
+    /// Plain, or with a unit: `142 min`, `142 minutes`, `2h 22m`, `2h 22min`, `2h`.
+    Minutes,
+    /// Plain, or with a currency sign in front: `$63,000,000`, `€1,500`, `£20`.
+    Money,
+}
+
+impl NumberFormat {
+    /// The format of a dataset field.
+    pub fn of_field(field: &str) -> Self {
+        match field {
+            "runtime_min" => NumberFormat::Minutes,
+            "budget" | "gross" => NumberFormat::Money,
+            _ => NumberFormat::Plain,
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            NumberFormat::Plain => "a number such as 7.5, 1,234 or 1e3",
+            NumberFormat::Minutes => "minutes such as 142, 142 min or 2h 22m",
+            NumberFormat::Money => "an amount such as 63000000 or $63,000,000",
+        }
+    }
+}
+
+/// `7.5`, `1e3`, `1,234,567`: finite, with well-placed thousands separators.
+fn parse_plain(t: &str) -> Option<f64> {
+    let t = t.trim();
+    let digits = if t.contains(',') {
+        let (int, frac) = t.split_once('.').map_or((t, None), |(i, f)| (i, Some(f)));
+        let unsigned = int.strip_prefix('-').unwrap_or(int);
+        let groups: Vec<&str> = unsigned.split(',').collect();
+        let well_grouped = (1..=3).contains(&groups[0].len())
+            && groups[1..].iter().all(|g| g.len() == 3)
+            && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_digit()))
+            && frac.is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()));
+        if !well_grouped {
+            return None;
+        }
+        t.replace(',', "")
+    } else {
+        t.to_string()
+    };
+    // Rust's parser also reads "inf" and "NaN"; only digits, sign, point and exponent count.
+    let numeric_chars = digits
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
+    let x: f64 = digits.parse().ok()?;
+    (numeric_chars && x.is_finite()).then_some(x)
+}
+
+/// `142 min`, `2h 22m`, `2 h 5 min`, `2h`.
+fn parse_minutes(t: &str) -> Option<f64> {
+    let t = t.trim();
+    for unit in ["minutes", "mins", "min", "m"] {
+        if let Some(n) = t.strip_suffix(unit).filter(|n| !n.contains('h')) {
+            return parse_plain(n);
+        }
+    }
+    let (hours, rest) = t.split_once('h')?;
+    let hours: u32 = hours.trim().parse().ok()?;
+    let rest = rest.trim();
+    let minutes = if rest.is_empty() {
+        0.0
+    } else {
+        let m = ["minutes", "mins", "min", "m"]
+            .iter()
+            .find_map(|u| rest.strip_suffix(u))?;
+        let m: u32 = m.trim().parse().ok()?;
+        f64::from(m)
+    };
+    Some(f64::from(hours) * 60.0 + minutes)
+}
+
+fn parse_money(t: &str) -> Option<f64> {
+    let t = t.trim();
+    let unsigned = ["$", "€", "£", "USD", "EUR", "GBP"]
+        .iter()
+        .find_map(|c| t.strip_prefix(c))
+        .unwrap_or(t);
+    parse_plain(unsigned)
+}
+
+/// Reads one number from a string in the given format.
+pub fn parse_number(s: &str, format: NumberFormat) -> Result<f64, String> {
+    let parsed = match format {
+        NumberFormat::Plain => parse_plain(s),
+        NumberFormat::Minutes => parse_plain(s).or_else(|| parse_minutes(s)),
+        NumberFormat::Money => parse_money(s),
+    };
+    parsed.ok_or_else(|| format!("expected {}, got {s:?}", format.expected()))
+}
+
+/// A number from a JSON number or a string in `format`; missing markers give `None`.
+pub fn as_number(v: &Value, format: NumberFormat) -> Result<Option<f64>, String> {
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => Ok(n.as_f64()),
         Value::String(s) if is_missing_text(s) => Ok(None),
-        Value::String(s) => {
-            let cleaned: String = s
-                .chars()
-                .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
-                .collect();
-            let first = cleaned.split_whitespace().next().unwrap_or("");
-            first
-                .parse::<f64>()
-                .map(Some)
-                .map_err(|_| format!("expected a number, got {s:?}"))
-        }
-        Value::Array(a) => a.first().map_or(Ok(None), as_number),
-        other => Err(format!("expected a number, got {other}")),
+        Value::String(s) => parse_number(s, format).map(Some),
+        Value::Array(a) => a.first().map_or(Ok(None), |x| as_number(x, format)),
+        other => Err(format!("expected {}, got {other}", format.expected())),
     }
 }
 
-/// A list from a list, a comma-separated string or a single value.
+/// A whole number that is at least zero (a year, a vote count).
+pub fn as_count(v: &Value) -> Result<Option<u64>, String> {
+    match as_number(v, NumberFormat::Plain)? {
+        None => Ok(None),
+        Some(x) if x >= 0.0 && x.fract() == 0.0 && x < 1e15 => Ok(Some(x as u64)),
+        Some(x) => Err(format!("expected a whole number >= 0, got {x}")),
+    }
+}
+
+/// A list from a list, a string separated by commas or `|`, or a single value.
 pub fn as_list(v: &Value) -> Option<Vec<String>> {
     let items: Vec<String> = match v {
         Value::Array(a) => a.iter().filter_map(as_text).collect(),
         Value::String(s) if is_missing_text(s) => Vec::new(),
         Value::String(s) => s
-            .split(',')
+            .split([',', '|'])
             .map(|x| x.trim().to_string())
             .filter(|x| !is_missing_text(x))
             .collect(),
@@ -64,5 +163,68 @@ pub fn decode_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
         Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str, f: NumberFormat) -> Result<f64, String> {
+        parse_number(s, f)
+    }
+
+    #[test]
+    fn documented_spellings_parse() {
+        use NumberFormat::*;
+        for (s, f, want) in [
+            ("7.5", Plain, 7.5),
+            ("-3", Plain, -3.0),
+            ("1e3", Plain, 1000.0),
+            ("1,234", Plain, 1234.0),
+            ("1,234,567.5", Plain, 1_234_567.5),
+            ("142 min", Minutes, 142.0),
+            ("142", Minutes, 142.0),
+            ("2h 22m", Minutes, 142.0),
+            ("2h 22min", Minutes, 142.0),
+            ("2 h 5 min", Minutes, 125.0),
+            ("2h", Minutes, 120.0),
+            ("$63,000,000", Money, 63e6),
+            ("€1,500", Money, 1500.0),
+        ] {
+            assert_eq!(n(s, f), Ok(want), "{s}");
+        }
+    }
+
+    #[test]
+    fn loose_spellings_are_errors_not_invented_numbers() {
+        use NumberFormat::*;
+        for (s, f) in [
+            ("7.5/10", Plain),
+            ("2h 5min", Plain),
+            ("$1.5M", Money),
+            ("8.1 (12 votes)", Plain),
+            ("12,34", Plain),
+            ("1,2345", Plain),
+            ("NaN", Plain),
+            ("inf", Plain),
+            ("1e400", Plain),
+            ("about 90 min", Minutes),
+            ("2h 61x", Minutes),
+        ] {
+            let e = n(s, f).unwrap_err();
+            assert!(e.contains("expected") && e.contains(s), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn counts_are_whole_and_lists_split_on_pipes() {
+        assert_eq!(as_count(&Value::String("1,234".into())), Ok(Some(1234)));
+        assert!(as_count(&Value::String("12.5".into())).is_err());
+        assert!(as_count(&serde_json::json!(-4)).is_err());
+        assert_eq!(
+            as_list(&Value::String("Drama|Comedy, Crime".into())),
+            Some(vec!["Drama".into(), "Comedy".into(), "Crime".into()])
+        );
     }
 }

@@ -49,7 +49,7 @@ fn mmimdb_import_keeps_the_split_and_handles_odd_entries() {
     .unwrap();
 
     let out = dir.path().join("out");
-    let err = run_import(&out, |s| import_mmimdb(&src, s, false))
+    let err = run_import(&out, &[&src], |s| import_mmimdb(&src, s, false))
         .unwrap_err()
         .to_string();
     assert!(
@@ -58,7 +58,7 @@ fn mmimdb_import_keeps_the_split_and_handles_odd_entries() {
     );
     assert!(!out.exists(), "nothing written on failure");
 
-    let report = run_import(&out, |s| import_mmimdb(&src, s, true)).unwrap();
+    let report = run_import(&out, &[&src], |s| import_mmimdb(&src, s, true)).unwrap();
     assert_eq!(
         (
             report.imported,
@@ -116,7 +116,7 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
     ])
     .unwrap();
     let out = dir.path().join("out");
-    let report = run_import(&out, |s| {
+    let report = run_import(&out, &[&dir.path().join("movies.csv")], |s| {
         import_table(&dir.path().join("movies.csv"), s, &map, false)
     })
     .unwrap();
@@ -155,10 +155,13 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
             .to_string()
             .contains("unknown target field")
     );
+    let map = parse_mapping(&["id=imdb_id".into(), "rating=imdb_rating".into()]).unwrap();
     fs::write(dir.path().join("bad.jsonl"), "{\"imdb_id\": \"x\", \"imdb_rating\": 7}\n{\"imdb_id\": \"y\", \"imdb_rating\": \"great\"}\n").unwrap();
-    let err = run_import(&dir.path().join("out2"), |s| {
-        import_table(&dir.path().join("bad.jsonl"), s, &map, false)
-    })
+    let err = run_import(
+        &dir.path().join("out2"),
+        &[&dir.path().join("bad.jsonl")],
+        |s| import_table(&dir.path().join("bad.jsonl"), s, &map, false),
+    )
     .unwrap_err()
     .to_string();
     assert!(
@@ -167,9 +170,11 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
             && err.contains("imdb_rating"),
         "{err}"
     );
-    let report = run_import(&dir.path().join("out2"), |s| {
-        import_table(&dir.path().join("bad.jsonl"), s, &map, true)
-    })
+    let report = run_import(
+        &dir.path().join("out2"),
+        &[&dir.path().join("bad.jsonl")],
+        |s| import_table(&dir.path().join("bad.jsonl"), s, &map, true),
+    )
     .unwrap();
     assert_eq!((report.imported, report.skipped.len()), (1, 1));
     assert!(dir.path().join("out2/import_skipped.json").exists());
@@ -276,4 +281,78 @@ fn real_imdb_tsv_samples_import() {
     eprintln!("{report}");
     assert!(movies.len() > 200);
     assert!(movies.iter().filter(|m| m.rating.is_some()).count() > 100);
+}
+
+#[test]
+fn table_import_refuses_missing_columns_loose_numbers_and_posters_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let import = |rows: &str, map: &[&str], out: &str| {
+        let src = d.join(format!("{out}.jsonl"));
+        fs::write(&src, rows).unwrap();
+        let map = parse_mapping(&map.iter().map(|m| m.to_string()).collect::<Vec<_>>()).unwrap();
+        run_import(&d.join(out), &[&src], |s| {
+            import_table(&src, s, &map, false)
+        })
+        .map_err(|e| e.to_string())
+    };
+
+    let err = import(
+        "{\"id\":\"a\",\"rating\":\"7.5\"}\n",
+        &["rating=no_such_column"],
+        "o1",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("no column `no_such_column`") && err.contains("id, rating"),
+        "{err}"
+    );
+    assert!(!d.join("o1").exists(), "nothing written");
+
+    for (i, (field, value)) in [
+        ("rating", "7.5/10"),
+        ("rating", "8.1 (12 votes)"),
+        ("budget", "$1.5M"),
+        ("votes", "12.5"),
+        ("runtime_min", "about 2 hours"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let row = format!("{{\"id\":\"a\",\"{field}\":\"{value}\"}}\n");
+        let err = import(&row, &[], &format!("bad{i}")).unwrap_err();
+        assert!(
+            err.contains(":1:") && err.contains(&format!("field `{field}`")) && err.contains(value),
+            "{value}: {err}"
+        );
+    }
+    let row = "{\"id\":\"a\",\"runtime_min\":\"2h 5min\",\"votes\":\"1e3\",\"gross\":\"$1,500\",\"genres\":\"Drama|Comedy\"}\n";
+    import(row, &[], "good").unwrap();
+    let m = read_movies(&d.join("good")).unwrap();
+    assert_eq!(
+        (m[0].runtime_min, m[0].votes, m[0].gross),
+        (Some(125.0), Some(1000), Some(1500.0))
+    );
+    assert_eq!(
+        m[0].genres.as_deref(),
+        Some(&["Drama".to_string(), "Comedy".to_string()][..])
+    );
+
+    fs::write(d.join("outside.png"), b"not read").unwrap();
+    fs::create_dir(d.join("inner")).unwrap();
+    for (i, poster) in ["/etc/passwd", "../outside.png"].into_iter().enumerate() {
+        let src = d.join("inner/t.jsonl");
+        fs::write(&src, format!("{{\"id\":\"a\",\"poster\":\"{poster}\"}}\n")).unwrap();
+        let out = d.join(format!("p{i}"));
+        let err = run_import(&out, &[&src], |s| {
+            import_table(&src, s, &parse_mapping(&[]).unwrap(), false)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("field `poster`") && err.contains("leaves the dataset folder"),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing copied");
+    }
 }

@@ -1,0 +1,168 @@
+//! Which folders a command may replace.
+//!
+//! Every folder cinefuse writes as a whole (a dataset, prepared data, an export, a report, a
+//! sweep, a run) carries a marker file naming its kind. A command writes to `--out` only
+//! when it is new, empty, or marked as cinefuse's own of the same kind; never when it is one
+//! of the command's inputs or a folder that contains one.
+
+use std::path::{Path, PathBuf};
+
+use crate::DataError;
+use crate::paths::absolute_resolved;
+
+/// The marker file in every folder cinefuse made.
+pub const MARKER_FILE: &str = ".cinefuse-output";
+
+/// What a folder written by cinefuse holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    Dataset,
+    Prepared,
+    Export,
+    Eda,
+    Sweep,
+    Run,
+}
+
+impl OutputKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Dataset => "dataset",
+            OutputKind::Prepared => "prepared",
+            OutputKind::Export => "export",
+            OutputKind::Eda => "eda",
+            OutputKind::Sweep => "sweep",
+            OutputKind::Run => "run",
+        }
+    }
+
+    /// Whether a finished folder of this kind may be replaced by a new one. A run is never
+    /// replaced: it is resumed or a new one is started elsewhere.
+    fn replaceable(self) -> bool {
+        self != OutputKind::Run
+    }
+}
+
+/// The kind recorded in `dir`'s marker, if it has one.
+pub fn marked_kind(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(MARKER_FILE)).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// Writes the marker of `kind` into `dir`.
+pub fn write_marker(dir: &Path, kind: OutputKind) -> Result<(), DataError> {
+    crate::atomic::write_atomic(
+        &dir.join(MARKER_FILE),
+        format!("{}\n", kind.name()).as_bytes(),
+    )
+}
+
+fn resolved(path: &Path) -> Result<PathBuf, DataError> {
+    absolute_resolved(path).map_err(|e| DataError::io(path, e))
+}
+
+/// Checks that `out` may be written as a folder of `kind`, given the command's `inputs`
+/// (files or folders it reads). Errors name the folder and say what to do instead.
+pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<(), DataError> {
+    let out_abs = resolved(out)?;
+    for input in inputs {
+        let input_abs = resolved(input)?;
+        if input_abs.starts_with(&out_abs) {
+            let what = if input_abs == out_abs {
+                "is"
+            } else {
+                "contains"
+            };
+            return Err(DataError::file(
+                out,
+                format!(
+                    "this output folder {what} the input {}; choose another --out",
+                    input.display()
+                ),
+            ));
+        }
+    }
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(DataError::file(
+            out,
+            "exists and is not a folder; choose another --out",
+        ));
+    }
+    let empty = std::fs::read_dir(out)
+        .map_err(|e| DataError::io(out, e))?
+        .next()
+        .is_none();
+    if empty {
+        return Ok(());
+    }
+    match marked_kind(out) {
+        Some(k) if k == kind.name() && kind.replaceable() => Ok(()),
+        Some(k) if k == kind.name() => Err(DataError::file(
+            out,
+            format!("already holds a {k}; choose another --out"),
+        )),
+        Some(k) => Err(DataError::file(
+            out,
+            format!(
+                "holds a cinefuse {k}, not a {}; choose another --out",
+                kind.name()
+            ),
+        )),
+        None => Err(DataError::file(
+            out,
+            format!(
+                "exists, is not empty and was not written by cinefuse as a {} (no {MARKER_FILE}); \
+                 choose a new --out, or remove the folder yourself",
+                kind.name()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_empty_and_own_folders_may_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        check_output(&out, OutputKind::Prepared, &[]).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        check_output(&out, OutputKind::Prepared, &[]).unwrap();
+        std::fs::write(out.join("x.bin"), b"x").unwrap();
+        write_marker(&out, OutputKind::Prepared).unwrap();
+        check_output(&out, OutputKind::Prepared, &[]).unwrap();
+    }
+
+    #[test]
+    fn foreign_other_kind_and_run_folders_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let e = check_output(dir.path(), OutputKind::Dataset, &[]).unwrap_err();
+        assert!(e.to_string().contains("was not written by cinefuse"), "{e}");
+        let marked = dir.path().join("marked");
+        std::fs::create_dir(&marked).unwrap();
+        write_marker(&marked, OutputKind::Run).unwrap();
+        let e = check_output(&marked, OutputKind::Export, &[]).unwrap_err();
+        assert!(e.to_string().contains("holds a cinefuse run"), "{e}");
+        let e = check_output(&marked, OutputKind::Run, &[]).unwrap_err();
+        assert!(e.to_string().contains("already holds a run"), "{e}");
+    }
+
+    #[test]
+    fn the_input_and_its_parents_are_refused_even_when_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        write_marker(&data, OutputKind::Dataset).unwrap();
+        for out in [data.clone(), dir.path().to_path_buf(), data.join(".")] {
+            let e = check_output(&out, OutputKind::Dataset, &[&data]).unwrap_err();
+            assert!(e.to_string().contains("the input"), "{e}");
+        }
+        check_output(&data.join("prepared"), OutputKind::Prepared, &[&data]).unwrap();
+    }
+}
