@@ -20,6 +20,37 @@ use burn::prelude::*;
 use burn::tensor::{DType, Distribution, TensorData};
 use cinefuse_kernels::{BatchStats, Conv2dShape};
 
+/// How many times this thread took each CPU-kernel route. Tests read it to check that the flex
+/// path really runs the kernels (and that other backends never do); the routing decision is
+/// made on the calling thread, so per-thread counts are exact even with tests in parallel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelRoutes {
+    pub conv2d: usize,
+    pub batch_norm: usize,
+    pub dropout: usize,
+    pub softmax: usize,
+    pub gelu: usize,
+}
+
+thread_local! {
+    static ROUTES: std::cell::Cell<KernelRoutes> = const {
+        std::cell::Cell::new(KernelRoutes { conv2d: 0, batch_norm: 0, dropout: 0, softmax: 0, gelu: 0 })
+    };
+}
+
+/// The kernel routes taken on this thread so far.
+pub fn kernel_routes() -> KernelRoutes {
+    ROUTES.with(|r| r.get())
+}
+
+fn count_route(bump: impl FnOnce(&mut KernelRoutes)) {
+    ROUTES.with(|r| {
+        let mut routes = r.get();
+        bump(&mut routes);
+        r.set(routes);
+    });
+}
+
 /// Stride and symmetric zero padding of a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -389,6 +420,7 @@ fn kernel_geometry(conv: &Conv2d) -> Option<ConvGeometry> {
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     match kernel_geometry(conv) {
         Some(g) if on_flex_f32(&x) => {
+            count_route(|r| r.conv2d += 1);
             Tensor::from_dispatch(<Dispatch as CpuKernels>::cinefuse_conv2d(
                 x.into_dispatch(),
                 conv.weight.val().into_dispatch(),
@@ -406,6 +438,7 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if !training || !on_flex_f32(&x) {
         return norm.forward(x);
     }
+    count_route(|r| r.batch_norm += 1);
     let (output, mean, var) = <Dispatch as CpuKernels>::cinefuse_batch_norm_train(
         x.into_dispatch(),
         norm.gamma.val().into_dispatch(),
@@ -443,6 +476,7 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !on_flex_f32(&x) {
         return layer.forward(x);
     }
+    count_route(|r| r.dropout += 1);
     let mask = <Dispatch as CpuKernels>::cinefuse_dropout_mask(
         x.clone().detach().into_dispatch(),
         1.0 - layer.prob,
@@ -463,6 +497,7 @@ fn draw_seed(device: &Device) -> u64 {
 /// `softmax(x, dim)`; on flex, over the last axis, one fused pass with a vectorized `exp`.
 pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     if dim + 1 == D && on_flex_f32(&x) {
+        count_route(|r| r.softmax += 1);
         Tensor::from_dispatch(<Dispatch as CpuKernels>::cinefuse_softmax_last(
             x.into_dispatch(),
         ))
@@ -474,6 +509,7 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
 /// The exact GELU, `x · Φ(x)`; on flex, one fused pass with a vectorized `erf`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if on_flex_f32(&x) {
+        count_route(|r| r.gelu += 1);
         Tensor::from_dispatch(<Dispatch as CpuKernels>::cinefuse_gelu(x.into_dispatch()))
     } else {
         burn::tensor::activation::gelu(x)

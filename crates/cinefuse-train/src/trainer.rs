@@ -100,6 +100,11 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
+/// The random state of one training batch, from the run seed and the batch's position only.
+fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+    epoch_seed(seed, epoch) ^ (batch as u64 + 1).wrapping_mul(0x94D0_49BB_1331_11EB)
+}
+
 fn progress(len: u64) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -323,13 +328,12 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         } else {
             (1.0, config.model.aux_loss_weight)
         };
-        // Same seed and epoch → same order and same dropout masks, also after a resume.
+        // Same seed and epoch → same order, also after a resume.
         let mut order: Vec<usize> = (0..train_ds.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(config.seed, epoch)));
         order.truncate(steps_per_epoch * t.batch_size);
         let skip = state.batches_into_epoch * t.batch_size;
         let epoch_ds = train_ds.reordered(&order[skip.min(order.len())..]);
-        device.seed(epoch_seed(config.seed, epoch) ^ state.batches_into_epoch as u64);
         let loader = DataLoaderBuilder::new(batcher.clone())
             .batch_size(t.batch_size)
             .num_workers(t.num_workers)
@@ -354,6 +358,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 total_steps,
                 steps_per_epoch,
             );
+            // Seeded per batch, so a resume at any batch draws the same dropout masks.
+            device.seed(batch_seed(config.seed, epoch, state.batches_into_epoch));
             let out = model.forward_with(&batch, true);
             let parts = scorer.loss(&out, &batch, main_w, aux_w);
             let [total, genre, rating] = parts.values();
@@ -393,6 +399,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         pb.finish_and_clear();
         if interrupted && state.batches_into_epoch < steps_per_epoch {
             state.partial_sums = (sum_total, sum_genre, sum_rating, seen);
+            // Burn's RunningState keeps a batch-norm statistic's latest update aside until the
+            // next sync, and saving reads the synced value: without this the checkpoint holds
+            // statistics one batch old. `valid()` syncs the shared state in place.
+            drop(model.valid());
             save_checkpoint(
                 &run_dir,
                 &model,
