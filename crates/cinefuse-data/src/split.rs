@@ -98,6 +98,28 @@ pub fn read_predefined_split(path: &Path) -> Result<HashMap<String, Split>, Data
 mod tests {
     use super::*;
 
+    const PINNED_HASH: u64 = 17_096_332_271_087_971_734;
+    const PINNED_SPLITS: &str = "tt0111161=train tt0112162=train tt0113163=train tt0114164=test \
+        tt0115165=train tt0116166=train tt0117167=test tt0118168=test tt0119169=train \
+        tt0120170=train tt0121171=train tt0122172=val";
+
+    /// Pinned values: a change of hash would silently move every user's movies between
+    /// splits (and leak test movies into training of resumed experiments). Change these only
+    /// on purpose, with a note in the changelog.
+    #[test]
+    fn hash_split_assignments_are_pinned_across_versions() {
+        assert_eq!(stable_hash(7, "tt0111161"), PINNED_HASH);
+        let got: Vec<(String, Split)> = (0..12)
+            .map(|i| {
+                let id = format!("tt{:07}", 111_161 + i * 1_001);
+                let s = hash_split(7, &id, 0.15, 0.2);
+                (id, s)
+            })
+            .collect();
+        let shown: Vec<String> = got.iter().map(|(id, s)| format!("{id}={s}")).collect();
+        assert_eq!(shown.join(" "), PINNED_SPLITS);
+    }
+
     #[test]
     fn hash_split_is_deterministic_and_respects_ratios() {
         let ids: Vec<String> = (0..20_000).map(|i| format!("tt{i:07}")).collect();

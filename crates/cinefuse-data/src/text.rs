@@ -210,6 +210,34 @@ mod tests {
         }
     }
 
+    /// Known words keep their own ids (never `[UNK]`) and decode back to the text; a word the
+    /// corpus never had is the only `[UNK]`.
+    #[test]
+    fn known_words_decode_back_and_only_unknown_ones_are_unk() {
+        let text = "the robot and the detective meet on the planet";
+        for kind in [
+            TokenizerKind::Wordpiece,
+            TokenizerKind::Bpe,
+            TokenizerKind::Wordlevel,
+        ] {
+            let tok = train_tokenizer(kind, &corpus(), 200, 1).unwrap();
+            let unk = tok.token_to_id(UNK).unwrap();
+            let ids = encode_plot(&tok, text, 64).unwrap();
+            assert!(
+                !ids[1..].contains(&unk),
+                "{kind:?}: known words mapped to UNK: {ids:?}"
+            );
+            let decoded = tok.decode(&ids[1..], true).unwrap();
+            let squeezed = |s: &str| s.replace("##", "").replace(' ', "").to_lowercase();
+            assert_eq!(squeezed(&decoded), squeezed(text), "{kind:?}: {decoded:?}");
+            if kind == TokenizerKind::Wordlevel {
+                let ids = encode_plot(&tok, "the zeppelin", 8).unwrap();
+                assert_eq!(ids[2], unk, "an unseen word is UNK");
+                assert_ne!(ids[1], unk);
+            }
+        }
+    }
+
     #[test]
     fn wordlevel_training_is_deterministic() {
         let a = train_tokenizer(TokenizerKind::Wordlevel, &corpus(), 200, 1).unwrap();

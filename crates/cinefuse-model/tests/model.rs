@@ -386,8 +386,13 @@ impl ModuleVisitor for GradValues<'_> {
         if !param.val().is_require_grad() {
             return;
         }
-        let g = param.val().grad(self.grads).map(|g| g.into_data().convert::<f32>());
-        let values = g.map(|g| g.try_to_vec::<f32>().unwrap()).unwrap_or_default();
+        let g = param
+            .val()
+            .grad(self.grads)
+            .map(|g| g.into_data().convert::<f32>());
+        let values = g
+            .map(|g| g.try_to_vec::<f32>().unwrap())
+            .unwrap_or_default();
         self.out.push((self.out.len(), values));
     }
 }
@@ -405,7 +410,11 @@ fn grad_values<M: burn::module::Module>(module: &M, grads: &Gradients) -> Vec<(u
 fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
 }
 
 /// The model's outputs and gradients for one batch on `device` (weights moved there first).
@@ -417,9 +426,24 @@ fn outputs_and_grads(
     let model = model.to_device(&device.clone().autodiff());
     let b = batch(items, device);
     let out = model.forward(&b);
-    let logits = out.genre_logits.clone().into_data().convert::<f32>().try_to_vec().unwrap();
-    let rating = out.rating.clone().into_data().convert::<f32>().try_to_vec().unwrap();
-    let scale = RatingScale { mean: 5.0, std: 2.0 };
+    let logits = out
+        .genre_logits
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap();
+    let rating = out
+        .rating
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap();
+    let scale = RatingScale {
+        mean: 5.0,
+        std: 2.0,
+    };
     let grads = loss_of(out, &b, scale).total.backward();
     let g = grad_values(&model, &grads);
     (logits, rating, g)
@@ -428,18 +452,27 @@ fn outputs_and_grads(
 #[test]
 fn the_flex_path_runs_the_cpu_kernels() {
     let device = Device::flex();
-    let mut config =
-        tiny_config(Modality::ALL.to_vec(), FusionKind::Attention, TextEncoderKind::Transformer);
+    let mut config = tiny_config(
+        Modality::ALL.to_vec(),
+        FusionKind::Attention,
+        TextEncoderKind::Transformer,
+    );
     config.fusion.dropout = 0.2;
     let model = config.init(&shapes(), &device.clone().autodiff());
     let before = cinefuse_model::cpu_kernels::kernel_routes();
     let b = batch(items(6), &device);
     let out = model.forward(&b);
-    let scale = RatingScale { mean: 5.0, std: 2.0 };
+    let scale = RatingScale {
+        mean: 5.0,
+        std: 2.0,
+    };
     let _ = loss_of(out, &b, scale).total.backward();
     let after = cinefuse_model::cpu_kernels::kernel_routes();
     assert!(after.conv2d > before.conv2d, "{before:?} → {after:?}");
-    assert!(after.batch_norm > before.batch_norm, "{before:?} → {after:?}");
+    assert!(
+        after.batch_norm > before.batch_norm,
+        "{before:?} → {after:?}"
+    );
     assert!(after.dropout > before.dropout, "{before:?} → {after:?}");
     assert!(after.softmax > before.softmax, "{before:?} → {after:?}");
     assert!(after.gelu > before.gelu, "{before:?} → {after:?}");
@@ -461,17 +494,37 @@ fn wgpu_matches_flex_outputs_and_gradients() {
         let (fl, fr, fg) = outputs_and_grads(model.clone(), items(8), &flex);
         let routes = cinefuse_model::cpu_kernels::kernel_routes();
         let (wl, wr, wg) = outputs_and_grads(model, items(8), &wgpu);
-        assert_eq!(cinefuse_model::cpu_kernels::kernel_routes(), routes, "no kernels on wgpu");
-        assert!(rel_diff(&wl, &fl) < TOLERANCE, "{fusion:?} logits: {}", rel_diff(&wl, &fl));
-        assert!(rel_diff(&wr, &fr) < TOLERANCE, "{fusion:?} rating: {}", rel_diff(&wr, &fr));
+        assert_eq!(
+            cinefuse_model::cpu_kernels::kernel_routes(),
+            routes,
+            "no kernels on wgpu"
+        );
+        assert!(
+            rel_diff(&wl, &fl) < TOLERANCE,
+            "{fusion:?} logits: {}",
+            rel_diff(&wl, &fl)
+        );
+        assert!(
+            rel_diff(&wr, &fr) < TOLERANCE,
+            "{fusion:?} rating: {}",
+            rel_diff(&wr, &fr)
+        );
         assert_eq!(fg.len(), wg.len());
         let worst = fg
             .iter()
             .zip(&wg)
             .map(|((i, f), (_, w))| (rel_diff(w, f), *i))
             .fold((0.0f32, 0), |a, b| if b.0 > a.0 { b } else { a });
-        assert!(worst.0 < TOLERANCE, "{fusion:?}: gradient of parameter {} differs by {}", worst.1, worst.0);
-        assert!(fg.iter().all(|(_, g)| !g.is_empty()), "every parameter has a gradient");
+        assert!(
+            worst.0 < TOLERANCE,
+            "{fusion:?}: gradient of parameter {} differs by {}",
+            worst.1,
+            worst.0
+        );
+        assert!(
+            fg.iter().all(|(_, g)| !g.is_empty()),
+            "every parameter has a gradient"
+        );
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Fetcher {
     client: reqwest::blocking::Client,
     policy: FetchPolicy,
     next_slot: Mutex<Instant>,
+    /// Time between two requests: from the rate, or longer if robots.txt asks for it.
+    interval: Mutex<Duration>,
     pub requests: AtomicUsize,
 }
 
@@ -53,12 +55,37 @@ impl Fetcher {
                 reason: format!("cannot build HTTP client: {e}"),
                 status: None,
             })?;
+        let interval = if policy.rate > 0.0 {
+            Duration::from_secs_f64(1.0 / policy.rate)
+        } else {
+            Duration::ZERO
+        };
         Ok(Self {
             client,
             policy,
             next_slot: Mutex::new(Instant::now()),
+            interval: Mutex::new(interval),
             requests: AtomicUsize::new(0),
         })
+    }
+
+    /// Spaces requests at least `seconds` apart (robots.txt's `Crawl-delay`): the larger of it
+    /// and the configured rate wins. Delays beyond five minutes are capped there.
+    pub fn respect_crawl_delay(&self, seconds: f64) {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return;
+        }
+        let delay = Duration::from_secs_f64(seconds.min(300.0));
+        let mut interval = self.interval.lock().unwrap_or_else(|e| e.into_inner());
+        *interval = (*interval).max(delay);
+        // The request that read robots.txt counts too: the next one waits the full delay.
+        let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+        *next = (*next).max(Instant::now() + delay);
+    }
+
+    /// The current time between two requests.
+    pub fn interval(&self) -> Duration {
+        *self.interval.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn policy(&self) -> &FetchPolicy {
@@ -67,10 +94,10 @@ impl Fetcher {
 
     /// Blocks until this worker may send its next request.
     fn wait_for_slot(&self) {
-        if self.policy.rate <= 0.0 {
+        let interval = self.interval();
+        if interval.is_zero() {
             return;
         }
-        let interval = Duration::from_secs_f64(1.0 / self.policy.rate);
         let wait = {
             let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();

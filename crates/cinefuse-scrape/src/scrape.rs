@@ -122,10 +122,13 @@ fn load_robots(fetcher: &Fetcher, cfg: &ScrapeConfig) -> Result<Robots> {
         return Ok(Robots::default());
     }
     match fetcher.get(&format!("{}/robots.txt", base(cfg))) {
-        Ok(body) => Ok(Robots::parse(
-            &String::from_utf8_lossy(&body),
-            &cfg.user_agent,
-        )),
+        Ok(body) => {
+            let robots = Robots::parse(&String::from_utf8_lossy(&body), &cfg.user_agent);
+            if let Some(delay) = robots.crawl_delay {
+                fetcher.respect_crawl_delay(delay);
+            }
+            Ok(robots)
+        }
         // No robots.txt (4xx) means no restrictions; a failing server means we stay away.
         Err(e) if e.status.is_some_and(|s| (400..500).contains(&s)) => Ok(Robots::default()),
         Err(e) => bail!("cannot read robots.txt, not crawling: {e}"),

@@ -52,6 +52,10 @@ impl Server {
 
 /// A fixture site. Stops when the test process ends.
 fn serve() -> Server {
+    serve_with_robots("User-agent: *\nDisallow: /title/tt0000066/\n")
+}
+
+fn serve_with_robots(robots: &'static str) -> Server {
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
     let port = server.server_addr().to_ip().unwrap().port();
     let log = Arc::new(Mutex::new(Log::default()));
@@ -78,7 +82,7 @@ fn serve() -> Server {
                 let status =
                     |code: u16| tiny_http::Response::from_data(Vec::new()).with_status_code(code);
                 let resp = match path.as_str() {
-                    "/robots.txt" => html("User-agent: *\nDisallow: /title/tt0000066/\n".into()),
+                    "/robots.txt" => html(robots.into()),
                     "/title/tt0000001/" => html(fixture("jsonld.html")),
                     "/title/tt0000002/" => html(fixture("nextdata.html")),
                     "/title/tt0000003/" => html(fixture("legacy.html")),
@@ -372,6 +376,34 @@ fn scraping_handles_every_failure_mode_and_resumes_without_refetching() {
         std::fs::read_to_string(other.join("movies.jsonl")).unwrap(),
         "{\"id\":\"x\"}\n"
     );
+}
+
+/// robots.txt's `Crawl-delay` spaces requests further than `--rate` would.
+#[test]
+fn the_crawl_delay_of_robots_txt_is_honoured() {
+    let server = serve_with_robots("User-agent: *\nCrawl-delay: 0.3\n");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ScrapeConfig {
+        rate: 50.0,
+        concurrency: 3,
+        download_posters: false,
+        ..config(&server.base)
+    };
+    let ids: Vec<String> = ["tt0000001", "tt0000002", "tt0000003", "tt0000010"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    scrape(&ids, &dir.path().join("ds"), &cfg).unwrap();
+    let mut times = server.log.lock().unwrap().times.clone();
+    times.sort();
+    assert_eq!(times.len(), 5, "robots.txt + 4 pages");
+    for w in times.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(280),
+            "requests {gap:?} apart with Crawl-delay 0.3"
+        );
+    }
 }
 
 #[test]

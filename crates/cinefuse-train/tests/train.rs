@@ -6,6 +6,7 @@ use std::path::Path;
 use cinefuse_data::split::Split;
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::{LoadedRun, evaluate};
+use cinefuse_train::metrics::conformal_quantile;
 use cinefuse_train::predict::Predictor;
 use cinefuse_train::run_dir::{CHECKPOINTS_DIR, latest_checkpoint, read_metrics};
 use cinefuse_train::{TrainConfig, TrainOptions, train};
@@ -174,7 +175,10 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     for key in ["train_loss", "val_loss"] {
         for (a, b) in full.history.iter().zip(&done.history) {
             let (a, b) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
-            assert!((a - b).abs() < 1e-6, "{key}: uninterrupted {a} vs resumed {b}");
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{key}: uninterrupted {a} vs resumed {b}"
+            );
         }
     }
     assert!(run.join("best/model.bpk").exists());
@@ -242,6 +246,16 @@ fn predictions_from_the_export_match_the_in_process_model() {
     let run = LoadedRun::open(&r.run_dir, Some(BackendKind::Flex)).unwrap();
     let reference = run.predict(&run.prepared, Some(Split::Test));
     let predictor = Predictor::load(&model_dir, Some(BackendKind::Flex)).unwrap();
+
+    // Thresholds and the interval are calibrated on validation and travel in the manifest.
+    let (val_thresholds, val) = run.tuned_thresholds();
+    let manifest = &predictor.manifest;
+    assert_eq!(manifest.thresholds, val_thresholds);
+    let (vp, vt) = val.labelled_ratings();
+    let residuals: Vec<f32> = vp.iter().zip(&vt).map(|(p, t)| p - t).collect();
+    let half_width = conformal_quantile(&residuals, manifest.interval_coverage);
+    assert!(half_width.is_finite() && half_width > 0.0, "{half_width}");
+    assert_eq!(manifest.interval_half_width, half_width);
     let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
     let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
     let items: Vec<_> = reference
@@ -271,8 +285,18 @@ fn predictions_from_the_export_match_the_in_process_model() {
                 .position(|n| *n == gs.genre)
                 .unwrap();
             assert!((gs.probability - reference.probs[i * g + k]).abs() < 1e-4);
+            assert_eq!(
+                gs.predicted,
+                gs.probability >= manifest.thresholds[k],
+                "{}",
+                gs.genre
+            );
         }
-        assert!(p.rating_interval[0] <= p.rating && p.rating <= p.rating_interval[1]);
+        let expected = [
+            (p.rating - half_width).max(0.0),
+            (p.rating + half_width).min(10.0),
+        ];
+        assert_eq!(p.rating_interval, expected);
         let total: f32 = p.contributions.iter().map(|c| c.share).sum();
         assert!((total - 1.0).abs() < 1e-3, "contributions sum to 1");
         assert_eq!(p.contribution_method, "gate");
