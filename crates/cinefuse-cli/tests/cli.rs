@@ -79,7 +79,7 @@ fn synth_prepare_train_eval_export_predict() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("tiny.toml"), TINY).unwrap();
-    ok(d, &["synth", "--out", "demo", "--n", "150", "--seed", "4"]);
+    ok(d, &["synth", "--out", "demo", "--n", "600", "--seed", "4"]);
     assert!(d.join("demo/movies.jsonl").exists());
     let text = ok(
         d,
@@ -99,7 +99,21 @@ fn synth_prepare_train_eval_export_predict() {
     );
     ok(d, &["config", "check", "tiny.toml"]);
 
-    let text = ok(d, &["train", "--config", "tiny.toml", "--out", "runs/t"]);
+    // Enough steps for the tiny model to beat the baselines (checked below).
+    let text = ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "runs/t",
+            "--set",
+            "train.epochs=10",
+            "--set",
+            "optim.lr=1e-2",
+        ],
+    );
     assert!(
         text.contains("reusing prepared data"),
         "prepared data is reused: {text}"
@@ -115,7 +129,7 @@ fn synth_prepare_train_eval_export_predict() {
         "run.json",
         "metrics.jsonl",
         "best/model.bpk",
-        "checkpoints/epoch-0003/model.bpk",
+        "checkpoints/epoch-0010/model.bpk",
     ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
@@ -124,13 +138,13 @@ fn synth_prepare_train_eval_export_predict() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 10);
     let loss = |i: usize| lines[i]["train_loss"].as_f64().unwrap();
     assert!(
-        loss(2) < loss(0),
-        "training loss falls: {} → {}",
+        loss(9) < 0.8 * loss(0),
+        "training loss falls by more than 20 %: {} → {}",
         loss(0),
-        loss(2)
+        loss(9)
     );
 
     let text = ok(d, &["eval", "--run", "runs/t"]);
@@ -140,7 +154,20 @@ fn synth_prepare_train_eval_export_predict() {
     );
     let eval: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
-    assert!(eval["genres"]["micro_f1"].as_f64().is_some());
+    let metric = |path: &[&str]| {
+        path.iter()
+            .fold(&eval, |v, k| &v[*k])
+            .as_f64()
+            .unwrap_or_else(|| panic!("{path:?} in eval.json"))
+    };
+    assert!(
+        metric(&["genres", "top1"]) > metric(&["baselines", "majority", "top1"]),
+        "genres beat the majority baseline"
+    );
+    assert!(
+        metric(&["rating", "mae"]) < metric(&["baselines", "mean", "mae"]),
+        "the rating beats the mean"
+    );
 
     // Another dataset, encoded with the run's fitted preprocessing (nothing refitted).
     ok(d, &["synth", "--out", "other", "--n", "40", "--seed", "77"]);
@@ -153,12 +180,52 @@ fn synth_prepare_train_eval_export_predict() {
         d,
         &["predict", "--model", "model", "--movie", movie, "--json"],
     );
-    let p: serde_json::Value =
-        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let json_line = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap()
+    };
+    let p = json_line(&text);
     let rating = p["rating"].as_f64().unwrap();
     assert!((0.0..=10.0).contains(&rating));
+    let interval: Vec<f64> = p["rating_interval"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(interval.len() == 2 && interval[0] <= rating && rating <= interval[1]);
+    let genres = p["genres"].as_array().unwrap();
+    assert!(!genres.is_empty());
+    for g in genres {
+        let prob = g["probability"].as_f64().unwrap();
+        assert!(
+            g["genre"].is_string() && g["predicted"].is_boolean() && (0.0..=1.0).contains(&prob)
+        );
+    }
     assert_eq!(p["contribution_method"], "leave-one-out");
     assert_eq!(p["contributions"].as_array().unwrap().len(), 3);
+
+    // --poster stands in for the movie's own poster: the same image, the same prediction.
+    let bare = r#"{"title":"x","year":1999,"plot":"a family grief story","genres":["Drama"]}"#;
+    let predict_with = |poster: &str| {
+        json_line(&ok(
+            d,
+            &[
+                "predict", "--model", "model", "--movie", bare, "--poster", poster, "--json",
+            ],
+        ))
+    };
+    assert_eq!(predict_with("demo/posters/syn000001.png"), p);
+    let mut posters: Vec<String> = std::fs::read_dir(d.join("demo/posters"))
+        .unwrap()
+        .map(|e| format!("demo/posters/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    posters.sort();
+    assert_eq!(posters[0], "demo/posters/syn000001.png");
+    let other = predict_with(&posters[1]);
+    assert_ne!(
+        other["genres"], p["genres"],
+        "another poster, other genre scores"
+    );
     let text = ok(
         d,
         &[
@@ -169,8 +236,11 @@ fn synth_prepare_train_eval_export_predict() {
             "demo/movies.jsonl",
         ],
     );
-    assert!(
-        text.matches("rating").count() >= 150,
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("rating"))
+            .count(),
+        600,
         "one prediction per movie"
     );
 

@@ -417,12 +417,15 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
         / scale
 }
 
+/// Genre logits, ratings and every parameter's gradient of one pass.
+type PassValues = (Vec<f32>, Vec<f32>, Vec<(usize, Vec<f32>)>);
+
 /// The model's outputs and gradients for one batch on `device` (weights moved there first).
 fn outputs_and_grads(
     model: cinefuse_model::CinefuseModel,
     items: Vec<MovieItem>,
     device: &Device,
-) -> (Vec<f32>, Vec<f32>, Vec<(usize, Vec<f32>)>) {
+) -> PassValues {
     let model = model.to_device(&device.clone().autodiff());
     let b = batch(items, device);
     let out = model.forward(&b);

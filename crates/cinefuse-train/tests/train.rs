@@ -342,3 +342,97 @@ fn a_run_refuses_prepared_data_that_changed_under_it() {
     let err = evaluate(&r.run_dir, Split::Test, None, None).err().unwrap();
     assert!(format!("{err:#}").contains("prepared again"), "{err:#}");
 }
+
+/// An export trained on plots and metadata only, with the rating routed to the metadata head:
+/// the rating ignores the plot, a missing plot contributes nothing, a poster is ignored, and
+/// the leave-one-out shares say so.
+#[test]
+fn exports_of_modality_subsets_handle_missing_inputs_and_explain_predictions() {
+    use cinefuse_model::Modality;
+    use cinefuse_model::fusion::FusionKind;
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(dir.path(), "");
+    config.model.modalities = vec![Modality::Text, Modality::Meta];
+    config.model.fusion.kind = FusionKind::Concat;
+    config.model.rating_modality = Some(Modality::Meta);
+    let r = train_into(&config, &dir.path().join("run")).unwrap();
+    let model_dir = dir.path().join("model");
+    cinefuse_train::export::export(&r.run_dir, &model_dir, None).unwrap();
+    let predictor = Predictor::load(&model_dir, Some(BackendKind::Flex)).unwrap();
+    assert_eq!(
+        predictor.manifest.modalities,
+        vec![Modality::Text, Modality::Meta]
+    );
+
+    let base = dir.path().join("demo");
+    let movies = cinefuse_data::movie::read_movies(&base).unwrap();
+    let full = movies
+        .iter()
+        .find(|m| m.plot.is_some() && m.poster.is_some())
+        .unwrap()
+        .clone();
+    let variant = |id: &str, change: &dyn Fn(&mut cinefuse_data::Movie)| {
+        let mut m = full.clone();
+        m.id = id.into();
+        change(&mut m);
+        m
+    };
+    let movies = [
+        full.clone(),
+        variant("no-plot", &|m| m.plot = None),
+        variant("other-plot", &|m| {
+            m.plot = Some("astronauts drift through a silent frozen station".into())
+        }),
+        variant("no-poster", &|m| m.poster = None),
+    ];
+    let items: Vec<_> = movies
+        .iter()
+        .map(|m| predictor.item(m, None, &base).unwrap())
+        .collect();
+    let preds = predictor.predict(&items);
+    let probs = |i: usize| -> Vec<(String, f32)> {
+        let mut g: Vec<_> = preds[i]
+            .genres
+            .iter()
+            .map(|g| (g.genre.clone(), g.probability))
+            .collect();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        g
+    };
+    let share = |i: usize, md: Modality| {
+        preds[i]
+            .contributions
+            .iter()
+            .find(|c| c.modality == md)
+            .unwrap()
+            .share
+    };
+
+    assert_eq!(
+        preds[1].rating, preds[0].rating,
+        "the rating comes from metadata"
+    );
+    assert_eq!(
+        preds[2].rating, preds[0].rating,
+        "the rating comes from metadata"
+    );
+    assert_ne!(probs(2), probs(0), "the genres read the plot");
+    assert_eq!(
+        probs(3),
+        probs(0),
+        "no poster encoder: the poster is ignored"
+    );
+    for p in &preds {
+        assert_eq!(p.contribution_method, "leave-one-out");
+        let total: f32 = p.contributions.iter().map(|c| c.share).sum();
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
+    }
+    assert_eq!(
+        share(1, Modality::Text),
+        0.0,
+        "a missing plot contributes nothing"
+    );
+    assert_eq!(share(1, Modality::Meta), 1.0);
+    assert!(share(0, Modality::Text) > 0.0 && share(0, Modality::Meta) > 0.0);
+}
