@@ -127,7 +127,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .iter()
             .map(|r| serde_json::json!({"what": r.what, "unit": r.unit, "values": r.values, "median": r.median()}))
             .collect();
-        std::fs::write(path, serde_json::to_vec_pretty(&rows)?)?;
+        cinefuse_data::atomic::write_atomic(path, &serde_json::to_vec_pretty(&rows)?)?;
     }
     Ok(())
 }

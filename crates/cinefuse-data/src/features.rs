@@ -146,9 +146,24 @@ mod tests {
             NumericTransform::Log1p,
             [10.0, 1000.0, 100000.0].into_iter(),
         );
+        // ln(1 + x) of 10, 1000, 100000 has mean ln(1001)-ish and the sample standard deviation.
+        let logs: Vec<f64> = [10.0f64, 1000.0, 100000.0]
+            .iter()
+            .map(|x| x.ln_1p())
+            .collect();
+        let mean = logs.iter().sum::<f64>() / 3.0;
+        let std = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        assert!((s.mean - mean).abs() < 1e-12 && (s.std - std).abs() < 1e-12);
         let (v, m) = s.apply(Some(1000.0));
         assert_eq!(m, 0.0);
+        assert!(
+            (f64::from(v) - (1000f64.ln_1p() - mean) / std).abs() < 1e-6,
+            "{v}"
+        );
         assert!((s.invert(v) - 1000.0).abs() < 1e-3);
+        // Negative counts are clamped to 0 before the log, and a missing value is (0, 1).
+        assert!((f64::from(s.apply(Some(-5.0)).0) - (0.0 - mean) / std).abs() < 1e-6);
+        assert_eq!(s.apply(None), (0.0, 1.0));
     }
 
     #[test]

@@ -245,16 +245,45 @@ mod tests {
 
     #[test]
     fn fit_poster_covers_and_crops() {
-        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(300, 450, |x, _| {
-            image::Rgb([if x < 150 { 255 } else { 0 }, 0, 0])
+        // A 2:3 poster with a blue top sixth, a red bottom sixth and a white left half between.
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(300, 450, |x, y| match y {
+            0..75 => image::Rgb([0, 0, 255]),
+            375.. => image::Rgb([255, 0, 0]),
+            _ if x < 150 => image::Rgb([255, 255, 255]),
+            _ => image::Rgb([0, 255, 0]),
         }));
-        let out = fit_poster(&img, 64, 64);
-        assert_eq!(out.dimensions(), (64, 64));
-        assert!(out.get_pixel(2, 32).0[0] > 200);
-        assert!(out.get_pixel(61, 32).0[0] < 50);
-        let chw = to_chw(&out);
-        assert_eq!(chw.len(), 3 * 64 * 64);
-        assert_eq!(chw[0], out.get_pixel(0, 0).0[0]);
-        assert_eq!(chw[64 * 64], out.get_pixel(0, 0).0[1]);
+        let (blue, red, green) = ([0, 0, 255], [255, 0, 0], [0, 255, 0]);
+        let near = |p: &image::Rgb<u8>, want: [u8; 3]| {
+            p.0.iter().zip(want).all(|(a, b)| a.abs_diff(b) < 40)
+        };
+        // Crop covers 64×64 and cuts the top and bottom bands off.
+        let crop = fit_poster_with(&img, 64, 64, PosterFit::Crop);
+        assert_eq!(crop.dimensions(), (64, 64));
+        assert!(near(crop.get_pixel(50, 0), green) && near(crop.get_pixel(50, 63), green));
+        assert!(near(crop.get_pixel(2, 32), [255, 255, 255]));
+        // Squash keeps every band, distorted.
+        let squash = fit_poster_with(&img, 64, 64, PosterFit::Squash);
+        assert!(near(squash.get_pixel(32, 0), blue) && near(squash.get_pixel(32, 63), red));
+        // Pad keeps every band and the aspect: grey columns left and right.
+        let pad = fit_poster_with(&img, 64, 64, PosterFit::Pad);
+        assert!(near(pad.get_pixel(32, 0), blue) && near(pad.get_pixel(32, 63), red));
+        assert!(near(pad.get_pixel(0, 32), [128, 128, 128]));
+        assert!(near(pad.get_pixel(63, 32), [128, 128, 128]));
+
+        // CHW: channel planes, each row-major (an HWC buffer or a transposed plane fails this).
+        let asym = RgbImage::from_fn(5, 3, |x, y| {
+            image::Rgb([x as u8, y as u8, (10 * x + y) as u8])
+        });
+        let chw = to_chw(&asym);
+        assert_eq!(chw.len(), 3 * 5 * 3);
+        for (x, y, p) in asym.enumerate_pixels() {
+            for c in 0..3 {
+                assert_eq!(
+                    chw[c * 15 + (y * 5 + x) as usize],
+                    p.0[c],
+                    "({x},{y}) channel {c}"
+                );
+            }
+        }
     }
 }

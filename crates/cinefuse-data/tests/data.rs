@@ -397,15 +397,38 @@ fn works_with_burns_data_loader_with_workers_and_shuffling() {
         .num_workers(2)
         .set_device(Device::flex())
         .build(p.dataset(Split::Train));
-    let mut ids = Vec::new();
-    for batch in loader.iter() {
-        let batch = batch.unwrap();
-        assert_eq!(batch.posters.dims()[1..], [3, 24, 16]);
-        ids.extend(batch.ids);
-    }
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "every training movie exactly once per epoch");
+    let order = |seed: u64| {
+        let loader = DataLoaderBuilder::new(MovieBatcher::new(24, 16, 16))
+            .batch_size(8)
+            .shuffle(seed)
+            .num_workers(2)
+            .set_device(Device::flex())
+            .build(p.dataset(Split::Train));
+        let mut ids = Vec::new();
+        for batch in loader.iter() {
+            let batch = batch.unwrap();
+            assert_eq!(batch.posters.dims()[1..], [3, 24, 16]);
+            ids.extend(batch.ids);
+        }
+        ids
+    };
+    let ids = loader
+        .iter()
+        .flat_map(|b| b.unwrap().ids)
+        .collect::<Vec<_>>();
+    assert_eq!(ids.len(), n, "as many items as training movies, none twice");
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        n,
+        "every training movie exactly once per epoch"
+    );
+    let (a, b) = (order(42), order(7));
+    assert_ne!(a, b, "another seed, another order");
+    let (mut sa, mut sb) = (a.clone(), b);
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb, "the same movies");
 }
 
 #[test]

@@ -50,6 +50,49 @@ fn eda_report_has_every_section_and_decodable_images() {
     colours.dedup();
     assert!(colours.len() > 20);
     assert!(summary.to_string().contains("120 movies"));
+
+    // The numbers behind the charts are the data's.
+    let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
+    let ratings: Vec<f64> = movies
+        .iter()
+        .filter_map(|m| m.rating.map(f64::from))
+        .collect();
+    let mean = ratings.iter().sum::<f64>() / ratings.len() as f64;
+    assert!((summary.rating_mean.unwrap() - mean).abs() < 1e-9);
+    let q = summary.rating_quartiles.unwrap();
+    let (lo, hi) = ratings
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(*r), b.max(*r)));
+    assert_eq!(
+        (q[0], q[4]),
+        (lo, hi),
+        "quartiles run from the minimum to the maximum"
+    );
+    let years: Vec<i32> = movies.iter().filter_map(|m| m.year).collect();
+    assert_eq!(
+        summary.years,
+        Some((*years.iter().min().unwrap(), *years.iter().max().unwrap()))
+    );
+    assert_eq!(
+        summary.missing["plot"],
+        movies.iter().filter(|m| m.plot.is_none()).count()
+    );
+    for (genre, count) in &summary.genres {
+        let want = movies
+            .iter()
+            .filter(|m| m.genres.as_ref().is_some_and(|g| g.contains(genre)))
+            .count();
+        assert_eq!(*count, want, "{genre}");
+    }
+    let with_posters = movies
+        .iter()
+        .filter(|m| {
+            m.poster
+                .as_ref()
+                .is_some_and(|p| dir.path().join("demo").join(p).exists())
+        })
+        .count();
+    assert_eq!(summary.posters_readable, with_posters);
 }
 
 #[test]

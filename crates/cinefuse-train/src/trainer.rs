@@ -100,6 +100,20 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
+/// Burn initializes parameters lazily, on the device a module is on when a value is first
+/// read, and moving a module retargets that pending initialization. Reading every value here
+/// runs it now, on the device the module was created on.
+fn initialized_now(model: CinefuseModel) -> CinefuseModel {
+    struct ReadEveryValue;
+    impl burn::module::ModuleVisitor for ReadEveryValue {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            drop(param.val());
+        }
+    }
+    model.visit(&mut ReadEveryValue);
+    model
+}
+
 /// The random state of one training batch, from the run seed and the batch's position only.
 fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     epoch_seed(seed, epoch) ^ (batch as u64 + 1).wrapping_mul(0x94D0_49BB_1331_11EB)
@@ -219,13 +233,18 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         );
     }
 
+    // Initialized on the CPU and then moved, so a seed gives the same starting weights on every
+    // backend (each backend's own generator would draw different ones).
+    let init_device = Device::flex().autodiff();
+    init_device.seed(config.seed);
     device.seed(config.seed);
     let train_device = device.clone().autodiff();
-    let mut model = if resuming {
-        config.model.init(&shapes, &train_device)
+    let model = if resuming {
+        config.model.init(&shapes, &init_device)
     } else {
-        config.model.init_pretrained(&shapes, &train_device)?
+        config.model.init_pretrained(&shapes, &init_device)?
     };
+    let mut model = initialized_now(model).fork(&train_device);
     let param_counts: Vec<(String, usize)> = model
         .param_counts()
         .into_iter()
@@ -373,13 +392,13 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
             sum_genre += f64::from(genre) * b as f64;
             sum_rating += f64::from(rating) * b as f64;
             seen += b;
-            model = step_with_lr_scales(
-                &mut optim,
-                model,
-                parts.total.backward(),
-                lr,
-                backbone_scales,
-            );
+            let mut grads = parts.total.backward();
+            if pretraining && let Some(fusion) = &model.fusion {
+                // The fusion head takes no part in pre-training. Its gradients are zero, but
+                // AdamW's weight decay would still shrink it: drop them so it is left as is.
+                drop(GradientsParams::from_module(&mut grads, fusion));
+            }
+            model = step_with_lr_scales(&mut optim, model, grads, lr, backbone_scales);
             state.step += 1;
             state.batches_into_epoch += 1;
             steps_this_call += 1;

@@ -217,9 +217,17 @@ fn training_reduces_loss_and_early_stopping_stops() {
     c.train.monitor = cinefuse_train::config::Monitor::ValTop1;
     c.optim.lr = 1e-9;
     c.schedule.warmup_steps = 0;
-    let r = train_into(&c, &dir.path().join("b")).unwrap();
-    assert!(r.stopped_early, "{:?}", r.history);
-    assert!(r.epochs_completed < 6);
+    for patience in [1, 2] {
+        c.train.early_stopping_patience = patience;
+        let r = train_into(&c, &dir.path().join(format!("b{patience}"))).unwrap();
+        assert!(r.stopped_early, "{:?}", r.history);
+        assert_eq!(r.best_epoch, 1, "nothing improves on the first epoch");
+        assert_eq!(
+            r.epochs_completed,
+            1 + patience,
+            "stops after `patience` flat epochs"
+        );
+    }
 }
 
 #[test]
@@ -310,6 +318,7 @@ fn per_modality_pretraining_then_fusion_fine_tuning() {
     let mut config = tiny_config(dir.path(), "");
     config.train.epochs = 3;
     config.train.pretrain_epochs = 1;
+    config.train.keep_checkpoints = 3;
     let r = train_into(&config, &dir.path().join("run")).unwrap();
     let phases: Vec<&str> = r
         .history
@@ -321,6 +330,74 @@ fn per_modality_pretraining_then_fusion_fine_tuning() {
         r.best_epoch >= 2,
         "the best model is chosen after pre-training"
     );
+
+    // Pre-training weighs only the per-modality heads: the fusion head is left as initialized
+    // (compared with a run whose learning rate is too small to move anything), the encoders
+    // learn, and fine-tuning then moves the fusion head too.
+    let mut frozen = config.clone();
+    frozen.train.epochs = 1;
+    frozen.train.pretrain_epochs = 0;
+    frozen.optim.lr = 1e-30;
+    let init = train_into(&frozen, &dir.path().join("init")).unwrap();
+    let at = |run: &Path, epoch: usize| checkpoint_model(run, epoch);
+    let (initial, pretrained, tuned) = (at(&init.run_dir, 1), at(&r.run_dir, 1), at(&r.run_dir, 3));
+    let fusion = |m: &cinefuse_model::CinefuseModel| param_values(m.fusion.as_ref().unwrap());
+    let poster = |m: &cinefuse_model::CinefuseModel| param_values(m.poster.as_ref().unwrap());
+    assert_eq!(
+        fusion(&pretrained),
+        fusion(&initial),
+        "pre-training leaves the fusion head"
+    );
+    assert_ne!(
+        poster(&pretrained),
+        poster(&initial),
+        "pre-training trains the encoders"
+    );
+    assert_ne!(
+        fusion(&tuned),
+        fusion(&initial),
+        "fine-tuning trains the fusion head"
+    );
+}
+
+/// Every float parameter's values, in visiting order.
+fn param_values<M: burn::module::Module>(module: &M) -> Vec<Vec<f32>> {
+    struct Values(Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for Values {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::prelude::Tensor<D>>,
+        ) {
+            self.0.push(
+                param
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec()
+                    .unwrap(),
+            );
+        }
+    }
+    let mut v = Values(Vec::new());
+    module.visit(&mut v);
+    v.0
+}
+
+/// The model of a run's periodic checkpoint after `epoch`.
+fn checkpoint_model(run: &Path, epoch: usize) -> cinefuse_model::CinefuseModel {
+    use burn::module::Module;
+    let info: cinefuse_train::run_dir::RunInfo =
+        cinefuse_train::run_dir::read_json(&run.join("run.json")).unwrap();
+    let config = TrainConfig::load(&run.join("config.toml"), &[]).unwrap();
+    let file = run
+        .join(CHECKPOINTS_DIR)
+        .join(format!("epoch-{epoch:04}"))
+        .join("model.bpk");
+    config
+        .model
+        .init(&info.shapes, &burn::prelude::Device::flex())
+        .try_load_file(&file)
+        .unwrap()
 }
 
 #[test]
