@@ -4,12 +4,10 @@ use std::path::PathBuf;
 /// so that a user can find and fix the offending record.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message, not a `source`: error chains print
+    /// `{:#}` as "message: source", which would say it twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: {message}")]
     Record {
         path: PathBuf,
@@ -26,7 +24,7 @@ impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
