@@ -6,7 +6,7 @@ use anyhow::Result;
 use cinefuse_data::import::imdb_tsv::{TsvSources, import_imdb_tsv};
 use cinefuse_data::import::mmimdb::import_mmimdb;
 use cinefuse_data::import::run_import;
-use cinefuse_data::import::table::{import_table, parse_mapping};
+use cinefuse_data::import::table::{ExtraColumns, import_table, parse_mapping};
 use cinefuse_train::sweep::{SweepSpec, parse_grid, sweep};
 use clap::{Args, Subcommand};
 
@@ -30,6 +30,12 @@ pub enum ImportKind {
         /// e.g. --map id=imdb_id --map rating=imdb_rating (repeatable)
         #[arg(long = "map", value_name = "TARGET=SOURCE")]
         map: Vec<String>,
+        /// A column to keep in each movie's `extra` values, for `[[data.features]]` (repeatable).
+        #[arg(long = "extra", value_name = "COLUMN", conflicts_with = "extra_all")]
+        extra: Vec<String>,
+        /// Keep every column not read into a dataset field as an `extra` value.
+        #[arg(long)]
+        extra_all: bool,
         #[arg(long)]
         skip_bad: bool,
     },
@@ -66,12 +72,19 @@ pub fn import(kind: ImportKind) -> Result<()> {
             src,
             out,
             map,
+            extra,
+            extra_all,
             skip_bad,
         } => {
             let mapping = parse_mapping(&map)?;
+            let extra = match (extra_all, extra.is_empty()) {
+                (true, _) => ExtraColumns::All,
+                (false, false) => ExtraColumns::Named(extra),
+                (false, true) => ExtraColumns::None,
+            };
             (
                 run_import(&out, &[&src], |staging| {
-                    import_table(&src, staging, &mapping, skip_bad)
+                    import_table(&src, staging, &mapping, &extra, skip_bad)
                 })?,
                 out,
             )

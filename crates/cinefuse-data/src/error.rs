@@ -7,7 +7,10 @@ pub enum DataError {
     /// The I/O error is part of the message, not a `source`: error chains print
     /// `{:#}` as "message: source", which would say it twice.
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
     Record {
         path: PathBuf,

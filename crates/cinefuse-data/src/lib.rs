@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod batch;
 pub mod dataset;
 pub mod error;
+pub mod extra;
 pub mod feature_cache;
 pub mod features;
 pub mod import;

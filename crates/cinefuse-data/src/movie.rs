@@ -1,7 +1,7 @@
 //! The cinefuse dataset format: a directory with `movies.jsonl` (one movie per line) and
 //! `posters/`. Every field but `id` may be missing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -50,10 +50,14 @@ pub struct Movie {
     pub budget: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gross: Option<f64>,
+    /// Any other named values (numbers, strings, lists of strings), used as features only when
+    /// declared in `[[data.features]]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// Names of every field of the format, in file order.
-pub const FIELDS: [&str; 16] = [
+pub const FIELDS: [&str; 17] = [
     "id",
     "title",
     "year",
@@ -70,6 +74,7 @@ pub const FIELDS: [&str; 16] = [
     "poster",
     "budget",
     "gross",
+    "extra",
 ];
 
 impl Movie {
@@ -105,6 +110,7 @@ impl Movie {
             "poster" => s(&self.poster),
             "budget" => self.budget.is_some(),
             "gross" => self.gross.is_some(),
+            "extra" => !self.extra.is_empty(),
             _ => false,
         }
     }
@@ -196,6 +202,44 @@ fn opt_list(obj: &Map<String, Value>, key: &str) -> FieldResult<Vec<String>> {
     }
 }
 
+/// The `extra` object: named numbers, strings or lists of strings (nulls are dropped).
+fn opt_extra(obj: &Map<String, Value>) -> Result<BTreeMap<String, Value>, (String, String)> {
+    let items = match obj.get("extra") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(items)) => items,
+        Some(other) => {
+            return Err((
+                "extra".into(),
+                format!(
+                    "expected an object of named values, got {}",
+                    describe(other)
+                ),
+            ));
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (name, v) in items {
+        let ok = match v {
+            Value::Null => continue,
+            Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
+            Value::String(_) => true,
+            Value::Array(list) => list.iter().all(Value::is_string),
+            _ => false,
+        };
+        if !ok {
+            return Err((
+                format!("extra.{name}"),
+                format!(
+                    "expected a number, a string or a list of strings, got {}",
+                    describe(v)
+                ),
+            ));
+        }
+        out.insert(name.clone(), v.clone());
+    }
+    Ok(out)
+}
+
 /// Parses one JSON object into a movie, reporting the first bad field by name.
 pub fn movie_from_value(value: &Value) -> Result<Movie, (Option<String>, String)> {
     let obj = value.as_object().ok_or((
@@ -241,6 +285,7 @@ pub fn movie_from_value(value: &Value) -> Result<Movie, (Option<String>, String)
             poster: opt_string(obj, "poster")?,
             budget: opt_f64(obj, "budget")?,
             gross: opt_f64(obj, "gross")?,
+            extra: opt_extra(obj)?,
         })
     };
     build().map_err(|(f, m)| (Some(f), m))

@@ -65,6 +65,9 @@ pub struct PrepareConfig {
     pub title_in_text: bool,
     /// How a poster is fitted to `image_width`×`image_height`.
     pub poster_fit: PosterFit,
+    /// Declared extra features (`[[data.features]]` in a training config).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<crate::extra::FeatureSpec>,
 }
 
 impl Default for PrepareConfig {
@@ -88,6 +91,7 @@ impl Default for PrepareConfig {
             tokenizer_path: None,
             title_in_text: false,
             poster_fit: PosterFit::Crop,
+            features: Vec::new(),
         }
     }
 }
@@ -141,7 +145,7 @@ impl PrepareConfig {
                 self.vocab_size
             ));
         }
-        Ok(())
+        crate::extra::validate_specs(&self.features)
     }
 }
 
@@ -242,11 +246,14 @@ pub fn prepare_dataset(
     let parsed = parse_movies_file(&movies_path)?;
     let records_read = parsed.movies.len() + parsed.bad.len();
     let (movies, mut bad) = validate_records(parsed.movies);
+    let (movies, extra_bad) = check_extras(movies, &config.features);
     bad.extend(parsed.bad);
+    bad.extend(extra_bad);
     bad.sort_by_key(|b| b.line);
     if let Some(first) = bad.first().filter(|_| !config.skip_bad) {
         return Err(record_error(&movies_path, first));
     }
+    check_declared_features_exist(&movies_path, &movies, &config.features)?;
 
     // 2. Split.
     let split_file = data_dir.join(SPLIT_FILE);
@@ -394,6 +401,64 @@ pub fn prepare_dataset(
     }
     staging.commit()?;
     Ok(summary)
+}
+
+/// Moves records whose declared extra features have values of the wrong kind to `bad`.
+fn check_extras(
+    movies: Vec<(usize, Movie)>,
+    specs: &[crate::extra::FeatureSpec],
+) -> (Vec<(usize, Movie)>, Vec<BadRecord>) {
+    let mut bad = Vec::new();
+    let ok = movies
+        .into_iter()
+        .filter(
+            |(line, m)| match crate::extra::check_movie_extras(m, specs) {
+                Ok(()) => true,
+                Err((field, reason)) => {
+                    bad.push(BadRecord {
+                        line: *line,
+                        id: Some(m.id.clone()),
+                        field: Some(field),
+                        reason,
+                    });
+                    false
+                }
+            },
+        )
+        .collect();
+    (ok, bad)
+}
+
+/// A declared feature no movie has is a misspelt name, not a feature that is always missing.
+fn check_declared_features_exist(
+    movies_path: &Path,
+    movies: &[(usize, Movie)],
+    specs: &[crate::extra::FeatureSpec],
+) -> Result<(), DataError> {
+    for s in specs {
+        if movies.iter().any(|(_, m)| m.extra.contains_key(&s.name)) {
+            continue;
+        }
+        let mut seen: Vec<&str> = movies
+            .iter()
+            .flat_map(|(_, m)| m.extra.keys().map(String::as_str))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let known = if seen.is_empty() {
+            "the movies have no extra values (see `import table --extra`)".to_string()
+        } else {
+            format!("the extra values are {}", seen.join(", "))
+        };
+        return Err(DataError::file(
+            movies_path,
+            format!(
+                "data.features `{}`: no movie has extra.{}; {known}",
+                s.name, s.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Stages prepared data for `out_dir`, which must not be (or contain) the dataset it reads.

@@ -13,6 +13,7 @@ use tokenizers::Tokenizer;
 
 use crate::DataError;
 use crate::dataset::MovieDataset;
+use crate::extra::{EncodedExtras, FittedFeature};
 use crate::feature_cache::CachedFeatures;
 use crate::features::{
     CATEGORICAL_FEATURES, NUMERIC_FEATURES, NumericScaler, raw_categorical, raw_numeric,
@@ -47,6 +48,9 @@ pub struct PreprocessState {
     /// SHA-256 of the source `movies.jsonl`.
     pub dataset_hash: String,
     pub source: String,
+    /// The declared extra features, fitted; their inputs follow the built-in ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extras: Vec<FittedFeature>,
 }
 
 /// One movie after preprocessing (poster pixels live in the cache, by slot).
@@ -98,10 +102,41 @@ impl Preprocessor {
 
     pub fn n_numeric(&self) -> usize {
         self.state.numeric.len()
+            + self
+                .state
+                .extras
+                .iter()
+                .map(FittedFeature::numeric_width)
+                .sum::<usize>()
     }
 
+    /// Vocabulary sizes of the built-in categorical fields, then of declared categorical extras.
     pub fn categorical_sizes(&self) -> Vec<usize> {
-        self.state.categorical.iter().map(Vocab::size).collect()
+        let extras = self.state.extras.iter().filter_map(|f| match f {
+            FittedFeature::Categorical { vocab, .. } => Some(vocab.size()),
+            _ => None,
+        });
+        self.state
+            .categorical
+            .iter()
+            .map(Vocab::size)
+            .chain(extras)
+            .collect()
+    }
+
+    /// Embedding sizes asked for by declared categorical extras (0: the model's default), in
+    /// the order of `categorical_sizes`.
+    pub fn categorical_dims(&self) -> Vec<usize> {
+        let extras = self.state.extras.iter().filter_map(|f| match f {
+            FittedFeature::Categorical { dim, .. } => Some(dim.unwrap_or(0)),
+            _ => None,
+        });
+        self.state
+            .categorical
+            .iter()
+            .map(|_| 0)
+            .chain(extras)
+            .collect()
     }
 
     pub fn genre_names(&self) -> &[String] {
@@ -117,12 +152,21 @@ impl Preprocessor {
             numeric.push(v);
             numeric_missing.push(m);
         }
-        let categorical = self
+        let mut categorical: Vec<u32> = self
             .state
             .categorical
             .iter()
             .map(|v| v.id(raw_categorical(movie, &v.name)))
             .collect();
+        let mut extras = EncodedExtras::default();
+        for f in &self.state.extras {
+            f.encode(movie, &mut extras).map_err(|(field, reason)| {
+                DataError::Invalid(format!("field `{field}`: {reason}"))
+            })?;
+        }
+        numeric.extend(extras.numeric);
+        numeric_missing.extend(extras.numeric_missing);
+        categorical.extend(extras.categorical);
         let plot = movie.plot.as_deref().filter(|p| !p.trim().is_empty());
         let tokens = match plot {
             Some(p) => {
@@ -231,6 +275,7 @@ pub fn fit_state(
         tokenizer_vocab_size,
         dataset_hash,
         source,
+        extras: crate::extra::fit_features(&config.features, train),
     }
 }
 

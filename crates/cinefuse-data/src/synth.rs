@@ -535,6 +535,7 @@ pub fn generate(n: usize, seed: u64) -> Vec<(Movie, Option<RgbImage>)> {
             budget,
             gross,
             id,
+            extra: Default::default(),
         };
         out.push((movie, (!poster_missing).then_some(poster)));
     }

@@ -66,6 +66,9 @@ pub struct ModelShapes {
     pub max_tokens: usize,
     pub n_numeric: usize,
     pub categorical_sizes: Vec<usize>,
+    /// Embedding size of each categorical input (0 or absent: `model.meta.cat_dim`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical_dims: Vec<usize>,
     /// The architecture of a pretrained plot encoder (`model.text.kind = "bert"`), read from
     /// its checkpoint when training starts and kept with the run, so that checkpoints and
     /// exports rebuild it without the checkpoint folder.

@@ -40,18 +40,26 @@ impl MetaEncoderConfig {
         Ok(())
     }
 
+    /// `categorical_dims[i]` is the embedding size of categorical input `i`; 0 or absent means
+    /// `cat_dim`.
     pub fn init(
         &self,
         n_numeric: usize,
         categorical_sizes: &[usize],
+        categorical_dims: &[usize],
         embed_dim: usize,
         device: &Device,
     ) -> MetaEncoder {
-        let d_in = 2 * n_numeric + self.cat_dim * categorical_sizes.len();
+        let dim = |i: usize| match categorical_dims.get(i) {
+            Some(d) if *d > 0 => *d,
+            _ => self.cat_dim,
+        };
+        let d_in = 2 * n_numeric + (0..categorical_sizes.len()).map(dim).sum::<usize>();
         MetaEncoder {
             embeddings: categorical_sizes
                 .iter()
-                .map(|n| EmbeddingConfig::new((*n).max(1), self.cat_dim).init(device))
+                .enumerate()
+                .map(|(i, n)| EmbeddingConfig::new((*n).max(1), dim(i)).init(device))
                 .collect(),
             fc1: LinearConfig::new(d_in.max(1), self.hidden).init(device),
             norm: LayerNormConfig::new(self.hidden).init(device),

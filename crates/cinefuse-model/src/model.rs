@@ -80,8 +80,13 @@ impl ModelConfig {
                 self.text_encoder_on(Bert::new(&arch.config, arch.pooling, device), device)
             }),
             meta: has(Modality::Meta).then(|| {
-                self.meta
-                    .init(shapes.n_numeric, &shapes.categorical_sizes, d, device)
+                self.meta.init(
+                    shapes.n_numeric,
+                    &shapes.categorical_sizes,
+                    &shapes.categorical_dims,
+                    d,
+                    device,
+                )
             }),
             poster_head: has(Modality::Poster).then(head),
             text_head: has(Modality::Text).then(head),

@@ -27,6 +27,7 @@ fn shapes() -> ModelShapes {
         max_tokens: 12,
         n_numeric: 3,
         categorical_sizes: vec![5, 7],
+        categorical_dims: vec![],
         text_backbone: None,
     }
 }

@@ -51,6 +51,32 @@ pub struct DataConfig {
     pub synth_if_missing: usize,
     pub synth_seed: u64,
     pub preprocess: PrepareConfig,
+    /// Declared extra features (`[[data.features]]`); prepared with `preprocess`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<cinefuse_data::extra::FeatureSpec>,
+}
+
+impl DataConfig {
+    /// Declared features are written `[[data.features]]` and travel with the preprocessing
+    /// settings (they are fitted by `prepare`); a bare preprocessing file may hold them too.
+    fn sync_features(&mut self) -> Result<(), String> {
+        match (
+            self.features.is_empty(),
+            self.preprocess.features.is_empty(),
+        ) {
+            (false, true) => self.preprocess.features = self.features.clone(),
+            (true, false) => self.features = self.preprocess.features.clone(),
+            (false, false) if self.features != self.preprocess.features => {
+                return Err(
+                    "extra features are declared twice (data.features and data.preprocess.features); \
+                     keep [[data.features]]"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        cinefuse_data::extra::validate_specs(&self.features)
+    }
 }
 
 impl Default for DataConfig {
@@ -61,6 +87,7 @@ impl Default for DataConfig {
             synth_if_missing: 0,
             synth_seed: 7,
             preprocess: PrepareConfig::default(),
+            features: Vec::new(),
         }
     }
 }
@@ -435,6 +462,11 @@ impl TrainConfig {
                 );
             }
         }
+        let mut config = config;
+        config
+            .data
+            .sync_features()
+            .map_err(|e| anyhow!("{origin}: {e}"))?;
         if let Some(key) = non_finite_number(&back, "") {
             bail!("{origin}: key `{key}`: expected a finite number, not NaN or infinity");
         }
@@ -448,8 +480,11 @@ impl TrainConfig {
         Self::from_toml_str(&text, &path.display().to_string(), overrides)
     }
 
+    /// The resolved config as TOML; extra features appear once, as `[[data.features]]`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serializes")
+        let mut shown = self.clone();
+        shown.data.preprocess.features.clear();
+        toml::to_string_pretty(&shown).expect("config serializes")
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -460,6 +495,16 @@ impl TrainConfig {
             ));
         }
         self.data.preprocess.validate()?;
+        let uses_meta = self
+            .model
+            .modalities
+            .contains(&cinefuse_model::Modality::Meta);
+        if !self.data.features.is_empty() && !uses_meta {
+            return Err(format!(
+                "data.features `{}` feeds the metadata encoder: add \"meta\" to model.modalities",
+                self.data.features[0].name
+            ));
+        }
         self.model.validate()?;
         self.check_pretrained_text()?;
         self.loss.validate()?;

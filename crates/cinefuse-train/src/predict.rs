@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::prelude::*;
 use cinefuse_data::MovieBatcher;
 use cinefuse_data::dataset::MovieItem;
+use cinefuse_data::extra::{FittedFeature, numeric_value};
 use cinefuse_data::features::raw_numeric;
 use cinefuse_data::movie::{FIELDS, Movie, movie_from_value};
 use cinefuse_data::prepared::Preprocessor;
@@ -91,7 +92,28 @@ impl Predictor {
 
     /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
     pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<MovieItem> {
-        let sample = self.preprocessor.encode(movie, Split::Test)?;
+        let known: Vec<&str> = self
+            .preprocessor
+            .state
+            .extras
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        if let Some(unknown) = movie.extra.keys().find(|k| !known.contains(&k.as_str())) {
+            bail!(
+                "{}: extra.{unknown} is not a feature of this model ({})",
+                movie.id,
+                if known.is_empty() {
+                    "it has no extra features".to_string()
+                } else {
+                    format!("its extra features: {}", known.join(", "))
+                }
+            );
+        }
+        let sample = self
+            .preprocessor
+            .encode(movie, Split::Test)
+            .with_context(|| movie.id.clone())?;
         // An explicit --poster may be anywhere; a movie's own poster stays inside `base`.
         let path: Option<PathBuf> = match poster {
             Some(p) => Some(p.to_path_buf()),
@@ -221,11 +243,19 @@ const FAR_FROM_TRAINING_SD: f64 = 6.0;
 
 /// Warnings for numeric values far outside what the model saw in training.
 pub fn extrapolation_warnings(pre: &Preprocessor, movie: &Movie) -> Vec<String> {
+    let extras = pre.state.extras.iter().filter_map(|f| match f {
+        FittedFeature::Numeric { scaler } => Some(scaler),
+        _ => None,
+    });
     pre.state
         .numeric
         .iter()
+        .chain(extras)
         .filter_map(|scaler| {
-            let x = raw_numeric(movie, &scaler.name)?;
+            let x = match scaler.name.strip_prefix("extra.") {
+                Some(name) => numeric_value(movie, name).ok().flatten()?,
+                None => raw_numeric(movie, &scaler.name)?,
+            };
             let z = f64::from(scaler.apply(Some(x)).0);
             (z.abs() > FAR_FROM_TRAINING_SD).then(|| {
                 format!(

@@ -76,6 +76,7 @@ pub fn shapes_of(prepared: &Prepared) -> ModelShapes {
         max_tokens: pre.state.config.max_tokens,
         n_numeric: pre.n_numeric(),
         categorical_sizes: pre.categorical_sizes(),
+        categorical_dims: pre.categorical_dims(),
         text_backbone: None,
     }
 }
@@ -675,6 +676,7 @@ mod tests {
             max_tokens: 8,
             n_numeric: 1,
             categorical_sizes: vec![],
+            categorical_dims: vec![],
             text_backbone: Some(cinefuse_model::TextBackbone {
                 config: cinefuse_model::pretrained::BertConfig::from_dir(dir.path()).unwrap(),
                 pooling: cinefuse_model::text::Pooling::Mean,

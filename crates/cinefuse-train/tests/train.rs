@@ -1,6 +1,9 @@
 //! Training-loop tests on tiny generated data: resume equivalence, interruption and resume,
 //! early stopping, and export/predict agreeing with the in-process model.
 
+#[path = "train/extra.rs"]
+mod extra;
+
 use std::path::Path;
 
 use cinefuse_data::split::Split;

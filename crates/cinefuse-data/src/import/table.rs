@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::values::{NumberFormat, as_count, as_list, as_number, as_text, decode_text};
+use super::values::{
+    NumberFormat, as_count, as_list, as_number, as_text, decode_text, is_missing_text,
+};
 use super::{ImportReport, copy_poster};
 use crate::DataError;
 use crate::movie::{BadRecord, FIELDS, Movie};
@@ -21,7 +23,7 @@ pub fn parse_mapping(pairs: &[String]) -> Result<BTreeMap<String, String>, DataE
                 "--map {p:?}: expected TARGET=SOURCE, e.g. rating=imdb_rating"
             ))
         })?;
-        if !FIELDS.contains(&t.trim()) {
+        if !FIELDS.contains(&t.trim()) || t.trim() == "extra" {
             return Err(DataError::Invalid(format!(
                 "--map {p:?}: unknown target field {t:?}; fields are {}",
                 FIELDS.join(", ")
@@ -122,11 +124,86 @@ fn check_mapped_columns_exist(
     Ok(())
 }
 
+/// Which source columns go into each movie's `extra` object (`--extra NAME`, `--extra-all`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ExtraColumns {
+    #[default]
+    None,
+    Named(Vec<String>),
+    /// Every column not read into a dataset field.
+    All,
+}
+
+/// The `extra` values of a row: numbers, strings and lists of strings pass through (trimmed);
+/// missing markers and empty values are left out.
+fn extra_of(row: &Map<String, Value>, names: &[String]) -> BTreeMap<String, Value> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let v = match row.get(name)? {
+                Value::String(s) if is_missing_text(s) => return None,
+                Value::String(s) => Value::String(s.trim().to_string()),
+                Value::Number(n) => Value::Number(n.clone()),
+                Value::Array(items) => {
+                    let items: Vec<Value> = items
+                        .iter()
+                        .filter_map(as_text)
+                        .map(Value::String)
+                        .collect();
+                    if items.is_empty() {
+                        return None;
+                    }
+                    Value::Array(items)
+                }
+                Value::Bool(b) => Value::String(b.to_string()),
+                _ => return None,
+            };
+            Some((name.clone(), v))
+        })
+        .collect()
+}
+
+/// The source columns that become `extra` values.
+fn extra_columns(
+    src: &Path,
+    mapping: &BTreeMap<String, String>,
+    extra: &ExtraColumns,
+    rows: &[SourceRow],
+) -> Result<Vec<String>, DataError> {
+    let columns: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flat_map(|r| r.keys().cloned())
+        .collect();
+    let read_as_field = |c: &str| {
+        mapping.values().any(|s| s == c) || (FIELDS.contains(&c) && !mapping.contains_key(c))
+    };
+    match extra {
+        ExtraColumns::None => Ok(Vec::new()),
+        ExtraColumns::All => Ok(columns.into_iter().filter(|c| !read_as_field(c)).collect()),
+        ExtraColumns::Named(names) => {
+            for n in names {
+                if !columns.is_empty() && !columns.contains(n) {
+                    return Err(DataError::file(
+                        src,
+                        format!(
+                            "--extra {n}: no column `{n}`; the columns are {}",
+                            columns.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ok(names.clone())
+        }
+    }
+}
+
 /// Imports `src` into `out` (see module docs). Bad rows are errors unless `skip_bad`.
 pub fn import_table(
     src: &Path,
     out: &Path,
     mapping: &BTreeMap<String, String>,
+    extra: &ExtraColumns,
     skip_bad: bool,
 ) -> Result<(Vec<Movie>, ImportReport), DataError> {
     let base = src.parent().unwrap_or(Path::new("."));
@@ -141,6 +218,7 @@ pub fn import_table(
     };
     let rows = rows(src)?;
     check_mapped_columns_exist(src, mapping, &rows)?;
+    let extra_names = extra_columns(src, mapping, extra, &rows)?;
     for (line, row) in rows {
         let result = row.map_err(|m| (None, m)).and_then(|row| {
             let get = |field: &str| row.get(&source_of(field)).unwrap_or(&Value::Null);
@@ -180,6 +258,7 @@ pub fn import_table(
                 poster: as_text(get("poster")),
                 budget: num("budget")?,
                 gross: num("gross")?,
+                extra: extra_of(&row, &extra_names),
                 id,
             };
             check_movie(&movie).map_err(|(f, m)| (Some(f), m))?;

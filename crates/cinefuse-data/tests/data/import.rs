@@ -8,7 +8,7 @@ use std::path::Path;
 use cinefuse_data::import::imdb_tsv::{TsvSources, import_imdb_tsv};
 use cinefuse_data::import::mmimdb::import_mmimdb;
 use cinefuse_data::import::run_import;
-use cinefuse_data::import::table::{import_table, parse_mapping};
+use cinefuse_data::import::table::{ExtraColumns, import_table, parse_mapping};
 use cinefuse_data::movie::read_movies;
 
 fn png(path: &Path) {
@@ -117,7 +117,13 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
     .unwrap();
     let out = dir.path().join("out");
     let report = run_import(&out, &[&dir.path().join("movies.csv")], |s| {
-        import_table(&dir.path().join("movies.csv"), s, &map, false)
+        import_table(
+            &dir.path().join("movies.csv"),
+            s,
+            &map,
+            &ExtraColumns::None,
+            false,
+        )
     })
     .unwrap();
     assert_eq!(
@@ -160,7 +166,15 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
     let err = run_import(
         &dir.path().join("out2"),
         &[&dir.path().join("bad.jsonl")],
-        |s| import_table(&dir.path().join("bad.jsonl"), s, &map, false),
+        |s| {
+            import_table(
+                &dir.path().join("bad.jsonl"),
+                s,
+                &map,
+                &ExtraColumns::None,
+                false,
+            )
+        },
     )
     .unwrap_err()
     .to_string();
@@ -173,7 +187,15 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
     let report = run_import(
         &dir.path().join("out2"),
         &[&dir.path().join("bad.jsonl")],
-        |s| import_table(&dir.path().join("bad.jsonl"), s, &map, true),
+        |s| {
+            import_table(
+                &dir.path().join("bad.jsonl"),
+                s,
+                &map,
+                &ExtraColumns::None,
+                true,
+            )
+        },
     )
     .unwrap();
     assert_eq!((report.imported, report.skipped.len()), (1, 1));
@@ -292,7 +314,7 @@ fn table_import_refuses_missing_columns_loose_numbers_and_posters_outside() {
         fs::write(&src, rows).unwrap();
         let map = parse_mapping(&map.iter().map(|m| m.to_string()).collect::<Vec<_>>()).unwrap();
         run_import(&d.join(out), &[&src], |s| {
-            import_table(&src, s, &map, false)
+            import_table(&src, s, &map, &ExtraColumns::None, false)
         })
         .map_err(|e| e.to_string())
     };
@@ -345,7 +367,13 @@ fn table_import_refuses_missing_columns_loose_numbers_and_posters_outside() {
         fs::write(&src, format!("{{\"id\":\"a\",\"poster\":\"{poster}\"}}\n")).unwrap();
         let out = d.join(format!("p{i}"));
         let err = run_import(&out, &[&src], |s| {
-            import_table(&src, s, &parse_mapping(&[]).unwrap(), false)
+            import_table(
+                &src,
+                s,
+                &parse_mapping(&[]).unwrap(),
+                &ExtraColumns::None,
+                false,
+            )
         })
         .unwrap_err()
         .to_string();
