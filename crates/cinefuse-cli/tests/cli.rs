@@ -678,7 +678,7 @@ fn quickstart_report_eda_import_and_bench_run_end_to_end() {
 
     std::fs::write(
         d.join("table.csv"),
-        "imdb_id,name,score,length,kinds\ntt1,One,7.5,142 min,Drama|Comedy\ntt2,Two,N/A,2h 5m,Horror\n",
+        "imdb_id,name,score,length,kinds,critics\ntt1,One,7.5,142 min,Drama|Comedy,88\ntt2,Two,N/A,2h 5m,Horror,N/A\n",
     )
     .unwrap();
     let text = ok(
@@ -700,6 +700,8 @@ fn quickstart_report_eda_import_and_bench_run_end_to_end() {
             "runtime_min=length",
             "--map",
             "genres=kinds",
+            "--extra",
+            "critics",
         ],
     );
     assert!(text.contains("2 movies imported"), "{text}");
@@ -712,6 +714,27 @@ fn quickstart_report_eda_import_and_bench_run_end_to_end() {
     assert_eq!(lines[0]["genres"], serde_json::json!(["Drama", "Comedy"]));
     assert_eq!(lines[1]["runtime_min"], 125.0);
     assert!(lines[1].get("rating").is_none_or(|r| r.is_null()));
+    assert_eq!(lines[0]["extra"], serde_json::json!({"critics": "88"}));
+    assert!(
+        lines[1].get("extra").is_none(),
+        "a missing extra value is left out"
+    );
+    let e = fails(
+        d,
+        &[
+            "import",
+            "table",
+            "--src",
+            "table.csv",
+            "--out",
+            "i2",
+            "--map",
+            "id=imdb_id",
+            "--extra",
+            "critic",
+        ],
+    );
+    assert!(e.contains("--extra critic") && e.contains("critics"), "{e}");
 
     ok(
         d,

@@ -103,8 +103,11 @@ pub struct CachedFeatures {
 }
 
 /// Where a modality's cache lives inside a prepared directory.
+/// The folder of cached features inside a prepared folder.
+pub const FEATURES_DIR: &str = "features";
+
 pub fn cache_path(prepared_dir: &Path, modality: &str, fingerprint: &str) -> PathBuf {
-    prepared_dir.join("features").join(format!(
+    prepared_dir.join(FEATURES_DIR).join(format!(
         "{modality}-{}.bin",
         &fingerprint[..16.min(fingerprint.len())]
     ))

@@ -399,8 +399,20 @@ pub fn prepare_dataset(
     if !bad.is_empty() {
         write_json_atomic(&staging.path().join(BAD_RECORDS_FILE), &bad)?;
     }
+    carry_feature_cache(out_dir, staging.path());
     staging.commit()?;
     Ok(summary)
+}
+
+/// Cached backbone features are keyed by exactly the inputs they were computed from, so they
+/// stay valid when only metadata settings change: move them into the new prepared folder (a
+/// stale file is simply not found by its key). Best effort: a cache is never worth a failure.
+fn carry_feature_cache(out_dir: &Path, staging: &Path) {
+    let old = out_dir.join(crate::feature_cache::FEATURES_DIR);
+    let ours = crate::output_dir::marked_kind(out_dir).as_deref() == Some("prepared");
+    if ours && old.is_dir() {
+        let _ = std::fs::rename(&old, staging.join(crate::feature_cache::FEATURES_DIR));
+    }
 }
 
 /// Moves records whose declared extra features have values of the wrong kind to `bad`.

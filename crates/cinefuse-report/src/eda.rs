@@ -28,6 +28,8 @@ pub struct EdaSummary {
     pub posters_readable: usize,
     pub images: Vec<String>,
     pub sections: Vec<String>,
+    /// The dataset's `extra` fields, when it has any.
+    pub extra: Vec<crate::eda_extra::ExtraField>,
 }
 
 impl std::fmt::Display for EdaSummary {
@@ -489,6 +491,11 @@ pub fn write_eda(dataset: &Path, out_dir: &Path) -> Result<EdaSummary> {
     img(&mut page, "certificates.png", "Movies per certificate");
     page.end_section();
 
+    let extra =
+        crate::eda_extra::extra_section(&mut page, out, &movies, &genre_counts, &mut images)?;
+    if !extra.is_empty() {
+        sections.push("extra".to_string());
+    }
     std::fs::write(out.join("index.html"), page.render()).context("writing index.html")?;
     let summary = EdaSummary {
         movies: n,
@@ -501,6 +508,7 @@ pub fn write_eda(dataset: &Path, out_dir: &Path) -> Result<EdaSummary> {
         posters_readable: readable,
         images,
         sections,
+        extra,
     };
     std::fs::write(
         out.join("summary.json"),

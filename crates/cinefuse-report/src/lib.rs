@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod eda;
+pub mod eda_extra;
 pub mod font;
 pub mod html;
 pub mod run_report;

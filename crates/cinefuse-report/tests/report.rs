@@ -136,3 +136,52 @@ fn run_report_writes_curves_genres_and_the_rating_scatter() {
     }
     assert!(html.contains("Learning curves") && html.contains("Predicted vs actual rating"));
 }
+
+#[test]
+fn eda_describes_extra_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            let rating = 3.0 + (i % 10) as f64 * 0.5;
+            let genre = if i % 2 == 0 { "Drama" } else { "Comedy" };
+            serde_json::json!({
+                "id": format!("m{i}"),
+                "rating": rating,
+                "genres": [genre],
+                "extra": {
+                    "score": format!("{}", 10.0 * rating + (i % 3) as f64),
+                    "crew": if i % 4 == 0 { "ann, bo" } else { "cy" },
+                    "note": if i % 5 == 0 { serde_json::Value::Null } else { "won a prize".into() },
+                },
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(data.join("movies.jsonl"), lines.join("\n")).unwrap();
+    let out = dir.path().join("eda");
+    let summary = write_eda(&data, &out).unwrap();
+    assert!(summary.sections.contains(&"extra".to_string()));
+    let field = |n: &str| summary.extra.iter().find(|f| f.name == n).unwrap();
+    assert_eq!(
+        (field("score").kind.as_str(), field("score").present),
+        ("numeric", 40)
+    );
+    assert!(
+        field("score").rating_r.unwrap() > 0.99,
+        "{:?}",
+        field("score")
+    );
+    assert_eq!(
+        (field("crew").kind.as_str(), field("crew").distinct),
+        ("list", 3)
+    );
+    assert_eq!(
+        (field("note").kind.as_str(), field("note").present),
+        ("text", 32)
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<section id=\"extra\">") && html.contains("extra-score.png"));
+    image::open(out.join("extra-score.png")).unwrap();
+}

@@ -52,7 +52,6 @@ pub struct DataConfig {
     pub synth_seed: u64,
     pub preprocess: PrepareConfig,
     /// Declared extra features (`[[data.features]]`); prepared with `preprocess`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<cinefuse_data::extra::FeatureSpec>,
 }
 

@@ -13,7 +13,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use cinefuse_data::feature_cache::{CachedFeatures, FeatureTable, cache_path};
-use cinefuse_data::prepared::{POSTERS_FILE, SAMPLES_FILE};
+use cinefuse_data::prepared::POSTERS_FILE;
 use cinefuse_data::{MovieBatch, MovieItem, Prepared};
 use cinefuse_model::ModelConfig;
 use cinefuse_model::poster::PosterEncoderKind;
@@ -114,6 +114,21 @@ fn fingerprint(parts: &[&[u8]]) -> String {
     format!("{:x}", h.finalize())
 }
 
+/// What a backbone reads of each movie, in sample order: its id and `part` (tokens or the
+/// poster's cache slot). Metadata, labels and splits are left out, so changing them (declaring
+/// an extra feature, say) keeps the cached features valid.
+fn inputs_of<T: serde::Serialize>(
+    prepared: &Prepared,
+    part: impl Fn(&cinefuse_data::prepared::EncodedSample) -> T,
+) -> Vec<u8> {
+    let rows: Vec<(&str, T)> = prepared
+        .samples
+        .iter()
+        .map(|s| (s.id.as_str(), part(s)))
+        .collect();
+    serde_json::to_vec(&rows).expect("inputs serialize")
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -121,8 +136,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
     let weights = file_sha256(&Bert::weights_file(dir))?;
     let config = read(&dir.join("config.json"))?;
-    let samples = read(&prepared.dir.join(SAMPLES_FILE))?;
-    let key = fingerprint(&[b"bert-v1", weights.as_bytes(), &config, &samples]);
+    let tokens = inputs_of(prepared, |s| s.tokens.clone());
+    let key = fingerprint(&[b"bert-v2", weights.as_bytes(), &config, &tokens]);
     let path = cache_path(&prepared.dir, "plot", &key);
     if let Some(t) = FeatureTable::load_if(&path, &key)? {
         println!("plot features: cached ({})", path.display());
@@ -146,12 +161,12 @@ fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<Fea
 fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
     let weights = file_sha256(&EfficientNetLite::weights_file(dir))?;
     let posters = file_sha256(&prepared.dir.join(POSTERS_FILE))?;
-    let samples = read(&prepared.dir.join(SAMPLES_FILE))?;
+    let slots = inputs_of(prepared, |s| s.poster_slot);
     let key = fingerprint(&[
-        b"efficientnet-lite0-v1",
+        b"efficientnet-lite0-v2",
         weights.as_bytes(),
         posters.as_bytes(),
-        &samples,
+        &slots,
     ]);
     let path = cache_path(&prepared.dir, "poster", &key);
     if let Some(t) = FeatureTable::load_if(&path, &key)? {

@@ -110,6 +110,7 @@ fn each_kind_of_extra_feature_is_learned() {
         with.rating.mae,
         without.rating.mae
     );
+    predict_reads_declared_extras(root);
 
     let mut studio = spec("studio", FeatureKind::Categorical);
     studio.embedding_dim = Some(4);
@@ -203,5 +204,32 @@ fn declared_features_are_checked_by_name_and_kind() {
     assert_eq!(
         again.data.features, c.data.features,
         "the resolved config reloads"
+    );
+}
+
+/// The exported numeric-feature model reads `extra.critic` from a movie, validated as prepare
+/// validates it.
+fn predict_reads_declared_extras(root: &Path) {
+    use cinefuse_train::config::BackendKind;
+    use cinefuse_train::predict::{Predictor, movie_from_json};
+    let model = root.join("model-numeric");
+    cinefuse_train::export::export(&root.join("run-numeric"), &model, None).unwrap();
+    let p = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
+    let rate = |json: &str| -> Result<f32, String> {
+        let movie = movie_from_json(json, "--movie").map_err(|e| e.to_string())?;
+        let item = p.item(&movie, None, root).map_err(|e| format!("{e:#}"))?;
+        Ok(p.predict(&[item])[0].rating)
+    };
+    let (high, low) = (
+        rate(r#"{"extra": {"critic": "90"}}"#).unwrap(),
+        rate(r#"{"extra": {"critic": 10}}"#).unwrap(),
+    );
+    assert!(high > low + 2.0, "critic 90 → {high}, critic 10 → {low}");
+    let e = rate(r#"{"extra": {"critic": "ninety"}}"#).unwrap_err();
+    assert!(e.contains("extra.critic") && e.contains("ninety"), "{e}");
+    let e = rate(r#"{"extra": {"studio": "studio-1"}}"#).unwrap_err();
+    assert!(
+        e.contains("extra.studio is not a feature") && e.contains("critic"),
+        "{e}"
     );
 }
