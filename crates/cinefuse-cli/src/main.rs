@@ -5,6 +5,7 @@ mod cmd_data;
 mod cmd_import;
 mod cmd_report;
 mod cmd_scrape;
+mod cmd_serve;
 mod cmd_train;
 
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ enum Command {
     Predict(cmd_train::PredictArgs),
     /// Throughput benchmarks: training samples/s per backend, batching, prepare, page parsing.
     Bench(cmd_bench::BenchArgs),
+    /// A local web app for runs and predictions, and a JSON prediction API.
+    Serve(cmd_serve::ServeArgs),
     /// Config file tools.
     Config {
         #[command(subcommand)]
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd_train::export(a),
         Command::Predict(a) => cmd_train::predict(a),
         Command::Bench(a) => cmd_bench::run(a),
+        Command::Serve(a) => cmd_serve::run(a),
         Command::Config { action } => cmd_train::config(action),
         Command::Quickstart {
             config,

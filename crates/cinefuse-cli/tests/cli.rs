@@ -2,6 +2,8 @@
 
 #[path = "cli/safety.rs"]
 mod safety;
+#[path = "cli/serve.rs"]
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

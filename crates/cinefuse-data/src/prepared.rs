@@ -23,7 +23,7 @@ use crate::poster_cache::{PosterCache, fit_poster_with, to_chw};
 use crate::prepare::PrepareConfig;
 use crate::split::Split;
 use crate::text::{encode_plot, load_tokenizer};
-use crate::validate::{PosterLimits, load_poster};
+use crate::validate::{PosterLimits, decode_poster, load_poster};
 use crate::vocab::{GenreVocab, Vocab};
 
 pub const PREPROCESS_FILE: &str = "preprocess.json";
@@ -198,21 +198,33 @@ impl Preprocessor {
 
     /// Decodes a poster file and fits it to the configured size, as CHW bytes.
     pub fn poster_from_file(&self, path: &Path) -> Result<Vec<u8>, DataError> {
+        let img = load_poster(path, self.poster_limits()).map_err(|m| DataError::file(path, m))?;
+        Ok(self.fit(&img))
+    }
+
+    /// Like `poster_from_file`, for image bytes that are not a file (an upload).
+    pub fn poster_from_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+        let img = decode_poster(bytes, self.poster_limits())
+            .map_err(|m| DataError::Invalid(format!("poster: {m}")))?;
+        Ok(self.fit(&img))
+    }
+
+    fn poster_limits(&self) -> PosterLimits {
         let c = &self.state.config;
-        let img = load_poster(
-            path,
-            PosterLimits {
-                max_bytes: c.max_poster_bytes,
-                max_pixels: c.max_poster_pixels,
-            },
-        )
-        .map_err(|m| DataError::file(path, m))?;
-        Ok(to_chw(&fit_poster_with(
-            &img,
+        PosterLimits {
+            max_bytes: c.max_poster_bytes,
+            max_pixels: c.max_poster_pixels,
+        }
+    }
+
+    fn fit(&self, img: &image::DynamicImage) -> Vec<u8> {
+        let c = &self.state.config;
+        to_chw(&fit_poster_with(
+            img,
             c.image_width,
             c.image_height,
             c.poster_fit,
-        )))
+        ))
     }
 }
 

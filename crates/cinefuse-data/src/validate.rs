@@ -81,8 +81,20 @@ pub fn load_poster(path: &Path, limits: PosterLimits) -> Result<image::DynamicIm
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
+    decode_poster(&bytes, limits)
+}
+
+/// Size-checks and decodes poster bytes (a file's, or an upload's).
+pub fn decode_poster(bytes: &[u8], limits: PosterLimits) -> Result<image::DynamicImage, String> {
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(format!(
+            "oversized: {} bytes exceeds the limit of {} bytes",
+            bytes.len(),
+            limits.max_bytes
+        ));
+    }
     let reader = || {
-        ImageReader::new(std::io::Cursor::new(&bytes[..]))
+        ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| format!("unreadable: {e}"))
     };
@@ -96,7 +108,7 @@ pub fn load_poster(path: &Path, limits: PosterLimits) -> Result<image::DynamicIm
         ));
     }
     let reader = reader()?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !ends_with_jpeg_eoi(&bytes) {
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !ends_with_jpeg_eoi(bytes) {
         // The JPEG decoder fills a cut-off scan with grey instead of failing.
         return Err("truncated JPEG (no end-of-image marker)".into());
     }

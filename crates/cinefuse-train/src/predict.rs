@@ -90,8 +90,8 @@ impl Predictor {
         })
     }
 
-    /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
-    pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<MovieItem> {
+    /// An extra value the model does not use is a mistake, not something to ignore.
+    fn check_extras(&self, movie: &Movie) -> Result<()> {
         let known: Vec<&str> = self
             .preprocessor
             .state
@@ -110,10 +110,32 @@ impl Predictor {
                 }
             );
         }
-        let sample = self
-            .preprocessor
+        Ok(())
+    }
+
+    fn sample(&self, movie: &Movie) -> Result<cinefuse_data::prepared::EncodedSample> {
+        self.check_extras(movie)?;
+        self.preprocessor
             .encode(movie, Split::Test)
-            .with_context(|| movie.id.clone())?;
+            .with_context(|| movie.id.clone())
+    }
+
+    /// Encodes a movie with poster image bytes (an upload) instead of a poster path.
+    pub fn item_with_poster_bytes(
+        &self,
+        movie: &Movie,
+        poster: Option<&[u8]>,
+    ) -> Result<MovieItem> {
+        let sample = self.sample(movie)?;
+        let pixels = poster
+            .map(|b| self.preprocessor.poster_from_bytes(b))
+            .transpose()?;
+        Ok(MovieItem::from_sample(&sample, pixels))
+    }
+
+    /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
+    pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<MovieItem> {
+        let sample = self.sample(movie)?;
         // An explicit --poster may be anywhere; a movie's own poster stays inside `base`.
         let path: Option<PathBuf> = match poster {
             Some(p) => Some(p.to_path_buf()),

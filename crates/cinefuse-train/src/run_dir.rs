@@ -100,6 +100,11 @@ pub fn timestamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    timestamp_of(secs)
+}
+
+/// UTC `YYYYmmdd-HHMMSS` of a Unix time.
+pub fn timestamp_of(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil-from-days.

@@ -1,0 +1,38 @@
+//! `serve`: the local web app and JSON API (see cinefuse-serve).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The runs folder to show.
+    #[arg(long, default_value = "runs")]
+    runs: PathBuf,
+    /// The folder of exported models to predict with.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Largest request accepted (a poster upload), in MiB (1 to 200).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=200))]
+    max_upload_mb: u16,
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    if !a.addr.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {} makes runs and models readable from other machines",
+            a.addr
+        );
+    }
+    cinefuse_serve::serve(cinefuse_serve::ServeConfig {
+        runs: a.runs,
+        models: a.models,
+        addr: a.addr,
+        max_upload: usize::from(a.max_upload_mb) << 20,
+    })
+}

@@ -1,0 +1,454 @@
+//! (imported into the `cli` test binary)
+//! `cinefuse serve`: the JSON API with a real HTTP client against the server on an ephemeral
+//! 127.0.0.1 port, path safety, bad requests, concurrency, the pages, and one end-to-end test
+//! in headless Chromium driven over WebDriver.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{TINY, ok};
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two tiny runs (one evaluated and exported) in `d`.
+fn runs_and_a_model(d: &Path) {
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "120", "--seed", "3"]);
+    ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.epochs=2",
+            "--out",
+            "runs/alpha",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "model.fusion.kind=\"concat\"",
+            "--out",
+            "runs/beta",
+        ],
+    );
+    ok(d, &["eval", "--run", "runs/alpha"]);
+    ok(d, &["export", "--run", "runs/alpha", "--out", "models/m"]);
+}
+
+/// Starts `cinefuse serve` on a free port and returns it with its base URL.
+fn start_server(d: &Path, extra: &[&str]) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cinefuse"))
+        .args(
+            [
+                &[
+                    "serve",
+                    "--runs",
+                    "runs",
+                    "--models",
+                    "models",
+                    "--addr",
+                    "127.0.0.1:0",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    // Keep reading what the server prints, so that it never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    (Killed(child), url)
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn poster_base64(d: &Path) -> String {
+    let bytes = std::fs::read(first_poster(d)).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn first_poster(d: &Path) -> PathBuf {
+    let mut posters: Vec<PathBuf> = std::fs::read_dir(d.join("demo/posters"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    posters.sort();
+    posters.remove(0)
+}
+
+#[test]
+fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    runs_and_a_model(d);
+    std::os::unix::fs::symlink("/etc", d.join("runs/outside")).unwrap();
+    let (_server, url) = start_server(d, &["--max-upload-mb", "1"]);
+    let http = client();
+
+    let runs: Vec<Value> = http
+        .get(format!("{url}/api/runs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{runs:?}");
+    assert!(ids.contains(&"alpha") && ids.contains(&"beta"));
+    let alpha = runs.iter().find(|r| r["id"] == "alpha").unwrap();
+    assert_eq!(alpha["status"], "finished");
+    assert!(alpha["test"]["micro_f1"].is_number() && alpha["best"]["val_loss"].is_number());
+    let metrics: Vec<Value> = http
+        .get(format!("{url}/api/runs/alpha/metrics"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| m["epoch"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+
+    // Ids and paths can never reach outside the runs folder.
+    for bad in [
+        "..%2Fdemo",
+        "%2Fetc%2Fpasswd",
+        "..",
+        "outside",
+        ".hidden",
+        "nope",
+    ] {
+        let r = http
+            .get(format!("{url}/api/runs/{bad}/metrics"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{bad}");
+        let body: Value = r.json().unwrap();
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+
+    let predict = |body: Value| {
+        http.post(format!("{url}/api/predict"))
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let movie = json!({"title": "x", "plot": "a family grief story", "year": 1999});
+    let r = predict(json!({"movie": movie, "poster_base64": poster_base64(d)}));
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let p = &body["prediction"];
+    assert_eq!(body["model"], "m");
+    assert!(
+        p["rating"]
+            .as_f64()
+            .is_some_and(|r| (0.0..=10.0).contains(&r)),
+        "{body}"
+    );
+    assert!(!p["genres"].as_array().unwrap().is_empty());
+    assert_eq!(p["contributions"].as_array().unwrap().len(), 3);
+
+    for (body, says) in [
+        (json!({"movie": {"ratng": 5}}), "ratng"),
+        (json!({"movie": {"year": 99999}}), "year"),
+        (
+            json!({"movie": {"poster": "/etc/passwd"}}),
+            "reads no paths",
+        ),
+        (
+            json!({"movie": {}, "poster_base64": "%%%"}),
+            "poster_base64",
+        ),
+        (
+            json!({"movie": {}, "poster_base64": "bm90IGFuIGltYWdl"}),
+            "poster",
+        ),
+        (json!({"model": "../m", "movie": {}}), "no model"),
+        (json!({"movie": {}, "colour": 1}), "colour"),
+    ] {
+        let r = predict(body.clone());
+        assert!(r.status().is_client_error(), "{body}: {}", r.status());
+        let e: Value = r.json().unwrap();
+        assert!(e["error"].as_str().unwrap().contains(says), "{body}: {e}");
+    }
+    let r = http
+        .post(format!("{url}/api/predict"))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let big = vec![b'x'; 2 << 20];
+    let r = http
+        .post(format!("{url}/api/predict"))
+        .body(big)
+        .header("content-type", "application/json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413, "the upload limit");
+
+    // A multipart upload, and eight concurrent clients: the model is shared and consistent.
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("plot", "a family grief story")
+        .file("poster", first_poster(d))
+        .unwrap();
+    let r = http
+        .post(format!("{url}/api/predict"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reference = p["rating"].as_f64().unwrap();
+    let body = json!({"movie": movie, "poster_base64": poster_base64(d)});
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..4 {
+                    let r: Value = predict(body.clone()).json().unwrap();
+                    assert_eq!(r["prediction"]["rating"].as_f64(), Some(reference));
+                }
+            });
+        }
+    });
+
+    // The pages.
+    let page = |path: &str| http.get(format!("{url}{path}")).send().unwrap();
+    let runs_page = page("/").text().unwrap();
+    assert!(
+        runs_page.contains("alpha") && runs_page.contains("beta") && runs_page.contains("finished")
+    );
+    let run_page = page("/runs/alpha").text().unwrap();
+    assert!(
+        run_page.contains("<svg") && run_page.contains("Per-genre F1"),
+        "run page"
+    );
+    let compare = page("/compare?run=alpha&run=beta").text().unwrap();
+    assert!(
+        compare.contains("model.fusion.kind") && compare.contains("concat"),
+        "config diff"
+    );
+    assert!(!compare.contains("train.epochs"), "only keys that differ");
+    assert_eq!(page("/runs/..%2F..%2Fetc").status(), 404);
+    assert_eq!(page("/no/such/page").status(), 404);
+}
+
+/// A WebDriver session on headless Chromium (chromedriver), closed with the test.
+struct Browser {
+    http: reqwest::blocking::Client,
+    session: String,
+    _driver: Killed,
+}
+
+impl Browser {
+    fn start() -> Option<Self> {
+        let (chromium, driver) = (
+            Path::new("/usr/bin/chromium"),
+            Path::new("/usr/bin/chromedriver"),
+        );
+        if !chromium.exists() || !driver.exists() {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: no chromium/chromedriver (.ci/run installs them)"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let driver = Killed(child);
+        let http = client();
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            http.get(format!("{base}/status"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        assert!(ready, "chromedriver did not start");
+        let profile = tempfile::tempdir().unwrap().keep();
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+            "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--window-size=1200,1000",
+            format!("--user-data-dir={}", profile.display())]}}}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_string();
+        Some(Self {
+            http,
+            session: format!("{base}/session/{session}"),
+            _driver: driver,
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.session);
+        let r = match method {
+            "GET" => self.http.get(url).send(),
+            _ => self.http.post(url).json(&body).send(),
+        };
+        r.unwrap().json::<Value>().unwrap()["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", json!({"url": url}));
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{css}: {v}"))
+            .to_string()
+    }
+
+    fn page(&self) -> String {
+        self.call("GET", "/source", Value::Null)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Saves a screenshot when `CINEFUSE_SCREENSHOTS` names a folder (for the docs).
+    fn screenshot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("CINEFUSE_SCREENSHOTS") {
+            let png = self.call("GET", "/screenshot", Value::Null);
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(png.as_str().unwrap())
+                .unwrap();
+            std::fs::write(Path::new(&dir).join(format!("{name}.png")), bytes).unwrap();
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.http.delete(&self.session).send();
+    }
+}
+
+#[test]
+fn a_real_browser_predicts_from_the_form_and_sees_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    runs_and_a_model(d);
+    let (_server, url) = start_server(d, &[]);
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    browser.open(&format!("{url}/predict"));
+    let plot = browser.element("#plot");
+    browser.call(
+        "POST",
+        &format!("/element/{plot}/value"),
+        json!({"text": "a family grief story"}),
+    );
+    let poster = browser.element("#poster");
+    let file = first_poster(d).display().to_string();
+    browser.call(
+        "POST",
+        &format!("/element/{poster}/value"),
+        json!({"text": file}),
+    );
+    let submit = browser.element("#submit");
+    browser.call("POST", &format!("/element/{submit}/click"), json!({}));
+    let genres: Vec<String> =
+        serde_json::from_slice::<Value>(&std::fs::read(d.join("models/m/manifest.json")).unwrap())
+            .unwrap()["genres"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().to_string())
+            .collect();
+    let found = (0..50).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        let html = browser.page();
+        html.contains("id=\"result\"").then_some(html)
+    });
+    let html = found.expect("the result appears after submitting the form");
+    assert!(
+        html.contains("Predicted genres") && html.contains("Rating"),
+        "{html}"
+    );
+    assert!(
+        genres.iter().any(|g| html.contains(&format!(">{g}<"))),
+        "a genre name in the result"
+    );
+    browser.screenshot("serve-predict");
+
+    browser.open(&format!("{url}/"));
+    let html = browser.page();
+    assert!(
+        html.contains("alpha") && html.contains("beta"),
+        "the runs page lists the runs: {html}"
+    );
+    browser.screenshot("serve-runs");
+    browser.open(&format!("{url}/runs/alpha"));
+    assert!(browser.page().contains("Learning curves"));
+    browser.screenshot("serve-run");
+    browser.open(&format!("{url}/compare?run=alpha&run=beta"));
+    assert!(browser.page().contains("Config keys that differ"));
+    browser.screenshot("serve-compare");
+}

@@ -1,0 +1,339 @@
+//! The HTML pages: runs (sortable, live while a run trains), one run, a comparison of runs,
+//! and the prediction form with its result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{Environment, context};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{ApiError, PredictRequest, run_prediction};
+use crate::{AppState, runs, svg};
+
+/// The templates, compiled into the binary.
+pub fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, text) in [
+        ("base.html", include_str!("../templates/base.html")),
+        ("runs.html", include_str!("../templates/runs.html")),
+        ("run.html", include_str!("../templates/run.html")),
+        ("compare.html", include_str!("../templates/compare.html")),
+        ("predict.html", include_str!("../templates/predict.html")),
+    ] {
+        env.add_template(name, text).expect("templates parse");
+    }
+    env
+}
+
+fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
+    match state
+        .templates
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+    {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("template {name}: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+fn page_error(state: &AppState, status: StatusCode, message: &str) -> Response {
+    let html = state
+        .templates
+        .render_str(
+            "{% extends 'base.html' %}{% block body %}<p class=\"error\">{{ message }}</p>{% endblock %}",
+            context! { title => "error", message },
+        )
+        .unwrap_or_else(|_| message.to_string());
+    (status, Html(html)).into_response()
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+/// UTC `YYYY-MM-DD HH:MM` of a Unix time.
+fn date(unix: u64) -> String {
+    if unix == 0 {
+        return "–".into();
+    }
+    let stamp = cinefuse_train::run_dir::timestamp_of(unix);
+    format!(
+        "{}-{}-{} {}:{}",
+        &stamp[..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13]
+    )
+}
+
+#[derive(Serialize)]
+struct Row {
+    id: String,
+    status: String,
+    started: String,
+    started_unix: u64,
+    backend: String,
+    epochs: usize,
+    best_epoch: Option<usize>,
+    val_loss: String,
+    val_micro_f1: String,
+    val_mae: String,
+    test_micro_f1: String,
+    test_top1: String,
+    test_mae: String,
+}
+
+const COLUMNS: [(&str, &str); 12] = [
+    ("id", "run"),
+    ("status", "status"),
+    ("started", "started"),
+    ("backend", "backend"),
+    ("epochs", "epochs"),
+    ("best_epoch", "best epoch"),
+    ("val_loss", "val loss"),
+    ("val_micro_f1", "val micro-F1"),
+    ("val_mae", "val MAE"),
+    ("test_micro_f1", "test micro-F1"),
+    ("test_top1", "test top-1"),
+    ("test_mae", "test MAE"),
+];
+
+pub async fn runs_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut rows: Vec<Row> = runs::list(&state.runs)
+        .into_iter()
+        .map(|r| Row {
+            started: date(r.started_unix),
+            started_unix: r.started_unix,
+            val_loss: num(&r.best["val_loss"], 4),
+            val_micro_f1: num(&r.best["val_micro_f1"], 3),
+            val_mae: num(&r.best["val_mae"], 3),
+            test_micro_f1: num(&r.test["micro_f1"], 3),
+            test_top1: num(&r.test["top1"], 3),
+            test_mae: num(&r.test["mae"], 3),
+            id: r.id,
+            status: r.status,
+            backend: r.backend,
+            epochs: r.epochs,
+            best_epoch: r.best_epoch,
+        })
+        .collect();
+    let sort = query
+        .get("sort")
+        .cloned()
+        .unwrap_or_else(|| "started".into());
+    let desc = query.contains_key("desc");
+    let key = |r: &Row| -> (f64, String) {
+        let v = serde_json::to_value(r).unwrap_or_default();
+        let field = if sort == "started" {
+            "started_unix"
+        } else {
+            sort.as_str()
+        };
+        match &v[field] {
+            Value::Number(n) => (n.as_f64().unwrap_or(0.0), String::new()),
+            Value::String(s) => (s.parse().unwrap_or(f64::NAN), s.clone()),
+            _ => (f64::NAN, String::new()),
+        }
+    };
+    rows.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        let order = if ka.0.is_nan() || kb.0.is_nan() {
+            ka.1.cmp(&kb.1)
+        } else {
+            ka.0.total_cmp(&kb.0)
+        };
+        if desc { order.reverse() } else { order }
+    });
+    let training = rows.iter().any(|r| r.status == "training");
+    let columns: Vec<_> = COLUMNS
+        .iter()
+        .map(|(key, label)| context! { key, label })
+        .collect();
+    render(
+        &state,
+        "runs.html",
+        context! {
+            title => "runs", runs => rows, columns, sort, desc,
+            runs_dir => state.runs.display().to_string(),
+            refresh => if training { Some(5) } else { None },
+        },
+    )
+}
+
+fn series(history: &[Value], keys: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
+    keys.iter()
+        .map(|k| {
+            let points = history
+                .iter()
+                .filter_map(|h| Some((h["epoch"].as_f64()?, h[*k].as_f64()?)))
+                .collect();
+            (k.to_string(), points)
+        })
+        .filter(|(_, p): &(String, Vec<(f64, f64)>)| !p.is_empty())
+        .collect()
+}
+
+pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let Some(dir) = runs::run_dir(&state.runs, &id) else {
+        return page_error(&state, StatusCode::NOT_FOUND, &format!("no run {id:?}"));
+    };
+    let run = runs::summarize(&id, &dir);
+    let history = runs::metrics(&dir);
+    let eval: Value = std::fs::read(dir.join("eval.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let genres: Vec<Value> = eval["genres"]["per_genre"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let genre_chart = (!genres.is_empty()).then(|| {
+        let rows: Vec<(String, f64)> = genres
+            .iter()
+            .map(|g| {
+                (
+                    g["genre"].as_str().unwrap_or("").to_string(),
+                    g["f1"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        svg::bars(
+            "Per-genre F1 (test, thresholds tuned on validation)",
+            &rows,
+            1.0,
+        )
+    });
+    let live = run.status == "training";
+    render(
+        &state,
+        "run.html",
+        context! {
+            title => id.clone(), run,
+            loss_chart => svg::lines("Loss", "epoch", &series(&history, &["train_loss", "val_loss"])),
+            metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &["val_micro_f1", "val_macro_f1", "val_top1"])),
+            mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &["val_mae"])),
+            genre_chart, genres,
+            config => std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default(),
+            refresh => if live { Some(5) } else { None },
+        },
+    )
+}
+
+pub async fn compare_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let ids: Vec<String> = query
+        .into_iter()
+        .filter(|(k, _)| k == "run")
+        .map(|(_, v)| v)
+        .collect();
+    if ids.len() < 2 {
+        return page_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "pick at least two runs to compare",
+        );
+    }
+    let mut dirs = Vec::new();
+    for id in &ids {
+        match runs::run_dir(&state.runs, id) {
+            Some(d) => dirs.push(d),
+            None => return page_error(&state, StatusCode::NOT_FOUND, &format!("no run {id:?}")),
+        }
+    }
+    let curves = |key: &str| -> Vec<(String, Vec<(f64, f64)>)> {
+        ids.iter()
+            .zip(&dirs)
+            .map(|(id, d)| {
+                let s = series(&runs::metrics(d), &[key]);
+                (
+                    id.clone(),
+                    s.into_iter().next().map(|(_, p)| p).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    render(
+        &state,
+        "compare.html",
+        context! {
+            title => "compare", ids,
+            loss_chart => svg::lines("Validation loss", "epoch", &curves("val_loss")),
+            metric_chart => svg::lines("Validation micro-F1", "epoch", &curves("val_micro_f1")),
+            diff => runs::config_diff(&dirs),
+        },
+    )
+}
+
+pub async fn predict_form(State(state): State<Arc<AppState>>) -> Response {
+    render(
+        &state,
+        "predict.html",
+        context! {
+            title => "predict", models => state.models.list(),
+            models_dir => state.models_dir.display().to_string(), form => context! {},
+        },
+    )
+}
+
+pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let models = state.models.list();
+    let result = match PredictRequest::read(request).await {
+        Ok(r) => {
+            let form = r.movie.clone();
+            run_prediction(&state, r).await.map(|p| (p, form))
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(((model, prediction, coverage), form)) => {
+            let genres: Vec<(String, f64)> = prediction
+                .genres
+                .iter()
+                .take(8)
+                .map(|g| (g.genre.clone(), f64::from(g.probability)))
+                .collect();
+            let shares: Vec<(String, f64)> = prediction
+                .contributions
+                .iter()
+                .map(|c| (c.modality.name().to_string(), f64::from(c.share)))
+                .collect();
+            render(
+                &state,
+                "predict.html",
+                context! {
+                    title => "prediction", models, model, coverage, form,
+                    models_dir => state.models_dir.display().to_string(),
+                    genre_chart => svg::bars("Genre probabilities", &genres, 1.0),
+                    contribution_chart => svg::bars(&format!("Contributions ({})", prediction.contribution_method), &shares, 1.0),
+                    prediction,
+                },
+            )
+        }
+        Err(ApiError(status, message)) => {
+            let html = state.templates.get_template("predict.html").and_then(|t| {
+                t.render(context! {
+                    title => "predict", models, error => message, form => context! {},
+                    models_dir => state.models_dir.display().to_string(),
+                })
+            });
+            match html {
+                Ok(h) => (status, Html(h)).into_response(),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Small server-side SVG charts for the pages: lines (learning curves), horizontal bars
+//! (per-genre F1, predicted probabilities, modality shares). No JavaScript involved.
+
+use std::fmt::Write;
+
+const PALETTE: [&str; 6] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+];
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A line chart of several (label, points) series with axes, ticks and a legend.
+pub fn lines(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 300.0, 56.0, 150.0, 30.0, 40.0);
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-label="{t}"><text x="{left}" y="18" class="title">{t}</text>"#,
+        t = escape(title)
+    );
+    if points.is_empty() {
+        svg.push_str(r#"<text x="60" y="150">no data yet</text></svg>"#);
+        return svg;
+    }
+    let (x0, x1) = bounds(points.iter().map(|p| p.0));
+    let (y0, y1) = bounds(points.iter().map(|p| p.1));
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let sx = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+    let sy = |y: f64| top + ph - (y - y0) / (y1 - y0) * ph;
+    let _ = write!(
+        svg,
+        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
+    );
+    for i in 0..=4 {
+        let y = y0 + (y1 - y0) * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            r##"<text x="{}" y="{}" class="tick" text-anchor="end">{y:.3}</text><line x1="{left}" x2="{}" y1="{yy}" y2="{yy}" stroke="#eee"/>"##,
+            left - 4.0,
+            sy(y) + 4.0,
+            left + pw,
+            yy = sy(y)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="{}" class="tick">{x0}</text><text x="{}" y="{}" class="tick" text-anchor="end">{x1}</text><text x="{}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+        top + ph + 16.0,
+        left + pw,
+        top + ph + 16.0,
+        left + pw / 2.0,
+        top + ph + 32.0,
+        escape(x_label)
+    );
+    for (i, (label, pts)) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="4" fill="{color}"/><text x="{}" y="{}" class="legend">{}</text>"#,
+            path.join(" "),
+            left + pw + 10.0,
+            top + 10.0 + 18.0 * i as f64,
+            left + pw + 26.0,
+            top + 15.0 + 18.0 * i as f64,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    }
+}
+
+/// Horizontal bars with values in `[0, max]`, each labelled with its value.
+pub fn bars(title: &str, rows: &[(String, f64)], max: f64) -> String {
+    let (w, label_w, bar_h) = (640.0, 170.0, 20.0);
+    let h = 30.0 + bar_h * rows.len() as f64 + 10.0;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-label="{t}"><text x="4" y="18" class="title">{t}</text>"#,
+        t = escape(title)
+    );
+    let scale = (w - label_w - 70.0) / max.max(1e-9);
+    for (i, (label, v)) in rows.iter().enumerate() {
+        let y = 30.0 + bar_h * i as f64;
+        let len = (v.max(0.0) * scale).max(0.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" class="tick" text-anchor="end">{}</text><rect x="{label_w}" y="{y}" width="{len:.1}" height="{}" fill="{}"/><text x="{}" y="{}" class="tick">{v:.3}</text>"#,
+            label_w - 6.0,
+            y + 14.0,
+            escape(label),
+            bar_h - 4.0,
+            PALETTE[0],
+            label_w + len + 6.0,
+            y + 14.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
