@@ -157,7 +157,7 @@ pub async fn run_prediction(
     let movie = movie_from_json(&request.movie.to_string(), "movie")
         .map_err(|e| ApiError::bad(format!("{e:#}")))?;
     let result = tokio::task::spawn_blocking(move || {
-        let p = predictor.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &predictor;
         let item = p
             .item_with_poster_bytes(&movie, request.poster.as_deref())
             .map_err(|e| format!("{e:#}"))?;

@@ -1,5 +1,5 @@
 //! The exported models under a models folder, each loaded once, on first use, and shared by
-//! every request (a mutex serializes predictions on one model: they take milliseconds).
+//! every request; predictions on one model run concurrently (a forward pass borrows it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use cinefuse_train::predict::Predictor;
 
 pub struct Models {
     dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<Mutex<Predictor>>>>,
+    loaded: Mutex<HashMap<String, Arc<Predictor>>>,
 }
 
 impl Models {
@@ -47,7 +47,7 @@ impl Models {
     }
 
     /// Model `id` (or the only model, when `id` is `None` and there is exactly one).
-    pub fn get(&self, id: Option<&str>) -> Result<(String, Arc<Mutex<Predictor>>), String> {
+    pub fn get(&self, id: Option<&str>) -> Result<(String, Arc<Predictor>), String> {
         let id = match id {
             Some(id) => id.to_string(),
             None => match self.list().as_slice() {
@@ -68,7 +68,7 @@ impl Models {
         })?;
         let predictor =
             Predictor::load(&dir, Some(BackendKind::Flex)).map_err(|e| format!("{e:#}"))?;
-        let shared = Arc::new(Mutex::new(predictor));
+        let shared = Arc::new(predictor);
         loaded.insert(id.clone(), shared.clone());
         Ok((id, shared))
     }

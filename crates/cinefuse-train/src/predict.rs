@@ -159,7 +159,49 @@ impl Predictor {
         )
     }
 
+    /// Items with their pretrained backbones' features computed once, in batches: they do not
+    /// change when a modality is left out, so the full pass and every leave-one-out pass reuse
+    /// them (four backbone passes become one).
+    fn with_backbone_features(&self, items: &[MovieItem]) -> Vec<MovieItem> {
+        use burn::data::dataloader::batcher::Batcher;
+        let mut items = items.to_vec();
+        let (poster, text) = (&self.model.poster_pretrained, &self.model.text_pretrained);
+        let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
+            let [n, d] = t.dims();
+            let v = t
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
+        };
+        for chunk in items.chunks_mut(32) {
+            let needs_poster = poster.is_some() && chunk.iter().any(|i| i.poster.is_some());
+            let needs_plot = text.is_some() && chunk.iter().any(|i| i.plot_present);
+            if !(needs_poster || needs_plot) {
+                continue;
+            }
+            let batch = self.batcher.batch(chunk.to_vec(), &self.device);
+            if let (Some(enc), true) = (poster, needs_poster) {
+                for (item, f) in chunk.iter_mut().zip(rows(enc.backbone_features(&batch))) {
+                    if item.poster.take().is_some() {
+                        item.poster_features = Some(f);
+                    }
+                }
+            }
+            if let (Some(enc), true) = (text, needs_plot) {
+                for (item, f) in chunk.iter_mut().zip(rows(enc.backbone_features(&batch))) {
+                    if item.plot_present && !item.tokens.is_empty() {
+                        item.plot_features = Some(f);
+                    }
+                }
+            }
+        }
+        items
+    }
+
     pub fn predict(&self, items: &[MovieItem]) -> Vec<MoviePrediction> {
+        let items = &self.with_backbone_features(items);
         let full = self.run(items, &[]);
         let modalities = self.model.modalities().to_vec();
         let g = full.n_genres;
