@@ -215,6 +215,37 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
             1.0,
         )
     });
+    let predictions: Value = std::fs::read(dir.join("eval_predictions.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let points: Vec<(f64, f64)> = predictions["ratings"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rating_chart =
+        (!points.is_empty()).then(|| svg::scatter("Predicted vs actual rating (test)", &points));
+    let weights: Vec<(String, f64)> = predictions["modalities"]
+        .as_array()
+        .zip(predictions["mean_weights"].as_array())
+        .map(|(m, w)| {
+            m.iter()
+                .zip(w)
+                .map(|(m, w)| {
+                    (
+                        m.as_str().unwrap_or("").to_string(),
+                        w.as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let weight_chart = (!weights.is_empty())
+        .then(|| svg::bars("Mean fusion weight per modality (test)", &weights, 1.0));
     let live = run.status == "training";
     render(
         &state,
@@ -224,7 +255,7 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
             loss_chart => svg::lines("Loss", "epoch", &series(&history, &["train_loss", "val_loss"])),
             metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &["val_micro_f1", "val_macro_f1", "val_top1"])),
             mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &["val_mae"])),
-            genre_chart, genres,
+            genre_chart, genres, rating_chart, weight_chart,
             config => std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default(),
             refresh => if live { Some(5) } else { None },
         },

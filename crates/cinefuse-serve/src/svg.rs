@@ -118,3 +118,34 @@ pub fn bars(title: &str, rows: &[(String, f64)], max: f64) -> String {
     svg.push_str("</svg>");
     svg
 }
+
+/// A scatter of (actual, predicted) points on equal 0–10 axes, with the diagonal.
+pub fn scatter(title: &str, points: &[(f64, f64)]) -> String {
+    let (size, pad) = (360.0, 40.0);
+    let plot = size - 2.0 * pad;
+    let at = |v: f64| v.clamp(0.0, 10.0) / 10.0 * plot;
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" class="chart square" role="img" aria-label="{t}"><text x="{pad}" y="18" class="title">{t}</text><rect x="{pad}" y="{pad}" width="{plot}" height="{plot}" fill="none" stroke="#999"/><line x1="{pad}" y1="{}" x2="{}" y2="{pad}" stroke="#bbb" stroke-dasharray="4"/>"##,
+        pad + plot,
+        pad + plot,
+        t = escape(title)
+    );
+    for (a, p) in points {
+        let _ = write!(
+            svg,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{}" fill-opacity="0.5"/>"#,
+            pad + at(*a),
+            pad + plot - at(*p),
+            PALETTE[0]
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" class="tick" text-anchor="middle">actual rating (0–10)</text><text x="12" y="{}" class="tick" transform="rotate(-90 12 {})" text-anchor="middle">predicted</text></svg>"#,
+        pad + plot / 2.0,
+        size - 8.0,
+        pad + plot / 2.0,
+        pad + plot / 2.0
+    );
+    svg
+}

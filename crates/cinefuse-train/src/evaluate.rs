@@ -264,7 +264,36 @@ pub fn evaluate(
         baselines: baselines(&run, &preds),
     };
     write_json(&run_dir.join("eval.json"), &report)?;
+    write_json(
+        &run_dir.join(EVAL_PREDICTIONS_FILE),
+        &prediction_summary(&preds, run.model.modalities(), &report.target),
+    )?;
     Ok(report)
+}
+
+/// What `eval` keeps of its predictions for the report pages: (actual, predicted) ratings and
+/// the mean fusion weight of each modality (where the fusion has weights).
+pub const EVAL_PREDICTIONS_FILE: &str = "eval_predictions.json";
+
+fn prediction_summary(
+    preds: &Predictions,
+    modalities: &[cinefuse_model::Modality],
+    target: &str,
+) -> serde_json::Value {
+    let (predicted, actual) = preds.labelled_ratings();
+    let m = modalities.len().max(1);
+    let n = (preds.ids.len().max(1)) as f32;
+    let mean_weights = preds.weights.as_ref().map(|w| {
+        (0..m)
+            .map(|j| w.iter().skip(j).step_by(m).sum::<f32>() / n)
+            .collect::<Vec<f32>>()
+    });
+    serde_json::json!({
+        "target": target,
+        "modalities": modalities.iter().map(|md| md.name()).collect::<Vec<_>>(),
+        "ratings": actual.iter().zip(&predicted).map(|(a, p)| [*a, *p]).collect::<Vec<_>>(),
+        "mean_weights": mean_weights,
+    })
 }
 
 impl std::fmt::Display for EvalReport {

@@ -35,6 +35,8 @@ fn runs_and_a_model(d: &Path) {
             "tiny.toml",
             "--set",
             "train.epochs=2",
+            "--set",
+            "model.fusion.kind=\"gmu\"",
             "--out",
             "runs/alpha",
         ],
@@ -259,7 +261,10 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     );
     let run_page = page("/runs/alpha").text().unwrap();
     assert!(
-        run_page.contains("<svg") && run_page.contains("Per-genre F1"),
+        run_page.contains("<svg")
+            && run_page.contains("Per-genre F1")
+            && run_page.contains("Predicted vs actual rating")
+            && run_page.contains("Mean fusion weight"),
         "run page"
     );
     let compare = page("/compare?run=alpha&run=beta").text().unwrap();
