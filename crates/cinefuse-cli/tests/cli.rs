@@ -27,6 +27,15 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// `cinefuse train --config tiny.toml --out OUT` with `--set` overrides; it must succeed.
+fn train_tiny(dir: &Path, out: &str, sets: &[&str]) -> String {
+    let mut args = vec!["train", "--config", "tiny.toml", "--out", out];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    ok(dir, &args)
+}
+
 fn fails(dir: &Path, args: &[&str]) -> String {
     let out = cinefuse(dir, args);
     assert!(!out.status.success(), "cinefuse {args:?} should fail");
@@ -102,20 +111,7 @@ fn synth_prepare_train_eval_export_predict() {
     ok(d, &["config", "check", "tiny.toml"]);
 
     // Enough steps for the tiny model to beat the baselines (checked below).
-    let text = ok(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "runs/t",
-            "--set",
-            "train.epochs=10",
-            "--set",
-            "optim.lr=1e-2",
-        ],
-    );
+    let text = train_tiny(d, "runs/t", &["train.epochs=10", "optim.lr=1e-2"]);
     assert!(
         text.contains("reusing prepared data"),
         "prepared data is reused: {text}"

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{TINY, cinefuse, fails, ok};
+use super::{TINY, cinefuse, fails, ok, train_tiny};
 
 fn digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -46,18 +46,7 @@ fn out_folders_never_swallow_inputs_or_the_working_directory() {
     assert!(e.contains("contains the input"), "{e}");
     assert_eq!(digest(&d.join("demo")), dataset, "the dataset is untouched");
 
-    ok(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "train.epochs=1",
-            "--out",
-            "runs/a",
-        ],
-    );
+    train_tiny(d, "runs/a", &["train.epochs=1"]);
     let run = digest(&d.join("runs/a"));
     let e = fails(d, &["export", "--run", "runs/a", "--out", "runs/a"]);
     assert!(e.contains("is the input"), "{e}");
@@ -216,18 +205,7 @@ fn predict_validates_its_input_like_prepare() {
     let d = dir.path();
     std::fs::write(d.join("tiny.toml"), TINY).unwrap();
     ok(d, &["synth", "--out", "demo", "--n", "60", "--seed", "3"]);
-    ok(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "train.epochs=1",
-            "--out",
-            "runs/p",
-        ],
-    );
+    train_tiny(d, "runs/p", &["train.epochs=1"]);
     ok(d, &["export", "--run", "runs/p", "--out", "model"]);
     fn predict<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         [&["predict", "--model", "model"][..], extra].concat()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{TINY, ok};
+use super::{TINY, ok, train_tiny};
 
 /// A child process killed when the test ends, however it ends.
 struct Killed(Child);
@@ -27,33 +27,15 @@ impl Drop for Killed {
 fn runs_and_a_model(d: &Path) {
     std::fs::write(d.join("tiny.toml"), TINY).unwrap();
     ok(d, &["synth", "--out", "demo", "--n", "120", "--seed", "3"]);
-    ok(
+    train_tiny(
         d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "train.epochs=2",
-            "--set",
-            "model.fusion.kind=\"gmu\"",
-            "--out",
-            "runs/alpha",
-        ],
+        "runs/alpha",
+        &["train.epochs=2", "model.fusion.kind=\"gmu\""],
     );
-    ok(
+    train_tiny(
         d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "train.epochs=2",
-            "--set",
-            "model.fusion.kind=\"concat\"",
-            "--out",
-            "runs/beta",
-        ],
+        "runs/beta",
+        &["train.epochs=2", "model.fusion.kind=\"concat\""],
     );
     ok(d, &["eval", "--run", "runs/alpha"]);
     ok(d, &["export", "--run", "runs/alpha", "--out", "models/m"]);
