@@ -1,0 +1,329 @@
+//! The epochs of a run: one pass over the training data (with an exact checkpoint when
+//! interrupted), validation and the metrics line, the best model and early stopping, and the
+//! periodic checkpoints.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+use super::setup::Trainer;
+use super::{
+    INTERRUPTED, RunSummary, batch_seed, epoch_seed, progress, save_checkpoint, save_model,
+    step_with_lr_scales,
+};
+use crate::inference::{Scorer, predict_dataset};
+use crate::run_dir::*;
+use crate::schedule::learning_rate;
+
+/// How the training pass of an epoch ended.
+struct Pass {
+    /// Sums over the epoch's batches (this call's and, after a resume, the earlier ones):
+    /// total, genre and rating loss times batch size, and movies seen.
+    sums: (f64, f64, f64, usize),
+    lr: f64,
+    interrupted: bool,
+}
+
+impl Trainer {
+    /// Trains the remaining epochs; stops early, on Ctrl-C or after `stop_after_steps`, always
+    /// with a checkpoint to resume from.
+    pub fn fit(mut self) -> Result<RunSummary> {
+        let (mut interrupted, mut stopped_early, mut steps_this_call) = (false, false, 0);
+        while self.state.epoch < self.config.train.epochs && !interrupted && !stopped_early {
+            let epoch = self.state.epoch + 1;
+            let started = Instant::now();
+            let pass = self.train_pass(epoch, &mut steps_this_call)?;
+            if pass.interrupted && self.state.batches_into_epoch < self.steps_per_epoch {
+                self.checkpoint_mid_epoch(pass.sums)?;
+                interrupted = true;
+                break;
+            }
+            let line = self.validate(epoch, &pass, started)?;
+            self.state.epoch = epoch;
+            self.state.batches_into_epoch = 0;
+            self.state.partial_sums = (0.0, 0.0, 0.0, 0);
+            if !self.pretraining(epoch) {
+                stopped_early = self.update_best(epoch, &line)?;
+            }
+            interrupted = pass.interrupted || INTERRUPTED.load(Ordering::SeqCst);
+            self.checkpoint_epoch(epoch, stopped_early || interrupted)?;
+            if interrupted {
+                println!(
+                    "stopped after epoch {epoch}; resume with: cinefuse train --resume {}",
+                    self.run_dir.display()
+                );
+            }
+        }
+        Ok(RunSummary {
+            epochs_completed: self.state.epoch,
+            best_epoch: self.state.best_epoch,
+            best_value: self.state.best_value,
+            stopped_early,
+            interrupted,
+            history: read_metrics(&self.run_dir)?,
+            run_dir: self.run_dir,
+        })
+    }
+
+    /// Per-modality pre-training: the first `pretrain_epochs` of a fused model.
+    fn pretraining(&self, epoch: usize) -> bool {
+        self.model.as_ref().is_some_and(|m| m.is_fused())
+            && epoch <= self.config.train.pretrain_epochs
+    }
+
+    fn scorer(&self) -> Scorer<'_> {
+        Scorer {
+            loss: &self.config.loss,
+            scale: self.scale,
+            pos_weight: self.pos_weight.clone(),
+        }
+    }
+
+    /// One pass over the epoch's training batches, from where an interrupted pass stopped.
+    fn train_pass(&mut self, epoch: usize, steps_this_call: &mut usize) -> Result<Pass> {
+        let t = self.config.train.clone();
+        let pretraining = self.pretraining(epoch);
+        let (main_w, aux_w) = if pretraining {
+            (0.0, 1.0)
+        } else {
+            (1.0, self.config.model.aux_loss_weight)
+        };
+        // Same seed and epoch → same order, also after a resume.
+        let mut order: Vec<usize> = (0..self.train_ds.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
+            self.config.seed,
+            epoch,
+        )));
+        order.truncate(self.steps_per_epoch * t.batch_size);
+        let skip = self.state.batches_into_epoch * t.batch_size;
+        let loader = DataLoaderBuilder::new(self.batcher.clone())
+            .batch_size(t.batch_size)
+            .num_workers(t.num_workers)
+            .set_device(self.device.clone())
+            .build(self.train_ds.reordered(&order[skip.min(order.len())..]));
+        let pb = progress(self.steps_per_epoch as u64);
+        let phase = if pretraining { " (pretrain)" } else { "" };
+        pb.set_prefix(format!("epoch {epoch}/{}{phase}", t.epochs));
+        pb.set_position(self.state.batches_into_epoch as u64);
+        let started = Instant::now();
+        let mut pass = Pass {
+            sums: self.state.partial_sums,
+            lr: 0.0,
+            interrupted: false,
+        };
+        for batch in loader.iter() {
+            let batch = batch.map_err(|e| anyhow::anyhow!("data loading failed: {e}"))?;
+            pass.lr = learning_rate(
+                &self.config.schedule,
+                self.config.optim.lr,
+                self.state.step,
+                self.total_steps,
+                self.steps_per_epoch,
+            );
+            // Seeded per batch, so a resume at any batch draws the same dropout masks.
+            self.device.seed(batch_seed(
+                self.config.seed,
+                epoch,
+                self.state.batches_into_epoch,
+            ));
+            let model = self
+                .model
+                .take()
+                .context("the model is in place between steps")?;
+            let out = model.forward_with(&batch, true);
+            let parts = self.scorer().loss(&out, &batch, main_w, aux_w);
+            let [total, genre, rating] = parts.values();
+            if !total.is_finite() {
+                bail!(
+                    "loss became {total} at step {}; lower optim.lr or check the data",
+                    self.state.step
+                );
+            }
+            let b = batch.len() as f64;
+            pass.sums.0 += f64::from(total) * b;
+            pass.sums.1 += f64::from(genre) * b;
+            pass.sums.2 += f64::from(rating) * b;
+            pass.sums.3 += batch.len();
+            let mut grads = parts.total.backward();
+            if pretraining && let Some(fusion) = &model.fusion {
+                // The fusion head takes no part in pre-training. Its gradients are zero, but
+                // AdamW's weight decay would still shrink it: drop them so it is left as is.
+                drop(GradientsParams::from_module(&mut grads, fusion));
+            }
+            self.model = Some(step_with_lr_scales(
+                &mut self.optim,
+                model,
+                grads,
+                pass.lr,
+                self.backbone_scales,
+            ));
+            self.state.step += 1;
+            self.state.batches_into_epoch += 1;
+            *steps_this_call += 1;
+            let seen = pass.sums.3 as f64;
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.0} samples/s",
+                pass.sums.0 / seen,
+                pass.lr,
+                seen / elapsed
+            ));
+            pb.inc(1);
+            let budget_spent = self.stop_after_steps.is_some_and(|n| *steps_this_call >= n);
+            if budget_spent || INTERRUPTED.load(Ordering::SeqCst) {
+                pass.interrupted = true;
+                break;
+            }
+        }
+        pb.finish_and_clear();
+        Ok(pass)
+    }
+
+    fn model(&self) -> Result<&cinefuse_model::CinefuseModel> {
+        self.model
+            .as_ref()
+            .context("the model is in place between steps")
+    }
+
+    /// A checkpoint inside an epoch, with the partial loss sums, to resume exactly there.
+    fn checkpoint_mid_epoch(&mut self, sums: (f64, f64, f64, usize)) -> Result<()> {
+        self.state.partial_sums = sums;
+        // Burn's RunningState keeps a batch-norm statistic's latest update aside until the
+        // next sync, and saving reads the synced value: without this the checkpoint holds
+        // statistics one batch old. `valid()` syncs the shared state in place.
+        drop(self.model()?.valid());
+        let name = format!("epoch-{:04}-step-{:07}", self.state.epoch, self.state.step);
+        save_checkpoint(
+            &self.run_dir,
+            self.model()?,
+            &self.optim,
+            &self.state,
+            &name,
+        )?;
+        println!(
+            "checkpoint written at step {}; resume with: cinefuse train --resume {}",
+            self.state.step,
+            self.run_dir.display()
+        );
+        Ok(())
+    }
+
+    /// Validates the model after `epoch`, appends the metrics line and prints it.
+    fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<Value> {
+        let t = &self.config.train;
+        let val = predict_dataset(
+            &self.model()?.valid(),
+            self.val_ds.clone(),
+            &self.batcher,
+            t.eval_batch_size,
+            &self.device,
+            &self.scorer(),
+            &[],
+        );
+        let gm = val.genre_metrics(
+            &vec![0.5; self.shapes.n_genres],
+            self.prepared.preprocessor.genre_names(),
+        );
+        let rm = val.rating_metrics();
+        let secs = started.elapsed().as_secs_f64();
+        let (total, genre, rating, seen) = pass.sums;
+        let n = seen.max(1) as f64;
+        let line = json!({
+            "epoch": epoch,
+            "step": self.state.step,
+            "lr": pass.lr,
+            "phase": if self.pretraining(epoch) { "pretrain" } else { "train" },
+            "train_loss": total / n,
+            "train_genre_loss": genre / n,
+            "train_rating_loss": rating / n,
+            "val_loss": val.loss,
+            "val_genre_loss": val.genre_loss,
+            "val_rating_loss": val.rating_loss,
+            "val_micro_f1": gm.micro_f1,
+            "val_macro_f1": gm.macro_f1,
+            "val_samples_f1": gm.samples_f1,
+            "val_map": gm.map,
+            "val_top1": gm.top1,
+            "val_mae": rm.mae,
+            "val_rmse": rm.rmse,
+            "val_r2": rm.r2,
+            "val_within_10pct": rm.within_10pct,
+            "epoch_seconds": secs,
+            "samples_per_sec": n / secs.max(1e-9),
+        });
+        append_metrics(&self.run_dir, &line)?;
+        println!(
+            "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {secs:.1}s  {:.0} samples/s",
+            t.epochs,
+            total / n,
+            val.loss,
+            val.genre_loss,
+            val.rating_loss,
+            gm.micro_f1,
+            gm.top1,
+            rm.mae,
+            n / secs.max(1e-9)
+        );
+        Ok(line)
+    }
+
+    /// Keeps the best model by `train.monitor`; returns whether early stopping is due.
+    fn update_best(&mut self, epoch: usize, line: &Value) -> Result<bool> {
+        let t = &self.config.train;
+        let value = line[t.monitor.key()].as_f64().unwrap_or(f64::NAN);
+        let better = match self.state.best_value {
+            None => true,
+            Some(b) if t.monitor.higher_is_better() => value > b + 1e-6,
+            Some(b) => value < b - 1e-6,
+        };
+        if better {
+            self.state.best_value = Some(value);
+            self.state.best_epoch = epoch;
+            self.state.epochs_without_improvement = 0;
+            let w = CheckpointWriter::new(&self.run_dir.join(BEST_DIR))?;
+            save_model(self.model()?, &w.staging.join(MODEL_FILE))?;
+            write_json(&w.staging.join(STATE_FILE), &self.state)?;
+            w.commit()?;
+            return Ok(false);
+        }
+        self.state.epochs_without_improvement += 1;
+        let patience = t.early_stopping_patience;
+        let stop = patience > 0 && self.state.epochs_without_improvement >= patience;
+        if stop {
+            println!(
+                "early stopping: {} did not improve for {} epochs (best {:.4} at epoch {})",
+                t.monitor.key(),
+                self.state.epochs_without_improvement,
+                self.state.best_value.unwrap_or(f64::NAN),
+                self.state.best_epoch
+            );
+        }
+        Ok(stop)
+    }
+
+    /// The periodic checkpoint after `epoch` (always the last one, and when stopping).
+    fn checkpoint_epoch(&self, epoch: usize, stopping: bool) -> Result<()> {
+        let t = &self.config.train;
+        if epoch.is_multiple_of(t.checkpoint_every) || epoch == t.epochs || stopping {
+            let name = format!("epoch-{epoch:04}");
+            save_checkpoint(
+                &self.run_dir,
+                self.model()?,
+                &self.optim,
+                &self.state,
+                &name,
+            )?;
+            prune_checkpoints(&self.run_dir, t.keep_checkpoints)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,295 @@
+//! Everything a training run needs before its first step: the locked run folder, the prepared
+//! data, the device, the model and the optimizer — new, or restored from the last checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::data::dataset::Dataset;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::AdamWConfig;
+use burn::prelude::*;
+use cinefuse_data::dataset::MovieDataset;
+use cinefuse_data::output_dir::{OutputKind, check_output, marked_kind, write_marker};
+use cinefuse_data::split::Split;
+use cinefuse_data::{MovieBatcher, Prepared};
+use cinefuse_model::head::RatingScale;
+use cinefuse_model::{CinefuseModel, ModelShapes};
+
+use super::{
+    BackboneScales, TrainOptions, batcher_of, check_fingerprint, initialized_now, rating_scale_of,
+    shapes_of,
+};
+use crate::backend::select_device;
+use crate::config::TrainConfig;
+use crate::data_setup::{ensure_prepared, ensure_prepared_in, prepared_fingerprint};
+use crate::run_dir::*;
+
+/// A run ready to train (or to continue training).
+pub(super) struct Trainer {
+    pub config: TrainConfig,
+    pub stop_after_steps: Option<usize>,
+    pub run_dir: PathBuf,
+    /// Held for the whole run: no second process trains in this folder meanwhile.
+    _lock: RunLock,
+    pub device: Device,
+    pub prepared: Prepared,
+    pub shapes: ModelShapes,
+    pub batcher: MovieBatcher,
+    pub train_ds: MovieDataset,
+    pub val_ds: MovieDataset,
+    pub scale: RatingScale,
+    pub pos_weight: Option<Vec<f32>>,
+    /// Taken out for each optimizer step (which consumes it) and put back.
+    pub model: Option<CinefuseModel>,
+    pub optim: burn::optim::ModuleOptimizer,
+    pub state: TrainState,
+    pub steps_per_epoch: usize,
+    pub total_steps: usize,
+    pub backbone_scales: BackboneScales,
+}
+
+/// A new run goes into a new or empty folder, never one that holds a run or any of the data
+/// it reads.
+fn check_new_run_dir(dir: &Path, config: &TrainConfig, opts: &TrainOptions) -> Result<()> {
+    let holds_run = marked_kind(dir).as_deref() == Some(OutputKind::Run.name())
+        || dir.join(METRICS_FILE).exists()
+        || dir.join(CHECKPOINTS_DIR).exists();
+    if holds_run {
+        bail!(
+            "{}: already holds a run; use --resume {} to continue it or choose another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let dataset = opts
+        .data_override
+        .as_deref()
+        .unwrap_or(&config.data.dataset);
+    let mut inputs = vec![dataset];
+    inputs.extend(config.data.prepared.as_deref());
+    check_output(dir, OutputKind::Run, &inputs)?;
+    Ok(())
+}
+
+/// The run folder, locked, with the config to train: the run's own when resuming. The lock is
+/// taken before anything in the folder is read or written.
+fn open_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(TrainConfig, PathBuf, RunLock)> {
+    if let Some(dir) = &opts.resume {
+        if !dir.join(CONFIG_FILE).is_file() {
+            bail!(
+                "{}: not a resumable run directory (no {CONFIG_FILE})",
+                dir.display()
+            );
+        }
+        let lock = RunLock::acquire(dir)?;
+        let cfg = TrainConfig::load(&dir.join(CONFIG_FILE), &[])
+            .with_context(|| format!("{}: not a resumable run directory", dir.display()))?;
+        return Ok((cfg, dir.clone(), lock));
+    }
+    let dir = opts.out.clone().unwrap_or_else(|| {
+        config
+            .output
+            .runs_dir
+            .join(format!("{}-{}", config.name, timestamp()))
+    });
+    check_new_run_dir(&dir, config, opts)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock = RunLock::acquire(&dir)?;
+    write_marker(&dir, OutputKind::Run)?;
+    Ok((config.clone(), dir, lock))
+}
+
+fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
+    let mut adamw = AdamWConfig::new()
+        .with_beta_1(config.optim.beta1)
+        .with_beta_2(config.optim.beta2)
+        .with_epsilon(config.optim.epsilon)
+        .with_weight_decay(config.optim.weight_decay);
+    if config.optim.grad_clip_norm > 0.0 {
+        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(
+            config.optim.grad_clip_norm,
+        )));
+    }
+    adamw.init()
+}
+
+/// Initialized on the CPU and then moved, so a seed gives the same starting weights on every
+/// backend (each backend's own generator would draw different ones). A resumed run starts
+/// from random weights too: its checkpoint replaces them.
+fn new_model(
+    config: &TrainConfig,
+    shapes: &ModelShapes,
+    resuming: bool,
+    device: &Device,
+) -> Result<CinefuseModel> {
+    let init_device = Device::flex().autodiff();
+    init_device.seed(config.seed);
+    device.seed(config.seed);
+    let model = if resuming {
+        config.model.init(shapes, &init_device)
+    } else {
+        config.model.init_pretrained(shapes, &init_device)?
+    };
+    Ok(initialized_now(model).fork(&device.clone().autodiff()))
+}
+
+fn print_parameters(param_counts: &[(String, usize)], total: usize) {
+    println!("parameters:");
+    for (name, n) in param_counts {
+        println!("  {name:<16} {n:>10}");
+    }
+    println!("  {:<16} {:>10}", "total", total);
+}
+
+impl Trainer {
+    pub fn setup(config: &TrainConfig, opts: &TrainOptions) -> Result<Self> {
+        let (config, run_dir, lock) = open_run(config, opts)?;
+        let resuming = opts.resume.is_some();
+        let info_path = run_dir.join(RUN_FILE);
+        let (dataset_dir, mut prepared) = if resuming {
+            // The run's own prepared data, never a re-prepared copy (token ids must not change).
+            let info: RunInfo = read_json(&info_path)?;
+            let opened = ensure_prepared_in(&config, &info.dataset_dir, &info.prepared_dir, false)?;
+            check_fingerprint(&info, &opened.1.dir)?;
+            opened
+        } else {
+            ensure_prepared(&config, opts.data_override.as_deref())?
+        };
+
+        let mut backend_cfg = config.backend.clone();
+        if let Some(k) = opts.backend {
+            backend_cfg.kind = k;
+        }
+        let selected = select_device(&backend_cfg)?;
+        let device = selected.device.clone();
+        println!("backend: {} ({:?})", selected.description, device);
+
+        crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
+        let mut shapes = shapes_of(&prepared);
+        shapes.text_backbone = if resuming {
+            read_json::<RunInfo>(&info_path)?.shapes.text_backbone
+        } else {
+            crate::feature_cache::text_backbone_of(&config.model)?
+        };
+        if shapes.n_genres == 0 {
+            bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
+        }
+        let (train_ds, val_ds) = (prepared.dataset(Split::Train), prepared.dataset(Split::Val));
+        if train_ds.len() == 0 || val_ds.len() == 0 {
+            bail!(
+                "need movies in both train ({}) and val ({}) splits",
+                train_ds.len(),
+                val_ds.len()
+            );
+        }
+
+        let model = new_model(&config, &shapes, resuming, &device)?;
+        let param_counts: Vec<(String, usize)> = model
+            .param_counts()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        print_parameters(&param_counts, model.num_params());
+
+        let t = &config.train;
+        let full_steps = train_ds.len().div_ceil(t.batch_size);
+        let steps_per_epoch = match t.max_steps_per_epoch {
+            0 => full_steps,
+            max => full_steps.min(max),
+        };
+        let pos_weight = config.loss.pos_weights(
+            &prepared.preprocessor.state.genres.train_counts,
+            train_ds.len(),
+        );
+        let mut trainer = Trainer {
+            stop_after_steps: opts.stop_after_steps,
+            _lock: lock,
+            scale: rating_scale_of(&prepared),
+            batcher: batcher_of(&prepared),
+            total_steps: steps_per_epoch * t.epochs,
+            steps_per_epoch,
+            pos_weight,
+            backbone_scales: BackboneScales::of(&config),
+            optim: optimizer(&config),
+            model: Some(model),
+            state: TrainState::default(),
+            config,
+            run_dir,
+            device,
+            prepared,
+            shapes,
+            train_ds,
+            val_ds,
+        };
+        if resuming {
+            trainer.restore_checkpoint()?;
+        } else {
+            trainer.write_run_files(&dataset_dir, &selected.description, param_counts)?;
+        }
+        println!("run directory: {}", trainer.run_dir.display());
+        Ok(trainer)
+    }
+
+    /// Loads the model, optimizer and loop state of the newest complete checkpoint, and drops
+    /// the metric lines written after it.
+    fn restore_checkpoint(&mut self) -> Result<()> {
+        let ckpt = latest_checkpoint(&self.run_dir).with_context(|| {
+            format!(
+                "{}: no complete checkpoint to resume from",
+                self.run_dir.display()
+            )
+        })?;
+        let model = self
+            .model
+            .take()
+            .context("the model is in place before a run starts")?;
+        self.model = Some(
+            model
+                .try_load_file(ckpt.join(MODEL_FILE))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt.display()))?,
+        );
+        let optim = std::mem::replace(&mut self.optim, optimizer(&self.config));
+        self.optim = optim
+            .load(ckpt.join(OPTIM_FILE))
+            .map_err(|e| anyhow::anyhow!("{}: cannot load optimizer state: {e}", ckpt.display()))?;
+        self.state = read_json(&ckpt.join(STATE_FILE))?;
+        truncate_metrics(&self.run_dir, self.state.epoch)?;
+        println!(
+            "resuming {} from {} (epoch {} done, {} batches into the next, step {})",
+            self.run_dir.display(),
+            ckpt.file_name().unwrap_or_default().to_string_lossy(),
+            self.state.epoch,
+            self.state.batches_into_epoch,
+            self.state.step
+        );
+        Ok(())
+    }
+
+    /// The resolved config and the run facts of a new run.
+    fn write_run_files(
+        &self,
+        dataset_dir: &Path,
+        backend: &str,
+        param_counts: Vec<(String, usize)>,
+    ) -> Result<()> {
+        std::fs::write(self.run_dir.join(CONFIG_FILE), self.config.to_toml())?;
+        write_json(
+            &self.run_dir.join(RUN_FILE),
+            &RunInfo {
+                name: self.config.name.clone(),
+                dataset_dir: dataset_dir.to_path_buf(),
+                prepared_dir: self.prepared.dir.clone(),
+                backend: backend.to_string(),
+                shapes: self.shapes.clone(),
+                rating_scale: self.scale,
+                genres: self.prepared.preprocessor.genre_names().to_vec(),
+                param_counts,
+                prepared_fingerprint: prepared_fingerprint(&self.prepared.dir)?,
+                started_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            },
+        )
+    }
+}
