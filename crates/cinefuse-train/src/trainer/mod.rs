@@ -216,8 +216,8 @@ fn save_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::optim::AdamWConfig;
     use burn::data::dataloader::batcher::Batcher;
+    use burn::optim::AdamWConfig;
     use burn::store::ModuleSnapshot;
     use cinefuse_data::MovieItem;
     use cinefuse_model::pretrained::testing::{TinyBert, module_values};
