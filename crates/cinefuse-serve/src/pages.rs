@@ -111,7 +111,7 @@ pub async fn runs_page(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let mut rows: Vec<Row> = runs::list(&state.runs)
+    let rows: Vec<Row> = runs::list(&state.runs)
         .into_iter()
         .map(|r| Row {
             started: date(r.started_unix),
@@ -147,8 +147,9 @@ pub async fn runs_page(
             _ => (f64::NAN, String::new()),
         }
     };
-    rows.sort_by(|a, b| {
-        let (ka, kb) = (key(a), key(b));
+    // Each row's key once, not once per comparison.
+    let mut keyed: Vec<((f64, String), Row)> = rows.into_iter().map(|r| (key(&r), r)).collect();
+    keyed.sort_by(|(ka, _), (kb, _)| {
         let order = if ka.0.is_nan() || kb.0.is_nan() {
             ka.1.cmp(&kb.1)
         } else {
@@ -156,6 +157,7 @@ pub async fn runs_page(
         };
         if desc { order.reverse() } else { order }
     });
+    let rows: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
     let training = rows.iter().any(|r| r.status == "training");
     let columns: Vec<_> = COLUMNS
         .iter()

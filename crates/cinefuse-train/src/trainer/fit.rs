@@ -188,6 +188,11 @@ impl Trainer {
         Ok(pass)
     }
 
+    /// Model, optimizer and loop state under `checkpoints/NAME`.
+    fn save_checkpoint(&self, name: &str) -> Result<()> {
+        save_checkpoint(&self.run_dir, self.model()?, &self.optim, &self.state, name)
+    }
+
     fn model(&self) -> Result<&cinefuse_model::CinefuseModel> {
         self.model
             .as_ref()
@@ -197,18 +202,10 @@ impl Trainer {
     /// A checkpoint inside an epoch, with the partial loss sums, to resume exactly there.
     fn checkpoint_mid_epoch(&mut self, sums: (f64, f64, f64, usize)) -> Result<()> {
         self.state.partial_sums = sums;
-        // Burn's RunningState keeps a batch-norm statistic's latest update aside until the
-        // next sync, and saving reads the synced value: without this the checkpoint holds
-        // statistics one batch old. `valid()` syncs the shared state in place.
-        drop(self.model()?.valid());
-        let name = format!("epoch-{:04}-step-{:07}", self.state.epoch, self.state.step);
-        save_checkpoint(
-            &self.run_dir,
-            self.model()?,
-            &self.optim,
-            &self.state,
-            &name,
-        )?;
+        self.save_checkpoint(&format!(
+            "epoch-{:04}-step-{:07}",
+            self.state.epoch, self.state.step
+        ))?;
         println!(
             "checkpoint written at step {}; resume with: cinefuse train --resume {}",
             self.state.step,
@@ -314,14 +311,7 @@ impl Trainer {
     fn checkpoint_epoch(&self, epoch: usize, stopping: bool) -> Result<()> {
         let t = &self.config.train;
         if epoch.is_multiple_of(t.checkpoint_every) || epoch == t.epochs || stopping {
-            let name = format!("epoch-{epoch:04}");
-            save_checkpoint(
-                &self.run_dir,
-                self.model()?,
-                &self.optim,
-                &self.state,
-                &name,
-            )?;
+            self.save_checkpoint(&format!("epoch-{epoch:04}"))?;
             prune_checkpoints(&self.run_dir, t.keep_checkpoints)?;
         }
         Ok(())

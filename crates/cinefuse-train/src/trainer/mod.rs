@@ -126,14 +126,17 @@ fn progress(len: u64) -> ProgressBar {
     pb
 }
 
+/// Saves the weights and batch-norm statistics. Burn's `RunningState` keeps a statistic's
+/// latest update aside until the next sync, and saving reads the synced value: `valid()` syncs
+/// the shared state in place first, so a save never holds statistics one batch old.
 fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
+    drop(model.valid());
     model
         .clone()
         .save_file(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", path.display()))
 }
 
-/// Trains according to `config` (or resumes the run in `opts.resume`).
 /// Trains `config` as `opts` says: a new run, or the run `opts.resume` continued exactly where
 /// its last checkpoint left it.
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
