@@ -35,6 +35,9 @@ pub struct TrainArgs {
     /// auto, flex, wgpu, lavapipe or cuda.
     #[arg(long)]
     backend: Option<String>,
+    /// Train data-parallel on these GPU indices, e.g. --devices 0,1 (overrides backend.devices).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    devices: Option<Vec<usize>>,
 }
 
 pub fn train(a: TrainArgs) -> Result<PathBuf> {
@@ -58,6 +61,7 @@ pub fn train(a: TrainArgs) -> Result<PathBuf> {
             out: a.out,
             resume: a.resume,
             backend: backend(&a.backend)?,
+            devices: a.devices,
             stop_after_steps: None,
         },
     )?;
@@ -275,6 +279,7 @@ pub fn quickstart(config: PathBuf, backend_name: Option<String>, set: Vec<String
         resume: None,
         set,
         backend: backend_name.clone(),
+        devices: None,
     })?;
     eval(EvalArgs {
         run: run_dir.clone(),

@@ -112,10 +112,23 @@ pub fn bce_with_logits(
     (targets.ones_like() - targets) * logits + coef * log_sig_neg
 }
 
-/// Mean of `values [B]` over rows where `mask [B]` is 1 (0 when no row counts).
-pub fn masked_mean_rows(values: Tensor<1>, mask: Tensor<1>) -> Tensor<1> {
-    let n = mask.clone().sum().clamp_min(1.0);
-    (values * mask).sum() / n
+/// Mean of `values [B]` over rows where `mask [B]` is 1 (0 when no row counts). With
+/// `rows`, the sum is divided by that count instead of the mask's own.
+pub fn masked_mean_rows(values: Tensor<1>, mask: Tensor<1>, rows: Option<usize>) -> Tensor<1> {
+    let sum = (values * mask.clone()).sum();
+    match rows {
+        Some(n) => sum / n.max(1) as f64,
+        None => sum / mask.sum().clamp_min(1.0),
+    }
+}
+
+/// Rows with genres and rows with a rating in a whole batch. A data-parallel shard divides
+/// its loss sums by the batch's counts, so the shards' losses (and gradients) add up to the
+/// batch's exactly, however the rows without a rating fall into shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossRows {
+    pub genres: usize,
+    pub rating: usize,
 }
 
 impl LossConfig {
@@ -130,13 +143,14 @@ impl LossConfig {
         rating_std_target: Tensor<1>,
         rating_present: Tensor<1>,
         pos_weight: Option<Tensor<1>>,
+        rows: Option<LossRows>,
     ) -> LossParts {
         let [_, g] = genre_logits.dims();
         let per_row = bce_with_logits(genre_logits, genres, pos_weight)
             .sum_dim(1)
             .squeeze_dim::<1>(1)
             / g.max(1) as f64;
-        let genre = masked_mean_rows(per_row, genres_present);
+        let genre = masked_mean_rows(per_row, genres_present, rows.map(|r| r.genres));
         let diff = rating_std_pred - rating_std_target;
         let per_row = match self.rating_loss {
             RatingLoss::Mse => diff.powf_scalar(2.0),
@@ -148,7 +162,7 @@ impl LossConfig {
                 quad.powf_scalar(2.0) * 0.5 + lin * d
             }
         };
-        let rating = masked_mean_rows(per_row, rating_present);
+        let rating = masked_mean_rows(per_row, rating_present, rows.map(|r| r.rating));
         let total = genre.clone() * self.genre_weight + rating.clone() * self.rating_weight;
         LossParts {
             total,

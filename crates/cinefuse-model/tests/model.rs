@@ -103,6 +103,7 @@ fn loss_of(
         scale.standardize(b.rating.clone()),
         b.rating_present.clone(),
         None,
+        None,
     )
 }
 
@@ -348,6 +349,7 @@ fn loss_components_match_hand_computation() {
         rating_true.clone(),
         ones.clone(),
         None,
+        None,
     );
     // BCE: [-ln σ(0), -ln(1-σ(2))] = [ln 2, ln(1+e²)], mean over genres.
     let expected = ((2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
@@ -370,6 +372,7 @@ fn loss_components_match_hand_computation() {
         rating_true,
         ones,
         Some(pw),
+        None,
     );
     let expected = (3.0 * (2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
     assert!((weighted.genre.into_scalar::<f32>() - expected).abs() < 1e-5);

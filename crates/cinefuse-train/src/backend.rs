@@ -1,12 +1,13 @@
 //! Backend and device selection: `auto` picks wgpu on a real GPU and the pure-Rust `flex`
 //! backend otherwise; `lavapipe` forces wgpu onto the CPU adapter to test the GPU code path.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 
-use crate::config::{BackendConfig, BackendKind};
+use crate::config::{BackendConfig, BackendKind, Precision};
 
 /// The chosen device and a human-readable description for the log.
+#[derive(Clone)]
 pub struct Selected {
     pub device: Device,
     pub kind: BackendKind,
@@ -80,6 +81,86 @@ pub fn select_device(cfg: &BackendConfig) -> Result<Selected> {
         BackendKind::Lavapipe => wgpu_device(burn::tensor::DeviceKind::Cpu, BackendKind::Lavapipe),
         BackendKind::Cuda => cuda_device(cfg.device_index),
     }
+}
+
+/// The devices of a run, lead first: one, or one per `backend.devices` entry for
+/// data-parallel training.
+pub fn select_devices(cfg: &BackendConfig) -> Result<Vec<Selected>> {
+    let indices = cfg.device_indices();
+    if let [index] = indices[..] {
+        let one = BackendConfig {
+            device_index: index,
+            devices: Vec::new(),
+            ..cfg.clone()
+        };
+        return Ok(vec![select_device(&one)?]);
+    }
+    let gpu = |i: usize| {
+        real_gpu(i).with_context(|| {
+            format!("backend.devices = {indices:?}: there is no GPU {i} for wgpu on this machine")
+        })
+    };
+    match cfg.kind {
+        BackendKind::Flex => bail!(
+            "backend.devices = {indices:?}: flex is one CPU device; data-parallel training \
+             needs several GPUs (backend.kind = \"wgpu\" or \"cuda\")"
+        ),
+        BackendKind::Auto | BackendKind::Wgpu => indices.iter().map(|&i| gpu(i)).collect(),
+        BackendKind::Lavapipe => lavapipe_pair(&indices),
+        BackendKind::Cuda => indices.iter().map(|&i| cuda_device(i)).collect(),
+    }
+}
+
+/// Lavapipe has one adapter, but wgpu opens it as two independent devices (`Cpu` and the
+/// default device, which is lavapipe too where there is no GPU): enough to run the
+/// multi-device code path on a machine without GPUs. Not for speed: both share the CPU.
+fn lavapipe_pair(indices: &[usize]) -> Result<Vec<Selected>> {
+    use burn::tensor::DeviceKind;
+    if indices.iter().any(|&i| i > 1) {
+        bail!(
+            "backend.devices = {indices:?}: lavapipe offers devices 0 and 1 (two handles on the CPU adapter)"
+        );
+    }
+    let cpu = wgpu_device(DeviceKind::Cpu, BackendKind::Lavapipe)?;
+    let default = wgpu_device(DeviceKind::DefaultDevice, BackendKind::Lavapipe)?;
+    if default.description != cpu.description {
+        bail!(
+            "backend.devices = {indices:?}: lavapipe's second device is wgpu's default device, \
+             which is {} here, not the CPU adapter; set CUBECL_WGPU_DEFAULT_DEVICE=Cpu",
+            default.description
+        );
+    }
+    let pair = [cpu, default];
+    Ok(indices.iter().map(|&i| pair[i].clone()).collect())
+}
+
+/// Refuses a training precision the device cannot compute in.
+pub fn check_precision(selected: &Selected, precision: Precision) -> Result<()> {
+    use burn::tensor::FloatDType;
+    let dtype = match precision {
+        Precision::F32 => return Ok(()),
+        Precision::F16 => FloatDType::F16,
+        Precision::Bf16 => FloatDType::BF16,
+    };
+    let name = precision.name();
+    if selected.kind == BackendKind::Flex {
+        bail!(
+            "train.precision = \"{name}\": mixed precision is for GPU backends; flex trains in \
+             f32 (its CPU kernels are f32 only). Use precision = \"f32\" or a GPU backend"
+        );
+    }
+    if !selected.device.supports_dtype(dtype) {
+        bail!(
+            "train.precision = \"{name}\": {} cannot compute in {name}{}",
+            selected.description,
+            if selected.kind == BackendKind::Lavapipe {
+                " (lavapipe has f16, not bf16)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(feature = "wgpu")]

@@ -199,6 +199,31 @@ pub struct LoopConfig {
     /// Epochs of per-modality pre-training (only the modality heads' losses) before fusion
     /// fine-tuning. Fused models only.
     pub pretrain_epochs: usize,
+    /// Compute precision of the training forward and backward passes (GPU backends only);
+    /// master weights and optimizer state stay f32 either way.
+    pub precision: Precision,
+}
+
+/// Floating-point precision of the training computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Half precision with dynamic loss scaling (f16 gradients underflow without it).
+    F16,
+    /// bfloat16: f32's range, so no loss scaling.
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
 }
 
 impl Default for LoopConfig {
@@ -214,6 +239,7 @@ impl Default for LoopConfig {
             keep_checkpoints: 2,
             max_steps_per_epoch: 0,
             pretrain_epochs: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -239,6 +265,9 @@ pub struct BackendConfig {
     pub kind: BackendKind,
     /// Index of the GPU to use (wgpu discrete GPUs, CUDA devices).
     pub device_index: usize,
+    /// Data-parallel training on these GPU indices (e.g. `[0, 1]`): one model replica and one
+    /// shard of every batch per device. Empty: one device, `device_index`.
+    pub devices: Vec<usize>,
 }
 
 impl Default for BackendConfig {
@@ -246,7 +275,37 @@ impl Default for BackendConfig {
         Self {
             kind: BackendKind::Auto,
             device_index: 0,
+            devices: Vec::new(),
         }
+    }
+}
+
+impl BackendConfig {
+    /// The device indices to train on: `devices`, or `[device_index]` when that is empty.
+    pub fn device_indices(&self) -> Vec<usize> {
+        if self.devices.is_empty() {
+            vec![self.device_index]
+        } else {
+            self.devices.clone()
+        }
+    }
+
+    fn validate(&self, batch_size: usize) -> Result<(), String> {
+        let d = &self.devices;
+        if let Some(i) = (1..d.len()).find(|&i| d[..i].contains(&d[i])) {
+            return Err(format!(
+                "backend.devices = {d:?}: device {} is listed twice",
+                d[i]
+            ));
+        }
+        if d.len() > batch_size {
+            return Err(format!(
+                "backend.devices = {d:?}: {} devices need train.batch_size >= {} (it is {batch_size})",
+                d.len(),
+                d.len()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -543,6 +602,7 @@ impl TrainConfig {
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());
         }
+        self.backend.validate(t.batch_size)?;
         if t.pretrain_epochs >= t.epochs && t.pretrain_epochs > 0 {
             return Err(format!(
                 "train.pretrain_epochs = {} must be smaller than train.epochs = {}",

@@ -98,6 +98,18 @@ impl Scorer<'_> {
         main_weight: f64,
         aux_weight: f64,
     ) -> cinefuse_model::LossParts {
+        self.loss_over(out, batch, (main_weight, aux_weight), None)
+    }
+
+    /// `loss`, with its means divided by `rows` (a whole batch's counts, for one shard of it)
+    /// instead of this batch's own.
+    pub fn loss_over(
+        &self,
+        out: &cinefuse_model::ModelOutput,
+        batch: &MovieBatch,
+        (main_weight, aux_weight): (f64, f64),
+        rows: Option<cinefuse_model::LossRows>,
+    ) -> cinefuse_model::LossParts {
         let device = batch.rating.device();
         let pw = self
             .pos_weight
@@ -113,6 +125,7 @@ impl Scorer<'_> {
                 target.clone(),
                 batch.rating_present.clone(),
                 pw.clone(),
+                rows,
             )
         };
         let mut parts = score(out.genre_logits.clone(), out.rating.clone());

@@ -92,6 +92,12 @@ pub struct TrainState {
     pub best_value: Option<f64>,
     pub best_epoch: usize,
     pub epochs_without_improvement: usize,
+    /// The f16 loss scale (`train.precision = "f16"` only), so a resume continues with it.
+    #[serde(default)]
+    pub loss_scale: Option<crate::trainer::LossScale>,
+    /// Steps whose f16 gradients overflowed and were skipped.
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 /// UTC `YYYYmmdd-HHMMSS` without a date-time dependency.

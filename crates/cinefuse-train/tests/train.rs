@@ -3,6 +3,9 @@
 
 #[path = "train/extra.rs"]
 mod extra;
+#[cfg(feature = "wgpu")]
+#[path = "train/gpu.rs"]
+mod gpu;
 
 use std::path::Path;
 

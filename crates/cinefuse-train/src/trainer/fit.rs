@@ -5,17 +5,22 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::GradientsParams;
+use cinefuse_model::CinefuseModel;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
+use super::grads::{grads_are_finite, scale_grads, take_grads_of};
+use super::precision::compute_dtype;
 use super::setup::Trainer;
+use super::shards::ShardBatcher;
+use super::step::{StepSpec, check_loss, step_grads};
 use super::{
     INTERRUPTED, RunSummary, batch_seed, epoch_seed, progress, save_checkpoint, save_model,
     step_with_lr_scales,
@@ -105,11 +110,14 @@ impl Trainer {
         )));
         order.truncate(self.steps_per_epoch * t.batch_size);
         let skip = self.state.batches_into_epoch * t.batch_size;
-        let loader = DataLoaderBuilder::new(self.batcher.clone())
-            .batch_size(t.batch_size)
-            .num_workers(t.num_workers)
-            .set_device(self.device.clone())
-            .build(self.train_ds.reordered(&order[skip.min(order.len())..]));
+        let loader = DataLoaderBuilder::new(ShardBatcher::new(
+            self.batcher.clone(),
+            self.devices.clone(),
+        ))
+        .batch_size(t.batch_size)
+        .num_workers(t.num_workers)
+        .set_device(self.device.clone())
+        .build(self.train_ds.reordered(&order[skip.min(order.len())..]));
         let pb = progress(self.steps_per_epoch as u64);
         let phase = if pretraining { " (pretrain)" } else { "" };
         pb.set_prefix(format!("epoch {epoch}/{}{phase}", t.epochs));
@@ -120,6 +128,7 @@ impl Trainer {
             lr: 0.0,
             interrupted: false,
         };
+        let compute = compute_dtype(t.precision);
         for batch in loader.iter() {
             let batch = batch.map_err(|e| anyhow::anyhow!("data loading failed: {e}"))?;
             pass.lr = learning_rate(
@@ -129,43 +138,36 @@ impl Trainer {
                 self.total_steps,
                 self.steps_per_epoch,
             );
-            // Seeded per batch, so a resume at any batch draws the same dropout masks.
-            self.device.seed(batch_seed(
-                self.config.seed,
-                epoch,
-                self.state.batches_into_epoch,
-            ));
             let model = self
                 .model
                 .take()
                 .context("the model is in place between steps")?;
-            let out = model.forward_with(&batch, true);
-            let parts = self.scorer().loss(&out, &batch, main_w, aux_w);
-            let [total, genre, rating] = parts.values();
-            if !total.is_finite() {
-                bail!(
-                    "loss became {total} at step {}; lower optim.lr or check the data",
-                    self.state.step
-                );
-            }
-            let b = batch.len() as f64;
-            pass.sums.0 += f64::from(total) * b;
-            pass.sums.1 += f64::from(genre) * b;
-            pass.sums.2 += f64::from(rating) * b;
-            pass.sums.3 += batch.len();
-            let mut grads = parts.total.backward();
+            let spec = StepSpec {
+                scorer: self.scorer(),
+                loss_weights: (main_w, aux_w),
+                compute,
+                loss_scale: self.state.loss_scale.map_or(1.0, |s| s.scale),
+                // Seeded per batch, so a resume at any batch draws the same dropout masks.
+                seed: batch_seed(self.config.seed, epoch, self.state.batches_into_epoch),
+            };
+            let step = step_grads(&model, batch, &self.devices, &spec)?;
+            let [total, genre, rating] = step.loss_sums;
+            check_loss(total / step.rows as f64, self.state.step, compute)?;
+            pass.sums.0 += total;
+            pass.sums.1 += genre;
+            pass.sums.2 += rating;
+            pass.sums.3 += step.rows;
+            let mut grads = step.grads;
             if pretraining && let Some(fusion) = &model.fusion {
                 // The fusion head takes no part in pre-training. Its gradients are zero, but
                 // AdamW's weight decay would still shrink it: drop them so it is left as is.
-                drop(GradientsParams::from_module(&mut grads, fusion));
+                drop(take_grads_of(&mut grads, fusion));
             }
-            self.model = Some(step_with_lr_scales(
-                &mut self.optim,
-                model,
-                grads,
-                pass.lr,
-                self.backbone_scales,
-            ));
+            self.model = Some(if self.unscale(&mut grads, &model) {
+                step_with_lr_scales(&mut self.optim, model, grads, pass.lr, self.backbone_scales)
+            } else {
+                model
+            });
             self.state.step += 1;
             self.state.batches_into_epoch += 1;
             *steps_this_call += 1;
@@ -186,6 +188,24 @@ impl Trainer {
         }
         pb.finish_and_clear();
         Ok(pass)
+    }
+
+    /// Divides f16-scaled gradients by the loss scale. Returns false when they overflowed: the
+    /// step is then skipped and the scale lowered.
+    fn unscale(&mut self, grads: &mut GradientsParams, model: &CinefuseModel) -> bool {
+        let Some(loss_scale) = self.state.loss_scale.as_mut() else {
+            return true;
+        };
+        let finite = grads_are_finite(grads, model);
+        if finite {
+            // A power of two: the division is exact.
+            scale_grads(grads, 1.0 / loss_scale.scale, model);
+        }
+        let apply = loss_scale.update(finite);
+        if !apply {
+            self.state.skipped_steps += 1;
+        }
+        apply
     }
 
     /// Model, optimizer and loop state under `checkpoints/NAME`.
@@ -257,6 +277,11 @@ impl Trainer {
             "epoch_seconds": secs,
             "samples_per_sec": n / secs.max(1e-9),
         });
+        let mut line = line;
+        if let Some(loss_scale) = self.state.loss_scale {
+            line["loss_scale"] = json!(loss_scale.scale);
+            line["skipped_steps"] = json!(self.state.skipped_steps);
+        }
         append_metrics(&self.run_dir, &line)?;
         println!(
             "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {secs:.1}s  {:.0} samples/s",

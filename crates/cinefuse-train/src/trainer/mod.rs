@@ -6,7 +6,13 @@
 //! pass over the training data, validation, the metrics line, the best model, checkpoints.
 
 mod fit;
+mod grads;
+mod precision;
 mod setup;
+mod shards;
+mod step;
+
+pub use precision::LossScale;
 
 use setup::Trainer;
 
@@ -48,6 +54,8 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     pub resume: Option<PathBuf>,
     pub backend: Option<BackendKind>,
+    /// Device indices for data-parallel training, overriding `backend.devices`.
+    pub devices: Option<Vec<usize>>,
     /// Stop (as if interrupted, with a checkpoint) after this many optimizer steps in this
     /// invocation.
     pub stop_after_steps: Option<usize>,
@@ -167,20 +175,19 @@ impl BackboneScales {
 pub(crate) fn step_with_lr_scales(
     optim: &mut burn::optim::ModuleOptimizer,
     model: CinefuseModel,
-    mut grads: burn::tensor::Gradients,
+    mut grads: GradientsParams,
     lr: f64,
     scales: BackboneScales,
 ) -> CinefuseModel {
     let text = match (&model.text_pretrained, scales.text) {
-        (Some(e), Some(scale)) => Some((GradientsParams::from_module(&mut grads, &e.bert), scale)),
+        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.bert), scale)),
         _ => None,
     };
     let poster = match (&model.poster_pretrained, scales.poster) {
-        (Some(e), Some(scale)) => Some((GradientsParams::from_module(&mut grads, &e.net), scale)),
+        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.net), scale)),
         _ => None,
     };
-    let rest = GradientsParams::from_grads(grads, &model);
-    let mut model = optim.step(lr, model, rest);
+    let mut model = optim.step(lr, model, grads);
     for (g, scale) in [text, poster].into_iter().flatten() {
         model = optim.step(lr * scale, model, g);
     }
@@ -290,10 +297,11 @@ mod tests {
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
         let before = model.clone();
         let loss = model.forward(&batch).genre_logits.sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let after = step_with_lr_scales(
             &mut optim,
             model,
-            loss.backward(),
+            grads,
             lr,
             BackboneScales {
                 text: Some(scale),

@@ -19,10 +19,11 @@ use super::{
     BackboneScales, TrainOptions, batcher_of, check_fingerprint, initialized_now, rating_scale_of,
     shapes_of,
 };
-use crate::backend::select_device;
-use crate::config::TrainConfig;
+use crate::backend::{Selected, check_precision, select_devices};
+use crate::config::{Precision, TrainConfig};
 use crate::data_setup::{ensure_prepared, ensure_prepared_in, prepared_fingerprint};
 use crate::run_dir::*;
+use crate::trainer::LossScale;
 
 /// A run ready to train (or to continue training).
 pub(super) struct Trainer {
@@ -31,7 +32,10 @@ pub(super) struct Trainer {
     pub run_dir: PathBuf,
     /// Held for the whole run: no second process trains in this folder meanwhile.
     _lock: RunLock,
+    /// The lead device: validation, checkpoints and the optimizer live here.
     pub device: Device,
+    /// Every training device, lead first; more than one trains data-parallel.
+    pub devices: Vec<Device>,
     pub prepared: Prepared,
     pub shapes: ModelShapes,
     pub batcher: MovieBatcher,
@@ -99,6 +103,45 @@ fn open_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(TrainConfig, P
     Ok((config.clone(), dir, lock))
 }
 
+/// The run's devices (`--backend` / `--devices` override the config's), each checked for the
+/// configured precision.
+fn training_devices(config: &TrainConfig, opts: &TrainOptions) -> Result<Vec<Selected>> {
+    let mut backend_cfg = config.backend.clone();
+    if let Some(k) = opts.backend {
+        backend_cfg.kind = k;
+    }
+    if let Some(devices) = &opts.devices {
+        backend_cfg.devices = devices.clone();
+        let checked = TrainConfig {
+            backend: backend_cfg.clone(),
+            ..config.clone()
+        };
+        checked
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+    }
+    let selected = select_devices(&backend_cfg)?;
+    for s in &selected {
+        check_precision(s, config.train.precision)?;
+    }
+    Ok(selected)
+}
+
+/// "wgpu on X", or "wgpu on X × 2 (data parallel)" when all devices are alike.
+fn describe(selected: &[Selected]) -> String {
+    let first = &selected[0].description;
+    match selected.len() {
+        1 => first.clone(),
+        n if selected.iter().all(|s| &s.description == first) => {
+            format!("{first} × {n} (data parallel)")
+        }
+        _ => {
+            let all: Vec<&str> = selected.iter().map(|s| s.description.as_str()).collect();
+            format!("{} (data parallel)", all.join(" + "))
+        }
+    }
+}
+
 fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
     let mut adamw = AdamWConfig::new()
         .with_beta_1(config.optim.beta1)
@@ -156,13 +199,11 @@ impl Trainer {
             ensure_prepared(&config, opts.data_override.as_deref())?
         };
 
-        let mut backend_cfg = config.backend.clone();
-        if let Some(k) = opts.backend {
-            backend_cfg.kind = k;
-        }
-        let selected = select_device(&backend_cfg)?;
-        let device = selected.device.clone();
-        println!("backend: {} ({:?})", selected.description, device);
+        let selected = training_devices(&config, opts)?;
+        let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
+        let device = devices[0].clone();
+        let description = describe(&selected);
+        println!("backend: {description} ({device:?})");
 
         crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
         let mut shapes = shapes_of(&prepared);
@@ -212,10 +253,14 @@ impl Trainer {
             backbone_scales: BackboneScales::of(&config),
             optim: optimizer(&config),
             model: Some(model),
-            state: TrainState::default(),
+            state: TrainState {
+                loss_scale: (config.train.precision == Precision::F16).then(LossScale::new),
+                ..TrainState::default()
+            },
             config,
             run_dir,
             device,
+            devices,
             prepared,
             shapes,
             train_ds,
@@ -224,7 +269,7 @@ impl Trainer {
         if resuming {
             trainer.restore_checkpoint()?;
         } else {
-            trainer.write_run_files(&dataset_dir, &selected.description, param_counts)?;
+            trainer.write_run_files(&dataset_dir, &description, param_counts)?;
         }
         println!("run directory: {}", trainer.run_dir.display());
         Ok(trainer)
@@ -253,6 +298,9 @@ impl Trainer {
             .load(ckpt.join(OPTIM_FILE))
             .map_err(|e| anyhow::anyhow!("{}: cannot load optimizer state: {e}", ckpt.display()))?;
         self.state = read_json(&ckpt.join(STATE_FILE))?;
+        if self.config.train.precision == Precision::F16 && self.state.loss_scale.is_none() {
+            self.state.loss_scale = Some(LossScale::new());
+        }
         truncate_metrics(&self.run_dir, self.state.epoch)?;
         println!(
             "resuming {} from {} (epoch {} done, {} batches into the next, step {})",

@@ -1,0 +1,165 @@
+//! (imported into the `train` test binary)
+//! The GPU training paths, run on wgpu's lavapipe adapter: data-parallel training on two
+//! devices and mixed precision. Both compare against one-device f32 training on flex.
+
+use std::path::Path;
+
+use cinefuse_model::Modality;
+use cinefuse_train::config::{BackendKind, Precision};
+use cinefuse_train::run_dir::{RUN_FILE, TrainState, latest_checkpoint, read_json};
+use cinefuse_train::{TrainConfig, TrainOptions, train};
+
+use super::{serial, tiny_config, train_into};
+
+/// Plot + metadata without dropout: no batch norm (whose batch statistics are per replica)
+/// and no random draws after the seeded initialization, so runs can be compared step by step.
+fn deterministic_config(root: &Path) -> TrainConfig {
+    let mut config = tiny_config(root, "");
+    config.model.modalities = vec![Modality::Text, Modality::Meta];
+    config.model.modality_dropout = 0.0;
+    config.model.fusion.dropout = 0.0;
+    config.model.meta.dropout = 0.0;
+    config.model.text.dropout = 0.0;
+    config.train.max_steps_per_epoch = 3;
+    config
+}
+
+fn losses(history: &[serde_json::Value]) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .map(|h| {
+            (
+                h["train_loss"].as_f64().unwrap(),
+                h["val_loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn assert_close(a: &[(f64, f64)], b: &[(f64, f64)], tolerance: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: epochs");
+    for (epoch, (x, y)) in a.iter().zip(b).enumerate() {
+        for (name, p, q) in [("train", x.0, y.0), ("val", x.1, y.1)] {
+            assert!(
+                (p - q).abs() <= tolerance * p.abs(),
+                "{what}, epoch {}: {name} loss {p} vs {q}",
+                epoch + 1
+            );
+        }
+    }
+}
+
+/// Two replicas on two wgpu devices (two handles on lavapipe) follow the one-device learning
+/// curve, also when interrupted mid-epoch and resumed; the lead device writes the run.
+#[test]
+fn data_parallel_on_two_devices_follows_one_device_and_resumes() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = deterministic_config(dir.path());
+    let one = train_into(&config, &dir.path().join("one")).unwrap();
+
+    let mut parallel = config.clone();
+    parallel.backend.kind = BackendKind::Lavapipe;
+    parallel.backend.devices = vec![0, 1];
+    let run = dir.path().join("two");
+    let part = train(
+        &parallel,
+        &TrainOptions {
+            out: Some(run.clone()),
+            stop_after_steps: Some(4),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(part.interrupted && part.epochs_completed == 1);
+    let done = train(
+        &parallel,
+        &TrainOptions {
+            resume: Some(run.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(done.epochs_completed, 2);
+    // Flex and wgpu differ in f32 rounding only (the single-device wgpu test's tolerance).
+    assert_close(
+        &losses(&one.history),
+        &losses(&done.history),
+        1e-3,
+        "two devices",
+    );
+    let info: serde_json::Value = read_json(&run.join(RUN_FILE)).unwrap();
+    assert!(
+        info["backend"]
+            .as_str()
+            .unwrap()
+            .contains("× 2 (data parallel)"),
+        "{info}"
+    );
+}
+
+#[test]
+fn data_parallel_refuses_flex_and_repeated_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = deterministic_config(dir.path());
+    config.backend.devices = vec![0, 1];
+    let err = train_into(&config, &dir.path().join("flex")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("flex is one CPU device"),
+        "{err:#}"
+    );
+    let err = train(
+        &config,
+        &TrainOptions {
+            out: Some(dir.path().join("twice")),
+            backend: Some(BackendKind::Lavapipe),
+            devices: Some(vec![1, 1]),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("listed twice"), "{err:#}");
+}
+
+/// f16 on lavapipe: the f32 masters train through the half-precision copy, land near the f32
+/// run, and the loss scale is saved with the checkpoint.
+#[test]
+fn f16_training_follows_f32_and_keeps_f32_masters() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = deterministic_config(dir.path());
+    let full = train_into(&config, &dir.path().join("f32")).unwrap();
+    let mut half = config.clone();
+    half.backend.kind = BackendKind::Lavapipe;
+    half.train.precision = Precision::F16;
+    let run = dir.path().join("f16");
+    let done = train_into(&half, &run).unwrap();
+    // f16 keeps about 3 significant digits: a few steps stay within a few percent.
+    assert_close(&losses(&full.history), &losses(&done.history), 0.03, "f16");
+    let last = done.history.last().unwrap();
+    let skipped = last["skipped_steps"].as_u64().unwrap();
+    assert!(skipped < 6, "{skipped} of 6 steps overflowed");
+    let ckpt = latest_checkpoint(&run).unwrap();
+    let state: TrainState = read_json(&ckpt.join("state.json")).unwrap();
+    let scale = state.loss_scale.expect("f16 saves its loss scale");
+    assert_eq!(last["loss_scale"].as_f64(), Some(scale.scale));
+    // The saved weights are the f32 masters: an f32 model loads them as they are.
+    let model = cinefuse_train::evaluate::LoadedRun::open(&run, Some(BackendKind::Flex));
+    assert!(model.is_ok(), "{:?}", model.err());
+}
+
+#[test]
+fn a_precision_the_backend_cannot_compute_in_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = deterministic_config(dir.path());
+    config.train.precision = Precision::F16;
+    let err = train_into(&config, &dir.path().join("flex")).unwrap_err();
+    assert!(format!("{err:#}").contains("flex trains in f32"), "{err:#}");
+    config.train.precision = Precision::Bf16;
+    config.backend.kind = BackendKind::Lavapipe;
+    let err = train_into(&config, &dir.path().join("bf16")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("cannot compute in bf16"),
+        "{err:#}"
+    );
+}
