@@ -9,6 +9,8 @@
 #                                             # + the quickstart on wgpu/lavapipe (LAVAPIPE_STEPS=0 skips)
 #   CONFIGS="configs/quickstart.toml" REPS=7 scripts/bench.sh
 #   BACKEND=wgpu TORCH_DEVICE=cuda LAVAPIPE_STEPS=0 scripts/bench.sh   # on a GPU machine
+#   PRECISION=f16 BACKEND=wgpu TORCH_DEVICE=cuda ...  # mixed precision on both sides
+#   DEVICES=0,1 BACKEND=wgpu ...                     # cinefuse data parallel (PyTorch: one GPU)
 #
 # Needs scripts/setup_python.sh --torch for the PyTorch side (skipped with a note without it).
 set -euo pipefail
@@ -19,6 +21,10 @@ steps="${STEPS:-30}"
 reps="${REPS:-5}"
 torch_device="${TORCH_DEVICE:-cpu}"
 lavapipe_steps="${LAVAPIPE_STEPS:-4}"
+precision="${PRECISION:-f32}"
+# Settings both sides share, and cinefuse's devices for data parallelism.
+sets=(--set "train.precision=\"$precision\"")
+[ -n "${DEVICES:-}" ] && sets+=(--set "backend.devices=[${DEVICES}]")
 out="${OUT:-target/bench}"
 mkdir -p "$out"
 # Mesa's software Vulkan complains on every start without a runtime directory.
@@ -29,13 +35,13 @@ python=scripts/.venv/bin/python
 have_torch=false
 if [ -x "$python" ] && "$python" -c "import torch" 2>/dev/null; then have_torch=true; fi
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB; backend $backend; $steps steps x $reps reps"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB; backend $backend; $precision; $steps steps x $reps reps"
 : > "$out/runs.jsonl"
 for config in $configs; do
   prepared=$(python3 -c "import tomllib,sys; c=tomllib.load(open(sys.argv[1],'rb')); print(c['data'].get('prepared','prepared/demo'))" "$config")
   for rep in $(seq "$reps"); do
     /usr/bin/time -f "%M" -o "$out/rss" "$bin" bench --config "$config" --backends "$backend" \
-      --steps "$steps" --reps 1 --json "$out/cinefuse.json" > /dev/null
+      "${sets[@]}" --steps "$steps" --reps 1 --json "$out/cinefuse.json" > /dev/null
     python3 - "$config" "$prepared" "$out" <<'PY' >> "$out/runs.jsonl"
 import json, sys
 config, prepared, out = sys.argv[1:]
@@ -45,7 +51,7 @@ print(json.dumps({"config": config, "prepared": prepared, "who": "cinefuse", "ra
 PY
     if $have_torch; then
       /usr/bin/time -f "%M" -o "$out/rss" "$python" scripts/torch_reference.py "$config" "$prepared" \
-        --steps "$steps" --reps 1 --device "$torch_device" > "$out/torch.json"
+        --steps "$steps" --reps 1 --device "$torch_device" --precision "$precision" > "$out/torch.json"
       python3 - "$config" "$prepared" "$out" <<'PY' >> "$out/runs.jsonl"
 import json, sys
 config, prepared, out = sys.argv[1:]

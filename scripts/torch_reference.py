@@ -184,7 +184,7 @@ class Model(nn.Module):
             embs.append(e)
             pres.append(p)
         pm = torch.stack(pres, 1)
-        z = self.gate(torch.cat(embs + [pm], 1)).masked_fill(pm == 0, -1e9).softmax(1) * pm
+        z = self.gate(torch.cat(embs + [pm], 1)).masked_fill(pm == 0, -1e4).softmax(1) * pm
         h = sum(torch.tanh(p(e)) * z[:, i : i + 1] for i, (p, e) in enumerate(zip(self.proj, embs)))
         return self.head(h), aux
 
@@ -272,6 +272,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--precision", choices=["f32", "f16", "bf16"], default="f32",
+                    help="autocast the forward pass (f16 with a GradScaler), like train.precision")
     ap.add_argument("--backbones", type=int, default=0, metavar="BATCHES",
                     help="time the pretrained backbones' forward passes instead of training")
     a = ap.parse_args()
@@ -290,26 +292,33 @@ def main():
     dev = torch.device(a.device)
     batches = [make_batch(samples[i : i + bs], posters, hw, dev) for i in range(0, len(samples) - bs + 1, bs)]
     aux_w = cfg["model"].get("aux_loss_weight", 0.3)
+    amp = {"f16": torch.float16, "bf16": torch.bfloat16}.get(a.precision)
+    f32 = lambda o: tuple(x.float() for x in o)  # losses in f32, as cinefuse computes them
     results = []
     for rep in range(a.reps):
         torch.manual_seed(cfg.get("seed", 7))
         model = Model(cfg, shapes).to(dev).train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"].get("weight_decay", 0.01))
+        scaler = torch.amp.GradScaler(dev.type, enabled=a.precision == "f16")
         for s in range(a.warmup + a.steps):
             if s == a.warmup:
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
             b = batches[s % len(batches)]
-            out, aux = model(b)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                out, aux = model(b)
+            out, aux = f32(out), [f32(x) for x in aux]
             loss = loss_fn(out, b, scale) + aux_w * sum(loss_fn(x, b, scale) for x in aux) / len(aux)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         results.append(a.steps * bs / (time.perf_counter() - start))
-    print(json.dumps({"framework": f"pytorch {torch.__version__}", "device": a.device, "threads": torch.get_num_threads(),
+    print(json.dumps({"framework": f"pytorch {torch.__version__}", "device": a.device, "precision": a.precision,
+                      "threads": torch.get_num_threads(),
                       "params": sum(p.numel() for p in model.parameters()), "samples_per_sec": results,
                       "median": statistics.median(results)}))
 

@@ -347,6 +347,31 @@ fn trains_a_few_steps_on_wgpu() {
     }
 }
 
+/// Devices and precision are checked before anything is written: repeated devices, several
+/// devices on flex and half precision on flex are errors that leave no run folder behind.
+#[test]
+fn devices_and_precision_the_backend_cannot_use_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    let cases = [
+        (vec!["--devices", "0,0"], "listed twice"),
+        (vec!["--devices", "0,1"], "flex is one CPU device"),
+        (
+            vec!["--set", "train.precision=\"f16\""],
+            "flex trains in f32",
+        ),
+        (vec!["--set", "train.precision=\"f64\""], "train.precision"),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["train", "--config", "tiny.toml", "--out", "runs/x"];
+        args.extend(flags);
+        let e = fails(d, &args);
+        assert!(e.contains(message), "{args:?}: {e}");
+        assert!(!d.join("runs/x").exists(), "{args:?} left a run folder");
+    }
+}
+
 /// Kill `cinefuse scrape` mid-run, run it again: nothing is fetched twice, nothing is lost.
 #[test]
 fn scrape_survives_a_kill_and_resumes() {

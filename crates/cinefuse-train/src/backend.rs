@@ -134,6 +134,21 @@ fn lavapipe_pair(indices: &[usize]) -> Result<Vec<Selected>> {
     Ok(indices.iter().map(|&i| pair[i].clone()).collect())
 }
 
+/// "wgpu on X", or "wgpu on X × 2 (data parallel)" when all devices are alike.
+pub fn describe(selected: &[Selected]) -> String {
+    let first = &selected[0].description;
+    match selected.len() {
+        1 => first.clone(),
+        n if selected.iter().all(|s| &s.description == first) => {
+            format!("{first} × {n} (data parallel)")
+        }
+        _ => {
+            let all: Vec<&str> = selected.iter().map(|s| s.description.as_str()).collect();
+            format!("{} (data parallel)", all.join(" + "))
+        }
+    }
+}
+
 /// Refuses a training precision the device cannot compute in.
 pub fn check_precision(selected: &Selected, precision: Precision) -> Result<()> {
     use burn::tensor::FloatDType;

@@ -7,14 +7,19 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::AdamWConfig;
 use burn::prelude::*;
+use cinefuse_data::Prepared;
 use cinefuse_data::split::Split;
-use cinefuse_data::{MovieBatch, Prepared};
 use serde::Serialize;
 
-use crate::config::{BackendKind, TrainConfig};
+use crate::backend::{check_precision, describe, select_devices};
+use crate::config::{BackendKind, Precision, TrainConfig};
 use crate::inference::Scorer;
+use crate::trainer::grads::{grads_are_finite, scale_grads};
+use crate::trainer::precision::{LossScale, compute_dtype};
+use crate::trainer::shards::{ShardBatcher, ShardedBatch};
+use crate::trainer::step::{StepSpec, step_grads};
 use crate::trainer::{batcher_of, rating_scale_of, shapes_of};
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +76,8 @@ fn sync(device: &Device) {
     let _ = device.sync();
 }
 
-/// Optimizer steps per second × batch size, on batches already on the device.
+/// Optimizer steps per second × batch size, on batches already on the device(s): the
+/// training step of `train` (data parallel over `backend.devices`, in `train.precision`).
 pub fn bench_train(
     config: &TrainConfig,
     prepared: &Prepared,
@@ -82,18 +88,22 @@ pub fn bench_train(
 ) -> Result<Throughput> {
     let mut b = config.backend.clone();
     b.kind = backend;
-    let selected = crate::backend::select_device(&b)?;
-    let device = selected.device.clone();
+    let selected = select_devices(&b)?;
+    for s in &selected {
+        check_precision(s, config.train.precision)?;
+    }
+    let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
+    let device = devices[0].clone();
     let ds = prepared.dataset(Split::Train);
     let bs = config.train.batch_size;
     if ds.len() < bs {
         bail!("the training split has fewer than {bs} movies");
     }
-    let batcher = batcher_of(prepared);
+    let sharder = ShardBatcher::new(batcher_of(prepared), devices.clone());
     let n_batches = (ds.len() / bs).min(steps.max(1));
-    let batches: Vec<MovieBatch> = (0..n_batches)
+    let batches: Vec<ShardedBatch> = (0..n_batches)
         .map(|k| {
-            batcher.batch(
+            sharder.batch(
                 (k * bs..(k + 1) * bs)
                     .map(|i| ds.get(i).expect("in memory"))
                     .collect(),
@@ -103,11 +113,7 @@ pub fn bench_train(
         .collect();
     let mut shapes = shapes_of(prepared);
     shapes.text_backbone = crate::feature_cache::text_backbone_of(&config.model)?;
-    let scorer = Scorer {
-        loss: &config.loss,
-        scale: rating_scale_of(prepared),
-        pos_weight: None,
-    };
+    let compute = compute_dtype(config.train.precision);
     let mut values = Vec::new();
     for _ in 0..reps.max(1) {
         device.seed(config.seed);
@@ -115,23 +121,49 @@ pub fn bench_train(
         let mut optim = AdamWConfig::new()
             .with_weight_decay(config.optim.weight_decay)
             .init();
+        let mut loss_scale = (config.train.precision == Precision::F16).then(LossScale::new);
         let mut started = Instant::now();
         for s in 0..warmup + steps {
             if s == warmup {
                 sync(&device);
                 started = Instant::now();
             }
-            let batch = &batches[s % batches.len()];
-            let out = model.forward_with(batch, true);
-            let parts = scorer.loss(&out, batch, 1.0, config.model.aux_loss_weight);
-            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+            let spec = StepSpec {
+                scorer: Scorer {
+                    loss: &config.loss,
+                    scale: rating_scale_of(prepared),
+                    pos_weight: None,
+                },
+                loss_weights: (1.0, config.model.aux_loss_weight),
+                compute,
+                loss_scale: loss_scale.map_or(1.0, |l| l.scale),
+                seed: config.seed ^ s as u64,
+            };
+            let mut grads =
+                step_grads(&model, batches[s % batches.len()].clone(), &devices, &spec)?.grads;
+            if let Some(l) = loss_scale.as_mut() {
+                // As in training: check for overflow (one device read), unscale, or skip.
+                let finite = grads_are_finite(&grads, &model);
+                scale_grads(&mut grads, 1.0 / l.scale, &model);
+                if !l.update(finite) {
+                    continue;
+                }
+            }
             model = optim.step(config.optim.lr, model, grads);
         }
         sync(&device);
         values.push((steps * bs) as f64 / started.elapsed().as_secs_f64());
     }
+    let precision = match config.train.precision {
+        Precision::F32 => String::new(),
+        p => format!(", {}", p.name()),
+    };
     Ok(Throughput {
-        what: format!("training {} on {}", config.name, selected.description),
+        what: format!(
+            "training {} on {}{precision}",
+            config.name,
+            describe(&selected)
+        ),
         unit: "samples/s".into(),
         values,
     })

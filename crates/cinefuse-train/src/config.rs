@@ -290,7 +290,7 @@ impl BackendConfig {
         }
     }
 
-    fn validate(&self, batch_size: usize) -> Result<(), String> {
+    pub fn validate(&self, batch_size: usize) -> Result<(), String> {
         let d = &self.devices;
         if let Some(i) = (1..d.len()).find(|&i| d[..i].contains(&d[i])) {
             return Err(format!(

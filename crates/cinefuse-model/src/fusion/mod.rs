@@ -76,9 +76,10 @@ pub struct FusionOutput {
 }
 
 /// Softmax over modalities restricted to the present ones: `logits [B, M]`, `present [B, M]`.
-/// At least one modality (metadata) is always present, so no row is fully masked.
+/// A row with no modality present gets zeros. The fill value must stay finite in f16 (largest
+/// 65504): -inf everywhere in a row would make its softmax NaN, and NaN × 0 is NaN.
 pub fn masked_softmax(logits: Tensor<2>, present: Tensor<2>) -> Tensor<2> {
-    let masked = logits.mask_fill(present.clone().equal_elem(0.0), -1.0e9);
+    let masked = logits.mask_fill(present.clone().equal_elem(0.0), -1.0e4);
     burn::tensor::activation::softmax(masked, 1) * present
 }
 
@@ -155,6 +156,34 @@ impl Fusion {
             m.forward(input)
         } else {
             unreachable!("Fusion is built with one method")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::FloatDType;
+
+    /// In f32 and in half precision alike: absent modalities get weight 0, and a row with
+    /// none present gets zeros rather than NaN.
+    #[test]
+    fn masked_softmax_zeroes_absent_modalities_in_every_precision() {
+        let device = Device::flex();
+        for dtype in [FloatDType::F32, FloatDType::F16, FloatDType::BF16] {
+            let logits = Tensor::<2>::from_data([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]], &device);
+            let present = Tensor::<2>::from_data([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]], &device);
+            let w = masked_softmax(logits.cast(dtype), present.cast(dtype))
+                .cast(FloatDType::F32)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap();
+            let e = (-2f32).exp();
+            let expected = [e / (1.0 + e), 0.0, 1.0 / (1.0 + e), 0.0, 0.0, 0.0];
+            for (got, want) in w.iter().zip(expected) {
+                assert!((got - want).abs() < 1e-2, "{dtype:?}: {w:?}");
+            }
         }
     }
 }

@@ -6,11 +6,11 @@
 //! pass over the training data, validation, the metrics line, the best model, checkpoints.
 
 mod fit;
-mod grads;
-mod precision;
+pub(crate) mod grads;
+pub(crate) mod precision;
 mod setup;
-mod shards;
-mod step;
+pub(crate) mod shards;
+pub(crate) mod step;
 
 pub use precision::LossScale;
 

@@ -19,8 +19,8 @@ use super::{
     BackboneScales, TrainOptions, batcher_of, check_fingerprint, initialized_now, rating_scale_of,
     shapes_of,
 };
-use crate::backend::{Selected, check_precision, select_devices};
-use crate::config::{Precision, TrainConfig};
+use crate::backend::{Selected, check_precision, describe, select_devices};
+use crate::config::{BackendConfig, Precision, TrainConfig};
 use crate::data_setup::{ensure_prepared, ensure_prepared_in, prepared_fingerprint};
 use crate::run_dir::*;
 use crate::trainer::LossScale;
@@ -103,43 +103,29 @@ fn open_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(TrainConfig, P
     Ok((config.clone(), dir, lock))
 }
 
-/// The run's devices (`--backend` / `--devices` override the config's), each checked for the
-/// configured precision.
-fn training_devices(config: &TrainConfig, opts: &TrainOptions) -> Result<Vec<Selected>> {
-    let mut backend_cfg = config.backend.clone();
+/// The backend section with `--backend` / `--devices` applied; checked before the run folder
+/// is created, so a bad `--devices` leaves nothing behind.
+fn backend_config(config: &TrainConfig, opts: &TrainOptions) -> Result<BackendConfig> {
+    let mut backend = config.backend.clone();
     if let Some(k) = opts.backend {
-        backend_cfg.kind = k;
+        backend.kind = k;
     }
     if let Some(devices) = &opts.devices {
-        backend_cfg.devices = devices.clone();
-        let checked = TrainConfig {
-            backend: backend_cfg.clone(),
-            ..config.clone()
-        };
-        checked
-            .validate()
+        backend.devices = devices.clone();
+        backend
+            .validate(config.train.batch_size)
             .map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
     }
-    let selected = select_devices(&backend_cfg)?;
-    for s in &selected {
-        check_precision(s, config.train.precision)?;
-    }
-    Ok(selected)
+    Ok(backend)
 }
 
-/// "wgpu on X", or "wgpu on X × 2 (data parallel)" when all devices are alike.
-fn describe(selected: &[Selected]) -> String {
-    let first = &selected[0].description;
-    match selected.len() {
-        1 => first.clone(),
-        n if selected.iter().all(|s| &s.description == first) => {
-            format!("{first} × {n} (data parallel)")
-        }
-        _ => {
-            let all: Vec<&str> = selected.iter().map(|s| s.description.as_str()).collect();
-            format!("{} (data parallel)", all.join(" + "))
-        }
+/// The run's devices, each checked for the configured precision.
+fn training_devices(backend: &BackendConfig, precision: Precision) -> Result<Vec<Selected>> {
+    let selected = select_devices(backend)?;
+    for s in &selected {
+        check_precision(s, precision)?;
     }
+    Ok(selected)
 }
 
 fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
@@ -186,6 +172,9 @@ fn print_parameters(param_counts: &[(String, usize)], total: usize) {
 
 impl Trainer {
     pub fn setup(config: &TrainConfig, opts: &TrainOptions) -> Result<Self> {
+        // Devices first: a backend that cannot train this config leaves no run folder behind.
+        // (A resumed run's config is the one `--resume` loaded from the run folder.)
+        let selected = training_devices(&backend_config(config, opts)?, config.train.precision)?;
         let (config, run_dir, lock) = open_run(config, opts)?;
         let resuming = opts.resume.is_some();
         let info_path = run_dir.join(RUN_FILE);
@@ -199,7 +188,6 @@ impl Trainer {
             ensure_prepared(&config, opts.data_override.as_deref())?
         };
 
-        let selected = training_devices(&config, opts)?;
         let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
         let device = devices[0].clone();
         let description = describe(&selected);

@@ -22,7 +22,7 @@ use super::shards::ShardedBatch;
 use crate::inference::Scorer;
 
 /// What is the same for every shard of a step.
-pub(super) struct StepSpec<'a> {
+pub(crate) struct StepSpec<'a> {
     pub scorer: Scorer<'a>,
     /// Weights of the fused loss and of the per-modality losses.
     pub loss_weights: (f64, f64),
@@ -35,7 +35,7 @@ pub(super) struct StepSpec<'a> {
 }
 
 /// A step's gradients (on the lead device, multiplied by the loss scale) and its losses.
-pub(super) struct StepGrads {
+pub(crate) struct StepGrads {
     pub grads: GradientsParams,
     /// Total, genre and rating loss, each summed over the batch's rows.
     pub loss_sums: [f64; 3],
@@ -74,7 +74,7 @@ fn shard_grads(
 }
 
 /// The step's gradients for `batch` (a shard per device in use, lead first).
-pub(super) fn step_grads(
+pub(crate) fn step_grads(
     model: &CinefuseModel,
     batch: ShardedBatch,
     devices: &[Device],
@@ -160,7 +160,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Refuses a non-finite loss, with a hint for the precision in use.
-pub(super) fn check_loss(total: f64, step: usize, compute: Option<FloatDType>) -> Result<()> {
+pub(crate) fn check_loss(total: f64, step: usize, compute: Option<FloatDType>) -> Result<()> {
     if total.is_finite() {
         return Ok(());
     }
