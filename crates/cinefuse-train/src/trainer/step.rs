@@ -293,6 +293,36 @@ mod tests {
         }
     }
 
+    /// The half-precision step computes in the half type and still hands f32 gradients to
+    /// the f32 masters, close to the f32 step's but not equal to them.
+    #[test]
+    fn a_half_precision_step_computes_in_half_and_returns_f32_gradients() {
+        use crate::trainer::precision::{cast_inputs, cast_params};
+        let device = Device::flex();
+        let model = model(&device.clone().autodiff());
+        let batch = MovieBatcher::new(2, 2, 6).batch(items(8), &device);
+        let loss = LossConfig::new();
+        let mut spec = spec(&loss);
+        let (_, full) = shard_grads(&model, &batch, &device, None, &spec, 0).unwrap();
+        let full = values_of(&full, &model);
+        for dtype in [FloatDType::F16, FloatDType::BF16] {
+            let out = cast_params(&model, dtype).forward_with(&cast_inputs(&batch, dtype), true);
+            assert_eq!(out.genre_logits.dtype(), dtype.into());
+            spec.compute = Some(dtype);
+            let (_, half) = shard_grads(&model, &batch, &device, None, &spec, 0).unwrap();
+            // `values_of` reads f32 values: a gradient in another type would fail here.
+            let half = values_of(&half, &model);
+            let scale = full.iter().fold(0f32, |m, g| m.max(g.abs()));
+            let worst = full
+                .iter()
+                .zip(&half)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst > 0.0, "{dtype:?}: gradients equal the f32 ones");
+            assert!(worst < 0.05 * scale, "{dtype:?}: {worst} vs scale {scale}");
+        }
+    }
+
     /// A replica that fails (here: its shard does not fit the model) ends the step with an
     /// error naming it, instead of a panic or a hang.
     #[test]

@@ -121,10 +121,10 @@ fn data_parallel_refuses_flex_and_repeated_devices() {
     assert!(format!("{err:#}").contains("listed twice"), "{err:#}");
 }
 
-/// f16 on lavapipe: the f32 masters train through the half-precision copy, land near the f32
-/// run, and the loss scale is saved with the checkpoint.
+/// f16 on lavapipe, interrupted and resumed: the f32 masters train through the half-precision
+/// copy, land near the f32 run, and the loss scale travels with the checkpoint.
 #[test]
-fn f16_training_follows_f32_and_keeps_f32_masters() {
+fn f16_training_follows_f32_keeps_f32_masters_and_resumes() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = deterministic_config(dir.path());
@@ -133,17 +133,40 @@ fn f16_training_follows_f32_and_keeps_f32_masters() {
     half.backend.kind = BackendKind::Lavapipe;
     half.train.precision = Precision::F16;
     let run = dir.path().join("f16");
-    let done = train_into(&half, &run).unwrap();
-    // f16 keeps about 3 significant digits: a few steps stay within a few percent.
+    let part = train(
+        &half,
+        &TrainOptions {
+            out: Some(run.clone()),
+            stop_after_steps: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(part.interrupted);
+    let ckpt = latest_checkpoint(&run).unwrap();
+    let state: TrainState = read_json(&ckpt.join("state.json")).unwrap();
+    assert!(state.loss_scale.is_some(), "f16 saves its loss scale");
+    let done = train(
+        &half,
+        &TrainOptions {
+            resume: Some(run.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // f16 keeps about 3 significant digits: a few steps stay within a few percent. (That the
+    // step really computes in f16 is checked in trainer::step's unit tests.)
     assert_close(&losses(&full.history), &losses(&done.history), 0.03, "f16");
     let last = done.history.last().unwrap();
     let skipped = last["skipped_steps"].as_u64().unwrap();
     assert!(skipped < 6, "{skipped} of 6 steps overflowed");
-    let ckpt = latest_checkpoint(&run).unwrap();
-    let state: TrainState = read_json(&ckpt.join("state.json")).unwrap();
-    let scale = state.loss_scale.expect("f16 saves its loss scale");
-    assert_eq!(last["loss_scale"].as_f64(), Some(scale.scale));
-    // The saved weights are the f32 masters: an f32 model loads them as they are.
+    let state: TrainState =
+        read_json(&latest_checkpoint(&run).unwrap().join("state.json")).unwrap();
+    assert_eq!(
+        last["loss_scale"].as_f64(),
+        state.loss_scale.map(|s| s.scale)
+    );
+    // The saved weights are the f32 masters: an f32 model on flex loads them as they are.
     let model = cinefuse_train::evaluate::LoadedRun::open(&run, Some(BackendKind::Flex));
     assert!(model.is_ok(), "{:?}", model.err());
 }
