@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::grads::{grads_are_finite, scale_grads, take_grads_of};
 use super::precision::compute_dtype;
 use super::setup::Trainer;
-use super::shards::ShardBatcher;
+use super::shards::{ShardBatcher, ShardedBatch};
 use super::step::{StepSpec, check_loss, step_grads};
 use super::{
     INTERRUPTED, RunSummary, batch_seed, epoch_seed, progress, save_checkpoint, save_model,
@@ -97,11 +97,6 @@ impl Trainer {
     fn train_pass(&mut self, epoch: usize, steps_this_call: &mut usize) -> Result<Pass> {
         let t = self.config.train.clone();
         let pretraining = self.pretraining(epoch);
-        let (main_w, aux_w) = if pretraining {
-            (0.0, 1.0)
-        } else {
-            (1.0, self.config.model.aux_loss_weight)
-        };
         // Same seed and epoch → same order, also after a resume.
         let mut order: Vec<usize> = (0..self.train_ds.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
@@ -128,48 +123,9 @@ impl Trainer {
             lr: 0.0,
             interrupted: false,
         };
-        let compute = compute_dtype(t.precision);
         for batch in loader.iter() {
             let batch = batch.map_err(|e| anyhow::anyhow!("data loading failed: {e}"))?;
-            pass.lr = learning_rate(
-                &self.config.schedule,
-                self.config.optim.lr,
-                self.state.step,
-                self.total_steps,
-                self.steps_per_epoch,
-            );
-            let model = self
-                .model
-                .take()
-                .context("the model is in place between steps")?;
-            let spec = StepSpec {
-                scorer: self.scorer(),
-                loss_weights: (main_w, aux_w),
-                compute,
-                loss_scale: self.state.loss_scale.map_or(1.0, |s| s.scale),
-                // Seeded per batch, so a resume at any batch draws the same dropout masks.
-                seed: batch_seed(self.config.seed, epoch, self.state.batches_into_epoch),
-            };
-            let step = step_grads(&model, batch, &self.devices, &spec)?;
-            let [total, genre, rating] = step.loss_sums;
-            check_loss(total / step.rows as f64, self.state.step, compute)?;
-            pass.sums.0 += total;
-            pass.sums.1 += genre;
-            pass.sums.2 += rating;
-            pass.sums.3 += step.rows;
-            let mut grads = step.grads;
-            if pretraining && let Some(fusion) = &model.fusion {
-                // The fusion head takes no part in pre-training. Its gradients are zero, but
-                // AdamW's weight decay would still shrink it: drop them so it is left as is.
-                drop(take_grads_of(&mut grads, fusion));
-            }
-            self.model = Some(if self.unscale(&mut grads, &model) {
-                step_with_lr_scales(&mut self.optim, model, grads, pass.lr, self.backbone_scales)
-            } else {
-                model
-            });
-            self.state.step += 1;
-            self.state.batches_into_epoch += 1;
+            self.train_step(batch, epoch, &mut pass)?;
             *steps_this_call += 1;
             let seen = pass.sums.3 as f64;
             let elapsed = started.elapsed().as_secs_f64().max(1e-9);
@@ -188,6 +144,64 @@ impl Trainer {
         }
         pb.finish_and_clear();
         Ok(pass)
+    }
+
+    /// One optimizer step on `batch` (skipped when f16 gradients overflow), its losses added
+    /// to the pass's sums.
+    fn train_step(&mut self, batch: ShardedBatch, epoch: usize, pass: &mut Pass) -> Result<()> {
+        let pretraining = self.pretraining(epoch);
+        let loss_weights = if pretraining {
+            (0.0, 1.0)
+        } else {
+            (1.0, self.config.model.aux_loss_weight)
+        };
+        let compute = compute_dtype(self.config.train.precision);
+        pass.lr = learning_rate(
+            &self.config.schedule,
+            self.config.optim.lr,
+            self.state.step,
+            self.total_steps,
+            self.steps_per_epoch,
+        );
+        let model = self
+            .model
+            .take()
+            .context("the model is in place between steps")?;
+        let spec = StepSpec {
+            scorer: self.scorer(),
+            loss_weights,
+            compute,
+            loss_scale: self.state.loss_scale.map_or(1.0, |s| s.scale),
+            // Seeded per batch, so a resume at any batch draws the same dropout masks.
+            seed: batch_seed(self.config.seed, epoch, self.state.batches_into_epoch),
+        };
+        let step = step_grads(&model, batch, &self.devices, &spec).with_context(|| {
+            format!(
+                "step {} failed; the last checkpoint is intact: cinefuse train --resume {}",
+                self.state.step + 1,
+                self.run_dir.display()
+            )
+        })?;
+        let [total, genre, rating] = step.loss_sums;
+        check_loss(total / step.rows as f64, self.state.step, compute)?;
+        pass.sums.0 += total;
+        pass.sums.1 += genre;
+        pass.sums.2 += rating;
+        pass.sums.3 += step.rows;
+        let mut grads = step.grads;
+        if pretraining && let Some(fusion) = &model.fusion {
+            // The fusion head takes no part in pre-training. Its gradients are zero, but
+            // AdamW's weight decay would still shrink it: drop them so it is left as is.
+            drop(take_grads_of(&mut grads, fusion));
+        }
+        self.model = Some(if self.unscale(&mut grads, &model) {
+            step_with_lr_scales(&mut self.optim, model, grads, pass.lr, self.backbone_scales)
+        } else {
+            model
+        });
+        self.state.step += 1;
+        self.state.batches_into_epoch += 1;
+        Ok(())
     }
 
     /// Divides f16-scaled gradients by the loss scale. Returns false when they overflowed: the
