@@ -87,6 +87,33 @@ fn train_into(config: &TrainConfig, run: &Path) -> anyhow::Result<cinefuse_train
     )
 }
 
+/// Trains `config` into a fresh `run`, stopping (with a checkpoint) after `steps` steps.
+fn train_interrupted(config: &TrainConfig, run: &Path, steps: usize) -> cinefuse_train::RunSummary {
+    let part = train(
+        config,
+        &TrainOptions {
+            out: Some(run.to_path_buf()),
+            stop_after_steps: Some(steps),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(part.interrupted, "stopped after {steps} steps");
+    part
+}
+
+/// Continues the run in `run` from its last checkpoint.
+fn resume(config: &TrainConfig, run: &Path) -> cinefuse_train::RunSummary {
+    train(
+        config,
+        &TrainOptions {
+            resume: Some(run.to_path_buf()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn last(history: &[serde_json::Value], key: &str) -> f64 {
     history.last().unwrap()[key].as_f64().unwrap()
 }
@@ -107,25 +134,10 @@ fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
         ..config.clone()
     };
     let steps_per_epoch = full.history[0]["step"].as_u64().unwrap() as usize;
-    let part = train(
-        &one,
-        &TrainOptions {
-            out: Some(dir.path().join("split")),
-            stop_after_steps: Some(steps_per_epoch),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let part = train_interrupted(&one, &dir.path().join("split"), steps_per_epoch);
     assert!(part.interrupted);
     assert_eq!(part.epochs_completed, 1);
-    let resumed = train(
-        &one,
-        &TrainOptions {
-            resume: Some(dir.path().join("split")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let resumed = resume(&one, &dir.path().join("split"));
     assert_eq!(resumed.epochs_completed, 2);
     assert_eq!(
         resumed.history.len(),
@@ -156,27 +168,12 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     let steps_per_epoch = full.history[0]["step"].as_u64().unwrap() as usize;
     assert!(steps_per_epoch > 3, "step 2 is mid-epoch");
     let run = dir.path().join("run");
-    let part = train(
-        &config,
-        &TrainOptions {
-            out: Some(run.clone()),
-            stop_after_steps: Some(2),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let part = train_interrupted(&config, &run, 2);
     assert!(part.interrupted);
     assert_eq!(part.epochs_completed, 0);
     let ckpt = latest_checkpoint(&run).expect("checkpoint written on interrupt");
     assert!(ckpt.join("model.bpk").exists() && ckpt.join("optim.bpk").exists());
-    let done = train(
-        &config,
-        &TrainOptions {
-            resume: Some(run.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let done = resume(&config, &run);
     assert_eq!(done.epochs_completed, 2);
     for key in ["train_loss", "val_loss"] {
         for (a, b) in full.history.iter().zip(&done.history) {

@@ -9,7 +9,7 @@ use cinefuse_train::config::{BackendKind, Precision};
 use cinefuse_train::run_dir::{RUN_FILE, TrainState, latest_checkpoint, read_json};
 use cinefuse_train::{TrainConfig, TrainOptions, train};
 
-use super::{serial, tiny_config, train_into};
+use super::{resume, serial, tiny_config, train_interrupted, train_into};
 
 /// Plot + metadata without dropout: no batch norm (whose batch statistics are per replica)
 /// and no random draws after the seeded initialization, so runs can be compared step by step.
@@ -62,24 +62,9 @@ fn data_parallel_on_two_devices_follows_one_device_and_resumes() {
     parallel.backend.kind = BackendKind::Lavapipe;
     parallel.backend.devices = vec![0, 1];
     let run = dir.path().join("two");
-    let part = train(
-        &parallel,
-        &TrainOptions {
-            out: Some(run.clone()),
-            stop_after_steps: Some(4),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let part = train_interrupted(&parallel, &run, 4);
     assert!(part.interrupted && part.epochs_completed == 1);
-    let done = train(
-        &parallel,
-        &TrainOptions {
-            resume: Some(run.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let done = resume(&parallel, &run);
     assert_eq!(done.epochs_completed, 2);
     // Flex and wgpu differ in f32 rounding only (the single-device wgpu test's tolerance).
     assert_close(
@@ -133,27 +118,12 @@ fn f16_training_follows_f32_keeps_f32_masters_and_resumes() {
     half.backend.kind = BackendKind::Lavapipe;
     half.train.precision = Precision::F16;
     let run = dir.path().join("f16");
-    let part = train(
-        &half,
-        &TrainOptions {
-            out: Some(run.clone()),
-            stop_after_steps: Some(2),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let part = train_interrupted(&half, &run, 2);
     assert!(part.interrupted);
     let ckpt = latest_checkpoint(&run).unwrap();
     let state: TrainState = read_json(&ckpt.join("state.json")).unwrap();
     assert!(state.loss_scale.is_some(), "f16 saves its loss scale");
-    let done = train(
-        &half,
-        &TrainOptions {
-            resume: Some(run.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let done = resume(&half, &run);
     // f16 keeps about 3 significant digits: a few steps stay within a few percent. (That the
     // step really computes in f16 is checked in trainer::step's unit tests.)
     assert_close(&losses(&full.history), &losses(&done.history), 0.03, "f16");
