@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::backend::{check_precision, describe, select_devices};
 use crate::config::{BackendKind, Precision, TrainConfig};
 use crate::inference::Scorer;
-use crate::trainer::grads::{grads_are_finite, scale_grads};
 use crate::trainer::precision::{LossScale, compute_dtype};
 use crate::trainer::shards::{ShardBatcher, ShardedBatch};
 use crate::trainer::step::{StepSpec, step_grads};
@@ -141,13 +140,11 @@ pub fn bench_train(
             };
             let mut grads =
                 step_grads(&model, batches[s % batches.len()].clone(), &devices, &spec)?.grads;
-            if let Some(l) = loss_scale.as_mut() {
-                // As in training: check for overflow (one device read), unscale, or skip.
-                let finite = grads_are_finite(&grads, &model);
-                scale_grads(&mut grads, 1.0 / l.scale, &model);
-                if !l.update(finite) {
-                    continue;
-                }
+            // As in training: check for overflow (one device read), unscale, or skip.
+            if let Some(l) = loss_scale.as_mut()
+                && !l.unscale(&mut grads, &model)
+            {
+                continue;
             }
             model = optim.step(config.optim.lr, model, grads);
         }

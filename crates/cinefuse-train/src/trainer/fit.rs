@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use super::grads::{grads_are_finite, scale_grads, take_grads_of};
+use super::grads::take_grads_of;
 use super::precision::compute_dtype;
 use super::setup::Trainer;
 use super::shards::{ShardBatcher, ShardedBatch};
@@ -210,12 +210,7 @@ impl Trainer {
         let Some(loss_scale) = self.state.loss_scale.as_mut() else {
             return true;
         };
-        let finite = grads_are_finite(grads, model);
-        if finite {
-            // A power of two: the division is exact.
-            scale_grads(grads, 1.0 / loss_scale.scale, model);
-        }
-        let apply = loss_scale.update(finite);
+        let apply = loss_scale.unscale(grads, model);
         if !apply {
             self.state.skipped_steps += 1;
         }

@@ -4,12 +4,14 @@
 //! small gradients underflow to zero in its 5-bit exponent without it.
 
 use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use cinefuse_data::MovieBatch;
 use cinefuse_model::ModelOutput;
 use serde::{Deserialize, Serialize};
 
+use super::grads::{grads_are_finite, scale_grads};
 use crate::config::Precision;
 
 /// The compute type of a precision (`None`: plain f32, nothing to cast).
@@ -84,6 +86,17 @@ impl LossScale {
         }
     }
 
+    /// Divides `grads` (computed from the scaled loss) by the scale and updates it. Returns
+    /// false when they overflowed: the step is to be skipped, and the scale was lowered.
+    pub(crate) fn unscale<M: Module>(&mut self, grads: &mut GradientsParams, model: &M) -> bool {
+        let finite = grads_are_finite(grads, model);
+        if finite {
+            // A power of two: the division is exact.
+            scale_grads(grads, 1.0 / self.scale, model);
+        }
+        self.update(finite)
+    }
+
     /// Updates the scale after a step; returns whether the step's gradients may be applied.
     pub fn update(&mut self, grads_finite: bool) -> bool {
         if !grads_finite {
@@ -126,6 +139,31 @@ mod tests {
             s.update(false);
         }
         assert_eq!(s.scale, 1.0, "never below 1");
+    }
+
+    #[test]
+    fn unscaling_divides_finite_gradients_and_skips_overflowing_ones() {
+        let device = Device::flex().autodiff();
+        let layer = LinearConfig::new(2, 1).init(&device);
+        let grads_times = |factor: f32| {
+            let x = Tensor::<2>::from_data([[1.0, 3.0]], &device);
+            let loss = layer.forward(x).sum() * factor;
+            burn::optim::GradientsParams::from_grads(loss.backward(), &layer)
+        };
+        let weight = |g: &GradientsParams| {
+            g.get::<2>(layer.weight.id)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let mut s = LossScale::new();
+        let mut grads = grads_times(s.scale as f32);
+        assert!(s.unscale(&mut grads, &layer));
+        assert_eq!(weight(&grads), vec![1.0, 3.0], "d(xW)/dW = x, unscaled");
+        let mut grads = grads_times(f32::INFINITY);
+        assert!(!s.unscale(&mut grads, &layer));
+        assert_eq!(s.scale, LossScale::INITIAL / 2.0);
     }
 
     /// Gradients of the half-precision copy arrive on the f32 masters, in f32, and match the

@@ -55,7 +55,7 @@ fn shard_grads(
     rows: Option<LossRows>,
     spec: &StepSpec,
     replica: usize,
-) -> Result<([f32; 3], GradientsParams)> {
+) -> ([f32; 3], GradientsParams) {
     device.seed(replica_seed(spec.seed, replica));
     let out = match spec.compute {
         None => model.forward_with(batch, true),
@@ -70,7 +70,7 @@ fn shard_grads(
     } else {
         parts.total * spec.loss_scale
     };
-    Ok((values, GradientsParams::from_grads(loss.backward(), model)))
+    (values, GradientsParams::from_grads(loss.backward(), model))
 }
 
 /// The step's gradients for `batch` (a shard per device in use, lead first).
@@ -83,7 +83,7 @@ pub(crate) fn step_grads(
     let rows: usize = batch.shards.iter().map(MovieBatch::len).sum();
     let per_row = |values: [f32; 3]| values.map(|v| f64::from(v) * rows as f64);
     if let [shard] = batch.shards.as_slice() {
-        let (values, grads) = shard_grads(model, shard, &devices[0], None, spec, 0)?;
+        let (values, grads) = shard_grads(model, shard, &devices[0], None, spec, 0);
         return Ok(StepGrads {
             grads,
             loss_sums: per_row(values),
@@ -109,8 +109,8 @@ pub(crate) fn step_grads(
 
 type ReplicaResult = Result<([f32; 3], GradientsParams, CinefuseModel)>;
 
-/// Runs every shard on its own replica, one thread per device. A replica that fails or
-/// panics becomes an error naming its device; the others finish their pass first (no
+/// Runs every shard on its own replica, one thread per device. A replica that fails (Burn
+/// panics on device and shape errors) becomes an error naming its device; the others finish their pass first (no
 /// replica waits on another, so nothing can hang).
 fn run_replicas(
     model: &CinefuseModel,
@@ -132,8 +132,8 @@ fn run_replicas(
                     } else {
                         model.clone().fork(&device.clone().autodiff())
                     };
-                    let (values, grads) = shard_grads(&replica, &batch, device, rows, spec, i)?;
-                    Ok((values, grads, replica))
+                    let (values, grads) = shard_grads(&replica, &batch, device, rows, spec, i);
+                    (values, grads, replica)
                 })
             })
             .collect();
@@ -142,10 +142,12 @@ fn run_replicas(
             .zip(devices)
             .enumerate()
             .map(|(i, (handle, device))| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| Err(anyhow!("{}", panic_message(&panic))))
-                    .map_err(|e| anyhow!("replica {i} on {device:?} failed: {e:#}"))
+                handle.join().map_err(|panic| {
+                    anyhow!(
+                        "replica {i} on {device:?} failed: {}",
+                        panic_message(&panic)
+                    )
+                })
             })
             .collect()
     })
@@ -303,13 +305,13 @@ mod tests {
         let batch = MovieBatcher::new(2, 2, 6).batch(items(8), &device);
         let loss = LossConfig::new();
         let mut spec = spec(&loss);
-        let (_, full) = shard_grads(&model, &batch, &device, None, &spec, 0).unwrap();
+        let (_, full) = shard_grads(&model, &batch, &device, None, &spec, 0);
         let full = values_of(&full, &model);
         for dtype in [FloatDType::F16, FloatDType::BF16] {
             let out = cast_params(&model, dtype).forward_with(&cast_inputs(&batch, dtype), true);
             assert_eq!(out.genre_logits.dtype(), dtype.into());
             spec.compute = Some(dtype);
-            let (_, half) = shard_grads(&model, &batch, &device, None, &spec, 0).unwrap();
+            let (_, half) = shard_grads(&model, &batch, &device, None, &spec, 0);
             // `values_of` reads f32 values: a gradient in another type would fail here.
             let half = values_of(&half, &model);
             let scale = full.iter().fold(0f32, |m, g| m.max(g.abs()));
