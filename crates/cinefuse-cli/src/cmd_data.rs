@@ -41,8 +41,10 @@ pub struct PrepareArgs {
 
 /// Reads preprocessing settings from a full training config or a bare preprocessing table.
 fn load_prepare_config(path: &PathBuf) -> Result<PrepareConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = cinefuse_data::user_file::read_text_capped(
+        path,
+        cinefuse_data::user_file::MAX_CONFIG_BYTES,
+    )?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
     if table.contains_key("name") {

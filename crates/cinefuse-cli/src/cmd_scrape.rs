@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use cinefuse_scrape::{ScrapeConfig, harvest_list, scrape};
 use clap::Args;
 
@@ -75,8 +75,10 @@ pub fn run(a: ScrapeArgs) -> Result<()> {
     };
     let mut ids: Vec<String> = a.id.clone();
     if let Some(path) = &a.ids {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = cinefuse_data::user_file::read_text_capped(
+            path,
+            cinefuse_data::user_file::MAX_MOVIE_JSON_BYTES,
+        )?;
         ids.extend(
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
@@ -112,5 +114,11 @@ pub fn run(a: ScrapeArgs) -> Result<()> {
         "dataset: {} (failures in scrape_failures.json)",
         a.out.display()
     );
+    if r.done + r.already_done == 0 {
+        bail!(
+            "every one of the {} titles failed; nothing was scraped (see the failures above)",
+            r.requested
+        );
+    }
     Ok(())
 }

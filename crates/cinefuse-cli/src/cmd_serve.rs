@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -20,6 +21,16 @@ pub struct ServeArgs {
     /// Largest request accepted (a poster upload), in MiB (1 to 200).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=200))]
     max_upload_mb: u16,
+    /// Open connections at once; more are closed as they arrive.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: u32,
+    /// Seconds a client has to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    header_timeout_s: u32,
+    /// Seconds from a request's headers to its answer, body upload included.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    request_timeout_s: u32,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -34,5 +45,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
         models: a.models,
         addr: a.addr,
         max_upload: usize::from(a.max_upload_mb) << 20,
+        limits: cinefuse_serve::connections::Limits {
+            max_connections: a.max_connections as usize,
+            header_timeout: Duration::from_secs(a.header_timeout_s.into()),
+            request_timeout: Duration::from_secs(a.request_timeout_s.into()),
+        },
     })
 }

@@ -38,13 +38,26 @@ pub struct TrainArgs {
     /// Train data-parallel on these GPU indices, e.g. --devices 0,1 (overrides backend.devices).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     devices: Option<Vec<usize>>,
+    /// K-fold bagging: K models on the folds of train + validation (sets train.folds).
+    #[arg(long, value_name = "K")]
+    folds: Option<usize>,
+    /// With bagging: also one model on all of train + validation (sets train.refit).
+    #[arg(long)]
+    refit: bool,
 }
 
 pub fn train(a: TrainArgs) -> Result<PathBuf> {
+    let mut sets = a.set.clone();
+    if let Some(k) = a.folds {
+        sets.push(format!("train.folds={k}"));
+    }
+    if a.refit {
+        sets.push("train.refit=true".into());
+    }
     let config = match (&a.config, &a.resume) {
-        (Some(p), _) => TrainConfig::load(p, &a.set)?,
+        (Some(p), _) => TrainConfig::load(p, &sets)?,
         (None, Some(r)) => {
-            if !a.set.is_empty() {
+            if !sets.is_empty() {
                 bail!(
                     "--set cannot change a resumed run; its config is {}",
                     r.join("config.toml").display()
@@ -63,6 +76,7 @@ pub fn train(a: TrainArgs) -> Result<PathBuf> {
             backend: backend(&a.backend)?,
             devices: a.devices,
             stop_after_steps: None,
+            rows: Default::default(),
         },
     )?;
     if let Some(v) = summary.best_value {
@@ -96,7 +110,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let report =
         cinefuse_train::evaluate::evaluate(&a.run, split, a.data.as_deref(), backend(&a.backend)?)?;
     print!("{report}");
-    println!("wrote {}", a.run.join("eval.json").display());
+    let file = cinefuse_train::evaluate::eval_file(split, a.data.as_deref());
+    println!("wrote {}", a.run.join(file).display());
     Ok(())
 }
 
@@ -134,9 +149,10 @@ pub struct PredictArgs {
     title: Option<String>,
     #[arg(long)]
     plot: Option<String>,
-    #[arg(long)]
+    /// (`--year -5` is read as a value, then refused as a year.)
+    #[arg(long, allow_negative_numbers = true)]
     year: Option<i32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     runtime: Option<f32>,
     /// Print one JSON object per movie instead of a table.
     #[arg(long)]
@@ -155,7 +171,10 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         (None, Some(m)) => {
             let (text, origin) = match m.strip_prefix('@') {
                 Some(file) => (
-                    std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?,
+                    cinefuse_data::user_file::read_text_capped(
+                        Path::new(file),
+                        cinefuse_data::user_file::MAX_MOVIE_JSON_BYTES,
+                    )?,
                     file.to_string(),
                 ),
                 None => (m.clone(), "--movie".to_string()),
@@ -185,6 +204,13 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             (vec![m], PathBuf::from("."))
         }
     };
+    let unused = predictor.unused_extras(&movies);
+    if !unused.is_empty() {
+        eprintln!(
+            "warning: this model does not read extra.{}; those values are ignored",
+            unused.join(", extra.")
+        );
+    }
     for m in &movies {
         for warning in extrapolation_warnings(&predictor.preprocessor, m) {
             eprintln!("warning: {warning}");
@@ -210,13 +236,17 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             continue;
         }
         println!("{}", p.id);
-        println!(
-            "  rating {:.2}  ({:.0} % interval {:.2}–{:.2})",
-            p.rating,
-            predictor.manifest.interval_coverage * 100.0,
-            p.rating_interval[0],
-            p.rating_interval[1]
-        );
+        match p.rating_interval {
+            Some([lo, hi]) => println!(
+                "  rating {:.2}  ({:.0} % interval {lo:.2}–{hi:.2})",
+                p.rating,
+                predictor.manifest.interval_coverage * 100.0,
+            ),
+            None => println!(
+                "  rating {:.2}  (no interval: too few rated movies to calibrate one)",
+                p.rating
+            ),
+        }
         let shown: Vec<String> = p
             .genres
             .iter()
@@ -280,6 +310,8 @@ pub fn quickstart(config: PathBuf, backend_name: Option<String>, set: Vec<String
         set,
         backend: backend_name.clone(),
         devices: None,
+        folds: None,
+        refit: false,
     })?;
     eval(EvalArgs {
         run: run_dir.clone(),

@@ -169,8 +169,23 @@ fn synth_prepare_train_eval_export_predict() {
 
     // Another dataset, encoded with the run's fitted preprocessing (nothing refitted).
     ok(d, &["synth", "--out", "other", "--n", "40", "--seed", "77"]);
+    let test_eval = std::fs::read(run.join("eval.json")).unwrap();
     let text = ok(d, &["eval", "--run", "runs/t", "--data", "other"]);
     assert!(text.contains("on other (40 movies"), "{text}");
+    let text = ok(d, &["eval", "--run", "runs/t", "--split", "train"]);
+    assert!(text.contains("eval-train.json"), "{text}");
+    assert_eq!(
+        std::fs::read(run.join("eval.json")).unwrap(),
+        test_eval,
+        "other splits and datasets never replace the test evaluation"
+    );
+    let saved: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("eval-data-other-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
 
     ok(d, &["export", "--run", "runs/t", "--out", "model"]);
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","genres":["Drama"],"poster":"demo/posters/syn000001.png"}"#;
@@ -183,14 +198,22 @@ fn synth_prepare_train_eval_export_predict() {
     };
     let p = json_line(&text);
     let rating = p["rating"].as_f64().unwrap();
-    assert!((0.0..=10.0).contains(&rating));
     let interval: Vec<f64> = p["rating_interval"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
-    assert!(interval.len() == 2 && interval[0] <= rating && rating <= interval[1]);
+    // The interval is the manifest's calibrated half-width around the rating, clipped to 0–10.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("model/manifest.json")).unwrap()).unwrap();
+    let hw = manifest["interval_half_width"].as_f64().unwrap();
+    assert!(hw > 0.0, "{manifest}");
+    let expected = [(rating - hw).max(0.0), (rating + hw).min(10.0)];
+    assert!(
+        (interval[0] - expected[0]).abs() < 1e-4 && (interval[1] - expected[1]).abs() < 1e-4,
+        "{interval:?} vs {expected:?}"
+    );
     let genres = p["genres"].as_array().unwrap();
     assert!(!genres.is_empty());
     for g in genres {
@@ -629,20 +652,22 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
-    // The export holds the backbones: it predicts with the checkpoint folders gone.
-    std::fs::remove_dir_all(d.join("ckpt")).unwrap();
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;
-    let text = ok(
-        d,
-        &["predict", "--model", "model", "--movie", movie, "--json"],
-    );
-    let p: serde_json::Value =
-        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
-    assert!(
-        (0.0..=10.0).contains(&p["rating"].as_f64().unwrap()),
-        "{text}"
-    );
-    assert_eq!(p["contributions"].as_array().unwrap().len(), 3, "{text}");
+    let predict = || {
+        let text = ok(
+            d,
+            &["predict", "--model", "model", "--movie", movie, "--json"],
+        );
+        let p: serde_json::Value =
+            serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+        p
+    };
+    let before = predict();
+    // The export holds the backbones: it predicts the same with the checkpoint folders gone.
+    std::fs::remove_dir_all(d.join("ckpt")).unwrap();
+    let p = predict();
+    assert_eq!(p, before);
+    assert_eq!(p["contributions"].as_array().unwrap().len(), 3, "{p}");
 }
 
 /// The commands that have no other end-to-end test, on tiny data: quickstart, report, eda,

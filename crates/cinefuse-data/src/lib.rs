@@ -11,13 +11,16 @@ pub mod features;
 pub mod import;
 pub mod movie;
 pub mod output_dir;
+pub mod output_lock;
 pub mod paths;
 pub mod poster_cache;
 pub mod prepare;
 pub mod prepared;
 pub mod split;
+pub mod staging;
 pub mod synth;
 pub mod text;
+pub mod user_file;
 pub mod validate;
 pub mod vocab;
 

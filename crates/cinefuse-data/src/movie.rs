@@ -2,7 +2,6 @@
 //! `posters/`. Every field but `id` may be missing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -302,7 +301,7 @@ pub struct ParsedMovies {
 /// fatal, so that the caller decides between aborting and skipping; blank lines are ignored
 /// and a UTF-8 byte-order mark at the start is dropped.
 pub fn parse_movies_file(path: &Path) -> Result<ParsedMovies, DataError> {
-    let file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::user_file::open_regular(path)?;
     let mut out = ParsedMovies::default();
     for (i, bytes) in BufReader::new(file).split(b'\n').enumerate() {
         let line_no = i + 1;

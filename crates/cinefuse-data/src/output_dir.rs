@@ -82,6 +82,13 @@ pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()
             ));
         }
     }
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(DataError::file(
+            out,
+            "is a symbolic link; cinefuse does not write through or replace links: give the \
+             folder it points to as --out",
+        ));
+    }
     if !out.exists() {
         return Ok(());
     }
@@ -151,6 +158,29 @@ mod tests {
         assert!(e.to_string().contains("holds a cinefuse run"), "{e}");
         let e = check_output(&marked, OutputKind::Run, &[]).unwrap_err();
         assert!(e.to_string().contains("already holds a run"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_output_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        for out in [&link, &dangling] {
+            let e = check_output(out, OutputKind::Prepared, &[]).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert!(
+                std::fs::symlink_metadata(out)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+        }
+        check_output(&real, OutputKind::Prepared, &[]).unwrap();
     }
 
     #[test]

@@ -96,6 +96,10 @@ impl Default for PrepareConfig {
     }
 }
 
+/// Bounds on the sizes a config sets, so that a typo cannot ask for an allocation that aborts.
+pub const MAX_TOKENS: usize = 4096;
+pub const MAX_VOCAB: usize = 1 << 20;
+
 impl PrepareConfig {
     pub fn validate(&self) -> Result<(), String> {
         let r = |name: &str, v: f64| {
@@ -119,10 +123,16 @@ impl PrepareConfig {
                 self.image_width, self.image_height
             ));
         }
-        if self.max_tokens < 2 {
+        if !(2..=MAX_TOKENS).contains(&self.max_tokens) {
             return Err(format!(
-                "data.max_tokens = {}: expected at least 2",
+                "data.preprocess.max_tokens = {}: expected 2..={MAX_TOKENS}",
                 self.max_tokens
+            ));
+        }
+        if !(16..=MAX_VOCAB).contains(&self.vocab_size) {
+            return Err(format!(
+                "data.preprocess.vocab_size = {}: expected 16..={MAX_VOCAB}",
+                self.vocab_size
             ));
         }
         match (self.tokenizer, &self.tokenizer_path) {
@@ -138,12 +148,6 @@ impl PrepareConfig {
                 ));
             }
             _ => {}
-        }
-        if self.vocab_size < 16 {
-            return Err(format!(
-                "data.vocab_size = {}: expected at least 16",
-                self.vocab_size
-            ));
         }
         crate::extra::validate_specs(&self.features)
     }
@@ -317,6 +321,7 @@ pub fn prepare_dataset(
         .iter()
         .filter_map(|m| m.plot.as_deref())
         .filter(|p| !p.trim().is_empty())
+        .map(crate::text::bounded_plot)
         .collect();
     let plots = if plots.is_empty() { vec![""] } else { plots };
     let tokenizer = match &config.tokenizer_path {
@@ -473,6 +478,25 @@ fn check_declared_features_exist(
     Ok(())
 }
 
+/// Runs one poster decode; a panic inside the image decoder becomes this record's error
+/// instead of ending `prepare`.
+fn catch_decoder_panic(
+    path: &Path,
+    decode: impl FnOnce() -> Result<Vec<u8>, DataError>,
+) -> Result<Vec<u8>, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(DataError::file(
+            path,
+            format!("the image decoder failed: {why}"),
+        ))
+    })
+}
+
 /// Stages prepared data for `out_dir`, which must not be (or contain) the dataset it reads.
 fn staging_for(out_dir: &Path, data_dir: &Path) -> Result<StagingDir, DataError> {
     StagingDir::new(out_dir, OutputKind::Prepared, &[data_dir])
@@ -515,19 +539,36 @@ fn write_encoded(
             let handles: Vec<_> = chunk
                 .chunks(per.max(1))
                 .map(|part| {
-                    s.spawn(move || {
+                    let handle = s.spawn(move || {
                         part.iter()
                             .map(|(_, m, _)| {
-                                poster_path(data_dir, m)
-                                    .map(|p| p.and_then(|p| pre.poster_from_file(&p)))
+                                poster_path(data_dir, m).map(|p| {
+                                    p.and_then(|p| {
+                                        catch_decoder_panic(&p, || pre.poster_from_file(&p))
+                                    })
+                                })
                             })
                             .collect::<Vec<_>>()
-                    })
+                    });
+                    (part.len(), handle)
                 })
                 .collect();
+            // A thread that died anyway still yields one (failed) result per record, so the
+            // results stay aligned with the records.
             handles
                 .into_iter()
-                .flat_map(|h| h.join().expect("decoder thread"))
+                .flat_map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        (0..n)
+                            .map(|_| {
+                                Some(Err(DataError::file(
+                                    data_dir,
+                                    "a poster decoder thread failed",
+                                )))
+                            })
+                            .collect()
+                    })
+                })
                 .collect()
         });
         for ((line, movie, split), poster) in chunk.iter().zip(decoded) {
@@ -606,4 +647,22 @@ pub fn apply_preprocessor(
     }
     staging.commit()?;
     crate::Prepared::open(out_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decoder_panic_is_the_record_error_not_the_end_of_prepare() {
+        let path = Path::new("posters/x.png");
+        // (The panic message printed below is expected.)
+        let got = catch_decoder_panic(path, || panic!("bad huffman table"));
+        let e = got.unwrap_err().to_string();
+        assert!(
+            e.contains("posters/x.png") && e.contains("bad huffman table"),
+            "{e}"
+        );
+        assert_eq!(catch_decoder_panic(path, || Ok(vec![1])).unwrap(), vec![1]);
+    }
 }

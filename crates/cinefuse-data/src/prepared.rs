@@ -340,6 +340,31 @@ impl Prepared {
             .collect()
     }
 
+    /// The movies a bag learns from, train and validation (never test), in fold `index` of
+    /// `count` (`held`) or in the other folds.
+    pub fn fold_indices(&self, seed: u64, index: usize, count: usize, held: bool) -> Vec<usize> {
+        (0..self.samples.len())
+            .filter(|i| {
+                let s = &self.samples[*i];
+                s.split != Split::Test
+                    && (crate::split::fold_of(seed, &s.id, count) == index) == held
+            })
+            .collect()
+    }
+
+    /// Every train and validation movie.
+    pub fn labelled_indices(&self) -> Vec<usize> {
+        (0..self.samples.len())
+            .filter(|i| self.samples[*i].split != Split::Test)
+            .collect()
+    }
+
+    /// A Burn dataset over the movies at `indices`.
+    pub fn dataset_of(&self, indices: Vec<usize>) -> MovieDataset {
+        MovieDataset::new(self.samples.clone(), self.posters.clone(), indices)
+            .with_features(self.features.clone())
+    }
+
     /// A Burn dataset over one split.
     pub fn dataset(&self, split: Split) -> MovieDataset {
         MovieDataset::new(

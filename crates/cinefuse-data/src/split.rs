@@ -43,6 +43,12 @@ impl std::fmt::Display for Split {
     }
 }
 
+/// The fold (`0..count`) of a movie for K-fold bagging over the train and validation movies:
+/// a seeded hash of the id, salted so that folds do not line up with the test split's hash.
+pub fn fold_of(seed: u64, id: &str, count: usize) -> usize {
+    (stable_hash(seed ^ 0x9e37_79b9_7f4a_7c15, id) % count.max(1) as u64) as usize
+}
+
 /// FNV-1a over the seed and the id: stable across platforms, Rust versions and runs.
 pub fn stable_hash(seed: u64, text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

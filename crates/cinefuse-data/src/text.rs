@@ -151,6 +151,22 @@ pub fn pretrained_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer, Da
     Ok(tokenizer)
 }
 
+/// The longest plot text read, in bytes: far more than any model's `max_tokens` covers
+/// (tokens are a few bytes each), and a bound on what tokenizing a huge plot costs.
+pub const MAX_PLOT_BYTES: usize = 64 * 1024;
+
+/// `text` cut to at most `MAX_PLOT_BYTES` bytes, at a character boundary.
+pub fn bounded_plot(text: &str) -> &str {
+    if text.len() <= MAX_PLOT_BYTES {
+        return text;
+    }
+    let mut end = MAX_PLOT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Encodes a plot: with a pretrained tokenizer (one with a post-processor), as it was trained,
 /// e.g. `[CLS] tokens… [SEP]`; otherwise `[CLS] tokens…`. At most `max_len` ids in total.
 pub fn encode_plot(
@@ -158,6 +174,7 @@ pub fn encode_plot(
     text: &str,
     max_len: usize,
 ) -> Result<Vec<u32>, DataError> {
+    let text = bounded_plot(text);
     if tokenizer.get_post_processor().is_some() {
         let enc = tokenizer
             .encode(text, true)
@@ -236,6 +253,17 @@ mod tests {
                 assert_ne!(ids[1], unk);
             }
         }
+    }
+
+    #[test]
+    fn huge_plots_are_cut_at_a_character_boundary_before_tokenizing() {
+        let huge = "é".repeat(MAX_PLOT_BYTES);
+        let cut = bounded_plot(&huge);
+        assert!(cut.len() <= MAX_PLOT_BYTES && cut.len() > MAX_PLOT_BYTES - 2);
+        assert_eq!(bounded_plot("short"), "short");
+        let tok = train_tokenizer(TokenizerKind::Wordlevel, &corpus(), 64, 1).unwrap();
+        let ids = encode_plot(&tok, &"robot ".repeat(2_000_000), 16).unwrap();
+        assert_eq!(ids.len(), 16);
     }
 
     #[test]

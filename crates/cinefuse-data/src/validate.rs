@@ -6,6 +6,7 @@ use std::path::Path;
 
 use image::ImageReader;
 
+use crate::DataError;
 use crate::movie::{BadRecord, Movie};
 
 /// Checks value ranges that the type system cannot express.
@@ -72,15 +73,24 @@ pub struct PosterLimits {
 
 /// Opens, size-checks and decodes a poster. The error says what is wrong with the file.
 pub fn load_poster(path: &Path, limits: PosterLimits) -> Result<image::DynamicImage, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("missing or unreadable: {e}"))?;
-    if meta.len() > limits.max_bytes {
+    let file = crate::user_file::open_regular(path).map_err(|e| match e {
+        DataError::Io { error, .. } => format!("missing or unreadable: {error}"),
+        DataError::File { message, .. } => message,
+        other => other.to_string(),
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > limits.max_bytes {
         return Err(format!(
-            "oversized: {} bytes exceeds the limit of {} bytes",
-            meta.len(),
+            "oversized: {len} bytes exceeds the limit of {} bytes",
             limits.max_bytes
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, limits.max_bytes + 1),
+        &mut bytes,
+    )
+    .map_err(|e| format!("unreadable: {e}"))?;
     decode_poster(&bytes, limits)
 }
 
@@ -107,12 +117,23 @@ pub fn decode_poster(bytes: &[u8], limits: PosterLimits) -> Result<image::Dynami
             limits.max_pixels
         ));
     }
-    let reader = reader()?;
+    let mut reader = reader()?;
+    // Decoded bytes, not only pixels: a 16-bit RGBA image decodes to 8 bytes a pixel.
+    let max_alloc = limits.max_pixels.saturating_mul(4);
+    let mut decode_limits = image::Limits::default();
+    decode_limits.max_alloc = Some(max_alloc);
+    reader.limits(decode_limits);
     if reader.format() == Some(image::ImageFormat::Jpeg) && !ends_with_jpeg_eoi(bytes) {
         // The JPEG decoder fills a cut-off scan with grey instead of failing.
         return Err("truncated JPEG (no end-of-image marker)".into());
     }
-    reader.decode().map_err(|e| format!("corrupt image: {e}"))
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "oversized: decoding {w}x{h} pixels needs more than {max_alloc} bytes (a 16-bit or \
+             high-bit-depth image counts its full size)"
+        ),
+        e => format!("corrupt image: {e}"),
+    })
 }
 
 /// Whether a JPEG file ends with its end-of-image marker (some writers pad after it).
@@ -122,4 +143,37 @@ fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
         .rposition(|b| !matches!(b, 0 | b'\n' | b'\r' | b' '))
         .map_or(0, |i| i + 1);
     bytes[..end].ends_with(&[0xFF, 0xD9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png<P: image::PixelWithColorType>(img: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Vec<u8>
+    where
+        [P::Subpixel]: image::EncodableLayout,
+    {
+        let mut bytes = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn decoded_bytes_are_capped_not_only_pixels() {
+        let limits = PosterLimits {
+            max_bytes: 1 << 20,
+            max_pixels: 100,
+        };
+        // 100 pixels, within the pixel limit; 8 bytes each once decoded.
+        let deep =
+            image::ImageBuffer::<image::Rgba<u16>, _>::from_pixel(10, 10, image::Rgba([1; 4]));
+        let e = decode_poster(&png(&deep), limits).unwrap_err();
+        assert!(e.contains("oversized") && e.contains("bytes"), "{e}");
+        let plain = image::ImageBuffer::<image::Rgb<u8>, _>::from_pixel(10, 10, image::Rgb([1; 3]));
+        decode_poster(&png(&plain), limits).unwrap();
+    }
 }

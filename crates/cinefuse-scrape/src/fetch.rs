@@ -2,8 +2,8 @@
 //! retries with exponential backoff and jitter on 429/5xx/timeouts, honouring `Retry-After`.
 
 use std::io::Read;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -35,18 +35,69 @@ pub struct Fetcher {
     next_slot: Mutex<Instant>,
     /// Time between two requests: from the rate, or longer if robots.txt asks for it.
     interval: Mutex<Duration>,
+    /// No worker sends before this (a 429 or 503 with `Retry-After` pauses them all).
+    paused_until: Mutex<Instant>,
+    /// Which URLs may be fetched (robots.txt), checked again at every redirect.
+    gate: OnceLock<Gate>,
     pub requests: AtomicUsize,
 }
 
+/// Decides whether a URL may be fetched.
+pub type Gate = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Redirects followed per request, each one a request of its own (rate limit, robots.txt).
+const MAX_REDIRECTS: usize = 10;
+
+/// `Retry-After` as seconds or as an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
+
+/// Reads at most `max + 1` bytes of `body`, failing once `deadline` has passed: the client's
+/// timeout bounds each read, not a body that drips one byte at a time.
+fn read_body_by(mut body: impl Read, max: u64, deadline: Instant) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the response took longer than the timeout",
+            ));
+        }
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.len() as u64 > max {
+            return Ok(out);
+        }
+    }
+}
+
+/// A failed attempt: the error, whether to retry, and the server's `Retry-After`.
+type Failed = (FetchError, bool, Option<Duration>);
 
 impl Fetcher {
     pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
         let client = reqwest::blocking::Client::builder()
             .user_agent(policy.user_agent.clone())
+            // Redirects are followed by `once`, so that each hop waits its turn and is
+            // checked against robots.txt.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
             .build()
@@ -65,6 +116,8 @@ impl Fetcher {
             policy,
             next_slot: Mutex::new(Instant::now()),
             interval: Mutex::new(interval),
+            paused_until: Mutex::new(Instant::now()),
+            gate: OnceLock::new(),
             requests: AtomicUsize::new(0),
         })
     }
@@ -92,8 +145,28 @@ impl Fetcher {
         &self.policy
     }
 
+    /// From now on, only URLs that `gate` allows are fetched, redirects included.
+    pub fn set_gate(&self, gate: Gate) {
+        let _ = self.gate.set(gate);
+    }
+
+    fn allowed(&self, url: &str) -> bool {
+        self.gate.get().is_none_or(|g| g(url))
+    }
+
+    /// Holds every worker back for `wait` (the server asked for it).
+    fn pause_all(&self, wait: Duration) {
+        let mut until = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        *until = (*until).max(Instant::now() + wait);
+    }
+
     /// Blocks until this worker may send its next request.
     fn wait_for_slot(&self) {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if paused > now {
+            std::thread::sleep(paused - now);
+        }
         let interval = self.interval();
         if interval.is_zero() {
             return;
@@ -110,18 +183,68 @@ impl Fetcher {
         }
     }
 
-    fn once(&self, url: &str, max: u64) -> Result<Vec<u8>, (FetchError, bool, Option<Duration>)> {
-        self.wait_for_slot();
-        self.requests.fetch_add(1, Ordering::SeqCst);
+    /// One GET, following redirects hop by hop: each hop waits for its slot and must be
+    /// allowed by the gate.
+    fn send(&self, url: &str) -> Result<(reqwest::blocking::Response, Instant), Failed> {
         let err = |reason: String, status: Option<u16>| FetchError {
             url: url.to_string(),
             reason,
             status,
         };
-        let resp = self.client.get(url).send().map_err(|e| {
-            let retry = e.is_timeout() || e.is_connect() || e.is_request();
-            (err(format!("request failed: {e}"), None), retry, None)
-        })?;
+        let mut current = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            if !self.allowed(&current) {
+                let why = if current == url {
+                    "disallowed by robots.txt".to_string()
+                } else {
+                    format!("redirected to {current}, which robots.txt disallows")
+                };
+                return Err((err(why, None), false, None));
+            }
+            self.wait_for_slot();
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let started = Instant::now();
+            let resp = self.client.get(&current).send().map_err(|e| {
+                let retry = e.is_timeout() || e.is_connect() || e.is_request();
+                (err(format!("request failed: {e}"), None), retry, None)
+            })?;
+            if !resp.status().is_redirection() {
+                return Ok((resp, started));
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok());
+            match next {
+                Some(n) => current = n.to_string(),
+                None => {
+                    let status = resp.status();
+                    return Err((
+                        err(
+                            format!("HTTP {status} without a usable Location"),
+                            Some(status.as_u16()),
+                        ),
+                        false,
+                        None,
+                    ));
+                }
+            }
+        }
+        Err((
+            err(format!("more than {MAX_REDIRECTS} redirects"), None),
+            false,
+            None,
+        ))
+    }
+
+    fn once(&self, url: &str, max: u64) -> Result<Vec<u8>, Failed> {
+        let err = |reason: String, status: Option<u16>| FetchError {
+            url: url.to_string(),
+            reason,
+            status,
+        };
+        let (resp, started) = self.send(url)?;
         let status = resp.status();
         if !status.is_success() {
             let retry = status.as_u16() == 429 || status.is_server_error();
@@ -142,8 +265,7 @@ impl Fetcher {
                 None,
             ));
         }
-        let mut body = Vec::new();
-        resp.take(max + 1).read_to_end(&mut body).map_err(|e| {
+        let body = read_body_by(resp, max, started + self.policy.timeout).map_err(|e| {
             (
                 err(
                     format!("reading the body failed: {e}"),
@@ -204,7 +326,12 @@ impl Fetcher {
                                 ..e
                             });
                         }
-                        Some(a) => a.max(backoff),
+                        Some(a) => {
+                            // The server is overloaded: every worker holds back, not only
+                            // the one that was told.
+                            self.pause_all(a);
+                            a.max(backoff)
+                        }
                         None => backoff + jitter,
                     };
                     std::thread::sleep(wait);

@@ -95,7 +95,10 @@ pub fn decode_entities(s: &str) -> String {
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
-        let Some(end) = rest[..rest.len().min(12)].find(';') else {
+        // Bytes, not a string slice: byte 12 may fall inside a multi-byte character, and
+        // `;` is ASCII, so its position is always a character boundary.
+        let window = &rest.as_bytes()[..rest.len().min(12)];
+        let Some(end) = window.iter().position(|&b| b == b';') else {
             out.push('&');
             rest = &rest[1..];
             continue;
@@ -177,5 +180,33 @@ mod tests {
             clean_text("  Sueños de\u{a0}libertad \n"),
             "Sueños de libertad"
         );
+    }
+
+    #[test]
+    fn entities_next_to_multibyte_characters() {
+        assert_eq!(
+            decode_entities("Tom &amp; B — café with friends"),
+            "Tom & B — café with friends"
+        );
+        assert_eq!(decode_entities("Tom & B — café"), "Tom & B — café");
+        assert_eq!(decode_entities("&éééééééé"), "&éééééééé");
+        assert_eq!(clean_text("&amp; B — café"), "& B — café");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// No string panics the normalizers; text without `&` passes through decoding.
+        #[test]
+        fn no_string_panics_the_normalizers(s in "(&|;|#|x|[0-9a-f]|amp|é|—|🎬|\\PC){0,40}") {
+            let decoded = decode_entities(&s);
+            if !s.contains('&') {
+                proptest::prop_assert_eq!(&decoded, &s);
+            }
+            clean_text(&s);
+            runtime_minutes(&s);
+            vote_count(&s);
+            money(&s);
+        }
     }
 }

@@ -127,6 +127,12 @@ fn load_robots(fetcher: &Fetcher, cfg: &ScrapeConfig) -> Result<Robots> {
             if let Some(delay) = robots.crawl_delay {
                 fetcher.respect_crawl_delay(delay);
             }
+            // Every request from now on, redirect hops included, is checked.
+            let (gate, site) = (robots.clone(), base(cfg).to_string());
+            fetcher.set_gate(Box::new(move |url: &str| match url.strip_prefix(&site) {
+                Some(path) => gate.allowed(if path.is_empty() { "/" } else { path }),
+                None => true, // other hosts (poster CDNs) are not covered by this robots.txt
+            }));
             Ok(robots)
         }
         // No robots.txt (4xx) means no restrictions; a failing server means we stay away.

@@ -81,6 +81,13 @@ fn serve_with_robots(robots: &'static str) -> Server {
                 };
                 let status =
                     |code: u16| tiny_http::Response::from_data(Vec::new()).with_status_code(code);
+                let redirect = |to: &str| {
+                    status(302).with_header(
+                        format!("Location: {to}")
+                            .parse::<tiny_http::Header>()
+                            .unwrap(),
+                    )
+                };
                 let resp = match path.as_str() {
                     "/robots.txt" => html(robots.into()),
                     "/title/tt0000001/" => html(fixture("jsonld.html")),
@@ -92,6 +99,18 @@ fn serve_with_robots(robots: &'static str) -> Server {
                     "/title/tt0000006/" => {
                         html(fixture("jsonld.html").replace("tt0000001", "tt0000006"))
                     }
+                    "/title/tt0000020/" => redirect("/title/tt0000066/"),
+                    "/title/tt0000021/" => redirect("/hop/2"),
+                    "/hop/2" => redirect("/hop/1"),
+                    "/hop/1" => redirect("/title/tt0000001/"),
+                    "/busy" if n == 1 => status(429)
+                        .with_header("Retry-After: 1".parse::<tiny_http::Header>().unwrap()),
+                    "/dated" if n == 1 => {
+                        let at = std::time::SystemTime::now() + Duration::from_secs(3);
+                        let header = format!("Retry-After: {}", httpdate::fmt_http_date(at));
+                        status(503).with_header(header.parse::<tiny_http::Header>().unwrap())
+                    }
+                    "/busy" | "/other" | "/dated" => html("ok".into()),
                     "/title/tt0000007/" if n <= 2 => status(500),
                     "/title/tt0000007/" => html(fixture("nextdata.html")),
                     "/title/tt0000008/" => {
@@ -495,4 +514,138 @@ fn real_legacy_page_field_coverage() {
 fn announce_skip(why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// A body that sends one byte every 100 ms.
+struct Drip(usize);
+
+impl std::io::Read for Drip {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        self.0 -= 1;
+        buf[0] = b'x';
+        Ok(1)
+    }
+}
+
+#[test]
+fn the_timeout_covers_a_body_that_drips() {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let resp = tiny_http::Response::new(200.into(), vec![], Drip(100), Some(100), None);
+            let _ = req.respond(resp);
+        }
+    });
+    let fetcher = cinefuse_scrape::fetch::Fetcher::new(cinefuse_scrape::fetch::FetchPolicy {
+        user_agent: "test".into(),
+        rate: 0.0,
+        timeout: Duration::from_millis(500),
+        max_bytes: 1 << 20,
+        retries: 0,
+        backoff_base: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(1),
+    })
+    .unwrap();
+    let started = Instant::now();
+    let e = fetcher
+        .get(&format!("http://127.0.0.1:{port}/slow"))
+        .unwrap_err();
+    // The whole body would take 10 s; the timeout is 0.5 s (plus at most one read).
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.reason.contains("timeout") || e.reason.contains("timed out"),
+        "{e}"
+    );
+}
+
+#[test]
+fn redirects_are_rate_limited_and_checked_against_robots_txt() {
+    let server = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ScrapeConfig {
+        rate: 5.0,
+        concurrency: 2,
+        download_posters: false,
+        ..config(&server.base)
+    };
+    let ids: Vec<String> = vec!["tt0000020".into(), "tt0000021".into()];
+    let report = scrape(&ids, &dir.path().join("ds"), &cfg).unwrap();
+    assert_eq!(
+        server.count("/title/tt0000066/"),
+        0,
+        "a redirect into a disallowed path"
+    );
+    let failed = &report.failed;
+    assert!(
+        failed.len() == 1 && failed[0].reason.contains("robots.txt"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        report.done, 1,
+        "the chain of three redirects ends at a page"
+    );
+    let mut times = server.log.lock().unwrap().times.clone();
+    times.sort();
+    assert_eq!(
+        times.len(),
+        1 + 2 + 3,
+        "robots.txt, 2 requests, 3 redirect hops"
+    );
+    for w in times.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(180),
+            "requests {gap:?} apart at 5 req/s"
+        );
+    }
+}
+
+fn fetcher(retries: u32) -> cinefuse_scrape::fetch::Fetcher {
+    cinefuse_scrape::fetch::Fetcher::new(cinefuse_scrape::fetch::FetchPolicy {
+        user_agent: "test".into(),
+        rate: 0.0,
+        timeout: Duration::from_secs(5),
+        max_bytes: 1 << 20,
+        retries,
+        backoff_base: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+#[test]
+fn retry_after_pauses_every_worker_and_reads_http_dates() {
+    let server = serve();
+    let f = fetcher(1);
+    let started = Instant::now();
+    assert_eq!(f.get(&format!("{}/dated", server.base)).unwrap(), b"ok");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "an HTTP-date Retry-After: {waited:?}"
+    );
+
+    // A 429 told to one worker holds the other back too.
+    let f = fetcher(1);
+    let other_at = std::thread::scope(|s| {
+        let busy = s.spawn(|| f.get(&format!("{}/busy", server.base)).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        f.get(&format!("{}/other", server.base)).unwrap();
+        busy.join().unwrap();
+        started.elapsed()
+    });
+    assert!(
+        other_at >= Duration::from_millis(500),
+        "the other worker waited only {other_at:?}"
+    );
 }

@@ -127,9 +127,15 @@ impl PredictRequest {
                     request.movie[name.as_str()] = Value::String(text());
                 }
                 "year" | "runtime_min" if !text().is_empty() => {
-                    let n: f64 = text().parse().map_err(|_| {
-                        ApiError::bad(format!("{name}: {:?} is not a number", text()))
-                    })?;
+                    // `json!` turns NaN and infinities into null, which would read as
+                    // "missing": they are refused here instead.
+                    let n: f64 = text()
+                        .parse()
+                        .ok()
+                        .filter(|n: &f64| n.is_finite())
+                        .ok_or_else(|| {
+                            ApiError::bad(format!("{name}: {:?} is not a finite number", text()))
+                        })?;
                     request.movie[name.as_str()] = json!(n);
                 }
                 "model" | "movie" | "title" | "plot" | "year" | "runtime_min" => {}

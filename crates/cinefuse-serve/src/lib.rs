@@ -3,6 +3,7 @@
 //! server (minijinja templates, SVG charts), with no JavaScript.
 
 pub mod api;
+pub mod connections;
 pub mod models;
 pub mod pages;
 pub mod runs;
@@ -25,6 +26,8 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// The largest request body accepted (a poster upload), in bytes.
     pub max_upload: usize,
+    /// Connection cap and timeouts.
+    pub limits: connections::Limits,
 }
 
 /// What every request handler shares.
@@ -43,7 +46,7 @@ pub fn router(config: &ServeConfig) -> Router {
         models: models::Models::new(&config.models),
         templates: pages::templates(),
     });
-    Router::new()
+    let app = Router::new()
         .route("/", get(pages::runs_page))
         .route("/runs/{id}", get(pages::run_page))
         .route("/compare", get(pages::compare_page))
@@ -57,7 +60,8 @@ pub fn router(config: &ServeConfig) -> Router {
         .route("/api/predict", post(api::predict))
         .fallback(|| async { api::ApiError::not_found("no such page") })
         .layer(DefaultBodyLimit::max(config.max_upload))
-        .with_state(state)
+        .with_state(state);
+    connections::with_request_timeout(app, config.limits.request_timeout)
 }
 
 /// Serves until Ctrl-C. Prints `listening on http://ADDR` (with the real port when the
@@ -78,11 +82,10 @@ pub fn serve(config: ServeConfig) -> Result<()> {
             config.runs.display(),
             config.models.display()
         );
-        axum::serve(listener, router(&config))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("server failed")
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        connections::serve(listener, router(&config), config.limits, shutdown).await;
+        Ok(())
     })
 }

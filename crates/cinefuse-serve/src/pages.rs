@@ -17,12 +17,16 @@ use crate::{AppState, runs, svg};
 /// The templates, compiled into the binary.
 pub fn templates() -> Environment<'static> {
     let mut env = Environment::new();
+    // Every template escapes for HTML, whatever its name: request-derived strings (a run id
+    // from the URL, form fields) are echoed into pages.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     for (name, text) in [
         ("base.html", include_str!("../templates/base.html")),
         ("runs.html", include_str!("../templates/runs.html")),
         ("run.html", include_str!("../templates/run.html")),
         ("compare.html", include_str!("../templates/compare.html")),
         ("predict.html", include_str!("../templates/predict.html")),
+        ("error.html", include_str!("../templates/error.html")),
     ] {
         env.add_template(name, text).expect("templates parse");
     }
@@ -47,12 +51,13 @@ fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
 fn page_error(state: &AppState, status: StatusCode, message: &str) -> Response {
     let html = state
         .templates
-        .render_str(
-            "{% extends 'base.html' %}{% block body %}<p class=\"error\">{{ message }}</p>{% endblock %}",
-            context! { title => "error", message },
-        )
-        .unwrap_or_else(|_| message.to_string());
-    (status, Html(html)).into_response()
+        .get_template("error.html")
+        .and_then(|t| t.render(context! { title => "error", message }));
+    match html {
+        Ok(html) => (status, Html(html)).into_response(),
+        // Never the message as HTML without its template's escaping.
+        Err(_) => (status, message.to_string()).into_response(),
+    }
 }
 
 fn num(v: &Value, digits: usize) -> String {

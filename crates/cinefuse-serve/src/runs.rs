@@ -86,6 +86,14 @@ fn status(dir: &Path, configured_epochs: usize, patience: usize) -> String {
     if is_training(dir) {
         return "training".into();
     }
+    if let Some(bag) =
+        read_json::<cinefuse_train::bag::BagInfo>(&dir.join(cinefuse_train::bag::BAG_FILE))
+    {
+        return match bag.calibration {
+            Some(_) => format!("finished (bag of {})", bag.folds),
+            None => format!("interrupted (bag of {})", bag.folds),
+        };
+    }
     let Some(state) = latest_state(dir) else {
         return "new".into();
     };

@@ -31,10 +31,10 @@ fn main() -> anyhow::Result<()> {
     };
     let item = predictor.item(&movie, poster.as_deref().map(Path::new), Path::new("."))?;
     for p in predictor.predict(&[item]) {
-        println!(
-            "rating {:.2} in [{:.2}, {:.2}]",
-            p.rating, p.rating_interval[0], p.rating_interval[1]
-        );
+        match p.rating_interval {
+            Some([lo, hi]) => println!("rating {:.2} in [{lo:.2}, {hi:.2}]", p.rating),
+            None => println!("rating {:.2} (no interval)", p.rating),
+        }
         for g in p.genres.iter().filter(|g| g.predicted) {
             println!("genre {} ({:.2})", g.genre, g.probability);
         }

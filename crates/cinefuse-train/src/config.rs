@@ -202,6 +202,14 @@ pub struct LoopConfig {
     /// Compute precision of the training forward and backward passes (GPU backends only);
     /// master weights and optimizer state stay f32 either way.
     pub precision: Precision,
+    /// K-fold bagging (0: off, one model on the train split). K ≥ 2 trains K models, each on
+    /// K − 1 folds of train + validation, early-stopped on its own held-out fold; their
+    /// out-of-fold predictions choose the thresholds and calibrate the rating interval, and
+    /// the bag predicts with the members' mean. The test split is never touched.
+    pub folds: usize,
+    /// With `folds`: also train one model on all of train + validation for the members' mean
+    /// best epoch count (cheaper to serve than the bag).
+    pub refit: bool,
 }
 
 /// Floating-point precision of the training computation.
@@ -240,6 +248,8 @@ impl Default for LoopConfig {
             max_steps_per_epoch: 0,
             pretrain_epochs: 0,
             precision: Precision::F32,
+            folds: 0,
+            refit: false,
         }
     }
 }
@@ -454,6 +464,10 @@ fn merge(base: &mut Table, over: &Table) {
     }
 }
 
+/// The largest batch a config may ask for: far above what fits a GPU's memory for these
+/// models, and far below a size whose allocation aborts the process.
+pub const MAX_BATCH: usize = 65_536;
+
 impl TrainConfig {
     /// Every setting at its default.
     pub fn defaults(name: &str) -> Self {
@@ -533,8 +547,11 @@ impl TrainConfig {
     }
 
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = cinefuse_data::user_file::read_text_capped(
+            path,
+            cinefuse_data::user_file::MAX_CONFIG_BYTES,
+        )
+        .with_context(|| format!("cannot read config {}", path.display()))?;
         Self::from_toml_str(&text, &path.display().to_string(), overrides)
     }
 
@@ -596,8 +613,22 @@ impl TrainConfig {
         if t.epochs == 0 {
             return Err("train.epochs = 0: expected at least 1".into());
         }
-        if t.batch_size == 0 || t.eval_batch_size == 0 {
-            return Err("train.batch_size and train.eval_batch_size must be >= 1".into());
+        for (key, v) in [
+            ("train.batch_size", t.batch_size),
+            ("train.eval_batch_size", t.eval_batch_size),
+        ] {
+            if !(1..=MAX_BATCH).contains(&v) {
+                return Err(format!("{key} = {v}: expected 1..={MAX_BATCH}"));
+            }
+        }
+        if t.folds == 1 || t.folds > 20 {
+            return Err(format!(
+                "train.folds = {}: expected 0 (no bagging) or 2..=20",
+                t.folds
+            ));
+        }
+        if t.refit && t.folds == 0 {
+            return Err("train.refit = true needs train.folds >= 2 (it refits a bag)".into());
         }
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());
@@ -754,5 +785,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("sum"), "{e}");
+    }
+
+    #[test]
+    fn sizes_that_would_abort_an_allocation_are_refused_by_key() {
+        for (set, says) in [
+            (
+                "train.batch_size=1000000000000",
+                "train.batch_size = 1000000000000",
+            ),
+            (
+                "train.eval_batch_size=1000000000000",
+                "train.eval_batch_size",
+            ),
+            (
+                "data.preprocess.max_tokens=100000000",
+                "data.preprocess.max_tokens = 100000000",
+            ),
+            (
+                "data.preprocess.vocab_size=100000000000",
+                "data.preprocess.vocab_size",
+            ),
+        ] {
+            let e = TrainConfig::from_toml_str(MINIMAL, "test", &[set.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains("expected"), "{set}: {e}");
+        }
+        TrainConfig::from_toml_str(MINIMAL, "test", &["train.batch_size=65536".into()]).unwrap();
     }
 }

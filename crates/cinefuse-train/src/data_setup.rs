@@ -11,6 +11,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
 
+/// SHA-256 of the dataset's movie records, or `None` when they cannot be read.
+fn dataset_hash(dataset: &Path) -> Option<String> {
+    let bytes = std::fs::read(dataset.join(MOVIES_FILE)).ok()?;
+    Some(format!("{:x}", Sha256::digest(&bytes)))
+}
+
 /// Whether `prepared_dir` holds data prepared from exactly this dataset with this config.
 pub fn is_up_to_date(dataset: &Path, prepared_dir: &Path, config: &PrepareConfig) -> bool {
     let Ok(state) =
@@ -18,21 +24,27 @@ pub fn is_up_to_date(dataset: &Path, prepared_dir: &Path, config: &PrepareConfig
     else {
         return false;
     };
-    let Ok(bytes) = std::fs::read(dataset.join(MOVIES_FILE)) else {
-        return false;
-    };
-    state.config == *config && state.dataset_hash == format!("{:x}", Sha256::digest(&bytes))
+    state.config == *config && dataset_hash(dataset).is_some_and(|h| state.dataset_hash == h)
 }
 
-/// Where `--data DIR` puts its prepared copy: `prepared/<dir name>-<hash of the preprocessing
-/// config>`, so two configs never overwrite each other's prepared data.
+/// Where `--data DIR` puts its prepared copy: `prepared/<dir name>-<hash>`, the hash over the
+/// preprocessing config, the dataset's resolved path and its records. Two configs, two
+/// datasets of the same folder name, or one dataset before and after an edit never share a
+/// folder, so preparing never replaces the prepared data an earlier run trained on.
 pub fn prepared_dir_for(dataset: &Path, config: &PrepareConfig) -> PathBuf {
     let name = dataset
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dataset".into());
-    let digest = Sha256::digest(serde_json::to_vec(config).expect("config serializes"));
-    let hex = format!("{digest:x}");
+    let resolved =
+        cinefuse_data::paths::absolute_resolved(dataset).unwrap_or_else(|_| dataset.to_path_buf());
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(config).expect("config serializes"));
+    h.update([0]);
+    h.update(resolved.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(dataset_hash(dataset).unwrap_or_default());
+    let hex = format!("{:x}", h.finalize());
     PathBuf::from("prepared").join(format!("{name}-{}", &hex[..8]))
 }
 
@@ -51,24 +63,47 @@ pub fn ensure_prepared(
     config: &TrainConfig,
     data_override: Option<&Path>,
 ) -> Result<(PathBuf, Prepared)> {
-    let (dataset, prepared_dir) = match data_override {
-        Some(d) => (
-            d.to_path_buf(),
-            prepared_dir_for(d, &config.data.preprocess),
-        ),
-        None => (config.data.dataset.clone(), config.prepared_dir()),
+    let dataset = data_override.unwrap_or(&config.data.dataset);
+    ensure_dataset(config, dataset, data_override.is_none())?;
+    // After the dataset exists: the auto-prepared folder is keyed on its records.
+    let prepared_dir = match data_override {
+        Some(d) => prepared_dir_for(d, &config.data.preprocess),
+        None => config.prepared_dir(),
     };
-    ensure_prepared_in(config, &dataset, &prepared_dir, data_override.is_none())
+    prepare_unless_current(config, dataset, &prepared_dir)?;
+    open_prepared(dataset, &prepared_dir)
 }
 
-/// Like `ensure_prepared` with explicit directories (a resumed run reuses its own).
-pub fn ensure_prepared_in(
+/// The prepared data a resumed run trained on. It is prepared again only when it is gone
+/// (preparing is deterministic; the caller checks the fingerprint); prepared data that no
+/// longer matches the dataset is refused, never replaced.
+pub fn reopen_prepared(
     config: &TrainConfig,
     dataset: &Path,
     prepared_dir: &Path,
-    may_synthesize: bool,
 ) -> Result<(PathBuf, Prepared)> {
-    let (dataset, prepared_dir) = (dataset.to_path_buf(), prepared_dir.to_path_buf());
+    ensure_dataset(config, dataset, false)?;
+    if prepared_dir.exists() && !is_up_to_date(dataset, prepared_dir, &config.data.preprocess) {
+        bail!(
+            "{}: this run's prepared data no longer matches its dataset {} (the dataset or the \
+             preprocessing changed since the run started); it is left as it is. Resume needs the \
+             run's own data: restore the dataset, or start a new run",
+            prepared_dir.display(),
+            dataset.display()
+        );
+    }
+    prepare_unless_current(config, dataset, prepared_dir)?;
+    open_prepared(dataset, prepared_dir)
+}
+
+fn open_prepared(dataset: &Path, prepared_dir: &Path) -> Result<(PathBuf, Prepared)> {
+    let prepared = Prepared::open(prepared_dir)
+        .with_context(|| format!("opening {}", prepared_dir.display()))?;
+    Ok((dataset.to_path_buf(), prepared))
+}
+
+/// Generates the demo dataset into `dataset` when the config asks for it and it is absent.
+fn ensure_dataset(config: &TrainConfig, dataset: &Path, may_synthesize: bool) -> Result<()> {
     if !dataset.join(MOVIES_FILE).exists() {
         if config.data.synth_if_missing > 0 && may_synthesize {
             eprintln!(
@@ -78,7 +113,7 @@ pub fn ensure_prepared_in(
                 config.data.synth_seed
             );
             cinefuse_data::synth::write_synthetic(
-                &dataset,
+                dataset,
                 config.data.synth_if_missing,
                 config.data.synth_seed,
             )?;
@@ -89,7 +124,11 @@ pub fn ensure_prepared_in(
             );
         }
     }
-    if is_up_to_date(&dataset, &prepared_dir, &config.data.preprocess) {
+    Ok(())
+}
+
+fn prepare_unless_current(config: &TrainConfig, dataset: &Path, prepared_dir: &Path) -> Result<()> {
+    if is_up_to_date(dataset, prepared_dir, &config.data.preprocess) {
         eprintln!("reusing prepared data in {}", prepared_dir.display());
     } else {
         eprintln!(
@@ -97,10 +136,8 @@ pub fn ensure_prepared_in(
             dataset.display(),
             prepared_dir.display()
         );
-        let summary = prepare_dataset(&dataset, &prepared_dir, &config.data.preprocess)?;
+        let summary = prepare_dataset(dataset, prepared_dir, &config.data.preprocess)?;
         eprintln!("{summary}");
     }
-    let prepared = Prepared::open(&prepared_dir)
-        .with_context(|| format!("opening {}", prepared_dir.display()))?;
-    Ok((dataset, prepared))
+    Ok(())
 }

@@ -102,9 +102,32 @@ impl LoadedRun {
         )
     }
 
-    /// Per-genre thresholds tuned on the validation split.
+    /// Predictions for the movies at `rows` of the run's prepared data.
+    pub fn predict_rows(&self, rows: Vec<usize>) -> Predictions {
+        predict_dataset(
+            &self.model,
+            self.prepared.dataset_of(rows),
+            &batcher_of(&self.prepared),
+            self.config.train.eval_batch_size,
+            &self.device,
+            &self.scorer(),
+            &[],
+        )
+    }
+
+    /// Per-genre thresholds tuned on the run's own validation movies (the validation split,
+    /// or a bag member's held-out fold).
     pub fn tuned_thresholds(&self) -> (Vec<f32>, Predictions) {
-        let val = self.predict(&self.prepared, Some(Split::Val));
+        let (_, val_ds) = crate::trainer::datasets_for(&self.prepared, self.info.rows);
+        let val = predict_dataset(
+            &self.model,
+            val_ds,
+            &batcher_of(&self.prepared),
+            self.config.train.eval_batch_size,
+            &self.device,
+            &self.scorer(),
+            &[],
+        );
         (tune_thresholds(&val.labelled_genres()), val)
     }
 }
@@ -129,10 +152,22 @@ pub struct EvalReport {
     pub genres: GenreMetrics,
     pub genres_at_0_5: GenreMetrics,
     pub rating: RatingMetrics,
-    /// The split-conformal rating interval calibrated on validation, measured here.
+    /// The rating interval (split conformal on validation, or a bag's CV+), measured here.
     #[serde(default)]
     pub interval: Option<IntervalMetrics>,
     pub baselines: Baselines,
+    /// A bag: its members and their out-of-fold scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bag: Option<BagSummary>,
+}
+
+/// What an evaluation of a bag (or of its refit model) adds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BagSummary {
+    /// Models averaged: the folds, or 1 for the refit model.
+    pub members: usize,
+    pub refit: bool,
+    pub out_of_fold: crate::bag::OutOfFold,
 }
 
 /// How a constant-width conformal rating interval (`prediction ± half_width`, clipped to
@@ -145,6 +180,9 @@ pub struct IntervalMetrics {
     pub coverage: f64,
     /// Mean width after clipping to 0–10.
     pub mean_width: f64,
+    /// Rated movies it was measured on.
+    #[serde(default)]
+    pub count: usize,
 }
 
 pub fn interval_metrics(
@@ -174,6 +212,7 @@ pub fn interval_metrics(
         half_width: hw,
         coverage: inside as f64 / n,
         mean_width: width / n,
+        count: p.len(),
     })
 }
 
@@ -233,15 +272,14 @@ pub fn evaluate(
     data: Option<&Path>,
     backend: Option<BackendKind>,
 ) -> Result<EvalReport> {
+    if let Some(ensemble) = crate::ensemble::Ensemble::open(run_dir, backend)? {
+        return evaluate_ensemble(run_dir, &ensemble, split, data);
+    }
     let run = LoadedRun::open(run_dir, backend)?;
     let (thresholds, val) = run.tuned_thresholds();
     let (preds, target) = match data {
         Some(dir) => {
-            let out = run_dir.join("eval-data").join(
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "data".into()),
-            );
+            let out = run_dir.join("eval-data").join(data_key(dir));
             let foreign = apply_preprocessor(dir, &out, &run.prepared.preprocessor, true)?;
             (run.predict(&foreign, None), dir.display().to_string())
         }
@@ -262,13 +300,115 @@ pub fn evaluate(
         rating: preds.rating_metrics(),
         interval: interval_metrics(&val, &preds, crate::export::INTERVAL_COVERAGE),
         baselines: baselines(&run, &preds),
+        bag: None,
     };
-    write_json(&run_dir.join("eval.json"), &report)?;
-    write_json(
-        &run_dir.join(EVAL_PREDICTIONS_FILE),
-        &prediction_summary(&preds, run.model.modalities(), &report.target),
+    save_report(
+        run_dir,
+        &report,
+        &preds,
+        run.model.modalities(),
+        split,
+        data,
     )?;
     Ok(report)
+}
+
+/// A bag (members' mean) or its refit model, with the bag's out-of-fold thresholds and
+/// interval.
+fn evaluate_ensemble(
+    run_dir: &Path,
+    e: &crate::ensemble::Ensemble,
+    split: Split,
+    data: Option<&Path>,
+) -> Result<EvalReport> {
+    let lead = e.lead();
+    let ((preds, each), target) = match data {
+        Some(dir) => {
+            let out = run_dir.join("eval-data").join(data_key(dir));
+            let foreign = apply_preprocessor(dir, &out, &lead.prepared.preprocessor, true)?;
+            (e.predict(&foreign, None), dir.display().to_string())
+        }
+        None => (
+            e.predict(&lead.prepared, Some(split)),
+            format!("{split} split"),
+        ),
+    };
+    let names = lead.prepared.preprocessor.genre_names().to_vec();
+    let thresholds = &e.calibration.thresholds;
+    let report = EvalReport {
+        run: run_dir.to_path_buf(),
+        target,
+        movies: preds.ids.len(),
+        best_epoch: lead.best_epoch,
+        loss: preds.loss,
+        genres: preds.genre_metrics(thresholds, &names),
+        genres_at_0_5: preds.genre_metrics(&vec![0.5; names.len()], &names),
+        rating: preds.rating_metrics(),
+        interval: e.interval_metrics(&each),
+        baselines: baselines(lead, &preds),
+        bag: Some(BagSummary {
+            members: e.members.len(),
+            refit: e.refit,
+            out_of_fold: e.calibration.out_of_fold.clone(),
+        }),
+    };
+    save_report(
+        run_dir,
+        &report,
+        &preds,
+        lead.model.modalities(),
+        split,
+        data,
+    )?;
+    Ok(report)
+}
+
+fn save_report(
+    run_dir: &Path,
+    report: &EvalReport,
+    preds: &Predictions,
+    modalities: &[cinefuse_model::Modality],
+    split: Split,
+    data: Option<&Path>,
+) -> Result<()> {
+    let file = eval_file(split, data);
+    write_json(&run_dir.join(&file), report)?;
+    if file == EVAL_FILE {
+        write_json(
+            &run_dir.join(EVAL_PREDICTIONS_FILE),
+            &prediction_summary(preds, modalities, &report.target),
+        )?;
+    }
+    Ok(())
+}
+
+/// The test split's evaluation: what the run's pages and `/api/runs` show as test metrics.
+pub const EVAL_FILE: &str = "eval.json";
+
+/// Where an evaluation is saved: `eval.json` for the test split of the run's own data only,
+/// so that evaluating another split or dataset never shows up as the run's test metrics.
+pub fn eval_file(split: Split, data: Option<&Path>) -> String {
+    match data {
+        Some(dir) => format!("eval-data-{}.json", data_key(dir)),
+        None if split == Split::Test => EVAL_FILE.to_string(),
+        None => format!("eval-{split}.json"),
+    }
+}
+
+/// A file-name key for a dataset folder: its name and a hash of its resolved path, so that
+/// two datasets of the same name never share one.
+fn data_key(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let resolved = cinefuse_data::paths::absolute_resolved(dir).unwrap_or_else(|_| dir.into());
+    let digest = format!(
+        "{:x}",
+        Sha256::digest(resolved.as_os_str().as_encoded_bytes())
+    );
+    format!("{name}-{}", &digest[..8])
 }
 
 /// What `eval` keeps of its predictions for the report pages: (actual, predicted) ratings and
@@ -353,14 +493,51 @@ impl std::fmt::Display for EvalReport {
             None,
             b.mean.within_10pct,
         )?;
-        if let Some(i) = &self.interval {
-            writeln!(
+        match (&self.interval, &self.bag) {
+            (Some(i), None) => writeln!(
                 f,
-                "rating interval: ±{:.2} (calibrated on validation for {:.0} %): covers {:.1} %, mean width {:.2}",
+                "rating interval: ±{:.2} (calibrated on validation for {:.0} %): covers {:.1} % of {} rated movies, mean width {:.2}",
                 i.half_width,
                 i.nominal * 100.0,
                 i.coverage * 100.0,
+                i.count,
                 i.mean_width
+            )?,
+            (Some(i), Some(_)) => writeln!(
+                f,
+                "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} % of {} rated movies, mean width {:.2}",
+                i.nominal * 100.0,
+                i.coverage * 100.0,
+                i.count,
+                i.mean_width
+            )?,
+            (None, _) => writeln!(
+                f,
+                "rating interval: none (too few rated calibration movies for {:.0} %)",
+                crate::export::INTERVAL_COVERAGE * 100.0
+            )?,
+        }
+        writeln!(f, "rating metrics over {} rated movies", self.rating.count)?;
+        if let Some(b) = &self.bag {
+            let o = &b.out_of_fold;
+            writeln!(
+                f,
+                "{}: out of fold ({} movies) micro-F1 {:.4}, macro-F1 {:.4}, top-1 {:.4}, MAE {:.4}; interval per fold: {}",
+                if b.refit {
+                    "refit model of a bag".to_string()
+                } else {
+                    format!("bag of {} members", b.members)
+                },
+                o.movies,
+                o.genres.micro_f1,
+                o.genres.macro_f1,
+                o.genres.top1,
+                o.rating.mae,
+                o.interval_per_fold
+                    .iter()
+                    .map(|c| format!("{:.1} %", c.coverage * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )?;
         }
         writeln!(

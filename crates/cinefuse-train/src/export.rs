@@ -33,15 +33,83 @@ pub struct Manifest {
     /// Per-genre decision thresholds tuned on the validation split.
     pub thresholds: Vec<f32>,
     pub rating_scale: RatingScale,
-    /// Half-width of the split-conformal rating interval and its nominal coverage.
-    pub interval_half_width: f32,
+    /// Half-width of the split-conformal rating interval (`null`: too few rated validation
+    /// movies to calibrate one; predictions then carry no interval) and its nominal coverage.
+    pub interval_half_width: Option<f32>,
     pub interval_coverage: f64,
+    /// A bag's (or its refit's) CV+ interval by vote count; used instead of the half-width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<crate::interval::Calibration>,
+    /// The weight files of a bag's members, averaged at prediction (empty: `model.bpk`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
     pub shapes: ModelShapes,
     pub validation: serde_json::Value,
     pub test: serde_json::Value,
     /// SHA-256 of the training dataset's `movies.jsonl` and of the exported weights.
     pub data_hash: String,
     pub weights_sha256: String,
+}
+
+impl Manifest {
+    /// Whether the manifest agrees with itself and with the model's outputs; errors name the
+    /// field. (A hand-edited or truncated manifest must not reach an index out of bounds.)
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.shapes.n_genres;
+        if self.genres.len() != n {
+            return Err(format!(
+                "genres has {} names but the model predicts {n} genres (shapes.n_genres)",
+                self.genres.len()
+            ));
+        }
+        if self.thresholds.len() != n {
+            return Err(format!(
+                "thresholds has {} values but the model predicts {n} genres",
+                self.thresholds.len()
+            ));
+        }
+        if let Some((k, t)) = self
+            .thresholds
+            .iter()
+            .enumerate()
+            .find(|(_, t)| !(0.0..=1.0).contains(*t))
+        {
+            return Err(format!(
+                "thresholds[{k}] = {t}: expected a probability in [0, 1]"
+            ));
+        }
+        if let Some(w) = self.interval_half_width
+            && !(w.is_finite() && w >= 0.0)
+        {
+            return Err(format!(
+                "interval_half_width = {w}: expected a finite width >= 0"
+            ));
+        }
+        if let Some(cal) = &self.interval
+            && (cal.bins.len() != cal.edges.len() + 1 || cal.bins.iter().any(Vec::is_empty))
+        {
+            return Err("interval: expected one non-empty bin more than edges".into());
+        }
+        if let Some(m) = self
+            .members
+            .iter()
+            .find(|m| m.contains(['/', '\\']) || m.starts_with('.'))
+        {
+            return Err(format!(
+                "members: {m:?} is not a file name in the model folder"
+            ));
+        }
+        if !(self.interval_coverage > 0.0 && self.interval_coverage < 1.0) {
+            return Err(format!(
+                "interval_coverage = {}: expected a probability in (0, 1)",
+                self.interval_coverage
+            ));
+        }
+        if self.modalities.is_empty() {
+            return Err("modalities is empty: the model reads at least one".into());
+        }
+        Ok(())
+    }
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
@@ -53,11 +121,24 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Result<PathBuf> {
     // Refuse a bad --out before loading and predicting, not after.
     cinefuse_data::output_dir::check_output(out, OutputKind::Export, &[run_dir])?;
+    if let Some(e) = crate::ensemble::Ensemble::open(run_dir, backend)? {
+        return export_ensemble(run_dir, &e, out);
+    }
     let run = LoadedRun::open(run_dir, backend)?;
     let (thresholds, val) = run.tuned_thresholds();
     let (vp, vt) = val.labelled_ratings();
     let residuals: Vec<f32> = vp.iter().zip(&vt).map(|(p, t)| p - t).collect();
-    let half_width = conformal_quantile(&residuals, INTERVAL_COVERAGE);
+    // Too few rated validation movies: no interval, said so, rather than an infinite one.
+    let half_width =
+        Some(conformal_quantile(&residuals, INTERVAL_COVERAGE)).filter(|w| w.is_finite());
+    if half_width.is_none() {
+        eprintln!(
+            "warning: {} rated validation movies are too few for a {:.0} % rating interval; \
+             the export predicts ratings without one",
+            residuals.len(),
+            INTERVAL_COVERAGE * 100.0
+        );
+    }
     let names = run.prepared.preprocessor.genre_names().to_vec();
     let test = run.predict(&run.prepared, Some(Split::Test));
     let summary = |p: &crate::inference::Predictions| {
@@ -88,11 +169,87 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         rating_scale: run.info.rating_scale,
         interval_half_width: half_width,
         interval_coverage: INTERVAL_COVERAGE,
+        interval: None,
+        members: Vec::new(),
         shapes: run.info.shapes.clone(),
         validation,
         test,
         data_hash: run.prepared.preprocessor.state.dataset_hash.clone(),
         weights_sha256: format!("{:x}", Sha256::digest(&weights)),
+    };
+    write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    staging.commit()?;
+    Ok(out.to_path_buf())
+}
+
+/// The summary line of predictions that a manifest keeps.
+fn scores(
+    p: &crate::inference::Predictions,
+    thresholds: &[f32],
+    names: &[String],
+) -> serde_json::Value {
+    let g = p.genre_metrics(thresholds, names);
+    let r = p.rating_metrics();
+    serde_json::json!({
+        "movies": p.ids.len(), "micro_f1": g.micro_f1, "macro_f1": g.macro_f1, "samples_f1": g.samples_f1,
+        "map": g.map, "top1": g.top1, "mae": r.mae, "rmse": r.rmse, "r2": r.r2, "within_10pct": r.within_10pct,
+    })
+}
+
+/// Exports a bag (every member's weights, averaged at prediction) or its refit model, with
+/// the bag's out-of-fold thresholds and CV+ interval.
+fn export_ensemble(run_dir: &Path, e: &crate::ensemble::Ensemble, out: &Path) -> Result<PathBuf> {
+    let lead = e.lead();
+    let names = lead.prepared.preprocessor.genre_names().to_vec();
+    let thresholds = e.calibration.thresholds.clone();
+    let (test, _) = e.predict(&lead.prepared, Some(Split::Test));
+    let oof = &e.calibration.out_of_fold;
+    let validation = serde_json::json!({
+        "movies": oof.movies, "out_of_fold": true, "micro_f1": oof.genres.micro_f1,
+        "macro_f1": oof.genres.macro_f1, "samples_f1": oof.genres.samples_f1, "map": oof.genres.map,
+        "top1": oof.genres.top1, "mae": oof.rating.mae, "rmse": oof.rating.rmse, "r2": oof.rating.r2,
+        "within_10pct": oof.rating.within_10pct,
+    });
+    let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
+    let dir = staging.path();
+    let mut members = Vec::new();
+    let mut hasher = Sha256::new();
+    for (k, m) in e.members.iter().enumerate() {
+        let name = if e.members.len() == 1 {
+            MODEL_FILE.to_string()
+        } else {
+            format!("model-{k}.bpk")
+        };
+        let best = best_dir(&m.dir).context("no best model")?;
+        copy(&best.join(MODEL_FILE), &dir.join(&name))?;
+        hasher.update(std::fs::read(dir.join(&name))?);
+        members.push(name);
+    }
+    copy(&lead.dir.join(CONFIG_FILE), &dir.join(CONFIG_FILE))?;
+    lead.prepared.preprocessor.save(dir)?;
+    let manifest = Manifest {
+        format_version: 1,
+        cinefuse_version: env!("CARGO_PKG_VERSION").into(),
+        burn_version: "0.22.1".into(),
+        run_name: e.info.name.clone(),
+        best_epoch: lead.best_epoch,
+        modalities: lead.model.modalities().to_vec(),
+        genres: names.clone(),
+        thresholds: thresholds.clone(),
+        rating_scale: lead.info.rating_scale,
+        interval_half_width: None,
+        interval_coverage: INTERVAL_COVERAGE,
+        interval: e.interval().cloned(),
+        members: if e.members.len() == 1 {
+            Vec::new()
+        } else {
+            members
+        },
+        shapes: lead.info.shapes.clone(),
+        validation,
+        test: scores(&test, &thresholds, &names),
+        data_hash: lead.prepared.preprocessor.state.dataset_hash.clone(),
+        weights_sha256: format!("{:x}", hasher.finalize()),
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     staging.commit()?;

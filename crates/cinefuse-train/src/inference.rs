@@ -26,6 +26,8 @@ pub struct Predictions {
     pub rating_present: Vec<bool>,
     /// `[N, M]` modality weights where the fusion has them.
     pub weights: Option<Vec<f32>>,
+    /// Each movie's scaled log vote count (NaN when unknown): the bins of the rating interval.
+    pub votes: Vec<f32>,
     pub loss: f64,
     pub genre_loss: f64,
     pub rating_loss: f64,
@@ -65,6 +67,54 @@ impl Predictions {
     pub fn rating_metrics(&self) -> RatingMetrics {
         let (p, t) = self.labelled_ratings();
         rating_metrics(&p, &t)
+    }
+
+    /// Several prediction sets one after the other (the folds of a bag).
+    pub fn concat(parts: &[Predictions]) -> Predictions {
+        let mut out = Predictions {
+            n_genres: parts.first().map_or(0, |p| p.n_genres),
+            ..Predictions::default()
+        };
+        let n: usize = parts.iter().map(|p| p.ids.len()).sum();
+        for p in parts {
+            out.ids.extend(p.ids.iter().cloned());
+            out.probs.extend(&p.probs);
+            out.targets.extend(&p.targets);
+            out.genres_present.extend(&p.genres_present);
+            out.rating.extend(&p.rating);
+            out.rating_true.extend(&p.rating_true);
+            out.rating_present.extend(&p.rating_present);
+            out.votes.extend(&p.votes);
+            let w = p.ids.len() as f64 / n.max(1) as f64;
+            out.loss += p.loss * w;
+            out.genre_loss += p.genre_loss * w;
+            out.rating_loss += p.rating_loss * w;
+        }
+        out
+    }
+
+    /// The members' mean prediction for the same movies (a bag): probabilities, ratings,
+    /// modality weights and losses averaged.
+    pub fn mean(members: &[Predictions]) -> Predictions {
+        let mut out = members[0].clone();
+        let k = members.len() as f32;
+        let avg = |get: &dyn Fn(&Predictions) -> &Vec<f32>| -> Vec<f32> {
+            (0..get(&members[0]).len())
+                .map(|i| members.iter().map(|m| get(m)[i]).sum::<f32>() / k)
+                .collect()
+        };
+        out.probs = avg(&|m| &m.probs);
+        out.rating = avg(&|m| &m.rating);
+        if members.iter().all(|m| m.weights.is_some()) {
+            out.weights = Some(avg(&|m| m.weights.as_ref().expect("checked")));
+        }
+        let mean_of = |get: fn(&Predictions) -> f64| {
+            members.iter().map(get).sum::<f64>() / members.len() as f64
+        };
+        out.loss = mean_of(|m| m.loss);
+        out.genre_loss = mean_of(|m| m.genre_loss);
+        out.rating_loss = mean_of(|m| m.rating_loss);
+        out
     }
 }
 
@@ -204,6 +254,23 @@ fn collect(
     if let Some(w) = out.weights {
         p.weights.get_or_insert_with(Vec::new).extend(to_vec(w));
     }
+    p.votes.extend(votes_of(batch));
+}
+
+/// Each movie's scaled log vote count, NaN when unknown or when the data has no such column.
+fn votes_of(batch: &MovieBatch) -> Vec<f32> {
+    let [b, n] = batch.numeric.dims();
+    let col = crate::interval::VOTES_COLUMN;
+    if n <= col {
+        return vec![f32::NAN; b];
+    }
+    let values = to_vec(batch.numeric.clone().slice([0..b, col..col + 1]));
+    let missing = to_vec(batch.numeric_missing.clone().slice([0..b, col..col + 1]));
+    values
+        .into_iter()
+        .zip(missing)
+        .map(|(v, m)| if m > 0.5 { f32::NAN } else { v })
+        .collect()
 }
 
 /// Predicts a handful of in-memory items (used by `predict`).

@@ -1,14 +1,17 @@
 //! Config-driven training, evaluation, export and prediction for cinefuse.
 
 pub mod backend;
+pub mod bag;
 pub mod bench;
 pub mod bench_backbones;
 pub mod config;
 pub mod data_setup;
+pub mod ensemble;
 pub mod evaluate;
 pub mod export;
 pub mod feature_cache;
 pub mod inference;
+pub mod interval;
 pub mod metrics;
 pub mod predict;
 pub mod run_dir;

@@ -27,7 +27,10 @@ pub struct Predictor {
     pub manifest: Manifest,
     pub config: TrainConfig,
     pub preprocessor: Preprocessor,
+    /// The model, or a bag's first member.
     pub model: CinefuseModel,
+    /// A bag's other members (their mean is the prediction).
+    pub others: Vec<CinefuseModel>,
     pub device: Device,
     batcher: MovieBatcher,
 }
@@ -51,8 +54,9 @@ pub struct MoviePrediction {
     /// Every genre, most probable first.
     pub genres: Vec<GenreScore>,
     pub rating: f32,
-    /// Split-conformal interval with the manifest's coverage, clipped to 0–10.
-    pub rating_interval: [f32; 2],
+    /// The rating interval with the manifest's coverage, clipped to 0–10; `null` when the
+    /// model has none (too few rated movies to calibrate one).
+    pub rating_interval: Option<[f32; 2]>,
     pub contributions: Vec<Contribution>,
     /// "gate" (fusion weights) or "leave-one-out".
     pub contribution_method: String,
@@ -60,8 +64,12 @@ pub struct MoviePrediction {
 
 impl Predictor {
     pub fn load(model_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
-        let manifest: Manifest = read_json(&model_dir.join(MANIFEST_FILE))
+        let manifest_path = model_dir.join(MANIFEST_FILE);
+        let manifest: Manifest = read_json(&manifest_path)
             .with_context(|| format!("{}: not an exported cinefuse model", model_dir.display()))?;
+        manifest
+            .check()
+            .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
         let config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
         let preprocessor = Preprocessor::load(model_dir)?;
         let mut b: BackendConfig = config.backend.clone();
@@ -69,11 +77,22 @@ impl Predictor {
             b.kind = k;
         }
         let device = select_device(&b)?.device;
-        let model = config
-            .model
-            .init(&manifest.shapes, &device)
-            .try_load_file(model_dir.join(MODEL_FILE))
-            .map_err(|e| anyhow!("{}: {e}", model_dir.join(MODEL_FILE).display()))?;
+        let files = if manifest.members.is_empty() {
+            vec![MODEL_FILE.to_string()]
+        } else {
+            manifest.members.clone()
+        };
+        let mut models = files
+            .iter()
+            .map(|f| {
+                config
+                    .model
+                    .init(&manifest.shapes, &device)
+                    .try_load_file(model_dir.join(f))
+                    .map_err(|e| anyhow!("{}: {e}", model_dir.join(f).display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let model = models.remove(0);
         let c = &preprocessor.state.config;
         let batcher = MovieBatcher::new(
             c.image_height as usize,
@@ -85,13 +104,15 @@ impl Predictor {
             config,
             preprocessor,
             model,
+            others: models,
             device,
             batcher,
         })
     }
 
-    /// An extra value the model does not use is a mistake, not something to ignore.
-    fn check_extras(&self, movie: &Movie) -> Result<()> {
+    /// The extra columns of `movies` that this model does not read (sorted, each once). They
+    /// are ignored: a dataset imported with `--extra-all` carries columns no model uses.
+    pub fn unused_extras<'a>(&self, movies: impl IntoIterator<Item = &'a Movie>) -> Vec<String> {
         let known: Vec<&str> = self
             .preprocessor
             .state
@@ -99,22 +120,18 @@ impl Predictor {
             .iter()
             .map(|f| f.name())
             .collect();
-        if let Some(unknown) = movie.extra.keys().find(|k| !known.contains(&k.as_str())) {
-            bail!(
-                "{}: extra.{unknown} is not a feature of this model ({})",
-                movie.id,
-                if known.is_empty() {
-                    "it has no extra features".to_string()
-                } else {
-                    format!("its extra features: {}", known.join(", "))
-                }
-            );
-        }
-        Ok(())
+        let mut unused: Vec<String> = movies
+            .into_iter()
+            .flat_map(|m| m.extra.keys())
+            .filter(|k| !known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        unused.sort();
+        unused.dedup();
+        unused
     }
 
     fn sample(&self, movie: &Movie) -> Result<cinefuse_data::prepared::EncodedSample> {
-        self.check_extras(movie)?;
         self.preprocessor
             .encode(movie, Split::Test)
             .with_context(|| movie.id.clone())
@@ -149,14 +166,42 @@ impl Predictor {
     }
 
     fn run(&self, items: &[MovieItem], drop: &[Modality]) -> Predictions {
+        self.run_with(&self.model, items, drop)
+    }
+
+    fn run_with(
+        &self,
+        model: &CinefuseModel,
+        items: &[MovieItem],
+        drop: &[Modality],
+    ) -> Predictions {
         predict_items(
-            &self.model,
+            model,
             items.to_vec(),
             &self.batcher,
             &self.device,
             self.manifest.rating_scale,
             drop,
         )
+    }
+
+    /// Every member's predictions (one for a single model).
+    fn run_members(&self, items: &[MovieItem]) -> Vec<Predictions> {
+        std::iter::once(&self.model)
+            .chain(&self.others)
+            .map(|m| self.run_with(m, items, &[]))
+            .collect()
+    }
+
+    /// The interval of movie `i`: a bag's CV+ by vote count, or the split-conformal
+    /// half-width around the prediction.
+    fn interval_of(&self, each: &[Predictions], i: usize, rating: f32) -> Option<[f32; 2]> {
+        if let Some(cal) = &self.manifest.interval {
+            let member_ratings: Vec<f32> = each.iter().map(|p| p.rating[i]).collect();
+            return cal.interval(&member_ratings, each[0].votes[i]);
+        }
+        let hw = self.manifest.interval_half_width?;
+        Some([(rating - hw).max(0.0), (rating + hw).min(10.0)])
     }
 
     /// Items with their pretrained backbones' features computed once, in batches: they do not
@@ -202,11 +247,13 @@ impl Predictor {
 
     pub fn predict(&self, items: &[MovieItem]) -> Vec<MoviePrediction> {
         let items = &self.with_backbone_features(items);
-        let full = self.run(items, &[]);
+        let each = self.run_members(items);
+        let full = Predictions::mean(&each);
         let modalities = self.model.modalities().to_vec();
         let g = full.n_genres;
         let m = modalities.len();
-        // Leave-one-out only when the fusion has no gates (and there is something to leave out).
+        // Leave-one-out only when the fusion has no gates (and there is something to leave out);
+        // for a bag, on its first member.
         let loo: Vec<Predictions> = if full.weights.is_none() && m > 1 {
             modalities
                 .iter()
@@ -215,7 +262,6 @@ impl Predictor {
         } else {
             Vec::new()
         };
-        let hw = self.manifest.interval_half_width;
         (0..full.ids.len())
             .map(|i| {
                 let probs = &full.probs[i * g..(i + 1) * g];
@@ -230,6 +276,7 @@ impl Predictor {
                     .collect();
                 genres.sort_by(|a, b| b.probability.total_cmp(&a.probability));
                 let rating = full.rating[i];
+                let lead = &each[0];
                 let (shares, method) = if let Some(w) = &full.weights {
                     (w[i * m..(i + 1) * m].to_vec(), "gate")
                 } else if m == 1 {
@@ -239,10 +286,10 @@ impl Predictor {
                         .iter()
                         .map(|p| {
                             let dp: f32 = (0..g)
-                                .map(|k| (p.probs[i * g + k] - probs[k]).abs())
+                                .map(|k| (p.probs[i * g + k] - lead.probs[i * g + k]).abs())
                                 .sum::<f32>()
                                 / g.max(1) as f32;
-                            dp + (p.rating[i] - rating).abs() / 10.0
+                            dp + (p.rating[i] - lead.rating[i]).abs() / 10.0
                         })
                         .collect();
                     let total: f32 = deltas.iter().sum();
@@ -257,7 +304,7 @@ impl Predictor {
                     id: full.ids[i].clone(),
                     genres,
                     rating,
-                    rating_interval: [(rating - hw).max(0.0), (rating + hw).min(10.0)],
+                    rating_interval: self.interval_of(&each, i, rating),
                     contributions: modalities
                         .iter()
                         .zip(shares)
@@ -336,8 +383,10 @@ pub fn extrapolation_warnings(pre: &Preprocessor, movie: &Movie) -> Vec<String> 
 
 /// Reads a JSONL file of movies for batch prediction (line numbers in errors).
 pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = cinefuse_data::user_file::read_text_capped(
+        path,
+        cinefuse_data::user_file::MAX_JSONL_BYTES,
+    )?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

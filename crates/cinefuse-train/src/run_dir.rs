@@ -76,6 +76,28 @@ pub struct RunInfo {
     /// `data_setup::prepared_fingerprint` of the prepared data the run trained on.
     #[serde(default)]
     pub prepared_fingerprint: String,
+    /// Which movies it trained and validated on (a bag member's fold).
+    #[serde(default)]
+    pub rows: TrainRows,
+}
+
+/// Which labelled movies a run trains and validates on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TrainRows {
+    /// The prepared train split; validation on the validation split.
+    #[default]
+    Splits,
+    /// Train + validation except fold `index` of `count` (seeded by `seed`); validation on
+    /// that fold. A member of a bag.
+    Fold {
+        index: usize,
+        count: usize,
+        seed: u64,
+    },
+    /// All of train + validation for a fixed number of epochs; the last epoch is the model
+    /// (there is no held-out movie to choose one). A bag's refit.
+    All { epochs: usize },
 }
 
 /// Where training stands; saved with every checkpoint.

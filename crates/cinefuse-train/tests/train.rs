@@ -1,6 +1,8 @@
 //! Training-loop tests on tiny generated data: resume equivalence, interruption and resume,
 //! early stopping, and export/predict agreeing with the in-process model.
 
+#[path = "train/bag.rs"]
+mod bag;
 #[path = "train/extra.rs"]
 mod extra;
 #[cfg(feature = "wgpu")]
@@ -126,18 +128,12 @@ fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
     let full = train_into(&config, &dir.path().join("full")).unwrap();
     assert_eq!(full.epochs_completed, 2);
 
-    let one = TrainConfig {
-        train: cinefuse_train::config::LoopConfig {
-            epochs: 2,
-            ..config.train.clone()
-        },
-        ..config.clone()
-    };
+    // Stopped exactly at the end of epoch 1, then resumed for epoch 2.
     let steps_per_epoch = full.history[0]["step"].as_u64().unwrap() as usize;
-    let part = train_interrupted(&one, &dir.path().join("split"), steps_per_epoch);
+    let part = train_interrupted(&config, &dir.path().join("split"), steps_per_epoch);
     assert!(part.interrupted);
     assert_eq!(part.epochs_completed, 1);
-    let resumed = resume(&one, &dir.path().join("split"));
+    let resumed = resume(&config, &dir.path().join("split"));
     assert_eq!(resumed.epochs_completed, 2);
     assert_eq!(
         resumed.history.len(),
@@ -154,6 +150,21 @@ fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
         last(&resumed.history, "train_loss"),
     );
     assert!((a - b).abs() < 1e-4, "uninterrupted {a} vs resumed {b}");
+    // The weights themselves, through what they predict: every output agrees.
+    let open = |run: &str| LoadedRun::open(&dir.path().join(run), Some(BackendKind::Flex)).unwrap();
+    let (x, y) = (open("full"), open("split"));
+    let (px, py) = (
+        x.predict(&x.prepared, Some(Split::Test)),
+        y.predict(&y.prepared, Some(Split::Test)),
+    );
+    for (a, b) in px
+        .probs
+        .iter()
+        .zip(&py.probs)
+        .chain(px.rating.iter().zip(&py.rating))
+    {
+        assert!((a - b).abs() < 1e-5, "uninterrupted {a} vs resumed {b}");
+    }
 }
 
 #[test]
@@ -266,7 +277,7 @@ fn predictions_from_the_export_match_the_in_process_model() {
     let residuals: Vec<f32> = vp.iter().zip(&vt).map(|(p, t)| p - t).collect();
     let half_width = conformal_quantile(&residuals, manifest.interval_coverage);
     assert!(half_width.is_finite() && half_width > 0.0, "{half_width}");
-    assert_eq!(manifest.interval_half_width, half_width);
+    assert_eq!(manifest.interval_half_width, Some(half_width));
     let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
     let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
     let items: Vec<_> = reference
@@ -307,7 +318,7 @@ fn predictions_from_the_export_match_the_in_process_model() {
             (p.rating - half_width).max(0.0),
             (p.rating + half_width).min(10.0),
         ];
-        assert_eq!(p.rating_interval, expected);
+        assert_eq!(p.rating_interval, Some(expected));
         let total: f32 = p.contributions.iter().map(|c| c.share).sum();
         assert!((total - 1.0).abs() < 1e-3, "contributions sum to 1");
         assert_eq!(p.contribution_method, "gate");

@@ -197,6 +197,37 @@ fn scrape_never_truncates_a_dataset_it_did_not_write() {
     );
     assert!(e.contains("not an earlier scrape"), "{e}");
     assert_eq!(digest(&d.join("demo")), before);
+    // A scrape in which every title fails is a failure, not a success with nothing in it
+    // (a site that answers 404 to everything, robots.txt included).
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let base = format!(
+        "http://127.0.0.1:{}",
+        server.server_addr().to_ip().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let _ = req.respond(tiny_http::Response::empty(404));
+        }
+    });
+    let e = fails(
+        d,
+        &[
+            "scrape",
+            "--id",
+            "tt0000001",
+            "--id",
+            "tt0000002",
+            "--out",
+            "empty",
+            "--base-url",
+            &base,
+            "--retries",
+            "0",
+            "--rate",
+            "100",
+        ],
+    );
+    assert!(e.contains("every one of the 2 titles failed"), "{e}");
 }
 
 #[test]
@@ -207,6 +238,9 @@ fn predict_validates_its_input_like_prepare() {
     ok(d, &["synth", "--out", "demo", "--n", "60", "--seed", "3"]);
     train_tiny(d, "runs/p", &["train.epochs=1"]);
     ok(d, &["export", "--run", "runs/p", "--out", "model"]);
+    let fifo = std::ffi::CString::new(d.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     fn predict<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         [&["predict", "--model", "model"][..], extra].concat()
     }
@@ -215,6 +249,17 @@ fn predict_validates_its_input_like_prepare() {
         (vec!["--year", "0"], "year"),
         (vec!["--runtime", "NaN"], "runtime_min"),
         (vec!["--runtime=-5"], "runtime_min"),
+        (vec!["--runtime", "-5"], "runtime_min"),
+        (vec!["--year", "-1999"], "year"),
+        (vec!["--poster", "/dev/zero"], "not a regular file"),
+        (vec!["--poster", "/dev/urandom"], "not a regular file"),
+        (vec!["--movie", "@/dev/zero"], "not a regular file"),
+        (vec!["--jsonl", "/dev/zero"], "not a regular file"),
+        (vec!["--jsonl", "fifo"], "not a regular file"),
+        (
+            vec!["--poster", "fifo", "--plot", "x"],
+            "not a regular file",
+        ),
         (vec!["--movie", r#"{"rating": 42}"#], "field `rating`"),
         (vec!["--movie", r#"{"ratng": 5}"#], "unknown field `ratng`"),
         (
@@ -233,4 +278,130 @@ fn predict_validates_its_input_like_prepare() {
     );
     let text = ok(d, &predict(&["--plot", "a story", "--runtime", "100"]));
     assert!(!text.contains("warning:"), "{text}");
+
+    // A manifest that disagrees with the weights is refused by field, never a panic.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("model/manifest.json")).unwrap()).unwrap();
+    for (field, value, says) in [
+        (
+            "thresholds",
+            serde_json::json!([0.5]),
+            "thresholds has 1 values",
+        ),
+        ("genres", serde_json::json!(["Drama"]), "genres has 1 names"),
+        (
+            "interval_half_width",
+            serde_json::json!(-1.0),
+            "interval_half_width = -1",
+        ),
+    ] {
+        let bad = d.join("bad-model");
+        let _ = std::fs::remove_dir_all(&bad);
+        std::fs::create_dir(&bad).unwrap();
+        for e in std::fs::read_dir(d.join("model")).unwrap().flatten() {
+            std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+        }
+        let mut m = manifest.clone();
+        m[field] = value;
+        std::fs::write(bad.join("manifest.json"), m.to_string()).unwrap();
+        let e = fails(d, &["predict", "--model", "bad-model", "--plot", "a story"]);
+        assert!(e.contains(says) && !e.contains("panicked"), "{field}: {e}");
+    }
+    // A model without an interval (too few rated validation movies) still predicts, and says so.
+    let mut m = manifest.clone();
+    m["interval_half_width"] = serde_json::Value::Null;
+    std::fs::write(d.join("bad-model/manifest.json"), m.to_string()).unwrap();
+    let text = ok(d, &["predict", "--model", "bad-model", "--plot", "a story"]);
+    assert!(text.contains("no interval"), "{text}");
+}
+
+#[test]
+fn prepared_folders_are_keyed_by_dataset_never_linked_and_leftovers_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    // Two datasets with the same folder name: each gets its own auto-prepared folder, and
+    // training on the second leaves the first run's prepared data intact.
+    ok(d, &["synth", "--out", "a/demo", "--n", "60", "--seed", "3"]);
+    ok(d, &["synth", "--out", "b/demo", "--n", "60", "--seed", "4"]);
+    let one = ["train.epochs=1"];
+    let train_on = |data: &str, out: &str| {
+        let mut args = vec![
+            "train",
+            "--config",
+            "tiny.toml",
+            "--data",
+            data,
+            "--out",
+            out,
+        ];
+        for s in one {
+            args.extend(["--set", s]);
+        }
+        ok(d, &args)
+    };
+    train_on("a/demo", "runs/a");
+    train_on("b/demo", "runs/b");
+    let prepared: Vec<_> = std::fs::read_dir(d.join("prepared"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        prepared.len(),
+        2,
+        "one prepared folder per dataset: {prepared:?}"
+    );
+    ok(d, &["eval", "--run", "runs/a"]);
+    ok(d, &["eval", "--run", "runs/b"]);
+
+    // A train that fails on its data leaves no half-made run folder: the same command with
+    // good data then just works.
+    std::fs::create_dir(d.join("bad")).unwrap();
+    std::fs::write(d.join("bad/movies.jsonl"), "{not json\n").unwrap();
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--data",
+            "bad",
+            "--out",
+            "runs/c",
+        ],
+    );
+    assert!(e.contains("movies.jsonl"), "{e}");
+    assert!(
+        !d.join("runs/c").exists(),
+        "the failed run's folder is gone"
+    );
+    train_on("a/demo", "runs/c");
+
+    // A symlinked --out is refused and the link left as it is.
+    std::fs::create_dir(d.join("real")).unwrap();
+    std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+    let e = fails(d, &["prepare", "--data", "a/demo", "--out", "link"]);
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(
+        d.join("link")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_dir(d.join("real")).unwrap().count(), 0);
+
+    // What a killed prepare left beside its output is cleaned by the next one.
+    std::fs::create_dir(d.join(".p.partial-99999")).unwrap();
+    ok(d, &["prepare", "--data", "a/demo", "--out", "p"]);
+    std::fs::create_dir(d.join(".p.old-99998")).unwrap();
+    ok(d, &["prepare", "--data", "a/demo", "--out", "p"]);
+    let hidden: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".p."))
+        .collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
 }

@@ -163,12 +163,39 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     let body: Value = r.json().unwrap();
     let p = &body["prediction"];
     assert_eq!(body["model"], "m");
-    assert!(
-        p["rating"]
-            .as_f64()
-            .is_some_and(|r| (0.0..=10.0).contains(&r)),
-        "{body}"
+    // The server predicts what `cinefuse predict` predicts for the same movie and poster.
+    let poster = first_poster(d);
+    let cli = super::ok(
+        d,
+        &[
+            "predict",
+            "--model",
+            "models/m",
+            "--movie",
+            &movie.to_string(),
+            "--poster",
+            poster.to_str().unwrap(),
+            "--json",
+        ],
     );
+    let cli: Value =
+        serde_json::from_str(cli.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let (a, b) = (
+        p["rating"].as_f64().unwrap(),
+        cli["rating"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-5, "server {a} vs cli {b}");
+    let scores = |v: &Value| -> Vec<(String, f64)> {
+        v["genres"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["genre"].as_str().unwrap().to_string(), g["probability"].as_f64().unwrap()))
+            .collect()
+    };
+    for ((ga, pa), (gb, pb)) in scores(p).iter().zip(&scores(&cli)) {
+        assert!(ga == gb && (pa - pb).abs() < 1e-6, "{ga} {pa} vs {gb} {pb}");
+    }
     assert!(!p["genres"].as_array().unwrap().is_empty());
     assert_eq!(p["contributions"].as_array().unwrap().len(), 3);
 
@@ -259,6 +286,170 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     assert!(!compare.contains("train.epochs"), "only keys that differ");
     assert_eq!(page("/runs/..%2F..%2Fetc").status(), 404);
     assert_eq!(page("/no/such/page").status(), 404);
+    let evil_run = d.join("runs/<img src=x onerror=alert(1)>");
+    std::fs::create_dir(&evil_run).unwrap();
+    std::fs::write(evil_run.join(".cinefuse-output"), "run\n").unwrap();
+    std::fs::copy(
+        d.join("runs/alpha/config.toml"),
+        evil_run.join("config.toml"),
+    )
+    .unwrap();
+    markup_is_escaped_on_every_route(&http, &url);
+    non_finite_form_numbers_are_refused(&http, &url);
+}
+
+/// Markup sent through every route (path, query, form fields, a model name, a run folder
+/// named with markup) never comes back as markup.
+fn markup_is_escaped_on_every_route(http: &reqwest::blocking::Client, url: &str) {
+    const EVIL: &str = "<script>alert(1)</script>";
+    const EVIL_URL: &str = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    // HTML must escape it; JSON may carry it as data, but only as JSON that is never sniffed.
+    let raw = |r: reqwest::blocking::Response, route: &str| {
+        let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{route}");
+        let body = r.text().unwrap();
+        if kind.starts_with("application/json") {
+            return;
+        }
+        assert!(
+            !body.contains("<script>alert") && !body.contains("<img src=x"),
+            "{route} ({kind}) echoes markup unescaped:\n{body}"
+        );
+    };
+    for route in [
+        format!("/runs/{EVIL_URL}"),
+        format!("/compare?run={EVIL_URL}&run=alpha"),
+        format!("/compare?run=alpha&run={EVIL_URL}"),
+        format!("/compare?run={EVIL_URL}"),
+        format!("/?sort={EVIL_URL}"),
+        format!("/?sort=id&desc={EVIL_URL}"),
+        format!("/api/runs/{EVIL_URL}/metrics"),
+        format!("/{EVIL_URL}"),
+        "/".to_string(),
+        "/predict".to_string(),
+        "/compare?run=alpha&run=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E".to_string(),
+        "/runs/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E".to_string(),
+    ] {
+        let r = http.get(format!("{url}{route}")).send().unwrap();
+        raw(r, &route);
+    }
+    for (field, value) in [
+        ("title", EVIL),
+        ("plot", EVIL),
+        ("year", EVIL),
+        ("runtime_min", EVIL),
+        ("model", EVIL),
+    ] {
+        let form = reqwest::blocking::multipart::Form::new().text(field, value);
+        let r = http
+            .post(format!("{url}/predict"))
+            .multipart(form)
+            .send()
+            .unwrap();
+        raw(r, &format!("POST /predict {field}"));
+        let r = http
+            .post(format!("{url}/api/predict"))
+            .json(&json!({"movie": {field: value}}))
+            .send()
+            .unwrap();
+        let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("application/json"), "{field}: {kind}");
+    }
+}
+
+/// Form numbers that JSON cannot carry are refused by name, not read as missing.
+fn non_finite_form_numbers_are_refused(http: &reqwest::blocking::Client, url: &str) {
+    for value in ["NaN", "inf", "-inf", "1e999"] {
+        for field in ["year", "runtime_min"] {
+            let form = reqwest::blocking::multipart::Form::new().text(field, value);
+            let r = http
+                .post(format!("{url}/api/predict"))
+                .multipart(form)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 400, "{field}={value}");
+            let e: Value = r.json().unwrap();
+            assert!(e["error"].as_str().unwrap().contains(field), "{e}");
+        }
+    }
+}
+
+/// A raw TCP client: what the server does with connections that send slowly or nothing.
+mod slow_clients {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::start_server;
+
+    /// Reads until the server closes the connection; the bytes it sent, or `None` if it was
+    /// still open after `wait`.
+    fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Some(String::from_utf8_lossy(&got).into_owned());
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    #[test]
+    fn idle_slow_and_excess_connections_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("runs")).unwrap();
+        std::fs::create_dir_all(d.join("models")).unwrap();
+        let limits = [
+            "--header-timeout-s",
+            "1",
+            "--request-timeout-s",
+            "2",
+            "--max-connections",
+            "3",
+        ];
+        let (_server, url) = start_server(d, &limits);
+        let addr = url.strip_prefix("http://").unwrap().to_string();
+        let connect = || TcpStream::connect(&addr).unwrap();
+        // Three connections at the cap: each is closed by its own deadline, not left open.
+        let started = Instant::now();
+        let mut idle = connect();
+        let mut slow_header = connect();
+        slow_header
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let mut slow_body = connect();
+        slow_body
+            .write_all(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // A fourth over the cap is closed at once, without an answer.
+        let mut excess = connect();
+        let _ = excess.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answer = until_closed(&mut excess, Duration::from_secs(5));
+        assert_eq!(answer.as_deref(), Some(""), "over the cap");
+        for (name, stream) in [("idle", &mut idle), ("slow header", &mut slow_header)] {
+            let closed = until_closed(stream, Duration::from_secs(10));
+            assert!(closed.is_some(), "{name}: still open after 10 s");
+        }
+        let answer = until_closed(&mut slow_body, Duration::from_secs(10))
+            .expect("slow body: still open after 10 s");
+        assert!(answer.starts_with("HTTP/1.1 408"), "slow body: {answer}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The slots are free again.
+        let mut fresh = connect();
+        fresh
+            .write_all(b"GET /api/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let answer = until_closed(&mut fresh, Duration::from_secs(10)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
 }
 
 /// A WebDriver session on headless Chromium (chromedriver), closed with the test.

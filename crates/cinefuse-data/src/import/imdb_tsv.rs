@@ -11,7 +11,7 @@ use crate::DataError;
 use crate::movie::{BadRecord, Movie};
 
 fn open(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::user_file::open_regular(path)?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::values::{NumberFormat, as_count, as_list, as_number, as_text, decode_text};
+use super::values::{NumberFormat, as_count, as_list, as_number, as_text, as_year, decode_text};
 use super::{ImportReport, copy_poster};
 use crate::DataError;
 use crate::movie::{BadRecord, Movie, SPLIT_FILE};
@@ -69,7 +69,7 @@ pub fn movie_from_mmimdb(id: &str, v: &Value) -> Result<Movie, (Option<String>, 
         });
     let movie = Movie {
         title: v.get("title").and_then(as_text),
-        year: count("year")?.map(|y| y.min(i32::MAX as u64) as i32),
+        year: as_year(value("year")).map_err(|m| (Some("year".to_string()), m))?,
         runtime_min: runtime,
         genres: v.get("genres").and_then(as_list),
         rating: as_number(value("rating"), NumberFormat::Plain)
@@ -137,7 +137,7 @@ pub fn import_mmimdb(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let parsed = std::fs::read(&path)
+        let parsed = crate::user_file::read_capped(&path, crate::user_file::MAX_MOVIE_JSON_BYTES)
             .map_err(|e| (None, format!("unreadable: {e}")))
             .and_then(|b| {
                 serde_json::from_str::<Value>(&decode_text(&b))

@@ -54,12 +54,14 @@ pub fn run_import(
     Ok(report)
 }
 
-/// Copies a poster into `out/posters/<id>.<ext>` and returns the dataset-relative path.
-pub fn copy_poster(src: &Path, out: &Path, id: &str) -> Result<String, DataError> {
-    let ext = src
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase())
-        .unwrap_or_else(|| "img".into());
+/// The largest poster file an import copies.
+pub const MAX_POSTER_FILE_BYTES: u64 = 64 << 20;
+
+/// The poster's file name for movie `id`: the id itself when it is a safe file name, else
+/// the id with unsafe characters replaced and a hash of the id appended, so that two ids
+/// (`a.b`, `a_b`) never share a poster file.
+fn poster_stem(id: &str) -> String {
+    use sha2::{Digest, Sha256};
     let safe: String = id
         .chars()
         .map(|c| {
@@ -70,11 +72,54 @@ pub fn copy_poster(src: &Path, out: &Path, id: &str) -> Result<String, DataError
             }
         })
         .collect();
-    let rel = format!("{}/{safe}.{ext}", crate::movie::POSTERS_DIR);
+    if safe == id && !id.is_empty() {
+        return safe;
+    }
+    let digest = format!("{:x}", Sha256::digest(id.as_bytes()));
+    format!("{safe}~{}", &digest[..10])
+}
+
+/// Copies a poster into `out/posters/<id>.<ext>` and returns the dataset-relative path.
+/// The source must be a regular file no larger than `MAX_POSTER_FILE_BYTES`, and an existing
+/// poster file is never overwritten.
+pub fn copy_poster(src: &Path, out: &Path, id: &str) -> Result<String, DataError> {
+    let ext = src
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "img".into());
+    let rel = format!("{}/{}.{ext}", crate::movie::POSTERS_DIR, poster_stem(id));
     let dst = out.join(&rel);
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     }
-    std::fs::copy(src, &dst).map_err(|e| DataError::io(src, e))?;
+    let bytes = crate::user_file::read_capped(src, MAX_POSTER_FILE_BYTES)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&dst)
+        .map_err(|e| DataError::io(&dst, e))?;
+    std::io::Write::write_all(&mut file, &bytes).map_err(|e| DataError::io(&dst, e))?;
     Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_differ_only_in_unsafe_characters_get_different_posters() {
+        assert_eq!(poster_stem("tt0111161"), "tt0111161");
+        let (a, b) = (poster_stem("a.b"), poster_stem("a_b"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("a_b~"), "{a}");
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("p.png");
+        std::fs::write(&src, b"png").unwrap();
+        let out = dir.path().join("out");
+        let ra = copy_poster(&src, &out, "a.b").unwrap();
+        let rb = copy_poster(&src, &out, "a_b").unwrap();
+        assert_ne!(ra, rb);
+        let e = copy_poster(&src, &out, "a_b").unwrap_err().to_string();
+        assert!(e.contains("exists"), "never overwritten: {e}");
+    }
 }

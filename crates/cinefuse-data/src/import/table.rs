@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::values::{
-    NumberFormat, as_count, as_list, as_number, as_text, decode_text, is_missing_text,
+    NumberFormat, as_count, as_list, as_number, as_text, as_year, decode_text, is_missing_text,
 };
 use super::{ImportReport, copy_poster};
 use crate::DataError;
@@ -38,7 +38,7 @@ pub fn parse_mapping(pairs: &[String]) -> Result<BTreeMap<String, String>, DataE
 type SourceRow = (usize, Result<Map<String, Value>, String>);
 
 fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
-    let bytes = std::fs::read(src).map_err(|e| DataError::io(src, e))?;
+    let bytes = crate::user_file::read_capped(src, crate::user_file::MAX_JSONL_BYTES)?;
     let text = decode_text(&bytes);
     let is_csv = src
         .extension()
@@ -242,9 +242,7 @@ pub fn import_table(
             ))?;
             let movie = Movie {
                 title: as_text(get("title")),
-                year: as_count(get("year"))
-                    .map_err(|m| in_column("year", m))?
-                    .map(|y| y.min(i32::MAX as u64) as i32),
+                year: as_year(get("year")).map_err(|m| in_column("year", m))?,
                 runtime_min: num("runtime_min")?.map(|v| v as f32),
                 genres: as_list(get("genres")),
                 rating: num("rating")?.map(|v| v as f32),

@@ -117,7 +117,26 @@ pub fn parse_number(s: &str, format: NumberFormat) -> Result<f64, String> {
         NumberFormat::Minutes => parse_plain(s).or_else(|| parse_minutes(s)),
         NumberFormat::Money => parse_money(s),
     };
-    parsed.ok_or_else(|| format!("expected {}, got {s:?}", format.expected()))
+    parsed.ok_or_else(|| format!("expected {}, got {}", format.expected(), shown(s)))
+}
+
+/// A value for an error message: quoted, and cut after 60 characters (a malformed value can
+/// be megabytes long).
+pub fn shown(s: &str) -> String {
+    const KEEP: usize = 60;
+    match s.char_indices().nth(KEEP) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes in all)", &s[..end], s.len()),
+    }
+}
+
+/// A year from a whole number, refused (not clamped) when it does not fit.
+pub fn as_year(v: &Value) -> Result<Option<i32>, String> {
+    match as_count(v)? {
+        None => Ok(None),
+        Some(y) if y <= 9999 => Ok(Some(y as i32)),
+        Some(y) => Err(format!("expected a year, got {y}")),
+    }
 }
 
 /// A number from a JSON number or a string in `format`; missing markers give `None`.
@@ -128,7 +147,11 @@ pub fn as_number(v: &Value, format: NumberFormat) -> Result<Option<f64>, String>
         Value::String(s) if is_missing_text(s) => Ok(None),
         Value::String(s) => parse_number(s, format).map(Some),
         Value::Array(a) => a.first().map_or(Ok(None), |x| as_number(x, format)),
-        other => Err(format!("expected {}, got {other}", format.expected())),
+        other => Err(format!(
+            "expected {}, got {}",
+            format.expected(),
+            shown(&other.to_string())
+        )),
     }
 }
 
@@ -157,13 +180,24 @@ pub fn as_list(v: &Value) -> Option<Vec<String>> {
     (!items.is_empty()).then_some(items)
 }
 
-/// Decodes bytes as UTF-8, falling back to Latin-1 for files with odd encodings.
+/// Decodes bytes as UTF-8, line by line: a line that is not UTF-8 is read as Latin-1 (files
+/// with odd encodings), without changing how the other lines read.
 pub fn decode_text(bytes: &[u8]) -> String {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_string();
     }
+    let mut out = String::with_capacity(bytes.len());
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match std::str::from_utf8(line) {
+            Ok(l) => out.push_str(l),
+            Err(_) => out.extend(line.iter().map(|b| char::from(*b))),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -215,6 +249,31 @@ mod tests {
             let e = n(s, f).unwrap_err();
             assert!(e.contains("expected") && e.contains(s), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn one_bad_byte_garbles_only_its_own_line() {
+        let mut bytes = "café\n".as_bytes().to_vec();
+        bytes.extend([b'x', 0xE9, b'\n']);
+        bytes.extend("résumé".as_bytes());
+        assert_eq!(decode_text(&bytes), "café\nxé\nrésumé");
+    }
+
+    #[test]
+    fn huge_values_are_cut_in_messages_and_huge_years_refused() {
+        let e = parse_number(
+            &"9".repeat(10_000_000).replace('9', "x"),
+            NumberFormat::Plain,
+        )
+        .unwrap_err();
+        assert!(
+            e.len() < 200 && e.contains("10000000 bytes"),
+            "{}",
+            &e[..e.len().min(300)]
+        );
+        let e = as_year(&serde_json::json!(99_999_999_999u64)).unwrap_err();
+        assert!(e.contains("99999999999"), "{e}");
+        assert_eq!(as_year(&serde_json::json!(1999)), Ok(Some(1999)));
     }
 
     #[test]

@@ -311,7 +311,9 @@ impl Trainer {
     fn update_best(&mut self, epoch: usize, line: &Value) -> Result<bool> {
         let t = &self.config.train;
         let value = line[t.monitor.key()].as_f64().unwrap_or(f64::NAN);
+        let keep_last = matches!(self.rows, TrainRows::All { .. });
         let better = match self.state.best_value {
+            _ if keep_last => true,
             None => true,
             Some(b) if t.monitor.higher_is_better() => value > b + 1e-6,
             Some(b) => value < b - 1e-6,

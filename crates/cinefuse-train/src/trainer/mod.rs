@@ -14,7 +14,7 @@ pub(crate) mod step;
 
 pub use precision::LossScale;
 
-use setup::Trainer;
+pub(crate) use setup::{Trainer, check_new_run_dir, datasets_for};
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -59,6 +59,8 @@ pub struct TrainOptions {
     /// Stop (as if interrupted, with a checkpoint) after this many optimizer steps in this
     /// invocation.
     pub stop_after_steps: Option<usize>,
+    /// Which labelled movies a new run trains on (a resumed run keeps its own).
+    pub rows: crate::run_dir::TrainRows,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +151,9 @@ fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
 /// its last checkpoint left it.
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
+    if config.train.folds >= 2 {
+        return crate::bag::train_bag(config, opts);
+    }
     Trainer::setup(config, opts)?.fit()
 }
 

@@ -9,7 +9,7 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use cinefuse_data::dataset::MovieDataset;
-use cinefuse_data::output_dir::{OutputKind, check_output, marked_kind, write_marker};
+use cinefuse_data::output_dir::{MARKER_FILE, OutputKind, check_output, marked_kind, write_marker};
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieBatcher, Prepared};
 use cinefuse_model::head::RatingScale;
@@ -21,12 +21,12 @@ use super::{
 };
 use crate::backend::{Selected, check_precision, describe, select_devices};
 use crate::config::{BackendConfig, Precision, TrainConfig};
-use crate::data_setup::{ensure_prepared, ensure_prepared_in, prepared_fingerprint};
+use crate::data_setup::{ensure_prepared, prepared_fingerprint, reopen_prepared};
 use crate::run_dir::*;
 use crate::trainer::LossScale;
 
 /// A run ready to train (or to continue training).
-pub(super) struct Trainer {
+pub(crate) struct Trainer {
     pub config: TrainConfig,
     pub stop_after_steps: Option<usize>,
     pub run_dir: PathBuf,
@@ -50,11 +50,33 @@ pub(super) struct Trainer {
     pub steps_per_epoch: usize,
     pub total_steps: usize,
     pub backbone_scales: BackboneScales,
+    /// Which movies it trains and validates on.
+    pub rows: TrainRows,
+}
+
+/// The training and validation datasets of `rows`.
+pub(crate) fn datasets_for(prepared: &Prepared, rows: TrainRows) -> (MovieDataset, MovieDataset) {
+    match rows {
+        TrainRows::Splits => (prepared.dataset(Split::Train), prepared.dataset(Split::Val)),
+        TrainRows::Fold { index, count, seed } => (
+            prepared.dataset_of(prepared.fold_indices(seed, index, count, false)),
+            prepared.dataset_of(prepared.fold_indices(seed, index, count, true)),
+        ),
+        // No held-out movies: validation runs on the training movies (logged, not chosen on).
+        TrainRows::All { .. } => (
+            prepared.dataset_of(prepared.labelled_indices()),
+            prepared.dataset_of(prepared.labelled_indices()),
+        ),
+    }
 }
 
 /// A new run goes into a new or empty folder, never one that holds a run or any of the data
 /// it reads.
-fn check_new_run_dir(dir: &Path, config: &TrainConfig, opts: &TrainOptions) -> Result<()> {
+pub(crate) fn check_new_run_dir(
+    dir: &Path,
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<()> {
     let holds_run = marked_kind(dir).as_deref() == Some(OutputKind::Run.name())
         || dir.join(METRICS_FILE).exists()
         || dir.join(CHECKPOINTS_DIR).exists();
@@ -77,7 +99,10 @@ fn check_new_run_dir(dir: &Path, config: &TrainConfig, opts: &TrainOptions) -> R
 
 /// The run folder, locked, with the config to train: the run's own when resuming. The lock is
 /// taken before anything in the folder is read or written.
-fn open_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(TrainConfig, PathBuf, RunLock)> {
+fn open_run(
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<(TrainConfig, PathBuf, RunLock, Option<UnstartedRun>)> {
     if let Some(dir) = &opts.resume {
         if !dir.join(CONFIG_FILE).is_file() {
             bail!(
@@ -88,7 +113,7 @@ fn open_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(TrainConfig, P
         let lock = RunLock::acquire(dir)?;
         let cfg = TrainConfig::load(&dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a resumable run directory", dir.display()))?;
-        return Ok((cfg, dir.clone(), lock));
+        return Ok((cfg, dir.clone(), lock, None));
     }
     let dir = opts.out.clone().unwrap_or_else(|| {
         config
@@ -97,10 +122,45 @@ fn open_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(TrainConfig, P
             .join(format!("{}-{}", config.name, timestamp()))
     });
     check_new_run_dir(&dir, config, opts)?;
+    let unstarted = UnstartedRun {
+        created: !dir.exists(),
+        dir: dir.clone(),
+        armed: true,
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let lock = RunLock::acquire(&dir)?;
     write_marker(&dir, OutputKind::Run)?;
-    Ok((config.clone(), dir, lock))
+    Ok((config.clone(), dir, lock, Some(unstarted)))
+}
+
+/// A new run folder whose setup has not finished. Dropped before `disarm` (setup failed: bad
+/// data, no device, …), it removes the files setup wrote, and the folder if setup made it,
+/// so that the same command can simply be run again. Nothing else in it is touched.
+struct UnstartedRun {
+    dir: PathBuf,
+    created: bool,
+    armed: bool,
+}
+
+impl UnstartedRun {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for UnstartedRun {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for f in [MARKER_FILE, LOCK_FILE, CONFIG_FILE, RUN_FILE] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        if self.created {
+            // Only when empty: a file someone else put there stays.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
 }
 
 /// The backend section with `--backend` / `--devices` applied; checked before the run folder
@@ -175,13 +235,13 @@ impl Trainer {
         // Devices first: a backend that cannot train this config leaves no run folder behind.
         // (A resumed run's config is the one `--resume` loaded from the run folder.)
         let selected = training_devices(&backend_config(config, opts)?, config.train.precision)?;
-        let (config, run_dir, lock) = open_run(config, opts)?;
+        let (config, run_dir, lock, unstarted) = open_run(config, opts)?;
         let resuming = opts.resume.is_some();
         let info_path = run_dir.join(RUN_FILE);
         let (dataset_dir, mut prepared) = if resuming {
             // The run's own prepared data, never a re-prepared copy (token ids must not change).
             let info: RunInfo = read_json(&info_path)?;
-            let opened = ensure_prepared_in(&config, &info.dataset_dir, &info.prepared_dir, false)?;
+            let opened = reopen_prepared(&config, &info.dataset_dir, &info.prepared_dir)?;
             check_fingerprint(&info, &opened.1.dir)?;
             opened
         } else {
@@ -203,7 +263,12 @@ impl Trainer {
         if shapes.n_genres == 0 {
             bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
         }
-        let (train_ds, val_ds) = (prepared.dataset(Split::Train), prepared.dataset(Split::Val));
+        let rows = if resuming {
+            read_json::<RunInfo>(&info_path)?.rows
+        } else {
+            opts.rows
+        };
+        let (train_ds, val_ds) = datasets_for(&prepared, rows);
         if train_ds.len() == 0 || val_ds.len() == 0 {
             bail!(
                 "need movies in both train ({}) and val ({}) splits",
@@ -231,6 +296,7 @@ impl Trainer {
             train_ds.len(),
         );
         let mut trainer = Trainer {
+            rows,
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
             scale: rating_scale_of(&prepared),
@@ -258,6 +324,9 @@ impl Trainer {
             trainer.restore_checkpoint()?;
         } else {
             trainer.write_run_files(&dataset_dir, &description, param_counts)?;
+        }
+        if let Some(u) = unstarted {
+            u.disarm();
         }
         println!("run directory: {}", trainer.run_dir.display());
         Ok(trainer)
@@ -321,6 +390,7 @@ impl Trainer {
                 genres: self.prepared.preprocessor.genre_names().to_vec(),
                 param_counts,
                 prepared_fingerprint: prepared_fingerprint(&self.prepared.dir)?,
+                rows: self.rows,
                 started_unix: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())

@@ -227,9 +227,9 @@ fn predict_reads_declared_extras(root: &Path) {
     assert!(high > low + 2.0, "critic 90 → {high}, critic 10 → {low}");
     let e = rate(r#"{"extra": {"critic": "ninety"}}"#).unwrap_err();
     assert!(e.contains("extra.critic") && e.contains("ninety"), "{e}");
-    let e = rate(r#"{"extra": {"studio": "studio-1"}}"#).unwrap_err();
-    assert!(
-        e.contains("extra.studio is not a feature") && e.contains("critic"),
-        "{e}"
-    );
+    // A column the model does not read is ignored (and listed once by the caller).
+    let with_unused = rate(r#"{"extra": {"critic": 90, "studio": "studio-1"}}"#).unwrap();
+    assert_eq!(with_unused, high);
+    let movie = movie_from_json(r#"{"extra": {"studio": "s", "awards": "x"}}"#, "m").unwrap();
+    assert_eq!(p.unused_extras([&movie]), ["awards", "studio"]);
 }

@@ -1,0 +1,162 @@
+//! (imported into the `train` test binary)
+//! K-fold bagging: members on disjoint folds of train + validation (never test), out-of-fold
+//! calibration, the bag's mean in eval and in the export, the refit model, and resume.
+
+use std::collections::HashSet;
+
+use cinefuse_data::split::Split;
+use cinefuse_train::bag::{BagInfo, REFIT_DIR, member_dir, read_bag};
+use cinefuse_train::config::BackendKind;
+use cinefuse_train::ensemble::Ensemble;
+use cinefuse_train::evaluate::{LoadedRun, evaluate};
+use cinefuse_train::predict::Predictor;
+use cinefuse_train::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
+
+use super::{resume, serial, tiny_config, train_interrupted, train_into};
+
+fn bag_config(root: &std::path::Path) -> cinefuse_train::TrainConfig {
+    let mut c = tiny_config(root, "");
+    c.train.folds = 3;
+    c.train.refit = true;
+    c
+}
+
+#[test]
+fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = bag_config(dir.path());
+    let bag = dir.path().join("bag");
+    train_into(&config, &bag).unwrap();
+    let info: BagInfo = read_bag(&bag).unwrap();
+    assert_eq!(info.done, [true; 3]);
+    assert!(info.refit_done);
+
+    // The members' held-out folds partition train + validation; test is in none of them.
+    let lead = LoadedRun::open(&member_dir(&bag, 0), Some(BackendKind::Flex)).unwrap();
+    let samples = lead.prepared.samples.clone();
+    let mut seen = HashSet::new();
+    for fold in 0..3 {
+        let run: RunInfo = read_json(&member_dir(&bag, fold).join(RUN_FILE)).unwrap();
+        assert_eq!(
+            run.rows,
+            TrainRows::Fold {
+                index: fold,
+                count: 3,
+                seed: config.seed
+            }
+        );
+        let held = lead.prepared.fold_indices(config.seed, fold, 3, true);
+        assert!(!held.is_empty());
+        for i in held {
+            assert_ne!(
+                samples[i].split,
+                Split::Test,
+                "test movies are never in a fold"
+            );
+            assert!(seen.insert(i), "movie {i} in two folds");
+        }
+    }
+    assert_eq!(seen.len(), lead.prepared.labelled_indices().len());
+    let cal = info.calibration.as_ref().unwrap();
+    assert_eq!(
+        cal.out_of_fold.movies,
+        seen.len(),
+        "one out-of-fold prediction per movie"
+    );
+    assert_eq!(cal.out_of_fold.interval_per_fold.len(), 3);
+    let refit: RunInfo = read_json(&bag.join(REFIT_DIR).join(RUN_FILE)).unwrap();
+    let mean_best = cal.best_epochs.iter().sum::<usize>() as f64 / 3.0;
+    assert_eq!(
+        refit.rows,
+        TrainRows::All {
+            epochs: (mean_best.round() as usize).max(1)
+        }
+    );
+
+    // eval: the members' mean with the out-of-fold thresholds.
+    let report = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex)).unwrap();
+    let summary = report.bag.as_ref().unwrap();
+    assert_eq!((summary.members, summary.refit), (3, false));
+    assert_eq!(
+        report
+            .genres
+            .per_genre
+            .iter()
+            .map(|g| g.threshold)
+            .collect::<Vec<_>>(),
+        cal.thresholds
+    );
+    let e = Ensemble::open(&bag, Some(BackendKind::Flex))
+        .unwrap()
+        .unwrap();
+    let (mean, each) = e.predict(&e.lead().prepared, Some(Split::Test));
+    for i in 0..mean.ids.len() {
+        let avg = each.iter().map(|p| p.rating[i]).sum::<f32>() / 3.0;
+        assert!((mean.rating[i] - avg).abs() < 1e-6);
+    }
+    let refit_report = evaluate(
+        &bag.join(REFIT_DIR),
+        Split::Test,
+        None,
+        Some(BackendKind::Flex),
+    )
+    .unwrap();
+    assert_eq!(
+        refit_report.bag.as_ref().map(|b| (b.members, b.refit)),
+        Some((1, true))
+    );
+
+    // The export predicts with the same mean, thresholds and interval.
+    let model = dir.path().join("model");
+    cinefuse_train::export::export(&bag, &model, Some(BackendKind::Flex)).unwrap();
+    let predictor = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
+    assert_eq!(predictor.manifest.members.len(), 3);
+    assert_eq!(predictor.manifest.thresholds, cal.thresholds);
+    let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
+    let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
+    let items: Vec<_> = mean
+        .ids
+        .iter()
+        .map(|id| {
+            predictor
+                .item(by_id[id], None, &dir.path().join("demo"))
+                .unwrap()
+        })
+        .collect();
+    for (i, p) in predictor.predict(&items).iter().enumerate() {
+        assert!(
+            (p.rating - mean.rating[i]).abs() < 1e-4,
+            "{} vs {}",
+            p.rating,
+            mean.rating[i]
+        );
+        let member_ratings: Vec<f32> = each.iter().map(|m| m.rating[i]).collect();
+        let expected = cal
+            .interval
+            .as_ref()
+            .and_then(|c| c.interval(&member_ratings, mean.votes[i]));
+        assert_eq!(p.rating_interval, expected);
+    }
+}
+
+#[test]
+fn an_interrupted_bag_resumes_where_it_stopped() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bag_config(dir.path());
+    config.train.refit = false;
+    let bag = dir.path().join("bag");
+    // Stopped inside the first member: the bag stops too and says how to resume.
+    let part = train_interrupted(&config, &bag, 3);
+    assert_eq!(part.run_dir, bag);
+    let info = read_bag(&bag).unwrap();
+    assert_eq!(info.done, [false; 3]);
+    assert!(info.calibration.is_none());
+    let e = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex));
+    assert!(e.is_err(), "an unfinished bag cannot be evaluated");
+    resume(&config, &bag);
+    let info = read_bag(&bag).unwrap();
+    assert_eq!(info.done, [true; 3]);
+    assert!(info.calibration.is_some());
+}
