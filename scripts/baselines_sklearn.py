@@ -222,13 +222,14 @@ def pretrained_peers(a, movies, labelled, y, text, out):
     for label, rows in (("train", ["train"]), ("train_val", ["train", "val"])):
         raw = {m: {s: table_rows(a.prepared, samples, labelled, m, s) for s in labelled} for m in names}
         fit = lambda d: np.vstack([d[r] for r in rows])
-        blocks = [(fit(raw[m]), raw[m]["test"]) for m in names]
+        peer_blocks = [(fit(raw[m]), raw[m]["test"]) for m in names]
         meta_raw = {s: cinefuse_meta(samples, labelled[s], n_cat) for s in labelled}
         ytr = np.vstack([y[r] for r in rows])
-        out[f"strong_peer_{label}_genres"] = strong_peer(blocks, ytr, y["test"])
+        out[f"strong_peer_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
         out[f"strong_peer_{label}_genres"]["features"] = names
-        blocks.append((fit(meta_raw), meta_raw["test"]))
-        out[f"strong_peer_meta_{label}_genres"] = strong_peer(blocks, ytr, y["test"])
+        peer_blocks.append((fit(meta_raw), meta_raw["test"]))
+        out[f"strong_peer_meta_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
+        print(label, {k: v for k, v in out.items() if k.startswith("strong_peer")}, file=sys.stderr)
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
     joined = {s: np.hstack([feats[m][s] for m in names] + [meta[s]]) for s in labelled}
     c = pick_c(joined["train"], y["train"], joined["val"], y["val"], [0.001, 0.003, 0.01, 0.03])
@@ -265,7 +266,7 @@ def kfold_indices(n, folds=5, seed=0):
     return [np.sort(order[k::folds]) for k in range(folds)]
 
 
-def strong_peer(blocks, ytr, yte, grid=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0), folds=5):
+def strong_peer(blocks, ytr, yte, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=5):
     """The strongest linear peer on given feature blocks (issue 26): equal-variance blocks,
     one-vs-rest logistic regression with C chosen by 5-fold cross-validation on micro average
     precision, per-genre thresholds tuned on the 5-fold out-of-fold probabilities, then a fit on

@@ -224,7 +224,7 @@ fn scrape_never_truncates_a_dataset_it_did_not_write() {
             "--retries",
             "0",
             "--rate",
-            "100",
+            "50",
         ],
     );
     assert!(e.contains("every one of the 2 titles failed"), "{e}");

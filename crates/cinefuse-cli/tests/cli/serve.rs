@@ -190,7 +190,12 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|g| (g["genre"].as_str().unwrap().to_string(), g["probability"].as_f64().unwrap()))
+            .map(|g| {
+                (
+                    g["genre"].as_str().unwrap().to_string(),
+                    g["probability"].as_f64().unwrap(),
+                )
+            })
             .collect()
     };
     for ((ga, pa), (gb, pb)) in scores(p).iter().zip(&scores(&cli)) {

@@ -71,7 +71,9 @@ fn no_f16() -> Option<String> {
 
 fn skipped(test: &str, why: Option<String>) -> bool {
     if let Some(why) = why {
-        eprintln!("SKIPPED {test}: {why}");
+        // Straight to stderr, past the test harness's capture: a skip must be visible.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
         return true;
     }
     false
