@@ -482,6 +482,7 @@ impl std::fmt::Display for EvalReport {
             b.majority.samples_f1,
         )?;
         row(f, "genre mAP", g.map, None, b.majority.map)?;
+        row(f, "genre micro AP", g.micro_ap, None, b.majority.micro_ap)?;
         row(f, "genre top-1 accuracy", g.top1, None, b.majority.top1)?;
         row(f, "rating MAE", self.rating.mae, None, b.mean.mae)?;
         row(f, "rating RMSE", self.rating.rmse, None, b.mean.rmse)?;

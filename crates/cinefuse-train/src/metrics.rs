@@ -47,6 +47,10 @@ pub struct GenreMetrics {
     pub macro_f1: f64,
     pub samples_f1: f64,
     pub map: f64,
+    /// Average precision over all (movie, genre) pairs at once: how well the probabilities
+    /// rank, whatever the thresholds (scikit-learn's `average="micro"`).
+    #[serde(default)]
+    pub micro_ap: f64,
     pub top1: f64,
     pub per_genre: Vec<PerGenre>,
 }
@@ -157,6 +161,10 @@ pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String])
         macro_f1: mean(&|x| x.f1),
         samples_f1: if n == 0 { 0.0 } else { samples_f1 / n as f64 },
         map: mean(&|x| x.average_precision),
+        micro_ap: average_precision(
+            &p.probs,
+            &p.targets.iter().map(|t| *t > 0.5).collect::<Vec<_>>(),
+        ),
         top1: if n == 0 {
             0.0
         } else {
