@@ -1,6 +1,6 @@
 //! `synth` and `prepare`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cinefuse_data::PrepareConfig;
@@ -40,7 +40,7 @@ pub struct PrepareArgs {
 }
 
 /// Reads preprocessing settings from a full training config or a bare preprocessing table.
-fn load_prepare_config(path: &PathBuf) -> Result<PrepareConfig> {
+fn load_prepare_config(path: &Path) -> Result<PrepareConfig> {
     let text = cinefuse_data::user_file::read_text_capped(
         path,
         cinefuse_data::user_file::MAX_CONFIG_BYTES,

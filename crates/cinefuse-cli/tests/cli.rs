@@ -648,6 +648,18 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(d, &["train", "--config", "p.toml", "--out", "runs/c"]);
     assert!(text.contains("plot features: computed"), "{text}");
     assert!(text.contains("poster features: cached"), "{text}");
+    // Other pooling, same weights: the plot cache misses too (never mean-pooled features for
+    // a [CLS]-pooled checkpoint).
+    let pooling = d.join("ckpt/bert/1_Pooling/config.json");
+    let mean = std::fs::read_to_string(&pooling).unwrap();
+    std::fs::write(
+        &pooling,
+        r#"{"pooling_mode_mean_tokens": false, "pooling_mode_cls_token": true}"#,
+    )
+    .unwrap();
+    let text = ok(d, &["train", "--config", "p.toml", "--out", "runs/cls"]);
+    assert!(text.contains("plot features: computed"), "{text}");
+    std::fs::write(&pooling, mean).unwrap();
 
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");

@@ -136,8 +136,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
     let weights = file_sha256(&Bert::weights_file(dir))?;
     let config = read(&dir.join("config.json"))?;
+    // Everything the computation reads: the pooling (1_Pooling/config.json) decides the
+    // features as much as the weights do.
+    let pooling = serde_json::to_vec(&cinefuse_model::pretrained::bert::pooling_from_dir(dir)?)?;
     let tokens = inputs_of(prepared, |s| s.tokens.clone());
-    let key = fingerprint(&[b"bert-v2", weights.as_bytes(), &config, &tokens]);
+    let key = fingerprint(&[b"bert-v3", weights.as_bytes(), &config, &pooling, &tokens]);
     let path = cache_path(&prepared.dir, "plot", &key);
     if let Some(t) = FeatureTable::load_if(&path, &key)? {
         println!("plot features: cached ({})", path.display());

@@ -527,3 +527,33 @@ fn exports_of_modality_subsets_handle_missing_inputs_and_explain_predictions() {
     assert_eq!(share(1, Modality::Meta), 1.0);
     assert!(share(0, Modality::Text) > 0.0 && share(0, Modality::Meta) > 0.0);
 }
+
+#[test]
+fn a_run_whose_dataset_changed_is_not_resumed_on_re_prepared_data() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let run = dir.path().join("run");
+    train_interrupted(&config, &run, 2);
+    let prepared = dir.path().join("prepared");
+    let before = std::fs::read(prepared.join("samples.jsonl")).unwrap();
+    // The dataset is edited after the run started: one movie fewer.
+    let movies = dir.path().join("demo/movies.jsonl");
+    let text = std::fs::read_to_string(&movies).unwrap();
+    let kept: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&movies, kept.join("\n") + "\n").unwrap();
+    let e = train(
+        &config,
+        &TrainOptions {
+            resume: Some(run.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("no longer matches"), "{e:#}");
+    assert_eq!(
+        std::fs::read(prepared.join("samples.jsonl")).unwrap(),
+        before,
+        "the run's prepared data is left as it was"
+    );
+}
