@@ -135,6 +135,32 @@ fn run_report_writes_curves_genres_and_the_rating_scatter() {
         image::open(dir.path().join("report").join(img)).unwrap();
     }
     assert!(html.contains("Learning curves") && html.contains("Predicted vs actual rating"));
+
+    // The charts are drawn from the data: another loss curve and other genre counts give
+    // other pictures, the same data the same ones.
+    let png = |d: &std::path::Path, name: &str| std::fs::read(d.join("report").join(name)).unwrap();
+    let again = tempfile::tempdir().unwrap();
+    write_run_report(again.path(), &data).unwrap();
+    let mut other = data.clone();
+    for h in &mut other.history {
+        h["val_loss"] = serde_json::json!(0.5);
+    }
+    other.genres[1].tp = 4;
+    other.genres[1].fn_ = 0;
+    let changed = tempfile::tempdir().unwrap();
+    write_run_report(changed.path(), &other).unwrap();
+    for name in ["loss.png", "genre_f1.png"] {
+        assert_eq!(
+            png(dir.path(), name),
+            png(again.path(), name),
+            "{name}: deterministic"
+        );
+        assert_ne!(
+            png(dir.path(), name),
+            png(changed.path(), name),
+            "{name} ignores its data"
+        );
+    }
 }
 
 #[test]

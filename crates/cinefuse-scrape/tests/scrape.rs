@@ -477,11 +477,14 @@ fn real_legacy_page_field_coverage() {
         announce_skip(&format!("{} is absent", dir.display()));
         return;
     };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "html") {
-            continue;
-        }
+    let pages: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    // A folder without the page must not pass as if it had been checked.
+    assert!(!pages.is_empty(), "{} holds no .html page", dir.display());
+    for p in pages {
         let html = std::fs::read_to_string(&p).unwrap();
         let parsed = parse_title_page(&html, "tt0111161").unwrap();
         let m = &parsed.movie;
