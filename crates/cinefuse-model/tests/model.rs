@@ -162,6 +162,14 @@ fn output_shapes_for_every_fusion_and_modality_subset() {
                 .try_to_vec::<f32>()
                 .unwrap();
             assert!(v.iter().all(|x| x.is_finite()), "{fusion:?} {mods:?}");
+            // The movies differ, so must their outputs: a model that ignored its input (or
+            // a modality mask that zeroed everything) would give six equal rows.
+            let rows: Vec<&[f32]> = v.chunks(G).collect();
+            assert!(
+                rows.iter()
+                    .any(|r| r.iter().zip(rows[0]).any(|(a, b)| (a - b).abs() > 1e-6)),
+                "{fusion:?} {mods:?}: every movie gets the same logits"
+            );
         }
     }
     for text in [
@@ -171,7 +179,14 @@ fn output_shapes_for_every_fusion_and_modality_subset() {
     ] {
         let model =
             tiny_config(vec![Modality::Text], FusionKind::Gmu, text).init(&shapes(), &device);
-        assert_eq!(model.forward(&b).genre_logits.dims(), [6, G]);
+        let logits = model.forward(&b).genre_logits;
+        assert_eq!(logits.dims(), [6, G]);
+        let v = logits
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(v.iter().all(|x| x.is_finite()), "{text:?}");
     }
 }
 

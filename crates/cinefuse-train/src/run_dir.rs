@@ -311,6 +311,16 @@ mod tests {
         assert_eq!(t.len(), 15, "{t}");
         assert_eq!(&t[8..9], "-");
         assert!(t[..4].parse::<u32>().unwrap() >= 2024);
+        // Known instants, leap days and the turn of a century included.
+        for (secs, want) in [
+            (0, "19700101-000000"),
+            (951_782_400, "20000229-000000"),
+            (951_868_799, "20000229-235959"),
+            (1_709_251_199, "20240229-235959"),
+            (4_102_444_800, "21000101-000000"),
+        ] {
+            assert_eq!(timestamp_of(secs), want, "{secs}");
+        }
     }
 
     #[test]

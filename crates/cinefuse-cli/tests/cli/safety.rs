@@ -405,3 +405,27 @@ fn prepared_folders_are_keyed_by_dataset_never_linked_and_leftovers_cleaned() {
         .collect();
     assert!(hidden.is_empty(), "left behind: {hidden:?}");
 }
+
+#[test]
+fn a_fifo_where_a_poster_should_be_is_a_bad_record_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["synth", "--out", "demo", "--n", "40", "--seed", "3"]);
+    let mut posters: Vec<_> = std::fs::read_dir(d.join("demo/posters"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    posters.sort();
+    std::fs::remove_file(&posters[0]).unwrap();
+    let fifo = std::ffi::CString::new(posters[0].to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // Nothing ever writes to the FIFO: opening it for reading the usual way would block.
+    let e = fails(d, &["prepare", "--data", "demo", "--out", "p"]);
+    assert!(e.contains("not a regular file"), "{e}");
+    let text = ok(
+        d,
+        &["prepare", "--data", "demo", "--out", "p", "--skip-bad"],
+    );
+    assert!(text.contains("skipped") || text.contains("bad"), "{text}");
+}

@@ -113,6 +113,15 @@ impl Trainer {
         .num_workers(t.num_workers)
         .set_device(self.device.clone())
         .build(self.train_ds.reordered(&order[skip.min(order.len())..]));
+        // Several loader threads hand batches over in the order they finish, not the order of
+        // the epoch: put them back in order, so that batch k is always the k-th slice of the
+        // epoch's order (its dropout seed, and the point a mid-epoch resume continues from).
+        let rest = &order[skip.min(order.len())..];
+        let batch_of_first_id: std::collections::HashMap<String, usize> = rest
+            .chunks(t.batch_size)
+            .enumerate()
+            .map(|(k, chunk)| (self.train_ds.sample(chunk[0]).id.clone(), k))
+            .collect();
         let pb = progress(self.steps_per_epoch as u64);
         let phase = if pretraining { " (pretrain)" } else { "" };
         pb.set_prefix(format!("epoch {epoch}/{}{phase}", t.epochs));
@@ -123,23 +132,35 @@ impl Trainer {
             lr: 0.0,
             interrupted: false,
         };
-        for batch in loader.iter() {
+        let mut pending = std::collections::BTreeMap::new();
+        let mut next = 0usize;
+        'batches: for batch in loader.iter() {
             let batch = batch.map_err(|e| anyhow::anyhow!("data loading failed: {e}"))?;
-            self.train_step(batch, epoch, &mut pass)?;
-            *steps_this_call += 1;
-            let seen = pass.sums.3 as f64;
-            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-            pb.set_message(format!(
-                "loss {:.4} lr {:.2e} {:.0} samples/s",
-                pass.sums.0 / seen,
-                pass.lr,
-                seen / elapsed
-            ));
-            pb.inc(1);
-            let budget_spent = self.stop_after_steps.is_some_and(|n| *steps_this_call >= n);
-            if budget_spent || INTERRUPTED.load(Ordering::SeqCst) {
-                pass.interrupted = true;
-                break;
+            let first = batch.shards[0]
+                .ids
+                .first()
+                .map(String::as_str)
+                .unwrap_or("");
+            let k = batch_of_first_id.get(first).copied().unwrap_or(next);
+            pending.insert(k, batch);
+            while let Some(batch) = pending.remove(&next) {
+                next += 1;
+                self.train_step(batch, epoch, &mut pass)?;
+                *steps_this_call += 1;
+                let seen = pass.sums.3 as f64;
+                let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+                pb.set_message(format!(
+                    "loss {:.4} lr {:.2e} {:.0} samples/s",
+                    pass.sums.0 / seen,
+                    pass.lr,
+                    seen / elapsed
+                ));
+                pb.inc(1);
+                let budget_spent = self.stop_after_steps.is_some_and(|n| *steps_this_call >= n);
+                if budget_spent || INTERRUPTED.load(Ordering::SeqCst) {
+                    pass.interrupted = true;
+                    break 'batches;
+                }
             }
         }
         pb.finish_and_clear();
