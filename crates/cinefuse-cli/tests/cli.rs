@@ -713,7 +713,20 @@ fn quickstart_report_eda_import_and_bench_run_end_to_end() {
     )
     .unwrap();
     assert_eq!(manifest["best_epoch"].as_u64().map(|e| e >= 1), Some(true));
-    assert!(run.join("eval.json").exists(), "quickstart evaluates");
+    // The quickstart's evaluation and its export score the same model on the same test movies
+    // with the same thresholds: their numbers agree.
+    let eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    for (m, e) in [
+        ("micro_f1", &eval["genres"]["micro_f1"]),
+        ("macro_f1", &eval["genres"]["macro_f1"]),
+        ("top1", &eval["genres"]["top1"]),
+        ("mae", &eval["rating"]["mae"]),
+    ] {
+        let (a, b) = (manifest["test"][m].as_f64().unwrap(), e.as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{m}: export {a} vs eval {b}");
+    }
+    assert_eq!(manifest["test"]["movies"], eval["movies"]);
     assert_eq!(
         std::fs::read_to_string(d.join("demo/movies.jsonl"))
             .unwrap()

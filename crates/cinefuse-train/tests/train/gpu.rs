@@ -238,6 +238,34 @@ fn f16_training_follows_f32_keeps_f32_masters_and_resumes() {
     assert!(model.is_ok(), "{:?}", model.err());
 }
 
+/// A forced overflow inside the loop: a loss so large that its f16 gradients overflow at the
+/// initial scale. Each such step is skipped, the scale halves, and training goes on.
+#[test]
+fn an_f16_overflow_skips_the_step_and_halves_the_scale() {
+    if skipped("f16_overflow", no_f16()) {
+        return;
+    }
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut half = deterministic_config(dir.path());
+    half.backend.kind = BackendKind::Lavapipe;
+    half.train.precision = Precision::F16;
+    half.train.epochs = 1;
+    // A genre loss of thousands, times the initial scale 2¹⁶, is far beyond f16's 65,504.
+    half.loss.genre_weight = 1e4;
+    let r = train_into(&half, &dir.path().join("overflow")).unwrap();
+    let last = r.history.last().unwrap();
+    let skipped = last["skipped_steps"].as_u64().unwrap();
+    let scale = last["loss_scale"].as_f64().unwrap();
+    assert!(skipped >= 1, "no step overflowed: {last}");
+    assert_eq!(
+        scale,
+        65536.0 / 2f64.powi(skipped as i32),
+        "the scale halves once per skipped step"
+    );
+    assert!(last["train_loss"].as_f64().unwrap().is_finite(), "{last}");
+}
+
 #[test]
 fn a_precision_the_backend_cannot_compute_in_is_refused() {
     let dir = tempfile::tempdir().unwrap();
