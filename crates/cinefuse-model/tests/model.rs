@@ -498,6 +498,25 @@ fn the_flex_path_runs_the_cpu_kernels() {
     assert!(after.dropout > before.dropout, "{before:?} → {after:?}");
     assert!(after.softmax > before.softmax, "{before:?} → {after:?}");
     assert!(after.gelu > before.gelu, "{before:?} → {after:?}");
+
+    // The counts are this thread's and this model's: a model without a poster CNN takes no
+    // convolution or batch-norm route, and its text transformer still takes the softmax.
+    let text_only = tiny_config(
+        vec![Modality::Text],
+        FusionKind::Concat,
+        TextEncoderKind::Transformer,
+    )
+    .init(&shapes(), &device.clone().autodiff());
+    let before = cinefuse_model::cpu_kernels::kernel_routes();
+    let out = text_only.forward(&b);
+    let _ = loss_of(out, &b, scale).total.backward();
+    let after = cinefuse_model::cpu_kernels::kernel_routes();
+    assert_eq!(after.conv2d, before.conv2d, "{before:?} → {after:?}");
+    assert_eq!(
+        after.batch_norm, before.batch_norm,
+        "{before:?} → {after:?}"
+    );
+    assert!(after.softmax > before.softmax, "{before:?} → {after:?}");
 }
 
 /// The GPU code path (lavapipe on machines without a GPU) computes what flex computes: the
