@@ -47,7 +47,11 @@ fn parse_pages(dir: &PathBuf, reps: usize) -> Result<Throughput> {
         .flatten()
     {
         if e.path().extension().is_some_and(|x| x == "html") {
-            pages.push(std::fs::read_to_string(e.path())?);
+            // 16 MiB, far above any title page: a huge file or a FIFO named .html is refused.
+            pages.push(cinefuse_data::user_file::read_text_capped(
+                &e.path(),
+                cinefuse_data::user_file::MAX_MOVIE_JSON_BYTES,
+            )?);
         }
     }
     anyhow::ensure!(!pages.is_empty(), "{}: no .html pages", dir.display());

@@ -302,8 +302,19 @@ pub struct ParsedMovies {
 /// and a UTF-8 byte-order mark at the start is dropped.
 pub fn parse_movies_file(path: &Path) -> Result<ParsedMovies, DataError> {
     let file = crate::user_file::open_regular(path)?;
+    let max = crate::user_file::MAX_JSONL_BYTES;
+    if file.metadata().is_ok_and(|m| m.len() > max) {
+        return Err(DataError::file(
+            path,
+            format!("is larger than the limit of {max} bytes"),
+        ));
+    }
     let mut out = ParsedMovies::default();
-    for (i, bytes) in BufReader::new(file).split(b'\n').enumerate() {
+    // Bounded also when the file grows while it is read.
+    for (i, bytes) in BufReader::new(std::io::Read::take(file, max))
+        .split(b'\n')
+        .enumerate()
+    {
         let line_no = i + 1;
         let bytes = bytes.map_err(|e| DataError::Record {
             path: path.into(),

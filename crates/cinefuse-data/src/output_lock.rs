@@ -39,6 +39,25 @@ pub(crate) fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
     true
 }
 
+/// Opens (creating) the lock file at `path` and tries to take its OS lock: the locked file,
+/// or, when another process holds it, what that process wrote into it (its pid).
+pub fn try_lock_file(path: &Path) -> std::io::Result<Result<fs::File, String>> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Ok(file)),
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(path).unwrap_or_default();
+            Ok(Err(holder.trim().to_string()))
+        }
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 impl OutputLock {
     /// Takes the lock on `target` (whose parent must exist), or says that another process
     /// is writing it.
@@ -48,28 +67,18 @@ impl OutputLock {
         // holds a lock on a deleted file. Re-checking that the path still names the locked
         // file closes that race.
         for _ in 0..16 {
-            let mut file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| DataError::io(&path, e))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => {
-                    let holder = fs::read_to_string(&path).unwrap_or_default();
+            let mut file = match try_lock_file(&path).map_err(|e| DataError::io(&path, e))? {
+                Ok(file) => file,
+                Err(holder) => {
                     return Err(DataError::file(
                         target,
                         format!(
-                            "another cinefuse process is writing this folder ({}); wait for it \
-                             to finish or choose another --out",
-                            holder.trim()
+                            "another cinefuse process is writing this folder ({holder}); wait \
+                             for it to finish or choose another --out"
                         ),
                     ));
                 }
-                Err(fs::TryLockError::Error(e)) => return Err(DataError::io(&path, e)),
-            }
+            };
             let still_there = match (file.metadata(), fs::metadata(&path)) {
                 (Ok(held), Ok(named)) => same_file(&held, &named),
                 _ => false,

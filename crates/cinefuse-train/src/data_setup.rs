@@ -13,7 +13,13 @@ use crate::config::TrainConfig;
 
 /// SHA-256 of the dataset's movie records, or `None` when they cannot be read.
 fn dataset_hash(dataset: &Path) -> Option<String> {
-    let bytes = std::fs::read(dataset.join(MOVIES_FILE)).ok()?;
+    // A FIFO or an oversized file is refused here (no hash), and again with its reason when
+    // `prepare` parses it.
+    let bytes = cinefuse_data::user_file::read_capped(
+        &dataset.join(MOVIES_FILE),
+        cinefuse_data::user_file::MAX_JSONL_BYTES,
+    )
+    .ok()?;
     Some(format!("{:x}", Sha256::digest(&bytes)))
 }
 

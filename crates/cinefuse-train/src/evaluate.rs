@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::*;
 use cinefuse_data::split::Split;
-use cinefuse_data::{Prepared, prepare::apply_preprocessor};
+use cinefuse_data::{MovieDataset, Prepared, prepare::apply_preprocessor};
 use cinefuse_model::CinefuseModel;
 use serde::{Deserialize, Serialize};
 
@@ -86,14 +86,11 @@ impl LoadedRun {
         }
     }
 
-    pub fn predict(&self, prepared: &Prepared, split: Option<Split>) -> Predictions {
-        let ds = match split {
-            Some(s) => prepared.dataset(s),
-            None => prepared.dataset_all(),
-        };
+    /// The model's predictions for every movie of `dataset`.
+    fn predict_dataset(&self, dataset: MovieDataset) -> Predictions {
         predict_dataset(
             &self.model,
-            ds,
+            dataset,
             &batcher_of(&self.prepared),
             self.config.train.eval_batch_size,
             &self.device,
@@ -102,32 +99,23 @@ impl LoadedRun {
         )
     }
 
+    pub fn predict(&self, prepared: &Prepared, split: Option<Split>) -> Predictions {
+        self.predict_dataset(match split {
+            Some(s) => prepared.dataset(s),
+            None => prepared.dataset_all(),
+        })
+    }
+
     /// Predictions for the movies at `rows` of the run's prepared data.
     pub fn predict_rows(&self, rows: Vec<usize>) -> Predictions {
-        predict_dataset(
-            &self.model,
-            self.prepared.dataset_of(rows),
-            &batcher_of(&self.prepared),
-            self.config.train.eval_batch_size,
-            &self.device,
-            &self.scorer(),
-            &[],
-        )
+        self.predict_dataset(self.prepared.dataset_of(rows))
     }
 
     /// Per-genre thresholds tuned on the run's own validation movies (the validation split,
     /// or a bag member's held-out fold).
     pub fn tuned_thresholds(&self) -> (Vec<f32>, Predictions) {
         let (_, val_ds) = crate::trainer::datasets_for(&self.prepared, self.info.rows);
-        let val = predict_dataset(
-            &self.model,
-            val_ds,
-            &batcher_of(&self.prepared),
-            self.config.train.eval_batch_size,
-            &self.device,
-            &self.scorer(),
-            &[],
-        );
+        let val = self.predict_dataset(val_ds);
         (tune_thresholds(&val.labelled_genres()), val)
     }
 }
@@ -279,8 +267,7 @@ pub fn evaluate(
     let (thresholds, val) = run.tuned_thresholds();
     let (preds, target) = match data {
         Some(dir) => {
-            let out = run_dir.join("eval-data").join(data_key(dir));
-            let foreign = apply_preprocessor(dir, &out, &run.prepared.preprocessor, true)?;
+            let foreign = foreign_data(run_dir, dir, &run.prepared)?;
             (run.predict(&foreign, None), dir.display().to_string())
         }
         None => (
@@ -324,8 +311,7 @@ fn evaluate_ensemble(
     let lead = e.lead();
     let ((preds, each), target) = match data {
         Some(dir) => {
-            let out = run_dir.join("eval-data").join(data_key(dir));
-            let foreign = apply_preprocessor(dir, &out, &lead.prepared.preprocessor, true)?;
+            let foreign = foreign_data(run_dir, dir, &lead.prepared)?;
             (e.predict(&foreign, None), dir.display().to_string())
         }
         None => (
@@ -393,6 +379,13 @@ pub fn eval_file(split: Split, data: Option<&Path>) -> String {
         None if split == Split::Test => EVAL_FILE.to_string(),
         None => format!("eval-{split}.json"),
     }
+}
+
+/// Every movie of the dataset `dir`, encoded with the run's fitted preprocessing (nothing
+/// refitted) into `RUN/eval-data/<key>`.
+fn foreign_data(run_dir: &Path, dir: &Path, own: &Prepared) -> Result<Prepared> {
+    let out = run_dir.join("eval-data").join(data_key(dir));
+    Ok(apply_preprocessor(dir, &out, &own.preprocessor, true)?)
 }
 
 /// A file-name key for a dataset folder: its name and a hash of its resolved path, so that

@@ -141,15 +141,10 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     }
     let names = run.prepared.preprocessor.genre_names().to_vec();
     let test = run.predict(&run.prepared, Some(Split::Test));
-    let summary = |p: &crate::inference::Predictions| {
-        let g = p.genre_metrics(&thresholds, &names);
-        let r = p.rating_metrics();
-        serde_json::json!({
-            "movies": p.ids.len(), "micro_f1": g.micro_f1, "macro_f1": g.macro_f1, "samples_f1": g.samples_f1,
-            "map": g.map, "top1": g.top1, "mae": r.mae, "rmse": r.rmse, "r2": r.r2, "within_10pct": r.within_10pct,
-        })
-    };
-    let (validation, test) = (summary(&val), summary(&test));
+    let (validation, test) = (
+        scores(&val, &thresholds, &names),
+        scores(&test, &thresholds, &names),
+    );
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
     let best = best_dir(run_dir).context("no best model")?;

@@ -32,28 +32,16 @@ impl RunLock {
     /// Takes the lock on `run_dir`, or says which process holds it.
     pub fn acquire(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(LOCK_FILE);
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                anyhow::bail!(
-                    "{}: another process is training in this run folder ({}); wait for it to \
-                     finish or choose another --out",
-                    run_dir.display(),
-                    holder.trim()
-                );
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-            }
-        }
+        let locked = cinefuse_data::output_lock::try_lock_file(&path)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        let mut file = match locked {
+            Ok(file) => file,
+            Err(holder) => anyhow::bail!(
+                "{}: another process is training in this run folder ({holder}); wait for it to \
+                 finish or choose another --out",
+                run_dir.display()
+            ),
+        };
         file.set_len(0)?;
         writeln!(file, "pid {} since {}", std::process::id(), timestamp())?;
         file.sync_data()?;

@@ -105,7 +105,7 @@ fn train_interrupted(config: &TrainConfig, run: &Path, steps: usize) -> cinefuse
 }
 
 /// Continues the run in `run` from its last checkpoint.
-fn resume(config: &TrainConfig, run: &Path) -> cinefuse_train::RunSummary {
+fn try_resume(config: &TrainConfig, run: &Path) -> anyhow::Result<cinefuse_train::RunSummary> {
     train(
         config,
         &TrainOptions {
@@ -113,7 +113,23 @@ fn resume(config: &TrainConfig, run: &Path) -> cinefuse_train::RunSummary {
             ..Default::default()
         },
     )
-    .unwrap()
+}
+
+fn resume(config: &TrainConfig, run: &Path) -> cinefuse_train::RunSummary {
+    try_resume(config, run).unwrap()
+}
+
+/// The movies with these ids from `dataset`, encoded by an exported model for prediction.
+fn items_of(
+    predictor: &Predictor,
+    dataset: &Path,
+    ids: &[String],
+) -> Vec<cinefuse_data::MovieItem> {
+    let movies = cinefuse_data::movie::read_movies(dataset).unwrap();
+    let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
+    ids.iter()
+        .map(|id| predictor.item(by_id[id], None, dataset).unwrap())
+        .collect()
 }
 
 fn last(history: &[serde_json::Value], key: &str) -> f64 {
@@ -278,17 +294,7 @@ fn predictions_from_the_export_match_the_in_process_model() {
     let half_width = conformal_quantile(&residuals, manifest.interval_coverage);
     assert!(half_width.is_finite() && half_width > 0.0, "{half_width}");
     assert_eq!(manifest.interval_half_width, Some(half_width));
-    let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
-    let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
-    let items: Vec<_> = reference
-        .ids
-        .iter()
-        .map(|id| {
-            predictor
-                .item(by_id[id], None, &dir.path().join("demo"))
-                .unwrap()
-        })
-        .collect();
+    let items = items_of(&predictor, &dir.path().join("demo"), &reference.ids);
     let preds = predictor.predict(&items);
     let g = reference.n_genres;
     for (i, p) in preds.iter().enumerate() {
@@ -542,14 +548,7 @@ fn a_run_whose_dataset_changed_is_not_resumed_on_re_prepared_data() {
     let text = std::fs::read_to_string(&movies).unwrap();
     let kept: Vec<&str> = text.lines().skip(1).collect();
     std::fs::write(&movies, kept.join("\n") + "\n").unwrap();
-    let e = train(
-        &config,
-        &TrainOptions {
-            resume: Some(run.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    let e = try_resume(&config, &run).unwrap_err();
     assert!(format!("{e:#}").contains("no longer matches"), "{e:#}");
     assert_eq!(
         std::fs::read(prepared.join("samples.jsonl")).unwrap(),

@@ -237,15 +237,20 @@ impl Trainer {
         let selected = training_devices(&backend_config(config, opts)?, config.train.precision)?;
         let (config, run_dir, lock, unstarted) = open_run(config, opts)?;
         let resuming = opts.resume.is_some();
-        let info_path = run_dir.join(RUN_FILE);
-        let (dataset_dir, mut prepared) = if resuming {
-            // The run's own prepared data, never a re-prepared copy (token ids must not change).
-            let info: RunInfo = read_json(&info_path)?;
-            let opened = reopen_prepared(&config, &info.dataset_dir, &info.prepared_dir)?;
-            check_fingerprint(&info, &opened.1.dir)?;
-            opened
+        // A resumed run's own facts, read once.
+        let saved: Option<RunInfo> = if resuming {
+            Some(read_json(&run_dir.join(RUN_FILE))?)
         } else {
-            ensure_prepared(&config, opts.data_override.as_deref())?
+            None
+        };
+        let (dataset_dir, mut prepared) = match &saved {
+            // The run's own prepared data, never a re-prepared copy (token ids must not change).
+            Some(info) => {
+                let opened = reopen_prepared(&config, &info.dataset_dir, &info.prepared_dir)?;
+                check_fingerprint(info, &opened.1.dir)?;
+                opened
+            }
+            None => ensure_prepared(&config, opts.data_override.as_deref())?,
         };
 
         let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
@@ -255,19 +260,14 @@ impl Trainer {
 
         crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
         let mut shapes = shapes_of(&prepared);
-        shapes.text_backbone = if resuming {
-            read_json::<RunInfo>(&info_path)?.shapes.text_backbone
-        } else {
-            crate::feature_cache::text_backbone_of(&config.model)?
+        shapes.text_backbone = match &saved {
+            Some(info) => info.shapes.text_backbone.clone(),
+            None => crate::feature_cache::text_backbone_of(&config.model)?,
         };
         if shapes.n_genres == 0 {
             bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
         }
-        let rows = if resuming {
-            read_json::<RunInfo>(&info_path)?.rows
-        } else {
-            opts.rows
-        };
+        let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
         let (train_ds, val_ds) = datasets_for(&prepared, rows);
         if train_ds.len() == 0 || val_ds.len() == 0 {
             bail!(

@@ -12,7 +12,7 @@ use cinefuse_train::evaluate::{LoadedRun, evaluate};
 use cinefuse_train::predict::Predictor;
 use cinefuse_train::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
 
-use super::{resume, serial, tiny_config, train_interrupted, train_into};
+use super::{items_of, resume, serial, tiny_config, train_interrupted, train_into};
 
 fn bag_config(root: &std::path::Path) -> cinefuse_train::TrainConfig {
     let mut c = tiny_config(root, "");
@@ -113,17 +113,7 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
     let predictor = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
     assert_eq!(predictor.manifest.members.len(), 3);
     assert_eq!(predictor.manifest.thresholds, cal.thresholds);
-    let movies = cinefuse_data::movie::read_movies(&dir.path().join("demo")).unwrap();
-    let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
-    let items: Vec<_> = mean
-        .ids
-        .iter()
-        .map(|id| {
-            predictor
-                .item(by_id[id], None, &dir.path().join("demo"))
-                .unwrap()
-        })
-        .collect();
+    let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
     for (i, p) in predictor.predict(&items).iter().enumerate() {
         assert!(
             (p.rating - mean.rating[i]).abs() < 1e-4,

@@ -79,6 +79,14 @@ fn skipped(test: &str, why: Option<String>) -> bool {
     false
 }
 
+/// `config` trained data-parallel on lavapipe's two devices.
+fn on_two_lavapipe_devices(config: &TrainConfig) -> TrainConfig {
+    let mut parallel = config.clone();
+    parallel.backend.kind = BackendKind::Lavapipe;
+    parallel.backend.devices = vec![0, 1];
+    parallel
+}
+
 fn losses(history: &[serde_json::Value]) -> Vec<(f64, f64)> {
     history
         .iter()
@@ -116,9 +124,7 @@ fn data_parallel_on_two_devices_follows_one_device_and_resumes() {
     let config = deterministic_config(dir.path());
     let one = train_into(&config, &dir.path().join("one")).unwrap();
 
-    let mut parallel = config.clone();
-    parallel.backend.kind = BackendKind::Lavapipe;
-    parallel.backend.devices = vec![0, 1];
+    let parallel = on_two_lavapipe_devices(&config);
     let run = dir.path().join("two");
     let part = train_interrupted(&parallel, &run, 4);
     assert!(part.interrupted && part.epochs_completed == 1);
@@ -151,9 +157,7 @@ fn a_two_device_run_resumes_on_one_device() {
     let dir = tempfile::tempdir().unwrap();
     let config = deterministic_config(dir.path());
     let one = train_into(&config, &dir.path().join("one")).unwrap();
-    let mut parallel = config.clone();
-    parallel.backend.kind = BackendKind::Lavapipe;
-    parallel.backend.devices = vec![0, 1];
+    let parallel = on_two_lavapipe_devices(&config);
     let run = dir.path().join("two-then-one");
     let part = train_interrupted(&parallel, &run, 4);
     assert!(part.interrupted);
