@@ -229,8 +229,13 @@ def pretrained_peers(a, movies, labelled, y, text, out):
         out[f"strong_peer_{label}_genres"]["features"] = names
         peer_blocks.append((fit(meta_raw), meta_raw["test"]))
         out[f"strong_peer_meta_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
-        print(label, {k: v for k, v in out.items() if k.startswith("strong_peer")}, file=sys.stderr)
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
+        # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
+        # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
+        peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
+        out[f"strong_peer_meta_tfidf_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
+        out[f"strong_peer_meta_tfidf_{label}_genres"]["features"] = names + ["meta", "tfidf"]
+        print(label, {k: v for k, v in out.items() if k.startswith("strong_peer")}, file=sys.stderr)
     joined = {s: np.hstack([feats[m][s] for m in names] + [meta[s]]) for s in labelled}
     c = pick_c(joined["train"], y["train"], joined["val"], y["val"], [0.001, 0.003, 0.01, 0.03])
     pv, pt = per_genre_logreg(joined["train"], y["train"], [joined["val"], joined["test"]], c)
@@ -242,6 +247,19 @@ def pretrained_peers(a, movies, labelled, y, text, out):
         out[f"{m}_embedding_logreg_genres"] = genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
         blocks[m] = (feats[m]["train"], feats[m]["val"], feats[m]["test"], cm)
     out["embeddings_tfidf_meta_stacked_genres"] = stacked(blocks, y)
+
+
+def tfidf_block(text_fit, y_fit, text_test, c=4.0, folds=5):
+    """Logits of a TF-IDF logistic regression per genre: out of fold on the fitting rows, from
+    a fit on all of them for the test rows. Returns (fit, test) arrays."""
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+    x = vec.fit_transform(text_fit)
+    oof = np.zeros(y_fit.shape)
+    for held in kfold_indices(x.shape[0], folds, seed=1):
+        rest = np.setdiff1d(np.arange(x.shape[0]), held)
+        (oof[held],) = per_genre_logreg(x[rest], y_fit[rest], [x[held]], c)
+    (test,) = per_genre_logreg(x, y_fit, [vec.transform(text_test)], c)
+    return logit(oof), logit(test)
 
 
 def scaled_blocks(blocks_fit, blocks_apply):
@@ -422,6 +440,9 @@ def main():
                                               categorical_features=[i for i, c in enumerate(keep) if c >= 5] + [X_cat["train"].shape[1] + 1])
         gbm_e.fit(Xe["train"], t["train"])
         out["gbm_metadata_extra_rating"] = rating_metrics(gbm_e.predict(Xe["test"]), t["test"])
+        # On the rows a bag trains on (train + validation).
+        gbm_e.fit(np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
+        out["gbm_metadata_extra_train_val_rating"] = rating_metrics(gbm_e.predict(Xe["test"]), t["test"])
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
     json.dump(out, sys.stdout, indent=2)

@@ -116,6 +116,47 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+pub struct EnsembleArgs {
+    /// The bags to blend, comma-separated (each trained with `train.folds = K`, all with the
+    /// same K, seed and data).
+    #[arg(long, value_delimiter = ',', required = true)]
+    runs: Vec<PathBuf>,
+    /// The blend folder to write; `eval --run` and `export --run` take it.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn ensemble(a: EnsembleArgs) -> Result<()> {
+    let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?)?;
+    for (i, run) in info.runs.iter().enumerate() {
+        println!(
+            "{}: genre weight {:.2}, rating weight {:.2}",
+            run.display(),
+            info.genre_weights[i],
+            info.rating_weights[i]
+        );
+    }
+    let o = &info.calibration.out_of_fold;
+    println!(
+        "out of fold ({} movies): micro-F1 {:.4}, macro-F1 {:.4}, top-1 {:.4}, micro AP {:.4}, rating MAE {:.4}",
+        o.movies,
+        o.genres.micro_f1,
+        o.genres.macro_f1,
+        o.genres.top1,
+        o.genres.micro_ap,
+        o.rating.mae
+    );
+    println!(
+        "wrote the blend to {}; next: cinefuse eval --run {}",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
 pub struct ExportArgs {
     #[arg(long)]
     run: PathBuf,

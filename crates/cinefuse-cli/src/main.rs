@@ -67,6 +67,9 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// Evaluate a trained run.
     Eval(cmd_train::EvalArgs),
+    /// Blend bags of different configs trained on the same folds, with weights, thresholds
+    /// and a rating interval learned on their out-of-fold predictions.
+    Ensemble(cmd_train::EnsembleArgs),
     /// Export a trained run as a self-contained model directory.
     Export(cmd_train::ExportArgs),
     /// Predict genres and rating for new movies with an exported model.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd_report::report(a),
         Command::Train(a) => cmd_train::train(a).map(|_| ()),
         Command::Eval(a) => cmd_train::eval(a),
+        Command::Ensemble(a) => cmd_train::ensemble(a),
         Command::Export(a) => cmd_train::export(a),
         Command::Predict(a) => cmd_train::predict(a),
         Command::Bench(a) => cmd_bench::run(a),

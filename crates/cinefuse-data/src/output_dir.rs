@@ -22,6 +22,8 @@ pub enum OutputKind {
     Eda,
     Sweep,
     Run,
+    /// A blend of bags (`cinefuse ensemble`).
+    Blend,
 }
 
 impl OutputKind {
@@ -33,6 +35,7 @@ impl OutputKind {
             OutputKind::Eda => "eda",
             OutputKind::Sweep => "sweep",
             OutputKind::Run => "run",
+            OutputKind::Blend => "blend",
         }
     }
 

@@ -240,7 +240,7 @@ fn train_member(
 }
 
 /// Every member's predictions on its own held-out fold.
-fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Vec<Predictions> {
+pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Vec<Predictions> {
     members
         .iter()
         .enumerate()
@@ -255,27 +255,41 @@ fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Vec<Predictions> {
 fn calibrate(dir: &Path, info: &BagInfo, backend: Option<BackendKind>) -> Result<BagCalibration> {
     println!("calibrating the bag on its out-of-fold predictions");
     let members = load_members(dir, info, backend)?;
-    let folds = out_of_fold(&members, info);
-    let all = Predictions::concat(&folds);
-    let thresholds = tune_thresholds(&all.labelled_genres());
-    let residuals = residuals_of(&folds);
     let names = members[0].prepared.preprocessor.genre_names().to_vec();
-    Ok(BagCalibration {
+    let best_epochs = members.iter().map(|m| m.best_epoch).collect();
+    Ok(calibrate_folds(
+        &out_of_fold(&members, info),
+        &names,
+        best_epochs,
+    ))
+}
+
+/// Thresholds, interval and out-of-fold scores from `folds`, the predictions on each fold of
+/// the model that did not train on it (a bag's member, or a blend of members).
+pub(crate) fn calibrate_folds(
+    folds: &[Predictions],
+    names: &[String],
+    best_epochs: Vec<usize>,
+) -> BagCalibration {
+    let all = Predictions::concat(folds);
+    let thresholds = tune_thresholds(&all.labelled_genres());
+    let residuals = residuals_of(folds);
+    BagCalibration {
         interval: Calibration::fit(&residuals, INTERVAL_BINS, INTERVAL_COVERAGE),
-        best_epochs: members.iter().map(|m| m.best_epoch).collect(),
+        best_epochs,
         out_of_fold: OutOfFold {
             movies: all.ids.len(),
-            genres: all.genre_metrics(&thresholds, &names),
+            genres: all.genre_metrics(&thresholds, names),
             rating: all.rating_metrics(),
             interval_per_fold: per_fold_coverage(
                 &residuals,
-                info.folds,
+                folds.len(),
                 INTERVAL_BINS,
                 INTERVAL_COVERAGE,
             ),
         },
         thresholds,
-    })
+    }
 }
 
 /// Each rated out-of-fold movie's residual, tagged with the member that did not see it.

@@ -210,6 +210,10 @@ pub struct LoopConfig {
     /// With `folds`: also train one model on all of train + validation for the members' mean
     /// best epoch count (cheaper to serve than the bag).
     pub refit: bool,
+    /// With `folds`: configs of partner bags (paths relative to the working directory) trained
+    /// on the same data and folds after this config's bag, then blended with it by weights
+    /// learned on their out-of-fold predictions (`cinefuse ensemble` in one run).
+    pub blend_with: Vec<PathBuf>,
 }
 
 /// Floating-point precision of the training computation.
@@ -250,6 +254,7 @@ impl Default for LoopConfig {
             precision: Precision::F32,
             folds: 0,
             refit: false,
+            blend_with: Vec::new(),
         }
     }
 }
@@ -629,6 +634,9 @@ impl TrainConfig {
         }
         if t.refit && t.folds == 0 {
             return Err("train.refit = true needs train.folds >= 2 (it refits a bag)".into());
+        }
+        if !t.blend_with.is_empty() && t.folds == 0 {
+            return Err("train.blend_with needs train.folds >= 2 (it blends bags)".into());
         }
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());

@@ -83,29 +83,37 @@ impl Ensemble {
 
     /// How the interval does on the rated movies of `each` (the members' predictions).
     pub fn interval_metrics(&self, each: &[Predictions]) -> Option<IntervalMetrics> {
-        let cal = self.interval()?;
-        let first = &each[0];
-        let rated: Vec<usize> = (0..first.ids.len())
-            .filter(|i| first.rating_present[*i])
-            .collect();
-        let preds: Vec<Vec<f32>> = rated
-            .iter()
-            .map(|i| each.iter().map(|p| p.rating[*i]).collect())
-            .collect();
-        let votes: Vec<f32> = rated.iter().map(|i| first.votes[*i]).collect();
-        let truth: Vec<f32> = rated.iter().map(|i| first.rating_true[*i]).collect();
-        if truth.is_empty() {
-            return None;
-        }
-        let c = coverage_of(cal, &preds, &votes, &truth);
-        Some(IntervalMetrics {
-            nominal: c.nominal,
-            half_width: c.mean_width / 2.0,
-            coverage: c.coverage,
-            mean_width: c.mean_width,
-            count: c.count,
-        })
+        interval_metrics_of(self.interval(), each)
     }
+}
+
+/// How the CV+ interval `cal` does on the rated movies of `each` (the members' predictions).
+pub fn interval_metrics_of(
+    cal: Option<&Calibration>,
+    each: &[Predictions],
+) -> Option<IntervalMetrics> {
+    let cal = cal?;
+    let first = &each[0];
+    let rated: Vec<usize> = (0..first.ids.len())
+        .filter(|i| first.rating_present[*i])
+        .collect();
+    let preds: Vec<Vec<f32>> = rated
+        .iter()
+        .map(|i| each.iter().map(|p| p.rating[*i]).collect())
+        .collect();
+    let votes: Vec<f32> = rated.iter().map(|i| first.votes[*i]).collect();
+    let truth: Vec<f32> = rated.iter().map(|i| first.rating_true[*i]).collect();
+    if truth.is_empty() {
+        return None;
+    }
+    let c = coverage_of(cal, &preds, &votes, &truth);
+    Some(IntervalMetrics {
+        nominal: c.nominal,
+        half_width: c.mean_width / 2.0,
+        coverage: c.coverage,
+        mean_width: c.mean_width,
+        count: c.count,
+    })
 }
 
 fn is_refit(dir: &Path) -> bool {

@@ -156,6 +156,17 @@ pub struct BagSummary {
     pub members: usize,
     pub refit: bool,
     pub out_of_fold: crate::bag::OutOfFold,
+    /// A blend: its bags and their weights (empty for a bag).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blend: Vec<BlendPart>,
+}
+
+/// One bag of a blend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlendPart {
+    pub run: PathBuf,
+    pub genre_weight: f32,
+    pub rating_weight: f32,
 }
 
 /// How a constant-width conformal rating interval (`prediction ± half_width`, clipped to
@@ -260,6 +271,9 @@ pub fn evaluate(
     data: Option<&Path>,
     backend: Option<BackendKind>,
 ) -> Result<EvalReport> {
+    if let Some(blend) = crate::blend::Blend::open(run_dir, backend)? {
+        return evaluate_blend(run_dir, &blend, split, data);
+    }
     if let Some(ensemble) = crate::ensemble::Ensemble::open(run_dir, backend)? {
         return evaluate_ensemble(run_dir, &ensemble, split, data);
     }
@@ -319,30 +333,114 @@ fn evaluate_ensemble(
             format!("{split} split"),
         ),
     };
-    let names = lead.prepared.preprocessor.genre_names().to_vec();
-    let thresholds = &e.calibration.thresholds;
+    let summary = BagSummary {
+        members: e.members.len(),
+        refit: e.refit,
+        out_of_fold: e.calibration.out_of_fold.clone(),
+        blend: Vec::new(),
+    };
+    let scored = Scored {
+        lead,
+        preds,
+        each,
+        target,
+    };
+    ensemble_report(run_dir, scored, &e.calibration, summary, split, data)
+}
+
+/// A blend of bags, with its out-of-fold weights, thresholds and interval.
+fn evaluate_blend(
+    run_dir: &Path,
+    b: &crate::blend::Blend,
+    split: Split,
+    data: Option<&Path>,
+) -> Result<EvalReport> {
+    let ((preds, each), target) = match data {
+        Some(dir) => {
+            let foreign = b
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let out = run_dir
+                        .join("eval-data")
+                        .join(data_key(dir))
+                        .join(format!("part-{i}"));
+                    Ok(apply_preprocessor(
+                        dir,
+                        &out,
+                        &e.lead().prepared.preprocessor,
+                        true,
+                    )?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&Prepared> = foreign.iter().collect();
+            (b.predict(&refs, None)?, dir.display().to_string())
+        }
+        None => {
+            let own: Vec<&Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
+            (b.predict(&own, Some(split))?, format!("{split} split"))
+        }
+    };
+    let info = &b.info;
+    let summary = BagSummary {
+        members: each.len(),
+        refit: false,
+        out_of_fold: info.calibration.out_of_fold.clone(),
+        blend: (0..info.runs.len())
+            .map(|i| BlendPart {
+                run: info.runs[i].clone(),
+                genre_weight: info.genre_weights[i],
+                rating_weight: info.rating_weights[i],
+            })
+            .collect(),
+    };
+    let scored = Scored {
+        lead: b.lead(),
+        preds,
+        each,
+        target,
+    };
+    ensemble_report(run_dir, scored, &info.calibration, summary, split, data)
+}
+
+/// An ensemble's predictions on the evaluated movies.
+struct Scored<'a> {
+    /// The first model: its data gives the genre names and baselines.
+    lead: &'a LoadedRun,
+    preds: Predictions,
+    /// Each member's predictions (for the CV+ interval).
+    each: Vec<Predictions>,
+    target: String,
+}
+
+fn ensemble_report(
+    run_dir: &Path,
+    s: Scored<'_>,
+    cal: &crate::bag::BagCalibration,
+    summary: BagSummary,
+    split: Split,
+    data: Option<&Path>,
+) -> Result<EvalReport> {
+    let names = s.lead.prepared.preprocessor.genre_names().to_vec();
     let report = EvalReport {
         run: run_dir.to_path_buf(),
-        target,
-        movies: preds.ids.len(),
-        best_epoch: lead.best_epoch,
-        loss: preds.loss,
-        genres: preds.genre_metrics(thresholds, &names),
-        genres_at_0_5: preds.genre_metrics(&vec![0.5; names.len()], &names),
-        rating: preds.rating_metrics(),
-        interval: e.interval_metrics(&each),
-        baselines: baselines(lead, &preds),
-        bag: Some(BagSummary {
-            members: e.members.len(),
-            refit: e.refit,
-            out_of_fold: e.calibration.out_of_fold.clone(),
-        }),
+        target: s.target,
+        movies: s.preds.ids.len(),
+        best_epoch: s.lead.best_epoch,
+        loss: s.preds.loss,
+        genres: s.preds.genre_metrics(&cal.thresholds, &names),
+        genres_at_0_5: s.preds.genre_metrics(&vec![0.5; names.len()], &names),
+        rating: s.preds.rating_metrics(),
+        interval: crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &s.each),
+        baselines: baselines(s.lead, &s.preds),
+        bag: Some(summary),
     };
     save_report(
         run_dir,
         &report,
-        &preds,
-        lead.model.modalities(),
+        &s.preds,
+        s.lead.model.modalities(),
         split,
         data,
     )?;
@@ -519,6 +617,8 @@ impl std::fmt::Display for EvalReport {
                 "{}: out of fold ({} movies) micro-F1 {:.4}, macro-F1 {:.4}, top-1 {:.4}, MAE {:.4}; interval per fold: {}",
                 if b.refit {
                     "refit model of a bag".to_string()
+                } else if !b.blend.is_empty() {
+                    format!("blend of {} bags", b.blend.len())
                 } else {
                     format!("bag of {} members", b.members)
                 },
@@ -533,6 +633,15 @@ impl std::fmt::Display for EvalReport {
                     .collect::<Vec<_>>()
                     .join(", ")
             )?;
+            for p in &b.blend {
+                writeln!(
+                    f,
+                    "  {}: genre weight {:.2}, rating weight {:.2}",
+                    p.run.display(),
+                    p.genre_weight,
+                    p.rating_weight
+                )?;
+            }
         }
         writeln!(
             f,

@@ -12,7 +12,9 @@ use cinefuse_model::{Modality, ModelShapes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::blend::Blend;
 use crate::config::BackendKind;
+use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::metrics::conformal_quantile;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
@@ -43,12 +45,25 @@ pub struct Manifest {
     /// The weight files of a bag's members, averaged at prediction (empty: `model.bpk`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// A blend: its bags, each exported whole into a sub-folder, and their weights. The
+    /// fields above then describe the blend (thresholds, interval) and its first bag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ManifestPart>,
     pub shapes: ModelShapes,
     pub validation: serde_json::Value,
     pub test: serde_json::Value,
     /// SHA-256 of the training dataset's `movies.jsonl` and of the exported weights.
     pub data_hash: String,
     pub weights_sha256: String,
+}
+
+/// One bag of an exported blend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestPart {
+    /// Its sub-folder (a plain name).
+    pub dir: String,
+    pub genre_weight: f32,
+    pub rating_weight: f32,
 }
 
 impl Manifest {
@@ -99,6 +114,16 @@ impl Manifest {
                 "members: {m:?} is not a file name in the model folder"
             ));
         }
+        if let Some(p) = self.parts.iter().find(|p| {
+            p.dir.contains(['/', '\\'])
+                || p.dir.starts_with('.')
+                || !(p.genre_weight.is_finite() && p.genre_weight >= 0.0)
+                || !(p.rating_weight.is_finite() && p.rating_weight >= 0.0)
+        }) {
+            return Err(format!(
+                "parts: {p:?}: expected a sub-folder name and weights >= 0"
+            ));
+        }
         if !(self.interval_coverage > 0.0 && self.interval_coverage < 1.0) {
             return Err(format!(
                 "interval_coverage = {}: expected a probability in (0, 1)",
@@ -121,7 +146,10 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Result<PathBuf> {
     // Refuse a bad --out before loading and predicting, not after.
     cinefuse_data::output_dir::check_output(out, OutputKind::Export, &[run_dir])?;
-    if let Some(e) = crate::ensemble::Ensemble::open(run_dir, backend)? {
+    if let Some(b) = Blend::open(run_dir, backend)? {
+        return export_blend(run_dir, &b, out);
+    }
+    if let Some(e) = Ensemble::open(run_dir, backend)? {
         return export_ensemble(run_dir, &e, out);
     }
     let run = LoadedRun::open(run_dir, backend)?;
@@ -166,6 +194,7 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         interval_coverage: INTERVAL_COVERAGE,
         interval: None,
         members: Vec::new(),
+        parts: Vec::new(),
         shapes: run.info.shapes.clone(),
         validation,
         test,
@@ -191,22 +220,31 @@ fn scores(
     })
 }
 
-/// Exports a bag (every member's weights, averaged at prediction) or its refit model, with
-/// the bag's out-of-fold thresholds and CV+ interval.
-fn export_ensemble(run_dir: &Path, e: &crate::ensemble::Ensemble, out: &Path) -> Result<PathBuf> {
-    let lead = e.lead();
-    let names = lead.prepared.preprocessor.genre_names().to_vec();
-    let thresholds = e.calibration.thresholds.clone();
-    let (test, _) = e.predict(&lead.prepared, Some(Split::Test));
-    let oof = &e.calibration.out_of_fold;
-    let validation = serde_json::json!({
+/// The scores a manifest keeps of out-of-fold predictions.
+fn out_of_fold_scores(oof: &crate::bag::OutOfFold) -> serde_json::Value {
+    serde_json::json!({
         "movies": oof.movies, "out_of_fold": true, "micro_f1": oof.genres.micro_f1,
         "macro_f1": oof.genres.macro_f1, "samples_f1": oof.genres.samples_f1, "map": oof.genres.map,
         "top1": oof.genres.top1, "mae": oof.rating.mae, "rmse": oof.rating.rmse, "r2": oof.rating.r2,
         "within_10pct": oof.rating.within_10pct,
-    });
+    })
+}
+
+/// Exports a bag (every member's weights, averaged at prediction) or its refit model, with
+/// the bag's out-of-fold thresholds and CV+ interval.
+fn export_ensemble(run_dir: &Path, e: &Ensemble, out: &Path) -> Result<PathBuf> {
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
-    let dir = staging.path();
+    write_ensemble(e, staging.path())?;
+    staging.commit()?;
+    Ok(out.to_path_buf())
+}
+
+/// Writes a bag's export into `dir` and returns its manifest.
+fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
+    let lead = e.lead();
+    let names = lead.prepared.preprocessor.genre_names().to_vec();
+    let thresholds = e.calibration.thresholds.clone();
+    let (test, _) = e.predict(&lead.prepared, Some(Split::Test));
     let mut members = Vec::new();
     let mut hasher = Sha256::new();
     for (k, m) in e.members.iter().enumerate() {
@@ -240,11 +278,52 @@ fn export_ensemble(run_dir: &Path, e: &crate::ensemble::Ensemble, out: &Path) ->
         } else {
             members
         },
+        parts: Vec::new(),
         shapes: lead.info.shapes.clone(),
-        validation,
+        validation: out_of_fold_scores(&e.calibration.out_of_fold),
         test: scores(&test, &thresholds, &names),
         data_hash: lead.prepared.preprocessor.state.dataset_hash.clone(),
         weights_sha256: format!("{:x}", hasher.finalize()),
+    };
+    write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    Ok(manifest)
+}
+
+/// Exports a blend: each bag whole in `part-K/`, and a manifest with the blend's weights,
+/// out-of-fold thresholds and CV+ interval.
+fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
+    let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
+    let dir = staging.path();
+    let mut parts = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut lead_manifest = None;
+    for (k, e) in b.parts.iter().enumerate() {
+        let name = format!("part-{k}");
+        std::fs::create_dir(dir.join(&name))
+            .with_context(|| format!("cannot create {}", dir.join(&name).display()))?;
+        let m = write_ensemble(e, &dir.join(&name))?;
+        hasher.update(m.weights_sha256.as_bytes());
+        lead_manifest.get_or_insert(m);
+        parts.push(ManifestPart {
+            dir: name,
+            genre_weight: b.info.genre_weights[k],
+            rating_weight: b.info.rating_weights[k],
+        });
+    }
+    let lead = lead_manifest.context("a blend has parts")?;
+    let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
+    let (test, _) = b.predict(&own, Some(Split::Test))?;
+    let cal = &b.info.calibration;
+    let manifest = Manifest {
+        run_name: format!("blend of {}", b.parts.len()),
+        thresholds: cal.thresholds.clone(),
+        interval: cal.interval.clone(),
+        members: Vec::new(),
+        parts,
+        validation: out_of_fold_scores(&cal.out_of_fold),
+        test: scores(&test, &cal.thresholds, &lead.genres),
+        weights_sha256: format!("{:x}", hasher.finalize()),
+        ..lead
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     staging.commit()?;

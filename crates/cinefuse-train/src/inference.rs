@@ -96,20 +96,43 @@ impl Predictions {
     /// The members' mean prediction for the same movies (a bag): probabilities, ratings,
     /// modality weights and losses averaged.
     pub fn mean(members: &[Predictions]) -> Predictions {
+        let k = members.len().max(1) as f32;
+        let even = vec![1.0 / k; members.len()];
+        Self::weighted(members, &even, &even)
+    }
+
+    /// A weighted combination of several models' predictions for the same movies (a blend):
+    /// probabilities, modality weights and losses with `genre_weights`, ratings with
+    /// `rating_weights`; each set of weights sums to 1.
+    pub fn weighted(
+        members: &[Predictions],
+        genre_weights: &[f32],
+        rating_weights: &[f32],
+    ) -> Predictions {
         let mut out = members[0].clone();
-        let k = members.len() as f32;
-        let avg = |get: &dyn Fn(&Predictions) -> &Vec<f32>| -> Vec<f32> {
+        let combine = |get: &dyn Fn(&Predictions) -> &Vec<f32>, w: &[f32]| -> Vec<f32> {
             (0..get(&members[0]).len())
-                .map(|i| members.iter().map(|m| get(m)[i]).sum::<f32>() / k)
+                .map(|i| members.iter().zip(w).map(|(m, w)| w * get(m)[i]).sum())
                 .collect()
         };
-        out.probs = avg(&|m| &m.probs);
-        out.rating = avg(&|m| &m.rating);
-        if members.iter().all(|m| m.weights.is_some()) {
-            out.weights = Some(avg(&|m| m.weights.as_ref().expect("checked")));
-        }
+        out.probs = combine(&|m| &m.probs, genre_weights);
+        out.rating = combine(&|m| &m.rating, rating_weights);
+        let same_weights = members
+            .iter()
+            .all(|m| m.weights.as_ref().map(Vec::len) == out.weights.as_ref().map(Vec::len));
+        out.weights = match out.weights {
+            Some(_) if same_weights => Some(combine(
+                &|m| m.weights.as_ref().expect("checked"),
+                genre_weights,
+            )),
+            _ => None,
+        };
         let mean_of = |get: fn(&Predictions) -> f64| {
-            members.iter().map(get).sum::<f64>() / members.len() as f64
+            members
+                .iter()
+                .zip(genre_weights)
+                .map(|(m, w)| get(m) * f64::from(*w))
+                .sum::<f64>()
         };
         out.loss = mean_of(|m| m.loss);
         out.genre_loss = mean_of(|m| m.genre_loss);

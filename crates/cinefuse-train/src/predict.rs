@@ -22,6 +22,14 @@ use crate::export::{MANIFEST_FILE, Manifest};
 use crate::inference::{Predictions, predict_items};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, read_json};
 
+/// A movie encoded for every model of a predictor: with the model's own preprocessing and,
+/// for a blend, with each partner bag's.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    item: MovieItem,
+    partners: Vec<MovieItem>,
+}
+
 /// An exported model, ready to predict.
 pub struct Predictor {
     pub manifest: Manifest,
@@ -33,6 +41,8 @@ pub struct Predictor {
     pub others: Vec<CinefuseModel>,
     pub device: Device,
     batcher: MovieBatcher,
+    /// A blend's other bags, each with its own preprocessing (weights in `manifest.parts`).
+    partners: Vec<Predictor>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,13 +73,43 @@ pub struct MoviePrediction {
 }
 
 impl Predictor {
+    /// Loads an exported model: one run, a bag, or a blend of bags (`manifest.parts`).
     pub fn load(model_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
-        let manifest_path = model_dir.join(MANIFEST_FILE);
-        let manifest: Manifest = read_json(&manifest_path)
-            .with_context(|| format!("{}: not an exported cinefuse model", model_dir.display()))?;
-        manifest
-            .check()
-            .map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
+        let manifest = read_manifest(model_dir)?;
+        if manifest.parts.is_empty() {
+            return Self::load_one(model_dir, manifest, backend);
+        }
+        let mut parts = manifest
+            .parts
+            .iter()
+            .map(|part| {
+                let dir = model_dir.join(&part.dir);
+                let m = read_manifest(&dir)?;
+                if !m.parts.is_empty() {
+                    bail!("{}: a blend's part is itself a blend", dir.display());
+                }
+                Self::load_one(&dir, m, backend)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut lead = parts.remove(0);
+        if let Some(p) = parts.iter().find(|p| p.others.len() != lead.others.len()) {
+            bail!(
+                "{}: the blend's parts have {} and {} members; they must match",
+                model_dir.display(),
+                lead.others.len() + 1,
+                p.others.len() + 1
+            );
+        }
+        lead.manifest = manifest;
+        lead.partners = parts;
+        Ok(lead)
+    }
+
+    fn load_one(
+        model_dir: &Path,
+        manifest: Manifest,
+        backend: Option<BackendKind>,
+    ) -> Result<Self> {
         let config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
         let preprocessor = Preprocessor::load(model_dir)?;
         let mut b: BackendConfig = config.backend.clone();
@@ -107,18 +147,16 @@ impl Predictor {
             others: models,
             device,
             batcher,
+            partners: Vec::new(),
         })
     }
 
     /// The extra columns of `movies` that this model does not read (sorted, each once). They
     /// are ignored: a dataset imported with `--extra-all` carries columns no model uses.
     pub fn unused_extras<'a>(&self, movies: impl IntoIterator<Item = &'a Movie>) -> Vec<String> {
-        let known: Vec<&str> = self
-            .preprocessor
-            .state
-            .extras
-            .iter()
-            .map(|f| f.name())
+        let known: Vec<&str> = std::iter::once(self)
+            .chain(&self.partners)
+            .flat_map(|p| p.preprocessor.state.extras.iter().map(|f| f.name()))
             .collect();
         let mut unused: Vec<String> = movies
             .into_iter()
@@ -142,27 +180,40 @@ impl Predictor {
         &self,
         movie: &Movie,
         poster: Option<&[u8]>,
-    ) -> Result<MovieItem> {
-        let sample = self.sample(movie)?;
-        let pixels = poster
-            .map(|b| self.preprocessor.poster_from_bytes(b))
-            .transpose()?;
-        Ok(MovieItem::from_sample(&sample, pixels))
+    ) -> Result<ModelInput> {
+        let encode = |p: &Predictor| -> Result<MovieItem> {
+            let sample = p.sample(movie)?;
+            let pixels = poster
+                .map(|b| p.preprocessor.poster_from_bytes(b))
+                .transpose()?;
+            Ok(MovieItem::from_sample(&sample, pixels))
+        };
+        self.encode_each(encode)
     }
 
     /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
-    pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<MovieItem> {
-        let sample = self.sample(movie)?;
+    pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<ModelInput> {
         // An explicit --poster may be anywhere; a movie's own poster stays inside `base`.
         let path: Option<PathBuf> = match poster {
             Some(p) => Some(p.to_path_buf()),
             None => cinefuse_data::movie::poster_path(base, movie).transpose()?,
         };
-        let pixels = match path {
-            Some(p) => Some(self.preprocessor.poster_from_file(&p)?),
-            None => None,
+        let encode = |p: &Predictor| -> Result<MovieItem> {
+            let sample = p.sample(movie)?;
+            let pixels = match &path {
+                Some(path) => Some(p.preprocessor.poster_from_file(path)?),
+                None => None,
+            };
+            Ok(MovieItem::from_sample(&sample, pixels))
         };
-        Ok(MovieItem::from_sample(&sample, pixels))
+        self.encode_each(encode)
+    }
+
+    fn encode_each(&self, encode: impl Fn(&Predictor) -> Result<MovieItem>) -> Result<ModelInput> {
+        Ok(ModelInput {
+            item: encode(self)?,
+            partners: self.partners.iter().map(&encode).collect::<Result<_>>()?,
+        })
     }
 
     fn run(&self, items: &[MovieItem], drop: &[Modality]) -> Predictions {
@@ -245,9 +296,35 @@ impl Predictor {
         items
     }
 
-    pub fn predict(&self, items: &[MovieItem]) -> Vec<MoviePrediction> {
-        let items = &self.with_backbone_features(items);
-        let each = self.run_members(items);
+    /// A blend's members: member k of every part, weighted as the manifest says.
+    fn blend_members(&self, lead: Vec<Predictions>, inputs: &[ModelInput]) -> Vec<Predictions> {
+        let mut per_part = vec![lead];
+        for (k, partner) in self.partners.iter().enumerate() {
+            let items: Vec<MovieItem> = inputs.iter().map(|i| i.partners[k].clone()).collect();
+            per_part.push(partner.run_members(&partner.with_backbone_features(&items)));
+        }
+        let parts = &self.manifest.parts;
+        let genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
+        let rating_w: Vec<f32> = parts.iter().map(|p| p.rating_weight).collect();
+        (0..per_part[0].len())
+            .map(|m| {
+                let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
+                Predictions::weighted(&each, &genre_w, &rating_w)
+            })
+            .collect()
+    }
+
+    pub fn predict(&self, inputs: &[ModelInput]) -> Vec<MoviePrediction> {
+        let items: Vec<MovieItem> = inputs.iter().map(|i| i.item.clone()).collect();
+        let items = &self.with_backbone_features(&items);
+        let own = self.run_members(items);
+        // Leave-one-out shares are measured against the first member alone.
+        let lead = own[0].clone();
+        let each = if self.partners.is_empty() {
+            own
+        } else {
+            self.blend_members(own, inputs)
+        };
         let full = Predictions::mean(&each);
         let modalities = self.model.modalities().to_vec();
         let g = full.n_genres;
@@ -276,7 +353,6 @@ impl Predictor {
                     .collect();
                 genres.sort_by(|a, b| b.probability.total_cmp(&a.probability));
                 let rating = full.rating[i];
-                let lead = &each[0];
                 let (shares, method) = if let Some(w) = &full.weights {
                     (w[i * m..(i + 1) * m].to_vec(), "gate")
                 } else if m == 1 {
@@ -318,6 +394,17 @@ impl Predictor {
             })
             .collect()
     }
+}
+
+/// The manifest of the exported model in `dir`, checked.
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let manifest: Manifest = read_json(&path)
+        .with_context(|| format!("{}: not an exported cinefuse model", dir.display()))?;
+    manifest
+        .check()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(manifest)
 }
 
 /// Checks a movie to predict for exactly as `prepare` checks a dataset record.

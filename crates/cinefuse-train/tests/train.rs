@@ -3,6 +3,8 @@
 
 #[path = "train/bag.rs"]
 mod bag;
+#[path = "train/blend.rs"]
+mod blend;
 #[path = "train/extra.rs"]
 mod extra;
 #[cfg(feature = "wgpu")]
@@ -124,7 +126,7 @@ fn items_of(
     predictor: &Predictor,
     dataset: &Path,
     ids: &[String],
-) -> Vec<cinefuse_data::MovieItem> {
+) -> Vec<cinefuse_train::predict::ModelInput> {
     let movies = cinefuse_data::movie::read_movies(dataset).unwrap();
     let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
     ids.iter()

@@ -151,6 +151,9 @@ fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
 /// its last checkpoint left it.
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
+    if !config.train.blend_with.is_empty() {
+        return crate::blend_train::train_blend(config, opts);
+    }
     if config.train.folds >= 2 {
         return crate::bag::train_bag(config, opts);
     }

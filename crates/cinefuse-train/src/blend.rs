@@ -1,0 +1,254 @@
+//! `cinefuse ensemble`: a blend of bags trained with different configs (say, the frozen
+//! pretrained model and a plot model learned from scratch) on the same folds of the same data.
+//! Their out-of-fold predictions line up movie for movie, so the blend's weights are learned on
+//! them (`blend_weights.rs`; genres on log loss, the rating on MAE, separately), and so are its
+//! thresholds and CV+ interval: the blend's "member k" is the weighted combination of every
+//! bag's member k, which never saw fold k. The test split is never touched.
+//!
+//! A blend is a folder holding `blend.json` (the bags, the weights, the calibration); `eval`
+//! and `export` take it like a run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cinefuse_data::Prepared;
+use cinefuse_data::output_dir::OutputKind;
+use cinefuse_data::split::Split;
+use serde::{Deserialize, Serialize};
+
+use crate::bag::{BagCalibration, calibrate_folds, out_of_fold};
+use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
+use crate::config::BackendKind;
+use crate::ensemble::Ensemble;
+use crate::evaluate::LoadedRun;
+use crate::inference::Predictions;
+use crate::run_dir::{read_json, write_json};
+
+pub const BLEND_FILE: &str = "blend.json";
+
+/// What a blend folder records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlendInfo {
+    /// The bags, resolved to absolute paths.
+    pub runs: Vec<PathBuf>,
+    /// Weight of each bag's genre probabilities and of its rating; each sums to 1.
+    pub genre_weights: Vec<f32>,
+    pub rating_weights: Vec<f32>,
+    /// Thresholds, interval and scores from the blend's out-of-fold predictions.
+    pub calibration: BagCalibration,
+}
+
+/// A blend loaded for evaluation and export.
+pub struct Blend {
+    pub dir: PathBuf,
+    pub info: BlendInfo,
+    /// The bags, in the order of `info.runs`.
+    pub parts: Vec<Ensemble>,
+}
+
+pub fn is_blend(dir: &Path) -> bool {
+    dir.join(BLEND_FILE).is_file()
+}
+
+/// Opens `run` as one part of a blend: a calibrated bag with all its members.
+fn open_part(run: &Path, backend: Option<BackendKind>) -> Result<Ensemble> {
+    match Ensemble::open(run, backend)? {
+        Some(e) if !e.refit => Ok(e),
+        _ => bail!(
+            "{}: not a bag (a blend combines bags trained with `train.folds = K`; a refit \
+             model or a single run has no out-of-fold predictions to learn weights on)",
+            run.display()
+        ),
+    }
+}
+
+impl Blend {
+    /// `dir` as a blend, or `None` when it is not one.
+    pub fn open(dir: &Path, backend: Option<BackendKind>) -> Result<Option<Self>> {
+        if !is_blend(dir) {
+            return Ok(None);
+        }
+        let info: BlendInfo = read_json(&dir.join(BLEND_FILE))?;
+        let parts = info
+            .runs
+            .iter()
+            .map(|r| open_part(r, backend))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("{}: cannot load the blend's bags", dir.display()))?;
+        check_compatible(&parts)?;
+        Ok(Some(Self {
+            dir: dir.to_path_buf(),
+            info,
+            parts,
+        }))
+    }
+
+    pub fn lead(&self) -> &LoadedRun {
+        self.parts[0].lead()
+    }
+
+    /// Every part's predictions on `split` (or on all of each part's `data`, the same movies
+    /// prepared each part's way), combined member by member: (the blend, its members).
+    pub fn predict(
+        &self,
+        data: &[&Prepared],
+        split: Option<Split>,
+    ) -> Result<(Predictions, Vec<Predictions>)> {
+        let per_part: Vec<Vec<Predictions>> = self
+            .parts
+            .iter()
+            .zip(data)
+            .map(|(e, d)| e.predict(d, split).1)
+            .collect();
+        let members = combine_members(&per_part, &self.info.weights())?;
+        Ok((Predictions::mean(&members), members))
+    }
+}
+
+/// A blend's weights, and its bags for error messages.
+struct Weights<'a> {
+    genre: &'a [f32],
+    rating: &'a [f32],
+    runs: &'a [PathBuf],
+}
+
+impl BlendInfo {
+    fn weights(&self) -> Weights<'_> {
+        Weights {
+            genre: &self.genre_weights,
+            rating: &self.rating_weights,
+            runs: &self.runs,
+        }
+    }
+}
+
+/// Member k of the blend from member k of every part.
+fn combine_members(per_part: &[Vec<Predictions>], w: &Weights<'_>) -> Result<Vec<Predictions>> {
+    let k = per_part[0].len();
+    (0..k)
+        .map(|m| {
+            let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
+            check_same_movies(&each, w.runs)?;
+            Ok(Predictions::weighted(&each, w.genre, w.rating))
+        })
+        .collect()
+}
+
+fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Result<()> {
+    for (p, run) in each.iter().zip(runs).skip(1) {
+        if p.ids != each[0].ids {
+            bail!(
+                "{} predicts for other movies than {} (different splits, folds or filters); \
+                 a blend needs bags trained on the same movies",
+                run.display(),
+                runs[0].display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The bags must share folds, fold seed, genres and data.
+fn check_compatible(parts: &[Ensemble]) -> Result<()> {
+    let first = &parts[0];
+    let genres = |e: &Ensemble| e.lead().prepared.preprocessor.genre_names().to_vec();
+    let data = |e: &Ensemble| e.lead().prepared.preprocessor.state.dataset_hash.clone();
+    for e in &parts[1..] {
+        let (a, b) = (first.bag.display(), e.bag.display());
+        if (e.info.folds, e.info.seed) != (first.info.folds, first.info.seed) {
+            bail!(
+                "{b} has {} folds with seed {}, {a} has {} with seed {}: a blend needs bags \
+                 trained on the same folds (same `train.folds` and `seed`)",
+                e.info.folds,
+                e.info.seed,
+                first.info.folds,
+                first.info.seed
+            );
+        }
+        if genres(e) != genres(first) {
+            bail!(
+                "{b} predicts other genres than {a}: {:?} vs {:?}",
+                genres(e),
+                genres(first)
+            );
+        }
+        if data(e) != data(first) {
+            bail!("{b} was trained on other data than {a} (dataset hashes differ)");
+        }
+    }
+    Ok(())
+}
+
+/// Learns a blend of the bags `runs` on their out-of-fold predictions and writes it to `out`.
+pub fn blend(runs: &[PathBuf], out: &Path, backend: Option<BackendKind>) -> Result<BlendInfo> {
+    let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
+    cinefuse_data::output_dir::check_output(out, OutputKind::Blend, &inputs)?;
+    let info = learn_blend(runs, backend)?;
+    let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Blend, &inputs)?;
+    write_json(&staging.path().join(BLEND_FILE), &info)?;
+    staging.commit()?;
+    Ok(info)
+}
+
+/// The blend of the bags `runs`: weights, thresholds and interval from their out-of-fold
+/// predictions.
+pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<BlendInfo> {
+    if runs.len() < 2 {
+        bail!(
+            "--runs: a blend needs at least two bags, got {}",
+            runs.len()
+        );
+    }
+    let parts = runs
+        .iter()
+        .map(|r| open_part(r, backend))
+        .collect::<Result<Vec<_>>>()?;
+    check_compatible(&parts)?;
+    println!("learning the blend on the bags' out-of-fold predictions");
+    let oof: Vec<Vec<Predictions>> = parts
+        .iter()
+        .map(|e| out_of_fold(&e.members, &e.info))
+        .collect();
+    let resolved = runs
+        .iter()
+        .map(|r| {
+            cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (genre_weights, rating_weights) = learn_weights(&oof, &resolved)?;
+    let names = parts[0].lead().prepared.preprocessor.genre_names().to_vec();
+    let weights = Weights {
+        genre: &genre_weights,
+        rating: &rating_weights,
+        runs: &resolved,
+    };
+    let members = combine_members(&oof, &weights)?;
+    Ok(BlendInfo {
+        calibration: calibrate_folds(&members, &names, Vec::new()),
+        runs: resolved,
+        genre_weights,
+        rating_weights,
+    })
+}
+
+/// Genre and rating weights from the parts' out-of-fold predictions (all folds together).
+fn learn_weights(oof: &[Vec<Predictions>], runs: &[PathBuf]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let all: Vec<Predictions> = oof.iter().map(|f| Predictions::concat(f)).collect();
+    check_same_movies(&all, runs)?;
+    let genres: Vec<_> = all.iter().map(Predictions::labelled_genres).collect();
+    let targets = genres[0].targets.clone();
+    let genre_weights = greedy_weights(
+        &genres.into_iter().map(|g| g.probs).collect::<Vec<_>>(),
+        |p| log_loss(p, &targets),
+        ROUNDS,
+    );
+    let ratings: Vec<(Vec<f32>, Vec<f32>)> =
+        all.iter().map(Predictions::labelled_ratings).collect();
+    let truth = ratings[0].1.clone();
+    let rating_weights = greedy_weights(
+        &ratings.into_iter().map(|r| r.0).collect::<Vec<_>>(),
+        |p| mean_abs_error(p, &truth),
+        ROUNDS,
+    );
+    Ok((genre_weights, rating_weights))
+}

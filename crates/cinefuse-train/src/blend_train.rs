@@ -1,0 +1,142 @@
+//! `train.blend_with`: one `train` command that trains this config's bag and a bag of each
+//! partner config on the same data and folds, then blends them (what `cinefuse ensemble` does
+//! with bags trained separately). The run folder holds `bag-0` (this config), `bag-1`, … and,
+//! once every bag is done, `blend.json`; `eval`, `export` and `--resume` take the folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cinefuse_data::output_dir::{OutputKind, write_marker};
+
+use crate::bag::{is_bag, read_bag, train_bag};
+use crate::blend::{BLEND_FILE, is_blend, learn_blend};
+use crate::config::TrainConfig;
+use crate::run_dir::{CONFIG_FILE, RunLock, timestamp, write_json};
+use crate::trainer::{RunSummary, TrainOptions};
+
+fn bag_dir(run: &Path, k: usize) -> PathBuf {
+    run.join(format!("bag-{k}"))
+}
+
+/// Trains (or resumes) every bag of the blend, then learns the blend.
+pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
+    let (dir, _lock) = open_blend_run(config, opts)?;
+    // A resumed run keeps the data its first bag started with.
+    let data = match &opts.resume {
+        Some(_) if is_bag(&bag_dir(&dir, 0)) => read_bag(&bag_dir(&dir, 0))?.data,
+        _ => opts.data_override.clone(),
+    };
+    let configs = part_configs(config, &dir)?;
+    let mut bags = Vec::new();
+    for (k, c) in configs.iter().enumerate() {
+        let bag = bag_dir(&dir, k);
+        println!(
+            "── blend {}: bag {}/{} ({}) ──",
+            dir.display(),
+            k + 1,
+            configs.len(),
+            c.name
+        );
+        let bag_opts = TrainOptions {
+            out: Some(bag.clone()),
+            resume: is_bag(&bag).then(|| bag.clone()),
+            data_override: data.clone(),
+            ..opts.clone()
+        };
+        let summary = train_bag(c, &bag_opts)?;
+        if summary.interrupted {
+            println!(
+                "the blend stopped in {}; resume it with: cinefuse train --resume {}",
+                bag.display(),
+                dir.display()
+            );
+            return Ok(RunSummary {
+                run_dir: dir,
+                ..summary
+            });
+        }
+        bags.push(bag);
+    }
+    if !is_blend(&dir) {
+        let info = learn_blend(&bags, opts.backend)?;
+        for (k, run) in info.runs.iter().enumerate() {
+            println!(
+                "{}: genre weight {:.2}, rating weight {:.2}",
+                run.display(),
+                info.genre_weights[k],
+                info.rating_weights[k]
+            );
+        }
+        write_json(&dir.join(BLEND_FILE), &info)?;
+    }
+    Ok(RunSummary {
+        run_dir: dir,
+        epochs_completed: 0,
+        best_epoch: 0,
+        best_value: None,
+        stopped_early: false,
+        interrupted: false,
+        history: Vec::new(),
+    })
+}
+
+/// Each bag's config: this one without `blend_with`, then each partner's, made to share this
+/// config's seed, folds and dataset. A bag that has started keeps the config it saved.
+fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
+    (0..=config.train.blend_with.len())
+        .map(|k| {
+            let saved = bag_dir(dir, k).join(CONFIG_FILE);
+            if saved.is_file() {
+                return TrainConfig::load(&saved, &[]);
+            }
+            match k.checked_sub(1) {
+                Some(p) => partner_config(config, &config.train.blend_with[p]),
+                None => {
+                    let mut own = config.clone();
+                    own.train.blend_with.clear();
+                    Ok(own)
+                }
+            }
+        })
+        .collect()
+}
+
+fn partner_config(config: &TrainConfig, path: &Path) -> Result<TrainConfig> {
+    let mut c = TrainConfig::load(path, &[]).with_context(|| {
+        format!(
+            "train.blend_with: cannot load the partner {}",
+            path.display()
+        )
+    })?;
+    if !c.train.blend_with.is_empty() {
+        bail!(
+            "train.blend_with: {} blends bags itself; a partner must be a plain config",
+            path.display()
+        );
+    }
+    c.seed = config.seed;
+    c.train.folds = config.train.folds;
+    c.train.refit = false;
+    c.data.dataset = config.data.dataset.clone();
+    Ok(c)
+}
+
+/// The run folder, locked: new, or the one `--resume` names.
+fn open_blend_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLock)> {
+    if let Some(dir) = &opts.resume {
+        let lock = RunLock::acquire(dir)?;
+        return Ok((dir.clone(), lock));
+    }
+    let dir = opts.out.clone().unwrap_or_else(|| {
+        config
+            .output
+            .runs_dir
+            .join(format!("{}-{}", config.name, timestamp()))
+    });
+    crate::trainer::check_new_run_dir(&dir, config, opts)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock = RunLock::acquire(&dir)?;
+    write_marker(&dir, OutputKind::Run)?;
+    std::fs::write(dir.join(CONFIG_FILE), config.to_toml())?;
+    Ok((dir, lock))
+}

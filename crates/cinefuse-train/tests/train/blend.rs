@@ -1,0 +1,199 @@
+//! (imported into the `train` test binary)
+//! Blends of bags with different configs (`cinefuse ensemble`): weights learned out of fold,
+//! the blend in eval and in its export, and the bags a blend refuses.
+
+use std::path::Path;
+
+use cinefuse_data::split::Split;
+use cinefuse_model::Modality;
+use cinefuse_train::blend::{Blend, blend};
+use cinefuse_train::config::BackendKind;
+use cinefuse_train::evaluate::evaluate;
+use cinefuse_train::predict::Predictor;
+
+use super::{items_of, serial, tiny_config, train_into};
+
+const FLEX: Option<BackendKind> = Some(BackendKind::Flex);
+
+/// Two bags of different models (all modalities with a GMU; plot and metadata only) on the
+/// same three folds.
+fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut full = tiny_config(root, "");
+    full.train.folds = 3;
+    let mut words = full.clone();
+    words.name = "tiny-words".into();
+    words.model.modalities = vec![Modality::Text, Modality::Meta];
+    let (a, b) = (root.join("bag-full"), root.join("bag-words"));
+    train_into(&full, &a).unwrap();
+    train_into(&words, &b).unwrap();
+    (a, b)
+}
+
+#[test]
+fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_bags(dir.path());
+    let out = dir.path().join("blend");
+    let info = blend(&[a.clone(), b.clone()], &out, FLEX).unwrap();
+    for w in [&info.genre_weights, &info.rating_weights] {
+        assert_eq!(w.len(), 2);
+        assert!(w.iter().all(|x| *x >= 0.0));
+        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{w:?}");
+    }
+    let cal = &info.calibration;
+    let bag_oof = cinefuse_train::bag::read_bag(&a)
+        .unwrap()
+        .calibration
+        .unwrap();
+    assert_eq!(cal.out_of_fold.movies, bag_oof.out_of_fold.movies);
+    assert_eq!(cal.out_of_fold.interval_per_fold.len(), 3);
+
+    // eval: the members' weighted combination, with the blend's own thresholds.
+    let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
+    let summary = report.bag.as_ref().unwrap();
+    assert_eq!((summary.members, summary.blend.len()), (3, 2));
+    let thresholds: Vec<f32> = report
+        .genres
+        .per_genre
+        .iter()
+        .map(|g| g.threshold)
+        .collect();
+    assert_eq!(thresholds, cal.thresholds);
+    let blended = Blend::open(&out, FLEX).unwrap().unwrap();
+    let own: Vec<_> = blended.parts.iter().map(|e| &e.lead().prepared).collect();
+    let (mean, each) = blended.predict(&own, Some(Split::Test)).unwrap();
+    let per_bag: Vec<_> = blended
+        .parts
+        .iter()
+        .zip(&own)
+        .map(|(e, p)| e.predict(p, Some(Split::Test)).0)
+        .collect();
+    let (gw, rw) = (&info.genre_weights, &info.rating_weights);
+    for i in 0..mean.ids.len() {
+        let expected = rw[0] * per_bag[0].rating[i] + rw[1] * per_bag[1].rating[i];
+        assert!((mean.rating[i] - expected).abs() < 1e-4, "movie {i}");
+        let g = mean.n_genres;
+        let p = gw[0] * per_bag[0].probs[i * g] + gw[1] * per_bag[1].probs[i * g];
+        assert!((mean.probs[i * g] - p).abs() < 1e-5, "movie {i}");
+    }
+
+    // The export: both bags whole, and the same predictions and intervals.
+    let model = dir.path().join("model");
+    cinefuse_train::export::export(&out, &model, FLEX).unwrap();
+    let predictor = Predictor::load(&model, FLEX).unwrap();
+    assert_eq!(predictor.manifest.parts.len(), 2);
+    assert_eq!(predictor.manifest.thresholds, cal.thresholds);
+    let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
+    for (i, p) in predictor.predict(&items).iter().enumerate() {
+        assert!(
+            (p.rating - mean.rating[i]).abs() < 1e-4,
+            "{} vs {}",
+            p.rating,
+            mean.rating[i]
+        );
+        let first = p
+            .genres
+            .iter()
+            .find(|s| s.genre == predictor.manifest.genres[0]);
+        assert!((first.unwrap().probability - mean.probs[i * mean.n_genres]).abs() < 1e-4);
+        let member_ratings: Vec<f32> = each.iter().map(|m| m.rating[i]).collect();
+        let expected = cal
+            .interval
+            .as_ref()
+            .and_then(|c| c.interval(&member_ratings, mean.votes[i]));
+        assert_eq!(p.rating_interval, expected);
+    }
+}
+
+#[test]
+fn a_blend_refuses_runs_that_are_not_bags_on_the_same_folds() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut three = tiny_config(root, "");
+    three.train.folds = 3;
+    three.train.epochs = 1;
+    let mut two = three.clone();
+    two.train.folds = 2;
+    let mut single = three.clone();
+    single.train.folds = 0;
+    let (a, b, c) = (root.join("three"), root.join("two"), root.join("single"));
+    for (config, run) in [(&three, &a), (&two, &b), (&single, &c)] {
+        train_into(config, run).unwrap();
+    }
+    let out = root.join("blend");
+    let e = blend(&[a.clone(), b], &out, FLEX).unwrap_err();
+    assert!(format!("{e:#}").contains("same folds"), "{e:#}");
+    let e = blend(&[a.clone(), c.clone()], &out, FLEX).unwrap_err();
+    assert!(format!("{e:#}").contains("not a bag"), "{e:#}");
+    let e = blend(std::slice::from_ref(&a), &out, FLEX).unwrap_err();
+    assert!(format!("{e:#}").contains("at least two"), "{e:#}");
+    // The output may not be one of its inputs.
+    let e = blend(&[a.clone(), a.clone()], &a, FLEX).unwrap_err();
+    assert!(format!("{e:#}").contains("input"), "{e:#}");
+    assert!(!out.exists(), "nothing written on refusal");
+}
+
+#[test]
+fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The partner's own seed and folds are overridden by the main config's.
+    let mut partner = tiny_config(root, "");
+    partner.name = "tiny-words".into();
+    partner.seed = 99;
+    partner.train.folds = 5;
+    partner.model.modalities = vec![Modality::Text, Modality::Meta];
+    let partner_file = root.join("partner.toml");
+    std::fs::write(&partner_file, partner.to_toml()).unwrap();
+    let mut config = tiny_config(root, "");
+    config.train.folds = 3;
+    config.train.blend_with = vec![partner_file.clone()];
+
+    let run = root.join("run");
+    let part = super::train_interrupted(&config, &run, 3);
+    assert_eq!(part.run_dir, run);
+    assert!(!run.join("blend.json").exists());
+    // Resuming needs no partner file: the started bags keep their saved configs, and the
+    // partner's is read once when its bag starts.
+    super::resume(&config, &run);
+    assert!(run.join("blend.json").is_file());
+    let words = cinefuse_train::bag::read_bag(&run.join("bag-1")).unwrap();
+    assert_eq!((words.folds, words.seed), (3, config.seed));
+
+    let report = evaluate(&run, Split::Test, None, FLEX).unwrap();
+    let summary = report.bag.unwrap();
+    assert_eq!(summary.blend.len(), 2);
+    assert!(summary.blend[1].run.ends_with("bag-1"));
+
+    // The same blend trained by hand from the two bags gives the same weights.
+    let by_hand = blend(
+        &[run.join("bag-0"), run.join("bag-1")],
+        &root.join("b"),
+        FLEX,
+    )
+    .unwrap();
+    let trained: cinefuse_train::blend::BlendInfo =
+        cinefuse_train::run_dir::read_json(&run.join("blend.json")).unwrap();
+    assert_eq!(by_hand.genre_weights, trained.genre_weights);
+    assert_eq!(
+        by_hand.calibration.thresholds,
+        trained.calibration.thresholds
+    );
+}
+
+#[test]
+fn blend_with_needs_folds() {
+    let e = cinefuse_train::TrainConfig::from_toml_str(
+        "name = \"x\"\n[train]\nblend_with = [\"words.toml\"]\n",
+        "c.toml",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("train.blend_with needs train.folds"),
+        "{e:#}"
+    );
+}
