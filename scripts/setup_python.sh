@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Creates scripts/.venv with the Python packages the comparison scripts need, from PyPI.
-#   scripts/setup_python.sh            scikit-learn (classical baselines)
+#   scripts/setup_python.sh            scikit-learn (classical baselines), tensorboard (its reader
+#                                      checks cinefuse's event files in the tests)
 #   scripts/setup_python.sh --torch    + PyTorch (training-speed comparison)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --quiet --upgrade pip
-"$here/.venv/bin/pip" install --quiet numpy scikit-learn
+"$here/.venv/bin/pip" install --quiet numpy scikit-learn tensorboard
 if [ "${1:-}" = "--torch" ]; then
   "$here/.venv/bin/pip" install --quiet torch
 fi
-"$here/.venv/bin/python" -c "import sklearn; print('scikit-learn', sklearn.__version__)"
+"$here/.venv/bin/python" -c "import sklearn, tensorboard; print('scikit-learn', sklearn.__version__, '/ tensorboard', tensorboard.__version__)"

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cinefuse_data::output_dir::{OutputKind, write_marker};
 
 use crate::bag::{is_bag, read_bag, train_bag};
 use crate::blend::{BLEND_FILE, is_blend, learn_blend};
-use crate::config::TrainConfig;
+use crate::config::{BlendPartner, TrainConfig};
 use crate::run_dir::{CONFIG_FILE, RunLock, timestamp, write_json};
 use crate::trainer::{RunSummary, TrainOptions};
 
@@ -101,19 +101,15 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
         .collect()
 }
 
-fn partner_config(config: &TrainConfig, path: &Path) -> Result<TrainConfig> {
-    let mut c = TrainConfig::load(path, &[]).with_context(|| {
+fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainConfig> {
+    let path = &partner.config;
+    let mut c = TrainConfig::load(path, &partner.set).with_context(|| {
         format!(
             "train.blend_with: cannot load the partner {}",
             path.display()
         )
     })?;
-    if !c.train.blend_with.is_empty() {
-        bail!(
-            "train.blend_with: {} blends bags itself; a partner must be a plain config",
-            path.display()
-        );
-    }
+    c.train.blend_with.clear();
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     c.train.refit = false;

@@ -210,10 +210,25 @@ pub struct LoopConfig {
     /// With `folds`: also train one model on all of train + validation for the members' mean
     /// best epoch count (cheaper to serve than the bag).
     pub refit: bool,
-    /// With `folds`: configs of partner bags (paths relative to the working directory) trained
-    /// on the same data and folds after this config's bag, then blended with it by weights
-    /// learned on their out-of-fold predictions (`cinefuse ensemble` in one run).
-    pub blend_with: Vec<PathBuf>,
+    /// With `folds`: partner bags trained on the same data and folds after this config's bag,
+    /// then blended with it by weights learned on their out-of-fold predictions (`cinefuse
+    /// ensemble` in one run).
+    pub blend_with: Vec<BlendPartner>,
+    /// Also write TensorBoard event files into `RUN/tensorboard/`: every epoch's metrics (as
+    /// in `metrics.jsonl`, by epoch) and each step's loss, learning rate and f16 loss scale.
+    pub tensorboard: bool,
+}
+
+/// A partner bag of a blend: a config file (relative to the working directory; it may be this
+/// very config) and overrides applied to it. Its own `blend_with` is ignored, and it trains
+/// with this config's seed, folds and dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlendPartner {
+    pub config: PathBuf,
+    /// `KEY=VALUE` overrides, as `--set` takes them.
+    #[serde(default)]
+    pub set: Vec<String>,
 }
 
 /// Floating-point precision of the training computation.
@@ -255,6 +270,7 @@ impl Default for LoopConfig {
             folds: 0,
             refit: false,
             blend_with: Vec::new(),
+            tensorboard: false,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod predict;
 pub mod run_dir;
 pub mod schedule;
 pub mod sweep;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::TrainConfig;

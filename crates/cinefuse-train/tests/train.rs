@@ -10,6 +10,8 @@ mod extra;
 #[cfg(feature = "wgpu")]
 #[path = "train/gpu.rs"]
 mod gpu;
+#[path = "train/tensorboard.rs"]
+mod tensorboard;
 
 use std::path::Path;
 

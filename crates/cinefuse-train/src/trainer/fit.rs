@@ -53,6 +53,7 @@ impl Trainer {
                 break;
             }
             let line = self.validate(epoch, &pass, started)?;
+            self.log_epoch(epoch, &line)?;
             self.state.epoch = epoch;
             self.state.batches_into_epoch = 0;
             self.state.partial_sums = (0.0, 0.0, 0.0, 0);
@@ -222,7 +223,32 @@ impl Trainer {
         });
         self.state.step += 1;
         self.state.batches_into_epoch += 1;
-        Ok(())
+        self.log_step(total / step.rows.max(1) as f64, pass.lr)
+    }
+
+    /// The step's loss, learning rate and f16 loss scale, to TensorBoard.
+    fn log_step(&mut self, loss: f64, lr: f64) -> Result<()> {
+        let Some(events) = self.events.as_mut() else {
+            return Ok(());
+        };
+        let scale = self.state.loss_scale.map(|s| ("step/loss_scale", s.scale));
+        let values = [("step/train_loss", loss), ("step/lr", lr)];
+        events.scalars(self.state.step as u64, values.into_iter().chain(scale))
+    }
+
+    /// Every number of the epoch's metrics line, to TensorBoard under its own key.
+    fn log_epoch(&mut self, epoch: usize, line: &Value) -> Result<()> {
+        let Some(events) = self.events.as_mut() else {
+            return Ok(());
+        };
+        let values = line
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !matches!(k.as_str(), "epoch" | "step"))
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_f64()?)));
+        events.scalars(epoch as u64, values)?;
+        events.flush()
     }
 
     /// Divides f16-scaled gradients by the loss scale. Returns false when they overflowed: the

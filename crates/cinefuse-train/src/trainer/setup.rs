@@ -52,6 +52,8 @@ pub(crate) struct Trainer {
     pub backbone_scales: BackboneScales,
     /// Which movies it trains and validates on.
     pub rows: TrainRows,
+    /// TensorBoard event file (`train.tensorboard`).
+    pub events: Option<crate::tensorboard::EventWriter>,
 }
 
 /// The training and validation datasets of `rows`.
@@ -319,11 +321,15 @@ impl Trainer {
             shapes,
             train_ds,
             val_ds,
+            events: None,
         };
         if resuming {
             trainer.restore_checkpoint()?;
         } else {
             trainer.write_run_files(&dataset_dir, &description, param_counts)?;
+        }
+        if trainer.config.train.tensorboard {
+            trainer.events = Some(crate::tensorboard::EventWriter::create(&trainer.run_dir)?);
         }
         if let Some(u) = unstarted {
             u.disarm();

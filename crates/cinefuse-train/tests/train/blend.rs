@@ -150,7 +150,10 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     std::fs::write(&partner_file, partner.to_toml()).unwrap();
     let mut config = tiny_config(root, "");
     config.train.folds = 3;
-    config.train.blend_with = vec![partner_file.clone()];
+    config.train.blend_with = vec![cinefuse_train::config::BlendPartner {
+        config: partner_file.clone(),
+        set: vec!["model.fusion.kind=concat".into()],
+    }];
 
     let run = root.join("run");
     let part = super::train_interrupted(&config, &run, 3);
@@ -162,6 +165,13 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     assert!(run.join("blend.json").is_file());
     let words = cinefuse_train::bag::read_bag(&run.join("bag-1")).unwrap();
     assert_eq!((words.folds, words.seed), (3, config.seed));
+    let saved = cinefuse_train::TrainConfig::load(&run.join("bag-1/config.toml"), &[]).unwrap();
+    assert_eq!(
+        saved.model.fusion.kind,
+        cinefuse_model::fusion::FusionKind::Concat,
+        "the partner's overrides apply"
+    );
+    assert!(saved.train.blend_with.is_empty());
 
     let report = evaluate(&run, Split::Test, None, FLEX).unwrap();
     let summary = report.bag.unwrap();
@@ -187,7 +197,7 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
 #[test]
 fn blend_with_needs_folds() {
     let e = cinefuse_train::TrainConfig::from_toml_str(
-        "name = \"x\"\n[train]\nblend_with = [\"words.toml\"]\n",
+        "name = \"x\"\n[[train.blend_with]]\nconfig = \"words.toml\"\n",
         "c.toml",
         &[],
     )

@@ -216,6 +216,7 @@ fn f16_training_follows_f32_keeps_f32_masters_and_resumes() {
     let mut half = config.clone();
     half.backend.kind = BackendKind::Lavapipe;
     half.train.precision = Precision::F16;
+    half.train.tensorboard = true;
     let run = dir.path().join("f16");
     let part = train_interrupted(&half, &run, 2);
     assert!(part.interrupted);
@@ -237,6 +238,15 @@ fn f16_training_follows_f32_keeps_f32_masters_and_resumes() {
         last["loss_scale"].as_f64(),
         state.loss_scale.map(|s| s.scale)
     );
+    // TensorBoard gets the loss scale of every step (both invocations wrote an event file).
+    let events: Vec<Vec<u8>> = std::fs::read_dir(run.join("tensorboard"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "one event file per invocation");
+    for bytes in &events {
+        assert!(bytes.windows(15).any(|w| w == b"step/loss_scale"));
+    }
     // The saved weights are the f32 masters: an f32 model on flex loads them as they are.
     let model = cinefuse_train::evaluate::LoadedRun::open(&run, Some(BackendKind::Flex));
     assert!(model.is_ok(), "{:?}", model.err());
