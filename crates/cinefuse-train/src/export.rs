@@ -17,6 +17,7 @@ use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::metrics::conformal_quantile;
+use crate::model_card::{CardFacts, write_card};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -168,10 +169,10 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         );
     }
     let names = run.prepared.preprocessor.genre_names().to_vec();
-    let test = run.predict(&run.prepared, Some(Split::Test));
+    let test_preds = run.predict(&run.prepared, Some(Split::Test));
     let (validation, test) = (
         scores(&val, &thresholds, &names),
-        scores(&test, &thresholds, &names),
+        scores(&test_preds, &thresholds, &names),
     );
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
@@ -202,6 +203,9 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         weights_sha256: format!("{:x}", Sha256::digest(&weights)),
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
+    let card = CardFacts::of("one model".into(), &run, &test_preds, interval, run_dir);
+    write_card(dir, &manifest, &card)?;
     staging.commit()?;
     Ok(out.to_path_buf())
 }
@@ -244,7 +248,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
     let lead = e.lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
     let thresholds = e.calibration.thresholds.clone();
-    let (test, _) = e.predict(&lead.prepared, Some(Split::Test));
+    let (test, each) = e.predict(&lead.prepared, Some(Split::Test));
     let mut members = Vec::new();
     let mut hasher = Sha256::new();
     for (k, m) in e.members.iter().enumerate() {
@@ -286,6 +290,13 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         weights_sha256: format!("{:x}", hasher.finalize()),
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    let kind = if e.refit {
+        "the refit model of a bag (one model on all of train + validation)".to_string()
+    } else {
+        format!("a bag of {} models (their mean)", e.members.len())
+    };
+    let card = CardFacts::of(kind, lead, &test, e.interval_metrics(&each), &e.bag);
+    write_card(dir, &manifest, &card)?;
     Ok(manifest)
 }
 
@@ -312,7 +323,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     }
     let lead = lead_manifest.context("a blend has parts")?;
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
-    let (test, _) = b.predict(&own, Some(Split::Test))?;
+    let (test, each) = b.predict(&own, Some(Split::Test))?;
     let cal = &b.info.calibration;
     let manifest = Manifest {
         run_name: format!("blend of {}", b.parts.len()),
@@ -326,6 +337,35 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         ..lead
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
+    let kind = format!(
+        "a blend of {} bags (genre weights {:?}, rating weights {:?})",
+        b.parts.len(),
+        b.info.genre_weights,
+        b.info.rating_weights
+    );
+    let mut card = CardFacts::of(kind, b.lead(), &test, interval, run_dir);
+    card.reproduce = blend_commands(b, card.dataset);
+    write_card(dir, &manifest, &card)?;
     staging.commit()?;
     Ok(out.to_path_buf())
+}
+
+/// The commands that train a blend's bags (each part's saved config) and blend them.
+fn blend_commands(b: &Blend, dataset: &Path) -> String {
+    let mut lines: Vec<String> = (0..b.parts.len())
+        .map(|k| {
+            format!(
+                "cinefuse train --config part-{k}/config.toml --data {} --out BAG-{k}",
+                dataset.display()
+            )
+        })
+        .collect();
+    let bags: Vec<String> = (0..b.parts.len()).map(|k| format!("BAG-{k}")).collect();
+    lines.push(format!(
+        "cinefuse ensemble --runs {} --out BLEND",
+        bags.join(",")
+    ));
+    lines.push("cinefuse export --run BLEND --out MODEL".into());
+    lines.join("\n")
 }

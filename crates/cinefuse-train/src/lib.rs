@@ -16,6 +16,7 @@ pub mod feature_cache;
 pub mod inference;
 pub mod interval;
 pub mod metrics;
+pub mod model_card;
 pub mod predict;
 pub mod run_dir;
 pub mod schedule;

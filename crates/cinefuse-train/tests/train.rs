@@ -136,6 +136,10 @@ fn items_of(
         .collect()
 }
 
+fn run_info(run: &Path) -> cinefuse_train::run_dir::RunInfo {
+    cinefuse_train::run_dir::read_json(&run.join(cinefuse_train::run_dir::RUN_FILE)).unwrap()
+}
+
 fn last(history: &[serde_json::Value], key: &str) -> f64 {
     history.last().unwrap()[key].as_f64().unwrap()
 }
@@ -281,8 +285,40 @@ fn predictions_from_the_export_match_the_in_process_model() {
         "preprocess.json",
         "tokenizer.json",
         "manifest.json",
+        "README.md",
     ] {
         assert!(model_dir.join(f).exists(), "{f}");
+    }
+    // The model card: the data it saw, its test scores beside the baselines, the interval.
+    let card = std::fs::read_to_string(model_dir.join("README.md")).unwrap();
+    let exported: cinefuse_train::export::Manifest =
+        cinefuse_train::run_dir::read_json(&model_dir.join("manifest.json")).unwrap();
+    let counts = cinefuse_data::Prepared::open(&run_info(&r.run_dir).prepared_dir)
+        .unwrap()
+        .samples
+        .iter()
+        .fold([0; 3], |mut n, s| {
+            n[s.split as usize] += 1;
+            n
+        });
+    for needle in [
+        exported.data_hash.clone(),
+        format!(
+            "{} train, {} validation and {} test movies",
+            counts[0], counts[1], counts[2]
+        ),
+        format!(
+            "| genre micro-F1 | {:.3} | {:.3} |",
+            exported.test["micro_f1"].as_f64().unwrap(),
+            report.baselines.majority.micro_f1
+        ),
+        format!(
+            "measured {:.1} %",
+            report.interval.as_ref().unwrap().coverage * 100.0
+        ),
+        "cinefuse train --config config.toml".into(),
+    ] {
+        assert!(card.contains(&needle), "the card lacks {needle:?}:\n{card}");
     }
 
     let run = LoadedRun::open(&r.run_dir, Some(BackendKind::Flex)).unwrap();

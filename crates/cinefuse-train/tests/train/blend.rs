@@ -83,6 +83,13 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     cinefuse_train::export::export(&out, &model, FLEX).unwrap();
     let predictor = Predictor::load(&model, FLEX).unwrap();
     assert_eq!(predictor.manifest.parts.len(), 2);
+    let card = std::fs::read_to_string(model.join("README.md")).unwrap();
+    assert!(card.contains("a blend of 2 bags"), "{card}");
+    assert!(
+        card.contains("cinefuse ensemble --runs BAG-0,BAG-1"),
+        "{card}"
+    );
+    assert!(model.join("part-1/config.toml").is_file());
     assert_eq!(predictor.manifest.thresholds, cal.thresholds);
     let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
     for (i, p) in predictor.predict(&items).iter().enumerate() {

@@ -1,0 +1,185 @@
+//! The model card every export carries (`README.md`): what the model was trained on, how it
+//! scores beside the baselines, how its rating interval holds, what it is for and not for, and
+//! the commands that reproduce it.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use cinefuse_data::Prepared;
+use cinefuse_data::split::Split;
+
+use crate::evaluate::{Baselines, IntervalMetrics, LoadedRun};
+use crate::export::Manifest;
+use crate::inference::Predictions;
+
+pub const CARD_FILE: &str = "README.md";
+
+/// What the card says beyond the manifest.
+pub struct CardFacts<'a> {
+    /// "one model", "a bag of 5 models", "a blend of 3 bags".
+    pub kind: String,
+    pub prepared: &'a Prepared,
+    pub dataset: &'a Path,
+    pub baselines: Baselines,
+    /// The interval measured on the test split.
+    pub interval: Option<IntervalMetrics>,
+    /// What was exported (a run, bag or blend folder).
+    pub run: &'a Path,
+    /// Shell commands that train and export it again.
+    pub reproduce: String,
+}
+
+impl<'a> CardFacts<'a> {
+    /// Facts of `run` measured on its test predictions.
+    pub fn of(
+        kind: String,
+        lead: &'a LoadedRun,
+        test: &Predictions,
+        interval: Option<IntervalMetrics>,
+        run: &'a Path,
+    ) -> Self {
+        let dataset = &lead.info.dataset_dir;
+        Self {
+            kind,
+            prepared: &lead.prepared,
+            dataset,
+            baselines: crate::evaluate::baselines(lead, test),
+            interval,
+            run,
+            reproduce: format!(
+                "cinefuse train --config config.toml --data {} --out RUN\n\
+                 cinefuse export --run RUN --out MODEL",
+                dataset.display()
+            ),
+        }
+    }
+}
+
+fn split_counts(prepared: &Prepared) -> [usize; 3] {
+    let mut n = [0; 3];
+    for s in prepared.samples.iter() {
+        n[match s.split {
+            Split::Train => 0,
+            Split::Val => 1,
+            Split::Test => 2,
+        }] += 1;
+    }
+    n
+}
+
+fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+fn num(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_f64().map_or("–".into(), |x| format!("{x:.3}"))
+}
+
+/// Writes the card into the export folder `dir`.
+pub fn write_card(dir: &Path, m: &Manifest, f: &CardFacts<'_>) -> Result<()> {
+    std::fs::write(dir.join(CARD_FILE), card_text(m, f))?;
+    Ok(())
+}
+
+fn card_text(m: &Manifest, f: &CardFacts<'_>) -> String {
+    let [train, val, test] = split_counts(f.prepared);
+    let modalities: Vec<&str> = m.modalities.iter().map(|x| x.name()).collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "# {} — a cinefuse model\n", m.run_name);
+    let _ = writeln!(
+        s,
+        "Predicts a movie's genres ({} of them, multi-label) and its IMDb rating with a {:.0} % \
+         interval, from its {}. It is {}.\n",
+        m.genres.len(),
+        m.interval_coverage * 100.0,
+        modalities.join(", "),
+        f.kind
+    );
+    let _ = writeln!(s, "## Training data\n");
+    let _ = writeln!(
+        s,
+        "- dataset `{}`, `movies.jsonl` SHA-256 `{}`",
+        f.dataset.display(),
+        m.data_hash
+    );
+    let _ = writeln!(
+        s,
+        "- {train} train, {val} validation and {test} test movies (split by a seeded hash of the id)"
+    );
+    let _ = writeln!(s, "- genres: {}\n", m.genres.join(", "));
+    write_scores(&mut s, m, f);
+    write_use(&mut s, m, f);
+    s
+}
+
+fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
+    let (t, b) = (&m.test, &f.baselines);
+    let _ = writeln!(
+        s,
+        "## Scores on the test split ({} movies)\n",
+        count(t, "movies")
+    );
+    let _ = writeln!(s, "| metric | this model | baseline |");
+    let _ = writeln!(s, "|---|---|---|");
+    let rows = [
+        ("genre micro-F1", "micro_f1", b.majority.micro_f1),
+        ("genre macro-F1", "macro_f1", b.majority.macro_f1),
+        ("genre mAP", "map", b.majority.map),
+        ("genre top-1 accuracy", "top1", b.majority.top1),
+        ("rating MAE", "mae", b.mean.mae),
+        ("rating within 10 %", "within_10pct", b.mean.within_10pct),
+    ];
+    for (name, key, base) in rows {
+        let _ = writeln!(s, "| {name} | {} | {base:.3} |", num(t, key));
+    }
+    let _ = writeln!(
+        s,
+        "\nBaselines: always {:?} (genres), always the training mean {:.2} (rating). \
+         Out of fold / on validation: micro-F1 {}, macro-F1 {}, MAE {}.\n",
+        b.majority_genres,
+        b.mean_rating,
+        num(&m.validation, "micro_f1"),
+        num(&m.validation, "macro_f1"),
+        num(&m.validation, "mae")
+    );
+    let _ = match &f.interval {
+        Some(i) => writeln!(
+            s,
+            "Rating interval: nominal {:.0} %, measured {:.1} % on {} rated test movies, mean \
+             width {:.2} points.\n",
+            i.nominal * 100.0,
+            i.coverage * 100.0,
+            i.count,
+            i.mean_width
+        ),
+        None => writeln!(
+            s,
+            "Rating interval: none (too few rated calibration movies).\n"
+        ),
+    };
+}
+
+fn write_use(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
+    let _ = writeln!(s, "## Intended use and limits\n");
+    let _ = writeln!(
+        s,
+        "For tagging and triaging movies like those it was trained on: the genres above, ratings \
+         on IMDb's 0–10 scale. It has not seen other genres, other kinds of titles (series, \
+         shorts) or other rating scales; far outside its training data (`cinefuse predict` warns \
+         when a number is) its outputs are extrapolations. Scores above come from {} held-out \
+         movies and carry that sampling noise; the interval's coverage is a property of movies \
+         drawn like the training data, not a guarantee for any one movie.\n",
+        count(&m.test, "movies")
+    );
+    let _ = writeln!(s, "## Reproduce\n");
+    let _ = writeln!(
+        s,
+        "With the config files of this folder:\n\n```sh\n{}\n```\n\nExported from `{}` with \
+         cinefuse {} (Burn {}).",
+        f.reproduce,
+        f.run.display(),
+        m.cinefuse_version,
+        m.burn_version
+    );
+}
