@@ -31,6 +31,15 @@ pub struct ServeArgs {
     /// Seconds from a request's headers to its answer, body upload included.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
     request_timeout_s: u32,
+    /// Most predictions of one model gathered into one forward pass (1: no batching).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_batch: u16,
+    /// Milliseconds the first request of a batch waits for others to join it.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    max_batch_wait_ms: u16,
+    /// Worker threads per model, each running its own batches (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch_workers: Option<u16>,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -50,5 +59,11 @@ pub fn run(a: ServeArgs) -> Result<()> {
             header_timeout: Duration::from_secs(a.header_timeout_s.into()),
             request_timeout: Duration::from_secs(a.request_timeout_s.into()),
         },
+        batch: cinefuse_serve::batcher::BatchLimits {
+            max_batch: a.max_batch.into(),
+            max_wait: Duration::from_millis(a.max_batch_wait_ms.into()),
+            ..cinefuse_serve::batcher::BatchLimits::default()
+        }
+        .with_workers(a.batch_workers),
     })
 }

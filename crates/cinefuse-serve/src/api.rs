@@ -8,11 +8,13 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use cinefuse_train::input_fields::movie_from_form;
 use cinefuse_train::predict::{MoviePrediction, movie_from_json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::batcher::BatchError;
 use crate::runs;
 
 /// A request the server refuses: its status and a message, sent as `{"error": "..."}`.
@@ -51,11 +53,20 @@ pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<Vec<String>
     Json(state.models.list())
 }
 
+/// `GET /health`: the server is up; which models are ready (loaded and warmed up).
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models = state.models.health();
+    let ready = models.iter().all(|m| m.state == "ready");
+    Json(json!({ "status": "ok", "all_models_ready": ready, "models": models }))
+}
+
 /// A prediction request: the movie in the dataset format (without a poster path), and the
 /// poster's bytes.
 #[derive(Debug, Default)]
 pub struct PredictRequest {
     pub model: Option<String>,
+    /// A multipart form's movie fields as submitted (`title`, `votes`, `extra.NAME`, …).
+    pub form: Vec<(String, String)>,
     pub movie: Value,
     pub poster: Option<Vec<u8>>,
 }
@@ -69,8 +80,9 @@ struct JsonRequest {
 }
 
 impl PredictRequest {
-    /// Reads a JSON body or a multipart form (fields `model`, `movie` as JSON text, or `title`,
-    /// `plot`, `year`, `runtime_min`; file field `poster`).
+    /// Reads a JSON body or a multipart form (fields `model`, `movie` as JSON text, or one field
+    /// per movie field — `title`, `plot`, `year`, `votes`, `directors` (comma-separated), …,
+    /// `extra.NAME` for the model's declared features; file field `poster`).
     pub async fn read(request: Request) -> Result<Self, ApiError> {
         let content_type = request
             .headers()
@@ -96,6 +108,7 @@ impl PredictRequest {
             model: body.model,
             movie: body.movie,
             poster,
+            form: Vec::new(),
         })
     }
 
@@ -123,30 +136,17 @@ impl PredictRequest {
                     request.movie = serde_json::from_str(&text())
                         .map_err(|e| ApiError::bad(format!("movie: malformed JSON: {e}")))?
                 }
-                "title" | "plot" if !text().is_empty() => {
-                    request.movie[name.as_str()] = Value::String(text());
-                }
-                "year" | "runtime_min" if !text().is_empty() => {
-                    // `json!` turns NaN and infinities into null, which would read as
-                    // "missing": they are refused here instead.
-                    let n: f64 = text()
-                        .parse()
-                        .ok()
-                        .filter(|n: &f64| n.is_finite())
-                        .ok_or_else(|| {
-                            ApiError::bad(format!("{name}: {:?} is not a finite number", text()))
-                        })?;
-                    request.movie[name.as_str()] = json!(n);
-                }
-                "model" | "movie" | "title" | "plot" | "year" | "runtime_min" => {}
-                other => return Err(ApiError::bad(format!("unknown form field {other:?}"))),
+                "model" | "movie" => {}
+                // Movie fields: typed once the model (and so its extra features) is known.
+                _ => request.form.push((name.clone(), text())),
             }
         }
         Ok(request)
     }
 }
 
-/// Runs one prediction (on a blocking thread: it is CPU work).
+/// Runs one prediction: the model looked up (and loaded if need be) and the movie encoded on
+/// blocking threads, the forward pass batched with concurrent requests by the model's worker.
 pub async fn run_prediction(
     state: &Arc<AppState>,
     request: PredictRequest,
@@ -156,24 +156,43 @@ pub async fn run_prediction(
             "movie.poster: the server reads no paths; send the image as poster_base64 or a multipart file",
         ));
     }
-    let (id, predictor) = state
-        .models
-        .get(request.model.as_deref())
+    let internal =
+        |e: tokio::task::JoinError| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let lookup = state.clone();
+    let model = request.model.clone();
+    let (id, served) = tokio::task::spawn_blocking(move || lookup.models.get(model.as_deref()))
+        .await
+        .map_err(internal)?
         .map_err(ApiError::not_found)?;
-    let movie = movie_from_json(&request.movie.to_string(), "movie")
+    let mut movie_json = request.movie;
+    if !request.form.is_empty() {
+        let typed = movie_from_form(&served.predictor.input_fields(), &request.form)
+            .map_err(ApiError::bad)?;
+        if let (Some(into), Value::Object(from)) = (movie_json.as_object_mut(), typed) {
+            into.extend(from);
+        }
+    }
+    let movie = movie_from_json(&movie_json.to_string(), "movie")
         .map_err(|e| ApiError::bad(format!("{e:#}")))?;
-    let result = tokio::task::spawn_blocking(move || {
-        let p = &predictor;
-        let item = p
-            .item_with_poster_bytes(&movie, request.poster.as_deref())
-            .map_err(|e| format!("{e:#}"))?;
-        let prediction = p.predict(&[item]).remove(0);
-        Ok::<_, String>((prediction, p.manifest.interval_coverage))
+    let predictor = served.predictor.clone();
+    let poster = request.poster;
+    let input = tokio::task::spawn_blocking(move || {
+        predictor
+            .item_with_poster_bytes(&movie, poster.as_deref())
+            .map_err(|e| format!("{e:#}"))
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(internal)?
     .map_err(ApiError::bad)?;
-    Ok((id, result.0, result.1))
+    let prediction = served.queue.predict(input).await.map_err(|e| match e {
+        BatchError::Busy => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("model {id:?} has too many predictions waiting; try again shortly"),
+        ),
+        BatchError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
+    })?;
+    let coverage = served.predictor.manifest.interval_coverage;
+    Ok((id, prediction, coverage))
 }
 
 pub async fn predict(

@@ -3,6 +3,7 @@
 //! server (minijinja templates, SVG charts), with no JavaScript.
 
 pub mod api;
+pub mod batcher;
 pub mod connections;
 pub mod models;
 pub mod pages;
@@ -28,6 +29,8 @@ pub struct ServeConfig {
     pub max_upload: usize,
     /// Connection cap and timeouts.
     pub limits: connections::Limits,
+    /// How concurrent predictions on one model are batched.
+    pub batch: batcher::BatchLimits,
 }
 
 /// What every request handler shares.
@@ -43,9 +46,14 @@ pub fn router(config: &ServeConfig) -> Router {
     let state = Arc::new(AppState {
         runs: config.runs.clone(),
         models_dir: config.models.clone(),
-        models: models::Models::new(&config.models),
+        models: models::Models::new(&config.models, config.batch),
         templates: pages::templates(),
     });
+    // Every model loads and warms up in the background; `/health` says when each is ready.
+    let preload = state.clone();
+    let _ = std::thread::Builder::new()
+        .name("cinefuse-load".into())
+        .spawn(move || preload.models.load_all());
     let app = Router::new()
         .route("/", get(pages::runs_page))
         .route("/runs/{id}", get(pages::run_page))
@@ -57,6 +65,7 @@ pub fn router(config: &ServeConfig) -> Router {
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}/metrics", get(api::run_metrics))
         .route("/api/models", get(api::list_models))
+        .route("/health", get(api::health))
         .route("/api/predict", post(api::predict))
         .fallback(|| async { api::ApiError::not_found("no such page") })
         .layer(DefaultBodyLimit::max(config.max_upload))

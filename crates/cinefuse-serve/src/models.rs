@@ -1,24 +1,95 @@
-//! The exported models under a models folder, each loaded once, on first use, and shared by
-//! every request; predictions on one model run concurrently (a forward pass borrows it).
+//! The exported models under a models folder, each loaded once (at start-up in the
+//! background, or on first use), warmed up with one prediction, and served by its own batching
+//! worker (`batcher.rs`). Loading never runs on an async thread and never holds the lock that
+//! lookups and `/health` take.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::export::MANIFEST_FILE;
-use cinefuse_train::predict::Predictor;
+use cinefuse_train::predict::{Predictor, movie_from_json};
+use serde::Serialize;
+
+use crate::batcher::{BatchLimits, BatchQueue};
+
+/// A loaded model and the queue of its worker.
+pub struct Served {
+    pub predictor: Arc<Predictor>,
+    pub queue: BatchQueue,
+}
+
+/// What `/health` says of one model.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelHealth {
+    pub id: String,
+    /// "ready", "loading", "not loaded" or "failed: …".
+    pub state: String,
+}
 
 pub struct Models {
     dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<Predictor>>>,
+    limits: BatchLimits,
+    loaded: Mutex<HashMap<String, Arc<Served>>>,
+    failed: Mutex<HashMap<String, String>>,
+    /// The model being loaded now (loads run one at a time, outside `loaded`'s lock).
+    loading: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Models {
-    pub fn new(dir: &Path) -> Self {
+    pub fn new(dir: &Path, limits: BatchLimits) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            limits,
             loaded: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            loading: Mutex::new(None),
+        }
+    }
+
+    /// Every model's state, for `/health`.
+    pub fn health(&self) -> Vec<ModelHealth> {
+        let loading = lock(&self.loading).clone();
+        self.list()
+            .into_iter()
+            .map(|id| {
+                let state = if lock(&self.loaded).contains_key(&id) {
+                    "ready".to_string()
+                } else if let Some(e) = lock(&self.failed).get(&id) {
+                    format!("failed: {e}")
+                } else if loading.as_deref() == Some(id.as_str()) {
+                    "loading".to_string()
+                } else {
+                    "not loaded".to_string()
+                };
+                ModelHealth { id, state }
+            })
+            .collect()
+    }
+
+    /// Model `id` (or the only one) if it is loaded already; never loads (so never blocks).
+    pub fn ready(&self, id: Option<&str>) -> Option<Arc<Served>> {
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => match self.list().as_slice() {
+                [only] => only.clone(),
+                _ => return None,
+            },
+        };
+        lock(&self.loaded).get(&id).cloned()
+    }
+
+    /// Loads every model (call on a thread of its own: it blocks).
+    pub fn load_all(&self) {
+        for id in self.list() {
+            if let Err(e) = self.get(Some(&id)) {
+                eprintln!("model {id}: {e}");
+            }
         }
     }
 
@@ -46,8 +117,9 @@ impl Models {
         ids
     }
 
-    /// Model `id` (or the only model, when `id` is `None` and there is exactly one).
-    pub fn get(&self, id: Option<&str>) -> Result<(String, Arc<Predictor>), String> {
+    /// Model `id` (or the only model, when `id` is `None` and there is exactly one), loaded
+    /// and warmed up on first use. Blocks while loading: call it off the async threads.
+    pub fn get(&self, id: Option<&str>) -> Result<(String, Arc<Served>), String> {
         let id = match id {
             Some(id) => id.to_string(),
             None => match self.list().as_slice() {
@@ -56,9 +128,8 @@ impl Models {
                 many => return Err(format!("several models; name one of: {}", many.join(", "))),
             },
         };
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = loaded.get(&id) {
-            return Ok((id, p.clone()));
+        if let Some(s) = lock(&self.loaded).get(&id) {
+            return Ok((id, s.clone()));
         }
         let dir = self.model_dir(&id).ok_or_else(|| {
             format!(
@@ -66,10 +137,49 @@ impl Models {
                 self.list().join(", ")
             )
         })?;
-        let predictor =
-            Predictor::load(&dir, Some(BackendKind::Flex)).map_err(|e| format!("{e:#}"))?;
-        let shared = Arc::new(predictor);
-        loaded.insert(id.clone(), shared.clone());
-        Ok((id, shared))
+        let mut loading = lock(&self.loading);
+        // Another request may have loaded it while this one waited.
+        if let Some(s) = lock(&self.loaded).get(&id) {
+            return Ok((id, s.clone()));
+        }
+        *loading = Some(id.clone());
+        let served = self.load(&dir);
+        *loading = None;
+        match served {
+            Ok(s) => {
+                let s = Arc::new(s);
+                lock(&self.failed).remove(&id);
+                lock(&self.loaded).insert(id.clone(), s.clone());
+                Ok((id, s))
+            }
+            Err(e) => {
+                lock(&self.failed).insert(id.clone(), e.clone());
+                Err(e)
+            }
+        }
     }
+
+    fn load(&self, dir: &Path) -> Result<Served, String> {
+        let predictor =
+            Arc::new(Predictor::load(dir, Some(BackendKind::Flex)).map_err(|e| format!("{e:#}"))?);
+        warm_up(&predictor)?;
+        let queue = BatchQueue::start(predictor.clone(), self.limits)
+            .map_err(|e| format!("cannot start the model's worker: {e}"))?;
+        Ok(Served { predictor, queue })
+    }
+}
+
+/// One prediction before the first request: the first pass allocates and tunes what later
+/// ones reuse.
+fn warm_up(p: &Predictor) -> Result<(), String> {
+    let movie = movie_from_json(
+        r#"{"title": "warm-up", "plot": "warm-up", "year": 2000}"#,
+        "warm-up",
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let input = p
+        .item_with_poster_bytes(&movie, None)
+        .map_err(|e| format!("warm-up: {e:#}"))?;
+    p.predict(&[input]);
+    Ok(())
 }

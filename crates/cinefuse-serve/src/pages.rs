@@ -316,28 +316,71 @@ pub async fn compare_page(
     )
 }
 
-pub async fn predict_form(State(state): State<Arc<AppState>>) -> Response {
+/// The fields the model `id` reads, with `values` filled in; none when it is not loaded
+/// (`load` loads it: only off the async threads).
+fn form_fields(
+    state: &AppState,
+    id: Option<&str>,
+    values: &[(String, String)],
+    load: bool,
+) -> Vec<minijinja::Value> {
+    let served = match load {
+        true => state.models.get(id).ok().map(|(_, s)| s),
+        false => state.models.ready(id),
+    };
+    let Some(served) = served else {
+        return Vec::new();
+    };
+    served
+        .predictor
+        .input_fields()
+        .into_iter()
+        .map(|f| {
+            let value = values
+                .iter()
+                .find(|(k, _)| *k == f.name)
+                .map_or("", |(_, v)| v.as_str());
+            minijinja::Value::from_serialize(context! { field => f, value })
+        })
+        .collect()
+}
+
+/// `GET /predict[?model=NAME]`: the form with the fields of the chosen model.
+pub async fn predict_form(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let model = query.get("model").cloned();
+    let state2 = state.clone();
+    let chosen = model.clone();
+    // Loading a model is CPU and disk work: off the async threads.
+    let fields =
+        tokio::task::spawn_blocking(move || form_fields(&state2, chosen.as_deref(), &[], true))
+            .await
+            .unwrap_or_default();
     render(
         &state,
         "predict.html",
         context! {
-            title => "predict", models => state.models.list(),
-            models_dir => state.models_dir.display().to_string(), form => context! {},
+            title => "predict", models => state.models.list(), model, fields,
+            models_dir => state.models_dir.display().to_string(),
         },
     )
 }
 
 pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let models = state.models.list();
-    let result = match PredictRequest::read(request).await {
+    let (chosen, form, result) = match PredictRequest::read(request).await {
         Ok(r) => {
-            let form = r.movie.clone();
-            run_prediction(&state, r).await.map(|p| (p, form))
+            let (chosen, form) = (r.model.clone(), r.form.clone());
+            (chosen, form, run_prediction(&state, r).await)
         }
-        Err(e) => Err(e),
+        Err(e) => (None, Vec::new(), Err(e)),
     };
+    let models_dir = state.models_dir.display().to_string();
     match result {
-        Ok(((model, prediction, coverage), form)) => {
+        Ok((model, prediction, coverage)) => {
+            let fields = form_fields(&state, Some(&model), &form, false);
             let genres: Vec<(String, f64)> = prediction
                 .genres
                 .iter()
@@ -353,8 +396,7 @@ pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request
                 &state,
                 "predict.html",
                 context! {
-                    title => "prediction", models, model, coverage, form,
-                    models_dir => state.models_dir.display().to_string(),
+                    title => "prediction", models, model, coverage, fields, models_dir,
                     genre_chart => svg::bars("Genre probabilities", &genres, 1.0),
                     contribution_chart => svg::bars(&format!("Contributions ({})", prediction.contribution_method), &shares, 1.0),
                     prediction,
@@ -362,10 +404,11 @@ pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request
             )
         }
         Err(ApiError(status, message)) => {
+            // The form again, with what was typed, above the error.
+            let fields = form_fields(&state, chosen.as_deref(), &form, false);
             let html = state.templates.get_template("predict.html").and_then(|t| {
                 t.render(context! {
-                    title => "predict", models, error => message, form => context! {},
-                    models_dir => state.models_dir.display().to_string(),
+                    title => "predict", models, model => chosen, error => message, fields, models_dir,
                 })
             });
             match html {

@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod export;
 pub mod feature_cache;
 pub mod inference;
+pub mod input_fields;
 pub mod interval;
 pub mod metrics;
 pub mod model_card;

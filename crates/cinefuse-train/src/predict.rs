@@ -151,6 +151,11 @@ impl Predictor {
         })
     }
 
+    /// This model and a blend's partner bags.
+    pub(crate) fn parts(&self) -> impl Iterator<Item = &Predictor> {
+        std::iter::once(self).chain(&self.partners)
+    }
+
     /// The extra columns of `movies` that this model does not read (sorted, each once). They
     /// are ignored: a dataset imported with `--extra-all` carries columns no model uses.
     pub fn unused_extras<'a>(&self, movies: impl IntoIterator<Item = &'a Movie>) -> Vec<String> {

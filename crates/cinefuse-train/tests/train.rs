@@ -336,6 +336,15 @@ fn predictions_from_the_export_match_the_in_process_model() {
     assert_eq!(manifest.interval_half_width, Some(half_width));
     let items = items_of(&predictor, &dir.path().join("demo"), &reference.ids);
     let preds = predictor.predict(&items);
+    // A batch predicts what each movie alone predicts (the server batches requests).
+    for (i, batched) in preds.iter().enumerate() {
+        let alone = &predictor.predict(&items[i..=i])[0];
+        assert!((alone.rating - batched.rating).abs() < 1e-5, "movie {i}");
+        for (a, b) in alone.genres.iter().zip(&batched.genres) {
+            assert_eq!(a.genre, b.genre);
+            assert!((a.probability - b.probability).abs() < 1e-5, "movie {i}");
+        }
+    }
     let g = reference.n_genres;
     for (i, p) in preds.iter().enumerate() {
         assert_eq!(p.id, reference.ids[i]);

@@ -262,8 +262,10 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         for _ in 0..8 {
             s.spawn(|| {
                 for _ in 0..4 {
+                    // Concurrent requests are batched: the same prediction within 1e-5.
                     let r: Value = predict(body.clone()).json().unwrap();
-                    assert_eq!(r["prediction"]["rating"].as_f64(), Some(reference));
+                    let rating = r["prediction"]["rating"].as_f64().unwrap();
+                    assert!((rating - reference).abs() < 1e-5, "{rating} vs {reference}");
                 }
             });
         }
@@ -299,8 +301,93 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         evil_run.join("config.toml"),
     )
     .unwrap();
+    let health: Value = page("/health").json().unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["models"][0]["id"], "m");
+    assert_eq!(health["models"][0]["state"], "ready", "{health}");
     markup_is_escaped_on_every_route(&http, &url);
     non_finite_form_numbers_are_refused(&http, &url);
+    the_form_offers_and_reads_every_field_of_the_model(&http, &url);
+}
+
+/// The predict form shows every field the model reads, and a form with all of them predicts
+/// what the JSON API predicts for the same movie.
+fn the_form_offers_and_reads_every_field_of_the_model(http: &reqwest::blocking::Client, url: &str) {
+    let page = http.get(format!("{url}/predict?model=m")).send().unwrap();
+    let html = page.text().unwrap();
+    // The tiny model fuses poster, plot and metadata: every metadata field it encodes is there.
+    for field in [
+        "title",
+        "plot",
+        "year",
+        "runtime_min",
+        "votes",
+        "certificate",
+        "directors",
+        "cast",
+        "languages",
+        "countries",
+    ] {
+        assert!(
+            html.contains(&format!("name=\"{field}\"")),
+            "no {field} field"
+        );
+    }
+    let movie = json!({"title": "Heat", "plot": "a thief and a detective", "year": 1995,
+        "runtime_min": 170, "votes": 700000, "certificate": "R",
+        "directors": ["Michael Mann"], "cast": ["Al Pacino", "Robert De Niro"],
+        "languages": ["English"], "countries": ["USA"]});
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("model", "m")
+        .text("title", "Heat")
+        .text("plot", "a thief and a detective")
+        .text("year", "1995")
+        .text("runtime_min", "170")
+        .text("votes", "700000")
+        .text("certificate", "R")
+        .text("directors", "Michael Mann")
+        .text("cast", "Al Pacino, Robert De Niro")
+        .text("languages", "English")
+        .text("countries", "USA");
+    let from_form: Value = http
+        .post(format!("{url}/api/predict"))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let from_json: Value = http
+        .post(format!("{url}/api/predict"))
+        .json(&json!({"model": "m", "movie": movie}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(from_form["prediction"], from_json["prediction"]);
+    // The votes matter: a different count gives a different rating.
+    let other: Value = http
+        .post(format!("{url}/api/predict"))
+        .multipart(
+            reqwest::blocking::multipart::Form::new()
+                .text("model", "m")
+                .text("title", "Heat")
+                .text("votes", "12"),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_ne!(
+        other["prediction"]["rating"],
+        from_json["prediction"]["rating"]
+    );
+    let r = http
+        .post(format!("{url}/api/predict"))
+        .multipart(reqwest::blocking::multipart::Form::new().text("ratng", "7"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("unknown form field"));
 }
 
 /// Markup sent through every route (path, query, form fields, a model name, a run folder

@@ -232,4 +232,22 @@ fn predict_reads_declared_extras(root: &Path) {
     assert_eq!(with_unused, high);
     let movie = movie_from_json(r#"{"extra": {"studio": "s", "awards": "x"}}"#, "m").unwrap();
     assert_eq!(p.unused_extras([&movie]), ["awards", "studio"]);
+
+    // The predict form offers the declared feature as a number, and reads it as one.
+    use cinefuse_train::input_fields::{FieldKind, movie_from_form};
+    let fields = p.input_fields();
+    let critic = fields.iter().find(|f| f.name == "extra.critic").unwrap();
+    assert_eq!(critic.kind, FieldKind::Number);
+    assert!(
+        fields.iter().any(|f| f.name == "year"),
+        "built-in metadata too"
+    );
+    let form = [("extra.critic".to_string(), "90".to_string())];
+    let typed = movie_from_form(&fields, &form).unwrap();
+    assert_eq!(rate(&typed.to_string()).unwrap(), high);
+    let studio = [("extra.studio".to_string(), "s".to_string())];
+    assert!(
+        movie_from_form(&fields, &studio).is_err(),
+        "not a field of this model"
+    );
 }
