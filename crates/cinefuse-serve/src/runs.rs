@@ -86,6 +86,15 @@ fn status(dir: &Path, configured_epochs: usize, patience: usize) -> String {
     if is_training(dir) {
         return "training".into();
     }
+    if let Some(blend) =
+        read_json::<cinefuse_train::blend::BlendInfo>(&dir.join(cinefuse_train::blend::BLEND_FILE))
+    {
+        return format!("finished (blend of {})", blend.runs.len());
+    }
+    if dir.join("bag-0").is_dir() {
+        // A `train.blend_with` run whose bags are not all done.
+        return "interrupted (blend)".into();
+    }
     if let Some(bag) =
         read_json::<cinefuse_train::bag::BagInfo>(&dir.join(cinefuse_train::bag::BAG_FILE))
     {
