@@ -527,64 +527,53 @@ fn prediction_summary(
     })
 }
 
-impl std::fmt::Display for EvalReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (g, b) = (&self.genres, &self.baselines);
-        writeln!(
-            f,
-            "evaluation of {} on {} ({} movies, best epoch {})",
-            self.run.display(),
-            self.target,
-            self.movies,
-            self.best_epoch
-        )?;
+type Out<'a, 'b> = &'a mut std::fmt::Formatter<'b>;
+
+impl EvalReport {
+    /// The metric table: model, model at 0.5 (genres), baseline.
+    fn write_metrics(&self, f: Out) -> std::fmt::Result {
+        let (g, h, b) = (&self.genres, &self.genres_at_0_5, &self.baselines);
+        let (r, m) = (&self.rating, &b.mean);
         writeln!(
             f,
             "{:<22}{:>12}{:>12}{:>12}",
             "metric", "model", "@0.5", "baseline"
         )?;
-        let row =
-            |f: &mut std::fmt::Formatter<'_>, name: &str, m: f64, h: Option<f64>, base: f64| {
-                writeln!(
-                    f,
-                    "{name:<22}{m:>12.4}{:>12}{base:>12.4}",
-                    h.map(|v| format!("{v:.4}")).unwrap_or_default()
-                )
-            };
-        row(
-            f,
-            "genre micro-F1",
-            g.micro_f1,
-            Some(self.genres_at_0_5.micro_f1),
-            b.majority.micro_f1,
-        )?;
-        row(
-            f,
-            "genre macro-F1",
-            g.macro_f1,
-            Some(self.genres_at_0_5.macro_f1),
-            b.majority.macro_f1,
-        )?;
-        row(
-            f,
-            "genre samples-F1",
-            g.samples_f1,
-            Some(self.genres_at_0_5.samples_f1),
-            b.majority.samples_f1,
-        )?;
-        row(f, "genre mAP", g.map, None, b.majority.map)?;
-        row(f, "genre micro AP", g.micro_ap, None, b.majority.micro_ap)?;
-        row(f, "genre top-1 accuracy", g.top1, None, b.majority.top1)?;
-        row(f, "rating MAE", self.rating.mae, None, b.mean.mae)?;
-        row(f, "rating RMSE", self.rating.rmse, None, b.mean.rmse)?;
-        row(f, "rating R²", self.rating.r2, None, b.mean.r2)?;
-        row(
-            f,
-            "rating within 10 %",
-            self.rating.within_10pct,
-            None,
-            b.mean.within_10pct,
-        )?;
+        let rows = [
+            (
+                "genre micro-F1",
+                g.micro_f1,
+                Some(h.micro_f1),
+                b.majority.micro_f1,
+            ),
+            (
+                "genre macro-F1",
+                g.macro_f1,
+                Some(h.macro_f1),
+                b.majority.macro_f1,
+            ),
+            (
+                "genre samples-F1",
+                g.samples_f1,
+                Some(h.samples_f1),
+                b.majority.samples_f1,
+            ),
+            ("genre mAP", g.map, None, b.majority.map),
+            ("genre micro AP", g.micro_ap, None, b.majority.micro_ap),
+            ("genre top-1 accuracy", g.top1, None, b.majority.top1),
+            ("rating MAE", r.mae, None, m.mae),
+            ("rating RMSE", r.rmse, None, m.rmse),
+            ("rating R²", r.r2, None, m.r2),
+            ("rating within 10 %", r.within_10pct, None, m.within_10pct),
+        ];
+        for (name, model, at_half, base) in rows {
+            let at_half = at_half.map(|v| format!("{v:.4}")).unwrap_or_default();
+            writeln!(f, "{name:<22}{model:>12.4}{at_half:>12}{base:>12.4}")?;
+        }
+        Ok(())
+    }
+
+    fn write_interval(&self, f: Out) -> std::fmt::Result {
         match (&self.interval, &self.bag) {
             (Some(i), None) => writeln!(
                 f,
@@ -594,7 +583,7 @@ impl std::fmt::Display for EvalReport {
                 i.coverage * 100.0,
                 i.count,
                 i.mean_width
-            )?,
+            ),
             (Some(i), Some(_)) => writeln!(
                 f,
                 "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} % of {} rated movies, mean width {:.2}",
@@ -602,58 +591,59 @@ impl std::fmt::Display for EvalReport {
                 i.coverage * 100.0,
                 i.count,
                 i.mean_width
-            )?,
+            ),
             (None, _) => writeln!(
                 f,
                 "rating interval: none (too few rated calibration movies for {:.0} %)",
                 crate::export::INTERVAL_COVERAGE * 100.0
-            )?,
+            ),
         }
-        writeln!(f, "rating metrics over {} rated movies", self.rating.count)?;
-        if let Some(b) = &self.bag {
-            let o = &b.out_of_fold;
-            writeln!(
-                f,
-                "{}: out of fold ({} movies) micro-F1 {:.4}, macro-F1 {:.4}, top-1 {:.4}, MAE {:.4}; interval per fold: {}",
-                if b.refit {
-                    "refit model of a bag".to_string()
-                } else if !b.blend.is_empty() {
-                    format!("blend of {} bags", b.blend.len())
-                } else {
-                    format!("bag of {} members", b.members)
-                },
-                o.movies,
-                o.genres.micro_f1,
-                o.genres.macro_f1,
-                o.genres.top1,
-                o.rating.mae,
-                o.interval_per_fold
-                    .iter()
-                    .map(|c| format!("{:.1} %", c.coverage * 100.0))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )?;
-            for p in &b.blend {
-                writeln!(
-                    f,
-                    "  {}: genre weight {:.2}, rating weight {:.2}",
-                    p.run.display(),
-                    p.genre_weight,
-                    p.rating_weight
-                )?;
-            }
-        }
+    }
+
+    /// A bag's or blend's out-of-fold scores (and a blend's weights).
+    fn write_ensemble(b: &BagSummary, f: Out) -> std::fmt::Result {
+        let o = &b.out_of_fold;
+        let what = if b.refit {
+            "refit model of a bag".to_string()
+        } else if !b.blend.is_empty() {
+            format!("blend of {} bags", b.blend.len())
+        } else {
+            format!("bag of {} members", b.members)
+        };
+        let per_fold: Vec<String> = o
+            .interval_per_fold
+            .iter()
+            .map(|c| format!("{:.1} %", c.coverage * 100.0))
+            .collect();
         writeln!(
             f,
-            "baselines: genres {:?} always; rating {:.2} always",
-            b.majority_genres, b.mean_rating
+            "{what}: out of fold ({} movies) micro-F1 {:.4}, macro-F1 {:.4}, top-1 {:.4}, MAE {:.4}; interval per fold: {}",
+            o.movies,
+            o.genres.micro_f1,
+            o.genres.macro_f1,
+            o.genres.top1,
+            o.rating.mae,
+            per_fold.join(", ")
         )?;
+        for p in &b.blend {
+            writeln!(
+                f,
+                "  {}: genre weight {:.2}, rating weight {:.2}",
+                p.run.display(),
+                p.genre_weight,
+                p.rating_weight
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_per_genre(&self, f: Out) -> std::fmt::Result {
         writeln!(
             f,
             "{:<16}{:>8}{:>8}{:>8}{:>8}{:>8}",
             "genre", "thresh", "prec", "recall", "F1", "support"
         )?;
-        for p in &g.per_genre {
+        for p in &self.genres.per_genre {
             writeln!(
                 f,
                 "{:<16}{:>8.2}{:>8.3}{:>8.3}{:>8.3}{:>8}",
@@ -661,5 +651,31 @@ impl std::fmt::Display for EvalReport {
             )?;
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "evaluation of {} on {} ({} movies, best epoch {})",
+            self.run.display(),
+            self.target,
+            self.movies,
+            self.best_epoch
+        )?;
+        self.write_metrics(f)?;
+        self.write_interval(f)?;
+        writeln!(f, "rating metrics over {} rated movies", self.rating.count)?;
+        if let Some(b) = &self.bag {
+            Self::write_ensemble(b, f)?;
+        }
+        let b = &self.baselines;
+        writeln!(
+            f,
+            "baselines: genres {:?} always; rating {:.2} always",
+            b.majority_genres, b.mean_rating
+        )?;
+        self.write_per_genre(f)
     }
 }
