@@ -204,7 +204,36 @@ pub struct PredictArgs {
 
 pub fn predict(a: PredictArgs) -> Result<()> {
     let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
-    let (movies, base) = match (&a.jsonl, &a.movie) {
+    let (movies, base) = movies_to_predict(&a)?;
+    warn_about_inputs(&predictor, &movies);
+    let items = movies
+        .iter()
+        .map(|m| {
+            predictor.item(
+                m,
+                if a.jsonl.is_none() {
+                    a.poster.as_deref()
+                } else {
+                    None
+                },
+                &base,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for p in predictor.predict(&items) {
+        if a.json {
+            println!("{}", serde_json::to_string(&p)?);
+        } else {
+            print_prediction(&p, predictor.manifest.interval_coverage);
+        }
+    }
+    Ok(())
+}
+
+/// The movies `predict` was given (`--jsonl`, `--movie` or the field flags) and the folder their
+/// poster paths are relative to.
+fn movies_to_predict(a: &PredictArgs) -> Result<(Vec<cinefuse_data::Movie>, PathBuf)> {
+    Ok(match (&a.jsonl, &a.movie) {
         (Some(path), _) => (
             movies_from_jsonl(path)?,
             path.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -244,76 +273,62 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             })?;
             (vec![m], PathBuf::from("."))
         }
-    };
-    let unused = predictor.unused_extras(&movies);
+    })
+}
+
+/// Extra columns the model ignores, and numbers far outside its training data.
+fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
+    let unused = predictor.unused_extras(movies);
     if !unused.is_empty() {
         eprintln!(
             "warning: this model does not read extra.{}; those values are ignored",
             unused.join(", extra.")
         );
     }
-    for m in &movies {
+    for m in movies {
         for warning in extrapolation_warnings(&predictor.preprocessor, m) {
             eprintln!("warning: {warning}");
         }
     }
-    let items = movies
+}
+
+fn print_prediction(p: &cinefuse_train::predict::MoviePrediction, coverage: f64) {
+    println!("{}", p.id);
+    match p.rating_interval {
+        Some([lo, hi]) => println!(
+            "  rating {:.2}  ({:.0} % interval {lo:.2}–{hi:.2})",
+            p.rating,
+            coverage * 100.0,
+        ),
+        None => println!(
+            "  rating {:.2}  (no interval: too few rated movies to calibrate one)",
+            p.rating
+        ),
+    }
+    let shown: Vec<String> = p
+        .genres
         .iter()
-        .map(|m| {
-            predictor.item(
-                m,
-                if a.jsonl.is_none() {
-                    a.poster.as_deref()
-                } else {
-                    None
-                },
-                &base,
+        .take(5)
+        .map(|g| {
+            format!(
+                "{}{} {:.2}",
+                g.genre,
+                if g.predicted { "*" } else { "" },
+                g.probability
             )
         })
-        .collect::<Result<Vec<_>>>()?;
-    for p in predictor.predict(&items) {
-        if a.json {
-            println!("{}", serde_json::to_string(&p)?);
-            continue;
-        }
-        println!("{}", p.id);
-        match p.rating_interval {
-            Some([lo, hi]) => println!(
-                "  rating {:.2}  ({:.0} % interval {lo:.2}–{hi:.2})",
-                p.rating,
-                predictor.manifest.interval_coverage * 100.0,
-            ),
-            None => println!(
-                "  rating {:.2}  (no interval: too few rated movies to calibrate one)",
-                p.rating
-            ),
-        }
-        let shown: Vec<String> = p
-            .genres
-            .iter()
-            .take(5)
-            .map(|g| {
-                format!(
-                    "{}{} {:.2}",
-                    g.genre,
-                    if g.predicted { "*" } else { "" },
-                    g.probability
-                )
-            })
-            .collect();
-        println!("  genres {}  (* = predicted)", shown.join(", "));
-        let contrib: Vec<String> = p
-            .contributions
-            .iter()
-            .map(|c| format!("{} {:.0} %", c.modality.name(), c.share * 100.0))
-            .collect();
-        println!(
-            "  contributions ({}): {}",
-            p.contribution_method,
-            contrib.join(", ")
-        );
-    }
-    Ok(())
+        .collect();
+    println!("  genres {}  (* = predicted)", shown.join(", "));
+    let contrib: Vec<String> = p
+        .contributions
+        .iter()
+        .map(|c| format!("{} {:.0} %", c.modality.name(), c.share * 100.0))
+        .collect();
+    println!(
+        "  contributions ({}): {}",
+        p.contribution_method,
+        contrib.join(", ")
+    );
 }
 
 #[derive(Subcommand)]
