@@ -113,19 +113,20 @@ fn gather(queue: &Mutex<Receiver<Job>>, limits: BatchLimits) -> Option<Vec<Job>>
 
 fn work(predictor: &Predictor, queue: &Mutex<Receiver<Job>>, limits: BatchLimits) {
     while let Some(jobs) = gather(queue, limits) {
-        let inputs: Vec<ModelInput> = jobs.iter().map(|j| j.input.clone()).collect();
+        let (inputs, replies): (Vec<ModelInput>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
         // A panic inside one batch fails its requests, not the worker (and so not the model).
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| predictor.predict(&inputs)));
         match outcome {
             Ok(predictions) => {
-                for (job, p) in jobs.into_iter().zip(predictions) {
-                    let _ = job.reply.send(Ok(p));
+                for (reply, p) in replies.into_iter().zip(predictions) {
+                    let _ = reply.send(Ok(p));
                 }
             }
             Err(_) => {
-                for job in jobs {
-                    let _ = job.reply.send(Err("the prediction failed".into()));
+                for reply in replies {
+                    let _ = reply.send(Err("the prediction failed".into()));
                 }
             }
         }

@@ -74,14 +74,20 @@ impl Models {
 
     /// Model `id` (or the only one) if it is loaded already; never loads (so never blocks).
     pub fn ready(&self, id: Option<&str>) -> Option<Arc<Served>> {
-        let id = match id {
-            Some(id) => id.to_string(),
-            None => match self.list().as_slice() {
-                [only] => only.clone(),
-                _ => return None,
-            },
-        };
+        let id = self.resolve(id).ok()?;
         lock(&self.loaded).get(&id).cloned()
+    }
+
+    /// `id`, or the only model's id when `id` is `None` and there is exactly one.
+    fn resolve(&self, id: Option<&str>) -> Result<String, String> {
+        match id {
+            Some(id) => Ok(id.to_string()),
+            None => match self.list().as_slice() {
+                [only] => Ok(only.clone()),
+                [] => Err(format!("no exported models in {}", self.dir.display())),
+                many => Err(format!("several models; name one of: {}", many.join(", "))),
+            },
+        }
     }
 
     /// Loads every model (call on a thread of its own: it blocks).
@@ -120,14 +126,7 @@ impl Models {
     /// Model `id` (or the only model, when `id` is `None` and there is exactly one), loaded
     /// and warmed up on first use. Blocks while loading: call it off the async threads.
     pub fn get(&self, id: Option<&str>) -> Result<(String, Arc<Served>), String> {
-        let id = match id {
-            Some(id) => id.to_string(),
-            None => match self.list().as_slice() {
-                [only] => only.clone(),
-                [] => return Err(format!("no exported models in {}", self.dir.display())),
-                many => return Err(format!("several models; name one of: {}", many.join(", "))),
-            },
-        };
+        let id = self.resolve(id)?;
         if let Some(s) = lock(&self.loaded).get(&id) {
             return Ok((id, s.clone()));
         }

@@ -198,17 +198,7 @@ fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLo
         let lock = RunLock::acquire(dir)?;
         return Ok((dir.clone(), lock, read_bag(dir)?));
     }
-    let dir = opts.out.clone().unwrap_or_else(|| {
-        config
-            .output
-            .runs_dir
-            .join(format!("{}-{}", config.name, timestamp()))
-    });
-    crate::trainer::check_new_run_dir(&dir, config, opts)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let lock = RunLock::acquire(&dir)?;
-    write_marker(&dir, OutputKind::Run)?;
-    std::fs::write(dir.join(CONFIG_FILE), config.to_toml())?;
+    let (dir, lock) = create_group_run(config, opts)?;
     let info = BagInfo {
         name: config.name.clone(),
         folds: config.train.folds,
@@ -220,6 +210,26 @@ fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLo
     };
     write_json(&dir.join(BAG_FILE), &info)?;
     Ok((dir, lock, info))
+}
+
+/// A new run folder that holds other runs (a bag's members, a blend's bags): checked like
+/// any new run, created, locked, marked and given the config.
+pub(crate) fn create_group_run(
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<(PathBuf, RunLock)> {
+    let dir = opts.out.clone().unwrap_or_else(|| {
+        config
+            .output
+            .runs_dir
+            .join(format!("{}-{}", config.name, timestamp()))
+    });
+    crate::trainer::check_new_run_dir(&dir, config, opts)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock = RunLock::acquire(&dir)?;
+    write_marker(&dir, OutputKind::Run)?;
+    std::fs::write(dir.join(CONFIG_FILE), config.to_toml())?;
+    Ok((dir, lock))
 }
 
 /// Trains one member into `dir`, resuming it when it has started.

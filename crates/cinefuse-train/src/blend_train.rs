@@ -6,12 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cinefuse_data::output_dir::{OutputKind, write_marker};
 
-use crate::bag::{is_bag, read_bag, train_bag};
+use crate::bag::{create_group_run, is_bag, read_bag, train_bag};
 use crate::blend::{BLEND_FILE, is_blend, learn_blend};
 use crate::config::{BlendPartner, TrainConfig};
-use crate::run_dir::{CONFIG_FILE, RunLock, timestamp, write_json};
+use crate::run_dir::{CONFIG_FILE, RunLock, write_json};
 use crate::trainer::{RunSummary, TrainOptions};
 
 fn bag_dir(run: &Path, k: usize) -> PathBuf {
@@ -119,20 +118,8 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
 
 /// The run folder, locked: new, or the one `--resume` names.
 fn open_blend_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLock)> {
-    if let Some(dir) = &opts.resume {
-        let lock = RunLock::acquire(dir)?;
-        return Ok((dir.clone(), lock));
+    match &opts.resume {
+        Some(dir) => Ok((dir.clone(), RunLock::acquire(dir)?)),
+        None => create_group_run(config, opts),
     }
-    let dir = opts.out.clone().unwrap_or_else(|| {
-        config
-            .output
-            .runs_dir
-            .join(format!("{}-{}", config.name, timestamp()))
-    });
-    crate::trainer::check_new_run_dir(&dir, config, opts)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let lock = RunLock::acquire(&dir)?;
-    write_marker(&dir, OutputKind::Run)?;
-    std::fs::write(dir.join(CONFIG_FILE), config.to_toml())?;
-    Ok((dir, lock))
 }

@@ -68,6 +68,39 @@ pub struct ManifestPart {
 }
 
 impl Manifest {
+    /// The manifest of one trained model, `run`, with the given decisions and scores; no
+    /// interval, members or parts (callers set those they have).
+    fn of_run(
+        run: &LoadedRun,
+        thresholds: Vec<f32>,
+        validation: serde_json::Value,
+        test: serde_json::Value,
+        weights_sha256: String,
+    ) -> Self {
+        let pre = &run.prepared.preprocessor;
+        Self {
+            format_version: 1,
+            cinefuse_version: env!("CARGO_PKG_VERSION").into(),
+            burn_version: "0.22.1".into(),
+            run_name: run.info.name.clone(),
+            best_epoch: run.best_epoch,
+            modalities: run.model.modalities().to_vec(),
+            genres: pre.genre_names().to_vec(),
+            thresholds,
+            rating_scale: run.info.rating_scale,
+            interval_half_width: None,
+            interval_coverage: INTERVAL_COVERAGE,
+            interval: None,
+            members: Vec::new(),
+            parts: Vec::new(),
+            shapes: run.info.shapes.clone(),
+            validation,
+            test,
+            data_hash: pre.state.dataset_hash.clone(),
+            weights_sha256,
+        }
+    }
+
     /// Whether the manifest agrees with itself and with the model's outputs; errors name the
     /// field. (A hand-edited or truncated manifest must not reach an index out of bounds.)
     pub fn check(&self) -> Result<(), String> {
@@ -182,25 +215,14 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     run.prepared.preprocessor.save(dir)?;
     let weights = std::fs::read(dir.join(MODEL_FILE))?;
     let manifest = Manifest {
-        format_version: 1,
-        cinefuse_version: env!("CARGO_PKG_VERSION").into(),
-        burn_version: "0.22.1".into(),
-        run_name: run.info.name.clone(),
-        best_epoch: run.best_epoch,
-        modalities: run.model.modalities().to_vec(),
-        genres: names.clone(),
-        thresholds,
-        rating_scale: run.info.rating_scale,
         interval_half_width: half_width,
-        interval_coverage: INTERVAL_COVERAGE,
-        interval: None,
-        members: Vec::new(),
-        parts: Vec::new(),
-        shapes: run.info.shapes.clone(),
-        validation,
-        test,
-        data_hash: run.prepared.preprocessor.state.dataset_hash.clone(),
-        weights_sha256: format!("{:x}", Sha256::digest(&weights)),
+        ..Manifest::of_run(
+            &run,
+            thresholds,
+            validation,
+            test,
+            format!("{:x}", Sha256::digest(&weights)),
+        )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
@@ -265,29 +287,20 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
     copy(&lead.dir.join(CONFIG_FILE), &dir.join(CONFIG_FILE))?;
     lead.prepared.preprocessor.save(dir)?;
     let manifest = Manifest {
-        format_version: 1,
-        cinefuse_version: env!("CARGO_PKG_VERSION").into(),
-        burn_version: "0.22.1".into(),
         run_name: e.info.name.clone(),
-        best_epoch: lead.best_epoch,
-        modalities: lead.model.modalities().to_vec(),
-        genres: names.clone(),
-        thresholds: thresholds.clone(),
-        rating_scale: lead.info.rating_scale,
-        interval_half_width: None,
-        interval_coverage: INTERVAL_COVERAGE,
         interval: e.interval().cloned(),
         members: if e.members.len() == 1 {
             Vec::new()
         } else {
             members
         },
-        parts: Vec::new(),
-        shapes: lead.info.shapes.clone(),
-        validation: out_of_fold_scores(&e.calibration.out_of_fold),
-        test: scores(&test, &thresholds, &names),
-        data_hash: lead.prepared.preprocessor.state.dataset_hash.clone(),
-        weights_sha256: format!("{:x}", hasher.finalize()),
+        ..Manifest::of_run(
+            lead,
+            thresholds.clone(),
+            out_of_fold_scores(&e.calibration.out_of_fold),
+            scores(&test, &thresholds, &names),
+            format!("{:x}", hasher.finalize()),
+        )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     let kind = if e.refit {

@@ -263,9 +263,8 @@ impl Predictor {
     /// Items with their pretrained backbones' features computed once, in batches: they do not
     /// change when a modality is left out, so the full pass and every leave-one-out pass reuse
     /// them (four backbone passes become one).
-    fn with_backbone_features(&self, items: &[MovieItem]) -> Vec<MovieItem> {
+    fn with_backbone_features(&self, mut items: Vec<MovieItem>) -> Vec<MovieItem> {
         use burn::data::dataloader::batcher::Batcher;
-        let mut items = items.to_vec();
         let (poster, text) = (&self.model.poster_pretrained, &self.model.text_pretrained);
         let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
             let [n, d] = t.dims();
@@ -306,7 +305,7 @@ impl Predictor {
         let mut per_part = vec![lead];
         for (k, partner) in self.partners.iter().enumerate() {
             let items: Vec<MovieItem> = inputs.iter().map(|i| i.partners[k].clone()).collect();
-            per_part.push(partner.run_members(&partner.with_backbone_features(&items)));
+            per_part.push(partner.run_members(&partner.with_backbone_features(items)));
         }
         let parts = &self.manifest.parts;
         let genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
@@ -321,7 +320,7 @@ impl Predictor {
 
     pub fn predict(&self, inputs: &[ModelInput]) -> Vec<MoviePrediction> {
         let items: Vec<MovieItem> = inputs.iter().map(|i| i.item.clone()).collect();
-        let items = &self.with_backbone_features(&items);
+        let items = &self.with_backbone_features(items);
         let own = self.run_members(items);
         // Leave-one-out shares are measured against the first member alone.
         let lead = own[0].clone();

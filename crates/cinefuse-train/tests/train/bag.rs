@@ -9,6 +9,8 @@ use cinefuse_train::bag::{BagInfo, REFIT_DIR, member_dir, read_bag};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::ensemble::Ensemble;
 use cinefuse_train::evaluate::{LoadedRun, evaluate};
+use cinefuse_train::inference::Predictions;
+use cinefuse_train::interval::Calibration;
 use cinefuse_train::predict::Predictor;
 use cinefuse_train::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
 
@@ -114,18 +116,32 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
     assert_eq!(predictor.manifest.members.len(), 3);
     assert_eq!(predictor.manifest.thresholds, cal.thresholds);
     let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
-    for (i, p) in predictor.predict(&items).iter().enumerate() {
+    assert_predicts_the_ensemble(&predictor, &items, &mean, &each, cal.interval.as_ref());
+}
+
+/// The exported `predictor` predicts, for `items`, the ensemble's mean rating and genre
+/// probabilities, and the CV+ interval `interval` around its members' ratings `each`.
+pub(super) fn assert_predicts_the_ensemble(
+    predictor: &Predictor,
+    items: &[cinefuse_train::predict::ModelInput],
+    mean: &Predictions,
+    each: &[Predictions],
+    interval: Option<&Calibration>,
+) {
+    for (i, p) in predictor.predict(items).iter().enumerate() {
         assert!(
             (p.rating - mean.rating[i]).abs() < 1e-4,
             "{} vs {}",
             p.rating,
             mean.rating[i]
         );
+        let first = p
+            .genres
+            .iter()
+            .find(|s| s.genre == predictor.manifest.genres[0]);
+        assert!((first.unwrap().probability - mean.probs[i * mean.n_genres]).abs() < 1e-4);
         let member_ratings: Vec<f32> = each.iter().map(|m| m.rating[i]).collect();
-        let expected = cal
-            .interval
-            .as_ref()
-            .and_then(|c| c.interval(&member_ratings, mean.votes[i]));
+        let expected = interval.and_then(|c| c.interval(&member_ratings, mean.votes[i]));
         assert_eq!(p.rating_interval, expected);
     }
 }

@@ -92,25 +92,13 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     assert!(model.join("part-1/config.toml").is_file());
     assert_eq!(predictor.manifest.thresholds, cal.thresholds);
     let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
-    for (i, p) in predictor.predict(&items).iter().enumerate() {
-        assert!(
-            (p.rating - mean.rating[i]).abs() < 1e-4,
-            "{} vs {}",
-            p.rating,
-            mean.rating[i]
-        );
-        let first = p
-            .genres
-            .iter()
-            .find(|s| s.genre == predictor.manifest.genres[0]);
-        assert!((first.unwrap().probability - mean.probs[i * mean.n_genres]).abs() < 1e-4);
-        let member_ratings: Vec<f32> = each.iter().map(|m| m.rating[i]).collect();
-        let expected = cal
-            .interval
-            .as_ref()
-            .and_then(|c| c.interval(&member_ratings, mean.votes[i]));
-        assert_eq!(p.rating_interval, expected);
-    }
+    super::bag::assert_predicts_the_ensemble(
+        &predictor,
+        &items,
+        &mean,
+        &each,
+        cal.interval.as_ref(),
+    );
 }
 
 #[test]
