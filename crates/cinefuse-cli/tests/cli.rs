@@ -1,5 +1,7 @@
 //! End-to-end tests of the `cinefuse` binary on tiny generated data.
 
+#[path = "cli/portable.rs"]
+mod portable;
 #[path = "cli/safety.rs"]
 mod safety;
 #[path = "cli/serve.rs"]
@@ -188,6 +190,7 @@ fn synth_prepare_train_eval_export_predict() {
     assert_eq!(saved.len(), 1, "{saved:?}");
 
     ok(d, &["export", "--run", "runs/t", "--out", "model"]);
+    portable::check_portable(d, "model", &portable_movies(d));
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","genres":["Drama"],"poster":"demo/posters/syn000001.png"}"#;
     let text = ok(
         d,
@@ -572,6 +575,24 @@ fn pretrained_config() -> String {
     .replace("epochs = 3", "epochs = 2")
 }
 
+/// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and
+/// metadata, and an empty one.
+fn portable_movies(d: &Path) -> String {
+    let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
+    let mut lines: Vec<String> = demo
+        .lines()
+        .take(12)
+        .map(|l| l.replace("\"posters/", "\"demo/posters/"))
+        .collect();
+    lines.push(r#"{"id":"bare","title":"Nothing known"}"#.into());
+    lines.push(
+        r#"{"id":"odd","plot":"zeppelin quixotic","year":1890,"votes":3,"certificate":"XYZ"}"#
+            .into(),
+    );
+    std::fs::write(d.join("portable.jsonl"), lines.join("\n")).unwrap();
+    "portable.jsonl".into()
+}
+
 fn write_tiny_bert(dir: &Path, seed: u64) {
     use cinefuse_model::pretrained::testing::TinyBert;
     let tiny = TinyBert {
@@ -664,6 +685,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
+    portable::check_portable(d, "model", &portable_movies(d));
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;
     let predict = || {
         let text = ok(

@@ -78,7 +78,7 @@ pub struct Preprocessor {
 
 impl Preprocessor {
     pub fn load(dir: &Path) -> Result<Self, DataError> {
-        let mut state: PreprocessState = crate::atomic::read_json(&dir.join(PREPROCESS_FILE))?;
+        let state: PreprocessState = crate::atomic::read_json(&dir.join(PREPROCESS_FILE))?;
         if state.format_version != FORMAT_VERSION {
             return Err(DataError::file(
                 dir.join(PREPROCESS_FILE),
@@ -87,9 +87,6 @@ impl Preprocessor {
                     state.format_version
                 ),
             ));
-        }
-        for v in &mut state.categorical {
-            v.rebuild_index();
         }
         let tokenizer = load_tokenizer(&dir.join(TOKENIZER_FILE))?;
         Ok(Self { state, tokenizer })

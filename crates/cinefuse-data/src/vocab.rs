@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 pub const MISSING_ID: u32 = 0;
 pub const OOV_ID: u32 = 1;
 
+/// Read back through `StoredVocab`, so that a vocabulary from any file has its lookup index:
+/// one left empty maps every value to `OOV_ID` (as declared categorical extras once did in
+/// `predict`, `serve` and evaluation on other data).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "StoredVocab")]
 pub struct Vocab {
     pub name: String,
     pub min_freq: usize,
@@ -16,6 +20,27 @@ pub struct Vocab {
     pub values: Vec<String>,
     #[serde(skip)]
     index: HashMap<String, u32>,
+}
+
+/// A vocabulary's fields as stored.
+#[derive(Deserialize)]
+struct StoredVocab {
+    name: String,
+    min_freq: usize,
+    values: Vec<String>,
+}
+
+impl From<StoredVocab> for Vocab {
+    fn from(s: StoredVocab) -> Self {
+        let mut vocab = Vocab {
+            name: s.name,
+            min_freq: s.min_freq,
+            values: s.values,
+            index: HashMap::new(),
+        };
+        vocab.rebuild_index();
+        vocab
+    }
 }
 
 fn normalize(value: &str) -> String {
@@ -48,8 +73,8 @@ impl Vocab {
         vocab
     }
 
-    /// Must be called after deserializing.
-    pub fn rebuild_index(&mut self) {
+    /// Builds the lookup from `values` (every constructor and deserialisation calls it).
+    fn rebuild_index(&mut self) {
         self.index = self
             .values
             .iter()
@@ -147,9 +172,9 @@ mod tests {
         assert_eq!(v.id(Some("  ")), MISSING_ID);
         assert_eq!(v.size(), 4);
         let json = serde_json::to_string(&v).unwrap();
-        let mut back: Vocab = serde_json::from_str(&json).unwrap();
-        back.rebuild_index();
-        assert_eq!(back.id(Some("pg")), 3);
+        let back: Vocab = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.id(Some("pg")), 3, "read back with its index");
+        assert_eq!(back, v);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::metrics::conformal_quantile;
 use crate::model_card::{CardFacts, write_card};
+use crate::portable::write_portable;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -225,6 +226,7 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    write_portable(dir, &manifest)?;
     let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
     let card = CardFacts::of("one model".into(), &run, &test_preds, interval, run_dir);
     write_card(dir, &manifest, &card)?;
@@ -303,6 +305,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    write_portable(dir, &manifest)?;
     let kind = if e.refit {
         "the refit model of a bag (one model on all of train + validation)".to_string()
     } else {
@@ -350,6 +353,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         ..lead
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    write_portable(dir, &manifest)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let kind = format!(
         "a blend of {} bags (genre weights {:?}, rating weights {:?})",

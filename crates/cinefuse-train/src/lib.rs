@@ -18,6 +18,7 @@ pub mod input_fields;
 pub mod interval;
 pub mod metrics;
 pub mod model_card;
+pub mod portable;
 pub mod predict;
 pub mod run_dir;
 pub mod schedule;

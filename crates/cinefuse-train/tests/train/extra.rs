@@ -128,6 +128,9 @@ fn each_kind_of_extra_feature_is_learned() {
             with.genres.top1,
             without.genres.top1
         );
+        if label == "categorical" {
+            predict_reads_categorical_extras(root);
+        }
     }
 
     // A month extracted from a date is a categorical value like any other.
@@ -204,6 +207,34 @@ fn declared_features_are_checked_by_name_and_kind() {
     assert_eq!(
         again.data.features, c.data.features,
         "the resolved config reloads"
+    );
+}
+
+/// The exported categorical-feature model looks a studio up in its vocabulary as read back
+/// from the export (a vocabulary without its index once made every value unknown, so both
+/// studios predicted the same).
+fn predict_reads_categorical_extras(root: &Path) {
+    use cinefuse_train::config::BackendKind;
+    use cinefuse_train::predict::{Predictor, movie_from_json};
+    let model = root.join("model-categorical");
+    cinefuse_train::export::export(&root.join("run-categorical"), &model, None).unwrap();
+    let p = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
+    let comedy = |studio: &str| -> f32 {
+        let json = format!(r#"{{"extra": {{"studio": "{studio}"}}}}"#);
+        let item = p
+            .item(&movie_from_json(&json, "m").unwrap(), None, root)
+            .unwrap();
+        let genres = &p.predict(&[item])[0].genres;
+        genres
+            .iter()
+            .find(|g| g.genre == "Comedy")
+            .unwrap()
+            .probability
+    };
+    let (odd, even) = (comedy("studio-1"), comedy("studio-2"));
+    assert!(
+        odd > 0.8 && even < 0.2,
+        "P(comedy): studio-1 {odd}, studio-2 {even}"
     );
 }
 

@@ -1,0 +1,107 @@
+//! (imported into the `cli` test binary)
+//! An export's portable files against `cinefuse predict`: `scripts/cinefuse_torch.py`
+//! rebuilds the model from `config.json` and `model.safetensors` in plain PyTorch, and again
+//! through ONNX in onnxruntime; both must give `predict`'s probabilities, ratings and
+//! intervals within 1e-4. SKIPPED without a Python that has those packages
+//! (`scripts/setup_python.sh --torch`, which `.ci/run` calls).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::ok;
+
+const TOLERANCE: f64 = 1e-4;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A Python with the reference implementation's packages: `CINEFUSE_PYTHON`, else the
+/// scripts' venv.
+fn torch_python() -> Option<PathBuf> {
+    let python = std::env::var_os("CINEFUSE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("scripts/.venv/bin/python"));
+    let ok = Command::new(&python)
+        .args([
+            "-c",
+            "import torch, safetensors, tokenizers, PIL, onnx, onnxruntime",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(python)
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The largest difference between `predict --json`'s movies and the reference's.
+fn max_difference(cinefuse: &[Value], reference: &[Value]) -> f64 {
+    assert_eq!(cinefuse.len(), reference.len(), "{reference:?}");
+    let f = |v: &Value| v.as_f64().unwrap();
+    let mut worst: f64 = 0.0;
+    for (c, r) in cinefuse.iter().zip(reference) {
+        assert_eq!(c["id"], r["id"]);
+        for g in c["genres"].as_array().unwrap() {
+            let name = g["genre"].as_str().unwrap();
+            worst = worst.max((f(&g["probability"]) - f(&r["probabilities"][name])).abs());
+        }
+        worst = worst.max((f(&c["rating"]) - f(&r["rating"])).abs());
+        match (
+            c["rating_interval"].as_array(),
+            r["rating_interval"].as_array(),
+        ) {
+            (Some(a), Some(b)) => {
+                for (x, y) in a.iter().zip(b) {
+                    worst = worst.max((f(x) - f(y)).abs());
+                }
+            }
+            (a, b) => assert_eq!(a.is_none(), b.is_none(), "{c} vs {r}"),
+        }
+    }
+    worst
+}
+
+/// Checks the export `model` (inside `d`) on the movies of `movies` (a JSONL file in `d`).
+pub fn check_portable(d: &Path, model: &str, movies: &str) {
+    let Some(python) = torch_python() else {
+        eprintln!(
+            "SKIPPED: the PyTorch/ONNX round trip of {model}: no Python with torch, safetensors, \
+             tokenizers, pillow, onnx and onnxruntime (scripts/setup_python.sh --torch)"
+        );
+        return;
+    };
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(d.join(model).join(file).is_file(), "{model}/{file}");
+    }
+    let cinefuse = json_lines(&ok(
+        d,
+        &["predict", "--model", model, "--jsonl", movies, "--json"],
+    ));
+    let script = repo_root().join("scripts/cinefuse_torch.py");
+    let reference = |args: &[&str]| -> Vec<Value> {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cinefuse_torch.py {args:?}: {stderr}");
+        json_lines(&String::from_utf8_lossy(&out.stdout))
+    };
+    let torch = reference(&["predict", model, movies]);
+    let worst = max_difference(&cinefuse, &torch);
+    assert!(worst <= TOLERANCE, "PyTorch differs by {worst}");
+    let onnx_file = format!("{model}.onnx");
+    let onnx = reference(&["onnx", model, &onnx_file, movies]);
+    let worst = max_difference(&cinefuse, &onnx);
+    assert!(worst <= TOLERANCE, "ONNX differs by {worst}");
+    assert!(d.join(&onnx_file).is_file());
+}

@@ -1,0 +1,966 @@
+#!/usr/bin/env python3
+"""A reference implementation of cinefuse's exported models in plain PyTorch.
+
+It rebuilds a model from an export's two portable files, `config.json` (architecture,
+preprocessing, decisions) and `model.safetensors` (weights with PyTorch's names and layouts),
+using standard PyTorch modules only; no cinefuse code. docs/PORTABLE.md documents both files.
+
+  predict MODEL_DIR MOVIES.jsonl          one JSON line per movie: genre probabilities, rating,
+                                          interval (as `cinefuse predict --json` has them)
+  onnx MODEL_DIR OUT.onnx [MOVIES.jsonl]  writes the network as ONNX (inputs: the preprocessed
+                                          tensors); with MOVIES, predicts them with onnxruntime
+
+Poster paths in MOVIES are read relative to the JSONL file, as `cinefuse predict --jsonl` does.
+Setup: scripts/setup_python.sh --torch (torch, safetensors, tokenizers, pillow, onnx, onnxruntime).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MASKED_SCORE = -1.0e4
+VOTES_COLUMN = 2
+
+
+# ---------------------------------------------------------------- preprocessing: one movie
+
+
+class Preprocess:
+    """Turns movie records into the model's input tensors, as config.json's `preprocess` says."""
+
+    def __init__(self, model_dir, spec, backbone_scale):
+        from tokenizers import Tokenizer
+
+        self.spec = spec
+        plot = spec["plot"]
+        self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, plot["tokenizer_file"]))
+        cls = self.tokenizer.token_to_id(plot["cls_token"])
+        self.cls_id = plot["cls_fallback_id"] if cls is None else cls
+        self.has_post_processor = json.load(
+            open(os.path.join(model_dir, plot["tokenizer_file"]), encoding="utf-8")
+        ).get("post_processor") is not None
+        self.backbone_scale = backbone_scale
+
+    def tokens(self, movie):
+        plot = movie.get("plot")
+        if not plot or not plot.strip():
+            return []
+        p = self.spec["plot"]
+        title = movie.get("title")
+        text = f"{title.strip()}. {plot}" if p["title_in_text"] and title and title.strip() else plot
+        text = text.encode("utf-8")[: p["max_plot_bytes"]].decode("utf-8", errors="ignore")
+        if self.has_post_processor:
+            return self.tokenizer.encode(text, add_special_tokens=True).ids[: p["max_tokens"]]
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        return [self.cls_id] + ids[: max(p["max_tokens"] - 1, 0)]
+
+    def numeric(self, movie):
+        values, missing = [], []
+        for s in self.spec["numeric"]:
+            v, m = scale(s, builtin_numeric(movie, s["name"]))
+            values.append(v)
+            missing.append(m)
+        cats = [vocab_id(v, builtin_categorical(movie, v["name"])) for v in self.spec["categorical"]]
+        for f in self.spec["extras"]:
+            encode_extra(f, movie.get("extra") or {}, values, missing, cats)
+        return values, missing, cats
+
+    def poster(self, path):
+        from PIL import Image
+
+        p = self.spec["poster"]
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        fitted = fit_poster(rgb, p["width"], p["height"], p["fit"], p["pad_value"])
+        chw = fitted.transpose(2, 0, 1).astype(np.float32)
+        mean = np.array(p["mean"], np.float32).reshape(3, 1, 1)
+        std = np.array(p["std"], np.float32).reshape(3, 1, 1)
+        return (chw / np.float32(255.0) - mean) / std
+
+    def batch(self, movies, base):
+        """Model inputs for `movies`, as tensors (tokens padded to the longest plot)."""
+        tokens = [self.tokens(m) for m in movies]
+        length = max(1, max(len(t) for t in tokens))
+        ids = torch.zeros(len(movies), length, dtype=torch.int64)
+        mask = torch.zeros(len(movies), length)
+        for i, t in enumerate(tokens):
+            ids[i, : len(t)] = torch.tensor(t, dtype=torch.int64)
+            mask[i, : len(t)] = 1.0
+        p = self.spec["poster"]
+        posters = np.zeros((len(movies), 3, p["height"], p["width"]), np.float32)
+        present = np.zeros(len(movies), np.float32)
+        for i, m in enumerate(movies):
+            if m.get("poster"):
+                posters[i] = self.poster(os.path.join(base, m["poster"]))
+                present[i] = 1.0
+        meta = [self.numeric(m) for m in movies]
+        return {
+            "posters": torch.from_numpy(posters),
+            "poster_present": torch.from_numpy(present),
+            "tokens": ids,
+            "token_mask": mask,
+            "plot_present": torch.tensor([1.0 if t else 0.0 for t in tokens]),
+            "numeric": torch.tensor([v for v, _, _ in meta], dtype=torch.float32).reshape(len(movies), -1),
+            "numeric_missing": torch.tensor([m for _, m, _ in meta], dtype=torch.float32).reshape(len(movies), -1),
+            "categorical": torch.tensor([c for _, _, c in meta], dtype=torch.int64).reshape(len(movies), -1),
+        }
+
+
+def builtin_numeric(movie, name):
+    v = movie.get(name)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def builtin_categorical(movie, name):
+    lists = {"director": "directors", "language": "languages", "country": "countries", "lead_actor": "cast"}
+    if name in lists:
+        items = movie.get(lists[name]) or []
+        return items[0] if items else None
+    return movie.get(name)
+
+
+def scale(s, x):
+    """A numeric scaler: (value, missing flag); log1p first when the transform says so."""
+    if x is None:
+        return 0.0, 1.0
+    if s["transform"] == "log1p":
+        x = math.log1p(max(x, 0.0))
+    return float(np.float32((x - s["mean"]) / s["std"])), 0.0
+
+
+def vocab_id(vocab, value):
+    """0 for missing, 1 for a value not in the vocabulary, else its index + 2."""
+    v = (value or "").strip().lower()
+    if not v:
+        return 0
+    try:
+        return vocab["values"].index(v) + 2
+    except ValueError:
+        return 1
+
+
+MISSING_TEXT = {"", "N/A", "NA", "n/a", "\\N", "null", "None", "-"}
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+
+def extra_text(v):
+    if v is None or (isinstance(v, str) and v.strip() in MISSING_TEXT):
+        return None
+    return v.strip() if isinstance(v, str) else json.dumps(v)
+
+
+def month(text):
+    import re
+
+    for w in (w.lower() for w in re.split(r"[\s,]+", text) if w):
+        for i, m in enumerate(MONTHS):
+            if w.startswith(m):
+                return MONTHS[i]
+    parts = text.strip().split("-")
+    if len(parts) >= 2 and len(parts[0]) == 4 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12:
+        return MONTHS[int(parts[1]) - 1]
+    return None
+
+
+def set_items(v):
+    if v is None:
+        return []
+    if isinstance(v, list):
+        return [s.strip().lower() for s in v if s.strip()]
+    items = (s.split("(")[0].strip().lower() for s in v.replace("|", ",").split(","))
+    return [s for s in items if s and s not in MISSING_TEXT]
+
+
+def text_words(v):
+    t = extra_text(v)
+    if t is None:
+        return []
+    words = "".join(c if c.isalnum() else " " for c in t).split(" ")
+    return [w.lower() for w in words if len(w.encode()) > 1]
+
+
+def encode_extra(f, extra, values, missing, cats):
+    """One declared extra feature of a movie (`extra` is its `extra` object)."""
+    if f["kind"] == "numeric":
+        s = f["scaler"]
+        raw = extra.get(s["name"].removeprefix("extra."))
+        if isinstance(raw, str):
+            raw = None if raw.strip() in MISSING_TEXT else float(raw.strip().replace(",", ""))
+        v, m = scale(s, raw if raw is None or math.isfinite(raw) else None)
+        values.append(v)
+        missing.append(m)
+    elif f["kind"] == "categorical":
+        text = extra_text(extra.get(f["vocab"]["name"].removeprefix("extra.")))
+        if text is not None and f.get("extract") == "month":
+            text = month(text)
+        cats.append(vocab_id(f["vocab"], text))
+    else:
+        known = f["items"] if f["kind"] == "set" else f["words"]
+        raw = extra.get(f["name"])
+        present = set_items(raw) if f["kind"] == "set" else text_words(raw)
+        for k in known:
+            values.append(1.0 if k in present else 0.0)
+            missing.append(0.0 if present else 1.0)
+
+
+# ---------------------------------------------------------------- posters: the Triangle resize
+
+
+def resize_weights(src, dst):
+    """Per output pixel: the first input pixel and the normalised triangle weights (float32,
+    in the order and precision of the `image` crate's separable resize)."""
+    f32 = np.float32
+    ratio = f32(src) / f32(dst)
+    sratio = ratio if ratio >= f32(1.0) else f32(1.0)
+    support = f32(1.0) * sratio
+    out = []
+    for o in range(dst):
+        centre = (f32(o) + f32(0.5)) * ratio
+        left = min(max(math.floor(centre - support), 0), src - 1)
+        right = min(max(math.ceil(centre + support), left + 1), src)
+        centre = centre - f32(0.5)
+        ws = []
+        total = f32(0.0)
+        for i in range(left, right):
+            x = abs((f32(i) - centre) / sratio)
+            w = f32(1.0) - x if x < f32(1.0) else f32(0.0)
+            ws.append(w)
+            total = total + w
+        out.append((left, [w / total for w in ws]))
+    return out
+
+
+def resize(rgb, width, height):
+    """Triangle-filter resize of an HxWx3 uint8 image: rows first (kept float), then columns
+    (rounded half away from zero and clamped to 0-255)."""
+    h, w, _ = rgb.shape
+    if (w, h) == (width, height):
+        return rgb.copy()
+    src = rgb.astype(np.float32)
+    rows = np.zeros((height, w, 3), np.float32)
+    for y, (left, ws) in enumerate(resize_weights(h, height)):
+        for i, wt in enumerate(ws):
+            rows[y] += src[left + i] * wt
+    cols = np.zeros((height, width, 3), np.float32)
+    for x, (left, ws) in enumerate(resize_weights(w, width)):
+        for i, wt in enumerate(ws):
+            cols[:, x] += rows[:, left + i] * wt
+    return np.floor(np.clip(cols, 0.0, 255.0) + np.float32(0.5)).astype(np.uint8)
+
+
+def round_half_away(x):
+    return math.floor(x + 0.5)
+
+
+def fit_poster(rgb, width, height, fit, pad_value):
+    h, w, _ = rgb.shape
+    if fit == "squash":
+        return resize(rgb, width, height)
+    if fit == "pad":
+        s = min(width / w, height / h)
+        nw = min(max(round_half_away(w * s), 1), width)
+        nh = min(max(round_half_away(h * s), 1), height)
+        out = np.full((height, width, 3), pad_value, np.uint8)
+        x, y = (width - nw) // 2, (height - nh) // 2
+        out[y : y + nh, x : x + nw] = resize(rgb, nw, nh)
+        return out
+    s = max(width / w, height / h)
+    nw = max(round_half_away(w * s), width)
+    nh = max(round_half_away(h * s), height)
+    x, y = (nw - width) // 2, (nh - height) // 2
+    return resize(rgb, nw, nh)[y : y + height, x : x + width]
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def masked_mean(x, mask):
+    m = mask.unsqueeze(2)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def keep_first(mask):
+    mask = mask.clone()
+    mask[:, 0] = 1.0
+    return mask
+
+
+def attention(q, k, v, heads, padding):
+    """Scaled dot-product attention over `heads` heads; `padding` [B, L] is True on padding."""
+    b, l, d = q.shape
+    dk = d // heads
+    split = lambda t: t.reshape(b, l, heads, dk).transpose(1, 2)
+    scores = split(q) @ split(k).transpose(2, 3) / math.sqrt(dk)
+    scores = scores.masked_fill(padding.reshape(b, 1, 1, l), MASKED_SCORE)
+    return (scores.softmax(3) @ split(v)).transpose(1, 2).reshape(b, l, d)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer layer with one fused q/k/v projection."""
+
+    def __init__(self, d, d_ff, heads):
+        super().__init__()
+        self.heads = heads
+        self.norm_attention = nn.LayerNorm(d, eps=1e-5)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.attention_out = nn.Linear(d, d)
+        self.norm_feed_forward = nn.LayerNorm(d, eps=1e-5)
+        self.feed_forward_in = nn.Linear(d, d_ff)
+        self.feed_forward_out = nn.Linear(d_ff, d)
+
+    def forward(self, x, padding):
+        q, k, v = self.qkv(self.norm_attention(x)).chunk(3, dim=2)
+        x = x + self.attention_out(attention(q, k, v, self.heads, padding))
+        return x + self.feed_forward_out(F.gelu(self.feed_forward_in(self.norm_feed_forward(x))))
+
+
+class EncoderStack(nn.Module):
+    def __init__(self, n, d, d_ff, heads):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(d, d_ff, heads) for _ in range(n))
+
+    def forward(self, x, padding):
+        for layer in self.layers:
+            x = layer(x, padding)
+        return x
+
+
+class OutputHead(nn.Module):
+    def __init__(self, d, n_genres):
+        super().__init__()
+        self.genre = nn.Linear(d, max(n_genres, 1))
+        self.rating = nn.Linear(d, 1)
+
+    def forward(self, x):
+        return self.genre(x), self.rating(x).squeeze(1)
+
+
+class FeatureAdapter(nn.Module):
+    """A pretrained backbone's features → the model's embedding."""
+
+    def __init__(self, d_in, d):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_in, eps=1e-5)
+        self.proj = nn.Linear(d_in, d)
+
+    def forward(self, x):
+        return F.gelu(self.proj(self.norm(x)))
+
+
+# ---------------------------------------------------------------- poster encoders
+
+
+def conv_bn(c_in, c_out, kernel, stride, padding, eps=1e-5, groups=1):
+    conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=False)
+    return conv, nn.BatchNorm2d(c_out, eps=eps)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1, self.norm1 = conv_bn(c_in, c_out, 3, stride, 1)
+        self.conv2, self.norm2 = conv_bn(c_out, c_out, 3, 1, 1)
+        self.shortcut = None
+        if c_in != c_out or stride != 1:
+            self.shortcut = nn.ModuleList(conv_bn(c_in, c_out, 1, stride, 0))
+
+    def forward(self, x):
+        y = F.relu(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        skip = x if self.shortcut is None else self.shortcut[1](self.shortcut[0](x))
+        return F.relu(y + skip)
+
+
+class PosterResnet(nn.Module):
+    """The from-scratch poster CNN (`model.poster.kind = "resnet"`)."""
+
+    def __init__(self, c, d):
+        super().__init__()
+        w = c["widths"]
+        self.stem, self.stem_norm = conv_bn(3, w[0], 3, c["stem_stride"], 1)
+        blocks, c_in = [], w[0]
+        for stage, c_out in enumerate(w):
+            for b in range(c["blocks_per_stage"]):
+                blocks.append(ResidualBlock(c_in, c_out, 2 if stage > 0 and b == 0 else 1))
+                c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.proj = nn.Linear(c_in, d)
+
+    def forward(self, inputs):
+        x = F.relu(self.stem_norm(self.stem(inputs["posters"])))
+        for block in self.blocks:
+            x = block(x)
+        return F.relu(self.proj(x.mean((2, 3))))
+
+
+LITE0_STAGES = [(3, 1, 16, 1, 1), (3, 2, 24, 2, 6), (5, 2, 40, 2, 6), (3, 2, 80, 3, 6),
+                (5, 1, 112, 3, 6), (5, 2, 192, 4, 6), (3, 1, 320, 1, 6)]
+
+
+class SameConv(nn.Module):
+    """TensorFlow's "same" padding: symmetric at stride 1, computed from the input at stride 2."""
+
+    def __init__(self, c_in, c_out, kernel, stride, groups=1):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        pad = (kernel - 1) // 2 if stride == 1 else 0
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, pad, groups=groups, bias=False)
+
+    def forward(self, x):
+        if self.stride != 1:
+            # Plain ints: an ONNX trace then keeps the padding of the poster size it was traced
+            # with (posters have one size per model); traced arithmetic got small maps wrong.
+            pads = []
+            for size in (int(x.shape[3]), int(x.shape[2])):
+                total = max((-(-size // self.stride) - 1) * self.stride + self.kernel - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = F.pad(x, pads)
+        return self.conv(x)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in, c_out, kernel, stride, expansion):
+        super().__init__()
+        mid = c_in * expansion
+        self.expand = SameConv(c_in, mid, 1, 1) if expansion != 1 else None
+        self.expand_norm = nn.BatchNorm2d(mid, eps=1e-3) if expansion != 1 else None
+        self.depthwise = SameConv(mid, mid, kernel, stride, groups=mid)
+        self.depthwise_norm = nn.BatchNorm2d(mid, eps=1e-3)
+        self.project = SameConv(mid, c_out, 1, 1)
+        self.project_norm = nn.BatchNorm2d(c_out, eps=1e-3)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        h = x
+        if self.expand is not None:
+            h = F.relu6(self.expand_norm(self.expand(h)))
+        h = F.relu6(self.depthwise_norm(self.depthwise(h)))
+        h = self.project_norm(self.project(h))
+        return h + x if self.residual else h
+
+
+class EfficientNetLite0(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = SameConv(3, 32, 3, 2)
+        self.stem_norm = nn.BatchNorm2d(32, eps=1e-3)
+        blocks, c_in = [], 32
+        for kernel, stride, c_out, n, expansion in LITE0_STAGES:
+            for i in range(n):
+                blocks.append(InvertedResidual(c_in, c_out, kernel, stride if i == 0 else 1, expansion))
+                c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.head = SameConv(c_in, 1280, 1, 1)
+        self.head_norm = nn.BatchNorm2d(1280, eps=1e-3)
+
+    def forward(self, x):
+        h = F.relu6(self.stem_norm(self.stem(x)))
+        for block in self.blocks:
+            h = block(h)
+        return F.relu6(self.head_norm(self.head(h))).mean((2, 3))
+
+
+class PosterEfficientNet(nn.Module):
+    """The pretrained poster encoder: EfficientNet-Lite0 on the checkpoint's pixel scale."""
+
+    def __init__(self, d, poster_spec):
+        super().__init__()
+        self.net = EfficientNetLite0()
+        self.adapter = FeatureAdapter(1280, d)
+        f32 = np.float32
+        m_in, s_in = f32(poster_spec["efficientnet_input_mean"]), f32(poster_spec["efficientnet_input_std"])
+        mul = [f32(s) * f32(255.0) / s_in for s in poster_spec["std"]]
+        add = [(f32(m) * f32(255.0) - m_in) / s_in for m in poster_spec["mean"]]
+        self.register_buffer("mul", torch.tensor(mul).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("add", torch.tensor(add).reshape(1, 3, 1, 1), persistent=False)
+
+    def forward(self, inputs):
+        return self.adapter(self.net(inputs["posters"] * self.mul + self.add))
+
+
+# ---------------------------------------------------------------- plot encoders
+
+
+class TransformerText(nn.Module):
+    def __init__(self, c, shapes, d):
+        super().__init__()
+        self.max_tokens = max(shapes["max_tokens"], 1)
+        self.cls_pooling = c["pooling"] == "cls"
+        self.tokens = nn.Embedding(shapes["vocab_size"], c["d_model"])
+        self.positions = nn.Embedding(self.max_tokens, c["d_model"])
+        self.encoder = EncoderStack(c["n_layers"], c["d_model"], c["d_ff"], c["n_heads"])
+        self.proj = nn.Linear(c["d_model"], d)
+
+    def forward(self, tokens, mask):
+        tokens, mask = tokens[:, : self.max_tokens], mask[:, : self.max_tokens]
+        positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
+        x = self.tokens(tokens) * 0.5 + self.positions(positions) * 0.5
+        h = self.encoder(x, mask == 0)
+        return F.gelu(self.proj(h[:, 0] if self.cls_pooling else masked_mean(h, mask)))
+
+
+class BagText(nn.Module):
+    def __init__(self, c, shapes, d):
+        super().__init__()
+        self.tokens = nn.Embedding(shapes["vocab_size"], c["d_model"])
+        self.hidden = nn.Linear(c["d_model"], c["d_ff"])
+        self.proj = nn.Linear(c["d_ff"], d)
+
+    def forward(self, tokens, mask):
+        return F.gelu(self.proj(F.gelu(self.hidden(masked_mean(self.tokens(tokens), mask)))))
+
+
+class CnnText(nn.Module):
+    def __init__(self, c, shapes, d):
+        super().__init__()
+        k = c["kernel_size"]
+        self.tokens = nn.Embedding(shapes["vocab_size"], c["d_model"])
+        self.conv = nn.Conv1d(c["d_model"], c["d_ff"], k, padding=k // 2)
+        self.proj = nn.Linear(c["d_ff"], d)
+
+    def forward(self, tokens, mask):
+        h = F.relu(self.conv(self.tokens(tokens).transpose(1, 2))) * mask.unsqueeze(1)
+        return F.gelu(self.proj(h.max(2).values))
+
+
+class NgramText(nn.Module):
+    PAIR_BASE = 46337
+
+    def __init__(self, c, shapes, d):
+        super().__init__()
+        self.buckets = c["ngram_buckets"]
+        self.unigrams = nn.Embedding(shapes["vocab_size"], c["d_model"])
+        self.bigrams = nn.Embedding(self.buckets, c["d_model"])
+        self.proj = nn.Linear(c["d_model"], d)
+
+    def forward(self, tokens, mask):
+        pooled = masked_mean(self.unigrams(tokens), mask)
+        if tokens.shape[1] > 1:
+            b = self.PAIR_BASE
+            pairs = ((tokens[:, :-1] % b) * b + tokens[:, 1:] % b) % self.buckets
+            pooled = pooled + masked_mean(self.bigrams(pairs), mask[:, :-1] * mask[:, 1:])
+        return F.gelu(self.proj(pooled))
+
+
+class FromScratchText(nn.Module):
+    """`model.text.kind` other than "bert": the encoder sits under the kind's own name."""
+
+    KINDS = {"transformer": TransformerText, "bag": BagText, "cnn": CnnText, "ngram": NgramText}
+
+    def __init__(self, c, shapes, d):
+        super().__init__()
+        self.kind = c["kind"]
+        setattr(self, self.kind, self.KINDS[self.kind](c, shapes, d))
+
+    def forward(self, inputs):
+        return getattr(self, self.kind)(inputs["tokens"], keep_first(inputs["token_mask"]))
+
+
+class BertLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, eps = c["hidden_size"], c.get("layer_norm_eps", 1e-12)
+        self.heads = c["num_attention_heads"]
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.attention_out = nn.Linear(d, d)
+        self.attention_norm = nn.LayerNorm(d, eps=eps)
+        self.intermediate = nn.Linear(d, c["intermediate_size"])
+        self.output = nn.Linear(c["intermediate_size"], d)
+        self.output_norm = nn.LayerNorm(d, eps=eps)
+
+    def forward(self, x, padding):
+        a = attention(self.query(x), self.key(x), self.value(x), self.heads, padding)
+        x = self.attention_norm(x + self.attention_out(a))
+        return self.output_norm(x + self.output(F.gelu(self.intermediate(x))))
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d = c["hidden_size"]
+        self.word = nn.Embedding(c["vocab_size"], d)
+        self.position = nn.Embedding(c["max_position_embeddings"], d)
+        self.token_type = nn.Embedding(max(c.get("type_vocab_size", 1), 1), d)
+        self.norm = nn.LayerNorm(d, eps=c.get("layer_norm_eps", 1e-12))
+
+    def forward(self, tokens):
+        positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
+        x = self.word(tokens) + self.position(positions) + self.token_type(torch.zeros_like(tokens))
+        return self.norm(x)
+
+
+class Bert(nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        c = backbone["config"]
+        self.pooling = backbone["pooling"]
+        self.embeddings = BertEmbeddings(c)
+        self.layers = nn.ModuleList(BertLayer(c) for _ in range(c["num_hidden_layers"]))
+
+    def forward(self, tokens, mask):
+        h = self.embeddings(tokens)
+        for layer in self.layers:
+            h = layer(h, mask == 0)
+        return h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)
+
+
+class BertText(nn.Module):
+    """The pretrained plot encoder (`model.text.kind = "bert"`)."""
+
+    def __init__(self, backbone, d):
+        super().__init__()
+        self.bert = Bert(backbone)
+        self.adapter = FeatureAdapter(backbone["config"]["hidden_size"], d)
+
+    def forward(self, inputs):
+        return self.adapter(self.bert(inputs["tokens"], keep_first(inputs["token_mask"])))
+
+
+# ---------------------------------------------------------------- metadata and fusion
+
+
+class MetaEncoder(nn.Module):
+    def __init__(self, c, shapes, d):
+        super().__init__()
+        sizes, dims = shapes["categorical_sizes"], shapes.get("categorical_dims") or []
+        dim = lambda i: dims[i] if i < len(dims) and dims[i] > 0 else c["cat_dim"]
+        self.embeddings = nn.ModuleList(nn.Embedding(max(n, 1), dim(i)) for i, n in enumerate(sizes))
+        d_in = 2 * shapes["n_numeric"] + sum(dim(i) for i in range(len(sizes)))
+        self.fc1 = nn.Linear(max(d_in, 1), c["hidden"])
+        self.norm = nn.LayerNorm(c["hidden"], eps=1e-5)
+        self.fc2 = nn.Linear(c["hidden"], d)
+
+    def forward(self, inputs):
+        cats = inputs["categorical"]
+        parts = [inputs["numeric"], inputs["numeric_missing"]]
+        parts += [emb(cats[:, i]) for i, emb in enumerate(self.embeddings)]
+        return F.gelu(self.fc2(F.gelu(self.norm(self.fc1(torch.cat(parts, 1))))))
+
+
+def masked_softmax(logits, present):
+    return logits.masked_fill(present == 0, MASKED_SCORE).softmax(1) * present
+
+
+class LateFusion(nn.Module):
+    def __init__(self, c, m, d, n_genres):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(m))
+
+    def forward(self, embeddings, present, logits, ratings):
+        w = masked_softmax(self.weights.unsqueeze(0).expand_as(present), present)
+        genre = sum(g * w[:, i : i + 1] for i, g in enumerate(logits))
+        return genre, sum(r * w[:, i] for i, r in enumerate(ratings))
+
+
+class ConcatFusion(nn.Module):
+    def __init__(self, c, m, d, n_genres):
+        super().__init__()
+        self.fc = nn.Linear(m * (d + 1), c["hidden"])
+        self.head = OutputHead(c["hidden"], n_genres)
+
+    def forward(self, embeddings, present, logits, ratings):
+        return self.head(F.gelu(self.fc(torch.cat(embeddings + [present], 1))))
+
+
+class GmuFusion(nn.Module):
+    def __init__(self, c, m, d, n_genres):
+        super().__init__()
+        self.projections = nn.ModuleList(nn.Linear(d, c["hidden"]) for _ in range(m))
+        self.gate = nn.Linear(m * (d + 1), m)
+        self.head = OutputHead(c["hidden"], n_genres)
+
+    def forward(self, embeddings, present, logits, ratings):
+        z = masked_softmax(self.gate(torch.cat(embeddings + [present], 1)), present)
+        h = sum(torch.tanh(p(x)) * z[:, i : i + 1] for i, (x, p) in enumerate(zip(embeddings, self.projections)))
+        return self.head(h)
+
+
+class AttentionFusion(nn.Module):
+    def __init__(self, c, m, d, n_genres):
+        super().__init__()
+        hidden = c["hidden"]
+        heads = max(c["n_heads"], 1)
+        while hidden % heads:
+            heads -= 1
+        self.input = nn.Linear(d, hidden)
+        self.fuse_token = nn.Parameter(torch.zeros(hidden))
+        self.modality_type = nn.Parameter(torch.zeros(m, hidden))
+        self.encoder = EncoderStack(c["n_layers"], hidden, 2 * hidden, heads)
+        self.head = OutputHead(hidden, n_genres)
+
+    def forward(self, embeddings, present, logits, ratings):
+        b = present.shape[0]
+        tokens = [self.fuse_token.unsqueeze(0).expand(b, -1)]
+        for i, e in enumerate(embeddings):
+            tokens.append((self.input(e) + self.modality_type[i]) * present[:, i : i + 1])
+        keep = torch.cat([torch.ones(b, 1), present], 1)
+        return self.head(self.encoder(torch.stack(tokens, 1), keep == 0)[:, 0])
+
+
+class Fusion(nn.Module):
+    KINDS = {"late": LateFusion, "concat": ConcatFusion, "gmu": GmuFusion, "attention": AttentionFusion}
+
+    def __init__(self, c, m, d, n_genres):
+        super().__init__()
+        self.kind = c["kind"]
+        setattr(self, self.kind, self.KINDS[self.kind](c, m, d, n_genres))
+
+    def forward(self, *args):
+        return getattr(self, self.kind)(*args)
+
+
+# ---------------------------------------------------------------- the model
+
+
+ORDER = ["poster", "text", "meta"]
+PRESENT = {"poster": "poster_present", "text": "plot_present", "meta": None}
+
+
+class CinefuseModel(nn.Module):
+    """One encoder and one output head per modality, and a fusion module over them; attribute
+    names are the tensor names of model.safetensors."""
+
+    def __init__(self, arch, poster_spec):
+        super().__init__()
+        c, shapes = arch["model"], arch["shapes"]
+        d, n_genres = c["embed_dim"], shapes["n_genres"]
+        self.modalities = [m for m in ORDER if m in arch["modalities"]]
+        self.rating_modality = c.get("rating_modality")
+        if "poster" in self.modalities:
+            if c["poster"]["kind"] == "resnet":
+                self.poster = PosterResnet(c["poster"], d)
+            else:
+                self.poster_pretrained = PosterEfficientNet(d, poster_spec)
+        if "text" in self.modalities:
+            if c["text"]["kind"] == "bert":
+                self.text_pretrained = BertText(shapes["text_backbone"], d)
+            else:
+                self.text = FromScratchText(c["text"], shapes, d)
+        if "meta" in self.modalities:
+            self.meta = MetaEncoder(c["meta"], shapes, d)
+        for m in self.modalities:
+            setattr(self, f"{m}_head", OutputHead(d, n_genres))
+        if len(self.modalities) > 1:
+            self.fusion = Fusion(c["fusion"], len(self.modalities), d, n_genres)
+
+    def encoder(self, m):
+        return getattr(self, m, None) or getattr(self, f"{m}_pretrained")
+
+    def forward(self, inputs):
+        """Genre logits [B, G] and the standardised rating [B]."""
+        embeddings, present, logits, ratings = [], [], [], []
+        for m in self.modalities:
+            p = inputs[PRESENT[m]] if PRESENT[m] else torch.ones(inputs["numeric"].shape[0])
+            e = self.encoder(m)(inputs) * p.unsqueeze(1)
+            g, r = getattr(self, f"{m}_head")(e)
+            embeddings.append(e)
+            present.append(p)
+            logits.append(g)
+            ratings.append(r)
+        if len(self.modalities) == 1:
+            return logits[0], ratings[0]
+        genre, rating = self.fusion(embeddings, torch.stack(present, 1), logits, ratings)
+        if self.rating_modality in self.modalities:
+            rating = ratings[self.modalities.index(self.rating_modality)]
+        return genre, rating
+
+
+def load_weights(model, path):
+    """Loads model.safetensors; every tensor must fill a parameter or buffer and vice versa
+    (PyTorch's batch-norm step counters, which cinefuse does not keep, excepted)."""
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        sys.exit(f"{path}: missing tensors {missing}, unexpected tensors {unexpected}")
+    return model.eval()
+
+
+class Bag(nn.Module):
+    """An export's members (one for a single model): probabilities and ratings are their mean."""
+
+    def __init__(self, model_dir, config):
+        super().__init__()
+        arch, poster = config["architecture"], config["preprocess"]["poster"]
+        self.members = nn.ModuleList(
+            load_weights(CinefuseModel(arch, poster), os.path.join(model_dir, w)) for w in config["weights"]
+        )
+        scale = config["rating_scale"]
+        self.rating_mean, self.rating_std = scale["mean"], scale["std"]
+
+    def forward(self, inputs):
+        """Per member: probabilities [K, B, G] and ratings on the 0-10 scale [K, B]."""
+        probs, ratings = [], []
+        for m in self.members:
+            g, r = m(inputs)
+            probs.append(torch.sigmoid(g))
+            ratings.append((r.double() * self.rating_std + self.rating_mean).clamp(0.0, 10.0).float())
+        return torch.stack(probs), torch.stack(ratings)
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def read_config(model_dir):
+    config = json.load(open(os.path.join(model_dir, "config.json"), encoding="utf-8"))
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") != 1:
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1")
+    return config
+
+
+class Part:
+    """One exported model or bag with its own preprocessing."""
+
+    def __init__(self, model_dir, config):
+        self.config = config
+        self.bag = Bag(model_dir, config)
+        self.pre = Preprocess(model_dir, config["preprocess"], None)
+
+    def members(self, movies, base, run=None):
+        inputs = self.pre.batch(movies, base)
+        with torch.no_grad():
+            probs, ratings = (run or self.bag)(inputs)
+        return probs.numpy(), ratings.numpy(), inputs["numeric"].numpy(), inputs["numeric_missing"].numpy()
+
+
+def member_predictions(model_dir, config, movies, base, run=None):
+    """Each member's probabilities [K, B, G] and ratings [K, B] (a blend's member k: member k
+    of every part, weighted), and each movie's scaled vote count (NaN: unknown)."""
+    parts = config.get("parts")
+    if not parts:
+        probs, ratings, numeric, missing = Part(model_dir, config).members(movies, base, run)
+    else:
+        probs, ratings = 0.0, 0.0
+        for i, part in enumerate(parts):
+            sub = os.path.join(model_dir, part["dir"])
+            p, r, n, m = Part(sub, read_config(sub)).members(movies, base)
+            probs = probs + np.float32(part["genre_weight"]) * p
+            ratings = ratings + np.float32(part["rating_weight"]) * r
+            if i == 0:
+                numeric, missing = n, m
+    votes = np.full(len(movies), np.nan, np.float32)
+    if numeric.shape[1] > VOTES_COLUMN:
+        known = missing[:, VOTES_COLUMN] <= 0.5
+        votes[known] = numeric[known, VOTES_COLUMN]
+    return probs, ratings, votes
+
+
+def interval(spec, member_ratings, rating, votes):
+    """The rating interval: CV+ over the movie's vote bin, or a fixed half-width."""
+    if spec is None:
+        return None
+    if spec["kind"] == "half_width":
+        w = spec["half_width"]
+        return [max(rating - w, 0.0), min(rating + w, 10.0)]
+    b = 0 if not math.isfinite(votes) else sum(1 for e in spec["edges"] if votes >= e)
+    bin_ = spec["bins"][b]
+    n, alpha = len(bin_), 1.0 - spec["coverage"]
+    k_lo, k_hi = math.floor(alpha * (n + 1)), math.ceil((1.0 - alpha) * (n + 1))
+    if k_lo < 1 or k_hi > n:
+        return None
+    pred = lambda m: float(member_ratings[min(m, len(member_ratings) - 1)])
+    lows = sorted(pred(m) - r for m, r in bin_)
+    highs = sorted(pred(m) + r for m, r in bin_)
+    return [max(lows[k_lo - 1], 0.0), min(highs[k_hi - 1], 10.0)]
+
+
+def predict(model_dir, movies, base, run=None):
+    config = read_config(model_dir)
+    probs, ratings, votes = member_predictions(model_dir, config, movies, base, run)
+    out = []
+    for i, movie in enumerate(movies):
+        p, rating = probs[:, i].mean(0), float(ratings[:, i].mean())
+        out.append({
+            "id": movie.get("id", "input"),
+            "probabilities": {g: float(x) for g, x in zip(config["genres"], p)},
+            "predicted": [g for g, x, t in zip(config["genres"], p, config["thresholds"]) if x >= t],
+            "rating": rating,
+            "rating_interval": interval(config["interval"], ratings[:, i], rating, float(votes[i])),
+        })
+    return out
+
+
+def read_movies(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# ---------------------------------------------------------------- ONNX
+
+INPUTS = ["posters", "poster_present", "tokens", "token_mask", "plot_present", "numeric", "numeric_missing", "categorical"]
+
+
+class TensorInputs(nn.Module):
+    """A bag with the preprocessed tensors as positional inputs, for ONNX."""
+
+    def __init__(self, bag):
+        super().__init__()
+        self.bag = bag
+
+    def forward(self, *tensors):
+        return self.bag(dict(zip(INPUTS, tensors)))
+
+
+def export_onnx(model_dir, out, movies, base):
+    config = read_config(model_dir)
+    if config.get("parts"):
+        sys.exit(f"{model_dir}: a blend; export each part-K folder to ONNX on its own")
+    part = Part(model_dir, config)
+    inputs = part.pre.batch(movies, base)
+    args = tuple(inputs[k] for k in INPUTS)
+    dynamic = {k: {0: "batch"} for k in INPUTS}
+    for k in ("tokens", "token_mask"):
+        dynamic[k] = {0: "batch", 1: "tokens"}
+    torch.onnx.export(TensorInputs(part.bag).eval(), args, out, input_names=INPUTS,
+                      output_names=["probabilities", "ratings"], dynamic_axes=dynamic,
+                      opset_version=17, dynamo=False)
+    return part
+
+
+def onnx_runner(path):
+    """A function with the bag's signature that runs the ONNX file in onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(inputs):
+        probs, ratings = session.run(None, {k: inputs[k].numpy() for k in names})
+        return torch.from_numpy(probs), torch.from_numpy(ratings)
+
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict")
+    p.add_argument("model_dir")
+    p.add_argument("movies")
+    o = sub.add_parser("onnx")
+    o.add_argument("model_dir")
+    o.add_argument("out")
+    o.add_argument("movies")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    movies = read_movies(args.movies)
+    base = os.path.dirname(os.path.abspath(args.movies))
+    if args.command == "predict":
+        results = predict(args.model_dir, movies, base)
+    else:
+        export_onnx(args.model_dir, args.out, movies, base)
+        results = predict(args.model_dir, movies, base, run=onnx_runner(args.out))
+    for r in results:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
