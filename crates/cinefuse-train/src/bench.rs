@@ -85,9 +85,7 @@ pub fn bench_train(
     warmup: usize,
     reps: usize,
 ) -> Result<Throughput> {
-    let mut b = config.backend.clone();
-    b.kind = backend;
-    let selected = select_devices(&b)?;
+    let selected = select_devices(&config.backend.with_kind(Some(backend)))?;
     for s in &selected {
         check_precision(s, config.train.precision)?;
     }

@@ -312,6 +312,15 @@ impl Default for BackendConfig {
 }
 
 impl BackendConfig {
+    /// This section with the backend kind replaced by `kind` (a `--backend` flag), if given.
+    pub fn with_kind(&self, kind: Option<BackendKind>) -> Self {
+        let mut b = self.clone();
+        if let Some(k) = kind {
+            b.kind = k;
+        }
+        b
+    }
+
     /// The device indices to train on: `devices`, or `[device_index]` when that is empty.
     pub fn device_indices(&self) -> Vec<usize> {
         if self.devices.is_empty() {

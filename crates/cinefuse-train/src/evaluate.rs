@@ -43,11 +43,7 @@ impl LoadedRun {
                 info.prepared_dir.display()
             )
         })?;
-        let mut b = config.backend.clone();
-        if let Some(k) = backend {
-            b.kind = k;
-        }
-        let device = select_device(&b)?.device;
+        let device = select_device(&config.backend.with_kind(backend))?.device;
         // Frozen pretrained encoders: the cached features when their checkpoint is still
         // there; otherwise the model runs its own copy of the backbone (slower, same result).
         if let Err(e) =
@@ -62,11 +58,7 @@ impl LoadedRun {
             )
         })?;
         let state: TrainState = read_json(&best.join(STATE_FILE))?;
-        let model = config
-            .model
-            .init(&info.shapes, &device)
-            .try_load_file(best.join(MODEL_FILE))
-            .map_err(|e| anyhow!("{}: {e}", best.display()))?;
+        let model = load_model(&config.model, &info.shapes, &best.join(MODEL_FILE), &device)?;
         Ok(Self {
             dir: run_dir.to_path_buf(),
             config,

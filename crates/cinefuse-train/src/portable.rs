@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
 use crate::export::Manifest;
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, write_json};
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, write_json};
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes.
@@ -45,11 +45,7 @@ pub fn write_portable(dir: &Path, manifest: &Manifest) -> Result<()> {
     let device = Device::flex();
     let mut weights = Vec::new();
     for file in &files {
-        let model = config
-            .model
-            .init(&manifest.shapes, &device)
-            .try_load_file(dir.join(file))
-            .map_err(|e| anyhow!("{}: {e}", dir.join(file).display()))?;
+        let model = load_model(&config.model, &manifest.shapes, &dir.join(file), &device)?;
         let name = safetensors_name(file);
         let mut store = SafetensorsStore::from_file(dir.join(&name))
             .with_to_adapter(BurnToPyTorchAdapter)

@@ -17,10 +17,10 @@ use cinefuse_model::{CinefuseModel, Modality};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
-use crate::config::{BackendConfig, BackendKind, TrainConfig};
+use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest};
 use crate::inference::{Predictions, predict_items};
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, read_json};
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
 
 /// A movie encoded for every model of a predictor: with the model's own preprocessing and,
 /// for a blend, with each partner bag's.
@@ -112,11 +112,7 @@ impl Predictor {
     ) -> Result<Self> {
         let config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
         let preprocessor = Preprocessor::load(model_dir)?;
-        let mut b: BackendConfig = config.backend.clone();
-        if let Some(k) = backend {
-            b.kind = k;
-        }
-        let device = select_device(&b)?.device;
+        let device = select_device(&config.backend.with_kind(backend))?.device;
         let files = if manifest.members.is_empty() {
             vec![MODEL_FILE.to_string()]
         } else {
@@ -124,13 +120,7 @@ impl Predictor {
         };
         let mut models = files
             .iter()
-            .map(|f| {
-                config
-                    .model
-                    .init(&manifest.shapes, &device)
-                    .try_load_file(model_dir.join(f))
-                    .map_err(|e| anyhow!("{}: {e}", model_dir.join(f).display()))
-            })
+            .map(|f| load_model(&config.model, &manifest.shapes, &model_dir.join(f), &device))
             .collect::<Result<Vec<_>>>()?;
         let model = models.remove(0);
         let c = &preprocessor.state.config;

@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cinefuse_model::ModelShapes;
+use burn::prelude::*;
 use cinefuse_model::head::RatingScale;
+use cinefuse_model::{CinefuseModel, ModelConfig, ModelShapes};
 use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -139,6 +140,25 @@ pub fn timestamp_of(secs: u64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// `model` with the weights of the Burn file `file` (written by a model of the same shapes);
+/// errors name the file.
+pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
+    model
+        .try_load_file(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+/// The model that `config` and `shapes` describe, on `device`, with the weights of `file`:
+/// how a run's best model, a checkpoint and every export member are read.
+pub fn load_model(
+    config: &ModelConfig,
+    shapes: &ModelShapes,
+    file: &Path,
+    device: &Device,
+) -> Result<CinefuseModel> {
+    load_weights(config.init(shapes, device), file)
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -168,10 +168,7 @@ impl Drop for UnstartedRun {
 /// The backend section with `--backend` / `--devices` applied; checked before the run folder
 /// is created, so a bad `--devices` leaves nothing behind.
 fn backend_config(config: &TrainConfig, opts: &TrainOptions) -> Result<BackendConfig> {
-    let mut backend = config.backend.clone();
-    if let Some(k) = opts.backend {
-        backend.kind = k;
-    }
+    let mut backend = config.backend.with_kind(opts.backend);
     if let Some(devices) = &opts.devices {
         backend.devices = devices.clone();
         backend
@@ -351,11 +348,7 @@ impl Trainer {
             .model
             .take()
             .context("the model is in place before a run starts")?;
-        self.model = Some(
-            model
-                .try_load_file(ckpt.join(MODEL_FILE))
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt.display()))?,
-        );
+        self.model = Some(load_weights(model, &ckpt.join(MODEL_FILE))?);
         let optim = std::mem::replace(&mut self.optim, optimizer(&self.config));
         self.optim = optim
             .load(ckpt.join(OPTIM_FILE))
