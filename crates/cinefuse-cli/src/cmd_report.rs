@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use cinefuse_data::split::Split;
 use cinefuse_report::run_report::GenreConfusion;
-use cinefuse_report::{RunReportData, write_eda, write_run_report};
+use cinefuse_report::{CurvePoint, RunReportData, write_eda, write_run_report};
 use cinefuse_train::evaluate::LoadedRun;
 use cinefuse_train::run_dir::read_metrics;
 use clap::Args;
@@ -65,7 +65,19 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let data = RunReportData {
         run_name: run.info.name.clone(),
         split: split.to_string(),
-        history: read_metrics(&a.run)?,
+        history: read_metrics(&a.run)?
+            .iter()
+            .map(|m| CurvePoint {
+                epoch: m.epoch,
+                train_loss: m.train_loss,
+                val_loss: m.val_loss,
+                val_micro_f1: m.val_micro_f1,
+                val_macro_f1: m.val_macro_f1,
+                val_top1: m.val_top1,
+                val_mae: m.val_mae,
+                val_within_10pct: m.val_within_10pct,
+            })
+            .collect(),
         genres,
         ratings: truth
             .iter()

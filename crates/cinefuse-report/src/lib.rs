@@ -11,4 +11,4 @@ pub mod run_report;
 pub mod stats;
 
 pub use eda::{EdaSummary, write_eda};
-pub use run_report::{RunReportData, write_run_report};
+pub use run_report::{CurvePoint, RunReportData, write_run_report};

@@ -30,22 +30,37 @@ impl GenreConfusion {
     }
 }
 
+/// One epoch of the learning curves (from the run's `metrics.jsonl`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_micro_f1: f64,
+    pub val_macro_f1: f64,
+    pub val_top1: f64,
+    pub val_mae: f64,
+    pub val_within_10pct: f64,
+}
+
 /// What the run report shows; gathered by the caller from the run directory and the model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReportData {
     pub run_name: String,
     pub split: String,
-    /// The lines of `metrics.jsonl`.
-    pub history: Vec<serde_json::Value>,
+    /// The learning curves, one point per epoch.
+    pub history: Vec<CurvePoint>,
     pub genres: Vec<GenreConfusion>,
     /// (actual, predicted) ratings.
     pub ratings: Vec<(f64, f64)>,
 }
 
-fn series(history: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
+/// One curve: (epoch, value) for every epoch whose value is a number.
+fn series(history: &[CurvePoint], value: fn(&CurvePoint) -> f64) -> Vec<(f64, f64)> {
     history
         .iter()
-        .filter_map(|h| Some((h["epoch"].as_f64()?, h[key].as_f64()?)))
+        .map(|p| (p.epoch as f64, value(p)))
+        .filter(|(_, v)| v.is_finite())
         .collect()
 }
 
@@ -67,8 +82,8 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
         "epoch",
         "loss",
         &[
-            ("train".into(), series(&data.history, "train_loss")),
-            ("validation".into(), series(&data.history, "val_loss")),
+            ("train".into(), series(&data.history, |p| p.train_loss)),
+            ("validation".into(), series(&data.history, |p| p.val_loss)),
         ],
     )?;
     page.image("report/loss.png", "Training and validation loss");
@@ -78,9 +93,12 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
         "epoch",
         "score",
         &[
-            ("micro-F1".into(), series(&data.history, "val_micro_f1")),
-            ("macro-F1".into(), series(&data.history, "val_macro_f1")),
-            ("top-1 accuracy".into(), series(&data.history, "val_top1")),
+            ("micro-F1".into(), series(&data.history, |p| p.val_micro_f1)),
+            ("macro-F1".into(), series(&data.history, |p| p.val_macro_f1)),
+            (
+                "top-1 accuracy".into(),
+                series(&data.history, |p| p.val_top1),
+            ),
         ],
     )?;
     page.image(
@@ -93,10 +111,10 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
         "epoch",
         "value",
         &[
-            ("MAE".into(), series(&data.history, "val_mae")),
+            ("MAE".into(), series(&data.history, |p| p.val_mae)),
             (
                 "within 10 %".into(),
-                series(&data.history, "val_within_10pct"),
+                series(&data.history, |p| p.val_within_10pct),
             ),
         ],
     )?;

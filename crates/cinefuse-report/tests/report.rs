@@ -1,7 +1,7 @@
 //! Report tests: every section is present and every chart decodes as an image.
 
 use cinefuse_report::run_report::GenreConfusion;
-use cinefuse_report::{RunReportData, write_eda, write_run_report};
+use cinefuse_report::{CurvePoint, RunReportData, write_eda, write_run_report};
 
 #[test]
 fn eda_report_has_every_section_and_decodable_images() {
@@ -98,9 +98,20 @@ fn eda_report_has_every_section_and_decodable_images() {
 #[test]
 fn run_report_writes_curves_genres_and_the_rating_scatter() {
     let dir = tempfile::tempdir().unwrap();
-    let history: Vec<serde_json::Value> = (1..=4)
-        .map(|e| serde_json::json!({"epoch": e, "train_loss": 1.0 / e as f64, "val_loss": 1.2 / e as f64, "val_micro_f1": 0.1 * e as f64,
-            "val_macro_f1": 0.08 * e as f64, "val_top1": 0.15 * e as f64, "val_mae": 1.0 - 0.1 * e as f64, "val_within_10pct": 0.1 * e as f64}))
+    let history: Vec<CurvePoint> = (1..=4)
+        .map(|e| {
+            let x = e as f64;
+            CurvePoint {
+                epoch: e,
+                train_loss: 1.0 / x,
+                val_loss: 1.2 / x,
+                val_micro_f1: 0.1 * x,
+                val_macro_f1: 0.08 * x,
+                val_top1: 0.15 * x,
+                val_mae: 1.0 - 0.1 * x,
+                val_within_10pct: 0.1 * x,
+            }
+        })
         .collect();
     let data = RunReportData {
         run_name: "t".into(),
@@ -143,7 +154,7 @@ fn run_report_writes_curves_genres_and_the_rating_scatter() {
     write_run_report(again.path(), &data).unwrap();
     let mut other = data.clone();
     for h in &mut other.history {
-        h["val_loss"] = serde_json::json!(0.5);
+        h.val_loss = 0.5;
     }
     other.genres[1].tp = 4;
     other.genres[1].fn_ = 0;

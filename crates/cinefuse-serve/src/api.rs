@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cinefuse_train::input_fields::movie_from_form;
 use cinefuse_train::predict::{MoviePrediction, movie_from_json};
+use cinefuse_train::run_dir::EpochMetrics;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,14 +37,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub async fn list_runs(State(state): State<Arc<AppState>>) -> Json<Vec<runs::RunSummary>> {
+pub async fn list_runs(State(state): State<Arc<AppState>>) -> Json<Vec<runs::RunOverview>> {
     Json(runs::list(&state.runs))
 }
 
 pub async fn run_metrics(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<EpochMetrics>>, ApiError> {
     let dir = runs::run_dir(&state.runs, &id)
         .ok_or_else(|| ApiError::not_found(format!("no run {id:?}")))?;
     Ok(Json(runs::metrics(&dir)))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics};
 use minijinja::{Environment, context};
 use serde::Serialize;
 use serde_json::Value;
@@ -60,8 +61,9 @@ fn page_error(state: &AppState, status: StatusCode, message: &str) -> Response {
     }
 }
 
-fn num(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
 /// UTC `YYYY-MM-DD HH:MM` of a Unix time.
@@ -121,12 +123,12 @@ pub async fn runs_page(
         .map(|r| Row {
             started: date(r.started_unix),
             started_unix: r.started_unix,
-            val_loss: num(&r.best["val_loss"], 4),
-            val_micro_f1: num(&r.best["val_micro_f1"], 3),
-            val_mae: num(&r.best["val_mae"], 3),
-            test_micro_f1: num(&r.test["micro_f1"], 3),
-            test_top1: num(&r.test["top1"], 3),
-            test_mae: num(&r.test["mae"], 3),
+            val_loss: num(r.best.as_ref().map(|b| b.val_loss), 4),
+            val_micro_f1: num(r.best.as_ref().map(|b| b.val_micro_f1), 3),
+            val_mae: num(r.best.as_ref().map(|b| b.val_mae), 3),
+            test_micro_f1: num(r.test.as_ref().map(|t| t.micro_f1), 3),
+            test_top1: num(r.test.as_ref().map(|t| t.top1), 3),
+            test_mae: num(r.test.as_ref().map(|t| t.mae), 3),
             id: r.id,
             status: r.status,
             backend: r.backend,
@@ -179,14 +181,27 @@ pub async fn runs_page(
     )
 }
 
-fn series(history: &[Value], keys: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
-    keys.iter()
-        .map(|k| {
+/// A value of an epoch's metrics, named as in `metrics.jsonl` for the chart's legend.
+type Metric = (&'static str, fn(&EpochMetrics) -> f64);
+
+const TRAIN_LOSS: Metric = ("train_loss", |m| m.train_loss);
+const VAL_LOSS: Metric = ("val_loss", |m| m.val_loss);
+const VAL_MICRO_F1: Metric = ("val_micro_f1", |m| m.val_micro_f1);
+const VAL_MACRO_F1: Metric = ("val_macro_f1", |m| m.val_macro_f1);
+const VAL_TOP1: Metric = ("val_top1", |m| m.val_top1);
+const VAL_MAE: Metric = ("val_mae", |m| m.val_mae);
+
+/// One (epoch, value) curve per metric; epochs without a number are left out.
+fn series(history: &[EpochMetrics], metrics: &[Metric]) -> Vec<(String, Vec<(f64, f64)>)> {
+    metrics
+        .iter()
+        .map(|(name, value)| {
             let points = history
                 .iter()
-                .filter_map(|h| Some((h["epoch"].as_f64()?, h[*k].as_f64()?)))
+                .map(|m| (m.epoch as f64, value(m)))
+                .filter(|(_, v)| v.is_finite())
                 .collect();
-            (k.to_string(), points)
+            (name.to_string(), points)
         })
         .filter(|(_, p): &(String, Vec<(f64, f64)>)| !p.is_empty())
         .collect()
@@ -198,31 +213,19 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
     };
     let run = runs::summarize(&id, &dir);
     let history = runs::metrics(&dir);
-    let eval: Value = std::fs::read(dir.join("eval.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    let genres: Vec<Value> = eval["genres"]["per_genre"]
-        .as_array()
-        .cloned()
+    let genres = dir
+        .test_evaluation()
+        .map(|e| e.genres.per_genre)
         .unwrap_or_default();
     let genre_chart = (!genres.is_empty()).then(|| {
-        let rows: Vec<(String, f64)> = genres
-            .iter()
-            .map(|g| {
-                (
-                    g["genre"].as_str().unwrap_or("").to_string(),
-                    g["f1"].as_f64().unwrap_or(0.0),
-                )
-            })
-            .collect();
+        let rows: Vec<(String, f64)> = genres.iter().map(|g| (g.genre.clone(), g.f1)).collect();
         svg::bars(
             "Per-genre F1 (test, thresholds tuned on validation)",
             &rows,
             1.0,
         )
     });
-    let predictions: Value = std::fs::read(dir.join("eval_predictions.json"))
+    let predictions: Value = std::fs::read(dir.path().join("eval_predictions.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
@@ -259,11 +262,11 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
         "run.html",
         context! {
             title => id.clone(), run,
-            loss_chart => svg::lines("Loss", "epoch", &series(&history, &["train_loss", "val_loss"])),
-            metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &["val_micro_f1", "val_macro_f1", "val_top1"])),
-            mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &["val_mae"])),
+            loss_chart => svg::lines("Loss", "epoch", &series(&history, &[TRAIN_LOSS, VAL_LOSS])),
+            metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &[VAL_MICRO_F1, VAL_MACRO_F1, VAL_TOP1])),
+            mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &[VAL_MAE])),
             genre_chart, genres, rating_chart, weight_chart,
-            config => std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default(),
+            config => std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap_or_default(),
             refresh => if live { Some(5) } else { None },
         },
     )
@@ -292,11 +295,11 @@ pub async fn compare_page(
             None => return page_error(&state, StatusCode::NOT_FOUND, &format!("no run {id:?}")),
         }
     }
-    let curves = |key: &str| -> Vec<(String, Vec<(f64, f64)>)> {
+    let curves = |metric: Metric| -> Vec<(String, Vec<(f64, f64)>)> {
         ids.iter()
             .zip(&dirs)
             .map(|(id, d)| {
-                let s = series(&runs::metrics(d), &[key]);
+                let s = series(&runs::metrics(d), &[metric]);
                 (
                     id.clone(),
                     s.into_iter().next().map(|(_, p)| p).unwrap_or_default(),
@@ -309,8 +312,8 @@ pub async fn compare_page(
         "compare.html",
         context! {
             title => "compare", ids,
-            loss_chart => svg::lines("Validation loss", "epoch", &curves("val_loss")),
-            metric_chart => svg::lines("Validation micro-F1", "epoch", &curves("val_micro_f1")),
+            loss_chart => svg::lines("Validation loss", "epoch", &curves(VAL_LOSS)),
+            metric_chart => svg::lines("Validation micro-F1", "epoch", &curves(VAL_MICRO_F1)),
             diff => runs::config_diff(&dirs),
         },
     )

@@ -128,6 +128,7 @@ pub struct EvalReport {
     pub target: String,
     pub movies: usize,
     pub best_epoch: usize,
+    #[serde(deserialize_with = "crate::metrics::nan_if_null")]
     pub loss: f64,
     pub genres: GenreMetrics,
     pub genres_at_0_5: GenreMetrics,
@@ -165,11 +166,15 @@ pub struct BlendPart {
 /// 0–10) does on the evaluated movies.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IntervalMetrics {
+    #[serde(deserialize_with = "crate::metrics::nan_if_null")]
     pub nominal: f64,
+    #[serde(deserialize_with = "crate::metrics::nan_if_null")]
     pub half_width: f64,
     /// Share of rated movies whose rating falls inside.
+    #[serde(deserialize_with = "crate::metrics::nan_if_null")]
     pub coverage: f64,
     /// Mean width after clipping to 0–10.
+    #[serde(deserialize_with = "crate::metrics::nan_if_null")]
     pub mean_width: f64,
     /// Rated movies it was measured on.
     #[serde(default)]

@@ -4,6 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Reads a number written by serde_json, where NaN (a metric without data) became `null`.
+pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Row-major `[N, G]` probabilities and targets; rows without genre labels are excluded
 /// by the caller.
 #[derive(Debug, Clone)]
@@ -35,22 +40,32 @@ pub struct PerGenre {
     pub fp: usize,
     pub fn_: usize,
     pub tn: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub precision: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub recall: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub average_precision: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GenreMetrics {
+    #[serde(deserialize_with = "nan_if_null")]
     pub micro_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub macro_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub samples_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub map: f64,
     /// Average precision over all (movie, genre) pairs at once: how well the probabilities
     /// rank, whatever the thresholds (scikit-learn's `average="micro"`).
     #[serde(default)]
+    #[serde(deserialize_with = "nan_if_null")]
     pub micro_ap: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub top1: f64,
     pub per_genre: Vec<PerGenre>,
 }
@@ -204,10 +219,14 @@ pub fn tune_thresholds(p: &GenrePredictions) -> Vec<f32> {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RatingMetrics {
+    #[serde(deserialize_with = "nan_if_null")]
     pub mae: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub rmse: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub r2: f64,
     /// Share of predictions within 10 % of the true rating.
+    #[serde(deserialize_with = "nan_if_null")]
     pub within_10pct: f64,
     pub count: usize,
 }

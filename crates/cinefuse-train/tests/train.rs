@@ -20,7 +20,9 @@ use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::{LoadedRun, evaluate};
 use cinefuse_train::metrics::conformal_quantile;
 use cinefuse_train::predict::Predictor;
-use cinefuse_train::run_dir::{CHECKPOINTS_DIR, latest_checkpoint, read_metrics};
+use cinefuse_train::run_dir::{
+    CHECKPOINTS_DIR, EpochMetrics, Phase, latest_checkpoint, read_metrics,
+};
 use cinefuse_train::{TrainConfig, TrainOptions, train};
 
 /// Burn seeds one global RNG per backend: tests that compare runs must not interleave.
@@ -140,8 +142,17 @@ fn run_info(run: &Path) -> cinefuse_train::run_dir::RunInfo {
     cinefuse_train::run_dir::read_json(&run.join(cinefuse_train::run_dir::RUN_FILE)).unwrap()
 }
 
-fn last(history: &[serde_json::Value], key: &str) -> f64 {
-    history.last().unwrap()[key].as_f64().unwrap()
+/// A value of an epoch's metrics, by name.
+type Metric = (&'static str, fn(&EpochMetrics) -> f64);
+
+/// The two losses of an epoch.
+const LOSSES: [Metric; 2] = [
+    ("train_loss", |m| m.train_loss),
+    ("val_loss", |m| m.val_loss),
+];
+
+fn last(history: &[EpochMetrics], value: fn(&EpochMetrics) -> f64) -> f64 {
+    value(history.last().unwrap())
 }
 
 #[test]
@@ -153,7 +164,7 @@ fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
     assert_eq!(full.epochs_completed, 2);
 
     // Stopped exactly at the end of epoch 1, then resumed for epoch 2.
-    let steps_per_epoch = full.history[0]["step"].as_u64().unwrap() as usize;
+    let steps_per_epoch = full.history[0].step;
     let part = train_interrupted(&config, &dir.path().join("split"), steps_per_epoch);
     assert!(part.interrupted);
     assert_eq!(part.epochs_completed, 1);
@@ -165,13 +176,13 @@ fn resuming_after_one_epoch_matches_an_uninterrupted_run() {
         "metrics.jsonl has one line per epoch"
     );
     let (a, b) = (
-        last(&full.history, "val_loss"),
-        last(&resumed.history, "val_loss"),
+        last(&full.history, |m| m.val_loss),
+        last(&resumed.history, |m| m.val_loss),
     );
     assert!((a - b).abs() < 1e-4, "uninterrupted {a} vs resumed {b}");
     let (a, b) = (
-        last(&full.history, "train_loss"),
-        last(&resumed.history, "train_loss"),
+        last(&full.history, |m| m.train_loss),
+        last(&resumed.history, |m| m.train_loss),
     );
     assert!((a - b).abs() < 1e-4, "uninterrupted {a} vs resumed {b}");
     // The weights themselves, through what they predict: every output agrees.
@@ -200,7 +211,7 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     config.model.fusion.dropout = 0.3;
     config.model.modality_dropout = 0.2;
     let full = train_into(&config, &dir.path().join("full")).unwrap();
-    let steps_per_epoch = full.history[0]["step"].as_u64().unwrap() as usize;
+    let steps_per_epoch = full.history[0].step;
     assert!(steps_per_epoch > 3, "step 2 is mid-epoch");
     let run = dir.path().join("run");
     let part = train_interrupted(&config, &run, 2);
@@ -210,9 +221,9 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     assert!(ckpt.join("model.bpk").exists() && ckpt.join("optim.bpk").exists());
     let done = resume(&config, &run);
     assert_eq!(done.epochs_completed, 2);
-    for key in ["train_loss", "val_loss"] {
+    for (key, value) in LOSSES {
         for (a, b) in full.history.iter().zip(&done.history) {
-            let (a, b) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            let (a, b) = (value(a), value(b));
             assert!(
                 (a - b).abs() < 1e-6,
                 "{key}: uninterrupted {a} vs resumed {b}"
@@ -247,7 +258,7 @@ fn training_reduces_loss_and_early_stopping_stops() {
     let r = train_into(&c, &dir.path().join("a")).unwrap();
     let h = read_metrics(&r.run_dir).unwrap();
     assert_eq!(h.len(), 4);
-    assert!(h[3]["train_loss"].as_f64().unwrap() < h[0]["train_loss"].as_f64().unwrap());
+    assert!(h[3].train_loss < h[0].train_loss);
     // With a negligible learning rate top-1 accuracy cannot improve: stop after `patience`.
     let mut c = config.clone();
     c.train.epochs = 6;
@@ -389,12 +400,8 @@ fn per_modality_pretraining_then_fusion_fine_tuning() {
     config.train.pretrain_epochs = 1;
     config.train.keep_checkpoints = 3;
     let r = train_into(&config, &dir.path().join("run")).unwrap();
-    let phases: Vec<&str> = r
-        .history
-        .iter()
-        .map(|h| h["phase"].as_str().unwrap())
-        .collect();
-    assert_eq!(phases, vec!["pretrain", "train", "train"]);
+    let phases: Vec<Phase> = r.history.iter().map(|h| h.phase).collect();
+    assert_eq!(phases, vec![Phase::Pretrain, Phase::Train, Phase::Train]);
     assert!(
         r.best_epoch >= 2,
         "the best model is chosen after pre-training"
@@ -619,9 +626,9 @@ fn a_mid_epoch_resume_with_several_loader_workers_is_exact() {
     let run = dir.path().join("run");
     train_interrupted(&config, &run, 3);
     let done = resume(&config, &run);
-    for key in ["train_loss", "val_loss"] {
+    for (key, value) in LOSSES {
         for (a, b) in full.history.iter().zip(&done.history) {
-            let (a, b) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            let (a, b) = (value(a), value(b));
             assert!(
                 (a - b).abs() < 1e-6,
                 "{key}: uninterrupted {a} vs resumed {b}"

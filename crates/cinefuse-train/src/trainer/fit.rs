@@ -14,7 +14,6 @@ use cinefuse_model::CinefuseModel;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde_json::{Value, json};
 
 use super::grads::take_grads_of;
 use super::precision::compute_dtype;
@@ -237,17 +236,12 @@ impl Trainer {
     }
 
     /// Every number of the epoch's metrics line, to TensorBoard under its own key.
-    fn log_epoch(&mut self, epoch: usize, line: &Value) -> Result<()> {
+    fn log_epoch(&mut self, epoch: usize, line: &EpochMetrics) -> Result<()> {
         let Some(events) = self.events.as_mut() else {
             return Ok(());
         };
-        let values = line
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| !matches!(k.as_str(), "epoch" | "step"))
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_f64()?)));
-        events.scalars(epoch as u64, values)?;
+        let scalars = line.scalars();
+        events.scalars(epoch as u64, scalars.iter().map(|(k, v)| (k.as_str(), *v)))?;
         events.flush()
     }
 
@@ -291,7 +285,7 @@ impl Trainer {
     }
 
     /// Validates the model after `epoch`, appends the metrics line and prints it.
-    fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<Value> {
+    fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<EpochMetrics> {
         let t = &self.config.train;
         let val = predict_dataset(
             &self.model()?.valid(),
@@ -310,34 +304,35 @@ impl Trainer {
         let secs = started.elapsed().as_secs_f64();
         let (total, genre, rating, seen) = pass.sums;
         let n = seen.max(1) as f64;
-        let line = json!({
-            "epoch": epoch,
-            "step": self.state.step,
-            "lr": pass.lr,
-            "phase": if self.pretraining(epoch) { "pretrain" } else { "train" },
-            "train_loss": total / n,
-            "train_genre_loss": genre / n,
-            "train_rating_loss": rating / n,
-            "val_loss": val.loss,
-            "val_genre_loss": val.genre_loss,
-            "val_rating_loss": val.rating_loss,
-            "val_micro_f1": gm.micro_f1,
-            "val_macro_f1": gm.macro_f1,
-            "val_samples_f1": gm.samples_f1,
-            "val_map": gm.map,
-            "val_top1": gm.top1,
-            "val_mae": rm.mae,
-            "val_rmse": rm.rmse,
-            "val_r2": rm.r2,
-            "val_within_10pct": rm.within_10pct,
-            "epoch_seconds": secs,
-            "samples_per_sec": n / secs.max(1e-9),
-        });
-        let mut line = line;
-        if let Some(loss_scale) = self.state.loss_scale {
-            line["loss_scale"] = json!(loss_scale.scale);
-            line["skipped_steps"] = json!(self.state.skipped_steps);
-        }
+        let line = EpochMetrics {
+            epoch,
+            step: self.state.step,
+            lr: pass.lr,
+            phase: if self.pretraining(epoch) {
+                Phase::Pretrain
+            } else {
+                Phase::Train
+            },
+            train_loss: total / n,
+            train_genre_loss: genre / n,
+            train_rating_loss: rating / n,
+            val_loss: val.loss,
+            val_genre_loss: val.genre_loss,
+            val_rating_loss: val.rating_loss,
+            val_micro_f1: gm.micro_f1,
+            val_macro_f1: gm.macro_f1,
+            val_samples_f1: gm.samples_f1,
+            val_map: gm.map,
+            val_top1: gm.top1,
+            val_mae: rm.mae,
+            val_rmse: rm.rmse,
+            val_r2: rm.r2,
+            val_within_10pct: rm.within_10pct,
+            epoch_seconds: secs,
+            samples_per_sec: n / secs.max(1e-9),
+            loss_scale: self.state.loss_scale.map(|s| s.scale),
+            skipped_steps: self.state.loss_scale.map(|_| self.state.skipped_steps),
+        };
         append_metrics(&self.run_dir, &line)?;
         println!(
             "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {secs:.1}s  {:.0} samples/s",
@@ -355,9 +350,9 @@ impl Trainer {
     }
 
     /// Keeps the best model by `train.monitor`; returns whether early stopping is due.
-    fn update_best(&mut self, epoch: usize, line: &Value) -> Result<bool> {
+    fn update_best(&mut self, epoch: usize, line: &EpochMetrics) -> Result<bool> {
         let t = &self.config.train;
-        let value = line[t.monitor.key()].as_f64().unwrap_or(f64::NAN);
+        let value = line.monitored(t.monitor);
         let keep_last = matches!(self.rows, TrainRows::All { .. });
         let better = match self.state.best_value {
             _ if keep_last => true,

@@ -71,7 +71,7 @@ pub struct RunSummary {
     pub best_value: Option<f64>,
     pub stopped_early: bool,
     pub interrupted: bool,
-    pub history: Vec<serde_json::Value>,
+    pub history: Vec<crate::run_dir::EpochMetrics>,
 }
 
 pub fn shapes_of(prepared: &Prepared) -> ModelShapes {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cinefuse_model::Modality;
 use cinefuse_train::config::{BackendKind, Precision};
-use cinefuse_train::run_dir::{RUN_FILE, TrainState, latest_checkpoint, read_json};
+use cinefuse_train::run_dir::{EpochMetrics, RUN_FILE, TrainState, latest_checkpoint, read_json};
 use cinefuse_train::{TrainConfig, TrainOptions, train};
 
 use super::{resume, serial, tiny_config, train_interrupted, train_into};
@@ -87,16 +87,8 @@ fn on_two_lavapipe_devices(config: &TrainConfig) -> TrainConfig {
     parallel
 }
 
-fn losses(history: &[serde_json::Value]) -> Vec<(f64, f64)> {
-    history
-        .iter()
-        .map(|h| {
-            (
-                h["train_loss"].as_f64().unwrap(),
-                h["val_loss"].as_f64().unwrap(),
-            )
-        })
-        .collect()
+fn losses(history: &[EpochMetrics]) -> Vec<(f64, f64)> {
+    history.iter().map(|h| (h.train_loss, h.val_loss)).collect()
 }
 
 fn assert_close(a: &[(f64, f64)], b: &[(f64, f64)], tolerance: f64, what: &str) {
@@ -230,14 +222,11 @@ fn f16_training_follows_f32_keeps_f32_masters_and_resumes() {
     let last = done.history.last().unwrap();
     // Measured: no step of this run overflows at the initial scale of 2¹⁶ (a skipped step
     // would show here and leave the loss scale lowered).
-    let skipped = last["skipped_steps"].as_u64().unwrap();
+    let skipped = last.skipped_steps.unwrap();
     assert_eq!(skipped, 0, "{skipped} of 6 steps overflowed");
     let state: TrainState =
         read_json(&latest_checkpoint(&run).unwrap().join("state.json")).unwrap();
-    assert_eq!(
-        last["loss_scale"].as_f64(),
-        state.loss_scale.map(|s| s.scale)
-    );
+    assert_eq!(last.loss_scale, state.loss_scale.map(|s| s.scale));
     // TensorBoard gets the loss scale of every step (both invocations wrote an event file).
     let events: Vec<Vec<u8>> = std::fs::read_dir(run.join("tensorboard"))
         .unwrap()
@@ -269,15 +258,15 @@ fn an_f16_overflow_skips_the_step_and_halves_the_scale() {
     half.loss.genre_weight = 1e4;
     let r = train_into(&half, &dir.path().join("overflow")).unwrap();
     let last = r.history.last().unwrap();
-    let skipped = last["skipped_steps"].as_u64().unwrap();
-    let scale = last["loss_scale"].as_f64().unwrap();
-    assert!(skipped >= 1, "no step overflowed: {last}");
+    let skipped = last.skipped_steps.unwrap();
+    let scale = last.loss_scale.unwrap();
+    assert!(skipped >= 1, "no step overflowed: {last:?}");
     assert_eq!(
         scale,
         65536.0 / 2f64.powi(skipped as i32),
         "the scale halves once per skipped step"
     );
-    assert!(last["train_loss"].as_f64().unwrap().is_finite(), "{last}");
+    assert!(last.train_loss.is_finite(), "{last:?}");
 }
 
 #[test]

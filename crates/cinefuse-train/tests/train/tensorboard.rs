@@ -61,8 +61,15 @@ fn tensorboard_reads_every_epoch_metric_and_step_of_a_run() {
     );
     let scalars: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    let history = read_metrics(&run).unwrap();
+    // metrics.jsonl as plain JSON, independent of the type that writes it.
+    let history: Vec<serde_json::Value> =
+        std::fs::read_to_string(run.join(cinefuse_train::run_dir::METRICS_FILE))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
     assert_eq!(history.len(), 3);
+    assert_eq!(read_metrics(&run).unwrap().len(), 3, "and read back typed");
     for key in [
         "train_loss",
         "val_loss",

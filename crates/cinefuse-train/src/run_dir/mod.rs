@@ -1,0 +1,257 @@
+//! The run directory: resolved config, run facts, metrics log, checkpoints and the best model.
+//! Multi-file checkpoints are staged in a hidden directory and renamed into place, so a crash
+//! at any moment leaves either the previous or the new checkpoint, never half of one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use burn::prelude::*;
+use cinefuse_model::head::RatingScale;
+use cinefuse_model::{CinefuseModel, ModelConfig, ModelShapes};
+use serde::{Deserialize, Serialize};
+
+use crate::bag::{BAG_FILE, BagInfo};
+use crate::blend::{BLEND_FILE, BlendInfo};
+use crate::config::TrainConfig;
+use crate::evaluate::{EVAL_FILE, EvalReport};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const RUN_FILE: &str = "run.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const MODEL_FILE: &str = "model.bpk";
+pub const OPTIM_FILE: &str = "optim.bpk";
+pub const STATE_FILE: &str = "state.json";
+pub const BEST_DIR: &str = "best";
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const LOCK_FILE: &str = ".lock";
+
+mod checkpoints;
+mod lock;
+mod metrics;
+
+pub use checkpoints::{
+    CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
+};
+pub use lock::{RunLock, is_locked};
+pub use metrics::{
+    EpochMetrics, Phase, append_metrics, best_epoch, read_metrics, truncate_metrics,
+};
+
+/// A run folder and the files `train`, `eval` and `export` keep in it, read typed: the one
+/// place that knows the folder's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The resolved config the run trained with.
+    pub fn config(&self) -> Result<TrainConfig> {
+        TrainConfig::load(&self.path.join(CONFIG_FILE), &[])
+    }
+
+    pub fn info(&self) -> Result<RunInfo> {
+        read_json(&self.path.join(RUN_FILE))
+    }
+
+    pub fn metrics(&self) -> Result<Vec<EpochMetrics>> {
+        read_metrics(&self.path)
+    }
+
+    /// The loop state a resume would continue from.
+    pub fn latest_state(&self) -> Option<TrainState> {
+        latest_state(&self.path)
+    }
+
+    /// `eval`'s report on the test split, when the run was evaluated.
+    pub fn test_evaluation(&self) -> Option<EvalReport> {
+        read_json(&self.path.join(EVAL_FILE)).ok()
+    }
+
+    pub fn is_training(&self) -> bool {
+        is_locked(&self.path)
+    }
+
+    /// Where the run stands: training, finished, stopped early, interrupted or new; a bag or
+    /// blend says so.
+    pub fn status(&self) -> String {
+        if self.is_training() {
+            return "training".into();
+        }
+        if let Ok(blend) = read_json::<BlendInfo>(&self.path.join(BLEND_FILE)) {
+            return format!("finished (blend of {})", blend.runs.len());
+        }
+        if self.path.join("bag-0").is_dir() {
+            // A `train.blend_with` run whose bags are not all done.
+            return "interrupted (blend)".into();
+        }
+        if let Ok(bag) = read_json::<BagInfo>(&self.path.join(BAG_FILE)) {
+            return match bag.calibration {
+                Some(_) => format!("finished (bag of {})", bag.folds),
+                None => format!("interrupted (bag of {})", bag.folds),
+            };
+        }
+        let Some(state) = self.latest_state() else {
+            return "new".into();
+        };
+        let train = self.config().map(|c| c.train).unwrap_or_default();
+        let patience = train.early_stopping_patience;
+        if state.epoch >= train.epochs {
+            "finished".into()
+        } else if patience > 0 && state.epochs_without_improvement >= patience {
+            "stopped early".into()
+        } else {
+            "interrupted".into()
+        }
+    }
+}
+
+/// Facts about a run that eval/export need besides the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub name: String,
+    pub dataset_dir: PathBuf,
+    pub prepared_dir: PathBuf,
+    pub backend: String,
+    pub shapes: ModelShapes,
+    pub rating_scale: RatingScale,
+    pub genres: Vec<String>,
+    pub param_counts: Vec<(String, usize)>,
+    pub started_unix: u64,
+    /// `data_setup::prepared_fingerprint` of the prepared data the run trained on.
+    #[serde(default)]
+    pub prepared_fingerprint: String,
+    /// Which movies it trained and validated on (a bag member's fold).
+    #[serde(default)]
+    pub rows: TrainRows,
+}
+
+/// Which labelled movies a run trains and validates on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TrainRows {
+    /// The prepared train split; validation on the validation split.
+    #[default]
+    Splits,
+    /// Train + validation except fold `index` of `count` (seeded by `seed`); validation on
+    /// that fold. A member of a bag.
+    Fold {
+        index: usize,
+        count: usize,
+        seed: u64,
+    },
+    /// All of train + validation for a fixed number of epochs; the last epoch is the model
+    /// (there is no held-out movie to choose one). A bag's refit.
+    All { epochs: usize },
+}
+
+/// Where training stands; saved with every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Epochs fully completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Batches of the epoch in progress already taken (after an interruption).
+    pub batches_into_epoch: usize,
+    /// Running loss sums of the epoch in progress: (total, genre, rating, samples).
+    pub partial_sums: (f64, f64, f64, usize),
+    pub best_value: Option<f64>,
+    pub best_epoch: usize,
+    pub epochs_without_improvement: usize,
+    /// The f16 loss scale (`train.precision = "f16"` only), so a resume continues with it.
+    #[serde(default)]
+    pub loss_scale: Option<crate::trainer::LossScale>,
+    /// Steps whose f16 gradients overflowed and were skipped.
+    #[serde(default)]
+    pub skipped_steps: usize,
+}
+
+/// UTC `YYYYmmdd-HHMMSS` without a date-time dependency.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    timestamp_of(secs)
+}
+
+/// UTC `YYYYmmdd-HHMMSS` of a Unix time.
+pub fn timestamp_of(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// `model` with the weights of the Burn file `file` (written by a model of the same shapes);
+/// errors name the file.
+pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
+    model
+        .try_load_file(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+/// The model that `config` and `shapes` describe, on `device`, with the weights of `file`:
+/// how a run's best model, a checkpoint and every export member are read.
+pub fn load_model(
+    config: &ModelConfig,
+    shapes: &ModelShapes,
+    file: &Path,
+    device: &Device,
+) -> Result<CinefuseModel> {
+    load_weights(config.init(shapes, device), file)
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    cinefuse_data::atomic::write_json_atomic(path, value).map_err(Into::into)
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    cinefuse_data::atomic::read_json(path).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_the_expected_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert_eq!(&t[8..9], "-");
+        assert!(t[..4].parse::<u32>().unwrap() >= 2024);
+        // Known instants, leap days and the turn of a century included.
+        for (secs, want) in [
+            (0, "19700101-000000"),
+            (951_782_400, "20000229-000000"),
+            (951_868_799, "20000229-235959"),
+            (1_709_251_199, "20240229-235959"),
+            (4_102_444_800, "21000101-000000"),
+        ] {
+            assert_eq!(timestamp_of(secs), want, "{secs}");
+        }
+    }
+}
