@@ -16,7 +16,7 @@ use crate::blend::Blend;
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
-use crate::metrics::conformal_quantile;
+use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
 use crate::portable::write_portable;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
@@ -52,8 +52,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<ManifestPart>,
     pub shapes: ModelShapes,
-    pub validation: serde_json::Value,
-    pub test: serde_json::Value,
+    /// Scores of the validation split, or out of fold for a bag or blend.
+    pub validation: Scores,
+    pub test: Scores,
     /// SHA-256 of the training dataset's `movies.jsonl` and of the exported weights.
     pub data_hash: String,
     pub weights_sha256: String,
@@ -74,8 +75,8 @@ impl Manifest {
     fn of_run(
         run: &LoadedRun,
         thresholds: Vec<f32>,
-        validation: serde_json::Value,
-        test: serde_json::Value,
+        validation: Scores,
+        test: Scores,
         weights_sha256: String,
     ) -> Self {
         let pre = &run.prepared.preprocessor;
@@ -234,28 +235,18 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     Ok(out.to_path_buf())
 }
 
-/// The summary line of predictions that a manifest keeps.
-fn scores(
-    p: &crate::inference::Predictions,
-    thresholds: &[f32],
-    names: &[String],
-) -> serde_json::Value {
+/// The scores of predictions that a manifest keeps.
+fn scores(p: &crate::inference::Predictions, thresholds: &[f32], names: &[String]) -> Scores {
     let g = p.genre_metrics(thresholds, names);
-    let r = p.rating_metrics();
-    serde_json::json!({
-        "movies": p.ids.len(), "micro_f1": g.micro_f1, "macro_f1": g.macro_f1, "samples_f1": g.samples_f1,
-        "map": g.map, "top1": g.top1, "mae": r.mae, "rmse": r.rmse, "r2": r.r2, "within_10pct": r.within_10pct,
-    })
+    Scores::of(p.ids.len(), &g, &p.rating_metrics())
 }
 
 /// The scores a manifest keeps of out-of-fold predictions.
-fn out_of_fold_scores(oof: &crate::bag::OutOfFold) -> serde_json::Value {
-    serde_json::json!({
-        "movies": oof.movies, "out_of_fold": true, "micro_f1": oof.genres.micro_f1,
-        "macro_f1": oof.genres.macro_f1, "samples_f1": oof.genres.samples_f1, "map": oof.genres.map,
-        "top1": oof.genres.top1, "mae": oof.rating.mae, "rmse": oof.rating.rmse, "r2": oof.rating.r2,
-        "within_10pct": oof.rating.within_10pct,
-    })
+fn out_of_fold_scores(oof: &crate::bag::OutOfFold) -> Scores {
+    Scores {
+        out_of_fold: true,
+        ..Scores::of(oof.movies, &oof.genres, &oof.rating)
+    }
 }
 
 /// Exports a bag (every member's weights, averaged at prediction) or its refit model, with

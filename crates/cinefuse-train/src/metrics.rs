@@ -231,6 +231,53 @@ pub struct RatingMetrics {
     pub count: usize,
 }
 
+/// The headline numbers of one evaluation, as an export's manifest keeps them for its
+/// validation (or out-of-fold) and test predictions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Scores {
+    pub movies: usize,
+    /// Out-of-fold predictions of a bag or blend, not one validation split.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_fold: bool,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub micro_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub macro_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub samples_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub map: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub top1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub mae: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub rmse: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub r2: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub within_10pct: f64,
+}
+
+impl Scores {
+    pub fn of(movies: usize, g: &GenreMetrics, r: &RatingMetrics) -> Self {
+        Self {
+            movies,
+            out_of_fold: false,
+            micro_f1: g.micro_f1,
+            macro_f1: g.macro_f1,
+            samples_f1: g.samples_f1,
+            map: g.map,
+            top1: g.top1,
+            mae: r.mae,
+            rmse: r.rmse,
+            r2: r.r2,
+            within_10pct: r.within_10pct,
+        }
+    }
+}
+
 pub fn rating_metrics(pred: &[f32], truth: &[f32]) -> RatingMetrics {
     let n = pred.len().min(truth.len());
     if n == 0 {

@@ -68,12 +68,12 @@ fn split_counts(prepared: &Prepared) -> [usize; 3] {
     n
 }
 
-fn count(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or(0)
-}
-
-fn num(v: &serde_json::Value, key: &str) -> String {
-    v[key].as_f64().map_or("–".into(), |x| format!("{x:.3}"))
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "–".into()
+    }
 }
 
 /// Writes the card into the export folder `dir`.
@@ -115,23 +115,19 @@ fn card_text(m: &Manifest, f: &CardFacts<'_>) -> String {
 
 fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
     let (t, b) = (&m.test, &f.baselines);
-    let _ = writeln!(
-        s,
-        "## Scores on the test split ({} movies)\n",
-        count(t, "movies")
-    );
+    let _ = writeln!(s, "## Scores on the test split ({} movies)\n", t.movies);
     let _ = writeln!(s, "| metric | this model | baseline |");
     let _ = writeln!(s, "|---|---|---|");
     let rows = [
-        ("genre micro-F1", "micro_f1", b.majority.micro_f1),
-        ("genre macro-F1", "macro_f1", b.majority.macro_f1),
-        ("genre mAP", "map", b.majority.map),
-        ("genre top-1 accuracy", "top1", b.majority.top1),
-        ("rating MAE", "mae", b.mean.mae),
-        ("rating within 10 %", "within_10pct", b.mean.within_10pct),
+        ("genre micro-F1", t.micro_f1, b.majority.micro_f1),
+        ("genre macro-F1", t.macro_f1, b.majority.macro_f1),
+        ("genre mAP", t.map, b.majority.map),
+        ("genre top-1 accuracy", t.top1, b.majority.top1),
+        ("rating MAE", t.mae, b.mean.mae),
+        ("rating within 10 %", t.within_10pct, b.mean.within_10pct),
     ];
-    for (name, key, base) in rows {
-        let _ = writeln!(s, "| {name} | {} | {base:.3} |", num(t, key));
+    for (name, value, base) in rows {
+        let _ = writeln!(s, "| {name} | {} | {base:.3} |", num(value));
     }
     let _ = writeln!(
         s,
@@ -139,9 +135,9 @@ fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
          Out of fold / on validation: micro-F1 {}, macro-F1 {}, MAE {}.\n",
         b.majority_genres,
         b.mean_rating,
-        num(&m.validation, "micro_f1"),
-        num(&m.validation, "macro_f1"),
-        num(&m.validation, "mae")
+        num(m.validation.micro_f1),
+        num(m.validation.macro_f1),
+        num(m.validation.mae)
     );
     let _ = match &f.interval {
         Some(i) => writeln!(
@@ -170,7 +166,7 @@ fn write_use(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
          when a number is) its outputs are extrapolations. Scores above come from {} held-out \
          movies and carry that sampling noise; the interval's coverage is a property of movies \
          drawn like the training data, not a guarantee for any one movie.\n",
-        count(&m.test, "movies")
+        m.test.movies
     );
     let _ = writeln!(s, "## Reproduce\n");
     let _ = writeln!(

@@ -320,8 +320,7 @@ fn predictions_from_the_export_match_the_in_process_model() {
         ),
         format!(
             "| genre micro-F1 | {:.3} | {:.3} |",
-            exported.test["micro_f1"].as_f64().unwrap(),
-            report.baselines.majority.micro_f1
+            exported.test.micro_f1, report.baselines.majority.micro_f1
         ),
         format!(
             "measured {:.1} %",
