@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use cinefuse_data::Prepared;
 use cinefuse_data::split::Split;
@@ -15,10 +14,10 @@ use serde::Serialize;
 
 use crate::backend::{check_precision, describe, select_devices};
 use crate::config::{BackendKind, Precision, TrainConfig};
-use crate::inference::Scorer;
-use crate::trainer::precision::{LossScale, compute_dtype};
+use crate::schedule::learning_rate;
+use crate::trainer::learner::Learner;
+use crate::trainer::precision::LossScale;
 use crate::trainer::shards::{ShardBatcher, ShardedBatch};
-use crate::trainer::step::{StepSpec, step_grads};
 use crate::trainer::{batcher_of, rating_scale_of, shapes_of};
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,41 +109,26 @@ pub fn bench_train(
         .collect();
     let mut shapes = shapes_of(prepared);
     shapes.text_backbone = crate::feature_cache::text_backbone_of(&config.model)?;
-    let compute = compute_dtype(config.train.precision);
+    let train_counts = &prepared.preprocessor.state.genres.train_counts;
+    let pos_weight = config.loss.pos_weights(train_counts, ds.len());
     let mut values = Vec::new();
     for _ in 0..reps.max(1) {
         device.seed(config.seed);
-        let mut model = config.model.init(&shapes, &device.clone().autodiff());
-        let mut optim = AdamWConfig::new()
-            .with_weight_decay(config.optim.weight_decay)
-            .init();
+        let model = config.model.init(&shapes, &device.clone().autodiff());
+        let scale = rating_scale_of(prepared);
+        let mut learner = Learner::new(config, model, devices.clone(), scale, pos_weight.clone());
         let mut loss_scale = (config.train.precision == Precision::F16).then(LossScale::new);
+        let total = warmup + steps;
         let mut started = Instant::now();
-        for s in 0..warmup + steps {
+        for s in 0..total {
             if s == warmup {
                 sync(&device);
                 started = Instant::now();
             }
-            let spec = StepSpec {
-                scorer: Scorer {
-                    loss: &config.loss,
-                    scale: rating_scale_of(prepared),
-                    pos_weight: None,
-                },
-                loss_weights: (1.0, config.model.aux_loss_weight),
-                compute,
-                loss_scale: loss_scale.map_or(1.0, |l| l.scale),
-                seed: config.seed ^ s as u64,
-            };
-            let mut grads =
-                step_grads(&model, batches[s % batches.len()].clone(), &devices, &spec)?.grads;
-            // As in training: check for overflow (one device read), unscale, or skip.
-            if let Some(l) = loss_scale.as_mut()
-                && !l.unscale(&mut grads, &model)
-            {
-                continue;
-            }
-            model = optim.step(config.optim.lr, model, grads);
+            // The step `train` takes after pre-training, on the config's schedule.
+            let lr = learning_rate(&config.schedule, config.optim.lr, s, total, batches.len());
+            let batch = batches[s % batches.len()].clone();
+            learner.step(batch, lr, false, config.seed ^ s as u64, &mut loss_scale)?;
         }
         sync(&device);
         values.push((steps * bs) as f64 / started.elapsed().as_secs_f64());

@@ -9,22 +9,17 @@ use anyhow::{Context, Result};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::optim::GradientsParams;
-use cinefuse_model::CinefuseModel;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::grads::take_grads_of;
-use super::precision::compute_dtype;
 use super::setup::Trainer;
 use super::shards::{ShardBatcher, ShardedBatch};
-use super::step::{StepSpec, check_loss, step_grads};
+use super::step::check_loss;
 use super::{
     INTERRUPTED, RunSummary, batch_seed, epoch_seed, progress, save_checkpoint, save_model,
-    step_with_lr_scales,
 };
-use crate::inference::{Scorer, predict_dataset};
+use crate::inference::predict_dataset;
 use crate::run_dir::*;
 use crate::schedule::learning_rate;
 
@@ -81,16 +76,7 @@ impl Trainer {
 
     /// Per-modality pre-training: the first `pretrain_epochs` of a fused model.
     fn pretraining(&self, epoch: usize) -> bool {
-        self.model.as_ref().is_some_and(|m| m.is_fused())
-            && epoch <= self.config.train.pretrain_epochs
-    }
-
-    fn scorer(&self) -> Scorer<'_> {
-        Scorer {
-            loss: &self.config.loss,
-            scale: self.scale,
-            pos_weight: self.pos_weight.clone(),
-        }
+        self.learner.model().is_fused() && epoch <= self.config.train.pretrain_epochs
     }
 
     /// One pass over the epoch's training batches, from where an interrupted pass stopped.
@@ -170,13 +156,6 @@ impl Trainer {
     /// One optimizer step on `batch` (skipped when f16 gradients overflow), its losses added
     /// to the pass's sums.
     fn train_step(&mut self, batch: ShardedBatch, epoch: usize, pass: &mut Pass) -> Result<()> {
-        let pretraining = self.pretraining(epoch);
-        let loss_weights = if pretraining {
-            (0.0, 1.0)
-        } else {
-            (1.0, self.config.model.aux_loss_weight)
-        };
-        let compute = compute_dtype(self.config.train.precision);
         pass.lr = learning_rate(
             &self.config.schedule,
             self.config.optim.lr,
@@ -184,42 +163,38 @@ impl Trainer {
             self.total_steps,
             self.steps_per_epoch,
         );
-        let model = self
-            .model
-            .take()
-            .context("the model is in place between steps")?;
-        let spec = StepSpec {
-            scorer: self.scorer(),
-            loss_weights,
-            compute,
-            loss_scale: self.state.loss_scale.map_or(1.0, |s| s.scale),
-            // Seeded per batch, so a resume at any batch draws the same dropout masks.
-            seed: batch_seed(self.config.seed, epoch, self.state.batches_into_epoch),
-        };
-        let step = step_grads(&model, batch, &self.devices, &spec).with_context(|| {
-            format!(
-                "step {} failed; the last checkpoint is intact: cinefuse train --resume {}",
-                self.state.step + 1,
-                self.run_dir.display()
+        // Seeded per batch, so a resume at any batch draws the same dropout masks.
+        let seed = batch_seed(self.config.seed, epoch, self.state.batches_into_epoch);
+        let pretraining = self.pretraining(epoch);
+        let step = self
+            .learner
+            .step(
+                batch,
+                pass.lr,
+                pretraining,
+                seed,
+                &mut self.state.loss_scale,
             )
-        })?;
+            .with_context(|| {
+                format!(
+                    "step {} failed; the last checkpoint is intact: cinefuse train --resume {}",
+                    self.state.step + 1,
+                    self.run_dir.display()
+                )
+            })?;
         let [total, genre, rating] = step.loss_sums;
-        check_loss(total / step.rows as f64, self.state.step, compute)?;
+        check_loss(
+            total / step.rows as f64,
+            self.state.step,
+            self.learner.compute(),
+        )?;
         pass.sums.0 += total;
         pass.sums.1 += genre;
         pass.sums.2 += rating;
         pass.sums.3 += step.rows;
-        let mut grads = step.grads;
-        if pretraining && let Some(fusion) = &model.fusion {
-            // The fusion head takes no part in pre-training. Its gradients are zero, but
-            // AdamW's weight decay would still shrink it: drop them so it is left as is.
-            drop(take_grads_of(&mut grads, fusion));
+        if !step.applied {
+            self.state.skipped_steps += 1;
         }
-        self.model = Some(if self.unscale(&mut grads, &model) {
-            step_with_lr_scales(&mut self.optim, model, grads, pass.lr, self.backbone_scales)
-        } else {
-            model
-        });
         self.state.step += 1;
         self.state.batches_into_epoch += 1;
         self.log_step(total / step.rows.max(1) as f64, pass.lr)
@@ -245,28 +220,10 @@ impl Trainer {
         events.flush()
     }
 
-    /// Divides f16-scaled gradients by the loss scale. Returns false when they overflowed: the
-    /// step is then skipped and the scale lowered.
-    fn unscale(&mut self, grads: &mut GradientsParams, model: &CinefuseModel) -> bool {
-        let Some(loss_scale) = self.state.loss_scale.as_mut() else {
-            return true;
-        };
-        let apply = loss_scale.unscale(grads, model);
-        if !apply {
-            self.state.skipped_steps += 1;
-        }
-        apply
-    }
-
     /// Model, optimizer and loop state under `checkpoints/NAME`.
     fn save_checkpoint(&self, name: &str) -> Result<()> {
-        save_checkpoint(&self.run_dir, self.model()?, &self.optim, &self.state, name)
-    }
-
-    fn model(&self) -> Result<&cinefuse_model::CinefuseModel> {
-        self.model
-            .as_ref()
-            .context("the model is in place between steps")
+        let l = &self.learner;
+        save_checkpoint(&self.run_dir, l.model(), &l.optim, &self.state, name)
     }
 
     /// A checkpoint inside an epoch, with the partial loss sums, to resume exactly there.
@@ -288,12 +245,12 @@ impl Trainer {
     fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<EpochMetrics> {
         let t = &self.config.train;
         let val = predict_dataset(
-            &self.model()?.valid(),
+            &self.learner.model().valid(),
             self.val_ds.clone(),
             &self.batcher,
             t.eval_batch_size,
             &self.device,
-            &self.scorer(),
+            &self.learner.scorer(),
             &[],
         );
         let gm = val.genre_metrics(
@@ -365,7 +322,7 @@ impl Trainer {
             self.state.best_epoch = epoch;
             self.state.epochs_without_improvement = 0;
             let w = CheckpointWriter::new(&self.run_dir.join(BEST_DIR))?;
-            save_model(self.model()?, &w.staging.join(MODEL_FILE))?;
+            save_model(self.learner.model(), &w.staging.join(MODEL_FILE))?;
             write_json(&w.staging.join(STATE_FILE), &self.state)?;
             w.commit()?;
             return Ok(false);

@@ -7,6 +7,7 @@
 
 mod fit;
 pub(crate) mod grads;
+pub(crate) mod learner;
 pub(crate) mod precision;
 mod setup;
 pub(crate) mod shards;

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::data::dataset::Dataset;
-use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use cinefuse_data::dataset::MovieDataset;
 use cinefuse_data::output_dir::{MARKER_FILE, OutputKind, check_output, marked_kind, write_marker};
@@ -16,14 +14,14 @@ use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, ModelShapes};
 
 use super::{
-    BackboneScales, TrainOptions, batcher_of, check_fingerprint, initialized_now, rating_scale_of,
-    shapes_of,
+    TrainOptions, batcher_of, check_fingerprint, initialized_now, rating_scale_of, shapes_of,
 };
 use crate::backend::{Selected, check_precision, describe, select_devices};
 use crate::config::{BackendConfig, Precision, TrainConfig};
 use crate::data_setup::{ensure_prepared, prepared_fingerprint, reopen_prepared};
 use crate::run_dir::*;
 use crate::trainer::LossScale;
+use crate::trainer::learner::Learner;
 
 /// A run ready to train (or to continue training).
 pub(crate) struct Trainer {
@@ -42,14 +40,11 @@ pub(crate) struct Trainer {
     pub train_ds: MovieDataset,
     pub val_ds: MovieDataset,
     pub scale: RatingScale,
-    pub pos_weight: Option<Vec<f32>>,
-    /// Taken out for each optimizer step (which consumes it) and put back.
-    pub model: Option<CinefuseModel>,
-    pub optim: burn::optim::ModuleOptimizer,
+    /// The model and its optimizer: the training step.
+    pub learner: Learner,
     pub state: TrainState,
     pub steps_per_epoch: usize,
     pub total_steps: usize,
-    pub backbone_scales: BackboneScales,
     /// Which movies it trains and validates on.
     pub rows: TrainRows,
     /// TensorBoard event file (`train.tensorboard`).
@@ -187,20 +182,6 @@ fn training_devices(backend: &BackendConfig, precision: Precision) -> Result<Vec
     Ok(selected)
 }
 
-fn optimizer(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
-    let mut adamw = AdamWConfig::new()
-        .with_beta_1(config.optim.beta1)
-        .with_beta_2(config.optim.beta2)
-        .with_epsilon(config.optim.epsilon)
-        .with_weight_decay(config.optim.weight_decay);
-    if config.optim.grad_clip_norm > 0.0 {
-        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(
-            config.optim.grad_clip_norm,
-        )));
-    }
-    adamw.init()
-}
-
 /// Initialized on the CPU and then moved, so a seed gives the same starting weights on every
 /// backend (each backend's own generator would draw different ones). A resumed run starts
 /// from random weights too: its checkpoint replaces them.
@@ -294,18 +275,17 @@ impl Trainer {
             &prepared.preprocessor.state.genres.train_counts,
             train_ds.len(),
         );
+        let scale = rating_scale_of(&prepared);
+        let learner = Learner::new(&config, model, devices.clone(), scale, pos_weight);
         let mut trainer = Trainer {
             rows,
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
-            scale: rating_scale_of(&prepared),
+            scale,
             batcher: batcher_of(&prepared),
             total_steps: steps_per_epoch * t.epochs,
             steps_per_epoch,
-            pos_weight,
-            backbone_scales: BackboneScales::of(&config),
-            optim: optimizer(&config),
-            model: Some(model),
+            learner,
             state: TrainState {
                 loss_scale: (config.train.precision == Precision::F16).then(LossScale::new),
                 ..TrainState::default()
@@ -344,15 +324,7 @@ impl Trainer {
                 self.run_dir.display()
             )
         })?;
-        let model = self
-            .model
-            .take()
-            .context("the model is in place before a run starts")?;
-        self.model = Some(load_weights(model, &ckpt.join(MODEL_FILE))?);
-        let optim = std::mem::replace(&mut self.optim, optimizer(&self.config));
-        self.optim = optim
-            .load(ckpt.join(OPTIM_FILE))
-            .map_err(|e| anyhow::anyhow!("{}: cannot load optimizer state: {e}", ckpt.display()))?;
+        self.learner.restore(&ckpt)?;
         self.state = read_json(&ckpt.join(STATE_FILE))?;
         if self.config.train.precision == Precision::F16 && self.state.loss_scale.is_none() {
             self.state.loss_scale = Some(LossScale::new());
