@@ -136,6 +136,16 @@ impl Preprocessor {
             .collect()
     }
 
+    /// The batcher for movies encoded by this preprocessor (its poster size and token limit).
+    pub fn batcher(&self) -> crate::MovieBatcher {
+        let c = &self.state.config;
+        crate::MovieBatcher::new(
+            c.image_height as usize,
+            c.image_width as usize,
+            c.max_tokens,
+        )
+    }
+
     pub fn genre_names(&self) -> &[String] {
         &self.state.genres.genres
     }

@@ -76,6 +76,22 @@ pub struct ModelShapes {
     pub text_backbone: Option<TextBackbone>,
 }
 
+impl ModelShapes {
+    /// The sizes the prepared data `pre` gives a model (no pretrained plot encoder: the
+    /// caller sets `text_backbone` from the checkpoint or the run).
+    pub fn of(pre: &cinefuse_data::prepared::Preprocessor) -> Self {
+        Self {
+            n_genres: pre.state.genres.len(),
+            vocab_size: pre.state.tokenizer_vocab_size.max(3),
+            max_tokens: pre.state.config.max_tokens,
+            n_numeric: pre.n_numeric(),
+            categorical_sizes: pre.categorical_sizes(),
+            categorical_dims: pre.categorical_dims(),
+            text_backbone: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextBackbone {
     pub config: BertConfig,

@@ -38,6 +38,14 @@ pub struct RatingScale {
 }
 
 impl RatingScale {
+    /// The training ratings' mean and standard deviation, as `prepare` fitted them.
+    pub fn of(state: &cinefuse_data::prepared::PreprocessState) -> Self {
+        Self {
+            mean: state.rating_mean,
+            std: state.rating_std,
+        }
+    }
+
     pub fn to_rating(&self, standardized: f32) -> f32 {
         ((f64::from(standardized) * self.std + self.mean).clamp(0.0, 10.0)) as f32
     }

@@ -18,7 +18,8 @@ use crate::schedule::learning_rate;
 use crate::trainer::learner::Learner;
 use crate::trainer::precision::LossScale;
 use crate::trainer::shards::{ShardBatcher, ShardedBatch};
-use crate::trainer::{batcher_of, rating_scale_of, shapes_of};
+use cinefuse_model::ModelShapes;
+use cinefuse_model::head::RatingScale;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
@@ -95,7 +96,7 @@ pub fn bench_train(
     if ds.len() < bs {
         bail!("the training split has fewer than {bs} movies");
     }
-    let sharder = ShardBatcher::new(batcher_of(prepared), devices.clone());
+    let sharder = ShardBatcher::new(prepared.preprocessor.batcher(), devices.clone());
     let n_batches = (ds.len() / bs).min(steps.max(1));
     let batches: Vec<ShardedBatch> = (0..n_batches)
         .map(|k| {
@@ -107,7 +108,7 @@ pub fn bench_train(
             )
         })
         .collect();
-    let mut shapes = shapes_of(prepared);
+    let mut shapes = ModelShapes::of(&prepared.preprocessor);
     shapes.text_backbone = crate::feature_cache::text_backbone_of(&config.model)?;
     let train_counts = &prepared.preprocessor.state.genres.train_counts;
     let pos_weight = config.loss.pos_weights(train_counts, ds.len());
@@ -115,7 +116,7 @@ pub fn bench_train(
     for _ in 0..reps.max(1) {
         device.seed(config.seed);
         let model = config.model.init(&shapes, &device.clone().autodiff());
-        let scale = rating_scale_of(prepared);
+        let scale = RatingScale::of(&prepared.preprocessor.state);
         let mut learner = Learner::new(config, model, devices.clone(), scale, pos_weight.clone());
         let mut loss_scale = (config.train.precision == Precision::F16).then(LossScale::new);
         let total = warmup + steps;
@@ -152,7 +153,7 @@ pub fn bench_train(
 pub fn bench_batching(prepared: &Prepared, batch_size: usize, reps: usize) -> Result<Throughput> {
     let device = Device::flex();
     let ds = prepared.dataset_all();
-    let batcher = batcher_of(prepared);
+    let batcher = prepared.preprocessor.batcher();
     let mut values = Vec::new();
     for _ in 0..reps.max(1) {
         let started = Instant::now();

@@ -12,11 +12,7 @@ use cinefuse_data::{MovieBatch, MovieItem, Prepared};
 
 use crate::bench::Throughput;
 use crate::config::TrainConfig;
-use crate::feature_cache::{frozen_poster_backbone, frozen_text_backbone};
-use crate::trainer::batcher_of;
-
-/// Movies per forward pass (the cache's batch size).
-pub const BACKBONE_BATCH: usize = 32;
+use crate::feature_cache::{BACKBONE_BATCH, frozen_poster_backbone, frozen_text_backbone};
 
 /// The first `n` training movies that have the modality, in sample order.
 fn first_items(prepared: &Prepared, n: usize, keep: impl Fn(&MovieItem) -> bool) -> Vec<MovieItem> {
@@ -63,7 +59,7 @@ pub fn bench_backbones(
     n_batches: usize,
     reps: usize,
 ) -> Result<Vec<Throughput>> {
-    let batcher = batcher_of(prepared);
+    let batcher = prepared.preprocessor.batcher();
     let n = n_batches.max(1) * BACKBONE_BATCH;
     let make = |items: Vec<MovieItem>| -> Vec<MovieBatch> {
         items

@@ -10,6 +10,7 @@ use cinefuse_data::{PrepareConfig, Prepared, prepare_dataset};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
+use crate::run_dir::RunInfo;
 
 /// SHA-256 of the dataset's movie records, or `None` when they cannot be read.
 fn dataset_hash(dataset: &Path) -> Option<String> {
@@ -144,6 +145,19 @@ fn prepare_unless_current(config: &TrainConfig, dataset: &Path, prepared_dir: &P
         );
         let summary = prepare_dataset(dataset, prepared_dir, &config.data.preprocess)?;
         eprintln!("{summary}");
+    }
+    Ok(())
+}
+
+/// Refuses to use prepared data that changed since the run trained on it.
+pub fn check_fingerprint(info: &RunInfo, prepared_dir: &Path) -> Result<()> {
+    let now = prepared_fingerprint(prepared_dir)?;
+    if !info.prepared_fingerprint.is_empty() && info.prepared_fingerprint != now {
+        bail!(
+            "{} was prepared again since this run trained on it (different preprocessing or tokenizer); \
+             export runs to keep them self-contained, or retrain",
+            prepared_dir.display()
+        );
     }
     Ok(())
 }

@@ -17,7 +17,6 @@ use crate::metrics::{
     GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics, tune_thresholds,
 };
 use crate::run_dir::*;
-use crate::trainer::batcher_of;
 
 /// A trained run loaded for inference.
 pub struct LoadedRun {
@@ -35,7 +34,7 @@ impl LoadedRun {
         let config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
         let info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
-        crate::trainer::check_fingerprint(&info, &info.prepared_dir)
+        crate::data_setup::check_fingerprint(&info, &info.prepared_dir)
             .with_context(|| format!("{}: cannot evaluate this run", run_dir.display()))?;
         let mut prepared = Prepared::open(&info.prepared_dir).with_context(|| {
             format!(
@@ -83,7 +82,7 @@ impl LoadedRun {
         predict_dataset(
             &self.model,
             dataset,
-            &batcher_of(&self.prepared),
+            &self.prepared.preprocessor.batcher(),
             self.config.train.eval_batch_size,
             &self.device,
             &self.scorer(),

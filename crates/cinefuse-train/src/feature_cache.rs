@@ -27,10 +27,9 @@ use cinefuse_model::{Modality, TextBackbone};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::trainer::batcher_of;
-
-/// Movies per backbone forward pass while filling the cache.
-const CACHE_BATCH: usize = 32;
+/// Movies per forward pass of a frozen pretrained backbone: when caching its features, when
+/// predicting and in `bench --backbones` (one size, so the benchmark times what runs).
+pub const BACKBONE_BATCH: usize = 32;
 
 /// Builds (or reuses) the caches of every frozen pretrained encoder of `model` and hands them
 /// to `prepared`, whose datasets then carry the features. Does nothing for other encoders.
@@ -199,7 +198,7 @@ fn compute(
 ) -> Result<FeatureTable> {
     let all = prepared.dataset_all();
     let n = all.len();
-    let batcher = batcher_of(prepared);
+    let batcher = prepared.preprocessor.batcher();
     let mut values = vec![0f32; n * dim];
     let pb = ProgressBar::new(n as u64);
     pb.set_style(
@@ -210,8 +209,8 @@ fn compute(
     pb.set_prefix(format!("{what} features"));
     let started = Instant::now();
     let mut computed = 0usize;
-    for start in (0..n).step_by(CACHE_BATCH) {
-        let (rows, items): (Vec<usize>, Vec<_>) = (start..(start + CACHE_BATCH).min(n))
+    for start in (0..n).step_by(BACKBONE_BATCH) {
+        let (rows, items): (Vec<usize>, Vec<_>) = (start..(start + BACKBONE_BATCH).min(n))
             .map(|i| (i, all.item(i)))
             .filter(|(_, item)| has(item))
             .unzip();
@@ -227,7 +226,7 @@ fn compute(
             }
             computed += rows.len();
         }
-        pb.set_position((start + CACHE_BATCH).min(n) as u64);
+        pb.set_position((start + BACKBONE_BATCH).min(n) as u64);
     }
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();

@@ -123,12 +123,7 @@ impl Predictor {
             .map(|f| load_model(&config.model, &manifest.shapes, &model_dir.join(f), &device))
             .collect::<Result<Vec<_>>>()?;
         let model = models.remove(0);
-        let c = &preprocessor.state.config;
-        let batcher = MovieBatcher::new(
-            c.image_height as usize,
-            c.image_width as usize,
-            c.max_tokens,
-        );
+        let batcher = preprocessor.batcher();
         Ok(Self {
             manifest,
             config,
@@ -265,7 +260,7 @@ impl Predictor {
                 .unwrap_or_default();
             (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
         };
-        for chunk in items.chunks_mut(32) {
+        for chunk in items.chunks_mut(crate::feature_cache::BACKBONE_BATCH) {
             let needs_poster = poster.is_some() && chunk.iter().any(|i| i.poster.is_some());
             let needs_plot = text.is_some() && chunk.iter().any(|i| i.plot_present);
             if !(needs_poster || needs_plot) {

@@ -5,8 +5,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use burn::prelude::*;
+use cinefuse_model::CinefuseModel;
 
-use super::{BEST_DIR, CHECKPOINTS_DIR, MODEL_FILE, STATE_FILE, TrainState, read_json};
+use super::{
+    BEST_DIR, CHECKPOINTS_DIR, MODEL_FILE, OPTIM_FILE, STATE_FILE, TrainState, read_json,
+    write_json,
+};
 
 /// Stages a checkpoint directory; `commit` renames it into place.
 pub struct CheckpointWriter {
@@ -100,6 +105,36 @@ pub fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<()> {
 /// The loop state of the newest complete periodic checkpoint: where a resume would continue.
 pub fn latest_state(run_dir: &Path) -> Option<TrainState> {
     read_json(&latest_checkpoint(run_dir)?.join(STATE_FILE)).ok()
+}
+
+/// Saves the weights and batch-norm statistics. Burn's `RunningState` keeps a statistic's
+/// latest update aside until the next sync, and saving reads the synced value: `valid()` syncs
+/// the shared state in place first, so a save never holds statistics one batch old.
+pub fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
+    drop(model.valid());
+    model
+        .clone()
+        .save_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", path.display()))
+}
+
+/// Trains `config` as `opts` says: a new run, or the run `opts.resume` continued exactly where
+/// its last checkpoint left it.
+/// Model, optimizer and loop state as checkpoint `name` of the run (staged, then renamed).
+pub fn save_checkpoint(
+    run_dir: &Path,
+    model: &CinefuseModel,
+    optim: &burn::optim::ModuleOptimizer,
+    state: &TrainState,
+    name: &str,
+) -> Result<()> {
+    let w = CheckpointWriter::new(&run_dir.join(CHECKPOINTS_DIR).join(name))?;
+    save_model(model, &w.staging.join(MODEL_FILE))?;
+    optim
+        .save(w.staging.join(OPTIM_FILE))
+        .map_err(|e| anyhow::anyhow!("cannot save optimizer state: {e}"))?;
+    write_json(&w.staging.join(STATE_FILE), state)?;
+    w.commit()
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod metrics;
 
 pub use checkpoints::{
     CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
+    save_checkpoint, save_model,
 };
 pub use lock::{RunLock, is_locked};
 pub use metrics::{

@@ -13,12 +13,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use super::interrupt::INTERRUPTED;
 use super::setup::Trainer;
 use super::shards::{ShardBatcher, ShardedBatch};
 use super::step::check_loss;
-use super::{
-    INTERRUPTED, RunSummary, batch_seed, epoch_seed, progress, save_checkpoint, save_model,
-};
+use super::{RunSummary, batch_seed, epoch_seed, progress};
 use crate::inference::predict_dataset;
 use crate::run_dir::*;
 use crate::schedule::learning_rate;

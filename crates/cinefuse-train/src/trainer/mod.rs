@@ -7,47 +7,27 @@
 
 mod fit;
 pub(crate) mod grads;
+mod interrupt;
 pub(crate) mod learner;
 pub(crate) mod precision;
 mod setup;
 pub(crate) mod shards;
 pub(crate) mod step;
 
+pub use interrupt::install_interrupt_handler;
 pub use precision::LossScale;
 
 pub(crate) use setup::{Trainer, check_new_run_dir, datasets_for};
 
-use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use cinefuse_data::{MovieBatcher, Prepared};
-use cinefuse_model::head::RatingScale;
-use cinefuse_model::{CinefuseModel, ModelShapes};
+use cinefuse_model::CinefuseModel;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{BackendKind, TrainConfig};
-use crate::data_setup::prepared_fingerprint;
-use crate::run_dir::*;
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static HANDLER: Once = Once::new();
-
-/// Installs the Ctrl-C / SIGTERM handler once per process.
-pub fn install_interrupt_handler() {
-    HANDLER.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: exiting without a checkpoint");
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupt: writing a checkpoint, then stopping (Ctrl-C again to abort)");
-        });
-    });
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
@@ -73,35 +53,6 @@ pub struct RunSummary {
     pub stopped_early: bool,
     pub interrupted: bool,
     pub history: Vec<crate::run_dir::EpochMetrics>,
-}
-
-pub fn shapes_of(prepared: &Prepared) -> ModelShapes {
-    let pre = &prepared.preprocessor;
-    ModelShapes {
-        n_genres: pre.state.genres.len(),
-        vocab_size: pre.state.tokenizer_vocab_size.max(3),
-        max_tokens: pre.state.config.max_tokens,
-        n_numeric: pre.n_numeric(),
-        categorical_sizes: pre.categorical_sizes(),
-        categorical_dims: pre.categorical_dims(),
-        text_backbone: None,
-    }
-}
-
-pub fn batcher_of(prepared: &Prepared) -> MovieBatcher {
-    let c = &prepared.preprocessor.state.config;
-    MovieBatcher::new(
-        c.image_height as usize,
-        c.image_width as usize,
-        c.max_tokens,
-    )
-}
-
-pub fn rating_scale_of(prepared: &Prepared) -> RatingScale {
-    RatingScale {
-        mean: prepared.preprocessor.state.rating_mean,
-        std: prepared.preprocessor.state.rating_std,
-    }
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -137,19 +88,6 @@ fn progress(len: u64) -> ProgressBar {
     pb
 }
 
-/// Saves the weights and batch-norm statistics. Burn's `RunningState` keeps a statistic's
-/// latest update aside until the next sync, and saving reads the synced value: `valid()` syncs
-/// the shared state in place first, so a save never holds statistics one batch old.
-fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
-    drop(model.valid());
-    model
-        .clone()
-        .save_file(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", path.display()))
-}
-
-/// Trains `config` as `opts` says: a new run, or the run `opts.resume` continued exactly where
-/// its last checkpoint left it.
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
     if !config.train.blend_with.is_empty() {
@@ -203,45 +141,16 @@ pub(crate) fn step_with_lr_scales(
     model
 }
 
-/// Refuses to use prepared data that changed since the run trained on it.
-pub fn check_fingerprint(info: &RunInfo, prepared_dir: &Path) -> Result<()> {
-    let now = prepared_fingerprint(prepared_dir)?;
-    if !info.prepared_fingerprint.is_empty() && info.prepared_fingerprint != now {
-        bail!(
-            "{} was prepared again since this run trained on it (different preprocessing or tokenizer); \
-             export runs to keep them self-contained, or retrain",
-            prepared_dir.display()
-        );
-    }
-    Ok(())
-}
-
-fn save_checkpoint(
-    run_dir: &Path,
-    model: &CinefuseModel,
-    optim: &burn::optim::ModuleOptimizer,
-    state: &TrainState,
-    name: &str,
-) -> Result<()> {
-    let w = CheckpointWriter::new(&run_dir.join(CHECKPOINTS_DIR).join(name))?;
-    save_model(model, &w.staging.join(MODEL_FILE))?;
-    optim
-        .save(w.staging.join(OPTIM_FILE))
-        .map_err(|e| anyhow::anyhow!("cannot save optimizer state: {e}"))?;
-    write_json(&w.staging.join(STATE_FILE), state)?;
-    w.commit()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::data::dataloader::batcher::Batcher;
     use burn::optim::AdamWConfig;
     use burn::store::ModuleSnapshot;
-    use cinefuse_data::MovieItem;
+    use cinefuse_data::{MovieBatcher, MovieItem};
     use cinefuse_model::pretrained::testing::{TinyBert, module_values};
     use cinefuse_model::text::TextEncoderKind;
-    use cinefuse_model::{Modality, ModelConfig};
+    use cinefuse_model::{Modality, ModelConfig, ModelShapes};
 
     /// Largest |change| of any value between two snapshots of a module.
     fn max_change<M: ModuleSnapshot>(before: &M, after: &M) -> f32 {

@@ -13,12 +13,12 @@ use cinefuse_data::{MovieBatcher, Prepared};
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, ModelShapes};
 
-use super::{
-    TrainOptions, batcher_of, check_fingerprint, initialized_now, rating_scale_of, shapes_of,
-};
+use super::{TrainOptions, initialized_now};
 use crate::backend::{Selected, check_precision, describe, select_devices};
 use crate::config::{BackendConfig, Precision, TrainConfig};
-use crate::data_setup::{ensure_prepared, prepared_fingerprint, reopen_prepared};
+use crate::data_setup::{
+    check_fingerprint, ensure_prepared, prepared_fingerprint, reopen_prepared,
+};
 use crate::run_dir::*;
 use crate::trainer::LossScale;
 use crate::trainer::learner::Learner;
@@ -239,7 +239,7 @@ impl Trainer {
         println!("backend: {description} ({device:?})");
 
         crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
-        let mut shapes = shapes_of(&prepared);
+        let mut shapes = ModelShapes::of(&prepared.preprocessor);
         shapes.text_backbone = match &saved {
             Some(info) => info.shapes.text_backbone.clone(),
             None => crate::feature_cache::text_backbone_of(&config.model)?,
@@ -275,14 +275,14 @@ impl Trainer {
             &prepared.preprocessor.state.genres.train_counts,
             train_ds.len(),
         );
-        let scale = rating_scale_of(&prepared);
+        let scale = RatingScale::of(&prepared.preprocessor.state);
         let learner = Learner::new(&config, model, devices.clone(), scale, pos_weight);
         let mut trainer = Trainer {
             rows,
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
             scale,
-            batcher: batcher_of(&prepared),
+            batcher: prepared.preprocessor.batcher(),
             total_steps: steps_per_epoch * t.epochs,
             steps_per_epoch,
             learner,
