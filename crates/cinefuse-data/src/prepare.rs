@@ -246,8 +246,53 @@ pub fn prepare_dataset(
     let raw = std::fs::read(&movies_path).map_err(|e| DataError::io(&movies_path, e))?;
     let dataset_hash = format!("{:x}", Sha256::digest(&raw));
 
-    // 1. Parse and validate.
-    let parsed = parse_movies_file(&movies_path)?;
+    let (movies, mut bad, records_read) = read_valid_movies(&movies_path, config)?;
+    let split = assign_splits(data_dir, config, movies)?;
+    let train: Vec<&Movie> = split
+        .assigned
+        .iter()
+        .filter(|(_, _, s)| *s == Split::Train)
+        .map(|(_, m, _)| m)
+        .collect();
+    check_usable(
+        &movies_path,
+        records_read,
+        split.assigned.len(),
+        train.len(),
+    )?;
+    let pre = fit_preprocessor(&train, config, dataset_hash, data_dir)?;
+
+    // Encode and cache posters, into a staging directory.
+    let staging = staging_for(out_dir, data_dir)?;
+    let written = write_encoded(
+        &staging,
+        data_dir,
+        &movies_path,
+        &pre,
+        &split.assigned,
+        config.skip_bad,
+        &mut bad,
+    )?;
+    let summary = summarize(config, &pre, &split, &written, records_read);
+    write_json_atomic(&staging.path().join(SUMMARY_FILE), &summary)?;
+    if !bad.is_empty() {
+        write_json_atomic(&staging.path().join(BAD_RECORDS_FILE), &bad)?;
+    }
+    carry_feature_cache(out_dir, staging.path());
+    staging.commit()?;
+    Ok(summary)
+}
+
+/// The records of `movies_path` that pass validation, with their line numbers.
+type LinedMovies = Vec<(usize, Movie)>;
+
+/// The records of `movies_path` that pass validation, the bad ones sorted by line, and how
+/// many records were read. A bad record is an error unless `skip_bad`.
+fn read_valid_movies(
+    movies_path: &Path,
+    config: &PrepareConfig,
+) -> Result<(LinedMovies, Vec<BadRecord>, usize), DataError> {
+    let parsed = parse_movies_file(movies_path)?;
     let records_read = parsed.movies.len() + parsed.bad.len();
     let (movies, mut bad) = validate_records(parsed.movies);
     let (movies, extra_bad) = check_extras(movies, &config.features);
@@ -255,20 +300,35 @@ pub fn prepare_dataset(
     bad.extend(extra_bad);
     bad.sort_by_key(|b| b.line);
     if let Some(first) = bad.first().filter(|_| !config.skip_bad) {
-        return Err(record_error(&movies_path, first));
+        return Err(record_error(movies_path, first));
     }
-    check_declared_features_exist(&movies_path, &movies, &config.features)?;
+    check_declared_features_exist(movies_path, &movies, &config.features)?;
+    Ok((movies, bad, records_read))
+}
 
-    // 2. Split.
+/// Movies with their split: from `split.json` or by a seeded hash of the id.
+struct Assigned {
+    /// (line, movie, split)
+    assigned: Vec<(usize, Movie, Split)>,
+    /// Movies `split.json` does not list (left out).
+    unlisted: usize,
+    predefined: bool,
+}
+
+fn assign_splits(
+    data_dir: &Path,
+    config: &PrepareConfig,
+    movies: Vec<(usize, Movie)>,
+) -> Result<Assigned, DataError> {
     let split_file = data_dir.join(SPLIT_FILE);
-    let use_predefined = match config.split {
+    let predefined = match config.split {
         SplitMode::Predefined => true,
         SplitMode::Hash => false,
         SplitMode::Auto => split_file.exists(),
     };
     let mut assigned: Vec<(usize, Movie, Split)> = Vec::with_capacity(movies.len());
     let mut unlisted = 0;
-    if use_predefined {
+    if predefined {
         let table = read_predefined_split(&split_file)?;
         for (line, m) in movies {
             match table.get(&m.id) {
@@ -288,35 +348,51 @@ pub fn prepare_dataset(
             assigned.push((line, m, s));
         }
     }
-    let train: Vec<&Movie> = assigned
-        .iter()
-        .filter(|(_, _, s)| *s == Split::Train)
-        .map(|(_, m, _)| m)
-        .collect();
+    Ok(Assigned {
+        assigned,
+        unlisted,
+        predefined,
+    })
+}
+
+/// Refuses a dataset with no records, no usable one, or none in the training split.
+fn check_usable(
+    movies_path: &Path,
+    records_read: usize,
+    usable: usize,
+    train: usize,
+) -> Result<(), DataError> {
     if records_read == 0 {
         return Err(DataError::file(
-            &movies_path,
+            movies_path,
             "holds no movies (the file is empty)",
         ));
     }
-    if assigned.is_empty() {
+    if usable == 0 {
         return Err(DataError::file(
-            &movies_path,
+            movies_path,
             format!("none of its {records_read} records is usable (see the skipped records)"),
         ));
     }
-    if train.is_empty() {
+    if train == 0 {
         return Err(DataError::file(
-            &movies_path,
+            movies_path,
             format!(
-                "none of its {} usable movies fell in the training split (check the split \
-                 ratios or split.json)",
-                assigned.len()
+                "none of its {usable} usable movies fell in the training split (check the split \
+                 ratios or split.json)"
             ),
         ));
     }
+    Ok(())
+}
 
-    // 3. Fit on train only: tokenizer, scalers, vocabularies, genres.
+/// Fits on the training movies only: the tokenizer, scalers, vocabularies and genres.
+fn fit_preprocessor(
+    train: &[&Movie],
+    config: &PrepareConfig,
+    dataset_hash: String,
+    data_dir: &Path,
+) -> Result<Preprocessor, DataError> {
     let plots: Vec<&str> = train
         .iter()
         .filter_map(|m| m.plot.as_deref())
@@ -337,7 +413,7 @@ pub fn prepare_dataset(
     };
     let tok_vocab = tokenizer.get_vocab_size(true);
     let state = fit_state(
-        &train,
+        train,
         config,
         dataset_hash,
         data_dir.display().to_string(),
@@ -349,64 +425,51 @@ pub fn prepare_dataset(
             config.min_genre_count
         );
     }
-    let pre = Preprocessor { state, tokenizer };
+    Ok(Preprocessor { state, tokenizer })
+}
 
-    // 4. Encode and cache posters, into a staging directory.
-    let staging = staging_for(out_dir, data_dir)?;
-    let written = write_encoded(
-        &staging,
-        data_dir,
-        &movies_path,
-        &pre,
-        &assigned,
-        config.skip_bad,
-        &mut bad,
-    )?;
-    let (samples, posters_dropped, poster_seconds, posters_cached) = (
-        written.samples,
-        written.posters_dropped,
-        written.poster_seconds,
-        written.posters_cached,
-    );
-
-    let mut missing_per_field = BTreeMap::new();
-    for f in FIELDS {
-        let n = assigned.iter().filter(|(_, m, _)| !m.has(f)).count();
-        missing_per_field.insert(f.to_string(), n);
-    }
-    let mut split_sizes = BTreeMap::new();
-    for s in Split::ALL {
-        split_sizes.insert(
-            s.name().to_string(),
-            samples.iter().filter(|x| x.split == s).count(),
-        );
-    }
-    let summary = PrepareSummary {
+/// What `prepare` did, for its printout and `summary.json`.
+fn summarize(
+    config: &PrepareConfig,
+    pre: &Preprocessor,
+    split: &Assigned,
+    written: &Written,
+    records_read: usize,
+) -> PrepareSummary {
+    let samples = &written.samples;
+    let missing_per_field = FIELDS
+        .iter()
+        .map(|f| {
+            let n = split.assigned.iter().filter(|(_, m, _)| !m.has(f)).count();
+            (f.to_string(), n)
+        })
+        .collect();
+    let split_sizes = Split::ALL
+        .iter()
+        .map(|s| {
+            let n = samples.iter().filter(|x| x.split == *s).count();
+            (s.name().to_string(), n)
+        })
+        .collect();
+    PrepareSummary {
         records_read,
         records_kept: samples.len(),
-        records_skipped: records_read - samples.len() - unlisted,
-        posters_dropped,
+        records_skipped: records_read - samples.len() - split.unlisted,
+        posters_dropped: written.posters_dropped,
         missing_per_field,
         split_sizes,
-        split_source: if use_predefined {
+        split_source: if split.predefined {
             "split.json".into()
         } else {
             format!("hash, seed {}", config.seed)
         },
         genres: pre.state.genres.genres.clone(),
         genres_dropped: pre.state.genres.dropped.clone(),
-        posters_cached,
-        poster_seconds,
-        posters_per_second: posters_cached as f64 / poster_seconds.max(1e-9),
-        tokenizer_vocab_size: tok_vocab,
-    };
-    write_json_atomic(&staging.path().join(SUMMARY_FILE), &summary)?;
-    if !bad.is_empty() {
-        write_json_atomic(&staging.path().join(BAD_RECORDS_FILE), &bad)?;
+        posters_cached: written.posters_cached,
+        poster_seconds: written.poster_seconds,
+        posters_per_second: written.posters_cached as f64 / written.poster_seconds.max(1e-9),
+        tokenizer_vocab_size: pre.tokenizer.get_vocab_size(true),
     }
-    carry_feature_cache(out_dir, staging.path());
-    staging.commit()?;
-    Ok(summary)
 }
 
 /// Cached backbone features are keyed by exactly the inputs they were computed from, so they
