@@ -20,6 +20,19 @@ pub struct GenreConfusion {
 }
 
 impl GenreConfusion {
+    /// True-positive and false-negative rates among the positives, false-positive and
+    /// true-negative rates among the negatives: rates keep rare and common genres comparable.
+    pub fn rates(&self) -> Vec<f64> {
+        let pos = (self.tp + self.fn_).max(1) as f64;
+        let neg = (self.fp + self.tn).max(1) as f64;
+        vec![
+            self.tp as f64 / pos,
+            self.fn_ as f64 / pos,
+            self.fp as f64 / neg,
+            self.tn as f64 / neg,
+        ]
+    }
+
     pub fn f1(&self) -> f64 {
         let d = 2 * self.tp + self.fp + self.fn_;
         if d == 0 {
@@ -65,12 +78,29 @@ fn series(history: &[CurvePoint], value: fn(&CurvePoint) -> f64) -> Vec<(f64, f6
 }
 
 /// Writes the report files into `run_dir` and returns the image names.
+/// The images the report writes into `report/`, section by section.
+const IMAGES: [&str; 6] = [
+    "loss.png",
+    "genre_metrics.png",
+    "rating_metrics.png",
+    "genre_f1.png",
+    "genre_confusion.png",
+    "rating_scatter.png",
+];
+
 pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<String>> {
     let out = run_dir.join("report");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut page = Page::new(&format!("cinefuse run report — {}", data.run_name));
-    let mut images = Vec::new();
+    curves_section(&mut page, &out, data)?;
+    genres_section(&mut page, &out, data)?;
+    rating_section(&mut page, &out, data)?;
+    std::fs::write(run_dir.join("report.html"), page.render()).context("writing report.html")?;
+    Ok(IMAGES.map(String::from).to_vec())
+}
 
+/// Learning curves: losses, validation genre metrics, validation rating metrics.
+fn curves_section(page: &mut Page, out: &Path, data: &RunReportData) -> Result<()> {
     page.section(
         "curves",
         "Learning curves",
@@ -122,9 +152,12 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
         "report/rating_metrics.png",
         "Validation MAE and share within 10 %",
     );
-    images.extend(["loss.png", "genre_metrics.png", "rating_metrics.png"].map(String::from));
     page.end_section();
+    Ok(())
+}
 
+/// F1 and confusion rates per genre, with the table of counts.
+fn genres_section(page: &mut Page, out: &Path, data: &RunReportData) -> Result<()> {
     page.section(
         "genres",
         &format!("Genres on the {} split", data.split),
@@ -151,21 +184,7 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
     ]
     .map(String::from)
     .to_vec();
-    // Rates per row keep rare and common genres comparable.
-    let rates: Vec<Vec<f64>> = data
-        .genres
-        .iter()
-        .map(|g| {
-            let pos = (g.tp + g.fn_).max(1) as f64;
-            let neg = (g.fp + g.tn).max(1) as f64;
-            vec![
-                g.tp as f64 / pos,
-                g.fn_ as f64 / pos,
-                g.fp as f64 / neg,
-                g.tn as f64 / neg,
-            ]
-        })
-        .collect();
+    let rates: Vec<Vec<f64>> = data.genres.iter().map(GenreConfusion::rates).collect();
     charts::heatmap(
         &out.join("genre_confusion.png"),
         "Per-genre confusion (rates within positives / negatives)",
@@ -194,9 +213,12 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
             })
             .collect::<Vec<_>>(),
     );
-    images.extend(["genre_f1.png", "genre_confusion.png"].map(String::from));
     page.end_section();
+    Ok(())
+}
 
+/// Predicted against actual ratings with the ±10 % band.
+fn rating_section(page: &mut Page, out: &Path, data: &RunReportData) -> Result<()> {
     page.section(
         "rating",
         "Predicted vs actual rating",
@@ -215,9 +237,6 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
         "report/rating_scatter.png",
         "Predicted vs actual rating with the ±10 % band",
     );
-    images.push("rating_scatter.png".into());
     page.end_section();
-
-    std::fs::write(run_dir.join("report.html"), page.render()).context("writing report.html")?;
-    Ok(images)
+    Ok(())
 }
