@@ -277,9 +277,33 @@ fn blend(a: [f64; 3], b: [f64; 3], t: f64) -> [f64; 3] {
 }
 
 fn make_poster(rng: &mut StdRng, genres: &[&str]) -> RgbImage {
-    let (w, h) = (POSTER_WIDTH as i32, POSTER_HEIGHT as i32);
     let has = |g: &str| genres.contains(&g);
-    // Base colour: random, then pulled towards each poster-visible genre's palette.
+    let base = base_colour(rng, &has);
+    let mut p = Canvas::filled(base);
+    p.distractors(rng);
+    // Each poster-visible genre draws its motif, in this order (the draws of the generator
+    // follow it, so a seed gives the same posters).
+    if has("Action") {
+        p.warning_stripes(rng);
+    }
+    if has("Animation") {
+        p.bubbles(rng);
+    }
+    if has("Sci-Fi") {
+        p.grid(rng);
+    }
+    if has("Western") {
+        p.sunset(rng);
+    }
+    if has("Horror") {
+        p.vignette();
+    }
+    p.block_noise(rng);
+    p.img
+}
+
+/// Base colour: random, then pulled towards each poster-visible genre's palette.
+fn base_colour(rng: &mut StdRng, has: &dyn Fn(&str) -> bool) -> [f64; 3] {
     let mut base = [
         rng.random::<f64>() * 200.0 + 30.0,
         rng.random::<f64>() * 200.0 + 30.0,
@@ -301,53 +325,82 @@ fn make_poster(rng: &mut StdRng, genres: &[&str]) -> RgbImage {
     if has("Horror") {
         base = blend(base, [90.0, 5.0, 10.0], 0.55);
     }
-    let mut img = RgbImage::from_fn(w as u32, h as u32, |_, _| {
-        Rgb([base[0] as u8, base[1] as u8, base[2] as u8])
-    });
-    let put = |img: &mut RgbImage, x: i32, y: i32, c: [f64; 3]| {
-        if x >= 0 && y >= 0 && x < w && y < h {
-            img.put_pixel(
-                x as u32,
-                y as u32,
-                Rgb([
-                    c[0].clamp(0.0, 255.0) as u8,
-                    c[1].clamp(0.0, 255.0) as u8,
-                    c[2].clamp(0.0, 255.0) as u8,
-                ]),
-            );
-        }
-    };
-    // Distractors on every poster: random rectangles.
-    for _ in 0..rng.random_range(1..=3) {
-        let (x0, y0) = (rng.random_range(0..w), rng.random_range(0..h));
-        let (rw, rh) = (rng.random_range(8..40), rng.random_range(8..40));
-        let c = [
-            rng.random::<f64>() * 255.0,
-            rng.random::<f64>() * 255.0,
-            rng.random::<f64>() * 255.0,
-        ];
-        for y in y0..y0 + rh {
-            for x in x0..x0 + rw {
-                put(&mut img, x, y, c);
-            }
+    base
+}
+
+/// A poster being drawn; pixels outside it are ignored.
+struct Canvas {
+    img: RgbImage,
+    w: i32,
+    h: i32,
+}
+
+impl Canvas {
+    fn filled(c: [f64; 3]) -> Self {
+        let (w, h) = (POSTER_WIDTH as i32, POSTER_HEIGHT as i32);
+        let img = RgbImage::from_fn(w as u32, h as u32, |_, _| {
+            Rgb([c[0] as u8, c[1] as u8, c[2] as u8])
+        });
+        Self { img, w, h }
+    }
+
+    fn put(&mut self, x: i32, y: i32, c: [f64; 3]) {
+        if x >= 0 && y >= 0 && x < self.w && y < self.h {
+            let px = c.map(|v| v.clamp(0.0, 255.0) as u8);
+            self.img.put_pixel(x as u32, y as u32, Rgb(px));
         }
     }
-    if has("Action") {
-        // Diagonal warning stripes.
-        let phase = rng.random_range(0..16);
-        for y in 0..h {
-            for x in 0..w {
-                if ((x + y + phase) / 8) % 2 == 0 && y > h / 2 {
-                    put(&mut img, x, y, [230.0, 200.0, 20.0]);
+
+    fn get(&self, x: i32, y: i32) -> [f64; 3] {
+        self.img.get_pixel(x as u32, y as u32).0.map(f64::from)
+    }
+
+    fn disc(&mut self, (cx, cy): (i32, i32), r: i32, ys: std::ops::Range<i32>, c: [f64; 3]) {
+        for y in ys {
+            for x in cx - r..=cx + r {
+                if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
+                    self.put(x, y, c);
                 }
             }
         }
     }
-    if has("Animation") {
+
+    /// Random rectangles, on every poster.
+    fn distractors(&mut self, rng: &mut StdRng) {
+        for _ in 0..rng.random_range(1..=3) {
+            let (x0, y0) = (rng.random_range(0..self.w), rng.random_range(0..self.h));
+            let (rw, rh) = (rng.random_range(8..40), rng.random_range(8..40));
+            let c = [
+                rng.random::<f64>() * 255.0,
+                rng.random::<f64>() * 255.0,
+                rng.random::<f64>() * 255.0,
+            ];
+            for y in y0..y0 + rh {
+                for x in x0..x0 + rw {
+                    self.put(x, y, c);
+                }
+            }
+        }
+    }
+
+    /// Action: diagonal warning stripes on the lower half.
+    fn warning_stripes(&mut self, rng: &mut StdRng) {
+        let phase = rng.random_range(0..16);
+        for y in 0..self.h {
+            for x in 0..self.w {
+                if ((x + y + phase) / 8) % 2 == 0 && y > self.h / 2 {
+                    self.put(x, y, [230.0, 200.0, 20.0]);
+                }
+            }
+        }
+    }
+
+    /// Animation: bright discs.
+    fn bubbles(&mut self, rng: &mut StdRng) {
         for _ in 0..rng.random_range(3..=6) {
             let (cx, cy, r) = (
-                rng.random_range(0..w),
-                rng.random_range(0..h),
+                rng.random_range(0..self.w),
+                rng.random_range(0..self.h),
                 rng.random_range(6..16),
             );
             let c = [
@@ -355,76 +408,61 @@ fn make_poster(rng: &mut StdRng, genres: &[&str]) -> RgbImage {
                 rng.random_range(100.0..255.0),
                 rng.random_range(150.0..255.0),
             ];
-            for y in cy - r..=cy + r {
-                for x in cx - r..=cx + r {
-                    if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
-                        put(&mut img, x, y, c);
+            self.disc((cx, cy), r, cy - r..cy + r + 1, c);
+        }
+    }
+
+    /// Sci-Fi: a cyan grid.
+    fn grid(&mut self, rng: &mut StdRng) {
+        let step = rng.random_range(10..16);
+        for y in 0..self.h {
+            for x in 0..self.w {
+                if x % step == 0 || y % step == 0 {
+                    self.put(x, y, [120.0, 220.0, 255.0]);
+                }
+            }
+        }
+    }
+
+    /// Western: brown ground and a setting sun on the horizon.
+    fn sunset(&mut self, rng: &mut StdRng) {
+        let horizon = rng.random_range(self.h / 2..3 * self.h / 4);
+        let (cx, r) = (rng.random_range(20..self.w - 20), 12);
+        for y in horizon..self.h {
+            for x in 0..self.w {
+                self.put(x, y, [120.0, 70.0, 30.0]);
+            }
+        }
+        self.disc((cx, horizon), r, horizon - r..horizon, [255.0, 120.0, 40.0]);
+    }
+
+    /// Horror: a dark vignette.
+    fn vignette(&mut self) {
+        let (cx, cy) = (self.w as f64 / 2.0, self.h as f64 / 2.0);
+        for y in 0..self.h {
+            for x in 0..self.w {
+                let d = (((x as f64 - cx) / cx).powi(2) + ((y as f64 - cy) / cy).powi(2)).sqrt();
+                let k = (1.0 - 0.8 * d).clamp(0.1, 1.0);
+                let p = self.get(x, y);
+                self.put(x, y, p.map(|v| v * k));
+            }
+        }
+    }
+
+    /// Blocky noise (4×4 blocks keep the PNGs small).
+    fn block_noise(&mut self, rng: &mut StdRng) {
+        for by in 0..self.h / 4 {
+            for bx in 0..self.w / 4 {
+                let n = normal(rng) * 12.0;
+                for y in by * 4..by * 4 + 4 {
+                    for x in bx * 4..bx * 4 + 4 {
+                        let p = self.get(x, y);
+                        self.put(x, y, p.map(|v| v + n));
                     }
                 }
             }
         }
     }
-    if has("Sci-Fi") {
-        let step = rng.random_range(10..16);
-        for y in 0..h {
-            for x in 0..w {
-                if x % step == 0 || y % step == 0 {
-                    put(&mut img, x, y, [120.0, 220.0, 255.0]);
-                }
-            }
-        }
-    }
-    if has("Western") {
-        let horizon = rng.random_range(h / 2..3 * h / 4);
-        let (cx, r) = (rng.random_range(20..w - 20), 12);
-        for y in horizon..h {
-            for x in 0..w {
-                put(&mut img, x, y, [120.0, 70.0, 30.0]);
-            }
-        }
-        for y in horizon - r..horizon {
-            for x in cx - r..=cx + r {
-                if (x - cx).pow(2) + (y - horizon).pow(2) <= r * r {
-                    put(&mut img, x, y, [255.0, 120.0, 40.0]);
-                }
-            }
-        }
-    }
-    if has("Horror") {
-        // Dark vignette.
-        let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
-        for y in 0..h {
-            for x in 0..w {
-                let d = (((x as f64 - cx) / cx).powi(2) + ((y as f64 - cy) / cy).powi(2)).sqrt();
-                let k = (1.0 - 0.8 * d).clamp(0.1, 1.0);
-                let p = img.get_pixel(x as u32, y as u32).0;
-                put(
-                    &mut img,
-                    x,
-                    y,
-                    [p[0] as f64 * k, p[1] as f64 * k, p[2] as f64 * k],
-                );
-            }
-        }
-    }
-    // Blocky noise (4×4 blocks keep the PNGs small).
-    for by in 0..h / 4 {
-        for bx in 0..w / 4 {
-            let n = normal(rng) * 12.0;
-            for y in by * 4..by * 4 + 4 {
-                for x in bx * 4..bx * 4 + 4 {
-                    let p = img.get_pixel(x as u32, y as u32).0;
-                    put(
-                        &mut img,
-                        x,
-                        y,
-                        [p[0] as f64 + n, p[1] as f64 + n, p[2] as f64 + n],
-                    );
-                }
-            }
-        }
-    }
-    img
 }
 
 /// Generates `n` movies. Pure function of `(n, seed)`.
