@@ -475,109 +475,141 @@ pub fn generate(n: usize, seed: u64) -> Vec<(Movie, Option<RgbImage>)> {
         })
         .collect();
     let actors: Vec<String> = (0..300).map(|_| person(&mut rng)).collect();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let genres = sample_genres(&mut rng);
-        let has = |g: &str| genres.contains(&g);
-        let director = directors.choose(&mut rng).unwrap();
-        let year = rng.random_range(1950..=2022);
-        let mut runtime = 95.0 + normal(&mut rng) * 12.0;
-        for (g, d) in [
-            ("Drama", 14.0),
-            ("Action", 10.0),
-            ("Animation", -14.0),
-            ("Documentary", -6.0),
-            ("Horror", -5.0),
-        ] {
-            if has(g) {
-                runtime += d;
-            }
+    (0..n)
+        .map(|i| synth_movie(&mut rng, i, &directors, &actors))
+        .collect()
+}
+
+/// Movie `i` and its poster (none when the poster is "missing").
+fn synth_movie(
+    rng: &mut StdRng,
+    i: usize,
+    directors: &[Director],
+    actors: &[String],
+) -> (Movie, Option<RgbImage>) {
+    let genres = sample_genres(rng);
+    let has = |g: &str| genres.contains(&g);
+    let director = directors.choose(rng).unwrap();
+    let year = rng.random_range(1950..=2022);
+    let runtime = runtime_of(rng, &has);
+    let votes = (9.0 + 1.4 * normal(rng) + 0.6 * director.quality)
+        .exp()
+        .round()
+        .max(5.0);
+    let rating = rating_of(rng, &has, director.quality, year, runtime, votes);
+    let (certificate, language, country) = certificate_language_country(rng, &has);
+    let id = format!("syn{:06}", i + 1);
+    let miss = |rng: &mut StdRng, p: f64| rng.random::<f64>() < p;
+    let cast: Vec<String> = (0..rng.random_range(2..=4))
+        .map(|_| actors.choose(rng).unwrap().clone())
+        .collect();
+    let budget = (!miss(rng, 0.6)).then(|| (15.5 + normal(rng)).exp().round());
+    let gross = budget
+        .filter(|_| rng.random::<f64>() < 0.85)
+        .map(|b| (b * (0.3 + rating / 3.0) * (0.5 + rng.random::<f64>())).round());
+    let plot = make_plot(rng, &genres);
+    let poster = make_poster(rng, &genres);
+    let poster_missing = miss(rng, 0.08);
+    let plot_missing = miss(rng, 0.08);
+    let movie = Movie {
+        title: Some(format!(
+            "The {} {}",
+            ADJ.choose(rng).unwrap(),
+            NOUN.choose(rng).unwrap()
+        )),
+        year: (!miss(rng, 0.03)).then_some(year),
+        runtime_min: (!miss(rng, 0.05)).then_some(runtime as f32),
+        genres: Some(genres.iter().map(|g| g.to_string()).collect()),
+        rating: (!miss(rng, 0.01)).then_some(rating as f32),
+        votes: (!miss(rng, 0.04)).then_some(votes as u64),
+        certificate: (!miss(rng, 0.10)).then(|| certificate.to_string()),
+        languages: (!miss(rng, 0.03)).then(|| vec![language.to_string()]),
+        countries: (!miss(rng, 0.03)).then(|| vec![country.to_string()]),
+        directors: (!miss(rng, 0.03)).then(|| vec![director.name.clone()]),
+        cast: (!miss(rng, 0.05)).then_some(cast),
+        plot: (!plot_missing).then_some(plot),
+        poster: (!poster_missing).then(|| format!("{POSTERS_DIR}/{id}.png")),
+        budget,
+        gross,
+        id,
+        extra: Default::default(),
+    };
+    (movie, (!poster_missing).then_some(poster))
+}
+
+/// Runtime in minutes: a genre-dependent mean plus noise.
+fn runtime_of(rng: &mut StdRng, has: &dyn Fn(&str) -> bool) -> f64 {
+    let mut runtime = 95.0 + normal(rng) * 12.0;
+    for (g, d) in [
+        ("Drama", 14.0),
+        ("Action", 10.0),
+        ("Animation", -14.0),
+        ("Documentary", -6.0),
+        ("Horror", -5.0),
+    ] {
+        if has(g) {
+            runtime += d;
         }
-        let runtime = runtime.clamp(60.0, 200.0).round();
-        let votes = (9.0 + 1.4 * normal(&mut rng) + 0.6 * director.quality)
-            .exp()
-            .round()
-            .max(5.0);
-        let mut rating = 6.0 + director.quality + 0.5 * ((year - 1950) as f64 / 10.0).sin()
-            - 0.00025 * (runtime - 125.0).powi(2)
-            + 0.18 * (votes.log10() - 4.0)
-            + normal(&mut rng) * 0.3;
-        for (g, d) in [
-            ("Documentary", 0.7),
-            ("Drama", 0.3),
-            ("Horror", -0.8),
-            ("Comedy", -0.2),
-            ("Animation", 0.3),
-        ] {
-            if has(g) {
-                rating += d;
-            }
-        }
-        let rating = (rating.clamp(1.0, 9.8) * 10.0).round() / 10.0;
-        let certificate = if has("Animation") {
-            *["G", "PG"].choose(&mut rng).unwrap()
-        } else if (has("Horror") || has("Thriller")) && rng.random::<f64>() < 0.7 {
-            "R"
-        } else {
-            *["PG", "PG-13", "R", "Not Rated"].choose(&mut rng).unwrap()
-        };
-        let language = if has("Animation") && rng.random::<f64>() < 0.4 {
-            "Japanese"
-        } else {
-            *[
-                "English", "English", "English", "English", "French", "Spanish", "German",
-            ]
-            .choose(&mut rng)
-            .unwrap()
-        };
-        let country = match language {
-            "Japanese" => "Japan",
-            "French" => "France",
-            "Spanish" => "Spain",
-            "German" => "Germany",
-            _ => *["USA", "USA", "USA", "UK", "Canada"]
-                .choose(&mut rng)
-                .unwrap(),
-        };
-        let id = format!("syn{:06}", i + 1);
-        let miss = |rng: &mut StdRng, p: f64| rng.random::<f64>() < p;
-        let cast: Vec<String> = (0..rng.random_range(2..=4))
-            .map(|_| actors.choose(&mut rng).unwrap().clone())
-            .collect();
-        let budget = (!miss(&mut rng, 0.6)).then(|| (15.5 + normal(&mut rng)).exp().round());
-        let gross = budget
-            .filter(|_| rng.random::<f64>() < 0.85)
-            .map(|b| (b * (0.3 + rating / 3.0) * (0.5 + rng.random::<f64>())).round());
-        let plot = make_plot(&mut rng, &genres);
-        let poster = make_poster(&mut rng, &genres);
-        let poster_missing = miss(&mut rng, 0.08);
-        let plot_missing = miss(&mut rng, 0.08);
-        let movie = Movie {
-            title: Some(format!(
-                "The {} {}",
-                ADJ.choose(&mut rng).unwrap(),
-                NOUN.choose(&mut rng).unwrap()
-            )),
-            year: (!miss(&mut rng, 0.03)).then_some(year),
-            runtime_min: (!miss(&mut rng, 0.05)).then_some(runtime as f32),
-            genres: Some(genres.iter().map(|g| g.to_string()).collect()),
-            rating: (!miss(&mut rng, 0.01)).then_some(rating as f32),
-            votes: (!miss(&mut rng, 0.04)).then_some(votes as u64),
-            certificate: (!miss(&mut rng, 0.10)).then(|| certificate.to_string()),
-            languages: (!miss(&mut rng, 0.03)).then(|| vec![language.to_string()]),
-            countries: (!miss(&mut rng, 0.03)).then(|| vec![country.to_string()]),
-            directors: (!miss(&mut rng, 0.03)).then(|| vec![director.name.clone()]),
-            cast: (!miss(&mut rng, 0.05)).then_some(cast),
-            plot: (!plot_missing).then_some(plot),
-            poster: (!poster_missing).then(|| format!("{POSTERS_DIR}/{id}.png")),
-            budget,
-            gross,
-            id,
-            extra: Default::default(),
-        };
-        out.push((movie, (!poster_missing).then_some(poster)));
     }
-    out
+    runtime.clamp(60.0, 200.0).round()
+}
+
+/// The rating: director quality, era, runtime, popularity, genre and noise, to one decimal.
+fn rating_of(
+    rng: &mut StdRng,
+    has: &dyn Fn(&str) -> bool,
+    quality: f64,
+    year: i32,
+    runtime: f64,
+    votes: f64,
+) -> f64 {
+    let mut rating = 6.0 + quality + 0.5 * ((year - 1950) as f64 / 10.0).sin()
+        - 0.00025 * (runtime - 125.0).powi(2)
+        + 0.18 * (votes.log10() - 4.0)
+        + normal(rng) * 0.3;
+    for (g, d) in [
+        ("Documentary", 0.7),
+        ("Drama", 0.3),
+        ("Horror", -0.8),
+        ("Comedy", -0.2),
+        ("Animation", 0.3),
+    ] {
+        if has(g) {
+            rating += d;
+        }
+    }
+    (rating.clamp(1.0, 9.8) * 10.0).round() / 10.0
+}
+
+/// Certificate, language and country, shaped by the genres.
+fn certificate_language_country(
+    rng: &mut StdRng,
+    has: &dyn Fn(&str) -> bool,
+) -> (&'static str, &'static str, &'static str) {
+    let certificate = if has("Animation") {
+        *["G", "PG"].choose(rng).unwrap()
+    } else if (has("Horror") || has("Thriller")) && rng.random::<f64>() < 0.7 {
+        "R"
+    } else {
+        *["PG", "PG-13", "R", "Not Rated"].choose(rng).unwrap()
+    };
+    let language = if has("Animation") && rng.random::<f64>() < 0.4 {
+        "Japanese"
+    } else {
+        *[
+            "English", "English", "English", "English", "French", "Spanish", "German",
+        ]
+        .choose(rng)
+        .unwrap()
+    };
+    let country = match language {
+        "Japanese" => "Japan",
+        "French" => "France",
+        "Spanish" => "Spain",
+        "German" => "Germany",
+        _ => *["USA", "USA", "USA", "UK", "Canada"].choose(rng).unwrap(),
+    };
+    (certificate, language, country)
 }
 
 /// Writes a generated dataset to `out_dir` (replacing it atomically when complete).
