@@ -91,8 +91,54 @@ pub fn import_imdb_tsv(
     skip_bad: bool,
 ) -> Result<(Vec<Movie>, ImportReport), DataError> {
     let mut report = ImportReport::default();
+    let ratings = read_ratings(src.ratings, skip_bad, &mut report)?;
+    let directors = read_directors(src)?;
+    let mut movies = Vec::new();
+    for (line, row) in read_table(
+        src.basics,
+        &[
+            "tconst",
+            "titleType",
+            "primaryTitle",
+            "startYear",
+            "runtimeMinutes",
+            "genres",
+        ],
+    )? {
+        if !src.types.is_empty() && !src.types.iter().any(|t| t == &row["titleType"]) {
+            continue;
+        }
+        let id = row["tconst"].clone();
+        match title_movie(&row, &ratings, &directors) {
+            Ok(m) => movies.push(m),
+            Err(reason) if skip_bad => report.skipped.push(BadRecord {
+                line,
+                id: Some(id),
+                field: None,
+                reason,
+            }),
+            Err(reason) => {
+                return Err(DataError::Record {
+                    path: src.basics.into(),
+                    line,
+                    message: reason,
+                });
+            }
+        }
+    }
+    report.imported = movies.len();
+    Ok((movies, report))
+}
+
+/// `title.ratings.tsv`: (rating, votes) by title id. A bad row is an error, or skipped and
+/// reported with `skip_bad`.
+fn read_ratings(
+    path: &Path,
+    skip_bad: bool,
+    report: &mut ImportReport,
+) -> Result<HashMap<String, (f32, u64)>, DataError> {
     let mut ratings: HashMap<String, (f32, u64)> = HashMap::new();
-    for (line, row) in read_table(src.ratings, &["tconst", "averageRating", "numVotes"])? {
+    for (line, row) in read_table(path, &["tconst", "averageRating", "numVotes"])? {
         let parsed = (|| {
             let r: f32 = cell(&row["averageRating"])
                 .ok_or("averageRating is missing")?
@@ -112,17 +158,22 @@ pub fn import_imdb_tsv(
                 line,
                 id: Some(row["tconst"].clone()),
                 field: Some("rating".into()),
-                reason: format!("{}: {m}", src.ratings.display()),
+                reason: format!("{}: {m}", path.display()),
             }),
             Err(m) => {
                 return Err(DataError::Record {
-                    path: src.ratings.into(),
+                    path: path.into(),
                     line,
                     message: m.into(),
                 });
             }
         }
     }
+    Ok(ratings)
+}
+
+/// Directors by title id, with their names when `name.basics.tsv` is given (else their ids).
+fn read_directors(src: &TsvSources) -> Result<HashMap<String, Vec<String>>, DataError> {
     let names: HashMap<String, String> = match src.names {
         Some(p) => read_table(p, &["nconst", "primaryName"])?
             .into_iter()
@@ -130,7 +181,7 @@ pub fn import_imdb_tsv(
             .collect(),
         None => HashMap::new(),
     };
-    let directors: HashMap<String, Vec<String>> = match src.crew {
+    Ok(match src.crew {
         Some(p) => read_table(p, &["tconst", "directors"])?
             .into_iter()
             .filter_map(|(_, r)| {
@@ -144,63 +195,35 @@ pub fn import_imdb_tsv(
             })
             .collect(),
         None => HashMap::new(),
-    };
-    let mut movies = Vec::new();
-    for (line, row) in read_table(
-        src.basics,
-        &[
-            "tconst",
-            "titleType",
-            "primaryTitle",
-            "startYear",
-            "runtimeMinutes",
-            "genres",
-        ],
-    )? {
-        if !src.types.is_empty() && !src.types.iter().any(|t| t == &row["titleType"]) {
-            continue;
-        }
-        let id = row["tconst"].clone();
-        let parse_num = |col: &str| -> Result<Option<f64>, String> {
-            cell(&row[col])
-                .map(|v| {
-                    v.parse::<f64>()
-                        .map_err(|_| format!("column `{col}`: expected a number, got {v:?}"))
-                })
-                .transpose()
-        };
-        let built = (|| {
-            let (rating, votes) = ratings
-                .get(&id)
-                .map_or((None, None), |(r, v)| (Some(*r), Some(*v)));
-            Ok::<_, String>(Movie {
-                title: cell(&row["primaryTitle"]).map(String::from),
-                year: parse_num("startYear")?.map(|y| y as i32),
-                runtime_min: parse_num("runtimeMinutes")?.map(|r| r as f32),
-                genres: cell(&row["genres"]).map(|g| g.split(',').map(String::from).collect()),
-                rating,
-                votes,
-                directors: directors.get(&id).cloned(),
-                ..Movie::new(id.clone())
+    })
+}
+
+/// One `title.basics.tsv` row as a movie, with its rating and directors.
+fn title_movie(
+    row: &HashMap<String, String>,
+    ratings: &HashMap<String, (f32, u64)>,
+    directors: &HashMap<String, Vec<String>>,
+) -> Result<Movie, String> {
+    let id = row["tconst"].clone();
+    let parse_num = |col: &str| -> Result<Option<f64>, String> {
+        cell(&row[col])
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| format!("column `{col}`: expected a number, got {v:?}"))
             })
-        })();
-        match built {
-            Ok(m) => movies.push(m),
-            Err(reason) if skip_bad => report.skipped.push(BadRecord {
-                line,
-                id: Some(id),
-                field: None,
-                reason,
-            }),
-            Err(reason) => {
-                return Err(DataError::Record {
-                    path: src.basics.into(),
-                    line,
-                    message: reason,
-                });
-            }
-        }
-    }
-    report.imported = movies.len();
-    Ok((movies, report))
+            .transpose()
+    };
+    let (rating, votes) = ratings
+        .get(&id)
+        .map_or((None, None), |(r, v)| (Some(*r), Some(*v)));
+    Ok(Movie {
+        title: cell(&row["primaryTitle"]).map(String::from),
+        year: parse_num("startYear")?.map(|y| y as i32),
+        runtime_min: parse_num("runtimeMinutes")?.map(|r| r as f32),
+        genres: cell(&row["genres"]).map(|g| g.split(',').map(String::from).collect()),
+        rating,
+        votes,
+        directors: directors.get(&id).cloned(),
+        ..Movie::new(id.clone())
+    })
 }
