@@ -210,77 +210,21 @@ pub fn import_table(
     let mut report = ImportReport::default();
     let mut movies = Vec::new();
     let mut seen = HashSet::new();
-    let source_of = |field: &str| {
-        mapping
-            .get(field)
-            .cloned()
-            .unwrap_or_else(|| field.to_string())
-    };
     let rows = rows(src)?;
     check_mapped_columns_exist(src, mapping, &rows)?;
     let extra_names = extra_columns(src, mapping, extra, &rows)?;
     for (line, row) in rows {
-        let result = row.map_err(|m| (None, m)).and_then(|row| {
-            let get = |field: &str| row.get(&source_of(field)).unwrap_or(&Value::Null);
-            let in_column = |field: &str, m: String| {
-                (
-                    Some(field.to_string()),
-                    format!("column `{}`: {m}", source_of(field)),
-                )
-            };
-            let num = |field: &str| {
-                as_number(get(field), NumberFormat::of_field(field)).map_err(|m| {
-                    (
-                        Some(field.to_string()),
-                        format!("column `{}`: {m}", source_of(field)),
-                    )
-                })
-            };
-            let id = as_text(get("id")).ok_or((
-                Some("id".to_string()),
-                format!("column `{}` is empty or missing", source_of("id")),
-            ))?;
-            let movie = Movie {
-                title: as_text(get("title")),
-                year: as_year(get("year")).map_err(|m| in_column("year", m))?,
-                runtime_min: num("runtime_min")?.map(|v| v as f32),
-                genres: as_list(get("genres")),
-                rating: num("rating")?.map(|v| v as f32),
-                votes: as_count(get("votes")).map_err(|m| in_column("votes", m))?,
-                certificate: as_text(get("certificate")),
-                languages: as_list(get("languages")),
-                countries: as_list(get("countries")),
-                directors: as_list(get("directors")),
-                cast: as_list(get("cast")),
-                plot: as_text(get("plot")),
-                poster: as_text(get("poster")),
-                budget: num("budget")?,
-                gross: num("gross")?,
-                extra: extra_of(&row, &extra_names),
-                id,
-            };
-            check_movie(&movie).map_err(|(f, m)| (Some(f), m))?;
-            if !seen.insert(movie.id.clone()) {
-                return Err((Some("id".into()), format!("duplicate id {:?}", movie.id)));
-            }
-            Ok(movie)
-        });
+        let result = row
+            .map_err(|m| (None, m))
+            .and_then(|row| row_movie(&row, mapping, &extra_names))
+            .and_then(|movie| match seen.insert(movie.id.clone()) {
+                true => Ok(movie),
+                false => Err((Some("id".into()), format!("duplicate id {:?}", movie.id))),
+            });
         match result {
             Ok(mut movie) => {
-                if let Some(p) = movie.poster.take() {
-                    let path =
-                        crate::paths::resolve_inside(base, &p).map_err(|e| DataError::Record {
-                            path: src.into(),
-                            line,
-                            message: format!("field `poster`: {e}"),
-                        })?;
-                    if path.exists() {
-                        movie.poster = Some(copy_poster(&path, out, &movie.id)?);
-                        report.posters_copied += 1;
-                    } else {
-                        report.posters_missing += 1;
-                    }
-                }
+                let poster = PosterSource { src, line, base };
+                copy_poster_of(&mut movie, &poster, out, &mut report)?;
                 movies.push(movie);
             }
             Err((field, reason)) => {
@@ -306,4 +250,88 @@ pub fn import_table(
     }
     report.imported = movies.len();
     Ok((movies, report))
+}
+
+/// The column a dataset field is read from (`mapping`, else the field's own name).
+fn source_of(mapping: &BTreeMap<String, String>, field: &str) -> String {
+    mapping
+        .get(field)
+        .cloned()
+        .unwrap_or_else(|| field.to_string())
+}
+
+/// A row as a movie, checked as `prepare` checks one; errors name the field and its column.
+fn row_movie(
+    row: &Map<String, Value>,
+    mapping: &BTreeMap<String, String>,
+    extra_names: &[String],
+) -> Result<Movie, (Option<String>, String)> {
+    let get = |field: &str| row.get(&source_of(mapping, field)).unwrap_or(&Value::Null);
+    let in_column = |field: &str, m: String| {
+        (
+            Some(field.to_string()),
+            format!("column `{}`: {m}", source_of(mapping, field)),
+        )
+    };
+    let num = |field: &str| {
+        as_number(get(field), NumberFormat::of_field(field)).map_err(|m| in_column(field, m))
+    };
+    let id = as_text(get("id")).ok_or((
+        Some("id".to_string()),
+        format!("column `{}` is empty or missing", source_of(mapping, "id")),
+    ))?;
+    let movie = Movie {
+        title: as_text(get("title")),
+        year: as_year(get("year")).map_err(|m| in_column("year", m))?,
+        runtime_min: num("runtime_min")?.map(|v| v as f32),
+        genres: as_list(get("genres")),
+        rating: num("rating")?.map(|v| v as f32),
+        votes: as_count(get("votes")).map_err(|m| in_column("votes", m))?,
+        certificate: as_text(get("certificate")),
+        languages: as_list(get("languages")),
+        countries: as_list(get("countries")),
+        directors: as_list(get("directors")),
+        cast: as_list(get("cast")),
+        plot: as_text(get("plot")),
+        poster: as_text(get("poster")),
+        budget: num("budget")?,
+        gross: num("gross")?,
+        extra: extra_of(row, extra_names),
+        id,
+    };
+    check_movie(&movie).map_err(|(f, m)| (Some(f), m))?;
+    Ok(movie)
+}
+
+/// Where a row's poster path is read: the table file, its line, and the folder paths are
+/// relative to (which they must stay inside).
+struct PosterSource<'a> {
+    src: &'a Path,
+    line: usize,
+    base: &'a Path,
+}
+
+/// Copies the movie's poster into the dataset `out` and points the movie at the copy; a
+/// poster file that does not exist is counted and dropped.
+fn copy_poster_of(
+    movie: &mut Movie,
+    from: &PosterSource,
+    out: &Path,
+    report: &mut ImportReport,
+) -> Result<(), DataError> {
+    let Some(p) = movie.poster.take() else {
+        return Ok(());
+    };
+    let path = crate::paths::resolve_inside(from.base, &p).map_err(|e| DataError::Record {
+        path: from.src.into(),
+        line: from.line,
+        message: format!("field `poster`: {e}"),
+    })?;
+    if path.exists() {
+        movie.poster = Some(copy_poster(&path, out, &movie.id)?);
+        report.posters_copied += 1;
+    } else {
+        report.posters_missing += 1;
+    }
+    Ok(())
 }
