@@ -79,52 +79,8 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
     fn batch(&self, items: Vec<MovieItem>, device: &Device) -> MovieBatch {
         let b = items.len();
 
-        // Posters: u8 CHW → normalized f32, built in one host buffer (one upload). A batch
-        // without any pixels (cached poster features) gets a 1×1 placeholder, not B×3×H×W zeros.
-        let any_pixels = items.iter().any(|it| it.poster.is_some());
-        let (h, w) = if any_pixels {
-            (self.image_height, self.image_width)
-        } else {
-            (1, 1)
-        };
-        let plane = h * w;
-        let mut pixels = vec![0f32; b * 3 * plane];
-        for (i, item) in items.iter().enumerate() {
-            if let Some(p) = &item.poster {
-                assert_eq!(
-                    p.len(),
-                    3 * plane,
-                    "poster of {} has the wrong size",
-                    item.id
-                );
-                let dst = &mut pixels[i * 3 * plane..(i + 1) * 3 * plane];
-                for c in 0..3 {
-                    let (m, s) = (POSTER_MEAN[c], POSTER_STD[c]);
-                    for (d, v) in dst[c * plane..(c + 1) * plane]
-                        .iter_mut()
-                        .zip(&p[c * plane..(c + 1) * plane])
-                    {
-                        *d = (f32::from(*v) / 255.0 - m) / s;
-                    }
-                }
-            }
-        }
-
-        // Tokens padded to the longest plot in the batch (at least 1).
-        let len = items
-            .iter()
-            .map(|it| it.tokens.len().min(self.max_tokens))
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut tokens = vec![PAD_ID as i64; b * len];
-        let mut mask = vec![0f32; b * len];
-        for (i, item) in items.iter().enumerate() {
-            for (j, t) in item.tokens.iter().take(len).enumerate() {
-                tokens[i * len + j] = i64::from(*t);
-                mask[i * len + j] = 1.0;
-            }
-        }
+        let (pixels, h, w) = self.poster_pixels(&items);
+        let (tokens, mask, len) = self.padded_tokens(&items);
         let n_num = items.first().map_or(0, |it| it.numeric.len());
         let n_cat = items.first().map_or(0, |it| it.categorical.len());
         let n_gen = items.first().map_or(0, |it| it.genres.len());
@@ -173,6 +129,65 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
             poster_features: stack_features(&items, |it| it.poster_features.as_deref(), device),
             plot_features: stack_features(&items, |it| it.plot_features.as_deref(), device),
         }
+    }
+}
+
+impl MovieBatcher {
+    /// Posters: u8 CHW → normalized f32, built in one host buffer (one upload), with their
+    /// height and width. A batch without any pixels (cached poster features) gets a 1×1
+    /// placeholder, not B×3×H×W zeros.
+    fn poster_pixels(&self, items: &[MovieItem]) -> (Vec<f32>, usize, usize) {
+        let b = items.len();
+        let any_pixels = items.iter().any(|it| it.poster.is_some());
+        let (h, w) = if any_pixels {
+            (self.image_height, self.image_width)
+        } else {
+            (1, 1)
+        };
+        let plane = h * w;
+        let mut pixels = vec![0f32; b * 3 * plane];
+        for (i, item) in items.iter().enumerate() {
+            if let Some(p) = &item.poster {
+                assert_eq!(
+                    p.len(),
+                    3 * plane,
+                    "poster of {} has the wrong size",
+                    item.id
+                );
+                let dst = &mut pixels[i * 3 * plane..(i + 1) * 3 * plane];
+                for c in 0..3 {
+                    let (m, s) = (POSTER_MEAN[c], POSTER_STD[c]);
+                    for (d, v) in dst[c * plane..(c + 1) * plane]
+                        .iter_mut()
+                        .zip(&p[c * plane..(c + 1) * plane])
+                    {
+                        *d = (f32::from(*v) / 255.0 - m) / s;
+                    }
+                }
+            }
+        }
+        (pixels, h, w)
+    }
+
+    /// Token ids padded to the longest plot in the batch (at least 1), the mask of real
+    /// tokens, and the padded length.
+    fn padded_tokens(&self, items: &[MovieItem]) -> (Vec<i64>, Vec<f32>, usize) {
+        let b = items.len();
+        let len = items
+            .iter()
+            .map(|it| it.tokens.len().min(self.max_tokens))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut tokens = vec![PAD_ID as i64; b * len];
+        let mut mask = vec![0f32; b * len];
+        for (i, item) in items.iter().enumerate() {
+            for (j, t) in item.tokens.iter().take(len).enumerate() {
+                tokens[i * len + j] = i64::from(*t);
+                mask[i * len + j] = 1.0;
+            }
+        }
+        (tokens, mask, len)
     }
 }
 
