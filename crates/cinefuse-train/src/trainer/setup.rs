@@ -182,6 +182,41 @@ fn training_devices(backend: &BackendConfig, precision: Precision) -> Result<Vec
     Ok(selected)
 }
 
+/// The prepared data a run trains on: a resumed run's own (never a re-prepared copy: token
+/// ids must not change), else the config's, prepared when needed.
+fn run_data(
+    config: &TrainConfig,
+    opts: &TrainOptions,
+    saved: Option<&RunInfo>,
+) -> Result<(PathBuf, Prepared)> {
+    match saved {
+        Some(info) => {
+            let opened = reopen_prepared(config, &info.dataset_dir, &info.prepared_dir)?;
+            check_fingerprint(info, &opened.1.dir)?;
+            Ok(opened)
+        }
+        None => ensure_prepared(config, opts.data_override.as_deref()),
+    }
+}
+
+/// The model's sizes: from the data, and a pretrained plot encoder's architecture from the
+/// resumed run or the checkpoint folder.
+fn run_shapes(
+    config: &TrainConfig,
+    prepared: &Prepared,
+    saved: Option<&RunInfo>,
+) -> Result<ModelShapes> {
+    let mut shapes = ModelShapes::of(&prepared.preprocessor);
+    shapes.text_backbone = match saved {
+        Some(info) => info.shapes.text_backbone.clone(),
+        None => crate::feature_cache::text_backbone_of(&config.model)?,
+    };
+    if shapes.n_genres == 0 {
+        bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
+    }
+    Ok(shapes)
+}
+
 /// Initialized on the CPU and then moved, so a seed gives the same starting weights on every
 /// backend (each backend's own generator would draw different ones). A resumed run starts
 /// from random weights too: its checkpoint replaces them.
@@ -223,15 +258,7 @@ impl Trainer {
         } else {
             None
         };
-        let (dataset_dir, mut prepared) = match &saved {
-            // The run's own prepared data, never a re-prepared copy (token ids must not change).
-            Some(info) => {
-                let opened = reopen_prepared(&config, &info.dataset_dir, &info.prepared_dir)?;
-                check_fingerprint(info, &opened.1.dir)?;
-                opened
-            }
-            None => ensure_prepared(&config, opts.data_override.as_deref())?,
-        };
+        let (dataset_dir, mut prepared) = run_data(&config, opts, saved.as_ref())?;
 
         let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
         let device = devices[0].clone();
@@ -239,14 +266,7 @@ impl Trainer {
         println!("backend: {description} ({device:?})");
 
         crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
-        let mut shapes = ModelShapes::of(&prepared.preprocessor);
-        shapes.text_backbone = match &saved {
-            Some(info) => info.shapes.text_backbone.clone(),
-            None => crate::feature_cache::text_backbone_of(&config.model)?,
-        };
-        if shapes.n_genres == 0 {
-            bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
-        }
+        let shapes = run_shapes(&config, &prepared, saved.as_ref())?;
         let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
         let (train_ds, val_ds) = datasets_for(&prepared, rows);
         if train_ds.len() == 0 || val_ds.len() == 0 {
