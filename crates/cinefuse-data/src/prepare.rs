@@ -572,6 +572,61 @@ struct Written {
     posters_cached: usize,
 }
 
+/// The posters of `chunk`, decoded and fitted on `threads` threads, one result per record in
+/// order (`None`: the movie has no poster).
+fn decode_posters(
+    data_dir: &Path,
+    pre: &Preprocessor,
+    chunk: &[(usize, Movie, Split)],
+    threads: usize,
+) -> Vec<Option<Result<Vec<u8>, DataError>>> {
+    std::thread::scope(|s| {
+        let per = chunk.len().div_ceil(threads);
+        let handles: Vec<_> = chunk
+            .chunks(per.max(1))
+            .map(|part| {
+                let handle = s.spawn(move || {
+                    part.iter()
+                        .map(|(_, m, _)| {
+                            poster_path(data_dir, m).map(|p| {
+                                p.and_then(|p| catch_decoder_panic(&p, || pre.poster_from_file(&p)))
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                });
+                (part.len(), handle)
+            })
+            .collect();
+        // A thread that died anyway still yields one (failed) result per record, so the
+        // results stay aligned with the records.
+        handles
+            .into_iter()
+            .flat_map(|(n, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| {
+                            Some(Err(DataError::file(
+                                data_dir,
+                                "a poster decoder thread failed",
+                            )))
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
+/// `samples.jsonl`: one encoded sample per line, written atomically.
+fn write_samples(path: &Path, samples: &[crate::prepared::EncodedSample]) -> Result<(), DataError> {
+    let mut jsonl = String::new();
+    for s in samples {
+        jsonl.push_str(&serde_json::to_string(s).expect("sample serializes"));
+        jsonl.push('\n');
+    }
+    write_atomic(path, jsonl.as_bytes())
+}
+
 /// Encodes every movie with `pre`, caches the posters (decoded in parallel, written in order
 /// so slots are deterministic) and writes the samples and the preprocessing state.
 fn write_encoded(
@@ -597,43 +652,7 @@ fn write_encoded(
         .map_or(2, |n| n.get())
         .min(8);
     for chunk in assigned.chunks(64) {
-        let decoded: Vec<Option<Result<Vec<u8>, DataError>>> = std::thread::scope(|s| {
-            let per = chunk.len().div_ceil(threads);
-            let handles: Vec<_> = chunk
-                .chunks(per.max(1))
-                .map(|part| {
-                    let handle = s.spawn(move || {
-                        part.iter()
-                            .map(|(_, m, _)| {
-                                poster_path(data_dir, m).map(|p| {
-                                    p.and_then(|p| {
-                                        catch_decoder_panic(&p, || pre.poster_from_file(&p))
-                                    })
-                                })
-                            })
-                            .collect::<Vec<_>>()
-                    });
-                    (part.len(), handle)
-                })
-                .collect();
-            // A thread that died anyway still yields one (failed) result per record, so the
-            // results stay aligned with the records.
-            handles
-                .into_iter()
-                .flat_map(|(n, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        (0..n)
-                            .map(|_| {
-                                Some(Err(DataError::file(
-                                    data_dir,
-                                    "a poster decoder thread failed",
-                                )))
-                            })
-                            .collect()
-                    })
-                })
-                .collect()
-        });
+        let decoded = decode_posters(data_dir, pre, chunk, threads);
         for ((line, movie, split), poster) in chunk.iter().zip(decoded) {
             let mut sample = pre.encode(movie, *split)?;
             match poster {
@@ -660,12 +679,7 @@ fn write_encoded(
     pb.finish_and_clear();
     let poster_seconds = started.elapsed().as_secs_f64();
     let posters_cached = cache.finish()? as usize;
-    let mut jsonl = String::new();
-    for s in &samples {
-        jsonl.push_str(&serde_json::to_string(s).expect("sample serializes"));
-        jsonl.push('\n');
-    }
-    write_atomic(&staging.path().join(SAMPLES_FILE), jsonl.as_bytes())?;
+    write_samples(&staging.path().join(SAMPLES_FILE), &samples)?;
     pre.save(staging.path())?;
     Ok(Written {
         samples,
