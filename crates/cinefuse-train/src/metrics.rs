@@ -136,31 +136,7 @@ pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String])
         }
     }
     let per_genre: Vec<PerGenre> = (0..g)
-        .map(|k| {
-            let scores: Vec<f32> = (0..n).map(|i| p.p(i, k)).collect();
-            let labels: Vec<bool> = (0..n).map(|i| p.t(i, k)).collect();
-            PerGenre {
-                genre: names.get(k).cloned().unwrap_or_else(|| format!("genre{k}")),
-                threshold: thresholds[k],
-                support: tp[k] + fn_[k],
-                tp: tp[k],
-                fp: fp[k],
-                fn_: fn_[k],
-                tn: n - tp[k] - fp[k] - fn_[k],
-                precision: if tp[k] + fp[k] == 0 {
-                    0.0
-                } else {
-                    tp[k] as f64 / (tp[k] + fp[k]) as f64
-                },
-                recall: if tp[k] + fn_[k] == 0 {
-                    0.0
-                } else {
-                    tp[k] as f64 / (tp[k] + fn_[k]) as f64
-                },
-                f1: f1(tp[k], fp[k], fn_[k]),
-                average_precision: average_precision(&scores, &labels),
-            }
-        })
+        .map(|k| per_genre_of(p, k, thresholds[k], names, [tp[k], fp[k], fn_[k]]))
         .collect();
     // Macro averages over genres that occur in this split (absent genres have undefined F1/AP).
     let occurring: Vec<&PerGenre> = per_genre.iter().filter(|x| x.support > 0).collect();
@@ -186,6 +162,34 @@ pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String])
             top1_hits as f64 / n as f64
         },
         per_genre,
+    }
+}
+
+/// Genre `k`'s scores at `threshold`, from its true-positive, false-positive and
+/// false-negative counts.
+fn per_genre_of(
+    p: &GenrePredictions,
+    k: usize,
+    threshold: f32,
+    names: &[String],
+    [tp, fp, fn_]: [usize; 3],
+) -> PerGenre {
+    let n = p.rows();
+    let scores: Vec<f32> = (0..n).map(|i| p.p(i, k)).collect();
+    let labels: Vec<bool> = (0..n).map(|i| p.t(i, k)).collect();
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    PerGenre {
+        genre: names.get(k).cloned().unwrap_or_else(|| format!("genre{k}")),
+        threshold,
+        support: tp + fn_,
+        tp,
+        fp,
+        fn_,
+        tn: n - tp - fp - fn_,
+        precision: ratio(tp, tp + fp),
+        recall: ratio(tp, tp + fn_),
+        f1: f1(tp, fp, fn_),
+        average_precision: average_precision(&scores, &labels),
     }
 }
 
