@@ -113,22 +113,7 @@ pub fn import_mmimdb(
     skip_bad: bool,
 ) -> Result<(Vec<Movie>, ImportReport), DataError> {
     let dir = movie_dir(src);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| DataError::io(&dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "json")
-                && p.file_name().is_some_and(|n| n != SPLIT_FILE)
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(DataError::file(
-            &dir,
-            "no per-movie JSON files found (expected DIR/dataset/<id>.json)",
-        ));
-    }
+    let files = movie_files(&dir)?;
     let mut report = ImportReport::default();
     let mut movies = Vec::new();
     for path in files {
@@ -146,13 +131,7 @@ pub fn import_mmimdb(
             .and_then(|v| movie_from_mmimdb(&id, &v));
         match parsed {
             Ok(mut movie) => {
-                let poster = ["jpeg", "jpg", "png"]
-                    .iter()
-                    .map(|e| crate::paths::resolve_inside(&dir, &format!("{id}.{e}")))
-                    .find(|p| !matches!(p, Ok(p) if !p.exists()))
-                    .transpose()
-                    .map_err(|e| DataError::file(&path, format!("poster {e}")))?;
-                match poster {
+                match find_poster(&dir, &id).map_err(|e| DataError::file(&path, e))? {
                     Some(p) => {
                         movie.poster = Some(copy_poster(&p, out, &id)?);
                         report.posters_copied += 1;
@@ -180,7 +159,45 @@ pub fn import_mmimdb(
             }
         }
     }
-    // The official split, renamed to our split file ("dev" is read as validation).
+    copy_split(src, &dir, out, &movies)?;
+    report.imported = movies.len();
+    Ok((movies, report))
+}
+
+/// The per-movie JSON files in `dir`, sorted; none is an error.
+fn movie_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && p.file_name().is_some_and(|n| n != SPLIT_FILE)
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(DataError::file(
+            dir,
+            "no per-movie JSON files found (expected DIR/dataset/<id>.json)",
+        ));
+    }
+    Ok(files)
+}
+
+/// Movie `id`'s poster in `dir` (JPEG or PNG), if there is one inside it.
+fn find_poster(dir: &Path, id: &str) -> Result<Option<PathBuf>, String> {
+    ["jpeg", "jpg", "png"]
+        .iter()
+        .map(|e| crate::paths::resolve_inside(dir, &format!("{id}.{e}")))
+        .find(|p| !matches!(p, Ok(p) if !p.exists()))
+        .transpose()
+        .map_err(|e| format!("poster {e}"))
+}
+
+/// The official split, renamed to our split file ("dev" is read as validation), keeping only
+/// the imported movies.
+fn copy_split(src: &Path, dir: &Path, out: &Path, movies: &[Movie]) -> Result<(), DataError> {
     for candidate in [src.join(SPLIT_FILE), dir.join(SPLIT_FILE)] {
         if candidate.exists() {
             let split: HashMap<String, Vec<String>> = crate::atomic::read_json(&candidate)?;
@@ -201,6 +218,5 @@ pub fn import_mmimdb(
             break;
         }
     }
-    report.imported = movies.len();
-    Ok((movies, report))
+    Ok(())
 }
