@@ -613,6 +613,21 @@ impl TrainConfig {
         self.model.validate()?;
         self.check_pretrained_text()?;
         self.loss.validate()?;
+        self.check_optim_and_schedule()?;
+        self.check_loop()?;
+        let t = &self.train;
+        self.backend.validate(t.batch_size)?;
+        if t.pretrain_epochs >= t.epochs && t.pretrain_epochs > 0 {
+            return Err(format!(
+                "train.pretrain_epochs = {} must be smaller than train.epochs = {}",
+                t.pretrain_epochs, t.epochs
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[optim]` and `[schedule]`.
+    fn check_optim_and_schedule(&self) -> Result<(), String> {
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr < 1.0) {
             return Err(format!("optim.lr = {}: expected 0 < lr < 1", o.lr));
@@ -639,6 +654,11 @@ impl TrainConfig {
                     .into(),
             );
         }
+        Ok(())
+    }
+
+    /// `[train]`'s sizes and bagging keys.
+    fn check_loop(&self) -> Result<(), String> {
         let t = &self.train;
         if t.epochs == 0 {
             return Err("train.epochs = 0: expected at least 1".into());
@@ -665,13 +685,6 @@ impl TrainConfig {
         }
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());
-        }
-        self.backend.validate(t.batch_size)?;
-        if t.pretrain_epochs >= t.epochs && t.pretrain_epochs > 0 {
-            return Err(format!(
-                "train.pretrain_epochs = {} must be smaller than train.epochs = {}",
-                t.pretrain_epochs, t.epochs
-            ));
         }
         Ok(())
     }
