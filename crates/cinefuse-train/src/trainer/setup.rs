@@ -237,12 +237,29 @@ fn new_model(
     Ok(initialized_now(model).fork(&device.clone().autodiff()))
 }
 
-fn print_parameters(param_counts: &[(String, usize)], total: usize) {
+/// Prints the parameter count of each part of `model`, and returns them.
+fn print_parameters(model: &CinefuseModel) -> Vec<(String, usize)> {
+    let param_counts: Vec<(String, usize)> = model
+        .param_counts()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     println!("parameters:");
-    for (name, n) in param_counts {
+    for (name, n) in &param_counts {
         println!("  {name:<16} {n:>10}");
     }
-    println!("  {:<16} {:>10}", "total", total);
+    println!("  {:<16} {:>10}", "total", model.num_params());
+    param_counts
+}
+
+/// Optimizer steps per epoch: every batch of `rows` training movies, at most
+/// `train.max_steps_per_epoch` (0: no limit).
+fn steps_per_epoch(t: &crate::config::LoopConfig, rows: usize) -> usize {
+    let full_steps = rows.div_ceil(t.batch_size);
+    match t.max_steps_per_epoch {
+        0 => full_steps,
+        max => full_steps.min(max),
+    }
 }
 
 impl Trainer {
@@ -278,19 +295,9 @@ impl Trainer {
         }
 
         let model = new_model(&config, &shapes, resuming, &device)?;
-        let param_counts: Vec<(String, usize)> = model
-            .param_counts()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        print_parameters(&param_counts, model.num_params());
-
+        let param_counts = print_parameters(&model);
         let t = &config.train;
-        let full_steps = train_ds.len().div_ceil(t.batch_size);
-        let steps_per_epoch = match t.max_steps_per_epoch {
-            0 => full_steps,
-            max => full_steps.min(max),
-        };
+        let steps_per_epoch = steps_per_epoch(t, train_ds.len());
         let pos_weight = config.loss.pos_weights(
             &prepared.preprocessor.state.genres.train_counts,
             train_ds.len(),
