@@ -6,6 +6,7 @@ mod cmd_import;
 mod cmd_report;
 mod cmd_scrape;
 mod cmd_serve;
+mod cmd_sweep;
 mod cmd_train;
 
 use std::path::PathBuf;
@@ -56,7 +57,7 @@ enum Command {
         kind: cmd_import::ImportKind,
     },
     /// Train every combination of a grid of config overrides and compare them.
-    Sweep(cmd_import::SweepArgs),
+    Sweep(cmd_sweep::SweepArgs),
     /// Validate, split and preprocess a dataset (fitted on train only).
     Prepare(cmd_data::PrepareArgs),
     /// Exploratory data analysis: an HTML report with charts of a dataset.
@@ -104,7 +105,7 @@ fn main() -> ExitCode {
         Command::Scrape(a) => cmd_scrape::run(a),
         Command::Prepare(a) => cmd_data::prepare(a),
         Command::Import { kind } => cmd_import::import(kind),
-        Command::Sweep(a) => cmd_import::run_sweep(a),
+        Command::Sweep(a) => cmd_sweep::run_sweep(a),
         Command::Eda(a) => cmd_report::eda(a),
         Command::Report(a) => cmd_report::report(a),
         Command::Train(a) => cmd_train::train(a).map(|_| ()),

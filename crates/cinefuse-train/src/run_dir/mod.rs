@@ -163,8 +163,8 @@ pub struct TrainState {
     pub step: usize,
     /// Batches of the epoch in progress already taken (after an interruption).
     pub batches_into_epoch: usize,
-    /// Running loss sums of the epoch in progress: (total, genre, rating, samples).
-    pub partial_sums: (f64, f64, f64, usize),
+    /// Running loss sums of the epoch in progress.
+    pub partial_sums: LossSums,
     pub best_value: Option<f64>,
     pub best_epoch: usize,
     pub epochs_without_improvement: usize,
@@ -174,6 +174,41 @@ pub struct TrainState {
     /// Steps whose f16 gradients overflowed and were skipped.
     #[serde(default)]
     pub skipped_steps: usize,
+}
+
+/// An epoch's running loss sums: each loss summed over the samples seen so far. Stored as
+/// `[total, genre, rating, samples]`, as state files always had it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(f64, f64, f64, usize)", into = "(f64, f64, f64, usize)")]
+pub struct LossSums {
+    pub total: f64,
+    pub genre: f64,
+    pub rating: f64,
+    pub samples: usize,
+}
+
+impl From<(f64, f64, f64, usize)> for LossSums {
+    fn from((total, genre, rating, samples): (f64, f64, f64, usize)) -> Self {
+        Self {
+            total,
+            genre,
+            rating,
+            samples,
+        }
+    }
+}
+
+impl From<LossSums> for (f64, f64, f64, usize) {
+    fn from(s: LossSums) -> Self {
+        (s.total, s.genre, s.rating, s.samples)
+    }
+}
+
+impl LossSums {
+    /// The mean total loss per sample so far.
+    pub fn mean(&self) -> f64 {
+        self.total / self.samples.max(1) as f64
+    }
 }
 
 /// UTC `YYYYmmdd-HHMMSS` without a date-time dependency.

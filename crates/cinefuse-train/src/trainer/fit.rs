@@ -26,7 +26,7 @@ use crate::schedule::learning_rate;
 struct Pass {
     /// Sums over the epoch's batches (this call's and, after a resume, the earlier ones):
     /// total, genre and rating loss times batch size, and movies seen.
-    sums: (f64, f64, f64, usize),
+    sums: LossSums,
     lr: f64,
     interrupted: bool,
 }
@@ -49,7 +49,7 @@ impl Trainer {
             self.log_epoch(epoch, &line)?;
             self.state.epoch = epoch;
             self.state.batches_into_epoch = 0;
-            self.state.partial_sums = (0.0, 0.0, 0.0, 0);
+            self.state.partial_sums = LossSums::default();
             if !self.pretraining(epoch) {
                 stopped_early = self.update_best(epoch, &line)?;
             }
@@ -132,11 +132,11 @@ impl Trainer {
                 next += 1;
                 self.train_step(batch, epoch, &mut pass)?;
                 *steps_this_call += 1;
-                let seen = pass.sums.3 as f64;
+                let seen = pass.sums.samples as f64;
                 let elapsed = started.elapsed().as_secs_f64().max(1e-9);
                 pb.set_message(format!(
                     "loss {:.4} lr {:.2e} {:.0} samples/s",
-                    pass.sums.0 / seen,
+                    pass.sums.mean(),
                     pass.lr,
                     seen / elapsed
                 ));
@@ -187,10 +187,10 @@ impl Trainer {
             self.state.step,
             self.learner.compute(),
         )?;
-        pass.sums.0 += total;
-        pass.sums.1 += genre;
-        pass.sums.2 += rating;
-        pass.sums.3 += step.rows;
+        pass.sums.total += total;
+        pass.sums.genre += genre;
+        pass.sums.rating += rating;
+        pass.sums.samples += step.rows;
         if !step.applied {
             self.state.skipped_steps += 1;
         }
@@ -226,7 +226,7 @@ impl Trainer {
     }
 
     /// A checkpoint inside an epoch, with the partial loss sums, to resume exactly there.
-    fn checkpoint_mid_epoch(&mut self, sums: (f64, f64, f64, usize)) -> Result<()> {
+    fn checkpoint_mid_epoch(&mut self, sums: LossSums) -> Result<()> {
         self.state.partial_sums = sums;
         self.save_checkpoint(&format!(
             "epoch-{:04}-step-{:07}",
@@ -258,7 +258,12 @@ impl Trainer {
         );
         let rm = val.rating_metrics();
         let secs = started.elapsed().as_secs_f64();
-        let (total, genre, rating, seen) = pass.sums;
+        let LossSums {
+            total,
+            genre,
+            rating,
+            samples: seen,
+        } = pass.sums;
         let n = seen.max(1) as f64;
         let line = EpochMetrics {
             epoch,

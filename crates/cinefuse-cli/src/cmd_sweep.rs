@@ -1,0 +1,61 @@
+//! `sweep`: one run per combination of a grid of config overrides, and the results table.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cinefuse_train::sweep::{SweepSpec, parse_grid, sweep};
+use clap::Args;
+
+#[derive(Args)]
+pub struct SweepArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// KEY=V1,V2,… (repeatable; the sweep runs every combination).
+    #[arg(long = "grid", value_name = "KEY=V1,V2")]
+    grid: Vec<String>,
+    /// Overrides applied to every run.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Directory for the runs and the results table (default runs/sweep-<config>-<timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+pub fn run_sweep(a: SweepArgs) -> Result<()> {
+    let grid = a
+        .grid
+        .iter()
+        .map(|g| parse_grid(g))
+        .collect::<Result<Vec<_>>>()?;
+    let stem = a
+        .config
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "sweep-{stem}-{}",
+            cinefuse_train::run_dir::timestamp()
+        ))
+    });
+    let rows = sweep(&SweepSpec {
+        config: &a.config,
+        base_overrides: a.set,
+        grid,
+        out: out.clone(),
+        data: a.data,
+        backend: a
+            .backend
+            .as_deref()
+            .map(cinefuse_train::backend::parse_backend)
+            .transpose()?,
+    })?;
+    print!("{}", std::fs::read_to_string(out.join("results.md"))?);
+    println!("{} runs; tables in {}", rows.len(), out.display());
+    Ok(())
+}
