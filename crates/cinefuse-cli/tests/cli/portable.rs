@@ -92,10 +92,13 @@ pub fn check_portable(d: &Path, model: &str, movies: &str) {
     ));
     let script = repo_root().join("scripts/cinefuse_torch.py");
     let reference = |args: &[&str]| -> Vec<Value> {
+        // One thread: a correctness check that must not starve the tests running beside it.
         let out = Command::new(&python)
             .arg(&script)
             .args(args)
             .current_dir(d)
+            .env("OMP_NUM_THREADS", "1")
+            .env("MKL_NUM_THREADS", "1")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -623,6 +623,20 @@ impl Browser {
         self.call("POST", "/url", json!({"url": url}));
     }
 
+    /// Opens `url` and returns its source once it contains `needle`, opening it again while it
+    /// does not (on a loaded machine the browser's renderer can time out a navigation).
+    fn open_until(&self, url: &str, needle: &str) -> String {
+        for _ in 0..10 {
+            self.open(url);
+            let html = self.page();
+            if html.contains(needle) {
+                return html;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("{url} never showed {needle:?}: {}", self.page());
+    }
+
     fn element(&self, css: &str) -> String {
         let v = self.call(
             "POST",
@@ -710,17 +724,15 @@ fn a_real_browser_predicts_from_the_form_and_sees_the_runs() {
     );
     browser.screenshot("serve-predict");
 
-    browser.open(&format!("{url}/"));
-    let html = browser.page();
+    let html = browser.open_until(&format!("{url}/"), "id=\"runs\"");
     assert!(
         html.contains("alpha") && html.contains("beta"),
         "the runs page lists the runs: {html}"
     );
     browser.screenshot("serve-runs");
-    browser.open(&format!("{url}/runs/alpha"));
-    assert!(browser.page().contains("Learning curves"));
+    browser.open_until(&format!("{url}/runs/alpha"), "Learning curves");
     browser.screenshot("serve-run");
-    browser.open(&format!("{url}/compare?run=alpha&run=beta"));
-    assert!(browser.page().contains("Config keys that differ"));
+    let compare = format!("{url}/compare?run=alpha&run=beta");
+    browser.open_until(&compare, "Config keys that differ");
     browser.screenshot("serve-compare");
 }
