@@ -8,6 +8,8 @@ mod blend;
 #[path = "train/extra.rs"]
 mod extra;
 #[cfg(feature = "wgpu")]
+#[path = "train/fixture.rs"]
+mod fixture;
 #[path = "train/gpu.rs"]
 mod gpu;
 #[path = "train/tensorboard.rs"]
