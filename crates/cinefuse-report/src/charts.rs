@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -262,11 +263,7 @@ pub fn heatmap(
         .fold(0.0f64, f64::max);
     for (r, row) in values.iter().enumerate() {
         for (c, v) in row.iter().enumerate() {
-            let fill = match (v.is_finite(), diverging_range) {
-                (false, _) => RGBColor(220, 220, 220),
-                (true, Some((lo, hi))) => diverging(*v, lo, hi),
-                (true, None) => sequential(*v, max),
-            };
+            let (fill, dark) = cell_colour(*v, diverging_range, max);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [
@@ -280,10 +277,6 @@ pub fn heatmap(
                 format!("{v:.decimals$}")
             } else {
                 "–".into()
-            };
-            let dark = match diverging_range {
-                Some((lo, hi)) => ((v - lo) / (hi - lo) - 0.5).abs() > 0.35,
-                None => *v > 0.6 * max,
             };
             let style = (FONT, 12)
                 .into_font()
@@ -299,6 +292,21 @@ pub fn heatmap(
         }
     }
     root.present().map_err(err)
+}
+
+/// A heatmap cell's fill (grey when the value is not a number) and whether it is dark enough
+/// to need white text.
+fn cell_colour(v: f64, diverging_range: Option<(f64, f64)>, max: f64) -> (RGBColor, bool) {
+    let fill = match (v.is_finite(), diverging_range) {
+        (false, _) => RGBColor(220, 220, 220),
+        (true, Some((lo, hi))) => diverging(v, lo, hi),
+        (true, None) => sequential(v, max),
+    };
+    let dark = match diverging_range {
+        Some((lo, hi)) => ((v - lo) / (hi - lo) - 0.5).abs() > 0.35,
+        None => v > 0.6 * max,
+    };
+    (fill, dark)
 }
 
 /// Line plot of several named series with a legend.
@@ -367,6 +375,38 @@ pub fn lines(
     root.present().map_err(err)
 }
 
+/// The diagonal of perfect predictions and the lines `band` (a share) above and below it.
+fn draw_band(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    (lo, hi): (f64, f64),
+    band: f64,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(
+            vec![(lo, lo), (hi, hi)],
+            BLACK.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("perfect prediction")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    let band_style = color(2).stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(
+            vec![(lo, lo * (1.0 + band)), (hi / (1.0 + band), hi)],
+            band_style,
+        ))
+        .map_err(err)?
+        .label(format!("±{:.0} % band", band * 100.0))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], band_style));
+    chart
+        .draw_series(LineSeries::new(
+            vec![(lo, lo * (1.0 - band)), (hi, hi * (1.0 - band))],
+            band_style,
+        ))
+        .map_err(err)?;
+    Ok(())
+}
+
 /// Predicted vs actual with the identity line and a ±`band` relative band.
 pub fn scatter_with_band(
     path: &Path,
@@ -419,29 +459,7 @@ pub fn scatter_with_band(
             band * 100.0
         ))
         .legend(|(x, y)| Circle::new((x + 10, y), 4, color(0).filled()));
-    chart
-        .draw_series(LineSeries::new(
-            vec![(lo, lo), (hi, hi)],
-            BLACK.stroke_width(2),
-        ))
-        .map_err(err)?
-        .label("perfect prediction")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-    let band_style = color(2).stroke_width(2);
-    chart
-        .draw_series(LineSeries::new(
-            vec![(lo, lo * (1.0 + band)), (hi / (1.0 + band), hi)],
-            band_style,
-        ))
-        .map_err(err)?
-        .label(format!("±{:.0} % band", band * 100.0))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], band_style));
-    chart
-        .draw_series(LineSeries::new(
-            vec![(lo, lo * (1.0 - band)), (hi, hi * (1.0 - band))],
-            band_style,
-        ))
-        .map_err(err)?;
+    draw_band(&mut chart, range, band)?;
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
