@@ -108,6 +108,47 @@ fn describe(movies: &[Movie], name: &str, top_genres: &[String]) -> ExtraField {
     }
 }
 
+/// The table of extra fields: header and one row per field (kind, presence, distinct
+/// values, correlation with the rating and with the top genres).
+fn field_table(
+    movies: usize,
+    fields: &[ExtraField],
+    top_genres: &[String],
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let n = movies.max(1) as f64;
+    let fmt = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{r:+.2}"));
+    let mut header: Vec<String> = ["field", "kind", "present", "distinct", "r with rating"]
+        .map(String::from)
+        .to_vec();
+    header.extend(top_genres.iter().cloned());
+    let rows = fields
+        .iter()
+        .map(|f| {
+            let mut row = vec![
+                f.name.clone(),
+                f.kind.clone(),
+                format!("{} ({:.0} %)", f.present, 100.0 * f.present as f64 / n),
+                if f.kind == "numeric" {
+                    "–".into()
+                } else {
+                    f.distinct.to_string()
+                },
+                fmt(f.rating_r),
+            ];
+            row.extend(top_genres.iter().map(|g| {
+                fmt(f
+                    .genre_r
+                    .iter()
+                    .find(|(n, _)| n == g)
+                    .map(|(_, r)| *r)
+                    .filter(|r| r.is_finite()))
+            }));
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
 /// Writes the section (a table and a histogram per numeric field); nothing when no movie has
 /// extra values.
 pub fn extra_section(
@@ -139,35 +180,8 @@ pub fn extra_section(
         "Values movies carry in `extra`, usable as features by declaring them in \
          [[data.features]]. Correlations are Pearson's, over movies that have both values.",
     );
-    let n = movies.len().max(1) as f64;
-    let fmt = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{r:+.2}"));
-    let mut header = vec!["field", "kind", "present", "distinct", "r with rating"];
-    header.extend(top_genres.iter().map(String::as_str));
-    let rows: Vec<Vec<String>> = fields
-        .iter()
-        .map(|f| {
-            let mut row = vec![
-                f.name.clone(),
-                f.kind.clone(),
-                format!("{} ({:.0} %)", f.present, 100.0 * f.present as f64 / n),
-                if f.kind == "numeric" {
-                    "–".into()
-                } else {
-                    f.distinct.to_string()
-                },
-                fmt(f.rating_r),
-            ];
-            row.extend(top_genres.iter().map(|g| {
-                fmt(f
-                    .genre_r
-                    .iter()
-                    .find(|(n, _)| n == g)
-                    .map(|(_, r)| *r)
-                    .filter(|r| r.is_finite()))
-            }));
-            row
-        })
-        .collect();
+    let (header, rows) = field_table(movies.len(), &fields, &top_genres);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
     page.table(&header, &rows);
     for f in fields.iter().filter(|f| f.kind == "numeric") {
         let values: Vec<f64> = movies
