@@ -255,6 +255,20 @@ fn all_texts(scope: &ElementRef, selector: &str) -> Option<Vec<String>> {
     non_empty(out)
 }
 
+/// Legacy genre texts, some wrapped as "Genres: Crime | Drama": split and de-duplicated.
+fn legacy_genres(found: Vec<String>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for t in found {
+        let t = t.rsplit(':').next().unwrap_or(&t).to_string();
+        for g in t.split(['|', ',']).map(str::trim).filter(|g| !g.is_empty()) {
+            if !out.iter().any(|o| o == g) {
+                out.push(g.to_string());
+            }
+        }
+    }
+    non_empty(out)
+}
+
 /// The pre-2020 layout with schema.org microdata, plus older `title_wrapper` markup.
 pub fn from_legacy(doc: &Html, id: &str) -> Option<ParsedTitle> {
     let root = doc.root_element();
@@ -298,19 +312,7 @@ pub fn from_legacy(doc: &Html, id: &str) -> Option<ParsedTitle> {
                     .as_deref()
                     .and_then(runtime_minutes)
             }),
-        genres: all_texts(&scope, r#"[itemprop="genre"]"#).and_then(|found| {
-            // Some layouts wrap the list as "Genres: Crime | Drama"; split and de-duplicate.
-            let mut out: Vec<String> = Vec::new();
-            for t in found {
-                let t = t.rsplit(':').next().unwrap_or(&t).to_string();
-                for g in t.split(['|', ',']).map(str::trim).filter(|g| !g.is_empty()) {
-                    if !out.iter().any(|o| o == g) {
-                        out.push(g.to_string());
-                    }
-                }
-            }
-            non_empty(out)
-        }),
+        genres: all_texts(&scope, r#"[itemprop="genre"]"#).and_then(legacy_genres),
         rating: first_text(&scope, r#"[itemprop="ratingValue"]"#)
             .and_then(|t| t.replace(',', ".").parse().ok()),
         votes: first_text(&scope, r#"[itemprop="ratingCount"]"#)
