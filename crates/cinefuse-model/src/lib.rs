@@ -25,5 +25,5 @@ pub mod text_transformer;
 pub mod transformer_layer;
 
 pub use config::{Modality, ModelConfig, ModelShapes, TextBackbone};
-pub use loss::{LossConfig, LossParts, LossRows, RatingLoss};
+pub use loss::{LossConfig, LossParts, LossRows, LossTargets, RatingLoss};
 pub use model::{CinefuseModel, ModelOutput};

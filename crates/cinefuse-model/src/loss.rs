@@ -131,20 +131,35 @@ pub struct LossRows {
     pub rating: usize,
 }
 
+/// What a batch's predictions are scored against: multi-hot genres and standardized
+/// ratings with their presence masks, the per-genre positive weights, and (data parallel) the
+/// whole batch's row counts.
+#[derive(Debug, Clone)]
+pub struct LossTargets {
+    pub genres: Tensor<2>,
+    pub genres_present: Tensor<1>,
+    pub rating_std: Tensor<1>,
+    pub rating_present: Tensor<1>,
+    pub pos_weight: Option<Tensor<1>>,
+    pub rows: Option<LossRows>,
+}
+
 impl LossConfig {
-    /// One argument per tensor of the batch that the loss reads; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
+    /// The losses of one head's genre logits and standardized rating against `targets`.
     pub fn compute(
         &self,
         genre_logits: Tensor<2>,
         rating_std_pred: Tensor<1>,
-        genres: Tensor<2>,
-        genres_present: Tensor<1>,
-        rating_std_target: Tensor<1>,
-        rating_present: Tensor<1>,
-        pos_weight: Option<Tensor<1>>,
-        rows: Option<LossRows>,
+        targets: &LossTargets,
     ) -> LossParts {
+        let LossTargets {
+            genres,
+            genres_present,
+            rating_std: rating_std_target,
+            rating_present,
+            pos_weight,
+            rows,
+        } = targets.clone();
         let [_, g] = genre_logits.dims();
         let per_row = bce_with_logits(genre_logits, genres, pos_weight)
             .sum_dim(1)

@@ -11,7 +11,7 @@ use cinefuse_data::{MovieBatch, MovieBatcher, MovieItem};
 use cinefuse_model::fusion::FusionKind;
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::text::TextEncoderKind;
-use cinefuse_model::{LossConfig, Modality, ModelConfig, ModelShapes};
+use cinefuse_model::{LossConfig, LossTargets, Modality, ModelConfig, ModelShapes};
 
 #[path = "model/pretrained.rs"]
 mod pretrained;
@@ -95,16 +95,15 @@ fn loss_of(
     b: &MovieBatch,
     scale: RatingScale,
 ) -> cinefuse_model::LossParts {
-    LossConfig::new().compute(
-        out.genre_logits,
-        out.rating,
-        b.genres.clone(),
-        b.genres_present.clone(),
-        scale.standardize(b.rating.clone()),
-        b.rating_present.clone(),
-        None,
-        None,
-    )
+    let targets = LossTargets {
+        genres: b.genres.clone(),
+        genres_present: b.genres_present.clone(),
+        rating_std: scale.standardize(b.rating.clone()),
+        rating_present: b.rating_present.clone(),
+        pos_weight: None,
+        rows: None,
+    };
+    LossConfig::new().compute(out.genre_logits, out.rating, &targets)
 }
 
 fn subsets() -> Vec<Vec<Modality>> {
@@ -356,16 +355,15 @@ fn loss_components_match_hand_computation() {
     let rating_true = Tensor::<1>::from_data([3.0f32], &device);
     let ones = Tensor::<1>::ones([1], &device);
     let c = LossConfig::new().with_huber_delta(1.0);
-    let parts = c.compute(
-        logits.clone(),
-        rating_pred.clone(),
-        targets.clone(),
-        ones.clone(),
-        rating_true.clone(),
-        ones.clone(),
-        None,
-        None,
-    );
+    let mut truth = LossTargets {
+        genres: targets,
+        genres_present: ones.clone(),
+        rating_std: rating_true,
+        rating_present: ones,
+        pos_weight: None,
+        rows: None,
+    };
+    let parts = c.compute(logits.clone(), rating_pred.clone(), &truth);
     // BCE: [-ln σ(0), -ln(1-σ(2))] = [ln 2, ln(1+e²)], mean over genres.
     let expected = ((2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
     let [total, genre, rating] = parts.values();
@@ -379,16 +377,8 @@ fn loss_components_match_hand_computation() {
     assert!((parts.rating.into_scalar::<f32>() - 2.0).abs() < 1e-5);
     // pos_weight 3 on genre 0 triples its term.
     let pw = Tensor::<1>::from_data([3.0f32, 1.0], &device);
-    let weighted = c.compute(
-        logits,
-        rating_pred,
-        targets,
-        ones.clone(),
-        rating_true,
-        ones,
-        Some(pw),
-        None,
-    );
+    truth.pos_weight = Some(pw);
+    let weighted = c.compute(logits, rating_pred, &truth);
     let expected = (3.0 * (2f32).ln() + (1.0 + 2f32.exp()).ln()) / 2.0;
     assert!((weighted.genre.into_scalar::<f32>() - expected).abs() < 1e-5);
 }

@@ -188,19 +188,15 @@ impl Scorer<'_> {
             .pos_weight
             .as_ref()
             .map(|w| Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &device));
-        let target = self.scale.standardize(batch.rating.clone());
-        let score = |g: Tensor<2>, r: Tensor<1>| {
-            self.loss.compute(
-                g,
-                r,
-                batch.genres.clone(),
-                batch.genres_present.clone(),
-                target.clone(),
-                batch.rating_present.clone(),
-                pw.clone(),
-                rows,
-            )
+        let targets = cinefuse_model::LossTargets {
+            genres: batch.genres.clone(),
+            genres_present: batch.genres_present.clone(),
+            rating_std: self.scale.standardize(batch.rating.clone()),
+            rating_present: batch.rating_present.clone(),
+            pos_weight: pw,
+            rows,
         };
+        let score = |g: Tensor<2>, r: Tensor<1>| self.loss.compute(g, r, &targets);
         let mut parts = score(out.genre_logits.clone(), out.rating.clone());
         parts.total = parts.total * main_weight;
         if aux_weight > 0.0 && out.per_modality.len() > 1 {
