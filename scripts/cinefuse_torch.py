@@ -34,7 +34,7 @@ VOTES_COLUMN = 2
 class Preprocess:
     """Turns movie records into the model's input tensors, as config.json's `preprocess` says."""
 
-    def __init__(self, model_dir, spec, backbone_scale):
+    def __init__(self, model_dir, spec):
         from tokenizers import Tokenizer
 
         self.spec = spec
@@ -42,10 +42,8 @@ class Preprocess:
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, plot["tokenizer_file"]))
         cls = self.tokenizer.token_to_id(plot["cls_token"])
         self.cls_id = plot["cls_fallback_id"] if cls is None else cls
-        self.has_post_processor = json.load(
-            open(os.path.join(model_dir, plot["tokenizer_file"]), encoding="utf-8")
-        ).get("post_processor") is not None
-        self.backbone_scale = backbone_scale
+        with open(os.path.join(model_dir, plot["tokenizer_file"]), encoding="utf-8") as f:
+            self.has_post_processor = json.load(f).get("post_processor") is not None
 
     def tokens(self, movie):
         plot = movie.get("plot")
@@ -97,7 +95,7 @@ class Preprocess:
         present = np.zeros(len(movies), np.float32)
         for i, m in enumerate(movies):
             if m.get("poster"):
-                posters[i] = self.poster(os.path.join(base, m["poster"]))
+                posters[i] = self.poster(poster_file(base, m["poster"], m.get("id", "input")))
                 present[i] = 1.0
         meta = [self.numeric(m) for m in movies]
         return {
@@ -110,6 +108,16 @@ class Preprocess:
             "numeric_missing": torch.tensor([m for _, m, _ in meta], dtype=torch.float32).reshape(len(movies), -1),
             "categorical": torch.tensor([c for _, _, c in meta], dtype=torch.int64).reshape(len(movies), -1),
         }
+
+
+def poster_file(base, rel, movie_id):
+    """A movie's poster path, which must stay inside `base` (the JSONL file's folder), as
+    `cinefuse predict --jsonl` requires."""
+    root = os.path.realpath(base)
+    path = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([root, path]) != root:
+        sys.exit(f"{movie_id}: poster {rel!r} is outside {base}")
+    return path
 
 
 def builtin_numeric(movie, name):
@@ -810,7 +818,8 @@ class Bag(nn.Module):
 
 
 def read_config(model_dir):
-    config = json.load(open(os.path.join(model_dir, "config.json"), encoding="utf-8"))
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
     if config.get("format") != "cinefuse-portable" or config.get("format_version") != 1:
         sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1")
     return config
@@ -822,7 +831,7 @@ class Part:
     def __init__(self, model_dir, config):
         self.config = config
         self.bag = Bag(model_dir, config)
-        self.pre = Preprocess(model_dir, config["preprocess"], None)
+        self.pre = Preprocess(model_dir, config["preprocess"])
 
     def members(self, movies, base, run=None):
         inputs = self.pre.batch(movies, base)

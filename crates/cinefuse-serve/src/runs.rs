@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use cinefuse_train::config::Monitor;
 use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics, RunDir, best_epoch};
 use serde::Serialize;
 
@@ -56,10 +55,11 @@ pub fn metrics(run: &RunDir) -> Vec<EpochMetrics> {
 
 /// The overview of `run`.
 pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
-    let monitor = run.config().map_or(Monitor::ValLoss, |c| c.train.monitor);
+    // Read once; a config that no longer loads shows the defaults.
+    let train = run.config().map(|c| c.train).unwrap_or_default();
     let info = run.info().ok();
     let history = metrics(run);
-    let best = best_epoch(&history, monitor).cloned();
+    let best = best_epoch(&history, train.monitor).cloned();
     let test = run.test_evaluation().map(|e| TestScores {
         micro_f1: e.genres.micro_f1,
         macro_f1: e.genres.macro_f1,
@@ -73,7 +73,7 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         name: info
             .as_ref()
             .map_or_else(|| id.to_string(), |i| i.name.clone()),
-        status: run.status(),
+        status: run.status(&train),
         started_unix: info.as_ref().map_or(0, |i| i.started_unix),
         backend: info.map(|i| i.backend).unwrap_or_default(),
         epochs: history.len(),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bag::{BAG_FILE, BagInfo};
 use crate::blend::{BLEND_FILE, BlendInfo};
-use crate::config::TrainConfig;
+use crate::config::{LoopConfig, TrainConfig};
 use crate::evaluate::{EVAL_FILE, EvalReport};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -81,9 +81,10 @@ impl RunDir {
         is_locked(&self.path)
     }
 
-    /// Where the run stands: training, finished, stopped early, interrupted or new; a bag or
-    /// blend says so.
-    pub fn status(&self) -> String {
+    /// Where the run stands: training, finished, stopped early, interrupted or new (against
+    /// the epochs and patience of `train`, the run's `[train]` section); a bag or blend says
+    /// so.
+    pub fn status(&self, train: &LoopConfig) -> String {
         if self.is_training() {
             return "training".into();
         }
@@ -103,7 +104,6 @@ impl RunDir {
         let Some(state) = self.latest_state() else {
             return "new".into();
         };
-        let train = self.config().map(|c| c.train).unwrap_or_default();
         let patience = train.early_stopping_patience;
         if state.epoch >= train.epochs {
             "finished".into()
