@@ -3,11 +3,11 @@
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
+use crate::encoders::meta::MetaEncoderConfig;
+use crate::encoders::poster::PosterEncoderConfig;
+use crate::encoders::text::{Pooling, TextEncoderConfig};
 use crate::fusion::FusionConfig;
-use crate::meta::MetaEncoderConfig;
-use crate::poster::PosterEncoderConfig;
 use crate::pretrained::BertConfig;
-use crate::text::{Pooling, TextEncoderConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]

@@ -1,27 +1,25 @@
 //! Models of cinefuse, written against Burn 0.22 (no backend type parameter: the device is
-//! chosen at run time). Each modality has an encoder and its own head, so it trains and
-//! evaluates alone; a fusion module combines the modalities into the final genre and rating
+//! chosen at run time). Each modality is a `Branch`, an encoder with its own head, so it trains
+//! and evaluates alone; a fusion module combines the branches into the final genre and rating
 //! outputs.
+//!
+//! - `encoders/`: the poster, plot and metadata encoders (`PosterEncoder`, `TextEncoder`
+//!   enums, one variant per kind)
+//! - `pretrained/`: BERT and EfficientNet-Lite0 with their checkpoint loader, and the one
+//!   encoder built on any pretrained backbone
+//! - `branch`, `head`, `fusion/`, `model`: how the parts make one model
+//! - `loss`: the training losses; `cpu_kernels`, `transformer_layer`: building blocks
 
-pub mod adapter;
+pub mod branch;
 pub mod config;
 pub mod cpu_kernels;
-pub mod encoder;
+pub mod encoders;
 pub mod fusion;
 pub mod head;
 pub mod loss;
-pub mod meta;
 pub mod model;
-pub mod poster;
-pub mod poster_efficientnet;
 pub mod pretrained;
-pub mod pretrained_config;
-pub mod text;
-pub mod text_bag;
-pub mod text_bert;
-pub mod text_cnn;
-pub mod text_ngram;
-pub mod text_transformer;
+pub mod tensor_names;
 pub mod transformer_layer;
 
 pub use config::{Modality, ModelConfig, ModelShapes, TextBackbone};

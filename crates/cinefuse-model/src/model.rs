@@ -1,33 +1,28 @@
 //! The cinefuse model: the configured modality encoders, one head per modality, and a fusion
 //! module when more than one modality is used.
 
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use cinefuse_data::MovieBatch;
 
+use crate::branch::{Branch, ModalityBranch};
 use crate::config::{Modality, ModelConfig, ModelShapes};
-use crate::encoder::ModalityEncoder;
+use crate::encoders::meta::MetaEncoder;
+use crate::encoders::poster::PosterEncoder;
+use crate::encoders::text::TextEncoder;
 use crate::fusion::{Fusion, FusionInput};
 use crate::head::OutputHead;
-use crate::meta::MetaEncoder;
-use crate::poster::{PosterEncoder, PosterEncoderKind};
-use crate::poster_efficientnet::EfficientNetPosterEncoder;
-use crate::pretrained::{Bert, EfficientNetLite, PretrainedError};
-use crate::text::{TextEncoder, TextEncoderKind};
-use crate::text_bert::BertTextEncoder;
+use crate::pretrained::{Bert, EfficientNetLite, PretrainedEncoder, PretrainedError};
 
+/// The modality branches the config chose (the others are `None`) and, with more than one
+/// modality, the fusion module.
 #[derive(Module, Debug)]
 pub struct CinefuseModel {
-    pub poster: Option<PosterEncoder>,
-    pub text: Option<TextEncoder>,
-    pub meta: Option<MetaEncoder>,
-    poster_head: Option<OutputHead>,
-    text_head: Option<OutputHead>,
-    meta_head: Option<OutputHead>,
+    pub poster: Option<Branch<PosterEncoder>>,
+    pub text: Option<Branch<TextEncoder>>,
+    pub meta: Option<Branch<MetaEncoder>>,
     pub fusion: Option<Fusion>,
-    /// Pretrained encoders, in place of `poster` / `text` when configured.
-    pub poster_pretrained: Option<EfficientNetPosterEncoder>,
-    pub text_pretrained: Option<BertTextEncoder>,
     #[module(skip)]
     modalities: Vec<Modality>,
     #[module(skip)]
@@ -56,41 +51,61 @@ pub struct ModelOutput {
 }
 
 impl ModelConfig {
+    /// The model for data of `shapes`, with random weights (a pretrained backbone's too:
+    /// `init_pretrained` reads them; checkpoints and exports carry them).
     pub fn init(&self, shapes: &ModelShapes, device: &Device) -> CinefuseModel {
         let d = self.embed_dim;
         let has = |m| self.modalities.contains(&m);
-        let head_dropout = self.fusion.dropout;
-        let head = || OutputHead::new(d, shapes.n_genres, head_dropout, device);
-        let poster_pretrained = self.poster.kind == PosterEncoderKind::EfficientnetLite0;
-        let text_pretrained = self.text.kind == TextEncoderKind::Bert;
-        CinefuseModel {
-            poster: (has(Modality::Poster) && !poster_pretrained)
-                .then(|| self.poster.init(d, device)),
-            text: (has(Modality::Text) && !text_pretrained).then(|| {
-                self.text
-                    .init(shapes.vocab_size, shapes.max_tokens, d, device)
-            }),
-            poster_pretrained: (has(Modality::Poster) && poster_pretrained)
-                .then(|| self.poster_encoder_on(EfficientNetLite::lite0(device), device)),
-            text_pretrained: (has(Modality::Text) && text_pretrained).then(|| {
-                let arch = shapes
-                    .text_backbone
-                    .as_ref()
-                    .expect("ModelShapes::text_backbone is set for model.text.kind = \"bert\"");
-                self.text_encoder_on(Bert::new(&arch.config, arch.pooling, device), device)
-            }),
-            meta: has(Modality::Meta).then(|| {
-                self.meta.init(
-                    shapes.n_numeric,
-                    &shapes.categorical_sizes,
-                    &shapes.categorical_dims,
-                    d,
-                    device,
-                )
-            }),
-            poster_head: has(Modality::Poster).then(head),
-            text_head: has(Modality::Text).then(head),
-            meta_head: has(Modality::Meta).then(head),
+        let poster = has(Modality::Poster).then(|| self.poster.init(d, device));
+        let text = has(Modality::Text).then(|| self.text.init(shapes, d, device));
+        self.assemble(poster, text, shapes, device)
+    }
+
+    /// `init`, then the pretrained backbones' weights from their checkpoint folders (a new
+    /// run; checkpoints and exports carry the weights themselves).
+    pub fn init_pretrained(
+        &self,
+        shapes: &ModelShapes,
+        device: &Device,
+    ) -> Result<CinefuseModel, PretrainedError> {
+        let d = self.embed_dim;
+        let has = |m| self.modalities.contains(&m);
+        let poster = match has(Modality::Poster) {
+            true => Some(self.poster.init_pretrained(d, device)?),
+            false => None,
+        };
+        let text = match has(Modality::Text) {
+            true => Some(self.text.init_pretrained(shapes, d, device)?),
+            false => None,
+        };
+        Ok(self.assemble(poster, text, shapes, device))
+    }
+
+    /// The model around its poster and plot encoders: the metadata encoder, one head per
+    /// modality and the fusion.
+    fn assemble(
+        &self,
+        poster: Option<PosterEncoder>,
+        text: Option<TextEncoder>,
+        shapes: &ModelShapes,
+        device: &Device,
+    ) -> CinefuseModel {
+        let d = self.embed_dim;
+        let has = |m| self.modalities.contains(&m);
+        let meta = has(Modality::Meta).then(|| {
+            self.meta.init(
+                shapes.n_numeric,
+                &shapes.categorical_sizes,
+                &shapes.categorical_dims,
+                d,
+                device,
+            )
+        });
+        let head = || OutputHead::new(d, shapes.n_genres, self.fusion.dropout, device);
+        let model = CinefuseModel {
+            poster: poster.map(|encoder| Branch::new(encoder, head())),
+            text: text.map(|encoder| Branch::new(encoder, head())),
+            meta: meta.map(|encoder| Branch::new(encoder, head())),
             fusion: (self.modalities.len() > 1).then(|| {
                 Fusion::new(
                     &self.fusion,
@@ -103,44 +118,58 @@ impl ModelConfig {
             modalities: Modality::ALL.into_iter().filter(|m| has(*m)).collect(),
             modality_dropout: self.modality_dropout,
             rating_modality: self.rating_modality,
-        }
-    }
-
-    /// `init`, then the pretrained backbones' weights from their checkpoint folders (a new
-    /// run; checkpoints and exports carry the weights themselves).
-    pub fn init_pretrained(
-        &self,
-        shapes: &ModelShapes,
-        device: &Device,
-    ) -> Result<CinefuseModel, PretrainedError> {
-        let mut model = self.init(shapes, device);
-        if let (Some(enc), Some(dir)) = (&mut model.poster_pretrained, &self.poster.pretrained) {
-            *enc = self.poster_encoder_on(EfficientNetLite::from_dir(dir, device)?, device);
-        }
-        if let (Some(enc), Some(dir)) = (&mut model.text_pretrained, &self.text.pretrained) {
-            *enc = self.text_encoder_on(Bert::from_dir(dir, device)?, device);
-        }
-        Ok(model)
-    }
-
-    /// The configured pretrained poster encoder (adapter, tuning) on top of `net`.
-    fn poster_encoder_on(
-        &self,
-        net: EfficientNetLite,
-        device: &Device,
-    ) -> EfficientNetPosterEncoder {
-        let p = &self.poster;
-        EfficientNetPosterEncoder::new(net, self.embed_dim, p.feature_dropout, &p.tuning(), device)
-    }
-
-    /// The configured pretrained plot encoder (adapter, tuning) on top of `bert`.
-    fn text_encoder_on(&self, bert: Bert, device: &Device) -> BertTextEncoder {
-        let t = &self.text;
-        BertTextEncoder::new(bert, self.embed_dim, t.feature_dropout, &t.tuning(), device)
+        };
+        model.initialize_in_seed_order();
+        model
     }
 }
 
 impl CinefuseModel {
+    /// Burn draws a parameter's initial values when it is first used. Drawing them here, in
+    /// one fixed order (encoders trained from scratch, metadata, heads, fusion, then the
+    /// adapters of pretrained encoders: the order of the model's first layout), makes a
+    /// seed's initial weights independent of how the struct is laid out, so that published
+    /// results reproduce.
+    fn initialize_in_seed_order(&self) {
+        let mut init = InitializeParams;
+        if let Some(b) = self
+            .poster
+            .as_ref()
+            .filter(|b| b.encoder.pretrained().is_none())
+        {
+            b.encoder.visit(&mut init);
+        }
+        if let Some(b) = self
+            .text
+            .as_ref()
+            .filter(|b| b.encoder.pretrained().is_none())
+        {
+            b.encoder.visit(&mut init);
+        }
+        if let Some(b) = &self.meta {
+            b.encoder.visit(&mut init);
+        }
+        for b in [
+            self.poster.as_ref().map(|b| &b.head),
+            self.text.as_ref().map(|b| &b.head),
+            self.meta.as_ref().map(|b| &b.head),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            b.visit(&mut init);
+        }
+        if let Some(f) = &self.fusion {
+            f.visit(&mut init);
+        }
+        if let Some(e) = self.pretrained_poster() {
+            e.visit(&mut init);
+        }
+        if let Some(e) = self.pretrained_text() {
+            e.visit(&mut init);
+        }
+    }
+
     /// The modalities in the canonical order used by `weights`.
     pub fn modalities(&self) -> &[Modality] {
         &self.modalities
@@ -153,61 +182,58 @@ impl CinefuseModel {
     /// Parameter count per top-level part, for the training log.
     pub fn param_counts(&self) -> Vec<(&'static str, usize)> {
         let mut out = Vec::new();
-        let mut add = |name, n: Option<usize>| {
-            if let Some(n) = n {
-                out.push((name, n));
-            }
-        };
-        add(
-            "poster encoder",
-            self.poster.as_ref().map(|m| m.num_params()),
-        );
-        add(
-            "poster (pretrained)",
-            self.poster_pretrained.as_ref().map(|m| m.num_params()),
-        );
-        add("text encoder", self.text.as_ref().map(|m| m.num_params()));
-        add(
-            "text (pretrained)",
-            self.text_pretrained.as_ref().map(|m| m.num_params()),
-        );
-        add("meta encoder", self.meta.as_ref().map(|m| m.num_params()));
-        let heads = [&self.poster_head, &self.text_head, &self.meta_head]
-            .iter()
-            .filter_map(|h| h.as_ref().map(|h| h.num_params()))
-            .sum::<usize>();
-        add("modality heads", Some(heads));
-        add("fusion", self.fusion.as_ref().map(|m| m.num_params()));
+        if let Some(b) = &self.poster {
+            let name = match b.encoder.pretrained() {
+                Some(_) => "poster (pretrained)",
+                None => "poster encoder",
+            };
+            out.push((name, b.encoder.num_params()));
+        }
+        if let Some(b) = &self.text {
+            let name = match b.encoder.pretrained() {
+                Some(_) => "text (pretrained)",
+                None => "text encoder",
+            };
+            out.push((name, b.encoder.num_params()));
+        }
+        if let Some(b) = &self.meta {
+            out.push(("meta encoder", b.encoder.num_params()));
+        }
+        let heads = [
+            self.poster.as_ref().map(|b| b.head.num_params()),
+            self.text.as_ref().map(|b| b.head.num_params()),
+            self.meta.as_ref().map(|b| b.head.num_params()),
+        ];
+        out.push(("modality heads", heads.into_iter().flatten().sum()));
+        if let Some(f) = &self.fusion {
+            out.push(("fusion", f.num_params()));
+        }
         out
     }
 
-    fn encoder(&self, m: Modality) -> (&dyn ModalityEncoder, &OutputHead) {
-        fn pick<'a>(
-            e: Option<&'a dyn ModalityEncoder>,
-            h: &'a Option<OutputHead>,
-        ) -> (&'a dyn ModalityEncoder, &'a OutputHead) {
-            (
-                e.expect("configured modality"),
-                h.as_ref().expect("configured head"),
-            )
+    /// The plot encoder on a pretrained backbone, when the model has one.
+    pub fn pretrained_text(&self) -> Option<&PretrainedEncoder<Bert>> {
+        self.text.as_ref()?.encoder.pretrained()
+    }
+
+    /// The poster encoder on a pretrained backbone, when the model has one.
+    pub fn pretrained_poster(&self) -> Option<&PretrainedEncoder<EfficientNetLite>> {
+        self.poster.as_ref()?.encoder.pretrained()
+    }
+
+    /// The configured branches, in `modalities` order.
+    fn branches(&self) -> Vec<(Modality, &dyn ModalityBranch)> {
+        let mut out: Vec<(Modality, &dyn ModalityBranch)> = Vec::new();
+        if let Some(b) = &self.poster {
+            out.push((Modality::Poster, b));
         }
-        match m {
-            Modality::Poster => pick(
-                self.poster
-                    .as_ref()
-                    .map(|e| e as _)
-                    .or(self.poster_pretrained.as_ref().map(|e| e as _)),
-                &self.poster_head,
-            ),
-            Modality::Text => pick(
-                self.text
-                    .as_ref()
-                    .map(|e| e as _)
-                    .or(self.text_pretrained.as_ref().map(|e| e as _)),
-                &self.text_head,
-            ),
-            Modality::Meta => pick(self.meta.as_ref().map(|e| e as _), &self.meta_head),
+        if let Some(b) = &self.text {
+            out.push((Modality::Text, b));
         }
+        if let Some(b) = &self.meta {
+            out.push((Modality::Meta, b));
+        }
+        out
     }
 
     /// Forward pass. `drop_modalities` applies modality dropout (training only); metadata
@@ -231,9 +257,8 @@ impl CinefuseModel {
         let mut embeddings = Vec::new();
         let mut present = Vec::new();
         let mut per_modality = Vec::new();
-        for &m in &self.modalities {
-            let (enc, head) = self.encoder(m);
-            let mut p = enc.present(batch);
+        for (m, branch) in self.branches() {
+            let mut p = branch.present(batch);
             if absent.contains(&m) {
                 p = p.zeros_like();
             }
@@ -241,16 +266,14 @@ impl CinefuseModel {
                 let keep = p.random_like(Distribution::Bernoulli(1.0 - self.modality_dropout));
                 p = p * keep;
             }
-            // A missing modality contributes nothing: its embedding is zeroed before any head.
-            let e = enc.embed(batch) * p.clone().unsqueeze_dim::<2>(1);
-            let (g, r) = head.forward(e.clone());
+            let out = branch.forward(batch, p.clone());
             per_modality.push(ModalityOutput {
                 modality: m,
-                genre_logits: g,
-                rating: r,
+                genre_logits: out.genre_logits,
+                rating: out.rating,
                 present: p.clone(),
             });
-            embeddings.push(e);
+            embeddings.push(out.embedding);
             present.push(p);
         }
         match &self.fusion {
@@ -289,5 +312,18 @@ impl CinefuseModel {
 
     pub fn forward(&self, batch: &MovieBatch) -> ModelOutput {
         self.forward_with(batch, false)
+    }
+}
+
+/// Draws every parameter's initial values (see `initialize_in_seed_order`).
+struct InitializeParams;
+
+impl ModuleVisitor for InitializeParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+        let _ = param.val();
     }
 }

@@ -8,13 +8,15 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use cinefuse_data::{MovieBatch, MovieBatcher, MovieItem};
+use cinefuse_model::encoders::text::TextEncoderKind;
 use cinefuse_model::fusion::FusionKind;
 use cinefuse_model::head::RatingScale;
-use cinefuse_model::text::TextEncoderKind;
 use cinefuse_model::{LossConfig, LossTargets, Modality, ModelConfig, ModelShapes};
 
 #[path = "model/pretrained.rs"]
 mod pretrained;
+#[path = "model/tensor_names.rs"]
+mod tensor_names;
 
 const H: usize = 24;
 const W: usize = 16;
@@ -300,10 +302,19 @@ fn gradients_reach_every_encoder() {
         for (name, check) in [
             (
                 "poster",
-                model.poster.as_ref().map(|m| grad_counts(m, &grads)),
+                model
+                    .poster
+                    .as_ref()
+                    .map(|m| grad_counts(&m.encoder, &grads)),
             ),
-            ("text", model.text.as_ref().map(|m| grad_counts(m, &grads))),
-            ("meta", model.meta.as_ref().map(|m| grad_counts(m, &grads))),
+            (
+                "text",
+                model.text.as_ref().map(|m| grad_counts(&m.encoder, &grads)),
+            ),
+            (
+                "meta",
+                model.meta.as_ref().map(|m| grad_counts(&m.encoder, &grads)),
+            ),
         ] {
             let (total, missing) = check.unwrap();
             assert!(total > 0);
@@ -826,8 +837,8 @@ fn cpu_kernel_softmax_and_gelu_match_burn_values_and_gradients() {
 
 #[test]
 fn ngram_encoder_hashes_adjacent_pairs_and_ignores_padding() {
-    use cinefuse_model::text::TextEncoderConfig;
-    use cinefuse_model::text_ngram::NgramTextEncoder;
+    use cinefuse_model::encoders::text::NgramTextEncoder;
+    use cinefuse_model::encoders::text::TextEncoderConfig;
     let device = Device::flex();
     let mut c = TextEncoderConfig::new();
     c.d_model = 8;

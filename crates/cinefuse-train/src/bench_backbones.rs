@@ -13,6 +13,7 @@ use cinefuse_data::{MovieBatch, MovieItem, Prepared};
 use crate::bench::Throughput;
 use crate::config::TrainConfig;
 use crate::feature_cache::{BACKBONE_BATCH, frozen_poster_backbone, frozen_text_backbone};
+use cinefuse_model::pretrained::Backbone;
 
 /// The first `n` training movies that have the modality, in sample order.
 fn first_items(prepared: &Prepared, n: usize, keep: impl Fn(&MovieItem) -> bool) -> Vec<MovieItem> {
@@ -86,7 +87,7 @@ pub fn bench_backbones(
             "plots/s",
             &batches,
             reps,
-            |b| enc.backbone_features(b),
+            |b| enc.features(b),
         ));
     }
     if let Some(dir) = &config.model.poster.pretrained {
@@ -103,7 +104,7 @@ pub fn bench_backbones(
             "posters/s",
             &batches,
             reps,
-            |b| enc.backbone_features(b),
+            |b| enc.features(b),
         ));
     }
     Ok(out)

@@ -693,7 +693,7 @@ impl TrainConfig {
     /// prepare plots with exactly that tokenizer, and no longer than its position table.
     fn check_pretrained_text(&self) -> Result<(), String> {
         use cinefuse_data::text::TokenizerKind;
-        use cinefuse_model::text::TextEncoderKind;
+        use cinefuse_model::encoders::text::TextEncoderKind;
         let text = &self.model.text;
         if text.kind != TextEncoderKind::Bert
             || !self

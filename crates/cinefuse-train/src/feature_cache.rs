@@ -16,13 +16,10 @@ use cinefuse_data::feature_cache::{CachedFeatures, FeatureTable, cache_path};
 use cinefuse_data::prepared::POSTERS_FILE;
 use cinefuse_data::{MovieBatch, MovieItem, Prepared};
 use cinefuse_model::ModelConfig;
-use cinefuse_model::poster::PosterEncoderKind;
-use cinefuse_model::poster_efficientnet::EfficientNetPosterEncoder;
+use cinefuse_model::encoders::poster::PosterEncoderKind;
+use cinefuse_model::encoders::text::TextEncoderKind;
 use cinefuse_model::pretrained::load::file_sha256;
-use cinefuse_model::pretrained::{Bert, EfficientNetLite};
-use cinefuse_model::pretrained_config::Tuning;
-use cinefuse_model::text::TextEncoderKind;
-use cinefuse_model::text_bert::BertTextEncoder;
+use cinefuse_model::pretrained::{Backbone, Bert, EfficientNetLite};
 use cinefuse_model::{Modality, TextBackbone};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -81,27 +78,14 @@ pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
     }))
 }
 
-const FROZEN: Tuning = Tuning {
-    freeze: true,
-    lr_scale: 1.0,
-    trainable_layers: None,
-};
-
-/// The plot encoder of a checkpoint folder, frozen (only its backbone is used).
-pub fn frozen_text_backbone(dir: &Path, device: &Device) -> Result<BertTextEncoder> {
-    Ok(BertTextEncoder::new(
-        Bert::from_dir(dir, device)?,
-        1,
-        0.0,
-        &FROZEN,
-        device,
-    ))
+/// The plot backbone of a checkpoint folder, frozen (its features are cached or timed).
+pub fn frozen_text_backbone(dir: &Path, device: &Device) -> Result<Bert> {
+    Ok(Bert::from_dir(dir, device)?.no_grad())
 }
 
-/// The poster encoder of a checkpoint folder, frozen (only its backbone is used).
-pub fn frozen_poster_backbone(dir: &Path, device: &Device) -> Result<EfficientNetPosterEncoder> {
-    let net = EfficientNetLite::from_dir(dir, device)?;
-    Ok(EfficientNetPosterEncoder::new(net, 1, 0.0, &FROZEN, device))
+/// The poster backbone of a checkpoint folder, frozen.
+pub fn frozen_poster_backbone(dir: &Path, device: &Device) -> Result<EfficientNetLite> {
+    Ok(EfficientNetLite::from_dir(dir, device)?.no_grad())
 }
 
 fn fingerprint(parts: &[&[u8]]) -> String {
@@ -154,7 +138,7 @@ fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<Fea
         enc.feature_dim(),
         key,
         has_plot,
-        |b| enc.backbone_features(b),
+        |b| enc.features(b),
     )?;
     table.save(&path)?;
     Ok(table)
@@ -179,7 +163,7 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
     let dim = cinefuse_model::pretrained::efficientnet::HEAD_CHANNELS;
     let has_poster = |it: &MovieItem| it.poster.is_some();
     let table = compute(prepared, device, "poster", dim, key, has_poster, |b| {
-        enc.backbone_features(b)
+        enc.features(b)
     })?;
     table.save(&path)?;
     Ok(table)

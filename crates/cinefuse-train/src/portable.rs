@@ -13,6 +13,7 @@ use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
 use cinefuse_data::prepared::{Preprocessor, TOKENIZER_FILE};
 use cinefuse_data::text::{CLS, MAX_PLOT_BYTES, PAD_ID};
 use cinefuse_model::pretrained::efficientnet::{INPUT_MEAN, INPUT_STD};
+use cinefuse_model::tensor_names;
 use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
@@ -49,6 +50,7 @@ pub fn write_portable(dir: &Path, manifest: &Manifest) -> Result<()> {
         let name = safetensors_name(file);
         let mut store = SafetensorsStore::from_file(dir.join(&name))
             .with_to_adapter(BurnToPyTorchAdapter)
+            .remap(tensor_names::to_published(&model))
             .metadata("format", "cinefuse-portable")
             .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
         model.save_into(&mut store).map_err(|e| {

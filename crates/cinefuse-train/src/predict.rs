@@ -250,7 +250,7 @@ impl Predictor {
     /// them (four backbone passes become one).
     fn with_backbone_features(&self, mut items: Vec<MovieItem>) -> Vec<MovieItem> {
         use burn::data::dataloader::batcher::Batcher;
-        let (poster, text) = (&self.model.poster_pretrained, &self.model.text_pretrained);
+        let (poster, text) = (self.model.pretrained_poster(), self.model.pretrained_text());
         let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
             let [n, d] = t.dims();
             let v = t

@@ -14,8 +14,8 @@ use burn::prelude::*;
 use serde::Deserialize;
 
 use crate::cpu_kernels::{dropout, gelu, softmax};
+use crate::encoders::text::{Pooling, masked_mean};
 use crate::pretrained::load::{PretrainedError, load_safetensors, read_json};
-use crate::text::{Pooling, masked_mean};
 
 /// The fields of a Hugging Face `config.json` that define a BERT encoder.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]

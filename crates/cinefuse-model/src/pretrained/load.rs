@@ -103,7 +103,7 @@ pub fn load_pytorch<M: ModuleSnapshot>(
 }
 
 /// Applies a configured store to `module` and checks burn-store's report.
-fn apply_checked<M: ModuleSnapshot, S: ModuleStore>(
+pub(crate) fn apply_checked<M: ModuleSnapshot, S: ModuleStore>(
     mut module: M,
     mut store: S,
     path: &Path,

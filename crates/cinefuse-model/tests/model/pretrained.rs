@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use cinefuse_data::MovieBatch;
-use cinefuse_model::encoder::ModalityEncoder;
+use cinefuse_model::encoders::ModalityEncoder;
 use cinefuse_model::pretrained::efficientnet::same_padding;
 use cinefuse_model::pretrained::testing::{
     Tensors, TinyBert, efficientnet_port_name, module_values, write_safetensors,
 };
 use cinefuse_model::pretrained::{Bert, EfficientNetLite, PretrainedError};
-use cinefuse_model::pretrained_config::Tuning;
-use cinefuse_model::text_bert::BertTextEncoder;
+use cinefuse_model::pretrained::{PretrainedEncoder, Tuning};
 
 use super::{batch, items};
 
@@ -173,11 +172,14 @@ fn grads_of<M: burn::module::Module>(
     (v.with, v.without)
 }
 
-fn tiny_text_encoder(tuning: Tuning, device: &Device) -> (tempfile::TempDir, BertTextEncoder) {
+fn tiny_text_encoder(
+    tuning: Tuning,
+    device: &Device,
+) -> (tempfile::TempDir, PretrainedEncoder<Bert>) {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_bert(dir.path(), &tiny_bert_tensors());
     let bert = Bert::from_dir(dir.path(), device).unwrap();
-    let enc = BertTextEncoder::new(bert, 6, 0.0, &tuning, device);
+    let enc = PretrainedEncoder::new(bert, 6, 0.0, &tuning, device);
     (dir, enc)
 }
 
@@ -194,11 +196,11 @@ fn a_frozen_backbone_gets_no_gradient_and_keeps_its_weights() {
         trainable_layers: None,
     };
     let (_dir, enc) = tiny_text_encoder(frozen, &device);
-    let before = module_values(&enc.bert);
+    let before = module_values(&enc.backbone);
     let b = text_batch();
     let loss = enc.embed(&b).powf_scalar(2.0).sum();
     let grads = loss.backward();
-    let (with, without) = grads_of(&enc.bert, &grads);
+    let (with, without) = grads_of(&enc.backbone, &grads);
     assert_eq!(with, 0, "no frozen parameter gets a gradient");
     assert!(without > 0);
     let params = GradientsParams::from_grads(grads, &enc);
@@ -206,7 +208,7 @@ fn a_frozen_backbone_gets_no_gradient_and_keeps_its_weights() {
     let mut optim = AdamWConfig::new().init();
     let enc = optim.step(1e-2, enc, params);
     assert_eq!(
-        module_values(&enc.bert),
+        module_values(&enc.backbone),
         before,
         "backbone unchanged by a step"
     );
@@ -224,16 +226,16 @@ fn fine_tuning_the_last_layers_leaves_the_others_frozen() {
     let loss = enc.embed(&text_batch()).powf_scalar(2.0).sum();
     let grads = loss.backward();
     assert_eq!(
-        grads_of(&enc.bert.embeddings, &grads).0,
+        grads_of(&enc.backbone.embeddings, &grads).0,
         0,
         "embeddings frozen"
     );
     assert_eq!(
-        grads_of(&enc.bert.layers[0], &grads).0,
+        grads_of(&enc.backbone.layers[0], &grads).0,
         0,
         "first layer frozen"
     );
-    let (with, without) = grads_of(&enc.bert.layers[1], &grads);
+    let (with, without) = grads_of(&enc.backbone.layers[1], &grads);
     assert!(
         with > 0 && without == 0,
         "last layer trains: {with} with, {without} without"

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use burn::prelude::*;
 use cinefuse_model::head::RatingScale;
+use cinefuse_model::tensor_names;
 use cinefuse_model::{CinefuseModel, ModelConfig, ModelShapes};
 use serde::{Deserialize, Serialize};
 
@@ -243,11 +244,15 @@ pub fn timestamp_of(secs: u64) -> String {
 }
 
 /// `model` with the weights of the Burn file `file` (written by a model of the same shapes);
-/// errors name the file.
+/// errors name the file. A file written before the `Branch` layout names its tensors the
+/// published way (`cinefuse_model::tensor_names`) and loads through that table.
 pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
-    model
-        .try_load_file(file)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+    let error = match model.clone().try_load_file(file) {
+        Ok(loaded) => return Ok(loaded),
+        Err(e) => e,
+    };
+    tensor_names::load_published_burnpack(model, file)
+        .map_err(|_| anyhow::anyhow!("{}: {error}", file.display()))
 }
 
 /// The model that `config` and `shapes` describe, on `device`, with the weights of `file`:

@@ -126,12 +126,12 @@ pub(crate) fn step_with_lr_scales(
     lr: f64,
     scales: BackboneScales,
 ) -> CinefuseModel {
-    let text = match (&model.text_pretrained, scales.text) {
-        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.bert), scale)),
+    let text = match (model.pretrained_text(), scales.text) {
+        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.backbone), scale)),
         _ => None,
     };
-    let poster = match (&model.poster_pretrained, scales.poster) {
-        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.net), scale)),
+    let poster = match (model.pretrained_poster(), scales.poster) {
+        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.backbone), scale)),
         _ => None,
     };
     let mut model = optim.step(lr, model, grads);
@@ -148,8 +148,8 @@ mod tests {
     use burn::optim::AdamWConfig;
     use burn::store::ModuleSnapshot;
     use cinefuse_data::{MovieBatcher, MovieItem};
+    use cinefuse_model::encoders::text::TextEncoderKind;
     use cinefuse_model::pretrained::testing::{TinyBert, module_values};
-    use cinefuse_model::text::TextEncoderKind;
     use cinefuse_model::{Modality, ModelConfig, ModelShapes};
 
     /// Largest |change| of any value between two snapshots of a module.
@@ -189,7 +189,7 @@ mod tests {
             categorical_dims: vec![],
             text_backbone: Some(cinefuse_model::TextBackbone {
                 config: cinefuse_model::pretrained::BertConfig::from_dir(dir.path()).unwrap(),
-                pooling: cinefuse_model::text::Pooling::Mean,
+                pooling: cinefuse_model::encoders::text::Pooling::Mean,
             }),
         };
         let device = Device::flex().autodiff();
@@ -227,11 +227,11 @@ mod tests {
             },
         );
         let (b, a) = (
-            before.text_pretrained.as_ref().unwrap(),
-            after.text_pretrained.as_ref().unwrap(),
+            before.pretrained_text().unwrap(),
+            after.pretrained_text().unwrap(),
         );
         // Adam's first step moves each parameter by about lr (its update is ~sign(gradient)).
-        let backbone = max_change(&b.bert, &a.bert);
+        let backbone = max_change(&b.backbone, &a.backbone);
         let head = max_change(&before, &after);
         assert!(backbone > 0.0, "the backbone trains");
         assert!(

@@ -10,7 +10,7 @@ use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 
 use crate::cpu_kernels::{dropout, gelu};
-use crate::encoder::ModalityEncoder;
+use crate::encoders::ModalityEncoder;
 
 #[derive(Config, Debug)]
 pub struct MetaEncoderConfig {
@@ -65,7 +65,6 @@ impl MetaEncoderConfig {
             norm: LayerNormConfig::new(self.hidden).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
             fc2: LinearConfig::new(self.hidden, embed_dim).init(device),
-            embed_dim,
         }
     }
 }
@@ -77,8 +76,6 @@ pub struct MetaEncoder {
     norm: LayerNorm,
     dropout: Dropout,
     fc2: Linear,
-    #[module(skip)]
-    embed_dim: usize,
 }
 
 impl MetaEncoder {
@@ -112,9 +109,5 @@ impl ModalityEncoder for MetaEncoder {
     /// Metadata is always present: missing fields are encoded by the indicators.
     fn present(&self, batch: &MovieBatch) -> Tensor<1> {
         batch.poster_present.ones_like()
-    }
-
-    fn embed_dim(&self) -> usize {
-        self.embed_dim
     }
 }

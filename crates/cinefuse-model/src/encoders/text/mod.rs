@@ -1,17 +1,27 @@
-//! Plot encoder selection: a transformer, or lighter alternatives for fast CPU runs.
+//! Plot encoder selection (`[model.text]`): a transformer, lighter alternatives for fast CPU
+//! runs (embedding bag, 1-D CNN, hashed n-grams), or a pretrained BERT-family checkpoint under
+//! a trainable adapter.
+
+pub mod bag;
+pub mod cnn;
+pub mod ngram;
+pub mod transformer;
+
+use std::path::PathBuf;
 
 use burn::config::Config;
 use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::encoder::ModalityEncoder;
-use crate::pretrained_config::{Tuning, validate_tuning};
-use crate::text_bag::BagTextEncoder;
-use crate::text_cnn::CnnTextEncoder;
-use crate::text_ngram::NgramTextEncoder;
-use crate::text_transformer::TransformerTextEncoder;
-use std::path::PathBuf;
+use crate::config::ModelShapes;
+use crate::encoders::ModalityEncoder;
+use crate::pretrained::tuning::{Tuning, validate_tuning};
+use crate::pretrained::{Bert, PretrainedEncoder, PretrainedError};
+pub use bag::BagTextEncoder;
+pub use cnn::CnnTextEncoder;
+pub use ngram::NgramTextEncoder;
+pub use transformer::TransformerTextEncoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,50 +144,72 @@ impl TextEncoderConfig {
         Ok(())
     }
 
-    pub fn init(
-        &self,
-        vocab_size: usize,
-        max_tokens: usize,
-        embed_dim: usize,
-        device: &Device,
-    ) -> TextEncoder {
-        let mut enc = TextEncoder {
-            transformer: None,
-            bag: None,
-            cnn: None,
-            ngram: None,
-            embed_dim,
-        };
+    /// The encoder this section describes, for the data's `shapes`. A pretrained backbone
+    /// starts from random weights here: `init_pretrained` reads its checkpoint, and a saved
+    /// model carries them.
+    pub fn init(&self, shapes: &ModelShapes, embed_dim: usize, device: &Device) -> TextEncoder {
+        let (vocab, max_tokens) = (shapes.vocab_size, shapes.max_tokens);
         match self.kind {
-            TextEncoderKind::Transformer => {
-                enc.transformer = Some(TransformerTextEncoder::new(
-                    self, vocab_size, max_tokens, embed_dim, device,
-                ))
-            }
+            TextEncoderKind::Transformer => TextEncoder::Transformer(TransformerTextEncoder::new(
+                self, vocab, max_tokens, embed_dim, device,
+            )),
             TextEncoderKind::Bag => {
-                enc.bag = Some(BagTextEncoder::new(self, vocab_size, embed_dim, device))
+                TextEncoder::Bag(BagTextEncoder::new(self, vocab, embed_dim, device))
             }
             TextEncoderKind::Cnn => {
-                enc.cnn = Some(CnnTextEncoder::new(self, vocab_size, embed_dim, device))
+                TextEncoder::Cnn(CnnTextEncoder::new(self, vocab, embed_dim, device))
             }
             TextEncoderKind::Ngram => {
-                enc.ngram = Some(NgramTextEncoder::new(self, vocab_size, embed_dim, device))
+                TextEncoder::Ngram(NgramTextEncoder::new(self, vocab, embed_dim, device))
             }
-            TextEncoderKind::Bert => unreachable!("BERT plots use BertTextEncoder"),
+            TextEncoderKind::Bert => {
+                let arch = shapes
+                    .text_backbone
+                    .as_ref()
+                    .expect("ModelShapes::text_backbone is set for model.text.kind = \"bert\"");
+                let bert = Bert::new(&arch.config, arch.pooling, device);
+                self.on_backbone(bert, embed_dim, device)
+            }
         }
-        enc
+    }
+
+    /// `init`, with a pretrained backbone's weights read from `pretrained` (a new run).
+    pub fn init_pretrained(
+        &self,
+        shapes: &ModelShapes,
+        embed_dim: usize,
+        device: &Device,
+    ) -> Result<TextEncoder, PretrainedError> {
+        match (self.kind, &self.pretrained) {
+            (TextEncoderKind::Bert, Some(dir)) => {
+                Ok(self.on_backbone(Bert::from_dir(dir, device)?, embed_dim, device))
+            }
+            _ => Ok(self.init(shapes, embed_dim, device)),
+        }
+    }
+
+    fn on_backbone(&self, bert: Bert, embed_dim: usize, device: &Device) -> TextEncoder {
+        TextEncoder::Bert(PretrainedEncoder::new(
+            bert,
+            embed_dim,
+            self.feature_dropout,
+            &self.tuning(),
+            device,
+        ))
     }
 }
 
-/// Exactly one of the variants is set, chosen by `TextEncoderConfig::kind`.
+/// The plot encoder `TextEncoderConfig::kind` chose.
+// A model holds one encoder per modality, so the variants' size difference costs nothing;
+// Burn implements `Module` for no `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
-pub struct TextEncoder {
-    transformer: Option<TransformerTextEncoder>,
-    bag: Option<BagTextEncoder>,
-    cnn: Option<CnnTextEncoder>,
-    ngram: Option<NgramTextEncoder>,
-    #[module(skip)]
-    embed_dim: usize,
+pub enum TextEncoder {
+    Transformer(TransformerTextEncoder),
+    Bag(BagTextEncoder),
+    Cnn(CnnTextEncoder),
+    Ngram(NgramTextEncoder),
+    Bert(PretrainedEncoder<Bert>),
 }
 
 /// `[B, L]` mask with at least the first position kept, so that a movie without a plot never
@@ -196,32 +228,29 @@ pub fn masked_mean(x: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 }
 
 impl TextEncoder {
-    pub fn forward(&self, tokens: Tensor<2, Int>, token_mask: Tensor<2>) -> Tensor<2> {
-        let mask = keep_first(token_mask);
-        if let Some(t) = &self.transformer {
-            t.forward(tokens, mask)
-        } else if let Some(b) = &self.bag {
-            b.forward(tokens, mask)
-        } else if let Some(c) = &self.cnn {
-            c.forward(tokens, mask)
-        } else if let Some(n) = &self.ngram {
-            n.forward(tokens, mask)
-        } else {
-            unreachable!("TextEncoder is built with one variant")
+    /// The encoder on the pretrained backbone, when there is one.
+    pub fn pretrained(&self) -> Option<&PretrainedEncoder<Bert>> {
+        match self {
+            TextEncoder::Bert(e) => Some(e),
+            _ => None,
         }
     }
 }
 
 impl ModalityEncoder for TextEncoder {
     fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
-        self.forward(batch.tokens.clone(), batch.token_mask.clone())
+        let tokens = || batch.tokens.clone();
+        let mask = || keep_first(batch.token_mask.clone());
+        match self {
+            TextEncoder::Transformer(e) => e.forward(tokens(), mask()),
+            TextEncoder::Bag(e) => e.forward(tokens(), mask()),
+            TextEncoder::Cnn(e) => e.forward(tokens(), mask()),
+            TextEncoder::Ngram(e) => e.forward(tokens(), mask()),
+            TextEncoder::Bert(e) => e.embed(batch),
+        }
     }
 
     fn present(&self, batch: &MovieBatch) -> Tensor<1> {
         batch.plot_present.clone()
-    }
-
-    fn embed_dim(&self) -> usize {
-        self.embed_dim
     }
 }

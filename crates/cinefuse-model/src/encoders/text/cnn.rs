@@ -8,8 +8,8 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::TextEncoderConfig;
 use crate::cpu_kernels::{dropout, gelu};
-use crate::text::TextEncoderConfig;
 
 #[derive(Module, Debug)]
 pub struct CnnTextEncoder {

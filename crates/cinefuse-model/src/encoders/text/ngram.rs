@@ -6,8 +6,8 @@
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+use super::{TextEncoderConfig, masked_mean};
 use crate::cpu_kernels::{dropout, gelu};
-use crate::text::{TextEncoderConfig, masked_mean};
 
 /// Bigram key `(a mod P) · P + (b mod P)`, then `mod buckets`: exact pair ids for vocabularies
 /// up to P, and below 2³¹ so that it cannot overflow where integer tensors are 32-bit.

@@ -4,8 +4,8 @@
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+use super::{Pooling, TextEncoderConfig, masked_mean};
 use crate::cpu_kernels::gelu;
-use crate::text::{Pooling, TextEncoderConfig, masked_mean};
 use crate::transformer_layer::EncoderStack;
 
 #[derive(Module, Debug)]

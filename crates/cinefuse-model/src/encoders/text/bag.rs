@@ -4,8 +4,8 @@
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+use super::{TextEncoderConfig, masked_mean};
 use crate::cpu_kernels::{dropout, gelu};
-use crate::text::{TextEncoderConfig, masked_mean};
 
 #[derive(Module, Debug)]
 pub struct BagTextEncoder {

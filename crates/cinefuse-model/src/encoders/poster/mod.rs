@@ -1,0 +1,175 @@
+//! Poster encoder selection (`[model.poster]`): a ResNet-style CNN trained from scratch, or
+//! pretrained EfficientNet-Lite0 under a trainable adapter.
+
+pub mod resnet;
+
+use std::path::PathBuf;
+
+use burn::config::Config;
+use burn::prelude::*;
+use cinefuse_data::MovieBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::encoders::ModalityEncoder;
+use crate::pretrained::tuning::{Tuning, validate_tuning};
+use crate::pretrained::{EfficientNetLite, PretrainedEncoder, PretrainedError};
+pub use resnet::ResnetPosterEncoder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PosterEncoderKind {
+    /// The ResNet-style CNN below, trained from scratch.
+    #[serde(rename = "resnet")]
+    Resnet,
+    /// Pretrained EfficientNet-Lite0 (ImageNet) from `pretrained = "DIR"`.
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientnetLite0,
+}
+
+#[derive(Config, Debug)]
+pub struct PosterEncoderConfig {
+    #[config(default = "PosterEncoderKind::Resnet")]
+    pub kind: PosterEncoderKind,
+    /// Checkpoint folder of a pretrained kind (`model.pth` or `model.safetensors`).
+    #[config(default = "None")]
+    pub pretrained: Option<PathBuf>,
+    /// Pretrained kinds: keep the backbone frozen (features computed once and cached).
+    #[config(default = true)]
+    pub freeze: bool,
+    /// Pretrained kinds, fine-tuning: backbone learning rate relative to the head's.
+    #[config(default = 0.1)]
+    pub lr_scale: f64,
+    /// Pretrained kinds, fine-tuning: train only the last N blocks (all when unset).
+    #[config(default = "None")]
+    pub trainable_layers: Option<usize>,
+    /// Pretrained kinds: dropout on the backbone features before the adapter.
+    #[config(default = 0.1)]
+    pub feature_dropout: f64,
+    /// Channels of each stage; every stage after the first halves the resolution.
+    #[config(default = "vec![16, 32, 64]")]
+    pub widths: Vec<usize>,
+    /// Residual blocks per stage.
+    #[config(default = 1)]
+    pub blocks_per_stage: usize,
+    /// Stride of the stem convolution (2 halves the input once more, for speed).
+    #[config(default = 2)]
+    pub stem_stride: usize,
+}
+
+impl PosterEncoderConfig {
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            freeze: self.freeze,
+            lr_scale: self.lr_scale,
+            trainable_layers: self.trainable_layers,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.kind != PosterEncoderKind::Resnet {
+            return validate_tuning(
+                "poster",
+                self.pretrained.as_deref(),
+                &self.tuning(),
+                self.feature_dropout,
+            );
+        }
+        if self.pretrained.is_some() {
+            return Err(
+                "model.poster.pretrained is set but model.poster.kind = \"resnet\" trains from \
+                 scratch; use kind = \"efficientnet-lite0\""
+                    .into(),
+            );
+        }
+        if self.widths.is_empty() || self.widths.contains(&0) {
+            return Err(format!(
+                "model.poster.widths = {:?}: expected a non-empty list of positive channel counts",
+                self.widths
+            ));
+        }
+        if self.blocks_per_stage == 0 {
+            return Err("model.poster.blocks_per_stage = 0: expected at least 1".into());
+        }
+        if !(1..=4).contains(&self.stem_stride) {
+            return Err(format!(
+                "model.poster.stem_stride = {}: expected 1..=4",
+                self.stem_stride
+            ));
+        }
+        Ok(())
+    }
+
+    /// The encoder this section describes. A pretrained backbone starts from random
+    /// weights here: `init_pretrained` reads its checkpoint, and a saved model carries them.
+    pub fn init(&self, embed_dim: usize, device: &Device) -> PosterEncoder {
+        match self.kind {
+            PosterEncoderKind::Resnet => {
+                PosterEncoder::Resnet(ResnetPosterEncoder::new(self, embed_dim, device))
+            }
+            PosterEncoderKind::EfficientnetLite0 => {
+                self.on_backbone(EfficientNetLite::lite0(device), embed_dim, device)
+            }
+        }
+    }
+
+    /// `init`, with a pretrained backbone's weights read from `pretrained` (a new run).
+    pub fn init_pretrained(
+        &self,
+        embed_dim: usize,
+        device: &Device,
+    ) -> Result<PosterEncoder, PretrainedError> {
+        match (self.kind, &self.pretrained) {
+            (PosterEncoderKind::EfficientnetLite0, Some(dir)) => {
+                Ok(self.on_backbone(EfficientNetLite::from_dir(dir, device)?, embed_dim, device))
+            }
+            _ => Ok(self.init(embed_dim, device)),
+        }
+    }
+
+    fn on_backbone(
+        &self,
+        net: EfficientNetLite,
+        embed_dim: usize,
+        device: &Device,
+    ) -> PosterEncoder {
+        PosterEncoder::EfficientNet(PretrainedEncoder::new(
+            net,
+            embed_dim,
+            self.feature_dropout,
+            &self.tuning(),
+            device,
+        ))
+    }
+}
+
+/// The poster encoder `PosterEncoderConfig::kind` chose.
+// A model holds one encoder per modality, so the variants' size difference costs nothing;
+// Burn implements `Module` for no `Box`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum PosterEncoder {
+    Resnet(ResnetPosterEncoder),
+    EfficientNet(PretrainedEncoder<EfficientNetLite>),
+}
+
+impl PosterEncoder {
+    /// The encoder on the pretrained backbone, when there is one.
+    pub fn pretrained(&self) -> Option<&PretrainedEncoder<EfficientNetLite>> {
+        match self {
+            PosterEncoder::EfficientNet(e) => Some(e),
+            PosterEncoder::Resnet(_) => None,
+        }
+    }
+}
+
+impl ModalityEncoder for PosterEncoder {
+    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+        match self {
+            PosterEncoder::Resnet(e) => e.forward(batch.posters.clone()),
+            PosterEncoder::EfficientNet(e) => e.embed(batch),
+        }
+    }
+
+    fn present(&self, batch: &MovieBatch) -> Tensor<1> {
+        batch.poster_present.clone()
+    }
+}

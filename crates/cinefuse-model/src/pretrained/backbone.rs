@@ -1,0 +1,81 @@
+//! What a pretrained network offers the encoder built on it: pooled features of a batch, the
+//! batch's cached features when the backbone is frozen, and freezing of its early layers.
+
+use burn::prelude::*;
+use cinefuse_data::MovieBatch;
+use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
+
+use super::efficientnet::{HEAD_CHANNELS, INPUT_MEAN, INPUT_STD};
+use super::{Bert, EfficientNetLite};
+use crate::encoders::text::keep_first;
+
+pub trait Backbone: Module {
+    /// Width of the pooled features.
+    fn feature_dim(&self) -> usize;
+    /// Pooled features `[B, feature_dim]` of the batch's raw inputs.
+    fn features(&self, batch: &MovieBatch) -> Tensor<2>;
+    /// The batch's precomputed features (the frozen backbone's cache), when it has them.
+    fn cached(batch: &MovieBatch) -> Option<&Tensor<2>>;
+    /// Which movies of the batch have this backbone's modality.
+    fn present(batch: &MovieBatch) -> Tensor<1>;
+    /// Keeps only the last `n` layers (BERT layers, EfficientNet blocks) trainable.
+    fn freeze_all_but_last(self, n: usize) -> Self;
+}
+
+impl Backbone for Bert {
+    fn feature_dim(&self) -> usize {
+        self.hidden_size()
+    }
+
+    fn features(&self, batch: &MovieBatch) -> Tensor<2> {
+        self.forward(batch.tokens.clone(), keep_first(batch.token_mask.clone()))
+    }
+
+    fn cached(batch: &MovieBatch) -> Option<&Tensor<2>> {
+        batch.plot_features.as_ref()
+    }
+
+    fn present(batch: &MovieBatch) -> Tensor<1> {
+        batch.plot_present.clone()
+    }
+
+    fn freeze_all_but_last(self, n: usize) -> Self {
+        self.freeze_all_but_last_layers(n)
+    }
+}
+
+impl Backbone for EfficientNetLite {
+    fn feature_dim(&self) -> usize {
+        HEAD_CHANNELS
+    }
+
+    fn features(&self, batch: &MovieBatch) -> Tensor<2> {
+        self.forward(to_checkpoint_scale(batch.posters.clone()))
+    }
+
+    fn cached(batch: &MovieBatch) -> Option<&Tensor<2>> {
+        batch.poster_features.as_ref()
+    }
+
+    fn present(batch: &MovieBatch) -> Tensor<1> {
+        batch.poster_present.clone()
+    }
+
+    fn freeze_all_but_last(self, n: usize) -> Self {
+        self.freeze_all_but_last_blocks(n)
+    }
+}
+
+/// Batches hold posters normalized as `(p/255 − mean_c) / std_c`; the checkpoint expects
+/// `(p − 127) / 128` on 0–255 values: one affine map per channel.
+pub fn to_checkpoint_scale(posters: Tensor<4>) -> Tensor<4> {
+    let device = posters.device();
+    let scale: Vec<f32> = POSTER_STD.iter().map(|s| s * 255.0 / INPUT_STD).collect();
+    let shift: Vec<f32> = POSTER_MEAN
+        .iter()
+        .map(|m| (m * 255.0 - INPUT_MEAN) / INPUT_STD)
+        .collect();
+    let per_channel =
+        |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape([1, 3, 1, 1]);
+    posters * per_channel(scale) + per_channel(shift)
+}

@@ -1,0 +1,69 @@
+//! A modality encoder on a pretrained backbone: the backbone's pooled features, either
+//! precomputed (frozen backbone: features from the embedding cache in the batch) or computed
+//! here (prediction, or fine-tuning), then the trainable `FeatureAdapter`.
+
+use burn::prelude::*;
+use cinefuse_data::MovieBatch;
+
+use super::adapter::FeatureAdapter;
+use super::backbone::Backbone;
+use super::tuning::Tuning;
+use crate::encoders::ModalityEncoder;
+
+#[derive(Module, Debug)]
+pub struct PretrainedEncoder<B: Module + Backbone> {
+    pub backbone: B,
+    adapter: FeatureAdapter,
+}
+
+impl<B: Module + Backbone> PretrainedEncoder<B> {
+    pub fn new(
+        backbone: B,
+        embed_dim: usize,
+        feature_dropout: f64,
+        tuning: &Tuning,
+        device: &Device,
+    ) -> Self {
+        let adapter =
+            FeatureAdapter::new(backbone.feature_dim(), embed_dim, feature_dropout, device);
+        Self {
+            backbone: set_trainable(backbone, tuning),
+            adapter,
+        }
+    }
+
+    /// The backbone's pooled features `[B, feature_dim]` of the batch's raw inputs.
+    pub fn backbone_features(&self, batch: &MovieBatch) -> Tensor<2> {
+        self.backbone.features(batch)
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.backbone.feature_dim()
+    }
+}
+
+/// Frozen: no parameter takes gradients. Fine-tuned: all but the last `trainable_layers`
+/// layers stay frozen (all train when unset).
+fn set_trainable<B: Backbone>(backbone: B, tuning: &Tuning) -> B {
+    if tuning.freeze {
+        return backbone.no_grad();
+    }
+    match tuning.trainable_layers {
+        Some(n) => backbone.freeze_all_but_last(n),
+        None => backbone,
+    }
+}
+
+impl<B: Module + Backbone> ModalityEncoder for PretrainedEncoder<B> {
+    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+        let features = match B::cached(batch) {
+            Some(f) => f.clone(),
+            None => self.backbone.features(batch),
+        };
+        self.adapter.forward(features)
+    }
+
+    fn present(&self, batch: &MovieBatch) -> Tensor<1> {
+        B::present(batch)
+    }
+}
