@@ -9,6 +9,8 @@ Usage: scripts/.venv/bin/python scripts/torch_reference.py CONFIG.toml PREPARED_
            [--steps 20] [--warmup 3] [--reps 3] [--device cpu|cuda] [--threads N]
        ... CONFIG.toml PREPARED_DIR --backbones 3     forward passes of the pretrained backbones
                                                       (needs transformers, efficientnet_lite_pytorch)
+       ... CONFIG.toml PREPARED_DIR --finetune        training steps of the config's plot branch with
+                                                      its BERT fine-tuned (text only; needs transformers)
 """
 import argparse
 import json
@@ -189,6 +191,51 @@ class Model(nn.Module):
         return self.head(h), aux
 
 
+class FineTunedPlot(nn.Module):
+    """The plot branch of a config whose BERT is fine-tuned, as cinefuse builds it: transformers'
+    BertModel with the embeddings and all but the last `trainable_layers` layers frozen, mean
+    pooling over the mask (first position always kept), then the adapter (LayerNorm, dropout,
+    Linear, GELU) and the genre and rating head."""
+
+    def __init__(self, cfg, shapes):
+        super().__init__()
+        from transformers import BertModel
+
+        t, d = cfg["model"]["text"], cfg["model"]["embed_dim"]
+        self.bert = BertModel.from_pretrained(t["pretrained"], add_pooling_layer=False)
+        n = t.get("trainable_layers")
+        if n is not None:
+            frozen = [self.bert.embeddings] + list(self.bert.encoder.layer[: len(self.bert.encoder.layer) - n])
+            for module in frozen:
+                module.requires_grad_(False)
+        hidden = self.bert.config.hidden_size
+        self.norm = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(t.get("feature_dropout", 0.1))
+        self.proj = nn.Linear(hidden, d)
+        self.head = Head(d, shapes["g"], cfg["model"]["fusion"]["dropout"])
+
+    def forward(self, b):
+        mask = b["token_mask"].clone()
+        mask[:, 0] = 1
+        states = self.bert(input_ids=b["tokens"], attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1)
+        pooled = (states * m).sum(1) / m.sum(1)
+        e = F.gelu(self.proj(self.drop(self.norm(pooled)))) * b["plot_present"].unsqueeze(1)
+        return self.head(e), []
+
+
+def optimizer_of(cfg, model, finetune):
+    """AdamW as the config says; a fine-tuned backbone steps at lr x lr_scale."""
+    o = cfg["optim"]
+    lr, wd = o["lr"], o.get("weight_decay", 0.01)
+    if not finetune:
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    backbone = [p for p in model.bert.parameters() if p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
+    scale = cfg["model"]["text"].get("lr_scale", 0.1)
+    return torch.optim.AdamW([{"params": backbone, "lr": lr * scale}, {"params": rest, "lr": lr}], weight_decay=wd)
+
+
 def loss_fn(out, b, scale, delta=1.0):
     (g, r) = out
     bce = F.binary_cross_entropy_with_logits(g, b["genres"], reduction="none").mean(1)
@@ -276,6 +323,9 @@ def main():
                     help="autocast the forward pass (f16 with a GradScaler), like train.precision")
     ap.add_argument("--backbones", type=int, default=0, metavar="BATCHES",
                     help="time the pretrained backbones' forward passes instead of training")
+    ap.add_argument("--finetune", action="store_true",
+                    help="time the plot branch with its BERT fine-tuned (as `cinefuse bench --set "
+                         "'model.modalities=[\"text\"]'` on a config with model.text.freeze = false)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -297,8 +347,9 @@ def main():
     results = []
     for rep in range(a.reps):
         torch.manual_seed(cfg.get("seed", 7))
-        model = Model(cfg, shapes).to(dev).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"].get("weight_decay", 0.01))
+        model = (FineTunedPlot if a.finetune else Model)(cfg, shapes).to(dev).train()
+        opt = optimizer_of(cfg, model, a.finetune)
+        clip = cfg["optim"].get("grad_clip_norm") if a.finetune else None
         scaler = torch.amp.GradScaler(dev.type, enabled=a.precision == "f16")
         for s in range(a.warmup + a.steps):
             if s == a.warmup:
@@ -309,9 +360,14 @@ def main():
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 out, aux = model(b)
             out, aux = f32(out), [f32(x) for x in aux]
-            loss = loss_fn(out, b, scale) + aux_w * sum(loss_fn(x, b, scale) for x in aux) / len(aux)
+            loss = loss_fn(out, b, scale)
+            if aux:
+                loss = loss + aux_w * sum(loss_fn(x, b, scale) for x in aux) / len(aux)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             scaler.step(opt)
             scaler.update()
         if dev.type == "cuda":
@@ -319,7 +375,8 @@ def main():
         results.append(a.steps * bs / (time.perf_counter() - start))
     print(json.dumps({"framework": f"pytorch {torch.__version__}", "device": a.device, "precision": a.precision,
                       "threads": torch.get_num_threads(),
-                      "params": sum(p.numel() for p in model.parameters()), "samples_per_sec": results,
+                      "params": sum(p.numel() for p in model.parameters()),
+                      "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), "samples_per_sec": results,
                       "median": statistics.median(results)}))
 
 

@@ -86,7 +86,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     // Frozen pretrained encoders train on cached features, as `train` does.
-    cinefuse_train::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
+    cinefuse_train::backbone_features::attach_cached_features(
+        &config.model,
+        &mut prepared,
+        &device,
+    )?;
     for b in a
         .backends
         .split(',')

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
-use cinefuse_train::predict::{
+use cinefuse_train::predictor::{
     Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
 };
 use cinefuse_train::{TrainConfig, TrainOptions};
@@ -292,7 +292,7 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
     }
 }
 
-fn print_prediction(p: &cinefuse_train::predict::MoviePrediction, coverage: f64) {
+fn print_prediction(p: &cinefuse_train::predictor::MoviePrediction, coverage: f64) {
     println!("{}", p.id);
     match p.rating_interval {
         Some([lo, hi]) => println!(

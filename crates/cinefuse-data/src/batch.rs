@@ -4,7 +4,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 
 use crate::dataset::MovieItem;
-use crate::text::PAD_ID;
+use crate::tokenizer::PAD_ID;
 
 /// Per-channel statistics used to normalize poster pixels (roughly those of movie posters).
 pub const POSTER_MEAN: [f32; 3] = [0.45, 0.42, 0.40];

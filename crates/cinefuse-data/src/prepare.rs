@@ -20,7 +20,7 @@ use crate::prepared::{
     BAD_RECORDS_FILE, POSTERS_FILE, Preprocessor, SAMPLES_FILE, SUMMARY_FILE, fit_state,
 };
 use crate::split::{Split, hash_split, read_predefined_split};
-use crate::text::{TokenizerKind, pretrained_tokenizer, train_tokenizer};
+use crate::tokenizer::{TokenizerKind, pretrained_tokenizer, train_tokenizer};
 use crate::validate::validate_records;
 
 /// How splits are assigned.
@@ -397,7 +397,7 @@ fn fit_preprocessor(
         .iter()
         .filter_map(|m| m.plot.as_deref())
         .filter(|p| !p.trim().is_empty())
-        .map(crate::text::bounded_plot)
+        .map(crate::tokenizer::bounded_plot)
         .collect();
     let plots = if plots.is_empty() { vec![""] } else { plots };
     let tokenizer = match &config.tokenizer_path {

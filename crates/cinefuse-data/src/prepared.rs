@@ -15,14 +15,14 @@ use crate::DataError;
 use crate::dataset::MovieDataset;
 use crate::extra::{EncodedExtras, FittedFeature};
 use crate::feature_cache::CachedFeatures;
-use crate::features::{
-    CATEGORICAL_FEATURES, NUMERIC_FEATURES, NumericScaler, raw_categorical, raw_numeric,
-};
 use crate::movie::Movie;
 use crate::poster_cache::{PosterCache, fit_poster_with, to_chw};
 use crate::prepare::PrepareConfig;
+use crate::scalers::{
+    CATEGORICAL_FEATURES, NUMERIC_FEATURES, NumericScaler, raw_categorical, raw_numeric,
+};
 use crate::split::Split;
-use crate::text::{encode_plot, load_tokenizer};
+use crate::tokenizer::{encode_plot, load_tokenizer};
 use crate::validate::{PosterLimits, decode_poster, load_poster};
 use crate::vocab::{GenreVocab, Vocab};
 
@@ -94,7 +94,7 @@ impl Preprocessor {
 
     pub fn save(&self, dir: &Path) -> Result<(), DataError> {
         crate::atomic::write_json_atomic(&dir.join(PREPROCESS_FILE), &self.state)?;
-        crate::text::save_tokenizer(&self.tokenizer, &dir.join(TOKENIZER_FILE))
+        crate::tokenizer::save_tokenizer(&self.tokenizer, &dir.join(TOKENIZER_FILE))
     }
 
     pub fn n_numeric(&self) -> usize {

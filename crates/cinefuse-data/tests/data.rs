@@ -17,7 +17,7 @@ use burn::prelude::*;
 use cinefuse_data::movie::{Movie, read_movies, write_movies};
 use cinefuse_data::prepare::{PrepareConfig, SplitMode};
 use cinefuse_data::split::Split;
-use cinefuse_data::text::TokenizerKind;
+use cinefuse_data::tokenizer::TokenizerKind;
 use cinefuse_data::{MovieBatcher, Prepared, prepare_dataset, synth};
 
 fn small_config() -> PrepareConfig {

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cinefuse_train::input_fields::movie_from_form;
-use cinefuse_train::predict::{MoviePrediction, movie_from_json};
+use cinefuse_train::predictor::{MoviePrediction, movie_from_json};
 use cinefuse_train::run_dir::EpochMetrics;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cinefuse_train::predict::{ModelInput, MoviePrediction, Predictor};
+use cinefuse_train::predictor::{ModelInput, MoviePrediction, Predictor};
 use tokio::sync::oneshot;
 
 /// How requests are gathered.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::export::MANIFEST_FILE;
-use cinefuse_train::predict::{Predictor, movie_from_json};
+use cinefuse_train::predictor::{Predictor, movie_from_json};
 use serde::Serialize;
 
 use crate::batcher::{BatchLimits, BatchQueue};

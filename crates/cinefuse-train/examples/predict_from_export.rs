@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use cinefuse_data::Movie;
-use cinefuse_train::predict::Predictor;
+use cinefuse_train::predictor::Predictor;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{BackendKind, TrainConfig};
 use crate::evaluate::LoadedRun;
 use crate::export::INTERVAL_COVERAGE;
-use crate::inference::Predictions;
 use crate::interval::{Calibration, Coverage, Residual, per_fold_coverage};
 use crate::metrics::{GenreMetrics, RatingMetrics, tune_thresholds};
+use crate::predictions::Predictions;
 use crate::run_dir::*;
 use crate::trainer::{RunSummary, TrainOptions, Trainer};
 

@@ -109,7 +109,7 @@ pub fn bench_train(
         })
         .collect();
     let mut shapes = ModelShapes::of(&prepared.preprocessor);
-    shapes.text_backbone = crate::feature_cache::text_backbone_of(&config.model)?;
+    shapes.text_backbone = crate::backbone_features::text_backbone_of(&config.model)?;
     let train_counts = &prepared.preprocessor.state.genres.train_counts;
     let pos_weight = config.loss.pos_weights(train_counts, ds.len());
     let mut values = Vec::new();

@@ -10,9 +10,9 @@ use burn::prelude::*;
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieBatch, MovieItem, Prepared};
 
+use crate::backbone_features::{BACKBONE_BATCH, frozen_poster_backbone, frozen_text_backbone};
 use crate::bench::Throughput;
 use crate::config::TrainConfig;
-use crate::feature_cache::{BACKBONE_BATCH, frozen_poster_backbone, frozen_text_backbone};
 use cinefuse_model::pretrained::Backbone;
 
 /// The first `n` training movies that have the modality, in sample order.

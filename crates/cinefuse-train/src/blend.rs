@@ -21,7 +21,7 @@ use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
-use crate::inference::Predictions;
+use crate::predictions::Predictions;
 use crate::run_dir::{read_json, write_json};
 
 pub const BLEND_FILE: &str = "blend.json";

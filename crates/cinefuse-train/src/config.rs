@@ -692,7 +692,7 @@ impl TrainConfig {
     /// A BERT plot encoder reads the token ids of its own tokenizer: the data section must
     /// prepare plots with exactly that tokenizer, and no longer than its position table.
     fn check_pretrained_text(&self) -> Result<(), String> {
-        use cinefuse_data::text::TokenizerKind;
+        use cinefuse_data::tokenizer::TokenizerKind;
         use cinefuse_model::encoders::text::TextEncoderKind;
         let text = &self.model.text;
         if text.kind != TextEncoderKind::Bert

@@ -10,8 +10,8 @@ use cinefuse_data::split::Split;
 use crate::bag::{BagCalibration, BagInfo, load_members, parent_bag, read_bag};
 use crate::config::BackendKind;
 use crate::evaluate::{IntervalMetrics, LoadedRun};
-use crate::inference::Predictions;
 use crate::interval::{Calibration, coverage_of};
+use crate::predictions::Predictions;
 use crate::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
 
 pub struct Ensemble {

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
-use crate::inference::{Predictions, Scorer, predict_dataset};
 use crate::metrics::{
     GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics, tune_thresholds,
 };
+use crate::predictions::{Predictions, Scorer, predict_dataset};
 use crate::run_dir::*;
 
 /// A trained run loaded for inference.
@@ -46,7 +46,7 @@ impl LoadedRun {
         // Frozen pretrained encoders: the cached features when their checkpoint is still
         // there; otherwise the model runs its own copy of the backbone (slower, same result).
         if let Err(e) =
-            crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)
+            crate::backbone_features::attach_cached_features(&config.model, &mut prepared, &device)
         {
             eprintln!("warning: no cached features ({e:#}); running the backbones instead");
         }

@@ -236,7 +236,7 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
 }
 
 /// The scores of predictions that a manifest keeps.
-fn scores(p: &crate::inference::Predictions, thresholds: &[f32], names: &[String]) -> Scores {
+fn scores(p: &crate::predictions::Predictions, thresholds: &[f32], names: &[String]) -> Scores {
     let g = p.genre_metrics(thresholds, names);
     Scores::of(p.ids.len(), &g, &p.rating_metrics())
 }

@@ -9,7 +9,7 @@ use cinefuse_model::Modality;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::predict::Predictor;
+use crate::predictor::Predictor;
 
 /// How a field's text becomes a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,5 +1,6 @@
 //! Config-driven training, evaluation, export and prediction for cinefuse.
 
+pub mod backbone_features;
 pub mod backend;
 pub mod bag;
 pub mod bench;
@@ -12,14 +13,13 @@ pub mod data_setup;
 pub mod ensemble;
 pub mod evaluate;
 pub mod export;
-pub mod feature_cache;
-pub mod inference;
 pub mod input_fields;
 pub mod interval;
 pub mod metrics;
 pub mod model_card;
 pub mod portable;
-pub mod predict;
+pub mod predictions;
+pub mod predictor;
 pub mod run_dir;
 pub mod schedule;
 pub mod sweep;

@@ -11,7 +11,7 @@ use cinefuse_data::split::Split;
 
 use crate::evaluate::{Baselines, IntervalMetrics, LoadedRun};
 use crate::export::Manifest;
-use crate::inference::Predictions;
+use crate::predictions::Predictions;
 
 pub const CARD_FILE: &str = "README.md";
 

@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
 use cinefuse_data::prepared::{Preprocessor, TOKENIZER_FILE};
-use cinefuse_data::text::{CLS, MAX_PLOT_BYTES, PAD_ID};
+use cinefuse_data::tokenizer::{CLS, MAX_PLOT_BYTES, PAD_ID};
 use cinefuse_model::pretrained::efficientnet::{INPUT_MEAN, INPUT_STD};
 use cinefuse_model::tensor_names;
 use serde_json::{Value, json};

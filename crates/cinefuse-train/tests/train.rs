@@ -21,7 +21,7 @@ use cinefuse_data::split::Split;
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::{LoadedRun, evaluate};
 use cinefuse_train::metrics::conformal_quantile;
-use cinefuse_train::predict::Predictor;
+use cinefuse_train::predictor::Predictor;
 use cinefuse_train::run_dir::{
     CHECKPOINTS_DIR, EpochMetrics, Phase, latest_checkpoint, read_metrics,
 };
@@ -132,7 +132,7 @@ fn items_of(
     predictor: &Predictor,
     dataset: &Path,
     ids: &[String],
-) -> Vec<cinefuse_train::predict::ModelInput> {
+) -> Vec<cinefuse_train::predictor::ModelInput> {
     let movies = cinefuse_data::movie::read_movies(dataset).unwrap();
     let by_id: std::collections::HashMap<_, _> = movies.iter().map(|m| (m.id.clone(), m)).collect();
     ids.iter()

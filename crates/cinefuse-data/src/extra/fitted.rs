@@ -8,8 +8,8 @@ use super::spec::{
     DEFAULT_MAX_VALUES, DEFAULT_MIN_FREQ, Extract, FeatureKind, FeatureSpec, Scaling,
 };
 use super::values::{ValueError, categorical_value, field, numeric_value, set_items, text_words};
-use crate::features::{NumericScaler, NumericTransform};
 use crate::movie::Movie;
+use crate::scalers::{NumericScaler, NumericTransform};
 use crate::vocab::Vocab;
 
 /// A declared feature fitted on the training split.

@@ -20,6 +20,11 @@ pub trait Backbone: Module {
     fn present(batch: &MovieBatch) -> Tensor<1>;
     /// Keeps only the last `n` layers (BERT layers, EfficientNet blocks) trainable.
     fn freeze_all_but_last(self, n: usize) -> Self;
+    /// How many layers deep the top of the backbone is.
+    fn depth(&self) -> usize;
+    /// The depth of the parameter at module path `path` (its names from the backbone down):
+    /// 0 for the embeddings (stem), `i + 1` inside layer (block) `i`, `depth()` above them.
+    fn depth_of(&self, path: &[String]) -> usize;
 }
 
 impl Backbone for Bert {
@@ -42,6 +47,14 @@ impl Backbone for Bert {
     fn freeze_all_but_last(self, n: usize) -> Self {
         self.freeze_all_but_last_layers(n)
     }
+
+    fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn depth_of(&self, path: &[String]) -> usize {
+        layer_depth(path, "layers", "embeddings", self.depth())
+    }
 }
 
 impl Backbone for EfficientNetLite {
@@ -63,6 +76,24 @@ impl Backbone for EfficientNetLite {
 
     fn freeze_all_but_last(self, n: usize) -> Self {
         self.freeze_all_but_last_blocks(n)
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len() + 1
+    }
+
+    fn depth_of(&self, path: &[String]) -> usize {
+        layer_depth(path, "blocks", "stem", self.depth())
+    }
+}
+
+/// `path`'s depth in a backbone whose layers are the list `layers` and whose input layers'
+/// names start with `input`: `layers.i.…` is `i + 1`, the input 0, anything else the top.
+fn layer_depth(path: &[String], layers: &str, input: &str, top: usize) -> usize {
+    match path {
+        [first, index, ..] if first == layers => index.parse::<usize>().map_or(top, |i| i + 1),
+        [first, ..] if first.starts_with(input) => 0,
+        _ => top,
     }
 }
 

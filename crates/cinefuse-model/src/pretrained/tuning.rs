@@ -12,6 +12,8 @@ pub struct Tuning {
     pub lr_scale: f64,
     /// Fine-tune only the last N layers (BERT layers or EfficientNet blocks); all when `None`.
     pub trainable_layers: Option<usize>,
+    /// Each layer's rate relative to the layer above (layer-wise learning-rate decay).
+    pub layer_decay: f64,
 }
 
 /// Checks the shared keys of one `[model.X]` section.
@@ -31,6 +33,12 @@ pub fn validate_tuning(
         return Err(format!(
             "model.{section}.lr_scale = {}: expected a factor in (0, 10]",
             tuning.lr_scale
+        ));
+    }
+    if !(tuning.layer_decay > 0.0 && tuning.layer_decay <= 1.0) {
+        return Err(format!(
+            "model.{section}.layer_decay = {}: expected a factor in (0, 1]",
+            tuning.layer_decay
         ));
     }
     if !(0.0..1.0).contains(&feature_dropout) {

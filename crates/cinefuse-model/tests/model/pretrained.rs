@@ -194,6 +194,7 @@ fn a_frozen_backbone_gets_no_gradient_and_keeps_its_weights() {
         freeze: true,
         lr_scale: 1.0,
         trainable_layers: None,
+        layer_decay: 1.0,
     };
     let (_dir, enc) = tiny_text_encoder(frozen, &device);
     let before = module_values(&enc.backbone);
@@ -221,6 +222,7 @@ fn fine_tuning_the_last_layers_leaves_the_others_frozen() {
         freeze: false,
         lr_scale: 0.1,
         trainable_layers: Some(1),
+        layer_decay: 1.0,
     };
     let (_dir, enc) = tiny_text_encoder(tuning, &device);
     let loss = enc.embed(&text_batch()).powf_scalar(2.0).sum();
@@ -249,6 +251,7 @@ fn cached_features_replace_the_backbone() {
         freeze: true,
         lr_scale: 1.0,
         trainable_layers: None,
+        layer_decay: 1.0,
     };
     let (_dir, enc) = tiny_text_encoder(frozen, &device);
     let mut b = text_batch();
@@ -359,11 +362,11 @@ fn real_minilm_matches_pytorch() {
     let device = Device::flex();
     let max_tokens = r["max_tokens"].as_u64().unwrap() as usize;
     let tok =
-        cinefuse_data::text::pretrained_tokenizer(&dir.join("minilm-l6"), max_tokens).unwrap();
+        cinefuse_data::tokenizer::pretrained_tokenizer(&dir.join("minilm-l6"), max_tokens).unwrap();
     let bert = Bert::from_dir(&dir.join("minilm-l6"), &device).unwrap();
     for case in r["minilm"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let ids = cinefuse_data::text::encode_plot(&tok, text, max_tokens).unwrap();
+        let ids = cinefuse_data::tokenizer::encode_plot(&tok, text, max_tokens).unwrap();
         let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         assert_eq!(ids, want, "token ids of {text:?}");
         let l = ids.len();

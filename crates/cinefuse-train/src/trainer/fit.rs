@@ -18,7 +18,7 @@ use super::setup::Trainer;
 use super::shards::{ShardBatcher, ShardedBatch};
 use super::step::check_loss;
 use super::{RunSummary, batch_seed, epoch_seed, progress};
-use crate::inference::predict_dataset;
+use crate::predictions::predict_dataset;
 use crate::run_dir::*;
 use crate::schedule::learning_rate;
 

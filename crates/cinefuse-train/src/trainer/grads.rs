@@ -4,6 +4,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use cinefuse_model::pretrained::Backbone;
+use std::collections::BTreeMap;
 
 /// Moves the gradients of `module`'s parameters out of `grads` into their own set.
 pub(crate) fn take_grads_of<M: Module>(grads: &mut GradientsParams, module: &M) -> GradientsParams {
@@ -24,6 +26,42 @@ pub(crate) fn take_grads_of<M: Module>(grads: &mut GradientsParams, module: &M) 
     };
     module.visit(&mut take);
     take.to
+}
+
+/// Moves the gradients of `backbone`'s parameters out of `grads`, one set per depth
+/// (`Backbone::depth_of`), shallowest first.
+pub(crate) fn take_grads_by_depth<B: Backbone>(
+    grads: &mut GradientsParams,
+    backbone: &B,
+) -> Vec<(usize, GradientsParams)> {
+    struct Take<'a, B> {
+        from: &'a mut GradientsParams,
+        backbone: &'a B,
+        path: Vec<String>,
+        to: BTreeMap<usize, GradientsParams>,
+    }
+    impl<B: Backbone> ModuleVisitor for Take<'_, B> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.from.remove::<D>(param.id) {
+                let depth = self.backbone.depth_of(&self.path);
+                self.to.entry(depth).or_default().register(param.id, g);
+            }
+        }
+    }
+    let mut take = Take {
+        from: grads,
+        backbone,
+        path: Vec::new(),
+        to: BTreeMap::new(),
+    };
+    backbone.visit(&mut take);
+    take.to.into_iter().collect()
 }
 
 /// Adds `other` (already on `total`'s device) into `total`, parameter by parameter; a

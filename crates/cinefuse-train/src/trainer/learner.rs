@@ -19,7 +19,7 @@ use super::shards::ShardedBatch;
 use super::step::{StepSpec, step_grads};
 use super::{BackboneScales, LossScale, step_with_lr_scales};
 use crate::config::TrainConfig;
-use crate::inference::Scorer;
+use crate::predictions::Scorer;
 use crate::run_dir::{MODEL_FILE, OPTIM_FILE, load_weights};
 
 /// The model being trained and its optimizer.

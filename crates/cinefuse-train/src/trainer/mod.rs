@@ -25,6 +25,7 @@ use anyhow::Result;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use cinefuse_model::CinefuseModel;
+use cinefuse_model::pretrained::Backbone;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{BackendKind, TrainConfig};
@@ -99,26 +100,61 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     Trainer::setup(config, opts)?.fit()
 }
 
-/// Learning-rate factors of the fine-tuned pretrained backbones (`None`: frozen or absent).
+/// The learning rate of a fine-tuned backbone relative to the rest of the model: `scale` at
+/// its top layer, `decay` times less per layer below.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BackboneRate {
+    pub scale: f64,
+    pub decay: f64,
+}
+
+/// Learning rates of the fine-tuned pretrained backbones (`None`: frozen or absent).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct BackboneScales {
-    pub text: Option<f64>,
-    pub poster: Option<f64>,
+    pub text: Option<BackboneRate>,
+    pub poster: Option<BackboneRate>,
 }
 
 impl BackboneScales {
     pub(crate) fn of(config: &TrainConfig) -> Self {
         let m = &config.model;
+        let rate = |t: cinefuse_model::pretrained::Tuning| {
+            (!t.freeze).then_some(BackboneRate {
+                scale: t.lr_scale,
+                decay: t.layer_decay,
+            })
+        };
         Self {
-            text: (!m.text.freeze).then_some(m.text.lr_scale),
-            poster: (!m.poster.freeze).then_some(m.poster.lr_scale),
+            text: rate(m.text.tuning()),
+            poster: rate(m.poster.tuning()),
         }
     }
 }
 
-/// One optimizer step; fine-tuned pretrained backbones step with their own learning rate
-/// (`lr × lr_scale`), the rest of the model with `lr`. AdamW keeps its moments per parameter,
-/// so stepping disjoint parameter sets separately is the same as one step with two rates.
+/// A fine-tuned backbone's gradients split off `grads`, each set with its learning-rate
+/// factor: one set at `scale`, or one per depth with layer-wise decay.
+fn backbone_groups<B: Backbone>(
+    grads: &mut GradientsParams,
+    backbone: &B,
+    rate: BackboneRate,
+) -> Vec<(GradientsParams, f64)> {
+    if rate.decay == 1.0 {
+        return vec![(grads::take_grads_of(grads, backbone), rate.scale)];
+    }
+    let top = backbone.depth();
+    grads::take_grads_by_depth(grads, backbone)
+        .into_iter()
+        .map(|(depth, g)| {
+            let below_top = top.saturating_sub(depth) as i32;
+            (g, rate.scale * rate.decay.powi(below_top))
+        })
+        .collect()
+}
+
+/// One optimizer step; fine-tuned pretrained backbones step with their own learning rates
+/// (`lr × lr_scale`, decayed per layer), the rest of the model with `lr`. AdamW keeps its
+/// moments per parameter, so stepping disjoint parameter sets separately is the same as one
+/// step with several rates.
 pub(crate) fn step_with_lr_scales(
     optim: &mut burn::optim::ModuleOptimizer,
     model: CinefuseModel,
@@ -126,16 +162,15 @@ pub(crate) fn step_with_lr_scales(
     lr: f64,
     scales: BackboneScales,
 ) -> CinefuseModel {
-    let text = match (model.pretrained_text(), scales.text) {
-        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.backbone), scale)),
-        _ => None,
-    };
-    let poster = match (model.pretrained_poster(), scales.poster) {
-        (Some(e), Some(scale)) => Some((grads::take_grads_of(&mut grads, &e.backbone), scale)),
-        _ => None,
-    };
+    let mut groups = Vec::new();
+    if let (Some(e), Some(rate)) = (model.pretrained_text(), scales.text) {
+        groups.extend(backbone_groups(&mut grads, &e.backbone, rate));
+    }
+    if let (Some(e), Some(rate)) = (model.pretrained_poster(), scales.poster) {
+        groups.extend(backbone_groups(&mut grads, &e.backbone, rate));
+    }
     let mut model = optim.step(lr, model, grads);
-    for (g, scale) in [text, poster].into_iter().flatten() {
+    for (g, scale) in groups {
         model = optim.step(lr * scale, model, g);
     }
     model
@@ -160,15 +195,16 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
-    #[test]
-    fn a_fine_tuned_backbone_steps_with_the_scaled_learning_rate() {
+    /// One optimizer step at `LR` of a tiny BERT plot model with `layers` layers whose
+    /// backbone is fine-tuned at `rate`: the model before and after.
+    fn fine_tune_step(layers: usize, rate: BackboneRate) -> (CinefuseModel, CinefuseModel) {
         let dir = tempfile::tempdir().unwrap();
         let tiny = TinyBert {
             vocab: 30,
             hidden: 8,
             intermediate: 16,
             positions: 16,
-            layers: 1,
+            layers,
             heads: 2,
         };
         tiny.write(dir.path(), &tiny.tensors(3)).unwrap();
@@ -211,33 +247,59 @@ mod tests {
             })
             .collect();
         let batch = MovieBatcher::new(2, 2, 8).batch(items, &Device::flex());
-        let (lr, scale) = (1e-2, 0.01);
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
         let before = model.clone();
         let loss = model.forward(&batch).genre_logits.sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let after = step_with_lr_scales(
-            &mut optim,
-            model,
-            grads,
-            lr,
-            BackboneScales {
-                text: Some(scale),
-                poster: None,
-            },
+        let scales = BackboneScales {
+            text: Some(rate),
+            poster: None,
+        };
+        let after = step_with_lr_scales(&mut optim, model, grads, LR, scales);
+        (before, after)
+    }
+
+    const LR: f64 = 1e-2;
+
+    /// Checks that the largest change of `part` is about `rate × LR`: Adam's first step moves
+    /// each parameter by about its learning rate (its update is ~sign(gradient)).
+    fn assert_moved_at<M: ModuleSnapshot>(before: &M, after: &M, rate: f64, what: &str) {
+        let moved = max_change(before, after);
+        let expected = (LR * rate) as f32;
+        assert!(
+            moved > 0.5 * expected && moved <= 1.01 * expected,
+            "{what} moved {moved}, expected about {expected}"
         );
+    }
+
+    #[test]
+    fn a_fine_tuned_backbone_steps_with_the_scaled_learning_rate() {
+        let rate = BackboneRate {
+            scale: 0.01,
+            decay: 1.0,
+        };
+        let (before, after) = fine_tune_step(1, rate);
         let (b, a) = (
             before.pretrained_text().unwrap(),
             after.pretrained_text().unwrap(),
         );
-        // Adam's first step moves each parameter by about lr (its update is ~sign(gradient)).
-        let backbone = max_change(&b.backbone, &a.backbone);
-        let head = max_change(&before, &after);
-        assert!(backbone > 0.0, "the backbone trains");
-        assert!(
-            backbone <= 1.01 * (lr * scale) as f32,
-            "backbone moved {backbone}"
+        assert_moved_at(&b.backbone, &a.backbone, 0.01, "the backbone");
+        assert_moved_at(&before, &after, 1.0, "the whole model");
+    }
+
+    #[test]
+    fn layer_wise_decay_slows_each_layer_below_the_top() {
+        let rate = BackboneRate {
+            scale: 0.1,
+            decay: 0.2,
+        };
+        let (before, after) = fine_tune_step(2, rate);
+        let (b, a) = (
+            &before.pretrained_text().unwrap().backbone,
+            &after.pretrained_text().unwrap().backbone,
         );
-        assert!(head > 0.5 * lr as f32, "the rest moves by about lr: {head}");
+        assert_moved_at(&b.layers[1], &a.layers[1], 0.1, "the top layer");
+        assert_moved_at(&b.layers[0], &a.layers[0], 0.1 * 0.2, "the layer below");
+        assert_moved_at(&b.embeddings, &a.embeddings, 0.1 * 0.04, "the embeddings");
     }
 }

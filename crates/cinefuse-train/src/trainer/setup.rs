@@ -209,7 +209,7 @@ fn run_shapes(
     let mut shapes = ModelShapes::of(&prepared.preprocessor);
     shapes.text_backbone = match saved {
         Some(info) => info.shapes.text_backbone.clone(),
-        None => crate::feature_cache::text_backbone_of(&config.model)?,
+        None => crate::backbone_features::text_backbone_of(&config.model)?,
     };
     if shapes.n_genres == 0 {
         bail!("the prepared data has no genres; lower data.preprocess.min_genre_count");
@@ -282,7 +282,7 @@ impl Trainer {
         let description = describe(&selected);
         println!("backend: {description} ({device:?})");
 
-        crate::feature_cache::attach_cached_features(&config.model, &mut prepared, &device)?;
+        crate::backbone_features::attach_cached_features(&config.model, &mut prepared, &device)?;
         let shapes = run_shapes(&config, &prepared, saved.as_ref())?;
         let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
         let (train_ds, val_ds) = datasets_for(&prepared, rows);

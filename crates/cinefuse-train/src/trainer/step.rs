@@ -19,7 +19,7 @@ use cinefuse_model::{CinefuseModel, LossRows};
 use super::grads::add_grads;
 use super::precision::{cast_inputs, cast_params, outputs_to_f32};
 use super::shards::ShardedBatch;
-use crate::inference::Scorer;
+use crate::predictions::Scorer;
 
 /// What is the same for every shard of a step.
 pub(crate) struct StepSpec<'a> {

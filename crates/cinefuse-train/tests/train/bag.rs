@@ -9,9 +9,9 @@ use cinefuse_train::bag::{BagInfo, REFIT_DIR, member_dir, read_bag};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::ensemble::Ensemble;
 use cinefuse_train::evaluate::{LoadedRun, evaluate};
-use cinefuse_train::inference::Predictions;
 use cinefuse_train::interval::Calibration;
-use cinefuse_train::predict::Predictor;
+use cinefuse_train::predictions::Predictions;
+use cinefuse_train::predictor::Predictor;
 use cinefuse_train::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
 
 use super::{items_of, resume, serial, tiny_config, train_interrupted, train_into};
@@ -123,7 +123,7 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
 /// probabilities, and the CV+ interval `interval` around its members' ratings `each`.
 pub(super) fn assert_predicts_the_ensemble(
     predictor: &Predictor,
-    items: &[cinefuse_train::predict::ModelInput],
+    items: &[cinefuse_train::predictor::ModelInput],
     mean: &Predictions,
     each: &[Predictions],
     interval: Option<&Calibration>,

@@ -9,7 +9,7 @@ use cinefuse_model::Modality;
 use cinefuse_train::blend::{Blend, blend};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::evaluate;
-use cinefuse_train::predict::Predictor;
+use cinefuse_train::predictor::Predictor;
 
 use super::{items_of, serial, tiny_config, train_into};
 

@@ -215,7 +215,7 @@ fn declared_features_are_checked_by_name_and_kind() {
 /// studios predicted the same).
 fn predict_reads_categorical_extras(root: &Path) {
     use cinefuse_train::config::BackendKind;
-    use cinefuse_train::predict::{Predictor, movie_from_json};
+    use cinefuse_train::predictor::{Predictor, movie_from_json};
     let model = root.join("model-categorical");
     cinefuse_train::export::export(&root.join("run-categorical"), &model, None).unwrap();
     let p = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
@@ -242,7 +242,7 @@ fn predict_reads_categorical_extras(root: &Path) {
 /// validates it.
 fn predict_reads_declared_extras(root: &Path) {
     use cinefuse_train::config::BackendKind;
-    use cinefuse_train::predict::{Predictor, movie_from_json};
+    use cinefuse_train::predictor::{Predictor, movie_from_json};
     let model = root.join("model-numeric");
     cinefuse_train::export::export(&root.join("run-numeric"), &model, None).unwrap();
     let p = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();

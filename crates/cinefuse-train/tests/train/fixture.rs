@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use cinefuse_train::config::BackendKind;
-use cinefuse_train::predict::{MoviePrediction, Predictor, movies_from_jsonl};
+use cinefuse_train::predictor::{MoviePrediction, Predictor, movies_from_jsonl};
 
 const TOLERANCE: f32 = 1e-5;
 

@@ -41,6 +41,11 @@ pub struct PosterEncoderConfig {
     /// Pretrained kinds, fine-tuning: train only the last N blocks (all when unset).
     #[config(default = "None")]
     pub trainable_layers: Option<usize>,
+    /// Pretrained kinds, fine-tuning: layer-wise learning-rate decay. The top layer steps at
+    /// `lr × lr_scale`, each layer below at `layer_decay` times the one above, the embeddings
+    /// (stem) last; 1 gives every layer the same rate.
+    #[config(default = 1.0)]
+    pub layer_decay: f64,
     /// Pretrained kinds: dropout on the backbone features before the adapter.
     #[config(default = 0.1)]
     pub feature_dropout: f64,
@@ -61,6 +66,7 @@ impl PosterEncoderConfig {
             freeze: self.freeze,
             lr_scale: self.lr_scale,
             trainable_layers: self.trainable_layers,
+            layer_decay: self.layer_decay,
         }
     }
 

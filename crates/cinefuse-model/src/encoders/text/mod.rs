@@ -79,6 +79,11 @@ pub struct TextEncoderConfig {
     /// `kind = "bert"`, fine-tuning: train only the last N layers (all when unset).
     #[config(default = "None")]
     pub trainable_layers: Option<usize>,
+    /// Pretrained kinds, fine-tuning: layer-wise learning-rate decay. The top layer steps at
+    /// `lr × lr_scale`, each layer below at `layer_decay` times the one above, the embeddings
+    /// (stem) last; 1 gives every layer the same rate.
+    #[config(default = 1.0)]
+    pub layer_decay: f64,
     /// `kind = "bert"`: dropout on the pooled embedding before the adapter.
     #[config(default = 0.1)]
     pub feature_dropout: f64,
@@ -90,6 +95,7 @@ impl TextEncoderConfig {
             freeze: self.freeze,
             lr_scale: self.lr_scale,
             trainable_layers: self.trainable_layers,
+            layer_decay: self.layer_decay,
         }
     }
 

@@ -8,9 +8,9 @@ use burn::prelude::*;
 use cinefuse_data::MovieBatcher;
 use cinefuse_data::dataset::MovieItem;
 use cinefuse_data::extra::{FittedFeature, numeric_value};
-use cinefuse_data::features::raw_numeric;
 use cinefuse_data::movie::{FIELDS, Movie, movie_from_value};
 use cinefuse_data::prepared::Preprocessor;
+use cinefuse_data::scalers::raw_numeric;
 use cinefuse_data::split::Split;
 use cinefuse_data::validate::check_movie;
 use cinefuse_model::{CinefuseModel, Modality};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest};
-use crate::inference::{Predictions, predict_items};
+use crate::predictions::{Predictions, predict_items};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
 
 /// A movie encoded for every model of a predictor: with the model's own preprocessing and,
@@ -260,7 +260,7 @@ impl Predictor {
                 .unwrap_or_default();
             (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
         };
-        for chunk in items.chunks_mut(crate::feature_cache::BACKBONE_BATCH) {
+        for chunk in items.chunks_mut(crate::backbone_features::BACKBONE_BATCH) {
             let needs_poster = poster.is_some() && chunk.iter().any(|i| i.poster.is_some());
             let needs_plot = text.is_some() && chunk.iter().any(|i| i.plot_present);
             if !(needs_poster || needs_plot) {
