@@ -99,6 +99,8 @@ enum Command {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Subnormal floats slowed fine-tuning on padded batches 6-10x (BENCHMARKS.md).
+    cinefuse_model::cpu_kernels::flush_denormals();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(a) => cmd_data::synth(a),

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
+pub mod denormals;
 pub mod dropout;
 mod simd;
 
@@ -15,4 +16,5 @@ pub use conv2d::{
     Conv2dShape, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
     conv2d_forward,
 };
+pub use denormals::{flush_denormals, flush_denormals_on_this_thread};
 pub use dropout::dropout_mask;

@@ -6,6 +6,9 @@
 //! The kernels are plugged in as a Burn backend extension: a trait implemented for `Flex`
 //! (forward) and for `Autodiff<Flex>` (forward plus a hand-written backward step).
 
+/// Denormal flushing for the threads that run the kernels (see `cinefuse_kernels::denormals`).
+pub use cinefuse_kernels::{flush_denormals, flush_denormals_on_this_thread};
+
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

@@ -127,6 +127,7 @@ fn run_replicas(
             .enumerate()
             .map(|(i, (batch, device))| {
                 scope.spawn(move || {
+                    cinefuse_model::cpu_kernels::flush_denormals_on_this_thread();
                     let replica = if i == 0 {
                         model.clone()
                     } else {
