@@ -129,7 +129,8 @@ impl CinefuseModel {
     /// one fixed order (encoders trained from scratch, metadata, heads, fusion, then the
     /// adapters of pretrained encoders: the order of the model's first layout), makes a
     /// seed's initial weights independent of how the struct is laid out, so that published
-    /// results reproduce.
+    /// results reproduce. Pretrained backbones are left alone: a new run reads them from
+    /// their checkpoint, and loading a saved model replaces them without drawing them.
     fn initialize_in_seed_order(&self) {
         let mut init = InitializeParams;
         if let Some(b) = self
@@ -163,10 +164,10 @@ impl CinefuseModel {
             f.visit(&mut init);
         }
         if let Some(e) = self.pretrained_poster() {
-            e.visit(&mut init);
+            e.adapter().visit(&mut init);
         }
         if let Some(e) = self.pretrained_text() {
-            e.visit(&mut init);
+            e.adapter().visit(&mut init);
         }
     }
 

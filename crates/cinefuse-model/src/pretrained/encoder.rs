@@ -40,6 +40,11 @@ impl<B: Module + Backbone> PretrainedEncoder<B> {
     pub fn feature_dim(&self) -> usize {
         self.backbone.feature_dim()
     }
+
+    /// The trainable layer on the backbone's features.
+    pub fn adapter(&self) -> &FeatureAdapter {
+        &self.adapter
+    }
 }
 
 /// Frozen: no parameter takes gradients. Fine-tuned: all but the last `trainable_layers`
