@@ -349,6 +349,21 @@ class OutputHead(nn.Module):
         return self.genre(x), self.rating(x).squeeze(1)
 
 
+# `model.linear_skip`: a linear map from the skip features (the pretrained backbones' features,
+# each row standardised, and the metadata encoder's input) straight to the genre logits. Every
+# block is scaled to rows of norm about SKIP_BLOCK_NORM whatever its width.
+SKIP_BLOCK_NORM = 8.0
+
+
+def skip_block(x):
+    return x * (SKIP_BLOCK_NORM / math.sqrt(max(x.shape[1], 1)))
+
+
+def standardize_rows(x):
+    centred = x - x.mean(1, keepdim=True)
+    return centred / (centred.pow(2).mean(1, keepdim=True) + 1e-5).sqrt()
+
+
 class FeatureAdapter(nn.Module):
     """A pretrained backbone's features → the model's embedding."""
 
@@ -488,8 +503,12 @@ class PosterEfficientNet(nn.Module):
         self.register_buffer("mul", torch.tensor(mul).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("add", torch.tensor(add).reshape(1, 3, 1, 1), persistent=False)
 
+    def encode(self, inputs):
+        features = self.net(inputs["posters"] * self.mul + self.add)
+        return self.adapter(features), skip_block(standardize_rows(features))
+
     def forward(self, inputs):
-        return self.adapter(self.net(inputs["posters"] * self.mul + self.add))
+        return self.encode(inputs)[0]
 
 
 # ---------------------------------------------------------------- plot encoders
@@ -626,8 +645,12 @@ class BertText(nn.Module):
         self.bert = Bert(backbone)
         self.adapter = FeatureAdapter(backbone["config"]["hidden_size"], d)
 
+    def encode(self, inputs):
+        features = self.bert(inputs["tokens"], keep_first(inputs["token_mask"]))
+        return self.adapter(features), skip_block(standardize_rows(features))
+
     def forward(self, inputs):
-        return self.adapter(self.bert(inputs["tokens"], keep_first(inputs["token_mask"])))
+        return self.encode(inputs)[0]
 
 
 # ---------------------------------------------------------------- metadata and fusion
@@ -644,11 +667,15 @@ class MetaEncoder(nn.Module):
         self.norm = nn.LayerNorm(c["hidden"], eps=1e-5)
         self.fc2 = nn.Linear(c["hidden"], d)
 
-    def forward(self, inputs):
+    def encode(self, inputs):
         cats = inputs["categorical"]
         parts = [inputs["numeric"], inputs["numeric_missing"]]
         parts += [emb(cats[:, i]) for i, emb in enumerate(self.embeddings)]
-        return F.gelu(self.fc2(F.gelu(self.norm(self.fc1(torch.cat(parts, 1))))))
+        x = torch.cat(parts, 1)
+        return F.gelu(self.fc2(F.gelu(self.norm(self.fc1(x))))), skip_block(x)
+
+    def forward(self, inputs):
+        return self.encode(inputs)[0]
 
 
 def masked_softmax(logits, present):
@@ -723,6 +750,15 @@ class Fusion(nn.Module):
         return getattr(self, self.kind)(*args)
 
 
+class SkipLinear(nn.Module):
+    def __init__(self, d_in, n_genres):
+        super().__init__()
+        self.linear = nn.Linear(d_in, max(n_genres, 1))
+
+    def forward(self, x):
+        return self.linear(x)
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -756,26 +792,41 @@ class CinefuseModel(nn.Module):
             setattr(self, f"{m}_head", OutputHead(d, n_genres))
         if len(self.modalities) > 1:
             self.fusion = Fusion(c["fusion"], len(self.modalities), d, n_genres)
+        if c.get("linear_skip"):
+            self.skip = SkipLinear(self.skip_dim(c, shapes, d), n_genres)
+
+    def skip_dim(self, c, shapes, d):
+        dims = {"poster": 1280 if "poster_pretrained" in self._modules else 0,
+                "text": shapes["text_backbone"]["config"]["hidden_size"] if "text_pretrained" in self._modules else 0,
+                "meta": self.meta.fc1.in_features if "meta" in self._modules else 0}
+        return sum(dims[m] for m in self.modalities)
 
     def encoder(self, m):
         return getattr(self, m, None) or getattr(self, f"{m}_pretrained")
 
     def forward(self, inputs):
         """Genre logits [B, G] and the standardised rating [B]."""
-        embeddings, present, logits, ratings = [], [], [], []
+        embeddings, present, logits, ratings, skips = [], [], [], [], []
         for m in self.modalities:
             p = inputs[PRESENT[m]] if PRESENT[m] else torch.ones(inputs["numeric"].shape[0])
-            e = self.encoder(m)(inputs) * p.unsqueeze(1)
+            enc = self.encoder(m)
+            e, skip = enc.encode(inputs) if hasattr(enc, "encode") else (enc(inputs), None)
+            e = e * p.unsqueeze(1)
             g, r = getattr(self, f"{m}_head")(e)
             embeddings.append(e)
             present.append(p)
             logits.append(g)
             ratings.append(r)
+            if skip is not None:
+                skips.append(skip * p.unsqueeze(1))
         if len(self.modalities) == 1:
-            return logits[0], ratings[0]
-        genre, rating = self.fusion(embeddings, torch.stack(present, 1), logits, ratings)
-        if self.rating_modality in self.modalities:
-            rating = ratings[self.modalities.index(self.rating_modality)]
+            genre, rating = logits[0], ratings[0]
+        else:
+            genre, rating = self.fusion(embeddings, torch.stack(present, 1), logits, ratings)
+            if self.rating_modality in self.modalities:
+                rating = ratings[self.modalities.index(self.rating_modality)]
+        if hasattr(self, "skip"):
+            genre = genre + self.skip(torch.cat(skips, 1))
         return genre, rating
 
 

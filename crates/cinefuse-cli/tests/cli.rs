@@ -557,6 +557,10 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
 /// encoder, both frozen, written into `ckpt/` by the test.
 fn pretrained_config() -> String {
     TINY.replace(
+        "[model]\nembed_dim = 16",
+        "[model]\nembed_dim = 16\nlinear_skip = true",
+    )
+    .replace(
         "tokenizer = \"wordlevel\"\nvocab_size = 300",
         "tokenizer = \"pretrained\"\ntokenizer_path = \"ckpt/bert\"\ntitle_in_text = true",
     )

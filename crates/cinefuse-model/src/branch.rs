@@ -19,9 +19,11 @@ impl<E: Module> Branch<E> {
     }
 }
 
-/// What one branch computes for a batch: the (masked) embedding and the head's outputs.
+/// What one branch computes for a batch: the (masked) embedding and skip features, and the
+/// head's outputs.
 pub struct BranchOutput {
     pub embedding: Tensor<2>,
+    pub skip: Option<Tensor<2>>,
     pub genre_logits: Tensor<2>,
     pub rating: Tensor<1>,
 }
@@ -33,6 +35,8 @@ pub trait ModalityBranch {
     /// The branch on `batch`, where `present` says which movies have the modality: a missing
     /// modality contributes nothing, its embedding is zeroed before the head.
     fn forward(&self, batch: &MovieBatch, present: Tensor<1>) -> BranchOutput;
+    /// Width of the branch's skip features (0: none).
+    fn skip_dim(&self) -> usize;
 }
 
 impl<E: Module + ModalityEncoder> ModalityBranch for Branch<E> {
@@ -41,12 +45,19 @@ impl<E: Module + ModalityEncoder> ModalityBranch for Branch<E> {
     }
 
     fn forward(&self, batch: &MovieBatch, present: Tensor<1>) -> BranchOutput {
-        let embedding = self.encoder.embed(batch) * present.unsqueeze_dim::<2>(1);
+        let encoded = self.encoder.encode(batch);
+        let mask = present.unsqueeze_dim::<2>(1);
+        let embedding = encoded.embedding * mask.clone();
         let (genre_logits, rating) = self.head.forward(embedding.clone());
         BranchOutput {
             embedding,
+            skip: encoded.skip.map(|s| s * mask),
             genre_logits,
             rating,
         }
+    }
+
+    fn skip_dim(&self) -> usize {
+        self.encoder.skip_dim()
     }
 }

@@ -4,8 +4,8 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::encoders::meta::MetaEncoderConfig;
-use crate::encoders::poster::PosterEncoderConfig;
-use crate::encoders::text::{Pooling, TextEncoderConfig};
+use crate::encoders::poster::{PosterEncoderConfig, PosterEncoderKind};
+use crate::encoders::text::{Pooling, TextEncoderConfig, TextEncoderKind};
 use crate::fusion::FusionConfig;
 use crate::pretrained::BertConfig;
 
@@ -56,6 +56,10 @@ pub struct ModelConfig {
     /// (per-task routing: on small data the rating is best predicted from metadata alone).
     #[config(default = "None")]
     pub rating_modality: Option<Modality>,
+    /// Add a linear map from the pretrained backbones' features and the metadata encoder's
+    /// input straight to the genre logits (`crate::linear_skip`).
+    #[config(default = false)]
+    pub linear_skip: bool,
 }
 
 /// Sizes that come from the prepared data, not from the config.
@@ -99,6 +103,14 @@ pub struct TextBackbone {
 }
 
 impl ModelConfig {
+    /// Whether any configured branch gives skip features (`crate::linear_skip`).
+    fn has_skip_features(&self) -> bool {
+        let has = |m| self.modalities.contains(&m);
+        has(Modality::Meta)
+            || (has(Modality::Text) && self.text.kind == TextEncoderKind::Bert)
+            || (has(Modality::Poster) && self.poster.kind == PosterEncoderKind::EfficientnetLite0)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.modalities.is_empty() {
             return Err(
@@ -138,6 +150,13 @@ impl ModelConfig {
                 m.name(),
                 self.modalities.iter().map(|m| m.name()).collect::<Vec<_>>()
             ));
+        }
+        if self.linear_skip && !self.has_skip_features() {
+            return Err(
+                "model.linear_skip = true needs the meta modality or a pretrained \
+                 poster or plot encoder (the skip reads their features)"
+                    .into(),
+            );
         }
         self.poster.validate()?;
         self.text.validate()?;

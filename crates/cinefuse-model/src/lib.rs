@@ -16,6 +16,7 @@ pub mod cpu_kernels;
 pub mod encoders;
 pub mod fusion;
 pub mod head;
+pub mod linear_skip;
 pub mod loss;
 pub mod model;
 pub mod pretrained;

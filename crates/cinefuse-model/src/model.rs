@@ -13,6 +13,7 @@ use crate::encoders::poster::PosterEncoder;
 use crate::encoders::text::TextEncoder;
 use crate::fusion::{Fusion, FusionInput};
 use crate::head::OutputHead;
+use crate::linear_skip::LinearSkip;
 use crate::pretrained::{Bert, EfficientNetLite, PretrainedEncoder, PretrainedError};
 
 /// The modality branches the config chose (the others are `None`) and, with more than one
@@ -23,6 +24,8 @@ pub struct CinefuseModel {
     pub text: Option<Branch<TextEncoder>>,
     pub meta: Option<Branch<MetaEncoder>>,
     pub fusion: Option<Fusion>,
+    /// `model.linear_skip`: genre logits straight from the branches' skip features.
+    pub skip: Option<LinearSkip>,
     #[module(skip)]
     modalities: Vec<Modality>,
     #[module(skip)]
@@ -102,7 +105,7 @@ impl ModelConfig {
             )
         });
         let head = || OutputHead::new(d, shapes.n_genres, self.fusion.dropout, device);
-        let model = CinefuseModel {
+        let mut model = CinefuseModel {
             poster: poster.map(|encoder| Branch::new(encoder, head())),
             text: text.map(|encoder| Branch::new(encoder, head())),
             meta: meta.map(|encoder| Branch::new(encoder, head())),
@@ -115,10 +118,14 @@ impl ModelConfig {
                     device,
                 )
             }),
+            skip: None,
             modalities: Modality::ALL.into_iter().filter(|m| has(*m)).collect(),
             modality_dropout: self.modality_dropout,
             rating_modality: self.rating_modality,
         };
+        let skip_dim: usize = model.branches().iter().map(|(_, b)| b.skip_dim()).sum();
+        model.skip = (self.linear_skip && skip_dim > 0)
+            .then(|| LinearSkip::new(skip_dim, shapes.n_genres, device));
         model.initialize_in_seed_order();
         model
     }
@@ -168,6 +175,10 @@ impl CinefuseModel {
         }
         if let Some(e) = self.pretrained_text() {
             e.adapter().visit(&mut init);
+        }
+        // Last, so that models without the skip draw what they drew before it existed.
+        if let Some(s) = &self.skip {
+            s.visit(&mut init);
         }
     }
 
@@ -258,6 +269,7 @@ impl CinefuseModel {
         let mut embeddings = Vec::new();
         let mut present = Vec::new();
         let mut per_modality = Vec::new();
+        let mut skips = Vec::new();
         for (m, branch) in self.branches() {
             let mut p = branch.present(batch);
             if absent.contains(&m) {
@@ -275,8 +287,23 @@ impl CinefuseModel {
                 present: p.clone(),
             });
             embeddings.push(out.embedding);
+            skips.extend(out.skip);
             present.push(p);
         }
+        let mut output = self.combine(embeddings, present, per_modality);
+        if let Some(skip) = &self.skip {
+            output.genre_logits = output.genre_logits + skip.forward(skips);
+        }
+        output
+    }
+
+    /// The fused (or only) branch's predictions.
+    fn combine(
+        &self,
+        embeddings: Vec<Tensor<2>>,
+        present: Vec<Tensor<1>>,
+        per_modality: Vec<ModalityOutput>,
+    ) -> ModelOutput {
         match &self.fusion {
             Some(f) => {
                 let out = f.forward(FusionInput {

@@ -13,6 +13,8 @@ use cinefuse_model::fusion::FusionKind;
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{LossConfig, LossTargets, Modality, ModelConfig, ModelShapes};
 
+#[path = "model/linear_skip.rs"]
+mod linear_skip;
 #[path = "model/pretrained.rs"]
 mod pretrained;
 #[path = "model/tensor_names.rs"]

@@ -10,7 +10,8 @@ use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 
 use crate::cpu_kernels::{dropout, gelu};
-use crate::encoders::ModalityEncoder;
+use crate::encoders::{Encoded, ModalityEncoder};
+use crate::linear_skip::skip_block;
 
 #[derive(Config, Debug)]
 pub struct MetaEncoderConfig {
@@ -85,6 +86,16 @@ impl MetaEncoder {
         missing: Tensor<2>,
         categorical: Tensor<2, Int>,
     ) -> Tensor<2> {
+        self.forward_with_input(numeric, missing, categorical).0
+    }
+
+    /// The embedding and the MLP's input (scaled numbers, missing flags, category embeddings).
+    fn forward_with_input(
+        &self,
+        numeric: Tensor<2>,
+        missing: Tensor<2>,
+        categorical: Tensor<2, Int>,
+    ) -> (Tensor<2>, Tensor<2>) {
         let [b, _] = numeric.dims();
         let mut parts = vec![numeric, missing];
         for (i, emb) in self.embeddings.iter().enumerate() {
@@ -92,18 +103,30 @@ impl MetaEncoder {
             parts.push(emb.forward(ids).squeeze_dim::<2>(1));
         }
         let x = Tensor::cat(parts, 1);
-        let h = dropout(&self.dropout, gelu(self.norm.forward(self.fc1.forward(x))));
-        gelu(self.fc2.forward(h))
+        let h = dropout(
+            &self.dropout,
+            gelu(self.norm.forward(self.fc1.forward(x.clone()))),
+        );
+        (gelu(self.fc2.forward(h)), x)
     }
 }
 
 impl ModalityEncoder for MetaEncoder {
-    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
-        self.forward(
+    /// The skip features are the MLP's input: its columns are already on a common scale.
+    fn encode(&self, batch: &MovieBatch) -> Encoded {
+        let (embedding, input) = self.forward_with_input(
             batch.numeric.clone(),
             batch.numeric_missing.clone(),
             batch.categorical.clone(),
-        )
+        );
+        Encoded {
+            embedding,
+            skip: Some(skip_block(input)),
+        }
+    }
+
+    fn skip_dim(&self) -> usize {
+        self.fc1.weight.dims()[0]
     }
 
     /// Metadata is always present: missing fields are encoded by the indicators.

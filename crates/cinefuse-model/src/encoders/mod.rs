@@ -12,9 +12,25 @@ pub mod text;
 use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 
-/// A modality encoder maps a batch to one `embed_dim` vector per movie, plus which movies
-/// actually have this modality (`1.0` present, `0.0` missing).
+/// What an encoder computes for a batch: one `embed_dim` vector per movie, and the features
+/// the model's linear skip reads (`model.linear_skip`; `None` for encoders without any).
+pub struct Encoded {
+    pub embedding: Tensor<2>,
+    pub skip: Option<Tensor<2>>,
+}
+
+/// A modality encoder maps a batch to one `embed_dim` vector per movie (and, for some, skip
+/// features), plus which movies actually have this modality (`1.0` present, `0.0` missing).
 pub trait ModalityEncoder {
-    fn embed(&self, batch: &MovieBatch) -> Tensor<2>;
+    fn encode(&self, batch: &MovieBatch) -> Encoded;
     fn present(&self, batch: &MovieBatch) -> Tensor<1>;
+
+    /// Width of `Encoded::skip` (0: the encoder has no skip features).
+    fn skip_dim(&self) -> usize {
+        0
+    }
+
+    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+        self.encode(batch).embedding
+    }
 }

@@ -8,7 +8,8 @@ use cinefuse_data::MovieBatch;
 use super::adapter::FeatureAdapter;
 use super::backbone::Backbone;
 use super::tuning::Tuning;
-use crate::encoders::ModalityEncoder;
+use crate::encoders::{Encoded, ModalityEncoder};
+use crate::linear_skip::{skip_block, standardize_rows};
 
 #[derive(Module, Debug)]
 pub struct PretrainedEncoder<B: Module + Backbone> {
@@ -60,12 +61,21 @@ fn set_trainable<B: Backbone>(backbone: B, tuning: &Tuning) -> B {
 }
 
 impl<B: Module + Backbone> ModalityEncoder for PretrainedEncoder<B> {
-    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+    /// The adapter's embedding; the skip features are the backbone's own, each row
+    /// standardized (the backbones' scales differ by 10x) then scaled like every skip block.
+    fn encode(&self, batch: &MovieBatch) -> Encoded {
         let features = match B::cached(batch) {
             Some(f) => f.clone(),
             None => self.backbone.features(batch),
         };
-        self.adapter.forward(features)
+        Encoded {
+            embedding: self.adapter.forward(features.clone()),
+            skip: Some(skip_block(standardize_rows(features))),
+        }
+    }
+
+    fn skip_dim(&self) -> usize {
+        self.feature_dim()
     }
 
     fn present(&self, batch: &MovieBatch) -> Tensor<1> {

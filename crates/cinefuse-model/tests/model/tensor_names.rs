@@ -13,18 +13,23 @@ use cinefuse_model::fusion::FusionKind;
 use cinefuse_model::pretrained::BertConfig;
 use cinefuse_model::pretrained::testing::{TinyBert, module_values};
 use cinefuse_model::tensor_names::{internal_names, load_published_burnpack, published_name};
-use cinefuse_model::{CinefuseModel, Modality, TextBackbone};
+use cinefuse_model::{CinefuseModel, Modality, ModelConfig, TextBackbone};
 
 use super::{shapes, tiny_config};
 
 /// A fused model of every modality with the given encoder kinds (BERT: a tiny random one).
 fn model(text: TextEncoderKind, poster: PosterEncoderKind, seed: u64) -> CinefuseModel {
-    let device = Device::flex();
-    device.seed(seed);
     let mut config = tiny_config(Modality::ALL.to_vec(), FusionKind::Gmu, text);
     config.poster.kind = poster;
+    build(&config, seed, &Device::flex())
+}
+
+/// `config`'s model drawn from `seed` on `device`; a BERT plot encoder gets a tiny random
+/// checkpoint.
+pub(super) fn build(config: &ModelConfig, seed: u64, device: &Device) -> CinefuseModel {
+    device.seed(seed);
     let mut s = shapes();
-    if text == TextEncoderKind::Bert {
+    if config.text.kind == TextEncoderKind::Bert {
         let dir = tempfile::tempdir().unwrap();
         let tiny = TinyBert {
             vocab: 50,
@@ -40,7 +45,7 @@ fn model(text: TextEncoderKind, poster: PosterEncoderKind, seed: u64) -> Cinefus
             pooling: Pooling::Mean,
         });
     }
-    config.init(&s, &device)
+    config.init(&s, device)
 }
 
 const KINDS: [(TextEncoderKind, PosterEncoderKind); 5] = [

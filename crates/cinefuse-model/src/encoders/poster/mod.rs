@@ -10,7 +10,7 @@ use burn::prelude::*;
 use cinefuse_data::MovieBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::encoders::ModalityEncoder;
+use crate::encoders::{Encoded, ModalityEncoder};
 use crate::pretrained::tuning::{Tuning, validate_tuning};
 use crate::pretrained::{EfficientNetLite, PretrainedEncoder, PretrainedError};
 pub use resnet::ResnetPosterEncoder;
@@ -168,11 +168,18 @@ impl PosterEncoder {
 }
 
 impl ModalityEncoder for PosterEncoder {
-    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+    fn encode(&self, batch: &MovieBatch) -> Encoded {
         match self {
-            PosterEncoder::Resnet(e) => e.forward(batch.posters.clone()),
-            PosterEncoder::EfficientNet(e) => e.embed(batch),
+            PosterEncoder::Resnet(e) => Encoded {
+                embedding: e.forward(batch.posters.clone()),
+                skip: None,
+            },
+            PosterEncoder::EfficientNet(e) => e.encode(batch),
         }
+    }
+
+    fn skip_dim(&self) -> usize {
+        self.pretrained().map_or(0, |e| e.skip_dim())
     }
 
     fn present(&self, batch: &MovieBatch) -> Tensor<1> {

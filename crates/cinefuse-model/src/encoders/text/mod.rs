@@ -15,7 +15,7 @@ use cinefuse_data::MovieBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelShapes;
-use crate::encoders::ModalityEncoder;
+use crate::encoders::{Encoded, ModalityEncoder};
 use crate::pretrained::tuning::{Tuning, validate_tuning};
 use crate::pretrained::{Bert, PretrainedEncoder, PretrainedError};
 pub use bag::BagTextEncoder;
@@ -244,16 +244,24 @@ impl TextEncoder {
 }
 
 impl ModalityEncoder for TextEncoder {
-    fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
+    fn encode(&self, batch: &MovieBatch) -> Encoded {
         let tokens = || batch.tokens.clone();
         let mask = || keep_first(batch.token_mask.clone());
-        match self {
+        let embedding = match self {
             TextEncoder::Transformer(e) => e.forward(tokens(), mask()),
             TextEncoder::Bag(e) => e.forward(tokens(), mask()),
             TextEncoder::Cnn(e) => e.forward(tokens(), mask()),
             TextEncoder::Ngram(e) => e.forward(tokens(), mask()),
-            TextEncoder::Bert(e) => e.embed(batch),
+            TextEncoder::Bert(e) => return e.encode(batch),
+        };
+        Encoded {
+            embedding,
+            skip: None,
         }
+    }
+
+    fn skip_dim(&self) -> usize {
+        self.pretrained().map_or(0, |e| e.skip_dim())
     }
 
     fn present(&self, batch: &MovieBatch) -> Tensor<1> {
