@@ -125,12 +125,28 @@ impl ModalityEncoder for MetaEncoder {
         }
     }
 
+    /// `lazy_shape`: reading the shape must not draw the weight (that would change the
+    /// order of a seed's draws, see `CinefuseModel::initialize_in_seed_order`).
     fn skip_dim(&self) -> usize {
-        self.fc1.weight.dims()[0]
+        self.fc1.weight.lazy_shape()[0]
     }
 
     /// Metadata is always present: missing fields are encoded by the indicators.
     fn present(&self, batch: &MovieBatch) -> Tensor<1> {
         batch.poster_present.ones_like()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Burn draws a parameter when it is first read; the model sizes its linear skip before
+    /// drawing anything, so reading the width must not draw (that changed every seed's weights).
+    #[test]
+    fn the_skip_width_is_read_without_drawing_the_weights() {
+        let m = MetaEncoderConfig::new().init(3, &[5, 7], &[], 16, &Device::flex());
+        assert_eq!(m.skip_dim(), 2 * 3 + 2 * 8);
+        assert!(!m.fc1.weight.is_initialized());
     }
 }
