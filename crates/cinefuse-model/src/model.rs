@@ -220,6 +220,9 @@ impl CinefuseModel {
         if let Some(f) = &self.fusion {
             out.push(("fusion", f.num_params()));
         }
+        if let Some(s) = &self.skip {
+            out.push(("linear skip", s.num_params()));
+        }
         out
     }
 
