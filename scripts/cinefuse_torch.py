@@ -793,13 +793,15 @@ class CinefuseModel(nn.Module):
         if len(self.modalities) > 1:
             self.fusion = Fusion(c["fusion"], len(self.modalities), d, n_genres)
         if c.get("linear_skip"):
-            self.skip = SkipLinear(self.skip_dim(c, shapes, d), n_genres)
+            self.skip = SkipLinear(self.skip_dim(), n_genres)
 
-    def skip_dim(self, c, shapes, d):
-        dims = {"poster": 1280 if "poster_pretrained" in self._modules else 0,
-                "text": shapes["text_backbone"]["config"]["hidden_size"] if "text_pretrained" in self._modules else 0,
-                "meta": self.meta.fc1.in_features if "meta" in self._modules else 0}
-        return sum(dims[m] for m in self.modalities)
+    def skip_dim(self):
+        """The width of the skip's input: each pretrained backbone's features and the metadata
+        encoder's input (the encoders without skip features add nothing)."""
+        widths = {"poster_pretrained": lambda e: e.adapter.proj.in_features,
+                  "text_pretrained": lambda e: e.adapter.proj.in_features,
+                  "meta": lambda e: e.fc1.in_features}
+        return sum(widths[name](module) for name, module in self._modules.items() if name in widths)
 
     def encoder(self, m):
         return getattr(self, m, None) or getattr(self, f"{m}_pretrained")
@@ -807,10 +809,11 @@ class CinefuseModel(nn.Module):
     def forward(self, inputs):
         """Genre logits [B, G] and the standardised rating [B]."""
         embeddings, present, logits, ratings, skips = [], [], [], [], []
+        with_skip = hasattr(self, "skip")
         for m in self.modalities:
             p = inputs[PRESENT[m]] if PRESENT[m] else torch.ones(inputs["numeric"].shape[0])
             enc = self.encoder(m)
-            e, skip = enc.encode(inputs) if hasattr(enc, "encode") else (enc(inputs), None)
+            e, skip = enc.encode(inputs) if with_skip and hasattr(enc, "encode") else (enc(inputs), None)
             e = e * p.unsqueeze(1)
             g, r = getattr(self, f"{m}_head")(e)
             embeddings.append(e)
@@ -825,7 +828,7 @@ class CinefuseModel(nn.Module):
             genre, rating = self.fusion(embeddings, torch.stack(present, 1), logits, ratings)
             if self.rating_modality in self.modalities:
                 rating = ratings[self.modalities.index(self.rating_modality)]
-        if hasattr(self, "skip"):
+        if with_skip:
             genre = genre + self.skip(torch.cat(skips, 1))
         return genre, rating
 

@@ -34,7 +34,8 @@ pub trait ModalityBranch {
     fn present(&self, batch: &MovieBatch) -> Tensor<1>;
     /// The branch on `batch`, where `present` says which movies have the modality: a missing
     /// modality contributes nothing, its embedding is zeroed before the head.
-    fn forward(&self, batch: &MovieBatch, present: Tensor<1>) -> BranchOutput;
+    /// `with_skip`: also compute its skip features (see `ModalityEncoder::encode`).
+    fn forward(&self, batch: &MovieBatch, present: Tensor<1>, with_skip: bool) -> BranchOutput;
     /// Width of the branch's skip features (0: none).
     fn skip_dim(&self) -> usize;
 }
@@ -44,8 +45,8 @@ impl<E: Module + ModalityEncoder> ModalityBranch for Branch<E> {
         self.encoder.present(batch)
     }
 
-    fn forward(&self, batch: &MovieBatch, present: Tensor<1>) -> BranchOutput {
-        let encoded = self.encoder.encode(batch);
+    fn forward(&self, batch: &MovieBatch, present: Tensor<1>, with_skip: bool) -> BranchOutput {
+        let encoded = self.encoder.encode(batch, with_skip);
         let mask = present.unsqueeze_dim::<2>(1);
         let embedding = encoded.embedding * mask.clone();
         let (genre_logits, rating) = self.head.forward(embedding.clone());

@@ -282,7 +282,7 @@ impl CinefuseModel {
                 let keep = p.random_like(Distribution::Bernoulli(1.0 - self.modality_dropout));
                 p = p * keep;
             }
-            let out = branch.forward(batch, p.clone());
+            let out = branch.forward(batch, p.clone(), self.skip.is_some());
             per_modality.push(ModalityOutput {
                 modality: m,
                 genre_logits: out.genre_logits,

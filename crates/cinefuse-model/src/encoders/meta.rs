@@ -113,7 +113,7 @@ impl MetaEncoder {
 
 impl ModalityEncoder for MetaEncoder {
     /// The skip features are the MLP's input: its columns are already on a common scale.
-    fn encode(&self, batch: &MovieBatch) -> Encoded {
+    fn encode(&self, batch: &MovieBatch, with_skip: bool) -> Encoded {
         let (embedding, input) = self.forward_with_input(
             batch.numeric.clone(),
             batch.numeric_missing.clone(),
@@ -121,7 +121,7 @@ impl ModalityEncoder for MetaEncoder {
         );
         Encoded {
             embedding,
-            skip: Some(skip_block(input)),
+            skip: with_skip.then(|| skip_block(input)),
         }
     }
 

@@ -22,7 +22,9 @@ pub struct Encoded {
 /// A modality encoder maps a batch to one `embed_dim` vector per movie (and, for some, skip
 /// features), plus which movies actually have this modality (`1.0` present, `0.0` missing).
 pub trait ModalityEncoder {
-    fn encode(&self, batch: &MovieBatch) -> Encoded;
+    /// `with_skip`: also compute the skip features (only a model with a linear skip reads
+    /// them; the others should not pay for them).
+    fn encode(&self, batch: &MovieBatch, with_skip: bool) -> Encoded;
     fn present(&self, batch: &MovieBatch) -> Tensor<1>;
 
     /// Width of `Encoded::skip` (0: the encoder has no skip features).
@@ -31,6 +33,6 @@ pub trait ModalityEncoder {
     }
 
     fn embed(&self, batch: &MovieBatch) -> Tensor<2> {
-        self.encode(batch).embedding
+        self.encode(batch, false).embedding
     }
 }

@@ -63,14 +63,14 @@ fn set_trainable<B: Backbone>(backbone: B, tuning: &Tuning) -> B {
 impl<B: Module + Backbone> ModalityEncoder for PretrainedEncoder<B> {
     /// The adapter's embedding; the skip features are the backbone's own, each row
     /// standardized (the backbones' scales differ by 10x) then scaled like every skip block.
-    fn encode(&self, batch: &MovieBatch) -> Encoded {
+    fn encode(&self, batch: &MovieBatch, with_skip: bool) -> Encoded {
         let features = match B::cached(batch) {
             Some(f) => f.clone(),
             None => self.backbone.features(batch),
         };
         Encoded {
-            embedding: self.adapter.forward(features.clone()),
-            skip: Some(skip_block(standardize_rows(features))),
+            skip: with_skip.then(|| skip_block(standardize_rows(features.clone()))),
+            embedding: self.adapter.forward(features),
         }
     }
 

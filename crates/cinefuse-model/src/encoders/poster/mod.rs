@@ -168,13 +168,13 @@ impl PosterEncoder {
 }
 
 impl ModalityEncoder for PosterEncoder {
-    fn encode(&self, batch: &MovieBatch) -> Encoded {
+    fn encode(&self, batch: &MovieBatch, with_skip: bool) -> Encoded {
         match self {
             PosterEncoder::Resnet(e) => Encoded {
                 embedding: e.forward(batch.posters.clone()),
                 skip: None,
             },
-            PosterEncoder::EfficientNet(e) => e.encode(batch),
+            PosterEncoder::EfficientNet(e) => e.encode(batch, with_skip),
         }
     }
 

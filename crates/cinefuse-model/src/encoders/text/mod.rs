@@ -244,7 +244,7 @@ impl TextEncoder {
 }
 
 impl ModalityEncoder for TextEncoder {
-    fn encode(&self, batch: &MovieBatch) -> Encoded {
+    fn encode(&self, batch: &MovieBatch, with_skip: bool) -> Encoded {
         let tokens = || batch.tokens.clone();
         let mask = || keep_first(batch.token_mask.clone());
         let embedding = match self {
@@ -252,7 +252,7 @@ impl ModalityEncoder for TextEncoder {
             TextEncoder::Bag(e) => e.forward(tokens(), mask()),
             TextEncoder::Cnn(e) => e.forward(tokens(), mask()),
             TextEncoder::Ngram(e) => e.forward(tokens(), mask()),
-            TextEncoder::Bert(e) => return e.encode(batch),
+            TextEncoder::Bert(e) => return e.encode(batch, with_skip),
         };
         Encoded {
             embedding,
