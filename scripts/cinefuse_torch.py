@@ -857,13 +857,16 @@ class Bag(nn.Module):
         )
         scale = config["rating_scale"]
         self.rating_mean, self.rating_std = scale["mean"], scale["std"]
+        # pos_weight trained each genre's logit up by ln w; the export says what to take back.
+        shift = config.get("genre_logit_shift") or [0.0] * len(config["genres"])
+        self.register_buffer("genre_shift", torch.tensor(shift, dtype=torch.float32))
 
     def forward(self, inputs):
         """Per member: probabilities [K, B, G] and ratings on the 0-10 scale [K, B]."""
         probs, ratings = [], []
         for m in self.members:
             g, r = m(inputs)
-            probs.append(torch.sigmoid(g))
+            probs.append(torch.sigmoid(g - self.genre_shift))
             ratings.append((r.double() * self.rating_std + self.rating_mean).clamp(0.0, 10.0).float())
         return torch.stack(probs), torch.stack(ratings)
 
@@ -874,8 +877,9 @@ class Bag(nn.Module):
 def read_config(model_dir):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") != 1:
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1")
+    # Version 1 had no genre_logit_shift (read as none); 2 added it.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 or 2")
     return config
 
 

@@ -577,6 +577,8 @@ fn pretrained_config() -> String {
         "prepared = \"prepared/demo-pretrained\"",
     )
     .replace("epochs = 3", "epochs = 2")
+        // Up-weighted positives: the export carries the logit shift that takes them back out.
+        + "[loss]\npos_weight = true\npos_weight_max = 3.0\n"
 }
 
 /// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and
@@ -689,6 +691,14 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
+    let portable: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("model/config.json")).unwrap()).unwrap();
+    let shift = portable["genre_logit_shift"].as_array().unwrap();
+    assert_eq!(shift.len(), portable["genres"].as_array().unwrap().len());
+    assert!(
+        shift.iter().any(|s| s.as_f64().unwrap() > 0.1),
+        "some genre is up-weighted: {shift:?}"
+    );
     portable::check_portable(d, "model", &portable_movies(d));
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;
     let predict = || {

@@ -68,6 +68,17 @@ impl LossConfig {
                 .collect()
         })
     }
+
+    /// What predictions subtract from the genre logits before the sigmoid. Weighting a genre's
+    /// positives by w moves the loss's optimum from logit(p) to logit(p) + ln w, so the trained
+    /// logits overstate every up-weighted genre; ln w takes that back out. The thresholds
+    /// absorb the shift, but rankings across genres (top-1, micro AP) do not. Empty when
+    /// `pos_weight` is off.
+    pub fn genre_logit_shift(&self, train_counts: &[usize], n_train: usize) -> Vec<f32> {
+        self.pos_weights(train_counts, n_train)
+            .map(|w| w.iter().map(|w| w.ln()).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The loss and its two components (already weighted into `total`).
@@ -184,5 +195,25 @@ impl LossConfig {
             genre,
             rating,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logit_shift_is_the_log_of_the_capped_positive_weight() {
+        let loss = LossConfig::new()
+            .with_pos_weight(true)
+            .with_pos_weight_max(2.0);
+        // 10 movies: 5 positives → w = 1, 4 → 1.5, 1 → 9 capped at 2.
+        let shift = loss.genre_logit_shift(&[5, 4, 1], 10);
+        let expected = [0.0f32, 1.5f32.ln(), 2.0f32.ln()];
+        for (s, e) in shift.iter().zip(expected) {
+            assert!((s - e).abs() < 1e-6, "{shift:?}");
+        }
+        assert_eq!(shift.len(), 3);
+        assert!(LossConfig::new().genre_logit_shift(&[5, 4], 10).is_empty());
     }
 }

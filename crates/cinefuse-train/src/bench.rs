@@ -117,7 +117,13 @@ pub fn bench_train(
         device.seed(config.seed);
         let model = config.model.init(&shapes, &device.clone().autodiff());
         let scale = RatingScale::of(&prepared.preprocessor.state);
-        let mut learner = Learner::new(config, model, devices.clone(), scale, pos_weight.clone());
+        let mut learner = Learner::new(
+            config,
+            model,
+            devices.clone(),
+            scale,
+            (pos_weight.clone(), Vec::new()),
+        );
         let mut loss_scale = (config.train.precision == Precision::F16).then(LossScale::new);
         let total = warmup + steps;
         let mut started = Instant::now();

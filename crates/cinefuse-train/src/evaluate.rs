@@ -74,6 +74,7 @@ impl LoadedRun {
             loss: &self.config.loss,
             scale: self.info.rating_scale,
             pos_weight: None,
+            genre_shift: &self.info.genre_logit_shift,
         }
     }
 
@@ -243,6 +244,7 @@ pub fn baselines(run: &LoadedRun, preds: &Predictions) -> Baselines {
             n_genres: g,
             probs,
             targets: labelled.targets.clone(),
+            shift: Vec::new(),
         },
         &vec![0.5; g],
         &state.genres.genres,

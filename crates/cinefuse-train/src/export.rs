@@ -36,6 +36,10 @@ pub struct Manifest {
     pub genres: Vec<String>,
     /// Per-genre decision thresholds tuned on the validation split.
     pub thresholds: Vec<f32>,
+    /// Subtracted from each genre logit before the sigmoid (the run's `genre_logit_shift`).
+    /// Empty: none, as in exports from before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub genre_logit_shift: Vec<f32>,
     pub rating_scale: RatingScale,
     /// Half-width of the split-conformal rating interval (`null`: too few rated validation
     /// movies to calibrate one; predictions then carry no interval) and its nominal coverage.
@@ -89,6 +93,7 @@ impl Manifest {
             modalities: run.model.modalities().to_vec(),
             genres: pre.genre_names().to_vec(),
             thresholds,
+            genre_logit_shift: run.info.genre_logit_shift.clone(),
             rating_scale: run.info.rating_scale,
             interval_half_width: None,
             interval_coverage: INTERVAL_COVERAGE,
@@ -127,6 +132,15 @@ impl Manifest {
         {
             return Err(format!(
                 "thresholds[{k}] = {t}: expected a probability in [0, 1]"
+            ));
+        }
+        if !self.genre_logit_shift.is_empty()
+            && (self.genre_logit_shift.len() != n
+                || self.genre_logit_shift.iter().any(|s| !s.is_finite()))
+        {
+            return Err(format!(
+                "genre_logit_shift: expected {n} finite values (one per genre) or none, got {:?}",
+                self.genre_logit_shift
             ));
         }
         if let Some(w) = self.interval_half_width

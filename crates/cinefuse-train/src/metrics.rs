@@ -16,6 +16,9 @@ pub struct GenrePredictions {
     pub n_genres: usize,
     pub probs: Vec<f32>,
     pub targets: Vec<f32>,
+    /// The logit shift already taken out of `probs` (`RunInfo::genre_logit_shift`; empty:
+    /// none). Threshold tuning moves its grid by it, so a shift changes no decision.
+    pub shift: Vec<f32>,
 }
 
 impl GenrePredictions {
@@ -198,9 +201,11 @@ pub fn tune_thresholds(p: &GenrePredictions) -> Vec<f32> {
     let (n, g) = (p.rows(), p.n_genres);
     (0..g)
         .map(|k| {
-            let mut best = (f64::MIN, 0.5f32);
+            let shift = p.shift.get(k).copied().unwrap_or(0.0);
+            let grid = |step: i32| shifted(step as f32 * 0.05, shift);
+            let mut best = (f64::MIN, grid(10));
             for step in 1..20 {
-                let t = step as f32 * 0.05;
+                let t = grid(step);
                 let (mut tp, mut fp, mut fn_) = (0, 0, 0);
                 for i in 0..n {
                     match (p.p(i, k) >= t, p.t(i, k)) {
@@ -211,7 +216,7 @@ pub fn tune_thresholds(p: &GenrePredictions) -> Vec<f32> {
                     }
                 }
                 let score = f1(tp, fp, fn_);
-                let closer = (t - 0.5).abs() < (best.1 - 0.5).abs();
+                let closer = (t - grid(10)).abs() < (best.1 - grid(10)).abs();
                 if score > best.0 + 1e-12 || ((score - best.0).abs() <= 1e-12 && closer) {
                     best = (score, t);
                 }
@@ -219,6 +224,15 @@ pub fn tune_thresholds(p: &GenrePredictions) -> Vec<f32> {
             best.1
         })
         .collect()
+}
+
+/// The probability `t` becomes when `shift` is taken out of its logit.
+fn shifted(t: f32, shift: f32) -> f32 {
+    if shift == 0.0 {
+        return t;
+    }
+    let logit = (t / (1.0 - t)).ln() - shift;
+    1.0 / (1.0 + (-logit).exp())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -365,6 +379,7 @@ mod tests {
             n_genres: 2,
             probs: vec![0.9, 0.2, 0.6, 0.7, 0.1, 0.4],
             targets: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            shift: Vec::new(),
         }
     }
 
@@ -403,6 +418,31 @@ mod tests {
         // Genre B: any threshold in (0.2, 0.4] captures both positives without the negative.
         assert!(t[1] > 0.2 && t[1] <= 0.4, "{t:?}");
         assert!((tuned.per_genre[1].f1 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_logit_shift_moves_the_threshold_grid_and_changes_no_decision() {
+        let p = preds();
+        let shift = vec![0.7f32, 0.3];
+        let logit = |q: f32| (q / (1.0 - q)).ln();
+        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let moved = GenrePredictions {
+            probs: (0..p.probs.len())
+                .map(|i| sigmoid(logit(p.probs[i]) - shift[i % 2]))
+                .collect(),
+            shift: shift.clone(),
+            ..p.clone()
+        };
+        let (t, t_moved) = (tune_thresholds(&p), tune_thresholds(&moved));
+        for k in 0..2 {
+            assert!((sigmoid(logit(t[k]) - shift[k]) - t_moved[k]).abs() < 1e-6);
+        }
+        let (a, b) = (
+            genre_metrics(&p, &t, &[]),
+            genre_metrics(&moved, &t_moved, &[]),
+        );
+        assert_eq!(a.micro_f1, b.micro_f1);
+        assert_eq!(a.macro_f1, b.macro_f1);
     }
 
     #[test]

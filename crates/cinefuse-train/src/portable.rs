@@ -22,7 +22,7 @@ use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, write_json};
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes.
-pub const PORTABLE_FORMAT_VERSION: u32 = 1;
+pub const PORTABLE_FORMAT_VERSION: u32 = 2;
 
 /// The `.safetensors` name of a Burn weight file (`model-3.bpk` → `model-3.safetensors`).
 pub fn safetensors_name(bpk: &str) -> String {
@@ -76,6 +76,7 @@ fn header(manifest: &Manifest) -> Value {
         "cinefuse_version": manifest.cinefuse_version,
         "genres": manifest.genres,
         "thresholds": manifest.thresholds,
+        "genre_logit_shift": manifest.genre_logit_shift,
         "rating_scale": manifest.rating_scale,
         "interval": interval(manifest),
     })

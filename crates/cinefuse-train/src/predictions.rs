@@ -28,6 +28,9 @@ pub struct Predictions {
     pub weights: Option<Vec<f32>>,
     /// Each movie's scaled log vote count (NaN when unknown): the bins of the rating interval.
     pub votes: Vec<f32>,
+    /// The logit shift taken out of `probs` (`RunInfo::genre_logit_shift`; a blend's is
+    /// the parts' weighted by their genre weights; empty: none).
+    pub genre_shift: Vec<f32>,
     pub loss: f64,
     pub genre_loss: f64,
     pub rating_loss: f64,
@@ -49,6 +52,7 @@ impl Predictions {
             n_genres: g,
             probs,
             targets,
+            shift: self.genre_shift.clone(),
         }
     }
 
@@ -73,6 +77,7 @@ impl Predictions {
     pub fn concat(parts: &[Predictions]) -> Predictions {
         let mut out = Predictions {
             n_genres: parts.first().map_or(0, |p| p.n_genres),
+            genre_shift: parts.first().map_or(Vec::new(), |p| p.genre_shift.clone()),
             ..Predictions::default()
         };
         let n: usize = parts.iter().map(|p| p.ids.len()).sum();
@@ -116,6 +121,7 @@ impl Predictions {
                 .collect()
         };
         out.probs = combine(&|m| &m.probs, genre_weights);
+        out.genre_shift = weighted_shift(members, genre_weights);
         out.rating = combine(&|m| &m.rating, rating_weights);
         let same_weights = members
             .iter()
@@ -141,6 +147,29 @@ impl Predictions {
     }
 }
 
+/// The members' logit shifts weighted by their genre weights (none counts as 0); empty when
+/// no member has one. It only places a blend's threshold grid, so the approximation of
+/// mixing probabilities by mixing logits is harmless.
+fn weighted_shift(members: &[Predictions], weights: &[f32]) -> Vec<f32> {
+    let Some(g) = members
+        .iter()
+        .map(|m| m.genre_shift.len())
+        .max()
+        .filter(|g| *g > 0)
+    else {
+        return Vec::new();
+    };
+    (0..g)
+        .map(|k| {
+            members
+                .iter()
+                .zip(weights)
+                .map(|(m, w)| w * m.genre_shift.get(k).copied().unwrap_or(0.0))
+                .sum()
+        })
+        .collect()
+}
+
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
@@ -160,6 +189,9 @@ pub struct Scorer<'a> {
     pub loss: &'a LossConfig,
     pub scale: RatingScale,
     pub pos_weight: Option<Vec<f32>>,
+    /// Subtracted from the genre logits before the sigmoid (`LossConfig::genre_logit_shift`;
+    /// empty: none).
+    pub genre_shift: &'a [f32],
 }
 
 impl Scorer<'_> {
@@ -235,7 +267,7 @@ pub fn predict_dataset(
         p.loss += f64::from(total) * b as f64;
         p.genre_loss += f64::from(genre) * b as f64;
         p.rating_loss += f64::from(rating) * b as f64;
-        collect(&mut p, &batch, out, scorer.scale);
+        collect(&mut p, &batch, out, scorer.scale, scorer.genre_shift);
         seen += b;
     }
     if seen > 0 {
@@ -251,11 +283,14 @@ fn collect(
     batch: &MovieBatch,
     out: cinefuse_model::ModelOutput,
     scale: RatingScale,
+    genre_shift: &[f32],
 ) {
     let [_, g] = out.genre_logits.dims();
     p.n_genres = g;
     p.ids.extend(batch.ids.iter().cloned());
-    p.probs.extend(to_vec(sigmoid(out.genre_logits)));
+    p.probs
+        .extend(genre_probabilities(out.genre_logits, genre_shift));
+    p.genre_shift = genre_shift.to_vec();
     p.targets.extend(to_vec(batch.genres.clone()));
     p.genres_present.extend(
         to_vec1(batch.genres_present.clone())
@@ -274,6 +309,19 @@ fn collect(
         p.weights.get_or_insert_with(Vec::new).extend(to_vec(w));
     }
     p.votes.extend(votes_of(batch));
+}
+
+/// `sigmoid(logit − shift)` per genre, row-major; no shift when `shift` is empty.
+fn genre_probabilities(logits: Tensor<2>, shift: &[f32]) -> Vec<f32> {
+    let [b, g] = logits.dims();
+    let logits = if shift.is_empty() {
+        logits
+    } else {
+        assert_eq!(shift.len(), g, "one logit shift per genre");
+        let shift = Tensor::<1>::from_data(TensorData::new(shift.to_vec(), [g]), &logits.device());
+        logits - shift.unsqueeze::<2>().expand([b, g])
+    };
+    to_vec(sigmoid(logits))
 }
 
 /// Each movie's scaled log vote count, NaN when unknown or when the data has no such column.
@@ -298,14 +346,14 @@ pub fn predict_items(
     items: Vec<MovieItem>,
     batcher: &MovieBatcher,
     device: &Device,
-    scale: RatingScale,
+    (scale, genre_shift): (RatingScale, &[f32]),
     drop: &[Modality],
 ) -> Predictions {
     let mut p = Predictions::default();
     for chunk in items.chunks(64) {
         let batch = batcher.batch(chunk.to_vec(), device);
         let out = model.forward_masked(&batch, drop);
-        collect(&mut p, &batch, out, scale);
+        collect(&mut p, &batch, out, scale, genre_shift);
     }
     p
 }

@@ -221,7 +221,7 @@ impl Predictor {
             items.to_vec(),
             &self.batcher,
             &self.device,
-            self.manifest.rating_scale,
+            (self.manifest.rating_scale, &self.manifest.genre_logit_shift),
             drop,
         )
     }

@@ -134,6 +134,12 @@ pub struct RunInfo {
     /// Which movies it trained and validated on (a bag member's fold).
     #[serde(default)]
     pub rows: TrainRows,
+    /// Subtracted from the genre logits before the sigmoid: `pos_weight`'s ln w, which
+    /// training adds to them (`LossConfig::genre_logit_shift`). Empty for runs without
+    /// `pos_weight` and for runs from before the shift, whose thresholds were tuned on the
+    /// unshifted probabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub genre_logit_shift: Vec<f32>,
 }
 
 /// Which labelled movies a run trains and validates on.

@@ -32,6 +32,8 @@ pub(crate) struct Learner {
     config: TrainConfig,
     scale: RatingScale,
     pos_weight: Option<Vec<f32>>,
+    /// `RunInfo::genre_logit_shift`: applied to the validation predictions.
+    pub genre_shift: Vec<f32>,
     backbone_scales: BackboneScales,
     compute: Option<FloatDType>,
 }
@@ -66,7 +68,7 @@ impl Learner {
         model: CinefuseModel,
         devices: Vec<Device>,
         scale: RatingScale,
-        pos_weight: Option<Vec<f32>>,
+        (pos_weight, genre_shift): (Option<Vec<f32>>, Vec<f32>),
     ) -> Self {
         Self {
             model: Some(model),
@@ -74,6 +76,7 @@ impl Learner {
             devices,
             scale,
             pos_weight,
+            genre_shift,
             backbone_scales: BackboneScales::of(config),
             compute: compute_dtype(config.train.precision),
             config: config.clone(),
@@ -107,6 +110,7 @@ impl Learner {
             loss: &self.config.loss,
             scale: self.scale,
             pos_weight: self.pos_weight.clone(),
+            genre_shift: &self.genre_shift,
         }
     }
 

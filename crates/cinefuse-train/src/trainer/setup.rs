@@ -262,6 +262,15 @@ fn steps_per_epoch(t: &crate::config::LoopConfig, rows: usize) -> usize {
     }
 }
 
+/// The run's `genre_logit_shift`, from the prepared train split's genre counts (not the
+/// run's own rows: every member of a bag shares it, so a bag exports with one shift).
+fn genre_logit_shift(config: &TrainConfig, prepared: &Prepared) -> Vec<f32> {
+    let genres = &prepared.preprocessor.state.genres;
+    config
+        .loss
+        .genre_logit_shift(&genres.train_counts, genres.train_movies_with_genres)
+}
+
 impl Trainer {
     pub fn setup(config: &TrainConfig, opts: &TrainOptions) -> Result<Self> {
         // Devices first: a backend that cannot train this config leaves no run folder behind.
@@ -303,7 +312,17 @@ impl Trainer {
             train_ds.len(),
         );
         let scale = RatingScale::of(&prepared.preprocessor.state);
-        let learner = Learner::new(&config, model, devices.clone(), scale, pos_weight);
+        let genre_shift = match &saved {
+            Some(info) => info.genre_logit_shift.clone(),
+            None => genre_logit_shift(&config, &prepared),
+        };
+        let learner = Learner::new(
+            &config,
+            model,
+            devices.clone(),
+            scale,
+            (pos_weight, genre_shift),
+        );
         let mut trainer = Trainer {
             rows,
             stop_after_steps: opts.stop_after_steps,
@@ -389,6 +408,7 @@ impl Trainer {
                 param_counts,
                 prepared_fingerprint: prepared_fingerprint(&self.prepared.dir)?,
                 rows: self.rows,
+                genre_logit_shift: self.learner.genre_shift.clone(),
                 started_unix: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())

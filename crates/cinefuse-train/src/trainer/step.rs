@@ -252,6 +252,7 @@ mod tests {
                     std: 1.5,
                 },
                 pos_weight: None,
+                genre_shift: &[],
             },
             loss_weights: (1.0, 0.3),
             compute: None,

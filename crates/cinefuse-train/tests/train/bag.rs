@@ -20,6 +20,9 @@ fn bag_config(root: &std::path::Path) -> cinefuse_train::TrainConfig {
     let mut c = tiny_config(root, "");
     c.train.folds = 3;
     c.train.refit = true;
+    // Up-weighted positives: members, eval and export all take the same logit shift out.
+    c.loss.pos_weight = true;
+    c.loss.pos_weight_max = 3.0;
     c
 }
 
@@ -60,6 +63,16 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
         }
     }
     assert_eq!(seen.len(), lead.prepared.labelled_indices().len());
+    // One logit shift for every member (from the train split's counts, not the member's rows).
+    let genres = &lead.prepared.preprocessor.state.genres;
+    let shift = config
+        .loss
+        .genre_logit_shift(&genres.train_counts, genres.train_movies_with_genres);
+    assert!(shift.iter().any(|s| *s > 0.1), "{shift:?}");
+    for fold in 0..3 {
+        let run: RunInfo = read_json(&member_dir(&bag, fold).join(RUN_FILE)).unwrap();
+        assert_eq!(run.genre_logit_shift, shift);
+    }
     let cal = info.calibration.as_ref().unwrap();
     assert_eq!(
         cal.out_of_fold.movies,
@@ -115,6 +128,7 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
     let predictor = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
     assert_eq!(predictor.manifest.members.len(), 3);
     assert_eq!(predictor.manifest.thresholds, cal.thresholds);
+    assert_eq!(predictor.manifest.genre_logit_shift, shift);
     let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
     assert_predicts_the_ensemble(&predictor, &items, &mean, &each, cal.interval.as_ref());
 }
@@ -135,11 +149,10 @@ pub(super) fn assert_predicts_the_ensemble(
             p.rating,
             mean.rating[i]
         );
-        let first = p
-            .genres
-            .iter()
-            .find(|s| s.genre == predictor.manifest.genres[0]);
-        assert!((first.unwrap().probability - mean.probs[i * mean.n_genres]).abs() < 1e-4);
+        for (k, name) in predictor.manifest.genres.iter().enumerate() {
+            let score = p.genres.iter().find(|s| &s.genre == name).unwrap();
+            assert!((score.probability - mean.probs[i * mean.n_genres + k]).abs() < 1e-4);
+        }
         let member_ratings: Vec<f32> = each.iter().map(|m| m.rating[i]).collect();
         let expected = interval.and_then(|c| c.interval(&member_ratings, mean.votes[i]));
         assert_eq!(p.rating_interval, expected);

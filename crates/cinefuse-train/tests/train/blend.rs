@@ -15,14 +15,17 @@ use super::{items_of, serial, tiny_config, train_into};
 
 const FLEX: Option<BackendKind> = Some(BackendKind::Flex);
 
-/// Two bags of different models (all modalities with a GMU; plot and metadata only) on the
-/// same three folds.
+/// Two bags of different models (all modalities with a GMU; plot and metadata only, with
+/// `loss.pos_weight`) on the same three folds.
 fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut full = tiny_config(root, "");
     full.train.folds = 3;
     let mut words = full.clone();
     words.name = "tiny-words".into();
     words.model.modalities = vec![Modality::Text, Modality::Meta];
+    // Only the second bag up-weights positives: each part takes its own logit shift out.
+    words.loss.pos_weight = true;
+    words.loss.pos_weight_max = 3.0;
     let (a, b) = (root.join("bag-full"), root.join("bag-words"));
     train_into(&full, &a).unwrap();
     train_into(&words, &b).unwrap();
