@@ -700,6 +700,25 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         "some genre is up-weighted: {shift:?}"
     );
     portable::check_portable(d, "model", &portable_movies(d));
+
+    // A bag whose plot backbone is fine-tuned: each member has its own BERT, so `predict` must
+    // run each member's (the reference does), not share the first member's features.
+    let tuned = [
+        "--set",
+        "model.text.freeze=false",
+        "--set",
+        "model.text.trainable_layers=1",
+        "--set",
+        "train.folds=2",
+        "--set",
+        "train.epochs=1",
+    ];
+    let mut args = vec!["train", "--config", "p.toml", "--out", "runs/tuned"];
+    args.extend(tuned);
+    ok(d, &args);
+    ok(d, &["export", "--run", "runs/tuned", "--out", "tuned"]);
+    portable::check_portable(d, "tuned", &portable_movies(d));
+
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;
     let predict = || {
         let text = ok(

@@ -250,7 +250,14 @@ impl Predictor {
     /// them (four backbone passes become one).
     fn with_backbone_features(&self, mut items: Vec<MovieItem>) -> Vec<MovieItem> {
         use burn::data::dataloader::batcher::Batcher;
-        let (poster, text) = (self.model.pretrained_poster(), self.model.pretrained_text());
+        // Only frozen backbones: every member of a bag shares their weights, so one pass
+        // serves all. A fine-tuned backbone differs from member to member and runs inside each.
+        let model = &self.config.model;
+        let poster = self
+            .model
+            .pretrained_poster()
+            .filter(|_| model.poster.freeze);
+        let text = self.model.pretrained_text().filter(|_| model.text.freeze);
         let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
             let [n, d] = t.dims();
             let v = t
