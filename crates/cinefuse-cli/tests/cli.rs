@@ -690,6 +690,19 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
 
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");
+    // From another directory: the run's relative data and checkpoint paths still resolve to
+    // what it trained on (the cached features, not a fallback to the backbones).
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let run_a = d.join("runs/a");
+    let far = ok(&elsewhere, &["eval", "--run", run_a.to_str().unwrap()]);
+    assert!(!far.contains("warning"), "{far}");
+    let metric = |t: &str| {
+        t.lines()
+            .find(|l| l.contains("genre micro-F1"))
+            .map(str::to_owned)
+    };
+    assert_eq!(metric(&far), metric(&text));
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
     let portable: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("model/config.json")).unwrap()).unwrap();

@@ -31,14 +31,21 @@ pub struct LoadedRun {
 
 impl LoadedRun {
     pub fn open(run_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
-        let config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
+        let mut config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
-        let info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+        let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+        info.locate_paths(&mut config);
+        // A run from before `workdir` was recorded keeps paths relative to where it trained.
+        let hint = if info.prepared_dir.is_relative() {
+            " (its paths are relative to the directory it trained in: open it from there)"
+        } else {
+            ""
+        };
         crate::data_setup::check_fingerprint(&info, &info.prepared_dir)
-            .with_context(|| format!("{}: cannot evaluate this run", run_dir.display()))?;
+            .with_context(|| format!("{}: cannot evaluate this run{hint}", run_dir.display()))?;
         let mut prepared = Prepared::open(&info.prepared_dir).with_context(|| {
             format!(
-                "the run's prepared data {} is gone",
+                "the run's prepared data {} is gone{hint}",
                 info.prepared_dir.display()
             )
         })?;

@@ -140,6 +140,37 @@ pub struct RunInfo {
     /// unshifted probabilities.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub genre_logit_shift: Vec<f32>,
+    /// The working directory training ran in: the run's relative paths (the two above and
+    /// its config's) are relative to it. Absent in runs from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<PathBuf>,
+}
+
+impl RunInfo {
+    /// `path` as training saw it: a relative path that does not exist from here is taken
+    /// relative to the directory training ran in, so a run opens from any directory.
+    pub fn locate(&self, path: &Path) -> PathBuf {
+        match &self.workdir {
+            Some(w) if path.is_relative() && !path.exists() => w.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// Points the run's data paths, and the checkpoint and tokenizer paths of its config, at
+    /// what training read (`locate`).
+    pub fn locate_paths(&mut self, config: &mut TrainConfig) {
+        self.dataset_dir = self.locate(&self.dataset_dir);
+        self.prepared_dir = self.locate(&self.prepared_dir);
+        let model = &mut config.model;
+        let paths = [
+            model.poster.pretrained.as_mut(),
+            model.text.pretrained.as_mut(),
+            config.data.preprocess.tokenizer_path.as_mut(),
+        ];
+        for p in paths.into_iter().flatten() {
+            *p = self.locate(p);
+        }
+    }
 }
 
 /// Which labelled movies a run trains and validates on.

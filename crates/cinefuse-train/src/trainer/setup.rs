@@ -409,6 +409,7 @@ impl Trainer {
                 prepared_fingerprint: prepared_fingerprint(&self.prepared.dir)?,
                 rows: self.rows,
                 genre_logit_shift: self.learner.genre_shift.clone(),
+                workdir: std::env::current_dir().ok(),
                 started_unix: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
