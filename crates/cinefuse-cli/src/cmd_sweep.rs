@@ -16,6 +16,13 @@ pub struct SweepArgs {
     /// Overrides applied to every run.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Train every combination once per seed (e.g. 7,11,12); the table shows each score's
+    /// mean and range over them.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Also score the test split: once the choice is made on the validation columns.
+    #[arg(long)]
+    test: bool,
     #[arg(long)]
     data: Option<PathBuf>,
     /// Directory for the runs and the results table (default runs/sweep-<config>-<timestamp>).
@@ -47,6 +54,8 @@ pub fn run_sweep(a: SweepArgs) -> Result<()> {
         config: &a.config,
         base_overrides: a.set,
         grid,
+        seeds: a.seeds,
+        test: a.test,
         out: out.clone(),
         data: a.data,
         backend: a

@@ -510,24 +510,57 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
             "train.epochs=1",
             "--set",
             "train.max_steps_per_epoch=2",
+            "--seeds",
+            "1,2",
             "--out",
             "sw",
         ],
     );
-    assert!(text.contains("2 runs"), "{text}");
+    assert!(text.contains("4 runs"), "{text}");
     let md = std::fs::read_to_string(d.join("sw/results.md")).unwrap();
+    // One line per combination, over both seeds; validation only (no test read).
     assert!(
-        md.contains("| kind=late |") && md.contains("| kind=concat |"),
+        md.contains("| kind=late | 2 |") && md.contains("| kind=concat | 2 |"),
         "{md}"
     );
+    assert!(!md.contains("test micro-F1"), "{md}");
     let csv = std::fs::read_to_string(d.join("sw/results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "header + 2 rows");
-    assert!(d.join("sw/kind=late/best/model.bpk").exists());
+    assert_eq!(csv.lines().count(), 5, "header + 4 runs");
+    assert!(d.join("sw/kind=late/seed-2/best/model.bpk").exists());
+    let seed_of = |run: &str| -> i64 {
+        let t: toml::Table =
+            toml::from_str(&std::fs::read_to_string(d.join(run).join("config.toml")).unwrap())
+                .unwrap();
+        t["seed"].as_integer().unwrap()
+    };
+    assert_eq!(seed_of("sw/kind=late/seed-1"), 1);
+    assert_eq!(seed_of("sw/kind=late/seed-2"), 2);
+    let text = ok(
+        d,
+        &[
+            "sweep",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.max_steps_per_epoch=2",
+            "--test",
+            "--out",
+            "sw-test",
+        ],
+    );
+    assert!(
+        text.contains("test micro-F1") && text.contains("| base | 1 |"),
+        "{text}"
+    );
+    let csv_test = std::fs::read_to_string(d.join("sw-test/results.csv")).unwrap();
+    assert!(!csv_test.contains(",,"), "every score filled: {csv_test}");
 
     // Each run trained what its override says, and nothing else differs between the configs.
     let config_of = |label: &str| -> toml::Table {
-        toml::from_str(&std::fs::read_to_string(d.join(format!("sw/{label}/config.toml"))).unwrap())
-            .unwrap()
+        let path = d.join(format!("sw/{label}/seed-1/config.toml"));
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let (mut late, mut concat) = (config_of("kind=late"), config_of("kind=concat"));
     let fusion_kind = |t: &toml::Table| t["model"]["fusion"]["kind"].as_str().unwrap().to_string();
@@ -550,6 +583,8 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
         .collect();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    // rows: late seed 1, late seed 2, concat seed 1, concat seed 2.
+    assert_ne!(rows[0][col("val_mae")], rows[2][col("val_mae")], "{csv}");
     assert_ne!(rows[0][col("val_mae")], rows[1][col("val_mae")], "{csv}");
 }
 

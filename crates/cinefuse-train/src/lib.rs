@@ -23,6 +23,7 @@ pub mod predictor;
 pub mod run_dir;
 pub mod schedule;
 pub mod sweep;
+pub mod sweep_table;
 pub mod tensorboard;
 pub mod trainer;
 

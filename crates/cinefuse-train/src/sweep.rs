@@ -1,5 +1,6 @@
 //! `cinefuse sweep`: train every combination of a grid of config overrides (sequentially, on
-//! shared prepared data) and write a comparison table of validation and test metrics.
+//! shared prepared data), optionally under several seeds, and write a comparison table of
+//! validation metrics (mean and range over the seeds), with test metrics only on request.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +12,8 @@ use serde::Serialize;
 
 use crate::config::{BackendKind, TrainConfig};
 use crate::evaluate::LoadedRun;
+use crate::metrics::{GenreMetrics, RatingMetrics};
+pub use crate::sweep_table::write_tables;
 use crate::trainer::{TrainOptions, train};
 
 /// Splits `a,b,[c, d],"e,f"` at top-level commas only.
@@ -48,24 +51,43 @@ pub fn parse_grid(spec: &str) -> Result<(String, Vec<String>)> {
     Ok((key.trim().to_string(), values))
 }
 
+/// The scores of one split: what the sweep's tables show.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SplitScores {
+    pub micro_f1: f64,
+    pub macro_f1: f64,
+    pub top1: f64,
+    pub map: f64,
+    pub mae: f64,
+    pub within_10pct: f64,
+}
+
+impl SplitScores {
+    fn of(g: &GenreMetrics, r: &RatingMetrics) -> Self {
+        Self {
+            micro_f1: g.micro_f1,
+            macro_f1: g.macro_f1,
+            top1: g.top1,
+            map: g.map,
+            mae: r.mae,
+            within_10pct: r.within_10pct,
+        }
+    }
+}
+
+/// One trained run of the sweep: a combination of the grid under one seed.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepRow {
     pub label: String,
+    pub seed: u64,
     pub overrides: Vec<String>,
     pub run_dir: PathBuf,
     pub seconds: f64,
     pub best_epoch: usize,
-    pub val_micro_f1: f64,
-    pub val_top1: f64,
-    pub val_mae: f64,
-    pub test_micro_f1: f64,
-    pub test_macro_f1: f64,
-    pub test_samples_f1: f64,
-    pub test_map: f64,
-    pub test_top1: f64,
-    pub test_mae: f64,
-    pub test_rmse: f64,
-    pub test_within_10pct: f64,
+    /// Thresholds tuned on validation, scored on validation: for choosing between rows.
+    pub val: SplitScores,
+    /// Only with `--test`, once the choice is made.
+    pub test: Option<SplitScores>,
 }
 
 fn label_of(overrides: &[String]) -> String {
@@ -91,12 +113,26 @@ pub struct SweepSpec<'a> {
     pub config: &'a Path,
     pub base_overrides: Vec<String>,
     pub grid: Vec<(String, Vec<String>)>,
+    /// Every combination once per seed (`seed = N`); empty: once, with the config's seed.
+    pub seeds: Vec<u64>,
+    /// Also score the test split (read once per run; choose on validation first).
+    pub test: bool,
     pub out: PathBuf,
     pub data: Option<PathBuf>,
     pub backend: Option<BackendKind>,
 }
 
-pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
+/// One run to train: its combination's label and overrides, and its seed when swept.
+struct Job {
+    label: String,
+    seed: Option<u64>,
+    overrides: Vec<String>,
+}
+
+fn jobs(spec: &SweepSpec) -> Result<Vec<Job>> {
+    if !spec.seeds.is_empty() && spec.grid.iter().any(|(k, _)| k == "seed") {
+        bail!("--seeds and --grid seed=… both set the seed: use one of them");
+    }
     let mut combos: Vec<Vec<String>> = vec![Vec::new()];
     for (key, values) in &spec.grid {
         combos = combos
@@ -108,15 +144,39 @@ pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
             })
             .collect();
     }
+    let seeds: Vec<Option<u64>> = match spec.seeds.as_slice() {
+        [] => vec![None],
+        s => s.iter().copied().map(Some).collect(),
+    };
+    let mut out = Vec::new();
+    for combo in combos {
+        let label = if combo.is_empty() {
+            "base".to_string()
+        } else {
+            label_of(&combo)
+        };
+        for &seed in &seeds {
+            let seed_set = seed.map(|s| format!("seed={s}"));
+            out.push(Job {
+                label: label.clone(),
+                seed,
+                overrides: [spec.base_overrides.clone(), combo.clone()]
+                    .into_iter()
+                    .flatten()
+                    .chain(seed_set)
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
+    let jobs = jobs(spec)?;
     // Validate every combination before spending time on training.
-    let configs: Vec<TrainConfig> = combos
+    let configs: Vec<TrainConfig> = jobs
         .iter()
-        .map(|c| {
-            TrainConfig::load(
-                spec.config,
-                &[spec.base_overrides.clone(), c.clone()].concat(),
-            )
-        })
+        .map(|j| TrainConfig::load(spec.config, &j.overrides))
         .collect::<Result<_>>()?;
     let mut inputs = vec![spec.config];
     inputs.extend(spec.data.as_deref());
@@ -124,83 +184,62 @@ pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
     std::fs::create_dir_all(&spec.out)?;
     write_marker(&spec.out, OutputKind::Sweep)?;
     let mut rows = Vec::new();
-    for (overrides, config) in combos.iter().zip(configs) {
-        let label = if overrides.is_empty() {
-            "base".to_string()
-        } else {
-            label_of(overrides)
+    for (job, config) in jobs.iter().zip(configs) {
+        let name = match job.seed {
+            Some(s) => format!("{} seed {s}", job.label),
+            None => job.label.clone(),
         };
-        println!("=== sweep {}/{}: {label}", rows.len() + 1, combos.len());
-        let run_dir = spec.out.join(&label);
-        let started = Instant::now();
-        let summary = train(
-            &config,
-            &TrainOptions {
-                data_override: spec.data.clone(),
-                out: Some(run_dir.clone()),
-                backend: spec.backend,
-                ..Default::default()
-            },
-        )?;
-        let seconds = started.elapsed().as_secs_f64();
-        let run = LoadedRun::open(&summary.run_dir, spec.backend)?;
-        let (thresholds, val) = run.tuned_thresholds();
-        let test = run.predict(&run.prepared, Some(Split::Test));
-        let names = run.prepared.preprocessor.genre_names().to_vec();
-        let (vg, vr) = (val.genre_metrics(&thresholds, &names), val.rating_metrics());
-        let (tg, tr) = (
-            test.genre_metrics(&thresholds, &names),
-            test.rating_metrics(),
-        );
-        rows.push(SweepRow {
-            label,
-            overrides: [spec.base_overrides.clone(), overrides.clone()].concat(),
-            run_dir,
-            seconds,
-            best_epoch: run.best_epoch,
-            val_micro_f1: vg.micro_f1,
-            val_top1: vg.top1,
-            val_mae: vr.mae,
-            test_micro_f1: tg.micro_f1,
-            test_macro_f1: tg.macro_f1,
-            test_samples_f1: tg.samples_f1,
-            test_map: tg.map,
-            test_top1: tg.top1,
-            test_mae: tr.mae,
-            test_rmse: tr.rmse,
-            test_within_10pct: tr.within_10pct,
-        });
+        println!("=== sweep {}/{}: {name}", rows.len() + 1, jobs.len());
+        let run_dir = match job.seed {
+            Some(s) => spec.out.join(&job.label).join(format!("seed-{s}")),
+            None => spec.out.join(&job.label),
+        };
+        rows.push(train_and_score(spec, job, &config, run_dir)?);
         write_tables(&spec.out, spec.config, &rows)?;
     }
     Ok(rows)
 }
 
-/// Writes `results.md` and `results.csv` (rewritten after every run, so partial sweeps keep theirs).
-pub fn write_tables(out: &Path, config: &Path, rows: &[SweepRow]) -> Result<()> {
-    let mut md = String::from(
-        "| run | val micro-F1 | val top-1 | val MAE | test micro-F1 | test macro-F1 | test samples-F1 | test mAP | test top-1 | test MAE | test RMSE | test within 10 % | best epoch | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    let mut csv = String::from(
-        "run,overrides,val_micro_f1,val_top1,val_mae,test_micro_f1,test_macro_f1,test_samples_f1,test_map,test_top1,test_mae,test_rmse,test_within_10pct,best_epoch,seconds\n",
-    );
-    for r in rows {
-        md.push_str(&format!(
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.0} |\n",
-            r.label, r.val_micro_f1, r.val_top1, r.val_mae, r.test_micro_f1, r.test_macro_f1, r.test_samples_f1, r.test_map, r.test_top1, r.test_mae, r.test_rmse, r.test_within_10pct, r.best_epoch, r.seconds
-        ));
-        csv.push_str(&format!(
-            "{},\"{}\",{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{},{:.1}\n",
-            r.label,
-            r.overrides.join(" ").replace('"', "'"),
-            r.val_micro_f1, r.val_top1, r.val_mae, r.test_micro_f1, r.test_macro_f1, r.test_samples_f1, r.test_map, r.test_top1, r.test_mae, r.test_rmse, r.test_within_10pct, r.best_epoch, r.seconds
-        ));
-    }
-    md.push_str("\nReproduce a row with `cinefuse train --config ");
-    md.push_str(&config.display().to_string());
-    md.push_str(" --set KEY=VALUE …` using the row's overrides (see results.csv).\n");
-    std::fs::write(out.join("results.md"), md)?;
-    std::fs::write(out.join("results.csv"), csv)?;
-    Ok(())
+fn train_and_score(
+    spec: &SweepSpec,
+    job: &Job,
+    config: &TrainConfig,
+    run_dir: PathBuf,
+) -> Result<SweepRow> {
+    let started = Instant::now();
+    let summary = train(
+        config,
+        &TrainOptions {
+            data_override: spec.data.clone(),
+            out: Some(run_dir.clone()),
+            backend: spec.backend,
+            ..Default::default()
+        },
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let run = LoadedRun::open(&summary.run_dir, spec.backend)?;
+    let (thresholds, val) = run.tuned_thresholds();
+    let names = run.prepared.preprocessor.genre_names().to_vec();
+    let test = spec.test.then(|| {
+        let test = run.predict(&run.prepared, Some(Split::Test));
+        SplitScores::of(
+            &test.genre_metrics(&thresholds, &names),
+            &test.rating_metrics(),
+        )
+    });
+    Ok(SweepRow {
+        label: job.label.clone(),
+        seed: config.seed,
+        overrides: job.overrides.clone(),
+        run_dir,
+        seconds,
+        best_epoch: run.best_epoch,
+        val: SplitScores::of(
+            &val.genre_metrics(&thresholds, &names),
+            &val.rating_metrics(),
+        ),
+        test,
+    })
 }
 
 #[cfg(test)]
