@@ -267,11 +267,9 @@ fn calibrate(dir: &Path, info: &BagInfo, backend: Option<BackendKind>) -> Result
     let members = load_members(dir, info, backend)?;
     let names = members[0].prepared.preprocessor.genre_names().to_vec();
     let best_epochs = members.iter().map(|m| m.best_epoch).collect();
-    Ok(calibrate_folds(
-        &out_of_fold(&members, info),
-        &names,
-        best_epochs,
-    ))
+    let folds = out_of_fold(&members, info);
+    crate::oof::write_oof(dir, &folds, &names)?;
+    Ok(calibrate_folds(&folds, &names, best_epochs))
 }
 
 /// Thresholds, interval and out-of-fold scores from `folds`, the predictions on each fold of

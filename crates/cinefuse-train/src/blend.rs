@@ -21,6 +21,7 @@ use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
+use crate::oof::write_oof;
 use crate::predictions::Predictions;
 use crate::run_dir::{read_json, write_json};
 
@@ -183,16 +184,31 @@ fn check_compatible(parts: &[Ensemble]) -> Result<()> {
 pub fn blend(runs: &[PathBuf], out: &Path, backend: Option<BackendKind>) -> Result<BlendInfo> {
     let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
     cinefuse_data::output_dir::check_output(out, OutputKind::Blend, &inputs)?;
-    let info = learn_blend(runs, backend)?;
+    let learned = learn_blend(runs, backend)?;
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Blend, &inputs)?;
-    write_json(&staging.path().join(BLEND_FILE), &info)?;
+    learned.write(staging.path())?;
     staging.commit()?;
-    Ok(info)
+    Ok(learned.info)
+}
+
+/// A blend just learnt, with its blended out-of-fold predictions.
+pub struct LearnedBlend {
+    pub info: BlendInfo,
+    out_of_fold: Vec<Predictions>,
+    genres: Vec<String>,
+}
+
+impl LearnedBlend {
+    /// Writes `blend.json` and `oof_predictions.csv` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        write_oof(dir, &self.out_of_fold, &self.genres)?;
+        write_json(&dir.join(BLEND_FILE), &self.info)
+    }
 }
 
 /// The blend of the bags `runs`: weights, thresholds and interval from their out-of-fold
 /// predictions.
-pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<BlendInfo> {
+pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<LearnedBlend> {
     if runs.len() < 2 {
         bail!(
             "--runs: a blend needs at least two bags, got {}",
@@ -223,11 +239,16 @@ pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<Ble
         runs: &resolved,
     };
     let members = combine_members(&oof, &weights)?;
-    Ok(BlendInfo {
+    let info = BlendInfo {
         calibration: calibrate_folds(&members, &names, Vec::new()),
         runs: resolved,
         genre_weights,
         rating_weights,
+    };
+    Ok(LearnedBlend {
+        info,
+        out_of_fold: members,
+        genres: names,
     })
 }
 

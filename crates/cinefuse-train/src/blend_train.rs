@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::bag::{create_group_run, is_bag, read_bag, train_bag};
-use crate::blend::{BLEND_FILE, is_blend, learn_blend};
+use crate::blend::{is_blend, learn_blend};
 use crate::config::{BlendPartner, TrainConfig};
-use crate::run_dir::{CONFIG_FILE, RunLock, write_json};
+use crate::run_dir::{CONFIG_FILE, RunLock};
 use crate::trainer::{RunSummary, TrainOptions};
 
 fn bag_dir(run: &Path, k: usize) -> PathBuf {
@@ -57,7 +57,8 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         bags.push(bag);
     }
     if !is_blend(&dir) {
-        let info = learn_blend(&bags, opts.backend)?;
+        let learned = learn_blend(&bags, opts.backend)?;
+        let info = &learned.info;
         for (k, run) in info.runs.iter().enumerate() {
             println!(
                 "{}: genre weight {:.2}, rating weight {:.2}",
@@ -66,7 +67,7 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
                 info.rating_weights[k]
             );
         }
-        write_json(&dir.join(BLEND_FILE), &info)?;
+        learned.write(&dir)?;
     }
     Ok(RunSummary {
         run_dir: dir,

@@ -17,6 +17,7 @@ pub mod input_fields;
 pub mod interval;
 pub mod metrics;
 pub mod model_card;
+pub mod oof;
 pub mod portable;
 pub mod predictions;
 pub mod predictor;

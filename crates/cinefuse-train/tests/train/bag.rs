@@ -63,6 +63,23 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
         }
     }
     assert_eq!(seen.len(), lead.prepared.labelled_indices().len());
+    // oof_predictions.csv: each of those movies once, under the fold that held it out.
+    let oof = std::fs::read_to_string(bag.join(cinefuse_train::oof::OOF_FILE)).unwrap();
+    let mut oof_folds = std::collections::HashMap::new();
+    for line in oof.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert!(
+            oof_folds
+                .insert(cells[0].to_string(), cells[1].parse::<usize>().unwrap())
+                .is_none()
+        );
+    }
+    assert_eq!(oof_folds.len(), seen.len());
+    for fold in 0..3 {
+        for i in lead.prepared.fold_indices(config.seed, fold, 3, true) {
+            assert_eq!(oof_folds[&samples[i].id], fold, "{}", samples[i].id);
+        }
+    }
     // One logit shift for every member (from the train split's counts, not the member's rows).
     let genres = &lead.prepared.preprocessor.state.genres;
     let shift = config

@@ -51,6 +51,28 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
         .unwrap();
     assert_eq!(cal.out_of_fold.movies, bag_oof.out_of_fold.movies);
     assert_eq!(cal.out_of_fold.interval_per_fold.len(), 3);
+    // oof_predictions.csv: the bags' out-of-fold predictions, combined by the learnt weights.
+    let rows = |dir: &Path| -> std::collections::HashMap<String, Vec<f64>> {
+        let text = std::fs::read_to_string(dir.join(cinefuse_train::oof::OOF_FILE)).unwrap();
+        let rows: std::collections::HashMap<_, _> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                let numbers = [cells[2], cells[4]].map(|c| c.parse::<f64>().unwrap());
+                (cells[0].to_string(), numbers.to_vec())
+            })
+            .collect();
+        assert_eq!(rows.len(), bag_oof.out_of_fold.movies);
+        rows
+    };
+    let (blended, in_a, in_b) = (rows(&out), rows(&a), rows(&b));
+    let (gw, rw) = (&info.genre_weights, &info.rating_weights);
+    for (id, v) in &blended {
+        let mix = |w: &[f32], k: usize| w[0] as f64 * in_a[id][k] + w[1] as f64 * in_b[id][k];
+        assert!((v[0] - mix(rw, 0)).abs() < 2e-4, "rating of {id}");
+        assert!((v[1] - mix(gw, 1)).abs() < 2e-5, "first genre of {id}");
+    }
 
     // eval: the members' weighted combination, with the blend's own thresholds.
     let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
@@ -72,7 +94,6 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
         .zip(&own)
         .map(|(e, p)| e.predict(p, Some(Split::Test)).0)
         .collect();
-    let (gw, rw) = (&info.genre_weights, &info.rating_weights);
     for i in 0..mean.ids.len() {
         let expected = rw[0] * per_bag[0].rating[i] + rw[1] * per_bag[1].rating[i];
         assert!((mean.rating[i] - expected).abs() < 1e-4, "movie {i}");
