@@ -32,6 +32,44 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (a, b)
 }
 
+/// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner and the rating
+/// probe report a score. SKIPPED without a Python that has scikit-learn.
+fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("CINEFUSE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("scripts/.venv/bin/python"));
+    let has_sklearn = std::process::Command::new(&python)
+        .args(["-c", "import sklearn"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_sklearn {
+        eprintln!("SKIPPED oof_probes.py: no Python with scikit-learn (scripts/setup_python.sh)");
+        return;
+    }
+    let out = std::process::Command::new(&python)
+        .arg(repo.join("scripts/oof_probes.py"))
+        .arg(root.join("demo"))
+        .arg(root.join("prepared"))
+        .args(bags)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "greedy probability weights (shipped)",
+        "logistic stacking per genre",
+        "gradient boosting on the same folds: 0.",
+        "both, greedy weights",
+    ] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+}
+
 #[test]
 fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     let _guard = serial();
@@ -73,6 +111,8 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
         assert!((v[0] - mix(rw, 0)).abs() < 2e-4, "rating of {id}");
         assert!((v[1] - mix(gw, 1)).abs() < 2e-5, "first genre of {id}");
     }
+
+    probe_out_of_fold(dir.path(), &[&a, &b]);
 
     // eval: the members' weighted combination, with the blend's own thresholds.
     let report = evaluate(&out, Split::Test, None, FLEX).unwrap();

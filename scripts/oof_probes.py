@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Probes on the out-of-fold predictions of bags trained on the same folds (each bag's
+oof_predictions.csv): would another way of combining them, or another kind of member, do
+better than the blend `cinefuse ensemble` learns? Nothing here reads the test split.
+
+  scripts/.venv/bin/python scripts/oof_probes.py DATASET PREPARED BAG [BAG …]
+
+Prints, judged by 5-fold cross-validation over the bags' own folds (the combiner is fitted on
+four folds' out-of-fold predictions and scored on the fifth, thresholds tuned the same way):
+  - genres: the blend's greedy probability weights (what cinefuse ships) against greedy logit
+    weights and logistic-regression stacking (per genre, and shared weights with per-genre
+    biases), as micro-F1, macro-F1, top-1 and micro average precision;
+  - rating: the blend's greedy rating weights against gradient boosting on the metadata and
+    extra columns (scikit-learn's HistGradientBoostingRegressor, the peer of
+    baselines_sklearn.py) fitted on the same folds, and the two combined by greedy weights.
+"""
+
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines_sklearn as peers  # noqa: E402
+
+EPS = 1e-6
+
+
+def read_oof(bag):
+    with open(os.path.join(bag, "oof_predictions.csv"), encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {r["id"]: r for r in rows}, list(rows[0].keys())
+
+
+def greedy(preds, loss, rounds=25):
+    """Caruana et al.'s selection with replacement, as cinefuse's blend learns its weights."""
+    counts, current = np.zeros(len(preds)), None
+    for r in range(rounds):
+        best = None
+        for k, p in enumerate(preds):
+            cand = p if current is None else (current * r + p) / (r + 1)
+            score = loss(cand)
+            if best is None or score < best[0]:
+                best = (score, k, cand)
+        counts[best[1]] += 1
+        current = best[2]
+    return counts / counts.sum()
+
+
+def log_loss(p, y):
+    p = np.clip(p, EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def genre_scores(p, y, thresholds):
+    pred = p >= thresholds
+    tp = (pred & (y == 1)).sum(0)
+    fp = (pred & (y == 0)).sum(0)
+    fn = (~pred & (y == 1)).sum(0)
+    micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
+    macro = np.mean([2 * a / max(1, 2 * a + b + c) for a, b, c in zip(tp, fp, fn)])
+    top1 = (y[np.arange(len(y)), p.argmax(1)] == 1).mean()
+    return np.array([micro, macro, top1, average_precision_score(y.ravel(), p.ravel())])
+
+
+def genre_combiners(probs, logits, labels):
+    """Each combiner maps the training rows to probabilities for every movie."""
+    n, g = labels.shape
+
+    def prob_greedy(tr):
+        w = greedy([p[tr] for p in probs], lambda q: log_loss(q, labels[tr]))
+        return np.tensordot(w, probs, 1)
+
+    def logit_greedy(tr):
+        w = greedy([z[tr] for z in logits], lambda z: log_loss(sigmoid(z), labels[tr]))
+        return sigmoid(np.tensordot(w, logits, 1))
+
+    def per_genre_lr(tr, c=0.1):
+        out = np.zeros((n, g))
+        for k in range(g):
+            x, y = logits[:, :, k].T, labels[tr, k]
+            if y.min() == y.max():  # a genre without positives (or negatives) in these folds
+                out[:, k] = y[0]
+                continue
+            out[:, k] = LogisticRegression(C=c, max_iter=1000).fit(x[tr], y).predict_proba(x)[:, 1]
+        return out
+
+    def shared_lr(tr):
+        x = np.hstack([logits.transpose(1, 2, 0).reshape(n * g, -1), np.tile(np.eye(g), (n, 1))])
+        rows = (tr[:, None] * g + np.arange(g)).ravel()
+        model = LogisticRegression(C=1.0, max_iter=2000, fit_intercept=False)
+        return model.fit(x[rows], labels.ravel()[rows]).predict_proba(x)[:, 1].reshape(n, g)
+
+    return {
+        "greedy probability weights (shipped)": prob_greedy,
+        "greedy logit weights": logit_greedy,
+        "logistic stacking per genre (C=0.1)": per_genre_lr,
+        "logistic stacking, shared weights + genre biases": shared_lr,
+    }
+
+
+def cross_validate(fold, fit, labels):
+    scores = []
+    for k in sorted(set(fold)):
+        tr, te = np.where(fold != k)[0], np.where(fold == k)[0]
+        p = fit(tr)
+        scores.append(genre_scores(p[te], labels[te], peers.tune_thresholds(p[tr], labels[tr])))
+    return np.mean(scores, 0)
+
+
+def probe_genres(tables, ids, fold):
+    cols = tables[0][1]
+    pc, yc = [c for c in cols if c.startswith("p_")], [c for c in cols if c.startswith("y_")]
+    labelled = [i for i in ids if tables[0][0][i][yc[0]] != ""]
+    keep = np.array([i in set(labelled) for i in ids])
+    probs = np.stack([[[float(t[0][i][c]) for c in pc] for i in labelled] for t in tables])
+    labels = np.array([[float(tables[0][0][i][c]) for c in yc] for i in labelled])
+    clipped = np.clip(probs, EPS, 1 - EPS)
+    logits = np.log(clipped / (1 - clipped))
+    print(f"genres, {len(labelled)} movies: micro-F1 macro-F1 top-1 micro-AP")
+    for b in range(len(tables)):
+        print(f"  bag {b} alone{'':38s}", np.round(cross_validate(fold[keep], lambda tr, b=b: probs[b], labels), 4))
+    for name, fit in genre_combiners(probs, logits, labels).items():
+        print(f"  {name:50s}", np.round(cross_validate(fold[keep], fit, labels), 4))
+
+
+def gbm_features(movies, fit_ids, all_ids):
+    """The metadata + extra columns of baselines_sklearn.py's rating peer, vocabularies from
+    the fitting rows only."""
+    vocabs = []
+    for key in ("certificate", "directors", "languages", "countries", "cast"):
+        seen = {}
+        for i in fit_ids:
+            v = movies[i].get(key)
+            v = (v[0] if isinstance(v, list) and v else v) if v else None
+            if v:
+                seen.setdefault(v.lower(), len(seen))
+        vocabs.append(seen)
+    x = np.array([peers.meta_features(movies[i], vocabs) for i in all_ids], dtype=float)
+    x[:, 5:] = np.where((x[:, 5:] < 0) | (x[:, 5:] > 250), np.nan, x[:, 5:])
+    extra = peers.extra_features({"train": [movies[i] for i in fit_ids], "all": [movies[i] for i in all_ids]})
+    return x if extra is None else np.hstack([x, extra["all"]])
+
+
+def probe_rating(tables, ids, fold, movies):
+    rated = np.array([tables[0][0][i]["rating_true"] != "" for i in ids])
+    rid = [i for i, r in zip(ids, rated) if r]
+    rfold = fold[rated]
+    preds = np.array([[float(t[0][i]["rating"]) for i in rid] for t in tables])
+    truth = np.array([float(tables[0][0][i]["rating_true"]) for i in rid])
+    mae = lambda p: np.abs(p - truth).mean()  # noqa: E731
+    weights = greedy(list(preds), mae)
+    blend = weights @ preds
+    gbm = np.zeros(len(rid))
+    for k in sorted(set(rfold)):
+        tr, te = np.where(rfold != k)[0], np.where(rfold == k)[0]
+        x = gbm_features(movies, [rid[i] for i in tr], rid)
+        cols = [c for c in range(x.shape[1]) if not np.isnan(x[tr, c]).all()]
+        cats = [j for j, c in enumerate(cols) if 5 <= c < 10 or c == 11]
+        model = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15,
+                                              l2_regularization=1.0, random_state=0, categorical_features=cats)
+        gbm[te] = model.fit(x[tr][:, cols], truth[tr]).predict(x[te][:, cols])
+    mixed = greedy([blend, gbm], mae)
+    print(f"rating, {len(rid)} movies, out-of-fold MAE:")
+    print(f"  the bags' greedy blend (weights {np.round(weights, 2)}): {mae(blend):.4f}")
+    print(f"  gradient boosting on the same folds: {mae(gbm):.4f}")
+    print(f"  both, greedy weights {np.round(mixed, 2)}: {mae(mixed @ np.stack([blend, gbm])):.4f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dataset")
+    ap.add_argument("prepared")
+    ap.add_argument("bags", nargs="+")
+    a = ap.parse_args()
+    movies, _, _ = peers.load(a.dataset, a.prepared)
+    tables = [read_oof(b) for b in a.bags]
+    ids = sorted(tables[0][0])
+    if any(sorted(t[0]) != ids for t in tables):
+        sys.exit("the bags' out-of-fold predictions are not on the same movies (other folds or data?)")
+    fold = np.array([int(tables[0][0][i]["fold"]) for i in ids])
+    probe_genres(tables, ids, fold)
+    probe_rating(tables, ids, fold, movies)
+
+
+if __name__ == "__main__":
+    main()
