@@ -10,6 +10,13 @@ mod serve;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// This package's folder: Cargo's value when it runs the test (right even when the binary was
+/// built from another checkout sharing the target folder), else the one compiled in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn cinefuse(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cinefuse"))
         .args(args)

@@ -20,6 +20,13 @@ use cinefuse_data::split::Split;
 use cinefuse_data::tokenizer::TokenizerKind;
 use cinefuse_data::{MovieBatcher, Prepared, prepare_dataset, synth};
 
+/// This package's folder: Cargo's value when it runs the test (right even when the binary was
+/// built from another checkout sharing the target folder), else the one compiled in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn small_config() -> PrepareConfig {
     PrepareConfig {
         image_width: 16,

@@ -13,6 +13,13 @@ use cinefuse_model::fusion::FusionKind;
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{LossConfig, LossTargets, Modality, ModelConfig, ModelShapes};
 
+/// This package's folder: Cargo's value when it runs the test (right even when the binary was
+/// built from another checkout sharing the target folder), else the one compiled in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 #[path = "model/linear_skip.rs"]
 mod linear_skip;
 #[path = "model/pretrained.rs"]

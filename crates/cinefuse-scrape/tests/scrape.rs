@@ -3,20 +3,21 @@
 //! 500, slow and oversized responses, and robots.txt.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cinefuse_scrape::parse::{next_page, parse_title_page, title_ids};
 use cinefuse_scrape::{ScrapeConfig, harvest_list, scrape};
 
+/// This package's folder: Cargo's value when it runs the test (right even when the binary was
+/// built from another checkout sharing the target folder), else the one compiled in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read_to_string(crate::manifest_dir().join("tests/fixtures").join(name)).unwrap()
 }
 
 fn png(rgb: [u8; 3]) -> Vec<u8> {
@@ -472,7 +473,7 @@ fn list_harvesting_follows_pagination() {
 /// Optional: the real legacy IMDb page in ../shared/data (skips when absent).
 #[test]
 fn real_legacy_page_field_coverage() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/imdb-html");
+    let dir = crate::manifest_dir().join("../../../shared/data/imdb-html");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         announce_skip(&format!("{} is absent", dir.display()));
         return;

@@ -27,6 +27,13 @@ use cinefuse_train::run_dir::{
 };
 use cinefuse_train::{TrainConfig, TrainOptions, train};
 
+/// This package's folder: Cargo's value when it runs the test (right even when the binary was
+/// built from another checkout sharing the target folder), else the one compiled in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 /// Burn seeds one global RNG per backend: tests that compare runs must not interleave.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -15,7 +15,7 @@ use super::ok;
 const TOLERANCE: f64 = 1e-4;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    crate::manifest_dir().join("../..")
 }
 
 /// A Python with the reference implementation's packages: `CINEFUSE_PYTHON`, else the

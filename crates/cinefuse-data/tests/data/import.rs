@@ -285,8 +285,7 @@ fn imdb_tsv_import_joins_tables_including_gzip() {
 /// Optional: the real IMDb TSV excerpts in ../shared/data (skips when absent).
 #[test]
 fn real_imdb_tsv_samples_import() {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/imdb-tsv-samples/kashery");
+    let dir = crate::manifest_dir().join("../../../shared/data/imdb-tsv-samples/kashery");
     if !dir.exists() {
         announce_skip(&format!("{} is absent", dir.display()));
         return;

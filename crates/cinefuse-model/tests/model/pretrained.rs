@@ -317,7 +317,7 @@ fn efficientnet_loads_from_the_pytorch_port_names() {
 fn real_checkpoints() -> Option<PathBuf> {
     let dir = std::env::var_os("CINEFUSE_PRETRAINED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/pretrained"));
+        .unwrap_or_else(|| crate::manifest_dir().join("../../models/pretrained"));
     let ok = dir.join("minilm-l6/model.safetensors").exists()
         && dir.join("efficientnet-lite0/model.pth").exists();
     if !ok {
@@ -330,8 +330,7 @@ fn real_checkpoints() -> Option<PathBuf> {
 }
 
 fn reference() -> serde_json::Value {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained_reference.json");
+    let path = crate::manifest_dir().join("tests/fixtures/pretrained_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -35,7 +35,7 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 /// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner and the rating
 /// probe report a score. SKIPPED without a Python that has scikit-learn.
 fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = crate::manifest_dir().join("../..");
     let python = std::env::var_os("CINEFUSE_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo.join("scripts/.venv/bin/python"));

@@ -6,7 +6,6 @@
 //! names or the export format that would strand users' exported models fails here.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::predictor::{MoviePrediction, Predictor, movies_from_jsonl};
@@ -22,7 +21,7 @@ fn probabilities(p: &MoviePrediction) -> BTreeMap<&str, (f32, bool)> {
 
 #[test]
 fn an_export_from_2026_12_01_loads_and_predicts_as_it_did() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export-2026-12-01");
+    let dir = crate::manifest_dir().join("tests/fixtures/export-2026-12-01");
     let predictor = Predictor::load(&dir, Some(BackendKind::Flex)).unwrap();
     let movies = movies_from_jsonl(&dir.join("movies.jsonl")).unwrap();
     let inputs: Vec<_> = movies

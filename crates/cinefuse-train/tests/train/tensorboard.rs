@@ -3,7 +3,7 @@
 //! `tensorboard` package that `scripts/setup_python.sh` installs; SKIPPED without it).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use cinefuse_train::run_dir::read_metrics;
@@ -22,7 +22,7 @@ print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Ta
 
 /// A Python with the `tensorboard` package: `CINEFUSE_PYTHON`, else the scripts' venv.
 fn tensorboard_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::manifest_dir().join("../..");
     let python = std::env::var_os("CINEFUSE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("scripts/.venv/bin/python"));
