@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use cinefuse_train::metrics::SplitScores;
 use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics, RunDir, best_epoch};
 use serde::Serialize;
 
@@ -20,18 +21,7 @@ pub struct RunOverview {
     /// Validation metrics of the best epoch by the run's `train.monitor`.
     pub best: Option<EpochMetrics>,
     /// Test metrics, when the run was evaluated (`eval.json`).
-    pub test: Option<TestScores>,
-}
-
-/// The test-split numbers of `eval.json` that the runs table shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct TestScores {
-    pub micro_f1: f64,
-    pub macro_f1: f64,
-    pub top1: f64,
-    pub map: f64,
-    pub mae: f64,
-    pub within_10pct: f64,
+    pub test: Option<SplitScores>,
 }
 
 /// A run id is one folder name under the runs folder: no separators, no `..`, nothing hidden.
@@ -60,14 +50,9 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     let info = run.info().ok();
     let history = metrics(run);
     let best = best_epoch(&history, train.monitor).cloned();
-    let test = run.test_evaluation().map(|e| TestScores {
-        micro_f1: e.genres.micro_f1,
-        macro_f1: e.genres.macro_f1,
-        top1: e.genres.top1,
-        map: e.genres.map,
-        mae: e.rating.mae,
-        within_10pct: e.rating.within_10pct,
-    });
+    let test = run
+        .test_evaluation()
+        .map(|e| SplitScores::of(&e.genres, &e.rating));
     RunOverview {
         id: id.to_string(),
         name: info

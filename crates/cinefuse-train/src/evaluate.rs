@@ -35,8 +35,9 @@ impl LoadedRun {
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
         let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
         info.locate_paths(&mut config);
-        // A run from before `workdir` was recorded keeps paths relative to where it trained.
-        let hint = if info.prepared_dir.is_relative() {
+        // A run from before `workdir` was recorded keeps paths relative to where it trained:
+        // when one is missing from here, say where to open it from.
+        let hint = if info.prepared_dir.is_relative() && !info.prepared_dir.exists() {
             " (its paths are relative to the directory it trained in: open it from there)"
         } else {
             ""

@@ -73,6 +73,30 @@ pub struct GenreMetrics {
     pub per_genre: Vec<PerGenre>,
 }
 
+/// The headline scores of one split: what the sweep's tables and the runs page show.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SplitScores {
+    pub micro_f1: f64,
+    pub macro_f1: f64,
+    pub top1: f64,
+    pub map: f64,
+    pub mae: f64,
+    pub within_10pct: f64,
+}
+
+impl SplitScores {
+    pub fn of(g: &GenreMetrics, r: &RatingMetrics) -> Self {
+        Self {
+            micro_f1: g.micro_f1,
+            macro_f1: g.macro_f1,
+            top1: g.top1,
+            map: g.map,
+            mae: r.mae,
+            within_10pct: r.within_10pct,
+        }
+    }
+}
+
 fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
     let d = 2 * tp + fp + fn_;
     if d == 0 {

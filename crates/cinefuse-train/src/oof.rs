@@ -27,16 +27,16 @@ pub fn oof_csv(folds: &[Predictions], genres: &[String]) -> String {
         }
     }
     out.push('\n');
+    let truth = |present: bool, v: f32| {
+        if present {
+            v.to_string()
+        } else {
+            String::new()
+        }
+    };
     for (fold, p) in folds.iter().enumerate() {
         let g = p.n_genres;
         for i in 0..p.ids.len() {
-            let truth = |present: bool, v: f32| {
-                if present {
-                    v.to_string()
-                } else {
-                    String::new()
-                }
-            };
             let mut cells = vec![
                 csv_field(&p.ids[i]),
                 fold.to_string(),

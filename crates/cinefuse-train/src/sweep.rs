@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::{BackendKind, TrainConfig};
 use crate::evaluate::LoadedRun;
-use crate::metrics::{GenreMetrics, RatingMetrics};
+use crate::metrics::SplitScores;
 pub use crate::sweep_table::write_tables;
 use crate::trainer::{TrainOptions, train};
 
@@ -49,30 +49,6 @@ pub fn parse_grid(spec: &str) -> Result<(String, Vec<String>)> {
         bail!("--grid {spec:?}: no values");
     }
     Ok((key.trim().to_string(), values))
-}
-
-/// The scores of one split: what the sweep's tables show.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct SplitScores {
-    pub micro_f1: f64,
-    pub macro_f1: f64,
-    pub top1: f64,
-    pub map: f64,
-    pub mae: f64,
-    pub within_10pct: f64,
-}
-
-impl SplitScores {
-    fn of(g: &GenreMetrics, r: &RatingMetrics) -> Self {
-        Self {
-            micro_f1: g.micro_f1,
-            macro_f1: g.macro_f1,
-            top1: g.top1,
-            map: g.map,
-            mae: r.mae,
-            within_10pct: r.within_10pct,
-        }
-    }
 }
 
 /// One trained run of the sweep: a combination of the grid under one seed.

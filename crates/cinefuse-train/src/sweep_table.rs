@@ -5,19 +5,20 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::sweep::{SplitScores, SweepRow};
+use crate::metrics::SplitScores;
+use crate::sweep::SweepRow;
 
 /// Reads one score of a split.
 type Score = fn(&SplitScores) -> f64;
 
-/// The table's score columns: header and how to read the score.
-const SCORES: [(&str, Score); 6] = [
-    ("micro-F1", |s| s.micro_f1),
-    ("macro-F1", |s| s.macro_f1),
-    ("top-1", |s| s.top1),
-    ("mAP", |s| s.map),
-    ("MAE", |s| s.mae),
-    ("within 10 %", |s| s.within_10pct),
+/// The tables' score columns: the Markdown header, the CSV name and how to read the score.
+const SCORES: [(&str, &str, Score); 6] = [
+    ("micro-F1", "micro_f1", |s| s.micro_f1),
+    ("macro-F1", "macro_f1", |s| s.macro_f1),
+    ("top-1", "top1", |s| s.top1),
+    ("mAP", "map", |s| s.map),
+    ("MAE", "mae", |s| s.mae),
+    ("within 10 %", "within_10pct", |s| s.within_10pct),
 ];
 
 /// Writes `results.md` and `results.csv` (rewritten after every run, so partial sweeps keep theirs).
@@ -57,9 +58,9 @@ fn mean_and_range(values: &[f64]) -> String {
 fn markdown(config: &Path, rows: &[SweepRow]) -> String {
     let with_test = rows.iter().any(|r| r.test.is_some());
     let mut header = vec!["run".to_string(), "seeds".to_string()];
-    header.extend(SCORES.iter().map(|(name, _)| format!("val {name}")));
+    header.extend(SCORES.iter().map(|(name, _, _)| format!("val {name}")));
     if with_test {
-        header.extend(SCORES.iter().map(|(name, _)| format!("test {name}")));
+        header.extend(SCORES.iter().map(|(name, _, _)| format!("test {name}")));
     }
     header.extend(["best epoch".to_string(), "seconds".to_string()]);
     let mut md = format!(
@@ -85,10 +86,10 @@ fn markdown(config: &Path, rows: &[SweepRow]) -> String {
         cells.extend(
             SCORES
                 .iter()
-                .map(|(_, read)| column(|r| Some(r.val), *read)),
+                .map(|(_, _, read)| column(|r| Some(r.val), *read)),
         );
         if with_test {
-            cells.extend(SCORES.iter().map(|(_, read)| column(|r| r.test, *read)));
+            cells.extend(SCORES.iter().map(|(_, _, read)| column(|r| r.test, *read)));
         }
         let epochs: Vec<String> = group.iter().map(|r| r.best_epoch.to_string()).collect();
         let seconds = group.iter().map(|r| r.seconds).sum::<f64>() / group.len() as f64;
@@ -110,10 +111,9 @@ fn markdown(config: &Path, rows: &[SweepRow]) -> String {
 }
 
 fn csv(rows: &[SweepRow]) -> String {
-    let names = ["micro_f1", "macro_f1", "top1", "map", "mae", "within_10pct"];
     let mut header = vec!["run".to_string(), "seed".into(), "overrides".into()];
     for split in ["val", "test"] {
-        header.extend(names.iter().map(|n| format!("{split}_{n}")));
+        header.extend(SCORES.iter().map(|(_, n, _)| format!("{split}_{n}")));
     }
     header.extend(["best_epoch".to_string(), "seconds".into()]);
     let mut csv = header.join(",") + "\n";
@@ -124,7 +124,7 @@ fn csv(rows: &[SweepRow]) -> String {
             format!("\"{}\"", r.overrides.join(" ").replace('"', "'")),
         ];
         for split in [Some(r.val), r.test] {
-            cells.extend(SCORES.iter().map(|(_, read)| match &split {
+            cells.extend(SCORES.iter().map(|(_, _, read)| match &split {
                 Some(s) => format!("{:.4}", read(s)),
                 None => String::new(),
             }));
