@@ -895,7 +895,45 @@ class Part:
         inputs = self.pre.batch(movies, base)
         with torch.no_grad():
             probs, ratings = (run or self.bag)(inputs)
-        return probs.numpy(), ratings.numpy(), inputs["numeric"].numpy(), inputs["numeric_missing"].numpy()
+        fields = {k: inputs[k].numpy() for k in ("numeric", "numeric_missing", "categorical")}
+        return probs.numpy(), ratings.numpy(), fields
+
+
+def forest_ratings(tensors, k, rows):
+    """Forest k of a rating-trees file on `rows` [B, F] (NaN: missing): every tree walked at
+    once, one level per step, as tree_forest.rs lays them out (children after parents)."""
+    t = {name: tensors[f"member.{k}.{name}"] for name in
+         ("base", "roots", "feature", "threshold", "left", "right", "missing", "is_leaf", "value", "is_cat", "cats")}
+    node = np.repeat(t["roots"][None, :].astype(np.int64), len(rows), 0)
+    at = np.arange(len(rows))[:, None]
+    while not t["is_leaf"][node].all():
+        v = rows[at, np.maximum(t["feature"][node], 0)]
+        c = np.where(np.isfinite(v), v, 0).astype(np.int64)
+        byte = c // 8
+        width = t["cats"].shape[1]
+        bits = np.where(byte < width, t["cats"][node, np.minimum(byte, max(width - 1, 0))] if width else 0, 0)
+        cat_left = (bits >> (c % 8)) & 1 == 1
+        go_left = np.where(t["is_cat"][node] == 1, cat_left, v < t["threshold"][node])
+        child = np.where(np.isnan(v), t["missing"][node], np.where(go_left, t["left"][node], t["right"][node]))
+        node = np.where(t["is_leaf"][node] == 1, node, child)
+    return t["base"][0] + t["value"][node].astype(np.float64).sum(1)
+
+
+def tree_ratings(path, fields):
+    """Each forest's rating [K, B] for the first part's fields: numeric values, then category
+    ids, NaN where missing (id 0), as rating_trees.rs builds a row."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(path)
+    numeric = np.where(fields["numeric_missing"] > 0.5, np.nan, fields["numeric"].astype(np.float64))
+    categorical = fields["categorical"].astype(np.float64)
+    categorical[categorical == 0] = np.nan
+    rows = np.concatenate([numeric, categorical], 1)
+    k, out = 0, []
+    while f"member.{k}.roots" in tensors:
+        out.append(forest_ratings(tensors, k, rows))
+        k += 1
+    return np.clip(np.stack(out), 0.0, 10.0).astype(np.float32)
 
 
 def member_predictions(model_dir, config, movies, base, run=None):
@@ -903,16 +941,21 @@ def member_predictions(model_dir, config, movies, base, run=None):
     of every part, weighted), and each movie's scaled vote count (NaN: unknown)."""
     parts = config.get("parts")
     if not parts:
-        probs, ratings, numeric, missing = Part(model_dir, config).members(movies, base, run)
+        probs, ratings, fields = Part(model_dir, config).members(movies, base, run)
     else:
         probs, ratings = 0.0, 0.0
         for i, part in enumerate(parts):
             sub = os.path.join(model_dir, part["dir"])
-            p, r, n, m = Part(sub, read_config(sub)).members(movies, base)
+            p, r, f = Part(sub, read_config(sub)).members(movies, base)
             probs = probs + np.float32(part["genre_weight"]) * p
             ratings = ratings + np.float32(part["rating_weight"]) * r
             if i == 0:
-                numeric, missing = n, m
+                fields = f
+        trees = config.get("rating_trees")
+        if trees:
+            r = tree_ratings(os.path.join(model_dir, trees["file"]), fields)
+            ratings = ratings + np.float32(trees["rating_weight"]) * r
+    numeric, missing = fields["numeric"], fields["numeric_missing"]
     votes = np.full(len(movies), np.nan, np.float32)
     if numeric.shape[1] > VOTES_COLUMN:
         known = missing[:, VOTES_COLUMN] <= 0.5

@@ -9,6 +9,7 @@ use cinefuse_train::config::BackendKind;
 use cinefuse_train::predictor::{
     Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
 };
+use cinefuse_train::rating_trees::RatingTreesConfig;
 use cinefuse_train::{TrainConfig, TrainOptions};
 use clap::{Args, Subcommand};
 
@@ -124,20 +125,27 @@ pub struct EnsembleArgs {
     /// The blend folder to write; `eval --run` and `export --run` take it.
     #[arg(long)]
     out: PathBuf,
+    /// Also train gradient-boosted rating trees on the bags' folds (the first bag's metadata)
+    /// and blend them into the rating.
+    #[arg(long)]
+    rating_trees: bool,
+    /// The trees' complexity budget (with --rating-trees).
+    #[arg(long, requires = "rating_trees", default_value_t = 1.0)]
+    tree_budget: f32,
     #[arg(long)]
     backend: Option<String>,
 }
 
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
-    let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?)?;
-    for (i, run) in info.runs.iter().enumerate() {
-        println!(
-            "{}: genre weight {:.2}, rating weight {:.2}",
-            run.display(),
-            info.genre_weights[i],
-            info.rating_weights[i]
-        );
+    let trees = a.rating_trees.then_some(RatingTreesConfig {
+        budget: a.tree_budget,
+    });
+    if let Some(t) = &trees {
+        t.validate()
+            .map_err(|e| anyhow::anyhow!("--tree-budget: {e}"))?;
     }
+    let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, trees)?;
+    cinefuse_train::blend_train::print_weights(&info);
     let o = &info.calibration.out_of_fold;
     println!(
         "out of fold ({} movies): micro-F1 {:.4}, macro-F1 {:.4}, top-1 {:.4}, micro AP {:.4}, rating MAE {:.4}",

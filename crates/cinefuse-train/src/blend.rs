@@ -5,8 +5,11 @@
 //! thresholds and CV+ interval: the blend's "member k" is the weighted combination of every
 //! bag's member k, which never saw fold k. The test split is never touched.
 //!
-//! A blend is a folder holding `blend.json` (the bags, the weights, the calibration); `eval`
-//! and `export` take it like a run.
+//! A blend may also hold rating trees (`rating_trees.rs`): gradient-boosted trees on the
+//! metadata, trained here on the same folds, which take part in the rating only.
+//!
+//! A blend is a folder holding `blend.json` (the bags, the weights, the calibration) and the
+//! trees' `rating_trees.safetensors`; `eval` and `export` take it like a run.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,7 @@ use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::oof::write_oof;
 use crate::predictions::Predictions;
+use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, train_rating_trees};
 use crate::run_dir::{read_json, write_json};
 
 pub const BLEND_FILE: &str = "blend.json";
@@ -32,9 +36,13 @@ pub const BLEND_FILE: &str = "blend.json";
 pub struct BlendInfo {
     /// The bags, resolved to absolute paths.
     pub runs: Vec<PathBuf>,
-    /// Weight of each bag's genre probabilities and of its rating; each sums to 1.
+    /// Weight of each bag's genre probabilities and of its rating, then of the rating trees
+    /// when there are some (their genre weight is 0); each sums to 1.
     pub genre_weights: Vec<f32>,
     pub rating_weights: Vec<f32>,
+    /// How the rating trees were trained; `None`: the blend has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_trees: Option<RatingTreesConfig>,
     /// Thresholds, interval and scores from the blend's out-of-fold predictions.
     pub calibration: BagCalibration,
 }
@@ -45,6 +53,7 @@ pub struct Blend {
     pub info: BlendInfo,
     /// The bags, in the order of `info.runs`.
     pub parts: Vec<Ensemble>,
+    pub trees: Option<RatingTrees>,
 }
 
 pub fn is_blend(dir: &Path) -> bool {
@@ -77,10 +86,24 @@ impl Blend {
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("{}: cannot load the blend's bags", dir.display()))?;
         check_compatible(&parts)?;
+        let trees = match info.rating_trees {
+            Some(_) => Some(RatingTrees::load(&dir.join(TREES_FILE))?),
+            None => None,
+        };
+        let expected = parts.len() + usize::from(trees.is_some());
+        if info.genre_weights.len() != expected || info.rating_weights.len() != expected {
+            bail!(
+                "{}: {expected} parts but {} genre and {} rating weights",
+                dir.join(BLEND_FILE).display(),
+                info.genre_weights.len(),
+                info.rating_weights.len()
+            );
+        }
         Ok(Some(Self {
             dir: dir.to_path_buf(),
             info,
             parts,
+            trees,
         }))
     }
 
@@ -95,15 +118,44 @@ impl Blend {
         data: &[&Prepared],
         split: Option<Split>,
     ) -> Result<(Predictions, Vec<Predictions>)> {
-        let per_part: Vec<Vec<Predictions>> = self
+        let mut per_part: Vec<Vec<Predictions>> = self
             .parts
             .iter()
             .zip(data)
             .map(|(e, d)| e.predict(d, split).1)
             .collect();
+        if let Some(t) = &self.trees {
+            per_part.push(tree_part(t, data[0], &per_part[0])?);
+        }
         let members = combine_members(&per_part, &self.info.weights())?;
         Ok((Predictions::mean(&members), members))
     }
+}
+
+/// The rating trees as a blend part: member k is the first bag's member k (the genre weight
+/// of this part is 0) with forest k's ratings on the same movies.
+fn tree_part(
+    trees: &RatingTrees,
+    prepared: &Prepared,
+    lead: &[Predictions],
+) -> Result<Vec<Predictions>> {
+    if trees.members.len() != lead.len() {
+        bail!(
+            "the rating trees have {} forests for {} members",
+            trees.members.len(),
+            lead.len()
+        );
+    }
+    lead.iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let rating = trees.predict_member(k, prepared, &p.ids)?;
+            Ok(Predictions {
+                rating,
+                ..p.clone()
+            })
+        })
+        .collect()
 }
 
 /// A blend's weights, and its bags for error messages.
@@ -181,10 +233,15 @@ fn check_compatible(parts: &[Ensemble]) -> Result<()> {
 }
 
 /// Learns a blend of the bags `runs` on their out-of-fold predictions and writes it to `out`.
-pub fn blend(runs: &[PathBuf], out: &Path, backend: Option<BackendKind>) -> Result<BlendInfo> {
+pub fn blend(
+    runs: &[PathBuf],
+    out: &Path,
+    backend: Option<BackendKind>,
+    trees: Option<RatingTreesConfig>,
+) -> Result<BlendInfo> {
     let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
     cinefuse_data::output_dir::check_output(out, OutputKind::Blend, &inputs)?;
-    let learned = learn_blend(runs, backend)?;
+    let learned = learn_blend(runs, backend, trees)?;
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Blend, &inputs)?;
     learned.write(staging.path())?;
     staging.commit()?;
@@ -196,22 +253,30 @@ pub struct LearnedBlend {
     pub info: BlendInfo,
     out_of_fold: Vec<Predictions>,
     genres: Vec<String>,
+    trees: Option<RatingTrees>,
 }
 
 impl LearnedBlend {
     /// Writes `blend.json` and `oof_predictions.csv` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_oof(dir, &self.out_of_fold, &self.genres)?;
+        if let Some(t) = &self.trees {
+            t.save(&dir.join(TREES_FILE))?;
+        }
         write_json(&dir.join(BLEND_FILE), &self.info)
     }
 }
 
-/// The blend of the bags `runs`: weights, thresholds and interval from their out-of-fold
-/// predictions.
-pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<LearnedBlend> {
-    if runs.len() < 2 {
+/// The blend of the bags `runs` (and of rating trees trained on their folds when `trees` is
+/// set): weights, thresholds and interval from their out-of-fold predictions.
+pub fn learn_blend(
+    runs: &[PathBuf],
+    backend: Option<BackendKind>,
+    trees: Option<RatingTreesConfig>,
+) -> Result<LearnedBlend> {
+    if runs.is_empty() || (runs.len() < 2 && trees.is_none()) {
         bail!(
-            "--runs: a blend needs at least two bags, got {}",
+            "--runs: a blend needs at least two bags (or one with --rating-trees), got {}",
             runs.len()
         );
     }
@@ -221,17 +286,26 @@ pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<Lea
         .collect::<Result<Vec<_>>>()?;
     check_compatible(&parts)?;
     println!("learning the blend on the bags' out-of-fold predictions");
-    let oof: Vec<Vec<Predictions>> = parts
+    let mut oof: Vec<Vec<Predictions>> = parts
         .iter()
         .map(|e| out_of_fold(&e.members, &e.info))
         .collect();
+    let forests = match &trees {
+        Some(cfg) => {
+            let (lead, info) = (parts[0].lead(), &parts[0].info);
+            let t = train_rating_trees(&lead.prepared, info.folds, info.seed, cfg)?;
+            oof.push(tree_part(&t, &lead.prepared, &oof[0])?);
+            Some(t)
+        }
+        None => None,
+    };
     let resolved = runs
         .iter()
         .map(|r| {
             cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
         })
         .collect::<Result<Vec<_>>>()?;
-    let (genre_weights, rating_weights) = learn_weights(&oof, &resolved)?;
+    let (genre_weights, rating_weights) = learn_weights(&oof, parts.len(), &resolved)?;
     let names = parts[0].lead().prepared.preprocessor.genre_names().to_vec();
     let weights = Weights {
         genre: &genre_weights,
@@ -244,25 +318,36 @@ pub fn learn_blend(runs: &[PathBuf], backend: Option<BackendKind>) -> Result<Lea
         runs: resolved,
         genre_weights,
         rating_weights,
+        rating_trees: trees,
     };
     Ok(LearnedBlend {
         info,
         out_of_fold: members,
         genres: names,
+        trees: forests,
     })
 }
 
 /// Genre and rating weights from the parts' out-of-fold predictions (all folds together).
-fn learn_weights(oof: &[Vec<Predictions>], runs: &[PathBuf]) -> Result<(Vec<f32>, Vec<f32>)> {
+/// Only the first `genre_parts` predict genres (the rating trees, last, get genre weight 0).
+fn learn_weights(
+    oof: &[Vec<Predictions>],
+    genre_parts: usize,
+    runs: &[PathBuf],
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let all: Vec<Predictions> = oof.iter().map(|f| Predictions::concat(f)).collect();
     check_same_movies(&all, runs)?;
-    let genres: Vec<_> = all.iter().map(Predictions::labelled_genres).collect();
+    let genres: Vec<_> = all[..genre_parts]
+        .iter()
+        .map(Predictions::labelled_genres)
+        .collect();
     let targets = genres[0].targets.clone();
-    let genre_weights = greedy_weights(
+    let mut genre_weights = greedy_weights(
         &genres.into_iter().map(|g| g.probs).collect::<Vec<_>>(),
         |p| log_loss(p, &targets),
         ROUNDS,
     );
+    genre_weights.resize(oof.len(), 0.0);
     let ratings: Vec<(Vec<f32>, Vec<f32>)> =
         all.iter().map(Predictions::labelled_ratings).collect();
     let truth = ratings[0].1.clone();

@@ -57,16 +57,9 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         bags.push(bag);
     }
     if !is_blend(&dir) {
-        let learned = learn_blend(&bags, opts.backend)?;
+        let learned = learn_blend(&bags, opts.backend, config.train.rating_trees)?;
         let info = &learned.info;
-        for (k, run) in info.runs.iter().enumerate() {
-            println!(
-                "{}: genre weight {:.2}, rating weight {:.2}",
-                run.display(),
-                info.genre_weights[k],
-                info.rating_weights[k]
-            );
-        }
+        print_weights(info);
         learned.write(&dir)?;
     }
     Ok(RunSummary {
@@ -78,6 +71,19 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         interrupted: false,
         history: Vec::new(),
     })
+}
+
+/// Each part's weights, as the blend learnt them.
+pub fn print_weights(info: &crate::blend::BlendInfo) {
+    let trees = info.rating_trees.map(|_| PathBuf::from("rating trees"));
+    for (k, part) in info.runs.iter().chain(trees.as_ref()).enumerate() {
+        println!(
+            "{}: genre weight {:.2}, rating weight {:.2}",
+            part.display(),
+            info.genre_weights[k],
+            info.rating_weights[k]
+        );
+    }
 }
 
 /// Each bag's config: this one without `blend_with`, then each partner's, made to share this
@@ -94,6 +100,7 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                 None => {
                     let mut own = config.clone();
                     own.train.blend_with.clear();
+                    own.train.rating_trees = None;
                     Ok(own)
                 }
             }
@@ -110,6 +117,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
         )
     })?;
     c.train.blend_with.clear();
+    c.train.rating_trees = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     c.train.refit = false;

@@ -214,6 +214,9 @@ pub struct LoopConfig {
     /// then blended with it by weights learned on their out-of-fold predictions (`cinefuse
     /// ensemble` in one run).
     pub blend_with: Vec<BlendPartner>,
+    /// With `folds`: gradient-boosted rating trees on the metadata, trained on the same folds
+    /// and blended into the rating only (`[train.rating_trees]`, see `rating_trees.rs`).
+    pub rating_trees: Option<crate::rating_trees::RatingTreesConfig>,
     /// Also write TensorBoard event files into `RUN/tensorboard/`: every epoch's metrics (as
     /// in `metrics.jsonl`, by epoch) and each step's loss, learning rate and f16 loss scale.
     pub tensorboard: bool,
@@ -270,6 +273,7 @@ impl Default for LoopConfig {
             folds: 0,
             refit: false,
             blend_with: Vec::new(),
+            rating_trees: None,
             tensorboard: false,
         }
     }
@@ -682,6 +686,14 @@ impl TrainConfig {
         }
         if !t.blend_with.is_empty() && t.folds == 0 {
             return Err("train.blend_with needs train.folds >= 2 (it blends bags)".into());
+        }
+        if let Some(trees) = &t.rating_trees {
+            if t.folds == 0 {
+                return Err("train.rating_trees needs train.folds >= 2 (it trains on the bag's folds)".into());
+            }
+            trees
+                .validate()
+                .map_err(|e| format!("train.rating_trees: {e}"))?;
         }
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());

@@ -393,9 +393,15 @@ fn evaluate_blend(
         members: each.len(),
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
-        blend: (0..info.runs.len())
-            .map(|i| BlendPart {
-                run: info.runs[i].clone(),
+        // The rating trees, when present, are listed last by their file.
+        blend: info
+            .runs
+            .iter()
+            .cloned()
+            .chain(b.trees.as_ref().map(|_| b.dir.join(crate::rating_trees::TREES_FILE)))
+            .enumerate()
+            .map(|(i, run)| BlendPart {
+                run,
                 genre_weight: info.genre_weights[i],
                 rating_weight: info.rating_weights[i],
             })
@@ -612,7 +618,13 @@ impl EvalReport {
         let what = if b.refit {
             "refit model of a bag".to_string()
         } else if !b.blend.is_empty() {
-            format!("blend of {} bags", b.blend.len())
+            let trees = b
+                .blend
+                .iter()
+                .filter(|p| p.run.ends_with(crate::rating_trees::TREES_FILE))
+                .count();
+            let bags = format!("blend of {} bags", b.blend.len() - trees);
+            if trees > 0 { bags + " and rating trees" } else { bags }
         } else {
             format!("bag of {} members", b.members)
         };

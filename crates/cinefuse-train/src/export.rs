@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::blend::Blend;
+use crate::rating_trees::TREES_FILE;
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
@@ -55,6 +56,10 @@ pub struct Manifest {
     /// fields above then describe the blend (thresholds, interval) and its first bag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<ManifestPart>,
+    /// A blend's rating trees: their file (forest k beside each part's member k, reading the
+    /// first part's fields) and rating weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_trees: Option<ManifestTrees>,
     pub shapes: ModelShapes,
     /// Scores of the validation split, or out of fold for a bag or blend.
     pub validation: Scores,
@@ -62,6 +67,14 @@ pub struct Manifest {
     /// SHA-256 of the training dataset's `movies.jsonl` and of the exported weights.
     pub data_hash: String,
     pub weights_sha256: String,
+}
+
+/// The rating trees of an exported blend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestTrees {
+    /// A plain file name in the export folder.
+    pub file: String,
+    pub rating_weight: f32,
 }
 
 /// One bag of an exported blend.
@@ -100,6 +113,7 @@ impl Manifest {
             interval: None,
             members: Vec::new(),
             parts: Vec::new(),
+            rating_trees: None,
             shapes: run.info.shapes.clone(),
             validation,
             test,
@@ -343,6 +357,18 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         });
     }
     let lead = lead_manifest.context("a blend has parts")?;
+    let rating_trees = match &b.trees {
+        Some(t) => {
+            let bytes = t.to_bytes()?;
+            cinefuse_data::atomic::write_atomic(&dir.join(TREES_FILE), &bytes)?;
+            hasher.update(format!("{:x}", Sha256::digest(&bytes)).as_bytes());
+            Some(ManifestTrees {
+                file: TREES_FILE.into(),
+                rating_weight: *b.info.rating_weights.last().expect("weights"),
+            })
+        }
+        None => None,
+    };
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
     let (test, each) = b.predict(&own, Some(Split::Test))?;
     let cal = &b.info.calibration;
@@ -352,6 +378,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         interval: cal.interval.clone(),
         members: Vec::new(),
         parts,
+        rating_trees,
         validation: out_of_fold_scores(&cal.out_of_fold),
         test: scores(&test, &cal.thresholds, &lead.genres),
         weights_sha256: format!("{:x}", hasher.finalize()),
@@ -361,8 +388,9 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     write_portable(dir, &manifest)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let kind = format!(
-        "a blend of {} bags (genre weights {:?}, rating weights {:?})",
+        "a blend of {} bags{} (genre weights {:?}, rating weights {:?})",
         b.parts.len(),
+        if b.trees.is_some() { " and rating trees" } else { "" },
         b.info.genre_weights,
         b.info.rating_weights
     );
@@ -384,8 +412,12 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
         })
         .collect();
     let bags: Vec<String> = (0..b.parts.len()).map(|k| format!("BAG-{k}")).collect();
+    let trees = match b.info.rating_trees {
+        Some(t) => format!(" --rating-trees --tree-budget {}", t.budget),
+        None => String::new(),
+    };
     lines.push(format!(
-        "cinefuse ensemble --runs {} --out BLEND",
+        "cinefuse ensemble --runs {}{trees} --out BLEND",
         bags.join(",")
     ));
     lines.push("cinefuse export --run BLEND --out MODEL".into());

@@ -21,12 +21,14 @@ pub mod oof;
 pub mod portable;
 pub mod predictions;
 pub mod predictor;
+pub mod rating_trees;
 pub mod run_dir;
 pub mod schedule;
 pub mod sweep;
 pub mod sweep_table;
 pub mod tensorboard;
 pub mod trainer;
+pub mod tree_forest;
 
 pub use config::TrainConfig;
 pub use trainer::{RunSummary, TrainOptions, train};

@@ -85,6 +85,9 @@ fn header(manifest: &Manifest) -> Value {
 fn blend_config(manifest: &Manifest) -> Value {
     let mut v = header(manifest);
     v["parts"] = json!(manifest.parts);
+    if let Some(t) = &manifest.rating_trees {
+        v["rating_trees"] = json!(t);
+    }
     v
 }
 

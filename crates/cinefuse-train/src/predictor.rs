@@ -20,7 +20,36 @@ use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest};
 use crate::predictions::{Predictions, predict_items};
+use crate::rating_trees::{RatingTrees, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
+
+/// A blend's rating trees from `file` in `dir`, checked against `lead`'s fields and members.
+fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
+    let path = cinefuse_data::paths::resolve_inside(dir, file)
+        .map_err(|e| anyhow::anyhow!("{}: rating_trees.file: {e}", dir.display()))?;
+    let trees = RatingTrees::load(&path)?;
+    let pre = &lead.preprocessor;
+    let fields = (pre.n_numeric(), pre.categorical_sizes().len());
+    if (trees.n_numeric, trees.n_categorical) != fields {
+        bail!(
+            "{}: the trees read {} numeric and {} categorical fields, the model has {} and {}",
+            path.display(),
+            trees.n_numeric,
+            trees.n_categorical,
+            fields.0,
+            fields.1
+        );
+    }
+    if trees.members.len() != lead.others.len() + 1 {
+        bail!(
+            "{}: {} forests for {} members",
+            path.display(),
+            trees.members.len(),
+            lead.others.len() + 1
+        );
+    }
+    Ok(trees)
+}
 
 /// A movie encoded for every model of a predictor: with the model's own preprocessing and,
 /// for a blend, with each partner bag's.
@@ -43,6 +72,8 @@ pub struct Predictor {
     batcher: MovieBatcher,
     /// A blend's other bags, each with its own preprocessing (weights in `manifest.parts`).
     partners: Vec<Predictor>,
+    /// A blend's rating trees (weight in `manifest.rating_trees`); they read this model's fields.
+    trees: Option<RatingTrees>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,6 +131,10 @@ impl Predictor {
                 p.others.len() + 1
             );
         }
+        lead.trees = match &manifest.rating_trees {
+            Some(t) => Some(load_trees(model_dir, &t.file, &lead)?),
+            None => None,
+        };
         lead.manifest = manifest;
         lead.partners = parts;
         Ok(lead)
@@ -133,6 +168,7 @@ impl Predictor {
             device,
             batcher,
             partners: Vec::new(),
+            trees: None,
         })
     }
 
@@ -300,8 +336,27 @@ impl Predictor {
             per_part.push(partner.run_members(&partner.with_backbone_features(items)));
         }
         let parts = &self.manifest.parts;
-        let genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
-        let rating_w: Vec<f32> = parts.iter().map(|p| p.rating_weight).collect();
+        let mut genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
+        let mut rating_w: Vec<f32> = parts.iter().map(|p| p.rating_weight).collect();
+        if let (Some(trees), Some(t)) = (&self.trees, &self.manifest.rating_trees) {
+            let rows: Vec<Vec<f64>> = inputs
+                .iter()
+                .map(|i| tree_row(&i.item.numeric, &i.item.numeric_missing, &i.item.categorical))
+                .collect();
+            let ratings = trees.predict_rows(&rows);
+            let lead = &per_part[0];
+            let part = lead
+                .iter()
+                .zip(ratings)
+                .map(|(p, rating)| Predictions {
+                    rating,
+                    ..p.clone()
+                })
+                .collect();
+            per_part.push(part);
+            genre_w.push(0.0);
+            rating_w.push(t.rating_weight);
+        }
         (0..per_part[0].len())
             .map(|m| {
                 let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();

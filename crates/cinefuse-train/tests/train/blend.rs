@@ -10,6 +10,7 @@ use cinefuse_train::blend::{Blend, blend};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::evaluate;
 use cinefuse_train::predictor::Predictor;
+use cinefuse_train::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE};
 
 use super::{items_of, serial, tiny_config, train_into};
 
@@ -76,7 +77,7 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_bags(dir.path());
     let out = dir.path().join("blend");
-    let info = blend(&[a.clone(), b.clone()], &out, FLEX).unwrap();
+    let info = blend(&[a.clone(), b.clone()], &out, FLEX, None).unwrap();
     for w in [&info.genre_weights, &info.rating_weights] {
         assert_eq!(w.len(), 2);
         assert!(w.iter().all(|x| *x >= 0.0));
@@ -163,6 +164,65 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
         &each,
         cal.interval.as_ref(),
     );
+
+    rating_trees_join_the_blend(dir.path(), &a, &b);
+}
+
+/// The same two bags blended with rating trees: the trees' out-of-fold ratings are forest k's
+/// on fold k, they take no genre weight, and eval, the export and `Predictor` agree on a
+/// blend whose rating leans on them.
+fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
+    let out = root.join("blend-trees");
+    let cfg = RatingTreesConfig { budget: 0.5 };
+    let info = blend(&[a.to_path_buf(), b.to_path_buf()], &out, FLEX, Some(cfg)).unwrap();
+    assert_eq!(info.genre_weights.len(), 3);
+    assert_eq!(info.genre_weights[2], 0.0, "the trees predict no genres");
+    assert!((info.rating_weights.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    assert!(out.join(TREES_FILE).is_file());
+
+    // Lean on the trees (as a blend on real data does) so that every check below sees them.
+    let mut tampered = info.clone();
+    tampered.rating_weights = vec![0.25, 0.25, 0.5];
+    cinefuse_train::run_dir::write_json(&out.join("blend.json"), &tampered).unwrap();
+    let blended = Blend::open(&out, FLEX).unwrap().unwrap();
+    let trees = blended.trees.as_ref().unwrap();
+    let own: Vec<_> = blended.parts.iter().map(|e| &e.lead().prepared).collect();
+    let (mean, each) = blended.predict(&own, Some(Split::Test)).unwrap();
+    let (bag_a, bag_b) = (
+        blended.parts[0].predict(own[0], Some(Split::Test)).1,
+        blended.parts[1].predict(own[1], Some(Split::Test)).1,
+    );
+    for (k, member) in each.iter().enumerate() {
+        let forest = trees.predict_member(k, own[0], &member.ids).unwrap();
+        for i in 0..member.ids.len() {
+            let want = 0.25 * bag_a[k].rating[i] + 0.25 * bag_b[k].rating[i] + 0.5 * forest[i];
+            assert!((member.rating[i] - want).abs() < 1e-4, "member {k}, movie {i}");
+        }
+        assert_ne!(forest, trees.predict_member((k + 1) % 3, own[0], &member.ids).unwrap());
+    }
+    let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
+    assert!((report.rating.mae - mean.rating_metrics().mae).abs() < 1e-6);
+
+    let model = root.join("model-trees");
+    cinefuse_train::export::export(&out, &model, FLEX).unwrap();
+    let predictor = Predictor::load(&model, FLEX).unwrap();
+    let t = predictor.manifest.rating_trees.as_ref().unwrap();
+    assert_eq!((t.file.as_str(), t.rating_weight), (TREES_FILE, 0.5));
+    let card = std::fs::read_to_string(model.join("README.md")).unwrap();
+    assert!(card.contains("--rating-trees --tree-budget 0.5"), "{card}");
+    let items = items_of(&predictor, &root.join("demo"), &mean.ids);
+    let interval = blended.info.calibration.interval.as_ref();
+    super::bag::assert_predicts_the_ensemble(&predictor, &items, &mean, &each, interval);
+
+    // A forest that points a child back at its parent is refused when the export loads.
+    let mut bad = RatingTrees::load(&model.join(TREES_FILE)).unwrap();
+    let inner = bad.members[0].is_leaf.iter().position(|l| *l == 0);
+    if let Some(inner) = inner {
+        bad.members[0].right[inner] = inner as i32;
+        std::fs::write(model.join(TREES_FILE), bad.to_bytes().unwrap()).unwrap();
+        let e = Predictor::load(&model, FLEX).err().expect("refused");
+        assert!(format!("{e:#}").contains("not after it"), "{e:#}");
+    }
 }
 
 #[test]
@@ -182,14 +242,14 @@ fn a_blend_refuses_runs_that_are_not_bags_on_the_same_folds() {
         train_into(config, run).unwrap();
     }
     let out = root.join("blend");
-    let e = blend(&[a.clone(), b], &out, FLEX).unwrap_err();
+    let e = blend(&[a.clone(), b], &out, FLEX, None).unwrap_err();
     assert!(format!("{e:#}").contains("same folds"), "{e:#}");
-    let e = blend(&[a.clone(), c.clone()], &out, FLEX).unwrap_err();
+    let e = blend(&[a.clone(), c.clone()], &out, FLEX, None).unwrap_err();
     assert!(format!("{e:#}").contains("not a bag"), "{e:#}");
-    let e = blend(std::slice::from_ref(&a), &out, FLEX).unwrap_err();
+    let e = blend(std::slice::from_ref(&a), &out, FLEX, None).unwrap_err();
     assert!(format!("{e:#}").contains("at least two"), "{e:#}");
     // The output may not be one of its inputs.
-    let e = blend(&[a.clone(), a.clone()], &a, FLEX).unwrap_err();
+    let e = blend(&[a.clone(), a.clone()], &a, FLEX, None).unwrap_err();
     assert!(format!("{e:#}").contains("input"), "{e:#}");
     assert!(!out.exists(), "nothing written on refusal");
 }
@@ -213,6 +273,7 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
         config: partner_file.clone(),
         set: vec!["model.fusion.kind=concat".into()],
     }];
+    config.train.rating_trees = Some(RatingTreesConfig::default());
 
     let run = root.join("run");
     let part = super::train_interrupted(&config, &run, 3);
@@ -231,22 +292,27 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
         "the partner's overrides apply"
     );
     assert!(saved.train.blend_with.is_empty());
+    assert!(saved.train.rating_trees.is_none(), "the trees are the blend's, not a bag's");
 
     let report = evaluate(&run, Split::Test, None, FLEX).unwrap();
     let summary = report.bag.unwrap();
-    assert_eq!(summary.blend.len(), 2);
+    assert_eq!(summary.blend.len(), 3);
     assert!(summary.blend[1].run.ends_with("bag-1"));
+    assert!(summary.blend[2].run.ends_with(TREES_FILE));
+    assert!(format!("{report}").contains("blend of 2 bags and rating trees"));
 
     // The same blend trained by hand from the two bags gives the same weights.
     let by_hand = blend(
         &[run.join("bag-0"), run.join("bag-1")],
         &root.join("b"),
         FLEX,
+        Some(RatingTreesConfig::default()),
     )
     .unwrap();
     let trained: cinefuse_train::blend::BlendInfo =
         cinefuse_train::run_dir::read_json(&run.join("blend.json")).unwrap();
     assert_eq!(by_hand.genre_weights, trained.genre_weights);
+    assert_eq!(by_hand.rating_weights, trained.rating_weights, "the trees train the same");
     assert_eq!(
         by_hand.calibration.thresholds,
         trained.calibration.thresholds
@@ -265,4 +331,19 @@ fn blend_with_needs_folds() {
         format!("{e:#}").contains("train.blend_with needs train.folds"),
         "{e:#}"
     );
+}
+
+#[test]
+fn rating_trees_need_folds_and_a_sane_budget() {
+    let parse = |extra: &str| {
+        cinefuse_train::TrainConfig::from_toml_str(&format!("name = \"x\"\n{extra}"), "c.toml", &[])
+    };
+    let e = parse("[train.rating_trees]\nbudget = 1.0\n").unwrap_err();
+    assert!(format!("{e:#}").contains("train.rating_trees needs train.folds"), "{e:#}");
+    let e = parse("[train]\nfolds = 3\n[train.rating_trees]\nbudget = 0\n").unwrap_err();
+    assert!(format!("{e:#}").contains("train.rating_trees: budget must be"), "{e:#}");
+    let e = parse("[train]\nfolds = 3\n[train.rating_trees]\ndepth = 3\n").unwrap_err();
+    assert!(format!("{e:#}").contains("depth"), "{e:#}");
+    let c = parse("[train]\nfolds = 3\n[train.rating_trees]\n").unwrap();
+    assert_eq!(c.train.rating_trees, Some(RatingTreesConfig { budget: 1.0 }));
 }

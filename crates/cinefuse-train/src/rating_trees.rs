@@ -1,0 +1,290 @@
+//! The rating trees of a blend: gradient-boosted trees on a movie's metadata (the prepared
+//! numeric fields with their gaps, and the category ids as categorical splits), one forest
+//! per fold of the blend's bags. Forest k learns from the rated movies of the other folds,
+//! like each bag's member k, so its predictions on fold k are out of fold and the blend learns
+//! the trees' rating weight, thresholds and interval exactly as it does a bag's. Trees are
+//! the strongest rating peer on tabular metadata; blended, they cover what the networks miss.
+//!
+//! Training uses Perpetual (a pure-Rust booster whose one knob is a `budget`); prediction
+//! walks the flattened forests of `tree_forest.rs`, which is also what export writes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use cinefuse_data::Prepared;
+use cinefuse_data::prepared::EncodedSample;
+use perpetual::objective::Objective;
+use perpetual::{Matrix, PerpetualBooster};
+use safetensors::tensor::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use crate::tree_forest::Forest;
+
+pub const TREES_FILE: &str = "rating_trees.safetensors";
+
+/// How the trees train (`[train.rating_trees]`, `ensemble --rating-trees`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatingTreesConfig {
+    /// Perpetual's complexity budget: more trees and deeper fits as it grows (0.5–2 usual).
+    #[serde(default = "default_budget")]
+    pub budget: f32,
+}
+
+fn default_budget() -> f32 {
+    1.0
+}
+
+impl Default for RatingTreesConfig {
+    fn default() -> Self {
+        Self {
+            budget: default_budget(),
+        }
+    }
+}
+
+impl RatingTreesConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.budget > 0.0 && self.budget <= 5.0) {
+            return Err(format!(
+                "budget must be in (0, 5], got {}",
+                self.budget
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One forest per fold, and the width of the rows they read.
+pub struct RatingTrees {
+    pub members: Vec<Forest>,
+    pub n_numeric: usize,
+    pub n_categorical: usize,
+}
+
+/// A movie's row for the trees: numeric fields, then category ids; NaN where a value is
+/// missing (a numeric gap, or category id 0). Perpetual needs that last part: it mis-fits a
+/// categorical column whose values include 0.
+pub fn tree_row(numeric: &[f32], numeric_missing: &[f32], categorical: &[u32]) -> Vec<f64> {
+    let category = |c: &u32| if *c == 0 { f64::NAN } else { f64::from(*c) };
+    numeric
+        .iter()
+        .zip(numeric_missing)
+        .map(|(v, m)| if *m > 0.5 { f64::NAN } else { f64::from(*v) })
+        .chain(categorical.iter().map(category))
+        .collect()
+}
+
+fn sample_row(s: &EncodedSample) -> Vec<f64> {
+    tree_row(&s.numeric, &s.numeric_missing, &s.categorical)
+}
+
+/// Trains forest k on the rated movies outside fold k of `folds` (the bags' fold assignment,
+/// seeded by `seed`).
+pub fn train_rating_trees(
+    prepared: &Prepared,
+    folds: usize,
+    seed: u64,
+    cfg: &RatingTreesConfig,
+) -> Result<RatingTrees> {
+    let n_numeric = prepared.preprocessor.n_numeric();
+    let n_categorical = prepared.preprocessor.categorical_sizes().len();
+    let members = (0..folds)
+        .map(|k| {
+            let rows: Vec<&EncodedSample> = prepared
+                .fold_indices(seed, k, folds, false)
+                .into_iter()
+                .map(|i| &prepared.samples[i])
+                .filter(|s| s.rating.is_some_and(f32::is_finite))
+                .collect();
+            println!(
+                "rating trees: fold {}/{folds}, {} rated movies",
+                k + 1,
+                rows.len()
+            );
+            fit_forest(&rows, n_numeric, n_categorical, seed, cfg)
+                .with_context(|| format!("rating trees of fold {}", k + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RatingTrees {
+        members,
+        n_numeric,
+        n_categorical,
+    })
+}
+
+fn fit_forest(
+    rows: &[&EncodedSample],
+    n_numeric: usize,
+    n_categorical: usize,
+    seed: u64,
+    cfg: &RatingTreesConfig,
+) -> Result<Forest> {
+    if rows.len() < 20 {
+        bail!("only {} rated movies to learn from", rows.len());
+    }
+    let cols = n_numeric + n_categorical;
+    // Perpetual reads column-major data.
+    let table: Vec<Vec<f64>> = rows.iter().map(|s| sample_row(s)).collect();
+    let data: Vec<f64> = (0..cols)
+        .flat_map(|j| table.iter().map(move |r| r[j]))
+        .collect();
+    let y: Vec<f64> = rows
+        .iter()
+        .map(|s| f64::from(s.rating.expect("rated")))
+        .collect();
+    let categorical: HashSet<usize> = (n_numeric..cols).collect();
+    let mut booster = PerpetualBooster::default()
+        .set_objective(Objective::SquaredLoss)
+        .set_budget(cfg.budget)
+        .set_seed(seed)
+        .set_categorical_features((!categorical.is_empty()).then_some(categorical));
+    booster
+        .fit(&Matrix::new(&data, rows.len(), cols), &y, None, None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Forest::from_booster(&booster)
+}
+
+impl RatingTrees {
+    fn width(&self) -> usize {
+        self.n_numeric + self.n_categorical
+    }
+
+    /// Each forest's rating for `rows` (`[member][row]`).
+    pub fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
+        self.members
+            .iter()
+            .map(|f| rows.iter().map(|r| clamp_rating(f.predict_row(r))).collect())
+            .collect()
+    }
+
+    /// Forest `k`'s rating for the movies `ids` of `prepared`.
+    pub fn predict_member(&self, k: usize, prepared: &Prepared, ids: &[String]) -> Result<Vec<f32>> {
+        let at: HashMap<&str, &EncodedSample> = prepared
+            .samples
+            .iter()
+            .map(|s| (s.id.as_str(), s))
+            .collect();
+        let rows = ids
+            .iter()
+            .map(|id| {
+                at.get(id.as_str()).map(|s| sample_row(s)).with_context(|| {
+                    format!("movie {id} is not in {}", prepared.dir.display())
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(r) = rows.first().filter(|r| r.len() != self.width()) {
+            bail!(
+                "the rating trees read {} fields, {} has {}",
+                self.width(),
+                prepared.dir.display(),
+                r.len()
+            );
+        }
+        Ok(rows
+            .iter()
+            .map(|r| clamp_rating(self.members[k].predict_row(r)))
+            .collect())
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        cinefuse_data::atomic::write_atomic(path, &self.to_bytes()?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The forests as safetensors, `member.{k}.{field}`, with the row width in the metadata.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let entries: Vec<_> = self
+            .members
+            .iter()
+            .enumerate()
+            .flat_map(|(k, f)| f.tensors(&format!("member.{k}")))
+            .collect();
+        let views = entries
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let meta = HashMap::from([
+            ("members".to_string(), self.members.len().to_string()),
+            ("n_numeric".to_string(), self.n_numeric.to_string()),
+            ("n_categorical".to_string(), self.n_categorical.to_string()),
+        ]);
+        Ok(safetensors::tensor::serialize(views, Some(meta))?)
+    }
+
+    /// Reads `path`, checking each forest against `n_numeric` + `n_categorical` fields.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = cinefuse_data::user_file::read_capped(path, MAX_TREES_BYTES)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)?;
+        let field = |key: &str| -> Result<usize> {
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{}: metadata `{key}` is missing", path.display()))
+        };
+        let (n_numeric, n_categorical) = (field("n_numeric")?, field("n_categorical")?);
+        let members = (0..field("members")?)
+            .map(|k| Forest::from_tensors(&st, &format!("member.{k}")))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| path.display().to_string())?;
+        let trees = Self {
+            members,
+            n_numeric,
+            n_categorical,
+        };
+        trees.check_features(path)?;
+        Ok(trees)
+    }
+
+    fn check_features(&self, path: &Path) -> Result<()> {
+        let width = self.width();
+        for f in &self.members {
+            if let Some(bad) = f.feature.iter().find(|j| **j >= width as i32) {
+                bail!(
+                    "{}: a tree splits on field {bad}, the rows have {width}",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// On the 0–10 scale, as the networks' ratings are.
+fn clamp_rating(x: f64) -> f32 {
+    x.clamp(0.0, 10.0) as f32
+}
+
+/// Far above any real forest (a 5-fold blend's is a few MB); a bound on what `load` reads.
+const MAX_TREES_BYTES: u64 = 512 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_has_gaps_where_values_are_missing() {
+        let row = tree_row(&[0.5, 0.0, -1.25], &[0.0, 1.0, 0.0], &[0, 1, 7]);
+        assert_eq!(row.len(), 6);
+        assert_eq!((row[0], row[2]), (0.5, -1.25));
+        assert!(row[1].is_nan(), "a numeric gap is missing, not 0");
+        assert!(row[3].is_nan(), "category id 0 is missing");
+        assert_eq!((row[4], row[5]), (1.0, 7.0), "unknown (1) is a category of its own");
+    }
+
+    #[test]
+    fn budgets_outside_the_range_are_refused() {
+        for bad in [0.0, -1.0, 5.5, f32::NAN] {
+            assert!(RatingTreesConfig { budget: bad }.validate().is_err(), "{bad}");
+        }
+        assert!(RatingTreesConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,383 @@
+//! A trained gradient-boosted forest as flat arrays: every node of every tree in one table
+//! (feature, threshold, children, leaf value, the categories a categorical split sends left).
+//! The same arrays are what `rating_trees.safetensors` stores and what the PyTorch reference
+//! (`scripts/cinefuse_torch.py`) walks, so Rust and Python score one representation.
+//!
+//! A row is walked from a tree's root: a missing value (NaN) follows the node's `missing`
+//! child; a categorical split sends category `c` left when bit `c` of its bitset is set; a
+//! numeric split sends `x < threshold` left. The prediction is `base` plus the leaves' values.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use perpetual::PerpetualBooster;
+use perpetual::tree::core::Tree;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forest {
+    pub base: f64,
+    /// The node index of each tree's root.
+    pub roots: Vec<i32>,
+    pub feature: Vec<i32>,
+    pub threshold: Vec<f64>,
+    pub left: Vec<i32>,
+    pub right: Vec<i32>,
+    pub missing: Vec<i32>,
+    pub is_leaf: Vec<u8>,
+    pub value: Vec<f32>,
+    pub is_cat: Vec<u8>,
+    /// Bytes of each node's category bitset (rows of `cats`).
+    pub cat_bytes: usize,
+    /// `[nodes, cat_bytes]`: bit `c % 8` of byte `c / 8` set when category `c` goes left.
+    pub cats: Vec<u8>,
+}
+
+impl Forest {
+    /// The booster's trees, each laid out parent before children. Refused when Perpetual
+    /// added its linear head (only without categorical fields, which cinefuse always has).
+    pub fn from_booster(booster: &PerpetualBooster) -> Result<Self> {
+        if booster.regression_head.is_some() {
+            bail!("the booster has a linear head, which a flat forest does not carry");
+        }
+        let trees = booster.get_prediction_trees();
+        let cat_bytes = trees
+            .iter()
+            .flat_map(|t| t.nodes.values())
+            .filter_map(|n| n.left_cats.as_ref().map(|c| c.len()))
+            .max()
+            .unwrap_or(0);
+        let mut forest = Forest {
+            base: booster.base_score,
+            cat_bytes,
+            ..Forest::empty()
+        };
+        for tree in trees {
+            forest.push_tree(tree);
+        }
+        Ok(forest)
+    }
+
+    fn empty() -> Self {
+        Forest {
+            base: 0.0,
+            roots: Vec::new(),
+            feature: Vec::new(),
+            threshold: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+            missing: Vec::new(),
+            is_leaf: Vec::new(),
+            value: Vec::new(),
+            is_cat: Vec::new(),
+            cat_bytes: 0,
+            cats: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.feature.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.feature.is_empty()
+    }
+
+    /// Appends `tree` in breadth-first order from its root (node 0).
+    fn push_tree(&mut self, tree: &Tree) {
+        let start = self.len();
+        let mut order = vec![0usize];
+        let mut at = HashMap::new();
+        let mut i = 0;
+        while i < order.len() {
+            let n = &tree.nodes[&order[i]];
+            at.insert(n.num, start + i);
+            if !n.is_leaf {
+                order.push(n.left_child);
+                order.push(n.right_child);
+                if n.missing_node != n.left_child && n.missing_node != n.right_child {
+                    order.push(n.missing_node);
+                }
+            }
+            i += 1;
+        }
+        self.roots.push(start as i32);
+        for num in &order {
+            let n = &tree.nodes[num];
+            let index = |child: usize| if n.is_leaf { -1 } else { at[&child] as i32 };
+            self.feature.push(if n.is_leaf { -1 } else { n.split_feature as i32 });
+            self.threshold.push(n.split_value);
+            self.left.push(index(n.left_child));
+            self.right.push(index(n.right_child));
+            self.missing.push(index(n.missing_node));
+            self.is_leaf.push(u8::from(n.is_leaf));
+            self.value.push(n.weight_value);
+            let mut bits = vec![0u8; self.cat_bytes];
+            if let Some(c) = n.left_cats.as_ref().filter(|_| !n.is_leaf) {
+                bits[..c.len()].copy_from_slice(c);
+            }
+            self.is_cat.push(u8::from(n.left_cats.is_some() && !n.is_leaf));
+            self.cats.extend(bits);
+        }
+    }
+
+    /// The forest's prediction for one row of features (NaN: missing).
+    pub fn predict_row(&self, x: &[f64]) -> f64 {
+        let leaves: f64 = self
+            .roots
+            .iter()
+            .map(|r| {
+                let mut node = *r as usize;
+                while self.is_leaf[node] == 0 {
+                    node = self.child(node, x.get(self.feature[node] as usize).copied());
+                }
+                f64::from(self.value[node])
+            })
+            .sum();
+        self.base + leaves
+    }
+
+    fn child(&self, node: usize, v: Option<f64>) -> usize {
+        let next = match v {
+            None => self.missing[node],
+            Some(v) if v.is_nan() => self.missing[node],
+            Some(v) if self.is_cat[node] == 1 => {
+                let bits = &self.cats[node * self.cat_bytes..(node + 1) * self.cat_bytes];
+                let c = v as usize;
+                let left = bits.get(c / 8).is_some_and(|b| (b >> (c % 8)) & 1 == 1);
+                if left { self.left[node] } else { self.right[node] }
+            }
+            Some(v) if v < self.threshold[node] => self.left[node],
+            Some(_) => self.right[node],
+        };
+        next as usize
+    }
+
+    /// The arrays as safetensors entries named `{prefix}.{field}`.
+    pub fn tensors(&self, prefix: &str) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+        let n = self.len();
+        let i32s = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let entry = |field: &str, dtype, shape: Vec<usize>, bytes| {
+            (format!("{prefix}.{field}"), dtype, shape, bytes)
+        };
+        vec![
+            entry("base", Dtype::F64, vec![1], self.base.to_le_bytes().to_vec()),
+            entry("roots", Dtype::I32, vec![self.roots.len()], i32s(&self.roots)),
+            entry("feature", Dtype::I32, vec![n], i32s(&self.feature)),
+            entry(
+                "threshold",
+                Dtype::F64,
+                vec![self.threshold.len()],
+                self.threshold.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            entry("left", Dtype::I32, vec![self.left.len()], i32s(&self.left)),
+            entry("right", Dtype::I32, vec![self.right.len()], i32s(&self.right)),
+            entry("missing", Dtype::I32, vec![self.missing.len()], i32s(&self.missing)),
+            entry("is_leaf", Dtype::U8, vec![self.is_leaf.len()], self.is_leaf.clone()),
+            entry(
+                "value",
+                Dtype::F32,
+                vec![self.value.len()],
+                self.value.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            entry("is_cat", Dtype::U8, vec![self.is_cat.len()], self.is_cat.clone()),
+            entry("cats", Dtype::U8, vec![self.is_cat.len(), self.cat_bytes], self.cats.clone()),
+        ]
+    }
+
+    /// Reads the forest `prefix` from `st`, checking that every walk ends at a leaf.
+    pub fn from_tensors(st: &SafeTensors, prefix: &str) -> Result<Self> {
+        let get = |field: &str| -> Result<TensorView<'_>> {
+            st.tensor(&format!("{prefix}.{field}"))
+                .with_context(|| format!("tensor `{prefix}.{field}` is missing"))
+        };
+        let cats = get("cats")?;
+        let forest = Forest {
+            base: f64s(&get("base")?)?.first().copied().unwrap_or(f64::NAN),
+            roots: i32s(&get("roots")?)?,
+            feature: i32s(&get("feature")?)?,
+            threshold: f64s(&get("threshold")?)?,
+            left: i32s(&get("left")?)?,
+            right: i32s(&get("right")?)?,
+            missing: i32s(&get("missing")?)?,
+            is_leaf: u8s(&get("is_leaf")?)?,
+            value: f32s(&get("value")?)?,
+            is_cat: u8s(&get("is_cat")?)?,
+            cat_bytes: cats.shape().get(1).copied().unwrap_or(0),
+            cats: u8s(&cats)?,
+        };
+        forest
+            .check()
+            .with_context(|| format!("forest `{prefix}` is malformed"))?;
+        Ok(forest)
+    }
+
+    /// Lengths agree, values are finite, and every child comes after its parent inside the
+    /// table, so no walk can loop or run off it.
+    fn check(&self) -> Result<()> {
+        let n = self.len();
+        let lens = [
+            self.threshold.len(),
+            self.left.len(),
+            self.right.len(),
+            self.missing.len(),
+            self.is_leaf.len(),
+            self.value.len(),
+            self.is_cat.len(),
+        ];
+        if lens.iter().any(|l| *l != n) || self.cats.len() != n * self.cat_bytes {
+            bail!("its arrays have different lengths");
+        }
+        if !self.base.is_finite() || self.value.iter().any(|v| !v.is_finite()) {
+            bail!("it has a value that is not finite");
+        }
+        if self.roots.iter().any(|r| *r < 0 || *r as usize >= n) {
+            bail!("a root is outside the node table");
+        }
+        for i in (0..n).filter(|i| self.is_leaf[*i] == 0) {
+            let after = |c: i32| c > i as i32 && (c as usize) < n;
+            if !(after(self.left[i]) && after(self.right[i]) && after(self.missing[i])) {
+                bail!("node {i} has a child that is not after it in the table");
+            }
+            if self.feature[i] < 0 {
+                bail!("node {i} splits on a negative feature index");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_dtype(t: &TensorView<'_>, want: Dtype) -> Result<()> {
+    if t.dtype() != want {
+        bail!("dtype {:?}, expected {want:?}", t.dtype());
+    }
+    Ok(())
+}
+
+fn i32s(t: &TensorView<'_>) -> Result<Vec<i32>> {
+    check_dtype(t, Dtype::I32)?;
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect())
+}
+
+fn f32s(t: &TensorView<'_>) -> Result<Vec<f32>> {
+    check_dtype(t, Dtype::F32)?;
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect())
+}
+
+fn f64s(t: &TensorView<'_>) -> Result<Vec<f64>> {
+    check_dtype(t, Dtype::F64)?;
+    Ok(t.data()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect())
+}
+
+fn u8s(t: &TensorView<'_>) -> Result<Vec<u8>> {
+    check_dtype(t, Dtype::U8)?;
+    Ok(t.data().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use perpetual::Matrix;
+    use perpetual::objective::Objective;
+
+    use super::*;
+
+    /// Rows where the target depends on a numeric column (with gaps) and a category: every
+    /// kind of split the walk must follow.
+    fn table(n: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let x = ((i * 37) % 101) as f64 / 10.0;
+            // Category ids from 1, as `tree_row` gives them (Perpetual mis-fits a category 0).
+            let cat = (1 + i * 7 % 13) as f64;
+            let gap = i % 9 == 0;
+            let bump = if [3.0, 6.0, 12.0].contains(&cat) { 2.0 } else { 0.0 };
+            y.push(if gap { 4.0 } else { 0.3 * x } + bump);
+            rows.push(vec![if gap { f64::NAN } else { x }, cat, (i % 5) as f64]);
+        }
+        (rows, y)
+    }
+
+    fn fitted(rows: &[Vec<f64>], y: &[f64]) -> PerpetualBooster {
+        let cols = rows[0].len();
+        let data: Vec<f64> = (0..cols)
+            .flat_map(|j| rows.iter().map(move |r| r[j]))
+            .collect();
+        let mut b = PerpetualBooster::default()
+            .set_objective(Objective::SquaredLoss)
+            .set_budget(1.0)
+            .set_categorical_features(Some(HashSet::from([1])));
+        b.fit(&Matrix::new(&data, rows.len(), cols), y, None, None)
+            .expect("fits");
+        b
+    }
+
+    #[test]
+    fn the_flat_forest_predicts_what_the_booster_does() {
+        let (rows, y) = table(400);
+        let booster = fitted(&rows, &y);
+        let forest = Forest::from_booster(&booster).unwrap();
+        assert!(forest.is_cat.contains(&1), "no categorical split was learnt");
+        assert!(forest.roots.len() > 5);
+        let cols = rows[0].len();
+        let data: Vec<f64> = (0..cols)
+            .flat_map(|j| rows.iter().map(move |r| r[j]))
+            .collect();
+        let want = booster.predict(&Matrix::new(&data, rows.len(), cols), false);
+        for (r, w) in rows.iter().zip(&want) {
+            assert!((forest.predict_row(r) - w).abs() < 1e-9, "{r:?}");
+        }
+        let mae: f64 = rows
+            .iter()
+            .zip(&y)
+            .map(|(r, t)| (forest.predict_row(r) - t).abs())
+            .sum::<f64>()
+            / y.len() as f64;
+        assert!(mae < 0.3, "the trees did not learn the table: MAE {mae}");
+    }
+
+    fn round_trip(forest: &Forest) -> Result<Forest> {
+        let entries = forest.tensors("f");
+        let views: Vec<_> = entries
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
+            .collect();
+        let bytes = safetensors::tensor::serialize(views, None).expect("serialise");
+        Forest::from_tensors(&SafeTensors::deserialize(&bytes).expect("read"), "f")
+    }
+
+    #[test]
+    fn a_forest_survives_safetensors_and_a_looping_one_is_refused() {
+        let (rows, y) = table(200);
+        let forest = Forest::from_booster(&fitted(&rows, &y)).unwrap();
+        assert_eq!(round_trip(&forest).expect("loads"), forest);
+        let inner = forest.is_leaf.iter().position(|l| *l == 0).expect("a split");
+        let mut looping = forest.clone();
+        looping.left[inner] = inner as i32;
+        let err = round_trip(&looping).unwrap_err();
+        assert!(format!("{err:#}").contains("not after it"), "{err:#}");
+        let mut short = forest;
+        short.value.pop();
+        assert!(round_trip(&short).is_err());
+    }
+
+    #[test]
+    fn an_unseen_category_and_a_short_row_take_defined_paths() {
+        let (rows, y) = table(200);
+        let forest = Forest::from_booster(&fitted(&rows, &y)).unwrap();
+        let unseen = forest.predict_row(&[3.0, 1000.0, 1.0]);
+        let missing = forest.predict_row(&[3.0]);
+        assert!(unseen.is_finite() && missing.is_finite());
+    }
+}
