@@ -295,6 +295,12 @@ pub fn learn_blend(
             let (lead, info) = (parts[0].lead(), &parts[0].info);
             let t = train_rating_trees(&lead.prepared, info.folds, info.seed, cfg)?;
             oof.push(tree_part(&t, &lead.prepared, &oof[0])?);
+            let mae = |p: &[Predictions]| Predictions::concat(p).rating_metrics().mae;
+            println!(
+                "rating trees: out-of-fold MAE {:.4} (first bag {:.4})",
+                mae(&oof[oof.len() - 1]),
+                mae(&oof[0])
+            );
             Some(t)
         }
         None => None,

@@ -371,7 +371,8 @@ impl Predictor {
         let own = self.run_members(items);
         // Leave-one-out shares are measured against the first member alone.
         let lead = own[0].clone();
-        let each = if self.partners.is_empty() {
+        // A blend of one bag with rating trees has no partners but is still a blend.
+        let each = if self.partners.is_empty() && self.trees.is_none() {
             own
         } else {
             self.blend_members(own, inputs)

@@ -1,6 +1,6 @@
 //! The rating trees of a blend: gradient-boosted trees on a movie's metadata (the prepared
-//! numeric fields with their gaps, and the category ids as categorical splits), one forest
-//! per fold of the blend's bags. Forest k learns from the rated movies of the other folds,
+//! numeric fields with their gaps, and the category ids as ordered codes), one forest per fold
+//! of the blend's bags. Forest k learns from the rated movies of the other folds,
 //! like each bag's member k, so its predictions on fold k are out of fold and the blend learns
 //! the trees' rating weight, thresholds and interval exactly as it does a bag's. Trees are
 //! the strongest rating peer on tabular metadata; blended, they cover what the networks miss.
@@ -8,7 +8,7 @@
 //! Training uses Perpetual (a pure-Rust booster whose one knob is a `budget`); prediction
 //! walks the flattened forests of `tree_forest.rs`, which is also what export writes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -64,8 +64,9 @@ pub struct RatingTrees {
 }
 
 /// A movie's row for the trees: numeric fields, then category ids; NaN where a value is
-/// missing (a numeric gap, or category id 0). Perpetual needs that last part: it mis-fits a
-/// categorical column whose values include 0.
+/// missing (a numeric gap, or category id 0). The ids are split on as numbers, not as
+/// categories: Perpetual's categorical splits fitted worse here (docs/RESULTS.md), and they
+/// mis-fit a column whose values include 0.
 pub fn tree_row(numeric: &[f32], numeric_missing: &[f32], categorical: &[u32]) -> Vec<f64> {
     let category = |c: &u32| if *c == 0 { f64::NAN } else { f64::from(*c) };
     numeric
@@ -134,12 +135,11 @@ fn fit_forest(
         .iter()
         .map(|s| f64::from(s.rating.expect("rated")))
         .collect();
-    let categorical: HashSet<usize> = (n_numeric..cols).collect();
+
     let mut booster = PerpetualBooster::default()
         .set_objective(Objective::SquaredLoss)
         .set_budget(cfg.budget)
-        .set_seed(seed)
-        .set_categorical_features((!categorical.is_empty()).then_some(categorical));
+        .set_seed(seed);
     booster
         .fit(&Matrix::new(&data, rows.len(), cols), &y, None, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -295,7 +295,7 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     assert!(saved.train.rating_trees.is_none(), "the trees are the blend's, not a bag's");
 
     let report = evaluate(&run, Split::Test, None, FLEX).unwrap();
-    let summary = report.bag.unwrap();
+    let summary = report.bag.clone().unwrap();
     assert_eq!(summary.blend.len(), 3);
     assert!(summary.blend[1].run.ends_with("bag-1"));
     assert!(summary.blend[2].run.ends_with(TREES_FILE));
