@@ -139,6 +139,7 @@ pub struct EnsembleArgs {
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let trees = a.rating_trees.then_some(RatingTreesConfig {
         budget: a.tree_budget,
+        enabled: true,
     });
     if let Some(t) = &trees {
         t.validate()

@@ -569,6 +569,9 @@ impl TrainConfig {
             }
         }
         let mut config = config;
+        if config.train.rating_trees.is_some_and(|t| !t.enabled) {
+            config.train.rating_trees = None;
+        }
         config
             .data
             .sync_features()

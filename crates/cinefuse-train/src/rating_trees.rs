@@ -30,16 +30,24 @@ pub struct RatingTreesConfig {
     /// Perpetual's complexity budget: more trees and deeper fits as it grows (0.5–2 usual).
     #[serde(default = "default_budget")]
     pub budget: f32,
+    /// `false` turns a config's trees off (`--set train.rating_trees.enabled=false`).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
 }
 
 fn default_budget() -> f32 {
     1.0
 }
 
+fn enabled() -> bool {
+    true
+}
+
 impl Default for RatingTreesConfig {
     fn default() -> Self {
         Self {
             budget: default_budget(),
+            enabled: true,
         }
     }
 }
@@ -283,7 +291,7 @@ mod tests {
     #[test]
     fn budgets_outside_the_range_are_refused() {
         for bad in [0.0, -1.0, 5.5, f32::NAN] {
-            assert!(RatingTreesConfig { budget: bad }.validate().is_err(), "{bad}");
+            assert!(RatingTreesConfig { budget: bad, enabled: true }.validate().is_err(), "{bad}");
         }
         assert!(RatingTreesConfig::default().validate().is_ok());
     }

@@ -173,7 +173,7 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
 /// blend whose rating leans on them.
 fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     let out = root.join("blend-trees");
-    let cfg = RatingTreesConfig { budget: 0.5 };
+    let cfg = RatingTreesConfig { budget: 0.5, enabled: true };
     let info = blend(&[a.to_path_buf(), b.to_path_buf()], &out, FLEX, Some(cfg)).unwrap();
     assert_eq!(info.genre_weights.len(), 3);
     assert_eq!(info.genre_weights[2], 0.0, "the trees predict no genres");
@@ -345,5 +345,14 @@ fn rating_trees_need_folds_and_a_sane_budget() {
     let e = parse("[train]\nfolds = 3\n[train.rating_trees]\ndepth = 3\n").unwrap_err();
     assert!(format!("{e:#}").contains("depth"), "{e:#}");
     let c = parse("[train]\nfolds = 3\n[train.rating_trees]\n").unwrap();
-    assert_eq!(c.train.rating_trees, Some(RatingTreesConfig { budget: 1.0 }));
+    assert_eq!(c.train.rating_trees, Some(RatingTreesConfig::default()));
+    // A config's trees can be turned off from the command line.
+    let off = ["train.rating_trees.enabled=false".to_string()];
+    let c = cinefuse_train::TrainConfig::from_toml_str(
+        "name = \"x\"\n[train]\nfolds = 3\n[train.rating_trees]\nbudget = 2.0\n",
+        "c.toml",
+        &off,
+    )
+    .unwrap();
+    assert_eq!(c.train.rating_trees, None);
 }
