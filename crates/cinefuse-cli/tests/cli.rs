@@ -778,7 +778,14 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     // leans the rating on them so that a wrong walk shows.
     ok(
         d,
-        &["ensemble", "--runs", "runs/tuned", "--rating-trees", "--out", "runs/tuned-trees"],
+        &[
+            "ensemble",
+            "--runs",
+            "runs/tuned",
+            "--rating-trees",
+            "--out",
+            "runs/tuned-trees",
+        ],
     );
     let blend_file = d.join("runs/tuned-trees/blend.json");
     let mut blend: serde_json::Value =
@@ -786,9 +793,21 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     assert_eq!(blend["genre_weights"], serde_json::json!([1.0, 0.0]));
     blend["rating_weights"] = serde_json::json!([0.25, 0.75]);
     std::fs::write(&blend_file, blend.to_string()).unwrap();
-    ok(d, &["export", "--run", "runs/tuned-trees", "--out", "tuned-trees"]);
+    ok(
+        d,
+        &[
+            "export",
+            "--run",
+            "runs/tuned-trees",
+            "--out",
+            "tuned-trees",
+        ],
+    );
     portable::check_portable(d, "tuned-trees", &portable_movies(d));
-    let e = fails(d, &["ensemble", "--runs", "runs/tuned", "--out", "runs/lonely"]);
+    let e = fails(
+        d,
+        &["ensemble", "--runs", "runs/tuned", "--out", "runs/lonely"],
+    );
     assert!(e.contains("or one with --rating-trees"), "{e}");
 
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;

@@ -692,7 +692,10 @@ impl TrainConfig {
         }
         if let Some(trees) = &t.rating_trees {
             if t.folds == 0 {
-                return Err("train.rating_trees needs train.folds >= 2 (it trains on the bag's folds)".into());
+                return Err(
+                    "train.rating_trees needs train.folds >= 2 (it trains on the bag's folds)"
+                        .into(),
+                );
             }
             trees
                 .validate()

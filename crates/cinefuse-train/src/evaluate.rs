@@ -398,7 +398,11 @@ fn evaluate_blend(
             .runs
             .iter()
             .cloned()
-            .chain(b.trees.as_ref().map(|_| b.dir.join(crate::rating_trees::TREES_FILE)))
+            .chain(
+                b.trees
+                    .as_ref()
+                    .map(|_| b.dir.join(crate::rating_trees::TREES_FILE)),
+            )
             .enumerate()
             .map(|(i, run)| BlendPart {
                 run,
@@ -624,7 +628,11 @@ impl EvalReport {
                 .filter(|p| p.run.ends_with(crate::rating_trees::TREES_FILE))
                 .count();
             let bags = format!("blend of {} bags", b.blend.len() - trees);
-            if trees > 0 { bags + " and rating trees" } else { bags }
+            if trees > 0 {
+                bags + " and rating trees"
+            } else {
+                bags
+            }
         } else {
             format!("bag of {} members", b.members)
         };

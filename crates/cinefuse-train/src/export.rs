@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::blend::Blend;
-use crate::rating_trees::TREES_FILE;
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
 use crate::portable::write_portable;
+use crate::rating_trees::TREES_FILE;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -390,7 +390,11 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     let kind = format!(
         "a blend of {} bags{} (genre weights {:?}, rating weights {:?})",
         b.parts.len(),
-        if b.trees.is_some() { " and rating trees" } else { "" },
+        if b.trees.is_some() {
+            " and rating trees"
+        } else {
+            ""
+        },
         b.info.genre_weights,
         b.info.rating_weights
     );

@@ -341,7 +341,13 @@ impl Predictor {
         if let (Some(trees), Some(t)) = (&self.trees, &self.manifest.rating_trees) {
             let rows: Vec<Vec<f64>> = inputs
                 .iter()
-                .map(|i| tree_row(&i.item.numeric, &i.item.numeric_missing, &i.item.categorical))
+                .map(|i| {
+                    tree_row(
+                        &i.item.numeric,
+                        &i.item.numeric_missing,
+                        &i.item.categorical,
+                    )
+                })
                 .collect();
             let ratings = trees.predict_rows(&rows);
             let lead = &per_part[0];

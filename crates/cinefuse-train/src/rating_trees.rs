@@ -55,10 +55,7 @@ impl Default for RatingTreesConfig {
 impl RatingTreesConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.budget > 0.0 && self.budget <= 5.0) {
-            return Err(format!(
-                "budget must be in (0, 5], got {}",
-                self.budget
-            ));
+            return Err(format!("budget must be in (0, 5], got {}", self.budget));
         }
         Ok(())
     }
@@ -163,12 +160,21 @@ impl RatingTrees {
     pub fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
         self.members
             .iter()
-            .map(|f| rows.iter().map(|r| clamp_rating(f.predict_row(r))).collect())
+            .map(|f| {
+                rows.iter()
+                    .map(|r| clamp_rating(f.predict_row(r)))
+                    .collect()
+            })
             .collect()
     }
 
     /// Forest `k`'s rating for the movies `ids` of `prepared`.
-    pub fn predict_member(&self, k: usize, prepared: &Prepared, ids: &[String]) -> Result<Vec<f32>> {
+    pub fn predict_member(
+        &self,
+        k: usize,
+        prepared: &Prepared,
+        ids: &[String],
+    ) -> Result<Vec<f32>> {
         let at: HashMap<&str, &EncodedSample> = prepared
             .samples
             .iter()
@@ -177,9 +183,9 @@ impl RatingTrees {
         let rows = ids
             .iter()
             .map(|id| {
-                at.get(id.as_str()).map(|s| sample_row(s)).with_context(|| {
-                    format!("movie {id} is not in {}", prepared.dir.display())
-                })
+                at.get(id.as_str())
+                    .map(|s| sample_row(s))
+                    .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))
             })
             .collect::<Result<Vec<_>>>()?;
         if let Some(r) = rows.first().filter(|r| r.len() != self.width()) {
@@ -285,13 +291,25 @@ mod tests {
         assert_eq!((row[0], row[2]), (0.5, -1.25));
         assert!(row[1].is_nan(), "a numeric gap is missing, not 0");
         assert!(row[3].is_nan(), "category id 0 is missing");
-        assert_eq!((row[4], row[5]), (1.0, 7.0), "unknown (1) is a category of its own");
+        assert_eq!(
+            (row[4], row[5]),
+            (1.0, 7.0),
+            "unknown (1) is a category of its own"
+        );
     }
 
     #[test]
     fn budgets_outside_the_range_are_refused() {
         for bad in [0.0, -1.0, 5.5, f32::NAN] {
-            assert!(RatingTreesConfig { budget: bad, enabled: true }.validate().is_err(), "{bad}");
+            assert!(
+                RatingTreesConfig {
+                    budget: bad,
+                    enabled: true
+                }
+                .validate()
+                .is_err(),
+                "{bad}"
+            );
         }
         assert!(RatingTreesConfig::default().validate().is_ok());
     }

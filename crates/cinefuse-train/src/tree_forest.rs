@@ -105,7 +105,11 @@ impl Forest {
         for num in &order {
             let n = &tree.nodes[num];
             let index = |child: usize| if n.is_leaf { -1 } else { at[&child] as i32 };
-            self.feature.push(if n.is_leaf { -1 } else { n.split_feature as i32 });
+            self.feature.push(if n.is_leaf {
+                -1
+            } else {
+                n.split_feature as i32
+            });
             self.threshold.push(n.split_value);
             self.left.push(index(n.left_child));
             self.right.push(index(n.right_child));
@@ -116,7 +120,8 @@ impl Forest {
             if let Some(c) = n.left_cats.as_ref().filter(|_| !n.is_leaf) {
                 bits[..c.len()].copy_from_slice(c);
             }
-            self.is_cat.push(u8::from(n.left_cats.is_some() && !n.is_leaf));
+            self.is_cat
+                .push(u8::from(n.left_cats.is_some() && !n.is_leaf));
             self.cats.extend(bits);
         }
     }
@@ -145,7 +150,11 @@ impl Forest {
                 let bits = &self.cats[node * self.cat_bytes..(node + 1) * self.cat_bytes];
                 let c = v as usize;
                 let left = bits.get(c / 8).is_some_and(|b| (b >> (c % 8)) & 1 == 1);
-                if left { self.left[node] } else { self.right[node] }
+                if left {
+                    self.left[node]
+                } else {
+                    self.right[node]
+                }
             }
             Some(v) if v < self.threshold[node] => self.left[node],
             Some(_) => self.right[node],
@@ -161,27 +170,65 @@ impl Forest {
             (format!("{prefix}.{field}"), dtype, shape, bytes)
         };
         vec![
-            entry("base", Dtype::F64, vec![1], self.base.to_le_bytes().to_vec()),
-            entry("roots", Dtype::I32, vec![self.roots.len()], i32s(&self.roots)),
+            entry(
+                "base",
+                Dtype::F64,
+                vec![1],
+                self.base.to_le_bytes().to_vec(),
+            ),
+            entry(
+                "roots",
+                Dtype::I32,
+                vec![self.roots.len()],
+                i32s(&self.roots),
+            ),
             entry("feature", Dtype::I32, vec![n], i32s(&self.feature)),
             entry(
                 "threshold",
                 Dtype::F64,
                 vec![self.threshold.len()],
-                self.threshold.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                self.threshold
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
             ),
             entry("left", Dtype::I32, vec![self.left.len()], i32s(&self.left)),
-            entry("right", Dtype::I32, vec![self.right.len()], i32s(&self.right)),
-            entry("missing", Dtype::I32, vec![self.missing.len()], i32s(&self.missing)),
-            entry("is_leaf", Dtype::U8, vec![self.is_leaf.len()], self.is_leaf.clone()),
+            entry(
+                "right",
+                Dtype::I32,
+                vec![self.right.len()],
+                i32s(&self.right),
+            ),
+            entry(
+                "missing",
+                Dtype::I32,
+                vec![self.missing.len()],
+                i32s(&self.missing),
+            ),
+            entry(
+                "is_leaf",
+                Dtype::U8,
+                vec![self.is_leaf.len()],
+                self.is_leaf.clone(),
+            ),
             entry(
                 "value",
                 Dtype::F32,
                 vec![self.value.len()],
                 self.value.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ),
-            entry("is_cat", Dtype::U8, vec![self.is_cat.len()], self.is_cat.clone()),
-            entry("cats", Dtype::U8, vec![self.is_cat.len(), self.cat_bytes], self.cats.clone()),
+            entry(
+                "is_cat",
+                Dtype::U8,
+                vec![self.is_cat.len()],
+                self.is_cat.clone(),
+            ),
+            entry(
+                "cats",
+                Dtype::U8,
+                vec![self.is_cat.len(), self.cat_bytes],
+                self.cats.clone(),
+            ),
         ]
     }
 
@@ -302,7 +349,11 @@ mod tests {
             // Category ids from 1, as `tree_row` gives them (Perpetual mis-fits a category 0).
             let cat = (1 + i * 7 % 13) as f64;
             let gap = i % 9 == 0;
-            let bump = if [3.0, 6.0, 12.0].contains(&cat) { 2.0 } else { 0.0 };
+            let bump = if [3.0, 6.0, 12.0].contains(&cat) {
+                2.0
+            } else {
+                0.0
+            };
             y.push(if gap { 4.0 } else { 0.3 * x } + bump);
             rows.push(vec![if gap { f64::NAN } else { x }, cat, (i % 5) as f64]);
         }
@@ -328,7 +379,10 @@ mod tests {
         let (rows, y) = table(400);
         let booster = fitted(&rows, &y);
         let forest = Forest::from_booster(&booster).unwrap();
-        assert!(forest.is_cat.contains(&1), "no categorical split was learnt");
+        assert!(
+            forest.is_cat.contains(&1),
+            "no categorical split was learnt"
+        );
         assert!(forest.roots.len() > 5);
         let cols = rows[0].len();
         let data: Vec<f64> = (0..cols)
@@ -362,7 +416,11 @@ mod tests {
         let (rows, y) = table(200);
         let forest = Forest::from_booster(&fitted(&rows, &y)).unwrap();
         assert_eq!(round_trip(&forest).expect("loads"), forest);
-        let inner = forest.is_leaf.iter().position(|l| *l == 0).expect("a split");
+        let inner = forest
+            .is_leaf
+            .iter()
+            .position(|l| *l == 0)
+            .expect("a split");
         let mut looping = forest.clone();
         looping.left[inner] = inner as i32;
         let err = round_trip(&looping).unwrap_err();

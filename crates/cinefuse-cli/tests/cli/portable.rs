@@ -85,7 +85,11 @@ pub fn check_portable(d: &Path, model: &str, movies: &str) {
         return;
     };
     let blend = d.join(model).join("part-0").is_dir();
-    let first = if blend { format!("{model}/part-0") } else { model.to_string() };
+    let first = if blend {
+        format!("{model}/part-0")
+    } else {
+        model.to_string()
+    };
     for file in ["config.json", "tokenizer.json"] {
         assert!(d.join(&first).join(file).is_file(), "{first}/{file}");
     }

@@ -173,7 +173,10 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
 /// blend whose rating leans on them.
 fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     let out = root.join("blend-trees");
-    let cfg = RatingTreesConfig { budget: 0.5, enabled: true };
+    let cfg = RatingTreesConfig {
+        budget: 0.5,
+        enabled: true,
+    };
     let info = blend(&[a.to_path_buf(), b.to_path_buf()], &out, FLEX, Some(cfg)).unwrap();
     assert_eq!(info.genre_weights.len(), 3);
     assert_eq!(info.genre_weights[2], 0.0, "the trees predict no genres");
@@ -194,11 +197,19 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     );
     for (k, member) in each.iter().enumerate() {
         let forest = trees.predict_member(k, own[0], &member.ids).unwrap();
-        for i in 0..member.ids.len() {
-            let want = 0.25 * bag_a[k].rating[i] + 0.25 * bag_b[k].rating[i] + 0.5 * forest[i];
-            assert!((member.rating[i] - want).abs() < 1e-4, "member {k}, movie {i}");
+        for (i, tree) in forest.iter().enumerate() {
+            let want = 0.25 * bag_a[k].rating[i] + 0.25 * bag_b[k].rating[i] + 0.5 * tree;
+            assert!(
+                (member.rating[i] - want).abs() < 1e-4,
+                "member {k}, movie {i}"
+            );
         }
-        assert_ne!(forest, trees.predict_member((k + 1) % 3, own[0], &member.ids).unwrap());
+        assert_ne!(
+            forest,
+            trees
+                .predict_member((k + 1) % 3, own[0], &member.ids)
+                .unwrap()
+        );
     }
     let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
     assert!((report.rating.mae - mean.rating_metrics().mae).abs() < 1e-6);
@@ -292,7 +303,10 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
         "the partner's overrides apply"
     );
     assert!(saved.train.blend_with.is_empty());
-    assert!(saved.train.rating_trees.is_none(), "the trees are the blend's, not a bag's");
+    assert!(
+        saved.train.rating_trees.is_none(),
+        "the trees are the blend's, not a bag's"
+    );
 
     let report = evaluate(&run, Split::Test, None, FLEX).unwrap();
     let summary = report.bag.clone().unwrap();
@@ -312,7 +326,10 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     let trained: cinefuse_train::blend::BlendInfo =
         cinefuse_train::run_dir::read_json(&run.join("blend.json")).unwrap();
     assert_eq!(by_hand.genre_weights, trained.genre_weights);
-    assert_eq!(by_hand.rating_weights, trained.rating_weights, "the trees train the same");
+    assert_eq!(
+        by_hand.rating_weights, trained.rating_weights,
+        "the trees train the same"
+    );
     assert_eq!(
         by_hand.calibration.thresholds,
         trained.calibration.thresholds
@@ -339,9 +356,15 @@ fn rating_trees_need_folds_and_a_sane_budget() {
         cinefuse_train::TrainConfig::from_toml_str(&format!("name = \"x\"\n{extra}"), "c.toml", &[])
     };
     let e = parse("[train.rating_trees]\nbudget = 1.0\n").unwrap_err();
-    assert!(format!("{e:#}").contains("train.rating_trees needs train.folds"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("train.rating_trees needs train.folds"),
+        "{e:#}"
+    );
     let e = parse("[train]\nfolds = 3\n[train.rating_trees]\nbudget = 0\n").unwrap_err();
-    assert!(format!("{e:#}").contains("train.rating_trees: budget must be"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("train.rating_trees: budget must be"),
+        "{e:#}"
+    );
     let e = parse("[train]\nfolds = 3\n[train.rating_trees]\ndepth = 3\n").unwrap_err();
     assert!(format!("{e:#}").contains("depth"), "{e:#}");
     let c = parse("[train]\nfolds = 3\n[train.rating_trees]\n").unwrap();
