@@ -94,6 +94,7 @@ pub fn train_rating_trees(
     seed: u64,
     cfg: &RatingTreesConfig,
 ) -> Result<RatingTrees> {
+    let start = std::time::Instant::now();
     let n_numeric = prepared.preprocessor.n_numeric();
     let n_categorical = prepared.preprocessor.categorical_sizes().len();
     let members = (0..folds)
@@ -113,6 +114,11 @@ pub fn train_rating_trees(
                 .with_context(|| format!("rating trees of fold {}", k + 1))
         })
         .collect::<Result<Vec<_>>>()?;
+    let trees: usize = members.iter().map(|f| f.roots.len()).sum();
+    println!(
+        "rating trees: {folds} forests, {trees} trees, in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(RatingTrees {
         members,
         n_numeric,
