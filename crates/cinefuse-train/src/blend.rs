@@ -257,7 +257,8 @@ pub struct LearnedBlend {
 }
 
 impl LearnedBlend {
-    /// Writes `blend.json` and `oof_predictions.csv` into `dir`.
+    /// Writes `oof_predictions.csv`, the rating trees and, last (it marks the blend done),
+    /// `blend.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_oof(dir, &self.out_of_fold, &self.genres)?;
         if let Some(t) = &self.trees {

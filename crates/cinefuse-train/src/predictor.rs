@@ -328,6 +328,35 @@ impl Predictor {
         items
     }
 
+    /// The rating trees as a blend part (member k: the lead's member k with forest k's
+    /// ratings, from the lead's fields) and their rating weight.
+    fn tree_part(
+        &self,
+        lead: &[Predictions],
+        inputs: &[ModelInput],
+    ) -> Option<(Vec<Predictions>, f32)> {
+        let (trees, t) = (self.trees.as_ref()?, self.manifest.rating_trees.as_ref()?);
+        let rows: Vec<Vec<f64>> = inputs
+            .iter()
+            .map(|i| {
+                tree_row(
+                    &i.item.numeric,
+                    &i.item.numeric_missing,
+                    &i.item.categorical,
+                )
+            })
+            .collect();
+        let part = lead
+            .iter()
+            .zip(trees.predict_rows(&rows))
+            .map(|(p, rating)| Predictions {
+                rating,
+                ..p.clone()
+            })
+            .collect();
+        Some((part, t.rating_weight))
+    }
+
     /// A blend's members: member k of every part, weighted as the manifest says.
     fn blend_members(&self, lead: Vec<Predictions>, inputs: &[ModelInput]) -> Vec<Predictions> {
         let mut per_part = vec![lead];
@@ -338,30 +367,10 @@ impl Predictor {
         let parts = &self.manifest.parts;
         let mut genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
         let mut rating_w: Vec<f32> = parts.iter().map(|p| p.rating_weight).collect();
-        if let (Some(trees), Some(t)) = (&self.trees, &self.manifest.rating_trees) {
-            let rows: Vec<Vec<f64>> = inputs
-                .iter()
-                .map(|i| {
-                    tree_row(
-                        &i.item.numeric,
-                        &i.item.numeric_missing,
-                        &i.item.categorical,
-                    )
-                })
-                .collect();
-            let ratings = trees.predict_rows(&rows);
-            let lead = &per_part[0];
-            let part = lead
-                .iter()
-                .zip(ratings)
-                .map(|(p, rating)| Predictions {
-                    rating,
-                    ..p.clone()
-                })
-                .collect();
+        if let Some((part, weight)) = self.tree_part(&per_part[0], inputs) {
             per_part.push(part);
             genre_w.push(0.0);
-            rating_w.push(t.rating_weight);
+            rating_w.push(weight);
         }
         (0..per_part[0].len())
             .map(|m| {
