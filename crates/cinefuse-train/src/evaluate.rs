@@ -627,7 +627,8 @@ impl EvalReport {
                 .iter()
                 .filter(|p| p.run.ends_with(crate::rating_trees::TREES_FILE))
                 .count();
-            let bags = format!("blend of {} bags", b.blend.len() - trees);
+            let n = b.blend.len() - trees;
+            let bags = format!("blend of {n} bag{}", if n == 1 { "" } else { "s" });
             if trees > 0 {
                 bags + " and rating trees"
             } else {

@@ -388,8 +388,9 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     write_portable(dir, &manifest)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let kind = format!(
-        "a blend of {} bags{} (genre weights {:?}, rating weights {:?})",
+        "a blend of {} bag{}{} (genre weights {:?}, rating weights {:?})",
         b.parts.len(),
+        if b.parts.len() == 1 { "" } else { "s" },
         if b.trees.is_some() {
             " and rating trees"
         } else {
