@@ -146,7 +146,6 @@ fn fit_forest(
         .iter()
         .map(|s| f64::from(s.rating.expect("rated")))
         .collect();
-
     let mut booster = PerpetualBooster::default()
         .set_objective(Objective::SquaredLoss)
         .set_budget(cfg.budget)
