@@ -379,3 +379,85 @@ fn rating_trees_need_folds_and_a_sane_budget() {
     .unwrap();
     assert_eq!(c.train.rating_trees, None);
 }
+
+/// A forest with every kind of split (numeric, categorical within and beyond its bitset,
+/// missing to either side), built by hand: `cinefuse_torch.py`'s walk must score it as Rust
+/// does. Trained forests have no categorical splits today, so only this test reaches that
+/// branch of the reference. SKIPPED without a Python that has torch and safetensors.
+#[test]
+fn the_reference_walks_a_handmade_forest_as_rust_does() {
+    use cinefuse_train::tree_forest::Forest;
+    let repo = crate::manifest_dir().join("../..");
+    let python = std::env::var_os("CINEFUSE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("scripts/.venv/bin/python"));
+    let usable = std::process::Command::new(&python)
+        .args(["-c", "import torch, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        eprintln!("SKIPPED the reference's forest walk: no Python with torch and safetensors");
+        return;
+    }
+    // Tree 0: node 0 splits column 0 at 0.5 (missing → right); node 2 splits category column 1,
+    // categories 2 and 9 left (missing → left). Tree 1 is a single leaf.
+    let cats = |bits: &[usize]| {
+        let mut row = vec![0u8; 2];
+        for b in bits {
+            row[b / 8] |= 1 << (b % 8);
+        }
+        row
+    };
+    let forest = Forest {
+        base: 5.0,
+        roots: vec![0, 5],
+        feature: vec![0, -1, 1, -1, -1, -1],
+        threshold: vec![0.5, 0.0, 0.0, 0.0, 0.0, 0.0],
+        left: vec![1, -1, 3, -1, -1, -1],
+        right: vec![2, -1, 4, -1, -1, -1],
+        missing: vec![2, -1, 3, -1, -1, -1],
+        is_leaf: vec![0, 1, 0, 1, 1, 1],
+        value: vec![0.0, -1.0, 0.0, 0.75, 2.5, 0.125],
+        is_cat: vec![0, 0, 1, 0, 0, 0],
+        cat_bytes: 2,
+        cats: [vec![0; 4], cats(&[2, 9]), vec![0; 6]].concat(),
+    };
+    let trees = RatingTrees {
+        members: vec![forest.clone()],
+        n_numeric: 1,
+        n_categorical: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(TREES_FILE);
+    trees.save(&file).unwrap();
+    let nan = f64::NAN;
+    let rows = [
+        [0.2, 2.0],
+        [0.5, 2.0],
+        [nan, 9.0],
+        [0.9, 3.0],
+        [0.9, 40.0],
+        [0.9, nan],
+    ];
+    let want: Vec<f64> = rows.iter().map(|r| forest.predict_row(r)).collect();
+    assert_eq!(want, vec![4.125, 5.875, 5.875, 7.625, 7.625, 5.875]);
+    let script = format!(
+        "import sys, json, numpy as np\nsys.path.insert(0, {scripts:?})\nimport cinefuse_torch as ct\n\
+         from safetensors.numpy import load_file\n\
+         rows = np.array([[0.2, 2], [0.5, 2], [np.nan, 9], [0.9, 3], [0.9, 40], [0.9, np.nan]])\n\
+         print(json.dumps(ct.forest_ratings(load_file({file:?}), 0, rows).tolist()))\n",
+        scripts = repo.join("scripts").display().to_string(),
+        file = file.display().to_string(),
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, want);
+}
