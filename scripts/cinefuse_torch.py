@@ -904,14 +904,14 @@ def forest_ratings(tensors, k, rows):
     once, one level per step, as tree_forest.rs lays them out (children after parents)."""
     t = {name: tensors[f"member.{k}.{name}"] for name in
          ("base", "roots", "feature", "threshold", "left", "right", "missing", "is_leaf", "value", "is_cat", "cats")}
+    # One zero byte past every bitset: a category beyond it goes right.
+    cats = np.pad(t["cats"], ((0, 0), (0, 1)))
     node = np.repeat(t["roots"][None, :].astype(np.int64), len(rows), 0)
     at = np.arange(len(rows))[:, None]
     while not t["is_leaf"][node].all():
         v = rows[at, np.maximum(t["feature"][node], 0)]
         c = np.where(np.isfinite(v), v, 0).astype(np.int64)
-        byte = c // 8
-        width = t["cats"].shape[1]
-        bits = np.where(byte < width, t["cats"][node, np.minimum(byte, max(width - 1, 0))] if width else 0, 0)
+        bits = cats[node, np.minimum(c // 8, cats.shape[1] - 1)]
         cat_left = (bits >> (c % 8)) & 1 == 1
         go_left = np.where(t["is_cat"][node] == 1, cat_left, v < t["threshold"][node])
         child = np.where(np.isnan(v), t["missing"][node], np.where(go_left, t["left"][node], t["right"][node]))

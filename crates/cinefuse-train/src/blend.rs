@@ -26,7 +26,9 @@ use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::oof::write_oof;
 use crate::predictions::Predictions;
-use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, train_rating_trees};
+use crate::rating_trees::{
+    RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, train_rating_trees,
+};
 use crate::run_dir::{read_json, write_json};
 
 pub const BLEND_FILE: &str = "blend.json";
@@ -146,16 +148,21 @@ fn tree_part(
             lead.len()
         );
     }
-    lead.iter()
+    let ratings = lead
+        .iter()
         .enumerate()
-        .map(|(k, p)| {
-            let rating = trees.predict_member(k, prepared, &p.ids)?;
-            Ok(Predictions {
-                rating,
-                ..p.clone()
-            })
-        })
-        .collect()
+        .map(|(k, p)| trees.predict_member(k, prepared, &p.ids))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(blend_part(lead, ratings))
+}
+
+/// "blend of 3 bags", "blend of 1 bag and rating trees": what eval and the model card say.
+pub fn describe(bags: usize, trees: bool) -> String {
+    format!(
+        "blend of {bags} bag{}{}",
+        if bags == 1 { "" } else { "s" },
+        if trees { " and rating trees" } else { "" }
+    )
 }
 
 /// A blend's weights, and its bags for error messages.

@@ -627,13 +627,7 @@ impl EvalReport {
                 .iter()
                 .filter(|p| p.run.ends_with(crate::rating_trees::TREES_FILE))
                 .count();
-            let n = b.blend.len() - trees;
-            let bags = format!("blend of {n} bag{}", if n == 1 { "" } else { "s" });
-            if trees > 0 {
-                bags + " and rating trees"
-            } else {
-                bags
-            }
+            crate::blend::describe(b.blend.len() - trees, trees > 0)
         } else {
             format!("bag of {} members", b.members)
         };

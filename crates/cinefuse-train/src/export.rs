@@ -388,14 +388,8 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     write_portable(dir, &manifest)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let kind = format!(
-        "a blend of {} bag{}{} (genre weights {:?}, rating weights {:?})",
-        b.parts.len(),
-        if b.parts.len() == 1 { "" } else { "s" },
-        if b.trees.is_some() {
-            " and rating trees"
-        } else {
-            ""
-        },
+        "a {} (genre weights {:?}, rating weights {:?})",
+        crate::blend::describe(b.parts.len(), b.trees.is_some()),
         b.info.genre_weights,
         b.info.rating_weights
     );

@@ -20,7 +20,7 @@ use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest};
 use crate::predictions::{Predictions, predict_items};
-use crate::rating_trees::{RatingTrees, tree_row};
+use crate::rating_trees::{RatingTrees, blend_part, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
 
 /// A blend's rating trees from `file` in `dir`, checked against `lead`'s fields and members.
@@ -346,15 +346,7 @@ impl Predictor {
                 )
             })
             .collect();
-        let part = lead
-            .iter()
-            .zip(trees.predict_rows(&rows))
-            .map(|(p, rating)| Predictions {
-                rating,
-                ..p.clone()
-            })
-            .collect();
-        Some((part, t.rating_weight))
+        Some((blend_part(lead, trees.predict_rows(&rows)), t.rating_weight))
     }
 
     /// A blend's members: member k of every part, weighted as the manifest says.

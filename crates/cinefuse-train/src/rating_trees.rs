@@ -19,6 +19,7 @@ use perpetual::{Matrix, PerpetualBooster};
 use safetensors::tensor::SafeTensors;
 use serde::{Deserialize, Serialize};
 
+use crate::predictions::Predictions;
 use crate::tree_forest::Forest;
 
 pub const TREES_FILE: &str = "rating_trees.safetensors";
@@ -275,6 +276,18 @@ impl RatingTrees {
         }
         Ok(())
     }
+}
+
+/// The trees as a blend part: member k is `lead`'s member k (the part's genre weight is 0)
+/// with `ratings[k]`, forest k's ratings of the same movies.
+pub fn blend_part(lead: &[Predictions], ratings: Vec<Vec<f32>>) -> Vec<Predictions> {
+    lead.iter()
+        .zip(ratings)
+        .map(|(p, rating)| Predictions {
+            rating,
+            ..p.clone()
+        })
+        .collect()
 }
 
 /// On the 0–10 scale, as the networks' ratings are.

@@ -164,71 +164,65 @@ impl Forest {
 
     /// The arrays as safetensors entries named `{prefix}.{field}`.
     pub fn tensors(&self, prefix: &str) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
-        let n = self.len();
-        let i32s = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let entry = |field: &str, dtype, shape: Vec<usize>, bytes| {
+        let entry = |field: &str, dtype, len: usize, bytes: Vec<u8>| {
+            let shape = match field {
+                "cats" => vec![len, self.cat_bytes],
+                _ => vec![len],
+            };
             (format!("{prefix}.{field}"), dtype, shape, bytes)
         };
         vec![
-            entry(
-                "base",
-                Dtype::F64,
-                vec![1],
-                self.base.to_le_bytes().to_vec(),
-            ),
+            entry("base", Dtype::F64, 1, le(&[self.base], f64::to_le_bytes)),
             entry(
                 "roots",
                 Dtype::I32,
-                vec![self.roots.len()],
-                i32s(&self.roots),
+                self.roots.len(),
+                le(&self.roots, i32::to_le_bytes),
             ),
-            entry("feature", Dtype::I32, vec![n], i32s(&self.feature)),
+            entry(
+                "feature",
+                Dtype::I32,
+                self.len(),
+                le(&self.feature, i32::to_le_bytes),
+            ),
             entry(
                 "threshold",
                 Dtype::F64,
-                vec![self.threshold.len()],
-                self.threshold
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect(),
+                self.threshold.len(),
+                le(&self.threshold, f64::to_le_bytes),
             ),
-            entry("left", Dtype::I32, vec![self.left.len()], i32s(&self.left)),
+            entry(
+                "left",
+                Dtype::I32,
+                self.left.len(),
+                le(&self.left, i32::to_le_bytes),
+            ),
             entry(
                 "right",
                 Dtype::I32,
-                vec![self.right.len()],
-                i32s(&self.right),
+                self.right.len(),
+                le(&self.right, i32::to_le_bytes),
             ),
             entry(
                 "missing",
                 Dtype::I32,
-                vec![self.missing.len()],
-                i32s(&self.missing),
+                self.missing.len(),
+                le(&self.missing, i32::to_le_bytes),
             ),
             entry(
                 "is_leaf",
                 Dtype::U8,
-                vec![self.is_leaf.len()],
+                self.is_leaf.len(),
                 self.is_leaf.clone(),
             ),
             entry(
                 "value",
                 Dtype::F32,
-                vec![self.value.len()],
-                self.value.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                self.value.len(),
+                le(&self.value, f32::to_le_bytes),
             ),
-            entry(
-                "is_cat",
-                Dtype::U8,
-                vec![self.is_cat.len()],
-                self.is_cat.clone(),
-            ),
-            entry(
-                "cats",
-                Dtype::U8,
-                vec![self.is_cat.len(), self.cat_bytes],
-                self.cats.clone(),
-            ),
+            entry("is_cat", Dtype::U8, self.is_cat.len(), self.is_cat.clone()),
+            entry("cats", Dtype::U8, self.is_cat.len(), self.cats.clone()),
         ]
     }
 
@@ -238,20 +232,25 @@ impl Forest {
             st.tensor(&format!("{prefix}.{field}"))
                 .with_context(|| format!("tensor `{prefix}.{field}` is missing"))
         };
+        let i32s = |field| numbers(&get(field)?, Dtype::I32, i32::from_le_bytes);
+        let u8s = |field| numbers(&get(field)?, Dtype::U8, u8::from_le_bytes);
         let cats = get("cats")?;
         let forest = Forest {
-            base: f64s(&get("base")?)?.first().copied().unwrap_or(f64::NAN),
-            roots: i32s(&get("roots")?)?,
-            feature: i32s(&get("feature")?)?,
-            threshold: f64s(&get("threshold")?)?,
-            left: i32s(&get("left")?)?,
-            right: i32s(&get("right")?)?,
-            missing: i32s(&get("missing")?)?,
-            is_leaf: u8s(&get("is_leaf")?)?,
-            value: f32s(&get("value")?)?,
-            is_cat: u8s(&get("is_cat")?)?,
+            base: numbers(&get("base")?, Dtype::F64, f64::from_le_bytes)?
+                .first()
+                .copied()
+                .unwrap_or(f64::NAN),
+            roots: i32s("roots")?,
+            feature: i32s("feature")?,
+            threshold: numbers(&get("threshold")?, Dtype::F64, f64::from_le_bytes)?,
+            left: i32s("left")?,
+            right: i32s("right")?,
+            missing: i32s("missing")?,
+            is_leaf: u8s("is_leaf")?,
+            value: numbers(&get("value")?, Dtype::F32, f32::from_le_bytes)?,
+            is_cat: u8s("is_cat")?,
             cat_bytes: cats.shape().get(1).copied().unwrap_or(0),
-            cats: u8s(&cats)?,
+            cats: u8s("cats")?,
         };
         forest
             .check()
@@ -294,40 +293,24 @@ impl Forest {
     }
 }
 
-fn check_dtype(t: &TensorView<'_>, want: Dtype) -> Result<()> {
+/// Numbers as little-endian bytes.
+fn le<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|v| to(*v)).collect()
+}
+
+/// A tensor's numbers, refused unless it has the `want` dtype.
+fn numbers<T, const N: usize>(
+    t: &TensorView<'_>,
+    want: Dtype,
+    from: fn([u8; N]) -> T,
+) -> Result<Vec<T>> {
     if t.dtype() != want {
         bail!("dtype {:?}, expected {want:?}", t.dtype());
     }
-    Ok(())
-}
-
-fn i32s(t: &TensorView<'_>) -> Result<Vec<i32>> {
-    check_dtype(t, Dtype::I32)?;
     Ok(t.data()
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .chunks_exact(N)
+        .map(|b| from(b.try_into().expect("chunks of N bytes")))
         .collect())
-}
-
-fn f32s(t: &TensorView<'_>) -> Result<Vec<f32>> {
-    check_dtype(t, Dtype::F32)?;
-    Ok(t.data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .collect())
-}
-
-fn f64s(t: &TensorView<'_>) -> Result<Vec<f64>> {
-    check_dtype(t, Dtype::F64)?;
-    Ok(t.data()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect())
-}
-
-fn u8s(t: &TensorView<'_>) -> Result<Vec<u8>> {
-    check_dtype(t, Dtype::U8)?;
-    Ok(t.data().to_vec())
 }
 
 #[cfg(test)]

@@ -34,6 +34,19 @@ fn manifest_dir() -> std::path::PathBuf {
         .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }
 
+/// A Python that can `import {modules}`: `CINEFUSE_PYTHON`, else the scripts' venv; `None`
+/// when it cannot (the test then says SKIPPED).
+fn python_with(modules: &str) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("CINEFUSE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("../../scripts/.venv/bin/python"));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(python)
+}
+
 /// Burn seeds one global RNG per backend: tests that compare runs must not interleave.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -37,17 +37,10 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 /// probe report a score. SKIPPED without a Python that has scikit-learn.
 fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     let repo = crate::manifest_dir().join("../..");
-    let python = std::env::var_os("CINEFUSE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo.join("scripts/.venv/bin/python"));
-    let has_sklearn = std::process::Command::new(&python)
-        .args(["-c", "import sklearn"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_sklearn {
+    let Some(python) = super::python_with("sklearn") else {
         eprintln!("SKIPPED oof_probes.py: no Python with scikit-learn (scripts/setup_python.sh)");
         return;
-    }
+    };
     let out = std::process::Command::new(&python)
         .arg(repo.join("scripts/oof_probes.py"))
         .arg(root.join("demo"))
@@ -388,17 +381,10 @@ fn rating_trees_need_folds_and_a_sane_budget() {
 fn the_reference_walks_a_handmade_forest_as_rust_does() {
     use cinefuse_train::tree_forest::Forest;
     let repo = crate::manifest_dir().join("../..");
-    let python = std::env::var_os("CINEFUSE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo.join("scripts/.venv/bin/python"));
-    let usable = std::process::Command::new(&python)
-        .args(["-c", "import torch, safetensors"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !usable {
+    let Some(python) = super::python_with("torch, safetensors") else {
         eprintln!("SKIPPED the reference's forest walk: no Python with torch and safetensors");
         return;
-    }
+    };
     // Tree 0: node 0 splits column 0 at 0.5 (missing → right); node 2 splits category column 1,
     // categories 2 and 9 left (missing → left). Tree 1 is a single leaf.
     let cats = |bits: &[usize]| {

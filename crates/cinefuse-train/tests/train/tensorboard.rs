@@ -3,7 +3,6 @@
 //! `tensorboard` package that `scripts/setup_python.sh` installs; SKIPPED without it).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Command;
 
 use cinefuse_train::run_dir::read_metrics;
@@ -20,23 +19,10 @@ acc.Reload()
 print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}))
 "#;
 
-/// A Python with the `tensorboard` package: `CINEFUSE_PYTHON`, else the scripts' venv.
-fn tensorboard_python() -> Option<PathBuf> {
-    let root = crate::manifest_dir().join("../..");
-    let python = std::env::var_os("CINEFUSE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("scripts/.venv/bin/python"));
-    let ok = Command::new(&python)
-        .args(["-c", "import tensorboard"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(python)
-}
-
 #[test]
 fn tensorboard_reads_every_epoch_metric_and_step_of_a_run() {
     let _guard = serial();
-    let Some(python) = tensorboard_python() else {
+    let Some(python) = super::python_with("tensorboard") else {
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED: no Python with the tensorboard package (scripts/setup_python.sh installs it)"
