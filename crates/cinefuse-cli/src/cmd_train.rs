@@ -129,21 +129,35 @@ pub struct EnsembleArgs {
     /// and blend them into the rating.
     #[arg(long)]
     rating_trees: bool,
-    /// The trees' complexity budget (with --rating-trees).
-    #[arg(long, requires = "rating_trees", default_value_t = 1.0)]
-    tree_budget: f32,
+    /// The trees' boosting rounds (with --rating-trees).
+    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().iterations)]
+    tree_iterations: usize,
+    /// The trees' learning rate.
+    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().learning_rate)]
+    tree_learning_rate: f32,
+    /// Leaves per tree.
+    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().max_leaves)]
+    tree_leaves: usize,
+    /// L2 penalty on the trees' leaf values.
+    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().l2)]
+    tree_l2: f32,
     #[arg(long)]
     backend: Option<String>,
 }
 
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let trees = a.rating_trees.then_some(RatingTreesConfig {
-        budget: a.tree_budget,
-        enabled: true,
+        iterations: a.tree_iterations,
+        learning_rate: a.tree_learning_rate,
+        max_leaves: a.tree_leaves,
+        l2: a.tree_l2,
+        ..RatingTreesConfig::default()
     });
     if let Some(t) = &trees {
+        // The settings are named as in the config; the flags are --tree-iterations,
+        // --tree-learning-rate, --tree-leaves (max_leaves) and --tree-l2.
         t.validate()
-            .map_err(|e| anyhow::anyhow!("--tree-budget: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("--rating-trees: {e}"))?;
     }
     let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, trees)?;
     cinefuse_train::blend_train::print_weights(&info);

@@ -412,7 +412,11 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
         .collect();
     let bags: Vec<String> = (0..b.parts.len()).map(|k| format!("BAG-{k}")).collect();
     let trees = match b.info.rating_trees {
-        Some(t) => format!(" --rating-trees --tree-budget {}", t.budget),
+        Some(t) => format!(
+            " --rating-trees --tree-iterations {} --tree-learning-rate {} --tree-leaves {} \
+             --tree-l2 {}",
+            t.iterations, t.learning_rate, t.max_leaves, t.l2
+        ),
         None => String::new(),
     };
     lines.push(format!(

@@ -5,8 +5,9 @@
 //! the trees' rating weight, thresholds and interval exactly as it does a bag's. Trees are
 //! the strongest rating peer on tabular metadata; blended, they cover what the networks miss.
 //!
-//! Training uses Perpetual (a pure-Rust booster whose one knob is a `budget`); prediction
-//! walks the flattened forests of `tree_forest.rs`, which is also what export writes.
+//! Training uses forust (pure-Rust histogram boosting, grown leaf by leaf, with the settings of
+//! scikit-learn's rating peer); prediction walks the flattened forests of `tree_forest.rs`,
+//! which is also what export writes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,8 +15,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use cinefuse_data::Prepared;
 use cinefuse_data::prepared::EncodedSample;
-use perpetual::objective::Objective;
-use perpetual::{Matrix, PerpetualBooster};
+use forust_ml::gradientbooster::GrowPolicy;
+use forust_ml::objective::ObjectiveType;
+use forust_ml::{GradientBooster, Matrix};
 use safetensors::tensor::SafeTensors;
 use serde::{Deserialize, Serialize};
 
@@ -24,19 +26,45 @@ use crate::tree_forest::Forest;
 
 pub const TREES_FILE: &str = "rating_trees.safetensors";
 
-/// How the trees train (`[train.rating_trees]`, `ensemble --rating-trees`).
+/// How the trees train (`[train.rating_trees]`, `ensemble --rating-trees`). The defaults are
+/// those of the gradient-boosting peer in `scripts/baselines_sklearn.py`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RatingTreesConfig {
-    /// Perpetual's complexity budget: more trees and deeper fits as it grows (0.5–2 usual).
-    #[serde(default = "default_budget")]
-    pub budget: f32,
+    /// Boosting rounds: each adds one tree.
+    #[serde(default = "default_iterations")]
+    pub iterations: usize,
+    /// Shrinkage of each tree's values.
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f32,
+    /// Leaves per tree (grown best split first).
+    #[serde(default = "default_max_leaves")]
+    pub max_leaves: usize,
+    /// L2 penalty on leaf values.
+    #[serde(default = "default_l2")]
+    pub l2: f32,
     /// `false` turns a config's trees off (`--set train.rating_trees.enabled=false`).
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// The knob of the earlier booster (Perpetual): read so that earlier blends still load;
+    /// never written, so a config naming it is refused as an unknown key.
+    #[serde(default, skip_serializing)]
+    pub budget: Option<f32>,
 }
 
-fn default_budget() -> f32 {
+fn default_iterations() -> usize {
+    400
+}
+
+fn default_learning_rate() -> f32 {
+    0.05
+}
+
+fn default_max_leaves() -> usize {
+    15
+}
+
+fn default_l2() -> f32 {
     1.0
 }
 
@@ -47,16 +75,39 @@ fn enabled() -> bool {
 impl Default for RatingTreesConfig {
     fn default() -> Self {
         Self {
-            budget: default_budget(),
+            iterations: default_iterations(),
+            learning_rate: default_learning_rate(),
+            max_leaves: default_max_leaves(),
+            l2: default_l2(),
             enabled: true,
+            budget: None,
         }
     }
 }
 
 impl RatingTreesConfig {
+    /// The first bad setting, named by its key.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.budget > 0.0 && self.budget <= 5.0) {
-            return Err(format!("budget must be in (0, 5], got {}", self.budget));
+        if !(1..=10_000).contains(&self.iterations) {
+            return Err(format!(
+                "iterations must be in 1..=10000, got {}",
+                self.iterations
+            ));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return Err(format!(
+                "learning_rate must be in (0, 1], got {}",
+                self.learning_rate
+            ));
+        }
+        if !(2..=1024).contains(&self.max_leaves) {
+            return Err(format!(
+                "max_leaves must be in 2..=1024, got {}",
+                self.max_leaves
+            ));
+        }
+        if !(self.l2 >= 0.0 && self.l2.is_finite()) {
+            return Err(format!("l2 must be a finite number >= 0, got {}", self.l2));
         }
         Ok(())
     }
@@ -70,9 +121,8 @@ pub struct RatingTrees {
 }
 
 /// A movie's row for the trees: numeric fields, then category ids; NaN where a value is
-/// missing (a numeric gap, or category id 0). The ids are split on as numbers, not as
-/// categories: Perpetual's categorical splits fitted worse here (docs/RESULTS.md), and they
-/// mis-fit a column whose values include 0.
+/// missing (a numeric gap, or category id 0). The ids are split on as numbers (ordered codes):
+/// scikit-learn's native categorical splits fitted no better here (docs/RESULTS.md).
 pub fn tree_row(numeric: &[f32], numeric_missing: &[f32], categorical: &[u32]) -> Vec<f64> {
     let category = |c: &u32| if *c == 0 { f64::NAN } else { f64::from(*c) };
     numeric
@@ -138,7 +188,7 @@ fn fit_forest(
         bail!("only {} rated movies to learn from", rows.len());
     }
     let cols = n_numeric + n_categorical;
-    // Perpetual reads column-major data.
+    // forust reads column-major data.
     let table: Vec<Vec<f64>> = rows.iter().map(|s| sample_row(s)).collect();
     let data: Vec<f64> = (0..cols)
         .flat_map(|j| table.iter().map(move |r| r[j]))
@@ -147,12 +197,18 @@ fn fit_forest(
         .iter()
         .map(|s| f64::from(s.rating.expect("rated")))
         .collect();
-    let mut booster = PerpetualBooster::default()
-        .set_objective(Objective::SquaredLoss)
-        .set_budget(cfg.budget)
+    let mut booster = GradientBooster::default()
+        .set_objective_type(ObjectiveType::SquaredLoss)
+        .set_iterations(cfg.iterations)
+        .set_learning_rate(cfg.learning_rate)
+        .set_max_leaves(cfg.max_leaves)
+        // Leaf-wise growth is bounded by the leaf count; depth only by this backstop.
+        .set_max_depth(cfg.max_leaves)
+        .set_l2(cfg.l2)
         .set_seed(seed);
+    booster.grow_policy = GrowPolicy::LossGuide;
     booster
-        .fit(&Matrix::new(&data, rows.len(), cols), &y, None, None)
+        .fit_unweighted(&Matrix::new(&data, rows.len(), cols), &y, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Forest::from_booster(&booster)
 }
@@ -317,18 +373,52 @@ mod tests {
     }
 
     #[test]
-    fn budgets_outside_the_range_are_refused() {
-        for bad in [0.0, -1.0, 5.5, f32::NAN] {
-            assert!(
+    fn settings_outside_their_range_are_refused_by_key() {
+        let base = RatingTreesConfig::default();
+        assert!(base.validate().is_ok());
+        let bad = [
+            (
+                "iterations",
                 RatingTreesConfig {
-                    budget: bad,
-                    enabled: true
-                }
-                .validate()
-                .is_err(),
-                "{bad}"
-            );
+                    iterations: 0,
+                    ..base
+                },
+            ),
+            (
+                "learning_rate",
+                RatingTreesConfig {
+                    learning_rate: 0.0,
+                    ..base
+                },
+            ),
+            (
+                "learning_rate",
+                RatingTreesConfig {
+                    learning_rate: f32::NAN,
+                    ..base
+                },
+            ),
+            (
+                "max_leaves",
+                RatingTreesConfig {
+                    max_leaves: 1,
+                    ..base
+                },
+            ),
+            ("l2", RatingTreesConfig { l2: -1.0, ..base }),
+        ];
+        for (key, cfg) in bad {
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(key), "{key}: {err}");
         }
-        assert!(RatingTreesConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn an_earlier_blends_budget_still_reads() {
+        let old: RatingTreesConfig = serde_json::from_str(r#"{"budget": 1.0, "enabled": true}"#)
+            .expect("an earlier blend.json's trees read");
+        assert_eq!(old.iterations, default_iterations());
+        let saved = serde_json::to_string(&RatingTreesConfig::default()).unwrap();
+        assert!(!saved.contains("budget"), "{saved}");
     }
 }

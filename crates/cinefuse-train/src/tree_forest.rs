@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use perpetual::PerpetualBooster;
-use perpetual::tree::core::Tree;
+use forust_ml::GradientBooster;
+use forust_ml::tree::Tree;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,26 +34,17 @@ pub struct Forest {
 }
 
 impl Forest {
-    /// The booster's trees, each laid out parent before children. Refused when Perpetual
-    /// added its linear head (only without categorical fields, which cinefuse always has).
-    pub fn from_booster(booster: &PerpetualBooster) -> Result<Self> {
-        if booster.regression_head.is_some() {
-            bail!("the booster has a linear head, which a flat forest does not carry");
-        }
-        let trees = booster.get_prediction_trees();
-        let cat_bytes = trees
-            .iter()
-            .flat_map(|t| t.nodes.values())
-            .filter_map(|n| n.left_cats.as_ref().map(|c| c.len()))
-            .max()
-            .unwrap_or(0);
+    /// The booster's trees, each laid out parent before children. forust splits numbers only,
+    /// so the forest has no categorical splits (the format keeps them for other boosters).
+    pub fn from_booster(booster: &GradientBooster) -> Result<Self> {
         let mut forest = Forest {
             base: booster.base_score,
-            cat_bytes,
             ..Forest::empty()
         };
-        for tree in trees {
-            forest.push_tree(tree);
+        // The trees `predict` uses: all of them, or the first `prediction_iteration`.
+        let used = booster.prediction_iteration.unwrap_or(booster.trees.len());
+        for tree in booster.trees.iter().take(used) {
+            forest.push_tree(tree)?;
         }
         Ok(forest)
     }
@@ -84,13 +75,19 @@ impl Forest {
     }
 
     /// Appends `tree` in breadth-first order from its root (node 0).
-    fn push_tree(&mut self, tree: &Tree) {
+    fn push_tree(&mut self, tree: &Tree) -> Result<()> {
+        let node = |num: usize| {
+            tree.nodes
+                .get(num)
+                .filter(|n| n.num == num)
+                .with_context(|| format!("a tree has no node {num} where a split points"))
+        };
         let start = self.len();
         let mut order = vec![0usize];
         let mut at = HashMap::new();
         let mut i = 0;
         while i < order.len() {
-            let n = &tree.nodes[&order[i]];
+            let n = node(order[i])?;
             at.insert(n.num, start + i);
             if !n.is_leaf {
                 order.push(n.left_child);
@@ -103,7 +100,7 @@ impl Forest {
         }
         self.roots.push(start as i32);
         for num in &order {
-            let n = &tree.nodes[num];
+            let n = node(*num)?;
             let index = |child: usize| if n.is_leaf { -1 } else { at[&child] as i32 };
             self.feature.push(if n.is_leaf {
                 -1
@@ -116,14 +113,9 @@ impl Forest {
             self.missing.push(index(n.missing_node));
             self.is_leaf.push(u8::from(n.is_leaf));
             self.value.push(n.weight_value);
-            let mut bits = vec![0u8; self.cat_bytes];
-            if let Some(c) = n.left_cats.as_ref().filter(|_| !n.is_leaf) {
-                bits[..c.len()].copy_from_slice(c);
-            }
-            self.is_cat
-                .push(u8::from(n.left_cats.is_some() && !n.is_leaf));
-            self.cats.extend(bits);
+            self.is_cat.push(0);
         }
+        Ok(())
     }
 
     /// The forest's prediction for one row of features (NaN: missing).
@@ -315,44 +307,40 @@ fn numbers<T, const N: usize>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
-    use perpetual::Matrix;
-    use perpetual::objective::Objective;
+    use forust_ml::Matrix;
+    use forust_ml::objective::ObjectiveType;
 
     use super::*;
 
-    /// Rows where the target depends on a numeric column (with gaps) and a category: every
-    /// kind of split the walk must follow.
+    /// Rows where the target depends on a numeric column with gaps and on a code column: the
+    /// kinds of split forust learns (numeric, missing to either side).
     fn table(n: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut rows = Vec::new();
         let mut y = Vec::new();
         for i in 0..n {
             let x = ((i * 37) % 101) as f64 / 10.0;
-            // Category ids from 1, as `tree_row` gives them (Perpetual mis-fits a category 0).
-            let cat = (1 + i * 7 % 13) as f64;
+            let code = (1 + i * 7 % 13) as f64;
             let gap = i % 9 == 0;
-            let bump = if [3.0, 6.0, 12.0].contains(&cat) {
-                2.0
-            } else {
-                0.0
-            };
+            let bump = if code > 8.0 { 2.0 } else { 0.0 };
             y.push(if gap { 4.0 } else { 0.3 * x } + bump);
-            rows.push(vec![if gap { f64::NAN } else { x }, cat, (i % 5) as f64]);
+            rows.push(vec![if gap { f64::NAN } else { x }, code, (i % 5) as f64]);
         }
         (rows, y)
     }
 
-    fn fitted(rows: &[Vec<f64>], y: &[f64]) -> PerpetualBooster {
-        let cols = rows[0].len();
-        let data: Vec<f64> = (0..cols)
+    fn column_major(rows: &[Vec<f64>]) -> Vec<f64> {
+        (0..rows[0].len())
             .flat_map(|j| rows.iter().map(move |r| r[j]))
-            .collect();
-        let mut b = PerpetualBooster::default()
-            .set_objective(Objective::SquaredLoss)
-            .set_budget(1.0)
-            .set_categorical_features(Some(HashSet::from([1])));
-        b.fit(&Matrix::new(&data, rows.len(), cols), y, None, None)
+            .collect()
+    }
+
+    fn fitted(rows: &[Vec<f64>], y: &[f64]) -> GradientBooster {
+        let data = column_major(rows);
+        let mut b = GradientBooster::default()
+            .set_objective_type(ObjectiveType::SquaredLoss)
+            .set_iterations(60)
+            .set_learning_rate(0.2);
+        b.fit_unweighted(&Matrix::new(&data, rows.len(), rows[0].len()), y, None)
             .expect("fits");
         b
     }
@@ -362,19 +350,18 @@ mod tests {
         let (rows, y) = table(400);
         let booster = fitted(&rows, &y);
         let forest = Forest::from_booster(&booster).unwrap();
-        assert!(
-            forest.is_cat.contains(&1),
-            "no categorical split was learnt"
-        );
-        assert!(forest.roots.len() > 5);
-        let cols = rows[0].len();
-        let data: Vec<f64> = (0..cols)
-            .flat_map(|j| rows.iter().map(move |r| r[j]))
-            .collect();
-        let want = booster.predict(&Matrix::new(&data, rows.len(), cols), false);
+        assert_eq!(forest.roots.len(), 60);
+        let data = column_major(&rows);
+        let want = booster.predict(&Matrix::new(&data, rows.len(), rows[0].len()), false);
         for (r, w) in rows.iter().zip(&want) {
             assert!((forest.predict_row(r) - w).abs() < 1e-9, "{r:?}");
         }
+        let gap_goes_somewhere = forest
+            .missing
+            .iter()
+            .zip(&forest.is_leaf)
+            .all(|(m, leaf)| (*leaf == 1) == (*m < 0));
+        assert!(gap_goes_somewhere, "a split without a missing branch");
         let mae: f64 = rows
             .iter()
             .zip(&y)
@@ -382,6 +369,44 @@ mod tests {
             .sum::<f64>()
             / y.len() as f64;
         assert!(mae < 0.3, "the trees did not learn the table: MAE {mae}");
+    }
+
+    /// One tree: a numeric split on field 0 (gaps right) whose right child splits field 1 by
+    /// category, {2, 9} left, gaps left.
+    fn handmade() -> Forest {
+        Forest {
+            base: 1.0,
+            roots: vec![0],
+            feature: vec![0, -1, 1, -1, -1],
+            threshold: vec![0.5, 0.0, 0.0, 0.0, 0.0],
+            left: vec![1, -1, 3, -1, -1],
+            right: vec![2, -1, 4, -1, -1],
+            missing: vec![2, -1, 3, -1, -1],
+            is_leaf: vec![0, 1, 0, 1, 1],
+            value: vec![0.0, 10.0, 0.0, 20.0, 30.0],
+            is_cat: vec![0, 0, 1, 0, 0],
+            cat_bytes: 2,
+            // Node 2's two bytes: bit 2 of byte 0 (category 2), bit 1 of byte 1 (category 9).
+            cats: vec![0, 0, 0, 0, 1 << 2, 1 << 1, 0, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn a_handmade_forest_walks_every_kind_of_split() {
+        let f = handmade();
+        let nan = f64::NAN;
+        let cases = [
+            ([0.4, 9.0], 11.0),  // numeric left
+            ([0.5, 9.0], 21.0),  // x == threshold goes right; 9 is in the set
+            ([nan, 2.0], 21.0),  // a numeric gap goes right; 2 in the set
+            ([0.9, 3.0], 31.0),  // 3 not in the set
+            ([0.9, 40.0], 31.0), // beyond the bitset: not in the set
+            ([0.9, nan], 21.0),  // a categorical gap goes left
+        ];
+        for (row, want) in cases {
+            assert_eq!(f.predict_row(&row), want, "{row:?}");
+        }
+        assert_eq!(round_trip(&f).expect("loads"), f);
     }
 
     fn round_trip(forest: &Forest) -> Result<Forest> {

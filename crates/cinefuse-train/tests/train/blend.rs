@@ -167,8 +167,11 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
 fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     let out = root.join("blend-trees");
     let cfg = RatingTreesConfig {
-        budget: 0.5,
-        enabled: true,
+        iterations: 50,
+        learning_rate: 0.1,
+        max_leaves: 7,
+        l2: 2.0,
+        ..RatingTreesConfig::default()
     };
     let info = blend(&[a.to_path_buf(), b.to_path_buf()], &out, FLEX, Some(cfg)).unwrap();
     assert_eq!(info.genre_weights.len(), 3);
@@ -213,7 +216,9 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     let t = predictor.manifest.rating_trees.as_ref().unwrap();
     assert_eq!((t.file.as_str(), t.rating_weight), (TREES_FILE, 0.5));
     let card = std::fs::read_to_string(model.join("README.md")).unwrap();
-    assert!(card.contains("--rating-trees --tree-budget 0.5"), "{card}");
+    let flags = "--rating-trees --tree-iterations 50 --tree-learning-rate 0.1 --tree-leaves 7 \
+                 --tree-l2 2";
+    assert!(card.contains(flags), "{card}");
     let items = items_of(&predictor, &root.join("demo"), &mean.ids);
     let interval = blended.info.calibration.interval.as_ref();
     super::bag::assert_predicts_the_ensemble(&predictor, &items, &mean, &each, interval);
@@ -344,19 +349,27 @@ fn blend_with_needs_folds() {
 }
 
 #[test]
-fn rating_trees_need_folds_and_a_sane_budget() {
+fn rating_trees_need_folds_and_sane_settings() {
     let parse = |extra: &str| {
         cinefuse_train::TrainConfig::from_toml_str(&format!("name = \"x\"\n{extra}"), "c.toml", &[])
     };
-    let e = parse("[train.rating_trees]\nbudget = 1.0\n").unwrap_err();
+    let e = parse("[train.rating_trees]\nmax_leaves = 15\n").unwrap_err();
     assert!(
         format!("{e:#}").contains("train.rating_trees needs train.folds"),
         "{e:#}"
     );
-    let e = parse("[train]\nfolds = 3\n[train.rating_trees]\nbudget = 0\n").unwrap_err();
+    let e = parse("[train]\nfolds = 3\n[train.rating_trees]\nlearning_rate = 0\n").unwrap_err();
     assert!(
-        format!("{e:#}").contains("train.rating_trees: budget must be"),
+        format!("{e:#}").contains("train.rating_trees: learning_rate must be"),
         "{e:#}"
+    );
+    // The earlier booster's knob is refused with the keys that replaced it.
+    let e = parse("[train]\nfolds = 3\n[train.rating_trees]\nbudget = 1.0\n").unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("unknown key `train.rating_trees.budget`"), "{e}");
+    assert!(
+        e.contains("iterations, l2, learning_rate, max_leaves"),
+        "{e}"
     );
     let e = parse("[train]\nfolds = 3\n[train.rating_trees]\ndepth = 3\n").unwrap_err();
     assert!(format!("{e:#}").contains("depth"), "{e:#}");
@@ -365,7 +378,7 @@ fn rating_trees_need_folds_and_a_sane_budget() {
     // A config's trees can be turned off from the command line.
     let off = ["train.rating_trees.enabled=false".to_string()];
     let c = cinefuse_train::TrainConfig::from_toml_str(
-        "name = \"x\"\n[train]\nfolds = 3\n[train.rating_trees]\nbudget = 2.0\n",
+        "name = \"x\"\n[train]\nfolds = 3\n[train.rating_trees]\niterations = 100\n",
         "c.toml",
         &off,
     )
