@@ -275,8 +275,16 @@ fn synth_prepare_train_eval_export_predict() {
         "one prediction per movie"
     );
 
-    // Resuming a finished run is a no-op that still succeeds.
+    // Resuming a finished run is a no-op that still succeeds, from any directory: the run's
+    // relative data paths are where training ran, and nothing is prepared where it resumes.
     ok(d, &["train", "--resume", "runs/t"]);
+    let elsewhere = d.join("runs");
+    ok(&elsewhere, &["train", "--resume", "t"]);
+    let made: Vec<_> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(made, ["t"], "resuming from runs/ wrote beside the run");
 }
 
 #[test]

@@ -276,11 +276,14 @@ impl Trainer {
         // Devices first: a backend that cannot train this config leaves no run folder behind.
         // (A resumed run's config is the one `--resume` loaded from the run folder.)
         let selected = training_devices(&backend_config(config, opts)?, config.train.precision)?;
-        let (config, run_dir, lock, unstarted) = open_run(config, opts)?;
+        let (mut config, run_dir, lock, unstarted) = open_run(config, opts)?;
         let resuming = opts.resume.is_some();
-        // A resumed run's own facts, read once.
+        // A resumed run's own facts, read once, with its relative paths taken from the folder
+        // training ran in: a run resumes from any directory, and never prepares data anew here.
         let saved: Option<RunInfo> = if resuming {
-            Some(read_json(&run_dir.join(RUN_FILE))?)
+            let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+            info.locate_paths(&mut config);
+            Some(info)
         } else {
             None
         };
