@@ -353,20 +353,30 @@ def frequent(lists, min_freq, top):
     return [k for k, _ in kept[:top]]
 
 
+def writers_of(m):
+    return [w.split("(")[0].strip().lower() for w in str(m.get("extra", {}).get("writer") or "").replace("|", ",").split(",") if w.strip()]
+
+
+def award_words_of(m):
+    return [w for w in "".join(c.lower() if c.isalnum() else " " for c in str(m.get("extra", {}).get("awards") or "")).split() if len(w) > 1]
+
+
+def extra_vocab(train):
+    """The writers (seen 3+ times, top 50) and award words (5+, top 30) of the fitting movies."""
+    return frequent((writers_of(m) for m in train), 3, 50), frequent((award_words_of(m) for m in train), 5, 30)
+
+
 def extra_features(movies_by_split):
     """metascore, release month (categorical), writers (multi-hot of 50) and award words
     (multi-hot of 30), encoded as cinefuse encodes its declared features; None without them."""
     if not any(m.get("extra", {}).get("metascore") is not None for m in movies_by_split["train"]):
         return None
-    writers = lambda m: [w.split("(")[0].strip().lower() for w in str(m.get("extra", {}).get("writer") or "").replace("|", ",").split(",") if w.strip()]
-    words = lambda m: [w for w in "".join(c.lower() if c.isalnum() else " " for c in str(m.get("extra", {}).get("awards") or "")).split() if len(w) > 1]
-    top_writers = frequent((writers(m) for m in movies_by_split["train"]), 3, 50)
-    top_words = frequent((words(m) for m in movies_by_split["train"]), 5, 30)
+    top_writers, top_words = extra_vocab(movies_by_split["train"])
 
     def row(m):
         e = m.get("extra", {})
         score = e.get("metascore")
-        w, a = set(writers(m)), set(words(m))
+        w, a = set(writers_of(m)), set(award_words_of(m))
         return [float(score) if score is not None else np.nan, month_of(e.get("released"))] + \
             [1.0 if x in w else 0.0 for x in top_writers] + [1.0 if x in a else 0.0 for x in top_words]
 

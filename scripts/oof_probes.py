@@ -12,7 +12,8 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
     biases), as micro-F1, macro-F1, top-1 and micro average precision;
   - rating: the blend's greedy rating weights against gradient boosting on the metadata and
     extra columns (scikit-learn's HistGradientBoostingRegressor, the peer of
-    baselines_sklearn.py) fitted on the same folds, and the two combined by greedy weights.
+    baselines_sklearn.py) fitted on the same folds, and the two combined by greedy weights;
+    the same without the award words, and without the writers (which columns carry it).
 """
 
 import argparse
@@ -135,7 +136,7 @@ def probe_genres(tables, ids, fold):
 
 def gbm_features(movies, fit_ids, all_ids):
     """The metadata + extra columns of baselines_sklearn.py's rating peer, vocabularies from
-    the fitting rows only."""
+    the fitting rows only; and the columns of the writers and of the award words."""
     vocabs = []
     for key in ("certificate", "directors", "languages", "countries", "cast"):
         seen = {}
@@ -147,8 +148,15 @@ def gbm_features(movies, fit_ids, all_ids):
         vocabs.append(seen)
     x = np.array([peers.meta_features(movies[i], vocabs) for i in all_ids], dtype=float)
     x[:, 5:] = np.where((x[:, 5:] < 0) | (x[:, 5:] > 250), np.nan, x[:, 5:])
-    extra = peers.extra_features({"train": [movies[i] for i in fit_ids], "all": [movies[i] for i in all_ids]})
-    return x if extra is None else np.hstack([x, extra["all"]])
+    fit = [movies[i] for i in fit_ids]
+    extra = peers.extra_features({"train": fit, "all": [movies[i] for i in all_ids]})
+    if extra is None:
+        return x, {}
+    # The extras: metascore, month, then the writers' and the award words' multi-hots.
+    writers, words = (len(v) for v in peers.extra_vocab(fit))
+    start = x.shape[1] + 2
+    groups = {"writers": range(start, start + writers), "award words": range(start + writers, start + writers + words)}
+    return np.hstack([x, extra["all"]]), groups
 
 
 def probe_rating(tables, ids, fold, movies):
@@ -160,20 +168,25 @@ def probe_rating(tables, ids, fold, movies):
     mae = lambda p: np.abs(p - truth).mean()  # noqa: E731
     weights = greedy(list(preds), mae)
     blend = weights @ preds
-    gbm = np.zeros(len(rid))
-    for k in sorted(set(rfold)):
-        tr, te = np.where(rfold != k)[0], np.where(rfold == k)[0]
-        x = gbm_features(movies, [rid[i] for i in tr], rid)
-        cols = [c for c in range(x.shape[1]) if not np.isnan(x[tr, c]).all()]
-        cats = [j for j, c in enumerate(cols) if 5 <= c < 10 or c == 11]
-        model = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15,
-                                              l2_regularization=1.0, random_state=0, categorical_features=cats)
-        gbm[te] = model.fit(x[tr][:, cols], truth[tr]).predict(x[te][:, cols])
-    mixed = greedy([blend, gbm], mae)
+    folds = [(np.where(rfold != k)[0], np.where(rfold == k)[0]) for k in sorted(set(rfold))]
+    tables_k = [gbm_features(movies, [rid[i] for i in tr], rid) for tr, _ in folds]
     print(f"rating, {len(rid)} movies, out-of-fold MAE:")
     print(f"  the bags' greedy blend (weights {np.round(weights, 2)}): {mae(blend):.4f}")
-    print(f"  gradient boosting on the same folds: {mae(gbm):.4f}")
-    print(f"  both, greedy weights {np.round(mixed, 2)}: {mae(mixed @ np.stack([blend, gbm])):.4f}")
+    for dropped in (None, "award words", "writers"):
+        if dropped and dropped not in tables_k[0][1]:
+            continue
+        gbm = np.zeros(len(rid))
+        for (tr, te), (x, groups) in zip(folds, tables_k):
+            gone = set(groups[dropped]) if dropped else set()
+            cols = [c for c in range(x.shape[1]) if c not in gone and not np.isnan(x[tr, c]).all()]
+            cats = [j for j, c in enumerate(cols) if 5 <= c < 10 or c == 11]
+            model = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15,
+                                                  l2_regularization=1.0, random_state=0, categorical_features=cats)
+            gbm[te] = model.fit(x[tr][:, cols], truth[tr]).predict(x[te][:, cols])
+        mixed = greedy([blend, gbm], mae)
+        name = f"without the {dropped}" if dropped else "on all the peer's columns"
+        print(f"  gradient boosting on the same folds, {name}: {mae(gbm):.4f}; "
+              f"with the blend (weights {np.round(mixed, 2)}): {mae(mixed @ np.stack([blend, gbm])):.4f}")
 
 
 def main():

@@ -57,8 +57,8 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     for row in [
         "greedy probability weights (shipped)",
         "logistic stacking per genre",
-        "gradient boosting on the same folds: 0.",
-        "both, greedy weights",
+        "gradient boosting on the same folds, on all the peer's columns: 0.",
+        "with the blend (weights",
     ] {
         assert!(text.contains(row), "{row}: {text}");
     }
