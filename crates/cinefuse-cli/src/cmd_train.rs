@@ -141,6 +141,9 @@ pub struct EnsembleArgs {
     /// L2 penalty on the trees' leaf values.
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().l2)]
     tree_l2: f32,
+    /// The fewest movies a leaf may hold.
+    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().min_leaf)]
+    tree_min_leaf: usize,
     #[arg(long)]
     backend: Option<String>,
 }
@@ -151,11 +154,12 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         learning_rate: a.tree_learning_rate,
         max_leaves: a.tree_leaves,
         l2: a.tree_l2,
+        min_leaf: a.tree_min_leaf,
         ..RatingTreesConfig::default()
     });
     if let Some(t) = &trees {
         // The settings are named as in the config; the flags are --tree-iterations,
-        // --tree-learning-rate, --tree-leaves (max_leaves) and --tree-l2.
+        // --tree-learning-rate, --tree-leaves (max_leaves), --tree-l2 and --tree-min-leaf.
         t.validate()
             .map_err(|e| anyhow::anyhow!("--rating-trees: {e}"))?;
     }

@@ -43,6 +43,10 @@ pub struct RatingTreesConfig {
     /// L2 penalty on leaf values.
     #[serde(default = "default_l2")]
     pub l2: f32,
+    /// The fewest movies a leaf may hold (scikit-learn's `min_samples_leaf`; with the squared
+    /// loss each movie weighs 1 in forust's `min_leaf_weight`).
+    #[serde(default = "default_min_leaf")]
+    pub min_leaf: usize,
     /// `false` turns a config's trees off (`--set train.rating_trees.enabled=false`).
     #[serde(default = "enabled")]
     pub enabled: bool,
@@ -68,6 +72,10 @@ fn default_l2() -> f32 {
     1.0
 }
 
+fn default_min_leaf() -> usize {
+    20
+}
+
 fn enabled() -> bool {
     true
 }
@@ -79,6 +87,7 @@ impl Default for RatingTreesConfig {
             learning_rate: default_learning_rate(),
             max_leaves: default_max_leaves(),
             l2: default_l2(),
+            min_leaf: default_min_leaf(),
             enabled: true,
             budget: None,
         }
@@ -108,6 +117,12 @@ impl RatingTreesConfig {
         }
         if !(self.l2 >= 0.0 && self.l2.is_finite()) {
             return Err(format!("l2 must be a finite number >= 0, got {}", self.l2));
+        }
+        if !(1..=100_000).contains(&self.min_leaf) {
+            return Err(format!(
+                "min_leaf must be in 1..=100000, got {}",
+                self.min_leaf
+            ));
         }
         Ok(())
     }
@@ -205,6 +220,7 @@ fn fit_forest(
         // Leaf-wise growth is bounded by the leaf count; depth only by this backstop.
         .set_max_depth(cfg.max_leaves)
         .set_l2(cfg.l2)
+        .set_min_leaf_weight(cfg.min_leaf as f32)
         .set_seed(seed);
     booster.grow_policy = GrowPolicy::LossGuide;
     booster
@@ -406,6 +422,13 @@ mod tests {
                 },
             ),
             ("l2", RatingTreesConfig { l2: -1.0, ..base }),
+            (
+                "min_leaf",
+                RatingTreesConfig {
+                    min_leaf: 0,
+                    ..base
+                },
+            ),
         ];
         for (key, cfg) in bad {
             let err = cfg.validate().unwrap_err();
