@@ -47,6 +47,22 @@ fn python_with(modules: &str) -> Option<std::path::PathBuf> {
     ok.then_some(python)
 }
 
+/// Runs `python` with `args` and returns its stdout; fails the test, with both outputs, when
+/// the script fails.
+fn run_python<S: AsRef<std::ffi::OsStr>>(python: &Path, args: &[S]) -> Vec<u8> {
+    let out = std::process::Command::new(python)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Burn seeds one global RNG per backend: tests that compare runs must not interleave.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -41,19 +41,12 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
         eprintln!("SKIPPED oof_probes.py: no Python with scikit-learn (scripts/setup_python.sh)");
         return;
     };
-    let out = std::process::Command::new(&python)
-        .arg(repo.join("scripts/oof_probes.py"))
-        .arg(root.join("demo"))
-        .arg(root.join("prepared"))
-        .args(bags)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = repo.join("scripts/oof_probes.py");
+    let (demo, prepared) = (root.join("demo"), root.join("prepared"));
+    let mut args = vec![script.as_path(), &demo, &prepared];
+    args.extend(bags);
+    let out = super::run_python(&python, &args);
+    let text = String::from_utf8_lossy(&out);
     for row in [
         "greedy probability weights (shipped)",
         "logistic stacking per genre",
@@ -448,15 +441,7 @@ fn the_reference_walks_a_handmade_forest_as_rust_does() {
         scripts = repo.join("scripts").display().to_string(),
         file = file.display().to_string(),
     );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = super::run_python(&python, &["-c", &script]);
+    let got: Vec<f64> = serde_json::from_slice(&out).unwrap();
     assert_eq!(got, want);
 }

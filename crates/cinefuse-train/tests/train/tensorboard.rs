@@ -3,7 +3,6 @@
 //! `tensorboard` package that `scripts/setup_python.sh` installs; SKIPPED without it).
 
 use std::io::Write;
-use std::process::Command;
 
 use cinefuse_train::run_dir::read_metrics;
 use cinefuse_train::tensorboard::TENSORBOARD_DIR;
@@ -35,17 +34,10 @@ fn tensorboard_reads_every_epoch_metric_and_step_of_a_run() {
     config.train.tensorboard = true;
     let run = dir.path().join("run");
     let summary = train_into(&config, &run).unwrap();
-    let out = Command::new(&python)
-        .args(["-c", READ_SCALARS])
-        .arg(run.join(TENSORBOARD_DIR))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let scalars: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = run.join(TENSORBOARD_DIR);
+    let args: [&std::ffi::OsStr; 3] = ["-c".as_ref(), READ_SCALARS.as_ref(), dir.as_os_str()];
+    let out = super::run_python(&python, &args);
+    let scalars: serde_json::Value = serde_json::from_slice(&out).unwrap();
 
     // metrics.jsonl as plain JSON, independent of the type that writes it.
     let history: Vec<serde_json::Value> =
