@@ -148,6 +148,24 @@ pub struct EnsembleArgs {
     backend: Option<String>,
 }
 
+/// `validate`'s message, which starts with the config key, with the flag that sets it.
+fn tree_flag_error(message: &str) -> String {
+    const FLAGS: [(&str, &str); 5] = [
+        ("iterations", "--tree-iterations"),
+        ("learning_rate", "--tree-learning-rate"),
+        ("max_leaves", "--tree-leaves"),
+        ("l2", "--tree-l2"),
+        ("min_leaf", "--tree-min-leaf"),
+    ];
+    match FLAGS
+        .iter()
+        .find(|(key, _)| message.starts_with(&format!("{key} ")))
+    {
+        Some((key, flag)) => format!("{flag}{}", &message[key.len()..]),
+        None => format!("--rating-trees: {message}"),
+    }
+}
+
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let trees = a.rating_trees.then_some(RatingTreesConfig {
         iterations: a.tree_iterations,
@@ -158,10 +176,8 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         ..RatingTreesConfig::default()
     });
     if let Some(t) = &trees {
-        // The settings are named as in the config; the flags are --tree-iterations,
-        // --tree-learning-rate, --tree-leaves (max_leaves), --tree-l2 and --tree-min-leaf.
         t.validate()
-            .map_err(|e| anyhow::anyhow!("--rating-trees: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{}", tree_flag_error(&e)))?;
     }
     let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, trees)?;
     cinefuse_train::blend_train::print_weights(&info);

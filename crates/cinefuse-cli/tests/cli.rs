@@ -817,6 +817,24 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         &["ensemble", "--runs", "runs/tuned", "--out", "runs/lonely"],
     );
     assert!(e.contains("or one with --rating-trees"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "ensemble",
+            "--runs",
+            "runs/tuned",
+            "--rating-trees",
+            "--tree-learning-rate",
+            "0",
+            "--out",
+            "runs/bad-rate",
+        ],
+    );
+    assert!(e.contains("--tree-learning-rate must be in (0, 1]"), "{e}");
+    assert!(
+        !d.join("runs/bad-rate").exists(),
+        "a refused blend left a folder"
+    );
 
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","poster":"demo/posters/syn000001.png"}"#;
     let predict = || {
