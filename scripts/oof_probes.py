@@ -10,6 +10,8 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
   - genres: the blend's greedy probability weights (what cinefuse ships) against greedy logit
     weights and logistic-regression stacking (per genre, and shared weights with per-genre
     biases), as micro-F1, macro-F1, top-1 and micro average precision;
+  - other kinds of genre member, alone and added to the greedy blend: a nearest-neighbour vote
+    on the cached MiniLM plot embeddings, and TF-IDF logistic regression on "Title. Plot";
   - rating: the blend's greedy rating weights against gradient boosting on the metadata and
     extra columns (scikit-learn's HistGradientBoostingRegressor, the peer of
     baselines_sklearn.py) fitted on the same folds, and the two combined by greedy weights;
@@ -23,6 +25,7 @@ import sys
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
@@ -132,6 +135,62 @@ def probe_genres(tables, ids, fold):
         print(f"  bag {b} alone{'':38s}", np.round(cross_validate(fold[keep], lambda tr, b=b: probs[b], labels), 4))
     for name, fit in genre_combiners(probs, logits, labels).items():
         print(f"  {name:50s}", np.round(cross_validate(fold[keep], fit, labels), 4))
+    return labelled, probs, labels, fold[keep]
+
+
+def neighbour_genres(features, labels, fold, k=50, temperature=0.05, prior=2.0):
+    """Out-of-fold genre probabilities of a k-nearest-neighbour vote: cosine similarity of the
+    centred embeddings, neighbours weighted by softmax(similarity / temperature), the vote
+    shrunk towards the genre frequencies by `prior` pseudo-neighbours."""
+    x = features - features.mean(0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), EPS)
+    out = np.zeros(labels.shape)
+    for f in sorted(set(fold)):
+        tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
+        sim = x[te] @ x[tr].T
+        near = np.argsort(-sim, 1)[:, :k]
+        w = np.exp((np.take_along_axis(sim, near, 1) - 1) / temperature)
+        w /= w.sum(1, keepdims=True)
+        vote = np.einsum("nk,nkg->ng", w, labels[tr][near])
+        n = near.shape[1]
+        out[te] = (vote * n + labels[tr].mean(0) * prior) / (n + prior)
+    return out
+
+
+def tfidf_genres(texts, labels, fold, c=10.0):
+    """Out-of-fold probabilities of the TF-IDF logistic regression of baselines_sklearn.py."""
+    out = np.zeros(labels.shape)
+    for f in sorted(set(fold)):
+        tr, te = fold != f, fold == f
+        vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+        x = vec.fit_transform(texts[tr])
+        (out[te],) = peers.ovr_logreg(x, labels[tr], [vec.transform(texts[te])], c)
+    return out
+
+
+def probe_members(genres, movies, prepared):
+    """Would another kind of member help the blend? Each candidate's out-of-fold probabilities
+    on the bags' own folds, alone and added to the greedy blend."""
+    labelled, probs, labels, fold = genres
+    candidates = {}
+    table = peers.load_feature_cache(prepared, "plot")
+    if table is None:
+        print("  members: no cached plot features in", prepared, "- skipping the neighbour vote")
+    else:
+        samples = peers.load_samples(prepared)
+        plot = table[[samples[i]["row"] for i in labelled]]
+        candidates["plot-embedding neighbours (k=50, T=0.05)"] = neighbour_genres(plot, labels, fold)
+    texts = np.array([f"{movies[i].get('title', '')}. {movies[i].get('plot') or ''}" for i in labelled], dtype=object)
+    try:
+        candidates["TF-IDF logistic regression (C=10)"] = tfidf_genres(texts, labels, fold)
+    except ValueError as e:  # too few words (tiny datasets)
+        print("  members: no TF-IDF member:", e)
+    for name, member in candidates.items():
+        print(f"  {name + ' alone':50s}", np.round(cross_validate(fold, lambda tr, m=member: m, labels), 4))
+        everyone = np.concatenate([probs, member[None]])
+        clipped = np.clip(everyone, EPS, 1 - EPS)
+        for combiner, fit in genre_combiners(everyone, np.log(clipped / (1 - clipped)), labels).items():
+            print(f"    + the bags, {combiner:36s}", np.round(cross_validate(fold, fit, labels), 4))
 
 
 def gbm_features(movies, fit_ids, all_ids):
@@ -201,7 +260,8 @@ def main():
     if any(sorted(t[0]) != ids for t in tables):
         sys.exit("the bags' out-of-fold predictions are not on the same movies (other folds or data?)")
     fold = np.array([int(tables[0][0][i]["fold"]) for i in ids])
-    probe_genres(tables, ids, fold)
+    genres = probe_genres(tables, ids, fold)
+    probe_members(genres, movies, a.prepared)
     probe_rating(tables, ids, fold, movies)
 
 

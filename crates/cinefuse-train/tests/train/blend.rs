@@ -33,8 +33,8 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (a, b)
 }
 
-/// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner and the rating
-/// probe report a score. SKIPPED without a Python that has scikit-learn.
+/// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner, the extra-member
+/// probe and the rating probe report a score. SKIPPED without a Python that has scikit-learn.
 fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     let repo = crate::manifest_dir().join("../..");
     let Some(python) = super::python_with("sklearn") else {
@@ -52,6 +52,10 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
         "logistic stacking per genre",
         "gradient boosting on the same folds, on all the peer's columns: 0.",
         "with the blend (weights",
+        // Another kind of member: TF-IDF here (the tiny bags cache no plot embeddings).
+        "TF-IDF logistic regression (C=10) alone",
+        "+ the bags, greedy probability weights",
+        "no cached plot features",
     ] {
         assert!(text.contains(row), "{row}: {text}");
     }
