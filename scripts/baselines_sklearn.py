@@ -51,6 +51,11 @@ def load(dataset, prepared):
     return movies, split, state["genres"]["genres"]
 
 
+def plot_vectorizer():
+    """The TF-IDF encoding of every plot peer: sublinear counts of words and word pairs."""
+    return TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+
+
 def multi_hot(movies, ids, genres):
     y = np.zeros((len(ids), len(genres)), dtype=np.int64)
     for i, mid in enumerate(ids):
@@ -195,7 +200,7 @@ def pretrained_peers(a, movies, labelled, y, text, out):
     meta = {s: cinefuse_meta(samples, labelled[s], n_cat) for s in labelled}
     scaler = StandardScaler().fit(meta["train"])
     meta = {s: scaler.transform(meta[s]) for s in meta}
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+    vec = plot_vectorizer()
     tfidf = {"train": vec.fit_transform(text["train"])}
     for s in ("val", "test"):
         tfidf[s] = vec.transform(text[s])
@@ -252,7 +257,7 @@ def pretrained_peers(a, movies, labelled, y, text, out):
 def tfidf_block(text_fit, y_fit, text_test, c=4.0, folds=5):
     """Logits of a TF-IDF logistic regression per genre: out of fold on the fitting rows, from
     a fit on all of them for the test rows. Returns (fit, test) arrays."""
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+    vec = plot_vectorizer()
     x = vec.fit_transform(text_fit)
     oof = np.zeros(y_fit.shape)
     for held in kfold_indices(x.shape[0], folds, seed=1):
@@ -397,7 +402,7 @@ def main():
     labelled = {s: [i for i in ids[s] if movies[i].get("genres")] for s in ids}
     text = {s: [movies[i].get("plot") or "" for i in labelled[s]] for s in ids}
     y = {s: multi_hot(movies, labelled[s], genres) for s in ids}
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+    vec = plot_vectorizer()
     xtr = vec.fit_transform(text["train"])
     probs = {}
     for s in ("val", "test"):

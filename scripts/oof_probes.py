@@ -25,7 +25,6 @@ import sys
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
@@ -158,11 +157,12 @@ def neighbour_genres(features, labels, fold, k=50, temperature=0.05, prior=2.0):
 
 
 def tfidf_genres(texts, labels, fold, c=10.0):
-    """Out-of-fold probabilities of the TF-IDF logistic regression of baselines_sklearn.py."""
+    """Out-of-fold probabilities of a one-vs-rest logistic regression on the plots' TF-IDF
+    (baselines_sklearn.py's encoding), fitted on the other folds."""
     out = np.zeros(labels.shape)
     for f in sorted(set(fold)):
         tr, te = fold != f, fold == f
-        vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
+        vec = peers.plot_vectorizer()
         x = vec.fit_transform(texts[tr])
         (out[te],) = peers.ovr_logreg(x, labels[tr], [vec.transform(texts[te])], c)
     return out

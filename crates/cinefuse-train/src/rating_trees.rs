@@ -22,7 +22,7 @@ use safetensors::tensor::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use crate::predictions::Predictions;
-use crate::tree_forest::Forest;
+use crate::tree_forest::{Forest, column_major};
 
 pub const TREES_FILE: &str = "rating_trees.safetensors";
 
@@ -203,11 +203,8 @@ fn fit_forest(
         bail!("only {} rated movies to learn from", rows.len());
     }
     let cols = n_numeric + n_categorical;
-    // forust reads column-major data.
     let table: Vec<Vec<f64>> = rows.iter().map(|s| sample_row(s)).collect();
-    let data: Vec<f64> = (0..cols)
-        .flat_map(|j| table.iter().map(move |r| r[j]))
-        .collect();
+    let data = column_major(&table);
     let y: Vec<f64> = rows
         .iter()
         .map(|s| f64::from(s.rating.expect("rated")))

@@ -305,6 +305,14 @@ fn numbers<T, const N: usize>(
         .collect())
 }
 
+/// Rows of features laid out column by column, as forust's `Matrix` reads them.
+pub(crate) fn column_major(rows: &[Vec<f64>]) -> Vec<f64> {
+    let cols = rows.first().map_or(0, Vec::len);
+    (0..cols)
+        .flat_map(|j| rows.iter().map(move |r| r[j]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use forust_ml::Matrix;
@@ -326,12 +334,6 @@ mod tests {
             rows.push(vec![if gap { f64::NAN } else { x }, code, (i % 5) as f64]);
         }
         (rows, y)
-    }
-
-    fn column_major(rows: &[Vec<f64>]) -> Vec<f64> {
-        (0..rows[0].len())
-            .flat_map(|j| rows.iter().map(move |r| r[j]))
-            .collect()
     }
 
     fn fitted(rows: &[Vec<f64>], y: &[f64]) -> GradientBooster {
