@@ -877,9 +877,10 @@ class Bag(nn.Module):
 def read_config(model_dir):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
-    # Version 1 had no genre_logit_shift (read as none); 2 added it.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 or 2")
+    # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
+    # plot_neighbours and genre_stacking.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 3")
     return config
 
 
@@ -897,6 +898,16 @@ class Part:
             probs, ratings = (run or self.bag)(inputs)
         fields = {k: inputs[k].numpy() for k in ("numeric", "numeric_missing", "categorical")}
         return probs.numpy(), ratings.numpy(), fields
+
+    def plot_embeddings(self, movies, base):
+        """The frozen MiniLM output of each plot [B, D] and whether the movie has one [B]."""
+        inputs = self.pre.batch(movies, base)
+        text = getattr(self.bag.members[0], "text_pretrained", None)
+        if text is None:
+            sys.exit("a plot-neighbour vote needs the first part to read plots with MiniLM")
+        with torch.no_grad():
+            e = text.bert(inputs["tokens"], keep_first(inputs["token_mask"]))
+        return e.double().numpy(), inputs["plot_present"].numpy() > 0.5
 
 
 def forest_ratings(tensors, k, rows):
@@ -936,6 +947,46 @@ def tree_ratings(path, fields):
     return np.clip(np.stack(out), 0.0, 10.0).astype(np.float32)
 
 
+def neighbour_votes(path, embeddings, present):
+    """Each member's plot-neighbour vote [K, B, G], as plot_neighbours.rs takes it: cosine
+    similarity to the voters outside fold k, the k nearest weighted by exp((s - 1) / T), shrunk
+    to the genre frequencies by `prior` pseudo-neighbours; a movie without a plot gets them."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    t = load_file(path)
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    k, temperature, prior = int(meta["k"]), float(meta["temperature"]), float(meta["prior"])
+    x = embeddings - t["centre"].astype(np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    has = present & (norm[:, 0] > 1e-6)
+    sims = (x / np.maximum(norm, 1e-30)) @ t["rows"].astype(np.float64).T
+    out = []
+    for member in range(int(meta["folds"])):
+        keep = t["folds"] != member
+        labels, s = t["labels"][keep].astype(np.float64), sims[:, keep]
+        freq = labels.mean(0)
+        n = min(k, len(labels))
+        near = np.argsort(-s, 1, kind="stable")[:, :n]
+        w = np.exp((np.take_along_axis(s, near, 1) - 1) / temperature)
+        w /= w.sum(1, keepdims=True)
+        vote = (np.einsum("bn,bng->bg", w, labels[near]) * n + freq * prior) / (n + prior)
+        vote[~has] = freq
+        out.append(vote)
+    return np.stack(out).astype(np.float32)
+
+
+def stacked(coefficients, part_probs):
+    """genre_stacking: per genre, sigmoid(bias + sum of weight x logit) over the parts."""
+    c = np.asarray(coefficients, np.float64)
+    z = c[:, -1].copy()
+    for i, p in enumerate(part_probs):
+        p = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
+        z = z + c[:, i] * np.log(p / (1 - p))
+    return (1 / (1 + np.exp(-z))).astype(np.float32)
+
+
 def member_predictions(model_dir, config, movies, base, run=None):
     """Each member's probabilities [K, B, G] and ratings [K, B] (a blend's member k: member k
     of every part, weighted), and each movie's scaled vote count (NaN: unknown)."""
@@ -943,14 +994,23 @@ def member_predictions(model_dir, config, movies, base, run=None):
     if not parts:
         probs, ratings, fields = Part(model_dir, config).members(movies, base, run)
     else:
-        probs, ratings = 0.0, 0.0
+        probs, ratings, each = 0.0, 0.0, []
         for i, part in enumerate(parts):
             sub = os.path.join(model_dir, part["dir"])
-            p, r, f = Part(sub, read_config(sub)).members(movies, base)
+            loaded = Part(sub, read_config(sub))
+            p, r, f = loaded.members(movies, base)
+            each.append(p)
             probs = probs + np.float32(part["genre_weight"]) * p
             ratings = ratings + np.float32(part["rating_weight"]) * r
             if i == 0:
-                fields = f
+                fields, lead = f, loaded
+        vote = config.get("plot_neighbours")
+        if vote:
+            v = neighbour_votes(os.path.join(model_dir, vote["file"]), *lead.plot_embeddings(movies, base))
+            each.append(v)
+            probs = probs + np.float32(vote["genre_weight"]) * v
+        if config.get("genre_stacking"):
+            probs = stacked(config["genre_stacking"]["coefficients"], each)
         trees = config.get("rating_trees")
         if trees:
             r = tree_ratings(os.path.join(model_dir, trees["file"]), fields)

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
+use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
     Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
 };
@@ -144,25 +145,46 @@ pub struct EnsembleArgs {
     /// The fewest movies a leaf may hold.
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().min_leaf)]
     tree_min_leaf: usize,
+    /// Also vote genres from the labelled movies with the most alike plots (the first bag's
+    /// cached MiniLM embeddings) on the bags' folds, stacked with the bags per genre.
+    #[arg(long)]
+    plot_neighbours: bool,
+    /// Neighbours per vote (with --plot-neighbours).
+    #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().k)]
+    neighbour_k: usize,
+    /// Softmax temperature on the neighbours' cosine similarity.
+    #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().temperature)]
+    neighbour_temperature: f32,
+    /// Pseudo-neighbours voting the genre frequencies.
+    #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().prior)]
+    neighbour_prior: f32,
     #[arg(long)]
     backend: Option<String>,
 }
 
-/// `validate`'s message, which starts with the config key, with the flag that sets it.
-fn tree_flag_error(message: &str) -> String {
-    const FLAGS: [(&str, &str); 5] = [
-        ("iterations", "--tree-iterations"),
-        ("learning_rate", "--tree-learning-rate"),
-        ("max_leaves", "--tree-leaves"),
-        ("l2", "--tree-l2"),
-        ("min_leaf", "--tree-min-leaf"),
-    ];
-    match FLAGS
+const TREE_FLAGS: [(&str, &str); 5] = [
+    ("iterations", "--tree-iterations"),
+    ("learning_rate", "--tree-learning-rate"),
+    ("max_leaves", "--tree-leaves"),
+    ("l2", "--tree-l2"),
+    ("min_leaf", "--tree-min-leaf"),
+];
+
+const NEIGHBOUR_FLAGS: [(&str, &str); 3] = [
+    ("k", "--neighbour-k"),
+    ("temperature", "--neighbour-temperature"),
+    ("prior", "--neighbour-prior"),
+];
+
+/// `validate`'s message, which starts with the config key, with the flag that sets it
+/// (`switch` when no flag matches).
+fn flag_error(message: &str, flags: &[(&str, &str)], switch: &str) -> anyhow::Error {
+    match flags
         .iter()
         .find(|(key, _)| message.starts_with(&format!("{key} ")))
     {
-        Some((key, flag)) => format!("{flag}{}", &message[key.len()..]),
-        None => format!("--rating-trees: {message}"),
+        Some((key, flag)) => anyhow::anyhow!("{flag}{}", &message[key.len()..]),
+        None => anyhow::anyhow!("{switch}: {message}"),
     }
 }
 
@@ -177,9 +199,23 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     });
     if let Some(t) = &trees {
         t.validate()
-            .map_err(|e| anyhow::anyhow!("{}", tree_flag_error(&e)))?;
+            .map_err(|e| flag_error(&e, &TREE_FLAGS, "--rating-trees"))?;
     }
-    let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, trees)?;
+    let vote = a.plot_neighbours.then_some(PlotNeighboursConfig {
+        k: a.neighbour_k,
+        temperature: a.neighbour_temperature,
+        prior: a.neighbour_prior,
+        enabled: true,
+    });
+    if let Some(v) = &vote {
+        v.validate()
+            .map_err(|e| flag_error(&e, &NEIGHBOUR_FLAGS, "--plot-neighbours"))?;
+    }
+    let extras = cinefuse_train::blend::BlendExtras {
+        rating_trees: trees,
+        plot_neighbours: vote,
+    };
+    let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, extras)?;
     cinefuse_train::blend_train::print_weights(&info);
     let o = &info.calibration.out_of_fold;
     println!(

@@ -649,6 +649,64 @@ fn portable_movies(d: &Path) -> String {
     "portable.jsonl".into()
 }
 
+/// A plot-neighbour vote stacked with a frozen-BERT bag (in `d`, set up by the caller): the
+/// blend records the vote and its stacking, eval names it, and the reference recomputes the
+/// vote from the exported table and the first part's BERT. The fine-tuned bag `runs/tuned`
+/// caches no plot features, so it cannot vote.
+fn plot_vote_joins_a_frozen_bag(d: &Path) {
+    let frozen = ["--set", "train.folds=2", "--set", "train.epochs=1"];
+    let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
+    args.extend(frozen);
+    ok(d, &args);
+    let vote = ["ensemble", "--runs", "runs/frozen", "--plot-neighbours"];
+    let text = ok(
+        d,
+        &[&vote[..], &["--neighbour-k", "5", "--out", "runs/vote"]].concat(),
+    );
+    assert!(text.contains("plot-neighbour vote: genre weight"), "{text}");
+    let blend: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("runs/vote/blend.json")).unwrap()).unwrap();
+    assert_eq!(blend["plot_neighbours"]["k"], 5);
+    let stacking = blend["genre_stacking"]["coefficients"].as_array().unwrap();
+    assert_eq!(stacking[0].as_array().unwrap().len(), 3, "bag, vote, bias");
+    assert_eq!(blend["rating_weights"][1], 0.0, "the vote has no rating");
+    let text = ok(d, &["eval", "--run", "runs/vote"]);
+    assert!(
+        text.contains("blend of 1 bag and a plot-neighbour vote"),
+        "{text}"
+    );
+    ok(d, &["export", "--run", "runs/vote", "--out", "vote"]);
+    assert!(d.join("vote/plot_neighbours.safetensors").is_file());
+    portable::check_portable(d, "vote", &portable_movies(d));
+
+    let e = fails(
+        d,
+        &[&vote[..], &["--neighbour-k", "0", "--out", "runs/bad-k"]].concat(),
+    );
+    assert!(
+        e.contains("--neighbour-k must be in 1..=10000, got 0"),
+        "{e}"
+    );
+    let e = fails(
+        d,
+        &[
+            "ensemble",
+            "--runs",
+            "runs/tuned",
+            "--plot-neighbours",
+            "--out",
+            "runs/no-plots",
+        ],
+    );
+    assert!(
+        e.contains("needs the first bag's cached plot features"),
+        "{e}"
+    );
+    for bad in ["runs/bad-k", "runs/no-plots"] {
+        assert!(!d.join(bad).exists(), "{bad} is left behind");
+    }
+}
+
 fn write_tiny_bert(dir: &Path, seed: u64) {
     use cinefuse_model::pretrained::testing::TinyBert;
     let tiny = TinyBert {
@@ -812,6 +870,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         ],
     );
     portable::check_portable(d, "tuned-trees", &portable_movies(d));
+    plot_vote_joins_a_frozen_bag(d);
     let e = fails(
         d,
         &["ensemble", "--runs", "runs/tuned", "--out", "runs/lonely"],

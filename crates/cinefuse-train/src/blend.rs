@@ -6,10 +6,14 @@
 //! bag's member k, which never saw fold k. The test split is never touched.
 //!
 //! A blend may also hold rating trees (`rating_trees.rs`): gradient-boosted trees on the
-//! metadata, trained here on the same folds, which take part in the rating only.
+//! metadata, trained here on the same folds, which take part in the rating only; and a
+//! plot-neighbour vote (`plot_neighbours.rs`) on the first bag's cached MiniLM embeddings,
+//! which takes part in the genres only. With the vote, the genres are combined by logistic
+//! stacking per genre (`genre_stacking.rs`) instead of one weight per part.
 //!
-//! A blend is a folder holding `blend.json` (the bags, the weights, the calibration) and the
-//! trees' `rating_trees.safetensors`; `eval` and `export` take it like a run.
+//! A blend is a folder holding `blend.json` (the bags, the weights, the calibration), the
+//! trees' `rating_trees.safetensors` and the vote's `plot_neighbours.safetensors`; `eval` and
+//! `export` take it like a run.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +28,9 @@ use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
+use crate::genre_stacking::{GenreStacking, combine};
 use crate::oof::write_oof;
+use crate::plot_neighbours::{NEIGHBOURS_FILE, PlotNeighbours, PlotNeighboursConfig};
 use crate::predictions::Predictions;
 use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, train_rating_trees,
@@ -38,13 +44,20 @@ pub const BLEND_FILE: &str = "blend.json";
 pub struct BlendInfo {
     /// The bags, resolved to absolute paths.
     pub runs: Vec<PathBuf>,
-    /// Weight of each bag's genre probabilities and of its rating, then of the rating trees
-    /// when there are some (their genre weight is 0); each sums to 1.
+    /// Weight of each bag's genre probabilities and of its rating, then of the plot vote
+    /// when there is one (its rating weight is 0), then of the rating trees when there are
+    /// some (their genre weight is 0); each sums to 1.
     pub genre_weights: Vec<f32>,
     pub rating_weights: Vec<f32>,
     /// How the rating trees were trained; `None`: the blend has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating_trees: Option<RatingTreesConfig>,
+    /// How the plot-neighbour vote is taken; `None`: the blend has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plot_neighbours: Option<PlotNeighboursConfig>,
+    /// The genres' logistic stacking over the bags and the vote (with the vote only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_stacking: Option<GenreStacking>,
     /// Thresholds, interval and scores from the blend's out-of-fold predictions.
     pub calibration: BagCalibration,
 }
@@ -55,7 +68,15 @@ pub struct Blend {
     pub info: BlendInfo,
     /// The bags, in the order of `info.runs`.
     pub parts: Vec<Ensemble>,
+    pub neighbours: Option<PlotNeighbours>,
     pub trees: Option<RatingTrees>,
+}
+
+/// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlendExtras {
+    pub rating_trees: Option<RatingTreesConfig>,
+    pub plot_neighbours: Option<PlotNeighboursConfig>,
 }
 
 pub fn is_blend(dir: &Path) -> bool {
@@ -92,7 +113,17 @@ impl Blend {
             Some(_) => Some(RatingTrees::load(&dir.join(TREES_FILE))?),
             None => None,
         };
-        let expected = parts.len() + usize::from(trees.is_some());
+        let neighbours = match info.plot_neighbours {
+            Some(_) => Some(PlotNeighbours::load(&dir.join(NEIGHBOURS_FILE))?),
+            None => None,
+        };
+        let n_genres = parts[0].lead().prepared.preprocessor.genre_names().len();
+        let genre_parts = parts.len() + usize::from(neighbours.is_some());
+        if let Some(s) = &info.genre_stacking {
+            s.check(genre_parts, n_genres)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(BLEND_FILE).display()))?;
+        }
+        let expected = genre_parts + usize::from(trees.is_some());
         if info.genre_weights.len() != expected || info.rating_weights.len() != expected {
             bail!(
                 "{}: {expected} parts but {} genre and {} rating weights",
@@ -105,6 +136,7 @@ impl Blend {
             dir: dir.to_path_buf(),
             info,
             parts,
+            neighbours,
             trees,
         }))
     }
@@ -126,6 +158,10 @@ impl Blend {
             .zip(data)
             .map(|(e, d)| e.predict(d, split).1)
             .collect();
+        let lead = self.lead();
+        if let Some(v) = &self.neighbours {
+            per_part.push(vote_part(v, data[0], &per_part[0], &lead.device)?);
+        }
         if let Some(t) = &self.trees {
             per_part.push(tree_part(t, data[0], &per_part[0])?);
         }
@@ -156,19 +192,60 @@ fn tree_part(
     Ok(blend_part(lead, ratings))
 }
 
-/// "blend of 3 bags", "blend of 1 bag and rating trees": what eval and the model card say.
-pub fn describe(bags: usize, trees: bool) -> String {
+/// The plot vote as a blend part: member k is the first bag's member k (the rating weight of
+/// this part is 0) with vote k's genre probabilities for the same movies.
+fn vote_part(
+    vote: &PlotNeighbours,
+    prepared: &Prepared,
+    lead: &[Predictions],
+    device: &burn::prelude::Device,
+) -> Result<Vec<Predictions>> {
+    if vote.n_folds != lead.len() {
+        bail!(
+            "the plot vote has {} members for {} bag members",
+            vote.n_folds,
+            lead.len()
+        );
+    }
+    lead.iter()
+        .enumerate()
+        .map(|(k, p)| {
+            Ok(Predictions {
+                probs: vote.vote_member(k, prepared, &p.ids, device)?,
+                genre_shift: Vec::new(),
+                ..p.clone()
+            })
+        })
+        .collect()
+}
+
+/// "blend of 3 bags", "blend of 1 bag, a plot vote and rating trees": what eval and the model
+/// card say.
+pub fn describe(bags: usize, vote: bool, trees: bool) -> String {
+    let mut extras: Vec<&str> = Vec::new();
+    if vote {
+        extras.push("a plot-neighbour vote");
+    }
+    if trees {
+        extras.push("rating trees");
+    }
+    let and = match extras.as_slice() {
+        [] => String::new(),
+        [one] => format!(" and {one}"),
+        [a, b] => format!(", {a} and {b}"),
+        _ => unreachable!("two extras at most"),
+    };
     format!(
-        "blend of {bags} bag{}{}",
-        if bags == 1 { "" } else { "s" },
-        if trees { " and rating trees" } else { "" }
+        "blend of {bags} bag{}{and}",
+        if bags == 1 { "" } else { "s" }
     )
 }
 
-/// A blend's weights, and its bags for error messages.
+/// A blend's weights and stacking, and its bags for error messages.
 struct Weights<'a> {
     genre: &'a [f32],
     rating: &'a [f32],
+    stacking: Option<&'a GenreStacking>,
     runs: &'a [PathBuf],
 }
 
@@ -177,6 +254,7 @@ impl BlendInfo {
         Weights {
             genre: &self.genre_weights,
             rating: &self.rating_weights,
+            stacking: self.genre_stacking.as_ref(),
             runs: &self.runs,
         }
     }
@@ -189,7 +267,7 @@ fn combine_members(per_part: &[Vec<Predictions>], w: &Weights<'_>) -> Result<Vec
         .map(|m| {
             let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
             check_same_movies(&each, w.runs)?;
-            Ok(Predictions::weighted(&each, w.genre, w.rating))
+            Ok(combine(&each, (w.genre, w.rating), w.stacking))
         })
         .collect()
 }
@@ -244,11 +322,11 @@ pub fn blend(
     runs: &[PathBuf],
     out: &Path,
     backend: Option<BackendKind>,
-    trees: Option<RatingTreesConfig>,
+    extras: BlendExtras,
 ) -> Result<BlendInfo> {
     let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
     cinefuse_data::output_dir::check_output(out, OutputKind::Blend, &inputs)?;
-    let learned = learn_blend(runs, backend, trees)?;
+    let learned = learn_blend(runs, backend, extras)?;
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Blend, &inputs)?;
     learned.write(staging.path())?;
     staging.commit()?;
@@ -260,31 +338,37 @@ pub struct LearnedBlend {
     pub info: BlendInfo,
     out_of_fold: Vec<Predictions>,
     genres: Vec<String>,
+    neighbours: Option<PlotNeighbours>,
     trees: Option<RatingTrees>,
 }
 
 impl LearnedBlend {
-    /// Writes `oof_predictions.csv`, the rating trees and, last (it marks the blend done),
-    /// `blend.json` into `dir`.
+    /// Writes `oof_predictions.csv`, the rating trees, the plot vote and, last (it marks the
+    /// blend done), `blend.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_oof(dir, &self.out_of_fold, &self.genres)?;
         if let Some(t) = &self.trees {
             t.save(&dir.join(TREES_FILE))?;
         }
+        if let Some(v) = &self.neighbours {
+            v.save(&dir.join(NEIGHBOURS_FILE))?;
+        }
         write_json(&dir.join(BLEND_FILE), &self.info)
     }
 }
 
-/// The blend of the bags `runs` (and of rating trees trained on their folds when `trees` is
-/// set): weights, thresholds and interval from their out-of-fold predictions.
+/// The blend of the bags `runs` (with rating trees and a plot vote trained on their folds
+/// when `extras` asks): weights, thresholds and interval from their out-of-fold predictions.
 pub fn learn_blend(
     runs: &[PathBuf],
     backend: Option<BackendKind>,
-    trees: Option<RatingTreesConfig>,
+    extras: BlendExtras,
 ) -> Result<LearnedBlend> {
-    if runs.is_empty() || (runs.len() < 2 && trees.is_none()) {
+    let adds = extras.rating_trees.is_some() || extras.plot_neighbours.is_some();
+    if runs.is_empty() || (runs.len() < 2 && !adds) {
         bail!(
-            "--runs: a blend needs at least two bags (or one with --rating-trees), got {}",
+            "--runs: a blend needs at least two bags (or one with --rating-trees or \
+             --plot-neighbours), got {}",
             runs.len()
         );
     }
@@ -298,9 +382,18 @@ pub fn learn_blend(
         .iter()
         .map(|e| out_of_fold(&e.members, &e.info))
         .collect();
-    let forests = match &trees {
+    let (lead, info) = (parts[0].lead(), &parts[0].info);
+    let neighbours = match extras.plot_neighbours {
         Some(cfg) => {
-            let (lead, info) = (parts[0].lead(), &parts[0].info);
+            let v = PlotNeighbours::build(&lead.prepared, (info.seed, info.folds), cfg)?;
+            oof.push(vote_part(&v, &lead.prepared, &oof[0], &lead.device)?);
+            Some(v)
+        }
+        None => None,
+    };
+    let genre_parts = oof.len();
+    let forests = match &extras.rating_trees {
+        Some(cfg) => {
             let t = train_rating_trees(&lead.prepared, info.folds, info.seed, cfg)?;
             oof.push(tree_part(&t, &lead.prepared, &oof[0])?);
             let mae = |p: &[Predictions]| Predictions::concat(p).rating_metrics().mae;
@@ -319,11 +412,19 @@ pub fn learn_blend(
             cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
         })
         .collect::<Result<Vec<_>>>()?;
-    let (genre_weights, rating_weights) = learn_weights(&oof, parts.len(), &resolved)?;
-    let names = parts[0].lead().prepared.preprocessor.genre_names().to_vec();
+    let (genre_weights, rating_weights) = learn_weights(
+        &oof,
+        (genre_parts, neighbours.as_ref().map(|_| parts.len())),
+        &resolved,
+    )?;
+    let genre_stacking = neighbours
+        .as_ref()
+        .map(|_| learn_stacking(&oof[..genre_parts]));
+    let names = lead.prepared.preprocessor.genre_names().to_vec();
     let weights = Weights {
         genre: &genre_weights,
         rating: &rating_weights,
+        stacking: genre_stacking.as_ref(),
         runs: &resolved,
     };
     let members = combine_members(&oof, &weights)?;
@@ -332,21 +433,36 @@ pub fn learn_blend(
         runs: resolved,
         genre_weights,
         rating_weights,
-        rating_trees: trees,
+        rating_trees: extras.rating_trees,
+        plot_neighbours: extras.plot_neighbours,
+        genre_stacking,
     };
     Ok(LearnedBlend {
         info,
         out_of_fold: members,
         genres: names,
+        neighbours,
         trees: forests,
     })
 }
 
+/// The genres' stacking over the parts' out-of-fold probabilities (all folds together).
+fn learn_stacking(oof: &[Vec<Predictions>]) -> GenreStacking {
+    let genres: Vec<_> = oof
+        .iter()
+        .map(|f| Predictions::concat(f).labelled_genres())
+        .collect();
+    let probs: Vec<&[f32]> = genres.iter().map(|g| g.probs.as_slice()).collect();
+    GenreStacking::fit(&probs, &genres[0].targets, genres[0].n_genres)
+}
+
 /// Genre and rating weights from the parts' out-of-fold predictions (all folds together).
-/// Only the first `genre_parts` predict genres (the rating trees, last, get genre weight 0).
+/// Only the first `genre_parts` predict genres (the rating trees, last, get genre weight 0);
+/// the part at `no_rating` (the plot vote, whose rating is the first bag's) gets rating
+/// weight 0.
 fn learn_weights(
     oof: &[Vec<Predictions>],
-    genre_parts: usize,
+    (genre_parts, no_rating): (usize, Option<usize>),
     runs: &[PathBuf],
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let all: Vec<Predictions> = oof.iter().map(|f| Predictions::concat(f)).collect();
@@ -362,13 +478,18 @@ fn learn_weights(
         ROUNDS,
     );
     genre_weights.resize(oof.len(), 0.0);
+    let rated: Vec<usize> = (0..all.len()).filter(|i| Some(*i) != no_rating).collect();
     let ratings: Vec<(Vec<f32>, Vec<f32>)> =
-        all.iter().map(Predictions::labelled_ratings).collect();
+        rated.iter().map(|i| all[*i].labelled_ratings()).collect();
     let truth = ratings[0].1.clone();
-    let rating_weights = greedy_weights(
+    let learnt = greedy_weights(
         &ratings.into_iter().map(|r| r.0).collect::<Vec<_>>(),
         |p| mean_abs_error(p, &truth),
         ROUNDS,
     );
+    let mut rating_weights = vec![0.0; all.len()];
+    for (i, w) in rated.iter().zip(learnt) {
+        rating_weights[*i] = w;
+    }
     Ok((genre_weights, rating_weights))
 }

@@ -57,7 +57,11 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         bags.push(bag);
     }
     if !is_blend(&dir) {
-        let learned = learn_blend(&bags, opts.backend, config.train.rating_trees)?;
+        let extras = crate::blend::BlendExtras {
+            rating_trees: config.train.rating_trees,
+            plot_neighbours: config.train.plot_neighbours,
+        };
+        let learned = learn_blend(&bags, opts.backend, extras)?;
         let info = &learned.info;
         print_weights(info);
         learned.write(&dir)?;
@@ -75,8 +79,11 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
 
 /// Each part's weights, as the blend learnt them.
 pub fn print_weights(info: &crate::blend::BlendInfo) {
+    let vote = info
+        .plot_neighbours
+        .map(|_| PathBuf::from("plot-neighbour vote"));
     let trees = info.rating_trees.map(|_| PathBuf::from("rating trees"));
-    for (k, part) in info.runs.iter().chain(trees.as_ref()).enumerate() {
+    for (k, part) in info.runs.iter().chain(&vote).chain(&trees).enumerate() {
         println!(
             "{}: genre weight {:.2}, rating weight {:.2}",
             part.display(),
@@ -101,6 +108,7 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                     let mut own = config.clone();
                     own.train.blend_with.clear();
                     own.train.rating_trees = None;
+                    own.train.plot_neighbours = None;
                     Ok(own)
                 }
             }
@@ -118,6 +126,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     })?;
     c.train.blend_with.clear();
     c.train.rating_trees = None;
+    c.train.plot_neighbours = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     c.train.refit = false;

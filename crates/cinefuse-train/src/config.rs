@@ -217,6 +217,10 @@ pub struct LoopConfig {
     /// With `folds`: gradient-boosted rating trees on the metadata, trained on the same folds
     /// and blended into the rating only (`[train.rating_trees]`, see `rating_trees.rs`).
     pub rating_trees: Option<crate::rating_trees::RatingTreesConfig>,
+    /// With `folds`: a genre vote of the labelled movies with the most alike plots (the first
+    /// bag's cached MiniLM embeddings), on the same folds, stacked with the bags per genre
+    /// (`[train.plot_neighbours]`, see `plot_neighbours.rs`).
+    pub plot_neighbours: Option<crate::plot_neighbours::PlotNeighboursConfig>,
     /// Also write TensorBoard event files into `RUN/tensorboard/`: every epoch's metrics (as
     /// in `metrics.jsonl`, by epoch) and each step's loss, learning rate and f16 loss scale.
     pub tensorboard: bool,
@@ -274,6 +278,7 @@ impl Default for LoopConfig {
             refit: false,
             blend_with: Vec::new(),
             rating_trees: None,
+            plot_neighbours: None,
             tensorboard: false,
         }
     }
@@ -572,6 +577,9 @@ impl TrainConfig {
         if config.train.rating_trees.is_some_and(|t| !t.enabled) {
             config.train.rating_trees = None;
         }
+        if config.train.plot_neighbours.is_some_and(|v| !v.enabled) {
+            config.train.plot_neighbours = None;
+        }
         config
             .data
             .sync_features()
@@ -700,6 +708,16 @@ impl TrainConfig {
             trees
                 .validate()
                 .map_err(|e| format!("train.rating_trees: {e}"))?;
+        }
+        if let Some(vote) = &t.plot_neighbours {
+            if t.folds == 0 {
+                return Err(
+                    "train.plot_neighbours needs train.folds >= 2 (it votes on the bag's folds)"
+                        .into(),
+                );
+            }
+            vote.validate()
+                .map_err(|e| format!("train.plot_neighbours: {e}"))?;
         }
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());

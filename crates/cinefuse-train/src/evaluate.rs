@@ -372,12 +372,18 @@ fn evaluate_blend(
                         .join("eval-data")
                         .join(data_key(dir))
                         .join(format!("part-{i}"));
-                    Ok(apply_preprocessor(
-                        dir,
-                        &out,
-                        &e.lead().prepared.preprocessor,
-                        true,
-                    )?)
+                    let mut p =
+                        apply_preprocessor(dir, &out, &e.lead().prepared.preprocessor, true)?;
+                    // The plot vote reads the first bag's plot embeddings of these movies.
+                    if i == 0 && b.neighbours.is_some() {
+                        let lead = e.lead();
+                        crate::backbone_features::attach_cached_features(
+                            &lead.config.model,
+                            &mut p,
+                            &lead.device,
+                        )?;
+                    }
+                    Ok(p)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let refs: Vec<&Prepared> = foreign.iter().collect();
@@ -393,11 +399,16 @@ fn evaluate_blend(
         members: each.len(),
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
-        // The rating trees, when present, are listed last by their file.
+        // The plot vote and the rating trees, when present, are listed last by their files.
         blend: info
             .runs
             .iter()
             .cloned()
+            .chain(
+                b.neighbours
+                    .as_ref()
+                    .map(|_| b.dir.join(crate::plot_neighbours::NEIGHBOURS_FILE)),
+            )
             .chain(
                 b.trees
                     .as_ref()
@@ -622,12 +633,10 @@ impl EvalReport {
         let what = if b.refit {
             "refit model of a bag".to_string()
         } else if !b.blend.is_empty() {
-            let trees = b
-                .blend
-                .iter()
-                .filter(|p| p.run.ends_with(crate::rating_trees::TREES_FILE))
-                .count();
-            crate::blend::describe(b.blend.len() - trees, trees > 0)
+            let is = |file: &str| b.blend.iter().filter(|p| p.run.ends_with(file)).count();
+            let trees = is(crate::rating_trees::TREES_FILE);
+            let vote = is(crate::plot_neighbours::NEIGHBOURS_FILE);
+            crate::blend::describe(b.blend.len() - trees - vote, vote > 0, trees > 0)
         } else {
             format!("bag of {} members", b.members)
         };

@@ -18,6 +18,7 @@ use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
+use crate::plot_neighbours::NEIGHBOURS_FILE;
 use crate::portable::write_portable;
 use crate::rating_trees::TREES_FILE;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
@@ -60,6 +61,14 @@ pub struct Manifest {
     /// first part's fields) and rating weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating_trees: Option<ManifestTrees>,
+    /// A blend's plot-neighbour vote: its file (vote k beside each part's member k, from the
+    /// first part's plot embeddings) and genre weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plot_neighbours: Option<ManifestNeighbours>,
+    /// A blend's genre stacking over its parts and then the vote (see `genre_stacking.rs`);
+    /// when present it gives the probabilities instead of the genre weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_stacking: Option<crate::genre_stacking::GenreStacking>,
     pub shapes: ModelShapes,
     /// Scores of the validation split, or out of fold for a bag or blend.
     pub validation: Scores,
@@ -75,6 +84,14 @@ pub struct ManifestTrees {
     /// A plain file name in the export folder.
     pub file: String,
     pub rating_weight: f32,
+}
+
+/// The plot-neighbour vote of an exported blend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestNeighbours {
+    /// A plain file name in the export folder.
+    pub file: String,
+    pub genre_weight: f32,
 }
 
 /// One bag of an exported blend.
@@ -114,6 +131,8 @@ impl Manifest {
             members: Vec::new(),
             parts: Vec::new(),
             rating_trees: None,
+            plot_neighbours: None,
+            genre_stacking: None,
             shapes: run.info.shapes.clone(),
             validation,
             test,
@@ -187,6 +206,11 @@ impl Manifest {
             return Err(format!(
                 "parts: {p:?}: expected a sub-folder name and weights >= 0"
             ));
+        }
+        if let Some(s) = &self.genre_stacking {
+            let parts = self.parts.len() + usize::from(self.plot_neighbours.is_some());
+            s.check(parts, n)
+                .map_err(|e| format!("genre_stacking: {e}"))?;
         }
         if !(self.interval_coverage > 0.0 && self.interval_coverage < 1.0) {
             return Err(format!(
@@ -369,6 +393,18 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         }
         None => None,
     };
+    let plot_neighbours = match &b.neighbours {
+        Some(v) => {
+            let bytes = v.to_bytes()?;
+            cinefuse_data::atomic::write_atomic(&dir.join(NEIGHBOURS_FILE), &bytes)?;
+            hasher.update(format!("{:x}", Sha256::digest(&bytes)).as_bytes());
+            Some(ManifestNeighbours {
+                file: NEIGHBOURS_FILE.into(),
+                genre_weight: b.info.genre_weights[b.parts.len()],
+            })
+        }
+        None => None,
+    };
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
     let (test, each) = b.predict(&own, Some(Split::Test))?;
     let cal = &b.info.calibration;
@@ -379,6 +415,8 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         members: Vec::new(),
         parts,
         rating_trees,
+        plot_neighbours,
+        genre_stacking: b.info.genre_stacking.clone(),
         validation: out_of_fold_scores(&cal.out_of_fold),
         test: scores(&test, &cal.thresholds, &lead.genres),
         weights_sha256: format!("{:x}", hasher.finalize()),
@@ -389,7 +427,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let kind = format!(
         "a {} (genre weights {:?}, rating weights {:?})",
-        crate::blend::describe(b.parts.len(), b.trees.is_some()),
+        crate::blend::describe(b.parts.len(), b.neighbours.is_some(), b.trees.is_some()),
         b.info.genre_weights,
         b.info.rating_weights
     );
@@ -419,8 +457,15 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
         ),
         None => String::new(),
     };
+    let vote = match b.info.plot_neighbours {
+        Some(v) => format!(
+            " --plot-neighbours --neighbour-k {} --neighbour-temperature {} --neighbour-prior {}",
+            v.k, v.temperature, v.prior
+        ),
+        None => String::new(),
+    };
     lines.push(format!(
-        "cinefuse ensemble --runs {}{trees} --out BLEND",
+        "cinefuse ensemble --runs {}{vote}{trees} --out BLEND",
         bags.join(",")
     ));
     lines.push("cinefuse export --run BLEND --out MODEL".into());

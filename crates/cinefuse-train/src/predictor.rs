@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest};
+use crate::genre_stacking::combine;
+use crate::plot_neighbours::PlotNeighbours;
 use crate::predictions::{Predictions, predict_items};
 use crate::rating_trees::{RatingTrees, blend_part, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
@@ -51,6 +53,32 @@ fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
     Ok(trees)
 }
 
+/// A blend's plot vote from `file` in `dir`, checked against `lead`'s members, genres and
+/// plot encoder (the vote reads its frozen MiniLM embeddings).
+fn load_neighbours(dir: &Path, file: &str, lead: &Predictor) -> Result<PlotNeighbours> {
+    let path = cinefuse_data::paths::resolve_inside(dir, file)
+        .map_err(|e| anyhow::anyhow!("{}: plot_neighbours.file: {e}", dir.display()))?;
+    let vote = PlotNeighbours::load(&path)?;
+    let text = &lead.config.model.text;
+    if text.kind != cinefuse_model::encoders::text::TextEncoderKind::Bert || !text.freeze {
+        bail!(
+            "{}: the plot vote needs the first part to have a frozen pretrained plot encoder",
+            path.display()
+        );
+    }
+    if vote.n_folds != lead.others.len() + 1 || vote.n_genres != lead.manifest.genres.len() {
+        bail!(
+            "{}: a vote of {} members on {} genres for {} members on {} genres",
+            path.display(),
+            vote.n_folds,
+            vote.n_genres,
+            lead.others.len() + 1,
+            lead.manifest.genres.len()
+        );
+    }
+    Ok(vote)
+}
+
 /// A movie encoded for every model of a predictor: with the model's own preprocessing and,
 /// for a blend, with each partner bag's.
 #[derive(Debug, Clone)]
@@ -74,6 +102,9 @@ pub struct Predictor {
     partners: Vec<Predictor>,
     /// A blend's rating trees (weight in `manifest.rating_trees`); they read this model's fields.
     trees: Option<RatingTrees>,
+    /// A blend's plot vote (weight in `manifest.plot_neighbours`); it reads this model's plot
+    /// embeddings.
+    neighbours: Option<PlotNeighbours>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -135,6 +166,10 @@ impl Predictor {
             Some(t) => Some(load_trees(model_dir, &t.file, &lead)?),
             None => None,
         };
+        lead.neighbours = match &manifest.plot_neighbours {
+            Some(v) => Some(load_neighbours(model_dir, &v.file, &lead)?),
+            None => None,
+        };
         lead.manifest = manifest;
         lead.partners = parts;
         Ok(lead)
@@ -169,6 +204,7 @@ impl Predictor {
             batcher,
             partners: Vec::new(),
             trees: None,
+            neighbours: None,
         })
     }
 
@@ -349,8 +385,39 @@ impl Predictor {
         Some((blend_part(lead, trees.predict_rows(&rows)), t.rating_weight))
     }
 
-    /// A blend's members: member k of every part, weighted as the manifest says.
-    fn blend_members(&self, lead: Vec<Predictions>, inputs: &[ModelInput]) -> Vec<Predictions> {
+    /// The plot vote as a blend part (member k: the lead's member k with vote k's genre
+    /// probabilities, from the lead's plot embeddings in `items`) and its genre weight.
+    fn vote_part(
+        &self,
+        lead: &[Predictions],
+        items: &[MovieItem],
+    ) -> Option<(Vec<Predictions>, f32)> {
+        let (vote, v) = (
+            self.neighbours.as_ref()?,
+            self.manifest.plot_neighbours.as_ref()?,
+        );
+        let queries: Vec<Option<&[f32]>> =
+            items.iter().map(|i| i.plot_features.as_deref()).collect();
+        let part = lead
+            .iter()
+            .zip(vote.vote(&queries, &self.device))
+            .map(|(p, probs)| Predictions {
+                probs,
+                genre_shift: Vec::new(),
+                ..p.clone()
+            })
+            .collect();
+        Some((part, v.genre_weight))
+    }
+
+    /// A blend's members: member k of every part, combined as the manifest says. `items` are
+    /// the lead's inputs with their backbone features.
+    fn blend_members(
+        &self,
+        lead: Vec<Predictions>,
+        inputs: &[ModelInput],
+        items: &[MovieItem],
+    ) -> Vec<Predictions> {
         let mut per_part = vec![lead];
         for (k, partner) in self.partners.iter().enumerate() {
             let items: Vec<MovieItem> = inputs.iter().map(|i| i.partners[k].clone()).collect();
@@ -359,15 +426,21 @@ impl Predictor {
         let parts = &self.manifest.parts;
         let mut genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
         let mut rating_w: Vec<f32> = parts.iter().map(|p| p.rating_weight).collect();
+        if let Some((part, weight)) = self.vote_part(&per_part[0], items) {
+            per_part.push(part);
+            genre_w.push(weight);
+            rating_w.push(0.0);
+        }
         if let Some((part, weight)) = self.tree_part(&per_part[0], inputs) {
             per_part.push(part);
             genre_w.push(0.0);
             rating_w.push(weight);
         }
+        let stacking = self.manifest.genre_stacking.as_ref();
         (0..per_part[0].len())
             .map(|m| {
                 let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
-                Predictions::weighted(&each, &genre_w, &rating_w)
+                combine(&each, (&genre_w, &rating_w), stacking)
             })
             .collect()
     }
@@ -378,11 +451,11 @@ impl Predictor {
         let own = self.run_members(items);
         // Leave-one-out shares are measured against the first member alone.
         let lead = own[0].clone();
-        // A blend of one bag with rating trees has no partners but is still a blend.
-        let each = if self.partners.is_empty() && self.trees.is_none() {
+        // A blend of one bag (with trees or a vote) has no partners but is still a blend.
+        let each = if self.manifest.parts.is_empty() {
             own
         } else {
-            self.blend_members(own, inputs)
+            self.blend_members(own, inputs, items)
         };
         let full = Predictions::mean(&each);
         let modalities = self.model.modalities().to_vec();

@@ -286,12 +286,12 @@ impl Forest {
 }
 
 /// Numbers as little-endian bytes.
-fn le<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+pub(crate) fn le<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
     values.iter().flat_map(|v| to(*v)).collect()
 }
 
 /// A tensor's numbers, refused unless it has the `want` dtype.
-fn numbers<T, const N: usize>(
+pub(crate) fn numbers<T, const N: usize>(
     t: &TensorView<'_>,
     want: Dtype,
     from: fn([u8; N]) -> T,

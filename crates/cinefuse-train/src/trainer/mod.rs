@@ -91,7 +91,8 @@ fn progress(len: u64) -> ProgressBar {
 
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
-    if !config.train.blend_with.is_empty() || config.train.rating_trees.is_some() {
+    let t = &config.train;
+    if !t.blend_with.is_empty() || t.rating_trees.is_some() || t.plot_neighbours.is_some() {
         return crate::blend_train::train_blend(config, opts);
     }
     if config.train.folds >= 2 {
