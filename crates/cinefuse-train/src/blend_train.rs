@@ -91,6 +91,12 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
             info.rating_weights[k]
         );
     }
+    if info.genre_stacking.is_some() {
+        println!(
+            "genres: stacked per genre on the parts' logits (learnt out of fold); the genre \
+             weights only mix modality shares and losses"
+        );
+    }
 }
 
 /// Each bag's config: this one without `blend_with`, then each partner's, made to share this

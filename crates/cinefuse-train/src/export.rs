@@ -425,10 +425,13 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     write_portable(dir, &manifest)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
+    let genres = match b.info.genre_stacking {
+        Some(_) => "genres stacked per genre on the parts' logits".to_string(),
+        None => format!("genre weights {:?}", b.info.genre_weights),
+    };
     let kind = format!(
-        "a {} (genre weights {:?}, rating weights {:?})",
+        "a {} ({genres}, rating weights {:?})",
         crate::blend::describe(b.parts.len(), b.neighbours.is_some(), b.trees.is_some()),
-        b.info.genre_weights,
         b.info.rating_weights
     );
     let mut card = CardFacts::of(kind, b.lead(), &test, interval, run_dir);

@@ -134,14 +134,14 @@ fn fit_logistic(x: &[Vec<f64>], y: &[f64], c: f64) -> Vec<f64> {
     for _ in 0..100 {
         let (mut grad, mut hess) = (vec![0.0; d + 1], vec![vec![0.0; d + 1]; d + 1]);
         for (row, t) in x.iter().zip(y) {
-            let z = row.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>() + beta[d];
-            let p = sigmoid(z);
+            // The row with its constant 1 for the bias.
+            let xs: Vec<f64> = row.iter().copied().chain([1.0]).collect();
+            let p = sigmoid(xs.iter().zip(&beta).map(|(a, b)| a * b).sum());
             let w = (p * (1.0 - p)).max(1e-12);
-            for a in 0..=d {
-                let xa = row.get(a).copied().unwrap_or(1.0);
-                grad[a] += (p - t) * xa;
-                for b in 0..=d {
-                    hess[a][b] += w * xa * row.get(b).copied().unwrap_or(1.0);
+            for ((g, h), xa) in grad.iter_mut().zip(&mut hess).zip(&xs) {
+                *g += (p - t) * xa;
+                for (hab, xb) in h.iter_mut().zip(&xs) {
+                    *hab += w * xa * xb;
                 }
             }
         }
@@ -169,12 +169,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (top, below) = a.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for (offset, r) in below.iter_mut().enumerate() {
+            let f = r[col] / pivot_row[col];
+            for (x, p) in r[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
             }
-            b[row] -= f * b[col];
+            b[col + 1 + offset] -= f * b[col];
         }
     }
     let mut x = vec![0.0; n];
@@ -212,7 +214,7 @@ mod tests {
     fn the_stacker_trusts_the_part_that_knows_and_ignores_noise() {
         // Genre 0 is told by part 0, genre 1 by part 1; each other part is a coin toss.
         let n = 400;
-        let mut parts = vec![Vec::new(), Vec::new()];
+        let mut parts = [Vec::new(), Vec::new()];
         let mut targets = Vec::new();
         for i in 0..n {
             let (y0, y1) = (i % 2, (i / 2) % 2);

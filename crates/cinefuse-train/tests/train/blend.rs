@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cinefuse_data::split::Split;
 use cinefuse_model::Modality;
-use cinefuse_train::blend::{Blend, blend};
+use cinefuse_train::blend::{Blend, BlendExtras, blend};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::evaluate;
 use cinefuse_train::predictor::Predictor;
@@ -67,7 +67,7 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_bags(dir.path());
     let out = dir.path().join("blend");
-    let info = blend(&[a.clone(), b.clone()], &out, FLEX, None).unwrap();
+    let info = blend(&[a.clone(), b.clone()], &out, FLEX, BlendExtras::default()).unwrap();
     for w in [&info.genre_weights, &info.rating_weights] {
         assert_eq!(w.len(), 2);
         assert!(w.iter().all(|x| *x >= 0.0));
@@ -161,6 +161,13 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
 /// The same two bags blended with rating trees: the trees' out-of-fold ratings are forest k's
 /// on fold k, they take no genre weight, and eval, the export and `Predictor` agree on a
 /// blend whose rating leans on them.
+fn with_trees(cfg: RatingTreesConfig) -> BlendExtras {
+    BlendExtras {
+        rating_trees: Some(cfg),
+        ..BlendExtras::default()
+    }
+}
+
 fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     let out = root.join("blend-trees");
     let cfg = RatingTreesConfig {
@@ -170,7 +177,13 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
         l2: 2.0,
         ..RatingTreesConfig::default()
     };
-    let info = blend(&[a.to_path_buf(), b.to_path_buf()], &out, FLEX, Some(cfg)).unwrap();
+    let info = blend(
+        &[a.to_path_buf(), b.to_path_buf()],
+        &out,
+        FLEX,
+        with_trees(cfg),
+    )
+    .unwrap();
     assert_eq!(info.genre_weights.len(), 3);
     assert_eq!(info.genre_weights[2], 0.0, "the trees predict no genres");
     assert!((info.rating_weights.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -248,14 +261,14 @@ fn a_blend_refuses_runs_that_are_not_bags_on_the_same_folds() {
         train_into(config, run).unwrap();
     }
     let out = root.join("blend");
-    let e = blend(&[a.clone(), b], &out, FLEX, None).unwrap_err();
+    let e = blend(&[a.clone(), b], &out, FLEX, BlendExtras::default()).unwrap_err();
     assert!(format!("{e:#}").contains("same folds"), "{e:#}");
-    let e = blend(&[a.clone(), c.clone()], &out, FLEX, None).unwrap_err();
+    let e = blend(&[a.clone(), c.clone()], &out, FLEX, BlendExtras::default()).unwrap_err();
     assert!(format!("{e:#}").contains("not a bag"), "{e:#}");
-    let e = blend(std::slice::from_ref(&a), &out, FLEX, None).unwrap_err();
+    let e = blend(std::slice::from_ref(&a), &out, FLEX, BlendExtras::default()).unwrap_err();
     assert!(format!("{e:#}").contains("at least two"), "{e:#}");
     // The output may not be one of its inputs.
-    let e = blend(&[a.clone(), a.clone()], &a, FLEX, None).unwrap_err();
+    let e = blend(&[a.clone(), a.clone()], &a, FLEX, BlendExtras::default()).unwrap_err();
     assert!(format!("{e:#}").contains("input"), "{e:#}");
     assert!(!out.exists(), "nothing written on refusal");
 }
@@ -315,7 +328,7 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
         &[run.join("bag-0"), run.join("bag-1")],
         &root.join("b"),
         FLEX,
-        Some(RatingTreesConfig::default()),
+        with_trees(RatingTreesConfig::default()),
     )
     .unwrap();
     let trained: cinefuse_train::blend::BlendInfo =
