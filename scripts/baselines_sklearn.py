@@ -11,6 +11,8 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
   stacking: per-modality logistic regressions (plot embedding, poster features, metadata,
             TF-IDF) whose out-of-fold probabilities feed a second logistic regression per genre
   TF-IDF + metadata stacking (no pretrained features)
+  the strong linear peer stacked with cinefuse's plot-neighbour vote (a k-nearest-neighbour
+            genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them
 Metadata here is cinefuse's own encoding from samples.jsonl (scalers and vocabularies fitted on
 the training split). Regularization strength is chosen on the validation split.
 
@@ -233,8 +235,13 @@ def pretrained_peers(a, movies, labelled, y, text, out):
         out[f"strong_peer_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
         out[f"strong_peer_{label}_genres"]["features"] = names
         peer_blocks.append((fit(meta_raw), meta_raw["test"]))
-        out[f"strong_peer_meta_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
+        linear = strong_peer_probs(peer_blocks, ytr)
+        out[f"strong_peer_meta_{label}_genres"] = peer_scores(linear, ytr, y["test"])
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
+        # The peer of a blend with the plot-neighbour vote: the same + that vote, stacked.
+        if "plot" in raw:
+            out[f"strong_peer_meta_neighbours_{label}_genres"] = neighbour_peer(
+                linear, fit(raw["plot"]), ytr, raw["plot"]["test"], y["test"])
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
         peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
@@ -294,6 +301,21 @@ def strong_peer(blocks, ytr, yte, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=5
     one-vs-rest logistic regression with C chosen by 5-fold cross-validation on micro average
     precision, per-genre thresholds tuned on the 5-fold out-of-fold probabilities, then a fit on
     all the training rows scored once on the test rows. blocks: list of (train, test) arrays."""
+    return peer_scores(strong_peer_probs(blocks, ytr, grid, folds), ytr, yte)
+
+
+def peer_scores(probs, ytr, yte):
+    """Test scores of (out-of-fold, test, info) probabilities: thresholds from the former."""
+    oof, pte, info = probs
+    out = genre_metrics(pte, yte, tune_thresholds(oof, ytr))
+    out["micro_ap"] = float(average_precision_score(yte, pte, average="micro"))
+    out.update(info)
+    return out
+
+
+def strong_peer_probs(blocks, ytr, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=5):
+    """The strong peer's 5-fold out-of-fold probabilities on the training rows, its test
+    probabilities (from a fit on all of them) and how it was chosen."""
     xtr, xte = scaled_blocks([b[0] for b in blocks], [b[1] for b in blocks])
     parts = kfold_indices(len(xtr), folds)
     best = None
@@ -307,14 +329,52 @@ def strong_peer(blocks, ytr, yte, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=5
         if best is None or ap > best[0]:
             best = (ap, c, oof)
     _, c, oof = best
-    thr = tune_thresholds(oof, ytr)
     (pte,) = ovr_logreg(xtr, ytr, [xte], c)
-    out = genre_metrics(pte, yte, thr)
-    out["micro_ap"] = float(average_precision_score(yte, pte, average="micro"))
-    out["C"] = c
-    out["train_rows"] = int(len(xtr))
-    out["cv_micro_ap"] = float(best[0])
-    return out
+    return oof, pte, {"C": c, "train_rows": int(len(xtr)), "cv_micro_ap": float(best[0])}
+
+
+def neighbour_vote(query, rows, labels, k=50, temperature=0.05, prior=2.0):
+    """cinefuse's plot-neighbour vote (plot_neighbours.rs): the k most cosine-similar rows
+    (unit vectors) weighted by softmax(similarity / temperature), shrunk to the genre
+    frequencies by `prior` pseudo-neighbours."""
+    sim = query @ rows.T
+    n = min(k, len(rows))
+    near = np.argsort(-sim, 1)[:, :n]
+    w = np.exp((np.take_along_axis(sim, near, 1) - 1) / temperature)
+    w /= w.sum(1, keepdims=True)
+    vote = np.einsum("bn,bng->bg", w, labels[near])
+    return (vote * n + labels.mean(0) * prior) / (n + prior)
+
+
+def neighbour_peer(linear, emb_fit, ytr, emb_test, yte, folds=5):
+    """The strong peer with cinefuse's neighbour vote beside it, stacked as cinefuse stacks
+    them (a logistic regression per genre on the two logits, C = 0.1, fitted on the
+    out-of-fold probabilities; thresholds on the stacked out-of-fold ones). `linear` is
+    strong_peer_probs' (oof, test, info) on the same rows."""
+    centre = emb_fit.mean(0)
+
+    def unit(e):
+        e = e - centre
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-6)
+
+    xf, xt = unit(emb_fit), unit(emb_test)
+    vote_oof = np.zeros(ytr.shape)
+    for held in kfold_indices(len(xf), folds):
+        rest = np.setdiff1d(np.arange(len(xf)), held)
+        vote_oof[held] = neighbour_vote(xf[held], xf[rest], ytr[rest])
+    vote_test = neighbour_vote(xt, xf, ytr)
+    oof, pte, info = linear
+    stack_oof, stack_test = np.zeros(ytr.shape), np.zeros((len(xt), ytr.shape[1]))
+    for g in range(ytr.shape[1]):
+        x_fit = np.stack([logit(oof[:, g]), logit(vote_oof[:, g])], 1)
+        x_test = np.stack([logit(pte[:, g]), logit(vote_test[:, g])], 1)
+        if ytr[:, g].min() == ytr[:, g].max():
+            stack_oof[:, g] = stack_test[:, g] = ytr[0, g]
+            continue
+        model = LogisticRegression(C=0.1, max_iter=1000).fit(x_fit, ytr[:, g])
+        stack_oof[:, g] = model.predict_proba(x_fit)[:, 1]
+        stack_test[:, g] = model.predict_proba(x_test)[:, 1]
+    return peer_scores((stack_oof, stack_test, info), ytr, yte)
 
 
 def meta_features(m, vocabs):

@@ -654,19 +654,45 @@ fn portable_movies(d: &Path) -> String {
 /// vote from the exported table and the first part's BERT. The fine-tuned bag `runs/tuned`
 /// caches no plot features, so it cannot vote.
 fn plot_vote_joins_a_frozen_bag(d: &Path) {
-    let frozen = ["--set", "train.folds=2", "--set", "train.epochs=1"];
+    // Trained from the config: a blend of one bag and the vote, in one run.
+    let frozen = [
+        "--set",
+        "train.folds=2",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.plot_neighbours.k=5",
+    ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
-    ok(d, &args);
-    let vote = ["ensemble", "--runs", "runs/frozen", "--plot-neighbours"];
+    let text = ok(d, &args);
+    assert!(text.contains("genres: stacked per genre"), "{text}");
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join(file)).unwrap()).unwrap()
+    };
+    let trained = read("runs/frozen/blend.json");
+    // ... and by hand from its bag: the same vote, stacking and weights.
+    let vote = [
+        "ensemble",
+        "--runs",
+        "runs/frozen/bag-0",
+        "--plot-neighbours",
+    ];
     let text = ok(
         d,
         &[&vote[..], &["--neighbour-k", "5", "--out", "runs/vote"]].concat(),
     );
     assert!(text.contains("plot-neighbour vote: genre weight"), "{text}");
-    let blend: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("runs/vote/blend.json")).unwrap()).unwrap();
+    let blend = read("runs/vote/blend.json");
     assert_eq!(blend["plot_neighbours"]["k"], 5);
+    for key in [
+        "genre_stacking",
+        "genre_weights",
+        "rating_weights",
+        "calibration",
+    ] {
+        assert_eq!(blend[key], trained[key], "{key}");
+    }
     let stacking = blend["genre_stacking"]["coefficients"].as_array().unwrap();
     assert_eq!(stacking[0].as_array().unwrap().len(), 3, "bag, vote, bias");
     assert_eq!(blend["rating_weights"][1], 0.0, "the vote has no rating");
