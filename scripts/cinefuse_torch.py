@@ -956,7 +956,7 @@ def neighbour_votes(path, embeddings, present):
 
     t = load_file(path)
     with safe_open(path, "np") as f:
-        meta = f.metadata()
+        meta = json.loads(f.metadata()["settings"])
     k, temperature, prior = int(meta["k"]), float(meta["temperature"]), float(meta["prior"])
     x = embeddings - t["centre"].astype(np.float64)
     norm = np.linalg.norm(x, axis=1, keepdims=True)

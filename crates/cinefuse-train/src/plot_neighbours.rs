@@ -89,6 +89,19 @@ impl PlotNeighboursConfig {
     }
 }
 
+/// The safetensors metadata key of a table's settings (JSON).
+const SETTINGS_KEY: &str = "settings";
+
+/// What a table file records besides its tensors.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    k: usize,
+    temperature: f32,
+    prior: f32,
+    folds: usize,
+}
+
 /// The labelled movies that vote: their centred, unit-length plot embeddings, genres and folds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlotNeighbours {
@@ -310,7 +323,8 @@ impl PlotNeighbours {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// As safetensors: `centre`, `rows`, `labels` (f32), `folds` (u32); settings in metadata.
+    /// As safetensors: `centre`, `rows`, `labels` (f32), `folds` (u32); the settings as JSON in
+    /// the metadata entry `settings`.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let n = self.voters();
         let entries = [
@@ -345,13 +359,15 @@ impl PlotNeighbours {
                 TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.to_string(), v))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let c = &self.config;
-        let meta = HashMap::from([
-            ("k".to_string(), c.k.to_string()),
-            ("temperature".to_string(), c.temperature.to_string()),
-            ("prior".to_string(), c.prior.to_string()),
-            ("folds".to_string(), self.n_folds.to_string()),
-        ]);
+        // One metadata entry: safetensors writes a map's entries in hash order, so several
+        // would make the same table a different file from run to run.
+        let settings = Settings {
+            k: self.config.k,
+            temperature: self.config.temperature,
+            prior: self.config.prior,
+            folds: self.n_folds,
+        };
+        let meta = HashMap::from([(SETTINGS_KEY.to_string(), serde_json::to_string(&settings)?)]);
         Ok(safetensors::tensor::serialize(views, Some(meta))?)
     }
 
@@ -365,21 +381,17 @@ impl PlotNeighbours {
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let (_, meta) = SafeTensors::read_metadata(bytes)?;
-        let field = |key: &str| -> Result<String> {
-            meta.metadata()
-                .as_ref()
-                .and_then(|m| m.get(key).cloned())
-                .with_context(|| format!("metadata `{key}` is missing"))
-        };
-        let parse_err = |key: &str| format!("metadata `{key}` is not a number");
+        let text = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(SETTINGS_KEY).cloned())
+            .with_context(|| format!("metadata `{SETTINGS_KEY}` is missing"))?;
+        let settings: Settings = serde_json::from_str(&text)
+            .with_context(|| format!("metadata `{SETTINGS_KEY}`: {text}"))?;
         let config = PlotNeighboursConfig {
-            k: field("k")?.parse().with_context(|| parse_err("k"))?,
-            temperature: field("temperature")?
-                .parse()
-                .with_context(|| parse_err("temperature"))?,
-            prior: field("prior")?
-                .parse()
-                .with_context(|| parse_err("prior"))?,
+            k: settings.k,
+            temperature: settings.temperature,
+            prior: settings.prior,
             enabled: true,
         };
         config.validate().map_err(anyhow::Error::msg)?;
@@ -392,9 +404,7 @@ impl PlotNeighbours {
             config,
             dim: get("rows")?.shape().get(1).copied().unwrap_or(0),
             n_genres: get("labels")?.shape().get(1).copied().unwrap_or(0),
-            n_folds: field("folds")?
-                .parse()
-                .with_context(|| parse_err("folds"))?,
+            n_folds: settings.folds,
             centre: f32s("centre")?,
             rows: f32s("rows")?,
             labels: f32s("labels")?,
@@ -545,7 +555,9 @@ mod tests {
     #[test]
     fn a_table_survives_safetensors_and_a_broken_one_is_refused() -> Result<()> {
         let t = table();
-        assert_eq!(PlotNeighbours::from_bytes(&t.to_bytes()?)?, t);
+        let bytes = t.to_bytes()?;
+        assert_eq!(PlotNeighbours::from_bytes(&bytes)?, t);
+        assert_eq!(t.to_bytes()?, bytes, "the same table, the same file");
         let mut bad = table();
         bad.folds[0] = 7;
         let err = PlotNeighbours::from_bytes(&bad.to_bytes()?).unwrap_err();
