@@ -427,7 +427,10 @@ pub fn learn_blend(
         stacking: genre_stacking.as_ref(),
         runs: &resolved,
     };
-    let members = combine_members(&oof, &weights)?;
+    let members = match &genre_stacking {
+        Some(_) => cross_fitted_members(&oof, genre_parts, &weights)?,
+        None => combine_members(&oof, &weights)?,
+    };
     let info = BlendInfo {
         calibration: calibrate_folds(&members, &names, Vec::new()),
         runs: resolved,
@@ -444,6 +447,32 @@ pub fn learn_blend(
         neighbours,
         trees: forests,
     })
+}
+
+/// The blend's out-of-fold members with a stacker that never saw their fold: member k's genres
+/// come from a stacking fitted on the other folds' predictions, so the thresholds and the
+/// scores calibrated on them are as honest as a bag's (the stacker that predicts is fitted on
+/// every fold).
+fn cross_fitted_members(
+    oof: &[Vec<Predictions>],
+    genre_parts: usize,
+    w: &Weights<'_>,
+) -> Result<Vec<Predictions>> {
+    (0..oof[0].len())
+        .map(|fold| {
+            let others: Vec<Vec<Predictions>> = oof[..genre_parts]
+                .iter()
+                .map(|part| {
+                    let kept = part.iter().enumerate().filter(|(k, _)| *k != fold);
+                    kept.map(|(_, p)| p.clone()).collect()
+                })
+                .collect();
+            let stacking = learn_stacking(&others);
+            let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
+            check_same_movies(&each, w.runs)?;
+            Ok(combine(&each, (w.genre, w.rating), Some(&stacking)))
+        })
+        .collect()
 }
 
 /// The genres' stacking over the parts' out-of-fold probabilities (all folds together).
