@@ -128,6 +128,38 @@ impl RatingTreesConfig {
     }
 }
 
+/// The metadata entry of a trees file: its `Layout` as JSON.
+const LAYOUT_KEY: &str = "layout";
+
+/// How many forests a trees file holds and the width of the rows they read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layout {
+    members: usize,
+    n_numeric: usize,
+    n_categorical: usize,
+}
+
+impl Layout {
+    /// From the metadata: the `layout` entry, or the three entries files had before it.
+    fn read(meta: Option<&HashMap<String, String>>) -> Result<Self> {
+        let get = |key: &str| meta.and_then(|m| m.get(key));
+        if let Some(json) = get(LAYOUT_KEY) {
+            return serde_json::from_str(json).with_context(|| format!("`{LAYOUT_KEY}`: {json}"));
+        }
+        let field = |key: &str| -> Result<usize> {
+            get(key)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("`{LAYOUT_KEY}` (or `{key}`) is missing"))
+        };
+        Ok(Self {
+            members: field("members")?,
+            n_numeric: field("n_numeric")?,
+            n_categorical: field("n_categorical")?,
+        })
+    }
+}
+
 /// One forest per fold, and the width of the rows they read.
 pub struct RatingTrees {
     pub members: Vec<Forest>,
@@ -297,11 +329,14 @@ impl RatingTrees {
                     .map(|v| (name.clone(), v))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let meta = HashMap::from([
-            ("members".to_string(), self.members.len().to_string()),
-            ("n_numeric".to_string(), self.n_numeric.to_string()),
-            ("n_categorical".to_string(), self.n_categorical.to_string()),
-        ]);
+        // One metadata entry: safetensors writes a map's entries in hash order, so several
+        // would make the same forests a different file from run to run.
+        let layout = Layout {
+            members: self.members.len(),
+            n_numeric: self.n_numeric,
+            n_categorical: self.n_categorical,
+        };
+        let meta = HashMap::from([(LAYOUT_KEY.to_string(), serde_json::to_string(&layout)?)]);
         Ok(safetensors::tensor::serialize(views, Some(meta))?)
     }
 
@@ -312,15 +347,10 @@ impl RatingTrees {
         let st = SafeTensors::deserialize(&bytes)
             .with_context(|| format!("{}: not a safetensors file", path.display()))?;
         let (_, meta) = SafeTensors::read_metadata(&bytes)?;
-        let field = |key: &str| -> Result<usize> {
-            meta.metadata()
-                .as_ref()
-                .and_then(|m| m.get(key))
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("{}: metadata `{key}` is missing", path.display()))
-        };
-        let (n_numeric, n_categorical) = (field("n_numeric")?, field("n_categorical")?);
-        let members = (0..field("members")?)
+        let layout = Layout::read(meta.metadata().as_ref())
+            .with_context(|| format!("{}: metadata", path.display()))?;
+        let (n_numeric, n_categorical) = (layout.n_numeric, layout.n_categorical);
+        let members = (0..layout.members)
             .map(|k| Forest::from_tensors(&st, &format!("member.{k}")))
             .collect::<Result<Vec<_>>>()
             .with_context(|| path.display().to_string())?;
@@ -370,6 +400,33 @@ const MAX_TREES_BYTES: u64 = 512 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_trees_are_the_same_file_and_earlier_files_still_read() -> Result<()> {
+        let trees = RatingTrees {
+            members: Vec::new(),
+            n_numeric: 3,
+            n_categorical: 2,
+        };
+        let bytes = trees.to_bytes()?;
+        assert_eq!(trees.to_bytes()?, bytes, "byte for byte");
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(TREES_FILE);
+        std::fs::write(&path, &bytes)?;
+        let back = RatingTrees::load(&path)?;
+        assert_eq!((back.n_numeric, back.n_categorical), (3, 2));
+        // A file written before the `layout` entry: three plain entries.
+        let legacy = HashMap::from([
+            ("members".to_string(), "0".to_string()),
+            ("n_numeric".to_string(), "4".to_string()),
+            ("n_categorical".to_string(), "1".to_string()),
+        ]);
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = Vec::new();
+        std::fs::write(&path, safetensors::tensor::serialize(views, Some(legacy))?)?;
+        let back = RatingTrees::load(&path)?;
+        assert_eq!((back.n_numeric, back.n_categorical), (4, 1));
+        Ok(())
+    }
 
     #[test]
     fn a_row_has_gaps_where_values_are_missing() {
