@@ -383,9 +383,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     let lead = lead_manifest.context("a blend has parts")?;
     let rating_trees = match &b.trees {
         Some(t) => {
-            let bytes = t.to_bytes()?;
-            cinefuse_data::atomic::write_atomic(&dir.join(TREES_FILE), &bytes)?;
-            hasher.update(format!("{:x}", Sha256::digest(&bytes)).as_bytes());
+            write_hashed(dir, TREES_FILE, &t.to_bytes()?, &mut hasher)?;
             Some(ManifestTrees {
                 file: TREES_FILE.into(),
                 rating_weight: *b.info.rating_weights.last().expect("weights"),
@@ -395,9 +393,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     };
     let plot_neighbours = match &b.neighbours {
         Some(v) => {
-            let bytes = v.to_bytes()?;
-            cinefuse_data::atomic::write_atomic(&dir.join(NEIGHBOURS_FILE), &bytes)?;
-            hasher.update(format!("{:x}", Sha256::digest(&bytes)).as_bytes());
+            write_hashed(dir, NEIGHBOURS_FILE, &v.to_bytes()?, &mut hasher)?;
             Some(ManifestNeighbours {
                 file: NEIGHBOURS_FILE.into(),
                 genre_weight: b.info.genre_weights[b.parts.len()],
@@ -439,6 +435,13 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     write_card(dir, &manifest, &card)?;
     staging.commit()?;
     Ok(out.to_path_buf())
+}
+
+/// Writes `bytes` as `name` in the export folder `dir`, their digest into the export's `hasher`.
+fn write_hashed(dir: &Path, name: &str, bytes: &[u8], hasher: &mut Sha256) -> Result<()> {
+    cinefuse_data::atomic::write_atomic(&dir.join(name), bytes)?;
+    hasher.update(format!("{:x}", Sha256::digest(bytes)).as_bytes());
+    Ok(())
 }
 
 /// The commands that train a blend's bags (each part's saved config) and blend them.

@@ -20,7 +20,7 @@ use cinefuse_data::split::{Split, fold_of};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::tree_forest::{le, numbers};
+use crate::tree_forest::{le, numbers, to_safetensors};
 
 pub const NEIGHBOURS_FILE: &str = "plot_neighbours.safetensors";
 
@@ -329,46 +329,37 @@ impl PlotNeighbours {
         let n = self.voters();
         let entries = [
             (
-                "centre",
+                "centre".to_string(),
                 Dtype::F32,
                 vec![self.dim],
                 le(&self.centre, f32::to_le_bytes),
             ),
             (
-                "rows",
+                "rows".to_string(),
                 Dtype::F32,
                 vec![n, self.dim],
                 le(&self.rows, f32::to_le_bytes),
             ),
             (
-                "labels",
+                "labels".to_string(),
                 Dtype::F32,
                 vec![n, self.n_genres],
                 le(&self.labels, f32::to_le_bytes),
             ),
             (
-                "folds",
+                "folds".to_string(),
                 Dtype::U32,
                 vec![n],
                 le(&self.folds, u32::to_le_bytes),
             ),
         ];
-        let views = entries
-            .iter()
-            .map(|(name, dtype, shape, bytes)| {
-                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.to_string(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // One metadata entry: safetensors writes a map's entries in hash order, so several
-        // would make the same table a different file from run to run.
         let settings = Settings {
             k: self.config.k,
             temperature: self.config.temperature,
             prior: self.config.prior,
             folds: self.n_folds,
         };
-        let meta = HashMap::from([(SETTINGS_KEY.to_string(), serde_json::to_string(&settings)?)]);
-        Ok(safetensors::tensor::serialize(views, Some(meta))?)
+        to_safetensors(&entries, SETTINGS_KEY, &settings)
     }
 
     /// Reads `path` and checks that its tables agree.

@@ -22,7 +22,7 @@ use safetensors::tensor::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use crate::predictions::Predictions;
-use crate::tree_forest::{Forest, column_major};
+use crate::tree_forest::{Forest, column_major, to_safetensors};
 
 pub const TREES_FILE: &str = "rating_trees.safetensors";
 
@@ -322,22 +322,12 @@ impl RatingTrees {
             .enumerate()
             .flat_map(|(k, f)| f.tensors(&format!("member.{k}")))
             .collect();
-        let views = entries
-            .iter()
-            .map(|(name, dtype, shape, bytes)| {
-                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                    .map(|v| (name.clone(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // One metadata entry: safetensors writes a map's entries in hash order, so several
-        // would make the same forests a different file from run to run.
         let layout = Layout {
             members: self.members.len(),
             n_numeric: self.n_numeric,
             n_categorical: self.n_categorical,
         };
-        let meta = HashMap::from([(LAYOUT_KEY.to_string(), serde_json::to_string(&layout)?)]);
-        Ok(safetensors::tensor::serialize(views, Some(meta))?)
+        to_safetensors(&entries, LAYOUT_KEY, &layout)
     }
 
     /// Reads `path`, checking each forest against `n_numeric` + `n_categorical` fields.

@@ -285,6 +285,24 @@ impl Forest {
     }
 }
 
+/// Named tensors `(name, dtype, shape, little-endian bytes)` as a safetensors file whose one
+/// metadata entry `key` holds `meta` as JSON. One entry, because safetensors writes a map's
+/// entries in hash order: several would make the same content a different file each run.
+pub(crate) fn to_safetensors(
+    entries: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+    key: &str,
+    meta: &impl serde::Serialize,
+) -> Result<Vec<u8>> {
+    let views = entries
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = HashMap::from([(key.to_string(), serde_json::to_string(meta)?)]);
+    Ok(safetensors::tensor::serialize(views, Some(meta))?)
+}
+
 /// Numbers as little-endian bytes.
 pub(crate) fn le<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
     values.iter().flat_map(|v| to(*v)).collect()
