@@ -15,7 +15,8 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
   - rating: the blend's greedy rating weights against gradient boosting on the metadata and
     extra columns (scikit-learn's HistGradientBoostingRegressor, the peer of
     baselines_sklearn.py) fitted on the same folds, and the two combined by greedy weights;
-    the same without the award words, and without the writers (which columns carry it).
+    the same without the award words, and without the writers (which columns carry it);
+  - with --vote-grid, the neighbour vote's k and temperature over a grid, stacked per genre.
 """
 
 import argparse
@@ -193,6 +194,25 @@ def probe_members(genres, movies, prepared):
             print(f"    + the bags, {combiner:36s}", np.round(cross_validate(fold, fit, labels), 4))
 
 
+def probe_vote_grid(genres, prepared, ks=(20, 50, 100), temperatures=(0.02, 0.05, 0.1)):
+    """The neighbour vote's k and temperature over a grid, each stacked per genre with the bags
+    (the combiner a blend with the vote uses), cross-validated as above."""
+    labelled, probs, labels, fold = genres
+    table = peers.load_feature_cache(prepared, "plot")
+    if table is None:
+        print("  vote grid: no cached plot features in", prepared)
+        return
+    samples = peers.load_samples(prepared)
+    plot = table[[samples[i]["row"] for i in labelled]]
+    print("the vote's settings, stacked per genre with the bags: micro-F1 macro-F1 top-1 micro-AP")
+    for k in ks:
+        for t in temperatures:
+            everyone = np.concatenate([probs, neighbour_genres(plot, labels, fold, k=k, temperature=t)[None]])
+            clipped = np.clip(everyone, EPS, 1 - EPS)
+            fit = genre_combiners(everyone, np.log(clipped / (1 - clipped)), labels)["logistic stacking per genre (C=0.1)"]
+            print(f"  k={k:<4d} T={t:<5g}", np.round(cross_validate(fold, fit, labels), 4))
+
+
 def gbm_features(movies, fit_ids, all_ids):
     """The metadata + extra columns of baselines_sklearn.py's rating peer, vocabularies from
     the fitting rows only; and the columns of the writers and of the award words."""
@@ -253,6 +273,7 @@ def main():
     ap.add_argument("dataset")
     ap.add_argument("prepared")
     ap.add_argument("bags", nargs="+")
+    ap.add_argument("--vote-grid", action="store_true", help="also the neighbour vote's k and temperature over a grid")
     a = ap.parse_args()
     movies, _, _ = peers.load(a.dataset, a.prepared)
     tables = [read_oof(b) for b in a.bags]
@@ -262,6 +283,8 @@ def main():
     fold = np.array([int(tables[0][0][i]["fold"]) for i in ids])
     genres = probe_genres(tables, ids, fold)
     probe_members(genres, movies, a.prepared)
+    if a.vote_grid:
+        probe_vote_grid(genres, a.prepared)
     probe_rating(tables, ids, fold, movies)
 
 
