@@ -701,6 +701,11 @@ fn plot_vote_joins_a_frozen_bag(d: &Path) {
         text.contains("blend of 1 bag and a plot-neighbour vote"),
         "{text}"
     );
+    // On another dataset (here the demo movies again, re-encoded): the vote needs their plot
+    // embeddings, which eval computes with the first bag's backbone.
+    let text = ok(d, &["eval", "--run", "runs/vote", "--data", "demo"]);
+    assert!(text.contains("plot features: computed"), "{text}");
+    assert!(text.contains("genre micro-F1"), "{text}");
     ok(d, &["export", "--run", "runs/vote", "--out", "vote"]);
     assert!(d.join("vote/plot_neighbours.safetensors").is_file());
     portable::check_portable(d, "vote", &portable_movies(d));
