@@ -118,6 +118,13 @@ impl Blend {
             None => None,
         };
         let n_genres = parts[0].lead().prepared.preprocessor.genre_names().len();
+        if let Some(v) = neighbours.as_ref().filter(|v| v.n_genres != n_genres) {
+            bail!(
+                "{}: the plot vote is on {} genres, the bags predict {n_genres}",
+                dir.join(NEIGHBOURS_FILE).display(),
+                v.n_genres
+            );
+        }
         let genre_parts = parts.len() + usize::from(neighbours.is_some());
         if let Some(s) = &info.genre_stacking {
             s.check(genre_parts, n_genres)

@@ -236,14 +236,17 @@ impl PlotNeighbours {
     pub fn vote(&self, queries: &[Option<&[f32]>], device: &Device) -> Vec<Vec<f32>> {
         let sims = self.similarities(queries, device);
         (0..self.n_folds)
-            .map(|member| {
-                let freq = self.frequencies(member);
-                sims.iter()
-                    .flat_map(|s| match s {
-                        Some(s) => self.member_vote(member, s, &freq),
-                        None => freq.clone(),
-                    })
-                    .collect()
+            .map(|member| self.member_votes(member, &sims))
+            .collect()
+    }
+
+    /// Member `member`'s vote for each query, `[query × genre]`, from their similarities.
+    fn member_votes(&self, member: usize, sims: &[Option<Vec<f32>>]) -> Vec<f32> {
+        let freq = self.frequencies(member);
+        sims.iter()
+            .flat_map(|s| match s {
+                Some(s) => self.member_vote(member, s, &freq),
+                None => freq.clone(),
             })
             .collect()
     }
@@ -315,7 +318,8 @@ impl PlotNeighbours {
                 table.dim
             );
         }
-        Ok(self.vote(&queries, device).swap_remove(member))
+        // Only this member's vote: the others' would be thrown away.
+        Ok(self.member_votes(member, &self.similarities(&queries, device)))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

@@ -66,6 +66,15 @@ fn load_neighbours(dir: &Path, file: &str, lead: &Predictor) -> Result<PlotNeigh
             path.display()
         );
     }
+    let width = lead.manifest.shapes.text_backbone.as_ref();
+    if width.is_some_and(|b| b.config.hidden_size != vote.dim) {
+        bail!(
+            "{}: the vote reads {}-wide plot embeddings, the first part's encoder makes {}",
+            path.display(),
+            vote.dim,
+            width.map_or(0, |b| b.config.hidden_size)
+        );
+    }
     if vote.n_folds != lead.others.len() + 1 || vote.n_genres != lead.manifest.genres.len() {
         bail!(
             "{}: a vote of {} members on {} genres for {} members on {} genres",
