@@ -67,16 +67,24 @@ def multi_hot(movies, ids, genres):
     return y
 
 
-def tune_thresholds(p, y):
-    out = []
-    for k in range(y.shape[1]):
-        best = (-1.0, 0.5)
-        for t in np.arange(0.05, 0.96, 0.05):
-            f = f1_score(y[:, k], p[:, k] >= t, zero_division=0)
-            if f > best[0] + 1e-12 or (abs(f - best[0]) <= 1e-12 and abs(t - 0.5) < abs(best[1] - 0.5)):
-                best = (f, t)
-        out.append(best[1])
-    return np.array(out)
+def best_on_grid(score):
+    """The grid threshold (0.05 … 0.95) with the highest score; ties go to the one nearest 0.5."""
+    best = (-1.0, 0.5)
+    for t in np.arange(0.05, 0.96, 0.05):
+        f = score(t)
+        if f > best[0] + 1e-12 or (abs(f - best[0]) <= 1e-12 and abs(t - 0.5) < abs(best[1] - 0.5)):
+            best = (f, t)
+    return best[1]
+
+
+def tune_thresholds(p, y, shared_weight=0.0):
+    """Per-genre F1-best thresholds, each pulled by `shared_weight` toward the one threshold with
+    the best micro-F1 over all genres (cinefuse's train.shared_threshold_weight; 0: per genre)."""
+    own = np.array([best_on_grid(lambda t: f1_score(y[:, k], p[:, k] >= t, zero_division=0)) for k in range(y.shape[1])])
+    if shared_weight == 0.0:
+        return own
+    shared = best_on_grid(lambda t: f1_score(y, p >= t, average="micro", zero_division=0))
+    return (1 - shared_weight) * own + shared_weight * shared
 
 
 def genre_metrics(p, y, thr):
@@ -309,6 +317,9 @@ def peer_scores(probs, ytr, yte):
     oof, pte, info = probs
     out = genre_metrics(pte, yte, tune_thresholds(oof, ytr))
     out["micro_ap"] = float(average_precision_score(yte, pte, average="micro"))
+    # The same probabilities with cinefuse's default decision rule (thresholds pulled a quarter
+    # of the way toward a shared one), so the peer is scored the way cinefuse is.
+    out["shared_threshold_weight_0.25"] = genre_metrics(pte, yte, tune_thresholds(oof, ytr, 0.25))
     out.update(info)
     return out
 

@@ -18,9 +18,10 @@ use crate::config::{BackendKind, TrainConfig};
 use crate::evaluate::LoadedRun;
 use crate::export::INTERVAL_COVERAGE;
 use crate::interval::{Calibration, Coverage, Residual, per_fold_coverage};
-use crate::metrics::{GenreMetrics, RatingMetrics, tune_thresholds};
+use crate::metrics::{GenreMetrics, RatingMetrics};
 use crate::predictions::Predictions;
 use crate::run_dir::*;
+use crate::thresholds::pooled_thresholds;
 use crate::trainer::{RunSummary, TrainOptions, Trainer};
 
 pub const BAG_FILE: &str = "bag.json";
@@ -49,6 +50,10 @@ pub struct BagInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BagCalibration {
     pub thresholds: Vec<f32>,
+    /// How far the thresholds were pulled toward a shared one (`train.shared_threshold_weight`;
+    /// bags calibrated before it existed: 0, per genre).
+    #[serde(default)]
+    pub shared_threshold_weight: f32,
     /// `None` when too few out-of-fold movies have a rating for any interval.
     pub interval: Option<Calibration>,
     pub best_epochs: Vec<usize>,
@@ -269,7 +274,8 @@ fn calibrate(dir: &Path, info: &BagInfo, backend: Option<BackendKind>) -> Result
     let best_epochs = members.iter().map(|m| m.best_epoch).collect();
     let folds = out_of_fold(&members, info);
     crate::oof::write_oof(dir, &folds, &names)?;
-    Ok(calibrate_folds(&folds, &names, best_epochs))
+    let weight = members[0].config.train.shared_threshold_weight;
+    Ok(calibrate_folds(&folds, &names, best_epochs, weight))
 }
 
 /// Thresholds, interval and out-of-fold scores from `folds`, the predictions on each fold of
@@ -278,13 +284,15 @@ pub(crate) fn calibrate_folds(
     folds: &[Predictions],
     names: &[String],
     best_epochs: Vec<usize>,
+    shared_threshold_weight: f32,
 ) -> BagCalibration {
     let all = Predictions::concat(folds);
-    let thresholds = tune_thresholds(&all.labelled_genres());
+    let thresholds = pooled_thresholds(&all.labelled_genres(), shared_threshold_weight);
     let residuals = residuals_of(folds);
     BagCalibration {
         interval: Calibration::fit(&residuals, INTERVAL_BINS, INTERVAL_COVERAGE),
         best_epochs,
+        shared_threshold_weight,
         out_of_fold: OutOfFold {
             movies: all.ids.len(),
             genres: all.genre_metrics(&thresholds, names),

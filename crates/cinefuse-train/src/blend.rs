@@ -439,7 +439,12 @@ pub fn learn_blend(
         None => combine_members(&oof, &weights)?,
     };
     let info = BlendInfo {
-        calibration: calibrate_folds(&members, &names, Vec::new()),
+        calibration: calibrate_folds(
+            &members,
+            &names,
+            Vec::new(),
+            lead.config.train.shared_threshold_weight,
+        ),
         runs: resolved,
         genre_weights,
         rating_weights,

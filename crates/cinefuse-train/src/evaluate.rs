@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
 use crate::metrics::{
-    GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics, tune_thresholds,
+    GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics,
 };
 use crate::predictions::{Predictions, Scorer, predict_dataset};
 use crate::run_dir::*;
+use crate::thresholds::pooled_thresholds;
 
 /// A trained run loaded for inference.
 pub struct LoadedRun {
@@ -112,11 +113,12 @@ impl LoadedRun {
     }
 
     /// Per-genre thresholds tuned on the run's own validation movies (the validation split,
-    /// or a bag member's held-out fold).
+    /// or a bag member's held-out fold), pulled toward a shared one as the config says.
     pub fn tuned_thresholds(&self) -> (Vec<f32>, Predictions) {
         let (_, val_ds) = crate::trainer::datasets_for(&self.prepared, self.info.rows);
         let val = self.predict_dataset(val_ds);
-        (tune_thresholds(&val.labelled_genres()), val)
+        let weight = self.config.train.shared_threshold_weight;
+        (pooled_thresholds(&val.labelled_genres(), weight), val)
     }
 }
 
@@ -157,6 +159,9 @@ pub struct BagSummary {
     pub members: usize,
     pub refit: bool,
     pub out_of_fold: crate::bag::OutOfFold,
+    /// How far the thresholds were pulled toward a shared one (`thresholds.rs`).
+    #[serde(default)]
+    pub shared_threshold_weight: f32,
     /// A blend: its bags and their weights (empty for a bag).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blend: Vec<BlendPart>,
@@ -343,6 +348,7 @@ fn evaluate_ensemble(
         members: e.members.len(),
         refit: e.refit,
         out_of_fold: e.calibration.out_of_fold.clone(),
+        shared_threshold_weight: e.calibration.shared_threshold_weight,
         blend: Vec::new(),
     };
     let scored = Scored {
@@ -399,6 +405,7 @@ fn evaluate_blend(
         members: each.len(),
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
+        shared_threshold_weight: info.calibration.shared_threshold_weight,
         // The plot vote and the rating trees, when present, are listed last by their files.
         blend: info
             .runs
@@ -655,6 +662,13 @@ impl EvalReport {
             o.rating.mae,
             per_fold.join(", ")
         )?;
+        if b.shared_threshold_weight > 0.0 {
+            writeln!(
+                f,
+                "thresholds: each genre's own pulled {:.0} % of the way to one shared threshold",
+                b.shared_threshold_weight * 100.0
+            )?;
+        }
         for p in &b.blend {
             writeln!(
                 f,

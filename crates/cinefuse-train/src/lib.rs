@@ -29,6 +29,7 @@ pub mod schedule;
 pub mod sweep;
 pub mod sweep_table;
 pub mod tensorboard;
+pub mod thresholds;
 pub mod trainer;
 pub mod tree_forest;
 

@@ -1,5 +1,5 @@
 //! Evaluation metrics on host vectors. Genres: micro/macro/samples F1, mAP, top-1 accuracy,
-//! per-genre precision/recall/F1 and per-genre threshold tuning. Rating: MAE, RMSE, R² and the
+//! per-genre precision/recall/F1 (thresholds are tuned in `thresholds.rs`). Rating: MAE, RMSE, R² and the
 //! share of predictions within 10 % of the true rating.
 
 use serde::{Deserialize, Serialize};
@@ -25,10 +25,10 @@ impl GenrePredictions {
     pub fn rows(&self) -> usize {
         self.probs.len().checked_div(self.n_genres).unwrap_or(0)
     }
-    fn p(&self, i: usize, g: usize) -> f32 {
+    pub(crate) fn p(&self, i: usize, g: usize) -> f32 {
         self.probs[i * self.n_genres + g]
     }
-    fn t(&self, i: usize, g: usize) -> bool {
+    pub(crate) fn t(&self, i: usize, g: usize) -> bool {
         self.targets[i * self.n_genres + g] > 0.5
     }
 }
@@ -97,7 +97,7 @@ impl SplitScores {
     }
 }
 
-fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
+pub(crate) fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
     let d = 2 * tp + fp + fn_;
     if d == 0 {
         0.0
@@ -218,45 +218,6 @@ fn per_genre_of(
         f1: f1(tp, fp, fn_),
         average_precision: average_precision(&scores, &labels),
     }
-}
-
-/// For each genre, the threshold in {0.05, 0.10, …, 0.95} with the best F1 (ties → closest to 0.5).
-pub fn tune_thresholds(p: &GenrePredictions) -> Vec<f32> {
-    let (n, g) = (p.rows(), p.n_genres);
-    (0..g)
-        .map(|k| {
-            let shift = p.shift.get(k).copied().unwrap_or(0.0);
-            let grid = |step: i32| shifted(step as f32 * 0.05, shift);
-            let mut best = (f64::MIN, grid(10));
-            for step in 1..20 {
-                let t = grid(step);
-                let (mut tp, mut fp, mut fn_) = (0, 0, 0);
-                for i in 0..n {
-                    match (p.p(i, k) >= t, p.t(i, k)) {
-                        (true, true) => tp += 1,
-                        (true, false) => fp += 1,
-                        (false, true) => fn_ += 1,
-                        _ => {}
-                    }
-                }
-                let score = f1(tp, fp, fn_);
-                let closer = (t - grid(10)).abs() < (best.1 - grid(10)).abs();
-                if score > best.0 + 1e-12 || ((score - best.0).abs() <= 1e-12 && closer) {
-                    best = (score, t);
-                }
-            }
-            best.1
-        })
-        .collect()
-}
-
-/// The probability `t` becomes when `shift` is taken out of its logit.
-fn shifted(t: f32, shift: f32) -> f32 {
-    if shift == 0.0 {
-        return t;
-    }
-    let logit = (t / (1.0 - t)).ln() - shift;
-    1.0 / (1.0 + (-logit).exp())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -430,43 +391,6 @@ mod tests {
         let b = &m.per_genre[1];
         assert_eq!((b.tp, b.fp, b.fn_, b.tn), (1, 0, 1, 1));
         assert!((m.per_genre[0].precision - 0.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn tuned_thresholds_improve_f1() {
-        let p = preds();
-        let t = tune_thresholds(&p);
-        let tuned = genre_metrics(&p, &t, &[]);
-        let base = genre_metrics(&p, &[0.5, 0.5], &[]);
-        assert!(tuned.macro_f1 >= base.macro_f1);
-        // Genre B: any threshold in (0.2, 0.4] captures both positives without the negative.
-        assert!(t[1] > 0.2 && t[1] <= 0.4, "{t:?}");
-        assert!((tuned.per_genre[1].f1 - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_logit_shift_moves_the_threshold_grid_and_changes_no_decision() {
-        let p = preds();
-        let shift = vec![0.7f32, 0.3];
-        let logit = |q: f32| (q / (1.0 - q)).ln();
-        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
-        let moved = GenrePredictions {
-            probs: (0..p.probs.len())
-                .map(|i| sigmoid(logit(p.probs[i]) - shift[i % 2]))
-                .collect(),
-            shift: shift.clone(),
-            ..p.clone()
-        };
-        let (t, t_moved) = (tune_thresholds(&p), tune_thresholds(&moved));
-        for k in 0..2 {
-            assert!((sigmoid(logit(t[k]) - shift[k]) - t_moved[k]).abs() < 1e-6);
-        }
-        let (a, b) = (
-            genre_metrics(&p, &t, &[]),
-            genre_metrics(&moved, &t_moved, &[]),
-        );
-        assert_eq!(a.micro_f1, b.micro_f1);
-        assert_eq!(a.macro_f1, b.macro_f1);
     }
 
     #[test]

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""How far should each genre's decision threshold be pulled toward one shared threshold?
+(`train.shared_threshold_weight`, crates/cinefuse-train/src/thresholds.rs.) Reads the
+out-of-fold predictions of bags or blends (each FOLDER's oof_predictions.csv); nothing here
+reads the test split.
+
+  scripts/.venv/bin/python scripts/threshold_probe.py FOLDER [FOLDER …]
+
+For each weight, the mean over the folders of micro-F1 and macro-F1 when the thresholds are
+  - tuned on four folds' out-of-fold predictions and scored on the fifth (a bag or blend, which
+    tunes on ~2,000 movies), and
+  - tuned on one fold and scored on the other four (~500 movies: the size of the validation
+    split a single model tunes on).
+"""
+
+import csv
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines_sklearn as peers  # noqa: E402
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def read(folder):
+    with open(os.path.join(folder, "oof_predictions.csv"), encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r[next(c for c in r if c.startswith("y_"))] != ""]
+    probs = np.array([[float(r[c]) for c in r if c.startswith("p_")] for r in rows])
+    labels = np.array([[int(r[c]) for c in r if c.startswith("y_")] for r in rows])
+    return np.array([int(r["fold"]) for r in rows]), probs, labels
+
+
+def f1s(p, y, thresholds):
+    pred = p >= thresholds
+    tp, fp, fn = (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
+    present = y.sum(0) > 0
+    per_genre = 2 * tp / np.maximum(1, 2 * tp + fp + fn)
+    return np.array([2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()), per_genre[present].mean()])
+
+
+def scores(fold, p, y, weight, tune_on_one):
+    """Mean (micro-F1, macro-F1) over the folds, thresholds from the fold (tune_on_one) or from
+    the other folds."""
+    out = []
+    for k in sorted(set(fold)):
+        tune, score = (fold == k, fold != k) if tune_on_one else (fold != k, fold == k)
+        t = peers.tune_thresholds(p[tune], y[tune], weight)
+        out.append(f1s(p[score], y[score], t))
+    return np.mean(out, 0)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    tables = [read(f) for f in sys.argv[1:]]
+    for tune_on_one, what in ((False, "tuned on four folds, scored on the fifth"), (True, "tuned on one fold, scored on the other four")):
+        print(f"{what} (mean of {len(tables)}): weight  micro-F1  macro-F1")
+        for w in WEIGHTS:
+            m = np.mean([scores(f, p, y, w, tune_on_one) for f, p, y in tables], 0)
+            print(f"  {w:4.2f}  {m[0]:.4f}  {m[1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()
