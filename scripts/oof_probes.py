@@ -16,11 +16,15 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
     extra columns (scikit-learn's HistGradientBoostingRegressor, the peer of
     baselines_sklearn.py) fitted on the same folds, and the two combined by greedy weights;
     the same without the award words, and without the writers (which columns carry it);
-  - with --vote-grid, the neighbour vote's k and temperature over a grid, stacked per genre.
+  - with --vote-grid, the neighbour vote's k and temperature over a grid, stacked per genre;
+  - with --linear-peer, the strong linear peer of baselines_sklearn.py (block-scaled plot,
+    poster and metadata features, C = 1) fitted on the same folds: the bags + vote against the
+    peer + vote on the same movies, and the bags + vote + the linear model as a member.
 """
 
 import argparse
 import csv
+import json
 import os
 import sys
 
@@ -268,12 +272,51 @@ def probe_rating(tables, ids, fold, movies):
               f"with the blend (weights {np.round(mixed, 2)}): {mae(mixed @ np.stack([blend, gbm])):.4f}")
 
 
+def stacked_scores(members, labels, fold):
+    """Cross-validated scores of the members stacked per genre (C = 0.1), thresholds pulled
+    0.25 toward a shared one as cinefuse's default."""
+    clipped = np.clip(np.stack(members), EPS, 1 - EPS)
+    fit = genre_combiners(clipped, np.log(clipped / (1 - clipped)), labels)["logistic stacking per genre (C=0.1)"]
+    scores = []
+    for k in sorted(set(fold)):
+        tr, te = np.where(fold != k)[0], np.where(fold == k)[0]
+        p = fit(tr)
+        scores.append(genre_scores(p[te], labels[te], peers.tune_thresholds(p[tr], labels[tr], 0.25)))
+    return np.round(np.mean(scores, 0), 4)
+
+
+def probe_linear_peer(genres, prepared):
+    """The bags against the strong linear peer on the same out-of-fold movies and folds, each
+    with the plot vote, and the linear model as a fourth member."""
+    labelled, probs, labels, fold = genres
+    samples = peers.load_samples(prepared)
+    plot, poster = (peers.load_feature_cache(prepared, m) for m in ("plot", "poster"))
+    if plot is None or poster is None:
+        print("  linear peer: no cached plot and poster features in", prepared)
+        return
+    with open(os.path.join(prepared, "preprocess.json"), encoding="utf-8") as f:
+        n_cat = [len(v["values"]) + 2 for v in json.load(f)["categorical"]]
+    rows = [samples[i]["row"] for i in labelled]
+    blocks = [plot[rows], poster[rows], peers.cinefuse_meta(samples, labelled, n_cat)]
+    linear = np.zeros(labels.shape)
+    for k in sorted(set(fold)):
+        tr, te = fold != k, fold == k
+        x_fit, x_held = peers.scaled_blocks([b[tr] for b in blocks], [b[te] for b in blocks])
+        (linear[te],) = peers.ovr_logreg(x_fit, labels[tr], [x_held], 1.0)
+    vote = neighbour_genres(blocks[0], labels, fold)
+    print("stacked per genre, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
+    print("  the bags + vote                ", stacked_scores(list(probs) + [vote], labels, fold))
+    print("  the bags + vote + linear model ", stacked_scores(list(probs) + [vote, linear], labels, fold))
+    print("  linear model + vote (the peer) ", stacked_scores([linear, vote], labels, fold))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dataset")
     ap.add_argument("prepared")
     ap.add_argument("bags", nargs="+")
     ap.add_argument("--vote-grid", action="store_true", help="also the neighbour vote's k and temperature over a grid")
+    ap.add_argument("--linear-peer", action="store_true", help="also the bags against the strong linear peer on the same folds")
     a = ap.parse_args()
     movies, _, _ = peers.load(a.dataset, a.prepared)
     tables = [read_oof(b) for b in a.bags]
@@ -285,6 +328,8 @@ def main():
     probe_members(genres, movies, a.prepared)
     if a.vote_grid:
         probe_vote_grid(genres, a.prepared)
+    if a.linear_peer:
+        probe_linear_peer(genres, a.prepared)
     probe_rating(tables, ids, fold, movies)
 
 
