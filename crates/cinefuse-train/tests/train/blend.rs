@@ -34,7 +34,7 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner, the extra-member
-/// probe and the rating probe report a score. SKIPPED without a Python that has scikit-learn.
+/// probe and the rating probe report a score; so does `scripts/threshold_probe.py`. SKIPPED without a Python that has scikit-learn.
 fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     let repo = crate::manifest_dir().join("../..");
     let Some(python) = super::python_with("sklearn") else {
@@ -43,8 +43,10 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     };
     let script = repo.join("scripts/oof_probes.py");
     let (demo, prepared) = (root.join("demo"), root.join("prepared"));
+    let flag = Path::new("--linear-peer");
     let mut args = vec![script.as_path(), &demo, &prepared];
     args.extend(bags);
+    args.push(flag);
     let out = super::run_python(&python, &args);
     let text = String::from_utf8_lossy(&out);
     for row in [
@@ -56,8 +58,21 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
         "TF-IDF logistic regression (C=10) alone",
         "+ the bags, greedy probability weights",
         "no cached plot features",
+        "linear peer: no cached plot and poster features",
     ] {
         assert!(text.contains(row), "{row}: {text}");
+    }
+    // The threshold probe: a score for every weight, both ways of tuning.
+    let script = repo.join("scripts/threshold_probe.py");
+    let mut args = vec![script.as_path()];
+    args.extend(bags);
+    let text = String::from_utf8_lossy(&super::run_python(&python, &args)).to_string();
+    for (row, times) in [
+        ("tuned on four folds", 1),
+        ("tuned on one fold", 1),
+        ("  0.25  0.", 2),
+    ] {
+        assert_eq!(text.matches(row).count(), times, "{row}: {text}");
     }
 }
 
