@@ -43,10 +43,9 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     };
     let script = repo.join("scripts/oof_probes.py");
     let (demo, prepared) = (root.join("demo"), root.join("prepared"));
-    let flag = Path::new("--linear-peer");
     let mut args = vec![script.as_path(), &demo, &prepared];
     args.extend(bags);
-    args.push(flag);
+    args.extend([Path::new("--linear-peer"), Path::new("--more-votes")]);
     let out = super::run_python(&python, &args);
     let text = String::from_utf8_lossy(&out);
     for row in [
@@ -59,6 +58,7 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
         "+ the bags, greedy probability weights",
         "no cached plot features",
         "linear peer: no cached plot and poster features",
+        "more votes: no cached plot and poster features",
     ] {
         assert!(text.contains(row), "{row}: {text}");
     }
