@@ -323,7 +323,7 @@ pub fn conformal_quantile(residuals: &[f32], coverage: f64) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Residuals of a model whose errors are Gaussian with a known σ: the 90 % half-width is
@@ -358,8 +358,10 @@ mod tests {
         );
     }
 
-    fn preds() -> GenrePredictions {
-        // 3 movies × 2 genres
+    /// Also the threshold tests' fixture.
+    pub(crate) fn preds() -> GenrePredictions {
+        // 3 movies × 2 genres. A: positives at .9 and .1, negative at .6; B: positives at .7 and
+        // .4, negative at .2.
         GenrePredictions {
             n_genres: 2,
             probs: vec![0.9, 0.2, 0.6, 0.7, 0.1, 0.4],

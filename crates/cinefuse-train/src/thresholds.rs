@@ -100,16 +100,7 @@ fn shifted(t: f32, shift: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::metrics::genre_metrics;
-
-    fn preds() -> GenrePredictions {
-        // genre A: positives at .9 and .1; genre B: positives at .7 and .4, negative at .2.
-        GenrePredictions {
-            n_genres: 2,
-            probs: vec![0.9, 0.7, 0.6, 0.2, 0.1, 0.4],
-            targets: vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
-            shift: Vec::new(),
-        }
-    }
+    use crate::metrics::tests::preds;
 
     #[test]
     fn tuned_thresholds_improve_f1() {
