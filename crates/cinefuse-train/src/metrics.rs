@@ -1,6 +1,6 @@
 //! Evaluation metrics on host vectors. Genres: micro/macro/samples F1, mAP, top-1 accuracy,
-//! per-genre precision/recall/F1 (thresholds are tuned in `thresholds.rs`). Rating: MAE, RMSE, R² and the
-//! share of predictions within 10 % of the true rating.
+//! per-genre precision/recall/F1 (thresholds are tuned in `thresholds.rs`). Rating: MAE, RMSE,
+//! R² and the share of predictions within 10 % of the true rating.
 
 use serde::{Deserialize, Serialize};
 

@@ -34,7 +34,8 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner, the extra-member
-/// probe and the rating probe report a score; so does `scripts/threshold_probe.py`. SKIPPED without a Python that has scikit-learn.
+/// probe and the rating probe report a score; so does `scripts/threshold_probe.py`. SKIPPED
+/// without a Python that has scikit-learn.
 fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     let repo = crate::manifest_dir().join("../..");
     let Some(python) = super::python_with("sklearn") else {
