@@ -12,7 +12,8 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
             TF-IDF) whose out-of-fold probabilities feed a second logistic regression per genre
   TF-IDF + metadata stacking (no pretrained features)
   the strong linear peer stacked with cinefuse's plot-neighbour vote (a k-nearest-neighbour
-            genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them
+            genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them,
+            and with the metadata-neighbour vote too (the standardised metadata encoding)
 Metadata here is cinefuse's own encoding from samples.jsonl (scalers and vocabularies fitted on
 the training split). Regularization strength is chosen on the validation split.
 
@@ -246,10 +247,15 @@ def pretrained_peers(a, movies, labelled, y, text, out):
         linear = strong_peer_probs(peer_blocks, ytr)
         out[f"strong_peer_meta_{label}_genres"] = peer_scores(linear, ytr, y["test"])
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
-        # The peer of a blend with the plot-neighbour vote: the same + that vote, stacked.
+        # The peer of a blend with the plot-neighbour vote: the same + that vote, stacked; and
+        # of a blend with the metadata vote too: the same + both votes.
         if "plot" in raw:
+            plot_vote = (fit(raw["plot"]), raw["plot"]["test"], 0.05, False)
             out[f"strong_peer_meta_neighbours_{label}_genres"] = neighbour_peer(
-                linear, fit(raw["plot"]), ytr, raw["plot"]["test"], y["test"])
+                linear, [plot_vote], ytr, y["test"])
+            meta_vote = (fit(meta_raw), meta_raw["test"], 0.2, True)
+            out[f"strong_peer_meta_two_votes_{label}_genres"] = neighbour_peer(
+                linear, [plot_vote, meta_vote], ytr, y["test"])
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
         peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
@@ -345,7 +351,7 @@ def strong_peer_probs(blocks, ytr, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=
 
 
 def neighbour_vote(query, rows, labels, k=50, temperature=0.05, prior=2.0):
-    """cinefuse's plot-neighbour vote (plot_neighbours.rs): the k most cosine-similar rows
+    """cinefuse's neighbour vote (neighbour_vote.rs): the k most cosine-similar rows
     (unit vectors) weighted by softmax(similarity / temperature), shrunk to the genre
     frequencies by `prior` pseudo-neighbours."""
     sim = query @ rows.T
@@ -357,28 +363,36 @@ def neighbour_vote(query, rows, labels, k=50, temperature=0.05, prior=2.0):
     return (vote * n + labels.mean(0) * prior) / (n + prior)
 
 
-def neighbour_peer(linear, emb_fit, ytr, emb_test, yte, folds=5):
-    """The strong peer with cinefuse's neighbour vote beside it, stacked as cinefuse stacks
-    them (a logistic regression per genre on the two logits, C = 0.1, fitted on the
-    out-of-fold probabilities; thresholds on the stacked out-of-fold ones). `linear` is
-    strong_peer_probs' (oof, test, info) on the same rows."""
-    centre = emb_fit.mean(0)
+def vote_probs(rows_fit, ytr, rows_test, temperature, standardise, folds=5):
+    """A neighbour vote's 5-fold out-of-fold probabilities on the fitting rows and its test
+    probabilities: rows centred on the fitting rows' mean (and, when `standardise`, divided by
+    their spread, as the metadata vote does), then brought to unit length."""
+    sc = StandardScaler(with_std=standardise).fit(rows_fit)
 
     def unit(e):
-        e = e - centre
+        e = sc.transform(e)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-6)
 
-    xf, xt = unit(emb_fit), unit(emb_test)
+    xf, xt = unit(rows_fit), unit(rows_test)
     vote_oof = np.zeros(ytr.shape)
     for held in kfold_indices(len(xf), folds):
         rest = np.setdiff1d(np.arange(len(xf)), held)
-        vote_oof[held] = neighbour_vote(xf[held], xf[rest], ytr[rest])
-    vote_test = neighbour_vote(xt, xf, ytr)
+        vote_oof[held] = neighbour_vote(xf[held], xf[rest], ytr[rest], temperature=temperature)
+    return vote_oof, neighbour_vote(xt, xf, ytr, temperature=temperature)
+
+
+def neighbour_peer(linear, votes, ytr, yte):
+    """The strong peer with cinefuse's neighbour votes beside it, stacked as cinefuse stacks
+    them (a logistic regression per genre on the logits, C = 0.1, fitted on the out-of-fold
+    probabilities; thresholds on the stacked out-of-fold ones). `linear` is strong_peer_probs'
+    (oof, test, info) on the same rows; `votes` lists each vote's (fitting rows, test rows,
+    temperature, standardise)."""
+    voted = [vote_probs(f, ytr, t, temp, std) for f, t, temp, std in votes]
     oof, pte, info = linear
-    stack_oof, stack_test = np.zeros(ytr.shape), np.zeros((len(xt), ytr.shape[1]))
+    stack_oof, stack_test = np.zeros(ytr.shape), np.zeros((len(pte), ytr.shape[1]))
     for g in range(ytr.shape[1]):
-        x_fit = np.stack([logit(oof[:, g]), logit(vote_oof[:, g])], 1)
-        x_test = np.stack([logit(pte[:, g]), logit(vote_test[:, g])], 1)
+        x_fit = np.stack([logit(oof[:, g])] + [logit(v[0][:, g]) for v in voted], 1)
+        x_test = np.stack([logit(pte[:, g])] + [logit(v[1][:, g]) for v in voted], 1)
         if ytr[:, g].min() == ytr[:, g].max():
             stack_oof[:, g] = stack_test[:, g] = ytr[0, g]
             continue

@@ -878,9 +878,9 @@ def read_config(model_dir):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
-    # plot_neighbours and genre_stacking.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 3")
+    # plot_neighbours and genre_stacking; 4 its metadata_neighbours.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 4")
     return config
 
 
@@ -947,18 +947,38 @@ def tree_ratings(path, fields):
     return np.clip(np.stack(out), 0.0, 10.0).astype(np.float32)
 
 
-def neighbour_votes(path, embeddings, present):
-    """Each member's plot-neighbour vote [K, B, G], as plot_neighbours.rs takes it: cosine
-    similarity to the voters outside fold k, the k nearest weighted by exp((s - 1) / T), shrunk
-    to the genre frequencies by `prior` pseudo-neighbours; a movie without a plot gets them."""
+def read_vote(path):
+    """A neighbour vote's tables and settings."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    t = load_file(path)
     with safe_open(path, "np") as f:
-        meta = json.loads(f.metadata()["settings"])
+        return load_file(path), json.loads(f.metadata()["settings"])
+
+
+def metadata_rows(fields, sizes):
+    """Each movie's metadata row as metadata_neighbours.rs builds it: numeric values, their
+    missing flags, then a one-hot block per categorical field (an id past its size sets none)."""
+    blocks = [fields["numeric"].astype(np.float64), fields["numeric_missing"].astype(np.float64)]
+    for f, size in enumerate(sizes):
+        ids = fields["categorical"][:, f].astype(np.int64)
+        block = np.zeros((len(ids), size))
+        known = ids < size
+        block[np.where(known)[0], ids[known]] = 1.0
+        blocks.append(block)
+    return np.concatenate(blocks, 1)
+
+
+def neighbour_votes(path, rows, present):
+    """Each member's neighbour vote [K, B, G], as neighbour_vote.rs takes it: cosine similarity
+    of the centred, scaled rows to the voters outside fold k, the k nearest weighted by
+    exp((s - 1) / T), shrunk to the genre frequencies by `prior` pseudo-neighbours; a movie
+    without the features (no plot) gets them."""
+    t, meta = read_vote(path)
     k, temperature, prior = int(meta["k"]), float(meta["temperature"]), float(meta["prior"])
-    x = embeddings - t["centre"].astype(np.float64)
+    # Plot votes written before the scale was stored scaled nothing.
+    scale = t["scale"].astype(np.float64) if "scale" in t else 1.0
+    x = (rows - t["centre"].astype(np.float64)) * scale
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     has = present & (norm[:, 0] > 1e-6)
     sims = (x / np.maximum(norm, 1e-30)) @ t["rows"].astype(np.float64).T
@@ -1007,6 +1027,13 @@ def member_predictions(model_dir, config, movies, base, run=None):
         vote = config.get("plot_neighbours")
         if vote:
             v = neighbour_votes(os.path.join(model_dir, vote["file"]), *lead.plot_embeddings(movies, base))
+            each.append(v)
+            probs = probs + np.float32(vote["genre_weight"]) * v
+        vote = config.get("metadata_neighbours")
+        if vote:
+            path = os.path.join(model_dir, vote["file"])
+            rows = metadata_rows(fields, read_vote(path)[1]["categorical_sizes"])
+            v = neighbour_votes(path, rows, np.ones(len(rows), bool))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         if config.get("genre_stacking"):

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
+use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
     Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
@@ -158,6 +159,19 @@ pub struct EnsembleArgs {
     /// Pseudo-neighbours voting the genre frequencies.
     #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().prior)]
     neighbour_prior: f32,
+    /// Also vote genres from the labelled movies with the most alike metadata (the first bag's
+    /// encoding, each column standardised) on the bags' folds, stacked with the bags per genre.
+    #[arg(long)]
+    metadata_neighbours: bool,
+    /// Neighbours per metadata vote (with --metadata-neighbours).
+    #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().k)]
+    metadata_k: usize,
+    /// Softmax temperature on the metadata neighbours' cosine similarity.
+    #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().temperature)]
+    metadata_temperature: f32,
+    /// Pseudo-neighbours voting the genre frequencies in the metadata vote.
+    #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().prior)]
+    metadata_prior: f32,
     #[arg(long)]
     backend: Option<String>,
 }
@@ -174,6 +188,12 @@ const NEIGHBOUR_FLAGS: [(&str, &str); 3] = [
     ("k", "--neighbour-k"),
     ("temperature", "--neighbour-temperature"),
     ("prior", "--neighbour-prior"),
+];
+
+const METADATA_FLAGS: [(&str, &str); 3] = [
+    ("k", "--metadata-k"),
+    ("temperature", "--metadata-temperature"),
+    ("prior", "--metadata-prior"),
 ];
 
 /// `validate`'s message, which starts with the config key, with the flag that sets it
@@ -211,9 +231,20 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         v.validate()
             .map_err(|e| flag_error(&e, &NEIGHBOUR_FLAGS, "--plot-neighbours"))?;
     }
+    let metadata = a.metadata_neighbours.then_some(MetadataNeighboursConfig {
+        k: a.metadata_k,
+        temperature: a.metadata_temperature,
+        prior: a.metadata_prior,
+        enabled: true,
+    });
+    if let Some(v) = &metadata {
+        v.validate()
+            .map_err(|e| flag_error(&e, &METADATA_FLAGS, "--metadata-neighbours"))?;
+    }
     let extras = cinefuse_train::blend::BlendExtras {
         rating_trees: trees,
         plot_neighbours: vote,
+        metadata_neighbours: metadata,
     };
     let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, extras)?;
     cinefuse_train::blend_train::print_weights(&info);

@@ -649,11 +649,12 @@ fn portable_movies(d: &Path) -> String {
     "portable.jsonl".into()
 }
 
-/// A plot-neighbour vote stacked with a frozen-BERT bag (in `d`, set up by the caller): the
-/// blend records the vote and its stacking, eval names it, and the reference recomputes the
-/// vote from the exported table and the first part's BERT. The fine-tuned bag `runs/tuned`
-/// caches no plot features, so it cannot vote.
-fn plot_vote_joins_a_frozen_bag(d: &Path) {
+/// Plot- and metadata-neighbour votes stacked with a frozen-BERT bag (in `d`, set up by the
+/// caller): the blend records the votes and their stacking, eval names them, and the reference
+/// recomputes the votes from the exported tables, the first part's BERT and its metadata
+/// encoding. The fine-tuned bag `runs/tuned` caches no plot features, so it cannot vote on
+/// plots, but it can on metadata.
+fn votes_join_a_frozen_bag(d: &Path) {
     // Trained from the config: a blend of one bag and the vote, in one run.
     let frozen = [
         "--set",
@@ -662,6 +663,8 @@ fn plot_vote_joins_a_frozen_bag(d: &Path) {
         "train.epochs=1",
         "--set",
         "train.plot_neighbours.k=5",
+        "--set",
+        "train.metadata_neighbours.k=5",
     ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
@@ -677,14 +680,23 @@ fn plot_vote_joins_a_frozen_bag(d: &Path) {
         "--runs",
         "runs/frozen/bag-0",
         "--plot-neighbours",
+        "--metadata-neighbours",
+        "--metadata-k",
+        "5",
     ];
     let text = ok(
         d,
         &[&vote[..], &["--neighbour-k", "5", "--out", "runs/vote"]].concat(),
     );
     assert!(text.contains("plot-neighbour vote: genre weight"), "{text}");
+    assert!(
+        text.contains("metadata-neighbour vote: genre weight"),
+        "{text}"
+    );
     let blend = read("runs/vote/blend.json");
     assert_eq!(blend["plot_neighbours"]["k"], 5);
+    assert_eq!(blend["metadata_neighbours"]["k"], 5);
+    assert_eq!(blend["metadata_neighbours"]["temperature"], 0.2);
     for key in [
         "genre_stacking",
         "genre_weights",
@@ -694,11 +706,18 @@ fn plot_vote_joins_a_frozen_bag(d: &Path) {
         assert_eq!(blend[key], trained[key], "{key}");
     }
     let stacking = blend["genre_stacking"]["coefficients"].as_array().unwrap();
-    assert_eq!(stacking[0].as_array().unwrap().len(), 3, "bag, vote, bias");
-    assert_eq!(blend["rating_weights"][1], 0.0, "the vote has no rating");
+    assert_eq!(stacking[0].as_array().unwrap().len(), 4, "bag, votes, bias");
+    assert_eq!(
+        blend["rating_weights"][1], 0.0,
+        "the plot vote has no rating"
+    );
+    assert_eq!(
+        blend["rating_weights"][2], 0.0,
+        "the metadata vote has none"
+    );
     let text = ok(d, &["eval", "--run", "runs/vote"]);
     assert!(
-        text.contains("blend of 1 bag and a plot-neighbour vote"),
+        text.contains("blend of 1 bag, a plot-neighbour vote and a metadata-neighbour vote"),
         "{text}"
     );
     // On another dataset (here the demo movies again, re-encoded): the vote needs their plot
@@ -708,7 +727,9 @@ fn plot_vote_joins_a_frozen_bag(d: &Path) {
     assert!(text.contains("genre micro-F1"), "{text}");
     ok(d, &["export", "--run", "runs/vote", "--out", "vote"]);
     assert!(d.join("vote/plot_neighbours.safetensors").is_file());
+    assert!(d.join("vote/metadata_neighbours.safetensors").is_file());
     portable::check_portable(d, "vote", &portable_movies(d));
+    metadata_vote_needs_no_plots(d);
 
     let e = fails(
         d,
@@ -736,6 +757,29 @@ fn plot_vote_joins_a_frozen_bag(d: &Path) {
     for bad in ["runs/bad-k", "runs/no-plots"] {
         assert!(!d.join(bad).exists(), "{bad} is left behind");
     }
+}
+
+/// A bag without cached plot features (`runs/tuned`) still takes a metadata vote; a bad
+/// setting is refused by its flag and leaves nothing behind.
+fn metadata_vote_needs_no_plots(d: &Path) {
+    let vote = ["ensemble", "--runs", "runs/tuned", "--metadata-neighbours"];
+    let text = ok(d, &[&vote[..], &["--out", "runs/tuned-vote"]].concat());
+    assert!(
+        text.contains("metadata-neighbour vote: genre weight"),
+        "{text}"
+    );
+    let blend: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("runs/tuned-vote/blend.json")).unwrap())
+            .unwrap();
+    assert!(blend["plot_neighbours"].is_null(), "{blend}");
+    assert_eq!(blend["metadata_neighbours"]["k"], 50);
+    let bad = ["--metadata-temperature", "0", "--out", "runs/bad-t"];
+    let e = fails(d, &[&vote[..], &bad[..]].concat());
+    assert!(
+        e.contains("--metadata-temperature must be in (0, 10], got 0"),
+        "{e}"
+    );
+    assert!(!d.join("runs/bad-t").exists());
 }
 
 fn write_tiny_bert(dir: &Path, seed: u64) {
@@ -901,7 +945,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         ],
     );
     portable::check_portable(d, "tuned-trees", &portable_movies(d));
-    plot_vote_joins_a_frozen_bag(d);
+    votes_join_a_frozen_bag(d);
     let e = fails(
         d,
         &["ensemble", "--runs", "runs/tuned", "--out", "runs/lonely"],

@@ -7,13 +7,13 @@
 //!
 //! A blend may also hold rating trees (`rating_trees.rs`): gradient-boosted trees on the
 //! metadata, trained here on the same folds, which take part in the rating only; and a
-//! plot-neighbour vote (`plot_neighbours.rs`) on the first bag's cached MiniLM embeddings,
-//! which takes part in the genres only. With the vote, the genres are combined by logistic
-//! stacking per genre (`genre_stacking.rs`) instead of one weight per part.
+//! neighbour votes (`neighbour_vote.rs`) on the first bag's cached MiniLM plot embeddings and
+//! on its metadata encoding, which take part in the genres only. With a vote, the genres are
+//! combined by logistic stacking per genre (`genre_stacking.rs`) instead of one weight per part.
 //!
 //! A blend is a folder holding `blend.json` (the bags, the weights, the calibration), the
-//! trees' `rating_trees.safetensors` and the vote's `plot_neighbours.safetensors`; `eval` and
-//! `export` take it like a run.
+//! trees' `rating_trees.safetensors` and the votes' `plot_neighbours.safetensors` and
+//! `metadata_neighbours.safetensors`; `eval` and `export` take it like a run.
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +29,10 @@ use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::genre_stacking::{GenreStacking, combine};
+use crate::metadata_neighbours::MetadataNeighboursConfig;
+use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::oof::write_oof;
-use crate::plot_neighbours::{NEIGHBOURS_FILE, PlotNeighbours, PlotNeighboursConfig};
+use crate::plot_neighbours::PlotNeighboursConfig;
 use crate::predictions::Predictions;
 use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, train_rating_trees,
@@ -44,9 +46,9 @@ pub const BLEND_FILE: &str = "blend.json";
 pub struct BlendInfo {
     /// The bags, resolved to absolute paths.
     pub runs: Vec<PathBuf>,
-    /// Weight of each bag's genre probabilities and of its rating, then of the plot vote
-    /// when there is one (its rating weight is 0), then of the rating trees when there are
-    /// some (their genre weight is 0); each sums to 1.
+    /// Weight of each bag's genre probabilities and of its rating, then of the plot vote and
+    /// the metadata vote when there are some (their rating weight is 0), then of the rating
+    /// trees when there are some (their genre weight is 0); each sums to 1.
     pub genre_weights: Vec<f32>,
     pub rating_weights: Vec<f32>,
     /// How the rating trees were trained; `None`: the blend has none.
@@ -55,7 +57,10 @@ pub struct BlendInfo {
     /// How the plot-neighbour vote is taken; `None`: the blend has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plot_neighbours: Option<PlotNeighboursConfig>,
-    /// The genres' logistic stacking over the bags and the vote (with the vote only).
+    /// How the metadata-neighbour vote is taken; `None`: the blend has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_neighbours: Option<MetadataNeighboursConfig>,
+    /// The genres' logistic stacking over the bags and the votes (with a vote only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<GenreStacking>,
     /// Thresholds, interval and scores from the blend's out-of-fold predictions.
@@ -68,15 +73,27 @@ pub struct Blend {
     pub info: BlendInfo,
     /// The bags, in the order of `info.runs`.
     pub parts: Vec<Ensemble>,
-    pub neighbours: Option<PlotNeighbours>,
+    /// The neighbour votes: the plot's, then the metadata's, as the blend has them.
+    pub votes: Vec<NeighbourVote>,
     pub trees: Option<RatingTrees>,
 }
 
-/// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`).
+/// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`,
+/// `[train.metadata_neighbours]`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlendExtras {
     pub rating_trees: Option<RatingTreesConfig>,
     pub plot_neighbours: Option<PlotNeighboursConfig>,
+    pub metadata_neighbours: Option<MetadataNeighboursConfig>,
+}
+
+impl BlendExtras {
+    /// The spaces that vote, in the blend's part order.
+    pub fn vote_spaces(&self) -> Vec<VoteSpace> {
+        let plot = self.plot_neighbours.map(|_| VoteSpace::Plot);
+        let metadata = self.metadata_neighbours.map(|_| VoteSpace::Metadata);
+        plot.into_iter().chain(metadata).collect()
+    }
 }
 
 pub fn is_blend(dir: &Path) -> bool {
@@ -113,19 +130,9 @@ impl Blend {
             Some(_) => Some(RatingTrees::load(&dir.join(TREES_FILE))?),
             None => None,
         };
-        let neighbours = match info.plot_neighbours {
-            Some(_) => Some(PlotNeighbours::load(&dir.join(NEIGHBOURS_FILE))?),
-            None => None,
-        };
+        let votes = load_votes(dir, &info.extras(), parts[0].lead())?;
         let n_genres = parts[0].lead().prepared.preprocessor.genre_names().len();
-        if let Some(v) = neighbours.as_ref().filter(|v| v.n_genres != n_genres) {
-            bail!(
-                "{}: the plot vote is on {} genres, the bags predict {n_genres}",
-                dir.join(NEIGHBOURS_FILE).display(),
-                v.n_genres
-            );
-        }
-        let genre_parts = parts.len() + usize::from(neighbours.is_some());
+        let genre_parts = parts.len() + votes.len();
         if let Some(s) = &info.genre_stacking {
             s.check(genre_parts, n_genres)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(BLEND_FILE).display()))?;
@@ -143,7 +150,7 @@ impl Blend {
             dir: dir.to_path_buf(),
             info,
             parts,
-            neighbours,
+            votes,
             trees,
         }))
     }
@@ -166,7 +173,7 @@ impl Blend {
             .map(|(e, d)| e.predict(d, split).1)
             .collect();
         let lead = self.lead();
-        if let Some(v) = &self.neighbours {
+        for v in &self.votes {
             per_part.push(vote_part(v, data[0], &per_part[0], &lead.device)?);
         }
         if let Some(t) = &self.trees {
@@ -199,17 +206,18 @@ fn tree_part(
     Ok(blend_part(lead, ratings))
 }
 
-/// The plot vote as a blend part: member k is the first bag's member k (the rating weight of
-/// this part is 0) with vote k's genre probabilities for the same movies.
+/// A neighbour vote as a blend part: member k is the first bag's member k (the rating weight
+/// of this part is 0) with vote k's genre probabilities for the same movies.
 fn vote_part(
-    vote: &PlotNeighbours,
+    vote: &NeighbourVote,
     prepared: &Prepared,
     lead: &[Predictions],
     device: &burn::prelude::Device,
 ) -> Result<Vec<Predictions>> {
     if vote.n_folds != lead.len() {
         bail!(
-            "the plot vote has {} members for {} bag members",
+            "the {} vote has {} members for {} bag members",
+            vote.space.name(),
             vote.n_folds,
             lead.len()
         );
@@ -226,21 +234,64 @@ fn vote_part(
         .collect()
 }
 
-/// "blend of 3 bags", "blend of 1 bag, a plot vote and rating trees": what eval and the model
-/// card say.
-pub fn describe(bags: usize, vote: bool, trees: bool) -> String {
-    let mut extras: Vec<&str> = Vec::new();
-    if vote {
-        extras.push("a plot-neighbour vote");
-    }
+/// The votes `extras` asks for, built on the first bag's data and folds.
+fn build_votes(
+    prepared: &Prepared,
+    folds: (u64, usize),
+    extras: &BlendExtras,
+) -> Result<Vec<NeighbourVote>> {
+    let plot = extras
+        .plot_neighbours
+        .map(|c| crate::plot_neighbours::build(prepared, folds, c));
+    let metadata = extras
+        .metadata_neighbours
+        .map(|c| crate::metadata_neighbours::build(prepared, folds, c));
+    plot.into_iter().chain(metadata).collect()
+}
+
+/// A blend's votes from their files in `dir`, checked against the first bag: its genres and,
+/// for the metadata vote, its fields.
+fn load_votes(dir: &Path, extras: &BlendExtras, lead: &LoadedRun) -> Result<Vec<NeighbourVote>> {
+    let pre = &lead.prepared.preprocessor;
+    extras
+        .vote_spaces()
+        .into_iter()
+        .map(|space| {
+            let path = dir.join(space.file());
+            let v = NeighbourVote::load(&path)?;
+            if v.space != space || v.n_genres != pre.genre_names().len() {
+                bail!(
+                    "{}: a {} vote on {} genres, the blend expects a {} vote on {}",
+                    path.display(),
+                    v.space.name(),
+                    v.n_genres,
+                    space.name(),
+                    pre.genre_names().len()
+                );
+            }
+            if space == VoteSpace::Metadata {
+                crate::metadata_neighbours::check_fields(&v, pre)
+                    .with_context(|| path.display().to_string())?;
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// "blend of 3 bags", "blend of 1 bag, a plot-neighbour vote and rating trees": what eval and
+/// the model card say.
+pub fn describe(bags: usize, votes: &[VoteSpace], trees: bool) -> String {
+    let mut extras: Vec<String> = votes
+        .iter()
+        .map(|v| format!("a {}-neighbour vote", v.name()))
+        .collect();
     if trees {
-        extras.push("rating trees");
+        extras.push("rating trees".into());
     }
-    let and = match extras.as_slice() {
-        [] => String::new(),
-        [one] => format!(" and {one}"),
-        [a, b] => format!(", {a} and {b}"),
-        _ => unreachable!("two extras at most"),
+    let and = match extras.split_last() {
+        None => String::new(),
+        Some((last, [])) => format!(" and {last}"),
+        Some((last, rest)) => format!(", {} and {last}", rest.join(", ")),
     };
     format!(
         "blend of {bags} bag{}{and}",
@@ -257,6 +308,15 @@ struct Weights<'a> {
 }
 
 impl BlendInfo {
+    /// The trees and votes the blend holds.
+    pub fn extras(&self) -> BlendExtras {
+        BlendExtras {
+            rating_trees: self.rating_trees,
+            plot_neighbours: self.plot_neighbours,
+            metadata_neighbours: self.metadata_neighbours,
+        }
+    }
+
     fn weights(&self) -> Weights<'_> {
         Weights {
             genre: &self.genre_weights,
@@ -345,37 +405,37 @@ pub struct LearnedBlend {
     pub info: BlendInfo,
     out_of_fold: Vec<Predictions>,
     genres: Vec<String>,
-    neighbours: Option<PlotNeighbours>,
+    votes: Vec<NeighbourVote>,
     trees: Option<RatingTrees>,
 }
 
 impl LearnedBlend {
-    /// Writes `oof_predictions.csv`, the rating trees, the plot vote and, last (it marks the
+    /// Writes `oof_predictions.csv`, the rating trees, the votes and, last (it marks the
     /// blend done), `blend.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_oof(dir, &self.out_of_fold, &self.genres)?;
         if let Some(t) = &self.trees {
             t.save(&dir.join(TREES_FILE))?;
         }
-        if let Some(v) = &self.neighbours {
-            v.save(&dir.join(NEIGHBOURS_FILE))?;
+        for v in &self.votes {
+            v.save(&dir.join(v.space.file()))?;
         }
         write_json(&dir.join(BLEND_FILE), &self.info)
     }
 }
 
-/// The blend of the bags `runs` (with rating trees and a plot vote trained on their folds
+/// The blend of the bags `runs` (with rating trees and neighbour votes trained on their folds
 /// when `extras` asks): weights, thresholds and interval from their out-of-fold predictions.
 pub fn learn_blend(
     runs: &[PathBuf],
     backend: Option<BackendKind>,
     extras: BlendExtras,
 ) -> Result<LearnedBlend> {
-    let adds = extras.rating_trees.is_some() || extras.plot_neighbours.is_some();
+    let adds = extras.rating_trees.is_some() || !extras.vote_spaces().is_empty();
     if runs.is_empty() || (runs.len() < 2 && !adds) {
         bail!(
-            "--runs: a blend needs at least two bags (or one with --rating-trees or \
-             --plot-neighbours), got {}",
+            "--runs: a blend needs at least two bags (or one with --rating-trees, \
+             --plot-neighbours or --metadata-neighbours), got {}",
             runs.len()
         );
     }
@@ -390,14 +450,10 @@ pub fn learn_blend(
         .map(|e| out_of_fold(&e.members, &e.info))
         .collect();
     let (lead, info) = (parts[0].lead(), &parts[0].info);
-    let neighbours = match extras.plot_neighbours {
-        Some(cfg) => {
-            let v = PlotNeighbours::build(&lead.prepared, (info.seed, info.folds), cfg)?;
-            oof.push(vote_part(&v, &lead.prepared, &oof[0], &lead.device)?);
-            Some(v)
-        }
-        None => None,
-    };
+    let votes = build_votes(&lead.prepared, (info.seed, info.folds), &extras)?;
+    for v in &votes {
+        oof.push(vote_part(v, &lead.prepared, &oof[0], &lead.device)?);
+    }
     let genre_parts = oof.len();
     let forests = match &extras.rating_trees {
         Some(cfg) => {
@@ -419,14 +475,9 @@ pub fn learn_blend(
             cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
         })
         .collect::<Result<Vec<_>>>()?;
-    let (genre_weights, rating_weights) = learn_weights(
-        &oof,
-        (genre_parts, neighbours.as_ref().map(|_| parts.len())),
-        &resolved,
-    )?;
-    let genre_stacking = neighbours
-        .as_ref()
-        .map(|_| learn_stacking(&oof[..genre_parts]));
+    let (genre_weights, rating_weights) =
+        learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
+    let genre_stacking = (!votes.is_empty()).then(|| learn_stacking(&oof[..genre_parts]));
     let names = lead.prepared.preprocessor.genre_names().to_vec();
     let weights = Weights {
         genre: &genre_weights,
@@ -450,13 +501,14 @@ pub fn learn_blend(
         rating_weights,
         rating_trees: extras.rating_trees,
         plot_neighbours: extras.plot_neighbours,
+        metadata_neighbours: extras.metadata_neighbours,
         genre_stacking,
     };
     Ok(LearnedBlend {
         info,
         out_of_fold: members,
         genres: names,
-        neighbours,
+        votes,
         trees: forests,
     })
 }
@@ -499,11 +551,10 @@ fn learn_stacking(oof: &[Vec<Predictions>]) -> GenreStacking {
 
 /// Genre and rating weights from the parts' out-of-fold predictions (all folds together).
 /// Only the first `genre_parts` predict genres (the rating trees, last, get genre weight 0);
-/// the part at `no_rating` (the plot vote, whose rating is the first bag's) gets rating
-/// weight 0.
+/// the parts in `no_rating` (the votes, whose rating is the first bag's) get rating weight 0.
 fn learn_weights(
     oof: &[Vec<Predictions>],
-    (genre_parts, no_rating): (usize, Option<usize>),
+    (genre_parts, no_rating): (usize, std::ops::Range<usize>),
     runs: &[PathBuf],
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let all: Vec<Predictions> = oof.iter().map(|f| Predictions::concat(f)).collect();
@@ -519,7 +570,7 @@ fn learn_weights(
         ROUNDS,
     );
     genre_weights.resize(oof.len(), 0.0);
-    let rated: Vec<usize> = (0..all.len()).filter(|i| Some(*i) != no_rating).collect();
+    let rated: Vec<usize> = (0..all.len()).filter(|i| !no_rating.contains(i)).collect();
     let ratings: Vec<(Vec<f32>, Vec<f32>)> =
         rated.iter().map(|i| all[*i].labelled_ratings()).collect();
     let truth = ratings[0].1.clone();

@@ -60,6 +60,7 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         let extras = crate::blend::BlendExtras {
             rating_trees: config.train.rating_trees,
             plot_neighbours: config.train.plot_neighbours,
+            metadata_neighbours: config.train.metadata_neighbours,
         };
         let learned = learn_blend(&bags, opts.backend, extras)?;
         let info = &learned.info;
@@ -79,11 +80,14 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
 
 /// Each part's weights, as the blend learnt them.
 pub fn print_weights(info: &crate::blend::BlendInfo) {
-    let vote = info
-        .plot_neighbours
-        .map(|_| PathBuf::from("plot-neighbour vote"));
+    let votes = info
+        .extras()
+        .vote_spaces()
+        .into_iter()
+        .map(|v| PathBuf::from(format!("{}-neighbour vote", v.name())));
     let trees = info.rating_trees.map(|_| PathBuf::from("rating trees"));
-    for (k, part) in info.runs.iter().chain(&vote).chain(&trees).enumerate() {
+    let parts = info.runs.iter().cloned().chain(votes).chain(trees);
+    for (k, part) in parts.enumerate() {
         println!(
             "{}: genre weight {:.2}, rating weight {:.2}",
             part.display(),
@@ -115,6 +119,7 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                     own.train.blend_with.clear();
                     own.train.rating_trees = None;
                     own.train.plot_neighbours = None;
+                    own.train.metadata_neighbours = None;
                     Ok(own)
                 }
             }
@@ -133,6 +138,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     c.train.blend_with.clear();
     c.train.rating_trees = None;
     c.train.plot_neighbours = None;
+    c.train.metadata_neighbours = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     c.train.refit = false;

@@ -221,6 +221,10 @@ pub struct LoopConfig {
     /// bag's cached MiniLM embeddings), on the same folds, stacked with the bags per genre
     /// (`[train.plot_neighbours]`, see `plot_neighbours.rs`).
     pub plot_neighbours: Option<crate::plot_neighbours::PlotNeighboursConfig>,
+    /// With `folds`: a genre vote of the labelled movies with the most alike metadata (each
+    /// encoded column standardised), on the same folds, stacked with the bags per genre
+    /// (`[train.metadata_neighbours]`, see `metadata_neighbours.rs`).
+    pub metadata_neighbours: Option<crate::metadata_neighbours::MetadataNeighboursConfig>,
     /// How far each genre's F1-best decision threshold is pulled toward the one threshold
     /// shared by all genres with the best micro-F1 (0: per genre, 1: shared; `thresholds.rs`).
     /// A rare genre's own threshold is noisy; out of fold 0.25 raised micro-F1 and kept
@@ -284,6 +288,7 @@ impl Default for LoopConfig {
             blend_with: Vec::new(),
             rating_trees: None,
             plot_neighbours: None,
+            metadata_neighbours: None,
             shared_threshold_weight: 0.25,
             tensorboard: false,
         }
@@ -586,6 +591,9 @@ impl TrainConfig {
         if config.train.plot_neighbours.is_some_and(|v| !v.enabled) {
             config.train.plot_neighbours = None;
         }
+        if config.train.metadata_neighbours.is_some_and(|v| !v.enabled) {
+            config.train.metadata_neighbours = None;
+        }
         config
             .data
             .sync_features()
@@ -722,15 +730,21 @@ impl TrainConfig {
                 .validate()
                 .map_err(|e| format!("train.rating_trees: {e}"))?;
         }
-        if let Some(vote) = &t.plot_neighbours {
+        let votes = [
+            ("plot_neighbours", t.plot_neighbours.map(|v| v.validate())),
+            (
+                "metadata_neighbours",
+                t.metadata_neighbours.map(|v| v.validate()),
+            ),
+        ];
+        for (key, checked) in votes {
+            let Some(checked) = checked else { continue };
             if t.folds == 0 {
-                return Err(
-                    "train.plot_neighbours needs train.folds >= 2 (it votes on the bag's folds)"
-                        .into(),
-                );
+                return Err(format!(
+                    "train.{key} needs train.folds >= 2 (it votes on the bag's folds)"
+                ));
             }
-            vote.validate()
-                .map_err(|e| format!("train.plot_neighbours: {e}"))?;
+            checked.map_err(|e| format!("train.{key}: {e}"))?;
         }
         if t.checkpoint_every == 0 {
             return Err("train.checkpoint_every = 0: expected at least 1".into());

@@ -381,7 +381,8 @@ fn evaluate_blend(
                     let mut p =
                         apply_preprocessor(dir, &out, &e.lead().prepared.preprocessor, true)?;
                     // The plot vote reads the first bag's plot embeddings of these movies.
-                    if i == 0 && b.neighbours.is_some() {
+                    let plot_vote = b.info.plot_neighbours.is_some();
+                    if i == 0 && plot_vote {
                         let lead = e.lead();
                         crate::backbone_features::attach_cached_features(
                             &lead.config.model,
@@ -406,16 +407,12 @@ fn evaluate_blend(
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
         shared_threshold_weight: info.calibration.shared_threshold_weight,
-        // The plot vote and the rating trees, when present, are listed last by their files.
+        // The votes and the rating trees, when present, are listed last by their files.
         blend: info
             .runs
             .iter()
             .cloned()
-            .chain(
-                b.neighbours
-                    .as_ref()
-                    .map(|_| b.dir.join(crate::plot_neighbours::NEIGHBOURS_FILE)),
-            )
+            .chain(b.votes.iter().map(|v| b.dir.join(v.space.file())))
             .chain(
                 b.trees
                     .as_ref()
@@ -640,10 +637,15 @@ impl EvalReport {
         let what = if b.refit {
             "refit model of a bag".to_string()
         } else if !b.blend.is_empty() {
-            let is = |file: &str| b.blend.iter().filter(|p| p.run.ends_with(file)).count();
+            use crate::neighbour_vote::VoteSpace;
+            let is = |file: &str| b.blend.iter().any(|p| p.run.ends_with(file));
             let trees = is(crate::rating_trees::TREES_FILE);
-            let vote = is(crate::plot_neighbours::NEIGHBOURS_FILE);
-            crate::blend::describe(b.blend.len() - trees - vote, vote > 0, trees > 0)
+            let votes: Vec<VoteSpace> = [VoteSpace::Plot, VoteSpace::Metadata]
+                .into_iter()
+                .filter(|v| is(v.file()))
+                .collect();
+            let bags = b.blend.len() - usize::from(trees) - votes.len();
+            crate::blend::describe(bags, &votes, trees)
         } else {
             format!("bag of {} members", b.members)
         };

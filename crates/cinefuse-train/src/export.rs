@@ -18,7 +18,7 @@ use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
-use crate::plot_neighbours::NEIGHBOURS_FILE;
+use crate::neighbour_vote::VoteSpace;
 use crate::portable::write_portable;
 use crate::rating_trees::TREES_FILE;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
@@ -65,7 +65,11 @@ pub struct Manifest {
     /// first part's plot embeddings) and genre weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plot_neighbours: Option<ManifestNeighbours>,
-    /// A blend's genre stacking over its parts and then the vote (see `genre_stacking.rs`);
+    /// A blend's metadata-neighbour vote: its file (vote k beside each part's member k, from
+    /// the first part's metadata encoding) and genre weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_neighbours: Option<ManifestNeighbours>,
+    /// A blend's genre stacking over its parts and then the votes (see `genre_stacking.rs`);
     /// when present it gives the probabilities instead of the genre weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<crate::genre_stacking::GenreStacking>,
@@ -86,7 +90,7 @@ pub struct ManifestTrees {
     pub rating_weight: f32,
 }
 
-/// The plot-neighbour vote of an exported blend.
+/// A neighbour vote of an exported blend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestNeighbours {
     /// A plain file name in the export folder.
@@ -132,6 +136,7 @@ impl Manifest {
             parts: Vec::new(),
             rating_trees: None,
             plot_neighbours: None,
+            metadata_neighbours: None,
             genre_stacking: None,
             shapes: run.info.shapes.clone(),
             validation,
@@ -208,7 +213,8 @@ impl Manifest {
             ));
         }
         if let Some(s) = &self.genre_stacking {
-            let parts = self.parts.len() + usize::from(self.plot_neighbours.is_some());
+            let votes = [&self.plot_neighbours, &self.metadata_neighbours];
+            let parts = self.parts.len() + votes.iter().filter(|v| v.is_some()).count();
             s.check(parts, n)
                 .map_err(|e| format!("genre_stacking: {e}"))?;
         }
@@ -391,16 +397,18 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         }
         None => None,
     };
-    let plot_neighbours = match &b.neighbours {
-        Some(v) => {
-            write_hashed(dir, NEIGHBOURS_FILE, &v.to_bytes()?, &mut hasher)?;
-            Some(ManifestNeighbours {
-                file: NEIGHBOURS_FILE.into(),
-                genre_weight: b.info.genre_weights[b.parts.len()],
-            })
+    let (mut plot_neighbours, mut metadata_neighbours) = (None, None);
+    for (k, v) in b.votes.iter().enumerate() {
+        write_hashed(dir, v.space.file(), &v.to_bytes()?, &mut hasher)?;
+        let entry = Some(ManifestNeighbours {
+            file: v.space.file().into(),
+            genre_weight: b.info.genre_weights[b.parts.len() + k],
+        });
+        match v.space {
+            VoteSpace::Plot => plot_neighbours = entry,
+            VoteSpace::Metadata => metadata_neighbours = entry,
         }
-        None => None,
-    };
+    }
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
     let (test, each) = b.predict(&own, Some(Split::Test))?;
     let cal = &b.info.calibration;
@@ -412,6 +420,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         parts,
         rating_trees,
         plot_neighbours,
+        metadata_neighbours,
         genre_stacking: b.info.genre_stacking.clone(),
         validation: out_of_fold_scores(&cal.out_of_fold),
         test: scores(&test, &cal.thresholds, &lead.genres),
@@ -427,7 +436,11 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     };
     let kind = format!(
         "a {} ({genres}, rating weights {:?})",
-        crate::blend::describe(b.parts.len(), b.neighbours.is_some(), b.trees.is_some()),
+        crate::blend::describe(
+            b.parts.len(),
+            &b.info.extras().vote_spaces(),
+            b.trees.is_some()
+        ),
         b.info.rating_weights
     );
     let mut card = CardFacts::of(kind, b.lead(), &test, interval, run_dir);
@@ -463,13 +476,20 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
         ),
         None => String::new(),
     };
-    let vote = match b.info.plot_neighbours {
-        Some(v) => format!(
+    let plot = b.info.plot_neighbours.map(|v| {
+        format!(
             " --plot-neighbours --neighbour-k {} --neighbour-temperature {} --neighbour-prior {}",
             v.k, v.temperature, v.prior
-        ),
-        None => String::new(),
-    };
+        )
+    });
+    let metadata = b.info.metadata_neighbours.map(|v| {
+        format!(
+            " --metadata-neighbours --metadata-k {} --metadata-temperature {} \
+             --metadata-prior {}",
+            v.k, v.temperature, v.prior
+        )
+    });
+    let vote = plot.unwrap_or_default() + &metadata.unwrap_or_default();
     lines.push(format!(
         "cinefuse ensemble --runs {}{vote}{trees} --out BLEND",
         bags.join(",")

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
 use crate::config::{BackendKind, TrainConfig};
-use crate::export::{MANIFEST_FILE, Manifest};
+use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
 use crate::genre_stacking::combine;
-use crate::plot_neighbours::PlotNeighbours;
+use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::predictions::{Predictions, predict_items};
 use crate::rating_trees::{RatingTrees, blend_part, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
@@ -53,12 +53,47 @@ fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
     Ok(trees)
 }
 
-/// A blend's plot vote from `file` in `dir`, checked against `lead`'s members, genres and
-/// plot encoder (the vote reads its frozen MiniLM embeddings).
-fn load_neighbours(dir: &Path, file: &str, lead: &Predictor) -> Result<PlotNeighbours> {
-    let path = cinefuse_data::paths::resolve_inside(dir, file)
-        .map_err(|e| anyhow::anyhow!("{}: plot_neighbours.file: {e}", dir.display()))?;
-    let vote = PlotNeighbours::load(&path)?;
+/// A blend's vote in `space` from `entry`'s file in `dir`, checked against `lead`'s members
+/// and genres, and against what it reads: the lead's frozen MiniLM plot embeddings or its
+/// metadata encoding.
+fn load_vote(
+    dir: &Path,
+    (space, entry): (VoteSpace, &ManifestNeighbours),
+    lead: &Predictor,
+) -> Result<NeighbourVote> {
+    let key = format!("{}_neighbours.file", space.name());
+    let path = cinefuse_data::paths::resolve_inside(dir, &entry.file)
+        .map_err(|e| anyhow::anyhow!("{}: {key}: {e}", dir.display()))?;
+    let vote = NeighbourVote::load(&path)?;
+    if vote.space != space {
+        bail!(
+            "{}: {key} names a {} vote",
+            path.display(),
+            vote.space.name()
+        );
+    }
+    match space {
+        VoteSpace::Plot => check_plot_encoder(&path, &vote, lead)?,
+        VoteSpace::Metadata => {
+            crate::metadata_neighbours::check_fields(&vote, &lead.preprocessor)
+                .with_context(|| path.display().to_string())?;
+        }
+    }
+    if vote.n_folds != lead.others.len() + 1 || vote.n_genres != lead.manifest.genres.len() {
+        bail!(
+            "{}: a vote of {} members on {} genres for {} members on {} genres",
+            path.display(),
+            vote.n_folds,
+            vote.n_genres,
+            lead.others.len() + 1,
+            lead.manifest.genres.len()
+        );
+    }
+    Ok(vote)
+}
+
+/// The plot vote reads the lead's frozen MiniLM embeddings, of its width.
+fn check_plot_encoder(path: &Path, vote: &NeighbourVote, lead: &Predictor) -> Result<()> {
     let text = &lead.config.model.text;
     if text.kind != cinefuse_model::encoders::text::TextEncoderKind::Bert || !text.freeze {
         bail!(
@@ -75,17 +110,7 @@ fn load_neighbours(dir: &Path, file: &str, lead: &Predictor) -> Result<PlotNeigh
             width.map_or(0, |b| b.config.hidden_size)
         );
     }
-    if vote.n_folds != lead.others.len() + 1 || vote.n_genres != lead.manifest.genres.len() {
-        bail!(
-            "{}: a vote of {} members on {} genres for {} members on {} genres",
-            path.display(),
-            vote.n_folds,
-            vote.n_genres,
-            lead.others.len() + 1,
-            lead.manifest.genres.len()
-        );
-    }
-    Ok(vote)
+    Ok(())
 }
 
 /// A movie encoded for every model of a predictor: with the model's own preprocessing and,
@@ -111,9 +136,9 @@ pub struct Predictor {
     partners: Vec<Predictor>,
     /// A blend's rating trees (weight in `manifest.rating_trees`); they read this model's fields.
     trees: Option<RatingTrees>,
-    /// A blend's plot vote (weight in `manifest.plot_neighbours`); it reads this model's plot
-    /// embeddings.
-    neighbours: Option<PlotNeighbours>,
+    /// A blend's votes with their genre weights (`manifest.plot_neighbours`, then
+    /// `manifest.metadata_neighbours`); they read this model's plot embeddings and metadata.
+    votes: Vec<(NeighbourVote, f32)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,10 +200,15 @@ impl Predictor {
             Some(t) => Some(load_trees(model_dir, &t.file, &lead)?),
             None => None,
         };
-        lead.neighbours = match &manifest.plot_neighbours {
-            Some(v) => Some(load_neighbours(model_dir, &v.file, &lead)?),
-            None => None,
-        };
+        let entries = [
+            (VoteSpace::Plot, &manifest.plot_neighbours),
+            (VoteSpace::Metadata, &manifest.metadata_neighbours),
+        ];
+        lead.votes = entries
+            .into_iter()
+            .filter_map(|(space, e)| e.as_ref().map(|e| (space, e)))
+            .map(|(space, e)| Ok((load_vote(model_dir, (space, e), &lead)?, e.genre_weight)))
+            .collect::<Result<_>>()?;
         lead.manifest = manifest;
         lead.partners = parts;
         Ok(lead)
@@ -213,7 +243,7 @@ impl Predictor {
             batcher,
             partners: Vec::new(),
             trees: None,
-            neighbours: None,
+            votes: Vec::new(),
         })
     }
 
@@ -394,29 +424,25 @@ impl Predictor {
         Some((blend_part(lead, trees.predict_rows(&rows)), t.rating_weight))
     }
 
-    /// The plot vote as a blend part (member k: the lead's member k with vote k's genre
-    /// probabilities, from the lead's plot embeddings in `items`) and its genre weight.
-    fn vote_part(
-        &self,
-        lead: &[Predictions],
-        items: &[MovieItem],
-    ) -> Option<(Vec<Predictions>, f32)> {
-        let (vote, v) = (
-            self.neighbours.as_ref()?,
-            self.manifest.plot_neighbours.as_ref()?,
-        );
-        let queries: Vec<Option<&[f32]>> =
-            items.iter().map(|i| i.plot_features.as_deref()).collect();
-        let part = lead
-            .iter()
-            .zip(vote.vote(&queries, &self.device))
-            .map(|(p, probs)| Predictions {
-                probs,
-                genre_shift: Vec::new(),
-                ..p.clone()
-            })
-            .collect();
-        Some((part, v.genre_weight))
+    /// Each vote as a blend part (member k: the lead's member k with vote k's genre
+    /// probabilities, from the lead's inputs `items`) with its genre weight.
+    fn vote_parts<'a>(
+        &'a self,
+        lead: &'a [Predictions],
+        items: &'a [MovieItem],
+    ) -> impl Iterator<Item = (Vec<Predictions>, f32)> + 'a {
+        self.votes.iter().map(move |(vote, weight)| {
+            let part = lead
+                .iter()
+                .zip(vote.vote_items(items, &self.device))
+                .map(|(p, probs)| Predictions {
+                    probs,
+                    genre_shift: Vec::new(),
+                    ..p.clone()
+                })
+                .collect();
+            (part, *weight)
+        })
     }
 
     /// A blend's members: member k of every part, combined as the manifest says. `items` are
@@ -435,7 +461,8 @@ impl Predictor {
         let parts = &self.manifest.parts;
         let mut genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
         let mut rating_w: Vec<f32> = parts.iter().map(|p| p.rating_weight).collect();
-        if let Some((part, weight)) = self.vote_part(&per_part[0], items) {
+        let votes: Vec<_> = self.vote_parts(&per_part[0], items).collect();
+        for (part, weight) in votes {
             per_part.push(part);
             genre_w.push(weight);
             rating_w.push(0.0);

@@ -92,7 +92,8 @@ fn progress(len: u64) -> ProgressBar {
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
     let t = &config.train;
-    if !t.blend_with.is_empty() || t.rating_trees.is_some() || t.plot_neighbours.is_some() {
+    let votes = t.plot_neighbours.is_some() || t.metadata_neighbours.is_some();
+    if !t.blend_with.is_empty() || t.rating_trees.is_some() || votes {
         return crate::blend_train::train_blend(config, opts);
     }
     if config.train.folds >= 2 {
