@@ -302,7 +302,8 @@ def feature_blocks(labelled, prepared):
 
 def probe_linear_peer(genres, prepared):
     """The bags against the strong linear peer on the same out-of-fold movies and folds, each
-    with the plot vote, and the linear model as a fourth member."""
+    with the plot vote and then with both votes (plot and metadata), and the linear model as a
+    fourth member."""
     labelled, probs, labels, fold = genres
     blocks = feature_blocks(labelled, prepared)
     if blocks is None:
@@ -314,10 +315,14 @@ def probe_linear_peer(genres, prepared):
         x_fit, x_held = peers.scaled_blocks([b[tr] for b in blocks], [b[te] for b in blocks])
         (linear[te],) = peers.ovr_logreg(x_fit, labels[tr], [x_held], 1.0)
     vote = neighbour_genres(blocks[0], labels, fold)
+    # The metadata vote as the blend takes it: standardised columns, T = 0.2.
+    meta_vote = neighbour_genres(peers.scaled_blocks(blocks[2:], blocks[2:])[0], labels, fold, temperature=0.2)
     print("stacked per genre, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
     print("  the bags + vote                ", stacked_scores(list(probs) + [vote], labels, fold))
     print("  the bags + vote + linear model ", stacked_scores(list(probs) + [vote, linear], labels, fold))
     print("  linear model + vote (the peer) ", stacked_scores([linear, vote], labels, fold))
+    print("  the bags + both votes          ", stacked_scores(list(probs) + [vote, meta_vote], labels, fold))
+    print("  linear model + both votes      ", stacked_scores([linear, vote, meta_vote], labels, fold))
 
 
 def probe_more_votes(genres, prepared, temperatures=(0.1, 0.2)):

@@ -7,6 +7,7 @@ use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
+use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
     Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
@@ -208,6 +209,25 @@ fn flag_error(message: &str, flags: &[(&str, &str)], switch: &str) -> anyhow::Er
     }
 }
 
+/// A vote's settings from its flags when `on`, checked and named by flag.
+fn vote_config<const MILLI_T: u32>(
+    on: bool,
+    (k, temperature, prior): (usize, f32, f32),
+    (flags, switch): (&[(&str, &str)], &str),
+) -> Result<Option<NeighboursConfig<MILLI_T>>> {
+    if !on {
+        return Ok(None);
+    }
+    let c = NeighboursConfig {
+        k,
+        temperature,
+        prior,
+        enabled: true,
+    };
+    c.validate().map_err(|e| flag_error(&e, flags, switch))?;
+    Ok(Some(c))
+}
+
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let trees = a.rating_trees.then_some(RatingTreesConfig {
         iterations: a.tree_iterations,
@@ -221,26 +241,16 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         t.validate()
             .map_err(|e| flag_error(&e, &TREE_FLAGS, "--rating-trees"))?;
     }
-    let vote = a.plot_neighbours.then_some(PlotNeighboursConfig {
-        k: a.neighbour_k,
-        temperature: a.neighbour_temperature,
-        prior: a.neighbour_prior,
-        enabled: true,
-    });
-    if let Some(v) = &vote {
-        v.validate()
-            .map_err(|e| flag_error(&e, &NEIGHBOUR_FLAGS, "--plot-neighbours"))?;
-    }
-    let metadata = a.metadata_neighbours.then_some(MetadataNeighboursConfig {
-        k: a.metadata_k,
-        temperature: a.metadata_temperature,
-        prior: a.metadata_prior,
-        enabled: true,
-    });
-    if let Some(v) = &metadata {
-        v.validate()
-            .map_err(|e| flag_error(&e, &METADATA_FLAGS, "--metadata-neighbours"))?;
-    }
+    let vote = vote_config(
+        a.plot_neighbours,
+        (a.neighbour_k, a.neighbour_temperature, a.neighbour_prior),
+        (&NEIGHBOUR_FLAGS, "--plot-neighbours"),
+    )?;
+    let metadata = vote_config(
+        a.metadata_neighbours,
+        (a.metadata_k, a.metadata_temperature, a.metadata_prior),
+        (&METADATA_FLAGS, "--metadata-neighbours"),
+    )?;
     let extras = cinefuse_train::blend::BlendExtras {
         rating_trees: trees,
         plot_neighbours: vote,

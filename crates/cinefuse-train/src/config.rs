@@ -936,4 +936,29 @@ mod tests {
             assert!(e.contains("train.shared_threshold_weight"), "{set}: {e}");
         }
     }
+
+    #[test]
+    fn a_metadata_vote_needs_folds_and_names_its_bad_keys() {
+        let with = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            TrainConfig::from_toml_str(MINIMAL, "test", &sets)
+        };
+        let c = with(&["train.folds=5", "train.metadata_neighbours.k=20"]).unwrap();
+        let vote = c.train.metadata_neighbours.unwrap();
+        assert_eq!((vote.k, vote.temperature), (20, 0.2));
+        let e = with(&["train.metadata_neighbours.k=20"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.metadata_neighbours needs train.folds >= 2"),
+            "{e}"
+        );
+        let e = with(&["train.folds=5", "train.metadata_neighbours.prior=-1"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.metadata_neighbours: prior must be in [0, 1e6], got -1"),
+            "{e}"
+        );
+        let off = ["train.folds=5", "train.metadata_neighbours.enabled=false"];
+        assert!(with(&off).unwrap().train.metadata_neighbours.is_none());
+    }
 }
