@@ -381,8 +381,7 @@ fn evaluate_blend(
                     let mut p =
                         apply_preprocessor(dir, &out, &e.lead().prepared.preprocessor, true)?;
                     // The plot vote reads the first bag's plot embeddings of these movies.
-                    let plot_vote = b.info.plot_neighbours.is_some();
-                    if i == 0 && plot_vote {
+                    if i == 0 && b.info.plot_neighbours.is_some() {
                         let lead = e.lead();
                         crate::backbone_features::attach_cached_features(
                             &lead.config.model,
