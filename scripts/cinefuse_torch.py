@@ -1032,7 +1032,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
         vote = config.get("metadata_neighbours")
         if vote:
             path = os.path.join(model_dir, vote["file"])
-            rows = metadata_rows(fields, read_vote(path)[1]["categorical_sizes"])
+            rows = metadata_rows(fields, read_vote(path)[1].get("categorical_sizes", []))
             v = neighbour_votes(path, rows, np.ones(len(rows), bool))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v

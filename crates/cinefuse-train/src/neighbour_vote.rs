@@ -477,9 +477,8 @@ impl NeighbourVote {
         if !values.into_iter().all(|x| x.is_finite()) {
             bail!("a feature value is not finite");
         }
-        let records_sizes = !self.categorical_sizes.is_empty();
-        if (self.space == VoteSpace::Metadata) != records_sizes {
-            bail!("only a metadata vote records categorical sizes, and it always does");
+        if self.space == VoteSpace::Plot && !self.categorical_sizes.is_empty() {
+            bail!("a plot vote records categorical sizes; only a metadata vote reads them");
         }
         Ok(())
     }
@@ -671,9 +670,9 @@ mod tests {
         bad.folds[0] = 7;
         let err = NeighbourVote::from_bytes(&bad.to_bytes()?).unwrap_err();
         assert!(format!("{err:#}").contains("fold id"), "{err:#}");
-        let mut metadata = table();
-        metadata.space = VoteSpace::Metadata;
-        let err = NeighbourVote::from_bytes(&metadata.to_bytes()?).unwrap_err();
+        let mut mixed = table();
+        mixed.categorical_sizes = vec![2];
+        let err = NeighbourVote::from_bytes(&mixed.to_bytes()?).unwrap_err();
         assert!(format!("{err:#}").contains("categorical sizes"), "{err:#}");
         Ok(())
     }
