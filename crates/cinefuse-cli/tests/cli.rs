@@ -689,6 +689,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
         &[&vote[..], &["--neighbour-k", "5", "--out", "runs/vote"]].concat(),
     );
     assert!(text.contains("plot-neighbour vote: genre weight"), "{text}");
+    assert!(text.contains("stacking weight"), "{text}");
     assert!(
         text.contains("metadata-neighbour vote: genre weight"),
         "{text}"

@@ -87,9 +87,15 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
         .map(|v| PathBuf::from(format!("{}-neighbour vote", v.name())));
     let trees = info.rating_trees.map(|_| PathBuf::from("rating trees"));
     let parts = info.runs.iter().cloned().chain(votes).chain(trees);
+    let stacked = info.genre_stacking.as_ref().map(|s| s.mean_weights());
     for (k, part) in parts.enumerate() {
+        // With stacking the greedy genre weight can be 0 for a part the stacking leans on.
+        let leaning = match stacked.as_ref().and_then(|m| m.get(k)) {
+            Some(w) => format!(", stacking weight {w:.2} (mean over genres)"),
+            None => String::new(),
+        };
         println!(
-            "{}: genre weight {:.2}, rating weight {:.2}",
+            "{}: genre weight {:.2}{leaning}, rating weight {:.2}",
             part.display(),
             info.genre_weights[k],
             info.rating_weights[k]

@@ -60,6 +60,14 @@ impl GenreStacking {
             .map_or(0, |c| c.len().saturating_sub(1))
     }
 
+    /// Each part's logit weight averaged over the genres: how much the stacking leans on it.
+    pub fn mean_weights(&self) -> Vec<f32> {
+        let n = self.coefficients.len().max(1) as f32;
+        (0..self.n_parts())
+            .map(|p| self.coefficients.iter().map(|c| c[p]).sum::<f32>() / n)
+            .collect()
+    }
+
     /// The stacked probabilities `[movie × genre]` from each part's.
     pub fn apply(&self, parts: &[&[f32]], n_genres: usize) -> Vec<f32> {
         let len = parts.first().map_or(0, |p| p.len());
@@ -231,6 +239,14 @@ mod tests {
         assert!(g1[1] > 1.0 && g1[0].abs() < 0.2, "{g1:?}");
         let p = s.apply(&views, 2);
         assert!(p[2] > 0.9 && p[0] < 0.1, "{:?}", &p[..4]);
+    }
+
+    #[test]
+    fn mean_weights_average_each_parts_weight_over_the_genres_without_the_bias() {
+        let s = GenreStacking {
+            coefficients: vec![vec![1.0, 0.0, 5.0], vec![3.0, 2.0, -5.0]],
+        };
+        assert_eq!(s.mean_weights(), vec![2.0, 1.0]);
     }
 
     #[test]
