@@ -721,6 +721,11 @@ fn votes_join_a_frozen_bag(d: &Path) {
         text.contains("blend of 1 bag, a plot-neighbour vote and a metadata-neighbour vote"),
         "{text}"
     );
+    assert!(
+        text.contains("metadata_neighbours.safetensors: genre weight")
+            && text.contains("stacking weight"),
+        "{text}"
+    );
     // On another dataset (here the demo movies again, re-encoded): the vote needs their plot
     // embeddings, which eval computes with the first bag's backbone.
     let text = ok(d, &["eval", "--run", "runs/vote", "--data", "demo"]);

@@ -173,6 +173,10 @@ pub struct BlendPart {
     pub run: PathBuf,
     pub genre_weight: f32,
     pub rating_weight: f32,
+    /// With genre stacking: the part's logit weight averaged over the genres (the greedy
+    /// genre weight then only mixes modality shares and losses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacking_weight: Option<f32>,
 }
 
 /// How a constant-width conformal rating interval (`prediction ± half_width`, clipped to
@@ -401,6 +405,7 @@ fn evaluate_blend(
         }
     };
     let info = &b.info;
+    let stacked = info.genre_stacking.as_ref().map(|s| s.mean_weights());
     let summary = BagSummary {
         members: each.len(),
         refit: false,
@@ -422,6 +427,7 @@ fn evaluate_blend(
                 run,
                 genre_weight: info.genre_weights[i],
                 rating_weight: info.rating_weights[i],
+                stacking_weight: stacked.as_ref().and_then(|m| m.get(i).copied()),
             })
             .collect(),
     };
@@ -671,9 +677,13 @@ impl EvalReport {
             )?;
         }
         for p in &b.blend {
+            let leaning = p
+                .stacking_weight
+                .map(|w| format!(", stacking weight {w:.2} (mean over genres)"))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "  {}: genre weight {:.2}, rating weight {:.2}",
+                "  {}: genre weight {:.2}{leaning}, rating weight {:.2}",
                 p.run.display(),
                 p.genre_weight,
                 p.rating_weight
