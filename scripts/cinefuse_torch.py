@@ -969,12 +969,12 @@ def metadata_rows(fields, sizes):
     return np.concatenate(blocks, 1)
 
 
-def neighbour_votes(path, rows, present):
+def neighbour_votes(vote, rows, present):
     """Each member's neighbour vote [K, B, G], as neighbour_vote.rs takes it: cosine similarity
     of the centred, scaled rows to the voters outside fold k, the k nearest weighted by
     exp((s - 1) / T), shrunk to the genre frequencies by `prior` pseudo-neighbours; a movie
-    without the features (no plot) gets them."""
-    t, meta = read_vote(path)
+    without the features (no plot) gets them. `vote` is read_vote's (tables, settings)."""
+    t, meta = vote
     k, temperature, prior = int(meta["k"]), float(meta["temperature"]), float(meta["prior"])
     # Plot votes written before the scale was stored scaled nothing.
     scale = t["scale"].astype(np.float64) if "scale" in t else 1.0
@@ -1026,14 +1026,14 @@ def member_predictions(model_dir, config, movies, base, run=None):
                 fields, lead = f, loaded
         vote = config.get("plot_neighbours")
         if vote:
-            v = neighbour_votes(os.path.join(model_dir, vote["file"]), *lead.plot_embeddings(movies, base))
+            v = neighbour_votes(read_vote(os.path.join(model_dir, vote["file"])), *lead.plot_embeddings(movies, base))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         vote = config.get("metadata_neighbours")
         if vote:
-            path = os.path.join(model_dir, vote["file"])
-            rows = metadata_rows(fields, read_vote(path)[1].get("categorical_sizes", []))
-            v = neighbour_votes(path, rows, np.ones(len(rows), bool))
+            table = read_vote(os.path.join(model_dir, vote["file"]))
+            rows = metadata_rows(fields, table[1].get("categorical_sizes", []))
+            v = neighbour_votes(table, rows, np.ones(len(rows), bool))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         if config.get("genre_stacking"):

@@ -19,7 +19,8 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
   - with --vote-grid, the neighbour vote's k and temperature over a grid, stacked per genre;
   - with --linear-peer, the strong linear peer of baselines_sklearn.py (block-scaled plot,
     poster and metadata features, C = 1) fitted on the same folds: the bags + vote against the
-    peer + vote on the same movies, and the bags + vote + the linear model as a member;
+    peer + vote on the same movies, the same with both votes (plot and metadata), and the
+    bags + vote + the linear model as a member;
   - with --more-votes, neighbour votes on the metadata and on all three feature blocks beside
     the plot vote, stacked per genre.
 """

@@ -299,6 +299,19 @@ pub fn describe(bags: usize, votes: &[VoteSpace], trees: bool) -> String {
     )
 }
 
+/// One part's weights as `ensemble`, a blended `train` and `eval` print them. With genre
+/// stacking (`stacking`: the part's logit weight averaged over the genres) the greedy genre
+/// weight only mixes modality shares and losses and can be 0 for a part the stacking leans on.
+pub fn part_weights(part: &Path, genre: f32, stacking: Option<f32>, rating: f32) -> String {
+    let leaning = stacking
+        .map(|w| format!(", stacking weight {w:.2} (mean over genres)"))
+        .unwrap_or_default();
+    format!(
+        "{}: genre weight {genre:.2}{leaning}, rating weight {rating:.2}",
+        part.display()
+    )
+}
+
 /// A blend's weights and stacking, and its bags for error messages.
 struct Weights<'a> {
     genre: &'a [f32],

@@ -89,16 +89,15 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
     let parts = info.runs.iter().cloned().chain(votes).chain(trees);
     let stacked = info.genre_stacking.as_ref().map(|s| s.mean_weights());
     for (k, part) in parts.enumerate() {
-        // With stacking the greedy genre weight can be 0 for a part the stacking leans on.
-        let leaning = match stacked.as_ref().and_then(|m| m.get(k)) {
-            Some(w) => format!(", stacking weight {w:.2} (mean over genres)"),
-            None => String::new(),
-        };
+        let stacking = stacked.as_ref().and_then(|m| m.get(k).copied());
         println!(
-            "{}: genre weight {:.2}{leaning}, rating weight {:.2}",
-            part.display(),
-            info.genre_weights[k],
-            info.rating_weights[k]
+            "{}",
+            crate::blend::part_weights(
+                &part,
+                info.genre_weights[k],
+                stacking,
+                info.rating_weights[k]
+            )
         );
     }
     if info.genre_stacking.is_some() {

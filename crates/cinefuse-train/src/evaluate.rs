@@ -677,17 +677,9 @@ impl EvalReport {
             )?;
         }
         for p in &b.blend {
-            let leaning = p
-                .stacking_weight
-                .map(|w| format!(", stacking weight {w:.2} (mean over genres)"))
-                .unwrap_or_default();
-            writeln!(
-                f,
-                "  {}: genre weight {:.2}{leaning}, rating weight {:.2}",
-                p.run.display(),
-                p.genre_weight,
-                p.rating_weight
-            )?;
+            let weights = (p.genre_weight, p.stacking_weight, p.rating_weight);
+            let line = crate::blend::part_weights(&p.run, weights.0, weights.1, weights.2);
+            writeln!(f, "  {line}")?;
         }
         Ok(())
     }
