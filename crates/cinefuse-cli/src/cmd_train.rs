@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
+use cinefuse_train::credit_neighbours::CreditNeighboursConfig;
 use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
@@ -173,6 +174,19 @@ pub struct EnsembleArgs {
     /// Pseudo-neighbours voting the genre frequencies in the metadata vote.
     #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().prior)]
     metadata_prior: f32,
+    /// Also vote genres from the labelled movies that share the most directors, cast members
+    /// and writers (each name weighted by its rarity) on the bags' folds, stacked per genre.
+    #[arg(long)]
+    credit_neighbours: bool,
+    /// Neighbours per credits vote (with --credit-neighbours).
+    #[arg(long, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().k)]
+    credit_k: usize,
+    /// Softmax temperature on the credits neighbours' cosine similarity.
+    #[arg(long, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().temperature)]
+    credit_temperature: f32,
+    /// Pseudo-neighbours voting the genre frequencies in the credits vote.
+    #[arg(long, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().prior)]
+    credit_prior: f32,
     #[arg(long)]
     backend: Option<String>,
 }
@@ -195,6 +209,12 @@ const METADATA_FLAGS: [(&str, &str); 3] = [
     ("k", "--metadata-k"),
     ("temperature", "--metadata-temperature"),
     ("prior", "--metadata-prior"),
+];
+
+const CREDIT_FLAGS: [(&str, &str); 3] = [
+    ("k", "--credit-k"),
+    ("temperature", "--credit-temperature"),
+    ("prior", "--credit-prior"),
 ];
 
 /// `validate`'s message, which starts with the config key, with the flag that sets it
@@ -251,10 +271,16 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         (a.metadata_k, a.metadata_temperature, a.metadata_prior),
         (&METADATA_FLAGS, "--metadata-neighbours"),
     )?;
+    let credits = vote_config(
+        a.credit_neighbours,
+        (a.credit_k, a.credit_temperature, a.credit_prior),
+        (&CREDIT_FLAGS, "--credit-neighbours"),
+    )?;
     let extras = cinefuse_train::blend::BlendExtras {
         rating_trees: trees,
         plot_neighbours: vote,
         metadata_neighbours: metadata,
+        credit_neighbours: credits,
     };
     let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, extras)?;
     cinefuse_train::blend_train::print_weights(&info);

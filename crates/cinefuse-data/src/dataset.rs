@@ -25,6 +25,8 @@ pub struct MovieItem {
     /// Cached backbone features of a frozen pretrained poster / plot encoder, when in use.
     pub poster_features: Option<Vec<f32>>,
     pub plot_features: Option<Vec<f32>>,
+    /// The movie's credits ("role:name"), for a credits vote.
+    pub credits: Vec<String>,
 }
 
 impl MovieItem {
@@ -42,6 +44,7 @@ impl MovieItem {
             rating: sample.rating,
             poster_features: None,
             plot_features: None,
+            credits: sample.credits.clone(),
         }
     }
 }

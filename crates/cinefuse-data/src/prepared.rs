@@ -67,6 +67,10 @@ pub struct EncodedSample {
     pub genres_present: bool,
     pub rating: Option<f32>,
     pub poster_slot: Option<u32>,
+    /// The movie's credits, "role:name" (`credits_of`): what a credits vote compares.
+    /// Prepared folders from before the field read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credits: Vec<String>,
 }
 
 /// The fitted transforms plus the tokenizer: turns any movie into model inputs.
@@ -200,7 +204,32 @@ impl Preprocessor {
             genres_present: !genre_list.is_empty(),
             rating: movie.rating,
             poster_slot: None,
+            credits: self.credits_of(movie)?,
         })
+    }
+
+    /// "director:…", "cast:…" and "NAME:…" for the items of each declared set feature NAME
+    /// (the writers): lower-cased names, a role in parentheses dropped, each once.
+    pub fn credits_of(&self, movie: &Movie) -> Result<Vec<String>, DataError> {
+        let mut out = Vec::new();
+        let lists = [("director", &movie.directors), ("cast", &movie.cast)];
+        for (role, names) in lists {
+            for n in names.iter().flatten() {
+                out.push(format!("{role}:{}", n.trim().to_lowercase()));
+            }
+        }
+        for f in &self.state.extras {
+            if let crate::extra::FittedFeature::Set { name, .. } = f {
+                let items = crate::extra::set_items(movie, name).map_err(|(field, reason)| {
+                    DataError::Invalid(format!("field `{field}`: {reason}"))
+                })?;
+                out.extend(items.into_iter().map(|i| format!("{name}:{i}")));
+            }
+        }
+        out.retain(|c| !c.ends_with(':'));
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|c| seen.insert(c.clone()));
+        Ok(out)
     }
 
     /// Decodes a poster file and fits it to the configured size, as CHW bytes.

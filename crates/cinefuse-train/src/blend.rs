@@ -29,6 +29,7 @@ use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::genre_stacking::{GenreStacking, combine};
+use crate::credit_neighbours::CreditNeighboursConfig;
 use crate::metadata_neighbours::MetadataNeighboursConfig;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::oof::write_oof;
@@ -60,6 +61,9 @@ pub struct BlendInfo {
     /// How the metadata-neighbour vote is taken; `None`: the blend has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_neighbours: Option<MetadataNeighboursConfig>,
+    /// How the credits-neighbour vote is taken; `None`: the blend has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_neighbours: Option<CreditNeighboursConfig>,
     /// The genres' logistic stacking over the bags and the votes (with a vote only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<GenreStacking>,
@@ -73,18 +77,20 @@ pub struct Blend {
     pub info: BlendInfo,
     /// The bags, in the order of `info.runs`.
     pub parts: Vec<Ensemble>,
-    /// The neighbour votes: the plot's, then the metadata's, as the blend has them.
+    /// The neighbour votes: the plot's, the metadata's, then the credits', as the blend has
+    /// them.
     pub votes: Vec<NeighbourVote>,
     pub trees: Option<RatingTrees>,
 }
 
 /// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`,
-/// `[train.metadata_neighbours]`).
+/// `[train.metadata_neighbours]`, `[train.credit_neighbours]`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlendExtras {
     pub rating_trees: Option<RatingTreesConfig>,
     pub plot_neighbours: Option<PlotNeighboursConfig>,
     pub metadata_neighbours: Option<MetadataNeighboursConfig>,
+    pub credit_neighbours: Option<CreditNeighboursConfig>,
 }
 
 impl BlendExtras {
@@ -92,7 +98,8 @@ impl BlendExtras {
     pub fn vote_spaces(&self) -> Vec<VoteSpace> {
         let plot = self.plot_neighbours.map(|_| VoteSpace::Plot);
         let metadata = self.metadata_neighbours.map(|_| VoteSpace::Metadata);
-        plot.into_iter().chain(metadata).collect()
+        let credits = self.credit_neighbours.map(|_| VoteSpace::Credits);
+        plot.into_iter().chain(metadata).chain(credits).collect()
     }
 }
 
@@ -246,7 +253,10 @@ fn build_votes(
     let metadata = extras
         .metadata_neighbours
         .map(|c| crate::metadata_neighbours::build(prepared, folds, c));
-    plot.into_iter().chain(metadata).collect()
+    let credits = extras
+        .credit_neighbours
+        .map(|c| crate::credit_neighbours::build(prepared, folds, c));
+    plot.into_iter().chain(metadata).chain(credits).collect()
 }
 
 /// A blend's votes from their files in `dir`, checked against the first bag: its genres and,
@@ -327,6 +337,7 @@ impl BlendInfo {
             rating_trees: self.rating_trees,
             plot_neighbours: self.plot_neighbours,
             metadata_neighbours: self.metadata_neighbours,
+            credit_neighbours: self.credit_neighbours,
         }
     }
 
@@ -448,7 +459,7 @@ pub fn learn_blend(
     if runs.is_empty() || (runs.len() < 2 && !adds) {
         bail!(
             "--runs: a blend needs at least two bags (or one with --rating-trees, \
-             --plot-neighbours or --metadata-neighbours), got {}",
+             --plot-neighbours, --metadata-neighbours or --credit-neighbours), got {}",
             runs.len()
         );
     }
@@ -515,6 +526,7 @@ pub fn learn_blend(
         rating_trees: extras.rating_trees,
         plot_neighbours: extras.plot_neighbours,
         metadata_neighbours: extras.metadata_neighbours,
+        credit_neighbours: extras.credit_neighbours,
         genre_stacking,
     };
     Ok(LearnedBlend {

@@ -61,6 +61,7 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
             rating_trees: config.train.rating_trees,
             plot_neighbours: config.train.plot_neighbours,
             metadata_neighbours: config.train.metadata_neighbours,
+            credit_neighbours: config.train.credit_neighbours,
         };
         let learned = learn_blend(&bags, opts.backend, extras)?;
         let info = &learned.info;
@@ -125,6 +126,7 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                     own.train.rating_trees = None;
                     own.train.plot_neighbours = None;
                     own.train.metadata_neighbours = None;
+                    own.train.credit_neighbours = None;
                     Ok(own)
                 }
             }
@@ -144,6 +146,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     c.train.rating_trees = None;
     c.train.plot_neighbours = None;
     c.train.metadata_neighbours = None;
+    c.train.credit_neighbours = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     c.train.refit = false;

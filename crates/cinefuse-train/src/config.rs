@@ -225,6 +225,10 @@ pub struct LoopConfig {
     /// encoded column standardised), on the same folds, stacked with the bags per genre
     /// (`[train.metadata_neighbours]`, see `metadata_neighbours.rs`).
     pub metadata_neighbours: Option<crate::metadata_neighbours::MetadataNeighboursConfig>,
+    /// With `folds`: a genre vote of the labelled movies that share the most directors, cast
+    /// members and writers (each name weighted by its rarity), on the same folds, stacked
+    /// with the bags per genre (`[train.credit_neighbours]`, see `credit_neighbours.rs`).
+    pub credit_neighbours: Option<crate::credit_neighbours::CreditNeighboursConfig>,
     /// How far each genre's F1-best decision threshold is pulled toward the one threshold
     /// shared by all genres with the best micro-F1 (0: per genre, 1: shared; `thresholds.rs`).
     /// A rare genre's own threshold is noisy; out of fold 0.25 raised micro-F1 and kept
@@ -289,6 +293,7 @@ impl Default for LoopConfig {
             rating_trees: None,
             plot_neighbours: None,
             metadata_neighbours: None,
+            credit_neighbours: None,
             shared_threshold_weight: 0.25,
             tensorboard: false,
         }
@@ -594,6 +599,9 @@ impl TrainConfig {
         if config.train.metadata_neighbours.is_some_and(|v| !v.enabled) {
             config.train.metadata_neighbours = None;
         }
+        if config.train.credit_neighbours.is_some_and(|v| !v.enabled) {
+            config.train.credit_neighbours = None;
+        }
         config
             .data
             .sync_features()
@@ -736,6 +744,7 @@ impl TrainConfig {
                 "metadata_neighbours",
                 t.metadata_neighbours.map(|v| v.validate()),
             ),
+            ("credit_neighbours", t.credit_neighbours.map(|v| v.validate())),
         ];
         for (key, checked) in votes {
             let Some(checked) = checked else { continue };

@@ -645,7 +645,7 @@ impl EvalReport {
             use crate::neighbour_vote::VoteSpace;
             let is = |file: &str| b.blend.iter().any(|p| p.run.ends_with(file));
             let trees = is(crate::rating_trees::TREES_FILE);
-            let votes: Vec<VoteSpace> = [VoteSpace::Plot, VoteSpace::Metadata]
+            let votes: Vec<VoteSpace> = [VoteSpace::Plot, VoteSpace::Metadata, VoteSpace::Credits]
                 .into_iter()
                 .filter(|v| is(v.file()))
                 .collect();

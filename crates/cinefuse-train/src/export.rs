@@ -69,6 +69,10 @@ pub struct Manifest {
     /// the first part's metadata encoding) and genre weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_neighbours: Option<ManifestNeighbours>,
+    /// A blend's credits-neighbour vote: its file (vote k beside each part's member k, from
+    /// the movies' credits) and genre weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_neighbours: Option<ManifestNeighbours>,
     /// A blend's genre stacking over its parts and then the votes (see `genre_stacking.rs`);
     /// when present it gives the probabilities instead of the genre weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +141,7 @@ impl Manifest {
             rating_trees: None,
             plot_neighbours: None,
             metadata_neighbours: None,
+            credit_neighbours: None,
             genre_stacking: None,
             shapes: run.info.shapes.clone(),
             validation,
@@ -213,7 +218,11 @@ impl Manifest {
             ));
         }
         if let Some(s) = &self.genre_stacking {
-            let votes = [&self.plot_neighbours, &self.metadata_neighbours];
+            let votes = [
+                &self.plot_neighbours,
+                &self.metadata_neighbours,
+                &self.credit_neighbours,
+            ];
             let parts = self.parts.len() + votes.iter().filter(|v| v.is_some()).count();
             s.check(parts, n)
                 .map_err(|e| format!("genre_stacking: {e}"))?;
@@ -397,7 +406,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         }
         None => None,
     };
-    let (mut plot_neighbours, mut metadata_neighbours) = (None, None);
+    let (mut plot_neighbours, mut metadata_neighbours, mut credit_neighbours) = (None, None, None);
     for (k, v) in b.votes.iter().enumerate() {
         write_hashed(dir, v.space.file(), &v.to_bytes()?, &mut hasher)?;
         let entry = Some(ManifestNeighbours {
@@ -407,6 +416,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         match v.space {
             VoteSpace::Plot => plot_neighbours = entry,
             VoteSpace::Metadata => metadata_neighbours = entry,
+            VoteSpace::Credits => credit_neighbours = entry,
         }
     }
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
@@ -421,6 +431,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         rating_trees,
         plot_neighbours,
         metadata_neighbours,
+        credit_neighbours,
         genre_stacking: b.info.genre_stacking.clone(),
         validation: out_of_fold_scores(&cal.out_of_fold),
         test: scores(&test, &cal.thresholds, &lead.genres),
@@ -489,7 +500,13 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
             v.k, v.temperature, v.prior
         )
     });
-    let vote = plot.unwrap_or_default() + &metadata.unwrap_or_default();
+    let credits = b.info.credit_neighbours.map(|v| {
+        format!(
+            " --credit-neighbours --credit-k {} --credit-temperature {} --credit-prior {}",
+            v.k, v.temperature, v.prior
+        )
+    });
+    let vote = [plot, metadata, credits].into_iter().flatten().collect::<String>();
     lines.push(format!(
         "cinefuse ensemble --runs {}{vote}{trees} --out BLEND",
         bags.join(",")

@@ -16,6 +16,7 @@ pub mod export;
 pub mod genre_stacking;
 pub mod input_fields;
 pub mod interval;
+pub mod credit_neighbours;
 pub mod metadata_neighbours;
 pub mod metrics;
 pub mod model_card;

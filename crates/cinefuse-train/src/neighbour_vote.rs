@@ -19,6 +19,7 @@ use cinefuse_data::dataset::MovieItem;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::credit_neighbours::CreditIndex;
 use crate::tree_forest::{le, numbers, to_safetensors};
 
 /// Which features a vote compares.
@@ -30,6 +31,8 @@ pub enum VoteSpace {
     Plot,
     /// Scaled numeric fields, their missing flags and one-hot categories.
     Metadata,
+    /// Directors, cast and writers, weighted by rarity (`credit_neighbours.rs`).
+    Credits,
 }
 
 impl VoteSpace {
@@ -37,6 +40,7 @@ impl VoteSpace {
         match self {
             VoteSpace::Plot => "plot",
             VoteSpace::Metadata => "metadata",
+            VoteSpace::Credits => "credits",
         }
     }
 
@@ -45,6 +49,7 @@ impl VoteSpace {
         match self {
             VoteSpace::Plot => crate::plot_neighbours::NEIGHBOURS_FILE,
             VoteSpace::Metadata => crate::metadata_neighbours::METADATA_NEIGHBOURS_FILE,
+            VoteSpace::Credits => crate::credit_neighbours::CREDIT_NEIGHBOURS_FILE,
         }
     }
 }
@@ -153,6 +158,9 @@ struct Settings {
     /// A metadata vote's one-hot width of each categorical field, in the model's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     categorical_sizes: Vec<usize>,
+    /// A credits vote's names, by column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    credit_names: Vec<String>,
 }
 
 /// The labelled movies that vote: their centred, scaled, unit-length feature rows, genres and
@@ -170,8 +178,10 @@ pub struct NeighbourVote {
     centre: Vec<f32>,
     /// Then multiplied in (one over the voters' spread per column; ones for the plots).
     scale: Vec<f32>,
-    /// `[N, dim]`.
+    /// `[N, dim]` (empty for the credits, which keep `credits`).
     rows: Vec<f32>,
+    /// A credits vote's sparse name table (`dim` is its number of names).
+    credits: Option<CreditIndex>,
     /// `[N, n_genres]`, 0 or 1.
     labels: Vec<f32>,
     folds: Vec<u32>,
@@ -211,6 +221,7 @@ impl NeighbourVote {
             centre,
             scale,
             rows: Vec::with_capacity(n * dim),
+            credits: None,
             labels: voters.labels.concat(),
             folds: voters.folds,
         };
@@ -222,8 +233,42 @@ impl NeighbourVote {
         Ok(out)
     }
 
+    /// The vote of the voters in `index` (a credits vote), with their genres and folds.
+    pub fn from_credits(
+        (space, settings, n_folds): (VoteSpace, VoteSettings, usize),
+        index: CreditIndex,
+        labels: Vec<Vec<f32>>,
+        folds: Vec<u32>,
+    ) -> Result<Self> {
+        if index.voters() < 2 || index.names.is_empty() {
+            bail!("the credits vote needs at least two labelled movies with credits");
+        }
+        let out = Self {
+            space,
+            settings,
+            dim: index.names.len(),
+            n_genres: labels[0].len(),
+            n_folds,
+            categorical_sizes: Vec::new(),
+            centre: Vec::new(),
+            scale: Vec::new(),
+            rows: Vec::new(),
+            credits: Some(index),
+            labels: labels.concat(),
+            folds,
+        };
+        out.check()?;
+        Ok(out)
+    }
+
     fn voters(&self) -> usize {
         self.folds.len()
+    }
+
+    /// Each query's similarity with every voter by their credits (`None`: no shared names).
+    fn credit_similarities(&self, queries: &[Vec<String>]) -> Vec<Option<Vec<f32>>> {
+        let index = self.credits.as_ref().expect("a credits vote has its index");
+        queries.iter().map(|q| index.similarities(q)).collect()
     }
 
     /// `row` centred, scaled and brought to unit length; `None` when it is (nearly) the centre.
@@ -293,6 +338,13 @@ impl NeighbourVote {
     /// Every member's vote for movies prepared for prediction (`items`, with their backbone
     /// features when the vote reads the plots).
     pub fn vote_items(&self, items: &[MovieItem], device: &Device) -> Vec<Vec<f32>> {
+        if self.space == VoteSpace::Credits {
+            let credits: Vec<Vec<String>> = items.iter().map(|i| i.credits.clone()).collect();
+            let sims = self.credit_similarities(&credits);
+            return (0..self.n_folds)
+                .map(|member| self.member_votes(member, &sims))
+                .collect();
+        }
         let queries: Vec<Option<Vec<f32>>> = items
             .iter()
             .map(|i| match self.space {
@@ -301,6 +353,7 @@ impl NeighbourVote {
                     (&i.numeric, &i.numeric_missing, &i.categorical),
                     &self.categorical_sizes,
                 )),
+                VoteSpace::Credits => unreachable!("the credits vote returned above"),
             })
             .collect();
         self.vote(&queries, device)
@@ -315,11 +368,20 @@ impl NeighbourVote {
         ids: &[String],
         device: &Device,
     ) -> Result<Vec<f32>> {
-        let queries = match self.space {
-            VoteSpace::Plot => crate::plot_neighbours::queries(prepared, ids, self.dim)?,
-            VoteSpace::Metadata => crate::metadata_neighbours::queries(prepared, ids, self)?,
+        let sims = match self.space {
+            VoteSpace::Plot => {
+                let q = crate::plot_neighbours::queries(prepared, ids, self.dim)?;
+                self.similarities(&q, device)
+            }
+            VoteSpace::Metadata => {
+                let q = crate::metadata_neighbours::queries(prepared, ids, self)?;
+                self.similarities(&q, device)
+            }
+            VoteSpace::Credits => {
+                self.credit_similarities(&crate::credit_neighbours::queries(prepared, ids)?)
+            }
         };
-        Ok(self.member_votes(member, &self.similarities(&queries, device)))
+        Ok(self.member_votes(member, &sims))
     }
 
     /// Member `member`'s vote for each query, `[query × genre]`, from their similarities.
@@ -385,18 +447,30 @@ impl NeighbourVote {
                 le(values, f32::to_le_bytes),
             )
         };
-        let entries = [
-            f32s("centre", vec![self.dim], &self.centre),
-            f32s("scale", vec![self.dim], &self.scale),
-            f32s("rows", vec![n, self.dim], &self.rows),
-            f32s("labels", vec![n, self.n_genres], &self.labels),
+        let u32s = |name: &str, values: &[u32]| {
             (
-                "folds".to_string(),
+                name.to_string(),
                 Dtype::U32,
-                vec![n],
-                le(&self.folds, u32::to_le_bytes),
-            ),
+                vec![values.len()],
+                le(values, u32::to_le_bytes),
+            )
+        };
+        let mut entries = vec![
+            f32s("labels", vec![n, self.n_genres], &self.labels),
+            u32s("folds", &self.folds),
         ];
+        match &self.credits {
+            Some(c) => entries.extend([
+                f32s("idf", vec![self.dim], &c.idf),
+                u32s("credit_offsets", &c.offsets),
+                u32s("credit_columns", &c.columns),
+            ]),
+            None => entries.extend([
+                f32s("centre", vec![self.dim], &self.centre),
+                f32s("scale", vec![self.dim], &self.scale),
+                f32s("rows", vec![n, self.dim], &self.rows),
+            ]),
+        }
         let settings = Settings {
             k: self.settings.k,
             temperature: self.settings.temperature,
@@ -404,6 +478,11 @@ impl NeighbourVote {
             folds: self.n_folds,
             space: self.space,
             categorical_sizes: self.categorical_sizes.clone(),
+            credit_names: self
+                .credits
+                .as_ref()
+                .map(|c| c.names.clone())
+                .unwrap_or_default(),
         };
         to_safetensors(&entries, SETTINGS_KEY, &settings)
     }
@@ -436,6 +515,23 @@ impl NeighbourVote {
                 .with_context(|| format!("tensor `{name}` is missing"))
         };
         let f32s = |name| numbers(&get(name)?, Dtype::F32, f32::from_le_bytes);
+        let u32s = |name| numbers(&get(name)?, Dtype::U32, u32::from_le_bytes);
+        let n_genres = get("labels")?.shape().get(1).copied().unwrap_or(0);
+        if s.space == VoteSpace::Credits {
+            let index = CreditIndex::from_parts(
+                s.credit_names,
+                f32s("idf")?,
+                u32s("credit_offsets")?,
+                u32s("credit_columns")?,
+            )?;
+            let labels = f32s("labels")?;
+            return Self::from_credits(
+                (s.space, settings, s.folds),
+                index,
+                labels.chunks(n_genres.max(1)).map(<[f32]>::to_vec).collect(),
+                u32s("folds")?,
+            );
+        }
         let dim = get("rows")?.shape().get(1).copied().unwrap_or(0);
         let out = Self {
             space: s.space,
@@ -451,6 +547,7 @@ impl NeighbourVote {
                 Err(_) => vec![1.0; dim],
             },
             rows: f32s("rows")?,
+            credits: None,
             labels: f32s("labels")?,
             folds: numbers(&get("folds")?, Dtype::U32, u32::from_le_bytes)?,
         };
@@ -463,15 +560,24 @@ impl NeighbourVote {
         if self.dim == 0 || self.n_genres == 0 || n == 0 {
             bail!("empty tables");
         }
+        if self.folds.iter().any(|f| *f as usize >= self.n_folds) {
+            bail!("a fold id is not below {}", self.n_folds);
+        }
+        if (self.space == VoteSpace::Credits) != self.credits.is_some() {
+            bail!("only a credits vote keeps (and it must keep) a credit index");
+        }
+        if let Some(c) = &self.credits {
+            if c.voters() != n || self.labels.len() != n * self.n_genres {
+                bail!("the credit index and the voters' genres disagree");
+            }
+            return Ok(());
+        }
         if self.centre.len() != self.dim
             || self.scale.len() != self.dim
             || self.rows.len() != n * self.dim
             || self.labels.len() != n * self.n_genres
         {
             bail!("the tables' lengths disagree");
-        }
-        if self.folds.iter().any(|f| *f as usize >= self.n_folds) {
-            bail!("a fold id is not below {}", self.n_folds);
         }
         let values = self.rows.iter().chain(&self.centre).chain(&self.scale);
         if !values.into_iter().all(|x| x.is_finite()) {

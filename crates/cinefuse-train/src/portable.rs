@@ -94,6 +94,9 @@ fn blend_config(manifest: &Manifest) -> Value {
     if let Some(n) = &manifest.metadata_neighbours {
         v["metadata_neighbours"] = json!(n);
     }
+    if let Some(n) = &manifest.credit_neighbours {
+        v["credit_neighbours"] = json!(n);
+    }
     if let Some(s) = &manifest.genre_stacking {
         v["genre_stacking"] = json!(s);
     }

@@ -78,6 +78,8 @@ fn load_vote(
             crate::metadata_neighbours::check_fields(&vote, &lead.preprocessor)
                 .with_context(|| path.display().to_string())?;
         }
+        // Credits are names: any movie has some, or none (and then gets the frequencies).
+        VoteSpace::Credits => {}
     }
     if vote.n_folds != lead.others.len() + 1 || vote.n_genres != lead.manifest.genres.len() {
         bail!(
@@ -203,6 +205,7 @@ impl Predictor {
         let entries = [
             (VoteSpace::Plot, &manifest.plot_neighbours),
             (VoteSpace::Metadata, &manifest.metadata_neighbours),
+            (VoteSpace::Credits, &manifest.credit_neighbours),
         ];
         lead.votes = entries
             .into_iter()

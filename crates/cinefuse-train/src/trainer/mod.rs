@@ -92,7 +92,9 @@ fn progress(len: u64) -> ProgressBar {
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     install_interrupt_handler();
     let t = &config.train;
-    let votes = t.plot_neighbours.is_some() || t.metadata_neighbours.is_some();
+    let votes = t.plot_neighbours.is_some()
+        || t.metadata_neighbours.is_some()
+        || t.credit_neighbours.is_some();
     if !t.blend_with.is_empty() || t.rating_trees.is_some() || votes {
         return crate::blend_train::train_blend(config, opts);
     }
@@ -246,6 +248,7 @@ mod tests {
                 rating: Some(5.0),
                 poster_features: None,
                 plot_features: None,
+                credits: Vec::new(),
             })
             .collect();
         let batch = MovieBatcher::new(2, 2, 8).batch(items, &Device::flex());

@@ -81,6 +81,7 @@ mod tests {
             rating: Some(6.0),
             poster_features: None,
             plot_features: None,
+            credits: Vec::new(),
         }
     }
 
