@@ -13,7 +13,8 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
   TF-IDF + metadata stacking (no pretrained features)
   the strong linear peer stacked with cinefuse's plot-neighbour vote (a k-nearest-neighbour
             genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them,
-            and with the metadata-neighbour vote too (the standardised metadata encoding)
+            and with the metadata-neighbour vote too (the standardised metadata encoding),
+            and with the credits-neighbour vote as well (directors, cast and writers)
 Metadata here is cinefuse's own encoding from samples.jsonl (scalers and vocabularies fitted on
 the training split). Regularization strength is chosen on the validation split.
 
@@ -250,12 +251,17 @@ def pretrained_peers(a, movies, labelled, y, text, out):
         # The peer of a blend with the plot-neighbour vote: the same + that vote, stacked; and
         # of a blend with the metadata vote too: the same + both votes.
         if "plot" in raw:
-            plot_vote = (fit(raw["plot"]), raw["plot"]["test"], 0.05, False)
+            plot_vote = vote_probs(fit(raw["plot"]), ytr, raw["plot"]["test"], 0.05, False)
             out[f"strong_peer_meta_neighbours_{label}_genres"] = neighbour_peer(
                 linear, [plot_vote], ytr, y["test"])
-            meta_vote = (fit(meta_raw), meta_raw["test"], 0.2, True)
+            meta_vote = vote_probs(fit(meta_raw), ytr, meta_raw["test"], 0.2, True)
             out[f"strong_peer_meta_two_votes_{label}_genres"] = neighbour_peer(
                 linear, [plot_vote, meta_vote], ytr, y["test"])
+            credits = {s: [samples[i].get("credits", []) for i in labelled[s]] for s in labelled}
+            if any(c for c in credits["train"]):
+                credit_vote = credit_vote_probs([c for r in rows for c in credits[r]], ytr, credits["test"])
+                out[f"strong_peer_meta_three_votes_{label}_genres"] = neighbour_peer(
+                    linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"])
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
         peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
@@ -381,13 +387,40 @@ def vote_probs(rows_fit, ytr, rows_test, temperature, standardise, folds=5):
     return vote_oof, neighbour_vote(xt, xf, ytr, temperature=temperature)
 
 
-def neighbour_peer(linear, votes, ytr, yte):
+def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
+    """cinefuse's credits vote (credit_neighbours.rs): each movie's "role:name" credits as a
+    binary vector weighted by the names' inverse frequency over the fitting rows, unit length;
+    a movie none of whose names a voter has gets the genre frequencies. Out-of-fold
+    probabilities on the fitting rows (5 folds) and the test probabilities. A voter that
+    shares no name with the movie is no neighbour (a movie sharing none gets the frequencies)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer=lambda names: names, binary=True).fit(credits_fit)
+    xf, xt = vec.transform(credits_fit), vec.transform(credits_test)
+
+    def vote(query, rows, labels, k=50, prior=2.0):
+        # As neighbour_vote, but a voter sharing no name is no neighbour.
+        sim = (query @ rows.T).toarray()
+        near = np.argsort(-sim, 1, kind="stable")[:, :k]
+        s = np.take_along_axis(sim, near, 1)
+        w = np.exp((s - 1) / temperature) * (s > 0)
+        w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
+        n = (s > 0).sum(1, keepdims=True)
+        return (np.einsum("bn,bng->bg", w, labels[near]) * n + labels.mean(0) * prior) / (n + prior)
+
+    vote_oof = np.zeros(ytr.shape)
+    for held in kfold_indices(xf.shape[0], folds):
+        rest = np.setdiff1d(np.arange(xf.shape[0]), held)
+        vote_oof[held] = vote(xf[held], xf[rest], ytr[rest])
+    return vote_oof, vote(xt, xf, ytr)
+
+
+def neighbour_peer(linear, voted, ytr, yte):
     """The strong peer with cinefuse's neighbour votes beside it, stacked as cinefuse stacks
     them (a logistic regression per genre on the logits, C = 0.1, fitted on the out-of-fold
     probabilities; thresholds on the stacked out-of-fold ones). `linear` is strong_peer_probs'
-    (oof, test, info) on the same rows; `votes` lists each vote's (fitting rows, test rows,
-    temperature, standardise)."""
-    voted = [vote_probs(f, ytr, t, temp, std) for f, t, temp, std in votes]
+    (oof, test, info) on the same rows; `voted` lists each vote's (out-of-fold, test)
+    probabilities (vote_probs, credit_vote_probs)."""
     oof, pte, info = linear
     stack_oof, stack_test = np.zeros(ytr.shape), np.zeros((len(pte), ytr.shape[1]))
     for g in range(ytr.shape[1]):

@@ -69,6 +69,15 @@ class Preprocess:
             encode_extra(f, movie.get("extra") or {}, values, missing, cats)
         return values, missing, cats
 
+    def credits(self, movie):
+        """The movie's credits as Preprocessor::credits_of lists them: "director:…", "cast:…"
+        and "NAME:…" for each declared set feature, lower-cased, each once."""
+        out = [f"{role}:{n.strip().lower()}" for role, key in (("director", "directors"), ("cast", "cast"))
+               for n in movie.get(key) or []]
+        extra = movie.get("extra") or {}
+        out += [f"{f['name']}:{i}" for f in self.spec["extras"] if f["kind"] == "set" for i in set_items(extra.get(f["name"]))]
+        return list(dict.fromkeys(c for c in out if not c.endswith(":")))
+
     def poster(self, path):
         from PIL import Image
 
@@ -878,9 +887,9 @@ def read_config(model_dir):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
-    # plot_neighbours and genre_stacking; 4 its metadata_neighbours.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 4")
+    # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4, 5):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 5")
     return config
 
 
@@ -975,26 +984,58 @@ def neighbour_votes(vote, rows, present):
     exp((s - 1) / T), shrunk to the genre frequencies by `prior` pseudo-neighbours; a movie
     without the features (no plot) gets them. `vote` is read_vote's (tables, settings)."""
     t, meta = vote
-    k, temperature, prior = int(meta["k"]), float(meta["temperature"]), float(meta["prior"])
     # Plot votes written before the scale was stored scaled nothing.
     scale = t["scale"].astype(np.float64) if "scale" in t else 1.0
     x = (rows - t["centre"].astype(np.float64)) * scale
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     has = present & (norm[:, 0] > 1e-6)
     sims = (x / np.maximum(norm, 1e-30)) @ t["rows"].astype(np.float64).T
+    return votes_from_similarities(vote, sims, has)
+
+
+def votes_from_similarities(vote, sims, has, shared_only=False):
+    """Each member's vote [K, B, G] from the movies' similarities to every voter [B, N]: the k
+    nearest outside fold k (on equal similarity the earlier voter) weighted by exp((s - 1) / T),
+    shrunk to the genre frequencies by `prior` pseudo-neighbours; a movie without `has` gets the
+    frequencies. With `shared_only` (the credits) a voter of similarity 0 is no neighbour."""
+    t, meta = vote
+    k, temperature, prior = int(meta["k"]), float(meta["temperature"]), float(meta["prior"])
     out = []
     for member in range(int(meta["folds"])):
         keep = t["folds"] != member
         labels, s = t["labels"][keep].astype(np.float64), sims[:, keep]
         freq = labels.mean(0)
-        n = min(k, len(labels))
-        near = np.argsort(-s, 1, kind="stable")[:, :n]
-        w = np.exp((np.take_along_axis(s, near, 1) - 1) / temperature)
-        w /= w.sum(1, keepdims=True)
+        near = np.argsort(-s, 1, kind="stable")[:, :min(k, len(labels))]
+        s_near = np.take_along_axis(s, near, 1)
+        counts = (s_near > 0) if shared_only else np.ones_like(s_near, bool)
+        w = np.exp((s_near - 1) / temperature) * counts
+        w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
+        n = counts.sum(1, keepdims=True)
         vote = (np.einsum("bn,bng->bg", w, labels[near]) * n + freq * prior) / (n + prior)
         vote[~has] = freq
         out.append(vote)
     return np.stack(out).astype(np.float32)
+
+
+def credit_votes(vote, credits):
+    """Each member's credits vote [K, B, G], as credit_neighbours.rs takes it: every credited
+    name a voter has, weighted by its stored inverse frequency, the cosine similarity of the
+    weighted name sets, then the k nearest as in neighbour_votes; a movie none of whose names a
+    voter has gets the genre frequencies."""
+    t, meta = vote
+    column = {n: c for c, n in enumerate(meta["credit_names"])}
+    idf, offsets, columns = t["idf"].astype(np.float64), t["credit_offsets"], t["credit_columns"]
+    voters = np.zeros((len(offsets) - 1, len(idf)), np.float32)
+    for v in range(len(offsets) - 1):
+        own = columns[offsets[v]:offsets[v + 1]]
+        voters[v, own] = idf[own]
+    queries = np.zeros((len(credits), len(idf)), np.float32)
+    for b, names in enumerate(credits):
+        known = [column[n] for n in names if n in column]
+        queries[b, known] = idf[known]
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)  # noqa: E731
+    sims = unit(queries).astype(np.float64) @ unit(voters).astype(np.float64).T
+    return votes_from_similarities(vote, sims, np.linalg.norm(queries, axis=1) > 0, shared_only=True)
 
 
 def stacked(coefficients, part_probs):
@@ -1034,6 +1075,12 @@ def member_predictions(model_dir, config, movies, base, run=None):
             table = read_vote(os.path.join(model_dir, vote["file"]))
             rows = metadata_rows(fields, table[1].get("categorical_sizes", []))
             v = neighbour_votes(table, rows, np.ones(len(rows), bool))
+            each.append(v)
+            probs = probs + np.float32(vote["genre_weight"]) * v
+        vote = config.get("credit_neighbours")
+        if vote:
+            table = read_vote(os.path.join(model_dir, vote["file"]))
+            v = credit_votes(table, [lead.pre.credits(m) for m in movies])
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         if config.get("genre_stacking"):

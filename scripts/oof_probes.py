@@ -19,8 +19,8 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
   - with --vote-grid, the neighbour vote's k and temperature over a grid, stacked per genre;
   - with --linear-peer, the strong linear peer of baselines_sklearn.py (block-scaled plot,
     poster and metadata features, C = 1) fitted on the same folds: the bags + vote against the
-    peer + vote on the same movies, the same with both votes (plot and metadata), and the
-    bags + vote + the linear model as a member;
+    peer + vote on the same movies, the same with both votes (plot and metadata) and with
+    all three (plot, metadata, credits), and the bags + vote + the linear model as a member;
   - with --more-votes, neighbour votes on the metadata and on all three feature blocks beside
     the plot vote, stacked per genre.
 """
@@ -160,6 +160,27 @@ def neighbour_genres(features, labels, fold, k=50, temperature=0.05, prior=2.0):
         w /= w.sum(1, keepdims=True)
         vote = np.einsum("nk,nkg->ng", w, labels[tr][near])
         n = near.shape[1]
+        out[te] = (vote * n + labels[tr].mean(0) * prior) / (n + prior)
+    return out
+
+
+def credit_genres(credits, labels, fold, k=50, temperature=0.3, prior=2.0):
+    """Out-of-fold genre probabilities of cinefuse's credits vote (credit_neighbours.rs): the
+    movies' "role:name" credits weighted by inverse frequency over all voters, cosine
+    similarity, only voters sharing a name are neighbours."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    x = TfidfVectorizer(analyzer=lambda names: names, binary=True).fit_transform(credits)
+    out = np.zeros(labels.shape)
+    for f in sorted(set(fold)):
+        tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
+        sim = (x[te] @ x[tr].T).toarray()
+        near = np.argsort(-sim, 1, kind="stable")[:, :k]
+        s = np.take_along_axis(sim, near, 1)
+        w = np.exp((s - 1) / temperature) * (s > 0)
+        w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
+        n = (s > 0).sum(1, keepdims=True)
+        vote = np.einsum("nk,nkg->ng", w, labels[tr][near])
         out[te] = (vote * n + labels[tr].mean(0) * prior) / (n + prior)
     return out
 
@@ -324,6 +345,14 @@ def probe_linear_peer(genres, prepared):
     print("  linear model + vote (the peer) ", stacked_scores([linear, vote], labels, fold))
     print("  the bags + both votes          ", stacked_scores(list(probs) + [vote, meta_vote], labels, fold))
     print("  linear model + both votes      ", stacked_scores([linear, vote, meta_vote], labels, fold))
+    samples = peers.load_samples(prepared)
+    credits = [samples[i].get("credits", []) for i in labelled]
+    if not any(credits):
+        print("  credits vote: no credits in", prepared, "(prepared before they were recorded)")
+        return
+    credit_vote = credit_genres(credits, labels, fold)
+    print("  the bags + three votes         ", stacked_scores(list(probs) + [vote, meta_vote, credit_vote], labels, fold))
+    print("  linear model + three votes     ", stacked_scores([linear, vote, meta_vote, credit_vote], labels, fold))
 
 
 def probe_more_votes(genres, prepared, temperatures=(0.1, 0.2)):

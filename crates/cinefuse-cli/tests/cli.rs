@@ -649,10 +649,10 @@ fn portable_movies(d: &Path) -> String {
     "portable.jsonl".into()
 }
 
-/// Plot- and metadata-neighbour votes stacked with a frozen-BERT bag (in `d`, set up by the
-/// caller): the blend records the votes and their stacking, eval names them, and the reference
-/// recomputes the votes from the exported tables, the first part's BERT and its metadata
-/// encoding. The fine-tuned bag `runs/tuned` caches no plot features, so it cannot vote on
+/// Plot-, metadata- and credits-neighbour votes stacked with a frozen-BERT bag (in `d`, set up
+/// by the caller): the blend records the votes and their stacking, eval names them, and the
+/// reference recomputes the votes from the exported tables, the first part's BERT, its metadata
+/// encoding and the movies' credits. The fine-tuned bag `runs/tuned` caches no plot features, so it cannot vote on
 /// plots, but it can on metadata.
 fn votes_join_a_frozen_bag(d: &Path) {
     // Trained from the config: a blend of one bag and the vote, in one run.
@@ -665,6 +665,8 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "train.plot_neighbours.k=5",
         "--set",
         "train.metadata_neighbours.k=5",
+        "--set",
+        "train.credit_neighbours.k=5",
     ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
@@ -683,6 +685,9 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "--metadata-neighbours",
         "--metadata-k",
         "5",
+        "--credit-neighbours",
+        "--credit-k",
+        "5",
     ];
     let text = ok(
         d,
@@ -698,6 +703,12 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert_eq!(blend["plot_neighbours"]["k"], 5);
     assert_eq!(blend["metadata_neighbours"]["k"], 5);
     assert_eq!(blend["metadata_neighbours"]["temperature"], 0.2);
+    assert_eq!(blend["credit_neighbours"]["k"], 5);
+    assert_eq!(blend["credit_neighbours"]["temperature"], 0.3);
+    assert!(
+        text.contains("credits-neighbour vote: genre weight"),
+        "{text}"
+    );
     for key in [
         "genre_stacking",
         "genre_weights",
@@ -707,7 +718,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
         assert_eq!(blend[key], trained[key], "{key}");
     }
     let stacking = blend["genre_stacking"]["coefficients"].as_array().unwrap();
-    assert_eq!(stacking[0].as_array().unwrap().len(), 4, "bag, votes, bias");
+    assert_eq!(stacking[0].as_array().unwrap().len(), 5, "bag, votes, bias");
     assert_eq!(
         blend["rating_weights"][1], 0.0,
         "the plot vote has no rating"
@@ -716,9 +727,13 @@ fn votes_join_a_frozen_bag(d: &Path) {
         blend["rating_weights"][2], 0.0,
         "the metadata vote has none"
     );
+    assert_eq!(blend["rating_weights"][3], 0.0, "nor the credits vote");
     let text = ok(d, &["eval", "--run", "runs/vote"]);
     assert!(
-        text.contains("blend of 1 bag, a plot-neighbour vote and a metadata-neighbour vote"),
+        text.contains(
+            "blend of 1 bag, a plot-neighbour vote, a metadata-neighbour vote and a \
+             credits-neighbour vote"
+        ),
         "{text}"
     );
     assert!(
@@ -734,6 +749,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     ok(d, &["export", "--run", "runs/vote", "--out", "vote"]);
     assert!(d.join("vote/plot_neighbours.safetensors").is_file());
     assert!(d.join("vote/metadata_neighbours.safetensors").is_file());
+    assert!(d.join("vote/credit_neighbours.safetensors").is_file());
     portable::check_portable(d, "vote", &portable_movies(d));
     metadata_vote_needs_no_plots(d);
 

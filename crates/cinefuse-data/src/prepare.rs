@@ -742,4 +742,41 @@ mod tests {
         );
         assert_eq!(catch_decoder_panic(path, || Ok(vec![1])).unwrap(), vec![1]);
     }
+
+    #[test]
+    fn credits_name_every_director_actor_and_set_item_once() {
+        use crate::extra::{FeatureKind, FeatureSpec};
+        let movie: Movie = serde_json::from_value(serde_json::json!({
+            "id": "m1",
+            "genres": ["Drama"],
+            "directors": ["Ann Lee ", "ann lee"],
+            "cast": ["Bo Kim", ""],
+            "extra": {"writer": "Cy Ray (novel), Bo Kim, N/A", "studio": "Big"}
+        }))
+        .unwrap();
+        let config = PrepareConfig {
+            features: vec![FeatureSpec {
+                name: "writer".into(),
+                kind: FeatureKind::Set,
+                scaling: None,
+                min_freq: Some(1),
+                max_values: None,
+                embedding_dim: None,
+                extract: None,
+            }],
+            ..PrepareConfig::default()
+        };
+        let pre = fit_preprocessor(&[&movie], &config, String::new(), Path::new("d")).unwrap();
+        let sample = pre.encode(&movie, Split::Train).unwrap();
+        // Roles keep apart a director who also acts; an undeclared extra (studio) is no credit.
+        assert_eq!(
+            sample.credits,
+            [
+                "director:ann lee",
+                "cast:bo kim",
+                "writer:cy ray",
+                "writer:bo kim"
+            ]
+        );
+    }
 }

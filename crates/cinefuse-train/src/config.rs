@@ -744,7 +744,10 @@ impl TrainConfig {
                 "metadata_neighbours",
                 t.metadata_neighbours.map(|v| v.validate()),
             ),
-            ("credit_neighbours", t.credit_neighbours.map(|v| v.validate())),
+            (
+                "credit_neighbours",
+                t.credit_neighbours.map(|v| v.validate()),
+            ),
         ];
         for (key, checked) in votes {
             let Some(checked) = checked else { continue };
@@ -969,5 +972,16 @@ mod tests {
         );
         let off = ["train.folds=5", "train.metadata_neighbours.enabled=false"];
         assert!(with(&off).unwrap().train.metadata_neighbours.is_none());
+        let c = with(&["train.folds=5", "train.credit_neighbours.k=20"]).unwrap();
+        let vote = c.train.credit_neighbours.unwrap();
+        assert_eq!((vote.k, vote.temperature, vote.prior), (20, 0.3, 2.0));
+        let e = with(&["train.credit_neighbours.k=20"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.credit_neighbours needs train.folds >= 2"),
+            "{e}"
+        );
+        let off = ["train.folds=5", "train.credit_neighbours.enabled=false"];
+        assert!(with(&off).unwrap().train.credit_neighbours.is_none());
     }
 }

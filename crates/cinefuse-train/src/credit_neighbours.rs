@@ -84,7 +84,9 @@ impl CreditIndex {
         if idf.len() != names.len() || offsets.first() != Some(&0) {
             bail!("the credit names and their weights disagree");
         }
-        if offsets.windows(2).any(|w| w[0] > w[1]) || *offsets.last().unwrap() as usize != columns.len() {
+        if offsets.windows(2).any(|w| w[0] > w[1])
+            || *offsets.last().unwrap() as usize != columns.len()
+        {
             bail!("the credit offsets are not an increasing index into the columns");
         }
         if columns.iter().any(|c| *c as usize >= names.len()) {
@@ -100,7 +102,12 @@ impl CreditIndex {
             for c in own {
                 postings[*c as usize].push(v as u32);
             }
-            norms.push(own.iter().map(|c| idf[*c as usize].powi(2)).sum::<f32>().sqrt());
+            norms.push(
+                own.iter()
+                    .map(|c| idf[*c as usize].powi(2))
+                    .sum::<f32>()
+                    .sqrt(),
+            );
         }
         let column_of = names
             .iter()
@@ -219,7 +226,9 @@ mod tests {
         assert!(by_director[0] > by_actor[0]);
         assert_eq!(by_director[1], 0.0);
         // A voter's similarity with its own names is 1.
-        let own = index.similarities(&lists(&[&["director:x", "cast:a"]])[0]).unwrap();
+        let own = index
+            .similarities(&lists(&[&["director:x", "cast:a"]])[0])
+            .unwrap();
         assert!((own[0] - 1.0).abs() < 1e-6, "{own:?}");
     }
 

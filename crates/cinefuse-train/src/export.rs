@@ -506,7 +506,10 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
             v.k, v.temperature, v.prior
         )
     });
-    let vote = [plot, metadata, credits].into_iter().flatten().collect::<String>();
+    let vote = [plot, metadata, credits]
+        .into_iter()
+        .flatten()
+        .collect::<String>();
     lines.push(format!(
         "cinefuse ensemble --runs {}{vote}{trees} --out BLEND",
         bags.join(",")

@@ -396,12 +396,14 @@ impl NeighbourVote {
     }
 
     /// Member `member`'s vote from one query's similarities: its k nearest voters outside
-    /// fold `member`, softmax-weighted, shrunk to `freq`.
+    /// fold `member` (on equal similarity the earlier voter), softmax-weighted, shrunk to
+    /// `freq`. A credits voter that shares no name with the movie is no neighbour.
     fn member_vote(&self, member: usize, sims: &[f32], freq: &[f32]) -> Vec<f32> {
+        let shared_only = self.space == VoteSpace::Credits;
         let mut near: Vec<(f32, usize)> = sims
             .iter()
             .enumerate()
-            .filter(|(r, _)| self.folds[*r] as usize != member)
+            .filter(|(r, s)| self.folds[*r] as usize != member && (!shared_only || **s > 0.0))
             .map(|(r, s)| (*s, r))
             .collect();
         let k = self.settings.k.min(near.len());
@@ -409,7 +411,7 @@ impl NeighbourVote {
             return freq.to_vec();
         }
         if k < near.len() {
-            near.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            near.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             near.truncate(k);
         }
         // exp((s - 1) / T): the largest possible similarity is 1, so nothing overflows.
@@ -528,7 +530,10 @@ impl NeighbourVote {
             return Self::from_credits(
                 (s.space, settings, s.folds),
                 index,
-                labels.chunks(n_genres.max(1)).map(<[f32]>::to_vec).collect(),
+                labels
+                    .chunks(n_genres.max(1))
+                    .map(<[f32]>::to_vec)
+                    .collect(),
                 u32s("folds")?,
             );
         }
@@ -655,6 +660,7 @@ mod tests {
             centre: vec![0.0, 0.0],
             scale: vec![1.0, 1.0],
             rows: Vec::new(),
+            credits: None,
             labels: labels.concat(),
             folds: vec![0, 1, 0, 1, 0, 1],
         };
@@ -801,5 +807,65 @@ mod tests {
         let metadata: NeighboursConfig<200> = toml::from_str("").unwrap();
         assert_eq!((plot.k, plot.temperature), (10, 0.05));
         assert_eq!((metadata.k, metadata.temperature), (50, 0.2));
+    }
+
+    /// Four voters on two folds: two share "cast:a" (genre 0), one "director:b" (genre 1).
+    fn credits_vote() -> NeighbourVote {
+        let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let index = CreditIndex::fit(&[
+            names(&["cast:a", "cast:x"]),
+            names(&["cast:a"]),
+            names(&["director:b"]),
+            names(&["cast:y"]),
+        ]);
+        let labels = vec![
+            vec![1.0, 0.0],
+            vec![1.0, 0.0],
+            vec![0.0, 1.0],
+            vec![0.0, 0.0],
+        ];
+        let settings = VoteSettings {
+            k: 50,
+            temperature: 0.3,
+            prior: 2.0,
+        };
+        NeighbourVote::from_credits(
+            (VoteSpace::Credits, settings, 2),
+            index,
+            labels,
+            vec![0, 1, 1, 0],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_credits_voter_sharing_no_name_is_no_neighbour() {
+        let vote = credits_vote();
+        let query = vec!["cast:a".to_string(), "cast:unknown".to_string()];
+        let sims = vote.credit_similarities(&[query, vec!["cast:zzz".into()]]);
+        // Member 0 sees voters 1 and 2 (fold 1): only voter 1 shares a name, so the vote is
+        // (its genres + 2 × the frequencies) / 3, not diluted by voter 2.
+        let got = vote.member_votes(0, &sims);
+        let freq = [0.5, 0.5];
+        let want = [(1.0 + 2.0 * freq[0]) / 3.0, (0.0 + 2.0 * freq[1]) / 3.0];
+        assert!(
+            (got[0] - want[0]).abs() < 1e-6 && (got[1] - want[1]).abs() < 1e-6,
+            "{got:?}"
+        );
+        // A movie with no known name gets the frequencies.
+        assert_eq!(&got[2..], &freq);
+    }
+
+    #[test]
+    fn a_credits_table_survives_safetensors() -> Result<()> {
+        let vote = credits_vote();
+        let back = NeighbourVote::from_bytes(&vote.to_bytes()?)?;
+        assert_eq!(back, vote);
+        let query = vec![vec!["director:b".to_string()]];
+        assert_eq!(
+            back.member_votes(1, &back.credit_similarities(&query)),
+            vote.member_votes(1, &vote.credit_similarities(&query))
+        );
+        Ok(())
     }
 }
