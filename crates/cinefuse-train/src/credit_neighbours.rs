@@ -191,15 +191,10 @@ pub fn build(
 
 /// The credits of each movie `ids` of `prepared`.
 pub(crate) fn queries(prepared: &Prepared, ids: &[String]) -> Result<Vec<Vec<String>>> {
-    let at = crate::plot_neighbours::row_index(prepared);
-    ids.iter()
-        .map(|id| {
-            let i = *at
-                .get(id.as_str())
-                .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))?;
-            Ok(prepared.samples[i].credits.clone())
-        })
-        .collect()
+    Ok(crate::plot_neighbours::sample_indices(prepared, ids)?
+        .into_iter()
+        .map(|i| prepared.samples[i].credits.clone())
+        .collect())
 }
 
 #[cfg(test)]

@@ -81,18 +81,10 @@ pub(crate) fn queries(
 ) -> Result<Vec<Option<Vec<f32>>>> {
     check_fields(vote, &prepared.preprocessor)
         .with_context(|| prepared.dir.display().to_string())?;
-    let at = crate::plot_neighbours::row_index(prepared);
-    ids.iter()
-        .map(|id| {
-            let i = *at
-                .get(id.as_str())
-                .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))?;
-            Ok(Some(sample_row(
-                &prepared.samples[i],
-                &vote.categorical_sizes,
-            )))
-        })
-        .collect()
+    Ok(crate::plot_neighbours::sample_indices(prepared, ids)?
+        .into_iter()
+        .map(|i| Some(sample_row(&prepared.samples[i], &vote.categorical_sizes)))
+        .collect())
 }
 
 /// A metadata vote must read the fields `pre` encodes: the same categorical vocabularies and

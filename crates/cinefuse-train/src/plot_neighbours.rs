@@ -65,6 +65,18 @@ pub(crate) fn row_index(prepared: &Prepared) -> HashMap<&str, usize> {
         .collect()
 }
 
+/// The position in `prepared` of each movie `ids`; a movie it lacks is an error.
+pub(crate) fn sample_indices(prepared: &Prepared, ids: &[String]) -> Result<Vec<usize>> {
+    let at = row_index(prepared);
+    ids.iter()
+        .map(|id| {
+            at.get(id.as_str())
+                .copied()
+                .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))
+        })
+        .collect()
+}
+
 /// The cached plot embedding of each movie `ids` of `prepared` (`None`: it has no plot).
 pub(crate) fn queries(
     prepared: &Prepared,
@@ -79,15 +91,10 @@ pub(crate) fn queries(
             table.dim
         );
     }
-    let at = row_index(prepared);
-    ids.iter()
-        .map(|id| {
-            let i = *at
-                .get(id.as_str())
-                .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))?;
-            Ok(has_plot(&prepared.samples[i]).then(|| table.row(i).to_vec()))
-        })
-        .collect()
+    Ok(sample_indices(prepared, ids)?
+        .into_iter()
+        .map(|i| has_plot(&prepared.samples[i]).then(|| table.row(i).to_vec()))
+        .collect())
 }
 
 /// The cached plot features of `prepared`, which the vote reads.
