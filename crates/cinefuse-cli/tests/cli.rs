@@ -752,6 +752,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(d.join("vote/credit_neighbours.safetensors").is_file());
     portable::check_portable(d, "vote", &portable_movies(d));
     metadata_vote_needs_no_plots(d);
+    credits_vote_needs_credits(d);
 
     let e = fails(
         d,
@@ -802,6 +803,55 @@ fn metadata_vote_needs_no_plots(d: &Path) {
         "{e}"
     );
     assert!(!d.join("runs/bad-t").exists());
+}
+
+/// Prepared data from before credits were recorded (`prepared/wl` with them stripped): a
+/// config with the credits vote is refused before anything trains, naming the folder.
+fn credits_vote_needs_credits(d: &Path) {
+    std::fs::create_dir_all(d.join("prepared/old")).unwrap();
+    for entry in std::fs::read_dir(d.join("prepared/wl")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(
+                &path,
+                d.join("prepared/old").join(path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    }
+    let samples = std::fs::read_to_string(d.join("prepared/old/samples.jsonl")).unwrap();
+    let stripped: Vec<String> = samples
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(
+                v.as_object_mut().unwrap().remove("credits").is_some() || v["genres"].is_null()
+            );
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(d.join("prepared/old/samples.jsonl"), stripped.join("\n")).unwrap();
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "data.prepared=prepared/old",
+            "--set",
+            "train.folds=2",
+            "--set",
+            "train.credit_neighbours.k=5",
+            "--out",
+            "runs/no-credits",
+        ],
+    );
+    assert!(
+        e.contains("prepared/old: no labelled movie carries credits"),
+        "{e}"
+    );
+    assert!(!d.join("runs/no-credits").exists());
 }
 
 fn write_tiny_bert(dir: &Path, seed: u64) {

@@ -19,6 +19,12 @@ fn bag_dir(run: &Path, k: usize) -> PathBuf {
 
 /// Trains (or resumes) every bag of the blend, then learns the blend.
 pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
+    // The credits vote comes last; refuse data without credits before anything trains.
+    if config.train.credit_neighbours.is_some() && opts.resume.is_none() {
+        let (_, prepared) =
+            crate::data_setup::ensure_prepared(config, opts.data_override.as_deref())?;
+        crate::credit_neighbours::check_credits(&prepared)?;
+    }
     let (dir, _lock) = open_blend_run(config, opts)?;
     // A resumed run keeps the data its first bag started with.
     let data = match &opts.resume {

@@ -164,18 +164,8 @@ pub fn build(
     (seed, n_folds): (u64, usize),
     config: CreditNeighboursConfig,
 ) -> Result<NeighbourVote> {
-    let voters: Vec<&EncodedSample> = prepared
-        .samples
-        .iter()
-        .filter(|s| s.split != Split::Test && s.genres_present)
-        .collect();
-    if voters.iter().all(|s| s.credits.is_empty()) {
-        bail!(
-            "{}: no labelled movie carries credits (directors, cast or a declared set feature); \
-             a folder prepared before cinefuse recorded them needs `cinefuse prepare` again",
-            prepared.dir.display()
-        );
-    }
+    check_credits(prepared)?;
+    let voters = voters(prepared);
     let credits: Vec<Vec<String>> = voters.iter().map(|s| s.credits.clone()).collect();
     NeighbourVote::from_credits(
         (VoteSpace::Credits, config.settings(), n_folds),
@@ -187,6 +177,29 @@ pub fn build(
             .collect(),
     )
     .with_context(|| prepared.dir.display().to_string())
+}
+
+fn voters(prepared: &Prepared) -> Vec<&EncodedSample> {
+    prepared
+        .samples
+        .iter()
+        .filter(|s| s.split != Split::Test && s.genres_present)
+        .collect()
+}
+
+/// Refuses prepared data whose labelled movies carry no credits: a folder prepared before
+/// cinefuse recorded them (or data without directors, cast and set features).
+pub fn check_credits(prepared: &Prepared) -> Result<()> {
+    if voters(prepared).iter().all(|s| s.credits.is_empty()) {
+        bail!(
+            "{}: no labelled movie carries credits (directors, cast or a declared set feature) \
+             for train.credit_neighbours; a folder prepared before cinefuse recorded them needs \
+             `cinefuse prepare` again (nothing else in it changes), or turn the vote off with \
+             `--set train.credit_neighbours.enabled=false`",
+            prepared.dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The credits of each movie `ids` of `prepared`.
