@@ -387,6 +387,19 @@ def vote_probs(rows_fit, ytr, rows_test, temperature, standardise, folds=5):
     return vote_oof, neighbour_vote(xt, xf, ytr, temperature=temperature)
 
 
+def shared_name_vote(query, rows, labels, k=50, temperature=0.3, prior=2.0):
+    """cinefuse's credits vote (credit_neighbours.rs) from weighted, unit-length sparse name
+    rows: as neighbour_vote, ties by row order, but a voter sharing no name is no neighbour
+    (a movie sharing none gets the genre frequencies)."""
+    sim = (query @ rows.T).toarray()
+    near = np.argsort(-sim, 1, kind="stable")[:, :k]
+    s = np.take_along_axis(sim, near, 1)
+    w = np.exp((s - 1) / temperature) * (s > 0)
+    w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
+    n = (s > 0).sum(1, keepdims=True)
+    return (np.einsum("bn,bng->bg", w, labels[near]) * n + labels.mean(0) * prior) / (n + prior)
+
+
 def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
     """cinefuse's credits vote (credit_neighbours.rs): each movie's "role:name" credits as a
     binary vector weighted by the names' inverse frequency over the fitting rows, unit length;
@@ -397,22 +410,11 @@ def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
 
     vec = TfidfVectorizer(analyzer=lambda names: names, binary=True).fit(credits_fit)
     xf, xt = vec.transform(credits_fit), vec.transform(credits_test)
-
-    def vote(query, rows, labels, k=50, prior=2.0):
-        # As neighbour_vote, but a voter sharing no name is no neighbour.
-        sim = (query @ rows.T).toarray()
-        near = np.argsort(-sim, 1, kind="stable")[:, :k]
-        s = np.take_along_axis(sim, near, 1)
-        w = np.exp((s - 1) / temperature) * (s > 0)
-        w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
-        n = (s > 0).sum(1, keepdims=True)
-        return (np.einsum("bn,bng->bg", w, labels[near]) * n + labels.mean(0) * prior) / (n + prior)
-
     vote_oof = np.zeros(ytr.shape)
     for held in kfold_indices(xf.shape[0], folds):
         rest = np.setdiff1d(np.arange(xf.shape[0]), held)
-        vote_oof[held] = vote(xf[held], xf[rest], ytr[rest])
-    return vote_oof, vote(xt, xf, ytr)
+        vote_oof[held] = shared_name_vote(xf[held], xf[rest], ytr[rest], temperature=temperature)
+    return vote_oof, shared_name_vote(xt, xf, ytr, temperature=temperature)
 
 
 def neighbour_peer(linear, voted, ytr, yte):

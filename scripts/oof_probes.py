@@ -174,14 +174,7 @@ def credit_genres(credits, labels, fold, k=50, temperature=0.3, prior=2.0):
     out = np.zeros(labels.shape)
     for f in sorted(set(fold)):
         tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
-        sim = (x[te] @ x[tr].T).toarray()
-        near = np.argsort(-sim, 1, kind="stable")[:, :k]
-        s = np.take_along_axis(sim, near, 1)
-        w = np.exp((s - 1) / temperature) * (s > 0)
-        w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
-        n = (s > 0).sum(1, keepdims=True)
-        vote = np.einsum("nk,nkg->ng", w, labels[tr][near])
-        out[te] = (vote * n + labels[tr].mean(0) * prior) / (n + prior)
+        out[te] = peers.shared_name_vote(x[te], x[tr], labels[tr], k, temperature, prior)
     return out
 
 

@@ -25,7 +25,9 @@ pub struct MovieItem {
     /// Cached backbone features of a frozen pretrained poster / plot encoder, when in use.
     pub poster_features: Option<Vec<f32>>,
     pub plot_features: Option<Vec<f32>>,
-    /// The movie's credits ("role:name"), for a credits vote.
+    /// The movie's credits ("role:name"), for a credits vote: only a movie encoded for
+    /// prediction carries them (`with_credits`); training and evaluation items leave them on
+    /// the sample, so the batcher never copies them.
     pub credits: Vec<String>,
 }
 
@@ -44,8 +46,13 @@ impl MovieItem {
             rating: sample.rating,
             poster_features: None,
             plot_features: None,
-            credits: sample.credits.clone(),
+            credits: Vec::new(),
         }
+    }
+
+    pub fn with_credits(mut self, credits: Vec<String>) -> Self {
+        self.credits = credits;
+        self
     }
 }
 

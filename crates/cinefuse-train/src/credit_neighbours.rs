@@ -203,10 +203,10 @@ pub fn check_credits(prepared: &Prepared) -> Result<()> {
 }
 
 /// The credits of each movie `ids` of `prepared`.
-pub(crate) fn queries(prepared: &Prepared, ids: &[String]) -> Result<Vec<Vec<String>>> {
+pub(crate) fn queries<'a>(prepared: &'a Prepared, ids: &[String]) -> Result<Vec<&'a [String]>> {
     Ok(crate::plot_neighbours::sample_indices(prepared, ids)?
         .into_iter()
-        .map(|i| prepared.samples[i].credits.clone())
+        .map(|i| prepared.samples[i].credits.as_slice())
         .collect())
 }
 

@@ -4,9 +4,10 @@
 //! softmax(similarity / temperature) and the vote is shrunk towards the genre frequencies by
 //! `prior` pseudo-neighbours.
 //!
-//! Two spaces vote: the plots (`plot_neighbours.rs`, the first bag's cached MiniLM embeddings)
-//! and the metadata (`metadata_neighbours.rs`, cinefuse's own encoding of the numeric and
-//! categorical fields). Like a bag's members, "member k" of a vote only sees the movies outside
+//! Three spaces vote: the plots (`plot_neighbours.rs`, the first bag's cached MiniLM
+//! embeddings), the metadata (`metadata_neighbours.rs`, cinefuse's own encoding of the numeric
+//! and categorical fields) and the credits (`credit_neighbours.rs`, sparse name sets weighted
+//! by rarity, not centred). Like a bag's members, "member k" of a vote only sees the movies outside
 //! fold k, so its votes on fold k are out of fold and the blend stacks them with the bags
 //! exactly as it stacks a bag (`genre_stacking.rs`).
 
@@ -266,9 +267,12 @@ impl NeighbourVote {
     }
 
     /// Each query's similarity with every voter by their credits (`None`: no shared names).
-    fn credit_similarities(&self, queries: &[Vec<String>]) -> Vec<Option<Vec<f32>>> {
+    fn credit_similarities<'q>(
+        &self,
+        queries: impl IntoIterator<Item = &'q [String]>,
+    ) -> Vec<Option<Vec<f32>>> {
         let index = self.credits.as_ref().expect("a credits vote has its index");
-        queries.iter().map(|q| index.similarities(q)).collect()
+        queries.into_iter().map(|q| index.similarities(q)).collect()
     }
 
     /// `row` centred, scaled and brought to unit length; `None` when it is (nearly) the centre.
@@ -339,8 +343,7 @@ impl NeighbourVote {
     /// features when the vote reads the plots).
     pub fn vote_items(&self, items: &[MovieItem], device: &Device) -> Vec<Vec<f32>> {
         if self.space == VoteSpace::Credits {
-            let credits: Vec<Vec<String>> = items.iter().map(|i| i.credits.clone()).collect();
-            let sims = self.credit_similarities(&credits);
+            let sims = self.credit_similarities(items.iter().map(|i| i.credits.as_slice()));
             return (0..self.n_folds)
                 .map(|member| self.member_votes(member, &sims))
                 .collect();
@@ -378,7 +381,7 @@ impl NeighbourVote {
                 self.similarities(&q, device)
             }
             VoteSpace::Credits => {
-                self.credit_similarities(&crate::credit_neighbours::queries(prepared, ids)?)
+                self.credit_similarities(crate::credit_neighbours::queries(prepared, ids)?)
             }
         };
         Ok(self.member_votes(member, &sims))
@@ -842,7 +845,8 @@ mod tests {
     fn a_credits_voter_sharing_no_name_is_no_neighbour() {
         let vote = credits_vote();
         let query = vec!["cast:a".to_string(), "cast:unknown".to_string()];
-        let sims = vote.credit_similarities(&[query, vec!["cast:zzz".into()]]);
+        let queries = [query, vec!["cast:zzz".into()]];
+        let sims = vote.credit_similarities(queries.iter().map(Vec::as_slice));
         // Member 0 sees voters 1 and 2 (fold 1): only voter 1 shares a name, so the vote is
         // (its genres + 2 × the frequencies) / 3, not diluted by voter 2.
         let got = vote.member_votes(0, &sims);
@@ -861,10 +865,16 @@ mod tests {
         let vote = credits_vote();
         let back = NeighbourVote::from_bytes(&vote.to_bytes()?)?;
         assert_eq!(back, vote);
-        let query = vec![vec!["director:b".to_string()]];
+        let query = [vec!["director:b".to_string()]];
         assert_eq!(
-            back.member_votes(1, &back.credit_similarities(&query)),
-            vote.member_votes(1, &vote.credit_similarities(&query))
+            back.member_votes(
+                1,
+                &back.credit_similarities(query.iter().map(Vec::as_slice))
+            ),
+            vote.member_votes(
+                1,
+                &vote.credit_similarities(query.iter().map(Vec::as_slice))
+            )
         );
         Ok(())
     }

@@ -54,8 +54,8 @@ fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
 }
 
 /// A blend's vote in `space` from `entry`'s file in `dir`, checked against `lead`'s members
-/// and genres, and against what it reads: the lead's frozen MiniLM plot embeddings or its
-/// metadata encoding.
+/// and genres, and against what it reads: the lead's frozen MiniLM plot embeddings, its
+/// metadata encoding, or (the credits) nothing to check.
 fn load_vote(
     dir: &Path,
     (space, entry): (VoteSpace, &ManifestNeighbours),
@@ -138,8 +138,9 @@ pub struct Predictor {
     partners: Vec<Predictor>,
     /// A blend's rating trees (weight in `manifest.rating_trees`); they read this model's fields.
     trees: Option<RatingTrees>,
-    /// A blend's votes with their genre weights (`manifest.plot_neighbours`, then
-    /// `manifest.metadata_neighbours`); they read this model's plot embeddings and metadata.
+    /// A blend's votes with their genre weights (`manifest.plot_neighbours`,
+    /// `manifest.metadata_neighbours`, then `manifest.credit_neighbours`); they read this
+    /// model's plot embeddings, metadata and the movies' credits.
     votes: Vec<(NeighbourVote, f32)>,
 }
 
@@ -290,7 +291,7 @@ impl Predictor {
             let pixels = poster
                 .map(|b| p.preprocessor.poster_from_bytes(b))
                 .transpose()?;
-            Ok(MovieItem::from_sample(&sample, pixels))
+            Ok(MovieItem::from_sample(&sample, pixels).with_credits(sample.credits))
         };
         self.encode_each(encode)
     }
@@ -308,7 +309,7 @@ impl Predictor {
                 Some(path) => Some(p.preprocessor.poster_from_file(path)?),
                 None => None,
             };
-            Ok(MovieItem::from_sample(&sample, pixels))
+            Ok(MovieItem::from_sample(&sample, pixels).with_credits(sample.credits))
         };
         self.encode_each(encode)
     }
