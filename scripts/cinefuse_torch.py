@@ -1021,21 +1021,20 @@ def credit_votes(vote, credits):
     """Each member's credits vote [K, B, G], as credit_neighbours.rs takes it: every credited
     name a voter has, weighted by its stored inverse frequency, the cosine similarity of the
     weighted name sets, then the k nearest as in neighbour_votes; a movie none of whose names a
-    voter has gets the genre frequencies."""
+    voter has gets the genre frequencies. Walks the stored sparse rows, never a dense table."""
     t, meta = vote
     column = {n: c for c, n in enumerate(meta["credit_names"])}
-    idf, offsets, columns = t["idf"].astype(np.float64), t["credit_offsets"], t["credit_columns"]
-    voters = np.zeros((len(offsets) - 1, len(idf)), np.float32)
-    for v in range(len(offsets) - 1):
-        own = columns[offsets[v]:offsets[v + 1]]
-        voters[v, own] = idf[own]
-    queries = np.zeros((len(credits), len(idf)), np.float32)
+    idf, offsets = t["idf"].astype(np.float64), t["credit_offsets"].astype(np.int64)
+    columns = t["credit_columns"].astype(np.int64)
+    voter_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    voter_norm = np.sqrt(np.bincount(voter_of, idf[columns] ** 2, len(offsets) - 1))
+    sims = np.zeros((len(credits), len(offsets) - 1))
     for b, names in enumerate(credits):
-        known = [column[n] for n in names if n in column]
-        queries[b, known] = idf[known]
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)  # noqa: E731
-    sims = unit(queries).astype(np.float64) @ unit(voters).astype(np.float64).T
-    return votes_from_similarities(vote, sims, np.linalg.norm(queries, axis=1) > 0, shared_only=True)
+        known = np.unique([column[n] for n in names if n in column]).astype(np.int64)
+        hit = np.isin(columns, known)
+        np.add.at(sims[b], voter_of[hit], idf[columns[hit]] ** 2)
+        sims[b] /= max(np.sqrt((idf[known] ** 2).sum()), 1e-30) * np.maximum(voter_norm, 1e-30)
+    return votes_from_similarities(vote, sims, sims.any(1), shared_only=True)
 
 
 def stacked(coefficients, part_probs):
