@@ -852,6 +852,25 @@ fn credits_vote_needs_credits(d: &Path) {
         "{e}"
     );
     assert!(!d.join("runs/no-credits").exists());
+    // The check reads only a current prepared folder: a refused --out comes before any preparing.
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "data.prepared=prepared/not-yet",
+            "--set",
+            "train.folds=2",
+            "--set",
+            "train.credit_neighbours.k=5",
+            "--out",
+            "runs/frozen",
+        ],
+    );
+    assert!(e.contains("already holds a run"), "{e}");
+    assert!(!d.join("prepared/not-yet").exists());
 }
 
 fn write_tiny_bert(dir: &Path, seed: u64) {

@@ -19,12 +19,7 @@ fn bag_dir(run: &Path, k: usize) -> PathBuf {
 
 /// Trains (or resumes) every bag of the blend, then learns the blend.
 pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
-    // The credits vote comes last; refuse data without credits before anything trains.
-    if config.train.credit_neighbours.is_some() && opts.resume.is_none() {
-        let (_, prepared) =
-            crate::data_setup::ensure_prepared(config, opts.data_override.as_deref())?;
-        crate::credit_neighbours::check_credits(&prepared)?;
-    }
+    refuse_data_without_credits(config, opts)?;
     let (dir, _lock) = open_blend_run(config, opts)?;
     // A resumed run keeps the data its first bag started with.
     let data = match &opts.resume {
@@ -161,6 +156,20 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
 }
 
 /// The run folder, locked: new, or the one `--resume` names.
+/// The credits vote comes last; refuse prepared data without credits before anything trains.
+/// Only a current prepared folder can lack them: a missing or stale one is prepared afresh by
+/// the first bag, and `prepare` records credits. Nothing is prepared or written here, so a
+/// refused `--out` still comes before any preparing.
+fn refuse_data_without_credits(config: &TrainConfig, opts: &TrainOptions) -> Result<()> {
+    if config.train.credit_neighbours.is_none() || opts.resume.is_some() {
+        return Ok(());
+    }
+    match crate::data_setup::open_current_prepared(config, opts.data_override.as_deref())? {
+        Some(prepared) => crate::credit_neighbours::check_credits(&prepared),
+        None => Ok(()),
+    }
+}
+
 fn open_blend_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLock)> {
     match &opts.resume {
         Some(dir) => Ok((dir.clone(), RunLock::acquire(dir)?)),

@@ -81,6 +81,25 @@ pub fn ensure_prepared(
     open_prepared(dataset, &prepared_dir)
 }
 
+/// The prepared folder `ensure_prepared` would use, opened only when it is already current;
+/// `None` when it is missing or stale (the first run would prepare it afresh). Reads, never
+/// writes: for checks that must come before the run folder exists.
+pub fn open_current_prepared(
+    config: &TrainConfig,
+    data_override: Option<&Path>,
+) -> Result<Option<Prepared>> {
+    let dataset = data_override.unwrap_or(&config.data.dataset);
+    let prepared_dir = match data_override {
+        Some(d) => prepared_dir_for(d, &config.data.preprocess),
+        None => config.prepared_dir(),
+    };
+    if !is_up_to_date(dataset, &prepared_dir, &config.data.preprocess) {
+        return Ok(None);
+    }
+    let (_, prepared) = open_prepared(dataset, &prepared_dir)?;
+    Ok(Some(prepared))
+}
+
 /// The prepared data a resumed run trained on. It is prepared again only when it is gone
 /// (preparing is deterministic; the caller checks the fingerprint); prepared data that no
 /// longer matches the dataset is refused, never replaced.
