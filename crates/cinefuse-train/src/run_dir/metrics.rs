@@ -62,8 +62,14 @@ pub struct EpochMetrics {
     pub val_r2: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub val_within_10pct: f64,
+    /// The whole epoch: the training pass and validation.
     #[serde(deserialize_with = "nan_if_null")]
     pub epoch_seconds: f64,
+    /// The training pass alone (absent in lines written before it was recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_seconds: Option<f64>,
+    /// Training samples per second of the training pass, comparable with `cinefuse bench`
+    /// (lines without `train_seconds` divided by the whole epoch, validation included).
     #[serde(deserialize_with = "nan_if_null")]
     pub samples_per_sec: f64,
     /// The f16 loss scale at the end of the epoch (`train.precision = "f16"` only).
@@ -191,6 +197,25 @@ mod tests {
         truncate_metrics(dir.path(), 2).unwrap();
         let m = read_metrics(dir.path()).unwrap();
         assert_eq!(m.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn the_training_time_round_trips_and_older_lines_lack_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let timed = EpochMetrics {
+            train_seconds: Some(2.5),
+            ..epoch(1, 0.5)
+        };
+        append_metrics(dir.path(), &timed).unwrap();
+        let older = r#"{"epoch":2,"step":4,"epoch_seconds":3.0,"samples_per_sec":10.0}"#;
+        let path = dir.path().join(METRICS_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, format!("{text}{older}\n")).unwrap();
+        let back = read_metrics(dir.path()).unwrap();
+        assert_eq!(back[0].train_seconds, Some(2.5));
+        assert_eq!(back[1].train_seconds, None);
+        assert!(!back[1].scalars().iter().any(|(k, _)| k == "train_seconds"));
+        assert!(back[0].scalars().contains(&("train_seconds".into(), 2.5)));
     }
 
     #[test]

@@ -243,6 +243,7 @@ impl Trainer {
     /// Validates the model after `epoch`, appends the metrics line and prints it.
     fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<EpochMetrics> {
         let t = &self.config.train;
+        let train_secs = started.elapsed().as_secs_f64();
         let val = predict_dataset(
             &self.learner.model().valid(),
             self.val_ds.clone(),
@@ -265,6 +266,7 @@ impl Trainer {
             samples: seen,
         } = pass.sums;
         let n = seen.max(1) as f64;
+        let rate = n / train_secs.max(1e-9);
         let line = EpochMetrics {
             epoch,
             step: self.state.step,
@@ -290,13 +292,14 @@ impl Trainer {
             val_r2: rm.r2,
             val_within_10pct: rm.within_10pct,
             epoch_seconds: secs,
-            samples_per_sec: n / secs.max(1e-9),
+            train_seconds: Some(train_secs),
+            samples_per_sec: rate,
             loss_scale: self.state.loss_scale.map(|s| s.scale),
             skipped_steps: self.state.loss_scale.map(|_| self.state.skipped_steps),
         };
         append_metrics(&self.run_dir, &line)?;
         println!(
-            "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {secs:.1}s  {:.0} samples/s",
+            "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {secs:.1}s (training {train_secs:.1}s, {rate:.0} samples/s)",
             t.epochs,
             total / n,
             val.loss,
@@ -305,7 +308,6 @@ impl Trainer {
             gm.micro_f1,
             gm.top1,
             rm.mae,
-            n / secs.max(1e-9)
         );
         Ok(line)
     }
