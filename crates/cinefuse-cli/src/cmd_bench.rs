@@ -91,6 +91,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         &mut prepared,
         &device,
     )?;
+    cinefuse_train::frozen_layer_states::attach_frozen_layer_states(
+        &config.model,
+        &mut prepared,
+        &device,
+    )?;
     for b in a
         .backends
         .split(',')

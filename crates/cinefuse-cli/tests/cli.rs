@@ -1006,6 +1006,47 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     ok(d, &["export", "--run", "runs/tuned", "--out", "tuned"]);
     portable::check_portable(d, "tuned", &portable_movies(d));
 
+    // The same with the frozen part's output cached: trained from it, predicted by the whole
+    // backbone as any fine-tuned model (the reference runs all of it too).
+    let mut args = vec!["train", "--config", "p.toml", "--out", "runs/tuned-cached"];
+    args.extend(tuned);
+    args.extend(["--set", "model.text.cache_frozen_layers=true"]);
+    let text = ok(d, &args);
+    assert!(
+        text.contains(
+            "plot backbone: its frozen part (the embeddings and the first 0 layers) ran once"
+        ),
+        "{text}"
+    );
+    ok(
+        d,
+        &[
+            "export",
+            "--run",
+            "runs/tuned-cached",
+            "--out",
+            "tuned-cached",
+        ],
+    );
+    portable::check_portable(d, "tuned-cached", &portable_movies(d));
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "p.toml",
+            "--set",
+            "model.text.cache_frozen_layers=true",
+            "--out",
+            "runs/never",
+        ],
+    );
+    assert!(
+        e.contains("model.text.cache_frozen_layers: needs kind = \"bert\", freeze = false"),
+        "{e}"
+    );
+    assert!(!d.join("runs/never").exists());
+
     // Rating trees blended with that bag: the reference walks the same forests. The test
     // leans the rating on them so that a wrong walk shows.
     ok(

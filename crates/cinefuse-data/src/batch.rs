@@ -41,6 +41,16 @@ pub struct MovieBatch {
     /// zero rows for the items without (movies missing that modality).
     pub poster_features: Option<Tensor<2>>,
     pub plot_features: Option<Tensor<2>>,
+    /// The plot backbone's frozen layers' output on the batch's token rows, when cached.
+    pub plot_states: Option<PlotStates>,
+}
+
+/// Token states entering layer `from_layer` of the plot backbone: `[B, L, D]`, `L` the
+/// batch's token rows (zeros after each movie's own).
+#[derive(Debug, Clone)]
+pub struct PlotStates {
+    pub from_layer: usize,
+    pub states: Tensor<3>,
 }
 
 impl MovieBatch {
@@ -128,6 +138,7 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
             rating_present: f1(ones_where(items.iter().map(|it| it.rating.is_some()))),
             poster_features: stack_features(&items, |it| it.poster_features.as_deref(), device),
             plot_features: stack_features(&items, |it| it.plot_features.as_deref(), device),
+            plot_states: self.stack_states(&items, len, device),
         }
     }
 }
@@ -167,6 +178,30 @@ impl MovieBatcher {
             }
         }
         (pixels, h, w)
+    }
+
+    /// `[B, len, D]` from per-item token states, each padded with zero rows to `len`; `None`
+    /// when no item has any. Each block covers exactly its item's token rows (one for a movie
+    /// without tokens), and one batch's blocks come from one table (one layer, one width).
+    fn stack_states(&self, items: &[MovieItem], len: usize, device: &Device) -> Option<PlotStates> {
+        let first = items.iter().find_map(|it| it.plot_states.as_ref())?;
+        let (from_layer, dim) = (first.from_layer, first.dim);
+        let mut values = vec![0f32; items.len() * len * dim];
+        for (i, item) in items.iter().enumerate() {
+            let rows = item.tokens.len().min(self.max_tokens).max(1);
+            let block = item.plot_states.as_ref();
+            assert!(
+                block.is_some_and(|b| {
+                    b.from_layer == from_layer && b.dim == dim && b.values.len() == rows * dim
+                }),
+                "token states of {} do not match its tokens",
+                item.id
+            );
+            let at = i * len * dim;
+            values[at..at + rows * dim].copy_from_slice(&block.expect("checked").values);
+        }
+        let states = Tensor::from_data(TensorData::new(values, [items.len(), len, dim]), device);
+        Some(PlotStates { from_layer, states })
     }
 
     /// Token ids padded to the longest plot in the batch (at least 1), the mask of real

@@ -25,6 +25,9 @@ pub struct MovieItem {
     /// Cached backbone features of a frozen pretrained poster / plot encoder, when in use.
     pub poster_features: Option<Vec<f32>>,
     pub plot_features: Option<Vec<f32>>,
+    /// A fine-tuned plot backbone's frozen layers' output for this movie's token rows, when
+    /// the run caches them.
+    pub plot_states: Option<TokenBlock>,
     /// The movie's credits ("role:name"), for a credits vote: only a movie encoded for
     /// prediction carries them (`with_credits`); training and evaluation items leave them on
     /// the sample, so the batcher never copies them.
@@ -46,6 +49,7 @@ impl MovieItem {
             rating: sample.rating,
             poster_features: None,
             plot_features: None,
+            plot_states: None,
             credits: Vec::new(),
         }
     }
@@ -54,6 +58,14 @@ impl MovieItem {
         self.credits = credits;
         self
     }
+}
+
+/// One movie's token states entering layer `from_layer`: `values.len() / dim` token rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBlock {
+    pub from_layer: usize,
+    pub dim: usize,
+    pub values: Vec<f32>,
 }
 
 /// The samples of one split (a list of indices into the shared sample table).
@@ -104,6 +116,10 @@ impl MovieDataset {
         let row = self.indices[index];
         let poster_table = self.features.as_deref().and_then(|f| f.poster.as_deref());
         let plot_table = self.features.as_deref().and_then(|f| f.plot.as_deref());
+        let states = self
+            .features
+            .as_deref()
+            .and_then(|f| f.plot_states.as_deref());
         // With cached poster features the pixels are neither needed nor copied.
         let poster = s
             .poster_slot
@@ -116,6 +132,12 @@ impl MovieDataset {
         if item.plot_present {
             item.plot_features = plot_table.map(|t| t.row(row).to_vec());
         }
+        // Every movie, with a plot or not: the backbone reads the same rows for both.
+        item.plot_states = states.map(|t| TokenBlock {
+            from_layer: t.from_layer,
+            dim: t.dim,
+            values: t.block(row).to_vec(),
+        });
         item
     }
 }

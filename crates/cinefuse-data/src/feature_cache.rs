@@ -100,6 +100,8 @@ impl FeatureTable {
 pub struct CachedFeatures {
     pub poster: Option<Arc<FeatureTable>>,
     pub plot: Option<Arc<FeatureTable>>,
+    /// A fine-tuned plot backbone's frozen layers' output (`model.text.cache_frozen_layers`).
+    pub plot_states: Option<Arc<crate::token_states::TokenStates>>,
 }
 
 /// Where a modality's cache lives inside a prepared directory.

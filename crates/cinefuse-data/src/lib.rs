@@ -19,6 +19,7 @@ pub mod scalers;
 pub mod split;
 pub mod staging;
 pub mod synth;
+pub mod token_states;
 pub mod tokenizer;
 pub mod user_file;
 pub mod validate;

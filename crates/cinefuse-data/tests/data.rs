@@ -9,16 +9,19 @@ mod safety;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
+use cinefuse_data::feature_cache::CachedFeatures;
 use cinefuse_data::movie::{Movie, read_movies, write_movies};
 use cinefuse_data::prepare::{PrepareConfig, SplitMode};
 use cinefuse_data::split::Split;
+use cinefuse_data::token_states::TokenStates;
 use cinefuse_data::tokenizer::TokenizerKind;
-use cinefuse_data::{MovieBatcher, Prepared, prepare_dataset, synth};
+use cinefuse_data::{MovieBatcher, MovieItem, Prepared, prepare_dataset, synth};
 
 /// This package's folder: Cargo's value when it runs the test (right even when the binary was
 /// built from another checkout sharing the target folder), else the one compiled in.
@@ -303,6 +306,76 @@ fn preprocessing_is_fitted_on_train_only() {
     // A validation movie's certificate is out of vocabulary.
     let val = p.samples.iter().find(|s| s.split == Split::Val).unwrap();
     assert_eq!(val.categorical[0], cinefuse_data::vocab::OOV_ID);
+}
+
+/// A fine-tuning run's cached frozen-layer states: each item carries its own token rows, the
+/// batch lays them out like its tokens (zeros after each movie's rows), and a block that
+/// does not match its movie's tokens is refused.
+#[test]
+fn token_states_travel_with_their_items_and_pad_like_the_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = movie("a", 2001, 8.0);
+    a.plot = Some("one two three".into());
+    let mut b = movie("b", 2002, 4.0);
+    b.plot = None;
+    write_movies(dir.path(), &[a, b]).unwrap();
+    let out = dir.path().join("p");
+    let config = PrepareConfig {
+        val_ratio: 0.0,
+        test_ratio: 0.0,
+        ..small_config()
+    };
+    prepare_dataset(dir.path(), &out, &config).unwrap();
+    let mut p = Prepared::open(&out).unwrap();
+    let mut states = TokenStates::new(3, 2);
+    let rows: Vec<usize> = p.samples.iter().map(|s| s.tokens.len().max(1)).collect();
+    for (i, r) in rows.iter().enumerate() {
+        let block: Vec<f32> = (0..r * 2).map(|v| (100 * (i + 1) + v) as f32).collect();
+        states.push(&block);
+    }
+    p.features = Some(Arc::new(CachedFeatures {
+        plot_states: Some(Arc::new(states)),
+        ..Default::default()
+    }));
+    let ds = p.dataset_all();
+    let items: Vec<MovieItem> = (0..2).map(|i| ds.get(i).unwrap()).collect();
+    assert_eq!(items[0].plot_states.as_ref().unwrap().from_layer, 3);
+    let batcher = MovieBatcher::new(8, 8, 16);
+    let batch = batcher.batch(items.clone(), &Device::flex());
+    let s = batch.plot_states.expect("the batch carries them");
+    let len = batch.tokens.dims()[1];
+    assert_eq!(s.states.dims(), [2, len, 2]);
+    let v = s
+        .states
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        let row = &v[i * len * 2..(i + 1) * len * 2];
+        let expected: Vec<f32> = (0..len * 2)
+            .map(|k| {
+                if k < r * 2 {
+                    (100 * (i + 1) + k) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_eq!(row, expected, "movie {i}");
+    }
+    let mut short = items;
+    short[0]
+        .plot_states
+        .as_mut()
+        .unwrap()
+        .values
+        .truncate(2 * (rows[0] - 1));
+    let refused = std::panic::catch_unwind(|| batcher.batch(short, &Device::flex()));
+    assert!(
+        refused.is_err(),
+        "a block shorter than its tokens is refused"
+    );
 }
 
 #[test]

@@ -91,6 +91,7 @@ fn items(n: usize) -> Vec<MovieItem> {
                 rating: Some(3.0 + k as f32),
                 poster_features: None,
                 plot_features: None,
+                plot_states: None,
                 credits: Vec::new(),
             }
         })

@@ -14,6 +14,7 @@ pub mod data_setup;
 pub mod ensemble;
 pub mod evaluate;
 pub mod export;
+pub mod frozen_layer_states;
 pub mod genre_stacking;
 pub mod input_fields;
 pub mod interval;

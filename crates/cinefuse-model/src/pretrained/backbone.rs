@@ -32,8 +32,14 @@ impl Backbone for Bert {
         self.hidden_size()
     }
 
+    /// From the cached output of the frozen layers when the batch carries it (a fine-tuning
+    /// run with `cache_frozen_layers`), else from the tokens.
     fn features(&self, batch: &MovieBatch) -> Tensor<2> {
-        self.forward(batch.tokens.clone(), keep_first(batch.token_mask.clone()))
+        let mask = keep_first(batch.token_mask.clone());
+        match &batch.plot_states {
+            Some(s) => self.forward_from(s.from_layer, s.states.clone(), mask),
+            None => self.forward(batch.tokens.clone(), mask),
+        }
     }
 
     fn cached(batch: &MovieBatch) -> Option<&Tensor<2>> {

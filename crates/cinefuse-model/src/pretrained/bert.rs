@@ -4,6 +4,7 @@
 //! `[CLS]`) pooling as the checkpoint's pooling config says. all-MiniLM-L6-v2, MiniLM-L12,
 //! bge-small and BERT-base all have this layout.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use burn::nn::{
@@ -261,6 +262,16 @@ impl Bert {
 
     /// Token states `[B, L, hidden]`. `mask` is `[B, L]`, 1.0 on real tokens.
     pub fn hidden_states(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.states_before(self.layers.len(), tokens, mask)
+    }
+
+    /// The token states entering layer `layer`: the embeddings, then layers `0..layer`.
+    pub fn states_before(
+        &self,
+        layer: usize,
+        tokens: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
@@ -270,16 +281,30 @@ impl Bert {
         let x = e.word.forward(tokens.clone())
             + e.position.forward(positions)
             + e.token_type.forward(tokens.zeros_like());
-        let x = e.norm.forward(x);
-        let padding = mask.equal_elem(0.0);
-        self.layers
-            .iter()
-            .fold(x, |h, layer| layer.forward(h, padding.clone()))
+        self.run_layers(e.norm.forward(x), 0..layer, mask)
     }
 
     /// Pooled sentence embedding `[B, hidden]`, as the checkpoint's pooling config says.
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let states = self.hidden_states(tokens, mask.clone());
+        self.pool(states, mask)
+    }
+
+    /// The pooled embedding from token states entering layer `layer` (`states_before`): the
+    /// layers from there on, then the pooling. Equals `forward` on the same tokens.
+    pub fn forward_from(&self, layer: usize, states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        let states = self.run_layers(states, layer..self.layers.len(), mask.clone());
+        self.pool(states, mask)
+    }
+
+    fn run_layers(&self, x: Tensor<3>, layers: Range<usize>, mask: Tensor<2>) -> Tensor<3> {
+        let padding = mask.equal_elem(0.0);
+        self.layers[layers]
+            .iter()
+            .fold(x, |h, layer| layer.forward(h, padding.clone()))
+    }
+
+    fn pool(&self, states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
         match self.pooling {
             Pooling::Mean => masked_mean(states, mask),
             Pooling::Cls => {

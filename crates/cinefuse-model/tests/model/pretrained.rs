@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use cinefuse_data::MovieBatch;
+use cinefuse_data::MovieItem;
+use cinefuse_data::dataset::TokenBlock;
 use cinefuse_model::encoders::ModalityEncoder;
+use cinefuse_model::encoders::text::keep_first;
 use cinefuse_model::pretrained::efficientnet::same_padding;
 use cinefuse_model::pretrained::testing::{
     Tensors, TinyBert, efficientnet_port_name, module_values, write_safetensors,
@@ -242,6 +245,62 @@ fn fine_tuning_the_last_layers_leaves_the_others_frozen() {
         with > 0 && without == 0,
         "last layer trains: {with} with, {without} without"
     );
+}
+
+/// `cache_frozen_layers`: batches carrying the frozen layer's output (plots of different
+/// lengths, a movie without a plot, laid out as the batcher lays out tokens) give the
+/// backbone's own features, and a step from them trains the last layer only.
+#[test]
+fn cached_frozen_layer_states_give_the_backbones_features() {
+    let tuning = Tuning {
+        freeze: false,
+        lr_scale: 0.1,
+        trainable_layers: Some(1),
+        layer_decay: 1.0,
+    };
+    let mut its = items(8);
+    its[1].tokens.truncate(2);
+    its[2].tokens.extend([5, 9]);
+    assert!(its[6].tokens.is_empty(), "one movie without a plot");
+    let with_states = |enc: &PretrainedEncoder<Bert>, mut its: Vec<MovieItem>| {
+        let b = batch(its.clone(), &Device::flex());
+        let from = enc.backbone.n_layers() - 1;
+        let states =
+            enc.backbone
+                .states_before(from, b.tokens.clone(), keep_first(b.token_mask.clone()));
+        let [_, len, dim] = states.dims();
+        let values = states
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (k, it) in its.iter_mut().enumerate() {
+            let rows = it.tokens.len().max(1);
+            it.plot_states = Some(TokenBlock {
+                from_layer: from,
+                dim,
+                values: values[k * len * dim..(k * len + rows) * dim].to_vec(),
+            });
+        }
+        (b, batch(its, &Device::flex()))
+    };
+    // Inference mode (no dropout): the same features either way.
+    let (_dir, enc) = tiny_text_encoder(tuning, &Device::flex());
+    let (plain, cached) = with_states(&enc, its.clone());
+    assert_eq!(cached.plot_states.as_ref().unwrap().from_layer, 1);
+    enc.backbone_features(&plain)
+        .into_data()
+        .assert_approx_eq::<f32>(
+            &enc.backbone_features(&cached).into_data(),
+            Default::default(),
+        );
+    // Training: the states are an input, so the frozen layer takes no gradient.
+    let (_dir, enc) = tiny_text_encoder(tuning, &Device::flex().autodiff());
+    let (_, cached) = with_states(&enc, its);
+    let grads = enc.embed(&cached).powf_scalar(2.0).sum().backward();
+    assert_eq!(grads_of(&enc.backbone.layers[0], &grads).0, 0);
+    let (with, without) = grads_of(&enc.backbone.layers[1], &grads);
+    assert!(with > 0 && without == 0, "{with} with, {without} without");
 }
 
 #[test]

@@ -248,6 +248,7 @@ mod tests {
                 rating: Some(5.0),
                 poster_features: None,
                 plot_features: None,
+                plot_states: None,
                 credits: Vec::new(),
             })
             .collect();

@@ -8,6 +8,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use cinefuse_data::MovieBatch;
+use cinefuse_data::batch::PlotStates;
 use cinefuse_model::ModelOutput;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,10 @@ pub(crate) fn cast_inputs(batch: &MovieBatch, dtype: FloatDType) -> MovieBatch {
         numeric_missing: c(&batch.numeric_missing),
         poster_features: batch.poster_features.as_ref().map(c),
         plot_features: batch.plot_features.as_ref().map(c),
+        plot_states: batch.plot_states.as_ref().map(|s| PlotStates {
+            from_layer: s.from_layer,
+            states: s.states.clone().cast(dtype),
+        }),
         ..batch.clone()
     }
 }

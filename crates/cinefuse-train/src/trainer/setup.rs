@@ -295,6 +295,11 @@ impl Trainer {
         println!("backend: {description} ({device:?})");
 
         crate::backbone_features::attach_cached_features(&config.model, &mut prepared, &device)?;
+        crate::frozen_layer_states::attach_frozen_layer_states(
+            &config.model,
+            &mut prepared,
+            &device,
+        )?;
         let shapes = run_shapes(&config, &prepared, saved.as_ref())?;
         let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
         let (train_ds, val_ds) = datasets_for(&prepared, rows);

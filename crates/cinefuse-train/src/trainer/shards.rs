@@ -81,6 +81,7 @@ mod tests {
             rating: Some(6.0),
             poster_features: None,
             plot_features: None,
+            plot_states: None,
             credits: Vec::new(),
         }
     }

@@ -225,6 +225,7 @@ mod tests {
                 rating: (i % 4 != 1).then_some(4.0 + (i % 6) as f32),
                 poster_features: None,
                 plot_features: None,
+                plot_states: None,
                 credits: Vec::new(),
             })
             .collect()

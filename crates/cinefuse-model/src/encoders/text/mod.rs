@@ -87,6 +87,12 @@ pub struct TextEncoderConfig {
     /// `kind = "bert"`: dropout on the pooled embedding before the adapter.
     #[config(default = 0.1)]
     pub feature_dropout: f64,
+    /// `kind = "bert"`, fine-tuning the last `trainable_layers`: the frozen layers below them
+    /// run once per movie at the start of training (in inference mode: no dropout there) and
+    /// every step starts from their cached output, so a step runs only the layers that learn.
+    /// Prediction is unchanged (it runs the whole backbone).
+    #[config(default = false)]
+    pub cache_frozen_layers: bool,
 }
 
 impl TextEncoderConfig {
@@ -100,6 +106,17 @@ impl TextEncoderConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.cache_frozen_layers
+            && (self.kind != TextEncoderKind::Bert
+                || self.freeze
+                || self.trainable_layers.is_none())
+        {
+            return Err(
+                "model.text.cache_frozen_layers: needs kind = \"bert\", freeze = false \
+                 and trainable_layers (the layers below those are the ones cached)"
+                    .into(),
+            );
+        }
         if self.kind == TextEncoderKind::Bert {
             return validate_tuning(
                 "text",
