@@ -1018,6 +1018,10 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         ),
         "{text}"
     );
+    assert!(
+        text.contains("its frozen part's output computed earlier in this run, reused"),
+        "the second member reuses the first one's: {text}"
+    );
     ok(
         d,
         &[

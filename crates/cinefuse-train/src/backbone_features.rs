@@ -88,7 +88,7 @@ pub fn frozen_poster_backbone(dir: &Path, device: &Device) -> Result<EfficientNe
     Ok(EfficientNetLite::from_dir(dir, device)?.no_grad())
 }
 
-fn fingerprint(parts: &[&[u8]]) -> String {
+pub(crate) fn fingerprint(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -100,7 +100,7 @@ fn fingerprint(parts: &[&[u8]]) -> String {
 /// What a backbone reads of each movie, in sample order: its id and `part` (tokens or the
 /// poster's cache slot). Metadata, labels and splits are left out, so changing them (declaring
 /// an extra feature, say) keeps the cached features valid.
-fn inputs_of<T: serde::Serialize>(
+pub(crate) fn inputs_of<T: serde::Serialize>(
     prepared: &Prepared,
     part: impl Fn(&cinefuse_data::prepared::EncodedSample) -> T,
 ) -> Vec<u8> {

@@ -3,7 +3,7 @@
 //! once (in inference mode) and every training step starts from it. On MiniLM-L6 with two
 //! trainable layers that takes the four frozen layers' forward pass out of every step.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -14,9 +14,10 @@ use cinefuse_data::Prepared;
 use cinefuse_data::token_states::TokenStates;
 use cinefuse_model::encoders::text::{TextEncoderKind, keep_first};
 use cinefuse_model::pretrained::Bert;
+use cinefuse_model::pretrained::load::file_sha256;
 use cinefuse_model::{Modality, ModelConfig};
 
-use crate::backbone_features::{BACKBONE_BATCH, frozen_text_backbone};
+use crate::backbone_features::{BACKBONE_BATCH, fingerprint, frozen_text_backbone, inputs_of};
 
 /// Computes the frozen layers' output for every prepared movie and hands it to `prepared`,
 /// whose datasets then carry it; does nothing unless the config asks for it.
@@ -43,11 +44,42 @@ pub fn attach_frozen_layer_states(
     // The embeddings stay frozen whatever trains above them, so there is always something
     // to cache: with every layer trainable, the embeddings' output.
     let frozen = bert.n_layers().saturating_sub(trainable);
-    let states = states_of_all(&bert, frozen, prepared, device)?;
+    let max_tokens = prepared.preprocessor.batcher().max_tokens as u64;
+    let key = fingerprint(&[
+        b"frozen-states-v1",
+        file_sha256(&Bert::weights_file(dir))?.as_bytes(),
+        &std::fs::read(dir.join("config.json")).context("model.text.pretrained: config.json")?,
+        &inputs_of(prepared, |s| s.tokens.clone()),
+        &(frozen as u64).to_le_bytes(),
+        &max_tokens.to_le_bytes(),
+    ]);
+    let states = remembered(&key, || states_of_all(&bert, frozen, prepared, device))?;
     let mut features = prepared.features.as_deref().cloned().unwrap_or_default();
-    features.plot_states = Some(Arc::new(states));
+    features.plot_states = Some(states);
     prepared.features = Some(Arc::new(features));
     Ok(())
+}
+
+/// The states last computed in this process, with the fingerprint of what they came from:
+/// the members of a bag, and the bags of a blend, train one after another on the same movies
+/// and backbone, and each would compute them again.
+static LAST: Mutex<Option<(String, Arc<TokenStates>)>> = Mutex::new(None);
+
+fn remembered(
+    key: &str,
+    compute: impl FnOnce() -> Result<TokenStates>,
+) -> Result<Arc<TokenStates>> {
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, states)) = last.as_ref()
+        && k == key
+    {
+        println!("plot backbone: its frozen part's output computed earlier in this run, reused");
+        return Ok(states.clone());
+    }
+    *last = None; // free the old states before computing new ones
+    let states = Arc::new(compute()?);
+    *last = Some((key.to_string(), states.clone()));
+    Ok(states)
 }
 
 /// The states entering layer `layer` for every prepared movie, each movie's token rows laid
