@@ -308,6 +308,18 @@ fn preprocessing_is_fitted_on_train_only() {
     assert_eq!(val.categorical[0], cinefuse_data::vocab::OOV_ID);
 }
 
+/// `movies` written into `dir` and prepared into `dir/p`, every one of them in the training split.
+fn prepare_all_train(dir: &Path, movies: &[Movie]) -> Prepared {
+    write_movies(dir, movies).unwrap();
+    let config = PrepareConfig {
+        val_ratio: 0.0,
+        test_ratio: 0.0,
+        ..small_config()
+    };
+    prepare_dataset(dir, &dir.join("p"), &config).unwrap();
+    Prepared::open(&dir.join("p")).unwrap()
+}
+
 /// A fine-tuning run's cached frozen-layer states: each item carries its own token rows, the
 /// batch lays them out like its tokens (zeros after each movie's rows), and a block that
 /// does not match its movie's tokens is refused.
@@ -318,15 +330,7 @@ fn token_states_travel_with_their_items_and_pad_like_the_tokens() {
     a.plot = Some("one two three".into());
     let mut b = movie("b", 2002, 4.0);
     b.plot = None;
-    write_movies(dir.path(), &[a, b]).unwrap();
-    let out = dir.path().join("p");
-    let config = PrepareConfig {
-        val_ratio: 0.0,
-        test_ratio: 0.0,
-        ..small_config()
-    };
-    prepare_dataset(dir.path(), &out, &config).unwrap();
-    let mut p = Prepared::open(&out).unwrap();
+    let mut p = prepare_all_train(dir.path(), &[a, b]);
     let mut states = TokenStates::new(3, 2);
     let rows: Vec<usize> = p.samples.iter().map(|s| s.tokens.len().max(1)).collect();
     for (i, r) in rows.iter().enumerate() {
@@ -389,15 +393,7 @@ fn batcher_builds_tensors_with_the_right_shapes_dtypes_and_masks() {
     b.plot = None;
     b.rating = None;
     b.genres = None;
-    write_movies(dir.path(), &[a, b]).unwrap();
-    let out = dir.path().join("p");
-    let config = PrepareConfig {
-        val_ratio: 0.0,
-        test_ratio: 0.0,
-        ..small_config()
-    };
-    prepare_dataset(dir.path(), &out, &config).unwrap();
-    let p = Prepared::open(&out).unwrap();
+    let p = prepare_all_train(dir.path(), &[a, b]);
     let ds = p.dataset(Split::Train);
     assert_eq!(ds.len(), 2);
     let items: Vec<_> = (0..2).map(|i| ds.get(i).unwrap()).collect();
