@@ -188,7 +188,7 @@ impl MovieBatcher {
         let (from_layer, dim) = (first.from_layer, first.dim);
         let mut values = vec![0f32; items.len() * len * dim];
         for (i, item) in items.iter().enumerate() {
-            let rows = item.tokens.len().min(self.max_tokens).max(1);
+            let rows = self.token_rows(item);
             let block = item.plot_states.as_ref();
             assert!(
                 block.is_some_and(|b| {
@@ -204,16 +204,21 @@ impl MovieBatcher {
         Some(PlotStates { from_layer, states })
     }
 
+    /// How many token rows `item` fills in a batch: its tokens up to `max_tokens`, at least
+    /// one (a movie without a plot keeps its first position).
+    pub fn token_rows(&self, item: &MovieItem) -> usize {
+        item.tokens.len().min(self.max_tokens).max(1)
+    }
+
     /// Token ids padded to the longest plot in the batch (at least 1), the mask of real
     /// tokens, and the padded length.
     fn padded_tokens(&self, items: &[MovieItem]) -> (Vec<i64>, Vec<f32>, usize) {
         let b = items.len();
         let len = items
             .iter()
-            .map(|it| it.tokens.len().min(self.max_tokens))
+            .map(|it| self.token_rows(it))
             .max()
-            .unwrap_or(0)
-            .max(1);
+            .unwrap_or(1);
         let mut tokens = vec![PAD_ID as i64; b * len];
         let mut mask = vec![0f32; b * len];
         for (i, item) in items.iter().enumerate() {

@@ -155,7 +155,6 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     Ok(c)
 }
 
-/// The run folder, locked: new, or the one `--resume` names.
 /// The credits vote comes last; refuse prepared data without credits before anything trains.
 /// Only a current prepared folder can lack them: a missing or stale one is prepared afresh by
 /// the first bag, and `prepare` records credits. Nothing is prepared or written here, so a
@@ -170,6 +169,7 @@ fn refuse_data_without_credits(config: &TrainConfig, opts: &TrainOptions) -> Res
     }
 }
 
+/// The run folder, locked: new, or the one `--resume` names.
 fn open_blend_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLock)> {
     match &opts.resume {
         Some(dir) => Ok((dir.clone(), RunLock::acquire(dir)?)),

@@ -73,12 +73,17 @@ pub fn ensure_prepared(
     let dataset = data_override.unwrap_or(&config.data.dataset);
     ensure_dataset(config, dataset, data_override.is_none())?;
     // After the dataset exists: the auto-prepared folder is keyed on its records.
-    let prepared_dir = match data_override {
-        Some(d) => prepared_dir_for(d, &config.data.preprocess),
-        None => config.prepared_dir(),
-    };
+    let prepared_dir = prepared_dir_of(config, data_override);
     prepare_unless_current(config, dataset, &prepared_dir)?;
     open_prepared(dataset, &prepared_dir)
+}
+
+/// Where the config's dataset (or `--data`) is prepared.
+fn prepared_dir_of(config: &TrainConfig, data_override: Option<&Path>) -> PathBuf {
+    match data_override {
+        Some(d) => prepared_dir_for(d, &config.data.preprocess),
+        None => config.prepared_dir(),
+    }
 }
 
 /// The prepared folder `ensure_prepared` would use, opened only when it is already current;
@@ -89,10 +94,7 @@ pub fn open_current_prepared(
     data_override: Option<&Path>,
 ) -> Result<Option<Prepared>> {
     let dataset = data_override.unwrap_or(&config.data.dataset);
-    let prepared_dir = match data_override {
-        Some(d) => prepared_dir_for(d, &config.data.preprocess),
-        None => config.prepared_dir(),
-    };
+    let prepared_dir = prepared_dir_of(config, data_override);
     if !is_up_to_date(dataset, &prepared_dir, &config.data.preprocess) {
         return Ok(None);
     }

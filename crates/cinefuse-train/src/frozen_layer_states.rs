@@ -13,8 +13,8 @@ use burn::prelude::*;
 use cinefuse_data::Prepared;
 use cinefuse_data::token_states::TokenStates;
 use cinefuse_model::encoders::text::{TextEncoderKind, keep_first};
-use cinefuse_model::pretrained::Bert;
 use cinefuse_model::pretrained::load::file_sha256;
+use cinefuse_model::pretrained::{Bert, BertConfig};
 use cinefuse_model::{Modality, ModelConfig};
 
 use crate::backbone_features::{BACKBONE_BATCH, fingerprint, frozen_text_backbone, inputs_of};
@@ -37,13 +37,13 @@ pub fn attach_frozen_layer_states(
         .pretrained
         .as_deref()
         .context("model.text.pretrained")?;
-    let bert = frozen_text_backbone(dir, device)?;
     let trainable = text
         .trainable_layers
         .context("model.text.cache_frozen_layers needs model.text.trainable_layers")?;
     // The embeddings stay frozen whatever trains above them, so there is always something
     // to cache: with every layer trainable, the embeddings' output.
-    let frozen = bert.n_layers().saturating_sub(trainable);
+    let layers = BertConfig::from_dir(dir)?.num_hidden_layers;
+    let frozen = layers.saturating_sub(trainable);
     let max_tokens = prepared.preprocessor.batcher().max_tokens as u64;
     let key = fingerprint(&[
         b"frozen-states-v1",
@@ -53,7 +53,14 @@ pub fn attach_frozen_layer_states(
         &(frozen as u64).to_le_bytes(),
         &max_tokens.to_le_bytes(),
     ]);
-    let states = remembered(&key, || states_of_all(&bert, frozen, prepared, device))?;
+    let states = remembered(&key, || {
+        states_of_all(
+            &frozen_text_backbone(dir, device)?,
+            frozen,
+            prepared,
+            device,
+        )
+    })?;
     let mut features = prepared.features.as_deref().cloned().unwrap_or_default();
     features.plot_states = Some(states);
     prepared.features = Some(Arc::new(features));
@@ -98,10 +105,7 @@ fn states_of_all(
         let items: Vec<_> = (start..(start + BACKBONE_BATCH).min(all.len()))
             .map(|i| all.item(i))
             .collect();
-        let rows: Vec<usize> = items
-            .iter()
-            .map(|it| it.tokens.len().min(batcher.max_tokens).max(1))
-            .collect();
+        let rows: Vec<usize> = items.iter().map(|it| batcher.token_rows(it)).collect();
         let batch = batcher.batch(items, device);
         let out = bert.states_before(layer, batch.tokens, keep_first(batch.token_mask));
         let [_, len, dim] = out.dims();
