@@ -977,6 +977,10 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
             .map(str::to_owned)
     };
     assert_eq!(metric(&far), metric(&text));
+    // Resumed from there too: the tokenizer path the prepared data records is the one the
+    // run's config names, wherever the resume starts (it was refused as "changed data").
+    let resumed = ok(&elsewhere, &["train", "--resume", run_a.to_str().unwrap()]);
+    assert!(!resumed.contains("preparing"), "{resumed}");
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
     let portable: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("model/config.json")).unwrap()).unwrap();

@@ -26,11 +26,25 @@ fn dataset_hash(dataset: &Path) -> Option<String> {
 
 /// Whether `prepared_dir` holds data prepared from exactly this dataset with this config.
 pub fn is_up_to_date(dataset: &Path, prepared_dir: &Path, config: &PrepareConfig) -> bool {
-    let Ok(state) =
+    prepared_with(dataset, prepared_dir, config, Path::to_path_buf)
+}
+
+/// `is_up_to_date` for a config whose paths a resumed run pointed at what training read: the
+/// tokenizer path recorded with the data goes through the same `locate` before comparing.
+fn prepared_with(
+    dataset: &Path,
+    prepared_dir: &Path,
+    config: &PrepareConfig,
+    locate: impl Fn(&Path) -> PathBuf,
+) -> bool {
+    let Ok(mut state) =
         cinefuse_data::atomic::read_json::<PreprocessState>(&prepared_dir.join(PREPROCESS_FILE))
     else {
         return false;
     };
+    if let Some(p) = state.config.tokenizer_path.as_mut() {
+        *p = locate(p);
+    }
     state.config == *config && dataset_hash(dataset).is_some_and(|h| state.dataset_hash == h)
 }
 
@@ -105,13 +119,14 @@ pub fn open_current_prepared(
 /// The prepared data a resumed run trained on. It is prepared again only when it is gone
 /// (preparing is deterministic; the caller checks the fingerprint); prepared data that no
 /// longer matches the dataset is refused, never replaced.
-pub fn reopen_prepared(
-    config: &TrainConfig,
-    dataset: &Path,
-    prepared_dir: &Path,
-) -> Result<(PathBuf, Prepared)> {
+pub fn reopen_prepared(config: &TrainConfig, info: &RunInfo) -> Result<(PathBuf, Prepared)> {
+    let (dataset, prepared_dir) = (info.dataset_dir.as_path(), info.prepared_dir.as_path());
     ensure_dataset(config, dataset, false)?;
-    if prepared_dir.exists() && !is_up_to_date(dataset, prepared_dir, &config.data.preprocess) {
+    if !prepared_dir.exists() {
+        prepare_unless_current(config, dataset, prepared_dir)?;
+    } else if !prepared_with(dataset, prepared_dir, &config.data.preprocess, |p| {
+        info.locate(p)
+    }) {
         bail!(
             "{}: this run's prepared data no longer matches its dataset {} (the dataset or the \
              preprocessing changed since the run started); it is left as it is. Resume needs the \
@@ -120,7 +135,6 @@ pub fn reopen_prepared(
             dataset.display()
         );
     }
-    prepare_unless_current(config, dataset, prepared_dir)?;
     open_prepared(dataset, prepared_dir)
 }
 

@@ -191,7 +191,7 @@ fn run_data(
 ) -> Result<(PathBuf, Prepared)> {
     match saved {
         Some(info) => {
-            let opened = reopen_prepared(config, &info.dataset_dir, &info.prepared_dir)?;
+            let opened = reopen_prepared(config, info)?;
             check_fingerprint(info, &opened.1.dir)?;
             Ok(opened)
         }
