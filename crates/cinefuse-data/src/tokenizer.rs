@@ -120,8 +120,11 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<(), DataErro
     crate::atomic::write_atomic(path, json.as_bytes())
 }
 
+/// A `tokenizer.json`: a regular file (a FIFO or device named as one is refused, not read),
+/// at most `MAX_TOKENIZER_BYTES`.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, DataError> {
-    Tokenizer::from_file(path)
+    let bytes = crate::user_file::read_capped(path, crate::user_file::MAX_TOKENIZER_BYTES)?;
+    Tokenizer::from_bytes(bytes)
         .map_err(|e| DataError::file(path, format!("cannot load tokenizer: {e}")))
 }
 
@@ -202,6 +205,21 @@ mod tests {
             "A detective hunts a killer through the rainy city.",
             "The robot and the detective meet on the planet.",
         ]
+    }
+
+    /// A checkpoint's `tokenizer.json` that is a device is refused by name, not read forever.
+    #[cfg(unix)]
+    #[test]
+    fn a_tokenizer_file_that_is_a_device_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("tokenizer.json")).unwrap();
+        let e = pretrained_tokenizer(dir.path(), 16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("not a regular file"),
+            "{e}"
+        );
     }
 
     #[test]

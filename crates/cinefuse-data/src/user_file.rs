@@ -15,6 +15,8 @@ use crate::DataError;
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub const MAX_MOVIE_JSON_BYTES: u64 = 16 << 20;
 pub const MAX_JSONL_BYTES: u64 = 1 << 30;
+/// Hugging Face tokenizers run from under 1 MB (MiniLM) to about 20 MB (large multilingual vocabularies).
+pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
 
 /// Opens `path` for reading if it is a regular file (after following links).
 pub fn open_regular(path: &Path) -> Result<File, DataError> {

@@ -112,13 +112,9 @@ pub(crate) fn inputs_of<T: serde::Serialize>(
     serde_json::to_vec(&rows).expect("inputs serialize")
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
 fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
     let weights = file_sha256(&Bert::weights_file(dir))?;
-    let config = read(&dir.join("config.json"))?;
+    let config = cinefuse_model::pretrained::load::read_config_bytes(&dir.join("config.json"))?;
     // Everything the computation reads: the pooling (1_Pooling/config.json) decides the
     // features as much as the weights do.
     let pooling = serde_json::to_vec(&cinefuse_model::pretrained::bert::pooling_from_dir(dir)?)?;

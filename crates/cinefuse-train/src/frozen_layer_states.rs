@@ -13,7 +13,7 @@ use burn::prelude::*;
 use cinefuse_data::Prepared;
 use cinefuse_data::token_states::TokenStates;
 use cinefuse_model::encoders::text::{TextEncoderKind, keep_first};
-use cinefuse_model::pretrained::load::file_sha256;
+use cinefuse_model::pretrained::load::{file_sha256, read_config_bytes};
 use cinefuse_model::pretrained::{Bert, BertConfig};
 use cinefuse_model::{Modality, ModelConfig};
 
@@ -48,7 +48,7 @@ pub fn attach_frozen_layer_states(
     let key = fingerprint(&[
         b"frozen-states-v1",
         file_sha256(&Bert::weights_file(dir))?.as_bytes(),
-        &std::fs::read(dir.join("config.json")).context("model.text.pretrained: config.json")?,
+        &read_config_bytes(&dir.join("config.json")).context("model.text.pretrained")?,
         &inputs_of(prepared, |s| s.tokens.clone()),
         &(frozen as u64).to_le_bytes(),
         &max_tokens.to_le_bytes(),

@@ -40,12 +40,23 @@ pub enum PretrainedError {
     },
 }
 
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PretrainedError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PretrainedError::Io {
+/// A checkpoint's JSON file (`config.json` and the like): a regular file of at most 1 MiB, so
+/// a FIFO or a device in a checkpoint folder is refused instead of blocking or reading forever.
+pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, PretrainedError> {
+    use cinefuse_data::{DataError, user_file};
+    user_file::read_capped(path, user_file::MAX_CONFIG_BYTES).map_err(|e| PretrainedError::Io {
         path: path.to_path_buf(),
-        message: format!("cannot read: {e}"),
-    })?;
-    serde_json::from_str(&text).map_err(|e| PretrainedError::Config {
+        message: match e {
+            DataError::Io { error, .. } => format!("cannot read: {error}"),
+            DataError::File { message, .. } => message,
+            other => other.to_string(),
+        },
+    })
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PretrainedError> {
+    let bytes = read_config_bytes(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| PretrainedError::Config {
         path: path.to_path_buf(),
         message: format!("invalid JSON: {e}"),
     })
@@ -178,10 +189,12 @@ fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), Pretr
 pub fn file_sha256(path: &Path) -> Result<String, PretrainedError> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| PretrainedError::Io {
-        path: path.to_path_buf(),
-        message: format!("cannot open: {e}"),
-    })?;
+    // Regular files only: hashing a FIFO would block, a device would never end.
+    let mut file =
+        cinefuse_data::user_file::open_regular(path).map_err(|e| PretrainedError::Io {
+            path: path.to_path_buf(),
+            message: format!("cannot open: {e}"),
+        })?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -195,4 +208,43 @@ pub fn file_sha256(path: &Path) -> Result<String, PretrainedError> {
         hasher.update(&buf[..n]);
     }
     Ok(format!("{:x}", hasher.finalize()))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A checkpoint folder whose files are devices: each reader refuses them by name instead
+    /// of reading `/dev/zero` until memory runs out.
+    #[test]
+    fn checkpoint_files_that_are_devices_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let weights = dir.path().join("model.safetensors");
+        std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &weights).unwrap();
+        let e = crate::pretrained::BertConfig::from_dir(dir.path()).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("config.json") && e.contains("not a regular file"),
+            "{e}"
+        );
+        let e = file_sha256(&weights).unwrap_err().to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oversized_json_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let big = vec![b' '; (cinefuse_data::user_file::MAX_CONFIG_BYTES + 1) as usize];
+        std::fs::write(&path, big).unwrap();
+        let e = read_json::<serde_json::Value>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than the limit"), "{e}");
+    }
 }
