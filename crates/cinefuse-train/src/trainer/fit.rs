@@ -27,8 +27,18 @@ struct Pass {
     /// Sums over the epoch's batches (this call's and, after a resume, the earlier ones):
     /// total, genre and rating loss times batch size, and movies seen.
     sums: LossSums,
+    /// Movies an interrupted run had already seen in this epoch before it was resumed: not
+    /// part of this call's time, so not of its rate.
+    resumed_samples: usize,
     lr: f64,
     interrupted: bool,
+}
+
+impl Pass {
+    /// Training movies per second since this call began the pass.
+    fn rate(&self, seconds: f64) -> f64 {
+        self.sums.samples.saturating_sub(self.resumed_samples) as f64 / seconds.max(1e-9)
+    }
 }
 
 impl Trainer {
@@ -114,6 +124,7 @@ impl Trainer {
         let started = Instant::now();
         let mut pass = Pass {
             sums: self.state.partial_sums,
+            resumed_samples: self.state.partial_sums.samples,
             lr: 0.0,
             interrupted: false,
         };
@@ -132,13 +143,11 @@ impl Trainer {
                 next += 1;
                 self.train_step(batch, epoch, &mut pass)?;
                 *steps_this_call += 1;
-                let seen = pass.sums.samples as f64;
-                let elapsed = started.elapsed().as_secs_f64().max(1e-9);
                 pb.set_message(format!(
                     "loss {:.4} lr {:.2e} {:.0} samples/s",
                     pass.sums.mean(),
                     pass.lr,
-                    seen / elapsed
+                    pass.rate(started.elapsed().as_secs_f64())
                 ));
                 pb.inc(1);
                 let budget_spent = self.stop_after_steps.is_some_and(|n| *steps_this_call >= n);
@@ -266,7 +275,7 @@ impl Trainer {
             samples: seen,
         } = pass.sums;
         let n = seen.max(1) as f64;
-        let rate = n / train_secs.max(1e-9);
+        let rate = pass.rate(train_secs);
         let line = EpochMetrics {
             epoch,
             step: self.state.step,
@@ -356,5 +365,28 @@ impl Trainer {
             prune_checkpoints(&self.run_dir, t.keep_checkpoints)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resumed epoch's rate counts only the movies this call trained on.
+    #[test]
+    fn a_resumed_pass_rates_only_its_own_movies() {
+        let mut pass = Pass {
+            sums: LossSums {
+                samples: 60,
+                ..Default::default()
+            },
+            resumed_samples: 60,
+            lr: 0.0,
+            interrupted: false,
+        };
+        pass.sums.samples += 40;
+        assert_eq!(pass.rate(10.0), 4.0);
+        pass.resumed_samples = 0;
+        assert_eq!(pass.rate(10.0), 10.0);
     }
 }
