@@ -41,9 +41,10 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &bytes)
 }
 
-/// Reads and parses a JSON file, naming the file in the error.
+/// Reads and parses a JSON file, naming the file in the error. Run and prepared folders are
+/// named by users, so the file must be regular (a FIFO would block) and bounded.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::user_file::read_capped(path, crate::user_file::MAX_STATE_JSON_BYTES)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| DataError::file(path, format!("line {}: {}", e.line(), e)))
 }

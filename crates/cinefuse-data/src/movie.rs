@@ -2,7 +2,6 @@
 //! `posters/`. Every field but `id` may be missing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -297,33 +296,23 @@ pub struct ParsedMovies {
     pub bad: Vec<BadRecord>,
 }
 
-/// Reads a JSONL file of movies. Malformed lines (bad JSON, invalid UTF-8) are collected, not
-/// fatal, so that the caller decides between aborting and skipping; blank lines are ignored
-/// and a UTF-8 byte-order mark at the start is dropped.
+/// Reads a JSONL file of movies (a regular file, at most `MAX_JSONL_BYTES`) and parses it
+/// with `parse_movies_bytes`.
 pub fn parse_movies_file(path: &Path) -> Result<ParsedMovies, DataError> {
-    let file = crate::user_file::open_regular(path)?;
-    let max = crate::user_file::MAX_JSONL_BYTES;
-    if file.metadata().is_ok_and(|m| m.len() > max) {
-        return Err(DataError::file(
-            path,
-            format!("is larger than the limit of {max} bytes"),
-        ));
-    }
+    let bytes = crate::user_file::read_capped(path, crate::user_file::MAX_JSONL_BYTES)?;
+    Ok(parse_movies_bytes(&bytes))
+}
+
+/// Parses the bytes of a JSONL file of movies. Malformed lines (bad JSON, invalid UTF-8) are collected, not fatal, so that the caller
+/// decides between aborting and skipping; blank lines are ignored and a UTF-8 byte-order mark
+/// at the start is dropped.
+pub fn parse_movies_bytes(content: &[u8]) -> ParsedMovies {
     let mut out = ParsedMovies::default();
-    // Bounded also when the file grows while it is read.
-    for (i, bytes) in BufReader::new(std::io::Read::take(file, max))
-        .split(b'\n')
-        .enumerate()
-    {
+    for (i, bytes) in content.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
-        let bytes = bytes.map_err(|e| DataError::Record {
-            path: path.into(),
-            line: line_no,
-            message: format!("cannot read line: {e}"),
-        })?;
         let bytes = match line_no {
-            1 => bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes),
-            _ => &bytes[..],
+            1 => bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes),
+            _ => bytes,
         };
         let line = match std::str::from_utf8(bytes) {
             Ok(l) => l,
@@ -362,7 +351,7 @@ pub fn parse_movies_file(path: &Path) -> Result<ParsedMovies, DataError> {
             }),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Reads a dataset strictly: the first bad record is an error naming file, line and field.

@@ -48,7 +48,8 @@ impl OutputKind {
 
 /// The kind recorded in `dir`'s marker, if it has one.
 pub fn marked_kind(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(MARKER_FILE)).ok()?;
+    // A user-named folder: its marker must be a small regular file (a FIFO would block).
+    let text = crate::user_file::read_text_capped(&dir.join(MARKER_FILE), 1024).ok()?;
     Some(text.trim().to_string())
 }
 

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::DataError;
 use crate::atomic::{StagingDir, write_atomic, write_json_atomic};
 use crate::movie::{
-    BadRecord, FIELDS, MOVIES_FILE, Movie, SPLIT_FILE, parse_movies_file, poster_path,
+    BadRecord, FIELDS, MOVIES_FILE, Movie, ParsedMovies, SPLIT_FILE, parse_movies_bytes,
+    parse_movies_file, poster_path,
 };
 use crate::output_dir::{OutputKind, check_output};
 use crate::poster_cache::{PosterCacheWriter, PosterFit};
@@ -243,10 +244,14 @@ pub fn prepare_dataset(
     // Refuse a bad --out before the slow work, not after it.
     check_output(out_dir, OutputKind::Prepared, &[data_dir])?;
     let movies_path = data_dir.join(MOVIES_FILE);
-    let raw = std::fs::read(&movies_path).map_err(|e| DataError::io(&movies_path, e))?;
+    // Read once: the hash and the movies come from the same bytes, even if the file changes
+    // meanwhile (a regular file within the size cap: a FIFO would block forever).
+    let raw = crate::user_file::read_capped(&movies_path, crate::user_file::MAX_JSONL_BYTES)?;
     let dataset_hash = format!("{:x}", Sha256::digest(&raw));
 
-    let (movies, mut bad, records_read) = read_valid_movies(&movies_path, config)?;
+    let parsed = parse_movies_bytes(&raw);
+    drop(raw);
+    let (movies, mut bad, records_read) = read_valid_movies(&movies_path, parsed, config)?;
     let split = assign_splits(data_dir, config, movies)?;
     let train: Vec<&Movie> = split
         .assigned
@@ -290,9 +295,9 @@ type LinedMovies = Vec<(usize, Movie)>;
 /// many records were read. A bad record is an error unless `skip_bad`.
 fn read_valid_movies(
     movies_path: &Path,
+    parsed: ParsedMovies,
     config: &PrepareConfig,
 ) -> Result<(LinedMovies, Vec<BadRecord>, usize), DataError> {
-    let parsed = parse_movies_file(movies_path)?;
     let records_read = parsed.movies.len() + parsed.bad.len();
     let (movies, mut bad) = validate_records(parsed.movies);
     let (movies, extra_bad) = check_extras(movies, &config.features);

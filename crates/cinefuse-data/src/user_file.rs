@@ -15,6 +15,9 @@ use crate::DataError;
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub const MAX_MOVIE_JSON_BYTES: u64 = 16 << 20;
 pub const MAX_JSONL_BYTES: u64 = 1 << 30;
+/// The JSON files of run, bag and prepared folders (the largest, `eval_predictions.json`, holds
+/// one row per movie).
+pub const MAX_STATE_JSON_BYTES: u64 = 256 << 20;
 /// Hugging Face tokenizers run from under 1 MB (MiniLM) to about 20 MB (large multilingual vocabularies).
 pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
 

@@ -225,9 +225,8 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
             1.0,
         )
     });
-    let predictions: Value = std::fs::read(dir.path().join("eval_predictions.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+    let predictions: Value = runs::read_run_file(&dir.path().join("eval_predictions.json"))
+        .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
     let points: Vec<(f64, f64)> = predictions["ratings"]
         .as_array()
@@ -266,7 +265,7 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
             metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &[VAL_MICRO_F1, VAL_MACRO_F1, VAL_TOP1])),
             mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &[VAL_MAE])),
             genre_chart, genres, rating_chart, weight_chart,
-            config => std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap_or_default(),
+            config => runs::read_run_file(&dir.path().join(CONFIG_FILE)).unwrap_or_default(),
             refresh => if live { Some(5) } else { None },
         },
     )

@@ -94,8 +94,7 @@ pub fn config_diff(dirs: &[RunDir]) -> Vec<(String, Vec<String>)> {
     let flat: Vec<Vec<(String, String)>> = dirs
         .iter()
         .map(|d| {
-            let table: toml::Table = std::fs::read_to_string(d.path().join(CONFIG_FILE))
-                .ok()
+            let table: toml::Table = read_run_file(&d.path().join(CONFIG_FILE))
                 .and_then(|t| toml::from_str(&t).ok())
                 .unwrap_or_default();
             let mut out = Vec::new();
@@ -138,4 +137,11 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
         }
         other => out.push((prefix.to_string(), other.to_string())),
     }
+}
+
+/// A text file of a run folder for a page: `None` unless it is a regular file within the size
+/// cap (a FIFO in a runs folder must not hang the request), else its text.
+pub fn read_run_file(path: &Path) -> Option<String> {
+    let cap = cinefuse_data::user_file::MAX_STATE_JSON_BYTES;
+    cinefuse_data::user_file::read_text_capped(path, cap).ok()
 }

@@ -74,7 +74,8 @@ pub fn prepared_fingerprint(prepared_dir: &Path) -> Result<String> {
     let mut h = Sha256::new();
     for f in [PREPROCESS_FILE, cinefuse_data::prepared::TOKENIZER_FILE] {
         let path = prepared_dir.join(f);
-        h.update(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?);
+        let cap = cinefuse_data::user_file::MAX_TOKENIZER_BYTES;
+        h.update(cinefuse_data::user_file::read_capped(&path, cap)?);
     }
     Ok(format!("{:x}", h.finalize()))
 }

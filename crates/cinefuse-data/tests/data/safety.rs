@@ -179,6 +179,33 @@ fn odd_bytes_in_movies_jsonl_are_named_and_skippable() {
     );
 }
 
+/// A dataset whose `movies.jsonl` is a FIFO (nothing ever writes to it) or a device: named
+/// and refused, never a hang or an endless read; nothing is prepared.
+#[cfg(unix)]
+#[test]
+fn a_movies_file_that_is_a_fifo_or_a_device_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo-data");
+    fs::create_dir(&fifo).unwrap();
+    let path = std::ffi::CString::new(fifo.join("movies.jsonl").to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let device = dir.path().join("device-data");
+    fs::create_dir(&device).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", device.join("movies.jsonl")).unwrap();
+    for data in [&fifo, &device] {
+        let out = dir.path().join("prepared");
+        let err = prepare_dataset(data, &out, &small_config())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("movies.jsonl") && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing prepared from {}", data.display());
+    }
+}
+
 #[test]
 fn a_truncated_jpeg_is_a_flagged_poster() {
     let dir = tempfile::tempdir().unwrap();

@@ -147,7 +147,10 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = fs::read_to_string(&path)?;
+    let text = cinefuse_data::user_file::read_text_capped(
+        &path,
+        cinefuse_data::user_file::MAX_JSONL_BYTES,
+    )?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
