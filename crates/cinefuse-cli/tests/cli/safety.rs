@@ -313,6 +313,14 @@ fn predict_validates_its_input_like_prepare() {
     std::fs::write(d.join("bad-model/manifest.json"), m.to_string()).unwrap();
     let text = ok(d, &["predict", "--model", "bad-model", "--plot", "a story"]);
     assert!(text.contains("no interval"), "{text}");
+    // Weights that are a FIFO (nothing ever writes to it): refused by name, not a hang.
+    std::fs::remove_file(d.join("bad-model/model.bpk")).unwrap();
+    std::os::unix::fs::symlink(d.join("fifo"), d.join("bad-model/model.bpk")).unwrap();
+    let e = fails(d, &["predict", "--model", "bad-model", "--plot", "a story"]);
+    assert!(
+        e.contains("model.bpk") && e.contains("not a regular file"),
+        "{e}"
+    );
 }
 
 #[test]

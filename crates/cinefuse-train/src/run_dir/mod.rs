@@ -284,6 +284,8 @@ pub fn timestamp_of(secs: u64) -> String {
 /// errors name the file. A file written before the `Branch` layout names its tensors the
 /// published way (`cinefuse_model::tensor_names`) and loads through that table.
 pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
+    // A model folder is the user's: a FIFO named model.bpk would block the loader forever.
+    cinefuse_data::user_file::open_regular(file)?;
     let error = match model.clone().try_load_file(file) {
         Ok(loaded) => return Ok(loaded),
         Err(e) => e,
