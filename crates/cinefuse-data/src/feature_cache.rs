@@ -64,10 +64,13 @@ impl FeatureTable {
 
     /// Reads a table; `Ok(None)` when the file is absent or was made for another fingerprint.
     pub fn load_if(path: &Path, fingerprint: &str) -> Result<Option<Self>, DataError> {
-        let bytes = match std::fs::read(path) {
+        // Regular files only (a FIFO would block); tables are far below the 1 GiB cap.
+        let bytes = match crate::user_file::read_capped(path, crate::user_file::MAX_JSONL_BYTES) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(DataError::io(path, e)),
+            Err(DataError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(DataError::file(path, "not a cinefuse feature cache"));

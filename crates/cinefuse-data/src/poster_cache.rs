@@ -154,7 +154,8 @@ pub struct PosterCache {
 
 impl PosterCache {
     pub fn open(path: &Path) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        // A prepared folder may be named by the user: a FIFO here would block the open.
+        let file = crate::user_file::open_regular(path)?;
         // SAFETY: the cache is written once by `prepare` and only read afterwards.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
         if map.len() < HEADER || &map[..8] != MAGIC {

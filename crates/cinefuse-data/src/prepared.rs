@@ -423,7 +423,7 @@ impl Prepared {
 }
 
 pub fn read_samples(path: &Path) -> Result<Vec<EncodedSample>, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::user_file::open_regular(path)?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| DataError::io(path, e))?;

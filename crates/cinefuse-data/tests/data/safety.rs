@@ -206,6 +206,33 @@ fn a_movies_file_that_is_a_fifo_or_a_device_is_refused() {
     }
 }
 
+/// A prepared folder is named by the user too: its poster cache or samples as a FIFO are
+/// refused by name when it is opened, not waited on.
+#[cfg(unix)]
+#[test]
+fn a_prepared_folder_with_a_fifo_inside_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synth::write_synthetic(&d.join("data"), 30, 2).unwrap();
+    let fifo = std::ffi::CString::new(d.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    for (k, name) in ["posters.bin", "samples.jsonl"].into_iter().enumerate() {
+        let prepared = d.join(format!("prepared-{k}"));
+        prepare_dataset(&d.join("data"), &prepared, &small_config()).unwrap();
+        fs::remove_file(prepared.join(name)).unwrap();
+        std::os::unix::fs::symlink(d.join("fifo"), prepared.join(name)).unwrap();
+        let err = cinefuse_data::Prepared::open(&prepared)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains(name) && err.contains("not a regular file"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn a_truncated_jpeg_is_a_flagged_poster() {
     let dir = tempfile::tempdir().unwrap();
