@@ -240,8 +240,12 @@ impl Manifest {
     }
 }
 
+/// Copies a run's file into the export; only a regular file (a FIFO would block the copy).
 fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to)
+    let mut source = cinefuse_data::user_file::open_regular(from)?;
+    let mut target =
+        std::fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
+    std::io::copy(&mut source, &mut target)
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
