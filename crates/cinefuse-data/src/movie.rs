@@ -303,9 +303,9 @@ pub fn parse_movies_file(path: &Path) -> Result<ParsedMovies, DataError> {
     Ok(parse_movies_bytes(&bytes))
 }
 
-/// Parses the bytes of a JSONL file of movies. Malformed lines (bad JSON, invalid UTF-8) are collected, not fatal, so that the caller
-/// decides between aborting and skipping; blank lines are ignored and a UTF-8 byte-order mark
-/// at the start is dropped.
+/// Parses the bytes of a JSONL file of movies. Malformed lines (bad JSON, invalid UTF-8) are
+/// collected, not fatal, so that the caller decides between aborting and skipping; blank lines
+/// are ignored and a UTF-8 byte-order mark at the start is dropped.
 pub fn parse_movies_bytes(content: &[u8]) -> ParsedMovies {
     let mut out = ParsedMovies::default();
     for (i, bytes) in content.split(|&b| b == b'\n').enumerate() {

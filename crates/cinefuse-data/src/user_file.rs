@@ -18,7 +18,8 @@ pub const MAX_JSONL_BYTES: u64 = 1 << 30;
 /// The JSON files of run, bag and prepared folders (the largest, `eval_predictions.json`, holds
 /// one row per movie).
 pub const MAX_STATE_JSON_BYTES: u64 = 256 << 20;
-/// Hugging Face tokenizers run from under 1 MB (MiniLM) to about 20 MB (large multilingual vocabularies).
+/// Hugging Face tokenizers run from under 1 MB (MiniLM) to about 20 MB (large multilingual
+/// vocabularies).
 pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
 
 /// Opens `path` for reading if it is a regular file (after following links).

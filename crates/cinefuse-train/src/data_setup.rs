@@ -74,6 +74,7 @@ pub fn prepared_fingerprint(prepared_dir: &Path) -> Result<String> {
     let mut h = Sha256::new();
     for f in [PREPROCESS_FILE, cinefuse_data::prepared::TOKENIZER_FILE] {
         let path = prepared_dir.join(f);
+        // The tokenizer's cap, the larger of the two files' (preprocess.json is far smaller).
         let cap = cinefuse_data::user_file::MAX_TOKENIZER_BYTES;
         h.update(cinefuse_data::user_file::read_capped(&path, cap)?);
     }

@@ -43,15 +43,21 @@ pub enum PretrainedError {
 /// A checkpoint's JSON file (`config.json` and the like): a regular file of at most 1 MiB, so
 /// a FIFO or a device in a checkpoint folder is refused instead of blocking or reading forever.
 pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, PretrainedError> {
-    use cinefuse_data::{DataError, user_file};
-    user_file::read_capped(path, user_file::MAX_CONFIG_BYTES).map_err(|e| PretrainedError::Io {
+    use cinefuse_data::user_file;
+    user_file::read_capped(path, user_file::MAX_CONFIG_BYTES).map_err(|e| user_file_error(path, e))
+}
+
+/// A refusal of `cinefuse_data::user_file` as this module's error, the path named once.
+fn user_file_error(path: &Path, e: cinefuse_data::DataError) -> PretrainedError {
+    use cinefuse_data::DataError;
+    PretrainedError::Io {
         path: path.to_path_buf(),
         message: match e {
             DataError::Io { error, .. } => format!("cannot read: {error}"),
             DataError::File { message, .. } => message,
             other => other.to_string(),
         },
-    })
+    }
 }
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PretrainedError> {
@@ -191,10 +197,7 @@ pub fn file_sha256(path: &Path) -> Result<String, PretrainedError> {
     use std::io::Read;
     // Regular files only: hashing a FIFO would block, a device would never end.
     let mut file =
-        cinefuse_data::user_file::open_regular(path).map_err(|e| PretrainedError::Io {
-            path: path.to_path_buf(),
-            message: format!("cannot open: {e}"),
-        })?;
+        cinefuse_data::user_file::open_regular(path).map_err(|e| user_file_error(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
