@@ -9,6 +9,7 @@ use std::path::Path;
 use burn::store::{
     BurnToPyTorchAdapter, BurnpackStore, KeyRemapper, ModuleAdapter, ModuleSnapshot,
 };
+use burn::tensor::Bytes;
 use regex::escape;
 
 use crate::pretrained::PretrainedError;
@@ -90,13 +91,13 @@ fn exact_renames(pairs: impl Iterator<Item = (String, String)>) -> KeyRemapper {
 }
 
 /// Loads a Burn file whose tensors carry their published names (one written before the
-/// `Branch` layout) into `module`; every tensor must match, as for any checkpoint.
+/// `Branch` layout) into `module`; every tensor must match, as for any checkpoint. `bytes` are
+/// the file's content, read by the caller; `path` names it in errors.
 pub fn load_published_burnpack<M: ModuleSnapshot>(
     module: M,
+    bytes: Bytes,
     path: &Path,
 ) -> Result<M, PretrainedError> {
-    let store = BurnpackStore::from_file(path)
-        .auto_extension(false)
-        .remap(from_published(&module));
+    let store = BurnpackStore::from_bytes(Some(bytes)).remap(from_published(&module));
     apply_checked(module, store, path, &[], "Burn")
 }

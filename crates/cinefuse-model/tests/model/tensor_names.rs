@@ -118,7 +118,8 @@ fn a_file_with_published_names_loads_every_value() {
         );
         let fresh = model(text, poster, 2);
         assert_ne!(module_values(&fresh), module_values(&written), "{text:?}");
-        let loaded = load_published_burnpack(fresh, &path).unwrap();
+        let bytes = burn::tensor::Bytes::from_bytes_vec(std::fs::read(&path).unwrap());
+        let loaded = load_published_burnpack(fresh, bytes, &path).unwrap();
         assert_eq!(module_values(&loaded), module_values(&written), "{text:?}");
     }
 }

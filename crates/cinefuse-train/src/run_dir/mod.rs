@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use burn::prelude::*;
+use burn::tensor::Bytes;
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::tensor_names;
 use cinefuse_model::{CinefuseModel, ModelConfig, ModelShapes};
@@ -284,15 +285,22 @@ pub fn timestamp_of(secs: u64) -> String {
 /// errors name the file. A file written before the `Branch` layout names its tensors the
 /// published way (`cinefuse_model::tensor_names`) and loads through that table.
 pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
-    // A model folder is the user's: a FIFO named model.bpk would block the loader forever.
-    cinefuse_data::user_file::open_regular(file)?;
-    let error = match model.clone().try_load_file(file) {
+    // A model folder is the user's: the bytes come from one checked, capped read, so a FIFO
+    // named model.bpk (or one swapped in after a check) can never block Burn's loader.
+    let bytes = cinefuse_data::user_file::read_capped(file, MAX_WEIGHTS_BYTES)?;
+    let error = match burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.clone()))
+        .and_then(|record| model.clone().try_load_record(record))
+    {
         Ok(loaded) => return Ok(loaded),
         Err(e) => e,
     };
-    tensor_names::load_published_burnpack(model, file)
+    tensor_names::load_published_burnpack(model, Bytes::from_bytes_vec(bytes), file)
         .map_err(|_| anyhow::anyhow!("{}: {error}", file.display()))
 }
+
+/// The largest weights file read: far above any encoder cinefuse runs (MiniLM with
+/// EfficientNet-B0 is about 110 MB), it bounds the read of a file that keeps growing.
+pub const MAX_WEIGHTS_BYTES: u64 = 16 << 30;
 
 /// The model that `config` and `shapes` describe, on `device`, with the weights of `file`:
 /// how a run's best model, a checkpoint and every export member are read.
