@@ -96,6 +96,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         &mut prepared,
         &device,
     )?;
+    cinefuse_train::frozen_poster_states::attach_frozen_poster_states(
+        &config.model,
+        &mut prepared,
+        &device,
+    )?;
     for b in a
         .backends
         .split(',')

@@ -1055,6 +1055,63 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     );
     assert!(!d.join("runs/never").exists());
 
+    // The poster backbone fine-tuned from its frozen blocks' cached maps (kept beside the
+    // frozen features, so the second member reads them back), predicted by the whole backbone.
+    let text = ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "p.toml",
+            "--out",
+            "runs/poster-cached",
+            "--set",
+            "model.poster.freeze=false",
+            "--set",
+            "model.poster.trainable_layers=2",
+            "--set",
+            "model.poster.cache_frozen_layers=true",
+            "--set",
+            "train.folds=2",
+            "--set",
+            "train.epochs=1",
+        ],
+    );
+    for expected in [
+        "frozen-block poster features: computed",
+        "poster backbone: its frozen part (the stem and the first 14 blocks) gives a [192, 1, 1] map",
+        "poster backbone: its frozen part's output cached (",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    ok(
+        d,
+        &[
+            "export",
+            "--run",
+            "runs/poster-cached",
+            "--out",
+            "poster-cached",
+        ],
+    );
+    portable::check_portable(d, "poster-cached", &portable_movies(d));
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "p.toml",
+            "--set",
+            "model.poster.cache_frozen_layers=true",
+            "--out",
+            "runs/never",
+        ],
+    );
+    assert!(
+        e.contains("model.poster.cache_frozen_layers: needs kind = \"efficientnet-lite0\""),
+        "{e}"
+    );
+
     // Rating trees blended with that bag: the reference walks the same forests. The test
     // leans the rating on them so that a wrong walk shows.
     ok(

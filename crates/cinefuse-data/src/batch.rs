@@ -43,6 +43,16 @@ pub struct MovieBatch {
     pub plot_features: Option<Tensor<2>>,
     /// The plot backbone's frozen layers' output on the batch's token rows, when cached.
     pub plot_states: Option<PlotStates>,
+    /// The poster backbone's frozen blocks' output, when cached.
+    pub poster_states: Option<PosterStates>,
+}
+
+/// Feature maps entering block `from_block` of the poster backbone: `[B, C, H, W]`, zeros for
+/// movies without a poster (masked out by the model).
+#[derive(Debug, Clone)]
+pub struct PosterStates {
+    pub from_block: usize,
+    pub maps: Tensor<4>,
 }
 
 /// Token states entering layer `from_layer` of the plot backbone: `[B, L, D]`, `L` the
@@ -116,11 +126,9 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
         MovieBatch {
             ids: items.iter().map(|it| it.id.clone()).collect(),
             posters: Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, h, w]), device),
-            poster_present: f1(ones_where(
-                items
-                    .iter()
-                    .map(|it| it.poster.is_some() || it.poster_features.is_some()),
-            )),
+            poster_present: f1(ones_where(items.iter().map(|it| {
+                it.poster.is_some() || it.poster_features.is_some() || it.poster_states.is_some()
+            }))),
             tokens: i2(tokens, len),
             token_pad: token_mask.clone().equal_elem(0.0),
             token_mask,
@@ -139,6 +147,7 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
             poster_features: stack_features(&items, |it| it.poster_features.as_deref(), device),
             plot_features: stack_features(&items, |it| it.plot_features.as_deref(), device),
             plot_states: self.stack_states(&items, len, device),
+            poster_states: stack_poster_maps(&items, device),
         }
     }
 }
@@ -229,6 +238,30 @@ impl MovieBatcher {
         }
         (tokens, mask, len)
     }
+}
+
+/// `[B, C, H, W]` from per-item poster maps, zeros for items without a poster; `None` when no
+/// item has one. One batch's maps come from one table (one block, one shape).
+fn stack_poster_maps(items: &[MovieItem], device: &Device) -> Option<PosterStates> {
+    let first = items.iter().find_map(|it| it.poster_states.as_ref())?;
+    let (from_block, shape) = (first.from_block, first.shape);
+    let size: usize = shape.iter().product();
+    let mut values = vec![0f32; items.len() * size];
+    for (i, map) in items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, it)| Some((i, it.poster_states.as_ref()?)))
+    {
+        assert!(
+            map.from_block == from_block && map.shape == shape && map.values.len() == size,
+            "the poster map of {} does not match the batch's",
+            items[i].id
+        );
+        values[i * size..(i + 1) * size].copy_from_slice(&map.values);
+    }
+    let [c, h, w] = shape;
+    let maps = Tensor::from_data(TensorData::new(values, [items.len(), c, h, w]), device);
+    Some(PosterStates { from_block, maps })
 }
 
 /// `[B, D]` from per-item feature vectors, zeros for items without (movies missing that

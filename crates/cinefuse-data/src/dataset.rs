@@ -6,6 +6,7 @@ use burn::data::dataset::Dataset;
 
 use crate::feature_cache::CachedFeatures;
 use crate::poster_cache::PosterCache;
+use crate::poster_states::PosterMap;
 use crate::prepared::EncodedSample;
 
 /// One model-ready movie.
@@ -28,6 +29,9 @@ pub struct MovieItem {
     /// A fine-tuned plot backbone's frozen layers' output for this movie's token rows, when
     /// the run caches them.
     pub plot_states: Option<TokenBlock>,
+    /// A fine-tuned poster backbone's frozen blocks' output for this movie's poster, when the
+    /// run caches them (then `poster` is left empty).
+    pub poster_states: Option<PosterMap>,
     /// The movie's credits ("role:name"), for a credits vote: only a movie encoded for
     /// prediction carries them (`with_credits`); training and evaluation items leave them on
     /// the sample, so the batcher never copies them.
@@ -50,6 +54,7 @@ impl MovieItem {
             poster_features: None,
             plot_features: None,
             plot_states: None,
+            poster_states: None,
             credits: Vec::new(),
         }
     }
@@ -120,14 +125,23 @@ impl MovieDataset {
             .features
             .as_deref()
             .and_then(|f| f.plot_states.as_deref());
-        // With cached poster features the pixels are neither needed nor copied.
+        let poster_states = self
+            .features
+            .as_deref()
+            .and_then(|f| f.poster_states.as_deref());
+        // With cached poster features (or maps) the pixels are neither needed nor copied.
         let poster = s
             .poster_slot
-            .filter(|_| poster_table.is_none())
+            .filter(|_| poster_table.is_none() && poster_states.is_none())
             .map(|slot| self.posters.get(slot as usize).to_vec());
         let mut item = MovieItem::from_sample(s, poster);
         if s.poster_slot.is_some() {
             item.poster_features = poster_table.map(|t| t.row(row).to_vec());
+            item.poster_states = poster_states.map(|t| PosterMap {
+                from_block: t.from_block,
+                shape: t.shape,
+                values: t.map(row).to_vec(),
+            });
         }
         if item.plot_present {
             item.plot_features = plot_table.map(|t| t.row(row).to_vec());

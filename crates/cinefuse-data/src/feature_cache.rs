@@ -109,6 +109,8 @@ pub struct CachedFeatures {
     pub plot: Option<Arc<FeatureTable>>,
     /// A fine-tuned plot backbone's frozen layers' output (`model.text.cache_frozen_layers`).
     pub plot_states: Option<Arc<crate::token_states::TokenStates>>,
+    /// A fine-tuned poster backbone's frozen blocks' output (`model.poster.cache_frozen_layers`).
+    pub poster_states: Option<Arc<crate::poster_states::PosterStates>>,
 }
 
 /// The folder of cached features inside a prepared folder.

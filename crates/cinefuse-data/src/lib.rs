@@ -13,6 +13,7 @@ pub mod output_dir;
 pub mod output_lock;
 pub mod paths;
 pub mod poster_cache;
+pub mod poster_states;
 pub mod prepare;
 pub mod prepared;
 pub mod scalers;

@@ -15,8 +15,9 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use cinefuse_data::feature_cache::CachedFeatures;
+use cinefuse_data::feature_cache::{CachedFeatures, FeatureTable};
 use cinefuse_data::movie::{Movie, read_movies, write_movies};
+use cinefuse_data::poster_states::PosterStates;
 use cinefuse_data::prepare::{PrepareConfig, SplitMode};
 use cinefuse_data::split::Split;
 use cinefuse_data::token_states::TokenStates;
@@ -318,6 +319,61 @@ fn prepare_all_train(dir: &Path, movies: &[Movie]) -> Prepared {
     };
     prepare_dataset(dir, &dir.join("p"), &config).unwrap();
     Prepared::open(&dir.join("p")).unwrap()
+}
+
+/// A poster fine-tuning run's cached frozen-block maps: a movie with a poster carries its map
+/// and no pixels, one without carries neither, and the batch stacks the maps with zeros for it.
+#[test]
+fn poster_maps_travel_with_their_items_instead_of_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_png(&dir.path().join("posters/a.png"), [255, 0, 0]);
+    let mut a = movie("a", 2001, 8.0);
+    a.poster = Some("posters/a.png".into());
+    let b = movie("b", 2002, 4.0);
+    let mut p = prepare_all_train(dir.path(), &[a, b]);
+    let values: Vec<f32> = (0..2 * 12).map(|v| v as f32).collect();
+    let table = FeatureTable::new(12, "k".into(), values);
+    p.features = Some(Arc::new(CachedFeatures {
+        poster_states: Some(Arc::new(PosterStates::new(14, [3, 2, 2], Arc::new(table)))),
+        ..Default::default()
+    }));
+    let ds = p.dataset_all();
+    let items: Vec<MovieItem> = (0..2).map(|i| ds.get(i).unwrap()).collect();
+    let row_a = p.samples.iter().position(|s| s.id == "a").unwrap();
+    let (with, without) = (&items[row_a], &items[1 - row_a]);
+    assert!(with.poster.is_none(), "no pixels copied");
+    let map = with.poster_states.as_ref().expect("a has its map");
+    assert_eq!((map.from_block, map.shape), (14, [3, 2, 2]));
+    let first = (row_a * 12) as f32;
+    assert_eq!(
+        map.values,
+        (0..12).map(|v| first + v as f32).collect::<Vec<_>>()
+    );
+    assert!(without.poster_states.is_none(), "b has no poster");
+    let batch = MovieBatcher::new(24, 16, 16).batch(items.clone(), &Device::flex());
+    let s = batch.poster_states.expect("the batch carries them");
+    assert_eq!((s.from_block, s.maps.dims()), (14, [2, 3, 2, 2]));
+    assert_eq!(batch.posters.dims(), [2, 3, 1, 1], "no pixel tensor");
+    let v = s
+        .maps
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(v[row_a * 12..(row_a + 1) * 12], map.values[..]);
+    assert!(
+        v[(1 - row_a) * 12..(2 - row_a) * 12]
+            .iter()
+            .all(|x| *x == 0.0)
+    );
+    let present = batch
+        .poster_present
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(present[row_a], 1.0);
+    assert_eq!(present[1 - row_a], 0.0);
 }
 
 /// A fine-tuning run's cached frozen-layer states: each item carries its own token rows, the

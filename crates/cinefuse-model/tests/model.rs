@@ -92,6 +92,7 @@ fn items(n: usize) -> Vec<MovieItem> {
                 poster_features: None,
                 plot_features: None,
                 plot_states: None,
+                poster_states: None,
                 credits: Vec::new(),
             }
         })

@@ -167,7 +167,7 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
 
 /// Runs `features` over every prepared movie that `has` the modality, in batches; rows of the
 /// others are left at zero (the model masks them out).
-fn compute(
+pub(crate) fn compute(
     prepared: &Prepared,
     device: &Device,
     what: &str,

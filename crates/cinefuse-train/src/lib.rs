@@ -15,6 +15,7 @@ pub mod ensemble;
 pub mod evaluate;
 pub mod export;
 pub mod frozen_layer_states;
+pub mod frozen_poster_states;
 pub mod genre_stacking;
 pub mod input_fields;
 pub mod interval;

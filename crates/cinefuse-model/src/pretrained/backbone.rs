@@ -68,8 +68,13 @@ impl Backbone for EfficientNetLite {
         HEAD_CHANNELS
     }
 
+    /// From the cached output of the frozen blocks when the batch carries it (a fine-tuning
+    /// run with `cache_frozen_layers`), else from the pixels.
     fn features(&self, batch: &MovieBatch) -> Tensor<2> {
-        self.forward(to_checkpoint_scale(batch.posters.clone()))
+        match &batch.poster_states {
+            Some(s) => self.forward_from(s.from_block, s.maps.clone()),
+            None => self.forward(to_checkpoint_scale(batch.posters.clone())),
+        }
     }
 
     fn cached(batch: &MovieBatch) -> Option<&Tensor<2>> {

@@ -225,13 +225,42 @@ impl EfficientNetLite {
 
     /// `[B, 3, H, W]` images already scaled as `(pixel − 127) / 128` → pooled `[B, 1280]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut h = relu6(batch_norm(&self.stem_norm, self.stem.forward(x)));
-        for block in &self.blocks {
-            h = block.forward(h);
-        }
-        h = relu6(batch_norm(&self.head_norm, self.head.forward(h)));
+        self.forward_from(0, self.states_before(0, x))
+    }
+
+    /// The feature maps entering block `block` (`0..=blocks.len()`): the stem and the blocks
+    /// below it, on images scaled as for `forward`.
+    pub fn states_before(&self, block: usize, x: Tensor<4>) -> Tensor<4> {
+        let h = relu6(batch_norm(&self.stem_norm, self.stem.forward(x)));
+        self.blocks[..block].iter().fold(h, |h, b| b.forward(h))
+    }
+
+    /// The pooled features from the maps entering block `block`: the blocks from there on,
+    /// the head and the pooling. `forward_from(k, states_before(k, x)) == forward(x)`.
+    pub fn forward_from(&self, block: usize, states: Tensor<4>) -> Tensor<2> {
+        let h = self.blocks[block..]
+            .iter()
+            .fold(states, |h, b| b.forward(h));
+        let h = relu6(batch_norm(&self.head_norm, self.head.forward(h)));
         let [b, c, _, _] = h.dims();
         self.pool.forward(h).reshape([b, c])
+    }
+
+    /// `[C, H, W]` of the maps entering block `block` for `height × width` images.
+    pub fn states_shape(block: usize, height: usize, width: usize) -> [usize; 3] {
+        let (mut c, mut h, mut w) = (STEM_CHANNELS, height.div_ceil(2), width.div_ceil(2));
+        let strides = LITE0_STAGES.iter().flat_map(|&(_, stride, c_out, n, _)| {
+            (0..n).map(move |i| (if i == 0 { stride } else { 1 }, c_out))
+        });
+        for (stride, c_out) in strides.take(block) {
+            (c, h, w) = (c_out, h.div_ceil(stride), w.div_ceil(stride));
+        }
+        [c, h, w]
+    }
+
+    /// How many inverted-residual blocks the network has.
+    pub fn n_blocks(&self) -> usize {
+        self.blocks.len()
     }
 }
 

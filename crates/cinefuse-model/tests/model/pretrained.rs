@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use cinefuse_data::MovieBatch;
 use cinefuse_data::MovieItem;
+use cinefuse_data::batch::PosterStates;
 use cinefuse_data::dataset::TokenBlock;
+use cinefuse_data::poster_states::PosterMap;
 use cinefuse_model::encoders::ModalityEncoder;
 use cinefuse_model::encoders::text::keep_first;
+use cinefuse_model::pretrained::backbone::to_checkpoint_scale;
 use cinefuse_model::pretrained::efficientnet::same_padding;
 use cinefuse_model::pretrained::testing::{
     Tensors, TinyBert, efficientnet_port_name, module_values, write_safetensors,
@@ -301,6 +305,91 @@ fn cached_frozen_layer_states_give_the_backbones_features() {
     assert_eq!(grads_of(&enc.backbone.layers[0], &grads).0, 0);
     let (with, without) = grads_of(&enc.backbone.layers[1], &grads);
     assert!(with > 0 && without == 0, "{with} with, {without} without");
+}
+
+/// `model.poster.cache_frozen_layers`: the maps entering a block (`states_before`) give the
+/// backbone's own features through `forward_from`, at the shape `states_shape` promises;
+/// batches carrying them give the encoder's features for every movie with a poster, and a
+/// step from them trains only the blocks above.
+#[test]
+fn cached_frozen_block_maps_give_the_backbones_features() {
+    let device = Device::flex();
+    device.seed(3);
+    let net = EfficientNetLite::lite0(&device);
+    let x = Tensor::<4>::random([2, 3, 40, 33], Distribution::Default, &device);
+    let whole = net.forward(x.clone());
+    for k in [0, 1, 5, 11, 14, 16] {
+        let maps = net.states_before(k, x.clone());
+        let [c, h, w] = EfficientNetLite::states_shape(k, 40, 33);
+        assert_eq!(maps.dims(), [2, c, h, w], "block {k}");
+        net.forward_from(k, maps)
+            .into_data()
+            .assert_approx_eq::<f32>(&whole.clone().into_data(), Default::default());
+    }
+
+    let tuning = Tuning {
+        freeze: false,
+        lr_scale: 0.1,
+        trainable_layers: Some(2),
+        layer_decay: 1.0,
+    };
+    let with_maps = |enc: &PretrainedEncoder<EfficientNetLite>, mut its: Vec<MovieItem>| {
+        let b = batch(its.clone(), &Device::flex());
+        let maps = enc
+            .backbone
+            .states_before(14, to_checkpoint_scale(b.posters.clone()));
+        let [_, c, h, w] = maps.dims();
+        let values = maps
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let size = c * h * w;
+        for (k, it) in its.iter_mut().enumerate() {
+            it.poster_states = it.poster.take().map(|_| PosterMap {
+                from_block: 14,
+                shape: [c, h, w],
+                values: values[k * size..(k + 1) * size].to_vec(),
+            });
+        }
+        (b, batch(its, &Device::flex()))
+    };
+    let its = items(10);
+    let with_poster: Vec<i64> = (0..10)
+        .filter(|i| its[*i as usize].poster.is_some())
+        .collect();
+    assert!(with_poster.len() < 10, "some movies without a poster");
+    let enc = PretrainedEncoder::new(EfficientNetLite::lite0(&device), 6, 0.0, &tuning, &device);
+    let (plain, cached) = with_maps(&enc, its.clone());
+    assert_eq!(cached.posters.dims(), [10, 3, 1, 1], "no pixels copied");
+    assert_eq!(
+        plain.poster_present.to_data(),
+        cached.poster_present.to_data()
+    );
+    let rows = Tensor::<1, Int>::from_ints(with_poster.as_slice(), &device);
+    enc.backbone_features(&plain)
+        .select(0, rows.clone())
+        .into_data()
+        .assert_approx_eq::<f32>(
+            &enc.backbone_features(&cached).select(0, rows).into_data(),
+            Default::default(),
+        );
+    // Training: the maps are an input, so the frozen blocks take no gradient.
+    let device = Device::flex().autodiff();
+    let enc = PretrainedEncoder::new(EfficientNetLite::lite0(&device), 6, 0.0, &tuning, &device);
+    let (_, cached) = with_maps(&enc, its);
+    let cached = MovieBatch {
+        poster_states: cached.poster_states.map(|s| PosterStates {
+            from_block: s.from_block,
+            maps: s.maps.to_device(&device),
+        }),
+        ..batch(items(10), &device)
+    };
+    let grads = enc.embed(&cached).powf_scalar(2.0).sum().backward();
+    assert_eq!(grads_of(&enc.backbone.blocks[13], &grads).0, 0);
+    // Every weight of the last block learns (its BatchNorm running statistics take none).
+    let (with, _) = grads_of(&enc.backbone.blocks[15], &grads);
+    assert_eq!(with, 9, "3 convolutions and 3 norms' scale and shift");
 }
 
 #[test]

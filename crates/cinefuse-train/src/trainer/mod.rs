@@ -249,6 +249,7 @@ mod tests {
                 poster_features: None,
                 plot_features: None,
                 plot_states: None,
+                poster_states: None,
                 credits: Vec::new(),
             })
             .collect();

@@ -8,7 +8,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use cinefuse_data::MovieBatch;
-use cinefuse_data::batch::PlotStates;
+use cinefuse_data::batch::{PlotStates, PosterStates};
 use cinefuse_model::ModelOutput;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,10 @@ pub(crate) fn cast_inputs(batch: &MovieBatch, dtype: FloatDType) -> MovieBatch {
         plot_states: batch.plot_states.as_ref().map(|s| PlotStates {
             from_layer: s.from_layer,
             states: s.states.clone().cast(dtype),
+        }),
+        poster_states: batch.poster_states.as_ref().map(|s| PosterStates {
+            from_block: s.from_block,
+            maps: s.maps.clone().cast(dtype),
         }),
         ..batch.clone()
     }

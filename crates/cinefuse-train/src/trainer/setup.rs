@@ -300,6 +300,11 @@ impl Trainer {
             &mut prepared,
             &device,
         )?;
+        crate::frozen_poster_states::attach_frozen_poster_states(
+            &config.model,
+            &mut prepared,
+            &device,
+        )?;
         let shapes = run_shapes(&config, &prepared, saved.as_ref())?;
         let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
         let (train_ds, val_ds) = datasets_for(&prepared, rows);

@@ -49,6 +49,12 @@ pub struct PosterEncoderConfig {
     /// Pretrained kinds: dropout on the backbone features before the adapter.
     #[config(default = 0.1)]
     pub feature_dropout: f64,
+    /// `kind = "efficientnet-lite0"`, fine-tuning the last `trainable_layers` blocks: the stem
+    /// and the blocks below them run once per poster (in inference mode: their BatchNorm uses
+    /// its running statistics) and every step starts from their cached output, so a step runs
+    /// only the blocks that learn. Prediction is unchanged (it runs the whole backbone).
+    #[config(default = false)]
+    pub cache_frozen_layers: bool,
     /// Channels of each stage; every stage after the first halves the resolution.
     #[config(default = "vec![16, 32, 64]")]
     pub widths: Vec<usize>,
@@ -71,6 +77,17 @@ impl PosterEncoderConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.cache_frozen_layers
+            && (self.kind != PosterEncoderKind::EfficientnetLite0
+                || self.freeze
+                || self.trainable_layers.is_none())
+        {
+            return Err(
+                "model.poster.cache_frozen_layers: needs kind = \"efficientnet-lite0\", \
+                 freeze = false and trainable_layers (the blocks below those are the ones cached)"
+                    .into(),
+            );
+        }
         if self.kind != PosterEncoderKind::Resnet {
             return validate_tuning(
                 "poster",
