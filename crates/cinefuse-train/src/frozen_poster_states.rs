@@ -17,6 +17,7 @@ use cinefuse_data::prepared::POSTERS_FILE;
 use cinefuse_model::encoders::poster::PosterEncoderKind;
 use cinefuse_model::pretrained::EfficientNetLite;
 use cinefuse_model::pretrained::backbone::to_checkpoint_scale;
+use cinefuse_model::pretrained::efficientnet::LITE0_BLOCKS;
 use cinefuse_model::pretrained::load::file_sha256;
 use cinefuse_model::{Modality, ModelConfig};
 
@@ -59,7 +60,7 @@ fn poster_states(
     let batcher = prepared.preprocessor.batcher();
     let (height, width) = (batcher.image_height, batcher.image_width);
     // The stem stays frozen whatever trains above it, so there is always something to cache.
-    let blocks = EfficientNetLite::lite0(&Device::flex()).n_blocks();
+    let blocks = LITE0_BLOCKS;
     let from = blocks.saturating_sub(trainable);
     let shape = EfficientNetLite::states_shape(from, height, width);
     let dim: usize = shape.iter().product();

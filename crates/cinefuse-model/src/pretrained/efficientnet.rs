@@ -26,6 +26,16 @@ const LITE0_STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (5, 2, 192, 4, 6),
     (3, 1, 320, 1, 6),
 ];
+/// How many inverted-residual blocks Lite0 has (16).
+pub const LITE0_BLOCKS: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < LITE0_STAGES.len() {
+        n += LITE0_STAGES[i].3;
+        i += 1;
+    }
+    n
+};
 const STEM_CHANNELS: usize = 32;
 pub const HEAD_CHANNELS: usize = 1280;
 /// BatchNorm epsilon of the TensorFlow original.

@@ -15,7 +15,7 @@ use cinefuse_data::poster_states::PosterMap;
 use cinefuse_model::encoders::ModalityEncoder;
 use cinefuse_model::encoders::text::keep_first;
 use cinefuse_model::pretrained::backbone::to_checkpoint_scale;
-use cinefuse_model::pretrained::efficientnet::same_padding;
+use cinefuse_model::pretrained::efficientnet::{LITE0_BLOCKS, same_padding};
 use cinefuse_model::pretrained::testing::{
     Tensors, TinyBert, efficientnet_port_name, module_values, write_safetensors,
 };
@@ -317,6 +317,7 @@ fn cached_frozen_block_maps_give_the_backbones_features() {
     device.seed(3);
     let net = EfficientNetLite::lite0(&device);
     let x = Tensor::<4>::random([2, 3, 40, 33], Distribution::Default, &device);
+    assert_eq!(net.n_blocks(), LITE0_BLOCKS);
     let whole = net.forward(x.clone());
     for k in [0, 1, 5, 11, 14, 16] {
         let maps = net.states_before(k, x.clone());
