@@ -60,20 +60,10 @@ fn poster_states(
     let batcher = prepared.preprocessor.batcher();
     let (height, width) = (batcher.image_height, batcher.image_width);
     // The stem stays frozen whatever trains above it, so there is always something to cache.
-    let blocks = LITE0_BLOCKS;
-    let from = blocks.saturating_sub(trainable);
+    let from = LITE0_BLOCKS.saturating_sub(trainable);
     let shape = EfficientNetLite::states_shape(from, height, width);
     let dim: usize = shape.iter().product();
-    let bytes = (prepared.samples.len() * dim * 4) as u64;
-    if bytes > MAX_TABLE_BYTES {
-        bail!(
-            "model.poster.cache_frozen_layers: the maps entering block {from} ({shape:?} per \
-             poster) would take {:.1} GB for {} movies; train fewer blocks \
-             (model.poster.trainable_layers) or leave the cache off",
-            bytes as f64 / 1e9,
-            prepared.samples.len()
-        );
-    }
+    refuse_oversized(prepared.samples.len(), from, shape)?;
     let key = fingerprint(&[
         b"efficientnet-lite0-states-v1",
         file_sha256(&EfficientNetLite::weights_file(dir))?.as_bytes(),
@@ -83,40 +73,81 @@ fn poster_states(
         &(height as u64).to_le_bytes(),
         &(width as u64).to_le_bytes(),
     ]);
-    let path = cache_path(&prepared.dir, "poster-states", &key);
-    let table = match FeatureTable::load_if(&path, &key)? {
-        Some(t) => {
-            println!(
-                "poster backbone: its frozen part's output cached ({})",
-                path.display()
-            );
-            t
-        }
-        None => {
-            let net = frozen_poster_backbone(dir, device)?;
-            let table = compute(
-                prepared,
-                device,
-                "frozen-block poster",
-                dim,
-                key,
-                |it| it.poster.is_some(),
-                |b| {
-                    let maps = net.states_before(from, to_checkpoint_scale(b.posters.clone()));
-                    let n = maps.dims()[0];
-                    maps.reshape([n, dim])
-                },
-            )?;
-            table.save(&path)?;
-            table
-        }
-    };
+    let table = stored_or_computed(dir, from, dim, key, prepared, device)?;
     let states = PosterStates::new(from, shape, Arc::new(table));
     println!(
         "poster backbone: its frozen part (the stem and the first {from} blocks) gives a \
          {shape:?} map per poster ({:.0} MB in memory); training runs the {} blocks above it",
         states.bytes() as f64 / 1e6,
-        blocks - from
+        LITE0_BLOCKS - from
     );
     Ok(states)
+}
+
+/// The maps entering block `from` of every prepared poster (`dim` values each), read back from
+/// the prepared folder when made with the same `key`, else computed and stored there.
+fn stored_or_computed(
+    dir: &Path,
+    from: usize,
+    dim: usize,
+    key: String,
+    prepared: &Prepared,
+    device: &Device,
+) -> Result<FeatureTable> {
+    let path = cache_path(&prepared.dir, "poster-states", &key);
+    if let Some(t) = FeatureTable::load_if(&path, &key)? {
+        println!(
+            "poster backbone: its frozen part's output cached ({})",
+            path.display()
+        );
+        return Ok(t);
+    }
+    let net = frozen_poster_backbone(dir, device)?;
+    let has_poster = |it: &cinefuse_data::MovieItem| it.poster.is_some();
+    let table = compute(
+        prepared,
+        device,
+        "frozen-block poster",
+        dim,
+        key,
+        has_poster,
+        |b| {
+            let maps = net.states_before(from, to_checkpoint_scale(b.posters.clone()));
+            let n = maps.dims()[0];
+            maps.reshape([n, dim])
+        },
+    )?;
+    table.save(&path)?;
+    Ok(table)
+}
+
+/// Refuses a cache whose maps would not fit the feature table's size cap (fine-tuning most of
+/// the network caches the large early maps: 32×112×112 per poster before block 0).
+fn refuse_oversized(samples: usize, from: usize, shape: [usize; 3]) -> Result<()> {
+    let bytes = (samples * shape.iter().product::<usize>() * 4) as u64;
+    if bytes > MAX_TABLE_BYTES {
+        bail!(
+            "model.poster.cache_frozen_layers: the maps entering block {from} ({shape:?} per \
+             poster) would take {:.1} GB for {samples} movies; train fewer blocks \
+             (model.poster.trainable_layers) or leave the cache off",
+            bytes as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_too_large_for_the_cache_are_refused_by_key() {
+        let early = EfficientNetLite::states_shape(0, 224, 224);
+        assert_eq!(early, [32, 112, 112]);
+        let e = refuse_oversized(30_000, 0, early).unwrap_err().to_string();
+        assert!(e.contains("model.poster.trainable_layers"), "{e}");
+        let late = EfficientNetLite::states_shape(14, 224, 224);
+        assert_eq!(late, [192, 7, 7]);
+        refuse_oversized(30_000, 14, late).unwrap();
+    }
 }
