@@ -276,16 +276,54 @@ impl EfficientNetLite {
 
 impl EfficientNetLite {
     /// Freezes the stem and all but the last `n` blocks (the 1×1 head stays trainable).
+    /// Frozen means no gradient *and* BatchNorm on its running statistics (`freeze`, not
+    /// `no_grad`): a frozen block on the training device would otherwise normalise by each
+    /// batch's statistics and rewrite its running ones, drifting from the pretrained network.
     pub fn freeze_all_but_last_blocks(mut self, n: usize) -> Self {
         let total = self.blocks.len();
-        self.stem = self.stem.no_grad();
-        self.stem_norm = self.stem_norm.no_grad();
+        self.stem = self.stem.freeze();
+        self.stem_norm = self.stem_norm.freeze();
         self.blocks = self
             .blocks
             .into_iter()
             .enumerate()
-            .map(|(i, b)| if i + n < total { b.no_grad() } else { b })
+            .map(|(i, b)| if i + n < total { b.freeze() } else { b })
             .collect();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// A fine-tuning pass from the pixels leaves the frozen blocks' running statistics as
+    /// loaded and updates the trainable blocks' ones.
+    #[test]
+    fn frozen_blocks_keep_their_batch_norm_statistics() {
+        let device = Device::flex().autodiff();
+        let net = EfficientNetLite::lite0(&device).freeze_all_but_last_blocks(2);
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
+        let _ = net.forward(x).sum().backward();
+        let moved = |b: &InvertedResidual| -> f32 {
+            let mean = b.depthwise_norm.running_mean.value_sync();
+            mean.abs().sum().into_scalar()
+        };
+        assert_eq!(
+            moved(&net.blocks[13]),
+            0.0,
+            "frozen: still the initial zeros"
+        );
+        assert!(moved(&net.blocks[15]) > 0.0, "trainable: updated");
+        assert_eq!(
+            net.stem_norm
+                .running_mean
+                .value_sync()
+                .abs()
+                .sum()
+                .into_scalar::<f32>(),
+            0.0
+        );
     }
 }
