@@ -244,23 +244,23 @@ impl MovieBatcher {
 /// item has one. One batch's maps come from one table (one block, one shape).
 fn stack_poster_maps(items: &[MovieItem], device: &Device) -> Option<PosterStates> {
     let first = items.iter().find_map(|it| it.poster_states.as_ref())?;
-    let (from_block, shape) = (first.from_block, first.shape);
-    let size: usize = shape.iter().product();
-    let mut values = vec![0f32; items.len() * size];
-    for (i, map) in items
+    let (from_block, [c, h, w]) = (first.from_block, first.shape);
+    for (item, map) in items
         .iter()
-        .enumerate()
-        .filter_map(|(i, it)| Some((i, it.poster_states.as_ref()?)))
+        .filter_map(|it| Some((it, it.poster_states.as_ref()?)))
     {
         assert!(
-            map.from_block == from_block && map.shape == shape && map.values.len() == size,
+            map.from_block == from_block && map.shape == first.shape,
             "the poster map of {} does not match the batch's",
-            items[i].id
+            item.id
         );
-        values[i * size..(i + 1) * size].copy_from_slice(&map.values);
     }
-    let [c, h, w] = shape;
-    let maps = Tensor::from_data(TensorData::new(values, [items.len(), c, h, w]), device);
+    let rows = stack_features(
+        items,
+        |it| it.poster_states.as_ref().map(|m| m.values.as_slice()),
+        device,
+    )?;
+    let maps = rows.reshape([items.len(), c, h, w]);
     Some(PosterStates { from_block, maps })
 }
 
