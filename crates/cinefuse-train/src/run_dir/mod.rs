@@ -285,16 +285,18 @@ pub fn timestamp_of(secs: u64) -> String {
 /// errors name the file. A file written before the `Branch` layout names its tensors the
 /// published way (`cinefuse_model::tensor_names`) and loads through that table.
 pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
-    // A model folder is the user's: the bytes come from one checked, capped read, so a FIFO
-    // named model.bpk (or one swapped in after a check) can never block Burn's loader.
-    let bytes = cinefuse_data::user_file::read_capped(file, MAX_WEIGHTS_BYTES)?;
-    let error = match burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.clone()))
+    // A model folder is the user's: Burn parses bytes from a checked, capped read, so a FIFO
+    // named model.bpk (or one swapped in after a check) can never block its loader.
+    let read = || cinefuse_data::user_file::read_capped(file, MAX_WEIGHTS_BYTES);
+    let error = match burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(read()?))
         .and_then(|record| model.clone().try_load_record(record))
     {
         Ok(loaded) => return Ok(loaded),
         Err(e) => e,
     };
-    tensor_names::load_published_burnpack(model, Bytes::from_bytes_vec(bytes), file)
+    // Only a file of the old layout gets here: read it again (checked and capped the same
+    // way) rather than copy every file's bytes up front for this rare case.
+    tensor_names::load_published_burnpack(model, Bytes::from_bytes_vec(read()?), file)
         .map_err(|_| anyhow::anyhow!("{}: {error}", file.display()))
 }
 
