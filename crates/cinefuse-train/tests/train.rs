@@ -286,6 +286,32 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 
+/// A run killed before it wrote any checkpoint (a bag member stopped in its first epoch) is
+/// started over by `--resume`, from the same seed, and ends where an uninterrupted run does.
+#[test]
+fn resuming_a_run_without_a_checkpoint_starts_it_over() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let full = train_into(&config, &dir.path().join("full")).unwrap();
+    let run = dir.path().join("run");
+    train_interrupted(&config, &run, 2);
+    std::fs::remove_dir_all(run.join(CHECKPOINTS_DIR)).unwrap();
+    assert!(latest_checkpoint(&run).is_none());
+    let done = resume(&config, &run);
+    assert_eq!(done.epochs_completed, 2);
+    assert_eq!(done.history.len(), 2, "one metrics line per epoch");
+    for (key, value) in LOSSES {
+        for (a, b) in full.history.iter().zip(&done.history) {
+            let (a, b) = (value(a), value(b));
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{key}: uninterrupted {a} vs restarted {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn training_reduces_loss_and_early_stopping_stops() {
     let _guard = serial();

@@ -316,7 +316,9 @@ impl Trainer {
             );
         }
 
-        let model = new_model(&config, &shapes, resuming, &device)?;
+        // A run killed before its first checkpoint has nothing to resume: it starts over.
+        let restarting = resuming && latest_checkpoint(&run_dir).is_none();
+        let model = new_model(&config, &shapes, resuming && !restarting, &device)?;
         let param_counts = print_parameters(&model);
         let t = &config.train;
         let steps_per_epoch = steps_per_epoch(t, train_ds.len());
@@ -359,7 +361,9 @@ impl Trainer {
             val_ds,
             events: None,
         };
-        if resuming {
+        if restarting {
+            trainer.start_over()?;
+        } else if resuming {
             trainer.restore_checkpoint()?;
         } else {
             trainer.write_run_files(&dataset_dir, &description, param_counts)?;
@@ -372,6 +376,17 @@ impl Trainer {
         }
         println!("run directory: {}", trainer.run_dir.display());
         Ok(trainer)
+    }
+
+    /// Starts a run that stopped before its first checkpoint from its first step, in its own
+    /// folder with its own config and rows, dropping whatever metric lines it wrote.
+    fn start_over(&mut self) -> Result<()> {
+        truncate_metrics(&self.run_dir, 0)?;
+        println!(
+            "{}: no checkpoint was written before it stopped; starting it over from the first epoch",
+            self.run_dir.display()
+        );
+        Ok(())
     }
 
     /// Loads the model, optimizer and loop state of the newest complete checkpoint, and drops
