@@ -237,14 +237,16 @@ pub(crate) fn create_group_run(
     Ok((dir, lock))
 }
 
-/// Trains one member into `dir`, resuming it when it has started.
+/// Trains one member into `dir`, resuming it when its setup finished (a member stopped before
+/// then starts anew in its folder).
 fn train_member(
     config: &TrainConfig,
     opts: &TrainOptions,
     dir: &Path,
     rows: TrainRows,
 ) -> Result<RunSummary> {
-    let started = dir.join(CONFIG_FILE).is_file();
+    clear_unstarted(dir, RUN_FILE)?;
+    let started = dir.join(RUN_FILE).is_file();
     let member_opts = TrainOptions {
         out: Some(dir.to_path_buf()),
         resume: started.then(|| dir.to_path_buf()),

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::bag::{create_group_run, is_bag, read_bag, train_bag};
+use crate::bag::{BAG_FILE, create_group_run, is_bag, read_bag, train_bag};
 use crate::blend::{is_blend, learn_blend};
 use crate::config::{BlendPartner, TrainConfig};
-use crate::run_dir::{CONFIG_FILE, RunLock};
+use crate::run_dir::{CONFIG_FILE, RunLock, clear_unstarted};
 use crate::trainer::{RunSummary, TrainOptions};
 
 fn bag_dir(run: &Path, k: usize) -> PathBuf {
@@ -37,6 +37,7 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
             configs.len(),
             c.name
         );
+        clear_unstarted(&bag, BAG_FILE)?;
         let bag_opts = TrainOptions {
             out: Some(bag.clone()),
             resume: is_bag(&bag).then(|| bag.clone()),

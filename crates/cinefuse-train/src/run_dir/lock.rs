@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{LOCK_FILE, timestamp};
+use cinefuse_data::output_dir::MARKER_FILE;
+
+use super::{CONFIG_FILE, LOCK_FILE, timestamp};
 
 /// An OS lock on a run directory, held while a process trains in it. The OS releases it when
 /// the process ends, however it ends, so a crash never leaves a stale lock behind.
@@ -54,6 +56,31 @@ pub fn is_locked(run_dir: &Path) -> bool {
     }
 }
 
+/// Readies a child run folder (a bag's member, a blend's bag) that its parent created and a
+/// kill stopped during setup, before `done_file` was written: the files setup writes first (the
+/// marker and the config) are removed, under the folder's lock, so the child can start anew in
+/// it. Anything else in the folder stays, and the new run's output check refuses it.
+pub fn clear_unstarted(dir: &Path, done_file: &str) -> Result<()> {
+    if !dir.is_dir() || dir.join(done_file).exists() {
+        return Ok(());
+    }
+    let lock = RunLock::acquire(dir)?;
+    for f in [MARKER_FILE, CONFIG_FILE] {
+        remove_if_present(&dir.join(f))?;
+    }
+    drop(lock);
+    remove_if_present(&dir.join(LOCK_FILE))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +96,34 @@ mod tests {
         drop(first);
         assert!(!is_locked(dir.path()));
         RunLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn an_unstarted_child_is_cleared_and_a_started_or_foreign_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let child = dir.path().join("fold-1");
+        fs::create_dir(&child).unwrap();
+        cinefuse_data::output_dir::write_marker(&child, cinefuse_data::output_dir::OutputKind::Run)
+            .unwrap();
+        fs::write(child.join(CONFIG_FILE), "seed = 7").unwrap();
+        drop(RunLock::acquire(&child).unwrap());
+        fs::write(child.join("notes.txt"), "mine").unwrap();
+        // Started: nothing is touched.
+        fs::write(child.join("run.json"), "{}").unwrap();
+        clear_unstarted(&child, "run.json").unwrap();
+        assert!(child.join(MARKER_FILE).exists() && child.join(CONFIG_FILE).exists());
+        // Held by another training process: refused, nothing removed.
+        fs::remove_file(child.join("run.json")).unwrap();
+        let held = RunLock::acquire(&child).unwrap();
+        assert!(clear_unstarted(&child, "run.json").is_err());
+        assert!(child.join(MARKER_FILE).exists());
+        drop(held);
+        // Unstarted: setup's files go, a file someone else put there stays.
+        clear_unstarted(&child, "run.json").unwrap();
+        let left: Vec<_> = fs::read_dir(&child)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["notes.txt"]);
     }
 }

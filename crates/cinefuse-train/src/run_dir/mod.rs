@@ -35,7 +35,7 @@ pub use checkpoints::{
     CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
     save_checkpoint, save_model,
 };
-pub use lock::{RunLock, is_locked};
+pub use lock::{RunLock, clear_unstarted, is_locked};
 pub use metrics::{
     EpochMetrics, Phase, append_metrics, best_epoch, read_metrics, truncate_metrics,
 };

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use cinefuse_data::output_dir::{OutputKind, write_marker};
 use cinefuse_data::split::Split;
 use cinefuse_train::bag::{BagInfo, REFIT_DIR, member_dir, read_bag};
 use cinefuse_train::config::BackendKind;
@@ -12,7 +13,9 @@ use cinefuse_train::evaluate::{LoadedRun, evaluate};
 use cinefuse_train::interval::Calibration;
 use cinefuse_train::predictions::Predictions;
 use cinefuse_train::predictor::Predictor;
-use cinefuse_train::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
+use cinefuse_train::run_dir::{
+    CHECKPOINTS_DIR, CONFIG_FILE, LOCK_FILE, RUN_FILE, RunInfo, TrainRows, read_json,
+};
 
 use super::{items_of, resume, serial, tiny_config, train_interrupted, train_into};
 
@@ -191,6 +194,18 @@ fn an_interrupted_bag_resumes_where_it_stopped() {
     assert!(info.calibration.is_none());
     let e = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex));
     assert!(e.is_err(), "an unfinished bag cannot be evaluated");
+    // Kills no checkpoint follows: the first member before its first checkpoint, the second
+    // during its setup (its folder holds the marker, the lock and the config, no run.json).
+    std::fs::remove_dir_all(member_dir(&bag, 0).join(CHECKPOINTS_DIR)).unwrap();
+    let second = member_dir(&bag, 1);
+    std::fs::create_dir(&second).unwrap();
+    write_marker(&second, OutputKind::Run).unwrap();
+    std::fs::copy(
+        member_dir(&bag, 0).join(CONFIG_FILE),
+        second.join(CONFIG_FILE),
+    )
+    .unwrap();
+    std::fs::write(second.join(LOCK_FILE), "pid 1").unwrap();
     resume(&config, &bag);
     let info = read_bag(&bag).unwrap();
     assert_eq!(info.done, [true; 3]);
