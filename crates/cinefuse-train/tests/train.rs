@@ -310,6 +310,13 @@ fn resuming_a_run_without_a_checkpoint_starts_it_over() {
             );
         }
     }
+    // Killed during its setup (no run.json yet): nothing to resume, and it says so.
+    std::fs::remove_file(run.join(cinefuse_train::run_dir::RUN_FILE)).unwrap();
+    let e = try_resume(&config, &run).unwrap_err().to_string();
+    assert!(
+        e.contains("stopped during its setup") && e.contains("run.json"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -108,6 +108,13 @@ fn open_run(
             );
         }
         let lock = RunLock::acquire(dir)?;
+        if !dir.join(RUN_FILE).is_file() {
+            bail!(
+                "{}: this run stopped during its setup, before it wrote {RUN_FILE}, so there is \
+                 nothing to resume; remove the folder and start the run again",
+                dir.display()
+            );
+        }
         let cfg = TrainConfig::load(&dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a resumable run directory", dir.display()))?;
         return Ok((cfg, dir.clone(), lock, None));
