@@ -189,6 +189,19 @@ const LOSSES: [Metric; 2] = [
     ("val_loss", |m| m.val_loss),
 ];
 
+/// Both losses of every epoch agree to 1e-6: a continued run followed the uninterrupted one.
+fn assert_same_losses(full: &cinefuse_train::RunSummary, done: &cinefuse_train::RunSummary) {
+    for (key, value) in LOSSES {
+        for (a, b) in full.history.iter().zip(&done.history) {
+            let (a, b) = (value(a), value(b));
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{key}: uninterrupted {a} vs continued {b}"
+            );
+        }
+    }
+}
+
 fn last(history: &[EpochMetrics], value: fn(&EpochMetrics) -> f64) -> f64 {
     value(history.last().unwrap())
 }
@@ -259,15 +272,7 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     assert!(ckpt.join("model.bpk").exists() && ckpt.join("optim.bpk").exists());
     let done = resume(&config, &run);
     assert_eq!(done.epochs_completed, 2);
-    for (key, value) in LOSSES {
-        for (a, b) in full.history.iter().zip(&done.history) {
-            let (a, b) = (value(a), value(b));
-            assert!(
-                (a - b).abs() < 1e-6,
-                "{key}: uninterrupted {a} vs resumed {b}"
-            );
-        }
-    }
+    assert_same_losses(&full, &done);
     assert!(run.join("best/model.bpk").exists());
     assert!(
         !run.join(CHECKPOINTS_DIR)
@@ -301,15 +306,7 @@ fn resuming_a_run_without_a_checkpoint_starts_it_over() {
     let done = resume(&config, &run);
     assert_eq!(done.epochs_completed, 2);
     assert_eq!(done.history.len(), 2, "one metrics line per epoch");
-    for (key, value) in LOSSES {
-        for (a, b) in full.history.iter().zip(&done.history) {
-            let (a, b) = (value(a), value(b));
-            assert!(
-                (a - b).abs() < 1e-6,
-                "{key}: uninterrupted {a} vs restarted {b}"
-            );
-        }
-    }
+    assert_same_losses(&full, &done);
     // Killed during its setup (no run.json yet): nothing to resume, and it says so.
     std::fs::remove_file(run.join(cinefuse_train::run_dir::RUN_FILE)).unwrap();
     let e = try_resume(&config, &run).unwrap_err().to_string();
@@ -696,13 +693,5 @@ fn a_mid_epoch_resume_with_several_loader_workers_is_exact() {
     let run = dir.path().join("run");
     train_interrupted(&config, &run, 3);
     let done = resume(&config, &run);
-    for (key, value) in LOSSES {
-        for (a, b) in full.history.iter().zip(&done.history) {
-            let (a, b) = (value(a), value(b));
-            assert!(
-                (a - b).abs() < 1e-6,
-                "{key}: uninterrupted {a} vs resumed {b}"
-            );
-        }
-    }
+    assert_same_losses(&full, &done);
 }
