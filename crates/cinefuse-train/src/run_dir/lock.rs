@@ -65,6 +65,10 @@ pub fn clear_unstarted(dir: &Path, done_file: &str) -> Result<()> {
         return Ok(());
     }
     let lock = RunLock::acquire(dir)?;
+    // Checked again under the lock: a process that held it may have finished its setup since.
+    if dir.join(done_file).exists() {
+        return Ok(());
+    }
     for f in [MARKER_FILE, CONFIG_FILE] {
         remove_if_present(&dir.join(f))?;
     }
