@@ -18,7 +18,10 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
 Metadata here is cinefuse's own encoding from samples.jsonl (scalers and vocabularies fitted on
 the training split). Regularization strength is chosen on the validation split.
 
-Usage: scripts/.venv/bin/python scripts/baselines_sklearn.py DATASET_DIR PREPARED_DIR [--json OUT]
+With --paired RUN (after `cinefuse eval --run RUN`), also a paired bootstrap of the run against
+the strongest train + validation peers on the same test movies (scripts/paired_bootstrap.py).
+
+Usage: scripts/.venv/bin/python scripts/baselines_sklearn.py DATASET_DIR PREPARED_DIR [--json OUT] [--paired RUN[,RUN…]]
 """
 import argparse
 import functools
@@ -204,8 +207,9 @@ def stacked(blocks, y):
     return genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
 
 
-def pretrained_peers(a, movies, labelled, y, text, out):
-    """Linear peers on cinefuse's cached pretrained features (when present) and metadata."""
+def pretrained_peers(a, movies, labelled, y, text, out, kept):
+    """Linear peers on cinefuse's cached pretrained features (when present) and metadata.
+    `kept` receives the strongest train + validation peer's test probabilities."""
     samples = load_samples(a.prepared)
     state = json.load(open(f"{a.prepared}/preprocess.json", encoding="utf-8"))
     n_cat = [len(v["values"]) + 2 for v in state["categorical"]]
@@ -261,7 +265,8 @@ def pretrained_peers(a, movies, labelled, y, text, out):
             if any(c for c in credits["train"]):
                 credit_vote = credit_vote_probs([c for r in rows for c in credits[r]], ytr, credits["test"])
                 out[f"strong_peer_meta_three_votes_{label}_genres"] = neighbour_peer(
-                    linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"])
+                    linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"],
+                    kept if label == "train_val" else None)
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
         peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
@@ -324,14 +329,21 @@ def strong_peer(blocks, ytr, yte, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=5
     return peer_scores(strong_peer_probs(blocks, ytr, grid, folds), ytr, yte)
 
 
-def peer_scores(probs, ytr, yte):
-    """Test scores of (out-of-fold, test, info) probabilities: thresholds from the former."""
+def peer_scores(probs, ytr, yte, keep=None):
+    """Test scores of (out-of-fold, test, info) probabilities: thresholds from the former.
+    With `keep` (a dict), also the test probabilities with each rule's thresholds, for the
+    paired comparison."""
     oof, pte, info = probs
-    out = genre_metrics(pte, yte, tune_thresholds(oof, ytr))
+    own = tune_thresholds(oof, ytr)
+    out = genre_metrics(pte, yte, own)
     out["micro_ap"] = float(average_precision_score(yte, pte, average="micro"))
     # The same probabilities with cinefuse's default decision rule (thresholds pulled a quarter
     # of the way toward a shared one), so the peer is scored the way cinefuse is.
-    out["shared_threshold_weight_0.25"] = genre_metrics(pte, yte, tune_thresholds(oof, ytr, 0.25))
+    pulled = tune_thresholds(oof, ytr, 0.25)
+    out["shared_threshold_weight_0.25"] = genre_metrics(pte, yte, pulled)
+    if keep is not None:
+        keep["per-genre thresholds"] = (pte, own)
+        keep["thresholds pulled 0.25 toward a shared one"] = (pte, pulled)
     out.update(info)
     return out
 
@@ -417,7 +429,7 @@ def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
     return vote_oof, shared_name_vote(xt, xf, ytr, temperature=temperature)
 
 
-def neighbour_peer(linear, voted, ytr, yte):
+def neighbour_peer(linear, voted, ytr, yte, keep=None):
     """The strong peer with cinefuse's neighbour votes beside it, stacked as cinefuse stacks
     them (a logistic regression per genre on the logits, C = 0.1, fitted on the out-of-fold
     probabilities; thresholds on the stacked out-of-fold ones). `linear` is strong_peer_probs'
@@ -434,7 +446,7 @@ def neighbour_peer(linear, voted, ytr, yte):
         model = LogisticRegression(C=0.1, max_iter=1000).fit(x_fit, ytr[:, g])
         stack_oof[:, g] = model.predict_proba(x_fit)[:, 1]
         stack_test[:, g] = model.predict_proba(x_test)[:, 1]
-    return peer_scores((stack_oof, stack_test, info), ytr, yte)
+    return peer_scores((stack_oof, stack_test, info), ytr, yte, keep)
 
 
 def meta_features(m, vocabs):
@@ -508,11 +520,36 @@ def extra_features(movies_by_split):
     return {s: np.array([row(m) for m in ms], dtype=float) for s, ms in movies_by_split.items()}
 
 
+def paired(run, resamples, genres, genre_ids, y_test, rating_ids, rating_test, kept):
+    """cinefuse's run against the strongest train + validation peers, on the same test movies."""
+    import paired_bootstrap as pb
+
+    probs, thr, rating = pb.load_run(run, genres, genre_ids, rating_ids)
+    out = {"resamples": resamples}
+    print(f"{run}:", file=sys.stderr)
+    peers = {k: v for k, v in kept.items() if k != "rating"}
+    if not peers:
+        print("no strong peer with the three votes (no cached features or credits): nothing to pair", file=sys.stderr)
+    for rule, peer in peers.items():
+        name = f"strong linear peer + three votes, train + validation, {rule}"
+        out[name] = pb.paired_genres((probs, thr), peer, y_test, resamples)
+        pb.print_table(name, out[name])
+    if "rating" in kept:
+        name = "gradient boosting with the extra columns, train + validation"
+        out[name] = pb.paired_ratings(rating, kept["rating"], rating_test, resamples)
+        pb.print_table(name, out[name])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset")
     ap.add_argument("prepared")
     ap.add_argument("--json")
+    ap.add_argument("--paired", metavar="RUN[,RUN…]",
+                    help="also compare each cinefuse run (after `cinefuse eval --run RUN`) with the strongest "
+                         "train + validation peers on the same test movies, by a paired bootstrap")
+    ap.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
     a = ap.parse_args()
     movies, split, genres = load(a.dataset, a.prepared)
     ids = {s: [i for i in split if split[i] == s] for s in ("train", "val", "test")}
@@ -538,7 +575,8 @@ def main():
     out["tfidf_logreg_genres"] = genre_metrics(probs["test"], y["test"], thr)
     prevalence = y["train"].mean(0)
     maj = np.tile(prevalence, (len(labelled["test"]), 1))
-    pretrained_peers(a, movies, labelled, y, text, out)
+    kept = {}
+    pretrained_peers(a, movies, labelled, y, text, out, kept)
     out["majority_genres"] = genre_metrics(maj, y["test"], np.where(prevalence >= 0.5, 0.0, 1.1) if (prevalence >= 0.5).any() else np.where(np.arange(len(genres)) == prevalence.argmax(), 0.0, 1.1))
 
     # Rating from metadata.
@@ -578,8 +616,12 @@ def main():
         # On the rows a bag trains on (train + validation).
         gbm_e.fit(np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
         out["gbm_metadata_extra_train_val_rating"] = rating_metrics(gbm_e.predict(Xe["test"]), t["test"])
+        kept["rating"] = gbm_e.predict(Xe["test"])
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
+    if a.paired:
+        out["paired"] = {run: paired(run, a.resamples, genres, labelled["test"], y["test"], rated["test"],
+                                     t["test"], kept) for run in a.paired.split(",")}
     json.dump(out, sys.stdout, indent=2)
     print()
     if a.json:

@@ -39,6 +39,7 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines_sklearn as peers  # noqa: E402
+import paired_bootstrap as pb  # noqa: E402
 
 EPS = 1e-6
 
@@ -305,16 +306,24 @@ def probe_rating(tables, ids, fold, movies):
               f"with the blend (weights {np.round(mixed, 2)}): {mae(mixed @ np.stack([blend, gbm])):.4f}")
 
 
-def stacked_scores(members, labels, fold):
-    """Cross-validated scores of the members stacked per genre (C = 0.1), thresholds pulled
-    0.25 toward a shared one as cinefuse's default."""
+def stacked_held_out(members, labels, fold):
+    """The members stacked per genre (C = 0.1), cross-validated: each fold's probabilities from
+    a stacker fitted on the other folds, and its thresholds (pulled 0.25 toward a shared one,
+    as cinefuse's default) tuned there too; both one row per movie."""
     clipped = np.clip(np.stack(members), EPS, 1 - EPS)
     fit = genre_combiners(clipped, np.log(clipped / (1 - clipped)), labels)["logistic stacking per genre (C=0.1)"]
-    scores = []
+    probs, thresholds = np.zeros(labels.shape), np.zeros(labels.shape)
     for k in sorted(set(fold)):
         tr, te = np.where(fold != k)[0], np.where(fold == k)[0]
         p = fit(tr)
-        scores.append(genre_scores(p[te], labels[te], peers.tune_thresholds(p[tr], labels[tr], 0.25)))
+        probs[te], thresholds[te] = p[te], peers.tune_thresholds(p[tr], labels[tr], 0.25)
+    return probs, thresholds
+
+
+def stacked_scores(members, labels, fold):
+    """Cross-validated scores (the mean over the folds) of the members stacked per genre."""
+    probs, thresholds = stacked_held_out(members, labels, fold)
+    scores = [genre_scores(probs[fold == k], labels[fold == k], thresholds[fold == k][0]) for k in sorted(set(fold))]
     return np.round(np.mean(scores, 0), 4)
 
 
@@ -362,6 +371,10 @@ def probe_linear_peer(genres, prepared):
     credit_vote = credit_genres(credits, labels, fold)
     print("  the bags + three votes         ", stacked_scores(list(probs) + [vote, meta_vote, credit_vote], labels, fold))
     print("  linear model + three votes     ", stacked_scores([linear, vote, meta_vote, credit_vote], labels, fold))
+    votes = [vote, meta_vote, credit_vote]
+    result = pb.paired_genres(stacked_held_out(list(probs) + votes, labels, fold),
+                              stacked_held_out([linear] + votes, labels, fold), labels)
+    pb.print_table("linear model + three votes, out of fold (pooled over the folds)", result, sys.stdout)
 
 
 def probe_more_votes(genres, prepared, temperatures=(0.1, 0.2)):

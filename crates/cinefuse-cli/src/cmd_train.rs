@@ -107,13 +107,21 @@ pub struct EvalArgs {
     data: Option<PathBuf>,
     #[arg(long)]
     backend: Option<String>,
+    /// Bootstrap resamples of the evaluated movies behind each metric's 95 % interval (0: no
+    /// intervals).
+    #[arg(long, default_value_t = cinefuse_train::bootstrap::DEFAULT_RESAMPLES)]
+    bootstrap: usize,
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let split = Split::parse(&a.split)
         .with_context(|| format!("--split {:?}: expected train, val or test", a.split))?;
-    let report =
-        cinefuse_train::evaluate::evaluate(&a.run, split, a.data.as_deref(), backend(&a.backend)?)?;
+    let target = cinefuse_train::evaluate::EvalTarget {
+        split,
+        data: a.data.as_deref(),
+        resamples: a.bootstrap,
+    };
+    let report = cinefuse_train::evaluate::evaluate_with(&a.run, target, backend(&a.backend)?)?;
     print!("{report}");
     let file = cinefuse_train::evaluate::eval_file(split, a.data.as_deref());
     println!("wrote {}", a.run.join(file).display());
@@ -520,6 +528,7 @@ pub fn quickstart(config: PathBuf, backend_name: Option<String>, set: Vec<String
         split: "test".into(),
         data: None,
         backend: backend_name.clone(),
+        bootstrap: cinefuse_train::bootstrap::DEFAULT_RESAMPLES,
     })?;
     let model_dir = PathBuf::from("models").join(run_dir.file_name().unwrap_or_default());
     export(ExportArgs {

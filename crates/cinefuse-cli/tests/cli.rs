@@ -175,6 +175,13 @@ fn synth_prepare_train_eval_export_predict() {
         metric(&["rating", "mae"]) < metric(&["baselines", "mean", "mae"]),
         "the rating beats the mean"
     );
+    check_confidence(&eval, &text);
+    check_saved_predictions(&run, &eval);
+    let plain = ok(d, &["eval", "--run", "runs/t", "--bootstrap", "0"]);
+    assert!(
+        !plain.contains("% CI"),
+        "--bootstrap 0 draws no intervals: {plain}"
+    );
 
     // Another dataset, encoded with the run's fitted preprocessing (nothing refitted).
     ok(d, &["synth", "--out", "other", "--n", "40", "--seed", "77"]);
@@ -1334,4 +1341,39 @@ fn quickstart_report_eda_import_and_bench_run_end_to_end() {
     for r in &rows {
         assert!(r["median"].as_f64().is_some_and(|m| m > 0.0), "{r}");
     }
+}
+
+/// Every headline metric has a 95 % bootstrap interval around it, printed and saved.
+fn check_confidence(eval: &serde_json::Value, text: &str) {
+    assert!(text.contains("95 % CI"), "{text}");
+    let c = &eval["confidence"];
+    assert_eq!(c["resamples"], 1000, "{c}");
+    for (part, key) in [
+        ("genres", "micro_f1"),
+        ("genres", "top1"),
+        ("rating", "mae"),
+    ] {
+        let v = eval[part][key].as_f64().unwrap();
+        let lo = c["intervals"][key][0].as_f64().unwrap();
+        let hi = c["intervals"][key][1].as_f64().unwrap();
+        assert!(
+            lo <= v && v <= hi && lo < hi,
+            "{key}: {v} outside {lo}..{hi}"
+        );
+    }
+}
+
+/// The test split's per-movie predictions, for paired comparisons with other models.
+fn check_saved_predictions(run: &Path, eval: &serde_json::Value) {
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("eval_predictions.json")).unwrap()).unwrap();
+    let genres = saved["genres"].as_array().unwrap().len();
+    let probs = saved["genre_probs"].as_array().unwrap();
+    assert_eq!(probs.len(), saved["genre_ids"].as_array().unwrap().len());
+    assert!(probs.iter().all(|p| p.as_array().unwrap().len() == genres));
+    assert_eq!(saved["thresholds"].as_array().unwrap().len(), genres);
+    assert_eq!(
+        saved["rating_ids"].as_array().unwrap().len(),
+        eval["rating"]["count"].as_u64().unwrap() as usize
+    );
 }

@@ -11,6 +11,7 @@ use cinefuse_model::CinefuseModel;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
+use crate::bootstrap::Confidence;
 use crate::config::{BackendKind, TrainConfig};
 use crate::metrics::{
     GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics,
@@ -150,6 +151,9 @@ pub struct EvalReport {
     /// A bag: its members and their out-of-fold scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bag: Option<BagSummary>,
+    /// Bootstrap intervals of the headline metrics over the evaluated movies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 /// What an evaluation of a bag (or of its refit model) adds.
@@ -286,11 +290,35 @@ pub fn evaluate(
     data: Option<&Path>,
     backend: Option<BackendKind>,
 ) -> Result<EvalReport> {
+    let target = EvalTarget {
+        split,
+        data,
+        resamples: crate::bootstrap::DEFAULT_RESAMPLES,
+    };
+    evaluate_with(run_dir, target, backend)
+}
+
+/// What to evaluate on, and how many bootstrap resamples its confidence intervals draw.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalTarget<'a> {
+    pub split: Split,
+    /// Every movie of another dataset instead of a split of the run's own.
+    pub data: Option<&'a Path>,
+    /// 0: no confidence intervals.
+    pub resamples: usize,
+}
+
+pub fn evaluate_with(
+    run_dir: &Path,
+    t: EvalTarget<'_>,
+    backend: Option<BackendKind>,
+) -> Result<EvalReport> {
+    let EvalTarget { split, data, .. } = t;
     if let Some(blend) = crate::blend::Blend::open(run_dir, backend)? {
-        return evaluate_blend(run_dir, &blend, split, data);
+        return evaluate_blend(run_dir, &blend, t);
     }
     if let Some(ensemble) = crate::ensemble::Ensemble::open(run_dir, backend)? {
-        return evaluate_ensemble(run_dir, &ensemble, split, data);
+        return evaluate_ensemble(run_dir, &ensemble, t);
     }
     let run = LoadedRun::open(run_dir, backend)?;
     let (thresholds, val) = run.tuned_thresholds();
@@ -317,16 +345,9 @@ pub fn evaluate(
         interval: interval_metrics(&val, &preds, crate::export::INTERVAL_COVERAGE),
         baselines: baselines(&run, &preds),
         bag: None,
+        confidence: None,
     };
-    save_report(
-        run_dir,
-        &report,
-        &preds,
-        run.model.modalities(),
-        split,
-        data,
-    )?;
-    Ok(report)
+    finish_report(run_dir, report, &preds, run.model.modalities(), t)
 }
 
 /// A bag (members' mean) or its refit model, with the bag's out-of-fold thresholds and
@@ -334,9 +355,9 @@ pub fn evaluate(
 fn evaluate_ensemble(
     run_dir: &Path,
     e: &crate::ensemble::Ensemble,
-    split: Split,
-    data: Option<&Path>,
+    t: EvalTarget<'_>,
 ) -> Result<EvalReport> {
+    let EvalTarget { split, data, .. } = t;
     let lead = e.lead();
     let ((preds, each), target) = match data {
         Some(dir) => {
@@ -361,16 +382,16 @@ fn evaluate_ensemble(
         each,
         target,
     };
-    ensemble_report(run_dir, scored, &e.calibration, summary, split, data)
+    ensemble_report(run_dir, scored, &e.calibration, summary, t)
 }
 
 /// A blend of bags, with its out-of-fold weights, thresholds and interval.
 fn evaluate_blend(
     run_dir: &Path,
     b: &crate::blend::Blend,
-    split: Split,
-    data: Option<&Path>,
+    t: EvalTarget<'_>,
 ) -> Result<EvalReport> {
+    let EvalTarget { split, data, .. } = t;
     let ((preds, each), target) = match data {
         Some(dir) => {
             let foreign = b
@@ -437,7 +458,7 @@ fn evaluate_blend(
         each,
         target,
     };
-    ensemble_report(run_dir, scored, &info.calibration, summary, split, data)
+    ensemble_report(run_dir, scored, &info.calibration, summary, t)
 }
 
 /// An ensemble's predictions on the evaluated movies.
@@ -455,8 +476,7 @@ fn ensemble_report(
     s: Scored<'_>,
     cal: &crate::bag::BagCalibration,
     summary: BagSummary,
-    split: Split,
-    data: Option<&Path>,
+    t: EvalTarget<'_>,
 ) -> Result<EvalReport> {
     let names = s.lead.prepared.preprocessor.genre_names().to_vec();
     let report = EvalReport {
@@ -471,35 +491,37 @@ fn ensemble_report(
         interval: crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &s.each),
         baselines: baselines(s.lead, &s.preds),
         bag: Some(summary),
+        confidence: None,
     };
-    save_report(
-        run_dir,
-        &report,
-        &s.preds,
-        s.lead.model.modalities(),
-        split,
-        data,
-    )?;
-    Ok(report)
+    finish_report(run_dir, report, &s.preds, s.lead.model.modalities(), t)
 }
 
-fn save_report(
+/// Adds the bootstrap intervals at the report's own thresholds and saves the report (and,
+/// for the run's test split, the predictions behind it).
+fn finish_report(
     run_dir: &Path,
-    report: &EvalReport,
+    mut report: EvalReport,
     preds: &Predictions,
     modalities: &[cinefuse_model::Modality],
-    split: Split,
-    data: Option<&Path>,
-) -> Result<()> {
-    let file = eval_file(split, data);
-    write_json(&run_dir.join(&file), report)?;
+    t: EvalTarget<'_>,
+) -> Result<EvalReport> {
+    let thresholds = report.genres.thresholds();
+    let (predicted, actual) = preds.labelled_ratings();
+    report.confidence = crate::bootstrap::confidence(
+        &preds.labelled_genres(),
+        &thresholds,
+        (&predicted, &actual),
+        t.resamples,
+    );
+    let file = eval_file(t.split, t.data);
+    write_json(&run_dir.join(&file), &report)?;
     if file == EVAL_FILE {
         write_json(
             &run_dir.join(EVAL_PREDICTIONS_FILE),
-            &prediction_summary(preds, modalities, &report.target),
+            &prediction_summary(preds, modalities, &report),
         )?;
     }
-    Ok(())
+    Ok(report)
 }
 
 /// The test split's evaluation: what the run's pages and `/api/runs` show as test metrics.
@@ -538,14 +560,16 @@ fn data_key(dir: &Path) -> String {
     format!("{name}-{}", &digest[..8])
 }
 
-/// What `eval` keeps of its predictions for the report pages: (actual, predicted) ratings and
-/// the mean fusion weight of each modality (where the fusion has weights).
+/// What `eval` keeps of its predictions for the report pages and for paired comparisons with
+/// other models on the same movies (`scripts/baselines_sklearn.py --paired RUN`): (actual,
+/// predicted) ratings, the mean fusion weight of each modality (where the fusion has
+/// weights), and each genre-labelled movie's id and genre probabilities with the thresholds.
 pub const EVAL_PREDICTIONS_FILE: &str = "eval_predictions.json";
 
 fn prediction_summary(
     preds: &Predictions,
     modalities: &[cinefuse_model::Modality],
-    target: &str,
+    report: &EvalReport,
 ) -> serde_json::Value {
     let (predicted, actual) = preds.labelled_ratings();
     let m = modalities.len().max(1);
@@ -555,76 +579,139 @@ fn prediction_summary(
             .map(|j| w.iter().skip(j).step_by(m).sum::<f32>() / n)
             .collect::<Vec<f32>>()
     });
+    let g = preds.n_genres;
+    let labelled = (0..preds.ids.len()).filter(|&i| preds.genres_present[i]);
+    let rated = (0..preds.ids.len()).filter(|&i| preds.rating_present[i]);
     serde_json::json!({
-        "target": target,
+        "target": report.target,
         "modalities": modalities.iter().map(|md| md.name()).collect::<Vec<_>>(),
         "ratings": actual.iter().zip(&predicted).map(|(a, p)| [*a, *p]).collect::<Vec<_>>(),
+        "rating_ids": rated.map(|i| &preds.ids[i]).collect::<Vec<_>>(),
         "mean_weights": mean_weights,
+        "genres": report.genres.per_genre.iter().map(|x| &x.genre).collect::<Vec<_>>(),
+        "thresholds": report.genres.thresholds(),
+        "genre_ids": labelled.clone().map(|i| &preds.ids[i]).collect::<Vec<_>>(),
+        "genre_probs": labelled.map(|i| &preds.probs[i * g..(i + 1) * g]).collect::<Vec<_>>(),
     })
 }
 
 type Out<'a, 'b> = &'a mut std::fmt::Formatter<'b>;
 
+/// " (95 % CI a–b %)": the Wilson interval of the measured coverage.
+fn coverage_range(i: &IntervalMetrics) -> String {
+    let hits = (i.coverage * i.count as f64).round() as usize;
+    match crate::bootstrap::wilson(hits, i.count) {
+        Some([lo, hi]) => format!(
+            " ({:.0} % CI {:.1}–{:.1} %)",
+            crate::bootstrap::LEVEL * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        ),
+        None => String::new(),
+    }
+}
+
 impl EvalReport {
-    /// The metric table: model, model at 0.5 (genres), baseline.
+    /// The metric table: model, its bootstrap interval, model at 0.5 (genres), baseline.
     fn write_metrics(&self, f: Out) -> std::fmt::Result {
         let (g, h, b) = (&self.genres, &self.genres_at_0_5, &self.baselines);
         let (r, m) = (&self.rating, &b.mean);
+        let ci = match &self.confidence {
+            Some(c) => format!("{:.0} % CI", c.level * 100.0),
+            None => String::new(),
+        };
         writeln!(
             f,
-            "{:<22}{:>12}{:>12}{:>12}",
-            "metric", "model", "@0.5", "baseline"
+            "{:<22}{:>12}{:>17}{:>12}{:>12}",
+            "metric", "model", ci, "@0.5", "baseline"
         )?;
         let rows = [
             (
                 "genre micro-F1",
+                "micro_f1",
                 g.micro_f1,
                 Some(h.micro_f1),
                 b.majority.micro_f1,
             ),
             (
                 "genre macro-F1",
+                "macro_f1",
                 g.macro_f1,
                 Some(h.macro_f1),
                 b.majority.macro_f1,
             ),
             (
                 "genre samples-F1",
+                "samples_f1",
                 g.samples_f1,
                 Some(h.samples_f1),
                 b.majority.samples_f1,
             ),
-            ("genre mAP", g.map, None, b.majority.map),
-            ("genre micro AP", g.micro_ap, None, b.majority.micro_ap),
-            ("genre top-1 accuracy", g.top1, None, b.majority.top1),
-            ("rating MAE", r.mae, None, m.mae),
-            ("rating RMSE", r.rmse, None, m.rmse),
-            ("rating R²", r.r2, None, m.r2),
-            ("rating within 10 %", r.within_10pct, None, m.within_10pct),
+            ("genre mAP", "map", g.map, None, b.majority.map),
+            (
+                "genre micro AP",
+                "micro_ap",
+                g.micro_ap,
+                None,
+                b.majority.micro_ap,
+            ),
+            (
+                "genre top-1 accuracy",
+                "top1",
+                g.top1,
+                None,
+                b.majority.top1,
+            ),
+            ("rating MAE", "mae", r.mae, None, m.mae),
+            ("rating RMSE", "rmse", r.rmse, None, m.rmse),
+            ("rating R²", "r2", r.r2, None, m.r2),
+            (
+                "rating within 10 %",
+                "within_10pct",
+                r.within_10pct,
+                None,
+                m.within_10pct,
+            ),
         ];
-        for (name, model, at_half, base) in rows {
+        for (name, key, model, at_half, base) in rows {
+            let range = self
+                .confidence
+                .as_ref()
+                .and_then(|c| c.get(key))
+                .map(|[lo, hi]| format!("{lo:.4}–{hi:.4}"))
+                .unwrap_or_default();
             let at_half = at_half.map(|v| format!("{v:.4}")).unwrap_or_default();
-            writeln!(f, "{name:<22}{model:>12.4}{at_half:>12}{base:>12.4}")?;
+            writeln!(
+                f,
+                "{name:<22}{model:>12.4}{range:>17}{at_half:>12}{base:>12.4}"
+            )?;
         }
         Ok(())
     }
 
     fn write_interval(&self, f: Out) -> std::fmt::Result {
+        // No intervals at all when `eval --bootstrap 0` asked for none.
+        let coverage_range = |i: &IntervalMetrics| match self.confidence {
+            Some(_) => coverage_range(i),
+            None => String::new(),
+        };
         match (&self.interval, &self.bag) {
             (Some(i), None) => writeln!(
                 f,
-                "rating interval: ±{:.2} (calibrated on validation for {:.0} %): covers {:.1} % of {} rated movies, mean width {:.2}",
+                "rating interval: ±{:.2} (calibrated on validation for {:.0} %): covers {:.1} %{} of {} rated movies, mean width {:.2}",
                 i.half_width,
                 i.nominal * 100.0,
                 i.coverage * 100.0,
+                coverage_range(i),
                 i.count,
                 i.mean_width
             ),
             (Some(i), Some(_)) => writeln!(
                 f,
-                "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} % of {} rated movies, mean width {:.2}",
+                "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}",
                 i.nominal * 100.0,
                 i.coverage * 100.0,
+                coverage_range(i),
                 i.count,
                 i.mean_width
             ),

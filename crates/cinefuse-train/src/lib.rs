@@ -8,6 +8,7 @@ pub mod bench_backbones;
 pub mod blend;
 pub mod blend_train;
 pub mod blend_weights;
+pub mod bootstrap;
 pub mod config;
 pub mod credit_neighbours;
 pub mod data_setup;

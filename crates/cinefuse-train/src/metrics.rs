@@ -73,6 +73,13 @@ pub struct GenreMetrics {
     pub per_genre: Vec<PerGenre>,
 }
 
+impl GenreMetrics {
+    /// The decision threshold of each genre, in genre order.
+    pub fn thresholds(&self) -> Vec<f32> {
+        self.per_genre.iter().map(|x| x.threshold).collect()
+    }
+}
+
 /// The headline scores of one split: what the sweep's tables and the runs page show.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SplitScores {
