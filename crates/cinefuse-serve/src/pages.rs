@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use cinefuse_train::bootstrap::Confidence;
 use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics};
 use minijinja::{Environment, context};
 use serde::Serialize;
@@ -97,6 +98,10 @@ struct Row {
     test_micro_f1: String,
     test_top1: String,
     test_mae: String,
+    /// "95 % CI a–b" of each test metric (empty without intervals), shown on hover.
+    test_micro_f1_ci: String,
+    test_top1_ci: String,
+    test_mae_ci: String,
 }
 
 const COLUMNS: [(&str, &str); 12] = [
@@ -114,6 +119,14 @@ const COLUMNS: [(&str, &str); 12] = [
     ("test_mae", "test MAE"),
 ];
 
+/// A test metric's bootstrap interval as the runs table's hover text.
+fn ci(confidence: Option<&Confidence>, metric: &str) -> String {
+    confidence
+        .and_then(|c| c.get(metric).map(|[lo, hi]| (c.level, lo, hi)))
+        .map(|(level, lo, hi)| format!("{:.0} % CI {lo:.3}–{hi:.3}", level * 100.0))
+        .unwrap_or_default()
+}
+
 pub async fn runs_page(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
@@ -129,6 +142,9 @@ pub async fn runs_page(
             test_micro_f1: num(r.test.as_ref().map(|t| t.micro_f1), 3),
             test_top1: num(r.test.as_ref().map(|t| t.top1), 3),
             test_mae: num(r.test.as_ref().map(|t| t.mae), 3),
+            test_micro_f1_ci: ci(r.test_confidence.as_ref(), "micro_f1"),
+            test_top1_ci: ci(r.test_confidence.as_ref(), "top1"),
+            test_mae_ci: ci(r.test_confidence.as_ref(), "mae"),
             id: r.id,
             status: r.status,
             backend: r.backend,

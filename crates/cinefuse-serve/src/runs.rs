@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use cinefuse_train::bootstrap::Confidence;
 use cinefuse_train::metrics::SplitScores;
 use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics, RunDir, best_epoch};
 use serde::Serialize;
@@ -22,6 +23,8 @@ pub struct RunOverview {
     pub best: Option<EpochMetrics>,
     /// Test metrics, when the run was evaluated (`eval.json`).
     pub test: Option<SplitScores>,
+    /// Their 95 % bootstrap intervals, when that evaluation drew them.
+    pub test_confidence: Option<Confidence>,
 }
 
 /// A run id is one folder name under the runs folder: no separators, no `..`, nothing hidden.
@@ -50,8 +53,9 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     let info = run.info().ok();
     let history = metrics(run);
     let best = best_epoch(&history, train.monitor).cloned();
-    let test = run
-        .test_evaluation()
+    let evaluation = run.test_evaluation();
+    let test = evaluation
+        .as_ref()
         .map(|e| SplitScores::of(&e.genres, &e.rating));
     RunOverview {
         id: id.to_string(),
@@ -65,6 +69,7 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         best_epoch: best.as_ref().map(|b| b.epoch),
         best,
         test,
+        test_confidence: evaluation.and_then(|e| e.confidence),
     }
 }
 

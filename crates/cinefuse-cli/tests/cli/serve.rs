@@ -119,6 +119,16 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     let alpha = runs.iter().find(|r| r["id"] == "alpha").unwrap();
     assert_eq!(alpha["status"], "finished");
     assert!(alpha["test"]["micro_f1"].is_number() && alpha["best"]["val_loss"].is_number());
+    let top1_ci = &alpha["test_confidence"]["intervals"]["top1"];
+    assert!(
+        top1_ci[0].as_f64().unwrap() <= alpha["test"]["top1"].as_f64().unwrap(),
+        "{alpha}"
+    );
+    let page = http.get(format!("{url}/")).send().unwrap().text().unwrap();
+    assert!(
+        page.contains("title=\"95 % CI "),
+        "the runs table shows the intervals: {page}"
+    );
     let metrics: Vec<Value> = http
         .get(format!("{url}/api/runs/alpha/metrics"))
         .send()
