@@ -33,6 +33,20 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (a, b)
 }
 
+/// `scripts/check_paired_bootstrap.py` on an evaluated run: the paired comparison reads what
+/// `eval` saved. SKIPPED without a Python that has scikit-learn.
+fn check_paired_bootstrap(run: &Path) {
+    let Some(python) = super::python_with("sklearn") else {
+        eprintln!(
+            "SKIPPED paired_bootstrap.py: no Python with scikit-learn (scripts/setup_python.sh)"
+        );
+        return;
+    };
+    let script = crate::manifest_dir().join("../../scripts/check_paired_bootstrap.py");
+    let out = super::run_python(&python, &[script.as_path(), run]);
+    assert!(String::from_utf8_lossy(&out).contains("paired bootstrap checked on"));
+}
+
 /// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner, the extra-member
 /// probe and the rating probe report a score; so does `scripts/threshold_probe.py`. SKIPPED
 /// without a Python that has scikit-learn.
@@ -123,6 +137,7 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
 
     // eval: the members' weighted combination, with the blend's own thresholds.
     let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
+    check_paired_bootstrap(&out);
     let summary = report.bag.as_ref().unwrap();
     assert_eq!((summary.members, summary.blend.len()), (3, 2));
     let thresholds: Vec<f32> = report

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Checks scripts/paired_bootstrap.py against a run that `cinefuse eval` has evaluated (the
+train tests call it): the run's eval_predictions.json is read back in any id order, a model
+compared with itself differs by exactly 0, a clearly worse peer is told apart, and a test id
+the run did not predict is an error that says so.
+
+Usage: python scripts/check_paired_bootstrap.py RUN
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import paired_bootstrap as pb  # noqa: E402
+
+
+def main(run):
+    ev = json.load(open(f"{run}/eval_predictions.json", encoding="utf-8"))
+    genre_ids, rating_ids = ev["genre_ids"][::-1], ev["rating_ids"][::-1]
+    probs, thr, rating = pb.load_run(run, ev["genres"], genre_ids, rating_ids)
+    assert np.allclose(probs, np.array(ev["genre_probs"])[::-1])
+    assert np.allclose(rating, [p for _, p in ev["ratings"]][::-1])
+    # Labels the run's own decisions match exactly, plus each movie's top genre.
+    y = (probs >= thr).astype(int)
+    y[np.arange(len(y)), probs.argmax(1)] = 1
+    same = pb.paired_genres((probs, thr), (probs, thr), y, 50)
+    assert all(r["difference"] == 0 and r["ci95"] == [0, 0] for r in same.values()), same
+    noisy = np.clip(probs + np.random.default_rng(0).normal(0, 0.3, probs.shape), 0, 1)
+    better = pb.paired_genres((probs, thr), (noisy, thr), y, 200)
+    assert better["micro_f1"]["ci95"][0] > 0 and better["micro_f1"]["share_cinefuse_better"] == 1.0, better
+    truth = rating + 0.5
+    ratings = pb.paired_ratings(rating, rating - 1.0, truth, 100)
+    # Off by 0.5 against the peer's 1.5 on every movie.
+    assert abs(ratings["mae"]["difference"] + 1.0) < 1e-9 and ratings["mae"]["share_cinefuse_better"] == 1.0, ratings
+    try:
+        pb.load_run(run, ev["genres"], genre_ids + ["no-such-movie"], rating_ids)
+        raise AssertionError("a missing test movie was not reported")
+    except SystemExit as e:
+        assert "1 test movies missing (e.g. no-such-movie)" in str(e), e
+    print(f"paired bootstrap checked on {len(genre_ids)} movies")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
