@@ -615,8 +615,8 @@ def main():
         out["gbm_metadata_extra_rating"] = rating_metrics(gbm_e.predict(Xe["test"]), t["test"])
         # On the rows a bag trains on (train + validation).
         gbm_e.fit(np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
-        out["gbm_metadata_extra_train_val_rating"] = rating_metrics(gbm_e.predict(Xe["test"]), t["test"])
         kept["rating"] = gbm_e.predict(Xe["test"])
+        out["gbm_metadata_extra_train_val_rating"] = rating_metrics(kept["rating"], t["test"])
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
     if a.paired:

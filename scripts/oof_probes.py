@@ -320,11 +320,16 @@ def stacked_held_out(members, labels, fold):
     return probs, thresholds
 
 
-def stacked_scores(members, labels, fold):
-    """Cross-validated scores (the mean over the folds) of the members stacked per genre."""
-    probs, thresholds = stacked_held_out(members, labels, fold)
+def fold_mean_scores(held_out, labels, fold):
+    """The mean over the folds of each fold's scores, from stacked_held_out's output."""
+    probs, thresholds = held_out
     scores = [genre_scores(probs[fold == k], labels[fold == k], thresholds[fold == k][0]) for k in sorted(set(fold))]
     return np.round(np.mean(scores, 0), 4)
+
+
+def stacked_scores(members, labels, fold):
+    """Cross-validated scores (the mean over the folds) of the members stacked per genre."""
+    return fold_mean_scores(stacked_held_out(members, labels, fold), labels, fold)
 
 
 def feature_blocks(labelled, prepared):
@@ -369,11 +374,11 @@ def probe_linear_peer(genres, prepared):
         print("  credits vote: no credits in", prepared, "(prepared before they were recorded)")
         return
     credit_vote = credit_genres(credits, labels, fold)
-    print("  the bags + three votes         ", stacked_scores(list(probs) + [vote, meta_vote, credit_vote], labels, fold))
-    print("  linear model + three votes     ", stacked_scores([linear, vote, meta_vote, credit_vote], labels, fold))
     votes = [vote, meta_vote, credit_vote]
-    result = pb.paired_genres(stacked_held_out(list(probs) + votes, labels, fold),
-                              stacked_held_out([linear] + votes, labels, fold), labels)
+    ours, theirs = (stacked_held_out(m, labels, fold) for m in (list(probs) + votes, [linear] + votes))
+    print("  the bags + three votes         ", fold_mean_scores(ours, labels, fold))
+    print("  linear model + three votes     ", fold_mean_scores(theirs, labels, fold))
+    result = pb.paired_genres(ours, theirs, labels)
     pb.print_table("linear model + three votes, out of fold (pooled over the folds)", result, sys.stdout)
 
 

@@ -4,13 +4,17 @@ Both models' test predictions are resampled together (the same movies in every r
 the interval is of the difference itself: whether a lead of a few thousandths on 462 movies is
 more than the draw of the movies. cinefuse's side comes from `RUN/eval_predictions.json`, which
 `cinefuse eval --run RUN` writes for the run's own test split (ids, genre probabilities,
-thresholds, ratings). Both sides are scored by the same functions here.
+thresholds, ratings). Both sides are scored by the same functions, baselines_sklearn's.
 """
 import json
+import os
 import sys
 
 import numpy as np
-from sklearn.metrics import average_precision_score, f1_score
+from sklearn.metrics import average_precision_score
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines_sklearn as peers  # noqa: E402
 
 GENRE_METRICS = ("micro_f1", "macro_f1", "top1", "micro_ap")
 RATING_METRICS = ("mae", "within_10pct")
@@ -37,19 +41,15 @@ def load_run(run, genres, genre_ids, rating_ids):
 
 
 def genre_scores(p, y, thr):
-    pred = (p >= thr).astype(int)
-    present = y.sum(0) > 0
-    return {
-        "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
-        "macro_f1": f1_score(y[:, present], pred[:, present], average="macro", zero_division=0),
-        "top1": float(np.mean(y[np.arange(len(y)), p.argmax(1)] == 1)),
-        "micro_ap": average_precision_score(y, p, average="micro"),
-    }
+    """The peers' own genre metrics (baselines_sklearn.genre_metrics) and micro AP."""
+    m = peers.genre_metrics(p, y, thr)
+    return {"micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "top1": m["top1"],
+            "micro_ap": average_precision_score(y, p, average="micro")}
 
 
 def rating_scores(pred, true):
-    err = np.abs(pred - true)
-    return {"mae": float(err.mean()), "within_10pct": float(np.mean(err <= 0.1 * np.abs(true) + 1e-9))}
+    m = peers.rating_metrics(pred, true)
+    return {"mae": m["mae"], "within_10pct": m["within_10pct"]}
 
 
 def compare(score, ours, theirs, n, resamples, rng):
