@@ -597,20 +597,6 @@ fn prediction_summary(
 
 type Out<'a, 'b> = &'a mut std::fmt::Formatter<'b>;
 
-/// " (95 % CI a–b %)": the Wilson interval of the measured coverage.
-fn coverage_range(i: &IntervalMetrics) -> String {
-    let hits = (i.coverage * i.count as f64).round() as usize;
-    match crate::bootstrap::wilson(hits, i.count) {
-        Some([lo, hi]) => format!(
-            " ({:.0} % CI {:.1}–{:.1} %)",
-            crate::bootstrap::LEVEL * 100.0,
-            lo * 100.0,
-            hi * 100.0
-        ),
-        None => String::new(),
-    }
-}
-
 impl EvalReport {
     /// The metric table: model, its bootstrap interval, model at 0.5 (genres), baseline.
     fn write_metrics(&self, f: Out) -> std::fmt::Result {
@@ -689,12 +675,22 @@ impl EvalReport {
         Ok(())
     }
 
+    /// " (95 % CI a–b %)": the Wilson interval of the measured coverage; nothing when
+    /// `eval --bootstrap 0` asked for no intervals.
+    fn coverage_range(&self, i: &IntervalMetrics) -> String {
+        let hits = (i.coverage * i.count as f64).round() as usize;
+        match (&self.confidence, crate::bootstrap::wilson(hits, i.count)) {
+            (Some(_), Some([lo, hi])) => format!(
+                " ({:.0} % CI {:.1}–{:.1} %)",
+                crate::bootstrap::LEVEL * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            ),
+            _ => String::new(),
+        }
+    }
+
     fn write_interval(&self, f: Out) -> std::fmt::Result {
-        // No intervals at all when `eval --bootstrap 0` asked for none.
-        let coverage_range = |i: &IntervalMetrics| match self.confidence {
-            Some(_) => coverage_range(i),
-            None => String::new(),
-        };
         match (&self.interval, &self.bag) {
             (Some(i), None) => writeln!(
                 f,
@@ -702,7 +698,7 @@ impl EvalReport {
                 i.half_width,
                 i.nominal * 100.0,
                 i.coverage * 100.0,
-                coverage_range(i),
+                self.coverage_range(i),
                 i.count,
                 i.mean_width
             ),
@@ -711,7 +707,7 @@ impl EvalReport {
                 "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}",
                 i.nominal * 100.0,
                 i.coverage * 100.0,
-                coverage_range(i),
+                self.coverage_range(i),
                 i.count,
                 i.mean_width
             ),

@@ -191,6 +191,7 @@ const LOSSES: [Metric; 2] = [
 
 /// Both losses of every epoch agree to 1e-6: a continued run followed the uninterrupted one.
 fn assert_same_losses(full: &cinefuse_train::RunSummary, done: &cinefuse_train::RunSummary) {
+    assert_eq!(full.history.len(), done.history.len(), "epochs compared");
     for (key, value) in LOSSES {
         for (a, b) in full.history.iter().zip(&done.history) {
             let (a, b) = (value(a), value(b));
