@@ -864,6 +864,8 @@ class Bag(nn.Module):
         self.members = nn.ModuleList(
             load_weights(CinefuseModel(arch, poster), os.path.join(model_dir, w)) for w in config["weights"]
         )
+        # A repeated bag (format 6): the weights hold `bag_sets` sets of folds, set by set.
+        self.sets = int(config.get("bag_sets", 1))
         scale = config["rating_scale"]
         self.rating_mean, self.rating_std = scale["mean"], scale["std"]
         # pos_weight trained each genre's logit up by ln w; the export says what to take back.
@@ -871,13 +873,23 @@ class Bag(nn.Module):
         self.register_buffer("genre_shift", torch.tensor(shift, dtype=torch.float32))
 
     def forward(self, inputs):
-        """Per member: probabilities [K, B, G] and ratings on the 0-10 scale [K, B]."""
+        """Per member: probabilities [K, B, G] and ratings on the 0-10 scale [K, B]. A repeated
+        bag's member k is the first set's member k with its probabilities averaged over every
+        set's member k (in set order, as bag_sets.rs sums them)."""
         probs, ratings = [], []
         for m in self.members:
             g, r = m(inputs)
             probs.append(torch.sigmoid(g - self.genre_shift))
             ratings.append((r.double() * self.rating_std + self.rating_mean).clamp(0.0, 10.0).float())
-        return torch.stack(probs), torch.stack(ratings)
+        probs, ratings = torch.stack(probs), torch.stack(ratings)
+        if self.sets > 1:
+            k = len(self.members) // self.sets
+            share = torch.tensor(1.0 / self.sets, dtype=torch.float32)
+            grouped = share * probs[:k]
+            for s in range(1, self.sets):
+                grouped = grouped + share * probs[s * k:(s + 1) * k]
+            probs, ratings = grouped, ratings[:k]
+        return probs, ratings
 
 
 # ---------------------------------------------------------------- predictions
@@ -887,9 +899,10 @@ def read_config(model_dir):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
-    # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4, 5):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 5")
+    # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
+    # 6 a bag's bag_sets.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4, 5, 6):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 6")
     return config
 
 

@@ -662,10 +662,14 @@ fn portable_movies(d: &Path) -> String {
 /// encoding and the movies' credits. The fine-tuned bag `runs/tuned` caches no plot features, so it cannot vote on
 /// plots, but it can on metadata.
 fn votes_join_a_frozen_bag(d: &Path) {
-    // Trained from the config: a blend of one bag and the vote, in one run.
+    // Trained from the config: a blend of one bag and the vote, in one run. The bag is
+    // repeated (two sets of folds): the votes and the stacking stay on the first set's folds,
+    // and the export groups the four members into two.
     let frozen = [
         "--set",
         "train.folds=2",
+        "--set",
+        "train.bag_sets=2",
         "--set",
         "train.epochs=1",
         "--set",
@@ -679,6 +683,8 @@ fn votes_join_a_frozen_bag(d: &Path) {
     args.extend(frozen);
     let text = ok(d, &args);
     assert!(text.contains("genres: stacked per genre"), "{text}");
+    assert!(text.contains("set 2/2, fold 2/2"), "{text}");
+    assert!(d.join("runs/frozen/bag-0/set-1-fold-1/run.json").is_file());
     let read = |file: &str| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(d.join(file)).unwrap()).unwrap()
     };
@@ -757,6 +763,13 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(d.join("vote/plot_neighbours.safetensors").is_file());
     assert!(d.join("vote/metadata_neighbours.safetensors").is_file());
     assert!(d.join("vote/credit_neighbours.safetensors").is_file());
+    let part: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("vote/part-0/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (part["members"].as_array().unwrap().len(), &part["bag_sets"]),
+        (4, &2.into())
+    );
     portable::check_portable(d, "vote", &portable_movies(d));
     metadata_vote_needs_no_plots(d);
     credits_vote_needs_credits(d);

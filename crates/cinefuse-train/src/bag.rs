@@ -6,7 +6,8 @@
 //! model is trained on all of train + validation for the members' mean best epoch count.
 //!
 //! A bag is a run folder holding `bag.json`, the bag's `config.toml` and one ordinary run
-//! folder per member (`fold-0`, …, and `refit`), each resumable on its own.
+//! folder per member (`fold-0`, …, `set-1-fold-0`, … with `train.bag_sets`, and `refit`),
+//! each resumable on its own.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::output_dir::{OutputKind, write_marker};
 use serde::{Deserialize, Serialize};
 
+use crate::bag_sets::{out_of_fold_over_sets, set_member_dir, set_seed};
 use crate::config::{BackendKind, TrainConfig};
 use crate::evaluate::LoadedRun;
 use crate::export::INTERVAL_COVERAGE;
@@ -36,7 +38,10 @@ pub struct BagInfo {
     pub folds: usize,
     /// Seeds the fold assignment (the config's seed).
     pub seed: u64,
-    /// Members that finished training, by fold.
+    /// Repeated sets of folds (`train.bag_sets`; bags from before it: 1).
+    #[serde(default = "one_set")]
+    pub sets: usize,
+    /// Members that finished training, set by set, by fold within a set.
     pub done: Vec<bool>,
     pub refit_done: bool,
     /// The `--data` the bag was started with, for members that start after a resume.
@@ -70,12 +75,49 @@ pub struct OutOfFold {
     pub interval_per_fold: Vec<Coverage>,
 }
 
+fn one_set() -> usize {
+    1
+}
+
+impl BagInfo {
+    /// Every member of every set.
+    pub fn members(&self) -> usize {
+        self.sets * self.folds
+    }
+
+    /// Member `m`'s (set, fold).
+    pub fn set_and_fold(&self, m: usize) -> (usize, usize) {
+        (m / self.folds, m % self.folds)
+    }
+
+    /// Member `m`'s training rows.
+    fn rows(&self, m: usize) -> TrainRows {
+        let (set, fold) = self.set_and_fold(m);
+        TrainRows::Fold {
+            index: fold,
+            count: self.folds,
+            seed: set_seed(self.seed, set),
+        }
+    }
+
+    /// How progress names member `m`: "fold 2/5", or "set 2/2, fold 2/5".
+    fn label(&self, m: usize) -> String {
+        let (set, fold) = self.set_and_fold(m);
+        let fold = format!("fold {}/{}", fold + 1, self.folds);
+        match self.sets {
+            1 => fold,
+            n => format!("set {}/{n}, {fold}", set + 1),
+        }
+    }
+}
+
 pub fn is_bag(dir: &Path) -> bool {
     dir.join(BAG_FILE).is_file()
 }
 
+/// The first set's member of `fold` (`bag_sets::set_member_dir` names every set's).
 pub fn member_dir(bag: &Path, fold: usize) -> PathBuf {
-    bag.join(format!("fold-{fold}"))
+    set_member_dir(bag, 0, fold)
 }
 
 /// The bag a member or refit folder belongs to, if any.
@@ -88,10 +130,12 @@ pub fn read_bag(dir: &Path) -> Result<BagInfo> {
     read_json(&dir.join(BAG_FILE))
 }
 
-/// The config a member trains with: the bag's, without bagging.
-fn member_config(config: &TrainConfig) -> TrainConfig {
+/// The config a member trains with: the bag's, without bagging, initialised with `seed`.
+fn member_config(config: &TrainConfig, seed: u64) -> TrainConfig {
     let mut c = config.clone();
+    c.seed = seed;
     c.train.folds = 0;
+    c.train.bag_sets = 1;
     c.train.refit = false;
     c
 }
@@ -104,22 +148,19 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
         data_override: info.data.clone(),
         ..opts.clone()
     };
-    let k = info.folds;
-    for fold in 0..k {
-        if info.done[fold] {
+    for m in 0..info.members() {
+        if info.done[m] {
             continue;
         }
-        println!("── bag {}: fold {}/{k} ──", dir.display(), fold + 1);
-        let rows = TrainRows::Fold {
-            index: fold,
-            count: k,
-            seed: info.seed,
-        };
-        let summary = train_member(config, opts, &member_dir(&dir, fold), rows)?;
+        println!("── bag {}: {} ──", dir.display(), info.label(m));
+        let (set, fold) = info.set_and_fold(m);
+        let member = member_config(config, set_seed(info.seed, set));
+        let rows = info.rows(m);
+        let summary = train_member(&member, opts, &set_member_dir(&dir, set, fold), rows)?;
         if summary.interrupted {
             return Ok(interrupted(&dir, summary));
         }
-        info.done[fold] = true;
+        info.done[m] = true;
         write_json(&dir.join(BAG_FILE), &info)?;
     }
     if info.calibration.is_none() {
@@ -137,7 +178,7 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
         refit.train.epochs = epochs;
         refit.train.early_stopping_patience = 0;
         let summary = train_member(
-            &refit,
+            &member_config(&refit, info.seed),
             opts,
             &dir.join(REFIT_DIR),
             TrainRows::All { epochs },
@@ -204,11 +245,13 @@ fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLo
         return Ok((dir.clone(), lock, read_bag(dir)?));
     }
     let (dir, lock) = create_group_run(config, opts)?;
+    let sets = config.train.bag_sets;
     let info = BagInfo {
         name: config.name.clone(),
         folds: config.train.folds,
         seed: config.seed,
-        done: vec![false; config.train.folds],
+        sets,
+        done: vec![false; config.train.folds * sets],
         refit_done: false,
         data: opts.data_override.clone(),
         calibration: None,
@@ -237,8 +280,8 @@ pub(crate) fn create_group_run(
     Ok((dir, lock))
 }
 
-/// Trains one member into `dir`, resuming it when its setup finished (a member stopped before
-/// then starts anew in its folder).
+/// Trains one member (with its config, `member_config`) into `dir`, resuming it when its
+/// setup finished (a member stopped before then starts anew in its folder).
 fn train_member(
     config: &TrainConfig,
     opts: &TrainOptions,
@@ -253,19 +296,27 @@ fn train_member(
         rows,
         ..opts.clone()
     };
-    Trainer::setup(&member_config(config), &member_opts)?.fit()
+    Trainer::setup(config, &member_opts)?.fit()
 }
 
-/// Every member's predictions on its own held-out fold.
-pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Vec<Predictions> {
-    members
-        .iter()
-        .enumerate()
-        .map(|(fold, m)| {
-            let rows = m.prepared.fold_indices(info.seed, fold, info.folds, true);
-            m.predict_rows(rows)
+/// One prediction per fold of the first set: each movie's from the member that did not train
+/// on it, its genres averaged over the sets (`bag_sets.rs`).
+pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Result<Vec<Predictions>> {
+    let held_out = |m: usize| {
+        let TrainRows::Fold { index, count, seed } = info.rows(m) else {
+            unreachable!("a bag member trains on folds")
+        };
+        let member = &members[m];
+        member.predict_rows(member.prepared.fold_indices(seed, index, count, true))
+    };
+    let per_set = (0..info.sets)
+        .map(|set| {
+            (0..info.folds)
+                .map(|f| held_out(set * info.folds + f))
+                .collect()
         })
-        .collect()
+        .collect();
+    out_of_fold_over_sets(per_set)
 }
 
 /// Thresholds, interval and out-of-fold scores from the members' held-out predictions.
@@ -274,7 +325,7 @@ fn calibrate(dir: &Path, info: &BagInfo, backend: Option<BackendKind>) -> Result
     let members = load_members(dir, info, backend)?;
     let names = members[0].prepared.preprocessor.genre_names().to_vec();
     let best_epochs = members.iter().map(|m| m.best_epoch).collect();
-    let folds = out_of_fold(&members, info);
+    let folds = out_of_fold(&members, info)?;
     crate::oof::write_oof(dir, &folds, &names)?;
     let weight = members[0].config.train.shared_threshold_weight;
     Ok(calibrate_folds(&folds, &names, best_epochs, weight))
@@ -334,14 +385,19 @@ pub fn load_members(
     backend: Option<BackendKind>,
 ) -> Result<Vec<LoadedRun>> {
     if let Some(missing) = info.done.iter().position(|d| !d) {
+        let (set, fold) = info.set_and_fold(missing);
         bail!(
-            "{}: member fold-{missing} has not finished training; resume the bag with \
+            "{}: member {} has not finished training; resume the bag with \
              cinefuse train --resume {}",
-            dir.display(),
+            set_member_dir(dir, set, fold).display(),
+            info.label(missing),
             dir.display()
         );
     }
-    (0..info.folds)
-        .map(|f| LoadedRun::open(&member_dir(dir, f), backend))
+    (0..info.members())
+        .map(|m| {
+            let (set, fold) = info.set_and_fold(m);
+            LoadedRun::open(&set_member_dir(dir, set, fold), backend)
+        })
         .collect()
 }

@@ -472,7 +472,7 @@ pub fn learn_blend(
     let mut oof: Vec<Vec<Predictions>> = parts
         .iter()
         .map(|e| out_of_fold(&e.members, &e.info))
-        .collect();
+        .collect::<Result<_>>()?;
     let (lead, info) = (parts[0].lead(), &parts[0].info);
     let votes = build_votes(&lead.prepared, (info.seed, info.folds), &extras)?;
     for v in &votes {

@@ -112,7 +112,7 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
 }
 
 /// Each bag's config: this one without `blend_with`, then each partner's, made to share this
-/// config's seed, folds and dataset. A bag that has started keeps the config it saved.
+/// config's seed, folds, dataset and (unless the partner sets its own) bag sets. A bag that has started keeps the config it saved.
 fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
     (0..=config.train.blend_with.len())
         .map(|k| {
@@ -151,6 +151,15 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     c.train.credit_neighbours = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
+    // Repeated like this config's bag unless the partner's overrides say otherwise (a costly
+    // fine-tuned partner may keep one set).
+    if !partner
+        .set
+        .iter()
+        .any(|kv| kv.trim_start().starts_with("train.bag_sets"))
+    {
+        c.train.bag_sets = config.train.bag_sets;
+    }
     c.train.refit = false;
     c.data.dataset = config.data.dataset.clone();
     Ok(c)

@@ -207,6 +207,13 @@ pub struct LoopConfig {
     /// out-of-fold predictions choose the thresholds and calibrate the rating interval, and
     /// the bag predicts with the members' mean. The test split is never touched.
     pub folds: usize,
+    /// With `folds`: repeated bagging (AutoGluon's `num_bag_sets`). Each extra set trains
+    /// another K members on folds drawn with another seed (set s: seed + 1000·s, for the
+    /// folds and the members' initialisation). A movie's out-of-fold genre probabilities are
+    /// the mean over the sets (each set has one member that did not see it), the bag's genre
+    /// probabilities the mean of all members; the rating and its CV+ interval stay on the
+    /// first set. 1: one set.
+    pub bag_sets: usize,
     /// With `folds`: also train one model on all of train + validation for the members' mean
     /// best epoch count (cheaper to serve than the bag).
     pub refit: bool,
@@ -241,7 +248,8 @@ pub struct LoopConfig {
 
 /// A partner bag of a blend: a config file (relative to the working directory; it may be this
 /// very config) and overrides applied to it. Its own `blend_with` is ignored, and it trains
-/// with this config's seed, folds and dataset.
+/// with this config's seed, folds, dataset and bag sets (unless its `set` names
+/// `train.bag_sets`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlendPartner {
@@ -288,6 +296,7 @@ impl Default for LoopConfig {
             pretrain_epochs: 0,
             precision: Precision::F32,
             folds: 0,
+            bag_sets: 1,
             refit: false,
             blend_with: Vec::new(),
             rating_trees: None,
@@ -522,6 +531,8 @@ fn merge(base: &mut Table, over: &Table) {
 /// The largest batch a config may ask for: far above what fits a GPU's memory for these
 /// models, and far below a size whose allocation aborts the process.
 pub const MAX_BATCH: usize = 65_536;
+/// Most repeated sets of folds a bag may train (`train.bag_sets`).
+pub const MAX_BAG_SETS: usize = 10;
 
 impl TrainConfig {
     /// Every setting at its default.
@@ -720,6 +731,15 @@ impl TrainConfig {
                 "train.folds = {}: expected 0 (no bagging) or 2..=20",
                 t.folds
             ));
+        }
+        if !(1..=MAX_BAG_SETS).contains(&t.bag_sets) {
+            return Err(format!(
+                "train.bag_sets = {}: expected 1..={MAX_BAG_SETS}",
+                t.bag_sets
+            ));
+        }
+        if t.bag_sets > 1 && t.folds == 0 {
+            return Err("train.bag_sets > 1 needs train.folds >= 2 (it repeats a bag)".into());
         }
         if t.refit && t.folds == 0 {
             return Err("train.refit = true needs train.folds >= 2 (it refits a bag)".into());
@@ -983,5 +1003,30 @@ mod tests {
         );
         let off = ["train.folds=5", "train.credit_neighbours.enabled=false"];
         assert!(with(&off).unwrap().train.credit_neighbours.is_none());
+    }
+
+    #[test]
+    fn bag_sets_repeat_a_bag_and_name_their_key() {
+        let with = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            TrainConfig::from_toml_str(MINIMAL, "test", &sets)
+        };
+        assert_eq!(with(&[]).unwrap().train.bag_sets, 1);
+        let c = with(&["train.folds=5", "train.bag_sets=2"]).unwrap();
+        assert_eq!(c.train.bag_sets, 2);
+        let e = with(&["train.bag_sets=2"]).unwrap_err().to_string();
+        assert!(
+            e.contains("train.bag_sets > 1 needs train.folds >= 2"),
+            "{e}"
+        );
+        for bad in ["0", "11"] {
+            let e = with(&["train.folds=5", &format!("train.bag_sets={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("train.bag_sets = {bad}: expected 1..=10")),
+                "{e}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use cinefuse_data::Prepared;
 use cinefuse_data::split::Split;
 
 use crate::bag::{BagCalibration, BagInfo, load_members, parent_bag, read_bag};
+use crate::bag_sets::group_sets;
 use crate::config::BackendKind;
 use crate::evaluate::{IntervalMetrics, LoadedRun};
 use crate::interval::{Calibration, coverage_of};
@@ -19,7 +20,7 @@ pub struct Ensemble {
     pub bag: PathBuf,
     pub info: BagInfo,
     pub calibration: BagCalibration,
-    /// The bag's members, or its refit model alone.
+    /// The bag's members (every set's, set by set), or its refit model alone.
     pub members: Vec<LoadedRun>,
     pub refit: bool,
 }
@@ -66,8 +67,13 @@ impl Ensemble {
         self.calibration.interval.as_ref()
     }
 
-    /// Each member's predictions and their mean, on `split` of `prepared` (every movie when
-    /// `None`).
+    /// Repeated sets of members this ensemble predicts with (a refit model: one).
+    pub fn sets(&self) -> usize {
+        if self.refit { 1 } else { self.info.sets }
+    }
+
+    /// Each member's predictions (a repeated bag's grouped into one per fold, `bag_sets.rs`)
+    /// and their mean, on `split` of `prepared` (every movie when `None`).
     pub fn predict(
         &self,
         prepared: &Prepared,
@@ -78,6 +84,7 @@ impl Ensemble {
             .iter()
             .map(|m| m.predict(prepared, split))
             .collect();
+        let each = group_sets(each, self.sets()).expect("a bag loads every set's members");
         (Predictions::mean(&each), each)
     }
 

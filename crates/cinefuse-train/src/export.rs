@@ -27,6 +27,14 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
 pub const INTERVAL_COVERAGE: f64 = 0.9;
 
+fn one_set() -> usize {
+    1
+}
+
+fn is_one_set(sets: &usize) -> bool {
+    *sets == 1
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
@@ -53,6 +61,11 @@ pub struct Manifest {
     /// The weight files of a bag's members, averaged at prediction (empty: `model.bpk`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// A repeated bag's sets (`train.bag_sets`): `members` holds them set by set, and member k
+    /// of the bag is the first set's member k with its genre probabilities averaged over
+    /// every set's member k (`bag_sets.rs`). 1 (absent): one set.
+    #[serde(default = "one_set", skip_serializing_if = "is_one_set")]
+    pub bag_sets: usize,
     /// A blend: its bags, each exported whole into a sub-folder, and their weights. The
     /// fields above then describe the blend (thresholds, interval) and its first bag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -137,6 +150,7 @@ impl Manifest {
             interval_coverage: INTERVAL_COVERAGE,
             interval: None,
             members: Vec::new(),
+            bag_sets: 1,
             parts: Vec::new(),
             rating_trees: None,
             plot_neighbours: None,
@@ -205,6 +219,13 @@ impl Manifest {
         {
             return Err(format!(
                 "members: {m:?} is not a file name in the model folder"
+            ));
+        }
+        let files = self.members.len().max(1);
+        if self.bag_sets == 0 || files % self.bag_sets != 0 {
+            return Err(format!(
+                "bag_sets = {}: expected a whole number of sets in the {files} member file(s)",
+                self.bag_sets
             ));
         }
         if let Some(p) = self.parts.iter().find(|p| {
@@ -358,6 +379,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         } else {
             members
         },
+        bag_sets: e.sets(),
         ..Manifest::of_run(
             lead,
             thresholds.clone(),
@@ -371,7 +393,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
     let kind = if e.refit {
         "the refit model of a bag (one model on all of train + validation)".to_string()
     } else {
-        format!("a bag of {} models (their mean)", e.members.len())
+        bag_description(e.members.len(), e.sets())
     };
     let card = CardFacts::of(kind, lead, &test, e.interval_metrics(&each), &e.bag);
     write_card(dir, &manifest, &card)?;
@@ -431,6 +453,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         thresholds: cal.thresholds.clone(),
         interval: cal.interval.clone(),
         members: Vec::new(),
+        bag_sets: 1,
         parts,
         rating_trees,
         plot_neighbours,
@@ -520,4 +543,15 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
     ));
     lines.push("cinefuse export --run BLEND --out MODEL".into());
     lines.join("\n")
+}
+
+/// How the model card names a bag of `members` models in `sets` repeated sets.
+fn bag_description(members: usize, sets: usize) -> String {
+    match sets {
+        1 => format!("a bag of {members} models (their mean)"),
+        _ => format!(
+            "a bag of {members} models in {sets} sets of folds (genres: the mean of all; \
+             rating: the first set's mean)"
+        ),
+    }
 }

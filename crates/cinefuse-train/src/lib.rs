@@ -3,6 +3,7 @@
 pub mod backbone_features;
 pub mod backend;
 pub mod bag;
+pub mod bag_sets;
 pub mod bench;
 pub mod bench_backbones;
 pub mod blend;

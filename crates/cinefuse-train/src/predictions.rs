@@ -98,6 +98,41 @@ impl Predictions {
         out
     }
 
+    /// The rows of `ids`, in that order; `None` when one of them is not here. Losses are kept
+    /// as they were (they describe the whole set).
+    pub fn select(&self, ids: &[String]) -> Option<Predictions> {
+        let at: std::collections::HashMap<&str, usize> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let rows: Vec<usize> = ids
+            .iter()
+            .map(|id| at.get(id.as_str()).copied())
+            .collect::<Option<_>>()?;
+        let g = self.n_genres;
+        let floats = |v: &[f32], width: usize| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|r| v[r * width..(r + 1) * width].iter().copied())
+                .collect()
+        };
+        let flags = |v: &[bool]| rows.iter().map(|r| v[*r]).collect();
+        let modalities = |w: &Vec<f32>| floats(w, w.len() / self.ids.len().max(1));
+        Some(Predictions {
+            ids: ids.to_vec(),
+            probs: floats(&self.probs, g),
+            targets: floats(&self.targets, g),
+            genres_present: flags(&self.genres_present),
+            rating: floats(&self.rating, 1),
+            rating_true: floats(&self.rating_true, 1),
+            rating_present: flags(&self.rating_present),
+            weights: self.weights.as_ref().map(modalities),
+            votes: floats(&self.votes, 1),
+            ..self.clone()
+        })
+    }
+
     /// The members' mean prediction for the same movies (a bag): probabilities, ratings,
     /// modality weights and losses averaged.
     pub fn mean(members: &[Predictions]) -> Predictions {

@@ -17,6 +17,7 @@ use cinefuse_model::{CinefuseModel, Modality};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
+use crate::bag_sets::group_sets;
 use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
 use crate::genre_stacking::combine;
@@ -42,12 +43,12 @@ fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
             fields.1
         );
     }
-    if trees.members.len() != lead.others.len() + 1 {
+    if trees.members.len() != lead.member_count() {
         bail!(
             "{}: {} forests for {} members",
             path.display(),
             trees.members.len(),
-            lead.others.len() + 1
+            lead.member_count()
         );
     }
     Ok(trees)
@@ -81,13 +82,13 @@ fn load_vote(
         // Credits are names: any movie has some, or none (and then gets the frequencies).
         VoteSpace::Credits => {}
     }
-    if vote.n_folds != lead.others.len() + 1 || vote.n_genres != lead.manifest.genres.len() {
+    if vote.n_folds != lead.member_count() || vote.n_genres != lead.manifest.genres.len() {
         bail!(
             "{}: a vote of {} members on {} genres for {} members on {} genres",
             path.display(),
             vote.n_folds,
             vote.n_genres,
-            lead.others.len() + 1,
+            lead.member_count(),
             lead.manifest.genres.len()
         );
     }
@@ -191,12 +192,15 @@ impl Predictor {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut lead = parts.remove(0);
-        if let Some(p) = parts.iter().find(|p| p.others.len() != lead.others.len()) {
+        if let Some(p) = parts
+            .iter()
+            .find(|p| p.member_count() != lead.member_count())
+        {
             bail!(
-                "{}: the blend's parts have {} and {} members; they must match",
+                "{}: the blend's parts have {} and {} members (one per fold); they must match",
                 model_dir.display(),
-                lead.others.len() + 1,
-                p.others.len() + 1
+                lead.member_count(),
+                p.member_count()
             );
         }
         lead.trees = match &manifest.rating_trees {
@@ -341,12 +345,19 @@ impl Predictor {
         )
     }
 
-    /// Every member's predictions (one for a single model).
+    /// Every member's predictions (one for a single model; a repeated bag's grouped into one
+    /// per fold, `bag_sets.rs`).
     fn run_members(&self, items: &[MovieItem]) -> Vec<Predictions> {
-        std::iter::once(&self.model)
+        let each = std::iter::once(&self.model)
             .chain(&self.others)
             .map(|m| self.run_with(m, items, &[]))
-            .collect()
+            .collect();
+        group_sets(each, self.manifest.bag_sets).expect("the manifest check divides the sets")
+    }
+
+    /// The bag's members as its users see them: one per fold (one for a single model).
+    pub fn member_count(&self) -> usize {
+        (self.others.len() + 1) / self.manifest.bag_sets.max(1)
     }
 
     /// The interval of movie `i`: a bag's CV+ by vote count, or the split-conformal

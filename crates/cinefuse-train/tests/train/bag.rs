@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use cinefuse_data::output_dir::{OutputKind, write_marker};
 use cinefuse_data::split::Split;
 use cinefuse_train::bag::{BagInfo, REFIT_DIR, member_dir, read_bag};
+use cinefuse_train::bag_sets::{self, set_member_dir};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::ensemble::Ensemble;
 use cinefuse_train::evaluate::{LoadedRun, evaluate};
@@ -210,4 +211,133 @@ fn an_interrupted_bag_resumes_where_it_stopped() {
     let info = read_bag(&bag).unwrap();
     assert_eq!(info.done, [true; 3]);
     assert!(info.calibration.is_some());
+}
+
+#[test]
+fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bag_config(dir.path());
+    (
+        config.train.folds,
+        config.train.bag_sets,
+        config.train.refit,
+    ) = (2, 2, false);
+    let bag = dir.path().join("bag");
+    train_into(&config, &bag).unwrap();
+    let info = read_bag(&bag).unwrap();
+    assert_eq!((info.sets, info.done.clone()), (2, vec![true; 4]));
+    // The second set: its own folds and initialisation, seeded 1000 on.
+    let second_seed = config.seed + 1000;
+    for fold in 0..2 {
+        let member = set_member_dir(&bag, 1, fold);
+        let run: RunInfo = read_json(&member.join(RUN_FILE)).unwrap();
+        let rows = TrainRows::Fold {
+            index: fold,
+            count: 2,
+            seed: second_seed,
+        };
+        assert_eq!(run.rows, rows);
+        let saved = cinefuse_train::TrainConfig::load(&member.join(CONFIG_FILE), &[]).unwrap();
+        assert_eq!((saved.seed, saved.train.bag_sets), (second_seed, 1));
+    }
+
+    // Out of fold: each movie's genres are the mean of the two members that did not see it,
+    // its rating the first set's.
+    let held_out = |set: usize| -> Predictions {
+        let seed = bag_sets::set_seed(config.seed, set);
+        Predictions::concat(
+            &(0..2)
+                .map(|fold| {
+                    let member = set_member_dir(&bag, set, fold);
+                    let m = LoadedRun::open(&member, Some(BackendKind::Flex)).unwrap();
+                    m.predict_rows(m.prepared.fold_indices(seed, fold, 2, true))
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (first, second) = (held_out(0), held_out(1));
+    let second = second
+        .select(&first.ids)
+        .expect("both sets cover every movie");
+    assert_ne!(first.probs, second.probs, "the sets differ");
+    let oof = std::fs::read_to_string(bag.join(cinefuse_train::oof::OOF_FILE)).unwrap();
+    let g = first.n_genres;
+    let mut lines = 0;
+    for (i, line) in oof.lines().skip(1).enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], first.ids[i]);
+        let rating: f32 = cells[2].parse().unwrap();
+        assert!((rating - first.rating[i]).abs() < 1e-3, "{line}");
+        for k in 0..g {
+            let p: f32 = cells[4 + k].parse().unwrap();
+            let mean = (first.probs[i * g + k] + second.probs[i * g + k]) / 2.0;
+            assert!((p - mean).abs() < 1e-4, "{line}: {p} vs {mean}");
+        }
+        lines += 1;
+    }
+    assert_eq!(lines, first.ids.len());
+    let cal = info.calibration.clone().unwrap();
+    assert_eq!(
+        cal.out_of_fold.interval_per_fold.len(),
+        2,
+        "CV+ on set 0's folds"
+    );
+
+    // eval, export and predict: two logical members; genres the mean of all four members,
+    // the rating the first set's mean.
+    let e = Ensemble::open(&bag, Some(BackendKind::Flex))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.members.len(), 4);
+    let (mean, each) = e.predict(&e.lead().prepared, Some(Split::Test));
+    assert_eq!(each.len(), 2);
+    let all: Vec<Predictions> = e
+        .members
+        .iter()
+        .map(|m| m.predict(&e.lead().prepared, Some(Split::Test)))
+        .collect();
+    for i in 0..mean.ids.len() {
+        let rating = (all[0].rating[i] + all[1].rating[i]) / 2.0;
+        assert!((mean.rating[i] - rating).abs() < 1e-5);
+        for k in 0..g {
+            let p = all.iter().map(|m| m.probs[i * g + k]).sum::<f32>() / 4.0;
+            assert!((mean.probs[i * g + k] - p).abs() < 1e-5);
+        }
+    }
+    let report = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex)).unwrap();
+    assert_eq!(report.bag.as_ref().unwrap().members, 4);
+    let model = dir.path().join("model");
+    cinefuse_train::export::export(&bag, &model, Some(BackendKind::Flex)).unwrap();
+    let predictor = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
+    assert_eq!(
+        (
+            predictor.manifest.members.len(),
+            predictor.manifest.bag_sets
+        ),
+        (4, 2)
+    );
+    assert_eq!(predictor.member_count(), 2);
+    let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
+    assert_predicts_the_ensemble(&predictor, &items, &mean, &each, cal.interval.as_ref());
+
+    // A member of the second set lost: resume trains it alone, and the same seeds give the
+    // same calibration.
+    let kept = std::fs::read(member_dir(&bag, 0).join(RUN_FILE)).unwrap();
+    let mut lost = info.clone();
+    lost.done[3] = false;
+    lost.calibration = None;
+    cinefuse_train::run_dir::write_json(&bag.join(cinefuse_train::bag::BAG_FILE), &lost).unwrap();
+    std::fs::remove_dir_all(set_member_dir(&bag, 1, 1)).unwrap();
+    let e = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex));
+    assert!(e.is_err(), "an uncalibrated bag cannot be evaluated");
+    resume(&config, &bag);
+    let again = read_bag(&bag).unwrap();
+    assert_eq!(again.done, [true; 4]);
+    assert_eq!(
+        std::fs::read(member_dir(&bag, 0).join(RUN_FILE)).unwrap(),
+        kept
+    );
+    let again = serde_json::to_string(&again.calibration).unwrap();
+    assert_eq!(again, serde_json::to_string(&info.calibration).unwrap());
 }
