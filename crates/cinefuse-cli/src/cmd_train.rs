@@ -49,6 +49,10 @@ pub struct TrainArgs {
     /// With bagging: also one model on all of train + validation (sets train.refit).
     #[arg(long)]
     refit: bool,
+    /// With bagging: S sets of K members, each set on its own folds; genres average all
+    /// of them, the rating stays on the first set (sets train.bag_sets).
+    #[arg(long, value_name = "S")]
+    bag_sets: Option<usize>,
 }
 
 pub fn train(a: TrainArgs) -> Result<PathBuf> {
@@ -58,6 +62,9 @@ pub fn train(a: TrainArgs) -> Result<PathBuf> {
     }
     if a.refit {
         sets.push("train.refit=true".into());
+    }
+    if let Some(s) = a.bag_sets {
+        sets.push(format!("train.bag_sets={s}"));
     }
     let config = match (&a.config, &a.resume) {
         (Some(p), _) => TrainConfig::load(p, &sets)?,
@@ -522,6 +529,7 @@ pub fn quickstart(config: PathBuf, backend_name: Option<String>, set: Vec<String
         devices: None,
         folds: None,
         refit: false,
+        bag_sets: None,
     })?;
     eval(EvalArgs {
         run: run_dir.clone(),

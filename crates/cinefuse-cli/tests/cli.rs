@@ -771,6 +771,8 @@ fn votes_join_a_frozen_bag(d: &Path) {
         (4, &2.into())
     );
     portable::check_portable(d, "vote", &portable_movies(d));
+    // The repeated bag alone (a part is an export of its own), through ONNX too.
+    portable::check_portable(d, "vote/part-0", &portable_movies(d));
     metadata_vote_needs_no_plots(d);
     credits_vote_needs_credits(d);
 

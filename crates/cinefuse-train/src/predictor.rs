@@ -133,6 +133,9 @@ pub struct Predictor {
     pub model: CinefuseModel,
     /// A bag's other members (their mean is the prediction).
     pub others: Vec<CinefuseModel>,
+    /// The bag's repeated sets, from its own manifest (a blend's lead keeps its part's; the
+    /// blend's manifest replaces `manifest`).
+    sets: usize,
     pub device: Device,
     batcher: MovieBatcher,
     /// A blend's other bags, each with its own preprocessing (weights in `manifest.parts`).
@@ -242,6 +245,7 @@ impl Predictor {
         let model = models.remove(0);
         let batcher = preprocessor.batcher();
         Ok(Self {
+            sets: manifest.bag_sets,
             manifest,
             config,
             preprocessor,
@@ -352,12 +356,12 @@ impl Predictor {
             .chain(&self.others)
             .map(|m| self.run_with(m, items, &[]))
             .collect();
-        group_sets(each, self.manifest.bag_sets).expect("the manifest check divides the sets")
+        group_sets(each, self.sets).expect("the manifest check divides the sets")
     }
 
     /// The bag's members as its users see them: one per fold (one for a single model).
     pub fn member_count(&self) -> usize {
-        (self.others.len() + 1) / self.manifest.bag_sets.max(1)
+        (self.others.len() + 1) / self.sets.max(1)
     }
 
     /// The interval of movie `i`: a bag's CV+ by vote count, or the split-conformal
