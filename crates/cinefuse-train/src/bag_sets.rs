@@ -49,7 +49,7 @@ pub fn group_sets(each: Vec<Predictions>, sets: usize) -> Result<Vec<Predictions
     if sets <= 1 {
         return Ok(each);
     }
-    if each.len() % sets != 0 {
+    if !each.len().is_multiple_of(sets) {
         bail!(
             "{} member predictions do not divide into {sets} sets",
             each.len()

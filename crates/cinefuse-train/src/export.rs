@@ -222,7 +222,7 @@ impl Manifest {
             ));
         }
         let files = self.members.len().max(1);
-        if self.bag_sets == 0 || files % self.bag_sets != 0 {
+        if self.bag_sets == 0 || !files.is_multiple_of(self.bag_sets) {
             return Err(format!(
                 "bag_sets = {}: expected a whole number of sets in the {files} member file(s)",
                 self.bag_sets
