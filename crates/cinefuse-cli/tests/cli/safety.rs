@@ -294,6 +294,11 @@ fn predict_validates_its_input_like_prepare() {
             serde_json::json!(-1.0),
             "interval_half_width = -1",
         ),
+        (
+            "bag_sets",
+            serde_json::json!(2),
+            "bag_sets = 2: expected a whole number of sets in the 1 member file(s)",
+        ),
     ] {
         let bad = d.join("bad-model");
         let _ = std::fs::remove_dir_all(&bad);
