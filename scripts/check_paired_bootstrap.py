@@ -2,9 +2,11 @@
 """Checks scripts/paired_bootstrap.py against a run that `cinefuse eval` has evaluated (the
 train tests call it): the run's eval_predictions.json is read back in any id order, a model
 compared with itself differs by exactly 0, a clearly worse peer is told apart, and a test id
-the run did not predict is an error that says so.
+the run did not predict is an error that says so. Given the run's dataset and prepared folder,
+also the two-run comparison (`paired_bootstrap.py DATASET PREPARED RUN_A RUN_B`): the run
+against itself, its test movies found from the prepared split, differs by exactly 0.
 
-Usage: python scripts/check_paired_bootstrap.py RUN
+Usage: python scripts/check_paired_bootstrap.py RUN [DATASET PREPARED]
 """
 import json
 import os
@@ -16,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import paired_bootstrap as pb  # noqa: E402
 
 
-def main(run):
+def main(run, data=None):
     ev = json.load(open(f"{run}/eval_predictions.json", encoding="utf-8"))
     genre_ids, rating_ids = ev["genre_ids"][::-1], ev["rating_ids"][::-1]
     probs, thr, rating = pb.load_run(run, ev["genres"], genre_ids, rating_ids)
@@ -39,8 +41,13 @@ def main(run):
         raise AssertionError("a missing test movie was not reported")
     except SystemExit as e:
         assert "1 test movies missing (e.g. no-such-movie)" in str(e), e
+    if data:
+        both = pb.compare_runs(*data, run, run, 20)
+        for part in ("genres", "rating"):
+            assert all(r["difference"] == 0 and r["ci95"] == [0, 0] for r in both[part].values()), both
+        assert set(both["genres"]) == set(pb.GENRE_METRICS) and set(both["rating"]) == set(pb.RATING_METRICS)
     print(f"paired bootstrap checked on {len(genre_ids)} movies")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:4] or None)

@@ -5,6 +5,11 @@ the interval is of the difference itself: whether a lead of a few thousandths on
 more than the draw of the movies. cinefuse's side comes from `RUN/eval_predictions.json`, which
 `cinefuse eval --run RUN` writes for the run's own test split (ids, genre probabilities,
 thresholds, ratings). Both sides are scored by the same functions, baselines_sklearn's.
+
+baselines_sklearn.py --paired uses it against the peers; on its own it compares two cinefuse runs
+evaluated on the same prepared data (an ablation: is B's change more than the draw of movies?):
+
+  scripts/.venv/bin/python scripts/paired_bootstrap.py DATASET PREPARED RUN_A RUN_B [--resamples N] [--json OUT]
 """
 import json
 import os
@@ -89,10 +94,51 @@ def paired_ratings(ours, peer, true, resamples=1000, seed=0):
     return compare(score, ours, peer, len(true), resamples, np.random.default_rng(seed))
 
 
-def print_table(name, result, file=sys.stderr):
-    print(f"paired bootstrap, cinefuse − {name}:", file=file)
+def print_table(name, result, file=sys.stderr, ours="cinefuse"):
+    print(f"paired bootstrap, {ours} − {name}:", file=file)
     for m, r in result.items():
         lo, hi = r["ci95"]
         print(f"  {m:<13} {r['cinefuse']:.4f} vs {r['peer']:.4f}  difference {r['difference']:+.4f}"
-              f"  95 % CI {lo:+.4f} to {hi:+.4f}  cinefuse better in {100 * r['share_cinefuse_better']:.0f} %",
+              f"  95 % CI {lo:+.4f} to {hi:+.4f}  {ours} better in {100 * r['share_cinefuse_better']:.0f} %",
               file=file)
+
+
+def compare_runs(dataset, prepared, run_a, run_b, resamples=1000):
+    """Run A against run B (both evaluated on the same prepared data's test split): genres and
+    rating, each a paired bootstrap. Returns {"genres": …, "rating": …}."""
+    movies, split, genres = peers.load(dataset, prepared)
+    test = [i for i in split if split[i] == "test"]
+    genre_ids = [i for i in test if movies[i].get("genres")]
+    rating_ids = [i for i in test if movies[i].get("rating") is not None]
+    y = peers.multi_hot(movies, genre_ids, genres)
+    true = np.array([movies[i]["rating"] for i in rating_ids], dtype=float)
+    a = load_run(run_a, genres, genre_ids, rating_ids)
+    b = load_run(run_b, genres, genre_ids, rating_ids)
+    return {"genres": paired_genres(a[:2], b[:2], y, resamples),
+            "rating": paired_ratings(a[2], b[2], true, resamples)}
+
+
+def main():
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Paired bootstrap of two cinefuse runs on the same test movies "
+                                             "(each after `cinefuse eval --run RUN`): the interval of A − B.")
+    ap.add_argument("dataset")
+    ap.add_argument("prepared")
+    ap.add_argument("run_a")
+    ap.add_argument("run_b")
+    ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    a = ap.parse_args()
+    if a.resamples < 1:
+        sys.exit(f"--resamples {a.resamples}: expected at least 1")
+    out = compare_runs(a.dataset, a.prepared, a.run_a, a.run_b, a.resamples)
+    for part in ("genres", "rating"):
+        print_table(f"{a.run_b}, {part}", out[part], sys.stdout, ours=a.run_a)
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,9 +33,10 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (a, b)
 }
 
-/// `scripts/check_paired_bootstrap.py` on an evaluated run: the paired comparison reads what
-/// `eval` saved. SKIPPED without a Python that has scikit-learn.
-fn check_paired_bootstrap(run: &Path) {
+/// `scripts/check_paired_bootstrap.py` on an evaluated run (trained on `root`'s demo data):
+/// the paired comparisons read what `eval` saved. SKIPPED without a Python that has
+/// scikit-learn.
+fn check_paired_bootstrap(run: &Path, root: &Path) {
     let Some(python) = super::python_with("sklearn") else {
         eprintln!(
             "SKIPPED paired_bootstrap.py: no Python with scikit-learn (scripts/setup_python.sh)"
@@ -43,7 +44,9 @@ fn check_paired_bootstrap(run: &Path) {
         return;
     };
     let script = crate::manifest_dir().join("../../scripts/check_paired_bootstrap.py");
-    let out = super::run_python(&python, &[script.as_path(), run]);
+    let (demo, prepared) = (root.join("demo"), root.join("prepared"));
+    let args = [script.as_path(), run, &demo, &prepared];
+    let out = super::run_python(&python, &args);
     assert!(String::from_utf8_lossy(&out).contains("paired bootstrap checked on"));
 }
 
@@ -137,7 +140,7 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
 
     // eval: the members' weighted combination, with the blend's own thresholds.
     let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
-    check_paired_bootstrap(&out);
+    check_paired_bootstrap(&out, dir.path());
     let summary = report.bag.as_ref().unwrap();
     assert_eq!((summary.members, summary.blend.len()), (3, 2));
     let thresholds: Vec<f32> = report
