@@ -126,8 +126,21 @@ pub fn parent_bag(run_dir: &Path) -> Option<PathBuf> {
     is_bag(parent).then(|| parent.to_path_buf())
 }
 
+/// A bag's record, checked: its members' list must match its folds and sets.
 pub fn read_bag(dir: &Path) -> Result<BagInfo> {
-    read_json(&dir.join(BAG_FILE))
+    let path = dir.join(BAG_FILE);
+    let info: BagInfo = read_json(&path)?;
+    if info.folds < 2 || info.sets == 0 || info.done.len() != info.folds * info.sets {
+        bail!(
+            "{}: {} folds in {} sets need {} members, `done` lists {}",
+            path.display(),
+            info.folds,
+            info.sets,
+            info.folds * info.sets,
+            info.done.len()
+        );
+    }
+    Ok(info)
 }
 
 /// The config a member trains with: the bag's, without bagging, initialised with `seed`.

@@ -323,11 +323,21 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
 
     // A member of the second set lost: resume trains it alone, and the same seeds give the
     // same calibration.
+    let bag_file = bag.join(cinefuse_train::bag::BAG_FILE);
+    let mut short = info.clone();
+    short.done.pop();
+    cinefuse_train::run_dir::write_json(&bag_file, &short).unwrap();
+    let e = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex)).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("bag.json: 2 folds in 2 sets need 4 members, `done` lists 3"),
+        "{e}"
+    );
     let kept = std::fs::read(member_dir(&bag, 0).join(RUN_FILE)).unwrap();
     let mut lost = info.clone();
     lost.done[3] = false;
     lost.calibration = None;
-    cinefuse_train::run_dir::write_json(&bag.join(cinefuse_train::bag::BAG_FILE), &lost).unwrap();
+    cinefuse_train::run_dir::write_json(&bag_file, &lost).unwrap();
     std::fs::remove_dir_all(set_member_dir(&bag, 1, 1)).unwrap();
     let e = evaluate(&bag, Split::Test, None, Some(BackendKind::Flex));
     assert!(e.is_err(), "an uncalibrated bag cannot be evaluated");
