@@ -312,7 +312,8 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    // The partner's own seed and folds are overridden by the main config's.
+    // The partner's own seed and folds are overridden by the main config's; its bag sets are
+    // too unless its overrides name them (here: one set beside the lead's two).
     let mut partner = tiny_config(root, "");
     partner.name = "tiny-words".into();
     partner.seed = 99;
@@ -322,9 +323,10 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     std::fs::write(&partner_file, partner.to_toml()).unwrap();
     let mut config = tiny_config(root, "");
     config.train.folds = 3;
+    config.train.bag_sets = 2;
     config.train.blend_with = vec![cinefuse_train::config::BlendPartner {
         config: partner_file.clone(),
-        set: vec!["model.fusion.kind=concat".into()],
+        set: vec!["model.fusion.kind=concat".into(), "train.bag_sets=1".into()],
     }];
     config.train.rating_trees = Some(RatingTreesConfig::default());
 
@@ -337,7 +339,9 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     super::resume(&config, &run);
     assert!(run.join("blend.json").is_file());
     let words = cinefuse_train::bag::read_bag(&run.join("bag-1")).unwrap();
-    assert_eq!((words.folds, words.seed), (3, config.seed));
+    assert_eq!((words.folds, words.seed, words.sets), (3, config.seed, 1));
+    let lead = cinefuse_train::bag::read_bag(&run.join("bag-0")).unwrap();
+    assert_eq!((lead.sets, lead.done.len()), (2, 6));
     let saved = cinefuse_train::TrainConfig::load(&run.join("bag-1/config.toml"), &[]).unwrap();
     assert_eq!(
         saved.model.fusion.kind,
@@ -375,6 +379,25 @@ fn train_blend_with_trains_both_bags_on_the_same_folds_and_resumes() {
     assert_eq!(
         by_hand.calibration.thresholds,
         trained.calibration.thresholds
+    );
+
+    // Exported, a repeated bag and a single-set one still blend member by member.
+    let blended = Blend::open(&run, FLEX).unwrap().unwrap();
+    let own: Vec<_> = blended.parts.iter().map(|e| &e.lead().prepared).collect();
+    let (mean, each) = blended.predict(&own, Some(Split::Test)).unwrap();
+    assert_eq!(each.len(), 3);
+    let model = root.join("model");
+    cinefuse_train::export::export(&run, &model, FLEX).unwrap();
+    let predictor = Predictor::load(&model, FLEX).unwrap();
+    assert_eq!(predictor.member_count(), 3);
+    let items = items_of(&predictor, &root.join("demo"), &mean.ids);
+    let cal = &trained.calibration;
+    super::bag::assert_predicts_the_ensemble(
+        &predictor,
+        &items,
+        &mean,
+        &each,
+        cal.interval.as_ref(),
     );
 }
 
