@@ -739,7 +739,11 @@ impl TrainConfig {
             ));
         }
         if t.bag_sets > 1 && t.folds == 0 {
-            return Err("train.bag_sets > 1 needs train.folds >= 2 (it repeats a bag)".into());
+            return Err(format!(
+                "train.bag_sets > 1 needs train.folds >= 2 (it repeats a bag); with train.folds \
+                 = 0 set train.bag_sets = 1 too (it is {})",
+                t.bag_sets
+            ));
         }
         if t.refit && t.folds == 0 {
             return Err("train.refit = true needs train.folds >= 2 (it refits a bag)".into());
