@@ -1033,4 +1033,23 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn every_shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let c = TrainConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e:#}"));
+                // Partners are read when their bag starts: their overrides must apply too.
+                for p in &c.train.blend_with {
+                    let partner = dir.join("..").join(&p.config);
+                    TrainConfig::load(&partner, &p.set).unwrap_or_else(|e| panic!("{e:#}"));
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 5, "{seen} configs in {}", dir.display());
+    }
 }
