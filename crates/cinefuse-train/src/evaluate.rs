@@ -156,11 +156,18 @@ pub struct EvalReport {
     pub confidence: Option<Confidence>,
 }
 
+fn one_set() -> usize {
+    1
+}
+
 /// What an evaluation of a bag (or of its refit model) adds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BagSummary {
-    /// Models averaged: the folds, or 1 for the refit model.
+    /// Models averaged: the folds (times the sets), or 1 for the refit model.
     pub members: usize,
+    /// A bag's repeated sets of folds (`train.bag_sets`; 1 for the refit model and a blend).
+    #[serde(default = "one_set")]
+    pub sets: usize,
     pub refit: bool,
     pub out_of_fold: crate::bag::OutOfFold,
     /// How far the thresholds were pulled toward a shared one (`thresholds.rs`).
@@ -371,6 +378,7 @@ fn evaluate_ensemble(
     };
     let summary = BagSummary {
         members: e.members.len(),
+        sets: e.sets(),
         refit: e.refit,
         out_of_fold: e.calibration.out_of_fold.clone(),
         shared_threshold_weight: e.calibration.shared_threshold_weight,
@@ -429,6 +437,7 @@ fn evaluate_blend(
     let stacked = info.genre_stacking.as_ref().map(|s| s.mean_weights());
     let summary = BagSummary {
         members: each.len(),
+        sets: 1,
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
         shared_threshold_weight: info.calibration.shared_threshold_weight,
@@ -735,7 +744,14 @@ impl EvalReport {
             let bags = b.blend.len() - usize::from(trees) - votes.len();
             crate::blend::describe(bags, &votes, trees)
         } else {
-            format!("bag of {} members", b.members)
+            match b.sets {
+                1 => format!("bag of {} members", b.members),
+                sets => format!(
+                    "bag of {} members ({sets} sets of {} folds)",
+                    b.members,
+                    b.members / sets
+                ),
+            }
         };
         let per_fold: Vec<String> = o
             .interval_per_fold
