@@ -129,7 +129,11 @@ impl Predictions {
             rating_present: flags(&self.rating_present),
             weights: self.weights.as_ref().map(modalities),
             votes: floats(&self.votes, 1),
-            ..self.clone()
+            n_genres: g,
+            genre_shift: self.genre_shift.clone(),
+            loss: self.loss,
+            genre_loss: self.genre_loss,
+            rating_loss: self.rating_loss,
         })
     }
 
