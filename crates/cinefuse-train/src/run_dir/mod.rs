@@ -98,9 +98,13 @@ impl RunDir {
             return "interrupted (blend)".into();
         }
         if let Ok(bag) = read_json::<BagInfo>(&self.path.join(BAG_FILE)) {
+            let size = match bag.sets {
+                1 => bag.folds.to_string(),
+                sets => format!("{} × {sets} sets", bag.folds),
+            };
             return match bag.calibration {
-                Some(_) => format!("finished (bag of {})", bag.folds),
-                None => format!("interrupted (bag of {})", bag.folds),
+                Some(_) => format!("finished (bag of {size})"),
+                None => format!("interrupted (bag of {size})"),
             };
         }
         let Some(state) = self.latest_state() else {

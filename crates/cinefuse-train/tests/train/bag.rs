@@ -309,6 +309,8 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
     let summary = report.bag.as_ref().unwrap();
     assert_eq!((summary.members, summary.sets), (4, 2));
     assert!(format!("{report}").contains("bag of 4 members (2 sets of 2 folds)"));
+    let status = cinefuse_train::run_dir::RunDir::new(&bag).status(&config.train);
+    assert_eq!(status, "finished (bag of 2 × 2 sets)");
     let model = dir.path().join("model");
     cinefuse_train::export::export(&bag, &model, Some(BackendKind::Flex)).unwrap();
     let predictor = Predictor::load(&model, Some(BackendKind::Flex)).unwrap();
