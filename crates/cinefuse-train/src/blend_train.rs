@@ -112,7 +112,8 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
 }
 
 /// Each bag's config: this one without `blend_with`, then each partner's, made to share this
-/// config's seed, folds, dataset and (unless the partner sets its own) bag sets. A bag that has started keeps the config it saved.
+/// config's seed, folds, dataset and (unless the partner sets its own) bag sets. A bag that
+/// has started keeps the config it saved.
 fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
     (0..=config.train.blend_with.len())
         .map(|k| {
