@@ -39,7 +39,7 @@ pub struct BagInfo {
     /// Seeds the fold assignment (the config's seed).
     pub seed: u64,
     /// Repeated sets of folds (`train.bag_sets`; bags from before it: 1).
-    #[serde(default = "one_set")]
+    #[serde(default = "crate::bag_sets::one_set")]
     pub sets: usize,
     /// Members that finished training, set by set, by fold within a set.
     pub done: Vec<bool>,
@@ -75,10 +75,6 @@ pub struct OutOfFold {
     pub interval_per_fold: Vec<Coverage>,
 }
 
-fn one_set() -> usize {
-    1
-}
-
 impl BagInfo {
     /// Every member of every set.
     pub fn members(&self) -> usize {
@@ -98,6 +94,18 @@ impl BagInfo {
             count: self.folds,
             seed: set_seed(self.seed, set),
         }
+    }
+
+    /// Member `m`'s held-out movies: its fold of train + validation, drawn with its set's seed.
+    fn held_out(&self, prepared: &cinefuse_data::Prepared, m: usize) -> Vec<usize> {
+        let (set, fold) = self.set_and_fold(m);
+        prepared.fold_indices(set_seed(self.seed, set), fold, self.folds, true)
+    }
+
+    /// Member `m`'s folder in the bag folder `bag`.
+    fn member_path(&self, bag: &Path, m: usize) -> PathBuf {
+        let (set, fold) = self.set_and_fold(m);
+        set_member_dir(bag, set, fold)
     }
 
     /// How progress names member `m`: "fold 2/5", or "set 2/2, fold 2/5".
@@ -166,10 +174,8 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
             continue;
         }
         println!("── bag {}: {} ──", dir.display(), info.label(m));
-        let (set, fold) = info.set_and_fold(m);
-        let member = member_config(config, set_seed(info.seed, set));
-        let rows = info.rows(m);
-        let summary = train_member(&member, opts, &set_member_dir(&dir, set, fold), rows)?;
+        let member = member_config(config, set_seed(info.seed, info.set_and_fold(m).0));
+        let summary = train_member(&member, opts, &info.member_path(&dir, m), info.rows(m))?;
         if summary.interrupted {
             return Ok(interrupted(&dir, summary));
         }
@@ -315,13 +321,7 @@ fn train_member(
 /// One prediction per fold of the first set: each movie's from the member that did not train
 /// on it, its genres averaged over the sets (`bag_sets.rs`).
 pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Result<Vec<Predictions>> {
-    let held_out = |m: usize| {
-        let TrainRows::Fold { index, count, seed } = info.rows(m) else {
-            unreachable!("a bag member trains on folds")
-        };
-        let member = &members[m];
-        member.predict_rows(member.prepared.fold_indices(seed, index, count, true))
-    };
+    let held_out = |m: usize| members[m].predict_rows(info.held_out(&members[m].prepared, m));
     let per_set = (0..info.sets)
         .map(|set| {
             (0..info.folds)
@@ -398,19 +398,15 @@ pub fn load_members(
     backend: Option<BackendKind>,
 ) -> Result<Vec<LoadedRun>> {
     if let Some(missing) = info.done.iter().position(|d| !d) {
-        let (set, fold) = info.set_and_fold(missing);
         bail!(
             "{}: member {} has not finished training; resume the bag with \
              cinefuse train --resume {}",
-            set_member_dir(dir, set, fold).display(),
+            info.member_path(dir, missing).display(),
             info.label(missing),
             dir.display()
         );
     }
     (0..info.members())
-        .map(|m| {
-            let (set, fold) = info.set_and_fold(m);
-            LoadedRun::open(&set_member_dir(dir, set, fold), backend)
-        })
+        .map(|m| LoadedRun::open(&info.member_path(dir, m), backend))
         .collect()
 }

@@ -17,6 +17,12 @@ use crate::predictions::Predictions;
 /// apart, so that a bag of seed 7 and one of seed 8 share no set.
 pub const SET_SEED_STRIDE: u64 = 1000;
 
+/// How many sets a record from before `train.bag_sets` has (serde's default for `bag.json`,
+/// `eval.json` and `manifest.json`).
+pub(crate) fn one_set() -> usize {
+    1
+}
+
 /// The seed of set `set` of a bag seeded `seed` (the first set keeps `seed`).
 pub fn set_seed(seed: u64, set: usize) -> u64 {
     seed.wrapping_add(SET_SEED_STRIDE.wrapping_mul(set as u64))

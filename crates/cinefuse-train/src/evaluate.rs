@@ -156,17 +156,13 @@ pub struct EvalReport {
     pub confidence: Option<Confidence>,
 }
 
-fn one_set() -> usize {
-    1
-}
-
 /// What an evaluation of a bag (or of its refit model) adds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BagSummary {
     /// Models averaged: the folds (times the sets), or 1 for the refit model.
     pub members: usize,
     /// A bag's repeated sets of folds (`train.bag_sets`; 1 for the refit model and a blend).
-    #[serde(default = "one_set")]
+    #[serde(default = "crate::bag_sets::one_set")]
     pub sets: usize,
     pub refit: bool,
     pub out_of_fold: crate::bag::OutOfFold,

@@ -27,10 +27,6 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
 pub const INTERVAL_COVERAGE: f64 = 0.9;
 
-fn one_set() -> usize {
-    1
-}
-
 fn is_one_set(sets: &usize) -> bool {
     *sets == 1
 }
@@ -64,7 +60,10 @@ pub struct Manifest {
     /// A repeated bag's sets (`train.bag_sets`): `members` holds them set by set, and member k
     /// of the bag is the first set's member k with its genre probabilities averaged over
     /// every set's member k (`bag_sets.rs`). 1 (absent): one set.
-    #[serde(default = "one_set", skip_serializing_if = "is_one_set")]
+    #[serde(
+        default = "crate::bag_sets::one_set",
+        skip_serializing_if = "is_one_set"
+    )]
     pub bag_sets: usize,
     /// A blend: its bags, each exported whole into a sub-folder, and their weights. The
     /// fields above then describe the blend (thresholds, interval) and its first bag.
