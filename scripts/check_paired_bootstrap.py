@@ -4,18 +4,30 @@ train tests call it): the run's eval_predictions.json is read back in any id ord
 compared with itself differs by exactly 0, a clearly worse peer is told apart, and a test id
 the run did not predict is an error that says so. Given the run's dataset and prepared folder,
 also the two-run comparison (`paired_bootstrap.py DATASET PREPARED RUN_A RUN_B`): the run
-against itself, its test movies found from the prepared split, differs by exactly 0.
+against itself, its test movies found from the prepared split, differs by exactly 0. Not a
+regular file where eval_predictions.json should be (a folder, a FIFO) is refused without
+waiting, and so is --json inside an input folder.
 
 Usage: python scripts/check_paired_bootstrap.py RUN [DATASET PREPARED]
 """
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import paired_bootstrap as pb  # noqa: E402
+
+
+def refused(call, says):
+    try:
+        call()
+    except SystemExit as e:
+        assert says in str(e), e
+        return
+    raise AssertionError(f"not refused ({says})")
 
 
 def main(run, data=None):
@@ -41,6 +53,14 @@ def main(run, data=None):
         raise AssertionError("a missing test movie was not reported")
     except SystemExit as e:
         assert "1 test movies missing (e.g. no-such-movie)" in str(e), e
+    refused(lambda: pb.check_output(os.path.join(run, "x.json"), [run]), "inside the input")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Not a regular file where eval_predictions.json should be: refused, not read or waited on.
+        os.mkdir(os.path.join(tmp, "eval_predictions.json"))
+        refused(lambda: pb.read_predictions(tmp), "not a regular file")
+        os.rmdir(os.path.join(tmp, "eval_predictions.json"))
+        os.mkfifo(os.path.join(tmp, "eval_predictions.json"))
+        refused(lambda: pb.read_predictions(tmp), "not a regular file")
     if data:
         both = pb.compare_runs(*data, run, run, 20)
         for part in ("genres", "rating"):

@@ -13,7 +13,9 @@ evaluated on the same prepared data (an ablation: is B's change more than the dr
 """
 import json
 import os
+import stat
 import sys
+import tempfile
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -23,15 +25,35 @@ import baselines_sklearn as peers  # noqa: E402
 
 GENRE_METRICS = ("micro_f1", "macro_f1", "top1", "micro_ap")
 RATING_METRICS = ("mae", "within_10pct")
+# eval_predictions.json holds a few hundred bytes per movie: far below this for any split.
+MAX_PREDICTIONS_BYTES = 256 << 20
+
+
+def read_predictions(run):
+    """RUN/eval_predictions.json, read only if it is a regular file of bounded size (opened
+    without blocking, so a FIFO in its place is refused rather than waited on)."""
+    path = os.path.join(run, "eval_predictions.json")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        sys.exit(f"{run}: cannot read {path} ({e}); run `cinefuse eval --run {run}` first")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        sys.exit(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_PREDICTIONS_BYTES + 1)
+    if len(data) > MAX_PREDICTIONS_BYTES:
+        sys.exit(f"{path}: larger than {MAX_PREDICTIONS_BYTES >> 20} MiB; not an eval_predictions.json")
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        sys.exit(f"{path}: not JSON ({e}); run `cinefuse eval --run {run}` again")
 
 
 def load_run(run, genres, genre_ids, rating_ids):
     """cinefuse's test probabilities, thresholds and rating predictions, in the given id orders."""
-    path = f"{run}/eval_predictions.json"
-    try:
-        ev = json.load(open(path, encoding="utf-8"))
-    except OSError as e:
-        sys.exit(f"--paired {run}: cannot read {path} ({e}); run `cinefuse eval --run {run}` first")
+    path = os.path.join(run, "eval_predictions.json")
+    ev = read_predictions(run)
     if "genre_probs" not in ev:
         sys.exit(f"{path}: no genre probabilities (written by an older cinefuse); run `cinefuse eval --run {run}` again")
     if ev["genres"] != list(genres):
@@ -132,12 +154,32 @@ def main():
     a = ap.parse_args()
     if a.resamples < 1:
         sys.exit(f"--resamples {a.resamples}: expected at least 1")
+    if a.json:
+        check_output(a.json, (a.dataset, a.prepared, a.run_a, a.run_b))
     out = compare_runs(a.dataset, a.prepared, a.run_a, a.run_b, a.resamples)
     for part in ("genres", "rating"):
         print_table(f"{a.run_b}, {part}", out[part], sys.stdout, ours=a.run_a)
     if a.json:
-        with open(a.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=2)
+        write_json_atomic(a.json, out)
+
+
+def check_output(out, inputs):
+    """--json OUT must not land inside one of the folders the comparison reads."""
+    target = os.path.realpath(out)
+    for d in inputs:
+        root = os.path.realpath(d)
+        if target == root or target.startswith(root + os.sep):
+            sys.exit(f"--json {out}: inside the input {d}; write it elsewhere")
+
+
+def write_json_atomic(out, value):
+    """Writes beside OUT and renames onto it: whatever stood at OUT (even a FIFO) is replaced,
+    never written into, and a reader never sees half a file."""
+    folder = os.path.dirname(os.path.abspath(out))
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=".paired-", suffix=".json",
+                                     delete=False) as f:
+        json.dump(value, f, indent=2)
+    os.replace(f.name, out)
 
 
 if __name__ == "__main__":
