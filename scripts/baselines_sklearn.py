@@ -126,14 +126,36 @@ def load_samples(prepared):
 
 @functools.lru_cache(maxsize=None)
 def load_feature_cache(prepared, modality):
-    """The newest PREPARED/features/MODALITY-*.bin table written by cinefuse, or None."""
-    files = sorted(glob.glob(f"{prepared}/features/{modality}-*.bin"), key=os.path.getmtime)
+    """The newest PREPARED/features/MODALITY-*.bin table written by cinefuse, or None; the
+    environment variable CINEFUSE_FEATURES_MODALITY (e.g. CINEFUSE_FEATURES_PLOT) names another
+    file of that folder."""
+    chosen = os.environ.get(f"CINEFUSE_FEATURES_{modality.upper()}")
+    if chosen:
+        files = [os.path.join(prepared, "features", os.path.basename(chosen))]
+    else:
+        files = sorted(glob.glob(f"{prepared}/features/{modality}-*.bin"), key=os.path.getmtime)
     if not files:
         return None
     raw = open(files[-1], "rb").read()
     assert raw[:8] == b"CFFEAT01", files[-1]
+    print(f"{modality} features: {files[-1]}", file=sys.stderr)
     rows, dim = struct.unpack("<II", raw[8:16])
     return np.frombuffer(raw, dtype="<f4", offset=8 + 8 + 64).reshape(rows, dim)
+
+
+@functools.lru_cache(maxsize=None)
+def sentence_dim(prepared):
+    """Width of the sentence embedding that leads each cached plot row (after it come the
+    blocks of `model.text.concat_layers`): the plot votes read only it, as cinefuse's do. The
+    checkpoint's hidden size, found through the prepared data's tokenizer folder; None (the
+    whole row) when that is not at hand."""
+    with open(f"{prepared}/preprocess.json", encoding="utf-8") as f:
+        folder = json.load(f)["config"].get("tokenizer_path")
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            return int(json.load(f)["hidden_size"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
 
 
 def table_rows(prepared, samples, labelled, modality, split):
@@ -255,7 +277,8 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         # The peer of a blend with the plot-neighbour vote: the same + that vote, stacked; and
         # of a blend with the metadata vote too: the same + both votes.
         if "plot" in raw:
-            plot_vote = vote_probs(fit(raw["plot"]), ytr, raw["plot"]["test"], 0.05, False)
+            sd = sentence_dim(a.prepared)
+            plot_vote = vote_probs(fit(raw["plot"])[:, :sd], ytr, raw["plot"]["test"][:, :sd], 0.05, False)
             out[f"strong_peer_meta_neighbours_{label}_genres"] = neighbour_peer(
                 linear, [plot_vote], ytr, y["test"])
             meta_vote = vote_probs(fit(meta_raw), ytr, meta_raw["test"], 0.2, True)

@@ -636,14 +636,22 @@ class Bert(nn.Module):
         super().__init__()
         c = backbone["config"]
         self.pooling = backbone["pooling"]
+        # Layers whose mean-pooled states follow the pooled output (format 7; none before).
+        self.concat_layers = list(backbone.get("concat_layers", []))
+        self.hidden = c["hidden_size"]
+        self.width = self.hidden * (1 + len(self.concat_layers))
         self.embeddings = BertEmbeddings(c)
         self.layers = nn.ModuleList(BertLayer(c) for _ in range(c["num_hidden_layers"]))
 
     def forward(self, tokens, mask):
         h = self.embeddings(tokens)
-        for layer in self.layers:
+        extra = [masked_mean(h, mask)] if 0 in self.concat_layers else []
+        for k, layer in enumerate(self.layers, start=1):
             h = layer(h, mask == 0)
-        return h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)
+            if k in self.concat_layers:
+                extra.append(masked_mean(h, mask))
+        pooled = h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)
+        return torch.cat([pooled, *extra], dim=1) if extra else pooled
 
 
 class BertText(nn.Module):
@@ -652,7 +660,7 @@ class BertText(nn.Module):
     def __init__(self, backbone, d):
         super().__init__()
         self.bert = Bert(backbone)
-        self.adapter = FeatureAdapter(backbone["config"]["hidden_size"], d)
+        self.adapter = FeatureAdapter(self.bert.width, d)
 
     def encode(self, inputs):
         features = self.bert(inputs["tokens"], keep_first(inputs["token_mask"]))
@@ -900,9 +908,9 @@ def read_config(model_dir):
         config = json.load(f)
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
-    # 6 a bag's bag_sets.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4, 5, 6):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 6")
+    # 6 a bag's bag_sets; 7 the text backbone's concat_layers.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4, 5, 6, 7):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 7")
     return config
 
 
@@ -922,13 +930,15 @@ class Part:
         return probs.numpy(), ratings.numpy(), fields
 
     def plot_embeddings(self, movies, base):
-        """The frozen MiniLM output of each plot [B, D] and whether the movie has one [B]."""
+        """The frozen MiniLM sentence embedding of each plot [B, D] (the pooled output, without
+        concatenated layers) and whether the movie has one [B]."""
         inputs = self.pre.batch(movies, base)
         text = getattr(self.bag.members[0], "text_pretrained", None)
         if text is None:
             sys.exit("a plot-neighbour vote needs the first part to read plots with MiniLM")
         with torch.no_grad():
             e = text.bert(inputs["tokens"], keep_first(inputs["token_mask"]))
+        e = e[:, : text.bert.hidden]
         return e.double().numpy(), inputs["plot_present"].numpy() > 0.5
 
 

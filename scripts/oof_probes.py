@@ -217,7 +217,7 @@ def probe_members(genres, movies, prepared):
         print("  members: no cached plot features in", prepared, "- skipping the neighbour vote")
     else:
         samples = peers.load_samples(prepared)
-        plot = table[[samples[i]["row"] for i in labelled]]
+        plot = table[[samples[i]["row"] for i in labelled], :peers.sentence_dim(prepared)]
         candidates["plot-embedding neighbours (k=50, T=0.05)"] = neighbour_genres(plot, labels, fold)
     texts = np.array([f"{movies[i].get('title', '')}. {movies[i].get('plot') or ''}" for i in labelled], dtype=object)
     try:
@@ -241,7 +241,7 @@ def probe_vote_grid(genres, prepared, ks=(20, 50, 100), temperatures=(0.02, 0.05
         print("  vote grid: no cached plot features in", prepared)
         return
     samples = peers.load_samples(prepared)
-    plot = table[[samples[i]["row"] for i in labelled]]
+    plot = table[[samples[i]["row"] for i in labelled], :peers.sentence_dim(prepared)]
     print("the vote's settings, stacked per genre with the bags: micro-F1 macro-F1 top-1 micro-AP")
     for k in ks:
         for t in temperatures:
@@ -359,7 +359,7 @@ def probe_linear_peer(genres, prepared):
         tr, te = fold != k, fold == k
         x_fit, x_held = peers.scaled_blocks([b[tr] for b in blocks], [b[te] for b in blocks])
         (linear[te],) = peers.ovr_logreg(x_fit, labels[tr], [x_held], 1.0)
-    vote = neighbour_genres(blocks[0], labels, fold)
+    vote = neighbour_genres(blocks[0][:, :peers.sentence_dim(prepared)], labels, fold)
     # The metadata vote as the blend takes it: standardised columns, T = 0.2.
     meta_vote = neighbour_genres(peers.scaled_blocks(blocks[2:], blocks[2:])[0], labels, fold, temperature=0.2)
     print("stacked per genre, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
@@ -390,7 +390,7 @@ def probe_more_votes(genres, prepared, temperatures=(0.1, 0.2)):
     if blocks is None:
         print("  more votes: no cached plot and poster features in", prepared)
         return
-    plot_vote = neighbour_genres(blocks[0], labels, fold)
+    plot_vote = neighbour_genres(blocks[0][:, :peers.sentence_dim(prepared)], labels, fold)
     spaces = {"metadata": blocks[2:], "plot + poster + metadata": blocks}
     print("votes stacked per genre, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
     print("  the bags + plot vote            ", stacked_scores(list(probs) + [plot_vote], labels, fold))

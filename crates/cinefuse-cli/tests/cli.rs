@@ -664,8 +664,12 @@ fn portable_movies(d: &Path) -> String {
 fn votes_join_a_frozen_bag(d: &Path) {
     // Trained from the config: a blend of one bag and the vote, in one run. The bag is
     // repeated (two sets of folds): the votes and the stacking stay on the first set's folds,
-    // and the export groups the four members into two.
+    // and the export groups the four members into two. Its plot features carry the embeddings'
+    // and the layer's mean after the pooled output (`concat_layers`); the plot vote reads only
+    // the pooled part, here and in the reference.
     let frozen = [
+        "--set",
+        "model.text.concat_layers=[0, 1]",
         "--set",
         "train.folds=2",
         "--set",
@@ -766,6 +770,10 @@ fn votes_join_a_frozen_bag(d: &Path) {
     let part: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("vote/part-0/manifest.json")).unwrap())
             .unwrap();
+    assert_eq!(
+        part["shapes"]["text_backbone"]["concat_layers"],
+        serde_json::json!([0, 1])
+    );
     assert_eq!(
         (part["members"].as_array().unwrap().len(), &part["bag_sets"]),
         (4, &2.into())
@@ -983,6 +991,41 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(d, &["train", "--config", "p.toml", "--out", "runs/cls"]);
     assert!(text.contains("plot features: computed"), "{text}");
     std::fs::write(&pooling, mean).unwrap();
+    // Concatenated layers: a cache of their own; layers the checkpoint lacks, or out of
+    // order, are refused by name before anything is written.
+    let cat = [
+        "--set",
+        "model.text.concat_layers=[1]",
+        "--set",
+        "train.epochs=1",
+    ];
+    let mut args = vec!["train", "--config", "p.toml", "--out", "runs/cat"];
+    args.extend(cat);
+    let text = ok(d, &args);
+    assert!(text.contains("plot features: computed"), "{text}");
+    for (layers, says) in [
+        ("[2]", "model.text.concat_layers: layer 2 does not exist"),
+        (
+            "[1, 0]",
+            "model.text.concat_layers = [1, 0]: expected strictly increasing",
+        ),
+    ] {
+        let set = format!("model.text.concat_layers={layers}");
+        let e = fails(
+            d,
+            &[
+                "train",
+                "--config",
+                "p.toml",
+                "--set",
+                &set,
+                "--out",
+                "runs/never",
+            ],
+        );
+        assert!(e.contains(says), "{says}: {e}");
+        assert!(!d.join("runs/never").exists());
+    }
 
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");

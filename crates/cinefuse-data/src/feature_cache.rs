@@ -107,6 +107,9 @@ impl FeatureTable {
 pub struct CachedFeatures {
     pub poster: Option<Arc<FeatureTable>>,
     pub plot: Option<Arc<FeatureTable>>,
+    /// How many leading columns of `plot` are the checkpoint's own sentence embedding (the
+    /// rest: `model.text.concat_layers`); the plot-neighbour vote reads only those. 0: all.
+    pub plot_sentence_dim: usize,
     /// A fine-tuned plot backbone's frozen layers' output (`model.text.cache_frozen_layers`).
     pub plot_states: Option<Arc<crate::token_states::TokenStates>>,
     /// A fine-tuned poster backbone's frozen blocks' output (`model.poster.cache_frozen_layers`).

@@ -100,6 +100,9 @@ impl ModelShapes {
 pub struct TextBackbone {
     pub config: BertConfig,
     pub pooling: Pooling,
+    /// `model.text.concat_layers` (absent in runs saved before it: none).
+    #[serde(default)]
+    pub concat_layers: Vec<usize>,
 }
 
 impl ModelConfig {

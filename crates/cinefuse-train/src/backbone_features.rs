@@ -54,7 +54,10 @@ pub fn attach_cached_features(
             .pretrained
             .as_deref()
             .context("model.text.pretrained")?;
-        features.plot = Some(Arc::new(plot_features(dir, prepared, device)?));
+        let layers = &model.text.concat_layers;
+        let table = plot_features(dir, layers, prepared, device)?;
+        features.plot_sentence_dim = table.dim / (1 + layers.len());
+        features.plot = Some(Arc::new(table));
     }
     if features.poster.is_some() || features.plot.is_some() {
         prepared.features = Some(Arc::new(features));
@@ -72,10 +75,32 @@ pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
         .pretrained
         .as_deref()
         .context("model.text.pretrained")?;
+    let layers = &model.text.concat_layers;
     Ok(Some(TextBackbone {
-        config: cinefuse_model::pretrained::BertConfig::from_dir(dir)?,
+        config: checked_text_config(dir, layers)?,
         pooling: cinefuse_model::pretrained::bert::pooling_from_dir(dir)?,
+        concat_layers: layers.clone(),
     }))
+}
+
+/// The checkpoint's config, once every concatenated layer is known to exist in it.
+fn checked_text_config(
+    dir: &Path,
+    concat_layers: &[usize],
+) -> Result<cinefuse_model::pretrained::BertConfig> {
+    let config = cinefuse_model::pretrained::BertConfig::from_dir(dir)?;
+    if let Some(k) = concat_layers
+        .iter()
+        .find(|&&k| k > config.num_hidden_layers)
+    {
+        anyhow::bail!(
+            "model.text.concat_layers: layer {k} does not exist ({} has {} layers; 0 is the \
+             embeddings)",
+            dir.display(),
+            config.num_hidden_layers
+        );
+    }
+    Ok(config)
 }
 
 /// The plot backbone of a checkpoint folder, frozen (its features are cached or timed).
@@ -112,20 +137,32 @@ pub(crate) fn inputs_of<T: serde::Serialize>(
     serde_json::to_vec(&rows).expect("inputs serialize")
 }
 
-fn plot_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
+fn plot_features(
+    dir: &Path,
+    concat_layers: &[usize],
+    prepared: &Prepared,
+    device: &Device,
+) -> Result<FeatureTable> {
+    checked_text_config(dir, concat_layers)?;
     let weights = file_sha256(&Bert::weights_file(dir))?;
     let config = cinefuse_model::pretrained::load::read_config_bytes(&dir.join("config.json"))?;
     // Everything the computation reads: the pooling (1_Pooling/config.json) decides the
     // features as much as the weights do.
     let pooling = serde_json::to_vec(&cinefuse_model::pretrained::bert::pooling_from_dir(dir)?)?;
     let tokens = inputs_of(prepared, |s| s.tokens.clone());
-    let key = fingerprint(&[b"bert-v3", weights.as_bytes(), &config, &pooling, &tokens]);
+    let mut parts: Vec<&[u8]> = vec![b"bert-v3", weights.as_bytes(), &config, &pooling, &tokens];
+    // Only when set, so the caches of runs without concatenated layers keep their keys.
+    let layers = serde_json::to_vec(concat_layers)?;
+    if !concat_layers.is_empty() {
+        parts.push(&layers);
+    }
+    let key = fingerprint(&parts);
     let path = cache_path(&prepared.dir, "plot", &key);
     if let Some(t) = FeatureTable::load_if(&path, &key)? {
         println!("plot features: cached ({})", path.display());
         return Ok(t);
     }
-    let enc = frozen_text_backbone(dir, device)?;
+    let enc = frozen_text_backbone(dir, device)?.with_concat_layers(concat_layers.to_vec());
     let has_plot = |it: &MovieItem| it.plot_present && !it.tokens.is_empty();
     let table = compute(
         prepared,

@@ -351,7 +351,8 @@ impl NeighbourVote {
         let queries: Vec<Option<Vec<f32>>> = items
             .iter()
             .map(|i| match self.space {
-                VoteSpace::Plot => i.plot_features.clone(),
+                // The leading sentence embedding; `model.text.concat_layers` follow it.
+                VoteSpace::Plot => i.plot_features.as_ref().map(|f| f[..self.dim].to_vec()),
                 VoteSpace::Metadata => Some(crate::metadata_neighbours::metadata_row(
                     (&i.numeric, &i.numeric_missing, &i.categorical),
                     &self.categorical_sizes,

@@ -30,7 +30,7 @@ pub fn build(
     (seed, n_folds): (u64, usize),
     config: PlotNeighboursConfig,
 ) -> Result<NeighbourVote> {
-    let table = plot_table(prepared)?;
+    let (table, dim) = plot_table(prepared)?;
     let voters: Vec<usize> = (0..prepared.samples.len())
         .filter(|&i| {
             let s = &prepared.samples[i];
@@ -39,7 +39,10 @@ pub fn build(
         .collect();
     let sample = |i: &usize| &prepared.samples[*i];
     let voters = Voters {
-        rows: voters.iter().map(|&i| table.row(i).to_vec()).collect(),
+        rows: voters
+            .iter()
+            .map(|&i| table.row(i)[..dim].to_vec())
+            .collect(),
         labels: voters.iter().map(|i| sample(i).genres.clone()).collect(),
         folds: voters
             .iter()
@@ -83,26 +86,33 @@ pub(crate) fn queries(
     ids: &[String],
     dim: usize,
 ) -> Result<Vec<Option<Vec<f32>>>> {
-    let table = plot_table(prepared)?;
-    if table.dim != dim {
+    let (table, width) = plot_table(prepared)?;
+    if width != dim {
         bail!(
-            "the plot vote reads {dim}-wide embeddings, {} has {}",
+            "the plot vote reads {dim}-wide embeddings, {} has {width}",
             prepared.dir.display(),
-            table.dim
         );
     }
     Ok(sample_indices(prepared, ids)?
         .into_iter()
-        .map(|i| has_plot(&prepared.samples[i]).then(|| table.row(i).to_vec()))
+        .map(|i| has_plot(&prepared.samples[i]).then(|| table.row(i)[..dim].to_vec()))
         .collect())
 }
 
-/// The cached plot features of `prepared`, which the vote reads.
-fn plot_table(prepared: &Prepared) -> Result<&cinefuse_data::feature_cache::FeatureTable> {
+/// The cached plot features of `prepared` and the width of their leading sentence embedding,
+/// the part the vote reads (the concatenated layers' blocks after it are left to the bags).
+fn plot_table(prepared: &Prepared) -> Result<(&cinefuse_data::feature_cache::FeatureTable, usize)> {
     prepared
         .features
         .as_ref()
-        .and_then(|f| f.plot.as_deref())
+        .and_then(|f| {
+            let table = f.plot.as_deref()?;
+            let dim = match f.plot_sentence_dim {
+                0 => table.dim,
+                d => d,
+            };
+            Some((table, dim))
+        })
         .with_context(|| {
             format!(
                 "{}: the plot-neighbour vote needs the first bag's cached plot features (a \

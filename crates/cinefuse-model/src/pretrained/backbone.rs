@@ -29,7 +29,7 @@ pub trait Backbone: Module {
 
 impl Backbone for Bert {
     fn feature_dim(&self) -> usize {
-        self.hidden_size()
+        self.pooled_width()
     }
 
     /// From the cached output of the frozen layers when the batch carries it (a fine-tuning

@@ -140,6 +140,10 @@ pub struct Bert {
     pooling: Pooling,
     #[module(skip)]
     hidden: usize,
+    /// Layers whose mean-pooled token states follow the pooled output in the features
+    /// (`model.text.concat_layers`; 0 is the embeddings, `k` the output of layer `k`).
+    #[module(skip)]
+    concat_layers: Vec<usize>,
 }
 
 /// Hugging Face names → the field paths above (applied to the checkpoint's keys). A leading
@@ -219,7 +223,27 @@ impl Bert {
             layers,
             pooling,
             hidden: d,
+            concat_layers: Vec::new(),
         }
+    }
+
+    /// The same encoder whose features also carry the mean-pooled token states after each of
+    /// `layers` (0: the embeddings). A sentence encoder's last layer is trained for similarity
+    /// and drops lexical detail that a genre classifier can use; earlier layers keep it.
+    /// `layers` must be strictly increasing and at most the number of layers.
+    pub fn with_concat_layers(mut self, layers: Vec<usize>) -> Self {
+        debug_assert!(layers.windows(2).all(|w| w[0] < w[1]));
+        self.concat_layers = layers;
+        self
+    }
+
+    pub fn concat_layers(&self) -> &[usize] {
+        &self.concat_layers
+    }
+
+    /// Width of `forward`'s features: the pooled output, then one block per concatenated layer.
+    pub fn pooled_width(&self) -> usize {
+        self.hidden * (1 + self.concat_layers.len())
     }
 
     /// Builds the encoder from a checkpoint folder and loads its weights.
@@ -284,17 +308,40 @@ impl Bert {
         self.run_layers(e.norm.forward(x), 0..layer, mask)
     }
 
-    /// Pooled sentence embedding `[B, hidden]`, as the checkpoint's pooling config says.
+    /// Pooled sentence embedding `[B, feature_dim]`: the checkpoint's pooling of the last
+    /// layer, then the mean of each of `concat_layers`' token states.
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        let states = self.hidden_states(tokens, mask.clone());
-        self.pool(states, mask)
+        let states = self.states_before(0, tokens, mask.clone());
+        self.forward_from(0, states, mask)
     }
 
-    /// The pooled embedding from token states entering layer `layer` (`states_before`): the
-    /// layers from there on, then the pooling. Equals `forward` on the same tokens.
+    /// The features from token states entering layer `layer` (`states_before`): the layers
+    /// from there on, then the pooling. Equals `forward` on the same tokens. Panics if a
+    /// concatenated layer lies below `layer` (its states are gone; the config refuses that).
     pub fn forward_from(&self, layer: usize, states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
-        let states = self.run_layers(states, layer..self.layers.len(), mask.clone());
-        self.pool(states, mask)
+        let below = self.concat_layers.iter().find(|&&k| k < layer);
+        assert!(
+            below.is_none(),
+            "concatenated layer {below:?} lies below the cached layer {layer}"
+        );
+        let padding = mask.clone().equal_elem(0.0);
+        let mut pooled = Vec::with_capacity(self.concat_layers.len());
+        let mut h = states;
+        for k in layer..=self.layers.len() {
+            if self.concat_layers.contains(&k) {
+                pooled.push(masked_mean(h.clone(), mask.clone()));
+            }
+            if k < self.layers.len() {
+                h = self.layers[k].forward(h, padding.clone());
+            }
+        }
+        // `concat_layers` is increasing (the config checks), so `pooled` is in its order.
+        let mut blocks = vec![self.pool(h, mask)];
+        blocks.extend(pooled);
+        if blocks.len() == 1 {
+            return blocks.remove(0);
+        }
+        Tensor::cat(blocks, 1)
     }
 
     fn run_layers(&self, x: Tensor<3>, layers: Range<usize>, mask: Tensor<2>) -> Tensor<3> {

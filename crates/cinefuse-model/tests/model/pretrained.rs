@@ -307,6 +307,48 @@ fn cached_frozen_layer_states_give_the_backbones_features() {
     assert!(with > 0 && without == 0, "{with} with, {without} without");
 }
 
+/// `model.text.concat_layers`: the features are the checkpoint's pooled output, then the masked
+/// mean of each listed layer's token states (0: the embeddings), in that order, and an encoder
+/// built on them takes the wider input.
+#[test]
+fn concatenated_layers_follow_the_pooled_output() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path(), &tiny_bert_tensors());
+    let device = Device::flex();
+    let plain = Bert::from_dir(dir.path(), &device).unwrap();
+    let wide = Bert::from_dir(dir.path(), &device)
+        .unwrap()
+        .with_concat_layers(vec![0, 1]);
+    assert_eq!(wide.pooled_width(), 3 * plain.pooled_width());
+    let mut its = items(4);
+    its[1].tokens.truncate(2);
+    let b = batch(its, &device);
+    let mask = keep_first(b.token_mask.clone());
+    let got = wide.forward(b.tokens.clone(), mask.clone());
+    let d = plain.hidden_size();
+    let block = |k: usize| {
+        let states = plain.states_before(k, b.tokens.clone(), mask.clone());
+        cinefuse_model::encoders::text::masked_mean(states, mask.clone())
+    };
+    let [n, _] = got.dims();
+    let parts = [
+        plain.forward(b.tokens.clone(), mask.clone()),
+        block(0),
+        block(1),
+    ];
+    for (i, want) in parts.into_iter().enumerate() {
+        got.clone()
+            .slice([0..n, i * d..(i + 1) * d])
+            .into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Default::default());
+    }
+    // The same features from the states entering layer 0.
+    let from = wide.states_before(0, b.tokens.clone(), mask.clone());
+    wide.forward_from(0, from, mask)
+        .into_data()
+        .assert_approx_eq::<f32>(&got.into_data(), Default::default());
+}
+
 /// `model.poster.cache_frozen_layers`: the maps entering a block (`states_before`) give the
 /// backbone's own features through `forward_from`, at the shape `states_shape` promises;
 /// batches carrying them give the encoder's features for every movie with a poster, and a

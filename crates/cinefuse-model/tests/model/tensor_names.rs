@@ -43,6 +43,7 @@ pub(super) fn build(config: &ModelConfig, seed: u64, device: &Device) -> Cinefus
         s.text_backbone = Some(TextBackbone {
             config: BertConfig::from_dir(dir.path()).unwrap(),
             pooling: Pooling::Mean,
+            concat_layers: vec![],
         });
     }
     config.init(&s, device)

@@ -230,6 +230,7 @@ mod tests {
             text_backbone: Some(cinefuse_model::TextBackbone {
                 config: cinefuse_model::pretrained::BertConfig::from_dir(dir.path()).unwrap(),
                 pooling: cinefuse_model::encoders::text::Pooling::Mean,
+                concat_layers: vec![],
             }),
         };
         let device = Device::flex().autodiff();

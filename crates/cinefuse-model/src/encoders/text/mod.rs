@@ -93,6 +93,12 @@ pub struct TextEncoderConfig {
     /// Prediction is unchanged (it runs the whole backbone).
     #[config(default = false)]
     pub cache_frozen_layers: bool,
+    /// `kind = "bert"`: layers whose mean-pooled token states are appended to the pooled
+    /// output (0: the embeddings, k: the output of layer k), strictly increasing. MiniLM's
+    /// last layer is trained for sentence similarity; its middle layers keep the words that
+    /// tell genres apart.
+    #[config(default = "Vec::new()")]
+    pub concat_layers: Vec<usize>,
 }
 
 impl TextEncoderConfig {
@@ -117,6 +123,7 @@ impl TextEncoderConfig {
                     .into(),
             );
         }
+        self.validate_concat_layers()?;
         if self.kind == TextEncoderKind::Bert {
             return validate_tuning(
                 "text",
@@ -167,6 +174,29 @@ impl TextEncoderConfig {
         Ok(())
     }
 
+    fn validate_concat_layers(&self) -> Result<(), String> {
+        let key = "model.text.concat_layers";
+        if self.concat_layers.is_empty() {
+            return Ok(());
+        }
+        if self.kind != TextEncoderKind::Bert {
+            return Err(format!("{key}: needs kind = \"bert\""));
+        }
+        if !self.concat_layers.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!(
+                "{key} = {:?}: expected strictly increasing layer numbers",
+                self.concat_layers
+            ));
+        }
+        if self.cache_frozen_layers {
+            return Err(format!(
+                "{key}: not with cache_frozen_layers (the layers below the trainable ones are \
+                 cached as their output only)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The encoder this section describes, for the data's `shapes`. A pretrained backbone
     /// starts from random weights here: `init_pretrained` reads its checkpoint, and a saved
     /// model carries them.
@@ -190,7 +220,8 @@ impl TextEncoderConfig {
                     .text_backbone
                     .as_ref()
                     .expect("ModelShapes::text_backbone is set for model.text.kind = \"bert\"");
-                let bert = Bert::new(&arch.config, arch.pooling, device);
+                let bert = Bert::new(&arch.config, arch.pooling, device)
+                    .with_concat_layers(arch.concat_layers.clone());
                 self.on_backbone(bert, embed_dim, device)
             }
         }
@@ -205,7 +236,9 @@ impl TextEncoderConfig {
     ) -> Result<TextEncoder, PretrainedError> {
         match (self.kind, &self.pretrained) {
             (TextEncoderKind::Bert, Some(dir)) => {
-                Ok(self.on_backbone(Bert::from_dir(dir, device)?, embed_dim, device))
+                let bert =
+                    Bert::from_dir(dir, device)?.with_concat_layers(self.concat_layers.clone());
+                Ok(self.on_backbone(bert, embed_dim, device))
             }
             _ => Ok(self.init(shapes, embed_dim, device)),
         }
