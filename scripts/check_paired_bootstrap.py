@@ -6,7 +6,8 @@ the run did not predict is an error that says so. Given the run's dataset and pr
 also the two-run comparison (`paired_bootstrap.py DATASET PREPARED RUN_A RUN_B`): the run
 against itself, its test movies found from the prepared split, differs by exactly 0. Not a
 regular file where eval_predictions.json should be (a folder, a FIFO) is refused without
-waiting, and so is --json inside an input folder.
+waiting, and so is --json inside an input folder; --json replaces a FIFO, with a plain file's
+mode.
 
 Usage: python scripts/check_paired_bootstrap.py RUN [DATASET PREPARED]
 """
@@ -61,6 +62,15 @@ def main(run, data=None):
         os.rmdir(os.path.join(tmp, "eval_predictions.json"))
         os.mkfifo(os.path.join(tmp, "eval_predictions.json"))
         refused(lambda: pb.read_predictions(tmp), "not a regular file")
+        # --json's output replaces what stood there (a FIFO is not written into, so nothing
+        # blocks) and gets the mode a plain open would give, not the temporary file's 0600.
+        out = os.path.join(tmp, "out.json")
+        os.mkfifo(out)
+        pb.write_json_atomic(out, {"a": 1})
+        mask = os.umask(0)
+        os.umask(mask)
+        assert os.stat(out).st_mode & 0o777 == 0o666 & ~mask, oct(os.stat(out).st_mode)
+        assert json.load(open(out, encoding="utf-8")) == {"a": 1}
     if data:
         both = pb.compare_runs(*data, run, run, 20)
         for part in ("genres", "rating"):

@@ -179,6 +179,10 @@ def write_json_atomic(out, value):
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=".paired-", suffix=".json",
                                      delete=False) as f:
         json.dump(value, f, indent=2)
+    # A temporary file is private (0600); give the result the mode a plain open would.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(f.name, 0o666 & ~mask)
     os.replace(f.name, out)
 
 
