@@ -993,15 +993,13 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     std::fs::write(&pooling, mean).unwrap();
     // Concatenated layers: a cache of their own; layers the checkpoint lacks, or out of
     // order, are refused by name before anything is written.
-    let cat = [
-        "--set",
-        "model.text.concat_layers=[1]",
-        "--set",
-        "train.epochs=1",
-    ];
-    let mut args = vec!["train", "--config", "p.toml", "--out", "runs/cat"];
-    args.extend(cat);
-    let text = ok(d, &args);
+    let set = "model.text.concat_layers=[1]";
+    let text = ok(
+        d,
+        &[
+            "train", "--config", "p.toml", "--set", set, "--out", "runs/cat",
+        ],
+    );
     assert!(text.contains("plot features: computed"), "{text}");
     for (layers, says) in [
         ("[2]", "model.text.concat_layers: layer 2 does not exist"),

@@ -237,10 +237,6 @@ impl Bert {
         self
     }
 
-    pub fn concat_layers(&self) -> &[usize] {
-        &self.concat_layers
-    }
-
     /// Width of `forward`'s features: the pooled output, then one block per concatenated layer.
     pub fn pooled_width(&self) -> usize {
         self.hidden * (1 + self.concat_layers.len())
@@ -308,7 +304,7 @@ impl Bert {
         self.run_layers(e.norm.forward(x), 0..layer, mask)
     }
 
-    /// Pooled sentence embedding `[B, feature_dim]`: the checkpoint's pooling of the last
+    /// Pooled sentence embedding `[B, pooled_width]`: the checkpoint's pooling of the last
     /// layer, then the mean of each of `concat_layers`' token states.
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let states = self.states_before(0, tokens, mask.clone());
