@@ -15,6 +15,11 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
             genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them,
             and with the metadata-neighbour vote too (the standardised metadata encoding),
             and with the credits-neighbour vote as well (directors, cast and writers)
+The features read are the newest cache of each kind (the file is printed; the environment
+variable CINEFUSE_FEATURES_PLOT or CINEFUSE_FEATURES_POSTER names another file of that folder).
+A plot cache with `model.text.concat_layers` carries MiniLM's middle layers after its sentence
+embedding: the linear peers read all of it, the plot vote only the sentence embedding, as
+cinefuse's vote does.
 Metadata here is cinefuse's own encoding from samples.jsonl (scalers and vocabularies fitted on
 the training split). Regularization strength is chosen on the validation split.
 
@@ -132,6 +137,8 @@ def load_feature_cache(prepared, modality):
     chosen = os.environ.get(f"CINEFUSE_FEATURES_{modality.upper()}")
     if chosen:
         files = [os.path.join(prepared, "features", os.path.basename(chosen))]
+        if not os.path.isfile(files[0]):
+            sys.exit(f"CINEFUSE_FEATURES_{modality.upper()}={chosen}: no such cache file in {prepared}/features")
     else:
         files = sorted(glob.glob(f"{prepared}/features/{modality}-*.bin"), key=os.path.getmtime)
     if not files:
