@@ -46,7 +46,7 @@ pub fn attach_cached_features(
             .pretrained
             .as_deref()
             .context("model.poster.pretrained")?;
-        features.poster = Some(Arc::new(poster_features(dir, prepared, device)?));
+        features.poster = Some(poster_features(dir, prepared, device)?);
     }
     if uses(Modality::Text) && model.text.kind == TextEncoderKind::Bert && model.text.freeze {
         let dir = model
@@ -57,7 +57,7 @@ pub fn attach_cached_features(
         let layers = &model.text.concat_layers;
         let table = plot_features(dir, layers, prepared, device)?;
         features.plot_sentence_dim = table.dim / (1 + layers.len());
-        features.plot = Some(Arc::new(table));
+        features.plot = Some(table);
     }
     if features.poster.is_some() || features.plot.is_some() {
         prepared.features = Some(Arc::new(features));
@@ -142,7 +142,7 @@ fn plot_features(
     concat_layers: &[usize],
     prepared: &Prepared,
     device: &Device,
-) -> Result<FeatureTable> {
+) -> Result<Arc<FeatureTable>> {
     checked_text_config(dir, concat_layers)?;
     let weights = file_sha256(&Bert::weights_file(dir))?;
     let config = cinefuse_model::pretrained::load::read_config_bytes(&dir.join("config.json"))?;
@@ -158,8 +158,7 @@ fn plot_features(
     }
     let key = fingerprint(&parts);
     let path = cache_path(&prepared.dir, "plot", &key);
-    if let Some(t) = FeatureTable::load_if(&path, &key)? {
-        println!("plot features: cached ({})", path.display());
+    if let Some(t) = crate::shared_features::load("plot", &path, &key)? {
         return Ok(t);
     }
     let enc = frozen_text_backbone(dir, device)?.with_concat_layers(concat_layers.to_vec());
@@ -174,10 +173,10 @@ fn plot_features(
         |b| enc.features(b),
     )?;
     table.save(&path)?;
-    Ok(table)
+    Ok(crate::shared_features::remember(&path, table))
 }
 
-fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<FeatureTable> {
+fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<Arc<FeatureTable>> {
     let weights = file_sha256(&EfficientNetLite::weights_file(dir))?;
     let posters = file_sha256(&prepared.dir.join(POSTERS_FILE))?;
     let slots = inputs_of(prepared, |s| s.poster_slot);
@@ -188,8 +187,7 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
         &slots,
     ]);
     let path = cache_path(&prepared.dir, "poster", &key);
-    if let Some(t) = FeatureTable::load_if(&path, &key)? {
-        println!("poster features: cached ({})", path.display());
+    if let Some(t) = crate::shared_features::load("poster", &path, &key)? {
         return Ok(t);
     }
     let enc = frozen_poster_backbone(dir, device)?;
@@ -199,7 +197,7 @@ fn poster_features(dir: &Path, prepared: &Prepared, device: &Device) -> Result<F
         enc.features(b)
     })?;
     table.save(&path)?;
-    Ok(table)
+    Ok(crate::shared_features::remember(&path, table))
 }
 
 /// Runs `features` over every prepared movie that `has` the modality, in batches; rows of the

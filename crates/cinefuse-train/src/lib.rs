@@ -33,6 +33,7 @@ pub mod predictor;
 pub mod rating_trees;
 pub mod run_dir;
 pub mod schedule;
+pub mod shared_features;
 pub mod sweep;
 pub mod sweep_table;
 pub mod tensorboard;

@@ -12,6 +12,8 @@ use burn::store::{
 };
 use regex::Regex;
 
+pub use super::file_digest::file_sha256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PretrainedError {
     #[error("{}: {message}", path.display())]
@@ -48,7 +50,7 @@ pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, PretrainedError> {
 }
 
 /// A refusal of `cinefuse_data::user_file` as this module's error, the path named once.
-fn user_file_error(path: &Path, e: cinefuse_data::DataError) -> PretrainedError {
+pub(crate) fn user_file_error(path: &Path, e: cinefuse_data::DataError) -> PretrainedError {
     use cinefuse_data::DataError;
     PretrainedError::Io {
         path: path.to_path_buf(),
@@ -189,28 +191,6 @@ fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), Pretr
         });
     }
     Ok(())
-}
-
-/// SHA-256 of a file's bytes (the weights' part of an embedding-cache fingerprint).
-pub fn file_sha256(path: &Path) -> Result<String, PretrainedError> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    // Regular files only: hashing a FIFO would block, a device would never end.
-    let mut file =
-        cinefuse_data::user_file::open_regular(path).map_err(|e| user_file_error(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| PretrainedError::Io {
-            path: path.to_path_buf(),
-            message: format!("cannot read: {e}"),
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 #[cfg(all(test, unix))]

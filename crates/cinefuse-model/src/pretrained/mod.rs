@@ -8,6 +8,7 @@ pub mod backbone;
 pub mod bert;
 pub mod efficientnet;
 pub mod encoder;
+pub mod file_digest;
 pub mod load;
 #[doc(hidden)]
 pub mod testing;
