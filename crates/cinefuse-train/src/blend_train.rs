@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::bag::{BAG_FILE, create_group_run, is_bag, read_bag, train_bag};
 use crate::blend::{is_blend, learn_blend};
@@ -112,7 +112,7 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
 }
 
 /// Each bag's config: this one without `blend_with`, then each partner's, made to share this
-/// config's seed, folds, dataset and (unless the partner sets its own) bag sets. A bag that
+/// config's seed, folds, dataset, split and (unless the partner sets its own) bag sets. A bag that
 /// has started keeps the config it saved.
 fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
     (0..=config.train.blend_with.len())
@@ -139,6 +139,15 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
 
 fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainConfig> {
     let path = &partner.config;
+    if let Some(kv) = partner.set.iter().find(|kv| names_split_key(kv)) {
+        bail!(
+            "train.blend_with: the partner {} sets `{}`, but a partner trains on this config's \
+             split (its bags are blended on the same train + validation movies); change the \
+             split here instead",
+            path.display(),
+            kv.trim()
+        );
+    }
     let mut c = TrainConfig::load(path, &partner.set).with_context(|| {
         format!(
             "train.blend_with: cannot load the partner {}",
@@ -163,8 +172,24 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     }
     c.train.refit = false;
     c.data.dataset = config.data.dataset.clone();
+    // The same train / validation / test movies: a partner on its own split would train on
+    // this config's test movies, and the blend could not line up the out-of-fold predictions.
+    let (own, lead) = (&mut c.data.preprocess, &config.data.preprocess);
+    (own.seed, own.split) = (lead.seed, lead.split);
+    (own.val_ratio, own.test_ratio) = (lead.val_ratio, lead.test_ratio);
     Ok(c)
 }
+
+/// Whether a `KEY=VALUE` override names one of the keys that decide the split.
+fn names_split_key(kv: &str) -> bool {
+    let key = kv.split('=').next().unwrap_or("").trim();
+    SPLIT_KEYS
+        .iter()
+        .any(|k| key == format!("data.preprocess.{k}"))
+}
+
+/// The preprocessing keys a partner inherits from the lead config.
+const SPLIT_KEYS: [&str; 4] = ["seed", "split", "val_ratio", "test_ratio"];
 
 /// The credits vote comes last; refuse prepared data without credits before anything trains.
 /// Only a current prepared folder can lack them: a missing or stale one is prepared afresh by
@@ -185,5 +210,57 @@ fn open_blend_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf,
     match &opts.resume {
         Some(dir) => Ok((dir.clone(), RunLock::acquire(dir)?)),
         None => create_group_run(config, opts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quickstart() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quickstart.toml")
+    }
+
+    fn lead(overrides: &[&str]) -> TrainConfig {
+        let sets: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        TrainConfig::load(&quickstart(), &sets).unwrap()
+    }
+
+    #[test]
+    fn partners_train_on_the_leads_split() {
+        let config = lead(&[
+            "data.preprocess.seed=8",
+            "data.preprocess.val_ratio=0.2",
+            "data.preprocess.test_ratio=0.1",
+            "data.preprocess.split=hash",
+        ]);
+        let partner = BlendPartner {
+            config: quickstart(),
+            set: vec!["model.fusion.kind=late".into()],
+        };
+        let p = partner_config(&config, &partner).unwrap();
+        assert_eq!(p.data.preprocess.seed, 8);
+        assert_eq!(p.data.preprocess.split, config.data.preprocess.split);
+        assert_eq!(p.data.preprocess.val_ratio, 0.2);
+        assert_eq!(p.data.preprocess.test_ratio, 0.1);
+        // The partner's own settings otherwise stand.
+        assert_ne!(p.model.fusion.kind, config.model.fusion.kind);
+    }
+
+    #[test]
+    fn a_partner_may_not_set_its_own_split() {
+        let config = lead(&[]);
+        for kv in [
+            "data.preprocess.seed=3",
+            " data.preprocess.test_ratio = 0.3",
+        ] {
+            let partner = BlendPartner {
+                config: quickstart(),
+                set: vec![kv.into()],
+            };
+            let e = partner_config(&config, &partner).unwrap_err().to_string();
+            assert!(e.contains(kv.trim()) && e.contains("split"), "{e}");
+        }
+        assert!(!names_split_key("data.preprocess.seeds=3"));
     }
 }

@@ -248,7 +248,8 @@ pub struct LoopConfig {
 
 /// A partner bag of a blend: a config file (relative to the working directory; it may be this
 /// very config) and overrides applied to it. Its own `blend_with` is ignored, and it trains
-/// with this config's seed, folds, dataset and bag sets (unless its `set` names
+/// with this config's seed, folds, dataset, split (`data.preprocess` seed, split, val_ratio,
+/// test_ratio; its `set` may not name them) and bag sets (unless its `set` names
 /// `train.bag_sets`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
