@@ -349,6 +349,37 @@ fn training_reduces_loss_and_early_stopping_stops() {
 }
 
 #[test]
+fn the_best_model_kept_between_checkpoints_is_the_best_epochs() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny_config(dir.path(), "");
+    // One checkpoint, at the end: the best model waits in memory from its epoch until then,
+    // while later epochs keep updating the weights it was taken from.
+    (c.train.epochs, c.train.checkpoint_every) = (8, 100);
+    (c.train.early_stopping_patience, c.optim.lr) = (0, 3e-2);
+    let r = train_into(&c, &dir.path().join("run")).unwrap();
+    assert!(
+        r.best_epoch < r.epochs_completed,
+        "the test needs a best epoch before the last: {:?}",
+        r.history
+    );
+    let best = &r.history[r.best_epoch - 1];
+    let report = evaluate(&r.run_dir, Split::Val, None, None).unwrap();
+    assert_eq!(report.best_epoch, r.best_epoch);
+    assert!(
+        (report.rating.mae - best.val_mae).abs() < 1e-5,
+        "{} vs {}",
+        report.rating.mae,
+        best.val_mae
+    );
+    assert!((report.genres.top1 - best.val_top1).abs() < 1e-9);
+    let checkpoints = std::fs::read_dir(r.run_dir.join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(checkpoints, 1, "only the last epoch's checkpoint");
+}
+
+#[test]
 fn predictions_from_the_export_match_the_in_process_model() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();

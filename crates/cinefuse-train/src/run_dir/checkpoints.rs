@@ -111,10 +111,18 @@ pub fn latest_state(run_dir: &Path) -> Option<TrainState> {
 /// latest update aside until the next sync, and saving reads the synced value: `valid()` syncs
 /// the shared state in place first, so a save never holds statistics one batch old.
 pub fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
+    save_record(model_record(model), path)
+}
+
+/// The weights and batch-norm statistics as they are now (see `save_model`), to save later.
+pub fn model_record(model: &CinefuseModel) -> burn::store::ModuleRecord {
     drop(model.valid());
-    model
-        .clone()
-        .save_file(path)
+    model.clone().into_record()
+}
+
+pub fn save_record(record: burn::store::ModuleRecord, path: &Path) -> Result<()> {
+    record
+        .save(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", path.display()))
 }
 

@@ -32,8 +32,8 @@ mod lock;
 mod metrics;
 
 pub use checkpoints::{
-    CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
-    save_checkpoint, save_model,
+    CheckpointWriter, best_dir, latest_checkpoint, latest_state, model_record, prune_checkpoints,
+    save_checkpoint, save_model, save_record,
 };
 pub use lock::{RunLock, clear_unstarted, is_locked};
 pub use metrics::{

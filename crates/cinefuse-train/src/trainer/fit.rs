@@ -72,6 +72,8 @@ impl Trainer {
                 );
             }
         }
+        // Every way out of the loop checkpoints, which saves the best model; this is a guard.
+        self.save_best()?;
         Ok(RunSummary {
             epochs_completed: self.state.epoch,
             best_epoch: self.state.best_epoch,
@@ -228,10 +230,23 @@ impl Trainer {
         events.flush()
     }
 
-    /// Model, optimizer and loop state under `checkpoints/NAME`.
-    fn save_checkpoint(&self, name: &str) -> Result<()> {
+    /// Model, optimizer and loop state under `checkpoints/NAME`, after the best model so far:
+    /// a resume from this checkpoint finds the best model its state names.
+    fn save_checkpoint(&mut self, name: &str) -> Result<()> {
+        self.save_best()?;
         let l = &self.learner;
         save_checkpoint(&self.run_dir, l.model(), &l.optim, &self.state, name)
+    }
+
+    /// Writes the best model kept in memory, if it is newer than the one in `best/`.
+    fn save_best(&mut self) -> Result<()> {
+        let Some((record, state)) = self.unsaved_best.take() else {
+            return Ok(());
+        };
+        let w = CheckpointWriter::new(&self.run_dir.join(BEST_DIR))?;
+        save_record(record, &w.staging.join(MODEL_FILE))?;
+        write_json(&w.staging.join(STATE_FILE), &state)?;
+        w.commit()
     }
 
     /// A checkpoint inside an epoch, with the partial loss sums, to resume exactly there.
@@ -336,10 +351,8 @@ impl Trainer {
             self.state.best_value = Some(value);
             self.state.best_epoch = epoch;
             self.state.epochs_without_improvement = 0;
-            let w = CheckpointWriter::new(&self.run_dir.join(BEST_DIR))?;
-            save_model(self.learner.model(), &w.staging.join(MODEL_FILE))?;
-            write_json(&w.staging.join(STATE_FILE), &self.state)?;
-            w.commit()?;
+            let record = model_record(self.learner.model());
+            self.unsaved_best = Some((record, self.state.clone()));
             return Ok(false);
         }
         self.state.epochs_without_improvement += 1;
@@ -358,10 +371,11 @@ impl Trainer {
     }
 
     /// The periodic checkpoint after `epoch` (always the last one, and when stopping).
-    fn checkpoint_epoch(&self, epoch: usize, stopping: bool) -> Result<()> {
+    fn checkpoint_epoch(&mut self, epoch: usize, stopping: bool) -> Result<()> {
         let t = &self.config.train;
         if epoch.is_multiple_of(t.checkpoint_every) || epoch == t.epochs || stopping {
             self.save_checkpoint(&format!("epoch-{epoch:04}"))?;
+            let t = &self.config.train;
             prune_checkpoints(&self.run_dir, t.keep_checkpoints)?;
         }
         Ok(())
