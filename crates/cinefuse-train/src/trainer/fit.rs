@@ -373,10 +373,11 @@ impl Trainer {
     /// The periodic checkpoint after `epoch` (always the last one, and when stopping).
     fn checkpoint_epoch(&mut self, epoch: usize, stopping: bool) -> Result<()> {
         let t = &self.config.train;
-        if epoch.is_multiple_of(t.checkpoint_every) || epoch == t.epochs || stopping {
+        let due = epoch.is_multiple_of(t.checkpoint_every) || epoch == t.epochs || stopping;
+        let keep = t.keep_checkpoints;
+        if due {
             self.save_checkpoint(&format!("epoch-{epoch:04}"))?;
-            let t = &self.config.train;
-            prune_checkpoints(&self.run_dir, t.keep_checkpoints)?;
+            prune_checkpoints(&self.run_dir, keep)?;
         }
         Ok(())
     }
