@@ -997,7 +997,15 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let text = ok(
         d,
         &[
-            "train", "--config", "p.toml", "--set", set, "--out", "runs/cat",
+            "train",
+            "--config",
+            "p.toml",
+            "--set",
+            set,
+            "--set",
+            "train.epochs=1",
+            "--out",
+            "runs/cat",
         ],
     );
     assert!(text.contains("plot features: computed"), "{text}");
