@@ -263,7 +263,10 @@ def bench_backbones(cfg, prepared, n_batches, reps, dev):
 
     def timed(what, unit, batches, forward):
         with torch.no_grad():
-            forward(batches[0])
+            for b in batches:  # every padded length once (cuDNN/cuBLAS pick kernels per shape)
+                forward(b)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
             rates = []
             for _ in range(reps):
                 start = time.perf_counter()
