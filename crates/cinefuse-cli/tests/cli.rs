@@ -1033,6 +1033,15 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         assert!(!d.join("runs/never").exists());
     }
 
+    // runs/a saved its models without the frozen backbones, and the BERT it trained on was
+    // replaced above: refused by name, then evaluated once those weights are back.
+    assert!(d.join("runs/a/best/model.frozen.json").is_file());
+    let e = fails(d, &["eval", "--run", "runs/a"]);
+    assert!(
+        e.contains("model.text backbone") && e.contains("restore that file, or train again"),
+        "{e}"
+    );
+    write_tiny_bert(&d.join("ckpt/bert"), 1);
     let text = ok(d, &["eval", "--run", "runs/a"]);
     assert!(text.contains("genre micro-F1"), "{text}");
     // From another directory: the run's relative data and checkpoint paths still resolve to
@@ -1053,6 +1062,22 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let resumed = ok(&elsewhere, &["train", "--resume", run_a.to_str().unwrap()]);
     assert!(!resumed.contains("preparing"), "{resumed}");
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
+    // The export holds the backbones the run left to ckpt/: it predicts the same without them.
+    let size = |p: &str| std::fs::metadata(d.join(p)).unwrap().len();
+    assert!(
+        size("runs/a/best/model.bpk") * 2 < size("model/model.bpk"),
+        "best {} vs export {}",
+        size("runs/a/best/model.bpk"),
+        size("model/model.bpk")
+    );
+    assert!(!d.join("model/model.frozen.json").exists());
+    let movies = portable_movies(d);
+    let predict = ["predict", "--model", "model", "--jsonl", &movies, "--json"];
+    let with_ckpt = ok(d, &predict);
+    std::fs::rename(d.join("ckpt"), d.join("ckpt-away")).unwrap();
+    let without_ckpt = ok(d, &predict);
+    std::fs::rename(d.join("ckpt-away"), d.join("ckpt")).unwrap();
+    assert_eq!(with_ckpt, without_ckpt);
     let portable: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("model/config.json")).unwrap()).unwrap();
     let shift = portable["genre_logit_shift"].as_array().unwrap();

@@ -54,7 +54,8 @@ impl LoadedRun {
         })?;
         let device = select_device(&config.backend.with_kind(backend))?.device;
         // Frozen pretrained encoders: the cached features when their checkpoint is still
-        // there; otherwise the model runs its own copy of the backbone (slower, same result).
+        // there; otherwise the backbone runs (a run saved since frozen weights stay in the
+        // checkpoint folder cannot load without it; an older one has its own copy).
         if let Err(e) =
             crate::backbone_features::attach_cached_features(&config.model, &mut prepared, &device)
         {

@@ -21,7 +21,7 @@ use crate::model_card::{CardFacts, write_card};
 use crate::neighbour_vote::VoteSpace;
 use crate::portable::write_portable;
 use crate::rating_trees::TREES_FILE;
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, best_dir, write_json};
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, save_whole, write_json};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
@@ -302,8 +302,8 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     );
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
-    let best = best_dir(run_dir).context("no best model")?;
-    copy(&best.join(MODEL_FILE), &dir.join(MODEL_FILE))?;
+    // Every tensor, also those a run leaves to its backbone checkpoints: an export stands alone.
+    save_whole(&run.model, &dir.join(MODEL_FILE))?;
     copy(&run_dir.join(CONFIG_FILE), &dir.join(CONFIG_FILE))?;
     run.prepared.preprocessor.save(dir)?;
     let weights = std::fs::read(dir.join(MODEL_FILE))?;
@@ -363,8 +363,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         } else {
             format!("model-{k}.bpk")
         };
-        let best = best_dir(&m.dir).context("no best model")?;
-        copy(&best.join(MODEL_FILE), &dir.join(&name))?;
+        save_whole(&m.model, &dir.join(&name))?;
         hasher.update(std::fs::read(dir.join(&name))?);
         members.push(name);
     }

@@ -20,6 +20,8 @@ pub trait Backbone: Module {
     fn present(batch: &MovieBatch) -> Tensor<1>;
     /// Keeps only the last `n` layers (BERT layers, EfficientNet blocks) trainable.
     fn freeze_all_but_last(self, n: usize) -> Self;
+    /// The ids of the tensors `freeze_all_but_last(n)` freezes (running statistics included).
+    fn frozen_below_last(&self, n: usize) -> Vec<burn::module::ParamId>;
     /// How many layers deep the top of the backbone is.
     fn depth(&self) -> usize;
     /// The depth of the parameter at module path `path` (its names from the backbone down):
@@ -52,6 +54,10 @@ impl Backbone for Bert {
 
     fn freeze_all_but_last(self, n: usize) -> Self {
         self.freeze_all_but_last_layers(n)
+    }
+
+    fn frozen_below_last(&self, n: usize) -> Vec<burn::module::ParamId> {
+        self.ids_below_last_layers(n)
     }
 
     fn depth(&self) -> usize {
@@ -87,6 +93,10 @@ impl Backbone for EfficientNetLite {
 
     fn freeze_all_but_last(self, n: usize) -> Self {
         self.freeze_all_but_last_blocks(n)
+    }
+
+    fn frozen_below_last(&self, n: usize) -> Vec<burn::module::ParamId> {
+        self.ids_below_last_blocks(n)
     }
 
     fn depth(&self) -> usize {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::cpu_kernels::{dropout, gelu, softmax};
 use crate::encoders::text::{Pooling, masked_mean};
+use crate::pretrained::frozen_part::param_ids;
 use crate::pretrained::load::{PretrainedError, load_safetensors, read_json};
 
 /// The fields of a Hugging Face `config.json` that define a BERT encoder.
@@ -261,6 +262,16 @@ impl Bert {
             .map(|(i, l)| if i + n < total { l.no_grad() } else { l })
             .collect();
         self
+    }
+
+    /// The ids of what `freeze_all_but_last_layers(n)` freezes.
+    pub fn ids_below_last_layers(&self, n: usize) -> Vec<burn::module::ParamId> {
+        let below = self.layers.len().saturating_sub(n);
+        let mut ids = param_ids(&self.embeddings);
+        self.layers[..below]
+            .iter()
+            .for_each(|l| ids.extend(param_ids(l)));
+        ids
     }
 
     /// The weights file of a checkpoint folder.

@@ -14,6 +14,7 @@ use burn::tensor::activation::relu6;
 use burn::tensor::ops::PadMode;
 
 use crate::cpu_kernels::{batch_norm, conv2d};
+use crate::pretrained::frozen_part::param_ids;
 use crate::pretrained::load::{PretrainedError, load_pytorch, load_safetensors};
 
 /// (kernel, first stride, output channels, blocks, expansion) of each stage of Lite0.
@@ -290,6 +291,17 @@ impl EfficientNetLite {
             .map(|(i, b)| if i + n < total { b.freeze() } else { b })
             .collect();
         self
+    }
+
+    /// The ids of what `freeze_all_but_last_blocks(n)` freezes (batch-norm statistics too).
+    pub fn ids_below_last_blocks(&self, n: usize) -> Vec<burn::module::ParamId> {
+        let below = self.blocks.len().saturating_sub(n);
+        let mut ids = param_ids(&self.stem);
+        ids.extend(param_ids(&self.stem_norm));
+        self.blocks[..below]
+            .iter()
+            .for_each(|b| ids.extend(param_ids(b)));
+        ids
     }
 }
 

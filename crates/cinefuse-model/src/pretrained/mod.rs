@@ -9,6 +9,7 @@ pub mod bert;
 pub mod efficientnet;
 pub mod encoder;
 pub mod file_digest;
+pub mod frozen_part;
 pub mod load;
 #[doc(hidden)]
 pub mod testing;

@@ -118,6 +118,24 @@ impl TinyBert {
         )?;
         write_safetensors(&dir.join("model.safetensors"), tensors)
     }
+
+    /// The shapes of a plot-only model on the BERT written into `dir` (mean pooling,
+    /// `max_tokens` 8, one numeric column, no categories).
+    pub fn plot_model_shapes(&self, dir: &Path, n_genres: usize) -> crate::ModelShapes {
+        crate::ModelShapes {
+            n_genres,
+            vocab_size: self.vocab,
+            max_tokens: 8,
+            n_numeric: 1,
+            categorical_sizes: vec![],
+            categorical_dims: vec![],
+            text_backbone: Some(crate::TextBackbone {
+                config: crate::pretrained::BertConfig::from_dir(dir).expect("written by `write`"),
+                pooling: crate::encoders::text::Pooling::Mean,
+                concat_layers: vec![],
+            }),
+        }
+    }
 }
 
 /// A module's tensors by Burn path, as f32 values.

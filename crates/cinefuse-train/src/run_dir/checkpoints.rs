@@ -5,12 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use burn::prelude::*;
-use cinefuse_model::CinefuseModel;
+use cinefuse_model::{CinefuseModel, ModelConfig};
 
 use super::{
-    BEST_DIR, CHECKPOINTS_DIR, MODEL_FILE, OPTIM_FILE, STATE_FILE, TrainState, read_json,
-    write_json,
+    BEST_DIR, CHECKPOINTS_DIR, MODEL_FILE, OPTIM_FILE, STATE_FILE, TrainState, model_record,
+    read_json, save_record, write_json,
 };
 
 /// Stages a checkpoint directory; `commit` renames it into place.
@@ -107,37 +106,21 @@ pub fn latest_state(run_dir: &Path) -> Option<TrainState> {
     read_json(&latest_checkpoint(run_dir)?.join(STATE_FILE)).ok()
 }
 
-/// Saves the weights and batch-norm statistics. Burn's `RunningState` keeps a statistic's
-/// latest update aside until the next sync, and saving reads the synced value: `valid()` syncs
-/// the shared state in place first, so a save never holds statistics one batch old.
-pub fn save_model(model: &CinefuseModel, path: &Path) -> Result<()> {
-    save_record(model_record(model), path)
+/// Saves what training can change of `model` (`saved_weights`).
+pub fn save_model(model: &CinefuseModel, config: &ModelConfig, path: &Path) -> Result<()> {
+    save_record(model_record(model, config)?, path)
 }
 
-/// The weights and batch-norm statistics as they are now (see `save_model`), to save later.
-pub fn model_record(model: &CinefuseModel) -> burn::store::ModuleRecord {
-    drop(model.valid());
-    model.clone().into_record()
-}
-
-pub fn save_record(record: burn::store::ModuleRecord, path: &Path) -> Result<()> {
-    record
-        .save(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", path.display()))
-}
-
-/// Trains `config` as `opts` says: a new run, or the run `opts.resume` continued exactly where
-/// its last checkpoint left it.
 /// Model, optimizer and loop state as checkpoint `name` of the run (staged, then renamed).
 pub fn save_checkpoint(
     run_dir: &Path,
-    model: &CinefuseModel,
+    (model, config): (&CinefuseModel, &ModelConfig),
     optim: &burn::optim::ModuleOptimizer,
     state: &TrainState,
     name: &str,
 ) -> Result<()> {
     let w = CheckpointWriter::new(&run_dir.join(CHECKPOINTS_DIR).join(name))?;
-    save_model(model, &w.staging.join(MODEL_FILE))?;
+    save_model(model, config, &w.staging.join(MODEL_FILE))?;
     optim
         .save(w.staging.join(OPTIM_FILE))
         .map_err(|e| anyhow::anyhow!("cannot save optimizer state: {e}"))?;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use cinefuse_model::head::RatingScale;
@@ -31,13 +31,18 @@ mod checkpoints;
 mod lock;
 mod metrics;
 
+mod saved_weights;
+
 pub use checkpoints::{
-    CheckpointWriter, best_dir, latest_checkpoint, latest_state, model_record, prune_checkpoints,
-    save_checkpoint, save_model, save_record,
+    CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
+    save_checkpoint, save_model,
 };
 pub use lock::{RunLock, clear_unstarted, is_locked};
 pub use metrics::{
     EpochMetrics, Phase, append_metrics, best_epoch, read_metrics, truncate_metrics,
+};
+pub use saved_weights::{
+    FrozenBackbones, SavedModel, frozen_file, model_record, read_frozen, save_record, save_whole,
 };
 
 /// A run folder and the files `train`, `eval` and `export` keep in it, read typed: the one
@@ -286,12 +291,26 @@ pub fn timestamp_of(secs: u64) -> String {
 }
 
 /// `model` with the weights of the Burn file `file` (written by a model of the same shapes);
-/// errors name the file. A file written before the `Branch` layout names its tensors the
+/// errors name the file. Weights saved without their frozen backbones
+/// (`saved_weights`) load over the tensors `model` already holds, which must be `config`'s
+/// checkpoints as they were. A file written before the `Branch` layout names its tensors the
 /// published way (`cinefuse_model::tensor_names`) and loads through that table.
-pub fn load_weights(model: CinefuseModel, file: &Path) -> Result<CinefuseModel> {
+pub fn load_weights(
+    model: CinefuseModel,
+    file: &Path,
+    config: &ModelConfig,
+) -> Result<CinefuseModel> {
     // A model folder is the user's: Burn parses bytes from a checked, capped read, so a FIFO
     // named model.bpk (or one swapped in after a check) can never block its loader.
     let read = || cinefuse_data::user_file::read_capped(file, MAX_WEIGHTS_BYTES);
+    if let Some(frozen) = read_frozen(file)? {
+        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(read()?))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        saved_weights::check_frozen(&model, config, &frozen, &record, file)?;
+        return model
+            .try_load_record(record.allow_partial(true))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+    }
     let error = match burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(read()?))
         .and_then(|record| model.clone().try_load_record(record))
     {
@@ -316,7 +335,14 @@ pub fn load_model(
     file: &Path,
     device: &Device,
 ) -> Result<CinefuseModel> {
-    load_weights(config.init(shapes, device), file)
+    // Saved without its frozen backbones: they come from the checkpoints, as when it trained.
+    let model = match frozen_file(file).exists() {
+        true => config
+            .init_pretrained(shapes, device)
+            .with_context(|| format!("{}: its frozen backbones", file.display()))?,
+        false => config.init(shapes, device),
+    };
+    load_weights(model, file, config)
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

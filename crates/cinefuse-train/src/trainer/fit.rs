@@ -235,7 +235,8 @@ impl Trainer {
     fn save_checkpoint(&mut self, name: &str) -> Result<()> {
         self.save_best()?;
         let l = &self.learner;
-        save_checkpoint(&self.run_dir, l.model(), &l.optim, &self.state, name)
+        let model = (l.model(), &self.config.model);
+        save_checkpoint(&self.run_dir, model, &l.optim, &self.state, name)
     }
 
     /// Writes the best model kept in memory, if it is newer than the one in `best/`.
@@ -351,7 +352,7 @@ impl Trainer {
             self.state.best_value = Some(value);
             self.state.best_epoch = epoch;
             self.state.epochs_without_improvement = 0;
-            let record = model_record(self.learner.model());
+            let record = model_record(self.learner.model(), &self.config.model)?;
             self.unsaved_best = Some((record, self.state.clone()));
             return Ok(false);
         }

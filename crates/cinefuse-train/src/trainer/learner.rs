@@ -91,7 +91,11 @@ impl Learner {
 
     /// The model and optimizer state of the checkpoint folder `ckpt`.
     pub fn restore(&mut self, ckpt: &Path) -> Result<()> {
-        let model = load_weights(self.model().clone(), &ckpt.join(MODEL_FILE))?;
+        let model = load_weights(
+            self.model().clone(),
+            &ckpt.join(MODEL_FILE),
+            &self.config.model,
+        )?;
         let fresh = optimizer(&self.config);
         let optim = std::mem::replace(&mut self.optim, fresh);
         self.optim = optim

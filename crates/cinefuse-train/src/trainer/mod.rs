@@ -189,7 +189,7 @@ mod tests {
     use cinefuse_data::{MovieBatcher, MovieItem};
     use cinefuse_model::encoders::text::TextEncoderKind;
     use cinefuse_model::pretrained::testing::{TinyBert, module_values};
-    use cinefuse_model::{Modality, ModelConfig, ModelShapes};
+    use cinefuse_model::{Modality, ModelConfig};
 
     /// Largest |change| of any value between two snapshots of a module.
     fn max_change<M: ModuleSnapshot>(before: &M, after: &M) -> f32 {
@@ -220,19 +220,7 @@ mod tests {
         config.text.freeze = false;
         config.text.feature_dropout = 0.0;
         config.fusion.dropout = 0.0;
-        let shapes = ModelShapes {
-            n_genres: 3,
-            vocab_size: 30,
-            max_tokens: 8,
-            n_numeric: 1,
-            categorical_sizes: vec![],
-            categorical_dims: vec![],
-            text_backbone: Some(cinefuse_model::TextBackbone {
-                config: cinefuse_model::pretrained::BertConfig::from_dir(dir.path()).unwrap(),
-                pooling: cinefuse_model::encoders::text::Pooling::Mean,
-                concat_layers: vec![],
-            }),
-        };
+        let shapes = tiny.plot_model_shapes(dir.path(), 3);
         let device = Device::flex().autodiff();
         let model = config.init_pretrained(&shapes, &device).unwrap();
         let items: Vec<MovieItem> = (0..4u32)

@@ -52,7 +52,7 @@ pub(crate) struct Trainer {
     /// The best model so far and its loop state, kept in memory until the next checkpoint
     /// writes both: a bag member improves on most of its ~15 epochs, and each write of the
     /// model (with its frozen backbones, 105 MB) cost about as much as the epoch itself.
-    pub unsaved_best: Option<(burn::store::ModuleRecord, TrainState)>,
+    pub unsaved_best: Option<(crate::run_dir::SavedModel, TrainState)>,
 }
 
 /// The training and validation datasets of `rows`.
