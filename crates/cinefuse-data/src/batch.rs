@@ -73,12 +73,23 @@ impl MovieBatch {
     }
 }
 
+/// On a GPU backend, plot batches are padded to a multiple of this many tokens. Its kernels
+/// are compiled and autotuned for each new tensor shape (about 3 s per shape for the
+/// quickstart's training step on an H200, BENCHMARKS.md), and a batch padded to its own
+/// longest plot is nearly always a new shape: this bounds them to `max_tokens / 16`. The
+/// padding is masked, so the outputs are the same.
+pub const GPU_TOKEN_BUCKET: usize = 16;
+
 /// Builds `MovieBatch`es; knows the poster size and the token length cap.
 #[derive(Debug, Clone)]
 pub struct MovieBatcher {
     pub image_height: usize,
     pub image_width: usize,
     pub max_tokens: usize,
+    /// Pad plot batches to a multiple of this many tokens (at most `max_tokens`). `None`:
+    /// `GPU_TOKEN_BUCKET` on a GPU backend, the longest plot on flex (no per-shape cost
+    /// there, and every padded token costs CPU time).
+    pub token_bucket: Option<usize>,
 }
 
 impl MovieBatcher {
@@ -87,7 +98,21 @@ impl MovieBatcher {
             image_height,
             image_width,
             max_tokens,
+            token_bucket: None,
         }
+    }
+
+    /// The padded length of a batch whose longest plot fills `longest` rows, on `device`.
+    fn padded_length(&self, longest: usize, device: &Device) -> usize {
+        let bucket = self
+            .token_bucket
+            .unwrap_or(match device.clone().inner() == Device::flex() {
+                true => 1,
+                false => GPU_TOKEN_BUCKET,
+            });
+        longest
+            .next_multiple_of(bucket.max(1))
+            .min(self.max_tokens.max(longest))
     }
 }
 
@@ -100,7 +125,7 @@ impl Batcher<MovieItem, MovieBatch> for MovieBatcher {
         let b = items.len();
 
         let (pixels, h, w) = self.poster_pixels(&items);
-        let (tokens, mask, len) = self.padded_tokens(&items);
+        let (tokens, mask, len) = self.padded_tokens(&items, device);
         let n_num = items.first().map_or(0, |it| it.numeric.len());
         let n_cat = items.first().map_or(0, |it| it.categorical.len());
         let n_gen = items.first().map_or(0, |it| it.genres.len());
@@ -219,15 +244,16 @@ impl MovieBatcher {
         item.tokens.len().min(self.max_tokens).max(1)
     }
 
-    /// Token ids padded to the longest plot in the batch (at least 1), the mask of real
-    /// tokens, and the padded length.
-    fn padded_tokens(&self, items: &[MovieItem]) -> (Vec<i64>, Vec<f32>, usize) {
+    /// Token ids padded to the longest plot in the batch (at least 1; rounded up on a GPU,
+    /// `padded_length`), the mask of real tokens, and the padded length.
+    fn padded_tokens(&self, items: &[MovieItem], device: &Device) -> (Vec<i64>, Vec<f32>, usize) {
         let b = items.len();
-        let len = items
+        let longest = items
             .iter()
             .map(|it| self.token_rows(it))
             .max()
             .unwrap_or(1);
+        let len = self.padded_length(longest, device);
         let mut tokens = vec![PAD_ID as i64; b * len];
         let mut mask = vec![0f32; b * len];
         for (i, item) in items.iter().enumerate() {
@@ -288,4 +314,44 @@ fn stack_features(
         TensorData::new(values, [items.len(), dim]),
         device,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plot(n: u32) -> MovieItem {
+        MovieItem {
+            id: format!("p{n}"),
+            tokens: (1..=n).collect(),
+            plot_present: true,
+            ..MovieItem::default()
+        }
+    }
+
+    #[test]
+    fn plot_batches_pad_to_the_longest_plot_on_flex_and_to_a_bucket_when_asked() {
+        let flex = Device::flex();
+        let tight = MovieBatcher::new(2, 2, 40);
+        let dims = |b: &MovieBatcher, plots: &[u32]| {
+            let items = plots.iter().map(|n| plot(*n)).collect();
+            let batch = b.batch(items, &flex);
+            let real = batch.token_mask.clone().sum().into_scalar::<f32>();
+            assert_eq!(
+                real as u32,
+                plots.iter().sum::<u32>(),
+                "the mask marks real tokens"
+            );
+            batch.tokens.dims()
+        };
+        assert_eq!(dims(&tight, &[3, 5]), [2, 5]);
+        let bucketed = MovieBatcher {
+            token_bucket: Some(GPU_TOKEN_BUCKET),
+            ..tight.clone()
+        };
+        assert_eq!(dims(&bucketed, &[3, 5]), [2, 16]);
+        assert_eq!(dims(&bucketed, &[17]), [1, 32]);
+        // Never past max_tokens.
+        assert_eq!(dims(&bucketed, &[35]), [1, 40]);
+    }
 }

@@ -10,7 +10,7 @@ use crate::poster_states::PosterMap;
 use crate::prepared::EncodedSample;
 
 /// One model-ready movie.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MovieItem {
     pub id: String,
     /// CHW `u8` poster, or `None` when the movie has no (usable) poster.

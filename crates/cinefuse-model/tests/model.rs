@@ -784,6 +784,37 @@ fn cpu_kernel_dropout_drops_the_right_fraction_and_only_in_training() {
     );
 }
 
+/// GPU backends pad plot batches past their longest plot (`GPU_TOKEN_BUCKET`): every text
+/// encoder masks the padding, so its outputs are those of the batch padded to the longest.
+#[test]
+fn padding_past_the_longest_plot_leaves_every_text_encoder_unchanged() {
+    let device = Device::flex();
+    let kinds = [
+        TextEncoderKind::Transformer,
+        TextEncoderKind::Bag,
+        TextEncoderKind::Cnn,
+        TextEncoderKind::Ngram,
+    ];
+    for kind in kinds {
+        device.seed(5);
+        let config = tiny_config(vec![Modality::Text, Modality::Meta], FusionKind::Gmu, kind);
+        let model = config.init(&shapes(), &device).valid();
+        let tight = MovieBatcher::new(H, W, 12);
+        let padded = MovieBatcher {
+            token_bucket: Some(12),
+            ..tight.clone()
+        };
+        let (a, b) = (
+            tight.batch(items(8), &device),
+            padded.batch(items(8), &device),
+        );
+        assert_eq!(a.tokens.dims(), [8, 4]);
+        assert_eq!(b.tokens.dims(), [8, 12]);
+        let (a, b) = (outputs(&model, &a), outputs(&model, &b));
+        assert!(rel_diff(&a, &b) < 1e-5, "{kind:?}: {a:?} vs {b:?}");
+    }
+}
+
 #[test]
 fn encoder_layer_ignores_padding_tokens() {
     use burn::tensor::Distribution;

@@ -22,7 +22,9 @@ use cinefuse_model::pretrained::testing::{
 use cinefuse_model::pretrained::{Bert, EfficientNetLite, PretrainedError};
 use cinefuse_model::pretrained::{PretrainedEncoder, Tuning};
 
-use super::{batch, items};
+use super::{H, W, batch, items};
+use burn::data::dataloader::batcher::Batcher;
+use cinefuse_data::MovieBatcher;
 
 const TINY: TinyBert = TinyBert {
     vocab: 40,
@@ -192,6 +194,36 @@ fn tiny_text_encoder(
 
 fn text_batch() -> MovieBatch {
     batch(items(6), &Device::flex())
+}
+
+/// BERT masks padding in attention and pooling: its features of a batch padded past the
+/// longest plot (as on a GPU backend) are those of the tight batch.
+#[test]
+fn bert_features_ignore_padding_past_the_longest_plot() {
+    let device = Device::flex();
+    let frozen = Tuning {
+        freeze: true,
+        lr_scale: 1.0,
+        trainable_layers: None,
+        layer_decay: 1.0,
+    };
+    let (_dir, enc) = tiny_text_encoder(frozen, &device);
+    let tight = MovieBatcher::new(H, W, 12);
+    let padded = MovieBatcher {
+        token_bucket: Some(12),
+        ..tight.clone()
+    };
+    let (a, b) = (
+        tight.batch(items(6), &device),
+        padded.batch(items(6), &device),
+    );
+    assert!(a.tokens.dims()[1] < b.tokens.dims()[1]);
+    let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let (a, b) = (
+        values(enc.backbone_features(&a)),
+        values(enc.backbone_features(&b)),
+    );
+    assert!(super::rel_diff(&a, &b) < 1e-5, "{a:?} vs {b:?}");
 }
 
 #[test]

@@ -284,3 +284,35 @@ fn a_precision_the_backend_cannot_compute_in_is_refused() {
         "{err:#}"
     );
 }
+
+/// On a GPU backend (wgpu on lavapipe here) plot batches are padded to a multiple of
+/// `GPU_TOKEN_BUCKET`, so its kernels meet few shapes; flex pads to the longest plot.
+#[test]
+fn gpu_batches_pad_plots_to_a_bucket() {
+    use burn::data::dataloader::batcher::Batcher;
+    use cinefuse_data::{MovieBatcher, MovieItem, batch::GPU_TOKEN_BUCKET};
+    let cfg = cinefuse_train::config::BackendConfig {
+        kind: BackendKind::Lavapipe,
+        ..Default::default()
+    };
+    let device = match cinefuse_train::backend::select_device(&cfg) {
+        Ok(s) => s.device,
+        Err(e) => {
+            skipped(
+                "gpu_batches_pad_plots",
+                Some(format!("no wgpu adapter: {e:#}")),
+            );
+            return;
+        }
+    };
+    let plot = MovieItem {
+        id: "p".into(),
+        tokens: vec![4, 5, 6],
+        plot_present: true,
+        ..MovieItem::default()
+    };
+    let batcher = MovieBatcher::new(2, 2, 40);
+    let on = |d: &burn::prelude::Device| batcher.batch(vec![plot.clone()], d).tokens.dims();
+    assert_eq!(on(&device), [1, GPU_TOKEN_BUCKET]);
+    assert_eq!(on(&burn::prelude::Device::flex()), [1, 3]);
+}

@@ -38,7 +38,11 @@ impl CnnTextEncoder {
     }
 
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        let x = self.tokens.forward(tokens).swap_dims(1, 2); // [B, D, L]
+        // Padding embeddings are zeroed before the convolution, as its own zero padding is: a
+        // plot's last windows then read the same whether the batch pads it by one token or by
+        // many (GPU batches pad past the longest plot), so a plot encodes the same in any batch.
+        let embedded = self.tokens.forward(tokens) * mask.clone().unsqueeze_dim::<3>(2);
+        let x = embedded.swap_dims(1, 2); // [B, D, L]
         let h = relu(self.conv.forward(x)); // [B, F, L], >= 0
         // Padding positions are zeroed; since activations are >= 0, max pooling ignores them.
         let h = h * mask.unsqueeze_dim::<3>(1);
