@@ -114,13 +114,11 @@ for side, rows in (("cinefuse", cf), ("pytorch", load(f"{out}/pt.json"))):
         print(json.dumps({"what": kind, "side": side, "values": r["values"], "label": r["what"], "unit": r["unit"]}))
 PY
   # The plot branch with MiniLM's last two layers fine-tuned; PyTorch runs the same branch.
-  STEPS_SAVED=$steps
-  steps="${FINETUNE_STEPS:-2}"
+  steps="${FINETUNE_STEPS:-2}" # the last use of the training steps
   for p in f32 bf16; do
     train_pair "MiniLM fine-tuning step (last 2 layers), batch 32" configs/real-omdb-finetune.toml \
       "$prepared" "$p" "${data[@]}" --set 'model.modalities=["text","meta"]' -- --finetune
   done
-  steps=$STEPS_SAVED
 fi
 
 "$python" - "$out/gpu.jsonl" "$backend" "$torch_device" <<'PY'

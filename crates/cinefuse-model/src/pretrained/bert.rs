@@ -253,13 +253,14 @@ impl Bert {
 
     /// Freezes the embeddings and all but the last `n` layers.
     pub fn freeze_all_but_last_layers(mut self, n: usize) -> Self {
-        let total = self.layers.len();
+        // The same layers as `ids_below_last_layers` names.
+        let below = self.layers.len().saturating_sub(n);
         self.embeddings = self.embeddings.no_grad();
         self.layers = self
             .layers
             .into_iter()
             .enumerate()
-            .map(|(i, l)| if i + n < total { l.no_grad() } else { l })
+            .map(|(i, l)| if i < below { l.no_grad() } else { l })
             .collect();
         self
     }

@@ -281,14 +281,15 @@ impl EfficientNetLite {
     /// `no_grad`): a frozen block on the training device would otherwise normalise by each
     /// batch's statistics and rewrite its running ones, drifting from the pretrained network.
     pub fn freeze_all_but_last_blocks(mut self, n: usize) -> Self {
-        let total = self.blocks.len();
+        // The same blocks as `ids_below_last_blocks` names.
+        let below = self.blocks.len().saturating_sub(n);
         self.stem = self.stem.freeze();
         self.stem_norm = self.stem_norm.freeze();
         self.blocks = self
             .blocks
             .into_iter()
             .enumerate()
-            .map(|(i, b)| if i + n < total { b.freeze() } else { b })
+            .map(|(i, b)| if i < below { b.freeze() } else { b })
             .collect();
         self
     }

@@ -181,6 +181,14 @@ fn grads_of<M: burn::module::Module>(
     (v.with, v.without)
 }
 
+/// A backbone that does not train.
+const FROZEN: Tuning = Tuning {
+    freeze: true,
+    lr_scale: 1.0,
+    trainable_layers: None,
+    layer_decay: 1.0,
+};
+
 fn tiny_text_encoder(
     tuning: Tuning,
     device: &Device,
@@ -201,13 +209,7 @@ fn text_batch() -> MovieBatch {
 #[test]
 fn bert_features_ignore_padding_past_the_longest_plot() {
     let device = Device::flex();
-    let frozen = Tuning {
-        freeze: true,
-        lr_scale: 1.0,
-        trainable_layers: None,
-        layer_decay: 1.0,
-    };
-    let (_dir, enc) = tiny_text_encoder(frozen, &device);
+    let (_dir, enc) = tiny_text_encoder(FROZEN, &device);
     let tight = MovieBatcher::new(H, W, 12);
     let padded = MovieBatcher {
         token_bucket: Some(12),
@@ -229,13 +231,7 @@ fn bert_features_ignore_padding_past_the_longest_plot() {
 #[test]
 fn a_frozen_backbone_gets_no_gradient_and_keeps_its_weights() {
     let device = Device::flex().autodiff();
-    let frozen = Tuning {
-        freeze: true,
-        lr_scale: 1.0,
-        trainable_layers: None,
-        layer_decay: 1.0,
-    };
-    let (_dir, enc) = tiny_text_encoder(frozen, &device);
+    let (_dir, enc) = tiny_text_encoder(FROZEN, &device);
     let before = module_values(&enc.backbone);
     let b = text_batch();
     let loss = enc.embed(&b).powf_scalar(2.0).sum();
@@ -470,13 +466,7 @@ fn cached_frozen_block_maps_give_the_backbones_features() {
 #[test]
 fn cached_features_replace_the_backbone() {
     let device = Device::flex();
-    let frozen = Tuning {
-        freeze: true,
-        lr_scale: 1.0,
-        trainable_layers: None,
-        layer_decay: 1.0,
-    };
-    let (_dir, enc) = tiny_text_encoder(frozen, &device);
+    let (_dir, enc) = tiny_text_encoder(FROZEN, &device);
     let mut b = text_batch();
     let direct = enc.embed(&b);
     b.plot_features = Some(enc.backbone_features(&b));

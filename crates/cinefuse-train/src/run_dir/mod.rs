@@ -303,17 +303,15 @@ pub fn load_weights(
     // A model folder is the user's: Burn parses bytes from a checked, capped read, so a FIFO
     // named model.bpk (or one swapped in after a check) can never block its loader.
     let read = || cinefuse_data::user_file::read_capped(file, MAX_WEIGHTS_BYTES);
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(read()?));
     if let Some(frozen) = read_frozen(file)? {
-        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(read()?))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let record = record.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         saved_weights::check_frozen(&model, config, &frozen, &record, file)?;
         return model
             .try_load_record(record.allow_partial(true))
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
     }
-    let error = match burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(read()?))
-        .and_then(|record| model.clone().try_load_record(record))
-    {
+    let error = match record.and_then(|record| model.clone().try_load_record(record)) {
         Ok(loaded) => return Ok(loaded),
         Err(e) => e,
     };

@@ -226,6 +226,14 @@ mod tests {
         (config, shapes, model)
     }
 
+    /// `model` saved as a run saves it, into a new folder (kept while the guard lives).
+    fn saved(model: &CinefuseModel, config: &ModelConfig) -> (tempfile::TempDir, PathBuf) {
+        let out = tempfile::tempdir().unwrap();
+        let file = out.path().join("model.bpk");
+        save_record(model_record(model, config).unwrap(), &file).unwrap();
+        (out, file)
+    }
+
     fn tuning(freeze: bool, trainable_layers: Option<usize>) -> Tuning {
         Tuning {
             freeze,
@@ -242,9 +250,7 @@ mod tests {
         let ckpt = tempfile::tempdir().unwrap();
         let (config, shapes, model) = tiny_model(ckpt.path(), tuning(false, Some(1)));
         let trained = model.clone().map(&mut Shift);
-        let out = tempfile::tempdir().unwrap();
-        let file = out.path().join("model.bpk");
-        save_record(model_record(&trained, &config).unwrap(), &file).unwrap();
+        let (_out, file) = saved(&trained, &config);
         let frozen = read_frozen(&file)
             .unwrap()
             .expect("saved without frozen tensors");
@@ -278,9 +284,7 @@ mod tests {
     fn a_changed_backbone_file_is_refused() {
         let ckpt = tempfile::tempdir().unwrap();
         let (config, shapes, model) = tiny_model(ckpt.path(), tuning(true, None));
-        let out = tempfile::tempdir().unwrap();
-        let file = out.path().join("model.bpk");
-        save_record(model_record(&model, &config).unwrap(), &file).unwrap();
+        let (_out, file) = saved(&model, &config);
         assert!(load_model(&config, &shapes, &file, &Device::flex()).is_ok());
         // A rename, as an atomic replacement would: a new inode, so hashed again.
         let other = tempfile::tempdir().unwrap();
@@ -301,9 +305,7 @@ mod tests {
     fn a_wholly_fine_tuned_model_is_saved_whole() {
         let ckpt = tempfile::tempdir().unwrap();
         let (config, _, model) = tiny_model(ckpt.path(), tuning(false, None));
-        let out = tempfile::tempdir().unwrap();
-        let file = out.path().join("model.bpk");
-        save_record(model_record(&model, &config).unwrap(), &file).unwrap();
+        let (_out, file) = saved(&model, &config);
         assert!(!frozen_file(&file).exists());
         assert_eq!(
             burn::store::ModuleRecord::load(&file).unwrap().len(),

@@ -51,7 +51,8 @@ pub(crate) struct Trainer {
     pub events: Option<crate::tensorboard::EventWriter>,
     /// The best model so far and its loop state, kept in memory until the next checkpoint
     /// writes both: a bag member improves on most of its ~15 epochs, and each write of the
-    /// model (with its frozen backbones, 105 MB) cost about as much as the epoch itself.
+    /// model cost about as much as the epoch itself while it still held its frozen backbones
+    /// (105 MB; `run_dir::saved_weights` leaves them out now).
     pub unsaved_best: Option<(crate::run_dir::SavedModel, TrainState)>,
 }
 
