@@ -872,8 +872,10 @@ class Bag(nn.Module):
         self.members = nn.ModuleList(
             load_weights(CinefuseModel(arch, poster), os.path.join(model_dir, w)) for w in config["weights"]
         )
-        # A repeated bag (format 6): the weights hold `bag_sets` sets of folds, set by set.
+        # A repeated bag (format 6): the weights hold `bag_sets` sets of folds, set by set; since
+        # format 8 the rating may average over the sets too (before: the first set's).
         self.sets = int(config.get("bag_sets", 1))
+        self.rating_over_sets = bool(config.get("rating_over_sets", False))
         scale = config["rating_scale"]
         self.rating_mean, self.rating_std = scale["mean"], scale["std"]
         # pos_weight trained each genre's logit up by ln w; the export says what to take back.
@@ -882,8 +884,9 @@ class Bag(nn.Module):
 
     def forward(self, inputs):
         """Per member: probabilities [K, B, G] and ratings on the 0-10 scale [K, B]. A repeated
-        bag's member k is the first set's member k with its probabilities averaged over every
-        set's member k (in set order, as bag_sets.rs sums them)."""
+        bag's member k averages every set's member k's probabilities (in set order, as
+        bag_sets.rs sums them), and its ratings too with `rating_over_sets` (else it keeps the
+        first set's)."""
         probs, ratings = [], []
         for m in self.members:
             g, r = m(inputs)
@@ -893,10 +896,12 @@ class Bag(nn.Module):
         if self.sets > 1:
             k = len(self.members) // self.sets
             share = torch.tensor(1.0 / self.sets, dtype=torch.float32)
-            grouped = share * probs[:k]
-            for s in range(1, self.sets):
-                grouped = grouped + share * probs[s * k:(s + 1) * k]
-            probs, ratings = grouped, ratings[:k]
+            def over_sets(x):
+                grouped = share * x[:k]
+                for s in range(1, self.sets):
+                    grouped = grouped + share * x[s * k:(s + 1) * k]
+                return grouped
+            probs, ratings = over_sets(probs), over_sets(ratings) if self.rating_over_sets else ratings[:k]
         return probs, ratings
 
 
@@ -908,9 +913,9 @@ def read_config(model_dir):
         config = json.load(f)
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
-    # 6 a bag's bag_sets; 7 the text backbone's concat_layers.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in (1, 2, 3, 4, 5, 6, 7):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 7")
+    # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 9):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 8")
     return config
 
 

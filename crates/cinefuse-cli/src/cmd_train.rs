@@ -49,8 +49,8 @@ pub struct TrainArgs {
     /// With bagging: also one model on all of train + validation (sets train.refit).
     #[arg(long)]
     refit: bool,
-    /// With bagging: S sets of K members, each set on its own folds; genres average all
-    /// of them, the rating stays on the first set (sets train.bag_sets).
+    /// With bagging: S sets of K members, each set on its own folds; the bag predicts with
+    /// the mean of all of them (sets train.bag_sets).
     #[arg(long, value_name = "S")]
     bag_sets: Option<usize>,
 }

@@ -775,8 +775,12 @@ fn votes_join_a_frozen_bag(d: &Path) {
         serde_json::json!([0, 1])
     );
     assert_eq!(
-        (part["members"].as_array().unwrap().len(), &part["bag_sets"]),
-        (4, &2.into())
+        (
+            part["members"].as_array().unwrap().len(),
+            &part["bag_sets"],
+            &part["rating_over_sets"]
+        ),
+        (4, &2.into(), &true.into())
     );
     portable::check_portable(d, "vote", &portable_movies(d));
     // The repeated bag alone (a part is an export of its own), through ONNX too.

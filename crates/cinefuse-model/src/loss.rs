@@ -28,6 +28,11 @@ pub struct LossConfig {
     pub pos_weight: bool,
     #[config(default = 10.0)]
     pub pos_weight_max: f64,
+    /// Weight of a listwise term beside the per-genre BCE: cross-entropy between the softmax
+    /// over a movie's genre logits and its genres spread evenly (multi-label softmax). It scores
+    /// genres against each other within a movie, which BCE never does; 0 leaves it out.
+    #[config(default = 0.0)]
+    pub listwise_weight: f64,
 }
 
 impl LossConfig {
@@ -45,6 +50,12 @@ impl LossConfig {
             return Err(format!(
                 "loss.huber_delta = {}: expected > 0",
                 self.huber_delta
+            ));
+        }
+        if !self.listwise_weight.is_finite() || self.listwise_weight < 0.0 {
+            return Err(format!(
+                "loss.listwise_weight = {}: expected a finite number >= 0",
+                self.listwise_weight
             ));
         }
         if self.pos_weight_max < 1.0 {
@@ -123,6 +134,14 @@ pub fn bce_with_logits(
     (targets.ones_like() - targets) * logits + coef * log_sig_neg
 }
 
+/// Per row `[B]`: cross-entropy between `softmax(logits)` and the row's targets normalised to
+/// sum to one; 0 for a row without positives (the caller's mask drops it anyway).
+pub fn listwise_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let count = targets.clone().sum_dim(1).clamp_min(1.0);
+    ((targets * log_p).sum_dim(1).neg() / count).squeeze_dim::<1>(1)
+}
+
 /// Mean of `values [B]` over rows where `mask [B]` is 1 (0 when no row counts). With
 /// `rows`, the sum is divided by that count instead of the mask's own.
 pub fn masked_mean_rows(values: Tensor<1>, mask: Tensor<1>, rows: Option<usize>) -> Tensor<1> {
@@ -172,10 +191,13 @@ impl LossConfig {
             rows,
         } = targets.clone();
         let [_, g] = genre_logits.dims();
-        let per_row = bce_with_logits(genre_logits, genres, pos_weight)
+        let mut per_row = bce_with_logits(genre_logits.clone(), genres.clone(), pos_weight)
             .sum_dim(1)
             .squeeze_dim::<1>(1)
             / g.max(1) as f64;
+        if self.listwise_weight > 0.0 {
+            per_row = per_row + listwise_cross_entropy(genre_logits, genres) * self.listwise_weight;
+        }
         let genre = masked_mean_rows(per_row, genres_present, rows.map(|r| r.genres));
         let diff = rating_std_pred - rating_std_target;
         let per_row = match self.rating_loss {
@@ -215,5 +237,54 @@ mod tests {
         }
         assert_eq!(shift.len(), 3);
         assert!(LossConfig::new().genre_logit_shift(&[5, 4], 10).is_empty());
+    }
+
+    #[test]
+    fn listwise_term_is_the_softmax_cross_entropy_against_the_spread_genres() {
+        let device = Default::default();
+        let logits = Tensor::<2>::from_floats([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], &device);
+        let targets = Tensor::<2>::from_floats([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]], &device);
+        let got = listwise_cross_entropy(logits, targets)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let lse = (2f64.exp() + 1.0 + (-1f64).exp()).ln();
+        let want = 0.5 * ((lse - 2.0) + (lse - 0.0));
+        assert!((got[0] as f64 - want).abs() < 1e-5, "{got:?} vs {want}");
+        assert_eq!(got[1], 0.0, "a movie without genres adds nothing");
+    }
+
+    #[test]
+    fn the_listwise_term_adds_to_the_genre_loss_only_when_weighted() {
+        let device = Default::default();
+        let targets = LossTargets {
+            genres: Tensor::from_floats([[1.0, 0.0]], &device),
+            genres_present: Tensor::from_floats([1.0], &device),
+            rating_std: Tensor::from_floats([0.0], &device),
+            rating_present: Tensor::from_floats([0.0], &device),
+            pos_weight: None,
+            rows: None,
+        };
+        let logits = || Tensor::<2>::from_floats([[0.0, 0.0]], &device);
+        let rating = || Tensor::<1>::from_floats([0.0], &device);
+        let plain = LossConfig::new()
+            .compute(logits(), rating(), &targets)
+            .values();
+        let listwise = LossConfig::new()
+            .with_listwise_weight(0.5)
+            .compute(logits(), rating(), &targets)
+            .values();
+        // Two equal logits: softmax gives the positive 1/2, so the term is ln 2, weighted 0.5.
+        let extra = listwise[1] - plain[1];
+        assert!(
+            (extra - 0.5 * 2f32.ln()).abs() < 1e-5,
+            "{plain:?} {listwise:?}"
+        );
+        assert!(
+            LossConfig::new()
+                .with_listwise_weight(-1.0)
+                .validate()
+                .is_err()
+        );
     }
 }

@@ -41,6 +41,10 @@ pub struct BagInfo {
     /// Repeated sets of folds (`train.bag_sets`; bags from before it: 1).
     #[serde(default = "crate::bag_sets::one_set")]
     pub sets: usize,
+    /// Whether the rating averages over the sets (bags created since 2026-12-04); older bags
+    /// kept the first set's and are read back that way (`bag_sets::SetLayout`).
+    #[serde(default)]
+    pub rating_over_sets: bool,
     /// Members that finished training, set by set, by fold within a set.
     pub done: Vec<bool>,
     pub refit_done: bool,
@@ -79,6 +83,14 @@ impl BagInfo {
     /// Every member of every set.
     pub fn members(&self) -> usize {
         self.sets * self.folds
+    }
+
+    /// How its sets combine at prediction.
+    pub fn layout(&self) -> crate::bag_sets::SetLayout {
+        crate::bag_sets::SetLayout {
+            sets: self.sets,
+            rating_over_sets: self.rating_over_sets,
+        }
     }
 
     /// Member `m`'s (set, fold).
@@ -270,6 +282,7 @@ fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLo
         folds: config.train.folds,
         seed: config.seed,
         sets,
+        rating_over_sets: true,
         done: vec![false; config.train.folds * sets],
         refit_done: false,
         data: opts.data_override.clone(),
@@ -319,7 +332,7 @@ fn train_member(
 }
 
 /// One prediction per fold of the first set: each movie's from the member that did not train
-/// on it, its genres averaged over the sets (`bag_sets.rs`).
+/// on it, averaged over the sets (`bag_sets.rs`).
 pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Result<Vec<Predictions>> {
     let held_out = |m: usize| members[m].predict_rows(info.held_out(&members[m].prepared, m));
     let per_set = (0..info.sets)
@@ -329,7 +342,7 @@ pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Result<Vec<P
                 .collect()
         })
         .collect();
-    out_of_fold_over_sets(per_set)
+    out_of_fold_over_sets(per_set, info.rating_over_sets)
 }
 
 /// Thresholds, interval and out-of-fold scores from the members' held-out predictions.

@@ -209,10 +209,9 @@ pub struct LoopConfig {
     pub folds: usize,
     /// With `folds`: repeated bagging (AutoGluon's `num_bag_sets`). Each extra set trains
     /// another K members on folds drawn with another seed (set s: seed + 1000·s, for the
-    /// folds and the members' initialisation). A movie's out-of-fold genre probabilities are
-    /// the mean over the sets (each set has one member that did not see it), the bag's genre
-    /// probabilities the mean of all members; the rating and its CV+ interval stay on the
-    /// first set. 1: one set.
+    /// folds and the members' initialisation). A movie's out-of-fold prediction is the mean
+    /// over the sets (each set has one member that did not see it), the bag's the mean of all
+    /// members; the CV+ interval pairs each residual with the first set's fold. 1: one set.
     pub bag_sets: usize,
     /// With `folds`: also train one model on all of train + validation for the members' mean
     /// best epoch count (cheaper to serve than the bag).

@@ -8,7 +8,7 @@ use cinefuse_data::Prepared;
 use cinefuse_data::split::Split;
 
 use crate::bag::{BagCalibration, BagInfo, load_members, parent_bag, read_bag};
-use crate::bag_sets::group_sets;
+use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::BackendKind;
 use crate::evaluate::{IntervalMetrics, LoadedRun};
 use crate::interval::{Calibration, coverage_of};
@@ -69,7 +69,16 @@ impl Ensemble {
 
     /// Repeated sets of members this ensemble predicts with (a refit model: one).
     pub fn sets(&self) -> usize {
-        if self.refit { 1 } else { self.info.sets }
+        self.layout().sets
+    }
+
+    /// How its members' predictions combine (a refit model: one set).
+    pub fn layout(&self) -> SetLayout {
+        if self.refit {
+            SetLayout::ONE
+        } else {
+            self.info.layout()
+        }
     }
 
     /// Each member's predictions (a repeated bag's grouped into one per fold, `bag_sets.rs`)
@@ -84,7 +93,7 @@ impl Ensemble {
             .iter()
             .map(|m| m.predict(prepared, split))
             .collect();
-        let each = group_sets(each, self.sets()).expect("a bag loads every set's members");
+        let each = group_sets(each, self.layout()).expect("a bag loads every set's members");
         (Predictions::mean(&each), each)
     }
 

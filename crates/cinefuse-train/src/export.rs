@@ -12,6 +12,7 @@ use cinefuse_model::{Modality, ModelShapes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::bag_sets::SetLayout;
 use crate::blend::Blend;
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
@@ -58,13 +59,17 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
     /// A repeated bag's sets (`train.bag_sets`): `members` holds them set by set, and member k
-    /// of the bag is the first set's member k with its genre probabilities averaged over
-    /// every set's member k (`bag_sets.rs`). 1 (absent): one set.
+    /// of the bag averages every set's member k (`bag_sets.rs`). 1 (absent): one set.
     #[serde(
         default = "crate::bag_sets::one_set",
         skip_serializing_if = "is_one_set"
     )]
     pub bag_sets: usize,
+    /// With `bag_sets` > 1: member k's rating is the mean over every set's member k too
+    /// (exports since 2026-12-04); absent, the first set's member k's, as bags trained before
+    /// then were calibrated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rating_over_sets: bool,
     /// A blend: its bags, each exported whole into a sub-folder, and their weights. The
     /// fields above then describe the blend (thresholds, interval) and its first bag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -150,6 +155,7 @@ impl Manifest {
             interval: None,
             members: Vec::new(),
             bag_sets: 1,
+            rating_over_sets: false,
             parts: Vec::new(),
             rating_trees: None,
             plot_neighbours: None,
@@ -378,6 +384,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
             members
         },
         bag_sets: e.sets(),
+        rating_over_sets: e.sets() > 1 && e.layout().rating_over_sets,
         ..Manifest::of_run(
             lead,
             thresholds.clone(),
@@ -391,7 +398,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
     let kind = if e.refit {
         "the refit model of a bag (one model on all of train + validation)".to_string()
     } else {
-        bag_description(e.members.len(), e.sets())
+        bag_description(e.members.len(), e.layout())
     };
     let card = CardFacts::of(kind, lead, &test, e.interval_metrics(&each), &e.bag);
     write_card(dir, &manifest, &card)?;
@@ -543,11 +550,12 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
     lines.join("\n")
 }
 
-/// How the model card names a bag of `members` models in `sets` repeated sets.
-fn bag_description(members: usize, sets: usize) -> String {
-    match sets {
-        1 => format!("a bag of {members} models (their mean)"),
-        _ => format!(
+/// How the model card names a bag of `members` models in `layout.sets` repeated sets.
+fn bag_description(members: usize, layout: SetLayout) -> String {
+    match (layout.sets, layout.rating_over_sets) {
+        (1, _) => format!("a bag of {members} models (their mean)"),
+        (sets, true) => format!("a bag of {members} models in {sets} sets of folds (their mean)"),
+        (sets, false) => format!(
             "a bag of {members} models in {sets} sets of folds (genres: the mean of all; \
              rating: the first set's mean)"
         ),

@@ -22,7 +22,7 @@ use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, write_json};
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes.
-pub const PORTABLE_FORMAT_VERSION: u32 = 7;
+pub const PORTABLE_FORMAT_VERSION: u32 = 8;
 
 /// The `.safetensors` name of a Burn weight file (`model-3.bpk` → `model-3.safetensors`).
 pub fn safetensors_name(bpk: &str) -> String {
@@ -131,6 +131,7 @@ fn model_config(
     let mut v = header(manifest);
     v["weights"] = json!(weights);
     v["bag_sets"] = json!(manifest.bag_sets);
+    v["rating_over_sets"] = json!(manifest.rating_over_sets);
     v["architecture"] = json!({
         "modalities": manifest.modalities,
         "model": serde_json::to_value(&config.model).context("model config")?,

@@ -17,7 +17,7 @@ use cinefuse_model::{CinefuseModel, Modality};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
-use crate::bag_sets::group_sets;
+use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
 use crate::genre_stacking::combine;
@@ -133,9 +133,9 @@ pub struct Predictor {
     pub model: CinefuseModel,
     /// A bag's other members (their mean is the prediction).
     pub others: Vec<CinefuseModel>,
-    /// The bag's repeated sets, from its own manifest (a blend's lead keeps its part's; the
-    /// blend's manifest replaces `manifest`).
-    sets: usize,
+    /// How the bag's repeated sets combine, from its own manifest (a blend's lead keeps its
+    /// part's; the blend's manifest replaces `manifest`).
+    sets: SetLayout,
     pub device: Device,
     batcher: MovieBatcher,
     /// A blend's other bags, each with its own preprocessing (weights in `manifest.parts`).
@@ -245,7 +245,10 @@ impl Predictor {
         let model = models.remove(0);
         let batcher = preprocessor.batcher();
         Ok(Self {
-            sets: manifest.bag_sets,
+            sets: SetLayout {
+                sets: manifest.bag_sets,
+                rating_over_sets: manifest.rating_over_sets,
+            },
             manifest,
             config,
             preprocessor,
@@ -361,7 +364,7 @@ impl Predictor {
 
     /// The bag's members as its users see them: one per fold (one for a single model).
     pub fn member_count(&self) -> usize {
-        (self.others.len() + 1) / self.sets.max(1)
+        (self.others.len() + 1) / self.sets.sets.max(1)
     }
 
     /// The interval of movie `i`: a bag's CV+ by vote count, or the split-conformal

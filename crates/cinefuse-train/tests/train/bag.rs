@@ -214,7 +214,7 @@ fn an_interrupted_bag_resumes_where_it_stopped() {
 }
 
 #[test]
-fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
+fn a_repeated_bag_averages_its_sets_genres_and_ratings() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut config = bag_config(dir.path());
@@ -227,6 +227,7 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
     train_into(&config, &bag).unwrap();
     let info = read_bag(&bag).unwrap();
     assert_eq!((info.sets, info.done.clone()), (2, vec![true; 4]));
+    assert!(info.rating_over_sets);
     // The second set: its own folds and initialisation, seeded 1000 on.
     let second_seed = config.seed + 1000;
     for fold in 0..2 {
@@ -242,8 +243,8 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
         assert_eq!((saved.seed, saved.train.bag_sets), (second_seed, 1));
     }
 
-    // Out of fold: each movie's genres are the mean of the two members that did not see it,
-    // its rating the first set's.
+    // Out of fold: each movie's genres and rating are the mean of the two members that did not
+    // see it.
     let held_out = |set: usize| -> Predictions {
         let seed = bag_sets::set_seed(config.seed, set);
         Predictions::concat(
@@ -268,7 +269,8 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
         let cells: Vec<&str> = line.split(',').collect();
         assert_eq!(cells[0], first.ids[i]);
         let rating: f32 = cells[2].parse().unwrap();
-        assert!((rating - first.rating[i]).abs() < 1e-3, "{line}");
+        let mean = (first.rating[i] + second.rating[i]) / 2.0;
+        assert!((rating - mean).abs() < 1e-3, "{line}: {rating} vs {mean}");
         for k in 0..g {
             let p: f32 = cells[4 + k].parse().unwrap();
             let mean = (first.probs[i * g + k] + second.probs[i * g + k]) / 2.0;
@@ -284,8 +286,7 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
         "CV+ on set 0's folds"
     );
 
-    // eval, export and predict: two logical members; genres the mean of all four members,
-    // the rating the first set's mean.
+    // eval, export and predict: two logical members; genres and rating the mean of all four.
     let e = Ensemble::open(&bag, Some(BackendKind::Flex))
         .unwrap()
         .unwrap();
@@ -298,7 +299,7 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
         .map(|m| m.predict(&e.lead().prepared, Some(Split::Test)))
         .collect();
     for i in 0..mean.ids.len() {
-        let rating = (all[0].rating[i] + all[1].rating[i]) / 2.0;
+        let rating = all.iter().map(|m| m.rating[i]).sum::<f32>() / 4.0;
         assert!((mean.rating[i] - rating).abs() < 1e-5);
         for k in 0..g {
             let p = all.iter().map(|m| m.probs[i * g + k]).sum::<f32>() / 4.0;
@@ -317,17 +318,33 @@ fn a_repeated_bag_averages_its_sets_genres_and_keeps_the_first_sets_rating() {
     assert_eq!(
         (
             predictor.manifest.members.len(),
-            predictor.manifest.bag_sets
+            predictor.manifest.bag_sets,
+            predictor.manifest.rating_over_sets
         ),
-        (4, 2)
+        (4, 2, true)
     );
     assert_eq!(predictor.member_count(), 2);
     let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
     assert_predicts_the_ensemble(&predictor, &items, &mean, &each, cal.interval.as_ref());
 
+    // A bag recorded before the rating averaged over the sets (no such field) still predicts
+    // as it was calibrated: the first set's rating.
+    let bag_file = bag.join(cinefuse_train::bag::BAG_FILE);
+    let mut older = serde_json::to_value(&info).unwrap();
+    older.as_object_mut().unwrap().remove("rating_over_sets");
+    std::fs::write(&bag_file, older.to_string()).unwrap();
+    let old = Ensemble::open(&bag, Some(BackendKind::Flex))
+        .unwrap()
+        .unwrap();
+    let (old_mean, _) = old.predict(&old.lead().prepared, Some(Split::Test));
+    assert_eq!(old_mean.probs, mean.probs);
+    for i in 0..mean.ids.len() {
+        let rating = (all[0].rating[i] + all[1].rating[i]) / 2.0;
+        assert!((old_mean.rating[i] - rating).abs() < 1e-5);
+    }
+
     // A member of the second set lost: resume trains it alone, and the same seeds give the
     // same calibration.
-    let bag_file = bag.join(cinefuse_train::bag::BAG_FILE);
     let mut short = info.clone();
     short.done.pop();
     cinefuse_train::run_dir::write_json(&bag_file, &short).unwrap();
