@@ -896,12 +896,15 @@ class Bag(nn.Module):
         if self.sets > 1:
             k = len(self.members) // self.sets
             share = torch.tensor(1.0 / self.sets, dtype=torch.float32)
+
             def over_sets(x):
                 grouped = share * x[:k]
                 for s in range(1, self.sets):
                     grouped = grouped + share * x[s * k:(s + 1) * k]
                 return grouped
-            probs, ratings = over_sets(probs), over_sets(ratings) if self.rating_over_sets else ratings[:k]
+
+            probs = over_sets(probs)
+            ratings = over_sets(ratings) if self.rating_over_sets else ratings[:k]
         return probs, ratings
 
 

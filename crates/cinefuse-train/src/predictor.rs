@@ -135,7 +135,7 @@ pub struct Predictor {
     pub others: Vec<CinefuseModel>,
     /// How the bag's repeated sets combine, from its own manifest (a blend's lead keeps its
     /// part's; the blend's manifest replaces `manifest`).
-    sets: SetLayout,
+    layout: SetLayout,
     pub device: Device,
     batcher: MovieBatcher,
     /// A blend's other bags, each with its own preprocessing (weights in `manifest.parts`).
@@ -245,7 +245,7 @@ impl Predictor {
         let model = models.remove(0);
         let batcher = preprocessor.batcher();
         Ok(Self {
-            sets: SetLayout {
+            layout: SetLayout {
                 sets: manifest.bag_sets,
                 rating_over_sets: manifest.rating_over_sets,
             },
@@ -359,12 +359,12 @@ impl Predictor {
             .chain(&self.others)
             .map(|m| self.run_with(m, items, &[]))
             .collect();
-        group_sets(each, self.sets).expect("the manifest check divides the sets")
+        group_sets(each, self.layout).expect("the manifest check divides the sets")
     }
 
     /// The bag's members as its users see them: one per fold (one for a single model).
     pub fn member_count(&self) -> usize {
-        (self.others.len() + 1) / self.sets.sets.max(1)
+        (self.others.len() + 1) / self.layout.sets.max(1)
     }
 
     /// The interval of movie `i`: a bag's CV+ by vote count, or the split-conformal
