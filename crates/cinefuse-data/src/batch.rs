@@ -104,12 +104,10 @@ impl MovieBatcher {
 
     /// The padded length of a batch whose longest plot fills `longest` rows, on `device`.
     fn padded_length(&self, longest: usize, device: &Device) -> usize {
+        let on_flex = device.clone().inner() == Device::flex();
         let bucket = self
             .token_bucket
-            .unwrap_or(match device.clone().inner() == Device::flex() {
-                true => 1,
-                false => GPU_TOKEN_BUCKET,
-            });
+            .unwrap_or(if on_flex { 1 } else { GPU_TOKEN_BUCKET });
         longest
             .next_multiple_of(bucket.max(1))
             .min(self.max_tokens.max(longest))

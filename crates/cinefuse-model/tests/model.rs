@@ -784,6 +784,20 @@ fn cpu_kernel_dropout_drops_the_right_fraction_and_only_in_training() {
     );
 }
 
+/// `n` test movies batched to their longest plot, and padded to the 12-token cap as a GPU
+/// backend's token bucket pads them.
+fn tight_and_padded(n: usize, device: &Device) -> (MovieBatch, MovieBatch) {
+    let tight = MovieBatcher::new(H, W, 12);
+    let padded = MovieBatcher {
+        token_bucket: Some(12),
+        ..tight.clone()
+    };
+    (
+        tight.batch(items(n), device),
+        padded.batch(items(n), device),
+    )
+}
+
 /// GPU backends pad plot batches past their longest plot (`GPU_TOKEN_BUCKET`): every text
 /// encoder masks the padding, so its outputs are those of the batch padded to the longest.
 #[test]
@@ -799,15 +813,7 @@ fn padding_past_the_longest_plot_leaves_every_text_encoder_unchanged() {
         device.seed(5);
         let config = tiny_config(vec![Modality::Text, Modality::Meta], FusionKind::Gmu, kind);
         let model = config.init(&shapes(), &device).valid();
-        let tight = MovieBatcher::new(H, W, 12);
-        let padded = MovieBatcher {
-            token_bucket: Some(12),
-            ..tight.clone()
-        };
-        let (a, b) = (
-            tight.batch(items(8), &device),
-            padded.batch(items(8), &device),
-        );
+        let (a, b) = tight_and_padded(8, &device);
         assert_eq!(a.tokens.dims(), [8, 4]);
         assert_eq!(b.tokens.dims(), [8, 12]);
         let (a, b) = (outputs(&model, &a), outputs(&model, &b));

@@ -22,9 +22,7 @@ use cinefuse_model::pretrained::testing::{
 use cinefuse_model::pretrained::{Bert, EfficientNetLite, PretrainedError};
 use cinefuse_model::pretrained::{PretrainedEncoder, Tuning};
 
-use super::{H, W, batch, items};
-use burn::data::dataloader::batcher::Batcher;
-use cinefuse_data::MovieBatcher;
+use super::{batch, items};
 
 const TINY: TinyBert = TinyBert {
     vocab: 40,
@@ -210,15 +208,7 @@ fn text_batch() -> MovieBatch {
 fn bert_features_ignore_padding_past_the_longest_plot() {
     let device = Device::flex();
     let (_dir, enc) = tiny_text_encoder(FROZEN, &device);
-    let tight = MovieBatcher::new(H, W, 12);
-    let padded = MovieBatcher {
-        token_bucket: Some(12),
-        ..tight.clone()
-    };
-    let (a, b) = (
-        tight.batch(items(6), &device),
-        padded.batch(items(6), &device),
-    );
+    let (a, b) = super::tight_and_padded(6, &device);
     assert!(a.tokens.dims()[1] < b.tokens.dims()[1]);
     let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
     let (a, b) = (

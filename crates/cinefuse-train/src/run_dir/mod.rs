@@ -334,11 +334,12 @@ pub fn load_model(
     device: &Device,
 ) -> Result<CinefuseModel> {
     // Saved without its frozen backbones: they come from the checkpoints, as when it trained.
-    let model = match frozen_file(file).exists() {
-        true => config
+    let model = if frozen_file(file).exists() {
+        config
             .init_pretrained(shapes, device)
-            .with_context(|| format!("{}: its frozen backbones", file.display()))?,
-        false => config.init(shapes, device),
+            .with_context(|| format!("{}: its frozen backbones", file.display()))?
+    } else {
+        config.init(shapes, device)
     };
     load_weights(model, file, config)
 }
