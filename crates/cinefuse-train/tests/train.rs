@@ -292,6 +292,62 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 
+/// `config` with a tiny BERT as its plot encoder, its top layer fine-tuned and its embeddings
+/// frozen. The BERT (in `root/ckpt/bert`) reads the word-level tokenizer `prepare` trains.
+fn partly_fine_tuned_config(root: &Path) -> TrainConfig {
+    use cinefuse_data::tokenizer::TokenizerKind;
+    use cinefuse_model::encoders::text::TextEncoderKind;
+    use cinefuse_model::pretrained::testing::TinyBert;
+    let plain = tiny_config(root, "");
+    cinefuse_train::data_setup::ensure_prepared(&plain, None).unwrap();
+    let bert = root.join("ckpt/bert");
+    std::fs::create_dir_all(&bert).unwrap();
+    std::fs::copy(
+        root.join("prepared/tokenizer.json"),
+        bert.join("tokenizer.json"),
+    )
+    .unwrap();
+    let tiny = TinyBert {
+        vocab: 320,
+        hidden: 8,
+        intermediate: 16,
+        positions: 32,
+        layers: 1,
+        heads: 2,
+    };
+    tiny.write(&bert, &tiny.tensors(1)).unwrap();
+    let mut config = plain;
+    config.data.prepared = Some(root.join("prepared-bert"));
+    config.data.preprocess.tokenizer = TokenizerKind::Pretrained;
+    config.data.preprocess.tokenizer_path = Some(bert.clone());
+    let text = &mut config.model.text;
+    text.kind = TextEncoderKind::Bert;
+    text.pretrained = Some(bert);
+    text.freeze = false;
+    text.trainable_layers = Some(1);
+    config
+}
+
+/// Checkpoints of a partly fine-tuned backbone leave its frozen layers out (they are the
+/// checkpoint folder's): a resume must read them from there again, not train the top layer
+/// on the random ones a fresh model starts with.
+#[test]
+fn a_partly_fine_tuned_backbone_resumes_exactly() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = partly_fine_tuned_config(dir.path());
+    let full = train_into(&config, &dir.path().join("full")).unwrap();
+    let run = dir.path().join("run");
+    train_interrupted(&config, &run, 2);
+    let ckpt = latest_checkpoint(&run).expect("checkpoint written on interrupt");
+    assert!(
+        ckpt.join("model.frozen.json").is_file(),
+        "the checkpoint leaves the frozen embeddings out"
+    );
+    let done = resume(&config, &run);
+    assert_same_losses(&full, &done);
+}
+
 /// A run killed before it wrote any checkpoint (a bag member stopped in its first epoch) is
 /// started over by `--resume`, from the same seed, and ends where an uninterrupted run does.
 #[test]

@@ -230,18 +230,21 @@ fn run_shapes(
 }
 
 /// Initialized on the CPU and then moved, so a seed gives the same starting weights on every
-/// backend (each backend's own generator would draw different ones). A resumed run starts
-/// from random weights too: its checkpoint replaces them.
+/// backend (each backend's own generator would draw different ones). A run resumed from
+/// `checkpoint` starts from random weights too, which the checkpoint replaces — all but the
+/// frozen backbone tensors a checkpoint leaves out (`saved_weights`): those are read from the
+/// backbones' folders again, as when the run started.
 fn new_model(
     config: &TrainConfig,
     shapes: &ModelShapes,
-    resuming: bool,
+    checkpoint: Option<&Path>,
     device: &Device,
 ) -> Result<CinefuseModel> {
     let init_device = Device::flex().autodiff();
     init_device.seed(config.seed);
     device.seed(config.seed);
-    let model = if resuming {
+    let saved_whole = checkpoint.is_some_and(|c| !frozen_file(&c.join(MODEL_FILE)).exists());
+    let model = if saved_whole {
         config.model.init(shapes, &init_device)
     } else {
         config.model.init_pretrained(shapes, &init_device)?
@@ -283,6 +286,66 @@ fn genre_logit_shift(config: &TrainConfig, prepared: &Prepared) -> Vec<f32> {
         .genre_logit_shift(&genres.train_counts, genres.train_movies_with_genres)
 }
 
+/// A resumed run's own facts, read once, with its relative paths taken from the folder
+/// training ran in: a run resumes from any directory, and never prepares data anew.
+fn saved_run_info(
+    run_dir: &Path,
+    config: &mut TrainConfig,
+    resuming: bool,
+) -> Result<Option<RunInfo>> {
+    if !resuming {
+        return Ok(None);
+    }
+    let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+    info.locate_paths(config);
+    Ok(Some(info))
+}
+
+/// Hands `prepared` whatever the frozen pretrained parts of `model` read instead of running
+/// their backbones each step: cached features, or cached inner states.
+fn attach_frozen_inputs(
+    model: &cinefuse_model::ModelConfig,
+    prepared: &mut Prepared,
+    device: &Device,
+) -> Result<()> {
+    crate::backbone_features::attach_cached_features(model, prepared, device)?;
+    crate::frozen_layer_states::attach_frozen_layer_states(model, prepared, device)?;
+    crate::frozen_poster_states::attach_frozen_poster_states(model, prepared, device)
+}
+
+/// The training and validation movies of `rows`, refused when either is empty.
+fn nonempty_datasets(prepared: &Prepared, rows: TrainRows) -> Result<(MovieDataset, MovieDataset)> {
+    let (train_ds, val_ds) = datasets_for(prepared, rows);
+    if train_ds.len() == 0 || val_ds.len() == 0 {
+        bail!(
+            "need movies in both train ({}) and val ({}) splits",
+            train_ds.len(),
+            val_ds.len()
+        );
+    }
+    Ok((train_ds, val_ds))
+}
+
+/// The training step for `model`: its loss weights come from the prepared train split's genre
+/// counts, and a resumed run keeps the logit shift it started with.
+fn learner_for(
+    config: &TrainConfig,
+    model: CinefuseModel,
+    devices: Vec<Device>,
+    prepared: &Prepared,
+    train_rows: usize,
+    saved: Option<&RunInfo>,
+) -> Learner {
+    let genres = &prepared.preprocessor.state.genres;
+    let pos_weight = config.loss.pos_weights(&genres.train_counts, train_rows);
+    let genre_shift = match saved {
+        Some(info) => info.genre_logit_shift.clone(),
+        None => genre_logit_shift(config, prepared),
+    };
+    let scale = RatingScale::of(&prepared.preprocessor.state);
+    Learner::new(config, model, devices, scale, (pos_weight, genre_shift))
+}
+
 impl Trainer {
     pub fn setup(config: &TrainConfig, opts: &TrainOptions) -> Result<Self> {
         // Devices first: a backend that cannot train this config leaves no run folder behind.
@@ -290,15 +353,7 @@ impl Trainer {
         let selected = training_devices(&backend_config(config, opts)?, config.train.precision)?;
         let (mut config, run_dir, lock, unstarted) = open_run(config, opts)?;
         let resuming = opts.resume.is_some();
-        // A resumed run's own facts, read once, with its relative paths taken from the folder
-        // training ran in: a run resumes from any directory, and never prepares data anew here.
-        let saved: Option<RunInfo> = if resuming {
-            let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
-            info.locate_paths(&mut config);
-            Some(info)
-        } else {
-            None
-        };
+        let saved = saved_run_info(&run_dir, &mut config, resuming)?;
         let (dataset_dir, mut prepared) = run_data(&config, opts, saved.as_ref())?;
 
         let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
@@ -306,57 +361,32 @@ impl Trainer {
         let description = describe(&selected);
         println!("backend: {description} ({device:?})");
 
-        crate::backbone_features::attach_cached_features(&config.model, &mut prepared, &device)?;
-        crate::frozen_layer_states::attach_frozen_layer_states(
-            &config.model,
-            &mut prepared,
-            &device,
-        )?;
-        crate::frozen_poster_states::attach_frozen_poster_states(
-            &config.model,
-            &mut prepared,
-            &device,
-        )?;
+        attach_frozen_inputs(&config.model, &mut prepared, &device)?;
         let shapes = run_shapes(&config, &prepared, saved.as_ref())?;
         let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
-        let (train_ds, val_ds) = datasets_for(&prepared, rows);
-        if train_ds.len() == 0 || val_ds.len() == 0 {
-            bail!(
-                "need movies in both train ({}) and val ({}) splits",
-                train_ds.len(),
-                val_ds.len()
-            );
-        }
+        let (train_ds, val_ds) = nonempty_datasets(&prepared, rows)?;
 
         // A run killed before its first checkpoint has nothing to resume: it starts over.
-        let restarting = resuming && latest_checkpoint(&run_dir).is_none();
-        let model = new_model(&config, &shapes, resuming && !restarting, &device)?;
+        let checkpoint = latest_checkpoint(&run_dir).filter(|_| resuming);
+        let restarting = resuming && checkpoint.is_none();
+        let model = new_model(&config, &shapes, checkpoint.as_deref(), &device)?;
         let param_counts = print_parameters(&model);
-        let t = &config.train;
-        let steps_per_epoch = steps_per_epoch(t, train_ds.len());
-        let pos_weight = config.loss.pos_weights(
-            &prepared.preprocessor.state.genres.train_counts,
-            train_ds.len(),
-        );
-        let scale = RatingScale::of(&prepared.preprocessor.state);
-        let genre_shift = match &saved {
-            Some(info) => info.genre_logit_shift.clone(),
-            None => genre_logit_shift(&config, &prepared),
-        };
-        let learner = Learner::new(
+        let steps_per_epoch = steps_per_epoch(&config.train, train_ds.len());
+        let learner = learner_for(
             &config,
             model,
             devices.clone(),
-            scale,
-            (pos_weight, genre_shift),
+            &prepared,
+            train_ds.len(),
+            saved.as_ref(),
         );
         let mut trainer = Trainer {
             rows,
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
-            scale,
+            scale: RatingScale::of(&prepared.preprocessor.state),
             batcher: prepared.preprocessor.batcher(),
-            total_steps: steps_per_epoch * t.epochs,
+            total_steps: steps_per_epoch * config.train.epochs,
             steps_per_epoch,
             learner,
             state: TrainState {
@@ -381,14 +411,20 @@ impl Trainer {
         } else {
             trainer.write_run_files(&dataset_dir, &description, param_counts)?;
         }
-        if trainer.config.train.tensorboard {
-            trainer.events = Some(crate::tensorboard::EventWriter::create(&trainer.run_dir)?);
-        }
+        trainer.open_event_file()?;
         if let Some(u) = unstarted {
             u.disarm();
         }
         println!("run directory: {}", trainer.run_dir.display());
         Ok(trainer)
+    }
+
+    /// The TensorBoard event file, when `train.tensorboard` asks for one.
+    fn open_event_file(&mut self) -> Result<()> {
+        if self.config.train.tensorboard {
+            self.events = Some(crate::tensorboard::EventWriter::create(&self.run_dir)?);
+        }
+        Ok(())
     }
 
     /// Starts a run that stopped before its first checkpoint from its first step, in its own
