@@ -448,13 +448,8 @@ impl LearnedBlend {
     }
 }
 
-/// The blend of the bags `runs` (with rating trees and neighbour votes trained on their folds
-/// when `extras` asks): weights, thresholds and interval from their out-of-fold predictions.
-pub fn learn_blend(
-    runs: &[PathBuf],
-    backend: Option<BackendKind>,
-    extras: BlendExtras,
-) -> Result<LearnedBlend> {
+/// A blend combines two bags at least, or one with something of its own to add.
+fn check_blend_runs(runs: &[PathBuf], extras: &BlendExtras) -> Result<()> {
     let adds = extras.rating_trees.is_some() || !extras.vote_spaces().is_empty();
     if runs.is_empty() || (runs.len() < 2 && !adds) {
         bail!(
@@ -463,6 +458,36 @@ pub fn learn_blend(
             runs.len()
         );
     }
+    Ok(())
+}
+
+/// Rating trees trained on the lead bag's folds (`(seed, folds)`); their out-of-fold
+/// predictions join `oof` as its last part.
+fn add_rating_trees(
+    prepared: &Prepared,
+    (seed, folds): (u64, usize),
+    config: &RatingTreesConfig,
+    oof: &mut Vec<Vec<Predictions>>,
+) -> Result<RatingTrees> {
+    let trees = train_rating_trees(prepared, folds, seed, config)?;
+    oof.push(tree_part(&trees, prepared, &oof[0])?);
+    let mae = |p: &[Predictions]| Predictions::concat(p).rating_metrics().mae;
+    println!(
+        "rating trees: out-of-fold MAE {:.4} (first bag {:.4})",
+        mae(&oof[oof.len() - 1]),
+        mae(&oof[0])
+    );
+    Ok(trees)
+}
+
+/// The blend of the bags `runs` (with rating trees and neighbour votes trained on their folds
+/// when `extras` asks): weights, thresholds and interval from their out-of-fold predictions.
+pub fn learn_blend(
+    runs: &[PathBuf],
+    backend: Option<BackendKind>,
+    extras: BlendExtras,
+) -> Result<LearnedBlend> {
+    check_blend_runs(runs, &extras)?;
     let parts = runs
         .iter()
         .map(|r| open_part(r, backend))
@@ -480,17 +505,12 @@ pub fn learn_blend(
     }
     let genre_parts = oof.len();
     let forests = match &extras.rating_trees {
-        Some(cfg) => {
-            let t = train_rating_trees(&lead.prepared, info.folds, info.seed, cfg)?;
-            oof.push(tree_part(&t, &lead.prepared, &oof[0])?);
-            let mae = |p: &[Predictions]| Predictions::concat(p).rating_metrics().mae;
-            println!(
-                "rating trees: out-of-fold MAE {:.4} (first bag {:.4})",
-                mae(&oof[oof.len() - 1]),
-                mae(&oof[0])
-            );
-            Some(t)
-        }
+        Some(cfg) => Some(add_rating_trees(
+            &lead.prepared,
+            (info.seed, info.folds),
+            cfg,
+            &mut oof,
+        )?),
         None => None,
     };
     let resolved = runs

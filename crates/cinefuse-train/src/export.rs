@@ -173,6 +173,17 @@ impl Manifest {
     /// Whether the manifest agrees with itself and with the model's outputs; errors name the
     /// field. (A hand-edited or truncated manifest must not reach an index out of bounds.)
     pub fn check(&self) -> Result<(), String> {
+        self.check_genre_outputs()?;
+        self.check_interval()?;
+        self.check_layout()?;
+        if self.modalities.is_empty() {
+            return Err("modalities is empty: the model reads at least one".into());
+        }
+        Ok(())
+    }
+
+    /// One genre name, threshold and (when present) logit shift per predicted genre.
+    fn check_genre_outputs(&self) -> Result<(), String> {
         let n = self.shapes.n_genres;
         if self.genres.len() != n {
             return Err(format!(
@@ -205,6 +216,11 @@ impl Manifest {
                 self.genre_logit_shift
             ));
         }
+        Ok(())
+    }
+
+    /// The rating interval's width, bins and coverage.
+    fn check_interval(&self) -> Result<(), String> {
         if let Some(w) = self.interval_half_width
             && !(w.is_finite() && w >= 0.0)
         {
@@ -217,6 +233,18 @@ impl Manifest {
         {
             return Err("interval: expected one non-empty bin more than edges".into());
         }
+        if !(self.interval_coverage > 0.0 && self.interval_coverage < 1.0) {
+            return Err(format!(
+                "interval_coverage = {}: expected a probability in (0, 1)",
+                self.interval_coverage
+            ));
+        }
+        Ok(())
+    }
+
+    /// The files and sub-folders the manifest names stay inside the model folder, the member
+    /// files split into whole sets, and a stacker fits the parts and votes it combines.
+    fn check_layout(&self) -> Result<(), String> {
         if let Some(m) = self
             .members
             .iter()
@@ -250,17 +278,8 @@ impl Manifest {
                 &self.credit_neighbours,
             ];
             let parts = self.parts.len() + votes.iter().filter(|v| v.is_some()).count();
-            s.check(parts, n)
+            s.check(parts, self.shapes.n_genres)
                 .map_err(|e| format!("genre_stacking: {e}"))?;
-        }
-        if !(self.interval_coverage > 0.0 && self.interval_coverage < 1.0) {
-            return Err(format!(
-                "interval_coverage = {}: expected a probability in (0, 1)",
-                self.interval_coverage
-            ));
-        }
-        if self.modalities.is_empty() {
-            return Err("modalities is empty: the model reads at least one".into());
         }
         Ok(())
     }
@@ -405,6 +424,41 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// Writes a blend's rating trees, when it has some, and their manifest entry.
+fn write_blend_trees(b: &Blend, dir: &Path, hasher: &mut Sha256) -> Result<Option<ManifestTrees>> {
+    let Some(t) = &b.trees else {
+        return Ok(None);
+    };
+    write_hashed(dir, TREES_FILE, &t.to_bytes()?, hasher)?;
+    Ok(Some(ManifestTrees {
+        file: TREES_FILE.into(),
+        rating_weight: *b.info.rating_weights.last().expect("weights"),
+    }))
+}
+
+/// Writes a blend's neighbour votes and returns their manifest entries: the plot's, the
+/// metadata's and the credits', each `None` when the blend has no such vote.
+fn write_blend_votes(
+    b: &Blend,
+    dir: &Path,
+    hasher: &mut Sha256,
+) -> Result<[Option<ManifestNeighbours>; 3]> {
+    let mut entries = [None, None, None];
+    for (k, v) in b.votes.iter().enumerate() {
+        write_hashed(dir, v.space.file(), &v.to_bytes()?, hasher)?;
+        let slot = match v.space {
+            VoteSpace::Plot => 0,
+            VoteSpace::Metadata => 1,
+            VoteSpace::Credits => 2,
+        };
+        entries[slot] = Some(ManifestNeighbours {
+            file: v.space.file().into(),
+            genre_weight: b.info.genre_weights[b.parts.len() + k],
+        });
+    }
+    Ok(entries)
+}
+
 /// Exports a blend: each bag whole in `part-K/`, and a manifest with the blend's weights,
 /// out-of-fold thresholds and CV+ interval.
 fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
@@ -427,29 +481,9 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         });
     }
     let lead = lead_manifest.context("a blend has parts")?;
-    let rating_trees = match &b.trees {
-        Some(t) => {
-            write_hashed(dir, TREES_FILE, &t.to_bytes()?, &mut hasher)?;
-            Some(ManifestTrees {
-                file: TREES_FILE.into(),
-                rating_weight: *b.info.rating_weights.last().expect("weights"),
-            })
-        }
-        None => None,
-    };
-    let (mut plot_neighbours, mut metadata_neighbours, mut credit_neighbours) = (None, None, None);
-    for (k, v) in b.votes.iter().enumerate() {
-        write_hashed(dir, v.space.file(), &v.to_bytes()?, &mut hasher)?;
-        let entry = Some(ManifestNeighbours {
-            file: v.space.file().into(),
-            genre_weight: b.info.genre_weights[b.parts.len() + k],
-        });
-        match v.space {
-            VoteSpace::Plot => plot_neighbours = entry,
-            VoteSpace::Metadata => metadata_neighbours = entry,
-            VoteSpace::Credits => credit_neighbours = entry,
-        }
-    }
+    let rating_trees = write_blend_trees(b, dir, &mut hasher)?;
+    let [plot_neighbours, metadata_neighbours, credit_neighbours] =
+        write_blend_votes(b, dir, &mut hasher)?;
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
     let (test, each) = b.predict(&own, Some(Split::Test))?;
     let cal = &b.info.calibration;

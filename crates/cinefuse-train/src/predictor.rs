@@ -531,44 +531,11 @@ impl Predictor {
         };
         (0..full.ids.len())
             .map(|i| {
-                let probs = &full.probs[i * g..(i + 1) * g];
-                let mut genres: Vec<GenreScore> = probs
-                    .iter()
-                    .enumerate()
-                    .map(|(k, p)| GenreScore {
-                        genre: self.manifest.genres[k].clone(),
-                        probability: *p,
-                        predicted: *p >= self.manifest.thresholds[k],
-                    })
-                    .collect();
-                genres.sort_by(|a, b| b.probability.total_cmp(&a.probability));
                 let rating = full.rating[i];
-                let (shares, method) = if let Some(w) = &full.weights {
-                    (w[i * m..(i + 1) * m].to_vec(), "gate")
-                } else if m == 1 {
-                    (vec![1.0], "single modality")
-                } else {
-                    let deltas: Vec<f32> = loo
-                        .iter()
-                        .map(|p| {
-                            let dp: f32 = (0..g)
-                                .map(|k| (p.probs[i * g + k] - lead.probs[i * g + k]).abs())
-                                .sum::<f32>()
-                                / g.max(1) as f32;
-                            dp + (p.rating[i] - lead.rating[i]).abs() / 10.0
-                        })
-                        .collect();
-                    let total: f32 = deltas.iter().sum();
-                    let shares = if total > 0.0 {
-                        deltas.iter().map(|d| d / total).collect()
-                    } else {
-                        vec![1.0 / m as f32; m]
-                    };
-                    (shares, "leave-one-out")
-                };
+                let (shares, method) = contribution_shares(&full, (&loo, &lead), i, m);
                 MoviePrediction {
                     id: full.ids[i].clone(),
-                    genres,
+                    genres: self.genre_scores(&full.probs[i * g..(i + 1) * g]),
                     rating,
                     rating_interval: self.interval_of(&each, i, rating),
                     contributions: modalities
@@ -584,6 +551,56 @@ impl Predictor {
             })
             .collect()
     }
+
+    /// One movie's genres, most probable first, each marked by its own threshold.
+    fn genre_scores(&self, probs: &[f32]) -> Vec<GenreScore> {
+        let mut genres: Vec<GenreScore> = probs
+            .iter()
+            .enumerate()
+            .map(|(k, p)| GenreScore {
+                genre: self.manifest.genres[k].clone(),
+                probability: *p,
+                predicted: *p >= self.manifest.thresholds[k],
+            })
+            .collect();
+        genres.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        genres
+    }
+}
+
+/// Movie `i`'s share of each modality in its prediction, and how it was measured: the fusion's
+/// gates when it has them, else how far the prediction moves when each modality is read alone
+/// (`loo`, one prediction per modality) away from `lead`'s. `m`: the model's modalities.
+fn contribution_shares(
+    full: &Predictions,
+    (loo, lead): (&[Predictions], &Predictions),
+    i: usize,
+    m: usize,
+) -> (Vec<f32>, &'static str) {
+    if let Some(w) = &full.weights {
+        return (w[i * m..(i + 1) * m].to_vec(), "gate");
+    }
+    if m == 1 {
+        return (vec![1.0], "single modality");
+    }
+    let g = full.n_genres;
+    let deltas: Vec<f32> = loo
+        .iter()
+        .map(|p| {
+            let dp: f32 = (0..g)
+                .map(|k| (p.probs[i * g + k] - lead.probs[i * g + k]).abs())
+                .sum::<f32>()
+                / g.max(1) as f32;
+            dp + (p.rating[i] - lead.rating[i]).abs() / 10.0
+        })
+        .collect();
+    let total: f32 = deltas.iter().sum();
+    let shares = if total > 0.0 {
+        deltas.iter().map(|d| d / total).collect()
+    } else {
+        vec![1.0 / m as f32; m]
+    };
+    (shares, "leave-one-out")
 }
 
 /// The manifest of the exported model in `dir`, checked.
