@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use burn::module::{ParamGroup, ParamId};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
-use cinefuse_model::pretrained::frozen_part::{frozen_param_ids, param_ids};
+use cinefuse_model::pretrained::frozen_part::{
+    frozen_param_ids, frozen_probe, param_ids, probes_agree,
+};
 use cinefuse_model::pretrained::load::file_sha256;
 use cinefuse_model::pretrained::{Bert, EfficientNetLite};
 use cinefuse_model::{CinefuseModel, ModelConfig};
@@ -26,6 +28,10 @@ pub struct FrozenBackbones {
     pub files: Vec<BackboneFile>,
     /// How many tensors the saved weights hold (all the model's others).
     pub saved_tensors: usize,
+    /// `frozen_probe` of the model that was saved: loading checks the model it loads into
+    /// holds the same frozen values (absent in files saved before 2026-12-04 afternoon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +68,7 @@ pub fn model_record(model: &CinefuseModel, config: &ModelConfig) -> Result<Saved
             frozen: None,
         });
     }
+    let probe = Some(frozen_probe(model, &ids));
     let trained = ParamGroup::all().exclude(ParamGroup::from_ids(ids));
     let record = model.clone().into_record_group(trained);
     let saved_tensors = record.len();
@@ -70,6 +77,7 @@ pub fn model_record(model: &CinefuseModel, config: &ModelConfig) -> Result<Saved
         frozen: Some(FrozenBackbones {
             files,
             saved_tensors,
+            probe,
         }),
     })
 }
@@ -181,25 +189,58 @@ pub fn check_frozen(
             expected
         );
     }
+    check_probe(model, &ids, frozen.probe, file)
+}
+
+/// The frozen values in `model` are those the saved model was trained with: loading weights
+/// over a model built another way (random layers, say) would silently pair them with the
+/// wrong backbone.
+fn check_probe(
+    model: &CinefuseModel,
+    ids: &[ParamId],
+    saved: Option<f64>,
+    file: &Path,
+) -> Result<()> {
+    let Some(saved) = saved else { return Ok(()) };
+    let now = frozen_probe(model, ids);
+    if !probes_agree(saved, now) {
+        bail!(
+            "{}: the model it is loaded into does not hold the frozen backbone values it was \
+             saved with (fingerprint {now} against {saved}); this is a bug in cinefuse, \
+             please report it",
+            file.display()
+        );
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_dir::load_model;
+    use crate::run_dir::{load_model, load_weights};
     use burn::module::{Module, ModuleMapper, Param};
     use cinefuse_model::encoders::text::TextEncoderKind;
     use cinefuse_model::pretrained::Tuning;
     use cinefuse_model::pretrained::testing::{TinyBert, module_values};
     use cinefuse_model::{Modality, ModelShapes};
 
-    /// Adds 0.25 to every float tensor: a model that differs from its checkpoint everywhere.
-    struct Shift;
+    /// Adds 0.25 to every float tensor but those it keeps: with none kept, a model that
+    /// differs from its checkpoint everywhere; keeping the frozen ones, a model as training
+    /// leaves it.
+    struct Shift(Vec<ParamId>);
     impl ModuleMapper for Shift {
         fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if self.0.contains(&p.id) {
+                return p;
+            }
             p.map(|t| t + 0.25)
         }
+    }
+
+    /// `model` as training leaves it: every tensor changed but the frozen ones.
+    fn trained(model: &CinefuseModel, config: &ModelConfig) -> CinefuseModel {
+        let (frozen, _) = frozen_parts(model, config).unwrap();
+        model.clone().map(&mut Shift(frozen))
     }
 
     const TINY: TinyBert = TinyBert {
@@ -249,19 +290,26 @@ mod tests {
     fn a_fine_tuned_model_saves_all_but_its_frozen_layers() {
         let ckpt = tempfile::tempdir().unwrap();
         let (config, shapes, model) = tiny_model(ckpt.path(), tuning(false, Some(1)));
-        let trained = model.clone().map(&mut Shift);
+        let trained = trained(&model, &config);
         let (_out, file) = saved(&trained, &config);
         let frozen = read_frozen(&file)
             .unwrap()
             .expect("saved without frozen tensors");
         assert_eq!(frozen.files.len(), 1);
         assert_eq!(frozen.files[0].section, "model.text");
+        let (frozen_ids, _) = frozen_parts(&model, &config).unwrap();
+        let bert_ids = param_ids(&model.pretrained_text().unwrap().backbone).len();
+        assert!(!frozen_ids.is_empty() && frozen_ids.len() < bert_ids);
+        assert_eq!(
+            burn::store::ModuleRecord::load(&file).unwrap().len(),
+            param_ids(&model).len() - frozen_ids.len()
+        );
 
         let loaded = load_model(&config, &shapes, &file, &Device::flex()).unwrap();
         let (whole, trained_model) = (loaded.clone(), trained.clone());
         let bert = |m: &CinefuseModel| m.pretrained_text().unwrap().backbone.clone();
         let (loaded, model, trained) = (bert(&loaded), bert(&model), bert(&trained));
-        // Frozen: the checkpoint's values, not the shifted ones.
+        // Frozen: the checkpoint's values.
         assert!(module_values(&loaded.embeddings) == module_values(&model.embeddings));
         assert!(module_values(&loaded.layers[0]) == module_values(&model.layers[0]));
         // Trained: as saved (the top layer here, the adapter and the head below).
@@ -276,6 +324,30 @@ mod tests {
         assert!(outside_bert.len() >= 4, "{:?}", shifted.keys());
         for name in outside_bert {
             assert!(whole[name] == shifted[name], "{name}");
+        }
+    }
+
+    /// Saved weights and the model they are loaded into disagree on the frozen layers: the
+    /// model holds random ones (how a resumed run once trained on them), or the weights were
+    /// trained over other values than the checkpoint's. Refused either way, not loaded.
+    #[test]
+    fn weights_over_other_frozen_values_are_refused() {
+        let ckpt = tempfile::tempdir().unwrap();
+        let (config, shapes, model) = tiny_model(ckpt.path(), tuning(false, Some(1)));
+        let (_out, file) = saved(&trained(&model, &config), &config);
+        assert!(read_frozen(&file).unwrap().unwrap().probe.is_some());
+        assert!(load_weights(model.clone(), &file, &config).is_ok());
+        let random = config.init(&shapes, &Device::flex());
+        let (_out2, shifted) = saved(&model.clone().map(&mut Shift(Vec::new())), &config);
+        for e in [
+            load_weights(random, &file, &config),
+            load_weights(model, &shifted, &config),
+        ] {
+            let e = e.expect_err("refused").to_string();
+            assert!(
+                e.contains("model.bpk") && e.contains("frozen backbone values"),
+                "{e}"
+            );
         }
     }
 
