@@ -1,6 +1,6 @@
 //! `bench`: throughput numbers for BENCHMARKS.md (never run as timed tests).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -78,29 +78,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let config = TrainConfig::load(&a.config, &a.set)?;
     let (dataset, mut prepared) = ensure_prepared(&config, None)?;
     let mut results: Vec<Throughput> = Vec::new();
-    let device = cinefuse_train::backend::select_device(&config.backend)?.device;
+    let selected = cinefuse_train::backend::select_device(&config.backend)?;
+    let device = &selected.device;
     if let Some(n) = a.backbones {
-        for r in bench_backbones(&config, &prepared, &device, n, a.reps)? {
+        for r in bench_backbones(&config, &prepared, device, n, a.reps)? {
             println!("{r}");
             results.push(r);
         }
     }
-    // Frozen pretrained encoders train on cached features, as `train` does.
-    cinefuse_train::backbone_features::attach_cached_features(
-        &config.model,
-        &mut prepared,
-        &device,
-    )?;
-    cinefuse_train::frozen_layer_states::attach_frozen_layer_states(
-        &config.model,
-        &mut prepared,
-        &device,
-    )?;
-    cinefuse_train::frozen_poster_states::attach_frozen_poster_states(
-        &config.model,
-        &mut prepared,
-        &device,
-    )?;
+    attach_cached_inputs(&config, &mut prepared, &selected)?;
     for b in a
         .backends
         .split(',')
@@ -119,19 +105,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     println!("{r}");
     results.push(r);
     if a.prepare {
-        let mut values = Vec::new();
-        for _ in 0..a.reps.max(1) {
-            let tmp =
-                std::env::temp_dir().join(format!("cinefuse-bench-prepare-{}", std::process::id()));
-            let s = cinefuse_data::prepare_dataset(&dataset, &tmp, &config.data.preprocess)?;
-            values.push(s.posters_per_second);
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        let r = Throughput {
-            what: "prepare: poster decode + resize + cache".into(),
-            unit: "posters/s".into(),
-            values,
-        };
+        let r = bench_prepare(&dataset, &config, a.reps)?;
         println!("{r}");
         results.push(r);
     }
@@ -141,11 +115,49 @@ pub fn run(a: BenchArgs) -> Result<()> {
         results.push(r);
     }
     if let Some(path) = &a.json {
-        let rows: Vec<serde_json::Value> = results
-            .iter()
-            .map(|r| serde_json::json!({"what": r.what, "unit": r.unit, "values": r.values, "median": r.median()}))
-            .collect();
-        cinefuse_data::atomic::write_atomic(path, &serde_json::to_vec_pretty(&rows)?)?;
+        write_results(path, &results)?;
     }
+    Ok(())
+}
+
+/// Frozen pretrained encoders train on cached features, as `train` does.
+fn attach_cached_inputs(
+    config: &TrainConfig,
+    prepared: &mut cinefuse_data::Prepared,
+    selected: &cinefuse_train::backend::Selected,
+) -> Result<()> {
+    use cinefuse_train::{backbone_features, frozen_layer_states, frozen_poster_states};
+    let device = &selected.device;
+    backbone_features::attach_cached_features(&config.model, prepared, device)?;
+    frozen_layer_states::attach_frozen_layer_states(&config.model, prepared, device)?;
+    frozen_poster_states::attach_frozen_poster_states(&config.model, prepared, device)?;
+    Ok(())
+}
+
+/// Posters decoded, resized and cached per second by `prepare`, into a temporary folder
+/// (removed after each repetition).
+fn bench_prepare(dataset: &Path, config: &TrainConfig, reps: usize) -> Result<Throughput> {
+    let mut values = Vec::new();
+    for _ in 0..reps.max(1) {
+        let tmp =
+            std::env::temp_dir().join(format!("cinefuse-bench-prepare-{}", std::process::id()));
+        let s = cinefuse_data::prepare_dataset(dataset, &tmp, &config.data.preprocess)?;
+        values.push(s.posters_per_second);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(Throughput {
+        what: "prepare: poster decode + resize + cache".into(),
+        unit: "posters/s".into(),
+        values,
+    })
+}
+
+/// The results as a JSON list, each with its median.
+fn write_results(path: &Path, results: &[Throughput]) -> Result<()> {
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| serde_json::json!({"what": r.what, "unit": r.unit, "values": r.values, "median": r.median()}))
+        .collect();
+    cinefuse_data::atomic::write_atomic(path, &serde_json::to_vec_pretty(&rows)?)?;
     Ok(())
 }

@@ -42,14 +42,39 @@ pub fn train_tokenizer(
     vocab_size: usize,
     min_frequency: u64,
 ) -> Result<Tokenizer, DataError> {
+    let (model, mut trainer) = untrained_model(kind, vocab_size, min_frequency)?;
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_normalizer(Some(BertNormalizer::new(true, false, Some(true), true)));
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer
+        .train(&mut trainer, texts.iter())
+        .map_err(training_failed)?;
+    for (expected, tok) in SPECIAL_TOKENS.iter().enumerate() {
+        if tokenizer.token_to_id(tok) != Some(expected as u32) {
+            return Err(DataError::Invalid(format!(
+                "tokenizer did not place {tok} at id {expected}"
+            )));
+        }
+    }
+    Ok(tokenizer)
+}
+
+fn training_failed(e: Box<dyn std::error::Error + Send + Sync>) -> DataError {
+    DataError::Invalid(format!("tokenizer training failed: {e}"))
+}
+
+/// The empty model of `kind` and the trainer that fills it, the special tokens first.
+fn untrained_model(
+    kind: TokenizerKind,
+    vocab_size: usize,
+    min_frequency: u64,
+) -> Result<(ModelWrapper, TrainerWrapper), DataError> {
     let specials: Vec<AddedToken> = SPECIAL_TOKENS
         .iter()
         .map(|t| AddedToken::from(*t, true))
         .collect();
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| {
-        DataError::Invalid(format!("tokenizer training failed: {e}"))
-    };
-    let (model, mut trainer): (ModelWrapper, TrainerWrapper) = match kind {
+    let err = training_failed;
+    Ok(match kind {
         TokenizerKind::Wordpiece => (
             WordPiece::builder()
                 .unk_token(UNK.into())
@@ -98,19 +123,7 @@ pub fn train_tokenizer(
                 .map_err(|e| DataError::Invalid(format!("tokenizer trainer: {e}")))?
                 .into(),
         ),
-    };
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_normalizer(Some(BertNormalizer::new(true, false, Some(true), true)));
-    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
-    tokenizer.train(&mut trainer, texts.iter()).map_err(err)?;
-    for (expected, tok) in SPECIAL_TOKENS.iter().enumerate() {
-        if tokenizer.token_to_id(tok) != Some(expected as u32) {
-            return Err(DataError::Invalid(format!(
-                "tokenizer did not place {tok} at id {expected}"
-            )));
-        }
-    }
-    Ok(tokenizer)
+    })
 }
 
 pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<(), DataError> {

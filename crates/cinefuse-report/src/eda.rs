@@ -312,18 +312,7 @@ impl Eda<'_> {
             usize::MAX,
         )?;
         self.img("genre_counts.png", "Number of movies per genre");
-        let groups: Vec<(String, Vec<f64>)> = top_genres
-            .iter()
-            .map(|g| {
-                let v = self
-                    .movies
-                    .iter()
-                    .filter(|m| m.genres.iter().flatten().any(|x| x == g))
-                    .filter_map(|m| m.rating.map(f64::from))
-                    .collect();
-                (g.clone(), v)
-            })
-            .collect();
+        let groups = self.ratings_by_genre(&top_genres);
         charts::box_plots(
             &self.out.join("rating_by_genre.png"),
             "Rating by genre",
@@ -335,23 +324,7 @@ impl Eda<'_> {
             "rating_by_genre.png",
             "Rating by genre (box: quartiles, whiskers: range)",
         );
-        let co: Vec<Vec<f64>> = top_genres
-            .iter()
-            .map(|a| {
-                top_genres
-                    .iter()
-                    .map(|b| {
-                        self.movies
-                            .iter()
-                            .filter(|m| {
-                                let g = m.genres.as_deref().unwrap_or_default();
-                                g.contains(a) && g.contains(b)
-                            })
-                            .count() as f64
-                    })
-                    .collect()
-            })
-            .collect();
+        let co = self.genre_cooccurrence(&top_genres);
         charts::heatmap(
             &self.out.join("genre_cooccurrence.png"),
             "Genre co-occurrence (movies with both)",
@@ -367,6 +340,39 @@ impl Eda<'_> {
         );
         self.page.end_section();
         Ok(genre_counts)
+    }
+
+    /// The ratings of the movies of each genre in `genres`.
+    fn ratings_by_genre(&self, genres: &[String]) -> Vec<(String, Vec<f64>)> {
+        genres
+            .iter()
+            .map(|g| {
+                let v = self
+                    .movies
+                    .iter()
+                    .filter(|m| m.genres.iter().flatten().any(|x| x == g))
+                    .filter_map(|m| m.rating.map(f64::from))
+                    .collect();
+                (g.clone(), v)
+            })
+            .collect()
+    }
+
+    /// How many movies carry both genres, for each pair of `genres`.
+    fn genre_cooccurrence(&self, genres: &[String]) -> Vec<Vec<f64>> {
+        let both = |a: &String, b: &String| {
+            self.movies
+                .iter()
+                .filter(|m| {
+                    let g = m.genres.as_deref().unwrap_or_default();
+                    g.contains(a) && g.contains(b)
+                })
+                .count() as f64
+        };
+        genres
+            .iter()
+            .map(|a| genres.iter().map(|b| both(a, b)).collect())
+            .collect()
     }
 
     /// The correlation matrix of the numeric fields.

@@ -96,18 +96,7 @@ pub fn bench_train(
     if ds.len() < bs {
         bail!("the training split has fewer than {bs} movies");
     }
-    let sharder = ShardBatcher::new(prepared.preprocessor.batcher(), devices.clone());
-    let n_batches = (ds.len() / bs).min(steps.max(1));
-    let batches: Vec<ShardedBatch> = (0..n_batches)
-        .map(|k| {
-            sharder.batch(
-                (k * bs..(k + 1) * bs)
-                    .map(|i| ds.get(i).expect("in memory"))
-                    .collect(),
-                &device,
-            )
-        })
-        .collect();
+    let batches = device_batches(prepared, &devices, bs, steps);
     let mut shapes = ModelShapes::of(&prepared.preprocessor);
     shapes.text_backbone = crate::backbone_features::text_backbone_of(&config.model)?;
     let train_counts = &prepared.preprocessor.state.genres.train_counts;
@@ -117,28 +106,15 @@ pub fn bench_train(
         device.seed(config.seed);
         let model = config.model.init(&shapes, &device.clone().autodiff());
         let scale = RatingScale::of(&prepared.preprocessor.state);
-        let mut learner = Learner::new(
+        let learner = Learner::new(
             config,
             model,
             devices.clone(),
             scale,
             (pos_weight.clone(), Vec::new()),
         );
-        let mut loss_scale = (config.train.precision == Precision::F16).then(LossScale::new);
-        let total = warmup + steps;
-        let mut started = Instant::now();
-        for s in 0..total {
-            if s == warmup {
-                sync(&device);
-                started = Instant::now();
-            }
-            // The step `train` takes after pre-training, on the config's schedule.
-            let lr = learning_rate(&config.schedule, config.optim.lr, s, total, batches.len());
-            let batch = batches[s % batches.len()].clone();
-            learner.step(batch, lr, false, config.seed ^ s as u64, &mut loss_scale)?;
-        }
-        sync(&device);
-        values.push((steps * bs) as f64 / started.elapsed().as_secs_f64());
+        let seconds = timed_steps(config, learner, &batches, (warmup, steps), &device)?;
+        values.push((steps * bs) as f64 / seconds);
     }
     let precision = match config.train.precision {
         Precision::F32 => String::new(),
@@ -153,6 +129,54 @@ pub fn bench_train(
         unit: "samples/s".into(),
         values,
     })
+}
+
+/// Up to `steps` training batches of `bs` movies, sharded over `devices` ahead of time.
+fn device_batches(
+    prepared: &Prepared,
+    devices: &[Device],
+    bs: usize,
+    steps: usize,
+) -> Vec<ShardedBatch> {
+    let ds = prepared.dataset(Split::Train);
+    let sharder = ShardBatcher::new(prepared.preprocessor.batcher(), devices.to_vec());
+    let n_batches = (ds.len() / bs).min(steps.max(1));
+    (0..n_batches)
+        .map(|k| {
+            sharder.batch(
+                (k * bs..(k + 1) * bs)
+                    .map(|i| ds.get(i).expect("in memory"))
+                    .collect(),
+                &devices[0],
+            )
+        })
+        .collect()
+}
+
+/// Seconds `learner` takes for `steps` steps over `batches` after `warmup` untimed ones
+/// (`device`: the lead, synchronised around the timed part).
+fn timed_steps(
+    config: &TrainConfig,
+    mut learner: Learner,
+    batches: &[ShardedBatch],
+    (warmup, steps): (usize, usize),
+    device: &Device,
+) -> Result<f64> {
+    let mut loss_scale = (config.train.precision == Precision::F16).then(LossScale::new);
+    let total = warmup + steps;
+    let mut started = Instant::now();
+    for s in 0..total {
+        if s == warmup {
+            sync(device);
+            started = Instant::now();
+        }
+        // The step `train` takes after pre-training, on the config's schedule.
+        let lr = learning_rate(&config.schedule, config.optim.lr, s, total, batches.len());
+        let batch = batches[s % batches.len()].clone();
+        learner.step(batch, lr, false, config.seed ^ s as u64, &mut loss_scale)?;
+    }
+    sync(device);
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Items fetched from the memory-mapped cache and batched into tensors per second.

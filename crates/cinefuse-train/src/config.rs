@@ -726,6 +726,16 @@ impl TrainConfig {
                 t.shared_threshold_weight
             ));
         }
+        if t.checkpoint_every == 0 {
+            return Err("train.checkpoint_every = 0: expected at least 1".into());
+        }
+        self.check_bagging()?;
+        self.check_bag_parts()
+    }
+
+    /// The bag's folds and sets, and what needs a bag.
+    fn check_bagging(&self) -> Result<(), String> {
+        let t = &self.train;
         if t.folds == 1 || t.folds > 20 {
             return Err(format!(
                 "train.folds = {}: expected 0 (no bagging) or 2..=20",
@@ -751,6 +761,12 @@ impl TrainConfig {
         if !t.blend_with.is_empty() && t.folds == 0 {
             return Err("train.blend_with needs train.folds >= 2 (it blends bags)".into());
         }
+        Ok(())
+    }
+
+    /// The rating trees and the neighbour votes: each trains on the bag's folds.
+    fn check_bag_parts(&self) -> Result<(), String> {
+        let t = &self.train;
         if let Some(trees) = &t.rating_trees {
             if t.folds == 0 {
                 return Err(
@@ -781,9 +797,6 @@ impl TrainConfig {
                 ));
             }
             checked.map_err(|e| format!("train.{key}: {e}"))?;
-        }
-        if t.checkpoint_every == 0 {
-            return Err("train.checkpoint_every = 0: expected at least 1".into());
         }
         Ok(())
     }

@@ -399,29 +399,7 @@ fn evaluate_blend(
     let EvalTarget { split, data, .. } = t;
     let ((preds, each), target) = match data {
         Some(dir) => {
-            let foreign = b
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let out = run_dir
-                        .join("eval-data")
-                        .join(data_key(dir))
-                        .join(format!("part-{i}"));
-                    let mut p =
-                        apply_preprocessor(dir, &out, &e.lead().prepared.preprocessor, true)?;
-                    // The plot vote reads the first bag's plot embeddings of these movies.
-                    if i == 0 && b.info.plot_neighbours.is_some() {
-                        let lead = e.lead();
-                        crate::backbone_features::attach_cached_features(
-                            &lead.config.model,
-                            &mut p,
-                            &lead.device,
-                        )?;
-                    }
-                    Ok(p)
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let foreign = blend_inputs(run_dir, b, dir)?;
             let refs: Vec<&Prepared> = foreign.iter().collect();
             (b.predict(&refs, None)?, dir.display().to_string())
         }
@@ -430,10 +408,47 @@ fn evaluate_blend(
             (b.predict(&own, Some(split))?, format!("{split} split"))
         }
     };
+    let summary = blend_summary(b, each.len());
+    let scored = Scored {
+        lead: b.lead(),
+        preds,
+        each,
+        target,
+    };
+    ensemble_report(run_dir, scored, &b.info.calibration, summary, t)
+}
+
+/// The movies of dataset `dir` as each bag of `b` prepares them (under the run's
+/// `eval-data/`), the lead's with its cached plot embeddings when the plot vote reads them.
+fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<Vec<Prepared>> {
+    b.parts
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let out = run_dir
+                .join("eval-data")
+                .join(data_key(dir))
+                .join(format!("part-{i}"));
+            let mut p = apply_preprocessor(dir, &out, &e.lead().prepared.preprocessor, true)?;
+            if i == 0 && b.info.plot_neighbours.is_some() {
+                let lead = e.lead();
+                crate::backbone_features::attach_cached_features(
+                    &lead.config.model,
+                    &mut p,
+                    &lead.device,
+                )?;
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+/// What the report says of a blend of `members` predictors: its parts and their weights.
+fn blend_summary(b: &crate::blend::Blend, members: usize) -> BagSummary {
     let info = &b.info;
     let stacked = info.genre_stacking.as_ref().map(|s| s.mean_weights());
-    let summary = BagSummary {
-        members: each.len(),
+    BagSummary {
+        members,
         sets: 1,
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
@@ -457,14 +472,7 @@ fn evaluate_blend(
                 stacking_weight: stacked.as_ref().and_then(|m| m.get(i).copied()),
             })
             .collect(),
-    };
-    let scored = Scored {
-        lead: b.lead(),
-        preds,
-        each,
-        target,
-    };
-    ensemble_report(run_dir, scored, &info.calibration, summary, t)
+    }
 }
 
 /// An ensemble's predictions on the evaluated movies.
@@ -606,8 +614,6 @@ type Out<'a, 'b> = &'a mut std::fmt::Formatter<'b>;
 impl EvalReport {
     /// The metric table: model, its bootstrap interval, model at 0.5 (genres), baseline.
     fn write_metrics(&self, f: Out) -> std::fmt::Result {
-        let (g, h, b) = (&self.genres, &self.genres_at_0_5, &self.baselines);
-        let (r, m) = (&self.rating, &b.mean);
         let ci = match &self.confidence {
             Some(c) => format!("{:.0} % CI", c.level * 100.0),
             None => String::new(),
@@ -617,7 +623,28 @@ impl EvalReport {
             "{:<22}{:>12}{:>17}{:>12}{:>12}",
             "metric", "model", ci, "@0.5", "baseline"
         )?;
-        let rows = [
+        for (name, key, model, at_half, base) in self.metric_rows() {
+            let range = self
+                .confidence
+                .as_ref()
+                .and_then(|c| c.get(key))
+                .map(|[lo, hi]| format!("{lo:.4}–{hi:.4}"))
+                .unwrap_or_default();
+            let at_half = at_half.map(|v| format!("{v:.4}")).unwrap_or_default();
+            writeln!(
+                f,
+                "{name:<22}{model:>12.4}{range:>17}{at_half:>12}{base:>12.4}"
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Each row of the metric table: its name, its key in the bootstrap intervals, the
+    /// model's value, the model's at threshold 0.5 (genre F1 only) and the baseline's.
+    fn metric_rows(&self) -> [(&'static str, &'static str, f64, Option<f64>, f64); 10] {
+        let (g, h, b) = (&self.genres, &self.genres_at_0_5, &self.baselines);
+        let (r, m) = (&self.rating, &b.mean);
+        [
             (
                 "genre micro-F1",
                 "micro_f1",
@@ -664,21 +691,7 @@ impl EvalReport {
                 None,
                 m.within_10pct,
             ),
-        ];
-        for (name, key, model, at_half, base) in rows {
-            let range = self
-                .confidence
-                .as_ref()
-                .and_then(|c| c.get(key))
-                .map(|[lo, hi]| format!("{lo:.4}–{hi:.4}"))
-                .unwrap_or_default();
-            let at_half = at_half.map(|v| format!("{v:.4}")).unwrap_or_default();
-            writeln!(
-                f,
-                "{name:<22}{model:>12.4}{range:>17}{at_half:>12}{base:>12.4}"
-            )?;
-        }
-        Ok(())
+        ]
     }
 
     /// " (95 % CI a–b %)": the Wilson interval of the measured coverage; nothing when

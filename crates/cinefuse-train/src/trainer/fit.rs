@@ -94,14 +94,7 @@ impl Trainer {
     fn train_pass(&mut self, epoch: usize, steps_this_call: &mut usize) -> Result<Pass> {
         let t = self.config.train.clone();
         let pretraining = self.pretraining(epoch);
-        // Same seed and epoch → same order, also after a resume.
-        let mut order: Vec<usize> = (0..self.train_ds.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
-            self.config.seed,
-            epoch,
-        )));
-        order.truncate(self.steps_per_epoch * t.batch_size);
-        let skip = self.state.batches_into_epoch * t.batch_size;
+        let rest = self.epoch_rest(epoch);
         let loader = DataLoaderBuilder::new(ShardBatcher::new(
             self.batcher.clone(),
             self.devices.clone(),
@@ -109,11 +102,10 @@ impl Trainer {
         .batch_size(t.batch_size)
         .num_workers(t.num_workers)
         .set_device(self.device.clone())
-        .build(self.train_ds.reordered(&order[skip.min(order.len())..]));
+        .build(self.train_ds.reordered(&rest));
         // Several loader threads hand batches over in the order they finish, not the order of
         // the epoch: put them back in order, so that batch k is always the k-th slice of the
         // epoch's order (its dropout seed, and the point a mid-epoch resume continues from).
-        let rest = &order[skip.min(order.len())..];
         let batch_of_first_id: std::collections::HashMap<String, usize> = rest
             .chunks(t.batch_size)
             .enumerate()
@@ -161,6 +153,20 @@ impl Trainer {
         }
         pb.finish_and_clear();
         Ok(pass)
+    }
+
+    /// The training rows of `epoch` still to visit, in the epoch's order: the same seed and
+    /// epoch give the same order, also after a resume, which skips the batches already taken.
+    fn epoch_rest(&self, epoch: usize) -> Vec<usize> {
+        let batch_size = self.config.train.batch_size;
+        let mut order: Vec<usize> = (0..self.train_ds.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
+            self.config.seed,
+            epoch,
+        )));
+        order.truncate(self.steps_per_epoch * batch_size);
+        let skip = self.state.batches_into_epoch * batch_size;
+        order.split_off(skip.min(order.len()))
     }
 
     /// One optimizer step on `batch` (skipped when f16 gradients overflow), its losses added
@@ -323,17 +329,7 @@ impl Trainer {
             skipped_steps: self.state.loss_scale.map(|_| self.state.skipped_steps),
         };
         append_metrics(&self.run_dir, &line)?;
-        println!(
-            "epoch {epoch:>3}/{}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {secs:.1}s (training {train_secs:.1}s, {rate:.0} samples/s)",
-            t.epochs,
-            total / n,
-            val.loss,
-            val.genre_loss,
-            val.rating_loss,
-            gm.micro_f1,
-            gm.top1,
-            rm.mae,
-        );
+        print_epoch(&line, t.epochs);
         Ok(line)
     }
 
@@ -382,6 +378,24 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// The epoch's line on the terminal.
+fn print_epoch(line: &EpochMetrics, epochs: usize) {
+    let train_secs = line.train_seconds.unwrap_or_default();
+    println!(
+        "epoch {:>3}/{epochs}  train {:.4}  val {:.4} (genre {:.4}, rating {:.4})  micro-F1 {:.3}  top-1 {:.3}  MAE {:.3}  {:.1}s (training {train_secs:.1}s, {:.0} samples/s)",
+        line.epoch,
+        line.train_loss,
+        line.val_loss,
+        line.val_genre_loss,
+        line.val_rating_loss,
+        line.val_micro_f1,
+        line.val_top1,
+        line.val_mae,
+        line.epoch_seconds,
+        line.samples_per_sec,
+    );
 }
 
 #[cfg(test)]
