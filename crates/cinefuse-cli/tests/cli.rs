@@ -909,14 +909,7 @@ fn credits_vote_needs_credits(d: &Path) {
 
 fn write_tiny_bert(dir: &Path, seed: u64) {
     use cinefuse_model::pretrained::testing::TinyBert;
-    let tiny = TinyBert {
-        vocab: 320,
-        hidden: 8,
-        intermediate: 16,
-        positions: 32,
-        layers: 1,
-        heads: 2,
-    };
+    let tiny = TinyBert::OVER_TINY_DATASETS;
     tiny.write(dir, &tiny.tensors(seed)).unwrap();
 }
 

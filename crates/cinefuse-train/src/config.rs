@@ -245,6 +245,25 @@ pub struct LoopConfig {
     pub tensorboard: bool,
 }
 
+impl LoopConfig {
+    /// A part written with `enabled = false` (to switch off a shipped one by `--set`) is
+    /// the same as no section at all.
+    fn drop_disabled_parts(&mut self) {
+        if self.rating_trees.is_some_and(|t| !t.enabled) {
+            self.rating_trees = None;
+        }
+        if self.plot_neighbours.is_some_and(|v| !v.enabled) {
+            self.plot_neighbours = None;
+        }
+        if self.metadata_neighbours.is_some_and(|v| !v.enabled) {
+            self.metadata_neighbours = None;
+        }
+        if self.credit_neighbours.is_some_and(|v| !v.enabled) {
+            self.credit_neighbours = None;
+        }
+    }
+}
+
 /// A partner bag of a blend: a config file (relative to the working directory; it may be this
 /// very config) and overrides applied to it. Its own `blend_with` is ignored, and it trains
 /// with this config's seed, folds, dataset, split (`data.preprocess` seed, split, val_ratio,
@@ -435,6 +454,39 @@ pub fn apply_override(root: &mut Table, assignment: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every key of `table` (as written) is one the parsed config `back` kept: Burn `Config`
+/// types accept unknown fields, so a round trip finds the ones that were ignored.
+fn check_known_keys(table: &Table, back: &Table, origin: &str) -> Result<()> {
+    let mut keys = Vec::new();
+    collect_keys("", table, &mut keys);
+    for key in keys {
+        if lookup(back, &key).is_some() {
+            continue;
+        }
+        let section = key
+            .rsplit_once('.')
+            .map(|(s, _)| s.to_string())
+            .unwrap_or_default();
+        let allowed = if section.is_empty() {
+            Some(back)
+        } else {
+            lookup(back, &section).and_then(Value::as_table)
+        };
+        let allowed = allowed
+            .map(|t| t.keys().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        bail!(
+            "{origin}: unknown key `{key}`{}",
+            if allowed.is_empty() {
+                String::new()
+            } else {
+                format!(" (allowed here: {allowed})")
+            }
+        );
+    }
+    Ok(())
+}
+
 fn collect_keys(prefix: &str, table: &Table, out: &mut Vec<String>) {
     for (k, v) in table {
         let path = if prefix.is_empty() {
@@ -574,45 +626,9 @@ impl TrainConfig {
         })?;
         // Burn `Config` types accept unknown fields; a round trip finds keys that were ignored.
         let back = Table::try_from(&config).context("config does not serialize")?;
-        let mut keys = Vec::new();
-        collect_keys("", &table, &mut keys);
-        for key in keys {
-            if lookup(&back, &key).is_none() {
-                let section = key
-                    .rsplit_once('.')
-                    .map(|(s, _)| s.to_string())
-                    .unwrap_or_default();
-                let allowed = if section.is_empty() {
-                    Some(&back)
-                } else {
-                    lookup(&back, &section).and_then(Value::as_table)
-                };
-                let allowed = allowed
-                    .map(|t| t.keys().cloned().collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default();
-                bail!(
-                    "{origin}: unknown key `{key}`{}",
-                    if allowed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (allowed here: {allowed})")
-                    }
-                );
-            }
-        }
+        check_known_keys(&table, &back, origin)?;
         let mut config = config;
-        if config.train.rating_trees.is_some_and(|t| !t.enabled) {
-            config.train.rating_trees = None;
-        }
-        if config.train.plot_neighbours.is_some_and(|v| !v.enabled) {
-            config.train.plot_neighbours = None;
-        }
-        if config.train.metadata_neighbours.is_some_and(|v| !v.enabled) {
-            config.train.metadata_neighbours = None;
-        }
-        if config.train.credit_neighbours.is_some_and(|v| !v.enabled) {
-            config.train.credit_neighbours = None;
-        }
+        config.train.drop_disabled_parts();
         config
             .data
             .sync_features()

@@ -131,31 +131,41 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> f64 {
     sum / positives as f64
 }
 
-/// Computes every genre metric with one decision threshold per genre.
-pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String]) -> GenreMetrics {
-    let (n, g) = (p.rows(), p.n_genres);
-    let mut tp = vec![0usize; g];
-    let mut fp = vec![0usize; g];
-    let mut fn_ = vec![0usize; g];
-    let mut samples_f1 = 0.0;
-    let mut top1_hits = 0usize;
-    for i in 0..n {
+/// What thresholding the predictions decided, counted: per genre, and per movie.
+struct DecisionCounts {
+    tp: Vec<usize>,
+    fp: Vec<usize>,
+    fn_: Vec<usize>,
+    /// The sum over movies of each movie's own F1.
+    samples_f1: f64,
+    /// Movies whose most likely genre is one of theirs.
+    top1_hits: usize,
+}
+
+fn decision_counts(p: &GenrePredictions, thresholds: &[f32]) -> DecisionCounts {
+    let g = p.n_genres;
+    let mut c = DecisionCounts {
+        tp: vec![0; g],
+        fp: vec![0; g],
+        fn_: vec![0; g],
+        samples_f1: 0.0,
+        top1_hits: 0,
+    };
+    for i in 0..p.rows() {
         let (mut rtp, mut rfp, mut rfn) = (0, 0, 0);
         let mut best = 0;
-        for k in 0..g {
-            let pred = p.p(i, k) >= thresholds[k];
-            let truth = p.t(i, k);
-            match (pred, truth) {
+        for (k, &threshold) in thresholds[..g].iter().enumerate() {
+            match (p.p(i, k) >= threshold, p.t(i, k)) {
                 (true, true) => {
-                    tp[k] += 1;
+                    c.tp[k] += 1;
                     rtp += 1
                 }
                 (true, false) => {
-                    fp[k] += 1;
+                    c.fp[k] += 1;
                     rfp += 1
                 }
                 (false, true) => {
-                    fn_[k] += 1;
+                    c.fn_[k] += 1;
                     rfn += 1
                 }
                 _ => {}
@@ -164,11 +174,24 @@ pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String])
                 best = k;
             }
         }
-        samples_f1 += f1(rtp, rfp, rfn);
+        c.samples_f1 += f1(rtp, rfp, rfn);
         if g > 0 && p.t(i, best) {
-            top1_hits += 1;
+            c.top1_hits += 1;
         }
     }
+    c
+}
+
+/// Computes every genre metric with one decision threshold per genre.
+pub fn genre_metrics(p: &GenrePredictions, thresholds: &[f32], names: &[String]) -> GenreMetrics {
+    let (n, g) = (p.rows(), p.n_genres);
+    let DecisionCounts {
+        tp,
+        fp,
+        fn_,
+        samples_f1,
+        top1_hits,
+    } = decision_counts(p, thresholds);
     let per_genre: Vec<PerGenre> = (0..g)
         .map(|k| per_genre_of(p, k, thresholds[k], names, [tp[k], fp[k], fn_[k]]))
         .collect();

@@ -307,14 +307,7 @@ fn partly_fine_tuned_config(root: &Path) -> TrainConfig {
         bert.join("tokenizer.json"),
     )
     .unwrap();
-    let tiny = TinyBert {
-        vocab: 320,
-        hidden: 8,
-        intermediate: 16,
-        positions: 32,
-        layers: 1,
-        heads: 2,
-    };
+    let tiny = TinyBert::OVER_TINY_DATASETS;
     tiny.write(&bert, &tiny.tensors(1)).unwrap();
     let mut config = plain;
     config.data.prepared = Some(root.join("prepared-bert"));

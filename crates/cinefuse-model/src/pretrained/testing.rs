@@ -59,6 +59,17 @@ pub struct TinyBert {
 }
 
 impl TinyBert {
+    /// One layer over the word-level vocabulary (320 words) that the tests' tiny datasets
+    /// train: a BERT that reads their prepared token ids.
+    pub const OVER_TINY_DATASETS: TinyBert = TinyBert {
+        vocab: 320,
+        hidden: 8,
+        intermediate: 16,
+        positions: 32,
+        layers: 1,
+        heads: 2,
+    };
+
     /// Its tensors with Hugging Face names (and the pooler a sentence encoder ignores).
     pub fn tensors(&self, seed: u64) -> Tensors {
         let (h, ff) = (self.hidden, self.intermediate);
