@@ -83,7 +83,7 @@ fn date(unix: u64) -> String {
     )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Row {
     id: String,
     status: String,
@@ -127,13 +127,10 @@ fn ci(confidence: Option<&Confidence>, metric: &str) -> String {
         .unwrap_or_default()
 }
 
-pub async fn runs_page(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let rows: Vec<Row> = runs::list(&state.runs)
-        .into_iter()
-        .map(|r| Row {
+impl Row {
+    /// A run's line of the runs table, its numbers formatted for the page.
+    fn of(r: runs::RunOverview) -> Row {
+        Row {
             started: date(r.started_unix),
             started_unix: r.started_unix,
             val_loss: num(r.best.as_ref().map(|b| b.val_loss), 4),
@@ -150,20 +147,20 @@ pub async fn runs_page(
             backend: r.backend,
             epochs: r.epochs,
             best_epoch: r.best_epoch,
-        })
-        .collect();
-    let sort = query
-        .get("sort")
-        .cloned()
-        .unwrap_or_else(|| "started".into());
-    let desc = query.contains_key("desc");
+        }
+    }
+}
+
+/// `rows` by column `sort` (a `Row` field; "started" is the start time): numbers by value,
+/// anything else by its text.
+fn sorted_rows(rows: Vec<Row>, sort: &str, desc: bool) -> Vec<Row> {
+    let field = if sort == "started" {
+        "started_unix"
+    } else {
+        sort
+    };
     let key = |r: &Row| -> (f64, String) {
         let v = serde_json::to_value(r).unwrap_or_default();
-        let field = if sort == "started" {
-            "started_unix"
-        } else {
-            sort.as_str()
-        };
         match &v[field] {
             Value::Number(n) => (n.as_f64().unwrap_or(0.0), String::new()),
             Value::String(s) => (s.parse().unwrap_or(f64::NAN), s.clone()),
@@ -180,7 +177,20 @@ pub async fn runs_page(
         };
         if desc { order.reverse() } else { order }
     });
-    let rows: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
+    keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+pub async fn runs_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let rows: Vec<Row> = runs::list(&state.runs).into_iter().map(Row::of).collect();
+    let sort = query
+        .get("sort")
+        .cloned()
+        .unwrap_or_else(|| "started".into());
+    let desc = query.contains_key("desc");
+    let rows = sorted_rows(rows, &sort, desc);
     let training = rows.iter().any(|r| r.status == "training");
     let columns: Vec<_> = COLUMNS
         .iter()
@@ -434,5 +444,53 @@ pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        let row = |id: &str, started_unix, val_loss: &str| Row {
+            id: id.into(),
+            started_unix,
+            val_loss: val_loss.into(),
+            ..Default::default()
+        };
+        vec![
+            row("b", 30, "9.0000"),
+            row("a", 10, "–"),
+            row("c", 20, "0.1250"),
+            row("d", 40, "10.0000"),
+        ]
+    }
+
+    fn ids(rows: Vec<Row>) -> Vec<String> {
+        rows.into_iter().map(|r| r.id).collect()
+    }
+
+    /// "started" sorts by the start time; a column of formatted numbers by value, not by
+    /// text ("10" after "9"), a run without the number last; `desc` reverses.
+    #[test]
+    fn runs_sort_by_value_with_missing_numbers_last() {
+        assert_eq!(
+            ids(sorted_rows(rows(), "started", false)),
+            ["a", "c", "b", "d"]
+        );
+        assert_eq!(
+            ids(sorted_rows(rows(), "val_loss", false)),
+            ["c", "b", "d", "a"]
+        );
+        assert_eq!(
+            ids(sorted_rows(rows(), "val_loss", true)),
+            ["a", "d", "b", "c"]
+        );
+        assert_eq!(ids(sorted_rows(rows(), "id", false)), ["a", "b", "c", "d"]);
+        // An unknown column leaves the order as listed (every key equal).
+        assert_eq!(
+            ids(sorted_rows(rows(), "nope", false)),
+            ["b", "a", "c", "d"]
+        );
     }
 }
