@@ -278,17 +278,7 @@ pub fn from_legacy(doc: &Html, id: &str) -> Option<ParsedTitle> {
         ))
         .next()
         .unwrap_or(root);
-    let h1 = scope
-        .select(&sel(r#"h1[itemprop="name"], .title_wrapper h1, h1"#))
-        .next()?;
-    // The title is the heading's own text, without the nested "(1994)" year span.
-    let own: String = h1
-        .children()
-        .filter_map(|c| c.value().as_text().map(|t| t.to_string()))
-        .collect();
-    let title = Some(clean_text(&own))
-        .filter(|s| !s.is_empty())
-        .or_else(|| Some(clean_text(&h1.text().collect::<String>())))?;
+    let title = legacy_title(&scope)?;
     let year = first_text(&scope, "#titleYear a, #titleYear").and_then(|t| {
         t.trim_matches(|c: char| !c.is_ascii_digit())
             .get(0..4)
@@ -304,14 +294,7 @@ pub fn from_legacy(doc: &Html, id: &str) -> Option<ParsedTitle> {
     let movie = Movie {
         title: Some(title),
         year,
-        runtime_min: attr(r#"time[itemprop="duration"]"#, "datetime")
-            .as_deref()
-            .and_then(runtime_minutes)
-            .or_else(|| {
-                first_text(&scope, r#"time[itemprop="duration"]"#)
-                    .as_deref()
-                    .and_then(runtime_minutes)
-            }),
+        runtime_min: legacy_runtime(&scope),
         genres: all_texts(&scope, r#"[itemprop="genre"]"#).and_then(legacy_genres),
         rating: first_text(&scope, r#"[itemprop="ratingValue"]"#)
             .and_then(|t| t.replace(',', ".").parse().ok()),
@@ -326,11 +309,7 @@ pub fn from_legacy(doc: &Html, id: &str) -> Option<ParsedTitle> {
             &scope,
             r#"[itemprop="actors"] [itemprop="name"], [itemprop="actor"] [itemprop="name"]"#,
         ),
-        budget: doc
-            .select(&sel("#titleDetails .txt-block"))
-            .map(|e| e.text().collect::<String>())
-            .find(|t| t.contains("Budget"))
-            .and_then(|t| money(t.split(':').nth(1).unwrap_or(&t))),
+        budget: legacy_budget(doc),
         ..Movie::new(id)
     };
     Some(ParsedTitle {
@@ -338,6 +317,46 @@ pub fn from_legacy(doc: &Html, id: &str) -> Option<ParsedTitle> {
         poster_url: attr(r#".poster img, img[itemprop="image"]"#, "src"),
         sources: vec!["legacy"],
     })
+}
+
+/// The legacy page's title: the heading's own text, without the nested "(1994)" year span
+/// (or its whole text when it has none of its own).
+fn legacy_title(scope: &ElementRef) -> Option<String> {
+    let h1 = scope
+        .select(&sel(r#"h1[itemprop="name"], .title_wrapper h1, h1"#))
+        .next()?;
+    let own: String = h1
+        .children()
+        .filter_map(|c| c.value().as_text().map(|t| t.to_string()))
+        .collect();
+    Some(clean_text(&own))
+        .filter(|s| !s.is_empty())
+        .or_else(|| Some(clean_text(&h1.text().collect::<String>())))
+}
+
+/// Minutes from the duration element's ISO 8601 `datetime`, or else from its text.
+fn legacy_runtime(scope: &ElementRef) -> Option<f32> {
+    let duration = sel(r#"time[itemprop="duration"]"#);
+    scope
+        .select(&duration)
+        .next()
+        .and_then(|e| e.value().attr("datetime"))
+        .map(clean_text)
+        .as_deref()
+        .and_then(runtime_minutes)
+        .or_else(|| {
+            first_text(scope, r#"time[itemprop="duration"]"#)
+                .as_deref()
+                .and_then(runtime_minutes)
+        })
+}
+
+/// The "Budget: $…" line of the details block.
+fn legacy_budget(doc: &Html) -> Option<f64> {
+    doc.select(&sel("#titleDetails .txt-block"))
+        .map(|e| e.text().collect::<String>())
+        .find(|t| t.contains("Budget"))
+        .and_then(|t| money(t.split(':').nth(1).unwrap_or(&t)))
 }
 
 /// Parses a title page. Errors when no source yields at least a title.
