@@ -78,15 +78,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let config = TrainConfig::load(&a.config, &a.set)?;
     let (dataset, mut prepared) = ensure_prepared(&config, None)?;
     let mut results: Vec<Throughput> = Vec::new();
-    let selected = cinefuse_train::backend::select_device(&config.backend)?;
-    let device = &selected.device;
+    let device = &cinefuse_train::backend::select_device(&config.backend)?.device;
     if let Some(n) = a.backbones {
         for r in bench_backbones(&config, &prepared, device, n, a.reps)? {
             println!("{r}");
             results.push(r);
         }
     }
-    attach_cached_inputs(&config, &mut prepared, &selected)?;
+    // Frozen pretrained encoders train on cached features, as `train` does.
+    cinefuse_train::backbone_features::attach_frozen_inputs(&config.model, &mut prepared, device)?;
     for b in a
         .backends
         .split(',')
@@ -120,30 +120,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Frozen pretrained encoders train on cached features, as `train` does.
-fn attach_cached_inputs(
-    config: &TrainConfig,
-    prepared: &mut cinefuse_data::Prepared,
-    selected: &cinefuse_train::backend::Selected,
-) -> Result<()> {
-    use cinefuse_train::{backbone_features, frozen_layer_states, frozen_poster_states};
-    let device = &selected.device;
-    backbone_features::attach_cached_features(&config.model, prepared, device)?;
-    frozen_layer_states::attach_frozen_layer_states(&config.model, prepared, device)?;
-    frozen_poster_states::attach_frozen_poster_states(&config.model, prepared, device)?;
-    Ok(())
-}
-
-/// Posters decoded, resized and cached per second by `prepare`, into a temporary folder
-/// (removed after each repetition).
+/// Posters decoded, resized and cached per second by `prepare`, into a folder inside a new
+/// temporary directory of its own (an unpredictable name, so no other process can place a
+/// link where it writes), removed with everything in it after each repetition.
 fn bench_prepare(dataset: &Path, config: &TrainConfig, reps: usize) -> Result<Throughput> {
     let mut values = Vec::new();
     for _ in 0..reps.max(1) {
-        let tmp =
-            std::env::temp_dir().join(format!("cinefuse-bench-prepare-{}", std::process::id()));
-        let s = cinefuse_data::prepare_dataset(dataset, &tmp, &config.data.preprocess)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("cinefuse-bench-prepare-")
+            .tempdir()
+            .context("cannot make a temporary folder for the prepare benchmark")?;
+        let out = tmp.path().join("prepared");
+        let s = cinefuse_data::prepare_dataset(dataset, &out, &config.data.preprocess)?;
         values.push(s.posters_per_second);
-        let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(Throughput {
         what: "prepare: poster decode + resize + cache".into(),

@@ -73,13 +73,12 @@ fn untrained_model(
         .iter()
         .map(|t| AddedToken::from(*t, true))
         .collect();
-    let err = training_failed;
     Ok(match kind {
         TokenizerKind::Wordpiece => (
             WordPiece::builder()
                 .unk_token(UNK.into())
                 .build()
-                .map_err(err)?
+                .map_err(training_failed)?
                 .into(),
             WordPieceTrainer::builder()
                 .vocab_size(vocab_size)
@@ -93,7 +92,7 @@ fn untrained_model(
             BPE::builder()
                 .unk_token(UNK.into())
                 .build()
-                .map_err(err)?
+                .map_err(training_failed)?
                 .into(),
             BpeTrainer::builder()
                 .vocab_size(vocab_size)
@@ -112,7 +111,7 @@ fn untrained_model(
             WordLevel::builder()
                 .unk_token(UNK.into())
                 .build()
-                .map_err(err)?
+                .map_err(training_failed)?
                 .into(),
             WordLevelTrainer::builder()
                 .vocab_size(vocab_size)

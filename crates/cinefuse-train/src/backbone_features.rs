@@ -28,6 +28,19 @@ use sha2::{Digest, Sha256};
 /// predicting and in `bench --backbones` (one size, so the benchmark times what runs).
 pub const BACKBONE_BATCH: usize = 32;
 
+/// Hands `prepared` whatever the frozen pretrained parts of `model` read instead of running
+/// their backbones each step: cached features, or cached inner states. What `train` does, and
+/// `bench` so that it times the same step.
+pub fn attach_frozen_inputs(
+    model: &ModelConfig,
+    prepared: &mut Prepared,
+    device: &Device,
+) -> Result<()> {
+    attach_cached_features(model, prepared, device)?;
+    crate::frozen_layer_states::attach_frozen_layer_states(model, prepared, device)?;
+    crate::frozen_poster_states::attach_frozen_poster_states(model, prepared, device)
+}
+
 /// Builds (or reuses) the caches of every frozen pretrained encoder of `model` and hands them
 /// to `prepared`, whose datasets then carry the features. Does nothing for other encoders.
 pub fn attach_cached_features(

@@ -569,8 +569,8 @@ impl Predictor {
 }
 
 /// Movie `i`'s share of each modality in its prediction, and how it was measured: the fusion's
-/// gates when it has them, else how far the prediction moves when each modality is read alone
-/// (`loo`, one prediction per modality) away from `lead`'s. `m`: the model's modalities.
+/// gates when it has them, else how far the prediction moves from `lead`'s when each modality
+/// is left out (`loo`, one prediction per modality dropped). `m`: the model's modalities.
 fn contribution_shares(
     full: &Predictions,
     (loo, lead): (&[Predictions], &Predictions),

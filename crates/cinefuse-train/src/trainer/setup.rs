@@ -301,18 +301,6 @@ fn saved_run_info(
     Ok(Some(info))
 }
 
-/// Hands `prepared` whatever the frozen pretrained parts of `model` read instead of running
-/// their backbones each step: cached features, or cached inner states.
-fn attach_frozen_inputs(
-    model: &cinefuse_model::ModelConfig,
-    prepared: &mut Prepared,
-    device: &Device,
-) -> Result<()> {
-    crate::backbone_features::attach_cached_features(model, prepared, device)?;
-    crate::frozen_layer_states::attach_frozen_layer_states(model, prepared, device)?;
-    crate::frozen_poster_states::attach_frozen_poster_states(model, prepared, device)
-}
-
 /// The training and validation movies of `rows`, refused when either is empty.
 fn nonempty_datasets(prepared: &Prepared, rows: TrainRows) -> Result<(MovieDataset, MovieDataset)> {
     let (train_ds, val_ds) = datasets_for(prepared, rows);
@@ -361,7 +349,7 @@ impl Trainer {
         let description = describe(&selected);
         println!("backend: {description} ({device:?})");
 
-        attach_frozen_inputs(&config.model, &mut prepared, &device)?;
+        crate::backbone_features::attach_frozen_inputs(&config.model, &mut prepared, &device)?;
         let shapes = run_shapes(&config, &prepared, saved.as_ref())?;
         let rows = saved.as_ref().map_or(opts.rows, |info| info.rows);
         let (train_ds, val_ds) = nonempty_datasets(&prepared, rows)?;
