@@ -3,16 +3,21 @@
 //! each genre trust each part differently (the plot-neighbour vote is sharp for a rare genre
 //! told by a few alike plots, and blunt for a common one), and it recalibrates the sum.
 //!
-//! The fit is L2-penalised Newton–Raphson (scikit-learn's `LogisticRegression(C)` objective:
-//! ½‖w‖² + C·Σ log loss, the bias unpenalised); with a handful of inputs per genre it converges
-//! in a few steps.
+//! Each genre's fit is an L2-penalised logistic regression (`logistic_fit.rs`, scikit-learn's
+//! `LogisticRegression(C)` objective).
 
 use serde::{Deserialize, Serialize};
 
+use crate::logistic_fit::fit_logistic;
 use crate::predictions::Predictions;
 
 /// The inverse penalty, as scikit-learn's `C`; chosen out of fold (`scripts/oof_probes.py`).
 pub const STACKING_C: f64 = 0.1;
+
+/// No sound stacking comes near this: its inputs are logits within ±14 and its weights are
+/// penalised. A larger coefficient is a fit that ran away (before the fit was damped, a rare
+/// genre's bias reached −7·10¹¹ and the genre was never predicted).
+const MAX_COEFFICIENT: f32 = 1e3;
 
 /// Probabilities are clipped this far from 0 and 1 before their logit is taken.
 const EPS: f32 = 1e-6;
@@ -45,7 +50,7 @@ impl GenreStacking {
                 let y: Vec<f64> = (0..n)
                     .map(|i| f64::from(targets[i * n_genres + g]))
                     .collect();
-                fit_logistic(&x, &y, STACKING_C)
+                fit_logistic(&x, &y, STACKING_C, f64::from(EPS))
                     .into_iter()
                     .map(|c| c as f32)
                     .collect()
@@ -103,6 +108,19 @@ impl GenreStacking {
         if self.coefficients.iter().flatten().any(|c| !c.is_finite()) {
             return Err("a stacking coefficient is not finite".into());
         }
+        if let Some(g) = self
+            .coefficients
+            .iter()
+            .position(|c| c.iter().any(|v| v.abs() > MAX_COEFFICIENT))
+        {
+            return Err(format!(
+                "the stacking coefficients of genre {} of {n_genres}, {:?}, ran away (cinefuse before 2026-12-04 \
+                 could fit them so; learn the blend again: remove its blend.json and run \
+                 `cinefuse train --resume` on its folder)",
+                g + 1,
+                self.coefficients[g]
+            ));
+        }
         Ok(())
     }
 }
@@ -127,96 +145,9 @@ pub fn combine(
     out
 }
 
-/// Weights then bias of an L2-penalised logistic regression of `y` on the rows `x`. A genre
-/// with only one class gets zero weights and the (clipped) base rate as its bias.
-fn fit_logistic(x: &[Vec<f64>], y: &[f64], c: f64) -> Vec<f64> {
-    let d = x.first().map_or(0, Vec::len);
-    let mean = y.iter().sum::<f64>() / y.len().max(1) as f64;
-    let mut beta = vec![0.0; d + 1];
-    let base = f64::from(EPS).max(mean.min(1.0 - f64::from(EPS)));
-    beta[d] = (base / (1.0 - base)).ln();
-    if mean <= 0.0 || mean >= 1.0 {
-        return beta;
-    }
-    let penalty = 1.0 / c;
-    for _ in 0..100 {
-        let (mut grad, mut hess) = (vec![0.0; d + 1], vec![vec![0.0; d + 1]; d + 1]);
-        for (row, t) in x.iter().zip(y) {
-            // The row with its constant 1 for the bias.
-            let xs: Vec<f64> = row.iter().copied().chain([1.0]).collect();
-            let p = sigmoid(xs.iter().zip(&beta).map(|(a, b)| a * b).sum());
-            let w = (p * (1.0 - p)).max(1e-12);
-            for ((g, h), xa) in grad.iter_mut().zip(&mut hess).zip(&xs) {
-                *g += (p - t) * xa;
-                for (hab, xb) in h.iter_mut().zip(&xs) {
-                    *hab += w * xa * xb;
-                }
-            }
-        }
-        for a in 0..d {
-            grad[a] += penalty * beta[a];
-            hess[a][a] += penalty;
-        }
-        let Some(step) = solve(hess, grad) else { break };
-        let size = step.iter().map(|s| s.abs()).fold(0.0, f64::max);
-        beta.iter_mut().zip(&step).for_each(|(b, s)| *b -= s);
-        if size < 1e-9 {
-            break;
-        }
-    }
-    beta
-}
-
-/// `a⁻¹ b` by Gaussian elimination with partial pivoting; `None` when `a` is singular.
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    let n = b.len();
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
-        if a[pivot][col].abs() < 1e-12 {
-            return None;
-        }
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        let (top, below) = a.split_at_mut(col + 1);
-        let pivot_row = &top[col];
-        for (offset, r) in below.iter_mut().enumerate() {
-            let f = r[col] / pivot_row[col];
-            for (x, p) in r[col..].iter_mut().zip(&pivot_row[col..]) {
-                *x -= f * p;
-            }
-            b[col + 1 + offset] -= f * b[col];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for row in (0..n).rev() {
-        let tail: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
-        x[row] = (b[row] - tail) / a[row][row];
-    }
-    Some(x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn newton_matches_the_closed_form_of_a_one_input_logistic_regression() {
-        // Two groups at x = ±1 with 80 % and 20 % positives and no penalty to speak of: the
-        // maximum-likelihood fit passes through both rates exactly, w = logit(0.8), b = 0.
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        for (v, positives) in [(1.0, 8), (-1.0, 2)] {
-            for i in 0..10 {
-                x.push(vec![v]);
-                y.push(f64::from(i < positives));
-            }
-        }
-        let beta = fit_logistic(&x, &y, 1e9);
-        assert!((beta[0] - 4f64.ln()).abs() < 1e-6, "{beta:?}");
-        assert!(beta[1].abs() < 1e-6, "{beta:?}");
-        // A strong penalty pulls the weight towards 0.
-        assert!(fit_logistic(&x, &y, 1e-3)[0].abs() < 0.1);
-    }
 
     #[test]
     fn the_stacker_trusts_the_part_that_knows_and_ignores_noise() {
@@ -257,5 +188,16 @@ mod tests {
         let p = s.apply(&parts, 2);
         assert!(p[0] < 1e-5, "{p:?}");
         assert!(s.check(2, 2).unwrap_err().contains("coefficients"));
+    }
+
+    #[test]
+    fn a_stacking_that_ran_away_is_refused() {
+        let mut s = GenreStacking {
+            coefficients: vec![vec![0.4, 0.3, -2.0], vec![31.0, 29.7, -7.2e11]],
+        };
+        let e = s.check(2, 2).unwrap_err();
+        assert!(e.contains("genre 2 of 2") && e.contains("ran away"), "{e}");
+        s.coefficients[1][2] = -3.5;
+        assert!(s.check(2, 2).is_ok());
     }
 }

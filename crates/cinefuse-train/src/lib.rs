@@ -21,6 +21,7 @@ pub mod frozen_poster_states;
 pub mod genre_stacking;
 pub mod input_fields;
 pub mod interval;
+pub mod logistic_fit;
 pub mod metadata_neighbours;
 pub mod metrics;
 pub mod model_card;
