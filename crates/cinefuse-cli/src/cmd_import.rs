@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use cinefuse_data::import::imdb_tsv::{TsvSources, import_imdb_tsv};
 use cinefuse_data::import::mmimdb::import_mmimdb;
-use cinefuse_data::import::run_import;
 use cinefuse_data::import::table::{ExtraColumns, import_table, parse_mapping};
+use cinefuse_data::import::{ImportReport, run_import};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -74,20 +74,7 @@ pub fn import(kind: ImportKind) -> Result<()> {
             extra,
             extra_all,
             skip_bad,
-        } => {
-            let mapping = parse_mapping(&map)?;
-            let extra = match (extra_all, extra.is_empty()) {
-                (true, _) => ExtraColumns::All,
-                (false, false) => ExtraColumns::Named(extra),
-                (false, true) => ExtraColumns::None,
-            };
-            (
-                run_import(&out, &[&src], |staging| {
-                    import_table(&src, staging, &mapping, &extra, skip_bad)
-                })?,
-                out,
-            )
-        }
+        } => (table(&src, &out, (&map, extra, extra_all), skip_bad)?, out),
         ImportKind::ImdbTsv {
             basics,
             ratings,
@@ -97,26 +84,9 @@ pub fn import(kind: ImportKind) -> Result<()> {
             out,
             skip_bad,
         } => {
-            let sources = TsvSources {
-                basics: &basics,
-                ratings: &ratings,
-                crew: crew.as_deref(),
-                names: names.as_deref(),
-                types: types
-                    .split(',')
-                    .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty())
-                    .collect(),
-            };
-            let inputs: Vec<&Path> = [Some(basics.as_path()), Some(ratings.as_path())]
-                .into_iter()
-                .chain([crew.as_deref(), names.as_deref()])
-                .flatten()
-                .collect();
-            (
-                run_import(&out, &inputs, |_| import_imdb_tsv(&sources, skip_bad))?,
-                out,
-            )
+            let optional = [crew.as_deref(), names.as_deref()];
+            let report = imdb_tsv([&basics, &ratings], optional, &types, &out, skip_bad)?;
+            (report, out)
         }
     };
     println!("{report}");
@@ -128,4 +98,51 @@ pub fn import(kind: ImportKind) -> Result<()> {
     }
     println!("dataset: {}", out.display());
     Ok(())
+}
+
+/// `import table`: the column mapping and the extra columns from their flags.
+fn table(
+    src: &Path,
+    out: &Path,
+    (map, extra, extra_all): (&[String], Vec<String>, bool),
+    skip_bad: bool,
+) -> Result<ImportReport> {
+    let mapping = parse_mapping(map)?;
+    let extra = match (extra_all, extra.is_empty()) {
+        (true, _) => ExtraColumns::All,
+        (false, false) => ExtraColumns::Named(extra),
+        (false, true) => ExtraColumns::None,
+    };
+    Ok(run_import(out, &[src], |staging| {
+        import_table(src, staging, &mapping, &extra, skip_bad)
+    })?)
+}
+
+/// `import imdb-tsv`: the basics and ratings tables, then the optional crew and names tables;
+/// `types` the comma-separated title types to keep.
+fn imdb_tsv(
+    [basics, ratings]: [&Path; 2],
+    [crew, names]: [Option<&Path>; 2],
+    types: &str,
+    out: &Path,
+    skip_bad: bool,
+) -> Result<ImportReport> {
+    let sources = TsvSources {
+        basics,
+        ratings,
+        crew,
+        names,
+        types: types
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+    };
+    let inputs: Vec<&Path> = [basics, ratings]
+        .into_iter()
+        .chain([crew, names].into_iter().flatten())
+        .collect();
+    Ok(run_import(out, &inputs, |_| {
+        import_imdb_tsv(&sources, skip_bad)
+    })?)
 }

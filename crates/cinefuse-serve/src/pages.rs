@@ -254,6 +254,26 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
     let predictions: Value = runs::read_run_file(&dir.path().join("eval_predictions.json"))
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
+    let (rating_chart, weight_chart) = (rating_chart(&predictions), weight_chart(&predictions));
+    let live = run.status == "training";
+    render(
+        &state,
+        "run.html",
+        context! {
+            title => id.clone(), run,
+            loss_chart => svg::lines("Loss", "epoch", &series(&history, &[TRAIN_LOSS, VAL_LOSS])),
+            metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &[VAL_MICRO_F1, VAL_MACRO_F1, VAL_TOP1])),
+            mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &[VAL_MAE])),
+            genre_chart, genres, rating_chart, weight_chart,
+            config => runs::read_run_file(&dir.path().join(CONFIG_FILE)).unwrap_or_default(),
+            refresh => if live { Some(5) } else { None },
+        },
+    )
+}
+
+/// Predicted against actual rating from `eval_predictions.json`'s `ratings` pairs; `None`
+/// without any.
+fn rating_chart(predictions: &Value) -> Option<String> {
     let points: Vec<(f64, f64)> = predictions["ratings"]
         .as_array()
         .map(|r| {
@@ -262,8 +282,11 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
                 .collect()
         })
         .unwrap_or_default();
-    let rating_chart =
-        (!points.is_empty()).then(|| svg::scatter("Predicted vs actual rating (test)", &points));
+    (!points.is_empty()).then(|| svg::scatter("Predicted vs actual rating (test)", &points))
+}
+
+/// The fusion's mean weight per modality from `eval_predictions.json`; `None` without them.
+fn weight_chart(predictions: &Value) -> Option<String> {
     let weights: Vec<(String, f64)> = predictions["modalities"]
         .as_array()
         .zip(predictions["mean_weights"].as_array())
@@ -279,22 +302,8 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
                 .collect()
         })
         .unwrap_or_default();
-    let weight_chart = (!weights.is_empty())
-        .then(|| svg::bars("Mean fusion weight per modality (test)", &weights, 1.0));
-    let live = run.status == "training";
-    render(
-        &state,
-        "run.html",
-        context! {
-            title => id.clone(), run,
-            loss_chart => svg::lines("Loss", "epoch", &series(&history, &[TRAIN_LOSS, VAL_LOSS])),
-            metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &[VAL_MICRO_F1, VAL_MACRO_F1, VAL_TOP1])),
-            mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &[VAL_MAE])),
-            genre_chart, genres, rating_chart, weight_chart,
-            config => runs::read_run_file(&dir.path().join(CONFIG_FILE)).unwrap_or_default(),
-            refresh => if live { Some(5) } else { None },
-        },
-    )
+    (!weights.is_empty())
+        .then(|| svg::bars("Mean fusion weight per modality (test)", &weights, 1.0))
 }
 
 pub async fn compare_page(
