@@ -480,6 +480,44 @@ fn add_rating_trees(
     Ok(trees)
 }
 
+/// Every part's member predictions out of fold: the bags', then the votes' (genres only),
+/// then the rating trees' when `extras` asks for them.
+struct PartsOutOfFold {
+    oof: Vec<Vec<Predictions>>,
+    /// The bags and the votes: the parts that predict genres.
+    genre_parts: usize,
+    votes: Vec<NeighbourVote>,
+    forests: Option<RatingTrees>,
+}
+
+fn parts_out_of_fold(parts: &[Ensemble], extras: &BlendExtras) -> Result<PartsOutOfFold> {
+    let mut oof: Vec<Vec<Predictions>> = parts
+        .iter()
+        .map(|e| out_of_fold(&e.members, &e.info))
+        .collect::<Result<_>>()?;
+    let (lead, info) = (parts[0].lead(), &parts[0].info);
+    let votes = build_votes(&lead.prepared, (info.seed, info.folds), extras)?;
+    for v in &votes {
+        oof.push(vote_part(v, &lead.prepared, &oof[0], &lead.device)?);
+    }
+    let genre_parts = oof.len();
+    let forests = match &extras.rating_trees {
+        Some(cfg) => Some(add_rating_trees(
+            &lead.prepared,
+            (info.seed, info.folds),
+            cfg,
+            &mut oof,
+        )?),
+        None => None,
+    };
+    Ok(PartsOutOfFold {
+        oof,
+        genre_parts,
+        votes,
+        forests,
+    })
+}
+
 /// The blend of the bags `runs` (with rating trees and neighbour votes trained on their folds
 /// when `extras` asks): weights, thresholds and interval from their out-of-fold predictions.
 pub fn learn_blend(
@@ -494,25 +532,12 @@ pub fn learn_blend(
         .collect::<Result<Vec<_>>>()?;
     check_compatible(&parts)?;
     println!("learning the blend on the bags' out-of-fold predictions");
-    let mut oof: Vec<Vec<Predictions>> = parts
-        .iter()
-        .map(|e| out_of_fold(&e.members, &e.info))
-        .collect::<Result<_>>()?;
-    let (lead, info) = (parts[0].lead(), &parts[0].info);
-    let votes = build_votes(&lead.prepared, (info.seed, info.folds), &extras)?;
-    for v in &votes {
-        oof.push(vote_part(v, &lead.prepared, &oof[0], &lead.device)?);
-    }
-    let genre_parts = oof.len();
-    let forests = match &extras.rating_trees {
-        Some(cfg) => Some(add_rating_trees(
-            &lead.prepared,
-            (info.seed, info.folds),
-            cfg,
-            &mut oof,
-        )?),
-        None => None,
-    };
+    let PartsOutOfFold {
+        oof,
+        genre_parts,
+        votes,
+        forests,
+    } = parts_out_of_fold(&parts, &extras)?;
     let resolved = runs
         .iter()
         .map(|r| {
@@ -522,6 +547,7 @@ pub fn learn_blend(
     let (genre_weights, rating_weights) =
         learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
     let genre_stacking = (!votes.is_empty()).then(|| learn_stacking(&oof[..genre_parts]));
+    let lead = parts[0].lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
     let weights = Weights {
         genre: &genre_weights,
