@@ -23,7 +23,9 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
     peer + vote on the same movies, the same with both votes (plot and metadata) and with
     all three (plot, metadata, credits), and the bags + vote + the linear model as a member;
   - with --more-votes, neighbour votes on the metadata and on all three feature blocks beside
-    the plot vote, stacked per genre.
+    the plot vote, stacked per genre;
+  - with --stackers, the blend's per-genre stacking (bags + three votes) with other penalties,
+    and with weights shrunk towards shared ones instead of towards zero.
 """
 
 import argparse
@@ -345,6 +347,18 @@ def feature_blocks(labelled, prepared):
     return [plot[rows], poster[rows], peers.cinefuse_meta(samples, labelled, n_cat)]
 
 
+def blend_votes(labelled, labels, fold, prepared, blocks):
+    """The blend's three neighbour votes out of fold, as cinefuse takes them: plot (k = 50,
+    T = 0.05), standardised metadata (T = 0.2) and credits (T = 0.3); the credits vote is left
+    out (None) for data prepared before credits were recorded."""
+    vote = neighbour_genres(blocks[0][:, :peers.sentence_dim(prepared)], labels, fold)
+    meta_vote = neighbour_genres(peers.scaled_blocks(blocks[2:], blocks[2:])[0], labels, fold, temperature=0.2)
+    samples = peers.load_samples(prepared)
+    credits = [samples[i].get("credits", []) for i in labelled]
+    credit_vote = credit_genres(credits, labels, fold) if any(credits) else None
+    return vote, meta_vote, credit_vote
+
+
 def probe_linear_peer(genres, prepared):
     """The bags against the strong linear peer on the same out-of-fold movies and folds, each
     with the plot vote and then with both votes (plot and metadata), and the linear model as a
@@ -359,27 +373,72 @@ def probe_linear_peer(genres, prepared):
         tr, te = fold != k, fold == k
         x_fit, x_held = peers.scaled_blocks([b[tr] for b in blocks], [b[te] for b in blocks])
         (linear[te],) = peers.ovr_logreg(x_fit, labels[tr], [x_held], 1.0)
-    vote = neighbour_genres(blocks[0][:, :peers.sentence_dim(prepared)], labels, fold)
-    # The metadata vote as the blend takes it: standardised columns, T = 0.2.
-    meta_vote = neighbour_genres(peers.scaled_blocks(blocks[2:], blocks[2:])[0], labels, fold, temperature=0.2)
+    vote, meta_vote, credit_vote = blend_votes(labelled, labels, fold, prepared, blocks)
     print("stacked per genre, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
     print("  the bags + vote                ", stacked_scores(list(probs) + [vote], labels, fold))
     print("  the bags + vote + linear model ", stacked_scores(list(probs) + [vote, linear], labels, fold))
     print("  linear model + vote (the peer) ", stacked_scores([linear, vote], labels, fold))
     print("  the bags + both votes          ", stacked_scores(list(probs) + [vote, meta_vote], labels, fold))
     print("  linear model + both votes      ", stacked_scores([linear, vote, meta_vote], labels, fold))
-    samples = peers.load_samples(prepared)
-    credits = [samples[i].get("credits", []) for i in labelled]
-    if not any(credits):
+    if credit_vote is None:
         print("  credits vote: no credits in", prepared, "(prepared before they were recorded)")
         return
-    credit_vote = credit_genres(credits, labels, fold)
     votes = [vote, meta_vote, credit_vote]
     ours, theirs = (stacked_held_out(m, labels, fold) for m in (list(probs) + votes, [linear] + votes))
     print("  the bags + three votes         ", fold_mean_scores(ours, labels, fold))
     print("  linear model + three votes     ", fold_mean_scores(theirs, labels, fold))
     result = pb.paired_genres(ours, theirs, labels)
     pb.print_table("linear model + three votes, out of fold (pooled over the folds)", result, sys.stdout)
+
+
+def shrunk_stacking(labels, c=1.0, spread=0.3):
+    """Logistic stacking whose per-genre weights are shrunk towards weights shared by every
+    genre instead of towards zero: shared weights penalised as C = c, each genre's deviation
+    from them as C = c·spread² (the deviation's inputs scaled by `spread`), genre biases all
+    but free; one logistic regression over every (movie, genre) row."""
+    n, g = labels.shape
+
+    def fit(logits, tr):
+        z = logits.transpose(1, 2, 0)  # movie × genre × part
+        eye = np.eye(g)
+        deviations = (z[:, :, :, None] * eye[None, :, None, :]).reshape(n, g, -1) * spread
+        biases = np.broadcast_to(eye * 30.0, (n, g, g))
+        x = np.concatenate([z, deviations, biases], 2).reshape(n * g, -1)
+        rows = (tr[:, None] * g + np.arange(g)).ravel()
+        model = LogisticRegression(C=c, max_iter=5000, fit_intercept=False)
+        return model.fit(x[rows], labels.ravel()[rows]).predict_proba(x)[:, 1].reshape(n, g)
+
+    return fit
+
+
+def probe_stackers(genres, prepared):
+    """The blend's genre stacking (per genre, C = 0.1) against a weaker and a stronger penalty
+    and against weights shrunk towards shared ones, over the bags and the three votes; each
+    cross-validated (stacker and thresholds fitted on four folds, scored on the fifth)."""
+    labelled, probs, labels, fold = genres
+    blocks = feature_blocks(labelled, prepared)
+    if blocks is None:
+        print("  stackers: no cached plot and poster features in", prepared)
+        return
+    votes = [v for v in blend_votes(labelled, labels, fold, prepared, blocks) if v is not None]
+    clipped = np.clip(np.stack(list(probs) + votes), EPS, 1 - EPS)
+    logits = np.log(clipped / (1 - clipped))
+    per_genre = genre_combiners(clipped, logits, labels)["logistic stacking per genre (C=0.1)"]
+    stackers = {
+        "per genre, C = 0.1 (shipped)": per_genre,
+        "per genre, C = 0.03": lambda tr: per_genre(tr, c=0.03),
+        "per genre, C = 1": lambda tr: per_genre(tr, c=1.0),
+        "shrunk to shared weights, C = 1, spread 0.3": lambda tr: shrunk_stacking(labels)(logits, tr),
+        "shrunk to shared weights, C = 0.1, spread 0.3": lambda tr: shrunk_stacking(labels, 0.1)(logits, tr),
+    }
+    print(f"stackers over the bags + {len(votes)} votes, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
+    for name, fit in stackers.items():
+        held = np.zeros(labels.shape), np.zeros(labels.shape)
+        for k in sorted(set(fold)):
+            tr, te = np.where(fold != k)[0], np.where(fold == k)[0]
+            p = fit(tr)
+            held[0][te], held[1][te] = p[te], peers.tune_thresholds(p[tr], labels[tr], 0.25)
+        print(f"  {name:46s}", fold_mean_scores(held, labels, fold))
 
 
 def probe_more_votes(genres, prepared, temperatures=(0.1, 0.2)):
@@ -410,6 +469,7 @@ def main():
     ap.add_argument("--vote-grid", action="store_true", help="also the neighbour vote's k and temperature over a grid")
     ap.add_argument("--linear-peer", action="store_true", help="also the bags against the strong linear peer on the same folds")
     ap.add_argument("--more-votes", action="store_true", help="also neighbour votes on the metadata and on all features")
+    ap.add_argument("--stackers", action="store_true", help="also other penalties of the genre stacking")
     a = ap.parse_args()
     movies, _, _ = peers.load(a.dataset, a.prepared)
     tables = [read_oof(b) for b in a.bags]
@@ -425,6 +485,8 @@ def main():
         probe_linear_peer(genres, a.prepared)
     if a.more_votes:
         probe_more_votes(genres, a.prepared)
+    if a.stackers:
+        probe_stackers(genres, a.prepared)
     probe_rating(tables, ids, fold, movies)
 
 

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
-use plotters::coord::ranged1d::SegmentValue;
-use plotters::coord::types::RangedCoordf64;
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -263,35 +263,54 @@ pub fn heatmap(
         .fold(0.0f64, f64::max);
     for (r, row) in values.iter().enumerate() {
         for (c, v) in row.iter().enumerate() {
-            let (fill, dark) = cell_colour(*v, diverging_range, max);
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [
-                        (SegmentValue::Exact(c), SegmentValue::Exact(r)),
-                        (SegmentValue::Exact(c + 1), SegmentValue::Exact(r + 1)),
-                    ],
-                    fill.filled(),
-                )))
-                .map_err(err)?;
-            let text = if v.is_finite() {
-                format!("{v:.decimals$}")
-            } else {
-                "–".into()
-            };
-            let style = (FONT, 12)
-                .into_font()
-                .color(if dark { &WHITE } else { &BLACK })
-                .pos(Pos::new(HPos::Center, VPos::Center));
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    text,
-                    (SegmentValue::CenterOf(c), SegmentValue::CenterOf(r)),
-                    style,
-                )))
-                .map_err(err)?;
+            let colour = cell_colour(*v, diverging_range, max);
+            draw_cell(&mut chart, (r, c), *v, colour, decimals)?;
         }
     }
     root.present().map_err(err)
+}
+
+/// A heatmap's chart: categories on both axes.
+type HeatmapChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<SegmentedCoord<RangedCoordusize>, SegmentedCoord<RangedCoordusize>>,
+>;
+
+/// Cell (`r`, `c`): its fill, and its value written in it (a dash when not a number).
+fn draw_cell(
+    chart: &mut HeatmapChart<'_, '_>,
+    (r, c): (usize, usize),
+    v: f64,
+    (fill, dark): (RGBColor, bool),
+    decimals: usize,
+) -> Result<()> {
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [
+                (SegmentValue::Exact(c), SegmentValue::Exact(r)),
+                (SegmentValue::Exact(c + 1), SegmentValue::Exact(r + 1)),
+            ],
+            fill.filled(),
+        )))
+        .map_err(err)?;
+    let text = if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "–".into()
+    };
+    let style = (FONT, 12)
+        .into_font()
+        .color(if dark { &WHITE } else { &BLACK })
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    chart
+        .draw_series(std::iter::once(Text::new(
+            text,
+            (SegmentValue::CenterOf(c), SegmentValue::CenterOf(r)),
+            style,
+        )))
+        .map_err(err)?;
+    Ok(())
 }
 
 /// A heatmap cell's fill (grey when the value is not a number) and whether it is dark enough
