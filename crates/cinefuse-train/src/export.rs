@@ -464,23 +464,8 @@ fn write_blend_votes(
 fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
-    let mut parts = Vec::new();
     let mut hasher = Sha256::new();
-    let mut lead_manifest = None;
-    for (k, e) in b.parts.iter().enumerate() {
-        let name = format!("part-{k}");
-        std::fs::create_dir(dir.join(&name))
-            .with_context(|| format!("cannot create {}", dir.join(&name).display()))?;
-        let m = write_ensemble(e, &dir.join(&name))?;
-        hasher.update(m.weights_sha256.as_bytes());
-        lead_manifest.get_or_insert(m);
-        parts.push(ManifestPart {
-            dir: name,
-            genre_weight: b.info.genre_weights[k],
-            rating_weight: b.info.rating_weights[k],
-        });
-    }
-    let lead = lead_manifest.context("a blend has parts")?;
+    let (parts, lead) = write_blend_parts(b, dir, &mut hasher)?;
     let rating_trees = write_blend_trees(b, dir, &mut hasher)?;
     let [plot_neighbours, metadata_neighbours, credit_neighbours] =
         write_blend_votes(b, dir, &mut hasher)?;
@@ -507,11 +492,45 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     write_portable(dir, &manifest)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
+    let mut card = CardFacts::of(blend_kind(b), b.lead(), &test, interval, run_dir);
+    card.reproduce = blend_commands(b, card.dataset);
+    write_card(dir, &manifest, &card)?;
+    staging.commit()?;
+    Ok(out.to_path_buf())
+}
+
+/// Each bag of the blend into its own `part-K` folder of the export `dir`, its weights'
+/// digest into `hasher`; the manifest parts and the lead bag's manifest.
+fn write_blend_parts(
+    b: &Blend,
+    dir: &Path,
+    hasher: &mut Sha256,
+) -> Result<(Vec<ManifestPart>, Manifest)> {
+    let mut parts = Vec::new();
+    let mut lead = None;
+    for (k, e) in b.parts.iter().enumerate() {
+        let name = format!("part-{k}");
+        std::fs::create_dir(dir.join(&name))
+            .with_context(|| format!("cannot create {}", dir.join(&name).display()))?;
+        let m = write_ensemble(e, &dir.join(&name))?;
+        hasher.update(m.weights_sha256.as_bytes());
+        lead.get_or_insert(m);
+        parts.push(ManifestPart {
+            dir: name,
+            genre_weight: b.info.genre_weights[k],
+            rating_weight: b.info.rating_weights[k],
+        });
+    }
+    Ok((parts, lead.context("a blend has parts")?))
+}
+
+/// What the model card says the blend is: its parts, and how their genres and ratings mix.
+fn blend_kind(b: &Blend) -> String {
     let genres = match b.info.genre_stacking {
         Some(_) => "genres stacked per genre on the parts' logits".to_string(),
         None => format!("genre weights {:?}", b.info.genre_weights),
     };
-    let kind = format!(
+    format!(
         "a {} ({genres}, rating weights {:?})",
         crate::blend::describe(
             b.parts.len(),
@@ -519,12 +538,7 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
             b.trees.is_some()
         ),
         b.info.rating_weights
-    );
-    let mut card = CardFacts::of(kind, b.lead(), &test, interval, run_dir);
-    card.reproduce = blend_commands(b, card.dataset);
-    write_card(dir, &manifest, &card)?;
-    staging.commit()?;
-    Ok(out.to_path_buf())
+    )
 }
 
 /// Writes `bytes` as `name` in the export folder `dir`, their digest into the export's `hasher`.
