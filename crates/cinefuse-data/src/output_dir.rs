@@ -68,24 +68,7 @@ fn resolved(path: &Path) -> Result<PathBuf, DataError> {
 /// Checks that `out` may be written as a folder of `kind`, given the command's `inputs`
 /// (files or folders it reads). Errors name the folder and say what to do instead.
 pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<(), DataError> {
-    let out_abs = resolved(out)?;
-    for input in inputs {
-        let input_abs = resolved(input)?;
-        if input_abs.starts_with(&out_abs) {
-            let what = if input_abs == out_abs {
-                "is"
-            } else {
-                "contains"
-            };
-            return Err(DataError::file(
-                out,
-                format!(
-                    "this output folder {what} the input {}; choose another --out",
-                    input.display()
-                ),
-            ));
-        }
-    }
+    refuse_inputs_inside(out, inputs)?;
     if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(DataError::file(
             out,
@@ -109,6 +92,35 @@ pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()
     if empty {
         return Ok(());
     }
+    check_marker(out, kind)
+}
+
+/// Refuses an output folder that is, or holds, one of the command's inputs.
+fn refuse_inputs_inside(out: &Path, inputs: &[&Path]) -> Result<(), DataError> {
+    let out_abs = resolved(out)?;
+    for input in inputs {
+        let input_abs = resolved(input)?;
+        if input_abs.starts_with(&out_abs) {
+            let what = if input_abs == out_abs {
+                "is"
+            } else {
+                "contains"
+            };
+            return Err(DataError::file(
+                out,
+                format!(
+                    "this output folder {what} the input {}; choose another --out",
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A folder that is not empty may be written only when cinefuse marked it as an output of
+/// this `kind`, and only if that kind may be replaced.
+fn check_marker(out: &Path, kind: OutputKind) -> Result<(), DataError> {
     match marked_kind(out) {
         Some(k) if k == kind.name() && kind.replaceable() => Ok(()),
         Some(k) if k == kind.name() => Err(DataError::file(
