@@ -314,6 +314,12 @@ def stacked_held_out(members, labels, fold):
     as cinefuse's default) tuned there too; both one row per movie."""
     clipped = np.clip(np.stack(members), EPS, 1 - EPS)
     fit = genre_combiners(clipped, np.log(clipped / (1 - clipped)), labels)["logistic stacking per genre (C=0.1)"]
+    return held_out(fit, labels, fold)
+
+
+def held_out(fit, labels, fold):
+    """Each fold's probabilities from `fit` on the other folds' rows, and its thresholds (pulled
+    0.25 toward a shared one) tuned there too; both one row per movie."""
     probs, thresholds = np.zeros(labels.shape), np.zeros(labels.shape)
     for k in sorted(set(fold)):
         tr, te = np.where(fold != k)[0], np.where(fold == k)[0]
@@ -433,12 +439,7 @@ def probe_stackers(genres, prepared):
     }
     print(f"stackers over the bags + {len(votes)} votes, thresholds pulled 0.25: micro-F1 macro-F1 top-1 micro-AP")
     for name, fit in stackers.items():
-        held = np.zeros(labels.shape), np.zeros(labels.shape)
-        for k in sorted(set(fold)):
-            tr, te = np.where(fold != k)[0], np.where(fold == k)[0]
-            p = fit(tr)
-            held[0][te], held[1][te] = p[te], peers.tune_thresholds(p[tr], labels[tr], 0.25)
-        print(f"  {name:46s}", fold_mean_scores(held, labels, fold))
+        print(f"  {name:46s}", fold_mean_scores(held_out(fit, labels, fold), labels, fold))
 
 
 def probe_more_votes(genres, prepared, temperatures=(0.1, 0.2)):

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::logistic_fit::fit_logistic;
+use crate::logistic_fit::{fit_logistic, sigmoid};
 use crate::predictions::Predictions;
 
 /// The inverse penalty, as scikit-learn's `C`; chosen out of fold (`scripts/oof_probes.py`).
@@ -31,10 +31,6 @@ pub struct GenreStacking {
 fn logit(p: f32) -> f64 {
     let p = f64::from(p.clamp(EPS, 1.0 - EPS));
     (p / (1.0 - p)).ln()
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 impl GenreStacking {
@@ -114,9 +110,9 @@ impl GenreStacking {
             .position(|c| c.iter().any(|v| v.abs() > MAX_COEFFICIENT))
         {
             return Err(format!(
-                "the stacking coefficients of genre {} of {n_genres}, {:?}, ran away (cinefuse before 2026-12-04 \
-                 could fit them so; learn the blend again: remove its blend.json and run \
-                 `cinefuse train --resume` on its folder)",
+                "the stacking coefficients of genre {} of {n_genres}, {:?}, ran away \
+                 (cinefuse before 2026-12-04 could fit them so; learn the blend again: remove \
+                 its blend.json and run `cinefuse train --resume` on its folder)",
                 g + 1,
                 self.coefficients[g]
             ));

@@ -78,7 +78,8 @@ fn softplus(z: f64) -> f64 {
     z.max(0.0) + (-z.abs()).exp().ln_1p()
 }
 
-fn sigmoid(z: f64) -> f64 {
+/// The logistic function: a score's probability.
+pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
@@ -88,7 +89,7 @@ fn score(row: &[f64], beta: &[f64]) -> f64 {
 }
 
 /// Σ log loss + ½·penalty·‖w‖², the bias unpenalised.
-pub fn objective(x: &[Vec<f64>], y: &[f64], beta: &[f64], penalty: f64) -> f64 {
+fn objective(x: &[Vec<f64>], y: &[f64], beta: &[f64], penalty: f64) -> f64 {
     let d = beta.len() - 1;
     let loss: f64 = x
         .iter()
