@@ -16,7 +16,8 @@
 # Needs: the weights (scripts/fetch_pretrained.sh, or scripts/stand_in_pretrained.py where they
 # cannot be fetched: same shapes, random values, so the timings hold), and a Python with torch
 # (CUDA), transformers and efficientnet_lite_pytorch. Part 1 needs prepared/demo (the quickstart
-# makes it). SKIP_PRETRAINED=1 runs part 1 only.
+# makes it). SKIP_PRETRAINED=1 runs part 1 only, SKIP_BACKBONES=1 leaves out part 2;
+# PRECISIONS="f32 f16" and FINETUNE_PRECISIONS="f32" narrow parts 1 and 3 (a short GPU lease).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin="${BIN:-}"
@@ -81,7 +82,7 @@ train_pair() {
   record "$what, $precision" pytorch "$out/pt.json"
 }
 
-for p in f32 f16 bf16; do
+for p in ${PRECISIONS:-f32 f16 bf16}; do
   train_pair "quickstart training step, batch 32" configs/quickstart.toml prepared/demo "$p"
 done
 
@@ -90,11 +91,13 @@ if [ -z "${SKIP_PRETRAINED:-}" ]; then
   prepared="${PREPARED:-prepared/omdb-dev-pretrained-squash}"
   data=(--set "data.dataset=\"$dataset\"" --set "data.prepared=\"$prepared\"")
   wgpu=(--set "backend.kind=\"$backend\"")
-  echo "== pretrained backbones, forward"
   if [ ! -f "$prepared/samples.jsonl" ]; then
     "$bin" prepare --config configs/real-omdb-finetune.toml --data "$dataset" --out "$prepared" \
       > "$out/prepare.log" 2>&1 || { tail -5 "$out/prepare.log"; exit 1; }
   fi
+fi
+if [ -z "${SKIP_PRETRAINED:-}" ] && [ -z "${SKIP_BACKBONES:-}" ]; then
+  echo "== pretrained backbones, forward"
   timeout "$limit" "$bin" bench --config configs/real-omdb-finetune.toml "${data[@]}" "${wgpu[@]}" \
     --backends "" --backbones "${BACKBONE_BATCHES:-3}" --reps "$reps" --json "$out/cf.json" > "$out/cf.log" 2>&1 || tail -5 "$out/cf.log"
   timeout "$limit" "$python" scripts/torch_reference.py configs/real-omdb-finetune.toml "$prepared" \
@@ -113,9 +116,11 @@ for side, rows in (("cinefuse", cf), ("pytorch", load(f"{out}/pt.json"))):
         kind = "MiniLM-L6 forward, batch 32" if r["what"].startswith("plot") else "EfficientNet-Lite0 forward, batch 32, 224x224"
         print(json.dumps({"what": kind, "side": side, "values": r["values"], "label": r["what"], "unit": r["unit"]}))
 PY
+fi
+if [ -z "${SKIP_PRETRAINED:-}" ]; then
   # The plot branch with MiniLM's last two layers fine-tuned; PyTorch runs the same branch.
   steps="${FINETUNE_STEPS:-2}" # the last use of the training steps
-  for p in f32 bf16; do
+  for p in ${FINETUNE_PRECISIONS:-f32 bf16}; do
     train_pair "MiniLM fine-tuning step (last 2 layers), batch 32" configs/real-omdb-finetune.toml \
       "$prepared" "$p" "${data[@]}" --set 'model.modalities=["text","meta"]' -- --finetune
   done

@@ -410,6 +410,10 @@ fn devices_and_precision_the_backend_cannot_use_are_refused_up_front() {
             "flex trains in f32",
         ),
         (vec!["--set", "train.precision=\"f64\""], "train.precision"),
+        (
+            vec!["--set", "backend.token_bucket=0"],
+            "backend.token_bucket = 0",
+        ),
     ];
     for (flags, message) in cases {
         let mut args = vec!["train", "--config", "tiny.toml", "--out", "runs/x"];

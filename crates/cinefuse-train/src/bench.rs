@@ -96,7 +96,7 @@ pub fn bench_train(
     if ds.len() < bs {
         bail!("the training split has fewer than {bs} movies");
     }
-    let batches = device_batches(prepared, &devices, bs, steps);
+    let batches = device_batches(prepared, config, &devices, steps);
     let mut shapes = ModelShapes::of(&prepared.preprocessor);
     shapes.text_backbone = crate::backbone_features::text_backbone_of(&config.model)?;
     let train_counts = &prepared.preprocessor.state.genres.train_counts;
@@ -131,15 +131,19 @@ pub fn bench_train(
     })
 }
 
-/// Up to `steps` training batches of `bs` movies, sharded over `devices` ahead of time.
+/// Up to `steps` training batches of `train.batch_size` movies, sharded over `devices` ahead
+/// of time and padded as `train` pads them (`backend.token_bucket`).
 fn device_batches(
     prepared: &Prepared,
+    config: &TrainConfig,
     devices: &[Device],
-    bs: usize,
     steps: usize,
 ) -> Vec<ShardedBatch> {
     let ds = prepared.dataset(Split::Train);
-    let sharder = ShardBatcher::new(prepared.preprocessor.batcher(), devices.to_vec());
+    let bs = config.train.batch_size;
+    let mut batcher = prepared.preprocessor.batcher();
+    batcher.token_bucket = config.backend.token_bucket;
+    let sharder = ShardBatcher::new(batcher, devices.to_vec());
     let n_batches = (ds.len() / bs).min(steps.max(1));
     (0..n_batches)
         .map(|k| {

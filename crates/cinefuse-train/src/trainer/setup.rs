@@ -373,7 +373,10 @@ impl Trainer {
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
             scale: RatingScale::of(&prepared.preprocessor.state),
-            batcher: prepared.preprocessor.batcher(),
+            batcher: MovieBatcher {
+                token_bucket: config.backend.token_bucket,
+                ..prepared.preprocessor.batcher()
+            },
             total_steps: steps_per_epoch * config.train.epochs,
             steps_per_epoch,
             learner,
