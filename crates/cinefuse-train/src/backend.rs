@@ -4,6 +4,8 @@
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 
+use cinefuse_data::{MovieBatcher, Prepared};
+
 use crate::config::{BackendConfig, BackendKind, Precision};
 
 /// The chosen device and a human-readable description for the log.
@@ -209,4 +211,13 @@ fn cuda_device(index: usize) -> Result<Selected> {
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(_index: usize) -> Result<Selected> {
     bail!("this build of cinefuse has no CUDA backend; rebuild with `--features cuda`")
+}
+
+/// The batcher `train` and `bench` feed the model with: the prepared data's poster size and
+/// token cap, plot batches padded to `backend.token_bucket` when the config sets it.
+pub fn training_batcher(backend: &BackendConfig, prepared: &Prepared) -> MovieBatcher {
+    MovieBatcher {
+        token_bucket: backend.token_bucket,
+        ..prepared.preprocessor.batcher()
+    }
 }

@@ -14,7 +14,7 @@ use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, ModelShapes};
 
 use super::{TrainOptions, initialized_now};
-use crate::backend::{Selected, check_precision, describe, select_devices};
+use crate::backend::{Selected, check_precision, describe, select_devices, training_batcher};
 use crate::config::{BackendConfig, Precision, TrainConfig};
 use crate::data_setup::{
     check_fingerprint, ensure_prepared, prepared_fingerprint, reopen_prepared,
@@ -301,6 +301,17 @@ fn saved_run_info(
     Ok(Some(info))
 }
 
+/// How `Trainer::setup` starts its run.
+enum Start<'a> {
+    Fresh {
+        dataset_dir: &'a Path,
+        description: &'a str,
+        param_counts: Vec<(String, usize)>,
+    },
+    FromCheckpoint,
+    Over,
+}
+
 /// The training and validation movies of `rows`, refused when either is empty.
 fn nonempty_datasets(prepared: &Prepared, rows: TrainRows) -> Result<(MovieDataset, MovieDataset)> {
     let (train_ds, val_ds) = datasets_for(prepared, rows);
@@ -373,10 +384,7 @@ impl Trainer {
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
             scale: RatingScale::of(&prepared.preprocessor.state),
-            batcher: MovieBatcher {
-                token_bucket: config.backend.token_bucket,
-                ..prepared.preprocessor.batcher()
-            },
+            batcher: training_batcher(&config.backend, &prepared),
             total_steps: steps_per_epoch * config.train.epochs,
             steps_per_epoch,
             learner,
@@ -395,19 +403,38 @@ impl Trainer {
             events: None,
             unsaved_best: None,
         };
-        if restarting {
-            trainer.start_over()?;
+        let start = if restarting {
+            Start::Over
         } else if resuming {
-            trainer.restore_checkpoint()?;
+            Start::FromCheckpoint
         } else {
-            trainer.write_run_files(&dataset_dir, &description, param_counts)?;
-        }
-        trainer.open_event_file()?;
+            Start::Fresh {
+                dataset_dir: &dataset_dir,
+                description: &description,
+                param_counts,
+            }
+        };
+        trainer.begin(start)?;
         if let Some(u) = unstarted {
             u.disarm();
         }
         println!("run directory: {}", trainer.run_dir.display());
         Ok(trainer)
+    }
+
+    /// A new run writes its files; a resumed one reloads its checkpoint, or starts over when it
+    /// was killed before the first one.
+    fn begin(&mut self, start: Start) -> Result<()> {
+        match start {
+            Start::Over => self.start_over()?,
+            Start::FromCheckpoint => self.restore_checkpoint()?,
+            Start::Fresh {
+                dataset_dir,
+                description,
+                param_counts,
+            } => self.write_run_files(dataset_dir, description, param_counts)?,
+        }
+        self.open_event_file()
     }
 
     /// The TensorBoard event file, when `train.tensorboard` asks for one.
