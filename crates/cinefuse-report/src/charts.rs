@@ -1,6 +1,7 @@
 //! Chart primitives (PNG, via plotters): bars, histograms, box plots, heatmaps, line and
 //! scatter plots. Every chart has a title, axis labels and, with several series, a legend.
 
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
@@ -337,25 +338,7 @@ pub fn lines(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<()> {
     crate::font::ensure_font()?;
-    let pts = series
-        .iter()
-        .flat_map(|(_, s)| s.iter())
-        .filter(|p| p.1.is_finite());
-    let (x0, x1, y0, y1) = pts.fold(
-        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
-        |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)),
-    );
-    let (x0, x1) = if x0 >= x1 {
-        (x0.min(0.0), x0.max(0.0) + 1.0)
-    } else {
-        (x0, x1)
-    };
-    let pad = ((y1 - y0) * 0.08).max(1e-3);
-    let (y0, y1) = if y0 > y1 {
-        (0.0, 1.0)
-    } else {
-        (y0 - pad, y1 + pad)
-    };
+    let (xs, ys) = line_ranges(series);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -363,7 +346,7 @@ pub fn lines(
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(x0..x1, y0..y1)
+        .build_cartesian_2d(xs, ys)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -383,15 +366,49 @@ pub fn lines(
             .draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled())))
             .map_err(err)?;
     }
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
+    root.present().map_err(err)
+}
+
+/// The x and y ranges of a line plot: the points' span (a single x widened to a unit, no
+/// finite y gives 0–1), y padded by 8 % so no line runs along the frame.
+fn line_ranges(series: &[(String, Vec<(f64, f64)>)]) -> (Range<f64>, Range<f64>) {
+    let pts = series
+        .iter()
+        .flat_map(|(_, s)| s.iter())
+        .filter(|p| p.1.is_finite());
+    let (x0, x1, y0, y1) = pts.fold(
+        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
+        |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)),
+    );
+    let xs = if x0 >= x1 {
+        x0.min(0.0)..x0.max(0.0) + 1.0
+    } else {
+        x0..x1
+    };
+    let pad = ((y1 - y0) * 0.08).max(1e-3);
+    let ys = if y0 > y1 {
+        0.0..1.0
+    } else {
+        y0 - pad..y1 + pad
+    };
+    (xs, ys)
+}
+
+/// The legend of every labelled series, boxed on a translucent white ground.
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .label_font((FONT, 14))
-        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, font_size))
+        .position(position)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+        .map_err(err)
 }
 
 /// The diagonal of perfect predictions and the lines `band` (a share) above and below it.
@@ -454,22 +471,25 @@ pub fn scatter_with_band(
         .label_style((FONT, 14))
         .draw()
         .map_err(err)?;
-    let inside = points
-        .iter()
-        .filter(|(a, p)| (p - a).abs() <= band * a.abs())
-        .count();
+    draw_points_in_band(&mut chart, points, band)?;
+    draw_band(&mut chart, range, band)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
+    root.present().map_err(err)
+}
+
+/// (actual, predicted) points, blue within ±`band` of the actual value and red outside, with
+/// the count inside in the legend.
+fn draw_points_in_band(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: &[(f64, f64)],
+    band: f64,
+) -> Result<()> {
+    let within = |a: f64, p: f64| (p - a).abs() <= band * a.abs();
+    let inside = points.iter().filter(|(a, p)| within(*a, *p)).count();
     chart
-        .draw_series(points.iter().map(|(a, p)| {
-            let ok = (p - a).abs() <= band * a.abs();
-            Circle::new(
-                (*a, *p),
-                3,
-                if ok {
-                    color(0).mix(0.6).filled()
-                } else {
-                    color(3).mix(0.6).filled()
-                },
-            )
+        .draw_series(points.iter().map(|&(a, p)| {
+            let c = if within(a, p) { color(0) } else { color(3) };
+            Circle::new((a, p), 3, c.mix(0.6).filled())
         }))
         .map_err(err)?
         .label(format!(
@@ -478,14 +498,5 @@ pub fn scatter_with_band(
             band * 100.0
         ))
         .legend(|(x, y)| Circle::new((x + 10, y), 4, color(0).filled()));
-    draw_band(&mut chart, range, band)?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+    Ok(())
 }

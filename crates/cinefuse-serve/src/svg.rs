@@ -16,70 +16,111 @@ fn escape(s: &str) -> String {
 
 /// A line chart of several (label, points) series with axes, ticks and a legend.
 pub fn lines(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 300.0, 56.0, 150.0, 30.0, 40.0);
-    let points: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().copied())
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect();
+    let (w, h) = (640.0, 300.0);
+    let points: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| finite(p)).collect();
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="chart" role="img" aria-label="{t}"><text x="{left}" y="18" class="title">{t}</text>"#,
+        left = Frame::LEFT,
         t = escape(title)
     );
     if points.is_empty() {
         svg.push_str(r#"<text x="60" y="150">no data yet</text></svg>"#);
         return svg;
     }
-    let (x0, x1) = bounds(points.iter().map(|p| p.0));
-    let (y0, y1) = bounds(points.iter().map(|p| p.1));
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let sx = |x: f64| left + (x - x0) / (x1 - x0) * pw;
-    let sy = |y: f64| top + ph - (y - y0) / (y1 - y0) * ph;
-    let _ = write!(
-        svg,
-        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
-    );
-    for i in 0..=4 {
-        let y = y0 + (y1 - y0) * f64::from(i) / 4.0;
+    let frame = Frame {
+        x: bounds(points.iter().map(|p| p.0)),
+        y: bounds(points.iter().map(|p| p.1)),
+        width: w - Frame::LEFT - Frame::RIGHT,
+        height: h - Frame::TOP - Frame::BOTTOM,
+    };
+    frame.axes(&mut svg, x_label);
+    for (i, (label, pts)) in series.iter().enumerate() {
+        frame.series(&mut svg, i, label, pts);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The finite points of a series (a metric can be NaN in an epoch).
+fn finite(points: &[(f64, f64)]) -> impl Iterator<Item = (f64, f64)> + '_ {
+    points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+}
+
+/// A line chart's plot area: data bounds `x` and `y` mapped onto `width` × `height` pixels
+/// inside fixed margins (the legend sits in the right one).
+struct Frame {
+    x: (f64, f64),
+    y: (f64, f64),
+    width: f64,
+    height: f64,
+}
+
+impl Frame {
+    const LEFT: f64 = 56.0;
+    const RIGHT: f64 = 150.0;
+    const TOP: f64 = 30.0;
+    const BOTTOM: f64 = 40.0;
+
+    fn sx(&self, x: f64) -> f64 {
+        Self::LEFT + (x - self.x.0) / (self.x.1 - self.x.0) * self.width
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        Self::TOP + self.height - (y - self.y.0) / (self.y.1 - self.y.0) * self.height
+    }
+
+    /// The frame, five y ticks with grid lines, the x range and the x label.
+    fn axes(&self, svg: &mut String, x_label: &str) {
+        let (left, top, pw, ph) = (Self::LEFT, Self::TOP, self.width, self.height);
+        let (x0, x1) = self.x;
         let _ = write!(
             svg,
-            r##"<text x="{}" y="{}" class="tick" text-anchor="end">{y:.3}</text><line x1="{left}" x2="{}" y1="{yy}" y2="{yy}" stroke="#eee"/>"##,
-            left - 4.0,
-            sy(y) + 4.0,
+            r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
+        );
+        for i in 0..=4 {
+            let y = self.y.0 + (self.y.1 - self.y.0) * f64::from(i) / 4.0;
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="{}" class="tick" text-anchor="end">{y:.3}</text><line x1="{left}" x2="{}" y1="{yy}" y2="{yy}" stroke="#eee"/>"##,
+                left - 4.0,
+                self.sy(y) + 4.0,
+                left + pw,
+                yy = self.sy(y)
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{left}" y="{}" class="tick">{x0}</text><text x="{}" y="{}" class="tick" text-anchor="end">{x1}</text><text x="{}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+            top + ph + 16.0,
             left + pw,
-            yy = sy(y)
+            top + ph + 16.0,
+            left + pw / 2.0,
+            top + ph + 32.0,
+            escape(x_label)
         );
     }
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="{}" class="tick">{x0}</text><text x="{}" y="{}" class="tick" text-anchor="end">{x1}</text><text x="{}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
-        top + ph + 16.0,
-        left + pw,
-        top + ph + 16.0,
-        left + pw / 2.0,
-        top + ph + 32.0,
-        escape(x_label)
-    );
-    for (i, (label, pts)) in series.iter().enumerate() {
+
+    /// Series `i` as a polyline in its palette colour, with its legend entry.
+    fn series(&self, svg: &mut String, i: usize, label: &str, points: &[(f64, f64)]) {
         let color = PALETTE[i % PALETTE.len()];
-        let path: Vec<String> = pts
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+        let path: Vec<String> = finite(points)
+            .map(|(x, y)| format!("{:.1},{:.1}", self.sx(x), self.sy(y)))
             .collect();
+        let legend_x = Self::LEFT + self.width;
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="4" fill="{color}"/><text x="{}" y="{}" class="legend">{}</text>"#,
             path.join(" "),
-            left + pw + 10.0,
-            top + 10.0 + 18.0 * i as f64,
-            left + pw + 26.0,
-            top + 15.0 + 18.0 * i as f64,
+            legend_x + 10.0,
+            Self::TOP + 10.0 + 18.0 * i as f64,
+            legend_x + 26.0,
+            Self::TOP + 15.0 + 18.0 * i as f64,
             escape(label)
         );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
