@@ -292,26 +292,7 @@ pub fn fit_state(
         train.iter().filter_map(|m| m.genres.as_deref()),
         config.min_genre_count,
     );
-    let ratings: Vec<f64> = train
-        .iter()
-        .filter_map(|m| m.rating.map(f64::from))
-        .collect();
-    let rating_mean = if ratings.is_empty() {
-        5.0
-    } else {
-        ratings.iter().sum::<f64>() / ratings.len() as f64
-    };
-    let rating_std = if ratings.len() < 2 {
-        1.0
-    } else {
-        (ratings
-            .iter()
-            .map(|r| (r - rating_mean).powi(2))
-            .sum::<f64>()
-            / (ratings.len() - 1) as f64)
-            .sqrt()
-            .max(1e-3)
-    };
+    let (rating_mean, rating_std) = rating_moments(train);
     PreprocessState {
         format_version: FORMAT_VERSION,
         config: config.clone(),
@@ -325,6 +306,27 @@ pub fn fit_state(
         source,
         extras: crate::extra::fit_features(&config.features, train),
     }
+}
+
+/// The mean and sample standard deviation of the training ratings: 5 and 1 where there are
+/// too few to say, and never a deviation below 1e-3 (ratings are divided by it).
+fn rating_moments(train: &[&Movie]) -> (f64, f64) {
+    let ratings: Vec<f64> = train
+        .iter()
+        .filter_map(|m| m.rating.map(f64::from))
+        .collect();
+    let mean = if ratings.is_empty() {
+        5.0
+    } else {
+        ratings.iter().sum::<f64>() / ratings.len() as f64
+    };
+    let std = if ratings.len() < 2 {
+        1.0
+    } else {
+        let squares: f64 = ratings.iter().map(|r| (r - mean).powi(2)).sum();
+        (squares / (ratings.len() - 1) as f64).sqrt().max(1e-3)
+    };
+    (mean, std)
 }
 
 /// An opened prepared-dataset directory.

@@ -538,12 +538,7 @@ pub fn learn_blend(
         votes,
         forests,
     } = parts_out_of_fold(&parts, &extras)?;
-    let resolved = runs
-        .iter()
-        .map(|r| {
-            cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let resolved = resolved_runs(runs)?;
     let (genre_weights, rating_weights) =
         learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
     let genre_stacking = (!votes.is_empty()).then(|| learn_stacking(&oof[..genre_parts]));
@@ -582,6 +577,15 @@ pub fn learn_blend(
         votes,
         trees: forests,
     })
+}
+
+/// The parts' run folders as absolute paths, links resolved: what the blend records.
+fn resolved_runs(runs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    runs.iter()
+        .map(|r| {
+            cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
+        })
+        .collect()
 }
 
 /// The blend's out-of-fold members with a stacker that never saw their fold: member k's genres

@@ -59,16 +59,7 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         bags.push(bag);
     }
     if !is_blend(&dir) {
-        let extras = crate::blend::BlendExtras {
-            rating_trees: config.train.rating_trees,
-            plot_neighbours: config.train.plot_neighbours,
-            metadata_neighbours: config.train.metadata_neighbours,
-            credit_neighbours: config.train.credit_neighbours,
-        };
-        let learned = learn_blend(&bags, opts.backend, extras)?;
-        let info = &learned.info;
-        print_weights(info);
-        learned.write(&dir)?;
+        learn_and_write_blend(config, opts, &bags, &dir)?;
     }
     Ok(RunSummary {
         run_dir: dir,
@@ -79,6 +70,24 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         interrupted: false,
         history: Vec::new(),
     })
+}
+
+/// Learns the blend of `bags` (with the extra parts `config` asks for) and writes it to `dir`.
+fn learn_and_write_blend(
+    config: &TrainConfig,
+    opts: &TrainOptions,
+    bags: &[PathBuf],
+    dir: &Path,
+) -> Result<()> {
+    let extras = crate::blend::BlendExtras {
+        rating_trees: config.train.rating_trees,
+        plot_neighbours: config.train.plot_neighbours,
+        metadata_neighbours: config.train.metadata_neighbours,
+        credit_neighbours: config.train.credit_neighbours,
+    };
+    let learned = learn_blend(bags, opts.backend, extras)?;
+    print_weights(&learned.info);
+    learned.write(dir)
 }
 
 /// Each part's weights, as the blend learnt them.

@@ -502,20 +502,7 @@ impl NeighbourVote {
 
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).context("not a safetensors file")?;
-        let (_, meta) = SafeTensors::read_metadata(bytes)?;
-        let text = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(SETTINGS_KEY).cloned())
-            .with_context(|| format!("metadata `{SETTINGS_KEY}` is missing"))?;
-        let s: Settings = serde_json::from_str(&text)
-            .with_context(|| format!("metadata `{SETTINGS_KEY}`: {text}"))?;
-        let settings = VoteSettings {
-            k: s.k,
-            temperature: s.temperature,
-            prior: s.prior,
-        };
-        settings.validate().map_err(anyhow::Error::msg)?;
+        let (s, settings) = read_settings(bytes)?;
         let get = |name: &str| -> Result<TensorView<'_>> {
             st.tensor(name)
                 .with_context(|| format!("tensor `{name}` is missing"))
@@ -628,6 +615,24 @@ fn centre_and_scale(rows: &[Vec<f32>], standardise: bool) -> (Vec<f32>, Vec<f32>
 /// Far above any real table (2,500 movies × 1,000 values is 10 MB); a bound on what `load` reads.
 const MAX_VOTE_BYTES: u64 = 1 << 30;
 
+/// The vote's settings, stored as JSON in the file's metadata, checked.
+fn read_settings(bytes: &[u8]) -> Result<(Settings, VoteSettings)> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)?;
+    let text = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(SETTINGS_KEY).cloned())
+        .with_context(|| format!("metadata `{SETTINGS_KEY}` is missing"))?;
+    let s: Settings = serde_json::from_str(&text)
+        .with_context(|| format!("metadata `{SETTINGS_KEY}`: {text}"))?;
+    let settings = VoteSettings {
+        k: s.k,
+        temperature: s.temperature,
+        prior: s.prior,
+    };
+    settings.validate().map_err(anyhow::Error::msg)?;
+    Ok((s, settings))
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,58 +163,27 @@ impl Forest {
             };
             (format!("{prefix}.{field}"), dtype, shape, bytes)
         };
+        let i32s = |field, v: &[i32]| entry(field, Dtype::I32, v.len(), le(v, i32::to_le_bytes));
+        let f64s = |field, v: &[f64]| entry(field, Dtype::F64, v.len(), le(v, f64::to_le_bytes));
+        let u8s = |field, v: &[u8], len| entry(field, Dtype::U8, len, v.to_vec());
         vec![
-            entry("base", Dtype::F64, 1, le(&[self.base], f64::to_le_bytes)),
-            entry(
-                "roots",
-                Dtype::I32,
-                self.roots.len(),
-                le(&self.roots, i32::to_le_bytes),
-            ),
-            entry(
-                "feature",
-                Dtype::I32,
-                self.len(),
-                le(&self.feature, i32::to_le_bytes),
-            ),
-            entry(
-                "threshold",
-                Dtype::F64,
-                self.threshold.len(),
-                le(&self.threshold, f64::to_le_bytes),
-            ),
-            entry(
-                "left",
-                Dtype::I32,
-                self.left.len(),
-                le(&self.left, i32::to_le_bytes),
-            ),
-            entry(
-                "right",
-                Dtype::I32,
-                self.right.len(),
-                le(&self.right, i32::to_le_bytes),
-            ),
-            entry(
-                "missing",
-                Dtype::I32,
-                self.missing.len(),
-                le(&self.missing, i32::to_le_bytes),
-            ),
-            entry(
-                "is_leaf",
-                Dtype::U8,
-                self.is_leaf.len(),
-                self.is_leaf.clone(),
-            ),
+            f64s("base", &[self.base]),
+            i32s("roots", &self.roots),
+            i32s("feature", &self.feature),
+            f64s("threshold", &self.threshold),
+            i32s("left", &self.left),
+            i32s("right", &self.right),
+            i32s("missing", &self.missing),
+            u8s("is_leaf", &self.is_leaf, self.is_leaf.len()),
             entry(
                 "value",
                 Dtype::F32,
                 self.value.len(),
                 le(&self.value, f32::to_le_bytes),
             ),
-            entry("is_cat", Dtype::U8, self.is_cat.len(), self.is_cat.clone()),
-            entry("cats", Dtype::U8, self.is_cat.len(), self.cats.clone()),
+            u8s("is_cat", &self.is_cat, self.is_cat.len()),
+            // One row of `cat_bytes` category bits per node.
+            u8s("cats", &self.cats, self.is_cat.len()),
         ]
     }
 

@@ -21,6 +21,7 @@ use super::{RunSummary, batch_seed, epoch_seed, progress};
 use crate::predictions::predict_dataset;
 use crate::run_dir::*;
 use crate::schedule::learning_rate;
+use indicatif::ProgressBar;
 
 /// How the training pass of an epoch ended.
 struct Pass {
@@ -106,15 +107,8 @@ impl Trainer {
         // Several loader threads hand batches over in the order they finish, not the order of
         // the epoch: put them back in order, so that batch k is always the k-th slice of the
         // epoch's order (its dropout seed, and the point a mid-epoch resume continues from).
-        let batch_of_first_id: std::collections::HashMap<String, usize> = rest
-            .chunks(t.batch_size)
-            .enumerate()
-            .map(|(k, chunk)| (self.train_ds.sample(chunk[0]).id.clone(), k))
-            .collect();
-        let pb = progress(self.steps_per_epoch as u64);
-        let phase = if pretraining { " (pretrain)" } else { "" };
-        pb.set_prefix(format!("epoch {epoch}/{}{phase}", t.epochs));
-        pb.set_position(self.state.batches_into_epoch as u64);
+        let batch_of_first_id = self.batch_of_first_id(&rest);
+        let pb = self.epoch_progress(epoch, pretraining);
         let started = Instant::now();
         let mut pass = Pass {
             sums: self.state.partial_sums,
@@ -153,6 +147,24 @@ impl Trainer {
         }
         pb.finish_and_clear();
         Ok(pass)
+    }
+
+    /// Each batch's place in the epoch, keyed by the id of its first movie (`rest` in the
+    /// epoch's order, cut into batches).
+    fn batch_of_first_id(&self, rest: &[usize]) -> std::collections::HashMap<String, usize> {
+        rest.chunks(self.config.train.batch_size)
+            .enumerate()
+            .map(|(k, chunk)| (self.train_ds.sample(chunk[0]).id.clone(), k))
+            .collect()
+    }
+
+    /// The progress bar of `epoch`, at the batches a resumed run has already taken.
+    fn epoch_progress(&self, epoch: usize, pretraining: bool) -> ProgressBar {
+        let pb = progress(self.steps_per_epoch as u64);
+        let phase = if pretraining { " (pretrain)" } else { "" };
+        pb.set_prefix(format!("epoch {epoch}/{}{phase}", self.config.train.epochs));
+        pb.set_position(self.state.batches_into_epoch as u64);
+        pb
     }
 
     /// The training rows of `epoch` still to visit, in the epoch's order: the same seed and

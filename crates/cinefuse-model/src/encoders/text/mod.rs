@@ -139,6 +139,11 @@ impl TextEncoderConfig {
                 self.kind
             ));
         }
+        self.validate_from_scratch()
+    }
+
+    /// The sizes of an encoder trained from scratch (transformer, n-gram, CNN, …).
+    fn validate_from_scratch(&self) -> Result<(), String> {
         if self.d_model == 0 {
             return Err("model.text.d_model = 0: expected a positive size".into());
         }
