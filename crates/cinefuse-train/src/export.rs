@@ -12,6 +12,8 @@ use cinefuse_model::{Modality, ModelShapes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::weights_digest::{digest_weights, weights_sha256};
+
 use crate::bag_sets::SetLayout;
 use crate::blend::Blend;
 use crate::config::BackendKind;
@@ -98,8 +100,11 @@ pub struct Manifest {
     /// Scores of the validation split, or out of fold for a bag or blend.
     pub validation: Scores,
     pub test: Scores,
-    /// SHA-256 of the training dataset's `movies.jsonl` and of the exported weights.
+    /// SHA-256 of the training dataset's `movies.jsonl`.
     pub data_hash: String,
+    /// SHA-256 of the exported weights' values (`weights_digest.rs`; a blend's also covers its
+    /// trees and votes): the same for every export of the same run, so two runs' manifests
+    /// show whether they trained the same weights.
     pub weights_sha256: String,
 }
 
@@ -331,7 +336,6 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     save_whole(&run.model, &dir.join(MODEL_FILE))?;
     copy(&run_dir.join(CONFIG_FILE), &dir.join(CONFIG_FILE))?;
     run.prepared.preprocessor.save(dir)?;
-    let weights = std::fs::read(dir.join(MODEL_FILE))?;
     let manifest = Manifest {
         interval_half_width: half_width,
         ..Manifest::of_run(
@@ -339,7 +343,7 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
             thresholds,
             validation,
             test,
-            format!("{:x}", Sha256::digest(&weights)),
+            weights_sha256(&run.model),
         )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
@@ -389,7 +393,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
             format!("model-{k}.bpk")
         };
         save_whole(&m.model, &dir.join(&name))?;
-        hasher.update(std::fs::read(dir.join(&name))?);
+        digest_weights(&m.model, &mut hasher);
         members.push(name);
     }
     copy(&lead.dir.join(CONFIG_FILE), &dir.join(CONFIG_FILE))?;

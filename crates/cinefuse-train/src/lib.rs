@@ -41,6 +41,7 @@ pub mod tensorboard;
 pub mod thresholds;
 pub mod trainer;
 pub mod tree_forest;
+pub mod weights_digest;
 
 pub use config::TrainConfig;
 pub use trainer::{RunSummary, TrainOptions, train};

@@ -453,6 +453,11 @@ fn predictions_from_the_export_match_the_in_process_model() {
     let card = std::fs::read_to_string(model_dir.join("README.md")).unwrap();
     let exported: cinefuse_train::export::Manifest =
         cinefuse_train::run_dir::read_json(&model_dir.join("manifest.json")).unwrap();
+    // A second export of the run digests the same weights (the files differ in parameter ids).
+    cinefuse_train::export::export(&r.run_dir, &dir.path().join("again"), None).unwrap();
+    let again: cinefuse_train::export::Manifest =
+        cinefuse_train::run_dir::read_json(&dir.path().join("again/manifest.json")).unwrap();
+    assert_eq!(again.weights_sha256, exported.weights_sha256);
     let counts = cinefuse_data::Prepared::open(&run_info(&r.run_dir).prepared_dir)
         .unwrap()
         .samples

@@ -152,6 +152,14 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
     assert_eq!(predictor.manifest.genre_logit_shift, shift);
     let items = items_of(&predictor, &dir.path().join("demo"), &mean.ids);
     assert_predicts_the_ensemble(&predictor, &items, &mean, &each, cal.interval.as_ref());
+    // Exported again (the members rebuilt, with new parameter ids): the same weights digest.
+    let again = dir.path().join("model-again");
+    cinefuse_train::export::export(&bag, &again, Some(BackendKind::Flex)).unwrap();
+    let again = Predictor::load(&again, Some(BackendKind::Flex)).unwrap();
+    assert_eq!(
+        again.manifest.weights_sha256,
+        predictor.manifest.weights_sha256
+    );
 }
 
 /// The exported `predictor` predicts, for `items`, the ensemble's mean rating and genre
