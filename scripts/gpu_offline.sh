@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-}"
 dir="${2:-}"
 [ -n "$dir" ] || { echo "usage: $0 pack|run DIR" >&2; exit 2; }
+mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
 
 pack() {
   local bin="${BIN:-${CARGO_TARGET_DIR:-target}/debug/cinefuse}"
@@ -87,7 +88,7 @@ run() {
   smi=
   t0=$(date +%s)
   mkdir -p "$out"
-  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" PYTHONPATH="$PWD/$dir/py" PYTHONUNBUFFERED=1
+  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" PYTHONPATH="$dir/py" PYTHONUNBUFFERED=1
   if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 200 > "$out/smi.csv" &
     smi=$!
