@@ -81,6 +81,7 @@ token_buckets() {
 }
 
 run() {
+  [ -f "$dir/cinefuse.xz" ] || { echo "error: $dir has no cinefuse.xz (scripts/gpu_offline.sh pack $dir first)" >&2; exit 1; }
   out="${OUT:-/tmp/gpu-out}"
   backend="${BACKEND:-wgpu}"
   py="${PY:-python3}"

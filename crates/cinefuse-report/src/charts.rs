@@ -370,6 +370,10 @@ pub fn lines(
     root.present().map_err(err)
 }
 
+/// A chart with numbers on both axes (line and scatter plots).
+type XyChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 /// The x and y ranges of a line plot: the points' span (a single x widened to a unit, no
 /// finite y gives 0–1), y padded by 8 % so no line runs along the frame.
 fn line_ranges(series: &[(String, Vec<(f64, f64)>)]) -> (Range<f64>, Range<f64>) {
@@ -397,7 +401,7 @@ fn line_ranges(series: &[(String, Vec<(f64, f64)>)]) -> (Range<f64>, Range<f64>)
 
 /// The legend of every labelled series, boxed on a translucent white ground.
 fn draw_legend<'a, 'b: 'a>(
-    chart: &mut ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut XyChart<'a, 'b>,
     position: SeriesLabelPosition,
     font_size: u32,
 ) -> Result<()> {
@@ -412,11 +416,7 @@ fn draw_legend<'a, 'b: 'a>(
 }
 
 /// The diagonal of perfect predictions and the lines `band` (a share) above and below it.
-fn draw_band(
-    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    (lo, hi): (f64, f64),
-    band: f64,
-) -> Result<()> {
+fn draw_band(chart: &mut XyChart<'_, '_>, (lo, hi): (f64, f64), band: f64) -> Result<()> {
     chart
         .draw_series(LineSeries::new(
             vec![(lo, lo), (hi, hi)],
@@ -480,7 +480,7 @@ pub fn scatter_with_band(
 /// (actual, predicted) points, blue within ±`band` of the actual value and red outside, with
 /// the count inside in the legend.
 fn draw_points_in_band(
-    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut XyChart<'_, '_>,
     points: &[(f64, f64)],
     band: f64,
 ) -> Result<()> {

@@ -213,9 +213,10 @@ fn cuda_device(_index: usize) -> Result<Selected> {
     bail!("this build of cinefuse has no CUDA backend; rebuild with `--features cuda`")
 }
 
-/// The batcher `train` and `bench` feed the model with: the prepared data's poster size and
-/// token cap, plot batches padded to `backend.token_bucket` when the config sets it.
-pub fn training_batcher(backend: &BackendConfig, prepared: &Prepared) -> MovieBatcher {
+/// The batcher a run's config feeds its model with (training, validation, `eval`, `bench`): the
+/// prepared data's poster size and token cap, plot batches padded to `backend.token_bucket`
+/// when the config sets it.
+pub fn config_batcher(backend: &BackendConfig, prepared: &Prepared) -> MovieBatcher {
     MovieBatcher {
         token_bucket: backend.token_bucket,
         ..prepared.preprocessor.batcher()

@@ -12,7 +12,7 @@ use cinefuse_data::Prepared;
 use cinefuse_data::split::Split;
 use serde::Serialize;
 
-use crate::backend::{check_precision, describe, select_devices, training_batcher};
+use crate::backend::{check_precision, config_batcher, describe, select_devices};
 use crate::config::{BackendKind, Precision, TrainConfig};
 use crate::schedule::learning_rate;
 use crate::trainer::learner::Learner;
@@ -141,7 +141,7 @@ fn device_batches(
 ) -> Vec<ShardedBatch> {
     let ds = prepared.dataset(Split::Train);
     let bs = config.train.batch_size;
-    let batcher = training_batcher(&config.backend, prepared);
+    let batcher = config_batcher(&config.backend, prepared);
     let sharder = ShardBatcher::new(batcher, devices.to_vec());
     let n_batches = (ds.len() / bs).min(steps.max(1));
     (0..n_batches)

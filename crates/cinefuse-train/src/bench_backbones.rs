@@ -63,7 +63,7 @@ pub fn bench_backbones(
     n_batches: usize,
     reps: usize,
 ) -> Result<Vec<Throughput>> {
-    let batcher = prepared.preprocessor.batcher();
+    let batcher = crate::backend::config_batcher(&config.backend, prepared);
     let n = n_batches.max(1) * BACKBONE_BATCH;
     let make = |items: Vec<MovieItem>| -> Vec<MovieBatch> {
         items

@@ -352,9 +352,10 @@ pub struct BackendConfig {
     /// Data-parallel training on these GPU indices (e.g. `[0, 1]`): one model replica and one
     /// shard of every batch per device. Empty: one device, `device_index`.
     pub devices: Vec<usize>,
-    /// Pad plot batches to a multiple of this many tokens. A GPU backend compiles its kernels
-    /// once per batch shape, so fewer lengths cost less compilation and more padding. Unset:
-    /// 16 on GPU backends, 1 (the longest plot) on flex.
+    /// Pad plot batches (training, validation, `eval`, `bench`) to a multiple of this many
+    /// tokens. A GPU backend compiles its kernels once per batch shape, so fewer lengths cost
+    /// less compilation and more padding. Unset: 16 on GPU backends, 1 (the longest plot) on
+    /// flex.
     pub token_bucket: Option<usize>,
 }
 

@@ -94,7 +94,7 @@ impl LoadedRun {
         predict_dataset(
             &self.model,
             dataset,
-            &self.prepared.preprocessor.batcher(),
+            &crate::backend::config_batcher(&self.config.backend, &self.prepared),
             self.config.train.eval_batch_size,
             &self.device,
             &self.scorer(),

@@ -12,8 +12,6 @@ use cinefuse_model::{Modality, ModelShapes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::weights_digest::{digest_weights, weights_sha256};
-
 use crate::bag_sets::SetLayout;
 use crate::blend::Blend;
 use crate::config::BackendKind;
@@ -25,6 +23,7 @@ use crate::neighbour_vote::VoteSpace;
 use crate::portable::write_portable;
 use crate::rating_trees::TREES_FILE;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, save_whole, write_json};
+use crate::weights_digest::{digest_weights, weights_sha256};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.

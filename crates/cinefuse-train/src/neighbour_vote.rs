@@ -633,6 +633,7 @@ fn read_settings(bytes: &[u8]) -> Result<(Settings, VoteSettings)> {
     settings.validate().map_err(anyhow::Error::msg)?;
     Ok((s, settings))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
+use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -21,7 +22,6 @@ use super::{RunSummary, batch_seed, epoch_seed, progress};
 use crate::predictions::predict_dataset;
 use crate::run_dir::*;
 use crate::schedule::learning_rate;
-use indicatif::ProgressBar;
 
 /// How the training pass of an epoch ended.
 struct Pass {

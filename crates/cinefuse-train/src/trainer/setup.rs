@@ -14,7 +14,7 @@ use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, ModelShapes};
 
 use super::{TrainOptions, initialized_now};
-use crate::backend::{Selected, check_precision, describe, select_devices, training_batcher};
+use crate::backend::{Selected, check_precision, config_batcher, describe, select_devices};
 use crate::config::{BackendConfig, Precision, TrainConfig};
 use crate::data_setup::{
     check_fingerprint, ensure_prepared, prepared_fingerprint, reopen_prepared,
@@ -384,7 +384,7 @@ impl Trainer {
             stop_after_steps: opts.stop_after_steps,
             _lock: lock,
             scale: RatingScale::of(&prepared.preprocessor.state),
-            batcher: training_batcher(&config.backend, &prepared),
+            batcher: config_batcher(&config.backend, &prepared),
             total_steps: steps_per_epoch * config.train.epochs,
             steps_per_epoch,
             learner,
