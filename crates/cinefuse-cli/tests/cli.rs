@@ -188,6 +188,9 @@ fn synth_prepare_train_eval_export_predict() {
     let test_eval = std::fs::read(run.join("eval.json")).unwrap();
     let text = ok(d, &["eval", "--run", "runs/t", "--data", "other"]);
     assert!(text.contains("on other (40 movies"), "{text}");
+    // A dataset folder that is not there is refused before any model loads.
+    let e = fails(d, &["eval", "--run", "runs/none", "--data", "missing"]);
+    assert!(e.contains("missing/movies.jsonl"), "{e}");
     let text = ok(d, &["eval", "--run", "runs/t", "--split", "train"]);
     assert!(text.contains("eval-train.json"), "{text}");
     assert_eq!(

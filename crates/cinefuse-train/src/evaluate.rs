@@ -318,6 +318,11 @@ pub fn evaluate_with(
     backend: Option<BackendKind>,
 ) -> Result<EvalReport> {
     let EvalTarget { split, data, .. } = t;
+    if let Some(dir) = data {
+        // Checked before any model loads (a blend's take a while), so a mistyped folder is
+        // refused at once.
+        cinefuse_data::user_file::open_regular(&dir.join(cinefuse_data::movie::MOVIES_FILE))?;
+    }
     if let Some(blend) = crate::blend::Blend::open(run_dir, backend)? {
         return evaluate_blend(run_dir, &blend, t);
     }
