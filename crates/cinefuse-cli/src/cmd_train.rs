@@ -364,8 +364,9 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: PredictArgs) -> Result<()> {
-    let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
+    // The movies first: a mistyped input is refused before the model loads.
     let (movies, base) = movies_to_predict(&a)?;
+    let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
     warn_about_inputs(&predictor, &movies);
     let items = movies
         .iter()

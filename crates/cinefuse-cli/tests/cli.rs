@@ -208,6 +208,12 @@ fn synth_prepare_train_eval_export_predict() {
 
     ok(d, &["export", "--run", "runs/t", "--out", "model"]);
     portable::check_portable(d, "model", &portable_movies(d));
+    // Movies that are not there are refused before any model loads.
+    let e = fails(
+        d,
+        &["predict", "--model", "none", "--jsonl", "missing.jsonl"],
+    );
+    assert!(e.contains("missing.jsonl"), "{e}");
     let movie = r#"{"title":"x","year":1999,"plot":"a family grief story","genres":["Drama"],"poster":"demo/posters/syn000001.png"}"#;
     let text = ok(
         d,
