@@ -39,6 +39,17 @@ impl OutputKind {
         }
     }
 
+    /// The name with its article, for messages ("an export", "a run").
+    fn with_article(self) -> String {
+        let name = self.name();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
+
     /// Whether a finished folder of this kind may be replaced by a new one. A run is never
     /// replaced: it is resumed or a new one is started elsewhere.
     fn replaceable(self) -> bool {
@@ -130,16 +141,16 @@ fn check_marker(out: &Path, kind: OutputKind) -> Result<(), DataError> {
         Some(k) => Err(DataError::file(
             out,
             format!(
-                "holds a cinefuse {k}, not a {}; choose another --out",
-                kind.name()
+                "holds a cinefuse {k}, not {}; choose another --out",
+                kind.with_article()
             ),
         )),
         None => Err(DataError::file(
             out,
             format!(
-                "exists, is not empty and was not written by cinefuse as a {} (no {MARKER_FILE}); \
+                "exists, is not empty and was not written by cinefuse as {} (no {MARKER_FILE}); \
                  choose a new --out, or remove the folder yourself",
-                kind.name()
+                kind.with_article()
             ),
         )),
     }
@@ -171,7 +182,11 @@ mod tests {
         std::fs::create_dir(&marked).unwrap();
         write_marker(&marked, OutputKind::Run).unwrap();
         let e = check_output(&marked, OutputKind::Export, &[]).unwrap_err();
-        assert!(e.to_string().contains("holds a cinefuse run"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("holds a cinefuse run, not an export"),
+            "{e}"
+        );
         let e = check_output(&marked, OutputKind::Run, &[]).unwrap_err();
         assert!(e.to_string().contains("already holds a run"), "{e}");
     }
