@@ -107,20 +107,22 @@ impl PrepareConfig {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(format!("data.{name} = {v}: expected a ratio in [0, 1)"))
+                Err(format!(
+                    "data.preprocess.{name} = {v}: expected a ratio in [0, 1)"
+                ))
             }
         };
         r("val_ratio", self.val_ratio)?;
         r("test_ratio", self.test_ratio)?;
         if self.val_ratio + self.test_ratio >= 0.9 {
             return Err(format!(
-                "data.val_ratio + data.test_ratio = {}: leaves too little for training (must be < 0.9)",
+                "data.preprocess.val_ratio + test_ratio = {}: leaves too little for training (must be < 0.9)",
                 self.val_ratio + self.test_ratio
             ));
         }
         if !(8..=1024).contains(&self.image_width) || !(8..=1024).contains(&self.image_height) {
             return Err(format!(
-                "data.image_width/image_height = {}x{}: expected 8..=1024 pixels each",
+                "data.preprocess.image_width/image_height = {}x{}: expected 8..=1024 pixels each",
                 self.image_width, self.image_height
             ));
         }
@@ -426,7 +428,7 @@ fn fit_preprocessor(
     );
     if state.genres.is_empty() {
         eprintln!(
-            "warning: no genre reaches data.min_genre_count = {}",
+            "warning: no genre reaches data.preprocess.min_genre_count = {}",
             config.min_genre_count
         );
     }
@@ -734,6 +736,25 @@ pub fn apply_preprocessor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_settings_are_refused_by_their_config_keys() {
+        let refused = |edit: fn(&mut PrepareConfig), key: &str| {
+            let mut c = PrepareConfig::default();
+            edit(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.starts_with(key), "{e}");
+        };
+        refused(|c| c.val_ratio = 1.5, "data.preprocess.val_ratio = 1.5");
+        refused(|c| c.test_ratio = -0.1, "data.preprocess.test_ratio");
+        refused(
+            |c| (c.val_ratio, c.test_ratio) = (0.5, 0.45),
+            "data.preprocess.val_ratio + test_ratio",
+        );
+        refused(|c| c.image_width = 0, "data.preprocess.image_width");
+        refused(|c| c.max_tokens = 0, "data.preprocess.max_tokens");
+        PrepareConfig::default().validate().unwrap();
+    }
 
     #[test]
     fn a_decoder_panic_is_the_record_error_not_the_end_of_prepare() {
