@@ -19,11 +19,11 @@ pub struct BenchArgs {
     /// Backends to time, comma-separated (flex, wgpu, lavapipe, cuda).
     #[arg(long, default_value = "flex")]
     backends: String,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one())]
     steps: usize,
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one())]
     reps: usize,
     /// Also time `prepare` (posters/s) by preparing the dataset again into a temporary directory.
     #[arg(long)]
@@ -33,11 +33,16 @@ pub struct BenchArgs {
     pages: Option<PathBuf>,
     /// Also time the forward passes of the config's pretrained backbones (batches of 32
     /// training movies; this many batches).
-    #[arg(long, value_name = "BATCHES")]
+    #[arg(long, value_name = "BATCHES", value_parser = at_least_one())]
     backbones: Option<usize>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// A count that must be positive: 0 steps or repetitions would time nothing.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 fn parse_pages(dir: &PathBuf, reps: usize) -> Result<Throughput> {

@@ -10,14 +10,15 @@ use clap::Args;
 pub struct SynthArgs {
     #[arg(long, default_value = "datasets/demo")]
     out: PathBuf,
-    #[arg(long, default_value_t = 2000)]
-    n: usize,
+    /// How many movies (at most 100,000: they are generated in memory).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    n: u32,
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }
 
 pub fn synth(a: SynthArgs) -> Result<()> {
-    let n = cinefuse_data::synth::write_synthetic(&a.out, a.n, a.seed)?;
+    let n = cinefuse_data::synth::write_synthetic(&a.out, a.n as usize, a.seed)?;
     println!("wrote {n} movies to {}", a.out.display());
     Ok(())
 }

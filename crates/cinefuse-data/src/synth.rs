@@ -612,8 +612,17 @@ fn certificate_language_country(
     (certificate, language, country)
 }
 
+/// The most movies one synthetic dataset may hold: they are generated in memory first (about
+/// 41 kB of poster pixels each, so 4 GB at the cap), and a typo must not abort on allocation.
+pub const MAX_SYNTH_MOVIES: usize = 100_000;
+
 /// Writes a generated dataset to `out_dir` (replacing it atomically when complete).
 pub fn write_synthetic(out_dir: &Path, n: usize, seed: u64) -> Result<usize, DataError> {
+    if !(1..=MAX_SYNTH_MOVIES).contains(&n) {
+        return Err(DataError::Invalid(format!(
+            "{n} synthetic movies: expected 1..={MAX_SYNTH_MOVIES}"
+        )));
+    }
     let staging = StagingDir::new(out_dir, OutputKind::Dataset, &[])?;
     let posters = staging.path().join(POSTERS_DIR);
     std::fs::create_dir_all(&posters).map_err(|e| DataError::io(&posters, e))?;

@@ -564,6 +564,19 @@ fn works_with_burns_data_loader_with_workers_and_shuffling() {
 }
 
 #[test]
+fn synth_refuses_sizes_it_cannot_hold_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in [0, synth::MAX_SYNTH_MOVIES + 1, usize::MAX] {
+        let e = synth::write_synthetic(&dir.path().join("d"), n, 1).unwrap_err();
+        assert!(
+            e.to_string().contains("synthetic movies: expected 1..="),
+            "{e}"
+        );
+    }
+    assert!(!dir.path().join("d").exists());
+}
+
+#[test]
 fn synth_is_byte_identical_for_the_same_seed() {
     let dir = tempfile::tempdir().unwrap();
     synth::write_synthetic(&dir.path().join("a"), 40, 11).unwrap();

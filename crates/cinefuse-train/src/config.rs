@@ -673,6 +673,13 @@ impl TrainConfig {
             ));
         }
         self.data.preprocess.validate()?;
+        let synth = self.data.synth_if_missing;
+        if synth > cinefuse_data::synth::MAX_SYNTH_MOVIES {
+            return Err(format!(
+                "data.synth_if_missing = {synth}: expected 0 (never) or 1..={}",
+                cinefuse_data::synth::MAX_SYNTH_MOVIES
+            ));
+        }
         let uses_meta = self
             .model
             .modalities

@@ -109,6 +109,12 @@ fn jobs(spec: &SweepSpec) -> Result<Vec<Job>> {
     if !spec.seeds.is_empty() && spec.grid.iter().any(|(k, _)| k == "seed") {
         bail!("--seeds and --grid seed=… both set the seed: use one of them");
     }
+    if let Some(s) = first_repeated(spec.seeds.iter()) {
+        bail!("--seeds lists {s} twice");
+    }
+    if let Some(k) = first_repeated(spec.grid.iter().map(|(k, _)| k)) {
+        bail!("--grid {k} is given twice: list its values once, comma-separated");
+    }
     let mut combos: Vec<Vec<String>> = vec![Vec::new()];
     for (key, values) in &spec.grid {
         combos = combos
@@ -144,7 +150,21 @@ fn jobs(spec: &SweepSpec) -> Result<Vec<Job>> {
             });
         }
     }
+    // Each job trains into `label[/seed-N]`: two jobs there would collide after the first
+    // had trained.
+    if let Some(j) = first_repeated(out.iter().map(|j| (&j.label, j.seed))) {
+        bail!(
+            "--grid: two combinations are both named {} (a value listed twice?)",
+            j.0
+        );
+    }
     Ok(out)
+}
+
+/// The first item that appeared before.
+fn first_repeated<T: Eq + std::hash::Hash + Copy>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    let mut seen = std::collections::HashSet::new();
+    items.find(|i| !seen.insert(*i))
 }
 
 pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
@@ -245,6 +265,37 @@ mod tests {
         assert_eq!(
             label_of(&[r#"model.modalities=["poster","text"]"#.into()]),
             "modalities=poster+text"
+        );
+    }
+
+    #[test]
+    fn repeated_seeds_keys_and_values_are_refused_before_training() {
+        let spec = |grid: &[&str], seeds: &[u64]| SweepSpec {
+            config: Path::new("c.toml"),
+            base_overrides: Vec::new(),
+            grid: grid.iter().map(|g| parse_grid(g).unwrap()).collect(),
+            seeds: seeds.to_vec(),
+            test: false,
+            out: PathBuf::from("out"),
+            data: None,
+            backend: None,
+        };
+        let refused = |s: SweepSpec, says: &str| {
+            let e = jobs(&s).err().expect(says).to_string();
+            assert!(e.contains(says), "{e}");
+        };
+        refused(
+            spec(&["train.epochs=1,2"], &[7, 11, 7]),
+            "--seeds lists 7 twice",
+        );
+        refused(
+            spec(&["optim.lr=1e-3", "optim.lr=1e-4"], &[]),
+            "--grid optim.lr is given twice",
+        );
+        refused(spec(&["train.epochs=1,2,1"], &[]), "both named epochs=1");
+        assert_eq!(
+            jobs(&spec(&["train.epochs=1,2"], &[7, 11])).unwrap().len(),
+            4
         );
     }
 }

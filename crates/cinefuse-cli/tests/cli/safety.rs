@@ -144,8 +144,32 @@ fn no_flag_value_panics_and_bad_numbers_are_refused_by_name() {
         );
     }
     assert!(!d.join("s").exists());
+    // Counts that would abort on allocation or time nothing.
+    for (args, flag) in [
+        (&["synth", "--out", "s", "--n", "0"][..], "--n"),
+        (&["synth", "--out", "s", "--n", "99999999999"][..], "--n"),
+        (&["bench", "--steps", "0"][..], "--steps"),
+        (&["bench", "--reps", "0"][..], "--reps"),
+    ] {
+        let out = cinefuse(d, args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(!e.contains("panicked") && e.contains(flag), "{args:?}: {e}");
+    }
+    assert!(!d.join("s").exists());
 
     std::fs::write(d.join("ok.toml"), "name = \"x\"\n").unwrap();
+    let e = fails(
+        d,
+        &[
+            "config",
+            "check",
+            "ok.toml",
+            "--set",
+            "data.synth_if_missing=99999999",
+        ],
+    );
+    assert!(e.contains("data.synth_if_missing = 99999999"), "{e}");
     let e = fails(
         d,
         &[
