@@ -88,8 +88,8 @@ pub fn serve(config: ServeConfig) -> Result<()> {
         println!("listening on http://{addr}");
         println!(
             "runs: {}  models: {}",
-            config.runs.display(),
-            config.models.display()
+            folder_line(&config.runs),
+            folder_line(&config.models)
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -97,4 +97,27 @@ pub fn serve(config: ServeConfig) -> Result<()> {
         connections::serve(listener, router(&config), config.limits, shutdown).await;
         Ok(())
     })
+}
+
+/// A folder the server lists, as the startup line shows it: one that is not there yet is
+/// listed as empty until it appears, and the user is told so rather than left to wonder.
+fn folder_line(dir: &std::path::Path) -> String {
+    if dir.is_dir() {
+        dir.display().to_string()
+    } else {
+        format!("{} (not a folder yet: nothing to list)", dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_folder_is_named_as_such_at_startup() {
+        let here = std::env::temp_dir();
+        assert_eq!(folder_line(&here), here.display().to_string());
+        let missing = here.join(format!("cinefuse-{}-no-runs", std::process::id()));
+        assert!(folder_line(&missing).ends_with("-no-runs (not a folder yet: nothing to list)"));
+    }
 }
