@@ -729,6 +729,9 @@ fn votes_join_a_frozen_bag(d: &Path) {
         text.contains("metadata-neighbour vote: genre weight"),
         "{text}"
     );
+    let twice = "runs/frozen/bag-0,runs/frozen/../frozen/bag-0";
+    let e = fails(d, &["ensemble", "--runs", twice, "--out", "runs/twice"]);
+    assert!(e.contains("twice"), "{e}");
     let blend = read("runs/vote/blend.json");
     assert_eq!(blend["plot_neighbours"]["k"], 5);
     assert_eq!(blend["metadata_neighbours"]["k"], 5);

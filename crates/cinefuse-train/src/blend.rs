@@ -458,6 +458,14 @@ fn check_blend_runs(runs: &[PathBuf], extras: &BlendExtras) -> Result<()> {
             runs.len()
         );
     }
+    // The same bag twice would only count double: its weight is learnt once already.
+    let mut seen = std::collections::HashSet::new();
+    for run in runs {
+        let resolved = cinefuse_data::paths::absolute_resolved(run).unwrap_or_else(|_| run.clone());
+        if !seen.insert(resolved) {
+            bail!("--runs lists {} twice", run.display());
+        }
+    }
     Ok(())
 }
 
