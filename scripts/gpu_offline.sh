@@ -21,8 +21,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
 dir="${2:-}"
+case "$mode" in
+  pack | run) ;;
+  *) echo "usage: $0 pack|run DIR" >&2; exit 2 ;;
+esac
 [ -n "$dir" ] || { echo "usage: $0 pack|run DIR" >&2; exit 2; }
-mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
+# Only pack makes DIR; run on a mistyped DIR must not leave an empty folder behind.
+[ "$mode" = pack ] && mkdir -p "$dir"
+[ -d "$dir" ] || { echo "error: $dir is not a folder (scripts/gpu_offline.sh pack $dir first)" >&2; exit 1; }
+dir=$(cd "$dir" && pwd)
 
 pack() {
   local bin="${BIN:-${CARGO_TARGET_DIR:-target}/debug/cinefuse}"
