@@ -11,14 +11,20 @@ pub struct SynthArgs {
     #[arg(long, default_value = "datasets/demo")]
     out: PathBuf,
     /// How many movies (at most 100,000: they are generated in memory).
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    n: u32,
+    #[arg(long, default_value_t = 2000, value_parser = synth_count())]
+    n: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }
 
+/// `--n`, bounded by the generator's own limit so that the flag is named when it is exceeded.
+fn synth_count() -> clap::builder::RangedU64ValueParser<usize> {
+    let max = cinefuse_data::synth::MAX_SYNTH_MOVIES as u64;
+    clap::builder::RangedU64ValueParser::new().range(1..=max)
+}
+
 pub fn synth(a: SynthArgs) -> Result<()> {
-    let n = cinefuse_data::synth::write_synthetic(&a.out, a.n as usize, a.seed)?;
+    let n = cinefuse_data::synth::write_synthetic(&a.out, a.n, a.seed)?;
     println!("wrote {n} movies to {}", a.out.display());
     Ok(())
 }
