@@ -75,6 +75,23 @@ fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
         .headers()
         .map_err(|e| DataError::file(src, format!("cannot read the header row: {e}")))?
         .clone();
+    // Each row becomes a map by column name: a second column of the same name would silently
+    // replace the first one's values.
+    if let Some((k, name)) = headers
+        .iter()
+        .enumerate()
+        .find(|(k, h)| headers.iter().take(*k).any(|earlier| earlier == *h))
+    {
+        let first = headers.iter().position(|h| h == name).unwrap_or(0);
+        return Err(DataError::file(
+            src,
+            format!(
+                "line 1: the header names column `{name}` twice (columns {} and {})",
+                first + 1,
+                k + 1
+            ),
+        ));
+    }
     let mut out = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let line = rec

@@ -330,6 +330,21 @@ fn table_import_refuses_missing_columns_loose_numbers_and_posters_outside() {
     );
     assert!(!d.join("o1").exists(), "nothing written");
 
+    // A CSV header naming a column twice: the second would replace the first's values.
+    let src = d.join("twice.csv");
+    fs::write(&src, "id,title,title,genres\ntt1,a,b,Drama\n").unwrap();
+    let err = run_import(&d.join("o2"), &[&src], |s| {
+        let map = parse_mapping(&[]).unwrap();
+        import_table(&src, s, &map, &ExtraColumns::None, false)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("twice.csv") && err.contains("`title` twice (columns 2 and 3)"),
+        "{err}"
+    );
+    assert!(!d.join("o2").exists(), "nothing written");
+
     for (i, (field, value)) in [
         ("rating", "7.5/10"),
         ("rating", "8.1 (12 votes)"),
