@@ -9,6 +9,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::DataError;
 
@@ -39,23 +40,43 @@ pub(crate) fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
     true
 }
 
+/// How long a lock that names this very process as its holder is tried again. A lock this
+/// process has released stays held while a child that one of its threads is spawning still has
+/// a copy of the descriptor: until the child's exec closes it. (Seen once in the test suite,
+/// where test threads spawn Python while others train: a resume right after its run stopped
+/// found its own released lock still held.)
+const OWN_LOCK_GRACE: Duration = Duration::from_secs(2);
+
 /// Opens (creating) the lock file at `path` and tries to take its OS lock: the locked file,
 /// or, when another process holds it, what that process wrote into it (its pid).
 pub fn try_lock_file(path: &Path) -> std::io::Result<Result<fs::File, String>> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Ok(file)),
-        Err(fs::TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(path).unwrap_or_default();
-            Ok(Err(holder.trim().to_string()))
+    let started = Instant::now();
+    loop {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => return Ok(Ok(file)),
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(path).unwrap_or_default();
+                if names_this_process(&holder) && started.elapsed() < OWN_LOCK_GRACE {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                return Ok(Err(holder.trim().to_string()));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
         }
-        Err(fs::TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// Whether a lock file's text ("pid N …") names this process.
+fn names_this_process(holder: &str) -> bool {
+    let mut words = holder.split_whitespace();
+    words.next() == Some("pid") && words.next() == Some(std::process::id().to_string().as_str())
 }
 
 impl OutputLock {
@@ -169,6 +190,35 @@ mod tests {
             "the lock file is removed"
         );
         OutputLock::acquire(&target).unwrap();
+    }
+
+    #[test]
+    fn a_released_lock_still_held_by_a_copy_of_its_descriptor_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".out.lock");
+        let mut held = try_lock_file(&path).unwrap().unwrap();
+        writeln!(held, "pid {}", std::process::id()).unwrap();
+        // What a child being spawned holds until its exec closes it: a copy of the descriptor.
+        let copy = held.try_clone().unwrap();
+        drop(held);
+        let child = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(copy);
+        });
+        assert!(
+            try_lock_file(&path).unwrap().is_ok(),
+            "taken once the copy closes"
+        );
+        child.join().unwrap();
+
+        // Another process's lock is reported with what it wrote.
+        let mut other = try_lock_file(&path).unwrap().unwrap();
+        other.set_len(0).unwrap();
+        writeln!(other, "pid 1 since then").unwrap();
+        assert_eq!(
+            try_lock_file(&path).unwrap().unwrap_err(),
+            "pid 1 since then"
+        );
     }
 
     #[test]
