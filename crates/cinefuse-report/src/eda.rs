@@ -147,7 +147,7 @@ pub fn write_eda(dataset: &Path, out_dir: &Path) -> Result<EdaSummary> {
     if !extra.is_empty() {
         eda.sections.push("extra".to_string());
     }
-    std::fs::write(out.join("index.html"), eda.page.render()).context("writing index.html")?;
+    cinefuse_data::atomic::write_atomic(&out.join("index.html"), eda.page.render().as_bytes())?;
     let summary = EdaSummary {
         movies: movies.len(),
         missing,
@@ -466,8 +466,9 @@ impl Eda<'_> {
             .iter()
             .filter(|m| poster_path(self.dataset, m).is_some_and(|p| p.is_ok_and(|p| p.exists())))
             .count();
-        grid.save(self.out.join("poster_grid.png"))
-            .context("writing poster_grid.png")?;
+        let path = self.out.join("poster_grid.png");
+        grid.save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
         self.page.paragraph(&format!(
             "Rows, top to bottom: {}.",
             grid_genres
@@ -477,9 +478,10 @@ impl Eda<'_> {
                 .join(", ")
         ));
         self.img("poster_grid.png", "Poster samples, one row per genre");
+        let path = self.out.join("poster_mean_colour.png");
         mean_colour_swatches(&means)
-            .save(self.out.join("poster_mean_colour.png"))
-            .context("writing poster_mean_colour.png")?;
+            .save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
         self.img(
             "poster_mean_colour.png",
             "Mean poster colour per genre (same order as the table)",

@@ -95,7 +95,7 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
     curves_section(&mut page, &out, data)?;
     genres_section(&mut page, &out, data)?;
     rating_section(&mut page, &out, data)?;
-    std::fs::write(run_dir.join("report.html"), page.render()).context("writing report.html")?;
+    cinefuse_data::atomic::write_atomic(&run_dir.join("report.html"), page.render().as_bytes())?;
     Ok(IMAGES.map(String::from).to_vec())
 }
 
