@@ -39,15 +39,35 @@ impl OutputKind {
         }
     }
 
-    /// The name with its article, for messages ("an export", "a run").
-    fn with_article(self) -> String {
-        let name = self.name();
-        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
-            "an"
-        } else {
-            "a"
-        };
-        format!("{article} {name}")
+    const ALL: [OutputKind; 7] = [
+        OutputKind::Dataset,
+        OutputKind::Prepared,
+        OutputKind::Export,
+        OutputKind::Eda,
+        OutputKind::Sweep,
+        OutputKind::Run,
+        OutputKind::Blend,
+    ];
+
+    /// What the folder holds, for messages ("an exported model", "prepared data").
+    fn described(self) -> &'static str {
+        match self {
+            OutputKind::Dataset => "a dataset",
+            OutputKind::Prepared => "prepared data",
+            OutputKind::Export => "an exported model",
+            OutputKind::Eda => "an EDA report",
+            OutputKind::Sweep => "a sweep",
+            OutputKind::Run => "a run",
+            OutputKind::Blend => "a blend",
+        }
+    }
+
+    /// `described` of the kind a marker names; a marker of a later version, as it reads.
+    fn describe_marker(marker: &str) -> String {
+        match Self::ALL.into_iter().find(|k| k.name() == marker) {
+            Some(k) => k.described().to_string(),
+            None => format!("a {marker:?}"),
+        }
     }
 
     /// Whether a finished folder of this kind may be replaced by a new one. A run is never
@@ -136,13 +156,14 @@ fn check_marker(out: &Path, kind: OutputKind) -> Result<(), DataError> {
         Some(k) if k == kind.name() && kind.replaceable() => Ok(()),
         Some(k) if k == kind.name() => Err(DataError::file(
             out,
-            format!("already holds a {k}; choose another --out"),
+            format!("already holds {}; choose another --out", kind.described()),
         )),
         Some(k) => Err(DataError::file(
             out,
             format!(
-                "holds a cinefuse {k}, not {}; choose another --out",
-                kind.with_article()
+                "holds {} written by cinefuse, not {}; choose another --out",
+                OutputKind::describe_marker(&k),
+                kind.described()
             ),
         )),
         None => Err(DataError::file(
@@ -150,7 +171,7 @@ fn check_marker(out: &Path, kind: OutputKind) -> Result<(), DataError> {
             format!(
                 "exists, is not empty and was not written by cinefuse as {} (no {MARKER_FILE}); \
                  choose a new --out, or remove the folder yourself",
-                kind.with_article()
+                kind.described()
             ),
         )),
     }
@@ -184,7 +205,7 @@ mod tests {
         let e = check_output(&marked, OutputKind::Export, &[]).unwrap_err();
         assert!(
             e.to_string()
-                .contains("holds a cinefuse run, not an export"),
+                .contains("holds a run written by cinefuse, not an exported model"),
             "{e}"
         );
         let e = check_output(&marked, OutputKind::Run, &[]).unwrap_err();

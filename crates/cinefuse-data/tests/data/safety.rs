@@ -125,7 +125,10 @@ fn outputs_never_replace_inputs_or_foreign_folders() {
     let err = synth::write_synthetic(&prepared, 10, 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("holds a cinefuse prepared"), "{err}");
+    assert!(
+        err.contains("holds prepared data written by cinefuse, not a dataset"),
+        "{err}"
+    );
     synth::write_synthetic(&data, 30, 5).unwrap();
     assert_eq!(
         dir_digest(&data),
