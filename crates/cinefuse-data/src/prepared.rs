@@ -92,6 +92,26 @@ impl Preprocessor {
                 ),
             ));
         }
+        if !(state.rating_std.is_finite()
+            && state.rating_std > 0.0
+            && state.rating_mean.is_finite())
+        {
+            return Err(DataError::file(
+                dir.join(PREPROCESS_FILE),
+                format!(
+                    "rating_mean = {}, rating_std = {}: expected finite values, the std > 0 \
+                     (a hand-edited file?)",
+                    state.rating_mean, state.rating_std
+                ),
+            ));
+        }
+        // The sizes decide allocations (image buffers, token rows) before any input is read.
+        state.config.validate().map_err(|e| {
+            DataError::file(
+                dir.join(PREPROCESS_FILE),
+                format!("config: {e} (a hand-edited file?)"),
+            )
+        })?;
         let tokenizer = load_tokenizer(&dir.join(TOKENIZER_FILE))?;
         Ok(Self { state, tokenizer })
     }

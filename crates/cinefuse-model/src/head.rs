@@ -46,11 +46,59 @@ impl RatingScale {
         }
     }
 
+    /// Whether the scale can map ratings back: `prepare` fits a mean on the 0–10 scale and a
+    /// std of at least 0.001; a saved scale outside that was edited or damaged.
+    pub fn check(&self) -> Result<(), String> {
+        let Self { mean, std } = *self;
+        if (0.0..=10.0).contains(&mean) && std.is_finite() && std > 0.0 {
+            return Ok(());
+        }
+        Err(format!(
+            "rating_scale = {{ mean = {mean}, std = {std} }}: expected a mean in 0..=10 and \
+             a finite std > 0"
+        ))
+    }
+
     pub fn to_rating(&self, standardized: f32) -> f32 {
         ((f64::from(standardized) * self.std + self.mean).clamp(0.0, 10.0)) as f32
     }
 
     pub fn standardize(&self, rating: Tensor<1>) -> Tensor<1> {
         (rating - self.mean) / self.std
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RatingScale;
+
+    #[test]
+    fn a_rating_scale_that_cannot_map_ratings_back_is_refused() {
+        assert!(
+            RatingScale {
+                mean: 6.5,
+                std: 1.0
+            }
+            .check()
+            .is_ok()
+        );
+        assert!(
+            RatingScale {
+                mean: 0.0,
+                std: 1e-3
+            }
+            .check()
+            .is_ok()
+        );
+        for (mean, std) in [
+            (6.5, 0.0),
+            (6.5, -1.0),
+            (6.5, f64::NAN),
+            (11.0, 1.0),
+            (f64::INFINITY, 1.0),
+        ] {
+            let e = RatingScale { mean, std }.check().unwrap_err();
+            assert!(e.starts_with("rating_scale = "), "{e}");
+        }
     }
 }

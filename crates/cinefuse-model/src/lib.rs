@@ -8,6 +8,7 @@
 //! - `pretrained/`: BERT and EfficientNet-Lite0 with their checkpoint loader, and the one
 //!   encoder built on any pretrained backbone
 //! - `branch`, `head`, `fusion/`, `model`: how the parts make one model
+//! - `size_limits`: the largest sizes a config or saved model may ask for
 //! - `loss`: the training losses; `cpu_kernels`, `transformer_layer`: building blocks
 
 pub mod branch;
@@ -20,6 +21,7 @@ pub mod linear_skip;
 pub mod loss;
 pub mod model;
 pub mod pretrained;
+pub mod size_limits;
 pub mod tensor_names;
 pub mod transformer_layer;
 

@@ -996,6 +996,21 @@ mod tests {
                 "data.preprocess.vocab_size=100000000000",
                 "data.preprocess.vocab_size",
             ),
+            ("model.embed_dim=1000000000", "model.embed_dim = 1000000000"),
+            ("model.text.d_model=100000000", "model.text.d_model"),
+            ("model.text.d_ff=100000000", "model.text.d_ff"),
+            ("model.text.n_layers=1000", "model.text.n_layers = 1000"),
+            (
+                "model.poster.widths=[16,100000000]",
+                "model.poster.widths[1]",
+            ),
+            (
+                "model.poster.blocks_per_stage=1000",
+                "model.poster.blocks_per_stage",
+            ),
+            ("model.meta.hidden=100000000", "model.meta.hidden"),
+            ("model.meta.cat_dim=100000000", "model.meta.cat_dim"),
+            ("model.fusion.hidden=100000000", "model.fusion.hidden"),
         ] {
             let e = TrainConfig::from_toml_str(MINIMAL, "test", &[set.into()])
                 .unwrap_err()
@@ -1003,6 +1018,21 @@ mod tests {
             assert!(e.contains(says) && e.contains("expected"), "{set}: {e}");
         }
         TrainConfig::from_toml_str(MINIMAL, "test", &["train.batch_size=65536".into()]).unwrap();
+        // Each size within bounds, their product not: the n-gram table is bounded as a whole.
+        let ngram = |buckets: &str| {
+            let sets = [
+                "model.text.kind=\"ngram\"".into(),
+                "model.text.d_model=128".into(),
+                format!("model.text.ngram_buckets={buckets}"),
+            ];
+            TrainConfig::from_toml_str(MINIMAL, "test", &sets)
+        };
+        let e = ngram("16777216").unwrap_err().to_string();
+        assert!(
+            e.contains("model.text.ngram_buckets × model.text.d_model"),
+            "{e}"
+        );
+        ngram("65536").unwrap();
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl LoadedRun {
     pub fn open(run_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
         let mut config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
-        let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+        let mut info = RunInfo::read(run_dir)?;
         info.locate_paths(&mut config);
         // A run from before `workdir` was recorded keeps paths relative to where it trained:
         // when one is missing from here, say where to open it from.

@@ -29,6 +29,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
 pub const INTERVAL_COVERAGE: f64 = 0.9;
 
+/// The export format this cinefuse writes and reads (`manifest.json`'s `format_version`).
+pub const EXPORT_FORMAT_VERSION: u32 = 1;
+
 fn is_one_set(sets: &usize) -> bool {
     *sets == 1
 }
@@ -144,7 +147,7 @@ impl Manifest {
     ) -> Self {
         let pre = &run.prepared.preprocessor;
         Self {
-            format_version: 1,
+            format_version: EXPORT_FORMAT_VERSION,
             cinefuse_version: env!("CARGO_PKG_VERSION").into(),
             burn_version: "0.22.1".into(),
             run_name: run.info.name.clone(),
@@ -177,7 +180,16 @@ impl Manifest {
     /// Whether the manifest agrees with itself and with the model's outputs; errors name the
     /// field. (A hand-edited or truncated manifest must not reach an index out of bounds.)
     pub fn check(&self) -> Result<(), String> {
+        if self.format_version != EXPORT_FORMAT_VERSION {
+            return Err(format!(
+                "format_version = {}: this cinefuse reads exports of format \
+                 {EXPORT_FORMAT_VERSION}; export the run again with this version",
+                self.format_version
+            ));
+        }
+        self.shapes.check()?;
         self.check_genre_outputs()?;
+        self.rating_scale.check()?;
         self.check_interval()?;
         self.check_layout()?;
         if self.modalities.is_empty() {
@@ -193,6 +205,16 @@ impl Manifest {
             return Err(format!(
                 "genres has {} names but the model predicts {n} genres (shapes.n_genres)",
                 self.genres.len()
+            ));
+        }
+        if let Some((k, g)) = self
+            .genres
+            .iter()
+            .enumerate()
+            .find(|(k, g)| g.trim().is_empty() || self.genres[..*k].contains(g))
+        {
+            return Err(format!(
+                "genres[{k}] = {g:?}: expected a name, each genre once"
             ));
         }
         if self.thresholds.len() != n {

@@ -13,7 +13,7 @@ use cinefuse_data::prepared::Preprocessor;
 use cinefuse_data::scalers::raw_numeric;
 use cinefuse_data::split::Split;
 use cinefuse_data::validate::check_movie;
-use cinefuse_model::{CinefuseModel, Modality};
+use cinefuse_model::{CinefuseModel, Modality, ModelShapes};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::select_device;
@@ -232,6 +232,7 @@ impl Predictor {
     ) -> Result<Self> {
         let config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
         let preprocessor = Preprocessor::load(model_dir)?;
+        check_agreement(model_dir, &manifest, &config, &preprocessor)?;
         let device = select_device(&config.backend.with_kind(backend))?.device;
         let files = if manifest.members.is_empty() {
             vec![MODEL_FILE.to_string()]
@@ -601,6 +602,35 @@ fn contribution_shares(
         vec![1.0 / m as f32; m]
     };
     (shares, "leave-one-out")
+}
+
+/// Whether the manifest, the config and the preprocessing of one exported model describe the
+/// same model: a file copied in from another export must be refused by name, not feed a model
+/// inputs of the wrong size.
+fn check_agreement(
+    dir: &Path,
+    manifest: &Manifest,
+    config: &TrainConfig,
+    pre: &Preprocessor,
+) -> Result<()> {
+    if manifest.modalities != config.model.modalities {
+        let names = |m: &[Modality]| m.iter().map(|m| m.name()).collect::<Vec<_>>();
+        bail!(
+            "{}: modalities {:?} but {CONFIG_FILE} has model.modalities = {:?}",
+            dir.join(MANIFEST_FILE).display(),
+            names(&manifest.modalities),
+            names(&config.model.modalities)
+        );
+    }
+    if let Some((field, saved, data)) = manifest.shapes.first_difference(&ModelShapes::of(pre)) {
+        bail!(
+            "{}: shapes.{field} = {saved} but {} gives {data}; the files are from different \
+             models",
+            dir.join(MANIFEST_FILE).display(),
+            cinefuse_data::prepared::PREPROCESS_FILE
+        );
+    }
+    Ok(())
 }
 
 /// The manifest of the exported model in `dir`, checked.

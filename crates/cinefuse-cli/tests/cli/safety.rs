@@ -303,26 +303,54 @@ fn predict_validates_its_input_like_prepare() {
     let text = ok(d, &predict(&["--plot", "a story", "--runtime", "100"]));
     assert!(!text.contains("warning:"), "{text}");
 
-    // A manifest that disagrees with the weights is refused by field, never a panic.
+    // A manifest that disagrees with the weights is refused by field, never a panic (nor an
+    // abort: sizes are allocated before the weights are read).
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("model/manifest.json")).unwrap()).unwrap();
+    let first_genre = manifest["genres"][0].clone();
+    let other_modality = match manifest["modalities"] == serde_json::json!(["meta"]) {
+        true => serde_json::json!(["text"]),
+        false => serde_json::json!(["meta"]),
+    };
     for (field, value, says) in [
         (
-            "thresholds",
+            "/thresholds",
             serde_json::json!([0.5]),
             "thresholds has 1 values",
         ),
-        ("genres", serde_json::json!(["Drama"]), "genres has 1 names"),
         (
-            "interval_half_width",
+            "/genres",
+            serde_json::json!(["Drama"]),
+            "genres has 1 names",
+        ),
+        ("/genres/1", first_genre, "genres[1] = "),
+        (
+            "/interval_half_width",
             serde_json::json!(-1.0),
             "interval_half_width = -1",
         ),
         (
-            "bag_sets",
+            "/bag_sets",
             serde_json::json!(2),
             "bag_sets = 2: expected a whole number of sets in the 1 member file(s)",
         ),
+        (
+            "/format_version",
+            serde_json::json!(2),
+            "format_version = 2",
+        ),
+        ("/rating_scale/std", serde_json::json!(0.0), "std = 0"),
+        (
+            "/shapes/max_tokens",
+            serde_json::json!(4_000_000_000u64),
+            "shapes.max_tokens = 4000000000: expected 1..=4096",
+        ),
+        (
+            "/shapes/max_tokens",
+            serde_json::json!(3),
+            "but preprocess.json gives",
+        ),
+        ("/modalities", other_modality, "model.modalities"),
     ] {
         let bad = d.join("bad-model");
         let _ = std::fs::remove_dir_all(&bad);
@@ -331,7 +359,12 @@ fn predict_validates_its_input_like_prepare() {
             std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
         }
         let mut m = manifest.clone();
-        m[field] = value;
+        // Set the field, adding it when the export left it out (`bag_sets` of one set).
+        let (parent, key) = field.rsplit_once('/').unwrap();
+        match m.pointer_mut(parent).unwrap() {
+            serde_json::Value::Array(a) => a[key.parse::<usize>().unwrap()] = value,
+            object => object[key] = value,
+        }
         std::fs::write(bad.join("manifest.json"), m.to_string()).unwrap();
         let e = fails(d, &["predict", "--model", "bad-model", "--plot", "a story"]);
         assert!(e.contains(says) && !e.contains("panicked"), "{field}: {e}");

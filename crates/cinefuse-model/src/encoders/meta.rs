@@ -12,6 +12,7 @@ use cinefuse_data::MovieBatch;
 use crate::cpu_kernels::{dropout, gelu};
 use crate::encoders::{Encoded, ModalityEncoder};
 use crate::linear_skip::skip_block;
+use crate::size_limits::{MAX_WIDTH, check_size};
 
 #[derive(Config, Debug)]
 pub struct MetaEncoderConfig {
@@ -26,12 +27,8 @@ pub struct MetaEncoderConfig {
 
 impl MetaEncoderConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.hidden == 0 || self.cat_dim == 0 {
-            return Err(format!(
-                "model.meta.hidden = {}, model.meta.cat_dim = {}: expected positive sizes",
-                self.hidden, self.cat_dim
-            ));
-        }
+        check_size("model.meta.hidden", self.hidden, MAX_WIDTH)?;
+        check_size("model.meta.cat_dim", self.cat_dim, MAX_WIDTH)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!(
                 "model.meta.dropout = {}: expected [0, 1)",

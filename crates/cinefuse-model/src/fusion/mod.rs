@@ -11,6 +11,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::head::OutputHead;
+use crate::size_limits::{MAX_LAYERS, MAX_WIDTH, check_size};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,19 +42,16 @@ pub struct FusionConfig {
 
 impl FusionConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.hidden == 0 {
-            return Err("model.fusion.hidden = 0: expected a positive size".into());
-        }
+        check_size("model.fusion.hidden", self.hidden, MAX_WIDTH)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!(
                 "model.fusion.dropout = {}: expected [0, 1)",
                 self.dropout
             ));
         }
-        if self.kind == FusionKind::Attention && (self.n_heads == 0 || self.n_layers == 0) {
-            return Err(
-                "model.fusion.n_heads and n_layers must be >= 1 for attention fusion".into(),
-            );
+        if self.kind == FusionKind::Attention {
+            check_size("model.fusion.n_heads", self.n_heads, MAX_LAYERS)?;
+            check_size("model.fusion.n_layers", self.n_layers, MAX_LAYERS)?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use crate::cpu_kernels::{dropout, gelu, softmax};
 use crate::encoders::text::{Pooling, masked_mean};
 use crate::pretrained::frozen_part::param_ids;
 use crate::pretrained::load::{PretrainedError, load_safetensors, read_json};
+use crate::size_limits::{MAX_LAYERS, MAX_TABLE_ROWS, MAX_WIDTH, check_size, check_table};
 
 /// The fields of a Hugging Face `config.json` that define a BERT encoder.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -64,29 +65,49 @@ impl BertConfig {
     pub fn from_dir(dir: &Path) -> Result<Self, PretrainedError> {
         let path = dir.join("config.json");
         let config: BertConfig = read_json(&path)?;
-        let bad = |msg: String| PretrainedError::Config {
+        config.check().map_err(|message| PretrainedError::Config {
             path: path.clone(),
-            message: msg,
-        };
-        if config.hidden_act != "gelu" {
-            return Err(bad(format!(
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Whether cinefuse can build this encoder: the exact GELU, heads that divide the width,
+    /// and sizes within `size_limits` (a checkpoint's config, or a saved run's copy of it).
+    pub fn check(&self) -> Result<(), String> {
+        if self.hidden_act != "gelu" {
+            return Err(format!(
                 "hidden_act = {:?}: only the exact \"gelu\" is supported",
-                config.hidden_act
-            )));
-        }
-        let heads = config.num_attention_heads;
-        if heads == 0 || !config.hidden_size.is_multiple_of(heads) {
-            return Err(bad(format!(
-                "num_attention_heads = {heads} does not divide hidden_size = {}",
-                config.hidden_size
-            )));
-        }
-        if config.num_hidden_layers == 0 || config.vocab_size == 0 {
-            return Err(bad(
-                "num_hidden_layers and vocab_size must be positive".into()
+                self.hidden_act
             ));
         }
-        Ok(config)
+        check_size("hidden_size", self.hidden_size, MAX_WIDTH)?;
+        check_size("intermediate_size", self.intermediate_size, MAX_WIDTH)?;
+        check_size("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        let heads = self.num_attention_heads;
+        if heads == 0 || !self.hidden_size.is_multiple_of(heads) {
+            return Err(format!(
+                "num_attention_heads = {heads} does not divide hidden_size = {}",
+                self.hidden_size
+            ));
+        }
+        check_size("vocab_size", self.vocab_size, MAX_TABLE_ROWS)?;
+        check_table(
+            "vocab_size × hidden_size",
+            self.vocab_size,
+            self.hidden_size,
+        )?;
+        check_size(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            MAX_TABLE_ROWS,
+        )?;
+        check_table(
+            "max_position_embeddings × hidden_size",
+            self.max_position_embeddings,
+            self.hidden_size,
+        )?;
+        check_size("type_vocab_size", self.type_vocab_size, MAX_TABLE_ROWS)
     }
 }
 

@@ -157,6 +157,16 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
+    /// `DIR/run.json`, checked: its rating scale maps every predicted rating back to 0–10.
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(RUN_FILE);
+        let info: RunInfo = read_json(&path)?;
+        info.rating_scale
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(info)
+    }
+
     /// `path` as training saw it: a relative path that does not exist from here is taken
     /// relative to the directory training ran in, so a run opens from any directory.
     pub fn locate(&self, path: &Path) -> PathBuf {
@@ -333,6 +343,10 @@ pub fn load_model(
     file: &Path,
     device: &Device,
 ) -> Result<CinefuseModel> {
+    // The shapes come from a file beside the weights and are allocated before those are read.
+    shapes
+        .check()
+        .map_err(|e| anyhow::anyhow!("{}: the sizes saved with it: {e}", file.display()))?;
     // Saved without its frozen backbones: they come from the checkpoints, as when it trained.
     let model = if frozen_file(file).exists() {
         config

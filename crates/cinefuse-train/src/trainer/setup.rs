@@ -296,7 +296,7 @@ fn saved_run_info(
     if !resuming {
         return Ok(None);
     }
-    let mut info: RunInfo = read_json(&run_dir.join(RUN_FILE))?;
+    let mut info = RunInfo::read(run_dir)?;
     info.locate_paths(config);
     Ok(Some(info))
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoders::{Encoded, ModalityEncoder};
 use crate::pretrained::tuning::{Tuning, validate_tuning};
 use crate::pretrained::{EfficientNetLite, PretrainedEncoder, PretrainedError};
+use crate::size_limits::{MAX_LAYERS, MAX_WIDTH, check_size};
 pub use resnet::ResnetPosterEncoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,15 +104,20 @@ impl PosterEncoderConfig {
                     .into(),
             );
         }
-        if self.widths.is_empty() || self.widths.contains(&0) {
+        if self.widths.is_empty() || self.widths.len() > MAX_LAYERS {
             return Err(format!(
-                "model.poster.widths = {:?}: expected a non-empty list of positive channel counts",
+                "model.poster.widths = {:?}: expected 1..={MAX_LAYERS} stages",
                 self.widths
             ));
         }
-        if self.blocks_per_stage == 0 {
-            return Err("model.poster.blocks_per_stage = 0: expected at least 1".into());
+        for (k, w) in self.widths.iter().enumerate() {
+            check_size(&format!("model.poster.widths[{k}]"), *w, MAX_WIDTH)?;
         }
+        check_size(
+            "model.poster.blocks_per_stage",
+            self.blocks_per_stage,
+            MAX_LAYERS,
+        )?;
         if !(1..=4).contains(&self.stem_stride) {
             return Err(format!(
                 "model.poster.stem_stride = {}: expected 1..=4",

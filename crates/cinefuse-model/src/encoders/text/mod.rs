@@ -18,6 +18,10 @@ use crate::config::ModelShapes;
 use crate::encoders::{Encoded, ModalityEncoder};
 use crate::pretrained::tuning::{Tuning, validate_tuning};
 use crate::pretrained::{Bert, PretrainedEncoder, PretrainedError};
+use crate::size_limits::{MAX_LAYERS, MAX_TABLE_ROWS, MAX_WIDTH, check_size, check_table};
+
+/// The widest kernel of the plot CNN (plots are at most `data.preprocess.max_tokens` long).
+const MAX_KERNEL: usize = 63;
 pub use bag::BagTextEncoder;
 pub use cnn::CnnTextEncoder;
 pub use ngram::NgramTextEncoder;
@@ -144,25 +148,31 @@ impl TextEncoderConfig {
 
     /// The sizes of an encoder trained from scratch (transformer, n-gram, CNN, …).
     fn validate_from_scratch(&self) -> Result<(), String> {
-        if self.d_model == 0 {
-            return Err("model.text.d_model = 0: expected a positive size".into());
-        }
+        check_size("model.text.d_model", self.d_model, MAX_WIDTH)?;
         if self.kind == TextEncoderKind::Transformer {
+            check_size("model.text.d_ff", self.d_ff, MAX_WIDTH)?;
             if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
                 return Err(format!(
                     "model.text.n_heads = {}: must divide model.text.d_model = {}",
                     self.n_heads, self.d_model
                 ));
             }
-            if self.n_layers == 0 {
-                return Err("model.text.n_layers = 0: expected at least 1".into());
-            }
+            check_size("model.text.n_layers", self.n_layers, MAX_LAYERS)?;
         }
-        if self.kind == TextEncoderKind::Ngram && !(1..=1 << 24).contains(&self.ngram_buckets) {
-            return Err(format!(
-                "model.text.ngram_buckets = {}: expected 1..=16777216",
-                self.ngram_buckets
-            ));
+        if self.kind == TextEncoderKind::Ngram {
+            check_size(
+                "model.text.ngram_buckets",
+                self.ngram_buckets,
+                MAX_TABLE_ROWS,
+            )?;
+            check_table(
+                "model.text.ngram_buckets × model.text.d_model",
+                self.ngram_buckets,
+                self.d_model,
+            )?;
+        }
+        if self.kind == TextEncoderKind::Cnn {
+            check_size("model.text.kernel_size", self.kernel_size, MAX_KERNEL)?;
         }
         if self.kind == TextEncoderKind::Cnn && self.kernel_size.is_multiple_of(2) {
             return Err(format!(
