@@ -29,10 +29,10 @@ pub struct ScrapeArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
     concurrency: u16,
     /// Requests per second, over all workers (0.001 to 50).
-    #[arg(long, default_value_t = 1.0, value_parser = rate_per_second)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0, value_parser = rate_per_second)]
     rate: f64,
     /// Per-request timeout in seconds (0.1 to 600).
-    #[arg(long, default_value_t = 20.0, value_parser = timeout_seconds)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20.0, value_parser = timeout_seconds)]
     timeout: f64,
     /// Retries per request (0 to 20).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20))]

@@ -152,13 +152,13 @@ pub struct EnsembleArgs {
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().iterations)]
     tree_iterations: usize,
     /// The trees' learning rate.
-    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().learning_rate)]
+    #[arg(long, allow_negative_numbers = true, requires = "rating_trees", default_value_t = RatingTreesConfig::default().learning_rate)]
     tree_learning_rate: f32,
     /// Leaves per tree.
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().max_leaves)]
     tree_leaves: usize,
     /// L2 penalty on the trees' leaf values.
-    #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().l2)]
+    #[arg(long, allow_negative_numbers = true, requires = "rating_trees", default_value_t = RatingTreesConfig::default().l2)]
     tree_l2: f32,
     /// The fewest movies a leaf may hold.
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().min_leaf)]
@@ -171,10 +171,10 @@ pub struct EnsembleArgs {
     #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().k)]
     neighbour_k: usize,
     /// Softmax temperature on the neighbours' cosine similarity.
-    #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().temperature)]
+    #[arg(long, allow_negative_numbers = true, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().temperature)]
     neighbour_temperature: f32,
     /// Pseudo-neighbours voting the genre frequencies.
-    #[arg(long, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().prior)]
+    #[arg(long, allow_negative_numbers = true, requires = "plot_neighbours", default_value_t = PlotNeighboursConfig::default().prior)]
     neighbour_prior: f32,
     /// Also vote genres from the labelled movies with the most alike metadata (the first bag's
     /// encoding, each column standardised) on the bags' folds, stacked with the bags per genre.
@@ -184,10 +184,10 @@ pub struct EnsembleArgs {
     #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().k)]
     metadata_k: usize,
     /// Softmax temperature on the metadata neighbours' cosine similarity.
-    #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().temperature)]
+    #[arg(long, allow_negative_numbers = true, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().temperature)]
     metadata_temperature: f32,
     /// Pseudo-neighbours voting the genre frequencies in the metadata vote.
-    #[arg(long, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().prior)]
+    #[arg(long, allow_negative_numbers = true, requires = "metadata_neighbours", default_value_t = MetadataNeighboursConfig::default().prior)]
     metadata_prior: f32,
     /// Also vote genres from the labelled movies that share the most directors, cast members
     /// and writers (each name weighted by its rarity) on the bags' folds, stacked per genre.
@@ -197,10 +197,10 @@ pub struct EnsembleArgs {
     #[arg(long, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().k)]
     credit_k: usize,
     /// Softmax temperature on the credits neighbours' cosine similarity.
-    #[arg(long, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().temperature)]
+    #[arg(long, allow_negative_numbers = true, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().temperature)]
     credit_temperature: f32,
     /// Pseudo-neighbours voting the genre frequencies in the credits vote.
-    #[arg(long, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().prior)]
+    #[arg(long, allow_negative_numbers = true, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().prior)]
     credit_prior: f32,
     #[arg(long)]
     backend: Option<String>,

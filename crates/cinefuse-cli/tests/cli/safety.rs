@@ -144,6 +144,39 @@ fn no_flag_value_panics_and_bad_numbers_are_refused_by_name() {
         );
     }
     assert!(!d.join("s").exists());
+    // A negative number given as its own argument is read as the flag's value and refused by
+    // its range, not taken for an unknown flag.
+    for args in [
+        &["scrape", "--id", "tt0000001", "--out", "s", "--rate", "-1"][..],
+        &[
+            "ensemble",
+            "--runs",
+            "a,b",
+            "--out",
+            "e",
+            "--rating-trees",
+            "--tree-l2",
+            "-5",
+        ],
+        &[
+            "ensemble",
+            "--runs",
+            "a,b",
+            "--out",
+            "e",
+            "--plot-neighbours",
+            "--neighbour-prior",
+            "-1",
+        ],
+    ] {
+        let out = cinefuse(d, args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            !e.contains("unexpected argument") && (e.contains("must be") || e.contains("expected")),
+            "{args:?}: {e}"
+        );
+    }
     // Counts that would abort on allocation or time nothing.
     for (args, flag) in [
         (&["synth", "--out", "s", "--n", "0"][..], "--n"),
