@@ -31,8 +31,9 @@ pub struct TrainArgs {
     /// Run directory (default: runs/<config name>-<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in this directory from its latest checkpoint.
-    #[arg(long)]
+    /// Continue the run in this directory from its latest checkpoint, with the config, data
+    /// and folder it started with (so not with --config, --data, --out or --set).
+    #[arg(long, conflicts_with_all = ["config", "data", "out"])]
     resume: Option<PathBuf>,
     /// Config overrides with dotted keys, e.g. --set optim.lr=3e-4
     #[arg(long = "set", value_name = "KEY=VALUE")]

@@ -301,6 +301,29 @@ fn synth_prepare_train_eval_export_predict() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(made, ["t"], "resuming from runs/ wrote beside the run");
+
+    // A resumed run keeps its own config, data and folder: flags that would change them are
+    // refused, not silently ignored.
+    for flag in [
+        ["--config", "tiny.toml"],
+        ["--out", "runs/other"],
+        ["--data", "demo"],
+    ] {
+        let e = fails(d, &["train", "--resume", "runs/t", flag[0], flag[1]]);
+        assert!(
+            e.contains("cannot be used with") && e.contains(flag[0]),
+            "{e}"
+        );
+    }
+    // An export is not a run: refused by what it holds, and nothing is written into it (the
+    // advice used to be to remove the folder).
+    let before = std::fs::read_dir(d.join("model")).unwrap().count();
+    let e = fails(d, &["train", "--resume", "model"]);
+    assert!(
+        e.contains("holds an exported model") && !e.contains("remove"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(d.join("model")).unwrap().count(), before);
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl OutputKind {
     }
 
     /// `described` of the kind a marker names; a marker of a later version, as it reads.
-    fn describe_marker(marker: &str) -> String {
+    pub fn describe_marker(marker: &str) -> String {
         match Self::ALL.into_iter().find(|k| k.name() == marker) {
             Some(k) => k.described().to_string(),
             None => format!("a {marker:?}"),

@@ -112,6 +112,14 @@ fn open_run(
                 dir.display()
             );
         }
+        // Checked before the lock, whose file would be written into the folder.
+        if let Some(kind) = marked_kind(dir).filter(|k| k != OutputKind::Run.name()) {
+            bail!(
+                "{}: holds {} written by cinefuse, not a run; --resume takes a run folder",
+                dir.display(),
+                OutputKind::describe_marker(&kind)
+            );
+        }
         let lock = RunLock::acquire(dir)?;
         if !dir.join(RUN_FILE).is_file() {
             bail!(
