@@ -323,6 +323,10 @@ fn synth_prepare_train_eval_export_predict() {
         e.contains("holds an exported model") && !e.contains("remove"),
         "{e}"
     );
+    for command in ["eval", "report"] {
+        let e = fails(d, &[command, "--run", "model"]);
+        assert!(e.contains("holds an exported model"), "{command}: {e}");
+    }
     assert_eq!(std::fs::read_dir(d.join("model")).unwrap().count(), before);
 }
 

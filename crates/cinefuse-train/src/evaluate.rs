@@ -33,6 +33,7 @@ pub struct LoadedRun {
 
 impl LoadedRun {
     pub fn open(run_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
+        crate::run_dir::refuse_other_outputs(run_dir)?;
         let mut config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
         let mut info = RunInfo::read(run_dir)?;

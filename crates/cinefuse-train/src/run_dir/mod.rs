@@ -156,6 +156,21 @@ pub struct RunInfo {
     pub workdir: Option<PathBuf>,
 }
 
+/// Refuses a folder that cinefuse marked as another kind of output (an export, a dataset, …)
+/// where a run is expected, saying what it holds; an unmarked folder passes (runs from before
+/// the marker have none).
+pub fn refuse_other_outputs(dir: &Path) -> Result<()> {
+    use cinefuse_data::output_dir::{OutputKind, marked_kind};
+    match marked_kind(dir).filter(|k| k != OutputKind::Run.name()) {
+        Some(kind) => anyhow::bail!(
+            "{}: holds {} written by cinefuse, not a run",
+            dir.display(),
+            OutputKind::describe_marker(&kind)
+        ),
+        None => Ok(()),
+    }
+}
+
 impl RunInfo {
     /// `DIR/run.json`, checked: its rating scale maps every predicted rating back to 0–10.
     pub fn read(run_dir: &Path) -> Result<Self> {

@@ -113,13 +113,7 @@ fn open_run(
             );
         }
         // Checked before the lock, whose file would be written into the folder.
-        if let Some(kind) = marked_kind(dir).filter(|k| k != OutputKind::Run.name()) {
-            bail!(
-                "{}: holds {} written by cinefuse, not a run; --resume takes a run folder",
-                dir.display(),
-                OutputKind::describe_marker(&kind)
-            );
-        }
+        crate::run_dir::refuse_other_outputs(dir)?;
         let lock = RunLock::acquire(dir)?;
         if !dir.join(RUN_FILE).is_file() {
             bail!(
