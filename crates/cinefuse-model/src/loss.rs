@@ -33,6 +33,11 @@ pub struct LossConfig {
     /// genres against each other within a movie, which BCE never does; 0 leaves it out.
     #[config(default = 0.0)]
     pub listwise_weight: f64,
+    /// Focal loss (Lin et al. 2017): each genre's BCE term times `(1 − p_t)^γ`, where `p_t` is
+    /// the probability given to the right answer, so the many easy negatives of a rare genre
+    /// weigh less. 0 is plain BCE.
+    #[config(default = 0.0)]
+    pub focal_gamma: f64,
 }
 
 impl LossConfig {
@@ -56,6 +61,12 @@ impl LossConfig {
             return Err(format!(
                 "loss.listwise_weight = {}: expected a finite number >= 0",
                 self.listwise_weight
+            ));
+        }
+        if !(0.0..=5.0).contains(&self.focal_gamma) {
+            return Err(format!(
+                "loss.focal_gamma = {}: expected 0..=5",
+                self.focal_gamma
             ));
         }
         if self.pos_weight_max < 1.0 {
@@ -134,6 +145,14 @@ pub fn bce_with_logits(
     (targets.ones_like() - targets) * logits + coef * log_sig_neg
 }
 
+/// `(1 − p_t)^γ` per element `[B, G]`, with `p_t` the sigmoid's probability of the target.
+pub fn focal_factor(logits: Tensor<2>, targets: Tensor<2>, gamma: f64) -> Tensor<2> {
+    let p = burn::tensor::activation::sigmoid(logits);
+    // 1 − p_t = p where the target is 0, 1 − p where it is 1.
+    let miss = p.clone() + targets * (p * -2.0 + 1.0);
+    miss.clamp_min(1e-12).powf_scalar(gamma)
+}
+
 /// Per row `[B]`: cross-entropy between `softmax(logits)` and the row's targets normalised to
 /// sum to one; 0 for a row without positives (the caller's mask drops it anyway).
 pub fn listwise_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
@@ -191,10 +210,11 @@ impl LossConfig {
             rows,
         } = targets.clone();
         let [_, g] = genre_logits.dims();
-        let mut per_row = bce_with_logits(genre_logits.clone(), genres.clone(), pos_weight)
-            .sum_dim(1)
-            .squeeze_dim::<1>(1)
-            / g.max(1) as f64;
+        let mut terms = bce_with_logits(genre_logits.clone(), genres.clone(), pos_weight);
+        if self.focal_gamma > 0.0 {
+            terms = terms * focal_factor(genre_logits.clone(), genres.clone(), self.focal_gamma);
+        }
+        let mut per_row = terms.sum_dim(1).squeeze_dim::<1>(1) / g.max(1) as f64;
         if self.listwise_weight > 0.0 {
             per_row = per_row + listwise_cross_entropy(genre_logits, genres) * self.listwise_weight;
         }
@@ -237,6 +257,66 @@ mod tests {
         }
         assert_eq!(shift.len(), 3);
         assert!(LossConfig::new().genre_logit_shift(&[5, 4], 10).is_empty());
+    }
+
+    #[test]
+    fn the_focal_factor_is_the_missed_probability_to_the_power_gamma() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_floats([[0.0, 2.0, -2.0]], &device);
+        let targets = Tensor::<2>::from_floats([[1.0, 1.0, 1.0]], &device);
+        let f = focal_factor(logits.clone(), targets, 2.0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let miss = |x: f32| 1.0 - 1.0 / (1.0 + (-x).exp());
+        for (got, x) in f.iter().zip([0.0f32, 2.0, -2.0]) {
+            assert!((got - miss(x).powi(2)).abs() < 1e-5, "{got} at logit {x}");
+        }
+        // A negative target misses by p itself.
+        let zeros = Tensor::<2>::from_floats([[0.0, 0.0, 0.0]], &device);
+        let f = focal_factor(logits, zeros, 1.0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!((f[1] - (1.0 - miss(2.0))).abs() < 1e-5, "{f:?}");
+        for bad in [-0.5, 6.0, f64::NAN] {
+            let e = LossConfig::new()
+                .with_focal_gamma(bad)
+                .validate()
+                .unwrap_err();
+            assert!(e.starts_with("loss.focal_gamma"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_focal_loss_weighs_an_easy_genre_less_than_a_hard_one() {
+        let device = Device::flex();
+        // One movie, two genres it has: one predicted confidently, one missed.
+        let logits = Tensor::<2>::from_floats([[4.0, -1.0]], &device);
+        let targets = LossTargets {
+            genres: Tensor::<2>::from_floats([[1.0, 1.0]], &device),
+            genres_present: Tensor::<1>::from_floats([1.0], &device),
+            rating_std: Tensor::<1>::from_floats([0.0], &device),
+            rating_present: Tensor::<1>::from_floats([0.0], &device),
+            pos_weight: None,
+            rows: None,
+        };
+        let rating = Tensor::<1>::from_floats([0.0], &device);
+        let genre_loss = |gamma: f64| {
+            let c = LossConfig::new().with_focal_gamma(gamma);
+            c.compute(logits.clone(), rating.clone(), &targets)
+                .genre
+                .into_scalar::<f32>()
+        };
+        let (plain, focal) = (genre_loss(0.0), genre_loss(2.0));
+        let bce = |x: f32| (1.0 + (-x).exp()).ln();
+        assert!(
+            (plain - (bce(4.0) + bce(-1.0)) / 2.0).abs() < 1e-5,
+            "{plain}"
+        );
+        let miss = |x: f32| 1.0 - 1.0 / (1.0 + (-x).exp());
+        let want = (bce(4.0) * miss(4.0).powi(2) + bce(-1.0) * miss(-1.0).powi(2)) / 2.0;
+        assert!((focal - want).abs() < 1e-5, "{focal} vs {want}");
     }
 
     #[test]
