@@ -40,6 +40,42 @@ pub fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Whether the file just opened from `path` is inside `root`. `resolve_inside` looks before the
+/// open; a process that swaps a link in between would still get an outside file read, so the
+/// file actually opened is checked too, by what the kernel says it is (Linux: its
+/// `/proc/self/fd` entry; elsewhere only the check before the open stands).
+pub fn check_opened_inside(file: &std::fs::File, path: &Path, root: &Path) -> Result<(), String> {
+    let Some(opened) = opened_path(file) else {
+        return Ok(());
+    };
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
+    let canonical_root = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    if opened.starts_with(&canonical_root) {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: left the dataset folder while it was opened (a symbolic link swapped in)",
+        path.display()
+    ))
+}
+
+#[cfg(target_os = "linux")]
+fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_: &std::fs::File) -> Option<PathBuf> {
+    None
+}
+
 /// `path` made absolute with every existing ancestor's symbolic links resolved, so two
 /// spellings of one folder compare equal even when the folder does not exist yet.
 pub fn absolute_resolved(path: &Path) -> std::io::Result<PathBuf> {
@@ -108,6 +144,27 @@ mod tests {
         std::fs::write(dir.path().join("real.png"), b"x").unwrap();
         link("inside.png", dir.path().join("real.png"));
         assert!(resolve_inside(dir.path(), "inside.png").is_ok());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_opened_through_a_link_that_leaves_is_caught_after_the_open() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.png"), b"x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real.png"), b"x").unwrap();
+        // What a swap after `resolve_inside` looked would leave: a link opened as if checked.
+        let link = dir.path().join("swapped.png");
+        std::os::unix::fs::symlink(outside.path().join("secret.png"), &link).unwrap();
+        let opened = std::fs::File::open(&link).unwrap();
+        let e = check_opened_inside(&opened, &link, dir.path()).unwrap_err();
+        assert!(
+            e.contains("swapped.png") && e.contains("left the dataset folder"),
+            "{e}"
+        );
+        let real = dir.path().join("real.png");
+        let opened = std::fs::File::open(&real).unwrap();
+        check_opened_inside(&opened, &real, dir.path()).unwrap();
     }
 
     #[test]

@@ -596,7 +596,11 @@ fn decode_posters(
                     part.iter()
                         .map(|(_, m, _)| {
                             poster_path(data_dir, m).map(|p| {
-                                p.and_then(|p| catch_decoder_panic(&p, || pre.poster_from_file(&p)))
+                                p.and_then(|p| {
+                                    catch_decoder_panic(&p, || {
+                                        pre.poster_from_file(&p, Some(data_dir))
+                                    })
+                                })
                             })
                         })
                         .collect::<Vec<_>>()

@@ -252,9 +252,15 @@ impl Preprocessor {
         Ok(out)
     }
 
-    /// Decodes a poster file and fits it to the configured size, as CHW bytes.
-    pub fn poster_from_file(&self, path: &Path) -> Result<Vec<u8>, DataError> {
-        let img = load_poster(path, self.poster_limits()).map_err(|m| DataError::file(path, m))?;
+    /// Decodes a poster file and fits it to the configured size, as CHW bytes. `inside`: the
+    /// dataset folder the file must lie in, if any (`validate::load_poster`).
+    pub fn poster_from_file(
+        &self,
+        path: &Path,
+        inside: Option<&Path>,
+    ) -> Result<Vec<u8>, DataError> {
+        let img = load_poster(path, inside, self.poster_limits())
+            .map_err(|m| DataError::file(path, m))?;
         Ok(self.fit(&img))
     }
 

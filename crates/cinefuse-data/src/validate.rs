@@ -72,12 +72,21 @@ pub struct PosterLimits {
 }
 
 /// Opens, size-checks and decodes a poster. The error says what is wrong with the file.
-pub fn load_poster(path: &Path, limits: PosterLimits) -> Result<image::DynamicImage, String> {
+/// With `inside`, the file opened must lie in that folder (a dataset's poster; see
+/// `paths::check_opened_inside`); a poster the user names directly may be anywhere.
+pub fn load_poster(
+    path: &Path,
+    inside: Option<&Path>,
+    limits: PosterLimits,
+) -> Result<image::DynamicImage, String> {
     let file = crate::user_file::open_regular(path).map_err(|e| match e {
         DataError::Io { error, .. } => format!("missing or unreadable: {error}"),
         DataError::File { message, .. } => message,
         other => other.to_string(),
     })?;
+    if let Some(root) = inside {
+        crate::paths::check_opened_inside(&file, path, root)?;
+    }
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if len > limits.max_bytes {
         return Err(format!(

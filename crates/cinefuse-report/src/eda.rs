@@ -90,8 +90,16 @@ fn counts_chart(path: &Path, title: &str, counts: &[(String, usize)], limit: usi
 
 const THUMB: (u32, u32) = (60, 90);
 
+/// A poster as `prepare` reads it: a regular file (a FIFO would block the report) inside the
+/// dataset, within `prepare`'s default size limits; `None` for one it would refuse.
 fn thumbnail(dataset: &Path, m: &Movie) -> Option<RgbImage> {
-    let img = image::open(poster_path(dataset, m)?.ok()?).ok()?;
+    let defaults = cinefuse_data::prepare::PrepareConfig::default();
+    let limits = cinefuse_data::validate::PosterLimits {
+        max_bytes: defaults.max_poster_bytes,
+        max_pixels: defaults.max_poster_pixels,
+    };
+    let path = poster_path(dataset, m)?.ok()?;
+    let img = cinefuse_data::validate::load_poster(&path, Some(dataset), limits).ok()?;
     Some(cinefuse_data::poster_cache::fit_poster(
         &img, THUMB.0, THUMB.1,
     ))

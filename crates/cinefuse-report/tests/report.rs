@@ -222,3 +222,38 @@ fn eda_describes_extra_fields() {
     assert!(html.contains("<section id=\"extra\">") && html.contains("extra-score.png"));
     image::open(out.join("extra-score.png")).unwrap();
 }
+
+/// Posters `prepare` would refuse are left out of the report, never read: a FIFO (opening it
+/// to read blocked the report for good) and a link out of the dataset.
+#[cfg(unix)]
+#[test]
+fn eda_skips_posters_that_are_fifos_or_leave_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("posters")).unwrap();
+    let fifo = data.join("posters/fifo.png");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let outside = dir.path().join("outside.png");
+    image::RgbImage::from_pixel(8, 12, image::Rgb([200, 0, 0]))
+        .save(&outside)
+        .unwrap();
+    std::os::unix::fs::symlink(&outside, data.join("posters/out.png")).unwrap();
+    let movie = |id: &str, poster: &str| {
+        serde_json::json!({"id": id, "genres": ["Drama"], "rating": 6.0, "poster": poster})
+            .to_string()
+    };
+    let lines = [
+        movie("a", "posters/fifo.png"),
+        movie("b", "posters/out.png"),
+    ];
+    std::fs::write(data.join("movies.jsonl"), lines.join("\n")).unwrap();
+    let out = dir.path().join("eda");
+    // In a thread, so that a regression fails the test instead of hanging it.
+    let (send, receive) = std::sync::mpsc::channel();
+    let (d, o) = (data.clone(), out.clone());
+    std::thread::spawn(move || send.send(write_eda(&d, &o).map(|_| ())).unwrap());
+    let result = receive.recv_timeout(std::time::Duration::from_secs(120));
+    result.expect("the report finished").unwrap();
+    assert!(out.join("index.html").is_file());
+}

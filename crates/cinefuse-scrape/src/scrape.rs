@@ -204,7 +204,9 @@ impl Shared<'_> {
             .join(format!("{id}.html"));
         let html = if cache.exists() {
             self.bump(|r| r.from_cache += 1);
-            match std::fs::read(&cache) {
+            // The output folder is the user's too: a FIFO or a huge file put in place of a
+            // cached page must be refused, not block or fill memory.
+            match cinefuse_data::user_file::read_capped(&cache, self.cfg.max_page_bytes) {
                 Ok(b) => b,
                 Err(e) => return self.fail(id, &url, format!("cannot read cached page: {e}")),
             }

@@ -369,6 +369,22 @@ fn scraping_handles_every_failure_mode_and_resumes_without_refetching() {
         5,
         "movies without a record are kept, never dropped"
     );
+    // A FIFO in place of a cached page fails that title, by name; it does not block the scrape.
+    #[cfg(unix)]
+    {
+        std::fs::remove_dir_all(out.join(".scrape/records")).unwrap();
+        let page = out.join(".scrape/html/tt0000001.html");
+        std::fs::remove_file(&page).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&page).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let r = scrape(&ids[..1], &out, &config(&server.base)).unwrap();
+        let reasons: Vec<&str> = r.failed.iter().map(|f| f.reason.as_str()).collect();
+        assert!(
+            reasons.len() == 1 && reasons[0].contains("not a regular file"),
+            "{reasons:?}"
+        );
+        std::fs::remove_file(&page).unwrap();
+    }
 
     // A line the scrape cannot read is refused before anything is rewritten.
     let movies_file = out.join("movies.jsonl");

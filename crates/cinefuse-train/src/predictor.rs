@@ -311,14 +311,17 @@ impl Predictor {
     /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
     pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<ModelInput> {
         // An explicit --poster may be anywhere; a movie's own poster stays inside `base`.
-        let path: Option<PathBuf> = match poster {
-            Some(p) => Some(p.to_path_buf()),
-            None => cinefuse_data::movie::poster_path(base, movie).transpose()?,
+        let (path, inside): (Option<PathBuf>, Option<&Path>) = match poster {
+            Some(p) => (Some(p.to_path_buf()), None),
+            None => (
+                cinefuse_data::movie::poster_path(base, movie).transpose()?,
+                Some(base),
+            ),
         };
         let encode = |p: &Predictor| -> Result<MovieItem> {
             let sample = p.sample(movie)?;
             let pixels = match &path {
-                Some(path) => Some(p.preprocessor.poster_from_file(path)?),
+                Some(path) => Some(p.preprocessor.poster_from_file(path, inside)?),
                 None => None,
             };
             Ok(MovieItem::from_sample(&sample, pixels).with_credits(sample.credits))
