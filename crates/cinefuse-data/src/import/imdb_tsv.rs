@@ -10,6 +10,12 @@ use super::ImportReport;
 use crate::DataError;
 use crate::movie::{BadRecord, Movie};
 
+/// The most a table may hold once decompressed (IMDb's largest, `title.principals`, is about
+/// 4 GB; the tables this import reads are under 1 GB): a small `.gz` can expand without end.
+pub const MAX_TSV_BYTES: u64 = 8 << 30;
+/// The longest line read; IMDb's lines are under 1 KiB.
+pub const MAX_TSV_LINE_BYTES: usize = 1 << 20;
+
 fn open(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
     let file = crate::user_file::open_regular(path)?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
@@ -17,7 +23,54 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
     } else {
         Box::new(file)
     };
-    Ok(Box::new(BufReader::new(reader)))
+    Ok(Box::new(BufReader::new(reader.take(MAX_TSV_BYTES + 1))))
+}
+
+/// The lines of `reader`, each at most `max_line` bytes (a longer one is an error naming its
+/// line; `lines()` would read it whole, however long), all of them within `max_total`.
+fn bounded_lines(
+    path: &Path,
+    mut reader: Box<dyn BufRead>,
+    (max_line, max_total): (usize, u64),
+) -> impl Iterator<Item = Result<String, DataError>> {
+    let (mut line_no, mut total, mut failed) = (0usize, 0u64, false);
+    std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        line_no += 1;
+        let mut buf = Vec::new();
+        let limit = max_line as u64 + 1;
+        let read = (&mut reader).take(limit).read_until(b'\n', &mut buf);
+        let refuse = |message: String| DataError::Record {
+            path: path.into(),
+            line: line_no,
+            message,
+        };
+        let result = match read {
+            Ok(0) => return None,
+            Err(e) => Err(DataError::io(path, e)),
+            Ok(_) if buf.len() > max_line => {
+                Err(refuse(format!("a line longer than {max_line} bytes")))
+            }
+            Ok(n) => {
+                total += n as u64;
+                if total > max_total {
+                    Err(DataError::file(
+                        path,
+                        format!("holds more than {max_total} bytes (decompressed)"),
+                    ))
+                } else {
+                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        buf.pop();
+                    }
+                    String::from_utf8(buf).map_err(|_| refuse("not UTF-8 text".into()))
+                }
+            }
+        };
+        failed = result.is_err();
+        Some(result)
+    })
 }
 
 fn cell(v: &str) -> Option<&str> {
@@ -30,13 +83,10 @@ type Row = (usize, HashMap<String, String>);
 
 /// Reads a TSV table as (line, header→value) rows, checking the required columns.
 fn read_table(path: &Path, required: &[&str]) -> Result<Vec<Row>, DataError> {
-    let mut lines = open(path)?.lines();
+    let limits = (MAX_TSV_LINE_BYTES, MAX_TSV_BYTES);
+    let mut lines = bounded_lines(path, open(path)?, limits);
     let header: Vec<String> = match lines.next() {
-        Some(h) => h
-            .map_err(|e| DataError::io(path, e))?
-            .split('\t')
-            .map(|s| s.trim().to_string())
-            .collect(),
+        Some(h) => h?.split('\t').map(|s| s.trim().to_string()).collect(),
         None => return Err(DataError::file(path, "empty file")),
     };
     for r in required {
@@ -49,7 +99,7 @@ fn read_table(path: &Path, required: &[&str]) -> Result<Vec<Row>, DataError> {
     }
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| DataError::io(path, e))?;
+        let line = line?;
         if line.is_empty() {
             continue;
         }
@@ -226,4 +276,44 @@ fn title_movie(
         directors: directors.get(&id).cloned(),
         ..Movie::new(id.clone())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(text: &'static str, limits: (usize, u64)) -> Vec<Result<String, String>> {
+        let reader: Box<dyn BufRead> = Box::new(text.as_bytes());
+        bounded_lines(Path::new("t.tsv"), reader, limits)
+            .map(|l| l.map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_read_as_lines_does_them() {
+        let got = lines_of("a\tb\r\nc\td\n\nlast", (16, 1 << 20));
+        let want = ["a\tb", "c\td", "", "last"].map(|s| Ok(s.to_string()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_refused_by_number_and_reading_stops() {
+        let got = lines_of("short\nfar too long a line\nnever read\n", (8, 1 << 20));
+        assert_eq!(got.len(), 2, "{got:?}");
+        let e = got[1].as_ref().unwrap_err();
+        assert!(
+            e.contains("t.tsv") && e.contains(":2") && e.contains("longer than 8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_table_past_the_total_limit_is_refused() {
+        let got = lines_of("aaaa\nbbbb\ncccc\n", (16, 12));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[2].as_ref().unwrap_err().contains("more than 12 bytes"),
+            "{got:?}"
+        );
+    }
 }
