@@ -511,6 +511,8 @@ pub fn config(action: ConfigAction) -> Result<()> {
     match action {
         ConfigAction::Check { file, set, print } => {
             let c = TrainConfig::load(&file, &set)?;
+            cinefuse_train::blend_train::check_partners(&c)
+                .with_context(|| format!("{}", file.display()))?;
             if print {
                 print!("{}", c.to_toml());
             }

@@ -12,13 +12,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use cinefuse_data::output_dir::{OutputKind, write_marker};
 use serde::{Deserialize, Serialize};
 
 use crate::bag_sets::{out_of_fold_over_sets, set_member_dir, set_seed};
 use crate::config::{BackendKind, TrainConfig};
 use crate::evaluate::LoadedRun;
 use crate::export::INTERVAL_COVERAGE;
+use crate::group_run::{create_group_run, note_started};
 use crate::interval::{Calibration, Coverage, Residual, per_fold_coverage};
 use crate::metrics::{GenreMetrics, RatingMetrics};
 use crate::predictions::Predictions;
@@ -176,7 +176,7 @@ fn member_config(config: &TrainConfig, seed: u64) -> TrainConfig {
 /// Trains (or resumes) every member, calibrates the bag on their out-of-fold predictions and
 /// trains the refit model when asked.
 pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
-    let (dir, _lock, mut info) = open_bag(config, opts)?;
+    let (dir, _lock, mut info, mut unstarted) = open_bag(config, opts)?;
     let opts = &TrainOptions {
         data_override: info.data.clone(),
         ..opts.clone()
@@ -187,7 +187,10 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
         }
         println!("── bag {}: {} ──", dir.display(), info.label(m));
         let member = member_config(config, set_seed(info.seed, info.set_and_fold(m).0));
-        let summary = train_member(&member, opts, &info.member_path(&dir, m), info.rows(m))?;
+        let member_dir = info.member_path(&dir, m);
+        let summary = train_member(&member, opts, &member_dir, info.rows(m));
+        note_started(&mut unstarted, &member_dir);
+        let summary = summary?;
         if summary.interrupted {
             return Ok(interrupted(&dir, summary));
         }
@@ -267,15 +270,15 @@ fn print_out_of_fold(cal: &BagCalibration) {
 }
 
 /// The bag folder, locked, and its record: new, or the one `--resume` names.
-fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLock, BagInfo)> {
+fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<OpenedBag> {
     if let Some(dir) = &opts.resume {
         if !is_bag(dir) {
             bail!("{}: not a bag folder (no {BAG_FILE})", dir.display());
         }
         let lock = RunLock::acquire(dir)?;
-        return Ok((dir.clone(), lock, read_bag(dir)?));
+        return Ok((dir.clone(), lock, read_bag(dir)?, None));
     }
-    let (dir, lock) = create_group_run(config, opts)?;
+    let (dir, lock, guard) = create_group_run(config, opts)?;
     let sets = config.train.bag_sets;
     let info = BagInfo {
         name: config.name.clone(),
@@ -289,28 +292,12 @@ fn open_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLo
         calibration: None,
     };
     write_json(&dir.join(BAG_FILE), &info)?;
-    Ok((dir, lock, info))
+    Ok((dir, lock, info, Some(guard)))
 }
 
-/// A new run folder that holds other runs (a bag's members, a blend's bags): checked like
-/// any new run, created, locked, marked and given the config.
-pub(crate) fn create_group_run(
-    config: &TrainConfig,
-    opts: &TrainOptions,
-) -> Result<(PathBuf, RunLock)> {
-    let dir = opts.out.clone().unwrap_or_else(|| {
-        config
-            .output
-            .runs_dir
-            .join(format!("{}-{}", config.name, timestamp()))
-    });
-    crate::trainer::check_new_run_dir(&dir, config, opts)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let lock = RunLock::acquire(&dir)?;
-    write_marker(&dir, OutputKind::Run)?;
-    std::fs::write(dir.join(CONFIG_FILE), config.to_toml())?;
-    Ok((dir, lock))
-}
+/// A bag's folder, its lock, its record, and (a new bag) the guard that removes it again
+/// when its first member fails before it starts.
+type OpenedBag = (PathBuf, RunLock, BagInfo, Option<UnstartedFolder>);
 
 /// Trains one member (with its config, `member_config`) into `dir`, resuming it when its
 /// setup finished (a member stopped before then starts anew in its folder).

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bag::{BAG_FILE, create_group_run, is_bag, read_bag, train_bag};
+use crate::bag::{BAG_FILE, is_bag, read_bag, train_bag};
 use crate::blend::{is_blend, learn_blend};
 use crate::config::{BlendPartner, TrainConfig};
-use crate::run_dir::{CONFIG_FILE, RunLock, clear_unstarted};
+use crate::group_run::{create_group_run, note_started};
+use crate::run_dir::{CONFIG_FILE, RunLock, UnstartedFolder, clear_unstarted};
 use crate::trainer::{RunSummary, TrainOptions};
 
 fn bag_dir(run: &Path, k: usize) -> PathBuf {
@@ -20,7 +21,11 @@ fn bag_dir(run: &Path, k: usize) -> PathBuf {
 /// Trains (or resumes) every bag of the blend, then learns the blend.
 pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     refuse_data_without_credits(config, opts)?;
-    let (dir, _lock) = open_blend_run(config, opts)?;
+    if opts.resume.is_none() {
+        // Before the run folder is made: a refused partner must not leave one behind.
+        check_partners(config)?;
+    }
+    let (dir, _lock, mut unstarted) = open_blend_run(config, opts)?;
     // A resumed run keeps the data its first bag started with.
     let data = match &opts.resume {
         Some(_) if is_bag(&bag_dir(&dir, 0)) => read_bag(&bag_dir(&dir, 0))?.data,
@@ -44,7 +49,9 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
             data_override: data.clone(),
             ..opts.clone()
         };
-        let summary = train_bag(c, &bag_opts)?;
+        let summary = train_bag(c, &bag_opts);
+        note_started(&mut unstarted, &bag);
+        let summary = summary?;
         if summary.interrupted {
             println!(
                 "the blend stopped in {}; resume it with: cinefuse train --resume {}",
@@ -146,6 +153,15 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
         .collect()
 }
 
+/// Whether every `train.blend_with` partner config loads as this config would train it (the
+/// file, its keys, the overrides): checked before anything trains, and by `config check`.
+pub fn check_partners(config: &TrainConfig) -> Result<()> {
+    for partner in &config.train.blend_with {
+        partner_config(config, partner)?;
+    }
+    Ok(())
+}
+
 fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainConfig> {
     let path = &partner.config;
     if let Some(kv) = partner.set.iter().find(|kv| names_split_key(kv)) {
@@ -214,11 +230,18 @@ fn refuse_data_without_credits(config: &TrainConfig, opts: &TrainOptions) -> Res
     }
 }
 
-/// The run folder, locked: new, or the one `--resume` names.
-fn open_blend_run(config: &TrainConfig, opts: &TrainOptions) -> Result<(PathBuf, RunLock)> {
+/// The run folder, locked: new (with the guard that removes it again when its first bag fails
+/// before it starts), or the one `--resume` names.
+fn open_blend_run(
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<(PathBuf, RunLock, Option<UnstartedFolder>)> {
     match &opts.resume {
-        Some(dir) => Ok((dir.clone(), RunLock::acquire(dir)?)),
-        None => create_group_run(config, opts),
+        Some(dir) => Ok((dir.clone(), RunLock::acquire(dir)?, None)),
+        None => {
+            let (dir, lock, guard) = create_group_run(config, opts)?;
+            Ok((dir, lock, Some(guard)))
+        }
     }
 }
 
@@ -254,6 +277,67 @@ mod tests {
         assert_eq!(p.data.preprocess.test_ratio, 0.1);
         // The partner's own settings otherwise stand.
         assert_ne!(p.model.fusion.kind, config.model.fusion.kind);
+    }
+
+    #[test]
+    fn a_partner_that_cannot_load_is_refused_before_the_run_folder_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = lead(&["train.folds=3"]);
+        config.train.blend_with = vec![BlendPartner {
+            config: dir.path().join("missing.toml"),
+            set: Vec::new(),
+        }];
+        let out = dir.path().join("run");
+        let opts = TrainOptions {
+            out: Some(out.clone()),
+            ..Default::default()
+        };
+        let e = train_blend(&config, &opts).unwrap_err().to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+        assert!(!out.exists(), "a run folder was left behind");
+        assert!(check_partners(&config).is_err());
+    }
+
+    #[test]
+    fn a_bag_or_blend_whose_first_member_fails_to_start_leaves_no_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = lead(&["train.folds=3"]);
+        config.train.blend_with = vec![BlendPartner {
+            config: quickstart(),
+            set: Vec::new(),
+        }];
+        let mut bag = config.clone();
+        bag.train.blend_with.clear();
+        // Mine: the guard removes only its own files, and the folder only when it made it.
+        let kept = dir.path().join("kept");
+        std::fs::create_dir(&kept).unwrap();
+        for (name, c, out) in [
+            ("bag", &bag, dir.path().join("bag")),
+            ("blend", &config, dir.path().join("blend")),
+            ("empty folder", &bag, kept.clone()),
+        ] {
+            let opts = TrainOptions {
+                out: Some(out.clone()),
+                data_override: Some(dir.path().join("no-such-dataset")),
+                ..Default::default()
+            };
+            let e = match name {
+                "blend" => train_blend(c, &opts),
+                _ => train_bag(c, &opts),
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("no-such-dataset"), "{name}: {e}");
+            assert!(
+                !out.exists() || out == kept,
+                "{name}: the folder was left behind"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&kept).unwrap().count(),
+            0,
+            "emptied, kept"
+        );
     }
 
     #[test]

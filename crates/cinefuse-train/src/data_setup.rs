@@ -156,11 +156,13 @@ fn ensure_dataset(config: &TrainConfig, dataset: &Path, may_synthesize: bool) ->
                 dataset.display(),
                 config.data.synth_seed
             );
+            // The folder comes from the config, not a flag: the error names the key.
             cinefuse_data::synth::write_synthetic(
                 dataset,
                 config.data.synth_if_missing,
                 config.data.synth_seed,
-            )?;
+            )
+            .with_context(|| format!("data.dataset = {:?}", dataset.display().to_string()))?;
         } else {
             bail!(
                 "{}: no {MOVIES_FILE} here; pass a dataset directory (see `cinefuse synth` or `cinefuse scrape`)",
@@ -180,7 +182,14 @@ fn prepare_unless_current(config: &TrainConfig, dataset: &Path, prepared_dir: &P
             dataset.display(),
             prepared_dir.display()
         );
-        let summary = prepare_dataset(dataset, prepared_dir, &config.data.preprocess)?;
+        let summary = prepare_dataset(dataset, prepared_dir, &config.data.preprocess)
+            .with_context(|| {
+                format!(
+                    "preparing into {} (the config's data.prepared, or prepared/<name>-<hash> \
+                     with --data)",
+                    prepared_dir.display()
+                )
+            })?;
         eprintln!("{summary}");
     }
     Ok(())

@@ -19,6 +19,7 @@ pub mod export;
 pub mod frozen_layer_states;
 pub mod frozen_poster_states;
 pub mod genre_stacking;
+pub mod group_run;
 pub mod input_fields;
 pub mod interval;
 pub mod logistic_fit;

@@ -32,6 +32,7 @@ mod lock;
 mod metrics;
 
 mod saved_weights;
+mod unstarted;
 
 pub use checkpoints::{
     CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
@@ -44,6 +45,7 @@ pub use metrics::{
 pub use saved_weights::{
     FrozenBackbones, SavedModel, frozen_file, model_record, read_frozen, save_record, save_whole,
 };
+pub use unstarted::UnstartedFolder;
 
 /// A run folder and the files `train`, `eval` and `export` keep in it, read typed: the one
 /// place that knows the folder's layout.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use cinefuse_data::dataset::MovieDataset;
-use cinefuse_data::output_dir::{MARKER_FILE, OutputKind, check_output, marked_kind, write_marker};
+use cinefuse_data::output_dir::{OutputKind, check_output, marked_kind, write_marker};
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieBatcher, Prepared};
 use cinefuse_model::head::RatingScale;
@@ -104,7 +104,7 @@ pub(crate) fn check_new_run_dir(
 fn open_run(
     config: &TrainConfig,
     opts: &TrainOptions,
-) -> Result<(TrainConfig, PathBuf, RunLock, Option<UnstartedRun>)> {
+) -> Result<(TrainConfig, PathBuf, RunLock, Option<UnstartedFolder>)> {
     if let Some(dir) = &opts.resume {
         if !dir.join(CONFIG_FILE).is_file() {
             bail!(
@@ -133,45 +133,11 @@ fn open_run(
             .join(format!("{}-{}", config.name, timestamp()))
     });
     check_new_run_dir(&dir, config, opts)?;
-    let unstarted = UnstartedRun {
-        created: !dir.exists(),
-        dir: dir.clone(),
-        armed: true,
-    };
+    let unstarted = UnstartedFolder::before_create(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let lock = RunLock::acquire(&dir)?;
     write_marker(&dir, OutputKind::Run)?;
     Ok((config.clone(), dir, lock, Some(unstarted)))
-}
-
-/// A new run folder whose setup has not finished. Dropped before `disarm` (setup failed: bad
-/// data, no device, …), it removes the files setup wrote, and the folder if setup made it,
-/// so that the same command can simply be run again. Nothing else in it is touched.
-struct UnstartedRun {
-    dir: PathBuf,
-    created: bool,
-    armed: bool,
-}
-
-impl UnstartedRun {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for UnstartedRun {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        for f in [MARKER_FILE, LOCK_FILE, CONFIG_FILE, RUN_FILE] {
-            let _ = std::fs::remove_file(self.dir.join(f));
-        }
-        if self.created {
-            // Only when empty: a file someone else put there stays.
-            let _ = std::fs::remove_dir(&self.dir);
-        }
-    }
 }
 
 /// The backend section with `--backend` / `--devices` applied; checked before the run folder
@@ -417,7 +383,7 @@ impl Trainer {
             }
         };
         trainer.begin(start)?;
-        if let Some(u) = unstarted {
+        if let Some(mut u) = unstarted {
             u.disarm();
         }
         println!("run directory: {}", trainer.run_dir.display());
