@@ -191,6 +191,33 @@ fn synth_prepare_train_eval_export_predict() {
     // A dataset folder that is not there is refused before any model loads.
     let e = fails(d, &["eval", "--run", "runs/none", "--data", "missing"]);
     assert!(e.contains("missing/movies.jsonl"), "{e}");
+    // Nothing labelled: refused, not a table of zeros. Genres alone: no rating rows, and a
+    // genre the model does not predict is named.
+    let labels = [
+        ("bare", r#"{"id":"a","title":"A"}"#),
+        (
+            "genres",
+            r#"{"id":"a","title":"A","genres":["Drama","Zombie"]}"#,
+        ),
+    ];
+    for (name, line) in labels {
+        std::fs::create_dir(d.join(name)).unwrap();
+        std::fs::write(d.join(name).join("movies.jsonl"), format!("{line}\n")).unwrap();
+    }
+    let e = fails(d, &["eval", "--run", "runs/t", "--data", "bare"]);
+    assert!(
+        e.contains("bare/movies.jsonl") && e.contains("nothing to score"),
+        "{e}"
+    );
+    let text = ok(d, &["eval", "--run", "runs/t", "--data", "genres"]);
+    assert!(
+        text.contains("does not predict") && text.contains("Zombie (1 movie)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("rating MAE") && text.contains("no rated movies"),
+        "{text}"
+    );
     let text = ok(d, &["eval", "--run", "runs/t", "--split", "train"]);
     assert!(text.contains("eval-train.json"), "{text}");
     assert_eq!(

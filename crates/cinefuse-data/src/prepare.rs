@@ -737,6 +737,51 @@ pub fn apply_preprocessor(
     crate::Prepared::open(out_dir)
 }
 
+/// Whether the dataset in `data_dir` can be scored by a model with preprocessing `pre`: an
+/// error when none of its movies has genres or a rating (every score would be an empty 0);
+/// otherwise the warnings to show, naming the genres the model does not predict (those
+/// labels are left out of the scores).
+pub fn check_scoreable(data_dir: &Path, pre: &Preprocessor) -> Result<Vec<String>, DataError> {
+    let path = data_dir.join(MOVIES_FILE);
+    let movies = parse_movies_file(&path)?.movies;
+    let labelled = movies
+        .iter()
+        .filter(|(_, m)| m.rating.is_some() || m.genres.as_ref().is_some_and(|g| !g.is_empty()))
+        .count();
+    if labelled == 0 {
+        return Err(DataError::file(
+            &path,
+            format!(
+                "none of its {} movies has genres or a rating: nothing to score (`predict` \
+                 takes unlabelled movies)",
+                movies.len()
+            ),
+        ));
+    }
+    let mut unknown: BTreeMap<&str, usize> = BTreeMap::new();
+    for g in movies
+        .iter()
+        .filter_map(|(_, m)| m.genres.as_ref())
+        .flatten()
+    {
+        if !pre.genre_names().contains(g) {
+            *unknown.entry(g.as_str()).or_default() += 1;
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|(g, n)| format!("{g} ({n} movie{})", if *n == 1 { "" } else { "s" }))
+        .collect();
+    Ok(vec![format!(
+        "warning: {}: genres the model does not predict, left out of the scores: {}",
+        path.display(),
+        listed.join(", ")
+    )])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

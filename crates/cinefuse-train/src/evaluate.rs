@@ -435,7 +435,11 @@ fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<V
                 .join("eval-data")
                 .join(data_key(dir))
                 .join(format!("part-{i}"));
-            let mut p = apply_preprocessor(dir, &out, &e.lead().prepared.preprocessor, true)?;
+            let pre = &e.lead().prepared.preprocessor;
+            if i == 0 {
+                warn_unscored(dir, pre)?;
+            }
+            let mut p = apply_preprocessor(dir, &out, pre, true)?;
             if i == 0 && b.info.plot_neighbours.is_some() {
                 let lead = e.lead();
                 crate::backbone_features::attach_cached_features(
@@ -561,7 +565,16 @@ pub fn eval_file(split: Split, data: Option<&Path>) -> String {
 /// refitted) into `RUN/eval-data/<key>`.
 fn foreign_data(run_dir: &Path, dir: &Path, own: &Prepared) -> Result<Prepared> {
     let out = run_dir.join("eval-data").join(data_key(dir));
+    warn_unscored(dir, &own.preprocessor)?;
     Ok(apply_preprocessor(dir, &out, &own.preprocessor, true)?)
+}
+
+/// Refuses a dataset with nothing to score, and warns of labels the model cannot score.
+fn warn_unscored(dir: &Path, pre: &cinefuse_data::prepared::Preprocessor) -> Result<()> {
+    for w in cinefuse_data::prepare::check_scoreable(dir, pre)? {
+        eprintln!("{w}");
+    }
+    Ok(())
 }
 
 /// A file-name key for a dataset folder: its name and a hash of its resolved path, so that
@@ -629,12 +642,18 @@ impl EvalReport {
             "{:<22}{:>12}{:>17}{:>12}{:>12}",
             "metric", "model", ci, "@0.5", "baseline"
         )?;
+        // Without rated movies the rating rows would show 0 as if measured.
+        let rated = self.rating.count > 0;
         for (name, key, model, at_half, base) in self.metric_rows() {
+            if !rated && name.starts_with("rating ") {
+                continue;
+            }
+            // `+ 0.0` prints a bootstrap bound of -0 as 0.
             let range = self
                 .confidence
                 .as_ref()
                 .and_then(|c| c.get(key))
-                .map(|[lo, hi]| format!("{lo:.4}–{hi:.4}"))
+                .map(|[lo, hi]| format!("{:.4}–{:.4}", lo + 0.0, hi + 0.0))
                 .unwrap_or_default();
             let at_half = at_half.map(|v| format!("{v:.4}")).unwrap_or_default();
             writeln!(
@@ -736,6 +755,12 @@ impl EvalReport {
                 i.count,
                 i.mean_width
             ),
+            (None, _) if self.rating.count == 0 => {
+                writeln!(
+                    f,
+                    "rating interval: not measured (no rated movies to score)"
+                )
+            }
             (None, _) => writeln!(
                 f,
                 "rating interval: none (too few rated calibration movies for {:.0} %)",
