@@ -29,6 +29,10 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self(StatusCode::NOT_FOUND, message.into())
     }
+    /// A file of the server's own that cannot be read (damaged, not the request's fault).
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        Self(StatusCode::INTERNAL_SERVER_ERROR, message.into())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -47,7 +51,7 @@ pub async fn run_metrics(
 ) -> Result<Json<Vec<EpochMetrics>>, ApiError> {
     let dir = runs::run_dir(&state.runs, &id)
         .ok_or_else(|| ApiError::not_found(format!("no run {id:?}")))?;
-    Ok(Json(runs::metrics(&dir)))
+    runs::metrics(&dir).map(Json).map_err(ApiError::unreadable)
 }
 
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<Vec<String>> {

@@ -238,7 +238,10 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
         return page_error(&state, StatusCode::NOT_FOUND, &format!("no run {id:?}"));
     };
     let run = runs::summarize(&id, &dir);
-    let history = runs::metrics(&dir);
+    let (history, metrics_error) = match runs::metrics(&dir) {
+        Ok(h) => (h, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
     let genres = dir
         .test_evaluation()
         .map(|e| e.genres.per_genre)
@@ -264,7 +267,7 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
             loss_chart => svg::lines("Loss", "epoch", &series(&history, &[TRAIN_LOSS, VAL_LOSS])),
             metric_chart => svg::lines("Validation genres", "epoch", &series(&history, &[VAL_MICRO_F1, VAL_MACRO_F1, VAL_TOP1])),
             mae_chart => svg::lines("Validation rating MAE", "epoch", &series(&history, &[VAL_MAE])),
-            genre_chart, genres, rating_chart, weight_chart,
+            genre_chart, genres, rating_chart, weight_chart, metrics_error,
             config => runs::read_run_file(&dir.path().join(CONFIG_FILE)).unwrap_or_default(),
             refresh => if live { Some(5) } else { None },
         },
@@ -333,7 +336,7 @@ pub async fn compare_page(
         ids.iter()
             .zip(&dirs)
             .map(|(id, d)| {
-                let s = series(&runs::metrics(d), &[metric]);
+                let s = series(&runs::metrics(d).unwrap_or_default(), &[metric]);
                 (
                     id.clone(),
                     s.into_iter().next().map(|(_, p)| p).unwrap_or_default(),

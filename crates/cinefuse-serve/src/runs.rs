@@ -41,9 +41,9 @@ pub fn run_dir(runs: &Path, id: &str) -> Option<RunDir> {
     dir.join(CONFIG_FILE).is_file().then(|| RunDir::new(dir))
 }
 
-/// Every epoch of a run's `metrics.jsonl` (none when unreadable: the page still shows the rest).
-pub fn metrics(run: &RunDir) -> Vec<EpochMetrics> {
-    run.metrics().unwrap_or_default()
+/// Every epoch of a run's `metrics.jsonl`, or why it cannot be read (the file and line).
+pub fn metrics(run: &RunDir) -> Result<Vec<EpochMetrics>, String> {
+    run.metrics().map_err(|e| format!("{e:#}"))
 }
 
 /// The overview of `run`.
@@ -51,7 +51,8 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     // Read once; a config that no longer loads shows the defaults.
     let train = run.config().map(|c| c.train).unwrap_or_default();
     let info = run.info().ok();
-    let history = metrics(run);
+    // The overview shows what it can; the run's page names a damaged metrics file.
+    let history = metrics(run).unwrap_or_default();
     let best = best_epoch(&history, train.monitor).cloned();
     let evaluation = run.test_evaluation();
     let test = evaluation

@@ -142,6 +142,34 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
+    // A damaged metrics file is named, by the API and on the run's page, not shown as no
+    // epochs; the runs list still shows the run.
+    let beta_metrics = d.join("runs/beta/metrics.jsonl");
+    let mut text = std::fs::read_to_string(&beta_metrics).unwrap();
+    text.push_str("<b>garbage</b>\n");
+    std::fs::write(&beta_metrics, text).unwrap();
+    let r = http
+        .get(format!("{url}/api/runs/beta/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("metrics.jsonl:"),
+        "{body}"
+    );
+    let page = http
+        .get(format!("{url}/runs/beta"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("class=\"error\"") && page.contains("not an epoch&#x27;s metrics")
+            || page.contains("not an epoch's metrics"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>garbage"), "echoed unescaped");
 
     // Ids and paths can never reach outside the runs folder.
     for bad in [

@@ -135,13 +135,18 @@ pub fn append_metrics(run_dir: &Path, line: &EpochMetrics) -> Result<()> {
         .append(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    writeln!(f, "{}", serde_json::to_string(line)?)?;
+    // One write of the whole line: `writeln!` may write the text and the newline apart, and a
+    // kill in between would join this line to the next.
+    let mut text = serde_json::to_string(line)?;
+    text.push('\n');
+    f.write_all(text.as_bytes())?;
     f.sync_data()?;
     Ok(())
 }
 
 /// Every line of a run's `metrics.jsonl` (none when it has no file yet); a line that is not
-/// an epoch's metrics is an error naming the file and line.
+/// an epoch's metrics is an error naming the file and line, except a last line without its
+/// newline: one being written (a live run) or cut short by a kill, left out.
 pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
     let path = run_dir.join(METRICS_FILE);
     if !path.exists() {
@@ -151,12 +156,18 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
         &path,
         cinefuse_data::user_file::MAX_JSONL_BYTES,
     )?;
+    let unfinished = (!text.ends_with('\n')).then(|| text.lines().count());
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}:{}: not an epoch's metrics", path.display(), i + 1))
+        .filter_map(|(i, l)| match serde_json::from_str(l) {
+            Ok(m) => Some(Ok(m)),
+            Err(_) if unfinished == Some(i + 1) => None,
+            Err(e) => Some(Err(anyhow::anyhow!(
+                "{}:{}: not an epoch's metrics: {e}",
+                path.display(),
+                i + 1
+            ))),
         })
         .collect()
 }
@@ -239,6 +250,24 @@ mod tests {
             "{\"epoch\": 1}\n{\"epoch\": \"two\"}\n",
         )
         .unwrap();
+        let e = format!("{:#}", read_metrics(dir.path()).unwrap_err());
+        assert!(e.contains("metrics.jsonl:2"), "{e}");
+    }
+
+    #[test]
+    fn a_last_line_without_its_newline_is_left_out_only_when_it_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        append_metrics(dir.path(), &epoch(1, 0.5)).unwrap();
+        let whole = fs::read_to_string(&path).unwrap();
+        // Being written (or cut short by a kill): left out, the rest read.
+        fs::write(&path, format!("{whole}{{\"epoch\": 2, \"val_lo")).unwrap();
+        assert_eq!(read_metrics(dir.path()).unwrap().len(), 1);
+        // Complete but for its newline: read.
+        fs::write(&path, format!("{whole}{}", whole.trim_end())).unwrap();
+        assert_eq!(read_metrics(dir.path()).unwrap().len(), 2);
+        // The same broken text with its newline is damage, and named.
+        fs::write(&path, format!("{whole}{{\"epoch\": 2, \"val_lo\n")).unwrap();
         let e = format!("{:#}", read_metrics(dir.path()).unwrap_err());
         assert!(e.contains("metrics.jsonl:2"), "{e}");
     }
