@@ -116,9 +116,17 @@ pub struct EvalArgs {
     #[arg(long)]
     backend: Option<String>,
     /// Bootstrap resamples of the evaluated movies behind each metric's 95 % interval (0: no
-    /// intervals).
-    #[arg(long, default_value_t = cinefuse_train::bootstrap::DEFAULT_RESAMPLES)]
+    /// intervals; at most 100,000).
+    #[arg(long, default_value_t = cinefuse_train::bootstrap::DEFAULT_RESAMPLES, value_parser = resamples)]
     bootstrap: usize,
+}
+
+fn resamples(raw: &str) -> Result<usize, String> {
+    let max = cinefuse_train::bootstrap::MAX_RESAMPLES;
+    match raw.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("expected 0..={max} resamples, got {raw}")),
+    }
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {

@@ -14,6 +14,9 @@ use crate::metrics::{GenrePredictions, f1, rating_metrics};
 
 /// Resamples `eval` draws unless told otherwise (`eval --bootstrap N`).
 pub const DEFAULT_RESAMPLES: usize = 1000;
+/// The most `eval --bootstrap` draws: 100 times the default, far past where the percentiles
+/// settle; an extra digit or two would otherwise keep `eval` busy for hours.
+pub const MAX_RESAMPLES: usize = 100_000;
 /// The intervals' nominal level.
 pub const LEVEL: f64 = 0.95;
 /// Fixed, so the same predictions always get the same intervals.

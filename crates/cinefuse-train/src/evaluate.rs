@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::prelude::*;
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieDataset, Prepared, prepare::apply_preprocessor};
@@ -319,6 +319,13 @@ pub fn evaluate_with(
     backend: Option<BackendKind>,
 ) -> Result<EvalReport> {
     let EvalTarget { split, data, .. } = t;
+    let max = crate::bootstrap::MAX_RESAMPLES;
+    if t.resamples > max {
+        bail!(
+            "{} bootstrap resamples: expected at most {max}",
+            t.resamples
+        );
+    }
     if let Some(dir) = data {
         // Checked before any model loads (a blend's take a while), so a mistyped folder is
         // refused at once.

@@ -144,6 +144,13 @@ fn no_flag_value_panics_and_bad_numbers_are_refused_by_name() {
         );
     }
     assert!(!d.join("s").exists());
+    // Resamples that would keep eval busy for hours: refused by the flag's range.
+    let out = cinefuse(d, &["eval", "--run", "r", "--bootstrap", "100000000"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && e.contains("--bootstrap") && e.contains("0..=100000"),
+        "{e}"
+    );
     // A negative number given as its own argument is read as the flag's value and refused by
     // its range, not taken for an unknown flag.
     for args in [
