@@ -139,7 +139,11 @@ impl Row {
             test_micro_f1: num(r.test.as_ref().map(|t| t.micro_f1), 3),
             test_top1: num(r.test.as_ref().map(|t| t.top1), 3),
             test_mae: num(r.test.as_ref().map(|t| t.mae), 3),
-            test_micro_f1_ci: ci(r.test_confidence.as_ref(), "micro_f1"),
+            // A damaged eval.json shows "–" with the reason on hover.
+            test_micro_f1_ci: r
+                .test_error
+                .clone()
+                .unwrap_or_else(|| ci(r.test_confidence.as_ref(), "micro_f1")),
             test_top1_ci: ci(r.test_confidence.as_ref(), "top1"),
             test_mae_ci: ci(r.test_confidence.as_ref(), "mae"),
             id: r.id,
@@ -244,6 +248,8 @@ pub async fn run_page(State(state): State<Arc<AppState>>, Path(id): Path<String>
     };
     let genres = dir
         .test_evaluation()
+        .ok()
+        .flatten()
         .map(|e| e.genres.per_genre)
         .unwrap_or_default();
     let genre_chart = (!genres.is_empty()).then(|| {

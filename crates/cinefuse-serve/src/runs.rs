@@ -25,6 +25,8 @@ pub struct RunOverview {
     pub test: Option<SplitScores>,
     /// Their 95 % bootstrap intervals, when that evaluation drew them.
     pub test_confidence: Option<Confidence>,
+    /// Why `eval.json` could not be read, when it is there but damaged.
+    pub test_error: Option<String>,
 }
 
 /// A run id is one folder name under the runs folder: no separators, no `..`, nothing hidden.
@@ -54,7 +56,10 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     // The overview shows what it can; the run's page names a damaged metrics file.
     let history = metrics(run).unwrap_or_default();
     let best = best_epoch(&history, train.monitor).cloned();
-    let evaluation = run.test_evaluation();
+    let (evaluation, test_error) = match run.test_evaluation() {
+        Ok(e) => (e, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     let test = evaluation
         .as_ref()
         .map(|e| SplitScores::of(&e.genres, &e.rating));
@@ -71,6 +76,7 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         best,
         test,
         test_confidence: evaluation.and_then(|e| e.confidence),
+        test_error,
     }
 }
 

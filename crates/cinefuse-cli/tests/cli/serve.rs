@@ -170,6 +170,31 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         "{page}"
     );
     assert!(!page.contains("<b>garbage"), "echoed unescaped");
+    // So is a damaged eval.json: named on the run's page and in the API, not shown as "not
+    // evaluated yet".
+    std::fs::write(d.join("runs/beta/eval.json"), "{\"genres\": <i>cut").unwrap();
+    let page = http
+        .get(format!("{url}/runs/beta"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("eval.json") && !page.contains("Not evaluated yet"),
+        "{page}"
+    );
+    assert!(!page.contains("<i>cut"), "echoed unescaped");
+    let runs: Vec<Value> = http
+        .get(format!("{url}/api/runs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let beta = runs.iter().find(|r| r["id"] == "beta").unwrap();
+    assert!(
+        beta["test_error"].as_str().unwrap().contains("eval.json"),
+        "{beta}"
+    );
 
     // Ids and paths can never reach outside the runs folder.
     for bad in [

@@ -81,9 +81,14 @@ impl RunDir {
         latest_state(&self.path)
     }
 
-    /// `eval`'s report on the test split, when the run was evaluated.
-    pub fn test_evaluation(&self) -> Option<EvalReport> {
-        read_json(&self.path.join(EVAL_FILE)).ok()
+    /// `eval`'s report on the test split: `None` when it was never evaluated, an error naming the file
+    /// when `eval.json` is there but cannot be read.
+    pub fn test_evaluation(&self) -> Result<Option<EvalReport>> {
+        let path = self.path.join(EVAL_FILE);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        read_json(&path).map(Some)
     }
 
     pub fn is_training(&self) -> bool {
