@@ -52,8 +52,7 @@ fn load_prepare_config(path: &Path) -> Result<PrepareConfig> {
         path,
         cinefuse_data::user_file::MAX_CONFIG_BYTES,
     )?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    let table = cinefuse_train::toml_text::parse_table(&text, &path.display().to_string())?;
     if table.contains_key("name") {
         let full =
             cinefuse_train::TrainConfig::from_toml_str(&text, &path.display().to_string(), &[])?;

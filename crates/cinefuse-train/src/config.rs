@@ -614,8 +614,7 @@ impl TrainConfig {
 
     /// Parses TOML text with overrides. Unknown keys anywhere are errors.
     pub fn from_toml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
-        let mut table: Table =
-            toml::from_str(text).with_context(|| format!("{origin}: invalid TOML"))?;
+        let mut table = crate::toml_text::parse_table(text, origin)?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }

@@ -40,6 +40,7 @@ pub mod sweep;
 pub mod sweep_table;
 pub mod tensorboard;
 pub mod thresholds;
+pub mod toml_text;
 pub mod trainer;
 pub mod tree_forest;
 pub mod weights_digest;
