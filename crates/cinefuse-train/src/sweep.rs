@@ -105,7 +105,33 @@ struct Job {
     overrides: Vec<String>,
 }
 
+/// The most runs one sweep may train: far more than a sweep can finish, few enough that
+/// listing and checking them all up front stays instant.
+pub const MAX_SWEEP_RUNS: usize = 10_000;
+
+/// How many runs the grid and seeds make, refused past `MAX_SWEEP_RUNS` before any is listed
+/// (eight keys of 1,000 values each are 10^24 combinations).
+fn run_count(spec: &SweepSpec) -> Result<usize> {
+    let sizes = spec.grid.iter().map(|(_, v)| v.len());
+    sizes
+        .chain([spec.seeds.len().max(1)])
+        .try_fold(1usize, |n, k| n.checked_mul(k).filter(|&n| n <= MAX_SWEEP_RUNS))
+        .ok_or_else(|| {
+            let grid: Vec<String> = spec
+                .grid
+                .iter()
+                .map(|(k, v)| format!("{k} ({} values)", v.len()))
+                .collect();
+            anyhow::anyhow!(
+                "--grid {} with {} seed(s) makes more than {MAX_SWEEP_RUNS} runs: sweep fewer values",
+                grid.join(" × "),
+                spec.seeds.len().max(1)
+            )
+        })
+}
+
 fn jobs(spec: &SweepSpec) -> Result<Vec<Job>> {
+    run_count(spec)?;
     if !spec.seeds.is_empty() && spec.grid.iter().any(|(k, _)| k == "seed") {
         bail!("--seeds and --grid seed=… both set the seed: use one of them");
     }
@@ -293,6 +319,19 @@ mod tests {
             "--grid optim.lr is given twice",
         );
         refused(spec(&["train.epochs=1,2,1"], &[]), "both named epochs=1");
+        let thousand: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+        let wide = |key: &str| format!("{key}={}", thousand.join(","));
+        let keys = ["train.epochs", "seed", "optim.lr", "train.patience"];
+        let grid: Vec<String> = keys.iter().map(|k| wide(k)).collect();
+        let grid: Vec<&str> = grid.iter().map(String::as_str).collect();
+        refused(spec(&grid, &[]), "more than 10000 runs");
+        refused(spec(&grid[..1], &(0..11).collect::<Vec<_>>()), "11 seed(s)");
+        assert_eq!(
+            jobs(&spec(&grid[..1], &(0..10).collect::<Vec<_>>()))
+                .unwrap()
+                .len(),
+            10_000
+        );
         assert_eq!(
             jobs(&spec(&["train.epochs=1,2"], &[7, 11])).unwrap().len(),
             4
