@@ -79,52 +79,53 @@ fn cell(v: &str) -> Option<&str> {
 }
 
 /// A table row with its line number.
-type Row = (usize, HashMap<String, String>);
-
-/// Reads a TSV table as (line, header→value) rows, checking the required columns.
-fn read_table(path: &Path, required: &[&str]) -> Result<Vec<Row>, DataError> {
+/// Streams a TSV table's rows: `each(line, cells)` gets the cells of the `columns`, in that
+/// order, one row at a time (IMDb's tables hold millions of rows; collecting them first took
+/// gigabytes). A missing column or a row with the wrong number of cells is an error naming
+/// the file (and line).
+fn for_each_row(
+    path: &Path,
+    columns: &[&str],
+    mut each: impl FnMut(usize, &[&str]) -> Result<(), DataError>,
+) -> Result<(), DataError> {
     let limits = (MAX_TSV_LINE_BYTES, MAX_TSV_BYTES);
     let mut lines = bounded_lines(path, open(path)?, limits);
     let header: Vec<String> = match lines.next() {
         Some(h) => h?.split('\t').map(|s| s.trim().to_string()).collect(),
         None => return Err(DataError::file(path, "empty file")),
     };
-    for r in required {
-        if !header.iter().any(|h| h == r) {
-            return Err(DataError::file(
-                path,
-                format!("missing column `{r}` (header: {})", header.join(", ")),
-            ));
-        }
-    }
-    let mut rows = Vec::new();
+    let at = columns
+        .iter()
+        .map(|c| {
+            header.iter().position(|h| h == c).ok_or_else(|| {
+                DataError::file(
+                    path,
+                    format!("missing column `{c}` (header: {})", header.join(", ")),
+                )
+            })
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
     for (i, line) in lines.enumerate() {
         let line = line?;
         if line.is_empty() {
             continue;
         }
-        let cells: Vec<&str> = line.split('\t').collect();
-        if cells.len() != header.len() {
+        let all: Vec<&str> = line.split('\t').collect();
+        if all.len() != header.len() {
             return Err(DataError::Record {
                 path: path.into(),
                 line: i + 2,
                 message: format!(
                     "expected {} tab-separated columns, found {}",
                     header.len(),
-                    cells.len()
+                    all.len()
                 ),
             });
         }
-        rows.push((
-            i + 2,
-            header
-                .iter()
-                .cloned()
-                .zip(cells.iter().map(|c| c.to_string()))
-                .collect(),
-        ));
+        let cells: Vec<&str> = at.iter().map(|&j| all[j]).collect();
+        each(i + 2, &cells)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 pub struct TsvSources<'a> {
@@ -136,34 +137,35 @@ pub struct TsvSources<'a> {
     pub types: Vec<String>,
 }
 
+/// The `title.basics` columns a movie is read from, in the order `title_movie` takes them.
+const BASICS_COLUMNS: [&str; 6] = [
+    "tconst",
+    "titleType",
+    "primaryTitle",
+    "startYear",
+    "runtimeMinutes",
+    "genres",
+];
+
+/// Joins the tables one streamed pass each, keeping only what the kept titles need: the
+/// ratings, then the titles of the kept types, then their directors' ids, then those
+/// directors' names.
 pub fn import_imdb_tsv(
     src: &TsvSources,
     skip_bad: bool,
 ) -> Result<(Vec<Movie>, ImportReport), DataError> {
     let mut report = ImportReport::default();
     let ratings = read_ratings(src.ratings, skip_bad, &mut report)?;
-    let directors = read_directors(src)?;
     let mut movies = Vec::new();
-    for (line, row) in read_table(
-        src.basics,
-        &[
-            "tconst",
-            "titleType",
-            "primaryTitle",
-            "startYear",
-            "runtimeMinutes",
-            "genres",
-        ],
-    )? {
-        if !src.types.is_empty() && !src.types.iter().any(|t| t == &row["titleType"]) {
-            continue;
+    for_each_row(src.basics, &BASICS_COLUMNS, |line, row| {
+        if !src.types.is_empty() && !src.types.iter().any(|t| t == row[1]) {
+            return Ok(());
         }
-        let id = row["tconst"].clone();
-        match title_movie(&row, &ratings, &directors) {
+        match title_movie(row, &ratings) {
             Ok(m) => movies.push(m),
             Err(reason) if skip_bad => report.skipped.push(BadRecord {
                 line,
-                id: Some(id),
+                id: Some(row[0].to_string()),
                 field: None,
                 reason,
             }),
@@ -175,7 +177,9 @@ pub fn import_imdb_tsv(
                 });
             }
         }
-    }
+        Ok(())
+    })?;
+    add_directors(src, &mut movies)?;
     report.imported = movies.len();
     Ok((movies, report))
 }
@@ -188,93 +192,106 @@ fn read_ratings(
     report: &mut ImportReport,
 ) -> Result<HashMap<String, (f32, u64)>, DataError> {
     let mut ratings: HashMap<String, (f32, u64)> = HashMap::new();
-    for (line, row) in read_table(path, &["tconst", "averageRating", "numVotes"])? {
-        let parsed = (|| {
-            let r: f32 = cell(&row["averageRating"])
-                .ok_or("averageRating is missing")?
-                .parse()
-                .map_err(|_| "averageRating is not a number")?;
-            let v: u64 = cell(&row["numVotes"])
-                .ok_or("numVotes is missing")?
-                .parse()
-                .map_err(|_| "numVotes is not an integer")?;
-            Ok::<_, &str>((r, v))
-        })();
-        match parsed {
-            Ok(x) => {
-                ratings.insert(row["tconst"].clone(), x);
-            }
-            Err(m) if skip_bad => report.skipped.push(BadRecord {
-                line,
-                id: Some(row["tconst"].clone()),
-                field: Some("rating".into()),
-                reason: format!("{}: {m}", path.display()),
-            }),
-            Err(m) => {
-                return Err(DataError::Record {
-                    path: path.into(),
+    for_each_row(
+        path,
+        &["tconst", "averageRating", "numVotes"],
+        |line, row| {
+            let parsed = (|| {
+                let r: f32 = cell(row[1])
+                    .ok_or("averageRating is missing")?
+                    .parse()
+                    .map_err(|_| "averageRating is not a number")?;
+                let v: u64 = cell(row[2])
+                    .ok_or("numVotes is missing")?
+                    .parse()
+                    .map_err(|_| "numVotes is not an integer")?;
+                Ok::<_, &str>((r, v))
+            })();
+            match parsed {
+                Ok(x) => {
+                    ratings.insert(row[0].to_string(), x);
+                }
+                Err(m) if skip_bad => report.skipped.push(BadRecord {
                     line,
-                    message: m.into(),
-                });
+                    id: Some(row[0].to_string()),
+                    field: Some("rating".into()),
+                    reason: format!("{}: {m}", path.display()),
+                }),
+                Err(m) => {
+                    return Err(DataError::Record {
+                        path: path.into(),
+                        line,
+                        message: m.into(),
+                    });
+                }
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(ratings)
 }
 
-/// Directors by title id, with their names when `name.basics.tsv` is given (else their ids).
-fn read_directors(src: &TsvSources) -> Result<HashMap<String, Vec<String>>, DataError> {
-    let names: HashMap<String, String> = match src.names {
-        Some(p) => read_table(p, &["nconst", "primaryName"])?
-            .into_iter()
-            .map(|(_, r)| (r["nconst"].clone(), r["primaryName"].clone()))
-            .collect(),
-        None => HashMap::new(),
+/// Fills in the directors of `movies` from `title.crew.tsv`: their names where
+/// `name.basics.tsv` is given and names them, else their ids. Only the kept titles' rows and
+/// their directors' names are held.
+fn add_directors(src: &TsvSources, movies: &mut [Movie]) -> Result<(), DataError> {
+    let Some(crew) = src.crew else {
+        return Ok(());
     };
-    Ok(match src.crew {
-        Some(p) => read_table(p, &["tconst", "directors"])?
-            .into_iter()
-            .filter_map(|(_, r)| {
-                let ids = cell(&r["directors"])?;
-                Some((
-                    r["tconst"].clone(),
-                    ids.split(',')
-                        .map(|n| names.get(n).cloned().unwrap_or_else(|| n.to_string()))
-                        .collect(),
-                ))
-            })
-            .collect(),
-        None => HashMap::new(),
-    })
+    let index: HashMap<&str, usize> = movies
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i))
+        .collect();
+    let mut found: Vec<(usize, Vec<String>)> = Vec::new();
+    for_each_row(crew, &["tconst", "directors"], |_, row| {
+        if let (Some(&i), Some(ids)) = (index.get(row[0]), cell(row[1])) {
+            found.push((i, ids.split(',').map(String::from).collect()));
+        }
+        Ok(())
+    })?;
+    let mut names: HashMap<String, String> = found
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().map(|id| (id.clone(), id.clone())))
+        .collect();
+    if let Some(path) = src.names {
+        for_each_row(path, &["nconst", "primaryName"], |_, row| {
+            if let Some(name) = names.get_mut(row[0]) {
+                *name = row[1].to_string();
+            }
+            Ok(())
+        })?;
+    }
+    for (i, ids) in found {
+        movies[i].directors = Some(ids.iter().map(|id| names[id].clone()).collect());
+    }
+    Ok(())
 }
 
-/// One `title.basics.tsv` row as a movie, with its rating and directors.
-fn title_movie(
-    row: &HashMap<String, String>,
-    ratings: &HashMap<String, (f32, u64)>,
-    directors: &HashMap<String, Vec<String>>,
-) -> Result<Movie, String> {
-    let id = row["tconst"].clone();
-    let parse_num = |col: &str| -> Result<Option<f64>, String> {
-        cell(&row[col])
+/// One `title.basics.tsv` row (the cells of `BASICS_COLUMNS`) as a movie, with its rating.
+fn title_movie(row: &[&str], ratings: &HashMap<String, (f32, u64)>) -> Result<Movie, String> {
+    let id = row[0];
+    let parse_num = |at: usize| -> Result<Option<f64>, String> {
+        cell(row[at])
             .map(|v| {
-                v.parse::<f64>()
-                    .map_err(|_| format!("column `{col}`: expected a number, got {v:?}"))
+                v.parse::<f64>().map_err(|_| {
+                    let col = BASICS_COLUMNS[at];
+                    format!("column `{col}`: expected a number, got {v:?}")
+                })
             })
             .transpose()
     };
     let (rating, votes) = ratings
-        .get(&id)
+        .get(id)
         .map_or((None, None), |(r, v)| (Some(*r), Some(*v)));
     Ok(Movie {
-        title: cell(&row["primaryTitle"]).map(String::from),
-        year: parse_num("startYear")?.map(|y| y as i32),
-        runtime_min: parse_num("runtimeMinutes")?.map(|r| r as f32),
-        genres: cell(&row["genres"]).map(|g| g.split(',').map(String::from).collect()),
+        title: cell(row[2]).map(String::from),
+        year: parse_num(3)?.map(|y| y as i32),
+        runtime_min: parse_num(4)?.map(|r| r as f32),
+        genres: cell(row[5]).map(|g| g.split(',').map(String::from).collect()),
         rating,
         votes,
-        directors: directors.get(&id).cloned(),
-        ..Movie::new(id.clone())
+        ..Movie::new(id.to_string())
     })
 }
 
@@ -287,6 +304,45 @@ mod tests {
         bounded_lines(Path::new("t.tsv"), reader, limits)
             .map(|l| l.map_err(|e| e.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn only_kept_titles_get_directors_named_where_names_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let write = |name: &str, text: &str| {
+            std::fs::write(d.join(name), text).unwrap();
+            d.join(name)
+        };
+        let crew = write(
+            "crew.tsv",
+            "tconst\tdirectors\twriters\ntt1\tnm1,nm2\t\\N\ntt2\tnm3\t\\N\ntt3\t\\N\t\\N\n",
+        );
+        let names = write(
+            "names.tsv",
+            "nconst\tprimaryName\nnm1\tAda Berg\nnm3\tNot Kept\n",
+        );
+        let (basics, ratings) = (d.join("unused"), d.join("unused"));
+        let src = TsvSources {
+            basics: &basics,
+            ratings: &ratings,
+            crew: Some(&crew),
+            names: Some(&names),
+            types: Vec::new(),
+        };
+        let mut movies = vec![Movie::new("tt1"), Movie::new("tt3")];
+        add_directors(&src, &mut movies).unwrap();
+        let want = vec!["Ada Berg".to_string(), "nm2".to_string()];
+        assert_eq!(movies[0].directors, Some(want));
+        assert_eq!(movies[1].directors, None);
+        // Every row is still checked, kept or not.
+        let names = write("names.tsv", "nconst\tprimaryName\nnm9\n");
+        let src = TsvSources {
+            names: Some(&names),
+            ..src
+        };
+        let e = add_directors(&src, &mut movies).unwrap_err().to_string();
+        assert!(e.contains("names.tsv:2") && e.contains("columns"), "{e}");
     }
 
     #[test]
