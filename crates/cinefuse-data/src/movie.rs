@@ -162,6 +162,17 @@ fn opt_f64(obj: &Map<String, Value>, key: &str) -> FieldResult<f64> {
     }
 }
 
+/// A number stored as `f32`: one past its range is refused with the value as written, not
+/// reported later as infinity.
+fn opt_f32(obj: &Map<String, Value>, key: &str) -> FieldResult<f32> {
+    match opt_f64(obj, key)? {
+        Some(v) if v.abs() > f64::from(f32::MAX) => {
+            Err((key.into(), format!("out of range, got {v:e}")))
+        }
+        v => Ok(v.map(|v| v as f32)),
+    }
+}
+
 fn opt_int(obj: &Map<String, Value>, key: &str) -> FieldResult<i64> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -261,7 +272,17 @@ pub fn movie_from_value(value: &Value) -> Result<Movie, (Option<String>, String)
         }
     };
     let build = || -> Result<Movie, (String, String)> {
-        let year = opt_int(obj, "year")?;
+        let year = opt_int(obj, "year")?
+            .map(|y| {
+                // `check_movie` asks for 1870–2100; a year past i32 is refused here, as written.
+                i32::try_from(y).map_err(|_| {
+                    (
+                        "year".to_string(),
+                        format!("must be within 1870–2100, got {y}"),
+                    )
+                })
+            })
+            .transpose()?;
         let votes = opt_int(obj, "votes")?;
         if let Some(v) = votes.filter(|v| *v < 0) {
             return Err(("votes".into(), format!("must be >= 0, got {v}")));
@@ -269,10 +290,10 @@ pub fn movie_from_value(value: &Value) -> Result<Movie, (Option<String>, String)
         Ok(Movie {
             id: id.clone(),
             title: opt_string(obj, "title")?,
-            year: year.map(|y| y as i32),
-            runtime_min: opt_f64(obj, "runtime_min")?.map(|v| v as f32),
+            year,
+            runtime_min: opt_f32(obj, "runtime_min")?,
             genres: opt_list(obj, "genres")?,
-            rating: opt_f64(obj, "rating")?.map(|v| v as f32),
+            rating: opt_f32(obj, "rating")?,
             votes: votes.map(|v| v as u64),
             certificate: opt_string(obj, "certificate")?,
             languages: opt_list(obj, "languages")?,
@@ -410,4 +431,31 @@ pub fn poster_path(dataset_dir: &Path, movie: &Movie) -> Option<Result<PathBuf, 
             crate::paths::resolve_inside(dataset_dir, p)
                 .map_err(|e| DataError::Invalid(format!("poster {e}")))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(json: &str) -> (Option<String>, String) {
+        movie_from_value(&serde_json::from_str(json).unwrap()).unwrap_err()
+    }
+
+    #[test]
+    fn values_past_the_stored_type_are_refused_as_written() {
+        let (field, why) = refusal(r#"{"id": "a", "year": 99999999999}"#);
+        assert_eq!(field.as_deref(), Some("year"));
+        assert!(why.contains("got 99999999999"), "{why}");
+        let (field, why) = refusal(r#"{"id": "a", "runtime_min": -1e39}"#);
+        assert_eq!(field.as_deref(), Some("runtime_min"));
+        assert!(why.contains("-1e39"), "{why}");
+        let (field, why) = refusal(r#"{"id": "a", "rating": 1e300}"#);
+        assert_eq!(
+            (field.as_deref(), why.as_str()),
+            (Some("rating"), "out of range, got 1e300")
+        );
+        let m =
+            movie_from_value(&serde_json::json!({"id": "a", "year": 1999, "rating": 7.5})).unwrap();
+        assert_eq!((m.year, m.rating), (Some(1999), Some(7.5)));
+    }
 }

@@ -7,8 +7,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::ImportReport;
+use super::values::{NumberFormat, as_f32, as_number, as_year};
 use crate::DataError;
 use crate::movie::{BadRecord, Movie};
+use crate::validate::check_movie;
+use serde_json::Value;
 
 /// The most a table may hold once decompressed (IMDb's largest, `title.principals`, is about
 /// 4 GB; the tables this import reads are under 1 GB): a small `.gz` can expand without end.
@@ -200,7 +203,9 @@ fn read_ratings(
                 let r: f32 = cell(row[1])
                     .ok_or("averageRating is missing")?
                     .parse()
-                    .map_err(|_| "averageRating is not a number")?;
+                    .ok()
+                    .filter(|r| (0.0..=10.0).contains(r))
+                    .ok_or("averageRating is not a number within 0–10")?;
                 let v: u64 = cell(row[2])
                     .ok_or("numVotes is missing")?
                     .parse()
@@ -268,31 +273,30 @@ fn add_directors(src: &TsvSources, movies: &mut [Movie]) -> Result<(), DataError
     Ok(())
 }
 
-/// One `title.basics.tsv` row (the cells of `BASICS_COLUMNS`) as a movie, with its rating.
+/// One `title.basics.tsv` row (the cells of `BASICS_COLUMNS`) as a movie, with its rating,
+/// checked as every importer checks its movies.
 fn title_movie(row: &[&str], ratings: &HashMap<String, (f32, u64)>) -> Result<Movie, String> {
     let id = row[0];
-    let parse_num = |at: usize| -> Result<Option<f64>, String> {
-        cell(row[at])
-            .map(|v| {
-                v.parse::<f64>().map_err(|_| {
-                    let col = BASICS_COLUMNS[at];
-                    format!("column `{col}`: expected a number, got {v:?}")
-                })
-            })
-            .transpose()
-    };
+    let in_column = |at: usize, m: String| format!("column `{}`: {m}", BASICS_COLUMNS[at]);
+    let value = |at: usize| cell(row[at]).map_or(Value::Null, |v| Value::String(v.into()));
+    let year = as_year(&value(3)).map_err(|m| in_column(3, m))?;
+    let runtime = as_number(&value(4), NumberFormat::Plain)
+        .and_then(as_f32)
+        .map_err(|m| in_column(4, m))?;
     let (rating, votes) = ratings
         .get(id)
         .map_or((None, None), |(r, v)| (Some(*r), Some(*v)));
-    Ok(Movie {
+    let movie = Movie {
         title: cell(row[2]).map(String::from),
-        year: parse_num(3)?.map(|y| y as i32),
-        runtime_min: parse_num(4)?.map(|r| r as f32),
+        year,
+        runtime_min: runtime,
         genres: cell(row[5]).map(|g| g.split(',').map(String::from).collect()),
         rating,
         votes,
         ..Movie::new(id.to_string())
-    })
+    };
+    check_movie(&movie).map_err(|(field, m)| format!("field `{field}`: {m}"))?;
+    Ok(movie)
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::values::{NumberFormat, as_count, as_list, as_number, as_text, as_year, decode_text};
+use super::values::{
+    NumberFormat, as_count, as_f32, as_list, as_number, as_text, as_year, decode_text,
+};
 use super::{ImportReport, copy_poster};
 use crate::DataError;
 use crate::movie::{BadRecord, Movie, SPLIT_FILE};
@@ -73,8 +75,8 @@ pub fn movie_from_mmimdb(id: &str, v: &Value) -> Result<Movie, (Option<String>, 
         runtime_min: runtime,
         genres: v.get("genres").and_then(as_list),
         rating: as_number(value("rating"), NumberFormat::Plain)
-            .map_err(|m| (Some("rating".to_string()), m))?
-            .map(|r| r as f32),
+            .and_then(as_f32)
+            .map_err(|m| (Some("rating".to_string()), m))?,
         votes: count("votes")?,
         certificate: v.get("certificates").and_then(certificate),
         languages: v.get("languages").and_then(as_list),

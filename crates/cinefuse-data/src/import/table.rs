@@ -7,7 +7,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::values::{
-    NumberFormat, as_count, as_list, as_number, as_text, as_year, decode_text, is_missing_text,
+    NumberFormat, as_count, as_f32, as_list, as_number, as_text, as_year, decode_text,
+    is_missing_text,
 };
 use super::{ImportReport, copy_poster};
 use crate::DataError;
@@ -293,6 +294,7 @@ fn row_movie(
     let num = |field: &str| {
         as_number(get(field), NumberFormat::of_field(field)).map_err(|m| in_column(field, m))
     };
+    let num32 = |field: &str| as_f32(num(field)?).map_err(|m| in_column(field, m));
     let id = as_text(get("id")).ok_or((
         Some("id".to_string()),
         format!("column `{}` is empty or missing", source_of(mapping, "id")),
@@ -300,9 +302,9 @@ fn row_movie(
     let movie = Movie {
         title: as_text(get("title")),
         year: as_year(get("year")).map_err(|m| in_column("year", m))?,
-        runtime_min: num("runtime_min")?.map(|v| v as f32),
+        runtime_min: num32("runtime_min")?,
         genres: as_list(get("genres")),
-        rating: num("rating")?.map(|v| v as f32),
+        rating: num32("rating")?,
         votes: as_count(get("votes")).map_err(|m| in_column("votes", m))?,
         certificate: as_text(get("certificate")),
         languages: as_list(get("languages")),

@@ -139,6 +139,15 @@ pub fn as_year(v: &Value) -> Result<Option<i32>, String> {
     }
 }
 
+/// A number stored as `f32` (runtime, rating): one past its range is refused as written
+/// rather than stored as infinity.
+pub fn as_f32(v: Option<f64>) -> Result<Option<f32>, String> {
+    match v {
+        Some(x) if x.abs() > f64::from(f32::MAX) => Err(format!("out of range, got {x:e}")),
+        v => Ok(v.map(|x| x as f32)),
+    }
+}
+
 /// A number from a JSON number or a string in `format`; missing markers give `None`.
 pub fn as_number(v: &Value, format: NumberFormat) -> Result<Option<f64>, String> {
     match v {
@@ -206,6 +215,13 @@ mod tests {
 
     fn n(s: &str, f: NumberFormat) -> Result<f64, String> {
         parse_number(s, f)
+    }
+
+    #[test]
+    fn a_number_past_f32_is_refused_as_written() {
+        assert_eq!(as_f32(Some(7.5)), Ok(Some(7.5)));
+        assert_eq!(as_f32(None), Ok(None));
+        assert_eq!(as_f32(Some(-1e39)), Err("out of range, got -1e39".into()));
     }
 
     #[test]

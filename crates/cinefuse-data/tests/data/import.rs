@@ -280,6 +280,47 @@ fn imdb_tsv_import_joins_tables_including_gzip() {
         err.contains("bad.tsv:2") && err.contains("columns"),
         "{err}"
     );
+
+    // Values past what a movie stores are refused as written (they were saturated to year
+    // 2147483647 or written as a missing rating), as the other importers refuse them.
+    let header = "tconst\ttitleType\tprimaryTitle\tstartYear\truntimeMinutes\tgenres\n";
+    for (row, says) in [
+        (
+            "tt1\tmovie\tX\t99999999999\t90\tDrama",
+            "bad.tsv:2: column `startYear`: expected a year, got 99999999999",
+        ),
+        (
+            "tt1\tmovie\tX\t1990\t1e39\tDrama",
+            "column `runtimeMinutes`: out of range, got 1e39",
+        ),
+        (
+            "tt1\tmovie\tX\t1990\t-5\tDrama",
+            "field `runtime_min`: must be within (0, 2000)",
+        ),
+        (
+            "tt1\tmovie\tX\t1066\t90\tDrama",
+            "field `year`: must be within 1870–2100",
+        ),
+    ] {
+        fs::write(&bad, format!("{header}{row}\n")).unwrap();
+        let err = import_imdb_tsv(&src, false).err().unwrap().to_string();
+        assert!(err.contains(says), "{row}: {err}");
+    }
+    fs::write(
+        d.join("bad_ratings.tsv"),
+        "tconst\taverageRating\tnumVotes\ntt1\t1e39\t5\n",
+    )
+    .unwrap();
+    let bad_ratings = d.join("bad_ratings.tsv");
+    let src = TsvSources {
+        ratings: &bad_ratings,
+        ..src
+    };
+    let err = import_imdb_tsv(&src, false).err().unwrap().to_string();
+    assert!(
+        err.contains("bad_ratings.tsv:2: averageRating is not a number within 0–10"),
+        "{err}"
+    );
 }
 
 /// Optional: the real IMDb TSV excerpts in ../shared/data (skips when absent).
