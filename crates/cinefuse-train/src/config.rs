@@ -469,8 +469,14 @@ fn check_known_keys(table: &Table, back: &Table, origin: &str) -> Result<()> {
     let mut keys = Vec::new();
     collect_keys("", table, &mut keys);
     for key in keys {
-        if lookup(back, &key).is_some() {
-            continue;
+        match lookup(back, &key) {
+            // serde reads a section from a list too (`--set train=[]` was every `[train]`
+            // setting back at its default, silently).
+            Some(Value::Table(_)) => {
+                bail!("{origin}: `{key}` is a section ([{key}]), not a value: set its keys")
+            }
+            Some(_) => continue,
+            None => {}
         }
         let section = key
             .rsplit_once('.')
@@ -925,6 +931,14 @@ mod tests {
         .to_string();
         assert!(e.contains("unknown key `model.poster.widht`"), "{e}");
         assert!(e.contains("widths"), "lists allowed keys: {e}");
+        // A section given as a value is refused, not read as its defaults.
+        for set in ["train=[]", "optim=[]", "data.preprocess=[]"] {
+            let e = TrainConfig::from_toml_str("name = \"x\"", "c.toml", &[set.into()])
+                .unwrap_err()
+                .to_string();
+            let key = set.split_once('=').unwrap().0;
+            assert!(e.contains(&format!("`{key}` is a section")), "{set}: {e}");
+        }
     }
 
     #[test]
