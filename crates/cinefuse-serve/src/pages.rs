@@ -315,6 +315,9 @@ fn weight_chart(predictions: &Value) -> Option<String> {
         .then(|| svg::bars("Mean fusion weight per modality (test)", &weights, 1.0))
 }
 
+/// The most runs one comparison shows.
+pub const MAX_COMPARED_RUNS: usize = 20;
+
 pub async fn compare_page(
     State(state): State<Arc<AppState>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -330,6 +333,16 @@ pub async fn compare_page(
             StatusCode::BAD_REQUEST,
             "pick at least two runs to compare",
         );
+    }
+    // Each run's files are read once per chart: a long query repeating one run would read
+    // them thousands of times, and more lines than this make no readable chart.
+    if ids.len() > MAX_COMPARED_RUNS {
+        let why = format!("pick at most {MAX_COMPARED_RUNS} runs to compare");
+        return page_error(&state, StatusCode::BAD_REQUEST, &why);
+    }
+    if let Some(i) = (1..ids.len()).find(|&i| ids[..i].contains(&ids[i])) {
+        let why = format!("run {:?} is picked twice", ids[i]);
+        return page_error(&state, StatusCode::BAD_REQUEST, &why);
     }
     let mut dirs = Vec::new();
     for id in &ids {

@@ -354,6 +354,14 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         "config diff"
     );
     assert!(!compare.contains("train.epochs"), "only keys that differ");
+    // One run repeated (each repeat read its files again) and too many runs are refused.
+    let twice = page("/compare?run=alpha&run=beta&run=alpha");
+    assert_eq!(twice.status(), 400);
+    assert!(twice.text().unwrap().contains("picked twice"));
+    let many: Vec<String> = (0..21).map(|i| format!("run=r{i}")).collect();
+    let many = page(&format!("/compare?{}", many.join("&")));
+    assert_eq!(many.status(), 400);
+    assert!(many.text().unwrap().contains("at most 20 runs"));
     assert_eq!(page("/runs/..%2F..%2Fetc").status(), 404);
     assert_eq!(page("/no/such/page").status(), 404);
     let evil_run = d.join("runs/<img src=x onerror=alert(1)>");
