@@ -230,6 +230,11 @@ impl Shared<'_> {
             Err(reason) => return self.fail(id, &url, reason),
         };
         let mut movie = parsed.movie;
+        // A page whose values no movie can have (a rating of 85, a year 20000) is reported
+        // here, by its page, rather than by `prepare` later as a line of movies.jsonl.
+        if let Err((field, why)) = cinefuse_data::validate::check_movie(&movie) {
+            return self.fail(id, &url, format!("field `{field}`: {why}"));
+        }
         if let (true, Some(poster_url)) = (self.cfg.download_posters, parsed.poster_url) {
             let poster_url = absolute(self.cfg, &poster_url);
             match self.poster(id, &poster_url) {

@@ -119,6 +119,11 @@ fn serve_with_robots(robots: &'static str) -> Server {
                         html(fixture("jsonld.html"))
                     }
                     "/title/tt0000009/" => html("x".repeat(3 * 1024 * 1024)),
+                    "/title/tt0000010/" => html(
+                        fixture("jsonld.html")
+                            .replace("tt0000001", "tt0000010")
+                            .replace("\"ratingValue\":7.4", "\"ratingValue\":85"),
+                    ),
                     "/posters/tt0000001.png" | "/posters/tt0000006.png" => {
                         tiny_http::Response::from_data(png([200, 30, 30]))
                     }
@@ -258,7 +263,7 @@ fn scraping_handles_every_failure_mode_and_resumes_without_refetching() {
     let server = serve();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ds");
-    let ids: Vec<String> = (1..=9)
+    let ids: Vec<String> = (1..=10)
         .map(|i| format!("tt{i:07}"))
         .chain(["tt0000066".to_string()])
         .collect();
@@ -291,6 +296,10 @@ fn scraping_handles_every_failure_mode_and_resumes_without_refetching() {
     );
     assert!(reason("tt0000009").contains("limit"), "{failed:?}");
     assert!(reason("tt0000066").contains("robots"), "{failed:?}");
+    assert!(
+        reason("tt0000010").contains("field `rating`: must be within 0–10, got 85"),
+        "{failed:?}"
+    );
     assert_eq!(
         report.done, 5,
         "1, 2, 3 (without poster), 6 after a 429, 7 after two 500s"
