@@ -363,7 +363,7 @@ pub struct PredictArgs {
     /// (`--year -5` is read as a value, then refused as a year.)
     #[arg(long, allow_negative_numbers = true)]
     year: Option<i32>,
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = minutes)]
     runtime: Option<f32>,
     /// Print one JSON object per movie instead of a table.
     #[arg(long)]
@@ -445,6 +445,18 @@ fn movies_to_predict(a: &PredictArgs) -> Result<(Vec<cinefuse_data::Movie>, Path
             (vec![m], PathBuf::from("."))
         }
     })
+}
+
+/// `--runtime` as written: a number past f32 is refused here, not read as infinity.
+fn minutes(raw: &str) -> Result<f32, String> {
+    let v: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected minutes, e.g. 104, got {raw:?}"))?;
+    if !(v.is_nan() || v.abs() <= f64::from(f32::MAX)) {
+        return Err(format!("out of range, got {raw}"));
+    }
+    Ok(v as f32)
 }
 
 /// Extra columns the model ignores, and numbers far outside its training data.

@@ -314,6 +314,11 @@ fn predict_validates_its_input_like_prepare() {
         (vec!["--runtime", "NaN"], "runtime_min"),
         (vec!["--runtime=-5"], "runtime_min"),
         (vec!["--runtime", "-5"], "runtime_min"),
+        (vec!["--runtime", "1e39"], "out of range, got 1e39"),
+        (
+            vec!["--movie", r#"{"year": 99999999999}"#],
+            "got 99999999999",
+        ),
         (vec!["--year", "-1999"], "year"),
         (vec!["--poster", "/dev/zero"], "not a regular file"),
         (vec!["--poster", "/dev/urandom"], "not a regular file"),
