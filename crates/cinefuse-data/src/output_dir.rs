@@ -104,7 +104,7 @@ pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()
         return Err(DataError::file(
             out,
             "is a symbolic link; cinefuse does not write through or replace links: give the \
-             folder it points to as --out",
+             folder it points to instead",
         ));
     }
     if !out.exists() {
@@ -113,7 +113,7 @@ pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()
     if !out.is_dir() {
         return Err(DataError::file(
             out,
-            "exists and is not a folder; choose another --out",
+            "exists and is not a folder; choose another output folder",
         ));
     }
     let empty = std::fs::read_dir(out)
@@ -140,7 +140,7 @@ fn refuse_inputs_inside(out: &Path, inputs: &[&Path]) -> Result<(), DataError> {
             return Err(DataError::file(
                 out,
                 format!(
-                    "this output folder {what} the input {}; choose another --out",
+                    "this output folder {what} the input {}; choose another output folder",
                     input.display()
                 ),
             ));
@@ -156,12 +156,15 @@ fn check_marker(out: &Path, kind: OutputKind) -> Result<(), DataError> {
         Some(k) if k == kind.name() && kind.replaceable() => Ok(()),
         Some(k) if k == kind.name() => Err(DataError::file(
             out,
-            format!("already holds {}; choose another --out", kind.described()),
+            format!(
+                "already holds {}; choose another output folder",
+                kind.described()
+            ),
         )),
         Some(k) => Err(DataError::file(
             out,
             format!(
-                "holds {} written by cinefuse, not {}; choose another --out",
+                "holds {} written by cinefuse, not {}; choose another output folder",
                 OutputKind::describe_marker(&k),
                 kind.described()
             ),
@@ -170,7 +173,7 @@ fn check_marker(out: &Path, kind: OutputKind) -> Result<(), DataError> {
             out,
             format!(
                 "exists, is not empty and was not written by cinefuse as {} (no {MARKER_FILE}); \
-                 choose a new --out, or remove the folder yourself",
+                 choose a new output folder, or remove the folder yourself",
                 kind.described()
             ),
         )),

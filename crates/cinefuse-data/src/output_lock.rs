@@ -95,7 +95,7 @@ impl OutputLock {
                         target,
                         format!(
                             "another cinefuse process is writing this folder ({holder}); wait \
-                             for it to finish or choose another --out"
+                             for it to finish or choose another output folder"
                         ),
                     ));
                 }

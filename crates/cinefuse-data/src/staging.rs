@@ -102,7 +102,7 @@ impl StagingDir {
         DataError::file(
             &self.target,
             "appeared or changed while this command ran; it was left untouched and this \
-             command's output was discarded (choose another --out, or run it again)",
+             command's output was discarded (choose another output folder, or run it again)",
         )
     }
 
