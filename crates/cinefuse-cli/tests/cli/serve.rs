@@ -158,12 +158,14 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         body["error"].as_str().unwrap().contains("metrics.jsonl:"),
         "{body}"
     );
-    let page = http
-        .get(format!("{url}/runs/beta"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let beta_page = || {
+        http.get(format!("{url}/runs/beta"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let page = beta_page();
     assert!(
         page.contains("class=\"error\"") && page.contains("not an epoch&#x27;s metrics")
             || page.contains("not an epoch's metrics"),
@@ -173,12 +175,7 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     // So is a damaged eval.json: named on the run's page and in the API, not shown as "not
     // evaluated yet".
     std::fs::write(d.join("runs/beta/eval.json"), "{\"genres\": <i>cut").unwrap();
-    let page = http
-        .get(format!("{url}/runs/beta"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let page = beta_page();
     assert!(
         page.contains("eval.json") && !page.contains("Not evaluated yet"),
         "{page}"
