@@ -81,7 +81,6 @@ fn cell(v: &str) -> Option<&str> {
     (v != "\\N" && !v.is_empty()).then_some(v)
 }
 
-/// A table row with its line number.
 /// Streams a TSV table's rows: `each(line, cells)` gets the cells of the `columns`, in that
 /// order, one row at a time (IMDb's tables hold millions of rows; collecting them first took
 /// gigabytes). A missing column or a row with the wrong number of cells is an error naming
