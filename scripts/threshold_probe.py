@@ -11,6 +11,10 @@ For each weight, the mean over the folders of micro-F1 and macro-F1 when the thr
     tunes on ~2,000 movies), and
   - tuned on one fold and scored on the other four (~500 movies: the size of the validation
     split a single model tunes on).
+
+With --by-support K[,K…], also a pull that depends on the genre: each genre's weight is
+K / (K + its positives in the tuning movies), so a rare genre, whose own threshold rests on few
+positives, leans on the shared one more than a common genre does.
 """
 
 import csv
@@ -41,26 +45,46 @@ def f1s(p, y, thresholds):
     return np.array([2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()), per_genre[present].mean()])
 
 
-def scores(fold, p, y, weight, tune_on_one):
+def support_weighted(p, y, k):
+    """Per-genre thresholds, each pulled toward the shared one by K / (K + positives)."""
+    own = peers.tune_thresholds(p, y, 0.0)
+    shared = peers.tune_thresholds(p, y, 1.0)
+    w = k / (k + y.sum(0))
+    return (1 - w) * own + w * shared
+
+
+def scores(fold, p, y, weight, tune_on_one, by_support=None):
     """Mean (micro-F1, macro-F1) over the folds, thresholds from the fold (tune_on_one) or from
-    the other folds."""
+    the other folds; with `by_support`, pulled by K / (K + positives) instead of `weight`."""
     out = []
     for k in sorted(set(fold)):
         tune, score = (fold == k, fold != k) if tune_on_one else (fold != k, fold == k)
-        t = peers.tune_thresholds(p[tune], y[tune], weight)
+        if by_support is None:
+            t = peers.tune_thresholds(p[tune], y[tune], weight)
+        else:
+            t = support_weighted(p[tune], y[tune], by_support)
         out.append(f1s(p[score], y[score], t))
     return np.mean(out, 0)
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    support = []
+    if "--by-support" in args:
+        i = args.index("--by-support")
+        support = [float(k) for k in args[i + 1].split(",")]
+        del args[i : i + 2]
+    if not args:
         sys.exit(__doc__)
-    tables = [read(f) for f in sys.argv[1:]]
+    tables = [read(f) for f in args]
     for tune_on_one, what in ((False, "tuned on four folds, scored on the fifth"), (True, "tuned on one fold, scored on the other four")):
         print(f"{what} (mean of {len(tables)}): weight  micro-F1  macro-F1")
         for w in WEIGHTS:
             m = np.mean([scores(f, p, y, w, tune_on_one) for f, p, y in tables], 0)
             print(f"  {w:4.2f}  {m[0]:.4f}  {m[1]:.4f}")
+        for k in support:
+            m = np.mean([scores(f, p, y, None, tune_on_one, k) for f, p, y in tables], 0)
+            print(f"  K={k:g}/(K+positives)  {m[0]:.4f}  {m[1]:.4f}")
 
 
 if __name__ == "__main__":
