@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_report::run_report::GenreConfusion;
 use cinefuse_report::{CurvePoint, RunReportData, write_eda, write_run_report};
@@ -44,6 +44,21 @@ pub fn report(a: ReportArgs) -> Result<()> {
         .as_deref()
         .map(cinefuse_train::backend::parse_backend)
         .transpose()?;
+    if let Some((what, member)) = cinefuse_train::run_dir::RunDir::new(a.run.clone()).group() {
+        bail!(
+            "--run {}: {what}; `report` draws one model's learning curves: give it a member \
+             ({}), or run `cinefuse eval --run {}` for the whole {}'s per-genre table and \
+             rating metrics",
+            a.run.display(),
+            member.display(),
+            a.run.display(),
+            if what.contains("blend") {
+                "blend"
+            } else {
+                "bag"
+            }
+        );
+    }
     let run = LoadedRun::open(&a.run, backend)?;
     let (thresholds, _) = run.tuned_thresholds();
     let preds = run.predict(&run.prepared, Some(split));

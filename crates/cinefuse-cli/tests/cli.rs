@@ -786,6 +786,16 @@ fn votes_join_a_frozen_bag(d: &Path) {
     let twice = "runs/frozen/bag-0,runs/frozen/../frozen/bag-0";
     let e = fails(d, &["ensemble", "--runs", twice, "--out", "runs/twice"]);
     assert!(e.contains("twice"), "{e}");
+    // `report` draws one model: a blend or bag names a member and `eval` instead (it failed
+    // on a missing run.json).
+    for run in ["runs/frozen", "runs/frozen/bag-0"] {
+        let e = fails(d, &["report", "--run", run]);
+        let member = "runs/frozen/bag-0/fold-0";
+        assert!(
+            e.contains(member) && e.contains("cinefuse eval --run"),
+            "{e}"
+        );
+    }
     let blend = read("runs/vote/blend.json");
     assert_eq!(blend["plot_neighbours"]["k"], 5);
     assert_eq!(blend["metadata_neighbours"]["k"], 5);

@@ -91,6 +91,19 @@ impl RunDir {
         read_json(&path).map(Some)
     }
 
+    /// For a folder of several runs — a blend of bags, or a bag of fold models, finished or
+    /// not — what it is and the folder of its first member; `None` for a single run.
+    pub fn group(&self) -> Option<(&'static str, PathBuf)> {
+        let has = |name: &str| self.path.join(name).exists();
+        if has(crate::blend::BLEND_FILE) || has("bag-0") {
+            Some(("a blend of bags", self.path.join("bag-0").join("fold-0")))
+        } else if has(crate::bag::BAG_FILE) || has("fold-0") {
+            Some(("a bag of fold models", self.path.join("fold-0")))
+        } else {
+            None
+        }
+    }
+
     pub fn is_training(&self) -> bool {
         is_locked(&self.path)
     }
