@@ -107,12 +107,14 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     let (_server, url) = start_server(d, &["--max-upload-mb", "1"]);
     let http = client();
 
-    let runs: Vec<Value> = http
-        .get(format!("{url}/api/runs"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let api_runs = || -> Vec<Value> {
+        http.get(format!("{url}/api/runs"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let runs = api_runs();
     let ids: Vec<&str> = runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "{runs:?}");
     assert!(ids.contains(&"alpha") && ids.contains(&"beta"));
@@ -181,12 +183,7 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         "{page}"
     );
     assert!(!page.contains("<i>cut"), "echoed unescaped");
-    let runs: Vec<Value> = http
-        .get(format!("{url}/api/runs"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let runs = api_runs();
     let beta = runs.iter().find(|r| r["id"] == "beta").unwrap();
     assert!(
         beta["test_error"].as_str().unwrap().contains("eval.json"),
