@@ -62,7 +62,13 @@ pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<Vec<String>
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     let models = state.models.health();
     let ready = models.iter().all(|m| m.state == "ready");
-    Json(json!({ "status": "ok", "all_models_ready": ready, "models": models }))
+    let skipped: Vec<Value> = state
+        .models
+        .skipped()
+        .into_iter()
+        .map(|(name, why)| json!({ "name": name, "why": why }))
+        .collect();
+    Json(json!({ "status": "ok", "all_models_ready": ready, "models": models, "skipped": skipped }))
 }
 
 /// A prediction request: the movie in the dataset format (without a poster path), and the

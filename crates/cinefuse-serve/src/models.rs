@@ -90,8 +90,39 @@ impl Models {
         }
     }
 
+    /// The entries of the models folder that are not served, each with why: a model linked in
+    /// from elsewhere or a folder without a manifest is said, not silently missing. Hidden
+    /// entries (an export being written) are left out.
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|id| !id.starts_with('.') && self.model_dir(id).is_none())
+            .map(|id| {
+                let why = if !crate::runs::valid_id(&id) {
+                    "not a name a model can have".to_string()
+                } else if cinefuse_data::paths::resolve_inside(&self.dir, &id).is_err() {
+                    "a symbolic link out of the models folder (serve reads only what is inside \
+                     it: copy the export in)"
+                        .to_string()
+                } else {
+                    format!("no {MANIFEST_FILE}: not an exported model")
+                };
+                (id, why)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Loads every model (call on a thread of its own: it blocks).
     pub fn load_all(&self) {
+        for (id, why) in self.skipped() {
+            eprintln!("{}: skipped: {why}", self.dir.join(id).display());
+        }
         for id in self.list() {
             if let Err(e) = self.get(Some(&id)) {
                 eprintln!("model {id}: {e}");

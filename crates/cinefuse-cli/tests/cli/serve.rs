@@ -366,10 +366,31 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
         evil_run.join("config.toml"),
     )
     .unwrap();
+    // A model linked in from outside and a folder that is no model are said, not hidden.
+    std::fs::create_dir(d.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(d.join("elsewhere"), d.join("models/linked")).unwrap();
+    std::fs::create_dir(d.join("models/notes")).unwrap();
+    std::fs::create_dir(d.join("models/.m.partial-1")).unwrap();
     let health: Value = page("/health").json().unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["models"][0]["id"], "m");
     assert_eq!(health["models"][0]["state"], "ready", "{health}");
+    let skipped = health["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{health}");
+    assert_eq!(skipped[0]["name"], "linked");
+    assert!(
+        skipped[0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("symbolic link")
+    );
+    assert_eq!(skipped[1]["name"], "notes");
+    assert!(
+        skipped[1]["why"]
+            .as_str()
+            .unwrap()
+            .contains("manifest.json")
+    );
     markup_is_escaped_on_every_route(&http, &url);
     non_finite_form_numbers_are_refused(&http, &url);
     the_form_offers_and_reads_every_field_of_the_model(&http, &url);
