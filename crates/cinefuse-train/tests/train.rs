@@ -23,7 +23,7 @@ use cinefuse_train::evaluate::{LoadedRun, evaluate};
 use cinefuse_train::metrics::conformal_quantile;
 use cinefuse_train::predictor::Predictor;
 use cinefuse_train::run_dir::{
-    CHECKPOINTS_DIR, EpochMetrics, Phase, latest_checkpoint, read_metrics,
+    CHECKPOINTS_DIR, EpochMetrics, Phase, checkpoints_newest_first, latest_checkpoint, read_metrics,
 };
 use cinefuse_train::{TrainConfig, TrainOptions, train};
 
@@ -290,6 +290,33 @@ fn an_interrupt_mid_epoch_resumes_exactly() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn a_damaged_latest_checkpoint_falls_back_to_the_one_before() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "");
+    let full = train_into(&config, &dir.path().join("full")).unwrap();
+    let steps_per_epoch = full.history[0].step;
+    // Stopped two steps into the second epoch: the checkpoints of epoch 1 and of the stop.
+    let run = dir.path().join("run");
+    train_interrupted(&config, &run, steps_per_epoch + 2);
+    let checkpoints = checkpoints_newest_first(&run);
+    assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
+    std::fs::write(checkpoints[0].join("model.bpk"), b"damaged").unwrap();
+    // The resume continues from epoch 1's checkpoint (it failed on the damaged one before),
+    // and ends where the uninterrupted run did.
+    let done = resume(&config, &run);
+    assert_eq!(done.epochs_completed, full.epochs_completed);
+    assert_same_losses(&full, &done);
+    // With every checkpoint damaged, the error names the file.
+    let run = dir.path().join("run2");
+    train_interrupted(&config, &run, 2);
+    let only = latest_checkpoint(&run).unwrap();
+    std::fs::write(only.join("model.bpk"), b"damaged").unwrap();
+    let e = format!("{:#}", try_resume(&config, &run).unwrap_err());
+    assert!(e.contains("model.bpk"), "{e}");
 }
 
 /// `config` with a tiny BERT as its plot encoder, its top layer fine-tuned and its embeddings

@@ -91,6 +91,13 @@ pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
     complete_checkpoints(run_dir).pop()
 }
 
+/// Every complete periodic checkpoint, newest first: where a resume tries to continue from.
+pub fn checkpoints_newest_first(run_dir: &Path) -> Vec<PathBuf> {
+    let mut found = complete_checkpoints(run_dir);
+    found.reverse();
+    found
+}
+
 /// Removes all but the newest `keep` complete periodic checkpoints.
 pub fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<()> {
     let found = complete_checkpoints(run_dir);

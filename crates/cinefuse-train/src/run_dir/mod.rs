@@ -35,8 +35,8 @@ mod saved_weights;
 mod unstarted;
 
 pub use checkpoints::{
-    CheckpointWriter, best_dir, latest_checkpoint, latest_state, prune_checkpoints,
-    save_checkpoint, save_model,
+    CheckpointWriter, best_dir, checkpoints_newest_first, latest_checkpoint, latest_state,
+    prune_checkpoints, save_checkpoint, save_model,
 };
 pub use lock::{RunLock, clear_unstarted, is_locked};
 pub use metrics::{

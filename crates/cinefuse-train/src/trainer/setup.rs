@@ -424,17 +424,37 @@ impl Trainer {
         Ok(())
     }
 
-    /// Loads the model, optimizer and loop state of the newest complete checkpoint, and drops
-    /// the metric lines written after it.
-    fn restore_checkpoint(&mut self) -> Result<()> {
-        let ckpt = latest_checkpoint(&self.run_dir).with_context(|| {
-            format!(
-                "{}: no complete checkpoint to resume from",
-                self.run_dir.display()
-            )
-        })?;
-        self.learner.restore(&ckpt)?;
+    /// The model, optimizer and loop state of checkpoint `ckpt`.
+    fn load_checkpoint(&mut self, ckpt: &Path) -> Result<()> {
+        self.learner.restore(ckpt)?;
         self.state = read_json(&ckpt.join(STATE_FILE))?;
+        Ok(())
+    }
+
+    /// Loads the model, optimizer and loop state of the newest complete checkpoint that can be
+    /// read, and drops the metric lines written after it.
+    fn restore_checkpoint(&mut self) -> Result<()> {
+        let mut candidates = checkpoints_newest_first(&self.run_dir)
+            .into_iter()
+            .peekable();
+        let ckpt = loop {
+            let Some(ckpt) = candidates.next() else {
+                bail!(
+                    "{}: no complete checkpoint to resume from",
+                    self.run_dir.display()
+                );
+            };
+            match self.load_checkpoint(&ckpt) {
+                Ok(()) => break ckpt,
+                // Checkpoints are written whole or not at all, so a damaged one was damaged
+                // afterwards (a disk, a hand): the one before it is kept (train.keep_checkpoints)
+                // for this. It is left in place for the user to inspect.
+                Err(e) if candidates.peek().is_some() => {
+                    eprintln!("warning: {e:#}; resuming from the checkpoint before it instead")
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if self.config.train.precision == Precision::F16 && self.state.loss_scale.is_none() {
             self.state.loss_scale = Some(LossScale::new());
         }
