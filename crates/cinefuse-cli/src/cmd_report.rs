@@ -44,19 +44,14 @@ pub fn report(a: ReportArgs) -> Result<()> {
         .as_deref()
         .map(cinefuse_train::backend::parse_backend)
         .transpose()?;
-    if let Some((what, member)) = cinefuse_train::run_dir::RunDir::new(a.run.clone()).group() {
+    if let Some((kind, member)) = cinefuse_train::run_dir::RunDir::new(a.run.clone()).group() {
         bail!(
-            "--run {}: {what}; `report` draws one model's learning curves: give it a member \
-             ({}), or run `cinefuse eval --run {}` for the whole {}'s per-genre table and \
+            "--run {}: a {kind}; `report` draws one model's learning curves: give it a member \
+             ({}), or run `cinefuse eval --run {}` for the whole {kind}'s per-genre table and \
              rating metrics",
             a.run.display(),
             member.display(),
             a.run.display(),
-            if what.contains("blend") {
-                "blend"
-            } else {
-                "bag"
-            }
         );
     }
     let run = LoadedRun::open(&a.run, backend)?;

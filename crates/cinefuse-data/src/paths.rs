@@ -11,11 +11,7 @@ use std::path::{Component, Path, PathBuf};
 /// Resolves `rel` against `root`, refusing any path that leaves `root`. A path that simply
 /// does not exist is returned as is: opening it gives the usual "not found" error.
 pub fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let root = if root.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        root
-    };
+    let root = folder(root);
     let rel_path = Path::new(rel);
     let lexically_inside = rel_path
         .components()
@@ -31,13 +27,26 @@ pub fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
     }
     let escapes =
         || format!("{rel:?} is a symbolic link that leaves the dataset folder or points nowhere");
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let canonical_root = canonical(root)?;
     match joined.canonicalize() {
         Ok(target) if target.starts_with(&canonical_root) => Ok(joined),
         _ => Err(escapes()),
     }
+}
+
+/// `root`, with the empty path (a file name's parent) read as the current folder.
+fn folder(root: &Path) -> &Path {
+    if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    }
+}
+
+/// `root` with every link resolved, or an error naming it.
+fn canonical(root: &Path) -> Result<PathBuf, String> {
+    root.canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))
 }
 
 /// Whether the file just opened from `path` is inside `root`. `resolve_inside` looks before the
@@ -48,15 +57,7 @@ pub fn check_opened_inside(file: &std::fs::File, path: &Path, root: &Path) -> Re
     let Some(opened) = opened_path(file) else {
         return Ok(());
     };
-    let root = if root.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        root
-    };
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
-    if opened.starts_with(&canonical_root) {
+    if opened.starts_with(canonical(folder(root))?) {
         return Ok(());
     }
     Err(format!(

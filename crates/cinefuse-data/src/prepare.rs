@@ -102,6 +102,14 @@ pub const MAX_TOKENS: usize = 4096;
 pub const MAX_VOCAB: usize = 1 << 20;
 
 impl PrepareConfig {
+    /// The size limits a poster is read under (`max_poster_bytes`, `max_poster_pixels`).
+    pub fn poster_limits(&self) -> crate::validate::PosterLimits {
+        crate::validate::PosterLimits {
+            max_bytes: self.max_poster_bytes,
+            max_pixels: self.max_poster_pixels,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let r = |name: &str, v: f64| {
             if (0.0..1.0).contains(&v) {

@@ -272,11 +272,7 @@ impl Preprocessor {
     }
 
     fn poster_limits(&self) -> PosterLimits {
-        let c = &self.state.config;
-        PosterLimits {
-            max_bytes: c.max_poster_bytes,
-            max_pixels: c.max_poster_pixels,
-        }
+        self.state.config.poster_limits()
     }
 
     fn fit(&self, img: &image::DynamicImage) -> Vec<u8> {

@@ -8,7 +8,9 @@ use crate::encoders::poster::{PosterEncoderConfig, PosterEncoderKind};
 use crate::encoders::text::{Pooling, TextEncoderConfig, TextEncoderKind};
 use crate::fusion::FusionConfig;
 use crate::pretrained::BertConfig;
-use crate::size_limits::{MAX_GENRES, MAX_NUMERIC, MAX_TABLE_ROWS, MAX_WIDTH, check_size};
+use crate::size_limits::{
+    MAX_GENRES, MAX_NUMERIC, MAX_TABLE_ROWS, MAX_WIDTH, check_at_most, check_size,
+};
 use cinefuse_data::prepare::MAX_TOKENS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -103,27 +105,23 @@ impl ModelShapes {
         check_size("shapes.n_genres", self.n_genres, MAX_GENRES)?;
         check_size("shapes.vocab_size", self.vocab_size, MAX_TABLE_ROWS)?;
         check_size("shapes.max_tokens", self.max_tokens, MAX_TOKENS)?;
-        let at_most = |key: &str, value: usize, max: usize| match value <= max {
-            true => Ok(()),
-            false => Err(format!("{key} = {value}: expected at most {max}")),
-        };
-        at_most("shapes.n_numeric", self.n_numeric, MAX_NUMERIC)?;
+        check_at_most("shapes.n_numeric", self.n_numeric, MAX_NUMERIC)?;
         let n = self.categorical_sizes.len();
-        at_most("shapes.categorical_sizes: the count", n, MAX_NUMERIC)?;
-        at_most(
+        check_at_most("shapes.categorical_sizes: the count", n, MAX_NUMERIC)?;
+        check_at_most(
             "shapes.categorical_dims: the count",
             self.categorical_dims.len(),
             n,
         )?;
         for (k, s) in self.categorical_sizes.iter().enumerate() {
-            at_most(
+            check_at_most(
                 &format!("shapes.categorical_sizes[{k}]"),
                 *s,
                 MAX_TABLE_ROWS,
             )?;
         }
         for (k, d) in self.categorical_dims.iter().enumerate() {
-            at_most(&format!("shapes.categorical_dims[{k}]"), *d, MAX_WIDTH)?;
+            check_at_most(&format!("shapes.categorical_dims[{k}]"), *d, MAX_WIDTH)?;
         }
         match &self.text_backbone {
             Some(b) => b
@@ -137,39 +135,26 @@ impl ModelShapes {
     /// The first data-dependent size on which `self` and `other` disagree, as
     /// `(field, self's, other's)`; the pretrained plot backbone is not compared.
     pub fn first_difference(&self, other: &Self) -> Option<(&'static str, String, String)> {
-        let fields = [
-            (
-                "n_genres",
-                self.n_genres.to_string(),
-                other.n_genres.to_string(),
-            ),
-            (
-                "vocab_size",
-                self.vocab_size.to_string(),
-                other.vocab_size.to_string(),
-            ),
-            (
-                "max_tokens",
-                self.max_tokens.to_string(),
-                other.max_tokens.to_string(),
-            ),
-            (
-                "n_numeric",
-                self.n_numeric.to_string(),
-                other.n_numeric.to_string(),
-            ),
+        let fields: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 6] = [
+            ("n_genres", &self.n_genres, &other.n_genres),
+            ("vocab_size", &self.vocab_size, &other.vocab_size),
+            ("max_tokens", &self.max_tokens, &other.max_tokens),
+            ("n_numeric", &self.n_numeric, &other.n_numeric),
             (
                 "categorical_sizes",
-                format!("{:?}", self.categorical_sizes),
-                format!("{:?}", other.categorical_sizes),
+                &self.categorical_sizes,
+                &other.categorical_sizes,
             ),
             (
                 "categorical_dims",
-                format!("{:?}", self.categorical_dims),
-                format!("{:?}", other.categorical_dims),
+                &self.categorical_dims,
+                &other.categorical_dims,
             ),
         ];
-        fields.into_iter().find(|(_, a, b)| a != b)
+        fields
+            .into_iter()
+            .map(|(key, a, b)| (key, format!("{a:?}"), format!("{b:?}")))
+            .find(|(_, a, b)| a != b)
     }
 }
 

@@ -26,6 +26,15 @@ pub fn check_size(key: &str, value: usize, max: usize) -> Result<(), String> {
     }
 }
 
+/// `value` at most `max` (0 allowed: a count of optional inputs), or an error naming `key`.
+pub fn check_at_most(key: &str, value: usize, max: usize) -> Result<(), String> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(format!("{key} = {value}: expected at most {max}"))
+    }
+}
+
 /// A table of `rows` × `width` values within `MAX_TABLE_VALUES`, or an error naming `key`.
 pub fn check_table(key: &str, rows: usize, width: usize) -> Result<(), String> {
     match rows.checked_mul(width) {

@@ -93,11 +93,7 @@ const THUMB: (u32, u32) = (60, 90);
 /// A poster as `prepare` reads it: a regular file (a FIFO would block the report) inside the
 /// dataset, within `prepare`'s default size limits; `None` for one it would refuse.
 fn thumbnail(dataset: &Path, m: &Movie) -> Option<RgbImage> {
-    let defaults = cinefuse_data::prepare::PrepareConfig::default();
-    let limits = cinefuse_data::validate::PosterLimits {
-        max_bytes: defaults.max_poster_bytes,
-        max_pixels: defaults.max_poster_pixels,
-    };
+    let limits = cinefuse_data::prepare::PrepareConfig::default().poster_limits();
     let path = poster_path(dataset, m)?.ok()?;
     let img = cinefuse_data::validate::load_poster(&path, Some(dataset), limits).ok()?;
     Some(cinefuse_data::poster_cache::fit_poster(

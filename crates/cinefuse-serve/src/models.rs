@@ -100,19 +100,8 @@ impl Models {
         let mut out: Vec<(String, String)> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|id| !id.starts_with('.') && self.model_dir(id).is_none())
-            .map(|id| {
-                let why = if !crate::runs::valid_id(&id) {
-                    "not a name a model can have".to_string()
-                } else if cinefuse_data::paths::resolve_inside(&self.dir, &id).is_err() {
-                    "a symbolic link out of the models folder (serve reads only what is inside \
-                     it: copy the export in)"
-                        .to_string()
-                } else {
-                    format!("no {MANIFEST_FILE}: not an exported model")
-                };
-                (id, why)
-            })
+            .filter(|id| !id.starts_with('.'))
+            .filter_map(|id| self.model_dir_or_why(&id).err().map(|why| (id, why)))
             .collect();
         out.sort();
         out
@@ -132,11 +121,23 @@ impl Models {
 
     /// The folder of model `id`, when it is an export inside the models folder.
     fn model_dir(&self, id: &str) -> Option<PathBuf> {
+        self.model_dir_or_why(id).ok()
+    }
+
+    /// The folder of model `id`, or why that entry of the models folder is not served.
+    fn model_dir_or_why(&self, id: &str) -> Result<PathBuf, String> {
         if !crate::runs::valid_id(id) {
-            return None;
+            return Err("not a name a model can have".into());
         }
-        let dir = cinefuse_data::paths::resolve_inside(&self.dir, id).ok()?;
-        dir.join(MANIFEST_FILE).is_file().then_some(dir)
+        let dir = cinefuse_data::paths::resolve_inside(&self.dir, id).map_err(|_| {
+            "a symbolic link out of the models folder (serve reads only what is inside it: \
+             copy the export in)"
+                .to_string()
+        })?;
+        match dir.join(MANIFEST_FILE).is_file() {
+            true => Ok(dir),
+            false => Err(format!("no {MANIFEST_FILE}: not an exported model")),
+        }
     }
 
     /// The ids of every exported model, sorted.

@@ -91,14 +91,14 @@ impl RunDir {
         read_json(&path).map(Some)
     }
 
-    /// For a folder of several runs — a blend of bags, or a bag of fold models, finished or
-    /// not — what it is and the folder of its first member; `None` for a single run.
+    /// For a folder of several runs — a blend of bags or a bag of fold models, finished or
+    /// not — "blend" or "bag" and the folder of its first member; `None` for a single run.
     pub fn group(&self) -> Option<(&'static str, PathBuf)> {
         let has = |name: &str| self.path.join(name).exists();
         if has(crate::blend::BLEND_FILE) || has("bag-0") {
-            Some(("a blend of bags", self.path.join("bag-0").join("fold-0")))
+            Some(("blend", self.path.join("bag-0").join("fold-0")))
         } else if has(crate::bag::BAG_FILE) || has("fold-0") {
-            Some(("a bag of fold models", self.path.join("fold-0")))
+            Some(("bag", self.path.join("fold-0")))
         } else {
             None
         }

@@ -19,13 +19,13 @@ use crate::encoders::{Encoded, ModalityEncoder};
 use crate::pretrained::tuning::{Tuning, validate_tuning};
 use crate::pretrained::{Bert, PretrainedEncoder, PretrainedError};
 use crate::size_limits::{MAX_LAYERS, MAX_TABLE_ROWS, MAX_WIDTH, check_size, check_table};
-
-/// The widest kernel of the plot CNN (plots are at most `data.preprocess.max_tokens` long).
-const MAX_KERNEL: usize = 63;
 pub use bag::BagTextEncoder;
 pub use cnn::CnnTextEncoder;
 pub use ngram::NgramTextEncoder;
 pub use transformer::TransformerTextEncoder;
+
+/// The widest kernel of the plot CNN (plots are at most `data.preprocess.max_tokens` long).
+const MAX_KERNEL: usize = 63;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,12 +173,12 @@ impl TextEncoderConfig {
         }
         if self.kind == TextEncoderKind::Cnn {
             check_size("model.text.kernel_size", self.kernel_size, MAX_KERNEL)?;
-        }
-        if self.kind == TextEncoderKind::Cnn && self.kernel_size.is_multiple_of(2) {
-            return Err(format!(
-                "model.text.kernel_size = {}: expected an odd size",
-                self.kernel_size
-            ));
+            if self.kernel_size.is_multiple_of(2) {
+                return Err(format!(
+                    "model.text.kernel_size = {}: expected an odd size",
+                    self.kernel_size
+                ));
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!(
