@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A reference implementation of cinefuse's exported models in plain PyTorch.
 
-It rebuilds a model from an export's two portable files, `config.json` (architecture,
-preprocessing, decisions) and `model.safetensors` (weights with PyTorch's names and layouts),
+It rebuilds a model from an export's portable files, `config.json` (architecture,
+preprocessing, decisions) and `model.safetensors` (weights with PyTorch's names and layouts,
+over the frozen backbones' `backbones/NAME/portable.safetensors` that `shared_weights` names),
 using standard PyTorch modules only; no cinefuse code. docs/PORTABLE.md documents both files.
 
   predict MODEL_DIR MOVIES.jsonl          one JSON line per movie: genre probabilities, rating,
@@ -850,12 +851,16 @@ class CinefuseModel(nn.Module):
         return genre, rating
 
 
-def load_weights(model, path):
-    """Loads model.safetensors; every tensor must fill a parameter or buffer and vice versa
-    (PyTorch's batch-norm step counters, which cinefuse does not keep, excepted)."""
+def load_weights(model, path, shared=()):
+    """Loads model.safetensors over the shared backbone files it leaves out (format 9; its own
+    tensors win); every tensor must fill a parameter or buffer and vice versa (PyTorch's
+    batch-norm step counters, which cinefuse does not keep, excepted)."""
     from safetensors.torch import load_file
 
-    state = load_file(path)
+    state = {}
+    for f in shared:
+        state.update(load_file(f))
+    state.update(load_file(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
@@ -869,8 +874,12 @@ class Bag(nn.Module):
     def __init__(self, model_dir, config):
         super().__init__()
         arch, poster = config["architecture"], config["preprocess"]["poster"]
+        # Frozen backbones are stored once (format 9), relative to this folder; a blend's part
+        # names its blend's as ../backbones/NAME.
+        shared = [os.path.join(model_dir, f) for f in config.get("shared_weights", [])]
         self.members = nn.ModuleList(
-            load_weights(CinefuseModel(arch, poster), os.path.join(model_dir, w)) for w in config["weights"]
+            load_weights(CinefuseModel(arch, poster), os.path.join(model_dir, w), shared)
+            for w in config["weights"]
         )
         # A repeated bag (format 6): the weights hold `bag_sets` sets of folds, set by set; since
         # format 8 the rating may average over the sets too (before: the first set's).
@@ -916,9 +925,10 @@ def read_config(model_dir):
         config = json.load(f)
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
-    # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 9):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 8")
+    # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
+    # 9 shared_weights (each frozen backbone stored once).
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 10):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 9")
     return config
 
 

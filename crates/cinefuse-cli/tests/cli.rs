@@ -862,9 +862,19 @@ fn votes_join_a_frozen_bag(d: &Path) {
         ),
         (4, &2.into(), &true.into())
     );
+    // The blend keeps the backbones once, in its own folder, for all its parts.
+    assert_eq!(backbone_copies(&d.join("vote")), ["poster", "text"]);
+    assert!(!d.join("vote/part-0/backbones").exists());
     portable::check_portable(d, "vote", &portable_movies(d));
     // The repeated bag alone (a part is an export of its own), through ONNX too.
     portable::check_portable(d, "vote/part-0", &portable_movies(d));
+    // Taken out of the blend, a part no longer reaches the blend's backbones: refused by name.
+    copy_folder(&d.join("vote/part-0"), &d.join("lone-part"));
+    let e = fails(d, &["predict", "--model", "lone-part", "--plot", "a story"]);
+    assert!(
+        e.contains("lone-part/manifest.json") && e.contains("load the blend's folder"),
+        "{e}"
+    );
     metadata_vote_needs_no_plots(d);
     credits_vote_needs_credits(d);
 
@@ -1139,15 +1149,21 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let resumed = ok(&elsewhere, &["train", "--resume", run_a.to_str().unwrap()]);
     assert!(!resumed.contains("preparing"), "{resumed}");
     ok(d, &["export", "--run", "runs/a", "--out", "model"]);
-    // The export holds the backbones the run left to ckpt/: it predicts the same without them.
+    // The export holds a copy of each backbone the run left to ckpt/, and its model without
+    // them (as the run saved it): it predicts the same without ckpt/.
     let size = |p: &str| std::fs::metadata(d.join(p)).unwrap().len();
-    assert!(
-        size("runs/a/best/model.bpk") * 2 < size("model/model.bpk"),
-        "best {} vs export {}",
-        size("runs/a/best/model.bpk"),
-        size("model/model.bpk")
+    assert!(d.join("model/model.frozen.json").is_file());
+    assert_eq!(
+        backbone_copies(&d.join("model")),
+        ["poster", "text"],
+        "one copy of each"
     );
-    assert!(!d.join("model/model.frozen.json").exists());
+    assert!(
+        size("model/model.bpk") <= size("runs/a/best/model.bpk") + 4096,
+        "the export's model {} holds no backbone (the run's: {})",
+        size("model/model.bpk"),
+        size("runs/a/best/model.bpk")
+    );
     let movies = portable_movies(d);
     let predict = ["predict", "--model", "model", "--jsonl", &movies, "--json"];
     let with_ckpt = ok(d, &predict);
@@ -1181,7 +1197,31 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     args.extend(tuned);
     ok(d, &args);
     ok(d, &["export", "--run", "runs/tuned", "--out", "tuned"]);
+    // Both members share one copy of each checkpoint; each keeps its own fine-tuned layer.
+    assert_eq!(backbone_copies(&d.join("tuned")), ["poster", "text"]);
+    for k in 0..2 {
+        let frozen = d.join(format!("tuned/model-{k}.frozen.json"));
+        assert!(
+            std::fs::read_to_string(&frozen)
+                .unwrap()
+                .contains("backbones/text-")
+        );
+    }
     portable::check_portable(d, "tuned", &portable_movies(d));
+    // A changed copy is refused by name, never predicted with.
+    let text_copy = std::fs::read_dir(d.join("tuned/backbones"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("text-"))
+        .unwrap()
+        .path();
+    let weights = text_copy.join("model.safetensors");
+    std::fs::rename(&weights, d.join("kept.safetensors")).unwrap();
+    write_tiny_bert(&d.join("other-bert"), 3);
+    std::fs::copy(d.join("other-bert/model.safetensors"), &weights).unwrap();
+    let e = fails(d, &["predict", "--model", "tuned", "--plot", "a story"]);
+    assert!(e.contains("model-0.bpk") && e.contains("SHA-256"), "{e}");
+    std::fs::rename(d.join("kept.safetensors"), &weights).unwrap();
 
     // The same with the frozen part's output cached: trained from it, predicted by the whole
     // backbone as any fine-tuned model (the reference runs all of it too).
@@ -1542,4 +1582,30 @@ fn check_saved_predictions(run: &Path, eval: &serde_json::Value) {
         saved["rating_ids"].as_array().unwrap().len(),
         eval["rating"]["count"].as_u64().unwrap() as usize
     );
+}
+
+/// The backbone copies in the export `model`: their kinds (`text`, `poster`), sorted.
+fn backbone_copies(model: &Path) -> Vec<String> {
+    let mut kinds: Vec<String> = std::fs::read_dir(model.join("backbones"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .split('-')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// Copies the files of `from` (no sub-folders) into the new folder `to`.
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }

@@ -1,6 +1,7 @@
 //! `cinefuse export`: a self-contained model directory — weights, resolved config,
 //! preprocessing state, tokenizer, genre list, tuned thresholds, a split-conformal rating
-//! interval calibrated on the validation split, and a manifest.
+//! interval calibrated on the validation split, and a manifest. Pretrained backbones are
+//! stored once however many members use them (`export_backbones.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,20 +18,24 @@ use crate::blend::Blend;
 use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
+use crate::export_backbones::{ExportBackbones, ManifestBackbone};
 use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
 use crate::neighbour_vote::VoteSpace;
 use crate::portable::write_portable;
 use crate::rating_trees::TREES_FILE;
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, save_whole, write_json};
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, write_json};
 use crate::weights_digest::{digest_weights, weights_sha256};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
 pub const INTERVAL_COVERAGE: f64 = 0.9;
 
-/// The export format this cinefuse writes and reads (`manifest.json`'s `format_version`).
-pub const EXPORT_FORMAT_VERSION: u32 = 1;
+/// The export format this cinefuse writes (`manifest.json`'s `format_version`): 2 stores each
+/// pretrained backbone once (`backbones`); 1 saved every tensor in every member.
+pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// The export formats this cinefuse reads.
+pub const READS_FORMATS: std::ops::RangeInclusive<u32> = 1..=EXPORT_FORMAT_VERSION;
 
 fn is_one_set(sets: &usize) -> bool {
     *sets == 1
@@ -98,6 +103,10 @@ pub struct Manifest {
     /// when present it gives the probabilities instead of the genre weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<crate::genre_stacking::GenreStacking>,
+    /// The pretrained backbone checkpoints the members were saved without (format 2), one
+    /// copy each; empty when every tensor is in the member files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backbones: Vec<ManifestBackbone>,
     pub shapes: ModelShapes,
     /// Scores of the validation split, or out of fold for a bag or blend.
     pub validation: Scores,
@@ -169,6 +178,7 @@ impl Manifest {
             metadata_neighbours: None,
             credit_neighbours: None,
             genre_stacking: None,
+            backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
             validation,
             test,
@@ -180,11 +190,13 @@ impl Manifest {
     /// Whether the manifest agrees with itself and with the model's outputs; errors name the
     /// field. (A hand-edited or truncated manifest must not reach an index out of bounds.)
     pub fn check(&self) -> Result<(), String> {
-        if self.format_version != EXPORT_FORMAT_VERSION {
+        if !READS_FORMATS.contains(&self.format_version) {
             return Err(format!(
-                "format_version = {}: this cinefuse reads exports of format \
-                 {EXPORT_FORMAT_VERSION}; export the run again with this version",
-                self.format_version
+                "format_version = {}: this cinefuse reads exports of formats {} to {}; \
+                 export the run again with this version",
+                self.format_version,
+                READS_FORMATS.start(),
+                READS_FORMATS.end()
             ));
         }
         self.shapes.check()?;
@@ -297,6 +309,9 @@ impl Manifest {
                 "parts: {p:?}: expected a sub-folder name and weights >= 0"
             ));
         }
+        for b in &self.backbones {
+            b.check()?;
+        }
         if let Some(s) = &self.genre_stacking {
             let votes = [
                 &self.plot_neighbours,
@@ -312,7 +327,7 @@ impl Manifest {
 }
 
 /// Copies a run's file into the export; only a regular file (a FIFO would block the copy).
-fn copy(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy(from: &Path, to: &Path) -> Result<()> {
     let mut source = cinefuse_data::user_file::open_regular(from)?;
     let mut target =
         std::fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
@@ -353,12 +368,14 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     );
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
-    // Every tensor, also those a run leaves to its backbone checkpoints: an export stands alone.
-    save_whole(&run.model, &dir.join(MODEL_FILE))?;
+    // The frozen backbones once, beside the trained tensors: the export stands alone.
+    let mut copies = ExportBackbones::new(dir);
+    let backbones = copies.save_member(&run.model, &run.config.model, dir, MODEL_FILE)?;
     copy(&run_dir.join(CONFIG_FILE), &dir.join(CONFIG_FILE))?;
     run.prepared.preprocessor.save(dir)?;
     let manifest = Manifest {
         interval_half_width: half_width,
+        backbones,
         ..Manifest::of_run(
             &run,
             thresholds,
@@ -368,7 +385,7 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
         )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
-    write_portable(dir, &manifest)?;
+    write_portable(dir, &manifest, &copies)?;
     let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
     let card = CardFacts::of("one model".into(), &run, &test_preds, interval, run_dir);
     write_card(dir, &manifest, &card)?;
@@ -394,18 +411,21 @@ fn out_of_fold_scores(oof: &crate::bag::OutOfFold) -> Scores {
 /// the bag's out-of-fold thresholds and CV+ interval.
 fn export_ensemble(run_dir: &Path, e: &Ensemble, out: &Path) -> Result<PathBuf> {
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
-    write_ensemble(e, staging.path())?;
+    let mut backbones = ExportBackbones::new(staging.path());
+    write_ensemble(e, staging.path(), &mut backbones)?;
     staging.commit()?;
     Ok(out.to_path_buf())
 }
 
-/// Writes a bag's export into `dir` and returns its manifest.
-fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
+/// Writes a bag's export into `dir` (the export's folder or a blend part's), its backbones
+/// into `backbones`, and returns its manifest.
+fn write_ensemble(e: &Ensemble, dir: &Path, backbones: &mut ExportBackbones) -> Result<Manifest> {
     let lead = e.lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
     let thresholds = e.calibration.thresholds.clone();
     let (test, each) = e.predict(&lead.prepared, Some(Split::Test));
     let mut members = Vec::new();
+    let mut used: Vec<ManifestBackbone> = Vec::new();
     let mut hasher = Sha256::new();
     for (k, m) in e.members.iter().enumerate() {
         let name = if e.members.len() == 1 {
@@ -413,7 +433,11 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         } else {
             format!("model-{k}.bpk")
         };
-        save_whole(&m.model, &dir.join(&name))?;
+        for b in backbones.save_member(&m.model, &m.config.model, dir, &name)? {
+            if !used.contains(&b) {
+                used.push(b);
+            }
+        }
         digest_weights(&m.model, &mut hasher);
         members.push(name);
     }
@@ -429,6 +453,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         },
         bag_sets: e.sets(),
         rating_over_sets: e.sets() > 1 && e.layout().rating_over_sets,
+        backbones: used,
         ..Manifest::of_run(
             lead,
             thresholds.clone(),
@@ -438,7 +463,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path) -> Result<Manifest> {
         )
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
-    write_portable(dir, &manifest)?;
+    write_portable(dir, &manifest, backbones)?;
     let kind = if e.refit {
         "the refit model of a bag (one model on all of train + validation)".to_string()
     } else {
@@ -490,7 +515,8 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
     let mut hasher = Sha256::new();
-    let (parts, lead) = write_blend_parts(b, dir, &mut hasher)?;
+    let mut backbones = ExportBackbones::new(dir);
+    let (parts, lead) = write_blend_parts(b, dir, &mut hasher, &mut backbones)?;
     let rating_trees = write_blend_trees(b, dir, &mut hasher)?;
     let [plot_neighbours, metadata_neighbours, credit_neighbours] =
         write_blend_votes(b, dir, &mut hasher)?;
@@ -509,13 +535,15 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
         metadata_neighbours,
         credit_neighbours,
         genre_stacking: b.info.genre_stacking.clone(),
+        // Listed for the reader: each part loads the copies its own manifest names.
+        backbones: backbones.copies().to_vec(),
         validation: out_of_fold_scores(&cal.out_of_fold),
         test: scores(&test, &cal.thresholds, &lead.genres),
         weights_sha256: format!("{:x}", hasher.finalize()),
         ..lead
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
-    write_portable(dir, &manifest)?;
+    write_portable(dir, &manifest, &backbones)?;
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let mut card = CardFacts::of(blend_kind(b), b.lead(), &test, interval, run_dir);
     card.reproduce = blend_commands(b, card.dataset);
@@ -530,6 +558,7 @@ fn write_blend_parts(
     b: &Blend,
     dir: &Path,
     hasher: &mut Sha256,
+    backbones: &mut ExportBackbones,
 ) -> Result<(Vec<ManifestPart>, Manifest)> {
     let mut parts = Vec::new();
     let mut lead = None;
@@ -537,7 +566,7 @@ fn write_blend_parts(
         let name = format!("part-{k}");
         std::fs::create_dir(dir.join(&name))
             .with_context(|| format!("cannot create {}", dir.join(&name).display()))?;
-        let m = write_ensemble(e, &dir.join(&name))?;
+        let m = write_ensemble(e, &dir.join(&name), backbones)?;
         hasher.update(m.weights_sha256.as_bytes());
         lead.get_or_insert(m);
         parts.push(ManifestPart {

@@ -16,6 +16,7 @@ pub mod data_setup;
 pub mod ensemble;
 pub mod evaluate;
 pub mod export;
+pub mod export_backbones;
 pub mod frozen_layer_states;
 pub mod frozen_poster_states;
 pub mod genre_stacking;

@@ -2,9 +2,13 @@
 //! names and layouts, and a `config.json` that describes the architecture, the preprocessing
 //! and the decisions completely, so that a model can be rebuilt outside cinefuse
 //! (`scripts/cinefuse_torch.py` does it with standard PyTorch modules; docs/PORTABLE.md
-//! documents both files).
+//! documents both files). A frozen pretrained backbone is written once, beside its checkpoint
+//! copy (`backbones/NAME/portable.safetensors`), and left out of the member files that share
+//! it, as the Burn files leave it out.
 
 use std::path::Path;
+
+use std::collections::HashSet;
 
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::*;
@@ -13,16 +17,19 @@ use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
 use cinefuse_data::prepared::{Preprocessor, TOKENIZER_FILE};
 use cinefuse_data::tokenizer::{CLS, MAX_PLOT_BYTES, PAD_ID};
 use cinefuse_model::pretrained::efficientnet::{INPUT_MEAN, INPUT_STD};
-use cinefuse_model::tensor_names;
+use cinefuse_model::{CinefuseModel, ModelConfig, tensor_names};
 use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
 use crate::export::Manifest;
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, write_json};
+use crate::export_backbones::ExportBackbones;
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, frozen_parts, load_model, write_json};
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
-/// Bumped whenever a field's meaning or a tensor's name changes.
-pub const PORTABLE_FORMAT_VERSION: u32 = 8;
+/// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`).
+pub const PORTABLE_FORMAT_VERSION: u32 = 9;
+/// A backbone's tensors with their published names, in its copy's folder.
+pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
 /// The `.safetensors` name of a Burn weight file (`model-3.bpk` → `model-3.safetensors`).
 pub fn safetensors_name(bpk: &str) -> String {
@@ -30,13 +37,15 @@ pub fn safetensors_name(bpk: &str) -> String {
     format!("{stem}.safetensors")
 }
 
-/// Writes the portable files of the export in `dir`, whose manifest is `manifest`: for a
-/// blend, only `config.json` with its parts (each part folder has its own files).
-pub fn write_portable(dir: &Path, manifest: &Manifest) -> Result<()> {
+/// Writes the portable files of the export in `dir`, whose manifest is `manifest` and whose
+/// backbone copies are `backbones`: for a blend, only `config.json` with its parts (each part
+/// folder has its own files).
+pub fn write_portable(dir: &Path, manifest: &Manifest, backbones: &ExportBackbones) -> Result<()> {
     if !manifest.parts.is_empty() {
         return write_json(&dir.join(PORTABLE_CONFIG_FILE), &blend_config(manifest));
     }
     let config = TrainConfig::load(&dir.join(CONFIG_FILE), &[])?;
+    let model_config = backbones.staged(&config.model, &manifest.backbones);
     let preprocessor = Preprocessor::load(dir)?;
     let files = if manifest.members.is_empty() {
         vec![MODEL_FILE.to_string()]
@@ -44,28 +53,100 @@ pub fn write_portable(dir: &Path, manifest: &Manifest) -> Result<()> {
         manifest.members.clone()
     };
     let device = Device::flex();
+    let shared = write_shared_backbones(manifest, &model_config, &device)?;
     let mut weights = Vec::new();
     for file in &files {
-        let model = load_model(&config.model, &manifest.shapes, &dir.join(file), &device)?;
+        // Loaded from the export's own files, which checks them as `predict` will.
+        let model = load_model(&model_config, &manifest.shapes, &dir.join(file), &device)?;
         let name = safetensors_name(file);
-        let mut store = SafetensorsStore::from_file(dir.join(&name))
-            .with_to_adapter(BurnToPyTorchAdapter)
-            .remap(tensor_names::to_published(&model))
-            .metadata("format", "cinefuse-portable")
-            .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
-        model.save_into(&mut store).map_err(|e| {
-            anyhow!(
-                "{}: cannot write safetensors: {e}",
-                dir.join(&name).display()
-            )
-        })?;
+        let trained = trained_tensor_names(&model, &model_config)?;
+        write_safetensors(&model, trained, &dir.join(&name))?;
         // The store writes through a private temporary file: give it the export's permissions.
         let permissions = std::fs::metadata(dir.join(file))?.permissions();
         std::fs::set_permissions(dir.join(&name), permissions)?;
         weights.push(name);
     }
-    let value = model_config(manifest, &config, &preprocessor, weights)?;
+    let value = model_config_json(manifest, &config, &preprocessor, weights, shared)?;
     write_json(&dir.join(PORTABLE_CONFIG_FILE), &value)
+}
+
+/// Writes `model`'s tensors (those named in `only`, or all) with their published names.
+fn write_safetensors(model: &CinefuseModel, only: Option<Vec<String>>, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .remap(tensor_names::to_published(model))
+        .metadata("format", "cinefuse-portable")
+        .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
+    if let Some(names) = only {
+        store = store.with_full_paths(names);
+    }
+    model
+        .save_into(&mut store)
+        .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))
+}
+
+/// The (adapted, unpublished) names of the tensors of `model` that training changed: all but
+/// its frozen backbone tensors; `None` when nothing is frozen.
+fn trained_tensor_names(
+    model: &CinefuseModel,
+    config: &ModelConfig,
+) -> Result<Option<Vec<String>>> {
+    let (frozen, _) = frozen_parts(model, config)?;
+    if frozen.is_empty() {
+        return Ok(None);
+    }
+    let frozen: HashSet<u64> = frozen.iter().map(|id| id.val()).collect();
+    let names = model
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+        .into_iter()
+        .filter(|t| !t.param_id.is_some_and(|id| frozen.contains(&id)))
+        .map(|t| t.name)
+        .collect();
+    Ok(Some(names))
+}
+
+/// Each backbone copy's tensors as the checkpoint holds them, written beside it once (a
+/// blend's later parts find it there); the files' paths as `config.json` names them.
+fn write_shared_backbones(
+    manifest: &Manifest,
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut missing = Vec::new();
+    for b in &manifest.backbones {
+        let (folder, prefix) = match b.section.as_str() {
+            "model.text" => (&config.text.pretrained, r"^text\.encoder\.Bert\.backbone\."),
+            _ => (
+                &config.poster.pretrained,
+                r"^poster\.encoder\.EfficientNet\.backbone\.",
+            ),
+        };
+        let folder = folder
+            .as_ref()
+            .context("a backbone copy without its folder")?;
+        let file = folder.join(PORTABLE_BACKBONE_FILE);
+        if !file.exists() {
+            missing.push((file, prefix));
+        }
+        names.push(format!("{}/{PORTABLE_BACKBONE_FILE}", b.dir));
+    }
+    if !missing.is_empty() {
+        // The untrained model around the checkpoints: its backbones are the copies' values.
+        let fresh = config.init_pretrained(&manifest.shapes, device)?;
+        for (file, prefix) in missing {
+            let mut store = SafetensorsStore::from_file(&file)
+                .with_to_adapter(BurnToPyTorchAdapter)
+                .remap(tensor_names::to_published(&fresh))
+                .with_regex(prefix)
+                .metadata("format", "cinefuse-portable")
+                .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
+            fresh
+                .save_into(&mut store)
+                .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", file.display()))?;
+        }
+    }
+    Ok(names)
 }
 
 /// What every portable config starts with.
@@ -122,14 +203,16 @@ fn interval(manifest: &Manifest) -> Value {
     }
 }
 
-fn model_config(
+fn model_config_json(
     manifest: &Manifest,
     config: &TrainConfig,
     pre: &Preprocessor,
     weights: Vec<String>,
+    shared: Vec<String>,
 ) -> Result<Value> {
     let mut v = header(manifest);
     v["weights"] = json!(weights);
+    v["shared_weights"] = json!(shared);
     v["bag_sets"] = json!(manifest.bag_sets);
     v["rating_over_sets"] = json!(manifest.rating_over_sets);
     v["architecture"] = json!({

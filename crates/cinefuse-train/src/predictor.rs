@@ -24,7 +24,7 @@ use crate::genre_stacking::combine;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::predictions::{Predictions, predict_items};
 use crate::rating_trees::{RatingTrees, blend_part, tree_row};
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_model, read_json};
+use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_members, read_json};
 
 /// A blend's rating trees from `file` in `dir`, checked against `lead`'s fields and members.
 fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
@@ -230,7 +230,9 @@ impl Predictor {
         manifest: Manifest,
         backend: Option<BackendKind>,
     ) -> Result<Self> {
-        let config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
+        let mut config = TrainConfig::load(&model_dir.join(CONFIG_FILE), &[])?;
+        // The frozen backbones come from the export's copies, never from where it trained.
+        crate::export_backbones::point_at(&mut config.model, model_dir, &manifest.backbones)?;
         let preprocessor = Preprocessor::load(model_dir)?;
         check_agreement(model_dir, &manifest, &config, &preprocessor)?;
         let device = select_device(&config.backend.with_kind(backend))?.device;
@@ -239,10 +241,8 @@ impl Predictor {
         } else {
             manifest.members.clone()
         };
-        let mut models = files
-            .iter()
-            .map(|f| load_model(&config.model, &manifest.shapes, &model_dir.join(f), &device))
-            .collect::<Result<Vec<_>>>()?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| model_dir.join(f)).collect();
+        let mut models = load_members(&config.model, &manifest.shapes, &paths, &device)?;
         let model = models.remove(0);
         let batcher = preprocessor.batcher();
         Ok(Self {

@@ -381,8 +381,18 @@ fn predict_validates_its_input_like_prepare() {
         ),
         (
             "/format_version",
-            serde_json::json!(2),
-            "format_version = 2",
+            serde_json::json!(3),
+            "format_version = 3",
+        ),
+        (
+            "/backbones",
+            serde_json::json!([{"section": "model.text", "dir": "../../elsewhere", "sha256": "0"}]),
+            "backbones: dir \"../../elsewhere\"",
+        ),
+        (
+            "/backbones",
+            serde_json::json!([{"section": "model.text", "dir": "../backbones/x", "sha256": "0"}]),
+            "not a blend with this folder as a part",
         ),
         ("/rating_scale/std", serde_json::json!(0.0), "std = 0"),
         (

@@ -4,7 +4,8 @@
 //! 30 bag members kept about 4 GB of copies) and record each file's SHA-256 beside the
 //! weights instead (`model.frozen.json`). Loading reads those tensors from the files, refuses
 //! files whose content changed, and checks that the saved tensors are exactly the rest.
-//! Exports stay self-contained: they are written with every tensor (`save_whole`).
+//! Exports save their members the same way, beside one copy of each backbone checkpoint
+//! (`export_backbones.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,19 @@ pub struct SavedModel {
     frozen: Option<FrozenBackbones>,
 }
 
+impl SavedModel {
+    /// The record with each left-out backbone file recorded as `name` says (an export names
+    /// its own copy, relative to its folder, rather than the path it was staged at).
+    pub fn with_file_names(mut self, name: impl Fn(&BackboneFile) -> PathBuf) -> Self {
+        if let Some(frozen) = &mut self.frozen {
+            for f in &mut frozen.files {
+                f.file = name(f);
+            }
+        }
+        self
+    }
+}
+
 /// The file beside `weights` that says what they leave out.
 pub fn frozen_file(weights: &Path) -> PathBuf {
     weights.with_extension("frozen.json")
@@ -83,7 +97,7 @@ pub fn model_record(model: &CinefuseModel, config: &ModelConfig) -> Result<Saved
 }
 
 /// The frozen backbone tensors of `model` by id, and the files they were loaded from.
-fn frozen_parts(
+pub(crate) fn frozen_parts(
     model: &CinefuseModel,
     config: &ModelConfig,
 ) -> Result<(Vec<ParamId>, Vec<BackboneFile>)> {
@@ -122,18 +136,6 @@ pub fn save_record(saved: SavedModel, path: &Path) -> Result<()> {
         Some(frozen) => write_json(&frozen_file(path), &frozen),
         None => Ok(()),
     }
-}
-
-/// Saves every tensor of `model` (an export: nothing left to other files).
-pub fn save_whole(model: &CinefuseModel, path: &Path) -> Result<()> {
-    drop(model.valid());
-    save_record(
-        SavedModel {
-            record: model.clone().into_record(),
-            frozen: None,
-        },
-        path,
-    )
 }
 
 /// What the weights in `file` leave out, if they were saved without frozen backbones.
@@ -370,6 +372,32 @@ mod tests {
             e.contains("model.bpk") && e.contains("restore that file, or train again"),
             "{e}"
         );
+    }
+
+    /// Members loaded together share the checkpoint's frozen tensors, and each still gets its
+    /// own trained ones: exactly what loading each alone gives.
+    #[test]
+    fn members_loaded_together_are_each_as_loaded_alone() {
+        let ckpt = tempfile::tempdir().unwrap();
+        let (config, shapes, model) = tiny_model(ckpt.path(), tuning(false, Some(1)));
+        let (frozen, _) = frozen_parts(&model, &config).unwrap();
+        let first = trained(&model, &config);
+        let second = first.clone().map(&mut Shift(frozen));
+        let (_a, a) = saved(&first, &config);
+        let (_b, b) = saved(&second, &config);
+        let device = Device::flex();
+        let together =
+            crate::run_dir::load_members(&config, &shapes, &[a.clone(), b.clone()], &device)
+                .unwrap();
+        for (member, file) in together.iter().zip([&a, &b]) {
+            let alone = load_model(&config, &shapes, file, &device).unwrap();
+            assert!(
+                module_values(member) == module_values(&alone),
+                "{}",
+                file.display()
+            );
+        }
+        assert!(module_values(&together[0]) != module_values(&together[1]));
     }
 
     /// Nothing frozen: every tensor is saved, and no file beside it.
