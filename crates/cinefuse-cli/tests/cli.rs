@@ -1222,6 +1222,17 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let e = fails(d, &["predict", "--model", "tuned", "--plot", "a story"]);
     assert!(e.contains("model-0.bpk") && e.contains("SHA-256"), "{e}");
     std::fs::rename(d.join("kept.safetensors"), &weights).unwrap();
+    // The copy swapped for a link to the very checkpoint outside the export: refused, not
+    // followed (it would pass the SHA-256 check).
+    std::fs::rename(&text_copy, d.join("kept-copy")).unwrap();
+    std::os::unix::fs::symlink(d.join("ckpt/bert"), &text_copy).unwrap();
+    let e = fails(d, &["predict", "--model", "tuned", "--plot", "a story"]);
+    assert!(
+        e.contains("tuned/manifest.json") && e.contains("symbolic link"),
+        "{e}"
+    );
+    std::fs::remove_file(&text_copy).unwrap();
+    std::fs::rename(d.join("kept-copy"), &text_copy).unwrap();
 
     // The same with the frozen part's output cached: trained from it, predicted by the whole
     // backbone as any fine-tuned model (the reference runs all of it too).
