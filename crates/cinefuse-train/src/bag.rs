@@ -406,7 +406,8 @@ pub fn load_members(
             dir.display()
         );
     }
+    let mut base = crate::run_dir::PretrainedBase::default();
     (0..info.members())
-        .map(|m| LoadedRun::open(&info.member_path(dir, m), backend))
+        .map(|m| LoadedRun::open_over(&info.member_path(dir, m), backend, &mut base))
         .collect()
 }

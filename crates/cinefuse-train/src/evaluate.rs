@@ -33,6 +33,15 @@ pub struct LoadedRun {
 
 impl LoadedRun {
     pub fn open(run_dir: &Path, backend: Option<BackendKind>) -> Result<Self> {
+        Self::open_over(run_dir, backend, &mut PretrainedBase::default())
+    }
+
+    /// `open`, its model loaded over `base` (a bag's members share its frozen backbones).
+    pub fn open_over(
+        run_dir: &Path,
+        backend: Option<BackendKind>,
+        base: &mut PretrainedBase,
+    ) -> Result<Self> {
         crate::run_dir::refuse_other_outputs(run_dir)?;
         let mut config = TrainConfig::load(&run_dir.join(CONFIG_FILE), &[])
             .with_context(|| format!("{}: not a run directory", run_dir.display()))?;
@@ -69,7 +78,8 @@ impl LoadedRun {
             )
         })?;
         let state: TrainState = read_json(&best.join(STATE_FILE))?;
-        let model = load_model(&config.model, &info.shapes, &best.join(MODEL_FILE), &device)?;
+        let weights = best.join(MODEL_FILE);
+        let model = load_model_over(&config.model, &info.shapes, &weights, &device, base)?;
         Ok(Self {
             dir: run_dir.to_path_buf(),
             config,

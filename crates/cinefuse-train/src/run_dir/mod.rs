@@ -379,46 +379,76 @@ pub fn load_model(
     file: &Path,
     device: &Device,
 ) -> Result<CinefuseModel> {
-    let mut models = load_members(config, shapes, &[file.to_path_buf()], device)?;
-    Ok(models.remove(0))
+    load_model_over(config, shapes, file, device, &mut PretrainedBase::default())
 }
 
-/// `load_model` for each of `files` (a bag's members). Those saved without their frozen
-/// backbones start from one model built from the checkpoints and share its frozen tensors
-/// in memory: twenty members on MiniLM and EfficientNet held 2 GB of identical copies.
+/// `load_model` for each of `files` (a bag's members), over one `PretrainedBase`.
 pub fn load_members(
     config: &ModelConfig,
     shapes: &ModelShapes,
     files: &[PathBuf],
     device: &Device,
 ) -> Result<Vec<CinefuseModel>> {
-    let mut pretrained: Option<CinefuseModel> = None;
-    let mut models = Vec::with_capacity(files.len());
-    for file in files {
-        // The shapes come from a file beside the weights and are allocated before those are read.
-        shapes
-            .check()
-            .map_err(|e| anyhow::anyhow!("{}: the sizes saved with it: {e}", file.display()))?;
-        // Saved without its frozen backbones: they come from the checkpoints, as when it trained.
-        // `valid()`, not `clone()`: a clone shares each batch norm's running statistics, which
-        // loading a member's own would then overwrite in every other member too.
-        let model = if frozen_file(file).exists() {
-            match &pretrained {
-                Some(base) => base.valid(),
-                None => pretrained
-                    .insert(
-                        config
-                            .init_pretrained(shapes, device)
-                            .with_context(|| format!("{}: its frozen backbones", file.display()))?,
-                    )
-                    .valid(),
-            }
-        } else {
-            config.init(shapes, device)
-        };
-        models.push(load_weights(model, file, config)?);
+    let mut base = PretrainedBase::default();
+    files
+        .iter()
+        .map(|file| load_model_over(config, shapes, file, device, &mut base))
+        .collect()
+}
+
+/// `load_model`, a model saved without its frozen backbones starting from `base`.
+pub fn load_model_over(
+    config: &ModelConfig,
+    shapes: &ModelShapes,
+    file: &Path,
+    device: &Device,
+    base: &mut PretrainedBase,
+) -> Result<CinefuseModel> {
+    // The shapes come from a file beside the weights and are allocated before those are read.
+    shapes
+        .check()
+        .map_err(|e| anyhow::anyhow!("{}: the sizes saved with it: {e}", file.display()))?;
+    // Saved without its frozen backbones: they come from the checkpoints, as when it trained.
+    let model = if frozen_file(file).exists() {
+        base.copy_for(config, shapes, device)
+            .with_context(|| format!("{}: its frozen backbones", file.display()))?
+    } else {
+        config.init(shapes, device)
+    };
+    load_weights(model, file, config)
+}
+
+/// A model built from the pretrained checkpoints, kept while a bag's members load so that
+/// they share its frozen tensors in memory instead of reading the checkpoints again and each
+/// holding a copy (twenty members on MiniLM and EfficientNet held 2 GB of identical tensors).
+#[derive(Default)]
+pub struct PretrainedBase(Option<(String, CinefuseModel)>);
+
+impl PretrainedBase {
+    /// A copy of the model for `config` and `shapes` on `device`, built on first use (and
+    /// again when those change). `valid()`, not `clone()`: a clone shares each batch norm's
+    /// running statistics, which loading a member's own would then overwrite in every other.
+    fn copy_for(
+        &mut self,
+        config: &ModelConfig,
+        shapes: &ModelShapes,
+        device: &Device,
+    ) -> Result<CinefuseModel> {
+        let key = format!(
+            "{}|{}|{device:?}",
+            serde_json::to_string(config)?,
+            serde_json::to_string(shapes)?
+        );
+        if let Some((built_for, model)) = &self.0
+            && *built_for == key
+        {
+            return Ok(model.valid());
+        }
+        let model = config.init_pretrained(shapes, device)?;
+        let copy = model.valid();
+        self.0 = Some((key, model));
+        Ok(copy)
     }
-    Ok(models)
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
