@@ -6,7 +6,7 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::FloatDType;
+use burn::tensor::{DType, FloatDType};
 use cinefuse_data::MovieBatch;
 use cinefuse_data::batch::{PlotStates, PosterStates};
 use cinefuse_model::ModelOutput;
@@ -34,6 +34,26 @@ pub(crate) fn cast_params<M: Module>(module: &M, dtype: FloatDType) -> M {
         }
     }
     module.clone().map(&mut Cast(dtype))
+}
+
+/// Puts `module`'s running statistics (batch norm's) back in f32 after a step on its cast
+/// copy. A copy shares each `RunningState` with its master, and `cast_params`' mapper writes
+/// the cast into that shared state in place, so the step leaves the master's statistics in
+/// the half type; the update the step made is kept, stored in f32 again. The parameters are
+/// f32 masters and are left as they are.
+pub(crate) fn running_statistics_to_f32<M: Module>(module: &M) {
+    struct Back;
+    impl ModuleMapper for Back {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if param.val().dtype() == DType::F32 {
+                return param;
+            }
+            param.map(|t| t.cast(FloatDType::F32))
+        }
+    }
+    // Pending per-thread updates are merged into the shared state first (`valid` syncs it).
+    drop(module.valid());
+    drop(module.clone().map(&mut Back));
 }
 
 /// The batch's model inputs in `dtype`; targets stay f32 (the loss is computed in f32).
@@ -205,5 +225,41 @@ mod tests {
         for (a, b) in full.iter().zip(&half) {
             assert!((a - b).abs() <= 1e-2 * a.abs().max(1.0), "{a} vs {b}");
         }
+    }
+
+    /// After a step on the cast copy the masters' batch-norm running statistics are f32
+    /// again, holding the values the step left (a `RunningState` is shared between a module and
+    /// its clones, and the cast was written into it in place), and the parameters stay as they
+    /// were.
+    #[test]
+    fn a_half_step_leaves_the_masters_running_statistics_in_f32() {
+        let device = Device::flex().autodiff();
+        let norm = burn::nn::BatchNormConfig::new(3).init(&device);
+        let values = Tensor::<1>::from_data([0.5f32, -1.25, 3.0], &device);
+        norm.running_mean.update(values.clone());
+        drop(norm.valid());
+        let half = cast_params(&norm, FloatDType::BF16);
+        assert_eq!(
+            norm.running_mean.value().dtype(),
+            DType::BF16,
+            "shared, cast in place"
+        );
+        drop(half);
+        running_statistics_to_f32(&norm);
+        for state in [&norm.running_mean, &norm.running_var] {
+            assert_eq!(state.value().dtype(), DType::F32);
+        }
+        let mean = norm
+            .running_mean
+            .value()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(mean, vec![0.5, -1.25, 3.0], "exact in bf16 too");
+        assert_eq!(norm.gamma.val().dtype(), DType::F32);
+        assert!(
+            norm.gamma.val().is_require_grad(),
+            "the master still trains"
+        );
     }
 }

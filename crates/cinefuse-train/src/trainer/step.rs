@@ -17,7 +17,7 @@ use cinefuse_data::MovieBatch;
 use cinefuse_model::{CinefuseModel, LossRows};
 
 use super::grads::add_grads;
-use super::precision::{cast_inputs, cast_params, outputs_to_f32};
+use super::precision::{cast_inputs, cast_params, outputs_to_f32, running_statistics_to_f32};
 use super::shards::ShardedBatch;
 use crate::predictions::Scorer;
 
@@ -84,6 +84,9 @@ pub(crate) fn step_grads(
     let per_row = |values: [f32; 3]| values.map(|v| f64::from(v) * rows as f64);
     if let [shard] = batch.shards.as_slice() {
         let (values, grads) = shard_grads(model, shard, &devices[0], None, spec, 0);
+        if spec.compute.is_some() {
+            running_statistics_to_f32(model);
+        }
         return Ok(StepGrads {
             grads,
             loss_sums: per_row(values),
@@ -99,6 +102,9 @@ pub(crate) fn step_grads(
             *v += p;
         }
         add_grads(&mut grads, replica_grads.to_device(lead, &replica), model);
+    }
+    if spec.compute.is_some() {
+        running_statistics_to_f32(model);
     }
     Ok(StepGrads {
         grads,

@@ -316,3 +316,34 @@ fn gpu_batches_pad_plots_to_a_bucket() {
     assert_eq!(on(&device), [1, GPU_TOKEN_BUCKET]);
     assert_eq!(on(&burn::prelude::Device::flex()), [1, 3]);
 }
+
+/// f16 training of a model with batch norm (the poster CNN) on lavapipe: the masters' running
+/// statistics stay f32, in memory and in the saved model. Each half-precision step's cast
+/// copy shares them with the masters, and the cast was written into them in place.
+#[test]
+fn f16_training_keeps_batch_norm_statistics_in_f32() {
+    if skipped("f16_batch_norm", no_f16()) {
+        return;
+    }
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(dir.path(), "");
+    config.model.modalities = vec![Modality::Poster, Modality::Meta];
+    config.backend.kind = BackendKind::Lavapipe;
+    config.train.precision = Precision::F16;
+    config.train.epochs = 1;
+    config.train.max_steps_per_epoch = 2;
+    let run = dir.path().join("run");
+    train_into(&config, &run).unwrap();
+    use burn::store::ModuleStore;
+    let mut store = burn::store::BurnpackStore::from_file(run.join("best/model.bpk"));
+    let tensors = store.get_all_tensors().unwrap();
+    let stats: Vec<_> = tensors
+        .iter()
+        .filter(|(name, _)| name.contains("running_"))
+        .collect();
+    assert!(stats.len() >= 4, "{:?}", tensors.keys());
+    for (name, t) in stats {
+        assert_eq!(t.dtype, burn::tensor::DType::F32, "{name}");
+    }
+}
