@@ -311,6 +311,37 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
+    /// A wholly frozen backbone run in a training pass (not from cached features) leaves
+    /// every running statistic as loaded.
+    #[test]
+    fn a_frozen_backbone_keeps_its_batch_norm_statistics() {
+        let device = Device::flex().autodiff();
+        let tuning = crate::pretrained::Tuning {
+            freeze: true,
+            lr_scale: 0.1,
+            trainable_layers: None,
+            layer_decay: 1.0,
+        };
+        let encoder = crate::pretrained::encoder::PretrainedEncoder::new(
+            EfficientNetLite::lite0(&device),
+            8,
+            0.0,
+            &tuning,
+            &device,
+        );
+        let net = &encoder.backbone;
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
+        let _ = net.forward(x);
+        for norm in [
+            &net.stem_norm,
+            &net.blocks[15].depthwise_norm,
+            &net.head_norm,
+        ] {
+            let moved: f32 = norm.running_mean.value_sync().abs().sum().into_scalar();
+            assert_eq!(moved, 0.0, "still the initial zeros");
+        }
+    }
+
     /// A fine-tuning pass from the pixels leaves the frozen blocks' running statistics as
     /// loaded and updates the trainable blocks' ones.
     #[test]

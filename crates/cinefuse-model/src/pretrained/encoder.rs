@@ -48,11 +48,13 @@ impl<B: Module + Backbone> PretrainedEncoder<B> {
     }
 }
 
-/// Frozen: no parameter takes gradients. Fine-tuned: all but the last `trainable_layers`
-/// layers stay frozen (all train when unset).
+/// Frozen: no parameter takes gradients, and batch norm keeps to its running statistics
+/// (`freeze`, not `no_grad`, should the backbone ever run in a training step rather than from
+/// cached features). Fine-tuned: all but the last `trainable_layers` layers stay frozen (all
+/// train when unset).
 fn set_trainable<B: Backbone>(backbone: B, tuning: &Tuning) -> B {
     if tuning.freeze {
-        return backbone.no_grad();
+        return backbone.freeze();
     }
     match tuning.trainable_layers {
         Some(n) => backbone.freeze_all_but_last(n),
