@@ -1158,6 +1158,11 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         ["poster", "text"],
         "one copy of each"
     );
+    let card = std::fs::read_to_string(d.join("model/README.md")).unwrap();
+    assert!(
+        card.contains("`model.text`: `backbones/text-") && card.contains("SHA-256"),
+        "the model card names the copies: {card}"
+    );
     assert!(
         size("model/model.bpk") <= size("runs/a/best/model.bpk") + 4096,
         "the export's model {} holds no backbone (the run's: {})",

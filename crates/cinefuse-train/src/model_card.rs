@@ -178,4 +178,25 @@ fn write_use(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
         m.cinefuse_version,
         m.burn_version
     );
+    write_backbones(s, m);
+}
+
+/// The pretrained checkpoints the export carries: the configs name them where they were at
+/// training time, so a rerun needs them there (or the configs pointed at these copies).
+fn write_backbones(s: &mut String, m: &Manifest) {
+    if m.backbones.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nThe frozen pretrained checkpoints it was trained from are in this folder, each \
+         once (the configs name them where they were at training time):\n"
+    );
+    for b in &m.backbones {
+        let _ = writeln!(
+            s,
+            "- `{}`: `{}` (weights SHA-256 `{}`)",
+            b.section, b.dir, b.sha256
+        );
+    }
 }
