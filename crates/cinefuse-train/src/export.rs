@@ -19,10 +19,12 @@ use crate::config::BackendKind;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::export_backbones::{ExportBackbones, ManifestBackbone};
+use crate::export_check::check_export;
 use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
 use crate::neighbour_vote::VoteSpace;
 use crate::portable::write_portable;
+use crate::predictions::Predictions;
 use crate::rating_trees::TREES_FILE;
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, write_json};
 use crate::weights_digest::{digest_weights, weights_sha256};
@@ -340,10 +342,10 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     // Refuse a bad --out before loading and predicting, not after.
     cinefuse_data::output_dir::check_output(out, OutputKind::Export, &[run_dir])?;
     if let Some(b) = Blend::open(run_dir, backend)? {
-        return export_blend(run_dir, &b, out);
+        return export_blend(run_dir, &b, out, backend);
     }
     if let Some(e) = Ensemble::open(run_dir, backend)? {
-        return export_ensemble(run_dir, &e, out);
+        return export_ensemble(run_dir, &e, out, backend);
     }
     let run = LoadedRun::open(run_dir, backend)?;
     let (thresholds, val) = run.tuned_thresholds();
@@ -389,6 +391,13 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
     let card = CardFacts::of("one model".into(), &run, &test_preds, interval, run_dir);
     write_card(dir, &manifest, &card)?;
+    check_export(
+        dir,
+        &run.info.dataset_dir,
+        &manifest.data_hash,
+        &test_preds,
+        backend,
+    )?;
     staging.commit()?;
     Ok(out.to_path_buf())
 }
@@ -409,17 +418,28 @@ fn out_of_fold_scores(oof: &crate::bag::OutOfFold) -> Scores {
 
 /// Exports a bag (every member's weights, averaged at prediction) or its refit model, with
 /// the bag's out-of-fold thresholds and CV+ interval.
-fn export_ensemble(run_dir: &Path, e: &Ensemble, out: &Path) -> Result<PathBuf> {
+fn export_ensemble(
+    run_dir: &Path,
+    e: &Ensemble,
+    out: &Path,
+    backend: Option<BackendKind>,
+) -> Result<PathBuf> {
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let mut backbones = ExportBackbones::new(staging.path());
-    write_ensemble(e, staging.path(), &mut backbones)?;
+    let (manifest, test) = write_ensemble(e, staging.path(), &mut backbones)?;
+    let dataset = &e.lead().info.dataset_dir;
+    check_export(staging.path(), dataset, &manifest.data_hash, &test, backend)?;
     staging.commit()?;
     Ok(out.to_path_buf())
 }
 
 /// Writes a bag's export into `dir` (the export's folder or a blend part's), its backbones
-/// into `backbones`, and returns its manifest.
-fn write_ensemble(e: &Ensemble, dir: &Path, backbones: &mut ExportBackbones) -> Result<Manifest> {
+/// into `backbones`, and returns its manifest and its test predictions.
+fn write_ensemble(
+    e: &Ensemble,
+    dir: &Path,
+    backbones: &mut ExportBackbones,
+) -> Result<(Manifest, Predictions)> {
     let lead = e.lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
     let thresholds = e.calibration.thresholds.clone();
@@ -471,7 +491,7 @@ fn write_ensemble(e: &Ensemble, dir: &Path, backbones: &mut ExportBackbones) -> 
     };
     let card = CardFacts::of(kind, lead, &test, e.interval_metrics(&each), &e.bag);
     write_card(dir, &manifest, &card)?;
-    Ok(manifest)
+    Ok((manifest, test))
 }
 
 /// Writes a blend's rating trees, when it has some, and their manifest entry.
@@ -511,7 +531,12 @@ fn write_blend_votes(
 
 /// Exports a blend: each bag whole in `part-K/`, and a manifest with the blend's weights,
 /// out-of-fold thresholds and CV+ interval.
-fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
+fn export_blend(
+    run_dir: &Path,
+    b: &Blend,
+    out: &Path,
+    backend: Option<BackendKind>,
+) -> Result<PathBuf> {
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let dir = staging.path();
     let mut hasher = Sha256::new();
@@ -548,6 +573,13 @@ fn export_blend(run_dir: &Path, b: &Blend, out: &Path) -> Result<PathBuf> {
     let mut card = CardFacts::of(blend_kind(b), b.lead(), &test, interval, run_dir);
     card.reproduce = blend_commands(b, card.dataset);
     write_card(dir, &manifest, &card)?;
+    check_export(
+        dir,
+        &b.lead().info.dataset_dir,
+        &manifest.data_hash,
+        &test,
+        backend,
+    )?;
     staging.commit()?;
     Ok(out.to_path_buf())
 }
@@ -566,7 +598,7 @@ fn write_blend_parts(
         let name = format!("part-{k}");
         std::fs::create_dir(dir.join(&name))
             .with_context(|| format!("cannot create {}", dir.join(&name).display()))?;
-        let m = write_ensemble(e, &dir.join(&name), backbones)?;
+        let (m, _) = write_ensemble(e, &dir.join(&name), backbones)?;
         hasher.update(m.weights_sha256.as_bytes());
         lead.get_or_insert(m);
         parts.push(ManifestPart {

@@ -17,6 +17,7 @@ pub mod ensemble;
 pub mod evaluate;
 pub mod export;
 pub mod export_backbones;
+pub mod export_check;
 pub mod frozen_layer_states;
 pub mod frozen_poster_states;
 pub mod genre_stacking;

@@ -160,6 +160,32 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
         again.manifest.weights_sha256,
         predictor.manifest.weights_sha256
     );
+    // Export checks itself against the bag's own predictions before it is published: the
+    // same export against other expectations (one probability moved by 1e-3) is refused.
+    let check = cinefuse_train::export_check::check_export;
+    let demo = dir.path().join("demo");
+    let hash = &predictor.manifest.data_hash;
+    check(&model, &demo, hash, &mean, Some(BackendKind::Flex)).unwrap();
+    let mut moved = mean.clone();
+    moved.probs[0] += 1e-3;
+    let e = check(&model, &demo, hash, &moved, Some(BackendKind::Flex)).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "predicts movie {} differently from the run",
+            mean.ids[0]
+        )),
+        "{e}"
+    );
+    // Records that are not the ones it trained on: not compared (they would predict otherwise
+    // for no fault of the export), the export stands.
+    check(
+        &model,
+        &demo,
+        "another dataset",
+        &moved,
+        Some(BackendKind::Flex),
+    )
+    .unwrap();
 }
 
 /// The exported `predictor` predicts, for `items`, the ensemble's mean rating and genre
