@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::BackendKind;
 use crate::predictions::Predictions;
-use crate::predictor::Predictor;
+use crate::predictor::{MoviePrediction, Predictor};
 
 /// How many test movies the check predicts.
 const CHECKED_MOVIES: usize = 8;
@@ -46,39 +46,54 @@ pub fn check_export(
         return Ok(());
     }
     let predictor = Predictor::load(dir, backend)?;
-    let inputs = rows
-        .iter()
-        .map(|&i| predictor.item(by_id[test.ids[i].as_str()], None, dataset))
-        .collect::<Result<Vec<_>>>()?;
+    // A movie whose poster cannot be read now is left out rather than failing the export.
+    let (rows, inputs): (Vec<usize>, Vec<_>) = rows
+        .into_iter()
+        .filter_map(|i| {
+            let item = predictor.item(by_id[test.ids[i].as_str()], None, dataset);
+            item.ok().map(|item| (i, item))
+        })
+        .unzip();
+    if inputs.is_empty() {
+        return Ok(());
+    }
     for (&i, p) in rows.iter().zip(predictor.predict(&inputs)) {
-        let g = test.n_genres;
-        let probabilities = predictor
-            .manifest
-            .genres
-            .iter()
-            .enumerate()
-            .map(|(k, name)| {
-                let exported = p.genres.iter().find(|s| &s.genre == name);
-                (
-                    name.as_str(),
-                    exported.map_or(f32::NAN, |s| s.probability),
-                    test.probs[i * g + k],
-                )
-            });
-        let rating = std::iter::once(("the rating", p.rating, test.rating[i]));
-        if let Some((what, exported, run)) = probabilities
-            .chain(rating)
-            .find(|(_, a, b)| far_apart(*a, *b))
-        {
+        if let Some((what, exported, run)) = first_difference(&predictor, &p, test, i) {
             bail!(
                 "the export predicts movie {} differently from the run it comes from ({what}: \
-                 {exported} against {run}); nothing was written. This is a bug in cinefuse, \
-                 please report it",
+                 {exported} against {run}); nothing was written. If the dataset's posters \
+                 changed since it was prepared, prepare and train again; otherwise this is a \
+                 bug in cinefuse, please report it",
                 test.ids[i]
             );
         }
     }
     Ok(())
+}
+
+/// The first output (a genre's probability, then the rating) in which the export's
+/// prediction `p` and the run's prediction of row `i` of `test` differ.
+fn first_difference<'a>(
+    predictor: &'a Predictor,
+    p: &MoviePrediction,
+    test: &Predictions,
+    i: usize,
+) -> Option<(&'a str, f32, f32)> {
+    let g = test.n_genres;
+    let probabilities = predictor
+        .manifest
+        .genres
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let exported = p.genres.iter().find(|s| &s.genre == name);
+            let probability = exported.map_or(f32::NAN, |s| s.probability);
+            (name.as_str(), probability, test.probs[i * g + k])
+        });
+    let rating = std::iter::once(("the rating", p.rating, test.rating[i]));
+    probabilities
+        .chain(rating)
+        .find(|(_, a, b)| far_apart(*a, *b))
 }
 
 /// Whether two outputs differ by more than the tolerance (NaN on either side: they do).
