@@ -39,6 +39,12 @@ fn num_of(v: &Value) -> Option<f64> {
     }
 }
 
+/// A count as a whole non-negative number: a negative or non-finite one is unknown (as a
+/// vote count written as text is), not 0.
+fn count_of(x: f64) -> Option<u64> {
+    (x.is_finite() && x >= 0.0).then(|| x.round() as u64)
+}
+
 fn names_of(v: &Value) -> Vec<String> {
     match v {
         Value::Array(a) => a.iter().flat_map(names_of).collect(),
@@ -215,7 +221,7 @@ pub fn from_next_data(doc: &Html, id: &str) -> Option<ParsedTitle> {
             .map(|x| x as f32),
         votes: path(atf, &["ratingsSummary", "voteCount"])
             .and_then(num_of)
-            .map(|x| x as u64),
+            .and_then(count_of),
         certificate: path(atf, &["certificate", "rating"]).and_then(text_of),
         plot: path(atf, &["plot", "plotText", "plainText"]).and_then(text_of),
         directors: credits("director"),

@@ -210,6 +210,19 @@ fn next_data_page_is_parsed_exactly() {
     assert_eq!(p.sources[0], "next-data");
 }
 
+/// A negative vote count is unknown, not 0 (the cast saturated it to 0 before).
+#[test]
+fn a_negative_vote_count_is_unknown() {
+    let page = fixture("nextdata.html").replace("\"voteCount\":2934112", "\"voteCount\":-5");
+    let p = parse_title_page(&page, "tt0000002").unwrap();
+    assert_eq!(p.movie.votes, None);
+    assert_eq!(
+        p.movie.rating,
+        Some(6.1),
+        "the rest of the page still parses"
+    );
+}
+
 #[test]
 fn legacy_page_is_parsed_exactly() {
     let p = parse_title_page(&fixture("legacy.html"), "tt0000003").unwrap();
