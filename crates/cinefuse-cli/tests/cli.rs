@@ -1158,6 +1158,24 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         ["poster", "text"],
         "one copy of each"
     );
+    // The shared portable files are as readable as the rest of the export (the store writes
+    // through a private temporary file, owner-only).
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    for copy in std::fs::read_dir(d.join("model/backbones"))
+        .unwrap()
+        .flatten()
+    {
+        let shared = copy.path().join("portable.safetensors");
+        assert_eq!(
+            mode(&shared),
+            mode(&d.join("model/model.bpk")),
+            "{}",
+            shared.display()
+        );
+    }
     let card = std::fs::read_to_string(d.join("model/README.md")).unwrap();
     assert!(
         card.contains("`model.text`: `backbones/text-") && card.contains("SHA-256"),

@@ -6,24 +6,26 @@
 //! copy (`backbones/NAME/portable.safetensors`), and left out of the member files that share
 //! it, as the Burn files leave it out.
 
-use std::path::Path;
-
 use std::collections::HashSet;
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PathFilter, SafetensorsStore};
 use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
 use cinefuse_data::prepared::{Preprocessor, TOKENIZER_FILE};
 use cinefuse_data::tokenizer::{CLS, MAX_PLOT_BYTES, PAD_ID};
 use cinefuse_model::pretrained::efficientnet::{INPUT_MEAN, INPUT_STD};
+use cinefuse_model::pretrained::{Bert, EfficientNetLite};
 use cinefuse_model::{CinefuseModel, ModelConfig, tensor_names};
 use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
 use crate::export::Manifest;
 use crate::export_backbones::ExportBackbones;
-use crate::run_dir::{CONFIG_FILE, MODEL_FILE, frozen_parts, load_model, write_json};
+use crate::run_dir::{
+    CONFIG_FILE, MODEL_FILE, PretrainedBase, frozen_parts, load_model_over, write_json,
+};
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`).
@@ -55,58 +57,61 @@ pub fn write_portable(dir: &Path, manifest: &Manifest, backbones: &ExportBackbon
     let device = Device::flex();
     let shared = write_shared_backbones(manifest, &model_config, &device)?;
     let mut weights = Vec::new();
+    let mut base = PretrainedBase::default();
     for file in &files {
         // Loaded from the export's own files, which checks them as `predict` will.
-        let model = load_model(&model_config, &manifest.shapes, &dir.join(file), &device)?;
+        let bpk = dir.join(file);
+        let model = load_model_over(&model_config, &manifest.shapes, &bpk, &device, &mut base)?;
         let name = safetensors_name(file);
-        let trained = trained_tensor_names(&model, &model_config)?;
-        write_safetensors(&model, trained, &dir.join(&name))?;
-        // The store writes through a private temporary file: give it the export's permissions.
-        let permissions = std::fs::metadata(dir.join(file))?.permissions();
-        std::fs::set_permissions(dir.join(&name), permissions)?;
+        let trained = trained_tensors(&model, &model_config)?;
+        write_safetensors(&model, trained, &dir.join(&name), &bpk)?;
         weights.push(name);
     }
     let value = model_config_json(manifest, &config, &preprocessor, weights, shared)?;
     write_json(&dir.join(PORTABLE_CONFIG_FILE), &value)
 }
 
-/// Writes `model`'s tensors (those named in `only`, or all) with their published names.
-fn write_safetensors(model: &CinefuseModel, only: Option<Vec<String>>, path: &Path) -> Result<()> {
+/// Writes the tensors of `model` that `filter` selects (an empty filter: all) with their
+/// published names, as `path` with the permissions of the export's file `like`: the store
+/// writes through a private temporary file, which would leave it readable by its owner only.
+fn write_safetensors(
+    model: &CinefuseModel,
+    filter: PathFilter,
+    path: &Path,
+    like: &Path,
+) -> Result<()> {
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(BurnToPyTorchAdapter)
         .remap(tensor_names::to_published(model))
+        .filter(filter)
         .metadata("format", "cinefuse-portable")
         .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
-    if let Some(names) = only {
-        store = store.with_full_paths(names);
-    }
     model
         .save_into(&mut store)
-        .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))
+        .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::metadata(like)?.permissions())?;
+    Ok(())
 }
 
-/// The (adapted, unpublished) names of the tensors of `model` that training changed: all but
-/// its frozen backbone tensors; `None` when nothing is frozen.
-fn trained_tensor_names(
-    model: &CinefuseModel,
-    config: &ModelConfig,
-) -> Result<Option<Vec<String>>> {
+/// The tensors of `model` that training changed, by their adapted (unpublished) names: all
+/// but its frozen backbone tensors (an empty filter, which selects all, when none is frozen).
+fn trained_tensors(model: &CinefuseModel, config: &ModelConfig) -> Result<PathFilter> {
     let (frozen, _) = frozen_parts(model, config)?;
     if frozen.is_empty() {
-        return Ok(None);
+        return Ok(PathFilter::new());
     }
     let frozen: HashSet<u64> = frozen.iter().map(|id| id.val()).collect();
     let names = model
         .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
         .into_iter()
         .filter(|t| !t.param_id.is_some_and(|id| frozen.contains(&id)))
-        .map(|t| t.name)
-        .collect();
-    Ok(Some(names))
+        .map(|t| t.name);
+    Ok(PathFilter::new().with_full_paths(names))
 }
 
 /// Each backbone copy's tensors as the checkpoint holds them, written beside it once (a
-/// blend's later parts find it there); the files' paths as `config.json` names them.
+/// blend's later parts find it there) with its weights file's permissions; the files' paths
+/// as `config.json` names them.
 fn write_shared_backbones(
     manifest: &Manifest,
     config: &ModelConfig,
@@ -127,23 +132,24 @@ fn write_shared_backbones(
             .context("a backbone copy without its folder")?;
         let file = folder.join(PORTABLE_BACKBONE_FILE);
         if !file.exists() {
-            missing.push((file, prefix));
+            let weights = match b.section.as_str() {
+                "model.text" => Bert::weights_file(folder),
+                _ => EfficientNetLite::weights_file(folder),
+            };
+            missing.push((file, prefix, weights));
         }
         names.push(format!("{}/{PORTABLE_BACKBONE_FILE}", b.dir));
     }
     if !missing.is_empty() {
         // The untrained model around the checkpoints: its backbones are the copies' values.
         let fresh = config.init_pretrained(&manifest.shapes, device)?;
-        for (file, prefix) in missing {
-            let mut store = SafetensorsStore::from_file(&file)
-                .with_to_adapter(BurnToPyTorchAdapter)
-                .remap(tensor_names::to_published(&fresh))
-                .with_regex(prefix)
-                .metadata("format", "cinefuse-portable")
-                .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
-            fresh
-                .save_into(&mut store)
-                .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", file.display()))?;
+        for (file, prefix, weights) in missing {
+            write_safetensors(
+                &fresh,
+                PathFilter::new().with_regex(prefix),
+                &file,
+                &weights,
+            )?;
         }
     }
     Ok(names)
