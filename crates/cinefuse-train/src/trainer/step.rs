@@ -80,13 +80,24 @@ pub(crate) fn step_grads(
     devices: &[Device],
     spec: &StepSpec,
 ) -> Result<StepGrads> {
+    let step = shard_step_grads(model, batch, devices, spec);
+    if spec.compute.is_some() {
+        running_statistics_to_f32(model);
+    }
+    step
+}
+
+/// `step_grads` on one device, or on one replica per device summed on the lead.
+fn shard_step_grads(
+    model: &CinefuseModel,
+    batch: ShardedBatch,
+    devices: &[Device],
+    spec: &StepSpec,
+) -> Result<StepGrads> {
     let rows: usize = batch.shards.iter().map(MovieBatch::len).sum();
     let per_row = |values: [f32; 3]| values.map(|v| f64::from(v) * rows as f64);
     if let [shard] = batch.shards.as_slice() {
         let (values, grads) = shard_grads(model, shard, &devices[0], None, spec, 0);
-        if spec.compute.is_some() {
-            running_statistics_to_f32(model);
-        }
         return Ok(StepGrads {
             grads,
             loss_sums: per_row(values),
@@ -102,9 +113,6 @@ pub(crate) fn step_grads(
             *v += p;
         }
         add_grads(&mut grads, replica_grads.to_device(lead, &replica), model);
-    }
-    if spec.compute.is_some() {
-        running_statistics_to_f32(model);
     }
     Ok(StepGrads {
         grads,
