@@ -9,6 +9,7 @@
 //! above is a blend whose manifest lists that part: a model folder never reads outside the
 //! model it belongs to.
 
+use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -131,15 +132,13 @@ impl ExportBackbones {
     /// `config` with its pretrained folders at the copies `entries` name (as a manifest in
     /// this export does), in the staging folder: the export's models load from those.
     pub fn staged(&self, config: &ModelConfig, entries: &[ManifestBackbone]) -> ModelConfig {
-        let at = |section: &str| {
-            entries
+        let mut staged = config.clone();
+        let Ok(()) = set_pretrained::<Infallible>(&mut staged, |section| {
+            Ok(entries
                 .iter()
                 .find(|e| e.section == section)
-                .map(|e| self.root.join(e.dir.trim_start_matches("../")))
-        };
-        let mut staged = config.clone();
-        staged.text.pretrained = at("model.text");
-        staged.poster.pretrained = at("model.poster");
+                .map(|e| self.root.join(e.dir.trim_start_matches("../"))))
+        });
         staged
     }
 
@@ -191,14 +190,27 @@ fn as_seen_from(copy: &ManifestBackbone, from_part: bool) -> ManifestBackbone {
     }
 }
 
-/// The checkpoint folder `config` names for `section`.
+/// The checkpoint folder `config` names for `section` (`model.text` or `model.poster`).
+pub(crate) fn pretrained_dir<'a>(config: &'a ModelConfig, section: &str) -> Option<&'a Path> {
+    match section {
+        "model.text" => config.text.pretrained.as_deref(),
+        _ => config.poster.pretrained.as_deref(),
+    }
+}
+
+/// Sets each pretrained folder of `config` to what `folder` gives for its section.
+fn set_pretrained<E>(
+    config: &mut ModelConfig,
+    mut folder: impl FnMut(&str) -> Result<Option<PathBuf>, E>,
+) -> Result<(), E> {
+    config.text.pretrained = folder("model.text")?;
+    config.poster.pretrained = folder("model.poster")?;
+    Ok(())
+}
+
+/// The checkpoint folder `config` names for `section`, which must be set.
 fn checkpoint_dir<'a>(config: &'a ModelConfig, section: &str) -> Result<&'a Path> {
-    let dir = match section {
-        "model.text" => &config.text.pretrained,
-        _ => &config.poster.pretrained,
-    };
-    dir.as_deref()
-        .with_context(|| format!("{section}.pretrained is not set"))
+    pretrained_dir(config, section).with_context(|| format!("{section}.pretrained is not set"))
 }
 
 /// Copies the files a checkpoint's loader reads from `from` into the new folder `to`.
@@ -227,15 +239,12 @@ pub fn point_at(
     model_dir: &Path,
     backbones: &[ManifestBackbone],
 ) -> Result<()> {
-    let find = |section: &str| -> Result<Option<PathBuf>> {
+    set_pretrained(config, |section| {
         match backbones.iter().find(|b| b.section == section) {
             Some(b) => resolve(model_dir, &b.dir).map(Some),
             None => Ok(None),
         }
-    };
-    config.text.pretrained = find("model.text")?;
-    config.poster.pretrained = find("model.poster")?;
-    Ok(())
+    })
 }
 
 /// The folder `dir` names from `model_dir`, checked to stay inside the model: below

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
 use crate::export::Manifest;
-use crate::export_backbones::ExportBackbones;
+use crate::export_backbones::{ExportBackbones, pretrained_dir};
 use crate::run_dir::{
     CONFIG_FILE, MODEL_FILE, PretrainedBase, frozen_parts, load_model_over, write_json,
 };
@@ -120,21 +120,19 @@ fn write_shared_backbones(
     let mut names = Vec::new();
     let mut missing = Vec::new();
     for b in &manifest.backbones {
-        let (folder, prefix) = match b.section.as_str() {
-            "model.text" => (&config.text.pretrained, r"^text\.encoder\.Bert\.backbone\."),
-            _ => (
-                &config.poster.pretrained,
-                r"^poster\.encoder\.EfficientNet\.backbone\.",
-            ),
-        };
-        let folder = folder
-            .as_ref()
-            .context("a backbone copy without its folder")?;
+        let folder =
+            pretrained_dir(config, &b.section).context("a backbone copy without its folder")?;
         let file = folder.join(PORTABLE_BACKBONE_FILE);
         if !file.exists() {
-            let weights = match b.section.as_str() {
-                "model.text" => Bert::weights_file(folder),
-                _ => EfficientNetLite::weights_file(folder),
+            let (prefix, weights) = match b.section.as_str() {
+                "model.text" => (
+                    r"^text\.encoder\.Bert\.backbone\.",
+                    Bert::weights_file(folder),
+                ),
+                _ => (
+                    r"^poster\.encoder\.EfficientNet\.backbone\.",
+                    EfficientNetLite::weights_file(folder),
+                ),
             };
             missing.push((file, prefix, weights));
         }
