@@ -294,9 +294,18 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
             credits = {s: [samples[i].get("credits", []) for i in labelled[s]] for s in labelled}
             if any(c for c in credits["train"]):
                 credit_vote = credit_vote_probs([c for r in rows for c in credits[r]], ytr, credits["test"])
+                prompts = a.genre_prompts
                 out[f"strong_peer_meta_three_votes_{label}_genres"] = neighbour_peer(
                     linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"],
-                    kept if label == "train_val" else None)
+                    kept if label == "train_val" and not prompts else None)
+                # The peer of a blend with the genre-prompt vote: the same + that vote, read
+                # from the blend's own prompts file (it fits nothing on the movies).
+                if prompts:
+                    prompt_vote = tuple(prompt_vote_probs(prompts, e[:, :sd], ytr.shape[1])
+                                        for e in (fit(raw["plot"]), raw["plot"]["test"]))
+                    out[f"strong_peer_meta_four_votes_{label}_genres"] = neighbour_peer(
+                        linear, [plot_vote, meta_vote, credit_vote, prompt_vote], ytr, y["test"],
+                        kept if label == "train_val" else None)
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
         peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
@@ -442,6 +451,25 @@ def shared_name_vote(query, rows, labels, k=50, temperature=0.3, prior=2.0):
     return (np.einsum("bn,bng->bg", w, labels[near]) * n + labels.mean(0) * prior) / (n + prior)
 
 
+def prompt_vote_probs(path, plot_rows, n_genres):
+    """cinefuse's genre-prompt vote (genre_prompts.rs) from a blend's or an export's
+    genre_prompts.safetensors: the plot embeddings centred on the prompts' mean, unit length,
+    against the stored prompt rows, as neighbour_vote above with the file's settings. Every
+    member sees every prompt, so one vote serves the fitting rows and the test rows alike."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    t = load_file(path)
+    with safe_open(path, "np") as f:
+        settings = json.loads(f.metadata()["settings"])
+    if settings.get("space") != "prompts" or t["labels"].shape[1] != n_genres:
+        sys.exit(f"{path}: not a genre-prompt vote on these {n_genres} genres")
+    x = plot_rows - t["centre"]
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    return neighbour_vote(x, t["rows"].astype(np.float64), t["labels"].astype(np.float64),
+                          settings["k"], settings["temperature"], settings["prior"])
+
+
 def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
     """cinefuse's credits vote (credit_neighbours.rs): each movie's "role:name" credits as a
     binary vector weighted by the names' inverse frequency over the fitting rows, unit length;
@@ -580,6 +608,9 @@ def main():
                     help="also compare each cinefuse run (after `cinefuse eval --run RUN`) with the strongest "
                          "train + validation peers on the same test movies, by a paired bootstrap")
     ap.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
+    ap.add_argument("--genre-prompts", metavar="FILE",
+                    help="a blend's genre_prompts.safetensors: also the peer with the three votes and that "
+                         "vote (then the one --paired compares with)")
     a = ap.parse_args()
     if a.json:
         # Refused before the hour of fitting, not after; written like paired_bootstrap.py's.

@@ -926,9 +926,9 @@ def read_config(model_dir):
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
-    # 9 shared_weights (each frozen backbone stored once).
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 10):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 9")
+    # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 11):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 10")
     return config
 
 
@@ -1121,6 +1121,13 @@ def member_predictions(model_dir, config, movies, base, run=None):
         if vote:
             table = read_vote(os.path.join(model_dir, vote["file"]))
             v = credit_votes(table, [lead.pre.credits(m) for m in movies])
+            each.append(v)
+            probs = probs + np.float32(vote["genre_weight"]) * v
+        vote = config.get("genre_prompts")
+        if vote:
+            # The prompts vote like the plot neighbours, on the same plot embeddings; no
+            # prompt belongs to a fold, so every member sees them all.
+            v = neighbour_votes(read_vote(os.path.join(model_dir, vote["file"])), *lead.plot_embeddings(movies, base))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         if config.get("genre_stacking"):

@@ -7,6 +7,7 @@ use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::credit_neighbours::CreditNeighboursConfig;
+use cinefuse_train::genre_prompts::GenrePromptsConfig;
 use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
@@ -211,6 +212,19 @@ pub struct EnsembleArgs {
     /// Pseudo-neighbours voting the genre frequencies in the credits vote.
     #[arg(long, allow_negative_numbers = true, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().prior)]
     credit_prior: f32,
+    /// Also vote genres zero-shot: sentences describing each genre against the plot, both
+    /// embedded by the first bag's frozen MiniLM, stacked with the bags per genre.
+    #[arg(long)]
+    genre_prompts: bool,
+    /// Prompts per vote (with --genre-prompts; above the number of prompts takes them all).
+    #[arg(long, requires = "genre_prompts", default_value_t = GenrePromptsConfig::default().k)]
+    prompt_k: usize,
+    /// Softmax temperature on the prompts' cosine similarity.
+    #[arg(long, allow_negative_numbers = true, requires = "genre_prompts", default_value_t = GenrePromptsConfig::default().temperature)]
+    prompt_temperature: f32,
+    /// Pseudo-prompts voting every genre alike.
+    #[arg(long, allow_negative_numbers = true, requires = "genre_prompts", default_value_t = GenrePromptsConfig::default().prior)]
+    prompt_prior: f32,
     #[arg(long)]
     backend: Option<String>,
 }
@@ -239,6 +253,12 @@ const CREDIT_FLAGS: [(&str, &str); 3] = [
     ("k", "--credit-k"),
     ("temperature", "--credit-temperature"),
     ("prior", "--credit-prior"),
+];
+
+const PROMPT_FLAGS: [(&str, &str); 3] = [
+    ("k", "--prompt-k"),
+    ("temperature", "--prompt-temperature"),
+    ("prior", "--prompt-prior"),
 ];
 
 /// `validate`'s message, which starts with the config key, with the flag that sets it
@@ -300,11 +320,17 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         (a.credit_k, a.credit_temperature, a.credit_prior),
         (&CREDIT_FLAGS, "--credit-neighbours"),
     )?;
+    let prompts = vote_config(
+        a.genre_prompts,
+        (a.prompt_k, a.prompt_temperature, a.prompt_prior),
+        (&PROMPT_FLAGS, "--genre-prompts"),
+    )?;
     let extras = cinefuse_train::blend::BlendExtras {
         rating_trees: trees,
         plot_neighbours: vote,
         metadata_neighbours: metadata,
         credit_neighbours: credits,
+        genre_prompts: prompts,
     };
     let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, extras)?;
     cinefuse_train::blend_train::print_weights(&info);

@@ -749,6 +749,10 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "train.metadata_neighbours.k=5",
         "--set",
         "train.credit_neighbours.k=5",
+        "--set",
+        "train.genre_prompts.k=1000",
+        "--set",
+        "train.genre_prompts.prior=0",
     ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
@@ -772,6 +776,11 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "--credit-neighbours",
         "--credit-k",
         "5",
+        "--genre-prompts",
+        "--prompt-k",
+        "1000",
+        "--prompt-prior",
+        "0",
     ];
     let text = ok(
         d,
@@ -802,6 +811,9 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert_eq!(blend["metadata_neighbours"]["temperature"], 0.2);
     assert_eq!(blend["credit_neighbours"]["k"], 5);
     assert_eq!(blend["credit_neighbours"]["temperature"], 0.3);
+    assert_eq!(blend["genre_prompts"]["k"], 1000);
+    assert_eq!(blend["genre_prompts"]["temperature"], 0.02);
+    assert!(text.contains("genre-prompt vote: genre weight"), "{text}");
     assert!(
         text.contains("credits-neighbour vote: genre weight"),
         "{text}"
@@ -815,7 +827,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
         assert_eq!(blend[key], trained[key], "{key}");
     }
     let stacking = blend["genre_stacking"]["coefficients"].as_array().unwrap();
-    assert_eq!(stacking[0].as_array().unwrap().len(), 5, "bag, votes, bias");
+    assert_eq!(stacking[0].as_array().unwrap().len(), 6, "bag, votes, bias");
     assert_eq!(
         blend["rating_weights"][1], 0.0,
         "the plot vote has no rating"
@@ -825,11 +837,12 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "the metadata vote has none"
     );
     assert_eq!(blend["rating_weights"][3], 0.0, "nor the credits vote");
+    assert_eq!(blend["rating_weights"][4], 0.0, "nor the genre prompts");
     let text = ok(d, &["eval", "--run", "runs/vote"]);
     assert!(
         text.contains(
-            "blend of 1 bag, a plot-neighbour vote, a metadata-neighbour vote and a \
-             credits-neighbour vote"
+            "blend of 1 bag, a plot-neighbour vote, a metadata-neighbour vote, a \
+             credits-neighbour vote and a genre-prompt vote"
         ),
         "{text}"
     );
@@ -847,6 +860,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(d.join("vote/plot_neighbours.safetensors").is_file());
     assert!(d.join("vote/metadata_neighbours.safetensors").is_file());
     assert!(d.join("vote/credit_neighbours.safetensors").is_file());
+    assert!(d.join("vote/genre_prompts.safetensors").is_file());
     let part: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("vote/part-0/manifest.json")).unwrap())
             .unwrap();
@@ -901,7 +915,13 @@ fn votes_join_a_frozen_bag(d: &Path) {
         e.contains("needs the first bag's cached plot features"),
         "{e}"
     );
-    for bad in ["runs/bad-k", "runs/no-plots"] {
+    let prompts = ["ensemble", "--runs", "runs/tuned", "--genre-prompts"];
+    let e = fails(d, &[&prompts[..], &["--out", "runs/no-prompts"]].concat());
+    assert!(
+        e.contains("genre-prompt vote needs the first bag's cached plot features"),
+        "{e}"
+    );
+    for bad in ["runs/bad-k", "runs/no-plots", "runs/no-prompts"] {
         assert!(!d.join(bad).exists(), "{bad} is left behind");
     }
 }

@@ -29,6 +29,7 @@ use crate::config::BackendKind;
 use crate::credit_neighbours::CreditNeighboursConfig;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
+use crate::genre_prompts::GenrePromptsConfig;
 use crate::genre_stacking::{GenreStacking, combine};
 use crate::metadata_neighbours::MetadataNeighboursConfig;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
@@ -64,6 +65,9 @@ pub struct BlendInfo {
     /// How the credits-neighbour vote is taken; `None`: the blend has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_neighbours: Option<CreditNeighboursConfig>,
+    /// How the genre-prompt vote is taken; `None`: the blend has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_prompts: Option<GenrePromptsConfig>,
     /// The genres' logistic stacking over the bags and the votes (with a vote only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<GenreStacking>,
@@ -77,20 +81,21 @@ pub struct Blend {
     pub info: BlendInfo,
     /// The bags, in the order of `info.runs`.
     pub parts: Vec<Ensemble>,
-    /// The neighbour votes: the plot's, the metadata's, then the credits', as the blend has
-    /// them.
+    /// The neighbour votes: the plot's, the metadata's, the credits', then the genre
+    /// prompts', as the blend has them.
     pub votes: Vec<NeighbourVote>,
     pub trees: Option<RatingTrees>,
 }
 
 /// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`,
-/// `[train.metadata_neighbours]`, `[train.credit_neighbours]`).
+/// `[train.metadata_neighbours]`, `[train.credit_neighbours]`, `[train.genre_prompts]`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlendExtras {
     pub rating_trees: Option<RatingTreesConfig>,
     pub plot_neighbours: Option<PlotNeighboursConfig>,
     pub metadata_neighbours: Option<MetadataNeighboursConfig>,
     pub credit_neighbours: Option<CreditNeighboursConfig>,
+    pub genre_prompts: Option<GenrePromptsConfig>,
 }
 
 impl BlendExtras {
@@ -99,7 +104,12 @@ impl BlendExtras {
         let plot = self.plot_neighbours.map(|_| VoteSpace::Plot);
         let metadata = self.metadata_neighbours.map(|_| VoteSpace::Metadata);
         let credits = self.credit_neighbours.map(|_| VoteSpace::Credits);
-        plot.into_iter().chain(metadata).chain(credits).collect()
+        let prompts = self.genre_prompts.map(|_| VoteSpace::Prompts);
+        plot.into_iter()
+            .chain(metadata)
+            .chain(credits)
+            .chain(prompts)
+            .collect()
     }
 }
 
@@ -241,12 +251,14 @@ fn vote_part(
         .collect()
 }
 
-/// The votes `extras` asks for, built on the first bag's data and folds.
+/// The votes `extras` asks for, built on the first bag's data and folds (the genre prompts
+/// embedded by its plot backbone).
 fn build_votes(
-    prepared: &Prepared,
+    lead: &LoadedRun,
     folds: (u64, usize),
     extras: &BlendExtras,
 ) -> Result<Vec<NeighbourVote>> {
+    let prepared = &lead.prepared;
     let plot = extras
         .plot_neighbours
         .map(|c| crate::plot_neighbours::build(prepared, folds, c));
@@ -256,7 +268,14 @@ fn build_votes(
     let credits = extras
         .credit_neighbours
         .map(|c| crate::credit_neighbours::build(prepared, folds, c));
-    plot.into_iter().chain(metadata).chain(credits).collect()
+    let prompts = extras
+        .genre_prompts
+        .map(|c| crate::genre_prompts::build(lead, folds.1, c));
+    plot.into_iter()
+        .chain(metadata)
+        .chain(credits)
+        .chain(prompts)
+        .collect()
 }
 
 /// A blend's votes from their files in `dir`, checked against the first bag: its genres and,
@@ -291,10 +310,7 @@ fn load_votes(dir: &Path, extras: &BlendExtras, lead: &LoadedRun) -> Result<Vec<
 /// "blend of 3 bags", "blend of 1 bag, a plot-neighbour vote and rating trees": what eval and
 /// the model card say.
 pub fn describe(bags: usize, votes: &[VoteSpace], trees: bool) -> String {
-    let mut extras: Vec<String> = votes
-        .iter()
-        .map(|v| format!("a {}-neighbour vote", v.name()))
-        .collect();
+    let mut extras: Vec<String> = votes.iter().map(|v| format!("a {}", v.label())).collect();
     if trees {
         extras.push("rating trees".into());
     }
@@ -338,6 +354,7 @@ impl BlendInfo {
             plot_neighbours: self.plot_neighbours,
             metadata_neighbours: self.metadata_neighbours,
             credit_neighbours: self.credit_neighbours,
+            genre_prompts: self.genre_prompts,
         }
     }
 
@@ -504,7 +521,7 @@ fn parts_out_of_fold(parts: &[Ensemble], extras: &BlendExtras) -> Result<PartsOu
         .map(|e| out_of_fold(&e.members, &e.info))
         .collect::<Result<_>>()?;
     let (lead, info) = (parts[0].lead(), &parts[0].info);
-    let votes = build_votes(&lead.prepared, (info.seed, info.folds), extras)?;
+    let votes = build_votes(lead, (info.seed, info.folds), extras)?;
     for v in &votes {
         oof.push(vote_part(v, &lead.prepared, &oof[0], &lead.device)?);
     }
@@ -576,6 +593,7 @@ pub fn learn_blend(
         plot_neighbours: extras.plot_neighbours,
         metadata_neighbours: extras.metadata_neighbours,
         credit_neighbours: extras.credit_neighbours,
+        genre_prompts: extras.genre_prompts,
         genre_stacking,
     };
     Ok(LearnedBlend {

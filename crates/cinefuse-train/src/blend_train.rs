@@ -91,6 +91,7 @@ fn learn_and_write_blend(
         plot_neighbours: config.train.plot_neighbours,
         metadata_neighbours: config.train.metadata_neighbours,
         credit_neighbours: config.train.credit_neighbours,
+        genre_prompts: config.train.genre_prompts,
     };
     let learned = learn_blend(bags, opts.backend, extras)?;
     print_weights(&learned.info);
@@ -103,7 +104,7 @@ pub fn print_weights(info: &crate::blend::BlendInfo) {
         .extras()
         .vote_spaces()
         .into_iter()
-        .map(|v| PathBuf::from(format!("{}-neighbour vote", v.name())));
+        .map(|v| PathBuf::from(v.label()));
     let trees = info.rating_trees.map(|_| PathBuf::from("rating trees"));
     let parts = info.runs.iter().cloned().chain(votes).chain(trees);
     let stacked = info.genre_stacking.as_ref().map(|s| s.mean_weights());
@@ -146,6 +147,7 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                     own.train.plot_neighbours = None;
                     own.train.metadata_neighbours = None;
                     own.train.credit_neighbours = None;
+                    own.train.genre_prompts = None;
                     Ok(own)
                 }
             }
@@ -184,6 +186,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     c.train.plot_neighbours = None;
     c.train.metadata_neighbours = None;
     c.train.credit_neighbours = None;
+    c.train.genre_prompts = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     // Repeated like this config's bag unless the partner's overrides say otherwise (a costly

@@ -235,6 +235,10 @@ pub struct LoopConfig {
     /// members and writers (each name weighted by its rarity), on the same folds, stacked
     /// with the bags per genre (`[train.credit_neighbours]`, see `credit_neighbours.rs`).
     pub credit_neighbours: Option<crate::credit_neighbours::CreditNeighboursConfig>,
+    /// With `folds`: a zero-shot genre vote of sentences that describe each genre against the
+    /// plot (the first bag's frozen MiniLM embeds both), stacked with the bags per genre
+    /// (`[train.genre_prompts]`, see `genre_prompts.rs`).
+    pub genre_prompts: Option<crate::genre_prompts::GenrePromptsConfig>,
     /// How far each genre's F1-best decision threshold is pulled toward the one threshold
     /// shared by all genres with the best micro-F1 (0: per genre, 1: shared; `thresholds.rs`).
     /// A rare genre's own threshold is noisy; out of fold 0.25 raised micro-F1 and kept
@@ -260,6 +264,9 @@ impl LoopConfig {
         }
         if self.credit_neighbours.is_some_and(|v| !v.enabled) {
             self.credit_neighbours = None;
+        }
+        if self.genre_prompts.is_some_and(|v| !v.enabled) {
+            self.genre_prompts = None;
         }
     }
 }
@@ -322,6 +329,7 @@ impl Default for LoopConfig {
             plot_neighbours: None,
             metadata_neighbours: None,
             credit_neighbours: None,
+            genre_prompts: None,
             shared_threshold_weight: 0.25,
             tensorboard: false,
         }
@@ -825,6 +833,7 @@ impl TrainConfig {
                 "credit_neighbours",
                 t.credit_neighbours.map(|v| v.validate()),
             ),
+            ("genre_prompts", t.genre_prompts.map(|v| v.validate())),
         ];
         for (key, checked) in votes {
             let Some(checked) = checked else { continue };
@@ -1095,6 +1104,21 @@ mod tests {
         );
         let off = ["train.folds=5", "train.credit_neighbours.enabled=false"];
         assert!(with(&off).unwrap().train.credit_neighbours.is_none());
+        let c = with(&["train.folds=5", "train.genre_prompts.prior=0"]).unwrap();
+        let vote = c.train.genre_prompts.unwrap();
+        assert_eq!((vote.k, vote.temperature, vote.prior), (50, 0.02, 0.0));
+        let e = with(&["train.genre_prompts.k=1000"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.genre_prompts needs train.folds >= 2"),
+            "{e}"
+        );
+        let e = with(&["train.folds=5", "train.genre_prompts.temperature=0"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.genre_prompts: temperature must be in (0, 10], got 0"),
+            "{e}"
+        );
     }
 
     #[test]

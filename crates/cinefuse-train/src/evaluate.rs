@@ -795,7 +795,7 @@ impl EvalReport {
             use crate::neighbour_vote::VoteSpace;
             let is = |file: &str| b.blend.iter().any(|p| p.run.ends_with(file));
             let trees = is(crate::rating_trees::TREES_FILE);
-            let votes: Vec<VoteSpace> = [VoteSpace::Plot, VoteSpace::Metadata, VoteSpace::Credits]
+            let votes: Vec<VoteSpace> = VoteSpace::ALL
                 .into_iter()
                 .filter(|v| is(v.file()))
                 .collect();

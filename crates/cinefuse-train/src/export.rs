@@ -101,6 +101,10 @@ pub struct Manifest {
     /// the movies' credits) and genre weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_neighbours: Option<ManifestNeighbours>,
+    /// A blend's genre-prompt vote: its file (the prompts' embeddings, against the first
+    /// part's plot embeddings) and genre weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_prompts: Option<ManifestNeighbours>,
     /// A blend's genre stacking over its parts and then the votes (see `genre_stacking.rs`);
     /// when present it gives the probabilities instead of the genre weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +183,7 @@ impl Manifest {
             plot_neighbours: None,
             metadata_neighbours: None,
             credit_neighbours: None,
+            genre_prompts: None,
             genre_stacking: None,
             backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
@@ -319,6 +324,7 @@ impl Manifest {
                 &self.plot_neighbours,
                 &self.metadata_neighbours,
                 &self.credit_neighbours,
+                &self.genre_prompts,
             ];
             let parts = self.parts.len() + votes.iter().filter(|v| v.is_some()).count();
             s.check(parts, self.shapes.n_genres)
@@ -506,21 +512,20 @@ fn write_blend_trees(b: &Blend, dir: &Path, hasher: &mut Sha256) -> Result<Optio
     }))
 }
 
-/// Writes a blend's neighbour votes and returns their manifest entries: the plot's, the
-/// metadata's and the credits', each `None` when the blend has no such vote.
+/// Writes a blend's neighbour votes and returns their manifest entries in `VoteSpace::ALL`'s
+/// order (plot, metadata, credits, genre prompts), each `None` when the blend has no such vote.
 fn write_blend_votes(
     b: &Blend,
     dir: &Path,
     hasher: &mut Sha256,
-) -> Result<[Option<ManifestNeighbours>; 3]> {
-    let mut entries = [None, None, None];
+) -> Result<[Option<ManifestNeighbours>; 4]> {
+    let mut entries = [None, None, None, None];
     for (k, v) in b.votes.iter().enumerate() {
         write_hashed(dir, v.space.file(), &v.to_bytes()?, hasher)?;
-        let slot = match v.space {
-            VoteSpace::Plot => 0,
-            VoteSpace::Metadata => 1,
-            VoteSpace::Credits => 2,
-        };
+        let slot = VoteSpace::ALL
+            .iter()
+            .position(|s| *s == v.space)
+            .expect("every space is listed");
         entries[slot] = Some(ManifestNeighbours {
             file: v.space.file().into(),
             genre_weight: b.info.genre_weights[b.parts.len() + k],
@@ -543,8 +548,12 @@ fn export_blend(
     let mut backbones = ExportBackbones::new(dir);
     let (parts, lead) = write_blend_parts(b, dir, &mut hasher, &mut backbones)?;
     let rating_trees = write_blend_trees(b, dir, &mut hasher)?;
-    let [plot_neighbours, metadata_neighbours, credit_neighbours] =
-        write_blend_votes(b, dir, &mut hasher)?;
+    let [
+        plot_neighbours,
+        metadata_neighbours,
+        credit_neighbours,
+        genre_prompts,
+    ] = write_blend_votes(b, dir, &mut hasher)?;
     let own: Vec<&cinefuse_data::Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
     let (test, each) = b.predict(&own, Some(Split::Test))?;
     let cal = &b.info.calibration;
@@ -559,6 +568,7 @@ fn export_blend(
         plot_neighbours,
         metadata_neighbours,
         credit_neighbours,
+        genre_prompts,
         genre_stacking: b.info.genre_stacking.clone(),
         // Listed for the reader: each part loads the copies its own manifest names.
         backbones: backbones.copies().to_vec(),
@@ -672,7 +682,13 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
             v.k, v.temperature, v.prior
         )
     });
-    let vote = [plot, metadata, credits]
+    let prompts = b.info.genre_prompts.map(|v| {
+        format!(
+            " --genre-prompts --prompt-k {} --prompt-temperature {} --prompt-prior {}",
+            v.k, v.temperature, v.prior
+        )
+    });
+    let vote = [plot, metadata, credits, prompts]
         .into_iter()
         .flatten()
         .collect::<String>();

@@ -20,6 +20,7 @@ pub mod export_backbones;
 pub mod export_check;
 pub mod frozen_layer_states;
 pub mod frozen_poster_states;
+pub mod genre_prompts;
 pub mod genre_stacking;
 pub mod group_run;
 pub mod input_fields;

@@ -34,14 +34,33 @@ pub enum VoteSpace {
     Metadata,
     /// Directors, cast and writers, weighted by rarity (`credit_neighbours.rs`).
     Credits,
+    /// Sentences describing each genre, against the plot embeddings (`genre_prompts.rs`).
+    Prompts,
 }
 
 impl VoteSpace {
+    /// Every space, in the order a blend stacks its votes.
+    pub const ALL: [VoteSpace; 4] = [
+        VoteSpace::Plot,
+        VoteSpace::Metadata,
+        VoteSpace::Credits,
+        VoteSpace::Prompts,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             VoteSpace::Plot => "plot",
             VoteSpace::Metadata => "metadata",
             VoteSpace::Credits => "credits",
+            VoteSpace::Prompts => "genre-prompt",
+        }
+    }
+
+    /// How the vote is named in what `train`, `ensemble` and `eval` print.
+    pub fn label(self) -> String {
+        match self {
+            VoteSpace::Prompts => "genre-prompt vote".into(),
+            _ => format!("{}-neighbour vote", self.name()),
         }
     }
 
@@ -51,6 +70,7 @@ impl VoteSpace {
             VoteSpace::Plot => crate::plot_neighbours::NEIGHBOURS_FILE,
             VoteSpace::Metadata => crate::metadata_neighbours::METADATA_NEIGHBOURS_FILE,
             VoteSpace::Credits => crate::credit_neighbours::CREDIT_NEIGHBOURS_FILE,
+            VoteSpace::Prompts => crate::genre_prompts::GENRE_PROMPTS_FILE,
         }
     }
 }
@@ -352,7 +372,9 @@ impl NeighbourVote {
             .iter()
             .map(|i| match self.space {
                 // The leading sentence embedding; `model.text.concat_layers` follow it.
-                VoteSpace::Plot => i.plot_features.as_ref().map(|f| f[..self.dim].to_vec()),
+                VoteSpace::Plot | VoteSpace::Prompts => {
+                    i.plot_features.as_ref().map(|f| f[..self.dim].to_vec())
+                }
                 VoteSpace::Metadata => Some(crate::metadata_neighbours::metadata_row(
                     (&i.numeric, &i.numeric_missing, &i.categorical),
                     &self.categorical_sizes,
@@ -373,7 +395,7 @@ impl NeighbourVote {
         device: &Device,
     ) -> Result<Vec<f32>> {
         let sims = match self.space {
-            VoteSpace::Plot => {
+            VoteSpace::Plot | VoteSpace::Prompts => {
                 let q = crate::plot_neighbours::queries(prepared, ids, self.dim)?;
                 self.similarities(&q, device)
             }
@@ -556,8 +578,10 @@ impl NeighbourVote {
         if self.dim == 0 || self.n_genres == 0 || n == 0 {
             bail!("empty tables");
         }
-        if self.folds.iter().any(|f| *f as usize >= self.n_folds) {
-            bail!("a fold id is not below {}", self.n_folds);
+        // A genre prompt belongs to no fold: its fold id is `n_folds`, past every member.
+        let past = self.n_folds + usize::from(self.space == VoteSpace::Prompts);
+        if self.folds.iter().any(|f| *f as usize >= past) {
+            bail!("a fold id is not below {past}");
         }
         if (self.space == VoteSpace::Credits) != self.credits.is_some() {
             bail!("only a credits vote keeps (and it must keep) a credit index");
@@ -579,8 +603,11 @@ impl NeighbourVote {
         if !values.into_iter().all(|x| x.is_finite()) {
             bail!("a feature value is not finite");
         }
-        if self.space == VoteSpace::Plot && !self.categorical_sizes.is_empty() {
-            bail!("a plot vote records categorical sizes; only a metadata vote reads them");
+        if self.space != VoteSpace::Metadata && !self.categorical_sizes.is_empty() {
+            bail!(
+                "a {} vote records categorical sizes; only a metadata vote reads them",
+                self.space.name()
+            );
         }
         Ok(())
     }
@@ -817,6 +844,41 @@ mod tests {
         let metadata: NeighboursConfig<200> = toml::from_str("").unwrap();
         assert_eq!((plot.k, plot.temperature), (10, 0.05));
         assert_eq!((metadata.k, metadata.temperature), (50, 0.2));
+    }
+
+    /// Two genre prompts, one per genre, as `genre_prompts.rs` builds them: no fold.
+    fn prompts_vote(space: VoteSpace) -> Result<NeighbourVote> {
+        let settings = VoteSettings {
+            k: 1000,
+            temperature: 0.02,
+            prior: 0.0,
+        };
+        let voters = Voters {
+            rows: vec![vec![1.0, 0.1], vec![-1.0, 0.1]],
+            labels: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            folds: vec![2, 2],
+        };
+        NeighbourVote::from_voters((space, settings, 2), voters, false, Vec::new())
+    }
+
+    #[test]
+    fn every_member_sees_every_genre_prompt_and_only_prompts_lie_past_the_folds() -> Result<()> {
+        let vote = prompts_vote(VoteSpace::Prompts)?;
+        let votes = vote.vote(&[Some(vec![0.9, 0.3]), None], &device());
+        assert_eq!(votes[0], votes[1], "no member leaves a prompt out");
+        // Centred on the prompts' mean the query points at prompt 0: genre 0, nearly surely;
+        // without a plot, each genre's share of the prompts.
+        assert!(votes[0][0] > 0.99 && votes[0][1] < 0.01, "{:?}", votes[0]);
+        assert_eq!(&votes[0][2..], &[0.5, 0.5]);
+        let back = NeighbourVote::from_bytes(&vote.to_bytes()?)?;
+        assert_eq!(back, vote);
+        // A movie always belongs to a fold: the same table as a plot vote is refused.
+        let e = prompts_vote(VoteSpace::Plot).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("a fold id is not below 2"),
+            "{e:#}"
+        );
+        Ok(())
     }
 
     /// Four voters on two folds: two share "cast:a" (genre 0), one "director:b" (genre 1).

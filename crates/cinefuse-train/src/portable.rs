@@ -28,8 +28,9 @@ use crate::run_dir::{
 };
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
-/// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`).
-pub const PORTABLE_FORMAT_VERSION: u32 = 9;
+/// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
+/// blend's `genre_prompts`).
+pub const PORTABLE_FORMAT_VERSION: u32 = 10;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -181,6 +182,9 @@ fn blend_config(manifest: &Manifest) -> Value {
     }
     if let Some(n) = &manifest.credit_neighbours {
         v["credit_neighbours"] = json!(n);
+    }
+    if let Some(n) = &manifest.genre_prompts {
+        v["genre_prompts"] = json!(n);
     }
     if let Some(s) = &manifest.genre_stacking {
         v["genre_stacking"] = json!(s);

@@ -74,7 +74,7 @@ fn load_vote(
         );
     }
     match space {
-        VoteSpace::Plot => check_plot_encoder(&path, &vote, lead)?,
+        VoteSpace::Plot | VoteSpace::Prompts => check_plot_encoder(&path, &vote, lead)?,
         VoteSpace::Metadata => {
             crate::metadata_neighbours::check_fields(&vote, &lead.preprocessor)
                 .with_context(|| path.display().to_string())?;
@@ -214,6 +214,7 @@ impl Predictor {
             (VoteSpace::Plot, &manifest.plot_neighbours),
             (VoteSpace::Metadata, &manifest.metadata_neighbours),
             (VoteSpace::Credits, &manifest.credit_neighbours),
+            (VoteSpace::Prompts, &manifest.genre_prompts),
         ];
         lead.votes = entries
             .into_iter()

@@ -94,7 +94,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
     let t = &config.train;
     let votes = t.plot_neighbours.is_some()
         || t.metadata_neighbours.is_some()
-        || t.credit_neighbours.is_some();
+        || t.credit_neighbours.is_some()
+        || t.genre_prompts.is_some();
     if !t.blend_with.is_empty() || t.rating_trees.is_some() || votes {
         return crate::blend_train::train_blend(config, opts);
     }
