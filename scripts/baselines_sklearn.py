@@ -294,14 +294,14 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
             credits = {s: [samples[i].get("credits", []) for i in labelled[s]] for s in labelled}
             if any(c for c in credits["train"]):
                 credit_vote = credit_vote_probs([c for r in rows for c in credits[r]], ytr, credits["test"])
-                prompts = a.genre_prompts
+                prompts = a.prompt_vote
                 out[f"strong_peer_meta_three_votes_{label}_genres"] = neighbour_peer(
                     linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"],
                     kept if label == "train_val" and not prompts else None)
                 # The peer of a blend with the genre-prompt vote: the same + that vote, read
                 # from the blend's own prompts file (it fits nothing on the movies).
                 if prompts:
-                    prompt_vote = tuple(prompt_vote_probs(prompts, e[:, :sd], ytr.shape[1])
+                    prompt_vote = tuple(prompt_vote_probs(prompts, e[:, :sd])
                                         for e in (fit(raw["plot"]), raw["plot"]["test"]))
                     out[f"strong_peer_meta_four_votes_{label}_genres"] = neighbour_peer(
                         linear, [plot_vote, meta_vote, credit_vote, prompt_vote], ytr, y["test"],
@@ -451,23 +451,46 @@ def shared_name_vote(query, rows, labels, k=50, temperature=0.3, prior=2.0):
     return (np.einsum("bn,bng->bg", w, labels[near]) * n + labels.mean(0) * prior) / (n + prior)
 
 
-def prompt_vote_probs(path, plot_rows, n_genres):
-    """cinefuse's genre-prompt vote (genre_prompts.rs) from a blend's or an export's
-    genre_prompts.safetensors: the plot embeddings centred on the prompts' mean, unit length,
-    against the stored prompt rows, as neighbour_vote above with the file's settings. Every
-    member sees every prompt, so one vote serves the fitting rows and the test rows alike."""
+def read_prompt_vote(path, n_genres, dim):
+    """A blend's or an export's genre_prompts.safetensors, read and checked before any fitting:
+    a regular file of bounded size holding a genre-prompt vote on these genres, in the plot
+    embeddings' dimension. Anything else stops the script with the file named."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    t = load_file(path)
-    with safe_open(path, "np") as f:
-        settings = json.loads(f.metadata()["settings"])
-    if settings.get("space") != "prompts" or t["labels"].shape[1] != n_genres:
-        sys.exit(f"{path}: not a genre-prompt vote on these {n_genres} genres")
-    x = plot_rows - t["centre"]
+    if not os.path.isfile(path):
+        sys.exit(f"--genre-prompts {path}: not a regular file")
+    if os.path.getsize(path) > PROMPTS_MAX_BYTES:
+        sys.exit(f"--genre-prompts {path}: larger than {PROMPTS_MAX_BYTES} bytes; not a prompts file")
+    try:
+        t = load_file(path)
+        with safe_open(path, "np") as f:
+            settings = json.loads((f.metadata() or {})["settings"])
+        vote = {k: t[k].astype(np.float64) for k in ("rows", "labels", "centre")}
+        vote["scale"] = t["scale"].astype(np.float64) if "scale" in t else 1.0
+        vote.update({k: settings[k] for k in ("k", "temperature", "prior")})
+        space = settings.get("space")
+    except Exception as e:  # the library's own errors name neither the flag nor the file
+        sys.exit(f"--genre-prompts {path}: not a readable genre-prompt vote ({type(e).__name__}: {e})")
+    if space != "prompts" or vote["labels"].shape[1:] != (n_genres,):
+        sys.exit(f"--genre-prompts {path}: not a genre-prompt vote on these {n_genres} genres")
+    if dim is not None and (vote["rows"].shape[1:] != (dim,) or vote["centre"].shape[-1] != dim):
+        sys.exit(f"--genre-prompts {path}: prompt rows are not {dim}-wide like this folder's plot embeddings")
+    return vote
+
+
+# A prompts file is a few hundred KB (21 genres x 3 prompts x 384 floats); far more is not one.
+PROMPTS_MAX_BYTES = 64 << 20
+
+
+def prompt_vote_probs(vote, plot_rows):
+    """cinefuse's genre-prompt vote (genre_prompts.rs) from read_prompt_vote's file: the plot
+    embeddings centred on the prompts' mean (and scaled as stored), unit length, against the
+    stored prompt rows, as neighbour_vote above with the file's settings. Every member sees
+    every prompt, so one vote serves the fitting rows and the test rows alike."""
+    x = (plot_rows - vote["centre"]) * vote["scale"]
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-    return neighbour_vote(x, t["rows"].astype(np.float64), t["labels"].astype(np.float64),
-                          settings["k"], settings["temperature"], settings["prior"])
+    return neighbour_vote(x, vote["rows"], vote["labels"], vote["k"], vote["temperature"], vote["prior"])
 
 
 def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
@@ -617,6 +640,8 @@ def main():
         import paired_bootstrap as pb
         pb.check_output(a.json, (a.dataset, a.prepared, *(a.paired.split(",") if a.paired else ())))
     movies, split, genres = load(a.dataset, a.prepared)
+    # Read and checked now, not after the hour of fitting that comes before its use.
+    a.prompt_vote = a.genre_prompts and read_prompt_vote(a.genre_prompts, len(genres), sentence_dim(a.prepared))
     ids = {s: [i for i in split if split[i] == s] for s in ("train", "val", "test")}
     out = {}
 
@@ -642,6 +667,9 @@ def main():
     maj = np.tile(prevalence, (len(labelled["test"]), 1))
     kept = {}
     pretrained_peers(a, movies, labelled, y, text, out, kept)
+    if a.prompt_vote and not any("four_votes" in k for k in out):
+        print(f"--genre-prompts {a.genre_prompts}: unused; the peer with it needs the cached plot features "
+              "and the credits of a prepared folder with pretrained text", file=sys.stderr)
     out["majority_genres"] = genre_metrics(maj, y["test"], np.where(prevalence >= 0.5, 0.0, 1.1) if (prevalence >= 0.5).any() else np.where(np.arange(len(genres)) == prevalence.argmax(), 0.0, 1.1))
 
     # Rating from metadata.

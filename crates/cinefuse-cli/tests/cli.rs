@@ -880,6 +880,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert_eq!(backbone_copies(&d.join("vote")), ["poster", "text"]);
     assert!(!d.join("vote/part-0/backbones").exists());
     portable::check_portable(d, "vote", &portable_movies(d));
+    portable::check_peer_prompts(d, "vote");
     // The repeated bag alone (a part is an export of its own), through ONNX too.
     portable::check_portable(d, "vote/part-0", &portable_movies(d));
     // Taken out of the blend, a part no longer reaches the blend's backbones: refused by name.

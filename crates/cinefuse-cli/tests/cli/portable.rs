@@ -131,3 +131,31 @@ pub fn check_portable(d: &Path, model: &str, movies: &str) {
     assert!(worst <= TOLERANCE, "ONNX differs by {worst}");
     assert!(d.join(&onnx_file).is_file());
 }
+
+/// The peer's genre-prompt vote (`scripts/baselines_sklearn.py --genre-prompts`) against the
+/// reference's on the export `model` (inside `d`), and the flag's refusals:
+/// `scripts/check_peer_prompts.py`. SKIPPED like the round trip, without the scripts' Python.
+pub fn check_peer_prompts(d: &Path, model: &str) {
+    let Some(python) = torch_python() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no Python with the reference's packages (scripts/setup_python.sh --torch)"
+        );
+        eprintln!(
+            "SKIPPED: the peer's prompt vote on {model}: no Python with torch and safetensors"
+        );
+        return;
+    };
+    let out = Command::new(python)
+        .arg(repo_root().join("scripts/check_peer_prompts.py"))
+        .arg(model)
+        .current_dir(d)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "check_peer_prompts.py {model}: {stderr}"
+    );
+}
