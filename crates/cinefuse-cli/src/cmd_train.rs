@@ -225,6 +225,10 @@ pub struct EnsembleArgs {
     /// Pseudo-prompts voting every genre alike.
     #[arg(long, allow_negative_numbers = true, requires = "genre_prompts", default_value_t = GenrePromptsConfig::default().prior)]
     prompt_prior: f32,
+    /// Your own sentences for some genres, in place of the built-in ones: a TOML file of
+    /// `Genre = ["sentence", …]` lines (as a config's `[train.genre_prompts.prompts]`).
+    #[arg(long, requires = "genre_prompts", value_name = "FILE")]
+    prompts: Option<PathBuf>,
     #[arg(long)]
     backend: Option<String>,
 }
@@ -292,6 +296,34 @@ fn vote_config<const MILLI_T: u32>(
     Ok(Some(c))
 }
 
+/// The genre-prompt vote's settings from its flags, with the sentences of `--prompts`.
+fn prompt_config(a: &EnsembleArgs) -> Result<Option<GenrePromptsConfig>> {
+    let Some(vote) = vote_config::<20>(
+        a.genre_prompts,
+        (a.prompt_k, a.prompt_temperature, a.prompt_prior),
+        (&PROMPT_FLAGS, "--genre-prompts"),
+    )?
+    else {
+        return Ok(None);
+    };
+    let prompts = match &a.prompts {
+        Some(file) => cinefuse_train::genre_prompts::read_prompts_file(file)?,
+        None => Default::default(),
+    };
+    let c = GenrePromptsConfig {
+        k: vote.k,
+        temperature: vote.temperature,
+        prior: vote.prior,
+        enabled: true,
+        prompts,
+    };
+    if let Some(file) = &a.prompts {
+        c.validate()
+            .map_err(|e| anyhow::anyhow!("--prompts {}: {e}", file.display()))?;
+    }
+    Ok(Some(c))
+}
+
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let trees = a.rating_trees.then_some(RatingTreesConfig {
         iterations: a.tree_iterations,
@@ -320,11 +352,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         (a.credit_k, a.credit_temperature, a.credit_prior),
         (&CREDIT_FLAGS, "--credit-neighbours"),
     )?;
-    let prompts = vote_config(
-        a.genre_prompts,
-        (a.prompt_k, a.prompt_temperature, a.prompt_prior),
-        (&PROMPT_FLAGS, "--genre-prompts"),
-    )?;
+    let prompts = prompt_config(&a)?;
     let extras = cinefuse_train::blend::BlendExtras {
         rating_trees: trees,
         plot_neighbours: vote,

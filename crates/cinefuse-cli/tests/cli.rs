@@ -838,6 +838,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     );
     assert_eq!(blend["rating_weights"][3], 0.0, "nor the credits vote");
     assert_eq!(blend["rating_weights"][4], 0.0, "nor the genre prompts");
+    own_genre_prompts(d, &vote);
     let text = ok(d, &["eval", "--run", "runs/vote"]);
     assert!(
         text.contains(
@@ -925,6 +926,100 @@ fn votes_join_a_frozen_bag(d: &Path) {
     for bad in ["runs/bad-k", "runs/no-plots", "runs/no-prompts"] {
         assert!(!d.join(bad).exists(), "{bad} is left behind");
     }
+}
+
+/// `ensemble --prompts FILE`: a genre's own sentences replace its three built-in ones in the
+/// vote's table and are recorded in blend.json; a genre the bags do not predict, an empty
+/// list and a FIFO are refused by name, and leave no blend behind.
+fn own_genre_prompts(d: &Path, vote: &[&'static str]) {
+    std::fs::write(
+        d.join("own.toml"),
+        "drama = [\"A sad story.\", \"Tears.\"]\n",
+    )
+    .unwrap();
+    let with = |file: &'static str, out: &'static str| {
+        [
+            vote,
+            &["--neighbour-k", "5", "--prompts", file, "--out", out],
+        ]
+        .concat()
+    };
+    ok(d, &with("own.toml", "runs/own-prompts"));
+    let blend: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("runs/own-prompts/blend.json")).unwrap())
+            .unwrap();
+    assert_eq!(blend["genre_prompts"]["prompts"]["drama"][1], "Tears.");
+    let rows = |run: &str| prompt_rows(&d.join(run).join("genre_prompts.safetensors"));
+    assert_eq!(
+        rows("runs/own-prompts"),
+        rows("runs/vote") - 1,
+        "Drama: 2 sentences, not 3"
+    );
+    // The export keeps them beside its card, whose command reads them back.
+    ok(
+        d,
+        &[
+            "export",
+            "--run",
+            "runs/own-prompts",
+            "--out",
+            "own-prompts",
+        ],
+    );
+    let kept = std::fs::read_to_string(d.join("own-prompts/genre_prompts.toml")).unwrap();
+    assert_eq!(
+        kept.parse::<toml::Table>().unwrap()["drama"][1].as_str(),
+        Some("Tears.")
+    );
+    let card = std::fs::read_to_string(d.join("own-prompts/README.md")).unwrap();
+    assert!(
+        card.contains("--prompt-prior 0 --prompts genre_prompts.toml"),
+        "{card}"
+    );
+    std::fs::write(d.join("typo.toml"), "Dramma = [\"A sad story.\"]\n").unwrap();
+    let e = fails(d, &with("typo.toml", "runs/typo-prompts"));
+    assert!(
+        e.contains("`Dramma` is not one of the bags' genres (") && e.contains("Drama"),
+        "{e}"
+    );
+    std::fs::write(d.join("empty.toml"), "Drama = []\n").unwrap();
+    let e = fails(d, &with("empty.toml", "runs/empty-prompts"));
+    assert!(
+        e.contains("--prompts empty.toml: prompts.Drama must hold 1 to 50 sentences, got 0"),
+        "{e}"
+    );
+    #[cfg(unix)]
+    {
+        let fifo = d.join("prompts.fifo");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = fails(d, &with("prompts.fifo", "runs/fifo-prompts"));
+        assert!(
+            e.contains("prompts.fifo") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
+    for bad in [
+        "runs/typo-prompts",
+        "runs/empty-prompts",
+        "runs/fifo-prompts",
+    ] {
+        assert!(!d.join(bad).exists(), "{bad} is left behind");
+    }
+}
+
+/// How many prompts a vote's table holds (the first dimension of its `rows`, read from the
+/// safetensors header).
+fn prompt_rows(file: &Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["rows"]["shape"][0].as_u64().unwrap()
 }
 
 /// A bag without cached plot features (`runs/tuned`) still takes a metadata vote; a bad

@@ -89,7 +89,7 @@ pub struct Blend {
 
 /// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`,
 /// `[train.metadata_neighbours]`, `[train.credit_neighbours]`, `[train.genre_prompts]`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BlendExtras {
     pub rating_trees: Option<RatingTreesConfig>,
     pub plot_neighbours: Option<PlotNeighboursConfig>,
@@ -104,7 +104,7 @@ impl BlendExtras {
         let plot = self.plot_neighbours.map(|_| VoteSpace::Plot);
         let metadata = self.metadata_neighbours.map(|_| VoteSpace::Metadata);
         let credits = self.credit_neighbours.map(|_| VoteSpace::Credits);
-        let prompts = self.genre_prompts.map(|_| VoteSpace::Prompts);
+        let prompts = self.genre_prompts.as_ref().map(|_| VoteSpace::Prompts);
         plot.into_iter()
             .chain(metadata)
             .chain(credits)
@@ -270,6 +270,7 @@ fn build_votes(
         .map(|c| crate::credit_neighbours::build(prepared, folds, c));
     let prompts = extras
         .genre_prompts
+        .as_ref()
         .map(|c| crate::genre_prompts::build(lead, folds.1, c));
     plot.into_iter()
         .chain(metadata)
@@ -354,7 +355,7 @@ impl BlendInfo {
             plot_neighbours: self.plot_neighbours,
             metadata_neighbours: self.metadata_neighbours,
             credit_neighbours: self.credit_neighbours,
-            genre_prompts: self.genre_prompts,
+            genre_prompts: self.genre_prompts.clone(),
         }
     }
 

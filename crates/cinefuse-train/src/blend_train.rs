@@ -91,7 +91,7 @@ fn learn_and_write_blend(
         plot_neighbours: config.train.plot_neighbours,
         metadata_neighbours: config.train.metadata_neighbours,
         credit_neighbours: config.train.credit_neighbours,
-        genre_prompts: config.train.genre_prompts,
+        genre_prompts: config.train.genre_prompts.clone(),
     };
     let learned = learn_blend(bags, opts.backend, extras)?;
     print_weights(&learned.info);

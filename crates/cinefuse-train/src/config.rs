@@ -265,7 +265,7 @@ impl LoopConfig {
         if self.credit_neighbours.is_some_and(|v| !v.enabled) {
             self.credit_neighbours = None;
         }
-        if self.genre_prompts.is_some_and(|v| !v.enabled) {
+        if self.genre_prompts.as_ref().is_some_and(|v| !v.enabled) {
             self.genre_prompts = None;
         }
     }
@@ -833,7 +833,10 @@ impl TrainConfig {
                 "credit_neighbours",
                 t.credit_neighbours.map(|v| v.validate()),
             ),
-            ("genre_prompts", t.genre_prompts.map(|v| v.validate())),
+            (
+                "genre_prompts",
+                t.genre_prompts.as_ref().map(|v| v.validate()),
+            ),
         ];
         for (key, checked) in votes {
             let Some(checked) = checked else { continue };
@@ -1117,6 +1120,18 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("train.genre_prompts: temperature must be in (0, 10], got 0"),
+            "{e}"
+        );
+        let own = r#"train.genre_prompts.prompts.Film-Noir=["A film noir."]"#;
+        let c = with(&["train.folds=5", own]).unwrap();
+        assert_eq!(
+            c.train.genre_prompts.unwrap().prompts["Film-Noir"],
+            ["A film noir."]
+        );
+        let e = with(&["train.folds=5", "train.genre_prompts.prompts.Drama=[]"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.genre_prompts: prompts.Drama must hold 1 to 50 sentences, got 0"),
             "{e}"
         );
     }

@@ -582,6 +582,7 @@ fn export_blend(
     let interval = crate::ensemble::interval_metrics_of(cal.interval.as_ref(), &each);
     let mut card = CardFacts::of(blend_kind(b), b.lead(), &test, interval, run_dir);
     card.reproduce = blend_commands(b, card.dataset);
+    write_own_prompts(b, dir)?;
     write_card(dir, &manifest, &card)?;
     check_export(
         dir,
@@ -644,6 +645,25 @@ fn write_hashed(dir: &Path, name: &str, bytes: &[u8], hasher: &mut Sha256) -> Re
     Ok(())
 }
 
+/// A blend's own genre prompts, written beside its card for the command that reproduces it.
+const OWN_PROMPTS_FILE: &str = "genre_prompts.toml";
+
+/// Writes the blend's own genre-prompt sentences, when it has some, as `ensemble --prompts`
+/// reads them.
+fn write_own_prompts(b: &Blend, dir: &Path) -> Result<()> {
+    let Some(v) = b
+        .info
+        .genre_prompts
+        .as_ref()
+        .filter(|v| !v.prompts.is_empty())
+    else {
+        return Ok(());
+    };
+    let text = toml::to_string(&v.prompts).context("cannot write the genre prompts as TOML")?;
+    cinefuse_data::atomic::write_atomic(&dir.join(OWN_PROMPTS_FILE), text.as_bytes())?;
+    Ok(())
+}
+
 /// The commands that train a blend's bags (each part's saved config) and blend them.
 fn blend_commands(b: &Blend, dataset: &Path) -> String {
     let mut lines: Vec<String> = (0..b.parts.len())
@@ -682,9 +702,14 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
             v.k, v.temperature, v.prior
         )
     });
-    let prompts = b.info.genre_prompts.map(|v| {
+    let prompts = b.info.genre_prompts.as_ref().map(|v| {
+        let own = if v.prompts.is_empty() {
+            String::new()
+        } else {
+            format!(" --prompts {OWN_PROMPTS_FILE}")
+        };
         format!(
-            " --genre-prompts --prompt-k {} --prompt-temperature {} --prompt-prior {}",
+            " --genre-prompts --prompt-k {} --prompt-temperature {} --prompt-prior {}{own}",
             v.k, v.temperature, v.prior
         )
     });

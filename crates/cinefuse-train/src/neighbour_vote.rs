@@ -146,7 +146,7 @@ pub struct VoteSettings {
 }
 
 impl VoteSettings {
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if !(1..=10_000).contains(&self.k) {
             return Err(format!("k must be in 1..=10000, got {}", self.k));
         }
