@@ -17,15 +17,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines_sklearn as peer  # noqa: E402
 import cinefuse_torch as reference  # noqa: E402
-
-
-def refused(call, says):
-    try:
-        call()
-    except SystemExit as e:
-        assert says in str(e), e
-        return
-    raise AssertionError(f"not refused: expected {says!r}")
+from check_paired_bootstrap import refused  # noqa: E402
 
 
 def main(export):

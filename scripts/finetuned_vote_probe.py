@@ -50,19 +50,12 @@ def member_embeddings(export, dataset):
     return out, [m["id"] for m in movies]
 
 
-def fold_space_vote(embeddings, labels, fold, k=50, temperature=0.05, prior=2.0):
-    """Out-of-fold probabilities: fold f's movies against the rest, in member f's space."""
+def fold_space_vote(embeddings, labels, fold, temperature):
+    """Out-of-fold probabilities: fold f's movies against the rest, in member f's space (the
+    plot vote's k = 50 and prior 2)."""
     out = np.zeros(labels.shape)
     for f in sorted(set(fold)):
-        x = embeddings[f] - embeddings[f].mean(0)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-        tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
-        sim = x[te] @ x[tr].T
-        near = np.argsort(-sim, 1)[:, :k]
-        w = np.exp((np.take_along_axis(sim, near, 1) - 1) / temperature)
-        w /= w.sum(1, keepdims=True)
-        vote = np.einsum("nk,nkg->ng", w, labels[tr][near])
-        out[te] = (vote * k + labels[tr].mean(0) * prior) / (k + prior)
+        out[fold == f] = op.neighbour_genres(embeddings[f], labels, fold, temperature=temperature)[fold == f]
     return out
 
 
@@ -85,7 +78,7 @@ def main(run, export, dataset, prepared, temperatures):
     print("  the frozen plot vote alone      ", np.round(op.cross_validate(fold, lambda tr: votes[0], labels), 4))
     print("  the shipped parts, stacked      ", op.fold_mean_scores(shipped, labels, fold))
     for t in temperatures:
-        vote = fold_space_vote(embeddings, labels, fold, temperature=t)
+        vote = fold_space_vote(embeddings, labels, fold, t)
         print(f"  the fine-tuned vote alone, T={t}", np.round(op.cross_validate(fold, lambda tr: vote, labels), 4))
         more = op.stacked_held_out(base + [vote], labels, fold)
         print(f"  + the fine-tuned vote, T={t}    ", op.fold_mean_scores(more, labels, fold))
