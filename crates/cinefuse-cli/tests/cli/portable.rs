@@ -136,13 +136,22 @@ pub fn check_portable(d: &Path, model: &str, movies: &str) {
 /// reference's on the export `model` (inside `d`), and the flag's refusals:
 /// `scripts/check_peer_prompts.py`. SKIPPED like the round trip, without the scripts' Python.
 pub fn check_peer_prompts(d: &Path, model: &str) {
-    let Some(python) = torch_python() else {
+    // The peer script imports scikit-learn at the top; the round trip's Python may lack it.
+    let python = torch_python().filter(|p| {
+        Command::new(p)
+            .args(["-c", "import sklearn"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(python) = python else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no Python with the reference's packages (scripts/setup_python.sh --torch)"
+            "CI=true but no Python with torch, safetensors and scikit-learn \
+             (scripts/setup_python.sh --torch)"
         );
         eprintln!(
-            "SKIPPED: the peer's prompt vote on {model}: no Python with torch and safetensors"
+            "SKIPPED: the peer's prompt vote on {model}: no Python with torch, safetensors and \
+             scikit-learn (scripts/setup_python.sh --torch)"
         );
         return;
     };
