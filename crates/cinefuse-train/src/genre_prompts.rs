@@ -98,6 +98,12 @@ impl GenrePromptsConfig {
                 self.prompts.len()
             ));
         }
+        let names: Vec<&String> = self.prompts.keys().collect();
+        for (i, a) in names.iter().enumerate() {
+            if let Some(b) = names[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)) {
+                return Err(format!("prompts: `{a}` and `{b}` name the same genre"));
+            }
+        }
         for (genre, sentences) in &self.prompts {
             let key = format!("prompts.{genre}");
             if genre.trim().is_empty() {
@@ -426,7 +432,10 @@ mod tests {
                 "prompts.Drama: sentence 1 is 1001 bytes, above 1000",
             ),
         ];
-        for (prompts, says) in cases {
+        let mut twice = own("Drama", &["A drama."]);
+        twice.insert("drama".into(), vec!["A sad story.".into()]);
+        let twice = (twice, "prompts: `Drama` and `drama` name the same genre");
+        for (prompts, says) in cases.into_iter().chain([twice]) {
             assert_eq!(with(prompts).validate().unwrap_err(), says);
         }
         let bad_k = GenrePromptsConfig {
