@@ -104,38 +104,37 @@ impl GenrePromptsConfig {
                 return Err(format!("prompts: `{a}` and `{b}` name the same genre"));
             }
         }
-        for (genre, sentences) in &self.prompts {
-            let key = format!("prompts.{genre}");
-            if genre.trim().is_empty() {
-                return Err("prompts: a genre's name is empty".into());
-            }
-            if !(1..=MAX_PROMPTS_PER_GENRE).contains(&sentences.len()) {
-                return Err(format!(
-                    "{key} must hold 1 to {MAX_PROMPTS_PER_GENRE} sentences, got {}",
-                    sentences.len()
-                ));
-            }
-            if let Some((i, _)) = sentences
-                .iter()
-                .enumerate()
-                .find(|(_, s)| s.trim().is_empty())
-            {
-                return Err(format!("{key}: sentence {} is empty", i + 1));
-            }
-            if let Some((i, s)) = sentences
-                .iter()
-                .enumerate()
-                .find(|(_, s)| s.len() > MAX_PROMPT_BYTES)
-            {
-                return Err(format!(
-                    "{key}: sentence {} is {} bytes, above {MAX_PROMPT_BYTES}",
-                    i + 1,
-                    s.len()
-                ));
-            }
-        }
-        Ok(())
+        self.prompts
+            .iter()
+            .try_for_each(|(genre, sentences)| check_sentences(genre, sentences))
     }
+}
+
+/// One genre's own sentences: a name, 1 to 50 sentences, none empty or overlong.
+fn check_sentences(genre: &str, sentences: &[String]) -> Result<(), String> {
+    let key = format!("prompts.{genre}");
+    if genre.trim().is_empty() {
+        return Err("prompts: a genre's name is empty".into());
+    }
+    if !(1..=MAX_PROMPTS_PER_GENRE).contains(&sentences.len()) {
+        return Err(format!(
+            "{key} must hold 1 to {MAX_PROMPTS_PER_GENRE} sentences, got {}",
+            sentences.len()
+        ));
+    }
+    for (i, s) in sentences.iter().enumerate() {
+        if s.trim().is_empty() {
+            return Err(format!("{key}: sentence {} is empty", i + 1));
+        }
+        if s.len() > MAX_PROMPT_BYTES {
+            return Err(format!(
+                "{key}: sentence {} is {} bytes, above {MAX_PROMPT_BYTES}",
+                i + 1,
+                s.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What each IMDb genre is about, in a few words: the prompts' descriptions. A genre not
