@@ -45,6 +45,13 @@ fn count_of(x: f64) -> Option<u64> {
     (x.is_finite() && x >= 0.0).then(|| x.round() as u64)
 }
 
+/// A year as a whole number that fits the field: a fraction or a number past i32 is unknown
+/// (as a year written as text is), not truncated or saturated. A whole year no movie can have
+/// (20000) is kept, for `check_movie` to report the page with it.
+fn whole_year(y: f64) -> Option<i32> {
+    (y.fract() == 0.0 && y.abs() <= f64::from(i32::MAX)).then_some(y as i32)
+}
+
 fn names_of(v: &Value) -> Vec<String> {
     match v {
         Value::Array(a) => a.iter().flat_map(names_of).collect(),
@@ -211,7 +218,7 @@ pub fn from_next_data(doc: &Html, id: &str) -> Option<ParsedTitle> {
         title: path(atf, &["titleText", "text"]).and_then(text_of),
         year: path(atf, &["releaseYear", "year"])
             .and_then(num_of)
-            .map(|y| y as i32),
+            .and_then(whole_year),
         runtime_min: path(atf, &["runtime", "seconds"])
             .and_then(num_of)
             .map(|s| (s / 60.0).round() as f32),

@@ -223,6 +223,21 @@ fn a_negative_vote_count_is_unknown() {
     );
 }
 
+/// A fractional year or one past i32 is unknown, not truncated or saturated; a whole year is
+/// kept as written, however odd, for the range check to report.
+#[test]
+fn an_odd_release_year_is_unknown_or_kept_as_written() {
+    let page = fixture("nextdata.html");
+    let year = |y: &str| {
+        let edited = page.replace("\"year\":2019", &format!("\"year\":{y}"));
+        assert_ne!(edited, page, "the fixture's year");
+        parse_title_page(&edited, "tt0000002").unwrap().movie.year
+    };
+    assert_eq!(year("2019.5"), None);
+    assert_eq!(year("1e12"), None);
+    assert_eq!(year("20000"), Some(20000));
+}
+
 #[test]
 fn legacy_page_is_parsed_exactly() {
     let p = parse_title_page(&fixture("legacy.html"), "tt0000003").unwrap();
