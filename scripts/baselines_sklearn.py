@@ -306,6 +306,8 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
                     out[f"strong_peer_meta_four_votes_{label}_genres"] = neighbour_peer(
                         linear, [plot_vote, meta_vote, credit_vote, prompt_vote], ytr, y["test"],
                         kept if label == "train_val" else None)
+                    if label == "train_val":  # the peer --paired compares with, by name
+                        kept["votes"] = "three votes and the genre-prompt vote"
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
         peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
@@ -608,11 +610,11 @@ def paired(run, resamples, genres, genre_ids, y_test, rating_ids, rating_test, k
     probs, thr, rating = pb.load_run(run, genres, genre_ids, rating_ids)
     out = {"resamples": resamples}
     print(f"{run}:", file=sys.stderr)
-    peers = {k: v for k, v in kept.items() if k != "rating"}
+    peers = {k: v for k, v in kept.items() if k not in ("rating", "votes")}
     if not peers:
         print("no strong peer with the three votes (no cached features or credits): nothing to pair", file=sys.stderr)
     for rule, peer in peers.items():
-        name = f"strong linear peer + three votes, train + validation, {rule}"
+        name = f"strong linear peer + {kept.get('votes', 'three votes')}, train + validation, {rule}"
         out[name] = pb.paired_genres((probs, thr), peer, y_test, resamples)
         pb.print_table(name, out[name])
     if "rating" in kept:
