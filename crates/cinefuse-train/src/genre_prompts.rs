@@ -16,15 +16,16 @@ use cinefuse_data::Prepared;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluate::LoadedRun;
-use crate::neighbour_vote::{NeighbourVote, NeighboursConfig, VoteSettings, VoteSpace, Voters};
+use crate::neighbour_vote::{
+    NeighbourVote, VoteSettings, VoteSpace, Voters, default_k, default_prior, default_temperature,
+    enabled,
+};
 
 pub const GENRE_PROMPTS_FILE: &str = "genre_prompts.safetensors";
 
-/// The vote's defaults: those of a neighbour vote, at temperature 0.02.
-type Defaults = NeighboursConfig<20>;
-
 /// `[train.genre_prompts]`, `ensemble --genre-prompts`: the shipped config sets k above the
-/// number of prompts, temperature 0.02 and prior 0 (the probe's settings).
+/// number of prompts, temperature 0.02 and prior 0 (the probe's settings). The defaults are a
+/// neighbour vote's (`neighbour_vote.rs`), at temperature 0.02.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenrePromptsConfig {
@@ -32,7 +33,7 @@ pub struct GenrePromptsConfig {
     #[serde(default = "default_k")]
     pub k: usize,
     /// Softmax temperature on the prompts' cosine similarity.
-    #[serde(default = "default_temperature")]
+    #[serde(default = "default_temperature::<20>")]
     pub temperature: f32,
     /// Pseudo-prompts voting the genres alike.
     #[serde(default = "default_prior")]
@@ -47,29 +48,13 @@ pub struct GenrePromptsConfig {
     pub prompts: BTreeMap<String, Vec<String>>,
 }
 
-fn default_k() -> usize {
-    Defaults::default().k
-}
-
-fn default_temperature() -> f32 {
-    Defaults::default().temperature
-}
-
-fn default_prior() -> f32 {
-    Defaults::default().prior
-}
-
-fn enabled() -> bool {
-    true
-}
-
 impl Default for GenrePromptsConfig {
     fn default() -> Self {
         Self {
             k: default_k(),
-            temperature: default_temperature(),
+            temperature: default_temperature::<20>(),
             prior: default_prior(),
-            enabled: true,
+            enabled: enabled(),
             prompts: BTreeMap::new(),
         }
     }

@@ -95,19 +95,19 @@ pub struct NeighboursConfig<const MILLI_T: u32> {
     pub enabled: bool,
 }
 
-fn default_k() -> usize {
+pub(crate) fn default_k() -> usize {
     50
 }
 
-fn default_temperature<const MILLI_T: u32>() -> f32 {
+pub(crate) fn default_temperature<const MILLI_T: u32>() -> f32 {
     MILLI_T as f32 / 1000.0
 }
 
-fn default_prior() -> f32 {
+pub(crate) fn default_prior() -> f32 {
     2.0
 }
 
-fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     true
 }
 
