@@ -91,8 +91,9 @@ class Preprocess:
         std = np.array(p["std"], np.float32).reshape(3, 1, 1)
         return (chw / np.float32(255.0) - mean) / std
 
-    def batch(self, movies, base):
-        """Model inputs for `movies`, as tensors (tokens padded to the longest plot)."""
+    def token_batch(self, movies):
+        """The plots' token ids and mask, padded to the longest plot, and whether each movie has
+        a plot."""
         tokens = [self.tokens(m) for m in movies]
         length = max(1, max(len(t) for t in tokens))
         ids = torch.zeros(len(movies), length, dtype=torch.int64)
@@ -100,6 +101,11 @@ class Preprocess:
         for i, t in enumerate(tokens):
             ids[i, : len(t)] = torch.tensor(t, dtype=torch.int64)
             mask[i, : len(t)] = 1.0
+        return ids, mask, torch.tensor([1.0 if t else 0.0 for t in tokens])
+
+    def batch(self, movies, base):
+        """Model inputs for `movies`, as tensors (tokens padded to the longest plot)."""
+        ids, mask, plot_present = self.token_batch(movies)
         p = self.spec["poster"]
         posters = np.zeros((len(movies), 3, p["height"], p["width"]), np.float32)
         present = np.zeros(len(movies), np.float32)
@@ -113,7 +119,7 @@ class Preprocess:
             "poster_present": torch.from_numpy(present),
             "tokens": ids,
             "token_mask": mask,
-            "plot_present": torch.tensor([1.0 if t else 0.0 for t in tokens]),
+            "plot_present": plot_present,
             "numeric": torch.tensor([v for v, _, _ in meta], dtype=torch.float32).reshape(len(movies), -1),
             "numeric_missing": torch.tensor([m for _, m, _ in meta], dtype=torch.float32).reshape(len(movies), -1),
             "categorical": torch.tensor([c for _, _, c in meta], dtype=torch.int64).reshape(len(movies), -1),
@@ -947,17 +953,18 @@ class Part:
         fields = {k: inputs[k].numpy() for k in ("numeric", "numeric_missing", "categorical")}
         return probs.numpy(), ratings.numpy(), fields
 
-    def plot_embeddings(self, movies, base):
-        """The frozen MiniLM sentence embedding of each plot [B, D] (the pooled output, without
-        concatenated layers) and whether the movie has one [B]."""
-        inputs = self.pre.batch(movies, base)
-        text = getattr(self.bag.members[0], "text_pretrained", None)
+    def plot_embeddings(self, movies, member=0):
+        """Member `member`'s MiniLM sentence embedding of each plot [B, D] (the pooled output,
+        without concatenated layers; the frozen one for the votes) and whether the movie has
+        one [B]."""
+        ids, mask, present = self.pre.token_batch(movies)
+        text = getattr(self.bag.members[member], "text_pretrained", None)
         if text is None:
             sys.exit("a plot-neighbour vote needs the first part to read plots with MiniLM")
         with torch.no_grad():
-            e = text.bert(inputs["tokens"], keep_first(inputs["token_mask"]))
+            e = text.bert(ids, keep_first(mask))
         e = e[:, : text.bert.hidden]
-        return e.double().numpy(), inputs["plot_present"].numpy() > 0.5
+        return e.double().numpy(), present.numpy() > 0.5
 
 
 def forest_ratings(tensors, k, rows):
@@ -1107,7 +1114,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
                 fields, lead = f, loaded
         vote = config.get("plot_neighbours")
         if vote:
-            v = neighbour_votes(read_vote(os.path.join(model_dir, vote["file"])), *lead.plot_embeddings(movies, base))
+            v = neighbour_votes(read_vote(os.path.join(model_dir, vote["file"])), *lead.plot_embeddings(movies))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         vote = config.get("metadata_neighbours")
@@ -1127,7 +1134,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
         if vote:
             # The prompts vote like the plot neighbours, on the same plot embeddings; no
             # prompt belongs to a fold, so every member sees them all.
-            v = neighbour_votes(read_vote(os.path.join(model_dir, vote["file"])), *lead.plot_embeddings(movies, base))
+            v = neighbour_votes(read_vote(os.path.join(model_dir, vote["file"])), *lead.plot_embeddings(movies))
             each.append(v)
             probs = probs + np.float32(vote["genre_weight"]) * v
         if config.get("genre_stacking"):

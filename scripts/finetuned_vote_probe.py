@@ -13,7 +13,6 @@ vote alone, then the blend's parts (RUN/bag-0…3, the three neighbour votes and
 stacked per genre with and without it, cross-validated on the bags' folds, and a paired
 bootstrap of the difference.
 """
-import json
 import os
 import sys
 
@@ -28,25 +27,20 @@ import paired_bootstrap as pb  # noqa: E402
 def member_embeddings(export, dataset):
     """[members, movies, hidden] pooled embeddings of each movie of DATASET, and the ids."""
     import cinefuse_torch as ct
-    import torch
 
     part = ct.Part(export, ct.read_config(export))
-    movies = [json.loads(line) for line in open(os.path.join(dataset, "movies.jsonl"), encoding="utf-8")
-              if line.strip()]
-    tokens = [part.pre.tokens(m) for m in movies]
-    members = part.bag.members
-    hidden = members[0].text_pretrained.bert.hidden
-    out = np.zeros((len(members), len(movies), hidden))
-    order = np.argsort([len(t) for t in tokens])
-    with torch.no_grad():
-        for s in range(0, len(order), 64):
-            rows = order[s:s + 64]
-            ids = torch.zeros(len(rows), max(1, max(len(tokens[i]) for i in rows)), dtype=torch.int64)
-            mask = torch.zeros(ids.shape)
-            for r, i in enumerate(rows):
-                ids[r, :len(tokens[i])], mask[r, :len(tokens[i])] = torch.tensor(tokens[i]), 1.0
-            for k, member in enumerate(members):
-                out[k, rows] = member.text_pretrained.bert(ids, ct.keep_first(mask))[:, :hidden].numpy()
+    movies = ct.read_movies(os.path.join(dataset, "movies.jsonl"))
+    # Shortest plots together, so that a chunk pads little.
+    order = np.argsort([len(part.pre.tokens(m)) for m in movies])
+    out = None
+    for s in range(0, len(order), 64):
+        rows = order[s:s + 64]
+        chunk = [movies[i] for i in rows]
+        for k in range(len(part.bag.members)):
+            e, _ = part.plot_embeddings(chunk, member=k)
+            if out is None:
+                out = np.zeros((len(part.bag.members), len(movies), e.shape[1]))
+            out[k, rows] = e
     return out, [m["id"] for m in movies]
 
 
