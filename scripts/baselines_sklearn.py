@@ -46,20 +46,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, f1_score
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounded_io as bio  # noqa: E402
+
 
 def load(dataset, prepared):
-    movies = {}
-    with open(f"{dataset}/movies.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                m = json.loads(line)
-                movies[m["id"]] = m
-    split = {}
-    with open(f"{prepared}/samples.jsonl", encoding="utf-8") as f:
-        for line in f:
-            s = json.loads(line)
-            split[s["id"]] = s["split"]
-    state = json.load(open(f"{prepared}/preprocess.json", encoding="utf-8"))
+    movies = {m["id"]: m for m in bio.read_jsonl(f"{dataset}/movies.jsonl")}
+    split = {s["id"]: s["split"] for s in bio.read_jsonl(f"{prepared}/samples.jsonl")}
+    state = bio.read_json(f"{prepared}/preprocess.json")
     return movies, split, state["genres"]["genres"]
 
 
@@ -121,11 +115,9 @@ def rating_metrics(pred, true):
 
 def load_samples(prepared):
     out = {}
-    with open(f"{prepared}/samples.jsonl", encoding="utf-8") as f:
-        for row, line in enumerate(f):
-            s = json.loads(line)
-            s["row"] = row
-            out[s["id"]] = s
+    for row, s in enumerate(bio.read_jsonl(f"{prepared}/samples.jsonl")):
+        s["row"] = row
+        out[s["id"]] = s
     return out
 
 
@@ -143,7 +135,7 @@ def load_feature_cache(prepared, modality):
         files = sorted(glob.glob(f"{prepared}/features/{modality}-*.bin"), key=os.path.getmtime)
     if not files:
         return None
-    raw = open(files[-1], "rb").read()
+    raw = bio.read_bytes(files[-1], bio.FEATURE_TABLE_CAP)
     assert raw[:8] == b"CFFEAT01", files[-1]
     print(f"{modality} features: {files[-1]}", file=sys.stderr)
     rows, dim = struct.unpack("<II", raw[8:16])
@@ -156,12 +148,13 @@ def sentence_dim(prepared):
     blocks of `model.text.concat_layers`): the plot votes read only it, as cinefuse's do. The
     checkpoint's hidden size, found through the prepared data's tokenizer folder; None (the
     whole row) when that is not at hand."""
-    with open(f"{prepared}/preprocess.json", encoding="utf-8") as f:
-        folder = json.load(f)["config"].get("tokenizer_path")
+    folder = bio.read_json(f"{prepared}/preprocess.json")["config"].get("tokenizer_path")
+    config = os.path.join(folder, "config.json") if isinstance(folder, str) else None
+    if config is None or not os.path.isfile(config):
+        return None
     try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            return int(json.load(f)["hidden_size"])
-    except (TypeError, OSError, ValueError, KeyError):
+        return int(bio.read_json(config)["hidden_size"])
+    except (TypeError, ValueError, KeyError):
         return None
 
 
@@ -240,7 +233,7 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
     """Linear peers on cinefuse's cached pretrained features (when present) and metadata.
     `kept` receives the strongest train + validation peer's test probabilities."""
     samples = load_samples(a.prepared)
-    state = json.load(open(f"{a.prepared}/preprocess.json", encoding="utf-8"))
+    state = bio.read_json(f"{a.prepared}/preprocess.json")
     n_cat = [len(v["values"]) + 2 for v in state["categorical"]]
     meta = {s: cinefuse_meta(samples, labelled[s], n_cat) for s in labelled}
     scaler = StandardScaler().fit(meta["train"])
@@ -457,17 +450,9 @@ def read_prompt_vote(path, n_genres, dim):
     """A blend's or an export's genre_prompts.safetensors, read and checked before any fitting:
     a regular file of bounded size holding a genre-prompt vote on these genres, in the plot
     embeddings' dimension. Anything else stops the script with the file named."""
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    if not os.path.isfile(path):
-        sys.exit(f"--genre-prompts {path}: not a regular file")
-    if os.path.getsize(path) > PROMPTS_MAX_BYTES:
-        sys.exit(f"--genre-prompts {path}: larger than {PROMPTS_MAX_BYTES} bytes; not a prompts file")
     try:
-        t = load_file(path)
-        with safe_open(path, "np") as f:
-            settings = json.loads((f.metadata() or {})["settings"])
+        t, metadata = bio.read_safetensors(path, PROMPTS_MAX_BYTES, name=f"--genre-prompts {path}")
+        settings = json.loads(metadata["settings"])
         vote = {k: t[k].astype(np.float64) for k in ("rows", "labels", "centre")}
         vote["scale"] = t["scale"].astype(np.float64) if "scale" in t else 1.0
         vote.update({k: settings[k] for k in ("k", "temperature", "prior")})

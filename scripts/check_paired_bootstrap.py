@@ -32,7 +32,7 @@ def refused(call, says):
 
 
 def main(run, data=None):
-    ev = json.load(open(f"{run}/eval_predictions.json", encoding="utf-8"))
+    ev = pb.read_predictions(run)
     genre_ids, rating_ids = ev["genre_ids"][::-1], ev["rating_ids"][::-1]
     probs, thr, rating = pb.load_run(run, ev["genres"], genre_ids, rating_ids)
     assert np.allclose(probs, np.array(ev["genre_probs"])[::-1])

@@ -15,6 +15,7 @@ Poster paths in MOVIES are read relative to the JSONL file, as `cinefuse predict
 Setup: scripts/setup_python.sh --torch (torch, safetensors, tokenizers, pillow, onnx, onnxruntime).
 """
 import argparse
+import io
 import json
 import math
 import os
@@ -24,6 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounded_io as bio  # noqa: E402
 
 MASKED_SCORE = -1.0e4
 VOTES_COLUMN = 2
@@ -40,11 +44,11 @@ class Preprocess:
 
         self.spec = spec
         plot = spec["plot"]
-        self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, plot["tokenizer_file"]))
+        text = bio.read_text(os.path.join(model_dir, plot["tokenizer_file"]), bio.TOKENIZER_CAP)
+        self.tokenizer = Tokenizer.from_str(text)
         cls = self.tokenizer.token_to_id(plot["cls_token"])
         self.cls_id = plot["cls_fallback_id"] if cls is None else cls
-        with open(os.path.join(model_dir, plot["tokenizer_file"]), encoding="utf-8") as f:
-            self.has_post_processor = json.load(f).get("post_processor") is not None
+        self.has_post_processor = json.loads(text).get("post_processor") is not None
 
     def tokens(self, movie):
         plot = movie.get("plot")
@@ -83,7 +87,7 @@ class Preprocess:
         from PIL import Image
 
         p = self.spec["poster"]
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(bio.read_bytes(path, bio.POSTER_CAP))) as img:
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
         fitted = fit_poster(rgb, p["width"], p["height"], p["fit"], p["pad_value"])
         chw = fitted.transpose(2, 0, 1).astype(np.float32)
@@ -861,12 +865,10 @@ def load_weights(model, path, shared=()):
     """Loads model.safetensors over the shared backbone files it leaves out (format 9; its own
     tensors win); every tensor must fill a parameter or buffer and vice versa (PyTorch's
     batch-norm step counters, which cinefuse does not keep, excepted)."""
-    from safetensors.torch import load_file
-
     state = {}
     for f in shared:
-        state.update(load_file(f))
-    state.update(load_file(path))
+        state.update(bio.read_safetensors(f, framework="pt")[0])
+    state.update(bio.read_safetensors(path, framework="pt")[0])
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
@@ -927,8 +929,7 @@ class Bag(nn.Module):
 
 
 def read_config(model_dir):
-    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
+    config = bio.read_json(os.path.join(model_dir, "config.json"))
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
@@ -990,9 +991,7 @@ def forest_ratings(tensors, k, rows):
 def tree_ratings(path, fields):
     """Each forest's rating [K, B] for the first part's fields: numeric values, then category
     ids, NaN where missing (id 0), as rating_trees.rs builds a row."""
-    from safetensors.numpy import load_file
-
-    tensors = load_file(path)
+    tensors, _ = bio.read_safetensors(path)
     numeric = np.where(fields["numeric_missing"] > 0.5, np.nan, fields["numeric"].astype(np.float64))
     categorical = fields["categorical"].astype(np.float64)
     categorical[categorical == 0] = np.nan
@@ -1006,11 +1005,8 @@ def tree_ratings(path, fields):
 
 def read_vote(path):
     """A neighbour vote's tables and settings."""
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    with safe_open(path, "np") as f:
-        return load_file(path), json.loads(f.metadata()["settings"])
+    tensors, metadata = bio.read_safetensors(path)
+    return tensors, json.loads(metadata["settings"])
 
 
 def metadata_rows(fields, sizes):
@@ -1187,8 +1183,7 @@ def predict(model_dir, movies, base, run=None):
 
 
 def read_movies(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return bio.read_jsonl(path)
 
 
 # ---------------------------------------------------------------- ONNX

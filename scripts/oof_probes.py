@@ -29,8 +29,6 @@ four folds' out-of-fold predictions and scored on the fifth, thresholds tuned th
 """
 
 import argparse
-import csv
-import json
 import os
 import sys
 
@@ -42,13 +40,13 @@ from sklearn.metrics import average_precision_score
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines_sklearn as peers  # noqa: E402
 import paired_bootstrap as pb  # noqa: E402
+import bounded_io as bio  # noqa: E402
 
 EPS = 1e-6
 
 
 def read_oof(bag):
-    with open(os.path.join(bag, "oof_predictions.csv"), encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = bio.read_csv_rows(os.path.join(bag, "oof_predictions.csv"))
     return {r["id"]: r for r in rows}, list(rows[0].keys())
 
 
@@ -347,8 +345,7 @@ def feature_blocks(labelled, prepared):
     plot, poster = (peers.load_feature_cache(prepared, m) for m in ("plot", "poster"))
     if plot is None or poster is None:
         return None
-    with open(os.path.join(prepared, "preprocess.json"), encoding="utf-8") as f:
-        n_cat = [len(v["values"]) + 2 for v in json.load(f)["categorical"]]
+    n_cat = [len(v["values"]) + 2 for v in bio.read_json(os.path.join(prepared, "preprocess.json"))["categorical"]]
     rows = [samples[i]["row"] for i in labelled]
     return [plot[rows], poster[rows], peers.cinefuse_meta(samples, labelled, n_cat)]
 

@@ -13,7 +13,6 @@ evaluated on the same prepared data (an ablation: is B's change more than the dr
 """
 import json
 import os
-import stat
 import sys
 import tempfile
 
@@ -22,6 +21,7 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines_sklearn as peers  # noqa: E402
+import bounded_io as bio  # noqa: E402
 
 GENRE_METRICS = ("micro_f1", "macro_f1", "top1", "micro_ap")
 RATING_METRICS = ("mae", "within_10pct")
@@ -33,21 +33,9 @@ def read_predictions(run):
     """RUN/eval_predictions.json, read only if it is a regular file of bounded size (opened
     without blocking, so a FIFO in its place is refused rather than waited on)."""
     path = os.path.join(run, "eval_predictions.json")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        sys.exit(f"{run}: cannot read {path} ({e}); run `cinefuse eval --run {run}` first")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        sys.exit(f"{path}: not a regular file")
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_PREDICTIONS_BYTES + 1)
-    if len(data) > MAX_PREDICTIONS_BYTES:
-        sys.exit(f"{path}: larger than {MAX_PREDICTIONS_BYTES >> 20} MiB; not an eval_predictions.json")
-    try:
-        return json.loads(data)
-    except ValueError as e:
-        sys.exit(f"{path}: not JSON ({e}); run `cinefuse eval --run {run}` again")
+    if not os.path.lexists(path):
+        sys.exit(f"{run}: no {path}; run `cinefuse eval --run {run}` first")
+    return bio.read_json(path, MAX_PREDICTIONS_BYTES, hint=f"; run `cinefuse eval --run {run}` again")
 
 
 def load_run(run, genres, genre_ids, rating_ids):

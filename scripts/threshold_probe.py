@@ -17,7 +17,6 @@ K / (K + its positives in the tuning movies), so a rare genre, whose own thresho
 positives, leans on the shared one more than a common genre does.
 """
 
-import csv
 import os
 import sys
 
@@ -25,13 +24,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines_sklearn as peers  # noqa: E402
+import bounded_io as bio  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def read(folder):
-    with open(os.path.join(folder, "oof_predictions.csv"), encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r[next(c for c in r if c.startswith("y_"))] != ""]
+    rows = bio.read_csv_rows(os.path.join(folder, "oof_predictions.csv"))
+    rows = [r for r in rows if r[next(c for c in r if c.startswith("y_"))] != ""]
     probs = np.array([[float(r[c]) for c in r if c.startswith("p_")] for r in rows])
     labels = np.array([[int(r[c]) for c in r if c.startswith("y_")] for r in rows])
     return np.array([int(r["fold"]) for r in rows]), probs, labels

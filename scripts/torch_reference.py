@@ -14,8 +14,10 @@ Usage: scripts/.venv/bin/python scripts/torch_reference.py CONFIG.toml PREPARED_
 """
 import argparse
 import json
+import os
 import statistics
 import struct
+import sys
 import time
 import tomllib
 
@@ -24,12 +26,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounded_io as bio  # noqa: E402
+
 
 def load_prepared(path, n):
-    raw = open(f"{path}/posters.bin", "rb").read()
+    raw = bio.read_bytes(f"{path}/posters.bin", bio.LARGE_CAP)
     count, ch, h, w = struct.unpack("<4I", raw[8:24])
     posters = np.frombuffer(raw, dtype=np.uint8, offset=24).reshape(count, ch, h, w)
-    samples = [json.loads(l) for l in open(f"{path}/samples.jsonl", encoding="utf-8")]
+    samples = bio.read_jsonl(f"{path}/samples.jsonl")
     samples = [s for s in samples if s["split"] == "train"][:n]
     return samples, posters, (h, w)
 
@@ -253,10 +258,10 @@ def bench_backbones(cfg, prepared, n_batches, reps, dev):
     from transformers import BertModel
     from efficientnet_lite_pytorch import EfficientNet
 
-    raw = open(f"{prepared}/posters.bin", "rb").read()
+    raw = bio.read_bytes(f"{prepared}/posters.bin", bio.LARGE_CAP)
     count, ch, h, w = struct.unpack("<4I", raw[8:24])
     pixels = np.frombuffer(raw, dtype=np.uint8, offset=24).reshape(count, ch, h, w)
-    samples = [json.loads(l) for l in open(f"{prepared}/samples.jsonl", encoding="utf-8")]
+    samples = bio.read_jsonl(f"{prepared}/samples.jsonl")
     train = [s for s in samples if s["split"] == "train"]
     n, bs = n_batches * 32, 32
     out = []
@@ -332,11 +337,11 @@ def main():
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = tomllib.load(open(a.config, "rb"))
+    cfg = tomllib.loads(bio.read_text(a.config, bio.CONFIG_CAP))
     if a.backbones:
         print(json.dumps(bench_backbones(cfg, a.prepared, a.backbones, a.reps, torch.device(a.device)), indent=1))
         return
-    state = json.load(open(f"{a.prepared}/preprocess.json"))
+    state = bio.read_json(f"{a.prepared}/preprocess.json")
     bs = cfg["train"]["batch_size"]
     samples, posters, hw = load_prepared(a.prepared, bs * a.steps)
     shapes = dict(vocab=state["tokenizer_vocab_size"], max_tokens=state["config"]["max_tokens"], n_num=len(state["numeric"]),

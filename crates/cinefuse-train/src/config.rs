@@ -606,6 +606,9 @@ fn merge(base: &mut Table, over: &Table) {
 /// The largest batch a config may ask for: far above what fits a GPU's memory for these
 /// models, and far below a size whose allocation aborts the process.
 pub const MAX_BATCH: usize = 65_536;
+/// Far beyond any schedule; it keeps the schedule's step count (steps per epoch × epochs)
+/// from overflowing.
+pub const MAX_EPOCHS: usize = 100_000;
 /// Most repeated sets of folds a bag may train (`train.bag_sets`).
 pub const MAX_BAG_SETS: usize = 10;
 
@@ -753,8 +756,11 @@ impl TrainConfig {
     /// `[train]`'s sizes and bagging keys.
     fn check_loop(&self) -> Result<(), String> {
         let t = &self.train;
-        if t.epochs == 0 {
-            return Err("train.epochs = 0: expected at least 1".into());
+        if !(1..=MAX_EPOCHS).contains(&t.epochs) {
+            return Err(format!(
+                "train.epochs = {}: expected 1..={MAX_EPOCHS}",
+                t.epochs
+            ));
         }
         for (key, v) in [
             ("train.batch_size", t.batch_size),
@@ -1000,6 +1006,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("sum"), "{e}");
+    }
+
+    #[test]
+    fn an_epoch_count_past_any_schedule_is_refused_by_key() {
+        for epochs in ["0", "100001", "9223372036854775807"] {
+            let e =
+                TrainConfig::from_toml_str(MINIMAL, "c.toml", &[format!("train.epochs={epochs}")])
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                e.contains(&format!("train.epochs = {epochs}: expected 1..=100000")),
+                "{e}"
+            );
+        }
+        let set = ["train.epochs=100000".to_string()];
+        assert!(TrainConfig::from_toml_str(MINIMAL, "c.toml", &set).is_ok());
     }
 
     #[test]

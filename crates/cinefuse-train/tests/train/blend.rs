@@ -34,8 +34,8 @@ fn two_bags(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// `scripts/check_paired_bootstrap.py` on an evaluated run (trained on `root`'s demo data):
-/// the paired comparisons read what `eval` saved. SKIPPED without a Python that has
-/// scikit-learn.
+/// the paired comparisons read what `eval` saved; then `scripts/check_bounded_io.py`, the
+/// bounded reader every script uses. SKIPPED without a Python that has scikit-learn.
 fn check_paired_bootstrap(run: &Path, root: &Path) {
     let Some(python) = super::python_with("sklearn") else {
         eprintln!(
@@ -48,6 +48,9 @@ fn check_paired_bootstrap(run: &Path, root: &Path) {
     let args = [script.as_path(), run, &demo, &prepared];
     let out = super::run_python(&python, &args);
     assert!(String::from_utf8_lossy(&out).contains("paired bootstrap checked on"));
+    let script = crate::manifest_dir().join("../../scripts/check_bounded_io.py");
+    let out = super::run_python(&python, &[script.as_path()]);
+    assert!(String::from_utf8_lossy(&out).contains("bounded reads checked"));
 }
 
 /// `scripts/oof_probes.py` on the bags' out-of-fold files: every combiner, the extra-member
