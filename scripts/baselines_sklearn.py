@@ -48,6 +48,7 @@ from sklearn.metrics import average_precision_score, f1_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bounded_io as bio  # noqa: E402
+import peer_predictions  # noqa: E402
 
 
 def load(dataset, prepared):
@@ -55,6 +56,15 @@ def load(dataset, prepared):
     split = {s["id"]: s["split"] for s in bio.read_jsonl(f"{prepared}/samples.jsonl")}
     state = bio.read_json(f"{prepared}/preprocess.json")
     return movies, split, state["genres"]["genres"]
+
+
+def test_truth(movies, split, genres):
+    """The test split's movies with genres and their labels, and those with a rating and it."""
+    test = [i for i in split if split[i] == "test"]
+    genre_ids = [i for i in test if movies[i].get("genres")]
+    rating_ids = [i for i in test if movies[i].get("rating") is not None]
+    true = np.array([movies[i]["rating"] for i in rating_ids], dtype=float)
+    return genre_ids, multi_hot(movies, genre_ids, genres), rating_ids, true
 
 
 def plot_vectorizer():
@@ -621,12 +631,15 @@ def main():
     ap.add_argument("--genre-prompts", metavar="FILE",
                     help="a blend's genre_prompts.safetensors: also the peer with the three votes and that "
                          "vote (then the one --paired compares with)")
+    ap.add_argument("--save-peers", metavar="FILE",
+                    help="also write the strongest train + validation peers' test predictions to FILE, for --peers")
+    ap.add_argument("--peers", metavar="FILE",
+                    help="fit nothing: pair the --paired runs with the peers a --save-peers run wrote")
     a = ap.parse_args()
-    if a.json:
-        # Refused before the hour of fitting, not after; written like paired_bootstrap.py's.
-        import paired_bootstrap as pb
-        pb.check_output(a.json, (a.dataset, a.prepared, *(a.paired.split(",") if a.paired else ())))
+    check_flags(a)
     movies, split, genres = load(a.dataset, a.prepared)
+    if a.peers:
+        return pair_with_saved_peers(a, movies, split, genres)
     # Read and checked now, not after the hour of fitting that comes before its use.
     a.prompt_vote = a.genre_prompts and read_prompt_vote(a.genre_prompts, len(genres), sentence_dim(a.prepared))
     ids = {s: [i for i in split if split[i] == s] for s in ("train", "val", "test")}
@@ -702,10 +715,43 @@ def main():
     if a.paired:
         out["paired"] = {run: paired(run, a.resamples, genres, labelled["test"], y["test"], rated["test"],
                                      t["test"], kept) for run in a.paired.split(",")}
+    if a.save_peers:
+        import paired_bootstrap as pb
+        pb.write_json_atomic(a.save_peers, peer_predictions.to_json(genres, labelled["test"], rated["test"], kept))
+    finish(a, out)
+
+
+def finish(a, out):
     json.dump(out, sys.stdout, indent=2)
     print()
     if a.json:
+        import paired_bootstrap as pb
         pb.write_json_atomic(a.json, out)
+
+
+def check_flags(a):
+    """Refused before the half hour of fitting, not after: outputs inside an input folder, and
+    --peers without --paired or beside --save-peers."""
+    import paired_bootstrap as pb
+
+    inputs = (a.dataset, a.prepared, *(a.paired.split(",") if a.paired else ()))
+    for flag, out in (("--json", a.json), ("--save-peers", a.save_peers)):
+        if out:
+            pb.check_output(out, inputs, flag)
+    if a.peers and not a.paired:
+        sys.exit(f"--peers {a.peers}: give the runs to pair with them (--paired RUN[,RUN…])")
+    if a.peers and (a.save_peers or a.genre_prompts):
+        sys.exit(f"--peers {a.peers}: fits nothing, so --save-peers and --genre-prompts have nothing to do")
+
+
+def pair_with_saved_peers(a, movies, split, genres):
+    """--peers FILE: the --paired runs against saved peers, on this data's test movies."""
+    genre_ids, y_test, rating_ids, t_test = test_truth(movies, split, genres)
+    kept = peer_predictions.load(a.peers, genres, genre_ids, rating_ids)
+    out = {"peers": a.peers, "test_movies": {"genres": len(genre_ids), "rating": len(rating_ids)},
+           "paired": {run: paired(run, a.resamples, genres, genre_ids, y_test, rating_ids, t_test, kept)
+                      for run in a.paired.split(",")}}
+    finish(a, out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ train tests call it): the run's eval_predictions.json is read back in any id ord
 compared with itself differs by exactly 0, a clearly worse peer is told apart, and a test id
 the run did not predict is an error that says so. Given the run's dataset and prepared folder,
 also the two-run comparison (`paired_bootstrap.py DATASET PREPARED RUN_A RUN_B`): the run
-against itself, its test movies found from the prepared split, differs by exactly 0. Not a
+against itself, its test movies found from the prepared split, differs by exactly 0, and so
+does the run saved as a peer and paired through `baselines_sklearn.py --peers`. Not a
 regular file where eval_predictions.json should be (a folder, a FIFO) is refused without
 waiting, and so is --json inside an input folder; --json replaces a FIFO, with a plain file's
 mode.
@@ -14,12 +15,15 @@ Usage: python scripts/check_paired_bootstrap.py RUN [DATASET PREPARED]
 import json
 import os
 import sys
+import subprocess
 import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import paired_bootstrap as pb  # noqa: E402
+import baselines_sklearn as peers  # noqa: E402
+import peer_predictions  # noqa: E402
 
 
 def refused(call, says):
@@ -29,6 +33,36 @@ def refused(call, says):
         assert says in str(e), e
         return
     raise AssertionError(f"not refused ({says})")
+
+
+def check_saved_peers(run, data):
+    """`baselines_sklearn.py --peers FILE --paired RUN`: the run saved as its own peer pairs to
+    zero difference; a peers file for other genres, other test movies or of the wrong shape is
+    refused by name, and so is --peers without runs to pair."""
+    movies, split, genres = peers.load(*data)
+    genre_ids, _, rating_ids, _ = peers.test_truth(movies, split, genres)
+    probs, thr, rating = pb.load_run(run, genres, genre_ids, rating_ids)
+    kept = {"per-genre thresholds": (probs, thr), "rating": rating, "votes": "the run itself"}
+    saved = peer_predictions.to_json(genres, genre_ids, rating_ids, kept)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baselines_sklearn.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        path, out = os.path.join(tmp, "peers.json"), os.path.join(tmp, "paired.json")
+        pb.write_json_atomic(path, saved)
+        subprocess.run([sys.executable, script, *data, "--peers", path, "--paired", run, "--resamples", "20",
+                        "--json", out], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = json.load(open(out, encoding="utf-8"))["paired"][run]
+        assert set(result) == {"resamples", "strong linear peer + the run itself, train + validation, per-genre thresholds",
+                               "gradient boosting with the extra columns, train + validation"}, result
+        for name, metrics in result.items():
+            if name != "resamples":
+                assert all(r["difference"] == 0 for r in metrics.values()), (name, metrics)
+        assert peer_predictions.load(path, genres, genre_ids, rating_ids)["votes"] == "the run itself"
+        for change, says in ((("genres", genres[::-1]), "differ from"), (("genre_ids", genre_ids[1:]), "other test movies"),
+                             (("rating", [1.0]), "one per rated test movie"), (("format", 0), "not a peers file")):
+            pb.write_json_atomic(path, {**saved, change[0]: change[1]})
+            refused(lambda: peer_predictions.load(path, genres, genre_ids, rating_ids), says)
+        no_runs = subprocess.run([sys.executable, script, *data, "--peers", path], capture_output=True, text=True)
+        assert no_runs.returncode != 0 and "--paired RUN" in no_runs.stderr, no_runs.stderr
 
 
 def main(run, data=None):
@@ -76,6 +110,7 @@ def main(run, data=None):
         for part in ("genres", "rating"):
             assert all(r["difference"] == 0 and r["ci95"] == [0, 0] for r in both[part].values()), both
         assert set(both["genres"]) == set(pb.GENRE_METRICS) and set(both["rating"]) == set(pb.RATING_METRICS)
+        check_saved_peers(run, data)
     print(f"paired bootstrap checked on {len(genre_ids)} movies")
 
 

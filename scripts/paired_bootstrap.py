@@ -117,11 +117,7 @@ def compare_runs(dataset, prepared, run_a, run_b, resamples=1000):
     """Run A against run B (both evaluated on the same prepared data's test split): genres and
     rating, each a paired bootstrap. Returns {"genres": …, "rating": …}."""
     movies, split, genres = peers.load(dataset, prepared)
-    test = [i for i in split if split[i] == "test"]
-    genre_ids = [i for i in test if movies[i].get("genres")]
-    rating_ids = [i for i in test if movies[i].get("rating") is not None]
-    y = peers.multi_hot(movies, genre_ids, genres)
-    true = np.array([movies[i]["rating"] for i in rating_ids], dtype=float)
+    genre_ids, y, rating_ids, true = peers.test_truth(movies, split, genres)
     a = load_run(run_a, genres, genre_ids, rating_ids)
     b = load_run(run_b, genres, genre_ids, rating_ids)
     return {"genres": paired_genres(a[:2], b[:2], y, resamples),
@@ -151,13 +147,13 @@ def main():
         write_json_atomic(a.json, out)
 
 
-def check_output(out, inputs):
-    """--json OUT must not land inside one of the folders the comparison reads."""
+def check_output(out, inputs, flag="--json"):
+    """An output (--json OUT) must not land inside one of the folders the comparison reads."""
     target = os.path.realpath(out)
     for d in inputs:
         root = os.path.realpath(d)
         if target == root or target.startswith(root + os.sep):
-            sys.exit(f"--json {out}: inside the input {d}; write it elsewhere")
+            sys.exit(f"{flag} {out}: inside the input {d}; write it elsewhere")
 
 
 def write_json_atomic(out, value):
