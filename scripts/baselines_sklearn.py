@@ -730,7 +730,7 @@ def finish(a, out):
 
 
 def check_flags(a):
-    """Refused before the half hour of fitting, not after: outputs inside an input folder, and
+    """Refused before the fitting, not after it: outputs inside an input folder, and
     --peers without --paired or beside --save-peers."""
     import paired_bootstrap as pb
 

@@ -1,7 +1,6 @@
 """The strongest train + validation peers' test predictions, as `baselines_sklearn.py
 --save-peers FILE` keeps them, so that a later cinefuse run (another seed, another blend) is
-paired with the same peers in seconds (`--peers FILE --paired RUN…`) instead of refitting them
-for half an hour. The file names the genres and the test movies it was fitted for; it is refused
+paired with the same peers (`--peers FILE --paired RUN…`) without refitting them. The file names the genres and the test movies it was fitted for; it is refused
 on data whose test split differs."""
 
 import os
