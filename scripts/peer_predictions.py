@@ -1,7 +1,8 @@
 """The strongest train + validation peers' test predictions, as `baselines_sklearn.py
 --save-peers FILE` keeps them, so that a later cinefuse run (another seed, another blend) is
-paired with the same peers (`--peers FILE --paired RUN…`) without refitting them. The file names the genres and the test movies it was fitted for; it is refused
-on data whose test split differs."""
+paired with the same peers (`--peers FILE --paired RUN…`) without refitting them. The file
+names the genres and the test movies it was fitted for; it is refused on data whose test split
+differs."""
 
 import os
 import sys
