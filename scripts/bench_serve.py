@@ -10,9 +10,14 @@ Standard library only.
 import argparse
 import base64
 import json
+import os
+import sys
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bounded_io as bio  # noqa: E402
 
 
 def rss_kib(pid, key):
@@ -37,7 +42,7 @@ def main():
     body = {"movie": {"title": "A quiet house", "plot": "A family moves into an old house by the sea "
                       "and finds letters that change what they know about each other.", "year": 2004,
                       "runtime_min": 104},
-            "poster_base64": base64.b64encode(open(a.poster, "rb").read()).decode()}
+            "poster_base64": base64.b64encode(bio.read_bytes(a.poster, bio.POSTER_CAP, name=f"--poster {a.poster}")).decode()}
     if a.model:
         body["model"] = a.model
     data = json.dumps(body).encode()
