@@ -37,7 +37,7 @@ def read_bytes(path, cap, hint="", name=None):
     with os.fdopen(fd, "rb") as f:
         data = f.read(cap + 1)
     if len(data) > cap:
-        sys.exit(f"{name}: larger than {cap // MIB} MiB, more than any file of its kind")
+        sys.exit(f"{name}: larger than its limit of {cap} bytes")
     return data
 
 

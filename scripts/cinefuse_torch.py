@@ -87,7 +87,12 @@ class Preprocess:
         from PIL import Image
 
         p = self.spec["poster"]
-        with Image.open(io.BytesIO(bio.read_bytes(path, bio.POSTER_CAP))) as img:
+        # The export's own limits (exports before they were recorded: the tools' cap).
+        data = bio.read_bytes(path, int(p.get("max_bytes", bio.POSTER_CAP)))
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > p.get("max_pixels", w * h):
+                sys.exit(f"{path}: oversized: {w}x{h} pixels exceeds the limit of {p['max_pixels']} pixels")
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
         fitted = fit_poster(rgb, p["width"], p["height"], p["fit"], p["pad_value"])
         chw = fitted.transpose(2, 0, 1).astype(np.float32)

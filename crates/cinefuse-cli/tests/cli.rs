@@ -235,6 +235,7 @@ fn synth_prepare_train_eval_export_predict() {
 
     ok(d, &["export", "--run", "runs/t", "--out", "model"]);
     portable::check_portable(d, "model", &portable_movies(d));
+    portable::check_poster_limit(d, "model");
     // Movies that are not there are refused before any model loads.
     let e = fails(
         d,

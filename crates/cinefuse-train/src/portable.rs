@@ -251,6 +251,9 @@ fn preprocess(pre: &Preprocessor) -> Value {
             "fit": c.poster_fit,
             "filter": "triangle",
             "pad_value": 127,
+            // The limits `predict` reads a poster under, so the reference refuses what it does.
+            "max_bytes": c.max_poster_bytes,
+            "max_pixels": c.max_poster_pixels,
             "mean": POSTER_MEAN,
             "std": POSTER_STD,
             "efficientnet_input_mean": INPUT_MEAN,

@@ -132,6 +132,45 @@ pub fn check_portable(d: &Path, model: &str, movies: &str) {
     assert!(d.join(&onnx_file).is_file());
 }
 
+/// A poster one byte over the export's `max_bytes` (recorded in its portable spec): refused by
+/// `predict` and by the PyTorch reference alike, each naming the file. SKIPPED like the round
+/// trip without the reference's Python.
+pub fn check_poster_limit(d: &Path, model: &str) {
+    let Some(python) = torch_python() else {
+        eprintln!("SKIPPED: the reference's poster limit: no Python with torch (see above)");
+        return;
+    };
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(model).join("config.json")).unwrap())
+            .unwrap();
+    let max_bytes = config["preprocess"]["poster"]["max_bytes"]
+        .as_u64()
+        .unwrap();
+    let folder = d.join("big-poster");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("big.jpg"), vec![0u8; max_bytes as usize + 1]).unwrap();
+    let movies = folder.join("movies.jsonl");
+    std::fs::write(&movies, r#"{"id":"big","title":"Big","poster":"big.jpg"}"#).unwrap();
+    let movies = movies.to_str().unwrap();
+    let e = super::fails(d, &["predict", "--model", model, "--jsonl", movies]);
+    assert!(e.contains("big.jpg") && e.contains("oversized"), "{e}");
+    let out = Command::new(&python)
+        .arg(repo_root().join("scripts/cinefuse_torch.py"))
+        .args(["predict", model, movies])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the reference read an oversized poster"
+    );
+    assert!(
+        stderr.contains("big.jpg") && stderr.contains(&format!("limit of {max_bytes} bytes")),
+        "{stderr}"
+    );
+}
+
 /// The peer's genre-prompt vote (`scripts/baselines_sklearn.py --genre-prompts`) against the
 /// reference's on the export `model` (inside `d`), and the flag's refusals:
 /// `scripts/check_peer_prompts.py`. SKIPPED like the round trip, without the scripts' Python.
