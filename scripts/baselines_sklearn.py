@@ -605,7 +605,7 @@ def paired(run, resamples, genres, genre_ids, y_test, rating_ids, rating_test, k
     probs, thr, rating = pb.load_run(run, genres, genre_ids, rating_ids)
     out = {"resamples": resamples}
     print(f"{run}:", file=sys.stderr)
-    peers = {k: v for k, v in kept.items() if k not in ("rating", "votes")}
+    peers = peer_predictions.genre_peers(kept)
     if not peers:
         print("no strong peer with the three votes (no cached features or credits): nothing to pair", file=sys.stderr)
     for rule, peer in peers.items():

@@ -48,8 +48,9 @@ def check_saved_peers(run, data):
     with tempfile.TemporaryDirectory() as tmp:
         path, out = os.path.join(tmp, "peers.json"), os.path.join(tmp, "paired.json")
         pb.write_json_atomic(path, saved)
-        subprocess.run([sys.executable, script, *data, "--peers", path, "--paired", run, "--resamples", "20",
-                        "--json", out], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, script, *data, "--peers", path, "--paired", run, "--resamples", "20",
+                               "--json", out], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
         result = json.load(open(out, encoding="utf-8"))["paired"][run]
         assert set(result) == {"resamples", "strong linear peer + the run itself, train + validation, per-genre thresholds",
                                "gradient boosting with the extra columns, train + validation"}, result
@@ -61,6 +62,8 @@ def check_saved_peers(run, data):
                              (("rating", [1.0]), "one per rated test movie"), (("format", 0), "not a peers file")):
             pb.write_json_atomic(path, {**saved, change[0]: change[1]})
             refused(lambda: peer_predictions.load(path, genres, genre_ids, rating_ids), says)
+        pb.write_json_atomic(path, {k: v for k, v in saved.items() if k != "votes"})
+        refused(lambda: peer_predictions.load(path, genres, genre_ids, rating_ids), "damaged (KeyError")
         no_runs = subprocess.run([sys.executable, script, *data, "--peers", path], capture_output=True, text=True)
         assert no_runs.returncode != 0 and "--paired RUN" in no_runs.stderr, no_runs.stderr
 

@@ -16,11 +16,16 @@ FORMAT = 1
 NOT_GENRE_PEERS = ("rating", "votes")
 
 
+def genre_peers(kept):
+    """The genre rules' (probabilities, thresholds) among `kept`'s entries."""
+    return {rule: peer for rule, peer in kept.items() if rule not in NOT_GENRE_PEERS}
+
+
 def to_json(genres, genre_ids, rating_ids, kept):
     """`kept` as baselines_sklearn fills it: each genre rule's (probabilities, thresholds), the
     boosting peer's "rating" and the "votes" label, with what they were fitted for."""
-    rules = {rule: {"probs": np.asarray(p).tolist(), "thresholds": np.asarray(t).tolist()}
-             for rule, (p, t) in ((r, v) for r, v in kept.items() if r not in NOT_GENRE_PEERS)}
+    rules = {rule: {"probs": np.asarray(peer[0]).tolist(), "thresholds": np.asarray(peer[1]).tolist()}
+             for rule, peer in genre_peers(kept).items()}
     return {
         "format": FORMAT,
         "genres": list(genres),
@@ -57,8 +62,8 @@ def load(path, genres, genre_ids, rating_ids):
             kept["rating"] = np.array(saved["rating"], float)
             if kept["rating"].shape != (len(rating_ids),):
                 refuse("the boosting peer's ratings are not one per rated test movie")
+        if saved["votes"] is not None:
+            kept["votes"] = str(saved["votes"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         refuse(f"damaged ({type(e).__name__}: {e})")
-    if saved["votes"] is not None:
-        kept["votes"] = str(saved["votes"])
     return kept
