@@ -929,6 +929,44 @@ fn votes_join_a_frozen_bag(d: &Path) {
     }
 }
 
+/// A blend of four bags on the same folds: the repeated frozen bag, one with the same frozen
+/// backbones and layers (late fusion), one whose plots are cut shorter (other tokens, so other
+/// plot features from the same backbone) and the fine-tuned one. `predict` runs each frozen
+/// backbone once for the parts whose inputs it shares and the fine-tuned bag's frozen part
+/// once for its members; the export's own check (against the run's predictions, made part by
+/// part from cached features) and the reference (every part's whole backbones) must agree.
+fn blend_parts_share_backbone_passes(d: &Path) {
+    let bag = |out: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--config", "p.toml", "--out", out];
+        args.extend(["--set", "train.folds=2", "--set", "train.epochs=1"]);
+        args.extend(["--set", "model.text.concat_layers=[0, 1]"]);
+        args.extend(extra);
+        ok(d, &args);
+    };
+    bag("runs/late", &["--set", "model.fusion.kind=late"]);
+    let short = [
+        "data.preprocess.max_tokens=5",
+        "data.prepared=prepared/short",
+    ];
+    bag("runs/short", &["--set", short[0], "--set", short[1]]);
+    let parts = "runs/frozen/bag-0,runs/late,runs/short,runs/tuned";
+    ok(d, &["ensemble", "--runs", parts, "--out", "runs/shared"]);
+    // Every part weighs in, so that a part predicting from the wrong features shows (the
+    // learned weights may leave a part out).
+    let blend_file = d.join("runs/shared/blend.json");
+    let mut blend: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&blend_file).unwrap()).unwrap();
+    assert!(
+        blend.get("genre_stacking").is_none(),
+        "no votes, no stacking"
+    );
+    blend["genre_weights"] = serde_json::json!([0.1, 0.2, 0.4, 0.3]);
+    blend["rating_weights"] = serde_json::json!([0.1, 0.2, 0.4, 0.3]);
+    std::fs::write(&blend_file, blend.to_string()).unwrap();
+    ok(d, &["export", "--run", "runs/shared", "--out", "shared"]);
+    portable::check_portable(d, "shared", &portable_movies(d));
+}
+
 /// `ensemble --prompts FILE`: a genre's own sentences replace its three built-in ones in the
 /// vote's table and are recorded in blend.json; a genre the bags do not predict, an empty
 /// list and a FIFO are refused by name, and leave no blend behind.
@@ -1507,6 +1545,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     );
     portable::check_portable(d, "tuned-trees", &portable_movies(d));
     votes_join_a_frozen_bag(d);
+    blend_parts_share_backbone_passes(d);
     let e = fails(
         d,
         &["ensemble", "--runs", "runs/tuned", "--out", "runs/lonely"],

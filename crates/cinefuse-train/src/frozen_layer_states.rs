@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use cinefuse_data::Prepared;
+use cinefuse_data::dataset::MovieItem;
 use cinefuse_data::token_states::TokenStates;
+use cinefuse_data::{MovieBatcher, Prepared};
 use cinefuse_model::encoders::text::{TextEncoderKind, keep_first};
 use cinefuse_model::pretrained::load::{file_sha256, read_config_bytes};
 use cinefuse_model::pretrained::{Bert, BertConfig};
@@ -105,17 +106,8 @@ fn states_of_all(
         let items: Vec<_> = (start..(start + BACKBONE_BATCH).min(all.len()))
             .map(|i| all.item(i))
             .collect();
-        let rows: Vec<usize> = items.iter().map(|it| batcher.token_rows(it)).collect();
-        let batch = batcher.batch(items, device);
-        let out = bert.states_before(layer, batch.tokens, keep_first(batch.token_mask));
-        let [_, len, dim] = out.dims();
-        let values = out
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        for (k, r) in rows.iter().enumerate() {
-            states.push(&values[k * len * dim..(k * len + r) * dim]);
+        for block in states_of_batch(bert, layer, items, &batcher, device)? {
+            states.push(&block);
         }
     }
     println!(
@@ -127,4 +119,29 @@ fn states_of_all(
         bert.n_layers() - layer
     );
     Ok(states)
+}
+
+/// The states entering layer `layer` of each of `items` (one batch), each movie's token rows
+/// only, as `MovieBatcher::token_rows` counts them.
+pub(crate) fn states_of_batch(
+    bert: &Bert,
+    layer: usize,
+    items: Vec<MovieItem>,
+    batcher: &MovieBatcher,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let rows: Vec<usize> = items.iter().map(|it| batcher.token_rows(it)).collect();
+    let batch = batcher.batch(items, device);
+    let out = bert.states_before(layer, batch.tokens, keep_first(batch.token_mask));
+    let [_, len, dim] = out.dims();
+    let values = out
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(rows
+        .iter()
+        .enumerate()
+        .map(|(k, r)| values[k * len * dim..(k * len + r) * dim].to_vec())
+        .collect())
 }

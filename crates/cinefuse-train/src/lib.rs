@@ -39,6 +39,7 @@ pub mod rating_trees;
 pub mod run_dir;
 pub mod schedule;
 pub mod shared_features;
+pub mod shared_passes;
 pub mod sweep;
 pub mod sweep_table;
 pub mod tensorboard;

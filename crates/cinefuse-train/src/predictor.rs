@@ -25,6 +25,13 @@ use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::predictions::{Predictions, predict_items};
 use crate::rating_trees::{RatingTrees, blend_part, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_members, read_json};
+use crate::shared_passes::{
+    FrozenFeatureKeys, attach_frozen_states, share_frozen_features, shared_frozen_layers,
+};
+
+/// Movies predicted together: bounds what a long input list holds at once beyond the inputs
+/// themselves (features, a fine-tuned backbone's frozen states, every member's predictions).
+const PREDICT_CHUNK: usize = 256;
 
 /// A blend's rating trees from `file` in `dir`, checked against `lead`'s fields and members.
 fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
@@ -146,6 +153,12 @@ pub struct Predictor {
     /// `manifest.metadata_neighbours`, then `manifest.credit_neighbours`); they read this
     /// model's plot embeddings, metadata and the movies' credits.
     votes: Vec<(NeighbourVote, f32)>,
+    /// What this part's frozen backbones compute: a blend's partner with the lead's keys
+    /// takes the lead's features instead of computing them again.
+    frozen_keys: FrozenFeatureKeys,
+    /// A fine-tuned plot backbone's frozen lower layers, one network in every member: the
+    /// states entering this layer are computed once per movie for all of them.
+    shared_text_layer: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -246,6 +259,9 @@ impl Predictor {
         let mut models = load_members(&config.model, &manifest.shapes, &paths, &device)?;
         let model = models.remove(0);
         let batcher = preprocessor.batcher();
+        let frozen_keys = FrozenFeatureKeys::of(&config.model, &model, &manifest.backbones);
+        let members: Vec<&CinefuseModel> = std::iter::once(&model).chain(&models).collect();
+        let shared_text_layer = shared_frozen_layers(&config.model, &members);
         Ok(Self {
             layout: SetLayout {
                 sets: manifest.bag_sets,
@@ -261,6 +277,8 @@ impl Predictor {
             partners: Vec::new(),
             trees: None,
             votes: Vec::new(),
+            frozen_keys,
+            shared_text_layer,
         })
     }
 
@@ -407,7 +425,7 @@ impl Predictor {
         };
         for chunk in items.chunks_mut(crate::backbone_features::BACKBONE_BATCH) {
             let needs_poster = poster.is_some() && chunk.iter().any(|i| i.poster.is_some());
-            let needs_plot = text.is_some() && chunk.iter().any(|i| i.plot_present);
+            let needs_plot = text.is_some() && chunk.iter().any(needs_plot_features);
             if !(needs_poster || needs_plot) {
                 continue;
             }
@@ -421,11 +439,32 @@ impl Predictor {
             }
             if let (Some(enc), true) = (text, needs_plot) {
                 for (item, f) in chunk.iter_mut().zip(rows(enc.backbone_features(&batch))) {
-                    if item.plot_present && !item.tokens.is_empty() {
+                    if needs_plot_features(item) {
                         item.plot_features = Some(f);
                     }
                 }
             }
+        }
+        self.with_frozen_states(items)
+    }
+
+    /// Items with the states entering the shared fine-tuned layers (`shared_text_layer`), or
+    /// as they were: then every member runs its whole plot backbone, as without sharing.
+    fn with_frozen_states(&self, mut items: Vec<MovieItem>) -> Vec<MovieItem> {
+        let (Some(layer), Some(enc)) = (self.shared_text_layer, self.model.pretrained_text())
+        else {
+            return items;
+        };
+        let attached = attach_frozen_states(
+            &enc.backbone,
+            layer,
+            &mut items,
+            &self.batcher,
+            &self.device,
+        );
+        if attached.is_err() {
+            // A batch mixes no items with and without states.
+            items.iter_mut().for_each(|i| i.plot_states = None);
         }
         items
     }
@@ -481,9 +520,14 @@ impl Predictor {
         items: &[MovieItem],
     ) -> Vec<Predictions> {
         let mut per_part = vec![lead];
+        let lead_inputs: Vec<&MovieItem> = inputs.iter().map(|i| &i.item).collect();
         for (k, partner) in self.partners.iter().enumerate() {
-            let items: Vec<MovieItem> = inputs.iter().map(|i| i.partners[k].clone()).collect();
-            per_part.push(partner.run_members(&partner.with_backbone_features(items)));
+            let mut own: Vec<MovieItem> = inputs.iter().map(|i| i.partners[k].clone()).collect();
+            share_frozen_features(
+                (&self.frozen_keys, &lead_inputs, items),
+                (&partner.frozen_keys, &mut own),
+            );
+            per_part.push(partner.run_members(&partner.with_backbone_features(own)));
         }
         let parts = &self.manifest.parts;
         let mut genre_w: Vec<f32> = parts.iter().map(|p| p.genre_weight).collect();
@@ -509,6 +553,13 @@ impl Predictor {
     }
 
     pub fn predict(&self, inputs: &[ModelInput]) -> Vec<MoviePrediction> {
+        inputs
+            .chunks(PREDICT_CHUNK)
+            .flat_map(|chunk| self.predict_chunk(chunk))
+            .collect()
+    }
+
+    fn predict_chunk(&self, inputs: &[ModelInput]) -> Vec<MoviePrediction> {
         let items: Vec<MovieItem> = inputs.iter().map(|i| i.item.clone()).collect();
         let items = &self.with_backbone_features(items);
         let own = self.run_members(items);
@@ -576,6 +627,11 @@ impl Predictor {
 /// Movie `i`'s share of each modality in its prediction, and how it was measured: the fusion's
 /// gates when it has them, else how far the prediction moves from `lead`'s when each modality
 /// is left out (`loo`, one prediction per modality dropped). `m`: the model's modalities.
+/// The item has a plot whose frozen backbone features are still to be computed.
+fn needs_plot_features(item: &MovieItem) -> bool {
+    item.plot_present && !item.tokens.is_empty() && item.plot_features.is_none()
+}
+
 fn contribution_shares(
     full: &Predictions,
     (loo, lead): (&[Predictions], &Predictions),
