@@ -26,7 +26,8 @@ use crate::predictions::{Predictions, predict_items};
 use crate::rating_trees::{RatingTrees, blend_part, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_members, read_json};
 use crate::shared_passes::{
-    FrozenFeatureKeys, attach_frozen_states, share_frozen_features, shared_frozen_layers,
+    FrozenFeatureKeys, attach_frozen_states, share_frozen_backbones, share_frozen_features,
+    share_frozen_layers, shared_frozen_layers,
 };
 
 /// Movies predicted together: bounds what a long input list holds at once beyond the inputs
@@ -195,18 +196,20 @@ impl Predictor {
         if manifest.parts.is_empty() {
             return Self::load_one(model_dir, manifest, backend);
         }
-        let mut parts = manifest
-            .parts
-            .iter()
-            .map(|part| {
-                let dir = model_dir.join(&part.dir);
-                let m = read_manifest(&dir)?;
-                if !m.parts.is_empty() {
-                    bail!("{}: a blend's part is itself a blend", dir.display());
-                }
-                Self::load_one(&dir, m, backend)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut parts: Vec<Predictor> = Vec::with_capacity(manifest.parts.len());
+        for part in &manifest.parts {
+            let dir = model_dir.join(&part.dir);
+            let m = read_manifest(&dir)?;
+            if !m.parts.is_empty() {
+                bail!("{}: a blend's part is itself a blend", dir.display());
+            }
+            let mut loaded = Self::load_one(&dir, m, backend)?;
+            // Before the next part loads, so that at most one extra copy is held at a time.
+            if let Some(lead) = parts.first() {
+                loaded.share_backbones_with(lead);
+            }
+            parts.push(loaded);
+        }
         let mut lead = parts.remove(0);
         if let Some(p) = parts
             .iter()
@@ -280,6 +283,18 @@ impl Predictor {
             frozen_keys,
             shared_text_layer,
         })
+    }
+
+    /// Every member's frozen backbones that are the same network as `lead`'s become `lead`'s.
+    fn share_backbones_with(&mut self, lead: &Predictor) {
+        let members = std::iter::once(&mut self.model).chain(&mut self.others);
+        let members: Vec<&mut CinefuseModel> = members.collect();
+        for model in members {
+            share_frozen_backbones(model, &self.frozen_keys, (&lead.model, &lead.frozen_keys));
+            if let Some(layer) = self.shared_text_layer {
+                share_frozen_layers(model, layer, &lead.model);
+            }
+        }
     }
 
     /// This model and a blend's partner bags.

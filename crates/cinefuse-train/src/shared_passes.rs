@@ -7,7 +7,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use cinefuse_data::MovieBatcher;
 use cinefuse_data::dataset::{MovieItem, TokenBlock};
-use cinefuse_model::encoders::text::TextEncoderKind;
+use cinefuse_model::encoders::poster::PosterEncoder;
+use cinefuse_model::encoders::text::{TextEncoder, TextEncoderKind};
 use cinefuse_model::pretrained::Bert;
 use cinefuse_model::{CinefuseModel, ModelConfig};
 
@@ -45,6 +46,55 @@ impl FrozenFeatureKeys {
                 .flatten()
                 .map(|c| format!("{c}|{:?}", config.text.concat_layers)),
         }
+    }
+}
+
+/// Points `model`'s frozen backbones at `lead`'s wherever their keys say they are the same
+/// network, so that a blend's parts hold one copy in memory instead of one each (a module's
+/// clone shares its tensors; frozen, nothing writes to them after loading).
+pub fn share_frozen_backbones(
+    model: &mut CinefuseModel,
+    keys: &FrozenFeatureKeys,
+    lead: (&CinefuseModel, &FrozenFeatureKeys),
+) {
+    let (lead, lead_keys) = lead;
+    if keys.text.is_some() && keys.text == lead_keys.text {
+        let mine = model.text.as_mut().map(|b| &mut b.encoder);
+        if let (Some(TextEncoder::Bert(mine)), Some(theirs)) = (mine, lead.pretrained_text()) {
+            mine.backbone = theirs.backbone.clone();
+        }
+    }
+    if keys.poster.is_some() && keys.poster == lead_keys.poster {
+        let mine = model.poster.as_mut().map(|b| &mut b.encoder);
+        if let (Some(PosterEncoder::EfficientNet(mine)), Some(theirs)) =
+            (mine, lead.pretrained_poster())
+        {
+            mine.backbone = theirs.backbone.clone();
+        }
+    }
+}
+
+/// Points a fine-tuned member's frozen lower layers (the embeddings and the layers below
+/// `layer`) at `lead`'s plot backbone where they hold the same values: the same checkpoint,
+/// kept whole by the lead and in part by the fine-tuned bag.
+pub fn share_frozen_layers(member: &mut CinefuseModel, layer: usize, lead: &CinefuseModel) {
+    let Some(theirs) = lead.pretrained_text().map(|e| &e.backbone) else {
+        return;
+    };
+    let Some(TextEncoder::Bert(mine)) = member.text.as_mut().map(|b| &mut b.encoder) else {
+        return;
+    };
+    if theirs.n_layers() < layer
+        || !same_tensors(
+            &frozen_part_tensors(&mine.backbone, layer),
+            &frozen_part_tensors(theirs, layer),
+        )
+    {
+        return;
+    }
+    mine.backbone.embeddings = theirs.embeddings.clone();
+    for (l, shared) in mine.backbone.layers.iter_mut().zip(&theirs.layers[..layer]) {
+        *l = shared.clone();
     }
 }
 
@@ -255,6 +305,96 @@ mod tests {
         share_frozen_features((&k, &refs(&lead_in), &lead_done), (&k, &mut items));
         assert_eq!(items[0].plot_features, None);
         assert!(items[0].poster_features.is_some());
+    }
+
+    /// A plot-only model on the tiny two-layer BERT in `dir`: frozen, or fine-tuning its top
+    /// layer.
+    fn plot_model(dir: &std::path::Path, tuned: bool) -> CinefuseModel {
+        use cinefuse_model::Modality;
+        let mut config = ModelConfig::new()
+            .with_modalities(vec![Modality::Text])
+            .with_embed_dim(8);
+        config.text.kind = TextEncoderKind::Bert;
+        config.text.pretrained = Some(dir.to_path_buf());
+        config.text.freeze = !tuned;
+        config.text.trainable_layers = tuned.then_some(1);
+        let shapes = TINY.plot_model_shapes(dir, 3);
+        config.init_pretrained(&shapes, &Device::flex()).unwrap()
+    }
+
+    const TINY: cinefuse_model::pretrained::testing::TinyBert =
+        cinefuse_model::pretrained::testing::TinyBert {
+            vocab: 30,
+            hidden: 8,
+            intermediate: 16,
+            positions: 16,
+            layers: 2,
+            heads: 2,
+        };
+
+    /// Checkpoint `a` and `b`, the same but for one value of layer 0.
+    fn two_checkpoints(root: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (a, b) = (root.join("a"), root.join("b"));
+        let tensors = TINY.tensors(3);
+        TINY.write(&a, &tensors).unwrap();
+        let mut other = tensors.clone();
+        let query = other
+            .get_mut("encoder.layer.0.attention.self.query.weight")
+            .unwrap();
+        query.1[0] += 1.0;
+        TINY.write(&b, &other).unwrap();
+        (a, b)
+    }
+
+    fn text_config(tuned: bool) -> ModelConfig {
+        let mut config = ModelConfig::new();
+        config.text.kind = TextEncoderKind::Bert;
+        config.text.freeze = !tuned;
+        config.text.trainable_layers = tuned.then_some(1);
+        config
+    }
+
+    fn layer_0(model: &CinefuseModel) -> Vec<(Vec<usize>, Tensor<1>)> {
+        module_tensors(&model.pretrained_text().unwrap().backbone.layers[0])
+    }
+
+    #[test]
+    fn fine_tuned_members_share_their_frozen_layers_only_when_they_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = two_checkpoints(dir.path());
+        let (m1, m2, other) = (
+            plot_model(&a, true),
+            plot_model(&a, true),
+            plot_model(&b, true),
+        );
+        let tuned = text_config(true);
+        assert_eq!(shared_frozen_layers(&tuned, &[&m1, &m2]), Some(1));
+        assert_eq!(shared_frozen_layers(&tuned, &[&m1, &other]), None);
+        assert_eq!(shared_frozen_layers(&text_config(false), &[&m1, &m2]), None);
+
+        // Pointed at a frozen lead on the same checkpoint: the same values. On another one:
+        // left as it was.
+        let lead = plot_model(&a, false);
+        let mut shared = plot_model(&a, true);
+        share_frozen_layers(&mut shared, 1, &lead);
+        assert!(same_tensors(&layer_0(&shared), &layer_0(&lead)));
+        let mut kept = plot_model(&b, true);
+        share_frozen_layers(&mut kept, 1, &lead);
+        assert!(same_tensors(&layer_0(&kept), &layer_0(&other)));
+        assert!(!same_tensors(&layer_0(&kept), &layer_0(&lead)));
+    }
+
+    #[test]
+    fn frozen_backbones_are_shared_only_under_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = two_checkpoints(dir.path());
+        let lead = plot_model(&a, false);
+        let lead_keys = keys("p", "t");
+        let mut other = plot_model(&b, false);
+        share_frozen_backbones(&mut other, &keys("p", "t2"), (&lead, &lead_keys));
+        assert!(!same_tensors(&layer_0(&other), &layer_0(&lead)));
+        share_frozen_backbones(&mut other, &lead_keys, (&lead, &lead_keys));
+        assert!(same_tensors(&layer_0(&other), &layer_0(&lead)));
     }
 
     #[test]
