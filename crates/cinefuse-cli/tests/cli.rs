@@ -930,8 +930,9 @@ fn votes_join_a_frozen_bag(d: &Path) {
 }
 
 /// A blend of four bags on the same folds: the repeated frozen bag, one with the same frozen
-/// backbones and layers (late fusion), one whose plots are cut shorter (other tokens, so other
-/// plot features from the same backbone) and the fine-tuned one. `predict` runs each frozen
+/// backbones and layers (late fusion), one whose plots are cut shorter and posters made larger
+/// (other tokens and pixels, so other features from the same backbones) and the fine-tuned
+/// one. `predict` reads each poster once per fitting. `predict` runs each frozen
 /// backbone once for the parts whose inputs it shares and the fine-tuned bag's frozen part
 /// once for its members; the export's own check (against the run's predictions, made part by
 /// part from cached features) and the reference (every part's whole backbones) must agree.
@@ -946,9 +947,13 @@ fn blend_parts_share_backbone_passes(d: &Path) {
     bag("runs/late", &["--set", "model.fusion.kind=late"]);
     let short = [
         "data.preprocess.max_tokens=5",
+        "data.preprocess.image_height=32",
         "data.prepared=prepared/short",
     ];
-    bag("runs/short", &["--set", short[0], "--set", short[1]]);
+    bag(
+        "runs/short",
+        &["--set", short[0], "--set", short[1], "--set", short[2]],
+    );
     let parts = "runs/frozen/bag-0,runs/late,runs/short,runs/tuned";
     ok(d, &["ensemble", "--runs", parts, "--out", "runs/shared"]);
     // Every part weighs in, so that a part predicting from the wrong features shows (the
@@ -965,6 +970,27 @@ fn blend_parts_share_backbone_passes(d: &Path) {
     std::fs::write(&blend_file, blend.to_string()).unwrap();
     ok(d, &["export", "--run", "runs/shared", "--out", "shared"]);
     portable::check_portable(d, "shared", &portable_movies(d));
+    // The check above has teeth only if every input matters: another poster moves the
+    // predictions by ten times its tolerance or more (3e-3 when written; 3e-8 before the
+    // test EfficientNet's batch norms were given running statistics).
+    let movies = portable_movies(d);
+    let mut lines = portable::json_lines(&std::fs::read_to_string(d.join(&movies)).unwrap());
+    let (first, second) = (lines[0]["poster"].clone(), lines[1]["poster"].clone());
+    assert!(first.is_string() && second.is_string() && first != second);
+    (lines[0]["poster"], lines[1]["poster"]) = (second, first);
+    let swapped: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(d.join("swapped.jsonl"), swapped.join("\n")).unwrap();
+    let predict = |file: &str| {
+        portable::json_lines(&ok(
+            d,
+            &["predict", "--model", "shared", "--jsonl", file, "--json"],
+        ))
+    };
+    let moved = portable::prediction_difference(&predict(&movies), &predict("swapped.jsonl"));
+    assert!(
+        moved > 1e-3,
+        "another poster moved the predictions by {moved} only"
+    );
 }
 
 /// `ensemble --prompts FILE`: a genre's own sentences replace its three built-in ones in the

@@ -80,6 +80,16 @@ pub struct Preprocessor {
     pub tokenizer: Tokenizer,
 }
 
+/// How a preprocessor reads and fits posters (`Preprocessor::poster_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PosterKey {
+    max_bytes: u64,
+    max_pixels: u64,
+    width: u32,
+    height: u32,
+    fit: crate::poster_cache::PosterFit,
+}
+
 impl Preprocessor {
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         let state: PreprocessState = crate::atomic::read_json(&dir.join(PREPROCESS_FILE))?;
@@ -273,6 +283,20 @@ impl Preprocessor {
 
     fn poster_limits(&self) -> PosterLimits {
         self.state.config.poster_limits()
+    }
+
+    /// Everything that decides the bytes `poster_from_file` and `poster_from_bytes` return
+    /// for an image: two preprocessors with equal keys fit a poster alike.
+    pub fn poster_key(&self) -> PosterKey {
+        let c = &self.state.config;
+        let limits = self.poster_limits();
+        PosterKey {
+            max_bytes: limits.max_bytes,
+            max_pixels: limits.max_pixels,
+            width: c.image_width,
+            height: c.image_height,
+            fit: c.poster_fit,
+        }
     }
 
     fn fit(&self, img: &image::DynamicImage) -> Vec<u8> {

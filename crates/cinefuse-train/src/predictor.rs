@@ -9,7 +9,7 @@ use cinefuse_data::MovieBatcher;
 use cinefuse_data::dataset::MovieItem;
 use cinefuse_data::extra::{FittedFeature, numeric_value};
 use cinefuse_data::movie::{FIELDS, Movie, movie_from_value};
-use cinefuse_data::prepared::Preprocessor;
+use cinefuse_data::prepared::{PosterKey, Preprocessor};
 use cinefuse_data::scalers::raw_numeric;
 use cinefuse_data::split::Split;
 use cinefuse_data::validate::check_movie;
@@ -332,14 +332,11 @@ impl Predictor {
         movie: &Movie,
         poster: Option<&[u8]>,
     ) -> Result<ModelInput> {
-        let encode = |p: &Predictor| -> Result<MovieItem> {
-            let sample = p.sample(movie)?;
-            let pixels = poster
+        self.encode_each(movie, |p: &Predictor| {
+            Ok(poster
                 .map(|b| p.preprocessor.poster_from_bytes(b))
-                .transpose()?;
-            Ok(MovieItem::from_sample(&sample, pixels).with_credits(sample.credits))
-        };
-        self.encode_each(encode)
+                .transpose()?)
+        })
     }
 
     /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
@@ -352,22 +349,45 @@ impl Predictor {
                 Some(base),
             ),
         };
-        let encode = |p: &Predictor| -> Result<MovieItem> {
-            let sample = p.sample(movie)?;
-            let pixels = match &path {
-                Some(path) => Some(p.preprocessor.poster_from_file(path, inside)?),
-                None => None,
-            };
-            Ok(MovieItem::from_sample(&sample, pixels).with_credits(sample.credits))
-        };
-        self.encode_each(encode)
+        self.encode_each(movie, |p: &Predictor| match &path {
+            Some(path) => Ok(Some(p.preprocessor.poster_from_file(path, inside)?)),
+            None => Ok(None),
+        })
     }
 
-    fn encode_each(&self, encode: impl Fn(&Predictor) -> Result<MovieItem>) -> Result<ModelInput> {
-        Ok(ModelInput {
-            item: encode(self)?,
-            partners: self.partners.iter().map(&encode).collect::<Result<_>>()?,
-        })
+    /// `movie` encoded by this model and each partner, with the poster `pixels` reads and fits:
+    /// once per distinct fitting (`poster_key`), and not for a partner without the poster
+    /// modality (the lead always reads it, so a bad poster is refused whatever the parts).
+    fn encode_each(
+        &self,
+        movie: &Movie,
+        pixels: impl Fn(&Predictor) -> Result<Option<Vec<u8>>>,
+    ) -> Result<ModelInput> {
+        let mut fitted: Vec<(PosterKey, Option<Vec<u8>>)> = Vec::new();
+        let mut encode = |p: &Predictor, lead: bool| -> Result<MovieItem> {
+            let sample = p.sample(movie)?;
+            let poster = if lead || p.model.modalities().contains(&Modality::Poster) {
+                let key = p.preprocessor.poster_key();
+                match fitted.iter().find(|(k, _)| *k == key) {
+                    Some((_, done)) => done.clone(),
+                    None => {
+                        let done = pixels(p)?;
+                        fitted.push((key, done.clone()));
+                        done
+                    }
+                }
+            } else {
+                None
+            };
+            Ok(MovieItem::from_sample(&sample, poster).with_credits(sample.credits))
+        };
+        let item = encode(self, true)?;
+        let partners = self
+            .partners
+            .iter()
+            .map(|p| encode(p, false))
+            .collect::<Result<_>>()?;
+        Ok(ModelInput { item, partners })
     }
 
     fn run(&self, items: &[MovieItem], drop: &[Modality]) -> Predictions {

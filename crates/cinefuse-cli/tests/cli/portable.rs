@@ -34,11 +34,43 @@ fn torch_python() -> Option<PathBuf> {
     ok.then_some(python)
 }
 
-fn json_lines(text: &str) -> Vec<Value> {
+pub fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The largest difference between two `predict --json` outputs of the same movies, over the
+/// genre probabilities and the rating.
+pub fn prediction_difference(a: &[Value], b: &[Value]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let f = |v: &Value| v.as_f64().unwrap();
+    let probs = |m: &Value| -> Vec<(String, f64)> {
+        let mut p: Vec<(String, f64)> = m["genres"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["genre"].as_str().unwrap().to_string(),
+                    f(&g["probability"]),
+                )
+            })
+            .collect();
+        p.sort_by(|x, y| x.0.cmp(&y.0));
+        p
+    };
+    let mut worst: f64 = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["id"], y["id"]);
+        for ((gx, px), (gy, py)) in probs(x).iter().zip(&probs(y)) {
+            assert_eq!(gx, gy);
+            worst = worst.max((px - py).abs());
+        }
+        worst = worst.max((f(&x["rating"]) - f(&y["rating"])).abs());
+    }
+    worst
 }
 
 /// The largest difference between `predict --json`'s movies and the reference's.
