@@ -323,14 +323,7 @@ mod tests {
     }
 
     const TINY: cinefuse_model::pretrained::testing::TinyBert =
-        cinefuse_model::pretrained::testing::TinyBert {
-            vocab: 30,
-            hidden: 8,
-            intermediate: 16,
-            positions: 16,
-            layers: 2,
-            heads: 2,
-        };
+        cinefuse_model::pretrained::testing::TinyBert::TWO_LAYERS;
 
     /// Checkpoint `a` and `b`, the same but for one value of layer 0.
     fn two_checkpoints(root: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {

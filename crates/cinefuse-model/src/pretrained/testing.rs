@@ -70,6 +70,17 @@ impl TinyBert {
         heads: 2,
     };
 
+    /// Two layers over 30 token ids: one layer to freeze and one to fine-tune, for unit tests
+    /// that build models in memory.
+    pub const TWO_LAYERS: TinyBert = TinyBert {
+        vocab: 30,
+        hidden: 8,
+        intermediate: 16,
+        positions: 16,
+        layers: 2,
+        heads: 2,
+    };
+
     /// Its tensors with Hugging Face names (and the pooler a sentence encoder ignores).
     pub fn tensors(&self, seed: u64) -> Tensors {
         let (h, ff) = (self.hidden, self.intermediate);

@@ -245,14 +245,7 @@ mod tests {
         model.clone().map(&mut Shift(frozen))
     }
 
-    const TINY: TinyBert = TinyBert {
-        vocab: 30,
-        hidden: 8,
-        intermediate: 16,
-        positions: 16,
-        layers: 2,
-        heads: 2,
-    };
+    const TINY: TinyBert = TinyBert::TWO_LAYERS;
 
     /// A plot model on a two-layer tiny BERT written into `dir`, tuned as `tuning` says.
     fn tiny_model(dir: &Path, tuning: Tuning) -> (ModelConfig, ModelShapes, CinefuseModel) {
