@@ -262,7 +262,11 @@ impl Predictor {
         let mut models = load_members(&config.model, &manifest.shapes, &paths, &device)?;
         let model = models.remove(0);
         let batcher = preprocessor.batcher();
-        let frozen_keys = FrozenFeatureKeys::of(&config.model, &model, &manifest.backbones);
+        let frozen_keys = FrozenFeatureKeys::of(
+            (&config.model, &manifest.shapes),
+            &model,
+            &manifest.backbones,
+        );
         let members: Vec<&CinefuseModel> = std::iter::once(&model).chain(&models).collect();
         let shared_text_layer = shared_frozen_layers(&config.model, &members);
         Ok(Self {

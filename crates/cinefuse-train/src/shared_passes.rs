@@ -10,7 +10,7 @@ use cinefuse_data::dataset::{MovieItem, TokenBlock};
 use cinefuse_model::encoders::poster::PosterEncoder;
 use cinefuse_model::encoders::text::{TextEncoder, TextEncoderKind};
 use cinefuse_model::pretrained::Bert;
-use cinefuse_model::{CinefuseModel, ModelConfig};
+use cinefuse_model::{CinefuseModel, ModelConfig, ModelShapes};
 
 use crate::backbone_features::BACKBONE_BATCH;
 use crate::export_backbones::ManifestBackbone;
@@ -26,9 +26,14 @@ pub struct FrozenFeatureKeys {
 }
 
 impl FrozenFeatureKeys {
-    /// The keys of `model` (built from `config`), loaded from an export whose manifest lists
-    /// `backbones`; `None` for a backbone that is absent, fine-tuned, or not from a copy.
-    pub fn of(config: &ModelConfig, model: &CinefuseModel, backbones: &[ManifestBackbone]) -> Self {
+    /// The keys of `model` (built from `config` and `shapes`), loaded from an export whose
+    /// manifest lists `backbones`; `None` for a backbone that is absent, fine-tuned, or not
+    /// from a copy.
+    pub fn of(
+        (config, shapes): (&ModelConfig, &ModelShapes),
+        model: &CinefuseModel,
+        backbones: &[ManifestBackbone],
+    ) -> Self {
         let copy = |section: &str| {
             backbones
                 .iter()
@@ -41,10 +46,11 @@ impl FrozenFeatureKeys {
             && config.text.kind == TextEncoderKind::Bert;
         Self {
             poster: poster.then(|| copy("model.poster")).flatten(),
-            text: text
-                .then(|| copy("model.text"))
-                .flatten()
-                .map(|c| format!("{c}|{:?}", config.text.concat_layers)),
+            text: text.then(|| copy("model.text")).flatten().map(|c| {
+                // The layers and pooling as the config and the saved sizes give them.
+                let arch = serde_json::to_string(&shapes.text_backbone).unwrap_or_default();
+                format!("{c}|{:?}|{arch}", config.text.concat_layers)
+            }),
         }
     }
 }
