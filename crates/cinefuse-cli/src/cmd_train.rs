@@ -12,7 +12,8 @@ use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
-    Predictor, check_input, extrapolation_warnings, movie_from_json, movies_from_jsonl,
+    PREDICT_CHUNK, Predictor, check_input, extrapolation_warnings, movie_from_json,
+    movies_from_jsonl,
 };
 use cinefuse_train::rating_trees::RatingTreesConfig;
 use cinefuse_train::{TrainConfig, TrainOptions};
@@ -431,25 +432,24 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let (movies, base) = movies_to_predict(&a)?;
     let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
     warn_about_inputs(&predictor, &movies);
-    let items = movies
-        .iter()
-        .map(|m| {
-            predictor.item(
-                m,
-                if a.jsonl.is_none() {
-                    a.poster.as_deref()
-                } else {
-                    None
-                },
-                &base,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    for p in predictor.predict(&items) {
-        if a.json {
-            println!("{}", serde_json::to_string(&p)?);
-        } else {
-            print_prediction(&p, predictor.manifest.interval_coverage);
+    let poster = if a.jsonl.is_none() {
+        a.poster.as_deref()
+    } else {
+        None
+    };
+    // A chunk at a time: each movie's fitted posters (one per part's fitting) are held only
+    // while its chunk predicts, so a long --jsonl file runs in bounded memory.
+    for chunk in movies.chunks(PREDICT_CHUNK) {
+        let items = chunk
+            .iter()
+            .map(|m| predictor.item(m, poster, &base))
+            .collect::<Result<Vec<_>>>()?;
+        for p in predictor.predict(&items) {
+            if a.json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else {
+                print_prediction(&p, predictor.manifest.interval_coverage);
+            }
         }
     }
     Ok(())

@@ -32,7 +32,7 @@ use crate::shared_passes::{
 
 /// Movies predicted together: bounds what a long input list holds at once beyond the inputs
 /// themselves (features, a fine-tuned backbone's frozen states, every member's predictions).
-const PREDICT_CHUNK: usize = 256;
+pub const PREDICT_CHUNK: usize = 64;
 
 /// A blend's rating trees from `file` in `dir`, checked against `lead`'s fields and members.
 fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
