@@ -318,6 +318,26 @@ fn synth_prepare_train_eval_export_predict() {
         600,
         "one prediction per movie"
     );
+    // Predicted in chunks (64 movies): every movie once, in the file's order.
+    let json = ok(
+        d,
+        &[
+            "predict",
+            "--model",
+            "model",
+            "--jsonl",
+            "demo/movies.jsonl",
+            "--json",
+        ],
+    );
+    let ids = |text: &str, key: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].to_string())
+            .collect()
+    };
+    let file = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
+    assert_eq!(ids(&json, "id"), ids(&file, "id"));
 
     // Resuming a finished run is a no-op that still succeeds, from any directory: the run's
     // relative data paths are where training ran, and nothing is prepared where it resumes.
