@@ -437,8 +437,12 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     } else {
         None
     };
-    // A chunk at a time: each movie's fitted posters (one per part's fitting) are held only
-    // while its chunk predicts, so a long --jsonl file runs in bounded memory.
+    // Every poster file checked first, so that a missing one stops the run before any output;
+    // then a chunk at a time: each movie's fitted posters (one per part's fitting) are held
+    // only while its chunk predicts, so a long --jsonl file runs in bounded memory.
+    for m in &movies {
+        predictor.check_poster(m, poster, &base)?;
+    }
     for chunk in movies.chunks(PREDICT_CHUNK) {
         let items = chunk
             .iter()

@@ -338,6 +338,23 @@ fn synth_prepare_train_eval_export_predict() {
     };
     let file = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
     assert_eq!(ids(&json, "id"), ids(&file, "id"));
+    // A missing poster in the last chunk stops it before any movie is predicted.
+    let mut lines: Vec<String> = file.lines().take(70).map(String::from).collect();
+    let last = lines.pop().unwrap();
+    let mut gone: serde_json::Value = serde_json::from_str(&last).unwrap();
+    gone["poster"] = "posters/gone.png".into();
+    lines.push(gone.to_string());
+    std::fs::write(d.join("demo/gone.jsonl"), lines.join("\n")).unwrap();
+    let run = cinefuse(
+        d,
+        &["predict", "--model", "model", "--jsonl", "demo/gone.jsonl"],
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && err.contains("gone.png"), "{err}");
+    assert!(
+        run.stdout.is_empty(),
+        "nothing predicted before the refusal"
+    );
 
     // Resuming a finished run is a no-op that still succeeds, from any directory: the run's
     // relative data paths are where training ran, and nothing is prepared where it resumes.

@@ -274,6 +274,14 @@ impl Preprocessor {
         Ok(self.fit(&img))
     }
 
+    /// `poster_from_file`'s checks of the file without reading or decoding it: the same
+    /// refusals (missing, not a regular file, outside `inside`, oversized), the same errors.
+    pub fn check_poster_file(&self, path: &Path, inside: Option<&Path>) -> Result<(), DataError> {
+        crate::validate::open_poster(path, inside, self.poster_limits())
+            .map(drop)
+            .map_err(|m| DataError::file(path, m))
+    }
+
     /// Like `poster_from_file`, for image bytes that are not a file (an upload).
     pub fn poster_from_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
         let img = decode_poster(bytes, self.poster_limits())

@@ -79,6 +79,23 @@ pub fn load_poster(
     inside: Option<&Path>,
     limits: PosterLimits,
 ) -> Result<image::DynamicImage, String> {
+    let file = open_poster(path, inside, limits)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, limits.max_bytes + 1),
+        &mut bytes,
+    )
+    .map_err(|e| format!("unreadable: {e}"))?;
+    decode_poster(&bytes, limits)
+}
+
+/// `load_poster`'s checks before the decode: a regular file (inside `inside`, if given) within
+/// the size limit, opened.
+pub fn open_poster(
+    path: &Path,
+    inside: Option<&Path>,
+    limits: PosterLimits,
+) -> Result<std::fs::File, String> {
     let file = crate::user_file::open_regular(path).map_err(|e| match e {
         DataError::Io { error, .. } => format!("missing or unreadable: {error}"),
         DataError::File { message, .. } => message,
@@ -94,13 +111,7 @@ pub fn load_poster(
             limits.max_bytes
         ));
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(file, limits.max_bytes + 1),
-        &mut bytes,
-    )
-    .map_err(|e| format!("unreadable: {e}"))?;
-    decode_poster(&bytes, limits)
+    Ok(file)
 }
 
 /// Size-checks and decodes poster bytes (a file's, or an upload's).

@@ -345,18 +345,20 @@ impl Predictor {
 
     /// Encodes a movie; `poster` overrides the movie's own poster path (resolved against `base`).
     pub fn item(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<ModelInput> {
-        // An explicit --poster may be anywhere; a movie's own poster stays inside `base`.
-        let (path, inside): (Option<PathBuf>, Option<&Path>) = match poster {
-            Some(p) => (Some(p.to_path_buf()), None),
-            None => (
-                cinefuse_data::movie::poster_path(base, movie).transpose()?,
-                Some(base),
-            ),
-        };
+        let (path, inside) = poster_file(movie, poster, base)?;
         self.encode_each(movie, |p: &Predictor| match &path {
             Some(path) => Ok(Some(p.preprocessor.poster_from_file(path, inside)?)),
             None => Ok(None),
         })
+    }
+
+    /// `item`'s checks of the movie's poster file, without reading it: a long list is
+    /// checked whole before any of it is predicted.
+    pub fn check_poster(&self, movie: &Movie, poster: Option<&Path>, base: &Path) -> Result<()> {
+        if let (Some(path), inside) = poster_file(movie, poster, base)? {
+            self.preprocessor.check_poster_file(&path, inside)?;
+        }
+        Ok(())
     }
 
     /// `movie` encoded by this model and each partner, with the poster `pixels` reads and fits:
@@ -666,6 +668,22 @@ impl Predictor {
 /// Movie `i`'s share of each modality in its prediction, and how it was measured: the fusion's
 /// gates when it has them, else how far the prediction moves from `lead`'s when each modality
 /// is left out (`loo`, one prediction per modality dropped). `m`: the model's modalities.
+/// The poster file of `movie` and the folder it must lie in: an explicit `poster` may be
+/// anywhere; a movie's own poster stays inside `base`.
+fn poster_file<'a>(
+    movie: &Movie,
+    poster: Option<&Path>,
+    base: &'a Path,
+) -> Result<(Option<PathBuf>, Option<&'a Path>)> {
+    Ok(match poster {
+        Some(p) => (Some(p.to_path_buf()), None),
+        None => (
+            cinefuse_data::movie::poster_path(base, movie).transpose()?,
+            Some(base),
+        ),
+    })
+}
+
 /// The item has a plot whose frozen backbone features are still to be computed.
 fn needs_plot_features(item: &MovieItem) -> bool {
     item.plot_present && !item.tokens.is_empty() && item.plot_features.is_none()
