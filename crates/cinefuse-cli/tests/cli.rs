@@ -330,14 +330,14 @@ fn synth_prepare_train_eval_export_predict() {
             "--json",
         ],
     );
-    let ids = |text: &str, key: &str| -> Vec<String> {
+    let ids = |text: &str| -> Vec<String> {
         text.lines()
             .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].to_string())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
             .collect()
     };
     let file = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
-    assert_eq!(ids(&json, "id"), ids(&file, "id"));
+    assert_eq!(ids(&json), ids(&file));
     // A missing poster in the last chunk stops it before any movie is predicted.
     let mut lines: Vec<String> = file.lines().take(70).map(String::from).collect();
     let last = lines.pop().unwrap();
@@ -969,9 +969,9 @@ fn votes_join_a_frozen_bag(d: &Path) {
 /// A blend of four bags on the same folds: the repeated frozen bag, one with the same frozen
 /// backbones and layers (late fusion), one whose plots are cut shorter and posters made larger
 /// (other tokens and pixels, so other features from the same backbones) and the fine-tuned
-/// one. `predict` reads each poster once per fitting. `predict` runs each frozen
-/// backbone once for the parts whose inputs it shares and the fine-tuned bag's frozen part
-/// once for its members; the export's own check (against the run's predictions, made part by
+/// one. `predict` reads each poster once per fitting, runs each frozen backbone once for the
+/// parts whose inputs it shares and the fine-tuned bag's frozen part once for its members;
+/// the export's own check (against the run's predictions, made part by
 /// part from cached features) and the reference (every part's whole backbones) must agree.
 fn blend_parts_share_backbone_passes(d: &Path) {
     let bag = |out: &str, extra: &[&str]| {
