@@ -37,6 +37,7 @@ pub mod predictions;
 pub mod predictor;
 pub mod rating_trees;
 pub mod run_dir;
+pub mod safetensors_order;
 pub mod schedule;
 pub mod shared_features;
 pub mod shared_passes;

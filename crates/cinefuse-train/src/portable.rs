@@ -75,6 +75,7 @@ pub fn write_portable(dir: &Path, manifest: &Manifest, backbones: &ExportBackbon
 /// Writes the tensors of `model` that `filter` selects (an empty filter: all) with their
 /// published names, as `path` with the permissions of the export's file `like`: the store
 /// writes through a private temporary file, which would leave it readable by its owner only.
+/// Its header keys are sorted, so that two exports of one run are byte-identical.
 fn write_safetensors(
     model: &CinefuseModel,
     filter: PathFilter,
@@ -90,6 +91,7 @@ fn write_safetensors(
     model
         .save_into(&mut store)
         .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))?;
+    crate::safetensors_order::sort_header(path)?;
     std::fs::set_permissions(path, std::fs::metadata(like)?.permissions())?;
     Ok(())
 }
