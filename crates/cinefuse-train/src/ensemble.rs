@@ -2,11 +2,16 @@
 //! thresholds and rating interval its out-of-fold predictions chose.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use cinefuse_data::Prepared;
+use burn::data::dataset::{Dataset, DatasetError};
+use cinefuse_data::dataset::MovieItem;
 use cinefuse_data::split::Split;
+use cinefuse_data::{MovieDataset, Prepared};
+use cinefuse_model::CinefuseModel;
 
+use crate::backend::config_batcher;
 use crate::bag::{BagCalibration, BagInfo, load_members, parent_bag, read_bag};
 use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::BackendKind;
@@ -14,6 +19,11 @@ use crate::evaluate::{IntervalMetrics, LoadedRun};
 use crate::interval::{Calibration, coverage_of};
 use crate::predictions::Predictions;
 use crate::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
+use crate::shared_passes::{attach_frozen_states, shared_frozen_layers};
+
+/// Batches of movies whose frozen layers' states are held at once (about 100 MB with
+/// MiniLM-L6 at 128 tokens and batches of 128).
+const STATES_CHUNK_BATCHES: usize = 4;
 
 pub struct Ensemble {
     /// The bag folder.
@@ -88,13 +98,64 @@ impl Ensemble {
         prepared: &Prepared,
         split: Option<Split>,
     ) -> (Predictions, Vec<Predictions>) {
-        let each: Vec<Predictions> = self
-            .members
-            .iter()
-            .map(|m| m.predict(prepared, split))
-            .collect();
+        let dataset = match split {
+            Some(s) => prepared.dataset(s),
+            None => prepared.dataset_all(),
+        };
+        let shared = self.shared_frozen_layer();
+        let each = match shared.map(|layer| self.predict_from_states(&dataset, layer)) {
+            Some(Ok(each)) => each,
+            failed => {
+                if let Some(Err(e)) = failed {
+                    eprintln!("warning: {e:#}; each member runs its whole plot backbone");
+                }
+                self.members
+                    .iter()
+                    .map(|m| m.predict_dataset(dataset.clone()))
+                    .collect()
+            }
+        };
         let each = group_sets(each, self.layout()).expect("a bag loads every set's members");
         (Predictions::mean(&each), each)
+    }
+
+    /// The layer below which every member's plot backbone is the same frozen network (a bag
+    /// that fine-tunes only MiniLM's last layers), when there are members to share it.
+    fn shared_frozen_layer(&self) -> Option<usize> {
+        let models: Vec<&CinefuseModel> = self.members.iter().map(|m| &m.model).collect();
+        (models.len() > 1)
+            .then(|| shared_frozen_layers(&self.lead().config.model, &models))
+            .flatten()
+    }
+
+    /// Each member's predictions on `dataset`, the frozen layers below `layer` run once per
+    /// movie for all of them: chunk by chunk, so that the states held stay bounded.
+    fn predict_from_states(
+        &self,
+        dataset: &MovieDataset,
+        layer: usize,
+    ) -> Result<Vec<Predictions>> {
+        let lead = self.lead();
+        let bert = &lead
+            .model
+            .pretrained_text()
+            .context("the bag's plot backbone is missing")?
+            .backbone;
+        let batcher = config_batcher(&lead.config.backend, &lead.prepared);
+        let chunk = STATES_CHUNK_BATCHES * lead.config.train.eval_batch_size.max(1);
+        let mut per_member = vec![Vec::new(); self.members.len()];
+        for start in (0..dataset.len()).step_by(chunk) {
+            let mut items: Vec<MovieItem> = (start..(start + chunk).min(dataset.len()))
+                .map(|i| dataset.item(i))
+                .collect();
+            attach_frozen_states(bert, layer, &mut items, &batcher, &lead.device)
+                .context("the plot backbone's shared frozen layers")?;
+            let items = SharedItems(Arc::new(items));
+            for (m, out) in self.members.iter().zip(&mut per_member) {
+                out.push(m.predict_dataset(items.clone()));
+            }
+        }
+        Ok(per_member.iter().map(|p| Predictions::concat(p)).collect())
     }
 
     /// How the interval does on the rated movies of `each` (the members' predictions).
@@ -130,6 +191,23 @@ pub fn interval_metrics_of(
         mean_width: c.mean_width,
         count: c.count,
     })
+}
+
+/// Movies in memory that every member reads in turn, held once.
+#[derive(Clone)]
+struct SharedItems(Arc<Vec<MovieItem>>);
+
+impl Dataset<MovieItem> for SharedItems {
+    fn get(&self, index: usize) -> Result<MovieItem, DatasetError> {
+        self.0.get(index).cloned().ok_or_else(|| {
+            let len = self.0.len();
+            DatasetError::new(std::io::Error::other(format!("no movie {index} of {len}")))
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 fn is_refit(dir: &Path) -> bool {

@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use burn::data::dataset::Dataset;
 use burn::prelude::*;
+use cinefuse_data::dataset::MovieItem;
 use cinefuse_data::split::Split;
-use cinefuse_data::{MovieDataset, Prepared, prepare::apply_preprocessor};
+use cinefuse_data::{Prepared, prepare::apply_preprocessor};
 use cinefuse_model::CinefuseModel;
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +102,9 @@ impl LoadedRun {
         }
     }
 
-    /// The model's predictions for every movie of `dataset`.
-    fn predict_dataset(&self, dataset: MovieDataset) -> Predictions {
+    /// The model's predictions for every movie of `dataset` (a prepared split, or items in
+    /// memory that carry their frozen layers' states).
+    pub fn predict_dataset(&self, dataset: impl Dataset<MovieItem> + 'static) -> Predictions {
         predict_dataset(
             &self.model,
             dataset,

@@ -2,9 +2,10 @@
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
-use cinefuse_data::{MovieBatch, MovieBatcher, MovieDataset, MovieItem};
+use cinefuse_data::{MovieBatch, MovieBatcher, MovieItem};
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, LossConfig, Modality};
 
@@ -81,6 +82,16 @@ impl Predictions {
             ..Predictions::default()
         };
         let n: usize = parts.iter().map(|p| p.ids.len()).sum();
+        // Modality weights only where every part has them, so that rows stay aligned.
+        if !parts.is_empty() && parts.iter().all(|p| p.weights.is_some()) {
+            out.weights = Some(
+                parts
+                    .iter()
+                    .flat_map(|p| p.weights.iter().flatten())
+                    .copied()
+                    .collect(),
+            );
+        }
         for p in parts {
             out.ids.extend(p.ids.iter().cloned());
             out.probs.extend(&p.probs);
@@ -284,7 +295,7 @@ impl Scorer<'_> {
 /// Runs `model` (already in inference mode) over `dataset`.
 pub fn predict_dataset(
     model: &CinefuseModel,
-    dataset: MovieDataset,
+    dataset: impl Dataset<MovieItem> + 'static,
     batcher: &MovieBatcher,
     batch_size: usize,
     device: &Device,
@@ -395,4 +406,49 @@ pub fn predict_items(
         collect(&mut p, &batch, out, scale, genre_shift);
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(ids: &[&str], loss: f64, weights: Option<Vec<f32>>) -> Predictions {
+        let n = ids.len();
+        Predictions {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            n_genres: 1,
+            probs: vec![0.5; n],
+            targets: vec![1.0; n],
+            genres_present: vec![true; n],
+            rating: vec![7.0; n],
+            rating_true: vec![6.0; n],
+            rating_present: vec![true; n],
+            weights,
+            votes: vec![1.0; n],
+            loss,
+            ..Predictions::default()
+        }
+    }
+
+    /// Chunks of one prediction run, joined: rows in order, the loss weighted by rows, and
+    /// the modality weights (two per movie) kept only when every chunk has them.
+    #[test]
+    fn concat_keeps_rows_losses_and_modality_weights_aligned() {
+        let a = part(
+            &["a", "b", "c"],
+            1.0,
+            Some(vec![0.1, 0.9, 0.2, 0.8, 0.3, 0.7]),
+        );
+        let b = part(&["d"], 5.0, Some(vec![0.4, 0.6]));
+        let all = Predictions::concat(&[a.clone(), b]);
+        assert_eq!(all.ids, ["a", "b", "c", "d"]);
+        assert!((all.loss - 2.0).abs() < 1e-12, "{}", all.loss);
+        assert_eq!(
+            all.weights,
+            Some(vec![0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6])
+        );
+        let without = part(&["d"], 5.0, None);
+        assert_eq!(Predictions::concat(&[a, without]).weights, None);
+        assert_eq!(Predictions::concat(&[]).ids.len(), 0);
+    }
 }

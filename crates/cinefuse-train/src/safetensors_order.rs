@@ -96,6 +96,9 @@ mod tests {
         bytes.extend_from_slice(b"{}");
         std::fs::write(&path, bytes).unwrap();
         let err = sort_header(&path).unwrap_err().to_string();
-        assert!(err.contains("bad.safetensors") && err.contains("out of bounds"), "{err}");
+        assert!(
+            err.contains("bad.safetensors") && err.contains("out of bounds"),
+            "{err}"
+        );
     }
 }
