@@ -2,10 +2,9 @@
 //! thresholds and rating interval its out-of-fold predictions chose.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use burn::data::dataset::{Dataset, DatasetError};
+use burn::data::dataset::Dataset;
 use cinefuse_data::dataset::MovieItem;
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieDataset, Prepared};
@@ -19,7 +18,7 @@ use crate::evaluate::{IntervalMetrics, LoadedRun};
 use crate::interval::{Calibration, coverage_of};
 use crate::predictions::Predictions;
 use crate::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
-use crate::shared_passes::{attach_frozen_states, shared_frozen_layers};
+use crate::shared_passes::{SharedItems, attach_frozen_states, shared_frozen_layers};
 
 /// Batches of movies whose frozen layers' states are held at once (about 100 MB with
 /// MiniLM-L6 at 128 tokens and batches of 128).
@@ -150,7 +149,7 @@ impl Ensemble {
                 .collect();
             attach_frozen_states(bert, layer, &mut items, &batcher, &lead.device)
                 .context("the plot backbone's shared frozen layers")?;
-            let items = SharedItems(Arc::new(items));
+            let items = SharedItems::new(items);
             for (m, out) in self.members.iter().zip(&mut per_member) {
                 out.push(m.predict_dataset(items.clone()));
             }
@@ -191,23 +190,6 @@ pub fn interval_metrics_of(
         mean_width: c.mean_width,
         count: c.count,
     })
-}
-
-/// Movies in memory that every member reads in turn, held once.
-#[derive(Clone)]
-struct SharedItems(Arc<Vec<MovieItem>>);
-
-impl Dataset<MovieItem> for SharedItems {
-    fn get(&self, index: usize) -> Result<MovieItem, DatasetError> {
-        self.0.get(index).cloned().ok_or_else(|| {
-            let len = self.0.len();
-            DatasetError::new(std::io::Error::other(format!("no movie {index} of {len}")))
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 fn is_refit(dir: &Path) -> bool {

@@ -3,6 +3,9 @@
 //! same frozen lower layers in each of its members. Each of those runs once per movie here
 //! and its output is handed on, which predicts the same for a fraction of the work.
 
+use std::sync::Arc;
+
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use cinefuse_data::MovieBatcher;
@@ -224,6 +227,30 @@ pub fn attach_frozen_states(
         }
     }
     Ok(())
+}
+
+/// Movies in memory, held once, that several passes read in turn (the members of a bag, or
+/// a run's validation after every epoch).
+#[derive(Clone)]
+pub struct SharedItems(Arc<Vec<MovieItem>>);
+
+impl SharedItems {
+    pub fn new(items: Vec<MovieItem>) -> Self {
+        Self(Arc::new(items))
+    }
+}
+
+impl Dataset<MovieItem> for SharedItems {
+    fn get(&self, index: usize) -> Result<MovieItem, DatasetError> {
+        self.0.get(index).cloned().ok_or_else(|| {
+            let len = self.0.len();
+            DatasetError::new(std::io::Error::other(format!("no movie {index} of {len}")))
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 #[cfg(test)]

@@ -322,6 +322,11 @@ fn a_damaged_latest_checkpoint_falls_back_to_the_one_before() {
 /// `config` with a tiny BERT as its plot encoder, its top layer fine-tuned and its embeddings
 /// frozen. The BERT (in `root/ckpt/bert`) reads the word-level tokenizer `prepare` trains.
 fn partly_fine_tuned_config(root: &Path) -> TrainConfig {
+    top_layer_fine_tuned(root, 1)
+}
+
+/// `partly_fine_tuned_config` with a BERT of `layers` layers, all but the top one frozen.
+fn top_layer_fine_tuned(root: &Path, layers: usize) -> TrainConfig {
     use cinefuse_data::tokenizer::TokenizerKind;
     use cinefuse_model::encoders::text::TextEncoderKind;
     use cinefuse_model::pretrained::testing::TinyBert;
@@ -334,7 +339,10 @@ fn partly_fine_tuned_config(root: &Path) -> TrainConfig {
         bert.join("tokenizer.json"),
     )
     .unwrap();
-    let tiny = TinyBert::OVER_TINY_DATASETS;
+    let tiny = TinyBert {
+        layers,
+        ..TinyBert::OVER_TINY_DATASETS
+    };
     tiny.write(&bert, &tiny.tensors(1)).unwrap();
     let mut config = plain;
     config.data.prepared = Some(root.join("prepared-bert"));
@@ -366,6 +374,28 @@ fn a_partly_fine_tuned_backbone_resumes_exactly() {
     );
     let done = resume(&config, &run);
     assert_same_losses(&full, &done);
+}
+
+/// Each epoch validates a partly fine-tuned backbone from its frozen layers' states (here the
+/// embeddings and the first of two layers), computed once per run: the validation loss the
+/// best epoch recorded must be the one the saved model gives on the same movies running its
+/// whole backbone: equal to the last digit here, 1e-6 apart with two movies' states swapped.
+#[test]
+fn validation_from_the_frozen_layers_states_matches_whole_passes() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = top_layer_fine_tuned(dir.path(), 2);
+    config.train.epochs = 2;
+    let run = dir.path().join("run");
+    let summary = train_into(&config, &run).unwrap();
+    let recorded = summary.history[summary.best_epoch - 1].val_loss;
+    let loaded = LoadedRun::open(&run, Some(BackendKind::Flex)).unwrap();
+    let (_, whole) = loaded.tuned_thresholds();
+    assert!(
+        (recorded - whole.loss).abs() < 1e-8,
+        "validation during training {recorded} vs the saved model {}",
+        whole.loss
+    );
 }
 
 /// A run killed before it wrote any checkpoint (a bag member stopped in its first epoch) is

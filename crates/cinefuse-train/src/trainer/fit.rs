@@ -287,15 +287,34 @@ impl Trainer {
     fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<EpochMetrics> {
         let t = &self.config.train;
         let train_secs = started.elapsed().as_secs_f64();
-        let val = predict_dataset(
-            &self.learner.model().valid(),
-            self.val_ds.clone(),
-            &self.batcher,
-            t.eval_batch_size,
-            &self.device,
-            &self.learner.scorer(),
-            &[],
-        );
+        let model = self.learner.model().valid();
+        let (batcher, scorer) = (&self.batcher, &self.learner.scorer());
+        let val = match &self.val_items {
+            Some(items) => {
+                let ds = items.clone();
+                predict_dataset(
+                    &model,
+                    ds,
+                    batcher,
+                    t.eval_batch_size,
+                    &self.device,
+                    scorer,
+                    &[],
+                )
+            }
+            None => {
+                let ds = self.val_ds.clone();
+                predict_dataset(
+                    &model,
+                    ds,
+                    batcher,
+                    t.eval_batch_size,
+                    &self.device,
+                    scorer,
+                    &[],
+                )
+            }
+        };
         let gm = val.genre_metrics(
             &vec![0.5; self.shapes.n_genres],
             self.prepared.preprocessor.genre_names(),

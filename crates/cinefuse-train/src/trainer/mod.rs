@@ -13,6 +13,7 @@ pub(crate) mod precision;
 mod setup;
 pub(crate) mod shards;
 pub(crate) mod step;
+mod val_states;
 
 pub use interrupt::install_interrupt_handler;
 pub use precision::LossScale;

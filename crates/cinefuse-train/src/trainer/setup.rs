@@ -39,6 +39,9 @@ pub(crate) struct Trainer {
     pub batcher: MovieBatcher,
     pub train_ds: MovieDataset,
     pub val_ds: MovieDataset,
+    /// `val_ds` with its frozen plot layers' states, when the run fine-tunes only the last
+    /// layers of its plot backbone (`val_states.rs`).
+    pub val_items: Option<crate::shared_passes::SharedItems>,
     pub scale: RatingScale,
     /// The model and its optimizer: the training step.
     pub learner: Learner,
@@ -368,6 +371,7 @@ impl Trainer {
             shapes,
             train_ds,
             val_ds,
+            val_items: None,
             events: None,
             unsaved_best: None,
         };
@@ -383,6 +387,13 @@ impl Trainer {
             }
         };
         trainer.begin(start)?;
+        trainer.val_items = super::val_states::validation_items(
+            &trainer.config,
+            &trainer.learner.model().valid(),
+            (&trainer.prepared, &trainer.val_ds),
+            &trainer.batcher,
+            &trainer.device,
+        )?;
         if let Some(mut u) = unstarted {
             u.disarm();
         }
