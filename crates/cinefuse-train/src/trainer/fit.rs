@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
+use cinefuse_data::dataset::MovieItem;
+use cinefuse_model::CinefuseModel;
 use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -283,37 +285,33 @@ impl Trainer {
         Ok(())
     }
 
+    /// `model`'s predictions on the validation movies `movies`.
+    fn predict_val(
+        &self,
+        model: &CinefuseModel,
+        movies: impl Dataset<MovieItem> + 'static,
+    ) -> crate::predictions::Predictions {
+        let batch_size = self.config.train.eval_batch_size;
+        let scorer = self.learner.scorer();
+        predict_dataset(
+            model,
+            movies,
+            &self.batcher,
+            batch_size,
+            &self.device,
+            &scorer,
+            &[],
+        )
+    }
+
     /// Validates the model after `epoch`, appends the metrics line and prints it.
     fn validate(&self, epoch: usize, pass: &Pass, started: Instant) -> Result<EpochMetrics> {
         let t = &self.config.train;
         let train_secs = started.elapsed().as_secs_f64();
         let model = self.learner.model().valid();
-        let (batcher, scorer) = (&self.batcher, &self.learner.scorer());
         let val = match &self.val_items {
-            Some(items) => {
-                let ds = items.clone();
-                predict_dataset(
-                    &model,
-                    ds,
-                    batcher,
-                    t.eval_batch_size,
-                    &self.device,
-                    scorer,
-                    &[],
-                )
-            }
-            None => {
-                let ds = self.val_ds.clone();
-                predict_dataset(
-                    &model,
-                    ds,
-                    batcher,
-                    t.eval_batch_size,
-                    &self.device,
-                    scorer,
-                    &[],
-                )
-            }
+            Some(items) => self.predict_val(&model, items.clone()),
+            None => self.predict_val(&model, self.val_ds.clone()),
         };
         let gm = val.genre_metrics(
             &vec![0.5; self.shapes.n_genres],
