@@ -1007,6 +1007,7 @@ fn blend_parts_share_backbone_passes(d: &Path) {
     std::fs::write(&blend_file, blend.to_string()).unwrap();
     ok(d, &["export", "--run", "runs/shared", "--out", "shared"]);
     portable::check_portable(d, "shared", &portable_movies(d));
+    foreign_movies_get_each_parts_features(d);
     // The check above has teeth only if every input matters: another poster moves the
     // predictions by ten times its tolerance or more (3e-3 when written; 3e-8 before the
     // test EfficientNet's batch norms were given running statistics).
@@ -1027,6 +1028,52 @@ fn blend_parts_share_backbone_passes(d: &Path) {
     assert!(
         moved > 1e-3,
         "another poster moved the predictions by {moved} only"
+    );
+}
+
+/// `eval --data` of the four-part blend: each bag's frozen backbones run once per movie
+/// (their features cached beside its encoding of the movies), not once per member; the late
+/// and the fine-tuned bag, trained on the lead's prepared folder, share the lead's encoding
+/// and caches (the fine-tuned one reads the poster features only).
+fn foreign_movies_get_each_parts_features(d: &Path) {
+    let text = ok(d, &["eval", "--run", "runs/shared", "--data", "demo"]);
+    assert!(text.contains("genre micro-F1"), "{text}");
+    let key = std::fs::read_dir(d.join("runs/shared/eval-data"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut parts: Vec<String> = std::fs::read_dir(&key)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    parts.sort();
+    assert_eq!(
+        parts,
+        ["part-0", "part-2"],
+        "the late and tuned bags share part-0"
+    );
+    let cached = |part: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(key.join(part).join("features"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".bin"))
+                    .map(|n| n.split('-').next().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        names
+    };
+    assert_eq!(cached("part-0"), ["plot", "poster"]);
+    assert_eq!(
+        cached("part-2"),
+        ["plot", "poster"],
+        "other tokens and pixels"
     );
 }
 

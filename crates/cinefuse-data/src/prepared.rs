@@ -394,6 +394,18 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Another handle on the same encoded movies (nothing copied), without cached features:
+    /// for a model whose frozen encoders differ from the ones the features came from.
+    pub fn without_features(&self) -> Self {
+        Self {
+            dir: self.dir.clone(),
+            preprocessor: self.preprocessor.clone(),
+            samples: self.samples.clone(),
+            posters: self.posters.clone(),
+            features: None,
+        }
+    }
+
     pub fn open(dir: &Path) -> Result<Self, DataError> {
         if !dir.join(PREPROCESS_FILE).exists() {
             return Err(DataError::file(

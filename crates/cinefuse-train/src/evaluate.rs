@@ -354,7 +354,7 @@ pub fn evaluate_with(
     let (thresholds, val) = run.tuned_thresholds();
     let (preds, target) = match data {
         Some(dir) => {
-            let foreign = foreign_data(run_dir, dir, &run.prepared)?;
+            let foreign = foreign_data(run_dir, dir, &run)?;
             (run.predict(&foreign, None), dir.display().to_string())
         }
         None => (
@@ -391,7 +391,7 @@ fn evaluate_ensemble(
     let lead = e.lead();
     let ((preds, each), target) = match data {
         Some(dir) => {
-            let foreign = foreign_data(run_dir, dir, &lead.prepared)?;
+            let foreign = foreign_data(run_dir, dir, lead)?;
             (e.predict(&foreign, None), dir.display().to_string())
         }
         None => (
@@ -445,32 +445,31 @@ fn evaluate_blend(
 }
 
 /// The movies of dataset `dir` as each bag of `b` prepares them (under the run's
-/// `eval-data/`), the lead's with its cached plot embeddings when the plot vote reads them.
+/// `eval-data/`), each with its frozen backbones' features (the lead's plot embeddings are
+/// also what the plot vote reads). Bags trained on the same prepared folder share one
+/// encoding, and with it the feature caches written beside it.
 fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<Vec<Prepared>> {
-    b.parts
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let out = run_dir
-                .join("eval-data")
-                .join(data_key(dir))
-                .join(format!("part-{i}"));
-            let pre = &e.lead().prepared.preprocessor;
-            if i == 0 {
-                warn_unscored(dir, pre)?;
+    let mut encoded: Vec<(PathBuf, Prepared)> = Vec::new();
+    let mut inputs = Vec::new();
+    for (i, e) in b.parts.iter().enumerate() {
+        let lead = e.lead();
+        if i == 0 {
+            warn_unscored(dir, &lead.prepared.preprocessor)?;
+        }
+        let own = std::fs::canonicalize(&lead.info.prepared_dir)
+            .unwrap_or_else(|_| lead.info.prepared_dir.clone());
+        let p = match encoded.iter().find(|(d, _)| *d == own) {
+            Some((_, p)) => with_features(p.without_features(), lead),
+            None => {
+                let out = run_dir.join("eval-data").join(data_key(dir));
+                let p = encode_foreign(dir, &out.join(format!("part-{i}")), lead)?;
+                encoded.push((own, p.without_features()));
+                p
             }
-            let mut p = apply_preprocessor(dir, &out, pre, true)?;
-            if i == 0 && b.info.plot_neighbours.is_some() {
-                let lead = e.lead();
-                crate::backbone_features::attach_cached_features(
-                    &lead.config.model,
-                    &mut p,
-                    &lead.device,
-                )?;
-            }
-            Ok(p)
-        })
-        .collect()
+        };
+        inputs.push(p);
+    }
+    Ok(inputs)
 }
 
 /// What the report says of a blend of `members` predictors: its parts and their weights.
@@ -583,10 +582,28 @@ pub fn eval_file(split: Split, data: Option<&Path>) -> String {
 
 /// Every movie of the dataset `dir`, encoded with the run's fitted preprocessing (nothing
 /// refitted) into `RUN/eval-data/<key>`.
-fn foreign_data(run_dir: &Path, dir: &Path, own: &Prepared) -> Result<Prepared> {
+fn foreign_data(run_dir: &Path, dir: &Path, run: &LoadedRun) -> Result<Prepared> {
     let out = run_dir.join("eval-data").join(data_key(dir));
-    warn_unscored(dir, &own.preprocessor)?;
-    Ok(apply_preprocessor(dir, &out, &own.preprocessor, true)?)
+    warn_unscored(dir, &run.prepared.preprocessor)?;
+    encode_foreign(dir, &out, run)
+}
+
+/// The movies of dataset `dir` encoded with `run`'s preprocessing into `out`, with the
+/// features of its frozen backbones computed once (and cached there), as the run's own movies
+/// have them: otherwise every member of a bag would run the backbones on every movie.
+fn encode_foreign(dir: &Path, out: &Path, run: &LoadedRun) -> Result<Prepared> {
+    let p = apply_preprocessor(dir, out, &run.prepared.preprocessor, true)?;
+    Ok(with_features(p, run))
+}
+
+/// `p` with the features of `run`'s frozen backbones (computed, or read from the caches
+/// beside `p`); without them, with a warning, when they cannot be had.
+fn with_features(mut p: Prepared, run: &LoadedRun) -> Prepared {
+    let model = &run.config.model;
+    if let Err(e) = crate::backbone_features::attach_cached_features(model, &mut p, &run.device) {
+        eprintln!("warning: no cached features ({e:#}); running the backbones instead");
+    }
+    p
 }
 
 /// Refuses a dataset with nothing to score, and warns of labels the model cannot score.
