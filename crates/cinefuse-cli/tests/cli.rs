@@ -891,9 +891,13 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "{text}"
     );
     // On another dataset (here the demo movies again, re-encoded): the vote needs their plot
-    // embeddings, which eval computes with the first bag's backbone.
+    // embeddings, which eval gets with the first bag's backbone — here the very inputs of the
+    // run's own movies, so the table the run holds, written beside the new encoding too.
     let text = ok(d, &["eval", "--run", "runs/vote", "--data", "demo"]);
-    assert!(text.contains("plot features: computed"), "{text}");
+    assert!(
+        text.contains("plot features: the same inputs as prepared/demo-pretrained/features/plot-"),
+        "{text}"
+    );
     assert!(text.contains("genre micro-F1"), "{text}");
     ok(d, &["export", "--run", "runs/vote", "--out", "vote"]);
     assert!(d.join("vote/plot_neighbours.safetensors").is_file());

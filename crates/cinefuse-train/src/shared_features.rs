@@ -28,7 +28,7 @@ pub fn load(what: &str, path: &Path, key: &str) -> Result<Option<Arc<FeatureTabl
         return Ok(Some(t));
     }
     let Some(table) = FeatureTable::load_if(path, key)? else {
-        return Ok(None);
+        return Ok(same_inputs_elsewhere(what, path, key));
     };
     let first = lock(&REPORTED)
         .get_or_insert_with(HashSet::new)
@@ -37,6 +37,30 @@ pub fn load(what: &str, path: &Path, key: &str) -> Result<Option<Arc<FeatureTabl
         println!("{what} features: cached ({})", path.display());
     }
     Ok(Some(remember(path, table)))
+}
+
+/// A table this process holds for the same fingerprint in another prepared folder: the
+/// fingerprint covers everything the features are computed from (weights, settings, every
+/// movie's input in order), so two bags prepared alike (the shipped fine-tuned bag's posters
+/// and the frozen bags') need them once. Written to `path` too, so later runs find it there.
+fn same_inputs_elsewhere(what: &str, path: &Path, key: &str) -> Option<Arc<FeatureTable>> {
+    let (other, table) = lock(&TABLES)
+        .get_or_insert_with(HashMap::new)
+        .iter()
+        .filter(|((_, k), _)| k == key)
+        .find_map(|((p, _), t)| Some((p.clone(), t.upgrade()?)))?;
+    if let Err(e) = table.save(path) {
+        eprintln!("warning: {e}; the {what} features are not cached there");
+    }
+    println!(
+        "{what} features: the same inputs as {} (reused)",
+        other.display()
+    );
+    let id = (path.to_path_buf(), key.to_string());
+    lock(&TABLES)
+        .get_or_insert_with(HashMap::new)
+        .insert(id, Arc::downgrade(&table));
+    Some(table)
 }
 
 /// Hands out a freshly computed (or read) table and keeps a weak reference for later members.
@@ -80,5 +104,22 @@ mod tests {
         table("k1", 5.0).save(&path).unwrap();
         let c = load("plot", &path, "k1").unwrap().unwrap();
         assert_eq!(c.row(0), &[5.0, 6.0]);
+    }
+
+    /// Another folder's cache with the same fingerprint (the same inputs prepared alike): the
+    /// held table, written there too; another fingerprint still misses.
+    #[test]
+    fn the_same_inputs_in_another_folder_reuse_the_held_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (
+            dir.path().join("a/poster-x.bin"),
+            dir.path().join("b/poster-x.bin"),
+        );
+        let held = remember(&first, table("k3", 7.0));
+        assert!(load("poster", &second, "k9").unwrap().is_none());
+        let reused = load("poster", &second, "k3").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&held, &reused));
+        let written = FeatureTable::load_if(&second, "k3").unwrap().unwrap();
+        assert_eq!(written.row(0), &[7.0, 8.0]);
     }
 }
