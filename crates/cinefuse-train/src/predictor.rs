@@ -665,9 +665,6 @@ impl Predictor {
     }
 }
 
-/// Movie `i`'s share of each modality in its prediction, and how it was measured: the fusion's
-/// gates when it has them, else how far the prediction moves from `lead`'s when each modality
-/// is left out (`loo`, one prediction per modality dropped). `m`: the model's modalities.
 /// The poster file of `movie` and the folder it must lie in: an explicit `poster` may be
 /// anywhere; a movie's own poster stays inside `base`.
 fn poster_file<'a>(
@@ -689,6 +686,9 @@ fn needs_plot_features(item: &MovieItem) -> bool {
     item.plot_present && !item.tokens.is_empty() && item.plot_features.is_none()
 }
 
+/// Movie `i`'s share of each modality in its prediction, and how it was measured: the fusion's
+/// gates when it has them, else how far the prediction moves from `lead`'s when each modality
+/// is left out (`loo`, one prediction per modality dropped). `m`: the model's modalities.
 fn contribution_shares(
     full: &Predictions,
     (loo, lead): (&[Predictions], &Predictions),
