@@ -16,8 +16,9 @@ use cinefuse_model::CinefuseModel;
 use crate::config::{Precision, TrainConfig};
 use crate::shared_passes::{SharedItems, attach_frozen_states, shared_frozen_layers};
 
-/// The most memory the validation movies' states may take; past it, each epoch's validation
-/// runs the whole backbone as before (about 100 MB for 500 movies of MiniLM at 128 tokens).
+/// The most memory the validation movies may hold with their states (and the poster pixels
+/// of a run whose posters are not cached); past it, each epoch's validation runs the whole
+/// backbone as before (about 100 MB for 500 movies of MiniLM at 128 tokens).
 const MAX_STATES_BYTES: usize = 512 << 20;
 
 /// The validation movies `val` with the states entering the first trained layer of `model`'s
@@ -46,15 +47,11 @@ pub(crate) fn validation_items(
         .pretrained_text()
         .context("a fine-tuned plot backbone")?
         .backbone;
-    let mut items: Vec<MovieItem> = (0..val.len()).map(|i| val.item(i)).collect();
     let row_bytes = bert.hidden_size() * std::mem::size_of::<f32>();
-    let bytes: usize = items
-        .iter()
-        .map(|it| batcher.token_rows(it) * row_bytes)
-        .sum();
-    if bytes > MAX_STATES_BYTES {
+    let Some((mut items, bytes)) = held_within_budget(val, |it| batcher.token_rows(it) * row_bytes)
+    else {
         return Ok(None);
-    }
+    };
     let started = Instant::now();
     attach_frozen_states(bert, layer, &mut items, batcher, device)
         .context("the plot backbone's frozen layers for validation")?;
@@ -66,4 +63,26 @@ pub(crate) fn validation_items(
         bytes as f64 / 1e6
     );
     Ok(Some(SharedItems::new(items)))
+}
+
+/// Every movie of `val` with what it will hold: itself (its poster pixels or features) and
+/// `states` bytes of states; `None` as soon as the total passes `MAX_STATES_BYTES`, so that a
+/// large validation set is never read into memory whole.
+fn held_within_budget(
+    val: &MovieDataset,
+    states: impl Fn(&MovieItem) -> usize,
+) -> Option<(Vec<MovieItem>, usize)> {
+    let mut items = Vec::with_capacity(val.len());
+    let mut bytes = 0usize;
+    for i in 0..val.len() {
+        let item = val.item(i);
+        let own = item.poster.as_ref().map_or(0, Vec::len)
+            + item.poster_features.as_ref().map_or(0, |f| f.len() * 4);
+        bytes += states(&item) + own;
+        if bytes > MAX_STATES_BYTES {
+            return None;
+        }
+        items.push(item);
+    }
+    Some((items, bytes))
 }
