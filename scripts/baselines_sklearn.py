@@ -11,6 +11,8 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
   stacking: per-modality logistic regressions (plot embedding, poster features, metadata,
             TF-IDF) whose out-of-fold probabilities feed a second logistic regression per genre
   TF-IDF + metadata stacking (no pretrained features)
+  the peer for movies without a plot: the strong linear peer on poster features and metadata,
+            stacked with the metadata- and credits-neighbour votes
   the strong linear peer stacked with cinefuse's plot-neighbour vote (a k-nearest-neighbour
             genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them,
             and with the metadata-neighbour vote too (the standardised metadata encoding),
@@ -297,6 +299,10 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
             credits = {s: [samples[i].get("credits", []) for i in labelled[s]] for s in labelled}
             if any(c for c in credits["train"]):
                 credit_vote = credit_vote_probs([c for r in rows for c in credits[r]], ytr, credits["test"])
+                if label == "train_val":
+                    out["strong_peer_without_plots_train_val_genres"] = plotless_peer(
+                        (fit(raw["poster"]), raw["poster"]["test"]), (fit(meta_raw), meta_raw["test"]),
+                        (meta_vote, credit_vote), ytr, y["test"])
                 prompts = a.prompt_vote
                 out[f"strong_peer_meta_three_votes_{label}_genres"] = neighbour_peer(
                     linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"],
@@ -328,6 +334,18 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         out[f"{m}_embedding_logreg_genres"] = genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
         blocks[m] = (feats[m]["train"], feats[m]["val"], feats[m]["test"], cm)
     out["embeddings_tfidf_meta_stacked_genres"] = stacked(blocks, y)
+
+
+def plotless_peer(poster, meta, votes, ytr, yte):
+    """The peer for movies without a plot (cinefuse's blend stacks them apart since
+    2026-12-05): the strong linear peer on the poster features and metadata alone, stacked with
+    the metadata and credits votes, fitted on the same rows as the others; it knows its test
+    movies have no plot, which cinefuse's bags, trained with plots, do not. Each argument but
+    the labels is a (fitting rows, test rows) pair."""
+    linear = strong_peer_probs([poster, meta], ytr)
+    out = neighbour_peer(linear, list(votes), ytr, yte)
+    out["features"] = ["poster", "meta", "metadata vote", "credits vote"]
+    return out
 
 
 def tfidf_block(text_fit, y_fit, text_test, c=4.0, folds=5):

@@ -938,9 +938,10 @@ def read_config(model_dir):
     # Version 1 had no genre_logit_shift (read as none); 2 added it; 3 added a blend's
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
-    # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 11):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 10")
+    # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts; 11 a
+    # blend's genre_stacking_without_plot.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 12):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 11")
     return config
 
 
@@ -1140,6 +1141,11 @@ def member_predictions(model_dir, config, movies, base, run=None):
             probs = probs + np.float32(vote["genre_weight"]) * v
         if config.get("genre_stacking"):
             probs = stacked(config["genre_stacking"]["coefficients"], each)
+            plotless = config.get("genre_stacking_without_plot")
+            if plotless:
+                # A movie without a plot is stacked by the blend's stacking for such movies.
+                no_plot = lead.pre.token_batch(movies)[2].numpy() <= 0.5
+                probs[:, no_plot] = stacked(plotless["coefficients"], each)[:, no_plot]
         trees = config.get("rating_trees")
         if trees:
             r = tree_ratings(os.path.join(model_dir, trees["file"]), fields)

@@ -858,6 +858,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     );
     for key in [
         "genre_stacking",
+        "genre_stacking_without_plot",
         "genre_weights",
         "rating_weights",
         "calibration",
@@ -866,6 +867,18 @@ fn votes_join_a_frozen_bag(d: &Path) {
     }
     let stacking = blend["genre_stacking"]["coefficients"].as_array().unwrap();
     assert_eq!(stacking[0].as_array().unwrap().len(), 6, "bag, votes, bias");
+    // Movies without a plot get a stacking of their own, learnt on the same folds with the
+    // plots taken away (the reference below predicts two such movies with it).
+    let plotless = blend["genre_stacking_without_plot"]["coefficients"]
+        .as_array()
+        .unwrap();
+    assert_eq!(plotless.len(), stacking.len());
+    assert_eq!(plotless[0].as_array().unwrap().len(), 6);
+    assert_ne!(plotless, stacking);
+    assert!(
+        text.contains("without plots, out of fold: micro-F1"),
+        "{text}"
+    );
     assert_eq!(
         blend["rating_weights"][1], 0.0,
         "the plot vote has no rating"

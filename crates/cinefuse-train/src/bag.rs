@@ -321,7 +321,16 @@ fn train_member(
 /// One prediction per fold of the first set: each movie's from the member that did not train
 /// on it, averaged over the sets (`bag_sets.rs`).
 pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Result<Vec<Predictions>> {
-    let held_out = |m: usize| members[m].predict_rows(info.held_out(&members[m].prepared, m));
+    out_of_fold_with(members, info, LoadedRun::predict_rows)
+}
+
+/// `out_of_fold` with each member's prediction of its held-out rows made by `predict`.
+pub(crate) fn out_of_fold_with(
+    members: &[LoadedRun],
+    info: &BagInfo,
+    predict: impl Fn(&LoadedRun, Vec<usize>) -> Predictions,
+) -> Result<Vec<Predictions>> {
+    let held_out = |m: usize| predict(&members[m], info.held_out(&members[m].prepared, m));
     let per_set = (0..info.sets)
         .map(|set| {
             (0..info.folds)

@@ -35,6 +35,7 @@ use crate::metadata_neighbours::MetadataNeighboursConfig;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::oof::write_oof;
 use crate::plot_neighbours::PlotNeighboursConfig;
+use crate::plotless_stacking::{out_of_fold_without_plots, restack_without_plot};
 use crate::predictions::Predictions;
 use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, train_rating_trees,
@@ -71,6 +72,10 @@ pub struct BlendInfo {
     /// The genres' logistic stacking over the bags and the votes (with a vote only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<GenreStacking>,
+    /// The stacking of the same parts for movies without a plot (`plotless_stacking.rs`);
+    /// `None` in a blend learnt before 2026-12-05, whose stacking takes every movie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_stacking_without_plot: Option<GenreStacking>,
     /// Thresholds, interval and scores from the blend's out-of-fold predictions.
     pub calibration: BagCalibration,
 }
@@ -150,7 +155,11 @@ impl Blend {
         let votes = load_votes(dir, &info.extras(), parts[0].lead())?;
         let n_genres = parts[0].lead().prepared.preprocessor.genre_names().len();
         let genre_parts = parts.len() + votes.len();
-        if let Some(s) = &info.genre_stacking {
+        for s in info
+            .genre_stacking
+            .iter()
+            .chain(&info.genre_stacking_without_plot)
+        {
             s.check(genre_parts, n_genres)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(BLEND_FILE).display()))?;
         }
@@ -196,7 +205,15 @@ impl Blend {
         if let Some(t) = &self.trees {
             per_part.push(tree_part(t, data[0], &per_part[0])?);
         }
-        let members = combine_members(&per_part, &self.info.weights())?;
+        let has_plot = plots_of(data[0], &per_part[0][0].ids);
+        let w = self.info.weights();
+        let members = combine_members(
+            &per_part,
+            &Weights {
+                has_plot: &has_plot,
+                ..w
+            },
+        )?;
         Ok((Predictions::mean(&members), members))
     }
 }
@@ -344,6 +361,9 @@ struct Weights<'a> {
     genre: &'a [f32],
     rating: &'a [f32],
     stacking: Option<&'a GenreStacking>,
+    /// The stacking of movies without a plot, and which movies have one (empty: all).
+    plotless: Option<&'a GenreStacking>,
+    has_plot: &'a [bool],
     runs: &'a [PathBuf],
 }
 
@@ -364,9 +384,25 @@ impl BlendInfo {
             genre: &self.genre_weights,
             rating: &self.rating_weights,
             stacking: self.genre_stacking.as_ref(),
+            plotless: self.genre_stacking_without_plot.as_ref(),
+            has_plot: &[],
             runs: &self.runs,
         }
     }
+}
+
+/// Whether each movie `ids` of `prepared` has a plot (a movie it does not hold counts as
+/// having one, and keeps the blend's own stacking).
+fn plots_of(prepared: &Prepared, ids: &[String]) -> Vec<bool> {
+    let plotless: std::collections::HashSet<&str> = prepared
+        .samples
+        .iter()
+        .filter(|s| !crate::plot_neighbours::has_plot(s))
+        .map(|s| s.id.as_str())
+        .collect();
+    ids.iter()
+        .map(|id| !plotless.contains(id.as_str()))
+        .collect()
 }
 
 /// Member k of the blend from member k of every part.
@@ -376,9 +412,19 @@ fn combine_members(per_part: &[Vec<Predictions>], w: &Weights<'_>) -> Result<Vec
         .map(|m| {
             let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
             check_same_movies(&each, w.runs)?;
-            Ok(combine(&each, (w.genre, w.rating), w.stacking))
+            Ok(combine_one(&each, w))
         })
         .collect()
+}
+
+/// One member of the blend from that member of every part: the stacking's genres, restacked
+/// for the movies without a plot when the blend has a stacking for them.
+fn combine_one(each: &[Predictions], w: &Weights<'_>) -> Predictions {
+    let mut out = combine(each, (w.genre, w.rating), w.stacking);
+    if let Some(plotless) = w.plotless.filter(|_| !w.has_plot.is_empty()) {
+        restack_without_plot(&mut out, each, plotless, w.has_plot);
+    }
+    out
 }
 
 fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Result<()> {
@@ -567,26 +613,32 @@ pub fn learn_blend(
     let resolved = resolved_runs(runs)?;
     let (genre_weights, rating_weights) =
         learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
-    let genre_stacking = (!votes.is_empty()).then(|| learn_stacking(&oof[..genre_parts]));
+    let (genre_stacking, plotless) = learn_stackings(&parts, &votes, &oof, genre_parts)?;
     let lead = parts[0].lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
+    // The out-of-fold members (the thresholds and the interval) are stacked by each fold's own
+    // fit of the blend's stacking, for every movie: a training movie without a plot is among
+    // the movies that stacking learns from.
     let weights = Weights {
         genre: &genre_weights,
         rating: &rating_weights,
         stacking: genre_stacking.as_ref(),
+        plotless: None,
+        has_plot: &[],
         runs: &resolved,
     };
     let members = match &genre_stacking {
-        Some(_) => cross_fitted_members(&oof, genre_parts, &weights)?,
+        Some(_) => cross_fitted_members((&oof, &oof), genre_parts, &weights)?,
         None => combine_members(&oof, &weights)?,
     };
+    let weight = lead.config.train.shared_threshold_weight;
+    let calibration = calibrate_folds(&members, &names, Vec::new(), weight);
+    if let Some((_, without)) = &plotless {
+        let scored = (&calibration.thresholds[..], &names[..]);
+        report_without_plots((&oof, without), genre_parts, &weights, scored)?;
+    }
     let info = BlendInfo {
-        calibration: calibrate_folds(
-            &members,
-            &names,
-            Vec::new(),
-            lead.config.train.shared_threshold_weight,
-        ),
+        calibration,
         runs: resolved,
         genre_weights,
         rating_weights,
@@ -596,6 +648,7 @@ pub fn learn_blend(
         credit_neighbours: extras.credit_neighbours,
         genre_prompts: extras.genre_prompts,
         genre_stacking,
+        genre_stacking_without_plot: plotless.map(|(s, _)| s),
     };
     Ok(LearnedBlend {
         info,
@@ -619,14 +672,16 @@ fn resolved_runs(runs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// come from a stacking fitted on the other folds' predictions, so the thresholds and the
 /// scores calibrated on them are as honest as a bag's (the stacker that predicts is fitted on
 /// every fold).
+/// The stacker is fitted on the parts' predictions `fit` and applied to `apply` (the same
+/// parts, or the same movies without their plots).
 fn cross_fitted_members(
-    oof: &[Vec<Predictions>],
+    (fit, apply): (&[Vec<Predictions>], &[Vec<Predictions>]),
     genre_parts: usize,
     w: &Weights<'_>,
 ) -> Result<Vec<Predictions>> {
-    (0..oof[0].len())
+    (0..fit[0].len())
         .map(|fold| {
-            let others: Vec<Vec<Predictions>> = oof[..genre_parts]
+            let others: Vec<Vec<Predictions>> = fit[..genre_parts]
                 .iter()
                 .map(|part| {
                     let kept = part.iter().enumerate().filter(|(k, _)| *k != fold);
@@ -634,11 +689,82 @@ fn cross_fitted_members(
                 })
                 .collect();
             let stacking = learn_stacking(&others);
-            let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
+            let each: Vec<Predictions> = apply.iter().map(|p| p[fold].clone()).collect();
             check_same_movies(&each, w.runs)?;
-            Ok(combine(&each, (w.genre, w.rating), Some(&stacking)))
+            let fold_w = Weights {
+                stacking: Some(&stacking),
+                plotless: None,
+                ..*w
+            };
+            Ok(combine_one(&each, &fold_w))
         })
         .collect()
+}
+
+/// With a vote: the genres' stacking, and the stacking for movies without a plot with the
+/// parts' out-of-fold predictions it was learnt on.
+type Stackings = (
+    Option<GenreStacking>,
+    Option<(GenreStacking, Vec<Vec<Predictions>>)>,
+);
+
+fn learn_stackings(
+    parts: &[Ensemble],
+    votes: &[NeighbourVote],
+    oof: &[Vec<Predictions>],
+    genre_parts: usize,
+) -> Result<Stackings> {
+    if votes.is_empty() {
+        return Ok((None, None));
+    }
+    let plotless = plotless_out_of_fold(parts, votes, oof, genre_parts)?;
+    Ok((
+        Some(learn_stacking(&oof[..genre_parts])),
+        Some((learn_stacking(&plotless[..genre_parts]), plotless)),
+    ))
+}
+
+/// Every part's out-of-fold predictions with the plots taken away (`plotless_stacking.rs`);
+/// the rating trees, which never read a plot, keep theirs.
+fn plotless_out_of_fold(
+    parts: &[Ensemble],
+    votes: &[NeighbourVote],
+    oof: &[Vec<Predictions>],
+    genre_parts: usize,
+) -> Result<Vec<Vec<Predictions>>> {
+    println!("predicting the held-out folds again without plots");
+    let mut plotless = out_of_fold_without_plots(parts, votes, &oof[..genre_parts])?;
+    plotless.extend(oof[genre_parts..].iter().cloned());
+    Ok(plotless)
+}
+
+/// Prints how the out-of-fold movies fare with their plots taken away, stacked by the blend's
+/// stacking and by the one for movies without a plot (each fitted on the other folds).
+fn report_without_plots(
+    (oof, plotless): (&[Vec<Predictions>], &[Vec<Predictions>]),
+    genre_parts: usize,
+    w: &Weights<'_>,
+    (thresholds, names): (&[f32], &[String]),
+) -> Result<()> {
+    let scores = |fit: &[Vec<Predictions>]| -> Result<crate::metrics::GenreMetrics> {
+        let members = cross_fitted_members((fit, plotless), genre_parts, w)?;
+        Ok(Predictions::concat(&members).genre_metrics(thresholds, names))
+    };
+    let (before, after) = (scores(oof)?, scores(plotless)?);
+    println!(
+        "without plots, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, top-1 \
+         {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its stacking for \
+         movies without a plot)",
+        before.micro_f1,
+        after.micro_f1,
+        before.macro_f1,
+        after.macro_f1,
+        before.top1,
+        after.top1,
+        before.micro_ap,
+        after.micro_ap
+    );
+    Ok(())
 }
 
 /// The genres' stacking over the parts' out-of-fold probabilities (all folds together).

@@ -109,6 +109,9 @@ pub struct Manifest {
     /// when present it gives the probabilities instead of the genre weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking: Option<crate::genre_stacking::GenreStacking>,
+    /// The stacking of the same parts for a movie without a plot (`plotless_stacking.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_stacking_without_plot: Option<crate::genre_stacking::GenreStacking>,
     /// The pretrained backbone checkpoints the members were saved without (format 2), one
     /// copy each; empty when every tensor is in the member files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -185,6 +188,7 @@ impl Manifest {
             credit_neighbours: None,
             genre_prompts: None,
             genre_stacking: None,
+            genre_stacking_without_plot: None,
             backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
             validation,
@@ -319,6 +323,9 @@ impl Manifest {
         for b in &self.backbones {
             b.check()?;
         }
+        if self.genre_stacking_without_plot.is_some() && self.genre_stacking.is_none() {
+            return Err("genre_stacking_without_plot needs a genre_stacking".into());
+        }
         if let Some(s) = &self.genre_stacking {
             let votes = [
                 &self.plot_neighbours,
@@ -329,6 +336,10 @@ impl Manifest {
             let parts = self.parts.len() + votes.iter().filter(|v| v.is_some()).count();
             s.check(parts, self.shapes.n_genres)
                 .map_err(|e| format!("genre_stacking: {e}"))?;
+            if let Some(p) = &self.genre_stacking_without_plot {
+                p.check(parts, self.shapes.n_genres)
+                    .map_err(|e| format!("genre_stacking_without_plot: {e}"))?;
+            }
         }
         Ok(())
     }
@@ -570,6 +581,7 @@ fn export_blend(
         credit_neighbours,
         genre_prompts,
         genre_stacking: b.info.genre_stacking.clone(),
+        genre_stacking_without_plot: b.info.genre_stacking_without_plot.clone(),
         // Listed for the reader: each part loads the copies its own manifest names.
         backbones: backbones.copies().to_vec(),
         validation: out_of_fold_scores(&cal.out_of_fold),
@@ -623,9 +635,12 @@ fn write_blend_parts(
 
 /// What the model card says the blend is: its parts, and how their genres and ratings mix.
 fn blend_kind(b: &Blend) -> String {
-    let genres = match b.info.genre_stacking {
-        Some(_) => "genres stacked per genre on the parts' logits".to_string(),
-        None => format!("genre weights {:?}", b.info.genre_weights),
+    let genres = match (&b.info.genre_stacking, &b.info.genre_stacking_without_plot) {
+        (Some(_), Some(_)) => "genres stacked per genre on the parts' logits, a movie without \
+                               a plot by a stacking of its own"
+            .to_string(),
+        (Some(_), None) => "genres stacked per genre on the parts' logits".to_string(),
+        (None, _) => format!("genre weights {:?}", b.info.genre_weights),
     };
     format!(
         "a {} ({genres}, rating weights {:?})",

@@ -32,6 +32,7 @@ pub mod model_card;
 pub mod neighbour_vote;
 pub mod oof;
 pub mod plot_neighbours;
+pub mod plotless_stacking;
 pub mod portable;
 pub mod predictions;
 pub mod predictor;

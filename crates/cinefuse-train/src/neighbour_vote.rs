@@ -410,6 +410,12 @@ impl NeighbourVote {
         Ok(self.member_votes(member, &sims))
     }
 
+    /// Member `member`'s vote for `n` movies that have nothing to compare (a plot vote's
+    /// movies without a plot): the genre frequencies, `[movie × genre]`.
+    pub fn member_without_query(&self, member: usize, n: usize) -> Vec<f32> {
+        self.member_votes(member, &vec![None; n])
+    }
+
     /// Member `member`'s vote for each query, `[query × genre]`, from their similarities.
     fn member_votes(&self, member: usize, sims: &[Option<Vec<f32>>]) -> Vec<f32> {
         let freq = self.frequencies(member);

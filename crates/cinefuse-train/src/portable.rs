@@ -30,7 +30,7 @@ use crate::run_dir::{
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
 /// blend's `genre_prompts`).
-pub const PORTABLE_FORMAT_VERSION: u32 = 10;
+pub const PORTABLE_FORMAT_VERSION: u32 = 11;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -190,6 +190,9 @@ fn blend_config(manifest: &Manifest) -> Value {
     }
     if let Some(s) = &manifest.genre_stacking {
         v["genre_stacking"] = json!(s);
+    }
+    if let Some(s) = &manifest.genre_stacking_without_plot {
+        v["genre_stacking_without_plot"] = json!(s);
     }
     v
 }

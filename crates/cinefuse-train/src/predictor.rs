@@ -22,6 +22,7 @@ use crate::config::{BackendKind, TrainConfig};
 use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
 use crate::genre_stacking::combine;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
+use crate::plotless_stacking::restack_without_plot;
 use crate::predictions::{Predictions, predict_items};
 use crate::rating_trees::{RatingTrees, blend_part, tree_row};
 use crate::run_dir::{CONFIG_FILE, MODEL_FILE, load_members, read_json};
@@ -585,10 +586,19 @@ impl Predictor {
             rating_w.push(weight);
         }
         let stacking = self.manifest.genre_stacking.as_ref();
+        let plotless = self.manifest.genre_stacking_without_plot.as_ref();
+        let has_plot: Vec<bool> = items
+            .iter()
+            .map(|i| i.plot_present && !i.tokens.is_empty())
+            .collect();
         (0..per_part[0].len())
             .map(|m| {
                 let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
-                combine(&each, (&genre_w, &rating_w), stacking)
+                let mut out = combine(&each, (&genre_w, &rating_w), stacking);
+                if let Some(plotless) = plotless {
+                    restack_without_plot(&mut out, &each, plotless, &has_plot);
+                }
+                out
             })
             .collect()
     }
