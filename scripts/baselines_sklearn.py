@@ -299,7 +299,7 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
             credits = {s: [samples[i].get("credits", []) for i in labelled[s]] for s in labelled}
             if any(c for c in credits["train"]):
                 credit_vote = credit_vote_probs([c for r in rows for c in credits[r]], ytr, credits["test"])
-                if label == "train_val":
+                if label == "train_val" and "poster" in raw:
                     out["strong_peer_without_plots_train_val_genres"] = plotless_peer(
                         (fit(raw["poster"]), raw["poster"]["test"]), (fit(meta_raw), meta_raw["test"]),
                         (meta_vote, credit_vote), ytr, y["test"])
