@@ -24,6 +24,7 @@ use cinefuse_data::split::Split;
 use serde::{Deserialize, Serialize};
 
 use crate::bag::{BagCalibration, calibrate_folds, out_of_fold};
+use crate::blend_stacking::{cross_fitted_members, learn_stackings, report_without_plots};
 use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
 use crate::credit_neighbours::CreditNeighboursConfig;
@@ -35,7 +36,7 @@ use crate::metadata_neighbours::MetadataNeighboursConfig;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::oof::write_oof;
 use crate::plot_neighbours::PlotNeighboursConfig;
-use crate::plotless_stacking::{out_of_fold_without_plots, restack_without_plot};
+use crate::plotless_stacking::{plotless_ids, restack_without_plot};
 use crate::predictions::Predictions;
 use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, train_rating_trees,
@@ -357,14 +358,14 @@ pub fn part_weights(part: &Path, genre: f32, stacking: Option<f32>, rating: f32)
 }
 
 /// A blend's weights and stacking, and its bags for error messages.
-struct Weights<'a> {
-    genre: &'a [f32],
-    rating: &'a [f32],
-    stacking: Option<&'a GenreStacking>,
+pub(crate) struct Weights<'a> {
+    pub(crate) genre: &'a [f32],
+    pub(crate) rating: &'a [f32],
+    pub(crate) stacking: Option<&'a GenreStacking>,
     /// The stacking of movies without a plot, and which movies have one (empty: all).
-    plotless: Option<&'a GenreStacking>,
-    has_plot: &'a [bool],
-    runs: &'a [PathBuf],
+    pub(crate) plotless: Option<&'a GenreStacking>,
+    pub(crate) has_plot: &'a [bool],
+    pub(crate) runs: &'a [PathBuf],
 }
 
 impl BlendInfo {
@@ -394,15 +395,8 @@ impl BlendInfo {
 /// Whether each movie `ids` of `prepared` has a plot (a movie it does not hold counts as
 /// having one, and keeps the blend's own stacking).
 fn plots_of(prepared: &Prepared, ids: &[String]) -> Vec<bool> {
-    let plotless: std::collections::HashSet<&str> = prepared
-        .samples
-        .iter()
-        .filter(|s| !crate::plot_neighbours::has_plot(s))
-        .map(|s| s.id.as_str())
-        .collect();
-    ids.iter()
-        .map(|id| !plotless.contains(id.as_str()))
-        .collect()
+    let plotless = plotless_ids(prepared);
+    ids.iter().map(|id| !plotless.contains(id)).collect()
 }
 
 /// Member k of the blend from member k of every part.
@@ -419,7 +413,7 @@ fn combine_members(per_part: &[Vec<Predictions>], w: &Weights<'_>) -> Result<Vec
 
 /// One member of the blend from that member of every part: the stacking's genres, restacked
 /// for the movies without a plot when the blend has a stacking for them.
-fn combine_one(each: &[Predictions], w: &Weights<'_>) -> Predictions {
+pub(crate) fn combine_one(each: &[Predictions], w: &Weights<'_>) -> Predictions {
     let mut out = combine(each, (w.genre, w.rating), w.stacking);
     if let Some(plotless) = w.plotless.filter(|_| !w.has_plot.is_empty()) {
         restack_without_plot(&mut out, each, plotless, w.has_plot);
@@ -427,7 +421,7 @@ fn combine_one(each: &[Predictions], w: &Weights<'_>) -> Predictions {
     out
 }
 
-fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Result<()> {
+pub(crate) fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Result<()> {
     for (p, run) in each.iter().zip(runs).skip(1) {
         if p.ids != each[0].ids {
             bail!(
@@ -613,29 +607,30 @@ pub fn learn_blend(
     let resolved = resolved_runs(runs)?;
     let (genre_weights, rating_weights) =
         learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
-    let (genre_stacking, plotless) = learn_stackings(&parts, &votes, &oof, genre_parts)?;
     let lead = parts[0].lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
-    // The out-of-fold members (the thresholds and the interval) are stacked by each fold's own
-    // fit of the blend's stacking, for every movie: a training movie without a plot is among
-    // the movies that stacking learns from.
+    let no_plot = plotless_ids(&lead.prepared);
+    let stackings = learn_stackings((&parts, &votes), &oof, genre_parts, &no_plot)?;
     let weights = Weights {
         genre: &genre_weights,
         rating: &rating_weights,
-        stacking: genre_stacking.as_ref(),
+        stacking: stackings.with_plot.as_ref(),
         plotless: None,
         has_plot: &[],
         runs: &resolved,
     };
-    let members = match &genre_stacking {
-        Some(_) => cross_fitted_members((&oof, &oof), genre_parts, &weights)?,
+    let members = match &stackings.plotless_oof {
+        Some(plotless) => {
+            let stacked = (&oof[..], &plotless[..]);
+            cross_fitted_members(stacked, genre_parts, &weights, &no_plot)?
+        }
         None => combine_members(&oof, &weights)?,
     };
     let weight = lead.config.train.shared_threshold_weight;
     let calibration = calibrate_folds(&members, &names, Vec::new(), weight);
-    if let Some((_, without)) = &plotless {
+    if let Some(plotless) = &stackings.plotless_oof {
         let scored = (&calibration.thresholds[..], &names[..]);
-        report_without_plots((&oof, without), genre_parts, &weights, scored)?;
+        report_without_plots((&oof, plotless), genre_parts, &weights, (scored, &no_plot))?;
     }
     let info = BlendInfo {
         calibration,
@@ -647,8 +642,8 @@ pub fn learn_blend(
         metadata_neighbours: extras.metadata_neighbours,
         credit_neighbours: extras.credit_neighbours,
         genre_prompts: extras.genre_prompts,
-        genre_stacking,
-        genre_stacking_without_plot: plotless.map(|(s, _)| s),
+        genre_stacking: stackings.with_plot,
+        genre_stacking_without_plot: stackings.without_plot,
     };
     Ok(LearnedBlend {
         info,
@@ -666,115 +661,6 @@ fn resolved_runs(runs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             cinefuse_data::paths::absolute_resolved(r).with_context(|| r.display().to_string())
         })
         .collect()
-}
-
-/// The blend's out-of-fold members with a stacker that never saw their fold: member k's genres
-/// come from a stacking fitted on the other folds' predictions, so the thresholds and the
-/// scores calibrated on them are as honest as a bag's (the stacker that predicts is fitted on
-/// every fold).
-/// The stacker is fitted on the parts' predictions `fit` and applied to `apply` (the same
-/// parts, or the same movies without their plots).
-fn cross_fitted_members(
-    (fit, apply): (&[Vec<Predictions>], &[Vec<Predictions>]),
-    genre_parts: usize,
-    w: &Weights<'_>,
-) -> Result<Vec<Predictions>> {
-    (0..fit[0].len())
-        .map(|fold| {
-            let others: Vec<Vec<Predictions>> = fit[..genre_parts]
-                .iter()
-                .map(|part| {
-                    let kept = part.iter().enumerate().filter(|(k, _)| *k != fold);
-                    kept.map(|(_, p)| p.clone()).collect()
-                })
-                .collect();
-            let stacking = learn_stacking(&others);
-            let each: Vec<Predictions> = apply.iter().map(|p| p[fold].clone()).collect();
-            check_same_movies(&each, w.runs)?;
-            let fold_w = Weights {
-                stacking: Some(&stacking),
-                plotless: None,
-                ..*w
-            };
-            Ok(combine_one(&each, &fold_w))
-        })
-        .collect()
-}
-
-/// With a vote: the genres' stacking, and the stacking for movies without a plot with the
-/// parts' out-of-fold predictions it was learnt on.
-type Stackings = (
-    Option<GenreStacking>,
-    Option<(GenreStacking, Vec<Vec<Predictions>>)>,
-);
-
-fn learn_stackings(
-    parts: &[Ensemble],
-    votes: &[NeighbourVote],
-    oof: &[Vec<Predictions>],
-    genre_parts: usize,
-) -> Result<Stackings> {
-    if votes.is_empty() {
-        return Ok((None, None));
-    }
-    let plotless = plotless_out_of_fold(parts, votes, oof, genre_parts)?;
-    Ok((
-        Some(learn_stacking(&oof[..genre_parts])),
-        Some((learn_stacking(&plotless[..genre_parts]), plotless)),
-    ))
-}
-
-/// Every part's out-of-fold predictions with the plots taken away (`plotless_stacking.rs`);
-/// the rating trees, which never read a plot, keep theirs.
-fn plotless_out_of_fold(
-    parts: &[Ensemble],
-    votes: &[NeighbourVote],
-    oof: &[Vec<Predictions>],
-    genre_parts: usize,
-) -> Result<Vec<Vec<Predictions>>> {
-    println!("predicting the held-out folds again without plots");
-    let mut plotless = out_of_fold_without_plots(parts, votes, &oof[..genre_parts])?;
-    plotless.extend(oof[genre_parts..].iter().cloned());
-    Ok(plotless)
-}
-
-/// Prints how the out-of-fold movies fare with their plots taken away, stacked by the blend's
-/// stacking and by the one for movies without a plot (each fitted on the other folds).
-fn report_without_plots(
-    (oof, plotless): (&[Vec<Predictions>], &[Vec<Predictions>]),
-    genre_parts: usize,
-    w: &Weights<'_>,
-    (thresholds, names): (&[f32], &[String]),
-) -> Result<()> {
-    let scores = |fit: &[Vec<Predictions>]| -> Result<crate::metrics::GenreMetrics> {
-        let members = cross_fitted_members((fit, plotless), genre_parts, w)?;
-        Ok(Predictions::concat(&members).genre_metrics(thresholds, names))
-    };
-    let (before, after) = (scores(oof)?, scores(plotless)?);
-    println!(
-        "without plots, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, top-1 \
-         {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its stacking for \
-         movies without a plot)",
-        before.micro_f1,
-        after.micro_f1,
-        before.macro_f1,
-        after.macro_f1,
-        before.top1,
-        after.top1,
-        before.micro_ap,
-        after.micro_ap
-    );
-    Ok(())
-}
-
-/// The genres' stacking over the parts' out-of-fold probabilities (all folds together).
-fn learn_stacking(oof: &[Vec<Predictions>]) -> GenreStacking {
-    let genres: Vec<_> = oof
-        .iter()
-        .map(|f| Predictions::concat(f).labelled_genres())
-        .collect();
-    let probs: Vec<&[f32]> = genres.iter().map(|g| g.probs.as_slice()).collect();
-    GenreStacking::fit(&probs, &genres[0].targets, genres[0].n_genres)
 }
 
 /// Genre and rating weights from the parts' out-of-fold predictions (all folds together).

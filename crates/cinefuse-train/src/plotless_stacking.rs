@@ -7,9 +7,11 @@
 //! dropout), the plot-reading votes give what they give a movie without a plot, and the other
 //! votes are unchanged. A movie without a plot is then stacked by it.
 
+use std::collections::HashSet;
+
 use anyhow::Result;
 use burn::data::dataset::{Dataset, DatasetError};
-use cinefuse_data::MovieItem;
+use cinefuse_data::{MovieItem, Prepared};
 
 use crate::bag::out_of_fold_with;
 use crate::ensemble::Ensemble;
@@ -37,6 +39,13 @@ pub fn without_plot(mut item: MovieItem) -> MovieItem {
     item.plot_features = None;
     item.plot_states = None;
     item
+}
+
+/// The ids of the movies of `prepared` without a plot.
+pub fn plotless_ids(prepared: &Prepared) -> HashSet<String> {
+    let samples = prepared.samples.iter();
+    let without = samples.filter(|s| !crate::plot_neighbours::has_plot(s));
+    without.map(|s| s.id.clone()).collect()
 }
 
 /// Whether the vote reads the movie's plot (and gives a movie without one a constant).

@@ -1,0 +1,196 @@
+//! How a blend with a vote learns its genre stackings (`genre_stacking.rs`) from the parts'
+//! out-of-fold predictions: one for the movies with a plot, learnt on those movies, and one
+//! for the movies without (`plotless_stacking.rs`), learnt on every movie's predictions with
+//! the plots taken away; and the blend's out-of-fold members, each fold stacked by stackings
+//! fitted on the other folds.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+
+use crate::blend::{Weights, check_same_movies, combine_one};
+use crate::ensemble::Ensemble;
+use crate::genre_stacking::{GenreStacking, combine};
+use crate::metrics::GenreMetrics;
+use crate::neighbour_vote::NeighbourVote;
+use crate::plotless_stacking::out_of_fold_without_plots;
+use crate::predictions::Predictions;
+
+/// A blend's stackings; all `None` without a vote.
+pub(crate) struct Stackings {
+    pub with_plot: Option<GenreStacking>,
+    pub without_plot: Option<GenreStacking>,
+    /// Every part's out-of-fold predictions with the plots taken away.
+    pub plotless_oof: Option<Vec<Vec<Predictions>>>,
+}
+
+/// The stackings of the blend of `bags` and `votes`, whose first `genre_parts` parts of `oof`
+/// predict genres; `no_plot` holds the ids of the training movies without a plot.
+pub(crate) fn learn_stackings(
+    (bags, votes): (&[Ensemble], &[NeighbourVote]),
+    oof: &[Vec<Predictions>],
+    genre_parts: usize,
+    no_plot: &HashSet<String>,
+) -> Result<Stackings> {
+    if votes.is_empty() {
+        return Ok(Stackings {
+            with_plot: None,
+            without_plot: None,
+            plotless_oof: None,
+        });
+    }
+    println!("predicting the held-out folds again without plots");
+    let mut plotless = out_of_fold_without_plots(bags, votes, &oof[..genre_parts])?;
+    // The rating trees never read a plot.
+    plotless.extend(oof[genre_parts..].iter().cloned());
+    Ok(Stackings {
+        with_plot: Some(learn_stacking(&oof[..genre_parts], |id| {
+            !no_plot.contains(id)
+        })),
+        without_plot: Some(learn_stacking(&plotless[..genre_parts], |_| true)),
+        plotless_oof: Some(plotless),
+    })
+}
+
+/// The genres' stacking over the parts' out-of-fold probabilities (all folds together), on the
+/// movies `keep` takes (on all of them when it takes none).
+fn learn_stacking(oof: &[Vec<Predictions>], keep: impl Fn(&str) -> bool) -> GenreStacking {
+    let genres: Vec<_> = oof
+        .iter()
+        .map(|f| {
+            let all = Predictions::concat(f);
+            let kept: Vec<String> = all.ids.iter().filter(|id| keep(id)).cloned().collect();
+            match kept.is_empty() {
+                true => all.labelled_genres(),
+                false => all.select(&kept).expect("its own ids").labelled_genres(),
+            }
+        })
+        .collect();
+    let probs: Vec<&[f32]> = genres.iter().map(|g| g.probs.as_slice()).collect();
+    GenreStacking::fit(&probs, &genres[0].targets, genres[0].n_genres)
+}
+
+/// Each part's predictions on every fold but `fold`.
+fn other_folds(parts: &[Vec<Predictions>], fold: usize) -> Vec<Vec<Predictions>> {
+    parts
+        .iter()
+        .map(|part| {
+            let kept = part.iter().enumerate().filter(|(k, _)| *k != fold);
+            kept.map(|(_, p)| p.clone()).collect()
+        })
+        .collect()
+}
+
+/// Fold `fold`'s two stackings, fitted on the other folds as `learn_stackings` fits them.
+fn fold_stackings(
+    (oof, plotless): (&[Vec<Predictions>], &[Vec<Predictions>]),
+    (fold, genre_parts): (usize, usize),
+    no_plot: &HashSet<String>,
+) -> (GenreStacking, GenreStacking) {
+    let with_plot = learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
+        !no_plot.contains(id)
+    });
+    let without = learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true);
+    (with_plot, without)
+}
+
+/// The blend's out-of-fold members with stackings that never saw their fold: member k's genres
+/// come from stackings fitted on the other folds' predictions (a movie without a plot from the
+/// one for such movies), so the thresholds and the scores calibrated on them are as honest as
+/// a bag's (the stackings that predict are fitted on every fold).
+pub(crate) fn cross_fitted_members(
+    stacked: (&[Vec<Predictions>], &[Vec<Predictions>]),
+    genre_parts: usize,
+    w: &Weights<'_>,
+    no_plot: &HashSet<String>,
+) -> Result<Vec<Predictions>> {
+    let oof = stacked.0;
+    (0..oof[0].len())
+        .map(|fold| {
+            let (with_plot, without) = fold_stackings(stacked, (fold, genre_parts), no_plot);
+            let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
+            check_same_movies(&each, w.runs)?;
+            let has_plot: Vec<bool> = each[0].ids.iter().map(|id| !no_plot.contains(id)).collect();
+            let fold_w = Weights {
+                stacking: Some(&with_plot),
+                plotless: Some(&without),
+                has_plot: &has_plot,
+                ..*w
+            };
+            Ok(combine_one(&each, &fold_w))
+        })
+        .collect()
+}
+
+/// Prints how the out-of-fold movies fare with their plots taken away, stacked by the blend's
+/// stacking and by the one for movies without a plot (each fitted on the other folds), at the
+/// blend's `thresholds`.
+pub(crate) fn report_without_plots(
+    stacked: (&[Vec<Predictions>], &[Vec<Predictions>]),
+    genre_parts: usize,
+    w: &Weights<'_>,
+    ((thresholds, names), no_plot): ((&[f32], &[String]), &HashSet<String>),
+) -> Result<()> {
+    let plotless = stacked.1;
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for fold in 0..plotless[0].len() {
+        let (with_plot, without) = fold_stackings(stacked, (fold, genre_parts), no_plot);
+        let each: Vec<Predictions> = plotless.iter().map(|p| p[fold].clone()).collect();
+        before.push(combine(&each, (w.genre, w.rating), Some(&with_plot)));
+        after.push(combine(&each, (w.genre, w.rating), Some(&without)));
+    }
+    let score = |m: &[Predictions]| -> GenreMetrics {
+        Predictions::concat(m).genre_metrics(thresholds, names)
+    };
+    let (before, after) = (score(&before), score(&after));
+    println!(
+        "without plots, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, top-1 \
+         {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its stacking for \
+         movies without a plot)",
+        before.micro_f1,
+        after.micro_f1,
+        before.macro_f1,
+        after.macro_f1,
+        before.top1,
+        after.top1,
+        before.micro_ap,
+        after.micro_ap
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One part's predictions of one genre for movies `ids`, with their labels.
+    fn part(ids: &[&str], probs: &[f32], labels: &[f32]) -> Vec<Predictions> {
+        vec![Predictions {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            n_genres: 1,
+            probs: probs.to_vec(),
+            targets: labels.to_vec(),
+            genres_present: vec![true; ids.len()],
+            rating: vec![5.0; ids.len()],
+            rating_true: vec![5.0; ids.len()],
+            rating_present: vec![true; ids.len()],
+            votes: vec![f32::NAN; ids.len()],
+            ..Predictions::default()
+        }]
+    }
+
+    #[test]
+    fn the_stacking_of_movies_with_a_plot_learns_from_them_alone() {
+        let ids = ["a", "b", "c", "d", "e", "f"];
+        let labels = [1.0, 1.0, 0.0, 0.0, 1.0, 0.0];
+        // e and f have no plot: their part says the opposite of their labels.
+        let all = part(&ids, &[0.9, 0.8, 0.2, 0.1, 0.3, 0.7], &labels);
+        let with_plot = learn_stacking(std::slice::from_ref(&all), |id| id != "e" && id != "f");
+        let alone = part(&ids[..4], &[0.9, 0.8, 0.2, 0.1], &labels[..4]);
+        assert_eq!(with_plot, learn_stacking(&[alone], |_| true));
+        let everyone = learn_stacking(std::slice::from_ref(&all), |_| true);
+        assert_ne!(with_plot, everyone);
+        // A filter that keeps no movie keeps them all.
+        assert_eq!(learn_stacking(&[all], |_| false), everyone);
+    }
+}
