@@ -180,6 +180,49 @@ mod tests {
     }
 
     #[test]
+    fn a_training_movie_without_a_plot_is_stacked_out_of_fold_as_prediction_stacks_it() {
+        let (fold0, fold1) = (["a", "b", "c"], ["d", "e", "f"]);
+        let (y0, y1) = ([1.0, 0.0, 1.0], [0.0, 1.0, 0.0]);
+        let p = |ids: &[&str], probs: &[f32], y: &[f32]| part(ids, probs, y).remove(0);
+        // Parts × folds: a bag and a vote; c and f have no plot.
+        let oof = vec![
+            vec![
+                p(&fold0, &[0.8, 0.3, 0.6], &y0),
+                p(&fold1, &[0.2, 0.7, 0.4], &y1),
+            ],
+            vec![
+                p(&fold0, &[0.9, 0.1, 0.5], &y0),
+                p(&fold1, &[0.1, 0.8, 0.5], &y1),
+            ],
+        ];
+        let plotless = vec![
+            vec![
+                p(&fold0, &[0.6, 0.4, 0.6], &y0),
+                p(&fold1, &[0.4, 0.6, 0.4], &y1),
+            ],
+            vec![p(&fold0, &[0.5; 3], &y0), p(&fold1, &[0.5; 3], &y1)],
+        ];
+        let no_plot: HashSet<String> = ["c".to_string(), "f".to_string()].into();
+        let runs = [std::path::PathBuf::from("bag"), "vote".into()];
+        let w = Weights {
+            genre: &[0.5, 0.5],
+            rating: &[1.0, 0.0],
+            stacking: None,
+            plotless: None,
+            has_plot: &[],
+            runs: &runs,
+        };
+        let stacked = (&oof[..], &plotless[..]);
+        let members = cross_fitted_members(stacked, 2, &w, &no_plot).unwrap();
+        let (with_plot, without) = fold_stackings(stacked, (0, 2), &no_plot);
+        let each = [oof[0][0].clone(), oof[1][0].clone()];
+        let by = |s: &GenreStacking| combine(&each, (w.genre, w.rating), Some(s)).probs;
+        let (by_with, by_without) = (by(&with_plot), by(&without));
+        assert_ne!(by_with[2], by_without[2]);
+        assert_eq!(members[0].probs, [by_with[0], by_with[1], by_without[2]]);
+    }
+
+    #[test]
     fn the_stacking_of_movies_with_a_plot_learns_from_them_alone() {
         let ids = ["a", "b", "c", "d", "e", "f"];
         let labels = [1.0, 1.0, 0.0, 0.0, 1.0, 0.0];
