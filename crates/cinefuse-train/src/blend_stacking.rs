@@ -185,7 +185,7 @@ mod tests {
         let (y0, y1) = ([1.0, 0.0, 1.0], [0.0, 1.0, 0.0]);
         let p = |ids: &[&str], probs: &[f32], y: &[f32]| part(ids, probs, y).remove(0);
         // Parts × folds: a bag and a vote; c and f have no plot.
-        let oof = vec![
+        let oof = [
             vec![
                 p(&fold0, &[0.8, 0.3, 0.6], &y0),
                 p(&fold1, &[0.2, 0.7, 0.4], &y1),
@@ -195,7 +195,7 @@ mod tests {
                 p(&fold1, &[0.1, 0.8, 0.5], &y1),
             ],
         ];
-        let plotless = vec![
+        let plotless = [
             vec![
                 p(&fold0, &[0.6, 0.4, 0.6], &y0),
                 p(&fold1, &[0.4, 0.6, 0.4], &y1),
