@@ -12,8 +12,8 @@ use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
-    PREDICT_CHUNK, Predictor, check_input, extrapolation_warnings, movie_from_json,
-    movies_from_jsonl,
+    PREDICT_CHUNK, Predictor, check_input, extrapolation_warnings, missing_metadata_warning,
+    movie_from_json, movies_from_jsonl,
 };
 use cinefuse_train::rating_trees::RatingTreesConfig;
 use cinefuse_train::{TrainConfig, TrainOptions};
@@ -527,7 +527,8 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
         );
     }
     for m in movies {
-        for warning in extrapolation_warnings(&predictor.preprocessor, m) {
+        let far = extrapolation_warnings(&predictor.preprocessor, m);
+        for warning in far.into_iter().chain(missing_metadata_warning(m)) {
             eprintln!("warning: {warning}");
         }
     }

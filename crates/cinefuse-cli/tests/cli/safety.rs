@@ -347,6 +347,12 @@ fn predict_validates_its_input_like_prepare() {
     );
     let text = ok(d, &predict(&["--plot", "a story", "--runtime", "100"]));
     assert!(!text.contains("warning:"), "{text}");
+    // With nothing but a plot the rating has nothing it leans on: said, and still predicted.
+    let text = ok(d, &predict(&["--plot", "a story"]));
+    assert!(
+        text.contains("warning: input: no metadata") && text.contains("rating"),
+        "{text}"
+    );
 
     // A manifest that disagrees with the weights is refused by field, never a panic (nor an
     // abort: sizes are allocated before the weights are read).
