@@ -8,12 +8,12 @@ use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::credit_neighbours::CreditNeighboursConfig;
 use cinefuse_train::genre_prompts::GenrePromptsConfig;
+use cinefuse_train::input_warnings::input_warnings;
 use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
-    PREDICT_CHUNK, Predictor, check_input, extrapolation_warnings, missing_metadata_warning,
-    movie_from_json, movies_from_jsonl,
+    PREDICT_CHUNK, Predictor, check_input, movie_from_json, movies_from_jsonl,
 };
 use cinefuse_train::rating_trees::RatingTreesConfig;
 use cinefuse_train::{TrainConfig, TrainOptions};
@@ -517,7 +517,8 @@ fn minutes(raw: &str) -> Result<f32, String> {
     Ok(v as f32)
 }
 
-/// Extra columns the model ignores, and numbers far outside its training data.
+/// Extra columns the model ignores, and each movie's inputs that make its prediction an
+/// extrapolation (`input_warnings.rs`).
 fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
     let unused = predictor.unused_extras(movies);
     if !unused.is_empty() {
@@ -527,8 +528,7 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
         );
     }
     for m in movies {
-        let far = extrapolation_warnings(&predictor.preprocessor, m);
-        for warning in far.into_iter().chain(missing_metadata_warning(m)) {
+        for warning in input_warnings(&predictor.preprocessor, m) {
             eprintln!("warning: {warning}");
         }
     }

@@ -7,10 +7,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::prelude::*;
 use cinefuse_data::MovieBatcher;
 use cinefuse_data::dataset::MovieItem;
-use cinefuse_data::extra::{FittedFeature, numeric_value};
 use cinefuse_data::movie::{FIELDS, Movie, movie_from_value};
 use cinefuse_data::prepared::{PosterKey, Preprocessor};
-use cinefuse_data::scalers::raw_numeric;
 use cinefuse_data::split::Split;
 use cinefuse_data::validate::check_movie;
 use cinefuse_model::{CinefuseModel, Modality, ModelShapes};
@@ -797,64 +795,6 @@ pub fn movie_from_json(text: &str, origin: &str) -> Result<Movie> {
     })?;
     check_input(&movie, origin)?;
     Ok(movie)
-}
-
-/// How many training standard deviations from the training mean a value may lie before
-/// `predict` warns that the model is extrapolating.
-const FAR_FROM_TRAINING_SD: f64 = 6.0;
-
-/// Warnings for numeric values far outside what the model saw in training.
-pub fn extrapolation_warnings(pre: &Preprocessor, movie: &Movie) -> Vec<String> {
-    let extras = pre.state.extras.iter().filter_map(|f| match f {
-        FittedFeature::Numeric { scaler } => Some(scaler),
-        _ => None,
-    });
-    pre.state
-        .numeric
-        .iter()
-        .chain(extras)
-        .filter_map(|scaler| {
-            let x = match scaler.name.strip_prefix("extra.") {
-                Some(name) => numeric_value(movie, name).ok().flatten()?,
-                None => raw_numeric(movie, &scaler.name)?,
-            };
-            let z = f64::from(scaler.apply(Some(x)).0);
-            (z.abs() > FAR_FROM_TRAINING_SD).then(|| {
-                format!(
-                    "{}: {} = {x} is {:.1} standard deviations from the training data; the \
-                     prediction is an extrapolation",
-                    movie.id,
-                    scaler.name,
-                    z.abs()
-                )
-            })
-        })
-        .collect()
-}
-
-/// A warning for a movie given without any metadata (a title and a plot, say): the rating
-/// leans on it, and the shipped blend rated such movies worse than the training mean, with an
-/// interval that covered 71 % of them (docs/RESULTS.md, "What each missing input costs").
-pub fn missing_metadata_warning(movie: &Movie) -> Option<String> {
-    let m = movie;
-    let numbers = [m.year.is_some(), m.runtime_min.is_some(), m.votes.is_some()];
-    let money = [m.budget.is_some(), m.gross.is_some()];
-    let lists = [&m.languages, &m.countries, &m.directors, &m.cast];
-    let some = numbers.iter().chain(&money).any(|b| *b)
-        || m.certificate.is_some()
-        || lists
-            .iter()
-            .any(|l| l.as_ref().is_some_and(|v| !v.is_empty()))
-        || !m.extra.is_empty();
-    (!some).then(|| {
-        format!(
-            "{}: no metadata (year, runtime, votes, certificate, languages, countries, \
-             directors, cast); its genres come from the other inputs, but its rating and \
-             interval are unreliable: on such movies the shipped blend's rating was worse than \
-             the training mean and its 90 % interval covered 71 % (docs/RESULTS.md)",
-            m.id
-        )
-    })
 }
 
 /// Reads a JSONL file of movies for batch prediction (line numbers in errors).

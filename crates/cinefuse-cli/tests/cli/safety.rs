@@ -345,7 +345,15 @@ fn predict_validates_its_input_like_prepare() {
         text.contains("warning:") && text.contains("runtime_min"),
         "{text}"
     );
+    // Every training movie of this tiny set had a year: a movie without one is said to be an
+    // extrapolation, and with one (and values near the training data's) nothing is said.
     let text = ok(d, &predict(&["--plot", "a story", "--runtime", "100"]));
+    assert!(
+        text.contains("warning: input: no year, which 32 of the 32 movies the model's inputs"),
+        "{text}"
+    );
+    let usual = ["--plot", "a story", "--runtime", "100", "--year", "2001"];
+    let text = ok(d, &predict(&usual));
     assert!(!text.contains("warning:"), "{text}");
     // With nothing but a plot the rating has nothing it leans on: said, and still predicted.
     let text = ok(d, &predict(&["--plot", "a story"]));
