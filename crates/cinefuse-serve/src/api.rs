@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cinefuse_train::input_fields::movie_from_form;
+use cinefuse_train::input_warnings::input_warnings;
 use cinefuse_train::predictor::{MoviePrediction, movie_from_json};
 use cinefuse_train::run_dir::EpochMetrics;
 use serde::Deserialize;
@@ -158,10 +159,19 @@ impl PredictRequest {
 
 /// Runs one prediction: the model looked up (and loaded if need be) and the movie encoded on
 /// blocking threads, the forward pass batched with concurrent requests by the model's worker.
+/// A prediction as the API and the page return it.
+pub struct Answer {
+    pub model: String,
+    pub prediction: MoviePrediction,
+    pub coverage: f64,
+    /// What `predict` would warn about in the movie (`input_warnings.rs`).
+    pub warnings: Vec<String>,
+}
+
 pub async fn run_prediction(
     state: &Arc<AppState>,
     request: PredictRequest,
-) -> Result<(String, MoviePrediction, f64), ApiError> {
+) -> Result<Answer, ApiError> {
     if request.movie.get("poster").is_some() {
         return Err(ApiError::bad(
             "movie.poster: the server reads no paths; send the image as poster_base64 or a multipart file",
@@ -185,6 +195,7 @@ pub async fn run_prediction(
     }
     let movie = movie_from_json(&movie_json.to_string(), "movie")
         .map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    let warnings = input_warnings(&served.predictor.preprocessor, &movie);
     let predictor = served.predictor.clone();
     let poster = request.poster;
     let input = tokio::task::spawn_blocking(move || {
@@ -202,8 +213,12 @@ pub async fn run_prediction(
         ),
         BatchError::Failed(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
     })?;
-    let coverage = served.predictor.manifest.interval_coverage;
-    Ok((id, prediction, coverage))
+    Ok(Answer {
+        model: id,
+        prediction,
+        coverage: served.predictor.manifest.interval_coverage,
+        warnings,
+    })
 }
 
 pub async fn predict(
@@ -211,10 +226,11 @@ pub async fn predict(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let request = PredictRequest::read(request).await?;
-    let (model, prediction, coverage) = run_prediction(&state, request).await?;
+    let a = run_prediction(&state, request).await?;
     Ok(Json(json!({
-        "model": model,
-        "interval_coverage": coverage,
-        "prediction": prediction,
+        "model": a.model,
+        "interval_coverage": a.coverage,
+        "prediction": a.prediction,
+        "warnings": a.warnings,
     })))
 }

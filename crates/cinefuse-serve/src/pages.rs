@@ -13,7 +13,7 @@ use minijinja::{Environment, context};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::{ApiError, PredictRequest, run_prediction};
+use crate::api::{Answer, ApiError, PredictRequest, run_prediction};
 use crate::{AppState, runs, svg};
 
 /// The templates, compiled into the binary.
@@ -438,7 +438,12 @@ pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request
     };
     let models_dir = state.models_dir.display().to_string();
     match result {
-        Ok((model, prediction, coverage)) => {
+        Ok(Answer {
+            model,
+            prediction,
+            coverage,
+            warnings,
+        }) => {
             let fields = form_fields(&state, Some(&model), &form, false);
             let genres: Vec<(String, f64)> = prediction
                 .genres
@@ -455,7 +460,7 @@ pub async fn predict_submit(State(state): State<Arc<AppState>>, request: Request
                 &state,
                 "predict.html",
                 context! {
-                    title => "prediction", models, model, coverage, fields, models_dir,
+                    title => "prediction", models, model, coverage, fields, models_dir, warnings,
                     genre_chart => svg::bars("Genre probabilities", &genres, 1.0),
                     contribution_chart => svg::bars(&format!("Contributions ({})", prediction.contribution_method), &shares, 1.0),
                     prediction,

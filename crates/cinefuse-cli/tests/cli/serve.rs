@@ -260,6 +260,25 @@ fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     }
     assert!(!p["genres"].as_array().unwrap().is_empty());
     assert_eq!(p["contributions"].as_array().unwrap().len(), 3);
+    assert!(body["warnings"].is_array(), "{body}");
+    // A movie with a plot alone is predicted, with the warning `predict` prints, on the page
+    // too (escaped like everything it echoes).
+    let r = predict(json!({"movie": {"plot": "a family grief story"}}));
+    let body: Value = r.json().unwrap();
+    let warned = body["warnings"][0].as_str().unwrap_or_default();
+    assert!(warned.starts_with("input: no metadata"), "{body}");
+    let form = reqwest::blocking::multipart::Form::new().text("plot", "a <b>grief</b> story");
+    let page = http
+        .post(format!("{url}/predict"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    let html = page.text().unwrap();
+    assert!(
+        html.contains("class=\"warning\">Warning: input: no metadata"),
+        "{html}"
+    );
+    assert!(!html.contains("<b>grief"), "the plot is echoed escaped");
 
     for (body, says) in [
         (json!({"movie": {"ratng": 5}}), "ratng"),
