@@ -218,6 +218,12 @@ fn synth_prepare_train_eval_export_predict() {
         !text.contains("rating MAE") && text.contains("no rated movies"),
         "{text}"
     );
+    // Its one movie has no metadata: eval says its scores measure an extrapolation.
+    assert!(
+        text.contains("warning: for 1 of the 1 movies an input")
+            && text.contains("the first: a: no metadata"),
+        "{text}"
+    );
     let text = ok(d, &["eval", "--run", "runs/t", "--split", "train"]);
     assert!(text.contains("eval-train.json"), "{text}");
     assert_eq!(

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::bootstrap::Confidence;
 use crate::config::{BackendKind, TrainConfig};
+use crate::input_warnings::input_warnings;
 use crate::metrics::{
     GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics,
 };
@@ -606,10 +607,26 @@ fn with_features(mut p: Prepared, run: &LoadedRun) -> Prepared {
     p
 }
 
-/// Refuses a dataset with nothing to score, and warns of labels the model cannot score.
+/// Refuses a dataset with nothing to score, and warns of labels the model cannot score and
+/// of movies whose inputs `predict` would warn about (`input_warnings.rs`), counted once.
 fn warn_unscored(dir: &Path, pre: &cinefuse_data::prepared::Preprocessor) -> Result<()> {
     for w in cinefuse_data::prepare::check_scoreable(dir, pre)? {
         eprintln!("{w}");
+    }
+    let path = dir.join(cinefuse_data::movie::MOVIES_FILE);
+    let movies = cinefuse_data::movie::parse_movies_file(&path)?.movies;
+    let warned: Vec<String> = movies
+        .iter()
+        .filter_map(|(_, m)| input_warnings(pre, m).into_iter().next())
+        .collect();
+    if let Some(first) = warned.first() {
+        eprintln!(
+            "warning: for {} of the {} movies an input the training movies had is missing or \
+             a value lies far from theirs, so their scores measure an extrapolation; the \
+             first: {first}",
+            warned.len(),
+            movies.len()
+        );
     }
     Ok(())
 }
