@@ -157,8 +157,6 @@ impl PredictRequest {
     }
 }
 
-/// Runs one prediction: the model looked up (and loaded if need be) and the movie encoded on
-/// blocking threads, the forward pass batched with concurrent requests by the model's worker.
 /// A prediction as the API and the page return it.
 pub struct Answer {
     pub model: String,
@@ -168,6 +166,8 @@ pub struct Answer {
     pub warnings: Vec<String>,
 }
 
+/// Runs one prediction: the model looked up (and loaded if need be) and the movie encoded on
+/// blocking threads, the forward pass batched with concurrent requests by the model's worker.
 pub async fn run_prediction(
     state: &Arc<AppState>,
     request: PredictRequest,

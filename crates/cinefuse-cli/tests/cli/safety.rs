@@ -420,6 +420,11 @@ fn predict_validates_its_input_like_prepare() {
             "but preprocess.json gives",
         ),
         ("/modalities", other_modality, "model.modalities"),
+        (
+            "/genre_stacking_without_plot",
+            serde_json::json!({"coefficients": [[1.0]]}),
+            "genre_stacking_without_plot needs a genre_stacking",
+        ),
     ] {
         let bad = d.join("bad-model");
         let _ = std::fs::remove_dir_all(&bad);
