@@ -628,7 +628,7 @@ pub fn quickstart(config: PathBuf, backend_name: Option<String>, set: Vec<String
         backend: backend_name,
     })?;
     println!(
-        "next: cinefuse predict --model {} --plot \"A robot falls in love\"",
+        "next: cinefuse predict --model {} --plot \"A robot falls in love\" --year 2005 --runtime 98",
         model_dir.display()
     );
     Ok(())
