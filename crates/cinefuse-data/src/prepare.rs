@@ -745,20 +745,22 @@ pub fn apply_preprocessor(
     crate::Prepared::open(out_dir)
 }
 
-/// Whether the dataset in `data_dir` can be scored by a model with preprocessing `pre`: an
-/// error when none of its movies has genres or a rating (every score would be an empty 0);
-/// otherwise the warnings to show, naming the genres the model does not predict (those
+/// Whether the `movies` parsed from `path` can be scored by a model with preprocessing
+/// `pre`: an error when none of them has genres or a rating (every score would be an empty
+/// 0); otherwise the warnings to show, naming the genres the model does not predict (those
 /// labels are left out of the scores).
-pub fn check_scoreable(data_dir: &Path, pre: &Preprocessor) -> Result<Vec<String>, DataError> {
-    let path = data_dir.join(MOVIES_FILE);
-    let movies = parse_movies_file(&path)?.movies;
+pub fn check_scoreable(
+    path: &Path,
+    movies: &[(usize, Movie)],
+    pre: &Preprocessor,
+) -> Result<Vec<String>, DataError> {
     let labelled = movies
         .iter()
         .filter(|(_, m)| m.rating.is_some() || m.genres.as_ref().is_some_and(|g| !g.is_empty()))
         .count();
     if labelled == 0 {
         return Err(DataError::file(
-            &path,
+            path,
             format!(
                 "none of its {} movies has genres or a rating: nothing to score (`predict` \
                  takes unlabelled movies)",

@@ -610,11 +610,11 @@ fn with_features(mut p: Prepared, run: &LoadedRun) -> Prepared {
 /// Refuses a dataset with nothing to score, and warns of labels the model cannot score and
 /// of movies whose inputs `predict` would warn about (`input_warnings.rs`), counted once.
 fn warn_unscored(dir: &Path, pre: &cinefuse_data::prepared::Preprocessor) -> Result<()> {
-    for w in cinefuse_data::prepare::check_scoreable(dir, pre)? {
-        eprintln!("{w}");
-    }
     let path = dir.join(cinefuse_data::movie::MOVIES_FILE);
     let movies = cinefuse_data::movie::parse_movies_file(&path)?.movies;
+    for w in cinefuse_data::prepare::check_scoreable(&path, &movies, pre)? {
+        eprintln!("{w}");
+    }
     let warned: Vec<String> = movies
         .iter()
         .filter_map(|(_, m)| input_warnings(pre, m).into_iter().next())
