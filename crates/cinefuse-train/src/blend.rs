@@ -619,18 +619,14 @@ pub fn learn_blend(
         has_plot: &[],
         runs: &resolved,
     };
-    let members = match &stackings.plotless_oof {
-        Some(plotless) => {
-            let stacked = (&oof[..], &plotless[..]);
-            cross_fitted_members(stacked, genre_parts, &weights, &no_plot)?
-        }
+    let members = match &stackings.cross_fit {
+        Some(cross) => cross_fitted_members(&oof, cross, &weights, &no_plot)?,
         None => combine_members(&oof, &weights)?,
     };
     let weight = lead.config.train.shared_threshold_weight;
     let calibration = calibrate_folds(&members, &names, Vec::new(), weight);
-    if let Some(plotless) = &stackings.plotless_oof {
-        let scored = (&calibration.thresholds[..], &names[..]);
-        report_without_plots((&oof, plotless), genre_parts, &weights, (scored, &no_plot))?;
+    if let Some(cross) = &stackings.cross_fit {
+        report_without_plots(cross, &weights, (&calibration.thresholds, &names));
     }
     let info = BlendInfo {
         calibration,

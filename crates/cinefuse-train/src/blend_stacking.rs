@@ -20,8 +20,16 @@ use crate::predictions::Predictions;
 pub(crate) struct Stackings {
     pub with_plot: Option<GenreStacking>,
     pub without_plot: Option<GenreStacking>,
+    pub cross_fit: Option<CrossFit>,
+}
+
+/// What the blend's out-of-fold members are stacked from.
+pub(crate) struct CrossFit {
     /// Every part's out-of-fold predictions with the plots taken away.
-    pub plotless_oof: Option<Vec<Vec<Predictions>>>,
+    pub plotless_oof: Vec<Vec<Predictions>>,
+    /// Each fold's two stackings (for movies with a plot, and without), fitted on the other
+    /// folds as `learn_stackings` fits them on all.
+    pub per_fold: Vec<(GenreStacking, GenreStacking)>,
 }
 
 /// The stackings of the blend of `bags` and `votes`, whose first `genre_parts` parts of `oof`
@@ -36,7 +44,7 @@ pub(crate) fn learn_stackings(
         return Ok(Stackings {
             with_plot: None,
             without_plot: None,
-            plotless_oof: None,
+            cross_fit: None,
         });
     }
     println!("predicting the held-out folds again without plots");
@@ -48,8 +56,29 @@ pub(crate) fn learn_stackings(
             !no_plot.contains(id)
         })),
         without_plot: Some(learn_stacking(&plotless[..genre_parts], |_| true)),
-        plotless_oof: Some(plotless),
+        cross_fit: Some(cross_fit((oof, plotless), genre_parts, no_plot)),
     })
+}
+
+/// The per-fold stackings of `oof` and its plotless twin `plotless` (`CrossFit`).
+fn cross_fit(
+    (oof, plotless): (&[Vec<Predictions>], Vec<Vec<Predictions>>),
+    genre_parts: usize,
+    no_plot: &HashSet<String>,
+) -> CrossFit {
+    let per_fold = (0..oof[0].len())
+        .map(|fold| {
+            let with_plot = learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
+                !no_plot.contains(id)
+            });
+            let without = learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true);
+            (with_plot, without)
+        })
+        .collect();
+    CrossFit {
+        plotless_oof: plotless,
+        per_fold,
+    }
 }
 
 /// The genres' stacking over the parts' out-of-fold probabilities (all folds together), on the
@@ -81,39 +110,25 @@ fn other_folds(parts: &[Vec<Predictions>], fold: usize) -> Vec<Vec<Predictions>>
         .collect()
 }
 
-/// Fold `fold`'s two stackings, fitted on the other folds as `learn_stackings` fits them.
-fn fold_stackings(
-    (oof, plotless): (&[Vec<Predictions>], &[Vec<Predictions>]),
-    (fold, genre_parts): (usize, usize),
-    no_plot: &HashSet<String>,
-) -> (GenreStacking, GenreStacking) {
-    let with_plot = learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
-        !no_plot.contains(id)
-    });
-    let without = learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true);
-    (with_plot, without)
-}
-
 /// The blend's out-of-fold members with stackings that never saw their fold: member k's genres
 /// come from stackings fitted on the other folds' predictions (a movie without a plot from the
 /// one for such movies), so the thresholds and the scores calibrated on them are as honest as
 /// a bag's (the stackings that predict are fitted on every fold).
 pub(crate) fn cross_fitted_members(
-    stacked: (&[Vec<Predictions>], &[Vec<Predictions>]),
-    genre_parts: usize,
+    oof: &[Vec<Predictions>],
+    cross: &CrossFit,
     w: &Weights<'_>,
     no_plot: &HashSet<String>,
 ) -> Result<Vec<Predictions>> {
-    let oof = stacked.0;
     (0..oof[0].len())
         .map(|fold| {
-            let (with_plot, without) = fold_stackings(stacked, (fold, genre_parts), no_plot);
+            let (with_plot, without) = &cross.per_fold[fold];
             let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
             check_same_movies(&each, w.runs)?;
             let has_plot: Vec<bool> = each[0].ids.iter().map(|id| !no_plot.contains(id)).collect();
             let fold_w = Weights {
-                stacking: Some(&with_plot),
-                plotless: Some(&without),
+                stacking: Some(with_plot),
+                plotless: Some(without),
                 has_plot: &has_plot,
                 ..*w
             };
@@ -126,18 +141,16 @@ pub(crate) fn cross_fitted_members(
 /// stacking and by the one for movies without a plot (each fitted on the other folds), at the
 /// blend's `thresholds`.
 pub(crate) fn report_without_plots(
-    stacked: (&[Vec<Predictions>], &[Vec<Predictions>]),
-    genre_parts: usize,
+    cross: &CrossFit,
     w: &Weights<'_>,
-    ((thresholds, names), no_plot): ((&[f32], &[String]), &HashSet<String>),
-) -> Result<()> {
-    let plotless = stacked.1;
+    (thresholds, names): (&[f32], &[String]),
+) {
     let (mut before, mut after) = (Vec::new(), Vec::new());
-    for fold in 0..plotless[0].len() {
-        let (with_plot, without) = fold_stackings(stacked, (fold, genre_parts), no_plot);
+    for (fold, (with_plot, without)) in cross.per_fold.iter().enumerate() {
+        let plotless = &cross.plotless_oof;
         let each: Vec<Predictions> = plotless.iter().map(|p| p[fold].clone()).collect();
-        before.push(combine(&each, (w.genre, w.rating), Some(&with_plot)));
-        after.push(combine(&each, (w.genre, w.rating), Some(&without)));
+        before.push(combine(&each, (w.genre, w.rating), Some(with_plot)));
+        after.push(combine(&each, (w.genre, w.rating), Some(without)));
     }
     let score = |m: &[Predictions]| -> GenreMetrics {
         Predictions::concat(m).genre_metrics(thresholds, names)
@@ -156,7 +169,6 @@ pub(crate) fn report_without_plots(
         before.micro_ap,
         after.micro_ap
     );
-    Ok(())
 }
 
 #[cfg(test)]
@@ -212,12 +224,12 @@ mod tests {
             has_plot: &[],
             runs: &runs,
         };
-        let stacked = (&oof[..], &plotless[..]);
-        let members = cross_fitted_members(stacked, 2, &w, &no_plot).unwrap();
-        let (with_plot, without) = fold_stackings(stacked, (0, 2), &no_plot);
+        let cross = cross_fit((&oof[..], plotless.to_vec()), 2, &no_plot);
+        let members = cross_fitted_members(&oof, &cross, &w, &no_plot).unwrap();
+        let (with_plot, without) = &cross.per_fold[0];
         let each = [oof[0][0].clone(), oof[1][0].clone()];
         let by = |s: &GenreStacking| combine(&each, (w.genre, w.rating), Some(s)).probs;
-        let (by_with, by_without) = (by(&with_plot), by(&without));
+        let (by_with, by_without) = (by(with_plot), by(without));
         assert_ne!(by_with[2], by_without[2]);
         assert_eq!(members[0].probs, [by_with[0], by_with[1], by_without[2]]);
     }
