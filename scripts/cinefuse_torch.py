@@ -940,7 +940,7 @@ def read_config(model_dir):
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
     # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts; 11 a
     # blend's genre_stacking_without_plot.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 12):
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 13):
         sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 11")
     return config
 
@@ -959,6 +959,16 @@ class Part:
             probs, ratings = (run or self.bag)(inputs)
         fields = {k: inputs[k].numpy() for k in ("numeric", "numeric_missing", "categorical")}
         return probs.numpy(), ratings.numpy(), fields
+
+    def plot_features(self, movies, member=0):
+        """Member `member`'s whole frozen plot feature row [B, D] (the sentence embedding, then
+        the blocks of the concatenated layers), as the content rating reads it."""
+        ids, mask, _ = self.pre.token_batch(movies)
+        text = getattr(self.bag.members[member], "text_pretrained", None)
+        if text is None:
+            sys.exit("a content rating needs the first part to read plots with MiniLM")
+        with torch.no_grad():
+            return text.bert(ids, keep_first(mask)).double().numpy()
 
     def plot_embeddings(self, movies, member=0):
         """Member `member`'s MiniLM sentence embedding of each plot [B, D] (the pooled output,
@@ -1155,7 +1165,33 @@ def member_predictions(model_dir, config, movies, base, run=None):
     if numeric.shape[1] > VOTES_COLUMN:
         known = missing[:, VOTES_COLUMN] <= 0.5
         votes[known] = numeric[known, VOTES_COLUMN]
+    content = config.get("content_rating") if parts else None
+    if content:
+        rated = lead.pre.token_batch(movies)[2].numpy() > 0.5
+        rated &= lacks_metadata(fields)
+        if rated.any():
+            r = content_ratings(os.path.join(model_dir, content["file"]), lead.plot_features(movies))
+            ratings = np.array(ratings, np.float32)
+            ratings[:, rated] = r[:, rated]
+            votes[rated] = CONTENT_KEY
     return probs, ratings, votes
+
+
+# The interval key of a movie rated from its plot alone (interval.rs: RATED_FROM_CONTENT).
+CONTENT_KEY = -np.inf
+
+
+def lacks_metadata(fields):
+    """Movies whose metadata hold nothing but perhaps the year (column 0): every other numeric
+    field missing and every category missing (id 0), as content_rating.rs decides."""
+    return (fields["numeric_missing"][:, 1:] > 0.5).all(1) & (fields["categorical"] == 0).all(1)
+
+
+def content_ratings(path, rows):
+    """Each ridge's rating [K, B] of the plot feature rows [B, D], clipped to 0-10."""
+    tensors, _ = bio.read_safetensors(path)
+    w, b = tensors["weights"].astype(np.float64), tensors["bias"].astype(np.float64)
+    return np.clip(rows @ w.T + b, 0.0, 10.0).T.astype(np.float32)
 
 
 def interval(spec, member_ratings, rating, votes):
@@ -1167,6 +1203,8 @@ def interval(spec, member_ratings, rating, votes):
         return [max(rating - w, 0.0), min(rating + w, 10.0)]
     b = 0 if not math.isfinite(votes) else sum(1 for e in spec["edges"] if votes >= e)
     bin_ = spec["bins"][b]
+    if votes == CONTENT_KEY and spec.get("content"):
+        bin_ = spec["content"]
     n, alpha = len(bin_), 1.0 - spec["coverage"]
     k_lo, k_hi = math.floor(alpha * (n + 1)), math.ceil((1.0 - alpha) * (n + 1))
     if k_lo < 1 or k_hi > n:

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
+use cinefuse_train::content_rating::ContentRatingConfig;
 use cinefuse_train::credit_neighbours::CreditNeighboursConfig;
 use cinefuse_train::genre_prompts::GenrePromptsConfig;
 use cinefuse_train::input_warnings::input_warnings;
@@ -159,6 +160,10 @@ pub struct EnsembleArgs {
     /// and blend them into the rating.
     #[arg(long)]
     rating_trees: bool,
+    /// Also learn a rating from the plot alone (ridge regressions on the first bag's cached
+    /// plot features, on the bags' folds) for movies given without metadata.
+    #[arg(long)]
+    content_rating: bool,
     /// The trees' boosting rounds (with --rating-trees).
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().iterations)]
     tree_iterations: usize,
@@ -360,6 +365,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         metadata_neighbours: metadata,
         credit_neighbours: credits,
         genre_prompts: prompts,
+        content_rating: a.content_rating.then(ContentRatingConfig::default),
     };
     let info = cinefuse_train::blend::blend(&a.runs, &a.out, backend(&a.backend)?, extras)?;
     cinefuse_train::blend_train::print_weights(&info);
@@ -528,7 +534,7 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
         );
     }
     for m in movies {
-        for warning in input_warnings(&predictor.preprocessor, m) {
+        for warning in input_warnings(&predictor.preprocessor, m, predictor.rates_from_plot()) {
             eprintln!("warning: {warning}");
         }
     }

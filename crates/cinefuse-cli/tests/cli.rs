@@ -763,8 +763,51 @@ fn portable_movies(d: &Path) -> String {
         r#"{"id":"odd","plot":"zeppelin quixotic","year":1890,"votes":3,"certificate":"XYZ"}"#
             .into(),
     );
+    // A title, a plot and a year: a blend with a content rating rates it from the plot.
+    lines.push(
+        r#"{"id":"plot-only","title":"Night Train","plot":"A detective hunts a killer on a night train","year":2001}"#
+            .into(),
+    );
     std::fs::write(d.join("portable.jsonl"), lines.join("\n")).unwrap();
     "portable.jsonl".into()
+}
+
+/// The export `vote` (a blend with a content rating): a movie with a plot and nothing else
+/// but its year is rated from the plot (ridge k beside member k), with its own interval, and
+/// `predict` says so; a movie with metadata is not. The PyTorch reference (`check_portable`)
+/// recomputes it from the exported file.
+fn content_rating_rates_plot_only_movies(d: &Path) {
+    assert!(d.join("vote/content_rating.safetensors").is_file());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("vote/manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["content_rating"]["file"],
+        "content_rating.safetensors"
+    );
+    assert!(
+        !manifest["interval"]["content"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let plot = ["predict", "--model", "vote", "--json"];
+    let story = ["--plot", "A detective hunts a killer on a night train"];
+    let predict = |extra: &[&str]| {
+        let out = cinefuse(d, &[&plot[..], &story, extra].concat());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        let first = portable::json_lines(&String::from_utf8_lossy(&out.stdout))[0].clone();
+        (first, err)
+    };
+    let (rated, err) = predict(&["--year", "2001"]);
+    assert!(
+        err.contains("its rating is read from the plot alone"),
+        "{err}"
+    );
+    let (with_runtime, err) = predict(&["--runtime", "100"]);
+    assert!(!err.contains("read from the plot alone"), "{err}");
+    assert_ne!(rated["rating"], with_runtime["rating"]);
+    assert_ne!(rated["rating_interval"], with_runtime["rating_interval"]);
 }
 
 /// Plot-, metadata- and credits-neighbour votes stacked with a frozen-BERT bag (in `d`, set up
@@ -797,6 +840,8 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "train.genre_prompts.k=1000",
         "--set",
         "train.genre_prompts.prior=0",
+        "--set",
+        "train.content_rating.enabled=true",
     ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
@@ -825,10 +870,15 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "1000",
         "--prompt-prior",
         "0",
+        "--content-rating",
     ];
     let text = ok(
         d,
         &[&vote[..], &["--neighbour-k", "5", "--out", "runs/vote"]].concat(),
+    );
+    assert!(
+        text.contains("content rating (for movies without metadata): out-of-fold MAE"),
+        "{text}"
     );
     assert!(text.contains("plot-neighbour vote: genre weight"), "{text}");
     assert!(text.contains("stacking weight"), "{text}");
@@ -865,6 +915,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     for key in [
         "genre_stacking",
         "genre_stacking_without_plot",
+        "content_rating",
         "genre_weights",
         "rating_weights",
         "calibration",
@@ -923,6 +974,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(d.join("vote/metadata_neighbours.safetensors").is_file());
     assert!(d.join("vote/credit_neighbours.safetensors").is_file());
     assert!(d.join("vote/genre_prompts.safetensors").is_file());
+    content_rating_rates_plot_only_movies(d);
     let part: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("vote/part-0/manifest.json")).unwrap())
             .unwrap();

@@ -195,7 +195,8 @@ pub async fn run_prediction(
     }
     let movie = movie_from_json(&movie_json.to_string(), "movie")
         .map_err(|e| ApiError::bad(format!("{e:#}")))?;
-    let warnings = input_warnings(&served.predictor.preprocessor, &movie);
+    let p = &served.predictor;
+    let warnings = input_warnings(&p.preprocessor, &movie, p.rates_from_plot());
     let predictor = served.predictor.clone();
     let poster = request.poster;
     let input = tokio::task::spawn_blocking(move || {

@@ -27,6 +27,9 @@ use crate::bag::{BagCalibration, calibrate_folds, out_of_fold};
 use crate::blend_stacking::{cross_fitted_members, learn_stackings, report_without_plots};
 use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
+use crate::content_rating::{
+    CONTENT_RATING_FILE, ContentRating, ContentRatingConfig, ContentRatingInfo, feature_rows,
+};
 use crate::credit_neighbours::CreditNeighboursConfig;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
@@ -77,6 +80,11 @@ pub struct BlendInfo {
     /// `None` in a blend learnt before 2026-12-05, whose stacking takes every movie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking_without_plot: Option<GenreStacking>,
+    /// The rating of movies without metadata, from their plot (`content_rating.rs`); its
+    /// interval is the content bin of `calibration.interval`. `None` in a blend learnt before
+    /// 2026-12-05 or without `[train.content_rating]`: such movies are rated like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_rating: Option<ContentRatingInfo>,
     /// Thresholds, interval and scores from the blend's out-of-fold predictions.
     pub calibration: BagCalibration,
 }
@@ -91,6 +99,7 @@ pub struct Blend {
     /// prompts', as the blend has them.
     pub votes: Vec<NeighbourVote>,
     pub trees: Option<RatingTrees>,
+    pub content: Option<ContentRating>,
 }
 
 /// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`,
@@ -102,6 +111,7 @@ pub struct BlendExtras {
     pub metadata_neighbours: Option<MetadataNeighboursConfig>,
     pub credit_neighbours: Option<CreditNeighboursConfig>,
     pub genre_prompts: Option<GenrePromptsConfig>,
+    pub content_rating: Option<ContentRatingConfig>,
 }
 
 impl BlendExtras {
@@ -173,12 +183,17 @@ impl Blend {
                 info.rating_weights.len()
             );
         }
+        let content = match info.content_rating {
+            Some(_) => Some(ContentRating::load(&dir.join(CONTENT_RATING_FILE))?),
+            None => None,
+        };
         Ok(Some(Self {
             dir: dir.to_path_buf(),
             info,
             parts,
             votes,
             trees,
+            content,
         }))
     }
 
@@ -208,13 +223,17 @@ impl Blend {
         }
         let has_plot = plots_of(data[0], &per_part[0][0].ids);
         let w = self.info.weights();
-        let members = combine_members(
+        let mut members = combine_members(
             &per_part,
             &Weights {
                 has_plot: &has_plot,
                 ..w
             },
         )?;
+        if let Some(c) = &self.content {
+            let rows = feature_rows(data[0], &members[0].ids, true)?;
+            c.apply(&mut members, &rows);
+        }
         Ok((Predictions::mean(&members), members))
     }
 }
@@ -377,6 +396,10 @@ impl BlendInfo {
             metadata_neighbours: self.metadata_neighbours,
             credit_neighbours: self.credit_neighbours,
             genre_prompts: self.genre_prompts.clone(),
+            content_rating: self
+                .content_rating
+                .as_ref()
+                .map(|_| ContentRatingConfig::default()),
         }
     }
 
@@ -489,6 +512,7 @@ pub struct LearnedBlend {
     genres: Vec<String>,
     votes: Vec<NeighbourVote>,
     trees: Option<RatingTrees>,
+    content: Option<ContentRating>,
 }
 
 impl LearnedBlend {
@@ -502,17 +526,23 @@ impl LearnedBlend {
         for v in &self.votes {
             v.save(&dir.join(v.space.file()))?;
         }
+        if let Some(c) = &self.content {
+            c.save(&dir.join(CONTENT_RATING_FILE))?;
+        }
         write_json(&dir.join(BLEND_FILE), &self.info)
     }
 }
 
 /// A blend combines two bags at least, or one with something of its own to add.
 fn check_blend_runs(runs: &[PathBuf], extras: &BlendExtras) -> Result<()> {
-    let adds = extras.rating_trees.is_some() || !extras.vote_spaces().is_empty();
+    let adds = extras.rating_trees.is_some()
+        || extras.content_rating.is_some()
+        || !extras.vote_spaces().is_empty();
     if runs.is_empty() || (runs.len() < 2 && !adds) {
         bail!(
             "--runs: a blend needs at least two bags (or one with --rating-trees, \
-             --plot-neighbours, --metadata-neighbours or --credit-neighbours), got {}",
+             --content-rating, --plot-neighbours, --metadata-neighbours or \
+             --credit-neighbours), got {}",
             runs.len()
         );
     }
@@ -624,7 +654,18 @@ pub fn learn_blend(
         None => combine_members(&oof, &weights)?,
     };
     let weight = lead.config.train.shared_threshold_weight;
-    let calibration = calibrate_folds(&members, &names, Vec::new(), weight);
+    let mut calibration = calibrate_folds(&members, &names, Vec::new(), weight);
+    let content = match extras.content_rating {
+        Some(_) => {
+            let folds = (parts[0].info.seed, parts[0].info.folds);
+            let learned = crate::content_rating::learn_for_blend(&lead.prepared, folds, &members)?;
+            calibration.interval = calibration
+                .interval
+                .map(|c| c.with_content(&learned.residuals));
+            Some(learned)
+        }
+        None => None,
+    };
     if let Some(cross) = &stackings.cross_fit {
         report_without_plots(cross, &weights, (&calibration.thresholds, &names));
     }
@@ -640,6 +681,7 @@ pub fn learn_blend(
         genre_prompts: extras.genre_prompts,
         genre_stacking: stackings.with_plot,
         genre_stacking_without_plot: stackings.without_plot,
+        content_rating: content.as_ref().map(|c| c.info.clone()),
     };
     Ok(LearnedBlend {
         info,
@@ -647,6 +689,7 @@ pub fn learn_blend(
         genres: names,
         votes,
         trees: forests,
+        content: content.map(|c| c.ridges),
     })
 }
 

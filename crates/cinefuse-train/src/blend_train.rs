@@ -92,6 +92,7 @@ fn learn_and_write_blend(
         metadata_neighbours: config.train.metadata_neighbours,
         credit_neighbours: config.train.credit_neighbours,
         genre_prompts: config.train.genre_prompts.clone(),
+        content_rating: config.train.content_rating,
     };
     let learned = learn_blend(bags, opts.backend, extras)?;
     print_weights(&learned.info);
@@ -148,6 +149,7 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                     own.train.metadata_neighbours = None;
                     own.train.credit_neighbours = None;
                     own.train.genre_prompts = None;
+                    own.train.content_rating = None;
                     Ok(own)
                 }
             }
@@ -187,6 +189,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
     c.train.metadata_neighbours = None;
     c.train.credit_neighbours = None;
     c.train.genre_prompts = None;
+    c.train.content_rating = None;
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     // Repeated like this config's bag unless the partner's overrides say otherwise (a costly

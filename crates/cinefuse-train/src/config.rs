@@ -239,6 +239,10 @@ pub struct LoopConfig {
     /// plot (the first bag's frozen MiniLM embeds both), stacked with the bags per genre
     /// (`[train.genre_prompts]`, see `genre_prompts.rs`).
     pub genre_prompts: Option<crate::genre_prompts::GenrePromptsConfig>,
+    /// With `folds`: a rating read from the plot alone (ridge regressions on the first bag's
+    /// cached plot features, on the same folds) for movies given without metadata, with an
+    /// interval of its own (`[train.content_rating]`, see `content_rating.rs`).
+    pub content_rating: Option<crate::content_rating::ContentRatingConfig>,
     /// How far each genre's F1-best decision threshold is pulled toward the one threshold
     /// shared by all genres with the best micro-F1 (0: per genre, 1: shared; `thresholds.rs`).
     /// A rare genre's own threshold is noisy; out of fold 0.25 raised micro-F1 and kept
@@ -264,6 +268,9 @@ impl LoopConfig {
         }
         if self.credit_neighbours.is_some_and(|v| !v.enabled) {
             self.credit_neighbours = None;
+        }
+        if self.content_rating.is_some_and(|c| !c.enabled) {
+            self.content_rating = None;
         }
         if self.genre_prompts.as_ref().is_some_and(|v| !v.enabled) {
             self.genre_prompts = None;
@@ -330,6 +337,7 @@ impl Default for LoopConfig {
             metadata_neighbours: None,
             credit_neighbours: None,
             genre_prompts: None,
+            content_rating: None,
             shared_threshold_weight: 0.25,
             tensorboard: false,
         }
@@ -829,6 +837,11 @@ impl TrainConfig {
                 .validate()
                 .map_err(|e| format!("train.rating_trees: {e}"))?;
         }
+        if t.content_rating.is_some() && t.folds == 0 {
+            return Err(
+                "train.content_rating needs train.folds >= 2 (it trains on the bag's folds)".into(),
+            );
+        }
         let votes = [
             ("plot_neighbours", t.plot_neighbours.map(|v| v.validate())),
             (
@@ -1156,6 +1169,22 @@ mod tests {
                 .contains("train.genre_prompts: prompts.Drama must hold 1 to 50 sentences, got 0"),
             "{e}"
         );
+        let on = "train.content_rating.enabled=true";
+        assert!(
+            with(&["train.folds=5", on])
+                .unwrap()
+                .train
+                .content_rating
+                .is_some()
+        );
+        let e = with(&[on]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("train.content_rating needs train.folds >= 2"),
+            "{e}"
+        );
+        let off = ["train.folds=5", "train.content_rating.enabled=false"];
+        assert!(with(&off).unwrap().train.content_rating.is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::bag_sets::SetLayout;
 use crate::blend::Blend;
 use crate::config::BackendKind;
+use crate::content_rating::CONTENT_RATING_FILE;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::export_backbones::{ExportBackbones, ManifestBackbone};
@@ -112,6 +113,11 @@ pub struct Manifest {
     /// The stacking of the same parts for a movie without a plot (`plotless_stacking.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking_without_plot: Option<crate::genre_stacking::GenreStacking>,
+    /// A blend's rating of movies without metadata, from the first part's plot features
+    /// (`content_rating.rs`; ridge k beside each part's member k); its interval is the
+    /// content bin of `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_rating: Option<ManifestContentRating>,
     /// The pretrained backbone checkpoints the members were saved without (format 2), one
     /// copy each; empty when every tensor is in the member files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +140,13 @@ pub struct ManifestTrees {
     /// A plain file name in the export folder.
     pub file: String,
     pub rating_weight: f32,
+}
+
+/// The content rating of an exported blend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestContentRating {
+    /// A plain file name in the export folder.
+    pub file: String,
 }
 
 /// A neighbour vote of an exported blend.
@@ -189,6 +202,7 @@ impl Manifest {
             genre_prompts: None,
             genre_stacking: None,
             genre_stacking_without_plot: None,
+            content_rating: None,
             backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
             validation,
@@ -325,6 +339,9 @@ impl Manifest {
         }
         if self.genre_stacking_without_plot.is_some() && self.genre_stacking.is_none() {
             return Err("genre_stacking_without_plot needs a genre_stacking".into());
+        }
+        if self.content_rating.is_some() && self.parts.is_empty() {
+            return Err("content_rating: only a blend (with parts) has one".into());
         }
         if let Some(s) = &self.genre_stacking {
             let votes = [
@@ -523,6 +540,21 @@ fn write_blend_trees(b: &Blend, dir: &Path, hasher: &mut Sha256) -> Result<Optio
     }))
 }
 
+/// Writes a blend's content rating, when it has one, and its manifest entry.
+fn write_blend_content(
+    b: &Blend,
+    dir: &Path,
+    hasher: &mut Sha256,
+) -> Result<Option<ManifestContentRating>> {
+    let Some(c) = &b.content else {
+        return Ok(None);
+    };
+    write_hashed(dir, CONTENT_RATING_FILE, &c.to_bytes()?, hasher)?;
+    Ok(Some(ManifestContentRating {
+        file: CONTENT_RATING_FILE.into(),
+    }))
+}
+
 /// Writes a blend's neighbour votes and returns their manifest entries in `VoteSpace::ALL`'s
 /// order (plot, metadata, credits, genre prompts), each `None` when the blend has no such vote.
 fn write_blend_votes(
@@ -559,6 +591,7 @@ fn export_blend(
     let mut backbones = ExportBackbones::new(dir);
     let (parts, lead) = write_blend_parts(b, dir, &mut hasher, &mut backbones)?;
     let rating_trees = write_blend_trees(b, dir, &mut hasher)?;
+    let content_rating = write_blend_content(b, dir, &mut hasher)?;
     let [
         plot_neighbours,
         metadata_neighbours,
@@ -582,6 +615,7 @@ fn export_blend(
         genre_prompts,
         genre_stacking: b.info.genre_stacking.clone(),
         genre_stacking_without_plot: b.info.genre_stacking_without_plot.clone(),
+        content_rating,
         // Listed for the reader: each part loads the copies its own manifest names.
         backbones: backbones.copies().to_vec(),
         validation: out_of_fold_scores(&cal.out_of_fold),
@@ -642,8 +676,12 @@ fn blend_kind(b: &Blend) -> String {
         (Some(_), None) => "genres stacked per genre on the parts' logits".to_string(),
         (None, _) => format!("genre weights {:?}", b.info.genre_weights),
     };
+    let content = match b.content {
+        Some(_) => "; a movie without metadata rated from its plot alone",
+        None => "",
+    };
     format!(
-        "a {} ({genres}, rating weights {:?})",
+        "a {} ({genres}, rating weights {:?}{content})",
         crate::blend::describe(
             b.parts.len(),
             &b.info.extras().vote_spaces(),
@@ -728,7 +766,8 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
             v.k, v.temperature, v.prior
         )
     });
-    let vote = [plot, metadata, credits, prompts]
+    let content = b.content.as_ref().map(|_| " --content-rating".to_string());
+    let vote = [plot, metadata, credits, prompts, content]
         .into_iter()
         .flatten()
         .collect::<String>();

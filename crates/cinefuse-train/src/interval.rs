@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 /// The column of `votes` among the numeric metadata features (`NUMERIC_FEATURES`).
 pub const VOTES_COLUMN: usize = 2;
 
+/// The interval key (in place of the vote count) of a movie a blend rates from its plot alone,
+/// having no metadata (`content_rating.rs`): its interval comes from `Calibration::content`.
+pub const RATED_FROM_CONTENT: f32 = f32::NEG_INFINITY;
+
 /// Fewest calibration residuals a bin may hold: below about 2/α an interval at coverage
 /// 1 − α is unbounded or unstable.
 fn min_per_bin(coverage: f64) -> usize {
@@ -31,6 +35,10 @@ pub struct Calibration {
     pub edges: Vec<f32>,
     /// Per bin: (the member that did not train on the movie, its absolute residual).
     pub bins: Vec<Vec<(u16, f32)>>,
+    /// A blend's residuals of the movies it rates from their plot alone, as `bins` holds
+    /// them (out of fold, one bin); empty: such movies use the first bin like any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<(u16, f32)>,
 }
 
 /// One calibration movie.
@@ -64,6 +72,7 @@ impl Calibration {
                 coverage,
                 edges,
                 bins: Vec::new(),
+                content: Vec::new(),
             };
             cal.bins = vec![Vec::new(); cal.edges.len() + 1];
             for r in residuals {
@@ -85,10 +94,29 @@ impl Calibration {
         self.edges.iter().take_while(|e| votes >= **e).count()
     }
 
+    /// The residuals of the movies `key` calibrates with: its vote bin, or the content bin
+    /// for `RATED_FROM_CONTENT` when there is one.
+    fn residuals_for(&self, key: f32) -> &[(u16, f32)] {
+        match key == RATED_FROM_CONTENT && !self.content.is_empty() {
+            true => &self.content,
+            false => &self.bins[self.bin(key)],
+        }
+    }
+
+    /// This interval with a content bin from `residuals` (signed; the member that did not
+    /// train on each movie), when they are enough for its coverage.
+    pub fn with_content(mut self, residuals: &[(u16, f32)]) -> Self {
+        if residuals.len() >= min_per_bin(self.coverage) {
+            self.content = residuals.iter().map(|(m, r)| (*m, r.abs())).collect();
+        }
+        self
+    }
+
     /// The interval of a movie from each member's prediction, clipped to 0–10; `None` when
-    /// the bin is too small for this coverage.
+    /// the bin is too small for this coverage. `votes` is the movie's key: its scaled log vote
+    /// count, NaN when unknown, or `RATED_FROM_CONTENT`.
     pub fn interval(&self, member_preds: &[f32], votes: f32) -> Option<[f32; 2]> {
-        let bin = &self.bins[self.bin(votes)];
+        let bin = self.residuals_for(votes);
         let n = bin.len();
         let alpha = 1.0 - self.coverage;
         let k_lo = (alpha * (n + 1) as f64).floor() as usize;
@@ -104,7 +132,7 @@ impl Calibration {
         Some([lows[k_lo - 1].max(0.0), highs[k_hi - 1].min(10.0)])
     }
 
-    /// Residuals in all bins.
+    /// Residuals in all vote bins.
     pub fn len(&self) -> usize {
         self.bins.iter().map(Vec::len).sum()
     }
@@ -265,5 +293,40 @@ mod tests {
             })
             .collect();
         assert!(Calibration::fit(&set, 3, 0.9).is_none());
+    }
+    #[test]
+    fn a_movie_rated_from_content_takes_the_content_bin() {
+        let residuals: Vec<Residual> = (0..100)
+            .map(|i| Residual {
+                member: (i % 2) as u16,
+                residual: 0.1 * (i % 10) as f32,
+                votes: 0.0,
+            })
+            .collect();
+        let cal = Calibration::fit(&residuals, 1, 0.9).unwrap();
+        let narrow = cal.interval(&[5.0, 5.0], 0.0).unwrap();
+        // Without a content bin the key falls into the first bin, as NaN does.
+        assert_eq!(
+            cal.interval(&[5.0, 5.0], RATED_FROM_CONTENT).unwrap(),
+            narrow
+        );
+        // Too few residuals for 90 %: no content bin.
+        assert!(cal.clone().with_content(&[(0, 2.0); 10]).content.is_empty());
+        let wide: Vec<(u16, f32)> = (0..40).map(|i| ((i % 2) as u16, -2.0)).collect();
+        let cal = cal.with_content(&wide);
+        assert_eq!(cal.content.len(), 40);
+        assert!(
+            cal.content.iter().all(|(_, r)| *r == 2.0),
+            "stored as absolute residuals"
+        );
+        assert_eq!(
+            cal.interval(&[5.0, 5.0], RATED_FROM_CONTENT).unwrap(),
+            [3.0, 7.0]
+        );
+        assert_eq!(
+            cal.interval(&[5.0, 5.0], 0.0).unwrap(),
+            narrow,
+            "others keep their bins"
+        );
     }
 }

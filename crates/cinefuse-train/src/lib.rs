@@ -12,6 +12,7 @@ pub mod blend_train;
 pub mod blend_weights;
 pub mod bootstrap;
 pub mod config;
+pub mod content_rating;
 pub mod credit_neighbours;
 pub mod data_setup;
 pub mod ensemble;

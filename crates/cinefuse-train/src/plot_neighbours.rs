@@ -101,7 +101,9 @@ pub(crate) fn queries(
 
 /// The cached plot features of `prepared` and the width of their leading sentence embedding,
 /// the part the vote reads (the concatenated layers' blocks after it are left to the bags).
-fn plot_table(prepared: &Prepared) -> Result<(&cinefuse_data::feature_cache::FeatureTable, usize)> {
+pub(crate) fn plot_table(
+    prepared: &Prepared,
+) -> Result<(&cinefuse_data::feature_cache::FeatureTable, usize)> {
     prepared
         .features
         .as_ref()

@@ -30,7 +30,7 @@ use crate::run_dir::{
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
 /// blend's `genre_prompts`).
-pub const PORTABLE_FORMAT_VERSION: u32 = 11;
+pub const PORTABLE_FORMAT_VERSION: u32 = 12;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -194,6 +194,9 @@ fn blend_config(manifest: &Manifest) -> Value {
     if let Some(s) = &manifest.genre_stacking_without_plot {
         v["genre_stacking_without_plot"] = json!(s);
     }
+    if let Some(c) = &manifest.content_rating {
+        v["content_rating"] = json!(c);
+    }
     v
 }
 
@@ -206,6 +209,7 @@ fn interval(manifest: &Manifest) -> Value {
             "votes_column": crate::interval::VOTES_COLUMN,
             "edges": cal.edges,
             "bins": cal.bins,
+            "content": cal.content,
         }),
         (None, Some(w)) => json!({
             "kind": "half_width",

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::select_device;
 use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::{BackendKind, TrainConfig};
+use crate::content_rating::{ContentRating, lacks_metadata};
 use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
 use crate::genre_stacking::combine;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
@@ -102,6 +103,40 @@ fn load_vote(
     Ok(vote)
 }
 
+/// A blend's content rating from `file` in `dir`: a ridge per member of `lead`, reading its
+/// frozen plot features (the sentence embedding and the concatenated layers).
+fn load_content(dir: &Path, file: &str, lead: &Predictor) -> Result<ContentRating> {
+    let path = cinefuse_data::paths::resolve_inside(dir, file)
+        .map_err(|e| anyhow::anyhow!("{}: content_rating.file: {e}", dir.display()))?;
+    let content = ContentRating::load(&path)?;
+    let text = &lead.config.model.text;
+    let width = lead
+        .manifest
+        .shapes
+        .text_backbone
+        .as_ref()
+        .filter(|_| text.freeze)
+        .map(|b| b.config.hidden_size * (1 + text.concat_layers.len()));
+    if width != Some(content.dim()) {
+        bail!(
+            "{}: the content rating reads {}-wide plot features; the first part's frozen plot \
+             encoder makes {}",
+            path.display(),
+            content.dim(),
+            width.map_or("none".to_string(), |w| w.to_string())
+        );
+    }
+    if content.members.len() != lead.member_count() {
+        bail!(
+            "{}: {} ridges for {} members",
+            path.display(),
+            content.members.len(),
+            lead.member_count()
+        );
+    }
+    Ok(content)
+}
+
 /// The plot vote reads the lead's frozen MiniLM embeddings, of its width.
 fn check_plot_encoder(path: &Path, vote: &NeighbourVote, lead: &Predictor) -> Result<()> {
     let text = &lead.config.model.text;
@@ -153,6 +188,9 @@ pub struct Predictor {
     /// `manifest.metadata_neighbours`, then `manifest.credit_neighbours`); they read this
     /// model's plot embeddings, metadata and the movies' credits.
     votes: Vec<(NeighbourVote, f32)>,
+    /// A blend's rating of movies without metadata (`manifest.content_rating`); it reads this
+    /// model's plot features.
+    content: Option<ContentRating>,
     /// What this part's frozen backbones compute: a blend's partner with the lead's keys
     /// takes the lead's features instead of computing them again.
     frozen_keys: FrozenFeatureKeys,
@@ -225,6 +263,10 @@ impl Predictor {
             Some(t) => Some(load_trees(model_dir, &t.file, &lead)?),
             None => None,
         };
+        lead.content = match &manifest.content_rating {
+            Some(c) => Some(load_content(model_dir, &c.file, &lead)?),
+            None => None,
+        };
         let entries = [
             (VoteSpace::Plot, &manifest.plot_neighbours),
             (VoteSpace::Metadata, &manifest.metadata_neighbours),
@@ -283,6 +325,7 @@ impl Predictor {
             partners: Vec::new(),
             trees: None,
             votes: Vec::new(),
+            content: None,
             frozen_keys,
             shared_text_layer,
         })
@@ -298,6 +341,11 @@ impl Predictor {
                 share_frozen_layers(model, layer, &lead.model);
             }
         }
+    }
+
+    /// Whether a movie without metadata is rated from its plot (a blend's content rating).
+    pub fn rates_from_plot(&self) -> bool {
+        self.content.is_some()
     }
 
     /// This model and a blend's partner bags.
@@ -589,7 +637,7 @@ impl Predictor {
             .iter()
             .map(|i| i.plot_present && !i.tokens.is_empty())
             .collect();
-        (0..per_part[0].len())
+        let mut members: Vec<Predictions> = (0..per_part[0].len())
             .map(|m| {
                 let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
                 let mut out = combine(&each, (&genre_w, &rating_w), stacking);
@@ -598,7 +646,11 @@ impl Predictor {
                 }
                 out
             })
-            .collect()
+            .collect();
+        if let Some(c) = &self.content {
+            c.apply(&mut members, &content_rows(items));
+        }
+        members
     }
 
     pub fn predict(&self, inputs: &[ModelInput]) -> Vec<MoviePrediction> {
@@ -687,6 +739,19 @@ fn poster_file<'a>(
             Some(base),
         ),
     })
+}
+
+/// The plot features of each item the content rating rates (a plot, and no metadata).
+fn content_rows(items: &[MovieItem]) -> Vec<Option<&[f32]>> {
+    items
+        .iter()
+        .map(|i| {
+            let rated = i.plot_present
+                && !i.tokens.is_empty()
+                && lacks_metadata(&i.numeric_missing, &i.categorical);
+            i.plot_features.as_deref().filter(|_| rated)
+        })
+        .collect()
 }
 
 /// The item has a plot whose frozen backbone features are still to be computed.

@@ -97,7 +97,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary> {
         || t.metadata_neighbours.is_some()
         || t.credit_neighbours.is_some()
         || t.genre_prompts.is_some();
-    if !t.blend_with.is_empty() || t.rating_trees.is_some() || votes {
+    let rating_parts = t.rating_trees.is_some() || t.content_rating.is_some();
+    if !t.blend_with.is_empty() || rating_parts || votes {
         return crate::blend_train::train_blend(config, opts);
     }
     if config.train.folds >= 2 {
