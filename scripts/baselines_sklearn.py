@@ -323,6 +323,8 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         out[f"strong_peer_meta_tfidf_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
         out[f"strong_peer_meta_tfidf_{label}_genres"]["features"] = names + ["meta", "tfidf"]
         print(label, {k: v for k, v in out.items() if k.startswith("strong_peer")}, file=sys.stderr)
+    if "plot" in feats:
+        out.update(plot_only_rating_peers(a.prepared, samples))
     joined = {s: np.hstack([feats[m][s] for m in names] + [meta[s]]) for s in labelled}
     c = pick_c(joined["train"], y["train"], joined["val"], y["val"], [0.001, 0.003, 0.01, 0.03])
     pv, pt = per_genre_logreg(joined["train"], y["train"], [joined["val"], joined["test"]], c)
@@ -345,6 +347,43 @@ def plotless_peer(poster, meta, votes, ytr, yte):
     linear = strong_peer_probs([poster, meta], ytr)
     out = neighbour_peer(linear, list(votes), ytr, yte)
     out["features"] = ["poster", "meta", "metadata vote", "credits vote"]
+    return out
+
+
+def plot_only_rating_peers(prepared, samples):
+    """The rating peers of a movie given with a plot and no metadata (cinefuse's blend rates
+    one by `content_rating.rs` since 2026-12-05): a ridge regression on the cached plot
+    features (each column standardised, scaled by 1/sqrt(dim), the penalty by 5-fold MAE on
+    cinefuse's grid), and an RBF support-vector regression on the same (C and gamma by 5-fold
+    MAE); fitted on the train + validation movies with a plot and a rating, scored on the test
+    movies with both."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.svm import SVR
+    table = load_feature_cache(prepared, "plot")
+    rated = [s for s in samples.values() if s.get("rating") is not None and s["plot_present"]]
+    fit = [s for s in rated if s["split"] != "test"]
+    test = [s for s in rated if s["split"] == "test"]
+    if len(fit) < 20 or not test:
+        return {}
+    x_fit, x_test = (table[[s["row"] for s in rows]].astype(np.float64) for rows in (fit, test))
+    mean, sd = x_fit.mean(0), x_fit.std(0)
+    sd[sd < 1e-6] = np.inf
+    scale = lambda x: (x - mean) / sd / math.sqrt(x.shape[1])
+    x_fit, x_test = scale(x_fit), scale(x_test)
+    y_fit = np.array([s["rating"] for s in fit])
+    y_test = np.array([s["rating"] for s in test])
+    out = {}
+    models = {
+        "plot_only_ridge_train_val_rating": (Ridge(), {"alpha": [0.3, 1, 3, 10, 30, 100, 300]}),
+        "plot_only_svr_train_val_rating": (SVR(kernel="rbf", epsilon=0.1),
+                                           {"C": [0.1, 0.3, 1], "gamma": [0.25, 0.5, 1]}),
+    }
+    for name, (model, grid) in models.items():
+        search = GridSearchCV(model, grid, cv=5, scoring="neg_mean_absolute_error").fit(x_fit, y_fit)
+        out[name] = rating_metrics(search.predict(x_test), y_test)
+        out[name]["chosen"] = {k: float(v) for k, v in search.best_params_.items()}
+        out[name]["features"] = ["plot"]
     return out
 
 

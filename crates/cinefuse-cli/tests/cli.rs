@@ -808,6 +808,32 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
     assert!(!err.contains("read from the plot alone"), "{err}");
     assert_ne!(rated["rating"], with_runtime["rating"]);
     assert_ne!(rated["rating_interval"], with_runtime["rating_interval"]);
+    // `eval --data` on demo movies stripped to their title, plot, year and labels.
+    let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
+    let stripped: Vec<String> = demo
+        .lines()
+        .take(30)
+        .map(|line| {
+            let m: serde_json::Value = serde_json::from_str(line).unwrap();
+            let keep = ["id", "title", "plot", "year", "genres", "rating"];
+            let kept: serde_json::Map<String, serde_json::Value> = keep
+                .iter()
+                .filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone())))
+                .collect();
+            serde_json::Value::Object(kept).to_string()
+        })
+        .collect();
+    std::fs::create_dir_all(d.join("plot-only")).unwrap();
+    std::fs::write(d.join("plot-only/movies.jsonl"), stripped.join("\n")).unwrap();
+    let text = ok(d, &["eval", "--run", "runs/vote", "--data", "plot-only"]);
+    assert!(
+        text.contains("of them without metadata, rated from the plot alone"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its rating is read from the plot alone"),
+        "{text}"
+    );
 }
 
 /// Plot-, metadata- and credits-neighbour votes stacked with a frozen-BERT bag (in `d`, set up

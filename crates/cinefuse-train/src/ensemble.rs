@@ -189,6 +189,10 @@ pub fn interval_metrics_of(
         coverage: c.coverage,
         mean_width: c.mean_width,
         count: c.count,
+        from_plot: votes
+            .iter()
+            .filter(|v| **v == crate::interval::RATED_FROM_CONTENT)
+            .count(),
     })
 }
 

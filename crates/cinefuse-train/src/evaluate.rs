@@ -219,6 +219,14 @@ pub struct IntervalMetrics {
     /// Rated movies it was measured on.
     #[serde(default)]
     pub count: usize,
+    /// Of those, the movies a blend rated from their plot alone (`content_rating.rs`), whose
+    /// interval is the content bin's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub from_plot: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub fn interval_metrics(
@@ -249,6 +257,7 @@ pub fn interval_metrics(
         coverage: inside as f64 / n,
         mean_width: width / n,
         count: p.len(),
+        from_plot: 0,
     })
 }
 
@@ -807,12 +816,19 @@ impl EvalReport {
             ),
             (Some(i), Some(_)) => writeln!(
                 f,
-                "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}",
+                "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}{}",
                 i.nominal * 100.0,
                 i.coverage * 100.0,
                 self.coverage_range(i),
                 i.count,
-                i.mean_width
+                i.mean_width,
+                match i.from_plot {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} of them without metadata, rated from the plot alone, each with \
+                         the interval of such movies)"
+                    ),
+                }
             ),
             (None, _) if self.rating.count == 0 => {
                 writeln!(
