@@ -184,7 +184,7 @@ impl Blend {
             );
         }
         let content = match info.content_rating {
-            Some(_) => Some(ContentRating::load(&dir.join(CONTENT_RATING_FILE))?),
+            Some(_) => Some(load_content(dir, &parts[0])?),
             None => None,
         };
         Ok(Some(Self {
@@ -456,6 +456,21 @@ pub(crate) fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Resul
         }
     }
     Ok(())
+}
+
+/// A blend's content rating, one ridge per fold of its bags.
+fn load_content(dir: &Path, lead: &Ensemble) -> Result<ContentRating> {
+    let path = dir.join(CONTENT_RATING_FILE);
+    let content = ContentRating::load(&path)?;
+    if content.members.len() != lead.info.folds {
+        bail!(
+            "{}: {} ridges for {} folds",
+            path.display(),
+            content.members.len(),
+            lead.info.folds
+        );
+    }
+    Ok(content)
 }
 
 /// The bags must share folds, fold seed, genres and data.

@@ -425,6 +425,11 @@ fn predict_validates_its_input_like_prepare() {
             serde_json::json!({"coefficients": [[1.0]]}),
             "genre_stacking_without_plot needs a genre_stacking",
         ),
+        (
+            "/content_rating",
+            serde_json::json!({"file": "content_rating.safetensors"}),
+            "content_rating: only a blend (with parts) has one",
+        ),
     ] {
         let bad = d.join("bad-model");
         let _ = std::fs::remove_dir_all(&bad);
