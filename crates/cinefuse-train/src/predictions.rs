@@ -27,7 +27,8 @@ pub struct Predictions {
     pub rating_present: Vec<bool>,
     /// `[N, M]` modality weights where the fusion has them.
     pub weights: Option<Vec<f32>>,
-    /// Each movie's scaled log vote count (NaN when unknown): the bins of the rating interval.
+    /// Each movie's scaled log vote count (NaN when unknown): the key of its rating interval's
+    /// bin; `interval::RATED_FROM_CONTENT` for a movie a blend rated from its plot alone.
     pub votes: Vec<f32>,
     /// The logit shift taken out of `probs` (`RunInfo::genre_logit_shift`; a blend's is
     /// the parts' weighted by their genre weights; empty: none).
