@@ -939,9 +939,10 @@ def read_config(model_dir):
     # plot_neighbours and genre_stacking; 4 its metadata_neighbours; 5 its credit_neighbours;
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
     # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts; 11 a
-    # blend's genre_stacking_without_plot.
+    # blend's genre_stacking_without_plot; 12 a blend's content_rating and the interval's
+    # content bin.
     if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 13):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 11")
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 12")
     return config
 
 

@@ -29,7 +29,8 @@ use crate::run_dir::{
 
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
-/// blend's `genre_prompts`).
+/// blend's `genre_prompts`; 11: `genre_stacking_without_plot`; 12: a blend's `content_rating`
+/// and the interval's `content` bin; docs/PORTABLE.md lists them all).
 pub const PORTABLE_FORMAT_VERSION: u32 = 12;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
