@@ -144,17 +144,24 @@ fn part_configs(config: &TrainConfig, dir: &Path) -> Result<Vec<TrainConfig>> {
                 None => {
                     let mut own = config.clone();
                     own.train.blend_with.clear();
-                    own.train.rating_trees = None;
-                    own.train.plot_neighbours = None;
-                    own.train.metadata_neighbours = None;
-                    own.train.credit_neighbours = None;
-                    own.train.genre_prompts = None;
-                    own.train.content_rating = None;
+                    without_blend_parts(&mut own);
                     Ok(own)
                 }
             }
         })
         .collect()
+}
+
+/// `config` as one bag of a blend trains it: the parts the blend learns on the bags' folds
+/// (trees, votes, content rating) belong to the blend, not to each bag.
+fn without_blend_parts(config: &mut TrainConfig) {
+    let t = &mut config.train;
+    t.rating_trees = None;
+    t.plot_neighbours = None;
+    t.metadata_neighbours = None;
+    t.credit_neighbours = None;
+    t.genre_prompts = None;
+    t.content_rating = None;
 }
 
 /// Whether every `train.blend_with` partner config loads as this config would train it (the
@@ -184,12 +191,7 @@ fn partner_config(config: &TrainConfig, partner: &BlendPartner) -> Result<TrainC
         )
     })?;
     c.train.blend_with.clear();
-    c.train.rating_trees = None;
-    c.train.plot_neighbours = None;
-    c.train.metadata_neighbours = None;
-    c.train.credit_neighbours = None;
-    c.train.genre_prompts = None;
-    c.train.content_rating = None;
+    without_blend_parts(&mut c);
     c.seed = config.seed;
     c.train.folds = config.train.folds;
     // Repeated like this config's bag unless the partner's overrides say otherwise (a costly

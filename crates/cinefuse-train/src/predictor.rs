@@ -648,7 +648,7 @@ impl Predictor {
             })
             .collect();
         if let Some(c) = &self.content {
-            c.apply(&mut members, &content_rows(items));
+            c.apply(&mut members, &content_rows(items, &has_plot));
         }
         members
     }
@@ -741,14 +741,14 @@ fn poster_file<'a>(
     })
 }
 
-/// The plot features of each item the content rating rates (a plot, and no metadata).
-fn content_rows(items: &[MovieItem]) -> Vec<Option<&[f32]>> {
+/// The plot features of each item the content rating rates: one with a plot (`has_plot`) and
+/// no metadata.
+fn content_rows<'a>(items: &'a [MovieItem], has_plot: &[bool]) -> Vec<Option<&'a [f32]>> {
     items
         .iter()
-        .map(|i| {
-            let rated = i.plot_present
-                && !i.tokens.is_empty()
-                && lacks_metadata(&i.numeric_missing, &i.categorical);
+        .zip(has_plot)
+        .map(|(i, plot)| {
+            let rated = *plot && lacks_metadata(&i.numeric_missing, &i.categorical);
             i.plot_features.as_deref().filter(|_| rated)
         })
         .collect()
