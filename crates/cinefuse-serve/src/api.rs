@@ -195,13 +195,14 @@ pub async fn run_prediction(
     }
     let movie = movie_from_json(&movie_json.to_string(), "movie")
         .map_err(|e| ApiError::bad(format!("{e:#}")))?;
-    let p = &served.predictor;
-    let warnings = input_warnings(&p.preprocessor, &movie, p.rates_from_plot());
     let predictor = served.predictor.clone();
     let poster = request.poster;
-    let input = tokio::task::spawn_blocking(move || {
-        predictor
-            .item_with_poster_bytes(&movie, poster.as_deref())
+    // The warnings may encode the plot too: on the blocking thread, beside the movie's encoding.
+    let (input, warnings) = tokio::task::spawn_blocking(move || {
+        let p = &predictor;
+        let warnings = input_warnings(&p.preprocessor, &movie, p.rates_from_plot());
+        p.item_with_poster_bytes(&movie, poster.as_deref())
+            .map(|input| (input, warnings))
             .map_err(|e| format!("{e:#}"))
     })
     .await
