@@ -940,9 +940,9 @@ def read_config(model_dir):
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
     # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts; 11 a
     # blend's genre_stacking_without_plot; 12 a blend's content_rating and the interval's
-    # content bin.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 13):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 12")
+    # content bin; 13 a blend's genre_stacking_without_metadata.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 14):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 13")
     return config
 
 
@@ -1157,6 +1157,11 @@ def member_predictions(model_dir, config, movies, base, run=None):
                 # A movie without a plot is stacked by the blend's stacking for such movies.
                 no_plot = lead.pre.token_batch(movies)[2].numpy() <= 0.5
                 probs[:, no_plot] = stacked(plotless["coefficients"], each)[:, no_plot]
+            bare_stacking = config.get("genre_stacking_without_metadata")
+            if bare_stacking:
+                # So is a movie with a plot and no metadata but perhaps its year.
+                bare = (lead.pre.token_batch(movies)[2].numpy() > 0.5) & lacks_metadata(fields)
+                probs[:, bare] = stacked(bare_stacking["coefficients"], each)[:, bare]
         trees = config.get("rating_trees")
         if trees:
             r = tree_ratings(os.path.join(model_dir, trees["file"]), fields)

@@ -19,11 +19,14 @@ pub struct BenchArgs {
     /// Backends to time, comma-separated (flex, wgpu, lavapipe, cuda).
     #[arg(long, default_value = "flex")]
     backends: String,
-    #[arg(long, default_value_t = 20, value_parser = at_least_one())]
+    /// Timed training steps per repetition (1 to 100000).
+    #[arg(long, default_value_t = 20, value_parser = count(1, MAX_STEPS))]
     steps: usize,
-    #[arg(long, default_value_t = 3)]
+    /// Untimed steps before the first repetition (0 to 100000).
+    #[arg(long, default_value_t = 3, value_parser = count(0, MAX_STEPS))]
     warmup: usize,
-    #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+    /// Repetitions (1 to 1000).
+    #[arg(long, default_value_t = 3, value_parser = count(1, 1000))]
     reps: usize,
     /// Also time `prepare` (posters/s) by preparing the dataset again into a temporary directory.
     #[arg(long)]
@@ -33,16 +36,20 @@ pub struct BenchArgs {
     pages: Option<PathBuf>,
     /// Also time the forward passes of the config's pretrained backbones (batches of 32
     /// training movies; this many batches).
-    #[arg(long, value_name = "BATCHES", value_parser = at_least_one())]
+    #[arg(long, value_name = "BATCHES", value_parser = count(1, MAX_STEPS))]
     backbones: Option<usize>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
-/// A count that must be positive: 0 steps or repetitions would time nothing.
-fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::new().range(1..)
+/// The most steps (or backbone batches) one benchmark runs: a mistyped count would otherwise
+/// keep the machine busy for days.
+const MAX_STEPS: u64 = 100_000;
+
+/// A count within `lo..=hi` (0 steps or repetitions would time nothing).
+fn count(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(lo..=hi)
 }
 
 fn parse_pages(dir: &PathBuf, reps: usize) -> Result<Throughput> {

@@ -18,8 +18,9 @@ pub struct ScrapeArgs {
     /// A list, chart or search page to harvest title ids from (follows "next" links).
     #[arg(long)]
     list: Option<String>,
-    #[arg(long, default_value_t = 20)]
-    max_pages: usize,
+    /// List pages to follow at most (1 to 10000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    max_pages: u16,
     /// Dataset directory to write (resumable: run the same command again to continue).
     #[arg(long)]
     out: PathBuf,
@@ -86,7 +87,7 @@ pub fn run(a: ScrapeArgs) -> Result<()> {
         );
     }
     if let Some(list) = &a.list {
-        let found = harvest_list(list, &cfg, a.max_pages)?;
+        let found = harvest_list(list, &cfg, usize::from(a.max_pages))?;
         println!("{list}: {} title ids", found.len());
         ids.extend(found);
     }

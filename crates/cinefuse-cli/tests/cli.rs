@@ -941,6 +941,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     for key in [
         "genre_stacking",
         "genre_stacking_without_plot",
+        "genre_stacking_without_metadata",
         "content_rating",
         "genre_weights",
         "rating_weights",
@@ -960,6 +961,18 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert_ne!(plotless, stacking);
     assert!(
         text.contains("without plots, out of fold: micro-F1"),
+        "{text}"
+    );
+    // So do movies given without metadata (a plot, perhaps a year): the reference below
+    // predicts "plot-only" with it.
+    let bare = blend["genre_stacking_without_metadata"]["coefficients"]
+        .as_array()
+        .unwrap();
+    assert_eq!(bare.len(), stacking.len());
+    assert_eq!(bare[0].as_array().unwrap().len(), 6);
+    assert!(bare != stacking && bare != plotless);
+    assert!(
+        text.contains("without metadata, out of fold: micro-F1"),
         "{text}"
     );
     assert_eq!(
@@ -1925,6 +1938,24 @@ fn quickstart_report_eda_import_and_bench_run_end_to_end() {
         ],
     );
     assert!(e.contains("--extra critic") && e.contains("critics"), "{e}");
+    // Counts a typo could make endless are bounded, by flag.
+    for (cmd, flag, value) in [
+        (
+            &["bench", "--config", "q.toml"][..],
+            "--steps",
+            "1000000000",
+        ),
+        (&["bench", "--config", "q.toml"][..], "--reps", "0"),
+        (
+            &["scrape", "--list", "http://127.0.0.1:9/x", "--out", "s"][..],
+            "--max-pages",
+            "99999",
+        ),
+    ] {
+        let e = fails(d, &[cmd, &[flag, value]].concat());
+        assert!(e.contains(flag) && e.contains(value), "{e}");
+    }
+    assert!(!d.join("s").exists());
 
     ok(
         d,

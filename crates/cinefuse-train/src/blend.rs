@@ -24,7 +24,9 @@ use cinefuse_data::split::Split;
 use serde::{Deserialize, Serialize};
 
 use crate::bag::{BagCalibration, calibrate_folds, out_of_fold};
-use crate::blend_stacking::{cross_fitted_members, learn_stackings, report_without_plots};
+use crate::blend_stacking::{
+    Lacking, cross_fitted_members, learn_stackings, report_without_inputs,
+};
 use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
 use crate::content_rating::{
@@ -34,8 +36,9 @@ use crate::credit_neighbours::CreditNeighboursConfig;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::genre_prompts::GenrePromptsConfig;
-use crate::genre_stacking::{GenreStacking, combine};
+use crate::genre_stacking::{GenreStacking, combine, restack_movies};
 use crate::metadata_neighbours::MetadataNeighboursConfig;
+use crate::metadataless_stacking::metadataless_ids;
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::oof::write_oof;
 use crate::plot_neighbours::PlotNeighboursConfig;
@@ -80,6 +83,11 @@ pub struct BlendInfo {
     /// `None` in a blend learnt before 2026-12-05, whose stacking takes every movie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking_without_plot: Option<GenreStacking>,
+    /// The stacking of the same parts for movies given without metadata
+    /// (`metadataless_stacking.rs`); `None` in a blend learnt before 2026-12-06, whose
+    /// stacking (or plotless stacking) takes such movies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_stacking_without_metadata: Option<GenreStacking>,
     /// The rating of movies without metadata, from their plot (`content_rating.rs`); its
     /// interval is the content bin of `calibration.interval`. `None` in a blend learnt before
     /// 2026-12-05 or without `[train.content_rating]`: such movies are rated like any other.
@@ -170,6 +178,7 @@ impl Blend {
             .genre_stacking
             .iter()
             .chain(&info.genre_stacking_without_plot)
+            .chain(&info.genre_stacking_without_metadata)
         {
             s.check(genre_parts, n_genres)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(BLEND_FILE).display()))?;
@@ -221,12 +230,15 @@ impl Blend {
         if let Some(t) = &self.trees {
             per_part.push(tree_part(t, data[0], &per_part[0])?);
         }
-        let has_plot = plots_of(data[0], &per_part[0][0].ids);
+        let ids = &per_part[0][0].ids;
+        let has_plot = plots_of(data[0], ids);
+        let bare = bare_of(data[0], ids);
         let w = self.info.weights();
         let mut members = combine_members(
             &per_part,
             &Weights {
                 has_plot: &has_plot,
+                bare: &bare,
                 ..w
             },
         )?;
@@ -384,6 +396,10 @@ pub(crate) struct Weights<'a> {
     /// The stacking of movies without a plot, and which movies have one (empty: all).
     pub(crate) plotless: Option<&'a GenreStacking>,
     pub(crate) has_plot: &'a [bool],
+    /// The stacking of movies given without metadata, and which movies are (`bare`; empty:
+    /// none).
+    pub(crate) metadataless: Option<&'a GenreStacking>,
+    pub(crate) bare: &'a [bool],
     pub(crate) runs: &'a [PathBuf],
 }
 
@@ -410,6 +426,8 @@ impl BlendInfo {
             stacking: self.genre_stacking.as_ref(),
             plotless: self.genre_stacking_without_plot.as_ref(),
             has_plot: &[],
+            metadataless: self.genre_stacking_without_metadata.as_ref(),
+            bare: &[],
             runs: &self.runs,
         }
     }
@@ -420,6 +438,13 @@ impl BlendInfo {
 fn plots_of(prepared: &Prepared, ids: &[String]) -> Vec<bool> {
     let plotless = plotless_ids(prepared);
     ids.iter().map(|id| !plotless.contains(id)).collect()
+}
+
+/// Whether each movie `ids` of `prepared` is given without metadata (with a plot; a movie it
+/// does not hold counts as having metadata).
+fn bare_of(prepared: &Prepared, ids: &[String]) -> Vec<bool> {
+    let bare = metadataless_ids(prepared);
+    ids.iter().map(|id| bare.contains(id)).collect()
 }
 
 /// Member k of the blend from member k of every part.
@@ -435,11 +460,15 @@ fn combine_members(per_part: &[Vec<Predictions>], w: &Weights<'_>) -> Result<Vec
 }
 
 /// One member of the blend from that member of every part: the stacking's genres, restacked
-/// for the movies without a plot when the blend has a stacking for them.
+/// for the movies without a plot, and for those given without metadata, when the blend has a
+/// stacking for them.
 pub(crate) fn combine_one(each: &[Predictions], w: &Weights<'_>) -> Predictions {
     let mut out = combine(each, (w.genre, w.rating), w.stacking);
     if let Some(plotless) = w.plotless.filter(|_| !w.has_plot.is_empty()) {
         restack_without_plot(&mut out, each, plotless, w.has_plot);
+    }
+    if let Some(bare) = w.metadataless.filter(|_| !w.bare.is_empty()) {
+        restack_movies(&mut out, each, bare, |i| w.bare[i]);
     }
     out
 }
@@ -654,18 +683,26 @@ pub fn learn_blend(
         learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
     let lead = parts[0].lead();
     let names = lead.prepared.preprocessor.genre_names().to_vec();
-    let no_plot = plotless_ids(&lead.prepared);
-    let stackings = learn_stackings((&parts, &votes), &oof, genre_parts, &no_plot)?;
+    let lacking = Lacking::of(&lead.prepared);
+    let stackings = learn_stackings(
+        (&parts, &votes),
+        (&lead.prepared, &lead.device),
+        &oof,
+        genre_parts,
+        &lacking,
+    )?;
     let weights = Weights {
         genre: &genre_weights,
         rating: &rating_weights,
         stacking: stackings.with_plot.as_ref(),
         plotless: None,
         has_plot: &[],
+        metadataless: None,
+        bare: &[],
         runs: &resolved,
     };
     let members = match &stackings.cross_fit {
-        Some(cross) => cross_fitted_members(&oof, cross, &weights, &no_plot)?,
+        Some(cross) => cross_fitted_members(&oof, cross, &weights, &lacking)?,
         None => combine_members(&oof, &weights)?,
     };
     let weight = lead.config.train.shared_threshold_weight;
@@ -682,7 +719,7 @@ pub fn learn_blend(
         None => None,
     };
     if let Some(cross) = &stackings.cross_fit {
-        report_without_plots(cross, &weights, (&calibration.thresholds, &names));
+        report_without_inputs(cross, &weights, (&calibration.thresholds, &names));
     }
     let info = BlendInfo {
         calibration,
@@ -696,6 +733,7 @@ pub fn learn_blend(
         genre_prompts: extras.genre_prompts,
         genre_stacking: stackings.with_plot,
         genre_stacking_without_plot: stackings.without_plot,
+        genre_stacking_without_metadata: stackings.without_metadata,
         content_rating: content.as_ref().map(|c| c.info.clone()),
     };
     Ok(LearnedBlend {

@@ -1,82 +1,127 @@
 //! How a blend with a vote learns its genre stackings (`genre_stacking.rs`) from the parts'
-//! out-of-fold predictions: one for the movies with a plot, learnt on those movies, and one
-//! for the movies without (`plotless_stacking.rs`), learnt on every movie's predictions with
-//! the plots taken away; and the blend's out-of-fold members, each fold stacked by stackings
-//! fitted on the other folds.
+//! out-of-fold predictions: one for the movies with a plot, learnt on those movies; one for
+//! the movies without (`plotless_stacking.rs`), learnt on every movie's predictions with the
+//! plots taken away; one for the movies given without metadata (`metadataless_stacking.rs`),
+//! learnt on every movie's predictions with the metadata taken away; and the blend's
+//! out-of-fold members, each fold stacked by stackings fitted on the other folds.
 
 use std::collections::HashSet;
 
 use anyhow::Result;
+use burn::prelude::Device;
+use cinefuse_data::Prepared;
 
 use crate::blend::{Weights, check_same_movies, combine_one};
 use crate::ensemble::Ensemble;
 use crate::genre_stacking::{GenreStacking, combine};
+use crate::metadataless_stacking::{metadataless_ids, out_of_fold_without_metadata};
 use crate::metrics::GenreMetrics;
 use crate::neighbour_vote::NeighbourVote;
-use crate::plotless_stacking::out_of_fold_without_plots;
+use crate::plotless_stacking::{out_of_fold_without_plots, plotless_ids};
 use crate::predictions::Predictions;
 
 /// A blend's stackings; all `None` without a vote.
 pub(crate) struct Stackings {
     pub with_plot: Option<GenreStacking>,
     pub without_plot: Option<GenreStacking>,
+    pub without_metadata: Option<GenreStacking>,
     pub cross_fit: Option<CrossFit>,
+}
+
+/// The training movies that lack an input, by id.
+pub(crate) struct Lacking {
+    pub plot: HashSet<String>,
+    /// Those with a plot and no metadata but perhaps a year.
+    pub metadata: HashSet<String>,
+}
+
+impl Lacking {
+    pub fn of(prepared: &Prepared) -> Self {
+        Self {
+            plot: plotless_ids(prepared),
+            metadata: metadataless_ids(prepared),
+        }
+    }
+}
+
+/// One fold's stackings, fitted on the other folds as `learn_stackings` fits them on all.
+pub(crate) struct FoldStackings {
+    pub with_plot: GenreStacking,
+    pub without_plot: GenreStacking,
+    pub without_metadata: GenreStacking,
 }
 
 /// What the blend's out-of-fold members are stacked from.
 pub(crate) struct CrossFit {
     /// Every part's out-of-fold predictions with the plots taken away.
     pub plotless_oof: Vec<Vec<Predictions>>,
-    /// Each fold's two stackings (for movies with a plot, and without), fitted on the other
-    /// folds as `learn_stackings` fits them on all.
-    pub per_fold: Vec<(GenreStacking, GenreStacking)>,
+    /// Every part's out-of-fold predictions with the metadata taken away.
+    pub metadataless_oof: Vec<Vec<Predictions>>,
+    pub per_fold: Vec<FoldStackings>,
 }
 
 /// The stackings of the blend of `bags` and `votes`, whose first `genre_parts` parts of `oof`
-/// predict genres; `no_plot` holds the ids of the training movies without a plot.
+/// predict genres; the votes are built on `lead`'s data and run on `device`.
 pub(crate) fn learn_stackings(
     (bags, votes): (&[Ensemble], &[NeighbourVote]),
+    (lead, device): (&Prepared, &Device),
     oof: &[Vec<Predictions>],
     genre_parts: usize,
-    no_plot: &HashSet<String>,
+    lacking: &Lacking,
 ) -> Result<Stackings> {
     if votes.is_empty() {
         return Ok(Stackings {
             with_plot: None,
             without_plot: None,
+            without_metadata: None,
             cross_fit: None,
         });
     }
     println!("predicting the held-out folds again without plots");
     let mut plotless = out_of_fold_without_plots(bags, votes, &oof[..genre_parts])?;
-    // The rating trees never read a plot.
+    println!("predicting the held-out folds again without metadata");
+    let mut metadataless =
+        out_of_fold_without_metadata((bags, votes), (lead, device), &oof[..genre_parts])?;
+    // The rating trees predict no genre; they keep their part for the rating weights.
     plotless.extend(oof[genre_parts..].iter().cloned());
+    metadataless.extend(oof[genre_parts..].iter().cloned());
+    let with_plot = |id: &str| !lacking.plot.contains(id);
     Ok(Stackings {
-        with_plot: Some(learn_stacking(&oof[..genre_parts], |id| {
-            !no_plot.contains(id)
-        })),
+        with_plot: Some(learn_stacking(&oof[..genre_parts], with_plot)),
         without_plot: Some(learn_stacking(&plotless[..genre_parts], |_| true)),
-        cross_fit: Some(cross_fit((oof, plotless), genre_parts, no_plot)),
+        without_metadata: Some(learn_stacking(&metadataless[..genre_parts], |_| true)),
+        cross_fit: Some(cross_fit(
+            oof,
+            (plotless, metadataless),
+            genre_parts,
+            lacking,
+        )),
     })
 }
 
-/// The per-fold stackings of `oof` and its plotless twin `plotless` (`CrossFit`).
+/// The per-fold stackings of `oof` and its twins without plots and without metadata
+/// (`CrossFit`).
 fn cross_fit(
-    (oof, plotless): (&[Vec<Predictions>], Vec<Vec<Predictions>>),
+    oof: &[Vec<Predictions>],
+    (plotless, metadataless): (Vec<Vec<Predictions>>, Vec<Vec<Predictions>>),
     genre_parts: usize,
-    no_plot: &HashSet<String>,
+    lacking: &Lacking,
 ) -> CrossFit {
     let per_fold = (0..oof[0].len())
-        .map(|fold| {
-            let with_plot = learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
-                !no_plot.contains(id)
-            });
-            let without = learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true);
-            (with_plot, without)
+        .map(|fold| FoldStackings {
+            with_plot: learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
+                !lacking.plot.contains(id)
+            }),
+            without_plot: learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true),
+            without_metadata: learn_stacking(
+                &other_folds(&metadataless[..genre_parts], fold),
+                |_| true,
+            ),
         })
         .collect();
     CrossFit {
         plotless_oof: plotless,
+        metadataless_oof: metadataless,
         per_fold,
     }
 }
@@ -111,25 +156,30 @@ fn other_folds(parts: &[Vec<Predictions>], fold: usize) -> Vec<Vec<Predictions>>
 }
 
 /// The blend's out-of-fold members with stackings that never saw their fold: member k's genres
-/// come from stackings fitted on the other folds' predictions (a movie without a plot from the
-/// one for such movies), so the thresholds and the scores calibrated on them are as honest as
-/// a bag's (the stackings that predict are fitted on every fold).
+/// come from stackings fitted on the other folds' predictions (a movie without a plot, or
+/// without metadata, from the one for such movies), so the thresholds and the scores
+/// calibrated on them are as honest as a bag's (the stackings that predict are fitted on every
+/// fold).
 pub(crate) fn cross_fitted_members(
     oof: &[Vec<Predictions>],
     cross: &CrossFit,
     w: &Weights<'_>,
-    no_plot: &HashSet<String>,
+    lacking: &Lacking,
 ) -> Result<Vec<Predictions>> {
     (0..oof[0].len())
         .map(|fold| {
-            let (with_plot, without) = &cross.per_fold[fold];
+            let stackings = &cross.per_fold[fold];
             let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
             check_same_movies(&each, w.runs)?;
-            let has_plot: Vec<bool> = each[0].ids.iter().map(|id| !no_plot.contains(id)).collect();
+            let ids = &each[0].ids;
+            let has_plot: Vec<bool> = ids.iter().map(|id| !lacking.plot.contains(id)).collect();
+            let bare: Vec<bool> = ids.iter().map(|id| lacking.metadata.contains(id)).collect();
             let fold_w = Weights {
-                stacking: Some(with_plot),
-                plotless: Some(without),
+                stacking: Some(&stackings.with_plot),
+                plotless: Some(&stackings.without_plot),
                 has_plot: &has_plot,
+                metadataless: Some(&stackings.without_metadata),
+                bare: &bare,
                 ..*w
             };
             Ok(combine_one(&each, &fold_w))
@@ -137,38 +187,50 @@ pub(crate) fn cross_fitted_members(
         .collect()
 }
 
-/// Prints how the out-of-fold movies fare with their plots taken away, stacked by the blend's
-/// stacking and by the one for movies without a plot (each fitted on the other folds), at the
-/// blend's `thresholds`.
-pub(crate) fn report_without_plots(
+/// Prints how the out-of-fold movies fare with their plots taken away, and with their
+/// metadata taken away, each stacked by the blend's stacking and by the one for such movies
+/// (each fitted on the other folds), at the blend's `thresholds`.
+pub(crate) fn report_without_inputs(
     cross: &CrossFit,
     w: &Weights<'_>,
     (thresholds, names): (&[f32], &[String]),
 ) {
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    for (fold, (with_plot, without)) in cross.per_fold.iter().enumerate() {
-        let plotless = &cross.plotless_oof;
-        let each: Vec<Predictions> = plotless.iter().map(|p| p[fold].clone()).collect();
-        before.push(combine(&each, (w.genre, w.rating), Some(with_plot)));
-        after.push(combine(&each, (w.genre, w.rating), Some(without)));
+    type Own = fn(&FoldStackings) -> &GenreStacking;
+    let stripped: [(&str, &str, &Vec<Vec<Predictions>>, Own); 2] = [
+        ("plots", "a plot", &cross.plotless_oof, |f| &f.without_plot),
+        ("metadata", "metadata", &cross.metadataless_oof, |f| {
+            &f.without_metadata
+        }),
+    ];
+    for (what, lacking, oof, own) in stripped {
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for (fold, stackings) in cross.per_fold.iter().enumerate() {
+            let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
+            before.push(combine(
+                &each,
+                (w.genre, w.rating),
+                Some(&stackings.with_plot),
+            ));
+            after.push(combine(&each, (w.genre, w.rating), Some(own(stackings))));
+        }
+        let score = |m: &[Predictions]| -> GenreMetrics {
+            Predictions::concat(m).genre_metrics(thresholds, names)
+        };
+        let (before, after) = (score(&before), score(&after));
+        println!(
+            "without {what}, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, \
+             top-1 {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its \
+             stacking for movies without {lacking})",
+            before.micro_f1,
+            after.micro_f1,
+            before.macro_f1,
+            after.macro_f1,
+            before.top1,
+            after.top1,
+            before.micro_ap,
+            after.micro_ap
+        );
     }
-    let score = |m: &[Predictions]| -> GenreMetrics {
-        Predictions::concat(m).genre_metrics(thresholds, names)
-    };
-    let (before, after) = (score(&before), score(&after));
-    println!(
-        "without plots, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, top-1 \
-         {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its stacking for \
-         movies without a plot)",
-        before.micro_f1,
-        after.micro_f1,
-        before.macro_f1,
-        after.macro_f1,
-        before.top1,
-        after.top1,
-        before.micro_ap,
-        after.micro_ap
-    );
 }
 
 #[cfg(test)]
@@ -192,29 +254,40 @@ mod tests {
     }
 
     #[test]
-    fn a_training_movie_without_a_plot_is_stacked_out_of_fold_as_prediction_stacks_it() {
-        let (fold0, fold1) = (["a", "b", "c"], ["d", "e", "f"]);
-        let (y0, y1) = ([1.0, 0.0, 1.0], [0.0, 1.0, 0.0]);
+    fn a_training_movie_missing_an_input_is_stacked_out_of_fold_as_prediction_stacks_it() {
+        let (fold0, fold1) = (["a", "b", "c", "g"], ["d", "e", "f", "h"]);
+        let (y0, y1) = ([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]);
         let p = |ids: &[&str], probs: &[f32], y: &[f32]| part(ids, probs, y).remove(0);
-        // Parts × folds: a bag and a vote; c and f have no plot.
+        // Parts × folds: a bag and a vote; c and f have no plot, g and h no metadata.
         let oof = [
             vec![
-                p(&fold0, &[0.8, 0.3, 0.6], &y0),
-                p(&fold1, &[0.2, 0.7, 0.4], &y1),
+                p(&fold0, &[0.8, 0.3, 0.6, 0.4], &y0),
+                p(&fold1, &[0.2, 0.7, 0.4, 0.6], &y1),
             ],
             vec![
-                p(&fold0, &[0.9, 0.1, 0.5], &y0),
-                p(&fold1, &[0.1, 0.8, 0.5], &y1),
+                p(&fold0, &[0.9, 0.1, 0.5, 0.2], &y0),
+                p(&fold1, &[0.1, 0.8, 0.5, 0.9], &y1),
             ],
         ];
-        let plotless = [
+        let plotless = vec![
             vec![
-                p(&fold0, &[0.6, 0.4, 0.6], &y0),
-                p(&fold1, &[0.4, 0.6, 0.4], &y1),
+                p(&fold0, &[0.6, 0.4, 0.6, 0.4], &y0),
+                p(&fold1, &[0.4, 0.6, 0.4, 0.6], &y1),
             ],
-            vec![p(&fold0, &[0.5; 3], &y0), p(&fold1, &[0.5; 3], &y1)],
+            vec![p(&fold0, &[0.5; 4], &y0), p(&fold1, &[0.5; 4], &y1)],
         ];
-        let no_plot: HashSet<String> = ["c".to_string(), "f".to_string()].into();
+        let metadataless = vec![
+            vec![
+                p(&fold0, &[0.7, 0.2, 0.6, 0.1], &y0),
+                p(&fold1, &[0.3, 0.9, 0.2, 0.8], &y1),
+            ],
+            vec![p(&fold0, &[0.4; 4], &y0), p(&fold1, &[0.4; 4], &y1)],
+        ];
+        let set = |ids: [&str; 2]| ids.iter().map(|s| s.to_string()).collect();
+        let lacking = Lacking {
+            plot: set(["c", "f"]),
+            metadata: set(["g", "h"]),
+        };
         let runs = [std::path::PathBuf::from("bag"), "vote".into()];
         let w = Weights {
             genre: &[0.5, 0.5],
@@ -222,16 +295,23 @@ mod tests {
             stacking: None,
             plotless: None,
             has_plot: &[],
+            metadataless: None,
+            bare: &[],
             runs: &runs,
         };
-        let cross = cross_fit((&oof[..], plotless.to_vec()), 2, &no_plot);
-        let members = cross_fitted_members(&oof, &cross, &w, &no_plot).unwrap();
-        let (with_plot, without) = &cross.per_fold[0];
+        let cross = cross_fit(&oof, (plotless, metadataless), 2, &lacking);
+        let members = cross_fitted_members(&oof, &cross, &w, &lacking).unwrap();
+        let fold = &cross.per_fold[0];
         let each = [oof[0][0].clone(), oof[1][0].clone()];
         let by = |s: &GenreStacking| combine(&each, (w.genre, w.rating), Some(s)).probs;
-        let (by_with, by_without) = (by(with_plot), by(without));
-        assert_ne!(by_with[2], by_without[2]);
-        assert_eq!(members[0].probs, [by_with[0], by_with[1], by_without[2]]);
+        let (with, no_plot, bare) = (
+            by(&fold.with_plot),
+            by(&fold.without_plot),
+            by(&fold.without_metadata),
+        );
+        assert_ne!(with[2], no_plot[2]);
+        assert_ne!(with[3], bare[3]);
+        assert_eq!(members[0].probs, [with[0], with[1], no_plot[2], bare[3]]);
     }
 
     #[test]

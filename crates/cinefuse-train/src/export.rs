@@ -113,6 +113,10 @@ pub struct Manifest {
     /// The stacking of the same parts for a movie without a plot (`plotless_stacking.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking_without_plot: Option<crate::genre_stacking::GenreStacking>,
+    /// The stacking of the same parts for a movie given without metadata
+    /// (`metadataless_stacking.rs`): a plot, perhaps a year and a poster, nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre_stacking_without_metadata: Option<crate::genre_stacking::GenreStacking>,
     /// A blend's rating of movies without metadata, from the first part's plot features
     /// (`content_rating.rs`; ridge k beside each part's member k); its interval is the
     /// content bin of `interval`.
@@ -202,6 +206,7 @@ impl Manifest {
             genre_prompts: None,
             genre_stacking: None,
             genre_stacking_without_plot: None,
+            genre_stacking_without_metadata: None,
             content_rating: None,
             backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
@@ -337,8 +342,13 @@ impl Manifest {
         for b in &self.backbones {
             b.check()?;
         }
-        if self.genre_stacking_without_plot.is_some() && self.genre_stacking.is_none() {
-            return Err("genre_stacking_without_plot needs a genre_stacking".into());
+        if self.genre_stacking.is_none() {
+            if self.genre_stacking_without_plot.is_some() {
+                return Err("genre_stacking_without_plot needs a genre_stacking".into());
+            }
+            if self.genre_stacking_without_metadata.is_some() {
+                return Err("genre_stacking_without_metadata needs a genre_stacking".into());
+            }
         }
         if self.content_rating.is_some() && self.parts.is_empty() {
             return Err("content_rating: only a blend (with parts) has one".into());
@@ -356,6 +366,10 @@ impl Manifest {
             if let Some(p) = &self.genre_stacking_without_plot {
                 p.check(parts, self.shapes.n_genres)
                     .map_err(|e| format!("genre_stacking_without_plot: {e}"))?;
+            }
+            if let Some(p) = &self.genre_stacking_without_metadata {
+                p.check(parts, self.shapes.n_genres)
+                    .map_err(|e| format!("genre_stacking_without_metadata: {e}"))?;
             }
         }
         Ok(())
@@ -615,6 +629,7 @@ fn export_blend(
         genre_prompts,
         genre_stacking: b.info.genre_stacking.clone(),
         genre_stacking_without_plot: b.info.genre_stacking_without_plot.clone(),
+        genre_stacking_without_metadata: b.info.genre_stacking_without_metadata.clone(),
         content_rating,
         // Listed for the reader: each part loads the copies its own manifest names.
         backbones: backbones.copies().to_vec(),
@@ -669,12 +684,26 @@ fn write_blend_parts(
 
 /// What the model card says the blend is: its parts, and how their genres and ratings mix.
 fn blend_kind(b: &Blend) -> String {
-    let genres = match (&b.info.genre_stacking, &b.info.genre_stacking_without_plot) {
-        (Some(_), Some(_)) => "genres stacked per genre on the parts' logits, a movie without \
-                               a plot by a stacking of its own"
-            .to_string(),
-        (Some(_), None) => "genres stacked per genre on the parts' logits".to_string(),
-        (None, _) => format!("genre weights {:?}", b.info.genre_weights),
+    let info = &b.info;
+    let own_stackings = [
+        (&info.genre_stacking_without_plot, "a movie without a plot"),
+        (
+            &info.genre_stacking_without_metadata,
+            "a movie without metadata",
+        ),
+    ];
+    let own: Vec<&str> = own_stackings
+        .iter()
+        .filter(|(s, _)| s.is_some())
+        .map(|(_, who)| *who)
+        .collect();
+    let genres = match (&info.genre_stacking, own.is_empty()) {
+        (Some(_), false) => format!(
+            "genres stacked per genre on the parts' logits, {} by a stacking of its own",
+            own.join(" and ")
+        ),
+        (Some(_), true) => "genres stacked per genre on the parts' logits".to_string(),
+        (None, _) => format!("genre weights {:?}", info.genre_weights),
     };
     let content = match b.content {
         Some(_) => "; a movie without metadata rated from its plot alone",

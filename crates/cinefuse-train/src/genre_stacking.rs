@@ -141,6 +141,30 @@ pub fn combine(
     out
 }
 
+/// Replaces the stacked probabilities of the movies `picked` (by row) in `out` by
+/// `stacking`'s stacking of the same parts `each`: a movie missing an input is stacked by the
+/// stacking learnt without it (`plotless_stacking.rs`, `metadataless_stacking.rs`).
+pub fn restack_movies(
+    out: &mut Predictions,
+    each: &[Predictions],
+    stacking: &GenreStacking,
+    picked: impl Fn(usize) -> bool,
+) {
+    let g = out.n_genres;
+    let n = out.probs.len() / g.max(1);
+    if !(0..n).any(&picked) {
+        return;
+    }
+    let parts: Vec<&[f32]> = each[..stacking.n_parts()]
+        .iter()
+        .map(|p| p.probs.as_slice())
+        .collect();
+    let stacked = stacking.apply(&parts, g);
+    for i in (0..n).filter(|i| picked(*i)) {
+        out.probs[i * g..(i + 1) * g].copy_from_slice(&stacked[i * g..(i + 1) * g]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

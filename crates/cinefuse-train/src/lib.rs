@@ -30,6 +30,7 @@ pub mod input_warnings;
 pub mod interval;
 pub mod logistic_fit;
 pub mod metadata_neighbours;
+pub mod metadataless_stacking;
 pub mod metrics;
 pub mod model_card;
 pub mod neighbour_vote;

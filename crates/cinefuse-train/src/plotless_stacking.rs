@@ -15,7 +15,7 @@ use cinefuse_data::{MovieItem, Prepared};
 
 use crate::bag::out_of_fold_with;
 use crate::ensemble::Ensemble;
-use crate::genre_stacking::GenreStacking;
+use crate::genre_stacking::{GenreStacking, restack_movies};
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::predictions::Predictions;
 
@@ -92,18 +92,7 @@ pub fn restack_without_plot(
     plotless: &GenreStacking,
     has_plot: &[bool],
 ) {
-    if has_plot.iter().all(|h| *h) {
-        return;
-    }
-    let g = out.n_genres;
-    let parts: Vec<&[f32]> = each[..plotless.n_parts()]
-        .iter()
-        .map(|p| p.probs.as_slice())
-        .collect();
-    let stacked = plotless.apply(&parts, g);
-    for (i, _) in has_plot.iter().enumerate().filter(|(_, h)| !**h) {
-        out.probs[i * g..(i + 1) * g].copy_from_slice(&stacked[i * g..(i + 1) * g]);
-    }
+    restack_movies(out, each, plotless, |i| !has_plot[i]);
 }
 
 #[cfg(test)]

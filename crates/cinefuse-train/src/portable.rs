@@ -30,8 +30,9 @@ use crate::run_dir::{
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
 /// blend's `genre_prompts`; 11: `genre_stacking_without_plot`; 12: a blend's `content_rating`
-/// and the interval's `content` bin; docs/PORTABLE.md lists them all).
-pub const PORTABLE_FORMAT_VERSION: u32 = 12;
+/// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; docs/PORTABLE.md
+/// lists them all).
+pub const PORTABLE_FORMAT_VERSION: u32 = 13;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -194,6 +195,9 @@ fn blend_config(manifest: &Manifest) -> Value {
     }
     if let Some(s) = &manifest.genre_stacking_without_plot {
         v["genre_stacking_without_plot"] = json!(s);
+    }
+    if let Some(s) = &manifest.genre_stacking_without_metadata {
+        v["genre_stacking_without_metadata"] = json!(s);
     }
     if let Some(c) = &manifest.content_rating {
         v["content_rating"] = json!(c);

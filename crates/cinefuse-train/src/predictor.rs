@@ -19,7 +19,7 @@ use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::{BackendKind, TrainConfig};
 use crate::content_rating::{ContentRating, lacks_metadata};
 use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
-use crate::genre_stacking::combine;
+use crate::genre_stacking::{combine, restack_movies};
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::plotless_stacking::restack_without_plot;
 use crate::predictions::{Predictions, predict_items};
@@ -631,24 +631,32 @@ impl Predictor {
             genre_w.push(0.0);
             rating_w.push(weight);
         }
-        let stacking = self.manifest.genre_stacking.as_ref();
-        let plotless = self.manifest.genre_stacking_without_plot.as_ref();
+        let manifest = &self.manifest;
         let has_plot: Vec<bool> = items
             .iter()
             .map(|i| i.plot_present && !i.tokens.is_empty())
             .collect();
+        let bare: Vec<bool> = items
+            .iter()
+            .zip(&has_plot)
+            .map(|(i, p)| *p && lacks_metadata(&i.numeric_missing, &i.categorical))
+            .collect();
         let mut members: Vec<Predictions> = (0..per_part[0].len())
             .map(|m| {
                 let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
+                let stacking = manifest.genre_stacking.as_ref();
                 let mut out = combine(&each, (&genre_w, &rating_w), stacking);
-                if let Some(plotless) = plotless {
+                if let Some(plotless) = &manifest.genre_stacking_without_plot {
                     restack_without_plot(&mut out, &each, plotless, &has_plot);
+                }
+                if let Some(s) = &manifest.genre_stacking_without_metadata {
+                    restack_movies(&mut out, &each, s, |i| bare[i]);
                 }
                 out
             })
             .collect();
         if let Some(c) = &self.content {
-            c.apply(&mut members, &content_rows(items, &has_plot));
+            c.apply(&mut members, &content_rows(items, &bare));
         }
         members
     }
@@ -741,16 +749,13 @@ fn poster_file<'a>(
     })
 }
 
-/// The plot features of each item the content rating rates: one with a plot (`has_plot`) and
-/// no metadata.
-fn content_rows<'a>(items: &'a [MovieItem], has_plot: &[bool]) -> Vec<Option<&'a [f32]>> {
+/// The plot features of each item the content rating rates: one with a plot and no metadata
+/// (`bare`).
+fn content_rows<'a>(items: &'a [MovieItem], bare: &[bool]) -> Vec<Option<&'a [f32]>> {
     items
         .iter()
-        .zip(has_plot)
-        .map(|(i, plot)| {
-            let rated = *plot && lacks_metadata(&i.numeric_missing, &i.categorical);
-            i.plot_features.as_deref().filter(|_| rated)
-        })
+        .zip(bare)
+        .map(|(i, rated)| i.plot_features.as_deref().filter(|_| *rated))
         .collect()
 }
 
