@@ -304,6 +304,10 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
                         (fit(raw["poster"]), raw["poster"]["test"]), (fit(meta_raw), meta_raw["test"]),
                         (meta_vote, credit_vote), ytr, y["test"])
                 prompts = a.prompt_vote
+                if label == "train_val":
+                    out.update(metadataless_peers(
+                        {m: (fit(raw[m]), raw[m]["test"]) for m in names}, sd, prompts,
+                        plot_vote, ytr, y["test"]))
                 out[f"strong_peer_meta_three_votes_{label}_genres"] = neighbour_peer(
                     linear, [plot_vote, meta_vote, credit_vote], ytr, y["test"],
                     kept if label == "train_val" and not prompts else None)
@@ -347,6 +351,27 @@ def plotless_peer(poster, meta, votes, ytr, yte):
     linear = strong_peer_probs([poster, meta], ytr)
     out = neighbour_peer(linear, list(votes), ytr, yte)
     out["features"] = ["poster", "meta", "metadata vote", "credits vote"]
+    return out
+
+
+def metadataless_peers(raw, sd, prompts, plot_vote, ytr, yte):
+    """The peers for movies given without metadata (cinefuse's blend stacks them apart since
+    2026-12-06): the strong linear peer on the plot features alone, and on plot and poster
+    features, each stacked with the plot-neighbour vote (and the genre-prompt vote when given),
+    fitted on the same rows as the others. Like the plotless peer, each knows its test movies
+    have no metadata. `raw` maps each modality to its (fitting rows, test rows)."""
+    out = {}
+    voted = [plot_vote]
+    if prompts:
+        voted.append(tuple(prompt_vote_probs(prompts, e[:, :sd]) for e in raw["plot"]))
+    kinds = [("plot", ["plot"]), ("plot_poster", ["plot", "poster"])]
+    for name, blocks in kinds:
+        if not all(b in raw for b in blocks):
+            continue
+        linear = strong_peer_probs([raw[b] for b in blocks], ytr)
+        peer = neighbour_peer(linear, voted, ytr, yte)
+        peer["features"] = blocks + ["plot vote"] + (["genre-prompt vote"] if prompts else [])
+        out[f"strong_peer_without_metadata_{name}_train_val_genres"] = peer
     return out
 
 

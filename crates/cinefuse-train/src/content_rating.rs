@@ -418,8 +418,10 @@ pub fn feature_rows<'a>(
         .into_iter()
         .map(|i| {
             let s = &prepared.samples[i];
-            let picked = crate::plot_neighbours::has_plot(s)
-                && (!without_metadata || lacks_metadata(&s.numeric_missing, &s.categorical));
+            let picked = match without_metadata {
+                true => crate::metadataless_stacking::given_without_metadata(s),
+                false => crate::plot_neighbours::has_plot(s),
+            };
             picked.then(|| table.row(i))
         })
         .collect())

@@ -9,8 +9,6 @@ use cinefuse_data::prepared::Preprocessor;
 use cinefuse_data::scalers::{NumericScaler, raw_numeric};
 use cinefuse_data::split::Split;
 
-use crate::content_rating::lacks_metadata;
-
 /// Every warning for `movie`: a movie without metadata gets that one warning alone.
 /// `rates_from_plot`: the model rates a movie without metadata from its plot (a blend with a
 /// content rating, `content_rating.rs`).
@@ -107,9 +105,8 @@ pub fn extrapolation_warnings(pre: &Preprocessor, movie: &Movie) -> Vec<String> 
 /// Whether a model with a content rating rates `movie` from its plot: it has a plot, and its
 /// encoded metadata hold nothing but perhaps the year (`content_rating::lacks_metadata`).
 fn rated_from_plot(pre: &Preprocessor, movie: &Movie) -> bool {
-    pre.encode(movie, Split::Test).is_ok_and(|s| {
-        crate::plot_neighbours::has_plot(&s) && lacks_metadata(&s.numeric_missing, &s.categorical)
-    })
+    pre.encode(movie, Split::Test)
+        .is_ok_and(|s| crate::metadataless_stacking::given_without_metadata(&s))
 }
 
 /// A warning for a movie a blend rates from its plot alone: a real estimate, but a much rougher
