@@ -89,7 +89,8 @@ pub(crate) fn learn_stackings(
     Ok(Stackings {
         with_plot: Some(learn_stacking(&oof[..genre_parts], with_plot)),
         without_plot: Some(learn_stacking(&plotless[..genre_parts], |_| true)),
-        without_metadata: Some(learn_stacking(&metadataless[..genre_parts], |_| true)),
+        // It stacks only movies with a plot, so it learns from them alone.
+        without_metadata: Some(learn_stacking(&metadataless[..genre_parts], with_plot)),
         cross_fit: Some(cross_fit(
             oof,
             (plotless, metadataless),
@@ -115,7 +116,7 @@ fn cross_fit(
             without_plot: learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true),
             without_metadata: learn_stacking(
                 &other_folds(&metadataless[..genre_parts], fold),
-                |_| true,
+                |id| !lacking.plot.contains(id),
             ),
         })
         .collect();
@@ -299,7 +300,12 @@ mod tests {
             bare: &[],
             runs: &runs,
         };
-        let cross = cross_fit(&oof, (plotless, metadataless), 2, &lacking);
+        let cross = cross_fit(&oof, (plotless, metadataless.clone()), 2, &lacking);
+        // The stacking without metadata stacks movies with a plot, and learns from them alone.
+        let others = other_folds(&metadataless, 0);
+        let bare = &cross.per_fold[0].without_metadata;
+        assert_eq!(*bare, learn_stacking(&others, |id| id != "c" && id != "f"));
+        assert_ne!(*bare, learn_stacking(&others, |_| true));
         let members = cross_fitted_members(&oof, &cross, &w, &lacking).unwrap();
         let fold = &cross.per_fold[0];
         let each = [oof[0][0].clone(), oof[1][0].clone()];
