@@ -77,11 +77,19 @@ pub(crate) fn learn_stackings(
             cross_fit: None,
         });
     }
-    println!("predicting the held-out folds again without plots");
+    let start = std::time::Instant::now();
     let mut plotless = out_of_fold_without_plots(bags, votes, &oof[..genre_parts])?;
-    println!("predicting the held-out folds again without metadata");
+    println!(
+        "predicted the held-out folds again without plots in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    let start = std::time::Instant::now();
     let mut metadataless =
         out_of_fold_without_metadata((bags, votes), (lead, device), &oof[..genre_parts])?;
+    println!(
+        "predicted the held-out folds again without metadata in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     // The rating trees predict no genre; they keep their part for the rating weights.
     plotless.extend(oof[genre_parts..].iter().cloned());
     metadataless.extend(oof[genre_parts..].iter().cloned());
