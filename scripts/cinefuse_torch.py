@@ -1159,7 +1159,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
                 probs[:, no_plot] = stacked(plotless["coefficients"], each)[:, no_plot]
             bare_stacking = config.get("genre_stacking_without_metadata")
             if bare_stacking:
-                # So is a movie with a plot and no metadata but perhaps its year.
+                # So is a movie with a plot and no category (lacks_metadata).
                 bare = (lead.pre.token_batch(movies)[2].numpy() > 0.5) & lacks_metadata(fields)
                 probs[:, bare] = stacked(bare_stacking["coefficients"], each)[:, bare]
         trees = config.get("rating_trees")
@@ -1188,9 +1188,10 @@ CONTENT_KEY = -np.inf
 
 
 def lacks_metadata(fields):
-    """Movies whose metadata hold nothing but perhaps the year (column 0): every other numeric
-    field missing and every category missing (id 0), as content_rating.rs decides."""
-    return (fields["numeric_missing"][:, 1:] > 0.5).all(1) & (fields["categorical"] == 0).all(1)
+    """Movies given without metadata: every category missing (id 0), whatever the numeric
+    fields, as content_rating.rs decides since format 13 (format 12 also required every numeric
+    field but the year to be missing; cinefuse and this reference read both with this rule)."""
+    return (fields["categorical"] == 0).all(1)
 
 
 def content_ratings(path, rows):

@@ -804,10 +804,20 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
         err.contains("its rating is read from the plot alone"),
         "{err}"
     );
-    let (with_runtime, err) = predict(&["--runtime", "100"]);
+    // A runtime is no category: still rated from the plot (its genres may move, the rating not).
+    let (with_runtime, err) = predict(&["--year", "2001", "--runtime", "100"]);
+    assert!(err.contains("read from the plot alone"), "{err}");
+    assert_eq!(rated["rating"], with_runtime["rating"]);
+    // A certificate is one: rated as any movie with metadata.
+    let movie =
+        r#"{"id":"m","plot":"A detective hunts a killer on a night train","certificate":"R"}"#;
+    let out = cinefuse(d, &[&plot[..], &["--movie", movie]].concat());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
     assert!(!err.contains("read from the plot alone"), "{err}");
-    assert_ne!(rated["rating"], with_runtime["rating"]);
-    assert_ne!(rated["rating_interval"], with_runtime["rating_interval"]);
+    let certified = portable::json_lines(&String::from_utf8_lossy(&out.stdout))[0].clone();
+    assert_ne!(rated["rating"], certified["rating"]);
+    assert_ne!(rated["rating_interval"], certified["rating_interval"]);
     // `eval --data` on demo movies stripped to their title, plot, year and labels.
     let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
     let stripped: Vec<String> = demo

@@ -48,12 +48,13 @@ impl Default for ContentRatingConfig {
     }
 }
 
-/// Whether a movie's encoded metadata hold nothing but perhaps its year: every other numeric
-/// field (extras' lists included) missing and every category missing. The year alone carries
-/// little of the rating; with it the blend rated no better than without (docs/RESULTS.md).
-pub fn lacks_metadata(numeric_missing: &[f32], categorical: &[u32]) -> bool {
-    // Column 0 is the year (`NUMERIC_FEATURES`).
-    numeric_missing.iter().skip(1).all(|m| *m > 0.5) && categorical.iter().all(|c| *c == MISSING_ID)
+/// Whether a movie counts as given without metadata: every category missing (certificate,
+/// director, language, country, lead actor, declared categorical extras), whatever its numeric
+/// fields. No training movie lacks them all, and the blend leans on them: with the year, runtime,
+/// votes and Metacritic score but no category it rated such movies worse than from the plot
+/// alone (MAE 0.84 against 0.65; docs/RESULTS.md), so such a movie is rated from its plot.
+pub fn lacks_metadata(categorical: &[u32]) -> bool {
+    categorical.iter().all(|c| *c == MISSING_ID)
 }
 
 /// One fold's ridge regression on the raw features (their standardisation folded in).
@@ -511,14 +512,12 @@ mod tests {
     }
 
     #[test]
-    fn only_a_movie_with_nothing_but_its_year_lacks_metadata() {
-        // Columns: year, runtime, votes; two categories.
-        assert!(lacks_metadata(&[1.0, 1.0, 1.0], &[0, 0]));
-        assert!(lacks_metadata(&[0.0, 1.0, 1.0], &[0, 0]), "a year alone");
-        assert!(!lacks_metadata(&[1.0, 0.0, 1.0], &[0, 0]), "a runtime");
+    fn only_a_movie_without_any_category_lacks_metadata() {
+        assert!(lacks_metadata(&[0, 0]));
+        assert!(!lacks_metadata(&[0, 3]), "a known category");
         assert!(
-            !lacks_metadata(&[1.0, 1.0, 1.0], &[0, 1]),
-            "an unknown category"
+            !lacks_metadata(&[1, 0]),
+            "an unknown category is still given"
         );
     }
 

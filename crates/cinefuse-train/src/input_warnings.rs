@@ -102,8 +102,8 @@ pub fn extrapolation_warnings(pre: &Preprocessor, movie: &Movie) -> Vec<String> 
         .collect()
 }
 
-/// Whether a model with a content rating rates `movie` from its plot: it has a plot, and its
-/// encoded metadata hold nothing but perhaps the year (`content_rating::lacks_metadata`).
+/// Whether a model with a content rating rates `movie` from its plot: it has a plot and no
+/// category (`metadataless_stacking::given_without_metadata`).
 fn rated_from_plot(pre: &Preprocessor, movie: &Movie) -> bool {
     pre.encode(movie, Split::Test)
         .is_ok_and(|s| crate::metadataless_stacking::given_without_metadata(&s))
@@ -113,10 +113,10 @@ fn rated_from_plot(pre: &Preprocessor, movie: &Movie) -> bool {
 /// one than from metadata (docs/RESULTS.md, "Movies without metadata").
 fn plot_rating_warning(movie: &Movie) -> String {
     format!(
-        "{}: no metadata besides the year (runtime, votes, certificate, languages, countries, \
-         directors, cast); its rating is read from the plot alone, with a wider interval (on \
-         such movies the shipped blend's rating was off by 0.65 on average, against 0.40 with \
-         metadata), and its genres come from the plot and poster (docs/RESULTS.md)",
+        "{}: no certificate, languages, countries, directors or cast; its rating is read \
+         from the plot alone, with a wider interval (on such movies the shipped blend's rating \
+         was off by 0.65 on average, against 0.40 with metadata), and its genres are stacked \
+         for movies without metadata (docs/RESULTS.md)",
         movie.id
     )
 }

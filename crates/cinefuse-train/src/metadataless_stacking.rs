@@ -27,7 +27,7 @@ use crate::predictions::Predictions;
 /// `sample` as it would be encoded from its title, plot, poster and year alone: every other
 /// numeric field missing (value 0, the mean, flagged), every category missing, no credits.
 pub fn without_metadata(mut sample: EncodedSample) -> EncodedSample {
-    // Column 0 is the year, which `lacks_metadata` lets such a movie keep.
+    // Column 0 is the year: a movie given by title and plot often comes with one.
     for v in sample.numeric.iter_mut().skip(1) {
         *v = 0.0;
     }
@@ -53,9 +53,10 @@ pub fn prepared_without_metadata(prepared: &Prepared) -> Prepared {
 }
 
 /// Whether a movie counts as given without metadata: it has a plot (a movie without one is
-/// stacked by the plotless stacking) and nothing of its metadata but perhaps its year.
+/// stacked by the plotless stacking) and no category (`lacks_metadata`): a title and a plot,
+/// perhaps with a year, runtime, vote count or poster, as `predict`'s flags give one.
 pub fn given_without_metadata(sample: &EncodedSample) -> bool {
-    has_plot(sample) && lacks_metadata(&sample.numeric_missing, &sample.categorical)
+    has_plot(sample) && lacks_metadata(&sample.categorical)
 }
 
 /// The ids of the movies of `prepared` given without metadata.
@@ -139,6 +140,9 @@ mod tests {
             (s.tokens, s.poster_slot)
         );
         assert!(given_without_metadata(&bare));
+        let mut numbers = bare.clone();
+        numbers.numeric_missing = vec![0.0; 3];
+        assert!(given_without_metadata(&numbers), "a runtime and votes too");
     }
 
     #[test]

@@ -639,7 +639,7 @@ impl Predictor {
         let bare: Vec<bool> = items
             .iter()
             .zip(&has_plot)
-            .map(|(i, p)| *p && lacks_metadata(&i.numeric_missing, &i.categorical))
+            .map(|(i, p)| *p && lacks_metadata(&i.categorical))
             .collect();
         let mut members: Vec<Predictions> = (0..per_part[0].len())
             .map(|m| {
