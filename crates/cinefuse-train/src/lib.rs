@@ -7,6 +7,7 @@ pub mod bag_sets;
 pub mod bench;
 pub mod bench_backbones;
 pub mod blend;
+pub mod blend_learn;
 mod blend_stacking;
 pub mod blend_train;
 pub mod blend_weights;
