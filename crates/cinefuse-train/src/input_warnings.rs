@@ -115,8 +115,8 @@ fn plot_rating_warning(movie: &Movie) -> String {
     format!(
         "{}: no certificate, languages, countries, directors or cast; its rating is read \
          from the plot alone, with a wider interval (on such movies the shipped blend's rating \
-         was off by 0.65 on average, against 0.40 with metadata), and its genres are stacked \
-         for movies without metadata (docs/RESULTS.md)",
+         was off by 0.65 on average, against 0.40 with metadata), and its genres come from the \
+         plot and poster (docs/RESULTS.md)",
         movie.id
     )
 }
