@@ -214,7 +214,7 @@ pub fn learn_blend(
         None => None,
     };
     if let Some(cross) = &stackings.cross_fit {
-        report_without_inputs(cross, &weights, (&calibration.thresholds, &names));
+        report_without_inputs(cross, &weights, (&calibration.thresholds, &names), &lacking);
     }
     let info = BlendInfo {
         calibration,

@@ -31,7 +31,7 @@ pub(crate) struct Stackings {
 /// The training movies that lack an input, by id.
 pub(crate) struct Lacking {
     pub plot: HashSet<String>,
-    /// Those with a plot and no metadata but perhaps a year.
+    /// Those with a plot and no category (`metadataless_stacking::given_without_metadata`).
     pub metadata: HashSet<String>,
 }
 
@@ -41,6 +41,12 @@ impl Lacking {
             plot: plotless_ids(prepared),
             metadata: metadataless_ids(prepared),
         }
+    }
+
+    /// Whether the movie `id` has a plot: the movies the stacking with a plot, and the one
+    /// without metadata, learn from and stack.
+    pub fn has_plot(&self, id: &str) -> bool {
+        !self.plot.contains(id)
     }
 }
 
@@ -93,7 +99,7 @@ pub(crate) fn learn_stackings(
     // The rating trees predict no genre; they keep their part for the rating weights.
     plotless.extend(oof[genre_parts..].iter().cloned());
     metadataless.extend(oof[genre_parts..].iter().cloned());
-    let with_plot = |id: &str| !lacking.plot.contains(id);
+    let with_plot = |id: &str| lacking.has_plot(id);
     Ok(Stackings {
         with_plot: Some(learn_stacking(&oof[..genre_parts], with_plot)),
         without_plot: Some(learn_stacking(&plotless[..genre_parts], |_| true)),
@@ -119,12 +125,12 @@ fn cross_fit(
     let per_fold = (0..oof[0].len())
         .map(|fold| FoldStackings {
             with_plot: learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
-                !lacking.plot.contains(id)
+                lacking.has_plot(id)
             }),
             without_plot: learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true),
             without_metadata: learn_stacking(
                 &other_folds(&metadataless[..genre_parts], fold),
-                |id| !lacking.plot.contains(id),
+                |id| lacking.has_plot(id),
             ),
         })
         .collect();
@@ -181,7 +187,7 @@ pub(crate) fn cross_fitted_members(
             let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
             check_same_movies(&each, w.runs)?;
             let ids = &each[0].ids;
-            let has_plot: Vec<bool> = ids.iter().map(|id| !lacking.plot.contains(id)).collect();
+            let has_plot: Vec<bool> = ids.iter().map(|id| lacking.has_plot(id)).collect();
             let bare: Vec<bool> = ids.iter().map(|id| lacking.metadata.contains(id)).collect();
             let fold_w = Weights {
                 stacking: Some(&stackings.with_plot),
@@ -198,20 +204,34 @@ pub(crate) fn cross_fitted_members(
 
 /// Prints how the out-of-fold movies fare with their plots taken away, and with their
 /// metadata taken away, each stacked by the blend's stacking and by the one for such movies
-/// (each fitted on the other folds), at the blend's `thresholds`.
+/// (each fitted on the other folds), at the blend's `thresholds`. The metadata line scores the
+/// movies with a plot, the only ones its stacking takes.
 pub(crate) fn report_without_inputs(
     cross: &CrossFit,
     w: &Weights<'_>,
     (thresholds, names): (&[f32], &[String]),
+    lacking: &Lacking,
 ) {
+    // What was taken away, from what, its own stacking, and whether only movies with a plot count.
     type Own = fn(&FoldStackings) -> &GenreStacking;
-    let stripped: [(&str, &str, &Vec<Vec<Predictions>>, Own); 2] = [
-        ("plots", "a plot", &cross.plotless_oof, |f| &f.without_plot),
-        ("metadata", "metadata", &cross.metadataless_oof, |f| {
-            &f.without_metadata
-        }),
+    type Stripped<'a> = (&'a str, &'a str, &'a Vec<Vec<Predictions>>, Own, bool);
+    let stripped: [Stripped<'_>; 2] = [
+        (
+            "plots",
+            "a plot",
+            &cross.plotless_oof,
+            |f| &f.without_plot,
+            false,
+        ),
+        (
+            "metadata",
+            "metadata",
+            &cross.metadataless_oof,
+            |f| &f.without_metadata,
+            true,
+        ),
     ];
-    for (what, lacking, oof, own) in stripped {
+    for (what, missing, oof, own, plots_only) in stripped {
         let (mut before, mut after) = (Vec::new(), Vec::new());
         for (fold, stackings) in cross.per_fold.iter().enumerate() {
             let each: Vec<Predictions> = oof.iter().map(|p| p[fold].clone()).collect();
@@ -223,13 +243,21 @@ pub(crate) fn report_without_inputs(
             after.push(combine(&each, (w.genre, w.rating), Some(own(stackings))));
         }
         let score = |m: &[Predictions]| -> GenreMetrics {
-            Predictions::concat(m).genre_metrics(thresholds, names)
+            let all = Predictions::concat(m);
+            let kept: Vec<String> = all
+                .ids
+                .iter()
+                .filter(|id| !plots_only || lacking.has_plot(id))
+                .cloned()
+                .collect();
+            let scored = all.select(&kept).expect("its own ids");
+            scored.genre_metrics(thresholds, names)
         };
         let (before, after) = (score(&before), score(&after));
         println!(
             "without {what}, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, \
              top-1 {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its \
-             stacking for movies without {lacking})",
+             stacking for movies without {missing})",
             before.micro_f1,
             after.micro_f1,
             before.macro_f1,

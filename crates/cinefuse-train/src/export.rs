@@ -114,7 +114,7 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking_without_plot: Option<crate::genre_stacking::GenreStacking>,
     /// The stacking of the same parts for a movie given without metadata
-    /// (`metadataless_stacking.rs`): a plot, perhaps a year and a poster, nothing else.
+    /// (`metadataless_stacking.rs`): a plot and no category (`content_rating::lacks_metadata`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genre_stacking_without_metadata: Option<crate::genre_stacking::GenreStacking>,
     /// A blend's rating of movies without metadata, from the first part's plot features

@@ -1,5 +1,6 @@
-//! The genre stacking of a blend for movies given without metadata: a title and a plot,
-//! perhaps a year and a poster (README's own `predict` line). The blend's stacker is learnt on
+//! The genre stacking of a blend for movies given without metadata: a title and a plot, no
+//! category, perhaps a year, runtime or poster (README's own `predict` line). The blend's
+//! stacker is learnt on
 //! movies that nearly all have metadata and leans on the metadata and credits votes; a movie
 //! without metadata gets from them the votes of whichever movies lack the same fields, or the
 //! genres' frequencies, which that stacker reads as evidence. So, as for movies without a plot

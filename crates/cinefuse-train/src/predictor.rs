@@ -641,10 +641,10 @@ impl Predictor {
             .zip(&has_plot)
             .map(|(i, p)| *p && lacks_metadata(&i.categorical))
             .collect();
+        let stacking = manifest.genre_stacking.as_ref();
         let mut members: Vec<Predictions> = (0..per_part[0].len())
             .map(|m| {
                 let each: Vec<Predictions> = per_part.iter().map(|p| p[m].clone()).collect();
-                let stacking = manifest.genre_stacking.as_ref();
                 let mut out = combine(&each, (&genre_w, &rating_w), stacking);
                 if let Some(plotless) = &manifest.genre_stacking_without_plot {
                     restack_without_plot(&mut out, &each, plotless, &has_plot);
