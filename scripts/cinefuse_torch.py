@@ -940,9 +940,10 @@ def read_config(model_dir):
     # 6 a bag's bag_sets; 7 the text backbone's concat_layers; 8 a bag's rating_over_sets;
     # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts; 11 a
     # blend's genre_stacking_without_plot; 12 a blend's content_rating and the interval's
-    # content bin; 13 a blend's genre_stacking_without_metadata.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 14):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 13")
+    # content bin; 13 a blend's genre_stacking_without_metadata; 14 a blend's
+    # rating_without_votes and the interval's bins for it.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 15):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 14")
     return config
 
 
@@ -1171,6 +1172,10 @@ def member_predictions(model_dir, config, movies, base, run=None):
     if numeric.shape[1] > VOTES_COLUMN:
         known = missing[:, VOTES_COLUMN] <= 0.5
         votes[known] = numeric[known, VOTES_COLUMN]
+    voteless = config.get("rating_without_votes") if parts else None
+    if voteless and numeric.shape[1] > VOTES_COLUMN and (missing[:, VOTES_COLUMN] > 0.5).any():
+        ratings = np.array(ratings, np.float32)
+        voteless_ratings(model_dir, config, (fields, lead, movies), ratings, votes)
     content = config.get("content_rating") if parts else None
     if content:
         rated = lead.pre.token_batch(movies)[2].numpy() > 0.5
@@ -1185,6 +1190,42 @@ def member_predictions(model_dir, config, movies, base, run=None):
 
 # The interval key of a movie rated from its plot alone (interval.rs: RATED_FROM_CONTENT).
 CONTENT_KEY = -np.inf
+# The interval key of a movie rated without its vote count or declared numeric extras
+# (interval.rs: RATED_WITHOUT_VOTES_OR_EXTRAS); one rated without its vote count alone keeps NaN.
+EXTRAS_KEY = np.float32(-1e30)
+
+
+def voteless_ratings(model_dir, config, inputs, ratings, votes):
+    """Rates each movie without a vote count in place (ratings [K, B], votes [B]) as
+    voteless_rating.rs does: by the trees that never saw the vote count, or, when it lacks
+    every declared numeric extra too, by those that never saw them either; each mixed with the
+    content rating's ridges by the set's plot weight for a movie with a plot."""
+    fields, lead, movies = inputs
+    entry, missing = config["rating_without_votes"], fields["numeric_missing"]
+    sets = [(entry["file"], entry["info"]["without_votes"], np.float32(np.nan))]
+    if entry.get("extras_file"):
+        sets.append((entry["extras_file"], entry["info"]["without_votes_or_extras"], EXTRAS_KEY))
+    lacks = missing[:, VOTES_COLUMN] > 0.5
+    # The last set whose fields the movie lacks all (the second is the narrower one).
+    chosen = np.full(len(movies), -1)
+    for k, (_, info, _) in enumerate(sets):
+        chosen[lacks & (missing[:, info["columns"]] > 0.5).all(1)] = k
+    content = config.get("content_rating")
+    plot = lead.pre.token_batch(movies)[2].numpy() > 0.5
+    ridge = None
+    if content and plot.any():
+        ridge = content_ratings(os.path.join(model_dir, content["file"]), lead.plot_features(movies))
+    for k, (file, info, key) in enumerate(sets):
+        rows = chosen == k
+        if not rows.any():
+            continue
+        r = tree_ratings(os.path.join(model_dir, file), fields)
+        if ridge is not None:
+            w = np.float32(info["plot_weight"])
+            mixed = (np.float32(1.0) - w) * r + w * ridge
+            r = np.where(plot[None, :], mixed, r)
+        ratings[:, rows] = r[:, rows]
+        votes[rows] = key
 
 
 def lacks_metadata(fields):
@@ -1212,6 +1253,10 @@ def interval(spec, member_ratings, rating, votes):
     bin_ = spec["bins"][b]
     if votes == CONTENT_KEY and spec.get("content"):
         bin_ = spec["content"]
+    elif votes == EXTRAS_KEY and spec.get("without_votes_or_extras"):
+        bin_ = spec["without_votes_or_extras"]
+    elif (math.isnan(votes) or votes == EXTRAS_KEY) and spec.get("without_votes"):
+        bin_ = spec["without_votes"]
     n, alpha = len(bin_), 1.0 - spec["coverage"]
     k_lo, k_hi = math.floor(alpha * (n + 1)), math.ceil((1.0 - alpha) * (n + 1))
     if k_lo < 1 or k_hi > n:

@@ -763,6 +763,11 @@ fn portable_movies(d: &Path) -> String {
         r#"{"id":"odd","plot":"zeppelin quixotic","year":1890,"votes":3,"certificate":"XYZ"}"#
             .into(),
     );
+    // Metadata but no vote count: a blend with rating trees rates it by those without votes.
+    lines.push(
+        r#"{"id":"unreleased","title":"Cold Harbour","plot":"A widow runs a harbour inn","year":2015,"certificate":"R","languages":["English"]}"#
+            .into(),
+    );
     // A title, a plot and a year: a blend with a content rating rates it from the plot.
     lines.push(
         r#"{"id":"plot-only","title":"Night Train","plot":"A detective hunts a killer on a night train","year":2001}"#
@@ -878,6 +883,8 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "train.genre_prompts.prior=0",
         "--set",
         "train.content_rating.enabled=true",
+        "--set",
+        "train.rating_trees.enabled=true",
     ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
@@ -907,6 +914,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "--prompt-prior",
         "0",
         "--content-rating",
+        "--rating-trees",
     ];
     let text = ok(
         d,
@@ -948,11 +956,26 @@ fn votes_join_a_frozen_bag(d: &Path) {
         text.contains("credits-neighbour vote: genre weight"),
         "{text}"
     );
+    // Movies without a vote count get trees that never saw one, mixed with the plot's ridges
+    // (the reference below predicts "unreleased" with them).
+    let voteless = &blend["rating_without_votes"]["without_votes"];
+    assert_eq!(voteless["columns"], serde_json::json!([2]), "{voteless}");
+    assert!(
+        text.contains("rating without votes: out-of-fold MAE"),
+        "{text}"
+    );
+    assert!(
+        !blend["calibration"]["interval"]["without_votes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     for key in [
         "genre_stacking",
         "genre_stacking_without_plot",
         "genre_stacking_without_metadata",
         "content_rating",
+        "rating_without_votes",
         "genre_weights",
         "rating_weights",
         "calibration",
@@ -1000,7 +1023,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(
         text.contains(
             "blend of 1 bag, a plot-neighbour vote, a metadata-neighbour vote, a \
-             credits-neighbour vote and a genre-prompt vote"
+             credits-neighbour vote, a genre-prompt vote and rating trees"
         ),
         "{text}"
     );
@@ -1023,6 +1046,10 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(d.join("vote/metadata_neighbours.safetensors").is_file());
     assert!(d.join("vote/credit_neighbours.safetensors").is_file());
     assert!(d.join("vote/genre_prompts.safetensors").is_file());
+    assert!(
+        d.join("vote/rating_trees_without_votes.safetensors")
+            .is_file()
+    );
     content_rating_rates_plot_only_movies(d);
     let part: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("vote/part-0/manifest.json")).unwrap())

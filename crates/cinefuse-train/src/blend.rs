@@ -40,8 +40,9 @@ use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::plot_neighbours::PlotNeighboursConfig;
 use crate::plotless_stacking::{plotless_ids, restack_without_plot};
 use crate::predictions::Predictions;
-use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, blend_part};
+use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, tree_row};
 use crate::run_dir::read_json;
+use crate::voteless_rating::{VotelessRatingInfo, VotelessRow, VotelessTrees, lacks_votes};
 
 pub use crate::blend_learn::{LearnedBlend, blend, learn_blend};
 
@@ -89,6 +90,12 @@ pub struct BlendInfo {
     /// 2026-12-05 or without `[train.content_rating]`: such movies are rated like any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_rating: Option<ContentRatingInfo>,
+    /// The rating of movies without a vote count, from rating trees that never saw one
+    /// (`voteless_rating.rs`, learnt with the rating trees); its interval is the voteless bin
+    /// of `calibration.interval`. `None` in a blend learnt before 2026-12-06 or without trees:
+    /// such movies are rated like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_without_votes: Option<VotelessRatingInfo>,
     /// Thresholds, interval and scores from the blend's out-of-fold predictions.
     pub calibration: BagCalibration,
 }
@@ -104,6 +111,8 @@ pub struct Blend {
     pub votes: Vec<NeighbourVote>,
     pub trees: Option<RatingTrees>,
     pub content: Option<ContentRating>,
+    /// The trees without the vote count (`info.rating_without_votes`).
+    pub voteless: Option<VotelessTrees>,
 }
 
 /// What a blend adds to its bags (`[train.rating_trees]`, `[train.plot_neighbours]`,
@@ -192,6 +201,10 @@ impl Blend {
             Some(_) => Some(load_content(dir, &parts[0])?),
             None => None,
         };
+        let voteless = match &info.rating_without_votes {
+            Some(v) => Some(VotelessTrees::load(dir, v, parts[0].info.folds)?),
+            None => None,
+        };
         Ok(Some(Self {
             dir: dir.to_path_buf(),
             info,
@@ -199,6 +212,7 @@ impl Blend {
             votes,
             trees,
             content,
+            voteless,
         }))
     }
 
@@ -238,6 +252,20 @@ impl Blend {
                 ..w
             },
         )?;
+        if let Some((trees, info)) = self
+            .voteless
+            .as_ref()
+            .zip(self.info.rating_without_votes.as_ref())
+        {
+            let plots = match &self.content {
+                Some(_) => feature_rows(data[0], &members[0].ids, false)?,
+                None => vec![None; members[0].ids.len()],
+            };
+            let rows = voteless_rows(data[0], &members[0].ids, &plots)?;
+            trees
+                .models(info, self.content.as_ref())
+                .apply(&mut members, &rows);
+        }
         if let Some(c) = &self.content {
             let rows = feature_rows(data[0], &members[0].ids, true)?;
             c.apply(&mut members, &rows);
@@ -456,6 +484,28 @@ pub(crate) fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Resul
         }
     }
     Ok(())
+}
+
+/// The rows of the movies `ids` of `prepared` that lack a vote count, with their `plots`
+/// features; `None` for the others.
+fn voteless_rows<'a>(
+    prepared: &'a Prepared,
+    ids: &[String],
+    plots: &[Option<&'a [f32]>],
+) -> Result<Vec<Option<VotelessRow<'a>>>> {
+    let at = crate::plot_neighbours::sample_indices(prepared, ids)?;
+    Ok(at
+        .into_iter()
+        .zip(plots)
+        .map(|(i, plot)| {
+            let s = &prepared.samples[i];
+            lacks_votes(&s.numeric_missing).then(|| VotelessRow {
+                numeric_missing: &s.numeric_missing,
+                trees: tree_row(&s.numeric, &s.numeric_missing, &s.categorical),
+                plot: *plot,
+            })
+        })
+        .collect())
 }
 
 /// A blend's content rating, one ridge per fold of its bags.

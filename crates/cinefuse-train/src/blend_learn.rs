@@ -27,6 +27,7 @@ use crate::oof::write_oof;
 use crate::predictions::Predictions;
 use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, train_rating_trees};
 use crate::run_dir::write_json;
+use crate::voteless_rating::{VotelessTrees, learn_for_blend as learn_voteless};
 
 /// Learns a blend of the bags `runs` on their out-of-fold predictions and writes it to `out`.
 pub fn blend(
@@ -52,6 +53,7 @@ pub struct LearnedBlend {
     votes: Vec<NeighbourVote>,
     trees: Option<RatingTrees>,
     content: Option<ContentRating>,
+    voteless: Option<VotelessTrees>,
 }
 
 impl LearnedBlend {
@@ -67,6 +69,9 @@ impl LearnedBlend {
         }
         if let Some(c) = &self.content {
             c.save(&dir.join(CONTENT_RATING_FILE))?;
+        }
+        if let Some(t) = &self.voteless {
+            t.save(dir)?;
         }
         write_json(&dir.join(BLEND_FILE), &self.info)
     }
@@ -204,12 +209,30 @@ pub fn learn_blend(
     let mut calibration = calibrate_folds(&members, &names, Vec::new(), weight);
     let content = match extras.content_rating {
         Some(_) => {
-            let folds = (parts[0].info.seed, parts[0].info.folds);
+            let folds = folds_of(&parts);
             let learned = crate::content_rating::learn_for_blend(&lead.prepared, folds, &members)?;
             calibration.interval = calibration
                 .interval
                 .map(|c| c.with_content(&learned.residuals));
             Some(learned)
+        }
+        None => None,
+    };
+    let voteless = match &extras.rating_trees {
+        Some(cfg) => {
+            let ridges = content.as_ref().map(|c| &c.ridges);
+            let learned =
+                learn_voteless(&lead.prepared, folds_of(&parts), (cfg, ridges), &members)?;
+            if let Some(l) = &learned {
+                let or_extras = l.without_votes_or_extras.as_ref();
+                calibration.interval = calibration.interval.map(|c| {
+                    c.with_voteless(
+                        &l.without_votes.residuals,
+                        or_extras.map(|x| x.residuals.as_slice()),
+                    )
+                });
+            }
+            learned
         }
         None => None,
     };
@@ -230,6 +253,7 @@ pub fn learn_blend(
         genre_stacking_without_plot: stackings.without_plot,
         genre_stacking_without_metadata: stackings.without_metadata,
         content_rating: content.as_ref().map(|c| c.info.clone()),
+        rating_without_votes: voteless.as_ref().map(|v| v.info.clone()),
     };
     Ok(LearnedBlend {
         info,
@@ -238,7 +262,13 @@ pub fn learn_blend(
         votes,
         trees: forests,
         content: content.map(|c| c.ridges),
+        voteless: voteless.map(VotelessTrees::of),
     })
+}
+
+/// The first bag's seed and folds, which every part shares.
+fn folds_of(parts: &[Ensemble]) -> (u64, usize) {
+    (parts[0].info.seed, parts[0].info.folds)
 }
 
 /// The parts' run folders as absolute paths, links resolved: what the blend records.

@@ -122,6 +122,12 @@ pub struct Manifest {
     /// content bin of `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_rating: Option<ManifestContentRating>,
+    /// A blend's rating of movies without a vote count (`voteless_rating.rs`): rating trees
+    /// that never saw it (forest k beside each part's member k, reading the first part's
+    /// fields), mixed with the content rating; its intervals are the voteless bins of
+    /// `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_without_votes: Option<ManifestVoteless>,
     /// The pretrained backbone checkpoints the members were saved without (format 2), one
     /// copy each; empty when every tensor is in the member files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -151,6 +157,18 @@ pub struct ManifestTrees {
 pub struct ManifestContentRating {
     /// A plain file name in the export folder.
     pub file: String,
+}
+
+/// The rating without the vote count of an exported blend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestVoteless {
+    /// The trees without the vote count: a plain file name in the export folder.
+    pub file: String,
+    /// The trees without the vote count or any declared numeric extra, when the blend has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras_file: Option<String>,
+    /// Which fields each set of trees never saw, its plot weight and its scores.
+    pub info: crate::voteless_rating::VotelessRatingInfo,
 }
 
 /// A neighbour vote of an exported blend.
@@ -208,6 +226,7 @@ impl Manifest {
             genre_stacking_without_plot: None,
             genre_stacking_without_metadata: None,
             content_rating: None,
+            rating_without_votes: None,
             backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
             validation,
@@ -234,6 +253,7 @@ impl Manifest {
         self.rating_scale.check()?;
         self.check_interval()?;
         self.check_layout()?;
+        self.check_voteless()?;
         if self.modalities.is_empty() {
             return Err("modalities is empty: the model reads at least one".into());
         }
@@ -283,6 +303,24 @@ impl Manifest {
                 "genre_logit_shift: expected {n} finite values (one per genre) or none, got {:?}",
                 self.genre_logit_shift
             ));
+        }
+        Ok(())
+    }
+
+    /// The rating without the vote count mixes the plot in by a share in [0, 1].
+    fn check_voteless(&self) -> Result<(), String> {
+        let Some(v) = &self.rating_without_votes else {
+            return Ok(());
+        };
+        let sets = std::iter::once(&v.info.without_votes).chain(&v.info.without_votes_or_extras);
+        for (k, set) in sets.enumerate() {
+            if !(0.0..=1.0).contains(&set.plot_weight) {
+                return Err(format!(
+                    "rating_without_votes.info: set {k} has plot_weight = {}: expected a share \
+                     in [0, 1]",
+                    set.plot_weight
+                ));
+            }
         }
         Ok(())
     }
@@ -569,6 +607,27 @@ fn write_blend_content(
     }))
 }
 
+/// Writes a blend's trees without the vote count, when it has some, and their manifest entry.
+fn write_blend_voteless(
+    b: &Blend,
+    dir: &Path,
+    hasher: &mut Sha256,
+) -> Result<Option<ManifestVoteless>> {
+    let (Some(trees), Some(info)) = (&b.voteless, &b.info.rating_without_votes) else {
+        return Ok(None);
+    };
+    let mut files = Vec::new();
+    for (file, t) in trees.files() {
+        write_hashed(dir, file, &t.to_bytes()?, hasher)?;
+        files.push(file.to_string());
+    }
+    Ok(Some(ManifestVoteless {
+        file: files.remove(0),
+        extras_file: files.pop(),
+        info: info.clone(),
+    }))
+}
+
 /// Writes a blend's neighbour votes and returns their manifest entries in `VoteSpace::ALL`'s
 /// order (plot, metadata, credits, genre prompts), each `None` when the blend has no such vote.
 fn write_blend_votes(
@@ -606,6 +665,7 @@ fn export_blend(
     let (parts, lead) = write_blend_parts(b, dir, &mut hasher, &mut backbones)?;
     let rating_trees = write_blend_trees(b, dir, &mut hasher)?;
     let content_rating = write_blend_content(b, dir, &mut hasher)?;
+    let rating_without_votes = write_blend_voteless(b, dir, &mut hasher)?;
     let [
         plot_neighbours,
         metadata_neighbours,
@@ -631,6 +691,7 @@ fn export_blend(
         genre_stacking_without_plot: b.info.genre_stacking_without_plot.clone(),
         genre_stacking_without_metadata: b.info.genre_stacking_without_metadata.clone(),
         content_rating,
+        rating_without_votes,
         // Listed for the reader: each part loads the copies its own manifest names.
         backbones: backbones.copies().to_vec(),
         validation: out_of_fold_scores(&cal.out_of_fold),
@@ -709,8 +770,12 @@ fn blend_kind(b: &Blend) -> String {
         Some(_) => "; a movie without metadata rated from its plot alone",
         None => "",
     };
+    let voteless = match b.voteless {
+        Some(_) => "; a movie without a vote count rated by trees that never saw one",
+        None => "",
+    };
     format!(
-        "a {} ({genres}, rating weights {:?}{content})",
+        "a {} ({genres}, rating weights {:?}{content}{voteless})",
         crate::blend::describe(
             b.parts.len(),
             &b.info.extras().vote_spaces(),

@@ -19,6 +19,12 @@ pub const VOTES_COLUMN: usize = 2;
 /// having no metadata (`content_rating.rs`): its interval comes from `Calibration::content`.
 pub const RATED_FROM_CONTENT: f32 = f32::NEG_INFINITY;
 
+/// The interval key of a movie a blend rates without its vote count or any declared numeric
+/// extra (`voteless_rating.rs`), far below any scaled log vote count: its interval comes from
+/// `Calibration::without_votes_or_extras`. A movie rated without its vote count alone keeps
+/// the unknown count's key, NaN, and takes `Calibration::without_votes`.
+pub const RATED_WITHOUT_VOTES_OR_EXTRAS: f32 = -1e30;
+
 /// Fewest calibration residuals a bin may hold: below about 2/α an interval at coverage
 /// 1 − α is unbounded or unstable.
 fn min_per_bin(coverage: f64) -> usize {
@@ -39,6 +45,15 @@ pub struct Calibration {
     /// them (out of fold, one bin); empty: such movies use the first bin like any other.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<(u16, f32)>,
+    /// A blend's residuals of the movies it rates without their vote count
+    /// (`voteless_rating.rs`), as `bins` holds them; empty: a movie whose vote count is
+    /// unknown uses the first bin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without_votes: Vec<(u16, f32)>,
+    /// The same for the movies it rates without their vote count or declared numeric extras
+    /// (key `RATED_WITHOUT_VOTES_OR_EXTRAS`); empty: they use `without_votes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without_votes_or_extras: Vec<(u16, f32)>,
 }
 
 /// One calibration movie.
@@ -73,6 +88,8 @@ impl Calibration {
                 edges,
                 bins: Vec::new(),
                 content: Vec::new(),
+                without_votes: Vec::new(),
+                without_votes_or_extras: Vec::new(),
             };
             cal.bins = vec![Vec::new(); cal.edges.len() + 1];
             for r in residuals {
@@ -94,22 +111,51 @@ impl Calibration {
         self.edges.iter().take_while(|e| votes >= **e).count()
     }
 
-    /// The residuals of the movies `key` calibrates with: its vote bin, or the content bin
-    /// for `RATED_FROM_CONTENT` when there is one.
+    /// The residuals of the movies `key` calibrates with: its vote bin, the content bin for
+    /// `RATED_FROM_CONTENT`, or the bins of movies rated without their vote count (NaN, and
+    /// `RATED_WITHOUT_VOTES_OR_EXTRAS`), when the interval has those.
     fn residuals_for(&self, key: f32) -> &[(u16, f32)] {
-        match key == RATED_FROM_CONTENT && !self.content.is_empty() {
-            true => &self.content,
-            false => &self.bins[self.bin(key)],
+        let voteless = key.is_nan() || key == RATED_WITHOUT_VOTES_OR_EXTRAS;
+        if key == RATED_FROM_CONTENT && !self.content.is_empty() {
+            &self.content
+        } else if key == RATED_WITHOUT_VOTES_OR_EXTRAS && !self.without_votes_or_extras.is_empty() {
+            &self.without_votes_or_extras
+        } else if voteless && !self.without_votes.is_empty() {
+            &self.without_votes
+        } else {
+            &self.bins[self.bin(key)]
         }
     }
 
     /// This interval with a content bin from `residuals` (signed; the member that did not
     /// train on each movie), when they are enough for its coverage.
     pub fn with_content(mut self, residuals: &[(u16, f32)]) -> Self {
-        if residuals.len() >= min_per_bin(self.coverage) {
-            self.content = residuals.iter().map(|(m, r)| (*m, r.abs())).collect();
+        if let Some(bin) = self.own_bin(residuals) {
+            self.content = bin;
         }
         self
+    }
+
+    /// This interval with bins for movies rated without their vote count (`without_votes`)
+    /// and without it or the declared numeric extras (`or_extras`), as `with_content`.
+    pub fn with_voteless(
+        mut self,
+        without_votes: &[(u16, f32)],
+        or_extras: Option<&[(u16, f32)]>,
+    ) -> Self {
+        if let Some(bin) = self.own_bin(without_votes) {
+            self.without_votes = bin;
+        }
+        if let Some(bin) = or_extras.and_then(|r| self.own_bin(r)) {
+            self.without_votes_or_extras = bin;
+        }
+        self
+    }
+
+    /// `residuals` as a bin of their own, when they are enough for this coverage.
+    fn own_bin(&self, residuals: &[(u16, f32)]) -> Option<Vec<(u16, f32)>> {
+        (residuals.len() >= min_per_bin(self.coverage))
+            .then(|| residuals.iter().map(|(m, r)| (*m, r.abs())).collect())
     }
 
     /// The interval of a movie from each member's prediction, clipped to 0–10; `None` when
@@ -328,5 +374,43 @@ mod tests {
             narrow,
             "others keep their bins"
         );
+    }
+
+    #[test]
+    fn a_movie_without_a_vote_count_takes_the_voteless_bin_when_there_is_one() {
+        let residuals: Vec<Residual> = (0..100)
+            .map(|i| Residual {
+                member: (i % 2) as u16,
+                residual: 0.1 * (i % 10) as f32,
+                votes: (i % 7) as f32,
+            })
+            .collect();
+        let cal = Calibration::fit(&residuals, 2, 0.9).unwrap();
+        let first = cal.interval(&[5.0, 5.0], f32::MIN).unwrap();
+        assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), first);
+        let key = RATED_WITHOUT_VOTES_OR_EXTRAS;
+        assert_eq!(cal.interval(&[5.0, 5.0], key).unwrap(), first);
+        let few = cal
+            .clone()
+            .with_voteless(&[(0, 1.0); 10], Some(&[(0, 1.0); 10]));
+        assert!(few.without_votes.is_empty() && few.without_votes_or_extras.is_empty());
+        let wide: Vec<(u16, f32)> = (0..40).map(|i| ((i % 2) as u16, -1.5)).collect();
+        let cal = cal.with_voteless(&wide, None).with_content(&[(0, 3.0); 40]);
+        assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), [3.5, 6.5]);
+        assert_eq!(
+            cal.interval(&[5.0, 5.0], key).unwrap(),
+            [3.5, 6.5],
+            "without a bin of its own, the voteless one"
+        );
+        assert_eq!(cal.interval(&[5.0, 5.0], f32::MIN).unwrap(), first);
+        assert_eq!(
+            cal.interval(&[5.0, 5.0], RATED_FROM_CONTENT).unwrap(),
+            [2.0, 8.0],
+            "the content bin is its own"
+        );
+        let wider: Vec<(u16, f32)> = (0..40).map(|i| ((i % 2) as u16, 2.5)).collect();
+        let cal = cal.with_voteless(&wide, Some(&wider));
+        assert_eq!(cal.interval(&[5.0, 5.0], key).unwrap(), [2.5, 7.5]);
+        assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), [3.5, 6.5]);
     }
 }

@@ -54,6 +54,7 @@ pub mod thresholds;
 pub mod toml_text;
 pub mod trainer;
 pub mod tree_forest;
+pub mod voteless_rating;
 pub mod weights_digest;
 
 pub use config::TrainConfig;

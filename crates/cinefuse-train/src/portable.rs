@@ -30,9 +30,9 @@ use crate::run_dir::{
 pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
 /// blend's `genre_prompts`; 11: `genre_stacking_without_plot`; 12: a blend's `content_rating`
-/// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; docs/PORTABLE.md
-/// lists them all).
-pub const PORTABLE_FORMAT_VERSION: u32 = 13;
+/// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; 14: a blend's
+/// `rating_without_votes` and the interval's bins for it; docs/PORTABLE.md lists them all).
+pub const PORTABLE_FORMAT_VERSION: u32 = 14;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -202,6 +202,9 @@ fn blend_config(manifest: &Manifest) -> Value {
     if let Some(c) = &manifest.content_rating {
         v["content_rating"] = json!(c);
     }
+    if let Some(r) = &manifest.rating_without_votes {
+        v["rating_without_votes"] = json!(r);
+    }
     v
 }
 
@@ -215,6 +218,9 @@ fn interval(manifest: &Manifest) -> Value {
             "edges": cal.edges,
             "bins": cal.bins,
             "content": cal.content,
+            "without_votes": cal.without_votes,
+            "without_votes_or_extras": cal.without_votes_or_extras,
+            "without_votes_or_extras_key": crate::interval::RATED_WITHOUT_VOTES_OR_EXTRAS,
         }),
         (None, Some(w)) => json!({
             "kind": "half_width",

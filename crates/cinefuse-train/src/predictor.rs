@@ -18,7 +18,7 @@ use crate::backend::select_device;
 use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::{BackendKind, TrainConfig};
 use crate::content_rating::{ContentRating, lacks_metadata};
-use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours};
+use crate::export::{MANIFEST_FILE, Manifest, ManifestNeighbours, ManifestVoteless};
 use crate::genre_stacking::{combine, restack_movies};
 use crate::neighbour_vote::{NeighbourVote, VoteSpace};
 use crate::plotless_stacking::restack_without_plot;
@@ -29,6 +29,7 @@ use crate::shared_passes::{
     FrozenFeatureKeys, attach_frozen_states, share_frozen_backbones, share_frozen_features,
     share_frozen_layers, shared_frozen_layers,
 };
+use crate::voteless_rating::{VotelessRow, VotelessTrees, lacks_votes};
 
 /// Movies predicted together: bounds what a long input list holds at once beyond the inputs
 /// themselves (features, a fine-tuned backbone's frozen states, every member's predictions).
@@ -39,18 +40,7 @@ fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
     let path = cinefuse_data::paths::resolve_inside(dir, file)
         .map_err(|e| anyhow::anyhow!("{}: rating_trees.file: {e}", dir.display()))?;
     let trees = RatingTrees::load(&path)?;
-    let pre = &lead.preprocessor;
-    let fields = (pre.n_numeric(), pre.categorical_sizes().len());
-    if (trees.n_numeric, trees.n_categorical) != fields {
-        bail!(
-            "{}: the trees read {} numeric and {} categorical fields, the model has {} and {}",
-            path.display(),
-            trees.n_numeric,
-            trees.n_categorical,
-            fields.0,
-            fields.1
-        );
-    }
+    check_tree_fields(&path, &trees, &lead.preprocessor)?;
     if trees.members.len() != lead.member_count() {
         bail!(
             "{}: {} forests for {} members",
@@ -137,6 +127,39 @@ fn load_content(dir: &Path, file: &str, lead: &Predictor) -> Result<ContentRatin
     Ok(content)
 }
 
+/// A blend's trees for movies without a vote count, checked like its rating trees.
+fn load_voteless(dir: &Path, entry: &ManifestVoteless, lead: &Predictor) -> Result<VotelessTrees> {
+    let files = (entry.file.as_str(), entry.extras_file.as_deref());
+    if files.1.is_some() != entry.info.without_votes_or_extras.is_some() {
+        bail!(
+            "{}: rating_without_votes: extras_file and info.without_votes_or_extras must come \
+             together",
+            dir.join(MANIFEST_FILE).display()
+        );
+    }
+    let trees = VotelessTrees::load_files(dir, files, lead.member_count())?;
+    for (file, t) in trees.files() {
+        check_tree_fields(&dir.join(file), t, &lead.preprocessor)?;
+    }
+    Ok(trees)
+}
+
+/// Refuses trees that read other fields than `pre` encodes.
+fn check_tree_fields(path: &Path, trees: &RatingTrees, pre: &Preprocessor) -> Result<()> {
+    let fields = (pre.n_numeric(), pre.categorical_sizes().len());
+    if (trees.n_numeric, trees.n_categorical) != fields {
+        bail!(
+            "{}: the trees read {} numeric and {} categorical fields, the model has {} and {}",
+            path.display(),
+            trees.n_numeric,
+            trees.n_categorical,
+            fields.0,
+            fields.1
+        );
+    }
+    Ok(())
+}
+
 /// The plot vote reads the lead's frozen MiniLM embeddings, of its width.
 fn check_plot_encoder(path: &Path, vote: &NeighbourVote, lead: &Predictor) -> Result<()> {
     let text = &lead.config.model.text;
@@ -191,6 +214,9 @@ pub struct Predictor {
     /// A blend's rating of movies without metadata (`manifest.content_rating`); it reads this
     /// model's plot features.
     content: Option<ContentRating>,
+    /// A blend's trees for movies without a vote count (`manifest.rating_without_votes`); they
+    /// read this model's fields.
+    voteless: Option<VotelessTrees>,
     /// What this part's frozen backbones compute: a blend's partner with the lead's keys
     /// takes the lead's features instead of computing them again.
     frozen_keys: FrozenFeatureKeys,
@@ -267,6 +293,10 @@ impl Predictor {
             Some(c) => Some(load_content(model_dir, &c.file, &lead)?),
             None => None,
         };
+        lead.voteless = match &manifest.rating_without_votes {
+            Some(v) => Some(load_voteless(model_dir, v, &lead)?),
+            None => None,
+        };
         let entries = [
             (VoteSpace::Plot, &manifest.plot_neighbours),
             (VoteSpace::Metadata, &manifest.metadata_neighbours),
@@ -326,6 +356,7 @@ impl Predictor {
             trees: None,
             votes: Vec::new(),
             content: None,
+            voteless: None,
             frozen_keys,
             shared_text_layer,
         })
@@ -655,6 +686,14 @@ impl Predictor {
                 out
             })
             .collect();
+        if let Some((trees, v)) = self
+            .voteless
+            .as_ref()
+            .zip(manifest.rating_without_votes.as_ref())
+        {
+            let models = trees.models(&v.info, self.content.as_ref());
+            models.apply(&mut members, &voteless_rows(items, self.content.is_some()));
+        }
         if let Some(c) = &self.content {
             c.apply(&mut members, &content_rows(items, &bare));
         }
@@ -747,6 +786,22 @@ fn poster_file<'a>(
             Some(base),
         ),
     })
+}
+
+/// The row of each item without a vote count, with its plot features when it has a plot and
+/// `with_plot` (the blend has a content rating to mix in).
+fn voteless_rows(items: &[MovieItem], with_plot: bool) -> Vec<Option<VotelessRow<'_>>> {
+    items
+        .iter()
+        .map(|i| {
+            let has_plot = i.plot_present && !i.tokens.is_empty();
+            lacks_votes(&i.numeric_missing).then(|| VotelessRow {
+                numeric_missing: &i.numeric_missing,
+                trees: tree_row(&i.numeric, &i.numeric_missing, &i.categorical),
+                plot: i.plot_features.as_deref().filter(|_| has_plot && with_plot),
+            })
+        })
+        .collect()
 }
 
 /// The plot features of each item the content rating rates: one with a plot and no metadata

@@ -180,8 +180,15 @@ pub fn tree_row(numeric: &[f32], numeric_missing: &[f32], categorical: &[u32]) -
         .collect()
 }
 
-fn sample_row(s: &EncodedSample) -> Vec<f64> {
-    tree_row(&s.numeric, &s.numeric_missing, &s.categorical)
+/// `s`'s row, with the fields `blank` missing.
+fn sample_row(s: &EncodedSample, blank: &[usize]) -> Vec<f64> {
+    let mut row = tree_row(&s.numeric, &s.numeric_missing, &s.categorical);
+    for c in blank {
+        if let Some(cell) = row.get_mut(*c) {
+            *cell = f64::NAN;
+        }
+    }
+    row
 }
 
 /// Trains forest k on the rated movies outside fold k of `folds` (the bags' fold assignment,
@@ -191,6 +198,17 @@ pub fn train_rating_trees(
     folds: usize,
     seed: u64,
     cfg: &RatingTreesConfig,
+) -> Result<RatingTrees> {
+    train_rating_trees_without(prepared, (seed, folds), cfg, &[])
+}
+
+/// `train_rating_trees` with the numeric fields `blank` (columns of the rows) taken from every
+/// movie, as if none had them.
+pub fn train_rating_trees_without(
+    prepared: &Prepared,
+    (seed, folds): (u64, usize),
+    cfg: &RatingTreesConfig,
+    blank: &[usize],
 ) -> Result<RatingTrees> {
     let start = std::time::Instant::now();
     let n_numeric = prepared.preprocessor.n_numeric();
@@ -208,7 +226,7 @@ pub fn train_rating_trees(
                 k + 1,
                 rows.len()
             );
-            fit_forest(&rows, n_numeric, n_categorical, seed, cfg)
+            fit_forest(&rows, (n_numeric, n_categorical, blank), seed, cfg)
                 .with_context(|| format!("rating trees of fold {}", k + 1))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -226,8 +244,7 @@ pub fn train_rating_trees(
 
 fn fit_forest(
     rows: &[&EncodedSample],
-    n_numeric: usize,
-    n_categorical: usize,
+    (n_numeric, n_categorical, blank): (usize, usize, &[usize]),
     seed: u64,
     cfg: &RatingTreesConfig,
 ) -> Result<Forest> {
@@ -235,7 +252,7 @@ fn fit_forest(
         bail!("only {} rated movies to learn from", rows.len());
     }
     let cols = n_numeric + n_categorical;
-    let table: Vec<Vec<f64>> = rows.iter().map(|s| sample_row(s)).collect();
+    let table: Vec<Vec<f64>> = rows.iter().map(|s| sample_row(s, blank)).collect();
     let data = column_major(&table);
     let y: Vec<f64> = rows
         .iter()
@@ -275,12 +292,28 @@ impl RatingTrees {
             .collect()
     }
 
+    /// Forest `k`'s rating of one movie's `row`.
+    pub fn predict_one(&self, k: usize, row: &[f64]) -> f32 {
+        clamp_rating(self.members[k].predict_row(row))
+    }
+
     /// Forest `k`'s rating for the movies `ids` of `prepared`.
     pub fn predict_member(
         &self,
         k: usize,
         prepared: &Prepared,
         ids: &[String],
+    ) -> Result<Vec<f32>> {
+        self.predict_member_without(k, prepared, ids, &[])
+    }
+
+    /// `predict_member` with the fields `blank` taken from every movie.
+    pub fn predict_member_without(
+        &self,
+        k: usize,
+        prepared: &Prepared,
+        ids: &[String],
+        blank: &[usize],
     ) -> Result<Vec<f32>> {
         let at: HashMap<&str, &EncodedSample> = prepared
             .samples
@@ -291,7 +324,7 @@ impl RatingTrees {
             .iter()
             .map(|id| {
                 at.get(id.as_str())
-                    .map(|s| sample_row(s))
+                    .map(|s| sample_row(s, blank))
                     .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))
             })
             .collect::<Result<Vec<_>>>()?;

@@ -1,0 +1,467 @@
+//! The rating of a movie given without its vote count. Every training movie has one, and the
+//! blend leans on it: the bags read it in their metadata branch and the rating trees split on
+//! it first. A movie without it (one not yet released, say) was rated with MAE 0.58 and an
+//! interval that covered 85.5 %, where gradient boosting fitted on the same movies without
+//! the vote count scores 0.47 (docs/RESULTS.md, "Movies without a vote count"). So a blend
+//! with rating trees also learns a second set of them with the vote count taken from every
+//! training movie, one forest per fold of its bags (forest k learns from the rated movies
+//! outside fold k). A movie without a vote count is rated by them, with a CV+ interval of its
+//! own from their out-of-fold residuals; a movie with one is rated as before.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use cinefuse_data::Prepared;
+use cinefuse_data::extra::FittedFeature;
+use cinefuse_data::prepared::Preprocessor;
+use serde::{Deserialize, Serialize};
+
+use crate::content_rating::{ContentRating, feature_rows};
+use crate::interval::{RATED_WITHOUT_VOTES_OR_EXTRAS, VOTES_COLUMN};
+use crate::predictions::Predictions;
+use crate::rating_trees::{RatingTrees, RatingTreesConfig, train_rating_trees_without};
+
+pub const VOTELESS_TREES_FILE: &str = "rating_trees_without_votes.safetensors";
+pub const VOTELESS_EXTRALESS_TREES_FILE: &str = "rating_trees_without_votes_or_extras.safetensors";
+
+/// A rating without the vote count, as `blend.json` records it: which fields its trees never
+/// saw, how it mixes in the plot, and what it scored when learnt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReducedRatingInfo {
+    /// The numeric fields (columns of the trees' rows) taken from every training movie: the
+    /// vote count, and for the second rating the declared numeric extras too.
+    pub columns: Vec<usize>,
+    /// Their names, for the reader.
+    pub fields: Vec<String>,
+    /// The share of the content rating (ridge k on the plot features, `content_rating.rs`) in
+    /// the rating of a movie with a plot; the trees give the rest. Chosen by out-of-fold MAE.
+    pub plot_weight: f32,
+    /// The rated train + validation movies it was scored on, out of fold.
+    pub movies: usize,
+    /// Its out-of-fold MAE on those movies with the fields taken away.
+    pub out_of_fold_mae: f32,
+    /// The trees' alone, on the same movies.
+    pub trees_out_of_fold_mae: f32,
+    /// The blend's out-of-fold MAE on the same movies given every field, for scale.
+    pub blend_out_of_fold_mae: f32,
+}
+
+/// A blend's ratings of movies without a vote count (`blend.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VotelessRatingInfo {
+    /// For a movie without a vote count.
+    pub without_votes: ReducedRatingInfo,
+    /// For a movie without a vote count or any declared numeric extra (the Metacritic score
+    /// of the shipped config: a movie not yet released has neither); `None` when the data
+    /// declares no numeric extra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_votes_or_extras: Option<ReducedRatingInfo>,
+}
+
+/// The plot weights tried.
+const PLOT_WEIGHTS: [f32; 9] = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
+
+/// Whether a movie's numeric fields lack the vote count.
+pub fn lacks_votes(numeric_missing: &[f32]) -> bool {
+    lacks_all(numeric_missing, &[VOTES_COLUMN])
+}
+
+/// Whether a movie's numeric fields lack every one of `columns`.
+fn lacks_all(numeric_missing: &[f32], columns: &[usize]) -> bool {
+    columns
+        .iter()
+        .all(|c| numeric_missing.get(*c).is_some_and(|m| *m > 0.5))
+}
+
+/// The columns of the declared numeric extras among the numeric fields, with their names.
+fn numeric_extras(pre: &Preprocessor) -> Vec<(usize, String)> {
+    let mut column = pre.state.numeric.len();
+    let mut out = Vec::new();
+    for f in &pre.state.extras {
+        if let FittedFeature::Numeric { scaler } = f {
+            out.push((column, scaler.name.clone()));
+        }
+        column += f.numeric_width();
+    }
+    out
+}
+
+/// Whether any rated training movie of `prepared` has a vote count: without one, the blend's
+/// own trees already learnt without it.
+fn votes_given(prepared: &Prepared) -> bool {
+    prepared
+        .samples
+        .iter()
+        .any(|s| s.rating.is_some() && !lacks_votes(&s.numeric_missing))
+}
+
+/// A movie the blend rates without its vote count: its row for the trees, and its plot
+/// features when it has a plot and the blend a content rating.
+pub struct VotelessRow<'a> {
+    pub numeric_missing: &'a [f32],
+    pub trees: Vec<f64>,
+    pub plot: Option<&'a [f32]>,
+}
+
+/// One rating without some fields: its trees and how it mixes in the plot.
+pub struct ReducedRating<'a> {
+    pub columns: &'a [usize],
+    pub trees: &'a RatingTrees,
+    pub plot_weight: f32,
+    /// The interval key of the movies it rates.
+    pub key: f32,
+}
+
+/// What rates a movie without its vote count: the rating without votes, the one without
+/// votes or extras when the blend has it, and the content rating they mix in.
+pub struct VotelessModels<'a> {
+    pub without_votes: ReducedRating<'a>,
+    pub without_votes_or_extras: Option<ReducedRating<'a>>,
+    pub content: Option<&'a ContentRating>,
+}
+
+impl VotelessModels<'_> {
+    /// The rating that serves a movie lacking the fields `numeric_missing` marks: the one
+    /// without votes or extras when it lacks them all.
+    fn pick(&self, numeric_missing: &[f32]) -> &ReducedRating<'_> {
+        match &self.without_votes_or_extras {
+            Some(r) if lacks_all(numeric_missing, r.columns) => r,
+            _ => &self.without_votes,
+        }
+    }
+
+    /// Member `k`'s rating of `row` by `r`.
+    fn rate(&self, r: &ReducedRating<'_>, k: usize, row: &VotelessRow<'_>) -> f32 {
+        let trees = r
+            .trees
+            .predict_one(k.min(r.trees.members.len() - 1), &row.trees);
+        let ridge = self.content.zip(row.plot).map(|(c, plot)| {
+            let ridge = &c.members[k.min(c.members.len() - 1)];
+            ridge.predict(plot)
+        });
+        match ridge {
+            Some(x) => (1.0 - r.plot_weight) * trees + r.plot_weight * x,
+            None => trees,
+        }
+    }
+
+    /// Rates the movies `rows` marks (`Some`) in each member's predictions, member k by
+    /// forest k (and ridge k), and gives them their rating's interval key.
+    pub fn apply(&self, members: &mut [Predictions], rows: &[Option<VotelessRow<'_>>]) {
+        for (k, p) in members.iter_mut().enumerate() {
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(row) = row {
+                    let r = self.pick(row.numeric_missing);
+                    p.rating[i] = self.rate(r, k, row);
+                    p.votes[i] = r.key;
+                }
+            }
+        }
+    }
+}
+
+/// A blend's ratings without the vote count just learnt: the forests, what they scored out
+/// of fold, and their residuals (tagged with their member) for the interval's bins.
+pub struct LearnedVoteless {
+    pub info: VotelessRatingInfo,
+    pub without_votes: Learned,
+    pub without_votes_or_extras: Option<Learned>,
+}
+
+/// One reduced rating just learnt.
+pub struct Learned {
+    pub trees: RatingTrees,
+    pub info: ReducedRatingInfo,
+    pub residuals: Vec<(u16, f32)>,
+}
+
+/// One rated out-of-fold movie: member, trees' rating, ridge's (when it has a plot), truth,
+/// the blend's rating given every field.
+type OutOfFold = (u16, f32, Option<f32>, f32, f32);
+
+/// The ratings without the vote count of a blend whose out-of-fold members are `oof` (member
+/// k: fold k's movies): trees trained like its rating trees on the first bag's `prepared`
+/// data and folds, mixed with its `content` rating on the plot. `None` when no training
+/// movie has a vote count.
+pub fn learn_for_blend(
+    prepared: &Prepared,
+    folds: (u64, usize),
+    (cfg, content): (&RatingTreesConfig, Option<&ContentRating>),
+    oof: &[Predictions],
+) -> Result<Option<LearnedVoteless>> {
+    if !votes_given(prepared) {
+        return Ok(None);
+    }
+    let learn = |fields: Vec<(usize, String)>| {
+        learn_reduced(prepared, (folds, fields), (cfg, content), oof)
+    };
+    let votes = (VOTES_COLUMN, "votes".to_string());
+    let without_votes = learn(vec![votes.clone()])?;
+    let extras = numeric_extras(&prepared.preprocessor);
+    let without_votes_or_extras = match extras.is_empty() {
+        true => None,
+        false => Some(learn(std::iter::once(votes).chain(extras).collect())?),
+    };
+    Ok(Some(LearnedVoteless {
+        info: VotelessRatingInfo {
+            without_votes: without_votes.info.clone(),
+            without_votes_or_extras: without_votes_or_extras.as_ref().map(|l| l.info.clone()),
+        },
+        without_votes,
+        without_votes_or_extras,
+    }))
+}
+
+/// Trees that never saw `fields`, scored out of fold on `oof`'s movies with those fields
+/// taken away, and the plot weight that serves them best.
+fn learn_reduced(
+    prepared: &Prepared,
+    (folds, fields): ((u64, usize), Vec<(usize, String)>),
+    (cfg, content): (&RatingTreesConfig, Option<&ContentRating>),
+    oof: &[Predictions],
+) -> Result<Learned> {
+    let start = std::time::Instant::now();
+    let columns: Vec<usize> = fields.iter().map(|f| f.0).collect();
+    let trees = train_rating_trees_without(prepared, folds, cfg, &columns)?;
+    let mut rows: Vec<OutOfFold> = Vec::new();
+    for (k, p) in oof.iter().enumerate() {
+        let own = trees.predict_member_without(k, prepared, &p.ids, &columns)?;
+        let plots = match content {
+            Some(_) => feature_rows(prepared, &p.ids, false)?,
+            None => vec![None; p.ids.len()],
+        };
+        for (i, t) in own
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| p.rating_present[*i])
+        {
+            let ridge = content.zip(plots[i]).map(|(c, x)| c.members[k].predict(x));
+            rows.push((k as u16, t, ridge, p.rating_true[i], p.rating[i]));
+        }
+    }
+    let mix = |w: f32, (_, t, r, ..): &OutOfFold| r.map_or(*t, |r| (1.0 - w) * t + w * r);
+    let mae = |w: f32| mean(rows.iter().map(|o| (mix(w, o) - o.3).abs()));
+    let plot_weight = match content {
+        Some(_) => PLOT_WEIGHTS
+            .into_iter()
+            .min_by(|a, b| mae(*a).total_cmp(&mae(*b))),
+        None => None,
+    }
+    .unwrap_or(0.0);
+    let info = ReducedRatingInfo {
+        columns,
+        fields: fields.into_iter().map(|f| f.1).collect(),
+        plot_weight,
+        movies: rows.len(),
+        out_of_fold_mae: mae(plot_weight),
+        trees_out_of_fold_mae: mae(0.0),
+        blend_out_of_fold_mae: mean(rows.iter().map(|o| (o.4 - o.3).abs())),
+    };
+    println!(
+        "rating without {}: out-of-fold MAE {:.4} on {} movies (trees {:.4}, plot weight {}; \
+         the blend, given them: {:.4}), in {:.1}s",
+        info.fields.join(", "),
+        info.out_of_fold_mae,
+        info.movies,
+        info.trees_out_of_fold_mae,
+        info.plot_weight,
+        info.blend_out_of_fold_mae,
+        start.elapsed().as_secs_f64()
+    );
+    let residuals = rows
+        .iter()
+        .map(|o| (o.0, mix(plot_weight, o) - o.3))
+        .collect();
+    Ok(Learned {
+        trees,
+        info,
+        residuals,
+    })
+}
+
+/// A blend's trees without the vote count (and without the numeric extras), as saved.
+pub struct VotelessTrees {
+    pub without_votes: RatingTrees,
+    pub without_votes_or_extras: Option<RatingTrees>,
+}
+
+impl VotelessTrees {
+    /// The trees of `learned`.
+    pub fn of(learned: LearnedVoteless) -> Self {
+        Self {
+            without_votes: learned.without_votes.trees,
+            without_votes_or_extras: learned.without_votes_or_extras.map(|l| l.trees),
+        }
+    }
+
+    /// Each set of trees with its file name.
+    pub fn files(&self) -> impl Iterator<Item = (&'static str, &RatingTrees)> {
+        std::iter::once((VOTELESS_TREES_FILE, &self.without_votes)).chain(
+            self.without_votes_or_extras
+                .as_ref()
+                .map(|t| (VOTELESS_EXTRALESS_TREES_FILE, t)),
+        )
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.files()
+            .try_for_each(|(file, t)| t.save(&dir.join(file)))
+    }
+
+    /// The trees `info` describes from `dir`, each with `members` forests: the files a blend
+    /// writes.
+    pub fn load(dir: &Path, info: &VotelessRatingInfo, members: usize) -> Result<Self> {
+        let extras = info
+            .without_votes_or_extras
+            .as_ref()
+            .map(|_| VOTELESS_EXTRALESS_TREES_FILE);
+        Self::load_files(dir, (VOTELESS_TREES_FILE, extras), members)
+    }
+
+    /// The trees from the files `(without votes, without votes or extras)` inside `dir` (plain
+    /// names), each with `members` forests.
+    pub fn load_files(
+        dir: &Path,
+        (file, extras): (&str, Option<&str>),
+        members: usize,
+    ) -> Result<Self> {
+        let load = |file: &str| -> Result<RatingTrees> {
+            let path = cinefuse_data::paths::resolve_inside(dir, file)
+                .map_err(|e| anyhow::anyhow!("{}: rating_without_votes: {e}", dir.display()))?;
+            let trees = RatingTrees::load(&path)?;
+            if trees.members.len() != members {
+                bail!(
+                    "{}: {} forests for {members} members",
+                    path.display(),
+                    trees.members.len()
+                );
+            }
+            Ok(trees)
+        };
+        Ok(Self {
+            without_votes: load(file)?,
+            without_votes_or_extras: extras.map(load).transpose()?,
+        })
+    }
+
+    /// What rates a movie without its vote count, as `info` learnt it, with the blend's
+    /// `content` rating.
+    pub fn models<'a>(
+        &'a self,
+        info: &'a VotelessRatingInfo,
+        content: Option<&'a ContentRating>,
+    ) -> VotelessModels<'a> {
+        let reduced = |trees: &'a RatingTrees, i: &'a ReducedRatingInfo, key: f32| ReducedRating {
+            columns: &i.columns,
+            trees,
+            plot_weight: i.plot_weight,
+            key,
+        };
+        VotelessModels {
+            without_votes: reduced(&self.without_votes, &info.without_votes, f32::NAN),
+            without_votes_or_extras: self
+                .without_votes_or_extras
+                .as_ref()
+                .zip(info.without_votes_or_extras.as_ref())
+                .map(|(t, i)| reduced(t, i, RATED_WITHOUT_VOTES_OR_EXTRAS)),
+            content,
+        }
+    }
+}
+
+fn mean(values: impl Iterator<Item = f32>) -> f32 {
+    let (sum, n) = values.fold((0.0f64, 0usize), |(s, n), v| (s + f64::from(v), n + 1));
+    (sum / n.max(1) as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content_rating::Ridge;
+    use crate::tree_forest::Forest;
+
+    /// A forest of one leaf: every movie gets `value`.
+    fn constant(value: f32) -> Forest {
+        Forest {
+            base: f64::from(value),
+            roots: Vec::new(),
+            feature: Vec::new(),
+            threshold: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+            missing: Vec::new(),
+            is_leaf: Vec::new(),
+            value: Vec::new(),
+            is_cat: Vec::new(),
+            cat_bytes: 0,
+            cats: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_movie_without_votes_is_rated_by_the_narrowest_trees_that_fit_with_the_plot_mixed_in() {
+        let tree = |a: f32, b: f32| RatingTrees {
+            members: vec![constant(a), constant(b)],
+            n_numeric: 4,
+            n_categorical: 0,
+        };
+        let (votes, extras) = (tree(6.0, 8.0), tree(5.0, 5.5));
+        let content = ContentRating {
+            members: vec![
+                Ridge {
+                    weights: vec![1.0],
+                    bias: 3.0,
+                };
+                2
+            ],
+            alpha: 1.0,
+        };
+        let models = VotelessModels {
+            without_votes: ReducedRating {
+                columns: &[2],
+                trees: &votes,
+                plot_weight: 0.25,
+                key: f32::NAN,
+            },
+            without_votes_or_extras: Some(ReducedRating {
+                columns: &[2, 3],
+                trees: &extras,
+                plot_weight: 0.5,
+                key: RATED_WITHOUT_VOTES_OR_EXTRAS,
+            }),
+            content: Some(&content),
+        };
+        let member = || Predictions {
+            ids: ["a", "b", "c", "d"].map(String::from).to_vec(),
+            rating: vec![7.0; 4],
+            votes: vec![0.5, f32::NAN, f32::NAN, f32::NAN],
+            ..Predictions::default()
+        };
+        let mut members = vec![member(), member()];
+        let (no_votes, neither) = ([0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]);
+        let plot = [1.0f32];
+        let row = |missing, plot| {
+            Some(VotelessRow {
+                numeric_missing: missing,
+                trees: vec![1.0, 2.0, f64::NAN, 0.0],
+                plot,
+            })
+        };
+        let rows = [
+            None,
+            row(&no_votes[..], None),
+            row(&no_votes[..], Some(&plot[..])),
+            row(&neither[..], Some(&plot[..])),
+        ];
+        models.apply(&mut members, &rows);
+        // The ridges rate 4.0; a movie without a plot takes the trees alone.
+        assert_eq!(members[0].rating, [7.0, 6.0, 0.75 * 6.0 + 0.25 * 4.0, 4.5]);
+        assert_eq!(members[1].rating, [7.0, 8.0, 0.75 * 8.0 + 0.25 * 4.0, 4.75]);
+        assert_eq!(members[1].votes[0], 0.5);
+        assert!(members[1].votes[1].is_nan() && members[1].votes[2].is_nan());
+        assert_eq!(members[1].votes[3], RATED_WITHOUT_VOTES_OR_EXTRAS);
+        assert!(lacks_votes(&[0.0, 0.0, 1.0]));
+        assert!(!lacks_votes(&[1.0, 1.0, 0.0]));
+        assert!(!lacks_votes(&[1.0]), "no such field: not missing");
+    }
+}
