@@ -412,6 +412,49 @@ def plot_only_rating_peers(prepared, samples):
     return out
 
 
+def voteless_rating_peers(fit, test, cats, dropped, plot):
+    """The rating peers of a movie given without its vote count (cinefuse's blend rates one by
+    `voteless_rating.rs` since 2026-12-06): gradient boosting with the extra columns, fitted on
+    the train + validation rows without the columns `dropped` maps to names (the vote count;
+    then the Metacritic score too), and the same mixed with a ridge regression on the cached
+    plot features by a weight chosen on 5-fold out-of-fold MAE, as cinefuse mixes in its
+    content rating. `fit` and `test` are (rows, ratings); `plot` the plot feature rows of both
+    (None without cached plot features); `cats` the categorical columns."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_predict
+    (x_fit, y_fit), (x_test, y_test) = fit, test
+    keep = [c for c in range(x_fit.shape[1]) if c not in dropped and not np.isnan(x_fit[:, c]).all()]
+    gbm = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
+                                        random_state=0, categorical_features=[keep.index(c) for c in cats if c in keep])
+    folds = KFold(5, shuffle=True, random_state=0)
+    trees_oof = cross_val_predict(gbm, x_fit[:, keep], y_fit, cv=folds)
+    trees = gbm.fit(x_fit[:, keep], y_fit).predict(x_test[:, keep])
+    name = "gbm_without_" + "_".join(dropped.values())
+    out = {f"{name}_train_val_rating": rating_metrics(trees, y_test)}
+    if plot is not None:
+        ridge = Ridge(alpha=3.0)
+        ridge_oof = cross_val_predict(ridge, plot[0], y_fit, cv=folds)
+        ridge_test = ridge.fit(plot[0], y_fit).predict(plot[1])
+        mae = lambda w: np.abs((1 - w) * trees_oof + w * ridge_oof - y_fit).mean()
+        w = min([0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], key=mae)
+        out[f"{name}_plot_mix_train_val_rating"] = rating_metrics((1 - w) * trees + w * ridge_test, y_test)
+        out[f"{name}_plot_mix_train_val_rating"]["plot_weight"] = w
+    return out
+
+
+def scaled_plot_rows(prepared, samples, fit_ids, test_ids):
+    """The cached plot features of the movies `fit_ids` and `test_ids`, each column standardised
+    on the fitting rows and scaled by 1/sqrt(dim), as cinefuse's content rating reads them;
+    None without a cache."""
+    table = load_feature_cache(prepared, "plot")
+    if table is None:
+        return None
+    x_fit, x_test = (table[[samples[i]["row"] for i in ids]].astype(np.float64) for ids in (fit_ids, test_ids))
+    mean, sd = x_fit.mean(0), x_fit.std(0)
+    sd[sd < 1e-6] = np.inf
+    return tuple((x - mean) / sd / math.sqrt(x.shape[1]) for x in (x_fit, x_test))
+
+
 def tfidf_block(text_fit, y_fit, text_test, c=4.0, folds=5):
     """Logits of a TF-IDF logistic regression per genre: out of fold on the fitting rows, from
     a fit on all of them for the test rows. Returns (fit, test) arrays."""
@@ -792,6 +835,13 @@ def main():
         gbm_e.fit(np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
         kept["rating"] = gbm_e.predict(Xe["test"])
         out["gbm_metadata_extra_train_val_rating"] = rating_metrics(kept["rating"], t["test"])
+        # Movies given without a vote count, and without the Metacritic score too.
+        fit = (np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
+        cats = [c for c in range(X_cat["train"].shape[1]) if keep[c] >= 5] + [X_cat["train"].shape[1] + 1]
+        votes_col, metascore_col = keep.index(2), X_cat["train"].shape[1]
+        plot = scaled_plot_rows(a.prepared, load_samples(a.prepared), rated["train"] + rated["val"], rated["test"])
+        for dropped in ({votes_col: "votes"}, {votes_col: "votes", metascore_col: "metascore"}):
+            out.update(voteless_rating_peers(fit, (Xe["test"], t["test"]), cats, dropped, plot))
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
     if a.paired:

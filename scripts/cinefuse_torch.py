@@ -1116,12 +1116,13 @@ def member_predictions(model_dir, config, movies, base, run=None):
     if not parts:
         probs, ratings, fields = Part(model_dir, config).members(movies, base, run)
     else:
-        probs, ratings, each = 0.0, 0.0, []
+        probs, ratings, each, part_ratings = 0.0, 0.0, [], []
         for i, part in enumerate(parts):
             sub = os.path.join(model_dir, part["dir"])
             loaded = Part(sub, read_config(sub))
             p, r, f = loaded.members(movies, base)
             each.append(p)
+            part_ratings.append(r)
             probs = probs + np.float32(part["genre_weight"]) * p
             ratings = ratings + np.float32(part["rating_weight"]) * r
             if i == 0:
@@ -1175,7 +1176,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
     voteless = config.get("rating_without_votes") if parts else None
     if voteless and numeric.shape[1] > VOTES_COLUMN and (missing[:, VOTES_COLUMN] > 0.5).any():
         ratings = np.array(ratings, np.float32)
-        voteless_ratings(model_dir, config, (fields, lead, movies), ratings, votes)
+        voteless_ratings(model_dir, config, (fields, lead, movies, part_ratings), ratings, votes)
     content = config.get("content_rating") if parts else None
     if content:
         rated = lead.pre.token_batch(movies)[2].numpy() > 0.5
@@ -1198,9 +1199,10 @@ EXTRAS_KEY = np.float32(-1e30)
 def voteless_ratings(model_dir, config, inputs, ratings, votes):
     """Rates each movie without a vote count in place (ratings [K, B], votes [B]) as
     voteless_rating.rs does: by the trees that never saw the vote count, or, when it lacks
-    every declared numeric extra too, by those that never saw them either; each mixed with the
-    content rating's ridges by the set's plot weight for a movie with a plot."""
-    fields, lead, movies = inputs
+    every declared numeric extra too, by those that never saw them either; each mixed by the
+    set's weights with every part's own rating of the movie and with the content rating's
+    ridges (the trees' rating for a movie without a plot)."""
+    fields, lead, movies, part_ratings = inputs
     entry, missing = config["rating_without_votes"], fields["numeric_missing"]
     sets = [(entry["file"], entry["info"]["without_votes"], np.float32(np.nan))]
     if entry.get("extras_file"):
@@ -1219,11 +1221,12 @@ def voteless_ratings(model_dir, config, inputs, ratings, votes):
         rows = chosen == k
         if not rows.any():
             continue
-        r = tree_ratings(os.path.join(model_dir, file), fields)
-        if ridge is not None:
-            w = np.float32(info["plot_weight"])
-            mixed = (np.float32(1.0) - w) * r + w * ridge
-            r = np.where(plot[None, :], mixed, r)
+        trees = tree_ratings(os.path.join(model_dir, file), fields)
+        on_plot = np.where(plot[None, :], ridge, trees) if ridge is not None else trees
+        r = np.zeros_like(trees)
+        for w, own in zip(info["part_weights"], part_ratings):
+            r = r + np.float32(w) * own
+        r = r + np.float32(info["trees_weight"]) * trees + np.float32(info["plot_weight"]) * on_plot
         ratings[:, rows] = r[:, rows]
         votes[rows] = key
 

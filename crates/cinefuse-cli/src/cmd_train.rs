@@ -534,7 +534,7 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
         );
     }
     for m in movies {
-        for warning in input_warnings(&predictor.preprocessor, m, predictor.rates_from_plot()) {
+        for warning in input_warnings(&predictor.preprocessor, m, predictor.handled()) {
             eprintln!("warning: {warning}");
         }
     }

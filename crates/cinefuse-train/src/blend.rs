@@ -262,9 +262,10 @@ impl Blend {
                 None => vec![None; members[0].ids.len()],
             };
             let rows = voteless_rows(data[0], &members[0].ids, &plots)?;
+            let bags = &per_part[..self.parts.len()];
             trees
                 .models(info, self.content.as_ref())
-                .apply(&mut members, &rows);
+                .apply(&mut members, bags, &rows);
         }
         if let Some(c) = &self.content {
             let rows = feature_rows(data[0], &members[0].ids, true)?;

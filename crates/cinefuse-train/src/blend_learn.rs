@@ -221,8 +221,7 @@ pub fn learn_blend(
     let voteless = match &extras.rating_trees {
         Some(cfg) => {
             let ridges = content.as_ref().map(|c| &c.ridges);
-            let learned =
-                learn_voteless(&lead.prepared, folds_of(&parts), (cfg, ridges), &members)?;
+            let learned = learn_voteless(&parts, (cfg, ridges), &members)?;
             if let Some(l) = &learned {
                 let or_extras = l.without_votes_or_extras.as_ref();
                 calibration.interval = calibration.interval.map(|c| {

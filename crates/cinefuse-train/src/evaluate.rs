@@ -464,7 +464,11 @@ fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<V
     for (i, e) in b.parts.iter().enumerate() {
         let lead = e.lead();
         if i == 0 {
-            warn_unscored(dir, &lead.prepared.preprocessor, b.content.is_some())?;
+            let handled = crate::input_warnings::Handled {
+                from_plot: b.content.is_some(),
+                without_votes: b.voteless.is_some(),
+            };
+            warn_unscored(dir, &lead.prepared.preprocessor, handled)?;
         }
         let own = std::fs::canonicalize(&lead.info.prepared_dir)
             .unwrap_or_else(|_| lead.info.prepared_dir.clone());
@@ -594,7 +598,7 @@ pub fn eval_file(split: Split, data: Option<&Path>) -> String {
 /// refitted) into `RUN/eval-data/<key>`.
 fn foreign_data(run_dir: &Path, dir: &Path, run: &LoadedRun) -> Result<Prepared> {
     let out = run_dir.join("eval-data").join(data_key(dir));
-    warn_unscored(dir, &run.prepared.preprocessor, false)?;
+    warn_unscored(dir, &run.prepared.preprocessor, Default::default())?;
     encode_foreign(dir, &out, run)
 }
 
@@ -618,11 +622,11 @@ fn with_features(mut p: Prepared, run: &LoadedRun) -> Prepared {
 
 /// Refuses a dataset with nothing to score, and warns of labels the model cannot score and
 /// of movies whose inputs `predict` would warn about (`input_warnings.rs`), counted once.
-/// `rates_from_plot`: the model is a blend with a content rating.
+/// `handled`: what a blend rates in its own way.
 fn warn_unscored(
     dir: &Path,
     pre: &cinefuse_data::prepared::Preprocessor,
-    rates_from_plot: bool,
+    handled: crate::input_warnings::Handled,
 ) -> Result<()> {
     let path = dir.join(cinefuse_data::movie::MOVIES_FILE);
     let movies = cinefuse_data::movie::parse_movies_file(&path)?.movies;
@@ -631,7 +635,7 @@ fn warn_unscored(
     }
     let warned: Vec<String> = movies
         .iter()
-        .filter_map(|(_, m)| input_warnings(pre, m, rates_from_plot).into_iter().next())
+        .filter_map(|(_, m)| input_warnings(pre, m, handled).into_iter().next())
         .collect();
     if let Some(first) = warned.first() {
         eprintln!(

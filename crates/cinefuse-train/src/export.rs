@@ -307,18 +307,29 @@ impl Manifest {
         Ok(())
     }
 
-    /// The rating without the vote count mixes the plot in by a share in [0, 1].
+    /// The rating without the vote count mixes one weight per part, the trees' and the plot's,
+    /// each a share in [0, 1].
     fn check_voteless(&self) -> Result<(), String> {
         let Some(v) = &self.rating_without_votes else {
             return Ok(());
         };
         let sets = std::iter::once(&v.info.without_votes).chain(&v.info.without_votes_or_extras);
         for (k, set) in sets.enumerate() {
-            if !(0.0..=1.0).contains(&set.plot_weight) {
+            if set.part_weights.len() != self.parts.len() {
                 return Err(format!(
-                    "rating_without_votes.info: set {k} has plot_weight = {}: expected a share \
-                     in [0, 1]",
-                    set.plot_weight
+                    "rating_without_votes.info: set {k} has {} part weights for {} parts",
+                    set.part_weights.len(),
+                    self.parts.len()
+                ));
+            }
+            let weights = set
+                .part_weights
+                .iter()
+                .chain([&set.trees_weight, &set.plot_weight]);
+            if let Some(w) = weights.into_iter().find(|w| !(0.0..=1.0).contains(*w)) {
+                return Err(format!(
+                    "rating_without_votes.info: set {k} has a weight {w}: expected a share in \
+                     [0, 1]"
                 ));
             }
         }

@@ -374,9 +374,13 @@ impl Predictor {
         }
     }
 
-    /// Whether a movie without metadata is rated from its plot (a blend's content rating).
-    pub fn rates_from_plot(&self) -> bool {
-        self.content.is_some()
+    /// What the model rates in its own way: a movie without metadata from its plot (a
+    /// blend's content rating), one without a vote count by trees that never saw one.
+    pub fn handled(&self) -> crate::input_warnings::Handled {
+        crate::input_warnings::Handled {
+            from_plot: self.content.is_some(),
+            without_votes: self.voteless.is_some(),
+        }
     }
 
     /// This model and a blend's partner bags.
@@ -692,7 +696,12 @@ impl Predictor {
             .zip(manifest.rating_without_votes.as_ref())
         {
             let models = trees.models(&v.info, self.content.as_ref());
-            models.apply(&mut members, &voteless_rows(items, self.content.is_some()));
+            let bags = &per_part[..1 + self.partners.len()];
+            models.apply(
+                &mut members,
+                bags,
+                &voteless_rows(items, self.content.is_some()),
+            );
         }
         if let Some(c) = &self.content {
             c.apply(&mut members, &content_rows(items, &bare));

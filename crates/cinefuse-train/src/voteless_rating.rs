@@ -9,6 +9,7 @@
 //! own from their out-of-fold residuals; a movie with one is rated as before.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use cinefuse_data::Prepared;
@@ -16,7 +17,10 @@ use cinefuse_data::extra::FittedFeature;
 use cinefuse_data::prepared::Preprocessor;
 use serde::{Deserialize, Serialize};
 
+use crate::bag::out_of_fold_with;
+use crate::blend_weights::{ROUNDS, greedy_weights, mean_abs_error};
 use crate::content_rating::{ContentRating, feature_rows};
+use crate::ensemble::Ensemble;
 use crate::interval::{RATED_WITHOUT_VOTES_OR_EXTRAS, VOTES_COLUMN};
 use crate::predictions::Predictions;
 use crate::rating_trees::{RatingTrees, RatingTreesConfig, train_rating_trees_without};
@@ -33,8 +37,13 @@ pub struct ReducedRatingInfo {
     pub columns: Vec<usize>,
     /// Their names, for the reader.
     pub fields: Vec<String>,
-    /// The share of the content rating (ridge k on the plot features, `content_rating.rs`) in
-    /// the rating of a movie with a plot; the trees give the rest. Chosen by out-of-fold MAE.
+    /// The weight of each bag's own rating of the movie as given (the blend's bags, in order).
+    pub part_weights: Vec<f32>,
+    /// The trees' weight.
+    pub trees_weight: f32,
+    /// The content rating's weight (ridge k on the plot features, `content_rating.rs`); for a
+    /// movie without a plot it goes to the trees. The weights sum to 1, chosen greedily on
+    /// out-of-fold MAE like the blend's rating weights.
     pub plot_weight: f32,
     /// The rated train + validation movies it was scored on, out of fold.
     pub movies: usize,
@@ -42,6 +51,8 @@ pub struct ReducedRatingInfo {
     pub out_of_fold_mae: f32,
     /// The trees' alone, on the same movies.
     pub trees_out_of_fold_mae: f32,
+    /// The first bag's alone, given the movies without those fields.
+    pub lead_out_of_fold_mae: f32,
     /// The blend's out-of-fold MAE on the same movies given every field, for scale.
     pub blend_out_of_fold_mae: f32,
 }
@@ -57,9 +68,6 @@ pub struct VotelessRatingInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub without_votes_or_extras: Option<ReducedRatingInfo>,
 }
-
-/// The plot weights tried.
-const PLOT_WEIGHTS: [f32; 9] = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
 
 /// Whether a movie's numeric fields lack the vote count.
 pub fn lacks_votes(numeric_missing: &[f32]) -> bool {
@@ -107,6 +115,8 @@ pub struct VotelessRow<'a> {
 pub struct ReducedRating<'a> {
     pub columns: &'a [usize],
     pub trees: &'a RatingTrees,
+    pub part_weights: &'a [f32],
+    pub trees_weight: f32,
     pub plot_weight: f32,
     /// The interval key of the movies it rates.
     pub key: f32,
@@ -130,8 +140,14 @@ impl VotelessModels<'_> {
         }
     }
 
-    /// Member `k`'s rating of `row` by `r`.
-    fn rate(&self, r: &ReducedRating<'_>, k: usize, row: &VotelessRow<'_>) -> f32 {
+    /// Member `k`'s rating of movie `i` (`row`) by `r`, from the bags' own ratings `parts`.
+    fn rate(
+        &self,
+        r: &ReducedRating<'_>,
+        (k, i): (usize, usize),
+        row: &VotelessRow<'_>,
+        parts: &[Vec<Predictions>],
+    ) -> f32 {
         let trees = r
             .trees
             .predict_one(k.min(r.trees.members.len() - 1), &row.trees);
@@ -139,20 +155,29 @@ impl VotelessModels<'_> {
             let ridge = &c.members[k.min(c.members.len() - 1)];
             ridge.predict(plot)
         });
-        match ridge {
-            Some(x) => (1.0 - r.plot_weight) * trees + r.plot_weight * x,
-            None => trees,
-        }
+        let bags: f32 = r
+            .part_weights
+            .iter()
+            .zip(parts)
+            .map(|(w, p)| w * p[k.min(p.len() - 1)].rating[i])
+            .sum();
+        bags + r.trees_weight * trees + r.plot_weight * ridge.unwrap_or(trees)
     }
 
-    /// Rates the movies `rows` marks (`Some`) in each member's predictions, member k by
-    /// forest k (and ridge k), and gives them their rating's interval key.
-    pub fn apply(&self, members: &mut [Predictions], rows: &[Option<VotelessRow<'_>>]) {
+    /// Rates the movies `rows` marks (`Some`) in each member's predictions, member k from
+    /// member k of every bag in `parts` (their own ratings of the same movies), forest k and
+    /// ridge k, and gives them their rating's interval key.
+    pub fn apply(
+        &self,
+        members: &mut [Predictions],
+        parts: &[Vec<Predictions>],
+        rows: &[Option<VotelessRow<'_>>],
+    ) {
         for (k, p) in members.iter_mut().enumerate() {
             for (i, row) in rows.iter().enumerate() {
                 if let Some(row) = row {
                     let r = self.pick(row.numeric_missing);
-                    p.rating[i] = self.rate(r, k, row);
+                    p.rating[i] = self.rate(r, (k, i), row, parts);
                     p.votes[i] = r.key;
                 }
             }
@@ -175,32 +200,33 @@ pub struct Learned {
     pub residuals: Vec<(u16, f32)>,
 }
 
-/// One rated out-of-fold movie: member, trees' rating, ridge's (when it has a plot), truth,
-/// the blend's rating given every field.
-type OutOfFold = (u16, f32, Option<f32>, f32, f32);
-
-/// The ratings without the vote count of a blend whose out-of-fold members are `oof` (member
-/// k: fold k's movies): trees trained like its rating trees on the first bag's `prepared`
-/// data and folds, mixed with its `content` rating on the plot. `None` when no training
-/// movie has a vote count.
+/// The ratings without the vote count of a blend of the bags `parts` whose out-of-fold
+/// members are `oof` (member k: fold k's movies): trees trained like its rating trees on the
+/// first bag's data and folds, mixed with the bags' own ratings of the movies without those
+/// fields and with its `content` rating on the plot. `None` when no training movie has a vote
+/// count.
 pub fn learn_for_blend(
-    prepared: &Prepared,
-    folds: (u64, usize),
+    parts: &[Ensemble],
     (cfg, content): (&RatingTreesConfig, Option<&ContentRating>),
     oof: &[Predictions],
 ) -> Result<Option<LearnedVoteless>> {
+    let prepared = &parts[0].lead().prepared;
     if !votes_given(prepared) {
         return Ok(None);
     }
-    let learn = |fields: Vec<(usize, String)>| {
-        learn_reduced(prepared, (folds, fields), (cfg, content), oof)
-    };
-    let votes = (VOTES_COLUMN, "votes".to_string());
-    let without_votes = learn(vec![votes.clone()])?;
+    let learn = |fields: Vec<String>| learn_reduced(parts, fields, (cfg, content), oof);
+    let without_votes = learn(vec![VOTES_FIELD.to_string()])?;
     let extras = numeric_extras(&prepared.preprocessor);
     let without_votes_or_extras = match extras.is_empty() {
         true => None,
-        false => Some(learn(std::iter::once(votes).chain(extras).collect())?),
+        false => {
+            let names = extras.into_iter().map(|(_, name)| name);
+            Some(learn(
+                std::iter::once(VOTES_FIELD.to_string())
+                    .chain(names)
+                    .collect(),
+            )?)
+        }
     };
     Ok(Some(LearnedVoteless {
         info: VotelessRatingInfo {
@@ -212,71 +238,174 @@ pub fn learn_for_blend(
     }))
 }
 
-/// Trees that never saw `fields`, scored out of fold on `oof`'s movies with those fields
-/// taken away, and the plot weight that serves them best.
-fn learn_reduced(
+/// The vote count's name among the numeric fields.
+const VOTES_FIELD: &str = "votes";
+
+/// The columns of the numeric fields `names` in `pre`'s encoding (the built-in `votes`,
+/// declared extras by their `extra.NAME`).
+fn columns_of(pre: &Preprocessor, names: &[String]) -> Vec<usize> {
+    let extras = numeric_extras(pre);
+    names
+        .iter()
+        .filter_map(|n| match n.as_str() {
+            VOTES_FIELD => Some(VOTES_COLUMN),
+            _ => extras.iter().find(|(_, e)| e == n).map(|(c, _)| *c),
+        })
+        .collect()
+}
+
+/// Another handle on `prepared` whose movies lack the numeric fields `columns` (value 0, the
+/// mean, flagged missing), as a movie given without them is encoded.
+fn prepared_without(prepared: &Prepared, columns: &[usize]) -> Prepared {
+    let samples = prepared.samples.iter().cloned().map(|mut s| {
+        for c in columns {
+            if let (Some(v), Some(m)) = (s.numeric.get_mut(*c), s.numeric_missing.get_mut(*c)) {
+                (*v, *m) = (0.0, 1.0);
+            }
+        }
+        s
+    });
+    Prepared {
+        dir: prepared.dir.clone(),
+        preprocessor: prepared.preprocessor.clone(),
+        samples: Arc::new(samples.collect()),
+        posters: prepared.posters.clone(),
+        features: prepared.features.clone(),
+    }
+}
+
+/// Each bag's members' ratings of their held-out folds given without the fields `names`.
+fn bags_without(parts: &[Ensemble], names: &[String]) -> Result<Vec<Vec<Predictions>>> {
+    parts
+        .iter()
+        .map(|e| {
+            out_of_fold_with(&e.members, &e.info, |m, rows| {
+                let columns = columns_of(&m.prepared.preprocessor, names);
+                m.predict_dataset(prepared_without(&m.prepared, &columns).dataset_of(rows))
+            })
+        })
+        .collect()
+}
+
+/// The out-of-fold candidates of a reduced rating over the rated movies: one column each for
+/// every bag, the trees and (with a content rating) the plot's ridges, the trees' for a movie
+/// without a plot; the truth, each movie's member (fold) and the blend's rating given every
+/// field.
+struct Candidates {
+    columns: Vec<Vec<f32>>,
+    truth: Vec<f32>,
+    member: Vec<u16>,
+    blend: Vec<f32>,
+}
+
+fn candidates(
     prepared: &Prepared,
-    (folds, fields): ((u64, usize), Vec<(usize, String)>),
-    (cfg, content): (&RatingTreesConfig, Option<&ContentRating>),
+    (trees, blank): (&RatingTrees, &[usize]),
+    (bags, content): (&[Vec<Predictions>], Option<&ContentRating>),
     oof: &[Predictions],
-) -> Result<Learned> {
-    let start = std::time::Instant::now();
-    let columns: Vec<usize> = fields.iter().map(|f| f.0).collect();
-    let trees = train_rating_trees_without(prepared, folds, cfg, &columns)?;
-    let mut rows: Vec<OutOfFold> = Vec::new();
+) -> Result<Candidates> {
+    let mut c = Candidates {
+        columns: vec![Vec::new(); bags.len() + 1 + usize::from(content.is_some())],
+        truth: Vec::new(),
+        member: Vec::new(),
+        blend: Vec::new(),
+    };
     for (k, p) in oof.iter().enumerate() {
-        let own = trees.predict_member_without(k, prepared, &p.ids, &columns)?;
+        if bags.iter().any(|b| b[k].ids != p.ids) {
+            bail!(
+                "a bag's held-out fold {} holds other movies than the blend's",
+                k + 1
+            );
+        }
+        let own = trees.predict_member_without(k, prepared, &p.ids, blank)?;
         let plots = match content {
             Some(_) => feature_rows(prepared, &p.ids, false)?,
-            None => vec![None; p.ids.len()],
+            None => Vec::new(),
         };
         for (i, t) in own
             .into_iter()
             .enumerate()
             .filter(|(i, _)| p.rating_present[*i])
         {
-            let ridge = content.zip(plots[i]).map(|(c, x)| c.members[k].predict(x));
-            rows.push((k as u16, t, ridge, p.rating_true[i], p.rating[i]));
+            for (col, b) in c.columns.iter_mut().zip(bags) {
+                col.push(b[k].rating[i]);
+            }
+            c.columns[bags.len()].push(t);
+            if let Some(ridges) = content {
+                let ridge = plots[i].map_or(t, |x| ridges.members[k].predict(x));
+                c.columns[bags.len() + 1].push(ridge);
+            }
+            c.truth.push(p.rating_true[i]);
+            c.member.push(k as u16);
+            c.blend.push(p.rating[i]);
         }
     }
-    let mix = |w: f32, (_, t, r, ..): &OutOfFold| r.map_or(*t, |r| (1.0 - w) * t + w * r);
-    let mae = |w: f32| mean(rows.iter().map(|o| (mix(w, o) - o.3).abs()));
-    let plot_weight = match content {
-        Some(_) => PLOT_WEIGHTS
-            .into_iter()
-            .min_by(|a, b| mae(*a).total_cmp(&mae(*b))),
-        None => None,
-    }
-    .unwrap_or(0.0);
+    Ok(c)
+}
+
+/// Trees that never saw `fields`, and the weights that mix them with the bags' ratings and the
+/// plot's on `oof`'s movies given without those fields, out of fold.
+fn learn_reduced(
+    parts: &[Ensemble],
+    fields: Vec<String>,
+    (cfg, content): (&RatingTreesConfig, Option<&ContentRating>),
+    oof: &[Predictions],
+) -> Result<Learned> {
+    let start = std::time::Instant::now();
+    let (lead, info) = (&parts[0].lead().prepared, &parts[0].info);
+    let columns = columns_of(&lead.preprocessor, &fields);
+    let trees = train_rating_trees_without(lead, (info.seed, info.folds), cfg, &columns)?;
+    let bags = bags_without(parts, &fields)?;
+    let c = candidates(lead, (&trees, &columns), (&bags, content), oof)?;
+    let weights = greedy_weights(&c.columns, |x| mean_abs_error(x, &c.truth), ROUNDS);
+    let mixed: Vec<f32> = (0..c.truth.len())
+        .map(|i| {
+            c.columns
+                .iter()
+                .zip(&weights)
+                .map(|(col, w)| w * col[i])
+                .sum()
+        })
+        .collect();
+    let mae = |x: &[f32]| mean_abs_error(x, &c.truth) as f32;
     let info = ReducedRatingInfo {
         columns,
-        fields: fields.into_iter().map(|f| f.1).collect(),
-        plot_weight,
-        movies: rows.len(),
-        out_of_fold_mae: mae(plot_weight),
-        trees_out_of_fold_mae: mae(0.0),
-        blend_out_of_fold_mae: mean(rows.iter().map(|o| (o.4 - o.3).abs())),
+        fields,
+        part_weights: weights[..bags.len()].to_vec(),
+        trees_weight: weights[bags.len()],
+        plot_weight: weights.get(bags.len() + 1).copied().unwrap_or(0.0),
+        movies: c.truth.len(),
+        out_of_fold_mae: mae(&mixed),
+        trees_out_of_fold_mae: mae(&c.columns[bags.len()]),
+        lead_out_of_fold_mae: mae(&c.columns[0]),
+        blend_out_of_fold_mae: mae(&c.blend),
     };
-    println!(
-        "rating without {}: out-of-fold MAE {:.4} on {} movies (trees {:.4}, plot weight {}; \
-         the blend, given them: {:.4}), in {:.1}s",
-        info.fields.join(", "),
-        info.out_of_fold_mae,
-        info.movies,
-        info.trees_out_of_fold_mae,
-        info.plot_weight,
-        info.blend_out_of_fold_mae,
-        start.elapsed().as_secs_f64()
-    );
-    let residuals = rows
-        .iter()
-        .map(|o| (o.0, mix(plot_weight, o) - o.3))
+    report(&info, start);
+    let residuals = (0..c.truth.len())
+        .map(|i| (c.member[i], mixed[i] - c.truth[i]))
         .collect();
     Ok(Learned {
         trees,
         info,
         residuals,
     })
+}
+
+fn report(info: &ReducedRatingInfo, start: std::time::Instant) {
+    println!(
+        "rating without {}: out-of-fold MAE {:.4} on {} movies (trees {:.4}, first bag {:.4}; \
+         weights: bags {:?}, trees {:.2}, plot {:.2}; the blend, given them: {:.4}), in {:.1}s",
+        info.fields.join(", "),
+        info.out_of_fold_mae,
+        info.movies,
+        info.trees_out_of_fold_mae,
+        info.lead_out_of_fold_mae,
+        info.part_weights,
+        info.trees_weight,
+        info.plot_weight,
+        info.blend_out_of_fold_mae,
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// A blend's trees without the vote count (and without the numeric extras), as saved.
@@ -354,6 +483,8 @@ impl VotelessTrees {
         let reduced = |trees: &'a RatingTrees, i: &'a ReducedRatingInfo, key: f32| ReducedRating {
             columns: &i.columns,
             trees,
+            part_weights: &i.part_weights,
+            trees_weight: i.trees_weight,
             plot_weight: i.plot_weight,
             key,
         };
@@ -367,11 +498,6 @@ impl VotelessTrees {
             content,
         }
     }
-}
-
-fn mean(values: impl Iterator<Item = f32>) -> f32 {
-    let (sum, n) = values.fold((0.0f64, 0usize), |(s, n), v| (s + f64::from(v), n + 1));
-    (sum / n.max(1) as f64) as f32
 }
 
 #[cfg(test)]
@@ -420,12 +546,16 @@ mod tests {
             without_votes: ReducedRating {
                 columns: &[2],
                 trees: &votes,
+                part_weights: &[0.5],
+                trees_weight: 0.25,
                 plot_weight: 0.25,
                 key: f32::NAN,
             },
             without_votes_or_extras: Some(ReducedRating {
                 columns: &[2, 3],
                 trees: &extras,
+                part_weights: &[0.0],
+                trees_weight: 0.5,
                 plot_weight: 0.5,
                 key: RATED_WITHOUT_VOTES_OR_EXTRAS,
             }),
@@ -453,10 +583,22 @@ mod tests {
             row(&no_votes[..], Some(&plot[..])),
             row(&neither[..], Some(&plot[..])),
         ];
-        models.apply(&mut members, &rows);
-        // The ridges rate 4.0; a movie without a plot takes the trees alone.
-        assert_eq!(members[0].rating, [7.0, 6.0, 0.75 * 6.0 + 0.25 * 4.0, 4.5]);
-        assert_eq!(members[1].rating, [7.0, 8.0, 0.75 * 8.0 + 0.25 * 4.0, 4.75]);
+        // The bag's own ratings: member 0 rates every movie 2.0, member 1 rates 3.0.
+        let bag = |r: f32| Predictions {
+            rating: vec![r; 4],
+            ..member()
+        };
+        let parts = [vec![bag(2.0), bag(3.0)]];
+        models.apply(&mut members, &parts, &rows);
+        // The ridges rate 4.0; for a movie without a plot their share goes to the trees.
+        assert_eq!(
+            members[0].rating,
+            [7.0, 1.0 + 0.5 * 6.0, 1.0 + 1.5 + 1.0, 4.5]
+        );
+        assert_eq!(
+            members[1].rating,
+            [7.0, 1.5 + 0.5 * 8.0, 1.5 + 2.0 + 1.0, 4.75]
+        );
         assert_eq!(members[1].votes[0], 0.5);
         assert!(members[1].votes[1].is_nan() && members[1].votes[2].is_nan());
         assert_eq!(members[1].votes[3], RATED_WITHOUT_VOTES_OR_EXTRAS);
