@@ -11,6 +11,7 @@ use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::evaluate;
 use cinefuse_train::predictor::Predictor;
 use cinefuse_train::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE};
+use cinefuse_train::voteless_rating::lacks_votes;
 
 use super::{items_of, serial, tiny_config, train_into};
 
@@ -238,10 +239,41 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
         blended.parts[0].predict(own[0], Some(Split::Test)).1,
         blended.parts[1].predict(own[1], Some(Split::Test)).1,
     );
+    // A movie without a vote count (the demo data lacks a few) is rated by the trees that
+    // never saw one, mixed with the bags by the weights learnt for such movies.
+    let voteless = blended.voteless.as_ref().unwrap();
+    let mix = &blended
+        .info
+        .rating_without_votes
+        .as_ref()
+        .unwrap()
+        .without_votes;
+    assert_eq!(mix.columns, [2]);
+    assert_eq!(mix.plot_weight, 0.0, "no content rating to mix in");
+    let lacking: Vec<bool> = each[0]
+        .ids
+        .iter()
+        .map(|id| {
+            let s = own[0].samples.iter().find(|s| &s.id == id).unwrap();
+            lacks_votes(&s.numeric_missing)
+        })
+        .collect();
+    assert!(lacking.contains(&true) && lacking.contains(&false));
     for (k, member) in each.iter().enumerate() {
         let forest = trees.predict_member(k, own[0], &member.ids).unwrap();
+        let reduced = voteless
+            .without_votes
+            .predict_member(k, own[0], &member.ids)
+            .unwrap();
         for (i, tree) in forest.iter().enumerate() {
-            let want = 0.25 * bag_a[k].rating[i] + 0.25 * bag_b[k].rating[i] + 0.5 * tree;
+            let bags = [bag_a[k].rating[i], bag_b[k].rating[i]];
+            let want = match lacking[i] {
+                false => 0.25 * bags[0] + 0.25 * bags[1] + 0.5 * tree,
+                true => {
+                    let parts: f32 = mix.part_weights.iter().zip(bags).map(|(w, r)| w * r).sum();
+                    parts + mix.trees_weight * reduced[i]
+                }
+            };
             assert!(
                 (member.rating[i] - want).abs() < 1e-4,
                 "member {k}, movie {i}"
