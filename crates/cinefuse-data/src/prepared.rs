@@ -406,6 +406,19 @@ impl Prepared {
         }
     }
 
+    /// Another handle on the same prepared data (posters and cached features shared) whose
+    /// movies are `edit`'s copies of these: a movie as it would be encoded with some of its
+    /// inputs taken away, say.
+    pub fn with_samples_edited(&self, edit: impl FnMut(EncodedSample) -> EncodedSample) -> Self {
+        Self {
+            dir: self.dir.clone(),
+            preprocessor: self.preprocessor.clone(),
+            samples: Arc::new(self.samples.iter().cloned().map(edit).collect()),
+            posters: self.posters.clone(),
+            features: self.features.clone(),
+        }
+    }
+
     pub fn open(dir: &Path) -> Result<Self, DataError> {
         if !dir.join(PREPROCESS_FILE).exists() {
             return Err(DataError::file(

@@ -10,7 +10,6 @@
 //! votes are unchanged.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use anyhow::Result;
 use burn::prelude::Device;
@@ -43,14 +42,7 @@ pub fn without_metadata(mut sample: EncodedSample) -> EncodedSample {
 /// Another handle on `prepared` whose movies have their metadata taken away (posters, plots
 /// and cached features shared, the samples copied).
 pub fn prepared_without_metadata(prepared: &Prepared) -> Prepared {
-    let samples = prepared.samples.iter().cloned().map(without_metadata);
-    Prepared {
-        dir: prepared.dir.clone(),
-        preprocessor: prepared.preprocessor.clone(),
-        samples: Arc::new(samples.collect()),
-        posters: prepared.posters.clone(),
-        features: prepared.features.clone(),
-    }
+    prepared.with_samples_edited(without_metadata)
 }
 
 /// Whether a movie counts as given without metadata: it has a plot (a movie without one is

@@ -49,7 +49,8 @@ impl Forest {
         Ok(forest)
     }
 
-    fn empty() -> Self {
+    /// A forest of no tree, its base 0.
+    pub(crate) fn empty() -> Self {
         Forest {
             base: 0.0,
             roots: Vec::new(),

@@ -9,7 +9,6 @@
 //! own from their out-of-fold residuals; a movie with one is rated as before.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use cinefuse_data::Prepared;
@@ -257,21 +256,14 @@ fn columns_of(pre: &Preprocessor, names: &[String]) -> Vec<usize> {
 /// Another handle on `prepared` whose movies lack the numeric fields `columns` (value 0, the
 /// mean, flagged missing), as a movie given without them is encoded.
 fn prepared_without(prepared: &Prepared, columns: &[usize]) -> Prepared {
-    let samples = prepared.samples.iter().cloned().map(|mut s| {
+    prepared.with_samples_edited(|mut s| {
         for c in columns {
             if let (Some(v), Some(m)) = (s.numeric.get_mut(*c), s.numeric_missing.get_mut(*c)) {
                 (*v, *m) = (0.0, 1.0);
             }
         }
         s
-    });
-    Prepared {
-        dir: prepared.dir.clone(),
-        preprocessor: prepared.preprocessor.clone(),
-        samples: Arc::new(samples.collect()),
-        posters: prepared.posters.clone(),
-        features: prepared.features.clone(),
-    }
+    })
 }
 
 /// Each bag's members' ratings of their held-out folds given without the fields `names`.
@@ -506,21 +498,11 @@ mod tests {
     use crate::content_rating::Ridge;
     use crate::tree_forest::Forest;
 
-    /// A forest of one leaf: every movie gets `value`.
+    /// A forest of no tree: every movie gets `value`.
     fn constant(value: f32) -> Forest {
         Forest {
             base: f64::from(value),
-            roots: Vec::new(),
-            feature: Vec::new(),
-            threshold: Vec::new(),
-            left: Vec::new(),
-            right: Vec::new(),
-            missing: Vec::new(),
-            is_leaf: Vec::new(),
-            value: Vec::new(),
-            is_cat: Vec::new(),
-            cat_bytes: 0,
-            cats: Vec::new(),
+            ..Forest::empty()
         }
     }
 
