@@ -851,6 +851,26 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
         text.contains("its rating is read from the plot alone"),
         "{text}"
     );
+    // The same movies with everything but their vote count (and poster): rated by the trees
+    // that never saw one, and eval counts them.
+    let no_votes: Vec<String> = demo
+        .lines()
+        .take(30)
+        .map(|line| {
+            let mut m: serde_json::Value = serde_json::from_str(line).unwrap();
+            let fields = m.as_object_mut().unwrap();
+            fields.remove("votes");
+            fields.remove("poster");
+            m.to_string()
+        })
+        .collect();
+    std::fs::create_dir_all(d.join("no-votes")).unwrap();
+    std::fs::write(d.join("no-votes/movies.jsonl"), no_votes.join("\n")).unwrap();
+    let text = ok(d, &["eval", "--run", "runs/vote", "--data", "no-votes"]);
+    assert!(
+        text.contains("of them without a vote count, rated by trees that never saw one"),
+        "{text}"
+    );
 }
 
 /// Plot-, metadata- and credits-neighbour votes stacked with a frozen-BERT bag (in `d`, set up

@@ -223,6 +223,10 @@ pub struct IntervalMetrics {
     /// interval is the content bin's.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub from_plot: usize,
+    /// Of those, the movies a blend rated without their vote count (`voteless_rating.rs`),
+    /// whose interval is the bin of such movies.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub without_votes: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -258,6 +262,7 @@ pub fn interval_metrics(
         mean_width: width / n,
         count: p.len(),
         from_plot: 0,
+        without_votes: 0,
     })
 }
 
@@ -807,6 +812,29 @@ impl EvalReport {
     }
 
     fn write_interval(&self, f: Out) -> std::fmt::Result {
+        /// The movies a blend rated in its own way, with the interval of such movies.
+        fn own_ratings(i: &IntervalMetrics) -> String {
+            let plot = (i.from_plot > 0).then(|| {
+                format!(
+                    "{} of them without metadata, rated from the plot alone",
+                    i.from_plot
+                )
+            });
+            let votes = (i.without_votes > 0).then(|| {
+                format!(
+                    "{} of them without a vote count, rated by trees that never saw one",
+                    i.without_votes
+                )
+            });
+            let both: Vec<String> = plot.into_iter().chain(votes).collect();
+            match both.is_empty() {
+                true => String::new(),
+                false => format!(
+                    " ({}; each with the interval of such movies)",
+                    both.join("; ")
+                ),
+            }
+        }
         match (&self.interval, &self.bag) {
             (Some(i), None) => writeln!(
                 f,
@@ -826,13 +854,7 @@ impl EvalReport {
                 self.coverage_range(i),
                 i.count,
                 i.mean_width,
-                match i.from_plot {
-                    0 => String::new(),
-                    n => format!(
-                        " ({n} of them without metadata, rated from the plot alone, each with \
-                         the interval of such movies)"
-                    ),
-                }
+                own_ratings(i)
             ),
             (None, _) if self.rating.count == 0 => {
                 writeln!(
