@@ -14,7 +14,7 @@ use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
-    PREDICT_CHUNK, Predictor, check_input, movie_from_json, movies_from_jsonl,
+    PREDICT_CHUNK, Predictor, check_input, movie_from_json, movies_from_jsonl, repeated_ids,
 };
 use cinefuse_train::rating_trees::RatingTreesConfig;
 use cinefuse_train::{TrainConfig, TrainOptions};
@@ -469,10 +469,20 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 /// poster paths are relative to.
 fn movies_to_predict(a: &PredictArgs) -> Result<(Vec<cinefuse_data::Movie>, PathBuf)> {
     Ok(match (&a.jsonl, &a.movie) {
-        (Some(path), _) => (
-            movies_from_jsonl(path)?,
-            path.parent().map(Path::to_path_buf).unwrap_or_default(),
-        ),
+        (Some(path), _) => {
+            let movies = movies_from_jsonl(path)?;
+            for (id, n) in repeated_ids(&movies) {
+                eprintln!(
+                    "warning: {}: the id {id:?} is given {n} times; each is predicted, in the \
+                     order given",
+                    path.display()
+                );
+            }
+            (
+                movies,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            )
+        }
         (None, Some(m)) => {
             let (text, origin) = match m.strip_prefix('@') {
                 Some(file) => (

@@ -932,6 +932,25 @@ pub fn movie_from_json(text: &str, origin: &str) -> Result<Movie> {
 }
 
 /// Reads a JSONL file of movies for batch prediction (line numbers in errors).
+/// The ids given to more than one of `movies`, each with how often, in order of first
+/// appearance: `predict` predicts every one and says so, since a reader matching its output by
+/// id would take one for the other.
+pub fn repeated_ids(movies: &[Movie]) -> Vec<(String, usize)> {
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    for m in movies {
+        let n = counts.entry(m.id.as_str()).or_insert(0);
+        *n += 1;
+        if *n == 2 {
+            order.push(m.id.as_str());
+        }
+    }
+    order
+        .into_iter()
+        .map(|id| (id.to_string(), counts[id]))
+        .collect()
+}
+
 pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
     let text = cinefuse_data::user_file::read_text_capped(
         path,
@@ -951,4 +970,23 @@ pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
         bail!("{}: no movies", path.display());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_ids_are_named_once_each_with_their_count() {
+        let movie = |id: &str| Movie {
+            id: id.into(),
+            ..Movie::default()
+        };
+        let movies: Vec<Movie> = ["a", "b", "a", "c", "b", "a"].map(movie).to_vec();
+        assert_eq!(
+            repeated_ids(&movies),
+            [("a".to_string(), 3), ("b".to_string(), 2)]
+        );
+        assert!(repeated_ids(&movies[..2]).is_empty());
+    }
 }
