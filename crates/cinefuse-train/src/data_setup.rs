@@ -37,15 +37,38 @@ fn prepared_with(
     config: &PrepareConfig,
     locate: impl Fn(&Path) -> PathBuf,
 ) -> bool {
-    let Ok(mut state) =
-        cinefuse_data::atomic::read_json::<PreprocessState>(&prepared_dir.join(PREPROCESS_FILE))
-    else {
-        return false;
+    why_not_current(dataset, prepared_dir, config, locate).is_none()
+}
+
+/// Why `prepared_dir` does not hold this dataset prepared with this config (`None`: it does):
+/// what `train` says before it prepares again.
+fn why_not_current(
+    dataset: &Path,
+    prepared_dir: &Path,
+    config: &PrepareConfig,
+    locate: impl Fn(&Path) -> PathBuf,
+) -> Option<String> {
+    let file = prepared_dir.join(PREPROCESS_FILE);
+    if !file.exists() {
+        return Some("not prepared yet".into());
+    }
+    let mut state = match cinefuse_data::atomic::read_json::<PreprocessState>(&file) {
+        Ok(state) => state,
+        Err(e) => return Some(format!("{} cannot be read ({e:#})", file.display())),
     };
     if let Some(p) = state.config.tokenizer_path.as_mut() {
         *p = locate(p);
     }
-    state.config == *config && dataset_hash(dataset).is_some_and(|h| state.dataset_hash == h)
+    if state.config != *config {
+        return Some("prepared with other data.preprocess settings".into());
+    }
+    match dataset_hash(dataset) {
+        Some(h) if h == state.dataset_hash => None,
+        _ => Some(format!(
+            "{} changed since",
+            dataset.join(MOVIES_FILE).display()
+        )),
+    }
 }
 
 /// Where `--data DIR` puts its prepared copy: `prepared/<dir name>-<hash>`, the hash over the
@@ -174,11 +197,15 @@ fn ensure_dataset(config: &TrainConfig, dataset: &Path, may_synthesize: bool) ->
 }
 
 fn prepare_unless_current(config: &TrainConfig, dataset: &Path, prepared_dir: &Path) -> Result<()> {
-    if is_up_to_date(dataset, prepared_dir, &config.data.preprocess) {
-        eprintln!("reusing prepared data in {}", prepared_dir.display());
-    } else {
+    let why = why_not_current(
+        dataset,
+        prepared_dir,
+        &config.data.preprocess,
+        Path::to_path_buf,
+    );
+    if let Some(why) = why {
         eprintln!(
-            "preparing {} → {}",
+            "preparing {} → {} ({why})",
             dataset.display(),
             prepared_dir.display()
         );
@@ -191,6 +218,8 @@ fn prepare_unless_current(config: &TrainConfig, dataset: &Path, prepared_dir: &P
                 )
             })?;
         eprintln!("{summary}");
+    } else {
+        eprintln!("reusing prepared data in {}", prepared_dir.display());
     }
     Ok(())
 }
@@ -206,4 +235,25 @@ pub fn check_fingerprint(info: &RunInfo, prepared_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_says_why_it_prepares_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dataset, prepared) = (dir.path().join("data"), dir.path().join("prepared"));
+        let config = PrepareConfig::default();
+        let why = |d: &Path| why_not_current(d, &prepared, &config, Path::to_path_buf).unwrap();
+        assert_eq!(why(&dataset), "not prepared yet");
+        std::fs::create_dir_all(&prepared).unwrap();
+        std::fs::write(prepared.join(PREPROCESS_FILE), "{\"config\": ").unwrap();
+        let damaged = why(&dataset);
+        assert!(
+            damaged.contains("preprocess.json cannot be read"),
+            "{damaged}"
+        );
+    }
 }
