@@ -429,7 +429,7 @@ def voteless_rating_peers(fit, test, cats, dropped, plot):
     folds = KFold(5, shuffle=True, random_state=0)
     trees_oof = cross_val_predict(gbm, x_fit[:, keep], y_fit, cv=folds)
     trees = gbm.fit(x_fit[:, keep], y_fit).predict(x_test[:, keep])
-    name = "gbm_without_" + "_".join(dropped.values())
+    name = "gbm_without_" + "_".join(dict.fromkeys(dropped.values()))
     out = {f"{name}_train_val_rating": rating_metrics(trees, y_test)}
     if plot is not None:
         ridge = Ridge(alpha=3.0)
@@ -840,7 +840,11 @@ def main():
         cats = [c for c in range(X_cat["train"].shape[1]) if keep[c] >= 5] + [X_cat["train"].shape[1] + 1]
         votes_col, metascore_col = keep.index(2), X_cat["train"].shape[1]
         plot = scaled_plot_rows(a.prepared, load_samples(a.prepared), rated["train"] + rated["val"], rated["test"])
-        for dropped in ({votes_col: "votes"}, {votes_col: "votes", metascore_col: "metascore"}):
+        # The award words are the last columns of the extras (`extra_features`).
+        awards = dict.fromkeys(range(Xe["train"].shape[1] - len(extra_vocab([movies[i] for i in rated["train"]])[1]),
+                                     Xe["train"].shape[1]), "awards")
+        for dropped in ({votes_col: "votes"}, {votes_col: "votes", metascore_col: "metascore"},
+                        {votes_col: "votes", metascore_col: "metascore", **awards}):
             out.update(voteless_rating_peers(fit, (Xe["test"], t["test"]), cats, dropped, plot))
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}

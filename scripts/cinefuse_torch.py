@@ -1191,24 +1191,36 @@ def member_predictions(model_dir, config, movies, base, run=None):
 
 # The interval key of a movie rated from its plot alone (interval.rs: RATED_FROM_CONTENT).
 CONTENT_KEY = -np.inf
-# The interval key of a movie rated without its vote count or declared numeric extras
-# (interval.rs: RATED_WITHOUT_VOTES_OR_EXTRAS); one rated without its vote count alone keeps NaN.
-EXTRAS_KEY = np.float32(-1e30)
+# The interval keys of a blend's sets of ratings without the vote count (interval.rs:
+# voteless_key): NaN for the first set, -s * 1e30 for set s > 0.
+VOTELESS_KEY_SCALE = np.float32(1e30)
+
+
+def voteless_key(s):
+    return np.float32(np.nan) if s == 0 else np.float32(-s) * VOTELESS_KEY_SCALE
+
+
+def voteless_set(key):
+    """The set of the rating without the vote count that interval key `key` marks, or None."""
+    if math.isnan(key):
+        return 0
+    if math.isfinite(key) and key <= -0.5 * float(VOTELESS_KEY_SCALE):
+        s = round(-key / float(VOTELESS_KEY_SCALE))
+        return s if s <= 16 else None
+    return None
 
 
 def voteless_ratings(model_dir, config, inputs, ratings, votes):
     """Rates each movie without a vote count in place (ratings [K, B], votes [B]) as
-    voteless_rating.rs does: by the trees that never saw the vote count, or, when it lacks
-    every declared numeric extra too, by those that never saw them either; each mixed by the
-    set's weights with every part's own rating of the movie and with the content rating's
-    ridges (the trees' rating for a movie without a plot)."""
+    voteless_rating.rs does: by the widest set of trees whose fields the movie lacks all (the
+    first, without the vote count alone, otherwise), mixed by that set's weights with every
+    part's own rating of the movie and with the content rating's ridges (the trees' rating for
+    a movie without a plot)."""
     fields, lead, movies, part_ratings = inputs
     entry, missing = config["rating_without_votes"], fields["numeric_missing"]
-    sets = [(entry["file"], entry["info"]["without_votes"], np.float32(np.nan))]
-    if entry.get("extras_file"):
-        sets.append((entry["extras_file"], entry["info"]["without_votes_or_extras"], EXTRAS_KEY))
+    sets = [(f, info, voteless_key(k)) for k, (f, info) in enumerate(zip(entry["files"], entry["info"]["sets"]))]
     lacks = missing[:, VOTES_COLUMN] > 0.5
-    # The last set whose fields the movie lacks all (the second is the narrower one).
+    # The last (widest) set whose fields the movie lacks all.
     chosen = np.full(len(movies), -1)
     for k, (_, info, _) in enumerate(sets):
         chosen[lacks & (missing[:, info["columns"]] > 0.5).all(1)] = k
@@ -1256,10 +1268,13 @@ def interval(spec, member_ratings, rating, votes):
     bin_ = spec["bins"][b]
     if votes == CONTENT_KEY and spec.get("content"):
         bin_ = spec["content"]
-    elif votes == EXTRAS_KEY and spec.get("without_votes_or_extras"):
-        bin_ = spec["without_votes_or_extras"]
-    elif (math.isnan(votes) or votes == EXTRAS_KEY) and spec.get("without_votes"):
-        bin_ = spec["without_votes"]
+    elif voteless_set(votes) is not None:
+        own = spec.get("without_votes") or []
+        s = voteless_set(votes)
+        if s < len(own) and own[s]:
+            bin_ = own[s]
+        elif own and own[0]:
+            bin_ = own[0]
     n, alpha = len(bin_), 1.0 - spec["coverage"]
     k_lo, k_hi = math.floor(alpha * (n + 1)), math.ceil((1.0 - alpha) * (n + 1))
     if k_lo < 1 or k_hi > n:

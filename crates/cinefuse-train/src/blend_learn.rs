@@ -223,13 +223,9 @@ pub fn learn_blend(
             let ridges = content.as_ref().map(|c| &c.ridges);
             let learned = learn_voteless(&parts, (cfg, ridges), &members)?;
             if let Some(l) = &learned {
-                let or_extras = l.without_votes_or_extras.as_ref();
-                calibration.interval = calibration.interval.map(|c| {
-                    c.with_voteless(
-                        &l.without_votes.residuals,
-                        or_extras.map(|x| x.residuals.as_slice()),
-                    )
-                });
+                let sets: Vec<&[(u16, f32)]> =
+                    l.sets.iter().map(|s| s.residuals.as_slice()).collect();
+                calibration.interval = calibration.interval.map(|c| c.with_voteless(&sets));
             }
             learned
         }

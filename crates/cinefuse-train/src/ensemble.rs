@@ -193,11 +193,11 @@ pub fn interval_metrics_of(
             .iter()
             .filter(|v| **v == crate::interval::RATED_FROM_CONTENT)
             .count(),
-        without_votes: match cal.without_votes.is_empty() {
+        without_votes: match cal.without_votes.iter().all(Vec::is_empty) {
             true => 0,
             false => votes
                 .iter()
-                .filter(|v| v.is_nan() || **v == crate::interval::RATED_WITHOUT_VOTES_OR_EXTRAS)
+                .filter(|v| crate::interval::voteless_set(**v).is_some())
                 .count(),
         },
     })

@@ -162,12 +162,9 @@ pub struct ManifestContentRating {
 /// The rating without the vote count of an exported blend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestVoteless {
-    /// The trees without the vote count: a plain file name in the export folder.
-    pub file: String,
-    /// The trees without the vote count or any declared numeric extra, when the blend has them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extras_file: Option<String>,
-    /// Which fields each set of trees never saw, its plot weight and its scores.
+    /// Each set's trees, narrowest first: plain file names in the export folder.
+    pub files: Vec<String>,
+    /// Which fields each set's trees never saw, its weights and its scores.
     pub info: crate::voteless_rating::VotelessRatingInfo,
 }
 
@@ -313,8 +310,14 @@ impl Manifest {
         let Some(v) = &self.rating_without_votes else {
             return Ok(());
         };
-        let sets = std::iter::once(&v.info.without_votes).chain(&v.info.without_votes_or_extras);
-        for (k, set) in sets.enumerate() {
+        if v.files.is_empty() || v.files.len() != v.info.sets.len() {
+            return Err(format!(
+                "rating_without_votes: {} files for {} sets (one each, at least one)",
+                v.files.len(),
+                v.info.sets.len()
+            ));
+        }
+        for (k, set) in v.info.sets.iter().enumerate() {
             if set.part_weights.len() != self.parts.len() {
                 return Err(format!(
                     "rating_without_votes.info: set {k} has {} part weights for {} parts",
@@ -629,12 +632,11 @@ fn write_blend_voteless(
     };
     let mut files = Vec::new();
     for (file, t) in trees.files() {
-        write_hashed(dir, file, &t.to_bytes()?, hasher)?;
-        files.push(file.to_string());
+        write_hashed(dir, &file, &t.to_bytes()?, hasher)?;
+        files.push(file);
     }
     Ok(Some(ManifestVoteless {
-        file: files.remove(0),
-        extras_file: files.pop(),
+        files,
         info: info.clone(),
     }))
 }

@@ -19,11 +19,34 @@ pub const VOTES_COLUMN: usize = 2;
 /// having no metadata (`content_rating.rs`): its interval comes from `Calibration::content`.
 pub const RATED_FROM_CONTENT: f32 = f32::NEG_INFINITY;
 
-/// The interval key of a movie a blend rates without its vote count or any declared numeric
-/// extra (`voteless_rating.rs`), far below any scaled log vote count: its interval comes from
-/// `Calibration::without_votes_or_extras`. A movie rated without its vote count alone keeps
-/// the unknown count's key, NaN, and takes `Calibration::without_votes`.
-pub const RATED_WITHOUT_VOTES_OR_EXTRAS: f32 = -1e30;
+/// The interval key of a movie a blend rates with its `set`-th rating without the vote count
+/// (`voteless_rating.rs`): the unknown vote count's NaN for the first set, and for set s > 0
+/// −s·10³⁰, far below any scaled log vote count. Its interval comes from
+/// `Calibration::without_votes[set]`.
+pub fn voteless_key(set: usize) -> f32 {
+    match set {
+        0 => f32::NAN,
+        s => -(s as f32) * VOTELESS_KEY_SCALE,
+    }
+}
+
+/// The set of the rating without the vote count that `key` marks, if any (`voteless_key`).
+pub fn voteless_set(key: f32) -> Option<usize> {
+    if key.is_nan() {
+        Some(0)
+    } else if key.is_finite() && key <= -0.5 * VOTELESS_KEY_SCALE {
+        let set = (-key / VOTELESS_KEY_SCALE).round();
+        (set <= MAX_VOTELESS_SETS as f32).then_some(set as usize)
+    } else {
+        None
+    }
+}
+
+/// More sets than any blend learns (it learns three at most); a key beyond is no set's.
+const MAX_VOTELESS_SETS: usize = 16;
+
+/// The step between the keys of `voteless_key`.
+pub const VOTELESS_KEY_SCALE: f32 = 1e30;
 
 /// Fewest calibration residuals a bin may hold: below about 2/α an interval at coverage
 /// 1 − α is unbounded or unstable.
@@ -46,14 +69,10 @@ pub struct Calibration {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<(u16, f32)>,
     /// A blend's residuals of the movies it rates without their vote count
-    /// (`voteless_rating.rs`), as `bins` holds them; empty: a movie whose vote count is
-    /// unknown uses the first bin.
+    /// (`voteless_rating.rs`), as `bins` holds them, one bin per set of its ratings without
+    /// the vote count; none: a movie whose vote count is unknown uses the first vote bin.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub without_votes: Vec<(u16, f32)>,
-    /// The same for the movies it rates without their vote count or declared numeric extras
-    /// (key `RATED_WITHOUT_VOTES_OR_EXTRAS`); empty: they use `without_votes`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub without_votes_or_extras: Vec<(u16, f32)>,
+    pub without_votes: Vec<Vec<(u16, f32)>>,
 }
 
 /// One calibration movie.
@@ -89,7 +108,6 @@ impl Calibration {
                 bins: Vec::new(),
                 content: Vec::new(),
                 without_votes: Vec::new(),
-                without_votes_or_extras: Vec::new(),
             };
             cal.bins = vec![Vec::new(); cal.edges.len() + 1];
             for r in residuals {
@@ -112,16 +130,18 @@ impl Calibration {
     }
 
     /// The residuals of the movies `key` calibrates with: its vote bin, the content bin for
-    /// `RATED_FROM_CONTENT`, or the bins of movies rated without their vote count (NaN, and
-    /// `RATED_WITHOUT_VOTES_OR_EXTRAS`), when the interval has those.
+    /// `RATED_FROM_CONTENT`, or the bin of the rating without the vote count that rated it
+    /// (`voteless_key`; the first such bin when its own is missing), when the interval has
+    /// those.
     fn residuals_for(&self, key: f32) -> &[(u16, f32)] {
-        let voteless = key.is_nan() || key == RATED_WITHOUT_VOTES_OR_EXTRAS;
+        let voteless = voteless_set(key).map(|s| {
+            let own = self.without_votes.get(s).filter(|b| !b.is_empty());
+            own.or(self.without_votes.first().filter(|b| !b.is_empty()))
+        });
         if key == RATED_FROM_CONTENT && !self.content.is_empty() {
             &self.content
-        } else if key == RATED_WITHOUT_VOTES_OR_EXTRAS && !self.without_votes_or_extras.is_empty() {
-            &self.without_votes_or_extras
-        } else if voteless && !self.without_votes.is_empty() {
-            &self.without_votes
+        } else if let Some(Some(bin)) = voteless {
+            bin
         } else {
             &self.bins[self.bin(key)]
         }
@@ -136,19 +156,13 @@ impl Calibration {
         self
     }
 
-    /// This interval with bins for movies rated without their vote count (`without_votes`)
-    /// and without it or the declared numeric extras (`or_extras`), as `with_content`.
-    pub fn with_voteless(
-        mut self,
-        without_votes: &[(u16, f32)],
-        or_extras: Option<&[(u16, f32)]>,
-    ) -> Self {
-        if let Some(bin) = self.own_bin(without_votes) {
-            self.without_votes = bin;
-        }
-        if let Some(bin) = or_extras.and_then(|r| self.own_bin(r)) {
-            self.without_votes_or_extras = bin;
-        }
+    /// This interval with a bin per set of the ratings without the vote count, from each
+    /// set's residuals, as `with_content` (a set with too few gets an empty bin).
+    pub fn with_voteless(mut self, sets: &[&[(u16, f32)]]) -> Self {
+        self.without_votes = sets
+            .iter()
+            .map(|r| self.own_bin(r).unwrap_or_default())
+            .collect();
         self
     }
 
@@ -388,19 +402,19 @@ mod tests {
         let cal = Calibration::fit(&residuals, 2, 0.9).unwrap();
         let first = cal.interval(&[5.0, 5.0], f32::MIN).unwrap();
         assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), first);
-        let key = RATED_WITHOUT_VOTES_OR_EXTRAS;
-        assert_eq!(cal.interval(&[5.0, 5.0], key).unwrap(), first);
+        let (one, two) = (voteless_key(1), voteless_key(2));
+        assert_eq!(cal.interval(&[5.0, 5.0], two).unwrap(), first);
         let few = cal
             .clone()
-            .with_voteless(&[(0, 1.0); 10], Some(&[(0, 1.0); 10]));
-        assert!(few.without_votes.is_empty() && few.without_votes_or_extras.is_empty());
+            .with_voteless(&[&[(0, 1.0); 10], &[(0, 1.0); 10]]);
+        assert!(few.without_votes.iter().all(Vec::is_empty));
         let wide: Vec<(u16, f32)> = (0..40).map(|i| ((i % 2) as u16, -1.5)).collect();
-        let cal = cal.with_voteless(&wide, None).with_content(&[(0, 3.0); 40]);
+        let cal = cal.with_voteless(&[&wide]).with_content(&[(0, 3.0); 40]);
         assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), [3.5, 6.5]);
         assert_eq!(
-            cal.interval(&[5.0, 5.0], key).unwrap(),
+            cal.interval(&[5.0, 5.0], two).unwrap(),
             [3.5, 6.5],
-            "without a bin of its own, the voteless one"
+            "without a bin of its own, the first voteless one"
         );
         assert_eq!(cal.interval(&[5.0, 5.0], f32::MIN).unwrap(), first);
         assert_eq!(
@@ -409,8 +423,13 @@ mod tests {
             "the content bin is its own"
         );
         let wider: Vec<(u16, f32)> = (0..40).map(|i| ((i % 2) as u16, 2.5)).collect();
-        let cal = cal.with_voteless(&wide, Some(&wider));
-        assert_eq!(cal.interval(&[5.0, 5.0], key).unwrap(), [2.5, 7.5]);
+        let cal = cal.with_voteless(&[&wide, &[], &wider]);
+        assert_eq!(cal.interval(&[5.0, 5.0], two).unwrap(), [2.5, 7.5]);
+        assert_eq!(cal.interval(&[5.0, 5.0], one).unwrap(), [3.5, 6.5]);
         assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), [3.5, 6.5]);
+        assert_eq!((voteless_set(one), voteless_set(two)), (Some(1), Some(2)));
+        assert_eq!(voteless_set(RATED_FROM_CONTENT), None);
+        assert_eq!(voteless_set(-3.0), None);
+        assert_eq!(voteless_set(f32::MIN), None, "far beyond any set");
     }
 }

@@ -219,8 +219,7 @@ fn interval(manifest: &Manifest) -> Value {
             "bins": cal.bins,
             "content": cal.content,
             "without_votes": cal.without_votes,
-            "without_votes_or_extras": cal.without_votes_or_extras,
-            "without_votes_or_extras_key": crate::interval::RATED_WITHOUT_VOTES_OR_EXTRAS,
+            "voteless_key_scale": crate::interval::VOTELESS_KEY_SCALE,
         }),
         (None, Some(w)) => json!({
             "kind": "half_width",

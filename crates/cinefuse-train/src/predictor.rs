@@ -129,15 +129,7 @@ fn load_content(dir: &Path, file: &str, lead: &Predictor) -> Result<ContentRatin
 
 /// A blend's trees for movies without a vote count, checked like its rating trees.
 fn load_voteless(dir: &Path, entry: &ManifestVoteless, lead: &Predictor) -> Result<VotelessTrees> {
-    let files = (entry.file.as_str(), entry.extras_file.as_deref());
-    if files.1.is_some() != entry.info.without_votes_or_extras.is_some() {
-        bail!(
-            "{}: rating_without_votes: extras_file and info.without_votes_or_extras must come \
-             together",
-            dir.join(MANIFEST_FILE).display()
-        );
-    }
-    let trees = VotelessTrees::load_files(dir, files, lead.member_count())?;
+    let trees = VotelessTrees::load_files(dir, &entry.files, lead.member_count())?;
     for (file, t) in trees.files() {
         check_tree_fields(&dir.join(file), t, &lead.preprocessor)?;
     }

@@ -11,6 +11,7 @@
 //! out of fold, with a CV+ interval bin of its own from those out-of-fold residuals; a movie
 //! with a vote count is rated as before.
 
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -23,12 +24,11 @@ use crate::bag::out_of_fold_with;
 use crate::blend_weights::{ROUNDS, greedy_weights, mean_abs_error};
 use crate::content_rating::{ContentRating, feature_rows};
 use crate::ensemble::Ensemble;
-use crate::interval::{RATED_WITHOUT_VOTES_OR_EXTRAS, VOTES_COLUMN};
+use crate::interval::{VOTES_COLUMN, voteless_key};
 use crate::predictions::Predictions;
 use crate::rating_trees::{RatingTrees, RatingTreesConfig, train_rating_trees_without};
 
 pub const VOTELESS_TREES_FILE: &str = "rating_trees_without_votes.safetensors";
-pub const VOTELESS_EXTRALESS_TREES_FILE: &str = "rating_trees_without_votes_or_extras.safetensors";
 
 /// A rating without the vote count, as `blend.json` records it: which fields its trees never
 /// saw, how it mixes in the plot, and what it scored when learnt.
@@ -62,13 +62,10 @@ pub struct ReducedRatingInfo {
 /// A blend's ratings of movies without a vote count (`blend.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VotelessRatingInfo {
-    /// For a movie without a vote count.
-    pub without_votes: ReducedRatingInfo,
-    /// For a movie without a vote count or any declared numeric extra (the Metacritic score
-    /// of the shipped config: a movie not yet released has neither); `None` when the data
-    /// declares no numeric extra.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub without_votes_or_extras: Option<ReducedRatingInfo>,
+    /// Each set's rating, narrowest first: without the vote count; then, when the data
+    /// declares them, without the numeric extras too (the Metacritic score); then without the
+    /// text extras as well (the award words). A movie not yet released lacks all three.
+    pub sets: Vec<ReducedRatingInfo>,
 }
 
 /// Whether a movie's numeric fields lack the vote count.
@@ -83,17 +80,27 @@ fn lacks_all(numeric_missing: &[f32], columns: &[usize]) -> bool {
         .all(|c| numeric_missing.get(*c).is_some_and(|m| *m > 0.5))
 }
 
-/// The columns of the declared numeric extras among the numeric fields, with their names.
-fn numeric_extras(pre: &Preprocessor) -> Vec<(usize, String)> {
+/// The columns of each declared extra among the numeric fields (a set or text extra has
+/// one per item or word), with its name.
+fn extra_columns(pre: &Preprocessor) -> Vec<(String, Range<usize>)> {
     let mut column = pre.state.numeric.len();
     let mut out = Vec::new();
     for f in &pre.state.extras {
-        if let FittedFeature::Numeric { scaler } = f {
-            out.push((column, scaler.name.clone()));
+        let width = f.numeric_width();
+        if width > 0 {
+            out.push((extra_name(f), column..column + width));
         }
-        column += f.numeric_width();
+        column += width;
     }
     out
+}
+
+/// A declared extra's name as `blend.json` records it: `extra.NAME`.
+fn extra_name(f: &FittedFeature) -> String {
+    match f {
+        FittedFeature::Numeric { scaler } => scaler.name.clone(),
+        other => format!("extra.{}", other.name()),
+    }
 }
 
 /// Whether any rated training movie of `prepared` has a vote count: without one, the blend's
@@ -124,22 +131,19 @@ pub struct ReducedRating<'a> {
     pub key: f32,
 }
 
-/// What rates a movie without its vote count: the rating without votes, the one without
-/// votes or extras when the blend has it, and the content rating they mix in.
+/// What rates a movie without its vote count: each set's rating, narrowest first, and the
+/// content rating they mix in.
 pub struct VotelessModels<'a> {
-    pub without_votes: ReducedRating<'a>,
-    pub without_votes_or_extras: Option<ReducedRating<'a>>,
+    pub sets: Vec<ReducedRating<'a>>,
     pub content: Option<&'a ContentRating>,
 }
 
 impl VotelessModels<'_> {
-    /// The rating that serves a movie lacking the fields `numeric_missing` marks: the one
-    /// without votes or extras when it lacks them all.
+    /// The rating that serves a movie lacking the fields `numeric_missing` marks: the widest
+    /// set whose fields it lacks all (the first, without the vote count, when no other fits).
     fn pick(&self, numeric_missing: &[f32]) -> &ReducedRating<'_> {
-        match &self.without_votes_or_extras {
-            Some(r) if lacks_all(numeric_missing, r.columns) => r,
-            _ => &self.without_votes,
-        }
+        let fits = |r: &&ReducedRating<'_>| lacks_all(numeric_missing, r.columns);
+        self.sets.iter().rev().find(fits).unwrap_or(&self.sets[0])
     }
 
     /// Member `k`'s rating of movie `i` (`row`) by `r`, from the bags' own ratings `parts`.
@@ -187,12 +191,11 @@ impl VotelessModels<'_> {
     }
 }
 
-/// A blend's ratings without the vote count just learnt: the forests, what they scored out
-/// of fold, and their residuals (tagged with their member) for the interval's bins.
+/// A blend's ratings without the vote count just learnt: per set, the forests, what they
+/// scored out of fold, and their residuals (tagged with their member) for the interval's bin.
 pub struct LearnedVoteless {
     pub info: VotelessRatingInfo,
-    pub without_votes: Learned,
-    pub without_votes_or_extras: Option<Learned>,
+    pub sets: Vec<Learned>,
 }
 
 /// One reduced rating just learnt.
@@ -216,28 +219,43 @@ pub fn learn_for_blend(
     if !votes_given(prepared) {
         return Ok(None);
     }
-    let learn = |fields: Vec<String>| learn_reduced(parts, fields, (cfg, content), oof);
-    let without_votes = learn(vec![VOTES_FIELD.to_string()])?;
-    let extras = numeric_extras(&prepared.preprocessor);
-    let without_votes_or_extras = match extras.is_empty() {
-        true => None,
-        false => {
-            let names = extras.into_iter().map(|(_, name)| name);
-            Some(learn(
-                std::iter::once(VOTES_FIELD.to_string())
-                    .chain(names)
-                    .collect(),
-            )?)
-        }
-    };
+    let sets = reduced_sets(&prepared.preprocessor)
+        .into_iter()
+        .map(|fields| learn_reduced(parts, fields, (cfg, content), oof))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(LearnedVoteless {
         info: VotelessRatingInfo {
-            without_votes: without_votes.info.clone(),
-            without_votes_or_extras: without_votes_or_extras.as_ref().map(|l| l.info.clone()),
+            sets: sets.iter().map(|l| l.info.clone()).collect(),
         },
-        without_votes,
-        without_votes_or_extras,
+        sets,
     }))
+}
+
+/// The fields each set of ratings without the vote count never sees, narrowest first: the
+/// vote count; with the declared numeric extras; with the text extras as well (each set only
+/// when it adds fields).
+fn reduced_sets(pre: &Preprocessor) -> Vec<Vec<String>> {
+    let mut sets = vec![vec![VOTES_FIELD.to_string()]];
+    let names = |numeric: bool| -> Vec<String> {
+        let kind = |f: &&FittedFeature| match f {
+            FittedFeature::Numeric { .. } => numeric,
+            FittedFeature::Text { .. } => !numeric,
+            _ => false,
+        };
+        pre.state
+            .extras
+            .iter()
+            .filter(kind)
+            .map(extra_name)
+            .collect()
+    };
+    for extra in [names(true), names(false)] {
+        if !extra.is_empty() {
+            let wider = [sets[sets.len() - 1].clone(), extra].concat();
+            sets.push(wider);
+        }
+    }
+    sets
 }
 
 /// The vote count's name among the numeric fields.
@@ -246,12 +264,15 @@ const VOTES_FIELD: &str = "votes";
 /// The columns of the numeric fields `names` in `pre`'s encoding (the built-in `votes`,
 /// declared extras by their `extra.NAME`).
 fn columns_of(pre: &Preprocessor, names: &[String]) -> Vec<usize> {
-    let extras = numeric_extras(pre);
+    let extras = extra_columns(pre);
     names
         .iter()
-        .filter_map(|n| match n.as_str() {
-            VOTES_FIELD => Some(VOTES_COLUMN),
-            _ => extras.iter().find(|(_, e)| e == n).map(|(c, _)| *c),
+        .flat_map(|n| match n.as_str() {
+            VOTES_FIELD => VOTES_COLUMN..VOTES_COLUMN + 1,
+            _ => extras
+                .iter()
+                .find(|(e, _)| e == n)
+                .map_or(0..0, |(_, c)| c.clone()),
         })
         .collect()
 }
@@ -403,28 +424,33 @@ fn report(info: &ReducedRatingInfo, start: std::time::Instant) {
     );
 }
 
-/// A blend's trees without the vote count (and without the numeric extras), as saved.
+/// A blend's trees without the vote count, one set of forests per set of ratings, as saved.
 pub struct VotelessTrees {
-    pub without_votes: RatingTrees,
-    pub without_votes_or_extras: Option<RatingTrees>,
+    pub sets: Vec<RatingTrees>,
+}
+
+/// The file of set `k`'s trees in a blend or export folder.
+pub fn trees_file(k: usize) -> String {
+    match k {
+        0 => VOTELESS_TREES_FILE.to_string(),
+        k => format!("rating_trees_without_votes_{k}.safetensors"),
+    }
 }
 
 impl VotelessTrees {
     /// The trees of `learned`.
     pub fn of(learned: LearnedVoteless) -> Self {
         Self {
-            without_votes: learned.without_votes.trees,
-            without_votes_or_extras: learned.without_votes_or_extras.map(|l| l.trees),
+            sets: learned.sets.into_iter().map(|l| l.trees).collect(),
         }
     }
 
     /// Each set of trees with its file name.
-    pub fn files(&self) -> impl Iterator<Item = (&'static str, &RatingTrees)> {
-        std::iter::once((VOTELESS_TREES_FILE, &self.without_votes)).chain(
-            self.without_votes_or_extras
-                .as_ref()
-                .map(|t| (VOTELESS_EXTRALESS_TREES_FILE, t)),
-        )
+    pub fn files(&self) -> impl Iterator<Item = (String, &RatingTrees)> {
+        self.sets
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (trees_file(k), t))
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
@@ -435,21 +461,14 @@ impl VotelessTrees {
     /// The trees `info` describes from `dir`, each with `members` forests: the files a blend
     /// writes.
     pub fn load(dir: &Path, info: &VotelessRatingInfo, members: usize) -> Result<Self> {
-        let extras = info
-            .without_votes_or_extras
-            .as_ref()
-            .map(|_| VOTELESS_EXTRALESS_TREES_FILE);
-        Self::load_files(dir, (VOTELESS_TREES_FILE, extras), members)
+        let files: Vec<String> = (0..info.sets.len()).map(trees_file).collect();
+        Self::load_files(dir, &files, members)
     }
 
-    /// The trees from the files `(without votes, without votes or extras)` inside `dir` (plain
-    /// names), each with `members` forests.
-    pub fn load_files(
-        dir: &Path,
-        (file, extras): (&str, Option<&str>),
-        members: usize,
-    ) -> Result<Self> {
-        let load = |file: &str| -> Result<RatingTrees> {
+    /// The trees from `files` inside `dir` (plain names, one per set), each with `members`
+    /// forests.
+    pub fn load_files(dir: &Path, files: &[String], members: usize) -> Result<Self> {
+        let load = |file: &String| -> Result<RatingTrees> {
             let path = cinefuse_data::paths::resolve_inside(dir, file)
                 .map_err(|e| anyhow::anyhow!("{}: rating_without_votes: {e}", dir.display()))?;
             let trees = RatingTrees::load(&path)?;
@@ -462,9 +481,11 @@ impl VotelessTrees {
             }
             Ok(trees)
         };
+        if files.is_empty() {
+            bail!("{}: rating_without_votes names no trees", dir.display());
+        }
         Ok(Self {
-            without_votes: load(file)?,
-            without_votes_or_extras: extras.map(load).transpose()?,
+            sets: files.iter().map(load).collect::<Result<_>>()?,
         })
     }
 
@@ -475,21 +496,18 @@ impl VotelessTrees {
         info: &'a VotelessRatingInfo,
         content: Option<&'a ContentRating>,
     ) -> VotelessModels<'a> {
-        let reduced = |trees: &'a RatingTrees, i: &'a ReducedRatingInfo, key: f32| ReducedRating {
-            columns: &i.columns,
-            trees,
-            part_weights: &i.part_weights,
-            trees_weight: i.trees_weight,
-            plot_weight: i.plot_weight,
-            key,
-        };
+        let sets = self.sets.iter().zip(&info.sets).enumerate();
         VotelessModels {
-            without_votes: reduced(&self.without_votes, &info.without_votes, f32::NAN),
-            without_votes_or_extras: self
-                .without_votes_or_extras
-                .as_ref()
-                .zip(info.without_votes_or_extras.as_ref())
-                .map(|(t, i)| reduced(t, i, RATED_WITHOUT_VOTES_OR_EXTRAS)),
+            sets: sets
+                .map(|(k, (trees, i))| ReducedRating {
+                    columns: &i.columns,
+                    trees,
+                    part_weights: &i.part_weights,
+                    trees_weight: i.trees_weight,
+                    plot_weight: i.plot_weight,
+                    key: voteless_key(k),
+                })
+                .collect(),
             content,
         }
     }
@@ -528,22 +546,24 @@ mod tests {
             alpha: 1.0,
         };
         let models = VotelessModels {
-            without_votes: ReducedRating {
-                columns: &[2],
-                trees: &votes,
-                part_weights: &[0.5],
-                trees_weight: 0.25,
-                plot_weight: 0.25,
-                key: f32::NAN,
-            },
-            without_votes_or_extras: Some(ReducedRating {
-                columns: &[2, 3],
-                trees: &extras,
-                part_weights: &[0.0],
-                trees_weight: 0.5,
-                plot_weight: 0.5,
-                key: RATED_WITHOUT_VOTES_OR_EXTRAS,
-            }),
+            sets: vec![
+                ReducedRating {
+                    columns: &[2],
+                    trees: &votes,
+                    part_weights: &[0.5],
+                    trees_weight: 0.25,
+                    plot_weight: 0.25,
+                    key: voteless_key(0),
+                },
+                ReducedRating {
+                    columns: &[2, 3],
+                    trees: &extras,
+                    part_weights: &[0.0],
+                    trees_weight: 0.5,
+                    plot_weight: 0.5,
+                    key: voteless_key(1),
+                },
+            ],
             content: Some(&content),
         };
         let member = || Predictions {
@@ -586,7 +606,7 @@ mod tests {
         );
         assert_eq!(members[1].votes[0], 0.5);
         assert!(members[1].votes[1].is_nan() && members[1].votes[2].is_nan());
-        assert_eq!(members[1].votes[3], RATED_WITHOUT_VOTES_OR_EXTRAS);
+        assert_eq!(members[1].votes[3], voteless_key(1));
         assert!(lacks_votes(&[0.0, 0.0, 1.0]));
         assert!(!lacks_votes(&[1.0, 1.0, 0.0]));
         assert!(!lacks_votes(&[1.0]), "no such field: not missing");

@@ -242,12 +242,7 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     // A movie without a vote count (the demo data lacks a few) is rated by the trees that
     // never saw one, mixed with the bags by the weights learnt for such movies.
     let voteless = blended.voteless.as_ref().unwrap();
-    let mix = &blended
-        .info
-        .rating_without_votes
-        .as_ref()
-        .unwrap()
-        .without_votes;
+    let mix = &blended.info.rating_without_votes.as_ref().unwrap().sets[0];
     assert_eq!(mix.columns, [2]);
     assert_eq!(mix.plot_weight, 0.0, "no content rating to mix in");
     let lacking: Vec<bool> = each[0]
@@ -261,8 +256,7 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     assert!(lacking.contains(&true) && lacking.contains(&false));
     for (k, member) in each.iter().enumerate() {
         let forest = trees.predict_member(k, own[0], &member.ids).unwrap();
-        let reduced = voteless
-            .without_votes
+        let reduced = voteless.sets[0]
             .predict_member(k, own[0], &member.ids)
             .unwrap();
         for (i, tree) in forest.iter().enumerate() {
