@@ -3,13 +3,14 @@
 //! it first. A movie without it (one not yet released, say) was rated with MAE 0.57 and an
 //! interval that covered 86 %, where gradient boosting fitted on the same movies without the
 //! vote count scores 0.47 (docs/RESULTS.md, "Movies without a vote count"). So a blend with
-//! rating trees also learns trees with the vote count taken from every training movie (and,
-//! when the data declares numeric extras, trees without those too: a movie not yet released
-//! has no Metacritic score either), one forest per fold of its bags, forest k from the rated
-//! movies outside fold k. A movie without a vote count is rated by the narrower set whose
-//! fields it lacks, mixed with the bags' own ratings of it and the plot's by weights learnt
-//! out of fold, with a CV+ interval bin of its own from those out-of-fold residuals; a movie
-//! with a vote count is rated as before.
+//! rating trees also learns sets of trees with the vote count taken from every training
+//! movie: without it alone; then, when the data declares them, without the numeric extras too
+//! (the Metacritic score) and without the text extras as well (the award words), since a
+//! movie not yet released has none of them. Each set has one forest per fold of the bags,
+//! forest k from the rated movies outside fold k. A movie without a vote count is rated by the
+//! widest set whose fields it lacks all, mixed with the bags' own ratings of it and the plot's
+//! by weights learnt out of fold, with a CV+ interval bin of its own from those out-of-fold
+//! residuals; a movie with a vote count is rated as before.
 
 use std::ops::Range;
 use std::path::Path;
