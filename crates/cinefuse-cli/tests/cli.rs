@@ -826,22 +826,10 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
     assert_ne!(rated["rating"], certified["rating"]);
     assert_ne!(rated["rating_interval"], certified["rating_interval"]);
     // `eval --data` on demo movies stripped to their title, plot, year and labels.
-    let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
-    let stripped: Vec<String> = demo
-        .lines()
-        .take(30)
-        .map(|line| {
-            let m: serde_json::Value = serde_json::from_str(line).unwrap();
-            let keep = ["id", "title", "plot", "year", "genres", "rating"];
-            let kept: serde_json::Map<String, serde_json::Value> = keep
-                .iter()
-                .filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone())))
-                .collect();
-            serde_json::Value::Object(kept).to_string()
-        })
-        .collect();
-    std::fs::create_dir_all(d.join("plot-only")).unwrap();
-    std::fs::write(d.join("plot-only/movies.jsonl"), stripped.join("\n")).unwrap();
+    demo_variant(d, "plot-only", |m| {
+        let keep = ["id", "title", "plot", "year", "genres", "rating"];
+        m.retain(|k, _| keep.contains(&k.as_str()));
+    });
     let text = ok(d, &["eval", "--run", "runs/vote", "--data", "plot-only"]);
     assert!(
         text.contains("of them without metadata, rated from the plot alone"),
@@ -853,24 +841,35 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
     );
     // The same movies with everything but their vote count (and poster): rated by the trees
     // that never saw one, and eval counts them.
-    let no_votes: Vec<String> = demo
-        .lines()
-        .take(30)
-        .map(|line| {
-            let mut m: serde_json::Value = serde_json::from_str(line).unwrap();
-            let fields = m.as_object_mut().unwrap();
-            fields.remove("votes");
-            fields.remove("poster");
-            m.to_string()
-        })
-        .collect();
-    std::fs::create_dir_all(d.join("no-votes")).unwrap();
-    std::fs::write(d.join("no-votes/movies.jsonl"), no_votes.join("\n")).unwrap();
+    demo_variant(d, "no-votes", |m| {
+        m.remove("votes");
+        m.remove("poster");
+    });
     let text = ok(d, &["eval", "--run", "runs/vote", "--data", "no-votes"]);
     assert!(
         text.contains("of them without a vote count, rated by trees that never saw one"),
         "{text}"
     );
+}
+
+/// The first 30 demo movies, each with `edit` applied to its fields, as the dataset `name`.
+fn demo_variant(
+    d: &Path,
+    name: &str,
+    edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
+    let lines: Vec<String> = demo
+        .lines()
+        .take(30)
+        .map(|line| {
+            let mut m: serde_json::Value = serde_json::from_str(line).unwrap();
+            edit(m.as_object_mut().unwrap());
+            m.to_string()
+        })
+        .collect();
+    std::fs::create_dir_all(d.join(name)).unwrap();
+    std::fs::write(d.join(name).join("movies.jsonl"), lines.join("\n")).unwrap();
 }
 
 /// Plot-, metadata- and credits-neighbour votes stacked with a frozen-BERT bag (in `d`, set up

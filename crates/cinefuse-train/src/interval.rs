@@ -174,7 +174,7 @@ impl Calibration {
 
     /// The interval of a movie from each member's prediction, clipped to 0–10; `None` when
     /// the bin is too small for this coverage. `votes` is the movie's key: its scaled log vote
-    /// count, NaN when unknown, or `RATED_FROM_CONTENT`.
+    /// count, NaN when unknown, `RATED_FROM_CONTENT`, or a `voteless_key`.
     pub fn interval(&self, member_preds: &[f32], votes: f32) -> Option<[f32; 2]> {
         let bin = self.residuals_for(votes);
         let n = bin.len();

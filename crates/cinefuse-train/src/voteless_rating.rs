@@ -36,7 +36,7 @@ pub const VOTELESS_TREES_FILE: &str = "rating_trees_without_votes.safetensors";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReducedRatingInfo {
     /// The numeric fields (columns of the trees' rows) taken from every training movie: the
-    /// vote count, and for the second rating the declared numeric extras too.
+    /// vote count, and in the wider sets the declared numeric, then text extras too.
     pub columns: Vec<usize>,
     /// Their names, for the reader.
     pub fields: Vec<String>,
