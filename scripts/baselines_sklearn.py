@@ -16,7 +16,9 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
   the strong linear peer stacked with cinefuse's plot-neighbour vote (a k-nearest-neighbour
             genre vote on the MiniLM plot embeddings), as a blend with the vote stacks them,
             and with the metadata-neighbour vote too (the standardised metadata encoding),
-            and with the credits-neighbour vote as well (directors, cast and writers)
+            and with the credits-neighbour vote as well (directors, cast and writers), and
+            with --genre-prompts the genre-prompt vote too; then the same with a TF-IDF logistic
+            regression of the plot stacked beside them (the strongest peer on micro- and macro-F1)
 The features read are the newest cache of each kind (the file is printed; the environment
 variable CINEFUSE_FEATURES_PLOT or CINEFUSE_FEATURES_POSTER names another file of that folder).
 A plot cache with `model.text.concat_layers` carries MiniLM's middle layers after its sentence
@@ -285,6 +287,8 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         peer_blocks.append((fit(meta_raw), meta_raw["test"]))
         linear = strong_peer_probs(peer_blocks, ytr)
         out[f"strong_peer_meta_{label}_genres"] = peer_scores(linear, ytr, y["test"])
+        # TF-IDF logits of the plot, out of fold on the fitting rows (fitted once, read twice).
+        words = tfidf_block([t for r in rows for t in text[r]], ytr, text["test"])
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
         # The peer of a blend with the plot-neighbour vote: the same + that vote, stacked; and
         # of a blend with the metadata vote too: the same + both votes.
@@ -321,9 +325,16 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
                         kept if label == "train_val" else None)
                     if label == "train_val":  # the peer --paired compares with, by name
                         kept["votes"] = "three votes and the genre-prompt vote"
+                    # The same with a TF-IDF logistic regression of the plot stacked beside
+                    # them: better micro- and macro-F1, worse top-1 (docs/RESULTS.md), so both
+                    # are kept and each metric is compared with the better one.
+                    word_probs = tuple(1.0 / (1.0 + np.exp(-w)) for w in words)
+                    out[f"strong_peer_meta_four_votes_tfidf_{label}_genres"] = neighbour_peer(
+                        linear, [plot_vote, meta_vote, credit_vote, prompt_vote, word_probs], ytr,
+                        y["test"], kept if label == "train_val" else None, WORDS_RULE)
         # The peer of a blend with a word model: the same + TF-IDF probabilities of the plot
         # (out of fold on the fitting rows, so the peer's own cross-validation sees honest ones).
-        peer_blocks.append(tfidf_block([t for r in rows for t in text[r]], ytr, text["test"]))
+        peer_blocks.append(words)
         out[f"strong_peer_meta_tfidf_{label}_genres"] = strong_peer(peer_blocks, ytr, y["test"])
         out[f"strong_peer_meta_tfidf_{label}_genres"]["features"] = names + ["meta", "tfidf"]
         print(label, {k: v for k, v in out.items() if k.startswith("strong_peer")}, file=sys.stderr)
@@ -498,10 +509,10 @@ def strong_peer(blocks, ytr, yte, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=5
     return peer_scores(strong_peer_probs(blocks, ytr, grid, folds), ytr, yte)
 
 
-def peer_scores(probs, ytr, yte, keep=None):
+def peer_scores(probs, ytr, yte, keep=None, keep_prefix=""):
     """Test scores of (out-of-fold, test, info) probabilities: thresholds from the former.
     With `keep` (a dict), also the test probabilities with each rule's thresholds, for the
-    paired comparison."""
+    paired comparison, named by the rule after `keep_prefix`."""
     oof, pte, info = probs
     own = tune_thresholds(oof, ytr)
     out = genre_metrics(pte, yte, own)
@@ -511,8 +522,8 @@ def peer_scores(probs, ytr, yte, keep=None):
     pulled = tune_thresholds(oof, ytr, 0.25)
     out["shared_threshold_weight_0.25"] = genre_metrics(pte, yte, pulled)
     if keep is not None:
-        keep["per-genre thresholds"] = (pte, own)
-        keep["thresholds pulled 0.25 toward a shared one"] = (pte, pulled)
+        keep[f"{keep_prefix}per-genre thresholds"] = (pte, own)
+        keep[f"{keep_prefix}thresholds pulled 0.25 toward a shared one"] = (pte, pulled)
     out.update(info)
     return out
 
@@ -535,6 +546,10 @@ def strong_peer_probs(blocks, ytr, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=
     _, c, oof = best
     (pte,) = ovr_logreg(xtr, ytr, [xte], c)
     return oof, pte, {"C": c, "train_rows": int(len(xtr)), "cv_micro_ap": float(best[0])}
+
+
+# How the peer with the TF-IDF plot words names its rules in `kept` (and in --paired's tables).
+WORDS_RULE = "with TF-IDF plot words stacked too, "
 
 
 def neighbour_vote(query, rows, labels, k=50, temperature=0.05, prior=2.0):
@@ -632,7 +647,7 @@ def credit_vote_probs(credits_fit, ytr, credits_test, temperature=0.3, folds=5):
     return vote_oof, shared_name_vote(xt, xf, ytr, temperature=temperature)
 
 
-def neighbour_peer(linear, voted, ytr, yte, keep=None):
+def neighbour_peer(linear, voted, ytr, yte, keep=None, keep_prefix=""):
     """The strong peer with cinefuse's neighbour votes beside it, stacked as cinefuse stacks
     them (a logistic regression per genre on the logits, C = 0.1, fitted on the out-of-fold
     probabilities; thresholds on the stacked out-of-fold ones). `linear` is strong_peer_probs'
@@ -649,7 +664,7 @@ def neighbour_peer(linear, voted, ytr, yte, keep=None):
         model = LogisticRegression(C=0.1, max_iter=1000).fit(x_fit, ytr[:, g])
         stack_oof[:, g] = model.predict_proba(x_fit)[:, 1]
         stack_test[:, g] = model.predict_proba(x_test)[:, 1]
-    return peer_scores((stack_oof, stack_test, info), ytr, yte, keep)
+    return peer_scores((stack_oof, stack_test, info), ytr, yte, keep, keep_prefix)
 
 
 def meta_features(m, vocabs):
