@@ -29,7 +29,9 @@ pub enum ImportKind {
         /// e.g. --map id=imdb_id --map rating=imdb_rating (repeatable)
         #[arg(long = "map", value_name = "TARGET=SOURCE")]
         map: Vec<String>,
-        /// A column to keep in each movie's `extra` values, for `[[data.features]]` (repeatable).
+        /// A column to keep in each movie's `extra` values, for `[[data.features]]` (repeatable);
+        /// `NAME=COLUMN` keeps it under NAME. A name a config cannot declare (spaces, say) has its
+        /// other characters made `_`, and the import says so.
         #[arg(long = "extra", value_name = "COLUMN", conflicts_with = "extra_all")]
         extra: Vec<String>,
         /// Keep every column not read into a dataset field as an `extra` value.
@@ -90,6 +92,9 @@ pub fn import(kind: ImportKind) -> Result<()> {
         }
     };
     println!("{report}");
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     if !report.skipped.is_empty() {
         println!(
             "skipped rows are listed in {}",

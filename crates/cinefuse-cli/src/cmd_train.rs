@@ -544,7 +544,7 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
         );
     }
     for m in movies {
-        for warning in input_warnings(&predictor.preprocessor, m, predictor.handled()) {
+        for warning in input_warnings(&predictor.preprocessor, m, &predictor.handled()) {
             eprintln!("warning: {warning}");
         }
     }

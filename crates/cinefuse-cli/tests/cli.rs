@@ -822,6 +822,11 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
     assert!(!err.contains("read from the plot alone"), "{err}");
     // It has no vote count: rated by the trees that never saw one, and `predict` says so.
     assert!(err.contains("never saw a vote count"), "{err}");
+    // With the errors this blend measured out of fold, not another model's.
+    assert!(
+        err.contains("out of fold this model's ratings of such movies were off by"),
+        "{err}"
+    );
     let certified = portable::json_lines(&String::from_utf8_lossy(&out.stdout))[0].clone();
     assert_ne!(rated["rating"], certified["rating"]);
     assert_ne!(rated["rating_interval"], certified["rating_interval"]);

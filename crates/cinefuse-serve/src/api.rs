@@ -200,7 +200,7 @@ pub async fn run_prediction(
     // The warnings may encode the plot too: on the blocking thread, beside the movie's encoding.
     let (input, warnings) = tokio::task::spawn_blocking(move || {
         let p = &predictor;
-        let warnings = input_warnings(&p.preprocessor, &movie, p.handled());
+        let warnings = input_warnings(&p.preprocessor, &movie, &p.handled());
         p.item_with_poster_bytes(&movie, poster.as_deref())
             .map(|input| (input, warnings))
             .map_err(|e| format!("{e:#}"))

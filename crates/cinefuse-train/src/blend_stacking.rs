@@ -242,7 +242,8 @@ pub(crate) fn report_without_inputs(
             ));
             after.push(combine(&each, (w.genre, w.rating), Some(own(stackings))));
         }
-        let score = |m: &[Predictions]| -> GenreMetrics {
+        // `None` when no movie counts (data without plots has none to take metadata from).
+        let score = |m: &[Predictions]| -> Option<GenreMetrics> {
             let all = Predictions::concat(m);
             let kept: Vec<String> = all
                 .ids
@@ -251,9 +252,12 @@ pub(crate) fn report_without_inputs(
                 .cloned()
                 .collect();
             let scored = all.select(&kept).expect("its own ids");
-            scored.genre_metrics(thresholds, names)
+            (!kept.is_empty()).then(|| scored.genre_metrics(thresholds, names))
         };
-        let (before, after) = (score(&before), score(&after));
+        let (Some(before), Some(after)) = (score(&before), score(&after)) else {
+            println!("without {what}, out of fold: no movie with a plot to score");
+            continue;
+        };
         println!(
             "without {what}, out of fold: micro-F1 {:.4} → {:.4}, macro-F1 {:.4} → {:.4}, \
              top-1 {:.4} → {:.4}, micro AP {:.4} → {:.4} (the blend's stacking → its \

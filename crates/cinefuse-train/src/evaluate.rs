@@ -471,7 +471,12 @@ fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<V
         if i == 0 {
             let handled = crate::input_warnings::Handled {
                 from_plot: b.content.is_some(),
-                without_votes: b.voteless.is_some(),
+                without_votes: b
+                    .info
+                    .rating_without_votes
+                    .as_ref()
+                    .filter(|_| b.voteless.is_some())
+                    .and_then(crate::input_warnings::VotelessErrors::of),
             };
             warn_unscored(dir, &lead.prepared.preprocessor, handled)?;
         }
@@ -640,7 +645,7 @@ fn warn_unscored(
     }
     let warned: Vec<String> = movies
         .iter()
-        .filter_map(|(_, m)| input_warnings(pre, m, handled).into_iter().next())
+        .filter_map(|(_, m)| input_warnings(pre, m, &handled).into_iter().next())
         .collect();
     if let Some(first) = warned.first() {
         eprintln!(
@@ -926,15 +931,22 @@ impl EvalReport {
     }
 
     fn write_per_genre(&self, f: Out) -> std::fmt::Result {
+        // As wide as the longest genre name ("Thriller/Suspense" in a table of one's own).
+        let names = self
+            .genres
+            .per_genre
+            .iter()
+            .map(|p| p.genre.chars().count());
+        let w = names.max().unwrap_or(0).max(15) + 1;
         writeln!(
             f,
-            "{:<16}{:>8}{:>8}{:>8}{:>8}{:>8}",
+            "{:<w$}{:>8}{:>8}{:>8}{:>8}{:>8}",
             "genre", "thresh", "prec", "recall", "F1", "support"
         )?;
         for p in &self.genres.per_genre {
             writeln!(
                 f,
-                "{:<16}{:>8.2}{:>8.3}{:>8.3}{:>8.3}{:>8}",
+                "{:<w$}{:>8.2}{:>8.3}{:>8.3}{:>8.3}{:>8}",
                 p.genre, p.threshold, p.precision, p.recall, p.f1, p.support
             )?;
         }

@@ -371,7 +371,12 @@ impl Predictor {
     pub fn handled(&self) -> crate::input_warnings::Handled {
         crate::input_warnings::Handled {
             from_plot: self.content.is_some(),
-            without_votes: self.voteless.is_some(),
+            without_votes: self
+                .manifest
+                .rating_without_votes
+                .as_ref()
+                .filter(|_| self.voteless.is_some())
+                .and_then(|v| crate::input_warnings::VotelessErrors::of(&v.info)),
         }
     }
 

@@ -15,7 +15,9 @@ mod spec;
 mod values;
 
 pub use fitted::{EncodedExtras, FittedFeature, fit_features};
-pub use spec::{Extract, FeatureKind, FeatureSpec, Scaling, validate_specs};
+pub use spec::{
+    Extract, FeatureKind, FeatureSpec, Scaling, feature_name_of, is_feature_name, validate_specs,
+};
 pub use values::{ValueError, check_movie_extras, month_of, numeric_value, set_items, text_words};
 
 #[cfg(test)]

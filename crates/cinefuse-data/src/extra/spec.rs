@@ -58,6 +58,26 @@ pub struct FeatureSpec {
 pub(super) const DEFAULT_MIN_FREQ: usize = 2;
 pub(super) const DEFAULT_MAX_VALUES: usize = 50;
 
+/// Whether `name` can name a `[[data.features]]` entry: letters, digits, `_`, `-` and `.`.
+pub fn is_feature_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().all(is_feature_name_char)
+}
+
+fn is_feature_name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// `column` made a feature name: every other character becomes `_` ("Rotten Tomatoes Rating"
+/// → "Rotten_Tomatoes_Rating"); `None` when nothing but `_` would be left.
+pub fn feature_name_of(column: &str) -> Option<String> {
+    let name: String = column
+        .trim()
+        .chars()
+        .map(|c| if is_feature_name_char(c) { c } else { '_' })
+        .collect();
+    name.chars().any(|c| c != '_').then_some(name)
+}
+
 impl FeatureSpec {
     fn key(&self) -> String {
         format!("data.features `{}`", self.name)
@@ -66,12 +86,7 @@ impl FeatureSpec {
     /// Checks the options against the kind; errors name the feature.
     pub fn validate(&self) -> Result<(), String> {
         let key = self.key();
-        let valid_name = !self.name.trim().is_empty()
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !valid_name {
+        if !is_feature_name(&self.name) {
             return Err(format!(
                 "data.features name {:?}: expected letters, digits, _ - .",
                 self.name

@@ -21,6 +21,8 @@ pub struct ImportReport {
     pub skipped: Vec<BadRecord>,
     pub posters_copied: usize,
     pub posters_missing: usize,
+    /// What the import changed or left out that the user should know (printed after the counts).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Display for ImportReport {

@@ -12,6 +12,7 @@ use super::values::{
 };
 use super::{ImportReport, copy_poster};
 use crate::DataError;
+use crate::extra::{feature_name_of, is_feature_name};
 use crate::movie::{BadRecord, FIELDS, Movie};
 use crate::validate::check_movie;
 
@@ -152,13 +153,20 @@ pub enum ExtraColumns {
     All,
 }
 
+/// A source column kept as an `extra` value, and the name it is kept under (the name a config's
+/// `[[data.features]]` entry gives).
+#[derive(Debug, Clone, PartialEq)]
+struct ExtraColumn {
+    name: String,
+    column: String,
+}
+
 /// The `extra` values of a row: numbers, strings and lists of strings pass through (trimmed);
 /// missing markers and empty values are left out.
-fn extra_of(row: &Map<String, Value>, names: &[String]) -> BTreeMap<String, Value> {
-    names
-        .iter()
-        .filter_map(|name| {
-            let v = match row.get(name)? {
+fn extra_of(row: &Map<String, Value>, kept: &[ExtraColumn]) -> BTreeMap<String, Value> {
+    kept.iter()
+        .filter_map(|ExtraColumn { name, column }| {
+            let v = match row.get(column)? {
                 Value::String(s) if is_missing_text(s) => return None,
                 Value::String(s) => Value::String(s.trim().to_string()),
                 Value::Number(n) => Value::Number(n.clone()),
@@ -181,13 +189,15 @@ fn extra_of(row: &Map<String, Value>, names: &[String]) -> BTreeMap<String, Valu
         .collect()
 }
 
-/// The source columns that become `extra` values.
+/// The source columns that become `extra` values, each under a name a config can declare
+/// (`--extra NAME=COLUMN` names one; any other column's name has its other characters made
+/// `_`), and a note for each column renamed or left out so.
 fn extra_columns(
     src: &Path,
     mapping: &BTreeMap<String, String>,
     extra: &ExtraColumns,
     rows: &[SourceRow],
-) -> Result<Vec<String>, DataError> {
+) -> Result<(Vec<ExtraColumn>, Vec<String>), DataError> {
     let columns: std::collections::BTreeSet<String> = rows
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -196,24 +206,88 @@ fn extra_columns(
     let read_as_field = |c: &str| {
         mapping.values().any(|s| s == c) || (FIELDS.contains(&c) && !mapping.contains_key(c))
     };
-    match extra {
-        ExtraColumns::None => Ok(Vec::new()),
-        ExtraColumns::All => Ok(columns.into_iter().filter(|c| !read_as_field(c)).collect()),
-        ExtraColumns::Named(names) => {
-            for n in names {
-                if !columns.is_empty() && !columns.contains(n) {
-                    return Err(DataError::file(
-                        src,
-                        format!(
-                            "--extra {n}: no column `{n}`; the columns are {}",
-                            columns.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
+    let refuse = |m: String| DataError::file(src, m);
+    let mut notes = Vec::new();
+    let mut kept = Vec::new();
+    let chosen: Vec<(Option<String>, String)> = match extra {
+        ExtraColumns::None => Vec::new(),
+        ExtraColumns::All => columns
+            .iter()
+            .filter(|c| !read_as_field(c))
+            .map(|c| (None, c.clone()))
+            .collect(),
+        ExtraColumns::Named(entries) => entries
+            .iter()
+            .map(|e| named_extra(e, &columns).map_err(refuse))
+            .collect::<Result<_, _>>()?,
+    };
+    for (chosen_name, column) in chosen {
+        if let Some(name) = chosen_name {
+            kept.push(ExtraColumn { name, column });
+            continue;
+        }
+        match feature_name_of(&column) {
+            Some(name) => {
+                if name != column {
+                    notes.push(format!("extra column `{column}` kept as `{name}`"));
                 }
+                kept.push(ExtraColumn { name, column });
             }
-            Ok(names.clone())
+            None => notes.push(format!(
+                "extra column `{column}` left out: its name has no letter or digit \
+                 (--extra NAME={column} keeps it)"
+            )),
         }
     }
+    check_distinct_names(&kept).map_err(refuse)?;
+    Ok((kept, notes))
+}
+
+/// One `--extra` entry: an existing column (named by the import), or `NAME=COLUMN`.
+fn named_extra(
+    entry: &str,
+    columns: &std::collections::BTreeSet<String>,
+) -> Result<(Option<String>, String), String> {
+    // Without rows there are no columns to check against (an empty table imports nothing).
+    if columns.is_empty() || columns.contains(entry) {
+        return Ok((None, entry.to_string()));
+    }
+    let listed = || columns.iter().cloned().collect::<Vec<_>>().join(", ");
+    let Some((name, column)) = entry.split_once('=') else {
+        return Err(format!(
+            "--extra {entry}: no column `{entry}`; the columns are {}",
+            listed()
+        ));
+    };
+    let (name, column) = (name.trim(), column.trim());
+    if !is_feature_name(name) {
+        return Err(format!(
+            "--extra {entry}: name {name:?}: expected letters, digits, _ - . (what a config's \
+             [[data.features]] name can be)"
+        ));
+    }
+    if !columns.contains(column) {
+        return Err(format!(
+            "--extra {entry}: no column `{column}`; the columns are {}",
+            listed()
+        ));
+    }
+    Ok((Some(name.to_string()), column.to_string()))
+}
+
+/// Refuses two columns kept under one name (as "a b" and "a_b" would be).
+fn check_distinct_names(kept: &[ExtraColumn]) -> Result<(), String> {
+    let mut by_name: BTreeMap<&str, &str> = BTreeMap::new();
+    for k in kept {
+        if let Some(other) = by_name.insert(&k.name, &k.column) {
+            return Err(format!(
+                "extra columns `{other}` and `{}` would both be kept as `{}`; name them \
+                 with --extra NAME=COLUMN",
+                k.column, k.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Imports `src` into `out` (see module docs). Bad rows are errors unless `skip_bad`.
@@ -230,7 +304,8 @@ pub fn import_table(
     let mut seen = HashSet::new();
     let rows = rows(src)?;
     check_mapped_columns_exist(src, mapping, &rows)?;
-    let extra_names = extra_columns(src, mapping, extra, &rows)?;
+    let (extra_names, notes) = extra_columns(src, mapping, extra, &rows)?;
+    report.notes = notes;
     for (line, row) in rows {
         let result = row
             .map_err(|m| (None, m))
@@ -282,7 +357,7 @@ fn source_of(mapping: &BTreeMap<String, String>, field: &str) -> String {
 fn row_movie(
     row: &Map<String, Value>,
     mapping: &BTreeMap<String, String>,
-    extra_names: &[String],
+    extra_names: &[ExtraColumn],
 ) -> Result<Movie, (Option<String>, String)> {
     let get = |field: &str| row.get(&source_of(mapping, field)).unwrap_or(&Value::Null);
     let in_column = |field: &str, m: String| {
@@ -353,4 +428,95 @@ fn copy_poster_of(
         report.posters_missing += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(lines: &[&str]) -> Vec<SourceRow> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i + 1, Ok(serde_json::from_str(l).unwrap())))
+            .collect()
+    }
+
+    fn kept(
+        extra: &ExtraColumns,
+        lines: &[&str],
+    ) -> Result<(Vec<(String, String)>, usize), String> {
+        let mapping = parse_mapping(&["rating=IMDB Rating".into()]).unwrap();
+        extra_columns(Path::new("t.jsonl"), &mapping, extra, &rows(lines))
+            .map(|(k, notes)| {
+                let pairs = k.into_iter().map(|c| (c.name, c.column)).collect();
+                (pairs, notes.len())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn pair(name: &str, column: &str) -> (String, String) {
+        (name.to_string(), column.to_string())
+    }
+
+    #[test]
+    fn columns_a_config_cannot_name_are_kept_under_a_name_it_can() {
+        let table = [r#"{"id":"a","IMDB Rating":7,"Rotten Tomatoes":80,"studio":"X","?!":1}"#];
+        let named = ExtraColumns::Named(vec!["Rotten Tomatoes".into(), "studio".into()]);
+        let (k, notes) = kept(&named, &table).unwrap();
+        assert_eq!(
+            k,
+            [
+                pair("Rotten_Tomatoes", "Rotten Tomatoes"),
+                pair("studio", "studio")
+            ]
+        );
+        assert_eq!(notes, 1);
+        // NAME=COLUMN chooses the name, and says nothing.
+        let named = ExtraColumns::Named(vec!["rt=Rotten Tomatoes".into()]);
+        assert_eq!(
+            kept(&named, &table).unwrap(),
+            (vec![pair("rt", "Rotten Tomatoes")], 0)
+        );
+        // Every column: the mapped rating and the id are fields; "?!" has nothing to keep.
+        let (k, notes) = kept(&ExtraColumns::All, &table).unwrap();
+        assert_eq!(
+            k,
+            [
+                pair("Rotten_Tomatoes", "Rotten Tomatoes"),
+                pair("studio", "studio")
+            ]
+        );
+        assert_eq!(notes, 2);
+        // The kept value is read from the column, under the name.
+        let row = &rows(&table)[0].1.as_ref().unwrap().clone();
+        let values = extra_of(
+            row,
+            &[ExtraColumn {
+                name: "rt".into(),
+                column: "Rotten Tomatoes".into(),
+            }],
+        );
+        assert_eq!(values.get("rt"), Some(&serde_json::json!(80)));
+    }
+
+    #[test]
+    fn bad_extra_names_and_clashes_are_refused() {
+        let table = [r#"{"id":"a","a b":1,"a_b":2,"c":3}"#];
+        let e = kept(&ExtraColumns::All, &table).unwrap_err();
+        assert!(
+            e.contains("`a b` and `a_b` would both be kept as `a_b`"),
+            "{e}"
+        );
+        let e = kept(&ExtraColumns::Named(vec!["x y=c".into()]), &table).unwrap_err();
+        assert!(e.contains("name \"x y\": expected letters"), "{e}");
+        let e = kept(&ExtraColumns::Named(vec!["x=nope".into()]), &table).unwrap_err();
+        assert!(e.contains("no column `nope`"), "{e}");
+        let e = kept(&ExtraColumns::Named(vec!["nope".into()]), &table).unwrap_err();
+        assert!(e.contains("--extra nope: no column `nope`"), "{e}");
+        // A column whose own name has '=' in it is a column, not a renaming.
+        let table = [r#"{"id":"a","k=v":1}"#];
+        let (k, _) = kept(&ExtraColumns::Named(vec!["k=v".into()]), &table).unwrap();
+        assert_eq!(k, [pair("k_v", "k=v")]);
+    }
 }
