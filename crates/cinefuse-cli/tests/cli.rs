@@ -719,6 +719,38 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     // rows: late seed 1, late seed 2, concat seed 1, concat seed 2.
     assert_ne!(rows[0][col("val_mae")], rows[2][col("val_mae")], "{csv}");
     assert_ne!(rows[0][col("val_mae")], rows[1][col("val_mae")], "{csv}");
+
+    // A bag with rating trees (a blend): scored out of fold, and on the test split as `eval`
+    // scores it (it stopped at the missing run.json of a single run).
+    let text = ok(
+        d,
+        &[
+            "sweep",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.max_steps_per_epoch=2",
+            "--set",
+            "train.folds=2",
+            "--set",
+            "train.rating_trees.iterations=5",
+            "--test",
+            "--out",
+            "sw-bag",
+        ],
+    );
+    assert!(text.contains("are its out-of-fold scores"), "{text}");
+    let eval = ok(d, &["eval", "--run", "sw-bag/base"]);
+    let csv = std::fs::read_to_string(d.join("sw-bag/results.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let cell = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    let micro = format!("genre micro-F1              {}", cell("test_micro_f1"));
+    assert!(eval.contains(&micro), "{micro} in {eval}");
+    let oof = format!("micro-F1 {}", cell("val_micro_f1"));
+    assert!(eval.contains(&oof), "{oof} in {eval}");
 }
 
 /// TINY with a pretrained (random, tiny) BERT plot encoder and EfficientNet-Lite0 poster
@@ -959,15 +991,25 @@ fn votes_join_a_frozen_bag(d: &Path) {
     let twice = "runs/frozen/bag-0,runs/frozen/../frozen/bag-0";
     let e = fails(d, &["ensemble", "--runs", twice, "--out", "runs/twice"]);
     assert!(e.contains("twice"), "{e}");
-    // `report` draws one model: a blend or bag names a member and `eval` instead (it failed
-    // on a missing run.json).
+    // `report` on a blend or a bag draws the whole group's genres and ratings at the
+    // thresholds `eval` scores it with, beside its first member's curves (it used to refuse).
     for run in ["runs/frozen", "runs/frozen/bag-0"] {
-        let e = fails(d, &["report", "--run", run]);
-        let member = "runs/frozen/bag-0/fold-0";
-        assert!(
-            e.contains(member) && e.contains("cinefuse eval --run"),
-            "{e}"
+        ok(d, &["eval", "--run", run]);
+        let text = ok(d, &["report", "--run", run]);
+        assert!(text.contains("wrote 6 charts"), "{text}");
+        let html = std::fs::read_to_string(d.join(run).join("report.html")).unwrap();
+        assert!(html.contains("of its first member"), "{run}");
+        let eval: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(run).join("eval.json")).unwrap())
+                .unwrap();
+        let drama = &eval["genres"]["per_genre"][0];
+        let row = format!(
+            "<td>{}</td><td>{:.2}</td><td>{}</td>",
+            drama["genre"].as_str().unwrap(),
+            drama["threshold"].as_f64().unwrap(),
+            drama["tp"]
         );
+        assert!(html.contains(&row), "{run}: no row {row}");
     }
     let blend = read("runs/vote/blend.json");
     assert_eq!(blend["plot_neighbours"]["k"], 5);

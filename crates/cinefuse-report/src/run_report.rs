@@ -63,6 +63,10 @@ pub struct RunReportData {
     pub split: String,
     /// The learning curves, one point per epoch.
     pub history: Vec<CurvePoint>,
+    /// Whose curves they are, under the section's heading (a bag or blend shows its first
+    /// member's; empty: the run's own).
+    #[serde(default)]
+    pub curves_of: String,
     pub genres: Vec<GenreConfusion>,
     /// (actual, predicted) ratings.
     pub ratings: Vec<(f64, f64)>,
@@ -101,11 +105,11 @@ pub fn write_run_report(run_dir: &Path, data: &RunReportData) -> Result<Vec<Stri
 
 /// Learning curves: losses, validation genre metrics, validation rating metrics.
 fn curves_section(page: &mut Page, out: &Path, data: &RunReportData) -> Result<()> {
-    page.section(
-        "curves",
-        "Learning curves",
-        "Per epoch, from metrics.jsonl.",
-    );
+    let whose = match data.curves_of.as_str() {
+        "" => "Per epoch, from metrics.jsonl.".to_string(),
+        of => format!("Per epoch, from the metrics.jsonl of {of}."),
+    };
+    page.section("curves", "Learning curves", &whose);
     charts::lines(
         &out.join("loss.png"),
         "Loss",
@@ -161,7 +165,8 @@ fn genres_section(page: &mut Page, out: &Path, data: &RunReportData) -> Result<(
     page.section(
         "genres",
         &format!("Genres on the {} split", data.split),
-        "Thresholds tuned on the validation split.",
+        "Thresholds tuned on the validation split (a bag's or blend's: on its out-of-fold \
+         predictions).",
     );
     let names: Vec<String> = data.genres.iter().map(|g| g.genre.clone()).collect();
     charts::bar_chart(

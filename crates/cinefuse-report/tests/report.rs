@@ -117,6 +117,7 @@ fn run_report_writes_curves_genres_and_the_rating_scatter() {
         run_name: "t".into(),
         split: "test".into(),
         history,
+        curves_of: String::new(),
         genres: vec![
             GenreConfusion {
                 genre: "Drama".into(),

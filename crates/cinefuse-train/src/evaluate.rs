@@ -395,6 +395,52 @@ pub fn evaluate_with(
     finish_report(run_dir, report, &preds, run.model.modalities(), t)
 }
 
+/// A bag or blend as `report` and `sweep` score it: the thresholds and out-of-fold scores its
+/// calibration chose and measured, and (when asked) its predictions of one split of its own
+/// data, which `eval` scores with those thresholds.
+pub struct GroupScores {
+    pub preds: Option<Predictions>,
+    pub thresholds: Vec<f32>,
+    pub genre_names: Vec<String>,
+    pub out_of_fold: crate::bag::OutOfFold,
+    /// The lead bag's members' best epochs.
+    pub best_epochs: Vec<usize>,
+}
+
+/// The bag or blend in `run_dir`, with its predictions of `split` when given; `None` for a
+/// single run.
+pub fn group_scores(
+    run_dir: &Path,
+    split: Option<Split>,
+    backend: Option<BackendKind>,
+) -> Result<Option<GroupScores>> {
+    if let Some(b) = crate::blend::Blend::open(run_dir, backend)? {
+        let own: Vec<&Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
+        let preds = match split {
+            Some(s) => Some(b.predict(&own, Some(s))?.0),
+            None => None,
+        };
+        return Ok(Some(GroupScores {
+            preds,
+            thresholds: b.info.calibration.thresholds.clone(),
+            genre_names: b.lead().prepared.preprocessor.genre_names().to_vec(),
+            out_of_fold: b.info.calibration.out_of_fold.clone(),
+            best_epochs: b.parts[0].calibration.best_epochs.clone(),
+        }));
+    }
+    let Some(e) = crate::ensemble::Ensemble::open(run_dir, backend)? else {
+        return Ok(None);
+    };
+    let lead = &e.lead().prepared;
+    Ok(Some(GroupScores {
+        preds: split.map(|s| e.predict(lead, Some(s)).0),
+        thresholds: e.calibration.thresholds.clone(),
+        genre_names: lead.preprocessor.genre_names().to_vec(),
+        out_of_fold: e.calibration.out_of_fold.clone(),
+        best_epochs: e.calibration.best_epochs.clone(),
+    }))
+}
+
 /// A bag (members' mean) or its refit model, with the bag's out-of-fold thresholds and
 /// interval.
 fn evaluate_ensemble(

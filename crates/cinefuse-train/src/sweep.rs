@@ -11,7 +11,7 @@ use cinefuse_data::split::Split;
 use serde::Serialize;
 
 use crate::config::{BackendKind, TrainConfig};
-use crate::evaluate::LoadedRun;
+use crate::evaluate::{LoadedRun, group_scores};
 use crate::metrics::SplitScores;
 pub use crate::sweep_table::write_tables;
 use crate::trainer::{TrainOptions, train};
@@ -60,8 +60,12 @@ pub struct SweepRow {
     pub run_dir: PathBuf,
     pub seconds: f64,
     pub best_epoch: usize,
-    /// Thresholds tuned on validation, scored on validation: for choosing between rows.
+    /// Thresholds tuned on validation, scored on validation: for choosing between rows. A bag
+    /// or blend has its out-of-fold scores here (every train + validation movie, scored by
+    /// the member that did not train on it, thresholds chosen on them).
     pub val: SplitScores,
+    /// Whether `val` holds out-of-fold scores (a bag or blend).
+    pub out_of_fold: bool,
     /// Only with `--test`, once the choice is made.
     pub test: Option<SplitScores>,
 }
@@ -239,6 +243,28 @@ fn train_and_score(
         },
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let row = |best_epoch, val, test, out_of_fold| SweepRow {
+        label: job.label.clone(),
+        seed: config.seed,
+        overrides: job.overrides.clone(),
+        run_dir: run_dir.clone(),
+        seconds,
+        best_epoch,
+        val,
+        out_of_fold,
+        test,
+    };
+    let test_split = spec.test.then_some(Split::Test);
+    if let Some(g) = group_scores(&summary.run_dir, test_split, spec.backend)? {
+        let test = g.preds.map(|p| {
+            SplitScores::of(
+                &p.genre_metrics(&g.thresholds, &g.genre_names),
+                &p.rating_metrics(),
+            )
+        });
+        let oof = SplitScores::of(&g.out_of_fold.genres, &g.out_of_fold.rating);
+        return Ok(row(median(&g.best_epochs), oof, test, true));
+    }
     let run = LoadedRun::open(&summary.run_dir, spec.backend)?;
     let (thresholds, val) = run.tuned_thresholds();
     let names = run.prepared.preprocessor.genre_names().to_vec();
@@ -249,19 +275,21 @@ fn train_and_score(
             &test.rating_metrics(),
         )
     });
-    Ok(SweepRow {
-        label: job.label.clone(),
-        seed: config.seed,
-        overrides: job.overrides.clone(),
-        run_dir,
-        seconds,
-        best_epoch: run.best_epoch,
-        val: SplitScores::of(
-            &val.genre_metrics(&thresholds, &names),
-            &val.rating_metrics(),
-        ),
-        test,
-    })
+    let val = SplitScores::of(
+        &val.genre_metrics(&thresholds, &names),
+        &val.rating_metrics(),
+    );
+    Ok(row(run.best_epoch, val, test, false))
+}
+
+/// The middle best epoch of a bag's members (the lower of the two middle ones; 0 for none).
+fn median(epochs: &[usize]) -> usize {
+    let mut sorted = epochs.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .get(sorted.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -97,9 +97,16 @@ fn markdown(config: &Path, rows: &[SweepRow]) -> String {
         md.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     md.push_str(&format!(
-        "\nValidation scores use thresholds tuned on validation: choose on them. Each cell with \
-         several seeds is their mean (range).{} Reproduce a run with `cinefuse train --config {} \
-         --set KEY=VALUE …` using its overrides (results.csv).\n",
+        "\nValidation scores use thresholds tuned on validation: choose on them.{} Each cell \
+         with several seeds is their mean (range).{} Reproduce a run with `cinefuse train \
+         --config {} --set KEY=VALUE …` using its overrides (results.csv).\n",
+        if rows.iter().any(|r| r.out_of_fold) {
+            " A bag's or blend's are its out-of-fold scores (every train + validation movie, \
+             scored by the member that did not train on it), and its best epoch the median of \
+             its first bag's members'."
+        } else {
+            ""
+        },
         if with_test {
             ""
         } else {
@@ -156,6 +163,7 @@ mod tests {
             seconds: 10.0,
             best_epoch: seed as usize,
             val: scores,
+            out_of_fold: false,
             test: test.then_some(scores),
         }
     }
@@ -178,6 +186,13 @@ mod tests {
             !md.contains("test micro-F1") && md.contains("`--test`"),
             "{md}"
         );
+        assert!(!md.contains("out-of-fold"), "{md}");
+        let bagged = [SweepRow {
+            out_of_fold: true,
+            ..rows[0].clone()
+        }];
+        let md = markdown(Path::new("c.toml"), &bagged);
+        assert!(md.contains("are its out-of-fold scores"), "{md}");
         let csv = csv(&rows);
         assert_eq!(csv.lines().count(), 4, "header + one line per run: {csv}");
         assert!(
