@@ -87,6 +87,7 @@ fn date(unix: u64) -> String {
 struct Row {
     id: String,
     status: String,
+    status_kind: String,
     started: String,
     started_unix: u64,
     backend: String,
@@ -148,6 +149,7 @@ impl Row {
             test_mae_ci: ci(r.test_confidence.as_ref(), "mae"),
             id: r.id,
             status: r.status,
+            status_kind: r.status_kind,
             backend: r.backend,
             epochs: r.epochs,
             best_epoch: r.best_epoch,

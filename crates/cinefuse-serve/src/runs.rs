@@ -13,8 +13,14 @@ use serde::Serialize;
 pub struct RunOverview {
     pub id: String,
     pub name: String,
-    /// training, finished, stopped early, interrupted, or new (nothing trained yet).
+    /// training, finished, stopped early, interrupted, or new (nothing trained yet); a bag or
+    /// blend says so ("finished (blend of 3)").
     pub status: String,
+    /// The status's first word, for the page's style (`status-finished`).
+    pub status_kind: String,
+    /// A bag's or blend's member whose start, backend and learning curves are shown (the group
+    /// itself has none), relative to the run; `None` for a single run.
+    pub curves_of: Option<String>,
     pub started_unix: u64,
     pub backend: String,
     pub epochs: usize,
@@ -43,16 +49,31 @@ pub fn run_dir(runs: &Path, id: &str) -> Option<RunDir> {
     dir.join(CONFIG_FILE).is_file().then(|| RunDir::new(dir))
 }
 
-/// Every epoch of a run's `metrics.jsonl`, or why it cannot be read (the file and line).
+/// Every epoch of a run's `metrics.jsonl` (a bag's or blend's first member's), or why it
+/// cannot be read (the file and line).
 pub fn metrics(run: &RunDir) -> Result<Vec<EpochMetrics>, String> {
-    run.metrics().map_err(|e| format!("{e:#}"))
+    trained(run).0.metrics().map_err(|e| format!("{e:#}"))
+}
+
+/// The folder whose `run.json` and curves stand for `run`: itself, or a bag's or blend's first
+/// member, with its path relative to the run.
+fn trained(run: &RunDir) -> (RunDir, Option<String>) {
+    match run.group() {
+        Some((_, member)) => {
+            let shown = member.strip_prefix(run.path()).unwrap_or(&member);
+            let shown = shown.display().to_string();
+            (RunDir::new(member), Some(shown))
+        }
+        None => (RunDir::new(run.path()), None),
+    }
 }
 
 /// The overview of `run`.
 pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     // Read once; a config that no longer loads shows the defaults.
     let train = run.config().map(|c| c.train).unwrap_or_default();
-    let info = run.info().ok();
+    let (member, curves_of) = trained(run);
+    let info = member.info().ok();
     // The overview shows what it can; the run's page names a damaged metrics file.
     let history = metrics(run).unwrap_or_default();
     let best = best_epoch(&history, train.monitor).cloned();
@@ -68,7 +89,9 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         name: info
             .as_ref()
             .map_or_else(|| id.to_string(), |i| i.name.clone()),
+        status_kind: status_kind(&run.status(&train)),
         status: run.status(&train),
+        curves_of,
         started_unix: info.as_ref().map_or(0, |i| i.started_unix),
         backend: info.map(|i| i.backend).unwrap_or_default(),
         epochs: history.len(),
@@ -78,6 +101,11 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         test_confidence: evaluation.and_then(|e| e.confidence),
         test_error,
     }
+}
+
+/// "finished (blend of 3)" → "finished": a class name the page can style.
+fn status_kind(status: &str) -> String {
+    status.split_whitespace().next().unwrap_or("").to_string()
 }
 
 /// Every run under `runs`, newest first.

@@ -99,6 +99,54 @@ fn first_poster(d: &Path) -> PathBuf {
 }
 
 #[test]
+fn a_bag_is_listed_with_its_first_members_start_and_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "120", "--seed", "3"]);
+    train_tiny(d, "runs/bag", &["train.epochs=2", "train.folds=2"]);
+    let (_server, url) = start_server(d, &[]);
+    let http = client();
+    let runs: Vec<Value> = http
+        .get(format!("{url}/api/runs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let bag = &runs[0];
+    assert!(
+        bag["status"].as_str().unwrap().starts_with("finished (bag"),
+        "{bag}"
+    );
+    assert_eq!(bag["status_kind"], "finished");
+    // The bag has no run.json or curves of its own: its first member's stand for them (it
+    // showed no start, no backend and 0 epochs).
+    assert_eq!(bag["curves_of"], "fold-0");
+    assert_eq!(bag["epochs"], 2);
+    assert!(
+        bag["started_unix"].as_u64().unwrap() > 0 && bag["backend"] != "",
+        "{bag}"
+    );
+    let metrics: Vec<Value> = http
+        .get(format!("{url}/api/runs/bag/metrics"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(metrics.len(), 2);
+    let page = http
+        .get(format!("{url}/runs/bag"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("class=\"status-finished\"") && page.contains("Of its first member"),
+        "{page}"
+    );
+}
+
+#[test]
 fn the_api_lists_runs_predicts_and_refuses_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
