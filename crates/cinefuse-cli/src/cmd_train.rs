@@ -543,10 +543,13 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
             unused.join(", extra.")
         );
     }
-    for m in movies {
-        for warning in input_warnings(&predictor.preprocessor, m, &predictor.handled()) {
-            eprintln!("warning: {warning}");
-        }
+    let handled = predictor.handled();
+    let each = movies.iter().flat_map(|m| {
+        let warnings = input_warnings(&predictor.preprocessor, m, &handled);
+        warnings.into_iter().map(|w| (m.id.clone(), w))
+    });
+    for line in cinefuse_train::input_warnings::grouped_warnings(each) {
+        eprintln!("warning: {line}");
     }
 }
 

@@ -77,6 +77,50 @@ pub fn input_warnings(pre: &Preprocessor, movie: &Movie, handled: &Handled) -> V
     out
 }
 
+/// Movies that share this many warnings or more get one line for all of them.
+const GROUPED_WARNING: usize = 3;
+
+/// Each movie's warnings ("ID: what"), in order; a warning that `GROUPED_WARNING` movies or
+/// more share word for word is said once, with how many movies and the first few ids, so a
+/// JSONL file of movies without a vote count gets one line, not one per movie.
+pub fn grouped_warnings(each: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for (id, warning) in each {
+        let Some(what) = warning.strip_prefix(&format!("{id}: ")) else {
+            lines.push((warning, String::new()));
+            continue;
+        };
+        match groups.iter_mut().find(|(w, _)| w == what) {
+            Some((_, ids)) => ids.push(id),
+            None => {
+                groups.push((what.to_string(), vec![id]));
+                lines.push((String::new(), what.to_string()));
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .flat_map(|(plain, what)| {
+            if what.is_empty() {
+                return vec![plain];
+            }
+            let ids = &groups.iter().find(|(w, _)| *w == what).expect("grouped").1;
+            if ids.len() < GROUPED_WARNING {
+                return ids.iter().map(|id| format!("{id}: {what}")).collect();
+            }
+            let first = ids[..GROUPED_WARNING].join(", ");
+            let more = ids.len() - GROUPED_WARNING;
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            vec![format!("{} movies ({first}{tail}): {what}", ids.len())]
+        })
+        .collect()
+}
+
 /// A note for a movie a blend rates without its vote count: a real estimate, rougher than with
 /// one, by as much as this model measured out of fold (docs/RESULTS.md, "Movies without a
 /// vote count").
@@ -254,6 +298,38 @@ mod tests {
         // Nine missing of 1,000 is rare; eleven is not.
         let year = scaler("year", 989);
         assert!(rarely_missing_warnings(&[&year], 1000, &bare).is_empty());
+    }
+
+    #[test]
+    fn a_warning_many_movies_share_is_said_once() {
+        let each = |pairs: &[(&str, &str)]| {
+            let owned: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(id, w)| (id.to_string(), format!("{id}: {w}")))
+                .collect();
+            grouped_warnings(owned.into_iter())
+        };
+        let lines = each(&[
+            ("a", "no votes"),
+            ("a", "year 2046 is far out"),
+            ("b", "no votes"),
+            ("c", "no gross"),
+            ("d", "no votes"),
+            ("e", "no votes"),
+            ("f", "no gross"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "4 movies (a, b, d and 1 more): no votes",
+                "a: year 2046 is far out",
+                "c: no gross",
+                "f: no gross",
+            ]
+        );
+        // Three exactly: all three named.
+        let lines = each(&[("a", "x"), ("b", "x"), ("c", "x")]);
+        assert_eq!(lines, ["3 movies (a, b, c): x"]);
     }
 
     #[test]
