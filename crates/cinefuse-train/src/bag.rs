@@ -24,7 +24,7 @@ use crate::metrics::{GenreMetrics, RatingMetrics};
 use crate::predictions::Predictions;
 use crate::run_dir::*;
 use crate::thresholds::pooled_thresholds;
-use crate::trainer::{RunSummary, TrainOptions, Trainer};
+use crate::trainer::{RunSummary, TrainOptions, Trainer, interrupt_requested};
 
 pub const BAG_FILE: &str = "bag.json";
 pub const REFIT_DIR: &str = "refit";
@@ -185,6 +185,9 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
         if info.done[m] {
             continue;
         }
+        if interrupt_requested() {
+            return Ok(stopped_before(&dir, &info.label(m)));
+        }
         println!("── bag {}: {} ──", dir.display(), info.label(m));
         let member = member_config(config, set_seed(info.seed, info.set_and_fold(m).0));
         let member_dir = info.member_path(&dir, m);
@@ -198,6 +201,9 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
         write_json(&dir.join(BAG_FILE), &info)?;
     }
     if info.calibration.is_none() {
+        if interrupt_requested() {
+            return Ok(stopped_before(&dir, "its calibration"));
+        }
         info.calibration = Some(calibrate(&dir, &info, opts.backend)?);
         write_json(&dir.join(BAG_FILE), &info)?;
     }
@@ -238,6 +244,24 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
 fn mean_epochs(epochs: &[usize]) -> usize {
     let n = epochs.len().max(1);
     ((epochs.iter().sum::<usize>() as f64 / n as f64).round() as usize).max(1)
+}
+
+/// The summary of a bag or blend that Ctrl-C stopped between two of its stages, before
+/// `what` (a member, the calibration, the blend's learning); nothing of that stage was written.
+pub(crate) fn stopped_before(dir: &Path, what: &str) -> RunSummary {
+    println!(
+        "interrupted before {what}; resume with: cinefuse train --resume {}",
+        dir.display()
+    );
+    RunSummary {
+        run_dir: dir.to_path_buf(),
+        epochs_completed: 0,
+        best_epoch: 0,
+        best_value: None,
+        stopped_early: false,
+        interrupted: true,
+        history: Vec::new(),
+    }
 }
 
 fn interrupted(dir: &Path, member: RunSummary) -> RunSummary {

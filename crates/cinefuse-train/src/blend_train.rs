@@ -12,7 +12,7 @@ use crate::blend::{is_blend, learn_blend};
 use crate::config::{BlendPartner, TrainConfig};
 use crate::group_run::{create_group_run, note_started};
 use crate::run_dir::{CONFIG_FILE, RunLock, UnstartedFolder, clear_unstarted};
-use crate::trainer::{RunSummary, TrainOptions};
+use crate::trainer::{RunSummary, TrainOptions, interrupt_requested};
 
 fn bag_dir(run: &Path, k: usize) -> PathBuf {
     run.join(format!("bag-{k}"))
@@ -66,6 +66,9 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         bags.push(bag);
     }
     if !is_blend(&dir) {
+        if interrupt_requested() {
+            return Ok(crate::bag::stopped_before(&dir, "learning the blend"));
+        }
         learn_and_write_blend(config, opts, &bags, &dir)?;
     }
     Ok(RunSummary {

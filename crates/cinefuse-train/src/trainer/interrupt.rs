@@ -19,3 +19,9 @@ pub fn install_interrupt_handler() {
         });
     });
 }
+
+/// Whether Ctrl-C (or SIGTERM) asked the run to stop: a bag or blend checks it between its
+/// stages (members, calibration, the blend's learning), which no epoch loop covers.
+pub fn interrupt_requested() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}

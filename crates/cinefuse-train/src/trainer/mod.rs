@@ -15,7 +15,7 @@ pub(crate) mod shards;
 pub(crate) mod step;
 mod val_states;
 
-pub use interrupt::install_interrupt_handler;
+pub use interrupt::{install_interrupt_handler, interrupt_requested};
 pub use precision::LossScale;
 
 pub(crate) use setup::{Trainer, check_new_run_dir, datasets_for};
