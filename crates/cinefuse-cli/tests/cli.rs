@@ -626,6 +626,51 @@ fn scrape_survives_a_kill_and_resumes() {
 }
 
 #[test]
+fn a_model_whose_modalities_have_no_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "100", "--seed", "8"]);
+    demo_variant(d, "bare", |m| {
+        m.remove("plot");
+        m.remove("poster");
+    });
+    let data = [
+        "--set",
+        "data.dataset=\"bare\"",
+        "--set",
+        "data.prepared=\"prepared/bare\"",
+    ];
+    let text_only = [&data[..], &["--set", "model.modalities=[\"text\"]"]].concat();
+    let e = fails(
+        d,
+        &[
+            &["train", "--config", "tiny.toml", "--out", "runs/t"][..],
+            &text_only,
+        ]
+        .concat(),
+    );
+    assert!(
+        e.contains("model.modalities [\"text\"]") && e.contains("would learn from nothing"),
+        "{e}"
+    );
+    // With the metadata beside it the run trains, and says the text branch learns nothing.
+    let both = [
+        &data[..],
+        &["--set", "model.modalities=[\"text\", \"meta\"]"],
+    ]
+    .concat();
+    let args = [
+        &["train", "--config", "tiny.toml", "--out", "runs/tm"][..],
+        &both,
+        &["--set", "train.epochs=1"],
+    ]
+    .concat();
+    let out = ok(d, &args);
+    assert!(out.contains("has \"text\", but none of the"), "{out}");
+}
+
+#[test]
 fn sweep_over_two_tiny_configurations_writes_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

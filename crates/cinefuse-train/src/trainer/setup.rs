@@ -10,6 +10,7 @@ use cinefuse_data::dataset::MovieDataset;
 use cinefuse_data::output_dir::{OutputKind, check_output, marked_kind, write_marker};
 use cinefuse_data::split::Split;
 use cinefuse_data::{MovieBatcher, Prepared};
+use cinefuse_model::config::Modality;
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, ModelShapes};
 
@@ -182,6 +183,57 @@ fn run_data(
     }
 }
 
+/// Refuses a model none of whose modalities has an input on any labelled training movie (a
+/// plot-only model of data without plots trained on nothing and reported it as done), and
+/// warns about each modality without one (that branch learns nothing).
+fn check_inputs(modalities: &[Modality], prepared: &Prepared) -> Result<()> {
+    let labelled: Vec<_> = prepared
+        .samples
+        .iter()
+        .filter(|s| s.split != Split::Test && s.genres_present)
+        .collect();
+    let titles = prepared.preprocessor.state.config.title_in_text;
+    let has = |m: Modality, s: &cinefuse_data::prepared::EncodedSample| match m {
+        Modality::Poster => s.poster_slot.is_some(),
+        Modality::Text => s.plot_present || (titles && !s.tokens.is_empty()),
+        Modality::Meta => true,
+    };
+    let empty: Vec<Modality> = modalities
+        .iter()
+        .copied()
+        .filter(|m| !labelled.is_empty() && !labelled.iter().any(|s| has(*m, s)))
+        .collect();
+    let what = |m: Modality| match m {
+        Modality::Poster => "a poster",
+        _ => "a plot",
+    };
+    if !empty.is_empty() && empty.len() == modalities.len() {
+        bail!(
+            "model.modalities {:?}: none of the {} labelled training movies of {} has {}; \
+             the model would learn from nothing (add \"meta\", or give the movies plots or \
+             posters)",
+            modalities.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            labelled.len(),
+            prepared.dir.display(),
+            empty
+                .iter()
+                .map(|m| what(*m))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        );
+    }
+    for m in empty {
+        eprintln!(
+            "warning: model.modalities has \"{}\", but none of the {} labelled training \
+             movies has {}: that branch learns nothing",
+            m.name(),
+            labelled.len(),
+            what(m)
+        );
+    }
+    Ok(())
+}
+
 /// The model's sizes: from the data, and a pretrained plot encoder's architecture from the
 /// resumed run or the checkpoint folder.
 fn run_shapes(
@@ -325,6 +377,7 @@ impl Trainer {
         let resuming = opts.resume.is_some();
         let saved = saved_run_info(&run_dir, &mut config, resuming)?;
         let (dataset_dir, mut prepared) = run_data(&config, opts, saved.as_ref())?;
+        check_inputs(&config.model.modalities, &prepared)?;
 
         let devices: Vec<Device> = selected.iter().map(|s| s.device.clone()).collect();
         let device = devices[0].clone();
