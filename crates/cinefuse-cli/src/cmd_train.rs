@@ -596,7 +596,11 @@ fn print_prediction(p: &cinefuse_train::predictor::MoviePrediction, coverage: f6
 pub enum ConfigAction {
     /// Validate a config without training.
     Check {
-        file: PathBuf,
+        /// The config (or `--config FILE`, as `train` takes it).
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Print the resolved config.
@@ -607,7 +611,13 @@ pub enum ConfigAction {
 
 pub fn config(action: ConfigAction) -> Result<()> {
     match action {
-        ConfigAction::Check { file, set, print } => {
+        ConfigAction::Check {
+            file,
+            config,
+            set,
+            print,
+        } => {
+            let file = file.or(config).context("give the config file")?;
             let c = TrainConfig::load(&file, &set)?;
             cinefuse_train::blend_train::check_partners(&c)
                 .with_context(|| format!("{}", file.display()))?;

@@ -118,6 +118,9 @@ fn synth_prepare_train_eval_export_predict() {
         "{text}"
     );
     ok(d, &["config", "check", "tiny.toml"]);
+    // As `train` takes it, too.
+    let text = ok(d, &["config", "check", "--config", "tiny.toml"]);
+    assert!(text.contains("tiny.toml: ok"), "{text}");
 
     // Enough steps for the tiny model to beat the baselines (checked below).
     let text = train_tiny(d, "runs/t", &["train.epochs=10", "optim.lr=1e-2"]);
