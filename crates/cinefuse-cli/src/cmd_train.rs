@@ -1,5 +1,6 @@
 //! `train`, `eval`, `export`, `predict`, `config check` and `quickstart`.
 
+use cinefuse_model::config::Modality;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -437,12 +438,12 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     // The movies first: a mistyped input is refused before the model loads.
     let (movies, base) = movies_to_predict(&a)?;
     let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
-    warn_about_inputs(&predictor, &movies);
     let poster = if a.jsonl.is_none() {
         a.poster.as_deref()
     } else {
         None
     };
+    warn_about_inputs(&predictor, &movies, poster.is_some());
     // Every poster file checked first, so that a missing one stops the run before any output;
     // then a chunk at a time: each movie's fitted posters (one per part's fitting) are held
     // only while its chunk predicts, so a long --jsonl file runs in bounded memory.
@@ -533,9 +534,38 @@ fn minutes(raw: &str) -> Result<f32, String> {
     Ok(v as f32)
 }
 
+/// A poster or plot given to a model that reads none (a metadata-only model, say): ignored,
+/// and said once.
+fn warn_unread_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie], poster_flag: bool) {
+    let given = |has: fn(&cinefuse_data::Movie) -> bool| movies.iter().filter(|m| has(m)).count();
+    let inputs: [(Modality, &str, usize); 2] = [
+        (
+            Modality::Poster,
+            "poster",
+            given(|m| m.poster.is_some()) + usize::from(poster_flag),
+        ),
+        (Modality::Text, "plot", given(|m| m.plot.is_some())),
+    ];
+    for (modality, what, count) in inputs {
+        if count > 0 && !predictor.reads(modality) {
+            eprintln!(
+                "warning: this model reads no {what} (its modalities: {}); the {count} given \
+                 are ignored",
+                predictor
+                    .manifest
+                    .modalities
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+}
+
 /// Extra columns the model ignores, and each movie's inputs that make its prediction an
 /// extrapolation (`input_warnings.rs`).
-fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
+fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie], poster_flag: bool) {
     let unused = predictor.unused_extras(movies);
     if !unused.is_empty() {
         eprintln!(
@@ -543,6 +573,7 @@ fn warn_about_inputs(predictor: &Predictor, movies: &[cinefuse_data::Movie]) {
             unused.join(", extra.")
         );
     }
+    warn_unread_inputs(predictor, movies, poster_flag);
     let handled = predictor.handled();
     let each = movies.iter().flat_map(|m| {
         let warnings = input_warnings(&predictor.preprocessor, m, &handled);

@@ -671,6 +671,32 @@ fn a_model_whose_modalities_have_no_input_is_refused() {
     .concat();
     let out = ok(d, &args);
     assert!(out.contains("has \"text\", but none of the"), "{out}");
+    // A poster given to that model, which reads none, is said to be ignored.
+    ok(d, &["export", "--run", "runs/tm", "--out", "models/tm"]);
+    let poster = std::fs::read_dir(d.join("demo/posters"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let poster = poster.to_str().unwrap();
+    let args = [
+        "predict",
+        "--model",
+        "models/tm",
+        "--title",
+        "X",
+        "--plot",
+        "A heist",
+        "--poster",
+        poster,
+    ];
+    let out = ok(d, &args);
+    assert!(
+        out.contains("this model reads no poster (its modalities: text, meta)"),
+        "{out}"
+    );
+    assert!(!out.contains("reads no plot"), "{out}");
 }
 
 #[test]

@@ -385,6 +385,11 @@ impl Predictor {
         std::iter::once(self).chain(&self.partners)
     }
 
+    /// Whether this model (or, for a blend, any of its bags) reads the input `m`.
+    pub fn reads(&self, m: cinefuse_model::config::Modality) -> bool {
+        self.parts().any(|p| p.manifest.modalities.contains(&m))
+    }
+
     /// The extra columns of `movies` that this model does not read (sorted, each once). They
     /// are ignored: a dataset imported with `--extra-all` carries columns no model uses.
     pub fn unused_extras<'a>(&self, movies: impl IntoIterator<Item = &'a Movie>) -> Vec<String> {
