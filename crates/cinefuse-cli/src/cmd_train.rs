@@ -1,10 +1,10 @@
 //! `train`, `eval`, `export`, `predict`, `config check` and `quickstart`.
 
-use cinefuse_model::config::Modality;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cinefuse_data::split::Split;
+use cinefuse_model::config::Modality;
 use cinefuse_train::backend::parse_backend;
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::content_rating::ContentRatingConfig;
