@@ -742,21 +742,7 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     };
     assert_eq!(seed_of("sw/kind=late/seed-1"), 1);
     assert_eq!(seed_of("sw/kind=late/seed-2"), 2);
-    let text = ok(
-        d,
-        &[
-            "sweep",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "train.max_steps_per_epoch=2",
-            "--test",
-            "--out",
-            "sw-test",
-        ],
-    );
+    let text = one_step_sweep(d, "sw-test", &[]);
     assert!(
         text.contains("test micro-F1") && text.contains("| base | 1 |"),
         "{text}"
@@ -796,25 +782,8 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
 
     // A bag with rating trees (a blend): scored out of fold, and on the test split as `eval`
     // scores it (it stopped at the missing run.json of a single run).
-    let text = ok(
-        d,
-        &[
-            "sweep",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "train.max_steps_per_epoch=2",
-            "--set",
-            "train.folds=2",
-            "--set",
-            "train.rating_trees.iterations=5",
-            "--test",
-            "--out",
-            "sw-bag",
-        ],
-    );
+    let bagged = ["train.folds=2", "train.rating_trees.iterations=5"];
+    let text = one_step_sweep(d, "sw-bag", &bagged);
     assert!(text.contains("are its out-of-fold scores"), "{text}");
     let eval = ok(d, &["eval", "--run", "sw-bag/base"]);
     let csv = std::fs::read_to_string(d.join("sw-bag/results.csv")).unwrap();
@@ -825,6 +794,19 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     assert!(eval.contains(&micro), "{micro} in {eval}");
     let oof = format!("micro-F1 {}", cell("val_micro_f1"));
     assert!(eval.contains(&oof), "{oof} in {eval}");
+}
+
+/// A sweep of tiny.toml without a grid (one run of a few steps, scored on test too) into
+/// `out`, with the overrides `sets`; its output.
+fn one_step_sweep(d: &Path, out: &str, sets: &[&str]) -> String {
+    let mut args = vec!["sweep", "--config", "tiny.toml", "--test", "--out", out];
+    for s in ["train.epochs=1", "train.max_steps_per_epoch=2"]
+        .iter()
+        .chain(sets)
+    {
+        args.extend(["--set", s]);
+    }
+    ok(d, &args)
 }
 
 /// TINY with a pretrained (random, tiny) BERT plot encoder and EfficientNet-Lite0 poster
