@@ -96,6 +96,9 @@ pub fn train(a: TrainArgs) -> Result<PathBuf> {
             rows: Default::default(),
         },
     )?;
+    if summary.interrupted {
+        return Err(Interrupted(summary.run_dir).into());
+    }
     if let Some(v) = summary.best_value {
         println!(
             "best {} = {v:.4} at epoch {}",
@@ -106,6 +109,25 @@ pub fn train(a: TrainArgs) -> Result<PathBuf> {
     println!("run: {}", summary.run_dir.display());
     Ok(summary.run_dir)
 }
+
+/// A training run that Ctrl-C (or SIGTERM) stopped: not an error of the run, but nothing that
+/// follows it (`quickstart`'s eval and export, a script's next command) may take it as done.
+/// The process exits with 130, as a shell does for an interrupted command.
+#[derive(Debug)]
+pub struct Interrupted(pub PathBuf);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: interrupted; resume it with: cinefuse train --resume {}",
+            self.0.display(),
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 #[derive(Args)]
 pub struct EvalArgs {

@@ -128,7 +128,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.is::<cmd_train::Interrupted>() {
+                true => ExitCode::from(130),
+                false => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -629,6 +629,58 @@ fn scrape_survives_a_kill_and_resumes() {
 }
 
 #[test]
+fn an_interrupted_train_exits_130_and_says_how_to_resume() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    ok(d, &["synth", "--out", "demo", "--n", "100", "--seed", "8"]);
+    let args = [
+        "train",
+        "--config",
+        "tiny.toml",
+        "--out",
+        "runs/i",
+        "--set",
+        "train.epochs=100000",
+        "--set",
+        "train.early_stopping_patience=0",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cinefuse"))
+        .args(args)
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ctrl-C once the first epoch is logged (the handler is installed by then).
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        out.any(|l| l.unwrap().starts_with("epoch")),
+        "no epoch line"
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest: Vec<String> = out.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    // Not 0: `quickstart` (and any script) went on to evaluate and export the stopped run.
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted; resume it with: cinefuse train --resume runs/i"),
+        "{err}"
+    );
+    assert!(!rest.iter().any(|l| l.starts_with("run: ")), "{rest:?}");
+}
+
+#[test]
 fn a_model_whose_modalities_have_no_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -69,7 +69,13 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
         if interrupt_requested() {
             return Ok(crate::bag::stopped_before(&dir, "learning the blend"));
         }
-        learn_and_write_blend(config, opts, &bags, &dir)?;
+        if let Err(e) = learn_and_write_blend(config, opts, &bags, &dir) {
+            let Some(i) = e.downcast_ref::<crate::blend_learn::LearningInterrupted>() else {
+                return Err(e);
+            };
+            let what = format!("{} (learning the blend)", i.stage);
+            return Ok(crate::bag::stopped_before(&dir, &what));
+        }
     }
     Ok(RunSummary {
         run_dir: dir,

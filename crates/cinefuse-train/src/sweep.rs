@@ -242,6 +242,13 @@ fn train_and_score(
             ..Default::default()
         },
     )?;
+    if summary.interrupted {
+        bail!(
+            "{}: interrupted; the sweep stops here (the runs before it are in {})",
+            run_dir.display(),
+            spec.out.join("results.md").display()
+        );
+    }
     let seconds = started.elapsed().as_secs_f64();
     let row = |best_epoch, val, test, out_of_fold| SweepRow {
         label: job.label.clone(),
