@@ -96,6 +96,8 @@ struct Row {
     val_loss: String,
     val_micro_f1: String,
     val_mae: String,
+    /// Hover text of the validation scores (a bag's or blend's are out of fold).
+    val_note: String,
     test_micro_f1: String,
     test_top1: String,
     test_mae: String,
@@ -134,9 +136,28 @@ impl Row {
         Row {
             started: date(r.started_unix),
             started_unix: r.started_unix,
-            val_loss: num(r.best.as_ref().map(|b| b.val_loss), 4),
-            val_micro_f1: num(r.best.as_ref().map(|b| b.val_micro_f1), 3),
-            val_mae: num(r.best.as_ref().map(|b| b.val_mae), 3),
+            // A bag or blend has no validation loss of its own (its scores are out of fold).
+            val_loss: num(
+                r.best
+                    .as_ref()
+                    .filter(|_| r.out_of_fold.is_none())
+                    .map(|b| b.val_loss),
+                4,
+            ),
+            val_micro_f1: match &r.out_of_fold {
+                Some(o) => num(Some(o.micro_f1), 3),
+                None => num(r.best.as_ref().map(|b| b.val_micro_f1), 3),
+            },
+            val_mae: match &r.out_of_fold {
+                Some(o) => num(Some(o.mae), 3),
+                None => num(r.best.as_ref().map(|b| b.val_mae), 3),
+            },
+            val_note: match r.out_of_fold.is_some() {
+                true => "out of fold: every train + validation movie, by the member that did \
+                         not train on it"
+                    .into(),
+                false => String::new(),
+            },
             test_micro_f1: num(r.test.as_ref().map(|t| t.micro_f1), 3),
             test_top1: num(r.test.as_ref().map(|t| t.top1), 3),
             test_mae: num(r.test.as_ref().map(|t| t.mae), 3),

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use cinefuse_train::bag::read_bag;
+use cinefuse_train::blend::BlendInfo;
 use cinefuse_train::bootstrap::Confidence;
 use cinefuse_train::metrics::SplitScores;
-use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics, RunDir, best_epoch};
+use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics, RunDir, best_epoch, read_json};
 use serde::Serialize;
 
 /// One run, as the runs page and `GET /api/runs` show it.
@@ -27,6 +29,9 @@ pub struct RunOverview {
     pub best_epoch: Option<usize>,
     /// Validation metrics of the best epoch by the run's `train.monitor`.
     pub best: Option<EpochMetrics>,
+    /// A bag's or blend's out-of-fold scores (every train + validation movie, scored by the
+    /// member that did not train on it): what the runs table shows as its validation scores.
+    pub out_of_fold: Option<SplitScores>,
     /// Test metrics, when the run was evaluated (`eval.json`).
     pub test: Option<SplitScores>,
     /// Their 95 % bootstrap intervals, when that evaluation drew them.
@@ -97,10 +102,21 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         epochs: history.len(),
         best_epoch: best.as_ref().map(|b| b.epoch),
         best,
+        out_of_fold: out_of_fold(run),
         test,
         test_confidence: evaluation.and_then(|e| e.confidence),
         test_error,
     }
+}
+
+/// The out-of-fold scores a finished blend or calibrated bag records; `None` otherwise.
+fn out_of_fold(run: &RunDir) -> Option<SplitScores> {
+    let blend = run.path().join(cinefuse_train::blend::BLEND_FILE);
+    let oof = match read_json::<BlendInfo>(&blend) {
+        Ok(b) => b.calibration.out_of_fold,
+        Err(_) => read_bag(run.path()).ok()?.calibration?.out_of_fold,
+    };
+    Some(SplitScores::of(&oof.genres, &oof.rating))
 }
 
 /// "finished (blend of 3)" → "finished": a class name the page can style.

@@ -122,6 +122,13 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
     // The bag has no run.json or curves of its own: its first member's stand for them (it
     // showed no start, no backend and 0 epochs).
     assert_eq!(bag["curves_of"], "fold-0");
+    // Its validation scores are its out-of-fold ones, as bag.json records them.
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("runs/bag/bag.json")).unwrap())
+            .unwrap();
+    let oof = &info["calibration"]["out_of_fold"];
+    assert_eq!(bag["out_of_fold"]["micro_f1"], oof["genres"]["micro_f1"]);
+    assert_eq!(bag["out_of_fold"]["mae"], oof["rating"]["mae"]);
     assert_eq!(bag["epochs"], 2);
     assert!(
         bag["started_unix"].as_u64().unwrap() > 0 && bag["backend"] != "",
