@@ -250,43 +250,61 @@ fn train_and_score(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let row = |best_epoch, val, test, out_of_fold| SweepRow {
+    let scored = scores(&summary.run_dir, spec)?;
+    Ok(SweepRow {
         label: job.label.clone(),
         seed: config.seed,
         overrides: job.overrides.clone(),
-        run_dir: run_dir.clone(),
+        run_dir,
         seconds,
-        best_epoch,
-        val,
-        out_of_fold,
-        test,
-    };
+        best_epoch: scored.best_epoch,
+        val: scored.val,
+        out_of_fold: scored.out_of_fold,
+        test: scored.test,
+    })
+}
+
+/// What a sweep row shows of a trained run.
+struct RunScores {
+    best_epoch: usize,
+    val: SplitScores,
+    out_of_fold: bool,
+    test: Option<SplitScores>,
+}
+
+/// A single run's validation scores (thresholds tuned on validation), or a bag's or blend's
+/// out-of-fold ones; with `--test`, the test split's at the same thresholds.
+fn scores(run_dir: &Path, spec: &SweepSpec) -> Result<RunScores> {
     let test_split = spec.test.then_some(Split::Test);
-    if let Some(g) = group_scores(&summary.run_dir, test_split, spec.backend)? {
+    if let Some(g) = group_scores(run_dir, test_split, spec.backend)? {
         let test = g.preds.map(|p| {
             SplitScores::of(
                 &p.genre_metrics(&g.thresholds, &g.genre_names),
                 &p.rating_metrics(),
             )
         });
-        let oof = SplitScores::of(&g.out_of_fold.genres, &g.out_of_fold.rating);
-        return Ok(row(median(&g.best_epochs), oof, test, true));
+        return Ok(RunScores {
+            best_epoch: median(&g.best_epochs),
+            val: SplitScores::of(&g.out_of_fold.genres, &g.out_of_fold.rating),
+            out_of_fold: true,
+            test,
+        });
     }
-    let run = LoadedRun::open(&summary.run_dir, spec.backend)?;
+    let run = LoadedRun::open(run_dir, spec.backend)?;
     let (thresholds, val) = run.tuned_thresholds();
     let names = run.prepared.preprocessor.genre_names().to_vec();
-    let test = spec.test.then(|| {
-        let test = run.predict(&run.prepared, Some(Split::Test));
-        SplitScores::of(
-            &test.genre_metrics(&thresholds, &names),
-            &test.rating_metrics(),
-        )
-    });
-    let val = SplitScores::of(
-        &val.genre_metrics(&thresholds, &names),
-        &val.rating_metrics(),
-    );
-    Ok(row(run.best_epoch, val, test, false))
+    let score = |p: &crate::predictions::Predictions| {
+        SplitScores::of(&p.genre_metrics(&thresholds, &names), &p.rating_metrics())
+    };
+    let test = spec
+        .test
+        .then(|| score(&run.predict(&run.prepared, Some(Split::Test))));
+    Ok(RunScores {
+        best_epoch: run.best_epoch,
+        val: score(&val),
+        out_of_fold: false,
+        test,
+    })
 }
 
 /// The middle best epoch of a bag's members (the lower of the two middle ones; 0 for none).
