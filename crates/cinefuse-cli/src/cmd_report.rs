@@ -93,6 +93,10 @@ fn group_report(
     })?;
     let preds = g.preds.expect("a split was asked for");
     let mut data = report_data(&preds, (&g.thresholds, &g.genre_names), split);
+    if split != Split::Test {
+        // Its members trained on these movies: "Genres on the in-sample val split".
+        data.split = format!("in-sample {split}");
+    }
     data.run_name = format!("{} ({kind})", run_dir.display());
     data.history = curves(member)?;
     data.curves_of = format!("its first member, {}", member.display());

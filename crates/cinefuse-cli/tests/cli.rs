@@ -846,6 +846,12 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     assert!(eval.contains(&micro), "{micro} in {eval}");
     let oof = format!("micro-F1 {}", cell("val_micro_f1"));
     assert!(eval.contains(&oof), "{oof} in {eval}");
+    // The bag trained on its validation movies: scored there, the report says in-sample.
+    let val = ok(d, &["eval", "--run", "sw-bag/base", "--split", "val"]);
+    assert!(
+        val.contains("val split (in-sample: the blend trained on it)"),
+        "{val}"
+    );
 }
 
 /// A sweep of tiny.toml without a grid (one run of a few steps, scored on test too) into

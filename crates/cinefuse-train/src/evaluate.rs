@@ -441,6 +441,21 @@ pub fn group_scores(
     }))
 }
 
+/// How a bag's or blend's report names `split`: its members trained on the train and
+/// validation movies, so only the test split is unseen; the others are named in-sample, and
+/// said so on stderr, where their scores (far above the test split's) would mislead.
+fn group_split(split: Split, kind: &str) -> String {
+    if split == Split::Test {
+        return format!("{split} split");
+    }
+    eprintln!(
+        "warning: the {kind}'s members trained on the train and validation movies, so its \
+         scores on the {split} split are in-sample; its out-of-fold scores (at the end of this \
+         report) and the test split are the honest ones"
+    );
+    format!("{split} split (in-sample: the {kind} trained on it)")
+}
+
 /// A bag (members' mean) or its refit model, with the bag's out-of-fold thresholds and
 /// interval.
 fn evaluate_ensemble(
@@ -457,7 +472,7 @@ fn evaluate_ensemble(
         }
         None => (
             e.predict(&lead.prepared, Some(split)),
-            format!("{split} split"),
+            group_split(split, "bag"),
         ),
     };
     let summary = BagSummary {
@@ -492,7 +507,7 @@ fn evaluate_blend(
         }
         None => {
             let own: Vec<&Prepared> = b.parts.iter().map(|e| &e.lead().prepared).collect();
-            (b.predict(&own, Some(split))?, format!("{split} split"))
+            (b.predict(&own, Some(split))?, group_split(split, "blend"))
         }
     };
     let summary = blend_summary(b, each.len());
