@@ -428,29 +428,39 @@ def voteless_rating_peers(fit, test, cats, dropped, plot):
     `voteless_rating.rs` since 2026-12-06): gradient boosting with the extra columns, fitted on
     the train + validation rows without the columns `dropped` maps to names (the vote count;
     then the Metacritic score too), and the same mixed with a ridge regression on the cached
-    plot features by a weight chosen on 5-fold out-of-fold MAE, as cinefuse mixes in its
-    content rating. `fit` and `test` are (rows, ratings); `plot` the plot feature rows of both
-    (None without cached plot features); `cats` the categorical columns."""
+    plot features (`rating_with_plot`). `fit` and `test` are (rows, ratings); `plot` the plot
+    feature rows of both (None without cached plot features); `cats` the categorical columns."""
+    trees, mixed, w = rating_with_plot(fit, test[0], cats, dropped, plot)
+    name = "gbm_without_" + "_".join(dict.fromkeys(dropped.values()))
+    out = {f"{name}_train_val_rating": rating_metrics(trees, test[1])}
+    if mixed is not None:
+        out[f"{name}_plot_mix_train_val_rating"] = rating_metrics(mixed, test[1])
+        out[f"{name}_plot_mix_train_val_rating"]["plot_weight"] = w
+    return out
+
+
+def rating_with_plot(fit, x_test, cats, dropped, plot):
+    """Gradient boosting with the extra columns fitted on `fit` (rows, ratings) without the
+    columns in `dropped`, and the same mixed with a ridge regression on the cached plot
+    features by a weight chosen on 5-fold out-of-fold MAE, as cinefuse mixes in its content
+    rating: (the trees' test ratings, the mixed ones or None without `plot`, the weight)."""
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import KFold, cross_val_predict
-    (x_fit, y_fit), (x_test, y_test) = fit, test
+    x_fit, y_fit = fit
     keep = [c for c in range(x_fit.shape[1]) if c not in dropped and not np.isnan(x_fit[:, c]).all()]
     gbm = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
                                         random_state=0, categorical_features=[keep.index(c) for c in cats if c in keep])
     folds = KFold(5, shuffle=True, random_state=0)
     trees_oof = cross_val_predict(gbm, x_fit[:, keep], y_fit, cv=folds)
     trees = gbm.fit(x_fit[:, keep], y_fit).predict(x_test[:, keep])
-    name = "gbm_without_" + "_".join(dict.fromkeys(dropped.values()))
-    out = {f"{name}_train_val_rating": rating_metrics(trees, y_test)}
-    if plot is not None:
-        ridge = Ridge(alpha=3.0)
-        ridge_oof = cross_val_predict(ridge, plot[0], y_fit, cv=folds)
-        ridge_test = ridge.fit(plot[0], y_fit).predict(plot[1])
-        mae = lambda w: np.abs((1 - w) * trees_oof + w * ridge_oof - y_fit).mean()
-        w = min([0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], key=mae)
-        out[f"{name}_plot_mix_train_val_rating"] = rating_metrics((1 - w) * trees + w * ridge_test, y_test)
-        out[f"{name}_plot_mix_train_val_rating"]["plot_weight"] = w
-    return out
+    if plot is None:
+        return trees, None, 0.0
+    ridge = Ridge(alpha=3.0)
+    ridge_oof = cross_val_predict(ridge, plot[0], y_fit, cv=folds)
+    ridge_test = ridge.fit(plot[0], y_fit).predict(plot[1])
+    mae = lambda w: np.abs((1 - w) * trees_oof + w * ridge_oof - y_fit).mean()
+    w = min([0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], key=mae)
+    return trees, (1 - w) * trees + w * ridge_test, w
 
 
 def scaled_plot_rows(prepared, samples, fit_ids, test_ids):
@@ -547,6 +557,10 @@ def strong_peer_probs(blocks, ytr, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=
     (pte,) = ovr_logreg(xtr, ytr, [xte], c)
     return oof, pte, {"C": c, "train_rows": int(len(xtr)), "cv_micro_ap": float(best[0])}
 
+
+# How --paired names the rating peer it compares with.
+RATING_PEER = ("gradient boosting with the extra columns (mixed with a plot ridge when the data has cached "
+               "plot features), train + validation")
 
 # How the peer with the TF-IDF plot words names its rules in `kept` (and in --paired's tables).
 WORDS_RULE = "with TF-IDF plot words stacked too, "
@@ -753,7 +767,7 @@ def paired(run, resamples, genres, genre_ids, y_test, rating_ids, rating_test, k
         out[name] = pb.paired_genres((probs, thr), peer, y_test, resamples)
         pb.print_table(name, out[name])
     if "rating" in kept:
-        name = "gradient boosting with the extra columns, train + validation"
+        name = RATING_PEER
         out[name] = pb.paired_ratings(rating, kept["rating"], rating_test, resamples)
         pb.print_table(name, out[name])
     return out
@@ -850,11 +864,18 @@ def main():
         gbm_e.fit(np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
         kept["rating"] = gbm_e.predict(Xe["test"])
         out["gbm_metadata_extra_train_val_rating"] = rating_metrics(kept["rating"], t["test"])
-        # Movies given without a vote count, and without the Metacritic score too.
         fit = (np.vstack([Xe["train"], Xe["val"]]), np.concatenate([t["train"], t["val"]]))
         cats = [c for c in range(X_cat["train"].shape[1]) if keep[c] >= 5] + [X_cat["train"].shape[1] + 1]
         votes_col, metascore_col = keep.index(2), X_cat["train"].shape[1]
         plot = scaled_plot_rows(a.prepared, load_samples(a.prepared), rated["train"] + rated["val"], rated["test"])
+        # The strongest rating peer (2026-12-06): the same mixed with a plot ridge, which the
+        # trees cannot read; --paired compares with it.
+        _, mixed, w = rating_with_plot(fit, Xe["test"], cats, {}, plot)
+        if mixed is not None:
+            kept["rating"] = mixed
+            out["gbm_metadata_extra_plot_mix_train_val_rating"] = rating_metrics(mixed, t["test"])
+            out["gbm_metadata_extra_plot_mix_train_val_rating"]["plot_weight"] = w
+        # Movies given without a vote count, and without the Metacritic score too.
         # The award words are the last columns of the extras (`extra_features`).
         awards = dict.fromkeys(range(Xe["train"].shape[1] - len(extra_vocab([movies[i] for i in rated["train"]])[1]),
                                      Xe["train"].shape[1]), "awards")

@@ -53,7 +53,7 @@ def check_saved_peers(run, data):
         assert done.returncode == 0, done.stderr
         result = json.load(open(out, encoding="utf-8"))["paired"][run]
         assert set(result) == {"resamples", "strong linear peer + the run itself, train + validation, per-genre thresholds",
-                               "gradient boosting with the extra columns, train + validation"}, result
+                               peers.RATING_PEER}, result
         for name, metrics in result.items():
             if name != "resamples":
                 assert all(r["difference"] == 0 for r in metrics.values()), (name, metrics)
