@@ -61,14 +61,10 @@ fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
             })
             .collect());
     }
-    let delimiter = if src
+    let tsv = src
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
-    {
-        b'\t'
-    } else {
-        b','
-    };
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    let delimiter = if tsv { b'\t' } else { csv_delimiter(&text) };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
@@ -141,6 +137,18 @@ fn check_mapped_columns_exist(
         }
     }
     Ok(())
+}
+
+/// The separator of a `.csv` file: `,` unless its header line has more `;` or tabs (a
+/// spreadsheet saved where the decimal mark is a comma writes `;`, which read as `,` made one
+/// column of the whole header and every row "without an id").
+fn csv_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or("");
+    let count = |c: char| header.matches(c).count();
+    [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|d| (count(*d as char), *d == b','))
+        .unwrap_or(b',')
 }
 
 /// Which source columns go into each movie's `extra` object (`--extra NAME`, `--extra-all`).
@@ -498,6 +506,16 @@ mod tests {
             }],
         );
         assert_eq!(values.get("rt"), Some(&serde_json::json!(80)));
+    }
+
+    #[test]
+    fn a_csv_header_says_its_separator() {
+        assert_eq!(csv_delimiter("id,title;x\nm1,A;b"), b',');
+        assert_eq!(csv_delimiter("id;title;rating\nm1;X;8,5"), b';');
+        assert_eq!(csv_delimiter("id\ttitle\nm1\tX"), b'\t');
+        // One column: nothing to tell, the comma stays.
+        assert_eq!(csv_delimiter("id\nm1"), b',');
+        assert_eq!(csv_delimiter(""), b',');
     }
 
     #[test]
