@@ -84,41 +84,49 @@ const GROUPED_WARNING: usize = 3;
 /// more share word for word is said once, with how many movies and the first few ids, so a
 /// JSONL file of movies without a vote count gets one line, not one per movie.
 pub fn grouped_warnings(each: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    // In order of first appearance: a warning without the id prefix as it is, or a group.
+    enum Line {
+        Plain(String),
+        Group(usize),
+    }
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut group_of: std::collections::HashMap<String, usize> = Default::default();
+    let mut lines = Vec::new();
     for (id, warning) in each {
         let Some(what) = warning.strip_prefix(&format!("{id}: ")) else {
-            lines.push((warning, String::new()));
+            lines.push(Line::Plain(warning));
             continue;
         };
-        match groups.iter_mut().find(|(w, _)| w == what) {
-            Some((_, ids)) => ids.push(id),
+        match group_of.get(what) {
+            Some(g) => groups[*g].1.push(id),
             None => {
+                group_of.insert(what.to_string(), groups.len());
+                lines.push(Line::Group(groups.len()));
                 groups.push((what.to_string(), vec![id]));
-                lines.push((String::new(), what.to_string()));
             }
         }
     }
     lines
         .into_iter()
-        .flat_map(|(plain, what)| {
-            if what.is_empty() {
-                return vec![plain];
-            }
-            let ids = &groups.iter().find(|(w, _)| *w == what).expect("grouped").1;
-            if ids.len() < GROUPED_WARNING {
-                return ids.iter().map(|id| format!("{id}: {what}")).collect();
-            }
-            let first = ids[..GROUPED_WARNING].join(", ");
-            let more = ids.len() - GROUPED_WARNING;
-            let tail = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            vec![format!("{} movies ({first}{tail}): {what}", ids.len())]
+        .flat_map(|line| match line {
+            Line::Plain(text) => vec![text],
+            Line::Group(g) => group_lines(&groups[g].0, &groups[g].1),
         })
         .collect()
+}
+
+/// The lines of one warning `what` that the movies `ids` share.
+fn group_lines(what: &str, ids: &[String]) -> Vec<String> {
+    if ids.len() < GROUPED_WARNING {
+        return ids.iter().map(|id| format!("{id}: {what}")).collect();
+    }
+    let first = ids[..GROUPED_WARNING].join(", ");
+    let more = ids.len() - GROUPED_WARNING;
+    let tail = match more {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    vec![format!("{} movies ({first}{tail}): {what}", ids.len())]
 }
 
 /// A note for a movie a blend rates without its vote count: a real estimate, rougher than with
