@@ -530,15 +530,11 @@ fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<V
     for (i, e) in b.parts.iter().enumerate() {
         let lead = e.lead();
         if i == 0 {
-            let handled = crate::input_warnings::Handled {
-                from_plot: b.content.is_some(),
-                without_votes: b
-                    .info
-                    .rating_without_votes
-                    .as_ref()
-                    .filter(|_| b.voteless.is_some())
-                    .and_then(crate::input_warnings::VotelessErrors::of),
-            };
+            let voteless = b
+                .voteless
+                .as_ref()
+                .and(b.info.rating_without_votes.as_ref());
+            let handled = crate::input_warnings::Handled::of(b.content.is_some(), voteless);
             warn_unscored(dir, &lead.prepared.preprocessor, handled)?;
         }
         let own = std::fs::canonicalize(&lead.info.prepared_dir)

@@ -19,6 +19,20 @@ pub struct Handled {
     pub without_votes: Option<VotelessErrors>,
 }
 
+impl Handled {
+    /// What a blend handles: `from_plot` when it has a content rating, `voteless` the info of
+    /// its ratings without the vote count when it has their trees.
+    pub fn of(
+        from_plot: bool,
+        voteless: Option<&crate::voteless_rating::VotelessRatingInfo>,
+    ) -> Self {
+        Self {
+            from_plot,
+            without_votes: voteless.and_then(VotelessErrors::of),
+        }
+    }
+}
+
 /// A blend's out-of-fold rating errors (MAE) on its own movies, with and without the vote
 /// count: what the warning on a movie without one quotes.
 #[derive(Debug, Clone, PartialEq)]

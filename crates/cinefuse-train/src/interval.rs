@@ -354,15 +354,20 @@ mod tests {
             .collect();
         assert!(Calibration::fit(&set, 3, 0.9).is_none());
     }
-    #[test]
-    fn a_movie_rated_from_content_takes_the_content_bin() {
-        let residuals: Vec<Residual> = (0..100)
+    /// 100 residuals from 0 to 0.9, two members, movie i's vote key `votes(i)`.
+    fn hundred_residuals(votes: impl Fn(usize) -> f32) -> Vec<Residual> {
+        (0..100)
             .map(|i| Residual {
                 member: (i % 2) as u16,
                 residual: 0.1 * (i % 10) as f32,
-                votes: 0.0,
+                votes: votes(i),
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_movie_rated_from_content_takes_the_content_bin() {
+        let residuals = hundred_residuals(|_| 0.0);
         let cal = Calibration::fit(&residuals, 1, 0.9).unwrap();
         let narrow = cal.interval(&[5.0, 5.0], 0.0).unwrap();
         // Without a content bin the key falls into the first bin, as NaN does.
@@ -392,13 +397,7 @@ mod tests {
 
     #[test]
     fn a_movie_without_a_vote_count_takes_the_voteless_bin_when_there_is_one() {
-        let residuals: Vec<Residual> = (0..100)
-            .map(|i| Residual {
-                member: (i % 2) as u16,
-                residual: 0.1 * (i % 10) as f32,
-                votes: (i % 7) as f32,
-            })
-            .collect();
+        let residuals = hundred_residuals(|i| (i % 7) as f32);
         let cal = Calibration::fit(&residuals, 2, 0.9).unwrap();
         let first = cal.interval(&[5.0, 5.0], f32::MIN).unwrap();
         assert_eq!(cal.interval(&[5.0, 5.0], f32::NAN).unwrap(), first);

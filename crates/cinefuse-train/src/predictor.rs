@@ -369,15 +369,9 @@ impl Predictor {
     /// What the model rates in its own way: a movie without metadata from its plot (a
     /// blend's content rating), one without a vote count by trees that never saw one.
     pub fn handled(&self) -> crate::input_warnings::Handled {
-        crate::input_warnings::Handled {
-            from_plot: self.content.is_some(),
-            without_votes: self
-                .manifest
-                .rating_without_votes
-                .as_ref()
-                .filter(|_| self.voteless.is_some())
-                .and_then(|v| crate::input_warnings::VotelessErrors::of(&v.info)),
-        }
+        let voteless = self.manifest.rating_without_votes.as_ref();
+        let info = self.voteless.as_ref().and(voteless).map(|v| &v.info);
+        crate::input_warnings::Handled::of(self.content.is_some(), info)
     }
 
     /// This model and a blend's partner bags.
@@ -933,7 +927,6 @@ pub fn movie_from_json(text: &str, origin: &str) -> Result<Movie> {
     Ok(movie)
 }
 
-/// Reads a JSONL file of movies for batch prediction (line numbers in errors).
 /// The ids given to more than one of `movies`, each with how often, in order of first
 /// appearance: `predict` predicts every one and says so, since a reader matching its output by
 /// id would take one for the other.
@@ -953,6 +946,7 @@ pub fn repeated_ids(movies: &[Movie]) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// Reads a JSONL file of movies for batch prediction (line numbers in errors).
 pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
     let text = cinefuse_data::user_file::read_text_capped(
         path,
