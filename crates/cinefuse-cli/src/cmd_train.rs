@@ -15,7 +15,7 @@ use cinefuse_train::metadata_neighbours::MetadataNeighboursConfig;
 use cinefuse_train::neighbour_vote::NeighboursConfig;
 use cinefuse_train::plot_neighbours::PlotNeighboursConfig;
 use cinefuse_train::predictor::{
-    PREDICT_CHUNK, Predictor, check_input, movie_from_json, movies_from_jsonl, repeated_ids,
+    PREDICT_CHUNK, Predictor, check_input, movie_from_json, movies_from_jsonl_lines, repeated_ids,
 };
 use cinefuse_train::rating_trees::RatingTreesConfig;
 use cinefuse_train::{TrainConfig, TrainOptions};
@@ -437,17 +437,19 @@ pub struct PredictArgs {
     /// A JSONL file of movies; poster paths are resolved relative to it.
     #[arg(long)]
     jsonl: Option<PathBuf>,
-    /// A poster image for --movie.
-    #[arg(long)]
+    /// A poster image for --movie or the field flags (with --jsonl, each movie's `poster`).
+    #[arg(long, conflicts_with = "jsonl")]
     poster: Option<PathBuf>,
-    #[arg(long)]
+    // The field flags describe one movie of their own: beside --movie or --jsonl they would be
+    // ignored, so clap refuses them there.
+    #[arg(long, conflicts_with_all = ["jsonl", "movie"])]
     title: Option<String>,
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["jsonl", "movie"])]
     plot: Option<String>,
     /// (`--year -5` is read as a value, then refused as a year.)
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["jsonl", "movie"])]
     year: Option<i32>,
-    #[arg(long, allow_negative_numbers = true, value_parser = minutes)]
+    #[arg(long, allow_negative_numbers = true, value_parser = minutes, conflicts_with_all = ["jsonl", "movie"])]
     runtime: Option<f32>,
     /// Print one JSON object per movie instead of a table.
     #[arg(long)]
@@ -458,7 +460,11 @@ pub struct PredictArgs {
 
 pub fn predict(a: PredictArgs) -> Result<()> {
     // The movies first: a mistyped input is refused before the model loads.
-    let (movies, base) = movies_to_predict(&a)?;
+    let ToPredict {
+        movies,
+        base,
+        origins,
+    } = movies_to_predict(&a)?;
     let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
     let poster = if a.jsonl.is_none() {
         a.poster.as_deref()
@@ -469,13 +475,21 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     // Every poster file checked first, so that a missing one stops the run before any output;
     // then a chunk at a time: each movie's fitted posters (one per part's fitting) are held
     // only while its chunk predicts, so a long --jsonl file runs in bounded memory.
-    for m in &movies {
-        predictor.check_poster(m, poster, &base)?;
+    // A poster error names the movie's line (or flag) and id: its path alone may not say which.
+    let at = |m: &cinefuse_data::Movie, k: usize| format!("{}: movie {:?}", origins[k], m.id);
+    for (k, m) in movies.iter().enumerate() {
+        predictor
+            .check_poster(m, poster, &base)
+            .with_context(|| at(m, k))?;
     }
-    for chunk in movies.chunks(PREDICT_CHUNK) {
+    for (c, chunk) in movies.chunks(PREDICT_CHUNK).enumerate() {
         let items = chunk
             .iter()
-            .map(|m| predictor.item(m, poster, &base))
+            .enumerate()
+            .map(|(j, m)| {
+                let k = c * PREDICT_CHUNK + j;
+                predictor.item(m, poster, &base).with_context(|| at(m, k))
+            })
             .collect::<Result<Vec<_>>>()?;
         for p in predictor.predict(&items) {
             if a.json {
@@ -488,25 +502,49 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// The movies `predict` was given (`--jsonl`, `--movie` or the field flags) and the folder their
-/// poster paths are relative to.
-fn movies_to_predict(a: &PredictArgs) -> Result<(Vec<cinefuse_data::Movie>, PathBuf)> {
-    Ok(match (&a.jsonl, &a.movie) {
-        (Some(path), _) => {
-            let movies = movies_from_jsonl(path)?;
-            for (id, n) in repeated_ids(&movies) {
-                eprintln!(
-                    "warning: {}: the id {id:?} is given {n} times; each is predicted, in the \
-                     order given",
-                    path.display()
-                );
-            }
-            (
-                movies,
-                path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            )
+/// The movies `predict` was given, the folder their poster paths are relative to, and where
+/// each came from ("FILE:LINE", "--movie", "command line") for later errors.
+struct ToPredict {
+    movies: Vec<cinefuse_data::Movie>,
+    base: PathBuf,
+    origins: Vec<String>,
+}
+
+/// The movies of `--jsonl`, `--movie` or the field flags.
+fn movies_to_predict(a: &PredictArgs) -> Result<ToPredict> {
+    if let Some(path) = &a.jsonl {
+        let (lines, movies): (Vec<usize>, Vec<_>) =
+            movies_from_jsonl_lines(path)?.into_iter().unzip();
+        for (id, n) in repeated_ids(&movies) {
+            eprintln!(
+                "warning: {}: the id {id:?} is given {n} times; each is predicted, in the \
+                 order given",
+                path.display()
+            );
         }
-        (None, Some(m)) => {
+        let origins = lines
+            .iter()
+            .map(|l| format!("{}:{l}", path.display()))
+            .collect();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        return Ok(ToPredict {
+            movies,
+            base,
+            origins,
+        });
+    }
+    let (movie, origin) = one_movie_to_predict(a)?;
+    Ok(ToPredict {
+        movies: vec![movie],
+        base: PathBuf::from("."),
+        origins: vec![origin],
+    })
+}
+
+/// The one movie of `--movie` or the field flags, and which it was.
+fn one_movie_to_predict(a: &PredictArgs) -> Result<(cinefuse_data::Movie, String)> {
+    Ok(match &a.movie {
+        Some(m) => {
             let (text, origin) = match m.strip_prefix('@') {
                 Some(file) => (
                     cinefuse_data::user_file::read_text_capped(
@@ -517,9 +555,9 @@ fn movies_to_predict(a: &PredictArgs) -> Result<(Vec<cinefuse_data::Movie>, Path
                 ),
                 None => (m.clone(), "--movie".to_string()),
             };
-            (vec![movie_from_json(&text, &origin)?], PathBuf::from("."))
+            (movie_from_json(&text, &origin)?, origin)
         }
-        (None, None) => {
+        None => {
             let nothing = a.title.is_none()
                 && a.plot.is_none()
                 && a.year.is_none()
@@ -539,7 +577,7 @@ fn movies_to_predict(a: &PredictArgs) -> Result<(Vec<cinefuse_data::Movie>, Path
             check_input(&m, "command line").map_err(|e| {
                 anyhow::anyhow!("{e} (--year and --runtime set `year` and `runtime_min`)")
             })?;
-            (vec![m], PathBuf::from("."))
+            (m, "command line".to_string())
         }
     })
 }

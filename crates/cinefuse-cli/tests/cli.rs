@@ -359,11 +359,24 @@ fn synth_prepare_train_eval_export_predict() {
         &["predict", "--model", "model", "--jsonl", "demo/gone.jsonl"],
     );
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success() && err.contains("gone.png"), "{err}");
+    // The error names the movie's line and id, not only the path.
+    let at = format!("gone.jsonl:70: movie {}", gone["id"]);
+    assert!(
+        !run.status.success() && err.contains("gone.png") && err.contains(&at),
+        "{err}"
+    );
     assert!(
         run.stdout.is_empty(),
         "nothing predicted before the refusal"
     );
+    // Flags that describe one movie of their own are refused beside --jsonl or --movie, where
+    // they would be ignored.
+    let jsonl = ["predict", "--model", "model", "--jsonl", "demo/gone.jsonl"];
+    let one = ["predict", "--model", "model", "--movie", r#"{"id":"x"}"#];
+    for (input, flag) in [(&jsonl, "--poster"), (&jsonl, "--title"), (&one, "--year")] {
+        let e = fails(d, &[&input[..], &[flag, "1999"]].concat());
+        assert!(e.contains("cannot be used with"), "{flag}: {e}");
+    }
 
     // Resuming a finished run is a no-op that still succeeds, from any directory: the run's
     // relative data paths are where training ran, and nothing is prepared where it resumes.

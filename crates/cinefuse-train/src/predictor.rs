@@ -948,6 +948,15 @@ pub fn repeated_ids(movies: &[Movie]) -> Vec<(String, usize)> {
 
 /// Reads a JSONL file of movies for batch prediction (line numbers in errors).
 pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
+    Ok(movies_from_jsonl_lines(path)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect())
+}
+
+/// `movies_from_jsonl`, each movie with its line number (from 1), for errors found later, such
+/// as in its poster file.
+pub fn movies_from_jsonl_lines(path: &Path) -> Result<Vec<(usize, Movie)>> {
     let text = cinefuse_data::user_file::read_text_capped(
         path,
         cinefuse_data::user_file::MAX_JSONL_BYTES,
@@ -957,10 +966,8 @@ pub fn movies_from_jsonl(path: &Path) -> Result<Vec<Movie>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(movie_from_json(
-            line,
-            &format!("{}:{}", path.display(), i + 1),
-        )?);
+        let origin = format!("{}:{}", path.display(), i + 1);
+        out.push((i + 1, movie_from_json(line, &origin)?));
     }
     if out.is_empty() {
         bail!("{}: no movies", path.display());
