@@ -968,6 +968,15 @@ fn content_rating_rates_plot_only_movies(d: &Path) {
         err.contains("its rating is read from the plot alone"),
         "{err}"
     );
+    // With this blend's own out-of-fold errors, which the export records.
+    let info = &manifest["content_rating"]["info"];
+    let own = format!(
+        "this model's ratings from the plot alone were off by {:.2} on average, against {:.2} \
+         with metadata",
+        info["out_of_fold_mae"].as_f64().unwrap(),
+        info["blend_out_of_fold_mae"].as_f64().unwrap()
+    );
+    assert!(err.contains(&own), "{own}\n{err}");
     // A runtime is no category: still rated from the plot (its genres may move, the rating not).
     let (with_runtime, err) = predict(&["--year", "2001", "--runtime", "100"]);
     assert!(err.contains("read from the plot alone"), "{err}");

@@ -534,7 +534,9 @@ fn blend_inputs(run_dir: &Path, b: &crate::blend::Blend, dir: &Path) -> Result<V
                 .voteless
                 .as_ref()
                 .and(b.info.rating_without_votes.as_ref());
-            let handled = crate::input_warnings::Handled::of(b.content.is_some(), voteless);
+            let plot_info = b.info.content_rating.as_ref();
+            let handled =
+                crate::input_warnings::Handled::of(b.content.is_some(), plot_info, voteless);
             warn_unscored(dir, &lead.prepared.preprocessor, handled)?;
         }
         let own = std::fs::canonicalize(&lead.info.prepared_dir)

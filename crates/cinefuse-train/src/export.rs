@@ -157,6 +157,10 @@ pub struct ManifestTrees {
 pub struct ManifestContentRating {
     /// A plain file name in the export folder.
     pub file: String,
+    /// Its out-of-fold errors, which `predict`'s warning quotes (absent in exports before
+    /// 2026-12-06).
+    #[serde(default)]
+    pub info: Option<crate::content_rating::ContentRatingInfo>,
 }
 
 /// The rating without the vote count of an exported blend.
@@ -618,6 +622,7 @@ fn write_blend_content(
     write_hashed(dir, CONTENT_RATING_FILE, &c.to_bytes()?, hasher)?;
     Ok(Some(ManifestContentRating {
         file: CONTENT_RATING_FILE.into(),
+        info: b.info.content_rating.clone(),
     }))
 }
 

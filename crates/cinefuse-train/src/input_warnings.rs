@@ -14,23 +14,39 @@ use cinefuse_data::split::Split;
 pub struct Handled {
     /// A movie without metadata is rated from its plot (`content_rating.rs`).
     pub from_plot: bool,
+    /// The out-of-fold errors of that rating, when the model recorded them.
+    pub plot_errors: Option<PlotErrors>,
     /// A movie without a vote count is rated by trees that never saw one
     /// (`voteless_rating.rs`), with the out-of-fold errors they were learnt with.
     pub without_votes: Option<VotelessErrors>,
 }
 
 impl Handled {
-    /// What a blend handles: `from_plot` when it has a content rating, `voteless` the info of
-    /// its ratings without the vote count when it has their trees.
+    /// What a blend handles: `from_plot` when it has a content rating (`plot_info` its
+    /// record, when kept), `voteless` the info of its ratings without the vote count when it
+    /// has their trees.
     pub fn of(
         from_plot: bool,
+        plot_info: Option<&crate::content_rating::ContentRatingInfo>,
         voteless: Option<&crate::voteless_rating::VotelessRatingInfo>,
     ) -> Self {
         Self {
             from_plot,
+            plot_errors: plot_info.filter(|_| from_plot).map(|c| PlotErrors {
+                from_plot: c.out_of_fold_mae,
+                with_metadata: c.blend_out_of_fold_mae,
+            }),
             without_votes: voteless.and_then(VotelessErrors::of),
         }
     }
+}
+
+/// A blend's out-of-fold rating errors (MAE) on its rated movies with a plot: from the plot
+/// alone (its content rating), and its own with their metadata.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlotErrors {
+    pub from_plot: f32,
+    pub with_metadata: f32,
 }
 
 /// A blend's out-of-fold rating errors (MAE) on its own movies, with and without the vote
@@ -70,7 +86,7 @@ impl VotelessErrors {
 /// `handled`: what the model rates in its own way.
 pub fn input_warnings(pre: &Preprocessor, movie: &Movie, handled: &Handled) -> Vec<String> {
     if handled.from_plot && rated_from_plot(pre, movie) {
-        return vec![plot_rating_warning(movie)];
+        return vec![plot_rating_warning(movie, handled.plot_errors)];
     }
     if let Some(w) = missing_metadata_warning(movie) {
         return vec![w];
@@ -240,13 +256,21 @@ fn rated_from_plot(pre: &Preprocessor, movie: &Movie) -> bool {
 }
 
 /// A warning for a movie a blend rates from its plot alone: a real estimate, but a much rougher
-/// one than from metadata (docs/RESULTS.md, "Movies without metadata").
-fn plot_rating_warning(movie: &Movie) -> String {
+/// one than from metadata, by as much as this model measured out of fold when it recorded that
+/// (docs/RESULTS.md, "Movies without metadata").
+fn plot_rating_warning(movie: &Movie, errors: Option<PlotErrors>) -> String {
+    let how_rough = match errors {
+        Some(e) => format!(
+            "out of fold this model's ratings from the plot alone were off by {:.2} on \
+             average, against {:.2} with metadata",
+            e.from_plot, e.with_metadata
+        ),
+        None => "a rougher estimate than one from metadata".to_string(),
+    };
     format!(
         "{}: no certificate, languages, countries, directors or cast; its rating is read \
-         from the plot alone, with a wider interval (on such movies the shipped blend's rating \
-         was off by 0.65 on average, against 0.40 with metadata), and its genres come from the \
-         plot and poster (docs/RESULTS.md)",
+         from the plot alone, with a wider interval ({how_rough}), and its genres come from \
+         the plot and poster (docs/RESULTS.md)",
         movie.id
     )
 }
@@ -269,8 +293,9 @@ pub fn missing_metadata_warning(movie: &Movie) -> Option<String> {
         format!(
             "{}: no metadata (year, runtime, votes, certificate, languages, countries, \
              directors, cast); its genres come from the other inputs, but its rating and \
-             interval are unreliable: on such movies the shipped blend's rating was worse than \
-             the training mean and its 90 % interval covered 71 % (docs/RESULTS.md)",
+             interval are unreliable: a model that reads metadata leans on it for the rating \
+             (measured on the shipped blend before it rated such movies from the plot: worse \
+             than the training mean, its 90 % interval covering 71 %; docs/RESULTS.md)",
             m.id
         )
     })

@@ -371,7 +371,9 @@ impl Predictor {
     pub fn handled(&self) -> crate::input_warnings::Handled {
         let voteless = self.manifest.rating_without_votes.as_ref();
         let info = self.voteless.as_ref().and(voteless).map(|v| &v.info);
-        crate::input_warnings::Handled::of(self.content.is_some(), info)
+        let plot = self.manifest.content_rating.as_ref();
+        let plot_info = plot.and_then(|c| c.info.as_ref());
+        crate::input_warnings::Handled::of(self.content.is_some(), plot_info, info)
     }
 
     /// This model and a blend's partner bags.
