@@ -89,13 +89,14 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     let test = evaluation
         .as_ref()
         .map(|e| SplitScores::of(&e.genres, &e.rating));
+    let status = run.status(&train);
     RunOverview {
         id: id.to_string(),
         name: info
             .as_ref()
             .map_or_else(|| id.to_string(), |i| i.name.clone()),
-        status_kind: status_kind(&run.status(&train)),
-        status: run.status(&train),
+        status_kind: status_kind(&status),
+        status,
         curves_of,
         started_unix: info.as_ref().map_or(0, |i| i.started_unix),
         backend: info.map(|i| i.backend).unwrap_or_default(),

@@ -48,12 +48,37 @@ pub fn run_import(
 ) -> Result<ImportReport, DataError> {
     let staging = crate::atomic::StagingDir::new(out, OutputKind::Dataset, sources)?;
     let (movies, report) = importer(staging.path())?;
+    if movies.is_empty() {
+        // An empty dataset would only fail later, in `prepare`, far from its cause.
+        let src = sources.first().copied().unwrap_or(out);
+        return Err(DataError::file(src, nothing_imported(&report)));
+    }
     write_movies(staging.path(), &movies)?;
     if !report.skipped.is_empty() {
         write_json_atomic(&staging.path().join("import_skipped.json"), &report.skipped)?;
     }
     staging.commit()?;
     Ok(report)
+}
+
+/// Why an import that kept no movie is refused: every row was bad, or there was none.
+fn nothing_imported(report: &ImportReport) -> String {
+    match report.skipped.first() {
+        Some(first) => {
+            let field = first
+                .field
+                .as_ref()
+                .map_or(String::new(), |f| format!("field `{f}`: "));
+            format!(
+                "nothing imported: all {} rows are bad (the first, line {}: {field}{}); \
+                 check the file and --map",
+                report.skipped.len(),
+                first.line,
+                first.reason
+            )
+        }
+        None => "nothing imported: no movie rows (or none the import keeps)".to_string(),
+    }
 }
 
 /// The largest poster file an import copies.

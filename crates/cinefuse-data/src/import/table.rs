@@ -65,6 +65,17 @@ fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
     let delimiter = if tsv { b'\t' } else { csv_delimiter(&text) };
+    // The csv reader ends a quoted field that is never closed at the end of the file: the rest
+    // of the table would become one value of the row that opened it.
+    if let Some(line) = unclosed_quote_line(&text, delimiter) {
+        return Err(DataError::file(
+            src,
+            format!(
+                "line {line}: a quoted value is never closed (its `\"` runs to the end of the \
+                 file)"
+            ),
+        ));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
@@ -109,6 +120,30 @@ fn rows(src: &Path) -> Result<Vec<SourceRow>, DataError> {
         ));
     }
     Ok(out)
+}
+
+/// The line of a quoted CSV value that the file ends inside, if any. A quote is special only
+/// at a value's start (as in the csv reader); inside a quoted value `""` is a quote.
+fn unclosed_quote_line(text: &str, delimiter: u8) -> Option<usize> {
+    let (mut line, mut opened_at) = (1, None);
+    let mut at_value_start = true;
+    let mut bytes = text.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if b == b'\n' {
+            line += 1;
+        }
+        match opened_at {
+            Some(_) if b == b'"' && bytes.peek() == Some(&b'"') => {
+                bytes.next();
+            }
+            Some(_) if b == b'"' => opened_at = None,
+            Some(_) => {}
+            None if b == b'"' && at_value_start => opened_at = Some(line),
+            None => {}
+        }
+        at_value_start = opened_at.is_none() && (b == delimiter || b == b'\n' || b == b'\r');
+    }
+    opened_at
 }
 
 /// A `--map` naming a column the table does not have is a mistake, not a missing value.
@@ -506,6 +541,20 @@ mod tests {
             }],
         );
         assert_eq!(values.get("rt"), Some(&serde_json::json!(80)));
+    }
+
+    #[test]
+    fn a_quoted_value_left_open_is_found_at_its_line() {
+        let open = |t: &str| unclosed_quote_line(t, b',');
+        assert_eq!(
+            open("id,plot\nt1,\"closed, with \"\"quotes\"\"\"\nt2,x\n"),
+            None
+        );
+        assert_eq!(open("id,plot\nt1,\"two\nlines\"\nt2,x\n"), None);
+        // A quote inside an unquoted value is a literal character.
+        assert_eq!(open("id,title\nt1,5\" tall\n"), None);
+        assert_eq!(open("id,plot\nt1,x\nt2,\"never closed\nt3,y\n"), Some(3));
+        assert_eq!(open("id,plot\r\nt1,\"ends \"\"inside\r\n"), Some(2));
     }
 
     #[test]

@@ -200,6 +200,44 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
     .unwrap();
     assert_eq!((report.imported, report.skipped.len()), (1, 1));
     assert!(dir.path().join("out2/import_skipped.json").exists());
+
+    // Nothing to import is refused, naming the source and the first bad row, and leaves no
+    // output folder: a header alone, an empty file, every row bad.
+    let table = |name: &str, text: &str, skip_bad: bool| {
+        let src = dir.path().join(name);
+        fs::write(&src, text).unwrap();
+        let out = dir.path().join(format!("{name}.out"));
+        let import =
+            |s: &std::path::Path| import_table(&src, s, &map, &ExtraColumns::None, skip_bad);
+        let err = run_import(&out, &[&src], import).unwrap_err().to_string();
+        assert!(!out.exists(), "{name}: {err}");
+        err
+    };
+    let err = table("header.csv", "imdb_id,imdb_rating\n", false);
+    assert!(
+        err.contains("header.csv") && err.contains("no movie rows"),
+        "{err}"
+    );
+    assert!(table("empty.jsonl", "", false).contains("no movie rows"));
+    let err = table(
+        "all-bad.jsonl",
+        "{\"imdb_id\": \"y\", \"imdb_rating\": \"great\"}\n",
+        true,
+    );
+    assert!(
+        err.contains("all 1 rows are bad") && err.contains("line 1"),
+        "{err}"
+    );
+    // A quoted value never closed would swallow the rest of the file into one value.
+    let err = table(
+        "open.csv",
+        "imdb_id,plot\nx,\"fine\"\ny,\"open\nz,more\n",
+        false,
+    );
+    assert!(
+        err.contains("line 3") && err.contains("never closed"),
+        "{err}"
+    );
 }
 
 #[test]
