@@ -204,7 +204,12 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
         if interrupt_requested() {
             return Ok(stopped_before(&dir, "its calibration"));
         }
-        info.calibration = Some(calibrate(&dir, &info, opts.backend)?);
+        info.calibration = match calibrate(&dir, &info, opts.backend) {
+            Err(e) if e.is::<crate::blend_learn::LearningInterrupted>() => {
+                return Ok(stopped_before(&dir, "the end of its calibration"));
+            }
+            other => Some(other?),
+        };
         write_json(&dir.join(BAG_FILE), &info)?;
     }
     let cal = info.calibration.clone().context("calibrated above")?;
@@ -348,20 +353,27 @@ pub(crate) fn out_of_fold(members: &[LoadedRun], info: &BagInfo) -> Result<Vec<P
     out_of_fold_with(members, info, LoadedRun::predict_rows)
 }
 
-/// `out_of_fold` with each member's prediction of its held-out rows made by `predict`.
+/// `out_of_fold` with each member's prediction of its held-out rows made by `predict`. Ctrl-C
+/// (in `train`) stops it between two members with `LearningInterrupted`: with a fine-tuned
+/// bag each member's folds take a while, and a calibration or a blend's stage predicts them
+/// all.
 pub(crate) fn out_of_fold_with(
     members: &[LoadedRun],
     info: &BagInfo,
     predict: impl Fn(&LoadedRun, Vec<usize>) -> Predictions,
 ) -> Result<Vec<Predictions>> {
-    let held_out = |m: usize| predict(&members[m], info.held_out(&members[m].prepared, m));
-    let per_set = (0..info.sets)
-        .map(|set| {
-            (0..info.folds)
-                .map(|f| held_out(set * info.folds + f))
-                .collect()
-        })
-        .collect();
+    let mut per_set = Vec::with_capacity(info.sets);
+    for set in 0..info.sets {
+        let mut folds = Vec::with_capacity(info.folds);
+        for m in (0..info.folds).map(|f| set * info.folds + f) {
+            if interrupt_requested() {
+                let stage = "the rest of the held-out predictions";
+                return Err(crate::blend_learn::LearningInterrupted { stage }.into());
+            }
+            folds.push(predict(&members[m], info.held_out(&members[m].prepared, m)));
+        }
+        per_set.push(folds);
+    }
     out_of_fold_over_sets(per_set, info.rating_over_sets)
 }
 

@@ -264,8 +264,8 @@ pub fn learn_blend(
     })
 }
 
-/// Why a blend's learning stopped: Ctrl-C (in `train`, whose handler sets the flag) before
-/// `stage`. Nothing is written; `train --resume` learns the blend again.
+/// Why a blend's learning (or a bag's calibration) stopped: Ctrl-C (in `train`, whose handler
+/// sets the flag) before `stage`. Nothing is written; `train --resume` learns it again.
 #[derive(Debug)]
 pub struct LearningInterrupted {
     pub stage: &'static str,
