@@ -466,11 +466,8 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         origins,
     } = movies_to_predict(&a)?;
     let predictor = Predictor::load(&a.model, backend(&a.backend)?)?;
-    let poster = if a.jsonl.is_none() {
-        a.poster.as_deref()
-    } else {
-        None
-    };
+    // Never beside --jsonl (clap refuses that): each movie of a file names its own.
+    let poster = a.poster.as_deref();
     warn_about_inputs(&predictor, &movies, poster.is_some());
     // Every poster file checked first, so that a missing one stops the run before any output;
     // then a chunk at a time: each movie's fitted posters (one per part's fitting) are held
