@@ -403,11 +403,14 @@ fn row_movie(
     extra_names: &[ExtraColumn],
 ) -> Result<Movie, (Option<String>, String)> {
     let get = |field: &str| row.get(&source_of(mapping, field)).unwrap_or(&Value::Null);
+    // The error names the field; a mapped one also its column (`rating` read from `imdb_rating`).
     let in_column = |field: &str, m: String| {
-        (
-            Some(field.to_string()),
-            format!("column `{}`: {m}", source_of(mapping, field)),
-        )
+        let column = source_of(mapping, field);
+        let message = match column == field {
+            true => m,
+            false => format!("column `{column}`: {m}"),
+        };
+        (Some(field.to_string()), message)
     };
     let num = |field: &str| {
         as_number(get(field), NumberFormat::of_field(field)).map_err(|m| in_column(field, m))
