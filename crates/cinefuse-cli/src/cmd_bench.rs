@@ -12,8 +12,10 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// The config whose model, data and batch size are timed.
     #[arg(long, default_value = "configs/quickstart.toml")]
     config: PathBuf,
+    /// Config overrides with dotted keys, e.g. --set train.batch_size=64 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Backends to time, comma-separated (flex, wgpu, lavapipe, cuda).

@@ -8,11 +8,13 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct SynthArgs {
+    /// The dataset folder to write (movies.jsonl and posters/).
     #[arg(long, default_value = "datasets/demo")]
     out: PathBuf,
     /// How many movies (at most 100,000: they are generated in memory).
     #[arg(long, default_value_t = 2000, value_parser = synth_count())]
     n: usize,
+    /// Seed of the generator: the same seed writes the same bytes.
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }

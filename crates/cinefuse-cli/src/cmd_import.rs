@@ -13,20 +13,25 @@ use clap::Subcommand;
 pub enum ImportKind {
     /// The MM-IMDb layout: DIR/dataset/<id>.json + <id>.jpeg, and split.json.
     Mmimdb {
+        /// The MM-IMDb folder (dataset/<id>.json, <id>.jpeg and split.json).
         #[arg(long)]
         src: PathBuf,
+        /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
+        /// Skip bad records (listed in import_skipped.json) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
     /// Any JSONL or CSV table of movies, with --map TARGET=SOURCE for renamed columns.
     Table {
+        /// The table: JSONL, or CSV/TSV with a header line.
         #[arg(long)]
         src: PathBuf,
+        /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// e.g. --map id=imdb_id --map rating=imdb_rating (repeatable)
+        /// A dataset field read from a column of another name, e.g. --map id=imdb_id --map rating=imdb_rating (repeatable)
         #[arg(long = "map", value_name = "TARGET=SOURCE")]
         map: Vec<String>,
         /// A column to keep in each movie's `extra` values, for `[[data.features]]` (repeatable);
@@ -37,15 +42,19 @@ pub enum ImportKind {
         /// Keep every column not read into a dataset field as an `extra` value.
         #[arg(long)]
         extra_all: bool,
+        /// Skip bad rows (listed in import_skipped.json) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
     /// IMDb's non-commercial TSV tables (.tsv or .tsv.gz), joined on the title id.
     ImdbTsv {
+        /// title.basics.tsv (or .tsv.gz): titles, years, runtimes and genres.
         #[arg(long)]
         basics: PathBuf,
+        /// title.ratings.tsv (or .tsv.gz): ratings and vote counts.
         #[arg(long)]
         ratings: PathBuf,
+        /// title.crew.tsv (or .tsv.gz): each title's directors by name id (optional).
         #[arg(long)]
         crew: Option<PathBuf>,
         /// name.basics to turn director ids into names.
@@ -54,8 +63,10 @@ pub enum ImportKind {
         /// Title types to keep (comma-separated; empty keeps all).
         #[arg(long, default_value = "movie")]
         types: String,
+        /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
+        /// Skip bad rows (listed in import_skipped.json) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },

@@ -14,8 +14,10 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct EdaArgs {
+    /// The dataset folder to describe (movies.jsonl and posters/).
     #[arg(long)]
     data: PathBuf,
+    /// The folder for the report (index.html and its charts).
     #[arg(long)]
     out: PathBuf,
 }
@@ -29,11 +31,13 @@ pub fn eda(a: EdaArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ReportArgs {
+    /// A run, bag or blend folder, as `train` or `ensemble` wrote it.
     #[arg(long)]
     run: PathBuf,
     /// Split for the genre and rating views.
     #[arg(long, default_value = "test")]
     split: String,
+    /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).
     #[arg(long)]
     backend: Option<String>,
 }

@@ -24,6 +24,7 @@ pub struct ScrapeArgs {
     /// Dataset directory to write (resumable: run the same command again to continue).
     #[arg(long)]
     out: PathBuf,
+    /// The site to scrape (a local mirror for tests); its robots.txt is obeyed.
     #[arg(long, default_value = "https://www.imdb.com")]
     base_url: String,
     /// Parallel requests in flight (1 to 16).

@@ -8,6 +8,7 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct SweepArgs {
+    /// The config every run starts from.
     #[arg(long)]
     config: PathBuf,
     /// KEY=V1,V2,… (repeatable; the sweep runs every combination).
@@ -23,11 +24,13 @@ pub struct SweepArgs {
     /// Also score the test split: once the choice is made on the validation columns.
     #[arg(long)]
     test: bool,
+    /// Train every run on another dataset directory.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Directory for the runs and the results table (default runs/sweep-<config>-<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).
     #[arg(long)]
     backend: Option<String>,
 }

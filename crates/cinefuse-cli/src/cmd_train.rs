@@ -27,6 +27,7 @@ fn backend(b: &Option<String>) -> Result<Option<BackendKind>> {
 
 #[derive(Args)]
 pub struct TrainArgs {
+    /// The TOML config of the run (not with --resume).
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Train on another dataset directory (prepared on the fly or reused).
@@ -131,6 +132,7 @@ impl std::error::Error for Interrupted {}
 
 #[derive(Args)]
 pub struct EvalArgs {
+    /// A run, bag or blend folder, as `train` or `ensemble` wrote it.
     #[arg(long)]
     run: PathBuf,
     /// train, val or test.
@@ -139,6 +141,7 @@ pub struct EvalArgs {
     /// Evaluate on every movie of another dataset with the run's preprocessing.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).
     #[arg(long)]
     backend: Option<String>,
     /// Bootstrap resamples of the evaluated movies behind each metric's 95 % interval (0: no
@@ -258,6 +261,7 @@ pub struct EnsembleArgs {
     /// `Genre = ["sentence", …]` lines (as a config's `[train.genre_prompts.prompts]`).
     #[arg(long, requires = "genre_prompts", value_name = "FILE")]
     prompts: Option<PathBuf>,
+    /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).
     #[arg(long)]
     backend: Option<String>,
 }
@@ -412,10 +416,13 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ExportArgs {
+    /// The run, bag or blend folder to export.
     #[arg(long)]
     run: PathBuf,
+    /// The model folder to write (a new folder, or an earlier export of it).
     #[arg(long)]
     out: PathBuf,
+    /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).
     #[arg(long)]
     backend: Option<String>,
 }
@@ -442,18 +449,23 @@ pub struct PredictArgs {
     poster: Option<PathBuf>,
     // The field flags describe one movie of their own: beside --movie or --jsonl they would be
     // ignored, so clap refuses them there.
+    /// The movie's title.
     #[arg(long, conflicts_with_all = ["jsonl", "movie"])]
     title: Option<String>,
+    /// The movie's plot summary.
     #[arg(long, conflicts_with_all = ["jsonl", "movie"])]
     plot: Option<String>,
-    /// (`--year -5` is read as a value, then refused as a year.)
+    /// The movie's release year.
+    // Negative numbers are read as values (`--year -5`), then refused as a year.
     #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["jsonl", "movie"])]
     year: Option<i32>,
+    /// The movie's running time in minutes.
     #[arg(long, allow_negative_numbers = true, value_parser = minutes, conflicts_with_all = ["jsonl", "movie"])]
     runtime: Option<f32>,
     /// Print one JSON object per movie instead of a table.
     #[arg(long)]
     json: bool,
+    /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).
     #[arg(long)]
     backend: Option<String>,
 }
@@ -687,8 +699,10 @@ pub enum ConfigAction {
         /// The config (or `--config FILE`, as `train` takes it).
         #[arg(required_unless_present = "config", conflicts_with = "config")]
         file: Option<PathBuf>,
+        /// The config file to check.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Config overrides with dotted keys, e.g. --set optim.lr=3e-4 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Print the resolved config.

@@ -86,6 +86,7 @@ enum Command {
     },
     /// Generate the demo data if absent, prepare, train, evaluate and export, in one go.
     Quickstart {
+        /// The config to train (its dataset is generated when absent).
         #[arg(long, default_value = "configs/quickstart.toml")]
         config: PathBuf,
         /// Backend override: auto, flex, wgpu, lavapipe, cuda.
