@@ -51,6 +51,61 @@ fn fails(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Every option of every command says what it takes in `--help`: a bare `--run <RUN>` leaves
+/// a user guessing which folder. Walks the commands as `--help` lists them.
+#[test]
+fn every_option_has_help_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut missing = Vec::new();
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = ok(dir.path(), &args);
+        let lines: Vec<&str> = help.lines().collect();
+        let mut in_commands = false;
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with(' ') {
+                in_commands = line.starts_with("Commands:");
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if in_commands && words.first().is_some_and(|w| *w != "help") {
+                todo.push([path.clone(), vec![words[0].to_string()]].concat());
+            }
+            // An option's line starts with it (`-h, --help` with its short form first).
+            let short = words
+                .first()
+                .is_some_and(|w| w.len() == 3 && w.starts_with('-'));
+            let Some(flag) = words
+                .get(usize::from(short))
+                .filter(|w| w.starts_with("--"))
+            else {
+                continue;
+            };
+            // The text follows the flag (and its value), or sits on the next, deeper line.
+            let said = words
+                .iter()
+                .skip_while(|w| !w.starts_with("--"))
+                .skip(1)
+                .any(|w| {
+                    !w.starts_with('<')
+                        && !w.starts_with("[default")
+                        && !w.ends_with("...")
+                        && !w.ends_with(']')
+                });
+            let below = lines.get(i + 1).is_some_and(|next| {
+                let depth = |l: &str| l.len() - l.trim_start().len();
+                depth(next) > depth(line) && !next.trim_start().starts_with('-')
+            });
+            if !said && !below && *flag != "--help" && *flag != "--version" {
+                missing.push(format!("cinefuse {} {flag}", path.join(" ")));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "options without help: {missing:?}");
+}
+
 const TINY: &str = r#"
 name = "tiny"
 seed = 1
