@@ -19,7 +19,7 @@ pub enum ImportKind {
         /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// Skip bad records (listed in import_skipped.json) instead of stopping at the first.
+        /// Skip bad records and drop unreadable posters (listed in import_skipped.json) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
@@ -42,7 +42,7 @@ pub enum ImportKind {
         /// Keep every column not read into a dataset field as an `extra` value.
         #[arg(long)]
         extra_all: bool,
-        /// Skip bad rows (listed in import_skipped.json) instead of stopping at the first.
+        /// Skip bad rows and drop unreadable posters (listed in import_skipped.json) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
@@ -66,7 +66,7 @@ pub enum ImportKind {
         /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// Skip bad rows (listed in import_skipped.json) instead of stopping at the first.
+        /// Skip bad rows and drop unreadable posters (listed in import_skipped.json) instead of stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
@@ -106,10 +106,10 @@ pub fn import(kind: ImportKind) -> Result<()> {
     for note in &report.notes {
         println!("note: {note}");
     }
-    if !report.skipped.is_empty() {
+    if !report.problems().is_empty() {
         println!(
-            "skipped rows are listed in {}",
-            out.join("import_skipped.json").display()
+            "skipped rows and dropped posters are listed in {}",
+            out.join(cinefuse_data::import::SKIPPED_FILE).display()
         );
     }
     println!("dataset: {}", out.display());

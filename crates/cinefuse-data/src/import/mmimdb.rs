@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::values::{
     NumberFormat, as_count, as_f32, as_list, as_number, as_text, as_year, decode_text,
 };
-use super::{ImportReport, copy_poster};
+use super::{ImportReport, import_poster};
 use crate::DataError;
 use crate::movie::{BadRecord, Movie, SPLIT_FILE};
 use crate::validate::check_movie;
@@ -124,8 +124,14 @@ pub fn import_mmimdb(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let parsed = crate::user_file::read_capped(&path, crate::user_file::MAX_MOVIE_JSON_BYTES)
-            .map_err(|e| (None, format!("unreadable: {e}")))
+        // A movie's file that is a link out of the folder is not read (as a poster's is not).
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let parsed = crate::paths::resolve_inside(&dir, &name)
+            .map_err(|e| (None, format!("movie file {e}")))
+            .and_then(|inside| {
+                crate::user_file::read_capped(&inside, crate::user_file::MAX_MOVIE_JSON_BYTES)
+                    .map_err(|e| (None, format!("unreadable: {e}")))
+            })
             .and_then(|b| {
                 serde_json::from_str::<Value>(&decode_text(&b))
                     .map_err(|e| (None, format!("malformed JSON at line {}: {e}", e.line())))
@@ -133,13 +139,9 @@ pub fn import_mmimdb(
             .and_then(|v| movie_from_mmimdb(&id, &v));
         match parsed {
             Ok(mut movie) => {
-                match find_poster(&dir, &id).map_err(|e| DataError::file(&path, e))? {
-                    Some(p) => {
-                        movie.poster = Some(copy_poster(&p, out, &id)?);
-                        report.posters_copied += 1;
-                    }
-                    None => report.posters_missing += 1,
-                }
+                let found = find_poster(&dir, &id);
+                let refused = |e| DataError::file(&path, e);
+                import_poster(&mut movie, found, (out, 0, skip_bad), &mut report, refused)?;
                 movies.push(movie);
             }
             Err((field, reason)) => {
@@ -200,7 +202,9 @@ fn find_poster(dir: &Path, id: &str) -> Result<Option<PathBuf>, String> {
 /// The official split, renamed to our split file ("dev" is read as validation), keeping only
 /// the imported movies.
 fn copy_split(src: &Path, dir: &Path, out: &Path, movies: &[Movie]) -> Result<(), DataError> {
-    for candidate in [src.join(SPLIT_FILE), dir.join(SPLIT_FILE)] {
+    for folder in [src, dir] {
+        let candidate = crate::paths::resolve_inside(folder, SPLIT_FILE)
+            .map_err(|e| DataError::file(folder, format!("split file {e}")))?;
         if candidate.exists() {
             let split: HashMap<String, Vec<String>> = crate::atomic::read_json(&candidate)?;
             let known: std::collections::HashSet<&str> =

@@ -5,7 +5,7 @@ pub mod mmimdb;
 pub mod table;
 pub mod values;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -21,6 +21,8 @@ pub struct ImportReport {
     pub skipped: Vec<BadRecord>,
     pub posters_copied: usize,
     pub posters_missing: usize,
+    /// Posters that could not be read (with `--skip-bad`): their movies are kept without one.
+    pub posters_dropped: Vec<BadRecord>,
     /// What the import changed or left out that the user should know (printed after the counts).
     pub notes: Vec<String>,
 }
@@ -34,12 +36,23 @@ impl std::fmt::Display for ImportReport {
             self.skipped.len(),
             self.posters_copied,
             self.posters_missing
-        )
+        )?;
+        match self.posters_dropped.len() {
+            0 => Ok(()),
+            n => write!(f, ", {n} unreadable posters dropped"),
+        }
+    }
+}
+
+impl ImportReport {
+    /// The skipped rows and the dropped posters, for `import_skipped.json`.
+    pub fn problems(&self) -> Vec<&BadRecord> {
+        self.skipped.iter().chain(&self.posters_dropped).collect()
     }
 }
 
 /// Runs an importer into a staging directory and moves it to `out` only when it succeeded,
-/// with `movies.jsonl` and, when rows were skipped, `import_skipped.json`. The `sources`
+/// with `movies.jsonl` and, when rows were skipped or posters dropped, `import_skipped.json`. The `sources`
 /// (files or folders imported) can never be `out` or inside it.
 pub fn run_import(
     out: &Path,
@@ -54,12 +67,16 @@ pub fn run_import(
         return Err(DataError::file(src, nothing_imported(&report)));
     }
     write_movies(staging.path(), &movies)?;
-    if !report.skipped.is_empty() {
-        write_json_atomic(&staging.path().join("import_skipped.json"), &report.skipped)?;
+    let problems = report.problems();
+    if !problems.is_empty() {
+        write_json_atomic(&staging.path().join(SKIPPED_FILE), &problems)?;
     }
     staging.commit()?;
     Ok(report)
 }
+
+/// Where an import lists its skipped rows and dropped posters.
+pub const SKIPPED_FILE: &str = "import_skipped.json";
 
 /// Why an import that kept no movie is refused: every row was bad, or there was none.
 fn nothing_imported(report: &ImportReport) -> String {
@@ -110,6 +127,12 @@ fn poster_stem(id: &str) -> String {
 /// The source must be a regular file no larger than `MAX_POSTER_FILE_BYTES`, and an existing
 /// poster file is never overwritten.
 pub fn copy_poster(src: &Path, out: &Path, id: &str) -> Result<String, DataError> {
+    let bytes = crate::user_file::read_capped(src, MAX_POSTER_FILE_BYTES)?;
+    write_poster(&bytes, src, out, id)
+}
+
+/// Movie `id`'s poster `bytes` (read from `src`, which names its extension) written into `out`.
+fn write_poster(bytes: &[u8], src: &Path, out: &Path, id: &str) -> Result<String, DataError> {
     let ext = src
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
@@ -119,14 +142,51 @@ pub fn copy_poster(src: &Path, out: &Path, id: &str) -> Result<String, DataError
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     }
-    let bytes = crate::user_file::read_capped(src, MAX_POSTER_FILE_BYTES)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&dst)
         .map_err(|e| DataError::io(&dst, e))?;
-    std::io::Write::write_all(&mut file, &bytes).map_err(|e| DataError::io(&dst, e))?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| DataError::io(&dst, e))?;
     Ok(rel)
+}
+
+/// Where an imported movie's poster comes from: its file found inside the source folder
+/// (`Ok(None)`: it has none), or why the file it names is refused.
+pub(crate) type FoundPoster = Result<Option<PathBuf>, String>;
+
+/// Copies `movie`'s poster `found` into `out` and points the movie at the copy. A poster that
+/// is refused or cannot be read (outside the folder, a FIFO, too large) fails the import with
+/// `refused(reason)`, or with `skip_bad` is dropped: the movie is kept without it and the
+/// report lists it (line `line` of the source). Writing into `out` always fails the import.
+pub(crate) fn import_poster(
+    movie: &mut Movie,
+    found: FoundPoster,
+    (out, line, skip_bad): (&Path, usize, bool),
+    report: &mut ImportReport,
+    refused: impl FnOnce(String) -> DataError,
+) -> Result<(), DataError> {
+    let read = found.and_then(|path| match path.filter(|p| p.exists()) {
+        None => Ok(None),
+        Some(p) => crate::user_file::read_capped(&p, MAX_POSTER_FILE_BYTES)
+            .map(|bytes| Some((p, bytes)))
+            .map_err(|e| e.to_string()),
+    });
+    match read {
+        Ok(None) => report.posters_missing += 1,
+        Ok(Some((path, bytes))) => {
+            movie.poster = Some(write_poster(&bytes, &path, out, &movie.id)?);
+            report.posters_copied += 1;
+        }
+        Err(reason) if skip_bad => report.posters_dropped.push(BadRecord {
+            line,
+            id: Some(movie.id.clone()),
+            field: Some("poster".into()),
+            reason: format!("{reason}; the movie is kept without a poster"),
+        }),
+        Err(reason) => return Err(refused(reason)),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::values::{
     NumberFormat, as_count, as_f32, as_list, as_number, as_text, as_year, decode_text,
     is_missing_text,
 };
-use super::{ImportReport, copy_poster};
+use super::{ImportReport, import_poster};
 use crate::DataError;
 use crate::extra::{feature_name_of, is_feature_name};
 use crate::movie::{BadRecord, FIELDS, Movie};
@@ -360,7 +360,7 @@ pub fn import_table(
         match result {
             Ok(mut movie) => {
                 let poster = PosterSource { src, line, base };
-                copy_poster_of(&mut movie, &poster, out, &mut report)?;
+                copy_poster_of(&mut movie, &poster, (out, skip_bad), &mut report)?;
                 movies.push(movie);
             }
             Err((field, reason)) => {
@@ -452,28 +452,24 @@ struct PosterSource<'a> {
 }
 
 /// Copies the movie's poster into the dataset `out` and points the movie at the copy; a
-/// poster file that does not exist is counted and dropped.
+/// poster file that does not exist is counted and dropped, one that is refused or unreadable
+/// too with `skip_bad` (`import_poster`).
 fn copy_poster_of(
     movie: &mut Movie,
     from: &PosterSource,
-    out: &Path,
+    (out, skip_bad): (&Path, bool),
     report: &mut ImportReport,
 ) -> Result<(), DataError> {
     let Some(p) = movie.poster.take() else {
         return Ok(());
     };
-    let path = crate::paths::resolve_inside(from.base, &p).map_err(|e| DataError::Record {
+    let found = crate::paths::resolve_inside(from.base, &p).map(Some);
+    let refused = |e| DataError::Record {
         path: from.src.into(),
         line: from.line,
         message: format!("field `poster`: {e}"),
-    })?;
-    if path.exists() {
-        movie.poster = Some(copy_poster(&path, out, &movie.id)?);
-        report.posters_copied += 1;
-    } else {
-        report.posters_missing += 1;
-    }
-    Ok(())
+    };
+    import_poster(movie, found, (out, from.line, skip_bad), report, refused)
 }
 
 #[cfg(test)]

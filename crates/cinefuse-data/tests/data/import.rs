@@ -94,6 +94,54 @@ fn mmimdb_import_keeps_the_split_and_handles_odd_entries() {
         0,
         "skipped ids are dropped from the split"
     );
+    #[cfg(unix)]
+    links_out_of_the_folder_are_not_followed(dir.path(), &src);
+}
+
+/// A movie file or poster that is a link out of the MM-IMDb folder is never read: refused, or
+/// with `--skip-bad` its movie skipped and its poster dropped (the movie kept), both listed.
+#[cfg(unix)]
+fn links_out_of_the_folder_are_not_followed(dir: &std::path::Path, src: &std::path::Path) {
+    let ds = src.join("dataset");
+    fs::remove_file(ds.join("0000003.json")).unwrap();
+    let outside = dir.join("outside.json");
+    fs::write(&outside, r#"{"title": "Elsewhere", "genres": ["Drama"]}"#).unwrap();
+    std::os::unix::fs::symlink(&outside, ds.join("0000004.json")).unwrap();
+    fs::remove_file(ds.join("0000001.jpeg")).unwrap();
+    png(&dir.join("outside.jpeg"));
+    std::os::unix::fs::symlink(dir.join("outside.jpeg"), ds.join("0000001.jpeg")).unwrap();
+    let out = dir.join("linked");
+    let err = run_import(&out, &[src], |s| import_mmimdb(src, s, false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0000001.jpeg") && err.contains("symbolic link"),
+        "{err}"
+    );
+    let report = run_import(&out, &[src], |s| import_mmimdb(src, s, true)).unwrap();
+    assert_eq!((report.imported, report.skipped.len()), (2, 1));
+    assert!(
+        report.skipped[0].reason.contains("symbolic link"),
+        "{:?}",
+        report.skipped
+    );
+    let dropped = &report.posters_dropped;
+    assert_eq!(dropped.len(), 1);
+    assert!(
+        dropped[0].reason.contains("kept without a poster"),
+        "{dropped:?}"
+    );
+    let movies = read_movies(&out).unwrap();
+    assert!(
+        movies
+            .iter()
+            .all(|m| m.poster.is_none() && m.title.as_deref() != Some("Elsewhere"))
+    );
+    let listed = fs::read_to_string(out.join("import_skipped.json")).unwrap();
+    assert!(
+        listed.contains("0000004") && listed.contains("0000001"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -228,6 +276,24 @@ fn table_import_maps_columns_splits_lists_and_copies_posters() {
         err.contains("all 1 rows are bad") && err.contains("line 1"),
         "{err}"
     );
+    // A poster path out of the folder fails the import, or with --skip-bad is dropped and
+    // listed while its movie is kept.
+    let src = dir.path().join("posters.jsonl");
+    fs::write(
+        &src,
+        "{\"imdb_id\": \"p\", \"imdb_rating\": 7, \"poster\": \"../secret.png\"}\n",
+    )
+    .unwrap();
+    let import = |s: &std::path::Path, skip| import_table(&src, s, &map, &ExtraColumns::None, skip);
+    let err = run_import(&dir.path().join("p1"), &[&src], |s| import(s, false));
+    let err = err.unwrap_err().to_string();
+    assert!(
+        err.contains("posters.jsonl") && err.contains("field `poster`"),
+        "{err}"
+    );
+    let report = run_import(&dir.path().join("p2"), &[&src], |s| import(s, true)).unwrap();
+    assert_eq!((report.imported, report.posters_dropped.len()), (1, 1));
+    assert_eq!(report.posters_dropped[0].line, 1);
     // A quoted value never closed would swallow the rest of the file into one value.
     let err = table(
         "open.csv",
