@@ -52,8 +52,8 @@ impl ImportReport {
 }
 
 /// Runs an importer into a staging directory and moves it to `out` only when it succeeded,
-/// with `movies.jsonl` and, when rows were skipped or posters dropped, `import_skipped.json`. The `sources`
-/// (files or folders imported) can never be `out` or inside it.
+/// with `movies.jsonl` and, when rows were skipped or posters dropped, `import_skipped.json`.
+/// The `sources` (files or folders imported) can never be `out` or inside it.
 pub fn run_import(
     out: &Path,
     sources: &[&Path],
