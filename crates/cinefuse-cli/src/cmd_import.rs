@@ -19,7 +19,8 @@ pub enum ImportKind {
         /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// Skip bad records and drop unreadable posters (listed in import_skipped.json) instead of stopping at the first.
+        /// Skip bad records and drop unreadable posters (listed in import_skipped.json) instead of
+        /// stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
@@ -31,7 +32,8 @@ pub enum ImportKind {
         /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// A dataset field read from a column of another name, e.g. --map id=imdb_id --map rating=imdb_rating (repeatable)
+        /// A dataset field read from a column of another name, e.g. --map id=imdb_id
+        /// --map rating=imdb_rating (repeatable)
         #[arg(long = "map", value_name = "TARGET=SOURCE")]
         map: Vec<String>,
         /// A column to keep in each movie's `extra` values, for `[[data.features]]` (repeatable);
@@ -42,7 +44,8 @@ pub enum ImportKind {
         /// Keep every column not read into a dataset field as an `extra` value.
         #[arg(long)]
         extra_all: bool,
-        /// Skip bad rows and drop unreadable posters (listed in import_skipped.json) instead of stopping at the first.
+        /// Skip bad rows and drop unreadable posters (listed in import_skipped.json) instead of
+        /// stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
@@ -66,7 +69,8 @@ pub enum ImportKind {
         /// The dataset folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// Skip bad rows and drop unreadable posters (listed in import_skipped.json) instead of stopping at the first.
+        /// Skip bad rows and drop unreadable posters (listed in import_skipped.json) instead of
+        /// stopping at the first.
         #[arg(long)]
         skip_bad: bool,
     },
