@@ -135,8 +135,8 @@ pub struct EvalArgs {
     /// A run, bag or blend folder, as `train` or `ensemble` wrote it.
     #[arg(long)]
     run: PathBuf,
-    /// train, val or test.
-    #[arg(long, default_value = "test")]
+    /// train, val or test (not with --data, which evaluates every movie of its dataset).
+    #[arg(long, default_value = "test", conflicts_with = "data")]
     split: String,
     /// Evaluate on every movie of another dataset with the run's preprocessing.
     #[arg(long)]

@@ -145,6 +145,13 @@ fn jobs(spec: &SweepSpec) -> Result<Vec<Job>> {
     if let Some(k) = first_repeated(spec.grid.iter().map(|(k, _)| k)) {
         bail!("--grid {k} is given twice: list its values once, comma-separated");
     }
+    // A key both fixed and swept would take whichever comes last, silently.
+    let swept =
+        |k: &str| spec.grid.iter().any(|(g, _)| g == k) || (k == "seed" && !spec.seeds.is_empty());
+    let fixed = spec.base_overrides.iter().filter_map(|o| o.split_once('='));
+    if let Some((k, _)) = fixed.map(|(k, v)| (k.trim(), v)).find(|(k, _)| swept(k)) {
+        bail!("--set {k} fixes what the sweep varies (--grid or --seeds): give it once");
+    }
     let mut combos: Vec<Vec<String>> = vec![Vec::new()];
     for (key, values) in &spec.grid {
         combos = combos
@@ -372,6 +379,16 @@ mod tests {
             "--grid optim.lr is given twice",
         );
         refused(spec(&["train.epochs=1,2,1"], &[]), "both named epochs=1");
+        let fixed = |set: &str, grid: &[&str], seeds: &[u64]| SweepSpec {
+            base_overrides: vec![set.to_string()],
+            ..spec(grid, seeds)
+        };
+        refused(
+            fixed("train.epochs = 3", &["train.epochs=1,2"], &[]),
+            "--set train.epochs fixes what the sweep varies",
+        );
+        refused(fixed("seed=5", &[], &[7, 11]), "--set seed fixes");
+        assert!(jobs(&fixed("optim.lr=1e-3", &["train.epochs=1,2"], &[7])).is_ok());
         let thousand: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
         let wide = |key: &str| format!("{key}={}", thousand.join(","));
         let keys = ["train.epochs", "seed", "optim.lr", "train.patience"];
