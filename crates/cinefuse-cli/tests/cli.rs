@@ -246,6 +246,14 @@ fn synth_prepare_train_eval_export_predict() {
     let test_eval = std::fs::read(run.join("eval.json")).unwrap();
     let text = ok(d, &["eval", "--run", "runs/t", "--data", "other"]);
     assert!(text.contains("on other (40 movies"), "{text}");
+    // --data scores every movie of its dataset: a split beside it would be ignored.
+    let e = fails(
+        d,
+        &[
+            "eval", "--run", "runs/t", "--data", "other", "--split", "val",
+        ],
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
     // A dataset folder that is not there is refused before any model loads.
     let e = fails(d, &["eval", "--run", "runs/none", "--data", "missing"]);
     assert!(e.contains("missing/movies.jsonl"), "{e}");
