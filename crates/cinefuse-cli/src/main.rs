@@ -129,9 +129,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            match e.is::<cmd_train::Interrupted>() {
-                true => ExitCode::from(130),
-                false => ExitCode::FAILURE,
+            if e.is::<cmd_train::Interrupted>() {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

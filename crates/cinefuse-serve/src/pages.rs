@@ -152,11 +152,12 @@ impl Row {
                 Some(o) => num(Some(o.mae), 3),
                 None => num(r.best.as_ref().map(|b| b.val_mae), 3),
             },
-            val_note: match r.out_of_fold.is_some() {
-                true => "out of fold: every train + validation movie, by the member that did \
-                         not train on it"
-                    .into(),
-                false => String::new(),
+            val_note: if r.out_of_fold.is_some() {
+                "out of fold: every train + validation movie, by the member that did not train \
+                 on it"
+                    .into()
+            } else {
+                String::new()
             },
             test_micro_f1: num(r.test.as_ref().map(|t| t.micro_f1), 3),
             test_top1: num(r.test.as_ref().map(|t| t.top1), 3),

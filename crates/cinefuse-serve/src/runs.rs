@@ -80,7 +80,7 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     let (member, curves_of) = trained(run);
     let info = member.info().ok();
     // The overview shows what it can; the run's page names a damaged metrics file.
-    let history = metrics(run).unwrap_or_default();
+    let history = member.metrics().unwrap_or_default();
     let best = best_epoch(&history, train.monitor).cloned();
     let (evaluation, test_error) = match run.test_evaluation() {
         Ok(e) => (e, None),

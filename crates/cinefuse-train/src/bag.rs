@@ -205,7 +205,7 @@ pub fn train_bag(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSummary
             return Ok(stopped_before(&dir, "its calibration"));
         }
         info.calibration = match calibrate(&dir, &info, opts.backend) {
-            Err(e) if e.is::<crate::blend_learn::LearningInterrupted>() => {
+            Err(e) if e.is::<crate::trainer::LearningInterrupted>() => {
                 return Ok(stopped_before(&dir, "the end of its calibration"));
             }
             other => Some(other?),
@@ -366,10 +366,7 @@ pub(crate) fn out_of_fold_with(
     for set in 0..info.sets {
         let mut folds = Vec::with_capacity(info.folds);
         for m in (0..info.folds).map(|f| set * info.folds + f) {
-            if interrupt_requested() {
-                let stage = "the rest of the held-out predictions";
-                return Err(crate::blend_learn::LearningInterrupted { stage }.into());
-            }
+            crate::trainer::stop_if_interrupted("the rest of the held-out predictions")?;
             folds.push(predict(&members[m], info.held_out(&members[m].prepared, m)));
         }
         per_set.push(folds);

@@ -178,7 +178,7 @@ pub fn learn_blend(
         votes,
         forests,
     } = parts_out_of_fold(&parts, &extras)?;
-    stop_if_interrupted("the genre stackings")?;
+    crate::trainer::stop_if_interrupted("the genre stackings")?;
     let resolved = resolved_runs(runs)?;
     let (genre_weights, rating_weights) =
         learn_weights(&oof, (genre_parts, parts.len()..genre_parts), &resolved)?;
@@ -192,7 +192,7 @@ pub fn learn_blend(
         genre_parts,
         &lacking,
     )?;
-    stop_if_interrupted("the calibration and the ratings without inputs")?;
+    crate::trainer::stop_if_interrupted("the calibration and the ratings without inputs")?;
     let weights = Weights {
         genre: &genre_weights,
         rating: &rating_weights,
@@ -222,7 +222,7 @@ pub fn learn_blend(
     };
     let voteless = match &extras.rating_trees {
         Some(cfg) => {
-            stop_if_interrupted("the ratings without the vote count")?;
+            crate::trainer::stop_if_interrupted("the ratings without the vote count")?;
             let ridges = content.as_ref().map(|c| &c.ridges);
             let learned = learn_voteless(&parts, (cfg, ridges), &members)?;
             if let Some(l) = &learned {
@@ -262,30 +262,6 @@ pub fn learn_blend(
         content: content.map(|c| c.ridges),
         voteless: voteless.map(VotelessTrees::of),
     })
-}
-
-/// Why a blend's learning (or a bag's calibration) stopped: Ctrl-C (in `train`, whose handler
-/// sets the flag) before `stage`. Nothing is written; `train --resume` learns it again.
-#[derive(Debug)]
-pub struct LearningInterrupted {
-    pub stage: &'static str,
-}
-
-impl std::fmt::Display for LearningInterrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "interrupted before {}", self.stage)
-    }
-}
-
-impl std::error::Error for LearningInterrupted {}
-
-/// Stops the learning between two of its stages when Ctrl-C asked for it: with a fine-tuned
-/// bag each stage predicts its held-out folds again, for minutes.
-fn stop_if_interrupted(stage: &'static str) -> Result<()> {
-    if crate::trainer::interrupt_requested() {
-        return Err(LearningInterrupted { stage }.into());
-    }
-    Ok(())
 }
 
 /// The first bag's seed and folds, which every part shares.

@@ -70,7 +70,7 @@ pub fn train_blend(config: &TrainConfig, opts: &TrainOptions) -> Result<RunSumma
             return Ok(crate::bag::stopped_before(&dir, "learning the blend"));
         }
         if let Err(e) = learn_and_write_blend(config, opts, &bags, &dir) {
-            let Some(i) = e.downcast_ref::<crate::blend_learn::LearningInterrupted>() else {
+            let Some(i) = e.downcast_ref::<crate::trainer::LearningInterrupted>() else {
                 return Err(e);
             };
             let what = format!("{} (learning the blend)", i.stage);

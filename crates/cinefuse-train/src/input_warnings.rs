@@ -163,9 +163,10 @@ fn group_lines(what: &str, ids: &[String]) -> Vec<String> {
 /// one, by as much as this model measured out of fold (docs/RESULTS.md, "Movies without a
 /// vote count").
 fn voteless_warning(movie: &Movie, e: &VotelessErrors) -> String {
-    let wider = match e.others.is_empty() {
-        true => String::new(),
-        false => format!(", {:.2} without {} too", e.without_all, e.others.join(", ")),
+    let wider = if e.others.is_empty() {
+        String::new()
+    } else {
+        format!(", {:.2} without {} too", e.without_all, e.others.join(", "))
     };
     format!(
         "{}: no votes; its rating comes from rating trees that never saw a vote count, mixed \

@@ -347,12 +347,12 @@ pub fn import_table(
     let mut seen = HashSet::new();
     let rows = rows(src)?;
     check_mapped_columns_exist(src, mapping, &rows)?;
-    let (extra_names, notes) = extra_columns(src, mapping, extra, &rows)?;
+    let (extra_kept, notes) = extra_columns(src, mapping, extra, &rows)?;
     report.notes = notes;
     for (line, row) in rows {
         let result = row
             .map_err(|m| (None, m))
-            .and_then(|row| row_movie(&row, mapping, &extra_names))
+            .and_then(|row| row_movie(&row, mapping, &extra_kept))
             .and_then(|movie| match seen.insert(movie.id.clone()) {
                 true => Ok(movie),
                 false => Err((Some("id".into()), format!("duplicate id {:?}", movie.id))),
@@ -400,15 +400,16 @@ fn source_of(mapping: &BTreeMap<String, String>, field: &str) -> String {
 fn row_movie(
     row: &Map<String, Value>,
     mapping: &BTreeMap<String, String>,
-    extra_names: &[ExtraColumn],
+    extra_kept: &[ExtraColumn],
 ) -> Result<Movie, (Option<String>, String)> {
     let get = |field: &str| row.get(&source_of(mapping, field)).unwrap_or(&Value::Null);
     // The error names the field; a mapped one also its column (`rating` read from `imdb_rating`).
     let in_column = |field: &str, m: String| {
         let column = source_of(mapping, field);
-        let message = match column == field {
-            true => m,
-            false => format!("column `{column}`: {m}"),
+        let message = if column == field {
+            m
+        } else {
+            format!("column `{column}`: {m}")
         };
         (Some(field.to_string()), message)
     };
@@ -436,7 +437,7 @@ fn row_movie(
         poster: as_text(get("poster")),
         budget: num("budget")?,
         gross: num("gross")?,
-        extra: extra_of(row, extra_names),
+        extra: extra_of(row, extra_kept),
         id,
     };
     check_movie(&movie).map_err(|(f, m)| (Some(f), m))?;

@@ -25,3 +25,28 @@ pub fn install_interrupt_handler() {
 pub fn interrupt_requested() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
+
+/// Why a blend's learning or a bag's calibration stopped: Ctrl-C (in `train`, whose handler
+/// sets the flag) before `stage`. Nothing is written; `train --resume` learns it again.
+#[derive(Debug)]
+pub struct LearningInterrupted {
+    pub stage: &'static str,
+}
+
+impl std::fmt::Display for LearningInterrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted before {}", self.stage)
+    }
+}
+
+impl std::error::Error for LearningInterrupted {}
+
+/// `LearningInterrupted` before `stage` when Ctrl-C asked the run to stop: checked between the
+/// stages of a blend's learning and between the members' held-out predictions, which with a
+/// fine-tuned bag take minutes and which no epoch loop covers.
+pub(crate) fn stop_if_interrupted(stage: &'static str) -> anyhow::Result<()> {
+    if interrupt_requested() {
+        return Err(LearningInterrupted { stage }.into());
+    }
+    Ok(())
+}

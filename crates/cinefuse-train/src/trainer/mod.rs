@@ -15,7 +15,8 @@ pub(crate) mod shards;
 pub(crate) mod step;
 mod val_states;
 
-pub use interrupt::{install_interrupt_handler, interrupt_requested};
+pub(crate) use interrupt::stop_if_interrupted;
+pub use interrupt::{LearningInterrupted, install_interrupt_handler, interrupt_requested};
 pub use precision::LossScale;
 
 pub(crate) use setup::{Trainer, check_new_run_dir, datasets_for};
