@@ -72,6 +72,7 @@ fn single_report(
     let run = LoadedRun::open(run_dir, backend)?;
     let (thresholds, _) = run.tuned_thresholds();
     let preds = run.predict(&run.prepared, Some(split));
+    refuse_empty(run_dir, split, &preds)?;
     let names = run.prepared.preprocessor.genre_names().to_vec();
     let mut data = report_data(&preds, (&thresholds, &names), split);
     data.run_name = run.info.name.clone();
@@ -96,6 +97,7 @@ fn group_report(
         )
     })?;
     let preds = g.preds.expect("a split was asked for");
+    refuse_empty(run_dir, split, &preds)?;
     let mut data = report_data(&preds, (&g.thresholds, &g.genre_names), split);
     if split != Split::Test {
         // Its members trained on these movies: "Genres on the in-sample val split".
@@ -105,6 +107,19 @@ fn group_report(
     data.history = curves(member)?;
     data.curves_of = format!("its first member, {}", member.display());
     Ok(data)
+}
+
+/// A split that holds no movies (prepared with its ratio at 0) would chart nothing as if it
+/// were a result.
+fn refuse_empty(run_dir: &Path, split: Split, preds: &Predictions) -> Result<()> {
+    if preds.ids.is_empty() {
+        anyhow::bail!(
+            "--run {}: its {split} split holds no movies (prepared with its ratio at 0); choose \
+             another with --split",
+            run_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The genre and rating views of `preds` at `thresholds`.

@@ -928,6 +928,22 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
         val.contains("val split (in-sample: the blend trained on it)"),
         "{val}"
     );
+
+    // A bag of every labelled movie (no test split): eval and report refuse the empty split
+    // rather than score it 0, and a sweep asked to read it refuses before training.
+    let no_test = "data.preprocess.test_ratio=0";
+    let all = [no_test, "data.prepared=prepared/all", "train.folds=2"];
+    train_tiny(d, "all", &[&all[..], &["train.epochs=1"]].concat());
+    let e = fails(d, &["eval", "--run", "all"]);
+    assert!(e.contains("test split holds no movies"), "{e}");
+    assert!(e.contains("data.preprocess.test_ratio = 0"), "{e}");
+    assert!(!d.join("all/eval.json").exists(), "no report of 0 movies");
+    let e = fails(d, &["report", "--run", "all"]);
+    assert!(e.contains("test split holds no movies"), "{e}");
+    let sweep = ["sweep", "--config", "tiny.toml", "--test", "--set", no_test];
+    let e = fails(d, &[&sweep[..], &["--out", "sw-all"]].concat());
+    assert!(e.contains("--test") && e.contains("test_ratio = 0"), "{e}");
+    assert!(!d.join("sw-all").exists(), "refused before training");
 }
 
 /// A sweep of tiny.toml without a grid (one run of a few steps, scored on test too) into

@@ -631,6 +631,9 @@ fn finish_report(
     modalities: &[cinefuse_model::Modality],
     t: EvalTarget<'_>,
 ) -> Result<EvalReport> {
+    if report.movies == 0 {
+        bail!("{}", nothing_to_score(run_dir, t));
+    }
     let thresholds = report.genres.thresholds();
     let (predicted, actual) = preds.labelled_ratings();
     report.confidence = crate::bootstrap::confidence(
@@ -648,6 +651,28 @@ fn finish_report(
         )?;
     }
     Ok(report)
+}
+
+/// Why an evaluation of no movies is refused rather than reported as scores of 0, which
+/// would read as a model that is always wrong (and would replace the run's `eval.json`).
+fn nothing_to_score(run_dir: &Path, t: EvalTarget<'_>) -> String {
+    if let Some(dir) = t.data {
+        return format!(
+            "{}: no movie of this dataset could be scored",
+            dir.display()
+        );
+    }
+    let ratio = match t.split {
+        Split::Val => "val_ratio",
+        _ => "test_ratio",
+    };
+    format!(
+        "{}: its {} split holds no movies (the run was prepared with data.preprocess.{ratio} = \
+         0, so every labelled movie trained it): a bag's or blend's out-of-fold scores are the \
+         honest ones (`cinefuse report`), and `--data DIR` scores the movies of another dataset",
+        run_dir.display(),
+        t.split
+    )
 }
 
 /// The test split's evaluation: what the run's pages and `/api/runs` show as test metrics.

@@ -211,6 +211,16 @@ pub fn sweep(spec: &SweepSpec) -> Result<Vec<SweepRow>> {
         .iter()
         .map(|j| TrainConfig::load(spec.config, &j.overrides))
         .collect::<Result<_>>()?;
+    if let Some((job, _)) = jobs
+        .iter()
+        .zip(&configs)
+        .find(|(_, c)| spec.test && c.data.preprocess.test_ratio <= 0.0)
+    {
+        bail!(
+            "--test: run {} has data.preprocess.test_ratio = 0, so no test split to score",
+            job.label
+        );
+    }
     let mut inputs = vec![spec.config];
     inputs.extend(spec.data.as_deref());
     check_output(&spec.out, OutputKind::Sweep, &inputs)?;
