@@ -792,6 +792,10 @@ def main():
     a = ap.parse_args()
     check_flags(a)
     movies, split, genres = load(a.dataset, a.prepared)
+    if "test" not in split.values():
+        sys.exit(f"{a.prepared}: no test split to score the peers on (prepared with "
+                 "data.preprocess.test_ratio = 0, as a final model is); train the run to compare "
+                 "with --set data.preprocess.test_ratio=0.15, which prepares it again with one")
     if a.peers:
         return pair_with_saved_peers(a, movies, split, genres)
     # Read and checked now, not after the hour of fitting that comes before its use.

@@ -940,6 +940,24 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     assert!(!d.join("all/eval.json").exists(), "no report of 0 movies");
     let e = fails(d, &["report", "--run", "all"]);
     assert!(e.contains("test split holds no movies"), "{e}");
+    // Its export is checked on validation movies, and its card gives the out-of-fold scores.
+    ok(d, &["export", "--run", "all", "--out", "model-all"]);
+    let card = std::fs::read_to_string(d.join("model-all/README.md")).unwrap();
+    assert!(card.contains("## Scores out of fold ("), "{card}");
+    assert!(!card.contains("test split (0 movies)"), "{card}");
+    assert!(card.contains("calibrated out of fold"), "{card}");
+    let p = ok(
+        d,
+        &[
+            "predict",
+            "--model",
+            "model-all",
+            "--plot",
+            "A heist",
+            "--json",
+        ],
+    );
+    assert!(p.contains("\"genres\""), "{p}");
     let sweep = ["sweep", "--config", "tiny.toml", "--test", "--set", no_test];
     let e = fails(d, &[&sweep[..], &["--out", "sw-all"]].concat());
     assert!(e.contains("--test") && e.contains("test_ratio = 0"), "{e}");

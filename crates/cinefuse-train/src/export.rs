@@ -495,11 +495,16 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
     let card = CardFacts::of("one model".into(), &run, &test_preds, interval, run_dir);
     write_card(dir, &manifest, &card)?;
+    // A final model (no test split) is checked on validation movies instead.
+    let val_preds = test_preds
+        .ids
+        .is_empty()
+        .then(|| run.predict(&run.prepared, Some(Split::Val)));
     check_export(
         dir,
         &run.info.dataset_dir,
         &manifest.data_hash,
-        &test_preds,
+        val_preds.as_ref().unwrap_or(&test_preds),
         backend,
     )?;
     staging.commit()?;
@@ -531,8 +536,21 @@ fn export_ensemble(
     let staging = cinefuse_data::atomic::StagingDir::new(out, OutputKind::Export, &[run_dir])?;
     let mut backbones = ExportBackbones::new(staging.path());
     let (manifest, test) = write_ensemble(e, staging.path(), &mut backbones)?;
-    let dataset = &e.lead().info.dataset_dir;
-    check_export(staging.path(), dataset, &manifest.data_hash, &test, backend)?;
+    let lead = e.lead();
+    // A final model (no test split) is checked on validation movies instead.
+    let val = test
+        .ids
+        .is_empty()
+        .then(|| e.predict(&lead.prepared, Some(Split::Val)).0);
+    let checked = val.as_ref().unwrap_or(&test);
+    let dataset = &lead.info.dataset_dir;
+    check_export(
+        staging.path(),
+        dataset,
+        &manifest.data_hash,
+        checked,
+        backend,
+    )?;
     staging.commit()?;
     Ok(out.to_path_buf())
 }
@@ -724,11 +742,17 @@ fn export_blend(
     card.reproduce = blend_commands(b, card.dataset);
     write_own_prompts(b, dir)?;
     write_card(dir, &manifest, &card)?;
+    // A final model (no test split) is checked on validation movies instead.
+    let val = if test.ids.is_empty() {
+        Some(b.predict(&own, Some(Split::Val))?.0)
+    } else {
+        None
+    };
     check_export(
         dir,
         &b.lead().info.dataset_dir,
         &manifest.data_hash,
-        &test,
+        val.as_ref().unwrap_or(&test),
         backend,
     )?;
     staging.commit()?;

@@ -1,6 +1,7 @@
 //! An export checked before it is published: loaded from its own files as `predict` loads it,
-//! it must predict a few test movies as the run did in memory. A loading bug (weights, backbone
-//! copies, state shared between members) then fails the export instead of reaching its users.
+//! it must predict a few test movies (a final model's, trained without a test split:
+//! validation movies) as the run did in memory. A loading bug (weights, backbone copies, state
+//! shared between members) then fails the export instead of reaching its users.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,15 +15,16 @@ use crate::config::BackendKind;
 use crate::predictions::Predictions;
 use crate::predictor::{MoviePrediction, Predictor};
 
-/// How many test movies the check predicts.
+/// How many movies the check predicts.
 const CHECKED_MOVIES: usize = 8;
 /// The largest difference allowed in a probability or a rating (the tests' tolerance).
 const TOLERANCE: f32 = 1e-4;
 
-/// Loads the staged export `dir` and predicts up to eight of the test movies in `test` (the
-/// run's own predictions) from the raw records of `dataset`. When those records are gone or
-/// are not the ones it trained on (their SHA-256 is not `data_hash`), the check is skipped
-/// with a warning: other records would predict otherwise for no fault of the export.
+/// Loads the staged export `dir` and predicts up to eight of the movies in `test` (the run's
+/// own predictions of its test split, or of its validation split when it has none) from the
+/// raw records of `dataset`. When those records are gone or are not the ones it trained on
+/// (their SHA-256 is not `data_hash`), the check is skipped with a warning: other records
+/// would predict otherwise for no fault of the export.
 pub fn check_export(
     dir: &Path,
     dataset: &Path,

@@ -114,6 +114,9 @@ fn card_text(m: &Manifest, f: &CardFacts<'_>) -> String {
 }
 
 fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
+    if m.test.movies == 0 {
+        return write_final_scores(s, m);
+    }
     let (t, b) = (&m.test, &f.baselines);
     let _ = writeln!(s, "## Scores on the test split ({} movies)\n", t.movies);
     let _ = writeln!(s, "| metric | this model | baseline |");
@@ -156,6 +159,52 @@ fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
     };
 }
 
+/// A final model, trained on every labelled movie, has no test split: the card gives the
+/// held-out scores it was chosen by (out of fold for a bag or blend) and says how to measure it.
+fn write_final_scores(s: &mut String, m: &Manifest) {
+    let v = &m.validation;
+    let whose = if v.out_of_fold {
+        "out of fold"
+    } else {
+        "on the validation split"
+    };
+    let _ = writeln!(s, "## Scores {whose} ({} movies)\n", v.movies);
+    let _ = writeln!(
+        s,
+        "It trained on every labelled movie (`data.preprocess.test_ratio = 0`), so there is no \
+         test split to score: these are the held-out scores its thresholds and interval were \
+         chosen by. To measure it on movies that chose nothing, train the same config with \
+         `--set data.preprocess.test_ratio=0.15`, or run `cinefuse eval --data DIR` on movies \
+         it never saw.\n"
+    );
+    let _ = writeln!(s, "| metric | this model |");
+    let _ = writeln!(s, "|---|---|");
+    let rows = [
+        ("genre micro-F1", v.micro_f1),
+        ("genre macro-F1", v.macro_f1),
+        ("genre mAP", v.map),
+        ("genre top-1 accuracy", v.top1),
+        ("rating MAE", v.mae),
+        ("rating within 10 %", v.within_10pct),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(s, "| {name} | {} |", num(value));
+    }
+    let calibrated = m.interval.is_some() || m.interval_half_width.is_some();
+    let _ = writeln!(
+        s,
+        "\nRating interval: {}.\n",
+        if calibrated {
+            format!(
+                "nominal {:.0} %, calibrated {whose}",
+                m.interval_coverage * 100.0
+            )
+        } else {
+            "none (too few rated calibration movies)".into()
+        }
+    );
+}
+
 fn write_use(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
     let _ = writeln!(s, "## Intended use and limits\n");
     let _ = writeln!(
@@ -166,7 +215,11 @@ fn write_use(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
          when a number is) its outputs are extrapolations. Scores above come from {} held-out \
          movies and carry that sampling noise; the interval's coverage is a property of movies \
          drawn like the training data, not a guarantee for any one movie.\n",
-        m.test.movies
+        if m.test.movies == 0 {
+            m.validation.movies
+        } else {
+            m.test.movies
+        }
     );
     let _ = writeln!(s, "## Reproduce\n");
     let _ = writeln!(
