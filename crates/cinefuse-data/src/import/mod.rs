@@ -123,15 +123,9 @@ fn poster_stem(id: &str) -> String {
     format!("{safe}~{}", &digest[..10])
 }
 
-/// Copies a poster into `out/posters/<id>.<ext>` and returns the dataset-relative path.
-/// The source must be a regular file no larger than `MAX_POSTER_FILE_BYTES`, and an existing
-/// poster file is never overwritten.
-pub fn copy_poster(src: &Path, out: &Path, id: &str) -> Result<String, DataError> {
-    let bytes = crate::user_file::read_capped(src, MAX_POSTER_FILE_BYTES)?;
-    write_poster(&bytes, src, out, id)
-}
-
-/// Movie `id`'s poster `bytes` (read from `src`, which names its extension) written into `out`.
+/// Movie `id`'s poster `bytes` (read from `src`, which names its extension) written into
+/// `out/posters/<id>.<ext>`; returns the dataset-relative path. An existing poster file is
+/// never overwritten.
 fn write_poster(bytes: &[u8], src: &Path, out: &Path, id: &str) -> Result<String, DataError> {
     let ext = src
         .extension()
@@ -201,12 +195,13 @@ mod tests {
         assert!(a.starts_with("a_b~"), "{a}");
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("p.png");
-        std::fs::write(&src, b"png").unwrap();
         let out = dir.path().join("out");
-        let ra = copy_poster(&src, &out, "a.b").unwrap();
-        let rb = copy_poster(&src, &out, "a_b").unwrap();
+        let ra = write_poster(b"png", &src, &out, "a.b").unwrap();
+        let rb = write_poster(b"png", &src, &out, "a_b").unwrap();
         assert_ne!(ra, rb);
-        let e = copy_poster(&src, &out, "a_b").unwrap_err().to_string();
+        let e = write_poster(b"png", &src, &out, "a_b")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("exists"), "never overwritten: {e}");
     }
 }
