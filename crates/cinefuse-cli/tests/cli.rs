@@ -940,7 +940,8 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     assert!(!d.join("all/eval.json").exists(), "no report of 0 movies");
     let e = fails(d, &["report", "--run", "all"]);
     assert!(e.contains("test split holds no movies"), "{e}");
-    // Its export is checked on validation movies, and its card gives the out-of-fold scores.
+    // It exports (the check then predicts validation movies: `checked_predictions`' unit test),
+    // its card giving the out-of-fold scores, and predicts.
     ok(d, &["export", "--run", "all", "--out", "model-all"]);
     let card = std::fs::read_to_string(d.join("model-all/README.md")).unwrap();
     assert!(card.contains("## Scores out of fold ("), "{card}");

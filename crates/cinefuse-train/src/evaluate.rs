@@ -668,8 +668,9 @@ fn nothing_to_score(run_dir: &Path, t: EvalTarget<'_>) -> String {
     };
     format!(
         "{}: its {} split holds no movies (the run was prepared with data.preprocess.{ratio} = \
-         0, so every labelled movie trained it): a bag's or blend's out-of-fold scores are the \
-         honest ones (`cinefuse report`), and `--data DIR` scores the movies of another dataset",
+         0, so it keeps none aside): a bag's or blend's out-of-fold scores are the honest ones \
+         (printed by `train`, kept in its bag.json or blend.json, shown by `cinefuse serve`), \
+         and `--data DIR` scores the movies of another dataset",
         run_dir.display(),
         t.split
     )

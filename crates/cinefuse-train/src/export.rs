@@ -20,7 +20,7 @@ use crate::content_rating::CONTENT_RATING_FILE;
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::export_backbones::{ExportBackbones, ManifestBackbone};
-use crate::export_check::check_export;
+use crate::export_check::{check_export, checked_predictions};
 use crate::metrics::{Scores, conformal_quantile};
 use crate::model_card::{CardFacts, write_card};
 use crate::neighbour_vote::VoteSpace;
@@ -495,16 +495,14 @@ pub fn export(run_dir: &Path, out: &Path, backend: Option<BackendKind>) -> Resul
     let interval = crate::evaluate::interval_metrics(&val, &test_preds, INTERVAL_COVERAGE);
     let card = CardFacts::of("one model".into(), &run, &test_preds, interval, run_dir);
     write_card(dir, &manifest, &card)?;
-    // A final model (no test split) is checked on validation movies instead.
-    let val_preds = test_preds
-        .ids
-        .is_empty()
-        .then(|| run.predict(&run.prepared, Some(Split::Val)));
+    let checked = checked_predictions(&test_preds, || {
+        Ok(run.predict(&run.prepared, Some(Split::Val)))
+    })?;
     check_export(
         dir,
         &run.info.dataset_dir,
         &manifest.data_hash,
-        val_preds.as_ref().unwrap_or(&test_preds),
+        &checked,
         backend,
     )?;
     staging.commit()?;
@@ -537,18 +535,13 @@ fn export_ensemble(
     let mut backbones = ExportBackbones::new(staging.path());
     let (manifest, test) = write_ensemble(e, staging.path(), &mut backbones)?;
     let lead = e.lead();
-    // A final model (no test split) is checked on validation movies instead.
-    let val = test
-        .ids
-        .is_empty()
-        .then(|| e.predict(&lead.prepared, Some(Split::Val)).0);
-    let checked = val.as_ref().unwrap_or(&test);
+    let checked = checked_predictions(&test, || Ok(e.predict(&lead.prepared, Some(Split::Val)).0))?;
     let dataset = &lead.info.dataset_dir;
     check_export(
         staging.path(),
         dataset,
         &manifest.data_hash,
-        checked,
+        &checked,
         backend,
     )?;
     staging.commit()?;
@@ -742,17 +735,12 @@ fn export_blend(
     card.reproduce = blend_commands(b, card.dataset);
     write_own_prompts(b, dir)?;
     write_card(dir, &manifest, &card)?;
-    // A final model (no test split) is checked on validation movies instead.
-    let val = if test.ids.is_empty() {
-        Some(b.predict(&own, Some(Split::Val))?.0)
-    } else {
-        None
-    };
+    let checked = checked_predictions(&test, || Ok(b.predict(&own, Some(Split::Val))?.0))?;
     check_export(
         dir,
         &b.lead().info.dataset_dir,
         &manifest.data_hash,
-        val.as_ref().unwrap_or(&test),
+        &checked,
         backend,
     )?;
     staging.commit()?;

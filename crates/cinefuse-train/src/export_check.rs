@@ -3,6 +3,7 @@
 //! validation movies) as the run did in memory. A loading bug (weights, backbone copies, state
 //! shared between members) then fails the export instead of reaching its users.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,6 +20,20 @@ use crate::predictor::{MoviePrediction, Predictor};
 const CHECKED_MOVIES: usize = 8;
 /// The largest difference allowed in a probability or a rating (the tests' tolerance).
 const TOLERANCE: f32 = 1e-4;
+
+/// The run's predictions an export is checked against: its test split's, or, for a final
+/// model trained without a test split, its validation split's (`validation`, predicted only
+/// then), so that the check never passes on no movies at all.
+pub fn checked_predictions(
+    test: &Predictions,
+    validation: impl FnOnce() -> Result<Predictions>,
+) -> Result<Cow<'_, Predictions>> {
+    Ok(if test.ids.is_empty() {
+        Cow::Owned(validation()?)
+    } else {
+        Cow::Borrowed(test)
+    })
+}
 
 /// Loads the staged export `dir` and predicts up to eight of the movies in `test` (the run's
 /// own predictions of its test split, or of its validation split when it has none) from the
@@ -116,4 +131,26 @@ fn training_records(dataset: &Path, data_hash: &str) -> Result<Vec<Movie>, Strin
         .into_iter()
         .map(|(_, m)| m)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(ids: &[&str]) -> Predictions {
+        Predictions {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_run_without_test_movies_is_checked_on_its_validation_movies() {
+        let test = of(&["t1"]);
+        let kept = checked_predictions(&test, || panic!("not predicted when test movies exist"));
+        assert_eq!(kept.unwrap().ids, ["t1"]);
+        let none = of(&[]);
+        let val = checked_predictions(&none, || Ok(of(&["v1", "v2"]))).unwrap();
+        assert_eq!(val.ids, ["v1", "v2"]);
+    }
 }

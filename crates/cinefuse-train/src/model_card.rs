@@ -159,7 +159,7 @@ fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
     };
 }
 
-/// A final model, trained on every labelled movie, has no test split: the card gives the
+/// A final model, trained without a test split, has none to score: the card gives the
 /// held-out scores it was chosen by (out of fold for a bag or blend) and says how to measure it.
 fn write_final_scores(s: &mut String, m: &Manifest) {
     let v = &m.validation;
@@ -171,9 +171,9 @@ fn write_final_scores(s: &mut String, m: &Manifest) {
     let _ = writeln!(s, "## Scores {whose} ({} movies)\n", v.movies);
     let _ = writeln!(
         s,
-        "It trained on every labelled movie (`data.preprocess.test_ratio = 0`), so there is no \
-         test split to score: these are the held-out scores its thresholds and interval were \
-         chosen by. To measure it on movies that chose nothing, train the same config with \
+        "It was trained without a test split (`data.preprocess.test_ratio = 0`), so no movie \
+         was kept from every choice: these are the held-out scores its thresholds and interval \
+         were chosen by. To measure it on movies that chose nothing, train the same config with \
          `--set data.preprocess.test_ratio=0.15`, or run `cinefuse eval --data DIR` on movies \
          it never saw.\n"
     );
