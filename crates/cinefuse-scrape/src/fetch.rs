@@ -45,6 +45,21 @@ pub struct Fetcher {
 /// Decides whether a URL may be fetched.
 pub type Gate = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Where a request's redirects may lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Any host (poster CDNs move images between hosts).
+    Anywhere,
+    /// Only the scheme, host and port of the URL asked for: a title page that redirects to
+    /// another host is not that site's page, and must not send the scraper there.
+    SameOrigin,
+}
+
+/// Whether `next` has the scheme, host and port of `first`.
+fn same_origin(first: &str, next: &reqwest::Url) -> bool {
+    reqwest::Url::parse(first).is_ok_and(|f| f.origin() == next.origin())
+}
+
 /// Redirects followed per request, each one a request of its own (rate limit, robots.txt).
 const MAX_REDIRECTS: usize = 10;
 
@@ -185,7 +200,11 @@ impl Fetcher {
 
     /// One GET, following redirects hop by hop: each hop waits for its slot and must be
     /// allowed by the gate.
-    fn send(&self, url: &str) -> Result<(reqwest::blocking::Response, Instant), Failed> {
+    fn send(
+        &self,
+        url: &str,
+        redirects: Redirects,
+    ) -> Result<(reqwest::blocking::Response, Instant), Failed> {
         let err = |reason: String, status: Option<u16>| FetchError {
             url: url.to_string(),
             reason,
@@ -217,6 +236,13 @@ impl Fetcher {
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| resp.url().join(l).ok());
             match next {
+                Some(n) if redirects == Redirects::SameOrigin && !same_origin(url, &n) => {
+                    return Err((
+                        err(format!("redirected off the site, to {n}"), None),
+                        false,
+                        None,
+                    ));
+                }
                 Some(n) => current = n.to_string(),
                 None => {
                     let status = resp.status();
@@ -238,13 +264,13 @@ impl Fetcher {
         ))
     }
 
-    fn once(&self, url: &str, max: u64) -> Result<Vec<u8>, Failed> {
+    fn once(&self, url: &str, max: u64, redirects: Redirects) -> Result<Vec<u8>, Failed> {
         let err = |reason: String, status: Option<u16>| FetchError {
             url: url.to_string(),
             reason,
             status,
         };
-        let (resp, started) = self.send(url)?;
+        let (resp, started) = self.send(url, redirects)?;
         let status = resp.status();
         if !status.is_success() {
             let retry = status.as_u16() == 429 || status.is_server_error();
@@ -293,11 +319,26 @@ impl Fetcher {
         self.get_limited(url, self.policy.max_bytes)
     }
 
+    /// GET with retries whose redirects stay on the URL's own site.
+    pub fn get_on_site(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        self.get_with(url, self.policy.max_bytes, Redirects::SameOrigin)
+    }
+
     /// GET with retries and a specific size limit.
     pub fn get_limited(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_with(url, max_bytes, Redirects::Anywhere)
+    }
+
+    /// GET with retries, a size limit and a rule for redirects.
+    pub fn get_with(
+        &self,
+        url: &str,
+        max_bytes: u64,
+        redirects: Redirects,
+    ) -> Result<Vec<u8>, FetchError> {
         let mut attempt = 0;
         loop {
-            match self.once(url, max_bytes) {
+            match self.once(url, max_bytes, redirects) {
                 Ok(body) => return Ok(body),
                 Err((e, retryable, after)) => {
                     if !retryable || attempt >= self.policy.retries {

@@ -106,6 +106,17 @@ fn base(cfg: &ScrapeConfig) -> &str {
     cfg.base_url.trim_end_matches('/')
 }
 
+/// The path of `url` on `site` (a base URL without its trailing slash), or None for a URL of
+/// another site. "http://a.org" is not a prefix of "http://a.org.evil.net/" in this sense.
+fn site_path<'a>(site: &str, url: &'a str) -> Option<&'a str> {
+    let rest = url.strip_prefix(site)?;
+    match rest.chars().next() {
+        None => Some("/"),
+        Some('/') | Some('?') | Some('#') => Some(rest),
+        Some(_) => None,
+    }
+}
+
 /// Resolves a possibly relative URL against the base.
 fn absolute(cfg: &ScrapeConfig, url: &str) -> String {
     if url.starts_with("http://") || url.starts_with("https://") {
@@ -129,8 +140,8 @@ fn load_robots(fetcher: &Fetcher, cfg: &ScrapeConfig) -> Result<Robots> {
             }
             // Every request from now on, redirect hops included, is checked.
             let (gate, site) = (robots.clone(), base(cfg).to_string());
-            fetcher.set_gate(Box::new(move |url: &str| match url.strip_prefix(&site) {
-                Some(path) => gate.allowed(if path.is_empty() { "/" } else { path }),
+            fetcher.set_gate(Box::new(move |url: &str| match site_path(&site, url) {
+                Some(path) => gate.allowed(path),
                 None => true, // other hosts (poster CDNs) are not covered by this robots.txt
             }));
             Ok(robots)
@@ -181,10 +192,8 @@ impl Shared<'_> {
     }
 
     fn allowed(&self, url: &str) -> bool {
-        match url.strip_prefix(base(self.cfg)) {
-            Some(path) => self
-                .robots
-                .allowed(if path.is_empty() { "/" } else { path }),
+        match site_path(base(self.cfg), url) {
+            Some(path) => self.robots.allowed(path),
             None => true, // other hosts (poster CDNs) are not covered by this robots.txt
         }
     }
@@ -214,7 +223,8 @@ impl Shared<'_> {
             if !self.allowed(&url) {
                 return self.fail(id, &url, "disallowed by robots.txt".into());
             }
-            match self.fetcher.get(&url) {
+            // A title page that redirects to another host is not this site's page.
+            match self.fetcher.get_on_site(&url) {
                 Ok(body) => {
                     if let Err(e) = write_atomic(&cache, &body) {
                         return self.fail(id, &url, e.to_string());
@@ -423,12 +433,12 @@ pub fn harvest_list(url: &str, cfg: &ScrapeConfig, max_pages: usize) -> Result<V
         if seen_pages.contains(&u) || seen_pages.len() >= max_pages.max(1) {
             break;
         }
-        if let Some(path) = u.strip_prefix(base(cfg))
+        if let Some(path) = site_path(base(cfg), &u)
             && !robots.allowed(path)
         {
             bail!("{u}: disallowed by robots.txt");
         }
-        let html = String::from_utf8_lossy(&fetcher.get(&u)?).into_owned();
+        let html = String::from_utf8_lossy(&fetcher.get_on_site(&u)?).into_owned();
         for id in title_ids(&html) {
             if !ids.contains(&id) {
                 ids.push(id);
@@ -444,4 +454,23 @@ pub fn harvest_list(url: &str, cfg: &ScrapeConfig, max_pages: usize) -> Result<V
         });
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::site_path;
+
+    #[test]
+    fn a_site_path_needs_the_whole_host() {
+        let site = "http://a.org:8080";
+        assert_eq!(site_path(site, "http://a.org:8080"), Some("/"));
+        assert_eq!(
+            site_path(site, "http://a.org:8080/title/x/"),
+            Some("/title/x/")
+        );
+        assert_eq!(site_path(site, "http://a.org:8080?page=2"), Some("?page=2"));
+        assert_eq!(site_path(site, "http://a.org:80801/title/"), None);
+        assert_eq!(site_path("http://a.org", "http://a.org.evil.net/"), None);
+        assert_eq!(site_path(site, "https://cdn.net/p.jpg"), None);
+    }
 }

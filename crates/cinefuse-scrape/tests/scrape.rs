@@ -104,6 +104,10 @@ fn serve_with_robots(robots: &'static str) -> Server {
                     "/title/tt0000021/" => redirect("/hop/2"),
                     "/hop/2" => redirect("/hop/1"),
                     "/hop/1" => redirect("/title/tt0000001/"),
+                    // The same server under another name is another site.
+                    "/title/tt0000022/" => {
+                        redirect(&format!("http://localhost:{port}/title/tt0000001/"))
+                    }
                     "/busy" if n == 1 => status(429)
                         .with_header("Retry-After: 1".parse::<tiny_http::Header>().unwrap()),
                     "/dated" if n == 1 => {
@@ -625,7 +629,7 @@ fn the_timeout_covers_a_body_that_drips() {
 }
 
 #[test]
-fn redirects_are_rate_limited_and_checked_against_robots_txt() {
+fn redirects_are_rate_limited_checked_against_robots_txt_and_stay_on_the_site() {
     let server = serve();
     let dir = tempfile::tempdir().unwrap();
     let cfg = ScrapeConfig {
@@ -634,16 +638,27 @@ fn redirects_are_rate_limited_and_checked_against_robots_txt() {
         download_posters: false,
         ..config(&server.base)
     };
-    let ids: Vec<String> = vec!["tt0000020".into(), "tt0000021".into()];
+    let ids: Vec<String> = vec!["tt0000020".into(), "tt0000021".into(), "tt0000022".into()];
     let report = scrape(&ids, &dir.path().join("ds"), &cfg).unwrap();
     assert_eq!(
         server.count("/title/tt0000066/"),
         0,
         "a redirect into a disallowed path"
     );
-    let failed = &report.failed;
+    assert_eq!(
+        server.count("/title/tt0000001/"),
+        1,
+        "only the chain on the site reached the page; the hop to localhost was not taken"
+    );
+    let mut failed = report.failed.clone();
+    failed.sort_by(|a, b| a.id.cmp(&b.id));
     assert!(
-        failed.len() == 1 && failed[0].reason.contains("robots.txt"),
+        failed.len() == 2
+            && failed[0].reason.contains("robots.txt")
+            && failed[1].id == "tt0000022"
+            && failed[1]
+                .reason
+                .contains("redirected off the site, to http://localhost:"),
         "{failed:?}"
     );
     assert_eq!(
@@ -654,8 +669,8 @@ fn redirects_are_rate_limited_and_checked_against_robots_txt() {
     times.sort();
     assert_eq!(
         times.len(),
-        1 + 2 + 3,
-        "robots.txt, 2 requests, 3 redirect hops"
+        1 + 3 + 3,
+        "robots.txt, 3 requests, 3 redirect hops"
     );
     for w in times.windows(2) {
         let gap = w[1] - w[0];
