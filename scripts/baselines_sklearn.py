@@ -245,7 +245,11 @@ def stacked(blocks, y):
 
 def pretrained_peers(a, movies, labelled, y, text, out, kept):
     """Linear peers on cinefuse's cached pretrained features (when present) and metadata.
-    `kept` receives the strongest train + validation peer's test probabilities."""
+    `kept` receives the strongest train + validation peer's test probabilities. Returns the
+    train + validation linear peer's genre probabilities by movie id (out of fold on the
+    train + validation movies, from the fit on all of them for the test movies), which the
+    rating peer reads as cinefuse's rating trees read the first bag's; {} without features."""
+    genre_inputs = {}
     samples = load_samples(a.prepared)
     state = bio.read_json(f"{a.prepared}/preprocess.json")
     n_cat = [len(v["values"]) + 2 for v in state["categorical"]]
@@ -272,7 +276,7 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         feats[modality] = {s: sc.transform(f[s]) for s in f}
     if not feats:
         print("no cached pretrained features in", a.prepared, "- skipping the embedding peers", file=sys.stderr)
-        return
+        return genre_inputs
     names = sorted(feats)
     # The strongest peer, on the rows cinefuse's single model trains on (train) and on the rows
     # a bag or a refit trains on (train + validation); the test split is read once by each.
@@ -287,6 +291,9 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         peer_blocks.append((fit(meta_raw), meta_raw["test"]))
         linear = strong_peer_probs(peer_blocks, ytr)
         out[f"strong_peer_meta_{label}_genres"] = peer_scores(linear, ytr, y["test"])
+        if label == "train_val":
+            fit_ids = [i for r in rows for i in labelled[r]]
+            genre_inputs = {**dict(zip(fit_ids, linear[0])), **dict(zip(labelled["test"], linear[1]))}
         # TF-IDF logits of the plot, out of fold on the fitting rows (fitted once, read twice).
         words = tfidf_block([t for r in rows for t in text[r]], ytr, text["test"])
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
@@ -351,6 +358,7 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         out[f"{m}_embedding_logreg_genres"] = genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
         blocks[m] = (feats[m]["train"], feats[m]["val"], feats[m]["test"], cm)
     out["embeddings_tfidf_meta_stacked_genres"] = stacked(blocks, y)
+    return genre_inputs
 
 
 def plotless_peer(poster, meta, votes, ytr, yte):
@@ -430,7 +438,7 @@ def voteless_rating_peers(fit, test, cats, dropped, plot):
     then the Metacritic score too), and the same mixed with a ridge regression on the cached
     plot features (`rating_with_plot`). `fit` and `test` are (rows, ratings); `plot` the plot
     feature rows of both (None without cached plot features); `cats` the categorical columns."""
-    trees, mixed, w = rating_with_plot(fit, test[0], cats, dropped, plot)
+    trees, mixed, w, _ = rating_with_plot(fit, test[0], cats, dropped, plot)
     name = "gbm_without_" + "_".join(dict.fromkeys(dropped.values()))
     out = {f"{name}_train_val_rating": rating_metrics(trees, test[1])}
     if mixed is not None:
@@ -443,7 +451,8 @@ def rating_with_plot(fit, x_test, cats, dropped, plot):
     """Gradient boosting with the extra columns fitted on `fit` (rows, ratings) without the
     columns in `dropped`, and the same mixed with a ridge regression on the cached plot
     features by a weight chosen on 5-fold out-of-fold MAE, as cinefuse mixes in its content
-    rating: (the trees' test ratings, the mixed ones or None without `plot`, the weight)."""
+    rating: (the trees' test ratings, the mixed ones or None without `plot`, the weight, the
+    out-of-fold MAE of what it returns last)."""
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import KFold, cross_val_predict
     x_fit, y_fit = fit
@@ -454,13 +463,40 @@ def rating_with_plot(fit, x_test, cats, dropped, plot):
     trees_oof = cross_val_predict(gbm, x_fit[:, keep], y_fit, cv=folds)
     trees = gbm.fit(x_fit[:, keep], y_fit).predict(x_test[:, keep])
     if plot is None:
-        return trees, None, 0.0
+        return trees, None, 0.0, float(np.abs(trees_oof - y_fit).mean())
     ridge = Ridge(alpha=3.0)
     ridge_oof = cross_val_predict(ridge, plot[0], y_fit, cv=folds)
     ridge_test = ridge.fit(plot[0], y_fit).predict(plot[1])
-    mae = lambda w: np.abs((1 - w) * trees_oof + w * ridge_oof - y_fit).mean()
+    mae = lambda w: float(np.abs((1 - w) * trees_oof + w * ridge_oof - y_fit).mean())  # noqa: E731
     w = min([0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], key=mae)
-    return trees, (1 - w) * trees + w * ridge_test, w
+    return trees, (1 - w) * trees + w * ridge_test, w, mae(w)
+
+
+def genre_aware_rating_peers(prepared, rows, ids, genre_inputs, cats, plot, components=16):
+    """Gradient boosting with the extra columns and the linear peer's genre probabilities
+    (`genre_inputs`, by id; NaN for a movie without them), and the same with the first
+    `components` principal components of the cached plot sentence embedding (fitted on the
+    fitting rows), each mixed with a plot ridge as `rating_with_plot` does. `rows` are
+    ((fit rows, ratings), test rows), `ids` the (fit, test) movie ids in their order. Yields
+    (name, test ratings, out-of-fold MAE)."""
+    from sklearn.decomposition import PCA
+
+    (x_fit, y_fit), x_test = rows
+    width = len(next(iter(genre_inputs.values())))
+    probs = [np.array([genre_inputs.get(i, np.full(width, np.nan)) for i in part]) for part in ids]
+    blocks = {"genre_probs": probs}
+    table = load_feature_cache(prepared, "plot")
+    if table is not None:
+        samples = load_samples(prepared)
+        sd = sentence_dim(prepared) or table.shape[1]
+        emb = [table[[samples[i]["row"] for i in part]][:, :sd].astype(np.float64) for part in ids]
+        pca = PCA(components, random_state=0).fit(emb[0])
+        blocks["genre_probs_plot_pca"] = [np.hstack([p, pca.transform(e)]) for p, e in zip(probs, emb)]
+    for name, (extra_fit, extra_test) in blocks.items():
+        fit = (np.hstack([x_fit, extra_fit]), y_fit)
+        trees, mixed, w, mae = rating_with_plot(fit, np.hstack([x_test, extra_test]), cats, {}, plot)
+        yield (f"gbm_metadata_extra_{name}_{'plot_mix_' if mixed is not None else ''}train_val_rating",
+               trees if mixed is None else mixed, mae)
 
 
 def scaled_plot_rows(prepared, samples, fit_ids, test_ids):
@@ -559,8 +595,9 @@ def strong_peer_probs(blocks, ytr, grid=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0), folds=
 
 
 # How --paired names the rating peer it compares with.
-RATING_PEER = ("gradient boosting with the extra columns (mixed with a plot ridge when the data has cached "
-               "plot features), train + validation")
+RATING_PEER = ("gradient boosting with the extra columns (with the linear peer's genre probabilities and the "
+               "plot embedding's PCA, and mixed with a plot ridge, when the data has cached plot features and "
+               "out of fold prefers them), train + validation")
 
 # How the peer with the TF-IDF plot words names its rules in `kept` (and in --paired's tables).
 WORDS_RULE = "with TF-IDF plot words stacked too, "
@@ -824,7 +861,7 @@ def main():
     prevalence = y["train"].mean(0)
     maj = np.tile(prevalence, (len(labelled["test"]), 1))
     kept = {}
-    pretrained_peers(a, movies, labelled, y, text, out, kept)
+    genre_inputs = pretrained_peers(a, movies, labelled, y, text, out, kept)
     if a.prompt_vote and not any("four_votes" in k for k in out):
         print(f"--genre-prompts {a.genre_prompts}: unused; the peer with it needs the cached plot features "
               "and the credits of a prepared folder with pretrained text", file=sys.stderr)
@@ -874,11 +911,23 @@ def main():
         plot = scaled_plot_rows(a.prepared, load_samples(a.prepared), rated["train"] + rated["val"], rated["test"])
         # The strongest rating peer (2026-12-06): the same mixed with a plot ridge, which the
         # trees cannot read; --paired compares with it.
-        _, mixed, w = rating_with_plot(fit, Xe["test"], cats, {}, plot)
+        _, mixed, w, oof_mae = rating_with_plot(fit, Xe["test"], cats, {}, plot)
         if mixed is not None:
             kept["rating"] = mixed
             out["gbm_metadata_extra_plot_mix_train_val_rating"] = rating_metrics(mixed, t["test"])
             out["gbm_metadata_extra_plot_mix_train_val_rating"]["plot_weight"] = w
+            out["gbm_metadata_extra_plot_mix_train_val_rating"]["out_of_fold_mae"] = oof_mae
+        if genre_inputs:
+            # The strongest since 2026-12-06 (the issue's own peer reads them): the trees also
+            # read the linear peer's genre probabilities, and the PCA of the plot embedding.
+            # --paired compares with whichever the out-of-fold MAE prefers.
+            best = oof_mae if mixed is not None else np.inf
+            for name, rating, mae in genre_aware_rating_peers(
+                    a.prepared, (fit, Xe["test"]), (rated["train"] + rated["val"], rated["test"]),
+                    genre_inputs, cats, plot):
+                out[name] = {**rating_metrics(rating, t["test"]), "out_of_fold_mae": mae}
+                if mae < best:
+                    best, kept["rating"] = mae, rating
         # Movies given without a vote count, and without the Metacritic score too.
         # The award words are the last columns of the extras (`extra_features`).
         awards = dict.fromkeys(range(Xe["train"].shape[1] - len(extra_vocab([movies[i] for i in rated["train"]])[1]),

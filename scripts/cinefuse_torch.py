@@ -1006,17 +1006,23 @@ def forest_ratings(tensors, k, rows):
     return t["base"][0] + t["value"][node].astype(np.float64).sum(1)
 
 
-def tree_ratings(path, fields):
+def tree_ratings(path, fields, lead_probs=None):
     """Each forest's rating [K, B] for the first part's fields: numeric values, then category
-    ids, NaN where missing (id 0), as rating_trees.rs builds a row."""
-    tensors, _ = bio.read_safetensors(path)
+    ids, NaN where missing (id 0), as rating_trees.rs builds a row; trees whose layout reads
+    genre probabilities get forest k's rows followed by the first part's member k's
+    (`lead_probs` [K, B, G])."""
+    tensors, metadata = bio.read_safetensors(path)
     numeric = np.where(fields["numeric_missing"] > 0.5, np.nan, fields["numeric"].astype(np.float64))
     categorical = fields["categorical"].astype(np.float64)
     categorical[categorical == 0] = np.nan
     rows = np.concatenate([numeric, categorical], 1)
+    n_genres = json.loads((metadata or {}).get("layout", "{}")).get("n_genres", 0)
+    if n_genres and (lead_probs is None or lead_probs.shape[-1] != n_genres):
+        raise ValueError(f"{path}: the trees read {n_genres} genre probabilities of the first part")
     k, out = 0, []
     while f"member.{k}.roots" in tensors:
-        out.append(forest_ratings(tensors, k, rows))
+        member_rows = np.concatenate([rows, lead_probs[k].astype(np.float64)], 1) if n_genres else rows
+        out.append(forest_ratings(tensors, k, member_rows))
         k += 1
     return np.clip(np.stack(out), 0.0, 10.0).astype(np.float32)
 
@@ -1166,7 +1172,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
                 probs[:, bare] = stacked(bare_stacking["coefficients"], each)[:, bare]
         trees = config.get("rating_trees")
         if trees:
-            r = tree_ratings(os.path.join(model_dir, trees["file"]), fields)
+            r = tree_ratings(os.path.join(model_dir, trees["file"]), fields, each[0])
             ratings = ratings + np.float32(trees["rating_weight"]) * r
     numeric, missing = fields["numeric"], fields["numeric_missing"]
     votes = np.full(len(movies), np.nan, np.float32)
@@ -1176,7 +1182,7 @@ def member_predictions(model_dir, config, movies, base, run=None):
     voteless = config.get("rating_without_votes") if parts else None
     if voteless and numeric.shape[1] > VOTES_COLUMN and (missing[:, VOTES_COLUMN] > 0.5).any():
         ratings = np.array(ratings, np.float32)
-        voteless_ratings(model_dir, config, (fields, lead, movies, part_ratings), ratings, votes)
+        voteless_ratings(model_dir, config, (fields, lead, movies, part_ratings, each[0]), ratings, votes)
     content = config.get("content_rating") if parts else None
     if content:
         rated = lead.pre.token_batch(movies)[2].numpy() > 0.5
@@ -1215,8 +1221,9 @@ def voteless_ratings(model_dir, config, inputs, ratings, votes):
     voteless_rating.rs does: by the widest set of trees whose fields the movie lacks all (the
     first, without the vote count alone, otherwise), mixed by that set's weights with every
     part's own rating of the movie and with the content rating's ridges (the trees' rating for
-    a movie without a plot)."""
-    fields, lead, movies, part_ratings = inputs
+    a movie without a plot); trees that read genre probabilities read the first part's
+    members' (`inputs`' last entry, [K, B, G])."""
+    fields, lead, movies, part_ratings, lead_probs = inputs
     entry, missing = config["rating_without_votes"], fields["numeric_missing"]
     sets = [(f, info, voteless_key(k)) for k, (f, info) in enumerate(zip(entry["files"], entry["info"]["sets"]))]
     lacks = missing[:, VOTES_COLUMN] > 0.5
@@ -1233,7 +1240,7 @@ def voteless_ratings(model_dir, config, inputs, ratings, votes):
         rows = chosen == k
         if not rows.any():
             continue
-        trees = tree_ratings(os.path.join(model_dir, file), fields)
+        trees = tree_ratings(os.path.join(model_dir, file), fields, lead_probs)
         on_plot = np.where(plot[None, :], ridge, trees) if ridge is not None else trees
         r = np.zeros_like(trees)
         for w, own in zip(info["part_weights"], part_ratings):

@@ -205,6 +205,10 @@ pub struct EnsembleArgs {
     /// The fewest movies a leaf may hold.
     #[arg(long, requires = "rating_trees", default_value_t = RatingTreesConfig::default().min_leaf)]
     tree_min_leaf: usize,
+    /// The trees also read the first bag's genre probabilities (out of fold for the movies
+    /// they learn from).
+    #[arg(long, requires = "rating_trees")]
+    tree_genres: bool,
     /// Also vote genres from the labelled movies with the most alike plots (the first bag's
     /// cached MiniLM embeddings) on the bags' folds, stacked with the bags per genre.
     #[arg(long)]
@@ -364,6 +368,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         max_leaves: a.tree_leaves,
         l2: a.tree_l2,
         min_leaf: a.tree_min_leaf,
+        genre_probabilities: a.tree_genres,
         ..RatingTreesConfig::default()
     });
     if let Some(t) = &trees {

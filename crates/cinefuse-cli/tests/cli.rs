@@ -1177,6 +1177,8 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "train.content_rating.enabled=true",
         "--set",
         "train.rating_trees.enabled=true",
+        "--set",
+        "train.rating_trees.genre_probabilities=true",
     ];
     let mut args = vec!["train", "--config", "p.toml", "--out", "runs/frozen"];
     args.extend(frozen);
@@ -1188,6 +1190,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
         serde_json::from_slice(&std::fs::read(d.join(file)).unwrap()).unwrap()
     };
     let trained = read("runs/frozen/blend.json");
+    assert_eq!(trained["rating_trees"]["genre_probabilities"], true);
     // ... and by hand from its bag: the same vote, stacking and weights.
     let vote = [
         "ensemble",
@@ -1207,6 +1210,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
         "0",
         "--content-rating",
         "--rating-trees",
+        "--tree-genres",
     ];
     let text = ok(
         d,
@@ -2079,8 +2083,9 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         "{e}"
     );
 
-    // Rating trees blended with that bag: the reference walks the same forests. The test
-    // leans the rating on them so that a wrong walk shows.
+    // Rating trees blended with that bag, reading its genre probabilities too: the reference
+    // walks the same forests on the same rows. The test leans the rating on them so that a
+    // wrong walk or row shows.
     ok(
         d,
         &[
@@ -2088,6 +2093,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
             "--runs",
             "runs/tuned",
             "--rating-trees",
+            "--tree-genres",
             "--out",
             "runs/tuned-trees",
         ],

@@ -205,6 +205,15 @@ impl Blend {
             Some(v) => Some(VotelessTrees::load(dir, v, parts[0].info.folds)?),
             None => None,
         };
+        let mut all_trees = trees.iter().chain(voteless.iter().flat_map(|v| &v.sets));
+        if let Some(t) = all_trees.find(|t| t.n_genres != 0 && t.n_genres != n_genres) {
+            bail!(
+                "{}: rating trees that read {} genre probabilities, the bags predict {n_genres} \
+                 genres",
+                dir.display(),
+                t.n_genres
+            );
+        }
         Ok(Some(Self {
             dir: dir.to_path_buf(),
             info,
@@ -292,9 +301,21 @@ pub(crate) fn tree_part(
     let ratings = lead
         .iter()
         .enumerate()
-        .map(|(k, p)| trees.predict_member(k, prepared, &p.ids))
+        .map(|(k, p)| trees.rate(k, &sample_tree_rows(prepared, &p.ids)?, p))
         .collect::<Result<Vec<_>>>()?;
     Ok(blend_part(lead, ratings))
+}
+
+/// The trees' metadata rows of the movies `ids` of `prepared`.
+fn sample_tree_rows(prepared: &Prepared, ids: &[String]) -> Result<Vec<Vec<f64>>> {
+    let at = crate::plot_neighbours::sample_indices(prepared, ids)?;
+    Ok(at
+        .into_iter()
+        .map(|i| {
+            let s = &prepared.samples[i];
+            tree_row(&s.numeric, &s.numeric_missing, &s.categorical)
+        })
+        .collect())
 }
 
 /// A neighbour vote as a blend part: member k is the first bag's member k (the rating weight

@@ -25,7 +25,9 @@ use crate::evaluate::LoadedRun;
 use crate::neighbour_vote::NeighbourVote;
 use crate::oof::write_oof;
 use crate::predictions::Predictions;
-use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, train_rating_trees};
+use crate::rating_trees::{
+    RatingTrees, RatingTreesConfig, TREES_FILE, genre_inputs, train_rating_trees,
+};
 use crate::run_dir::write_json;
 use crate::voteless_rating::{VotelessTrees, learn_for_blend as learn_voteless};
 
@@ -101,15 +103,17 @@ fn check_blend_runs(runs: &[PathBuf], extras: &BlendExtras) -> Result<()> {
     Ok(())
 }
 
-/// Rating trees trained on the lead bag's folds (`(seed, folds)`); their out-of-fold
-/// predictions join `oof` as its last part.
+/// Rating trees trained on the lead bag's folds (`(seed, folds)`), reading the lead bag's
+/// out-of-fold genre probabilities when `config` asks; their out-of-fold predictions join
+/// `oof` as its last part.
 fn add_rating_trees(
     prepared: &Prepared,
     (seed, folds): (u64, usize),
     config: &RatingTreesConfig,
     oof: &mut Vec<Vec<Predictions>>,
 ) -> Result<RatingTrees> {
-    let trees = train_rating_trees(prepared, folds, seed, config)?;
+    let genres = config.genre_probabilities.then(|| genre_inputs(&oof[0]));
+    let trees = train_rating_trees(prepared, (seed, folds), config, genres.as_ref())?;
     oof.push(tree_part(&trees, prepared, &oof[0])?);
     let mae = |p: &[Predictions]| Predictions::concat(p).rating_metrics().mae;
     println!(

@@ -855,8 +855,17 @@ fn blend_commands(b: &Blend, dataset: &Path) -> String {
     let trees = match b.info.rating_trees {
         Some(t) => format!(
             " --rating-trees --tree-iterations {} --tree-learning-rate {} --tree-leaves {} \
-             --tree-l2 {} --tree-min-leaf {}",
-            t.iterations, t.learning_rate, t.max_leaves, t.l2, t.min_leaf
+             --tree-l2 {} --tree-min-leaf {}{}",
+            t.iterations,
+            t.learning_rate,
+            t.max_leaves,
+            t.l2,
+            t.min_leaf,
+            if t.genre_probabilities {
+                " --tree-genres"
+            } else {
+                ""
+            }
         ),
         None => String::new(),
     };

@@ -75,6 +75,11 @@ impl Predictions {
         rating_metrics(&p, &t)
     }
 
+    /// Movie `i`'s genre probabilities.
+    pub fn probs_of(&self, i: usize) -> &[f32] {
+        &self.probs[i * self.n_genres..(i + 1) * self.n_genres]
+    }
+
     /// Several prediction sets one after the other (the folds of a bag).
     pub fn concat(parts: &[Predictions]) -> Predictions {
         let mut out = Predictions {

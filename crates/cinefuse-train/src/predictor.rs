@@ -138,6 +138,14 @@ fn load_voteless(dir: &Path, entry: &ManifestVoteless, lead: &Predictor) -> Resu
 
 /// Refuses trees that read other fields than `pre` encodes.
 fn check_tree_fields(path: &Path, trees: &RatingTrees, pre: &Preprocessor) -> Result<()> {
+    let genres = pre.genre_names().len();
+    if trees.n_genres != 0 && trees.n_genres != genres {
+        bail!(
+            "{}: the trees read {} genre probabilities, the model predicts {genres} genres",
+            path.display(),
+            trees.n_genres
+        );
+    }
     let fields = (pre.n_numeric(), pre.categorical_sizes().len());
     if (trees.n_numeric, trees.n_categorical) != fields {
         bail!(
@@ -608,7 +616,11 @@ impl Predictor {
                 )
             })
             .collect();
-        Some((blend_part(lead, trees.predict_rows(&rows)), t.rating_weight))
+        // `load_trees` checked the forests, fields and genres against the first part.
+        let ratings = (0..lead.len())
+            .map(|k| trees.rate_checked(k, &rows, &lead[k]))
+            .collect();
+        Some((blend_part(lead, ratings), t.rating_weight))
     }
 
     /// Each vote as a blend part (member k: the lead's member k with vote k's genre

@@ -50,6 +50,12 @@ pub struct RatingTreesConfig {
     /// `false` turns a config's trees off (`--set train.rating_trees.enabled=false`).
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// The trees also read the first bag's genre probabilities: out of fold for the movies
+    /// they learn from, member k's for the movies forest k rates. They carry what the plot
+    /// and poster say about the rating into trees that read only metadata otherwise. Off for
+    /// records written before it (absent means off).
+    #[serde(default)]
+    pub genre_probabilities: bool,
     /// The knob of the earlier booster (Perpetual): read so that earlier blends still load;
     /// never written, so a config naming it is refused as an unknown key.
     #[serde(default, skip_serializing)]
@@ -89,6 +95,7 @@ impl Default for RatingTreesConfig {
             l2: default_l2(),
             min_leaf: default_min_leaf(),
             enabled: true,
+            genre_probabilities: false,
             budget: None,
         }
     }
@@ -138,6 +145,14 @@ struct Layout {
     members: usize,
     n_numeric: usize,
     n_categorical: usize,
+    /// Genre probabilities after the metadata fields; absent (0) in files from before them,
+    /// and left out when 0 so that such trees stay readable by earlier versions.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    n_genres: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Layout {
@@ -156,6 +171,7 @@ impl Layout {
             members: field("members")?,
             n_numeric: field("n_numeric")?,
             n_categorical: field("n_categorical")?,
+            n_genres: 0,
         })
     }
 }
@@ -165,6 +181,24 @@ pub struct RatingTrees {
     pub members: Vec<Forest>,
     pub n_numeric: usize,
     pub n_categorical: usize,
+    /// Genre probabilities each row ends with (0: the trees read metadata only).
+    pub n_genres: usize,
+}
+
+/// Each labelled movie's out-of-fold genre probabilities from the first bag, by id: what the
+/// trees read beside the metadata with `genre_probabilities`.
+pub type GenreInputs = HashMap<String, Vec<f32>>;
+
+/// `oof`'s genre probabilities by movie (every member's held-out movies).
+pub fn genre_inputs(oof: &[Predictions]) -> GenreInputs {
+    oof.iter()
+        .flat_map(|p| {
+            p.ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), p.probs_of(i).to_vec()))
+        })
+        .collect()
 }
 
 /// A movie's row for the trees: numeric fields, then category ids; NaN where a value is
@@ -192,14 +226,15 @@ fn sample_row(s: &EncodedSample, blank: &[usize]) -> Vec<f64> {
 }
 
 /// Trains forest k on the rated movies outside fold k of `folds` (the bags' fold assignment,
-/// seeded by `seed`).
+/// seeded by `seed`); each row ends with the movie's `genres` when given (they must cover
+/// every rated movie).
 pub fn train_rating_trees(
     prepared: &Prepared,
-    folds: usize,
-    seed: u64,
+    (seed, folds): (u64, usize),
     cfg: &RatingTreesConfig,
+    genres: Option<&GenreInputs>,
 ) -> Result<RatingTrees> {
-    train_rating_trees_without(prepared, (seed, folds), cfg, &[])
+    train_rating_trees_without(prepared, (seed, folds), cfg, (&[], genres))
 }
 
 /// `train_rating_trees` with the numeric fields `blank` (columns of the rows) taken from every
@@ -208,7 +243,7 @@ pub fn train_rating_trees_without(
     prepared: &Prepared,
     (seed, folds): (u64, usize),
     cfg: &RatingTreesConfig,
-    blank: &[usize],
+    (blank, genres): (&[usize], Option<&GenreInputs>),
 ) -> Result<RatingTrees> {
     let start = std::time::Instant::now();
     let n_numeric = prepared.preprocessor.n_numeric();
@@ -226,7 +261,15 @@ pub fn train_rating_trees_without(
                 k + 1,
                 rows.len()
             );
-            fit_forest(&rows, (n_numeric, n_categorical, blank), seed, cfg)
+            let table = rows
+                .iter()
+                .map(|s| training_row(s, blank, genres))
+                .collect::<Result<Vec<_>>>()?;
+            let y: Vec<f64> = rows
+                .iter()
+                .map(|s| f64::from(s.rating.expect("rated")))
+                .collect();
+            fit_forest(&table, &y, seed, cfg)
                 .with_context(|| format!("rating trees of fold {}", k + 1))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -239,25 +282,33 @@ pub fn train_rating_trees_without(
         members,
         n_numeric,
         n_categorical,
+        n_genres: genres.map_or(0, |_| prepared.preprocessor.genre_names().len()),
     })
 }
 
-fn fit_forest(
-    rows: &[&EncodedSample],
-    (n_numeric, n_categorical, blank): (usize, usize, &[usize]),
-    seed: u64,
-    cfg: &RatingTreesConfig,
-) -> Result<Forest> {
-    if rows.len() < 20 {
-        bail!("only {} rated movies to learn from", rows.len());
+/// `s`'s row with the fields `blank` missing, followed by its genre probabilities when the
+/// trees read them.
+fn training_row(
+    s: &EncodedSample,
+    blank: &[usize],
+    genres: Option<&GenreInputs>,
+) -> Result<Vec<f64>> {
+    let mut row = sample_row(s, blank);
+    if let Some(genres) = genres {
+        let probs = genres
+            .get(&s.id)
+            .with_context(|| format!("movie {} has no out-of-fold genre probabilities", s.id))?;
+        row.extend(probs.iter().map(|p| f64::from(*p)));
     }
-    let cols = n_numeric + n_categorical;
-    let table: Vec<Vec<f64>> = rows.iter().map(|s| sample_row(s, blank)).collect();
-    let data = column_major(&table);
-    let y: Vec<f64> = rows
-        .iter()
-        .map(|s| f64::from(s.rating.expect("rated")))
-        .collect();
+    Ok(row)
+}
+
+fn fit_forest(table: &[Vec<f64>], y: &[f64], seed: u64, cfg: &RatingTreesConfig) -> Result<Forest> {
+    if table.len() < 20 {
+        bail!("only {} rated movies to learn from", table.len());
+    }
+    let cols = table[0].len();
+    let data = column_major(table);
     let mut booster = GradientBooster::default()
         .set_objective_type(ObjectiveType::SquaredLoss)
         .set_iterations(cfg.iterations)
@@ -270,50 +321,98 @@ fn fit_forest(
         .set_seed(seed);
     booster.grow_policy = GrowPolicy::LossGuide;
     booster
-        .fit_unweighted(&Matrix::new(&data, rows.len(), cols), &y, None)
+        .fit_unweighted(&Matrix::new(&data, table.len(), cols), y, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Forest::from_booster(&booster)
 }
 
 impl RatingTrees {
     fn width(&self) -> usize {
-        self.n_numeric + self.n_categorical
+        self.n_numeric + self.n_categorical + self.n_genres
     }
 
-    /// Each forest's rating for `rows` (`[member][row]`).
-    pub fn predict_rows(&self, rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
-        self.members
-            .iter()
-            .map(|f| {
-                rows.iter()
-                    .map(|r| clamp_rating(f.predict_row(r)))
-                    .collect()
+    /// Forest `k`'s ratings of `rows` (each movie's `tree_row`, the movies of `lead_k` in its
+    /// order), each row followed by `lead_k`'s genre probabilities of that movie when the
+    /// trees read them; `lead_k` is the first bag's member k's prediction of the same movies.
+    pub fn rate(&self, k: usize, rows: &[Vec<f64>], lead_k: &Predictions) -> Result<Vec<f32>> {
+        if k >= self.members.len() {
+            bail!("the rating trees have no forest {}", k + 1);
+        }
+        let fields = self.n_numeric + self.n_categorical;
+        if let Some(r) = rows.iter().find(|r| r.len() != fields) {
+            bail!(
+                "the rating trees read {fields} metadata fields, a movie has {}",
+                r.len()
+            );
+        }
+        if self.n_genres > 0 && (lead_k.n_genres != self.n_genres || lead_k.ids.len() != rows.len())
+        {
+            bail!(
+                "the rating trees read {} genre probabilities of {} movies, the first bag \
+                 gives {} of {}",
+                self.n_genres,
+                rows.len(),
+                lead_k.n_genres,
+                lead_k.ids.len()
+            );
+        }
+        Ok(self.rate_checked(k, rows, lead_k))
+    }
+
+    /// `rate` for rows and predictions already known to fit: an exported model checks its
+    /// trees' fields and genres against its first part when it loads. A forest `k` that does
+    /// not exist rates nothing.
+    pub fn rate_checked(&self, k: usize, rows: &[Vec<f64>], lead_k: &Predictions) -> Vec<f32> {
+        let Some(forest) = self.members.get(k) else {
+            return Vec::new();
+        };
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut row = r.clone();
+                if self.n_genres > 0 {
+                    row.extend(lead_k.probs_of(i).iter().map(|x| f64::from(*x)));
+                }
+                clamp_rating(forest.predict_row(&row))
             })
             .collect()
     }
 
-    /// Forest `k`'s rating of one movie's `row`.
-    pub fn predict_one(&self, k: usize, row: &[f64]) -> f32 {
-        clamp_rating(self.members[k].predict_row(row))
+    /// Forest `k`'s rating of one movie's `row`, followed by `genres` (the first bag's member
+    /// k's probabilities of the movie) when the trees read them.
+    pub fn predict_one(&self, k: usize, row: &[f64], genres: &[f32]) -> f32 {
+        let forest = &self.members[k];
+        if self.n_genres == 0 {
+            return clamp_rating(forest.predict_row(row));
+        }
+        let full: Vec<f64> = row
+            .iter()
+            .copied()
+            .chain(genres.iter().map(|p| f64::from(*p)))
+            .collect();
+        clamp_rating(forest.predict_row(&full))
     }
 
-    /// Forest `k`'s rating for the movies `ids` of `prepared`.
+    /// Forest `k`'s rating for the movies `ids` of `prepared` (trees of metadata alone).
     pub fn predict_member(
         &self,
         k: usize,
         prepared: &Prepared,
         ids: &[String],
     ) -> Result<Vec<f32>> {
-        self.predict_member_without(k, prepared, ids, &[])
+        self.predict_member_without(k, prepared, ids, &[], None)
     }
 
-    /// `predict_member` with the fields `blank` taken from every movie.
+    /// Forest `k`'s rating for the movies `ids` of `prepared` with the fields `blank` taken
+    /// from every movie; `lead_k` (the first bag's member k's predictions of the same movies)
+    /// gives the genre probabilities trees that read them need.
     pub fn predict_member_without(
         &self,
         k: usize,
         prepared: &Prepared,
         ids: &[String],
         blank: &[usize],
+        lead_k: Option<&Predictions>,
     ) -> Result<Vec<f32>> {
         let at: HashMap<&str, &EncodedSample> = prepared
             .samples
@@ -328,18 +427,13 @@ impl RatingTrees {
                     .with_context(|| format!("movie {id} is not in {}", prepared.dir.display()))
             })
             .collect::<Result<Vec<_>>>()?;
-        if let Some(r) = rows.first().filter(|r| r.len() != self.width()) {
-            bail!(
-                "the rating trees read {} fields, {} has {}",
-                self.width(),
-                prepared.dir.display(),
-                r.len()
-            );
+        match lead_k {
+            Some(p) => self.rate(k, &rows, p),
+            None if self.n_genres > 0 => {
+                bail!("these rating trees read genre probabilities too, and none were given")
+            }
+            None => self.rate(k, &rows, &Predictions::default()),
         }
-        Ok(rows
-            .iter()
-            .map(|r| clamp_rating(self.members[k].predict_row(r)))
-            .collect())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -359,6 +453,7 @@ impl RatingTrees {
             members: self.members.len(),
             n_numeric: self.n_numeric,
             n_categorical: self.n_categorical,
+            n_genres: self.n_genres,
         };
         to_safetensors(&entries, LAYOUT_KEY, &layout)
     }
@@ -372,7 +467,8 @@ impl RatingTrees {
         let (_, meta) = SafeTensors::read_metadata(&bytes)?;
         let layout = Layout::read(meta.metadata().as_ref())
             .with_context(|| format!("{}: metadata", path.display()))?;
-        let (n_numeric, n_categorical) = (layout.n_numeric, layout.n_categorical);
+        let (n_numeric, n_categorical, n_genres) =
+            (layout.n_numeric, layout.n_categorical, layout.n_genres);
         let members = (0..layout.members)
             .map(|k| Forest::from_tensors(&st, &format!("member.{k}")))
             .collect::<Result<Vec<_>>>()
@@ -381,6 +477,7 @@ impl RatingTrees {
             members,
             n_numeric,
             n_categorical,
+            n_genres,
         };
         trees.check_features(path)?;
         Ok(trees)
@@ -430,6 +527,7 @@ mod tests {
             members: Vec::new(),
             n_numeric: 3,
             n_categorical: 2,
+            n_genres: 0,
         };
         let bytes = trees.to_bytes()?;
         assert_eq!(trees.to_bytes()?, bytes, "byte for byte");
@@ -437,7 +535,23 @@ mod tests {
         let path = dir.path().join(TREES_FILE);
         std::fs::write(&path, &bytes)?;
         let back = RatingTrees::load(&path)?;
-        assert_eq!((back.n_numeric, back.n_categorical), (3, 2));
+        assert_eq!(
+            (back.n_numeric, back.n_categorical, back.n_genres),
+            (3, 2, 0)
+        );
+        let (_, meta) = SafeTensors::read_metadata(&bytes)?;
+        let layout = &meta.metadata().as_ref().unwrap()[LAYOUT_KEY];
+        assert!(
+            !layout.contains("n_genres"),
+            "readable by earlier versions: {layout}"
+        );
+        // Trees that read genre probabilities say how many.
+        let genres = RatingTrees {
+            n_genres: 4,
+            ..trees
+        };
+        std::fs::write(&path, genres.to_bytes()?)?;
+        assert_eq!(RatingTrees::load(&path)?.n_genres, 4);
         // A file written before the `layout` entry: three plain entries.
         let legacy = HashMap::from([
             ("members".to_string(), "0".to_string()),

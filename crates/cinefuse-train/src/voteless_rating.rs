@@ -27,7 +27,9 @@ use crate::content_rating::{ContentRating, feature_rows};
 use crate::ensemble::Ensemble;
 use crate::interval::{VOTES_COLUMN, voteless_key};
 use crate::predictions::Predictions;
-use crate::rating_trees::{RatingTrees, RatingTreesConfig, train_rating_trees_without};
+use crate::rating_trees::{
+    RatingTrees, RatingTreesConfig, genre_inputs, train_rating_trees_without,
+};
 
 pub const VOTELESS_TREES_FILE: &str = "rating_trees_without_votes.safetensors";
 
@@ -155,9 +157,12 @@ impl VotelessModels<'_> {
         row: &VotelessRow<'_>,
         parts: &[Vec<Predictions>],
     ) -> f32 {
-        let trees = r
-            .trees
-            .predict_one(k.min(r.trees.members.len() - 1), &row.trees);
+        let lead = &parts[0][k.min(parts[0].len() - 1)];
+        let trees = r.trees.predict_one(
+            k.min(r.trees.members.len() - 1),
+            &row.trees,
+            lead.probs_of(i),
+        );
         let ridge = self.content.zip(row.plot).map(|(c, plot)| {
             let ridge = &c.members[k.min(c.members.len() - 1)];
             ridge.predict(plot)
@@ -334,7 +339,7 @@ fn candidates(
                 k + 1
             );
         }
-        let own = trees.predict_member_without(k, prepared, &p.ids, blank)?;
+        let own = trees.predict_member_without(k, prepared, &p.ids, blank, Some(&bags[0][k]))?;
         let plots = match content {
             Some(_) => feature_rows(prepared, &p.ids, false)?,
             None => Vec::new(),
@@ -371,8 +376,15 @@ fn learn_reduced(
     let start = std::time::Instant::now();
     let (lead, info) = (&parts[0].lead().prepared, &parts[0].info);
     let columns = columns_of(&lead.preprocessor, &fields);
-    let trees = train_rating_trees_without(lead, (info.seed, info.folds), cfg, &columns)?;
     let bags = bags_without(parts, &fields)?;
+    // The genre probabilities the first bag gives the movies without those fields, out of fold.
+    let genres = cfg.genre_probabilities.then(|| genre_inputs(&bags[0]));
+    let trees = train_rating_trees_without(
+        lead,
+        (info.seed, info.folds),
+        cfg,
+        (&columns, genres.as_ref()),
+    )?;
     let c = candidates(lead, (&trees, &columns), (&bags, content), oof)?;
     let weights = greedy_weights(&c.columns, |x| mean_abs_error(x, &c.truth), ROUNDS);
     let mixed: Vec<f32> = (0..c.truth.len())
@@ -534,6 +546,7 @@ mod tests {
             members: vec![constant(a), constant(b)],
             n_numeric: 4,
             n_categorical: 0,
+            n_genres: 0,
         };
         let (votes, extras) = (tree(6.0, 8.0), tree(5.0, 5.5));
         let content = ContentRating {

@@ -215,6 +215,7 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
         l2: 2.0,
         ..RatingTreesConfig::default()
     };
+    genre_aware_trees_join_the_blend(root, a, b, cfg);
     let info = blend(
         &[a.to_path_buf(), b.to_path_buf()],
         &out,
@@ -305,6 +306,73 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
         let e = Predictor::load(&model, FLEX).err().expect("refused");
         assert!(format!("{e:#}").contains("not after it"), "{e:#}");
     }
+}
+
+/// Trees that read the first bag's genre probabilities too: forest k rates each movie from its
+/// metadata and member k's probabilities, so eval, the export and `Predictor` still agree, and
+/// the same rows with other probabilities get other ratings.
+fn genre_aware_trees_join_the_blend(root: &Path, a: &Path, b: &Path, cfg: RatingTreesConfig) {
+    let out = root.join("blend-genre-trees");
+    let cfg = RatingTreesConfig {
+        genre_probabilities: true,
+        ..cfg
+    };
+    let info = blend(
+        &[a.to_path_buf(), b.to_path_buf()],
+        &out,
+        FLEX,
+        with_trees(cfg),
+    )
+    .unwrap();
+    let mut tampered = info.clone();
+    tampered.rating_weights = vec![0.0, 0.0, 1.0];
+    cinefuse_train::run_dir::write_json(&out.join("blend.json"), &tampered).unwrap();
+    let blended = Blend::open(&out, FLEX).unwrap().unwrap();
+    let trees = blended.trees.as_ref().unwrap();
+    let own: Vec<_> = blended.parts.iter().map(|e| &e.lead().prepared).collect();
+    assert_eq!(trees.n_genres, own[0].preprocessor.genre_names().len());
+    let (mean, each) = blended.predict(&own, Some(Split::Test)).unwrap();
+    let lead = blended.parts[0].predict(own[0], Some(Split::Test)).1;
+    let err = trees.predict_member(0, own[0], &each[0].ids).err().unwrap();
+    assert!(format!("{err}").contains("genre probabilities"), "{err}");
+    let rows: Vec<Vec<f64>> = each[0]
+        .ids
+        .iter()
+        .map(|id| {
+            let s = own[0].samples.iter().find(|s| &s.id == id).unwrap();
+            cinefuse_train::rating_trees::tree_row(&s.numeric, &s.numeric_missing, &s.categorical)
+        })
+        .collect();
+    let mut moved = false;
+    for (k, member) in each.iter().enumerate() {
+        let rated = trees.rate(k, &rows, &lead[k]).unwrap();
+        let voteless = lacking_votes(own[0], &member.ids);
+        for (i, r) in rated.iter().enumerate().filter(|(i, _)| !voteless[*i]) {
+            assert!((member.rating[i] - r).abs() < 1e-4, "member {k}, movie {i}");
+        }
+        // The same metadata with the genres of another movie.
+        let mut swapped = lead[k].clone();
+        swapped.probs.rotate_left(swapped.n_genres);
+        moved |= trees.rate(k, &rows, &swapped).unwrap() != rated;
+    }
+    assert!(moved, "the trees never split on a genre probability");
+    let model = root.join("model-genre-trees");
+    cinefuse_train::export::export(&out, &model, FLEX).unwrap();
+    let card = std::fs::read_to_string(model.join("README.md")).unwrap();
+    assert!(card.contains("--tree-genres"), "{card}");
+    let predictor = Predictor::load(&model, FLEX).unwrap();
+    let items = items_of(&predictor, &root.join("demo"), &mean.ids);
+    let interval = blended.info.calibration.interval.as_ref();
+    super::bag::assert_predicts_the_ensemble(&predictor, &items, &mean, &each, interval);
+}
+
+fn lacking_votes(prepared: &cinefuse_data::Prepared, ids: &[String]) -> Vec<bool> {
+    ids.iter()
+        .map(|id| {
+            let s = prepared.samples.iter().find(|s| &s.id == id).unwrap();
+            lacks_votes(&s.numeric_missing)
+        })
+        .collect()
 }
 
 #[test]
@@ -521,6 +589,7 @@ fn the_reference_walks_a_handmade_forest_as_rust_does() {
         members: vec![forest.clone()],
         n_numeric: 1,
         n_categorical: 1,
+        n_genres: 0,
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(TREES_FILE);
