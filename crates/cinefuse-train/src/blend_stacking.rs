@@ -89,6 +89,8 @@ pub(crate) fn learn_stackings(
         "predicted the held-out folds again without plots in {:.1}s",
         start.elapsed().as_secs_f64()
     );
+    // Ctrl-C is honoured between the stages: together they take seconds to tens of seconds.
+    crate::trainer::stop_if_interrupted("the held-out folds without metadata")?;
     let start = std::time::Instant::now();
     let mut metadataless =
         out_of_fold_without_metadata((bags, votes), (lead, device), &oof[..genre_parts])?;
@@ -99,6 +101,7 @@ pub(crate) fn learn_stackings(
     // The rating trees predict no genre; they keep their part for the rating weights.
     plotless.extend(oof[genre_parts..].iter().cloned());
     metadataless.extend(oof[genre_parts..].iter().cloned());
+    crate::trainer::stop_if_interrupted("the genre stackings")?;
     let with_plot = |id: &str| lacking.has_plot(id);
     Ok(Stackings {
         with_plot: Some(learn_stacking(&oof[..genre_parts], with_plot)),
@@ -110,7 +113,7 @@ pub(crate) fn learn_stackings(
             (plotless, metadataless),
             genre_parts,
             lacking,
-        )),
+        )?),
     })
 }
 
@@ -121,24 +124,29 @@ fn cross_fit(
     (plotless, metadataless): (Vec<Vec<Predictions>>, Vec<Vec<Predictions>>),
     genre_parts: usize,
     lacking: &Lacking,
-) -> CrossFit {
+) -> Result<CrossFit> {
     let per_fold = (0..oof[0].len())
-        .map(|fold| FoldStackings {
-            with_plot: learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
-                lacking.has_plot(id)
-            }),
-            without_plot: learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| true),
-            without_metadata: learn_stacking(
-                &other_folds(&metadataless[..genre_parts], fold),
-                |id| lacking.has_plot(id),
-            ),
+        .map(|fold| {
+            crate::trainer::stop_if_interrupted("the cross-fitted stackings")?;
+            Ok(FoldStackings {
+                with_plot: learn_stacking(&other_folds(&oof[..genre_parts], fold), |id| {
+                    lacking.has_plot(id)
+                }),
+                without_plot: learn_stacking(&other_folds(&plotless[..genre_parts], fold), |_| {
+                    true
+                }),
+                without_metadata: learn_stacking(
+                    &other_folds(&metadataless[..genre_parts], fold),
+                    |id| lacking.has_plot(id),
+                ),
+            })
         })
-        .collect();
-    CrossFit {
+        .collect::<Result<_>>()?;
+    Ok(CrossFit {
         plotless_oof: plotless,
         metadataless_oof: metadataless,
         per_fold,
-    }
+    })
 }
 
 /// The genres' stacking over the parts' out-of-fold probabilities (all folds together), on the
@@ -340,7 +348,7 @@ mod tests {
             bare: &[],
             runs: &runs,
         };
-        let cross = cross_fit(&oof, (plotless, metadataless.clone()), 2, &lacking);
+        let cross = cross_fit(&oof, (plotless, metadataless.clone()), 2, &lacking).unwrap();
         // The stacking without metadata stacks movies with a plot, and learns from them alone.
         let others = other_folds(&metadataless, 0);
         let bare = &cross.per_fold[0].without_metadata;
