@@ -248,8 +248,10 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
     `kept` receives the strongest train + validation peer's test probabilities. Returns the
     train + validation linear peer's genre probabilities by movie id (out of fold on the
     train + validation movies, from the fit on all of them for the test movies), which the
-    rating peer reads as cinefuse's rating trees read the first bag's; {} without features."""
-    genre_inputs = {}
+    rating peer reads as cinefuse's rating trees read the first bag's, and the same peer's on
+    the plot and poster alone (for the movies given without some metadata); ({}, {}) without
+    features."""
+    genre_inputs, genre_inputs_content = {}, {}
     samples = load_samples(a.prepared)
     state = bio.read_json(f"{a.prepared}/preprocess.json")
     n_cat = [len(v["values"]) + 2 for v in state["categorical"]]
@@ -276,7 +278,7 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         feats[modality] = {s: sc.transform(f[s]) for s in f}
     if not feats:
         print("no cached pretrained features in", a.prepared, "- skipping the embedding peers", file=sys.stderr)
-        return genre_inputs
+        return genre_inputs, genre_inputs_content
     names = sorted(feats)
     # The strongest peer, on the rows cinefuse's single model trains on (train) and on the rows
     # a bag or a refit trains on (train + validation); the test split is read once by each.
@@ -294,6 +296,10 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         if label == "train_val":
             fit_ids = [i for r in rows for i in labelled[r]]
             genre_inputs = {**dict(zip(fit_ids, linear[0])), **dict(zip(labelled["test"], linear[1]))}
+            # The same peer on the plot and poster alone, for the ratings of movies given
+            # without some metadata: its probabilities read none of it.
+            content = strong_peer_probs(peer_blocks[:len(names)], ytr)
+            genre_inputs_content = {**dict(zip(fit_ids, content[0])), **dict(zip(labelled["test"], content[1]))}
         # TF-IDF logits of the plot, out of fold on the fitting rows (fitted once, read twice).
         words = tfidf_block([t for r in rows for t in text[r]], ytr, text["test"])
         out[f"strong_peer_meta_{label}_genres"]["features"] = names + ["meta"]
@@ -358,7 +364,7 @@ def pretrained_peers(a, movies, labelled, y, text, out, kept):
         out[f"{m}_embedding_logreg_genres"] = genre_metrics(pt, y["test"], tune_thresholds(pv, y["val"]))
         blocks[m] = (feats[m]["train"], feats[m]["val"], feats[m]["test"], cm)
     out["embeddings_tfidf_meta_stacked_genres"] = stacked(blocks, y)
-    return genre_inputs
+    return genre_inputs, genre_inputs_content
 
 
 def plotless_peer(poster, meta, votes, ytr, yte):
@@ -431,19 +437,27 @@ def plot_only_rating_peers(prepared, samples):
     return out
 
 
-def voteless_rating_peers(fit, test, cats, dropped, plot):
+def voteless_rating_peers(fit, test, cats, dropped, plot, genres=None):
     """The rating peers of a movie given without its vote count (cinefuse's blend rates one by
     `voteless_rating.rs` since 2026-12-06): gradient boosting with the extra columns, fitted on
     the train + validation rows without the columns `dropped` maps to names (the vote count;
     then the Metacritic score too), and the same mixed with a ridge regression on the cached
     plot features (`rating_with_plot`). `fit` and `test` are (rows, ratings); `plot` the plot
-    feature rows of both (None without cached plot features); `cats` the categorical columns."""
+    feature rows of both (None without cached plot features); `cats` the categorical columns;
+    `genres` (fit rows, test rows) of genre probabilities that read none of the metadata, which
+    the same trees then also read (as cinefuse's trees without the vote count read the first
+    bag's probabilities of a movie given without it)."""
     trees, mixed, w, _ = rating_with_plot(fit, test[0], cats, dropped, plot)
     name = "gbm_without_" + "_".join(dict.fromkeys(dropped.values()))
     out = {f"{name}_train_val_rating": rating_metrics(trees, test[1])}
     if mixed is not None:
         out[f"{name}_plot_mix_train_val_rating"] = rating_metrics(mixed, test[1])
         out[f"{name}_plot_mix_train_val_rating"]["plot_weight"] = w
+    if genres is not None:
+        with_genres = (np.hstack([fit[0], genres[0]]), fit[1])
+        trees, mixed, w, _ = rating_with_plot(with_genres, np.hstack([test[0], genres[1]]), cats, dropped, plot)
+        key = f"{name}_genre_probs_{'plot_mix_' if mixed is not None else ''}train_val_rating"
+        out[key] = rating_metrics(trees if mixed is None else mixed, test[1])
     return out
 
 
@@ -472,6 +486,13 @@ def rating_with_plot(fit, x_test, cats, dropped, plot):
     return trees, (1 - w) * trees + w * ridge_test, w, mae(w)
 
 
+def genre_rows(genre_inputs, ids):
+    """The genre probabilities of the movies of each id list in `ids`, by `genre_inputs` (NaN
+    for a movie without them)."""
+    width = len(next(iter(genre_inputs.values())))
+    return [np.array([genre_inputs.get(i, np.full(width, np.nan)) for i in part]) for part in ids]
+
+
 def genre_aware_rating_peers(prepared, rows, ids, genre_inputs, cats, plot, components=16):
     """Gradient boosting with the extra columns and the linear peer's genre probabilities
     (`genre_inputs`, by id; NaN for a movie without them), and the same with the first
@@ -482,8 +503,7 @@ def genre_aware_rating_peers(prepared, rows, ids, genre_inputs, cats, plot, comp
     from sklearn.decomposition import PCA
 
     (x_fit, y_fit), x_test = rows
-    width = len(next(iter(genre_inputs.values())))
-    probs = [np.array([genre_inputs.get(i, np.full(width, np.nan)) for i in part]) for part in ids]
+    probs = genre_rows(genre_inputs, ids)
     blocks = {"genre_probs": probs}
     table = load_feature_cache(prepared, "plot")
     if table is not None:
@@ -861,7 +881,7 @@ def main():
     prevalence = y["train"].mean(0)
     maj = np.tile(prevalence, (len(labelled["test"]), 1))
     kept = {}
-    genre_inputs = pretrained_peers(a, movies, labelled, y, text, out, kept)
+    genre_inputs, genre_inputs_content = pretrained_peers(a, movies, labelled, y, text, out, kept)
     if a.prompt_vote and not any("four_votes" in k for k in out):
         print(f"--genre-prompts {a.genre_prompts}: unused; the peer with it needs the cached plot features "
               "and the credits of a prepared folder with pretrained text", file=sys.stderr)
@@ -909,8 +929,8 @@ def main():
         cats = [c for c in range(X_cat["train"].shape[1]) if keep[c] >= 5] + [X_cat["train"].shape[1] + 1]
         votes_col, metascore_col = keep.index(2), X_cat["train"].shape[1]
         plot = scaled_plot_rows(a.prepared, load_samples(a.prepared), rated["train"] + rated["val"], rated["test"])
-        # The strongest rating peer (2026-12-06): the same mixed with a plot ridge, which the
-        # trees cannot read; --paired compares with it.
+        # A stronger rating peer (2026-12-06): the same mixed with a plot ridge, which the
+        # trees cannot read; --paired compares with it unless one below does better out of fold.
         _, mixed, w, oof_mae = rating_with_plot(fit, Xe["test"], cats, {}, plot)
         if mixed is not None:
             kept["rating"] = mixed
@@ -921,7 +941,7 @@ def main():
             # The strongest since 2026-12-06 (the issue's own peer reads them): the trees also
             # read the linear peer's genre probabilities, and the PCA of the plot embedding.
             # --paired compares with whichever the out-of-fold MAE prefers.
-            best = oof_mae if mixed is not None else np.inf
+            best = oof_mae
             for name, rating, mae in genre_aware_rating_peers(
                     a.prepared, (fit, Xe["test"]), (rated["train"] + rated["val"], rated["test"]),
                     genre_inputs, cats, plot):
@@ -934,7 +954,10 @@ def main():
                                      Xe["train"].shape[1]), "awards")
         for dropped in ({votes_col: "votes"}, {votes_col: "votes", metascore_col: "metascore"},
                         {votes_col: "votes", metascore_col: "metascore", **awards}):
-            out.update(voteless_rating_peers(fit, (Xe["test"], t["test"]), cats, dropped, plot))
+            content = None
+            if genre_inputs_content:
+                content = genre_rows(genre_inputs_content, (rated["train"] + rated["val"], rated["test"]))
+            out.update(voteless_rating_peers(fit, (Xe["test"], t["test"]), cats, dropped, plot, content))
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
     if a.paired:

@@ -8,7 +8,8 @@ against itself, its test movies found from the prepared split, differs by exactl
 does the run saved as a peer and paired through `baselines_sklearn.py --peers`. Not a
 regular file where eval_predictions.json should be (a folder, a FIFO) is refused without
 waiting, and so is --json inside an input folder; --json replaces a FIFO, with a plain file's
-mode.
+mode. The rating peer that reads genre probabilities finds a rating that depends on them,
+and a movie without them is a gap, not an error.
 
 Usage: python scripts/check_paired_bootstrap.py RUN [DATASET PREPARED]
 """
@@ -68,6 +69,29 @@ def check_saved_peers(run, data):
         assert no_runs.returncode != 0 and "--paired RUN" in no_runs.stderr, no_runs.stderr
 
 
+def check_genre_aware_rating_peer():
+    """`genre_aware_rating_peers` on made-up movies whose rating follows one genre's
+    probability: the trees that read it beat the same trees without it, by a wide margin."""
+    rng = np.random.default_rng(3)
+    n_fit, n_test = 600, 200
+    meta = rng.normal(size=(n_fit + n_test, 3))
+    probs = rng.uniform(size=(n_fit + n_test, 4))
+    rating = 6.0 + 0.3 * meta[:, 0] + 2.0 * probs[:, 1]
+    ids = [f"m{i}" for i in range(n_fit + n_test)]
+    inputs = dict(zip(ids, probs))
+    del inputs["m0"]  # a movie the genre peer never scored
+    fit, test = (meta[:n_fit], rating[:n_fit]), meta[n_fit:]
+    with tempfile.TemporaryDirectory() as prepared:  # no cached plot features: no PCA block
+        peers.load_feature_cache.cache_clear()
+        found = list(peers.genre_aware_rating_peers(prepared, (fit, test), (ids[:n_fit], ids[n_fit:]),
+                                                    inputs, [], None))
+    assert [name for name, _, _ in found] == ["gbm_metadata_extra_genre_probs_train_val_rating"], found
+    _, with_genres, oof_mae = found[0]
+    without, _, _, plain_oof = peers.rating_with_plot(fit, test, [], {}, None)
+    mae = lambda r: float(np.abs(r - rating[n_fit:]).mean())  # noqa: E731
+    assert mae(with_genres) < 0.5 * mae(without) and oof_mae < 0.5 * plain_oof, (mae(with_genres), mae(without))
+
+
 def main(run, data=None):
     ev = pb.read_predictions(run)
     genre_ids, rating_ids = ev["genre_ids"][::-1], ev["rating_ids"][::-1]
@@ -114,6 +138,7 @@ def main(run, data=None):
             assert all(r["difference"] == 0 and r["ci95"] == [0, 0] for r in both[part].values()), both
         assert set(both["genres"]) == set(pb.GENRE_METRICS) and set(both["rating"]) == set(pb.RATING_METRICS)
         check_saved_peers(run, data)
+    check_genre_aware_rating_peer()
     print(f"paired bootstrap checked on {len(genre_ids)} movies")
 
 

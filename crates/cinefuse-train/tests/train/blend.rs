@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cinefuse_data::split::Split;
 use cinefuse_model::Modality;
-use cinefuse_train::blend::{Blend, BlendExtras, blend};
+use cinefuse_train::blend::{Blend, BlendExtras, BlendInfo, blend};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::evaluate;
 use cinefuse_train::predictor::Predictor;
@@ -216,23 +216,12 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
         ..RatingTreesConfig::default()
     };
     genre_aware_trees_join_the_blend(root, a, b, cfg);
-    let info = blend(
-        &[a.to_path_buf(), b.to_path_buf()],
-        &out,
-        FLEX,
-        with_trees(cfg),
-    )
-    .unwrap();
+    // Lean on the trees (as a blend on real data does) so that every check below sees them.
+    let (info, blended) = blend_leaning_on_trees((a, b), &out, cfg, vec![0.25, 0.25, 0.5]);
     assert_eq!(info.genre_weights.len(), 3);
     assert_eq!(info.genre_weights[2], 0.0, "the trees predict no genres");
     assert!((info.rating_weights.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     assert!(out.join(TREES_FILE).is_file());
-
-    // Lean on the trees (as a blend on real data does) so that every check below sees them.
-    let mut tampered = info.clone();
-    tampered.rating_weights = vec![0.25, 0.25, 0.5];
-    cinefuse_train::run_dir::write_json(&out.join("blend.json"), &tampered).unwrap();
-    let blended = Blend::open(&out, FLEX).unwrap().unwrap();
     let trees = blended.trees.as_ref().unwrap();
     let own: Vec<_> = blended.parts.iter().map(|e| &e.lead().prepared).collect();
     let (mean, each) = blended.predict(&own, Some(Split::Test)).unwrap();
@@ -308,6 +297,27 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     }
 }
 
+/// The blend of `a` and `b` with trees `cfg` learnt into `out` (its info as learnt), then
+/// opened with its rating weights replaced by `rating_weights`.
+fn blend_leaning_on_trees(
+    (a, b): (&Path, &Path),
+    out: &Path,
+    cfg: RatingTreesConfig,
+    rating_weights: Vec<f32>,
+) -> (BlendInfo, Blend) {
+    let info = blend(
+        &[a.to_path_buf(), b.to_path_buf()],
+        out,
+        FLEX,
+        with_trees(cfg),
+    )
+    .unwrap();
+    let mut tampered = info.clone();
+    tampered.rating_weights = rating_weights;
+    cinefuse_train::run_dir::write_json(&out.join("blend.json"), &tampered).unwrap();
+    (info, Blend::open(out, FLEX).unwrap().unwrap())
+}
+
 /// Trees that read the first bag's genre probabilities too: forest k rates each movie from its
 /// metadata and member k's probabilities, so eval, the export and `Predictor` still agree, and
 /// the same rows with other probabilities get other ratings.
@@ -317,17 +327,7 @@ fn genre_aware_trees_join_the_blend(root: &Path, a: &Path, b: &Path, cfg: Rating
         genre_probabilities: true,
         ..cfg
     };
-    let info = blend(
-        &[a.to_path_buf(), b.to_path_buf()],
-        &out,
-        FLEX,
-        with_trees(cfg),
-    )
-    .unwrap();
-    let mut tampered = info.clone();
-    tampered.rating_weights = vec![0.0, 0.0, 1.0];
-    cinefuse_train::run_dir::write_json(&out.join("blend.json"), &tampered).unwrap();
-    let blended = Blend::open(&out, FLEX).unwrap().unwrap();
+    let (_, blended) = blend_leaning_on_trees((a, b), &out, cfg, vec![0.0, 0.0, 1.0]);
     let trees = blended.trees.as_ref().unwrap();
     let own: Vec<_> = blended.parts.iter().map(|e| &e.lead().prepared).collect();
     assert_eq!(trees.n_genres, own[0].preprocessor.genre_names().len());
