@@ -19,6 +19,10 @@ frozen pretrained encoders made them), also the strongest linear peers on the sa
             and with the credits-neighbour vote as well (directors, cast and writers), and
             with --genre-prompts the genre-prompt vote too; then the same with a TF-IDF logistic
             regression of the plot stacked beside them (the strongest peer on micro- and macro-F1)
+  rating: the gradient boosting with the extra columns mixed with a ridge on the plot features,
+            and the same reading the linear peer's out-of-fold genre probabilities (and the
+            plot embedding's principal components), as cinefuse's rating trees read its first
+            bag's; for movies given without some metadata, the peer on plot and poster alone
 The features read are the newest cache of each kind (the file is printed; the environment
 variable CINEFUSE_FEATURES_PLOT or CINEFUSE_FEATURES_POSTER names another file of that folder).
 A plot cache with `model.text.concat_layers` carries MiniLM's middle layers after its sentence
