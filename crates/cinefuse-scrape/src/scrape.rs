@@ -117,6 +117,12 @@ fn site_path<'a>(site: &str, url: &'a str) -> Option<&'a str> {
     }
 }
 
+/// Whether `robots` (the robots.txt of `site`) lets `url` be fetched: other hosts (poster CDNs)
+/// are not covered by it.
+fn robots_allow(robots: &Robots, site: &str, url: &str) -> bool {
+    site_path(site, url).is_none_or(|path| robots.allowed(path))
+}
+
 /// Resolves a possibly relative URL against the base.
 fn absolute(cfg: &ScrapeConfig, url: &str) -> String {
     if url.starts_with("http://") || url.starts_with("https://") {
@@ -140,10 +146,7 @@ fn load_robots(fetcher: &Fetcher, cfg: &ScrapeConfig) -> Result<Robots> {
             }
             // Every request from now on, redirect hops included, is checked.
             let (gate, site) = (robots.clone(), base(cfg).to_string());
-            fetcher.set_gate(Box::new(move |url: &str| match site_path(&site, url) {
-                Some(path) => gate.allowed(path),
-                None => true, // other hosts (poster CDNs) are not covered by this robots.txt
-            }));
+            fetcher.set_gate(Box::new(move |url: &str| robots_allow(&gate, &site, url)));
             Ok(robots)
         }
         // No robots.txt (4xx) means no restrictions; a failing server means we stay away.
@@ -192,10 +195,7 @@ impl Shared<'_> {
     }
 
     fn allowed(&self, url: &str) -> bool {
-        match site_path(base(self.cfg), url) {
-            Some(path) => self.robots.allowed(path),
-            None => true, // other hosts (poster CDNs) are not covered by this robots.txt
-        }
+        robots_allow(self.robots, base(self.cfg), url)
     }
 
     fn one(&self, id: &str) {
@@ -433,9 +433,7 @@ pub fn harvest_list(url: &str, cfg: &ScrapeConfig, max_pages: usize) -> Result<V
         if seen_pages.contains(&u) || seen_pages.len() >= max_pages.max(1) {
             break;
         }
-        if let Some(path) = site_path(base(cfg), &u)
-            && !robots.allowed(path)
-        {
+        if !robots_allow(&robots, base(cfg), &u) {
             bail!("{u}: disallowed by robots.txt");
         }
         let html = String::from_utf8_lossy(&fetcher.get_on_site(&u)?).into_owned();

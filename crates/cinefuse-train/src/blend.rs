@@ -301,21 +301,9 @@ pub(crate) fn tree_part(
     let ratings = lead
         .iter()
         .enumerate()
-        .map(|(k, p)| trees.rate(k, &sample_tree_rows(prepared, &p.ids)?, p))
+        .map(|(k, p)| trees.predict_member_without(k, prepared, &p.ids, &[], Some(p)))
         .collect::<Result<Vec<_>>>()?;
     Ok(blend_part(lead, ratings))
-}
-
-/// The trees' metadata rows of the movies `ids` of `prepared`.
-fn sample_tree_rows(prepared: &Prepared, ids: &[String]) -> Result<Vec<Vec<f64>>> {
-    let at = crate::plot_neighbours::sample_indices(prepared, ids)?;
-    Ok(at
-        .into_iter()
-        .map(|i| {
-            let s = &prepared.samples[i];
-            tree_row(&s.numeric, &s.numeric_missing, &s.categorical)
-        })
-        .collect())
 }
 
 /// A neighbour vote as a blend part: member k is the first bag's member k (the rating weight

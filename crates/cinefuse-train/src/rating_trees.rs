@@ -363,17 +363,18 @@ impl RatingTrees {
     /// trees' fields and genres against its first part when it loads. A forest `k` that does
     /// not exist rates nothing.
     pub fn rate_checked(&self, k: usize, rows: &[Vec<f64>], lead_k: &Predictions) -> Vec<f32> {
-        let Some(forest) = self.members.get(k) else {
+        if k >= self.members.len() {
             return Vec::new();
-        };
+        }
         rows.iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut row = r.clone();
-                if self.n_genres > 0 {
-                    row.extend(lead_k.probs_of(i).iter().map(|x| f64::from(*x)));
-                }
-                clamp_rating(forest.predict_row(&row))
+                let genres = if self.n_genres > 0 {
+                    lead_k.probs_of(i)
+                } else {
+                    &[]
+                };
+                self.predict_one(k, r, genres)
             })
             .collect()
     }

@@ -235,14 +235,7 @@ fn rating_trees_join_the_blend(root: &Path, a: &Path, b: &Path) {
     let mix = &blended.info.rating_without_votes.as_ref().unwrap().sets[0];
     assert_eq!(mix.columns, [2]);
     assert_eq!(mix.plot_weight, 0.0, "no content rating to mix in");
-    let lacking: Vec<bool> = each[0]
-        .ids
-        .iter()
-        .map(|id| {
-            let s = own[0].samples.iter().find(|s| &s.id == id).unwrap();
-            lacks_votes(&s.numeric_missing)
-        })
-        .collect();
+    let lacking = lacking_votes(own[0], &each[0].ids);
     assert!(lacking.contains(&true) && lacking.contains(&false));
     for (k, member) in each.iter().enumerate() {
         let forest = trees.predict_member(k, own[0], &member.ids).unwrap();
