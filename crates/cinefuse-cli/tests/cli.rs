@@ -959,6 +959,19 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
         ],
     );
     assert!(p.contains("\"genres\""), "{p}");
+    // So does a blend whose rating trees read the genres (the shipped config's kind): its
+    // trees rate the empty test split as well as the checked movies.
+    let trees = ["--rating-trees", "--tree-genres", "--out", "blend-all"];
+    ok(d, &[&["ensemble", "--runs", "all"][..], &trees].concat());
+    ok(
+        d,
+        &["export", "--run", "blend-all", "--out", "model-blend-all"],
+    );
+    let p = ok(
+        d,
+        &["predict", "--model", "model-blend-all", "--plot", "A heist"],
+    );
+    assert!(p.contains("rating"), "{p}");
     let sweep = ["sweep", "--config", "tiny.toml", "--test", "--set", no_test];
     let e = fails(d, &[&sweep[..], &["--out", "sw-all"]].concat());
     assert!(e.contains("--test") && e.contains("test_ratio = 0"), "{e}");

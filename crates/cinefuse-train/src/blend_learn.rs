@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use cinefuse_data::Prepared;
 use cinefuse_data::output_dir::OutputKind;
 
-use crate::bag::{calibrate_folds, out_of_fold};
+use crate::bag::{BagCalibration, calibrate_folds, out_of_fold};
 use crate::blend::{
     BLEND_FILE, BlendExtras, BlendInfo, Weights, check_compatible, check_same_movies,
     combine_members, open_part, tree_part, vote_part,
@@ -19,7 +19,7 @@ use crate::blend_stacking::{
 };
 use crate::blend_weights::{ROUNDS, greedy_weights, log_loss, mean_abs_error};
 use crate::config::BackendKind;
-use crate::content_rating::{CONTENT_RATING_FILE, ContentRating};
+use crate::content_rating::{CONTENT_RATING_FILE, ContentRating, LearnedContent};
 use crate::ensemble::Ensemble;
 use crate::evaluate::LoadedRun;
 use crate::neighbour_vote::NeighbourVote;
@@ -29,7 +29,7 @@ use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, TREES_FILE, genre_inputs, train_rating_trees,
 };
 use crate::run_dir::write_json;
-use crate::voteless_rating::{VotelessTrees, learn_for_blend as learn_voteless};
+use crate::voteless_rating::{LearnedVoteless, VotelessTrees, learn_for_blend as learn_voteless};
 
 /// Learns a blend of the bags `runs` on their out-of-fold predictions and writes it to `out`.
 pub fn blend(
@@ -213,31 +213,7 @@ pub fn learn_blend(
     };
     let weight = lead.config.train.shared_threshold_weight;
     let mut calibration = calibrate_folds(&members, &names, Vec::new(), weight);
-    let content = match extras.content_rating {
-        Some(_) => {
-            let folds = folds_of(&parts);
-            let learned = crate::content_rating::learn_for_blend(&lead.prepared, folds, &members)?;
-            calibration.interval = calibration
-                .interval
-                .map(|c| c.with_content(&learned.residuals));
-            Some(learned)
-        }
-        None => None,
-    };
-    let voteless = match &extras.rating_trees {
-        Some(cfg) => {
-            crate::trainer::stop_if_interrupted("the ratings without the vote count")?;
-            let ridges = content.as_ref().map(|c| &c.ridges);
-            let learned = learn_voteless(&parts, (cfg, ridges), &members)?;
-            if let Some(l) = &learned {
-                let sets: Vec<&[(u16, f32)]> =
-                    l.sets.iter().map(|s| s.residuals.as_slice()).collect();
-                calibration.interval = calibration.interval.map(|c| c.with_voteless(&sets));
-            }
-            learned
-        }
-        None => None,
-    };
+    let (content, voteless) = ratings_without_inputs(&parts, &extras, &members, &mut calibration)?;
     if let Some(cross) = &stackings.cross_fit {
         report_without_inputs(cross, &weights, (&calibration.thresholds, &names), &lacking);
     }
@@ -266,6 +242,46 @@ pub fn learn_blend(
         content: content.map(|c| c.ridges),
         voteless: voteless.map(VotelessTrees::of),
     })
+}
+
+/// The blend's ratings of movies given without some inputs, learnt on its out-of-fold
+/// `members`: the content rating (from the plot, for a movie without metadata) and the
+/// ratings without the vote count, each when `extras` asks, with the interval bins their
+/// residuals make added to `calibration`.
+fn ratings_without_inputs(
+    parts: &[Ensemble],
+    extras: &BlendExtras,
+    members: &[Predictions],
+    calibration: &mut BagCalibration,
+) -> Result<(Option<LearnedContent>, Option<LearnedVoteless>)> {
+    let content = match extras.content_rating {
+        Some(_) => {
+            let lead = parts[0].lead();
+            let folds = folds_of(parts);
+            let learned = crate::content_rating::learn_for_blend(&lead.prepared, folds, members)?;
+            calibration.interval = calibration
+                .interval
+                .take()
+                .map(|c| c.with_content(&learned.residuals));
+            Some(learned)
+        }
+        None => None,
+    };
+    let voteless = match &extras.rating_trees {
+        Some(cfg) => {
+            crate::trainer::stop_if_interrupted("the ratings without the vote count")?;
+            let ridges = content.as_ref().map(|c| &c.ridges);
+            let learned = learn_voteless(parts, (cfg, ridges), members)?;
+            if let Some(l) = &learned {
+                let sets: Vec<&[(u16, f32)]> =
+                    l.sets.iter().map(|s| s.residuals.as_slice()).collect();
+                calibration.interval = calibration.interval.take().map(|c| c.with_voteless(&sets));
+            }
+            learned
+        }
+        None => None,
+    };
+    Ok((content, voteless))
 }
 
 /// The first bag's seed and folds, which every part shares.

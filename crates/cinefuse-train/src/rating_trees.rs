@@ -345,6 +345,11 @@ impl RatingTrees {
                 r.len()
             );
         }
+        // No movies, nothing to rate: the predictions of an empty split (a model trained
+        // without a test split) carry no genre count to check.
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         if self.n_genres > 0 && (lead_k.n_genres != self.n_genres || lead_k.ids.len() != rows.len())
         {
             bail!(
