@@ -412,11 +412,29 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         o.rating.mae
     );
     println!(
-        "wrote the blend to {}; next: cinefuse eval --run {}",
+        "wrote the blend to {}; next: {}",
         a.out.display(),
-        a.out.display()
+        next_after_blend(&a.out, &a.runs[0])
     );
     Ok(())
+}
+
+/// What to run after `ensemble`. `eval` reads the test split, which bags trained on every
+/// labelled movie (`test_ratio = 0`, as the shipped config) do not keep: it would refuse.
+fn next_after_blend(out: &Path, first_bag: &Path) -> String {
+    let config = first_bag.join(cinefuse_train::run_dir::CONFIG_FILE);
+    let keeps_test =
+        TrainConfig::load(&config, &[]).map_or(true, |c| c.data.preprocess.test_ratio > 0.0);
+    let o = out.display();
+    if keeps_test {
+        format!("cinefuse eval --run {o}")
+    } else {
+        format!(
+            "cinefuse export --run {o} --out MODEL (the bags kept no test split: the \
+             out-of-fold scores above are the honest ones, and `cinefuse eval --run {o} --data \
+             DIR` scores other movies)"
+        )
+    }
 }
 
 #[derive(Args)]

@@ -962,7 +962,12 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     // So does a blend whose rating trees read the genres (the shipped config's kind): its
     // trees rate the empty test split as well as the checked movies.
     let trees = ["--rating-trees", "--tree-genres", "--out", "blend-all"];
-    ok(d, &[&["ensemble", "--runs", "all"][..], &trees].concat());
+    let text = ok(d, &[&["ensemble", "--runs", "all"][..], &trees].concat());
+    // It points to `export`, not to an `eval` that would refuse the empty test split.
+    assert!(
+        text.contains("next: cinefuse export --run blend-all"),
+        "{text}"
+    );
     ok(
         d,
         &["export", "--run", "blend-all", "--out", "model-blend-all"],

@@ -451,7 +451,7 @@ fn group_split(split: Split, kind: &str) -> String {
     eprintln!(
         "warning: the {kind}'s members trained on the train and validation movies, so its \
          scores on the {split} split are in-sample; its out-of-fold scores (at the end of this \
-         report) and the test split are the honest ones"
+         report) are the honest ones, and so is a test split when the run keeps one"
     );
     format!("{split} split (in-sample: the {kind} trained on it)")
 }
