@@ -1,10 +1,10 @@
 //! The runs under a runs folder: what each is (status, start, backend, best and test metrics),
 //! its learning curves and its config, read from the files `train` and `eval` write.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cinefuse_train::bag::read_bag;
-use cinefuse_train::blend::BlendInfo;
+use cinefuse_train::blend::{BLEND_FILE, BlendInfo};
 use cinefuse_train::bootstrap::Confidence;
 use cinefuse_train::metrics::SplitScores;
 use cinefuse_train::run_dir::{CONFIG_FILE, EpochMetrics, RunDir, best_epoch, read_json};
@@ -45,25 +45,40 @@ pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && !id.starts_with('.') && id.len() <= 200 && !id.contains(['/', '\\', '\0'])
 }
 
-/// The folder of run `id`, when it is one (a symbolic link leaving `runs` is not).
+/// The folder of run `id`, when it is one (a symbolic link leaving `runs` is not): a run
+/// `train` wrote has its config, a blend `cinefuse ensemble` wrote has its blend.json.
 pub fn run_dir(runs: &Path, id: &str) -> Option<RunDir> {
     if !valid_id(id) {
         return None;
     }
     let dir = cinefuse_data::paths::resolve_inside(runs, id).ok()?;
-    dir.join(CONFIG_FILE).is_file().then(|| RunDir::new(dir))
+    let is_run = dir.join(CONFIG_FILE).is_file() || dir.join(BLEND_FILE).is_file();
+    is_run.then(|| RunDir::new(dir))
 }
 
 /// Every epoch of a run's `metrics.jsonl` (a bag's or blend's first member's), or why it
 /// cannot be read (the file and line).
 pub fn metrics(run: &RunDir) -> Result<Vec<EpochMetrics>, String> {
-    trained(run).0.metrics().map_err(|e| format!("{e:#}"))
+    let blend = blend_of(run);
+    let member = trained(run, blend.as_ref()).0;
+    member.metrics().map_err(|e| format!("{e:#}"))
+}
+
+/// The run's `blend.json`, when it is a blend (read once per request: a blend's is large).
+fn blend_of(run: &RunDir) -> Option<BlendInfo> {
+    read_json::<BlendInfo>(&run.path().join(BLEND_FILE)).ok()
 }
 
 /// The folder whose `run.json` and curves stand for `run`: itself, or a bag's or blend's first
-/// member, with its path relative to the run.
-fn trained(run: &RunDir) -> (RunDir, Option<String>) {
+/// member, with its path relative to the run (to the runs folder for a blend's bag outside it).
+fn trained(run: &RunDir, blend: Option<&BlendInfo>) -> (RunDir, Option<String>) {
     match run.group() {
+        Some((_, member))
+            if !member.exists()
+                && let Some((bag, shown)) = blend.and_then(|b| first_bag_beside(run, b)) =>
+        {
+            (RunDir::new(bag), Some(shown))
+        }
         Some((_, member)) => {
             let shown = member.strip_prefix(run.path()).unwrap_or(&member);
             let shown = shown.display().to_string();
@@ -73,11 +88,22 @@ fn trained(run: &RunDir) -> (RunDir, Option<String>) {
     }
 }
 
+/// A blend `cinefuse ensemble` wrote holds no bags: they stay where they were trained. Its
+/// first bag's first member and that path relative to the runs folder, when the bag lies in
+/// the same runs folder as the blend (the server reads nothing outside it).
+fn first_bag_beside(run: &RunDir, info: &BlendInfo) -> Option<(PathBuf, String)> {
+    let root = run.path().parent()?.canonicalize().ok()?;
+    let member = info.runs.first()?.canonicalize().ok()?.join("fold-0");
+    let shown = member.strip_prefix(&root).ok()?.display().to_string();
+    Some((member, shown))
+}
+
 /// The overview of `run`.
 pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     // Read once; a config that no longer loads shows the defaults.
     let train = run.config().map(|c| c.train).unwrap_or_default();
-    let (member, curves_of) = trained(run);
+    let blend = blend_of(run);
+    let (member, curves_of) = trained(run, blend.as_ref());
     let info = member.info().ok();
     // The overview shows what it can; the run's page names a damaged metrics file.
     let history = member.metrics().unwrap_or_default();
@@ -89,7 +115,7 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
     let test = evaluation
         .as_ref()
         .map(|e| SplitScores::of(&e.genres, &e.rating));
-    let status = run.status(&train);
+    let status = run.status_given(&train, blend.as_ref());
     RunOverview {
         id: id.to_string(),
         name: info
@@ -103,7 +129,7 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
         epochs: history.len(),
         best_epoch: best.as_ref().map(|b| b.epoch),
         best,
-        out_of_fold: out_of_fold(run),
+        out_of_fold: out_of_fold(run, blend.as_ref()),
         test,
         test_confidence: evaluation.and_then(|e| e.confidence),
         test_error,
@@ -111,11 +137,10 @@ pub fn summarize(id: &str, run: &RunDir) -> RunOverview {
 }
 
 /// The out-of-fold scores a finished blend or calibrated bag records; `None` otherwise.
-fn out_of_fold(run: &RunDir) -> Option<SplitScores> {
-    let blend = run.path().join(cinefuse_train::blend::BLEND_FILE);
-    let oof = match read_json::<BlendInfo>(&blend) {
-        Ok(b) => b.calibration.out_of_fold,
-        Err(_) => read_bag(run.path()).ok()?.calibration?.out_of_fold,
+fn out_of_fold(run: &RunDir, blend: Option<&BlendInfo>) -> Option<SplitScores> {
+    let oof = match blend {
+        Some(b) => b.calibration.out_of_fold.clone(),
+        None => read_bag(run.path()).ok()?.calibration?.out_of_fold,
     };
     Some(SplitScores::of(&oof.genres, &oof.rating))
 }

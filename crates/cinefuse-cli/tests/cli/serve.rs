@@ -105,6 +105,9 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
     std::fs::write(d.join("tiny.toml"), TINY).unwrap();
     ok(d, &["synth", "--out", "demo", "--n", "120", "--seed", "3"]);
     train_tiny(d, "runs/bag", &["train.epochs=2", "train.folds=2"]);
+    // A blend `cinefuse ensemble` writes holds no bags of its own (it was not listed at all).
+    let blend = ["ensemble", "--runs", "runs/bag", "--rating-trees"];
+    ok(d, &[&blend[..], &["--out", "runs/blend"]].concat());
     let (_server, url) = start_server(d, &[]);
     let http = client();
     let runs: Vec<Value> = http
@@ -113,7 +116,8 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
         .unwrap()
         .json()
         .unwrap();
-    let bag = &runs[0];
+    let by_id = |id: &str| runs.iter().find(|r| r["id"] == id).unwrap().clone();
+    let bag = &by_id("bag");
     assert!(
         bag["status"].as_str().unwrap().starts_with("finished (bag"),
         "{bag}"
@@ -151,6 +155,24 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
         page.contains("class=\"status-finished\"") && page.contains("Of its first member"),
         "{page}"
     );
+    // The blend: its status and out-of-fold scores from its blend.json, its start and curves
+    // from its bag's first member, named relative to the runs folder.
+    let blend = by_id("blend");
+    assert_eq!(blend["status"], "finished (blend of 1)", "{blend}");
+    assert_eq!(blend["curves_of"], "bag/fold-0");
+    assert_eq!(blend["epochs"], 2);
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("runs/blend/blend.json")).unwrap())
+            .unwrap();
+    let oof = &info["calibration"]["out_of_fold"];
+    assert_eq!(blend["out_of_fold"]["mae"], oof["rating"]["mae"]);
+    let page = http
+        .get(format!("{url}/runs/blend"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("Of its first member"), "{page}");
 }
 
 #[test]

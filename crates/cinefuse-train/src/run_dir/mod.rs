@@ -113,10 +113,16 @@ impl RunDir {
     /// the epochs and patience of `train`, the run's `[train]` section); a bag or blend says
     /// so.
     pub fn status(&self, train: &LoopConfig) -> String {
+        let blend = read_json::<BlendInfo>(&self.path.join(BLEND_FILE)).ok();
+        self.status_given(train, blend.as_ref())
+    }
+
+    /// `status`, with the run's `blend.json` already read (`None`: none, or unreadable).
+    pub fn status_given(&self, train: &LoopConfig, blend: Option<&BlendInfo>) -> String {
         if self.is_training() {
             return "training".into();
         }
-        if let Ok(blend) = read_json::<BlendInfo>(&self.path.join(BLEND_FILE)) {
+        if let Some(blend) = blend {
             return format!("finished (blend of {})", blend.runs.len());
         }
         if self.path.join("bag-0").is_dir() {
