@@ -30,7 +30,7 @@ mkdir -p "$out"
 # Mesa's software Vulkan complains on every start without a runtime directory.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo build --quiet -p cinefuse-cli
-bin=target/debug/cinefuse
+bin="${CARGO_TARGET_DIR:-target}/debug/cinefuse"
 python=scripts/.venv/bin/python
 have_torch=false
 if [ -x "$python" ] && "$python" -c "import torch" 2>/dev/null; then have_torch=true; fi
