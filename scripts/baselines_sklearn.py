@@ -956,11 +956,11 @@ def main():
         # The award words are the last columns of the extras (`extra_features`).
         awards = dict.fromkeys(range(Xe["train"].shape[1] - len(extra_vocab([movies[i] for i in rated["train"]])[1]),
                                      Xe["train"].shape[1]), "awards")
+        content = None
+        if genre_inputs_content:
+            content = genre_rows(genre_inputs_content, (rated["train"] + rated["val"], rated["test"]))
         for dropped in ({votes_col: "votes"}, {votes_col: "votes", metascore_col: "metascore"},
                         {votes_col: "votes", metascore_col: "metascore", **awards}):
-            content = None
-            if genre_inputs_content:
-                content = genre_rows(genre_inputs_content, (rated["train"] + rated["val"], rated["test"]))
             out.update(voteless_rating_peers(fit, (Xe["test"], t["test"]), cats, dropped, plot, content))
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}

@@ -59,12 +59,15 @@ pub fn run_dir(runs: &Path, id: &str) -> Option<RunDir> {
 /// Every epoch of a run's `metrics.jsonl` (a bag's or blend's first member's), or why it
 /// cannot be read (the file and line).
 pub fn metrics(run: &RunDir) -> Result<Vec<EpochMetrics>, String> {
-    let blend = blend_of(run);
+    // Only a blend without its bags inside needs its blend.json to find them.
+    let elsewhere = run.group().is_some_and(|(_, member)| !member.exists());
+    let blend = elsewhere.then(|| blend_of(run)).flatten();
     let member = trained(run, blend.as_ref()).0;
     member.metrics().map_err(|e| format!("{e:#}"))
 }
 
-/// The run's `blend.json`, when it is a blend (read once per request: a blend's is large).
+/// The run's `blend.json`, when it is a blend (read at most once per run and request: a
+/// blend's is large).
 fn blend_of(run: &RunDir) -> Option<BlendInfo> {
     read_json::<BlendInfo>(&run.path().join(BLEND_FILE)).ok()
 }

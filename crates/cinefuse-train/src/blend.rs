@@ -206,7 +206,7 @@ impl Blend {
             None => None,
         };
         let mut all_trees = trees.iter().chain(voteless.iter().flat_map(|v| &v.sets));
-        if let Some(t) = all_trees.find(|t| t.n_genres != 0 && t.n_genres != n_genres) {
+        if let Some(t) = all_trees.find(|t| t.reads_other_genres(n_genres)) {
             bail!(
                 "{}: rating trees that read {} genre probabilities, the bags predict {n_genres} \
                  genres",

@@ -139,7 +139,7 @@ fn load_voteless(dir: &Path, entry: &ManifestVoteless, lead: &Predictor) -> Resu
 /// Refuses trees that read other fields than `pre` encodes.
 fn check_tree_fields(path: &Path, trees: &RatingTrees, pre: &Preprocessor) -> Result<()> {
     let genres = pre.genre_names().len();
-    if trees.n_genres != 0 && trees.n_genres != genres {
+    if trees.reads_other_genres(genres) {
         bail!(
             "{}: the trees read {} genre probabilities, the model predicts {genres} genres",
             path.display(),

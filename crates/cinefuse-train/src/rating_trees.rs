@@ -327,6 +327,12 @@ fn fit_forest(table: &[Vec<f64>], y: &[f64], seed: u64, cfg: &RatingTreesConfig)
 }
 
 impl RatingTrees {
+    /// Whether these trees read genre probabilities of another number of genres than
+    /// `genres`, the genres the model predicts.
+    pub fn reads_other_genres(&self, genres: usize) -> bool {
+        self.n_genres != 0 && self.n_genres != genres
+    }
+
     fn width(&self) -> usize {
         self.n_numeric + self.n_categorical + self.n_genres
     }

@@ -138,19 +138,10 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
         bag["started_unix"].as_u64().unwrap() > 0 && bag["backend"] != "",
         "{bag}"
     );
-    let metrics: Vec<Value> = http
-        .get(format!("{url}/api/runs/bag/metrics"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let get = |path: &str| http.get(format!("{url}{path}")).send().unwrap();
+    let metrics: Vec<Value> = get("/api/runs/bag/metrics").json().unwrap();
     assert_eq!(metrics.len(), 2);
-    let page = http
-        .get(format!("{url}/runs/bag"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let page = get("/runs/bag").text().unwrap();
     assert!(
         page.contains("class=\"status-finished\"") && page.contains("Of its first member"),
         "{page}"
@@ -166,12 +157,9 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
             .unwrap();
     let oof = &info["calibration"]["out_of_fold"];
     assert_eq!(blend["out_of_fold"]["mae"], oof["rating"]["mae"]);
-    let page = http
-        .get(format!("{url}/runs/blend"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics: Vec<Value> = get("/api/runs/blend/metrics").json().unwrap();
+    assert_eq!(metrics.len(), 2, "its bag's first member's curves");
+    let page = get("/runs/blend").text().unwrap();
     assert!(page.contains("Of its first member"), "{page}");
 }
 
