@@ -72,6 +72,7 @@ class Preprocess:
         cats = [vocab_id(v, builtin_categorical(movie, v["name"])) for v in self.spec["categorical"]]
         for f in self.spec["extras"]:
             encode_extra(f, movie.get("extra") or {}, values, missing, cats)
+        read_absent_as_unknown(self.spec, missing, cats)
         return values, missing, cats
 
     def credits(self, movie):
@@ -216,6 +217,32 @@ def text_words(v):
         return []
     words = "".join(c if c.isalnum() else " " for c in t).split(" ")
     return [w.lower() for w in words if len(w.encode()) > 1]
+
+
+def read_absent_as_unknown(spec, missing, cats):
+    """Fields nearly every training movie had (`absent_as_unknown`, format 15) read as unknown
+    where the movie lacks them: a category's id 0 becomes 1, a set or text feature loses its
+    missing flags; a movie with no category at all keeps them all (Preprocessor::encode)."""
+    unknown = set(spec.get("absent_as_unknown") or [])
+    if not unknown or all(c == 0 for c in cats):
+        return
+    for i, v in enumerate(spec["categorical"]):
+        if cats[i] == 0 and v["name"] in unknown:
+            cats[i] = 1
+    column, slot = len(spec["numeric"]), len(spec["categorical"])
+    for f in spec["extras"]:
+        if f["kind"] == "numeric":
+            column += 1
+        elif f["kind"] == "categorical":
+            name = "extra." + f["vocab"]["name"].removeprefix("extra.")
+            if cats[slot] == 0 and name in unknown:
+                cats[slot] = 1
+            slot += 1
+        else:
+            width = len(f["items"] if f["kind"] == "set" else f["words"])
+            if "extra." + f["name"] in unknown:
+                missing[column:column + width] = [0.0] * width
+            column += width
 
 
 def encode_extra(f, extra, values, missing, cats):
@@ -942,7 +969,7 @@ def read_config(model_dir):
     # blend's genre_stacking_without_plot; 12 a blend's content_rating and the interval's
     # content bin; 13 a blend's genre_stacking_without_metadata; 14 a blend's
     # rating_without_votes and the interval's bins for it.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 15):
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 16):
         sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 14")
     return config
 

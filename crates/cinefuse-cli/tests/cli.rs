@@ -981,6 +981,8 @@ fn sweep_over_two_tiny_configurations_writes_the_table() {
     let e = fails(d, &[&sweep[..], &["--out", "sw-all"]].concat());
     assert!(e.contains("--test") && e.contains("test_ratio = 0"), "{e}");
     assert!(!d.join("sw-all").exists(), "refused before training");
+    // Last: it rewrites the demo movies the runs above trained on.
+    absent_fields_read_as_unknown(d);
 }
 
 /// A sweep of tiny.toml without a grid (one run of a few steps, scored on test too) into
@@ -1026,6 +1028,77 @@ fn pretrained_config() -> String {
 
 /// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and
 /// metadata, and an empty one.
+/// A field every training movie had is read as unknown where a movie lacks it
+/// (`absent_fields.rs`): trained on demo movies that all name their directors, a movie given
+/// without them is predicted exactly as one whose director nobody knows, not through a
+/// missing slot the model never learnt, and the PyTorch reference reads it the same way. A
+/// field the training movies often lacked (the certificate) keeps its missing slot.
+fn absent_fields_read_as_unknown(d: &Path) {
+    let movies = d.join("demo/movies.jsonl");
+    let text = std::fs::read_to_string(&movies).unwrap();
+    let mut filled: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every movie names a director; a third of them the same one, which the vocabulary keeps.
+    for (i, m) in filled.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            m["directors"] = serde_json::json!(["Bo Frequent"]);
+        } else if m.get("directors").is_none_or(|v| v.is_null()) {
+            m["directors"] = serde_json::json!(["Ann Filler"]);
+        }
+    }
+    let filled: Vec<String> = filled.iter().map(|m| m.to_string()).collect();
+    std::fs::write(&movies, filled.join("\n") + "\n").unwrap();
+    let short = [
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.prepared=prepared/filled",
+    ];
+    ok(
+        d,
+        &[
+            &["train", "--config", "tiny.toml", "--out", "runs/filled"],
+            &short[..],
+        ]
+        .concat(),
+    );
+    ok(d, &["export", "--run", "runs/filled", "--out", "filled"]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("filled/preprocess.json")).unwrap()).unwrap();
+    let listed = state["absent_as_unknown"].to_string();
+    assert!(
+        listed.contains("\"director\"") && !listed.contains("certificate"),
+        "{listed}"
+    );
+    let base = r#"{"id":"m","title":"Harbour","plot":"a family grief story","year":2001,"votes":900,"languages":["English"]"#;
+    let predict = |movie: &str| {
+        ok(
+            d,
+            &["predict", "--model", "filled", "--movie", movie, "--json"],
+        )
+    };
+    let absent = predict(&format!("{base}}}"));
+    assert_eq!(
+        absent,
+        predict(&format!(r#"{base},"directors":["Nobody Anyone Knows"]}}"#)),
+        "a movie without its directors reads as one with an unknown director"
+    );
+    assert_ne!(
+        absent,
+        predict(&format!(r#"{base},"directors":["Bo Frequent"]}}"#)),
+        "a known director still counts"
+    );
+    let lines = [
+        format!("{base}}}"),
+        format!(r#"{base},"certificate":"R","cast":["Bo Actor"]}}"#),
+        r#"{"id":"bare","title":"Nothing known","plot":"a family grief story"}"#.to_string(),
+    ];
+    std::fs::write(d.join("absent.jsonl"), lines.join("\n")).unwrap();
+    portable::check_portable(d, "filled", "absent.jsonl");
+}
+
 fn portable_movies(d: &Path) -> String {
     let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
     let mut lines: Vec<String> = demo

@@ -1,6 +1,7 @@
 //! Data layer of cinefuse: the on-disk dataset format, the synthetic demo generator,
 //! preprocessing fitted on the training split, the poster cache and Burn batching.
 
+pub mod absent_fields;
 pub mod atomic;
 pub mod batch;
 pub mod dataset;

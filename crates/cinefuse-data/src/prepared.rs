@@ -51,6 +51,11 @@ pub struct PreprocessState {
     /// The declared extra features, fitted; their inputs follow the built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extras: Vec<FittedFeature>,
+    /// Fields (nearly) every training movie had, read as unknown where a movie lacks them
+    /// (`absent_fields.rs`); empty in a state fitted before the rule, which reads every absence
+    /// as missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent_as_unknown: Vec<String>,
 }
 
 /// One movie after preprocessing (poster pixels live in the cache, by slot).
@@ -208,6 +213,12 @@ impl Preprocessor {
         numeric.extend(extras.numeric);
         numeric_missing.extend(extras.numeric_missing);
         categorical.extend(extras.categorical);
+        crate::absent_fields::read_absent_as_unknown(
+            &self.state.absent_as_unknown,
+            (&self.state.categorical, &self.state.extras),
+            self.state.numeric.len(),
+            (&mut numeric_missing, &mut categorical),
+        );
         let plot = movie.plot.as_deref().filter(|p| !p.trim().is_empty());
         let tokens = match plot {
             Some(p) => {
@@ -332,7 +343,7 @@ pub fn fit_state(
             NumericScaler::fit(name, *t, train.iter().filter_map(|m| raw_numeric(m, name)))
         })
         .collect();
-    let categorical = CATEGORICAL_FEATURES
+    let categorical: Vec<Vocab> = CATEGORICAL_FEATURES
         .iter()
         .map(|name| {
             Vocab::fit(
@@ -347,6 +358,8 @@ pub fn fit_state(
         config.min_genre_count,
     );
     let (rating_mean, rating_std) = rating_moments(train);
+    let extras = crate::extra::fit_features(&config.features, train);
+    let absent_as_unknown = crate::absent_fields::rarely_absent(train, &categorical, &extras);
     PreprocessState {
         format_version: FORMAT_VERSION,
         config: config.clone(),
@@ -358,7 +371,8 @@ pub fn fit_state(
         tokenizer_vocab_size,
         dataset_hash,
         source,
-        extras: crate::extra::fit_features(&config.features, train),
+        extras,
+        absent_as_unknown,
     }
 }
 

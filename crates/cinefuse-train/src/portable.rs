@@ -32,7 +32,7 @@ pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// blend's `genre_prompts`; 11: `genre_stacking_without_plot`; 12: a blend's `content_rating`
 /// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; 14: a blend's
 /// `rating_without_votes` and the interval's bins for it; docs/PORTABLE.md lists them all).
-pub const PORTABLE_FORMAT_VERSION: u32 = 14;
+pub const PORTABLE_FORMAT_VERSION: u32 = 15;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -281,5 +281,6 @@ fn preprocess(pre: &Preprocessor) -> Value {
         "numeric": pre.state.numeric,
         "categorical": pre.state.categorical,
         "extras": pre.state.extras,
+        "absent_as_unknown": pre.state.absent_as_unknown,
     })
 }
