@@ -64,6 +64,9 @@ variants = [
     {**{k: v for k, v in first.items() if k != "plot"}, "id": "without-plot"},
     {"id": "title-and-plot", "title": second.get("title"), "plot": second.get("plot")},
     {**{k: v for k, v in second.items() if k != "votes"}, "id": "without-votes"},
+    # Fields nearly every training movie had, absent: read as unknown (absent_fields.rs).
+    {**{k: v for k, v in first.items() if k not in ("directors", "cast")},
+     "extra": {k: v for k, v in first.get("extra", {}).items() if k != "writer"}, "id": "without-credits"},
     {"id": "empty"},
 ]
 with open(f"{out}/movies.jsonl", "w", encoding="utf-8") as f:
