@@ -82,12 +82,22 @@ fn trained(run: &RunDir, blend: Option<&BlendInfo>) -> (RunDir, Option<String>) 
         {
             (RunDir::new(bag), Some(shown))
         }
-        Some((_, member)) => {
+        // A member that a symbolic link takes out of the runs folder is not read.
+        Some((_, member)) if stays_inside(&member, run.path().parent().unwrap_or(run.path())) => {
             let shown = member.strip_prefix(run.path()).unwrap_or(&member);
             let shown = shown.display().to_string();
             (RunDir::new(member), Some(shown))
         }
-        None => (RunDir::new(run.path()), None),
+        _ => (RunDir::new(run.path()), None),
+    }
+}
+
+/// Whether `path` is missing or resolves inside `root` (symbolic links followed).
+fn stays_inside(path: &Path, root: &Path) -> bool {
+    match (path.canonicalize(), root.canonicalize()) {
+        (Ok(p), Ok(r)) => p.starts_with(r),
+        (Err(_), _) => true,
+        _ => false,
     }
 }
 
@@ -96,7 +106,7 @@ fn trained(run: &RunDir, blend: Option<&BlendInfo>) -> (RunDir, Option<String>) 
 /// the same runs folder as the blend (the server reads nothing outside it).
 fn first_bag_beside(run: &RunDir, info: &BlendInfo) -> Option<(PathBuf, String)> {
     let root = run.path().parent()?.canonicalize().ok()?;
-    let member = info.runs.first()?.canonicalize().ok()?.join("fold-0");
+    let member = info.runs.first()?.join("fold-0").canonicalize().ok()?;
     let shown = member.strip_prefix(&root).ok()?.display().to_string();
     Some((member, shown))
 }

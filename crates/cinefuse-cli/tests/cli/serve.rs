@@ -161,6 +161,18 @@ fn a_bag_is_listed_with_its_first_members_start_and_curves() {
     assert_eq!(metrics.len(), 2, "its bag's first member's curves");
     let page = get("/runs/blend").text().unwrap();
     assert!(page.contains("Of its first member"), "{page}");
+    // A run whose first member is a symbolic link out of the runs folder: its curves are not
+    // read from there.
+    std::fs::rename(d.join("runs/bag/fold-1"), d.join("outside-fold")).unwrap();
+    std::fs::create_dir(d.join("runs/linked")).unwrap();
+    std::fs::copy(
+        d.join("runs/bag/config.toml"),
+        d.join("runs/linked/config.toml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(d.join("outside-fold"), d.join("runs/linked/fold-0")).unwrap();
+    let linked: Vec<Value> = get("/api/runs/linked/metrics").json().unwrap();
+    assert!(linked.is_empty(), "{linked:?}");
 }
 
 #[test]
