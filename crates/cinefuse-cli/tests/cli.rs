@@ -1026,8 +1026,6 @@ fn pretrained_config() -> String {
         + "[loss]\npos_weight = true\npos_weight_max = 3.0\n"
 }
 
-/// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and
-/// metadata, and an empty one.
 /// A field every training movie had is read as unknown where a movie lacks it
 /// (`absent_fields.rs`): trained on demo movies that all name their directors, a movie given
 /// without them is predicted exactly as one whose director nobody knows, not through a
@@ -1099,6 +1097,8 @@ fn absent_fields_read_as_unknown(d: &Path) {
     portable::check_portable(d, "filled", "absent.jsonl");
 }
 
+/// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and
+/// metadata, and an empty one.
 fn portable_movies(d: &Path) -> String {
     let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
     let mut lines: Vec<String> = demo

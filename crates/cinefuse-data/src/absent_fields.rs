@@ -77,28 +77,24 @@ pub fn read_absent_as_unknown(
         return;
     }
     let listed = |name: &str| unknown.iter().any(|u| u == name);
-    for (v, id) in builtin.iter().zip(categorical.iter_mut()) {
-        if *id == MISSING_ID && listed(&v.name) {
+    // The categorical slots in order: the built-in fields, then the declared categorical extras.
+    let declared = extras
+        .iter()
+        .filter(|f| matches!(f, FittedFeature::Categorical { .. }))
+        .map(extra_key);
+    let names = builtin.iter().map(|v| v.name.clone()).chain(declared);
+    for (name, id) in names.zip(categorical.iter_mut()) {
+        if *id == MISSING_ID && listed(&name) {
             *id = OOV_ID;
         }
     }
-    let (mut column, mut slot) = (n_builtin_numeric, builtin.len());
+    let mut column = n_builtin_numeric;
     for f in extras {
         let width = f.numeric_width();
-        let is_listed = listed(&extra_key(f));
-        match f {
-            FittedFeature::Categorical { .. } => {
-                let id = categorical.get_mut(slot).filter(|id| **id == MISSING_ID);
-                if let Some(id) = id.filter(|_| is_listed) {
-                    *id = OOV_ID;
-                }
-                slot += 1;
-            }
-            FittedFeature::Set { .. } | FittedFeature::Text { .. } if is_listed => {
-                let end = (column + width).min(numeric_missing.len());
-                numeric_missing[column.min(end)..end].fill(0.0);
-            }
-            _ => {}
+        let multi_hot = matches!(f, FittedFeature::Set { .. } | FittedFeature::Text { .. });
+        if multi_hot && listed(&extra_key(f)) {
+            let end = (column + width).min(numeric_missing.len());
+            numeric_missing[column.min(end)..end].fill(0.0);
         }
         column += width;
     }
