@@ -75,6 +75,14 @@ class Preprocess:
         read_absent_as_unknown(self.spec, missing, cats)
         return values, missing, cats
 
+    def extras_absent(self, movie):
+        """Whether the movie gives none of the declared extras: every extra's missing flag set
+        and every categorical extra's id 0 (EncodedSample::extras_absent)."""
+        values, missing, cats = [], [], []
+        for f in self.spec["extras"]:
+            encode_extra(f, movie.get("extra") or {}, values, missing, cats)
+        return len(missing) + len(cats) > 0 and all(m > 0.5 for m in missing) and all(c == 0 for c in cats)
+
     def credits(self, movie):
         """The movie's credits as Preprocessor::credits_of lists them: "director:…", "cast:…"
         and "NAME:…" for each declared set feature, lower-cased, each once."""
@@ -969,8 +977,8 @@ def read_config(model_dir):
     # blend's genre_stacking_without_plot; 12 a blend's content_rating and the interval's
     # content bin; 13 a blend's genre_stacking_without_metadata; 14 a blend's
     # rating_without_votes and the interval's bins for it.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 16):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 14")
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 17):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 16")
     return config
 
 
@@ -1207,7 +1215,9 @@ def member_predictions(model_dir, config, movies, base, run=None):
         known = missing[:, VOTES_COLUMN] <= 0.5
         votes[known] = numeric[known, VOTES_COLUMN]
     voteless = config.get("rating_without_votes") if parts else None
-    if voteless and numeric.shape[1] > VOTES_COLUMN and (missing[:, VOTES_COLUMN] > 0.5).any():
+    if voteless and numeric.shape[1] > VOTES_COLUMN and (
+        (missing[:, VOTES_COLUMN] > 0.5).any() or any(map(lead.pre.extras_absent, movies))
+    ):
         ratings = np.array(ratings, np.float32)
         voteless_ratings(model_dir, config, (fields, lead, movies, part_ratings, each[0]), ratings, votes)
     content = config.get("content_rating") if parts else None
@@ -1244,20 +1254,25 @@ def voteless_set(key):
 
 
 def voteless_ratings(model_dir, config, inputs, ratings, votes):
-    """Rates each movie without a vote count in place (ratings [K, B], votes [B]) as
-    voteless_rating.rs does: by the widest set of trees whose fields the movie lacks all (the
-    first, without the vote count alone, otherwise), mixed by that set's weights with every
+    """Rates each movie that lacks every field of some set of trees in place (ratings [K, B],
+    votes [B]) as voteless_rating.rs does: by the set of those that never saw the most columns
+    (since format 16 a set may keep the vote count; it rates only a movie given without any
+    declared extra), mixed by that set's weights with every
     part's own rating of the movie and with the content rating's ridges (the trees' rating for
     a movie without a plot); trees that read genre probabilities read the first part's
     members' (`inputs`' last entry, [K, B, G])."""
     fields, lead, movies, part_ratings, lead_probs = inputs
     entry, missing = config["rating_without_votes"], fields["numeric_missing"]
     sets = [(f, info, voteless_key(k)) for k, (f, info) in enumerate(zip(entry["files"], entry["info"]["sets"]))]
-    lacks = missing[:, VOTES_COLUMN] > 0.5
-    # The last (widest) set whose fields the movie lacks all.
-    chosen = np.full(len(movies), -1)
+    # Of the sets whose fields the movie lacks all, the one with the most columns (the first
+    # of equals); a set that keeps the vote count only for a movie without any extra.
+    no_extras = np.array([lead.pre.extras_absent(m) for m in movies], bool)
+    chosen, widest = np.full(len(movies), -1), np.full(len(movies), -1)
     for k, (_, info, _) in enumerate(sets):
-        chosen[lacks & (missing[:, info["columns"]] > 0.5).all(1)] = k
+        fits = (missing[:, info["columns"]] > 0.5).all(1) & (len(info["columns"]) > widest)
+        if VOTES_COLUMN not in info["columns"]:
+            fits &= no_extras
+        chosen[fits], widest[fits] = k, len(info["columns"])
     content = config.get("content_rating")
     plot = lead.pre.token_batch(movies)[2].numpy() > 0.5
     ridge = None

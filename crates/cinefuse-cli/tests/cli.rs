@@ -1095,6 +1095,75 @@ fn absent_fields_read_as_unknown(d: &Path) {
     ];
     std::fs::write(d.join("absent.jsonl"), lines.join("\n")).unwrap();
     portable::check_portable(d, "filled", "absent.jsonl");
+    given_without_extras(d);
+}
+
+/// A bag that declares two extras, blended with rating trees: a movie given with its vote
+/// count and without either extra is rated by the trees that never saw them (the train test
+/// `without_extras` checks the rule), and the PyTorch reference rates it the same way.
+fn given_without_extras(d: &Path) {
+    let movies = d.join("demo/movies.jsonl");
+    let text = std::fs::read_to_string(&movies).unwrap();
+    let with_extras: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut m: serde_json::Value = serde_json::from_str(l).unwrap();
+            let critic = (i % 10 != 0).then_some(30 + (i * 7) % 60);
+            m["extra"] = serde_json::json!({"critic": critic, "studio": format!("s{}", i % 3)});
+            m.to_string()
+        })
+        .collect();
+    std::fs::write(&movies, with_extras.join("\n") + "\n").unwrap();
+    let features = "\n[[data.features]]\nname = \"critic\"\nkind = \"numeric\"\n\
+                    [[data.features]]\nname = \"studio\"\nkind = \"categorical\"\n";
+    std::fs::write(d.join("extras.toml"), format!("{TINY}{features}")).unwrap();
+    let sets = [
+        "data.prepared=prepared/extras",
+        "train.folds=2",
+        "train.epochs=1",
+    ];
+    let mut args = vec!["train", "--config", "extras.toml", "--out", "runs/extras"];
+    args.extend(sets.iter().flat_map(|s| ["--set", s]));
+    ok(d, &args);
+    let trees = [
+        "--rating-trees",
+        "--tree-genres",
+        "--out",
+        "runs/extras-blend",
+    ];
+    ok(
+        d,
+        &[&["ensemble", "--runs", "runs/extras"][..], &trees].concat(),
+    );
+    let blend: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("runs/extras-blend/blend.json")).unwrap())
+            .unwrap();
+    let last = &blend["rating_without_votes"]["sets"][2]["fields"];
+    assert_eq!(last, &serde_json::json!(["extra.critic"]), "{blend}");
+    ok(
+        d,
+        &["export", "--run", "runs/extras-blend", "--out", "extras"],
+    );
+    let base = r#""plot":"a family grief story","year":2001,"votes":900,"certificate":"R""#;
+    let lines = [
+        format!(r#"{{"id":"bare",{base}}}"#),
+        format!(r#"{{"id":"studio",{base},"extra":{{"studio":"s1"}}}}"#),
+        format!(r#"{{"id":"both",{base},"extra":{{"studio":"s1","critic":80}}}}"#),
+        r#"{"id":"voteless","plot":"a family grief story","certificate":"R"}"#.to_string(),
+    ];
+    std::fs::write(d.join("extras.jsonl"), lines.join("\n")).unwrap();
+    let out = cinefuse(
+        d,
+        &["predict", "--model", "extras", "--jsonl", "extras.jsonl"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("bare: none of the extra fields") && !err.contains("studio: none"),
+        "{err}"
+    );
+    portable::check_portable(d, "extras", "extras.jsonl");
 }
 
 /// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and

@@ -36,6 +36,8 @@ pub struct MovieItem {
     /// prediction carries them (`with_credits`); training and evaluation items leave them on
     /// the sample, so the batcher never copies them.
     pub credits: Vec<String>,
+    /// The movie gives none of the declared extras (`EncodedSample::extras_absent`).
+    pub extras_absent: bool,
 }
 
 impl MovieItem {
@@ -56,6 +58,7 @@ impl MovieItem {
             plot_states: None,
             poster_states: None,
             credits: Vec::new(),
+            extras_absent: sample.extras_absent,
         }
     }
 

@@ -76,6 +76,24 @@ pub struct EncodedSample {
     /// Prepared folders from before the field read as none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credits: Vec<String>,
+    /// The movie gives none of the declared extra features (`extras_absent`): a table without
+    /// those columns, whose extras are unknown rather than missing. Prepared folders from
+    /// before the field read as given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extras_absent: bool,
+}
+
+/// Whether a movie's encoded extras give none of them: every numeric, set and text column
+/// flagged missing and every categorical extra missing (before `absent_as_unknown` reads some
+/// as unknown). False when the extras leave no column at all.
+fn extras_absent(extras: &EncodedExtras) -> bool {
+    let columns = extras.numeric_missing.len() + extras.categorical.len();
+    columns > 0
+        && extras.numeric_missing.iter().all(|m| *m > 0.5)
+        && extras
+            .categorical
+            .iter()
+            .all(|c| *c == crate::vocab::MISSING_ID)
 }
 
 /// The fitted transforms plus the tokenizer: turns any movie into model inputs.
@@ -189,6 +207,18 @@ impl Preprocessor {
         &self.state.genres.genres
     }
 
+    /// Whether `movie` gives none of the declared extras (`EncodedSample::extras_absent`); a
+    /// value of the wrong kind counts as given.
+    pub fn extras_absent(&self, movie: &Movie) -> bool {
+        let mut extras = EncodedExtras::default();
+        let encoded = self
+            .state
+            .extras
+            .iter()
+            .all(|f| f.encode(movie, &mut extras).is_ok());
+        encoded && extras_absent(&extras)
+    }
+
     /// Encodes the non-image parts of a movie. `poster_slot` is filled by the caller.
     pub fn encode(&self, movie: &Movie, split: Split) -> Result<EncodedSample, DataError> {
         let mut numeric = Vec::with_capacity(NUMERIC_FEATURES.len());
@@ -210,6 +240,7 @@ impl Preprocessor {
                 DataError::Invalid(format!("field `{field}`: {reason}"))
             })?;
         }
+        let extras_absent = extras_absent(&extras);
         numeric.extend(extras.numeric);
         numeric_missing.extend(extras.numeric_missing);
         categorical.extend(extras.categorical);
@@ -246,6 +277,7 @@ impl Preprocessor {
             rating: movie.rating,
             poster_slot: None,
             credits: self.credits_of(movie)?,
+            extras_absent,
         })
     }
 

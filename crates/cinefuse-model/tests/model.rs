@@ -94,6 +94,7 @@ fn items(n: usize) -> Vec<MovieItem> {
                 plot_states: None,
                 poster_states: None,
                 credits: Vec::new(),
+                extras_absent: false,
             }
         })
         .collect()

@@ -42,7 +42,7 @@ use crate::plotless_stacking::{plotless_ids, restack_without_plot};
 use crate::predictions::Predictions;
 use crate::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE, blend_part, tree_row};
 use crate::run_dir::read_json;
-use crate::voteless_rating::{VotelessRatingInfo, VotelessRow, VotelessTrees, lacks_votes};
+use crate::voteless_rating::{VotelessRatingInfo, VotelessRow, VotelessTrees, may_rate_reduced};
 
 pub use crate::blend_learn::{LearnedBlend, blend, learn_blend};
 
@@ -496,8 +496,8 @@ pub(crate) fn check_same_movies(each: &[Predictions], runs: &[PathBuf]) -> Resul
     Ok(())
 }
 
-/// The rows of the movies `ids` of `prepared` that lack a vote count, with their `plots`
-/// features; `None` for the others.
+/// The rows of the movies `ids` of `prepared` that a reduced rating may rate (without a vote
+/// count, or without any extra), with their `plots` features; `None` for the others.
 fn voteless_rows<'a>(
     prepared: &'a Prepared,
     ids: &[String],
@@ -509,8 +509,9 @@ fn voteless_rows<'a>(
         .zip(plots)
         .map(|(i, plot)| {
             let s = &prepared.samples[i];
-            lacks_votes(&s.numeric_missing).then(|| VotelessRow {
+            may_rate_reduced(&s.numeric_missing, s.extras_absent).then(|| VotelessRow {
                 numeric_missing: &s.numeric_missing,
+                extras_absent: s.extras_absent,
                 trees: tree_row(&s.numeric, &s.numeric_missing, &s.categorical),
                 plot: *plot,
             })

@@ -19,6 +19,9 @@ pub struct Handled {
     /// A movie without a vote count is rated by trees that never saw one
     /// (`voteless_rating.rs`), with the out-of-fold errors they were learnt with.
     pub without_votes: Option<VotelessErrors>,
+    /// A movie with a vote count given without any declared extra is rated by trees that
+    /// never saw the extras, with the out-of-fold errors they were learnt with.
+    pub without_extras: Option<ExtrasErrors>,
 }
 
 impl Handled {
@@ -37,7 +40,33 @@ impl Handled {
                 with_metadata: c.blend_out_of_fold_mae,
             }),
             without_votes: voteless.and_then(VotelessErrors::of),
+            without_extras: voteless.and_then(ExtrasErrors::of),
         }
+    }
+}
+
+/// A blend's out-of-fold rating errors (MAE) on its own movies with a vote count, given with
+/// and without the extras: what the warning on a movie given without any extra quotes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtrasErrors {
+    pub with_extras: f32,
+    pub without_extras: f32,
+    /// The fields its trees never saw.
+    pub fields: Vec<String>,
+}
+
+impl ExtrasErrors {
+    /// The errors of the set of `info` that keeps the vote count (`None` without one).
+    pub fn of(info: &crate::voteless_rating::VotelessRatingInfo) -> Option<Self> {
+        let set = info
+            .sets
+            .iter()
+            .find(|s| !s.fields.iter().any(|f| f == "votes"))?;
+        Some(Self {
+            with_extras: set.blend_out_of_fold_mae,
+            without_extras: set.out_of_fold_mae,
+            fields: set.fields.clone(),
+        })
     }
 }
 
@@ -65,9 +94,15 @@ pub struct VotelessErrors {
 }
 
 impl VotelessErrors {
-    /// The errors `info` records (`None` without a set).
+    /// The errors `info` records (`None` without a set): of its sets without the vote count,
+    /// the first and the last.
     pub fn of(info: &crate::voteless_rating::VotelessRatingInfo) -> Option<Self> {
-        let (first, last) = (info.sets.first()?, info.sets.last()?);
+        let mut voteless = info
+            .sets
+            .iter()
+            .filter(|s| s.fields.iter().any(|f| f == "votes"));
+        let first = voteless.next()?;
+        let last = voteless.next_back().unwrap_or(first);
         Some(Self {
             with_votes: first.blend_out_of_fold_mae,
             without_votes: first.out_of_fold_mae,
@@ -102,6 +137,10 @@ pub fn input_warnings(pre: &Preprocessor, movie: &Movie, handled: &Handled) -> V
                 .is_none()
                 .then(|| voteless_warning(movie, errors)),
         );
+    }
+    if let Some(errors) = &handled.without_extras {
+        let given_without = movie.votes.is_some() && pre.extras_absent(movie);
+        out.extend(given_without.then(|| extras_warning(movie, errors)));
     }
     out.extend(rarely_missing_warnings(&scalers, trained_on, movie));
     out
@@ -173,6 +212,21 @@ fn voteless_warning(movie: &Movie, e: &VotelessErrors) -> String {
          with the bags' and the plot's, with an interval of its own (out of fold this model's \
          ratings of such movies were off by {:.2} on average{wider}, against {:.2} with votes)",
         movie.id, e.without_votes, e.with_votes
+    )
+}
+
+/// A note for a movie a blend rates without its extras: given without any, they are unknown
+/// (a table without those columns), and trees that never saw them rate it (docs/RESULTS.md,
+/// "Movies given without their extras").
+fn extras_warning(movie: &Movie, e: &ExtrasErrors) -> String {
+    format!(
+        "{}: none of the extra fields; its rating comes from rating trees that never saw {}, \
+         mixed with the bags', with an interval of its own (out of fold this model's ratings \
+         of movies without them were off by {:.2} on average, against {:.2} with them)",
+        movie.id,
+        e.fields.join(", "),
+        e.without_extras,
+        e.with_extras
     )
 }
 
@@ -381,6 +435,37 @@ mod tests {
     }
 
     #[test]
+    fn the_warnings_quote_the_sets_that_rate_such_movies() {
+        use crate::voteless_rating::{ReducedRatingInfo, VotelessRatingInfo};
+        let set = |fields: &[&str], mae: f32| ReducedRatingInfo {
+            columns: Vec::new(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            part_weights: Vec::new(),
+            trees_weight: 1.0,
+            plot_weight: 0.0,
+            movies: 10,
+            out_of_fold_mae: mae,
+            trees_out_of_fold_mae: mae,
+            lead_out_of_fold_mae: mae,
+            blend_out_of_fold_mae: 0.4,
+        };
+        let mut info = VotelessRatingInfo {
+            sets: vec![
+                set(&["votes"], 0.46),
+                set(&["votes", "extra.metascore"], 0.53),
+                set(&["extra.metascore"], 0.48),
+            ],
+        };
+        let voteless = VotelessErrors::of(&info).unwrap();
+        assert_eq!((voteless.without_votes, voteless.without_all), (0.46, 0.53));
+        assert_eq!(voteless.others, ["extra.metascore"]);
+        let extras = ExtrasErrors::of(&info).unwrap();
+        assert_eq!((extras.without_extras, extras.with_extras), (0.48, 0.4));
+        info.sets.truncate(2);
+        assert!(ExtrasErrors::of(&info).is_none());
+    }
+
+    #[test]
     fn the_voteless_warning_quotes_the_models_own_errors() {
         let movie = Movie {
             id: "m".into(),
@@ -403,5 +488,15 @@ mod tests {
         };
         let w = voteless_warning(&movie, &one_set);
         assert!(w.contains("off by 0.47 on average, against 0.41"), "{w}");
+        let e = ExtrasErrors {
+            with_extras: 0.40,
+            without_extras: 0.48,
+            fields: vec!["extra.metascore".into(), "extra.awards".into()],
+        };
+        let w = extras_warning(&movie, &e);
+        let wanted = "never saw extra.metascore, extra.awards, mixed with the bags', with an \
+                      interval of its own (out of fold this model's ratings of movies without \
+                      them were off by 0.48 on average, against 0.40 with them)";
+        assert!(w.contains(wanted), "{w}");
     }
 }

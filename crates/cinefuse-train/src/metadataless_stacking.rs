@@ -116,6 +116,7 @@ mod tests {
             rating: Some(7.0),
             poster_slot: Some(0),
             credits: vec!["director:someone".into()],
+            extras_absent: false,
         }
     }
 

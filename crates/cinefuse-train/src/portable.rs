@@ -31,8 +31,10 @@ pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// Bumped whenever a field's meaning or a tensor's name changes (9: `shared_weights`; 10: a
 /// blend's `genre_prompts`; 11: `genre_stacking_without_plot`; 12: a blend's `content_rating`
 /// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; 14: a blend's
-/// `rating_without_votes` and the interval's bins for it; docs/PORTABLE.md lists them all).
-pub const PORTABLE_FORMAT_VERSION: u32 = 15;
+/// `rating_without_votes` and the interval's bins for it; 15: `preprocess.absent_as_unknown`;
+/// 16: sets of `rating_without_votes` that keep the vote count; docs/PORTABLE.md lists them
+/// all).
+pub const PORTABLE_FORMAT_VERSION: u32 = 16;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 

@@ -29,7 +29,7 @@ use crate::shared_passes::{
     FrozenFeatureKeys, attach_frozen_states, share_frozen_backbones, share_frozen_features,
     share_frozen_layers, shared_frozen_layers,
 };
-use crate::voteless_rating::{VotelessRow, VotelessTrees, lacks_votes};
+use crate::voteless_rating::{VotelessRow, VotelessTrees, may_rate_reduced};
 
 /// Movies predicted together: bounds what a long input list holds at once beyond the inputs
 /// themselves (features, a fine-tuned backbone's frozen states, every member's predictions).
@@ -807,15 +807,17 @@ fn poster_file<'a>(
     })
 }
 
-/// The row of each item without a vote count, with its plot features when it has a plot and
-/// `with_plot` (the blend has a content rating to mix in).
+/// The row of each item a reduced rating may rate (without a vote count, or without any
+/// extra), with its plot features when it has a plot and `with_plot` (the blend has a content
+/// rating to mix in).
 fn voteless_rows(items: &[MovieItem], with_plot: bool) -> Vec<Option<VotelessRow<'_>>> {
     items
         .iter()
         .map(|i| {
             let has_plot = i.plot_present && !i.tokens.is_empty();
-            lacks_votes(&i.numeric_missing).then(|| VotelessRow {
+            may_rate_reduced(&i.numeric_missing, i.extras_absent).then(|| VotelessRow {
                 numeric_missing: &i.numeric_missing,
+                extras_absent: i.extras_absent,
                 trees: tree_row(&i.numeric, &i.numeric_missing, &i.categorical),
                 plot: i.plot_features.as_deref().filter(|_| has_plot && with_plot),
             })

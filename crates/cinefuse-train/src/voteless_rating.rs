@@ -76,6 +76,12 @@ pub fn lacks_votes(numeric_missing: &[f32]) -> bool {
     lacks_all(numeric_missing, &[VOTES_COLUMN])
 }
 
+/// Whether a reduced rating may rate a movie: one without a vote count, or one given without
+/// any declared extra (`EncodedSample::extras_absent`).
+pub fn may_rate_reduced(numeric_missing: &[f32], extras_absent: bool) -> bool {
+    extras_absent || lacks_votes(numeric_missing)
+}
+
 /// Whether a movie's numeric fields lack every one of `columns`.
 fn lacks_all(numeric_missing: &[f32], columns: &[usize]) -> bool {
     columns
@@ -119,6 +125,8 @@ fn votes_given(prepared: &Prepared) -> bool {
 /// features when it has a plot and the blend a content rating.
 pub struct VotelessRow<'a> {
     pub numeric_missing: &'a [f32],
+    /// The movie gives none of the declared extras: a set that keeps the vote count may rate it.
+    pub extras_absent: bool,
     pub trees: Vec<f64>,
     pub plot: Option<&'a [f32]>,
 }
@@ -142,11 +150,23 @@ pub struct VotelessModels<'a> {
 }
 
 impl VotelessModels<'_> {
-    /// The rating that serves a movie lacking the fields `numeric_missing` marks: the widest
-    /// set whose fields it lacks all (the first, without the vote count, when no other fits).
-    fn pick(&self, numeric_missing: &[f32]) -> &ReducedRating<'_> {
-        let fits = |r: &&ReducedRating<'_>| lacks_all(numeric_missing, r.columns);
-        self.sets.iter().rev().find(fits).unwrap_or(&self.sets[0])
+    /// The rating that serves movie `row`: of the sets whose fields it lacks all, the one that
+    /// never saw the most columns (the sets nest, so that is the widest); none when it lacks
+    /// no set's fields all. A set that keeps the vote count serves only a movie given without
+    /// any extra: one given with some extras but without its Metacritic score lacks it as an
+    /// obscure movie does, and the rating with every field reads that better (docs/RESULTS.md,
+    /// "Movies given without their extras").
+    fn pick(&self, row: &VotelessRow<'_>) -> Option<&ReducedRating<'_>> {
+        let fits = |r: &&ReducedRating<'_>| {
+            let keeps_votes = !r.columns.contains(&VOTES_COLUMN);
+            lacks_all(row.numeric_missing, r.columns) && (row.extras_absent || !keeps_votes)
+        };
+        // Reversed, so that of equals the first wins (`max_by_key` keeps the last).
+        self.sets
+            .iter()
+            .rev()
+            .filter(fits)
+            .max_by_key(|r| r.columns.len())
     }
 
     /// Member `k`'s rating of movie `i` (`row`) by `r`, from the bags' own ratings `parts`.
@@ -185,13 +205,18 @@ impl VotelessModels<'_> {
         parts: &[Vec<Predictions>],
         rows: &[Option<VotelessRow<'_>>],
     ) {
+        let picked: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| {
+                let row = row.as_ref()?;
+                Some((i, row, self.pick(row)?))
+            })
+            .collect();
         for (k, p) in members.iter_mut().enumerate() {
-            for (i, row) in rows.iter().enumerate() {
-                if let Some(row) = row {
-                    let r = self.pick(row.numeric_missing);
-                    p.rating[i] = self.rate(r, (k, i), row, parts);
-                    p.votes[i] = r.key;
-                }
+            for &(i, row, r) in &picked {
+                p.rating[i] = self.rate(r, (k, i), row, parts);
+                p.votes[i] = r.key;
             }
         }
     }
@@ -237,11 +262,26 @@ pub fn learn_for_blend(
     }))
 }
 
-/// The fields each set of ratings without the vote count never sees, narrowest first: the
-/// vote count; with the declared numeric extras; with the text extras as well (each set only
-/// when it adds fields).
+/// The fields each set of reduced ratings never sees: the vote count; with the declared
+/// numeric extras; with the text extras as well (each set only when it adds fields); then,
+/// when the data declares any, the numeric and text extras without the vote count, for a
+/// movie given with its vote count and without any extra. That is what a table of a few
+/// columns gives: without this set such a movie read like the few training movies that have
+/// no Metacritic score and no awards, obscure ones rated low (docs/RESULTS.md, "Movies given
+/// without their extras").
 fn reduced_sets(pre: &Preprocessor) -> Vec<Vec<String>> {
-    let mut sets = vec![vec![VOTES_FIELD.to_string()]];
+    let mut sets = extras_chain(pre, vec![VOTES_FIELD.to_string()]);
+    let mut extras = extras_chain(pre, Vec::new());
+    if extras.len() > 1 {
+        sets.extend(extras.pop());
+    }
+    sets
+}
+
+/// `first`, then `first` with the declared numeric extras, then with the text extras as well,
+/// each only when it adds fields.
+fn extras_chain(pre: &Preprocessor, first: Vec<String>) -> Vec<Vec<String>> {
+    let mut sets = vec![first];
     let names = |numeric: bool| -> Vec<String> {
         let kind = |f: &&FittedFeature| match f {
             FittedFeature::Numeric { .. } => numeric,
@@ -541,14 +581,15 @@ mod tests {
     }
 
     #[test]
-    fn a_movie_without_votes_is_rated_by_the_narrowest_trees_that_fit_with_the_plot_mixed_in() {
+    fn a_movie_lacking_a_sets_fields_is_rated_by_the_widest_set_that_may_rate_it_with_the_plot_mixed_in()
+     {
         let tree = |a: f32, b: f32| RatingTrees {
             members: vec![constant(a), constant(b)],
             n_numeric: 4,
             n_categorical: 0,
             n_genres: 0,
         };
-        let (votes, extras) = (tree(6.0, 8.0), tree(5.0, 5.5));
+        let (votes, extras, kept) = (tree(6.0, 8.0), tree(5.0, 5.5), tree(9.0, 9.0));
         let content = ContentRating {
             members: vec![
                 Ridge {
@@ -559,52 +600,58 @@ mod tests {
             ],
             alpha: 1.0,
         };
+        let set = |columns, trees, weights: &'static [f32; 3], k| ReducedRating {
+            columns,
+            trees,
+            part_weights: &weights[..1],
+            trees_weight: weights[1],
+            plot_weight: weights[2],
+            key: voteless_key(k),
+        };
+        // Without the vote count; without it and column 3; without column 3 alone.
         let models = VotelessModels {
             sets: vec![
-                ReducedRating {
-                    columns: &[2],
-                    trees: &votes,
-                    part_weights: &[0.5],
-                    trees_weight: 0.25,
-                    plot_weight: 0.25,
-                    key: voteless_key(0),
-                },
-                ReducedRating {
-                    columns: &[2, 3],
-                    trees: &extras,
-                    part_weights: &[0.0],
-                    trees_weight: 0.5,
-                    plot_weight: 0.5,
-                    key: voteless_key(1),
-                },
+                set(&[2], &votes, &[0.5, 0.25, 0.25], 0),
+                set(&[2, 3], &extras, &[0.0, 0.5, 0.5], 1),
+                set(&[3], &kept, &[0.0, 1.0, 0.0], 2),
             ],
             content: Some(&content),
         };
         let member = || Predictions {
-            ids: ["a", "b", "c", "d"].map(String::from).to_vec(),
-            rating: vec![7.0; 4],
-            votes: vec![0.5, f32::NAN, f32::NAN, f32::NAN],
+            ids: ["a", "b", "c", "d", "e", "f", "g"]
+                .map(String::from)
+                .to_vec(),
+            rating: vec![7.0; 7],
+            votes: vec![0.5, f32::NAN, f32::NAN, f32::NAN, 0.5, 0.5, 0.5],
             ..Predictions::default()
         };
         let mut members = vec![member(), member()];
-        let (no_votes, neither) = ([0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]);
+        let no_votes = [0.0, 0.0, 1.0, 0.0];
+        let (neither, no_extra, no_year) = ([0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0; 1]);
         let plot = [1.0f32];
-        let row = |missing, plot| {
+        let row = |missing, plot, extras_absent| {
             Some(VotelessRow {
                 numeric_missing: missing,
+                extras_absent,
                 trees: vec![1.0, 2.0, f64::NAN, 0.0],
                 plot,
             })
         };
         let rows = [
             None,
-            row(&no_votes[..], None),
-            row(&no_votes[..], Some(&plot[..])),
-            row(&neither[..], Some(&plot[..])),
+            row(&no_votes[..], None, false),
+            row(&no_votes[..], Some(&plot[..]), false),
+            row(&neither[..], Some(&plot[..]), true),
+            // Given without any extra: the set that keeps the vote count rates it.
+            row(&no_extra[..], Some(&plot[..]), true),
+            // Lacks a field no set leaves out: rated as before.
+            row(&no_year[..], None, true),
+            // Lacks column 3 among other extras it gives: rated as before.
+            row(&no_extra[..], Some(&plot[..]), false),
         ];
         // The bag's own ratings: member 0 rates every movie 2.0, member 1 rates 3.0.
         let bag = |r: f32| Predictions {
-            rating: vec![r; 4],
+            rating: vec![r; 7],
             ..member()
         };
         let parts = [vec![bag(2.0), bag(3.0)]];
@@ -612,17 +659,20 @@ mod tests {
         // The ridges rate 4.0; for a movie without a plot their share goes to the trees.
         assert_eq!(
             members[0].rating,
-            [7.0, 1.0 + 0.5 * 6.0, 1.0 + 1.5 + 1.0, 4.5]
+            [7.0, 1.0 + 0.5 * 6.0, 1.0 + 1.5 + 1.0, 4.5, 9.0, 7.0, 7.0]
         );
         assert_eq!(
             members[1].rating,
-            [7.0, 1.5 + 0.5 * 8.0, 1.5 + 2.0 + 1.0, 4.75]
+            [7.0, 1.5 + 0.5 * 8.0, 1.5 + 2.0 + 1.0, 4.75, 9.0, 7.0, 7.0]
         );
-        assert_eq!(members[1].votes[0], 0.5);
-        assert!(members[1].votes[1].is_nan() && members[1].votes[2].is_nan());
-        assert_eq!(members[1].votes[3], voteless_key(1));
+        let keys = &members[1].votes;
+        assert_eq!((keys[0], keys[5], keys[6]), (0.5, 0.5, 0.5));
+        assert!(keys[1].is_nan() && keys[2].is_nan());
+        assert_eq!((keys[3], keys[4]), (voteless_key(1), voteless_key(2)));
         assert!(lacks_votes(&[0.0, 0.0, 1.0]));
         assert!(!lacks_votes(&[1.0, 1.0, 0.0]));
         assert!(!lacks_votes(&[1.0]), "no such field: not missing");
+        assert!(may_rate_reduced(&[0.0, 0.0, 1.0], false) && may_rate_reduced(&[0.0], true));
+        assert!(!may_rate_reduced(&[1.0, 1.0, 0.0, 1.0], false));
     }
 }

@@ -14,6 +14,8 @@ mod fixture;
 mod gpu;
 #[path = "train/tensorboard.rs"]
 mod tensorboard;
+#[path = "train/without_extras.rs"]
+mod without_extras;
 
 use std::path::Path;
 

@@ -244,6 +244,7 @@ mod tests {
                 plot_states: None,
                 poster_states: None,
                 credits: Vec::new(),
+                extras_absent: false,
             })
             .collect();
         let batch = MovieBatcher::new(2, 2, 8).batch(items, &Device::flex());

@@ -242,6 +242,7 @@ mod tests {
                 plot_states: None,
                 poster_states: None,
                 credits: Vec::new(),
+                extras_absent: false,
             })
             .collect()
     }

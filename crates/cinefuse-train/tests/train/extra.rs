@@ -17,7 +17,7 @@ use super::{serial, tiny_config, train_into};
 /// 400 movies of two genres. The genre shows only in `extra.studio` (categorical),
 /// `extra.crew` (a set that holds "alice" for comedies) and `extra.tagline` (words), and the
 /// rating only in `extra.critic` (numeric); plots and built-in metadata are noise.
-fn write_dataset(dir: &Path) {
+pub fn write_dataset(dir: &Path) {
     let mut rng = StdRng::seed_from_u64(11);
     let words = [
         "night", "city", "river", "friend", "road", "house", "letter", "storm",
@@ -49,6 +49,7 @@ fn write_dataset(dir: &Path) {
             "id": format!("x{i:04}"),
             "title": format!("Movie {i}"),
             "year": rng.random_range(1980..2020),
+            "votes": 1000 + 37 * i,
             "genres": [if comedy { "Comedy" } else { "Horror" }],
             "rating": (rating * 10.0_f64).round() / 10.0,
             "plot": plot.join(" "),
@@ -66,7 +67,7 @@ fn write_dataset(dir: &Path) {
     std::fs::write(dir.join("movies.jsonl"), lines.join("\n") + "\n").unwrap();
 }
 
-fn spec(name: &str, kind: FeatureKind) -> FeatureSpec {
+pub fn spec(name: &str, kind: FeatureKind) -> FeatureSpec {
     FeatureSpec {
         name: name.into(),
         kind,
