@@ -2,7 +2,7 @@
 # The shipped config end to end on real movies, quickly: trains configs/real-omdb-pretrained.toml
 # as shipped (every bag, vote, tree and stacking, on every labelled movie) but with its
 # fine-tuned bag cut to three steps per member, exports the blend, predicts movies that lack
-# each kind of input (plot, metadata, vote count, everything), and checks those predictions
+# each kind of input (plot, metadata, vote count, credits, extras, everything), and checks those predictions
 # against the PyTorch reference (scripts/cinefuse_torch.py). Its parts are each tested on
 # synthetic data; this checks that they work together on the real thing, as shipped (a blend
 # that trained but could not be exported was found this way: docs/RESULTS.md).
@@ -67,6 +67,12 @@ variants = [
     # Fields nearly every training movie had, absent: read as unknown (absent_fields.rs).
     {**{k: v for k, v in first.items() if k not in ("directors", "cast")},
      "extra": {k: v for k, v in first.get("extra", {}).items() if k != "writer"}, "id": "without-credits"},
+    # Without the Metacritic score among other extras: the interval bins of such movies.
+    {**second, "extra": {k: v for k, v in second.get("extra", {}).items() if k != "metascore"},
+     "id": "without-metascore"},
+    # A table's few columns, no extra: the rating without the extras (voteless_rating.rs).
+    {**{k: v for k, v in first.items()
+        if k in ("title", "year", "runtime_min", "votes", "certificate", "directors")}, "id": "a-table"},
     {"id": "empty"},
 ]
 with open(f"{out}/movies.jsonl", "w", encoding="utf-8") as f:

@@ -1229,7 +1229,24 @@ def member_predictions(model_dir, config, movies, base, run=None):
             ratings = np.array(ratings, np.float32)
             ratings[:, rated] = r[:, rated]
             votes[rated] = CONTENT_KEY
+    spec = config.get("interval") or {}
+    if parts and spec.get("lacking_columns"):
+        votes = lacking_keys(spec, votes, missing)
     return probs, ratings, votes
+
+
+def lacking_keys(spec, votes, missing):
+    """The interval keys (format 16, interval.rs: Calibration::key): a movie with a vote count
+    (a finite key of no other kind) that lacks every column of one of `lacking_columns`' fields
+    has `lacking_key_offset` added, and is calibrated with the `lacking` bins."""
+    offset = np.float32(spec["lacking_key_offset"])
+    out = votes.copy()
+    for i, key in enumerate(votes):
+        plain = math.isfinite(key) and voteless_set(key) is None and key < 0.5 * offset
+        lacks = any(cols and all(missing[i, c] > 0.5 for c in cols) for cols in spec["lacking_columns"])
+        if plain and lacks:
+            out[i] = np.float32(key) + offset
+    return out
 
 
 # The interval key of a movie rated from its plot alone (interval.rs: RATED_FROM_CONTENT).
@@ -1313,8 +1330,16 @@ def interval(spec, member_ratings, rating, votes):
     if spec["kind"] == "half_width":
         w = spec["half_width"]
         return [max(rating - w, 0.0), min(rating + w, 10.0)]
-    b = 0 if not math.isfinite(votes) else sum(1 for e in spec["edges"] if votes >= e)
-    bin_ = spec["bins"][b]
+    edges, bins = spec["edges"], spec["bins"]
+    offset = spec.get("lacking_key_offset")
+    if offset and math.isfinite(votes) and votes >= 0.5 * offset:
+        # A movie without some extras (lacking_keys): the lacking bins, or the vote bins.
+        votes -= float(np.float32(offset))
+        own = spec.get("lacking")
+        if own:
+            edges, bins = own["edges"], own["bins"]
+    b = 0 if not math.isfinite(votes) else sum(1 for e in edges if votes >= e)
+    bin_ = bins[b]
     if votes == CONTENT_KEY and spec.get("content"):
         bin_ = spec["content"]
     elif voteless_set(votes) is not None:

@@ -1100,7 +1100,8 @@ fn absent_fields_read_as_unknown(d: &Path) {
 
 /// A bag that declares two extras, blended with rating trees: a movie given with its vote
 /// count and without either extra is rated by the trees that never saw them (the train test
-/// `without_extras` checks the rule), and the PyTorch reference rates it the same way.
+/// `without_extras` checks the rule), one without the critic score gets the interval bins of
+/// such movies, and the PyTorch reference rates and bounds both the same way.
 fn given_without_extras(d: &Path) {
     let movies = d.join("demo/movies.jsonl");
     let text = std::fs::read_to_string(&movies).unwrap();
@@ -1109,7 +1110,8 @@ fn given_without_extras(d: &Path) {
         .enumerate()
         .map(|(i, l)| {
             let mut m: serde_json::Value = serde_json::from_str(l).unwrap();
-            let critic = (i % 10 != 0).then_some(30 + (i * 7) % 60);
+            // A third lack the critic score: enough for interval bins of their own.
+            let critic = (i % 3 != 0).then_some(30 + (i * 7) % 60);
             m["extra"] = serde_json::json!({"critic": critic, "studio": format!("s{}", i % 3)});
             m.to_string()
         })
@@ -1141,6 +1143,13 @@ fn given_without_extras(d: &Path) {
             .unwrap();
     let last = &blend["rating_without_votes"]["sets"][2]["fields"];
     assert_eq!(last, &serde_json::json!(["extra.critic"]), "{blend}");
+    let interval = &blend["calibration"]["interval"];
+    assert_eq!(
+        interval["lacking_columns"],
+        serde_json::json!([[5]]),
+        "{interval}"
+    );
+    assert!(interval["lacking"]["bins"].is_array(), "{interval}");
     ok(
         d,
         &["export", "--run", "runs/extras-blend", "--out", "extras"],

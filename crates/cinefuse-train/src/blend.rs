@@ -280,6 +280,10 @@ impl Blend {
             let rows = feature_rows(data[0], &members[0].ids, true)?;
             c.apply(&mut members, &rows);
         }
+        if let Some(cal) = &self.info.calibration.interval {
+            let missing = crate::blend_learn::sample_missing(data[0], &members[0].ids)?;
+            cal.key_members(&mut members, |i| missing[i]);
+        }
         Ok((Predictions::mean(&members), members))
     }
 }

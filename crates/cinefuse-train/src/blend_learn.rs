@@ -207,12 +207,22 @@ pub fn learn_blend(
         bare: &[],
         runs: &resolved,
     };
-    let members = match &stackings.cross_fit {
+    let mut members = match &stackings.cross_fit {
         Some(cross) => cross_fitted_members(&oof, cross, &weights, &lacking)?,
         None => combine_members(&oof, &weights)?,
     };
     let weight = lead.config.train.shared_threshold_weight;
+    // Movies without some extras (a Metacritic score, say) get interval bins of their own.
+    let fields = crate::voteless_rating::extra_field_columns(&lead.prepared.preprocessor);
+    for fold in members.iter_mut() {
+        let missing = sample_missing(&lead.prepared, &fold.ids)?;
+        crate::interval::rekey_lacking(std::slice::from_mut(fold), |i| missing[i], &fields);
+    }
     let mut calibration = calibrate_folds(&members, &names, Vec::new(), weight);
+    calibration.interval = calibration
+        .interval
+        .take()
+        .map(|c| c.with_lacking_columns(fields));
     let (content, voteless) = ratings_without_inputs(&parts, &extras, &members, &mut calibration)?;
     if let Some(cross) = &stackings.cross_fit {
         report_without_inputs(cross, &weights, (&calibration.thresholds, &names), &lacking);
@@ -282,6 +292,15 @@ fn ratings_without_inputs(
         None => None,
     };
     Ok((content, voteless))
+}
+
+/// The numeric missing flags of the movies `ids` of `prepared`.
+pub(crate) fn sample_missing<'a>(prepared: &'a Prepared, ids: &[String]) -> Result<Vec<&'a [f32]>> {
+    let at = crate::plot_neighbours::sample_indices(prepared, ids)?;
+    Ok(at
+        .into_iter()
+        .map(|i| prepared.samples[i].numeric_missing.as_slice())
+        .collect())
 }
 
 /// The first bag's seed and folds, which every part shares.

@@ -183,6 +183,23 @@ pub fn interval_metrics_of(
         return None;
     }
     let c = coverage_of(cal, &preds, &votes, &truth);
+    let by_extras = (!cal.lacking_columns.is_empty()).then(|| {
+        let group = |lacking: bool| {
+            let keep = |i: &usize| {
+                let key = votes[*i];
+                let plain = key.is_finite() && crate::interval::voteless_set(key).is_none();
+                plain && crate::interval::is_lacking(key) == lacking
+            };
+            let at: Vec<usize> = (0..votes.len()).filter(keep).collect();
+            let pick = |x: &[f32]| at.iter().map(|i| x[*i]).collect::<Vec<f32>>();
+            let p: Vec<Vec<f32>> = at.iter().map(|i| preds[*i].clone()).collect();
+            coverage_of(cal, &p, &pick(&votes), &pick(&truth))
+        };
+        crate::evaluate::ByExtras {
+            lacking: group(true),
+            given: group(false),
+        }
+    });
     Some(IntervalMetrics {
         nominal: c.nominal,
         half_width: c.mean_width / 2.0,
@@ -200,6 +217,7 @@ pub fn interval_metrics_of(
                 .filter(|v| crate::interval::voteless_set(**v).is_some())
                 .count(),
         },
+        by_extras,
     })
 }
 

@@ -227,6 +227,18 @@ pub struct IntervalMetrics {
     /// whose interval is the bin of such movies.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub without_votes: usize,
+    /// A blend whose interval keys movies without some extras apart (`Calibration::key`):
+    /// how it does on those movies and on the others with a vote count, each group alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_extras: Option<ByExtras>,
+}
+
+/// An interval's coverage on the movies with a vote count that lack some extras and on those
+/// that have them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ByExtras {
+    pub lacking: crate::interval::Coverage,
+    pub given: crate::interval::Coverage,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -263,6 +275,7 @@ pub fn interval_metrics(
         count: p.len(),
         from_plot: 0,
         without_votes: 0,
+        by_extras: None,
     })
 }
 
@@ -936,16 +949,22 @@ impl EvalReport {
                 i.count,
                 i.mean_width
             ),
-            (Some(i), Some(_)) => writeln!(
-                f,
-                "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}{}",
-                i.nominal * 100.0,
-                i.coverage * 100.0,
-                self.coverage_range(i),
-                i.count,
-                i.mean_width,
-                own_ratings(i)
-            ),
+            (Some(i), Some(_)) => {
+                writeln!(
+                    f,
+                    "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}{}",
+                    i.nominal * 100.0,
+                    i.coverage * 100.0,
+                    self.coverage_range(i),
+                    i.count,
+                    i.mean_width,
+                    own_ratings(i)
+                )?;
+                match &i.by_extras {
+                    Some(b) if b.lacking.count > 0 => self.write_by_extras(b, f),
+                    _ => Ok(()),
+                }
+            }
             (None, _) if self.rating.count == 0 => {
                 writeln!(
                     f,
@@ -958,6 +977,35 @@ impl EvalReport {
                 crate::export::INTERVAL_COVERAGE * 100.0
             ),
         }
+    }
+
+    /// The interval on the movies without some extras, with bins of their own, and on the rest.
+    fn write_by_extras(&self, b: &ByExtras, f: Out) -> std::fmt::Result {
+        let group = |c: &crate::interval::Coverage| {
+            let i = IntervalMetrics {
+                nominal: c.nominal,
+                half_width: c.mean_width / 2.0,
+                coverage: c.coverage,
+                mean_width: c.mean_width,
+                count: c.count,
+                from_plot: 0,
+                without_votes: 0,
+                by_extras: None,
+            };
+            format!(
+                "{} movies: covers {:.1} %{}, mean width {:.2}",
+                c.count,
+                c.coverage * 100.0,
+                self.coverage_range(&i),
+                c.mean_width
+            )
+        };
+        writeln!(
+            f,
+            "  without some extras (bins of their own) {}; with them {}",
+            group(&b.lacking),
+            group(&b.given)
+        )
     }
 
     /// A bag's or blend's out-of-fold scores (and a blend's weights).

@@ -32,8 +32,8 @@ pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// blend's `genre_prompts`; 11: `genre_stacking_without_plot`; 12: a blend's `content_rating`
 /// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; 14: a blend's
 /// `rating_without_votes` and the interval's bins for it; 15: `preprocess.absent_as_unknown`;
-/// 16: sets of `rating_without_votes` that keep the vote count; docs/PORTABLE.md lists them
-/// all).
+/// 16: sets of `rating_without_votes` that keep the vote count, and the interval's
+/// `lacking_columns` and `lacking` bins; docs/PORTABLE.md lists them all).
 pub const PORTABLE_FORMAT_VERSION: u32 = 16;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
@@ -222,6 +222,9 @@ fn interval(manifest: &Manifest) -> Value {
             "content": cal.content,
             "without_votes": cal.without_votes,
             "voteless_key_scale": crate::interval::VOTELESS_KEY_SCALE,
+            "lacking_columns": cal.lacking_columns,
+            "lacking": cal.lacking.as_ref().map(|l| json!({"edges": l.edges, "bins": l.bins})),
+            "lacking_key_offset": crate::interval::LACKING_KEY_OFFSET,
         }),
         (None, Some(w)) => json!({
             "kind": "half_width",

@@ -716,6 +716,9 @@ impl Predictor {
         if let Some(c) = &self.content {
             c.apply(&mut members, &content_rows(items, &bare));
         }
+        if let Some(cal) = &manifest.interval {
+            cal.key_members(&mut members, |i| &items[i].numeric_missing);
+        }
         members
     }
 

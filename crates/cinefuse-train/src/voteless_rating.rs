@@ -104,6 +104,29 @@ fn extra_columns(pre: &Preprocessor) -> Vec<(String, Range<usize>)> {
     out
 }
 
+/// Each declared numeric or text extra's numeric columns (a Metacritic score's one, award
+/// words' one per word): the fields whose absence a blend's interval keys apart
+/// (`Calibration::lacking_columns`).
+pub fn extra_field_columns(pre: &Preprocessor) -> Vec<Vec<usize>> {
+    let kept: Vec<String> = pre
+        .state
+        .extras
+        .iter()
+        .filter(|f| {
+            matches!(
+                f,
+                FittedFeature::Numeric { .. } | FittedFeature::Text { .. }
+            )
+        })
+        .map(extra_name)
+        .collect();
+    extra_columns(pre)
+        .into_iter()
+        .filter(|(name, _)| kept.contains(name))
+        .map(|(_, columns)| columns.collect())
+        .collect()
+}
+
 /// A declared extra's name as `blend.json` records it: `extra.NAME`.
 fn extra_name(f: &FittedFeature) -> String {
     match f {
