@@ -33,6 +33,11 @@ pub const POSTERS_FILE: &str = "posters.bin";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const BAD_RECORDS_FILE: &str = "bad_records.json";
 pub const FORMAT_VERSION: u32 = 1;
+/// How `encode` reads a movie's absent fields: 1 reads those nearly every training movie had
+/// as unknown (`absent_as_unknown`), 2 also marks a movie that gives none of the declared
+/// extras (`EncodedSample::extras_absent`). A state fitted before records 0, and still loads
+/// (exports keep predicting as they did); `train` prepares such a folder again.
+pub const ENCODING_VERSION: u32 = 2;
 
 /// Everything fitted on the training split.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +61,9 @@ pub struct PreprocessState {
     /// as missing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub absent_as_unknown: Vec<String>,
+    /// The `ENCODING_VERSION` the samples were encoded with; 0 in a state from before it.
+    #[serde(default)]
+    pub encoding: u32,
 }
 
 /// One movie after preprocessing (poster pixels live in the cache, by slot).
@@ -394,6 +402,7 @@ pub fn fit_state(
     let absent_as_unknown = crate::absent_fields::rarely_absent(train, &categorical, &extras);
     PreprocessState {
         format_version: FORMAT_VERSION,
+        encoding: ENCODING_VERSION,
         config: config.clone(),
         numeric,
         categorical,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cinefuse_data::movie::MOVIES_FILE;
-use cinefuse_data::prepared::{PREPROCESS_FILE, PreprocessState};
+use cinefuse_data::prepared::{ENCODING_VERSION, PREPROCESS_FILE, PreprocessState};
 use cinefuse_data::{PrepareConfig, Prepared, prepare_dataset};
 use sha2::{Digest, Sha256};
 
@@ -134,7 +134,8 @@ pub fn open_current_prepared(
 ) -> Result<Option<Prepared>> {
     let dataset = data_override.unwrap_or(&config.data.dataset);
     let prepared_dir = prepared_dir_of(config, data_override);
-    if !is_up_to_date(dataset, &prepared_dir, &config.data.preprocess) {
+    let current = is_up_to_date(dataset, &prepared_dir, &config.data.preprocess);
+    if !current || older_encoding(&prepared_dir).is_some() {
         return Ok(None);
     }
     let (_, prepared) = open_prepared(dataset, &prepared_dir)?;
@@ -196,13 +197,30 @@ fn ensure_dataset(config: &TrainConfig, dataset: &Path, may_synthesize: bool) ->
     Ok(())
 }
 
+/// Why `prepared_dir`'s samples, though prepared from this dataset and config, are read the
+/// way an earlier cinefuse read absent fields (`ENCODING_VERSION`); `None` when they are not,
+/// or when there is no readable state. A run resumes on such data as it is; a new one
+/// prepares it again.
+fn older_encoding(prepared_dir: &Path) -> Option<String> {
+    let file = prepared_dir.join(PREPROCESS_FILE);
+    let state = cinefuse_data::atomic::read_json::<PreprocessState>(&file).ok()?;
+    (state.encoding < ENCODING_VERSION).then(|| {
+        format!(
+            "prepared by an earlier cinefuse, which read absent fields another way (encoding {}, \
+             now {ENCODING_VERSION})",
+            state.encoding
+        )
+    })
+}
+
 fn prepare_unless_current(config: &TrainConfig, dataset: &Path, prepared_dir: &Path) -> Result<()> {
     let why = why_not_current(
         dataset,
         prepared_dir,
         &config.data.preprocess,
         Path::to_path_buf,
-    );
+    )
+    .or_else(|| older_encoding(prepared_dir));
     if let Some(why) = why {
         eprintln!(
             "preparing {} → {} ({why})",
@@ -255,5 +273,17 @@ mod tests {
             damaged.contains("preprocess.json cannot be read"),
             "{damaged}"
         );
+        // A state from an earlier cinefuse loads, but a new run prepares it again.
+        let mut state = cinefuse_data::prepared::fit_state(&[], &config, "h".into(), "s".into(), 0);
+        let write = |state: &PreprocessState| {
+            cinefuse_data::atomic::write_json_atomic(&prepared.join(PREPROCESS_FILE), state)
+                .unwrap()
+        };
+        write(&state);
+        assert_eq!(older_encoding(&prepared), None);
+        state.encoding = 0;
+        write(&state);
+        let older = older_encoding(&prepared).unwrap();
+        assert!(older.contains("encoding 0, now 2"), "{older}");
     }
 }
