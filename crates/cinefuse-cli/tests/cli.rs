@@ -1173,6 +1173,23 @@ fn given_without_extras(d: &Path) {
         "{err}"
     );
     portable::check_portable(d, "extras", "extras.jsonl");
+    // `eval --data` on demo movies given with a vote count and without their extras counts
+    // them apart.
+    demo_variant(d, "no-extras", |m| {
+        m.remove("extra");
+        if m.get("votes").is_none_or(|v| v.is_null()) {
+            m.insert("votes".into(), 1000.into());
+        }
+    });
+    let text = ok(
+        d,
+        &["eval", "--run", "runs/extras-blend", "--data", "no-extras"],
+    );
+    assert!(
+        text.contains("of them without any extra, rated by trees that never saw the extras")
+            && !text.contains("without a vote count, rated by"),
+        "{text}"
+    );
 }
 
 /// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and

@@ -211,18 +211,7 @@ pub fn learn_blend(
         Some(cross) => cross_fitted_members(&oof, cross, &weights, &lacking)?,
         None => combine_members(&oof, &weights)?,
     };
-    let weight = lead.config.train.shared_threshold_weight;
-    // Movies without some extras (a Metacritic score, say) get interval bins of their own.
-    let fields = crate::voteless_rating::extra_field_columns(&lead.prepared.preprocessor);
-    for fold in members.iter_mut() {
-        let missing = sample_missing(&lead.prepared, &fold.ids)?;
-        crate::interval::rekey_lacking(std::slice::from_mut(fold), |i| missing[i], &fields);
-    }
-    let mut calibration = calibrate_folds(&members, &names, Vec::new(), weight);
-    calibration.interval = calibration
-        .interval
-        .take()
-        .map(|c| c.with_lacking_columns(fields));
+    let mut calibration = calibrate_blend(lead, &mut members, &names)?;
     let (content, voteless) = ratings_without_inputs(&parts, &extras, &members, &mut calibration)?;
     if let Some(cross) = &stackings.cross_fit {
         report_without_inputs(cross, &weights, (&calibration.thresholds, &names), &lacking);
@@ -285,13 +274,43 @@ fn ratings_without_inputs(
             if let Some(l) = &learned {
                 let sets: Vec<&[(u16, f32)]> =
                     l.sets.iter().map(|s| s.residuals.as_slice()).collect();
-                calibration.interval = calibration.interval.take().map(|c| c.with_voteless(&sets));
+                let keep_votes = l.sets.iter().enumerate();
+                let extras_sets = keep_votes
+                    .filter(|(_, s)| !s.info.fields.iter().any(|f| f == "votes"))
+                    .map(|(k, _)| k)
+                    .collect();
+                calibration.interval = calibration
+                    .interval
+                    .take()
+                    .map(|c| c.with_voteless(&sets).with_extras_sets(extras_sets));
             }
             learned
         }
         None => None,
     };
     Ok((content, voteless))
+}
+
+/// The blend's thresholds and interval from its out-of-fold `members`, whose movies without
+/// some extras (a Metacritic score, say) are keyed apart for interval bins of their own
+/// (`Calibration::key`).
+fn calibrate_blend(
+    lead: &LoadedRun,
+    members: &mut [Predictions],
+    names: &[String],
+) -> Result<BagCalibration> {
+    let fields = crate::voteless_rating::extra_field_columns(&lead.prepared.preprocessor);
+    for fold in members.iter_mut() {
+        let missing = sample_missing(&lead.prepared, &fold.ids)?;
+        crate::interval::rekey_lacking(std::slice::from_mut(fold), |i| missing[i], &fields);
+    }
+    let weight = lead.config.train.shared_threshold_weight;
+    let mut calibration = calibrate_folds(members, names, Vec::new(), weight);
+    calibration.interval = calibration
+        .interval
+        .take()
+        .map(|c| c.with_lacking_columns(fields));
+    Ok(calibration)
 }
 
 /// The numeric missing flags of the movies `ids` of `prepared`.

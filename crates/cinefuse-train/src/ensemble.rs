@@ -183,23 +183,7 @@ pub fn interval_metrics_of(
         return None;
     }
     let c = coverage_of(cal, &preds, &votes, &truth);
-    let by_extras = (!cal.lacking_columns.is_empty()).then(|| {
-        let group = |lacking: bool| {
-            let keep = |i: &usize| {
-                let key = votes[*i];
-                let plain = key.is_finite() && crate::interval::voteless_set(key).is_none();
-                plain && crate::interval::is_lacking(key) == lacking
-            };
-            let at: Vec<usize> = (0..votes.len()).filter(keep).collect();
-            let pick = |x: &[f32]| at.iter().map(|i| x[*i]).collect::<Vec<f32>>();
-            let p: Vec<Vec<f32>> = at.iter().map(|i| preds[*i].clone()).collect();
-            coverage_of(cal, &p, &pick(&votes), &pick(&truth))
-        };
-        crate::evaluate::ByExtras {
-            lacking: group(true),
-            given: group(false),
-        }
-    });
+    let by_extras = by_extras(cal, &preds, &votes, &truth);
     Some(IntervalMetrics {
         nominal: c.nominal,
         half_width: c.mean_width / 2.0,
@@ -210,14 +194,47 @@ pub fn interval_metrics_of(
             .iter()
             .filter(|v| **v == crate::interval::RATED_FROM_CONTENT)
             .count(),
-        without_votes: match cal.without_votes.iter().all(Vec::is_empty) {
-            true => 0,
-            false => votes
-                .iter()
-                .filter(|v| crate::interval::voteless_set(**v).is_some())
-                .count(),
-        },
+        without_votes: rated_by_sets(cal, &votes, false),
+        without_extras: rated_by_sets(cal, &votes, true),
         by_extras,
+    })
+}
+
+/// How many of the movies keyed `votes` a blend's reduced ratings rated: by the sets that
+/// keep the vote count (`extras`), or by the others; 0 without their interval bins.
+fn rated_by_sets(cal: &Calibration, votes: &[f32], extras: bool) -> usize {
+    if cal.without_votes.iter().all(Vec::is_empty) {
+        return 0;
+    }
+    let of_kind = |s: usize| cal.extras_sets.contains(&s) == extras;
+    votes
+        .iter()
+        .filter(|v| crate::interval::voteless_set(**v).is_some_and(of_kind))
+        .count()
+}
+
+/// How `cal` does on the movies with a vote count that lack some extras and on the rest, each
+/// group alone, when it keys them apart (member predictions `preds`, keys `votes`).
+fn by_extras(
+    cal: &Calibration,
+    preds: &[Vec<f32>],
+    votes: &[f32],
+    truth: &[f32],
+) -> Option<crate::evaluate::ByExtras> {
+    let group = |lacking: bool| {
+        let keep = |i: &usize| {
+            let key = votes[*i];
+            let plain = key.is_finite() && crate::interval::voteless_set(key).is_none();
+            plain && crate::interval::is_lacking(key) == lacking
+        };
+        let at: Vec<usize> = (0..votes.len()).filter(keep).collect();
+        let pick = |x: &[f32]| at.iter().map(|i| x[*i]).collect::<Vec<f32>>();
+        let p: Vec<Vec<f32>> = at.iter().map(|i| preds[*i].clone()).collect();
+        coverage_of(cal, &p, &pick(votes), &pick(truth))
+    };
+    (!cal.lacking_columns.is_empty()).then(|| crate::evaluate::ByExtras {
+        lacking: group(true),
+        given: group(false),
     })
 }
 

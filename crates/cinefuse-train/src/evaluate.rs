@@ -227,6 +227,10 @@ pub struct IntervalMetrics {
     /// whose interval is the bin of such movies.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub without_votes: usize,
+    /// Of those, the movies a blend rated as given with a vote count and without any extra
+    /// (`voteless_rating.rs`), whose interval is the bin of such movies.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub without_extras: usize,
     /// A blend whose interval keys movies without some extras apart (`Calibration::key`):
     /// how it does on those movies and on the others with a vote count, each group alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,6 +279,7 @@ pub fn interval_metrics(
         count: p.len(),
         from_plot: 0,
         without_votes: 0,
+        without_extras: 0,
         by_extras: None,
     })
 }
@@ -929,7 +934,13 @@ impl EvalReport {
                     i.without_votes
                 )
             });
-            let both: Vec<String> = plot.into_iter().chain(votes).collect();
+            let extras = (i.without_extras > 0).then(|| {
+                format!(
+                    "{} of them without any extra, rated by trees that never saw the extras",
+                    i.without_extras
+                )
+            });
+            let both: Vec<String> = plot.into_iter().chain(votes).chain(extras).collect();
             match both.is_empty() {
                 true => String::new(),
                 false => format!(
@@ -990,6 +1001,7 @@ impl EvalReport {
                 count: c.count,
                 from_plot: 0,
                 without_votes: 0,
+                without_extras: 0,
                 by_extras: None,
             };
             format!(

@@ -127,6 +127,10 @@ pub struct Calibration {
     /// fall back to `bins`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lacking: Option<Box<Calibration>>,
+    /// The sets of `without_votes` that keep the vote count (they rate a movie given without
+    /// any extra), for the reader: `eval` counts their movies apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extras_sets: Vec<usize>,
 }
 
 /// One calibration movie.
@@ -209,6 +213,7 @@ impl Calibration {
                 without_votes: Vec::new(),
                 lacking_columns: Vec::new(),
                 lacking: None,
+                extras_sets: Vec::new(),
             };
             cal.bins = vec![Vec::new(); cal.edges.len() + 1];
             for r in residuals {
@@ -272,6 +277,12 @@ impl Calibration {
             .iter()
             .map(|r| self.own_bin(r).unwrap_or_default())
             .collect();
+        self
+    }
+
+    /// This interval knowing which of its `without_votes` sets keep the vote count.
+    pub fn with_extras_sets(mut self, sets: Vec<usize>) -> Self {
+        self.extras_sets = sets;
         self
     }
 
