@@ -976,7 +976,9 @@ def read_config(model_dir):
     # 9 shared_weights (each frozen backbone stored once); 10 a blend's genre_prompts; 11 a
     # blend's genre_stacking_without_plot; 12 a blend's content_rating and the interval's
     # content bin; 13 a blend's genre_stacking_without_metadata; 14 a blend's
-    # rating_without_votes and the interval's bins for it.
+    # rating_without_votes and the interval's bins for it; 15 preprocess.absent_as_unknown; 16
+    # a set of rating_without_votes that keeps the vote count, and the interval's
+    # lacking_columns and lacking bins.
     if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 17):
         sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 16")
     return config
