@@ -1217,11 +1217,12 @@ def member_predictions(model_dir, config, movies, base, run=None):
         known = missing[:, VOTES_COLUMN] <= 0.5
         votes[known] = numeric[known, VOTES_COLUMN]
     voteless = config.get("rating_without_votes") if parts else None
-    if voteless and numeric.shape[1] > VOTES_COLUMN and (
-        (missing[:, VOTES_COLUMN] > 0.5).any() or any(map(lead.pre.extras_absent, movies))
-    ):
-        ratings = np.array(ratings, np.float32)
-        voteless_ratings(model_dir, config, (fields, lead, movies, part_ratings, each[0]), ratings, votes)
+    if voteless and numeric.shape[1] > VOTES_COLUMN:
+        no_extras = np.array([lead.pre.extras_absent(m) for m in movies], bool)
+        if (missing[:, VOTES_COLUMN] > 0.5).any() or no_extras.any():
+            ratings = np.array(ratings, np.float32)
+            inputs = (fields, lead, movies, part_ratings, each[0], no_extras)
+            voteless_ratings(model_dir, config, inputs, ratings, votes)
     content = config.get("content_rating") if parts else None
     if content:
         rated = lead.pre.token_batch(movies)[2].numpy() > 0.5
@@ -1279,13 +1280,12 @@ def voteless_ratings(model_dir, config, inputs, ratings, votes):
     declared extra), mixed by that set's weights with every
     part's own rating of the movie and with the content rating's ridges (the trees' rating for
     a movie without a plot); trees that read genre probabilities read the first part's
-    members' (`inputs`' last entry, [K, B, G])."""
-    fields, lead, movies, part_ratings, lead_probs = inputs
+    members' (`inputs`' fifth entry, [K, B, G]); the last says which movies give no extra."""
+    fields, lead, movies, part_ratings, lead_probs, no_extras = inputs
     entry, missing = config["rating_without_votes"], fields["numeric_missing"]
     sets = [(f, info, voteless_key(k)) for k, (f, info) in enumerate(zip(entry["files"], entry["info"]["sets"]))]
     # Of the sets whose fields the movie lacks all, the one with the most columns (the first
     # of equals); a set that keeps the vote count only for a movie without any extra.
-    no_extras = np.array([lead.pre.extras_absent(m) for m in movies], bool)
     chosen, widest = np.full(len(movies), -1), np.full(len(movies), -1)
     for k, (_, info, _) in enumerate(sets):
         fits = (missing[:, info["columns"]] > 0.5).all(1) & (len(info["columns"]) > widest)

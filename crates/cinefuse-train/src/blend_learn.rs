@@ -274,10 +274,8 @@ fn ratings_without_inputs(
             if let Some(l) = &learned {
                 let sets: Vec<&[(u16, f32)]> =
                     l.sets.iter().map(|s| s.residuals.as_slice()).collect();
-                let keep_votes = l.sets.iter().enumerate();
-                let extras_sets = keep_votes
-                    .filter(|(_, s)| !s.info.fields.iter().any(|f| f == "votes"))
-                    .map(|(k, _)| k)
+                let extras_sets = (0..l.sets.len())
+                    .filter(|k| l.sets[*k].info.keeps_votes())
                     .collect();
                 calibration.interval = calibration
                     .interval

@@ -58,10 +58,7 @@ pub struct ExtrasErrors {
 impl ExtrasErrors {
     /// The errors of the set of `info` that keeps the vote count (`None` without one).
     pub fn of(info: &crate::voteless_rating::VotelessRatingInfo) -> Option<Self> {
-        let set = info
-            .sets
-            .iter()
-            .find(|s| !s.fields.iter().any(|f| f == "votes"))?;
+        let set = info.sets.iter().find(|s| s.keeps_votes())?;
         Some(Self {
             with_extras: set.blend_out_of_fold_mae,
             without_extras: set.out_of_fold_mae,
@@ -97,10 +94,7 @@ impl VotelessErrors {
     /// The errors `info` records (`None` without a set): of its sets without the vote count,
     /// the first and the last.
     pub fn of(info: &crate::voteless_rating::VotelessRatingInfo) -> Option<Self> {
-        let mut voteless = info
-            .sets
-            .iter()
-            .filter(|s| s.fields.iter().any(|f| f == "votes"));
+        let mut voteless = info.sets.iter().filter(|s| !s.keeps_votes());
         let first = voteless.next()?;
         let last = voteless.next_back().unwrap_or(first);
         Some(Self {
@@ -110,7 +104,7 @@ impl VotelessErrors {
             others: last
                 .fields
                 .iter()
-                .filter(|f| *f != "votes")
+                .filter(|f| *f != crate::voteless_rating::VOTES_FIELD)
                 .cloned()
                 .collect(),
         })

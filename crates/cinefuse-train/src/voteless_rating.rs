@@ -69,6 +69,13 @@ pub struct ReducedRatingInfo {
     pub blend_out_of_fold_mae: f32,
 }
 
+impl ReducedRatingInfo {
+    /// Whether this set keeps the vote count (it rates a movie given without any extra).
+    pub fn keeps_votes(&self) -> bool {
+        !self.fields.iter().any(|f| f == VOTES_FIELD)
+    }
+}
+
 /// A blend's ratings of movies without a vote count (`blend.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VotelessRatingInfo {
@@ -335,7 +342,7 @@ fn extras_chain(pre: &Preprocessor, first: Vec<String>) -> Vec<Vec<String>> {
 }
 
 /// The vote count's name among the numeric fields.
-const VOTES_FIELD: &str = "votes";
+pub const VOTES_FIELD: &str = "votes";
 
 /// The columns of the numeric fields `names` in `pre`'s encoding (the built-in `votes`,
 /// declared extras by their `extra.NAME`).
