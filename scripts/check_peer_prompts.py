@@ -4,7 +4,8 @@ the PyTorch reference's (scripts/cinefuse_torch.py, itself checked against `cine
 on an export that carries the vote: the same probabilities for plot rows near and far from the
 prompts. And that the flag refuses, by name and before any fitting, whatever is not such a
 file: a FIFO (without waiting on it), a folder, another vote's table, a table for other genres
-or another embedding width.
+or another embedding width. Also the reference's interval bins on their edges
+(`check_vote_bins`).
 
 Usage: python scripts/check_peer_prompts.py EXPORT_DIR   (the CLI tests call it)
 """
@@ -46,6 +47,21 @@ def main(export):
     refused(lambda: peer.read_prompt_vote(path, n_genres + 1, dim), "not a genre-prompt vote")
     refused(lambda: peer.read_prompt_vote(path, n_genres, dim + 1), f"not {dim + 1}-wide")
     print(f"peer prompt vote matches the reference (max difference {worst:.1e}); bad files refused")
+    check_vote_bins(export)
+
+
+def check_vote_bins(export):
+    """The reference's interval bins read a key on an edge as interval.rs does (in the bin
+    above): edges are f32 values written as decimals, and 0.7 read as a float64 lies above the
+    f32 0.7. Then every edge of the export's own interval, when it has vote bins."""
+    assert reference.vote_bin([0.3, 0.7], float(np.float32(0.7))) == 2, "a key on an edge falls below it"
+    assert reference.vote_bin([0.3, 0.7], float(np.nextafter(np.float32(0.7), np.float32(0)))) == 1
+    assert reference.vote_bin([0.3], float("nan")) == 0
+    spec = reference.read_config(export).get("interval") or {}
+    edges = spec.get("edges") or []
+    for i, e in enumerate(edges):
+        assert reference.vote_bin(edges, float(np.float32(e))) == i + 1, f"edge {i} ({e}) falls below itself"
+    print(f"the reference's vote bins read keys on the {len(edges)} edges as cinefuse does")
 
 
 if __name__ == "__main__":

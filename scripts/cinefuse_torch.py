@@ -1340,8 +1340,7 @@ def interval(spec, member_ratings, rating, votes):
         own = spec.get("lacking")
         if own:
             edges, bins = own["edges"], own["bins"]
-    b = 0 if not math.isfinite(votes) else sum(1 for e in edges if votes >= e)
-    bin_ = bins[b]
+    bin_ = bins[vote_bin(edges, votes)]
     if votes == CONTENT_KEY and spec.get("content"):
         bin_ = spec["content"]
     elif voteless_set(votes) is not None:
@@ -1359,6 +1358,17 @@ def interval(spec, member_ratings, rating, votes):
     lows = sorted(pred(m) - r for m, r in bin_)
     highs = sorted(pred(m) + r for m, r in bin_)
     return [max(lows[k_lo - 1], 0.0), min(highs[k_hi - 1], 10.0)]
+
+
+def vote_bin(edges, key):
+    """The bin of interval key `key` (an f32 value) among the sorted `edges`, compared in f32 as
+    interval.rs's Calibration::bin does: an edge is an f32 written as its shortest decimal,
+    which read as a float64 may lie above the f32 (0.7 reads 0.69999998807907 as f32), so a key
+    on the edge would fall below it."""
+    if not math.isfinite(key):
+        return 0
+    key = np.float32(key)
+    return sum(1 for e in edges if key >= np.float32(e))
 
 
 def predict(model_dir, movies, base, run=None):

@@ -122,22 +122,27 @@ fn extra_columns(pre: &Preprocessor) -> Vec<(String, Range<usize>)> {
 /// words' one per word): the fields whose absence a blend's interval keys apart
 /// (`Calibration::lacking_columns`).
 pub fn extra_field_columns(pre: &Preprocessor) -> Vec<Vec<usize>> {
-    let kept: Vec<String> = pre
-        .state
-        .extras
-        .iter()
-        .filter(|f| {
-            matches!(
-                f,
-                FittedFeature::Numeric { .. } | FittedFeature::Text { .. }
-            )
-        })
-        .map(extra_name)
-        .collect();
+    let kept = [extra_names(pre, true), extra_names(pre, false)].concat();
     extra_columns(pre)
         .into_iter()
         .filter(|(name, _)| kept.contains(name))
         .map(|(_, columns)| columns.collect())
+        .collect()
+}
+
+/// The names of the declared numeric extras (`numeric`), or else of the text extras: the
+/// fields the reduced sets take away and the interval keys apart when missing.
+fn extra_names(pre: &Preprocessor, numeric: bool) -> Vec<String> {
+    let kind = |f: &&FittedFeature| match f {
+        FittedFeature::Numeric { .. } => numeric,
+        FittedFeature::Text { .. } => !numeric,
+        _ => false,
+    };
+    pre.state
+        .extras
+        .iter()
+        .filter(kind)
+        .map(extra_name)
         .collect()
 }
 
@@ -319,20 +324,7 @@ fn reduced_sets(pre: &Preprocessor) -> Vec<Vec<String>> {
 /// each only when it adds fields.
 fn extras_chain(pre: &Preprocessor, first: Vec<String>) -> Vec<Vec<String>> {
     let mut sets = vec![first];
-    let names = |numeric: bool| -> Vec<String> {
-        let kind = |f: &&FittedFeature| match f {
-            FittedFeature::Numeric { .. } => numeric,
-            FittedFeature::Text { .. } => !numeric,
-            _ => false,
-        };
-        pre.state
-            .extras
-            .iter()
-            .filter(kind)
-            .map(extra_name)
-            .collect()
-    };
-    for extra in [names(true), names(false)] {
+    for extra in [extra_names(pre, true), extra_names(pre, false)] {
         if !extra.is_empty() {
             let wider = [sets[sets.len() - 1].clone(), extra].concat();
             sets.push(wider);
