@@ -442,10 +442,11 @@ def plot_only_rating_peers(prepared, samples):
 
 
 def voteless_rating_peers(fit, test, cats, dropped, plot, genres=None):
-    """The rating peers of a movie given without its vote count (cinefuse's blend rates one by
-    `voteless_rating.rs` since 2026-12-06): gradient boosting with the extra columns, fitted on
-    the train + validation rows without the columns `dropped` maps to names (the vote count;
-    then the Metacritic score too), and the same mixed with a ridge regression on the cached
+    """The rating peers of a movie given without its vote count, or without its extras
+    (cinefuse's blend rates one by `voteless_rating.rs` since 2026-12-06): gradient boosting
+    with the extra columns, fitted on the train + validation rows without the columns `dropped`
+    maps to names (the vote count; then the Metacritic score too; or every extra column), and
+    the same mixed with a ridge regression on the cached
     plot features (`rating_with_plot`). `fit` and `test` are (rows, ratings); `plot` the plot
     feature rows of both (None without cached plot features); `cats` the categorical columns;
     `genres` (fit rows, test rows) of genre probabilities that read none of the metadata, which
@@ -959,8 +960,11 @@ def main():
         content = None
         if genre_inputs_content:
             content = genre_rows(genre_inputs_content, (rated["train"] + rated["val"], rated["test"]))
+        # And movies given with their vote count but without any extra (a table without those
+        # columns; voteless_rating.rs rates them since 2026-12-06).
+        extras = dict.fromkeys(range(X_cat["train"].shape[1], Xe["train"].shape[1]), "extras")
         for dropped in ({votes_col: "votes"}, {votes_col: "votes", metascore_col: "metascore"},
-                        {votes_col: "votes", metascore_col: "metascore", **awards}):
+                        {votes_col: "votes", metascore_col: "metascore", **awards}, extras):
             out.update(voteless_rating_peers(fit, (Xe["test"], t["test"]), cats, dropped, plot, content))
     out["mean_rating"] = rating_metrics(np.full(len(t["test"]), t["train"].mean()), t["test"])
     out["test_movies"] = {"genres": len(labelled["test"]), "rating": len(rated["test"])}
