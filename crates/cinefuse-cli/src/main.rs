@@ -1,6 +1,7 @@
 //! `cinefuse`: the whole pipeline in one tool.
 
 mod cmd_bench;
+mod cmd_calibrate;
 mod cmd_data;
 mod cmd_import;
 mod cmd_report;
@@ -75,6 +76,9 @@ enum Command {
     Export(cmd_train::ExportArgs),
     /// Predict genres and rating for new movies with an exported model.
     Predict(cmd_train::PredictArgs),
+    /// Fit an exported model's rating interval again on rated movies of your own source (split
+    /// conformal), into a new export.
+    Calibrate(cmd_calibrate::CalibrateArgs),
     /// Throughput benchmarks: training samples/s per backend, batching, prepare, page parsing.
     Bench(cmd_bench::BenchArgs),
     /// A local web app for runs and predictions, and a JSON prediction API.
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Ensemble(a) => cmd_train::ensemble(a),
         Command::Export(a) => cmd_train::export(a),
         Command::Predict(a) => cmd_train::predict(a),
+        Command::Calibrate(a) => cmd_calibrate::calibrate(a),
         Command::Bench(a) => cmd_bench::run(a),
         Command::Serve(a) => cmd_serve::run(a),
         Command::Config { action } => cmd_train::config(action),

@@ -1190,6 +1190,113 @@ fn given_without_extras(d: &Path) {
             && !text.contains("without a vote count, rated by"),
         "{text}"
     );
+    calibrate_on_another_source(d, "extras");
+}
+
+/// `calibrate` on movies of "another source" (the demo movies rated 2.5 higher, without
+/// posters): the new export rates and ranks as the old one but its interval, fitted on half of
+/// them, covers the other half; the reference reads it alike; the old export is untouched.
+fn calibrate_on_another_source(d: &Path, model: &str) {
+    let demo = std::fs::read_to_string(d.join("demo/movies.jsonl")).unwrap();
+    let (mut fit, mut held) = (Vec::new(), Vec::new());
+    for (i, line) in demo.lines().enumerate() {
+        let mut m: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(r) = m["rating"].as_f64() else {
+            continue;
+        };
+        m["rating"] = serde_json::json!((r + 2.5).min(10.0));
+        m.as_object_mut().unwrap().remove("poster");
+        [&mut fit, &mut held][i % 2].push(m.to_string());
+    }
+    std::fs::write(d.join("shifted.jsonl"), fit.join("\n")).unwrap();
+    std::fs::write(d.join("shifted-held.jsonl"), held.join("\n")).unwrap();
+    let manifest = d.join(model).join("manifest.json");
+    let before = std::fs::read(&manifest).unwrap();
+    let out = format!("{model}-calibrated");
+    let calibrate = |jsonl: &str, out: &str| -> Vec<String> {
+        [
+            "calibrate",
+            "--model",
+            model,
+            "--jsonl",
+            jsonl,
+            "--out",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    fn args(a: &[String]) -> Vec<&str> {
+        a.iter().map(String::as_str).collect()
+    }
+    let text = ok(d, &args(&calibrate("shifted.jsonl", &out)));
+    assert!(
+        text.contains(&format!("on {} rated movies", fit.len())) && text.contains("vote bins"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&manifest).unwrap(),
+        before,
+        "the old export changed"
+    );
+    let predict = |m: &str| {
+        let args = [
+            "predict",
+            "--model",
+            m,
+            "--jsonl",
+            "shifted-held.jsonl",
+            "--json",
+        ];
+        portable::json_lines(&ok(d, &args))
+    };
+    let (old, new) = (predict(model), predict(&out));
+    let truth: Vec<f64> = held
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["rating"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let covered = |p: &[serde_json::Value]| {
+        let inside = p.iter().zip(&truth).filter(|(p, t)| {
+            let i = &p["rating_interval"];
+            i[0].as_f64().unwrap() <= **t && **t <= i[1].as_f64().unwrap()
+        });
+        inside.count() as f64 / truth.len() as f64
+    };
+    let (was, now) = (covered(&old), covered(&new));
+    assert!(now >= 0.8 && now > was + 0.2, "coverage {was} -> {now}");
+    for (a, b) in old.iter().zip(&new) {
+        assert_eq!((&a["rating"], &a["genres"]), (&b["rating"], &b["genres"]));
+    }
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join(&out).join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        saved["recalibrated"]["movies"],
+        fit.len(),
+        "{}",
+        saved["recalibrated"]
+    );
+    portable::check_portable(d, &out, "shifted-held.jsonl");
+    let refused = fails(d, &args(&calibrate("shifted.jsonl", model)));
+    assert!(refused.contains(model), "{refused}");
+    std::fs::write(
+        d.join("unrated.jsonl"),
+        r#"{"id":"u","title":"U","year":2001}"#,
+    )
+    .unwrap();
+    let refused = fails(d, &args(&calibrate("unrated.jsonl", "unrated")));
+    assert!(
+        refused.contains("unrated.jsonl: no movie has a rating"),
+        "{refused}"
+    );
+    assert!(
+        !d.join("unrated").exists(),
+        "a refused calibrate left a folder"
+    );
 }
 
 /// Movies for the portable round trip, in `d`: demo movies with and without posters, plots and

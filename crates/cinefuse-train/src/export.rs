@@ -128,6 +128,10 @@ pub struct Manifest {
     /// `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating_without_votes: Option<ManifestVoteless>,
+    /// Set when `cinefuse calibrate` fitted `interval` again on rated movies of another
+    /// source (`recalibrate.rs`); the scores above are still the training movies'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalibrated: Option<crate::recalibrate::Recalibration>,
     /// The pretrained backbone checkpoints the members were saved without (format 2), one
     /// copy each; empty when every tensor is in the member files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -228,6 +232,7 @@ impl Manifest {
             genre_stacking_without_metadata: None,
             content_rating: None,
             rating_without_votes: None,
+            recalibrated: None,
             backbones: Vec::new(),
             shapes: run.info.shapes.clone(),
             validation,

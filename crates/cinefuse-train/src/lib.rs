@@ -42,6 +42,7 @@ pub mod portable;
 pub mod predictions;
 pub mod predictor;
 pub mod rating_trees;
+pub mod recalibrate;
 pub mod run_dir;
 pub mod safetensors_order;
 pub mod schedule;

@@ -82,6 +82,31 @@ pub fn write_card(dir: &Path, m: &Manifest, f: &CardFacts<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Appends to the model card in `dir` why its interval differs from the one it was exported
+/// with (`cinefuse calibrate`); nothing when `m` was not recalibrated.
+pub fn note_recalibration(dir: &Path, m: &Manifest) -> Result<()> {
+    let Some(r) = &m.recalibrated else {
+        return Ok(());
+    };
+    let path = dir.join(CARD_FILE);
+    let mut s = std::fs::read_to_string(&path).unwrap_or_default();
+    let groups: Vec<String> = r.groups.iter().map(|(g, n)| format!("{n} {g}")).collect();
+    let _ = write!(
+        s,
+        "\n## Interval fitted again\n\n`cinefuse calibrate` fitted this model's {:.0} % rating \
+         interval again on {} rated movies of `{}` (SHA-256 {}; {}), split conformal in the \
+         groups the model keys movies into. It holds on movies like those; the scores above are \
+         still the training movies'. Genres, ratings and weights are unchanged.\n",
+        m.interval_coverage * 100.0,
+        r.movies,
+        r.data,
+        r.data_sha256,
+        groups.join(", ")
+    );
+    std::fs::write(&path, s)?;
+    Ok(())
+}
+
 fn card_text(m: &Manifest, f: &CardFacts<'_>) -> String {
     let [train, val, test] = split_counts(f.prepared);
     let modalities: Vec<&str> = m.modalities.iter().map(|x| x.name()).collect();

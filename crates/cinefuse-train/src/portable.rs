@@ -170,7 +170,7 @@ fn header(manifest: &Manifest) -> Value {
         "thresholds": manifest.thresholds,
         "genre_logit_shift": manifest.genre_logit_shift,
         "rating_scale": manifest.rating_scale,
-        "interval": interval(manifest),
+        "interval": interval_json(manifest),
     })
 }
 
@@ -211,7 +211,7 @@ fn blend_config(manifest: &Manifest) -> Value {
 }
 
 /// The rating interval: a bag's CV+ bins, or one half-width, or none.
-fn interval(manifest: &Manifest) -> Value {
+pub fn interval_json(manifest: &Manifest) -> Value {
     match (&manifest.interval, manifest.interval_half_width) {
         (Some(cal), _) => json!({
             "kind": "cv_plus_by_votes",

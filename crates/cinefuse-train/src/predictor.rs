@@ -729,18 +729,36 @@ impl Predictor {
             .collect()
     }
 
+    /// Each member's predictions of `inputs` (at most `PREDICT_CHUNK` of them), their
+    /// ratings and interval keys as the interval reads them: what `recalibrate.rs` fits an
+    /// interval on.
+    pub fn member_predictions(&self, inputs: &[ModelInput]) -> Vec<Predictions> {
+        let items: Vec<MovieItem> = inputs.iter().map(|i| i.item.clone()).collect();
+        let items = &self.with_backbone_features(items);
+        self.members_of(inputs, items).1
+    }
+
+    /// The first member's own predictions of `items` and every member's, blended.
+    fn members_of(
+        &self,
+        inputs: &[ModelInput],
+        items: &[MovieItem],
+    ) -> (Predictions, Vec<Predictions>) {
+        let own = self.run_members(items);
+        let lead = own[0].clone();
+        // A blend of one bag (with trees or a vote) has no partners but is still a blend.
+        if self.manifest.parts.is_empty() {
+            (lead, own)
+        } else {
+            (lead, self.blend_members(own, inputs, items))
+        }
+    }
+
     fn predict_chunk(&self, inputs: &[ModelInput]) -> Vec<MoviePrediction> {
         let items: Vec<MovieItem> = inputs.iter().map(|i| i.item.clone()).collect();
         let items = &self.with_backbone_features(items);
-        let own = self.run_members(items);
         // Leave-one-out shares are measured against the first member alone.
-        let lead = own[0].clone();
-        // A blend of one bag (with trees or a vote) has no partners but is still a blend.
-        let each = if self.manifest.parts.is_empty() {
-            own
-        } else {
-            self.blend_members(own, inputs, items)
-        };
+        let (lead, each) = self.members_of(inputs, items);
         let full = Predictions::mean(&each);
         let modalities = self.model.modalities().to_vec();
         let g = full.n_genres;
