@@ -36,9 +36,15 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         r.movies,
         groups.join(", ")
     );
+    if r.unrated > 0 {
+        println!("{} movies without a rating were left out", r.unrated);
+    }
+    match &r.check {
+        Some(c) => println!("{}", cinefuse_train::recalibrate::describe_check(c)),
+        None => println!("too few movies to check a fit on half of them against the other half"),
+    }
     println!(
-        "wrote {}: the same model with that interval; predict held-out movies of the same source \
-         with it to see it hold",
+        "wrote {}: the same model with that interval",
         a.out.display()
     );
     Ok(())

@@ -103,6 +103,10 @@ pub fn note_recalibration(dir: &Path, m: &Manifest) -> Result<()> {
         r.data_sha256,
         groups.join(", ")
     );
+    if let Some(check) = &r.check {
+        let text = crate::recalibrate::describe_check(check);
+        let _ = writeln!(s, "\nChecked: {text}.");
+    }
     std::fs::write(&path, s)?;
     Ok(())
 }

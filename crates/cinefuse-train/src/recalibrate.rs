@@ -21,7 +21,9 @@ use sha2::{Digest, Sha256};
 use crate::bag::INTERVAL_BINS;
 use crate::config::BackendKind;
 use crate::export::{MANIFEST_FILE, Manifest};
-use crate::interval::{Calibration, RATED_FROM_CONTENT, Residual, voteless_set};
+use crate::interval::{
+    Calibration, Coverage, RATED_FROM_CONTENT, Residual, coverage_of, voteless_set,
+};
 use crate::predictor::{PREDICT_CHUNK, Predictor, movies_from_jsonl_lines};
 use crate::run_dir::write_json;
 
@@ -34,8 +36,25 @@ pub struct Recalibration {
     pub data_sha256: String,
     /// The rated movies the interval was fitted on.
     pub movies: usize,
+    /// The file's movies without a rating, left out.
+    #[serde(default)]
+    pub unrated: usize,
     /// Of those, per group the model keys movies into: its name and how many fell in it.
     pub groups: Vec<(String, usize)>,
+    /// How a fit on half of the movies held on the other half.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<HalfCheck>,
+}
+
+/// How the refit holds on movies it did not see: the rated movies split in two by a hash of
+/// their id, an interval fitted on either half scored on the other, beside the export's own
+/// interval on the same movies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HalfCheck {
+    /// The export's interval as it was, on every rated movie (`None`: it had none).
+    pub before: Option<Coverage>,
+    /// The halves' refits, each on the other half, pooled.
+    pub after: Coverage,
 }
 
 /// Fits the interval of the export `model` again on the rated movies of `jsonl` and writes
@@ -50,7 +69,8 @@ pub fn recalibrate(
     let bytes =
         cinefuse_data::user_file::read_capped(jsonl, cinefuse_data::user_file::MAX_JSONL_BYTES)?;
     let predictor = Predictor::load(model, backend)?;
-    let residuals = residuals_of(&predictor, jsonl)?;
+    let (movies, unrated) = rated_movies(&predictor, jsonl)?;
+    let residuals = residuals(&movies.iter().collect::<Vec<_>>());
     let old = &predictor.manifest;
     let interval = refit(old.interval.as_ref(), old.interval_coverage, &residuals)
         .with_context(|| format!("{}: the rated movies", jsonl.display()))?;
@@ -58,7 +78,13 @@ pub fn recalibrate(
         data: jsonl.display().to_string(),
         data_sha256: format!("{:x}", Sha256::digest(&bytes)),
         movies: residuals.len(),
+        unrated,
         groups: groups(&interval, &residuals),
+        check: half_check(
+            (old.interval.as_ref(), old.interval_half_width),
+            old.interval_coverage,
+            &movies,
+        ),
     };
     let manifest = Manifest {
         interval: Some(interval),
@@ -69,11 +95,21 @@ pub fn recalibrate(
     Ok(record)
 }
 
-/// Each rated movie of `jsonl` as a calibration residual: its rating minus member k's, k in
-/// turn over the movies, keyed as the model keys it for its interval.
-fn residuals_of(predictor: &Predictor, jsonl: &Path) -> Result<Vec<Residual>> {
+/// One rated movie of the calibration file as the model predicts it: each member's rating,
+/// its interval key, its true rating.
+struct Rated {
+    id: String,
+    members: Vec<f32>,
+    key: f32,
+    truth: f32,
+}
+
+/// The rated movies of `jsonl` as the model predicts them, and how many had no rating.
+fn rated_movies(predictor: &Predictor, jsonl: &Path) -> Result<(Vec<Rated>, usize)> {
     let base = jsonl.parent().map(Path::to_path_buf).unwrap_or_default();
-    let rated: Vec<(usize, cinefuse_data::Movie, f32)> = movies_from_jsonl_lines(jsonl)?
+    let all = movies_from_jsonl_lines(jsonl)?;
+    let total = all.len();
+    let rated: Vec<(usize, cinefuse_data::Movie, f32)> = all
         .into_iter()
         .filter_map(|(line, m)| m.rating.map(|r| (line, m, r)))
         .collect();
@@ -90,16 +126,113 @@ fn residuals_of(predictor: &Predictor, jsonl: &Path) -> Result<Vec<Residual>> {
             })
             .collect::<Result<Vec<_>>>()?;
         let members = predictor.member_predictions(&items);
-        for (j, (_, _, truth)) in chunk.iter().enumerate() {
-            let k = (out.len()) % members.len();
-            out.push(Residual {
-                member: k as u16,
-                residual: members[k].rating[j] - truth,
-                votes: members[k].votes[j],
+        for (j, (_, m, truth)) in chunk.iter().enumerate() {
+            out.push(Rated {
+                id: m.id.clone(),
+                members: members.iter().map(|p| p.rating[j]).collect(),
+                key: members[0].votes[j],
+                truth: *truth,
             });
         }
     }
-    Ok(out)
+    Ok((out, total - rated.len()))
+}
+
+/// The calibration residuals of `movies`: each one's rating minus member k's, k in turn over
+/// the movies, keyed as the model keys it.
+fn residuals(movies: &[&Rated]) -> Vec<Residual> {
+    movies
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let k = i % m.members.len();
+            Residual {
+                member: k as u16,
+                residual: m.members[k] - m.truth,
+                votes: m.key,
+            }
+        })
+        .collect()
+}
+
+/// `HalfCheck` of `movies` for an export whose interval is `cal` or a fixed half-width, at
+/// `coverage`; `None` when a half is too small to fit.
+fn half_check(
+    (cal, half): (Option<&Calibration>, Option<f32>),
+    coverage: f64,
+    movies: &[Rated],
+) -> Option<HalfCheck> {
+    let first = |m: &&Rated| Sha256::digest(m.id.as_bytes())[0] % 2 == 0;
+    let (a, b): (Vec<&Rated>, Vec<&Rated>) = movies.iter().partition(first);
+    let fit = |half: &[&Rated]| refit(cal, coverage, &residuals(half)).ok();
+    let after = [scored(&fit(&a)?, &b), scored(&fit(&b)?, &a)];
+    let all: Vec<&Rated> = movies.iter().collect();
+    let before = match (cal, half) {
+        (Some(c), _) => Some(scored(c, &all)),
+        (None, Some(w)) => Some(scored(&half_width(w, coverage), &all)),
+        (None, None) => None,
+    };
+    Some(HalfCheck {
+        before,
+        after: pooled(&after),
+    })
+}
+
+/// `cal` scored on `movies`.
+fn scored(cal: &Calibration, movies: &[&Rated]) -> Coverage {
+    let preds: Vec<Vec<f32>> = movies.iter().map(|m| m.members.clone()).collect();
+    let keys: Vec<f32> = movies.iter().map(|m| m.key).collect();
+    let truth: Vec<f32> = movies.iter().map(|m| m.truth).collect();
+    coverage_of(cal, &preds, &keys, &truth)
+}
+
+/// A fixed half-width `w` as an interval of one bin: every movie's prediction ± w (the
+/// members' ratings all paired with residual w; exact for a single model's export).
+fn half_width(w: f32, coverage: f64) -> Calibration {
+    let bin = vec![(0u16, w); 1000];
+    let res: Vec<Residual> = bin
+        .iter()
+        .map(|(m, r)| Residual {
+            member: *m,
+            residual: *r,
+            votes: 0.0,
+        })
+        .collect();
+    Calibration::fit(&res, 1, coverage).expect("1000 residuals fill one bin")
+}
+
+/// `check` in a sentence, for the command's output and the model card.
+pub fn describe_check(check: &HalfCheck) -> String {
+    let pct = |c: &Coverage| format!("{:.1} %", c.coverage * 100.0);
+    let before = match &check.before {
+        Some(b) => format!(
+            "; the export's own interval covered {} of these movies (mean width {:.2})",
+            pct(b),
+            b.mean_width
+        ),
+        None => String::new(),
+    };
+    format!(
+        "an interval fitted on either half of them (by a hash of the id) covered {} of the \
+         other half (mean width {:.2}, nominal {:.0} %){before}",
+        pct(&check.after),
+        check.after.mean_width,
+        check.after.nominal * 100.0
+    )
+}
+
+/// Several scores on disjoint movies as one.
+fn pooled(parts: &[Coverage]) -> Coverage {
+    let count: usize = parts.iter().map(|c| c.count).sum();
+    let mean = |f: fn(&Coverage) -> f64| {
+        parts.iter().map(|c| f(c) * c.count as f64).sum::<f64>() / count.max(1) as f64
+    };
+    Coverage {
+        nominal: parts.first().map_or(0.0, |c| c.nominal),
+        coverage: mean(|c| c.coverage),
+        mean_width: mean(|c| c.mean_width),
+        count,
+    }
 }
 
 /// The interval fitted on `residuals`, keyed as `old` keys movies (its groups, the fields whose
@@ -295,6 +428,34 @@ mod tests {
         let counts: Vec<usize> = names.iter().map(|(_, n)| *n).collect();
         assert_eq!(counts, [60, 30, 25, 5, 25], "{names:?}");
         assert!(names[4].0.contains("given without any extra"), "{names:?}");
+    }
+
+    #[test]
+    fn the_check_scores_each_halfs_fit_on_the_other_half() {
+        // Every model rates 5; half the truths are 4, half 6: off by 1 everywhere.
+        let movies: Vec<Rated> = (0..200u16)
+            .map(|i| Rated {
+                id: format!("m{i}"),
+                members: vec![5.0, 5.0],
+                key: f32::from(i % 7),
+                truth: [4.0, 6.0][usize::from(i % 2)],
+            })
+            .collect();
+        let check = half_check((None, Some(0.5)), 0.9, &movies).unwrap();
+        let before = check.before.as_ref().unwrap();
+        assert_eq!((before.coverage, before.mean_width), (0.0, 1.0));
+        assert_eq!((check.after.coverage, check.after.count), (1.0, 200));
+        assert!((check.after.mean_width - 2.0).abs() < 1e-6);
+        let text = describe_check(&check);
+        assert!(
+            text.contains("covered 100.0 % of the other half (mean width 2.00"),
+            "{text}"
+        );
+        assert!(text.contains("own interval covered 0.0 %"), "{text}");
+        assert!(
+            half_check((None, None), 0.9, &movies[..30]).is_none(),
+            "15 a half: too few"
+        );
     }
 
     #[test]
