@@ -998,6 +998,11 @@ pub fn movies_from_jsonl_lines(path: &Path) -> Result<Vec<(usize, Movie)>> {
         path,
         cinefuse_data::user_file::MAX_JSONL_BYTES,
     )?;
+    movies_from_jsonl_text(&text, path)
+}
+
+/// `movies_from_jsonl_lines` of `text`, already read from `path` (named in errors).
+pub fn movies_from_jsonl_text(text: &str, path: &Path) -> Result<Vec<(usize, Movie)>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -24,7 +24,7 @@ use crate::export::{MANIFEST_FILE, Manifest};
 use crate::interval::{
     Calibration, Coverage, RATED_FROM_CONTENT, Residual, coverage_of, voteless_set,
 };
-use crate::predictor::{PREDICT_CHUNK, Predictor, movies_from_jsonl_lines};
+use crate::predictor::{PREDICT_CHUNK, Predictor, movies_from_jsonl_text, repeated_ids};
 use crate::run_dir::write_json;
 
 /// What an export records when its interval was fitted again (`Manifest::recalibrated`).
@@ -66,17 +66,21 @@ pub fn recalibrate(
     backend: Option<BackendKind>,
 ) -> Result<Recalibration> {
     cinefuse_data::output_dir::check_output(out, OutputKind::Export, &[model, jsonl])?;
-    let bytes =
-        cinefuse_data::user_file::read_capped(jsonl, cinefuse_data::user_file::MAX_JSONL_BYTES)?;
+    // Read once: the movies fitted on are the bytes whose hash the manifest records.
+    let text = cinefuse_data::user_file::read_text_capped(
+        jsonl,
+        cinefuse_data::user_file::MAX_JSONL_BYTES,
+    )?;
+    let given = movies_from_jsonl_text(&text, jsonl)?;
     let predictor = Predictor::load(model, backend)?;
-    let (movies, unrated) = rated_movies(&predictor, jsonl)?;
+    let (movies, unrated) = rated_movies(&predictor, jsonl, given)?;
     let residuals = residuals(&movies.iter().collect::<Vec<_>>());
     let old = &predictor.manifest;
     let interval = refit(old.interval.as_ref(), old.interval_coverage, &residuals)
         .with_context(|| format!("{}: the rated movies", jsonl.display()))?;
     let record = Recalibration {
         data: jsonl.display().to_string(),
-        data_sha256: format!("{:x}", Sha256::digest(&bytes)),
+        data_sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
         movies: residuals.len(),
         unrated,
         groups: groups(&interval, &residuals),
@@ -104,10 +108,14 @@ struct Rated {
     truth: f32,
 }
 
-/// The rated movies of `jsonl` as the model predicts them, and how many had no rating.
-fn rated_movies(predictor: &Predictor, jsonl: &Path) -> Result<(Vec<Rated>, usize)> {
+/// The rated movies of `all` (read from `jsonl`, with their line numbers) as the model
+/// predicts them, and how many had no rating.
+fn rated_movies(
+    predictor: &Predictor,
+    jsonl: &Path,
+    all: Vec<(usize, cinefuse_data::Movie)>,
+) -> Result<(Vec<Rated>, usize)> {
     let base = jsonl.parent().map(Path::to_path_buf).unwrap_or_default();
-    let all = movies_from_jsonl_lines(jsonl)?;
     let total = all.len();
     let rated: Vec<(usize, cinefuse_data::Movie, f32)> = all
         .into_iter()
@@ -115,6 +123,14 @@ fn rated_movies(predictor: &Predictor, jsonl: &Path) -> Result<(Vec<Rated>, usiz
         .collect();
     if rated.is_empty() {
         bail!("{}: no movie has a rating", jsonl.display());
+    }
+    let movies: Vec<cinefuse_data::Movie> = rated.iter().map(|(_, m, _)| m.clone()).collect();
+    for (id, n) in repeated_ids(&movies) {
+        // Conformal coverage needs movies like those predicted, each once.
+        eprintln!(
+            "warning: {}: the id {id:?} is given {n} times; each counts as a calibration movie",
+            jsonl.display()
+        );
     }
     let mut out = Vec::with_capacity(rated.len());
     for chunk in rated.chunks(PREDICT_CHUNK) {
