@@ -15,7 +15,7 @@ pub struct CalibrateArgs {
     /// relative to it): movies of the source the model will predict, none it trained on.
     #[arg(long)]
     jsonl: PathBuf,
-    /// The new export directory (must not exist, or be an empty folder).
+    /// The model folder to write (a new folder, or an earlier export, which it replaces).
     #[arg(long)]
     out: PathBuf,
     /// auto, flex, wgpu, lavapipe or cuda (default: the config's `backend.kind`).

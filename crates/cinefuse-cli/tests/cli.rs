@@ -1284,6 +1284,31 @@ fn calibrate_on_another_source(d: &Path, model: &str) {
         saved["recalibrated"]
     );
     portable::check_portable(d, &out, "shifted-held.jsonl");
+    // Calibrated again: its model card keeps one note, the last.
+    let again = format!("{out}-again");
+    let text = ok(
+        d,
+        &[
+            "calibrate",
+            "--model",
+            &out,
+            "--jsonl",
+            "shifted-held.jsonl",
+            "--out",
+            &again,
+        ],
+    );
+    assert!(
+        text.contains(&format!("on {} rated movies", held.len())),
+        "{text}"
+    );
+    let card = std::fs::read_to_string(d.join(&again).join("README.md")).unwrap();
+    assert_eq!(
+        card.matches("## Interval fitted again").count(),
+        1,
+        "{card}"
+    );
+    assert!(card.contains("shifted-held.jsonl"), "{card}");
     let refused = fails(d, &args(&calibrate("shifted.jsonl", model)));
     assert!(refused.contains(model), "{refused}");
     std::fs::write(

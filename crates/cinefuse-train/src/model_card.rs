@@ -82,6 +82,8 @@ pub fn write_card(dir: &Path, m: &Manifest, f: &CardFacts<'_>) -> Result<()> {
     Ok(())
 }
 
+const RECALIBRATION_HEADING: &str = "\n## Interval fitted again";
+
 /// Appends to the model card in `dir` why its interval differs from the one it was exported
 /// with (`cinefuse calibrate`); nothing when `m` was not recalibrated.
 pub fn note_recalibration(dir: &Path, m: &Manifest) -> Result<()> {
@@ -90,10 +92,14 @@ pub fn note_recalibration(dir: &Path, m: &Manifest) -> Result<()> {
     };
     let path = dir.join(CARD_FILE);
     let mut s = std::fs::read_to_string(&path).unwrap_or_default();
+    // An earlier recalibration's note no longer holds: the last section, replaced.
+    if let Some(at) = s.find(RECALIBRATION_HEADING) {
+        s.truncate(at);
+    }
     let groups: Vec<String> = r.groups.iter().map(|(g, n)| format!("{n} {g}")).collect();
     let _ = write!(
         s,
-        "\n## Interval fitted again\n\n`cinefuse calibrate` fitted this model's {:.0} % rating \
+        "{RECALIBRATION_HEADING}\n\n`cinefuse calibrate` fitted this model's {:.0} % rating \
          interval again on {} rated movies of `{}` (SHA-256 {}; {}), split conformal in the \
          groups the model keys movies into. It holds on movies like those; the scores above are \
          still the training movies'. Genres, ratings and weights are unchanged.\n",

@@ -58,7 +58,8 @@ pub struct HalfCheck {
 }
 
 /// Fits the interval of the export `model` again on the rated movies of `jsonl` and writes
-/// the export with it to `out` (a new folder; neither input may lie inside it).
+/// the export with it to `out` (a new folder, or an earlier export replaced whole; neither
+/// input may lie inside it).
 pub fn recalibrate(
     model: &Path,
     jsonl: &Path,
