@@ -1311,6 +1311,10 @@ fn calibrate_on_another_source(d: &Path, model: &str) {
     assert!(card.contains("shifted-held.jsonl"), "{card}");
     let refused = fails(d, &args(&calibrate("shifted.jsonl", model)));
     assert!(refused.contains(model), "{refused}");
+    let inner = format!("{model}/inner");
+    let refused = fails(d, &args(&calibrate("shifted.jsonl", &inner)));
+    assert!(refused.contains("inside the model folder"), "{refused}");
+    assert!(!d.join(&inner).exists());
     std::fs::write(
         d.join("unrated.jsonl"),
         r#"{"id":"u","title":"U","year":2001}"#,

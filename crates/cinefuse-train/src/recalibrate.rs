@@ -1,8 +1,8 @@
 //! An exported model's rating interval fitted again on rated movies of the user's own source
 //! (`cinefuse calibrate`). The interval an export ships is calibrated out of fold on its
 //! training movies, so it holds on movies like them. On movies from elsewhere it covers what
-//! the training movies' errors cover: the shipped blend's 90 % interval covered 72 % of the
-//! 1,641 vega movies, another source and era (docs/RESULTS.md). Split conformal prediction
+//! the training movies' errors cover: the 90 % interval of the shipped config's frozen part
+//! covered 61–74 % of the vega movies, another source and era (docs/RESULTS.md). Split conformal prediction
 //! holds on any source whose calibration movies are exchangeable with the movies predicted,
 //! so a few hundred rated movies of that source give an interval that holds there. Each
 //! calibration movie's residual is taken against one member's rating, the members in turn,
@@ -67,6 +67,7 @@ pub fn recalibrate(
     backend: Option<BackendKind>,
 ) -> Result<Recalibration> {
     cinefuse_data::output_dir::check_output(out, OutputKind::Export, &[model, jsonl])?;
+    refuse_inside(out, model)?;
     // Read once: the movies fitted on are the bytes whose hash the manifest records.
     let text = cinefuse_data::user_file::read_text_capped(
         jsonl,
@@ -355,6 +356,22 @@ fn write_export(model: &Path, (jsonl, out): (&Path, &Path), manifest: &Manifest)
     Predictor::load(dir, Some(BackendKind::Flex))
         .with_context(|| format!("the recalibrated export in {}", dir.display()))?;
     staging.commit()?;
+    Ok(())
+}
+
+/// Refuses an output folder inside the model folder: the copy would copy itself, and the
+/// user's export would change.
+fn refuse_inside(out: &Path, model: &Path) -> Result<()> {
+    let resolved = |p: &Path| {
+        cinefuse_data::paths::absolute_resolved(p).with_context(|| p.display().to_string())
+    };
+    if resolved(out)?.starts_with(resolved(model)?) {
+        bail!(
+            "{}: inside the model folder {}; choose an output folder outside it",
+            out.display(),
+            model.display()
+        );
+    }
     Ok(())
 }
 
