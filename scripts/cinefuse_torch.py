@@ -978,9 +978,9 @@ def read_config(model_dir):
     # content bin; 13 a blend's genre_stacking_without_metadata; 14 a blend's
     # rating_without_votes and the interval's bins for it; 15 preprocess.absent_as_unknown; 16
     # a set of rating_without_votes that keeps the vote count, and the interval's
-    # lacking_columns and lacking bins.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 17):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 16")
+    # lacking_columns and lacking bins; 17 the interval's extras vote bins.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 18):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 17")
     return config
 
 
@@ -1245,6 +1245,7 @@ def lacking_keys(spec, votes, missing):
     offset = np.float32(spec["lacking_key_offset"])
     out = votes.copy()
     for i, key in enumerate(votes):
+        # Below half the offset: not a lacking key already, nor an extras key (format 17).
         plain = math.isfinite(key) and voteless_set(key) is None and key < 0.5 * offset
         lacks = any(cols and all(missing[i, c] > 0.5 for c in cols) for cols in spec["lacking_columns"])
         if plain and lacks:
@@ -1308,7 +1309,15 @@ def voteless_ratings(model_dir, config, inputs, ratings, votes):
             r = r + np.float32(w) * own
         r = r + np.float32(info["trees_weight"]) * trees + np.float32(info["plot_weight"]) * on_plot
         ratings[:, rows] = r[:, rows]
-        votes[rows] = key
+        spec = config.get("interval") or {}
+        if VOTES_COLUMN not in info["columns"] and spec.get("extras"):
+            # Format 17: with vote bins for its movies, the set that keeps the vote count keys
+            # a movie with its own vote count (interval.rs: EXTRAS_KEY_OFFSET).
+            keyed = rows & np.isfinite(votes)
+            votes[keyed] = np.float32(spec["extras_key_offset"]) + votes[keyed]
+            votes[rows & ~keyed] = key
+        else:
+            votes[rows] = key
 
 
 def lacks_metadata(fields):
@@ -1333,6 +1342,15 @@ def interval(spec, member_ratings, rating, votes):
         w = spec["half_width"]
         return [max(rating - w, 0.0), min(rating + w, 10.0)]
     edges, bins = spec["edges"], spec["bins"]
+    extras = spec.get("extras_key_offset")
+    if extras and math.isfinite(votes) and votes >= 0.5 * extras:
+        # A movie of the set that keeps the vote count, keyed with it (format 17): the extras
+        # vote bins.
+        votes = float(np.float32(np.float32(votes) - np.float32(extras)))
+        own = spec.get("extras")
+        if own:
+            edges, bins = own["edges"], own["bins"]
+        return cv_plus(spec, member_ratings, bins[vote_bin(edges, votes)])
     offset = spec.get("lacking_key_offset")
     if offset and math.isfinite(votes) and votes >= 0.5 * offset:
         # A movie without some extras (lacking_keys): the lacking bins, or the vote bins.
@@ -1350,6 +1368,12 @@ def interval(spec, member_ratings, rating, votes):
             bin_ = own[s]
         elif own and own[0]:
             bin_ = own[0]
+    return cv_plus(spec, member_ratings, bin_)
+
+
+def cv_plus(spec, member_ratings, bin_):
+    """The CV+ interval of a movie from its bin's [member, residual] pairs, clipped to 0-10;
+    None when the bin is too small for the coverage."""
     n, alpha = len(bin_), 1.0 - spec["coverage"]
     k_lo, k_hi = math.floor(alpha * (n + 1)), math.ceil((1.0 - alpha) * (n + 1))
     if k_lo < 1 or k_hi > n:

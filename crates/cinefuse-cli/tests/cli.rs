@@ -1150,6 +1150,8 @@ fn given_without_extras(d: &Path) {
         "{interval}"
     );
     assert!(interval["lacking"]["bins"].is_array(), "{interval}");
+    // The movies of the set that keeps the vote count get vote bins of their own.
+    assert!(interval["extras"]["bins"].is_array(), "{interval}");
     ok(
         d,
         &["export", "--run", "runs/extras-blend", "--out", "extras"],

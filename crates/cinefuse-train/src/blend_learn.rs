@@ -274,19 +274,39 @@ fn ratings_without_inputs(
             if let Some(l) = &learned {
                 let sets: Vec<&[(u16, f32)]> =
                     l.sets.iter().map(|s| s.residuals.as_slice()).collect();
-                let extras_sets = (0..l.sets.len())
+                let extras_sets: Vec<usize> = (0..l.sets.len())
                     .filter(|k| l.sets[*k].info.keeps_votes())
                     .collect();
-                calibration.interval = calibration
-                    .interval
-                    .take()
-                    .map(|c| c.with_voteless(&sets).with_extras_sets(extras_sets));
+                let kept = extras_residuals(l, &extras_sets);
+                calibration.interval = calibration.interval.take().map(|c| {
+                    c.with_voteless(&sets)
+                        .with_extras_bins(&kept, crate::bag::INTERVAL_BINS)
+                        .with_extras_sets(extras_sets)
+                });
             }
             learned
         }
         None => None,
     };
     Ok((content, voteless))
+}
+
+/// The residuals, with their movies' vote keys, of the reduced ratings `sets` of `l` that keep
+/// the vote count: what the interval's vote bins for their movies are fitted on.
+fn extras_residuals(l: &LearnedVoteless, sets: &[usize]) -> Vec<crate::interval::Residual> {
+    sets.iter()
+        .flat_map(|k| {
+            let set = &l.sets[*k];
+            set.residuals
+                .iter()
+                .zip(&set.votes)
+                .map(|((m, r), v)| crate::interval::Residual {
+                    member: *m,
+                    residual: *r,
+                    votes: *v,
+                })
+        })
+        .collect()
 }
 
 /// The blend's thresholds and interval from its out-of-fold `members`, whose movies without

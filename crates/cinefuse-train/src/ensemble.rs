@@ -207,10 +207,12 @@ fn rated_by_sets(cal: &Calibration, votes: &[f32], extras: bool) -> usize {
         return 0;
     }
     let of_kind = |s: usize| cal.extras_sets.contains(&s) == extras;
-    votes
-        .iter()
-        .filter(|v| crate::interval::voteless_set(**v).is_some_and(of_kind))
-        .count()
+    // With vote bins for them, the movies of the sets that keep the vote count carry it.
+    let kind = |v: f32| {
+        crate::interval::voteless_set(v).is_some_and(of_kind)
+            || (extras && crate::interval::is_extras_key(v))
+    };
+    votes.iter().filter(|v| kind(**v)).count()
 }
 
 /// How `cal` does on the movies with a vote count that lack some extras and on the rest, each
@@ -224,7 +226,9 @@ fn by_extras(
     let group = |lacking: bool| {
         let keep = |i: &usize| {
             let key = votes[*i];
-            let plain = key.is_finite() && crate::interval::voteless_set(key).is_none();
+            let plain = key.is_finite()
+                && crate::interval::voteless_set(key).is_none()
+                && !crate::interval::is_extras_key(key);
             plain && crate::interval::is_lacking(key) == lacking
         };
         let at: Vec<usize> = (0..votes.len()).filter(keep).collect();

@@ -33,8 +33,9 @@ pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// and the interval's `content` bin; 13: `genre_stacking_without_metadata`; 14: a blend's
 /// `rating_without_votes` and the interval's bins for it; 15: `preprocess.absent_as_unknown`;
 /// 16: sets of `rating_without_votes` that keep the vote count, and the interval's
-/// `lacking_columns` and `lacking` bins; docs/PORTABLE.md lists them all).
-pub const PORTABLE_FORMAT_VERSION: u32 = 16;
+/// `lacking_columns` and `lacking` bins; 17: the interval's `extras` vote bins for the movies of
+/// the set that keeps the vote count; docs/PORTABLE.md lists them all).
+pub const PORTABLE_FORMAT_VERSION: u32 = 17;
 /// A backbone's tensors with their published names, in its copy's folder.
 pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
@@ -225,6 +226,9 @@ pub fn interval_json(manifest: &Manifest) -> Value {
             "lacking_columns": cal.lacking_columns,
             "lacking": cal.lacking.as_ref().map(|l| json!({"edges": l.edges, "bins": l.bins})),
             "lacking_key_offset": crate::interval::LACKING_KEY_OFFSET,
+            "extras": cal.extras.as_ref().map(|e| json!({"edges": e.edges, "bins": e.bins})),
+            "extras_key_offset": crate::interval::EXTRAS_KEY_OFFSET,
+            "extras_sets": cal.extras_sets,
         }),
         (None, Some(w)) => json!({
             "kind": "half_width",

@@ -705,7 +705,11 @@ impl Predictor {
             .as_ref()
             .zip(manifest.rating_without_votes.as_ref())
         {
-            let models = trees.models(&v.info, self.content.as_ref());
+            let extras_bins = manifest
+                .interval
+                .as_ref()
+                .is_some_and(|c| c.extras.is_some());
+            let models = trees.models(&v.info, self.content.as_ref(), extras_bins);
             let bags = &per_part[..1 + self.partners.len()];
             models.apply(
                 &mut members,

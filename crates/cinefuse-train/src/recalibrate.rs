@@ -22,7 +22,8 @@ use crate::bag::INTERVAL_BINS;
 use crate::config::BackendKind;
 use crate::export::{MANIFEST_FILE, Manifest};
 use crate::interval::{
-    Calibration, Coverage, RATED_FROM_CONTENT, Residual, coverage_of, voteless_set,
+    Calibration, Coverage, EXTRAS_KEY_OFFSET, RATED_FROM_CONTENT, Residual, coverage_of,
+    is_extras_key, voteless_set,
 };
 use crate::predictor::{PREDICT_CHUNK, Predictor, movies_from_jsonl_text, repeated_ids};
 use crate::run_dir::write_json;
@@ -265,12 +266,25 @@ pub fn refit(
     residuals: &[Residual],
 ) -> Result<Calibration> {
     let sets = old.map_or(0, |c| c.without_votes.len());
-    let set_of = |r: &Residual| voteless_set(r.votes).filter(|s| *s < sets);
+    // A movie keyed with its vote count by the set that keeps it belongs to that set.
+    let kept_set = old.and_then(|c| c.extras_sets.first().copied());
+    let set_of = |r: &Residual| match is_extras_key(r.votes) {
+        true => kept_set,
+        false => voteless_set(r.votes).filter(|s| *s < sets),
+    };
     let content = |r: &Residual| r.votes == RATED_FROM_CONTENT;
     let rest: Vec<Residual> = residuals
         .iter()
-        .filter(|r| !content(r) && set_of(r).is_none())
+        .filter(|r| !content(r) && set_of(r).is_none() && !is_extras_key(r.votes))
         .copied()
+        .collect();
+    let kept: Vec<Residual> = residuals
+        .iter()
+        .filter(|r| is_extras_key(r.votes))
+        .map(|r| Residual {
+            votes: r.votes - EXTRAS_KEY_OFFSET,
+            ..*r
+        })
         .collect();
     let pooled = || {
         let unkeyed: Vec<Residual> = residuals
@@ -301,13 +315,18 @@ pub fn refit(
         .with_lacking_columns(old.map(|c| c.lacking_columns.clone()).unwrap_or_default())
         .with_content(&pairs(&content))
         .with_voteless(&per_set)
+        .with_extras_bins(&kept, INTERVAL_BINS)
         .with_extras_sets(old.map(|c| c.extras_sets.clone()).unwrap_or_default()))
 }
 
 /// How many of `residuals` fell in each group of `cal`, by name.
 fn groups(cal: &Calibration, residuals: &[Residual]) -> Vec<(String, usize)> {
     let count = |keep: &dyn Fn(f32) -> bool| residuals.iter().filter(|r| keep(r.votes)).count();
-    let set_of = |v: f32| voteless_set(v).filter(|s| *s < cal.without_votes.len());
+    let kept_set = cal.extras_sets.first().copied();
+    let set_of = |v: f32| match is_extras_key(v) {
+        true => kept_set,
+        false => voteless_set(v).filter(|s| *s < cal.without_votes.len()),
+    };
     let mut out = vec![
         (
             "vote bins".to_string(),

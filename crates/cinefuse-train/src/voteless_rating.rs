@@ -32,7 +32,7 @@ use crate::bag::out_of_fold_with;
 use crate::blend_weights::{ROUNDS, greedy_weights, mean_abs_error};
 use crate::content_rating::{ContentRating, feature_rows};
 use crate::ensemble::Ensemble;
-use crate::interval::{VOTES_COLUMN, voteless_key};
+use crate::interval::{EXTRAS_KEY_OFFSET, VOTES_COLUMN, plain_votes, voteless_key};
 use crate::predictions::Predictions;
 use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, genre_inputs, train_rating_trees_without,
@@ -182,6 +182,10 @@ pub struct ReducedRating<'a> {
     pub plot_weight: f32,
     /// The interval key of the movies it rates.
     pub key: f32,
+    /// It keeps the vote count and the interval has vote bins for its movies
+    /// (`Calibration::extras`): a movie it rates is keyed `EXTRAS_KEY_OFFSET` + its vote count
+    /// instead of `key`.
+    pub vote_keyed: bool,
 }
 
 /// What rates a movie without its vote count: each set's rating, narrowest first, and the
@@ -258,7 +262,11 @@ impl VotelessModels<'_> {
         for (k, p) in members.iter_mut().enumerate() {
             for &(i, row, r) in &picked {
                 p.rating[i] = self.rate(r, (k, i), row, parts);
-                p.votes[i] = r.key;
+                let votes = p.votes[i];
+                p.votes[i] = match r.vote_keyed && votes.is_finite() {
+                    true => EXTRAS_KEY_OFFSET + votes,
+                    false => r.key,
+                };
             }
         }
     }
@@ -276,6 +284,8 @@ pub struct Learned {
     pub trees: RatingTrees,
     pub info: ReducedRatingInfo,
     pub residuals: Vec<(u16, f32)>,
+    /// Each residual's movie's vote key (its scaled log vote count; NaN when unknown).
+    pub votes: Vec<f32>,
 }
 
 /// The ratings without the vote count of a blend of the bags `parts` whose out-of-fold
@@ -387,6 +397,7 @@ struct Candidates {
     truth: Vec<f32>,
     member: Vec<u16>,
     blend: Vec<f32>,
+    votes: Vec<f32>,
 }
 
 fn candidates(
@@ -400,6 +411,7 @@ fn candidates(
         truth: Vec::new(),
         member: Vec::new(),
         blend: Vec::new(),
+        votes: Vec::new(),
     };
     for (k, p) in oof.iter().enumerate() {
         if bags.iter().any(|b| b[k].ids != p.ids) {
@@ -429,6 +441,7 @@ fn candidates(
             c.truth.push(p.rating_true[i]);
             c.member.push(k as u16);
             c.blend.push(p.rating[i]);
+            c.votes.push(plain_votes(p.votes[i]));
         }
     }
     Ok(c)
@@ -486,6 +499,7 @@ fn learn_reduced(
         trees,
         info,
         residuals,
+        votes: c.votes,
     })
 }
 
@@ -573,10 +587,13 @@ impl VotelessTrees {
 
     /// What rates a movie without its vote count, as `info` learnt it, with the blend's
     /// `content` rating.
+    /// `extras_bins`: the interval has vote bins for the movies of the sets that keep the vote
+    /// count (`Calibration::extras`).
     pub fn models<'a>(
         &'a self,
         info: &'a VotelessRatingInfo,
         content: Option<&'a ContentRating>,
+        extras_bins: bool,
     ) -> VotelessModels<'a> {
         let sets = self.sets.iter().zip(&info.sets).enumerate();
         VotelessModels {
@@ -588,6 +605,7 @@ impl VotelessTrees {
                     trees_weight: i.trees_weight,
                     plot_weight: i.plot_weight,
                     key: voteless_key(k),
+                    vote_keyed: extras_bins && i.keeps_votes(),
                 })
                 .collect(),
             content,
@@ -636,6 +654,7 @@ mod tests {
             trees_weight: weights[1],
             plot_weight: weights[2],
             key: voteless_key(k),
+            vote_keyed: false,
         };
         // Without the vote count; without it and column 3; without column 3 alone.
         let models = VotelessModels {
@@ -698,6 +717,21 @@ mod tests {
         assert_eq!((keys[0], keys[5], keys[6]), (0.5, 0.5, 0.5));
         assert!(keys[1].is_nan() && keys[2].is_nan());
         assert_eq!((keys[3], keys[4]), (voteless_key(1), voteless_key(2)));
+        // With vote bins for its movies, the set that keeps the vote count keys a movie with
+        // its own vote count (member 1's key of movie e was its vote count, 0.5).
+        let mut keyed = VotelessModels {
+            sets: models.sets,
+            content: None,
+        };
+        keyed.sets[2].vote_keyed = true;
+        let mut again = vec![member(), member()];
+        keyed.apply(&mut again, &parts, &rows);
+        assert_eq!(again[1].votes[4], EXTRAS_KEY_OFFSET + 0.5);
+        assert_eq!(
+            again[1].votes[3],
+            voteless_key(1),
+            "the other sets keep their keys"
+        );
         assert!(lacks_votes(&[0.0, 0.0, 1.0]));
         assert!(!lacks_votes(&[1.0, 1.0, 0.0]));
         assert!(!lacks_votes(&[1.0]), "no such field: not missing");
