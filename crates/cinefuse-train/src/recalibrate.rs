@@ -512,6 +512,29 @@ mod tests {
     }
 
     #[test]
+    fn movies_keyed_with_their_vote_count_by_the_set_that_keeps_it_get_its_vote_bins() {
+        let mut res: Vec<Residual> = (0..60u16).map(|i| r(0, 1.0, f32::from(i % 6))).collect();
+        res.extend((0..44u16).map(|i| {
+            let votes = f32::from(i % 2) * 10.0;
+            r(0, 2.0 + votes / 5.0, EXTRAS_KEY_OFFSET + votes)
+        }));
+        let cal = refit(Some(&trained()), 0.9, &res).unwrap();
+        let extras = cal.extras.as_ref().expect("44 movies fill two vote bins");
+        assert_eq!(extras.edges, [10.0]);
+        assert!(
+            cal.bins.iter().all(|b| all(b, 1.0)),
+            "not in the shared vote bins"
+        );
+        assert_eq!(cal.without_votes[1].len(), 44, "and in the set's flat bin");
+        assert_eq!(
+            cal.interval(&[5.0], EXTRAS_KEY_OFFSET + 10.0),
+            Some([1.0, 9.0])
+        );
+        let counts: Vec<usize> = groups(&cal, &res).iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [60, 44]);
+    }
+
+    #[test]
     fn too_few_movies_for_vote_bins_share_one_bin_and_fewer_are_refused() {
         // Every movie rated by one reduced rating (a table of another source).
         let res: Vec<Residual> = (0..30).map(|_| r(0, 2.0, voteless_key(1))).collect();
