@@ -273,9 +273,8 @@ impl Blend {
             let rows = voteless_rows(data[0], &members[0].ids, &plots)?;
             let bags = &per_part[..self.parts.len()];
             let cal = self.info.calibration.interval.as_ref();
-            let extras_bins = cal.is_some_and(|c| c.extras.is_some());
             trees
-                .models(info, self.content.as_ref(), extras_bins)
+                .models(info, self.content.as_ref(), cal)
                 .apply(&mut members, bags, &rows);
         }
         if let Some(c) = &self.content {

@@ -224,12 +224,9 @@ fn by_extras(
     truth: &[f32],
 ) -> Option<crate::evaluate::ByExtras> {
     let group = |lacking: bool| {
-        let keep = |i: &usize| {
-            let key = votes[*i];
-            let plain = key.is_finite()
-                && crate::interval::voteless_set(key).is_none()
-                && !crate::interval::is_extras_key(key);
-            plain && crate::interval::is_lacking(key) == lacking
+        let keep = |i: &usize| match lacking {
+            true => crate::interval::is_lacking(votes[*i]),
+            false => crate::interval::is_vote_key(votes[*i]),
         };
         let at: Vec<usize> = (0..votes.len()).filter(keep).collect();
         let pick = |x: &[f32]| at.iter().map(|i| x[*i]).collect::<Vec<f32>>();

@@ -66,6 +66,12 @@ pub fn is_extras_key(key: f32) -> bool {
     key.is_finite() && key >= 0.5 * EXTRAS_KEY_OFFSET
 }
 
+/// Whether `key` is a movie's own scaled vote count, of no other kind of key: not unknown, not
+/// a reduced rating's, the content rating's, a lacking or an extras key.
+pub fn is_vote_key(key: f32) -> bool {
+    key.is_finite() && voteless_set(key).is_none() && !is_lacking(key) && !is_extras_key(key)
+}
+
 /// A key's vote count without the offset of a movie lacking some extras.
 pub fn plain_votes(key: f32) -> f32 {
     if is_lacking(key) {
@@ -81,9 +87,7 @@ pub fn lacking_key(key: f32, numeric_missing: &[f32], columns: &[Vec<usize>]) ->
     let lacks = columns
         .iter()
         .any(|field| !field.is_empty() && field.iter().all(missing));
-    let plain =
-        key.is_finite() && voteless_set(key).is_none() && !is_lacking(key) && !is_extras_key(key);
-    if lacks && plain {
+    if lacks && is_vote_key(key) {
         key + LACKING_KEY_OFFSET
     } else {
         key

@@ -705,11 +705,8 @@ impl Predictor {
             .as_ref()
             .zip(manifest.rating_without_votes.as_ref())
         {
-            let extras_bins = manifest
-                .interval
-                .as_ref()
-                .is_some_and(|c| c.extras.is_some());
-            let models = trees.models(&v.info, self.content.as_ref(), extras_bins);
+            let cal = manifest.interval.as_ref();
+            let models = trees.models(&v.info, self.content.as_ref(), cal);
             let bags = &per_part[..1 + self.partners.len()];
             models.apply(
                 &mut members,
@@ -971,7 +968,7 @@ pub fn movie_from_json(text: &str, origin: &str) -> Result<Movie> {
 /// The ids given to more than one of `movies`, each with how often, in order of first
 /// appearance: `predict` predicts every one and says so, since a reader matching its output by
 /// id would take one for the other.
-pub fn repeated_ids(movies: &[Movie]) -> Vec<(String, usize)> {
+pub fn repeated_ids<'a>(movies: impl IntoIterator<Item = &'a Movie>) -> Vec<(String, usize)> {
     let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut order = Vec::new();
     for m in movies {

@@ -127,8 +127,7 @@ fn rated_movies(
     if rated.is_empty() {
         bail!("{}: no movie has a rating", jsonl.display());
     }
-    let movies: Vec<cinefuse_data::Movie> = rated.iter().map(|(_, m, _)| m.clone()).collect();
-    for (id, n) in repeated_ids(&movies) {
+    for (id, n) in repeated_ids(rated.iter().map(|(_, m, _)| m)) {
         // Conformal coverage needs movies like those predicted, each once.
         eprintln!(
             "warning: {}: the id {id:?} is given {n} times; each counts as a calibration movie",
@@ -188,7 +187,7 @@ fn half_check(
     let all: Vec<&Rated> = movies.iter().collect();
     let before = match (cal, half) {
         (Some(c), _) => Some(scored(c, &all)),
-        (None, Some(w)) => Some(scored(&half_width(w, coverage), &all)),
+        (None, Some(w)) => Some(half_width_scored(w, coverage, &all)),
         (None, None) => None,
     };
     Some(HalfCheck {
@@ -205,19 +204,25 @@ fn scored(cal: &Calibration, movies: &[&Rated]) -> Coverage {
     coverage_of(cal, &preds, &keys, &truth)
 }
 
-/// A fixed half-width `w` as an interval of one bin: every movie's prediction ± w (the
-/// members' ratings all paired with residual w; exact for a single model's export).
-fn half_width(w: f32, coverage: f64) -> Calibration {
-    let bin = vec![(0u16, w); 1000];
-    let res: Vec<Residual> = bin
+/// A fixed half-width `w` at `coverage` scored on `movies`: each one's interval is its
+/// members' mean rating ± w, clipped to 0–10, as `predict` gives it.
+fn half_width_scored(w: f32, coverage: f64, movies: &[&Rated]) -> Coverage {
+    let intervals: Vec<(f32, f32, f32)> = movies
         .iter()
-        .map(|(m, r)| Residual {
-            member: *m,
-            residual: *r,
-            votes: 0.0,
+        .map(|m| {
+            let rating = m.members.iter().sum::<f32>() / m.members.len() as f32;
+            ((rating - w).max(0.0), (rating + w).min(10.0), m.truth)
         })
         .collect();
-    Calibration::fit(&res, 1, coverage).expect("1000 residuals fill one bin")
+    let inside = intervals.iter().filter(|(lo, hi, t)| lo <= t && t <= hi);
+    let width: f64 = intervals.iter().map(|(lo, hi, _)| f64::from(hi - lo)).sum();
+    let n = movies.len().max(1) as f64;
+    Coverage {
+        nominal: coverage,
+        coverage: inside.count() as f64 / n,
+        mean_width: width / n,
+        count: movies.len(),
+    }
 }
 
 /// `check` in a sentence, for the command's output and the model card.

@@ -32,7 +32,7 @@ use crate::bag::out_of_fold_with;
 use crate::blend_weights::{ROUNDS, greedy_weights, mean_abs_error};
 use crate::content_rating::{ContentRating, feature_rows};
 use crate::ensemble::Ensemble;
-use crate::interval::{EXTRAS_KEY_OFFSET, VOTES_COLUMN, plain_votes, voteless_key};
+use crate::interval::{Calibration, EXTRAS_KEY_OFFSET, VOTES_COLUMN, plain_votes, voteless_key};
 use crate::predictions::Predictions;
 use crate::rating_trees::{
     RatingTrees, RatingTreesConfig, genre_inputs, train_rating_trees_without,
@@ -586,15 +586,15 @@ impl VotelessTrees {
     }
 
     /// What rates a movie without its vote count, as `info` learnt it, with the blend's
-    /// `content` rating.
-    /// `extras_bins`: the interval has vote bins for the movies of the sets that keep the vote
-    /// count (`Calibration::extras`).
+    /// `content` rating and `interval` (when it has vote bins for the movies of the sets that
+    /// keep the vote count, `Calibration::extras`, those movies are keyed with it).
     pub fn models<'a>(
         &'a self,
         info: &'a VotelessRatingInfo,
         content: Option<&'a ContentRating>,
-        extras_bins: bool,
+        interval: Option<&Calibration>,
     ) -> VotelessModels<'a> {
+        let extras_bins = interval.is_some_and(|c| c.extras.is_some());
         let sets = self.sets.iter().zip(&info.sets).enumerate();
         VotelessModels {
             sets: sets
