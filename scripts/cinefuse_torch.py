@@ -359,12 +359,15 @@ def keep_first(mask):
     return mask
 
 
-def attention(q, k, v, heads, padding):
-    """Scaled dot-product attention over `heads` heads; `padding` [B, L] is True on padding."""
+def attention(q, k, v, heads, padding, bias=None):
+    """Scaled dot-product attention over `heads` heads; `padding` [B, L] is True on padding;
+    `bias` ([1, heads, L, L], MPNet's relative one) is added to the scores."""
     b, l, d = q.shape
     dk = d // heads
     split = lambda t: t.reshape(b, l, heads, dk).transpose(1, 2)
     scores = split(q) @ split(k).transpose(2, 3) / math.sqrt(dk)
+    if bias is not None:
+        scores = scores + bias
     scores = scores.masked_fill(padding.reshape(b, 1, 1, l), MASKED_SCORE)
     return (scores.softmax(3) @ split(v)).transpose(1, 2).reshape(b, l, d)
 
@@ -661,8 +664,8 @@ class BertLayer(nn.Module):
         self.output = nn.Linear(c["intermediate_size"], d)
         self.output_norm = nn.LayerNorm(d, eps=eps)
 
-    def forward(self, x, padding):
-        a = attention(self.query(x), self.key(x), self.value(x), self.heads, padding)
+    def forward(self, x, padding, bias=None):
+        a = attention(self.query(x), self.key(x), self.value(x), self.heads, padding, bias)
         x = self.attention_norm(x + self.attention_out(a))
         return self.output_norm(x + self.output(F.gelu(self.intermediate(x))))
 
@@ -675,11 +678,29 @@ class BertEmbeddings(nn.Module):
         self.position = nn.Embedding(c["max_position_embeddings"], d)
         self.token_type = nn.Embedding(max(c.get("type_vocab_size", 1), 1), d)
         self.norm = nn.LayerNorm(d, eps=c.get("layer_norm_eps", 1e-12))
+        # An MPNet numbers positions after its padding id and has no segments.
+        self.mpnet = c.get("model_type", "bert") == "mpnet"
+        self.first = c.get("pad_token_id", 0) + 1 if self.mpnet else 0
 
     def forward(self, tokens):
-        positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
-        x = self.word(tokens) + self.position(positions) + self.token_type(torch.zeros_like(tokens))
+        positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens) + self.first
+        x = self.word(tokens) + self.position(positions)
+        if not self.mpnet:
+            x = x + self.token_type(torch.zeros_like(tokens))
         return self.norm(x)
+
+
+def relative_buckets(length, num_buckets, max_distance=128):
+    """MPNet's bucket of each distance key - query, `[L, L]`: half the buckets for keys after
+    the query; exact distances below a quarter of them, then logarithmically wider ones."""
+    n = torch.arange(length)[:, None] - torch.arange(length)[None, :]
+    half = num_buckets // 2
+    side = (n < 0).long() * half
+    n = n.abs()
+    exact = half // 2
+    wider = exact + (torch.log(n.float().clamp(min=1) / exact) / math.log(max_distance / exact)
+                     * (half - exact)).long()
+    return side + torch.where(n < exact, n, wider.clamp(max=half - 1))
 
 
 class Bert(nn.Module):
@@ -693,12 +714,18 @@ class Bert(nn.Module):
         self.width = self.hidden * (1 + len(self.concat_layers))
         self.embeddings = BertEmbeddings(c)
         self.layers = nn.ModuleList(BertLayer(c) for _ in range(c["num_hidden_layers"]))
+        if self.embeddings.mpnet:
+            self.relative_bias = nn.Embedding(c["relative_attention_num_buckets"], c["num_attention_heads"])
 
     def forward(self, tokens, mask):
         h = self.embeddings(tokens)
+        bias = None
+        if self.embeddings.mpnet:
+            buckets = relative_buckets(tokens.shape[1], self.relative_bias.num_embeddings)
+            bias = self.relative_bias(buckets).permute(2, 0, 1).unsqueeze(0)
         extra = [masked_mean(h, mask)] if 0 in self.concat_layers else []
         for k, layer in enumerate(self.layers, start=1):
-            h = layer(h, mask == 0)
+            h = layer(h, mask == 0, bias)
             if k in self.concat_layers:
                 extra.append(masked_mean(h, mask))
         pooled = h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Reference outputs of the two pretrained checkpoints, computed with PyTorch by the
-reference implementations (Hugging Face `transformers` BertModel + mean pooling; the
+"""Reference outputs of the pretrained checkpoints, computed with PyTorch by the reference
+implementations (Hugging Face `transformers` BertModel and MPNetModel + mean pooling; the
 `efficientnet_lite_pytorch` port of EfficientNet-Lite0), for cinefuse's correctness test.
 
 Writes crates/cinefuse-model/tests/fixtures/pretrained_reference.json: for three plots, the
-token ids and the pooled MiniLM embedding; for two generated 224x224 images (a formula, so the
-Rust test rebuilds them exactly), the pooled 1280-d EfficientNet features. To keep the fixture
-small, every vector is stored at 48 evenly spaced positions plus its L2 norm.
+token ids and the pooled MiniLM and MPNet embeddings (MPNet also for the three plots as one
+padded batch, and for a plot longer than its relative-distance buckets reach); for two
+generated 224x224 images (a formula, so the Rust test rebuilds them exactly), the pooled
+1280-d EfficientNet features. To keep the fixture small, every vector is stored at 48 evenly
+spaced positions plus its L2 norm.
 
 Setup: scripts/setup_python.sh --torch && scripts/.venv/bin/pip install transformers efficientnet_lite_pytorch
 Usage: scripts/.venv/bin/python scripts/pretrained_reference.py [models/pretrained]
@@ -60,6 +62,28 @@ def minilm(root):
     return out
 
 
+def mpnet(root):
+    from transformers import MPNetModel
+    from tokenizers import Tokenizer
+
+    folder = f"{root}/mpnet-base"
+    tok = Tokenizer.from_file(f"{folder}/tokenizer.json")
+    tok.no_padding()
+    tok.enable_truncation(MAX_TOKENS)
+    model = MPNetModel.from_pretrained(folder).eval()
+    # A long plot: keys farther than MPNet's 128-token bucket range share its last bucket.
+    plots = PLOTS + [" ".join(PLOTS * 6)]
+    ids = [tok.encode(p).ids for p in plots]
+    width = max(len(i) for i in ids)
+    # One padded batch, padded with id 0 as cinefuse pads (the mask hides it).
+    batch = torch.tensor([i + [0] * (width - len(i)) for i in ids])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+    with torch.no_grad():
+        states = model(input_ids=batch, attention_mask=mask).last_hidden_state
+    pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return [{"text": p, "ids": i, "embedding": summary(v.numpy())} for p, i, v in zip(plots, ids, pooled)]
+
+
 def efficientnet(root):
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -83,6 +107,7 @@ def main():
     fixture = {
         "max_tokens": MAX_TOKENS,
         "minilm": minilm(root),
+        "mpnet": mpnet(root),
         "efficientnet_lite0": efficientnet(root),
         "made_with": f"torch {torch.__version__}",
     }

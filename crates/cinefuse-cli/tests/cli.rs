@@ -2054,6 +2054,36 @@ fn write_tiny_bert(dir: &Path, seed: u64) {
     tiny.write(dir, &tiny.tensors(seed)).unwrap();
 }
 
+/// An MPNet checkpoint (relative attention bias, positions after the padding id) in place of
+/// the BERT, its last layer fine-tuned: it trains, exports, and the PyTorch reference rebuilds
+/// it to `predict`'s outputs.
+fn an_mpnet_fine_tunes_and_exports(d: &Path, tuned: &[&str]) {
+    use cinefuse_model::pretrained::testing::TinyBert;
+    let tiny = TinyBert::OVER_TINY_DATASETS;
+    let dir = d.join("ckpt/mpnet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        d.join("ckpt/bert/tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    tiny.write_mpnet(&dir, &tiny.mpnet_tensors(&tiny.tensors(1), 4))
+        .unwrap();
+    let mut args = vec!["train", "--config", "p.toml", "--out", "runs/mpnet"];
+    args.extend(tuned);
+    args.extend([
+        "--set",
+        "model.text.pretrained=ckpt/mpnet",
+        "--set",
+        "data.preprocess.tokenizer_path=ckpt/mpnet",
+        "--set",
+        "data.prepared=prepared/demo-mpnet",
+    ]);
+    ok(d, &args);
+    ok(d, &["export", "--run", "runs/mpnet", "--out", "mpnet"]);
+    portable::check_portable(d, "mpnet", &portable_movies(d));
+}
+
 #[test]
 fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let dir = tempfile::tempdir().unwrap();
@@ -2282,6 +2312,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         );
     }
     portable::check_portable(d, "tuned", &portable_movies(d));
+    an_mpnet_fine_tunes_and_exports(d, &tuned);
     // A changed copy is refused by name, never predicted with.
     let text_copy = std::fs::read_dir(d.join("tuned/backbones"))
         .unwrap()

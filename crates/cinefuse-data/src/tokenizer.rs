@@ -141,8 +141,10 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, DataError> {
 }
 
 /// Loads a checkpoint's tokenizer (a folder with `tokenizer.json`, or the file itself) for
-/// plots: its own special tokens and template (`[CLS] … [SEP]`), truncated to `max_len` ids,
-/// no padding (batches pad). Its `[PAD]` must be id 0, as cinefuse pads with 0.
+/// plots: its own special tokens and template (`[CLS] … [SEP]`, `<s> … </s>`), truncated to
+/// `max_len` ids, no padding. Batches pad with id 0 whatever the tokenizer's padding id
+/// (MPNet's `<pad>` is 1) and mask the padding by each plot's length, so no encoder reads a
+/// padded position.
 pub fn pretrained_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer, DataError> {
     let file = if path.is_dir() {
         path.join("tokenizer.json")
@@ -150,12 +152,6 @@ pub fn pretrained_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer, Da
         path.to_path_buf()
     };
     let mut tokenizer = load_tokenizer(&file)?;
-    if tokenizer.token_to_id(PAD) != Some(PAD_ID) {
-        return Err(DataError::file(
-            &file,
-            format!("the tokenizer's {PAD} is not id {PAD_ID}; cinefuse pads with id {PAD_ID}"),
-        ));
-    }
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(Some(tokenizers::TruncationParams {

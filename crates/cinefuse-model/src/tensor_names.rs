@@ -99,5 +99,5 @@ pub fn load_published_burnpack<M: ModuleSnapshot>(
     path: &Path,
 ) -> Result<M, PretrainedError> {
     let store = BurnpackStore::from_bytes(Some(bytes)).remap(from_published(&module));
-    apply_checked(module, store, path, &[], "Burn")
+    apply_checked(module, store, path, (&[], &[]), "Burn")
 }

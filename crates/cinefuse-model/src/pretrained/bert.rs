@@ -2,7 +2,8 @@
 //! `model.safetensors`, `tokenizer.json`, optionally `1_Pooling/config.json`): token, position
 //! and segment embeddings, post-norm encoder layers with exact GELU, then masked mean (or
 //! `[CLS]`) pooling as the checkpoint's pooling config says. all-MiniLM-L6-v2, MiniLM-L12,
-//! bge-small and BERT-base all have this layout.
+//! bge-small and BERT-base all have this layout; an MPNet checkpoint (all-mpnet-base-v2) is the
+//! same with the additions of `mpnet.rs`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ use serde::Deserialize;
 use crate::cpu_kernels::{dropout, gelu, softmax};
 use crate::encoders::text::{Pooling, masked_mean};
 use crate::pretrained::frozen_part::param_ids;
-use crate::pretrained::load::{PretrainedError, load_safetensors, read_json};
+use crate::pretrained::load::{
+    PretrainedError, load_safetensors, load_safetensors_absent, read_json,
+};
+use crate::pretrained::mpnet;
 use crate::size_limits::{MAX_LAYERS, MAX_TABLE_ROWS, MAX_WIDTH, check_size, check_table};
 
 /// The fields of a Hugging Face `config.json` that define a BERT encoder.
@@ -37,6 +41,15 @@ pub struct BertConfig {
     pub hidden_act: String,
     #[serde(default = "default_dropout")]
     pub hidden_dropout_prob: f64,
+    /// `"bert"` or `"mpnet"` (relative attention bias, positions after the padding id).
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    /// MPNet: buckets of the relative attention bias.
+    #[serde(default)]
+    pub relative_attention_num_buckets: usize,
+    /// MPNet: positions start after this id.
+    #[serde(default)]
+    pub pad_token_id: usize,
 }
 
 fn one() -> usize {
@@ -50,6 +63,9 @@ fn default_act() -> String {
 }
 fn default_dropout() -> f64 {
     0.1
+}
+fn default_model_type() -> String {
+    "bert".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +91,29 @@ impl BertConfig {
     /// Whether cinefuse can build this encoder: the exact GELU, heads that divide the width,
     /// and sizes within `size_limits` (a checkpoint's config, or a saved run's copy of it).
     pub fn check(&self) -> Result<(), String> {
+        match self.model_type.as_str() {
+            "bert" => {}
+            "mpnet" => {
+                let buckets = self.relative_attention_num_buckets;
+                if !(4..=MAX_BUCKETS).contains(&buckets) || !buckets.is_multiple_of(4) {
+                    return Err(format!(
+                        "relative_attention_num_buckets = {buckets}: an MPNet needs a multiple \
+                         of 4 from 4 to {MAX_BUCKETS}"
+                    ));
+                }
+                if self.pad_token_id + 1 >= self.max_position_embeddings {
+                    return Err(format!(
+                        "pad_token_id = {} leaves no positions of max_position_embeddings = {}",
+                        self.pad_token_id, self.max_position_embeddings
+                    ));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "model_type = {other:?}: only \"bert\" and \"mpnet\" are supported"
+                ));
+            }
+        }
         if self.hidden_act != "gelu" {
             return Err(format!(
                 "hidden_act = {:?}: only the exact \"gelu\" is supported",
@@ -109,7 +148,23 @@ impl BertConfig {
         )?;
         check_size("type_vocab_size", self.type_vocab_size, MAX_TABLE_ROWS)
     }
+
+    pub fn is_mpnet(&self) -> bool {
+        self.model_type == "mpnet"
+    }
+
+    /// The position of a plot's first token: MPNet numbers positions after the padding id.
+    fn position_offset(&self) -> usize {
+        if self.is_mpnet() {
+            self.pad_token_id + 1
+        } else {
+            0
+        }
+    }
 }
+
+/// The most relative-distance buckets an MPNet config may ask for.
+const MAX_BUCKETS: usize = 1024;
 
 /// The pooling of `DIR/1_Pooling/config.json` (sentence-transformers); mean when absent.
 pub fn pooling_from_dir(dir: &Path) -> Result<Pooling, PretrainedError> {
@@ -158,8 +213,16 @@ pub struct BertLayer {
 pub struct Bert {
     pub embeddings: BertEmbeddings,
     pub layers: Vec<BertLayer>,
+    /// MPNet: the attention bias by relative distance, shared by every layer; none for BERT.
+    pub relative_bias: Option<Embedding>,
     #[module(skip)]
     pooling: Pooling,
+    /// Position of the first token (MPNet: after the padding id).
+    #[module(skip)]
+    position_offset: usize,
+    /// Whether segment embeddings are added (BERT; an MPNet has none).
+    #[module(skip)]
+    segments: bool,
     #[module(skip)]
     hidden: usize,
     /// Layers whose mean-pooled token states follow the pooled output in the features
@@ -235,15 +298,31 @@ impl Bert {
                 n_heads: config.num_attention_heads,
             })
             .collect();
+        let segments = !config.is_mpnet();
+        let token_type = EmbeddingConfig::new(config.type_vocab_size.max(1), d);
+        let token_type = if segments {
+            token_type
+        } else {
+            token_type.with_initializer(burn::nn::Initializer::Zeros)
+        };
         Bert {
             embeddings: BertEmbeddings {
                 word: EmbeddingConfig::new(config.vocab_size, d).init(device),
                 position: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
-                token_type: EmbeddingConfig::new(config.type_vocab_size.max(1), d).init(device),
+                token_type: token_type.init(device),
                 norm: norm(),
             },
             layers,
+            relative_bias: config.is_mpnet().then(|| {
+                mpnet::relative_bias_table(
+                    config.relative_attention_num_buckets,
+                    config.num_attention_heads,
+                    device,
+                )
+            }),
             pooling,
+            position_offset: config.position_offset(),
+            segments,
             hidden: d,
             concat_layers: Vec::new(),
         }
@@ -269,7 +348,13 @@ impl Bert {
         let config = BertConfig::from_dir(dir)?;
         let pooling = pooling_from_dir(dir)?;
         let bert = Bert::new(&config, pooling, device);
-        load_safetensors(bert, &Self::weights_file(dir), BERT_KEY_MAP, BERT_IGNORED)
+        let weights = Self::weights_file(dir);
+        if config.is_mpnet() {
+            let (map, ignored) = (mpnet::MPNET_KEY_MAP, mpnet::MPNET_IGNORED);
+            load_safetensors_absent(bert, &weights, map, ignored, mpnet::MPNET_ABSENT)
+        } else {
+            load_safetensors(bert, &weights, BERT_KEY_MAP, BERT_IGNORED)
+        }
     }
 
     /// Freezes the embeddings and all but the last `n` layers.
@@ -309,8 +394,9 @@ impl Bert {
         self.layers.len()
     }
 
+    /// The most tokens a plot may have.
     pub fn max_positions(&self) -> usize {
-        self.embeddings.position.weight.dims()[0]
+        self.embeddings.position.weight.dims()[0] - self.position_offset
     }
 
     /// Token states `[B, L, hidden]`. `mask` is `[B, L]`, 1.0 on real tokens.
@@ -327,13 +413,15 @@ impl Bert {
     ) -> Tensor<3> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
+        let first = self.position_offset as i64;
+        let positions = Tensor::<1, Int>::arange(first..first + l as i64, &device)
             .unsqueeze::<2>()
             .expand([b, l]);
         let e = &self.embeddings;
-        let x = e.word.forward(tokens.clone())
-            + e.position.forward(positions)
-            + e.token_type.forward(tokens.zeros_like());
+        let mut x = e.word.forward(tokens.clone()) + e.position.forward(positions);
+        if self.segments {
+            x = x + e.token_type.forward(tokens.zeros_like());
+        }
         self.run_layers(e.norm.forward(x), 0..layer, mask)
     }
 
@@ -354,6 +442,7 @@ impl Bert {
             "concatenated layer {below:?} lies below the cached layer {layer}"
         );
         let padding = mask.clone().equal_elem(0.0);
+        let bias = self.attention_bias(&states);
         let mut pooled = Vec::with_capacity(self.concat_layers.len());
         let mut h = states;
         for k in layer..=self.layers.len() {
@@ -361,7 +450,7 @@ impl Bert {
                 pooled.push(masked_mean(h.clone(), mask.clone()));
             }
             if k < self.layers.len() {
-                h = self.layers[k].forward(h, padding.clone());
+                h = self.layers[k].forward(h, padding.clone(), bias.clone());
             }
         }
         // `concat_layers` is increasing (the config checks), so `pooled` is in its order.
@@ -375,9 +464,20 @@ impl Bert {
 
     fn run_layers(&self, x: Tensor<3>, layers: Range<usize>, mask: Tensor<2>) -> Tensor<3> {
         let padding = mask.equal_elem(0.0);
-        self.layers[layers]
-            .iter()
-            .fold(x, |h, layer| layer.forward(h, padding.clone()))
+        let bias = self.attention_bias(&x);
+        self.layers[layers].iter().fold(x, |h, layer| {
+            layer.forward(h, padding.clone(), bias.clone())
+        })
+    }
+
+    /// MPNet's relative attention bias for the length of `states` (`[B, L, hidden]`).
+    fn attention_bias(&self, states: &Tensor<3>) -> Option<Tensor<4>> {
+        let table = self.relative_bias.as_ref()?;
+        Some(mpnet::relative_bias(
+            table,
+            states.dims()[1],
+            &states.device(),
+        ))
     }
 
     fn pool(&self, states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
@@ -396,22 +496,35 @@ impl Bert {
 const MASKED_SCORE: f32 = -1.0e4;
 
 impl BertLayer {
-    fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
-        let attended = dropout(&self.dropout, self.attention(x.clone(), padding));
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        padding: Tensor<2, Bool>,
+        bias: Option<Tensor<4>>,
+    ) -> Tensor<3> {
+        let attended = dropout(&self.dropout, self.attention(x.clone(), padding, bias));
         let x = self.attention_norm.forward(x + attended);
         let h = gelu(self.intermediate.forward(x.clone()));
         let h = dropout(&self.dropout, self.output.forward(h));
         self.output_norm.forward(x + h)
     }
 
-    fn attention(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
+    fn attention(
+        &self,
+        x: Tensor<3>,
+        padding: Tensor<2, Bool>,
+        bias: Option<Tensor<4>>,
+    ) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
         let heads = |t: Tensor<3>| t.reshape([b, l, h, dk]).swap_dims(1, 2);
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
-        let scores = q.matmul(k.transpose()).div_scalar((dk as f32).sqrt());
+        let mut scores = q.matmul(k.transpose()).div_scalar((dk as f32).sqrt());
+        if let Some(bias) = bias {
+            scores = scores + bias;
+        }
         let scores = scores.mask_fill(padding.reshape([b, 1, 1, l]), MASKED_SCORE);
         let weights = dropout(&self.dropout, softmax(scores, 3));
         let context = weights.matmul(v).swap_dims(1, 2).reshape([b, l, d]);

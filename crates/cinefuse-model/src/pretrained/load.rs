@@ -96,13 +96,25 @@ pub fn load_safetensors<M: ModuleSnapshot>(
     key_map: &[(&str, &str)],
     ignored: &[&str],
 ) -> Result<M, PretrainedError> {
+    load_safetensors_absent(module, path, key_map, ignored, &[])
+}
+
+/// `load_safetensors`, where the model's tensors matching `absent` (regexes on its paths) may
+/// have no counterpart in the checkpoint: they keep their initial values.
+pub fn load_safetensors_absent<M: ModuleSnapshot>(
+    module: M,
+    path: &Path,
+    key_map: &[(&str, &str)],
+    ignored: &[&str],
+    absent: &[&str],
+) -> Result<M, PretrainedError> {
     must_exist(path)?;
     let store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)
         .remap(remapper(key_map))
         .allow_partial(true)
         .validate(false);
-    apply_checked(module, store, path, ignored, "safetensors")
+    apply_checked(module, store, path, (ignored, absent), "safetensors")
 }
 
 /// Loads a PyTorch state dict (`.pth`, zip or legacy pickle) into `module`, as above.
@@ -118,7 +130,7 @@ pub fn load_pytorch<M: ModuleSnapshot>(
         .map_indices_contiguous(false)
         .allow_partial(true)
         .validate(false);
-    apply_checked(module, store, path, ignored, "PyTorch")
+    apply_checked(module, store, path, (ignored, &[]), "PyTorch")
 }
 
 /// Applies a configured store to `module` and checks burn-store's report.
@@ -126,7 +138,7 @@ pub(crate) fn apply_checked<M: ModuleSnapshot, S: ModuleStore>(
     mut module: M,
     mut store: S,
     path: &Path,
-    ignored: &[&str],
+    (ignored, absent): (&[&str], &[&str]),
     format: &str,
 ) -> Result<M, PretrainedError>
 where
@@ -138,13 +150,18 @@ where
             path: path.to_path_buf(),
             message: format!("cannot read the {format} file: {e}"),
         })?;
-    check(result, path, ignored)?;
+    check(result, path, ignored, absent)?;
     Ok(module)
 }
 
 /// Turns burn-store's report into an error unless every model tensor was loaded, every
 /// checkpoint tensor was used or ignored, and no tensor failed.
-fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), PretrainedError> {
+fn check(
+    result: ApplyResult,
+    path: &Path,
+    ignored: &[&str],
+    absent: &[&str],
+) -> Result<(), PretrainedError> {
     if let Some(e) = result.errors.first() {
         return Err(match e {
             ApplyError::ShapeMismatch {
@@ -166,18 +183,19 @@ fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), Pretr
             },
         });
     }
-    if !result.missing.is_empty() {
-        let mut missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    let absent = regexes(absent);
+    let mut missing: Vec<String> = (result.missing.iter())
+        .map(|(p, _)| p.clone())
+        .filter(|p| !absent.iter().any(|r| r.is_match(p)))
+        .collect();
+    if !missing.is_empty() {
         missing.sort();
         return Err(PretrainedError::Missing {
             path: path.to_path_buf(),
             missing,
         });
     }
-    let ignored: Vec<Regex> = ignored
-        .iter()
-        .map(|p| Regex::new(p).expect("ignore patterns are valid regexes"))
-        .collect();
+    let ignored = regexes(ignored);
     let mut unexpected: Vec<String> = result
         .unused
         .into_iter()
@@ -191,6 +209,12 @@ fn check(result: ApplyResult, path: &Path, ignored: &[&str]) -> Result<(), Pretr
         });
     }
     Ok(())
+}
+
+fn regexes(patterns: &[&str]) -> Vec<Regex> {
+    (patterns.iter())
+        .map(|p| Regex::new(p).expect("tensor patterns are valid regexes"))
+        .collect()
 }
 
 #[cfg(all(test, unix))]

@@ -11,6 +11,7 @@ pub mod encoder;
 pub mod file_digest;
 pub mod frozen_part;
 pub mod load;
+pub mod mpnet;
 #[doc(hidden)]
 pub mod testing;
 pub mod tuning;

@@ -47,6 +47,10 @@ pub fn random_values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Relative-distance buckets of a tiny MPNet: few, so that a short plot reaches its wider
+/// buckets too.
+pub const MPNET_BUCKETS: usize = 8;
+
 /// Sizes of a tiny BERT.
 #[derive(Debug, Clone, Copy)]
 pub struct TinyBert {
@@ -139,6 +143,46 @@ impl TinyBert {
             r#"{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": false}"#,
         )?;
         write_safetensors(&dir.join("model.safetensors"), tensors)
+    }
+
+    /// The same encoder as an MPNet checkpoint: `tensors` under MPNet's names, without the
+    /// segment embedding, with a relative attention bias of `MPNET_BUCKETS` buckets.
+    pub fn mpnet_tensors(&self, tensors: &Tensors, seed: u64) -> Tensors {
+        let mut t: Tensors = (tensors.iter())
+            .filter(|(name, _)| !name.contains("token_type") && !name.starts_with("pooler."))
+            .map(|(name, v)| {
+                let name = name
+                    .replace("attention.self.query", "attention.attn.q")
+                    .replace("attention.self.key", "attention.attn.k")
+                    .replace("attention.self.value", "attention.attn.v")
+                    .replace("attention.output.dense", "attention.attn.o")
+                    .replace("attention.output.LayerNorm", "attention.LayerNorm");
+                (format!("mpnet.{name}"), v.clone())
+            })
+            .collect();
+        let shape = vec![MPNET_BUCKETS, self.heads];
+        let bias = random_values(MPNET_BUCKETS * self.heads, seed)
+            .into_iter()
+            .map(|v| 4.0 * v)
+            .collect();
+        t.insert(
+            "mpnet.encoder.relative_attention_bias.weight".into(),
+            (shape, bias),
+        );
+        t
+    }
+
+    /// Writes an MPNet checkpoint (`mpnet_tensors`) into `dir`, as `write` a BERT one.
+    pub fn write_mpnet(&self, dir: &Path, tensors: &Tensors) -> std::io::Result<()> {
+        self.write(dir, tensors)?;
+        let config = serde_json::json!({
+            "model_type": "mpnet", "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
+            "intermediate_size": self.intermediate, "max_position_embeddings": self.positions,
+            "vocab_size": self.vocab, "layer_norm_eps": 1e-5, "hidden_act": "gelu",
+            "relative_attention_num_buckets": MPNET_BUCKETS, "pad_token_id": 1
+        });
+        std::fs::write(dir.join("config.json"), config.to_string())
     }
 
     /// The shapes of a plot-only model on the BERT written into `dir` (mean pooling,

@@ -104,6 +104,76 @@ fn a_tiny_bert_checkpoint_loads_every_tensor_into_its_place() {
     );
 }
 
+/// A tiny MPNet: its tensors land where a BERT's do (the relative attention bias in its own
+/// place, the segment embedding left zero), its features ignore padding as a BERT's do, and the
+/// bias counts: the same weights read as a BERT give other features.
+#[test]
+fn a_tiny_mpnet_loads_its_tensors_and_its_bias_counts() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let written = TINY.mpnet_tensors(&tiny_bert_tensors(), 5);
+    TINY.write_mpnet(dir.path(), &written).unwrap();
+    let mpnet = Bert::from_dir(dir.path(), &device).unwrap();
+    let loaded = module_values(&mpnet);
+    let bias = &written["mpnet.encoder.relative_attention_bias.weight"].1;
+    assert_eq!(&loaded["relative_bias.weight"].1, bias);
+    let q = &written["mpnet.encoder.layer.1.attention.attn.q.weight"];
+    assert_eq!(loaded["layers.1.query.weight"].1, transpose(&q.0, &q.1));
+    assert!(
+        loaded["embeddings.token_type.weight"]
+            .1
+            .iter()
+            .all(|v| *v == 0.0)
+    );
+
+    let (a, b) = super::tight_and_padded(6, &device);
+    let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let tight = values(mpnet.forward(a.tokens.clone(), a.token_mask.clone()));
+    let padded = values(mpnet.forward(b.tokens, b.token_mask));
+    assert!(
+        super::rel_diff(&tight, &padded) < 1e-5,
+        "{tight:?} vs {padded:?}"
+    );
+    let bert_dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(bert_dir.path(), &tiny_bert_tensors());
+    let bert = Bert::from_dir(bert_dir.path(), &device).unwrap();
+    let as_bert = values(bert.forward(a.tokens, a.token_mask));
+    assert!(
+        super::rel_diff(&tight, &as_bert) > 1e-2,
+        "the bias and positions change nothing"
+    );
+}
+
+/// Config errors of an MPNet are refused by name.
+#[test]
+fn unsupported_model_types_and_buckets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    TINY.write_mpnet(dir.path(), &TINY.mpnet_tensors(&tiny_bert_tensors(), 5))
+        .unwrap();
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (from, to, says) in [
+        ("\"mpnet\"", "\"roberta\"", "model_type = \"roberta\""),
+        (
+            "\"relative_attention_num_buckets\":8",
+            "\"relative_attention_num_buckets\":6",
+            "relative_attention_num_buckets = 6",
+        ),
+        (
+            "\"pad_token_id\":1",
+            "\"pad_token_id\":15",
+            "pad_token_id = 15",
+        ),
+    ] {
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+        let e = cinefuse_model::pretrained::BertConfig::from_dir(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says) && e.contains("config.json"), "{says}: {e}");
+    }
+}
+
 fn load_error(tensors: &Tensors) -> String {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_bert(dir.path(), tensors);
@@ -582,6 +652,60 @@ fn real_minilm_matches_pytorch() {
         assert!(
             max <= 1e-4 && norm <= 1e-4,
             "{text:?}: max diff {max:e}, norm diff {norm:e}"
+        );
+    }
+}
+
+/// all-mpnet-base-v2 (`models/pretrained/mpnet-base`) against Hugging Face's MPNetModel: the
+/// fixture's plots as one batch padded with id 0 (as cinefuse pads), one of them longer than
+/// the relative-distance buckets reach.
+#[test]
+fn real_mpnet_matches_pytorch() {
+    let Some(dir) = real_checkpoints() else {
+        return;
+    };
+    let dir = dir.join("mpnet-base");
+    if !dir.join("model.safetensors").exists() {
+        announce_skip(&format!(
+            "no MPNet weights in {} (run scripts/fetch_pretrained.sh)",
+            dir.display()
+        ));
+        return;
+    }
+    let r = reference();
+    let device = Device::flex();
+    let max_tokens = r["max_tokens"].as_u64().unwrap() as usize;
+    let tok = cinefuse_data::tokenizer::pretrained_tokenizer(&dir, max_tokens).unwrap();
+    let bert = Bert::from_dir(&dir, &device).unwrap();
+    let cases = r["mpnet"].as_array().unwrap();
+    let ids: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|case| {
+            let text = case["text"].as_str().unwrap();
+            let ids = cinefuse_data::tokenizer::encode_plot(&tok, text, max_tokens).unwrap();
+            let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+            assert_eq!(ids, want, "token ids of {text:?}");
+            ids
+        })
+        .collect();
+    let width = ids.iter().map(Vec::len).max().unwrap();
+    let (mut tokens, mut mask) = (Vec::new(), Vec::new());
+    for plot in &ids {
+        tokens.extend((0..width).map(|j| plot.get(j).map_or(0, |&t| i64::from(t))));
+        mask.extend((0..width).map(|j| if j < plot.len() { 1f32 } else { 0.0 }));
+    }
+    let shape = [ids.len(), width];
+    let pooled = bert.forward(
+        Tensor::from_data(TensorData::new(tokens, shape), &device),
+        Tensor::from_data(TensorData::new(mask, shape), &device),
+    );
+    let got: Vec<f32> = pooled.into_data().try_to_vec::<f32>().unwrap();
+    let dim = bert.pooled_width();
+    for (k, case) in cases.iter().enumerate() {
+        let (max, norm) = compare(&got[k * dim..(k + 1) * dim], &case["embedding"]);
+        assert!(
+            max <= 1e-4 && norm <= 1e-4,
+            "plot {k}: max diff {max:e}, norm diff {norm:e}"
         );
     }
 }
