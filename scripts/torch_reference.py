@@ -197,17 +197,17 @@ class Model(nn.Module):
 
 
 class FineTunedPlot(nn.Module):
-    """The plot branch of a config whose BERT is fine-tuned, as cinefuse builds it: transformers'
-    BertModel with the embeddings and all but the last `trainable_layers` layers frozen, mean
-    pooling over the mask (first position always kept), then the adapter (LayerNorm, dropout,
-    Linear, GELU) and the genre and rating head."""
+    """The plot branch of a config whose BERT (or MPNet) is fine-tuned, as cinefuse builds it:
+    transformers' AutoModel (BertModel, MPNetModel) with the embeddings and all but the last
+    `trainable_layers` layers frozen, mean pooling over the mask (first position always kept),
+    then the adapter (LayerNorm, dropout, Linear, GELU) and the genre and rating head."""
 
     def __init__(self, cfg, shapes):
         super().__init__()
-        from transformers import BertModel
+        from transformers import AutoModel
 
         t, d = cfg["model"]["text"], cfg["model"]["embed_dim"]
-        self.bert = BertModel.from_pretrained(t["pretrained"], add_pooling_layer=False)
+        self.bert = AutoModel.from_pretrained(t["pretrained"], add_pooling_layer=False)
         n = t.get("trainable_layers")
         if n is not None:
             frozen = [self.bert.embeddings] + list(self.bert.encoder.layer[: len(self.bert.encoder.layer) - n])
@@ -251,11 +251,11 @@ def loss_fn(out, b, scale, delta=1.0):
 
 
 def bench_backbones(cfg, prepared, n_batches, reps, dev):
-    """Forward throughput of the config's pretrained backbones (transformers' BertModel with
-    mean pooling; the efficientnet_lite_pytorch port, pooled features) on the batches
-    `cinefuse bench --backbones` uses: the first n_batches x 32 training movies with a plot /
+    """Forward throughput of the config's pretrained backbones (transformers' AutoModel, a
+    BertModel or MPNetModel, with mean pooling; the efficientnet_lite_pytorch port, pooled
+    features) on the batches `cinefuse bench --backbones` uses: the first n_batches x 32 training movies with a plot /
     with a poster, in sample order, from the same prepared directory."""
-    from transformers import BertModel
+    from transformers import AutoModel
     from efficientnet_lite_pytorch import EfficientNet
 
     raw = bio.read_bytes(f"{prepared}/posters.bin", bio.LARGE_CAP)
@@ -284,7 +284,7 @@ def bench_backbones(cfg, prepared, n_batches, reps, dev):
 
     text_dir = cfg["model"].get("text", {}).get("pretrained")
     if text_dir:
-        bert = BertModel.from_pretrained(text_dir).eval().to(dev)
+        bert = AutoModel.from_pretrained(text_dir).eval().to(dev)
         plots = [s["tokens"] for s in train if s["plot_present"] and s["tokens"]][:n]
         batches = []
         for i in range(0, len(plots), bs):
