@@ -42,14 +42,22 @@ def summary(v):
             "norm": float(np.linalg.norm(v))}
 
 
-def minilm(root):
-    from transformers import BertModel
+def plot_tokenizer(folder):
+    """A checkpoint's tokenizer as cinefuse reads plots: its own template, no padding, at most
+    MAX_TOKENS ids."""
     from tokenizers import Tokenizer
 
-    folder = f"{root}/minilm-l6"
     tok = Tokenizer.from_file(f"{folder}/tokenizer.json")
     tok.no_padding()
     tok.enable_truncation(MAX_TOKENS)
+    return tok
+
+
+def minilm(root):
+    from transformers import BertModel
+
+    folder = f"{root}/minilm-l6"
+    tok = plot_tokenizer(folder)
     model = BertModel.from_pretrained(folder).eval()
     out = []
     for plot in PLOTS:
@@ -64,12 +72,9 @@ def minilm(root):
 
 def mpnet(root):
     from transformers import MPNetModel
-    from tokenizers import Tokenizer
 
     folder = f"{root}/mpnet-base"
-    tok = Tokenizer.from_file(f"{folder}/tokenizer.json")
-    tok.no_padding()
-    tok.enable_truncation(MAX_TOKENS)
+    tok = plot_tokenizer(folder)
     model = MPNetModel.from_pretrained(folder).eval()
     # A long plot: keys farther than MPNet's 128-token bucket range share its last bucket.
     plots = PLOTS + [" ".join(PLOTS * 6)]

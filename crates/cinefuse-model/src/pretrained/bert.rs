@@ -231,8 +231,8 @@ pub struct Bert {
     concat_layers: Vec<usize>,
 }
 
-/// Hugging Face names → the field paths above (applied to the checkpoint's keys). A leading
-/// `bert.` (task-head checkpoints) is dropped.
+/// Hugging Face names → the field paths above (applied to the checkpoint's keys), with
+/// `FEED_FORWARD_KEY_MAP` after them. A leading `bert.` (task-head checkpoints) is dropped.
 pub const BERT_KEY_MAP: &[(&str, &str)] = &[
     (r"^bert\.", ""),
     (r"^embeddings\.word_embeddings\.", "embeddings.word."),
@@ -257,6 +257,10 @@ pub const BERT_KEY_MAP: &[(&str, &str)] = &[
         r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
         "layers.$1.attention_norm.",
     ),
+];
+
+/// Each layer's feed-forward block and its norm: the same names in BERT and MPNet checkpoints.
+pub const FEED_FORWARD_KEY_MAP: &[(&str, &str)] = &[
     (
         r"^encoder\.layer\.(\d+)\.intermediate\.dense\.",
         "layers.$1.intermediate.",
@@ -350,10 +354,12 @@ impl Bert {
         let bert = Bert::new(&config, pooling, device);
         let weights = Self::weights_file(dir);
         if config.is_mpnet() {
-            let (map, ignored) = (mpnet::MPNET_KEY_MAP, mpnet::MPNET_IGNORED);
-            load_safetensors_absent(bert, &weights, map, ignored, mpnet::MPNET_ABSENT)
+            let map = [mpnet::MPNET_KEY_MAP, FEED_FORWARD_KEY_MAP].concat();
+            let (ignored, absent) = (mpnet::MPNET_IGNORED, mpnet::MPNET_ABSENT);
+            load_safetensors_absent(bert, &weights, &map, ignored, absent)
         } else {
-            load_safetensors(bert, &weights, BERT_KEY_MAP, BERT_IGNORED)
+            let map = [BERT_KEY_MAP, FEED_FORWARD_KEY_MAP].concat();
+            load_safetensors(bert, &weights, &map, BERT_IGNORED)
         }
     }
 

@@ -9,8 +9,8 @@ use burn::prelude::*;
 /// MPNet's longest distance with buckets of its own; farther ones share the last bucket.
 const MAX_DISTANCE: f32 = 128.0;
 
-/// Hugging Face MPNet names → `Bert`'s field paths. A leading `mpnet.` (task-head checkpoints)
-/// is dropped.
+/// Hugging Face MPNet names → `Bert`'s field paths, with `bert::FEED_FORWARD_KEY_MAP` (the
+/// same names) after them. A leading `mpnet.` (task-head checkpoints) is dropped.
 pub const MPNET_KEY_MAP: &[(&str, &str)] = &[
     (r"^mpnet\.", ""),
     (r"^embeddings\.word_embeddings\.", "embeddings.word."),
@@ -39,18 +39,6 @@ pub const MPNET_KEY_MAP: &[(&str, &str)] = &[
     (
         r"^encoder\.layer\.(\d+)\.attention\.LayerNorm\.",
         "layers.$1.attention_norm.",
-    ),
-    (
-        r"^encoder\.layer\.(\d+)\.intermediate\.dense\.",
-        "layers.$1.intermediate.",
-    ),
-    (
-        r"^encoder\.layer\.(\d+)\.output\.dense\.",
-        "layers.$1.output.",
-    ),
-    (
-        r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.",
-        "layers.$1.output_norm.",
     ),
 ];
 
