@@ -2201,6 +2201,28 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         assert!(!d.join("runs/never").exists());
     }
 
+    // Plots longer than the checkpoint's position table (32 rows): refused by name, not an
+    // index past the table.
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "p.toml",
+            "--set",
+            "data.preprocess.max_tokens=40",
+            "--set",
+            "data.prepared=prepared/long-plots",
+            "--out",
+            "runs/never",
+        ],
+    );
+    assert!(
+        e.contains("data.preprocess.max_tokens = 40") && e.contains("at most 32 tokens"),
+        "{e}"
+    );
+    assert!(!d.join("runs/never").exists() && !d.join("prepared/long-plots").exists());
+
     // runs/a saved its models without the frozen backbones, and the BERT it trained on was
     // replaced above: refused by name, then evaluated once those weights are back.
     assert!(d.join("runs/a/best/model.frozen.json").is_file());

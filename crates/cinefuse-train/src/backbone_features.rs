@@ -78,6 +78,28 @@ pub fn attach_cached_features(
     Ok(())
 }
 
+/// Refuses plots (`data.preprocess.max_tokens`) longer than the pretrained plot encoder's
+/// position table (they would index past it), naming the config key; nothing for other
+/// encoders.
+pub fn check_plot_length(model: &ModelConfig, max_tokens: usize) -> Result<()> {
+    let text = &model.text;
+    let Some(dir) = text.pretrained.as_deref() else {
+        return Ok(());
+    };
+    if text.kind != TextEncoderKind::Bert || !model.modalities.contains(&Modality::Text) {
+        return Ok(());
+    }
+    let positions = cinefuse_model::pretrained::BertConfig::from_dir(dir)?.max_tokens();
+    if max_tokens > positions {
+        anyhow::bail!(
+            "data.preprocess.max_tokens = {max_tokens}: the plot encoder {} reads at most \
+             {positions} tokens (its max_position_embeddings)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// The text backbone's architecture for `ModelShapes` (`None` unless `kind = "bert"`).
 pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
     if model.text.kind != TextEncoderKind::Bert || !model.modalities.contains(&Modality::Text) {

@@ -153,6 +153,12 @@ impl BertConfig {
         self.model_type == "mpnet"
     }
 
+    /// The most tokens a plot may have: the position table's rows after the first position.
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.position_offset())
+    }
+
     /// The position of a plot's first token: MPNet numbers positions after the padding id.
     fn position_offset(&self) -> usize {
         if self.is_mpnet() {

@@ -376,6 +376,8 @@ impl Trainer {
         let (mut config, run_dir, lock, unstarted) = open_run(config, opts)?;
         let resuming = opts.resume.is_some();
         let saved = saved_run_info(&run_dir, &mut config, resuming)?;
+        let max_tokens = config.data.preprocess.max_tokens;
+        crate::backbone_features::check_plot_length(&config.model, max_tokens)?;
         let (dataset_dir, mut prepared) = run_data(&config, opts, saved.as_ref())?;
         check_inputs(&config.model.modalities, &prepared)?;
 
