@@ -82,13 +82,9 @@ pub fn attach_cached_features(
 /// position table (they would index past it), naming the config key; nothing for other
 /// encoders.
 pub fn check_plot_length(model: &ModelConfig, max_tokens: usize) -> Result<()> {
-    let text = &model.text;
-    let Some(dir) = text.pretrained.as_deref() else {
+    let Some(dir) = pretrained_text_dir(model)? else {
         return Ok(());
     };
-    if text.kind != TextEncoderKind::Bert || !model.modalities.contains(&Modality::Text) {
-        return Ok(());
-    }
     let positions = cinefuse_model::pretrained::BertConfig::from_dir(dir)?.max_tokens();
     if max_tokens > positions {
         anyhow::bail!(
@@ -100,16 +96,21 @@ pub fn check_plot_length(model: &ModelConfig, max_tokens: usize) -> Result<()> {
     Ok(())
 }
 
-/// The text backbone's architecture for `ModelShapes` (`None` unless `kind = "bert"`).
-pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
+/// The checkpoint folder of the model's pretrained plot encoder (`None` unless the model reads
+/// plots with `kind = "bert"`).
+fn pretrained_text_dir(model: &ModelConfig) -> Result<Option<&Path>> {
     if model.text.kind != TextEncoderKind::Bert || !model.modalities.contains(&Modality::Text) {
         return Ok(None);
     }
-    let dir = model
-        .text
-        .pretrained
-        .as_deref()
-        .context("model.text.pretrained")?;
+    let dir = model.text.pretrained.as_deref();
+    dir.context("model.text.pretrained").map(Some)
+}
+
+/// The text backbone's architecture for `ModelShapes` (`None` unless `kind = "bert"`).
+pub fn text_backbone_of(model: &ModelConfig) -> Result<Option<TextBackbone>> {
+    let Some(dir) = pretrained_text_dir(model)? else {
+        return Ok(None);
+    };
     let layers = &model.text.concat_layers;
     Ok(Some(TextBackbone {
         config: checked_text_config(dir, layers)?,

@@ -406,11 +406,6 @@ impl Bert {
         self.layers.len()
     }
 
-    /// The most tokens a plot may have.
-    pub fn max_positions(&self) -> usize {
-        self.embeddings.position.weight.dims()[0] - self.position_offset
-    }
-
     /// Token states `[B, L, hidden]`. `mask` is `[B, L]`, 1.0 on real tokens.
     pub fn hidden_states(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
         self.states_before(self.layers.len(), tokens, mask)
@@ -475,6 +470,9 @@ impl Bert {
     }
 
     fn run_layers(&self, x: Tensor<3>, layers: Range<usize>, mask: Tensor<2>) -> Tensor<3> {
+        if layers.is_empty() {
+            return x; // `forward` starts here with no layer: no mask or bias to build
+        }
         let padding = mask.equal_elem(0.0);
         let bias = self.attention_bias(&x);
         self.layers[layers].iter().fold(x, |h, layer| {
