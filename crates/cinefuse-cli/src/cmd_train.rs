@@ -210,7 +210,7 @@ pub struct EnsembleArgs {
     #[arg(long, requires = "rating_trees")]
     tree_genres: bool,
     /// Also vote genres from the labelled movies with the most alike plots (the first bag's
-    /// cached MiniLM embeddings) on the bags' folds, stacked with the bags per genre.
+    /// cached plot embeddings) on the bags' folds, stacked with the bags per genre.
     #[arg(long)]
     plot_neighbours: bool,
     /// Neighbours per vote (with --plot-neighbours).
@@ -249,7 +249,7 @@ pub struct EnsembleArgs {
     #[arg(long, allow_negative_numbers = true, requires = "credit_neighbours", default_value_t = CreditNeighboursConfig::default().prior)]
     credit_prior: f32,
     /// Also vote genres zero-shot: sentences describing each genre against the plot, both
-    /// embedded by the first bag's frozen MiniLM, stacked with the bags per genre.
+    /// embedded by the first bag's frozen plot encoder, stacked with the bags per genre.
     #[arg(long)]
     genre_prompts: bool,
     /// Prompts per vote (with --genre-prompts; above the number of prompts takes them all).

@@ -7,7 +7,7 @@
 //!
 //! A blend may also hold rating trees (`rating_trees.rs`): gradient-boosted trees on the
 //! metadata, trained on the same folds, which take part in the rating only; and
-//! neighbour votes (`neighbour_vote.rs`) on the first bag's cached MiniLM plot embeddings and
+//! neighbour votes (`neighbour_vote.rs`) on the first bag's cached plot embeddings and
 //! on its metadata encoding, which take part in the genres only. With a vote, the genres are
 //! combined by logistic stacking per genre (`genre_stacking.rs`) instead of one weight per part.
 //!

@@ -224,7 +224,7 @@ pub struct LoopConfig {
     /// and blended into the rating only (`[train.rating_trees]`, see `rating_trees.rs`).
     pub rating_trees: Option<crate::rating_trees::RatingTreesConfig>,
     /// With `folds`: a genre vote of the labelled movies with the most alike plots (the first
-    /// bag's cached MiniLM embeddings), on the same folds, stacked with the bags per genre
+    /// bag's cached plot embeddings), on the same folds, stacked with the bags per genre
     /// (`[train.plot_neighbours]`, see `plot_neighbours.rs`).
     pub plot_neighbours: Option<crate::plot_neighbours::PlotNeighboursConfig>,
     /// With `folds`: a genre vote of the labelled movies with the most alike metadata (each
@@ -236,7 +236,7 @@ pub struct LoopConfig {
     /// with the bags per genre (`[train.credit_neighbours]`, see `credit_neighbours.rs`).
     pub credit_neighbours: Option<crate::credit_neighbours::CreditNeighboursConfig>,
     /// With `folds`: a zero-shot genre vote of sentences that describe each genre against the
-    /// plot (the first bag's frozen MiniLM embeds both), stacked with the bags per genre
+    /// plot (the first bag's frozen plot encoder embeds both), stacked with the bags per genre
     /// (`[train.genre_prompts]`, see `genre_prompts.rs`).
     pub genre_prompts: Option<crate::genre_prompts::GenrePromptsConfig>,
     /// With `folds`: a rating read from the plot alone (ridge regressions on the first bag's

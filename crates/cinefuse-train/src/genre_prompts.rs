@@ -1,7 +1,7 @@
 //! The genre-prompt space of a neighbour vote (`neighbour_vote.rs`): a movie's plot against
 //! short sentences that describe each genre ("A western movie.", "This movie is a western
 //! about cowboys, outlaws and a sheriff on the frontier."), both embedded by the same frozen
-//! MiniLM. The voters are the prompts, each labelled with its one genre, so the vote is a
+//! plot encoder. The voters are the prompts, each labelled with its one genre, so the vote is a
 //! zero-shot classifier: softmax(similarity / temperature) over the prompts, summed per
 //! genre. It brings what the checkpoint knows about the genre words to the genres with few
 //! labelled movies, where a head learns little; every member of a bag sees every prompt

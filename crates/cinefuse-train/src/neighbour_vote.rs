@@ -4,7 +4,7 @@
 //! softmax(similarity / temperature) and the vote is shrunk towards the genre frequencies by
 //! `prior` pseudo-neighbours.
 //!
-//! Three spaces vote: the plots (`plot_neighbours.rs`, the first bag's cached MiniLM
+//! Three spaces vote: the plots (`plot_neighbours.rs`, the first bag's cached plot-encoder
 //! embeddings), the metadata (`metadata_neighbours.rs`, cinefuse's own encoding of the numeric
 //! and categorical fields) and the credits (`credit_neighbours.rs`, sparse name sets weighted
 //! by rarity, not centred). Like a bag's members, "member k" of a vote only sees the movies outside
@@ -27,7 +27,7 @@ use crate::tree_forest::{le, numbers, to_safetensors};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VoteSpace {
-    /// The frozen MiniLM plot embeddings (files from before the field are plot votes).
+    /// The frozen plot encoder's embeddings (files from before the field are plot votes).
     #[default]
     Plot,
     /// Scaled numeric fields, their missing flags and one-hot categories.

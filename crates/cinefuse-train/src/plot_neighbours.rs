@@ -1,5 +1,5 @@
 //! The plot space of a neighbour vote (`neighbour_vote.rs`): the labelled movies whose plots
-//! read most alike, by cosine similarity of the frozen MiniLM embeddings the first bag already
+//! read most alike, by cosine similarity of the frozen plot embeddings the first bag already
 //! computes. Out of fold on four seeds it raised top-1 and macro-F1 the most of every extra
 //! member tried (docs/RESULTS.md): a linear head on pooled embeddings keeps what is common to a
 //! genre, while a rare genre is often told by a few very similar plots.

@@ -53,7 +53,7 @@ fn load_trees(dir: &Path, file: &str, lead: &Predictor) -> Result<RatingTrees> {
 }
 
 /// A blend's vote in `space` from `entry`'s file in `dir`, checked against `lead`'s members
-/// and genres, and against what it reads: the lead's frozen MiniLM plot embeddings, its
+/// and genres, and against what it reads: the lead's frozen plot embeddings, its
 /// metadata encoding, or (the credits) nothing to check.
 fn load_vote(
     dir: &Path,
@@ -160,7 +160,7 @@ fn check_tree_fields(path: &Path, trees: &RatingTrees, pre: &Preprocessor) -> Re
     Ok(())
 }
 
-/// The plot vote reads the lead's frozen MiniLM embeddings, of its width.
+/// The plot vote reads the lead's frozen plot embeddings, of its width.
 fn check_plot_encoder(path: &Path, vote: &NeighbourVote, lead: &Predictor) -> Result<()> {
     let text = &lead.config.model.text;
     if text.kind != cinefuse_model::encoders::text::TextEncoderKind::Bert || !text.freeze {

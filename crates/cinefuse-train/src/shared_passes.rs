@@ -1,5 +1,5 @@
-//! Backbone passes shared at prediction. The shipped blend runs the same frozen MiniLM and
-//! EfficientNet in three of its parts, and a bag that fine-tunes MiniLM's last layers runs the
+//! Backbone passes shared at prediction. The shipped blend runs the same frozen plot encoder
+//! and EfficientNet in two of its parts, and a bag that fine-tunes MiniLM's last layers runs the
 //! same frozen lower layers in each of its members. Each of those runs once per movie here
 //! and its output is handed on, which predicts the same for a fraction of the work.
 
