@@ -2271,6 +2271,10 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         .unwrap()
         .flatten()
     {
+        // Each backbone's weights once: the portable file, not the checkpoint's too.
+        for name in ["model.safetensors", "model.pth"] {
+            assert!(!copy.path().join(name).exists(), "{name} in {copy:?}");
+        }
         let shared = copy.path().join("portable.safetensors");
         assert_eq!(
             mode(&shared),
@@ -2297,6 +2301,7 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
     let without_ckpt = ok(d, &predict);
     std::fs::rename(d.join("ckpt-away"), d.join("ckpt")).unwrap();
     assert_eq!(with_ckpt, without_ckpt);
+    an_export_of_format_2_still_loads(d, &predict, &with_ckpt);
     let portable: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("model/config.json")).unwrap()).unwrap();
     let shift = portable["genre_logit_shift"].as_array().unwrap();
@@ -2342,15 +2347,17 @@ fn frozen_pretrained_encoders_cache_features_and_export_self_contained() {
         .find(|e| e.file_name().to_string_lossy().starts_with("text-"))
         .unwrap()
         .path();
-    let weights = text_copy.join("model.safetensors");
+    // One weight changed (its last byte), the file still a valid one: the SHA-256 says so.
+    let weights = text_copy.join("portable.safetensors");
     std::fs::rename(&weights, d.join("kept.safetensors")).unwrap();
-    write_tiny_bert(&d.join("other-bert"), 3);
-    std::fs::copy(d.join("other-bert/model.safetensors"), &weights).unwrap();
+    let mut bytes = std::fs::read(d.join("kept.safetensors")).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
     let e = fails(d, &["predict", "--model", "tuned", "--plot", "a story"]);
     assert!(e.contains("model-0.bpk") && e.contains("SHA-256"), "{e}");
     std::fs::rename(d.join("kept.safetensors"), &weights).unwrap();
-    // The copy swapped for a link to the very checkpoint outside the export: refused, not
-    // followed (it would pass the SHA-256 check).
+    // The copy swapped for a link to the checkpoint outside the export: refused as a link,
+    // whatever it holds, not followed.
     std::fs::rename(&text_copy, d.join("kept-copy")).unwrap();
     std::os::unix::fs::symlink(d.join("ckpt/bert"), &text_copy).unwrap();
     let e = fails(d, &["predict", "--model", "tuned", "--plot", "a story"]);
@@ -2744,6 +2751,64 @@ fn check_saved_predictions(run: &Path, eval: &serde_json::Value) {
 }
 
 /// The backbone copies in the export `model`: their kinds (`text`, `poster`), sorted.
+/// The export `model` turned into one of format 2, whose text copy also held the
+/// checkpoint's own weights, recorded by their SHA-256: the loader reads those, and predicts
+/// as the format-3 export did (`predict` runs in `d`, `want` is its output).
+fn an_export_of_format_2_still_loads(d: &Path, predict: &[&str], want: &str) {
+    use cinefuse_model::pretrained::load::file_sha256;
+    let old = d.join("model-format-2");
+    copy_tree(&d.join("model"), &old);
+    let copy = std::fs::read_dir(old.join("backbones"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("text-"))
+        .unwrap()
+        .path();
+    std::fs::copy(
+        d.join("ckpt/bert/model.safetensors"),
+        copy.join("model.safetensors"),
+    )
+    .unwrap();
+    let sha = file_sha256(&copy.join("model.safetensors")).unwrap();
+    let edit = |file: &Path, change: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        change(&mut v);
+        std::fs::write(file, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    edit(&old.join("manifest.json"), &|v| {
+        v["format_version"] = 2.into()
+    });
+    edit(&old.join("model.frozen.json"), &|v| {
+        for f in v["files"].as_array_mut().unwrap() {
+            if f["section"] == "model.text" {
+                f["sha256"] = sha.clone().into();
+            }
+        }
+    });
+    let args: Vec<&str> = (predict.iter())
+        .map(|a| if *a == "model" { "model-format-2" } else { a })
+        .collect();
+    assert_eq!(ok(d, &args), want);
+    // The checkpoint's file is what it reads: the portable file alone no longer matches.
+    std::fs::remove_file(copy.join("model.safetensors")).unwrap();
+    let e = fails(d, &args);
+    assert!(e.contains("model.bpk") && e.contains("SHA-256"), "{e}");
+    std::fs::remove_dir_all(&old).unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 fn backbone_copies(model: &Path) -> Vec<String> {
     let mut kinds: Vec<String> = std::fs::read_dir(model.join("backbones"))
         .unwrap()

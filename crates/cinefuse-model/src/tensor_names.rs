@@ -14,13 +14,14 @@ use regex::escape;
 
 use crate::pretrained::PretrainedError;
 use crate::pretrained::load::apply_checked;
+use crate::pretrained::portable_file::{POSTER_BACKBONE_PREFIX, TEXT_BACKBONE_PREFIX};
 
 /// (internal prefix, published prefix), first match wins.
 const PREFIXES: [(&str, &str); 13] = [
     ("poster.encoder.Resnet.", "poster."),
     (
         "poster.encoder.EfficientNet.backbone.",
-        "poster_pretrained.net.",
+        POSTER_BACKBONE_PREFIX,
     ),
     (
         "poster.encoder.EfficientNet.adapter.",
@@ -31,7 +32,7 @@ const PREFIXES: [(&str, &str); 13] = [
     ("text.encoder.Bag.", "text.bag."),
     ("text.encoder.Cnn.", "text.cnn."),
     ("text.encoder.Ngram.", "text.ngram."),
-    ("text.encoder.Bert.backbone.", "text_pretrained.bert."),
+    ("text.encoder.Bert.backbone.", TEXT_BACKBONE_PREFIX),
     ("text.encoder.Bert.adapter.", "text_pretrained.adapter."),
     ("text.head.", "text_head."),
     ("meta.encoder.", "meta."),

@@ -34,9 +34,10 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
 pub const INTERVAL_COVERAGE: f64 = 0.9;
 
-/// The export format this cinefuse writes (`manifest.json`'s `format_version`): 2 stores each
-/// pretrained backbone once (`backbones`); 1 saved every tensor in every member.
-pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// The export format this cinefuse writes (`manifest.json`'s `format_version`): 3 stores each
+/// backbone copy's weights once, as its portable file; 2 stored each pretrained backbone once
+/// per export (`backbones`) but in both formats; 1 saved every tensor in every member.
+pub const EXPORT_FORMAT_VERSION: u32 = 3;
 /// The export formats this cinefuse reads.
 pub const READS_FORMATS: std::ops::RangeInclusive<u32> = 1..=EXPORT_FORMAT_VERSION;
 
@@ -132,8 +133,8 @@ pub struct Manifest {
     /// source (`recalibrate.rs`); the scores above are still the training movies'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalibrated: Option<crate::recalibrate::Recalibration>,
-    /// The pretrained backbone checkpoints the members were saved without (format 2), one
-    /// copy each; empty when every tensor is in the member files.
+    /// The pretrained backbones the members were saved without (formats 2 and 3), one copy
+    /// each; empty when every tensor is in the member files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backbones: Vec<ManifestBackbone>,
     pub shapes: ModelShapes,

@@ -1,8 +1,13 @@
 //! The pretrained backbones of an export, stored once. A bag's members and a blend's parts
-//! freeze the same checkpoints (MiniLM with EfficientNet-Lite0 is 105 MB), so an export keeps
-//! one copy of each checkpoint under `backbones/` in its top folder and saves every member
-//! without the frozen tensors, as a run folder does (`run_dir::saved_weights`): the member's
-//! `*.frozen.json` names the copy and its SHA-256, which loading checks.
+//! freeze the same checkpoints (MPNet alone is 438 MB), so an export keeps one copy of each
+//! backbone under `backbones/` in its top folder and saves every member without the frozen
+//! tensors, as a run folder does (`run_dir::saved_weights`): the member's `*.frozen.json`
+//! names the copy and its SHA-256, which loading checks.
+//!
+//! Since export format 3 a copy holds the checkpoint's small files and its weights once, as
+//! the portable file (`portable.safetensors`, published names), which both cinefuse and the
+//! portable reference read; format 2 also kept the checkpoint's own weights file, which
+//! doubled an export's size. Those still load (a loader prefers the checkpoint's file).
 //!
 //! The manifest lists the copies (`backbones`), relative to its own folder. A blend's part
 //! names the blend's copies as `../backbones/NAME`, which is followed only when the folder
@@ -15,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use cinefuse_data::paths::resolve_inside;
 use cinefuse_model::pretrained::load::file_sha256;
+use cinefuse_model::pretrained::portable_file::PORTABLE_BACKBONE_FILE;
 use cinefuse_model::{CinefuseModel, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +30,16 @@ use crate::run_dir::{BackboneFile, model_record, read_json, save_record};
 /// The folder of an export's backbone copies.
 pub const BACKBONES_DIR: &str = "backbones";
 
-/// The files a checkpoint folder's loaders read (`Bert::from_dir`, `EfficientNetLite::from_dir`),
-/// those that exist being copied.
-const CHECKPOINT_FILES: [&str; 4] = [
+/// The files of a checkpoint folder that an export's copy keeps, those that exist being
+/// copied: the weights are written once, as the portable file.
+const COPIED_FILES: [&str; 2] = ["config.json", "1_Pooling/config.json"];
+/// Every file a backbone loader may read in a copy (`Bert::from_dir`,
+/// `EfficientNetLite::from_dir`): the copied ones, the portable weights, and the checkpoint's
+/// own weights in a copy of export format 2.
+const LOADED_FILES: [&str; 5] = [
     "config.json",
     "1_Pooling/config.json",
+    PORTABLE_BACKBONE_FILE,
     "model.safetensors",
     "model.pth",
 ];
@@ -41,7 +52,7 @@ pub struct ManifestBackbone {
     /// The copy's folder relative to the manifest's: `backbones/NAME`, or in a blend's part
     /// `../backbones/NAME`.
     pub dir: String,
-    /// SHA-256 of its weights file.
+    /// SHA-256 of its weights file (the portable file; in format 2 the checkpoint's).
     pub sha256: String,
 }
 
@@ -85,7 +96,8 @@ fn split_dir(dir: &str) -> Option<(bool, &str)> {
 /// The backbone copies of an export being written into its staging folder `root`.
 pub struct ExportBackbones {
     root: PathBuf,
-    copies: Vec<ManifestBackbone>,
+    /// Each copy made so far, with the SHA-256 of the checkpoint weights it was made from.
+    copies: Vec<(String, ManifestBackbone)>,
 }
 
 impl ExportBackbones {
@@ -97,8 +109,8 @@ impl ExportBackbones {
     }
 
     /// Every copy made so far, as the top folder's manifest names them.
-    pub fn copies(&self) -> &[ManifestBackbone] {
-        &self.copies
+    pub fn copies(&self) -> Vec<ManifestBackbone> {
+        self.copies.iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// Saves `model`, trained with `config`, as `file` in `dir` (the top folder or a part
@@ -142,27 +154,27 @@ impl ExportBackbones {
         staged
     }
 
-    /// The copy of `file`'s checkpoint folder, made now unless an earlier member made it.
+    /// The copy of `file`'s checkpoint folder, made now unless an earlier member made it:
+    /// its small files, and its weights as the portable file.
     fn copy_once(&mut self, config: &ModelConfig, file: &BackboneFile) -> Result<ManifestBackbone> {
-        if let Some(c) = self
+        if let Some((_, c)) = self
             .copies
             .iter()
-            .find(|c| c.section == file.section && c.sha256 == file.sha256)
+            .find(|(source, c)| c.section == file.section && *source == file.sha256)
         {
             return Ok(c.clone());
         }
         let source = checkpoint_dir(config, &file.section)?;
         let short = file.section.trim_start_matches("model.");
         let dir = format!("{BACKBONES_DIR}/{short}-{}", &file.sha256[..12]);
-        copy_checkpoint(source, &self.root.join(&dir))?;
-        let weights = self
-            .root
-            .join(&dir)
-            .join(file.file.file_name().unwrap_or_default());
-        let copied = file_sha256(&weights)?;
-        if copied != file.sha256 {
+        let target = self.root.join(&dir);
+        copy_checkpoint(source, &target)?;
+        let weights = target.join(PORTABLE_BACKBONE_FILE);
+        crate::portable::write_backbone(&file.section, source, &weights)?;
+        let now = file_sha256(&file.file)?;
+        if now != file.sha256 {
             bail!(
-                "{}: changed while it was copied into the export (SHA-256 {} then {copied}); \
+                "{}: changed while it was copied into the export (SHA-256 {} then {now}); \
                  export again",
                 file.file.display(),
                 file.sha256
@@ -171,9 +183,9 @@ impl ExportBackbones {
         let copy = ManifestBackbone {
             section: file.section.clone(),
             dir,
-            sha256: copied,
+            sha256: file_sha256(&weights)?,
         };
-        self.copies.push(copy.clone());
+        self.copies.push((file.sha256.clone(), copy.clone()));
         Ok(copy)
     }
 }
@@ -191,7 +203,7 @@ fn as_seen_from(copy: &ManifestBackbone, from_part: bool) -> ManifestBackbone {
 }
 
 /// The checkpoint folder `config` names for `section` (`model.text` or `model.poster`).
-pub(crate) fn pretrained_dir<'a>(config: &'a ModelConfig, section: &str) -> Option<&'a Path> {
+fn pretrained_dir<'a>(config: &'a ModelConfig, section: &str) -> Option<&'a Path> {
     match section {
         "model.text" => config.text.pretrained.as_deref(),
         _ => config.poster.pretrained.as_deref(),
@@ -213,9 +225,10 @@ fn checkpoint_dir<'a>(config: &'a ModelConfig, section: &str) -> Result<&'a Path
     pretrained_dir(config, section).with_context(|| format!("{section}.pretrained is not set"))
 }
 
-/// Copies the files a checkpoint's loader reads from `from` into the new folder `to`.
+/// Copies the small files of the checkpoint folder `from` into the new folder `to`.
 fn copy_checkpoint(from: &Path, to: &Path) -> Result<()> {
-    for name in CHECKPOINT_FILES {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for name in COPIED_FILES {
         let source = from.join(name);
         if !source.exists() {
             continue;
@@ -265,7 +278,7 @@ fn resolve(model_dir: &Path, dir: &str) -> Result<PathBuf> {
         })
     };
     let folder = inside(below_top)?;
-    for name in CHECKPOINT_FILES {
+    for name in LOADED_FILES {
         let file = inside(&format!("{below_top}/{name}"))?;
         match std::fs::symlink_metadata(&file) {
             Ok(m) if !m.is_file() => bail!("{}: not a regular file", file.display()),

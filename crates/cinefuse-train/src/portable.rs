@@ -11,18 +11,23 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PathFilter, SafetensorsStore};
+use burn::store::{
+    BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PathFilter, SafetensorsStore,
+};
 use cinefuse_data::batch::{POSTER_MEAN, POSTER_STD};
 use cinefuse_data::prepared::{Preprocessor, TOKENIZER_FILE};
 use cinefuse_data::tokenizer::{CLS, MAX_PLOT_BYTES, PAD_ID};
 use cinefuse_model::pretrained::efficientnet::{INPUT_MEAN, INPUT_STD};
+use cinefuse_model::pretrained::portable_file::{
+    PORTABLE_BACKBONE_FILE, POSTER_BACKBONE_PREFIX, TEXT_BACKBONE_PREFIX,
+};
 use cinefuse_model::pretrained::{Bert, EfficientNetLite};
 use cinefuse_model::{CinefuseModel, ModelConfig, tensor_names};
 use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
 use crate::export::Manifest;
-use crate::export_backbones::{ExportBackbones, pretrained_dir};
+use crate::export_backbones::ExportBackbones;
 use crate::run_dir::{
     CONFIG_FILE, MODEL_FILE, PretrainedBase, frozen_parts, load_model_over, write_json,
 };
@@ -36,8 +41,6 @@ pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// `lacking_columns` and `lacking` bins; 17: the interval's `extras` vote bins for the movies of
 /// the set that keeps the vote count; docs/PORTABLE.md lists them all).
 pub const PORTABLE_FORMAT_VERSION: u32 = 17;
-/// A backbone's tensors with their published names, in its copy's folder.
-pub const PORTABLE_BACKBONE_FILE: &str = "portable.safetensors";
 
 /// The `.safetensors` name of a Burn weight file (`model-3.bpk` → `model-3.safetensors`).
 pub fn safetensors_name(bpk: &str) -> String {
@@ -61,7 +64,7 @@ pub fn write_portable(dir: &Path, manifest: &Manifest, backbones: &ExportBackbon
         manifest.members.clone()
     };
     let device = Device::flex();
-    let shared = write_shared_backbones(manifest, &model_config, &device)?;
+    let shared = shared_backbones(manifest);
     let mut weights = Vec::new();
     let mut base = PretrainedBase::default();
     for file in &files {
@@ -70,35 +73,73 @@ pub fn write_portable(dir: &Path, manifest: &Manifest, backbones: &ExportBackbon
         let model = load_model_over(&model_config, &manifest.shapes, &bpk, &device, &mut base)?;
         let name = safetensors_name(file);
         let trained = trained_tensors(&model, &model_config)?;
-        write_safetensors(&model, trained, &dir.join(&name), &bpk)?;
+        let names = tensor_names::to_published(&model);
+        let permissions = std::fs::metadata(&bpk)?.permissions();
+        write_safetensors(&model, names, trained, &dir.join(&name), permissions)?;
         weights.push(name);
     }
     let value = model_config_json(manifest, &config, &preprocessor, weights, shared)?;
     write_json(&dir.join(PORTABLE_CONFIG_FILE), &value)
 }
 
-/// Writes the tensors of `model` that `filter` selects (an empty filter: all) with their
-/// published names, as `path` with the permissions of the export's file `like`: the store
-/// writes through a private temporary file, which would leave it readable by its owner only.
-/// Its header keys are sorted, so that two exports of one run are byte-identical.
-fn write_safetensors(
-    model: &CinefuseModel,
+/// Writes the tensors of `module` that `filter` selects (an empty filter: all), renamed by
+/// `names` after PyTorch's layouts, as `path` with `permissions`: the store writes through a
+/// private temporary file, which would leave it readable by its owner only. Its header keys
+/// are sorted, so that two exports of one run are byte-identical.
+fn write_safetensors<M: ModuleSnapshot>(
+    module: &M,
+    names: KeyRemapper,
     filter: PathFilter,
     path: &Path,
-    like: &Path,
+    permissions: std::fs::Permissions,
 ) -> Result<()> {
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(BurnToPyTorchAdapter)
-        .remap(tensor_names::to_published(model))
+        .remap(names)
         .filter(filter)
         .metadata("format", "cinefuse-portable")
         .metadata("format_version", PORTABLE_FORMAT_VERSION.to_string());
-    model
+    module
         .save_into(&mut store)
         .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))?;
     crate::safetensors_order::sort_header(path)?;
-    std::fs::set_permissions(path, std::fs::metadata(like)?.permissions())?;
+    std::fs::set_permissions(path, permissions)?;
     Ok(())
+}
+
+/// Writes the backbone that the checkpoint folder `source` holds for `section` (`model.text`
+/// or `model.poster`) as the portable file `target`, with the published names its tensors
+/// have in a whole model's file, readable as any file the export creates.
+pub(crate) fn write_backbone(section: &str, source: &Path, target: &Path) -> Result<()> {
+    // The mode a new file gets here (the umask's); the store refuses to replace a file.
+    let permissions = std::fs::File::create_new(target)
+        .and_then(|f| f.metadata())
+        .with_context(|| format!("cannot create {}", target.display()))?
+        .permissions();
+    std::fs::remove_file(target).with_context(|| format!("cannot remove {}", target.display()))?;
+    let device = Device::flex();
+    let prefixed = |prefix: &str| {
+        KeyRemapper::from_patterns(vec![("^(.+)$", format!("{prefix}${{1}}"))])
+            .expect("a valid pattern")
+    };
+    let all = PathFilter::new();
+    match section {
+        "model.text" => {
+            let bert = Bert::from_dir(source, &device)?;
+            write_safetensors(
+                &bert,
+                prefixed(TEXT_BACKBONE_PREFIX),
+                all,
+                target,
+                permissions,
+            )
+        }
+        _ => {
+            let net = EfficientNetLite::from_dir(source, &device)?;
+            let names = prefixed(POSTER_BACKBONE_PREFIX);
+            write_safetensors(&net, names, all, target, permissions)
+        }
+    }
 }
 
 /// The tensors of `model` that training changed, by their adapted (unpublished) names: all
@@ -117,48 +158,12 @@ fn trained_tensors(model: &CinefuseModel, config: &ModelConfig) -> Result<PathFi
     Ok(PathFilter::new().with_full_paths(names))
 }
 
-/// Each backbone copy's tensors as the checkpoint holds them, written beside it once (a
-/// blend's later parts find it there) with its weights file's permissions; the files' paths
-/// as `config.json` names them.
-fn write_shared_backbones(
-    manifest: &Manifest,
-    config: &ModelConfig,
-    device: &Device,
-) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    let mut missing = Vec::new();
-    for b in &manifest.backbones {
-        let folder =
-            pretrained_dir(config, &b.section).context("a backbone copy without its folder")?;
-        let file = folder.join(PORTABLE_BACKBONE_FILE);
-        if !file.exists() {
-            let (prefix, weights) = match b.section.as_str() {
-                "model.text" => (
-                    r"^text\.encoder\.Bert\.backbone\.",
-                    Bert::weights_file(folder),
-                ),
-                _ => (
-                    r"^poster\.encoder\.EfficientNet\.backbone\.",
-                    EfficientNetLite::weights_file(folder),
-                ),
-            };
-            missing.push((file, prefix, weights));
-        }
-        names.push(format!("{}/{PORTABLE_BACKBONE_FILE}", b.dir));
-    }
-    if !missing.is_empty() {
-        // The untrained model around the checkpoints: its backbones are the copies' values.
-        let fresh = config.init_pretrained(&manifest.shapes, device)?;
-        for (file, prefix, weights) in missing {
-            write_safetensors(
-                &fresh,
-                PathFilter::new().with_regex(prefix),
-                &file,
-                &weights,
-            )?;
-        }
-    }
-    Ok(names)
+/// The backbone copies' portable files (written when the copies were made), as
+/// `config.json` names them.
+fn shared_backbones(manifest: &Manifest) -> Vec<String> {
+    (manifest.backbones.iter())
+        .map(|b| format!("{}/{PORTABLE_BACKBONE_FILE}", b.dir))
+        .collect()
 }
 
 /// What every portable config starts with.
@@ -292,4 +297,68 @@ fn preprocess(pre: &Preprocessor) -> Value {
         "extras": pre.state.extras,
         "absent_as_unknown": pre.state.absent_as_unknown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cinefuse_model::pretrained::testing::{TinyBert, module_values, write_random_efficientnet};
+
+    use super::*;
+
+    /// A folder as an export's copy is: the checkpoint's config, the weights as the portable
+    /// file only.
+    fn copy_of(section: &str, checkpoint: &Path, copy: &Path) {
+        std::fs::create_dir_all(copy).unwrap();
+        if checkpoint.join("config.json").exists() {
+            std::fs::copy(checkpoint.join("config.json"), copy.join("config.json")).unwrap();
+        }
+        write_backbone(section, checkpoint, &copy.join(PORTABLE_BACKBONE_FILE)).unwrap();
+    }
+
+    #[test]
+    fn a_backbone_loads_from_its_portable_file_alone_with_the_same_values() {
+        let device = Device::flex();
+        let root = tempfile::tempdir().unwrap();
+        let [bert, mpnet, net] = ["bert", "mpnet", "net"].map(|n| root.path().join(n));
+        let tiny = TinyBert::TWO_LAYERS;
+        let tensors = tiny.tensors(3);
+        tiny.write(&bert, &tensors).unwrap();
+        tiny.write_mpnet(&mpnet, &tiny.mpnet_tensors(&tensors, 4))
+            .unwrap();
+        write_random_efficientnet(&net).unwrap();
+        for dir in [&bert, &mpnet] {
+            let copy = root.path().join("copy").join(dir.file_name().unwrap());
+            copy_of("model.text", dir, &copy);
+            assert_eq!(Bert::weights_file(&copy), copy.join(PORTABLE_BACKBONE_FILE));
+            let want = module_values(&Bert::from_dir(dir, &device).unwrap());
+            let got = module_values(&Bert::from_dir(&copy, &device).unwrap());
+            assert_eq!(got, want, "{}", dir.display());
+        }
+        let copy = root.path().join("copy/net");
+        copy_of("model.poster", &net, &copy);
+        let want = module_values(&EfficientNetLite::from_dir(&net, &device).unwrap());
+        let got = module_values(&EfficientNetLite::from_dir(&copy, &device).unwrap());
+        assert_eq!(got, want);
+
+        // Another backbone's portable file is refused by name, not read as this one.
+        let swapped = root.path().join("swapped");
+        copy_of("model.text", &bert, &swapped);
+        std::fs::copy(
+            copy.join(PORTABLE_BACKBONE_FILE),
+            swapped.join(PORTABLE_BACKBONE_FILE),
+        )
+        .unwrap();
+        let e = Bert::from_dir(&swapped, &device).unwrap_err().to_string();
+        assert!(e.contains(PORTABLE_BACKBONE_FILE), "{e}");
+        // A checkpoint's own weights beside it win (an export of format 2).
+        std::fs::copy(
+            bert.join("model.safetensors"),
+            swapped.join("model.safetensors"),
+        )
+        .unwrap();
+        assert_eq!(
+            module_values(&Bert::from_dir(&swapped, &device).unwrap()),
+            module_values(&Bert::from_dir(&bert, &device).unwrap())
+        );
+    }
 }

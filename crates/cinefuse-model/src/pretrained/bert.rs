@@ -22,6 +22,9 @@ use crate::pretrained::load::{
     PretrainedError, load_safetensors, load_safetensors_absent, read_json,
 };
 use crate::pretrained::mpnet;
+use crate::pretrained::portable_file::{
+    TEXT_BACKBONE_PREFIX, is_portable, load_portable, weights_or_portable,
+};
 use crate::size_limits::{MAX_LAYERS, MAX_TABLE_ROWS, MAX_WIDTH, check_size, check_table};
 
 /// The fields of a Hugging Face `config.json` that define a BERT encoder.
@@ -359,7 +362,9 @@ impl Bert {
         let pooling = pooling_from_dir(dir)?;
         let bert = Bert::new(&config, pooling, device);
         let weights = Self::weights_file(dir);
-        if config.is_mpnet() {
+        if is_portable(&weights) {
+            load_portable(bert, &weights, TEXT_BACKBONE_PREFIX)
+        } else if config.is_mpnet() {
             let map = [mpnet::MPNET_KEY_MAP, FEED_FORWARD_KEY_MAP].concat();
             let (ignored, absent) = (mpnet::MPNET_IGNORED, mpnet::MPNET_ABSENT);
             load_safetensors_absent(bert, &weights, &map, ignored, absent)
@@ -393,9 +398,10 @@ impl Bert {
         ids
     }
 
-    /// The weights file of a checkpoint folder.
+    /// The weights file of a checkpoint folder: `model.safetensors`, or an export's portable
+    /// file when only that is there.
     pub fn weights_file(dir: &Path) -> PathBuf {
-        dir.join("model.safetensors")
+        weights_or_portable(dir, "model.safetensors")
     }
 
     pub fn hidden_size(&self) -> usize {

@@ -16,6 +16,9 @@ use burn::tensor::ops::PadMode;
 use crate::cpu_kernels::{batch_norm, conv2d};
 use crate::pretrained::frozen_part::param_ids;
 use crate::pretrained::load::{PretrainedError, load_pytorch, load_safetensors};
+use crate::pretrained::portable_file::{
+    POSTER_BACKBONE_PREFIX, is_portable, load_portable, weights_or_portable,
+};
 
 /// (kernel, first stride, output channels, blocks, expansion) of each stage of Lite0.
 const LITE0_STAGES: [(usize, usize, usize, usize, usize); 7] = [
@@ -217,20 +220,23 @@ impl EfficientNetLite {
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, PretrainedError> {
         let model = Self::lite0(device);
         let file = Self::weights_file(dir);
-        if file.extension().is_some_and(|e| e == "pth") {
+        if is_portable(&file) {
+            load_portable(model, &file, POSTER_BACKBONE_PREFIX)
+        } else if file.extension().is_some_and(|e| e == "pth") {
             load_pytorch(model, &file, EFFICIENTNET_KEY_MAP, EFFICIENTNET_IGNORED)
         } else {
             load_safetensors(model, &file, EFFICIENTNET_KEY_MAP, EFFICIENTNET_IGNORED)
         }
     }
 
-    /// The weights file of a checkpoint folder: `model.pth` when present, else `model.safetensors`.
+    /// The weights file of a checkpoint folder: `model.pth` when present, else
+    /// `model.safetensors`, or an export's portable file when only that is there.
     pub fn weights_file(dir: &Path) -> PathBuf {
         let pth = dir.join("model.pth");
         if pth.exists() {
             pth
         } else {
-            dir.join("model.safetensors")
+            weights_or_portable(dir, "model.safetensors")
         }
     }
 

@@ -12,6 +12,7 @@ pub mod file_digest;
 pub mod frozen_part;
 pub mod load;
 pub mod mpnet;
+pub mod portable_file;
 #[doc(hidden)]
 pub mod testing;
 pub mod tuning;
