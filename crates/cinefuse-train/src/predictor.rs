@@ -507,11 +507,20 @@ impl Predictor {
     /// Every member's predictions (one for a single model; a repeated bag's grouped into one
     /// per fold, `bag_sets.rs`).
     fn run_members(&self, items: &[MovieItem]) -> Vec<Predictions> {
-        let each = std::iter::once(&self.model)
+        self.run_first_and_members(items).1
+    }
+
+    /// The first member's own predictions (`self.model`'s, which the leave-one-out passes
+    /// run), and `run_members`'s: in a repeated bag the first grouped member is a mean over
+    /// the sets, which a pass of the first model alone would not match.
+    fn run_first_and_members(&self, items: &[MovieItem]) -> (Predictions, Vec<Predictions>) {
+        let each: Vec<Predictions> = std::iter::once(&self.model)
             .chain(&self.others)
             .map(|m| self.run_with(m, items, &[]))
             .collect();
-        group_sets(each, self.layout).expect("the manifest check divides the sets")
+        let first = each[0].clone();
+        let grouped = group_sets(each, self.layout).expect("the manifest check divides the sets");
+        (first, grouped)
     }
 
     /// The bag's members as its users see them: one per fold (one for a single model).
@@ -745,8 +754,7 @@ impl Predictor {
         inputs: &[ModelInput],
         items: &[MovieItem],
     ) -> (Predictions, Vec<Predictions>) {
-        let own = self.run_members(items);
-        let lead = own[0].clone();
+        let (lead, own) = self.run_first_and_members(items);
         // A blend of one bag (with trees or a vote) has no partners but is still a blend.
         if self.manifest.parts.is_empty() {
             (lead, own)

@@ -710,7 +710,8 @@ fn a_run_refuses_prepared_data_that_changed_under_it() {
 
 /// An export trained on plots and metadata only, with the rating routed to the metadata head:
 /// the rating ignores the plot, a missing plot contributes nothing, a poster is ignored, and
-/// the leave-one-out shares say so.
+/// the leave-one-out shares say so; for a single model and for a repeated bag, whose shares
+/// must compare its first member with itself, not with the mean of its sets.
 #[test]
 fn exports_of_modality_subsets_handle_missing_inputs_and_explain_predictions() {
     use cinefuse_model::Modality;
@@ -721,8 +722,18 @@ fn exports_of_modality_subsets_handle_missing_inputs_and_explain_predictions() {
     config.model.modalities = vec![Modality::Text, Modality::Meta];
     config.model.fusion.kind = FusionKind::Concat;
     config.model.rating_modality = Some(Modality::Meta);
-    let r = train_into(&config, &dir.path().join("run")).unwrap();
-    let model_dir = dir.path().join("model");
+    explains_missing_inputs(&config, dir.path(), "single");
+    config.train.folds = 2;
+    config.train.bag_sets = 2;
+    explains_missing_inputs(&config, dir.path(), "repeated-bag");
+}
+
+/// Trains `config` into `root/NAME`, exports it and checks its predictions of one movie and
+/// of the same movie lacking each input (see the test above).
+fn explains_missing_inputs(config: &TrainConfig, root: &Path, name: &str) {
+    use cinefuse_model::Modality;
+    let r = train_into(config, &root.join(name)).unwrap();
+    let model_dir = root.join(format!("{name}-model"));
     cinefuse_train::export::export(&r.run_dir, &model_dir, None).unwrap();
     let predictor = Predictor::load(&model_dir, Some(BackendKind::Flex)).unwrap();
     assert_eq!(
@@ -730,7 +741,7 @@ fn exports_of_modality_subsets_handle_missing_inputs_and_explain_predictions() {
         vec![Modality::Text, Modality::Meta]
     );
 
-    let base = dir.path().join("demo");
+    let base = root.join("demo");
     let movies = cinefuse_data::movie::read_movies(&base).unwrap();
     let full = movies
         .iter()
@@ -796,7 +807,7 @@ fn exports_of_modality_subsets_handle_missing_inputs_and_explain_predictions() {
     assert_eq!(
         share(1, Modality::Text),
         0.0,
-        "a missing plot contributes nothing"
+        "{name}: a missing plot contributes nothing"
     );
     assert_eq!(share(1, Modality::Meta), 1.0);
     assert!(share(0, Modality::Text) > 0.0 && share(0, Modality::Meta) > 0.0);
