@@ -42,9 +42,22 @@ pub struct Recalibration {
     pub unrated: usize,
     /// Of those, per group the model keys movies into: its name and how many fell in it.
     pub groups: Vec<(String, usize)>,
+    /// The groups rated another way that these movies were too few to fit, which kept the
+    /// export's own bins, scaled as the vote bins changed (absent in files from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptBins>,
     /// How a fit on half of the movies held on the other half.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<HalfCheck>,
+}
+
+/// Groups whose bins came from the export, not from the calibration movies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptBins {
+    /// Their names, as `groups` names them.
+    pub groups: Vec<String>,
+    /// The factor their residuals were scaled by: the new vote bins' quantile over the old.
+    pub scale: f32,
 }
 
 /// How the refit holds on movies it did not see: the rated movies split in two by a hash of
@@ -79,7 +92,7 @@ pub fn recalibrate(
     let (movies, unrated) = rated_movies(&predictor, jsonl, given)?;
     let residuals = residuals(&movies.iter().collect::<Vec<_>>());
     let old = &predictor.manifest;
-    let interval = refit(old.interval.as_ref(), old.interval_coverage, &residuals)
+    let (interval, kept) = refit_keeping(old.interval.as_ref(), old.interval_coverage, &residuals)
         .with_context(|| format!("{}: the rated movies", jsonl.display()))?;
     let record = Recalibration {
         data: jsonl.display().to_string(),
@@ -87,6 +100,7 @@ pub fn recalibrate(
         movies: residuals.len(),
         unrated,
         groups: groups(&interval, &residuals),
+        kept,
         check: half_check(
             (old.interval.as_ref(), old.interval_half_width),
             old.interval_coverage,
@@ -182,7 +196,7 @@ fn half_check(
 ) -> Option<HalfCheck> {
     let first = |m: &&Rated| Sha256::digest(m.id.as_bytes())[0] % 2 == 0;
     let (a, b): (Vec<&Rated>, Vec<&Rated>) = movies.iter().partition(first);
-    let fit = |half: &[&Rated]| refit(cal, coverage, &residuals(half)).ok();
+    let fit = |half: &[&Rated]| Some(refit_keeping(cal, coverage, &residuals(half)).ok()?.0);
     let after = [scored(&fit(&a)?, &b), scored(&fit(&b)?, &a)];
     let all: Vec<&Rated> = movies.iter().collect();
     let before = match (cal, half) {
@@ -259,12 +273,77 @@ fn pooled(parts: &[Coverage]) -> Coverage {
     }
 }
 
+/// `refit`, and which groups kept the export's bins.
+pub fn refit_keeping(
+    old: Option<&Calibration>,
+    coverage: f64,
+    residuals: &[Residual],
+) -> Result<(Calibration, Option<KeptBins>)> {
+    let fitted = refit(old, coverage, residuals)?;
+    Ok(match old {
+        Some(old) => keep_unfitted_groups(fitted, old),
+        None => (fitted, None),
+    })
+}
+
+/// `new` with the export's own bin for each group rated another way (from the plot alone, by
+/// a reduced rating) that the new movies were too few to fit, its residuals scaled by how the
+/// vote bins' quantile changed: such a movie keeps its group's extra width instead of taking
+/// the vote bins of movies rated from all their fields (a plot-only movie's interval had
+/// shrunk from 2.6 to 1.4 wide when the calibration movies all had metadata).
+fn keep_unfitted_groups(
+    mut new: Calibration,
+    old: &Calibration,
+) -> (Calibration, Option<KeptBins>) {
+    let quantile = |c: &Calibration| {
+        let all: Vec<f32> = c.bins.iter().flatten().map(|(_, r)| *r).collect();
+        crate::metrics::conformal_quantile(&all, c.coverage)
+    };
+    let scale = quantile(&new) / quantile(old);
+    if !(scale.is_finite() && scale > 0.0) {
+        return (new, None);
+    }
+    let scaled = |bin: &[(u16, f32)]| bin.iter().map(|(m, r)| (*m, r * scale)).collect();
+    let mut kept = Vec::new();
+    if new.content.is_empty() && !old.content.is_empty() {
+        new.content = scaled(&old.content);
+        kept.push(CONTENT_GROUP.to_string());
+    }
+    for (s, bin) in new.without_votes.iter_mut().enumerate() {
+        if let Some(o) = old
+            .without_votes
+            .get(s)
+            .filter(|o| bin.is_empty() && !o.is_empty())
+        {
+            *bin = scaled(o);
+            kept.push(set_group(&new.extras_sets, s));
+        }
+    }
+    let kept = (!kept.is_empty()).then_some(KeptBins {
+        groups: kept,
+        scale,
+    });
+    (new, kept)
+}
+
+const CONTENT_GROUP: &str = "rated from the plot alone";
+
+/// The name of reduced rating `s`'s group, given the sets that keep the vote count.
+fn set_group(extras_sets: &[usize], s: usize) -> String {
+    // Blends from before `extras_sets` do not say which sets keep the vote count.
+    if extras_sets.contains(&s) {
+        format!("rated as given without any extra (reduced rating {s})")
+    } else {
+        format!("rated without some fields (reduced rating {s})")
+    }
+}
+
 /// The interval fitted on `residuals`, keyed as `old` keys movies (its groups, the fields whose
 /// absence sets a movie apart, its reduced ratings) at `coverage`: vote bins from the movies of
 /// neither reduced rating nor plot alone, with bins of their own for those lacking some extras;
 /// a bin for the movies rated from the plot alone and one per reduced rating, each when its
-/// movies are enough for one (else they take the vote bins). With too few movies for vote
-/// bins, one bin of every movie.
+/// movies are enough for one (else they take the vote bins; `refit_keeping` gives them the
+/// export's). With too few movies for vote bins, one bin of every movie.
 pub fn refit(
     old: Option<&Calibration>,
     coverage: f64,
@@ -339,17 +418,12 @@ fn groups(cal: &Calibration, residuals: &[Residual]) -> Vec<(String, usize)> {
         ),
         ("lacking some extras".to_string(), count(&is_lacking)),
         (
-            "rated from the plot alone".to_string(),
+            CONTENT_GROUP.to_string(),
             count(&|v| v == RATED_FROM_CONTENT),
         ),
     ];
     for s in 0..cal.without_votes.len() {
-        // Blends from before `extras_sets` do not say which sets keep the vote count.
-        let name = if cal.extras_sets.contains(&s) {
-            format!("rated as given without any extra (reduced rating {s})")
-        } else {
-            format!("rated without some fields (reduced rating {s})")
-        };
+        let name = set_group(&cal.extras_sets, s);
         out.push((name, count(&|v| set_of(v) == Some(s))));
     }
     out.retain(|(_, n)| *n > 0);
@@ -486,6 +560,32 @@ mod tests {
         let counts: Vec<usize> = names.iter().map(|(_, n)| *n).collect();
         assert_eq!(counts, [60, 30, 25, 5, 25], "{names:?}");
         assert!(names[4].0.contains("given without any extra"), "{names:?}");
+    }
+
+    #[test]
+    fn groups_the_new_movies_cannot_fit_keep_the_exports_bins_scaled() {
+        let old = trained()
+            .with_content(&[(0, 0.5); 25])
+            .with_voteless(&[&[(0, 0.1); 25], &[(0, 0.1); 25]]);
+        // The vote bins' residuals doubled; no movie rated from the plot alone, 25 by the
+        // second reduced rating, none by the first.
+        let mut res: Vec<Residual> = (0..60u16).map(|i| r(0, 0.2, f32::from(i % 6))).collect();
+        res.extend((0..25).map(|_| r(0, 4.0, voteless_key(1))));
+        let (cal, kept) = refit_keeping(Some(&old), 0.9, &res).unwrap();
+        assert!(all(&cal.content, 1.0), "{:?}", cal.content);
+        assert!(all(&cal.without_votes[0], 0.2) && all(&cal.without_votes[1], 4.0));
+        assert_eq!(cal.interval(&[5.0], RATED_FROM_CONTENT), Some([4.0, 6.0]));
+        let kept = kept.expect("two groups kept");
+        assert_eq!(kept.scale, 2.0);
+        assert_eq!(
+            kept.groups,
+            [CONTENT_GROUP.to_string(), set_group(&old.extras_sets, 0)]
+        );
+        // Movies of every group: nothing is kept.
+        res.extend((0..25).map(|_| r(0, 3.0, RATED_FROM_CONTENT)));
+        res.extend((0..25).map(|_| r(0, 3.0, voteless_key(0))));
+        let (cal, kept) = refit_keeping(Some(&old), 0.9, &res).unwrap();
+        assert!(kept.is_none() && all(&cal.content, 3.0));
     }
 
     #[test]
