@@ -37,12 +37,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         groups.join(", ")
     );
     if let Some(k) = &r.kept {
-        println!(
-            "too few of them for a bin of their own: {}; those keep the export's bins, scaled by \
-             {:.2} as the vote bins changed",
-            k.groups.join(", "),
-            k.scale
-        );
+        println!("{}", cinefuse_train::recalibrate::describe_kept(k));
     }
     if r.unrated > 0 {
         println!("{} movies without a rating were left out", r.unrated);

@@ -109,6 +109,9 @@ pub fn note_recalibration(dir: &Path, m: &Manifest) -> Result<()> {
         r.data_sha256,
         groups.join(", ")
     );
+    if let Some(kept) = &r.kept {
+        let _ = writeln!(s, "\nThe {}.", crate::recalibrate::describe_kept(kept));
+    }
     if let Some(check) = &r.check {
         let text = crate::recalibrate::describe_check(check);
         let _ = writeln!(s, "\nChecked: {text}.");

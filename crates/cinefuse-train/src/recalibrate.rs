@@ -326,6 +326,16 @@ fn keep_unfitted_groups(
     (new, kept)
 }
 
+/// What `kept` says, as `calibrate` prints it and the model card records it.
+pub fn describe_kept(kept: &KeptBins) -> String {
+    format!(
+        "groups with too few of them for a bin of their own: {}; those keep the export's bins, scaled by \
+         {:.2} as the vote bins changed",
+        kept.groups.join(", "),
+        kept.scale
+    )
+}
+
 const CONTENT_GROUP: &str = "rated from the plot alone";
 
 /// The name of reduced rating `s`'s group, given the sets that keep the vote count.
@@ -577,6 +587,11 @@ mod tests {
         assert_eq!(cal.interval(&[5.0], RATED_FROM_CONTENT), Some([4.0, 6.0]));
         let kept = kept.expect("two groups kept");
         assert_eq!(kept.scale, 2.0);
+        assert!(
+            describe_kept(&kept).contains("rated from the plot alone, rated without some fields"),
+            "{}",
+            describe_kept(&kept)
+        );
         assert_eq!(
             kept.groups,
             [CONTENT_GROUP.to_string(), set_group(&old.extras_sets, 0)]
