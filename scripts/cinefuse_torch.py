@@ -1005,9 +1005,10 @@ def read_config(model_dir):
     # content bin; 13 a blend's genre_stacking_without_metadata; 14 a blend's
     # rating_without_votes and the interval's bins for it; 15 preprocess.absent_as_unknown; 16
     # a set of rating_without_votes that keeps the vote count, and the interval's
-    # lacking_columns and lacking bins; 17 the interval's extras vote bins.
-    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 18):
-        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 17")
+    # lacking_columns and lacking bins; 17 the interval's extras vote bins; 18 the interval's
+    # input_scales.
+    if config.get("format") != "cinefuse-portable" or config.get("format_version") not in range(1, 19):
+        sys.exit(f"{model_dir}/config.json: not a cinefuse portable config of format version 1 to 18")
     return config
 
 
@@ -1361,13 +1362,15 @@ def content_ratings(path, rows):
     return np.clip(rows @ w.T + b, 0.0, 10.0).T.astype(np.float32)
 
 
-def interval(spec, member_ratings, rating, votes):
-    """The rating interval: CV+ over the movie's vote bin, or a fixed half-width."""
+def interval(spec, member_ratings, rating, votes, without=(False, False)):
+    """The rating interval: CV+ over the movie's vote bin, or a fixed half-width; `without`
+    (no plot, no poster) widens it by the interval's scale for such movies."""
     if spec is None:
         return None
     if spec["kind"] == "half_width":
         w = spec["half_width"]
         return [max(rating - w, 0.0), min(rating + w, 10.0)]
+    scale = input_scale(spec, votes, without)
     edges, bins = spec["edges"], spec["bins"]
     extras = spec.get("extras_key_offset")
     if extras and math.isfinite(votes) and votes >= 0.5 * extras:
@@ -1377,7 +1380,7 @@ def interval(spec, member_ratings, rating, votes):
         own = spec.get("extras")
         if own:
             edges, bins = own["edges"], own["bins"]
-        return cv_plus(spec, member_ratings, bins[vote_bin(edges, votes)])
+        return cv_plus(spec, member_ratings, bins[vote_bin(edges, votes)], scale)
     offset = spec.get("lacking_key_offset")
     if offset and math.isfinite(votes) and votes >= 0.5 * offset:
         # A movie without some extras (lacking_keys): the lacking bins, or the vote bins.
@@ -1395,19 +1398,51 @@ def interval(spec, member_ratings, rating, votes):
             bin_ = own[s]
         elif own and own[0]:
             bin_ = own[0]
-    return cv_plus(spec, member_ratings, bin_)
+    return cv_plus(spec, member_ratings, bin_, scale)
 
 
-def cv_plus(spec, member_ratings, bin_):
-    """The CV+ interval of a movie from its bin's [member, residual] pairs, clipped to 0-10;
-    None when the bin is too small for the coverage."""
+def input_scale(spec, key, without):
+    """The factor on the residuals of a movie keyed `key` and given without its plot and/or
+    poster (format 18; interval.rs: Calibration::scale_of): the scale learnt for those inputs
+    and the rating that rated it, the reduced rating that keeps the vote count (an extras key,
+    or its set's key) or the blend's own (a vote count's key, lacking or not); 1 otherwise."""
+    plot, poster = without
+    if not (plot or poster):
+        return 1.0
+    extras, s = spec.get("extras_key_offset"), voteless_set(key)
+    if (extras and math.isfinite(key) and key >= 0.5 * extras) or s in (spec.get("extras_sets") or []):
+        rated_by = "extras"
+    elif math.isfinite(key) and s is None:
+        rated_by = "blend"
+    else:
+        return 1.0
+    for e in spec.get("input_scales") or []:
+        if e["without"] == {"plot": plot, "poster": poster} and e["rated_by"] == rated_by:
+            return float(np.float32(e["scale"]))
+    return 1.0
+
+
+def given_without(model_dir, config, movies):
+    """Whether each movie comes without its plot (no tokens) and without its poster, as the
+    first part reads it (interval.rs: GivenWithout)."""
+    parts = config.get("parts")
+    lead_dir = os.path.join(model_dir, parts[0]["dir"]) if parts else model_dir
+    pre = Preprocess(lead_dir, read_config(lead_dir)["preprocess"])
+    return [(not pre.tokens(m), not m.get("poster")) for m in movies]
+
+
+def cv_plus(spec, member_ratings, bin_, scale=1.0):
+    """The CV+ interval of a movie from its bin's [member, residual] pairs, each residual
+    times `scale`, clipped to 0-10; None when the bin is too small for the coverage."""
     n, alpha = len(bin_), 1.0 - spec["coverage"]
     k_lo, k_hi = math.floor(alpha * (n + 1)), math.ceil((1.0 - alpha) * (n + 1))
     if k_lo < 1 or k_hi > n:
         return None
     pred = lambda m: float(member_ratings[min(m, len(member_ratings) - 1)])
-    lows = sorted(pred(m) - r for m, r in bin_)
-    highs = sorted(pred(m) + r for m, r in bin_)
+    # In f32, as interval.rs computes `prediction ± scale · residual`.
+    f = np.float32
+    lows = sorted(float(f(pred(m)) - f(scale) * f(r)) for m, r in bin_)
+    highs = sorted(float(f(pred(m)) + f(scale) * f(r)) for m, r in bin_)
     return [max(lows[k_lo - 1], 0.0), min(highs[k_hi - 1], 10.0)]
 
 
@@ -1425,6 +1460,7 @@ def vote_bin(edges, key):
 def predict(model_dir, movies, base, run=None):
     config = read_config(model_dir)
     probs, ratings, votes = member_predictions(model_dir, config, movies, base, run)
+    without = given_without(model_dir, config, movies)
     out = []
     for i, movie in enumerate(movies):
         p, rating = probs[:, i].mean(0), float(ratings[:, i].mean())
@@ -1433,7 +1469,7 @@ def predict(model_dir, movies, base, run=None):
             "probabilities": {g: float(x) for g, x in zip(config["genres"], p)},
             "predicted": [g for g, x, t in zip(config["genres"], p, config["thresholds"]) if x >= t],
             "rating": rating,
-            "rating_interval": interval(config["interval"], ratings[:, i], rating, float(votes[i])),
+            "rating_interval": interval(config["interval"], ratings[:, i], rating, float(votes[i]), without[i]),
         })
     return out
 

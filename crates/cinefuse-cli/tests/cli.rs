@@ -1361,6 +1361,82 @@ fn portable_movies(d: &Path) -> String {
     "portable.jsonl".into()
 }
 
+/// The export `vote` with its interval's scales for movies without a plot or poster set to 3
+/// (manifest and portable spec alike): `predict` widens the intervals of exactly the movies
+/// given without one that its own or the extras-free rating rates, and the PyTorch reference
+/// agrees; a scale below 1 is refused by name.
+fn input_scales_widen_movies_without_inputs(d: &Path) {
+    let learnt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("vote/manifest.json")).unwrap()).unwrap();
+    let scales = learnt["interval"]["input_scales"].as_array().unwrap();
+    assert!(!scales.is_empty(), "{learnt}");
+    assert!(scales.iter().all(|s| s["scale"].as_f64().unwrap() >= 1.0));
+    let wide = d.join("vote-wide");
+    copy_tree(&d.join("vote"), &wide);
+    let set_scales = |scale: f64| {
+        let mut all = Vec::new();
+        for (plot, poster) in [(true, false), (false, true), (true, true)] {
+            for rated_by in ["blend", "extras"] {
+                all.push(
+                    serde_json::json!({"without": {"plot": plot, "poster": poster},
+                    "rated_by": rated_by, "scale": scale}),
+                );
+            }
+        }
+        for file in ["manifest.json", "config.json"] {
+            let path = wide.join(file);
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            v["interval"]["input_scales"] = all.clone().into();
+            std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+    };
+    set_scales(3.0);
+    let movies = portable_movies(d);
+    let predict = |model: &str| {
+        portable::json_lines(&ok(
+            d,
+            &["predict", "--model", model, "--jsonl", &movies, "--json"],
+        ))
+    };
+    let given: Vec<serde_json::Value> =
+        portable::json_lines(&std::fs::read_to_string(d.join(&movies)).unwrap());
+    let width = |p: &serde_json::Value| {
+        let i = p["rating_interval"].as_array().unwrap();
+        i[1].as_f64().unwrap() - i[0].as_f64().unwrap()
+    };
+    let (mut widened, mut kept) = (Vec::new(), 0);
+    for ((m, before), after) in given.iter().zip(predict("vote")).zip(predict("vote-wide")) {
+        let whole = [m["plot"].as_str(), m["poster"].as_str()]
+            .iter()
+            .all(|f| f.is_some_and(|f| !f.trim().is_empty()));
+        assert_eq!(before["rating"], after["rating"]);
+        if whole {
+            assert_eq!(before["rating_interval"], after["rating_interval"], "{m}");
+            kept += 1;
+        } else if width(&after) > width(&before) + 1e-6 {
+            widened.push(m["id"].as_str().unwrap().to_string());
+        }
+    }
+    // "odd" has a vote count, no poster and none of the extras; "bare", "unreleased" (no vote
+    // count) and "plot-only" (rated from its plot) are rated another way and keep theirs.
+    assert!(
+        kept > 0 && widened.contains(&"odd".to_string()),
+        "{widened:?}"
+    );
+    for other in ["bare", "unreleased", "plot-only"] {
+        assert!(!widened.contains(&other.to_string()), "{widened:?}");
+    }
+    portable::check_portable(d, "vote-wide", &movies);
+    set_scales(0.5);
+    let e = fails(d, &["predict", "--model", "vote-wide", "--plot", "a story"]);
+    assert!(
+        e.contains("interval.input_scales[0].scale = 0.5") && !e.contains("panicked"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&wide).unwrap();
+}
+
 /// The export `vote` (a blend with a content rating): a movie with a plot and nothing else
 /// but its year is rated from the plot (ridge k beside member k), with its own interval, and
 /// `predict` says so; a movie with metadata is not. The PyTorch reference (`check_portable`)
@@ -1706,6 +1782,7 @@ fn votes_join_a_frozen_bag(d: &Path) {
     assert!(!d.join("vote/part-0/backbones").exists());
     portable::check_portable(d, "vote", &portable_movies(d));
     portable::check_peer_prompts(d, "vote");
+    input_scales_widen_movies_without_inputs(d);
     // The repeated bag alone (a part is an export of its own), through ONNX too.
     portable::check_portable(d, "vote/part-0", &portable_movies(d));
     // Taken out of the blend, a part no longer reaches the blend's backbones: refused by name.

@@ -213,6 +213,18 @@ pub fn learn_blend(
     };
     let mut calibration = calibrate_blend(lead, &mut members, &names)?;
     let (content, voteless) = ratings_without_inputs(&parts, &extras, &members, &mut calibration)?;
+    if let Some(cal) = calibration.interval.take() {
+        let ratings = crate::input_scales::BlendRatings {
+            parts: &parts,
+            trees: forests.as_ref(),
+            rating_weights: &rating_weights,
+            voteless: voteless.as_ref(),
+            content: content.as_ref().map(|c| &c.ridges),
+            members: &members,
+        };
+        let scales = crate::input_scales::learn(&ratings, &cal)?;
+        calibration.interval = Some(cal.with_input_scales(scales));
+    }
     if let Some(cross) = &stackings.cross_fit {
         report_without_inputs(cross, &weights, (&calibration.thresholds, &names), &lacking);
     }

@@ -15,7 +15,7 @@ use crate::bag::{BagCalibration, BagInfo, load_members, parent_bag, read_bag};
 use crate::bag_sets::{SetLayout, group_sets};
 use crate::config::BackendKind;
 use crate::evaluate::{IntervalMetrics, LoadedRun};
-use crate::interval::{Calibration, coverage_of};
+use crate::interval::{Calibration, GivenWithout, coverage_given};
 use crate::predictions::Predictions;
 use crate::run_dir::{RUN_FILE, RunInfo, TrainRows, read_json};
 use crate::shared_passes::{SharedItems, attach_frozen_states, shared_frozen_layers};
@@ -179,11 +179,12 @@ pub fn interval_metrics_of(
         .collect();
     let votes: Vec<f32> = rated.iter().map(|i| first.votes[*i]).collect();
     let truth: Vec<f32> = rated.iter().map(|i| first.rating_true[*i]).collect();
+    let without: Vec<GivenWithout> = rated.iter().map(|i| first.given_without_of(*i)).collect();
     if truth.is_empty() {
         return None;
     }
-    let c = coverage_of(cal, &preds, &votes, &truth);
-    let by_extras = by_extras(cal, &preds, &votes, &truth);
+    let c = coverage_given(cal, &preds, (&votes, &without), &truth);
+    let by_extras = by_extras(cal, &preds, (&votes, &without), &truth);
     Some(IntervalMetrics {
         nominal: c.nominal,
         half_width: c.mean_width / 2.0,
@@ -220,7 +221,7 @@ fn rated_by_sets(cal: &Calibration, votes: &[f32], extras: bool) -> usize {
 fn by_extras(
     cal: &Calibration,
     preds: &[Vec<f32>],
-    votes: &[f32],
+    (votes, without): (&[f32], &[GivenWithout]),
     truth: &[f32],
 ) -> Option<crate::evaluate::ByExtras> {
     let group = |lacking: bool| {
@@ -231,7 +232,8 @@ fn by_extras(
         let at: Vec<usize> = (0..votes.len()).filter(keep).collect();
         let pick = |x: &[f32]| at.iter().map(|i| x[*i]).collect::<Vec<f32>>();
         let p: Vec<Vec<f32>> = at.iter().map(|i| preds[*i].clone()).collect();
-        coverage_of(cal, &p, &pick(votes), &pick(truth))
+        let given: Vec<GivenWithout> = at.iter().map(|i| without[*i]).collect();
+        coverage_given(cal, &p, (&pick(votes), &given), &pick(truth))
     };
     (!cal.lacking_columns.is_empty()).then(|| crate::evaluate::ByExtras {
         lacking: group(true),

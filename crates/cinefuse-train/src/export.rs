@@ -34,10 +34,15 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Nominal coverage of the rating interval.
 pub const INTERVAL_COVERAGE: f64 = 0.9;
 
-/// The export format this cinefuse writes (`manifest.json`'s `format_version`): 3 stores each
-/// backbone copy's weights once, as its portable file; 2 stored each pretrained backbone once
-/// per export (`backbones`) but in both formats; 1 saved every tensor in every member.
-pub const EXPORT_FORMAT_VERSION: u32 = 3;
+/// The export format this cinefuse writes (`manifest.json`'s `format_version`): 4 adds the
+/// interval's `input_scales` (a movie without its plot or poster gets a wider interval; a
+/// reader that ignored them would give it the narrower one); 3 stores each backbone copy's
+/// weights once, as its portable file; 2 stored each pretrained backbone once per export
+/// (`backbones`) but in both formats; 1 saved every tensor in every member.
+pub const EXPORT_FORMAT_VERSION: u32 = 4;
+/// The widest an interval's scale for movies without some inputs may be in a manifest: a
+/// factor beyond it is a hand edit, not something `train` learns (it learnt 1.0 to 1.2).
+const MAX_INPUT_SCALE: f32 = 100.0;
 /// The export formats this cinefuse reads.
 pub const READS_FORMATS: std::ops::RangeInclusive<u32> = 1..=EXPORT_FORMAT_VERSION;
 
@@ -362,6 +367,16 @@ impl Manifest {
             && (cal.bins.len() != cal.edges.len() + 1 || cal.bins.iter().any(Vec::is_empty))
         {
             return Err("interval: expected one non-empty bin more than edges".into());
+        }
+        let scales = self.interval.iter().flat_map(|c| c.input_scales.iter());
+        if let Some((k, s)) = scales
+            .enumerate()
+            .find(|(_, s)| !(1.0..=MAX_INPUT_SCALE).contains(&s.scale))
+        {
+            return Err(format!(
+                "interval.input_scales[{k}].scale = {}: expected a factor from 1 to {MAX_INPUT_SCALE}",
+                s.scale
+            ));
         }
         if !(self.interval_coverage > 0.0 && self.interval_coverage < 1.0) {
             return Err(format!(

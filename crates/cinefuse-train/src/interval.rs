@@ -162,6 +162,55 @@ pub struct Calibration {
     /// of its set's flat bin in `without_votes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extras: Option<Box<Calibration>>,
+    /// How much wider a movie's interval is when it comes without its plot or poster: its
+    /// bin's residuals times `scale` (`input_scales.rs`). The bins are fitted on movies rated
+    /// with every input; out of fold, the same movies without them have larger residuals.
+    /// Empty: no movie's interval is widened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_scales: Vec<InputScale>,
+}
+
+/// The inputs a movie came without, among those whose absence widens its interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GivenWithout {
+    pub plot: bool,
+    pub poster: bool,
+}
+
+impl GivenWithout {
+    /// Whether the movie came with both.
+    pub fn is_none(&self) -> bool {
+        !(self.plot || self.poster)
+    }
+
+    /// "plot", "poster", "plot and poster": what the training log and the model card say.
+    pub fn describe(&self) -> &'static str {
+        match (self.plot, self.poster) {
+            (true, true) => "plot and poster",
+            (true, false) => "plot",
+            (false, true) => "poster",
+            (false, false) => "nothing",
+        }
+    }
+}
+
+/// Which ratings an interval's scale serves (`Calibration::rating_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatedBy {
+    /// The blend's own rating, of a movie with its vote count (in the vote or lacking bins).
+    Blend,
+    /// The reduced rating that keeps the vote count, of a movie given without any extra.
+    Extras,
+}
+
+/// One widening of the interval: movies rated by `rated_by` and given `without` those inputs
+/// take their bin's residuals times `scale` (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InputScale {
+    pub without: GivenWithout,
+    pub rated_by: RatedBy,
+    pub scale: f32,
 }
 
 /// One calibration movie.
@@ -246,6 +295,7 @@ impl Calibration {
                 lacking: None,
                 extras_sets: Vec::new(),
                 extras: None,
+                input_scales: Vec::new(),
             };
             cal.bins = vec![Vec::new(); cal.edges.len() + 1];
             for r in residuals {
@@ -333,6 +383,20 @@ impl Calibration {
         self
     }
 
+    /// This interval widening the movies given without their plot or poster by `scales`.
+    pub fn with_input_scales(mut self, scales: Vec<InputScale>) -> Self {
+        self.input_scales = scales;
+        self
+    }
+
+    /// The half-width of the interval of a movie keyed `key` around one prediction: its bin's
+    /// ⌈coverage·(n+1)⌉-th smallest residual; `None` when the bin is too small for one.
+    pub fn half_width(&self, key: f32) -> Option<f32> {
+        let bin: Vec<f32> = self.residuals_for(key).iter().map(|(_, r)| *r).collect();
+        let q = crate::metrics::conformal_quantile(&bin, self.coverage);
+        q.is_finite().then_some(q)
+    }
+
     /// `residuals` as a bin of their own, when they are enough for this coverage.
     fn own_bin(&self, residuals: &[(u16, f32)]) -> Option<Vec<(u16, f32)>> {
         (residuals.len() >= min_per_bin(self.coverage))
@@ -343,6 +407,44 @@ impl Calibration {
     /// the bin is too small for this coverage. `votes` is the movie's key: its scaled log vote
     /// count, NaN when unknown, `RATED_FROM_CONTENT`, or a `voteless_key`.
     pub fn interval(&self, member_preds: &[f32], votes: f32) -> Option<[f32; 2]> {
+        self.interval_given(member_preds, votes, GivenWithout::default())
+    }
+
+    /// Which rating rated a movie keyed `key`, for the scales: the reduced rating that keeps
+    /// the vote count (an extras key, or its set's key), the blend's own (a vote count's key,
+    /// lacking or not), or another (the content rating, a rating without the vote count).
+    pub fn rated_by(&self, key: f32) -> Option<RatedBy> {
+        if is_extras_key(key) || voteless_set(key).is_some_and(|s| self.extras_sets.contains(&s)) {
+            Some(RatedBy::Extras)
+        } else if is_vote_key(key) || is_lacking(key) {
+            Some(RatedBy::Blend)
+        } else {
+            None
+        }
+    }
+
+    /// The factor on the residuals of a movie keyed `key` and given `without` some inputs
+    /// (`input_scales`); 1 when none applies.
+    pub fn scale_of(&self, key: f32, without: GivenWithout) -> f32 {
+        if without.is_none() {
+            return 1.0;
+        }
+        let rated_by = self.rated_by(key);
+        self.input_scales
+            .iter()
+            .find(|s| s.without == without && Some(s.rated_by) == rated_by)
+            .map_or(1.0, |s| s.scale)
+    }
+
+    /// `interval` of a movie given `without` some inputs: its bin's residuals scaled by
+    /// `scale_of`.
+    pub fn interval_given(
+        &self,
+        member_preds: &[f32],
+        votes: f32,
+        without: GivenWithout,
+    ) -> Option<[f32; 2]> {
+        let scale = self.scale_of(votes, without);
         let bin = self.residuals_for(votes);
         let n = bin.len();
         let alpha = 1.0 - self.coverage;
@@ -352,8 +454,8 @@ impl Calibration {
             return None;
         }
         let pred = |m: u16| member_preds[usize::from(m).min(member_preds.len() - 1)];
-        let mut lows: Vec<f32> = bin.iter().map(|(m, r)| pred(*m) - r).collect();
-        let mut highs: Vec<f32> = bin.iter().map(|(m, r)| pred(*m) + r).collect();
+        let mut lows: Vec<f32> = bin.iter().map(|(m, r)| pred(*m) - scale * r).collect();
+        let mut highs: Vec<f32> = bin.iter().map(|(m, r)| pred(*m) + scale * r).collect();
         lows.sort_by(f32::total_cmp);
         highs.sort_by(f32::total_cmp);
         Some([lows[k_lo - 1].max(0.0), highs[k_hi - 1].min(10.0)])
@@ -389,10 +491,21 @@ pub fn coverage_of(
     votes: &[f32],
     truth: &[f32],
 ) -> Coverage {
+    coverage_given(cal, preds, (votes, &[]), truth)
+}
+
+/// `coverage_of` with movie i given `without[i]` some inputs (empty: every movie with all).
+pub fn coverage_given(
+    cal: &Calibration,
+    preds: &[Vec<f32>],
+    (votes, without): (&[f32], &[GivenWithout]),
+    truth: &[f32],
+) -> Coverage {
     let mut inside = 0usize;
     let mut width = 0.0f64;
-    for ((p, v), t) in preds.iter().zip(votes).zip(truth) {
-        if let Some([lo, hi]) = cal.interval(p, *v) {
+    for (i, ((p, v), t)) in preds.iter().zip(votes).zip(truth).enumerate() {
+        let given = without.get(i).copied().unwrap_or_default();
+        if let Some([lo, hi]) = cal.interval_given(p, *v, given) {
             inside += usize::from(lo <= *t && *t <= hi);
             width += f64::from(hi - lo);
         }
@@ -714,5 +827,71 @@ mod tests {
         assert_eq!(voteless_set(RATED_FROM_CONTENT), None);
         assert_eq!(voteless_set(-3.0), None);
         assert_eq!(voteless_set(f32::MIN), None, "far beyond any set");
+    }
+
+    /// Residuals of 1 in one vote bin, 30 of them: around a prediction of 5 the interval is
+    /// 4–6, and a scale of 2 for movies without a plot rated by the blend makes it 3–7 for
+    /// exactly those movies (and 2–8 for the extras-free rating's, scale 3).
+    #[test]
+    fn a_scale_widens_only_the_movies_given_without_its_inputs_and_rated_its_way() {
+        let ones: Vec<Residual> = (0..30)
+            .map(|i| Residual {
+                member: 0,
+                residual: 1.0,
+                votes: i as f32 * 0.1,
+            })
+            .collect();
+        let plot = GivenWithout {
+            plot: true,
+            poster: false,
+        };
+        let poster = GivenWithout {
+            plot: false,
+            poster: true,
+        };
+        let cal = Calibration::fit(&ones, 1, 0.9)
+            .unwrap()
+            .with_voteless(&[&[(0, 1.0); 30]])
+            .with_extras_sets(vec![0])
+            .with_input_scales(vec![
+                InputScale {
+                    without: plot,
+                    rated_by: RatedBy::Blend,
+                    scale: 2.0,
+                },
+                InputScale {
+                    without: plot,
+                    rated_by: RatedBy::Extras,
+                    scale: 3.0,
+                },
+            ]);
+        let given = |key: f32, without: GivenWithout| cal.interval_given(&[5.0], key, without);
+        assert_eq!(given(0.5, GivenWithout::default()), Some([4.0, 6.0]));
+        assert_eq!(given(0.5, plot), Some([3.0, 7.0]));
+        assert_eq!(given(0.5 + LACKING_KEY_OFFSET, plot), Some([3.0, 7.0]));
+        assert_eq!(given(0.5, poster), Some([4.0, 6.0]), "no scale for it");
+        assert_eq!(given(0.5 + EXTRAS_KEY_OFFSET, plot), Some([2.0, 8.0]));
+        assert_eq!(
+            given(voteless_key(0), plot),
+            Some([2.0, 8.0]),
+            "the set's key"
+        );
+        assert_eq!(given(RATED_FROM_CONTENT, plot), Some([4.0, 6.0]));
+        let both = GivenWithout {
+            plot: true,
+            poster: true,
+        };
+        assert_eq!(given(0.5, both), Some([4.0, 6.0]), "each case has its own");
+        assert_eq!(cal.half_width(0.5), Some(1.0));
+        // Serialised without the field when empty, and read back with it.
+        let text = serde_json::to_string(&cal).unwrap();
+        assert!(text.contains(r#""rated_by":"extras""#), "{text}");
+        assert_eq!(serde_json::from_str::<Calibration>(&text).unwrap(), cal);
+        let plain = Calibration::fit(&ones, 1, 0.9).unwrap();
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("input_scales")
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod genre_prompts;
 pub mod genre_stacking;
 pub mod group_run;
 pub mod input_fields;
+pub mod input_scales;
 pub mod input_warnings;
 pub mod interval;
 pub mod logistic_fit;

@@ -195,6 +195,7 @@ fn write_scores(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {
             "Rating interval: none (too few rated calibration movies).\n"
         ),
     };
+    write_input_scales(s, m);
 }
 
 /// A final model, trained without a test split, has none to score: the card gives the
@@ -241,6 +242,20 @@ fn write_final_scores(s: &mut String, m: &Manifest) {
             "none (too few rated calibration movies)".into()
         }
     );
+    write_input_scales(s, m);
+}
+
+/// Which movies get a wider interval for the inputs they come without, and by how much.
+fn write_input_scales(s: &mut String, m: &Manifest) {
+    let scales = m.interval.iter().flat_map(|c| c.input_scales.iter());
+    let widened: Vec<&crate::interval::InputScale> = scales.filter(|s| s.scale > 1.0).collect();
+    if !widened.is_empty() {
+        let _ = writeln!(
+            s,
+            "A movie given without its plot or poster gets a wider interval: {}.\n",
+            crate::input_scales::describe(&widened)
+        );
+    }
 }
 
 fn write_use(s: &mut String, m: &Manifest, f: &CardFacts<'_>) {

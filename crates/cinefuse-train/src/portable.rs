@@ -39,8 +39,9 @@ pub const PORTABLE_CONFIG_FILE: &str = "config.json";
 /// `rating_without_votes` and the interval's bins for it; 15: `preprocess.absent_as_unknown`;
 /// 16: sets of `rating_without_votes` that keep the vote count, and the interval's
 /// `lacking_columns` and `lacking` bins; 17: the interval's `extras` vote bins for the movies of
-/// the set that keeps the vote count; docs/PORTABLE.md lists them all).
-pub const PORTABLE_FORMAT_VERSION: u32 = 17;
+/// the set that keeps the vote count; 18: the interval's `input_scales` for movies given
+/// without their plot or poster; docs/PORTABLE.md lists them all).
+pub const PORTABLE_FORMAT_VERSION: u32 = 18;
 
 /// The `.safetensors` name of a Burn weight file (`model-3.bpk` → `model-3.safetensors`).
 pub fn safetensors_name(bpk: &str) -> String {
@@ -234,6 +235,7 @@ pub fn interval_json(manifest: &Manifest) -> Value {
             "extras": cal.extras.as_ref().map(|e| json!({"edges": e.edges, "bins": e.bins})),
             "extras_key_offset": crate::interval::EXTRAS_KEY_OFFSET,
             "extras_sets": cal.extras_sets,
+            "input_scales": cal.input_scales,
         }),
         (None, Some(w)) => json!({
             "kind": "half_width",

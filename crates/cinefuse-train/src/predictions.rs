@@ -9,6 +9,7 @@ use cinefuse_data::{MovieBatch, MovieBatcher, MovieItem};
 use cinefuse_model::head::RatingScale;
 use cinefuse_model::{CinefuseModel, LossConfig, Modality};
 
+use crate::interval::GivenWithout;
 use crate::metrics::{
     GenreMetrics, GenrePredictions, RatingMetrics, genre_metrics, rating_metrics,
 };
@@ -30,6 +31,9 @@ pub struct Predictions {
     /// Each movie's scaled log vote count (NaN when unknown): the key of its rating interval's
     /// bin; `interval::RATED_FROM_CONTENT` for a movie a blend rated from its plot alone.
     pub votes: Vec<f32>,
+    /// The inputs each movie came without (`interval::GivenWithout`): its interval widens by
+    /// the blend's scale for them. Empty where not recorded (every movie with all).
+    pub given_without: Vec<GivenWithout>,
     /// The logit shift taken out of `probs` (`RunInfo::genre_logit_shift`; a blend's is
     /// the parts' weighted by their genre weights; empty: none).
     pub genre_shift: Vec<f32>,
@@ -56,6 +60,18 @@ impl Predictions {
             targets,
             shift: self.genre_shift.clone(),
         }
+    }
+
+    /// The inputs movie `i` came without (none when not recorded).
+    pub fn given_without_of(&self, i: usize) -> GivenWithout {
+        self.given_without.get(i).copied().unwrap_or_default()
+    }
+
+    /// `given_without_of` for every movie.
+    pub fn given_without_all(&self) -> Vec<GivenWithout> {
+        (0..self.ids.len())
+            .map(|i| self.given_without_of(i))
+            .collect()
     }
 
     /// (predicted, true) ratings of movies that have a rating.
@@ -107,6 +123,7 @@ impl Predictions {
             out.rating_true.extend(&p.rating_true);
             out.rating_present.extend(&p.rating_present);
             out.votes.extend(&p.votes);
+            out.given_without.extend(p.given_without_all());
             let w = p.ids.len() as f64 / n.max(1) as f64;
             out.loss += p.loss * w;
             out.genre_loss += p.genre_loss * w;
@@ -146,6 +163,7 @@ impl Predictions {
             rating_present: flags(&self.rating_present),
             weights: self.weights.as_ref().map(modalities),
             votes: floats(&self.votes, 1),
+            given_without: rows.iter().map(|r| self.given_without_of(*r)).collect(),
             n_genres: g,
             genre_shift: self.genre_shift.clone(),
             loss: self.loss,
@@ -365,6 +383,13 @@ fn collect(
         p.weights.get_or_insert_with(Vec::new).extend(to_vec(w));
     }
     p.votes.extend(votes_of(batch));
+    let plots = to_vec1(batch.plot_present.clone());
+    let posters = to_vec1(batch.poster_present.clone());
+    p.given_without
+        .extend(plots.iter().zip(&posters).map(|(t, i)| GivenWithout {
+            plot: *t < 0.5,
+            poster: *i < 0.5,
+        }));
 }
 
 /// `sigmoid(logit − shift)` per genre, row-major; no shift when `shift` is empty.

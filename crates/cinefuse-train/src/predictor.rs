@@ -533,7 +533,8 @@ impl Predictor {
     fn interval_of(&self, each: &[Predictions], i: usize, rating: f32) -> Option<[f32; 2]> {
         if let Some(cal) = &self.manifest.interval {
             let member_ratings: Vec<f32> = each.iter().map(|p| p.rating[i]).collect();
-            return cal.interval(&member_ratings, each[0].votes[i]);
+            let without = each[0].given_without_of(i);
+            return cal.interval_given(&member_ratings, each[0].votes[i], without);
         }
         let hw = self.manifest.interval_half_width?;
         Some([(rating - hw).max(0.0), (rating + hw).min(10.0)])

@@ -22,8 +22,8 @@ use crate::bag::INTERVAL_BINS;
 use crate::config::BackendKind;
 use crate::export::{MANIFEST_FILE, Manifest};
 use crate::interval::{
-    Calibration, Coverage, EXTRAS_KEY_OFFSET, RATED_FROM_CONTENT, Residual, coverage_of,
-    is_extras_key, voteless_set,
+    Calibration, Coverage, EXTRAS_KEY_OFFSET, GivenWithout, RATED_FROM_CONTENT, Residual,
+    coverage_given, is_extras_key, voteless_set,
 };
 use crate::predictor::{PREDICT_CHUNK, Predictor, movies_from_jsonl_text, repeated_ids};
 use crate::run_dir::write_json;
@@ -90,8 +90,8 @@ pub fn recalibrate(
     let given = movies_from_jsonl_text(&text, jsonl)?;
     let predictor = Predictor::load(model, backend)?;
     let (movies, unrated) = rated_movies(&predictor, jsonl, given)?;
-    let residuals = residuals(&movies.iter().collect::<Vec<_>>());
     let old = &predictor.manifest;
+    let residuals = residuals(&movies.iter().collect::<Vec<_>>(), old.interval.as_ref());
     let (interval, kept) = refit_keeping(old.interval.as_ref(), old.interval_coverage, &residuals)
         .with_context(|| format!("{}: the rated movies", jsonl.display()))?;
     let record = Recalibration {
@@ -122,6 +122,8 @@ struct Rated {
     id: String,
     members: Vec<f32>,
     key: f32,
+    /// The inputs it came without (its interval widens by the export's scale for them).
+    without: GivenWithout,
     truth: f32,
 }
 
@@ -163,6 +165,7 @@ fn rated_movies(
                 id: m.id.clone(),
                 members: members.iter().map(|p| p.rating[j]).collect(),
                 key: members[0].votes[j],
+                without: members[0].given_without_of(j),
                 truth: *truth,
             });
         }
@@ -171,16 +174,19 @@ fn rated_movies(
 }
 
 /// The calibration residuals of `movies`: each one's rating minus member k's, k in turn over
-/// the movies, keyed as the model keys it.
-fn residuals(movies: &[&Rated]) -> Vec<Residual> {
+/// the movies, keyed as the model keys it. A movie given without its plot or poster has its
+/// residual divided by the scale `old` widens such a movie's interval by, so that the bins
+/// hold residuals of movies as if given every input and the scale still applies once.
+fn residuals(movies: &[&Rated], old: Option<&Calibration>) -> Vec<Residual> {
     movies
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let k = i % m.members.len();
+            let scale = old.map_or(1.0, |c| c.scale_of(m.key, m.without));
             Residual {
                 member: k as u16,
-                residual: m.members[k] - m.truth,
+                residual: (m.members[k] - m.truth) / scale,
                 votes: m.key,
             }
         })
@@ -196,7 +202,7 @@ fn half_check(
 ) -> Option<HalfCheck> {
     let first = |m: &&Rated| Sha256::digest(m.id.as_bytes())[0] % 2 == 0;
     let (a, b): (Vec<&Rated>, Vec<&Rated>) = movies.iter().partition(first);
-    let fit = |half: &[&Rated]| Some(refit_keeping(cal, coverage, &residuals(half)).ok()?.0);
+    let fit = |half: &[&Rated]| Some(refit_keeping(cal, coverage, &residuals(half, cal)).ok()?.0);
     let after = [scored(&fit(&a)?, &b), scored(&fit(&b)?, &a)];
     let all: Vec<&Rated> = movies.iter().collect();
     let before = match (cal, half) {
@@ -214,8 +220,9 @@ fn half_check(
 fn scored(cal: &Calibration, movies: &[&Rated]) -> Coverage {
     let preds: Vec<Vec<f32>> = movies.iter().map(|m| m.members.clone()).collect();
     let keys: Vec<f32> = movies.iter().map(|m| m.key).collect();
+    let without: Vec<GivenWithout> = movies.iter().map(|m| m.without).collect();
     let truth: Vec<f32> = movies.iter().map(|m| m.truth).collect();
-    coverage_of(cal, &preds, &keys, &truth)
+    coverage_given(cal, &preds, (&keys, &without), &truth)
 }
 
 /// A fixed half-width `w` at `coverage` scored on `movies`: each one's interval is its
@@ -410,7 +417,8 @@ pub fn refit(
         .with_content(&pairs(&content))
         .with_voteless(&per_set)
         .with_extras_bins(&kept, INTERVAL_BINS)
-        .with_extras_sets(old.map(|c| c.extras_sets.clone()).unwrap_or_default()))
+        .with_extras_sets(old.map(|c| c.extras_sets.clone()).unwrap_or_default())
+        .with_input_scales(old.map(|c| c.input_scales.clone()).unwrap_or_default()))
 }
 
 /// How many of `residuals` fell in each group of `cal`, by name.
@@ -538,6 +546,33 @@ mod tests {
         !bin.is_empty() && bin.iter().all(|(_, x)| *x == value)
     }
 
+    /// A movie without its plot has its residual divided by the export's scale for such
+    /// movies before the bins are fitted: the scale then applies once, not twice.
+    #[test]
+    fn a_movie_without_its_plot_is_fitted_in_units_of_a_whole_movie() {
+        let without = GivenWithout {
+            plot: true,
+            poster: false,
+        };
+        let old = trained().with_input_scales(vec![crate::interval::InputScale {
+            without,
+            rated_by: crate::interval::RatedBy::Blend,
+            scale: 2.0,
+        }]);
+        let movie = |without: GivenWithout| Rated {
+            id: "m".into(),
+            members: vec![5.0],
+            key: 1.0,
+            without,
+            truth: 6.0,
+        };
+        let (plotless, whole) = (movie(without), movie(GivenWithout::default()));
+        let got = residuals(&[&plotless, &whole], Some(&old));
+        assert_eq!((got[0].residual, got[1].residual), (-0.5, -1.0));
+        let refitted = refit(Some(&old), 0.9, &vec![got[1]; 40]).unwrap();
+        assert_eq!(refitted.input_scales, old.input_scales, "kept");
+    }
+
     #[test]
     fn each_group_is_fitted_on_its_own_new_residuals() {
         let mut res: Vec<Residual> = (0..60u16)
@@ -611,6 +646,7 @@ mod tests {
                 id: format!("m{i}"),
                 members: vec![5.0, 5.0],
                 key: f32::from(i % 7),
+                without: GivenWithout::default(),
                 truth: [4.0, 6.0][usize::from(i % 2)],
             })
             .collect();

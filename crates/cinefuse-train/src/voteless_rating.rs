@@ -364,7 +364,7 @@ fn columns_of(pre: &Preprocessor, names: &[String]) -> Vec<usize> {
 
 /// Another handle on `prepared` whose movies lack the numeric fields `columns` (value 0, the
 /// mean, flagged missing), as a movie given without them is encoded.
-fn prepared_without(prepared: &Prepared, columns: &[usize]) -> Prepared {
+pub(crate) fn prepared_without(prepared: &Prepared, columns: &[usize]) -> Prepared {
     prepared.with_samples_edited(|mut s| {
         for c in columns {
             if let (Some(v), Some(m)) = (s.numeric.get_mut(*c), s.numeric_missing.get_mut(*c)) {

@@ -395,8 +395,8 @@ fn predict_validates_its_input_like_prepare() {
         ),
         (
             "/format_version",
-            serde_json::json!(4),
-            "format_version = 4",
+            serde_json::json!(5),
+            "format_version = 5",
         ),
         (
             "/backbones",

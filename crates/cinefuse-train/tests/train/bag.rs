@@ -189,7 +189,8 @@ fn a_bag_trains_on_folds_calibrates_out_of_fold_and_exports_its_mean() {
 }
 
 /// The exported `predictor` predicts, for `items`, the ensemble's mean rating and genre
-/// probabilities, and the CV+ interval `interval` around its members' ratings `each`.
+/// probabilities, and the CV+ interval `interval` around its members' ratings `each` (widened
+/// for a movie given without its plot or poster).
 pub(super) fn assert_predicts_the_ensemble(
     predictor: &Predictor,
     items: &[cinefuse_train::predictor::ModelInput],
@@ -209,7 +210,10 @@ pub(super) fn assert_predicts_the_ensemble(
             assert!((score.probability - mean.probs[i * mean.n_genres + k]).abs() < 1e-4);
         }
         let member_ratings: Vec<f32> = each.iter().map(|m| m.rating[i]).collect();
-        let expected = interval.and_then(|c| c.interval(&member_ratings, mean.votes[i]));
+        // A movie given without its plot or poster: its interval widened by the blend's scale.
+        let without = mean.given_without_of(i);
+        let expected =
+            interval.and_then(|c| c.interval_given(&member_ratings, mean.votes[i], without));
         assert_eq!(p.rating_interval, expected);
     }
 }

@@ -9,6 +9,8 @@ use cinefuse_model::Modality;
 use cinefuse_train::blend::{Blend, BlendExtras, BlendInfo, blend};
 use cinefuse_train::config::BackendKind;
 use cinefuse_train::evaluate::evaluate;
+use cinefuse_train::interval::Calibration;
+use cinefuse_train::predictions::Predictions;
 use cinefuse_train::predictor::Predictor;
 use cinefuse_train::rating_trees::{RatingTrees, RatingTreesConfig, TREES_FILE};
 use cinefuse_train::voteless_rating::lacks_votes;
@@ -196,6 +198,20 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     rating_trees_join_the_blend(dir.path(), &a, &b);
 }
 
+/// How many of the movies of `mean` (members `each`) the interval's scales for movies given
+/// without their plot or poster widen: `predict` records which inputs each came without.
+fn widened_movies(interval: &Calibration, mean: &Predictions, each: &[Predictions]) -> usize {
+    let width = |c: Option<[f32; 2]>| c.map_or(0.0, |[lo, hi]| hi - lo);
+    (0..mean.ids.len())
+        .filter(|i| {
+            let ratings: Vec<f32> = each.iter().map(|m| m.rating[*i]).collect();
+            let (key, without) = (mean.votes[*i], mean.given_without_of(*i));
+            width(interval.interval_given(&ratings, key, without))
+                > width(interval.interval(&ratings, key)) + 1e-6
+        })
+        .count()
+}
+
 /// The same two bags blended with rating trees: the trees' out-of-fold ratings are forest k's
 /// on fold k, they take no genre weight, and eval, the export and `Predictor` agree on a
 /// blend whose rating leans on them.
@@ -353,10 +369,21 @@ fn genre_aware_trees_join_the_blend(root: &Path, a: &Path, b: &Path, cfg: Rating
     cinefuse_train::export::export(&out, &model, FLEX).unwrap();
     let card = std::fs::read_to_string(model.join("README.md")).unwrap();
     assert!(card.contains("--tree-genres"), "{card}");
+    assert!(
+        card.contains(
+            "A movie given without its plot or poster gets a wider interval: without the"
+        ),
+        "{card}"
+    );
     let predictor = Predictor::load(&model, FLEX).unwrap();
     let items = items_of(&predictor, &root.join("demo"), &mean.ids);
     let interval = blended.info.calibration.interval.as_ref();
     super::bag::assert_predicts_the_ensemble(&predictor, &items, &mean, &each, interval);
+    assert!(
+        widened_movies(interval.unwrap(), &mean, &each) > 0,
+        "{:?}",
+        interval.unwrap().input_scales
+    );
 }
 
 fn lacking_votes(prepared: &cinefuse_data::Prepared, ids: &[String]) -> Vec<bool> {
