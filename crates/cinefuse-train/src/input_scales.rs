@@ -235,7 +235,9 @@ fn extras_residuals(
             (Some(_), false) => feature_rows(prepared(b), &lead.ids, false)?,
             _ => vec![None; lead.ids.len()],
         };
-        for i in (0..m.ids.len()).filter(|i| had(m, *i) && m.votes[*i].is_finite()) {
+        // Movies the blend rates itself, keyed by their vote count (lacking or not).
+        let voted = |i: &usize| cal.rated_by(m.votes[*i]) == Some(RatedBy::Blend);
+        for i in (0..m.ids.len()).filter(|i| had(m, *i) && voted(i)) {
             let ridge = b
                 .content
                 .zip(plots[i])
