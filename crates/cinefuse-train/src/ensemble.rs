@@ -197,6 +197,9 @@ pub fn interval_metrics_of(
             .count(),
         without_votes: rated_by_sets(cal, &votes, false),
         without_extras: rated_by_sets(cal, &votes, true),
+        widened: (0..votes.len())
+            .filter(|i| cal.scale_of(votes[*i], without[*i]) > 1.0)
+            .count(),
         by_extras,
     })
 }

@@ -231,6 +231,10 @@ pub struct IntervalMetrics {
     /// (`voteless_rating.rs`), whose interval is the bin of such movies.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub without_extras: usize,
+    /// Of those, the movies given without their plot or poster whose interval the blend's
+    /// scale for them widened (`input_scales.rs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub widened: usize,
     /// A blend whose interval keys movies without some extras apart (`Calibration::key`):
     /// how it does on those movies and on the others with a vote count, each group alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,6 +284,7 @@ pub fn interval_metrics(
         from_plot: 0,
         without_votes: 0,
         without_extras: 0,
+        widened: 0,
         by_extras: None,
     })
 }
@@ -941,11 +946,17 @@ impl EvalReport {
                 )
             });
             let both: Vec<String> = plot.into_iter().chain(votes).chain(extras).collect();
-            match both.is_empty() {
+            let own = match both.is_empty() {
                 true => String::new(),
                 false => format!(
                     " ({}; each with the interval of such movies)",
                     both.join("; ")
+                ),
+            };
+            match i.widened {
+                0 => own,
+                n => format!(
+                    "{own}; {n} given without their plot or poster, their intervals widened for it"
                 ),
             }
         }
@@ -1002,6 +1013,7 @@ impl EvalReport {
                 from_plot: 0,
                 without_votes: 0,
                 without_extras: 0,
+                widened: 0,
                 by_extras: None,
             };
             format!(

@@ -194,7 +194,7 @@ impl GivenWithout {
     }
 }
 
-/// Which ratings an interval's scale serves (`Calibration::rating_of`).
+/// Which ratings an interval's scale serves (`Calibration::rated_by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RatedBy {

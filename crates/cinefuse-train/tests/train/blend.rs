@@ -198,11 +198,12 @@ fn a_blend_learns_weights_out_of_fold_and_its_export_predicts_the_same() {
     rating_trees_join_the_blend(dir.path(), &a, &b);
 }
 
-/// How many of the movies of `mean` (members `each`) the interval's scales for movies given
-/// without their plot or poster widen: `predict` records which inputs each came without.
+/// How many of the rated movies of `mean` (members `each`) the interval's scales for movies
+/// given without their plot or poster widen: `predict` records which inputs each came without.
 fn widened_movies(interval: &Calibration, mean: &Predictions, each: &[Predictions]) -> usize {
     let width = |c: Option<[f32; 2]>| c.map_or(0.0, |[lo, hi]| hi - lo);
     (0..mean.ids.len())
+        .filter(|i| mean.rating_present[*i])
         .filter(|i| {
             let ratings: Vec<f32> = each.iter().map(|m| m.rating[*i]).collect();
             let (key, without) = (mean.votes[*i], mean.given_without_of(*i));
@@ -379,10 +380,17 @@ fn genre_aware_trees_join_the_blend(root: &Path, a: &Path, b: &Path, cfg: Rating
     let items = items_of(&predictor, &root.join("demo"), &mean.ids);
     let interval = blended.info.calibration.interval.as_ref();
     super::bag::assert_predicts_the_ensemble(&predictor, &items, &mean, &each, interval);
+    let widened = widened_movies(interval.unwrap(), &mean, &each);
+    assert!(widened > 0, "{:?}", interval.unwrap().input_scales);
+    // eval counts them and says so.
+    let report = evaluate(&out, Split::Test, None, FLEX).unwrap();
+    assert_eq!(report.interval.as_ref().unwrap().widened, widened);
+    let text = report.to_string();
     assert!(
-        widened_movies(interval.unwrap(), &mean, &each) > 0,
-        "{:?}",
-        interval.unwrap().input_scales
+        text.contains(&format!(
+            "{widened} given without their plot or poster, their intervals widened"
+        )),
+        "{text}"
     );
 }
 
