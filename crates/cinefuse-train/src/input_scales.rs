@@ -16,6 +16,7 @@ use burn::data::dataset::{Dataset, DatasetError};
 use cinefuse_data::MovieItem;
 
 use crate::bag::out_of_fold_with;
+use crate::blend::tree_part;
 use crate::content_rating::{ContentRating, feature_rows};
 use crate::ensemble::Ensemble;
 use crate::interval::{
@@ -24,7 +25,7 @@ use crate::interval::{
 use crate::plotless_stacking::without_plot;
 use crate::predictions::Predictions;
 use crate::rating_trees::RatingTrees;
-use crate::voteless_rating::{LearnedVoteless, prepared_without};
+use crate::voteless_rating::{LearnedVoteless, mix_reduced, prepared_without};
 
 /// The cases a scale is learnt for: without the plot, without the poster, without both.
 const CASES: [GivenWithout; 3] = [
@@ -126,63 +127,57 @@ fn bags_without(
         .collect()
 }
 
-/// The residuals of the movies that had every input `without` takes away, rated again
-/// without them: by the blend's own rating (movies with a vote count in the vote or lacking
-/// bins) and by the reduced rating that keeps the vote count (the same movies also given
-/// without their extras).
+/// The residuals of the movies the blend rates itself (with a vote count, in the vote or
+/// lacking bins) that had every input `without` takes away, rated again without them: by the
+/// blend's own rating, and by the reduced rating that keeps the vote count (the same movies
+/// also given without their extras).
 fn case_residuals(
     b: &BlendRatings<'_>,
     cal: &Calibration,
     without: GivenWithout,
 ) -> Result<Vec<(RatedBy, CaseResiduals)>> {
-    // Whether the movie was rated, and given the inputs taken away (as the blend's member saw it).
+    // Rated, keyed by its vote count, and given the inputs taken away (as the member saw it).
     let had = |p: &Predictions, i: usize| {
         let given = p.given_without_of(i);
-        p.rating_present[i] && !(without.plot && given.plot) && !(without.poster && given.poster)
+        p.rating_present[i]
+            && cal.rated_by(p.votes[i]) == Some(RatedBy::Blend)
+            && !(without.plot && given.plot)
+            && !(without.poster && given.poster)
     };
-    let mut out = Vec::new();
-    let bags = bags_without(b.parts, without, &[])?;
+    let parts = blend_parts(b, bags_without(b.parts, without, &[])?)?;
     let mut own = CaseResiduals::default();
     for (k, m) in b.members.iter().enumerate() {
-        same_movies(m, &bags[0][k])?;
-        let ratings = blend_ratings(b, &bags, k)?;
+        same_movies(m, &parts[0][k])?;
+        let each: Vec<Predictions> = parts.iter().map(|p| p[k].clone()).collect();
+        let w = b.rating_weights;
+        let ratings = Predictions::weighted(&each, w, w).rating;
         for i in (0..m.ids.len()).filter(|i| had(m, *i)) {
-            if cal.rated_by(m.votes[i]) == Some(RatedBy::Blend) {
-                own.push(ratings[i] - m.rating_true[i], m.votes[i], k);
-            }
+            own.push(ratings[i] - m.rating_true[i], m.votes[i], k);
         }
     }
-    out.push((RatedBy::Blend, own));
+    let mut out = vec![(RatedBy::Blend, own)];
     if let Some(reduced) = extras_residuals(b, cal, without, &had)? {
         out.push((RatedBy::Extras, reduced));
     }
     Ok(out)
 }
 
-/// Member k's blended rating of fold k's movies from the parts' ratings `bags` (the bags, in
-/// the blend's order) and the rating trees reading the first bag's genre probabilities.
-fn blend_ratings(b: &BlendRatings<'_>, bags: &[Vec<Predictions>], k: usize) -> Result<Vec<f32>> {
-    let lead = &bags[0][k];
+/// Every part of the blend, in its order, from the bags' predictions `bags`: the bags, the
+/// votes (whose rating weight is 0; `vote_part` keeps the first bag's rating) and the rating
+/// trees reading the first bag's genre probabilities (`tree_part`).
+fn blend_parts(
+    b: &BlendRatings<'_>,
+    mut bags: Vec<Vec<Predictions>>,
+) -> Result<Vec<Vec<Predictions>>> {
     let trees = match b.trees {
-        Some(t) => Some(t.predict_member_without(k, prepared(b), &lead.ids, &[], Some(lead))?),
+        Some(t) => Some(tree_part(t, prepared(b), &bags[0])?),
         None => None,
     };
-    let w = b.rating_weights;
-    // The parts in the blend's order: bags, votes (their rating is the first bag's, weight 0),
-    // then the trees.
-    let part_rating = |p: usize, i: usize| match p {
-        p if p < bags.len() => bags[p][k].rating[i],
-        p if p == w.len() - 1 && trees.is_some() => trees.as_ref().expect("checked")[i],
-        _ => lead.rating[i],
-    };
-    Ok((0..lead.ids.len())
-        .map(|i| {
-            w.iter()
-                .enumerate()
-                .map(|(p, w)| w * part_rating(p, i))
-                .sum()
-        })
-        .collect())
+    let votes = b.rating_weights.len() - bags.len() - usize::from(trees.is_some());
+    let lead = bags[0].clone();
+    bags.extend(std::iter::repeat_n(lead, votes));
+    bags.extend(trees);
+    Ok(bags)
 }
 
 /// A bag's held-out fold predicted again holds the blend's member's movies, in its order.
@@ -235,21 +230,14 @@ fn extras_residuals(
             (Some(_), false) => feature_rows(prepared(b), &lead.ids, false)?,
             _ => vec![None; lead.ids.len()],
         };
-        // Movies the blend rates itself, keyed by their vote count (lacking or not).
-        let voted = |i: &usize| cal.rated_by(m.votes[*i]) == Some(RatedBy::Blend);
-        for i in (0..m.ids.len()).filter(|i| had(m, *i) && voted(i)) {
+        let weights = (&info.part_weights[..], info.trees_weight, info.plot_weight);
+        for i in (0..m.ids.len()).filter(|i| had(m, *i)) {
             let ridge = b
                 .content
                 .zip(plots[i])
                 .map(|(c, x)| c.members[k].predict(x));
-            let parts: f32 = info
-                .part_weights
-                .iter()
-                .zip(&bags)
-                .map(|(w, p)| w * p[k].rating[i])
-                .sum();
-            let rating =
-                parts + info.trees_weight * trees[i] + info.plot_weight * ridge.unwrap_or(trees[i]);
+            let own = bags.iter().map(|p| p[k].rating[i]);
+            let rating = mix_reduced(weights, own, trees[i], ridge);
             let key = match cal.extras {
                 Some(_) => EXTRAS_KEY_OFFSET + plain_votes(m.votes[i]),
                 None => voteless_key(s),

@@ -233,13 +233,9 @@ impl VotelessModels<'_> {
             let ridge = &c.members[k.min(c.members.len() - 1)];
             ridge.predict(plot)
         });
-        let bags: f32 = r
-            .part_weights
-            .iter()
-            .zip(parts)
-            .map(|(w, p)| w * p[k.min(p.len() - 1)].rating[i])
-            .sum();
-        bags + r.trees_weight * trees + r.plot_weight * ridge.unwrap_or(trees)
+        let bags = parts.iter().map(|p| p[k.min(p.len() - 1)].rating[i]);
+        let weights = (r.part_weights, r.trees_weight, r.plot_weight);
+        mix_reduced(weights, bags, trees, ridge)
     }
 
     /// Rates the movies `rows` marks (`Some`) in each member's predictions, member k from
@@ -270,6 +266,18 @@ impl VotelessModels<'_> {
             }
         }
     }
+}
+
+/// A reduced rating of one movie: the bags' own ratings `bags` by `part_weights`, its trees'
+/// rating, and the plot's ridge `ridge` (the trees' rating for a movie without a plot).
+pub(crate) fn mix_reduced(
+    (part_weights, trees_weight, plot_weight): (&[f32], f32, f32),
+    bags: impl Iterator<Item = f32>,
+    trees: f32,
+    ridge: Option<f32>,
+) -> f32 {
+    let bags: f32 = part_weights.iter().zip(bags).map(|(w, r)| w * r).sum();
+    bags + trees_weight * trees + plot_weight * ridge.unwrap_or(trees)
 }
 
 /// A blend's ratings without the vote count just learnt: per set, the forests, what they
