@@ -911,9 +911,10 @@ impl EvalReport {
 
     /// " (95 % CI a–b %)": the Wilson interval of the measured coverage; nothing when
     /// `eval --bootstrap 0` asked for no intervals.
-    fn coverage_range(&self, i: &IntervalMetrics) -> String {
-        let hits = (i.coverage * i.count as f64).round() as usize;
-        match (&self.confidence, crate::bootstrap::wilson(hits, i.count)) {
+    /// The Wilson interval of a coverage over `count` movies, when the report carries intervals.
+    fn coverage_range(&self, coverage: f64, count: usize) -> String {
+        let hits = (coverage * count as f64).round() as usize;
+        match (&self.confidence, crate::bootstrap::wilson(hits, count)) {
             (Some(_), Some([lo, hi])) => format!(
                 " ({:.0} % CI {:.1}–{:.1} %)",
                 crate::bootstrap::LEVEL * 100.0,
@@ -967,7 +968,7 @@ impl EvalReport {
                 i.half_width,
                 i.nominal * 100.0,
                 i.coverage * 100.0,
-                self.coverage_range(i),
+                self.coverage_range(i.coverage, i.count),
                 i.count,
                 i.mean_width
             ),
@@ -977,7 +978,7 @@ impl EvalReport {
                     "rating interval (CV+ by vote count, {:.0} % nominal): covers {:.1} %{} of {} rated movies, mean width {:.2}{}",
                     i.nominal * 100.0,
                     i.coverage * 100.0,
-                    self.coverage_range(i),
+                    self.coverage_range(i.coverage, i.count),
                     i.count,
                     i.mean_width,
                     own_ratings(i)
@@ -1004,23 +1005,11 @@ impl EvalReport {
     /// The interval on the movies without some extras, with bins of their own, and on the rest.
     fn write_by_extras(&self, b: &ByExtras, f: Out) -> std::fmt::Result {
         let group = |c: &crate::interval::Coverage| {
-            let i = IntervalMetrics {
-                nominal: c.nominal,
-                half_width: c.mean_width / 2.0,
-                coverage: c.coverage,
-                mean_width: c.mean_width,
-                count: c.count,
-                from_plot: 0,
-                without_votes: 0,
-                without_extras: 0,
-                widened: 0,
-                by_extras: None,
-            };
             format!(
                 "{} movies: covers {:.1} %{}, mean width {:.2}",
                 c.count,
                 c.coverage * 100.0,
-                self.coverage_range(&i),
+                self.coverage_range(c.coverage, c.count),
                 c.mean_width
             )
         };
