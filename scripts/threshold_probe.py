@@ -15,6 +15,10 @@ For each weight, the mean over the folders of micro-F1 and macro-F1 when the thr
 With --by-support K[,K…], also a pull that depends on the genre: each genre's weight is
 K / (K + its positives in the tuning movies), so a rare genre, whose own threshold rests on few
 positives, leans on the shared one more than a common genre does.
+
+With --half-best, also each genre's threshold set to half its best F1 on the tuning movies
+(for calibrated probabilities the F1-best threshold is half the best F1: Lipton, Elkan and
+Naryanaswamy 2014), pulled by each weight toward the shared threshold as the grid's is.
 """
 
 import os
@@ -53,13 +57,29 @@ def support_weighted(p, y, k):
     return (1 - w) * own + w * shared
 
 
-def scores(fold, p, y, weight, tune_on_one, by_support=None):
+def half_best(p, y, weight):
+    """Each genre's threshold at half its best grid F1, pulled by `weight` toward the shared one."""
+    own = peers.tune_thresholds(p, y, 0.0)
+    best = f1s_per_genre(p, y, own)
+    shared = peers.tune_thresholds(p, y, 1.0)
+    return (1 - weight) * best / 2 + weight * shared
+
+
+def f1s_per_genre(p, y, thresholds):
+    pred = p >= thresholds
+    tp, fp, fn = (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
+    return 2 * tp / np.maximum(1, 2 * tp + fp + fn)
+
+
+def scores(fold, p, y, weight, tune_on_one, by_support=None, rule=None):
     """Mean (micro-F1, macro-F1) over the folds, thresholds from the fold (tune_on_one) or from
     the other folds; with `by_support`, pulled by K / (K + positives) instead of `weight`."""
     out = []
     for k in sorted(set(fold)):
         tune, score = (fold == k, fold != k) if tune_on_one else (fold != k, fold == k)
-        if by_support is None:
+        if rule is not None:
+            t = rule(p[tune], y[tune], weight)
+        elif by_support is None:
             t = peers.tune_thresholds(p[tune], y[tune], weight)
         else:
             t = support_weighted(p[tune], y[tune], by_support)
@@ -74,6 +94,8 @@ def main():
         i = args.index("--by-support")
         support = [float(k) for k in args[i + 1].split(",")]
         del args[i : i + 2]
+    half = "--half-best" in args
+    args = [a for a in args if a != "--half-best"]
     if not args:
         sys.exit(__doc__)
     tables = [read(f) for f in args]
@@ -82,6 +104,10 @@ def main():
         for w in WEIGHTS:
             m = np.mean([scores(f, p, y, w, tune_on_one) for f, p, y in tables], 0)
             print(f"  {w:4.2f}  {m[0]:.4f}  {m[1]:.4f}")
+        if half:
+            for w in WEIGHTS:
+                m = np.mean([scores(f, p, y, w, tune_on_one, rule=half_best) for f, p, y in tables], 0)
+                print(f"  half best F1, {w:4.2f}  {m[0]:.4f}  {m[1]:.4f}")
         for k in support:
             m = np.mean([scores(f, p, y, None, tune_on_one, k) for f, p, y in tables], 0)
             print(f"  K={k:g}/(K+positives)  {m[0]:.4f}  {m[1]:.4f}")
