@@ -86,15 +86,18 @@ fn probe_out_of_fold(root: &Path, bags: &[&Path]) {
     ] {
         assert!(text.contains(row), "{row}: {text}");
     }
-    // The threshold probe: a score for every weight, both ways of tuning.
+    // The threshold probe: a score for every weight, both ways of tuning, for the grid's
+    // thresholds and for half the best F1.
     let script = repo.join("scripts/threshold_probe.py");
-    let mut args = vec![script.as_path()];
+    let mut args = vec![script.as_path(), Path::new("--half-best")];
     args.extend(bags);
     let text = String::from_utf8_lossy(&super::run_python(&python, &args)).to_string();
     for (row, times) in [
         ("tuned on four folds", 1),
         ("tuned on one fold", 1),
-        ("  0.25  0.", 2),
+        ("\n  0.25  0.", 2),
+        ("\n  half best F1, 0.25  0.", 2),
+        ("half best F1", 10),
     ] {
         assert_eq!(text.matches(row).count(), times, "{row}: {text}");
     }
