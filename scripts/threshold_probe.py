@@ -18,7 +18,7 @@ positives, leans on the shared one more than a common genre does.
 
 With --half-best, also each genre's threshold set to half its best F1 on the tuning movies
 (for calibrated probabilities the F1-best threshold is half the best F1: Lipton, Elkan and
-Naryanaswamy 2014), pulled by each weight toward the shared threshold as the grid's is.
+Narayanaswamy 2014), pulled by each weight toward the shared threshold as the grid's is.
 """
 
 import os
@@ -41,11 +41,21 @@ def read(folder):
     return np.array([int(r["fold"]) for r in rows]), probs, labels
 
 
-def f1s(p, y, thresholds):
+def counts(p, y, thresholds):
+    """Each genre's true positives, false positives and false negatives."""
     pred = p >= thresholds
-    tp, fp, fn = (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
+    return (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
+
+
+def f1s_per_genre(p, y, thresholds):
+    tp, fp, fn = counts(p, y, thresholds)
+    return 2 * tp / np.maximum(1, 2 * tp + fp + fn)
+
+
+def f1s(p, y, thresholds):
+    tp, fp, fn = counts(p, y, thresholds)
     present = y.sum(0) > 0
-    per_genre = 2 * tp / np.maximum(1, 2 * tp + fp + fn)
+    per_genre = f1s_per_genre(p, y, thresholds)
     return np.array([2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()), per_genre[present].mean()])
 
 
@@ -65,15 +75,10 @@ def half_best(p, y, weight):
     return (1 - weight) * best / 2 + weight * shared
 
 
-def f1s_per_genre(p, y, thresholds):
-    pred = p >= thresholds
-    tp, fp, fn = (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
-    return 2 * tp / np.maximum(1, 2 * tp + fp + fn)
-
-
 def scores(fold, p, y, weight, tune_on_one, by_support=None, rule=None):
     """Mean (micro-F1, macro-F1) over the folds, thresholds from the fold (tune_on_one) or from
-    the other folds; with `by_support`, pulled by K / (K + positives) instead of `weight`."""
+    the other folds; with `by_support`, pulled by K / (K + positives) instead of `weight`; with
+    `rule` (a function of the tuning movies' probabilities, labels and `weight`), its thresholds."""
     out = []
     for k in sorted(set(fold)):
         tune, score = (fold == k, fold != k) if tune_on_one else (fold != k, fold == k)

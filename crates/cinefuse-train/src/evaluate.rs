@@ -909,9 +909,8 @@ impl EvalReport {
         ]
     }
 
-    /// " (95 % CI a–b %)": the Wilson interval of the measured coverage; nothing when
-    /// `eval --bootstrap 0` asked for no intervals.
-    /// The Wilson interval of a coverage over `count` movies, when the report carries intervals.
+    /// " (95 % CI a–b %)": the Wilson interval of a coverage measured on `count` movies;
+    /// nothing when `eval --bootstrap 0` asked for no intervals.
     fn coverage_range(&self, coverage: f64, count: usize) -> String {
         let hits = (coverage * count as f64).round() as usize;
         match (&self.confidence, crate::bootstrap::wilson(hits, count)) {
