@@ -67,14 +67,6 @@ def support_weighted(p, y, k):
     return (1 - w) * own + w * shared
 
 
-def half_best(p, y, weight):
-    """Each genre's threshold at half its best grid F1, pulled by `weight` toward the shared one."""
-    own = peers.tune_thresholds(p, y, 0.0)
-    best = f1s_per_genre(p, y, own)
-    shared = peers.tune_thresholds(p, y, 1.0)
-    return (1 - weight) * best / 2 + weight * shared
-
-
 def scores(fold, p, y, weight, tune_on_one, by_support=None, rule=None):
     """Mean (micro-F1, macro-F1) over the folds, thresholds from the fold (tune_on_one) or from
     the other folds; with `by_support`, pulled by K / (K + positives) instead of `weight`; with
@@ -111,7 +103,7 @@ def main():
             print(f"  {w:4.2f}  {m[0]:.4f}  {m[1]:.4f}")
         if half:
             for w in WEIGHTS:
-                m = np.mean([scores(f, p, y, w, tune_on_one, rule=half_best) for f, p, y in tables], 0)
+                m = np.mean([scores(f, p, y, w, tune_on_one, rule=peers.half_best_thresholds) for f, p, y in tables], 0)
                 print(f"  half best F1, {w:4.2f}  {m[0]:.4f}  {m[1]:.4f}")
         for k in support:
             m = np.mean([scores(f, p, y, None, tune_on_one, k) for f, p, y in tables], 0)

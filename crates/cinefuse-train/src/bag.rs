@@ -23,7 +23,7 @@ use crate::interval::{Calibration, Coverage, Residual, per_fold_coverage};
 use crate::metrics::{GenreMetrics, RatingMetrics};
 use crate::predictions::Predictions;
 use crate::run_dir::*;
-use crate::thresholds::pooled_thresholds;
+use crate::thresholds::{ThresholdRule, pooled_thresholds};
 use crate::trainer::{RunSummary, TrainOptions, Trainer, interrupt_requested};
 
 pub const BAG_FILE: &str = "bag.json";
@@ -63,6 +63,9 @@ pub struct BagCalibration {
     /// bags calibrated before it existed: 0, per genre).
     #[serde(default)]
     pub shared_threshold_weight: f32,
+    /// How each genre's own threshold was chosen (`train.threshold_rule`; before it: the grid).
+    #[serde(default)]
+    pub threshold_rule: ThresholdRule,
     /// `None` when too few out-of-fold movies have a rating for any interval.
     pub interval: Option<Calibration>,
     pub best_epochs: Vec<usize>,
@@ -382,8 +385,9 @@ fn calibrate(dir: &Path, info: &BagInfo, backend: Option<BackendKind>) -> Result
     let best_epochs = members.iter().map(|m| m.best_epoch).collect();
     let folds = out_of_fold(&members, info)?;
     crate::oof::write_oof(dir, &folds, &names)?;
-    let weight = members[0].config.train.shared_threshold_weight;
-    Ok(calibrate_folds(&folds, &names, best_epochs, weight))
+    let t = &members[0].config.train;
+    let rule = (t.threshold_rule, t.shared_threshold_weight);
+    Ok(calibrate_folds(&folds, &names, best_epochs, rule))
 }
 
 /// Thresholds, interval and out-of-fold scores from `folds`, the predictions on each fold of
@@ -392,15 +396,20 @@ pub(crate) fn calibrate_folds(
     folds: &[Predictions],
     names: &[String],
     best_epochs: Vec<usize>,
-    shared_threshold_weight: f32,
+    (threshold_rule, shared_threshold_weight): (ThresholdRule, f32),
 ) -> BagCalibration {
     let all = Predictions::concat(folds);
-    let thresholds = pooled_thresholds(&all.labelled_genres(), shared_threshold_weight);
+    let thresholds = pooled_thresholds(
+        &all.labelled_genres(),
+        threshold_rule,
+        shared_threshold_weight,
+    );
     let residuals = residuals_of(folds);
     BagCalibration {
         interval: Calibration::fit(&residuals, INTERVAL_BINS, INTERVAL_COVERAGE),
         best_epochs,
         shared_threshold_weight,
+        threshold_rule,
         out_of_fold: OutOfFold {
             movies: all.ids.len(),
             genres: all.genre_metrics(&thresholds, names),

@@ -334,8 +334,9 @@ fn calibrate_blend(
         let missing = sample_missing(&lead.prepared, &fold.ids)?;
         crate::interval::rekey_lacking(std::slice::from_mut(fold), |i| missing[i], &fields);
     }
-    let weight = lead.config.train.shared_threshold_weight;
-    let mut calibration = calibrate_folds(members, names, Vec::new(), weight);
+    let t = &lead.config.train;
+    let rule = (t.threshold_rule, t.shared_threshold_weight);
+    let mut calibration = calibrate_folds(members, names, Vec::new(), rule);
     calibration.interval = calibration
         .interval
         .take()

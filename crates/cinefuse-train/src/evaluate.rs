@@ -134,8 +134,12 @@ impl LoadedRun {
     pub fn tuned_thresholds(&self) -> (Vec<f32>, Predictions) {
         let (_, val_ds) = crate::trainer::datasets_for(&self.prepared, self.info.rows);
         let val = self.predict_dataset(val_ds);
-        let weight = self.config.train.shared_threshold_weight;
-        (pooled_thresholds(&val.labelled_genres(), weight), val)
+        let t = &self.config.train;
+        let rule = (t.threshold_rule, t.shared_threshold_weight);
+        (
+            pooled_thresholds(&val.labelled_genres(), rule.0, rule.1),
+            val,
+        )
     }
 }
 
@@ -185,6 +189,9 @@ pub struct BagSummary {
     /// How far the thresholds were pulled toward a shared one (`thresholds.rs`).
     #[serde(default)]
     pub shared_threshold_weight: f32,
+    /// How each genre's own threshold was chosen (`thresholds.rs`).
+    #[serde(default)]
+    pub threshold_rule: crate::thresholds::ThresholdRule,
     /// A blend: its bags and their weights (empty for a bag).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blend: Vec<BlendPart>,
@@ -504,6 +511,7 @@ fn evaluate_ensemble(
         refit: e.refit,
         out_of_fold: e.calibration.out_of_fold.clone(),
         shared_threshold_weight: e.calibration.shared_threshold_weight,
+        threshold_rule: e.calibration.threshold_rule,
         blend: Vec::new(),
     };
     let scored = Scored {
@@ -588,6 +596,7 @@ fn blend_summary(b: &crate::blend::Blend, members: usize) -> BagSummary {
         refit: false,
         out_of_fold: info.calibration.out_of_fold.clone(),
         shared_threshold_weight: info.calibration.shared_threshold_weight,
+        threshold_rule: info.calibration.threshold_rule,
         // The votes and the rating trees, when present, are listed last by their files.
         blend: info
             .runs
@@ -1060,12 +1069,18 @@ impl EvalReport {
             o.rating.mae,
             per_fold.join(", ")
         )?;
+        let own = match b.threshold_rule {
+            crate::thresholds::ThresholdRule::Grid => "each genre's own",
+            crate::thresholds::ThresholdRule::HalfBestF1 => "half each genre's best F1",
+        };
         if b.shared_threshold_weight > 0.0 {
             writeln!(
                 f,
-                "thresholds: each genre's own pulled {:.0} % of the way to one shared threshold",
+                "thresholds: {own} pulled {:.0} % of the way to one shared threshold",
                 b.shared_threshold_weight * 100.0
             )?;
+        } else if b.threshold_rule != crate::thresholds::ThresholdRule::Grid {
+            writeln!(f, "thresholds: {own}")?;
         }
         for p in &b.blend {
             let weights = (p.genre_weight, p.stacking_weight, p.rating_weight);

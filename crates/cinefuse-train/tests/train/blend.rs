@@ -51,6 +51,16 @@ fn check_paired_bootstrap(run: &Path, root: &Path) {
     let args = [script.as_path(), run, &demo, &prepared];
     let out = super::run_python(&python, &args);
     assert!(String::from_utf8_lossy(&out).contains("paired bootstrap checked on"));
+    // The threshold rules on the test split: the script's grid thresholds from the blend's
+    // out-of-fold file must be the blend's own (it exits naming the run where they differ).
+    let script = crate::manifest_dir().join("../../scripts/threshold_rules_test.py");
+    let out = super::run_python(&python, &[script.as_path(), &demo, &prepared, run]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("(trained with grid pulled 0.25)"), "{text}");
+    assert!(
+        text.contains("mean of 1, half best F1 pulled 0.25: micro-F1 0."),
+        "{text}"
+    );
     let script = crate::manifest_dir().join("../../scripts/check_bounded_io.py");
     let out = super::run_python(&python, &[script.as_path()]);
     assert!(String::from_utf8_lossy(&out).contains("bounded reads checked"));
