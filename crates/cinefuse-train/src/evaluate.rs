@@ -795,7 +795,8 @@ fn data_key(dir: &Path) -> String {
 /// What `eval` keeps of its predictions for the report pages and for paired comparisons with
 /// other models on the same movies (`scripts/baselines_sklearn.py --paired RUN`): (actual,
 /// predicted) ratings, the mean fusion weight of each modality (where the fusion has
-/// weights), and each genre-labelled movie's id and genre probabilities with the thresholds.
+/// weights), and each genre-labelled movie's id and genre probabilities with the thresholds
+/// and the logit shift their grid was moved by.
 pub const EVAL_PREDICTIONS_FILE: &str = "eval_predictions.json";
 
 fn prediction_summary(
@@ -822,6 +823,9 @@ fn prediction_summary(
         "mean_weights": mean_weights,
         "genres": report.genres.per_genre.iter().map(|x| &x.genre).collect::<Vec<_>>(),
         "thresholds": report.genres.thresholds(),
+        // The logit shift the thresholds' grid was moved by (a blend without genre stacking
+        // keeps its first bag's; empty: none), so a script can tune them as cinefuse does.
+        "genre_logit_shift": &preds.genre_shift,
         "genre_ids": labelled.clone().map(|i| &preds.ids[i]).collect::<Vec<_>>(),
         "genre_probs": labelled.map(|i| &preds.probs[i * g..(i + 1) * g]).collect::<Vec<_>>(),
     })
