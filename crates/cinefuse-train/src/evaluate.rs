@@ -1073,18 +1073,10 @@ impl EvalReport {
             o.rating.mae,
             per_fold.join(", ")
         )?;
-        let own = match b.threshold_rule {
-            crate::thresholds::ThresholdRule::Grid => "each genre's own",
-            crate::thresholds::ThresholdRule::HalfBestF1 => "half each genre's best F1",
-        };
-        if b.shared_threshold_weight > 0.0 {
-            writeln!(
-                f,
-                "thresholds: {own} pulled {:.0} % of the way to one shared threshold",
-                b.shared_threshold_weight * 100.0
-            )?;
-        } else if b.threshold_rule != crate::thresholds::ThresholdRule::Grid {
-            writeln!(f, "thresholds: {own}")?;
+        let (rule, weight) = (b.threshold_rule, b.shared_threshold_weight);
+        if weight > 0.0 || rule != crate::thresholds::ThresholdRule::Grid {
+            let rule = crate::thresholds::describe(rule, weight);
+            writeln!(f, "thresholds: {rule}")?;
         }
         for p in &b.blend {
             let weights = (p.genre_weight, p.stacking_weight, p.rating_weight);

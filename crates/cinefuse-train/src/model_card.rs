@@ -28,6 +28,8 @@ pub struct CardFacts<'a> {
     pub run: &'a Path,
     /// Shell commands that train and export it again.
     pub reproduce: String,
+    /// How its decision thresholds were chosen (`thresholds::describe`).
+    pub thresholds: String,
 }
 
 impl<'a> CardFacts<'a> {
@@ -47,6 +49,10 @@ impl<'a> CardFacts<'a> {
             baselines: crate::evaluate::baselines(lead, test),
             interval,
             run,
+            thresholds: crate::thresholds::describe(
+                lead.config.train.threshold_rule,
+                lead.config.train.shared_threshold_weight,
+            ),
             reproduce: format!(
                 "cinefuse train --config config.toml --data {} --out RUN\n\
                  cinefuse export --run RUN --out MODEL",
@@ -145,7 +151,12 @@ fn card_text(m: &Manifest, f: &CardFacts<'_>) -> String {
         s,
         "- {train} train, {val} validation and {test} test movies (split by a seeded hash of the id)"
     );
-    let _ = writeln!(s, "- genres: {}\n", m.genres.join(", "));
+    let _ = writeln!(s, "- genres: {}", m.genres.join(", "));
+    let _ = writeln!(
+        s,
+        "- decision thresholds, chosen on held-out predictions: {}\n",
+        f.thresholds
+    );
     write_scores(&mut s, m, f);
     write_use(&mut s, m, f);
     s

@@ -52,6 +52,22 @@ pub fn pooled_thresholds(p: &GenrePredictions, rule: ThresholdRule, weight: f32)
         .collect()
 }
 
+/// The decision rule in words, for `eval`'s report and the model card.
+pub fn describe(rule: ThresholdRule, weight: f32) -> String {
+    let own = match rule {
+        ThresholdRule::Grid => "each genre's own F1-best threshold",
+        ThresholdRule::HalfBestF1 => "half each genre's best F1",
+    };
+    match weight {
+        w if w <= 0.0 => own.to_string(),
+        w if w >= 1.0 => "one threshold shared by all genres".to_string(),
+        w => format!(
+            "{own}, pulled {:.0} % of the way to one shared threshold",
+            w * 100.0
+        ),
+    }
+}
+
 /// Half of genre `k`'s best F1 on the grid: a threshold on the probabilities themselves (the
 /// shift already taken out), which are the calibrated ones. Clamped to the grid's range, so a
 /// genre the predictions never find still gets a usable cut.
@@ -211,6 +227,23 @@ mod tests {
             pooled_thresholds(&p, ThresholdRule::Grid, 1.0)
                 .iter()
                 .all(|t| close(*t, 0.35))
+        );
+    }
+
+    #[test]
+    fn the_rule_is_described_in_words() {
+        let half = describe(ThresholdRule::HalfBestF1, 0.25);
+        assert_eq!(
+            half,
+            "half each genre's best F1, pulled 25 % of the way to one shared threshold"
+        );
+        assert_eq!(
+            describe(ThresholdRule::Grid, 0.0),
+            "each genre's own F1-best threshold"
+        );
+        assert_eq!(
+            describe(ThresholdRule::HalfBestF1, 1.0),
+            "one threshold shared by all genres"
         );
     }
 
