@@ -109,13 +109,17 @@ def tune_thresholds(p, y, shared_weight=0.0):
     return (1 - shared_weight) * own + shared_weight * shared
 
 
+def genre_counts(p, y, thresholds):
+    """Each genre's true positives, false positives and false negatives at `thresholds`."""
+    pred = p >= thresholds
+    return (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
+
+
 def half_best_thresholds(p, y, shared_weight=0.0):
     """Each genre's threshold at half its best grid F1 (the F1-best cut for calibrated
     probabilities; cinefuse's train.threshold_rule = "half_best_f1", clamped to the grid's
     range as there), pulled by `shared_weight` toward the shared micro-F1-best one."""
-    own = tune_thresholds(p, y, 0.0)
-    pred = p >= own
-    tp, fp, fn = (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
+    tp, fp, fn = genre_counts(p, y, tune_thresholds(p, y, 0.0))
     half = np.clip(tp / np.maximum(1, 2 * tp + fp + fn), 0.05, 0.95)
     if shared_weight == 0.0:
         return half

@@ -41,21 +41,10 @@ def read(folder):
     return np.array([int(r["fold"]) for r in rows]), probs, labels
 
 
-def counts(p, y, thresholds):
-    """Each genre's true positives, false positives and false negatives."""
-    pred = p >= thresholds
-    return (pred & (y == 1)).sum(0), (pred & (y == 0)).sum(0), (~pred & (y == 1)).sum(0)
-
-
-def f1s_per_genre(p, y, thresholds):
-    tp, fp, fn = counts(p, y, thresholds)
-    return 2 * tp / np.maximum(1, 2 * tp + fp + fn)
-
-
 def f1s(p, y, thresholds):
-    tp, fp, fn = counts(p, y, thresholds)
+    tp, fp, fn = peers.genre_counts(p, y, thresholds)
     present = y.sum(0) > 0
-    per_genre = f1s_per_genre(p, y, thresholds)
+    per_genre = 2 * tp / np.maximum(1, 2 * tp + fp + fn)
     return np.array([2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()), per_genre[present].mean()])
 
 

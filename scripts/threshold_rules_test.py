@@ -23,6 +23,11 @@ import baselines_sklearn as peers  # noqa: E402
 import paired_bootstrap as pb  # noqa: E402
 import threshold_probe as probe  # noqa: E402
 
+# How far both rules pull each genre's threshold toward the shared one (cinefuse's default
+# train.shared_threshold_weight).
+PULL = 0.25
+
+
 def moved(t, by):
     """`t` with `by` added to its logit (no shift: `t` itself, not a float round trip)."""
     if not np.any(by):
@@ -32,20 +37,21 @@ def moved(t, by):
 
 
 def grid_rule(p, y, shift):
-    """Grid thresholds pulled 0.25, the grid moved by the logit shift as thresholds.rs moves it:
+    """Grid thresholds pulled PULL, the grid moved by the logit shift as thresholds.rs moves it:
     tuned on the probabilities with the shift put back, then taken out again."""
-    return moved(peers.tune_thresholds(moved(p, shift), y, 0.25), -shift)
+    return moved(peers.tune_thresholds(moved(p, shift), y, PULL), -shift)
 
 
 def half_best_rule(p, y, shift):
-    """Half the best F1 (a probability as the run gives it), pulled 0.25 toward the shared
+    """Half the best F1 (a probability as the run gives it), pulled PULL toward the shared
     grid threshold on the shift's scale, as thresholds.rs pulls it."""
     unshifted = moved(p, shift)
     half = moved(peers.half_best_thresholds(unshifted, y, 0.0), shift)
-    return moved(0.75 * half + 0.25 * peers.tune_thresholds(unshifted, y, 1.0), -shift)
+    shared = peers.tune_thresholds(unshifted, y, 1.0)
+    return moved((1 - PULL) * half + PULL * shared, -shift)
 
 
-RULES = {"grid pulled 0.25": grid_rule, "half best F1 pulled 0.25": half_best_rule}
+RULES = {f"grid pulled {PULL}": grid_rule, f"half best F1 pulled {PULL}": half_best_rule}
 
 
 def scores(run, movies, genres):

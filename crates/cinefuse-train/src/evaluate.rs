@@ -135,11 +135,9 @@ impl LoadedRun {
         let (_, val_ds) = crate::trainer::datasets_for(&self.prepared, self.info.rows);
         let val = self.predict_dataset(val_ds);
         let t = &self.config.train;
-        let rule = (t.threshold_rule, t.shared_threshold_weight);
-        (
-            pooled_thresholds(&val.labelled_genres(), rule.0, rule.1),
-            val,
-        )
+        let genres = val.labelled_genres();
+        let thresholds = pooled_thresholds(&genres, t.threshold_rule, t.shared_threshold_weight);
+        (thresholds, val)
     }
 }
 

@@ -273,7 +273,8 @@ mod tests {
     #[test]
     fn the_half_best_rule_reads_the_probabilities_a_shift_left() {
         // The rule's cut is a probability: the same best F1 gives the same number whatever
-        // shift was taken out, and the pull toward the shared threshold happens before it.
+        // shift was taken out, and the pull toward the shared threshold happens on the
+        // shifted grid's scale, as the grid rule's does.
         let p = preds();
         let shift = vec![0.7f32, -0.3];
         let moved = GenrePredictions {
